@@ -1,0 +1,142 @@
+//! The command line, as clap derive structs; their doc comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// qhub: a complete data-science platform (JupyterHub, Dask Gateway, conda-store, Keycloak, …)
+/// on Kubernetes, from one qhub-config.yaml.
+#[derive(Debug, Parser)]
+#[command(name = "qhub", version, propagate_version = true)]
+pub struct Cli {
+    /// Output format: human-readable text, or one JSON document on stdout for machines.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); QHUB_LOG overrides.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a new qhub-config.yaml with QHub's defaults for a provider.
+    Init(InitArgs),
+    /// Check a config and report every problem at once, with key path and line:column.
+    Validate(ConfigArg),
+    /// Migrate a QHub 0.3.x / early 0.4 config to the current format (keeps a backup).
+    Upgrade(UpgradeArgs),
+    /// Print the JSON Schema of qhub-config.yaml (for editors and CI checks).
+    Schema,
+}
+
+/// `-c FILE`.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The config file.
+    #[arg(long, short = 'c', default_value = "qhub-config.yaml")]
+    pub config: PathBuf,
+}
+
+/// Providers `init` can write a config for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitProvider {
+    /// Amazon Web Services (EKS).
+    Aws,
+    /// Google Cloud Platform (GKE).
+    Gcp,
+    /// DigitalOcean (DOKS).
+    Do,
+    /// A Kubernetes cluster you already have.
+    Existing,
+    /// A local Kubernetes cluster (kind, minikube).
+    Local,
+    /// The built-in simulated cloud (no credentials needed).
+    Sandbox,
+}
+
+/// Identity providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthProvider {
+    /// Users and passwords in Keycloak.
+    Password,
+    /// GitHub OAuth.
+    Github,
+    /// Auth0 OAuth.
+    Auth0,
+}
+
+/// CI systems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CiProvider {
+    /// GitHub Actions.
+    GithubActions,
+    /// GitLab CI.
+    GitlabCi,
+    /// No pipeline.
+    None,
+}
+
+/// `qhub init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to deploy.
+    #[arg(value_enum)]
+    pub provider: InitProvider,
+    /// Project name: at most 16 letters, `-` or `_`, starting and ending with a letter.
+    #[arg(long, short = 'p')]
+    pub project: Option<String>,
+    /// The DNS name the platform will be served at.
+    #[arg(long, short = 'd')]
+    pub domain: Option<String>,
+    /// Kubernetes namespace (default `dev`).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// How users log in.
+    #[arg(long, value_enum, default_value_t = AuthProvider::Password)]
+    pub auth_provider: AuthProvider,
+    /// The CI/CD system `qhub render` will write a pipeline for.
+    #[arg(long, value_enum, default_value_t = CiProvider::GithubActions)]
+    pub ci_provider: CiProvider,
+    /// Kubernetes version (default: a current one; DigitalOcean resolves MAJOR.MINOR to a slug).
+    #[arg(long)]
+    pub kubernetes_version: Option<String>,
+    /// Cloud region (default: QHub's per provider).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// GCP project id (gcp only; default: $PROJECT_ID).
+    #[arg(long, env = "PROJECT_ID")]
+    pub gcp_project: Option<String>,
+    /// The file to write.
+    #[arg(long, short = 'c', default_value = "qhub-config.yaml")]
+    pub config: PathBuf,
+    /// Never ask questions; fail instead when something is missing.
+    #[arg(long)]
+    pub disable_prompt: bool,
+}
+
+/// `qhub upgrade`.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// The config file.
+    #[arg(long, short = 'c', default_value = "qhub-config.yaml")]
+    pub config: PathBuf,
+    /// Show what would change without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Accepted for symmetry with the other commands: upgrade never prompts.
+    #[arg(long)]
+    pub disable_prompt: bool,
+}

@@ -1,0 +1,19 @@
+//! One module per command.
+
+mod init;
+mod schema;
+mod upgrade;
+mod validate;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the chosen command; returns the exit code for outcomes that are not errors
+/// (`validate` on an invalid config returns 1 after printing its report).
+pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
+    match &cli.command {
+        Command::Init(args) => init::run(args, cli.output),
+        Command::Validate(args) => validate::run(&args.config, cli.output),
+        Command::Upgrade(args) => upgrade::run(args, cli.output),
+        Command::Schema => schema::run(),
+    }
+}

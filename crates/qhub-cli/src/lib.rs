@@ -1,0 +1,67 @@
+//! `qhub`: the command-line front end of qhub-rs. It parses arguments, wires providers to
+//! `qhub-core` and prints results; it holds no provider logic.
+//!
+//! Exit codes: 0 success, 1 invalid input or failed operation, 2 usage error.
+
+mod cli;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use cli::{Cli, Command, OutputFormat};
+
+/// Exit code for an invalid config or a failed operation.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code for a usage error (bad flags, missing arguments).
+pub const EXIT_USAGE: u8 = 2;
+
+/// An error that carries its exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UsageError {
+    /// What was wrong with the invocation.
+    pub message: String,
+}
+
+/// Runs the CLI with the process's arguments and returns its exit code.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    init_tracing(cli.verbose);
+    match commands::dispatch(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            let code = if err.downcast_ref::<UsageError>().is_some() {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILED
+            };
+            output::print_error(cli.output, &err);
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("QHUB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}

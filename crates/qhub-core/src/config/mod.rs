@@ -1,0 +1,382 @@
+//! The `qhub-config.yaml` model: every key of QHub 0.4.x, typed, one file per section.
+//!
+//! Loading is three passes over a YAML tree that remembers positions ([`yaml`]):
+//! 1. the structural pass ([`schema`]) checks keys and types against the JSON Schema derived from
+//!    this model and reports every problem at once;
+//! 2. serde builds the typed [`Config`];
+//! 3. the semantic pass ([`validate`]) checks the rules that span keys (`min_nodes <=
+//!    max_nodes`, one default profile, the provider's section exists, …).
+//!
+//! `QHUB_SECRET_X` values are substituted from the environment afterwards, in memory only
+//! ([`Loaded::resolve_secrets`]).
+
+pub mod certificate;
+pub mod ci_cd;
+pub mod components;
+pub mod diagnostics;
+pub mod environments;
+pub mod extensions;
+pub mod formats;
+pub mod images;
+pub mod init;
+pub mod profiles;
+pub mod provider;
+pub mod schema;
+pub mod secrets;
+pub mod security;
+pub mod upgrade;
+pub mod validate;
+pub mod yaml;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use certificate::{Certificate, CertificateKind};
+pub use ci_cd::{CiCd, CiKind, TerraformState};
+pub use components::{
+    CdsDashboards, ClearMl, CondaStore, Ingress, JupyterHub, Prefect, Theme, Toggle,
+};
+pub use diagnostics::{Diagnostic, KeyPath, Report, Severity};
+pub use environments::{CondaEnvironment, Dependency};
+pub use extensions::{Extension, HelmExtension};
+pub use images::{DefaultImages, ExternalContainerReg, Storage};
+pub use profiles::{DaskWorkerProfile, JupyterLabProfile, KubeSpawnerOverride, Profiles};
+pub use provider::{
+    AwsProvider, AzureProvider, DoProvider, ExistingProvider, GcpProvider, NodeGroup, NodeGroups,
+    ProviderKind, SandboxProvider,
+};
+pub use security::{Authentication, AuthenticationKind, Security};
+pub use yaml::Position;
+
+/// The default file name.
+pub const DEFAULT_FILE: &str = "qhub-config.yaml";
+
+/// The QHub release whose config format this model reads and `qhub init` writes.
+pub const QHUB_VERSION: &str = "0.4.5";
+
+/// A whole `qhub-config.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Project name: at most 16 characters, letters, `-` and `_`, starting and ending with a
+    /// letter. Cloud resources are named `{project_name}-{namespace}`.
+    pub project_name: String,
+    /// Where to deploy: `aws`, `gcp`, `do`, `existing`, `local` or `sandbox` (`azure` is not
+    /// supported).
+    pub provider: ProviderKind,
+    /// The DNS name the platform is served at, e.g. `qhub.example.com`.
+    pub domain: String,
+    /// Kubernetes namespace of the platform, and the second half of resource names.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The QHub config format version this file was written for (0.4.x).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qhub_version: Option<String>,
+    /// CI/CD pipeline that deploys on push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_cd: Option<CiCd>,
+    /// Ignored: qhub-rs keeps no Terraform state. Accepted so QHub configs load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terraform_state: Option<TerraformState>,
+    /// TLS certificate source.
+    #[serde(default)]
+    pub certificate: Certificate,
+    /// Login and Keycloak.
+    pub security: Security,
+    /// Images of the hub, user servers and Dask workers.
+    #[serde(default)]
+    pub default_images: DefaultImages,
+    /// Persistent volume sizes.
+    #[serde(default)]
+    pub storage: Storage,
+    /// JupyterHub look and feel.
+    #[serde(default)]
+    pub theme: Theme,
+    /// Helm charts to install (not supported: qhub-rs runs without Helm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm_extensions: Option<Vec<HelmExtension>>,
+    /// Prometheus and Grafana.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<Toggle>,
+    /// Argo Workflows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argo_workflows: Option<Toggle>,
+    /// kbatch (batch jobs from notebooks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kbatch: Option<Toggle>,
+    /// ContainDS Dashboards.
+    #[serde(default)]
+    pub cdsdashboards: CdsDashboards,
+    /// Prefect agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefect: Option<Prefect>,
+    /// ClearML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clearml: Option<ClearMl>,
+    /// A private Amazon ECR to pull images from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_container_reg: Option<ExternalContainerReg>,
+    /// `provider: aws`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amazon_web_services: Option<AwsProvider>,
+    /// `provider: gcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub google_cloud_platform: Option<GcpProvider>,
+    /// `provider: do`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digital_ocean: Option<DoProvider>,
+    /// `provider: azure` (not supported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureProvider>,
+    /// `provider: existing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing: Option<ExistingProvider>,
+    /// `provider: local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<ExistingProvider>,
+    /// `provider: sandbox`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxProvider>,
+    /// JupyterLab and Dask worker profiles.
+    #[serde(default)]
+    pub profiles: Profiles,
+    /// Conda environments built by conda-store, keyed by file name.
+    #[serde(default)]
+    pub environments: IndexMap<String, CondaEnvironment>,
+    /// conda-store settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conda_store: Option<CondaStore>,
+    /// JupyterHub settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jupyterhub: Option<JupyterHub>,
+    /// Extra web apps behind the platform's login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tf_extensions: Option<Vec<Extension>>,
+    /// Ingress settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<Ingress>,
+    /// Refuse to deploy (a guard for configs that must not be applied).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prevent_deploy: bool,
+}
+
+fn default_namespace() -> String {
+    "dev".into()
+}
+
+impl Config {
+    /// `{project_name}-{namespace}`: the base name of every cloud resource.
+    pub fn resource_prefix(&self) -> String {
+        format!("{}-{}", self.project_name, self.namespace)
+    }
+
+    /// The node groups of the chosen provider (empty for `existing`/`local`).
+    pub fn node_groups(&self) -> Option<&NodeGroups> {
+        match self.provider {
+            ProviderKind::Aws => self.amazon_web_services.as_ref().map(|p| &p.node_groups),
+            ProviderKind::Gcp => self.google_cloud_platform.as_ref().map(|p| &p.node_groups),
+            ProviderKind::Do => self.digital_ocean.as_ref().map(|p| &p.node_groups),
+            ProviderKind::Sandbox => self.sandbox.as_ref().map(|p| &p.node_groups),
+            ProviderKind::Azure | ProviderKind::Existing | ProviderKind::Local => None,
+        }
+    }
+
+    /// The Kubernetes version of the chosen provider's section, when it has one.
+    pub fn kubernetes_version(&self) -> Option<&str> {
+        match self.provider {
+            ProviderKind::Aws => self
+                .amazon_web_services
+                .as_ref()
+                .map(|p| &p.kubernetes_version),
+            ProviderKind::Gcp => self
+                .google_cloud_platform
+                .as_ref()
+                .map(|p| &p.kubernetes_version),
+            ProviderKind::Do => self.digital_ocean.as_ref().map(|p| &p.kubernetes_version),
+            ProviderKind::Sandbox => self.sandbox.as_ref().map(|p| &p.kubernetes_version),
+            _ => None,
+        }
+        .map(String::as_str)
+    }
+
+    /// Writes the config as YAML (key order as in [`Config`]).
+    pub fn to_yaml(&self) -> String {
+        let json = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        yaml::emit(&yaml::Node::from_json(&json))
+    }
+}
+
+/// Where each key path was written: (position of the key, position of the value).
+pub type Spans = HashMap<String, (Position, Position)>;
+
+/// A loaded, valid config with the source positions of its keys.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The typed config, with `QHUB_SECRET_` values still unresolved.
+    pub config: Config,
+    /// Warnings found while validating (errors make loading fail).
+    pub report: Report,
+    /// The config as JSON, as read (before defaults), for secret substitution.
+    raw: serde_json::Value,
+    spans: Spans,
+}
+
+impl Loaded {
+    /// Where `path` was written, or its nearest written ancestor.
+    pub fn position(&self, path: &KeyPath) -> Position {
+        position_of(&self.spans, path)
+    }
+
+    /// The config with every `QHUB_SECRET_X` replaced by the value of environment variable `X`
+    /// as `lookup` gives it. Nothing is written to disk.
+    pub fn resolve_secrets(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw = secrets::substitute(&self.raw, &lookup, &KeyPath::root())?;
+        serde_json::from_value(raw).map_err(|e| ConfigError::Internal(e.to_string()))
+    }
+}
+
+pub(crate) fn position_of(spans: &Spans, path: &KeyPath) -> Position {
+    let mut p = Some(path.clone());
+    while let Some(cur) = p {
+        if let Some((_, value)) = spans.get(&cur.to_string()) {
+            return *value;
+        }
+        p = cur.parent();
+    }
+    Position { line: 1, column: 1 }
+}
+
+/// Errors of the config layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file we would create already exists.
+    #[error("{path} already exists; qhub never overwrites it (move it away or edit it)")]
+    AlreadyExists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The config is invalid; the report lists every problem.
+    #[error("{} is invalid: {} error(s)\n{report}", file.display(), report.errors().count())]
+    Invalid {
+        /// The file (or `<input>`).
+        file: PathBuf,
+        /// Every finding.
+        report: Report,
+    },
+    /// A `QHUB_SECRET_X` value names an environment variable that is not set.
+    #[error(
+        "{path}: environment variable `{var}` is not set (the config asks for it with `QHUB_SECRET_{var}`); export it before running qhub"
+    )]
+    MissingSecret {
+        /// Key whose value names the variable.
+        path: KeyPath,
+        /// The variable.
+        var: String,
+    },
+    /// The request cannot be carried out as asked (bad `init`/`upgrade` arguments).
+    #[error("{0}")]
+    Usage(String),
+    /// A bug: the structural pass accepted what serde rejected.
+    #[error("internal error (please report): {0}")]
+    Internal(String),
+}
+
+/// Loads and validates config text. `file` is used in messages only.
+pub fn load_str(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
+    let (loaded, report) = check_str(text);
+    match loaded {
+        Some(mut loaded) if !report.has_errors() => {
+            loaded.report = report;
+            Ok(loaded)
+        }
+        _ => Err(ConfigError::Invalid {
+            file: file.to_path_buf(),
+            report,
+        }),
+    }
+}
+
+/// Reads, loads and validates a config file.
+pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_str(&text, path)
+}
+
+/// Validates config text and returns every finding, plus the loaded config when it could be
+/// built (it may still have semantic errors in the report).
+pub fn check_str(text: &str) -> (Option<Loaded>, Report) {
+    let mut report = Report::default();
+    let node = match yaml::parse(text) {
+        Ok(node) => node,
+        Err(e) => {
+            report.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                path: KeyPath::root(),
+                line: e.pos.line,
+                column: e.pos.column,
+                message: format!("YAML syntax error: {}", e.message),
+                hint: None,
+            });
+            return (None, report);
+        }
+    };
+    let mut spans = Spans::new();
+    let mut walker = schema::Walker::new(schema::json_schema(), &mut spans);
+    let raw = walker.walk(&node, schema::json_schema(), &KeyPath::root());
+    report.diagnostics.append(&mut walker.diagnostics);
+    // The semantic rules read the partial value too, so one run reports every problem: a broken
+    // section does not hide the rule violations of the others.
+    let raw = raw.unwrap_or(serde_json::Value::Null);
+    validate::check(&raw, &spans, &mut report);
+    let loaded = if report.has_errors() {
+        None
+    } else {
+        match serde_json::from_value::<Config>(raw.clone()) {
+            Ok(config) => Some(Loaded {
+                config,
+                report: Report::default(),
+                raw,
+                spans,
+            }),
+            Err(e) => {
+                report.diagnostics.push(Diagnostic {
+                    severity: Severity::Error,
+                    path: KeyPath::root(),
+                    line: 1,
+                    column: 1,
+                    message: format!("internal error (please report): {e}"),
+                    hint: None,
+                });
+                None
+            }
+        }
+    };
+    report.sort();
+    (loaded, report)
+}

@@ -1,0 +1,113 @@
+//! Crash-safe file writes: a file we write is either absent, or complete; never half-written.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Errors of the file helpers.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The target exists and we never overwrite it.
+    #[error("{0} already exists")]
+    Exists(PathBuf),
+    /// An I/O error on the named path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn temp_beside(path: &Path, contents: &[u8]) -> Result<PathBuf, WriteError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for attempt in 0..100u32 {
+        let tmp = dir.join(format!(".{name}.tmp-{}-{attempt}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(mut f) => {
+                let written = f.write_all(contents).and_then(|()| f.sync_all());
+                if let Err(e) = written {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(io(&tmp)(e));
+                }
+                return Ok(tmp);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&tmp)(e)),
+        }
+    }
+    Err(WriteError::Io {
+        path: dir,
+        source: std::io::Error::other("could not create a temporary file"),
+    })
+}
+
+/// Writes a new file atomically; fails with [`WriteError::Exists`] if `path` exists (checked
+/// atomically with a hard link, so two racing writers cannot both win).
+pub fn write_new(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
+    if path.exists() {
+        return Err(WriteError::Exists(path.to_path_buf()));
+    }
+    let tmp = temp_beside(path, contents)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(WriteError::Exists(path.to_path_buf()))
+        }
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// Replaces a file atomically (write beside it, then rename over it).
+pub fn replace(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
+    let tmp = temp_beside(path, contents)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(path)(e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_new_refuses_to_overwrite_and_leaves_no_temp_files() {
+        let dir = std::env::temp_dir().join(format!("qhub-fs-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("a.yaml");
+        let _ = std::fs::remove_file(&f);
+        write_new(&f, b"one").unwrap();
+        assert!(matches!(write_new(&f, b"two"), Err(WriteError::Exists(_))));
+        assert_eq!(std::fs::read(&f).unwrap(), b"one");
+        replace(&f, b"three").unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"three");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
