@@ -38,8 +38,34 @@ pub enum Command {
     Validate(ConfigArg),
     /// Migrate a QHub 0.3.x / early 0.4 config to the current format (keeps a backup).
     Upgrade(UpgradeArgs),
-    /// Print the JSON Schema of qhub-config.yaml (for editors and CI checks).
-    Schema,
+    /// Show what deploy would change, in the cloud and in Kubernetes, from live state.
+    Plan(StageArgs),
+    /// Converge the deployment to the config; safe to re-run and to interrupt.
+    Deploy(StageArgs),
+    /// List what exists for this deployment, and whether it matches the config.
+    Status(StageArgs),
+    /// Remove everything this deployment owns, even after a partial deploy.
+    Destroy(StageArgs),
+    /// Print the JSON Schema of qhub-config.yaml (for editors and CI checks), or the
+    /// configuration reference generated from it.
+    Schema(SchemaArgs),
+}
+
+/// Formats `schema` can print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaFormat {
+    /// The JSON Schema (draft 2020-12), for editors and CI checks.
+    Json,
+    /// The configuration reference as Markdown (docs/configuration.md).
+    Markdown,
+}
+
+/// `qhub schema`.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// What to print.
+    #[arg(long, value_enum, default_value_t = SchemaFormat::Json)]
+    pub format: SchemaFormat,
 }
 
 /// `-c FILE`.
@@ -139,4 +165,30 @@ pub struct UpgradeArgs {
     /// Accepted for symmetry with the other commands: upgrade never prompts.
     #[arg(long)]
     pub disable_prompt: bool,
+}
+
+/// Stages of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StageArg {
+    /// Cloud resources: network, cluster, node groups, storage.
+    Infrastructure,
+    /// Kubernetes objects (the platform components).
+    Kubernetes,
+}
+
+/// Arguments of plan, deploy, status and destroy.
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    /// The config file.
+    #[arg(long, short = 'c', default_value = "qhub-config.yaml")]
+    pub config: PathBuf,
+    /// Limit the command to one stage.
+    #[arg(long, value_enum)]
+    pub stage: Option<StageArg>,
+    /// Do not ask for confirmation (for CI).
+    #[arg(long)]
+    pub disable_prompt: bool,
+    /// Changes applied at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
 }

@@ -4,10 +4,18 @@
 //!   positions, validation that reports every problem at once, `qhub init` defaults, `qhub
 //!   upgrade` migrations, and the JSON Schema.
 //!
-//! Coming next (see the roadmap in DESIGN.md): the `Provider` trait and registry, the plan/apply
-//! engine, the shared Kubernetes deployment layer and the built-in sandbox.
+//! - [`provider`]: the `Provider` trait every cloud implements, and the registry.
+//! - [`engine`]: the plan model and the plan/apply engine (no state file).
+//! - [`sandbox`]: the built-in simulated cloud.
+//!
+//! Not built yet (see the roadmap in DESIGN.md): the shared Kubernetes deployment layer and the
+//! sandbox's in-memory Kubernetes API.
 
 pub mod config;
+pub mod conformance;
+pub mod engine;
 pub mod fs;
+pub mod provider;
+pub mod sandbox;
 
 pub use config::{Config, ConfigError, Loaded, load_file, load_str};

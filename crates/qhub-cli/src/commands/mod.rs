@@ -1,6 +1,8 @@
 //! One module per command.
 
 mod init;
+mod lifecycle;
+mod progress;
 mod schema;
 mod upgrade;
 mod validate;
@@ -14,6 +16,10 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Init(args) => init::run(args, cli.output),
         Command::Validate(args) => validate::run(&args.config, cli.output),
         Command::Upgrade(args) => upgrade::run(args, cli.output),
-        Command::Schema => schema::run(),
+        Command::Plan(args) => lifecycle::plan(args, cli.output),
+        Command::Deploy(args) => lifecycle::deploy(args, cli.output),
+        Command::Status(args) => lifecycle::status(args, cli.output),
+        Command::Destroy(args) => lifecycle::destroy(args, cli.output),
+        Command::Schema(args) => schema::run(args),
     }
 }

@@ -1,7 +1,15 @@
 //! `qhub schema`.
 
-/// Prints the JSON Schema (always JSON: it is for machines).
-pub fn run() -> anyhow::Result<u8> {
-    crate::output::json(qhub_core::config::schema::json_schema())?;
+use qhub_core::config::{reference, schema};
+
+use crate::cli::{SchemaArgs, SchemaFormat};
+
+/// Prints the JSON Schema (always JSON, whatever `--output` says: it is for machines), or with
+/// `--format markdown` the configuration reference generated from it.
+pub fn run(args: &SchemaArgs) -> anyhow::Result<u8> {
+    match args.format {
+        SchemaFormat::Json => crate::output::json(schema::json_schema())?,
+        SchemaFormat::Markdown => print!("{}", reference::markdown()),
+    }
     Ok(0)
 }

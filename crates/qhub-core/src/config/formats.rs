@@ -59,7 +59,6 @@ pub fn kubernetes_version(
     text: &str,
     allowed_suffix: Option<&str>,
 ) -> Result<KubernetesVersion, String> {
-    let text = text.strip_prefix('v').unwrap_or(text);
     let (numbers, suffix) = match text.split_once('-') {
         Some((n, s)) => (n, Some(s)),
         None => (text, None),
@@ -372,6 +371,7 @@ mod tests {
         assert!(kubernetes_version("1", None).is_err());
         assert!(kubernetes_version("1.2.3.4", None).is_err());
         assert!(kubernetes_version("2.1", None).is_err());
+        assert!(kubernetes_version("v1.29", None).is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod images;
 pub mod init;
 pub mod profiles;
 pub mod provider;
+pub mod reference;
 pub mod schema;
 pub mod secrets;
 pub mod security;
@@ -161,6 +162,7 @@ pub struct Config {
     pub ingress: Option<Ingress>,
     /// Refuse to deploy (a guard for configs that must not be applied).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("default" = false))]
     pub prevent_deploy: bool,
 }
 

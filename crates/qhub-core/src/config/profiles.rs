@@ -40,9 +40,11 @@ pub struct JupyterLabProfile {
     pub description: String,
     /// Pre-select this profile (at most one may).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("default" = false))]
     pub default: bool,
     /// Who may use it.
     #[serde(default, skip_serializing_if = "is_default_access")]
+    #[schemars(extend("default" = "all"))]
     pub access: Access,
     /// With `access: yaml`: users allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,6 +114,7 @@ pub struct DaskWorkerProfile {
     pub worker_memory: Memory,
     /// Threads per worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub worker_threads: Option<u32>,
     /// Worker image (default: `default_images.dask_worker`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

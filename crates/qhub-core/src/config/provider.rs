@@ -100,9 +100,11 @@ pub struct NodeGroup {
     pub max_nodes: u32,
     /// AWS: use the GPU AMI and taint the group for GPU workloads.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("default" = false))]
     pub gpu: bool,
     /// GCP: accelerators attached to every node of the group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("default" = []))]
     pub guest_accelerators: Vec<GuestAccelerator>,
     /// Provider-specific keys, kept as written.
     #[serde(flatten)]

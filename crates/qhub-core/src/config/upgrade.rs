@@ -179,7 +179,7 @@ pub fn migrate(text: &str, password: &dyn Fn() -> String) -> Result<Migration, C
         let has_password = security
             .get("keycloak")
             .and_then(|k| k.get("initial_root_password"))
-            .is_some_and(|p| !p.is_null());
+            .is_some_and(|p| !p.is_null() && p.as_str().is_some_and(|s| !s.trim().is_empty()));
         if !has_password {
             if security
                 .get("keycloak")
@@ -215,7 +215,9 @@ pub fn migrate(text: &str, password: &dyn Fn() -> String) -> Result<Migration, C
         changes.push(format!("rewrote `ci_cd: {kind}` as a ci_cd section"));
     }
 
-    // 0.3 profiles restricted by `users`/`groups` lists; 0.4 says so with `access`.
+    // 0.3 profiles restricted by `users`/`groups` lists; 0.4 says so with `access`. In a 0.4
+    // file a missing `access` already means `all`, so only restricted profiles need it.
+    let pre_0_4 = !from_version.trim_start_matches('v').starts_with("0.4");
     if let Some(Value::Seq(profiles)) = root
         .get_mut("profiles")
         .and_then(|p| p.get_mut("jupyterlab"))
@@ -224,6 +226,9 @@ pub fn migrate(text: &str, password: &dyn Fn() -> String) -> Result<Migration, C
         for (i, profile) in profiles.iter_mut().enumerate() {
             if profile.get("access").is_none() && matches!(profile.value, Value::Map(_)) {
                 let restricted = profile.get("users").is_some() || profile.get("groups").is_some();
+                if !restricted && !pre_0_4 {
+                    continue;
+                }
                 let access = if restricted { "yaml" } else { "all" };
                 profile.insert("access", Node::plain(access));
                 changes.push(format!("added profiles.jupyterlab[{i}].access: {access}"));
@@ -323,7 +328,20 @@ pub fn upgrade_file(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let backup = dir.join(format!("{file_name}.{}.backup", migration.from_version));
+    // `qhub_version` is free text: keep only file-name-safe characters so that a `/` in it
+    // cannot send the backup into another directory (or make it unwritable).
+    let version: String = migration
+        .from_version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let backup = dir.join(format!("{file_name}.{version}.backup"));
     let users_file = migration
         .users_import
         .as_ref()

@@ -515,6 +515,13 @@ fn check_cpu_pair(cx: &mut Ctx<'_>, path: &KeyPath, request: (&str, &Cpu), limit
     }
 }
 
+fn show_memory(m: &Memory) -> String {
+    match m {
+        Memory::Bytes(b) => b.to_string(),
+        Memory::Quantity(q) => q.clone(),
+    }
+}
+
 fn check_memory_pair(
     cx: &mut Ctx<'_>,
     path: &KeyPath,
@@ -544,8 +551,11 @@ fn check_memory_pair(
         cx.error(
             path.key(request.0),
             format!(
-                "{} is greater than {}; Kubernetes rejects a request above its limit",
-                request.0, limit.0
+                "{} ({}) is greater than {} ({}); Kubernetes rejects a request above its limit",
+                request.0,
+                show_memory(request.1),
+                limit.0,
+                show_memory(limit.1)
             ),
             None,
         );
@@ -664,7 +674,7 @@ fn check_environments(cx: &mut Ctx<'_>) {
         if !(file.ends_with(".yaml") || file.ends_with(".yml")) || file.contains('/') {
             cx.error(
                 path.clone(),
-                format!("environment key `{file}` must be a file name ending in `.yaml`"),
+                format!("environment key `{file}` must be a file name ending in `.yaml` or `.yml`"),
                 Some(format!(
                     "e.g. `environment-{}.yaml`",
                     file.trim_end_matches(".yml")
@@ -762,7 +772,24 @@ fn check_extensions(cx: &mut Ctx<'_>) {
             continue;
         };
         check_image(cx, path.key("image"), &ext.image);
-        if let Err(e) = formats::dns_name(&ext.name) {
+        // A Service name is an RFC 1035 label: no dots, lowercase, starting with a letter
+        // (https://kubernetes.io/docs/concepts/overview/working-with-objects/names/#rfc-1035-label-names).
+        let label = formats::dns_name(&ext.name).and_then(|()| {
+            let ok = ext.name.starts_with(|c: char| c.is_ascii_lowercase())
+                && ext
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`{}` must be lowercase letters, digits and `-`, starting with a letter",
+                    ext.name
+                ))
+            }
+        });
+        if let Err(e) = label {
             cx.error(
                 path.key("name"),
                 format!("extension name must be a DNS label (it names a Kubernetes Service): {e}"),

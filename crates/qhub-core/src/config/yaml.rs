@@ -426,7 +426,13 @@ fn emit_block(node: &Node, indent: usize, out: &mut String) {
     match &node.value {
         Value::Map(entries) => {
             for (key, value) in entries {
-                let _ = write!(out, "{pad}{}:", key_text(&key.name));
+                let key = key_text(&key.name);
+                if key.chars().count() > MAX_IMPLICIT_KEY {
+                    // YAML limits implicit keys to 1024 characters; longer ones need `? key`.
+                    let _ = write!(out, "{pad}? {key}\n{pad}:");
+                } else {
+                    let _ = write!(out, "{pad}{key}:");
+                }
                 emit_child(value, indent + 2, out);
             }
         }
@@ -470,6 +476,10 @@ fn emit_child(value: &Node, indent: usize, out: &mut String) {
     }
 }
 
+/// Keys longer than this are written as explicit `? key` entries: YAML 1.2 limits an implicit
+/// key to 1024 characters, and saphyr enforces it.
+const MAX_IMPLICIT_KEY: usize = 1000;
+
 fn key_text(key: &str) -> String {
     if is_safe_plain(key) && resolve_plain(key) == Resolved::Str {
         key.to_string()
@@ -508,10 +518,16 @@ fn is_safe_plain(text: &str) -> bool {
     if text.ends_with(' ') || text.ends_with(':') {
         return false;
     }
+    // `---`/`...` at the start of a line are document markers (a root scalar, a top-level key).
+    if text.starts_with("---") || text.starts_with("...") {
+        return false;
+    }
     !text.contains(": ")
         && !text.contains(" #")
         && !text.chars().any(|c| {
-            c.is_control() || matches!(c, '\'' | '"' | '`' | '{' | '}' | '[' | ']' | ',' | '\\')
+            c.is_control()
+                // A byte order mark is an error inside a plain scalar (saphyr rejects it).
+                || matches!(c, '\u{feff}' | '\'' | '"' | '`' | '{' | '}' | '[' | ']' | ',' | '\\')
         })
 }
 

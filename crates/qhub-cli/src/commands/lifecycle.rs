@@ -1,0 +1,254 @@
+//! `qhub plan`, `deploy`, `status` and `destroy`: load the config, build its provider, and run
+//! the engine.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use qhub_core::config::{self, Config};
+use qhub_core::engine::plan::{Plan, Stage};
+use qhub_core::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
+use qhub_core::provider::{Ownership, ProviderRegistry};
+use tokio_util::sync::CancellationToken;
+
+use crate::UsageError;
+use crate::cli::{OutputFormat, StageArg, StageArgs};
+
+struct Session {
+    config: Config,
+    engine: Engine,
+    stages: StageFilter,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn session(args: &StageArgs) -> anyhow::Result<Session> {
+    let loaded = config::load_file(&args.config)?;
+    for w in loaded.report.warnings() {
+        tracing::warn!("{}: {w}", args.config.display());
+    }
+    // QHUB_SECRET_ values are resolved in memory only, never written anywhere.
+    let config = loaded.resolve_secrets(|name| std::env::var(name).ok())?;
+    let dir: PathBuf = match args.config.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let provider = ProviderRegistry::with_builtin()
+        .build(&config, &dir)
+        .with_context(|| format!("provider `{}`", config.provider))?;
+    let engine = Engine::new(
+        provider,
+        EngineOptions {
+            concurrency: usize::from(args.concurrency),
+            ..EngineOptions::default()
+        },
+    );
+    let stages = match args.stage {
+        None => StageFilter::All,
+        Some(StageArg::Infrastructure) => StageFilter::Only(Stage::Infrastructure),
+        Some(StageArg::Kubernetes) => StageFilter::Only(Stage::Kubernetes),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(Session {
+        config,
+        engine,
+        stages,
+        runtime,
+    })
+}
+
+fn confirm(question: &str, args: &StageArgs) -> anyhow::Result<bool> {
+    if args.disable_prompt {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError {
+            message: "refusing to change anything without confirmation: stdin is not a terminal; pass --disable-prompt".into(),
+        }
+        .into());
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// `qhub plan`.
+pub fn plan(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
+    let s = session(args)?;
+    let plan = s.runtime.block_on(s.engine.plan(&s.config, s.stages))?;
+    match format {
+        OutputFormat::Json => crate::output::json(&plan.to_json())?,
+        OutputFormat::Text => print!("{}", plan.render_text()),
+    }
+    Ok(0)
+}
+
+fn apply(
+    s: &Session,
+    plan: &Plan,
+    format: OutputFormat,
+    verb: &str,
+    args: &StageArgs,
+) -> anyhow::Result<(u8, Option<ApplyReport>)> {
+    if plan.is_empty() {
+        if format == OutputFormat::Text {
+            print!("{}", plan.render_text());
+        }
+        return Ok((0, None));
+    }
+    if format == OutputFormat::Text {
+        print!("{}", plan.render_text());
+    }
+    if !confirm(&format!("{verb} these changes?"), args)? {
+        eprintln!("nothing changed");
+        return Ok((crate::EXIT_FAILED, None));
+    }
+    let ownership = Ownership::of(&s.config);
+    let report = s.runtime.block_on(async {
+        let _lock = s.engine.provider().lock(&ownership).await?;
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_signal.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("aborted; re-run the command to converge");
+                    std::process::exit(130);
+                }
+            }
+        });
+        let sink = super::progress::sink(format);
+        anyhow::Ok(s.engine.apply(plan, &ownership, sink, cancel).await)
+    })?;
+    if format == OutputFormat::Text {
+        summarize(&report);
+    }
+    Ok((
+        if report.succeeded() {
+            0
+        } else {
+            crate::EXIT_FAILED
+        },
+        Some(report),
+    ))
+}
+
+fn summarize(report: &ApplyReport) {
+    println!(
+        "{} done, {} failed, {} not started in {:.1}s ({} retries){}",
+        report.done.len(),
+        report.failed.len(),
+        report.not_started.len(),
+        report.elapsed.as_secs_f64(),
+        report.retries,
+        if report.cancelled { "; cancelled" } else { "" }
+    );
+    for (id, action, error) in &report.failed {
+        eprintln!("  failed: {action:?} {id}: {error}");
+    }
+    for (id, action) in &report.not_started {
+        eprintln!("  not started: {action:?} {id}");
+    }
+    if !report.succeeded() {
+        eprintln!("re-run the same command to converge: it picks up from what exists");
+    }
+}
+
+fn result_json(plan: &Plan, report: Option<&ApplyReport>) -> serde_json::Value {
+    serde_json::json!({
+        "plan": plan.to_json(),
+        "applied": report,
+        "succeeded": report.is_none_or(ApplyReport::succeeded),
+    })
+}
+
+/// `qhub deploy`.
+pub fn deploy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
+    let s = session(args)?;
+    if s.config.prevent_deploy {
+        bail!(
+            "{}: prevent_deploy is true; remove it to allow deploys",
+            args.config.display()
+        );
+    }
+    let preflight = s
+        .runtime
+        .block_on(s.engine.provider().preflight(&s.config))?;
+    for w in &preflight.warnings {
+        tracing::warn!("preflight: {w}");
+    }
+    let plan = s.runtime.block_on(s.engine.plan(&s.config, s.stages))?;
+    let (code, report) = apply(&s, &plan, format, "Apply", args)?;
+    if format == OutputFormat::Json {
+        crate::output::json(&result_json(&plan, report.as_ref()))?;
+    }
+    Ok(code)
+}
+
+/// `qhub destroy`.
+pub fn destroy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
+    let s = session(args)?;
+    let ownership = Ownership::of(&s.config);
+    let plan = s
+        .runtime
+        .block_on(s.engine.destroy_plan(&ownership, s.stages))?;
+    let (code, report) = apply(&s, &plan, format, "Delete everything above? These", args)?;
+    if format == OutputFormat::Json {
+        crate::output::json(&result_json(&plan, report.as_ref()))?;
+    }
+    Ok(code)
+}
+
+/// `qhub status`.
+pub fn status(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
+    let s = session(args)?;
+    let ownership = Ownership::of(&s.config);
+    let (observed, plan) = s.runtime.block_on(async {
+        let observed = s.engine.provider().observe(&ownership).await?;
+        let plan = s.engine.plan(&s.config, s.stages).await?;
+        anyhow::Ok((observed, plan))
+    })?;
+    let summary = plan.summary();
+    match format {
+        OutputFormat::Json => crate::output::json(&serde_json::json!({
+            "deployment": ownership.prefix(),
+            "provider": s.config.provider,
+            "resources": observed.iter().map(|o| serde_json::json!({
+                "resource": o.id, "stage": o.stage, "state": o.state, "cloud_id": o.cloud_id,
+            })).collect::<Vec<_>>(),
+            "in_sync": plan.is_empty(),
+            "pending": summary,
+        }))?,
+        OutputFormat::Text => {
+            println!(
+                "deployment {} (provider {}):",
+                ownership.prefix(),
+                s.config.provider
+            );
+            if observed.is_empty() {
+                println!("  nothing deployed");
+            }
+            for o in &observed {
+                println!(
+                    "  {:<40} {:<10} {}",
+                    o.id.to_string(),
+                    o.state,
+                    o.cloud_id.as_deref().unwrap_or("-")
+                );
+            }
+            if plan.is_empty() {
+                println!("in sync with {}", args.config.display());
+            } else {
+                println!(
+                    "out of sync: {} to create, {} to update, {} to replace, {} to delete (run `qhub plan` for details)",
+                    summary.create, summary.update, summary.replace, summary.delete
+                );
+            }
+        }
+    }
+    Ok(0)
+}

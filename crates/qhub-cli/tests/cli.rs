@@ -1,0 +1,324 @@
+//! The `qhub` binary end to end: exit codes (0 ok, 1 invalid or failed, 2 usage), files written
+//! or left alone, and `--output json` printing exactly one JSON document on stdout.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const CONFIG: &str = "qhub-config.yaml";
+
+/// Runs `qhub` in `dir` with a clean environment for the variables it reads.
+fn qhub(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qhub"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PROJECT_ID")
+        .env_remove("QHUB_LOG")
+        .output()
+        .expect("qhub runs")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited, not killed")
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Parses stdout as exactly one JSON document (trailing text makes this fail).
+#[track_caller]
+fn json_stdout(out: &Output) -> Value {
+    let text = String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8");
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", describe(out)))
+}
+
+fn init_args(provider: &str) -> Vec<&str> {
+    let mut args = vec![
+        "init",
+        provider,
+        "--project",
+        "demo",
+        "--domain",
+        "demo.example.com",
+        "--disable-prompt",
+    ];
+    if provider == "gcp" {
+        args.extend(["--gcp-project", "my-gcp-project"]);
+    }
+    args
+}
+
+#[test]
+fn init_then_validate_for_every_provider() {
+    for provider in ["aws", "gcp", "do", "existing", "local", "sandbox"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = qhub(dir.path(), &init_args(provider));
+        assert_eq!(code(&out), 0, "init {provider}: {}", describe(&out));
+        let text = std::fs::read_to_string(dir.path().join(CONFIG)).expect("config written");
+        assert!(
+            text.contains(&format!("provider: {provider}\n")),
+            "{provider}:\n{text}"
+        );
+        let out = qhub(dir.path(), &["validate", "-c", CONFIG]);
+        assert_eq!(code(&out), 0, "validate {provider}: {}", describe(&out));
+        let out = qhub(dir.path(), &["--output", "json", "validate"]);
+        assert_eq!(code(&out), 0, "validate {provider}: {}", describe(&out));
+        let doc = json_stdout(&out);
+        assert_eq!(doc["valid"], Value::Bool(true), "{doc}");
+        assert_eq!(doc["errors"], serde_json::json!([]), "{doc}");
+    }
+}
+
+#[test]
+fn init_with_json_output_prints_one_document() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = vec!["-o", "json"];
+    args.extend(init_args("sandbox"));
+    let out = qhub(dir.path(), &args);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let doc = json_stdout(&out);
+    assert_eq!(doc["provider"], "sandbox", "{doc}");
+    assert_eq!(doc["project_name"], "demo", "{doc}");
+}
+
+#[test]
+fn init_writes_a_fresh_password_each_time() {
+    let a = tempfile::tempdir().expect("tempdir");
+    let b = tempfile::tempdir().expect("tempdir");
+    for dir in [&a, &b] {
+        let out = qhub(dir.path(), &init_args("aws"));
+        assert_eq!(code(&out), 0, "{}", describe(&out));
+    }
+    let password = |dir: &tempfile::TempDir| {
+        let text = std::fs::read_to_string(dir.path().join(CONFIG)).expect("reads");
+        text.lines()
+            .find(|l| l.trim_start().starts_with("initial_root_password:"))
+            .expect("a root password is written")
+            .to_string()
+    };
+    assert_ne!(password(&a), password(&b));
+}
+
+#[test]
+fn init_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(CONFIG);
+    let original = "# hand-edited\nproject_name: mine\n";
+    std::fs::write(&path, original).expect("writes fixture");
+    let out = qhub(dir.path(), &init_args("aws"));
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already exists"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&path).expect("reads"), original);
+}
+
+#[test]
+fn init_without_project_and_prompts_disabled_is_a_usage_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = qhub(
+        dir.path(),
+        &[
+            "init",
+            "aws",
+            "--domain",
+            "demo.example.com",
+            "--disable-prompt",
+        ],
+    );
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--project"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!dir.path().join(CONFIG).exists());
+}
+
+#[test]
+fn init_with_an_invalid_project_name_fails_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = qhub(
+        dir.path(),
+        &[
+            "init",
+            "aws",
+            "--project",
+            "awsdemo",
+            "--domain",
+            "demo.example.com",
+            "--disable-prompt",
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("project_name"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!dir.path().join(CONFIG).exists());
+}
+
+#[test]
+fn unknown_flags_and_commands_are_usage_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for args in [
+        &["init", "aws", "--bogus"][..],
+        &["validate", "--no-such-flag"][..],
+        &["frobnicate"][..],
+        &["init", "azure", "--project", "demo"][..],
+    ] {
+        let out = qhub(dir.path(), args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", describe(&out));
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).expect("lists").count(), 0);
+}
+
+#[test]
+fn validate_an_invalid_file_reports_every_error_as_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = qhub(dir.path(), &init_args("aws"));
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let path = dir.path().join(CONFIG);
+    let text = std::fs::read_to_string(&path).expect("reads");
+    let text = text
+        .replacen("project_name: demo\n", "project_name: demo1\n", 1)
+        .replacen("    type: password\n", "    type: github\n", 1);
+    std::fs::write(&path, &text).expect("writes");
+
+    let out = qhub(dir.path(), &["validate", "-c", CONFIG]);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("project_name"),
+        "{}",
+        describe(&out)
+    );
+
+    let out = qhub(dir.path(), &["--output", "json", "validate", "-c", CONFIG]);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    let doc = json_stdout(&out);
+    assert_eq!(doc["valid"], Value::Bool(false), "{doc}");
+    let errors = doc["errors"].as_array().expect("errors is a list");
+    assert_eq!(errors.len(), 2, "{doc}");
+    for e in errors {
+        assert!(e["path"].is_string(), "{e}");
+        assert!(e["message"].is_string(), "{e}");
+        assert!(e["line"].as_u64().is_some_and(|l| l >= 1), "{e}");
+        assert!(e["column"].as_u64().is_some_and(|c| c >= 1), "{e}");
+    }
+    assert_eq!(errors[0]["path"], "project_name");
+    assert_eq!(
+        (errors[0]["line"].as_u64(), errors[0]["column"].as_u64()),
+        (Some(1), Some(15))
+    );
+    assert_eq!(errors[1]["path"], "security.authentication.type");
+    assert!(
+        errors[1]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("GitHub")),
+        "{doc}"
+    );
+}
+
+#[test]
+fn validate_a_missing_file_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = qhub(dir.path(), &["validate", "-c", "nope.yaml"]);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nope.yaml"),
+        "{}",
+        describe(&out)
+    );
+    let out = qhub(dir.path(), &["-o", "json", "validate", "-c", "nope.yaml"]);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    let doc = json_stdout(&out);
+    assert!(
+        doc["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nope.yaml")),
+        "{doc}"
+    );
+}
+
+#[test]
+fn validate_a_yaml_syntax_error_fails_with_its_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(CONFIG),
+        "project_name: [demo\nprovider: aws\n",
+    )
+    .expect("writes");
+    let out = qhub(dir.path(), &["-o", "json", "validate"]);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    let doc = json_stdout(&out);
+    let errors = doc["errors"].as_array().expect("errors is a list");
+    assert_eq!(errors.len(), 1, "{doc}");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("YAML syntax error")),
+        "{doc}"
+    );
+    assert_eq!(errors[0]["line"], 2, "{doc}");
+}
+
+#[test]
+fn schema_is_json_with_closed_top_level() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = qhub(dir.path(), &["schema"]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let schema = json_stdout(&out);
+    assert_eq!(schema["additionalProperties"], Value::Bool(false));
+    let properties = schema["properties"].as_object().expect("properties");
+    for key in [
+        "project_name",
+        "provider",
+        "amazon_web_services",
+        "profiles",
+    ] {
+        assert!(properties.contains_key(key), "schema lacks {key}");
+    }
+    assert!(
+        schema["required"]
+            .as_array()
+            .is_some_and(|r| r.contains(&Value::from("project_name")))
+    );
+}
+
+#[test]
+fn upgrade_of_a_fresh_config_is_a_no_op() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = qhub(dir.path(), &init_args("do"));
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let path = dir.path().join(CONFIG);
+    let before = std::fs::read(&path).expect("reads");
+    let out = qhub(dir.path(), &["upgrade", "-c", CONFIG]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to do"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(std::fs::read(&path).expect("reads"), before);
+    let files: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("lists")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, vec![CONFIG.to_string()], "no backup is written");
+
+    let out = qhub(dir.path(), &["-o", "json", "upgrade"]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert_eq!(json_stdout(&out)["changed"], Value::Bool(false));
+    assert_eq!(std::fs::read(&path).expect("reads"), before);
+}

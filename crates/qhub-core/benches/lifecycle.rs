@@ -1,0 +1,148 @@
+//! Lifecycle bench on the sandbox (`cargo bench -p qhub-core --bench lifecycle`).
+//!
+//! Measures, with the sandbox's latency model: deploy wall time against the critical-path lower
+//! bound (the longest chain of the cloud's own waits), no-op plan and no-op deploy wall time,
+//! mutating calls made by a no-op deploy, destroy wall time, and the process's peak memory.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use qhub_core::config::CiKind;
+use qhub_core::config::init::{InitOptions, render};
+use qhub_core::config::provider::ProviderKind;
+use qhub_core::config::security::AuthenticationKind;
+use qhub_core::engine::events::NoEvents;
+use qhub_core::engine::plan::{Plan, ResourceId};
+use qhub_core::engine::{Engine, EngineOptions, StageFilter};
+use qhub_core::provider::Ownership;
+use qhub_core::sandbox::SandboxProvider;
+use qhub_core::sandbox::faults::FaultSpec;
+use qhub_core::sandbox::world::World;
+use tokio_util::sync::CancellationToken;
+
+fn critical_path(plan: &Plan, provider: &SandboxProvider) -> Duration {
+    let mut finish: BTreeMap<ResourceId, Duration> = BTreeMap::new();
+    for c in &plan.changes {
+        let start = c
+            .depends_on()
+            .iter()
+            .filter_map(|d| finish.get(d))
+            .max()
+            .copied()
+            .unwrap_or_default();
+        finish.insert(c.id.clone(), start + provider.latency(&c.id.kind, c.action));
+    }
+    finish.values().max().copied().unwrap_or_default()
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--test" || a == "--quick");
+    let scale = if quick { 0.0001 } else { 0.002 };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = render(&InitOptions {
+        provider: ProviderKind::Sandbox,
+        project: "bench".into(),
+        domain: "bench.example.com".into(),
+        namespace: None,
+        auth: AuthenticationKind::Password,
+        ci: CiKind::None,
+        kubernetes_version: None,
+        region: None,
+        gcp_project: None,
+        root_password: "0123456789abcdef".into(),
+    })
+    .expect("render");
+    let provider = SandboxProvider::new(dir.path(), scale, FaultSpec::default());
+    let engine = Engine::new(Arc::new(provider.clone()), EngineOptions::default());
+    let ownership = Ownership::of(&config);
+    let all = StageFilter::All;
+    runtime.block_on(async {
+        let t = Instant::now();
+        let plan = engine.plan(&config, all).await.expect("plan");
+        let plan_time = t.elapsed();
+        let bound = critical_path(&plan, &provider);
+        let t = Instant::now();
+        let report = engine
+            .apply(
+                &plan,
+                &ownership,
+                Arc::new(NoEvents),
+                CancellationToken::new(),
+            )
+            .await;
+        let deploy = t.elapsed();
+        assert!(report.succeeded(), "{report:?}");
+        println!(
+            "time scale {scale} (a 600 s cluster create takes {:?})",
+            provider.latency("cluster", qhub_core::engine::plan::Action::Create)
+        );
+        println!("initial plan:        {plan_time:>10.3?}");
+        println!(
+            "deploy:              {deploy:>10.3?}  critical path {bound:>10.3?}  ratio {:.3}",
+            deploy.as_secs_f64() / bound.as_secs_f64()
+        );
+
+        let mut noop_plans = Vec::new();
+        let mut noop_deploys = Vec::new();
+        let before = World::load(dir.path()).expect("world").stats.mutations;
+        for _ in 0..20 {
+            let t = Instant::now();
+            let p = engine.plan(&config, all).await.expect("plan");
+            noop_plans.push(t.elapsed());
+            assert!(p.is_empty());
+            let t = Instant::now();
+            let p = engine.plan(&config, all).await.expect("plan");
+            let r = engine
+                .apply(&p, &ownership, Arc::new(NoEvents), CancellationToken::new())
+                .await;
+            noop_deploys.push(t.elapsed());
+            assert!(r.succeeded());
+        }
+        let after = World::load(dir.path()).expect("world").stats.mutations;
+        noop_plans.sort();
+        noop_deploys.sort();
+        println!(
+            "no-op plan:          {:>10.3?}  (median of 20)",
+            noop_plans[10]
+        );
+        println!(
+            "no-op deploy:        {:>10.3?}  (median of 20), mutating calls: {}",
+            noop_deploys[10],
+            after - before
+        );
+
+        let t = Instant::now();
+        let d = engine
+            .destroy_plan(&ownership, all)
+            .await
+            .expect("destroy plan");
+        let dbound = critical_path(&d, &provider);
+        let r = engine
+            .apply(&d, &ownership, Arc::new(NoEvents), CancellationToken::new())
+            .await;
+        assert!(r.succeeded());
+        println!(
+            "destroy:             {:>10.3?}  critical path {dbound:>10.3?}",
+            t.elapsed()
+        );
+    });
+    if let Some(kib) = peak_rss_kib() {
+        println!("peak memory (VmHWM): {:.1} MiB", kib as f64 / 1024.0);
+    }
+}

@@ -1,0 +1,450 @@
+//! The provider conformance suite, for provider authors.
+//!
+//! Every [`Provider`] must pass it: against the sandbox, against each cloud's emulator, and
+//! against your in-house provider. Implement [`Harness`] for your provider's test environment
+//! (an emulator you can reset and inject faults into), then call [`run_all`] from a test:
+//!
+//! ```no_run
+//! # async fn example(h: &dyn qhub_core::conformance::Harness) {
+//! let report = qhub_core::conformance::run_all(h).await.expect("conformance");
+//! assert!(report.checks.len() >= 7);
+//! # }
+//! ```
+//!
+//! The checks: the plan is deterministic; deploy then plan is empty (and a no-op deploy makes no
+//! mutating call); an edit plans only updates; destroying nothing succeeds; destroy after a
+//! deploy interrupted at every step leaves nothing; re-deploying after an interruption converges
+//! without duplicates; retryable faults are survived.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, NodeGroups, ProviderKind};
+use crate::engine::events::NoEvents;
+use crate::engine::plan::{Action, Plan};
+use crate::engine::retry::RetryPolicy;
+use crate::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
+use crate::provider::{Ownership, Provider};
+
+/// Faults a harness must be able to inject into its provider's backend.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// Probability that a call fails with a retryable error (5xx).
+    pub error_rate: f64,
+    /// Probability that a call is throttled (429).
+    pub throttle_rate: f64,
+    /// After this many successful mutations, the next one is carried out and then the provider
+    /// reports [`crate::provider::ProviderError::Killed`] (the process "dies").
+    pub die_after: Option<u64>,
+    /// Seed for reproducible fault sequences.
+    pub seed: u64,
+}
+
+/// What the suite needs from a provider's test environment.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// A valid config for this provider (the suite edits node groups' `max_nodes`).
+    fn config(&self) -> Config;
+    /// A provider over the current backend state, injecting `faults`.
+    fn provider(&self, faults: Faults) -> Arc<dyn Provider>;
+    /// Empties the backend (removes everything, owned or not).
+    async fn reset(&self);
+    /// How many mutating calls the backend has served since it was created.
+    async fn mutations(&self) -> u64;
+    /// Counts of resources in the backend carrying `ownership`'s marks, by kind, read from the
+    /// backend directly (not through the provider), so duplicates cannot hide.
+    async fn census(&self, ownership: &Ownership) -> BTreeMap<String, usize>;
+}
+
+/// A failed check.
+#[derive(Debug, thiserror::Error)]
+#[error("conformance check `{check}` failed: {message}")]
+pub struct Failure {
+    /// The check.
+    pub check: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The checks that passed, with what they measured.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// `(check, detail)` per passed check.
+    pub checks: Vec<(&'static str, String)>,
+}
+
+fn fail(check: &'static str, message: impl Into<String>) -> Failure {
+    Failure {
+        check,
+        message: message.into(),
+    }
+}
+
+fn engine(provider: Arc<dyn Provider>) -> Engine {
+    Engine::new(
+        provider,
+        EngineOptions {
+            concurrency: 8,
+            retry: RetryPolicy {
+                max_attempts: 12,
+                base: Duration::from_millis(1),
+                cap: Duration::from_millis(20),
+            },
+            min_deadline: Duration::from_secs(120),
+            observe_deadline: Duration::from_secs(60),
+        },
+    )
+}
+
+async fn plan(
+    check: &'static str,
+    h: &dyn Harness,
+    config: &Config,
+    faults: Faults,
+) -> Result<Plan, Failure> {
+    engine(h.provider(faults))
+        .plan(
+            config,
+            StageFilter::Only(crate::engine::plan::Stage::Infrastructure),
+        )
+        .await
+        .map_err(|e| fail(check, format!("plan: {e}")))
+}
+
+async fn deploy(h: &dyn Harness, config: &Config, faults: Faults) -> Result<ApplyReport, String> {
+    let e = engine(h.provider(faults));
+    let plan = e
+        .plan(
+            config,
+            StageFilter::Only(crate::engine::plan::Stage::Infrastructure),
+        )
+        .await
+        .map_err(|e| format!("plan: {e}"))?;
+    Ok(e.apply(
+        &plan,
+        &Ownership::of(config),
+        Arc::new(NoEvents),
+        CancellationToken::new(),
+    )
+    .await)
+}
+
+async fn destroy(h: &dyn Harness, config: &Config, faults: Faults) -> Result<ApplyReport, String> {
+    let e = engine(h.provider(faults));
+    let ownership = Ownership::of(config);
+    let plan = e
+        .destroy_plan(
+            &ownership,
+            StageFilter::Only(crate::engine::plan::Stage::Infrastructure),
+        )
+        .await
+        .map_err(|e| format!("destroy plan: {e}"))?;
+    Ok(e.apply(
+        &plan,
+        &ownership,
+        Arc::new(NoEvents),
+        CancellationToken::new(),
+    )
+    .await)
+}
+
+fn succeeded(
+    check: &'static str,
+    what: &str,
+    r: Result<ApplyReport, String>,
+) -> Result<ApplyReport, Failure> {
+    let r = r.map_err(|e| fail(check, format!("{what}: {e}")))?;
+    if !r.succeeded() {
+        return Err(fail(
+            check,
+            format!(
+                "{what} did not succeed: failed {:?}, not started {:?}",
+                r.failed, r.not_started
+            ),
+        ));
+    }
+    Ok(r)
+}
+
+/// The node groups of a config, for editing.
+fn node_groups_mut(config: &mut Config) -> Option<&mut NodeGroups> {
+    match config.provider {
+        ProviderKind::Aws => config
+            .amazon_web_services
+            .as_mut()
+            .map(|p| &mut p.node_groups),
+        ProviderKind::Gcp => config
+            .google_cloud_platform
+            .as_mut()
+            .map(|p| &mut p.node_groups),
+        ProviderKind::Do => config.digital_ocean.as_mut().map(|p| &mut p.node_groups),
+        ProviderKind::Sandbox => config.sandbox.as_mut().map(|p| &mut p.node_groups),
+        _ => None,
+    }
+}
+
+/// Two plans of the same config against the same state are identical.
+pub async fn plan_is_deterministic(h: &dyn Harness) -> Result<String, Failure> {
+    const CHECK: &str = "plan is deterministic";
+    h.reset().await;
+    let config = h.config();
+    let a = plan(CHECK, h, &config, Faults::default()).await?;
+    let b = plan(CHECK, h, &config, Faults::default()).await?;
+    if a.to_json() != b.to_json() {
+        return Err(fail(CHECK, "two plans of the same config differ"));
+    }
+    if a.changes.is_empty() || a.changes.iter().any(|c| c.action != Action::Create) {
+        return Err(fail(
+            CHECK,
+            "the plan on an empty backend must be creates only",
+        ));
+    }
+    Ok(format!("{} creates", a.changes.len()))
+}
+
+/// After a deploy the plan is empty, and deploying again makes no mutating call.
+pub async fn deploy_then_plan_is_empty(h: &dyn Harness) -> Result<String, Failure> {
+    const CHECK: &str = "deploy then plan is empty";
+    h.reset().await;
+    let config = h.config();
+    succeeded(CHECK, "deploy", deploy(h, &config, Faults::default()).await)?;
+    let p = plan(CHECK, h, &config, Faults::default()).await?;
+    if !p.is_empty() {
+        return Err(fail(
+            CHECK,
+            format!("plan after deploy is not empty:\n{}", p.render_text()),
+        ));
+    }
+    let before = h.mutations().await;
+    succeeded(
+        CHECK,
+        "second deploy",
+        deploy(h, &config, Faults::default()).await,
+    )?;
+    let made = h.mutations().await - before;
+    if made != 0 {
+        return Err(fail(
+            CHECK,
+            format!("a no-op deploy made {made} mutating call(s)"),
+        ));
+    }
+    Ok(format!(
+        "{} resources; no-op deploy made 0 mutating calls",
+        p.unchanged
+    ))
+}
+
+/// Raising a node group's `max_nodes` plans exactly one update.
+pub async fn edit_plans_only_updates(h: &dyn Harness) -> Result<String, Failure> {
+    const CHECK: &str = "an edit plans only updates";
+    h.reset().await;
+    let mut config = h.config();
+    succeeded(CHECK, "deploy", deploy(h, &config, Faults::default()).await)?;
+    let Some(group) = node_groups_mut(&mut config).and_then(|g| g.values_mut().last()) else {
+        return Err(fail(CHECK, "the harness config has no node group to edit"));
+    };
+    group.max_nodes += 3;
+    let p = plan(CHECK, h, &config, Faults::default()).await?;
+    let s = p.summary();
+    if (s.create, s.update, s.replace, s.delete) != (0, 1, 0, 0) {
+        return Err(fail(
+            CHECK,
+            format!("expected exactly one update, got:\n{}", p.render_text()),
+        ));
+    }
+    succeeded(
+        CHECK,
+        "deploy of the edit",
+        deploy(h, &config, Faults::default()).await,
+    )?;
+    let p = plan(CHECK, h, &config, Faults::default()).await?;
+    if !p.is_empty() {
+        return Err(fail(CHECK, "plan after deploying the edit is not empty"));
+    }
+    Ok("one update, then empty".into())
+}
+
+/// Destroying a deployment that does not exist succeeds and changes nothing.
+pub async fn destroy_of_nothing_succeeds(h: &dyn Harness) -> Result<String, Failure> {
+    const CHECK: &str = "destroy of nothing succeeds";
+    h.reset().await;
+    let config = h.config();
+    let before = h.mutations().await;
+    let r = succeeded(
+        CHECK,
+        "destroy",
+        destroy(h, &config, Faults::default()).await,
+    )?;
+    if !r.done.is_empty() || h.mutations().await != before {
+        return Err(fail(CHECK, "destroying nothing changed something"));
+    }
+    Ok("no changes".into())
+}
+
+/// How many mutations a clean deploy makes (the interruption points).
+async fn full_deploy_mutations(
+    check: &'static str,
+    h: &dyn Harness,
+    config: &Config,
+) -> Result<(u64, BTreeMap<String, usize>), Failure> {
+    h.reset().await;
+    let before = h.mutations().await;
+    succeeded(
+        check,
+        "reference deploy",
+        deploy(h, config, Faults::default()).await,
+    )?;
+    let n = h.mutations().await - before;
+    let census = h.census(&Ownership::of(config)).await;
+    Ok((n, census))
+}
+
+/// For every interruption point of a deploy: destroy afterwards leaves nothing.
+pub async fn destroy_after_interruption_leaves_nothing(h: &dyn Harness) -> Result<String, Failure> {
+    const CHECK: &str = "destroy after an interrupted deploy leaves nothing";
+    let config = h.config();
+    let (points, _) = full_deploy_mutations(CHECK, h, &config).await?;
+    for n in 0..points {
+        h.reset().await;
+        let faults = Faults {
+            die_after: Some(n),
+            ..Faults::default()
+        };
+        let r = deploy(h, &config, faults)
+            .await
+            .map_err(|e| fail(CHECK, e))?;
+        if !r.killed {
+            return Err(fail(
+                CHECK,
+                format!("deploy with die_after={n} was not interrupted"),
+            ));
+        }
+        succeeded(
+            CHECK,
+            &format!("destroy after interruption at mutation {}", n + 1),
+            destroy(h, &config, Faults::default()).await,
+        )?;
+        let left = h.census(&Ownership::of(&config)).await;
+        if left.values().any(|c| *c > 0) {
+            return Err(fail(
+                CHECK,
+                format!(
+                    "after interruption at mutation {} and destroy, left: {left:?}",
+                    n + 1
+                ),
+            ));
+        }
+    }
+    Ok(format!("{points} interruption points"))
+}
+
+/// For every interruption point: re-deploying converges to exactly one of everything.
+pub async fn redeploy_after_interruption_converges(h: &dyn Harness) -> Result<String, Failure> {
+    const CHECK: &str = "re-deploy after an interruption converges without duplicates";
+    let config = h.config();
+    let (points, expected) = full_deploy_mutations(CHECK, h, &config).await?;
+    for n in 0..points {
+        h.reset().await;
+        let faults = Faults {
+            die_after: Some(n),
+            ..Faults::default()
+        };
+        deploy(h, &config, faults)
+            .await
+            .map_err(|e| fail(CHECK, e))?;
+        succeeded(
+            CHECK,
+            &format!("re-deploy after interruption at mutation {}", n + 1),
+            deploy(h, &config, Faults::default()).await,
+        )?;
+        let p = plan(CHECK, h, &config, Faults::default()).await?;
+        if !p.is_empty() {
+            return Err(fail(
+                CHECK,
+                format!("plan not empty after re-deploy (interruption at {})", n + 1),
+            ));
+        }
+        let census = h.census(&Ownership::of(&config)).await;
+        if census != expected {
+            return Err(fail(
+                CHECK,
+                format!(
+                    "after interruption at mutation {}: {census:?}, expected {expected:?}",
+                    n + 1
+                ),
+            ));
+        }
+    }
+    Ok(format!("{points} interruption points, census {expected:?}"))
+}
+
+/// Deploy and destroy succeed with retryable errors and throttling injected.
+pub async fn retryable_faults_are_survived(h: &dyn Harness) -> Result<String, Failure> {
+    const CHECK: &str = "retryable faults are survived";
+    h.reset().await;
+    let config = h.config();
+    let faults = Faults {
+        error_rate: 0.25,
+        throttle_rate: 0.15,
+        die_after: None,
+        seed: 7,
+    };
+    let d = succeeded(
+        CHECK,
+        "deploy with faults",
+        deploy(h, &config, faults.clone()).await,
+    )?;
+    let p = plan(CHECK, h, &config, Faults::default()).await?;
+    if !p.is_empty() {
+        return Err(fail(CHECK, "plan not empty after a deploy with faults"));
+    }
+    let x = succeeded(
+        CHECK,
+        "destroy with faults",
+        destroy(h, &config, faults).await,
+    )?;
+    let left = h.census(&Ownership::of(&config)).await;
+    if left.values().any(|c| *c > 0) {
+        return Err(fail(CHECK, format!("destroy with faults left {left:?}")));
+    }
+    Ok(format!(
+        "{} retries in deploy, {} in destroy",
+        d.retries, x.retries
+    ))
+}
+
+/// Runs every check, stopping at the first failure.
+pub async fn run_all(h: &dyn Harness) -> Result<Report, Failure> {
+    let mut report = Report::default();
+    report
+        .checks
+        .push(("plan is deterministic", plan_is_deterministic(h).await?));
+    report.checks.push((
+        "deploy then plan is empty",
+        deploy_then_plan_is_empty(h).await?,
+    ));
+    report.checks.push((
+        "an edit plans only updates",
+        edit_plans_only_updates(h).await?,
+    ));
+    report.checks.push((
+        "destroy of nothing succeeds",
+        destroy_of_nothing_succeeds(h).await?,
+    ));
+    report.checks.push((
+        "destroy after interruption",
+        destroy_after_interruption_leaves_nothing(h).await?,
+    ));
+    report.checks.push((
+        "re-deploy after interruption",
+        redeploy_after_interruption_converges(h).await?,
+    ));
+    report
+        .checks
+        .push(("retryable faults", retryable_faults_are_survived(h).await?));
+    Ok(report)
+}

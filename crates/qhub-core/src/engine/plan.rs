@@ -1,0 +1,506 @@
+//! The plan model: typed resource identities, desired vs observed, and the changes between them
+//! with a field-level diff.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+/// The two stages of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Cloud resources: network, cluster, node groups, storage.
+    Infrastructure,
+    /// Kubernetes objects applied through the cluster.
+    Kubernetes,
+}
+
+impl Stage {
+    /// The name used on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Infrastructure => "infrastructure",
+            Self::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A resource's identity: its kind and its name, unique within a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceId {
+    /// Kind, e.g. `network`, `cluster`, `node_group`.
+    pub kind: String,
+    /// Name, e.g. `demo-dev-user`.
+    pub name: String,
+}
+
+impl ResourceId {
+    /// A new id.
+    pub fn new(kind: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+impl Serialize for ResourceId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A resource the config wants.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Resource {
+    /// Identity.
+    pub id: ResourceId,
+    /// Stage.
+    pub stage: Stage,
+    /// Desired properties (a JSON object). Only these fields are compared with what is observed.
+    pub spec: Json,
+    /// Resources that must exist before this one (and be deleted after it).
+    pub depends_on: Vec<ResourceId>,
+    /// Top-level spec fields whose change cannot be made in place: changing one replaces the
+    /// resource.
+    pub replace_fields: Vec<String>,
+    /// The provider's estimate of how long creating it takes (for progress and deadlines).
+    pub expected_duration: std::time::Duration,
+}
+
+/// A resource that exists and carries this deployment's marks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Observed {
+    /// Identity.
+    pub id: ResourceId,
+    /// Stage.
+    pub stage: Stage,
+    /// Observed properties, in the shape of [`Resource::spec`] (may hold more fields).
+    pub spec: Json,
+    /// What it depends on (so deletes run in reverse order).
+    pub depends_on: Vec<ResourceId>,
+    /// The cloud's own id for it, when it has one.
+    pub cloud_id: Option<String>,
+    /// The cloud's state word (`active`, `creating`, …).
+    pub state: String,
+}
+
+/// What a change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Create a missing resource.
+    Create,
+    /// Change a resource in place.
+    Update,
+    /// Delete and re-create a resource (a field that cannot change in place changed).
+    Replace,
+    /// Delete a resource the config no longer wants.
+    Delete,
+}
+
+impl Action {
+    /// The symbol used in the human plan.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Self::Create => "+",
+            Self::Update => "~",
+            Self::Replace => "-/+",
+            Self::Delete => "-",
+        }
+    }
+}
+
+/// One field that differs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldDiff {
+    /// Dotted path inside the spec.
+    pub field: String,
+    /// The observed value (`None` when absent).
+    pub from: Option<Json>,
+    /// The desired value (`None` when it goes away).
+    pub to: Option<Json>,
+    /// True when this field forces a replacement.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub forces_replacement: bool,
+}
+
+/// One change of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    /// Stage.
+    pub stage: Stage,
+    /// Identity.
+    #[serde(rename = "resource")]
+    pub id: ResourceId,
+    /// What happens.
+    pub action: Action,
+    /// Field-level differences (every desired field for a create; empty for a delete).
+    pub diff: Vec<FieldDiff>,
+    /// The desired resource (create, update, replace).
+    #[serde(skip)]
+    pub desired: Option<Resource>,
+    /// The observed resource (update, replace, delete).
+    #[serde(skip)]
+    pub observed: Option<Observed>,
+}
+
+impl Change {
+    /// The resources this change must wait for, as ids.
+    pub fn depends_on(&self) -> &[ResourceId] {
+        match (&self.desired, &self.observed) {
+            (Some(d), _) => &d.depends_on,
+            (None, Some(o)) => &o.depends_on,
+            (None, None) => &[],
+        }
+    }
+}
+
+/// A plan: the changes that take what exists to what the config wants.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plan {
+    /// Changes in a valid order (creates in dependency order, deletes in reverse).
+    pub changes: Vec<Change>,
+    /// How many resources already match.
+    pub unchanged: usize,
+}
+
+/// Counts of a plan's changes by action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Creates.
+    pub create: usize,
+    /// In-place updates.
+    pub update: usize,
+    /// Replacements.
+    pub replace: usize,
+    /// Deletes.
+    pub delete: usize,
+    /// Resources already as wanted.
+    pub unchanged: usize,
+}
+
+impl Plan {
+    /// True when nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Counts by action.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary {
+            unchanged: self.unchanged,
+            ..Summary::default()
+        };
+        for c in &self.changes {
+            match c.action {
+                Action::Create => s.create += 1,
+                Action::Update => s.update += 1,
+                Action::Replace => s.replace += 1,
+                Action::Delete => s.delete += 1,
+            }
+        }
+        s
+    }
+
+    /// The JSON document `plan --output json` prints.
+    pub fn to_json(&self) -> Json {
+        serde_json::json!({"changes": self.changes, "summary": self.summary()})
+    }
+
+    /// Human rendering, grouped by stage, counts at the end.
+    pub fn render_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        if self.changes.is_empty() {
+            let _ = writeln!(
+                out,
+                "No changes: {} resource(s) already match the config.",
+                self.unchanged
+            );
+            return out;
+        }
+        for stage in [Stage::Infrastructure, Stage::Kubernetes] {
+            let changes: Vec<&Change> = self.changes.iter().filter(|c| c.stage == stage).collect();
+            if changes.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "{stage}:");
+            for c in changes {
+                let note = match c.action {
+                    Action::Replace => {
+                        let fields: Vec<&str> = c
+                            .diff
+                            .iter()
+                            .filter(|d| d.forces_replacement)
+                            .map(|d| d.field.as_str())
+                            .collect();
+                        format!("  (replace: {} cannot change in place)", fields.join(", "))
+                    }
+                    _ => String::new(),
+                };
+                let _ = writeln!(out, "  {:>3} {}{note}", c.action.symbol(), c.id);
+                if c.action != Action::Delete {
+                    for d in &c.diff {
+                        let show = |v: &Option<Json>| match v {
+                            None => "(none)".to_string(),
+                            Some(v) => v.to_string(),
+                        };
+                        match c.action {
+                            Action::Create => {
+                                let _ = writeln!(out, "        {}: {}", d.field, show(&d.to));
+                            }
+                            _ => {
+                                let _ = writeln!(
+                                    out,
+                                    "        {}: {} -> {}",
+                                    d.field,
+                                    show(&d.from),
+                                    show(&d.to)
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let s = self.summary();
+        let _ = writeln!(
+            out,
+            "Plan: {} to create, {} to update, {} to replace, {} to delete ({} unchanged).",
+            s.create, s.update, s.replace, s.delete, s.unchanged
+        );
+        out
+    }
+}
+
+fn leaves(prefix: &str, v: &Json, out: &mut BTreeMap<String, Json>) {
+    match v {
+        Json::Object(map) if !map.is_empty() => {
+            for (k, child) in map {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(&p, child, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+/// The fields of `desired` that differ in `observed` (fields only observed are ignored: they
+/// are read-only attributes such as endpoints).
+pub fn field_diff(desired: &Resource, observed: &Json) -> Vec<FieldDiff> {
+    let mut want = BTreeMap::new();
+    leaves("", &desired.spec, &mut want);
+    let mut have = BTreeMap::new();
+    leaves("", observed, &mut have);
+    want.into_iter()
+        .filter(|(k, v)| have.get(k) != Some(v))
+        .map(|(k, v)| {
+            let top = k.split('.').next().unwrap_or(&k);
+            FieldDiff {
+                forces_replacement: desired.replace_fields.iter().any(|f| f == top),
+                from: have.get(&k).cloned(),
+                field: k,
+                to: Some(v),
+            }
+        })
+        .collect()
+}
+
+/// Orders ids so that each comes after its dependencies (ties by id, so the order is
+/// deterministic). Dependencies outside the set are ignored; cycles are broken by id order.
+pub fn topological<'a>(
+    items: impl IntoIterator<Item = (&'a ResourceId, &'a [ResourceId])>,
+) -> Vec<ResourceId> {
+    let items: BTreeMap<&ResourceId, BTreeSet<&ResourceId>> = items
+        .into_iter()
+        .map(|(id, deps)| (id, deps.iter().collect()))
+        .collect();
+    let mut done: BTreeSet<&ResourceId> = BTreeSet::new();
+    let mut out = Vec::with_capacity(items.len());
+    while out.len() < items.len() {
+        let next = items
+            .iter()
+            .find(|(id, deps)| {
+                !done.contains(*id)
+                    && deps
+                        .iter()
+                        .all(|d| done.contains(d) || !items.contains_key(d))
+            })
+            .or_else(|| items.iter().find(|(id, _)| !done.contains(*id)))
+            .map(|(id, _)| *id);
+        let Some(id) = next else { break };
+        done.insert(id);
+        out.push(id.clone());
+    }
+    out
+}
+
+/// The plan from desired and observed resources.
+pub fn diff(desired: &[Resource], observed: &[Observed]) -> Plan {
+    let observed_by_id: BTreeMap<&ResourceId, &Observed> =
+        observed.iter().map(|o| (&o.id, o)).collect();
+    let desired_ids: BTreeSet<&ResourceId> = desired.iter().map(|d| &d.id).collect();
+    let mut plan = Plan::default();
+    let order = topological(desired.iter().map(|d| (&d.id, d.depends_on.as_slice())));
+    let by_id: BTreeMap<&ResourceId, &Resource> = desired.iter().map(|d| (&d.id, d)).collect();
+    for id in &order {
+        let d = by_id[id];
+        match observed_by_id.get(id) {
+            None => plan.changes.push(Change {
+                stage: d.stage,
+                id: d.id.clone(),
+                action: Action::Create,
+                diff: field_diff(d, &Json::Null),
+                desired: Some(d.clone()),
+                observed: None,
+            }),
+            Some(o) => {
+                let diff = field_diff(d, &o.spec);
+                if diff.is_empty() {
+                    plan.unchanged += 1;
+                } else {
+                    let action = if diff.iter().any(|f| f.forces_replacement) {
+                        Action::Replace
+                    } else {
+                        Action::Update
+                    };
+                    plan.changes.push(Change {
+                        stage: d.stage,
+                        id: d.id.clone(),
+                        action,
+                        diff,
+                        desired: Some(d.clone()),
+                        observed: Some((*o).clone()),
+                    });
+                }
+            }
+        }
+    }
+    let extra: Vec<&Observed> = observed
+        .iter()
+        .filter(|o| !desired_ids.contains(&o.id))
+        .collect();
+    let mut delete_order = topological(extra.iter().map(|o| (&o.id, o.depends_on.as_slice())));
+    delete_order.reverse();
+    for id in delete_order {
+        let o = observed_by_id[&id];
+        plan.changes.push(Change {
+            stage: o.stage,
+            id: o.id.clone(),
+            action: Action::Delete,
+            diff: Vec::new(),
+            desired: None,
+            observed: Some(o.clone()),
+        });
+    }
+    plan
+}
+
+/// A plan that deletes everything observed, dependants first.
+pub fn destroy(observed: &[Observed]) -> Plan {
+    diff(&[], observed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn res(kind: &str, name: &str, spec: Json, deps: &[(&str, &str)]) -> Resource {
+        Resource {
+            id: ResourceId::new(kind, name),
+            stage: Stage::Infrastructure,
+            spec,
+            depends_on: deps.iter().map(|(k, n)| ResourceId::new(*k, *n)).collect(),
+            replace_fields: vec!["instance".into()],
+            expected_duration: Duration::ZERO,
+        }
+    }
+
+    fn obs(r: &Resource, spec: Json) -> Observed {
+        Observed {
+            id: r.id.clone(),
+            stage: r.stage,
+            spec,
+            depends_on: r.depends_on.clone(),
+            cloud_id: None,
+            state: "active".into(),
+        }
+    }
+
+    #[test]
+    fn creates_in_dependency_order_and_deletes_in_reverse() {
+        let net = res("network", "n", json!({"cidr": "10.0.0.0/16"}), &[]);
+        let cluster = res("cluster", "c", json!({"v": "1.33"}), &[("network", "n")]);
+        let group = res(
+            "node_group",
+            "g",
+            json!({"instance": "a", "max": 1}),
+            &[("cluster", "c")],
+        );
+        let plan = diff(&[group.clone(), cluster.clone(), net.clone()], &[]);
+        let ids: Vec<String> = plan.changes.iter().map(|c| c.id.to_string()).collect();
+        assert_eq!(ids, ["network/n", "cluster/c", "node_group/g"]);
+        assert!(plan.changes.iter().all(|c| c.action == Action::Create));
+
+        let observed = vec![
+            obs(&net, net.spec.clone()),
+            obs(&cluster, cluster.spec.clone()),
+            obs(&group, group.spec.clone()),
+        ];
+        let plan = destroy(&observed);
+        let ids: Vec<String> = plan.changes.iter().map(|c| c.id.to_string()).collect();
+        assert_eq!(ids, ["node_group/g", "cluster/c", "network/n"]);
+    }
+
+    #[test]
+    fn update_vs_replace_and_read_only_fields_ignored() {
+        let group = res("node_group", "g", json!({"instance": "a", "max": 2}), &[]);
+        let observed = obs(&group, json!({"instance": "a", "max": 1, "endpoint": "x"}));
+        let plan = diff(
+            std::slice::from_ref(&group),
+            std::slice::from_ref(&observed),
+        );
+        assert_eq!(plan.changes.len(), 1);
+        assert_eq!(plan.changes[0].action, Action::Update);
+        assert_eq!(plan.changes[0].diff[0].field, "max");
+        assert_eq!(plan.changes[0].diff[0].from, Some(json!(1)));
+
+        let observed = obs(&group, json!({"instance": "b", "max": 2}));
+        let plan = diff(std::slice::from_ref(&group), &[observed]);
+        assert_eq!(plan.changes[0].action, Action::Replace);
+        assert!(
+            plan.render_text()
+                .contains("replace: instance cannot change in place")
+        );
+
+        let plan = diff(
+            std::slice::from_ref(&group),
+            &[obs(&group, group.spec.clone())],
+        );
+        assert!(plan.is_empty());
+        assert_eq!(plan.unchanged, 1);
+    }
+}

@@ -1,0 +1,164 @@
+//! Fault injection for the sandbox: errors, throttling, slow operations and "die after N
+//! mutations" (a simulated SIGKILL right after the cloud carried out a change).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::provider::ProviderError;
+
+/// The environment variable that sets faults for `qhub` runs, e.g.
+/// `error_rate=0.1,throttle_rate=0.1,slow_factor=2,die_after=5,seed=7`.
+pub const FAULTS_ENV: &str = "QHUB_SANDBOX_FAULTS";
+
+/// Which faults to inject.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FaultSpec {
+    /// Probability that a call fails with a retryable 5xx-like error.
+    pub error_rate: f64,
+    /// Probability that a call is throttled (retryable, with a retry-after).
+    pub throttle_rate: f64,
+    /// Multiplies every latency.
+    pub slow_factor: Option<f64>,
+    /// After this many successful mutations in this process, the next mutation is carried out
+    /// and then the process "dies" ([`ProviderError::Killed`]).
+    pub die_after: Option<u64>,
+    /// Random seed, for reproducible runs.
+    pub seed: Option<u64>,
+}
+
+impl FaultSpec {
+    /// Parses `key=value,...`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut spec = Self::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{FAULTS_ENV}: `{part}` is not key=value"))?;
+            let bad = |e: &dyn std::fmt::Display| format!("{FAULTS_ENV}: {k}: {e}");
+            match k {
+                "error_rate" => spec.error_rate = v.parse().map_err(|e| bad(&e))?,
+                "throttle_rate" => spec.throttle_rate = v.parse().map_err(|e| bad(&e))?,
+                "slow_factor" => spec.slow_factor = Some(v.parse().map_err(|e| bad(&e))?),
+                "die_after" => spec.die_after = Some(v.parse().map_err(|e| bad(&e))?),
+                "seed" => spec.seed = Some(v.parse().map_err(|e| bad(&e))?),
+                _ => {
+                    return Err(format!(
+                        "{FAULTS_ENV}: unknown key `{k}` (error_rate, throttle_rate, slow_factor, die_after, seed)"
+                    ));
+                }
+            }
+        }
+        for (name, rate) in [
+            ("error_rate", spec.error_rate),
+            ("throttle_rate", spec.throttle_rate),
+        ] {
+            if !(0.0..1.0).contains(&rate) {
+                return Err(format!("{FAULTS_ENV}: {name} must be in [0, 1)"));
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// Fault state for one provider instance.
+#[derive(Debug)]
+pub struct Faults {
+    spec: FaultSpec,
+    state: Mutex<(StdRng, u64)>,
+}
+
+impl Faults {
+    /// Faults per `spec`.
+    pub fn new(spec: FaultSpec) -> Self {
+        let rng = match spec.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        Self {
+            spec,
+            state: Mutex::new((rng, 0)),
+        }
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &FaultSpec {
+        &self.spec
+    }
+
+    /// Before a call: maybe fail it with a retryable error.
+    pub fn before_call(&self, what: &str) -> Result<(), ProviderError> {
+        let Ok(mut state) = self.state.lock() else {
+            return Ok(());
+        };
+        let roll: f64 = state.0.random();
+        if roll < self.spec.throttle_rate {
+            return Err(ProviderError::Retryable {
+                message: format!("sandbox: {what}: 429 Too Many Requests (injected)"),
+                retry_after: Some(Duration::from_millis(20)),
+            });
+        }
+        if roll < self.spec.throttle_rate + self.spec.error_rate {
+            return Err(ProviderError::Retryable {
+                message: format!("sandbox: {what}: 503 Service Unavailable (injected)"),
+                retry_after: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// After a mutation was carried out: maybe "die".
+    pub fn after_mutation(&self, what: &str) -> Result<(), ProviderError> {
+        let Ok(mut state) = self.state.lock() else {
+            return Ok(());
+        };
+        state.1 += 1;
+        match self.spec.die_after {
+            Some(n) if state.1 > n => Err(ProviderError::Killed(format!(
+                "sandbox: killed right after mutation {} ({what}) (injected die_after={n})",
+                state.1
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Multiplier for latencies.
+    pub fn slow_factor(&self) -> f64 {
+        self.spec.slow_factor.unwrap_or(1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        let s = FaultSpec::parse("error_rate=0.2, die_after=3,seed=9").unwrap();
+        assert_eq!(s.error_rate, 0.2);
+        assert_eq!(s.die_after, Some(3));
+        assert!(
+            FaultSpec::parse("bogus=1")
+                .unwrap_err()
+                .contains("unknown key")
+        );
+        assert!(FaultSpec::parse("error_rate=2").is_err());
+        assert!(FaultSpec::parse("error_rate").is_err());
+    }
+
+    #[test]
+    fn dies_after_n_mutations() {
+        let f = Faults::new(FaultSpec {
+            die_after: Some(2),
+            ..FaultSpec::default()
+        });
+        assert!(f.after_mutation("a").is_ok());
+        assert!(f.after_mutation("b").is_ok());
+        assert!(matches!(
+            f.after_mutation("c"),
+            Err(ProviderError::Killed(_))
+        ));
+    }
+}
