@@ -107,10 +107,7 @@ async fn plan(
     faults: Faults,
 ) -> Result<Plan, Failure> {
     engine(h.provider(faults))
-        .plan(
-            config,
-            StageFilter::Only(crate::engine::plan::Stage::Infrastructure),
-        )
+        .plan(config, StageFilter::All)
         .await
         .map_err(|e| fail(check, format!("plan: {e}")))
 }
@@ -118,10 +115,7 @@ async fn plan(
 async fn deploy(h: &dyn Harness, config: &Config, faults: Faults) -> Result<ApplyReport, String> {
     let e = engine(h.provider(faults));
     let plan = e
-        .plan(
-            config,
-            StageFilter::Only(crate::engine::plan::Stage::Infrastructure),
-        )
+        .plan(config, StageFilter::All)
         .await
         .map_err(|e| format!("plan: {e}"))?;
     Ok(e.apply(
@@ -137,10 +131,7 @@ async fn destroy(h: &dyn Harness, config: &Config, faults: Faults) -> Result<App
     let e = engine(h.provider(faults));
     let ownership = Ownership::of(config);
     let plan = e
-        .destroy_plan(
-            &ownership,
-            StageFilter::Only(crate::engine::plan::Stage::Infrastructure),
-        )
+        .destroy_plan(config, StageFilter::All)
         .await
         .map_err(|e| format!("destroy plan: {e}"))?;
     Ok(e.apply(
@@ -285,44 +276,65 @@ pub async fn destroy_of_nothing_succeeds(h: &dyn Harness) -> Result<String, Fail
     Ok("no changes".into())
 }
 
-/// How many mutations a clean deploy makes (the interruption points).
-async fn full_deploy_mutations(
+/// The census of a clean deploy.
+async fn reference_census(
     check: &'static str,
     h: &dyn Harness,
     config: &Config,
-) -> Result<(u64, BTreeMap<String, usize>), Failure> {
+) -> Result<BTreeMap<String, usize>, Failure> {
     h.reset().await;
-    let before = h.mutations().await;
     succeeded(
         check,
         "reference deploy",
         deploy(h, config, Faults::default()).await,
     )?;
-    let n = h.mutations().await - before;
-    let census = h.census(&Ownership::of(config)).await;
-    Ok((n, census))
+    Ok(h.census(&Ownership::of(config)).await)
+}
+
+/// Most interruption points tried; a deploy with more mutations than this is cut short.
+const MAX_POINTS: u64 = 500;
+
+/// Deploys with the process "dying" after mutation `n + 1`; `None` once a deploy with that many
+/// mutations allowed runs to completion (every interruption point has been tried).
+async fn interrupted_deploy(
+    check: &'static str,
+    h: &dyn Harness,
+    config: &Config,
+    n: u64,
+) -> Result<Option<()>, Failure> {
+    h.reset().await;
+    let faults = Faults {
+        die_after: Some(n),
+        ..Faults::default()
+    };
+    let r = deploy(h, config, faults)
+        .await
+        .map_err(|e| fail(check, e))?;
+    if r.killed {
+        return Ok(Some(()));
+    }
+    if !r.succeeded() {
+        return Err(fail(
+            check,
+            format!(
+                "deploy with die_after={n} failed without being interrupted: {:?}",
+                r.failed
+            ),
+        ));
+    }
+    Ok(None)
 }
 
 /// For every interruption point of a deploy: destroy afterwards leaves nothing.
 pub async fn destroy_after_interruption_leaves_nothing(h: &dyn Harness) -> Result<String, Failure> {
     const CHECK: &str = "destroy after an interrupted deploy leaves nothing";
     let config = h.config();
-    let (points, _) = full_deploy_mutations(CHECK, h, &config).await?;
-    for n in 0..points {
-        h.reset().await;
-        let faults = Faults {
-            die_after: Some(n),
-            ..Faults::default()
-        };
-        let r = deploy(h, &config, faults)
-            .await
-            .map_err(|e| fail(CHECK, e))?;
-        if !r.killed {
-            return Err(fail(
-                CHECK,
-                format!("deploy with die_after={n} was not interrupted"),
-            ));
+    let mut points = 0;
+    for n in 0..MAX_POINTS {
+        if interrupted_deploy(CHECK, h, &config, n).await?.is_none() {
+            break;
         }
+        points += 1;
         succeeded(
             CHECK,
             &format!("destroy after interruption at mutation {}", n + 1),
@@ -339,6 +351,12 @@ pub async fn destroy_after_interruption_leaves_nothing(h: &dyn Harness) -> Resul
             ));
         }
     }
+    if points == 0 {
+        return Err(fail(
+            CHECK,
+            "no deploy was ever interrupted: the harness ignores die_after",
+        ));
+    }
     Ok(format!("{points} interruption points"))
 }
 
@@ -346,16 +364,13 @@ pub async fn destroy_after_interruption_leaves_nothing(h: &dyn Harness) -> Resul
 pub async fn redeploy_after_interruption_converges(h: &dyn Harness) -> Result<String, Failure> {
     const CHECK: &str = "re-deploy after an interruption converges without duplicates";
     let config = h.config();
-    let (points, expected) = full_deploy_mutations(CHECK, h, &config).await?;
-    for n in 0..points {
-        h.reset().await;
-        let faults = Faults {
-            die_after: Some(n),
-            ..Faults::default()
-        };
-        deploy(h, &config, faults)
-            .await
-            .map_err(|e| fail(CHECK, e))?;
+    let expected = reference_census(CHECK, h, &config).await?;
+    let mut points = 0;
+    for n in 0..MAX_POINTS {
+        if interrupted_deploy(CHECK, h, &config, n).await?.is_none() {
+            break;
+        }
+        points += 1;
         succeeded(
             CHECK,
             &format!("re-deploy after interruption at mutation {}", n + 1),
@@ -365,7 +380,11 @@ pub async fn redeploy_after_interruption_converges(h: &dyn Harness) -> Result<St
         if !p.is_empty() {
             return Err(fail(
                 CHECK,
-                format!("plan not empty after re-deploy (interruption at {})", n + 1),
+                format!(
+                    "plan not empty after re-deploy (interruption at {}):\n{}",
+                    n + 1,
+                    p.render_text()
+                ),
             ));
         }
         let census = h.census(&Ownership::of(&config)).await;
@@ -378,6 +397,12 @@ pub async fn redeploy_after_interruption_converges(h: &dyn Harness) -> Result<St
                 ),
             ));
         }
+    }
+    if points == 0 {
+        return Err(fail(
+            CHECK,
+            "no deploy was ever interrupted: the harness ignores die_after",
+        ));
     }
     Ok(format!("{points} interruption points, census {expected:?}"))
 }

@@ -8,13 +8,14 @@
 //! - [`engine`]: the plan model and the plan/apply engine (no state file).
 //! - [`sandbox`]: the built-in simulated cloud.
 //!
-//! Not built yet (see the roadmap in DESIGN.md): the shared Kubernetes deployment layer and the
-//! sandbox's in-memory Kubernetes API.
+//! - [`kubernetes`]: the shared Kubernetes deployment layer (server-side apply, ApplySet
+//!   pruning, readiness) and the platform components.
 
 pub mod config;
 pub mod conformance;
 pub mod engine;
 pub mod fs;
+pub mod kubernetes;
 pub mod provider;
 pub mod sandbox;
 

@@ -87,22 +87,56 @@ pub struct Preflight {
     pub warnings: Vec<String>,
 }
 
-/// Access to the deployment's Kubernetes cluster: a kubeconfig document with fresh credentials.
+/// Access to the deployment's Kubernetes cluster, with credentials minted when it was made.
 #[derive(Clone)]
-pub struct ClusterAccess {
-    /// The kubeconfig (YAML or JSON text).
-    pub kubeconfig: String,
-    /// When its credentials stop working, if they expire.
-    pub expires_in: Option<Duration>,
+pub enum ClusterAccess {
+    /// A kubeconfig document (YAML or JSON text).
+    Kubeconfig {
+        /// The kubeconfig.
+        text: String,
+        /// When its credentials stop working, if they expire.
+        expires_in: Option<Duration>,
+    },
+    /// A ready client (the sandbox's in-process Kubernetes API).
+    Client(kube::Client),
 }
 
 impl fmt::Debug for ClusterAccess {
-    // The kubeconfig holds bearer tokens: never print it.
+    // A kubeconfig holds bearer tokens: never print it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClusterAccess")
-            .field("kubeconfig", &"<redacted>")
-            .field("expires_in", &self.expires_in)
-            .finish()
+        match self {
+            Self::Kubeconfig { expires_in, .. } => f
+                .debug_struct("Kubeconfig")
+                .field("text", &"<redacted>")
+                .field("expires_in", expires_in)
+                .finish(),
+            Self::Client(_) => f.write_str("Client(..)"),
+        }
+    }
+}
+
+impl ClusterAccess {
+    /// A Kubernetes client for this access.
+    pub async fn client(&self) -> Result<kube::Client, ProviderError> {
+        match self {
+            Self::Client(c) => Ok(c.clone()),
+            Self::Kubeconfig { text, .. } => {
+                let kubeconfig = kube::config::Kubeconfig::from_yaml(text).map_err(|e| {
+                    ProviderError::Failed(format!("the cluster's kubeconfig is invalid: {e}"))
+                })?;
+                let config = kube::Config::from_custom_kubeconfig(
+                    kubeconfig,
+                    &kube::config::KubeConfigOptions::default(),
+                )
+                .await
+                .map_err(|e| {
+                    ProviderError::Failed(format!("the cluster's kubeconfig is unusable: {e}"))
+                })?;
+                kube::Client::try_from(config).map_err(|e| {
+                    ProviderError::Failed(format!("cannot build a Kubernetes client: {e}"))
+                })
+            }
+        }
     }
 }
 
@@ -126,9 +160,31 @@ pub enum ProviderError {
     /// Credentials are missing or refused.
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// The cluster does not exist (yet): there is nothing to connect to.
+    #[error("the cluster does not exist: {0}")]
+    NoCluster(String),
     /// The process was (simulated to be) killed: stop at once, without any clean-up.
     #[error("interrupted: {0}")]
     Killed(String),
+}
+
+/// The error a simulated backend returns through a client library (e.g. the Kubernetes
+/// client) to report that the process "died": anything that finds it in an error's source chain
+/// must treat the error as [`ProviderError::Killed`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("interrupted: {0}")]
+pub struct ProcessKilled(pub String);
+
+/// Finds a [`ProcessKilled`] in an error's source chain.
+pub fn find_killed<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a ProcessKilled> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(k) = e.downcast_ref::<ProcessKilled>() {
+            return Some(k);
+        }
+        current = e.source();
+    }
+    None
 }
 
 impl ProviderError {

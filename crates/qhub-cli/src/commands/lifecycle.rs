@@ -192,10 +192,9 @@ pub fn deploy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
 /// `qhub destroy`.
 pub fn destroy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let s = session(args)?;
-    let ownership = Ownership::of(&s.config);
     let plan = s
         .runtime
-        .block_on(s.engine.destroy_plan(&ownership, s.stages))?;
+        .block_on(s.engine.destroy_plan(&s.config, s.stages))?;
     let (code, report) = apply(&s, &plan, format, "Delete everything above? These", args)?;
     if format == OutputFormat::Json {
         crate::output::json(&result_json(&plan, report.as_ref()))?;
@@ -208,7 +207,7 @@ pub fn status(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let s = session(args)?;
     let ownership = Ownership::of(&s.config);
     let (observed, plan) = s.runtime.block_on(async {
-        let observed = s.engine.provider().observe(&ownership).await?;
+        let observed = s.engine.observe_all(&s.config, s.stages).await?;
         let plan = s.engine.plan(&s.config, s.stages).await?;
         anyhow::Ok((observed, plan))
     })?;

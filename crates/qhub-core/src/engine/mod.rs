@@ -16,6 +16,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::kubernetes::apply::Applier;
+use crate::kubernetes::applyset::ApplySet;
 use crate::provider::{ApplyContext, Ownership, Provider, ProviderError};
 use events::{Event, EventSink};
 use plan::{Action, Change, Plan, ResourceId, Stage};
@@ -138,27 +140,44 @@ impl Engine {
         &self.provider
     }
 
-    fn check_stage(&self, stages: StageFilter) -> Result<(), EngineError> {
+    /// Whether the Kubernetes stage runs: a provider without cluster access can only be asked
+    /// for the infrastructure stage.
+    fn kubernetes_stage(&self, stages: StageFilter) -> Result<bool, EngineError> {
+        if !stages.includes(Stage::Kubernetes) {
+            return Ok(false);
+        }
+        if self.provider.capabilities().cluster_access {
+            return Ok(true);
+        }
         if stages == StageFilter::Only(Stage::Kubernetes) {
             return Err(EngineError::StageNotSupported(
                 Stage::Kubernetes,
-                "the Kubernetes deployment layer is not built yet; use --stage infrastructure"
-                    .into(),
+                format!(
+                    "provider `{}` does not hand out cluster access",
+                    self.provider.name()
+                ),
             ));
         }
-        Ok(())
+        tracing::warn!(
+            provider = self.provider.name(),
+            "no cluster access: planning the infrastructure stage only"
+        );
+        Ok(false)
     }
 
-    async fn observe(&self, ownership: &Ownership) -> Result<Vec<plan::Observed>, EngineError> {
+    /// Runs a read (observe, connect) with retries on retryable errors and a deadline per try.
+    async fn read<T, F, Fut>(&self, what: &str, mut attempt_once: F) -> Result<T, EngineError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
         let deadline = self.options.observe_deadline;
         let retry = self.options.retry;
         let mut attempt = 1;
         loop {
-            let result = tokio::time::timeout(deadline, self.provider.observe(ownership))
+            let result = tokio::time::timeout(deadline, attempt_once())
                 .await
-                .map_err(|_| {
-                    EngineError::Deadline("observing existing resources".into(), deadline)
-                })?;
+                .map_err(|_| EngineError::Deadline(what.to_string(), deadline))?;
             match result {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() && attempt < retry.max_attempts => {
@@ -167,13 +186,13 @@ impl Engine {
                         _ => None,
                     };
                     let delay = retry.delay(attempt, retry_after);
-                    tracing::info!(attempt, ?delay, error = %e, "observe failed; retrying");
+                    tracing::info!(attempt, ?delay, error = %e, "{what} failed; retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
                 Err(source) => {
                     return Err(EngineError::Provider {
-                        what: "observing existing resources".into(),
+                        what: what.to_string(),
                         source,
                     });
                 }
@@ -181,33 +200,93 @@ impl Engine {
         }
     }
 
+    async fn observe_kubernetes(
+        &self,
+        ownership: &Ownership,
+        desired: &[plan::Resource],
+    ) -> Result<Vec<plan::Observed>, EngineError> {
+        let set = ApplySet::new(&ownership.namespace);
+        let mut kinds: Vec<(String, String)> = Vec::new();
+        for r in desired {
+            let manifest = r.payload.as_ref().unwrap_or(&r.spec);
+            if let Ok(o) = crate::kubernetes::ObjectRef::of(manifest) {
+                let pair = (o.api_version, o.kind);
+                if !kinds.contains(&pair) {
+                    kinds.push(pair);
+                }
+            }
+        }
+        let provider = &*self.provider;
+        self.read("observing Kubernetes objects", || async {
+            match connect(provider, ownership).await? {
+                None => Ok(Vec::new()),
+                Some(applier) => applier.observe(&set, &kinds).await.map_err(Into::into),
+            }
+        })
+        .await
+    }
+
+    async fn observe(&self, ownership: &Ownership) -> Result<Vec<plan::Observed>, EngineError> {
+        self.read("observing existing resources", || {
+            self.provider.observe(ownership)
+        })
+        .await
+    }
+
     /// The plan that takes what exists to what `config` wants.
     pub async fn plan(&self, config: &Config, stages: StageFilter) -> Result<Plan, EngineError> {
-        self.check_stage(stages)?;
-        let desired = self
-            .provider
-            .desired(config)
-            .map_err(|source| EngineError::Provider {
-                what: "computing the desired infrastructure".into(),
-                source,
+        let ownership = Ownership::of(config);
+        let mut desired = Vec::new();
+        let mut observed = Vec::new();
+        if stages.includes(Stage::Infrastructure) {
+            desired = self
+                .provider
+                .desired(config)
+                .map_err(|source| EngineError::Provider {
+                    what: "computing the desired infrastructure".into(),
+                    source,
+                })?;
+            observed = self.observe(&ownership).await?;
+        }
+        if self.kubernetes_stage(stages)? {
+            let k8s = crate::kubernetes::desired(config).map_err(|e| EngineError::Provider {
+                what: "building the Kubernetes objects".into(),
+                source: e.into(),
             })?;
-        let observed = self.observe(&Ownership::of(config)).await?;
-        let mut plan = plan::diff(&desired, &observed);
-        plan.changes.retain(|c| stages.includes(c.stage));
-        Ok(plan)
+            observed.extend(self.observe_kubernetes(&ownership, &k8s).await?);
+            desired.extend(k8s);
+        }
+        Ok(plan::diff(&desired, &observed))
     }
 
     /// The plan that deletes everything this deployment owns.
     pub async fn destroy_plan(
         &self,
-        ownership: &Ownership,
+        config: &Config,
         stages: StageFilter,
     ) -> Result<Plan, EngineError> {
-        self.check_stage(stages)?;
-        let observed = self.observe(ownership).await?;
-        let mut plan = plan::destroy(&observed);
-        plan.changes.retain(|c| stages.includes(c.stage));
-        Ok(plan)
+        Ok(plan::destroy(&self.observe_all(config, stages).await?))
+    }
+
+    /// Everything this deployment owns, in the given stages (what `qhub status` lists).
+    /// Kubernetes objects are found by ApplySet membership, in the kinds the parent lists and
+    /// the kinds the config's components use (so that members are found even when an interrupted
+    /// run left no parent).
+    pub async fn observe_all(
+        &self,
+        config: &Config,
+        stages: StageFilter,
+    ) -> Result<Vec<plan::Observed>, EngineError> {
+        let ownership = Ownership::of(config);
+        let mut observed = Vec::new();
+        if stages.includes(Stage::Infrastructure) {
+            observed.extend(self.observe(&ownership).await?);
+        }
+        if self.kubernetes_stage(stages)? {
+            let kinds = crate::kubernetes::desired(config).unwrap_or_default();
+            observed.extend(self.observe_kubernetes(&ownership, &kinds).await?);
+        }
+        Ok(observed)
     }
 
     /// Applies a plan: each change once its dependencies are done, up to `concurrency` at once.
@@ -230,6 +309,15 @@ impl Engine {
         let mut running: JoinSet<Finished> = JoinSet::new();
         let mut stop = false;
         let mut cancel_announced = false;
+        // The cluster client, made on first use (after the infrastructure exists), with
+        // credentials minted then rather than at plan time.
+        let mut kubernetes_left = plan
+            .changes
+            .iter()
+            .filter(|c| c.stage == Stage::Kubernetes)
+            .count();
+        let cluster: Arc<tokio::sync::OnceCell<Option<Cluster>>> =
+            Arc::new(tokio::sync::OnceCell::new());
         loop {
             if !stop && cancel.is_cancelled() {
                 stop = true;
@@ -255,10 +343,13 @@ impl Engine {
                     let events = events.clone();
                     let options = self.options.clone();
                     let ownership = ownership.clone();
+                    let cluster = cluster.clone();
                     running.spawn(async move {
                         let t = Instant::now();
-                        let result =
-                            run_change(&*provider, &change, &ownership, &options, &*events).await;
+                        let result = run_change(
+                            &*provider, &cluster, &change, &ownership, &options, &*events,
+                        )
+                        .await;
                         (i, result, t.elapsed())
                     });
                 }
@@ -286,6 +377,13 @@ impl Engine {
                     report.retries += retries;
                     finished.insert(i);
                     report.done.push((change.id.clone(), change.action));
+                    if change.stage == Stage::Kubernetes {
+                        kubernetes_left -= 1;
+                        if kubernetes_left == 0 {
+                            // The cluster may be deleted next (destroy): let go of it first.
+                            release_lease(&cluster).await;
+                        }
+                    }
                     events.emit(&Event::Done {
                         resource: change.id.clone(),
                         action: change.action,
@@ -315,6 +413,10 @@ impl Engine {
                 }
             }
         }
+        // Release the deploy lease, unless the process "died" (a dead process releases nothing).
+        if !report.killed {
+            release_lease(&cluster).await;
+        }
         report.not_started = pending
             .iter()
             .map(|i| (plan.changes[*i].id.clone(), plan.changes[*i].action))
@@ -340,9 +442,14 @@ fn wait_sets(changes: &[Change]) -> Vec<BTreeSet<usize>> {
         .map(|c| {
             let mut waits = BTreeSet::new();
             if c.action == Action::Delete {
-                // A delete waits for the deletes of everything that depends on it.
+                // A delete waits for the deletes of everything that depends on it, and the
+                // infrastructure waits for the Kubernetes objects (their load balancers and
+                // volumes would otherwise block the network's deletion).
                 for (j, other) in changes.iter().enumerate() {
-                    if other.action == Action::Delete && other.depends_on().contains(&c.id) {
+                    if other.action == Action::Delete
+                        && (other.depends_on().contains(&c.id)
+                            || c.stage == Stage::Infrastructure && other.stage == Stage::Kubernetes)
+                    {
                         waits.insert(j);
                     }
                 }
@@ -366,9 +473,106 @@ fn wait_sets(changes: &[Change]) -> Vec<BTreeSet<usize>> {
         .collect()
 }
 
+/// A client for the deployment's cluster, or `None` when the cluster does not exist.
+async fn connect(
+    provider: &dyn Provider,
+    ownership: &Ownership,
+) -> Result<Option<Applier>, ProviderError> {
+    match provider.cluster_access(ownership).await {
+        Ok(access) => Ok(Some(Applier::new(access.client().await?))),
+        Err(ProviderError::NoCluster(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The cluster during an apply: a client, and the deploy lease held while the apply runs.
+#[derive(Debug)]
+struct Cluster {
+    applier: Applier,
+    lease: tokio::sync::Mutex<Option<crate::kubernetes::lease::LeaseGuard>>,
+}
+
+/// Releases the deploy lease if it is held.
+async fn release_lease(cluster: &tokio::sync::OnceCell<Option<Cluster>>) {
+    if let Some(Some(cluster)) = cluster.get()
+        && let Some(lease) = cluster.lease.lock().await.take()
+    {
+        lease.release().await;
+    }
+}
+
+/// Connects for an apply: a client, then the deploy lease.
+async fn connect_locked(
+    provider: &dyn Provider,
+    ownership: &Ownership,
+) -> Result<Option<Cluster>, ProviderError> {
+    let Some(applier) = connect(provider, ownership).await? else {
+        return Ok(None);
+    };
+    let lease = crate::kubernetes::lease::acquire(
+        applier.client(),
+        &ownership.prefix(),
+        &crate::kubernetes::lease::holder_identity(),
+    )
+    .await?;
+    Ok(Some(Cluster {
+        applier,
+        lease: tokio::sync::Mutex::new(Some(lease)),
+    }))
+}
+
+/// Applies one Kubernetes change through the (lazily connected) cluster client.
+async fn apply_kubernetes(
+    provider: &dyn Provider,
+    cluster: &tokio::sync::OnceCell<Option<Cluster>>,
+    change: &Change,
+    ctx: &ApplyContext,
+    deadline: Duration,
+) -> Result<(), ProviderError> {
+    let cluster = cluster
+        .get_or_try_init(|| connect_locked(provider, &ctx.ownership))
+        .await?;
+    let Some(Cluster { applier, .. }) = cluster else {
+        if change.action == Action::Delete {
+            // No cluster, so no object either.
+            return Ok(());
+        }
+        return Err(ProviderError::NoCluster(format!(
+            "cannot apply {} before the cluster exists",
+            change.id
+        )));
+    };
+    match change.action {
+        Action::Delete => {
+            let target = change
+                .observed
+                .as_ref()
+                .and_then(|o| o.payload.as_ref())
+                .ok_or_else(|| {
+                    ProviderError::Failed(format!(
+                        "{}: nothing to address the object by",
+                        change.id
+                    ))
+                })?;
+            applier.delete(target, deadline).await.map_err(Into::into)
+        }
+        _ => {
+            let desired = change.desired.as_ref().ok_or_else(|| {
+                ProviderError::Failed(format!("{}: no desired object", change.id))
+            })?;
+            let manifest = desired.payload.as_ref().unwrap_or(&desired.spec);
+            applier
+                .apply(manifest, &desired.spec, deadline)
+                .await
+                .map_err(Into::into)
+        }
+    }
+}
+
 /// Runs one change with retries and a deadline. Returns the number of retries made.
 async fn run_change(
     provider: &dyn Provider,
+    cluster: &tokio::sync::OnceCell<Option<Cluster>>,
     change: &Change,
     ownership: &Ownership,
     options: &EngineOptions,
@@ -393,7 +597,15 @@ async fn run_change(
             attempt,
         };
         let remaining = deadline.saturating_sub(started.elapsed());
-        let result = match tokio::time::timeout(remaining, provider.apply(change, &ctx)).await {
+        let work = async {
+            match change.stage {
+                Stage::Infrastructure => provider.apply(change, &ctx).await,
+                Stage::Kubernetes => {
+                    apply_kubernetes(provider, cluster, change, &ctx, remaining).await
+                }
+            }
+        };
+        let result = match tokio::time::timeout(remaining, work).await {
             Ok(r) => r,
             Err(_) => Err(ProviderError::Failed(format!(
                 "{} {} did not finish within {deadline:?}",

@@ -80,6 +80,10 @@ pub struct Resource {
     pub replace_fields: Vec<String>,
     /// The provider's estimate of how long creating it takes (for progress and deadlines).
     pub expected_duration: std::time::Duration,
+    /// What to apply, when it differs from `spec` (a Kubernetes manifest whose `spec` is its
+    /// digest because it is too large to compare field by field).
+    #[serde(skip)]
+    pub payload: Option<Json>,
 }
 
 /// A resource that exists and carries this deployment's marks.
@@ -97,6 +101,10 @@ pub struct Observed {
     pub cloud_id: Option<String>,
     /// The cloud's state word (`active`, `creating`, …).
     pub state: String,
+    /// Enough of the object to address it (for a Kubernetes object: `apiVersion`, `kind`,
+    /// `metadata.name` and `metadata.namespace`).
+    #[serde(skip)]
+    pub payload: Option<Json>,
 }
 
 /// What a change does.
@@ -254,7 +262,9 @@ impl Plan {
                     _ => String::new(),
                 };
                 let _ = writeln!(out, "  {:>3} {}{note}", c.action.symbol(), c.id);
-                if c.action != Action::Delete {
+                // A new Kubernetes object's diff is its whole manifest: the name says enough.
+                let creates_object = c.stage == Stage::Kubernetes && c.action == Action::Create;
+                if c.action != Action::Delete && !creates_object {
                     for d in &c.diff {
                         let show = |v: &Option<Json>| match v {
                             None => "(none)".to_string(),
@@ -397,6 +407,8 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Plan {
             }
         }
     }
+    // The infrastructure comes first: Kubernetes objects need the cluster.
+    plan.changes.sort_by_key(|c| c.stage);
     let extra: Vec<&Observed> = observed
         .iter()
         .filter(|o| !desired_ids.contains(&o.id))
@@ -414,6 +426,14 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Plan {
             observed: Some(o.clone()),
         });
     }
+    // Deletes: Kubernetes objects first (their load balancers block the network), then the
+    // infrastructure; stable, so dependants still come before what they depend on.
+    let first_delete = plan
+        .changes
+        .iter()
+        .position(|c| c.action == Action::Delete)
+        .unwrap_or(plan.changes.len());
+    plan.changes[first_delete..].sort_by_key(|c| std::cmp::Reverse(c.stage));
     plan
 }
 
@@ -436,6 +456,7 @@ mod tests {
             depends_on: deps.iter().map(|(k, n)| ResourceId::new(*k, *n)).collect(),
             replace_fields: vec!["instance".into()],
             expected_duration: Duration::ZERO,
+            payload: None,
         }
     }
 
@@ -447,6 +468,7 @@ mod tests {
             depends_on: r.depends_on.clone(),
             cloud_id: None,
             state: "active".into(),
+            payload: None,
         }
     }
 

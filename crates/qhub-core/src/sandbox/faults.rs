@@ -67,7 +67,8 @@ impl FaultSpec {
 #[derive(Debug)]
 pub struct Faults {
     spec: FaultSpec,
-    state: Mutex<(StdRng, u64)>,
+    /// The random source, the mutations carried out, and whether the process has "died".
+    state: Mutex<(StdRng, u64, bool)>,
 }
 
 impl Faults {
@@ -79,7 +80,7 @@ impl Faults {
         };
         Self {
             spec,
-            state: Mutex::new((rng, 0)),
+            state: Mutex::new((rng, 0, false)),
         }
     }
 
@@ -93,6 +94,9 @@ impl Faults {
         let Ok(mut state) = self.state.lock() else {
             return Ok(());
         };
+        if state.2 {
+            return Err(dead(what));
+        }
         let roll: f64 = state.0.random();
         if roll < self.spec.throttle_rate {
             return Err(ProviderError::Retryable {
@@ -116,10 +120,22 @@ impl Faults {
         };
         state.1 += 1;
         match self.spec.die_after {
-            Some(n) if state.1 > n => Err(ProviderError::Killed(format!(
-                "sandbox: killed right after mutation {} ({what}) (injected die_after={n})",
-                state.1
-            ))),
+            Some(n) if state.1 > n => {
+                state.2 = true;
+                Err(ProviderError::Killed(format!(
+                    "sandbox: killed right after mutation {} ({what}) (injected die_after={n})",
+                    state.1
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Right before a mutation is carried out: a process that has "died" (after
+    /// [`Self::after_mutation`] reported it) makes no further change, like a SIGKILLed one.
+    pub fn check_alive(&self, what: &str) -> Result<(), ProviderError> {
+        match self.state.lock() {
+            Ok(state) if state.2 => Err(dead(what)),
             _ => Ok(()),
         }
     }
@@ -128,6 +144,12 @@ impl Faults {
     pub fn slow_factor(&self) -> f64 {
         self.spec.slow_factor.unwrap_or(1.0)
     }
+}
+
+fn dead(what: &str) -> ProviderError {
+    ProviderError::Killed(format!(
+        "sandbox: {what}: not carried out, the process has already died (injected die_after)"
+    ))
 }
 
 #[cfg(test)]
@@ -160,5 +182,8 @@ mod tests {
             f.after_mutation("c"),
             Err(ProviderError::Killed(_))
         ));
+        // Dead: nothing more is carried out.
+        assert!(matches!(f.check_alive("d"), Err(ProviderError::Killed(_))));
+        assert!(matches!(f.before_call("d"), Err(ProviderError::Killed(_))));
     }
 }

@@ -23,6 +23,13 @@ pub struct SandboxHarness {
 }
 
 impl SandboxHarness {
+    fn kube_path(&self) -> PathBuf {
+        let ownership = Ownership::of(&self.config);
+        self.dir
+            .join(super::world::DIR_NAME)
+            .join(format!("kube-{}.json", ownership.prefix()))
+    }
+
     /// A harness whose world lives in `dir` (which it may empty), for `config`
     /// (`provider: sandbox`), with latencies scaled by `time_scale`.
     pub fn new(dir: impl Into<PathBuf>, config: Config, time_scale: f64) -> Self {
@@ -53,12 +60,21 @@ impl Harness for SandboxHarness {
 
     async fn reset(&self) {
         let _ = std::fs::remove_file(World::path(&self.dir));
+        let _ = std::fs::remove_file(self.kube_path());
     }
 
     async fn mutations(&self) -> u64 {
-        World::load(&self.dir)
+        // Cloud mutations, plus the cluster's resourceVersion counter: every write to the
+        // Kubernetes API bumps it, and it survives in the persisted store.
+        let cloud = World::load(&self.dir)
             .map(|w| w.stats.mutations)
-            .unwrap_or(0)
+            .unwrap_or(0);
+        let kube = std::fs::read(self.kube_path())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("resourceVersion").and_then(serde_json::Value::as_u64))
+            .unwrap_or(0);
+        cloud + kube
     }
 
     async fn census(&self, ownership: &Ownership) -> BTreeMap<String, usize> {
@@ -66,6 +82,24 @@ impl Harness for SandboxHarness {
         if let Ok(world) = World::load(&self.dir) {
             for r in world.resources.values().filter(|r| ownership.owns(&r.tags)) {
                 *out.entry(r.kind.clone()).or_insert(0) += 1;
+            }
+        }
+        if self.kube_path().exists()
+            && let Ok(api) = super::kube_api::KubeApi::persistent(&self.kube_path())
+        {
+            for object in api.objects() {
+                let ours = object
+                    .pointer("/metadata/labels")
+                    .and_then(|l| l.get(crate::kubernetes::MANAGED_BY_LABEL))
+                    .and_then(serde_json::Value::as_str)
+                    == Some("qhub");
+                if ours {
+                    let kind = object
+                        .get("kind")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or("?");
+                    *out.entry(format!("k8s:{kind}")).or_insert(0) += 1;
+                }
             }
         }
         out

@@ -3,10 +3,13 @@
 //! fault injection. Its world persists beside the config (`.qhub-sandbox/`), so separate
 //! commands see the same state. It is the README's no-credentials demo and the engine's test bed.
 //!
-//! Not built yet: the in-memory Kubernetes API (the `kubernetes` stage).
+//! The cluster's Kubernetes API is [`kube_api::KubeApi`], in memory, persisted beside the world
+//! (`.qhub-sandbox/kube-<deployment>.json`) and reached through a real `kube::Client`; the same
+//! faults are injected into it.
 
 pub mod faults;
 pub mod harness;
+pub mod kube_api;
 pub mod world;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +22,8 @@ use serde_json::json;
 use crate::config::{Config, ProviderKind};
 use crate::engine::plan::{Action, Change, Observed, Resource, ResourceId, Stage};
 use crate::provider::{
-    ApplyContext, Capabilities, DeployLock, Ownership, Preflight, Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, DeployLock, Ownership, Preflight, Provider,
+    ProviderError,
 };
 use faults::{FaultSpec, Faults};
 use world::{SimResource, World};
@@ -55,6 +59,9 @@ pub struct SandboxProvider {
     time_scale: f64,
     faults: Arc<Faults>,
     world_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The cluster's API, opened on first use; one instance per provider so that every client
+    /// of this process shares its state.
+    kube: Arc<std::sync::Mutex<Option<kube_api::KubeApi>>>,
 }
 
 fn failed(e: impl std::fmt::Display) -> ProviderError {
@@ -69,6 +76,7 @@ impl SandboxProvider {
             time_scale,
             faults: Arc::new(Faults::new(faults)),
             world_lock: Arc::new(tokio::sync::Mutex::new(())),
+            kube: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 
@@ -103,6 +111,64 @@ impl SandboxProvider {
         World::load(&self.dir).map_err(failed)
     }
 
+    /// The file holding the Kubernetes objects of a deployment's cluster.
+    pub fn kube_path(&self, ownership: &Ownership) -> PathBuf {
+        self.dir
+            .join(world::DIR_NAME)
+            .join(format!("kube-{}.json", ownership.prefix()))
+    }
+
+    /// The cluster's Kubernetes API (opened from its file on first use).
+    pub fn kube_api(&self, ownership: &Ownership) -> Result<kube_api::KubeApi, ProviderError> {
+        let mut cached = self
+            .kube
+            .lock()
+            .map_err(|_| failed("sandbox Kubernetes API lock poisoned"))?;
+        if let Some(api) = cached.as_ref() {
+            return Ok(api.clone());
+        }
+        let path = self.kube_path(ownership);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(failed)?;
+        }
+        let api = kube_api::KubeApi::persistent(&path).map_err(failed)?;
+        *cached = Some(api.clone());
+        Ok(api)
+    }
+
+    /// A client of the cluster's API with this sandbox's faults injected: 429/503 answers before
+    /// a request, and the process "dying" right after a mutation was carried out.
+    fn faulty_client(&self, api: kube_api::KubeApi) -> kube::Client {
+        let faults = self.faults.clone();
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let api = api.clone();
+            let faults = faults.clone();
+            async move {
+                let what = format!("{} {}", req.method(), req.uri().path());
+                let mutating = req.method() != http::Method::GET;
+                if let Err(e) = faults.before_call(&what) {
+                    let (code, retry_after) = match &e {
+                        ProviderError::Retryable {
+                            retry_after: Some(_),
+                            ..
+                        } => (429, Some("1")),
+                        _ => (503, None),
+                    };
+                    return Ok(status_response(code, &e.to_string(), retry_after));
+                }
+                let response = api.handle_request(req).await;
+                if mutating
+                    && response.status().is_success()
+                    && let Err(e) = faults.after_mutation(&what)
+                {
+                    return Err(crate::provider::ProcessKilled(e.to_string()));
+                }
+                Ok(response)
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
     /// The simulated duration of an operation.
     pub fn latency(&self, kind: &str, action: Action) -> Duration {
         Duration::from_secs_f64(
@@ -127,6 +193,7 @@ impl SandboxProvider {
             depends_on: deps,
             replace_fields: replace.iter().map(|s| (*s).to_string()).collect(),
             expected_duration: self.latency(kind, Action::Create),
+            payload: None,
         }
     }
 }
@@ -140,7 +207,7 @@ impl Provider for SandboxProvider {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             infrastructure: true,
-            cluster_access: false,
+            cluster_access: true,
             scale_to_zero: true,
             gpu: true,
         }
@@ -228,6 +295,7 @@ impl Provider for SandboxProvider {
                     .collect(),
                 cloud_id: Some(r.cloud_id.clone()),
                 state: r.state.clone(),
+                payload: None,
             })
             .collect())
     }
@@ -238,6 +306,8 @@ impl Provider for SandboxProvider {
         // The cloud's own time, outside the world lock so independent changes overlap.
         tokio::time::sleep(self.latency(&change.id.kind, change.action)).await;
         let _guard = self.world_lock.lock().await;
+        // A change that was in flight when another one "killed" the process must not land.
+        self.faults.check_alive(&what)?;
         let mut world = self.world()?;
         let key = World::key(&change.id.kind, &change.id.name);
         match change.action {
@@ -316,11 +386,39 @@ impl Provider for SandboxProvider {
                     )));
                 }
                 world.resources.remove(&key);
+                if change.id.kind == "cluster" {
+                    // The cluster's objects go with it.
+                    if let Ok(mut cached) = self.kube.lock() {
+                        *cached = None;
+                    }
+                    match std::fs::remove_file(self.kube_path(&ctx.ownership)) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(failed(e)),
+                    }
+                }
             }
         }
         world.stats.mutations += 1;
         world.save(&self.dir).map_err(failed)?;
         self.faults.after_mutation(&what)
+    }
+
+    async fn cluster_access(&self, ownership: &Ownership) -> Result<ClusterAccess, ProviderError> {
+        self.faults.before_call("cluster access")?;
+        let world = self.world()?;
+        let exists = world
+            .resources
+            .get(&World::key("cluster", &ownership.prefix()))
+            .is_some_and(|c| ownership.owns(&c.tags));
+        if !exists {
+            return Err(ProviderError::NoCluster(format!(
+                "sandbox cluster {} has not been created",
+                ownership.prefix()
+            )));
+        }
+        let api = self.kube_api(ownership)?;
+        Ok(ClusterAccess::Client(self.faulty_client(api)))
     }
 
     async fn lock(&self, ownership: &Ownership) -> Result<Option<DeployLock>, ProviderError> {
@@ -343,4 +441,36 @@ impl Provider for SandboxProvider {
             Err(std::fs::TryLockError::Error(e)) => Err(failed(e)),
         }
     }
+}
+
+/// A Kubernetes `Status` error answer, as an API server sends it.
+fn status_response(
+    code: u16,
+    message: &str,
+    retry_after: Option<&str>,
+) -> http::Response<
+    http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, std::convert::Infallible>,
+> {
+    use http_body_util::BodyExt;
+    let reason = if code == 429 {
+        "TooManyRequests"
+    } else {
+        "ServiceUnavailable"
+    };
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code,
+    })
+    .to_string();
+    let mut builder = http::Response::builder()
+        .status(code)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(after) = retry_after {
+        builder = builder.header(http::header::RETRY_AFTER, after);
+    }
+    builder
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)).boxed_unsync())
+        .unwrap_or_else(|_| {
+            http::Response::new(http_body_util::Full::new(bytes::Bytes::new()).boxed_unsync())
+        })
 }

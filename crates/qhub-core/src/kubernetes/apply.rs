@@ -1,0 +1,369 @@
+//! Applying manifests: server-side apply with field manager `qhub`, readiness waits under
+//! deadlines, deletion, and observing ApplySet members.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use serde_json::Value as Json;
+use tokio::sync::Mutex;
+
+use super::applyset::{self, ApplySet};
+use super::readiness::{self, Readiness};
+use super::{FIELD_MANAGER, KubeError, LAST_APPLIED, ObjectRef};
+use crate::engine::plan::{Observed, Stage};
+
+/// How often readiness is polled.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Discovered kinds by (group, version, kind).
+type KindCache = HashMap<(String, String, String), (ApiResource, ApiCapabilities)>;
+
+/// Applies manifests through one client.
+#[derive(Clone)]
+pub struct Applier {
+    client: kube::Client,
+    kinds: std::sync::Arc<Mutex<KindCache>>,
+}
+
+impl std::fmt::Debug for Applier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applier").finish_non_exhaustive()
+    }
+}
+
+fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
+    let what = what.into();
+    move |source| KubeError::Api { what, source }
+}
+
+/// Runs an idempotent read, retrying retryable errors (throttling, 5xx, transport) a few times
+/// with jittered backoff: a plan should not fail on one dropped request.
+async fn read<T, F, Fut>(what: &str, mut f: F) -> Result<T, KubeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let policy = crate::engine::retry::RetryPolicy {
+        max_attempts: 10,
+        base: Duration::from_millis(20),
+        cap: Duration::from_secs(2),
+    };
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(source) => {
+                let e = KubeError::Api {
+                    what: what.to_string(),
+                    source,
+                };
+                if !e.is_retryable()
+                    || attempt >= policy.max_attempts
+                    || crate::provider::find_killed(&e).is_some()
+                {
+                    return Err(e);
+                }
+                let delay = policy.delay(attempt, None);
+                tracing::debug!(attempt, ?delay, error = %e, "retrying a read");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+impl Applier {
+    /// An applier over `client`.
+    pub fn new(client: kube::Client) -> Self {
+        Self {
+            client,
+            kinds: Default::default(),
+        }
+    }
+
+    /// The client.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// The API resource of a group/version/kind, from discovery (cached per applier).
+    pub async fn resolve(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+    ) -> Result<(ApiResource, ApiCapabilities), KubeError> {
+        let key = (group.to_string(), version.to_string(), kind.to_string());
+        if let Some(found) = self.kinds.lock().await.get(&key) {
+            return Ok(found.clone());
+        }
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let found = read(&format!("discovering {kind}.{group}/{version}"), || {
+            kube::discovery::pinned_kind(&self.client, &gvk)
+        })
+        .await?;
+        self.kinds.lock().await.insert(key, found.clone());
+        Ok(found)
+    }
+
+    async fn api(&self, r: &ObjectRef) -> Result<Api<DynamicObject>, KubeError> {
+        let (ar, caps) = self.resolve(r.group(), r.version(), &r.kind).await?;
+        Ok(match (caps.scope, &r.namespace) {
+            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            (Scope::Namespaced, None) => Api::default_namespaced_with(self.client.clone(), &ar),
+            (Scope::Cluster, _) => Api::all_with(self.client.clone(), &ar),
+        })
+    }
+
+    /// Server-side applies `manifest`, recording `comparable` in the [`LAST_APPLIED`]
+    /// annotation, then waits until it is ready or `deadline` passes.
+    pub async fn apply(
+        &self,
+        manifest: &Json,
+        comparable: &Json,
+        deadline: Duration,
+    ) -> Result<(), KubeError> {
+        let r = ObjectRef::of(manifest)?;
+        let mut body = manifest.clone();
+        if let Some(meta) = body.get_mut("metadata").and_then(Json::as_object_mut) {
+            let annotations = meta
+                .entry("annotations")
+                .or_insert_with(|| serde_json::json!({}));
+            if let Some(a) = annotations.as_object_mut() {
+                a.insert(LAST_APPLIED.into(), Json::String(comparable.to_string()));
+            }
+        }
+        let api = self.api(&r).await?;
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch(&r.name, &params, &Patch::Apply(&body))
+            .await
+            .map_err(api_err(format!("applying {}", r.id())))?;
+        self.wait_ready(&r, &api, deadline).await
+    }
+
+    async fn wait_ready(
+        &self,
+        r: &ObjectRef,
+        api: &Api<DynamicObject>,
+        deadline: Duration,
+    ) -> Result<(), KubeError> {
+        let start = Instant::now();
+        loop {
+            let live = read(&format!("reading {}", r.id()), || api.get(&r.name)).await?;
+            let live =
+                serde_json::to_value(&live).map_err(|e| KubeError::Invalid(e.to_string()))?;
+            match readiness::check(&r.kind, &live) {
+                Readiness::Ready => return Ok(()),
+                Readiness::Waiting(detail) => {
+                    if start.elapsed() + POLL > deadline {
+                        return Err(KubeError::NotReady {
+                            id: r.id(),
+                            seconds: start.elapsed().as_secs_f64(),
+                            detail,
+                        });
+                    }
+                    tracing::debug!(object = %r.id(), %detail, "waiting for readiness");
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+    }
+
+    /// Deletes an object and waits until it is gone; an object already gone is fine.
+    pub async fn delete(&self, manifest: &Json, deadline: Duration) -> Result<(), KubeError> {
+        let r = ObjectRef::of(manifest)?;
+        let api = match self.api(&r).await {
+            Ok(api) => api,
+            // The kind is no longer served (its CRD is gone): so are its objects.
+            Err(KubeError::Api {
+                source: kube::Error::Api(s),
+                ..
+            }) if s.code == 404 => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match api.delete(&r.name, &DeleteParams::foreground()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(e) => return Err(api_err(format!("deleting {}", r.id()))(e)),
+        }
+        let start = Instant::now();
+        loop {
+            match read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await? {
+                None => return Ok(()),
+                Some(_) if start.elapsed() + POLL > deadline => {
+                    return Err(KubeError::NotReady {
+                        id: r.id(),
+                        seconds: start.elapsed().as_secs_f64(),
+                        detail: "still being deleted".into(),
+                    });
+                }
+                Some(_) => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+
+    /// Everything that belongs to `set`: the parent and every member of the group-kinds it
+    /// lists (plus `extra_group_kinds`), as observed resources whose spec is what we last applied.
+    pub async fn observe(
+        &self,
+        set: &ApplySet,
+        known: &[(String, String)],
+    ) -> Result<Vec<Observed>, KubeError> {
+        // `known`: (apiVersion, kind) pairs whose version we know (the config's kinds); kinds
+        // only the parent lists (left from an older config) are looked up by discovery.
+        let versions: std::collections::BTreeMap<String, String> = known
+            .iter()
+            .map(|(api_version, kind)| {
+                let r = ObjectRef {
+                    api_version: api_version.clone(),
+                    kind: kind.clone(),
+                    namespace: None,
+                    name: String::new(),
+                };
+                (r.group_kind(), api_version.clone())
+            })
+            .collect();
+        let mut out = Vec::new();
+        let parent_ref = ObjectRef {
+            api_version: "v1".into(),
+            kind: "Secret".into(),
+            namespace: Some(set.namespace.clone()),
+            name: applyset::PARENT_NAME.into(),
+        };
+        let mut group_kinds: Vec<String> = versions.keys().cloned().collect();
+        let parents = self.api(&parent_ref).await?;
+        if let Some(parent) = read("reading the ApplySet parent", || {
+            parents.get_opt(applyset::PARENT_NAME)
+        })
+        .await?
+        {
+            let parent =
+                serde_json::to_value(&parent).map_err(|e| KubeError::Invalid(e.to_string()))?;
+            if let Some(listed) = parent
+                .pointer(&format!(
+                    "/metadata/annotations/{}",
+                    applyset::GROUP_KINDS_ANNOTATION.replace('/', "~1")
+                ))
+                .and_then(Json::as_str)
+            {
+                group_kinds.extend(
+                    listed
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string),
+                );
+            }
+            out.push(observed(&parent_ref, &parent, &set.namespace));
+        }
+        group_kinds.sort();
+        group_kinds.dedup();
+        let selector = ListParams::default().labels(&set.member_selector());
+        for gk in group_kinds {
+            let (group, kind) = applyset::split_group_kind(&gk);
+            let resolved = match versions.get(&gk) {
+                Some(api_version) => {
+                    let version = api_version
+                        .rsplit_once('/')
+                        .map_or(api_version.as_str(), |(_, v)| v);
+                    match self.resolve(group, version, kind).await {
+                        Ok(found) => Some(found),
+                        // Not served (yet, or any more): nothing of this kind exists.
+                        Err(KubeError::Api {
+                            source: kube::Error::Api(s),
+                            ..
+                        }) if s.code == 404 => None,
+                        Err(e) => return Err(e),
+                    }
+                }
+                None => self.resolve_any_version(group, kind).await?,
+            };
+            let Some((ar, _caps)) = resolved else {
+                continue;
+            };
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+            let list = read(&format!("listing {gk}"), || api.list(&selector)).await?;
+            for item in list.items {
+                let value =
+                    serde_json::to_value(&item).map_err(|e| KubeError::Invalid(e.to_string()))?;
+                let mut value = value;
+                // List items may omit apiVersion/kind.
+                value["apiVersion"] = Json::String(ar.api_version.clone());
+                value["kind"] = Json::String(ar.kind.clone());
+                let r = ObjectRef::of(&value)?;
+                out.push(observed(&r, &value, &set.namespace));
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out.dedup_by(|a, b| a.id == b.id);
+        Ok(out)
+    }
+
+    async fn resolve_any_version(
+        &self,
+        group: &str,
+        kind: &str,
+    ) -> Result<Option<(ApiResource, ApiCapabilities)>, KubeError> {
+        // The preferred version of the group serves the kind; discovery says which it is.
+        let discovery = read(&format!("discovering group `{group}`"), || {
+            kube::discovery::Discovery::new(self.client.clone())
+                .filter(&[group])
+                .run()
+        })
+        .await?;
+        for g in discovery.groups() {
+            for (ar, caps) in g.recommended_resources() {
+                if ar.kind == kind {
+                    return Ok(Some((ar, caps)));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn observed(r: &ObjectRef, live: &Json, parent_namespace: &str) -> Observed {
+    let spec = live
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            LAST_APPLIED.replace('/', "~1")
+        ))
+        .and_then(Json::as_str)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Json::Null);
+    let state = match readiness::check(&r.kind, live) {
+        Readiness::Ready => "ready".to_string(),
+        Readiness::Waiting(why) => why,
+    };
+    // Deletes run dependants first: members, then the ApplySet parent (which lists the members'
+    // kinds, so it must outlive them), then the namespace.
+    let is_parent = r.kind == "Secret" && r.name == applyset::PARENT_NAME;
+    let mut depends_on = Vec::new();
+    if let Some(ns) = &r.namespace {
+        depends_on.push(crate::engine::plan::ResourceId::new("Namespace", ns));
+    }
+    if !is_parent && r.kind != "Namespace" {
+        depends_on.push(crate::engine::plan::ResourceId::new(
+            "Secret",
+            format!("{parent_namespace}/{}", applyset::PARENT_NAME),
+        ));
+    }
+    let mut payload = serde_json::json!({"apiVersion": r.api_version, "kind": r.kind, "metadata": {"name": r.name}});
+    if let Some(ns) = &r.namespace {
+        payload["metadata"]["namespace"] = Json::String(ns.clone());
+    }
+    Observed {
+        id: r.id(),
+        stage: Stage::Kubernetes,
+        spec,
+        depends_on,
+        cloud_id: live
+            .pointer("/metadata/uid")
+            .and_then(Json::as_str)
+            .map(str::to_string),
+        state,
+        payload: Some(payload),
+    }
+}

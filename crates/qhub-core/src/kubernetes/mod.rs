@@ -1,0 +1,256 @@
+//! The shared Kubernetes deployment layer.
+//!
+//! Platform components ([`components`]) build typed k8s-openapi objects from the config. They
+//! become `kubernetes`-stage [`Resource`]s of the plan: CRDs and namespaces first, then the
+//! ApplySet parent, then everything else. [`apply::Applier`] applies them with server-side apply
+//! (field manager `qhub`), waits for readiness ([`readiness`]) under deadlines, and deletes what
+//! the config no longer wants; what exists is found by ApplySet membership ([`applyset`]), so
+//! pruning needs no state file.
+
+pub mod apply;
+pub mod applyset;
+pub mod components;
+pub mod lease;
+pub mod readiness;
+
+use serde_json::Value as Json;
+use sha2::Digest;
+
+use crate::config::Config;
+use crate::engine::plan::{Resource, ResourceId, Stage};
+
+/// The field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "qhub";
+
+/// The annotation holding what we last applied (or its digest, for large objects), so that a
+/// plan diffs the config against our own intent rather than against server defaults.
+pub const LAST_APPLIED: &str = "qhub.dev/last-applied";
+
+/// Largest manifest kept verbatim in [`LAST_APPLIED`]; larger ones (big CRDs) keep a digest, as
+/// all annotations of an object together may not exceed 256 KiB.
+pub const MAX_LAST_APPLIED: usize = 64 * 1024;
+
+/// The label every object we create carries.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
+/// Errors of the Kubernetes layer.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// The API server refused or failed a request.
+    #[error("{what}: {source}")]
+    Api {
+        /// What we were doing.
+        what: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// An object did not become ready in time.
+    #[error("{id} not ready after {seconds:.0}s: {detail}")]
+    NotReady {
+        /// The object.
+        id: ResourceId,
+        /// How long we waited.
+        seconds: f64,
+        /// Its last observed state.
+        detail: String,
+    },
+    /// The object cannot be handled.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl KubeError {
+    /// True when trying again may help: throttling, server errors, conflicts with another
+    /// writer, transport errors, and kinds not yet served (a CRD just established).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Api { source, .. } => match source {
+                kube::Error::Api(status) => {
+                    matches!(status.code, 409 | 429 | 500 | 502 | 503 | 504)
+                }
+                kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+                kube::Error::Discovery(_) => true,
+                _ => false,
+            },
+            Self::NotReady { .. } | Self::Invalid(_) => false,
+        }
+    }
+}
+
+impl From<KubeError> for crate::provider::ProviderError {
+    fn from(e: KubeError) -> Self {
+        if let Some(killed) = crate::provider::find_killed(&e) {
+            return Self::Killed(killed.0.clone());
+        }
+        if e.is_retryable() {
+            Self::Retryable {
+                message: e.to_string(),
+                retry_after: None,
+            }
+        } else {
+            Self::Failed(e.to_string())
+        }
+    }
+}
+
+/// `apiVersion`, `kind`, namespace and name of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// `apiVersion` (`v1`, `apps/v1`).
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// Namespace, for namespaced objects.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// Reads the identity of a manifest.
+    pub fn of(manifest: &Json) -> Result<Self, KubeError> {
+        let s = |ptr: &str| {
+            manifest
+                .pointer(ptr)
+                .and_then(Json::as_str)
+                .map(str::to_string)
+        };
+        Ok(Self {
+            api_version: s("/apiVersion")
+                .ok_or_else(|| KubeError::Invalid("manifest without apiVersion".into()))?,
+            kind: s("/kind").ok_or_else(|| KubeError::Invalid("manifest without kind".into()))?,
+            namespace: s("/metadata/namespace"),
+            name: s("/metadata/name")
+                .ok_or_else(|| KubeError::Invalid("manifest without metadata.name".into()))?,
+        })
+    }
+
+    /// The API group (`""` for the core group).
+    pub fn group(&self) -> &str {
+        self.api_version.rsplit_once('/').map_or("", |(g, _)| g)
+    }
+
+    /// The API version without group.
+    pub fn version(&self) -> &str {
+        self.api_version
+            .rsplit_once('/')
+            .map_or(self.api_version.as_str(), |(_, v)| v)
+    }
+
+    /// `Kind.group` (or `Kind` for the core group), as ApplySets name group-kinds.
+    pub fn group_kind(&self) -> String {
+        match self.group() {
+            "" => self.kind.clone(),
+            g => format!("{}.{g}", self.kind),
+        }
+    }
+
+    /// The plan identity: kind `Kind.group`, name `namespace/name` or `name`.
+    pub fn id(&self) -> ResourceId {
+        let name = match &self.namespace {
+            Some(ns) => format!("{ns}/{}", self.name),
+            None => self.name.clone(),
+        };
+        ResourceId::new(self.group_kind(), name)
+    }
+}
+
+/// What the plan compares for a manifest: the manifest itself, or its digest when too large.
+pub fn comparable(manifest: &Json) -> Json {
+    let text = manifest.to_string();
+    if text.len() <= MAX_LAST_APPLIED {
+        manifest.clone()
+    } else {
+        serde_json::json!({"manifest_sha256": format!("{:x}", sha2::Sha256::digest(text.as_bytes()))})
+    }
+}
+
+/// The ordering class of a kind: CRDs and namespaces first, then the ApplySet parent, then the
+/// rest.
+fn tier(r: &ObjectRef) -> u8 {
+    match (r.group(), r.kind.as_str()) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") | ("", "Namespace") => 0,
+        _ if r.name == applyset::PARENT_NAME && r.kind == "Secret" => 1,
+        _ => 2,
+    }
+}
+
+/// The `kubernetes`-stage resources for a config: every component's objects, labelled as
+/// ApplySet members, with dependencies that put CRDs and namespaces first.
+pub fn desired(config: &Config) -> Result<Vec<Resource>, KubeError> {
+    let set = applyset::ApplySet::for_config(config);
+    let mut manifests = components::manifests(config)?;
+    for m in &mut manifests {
+        set.label_member(m);
+    }
+    let mut group_kinds: Vec<String> = Vec::new();
+    for m in &manifests {
+        let gk = ObjectRef::of(m)?.group_kind();
+        if !group_kinds.contains(&gk) {
+            group_kinds.push(gk);
+        }
+    }
+    manifests.push(set.parent_manifest(&group_kinds));
+    let refs: Vec<ObjectRef> = manifests
+        .iter()
+        .map(ObjectRef::of)
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(manifests.len());
+    for (m, r) in manifests.iter().zip(&refs) {
+        let t = tier(r);
+        let depends_on = refs
+            .iter()
+            .filter(|other| {
+                tier(other) < t
+                    && (tier(other) == 0 && other.kind == "CustomResourceDefinition"
+                        || other.kind == "Namespace"
+                            && r.namespace.as_deref() == Some(other.name.as_str())
+                        || tier(other) == 1)
+            })
+            .map(ObjectRef::id)
+            .collect();
+        out.push(Resource {
+            id: r.id(),
+            stage: Stage::Kubernetes,
+            spec: comparable(m),
+            depends_on,
+            replace_fields: Vec::new(),
+            expected_duration: std::time::Duration::from_secs(match r.kind.as_str() {
+                "Deployment" | "StatefulSet" | "DaemonSet" => 30,
+                _ => 1,
+            }),
+            payload: Some(m.clone()),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_refs_and_ids() {
+        let m = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hub", "namespace": "dev"}});
+        let r = ObjectRef::of(&m).unwrap();
+        assert_eq!(r.group(), "apps");
+        assert_eq!(r.version(), "v1");
+        assert_eq!(r.id().to_string(), "Deployment.apps/dev/hub");
+        let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dev"}});
+        assert_eq!(
+            ObjectRef::of(&ns).unwrap().id().to_string(),
+            "Namespace/dev"
+        );
+        assert!(ObjectRef::of(&serde_json::json!({"kind": "X"})).is_err());
+    }
+
+    #[test]
+    fn large_manifests_are_compared_by_digest() {
+        let big = serde_json::json!({"data": "x".repeat(MAX_LAST_APPLIED + 1)});
+        let c = comparable(&big);
+        assert!(c.get("manifest_sha256").is_some());
+        let small = serde_json::json!({"data": "x"});
+        assert_eq!(comparable(&small), small);
+    }
+}

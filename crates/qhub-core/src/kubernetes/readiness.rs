@@ -1,0 +1,159 @@
+//! Readiness of applied objects, from their live state. Rollouts are judged by
+//! `observedGeneration` and replica counts (as `kubectl rollout status` does), not by conditions
+//! alone, which lag behind a new generation.
+
+use serde_json::Value as Json;
+
+/// Whether an object is ready, and if not, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Ready.
+    Ready,
+    /// Not yet: the reason, for progress and for the deadline's error.
+    Waiting(String),
+}
+
+fn int(v: &Json, ptr: &str) -> i64 {
+    v.pointer(ptr).and_then(Json::as_i64).unwrap_or(0)
+}
+
+fn condition(v: &Json, kind: &str) -> Option<String> {
+    v.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("type").and_then(Json::as_str) == Some(kind))
+        .and_then(|c| c.get("status").and_then(Json::as_str).map(str::to_string))
+}
+
+/// The readiness of a live object of `kind`.
+pub fn check(kind: &str, live: &Json) -> Readiness {
+    let generation = int(live, "/metadata/generation");
+    let observed = int(live, "/status/observedGeneration");
+    let stale = || {
+        Readiness::Waiting(format!(
+            "controller has seen generation {observed} of {generation}"
+        ))
+    };
+    match kind {
+        "CustomResourceDefinition" => match condition(live, "Established").as_deref() {
+            Some("True") => Readiness::Ready,
+            _ => Readiness::Waiting("not established yet".into()),
+        },
+        "Namespace" => match live.pointer("/status/phase").and_then(Json::as_str) {
+            Some("Active") => Readiness::Ready,
+            other => Readiness::Waiting(format!("phase {}", other.unwrap_or("unknown"))),
+        },
+        "Deployment" => {
+            if observed < generation {
+                return stale();
+            }
+            let want = live
+                .pointer("/spec/replicas")
+                .and_then(Json::as_i64)
+                .unwrap_or(1);
+            let updated = int(live, "/status/updatedReplicas");
+            let ready = int(live, "/status/readyReplicas");
+            let available = int(live, "/status/availableReplicas");
+            let total = int(live, "/status/replicas");
+            if updated < want {
+                Readiness::Waiting(format!("{updated} of {want} replicas updated"))
+            } else if total > updated {
+                Readiness::Waiting(format!(
+                    "{} old replicas pending termination",
+                    total - updated
+                ))
+            } else if available < want || ready < want {
+                Readiness::Waiting(format!("{available} of {want} replicas available"))
+            } else {
+                Readiness::Ready
+            }
+        }
+        "StatefulSet" => {
+            if observed < generation {
+                return stale();
+            }
+            let want = live
+                .pointer("/spec/replicas")
+                .and_then(Json::as_i64)
+                .unwrap_or(1);
+            let ready = int(live, "/status/readyReplicas");
+            let updated = int(live, "/status/updatedReplicas");
+            let current = live.pointer("/status/currentRevision");
+            let update = live.pointer("/status/updateRevision");
+            if ready < want {
+                Readiness::Waiting(format!("{ready} of {want} replicas ready"))
+            } else if updated < want && current != update {
+                Readiness::Waiting(format!("{updated} of {want} replicas updated"))
+            } else {
+                Readiness::Ready
+            }
+        }
+        "DaemonSet" => {
+            if observed < generation {
+                return stale();
+            }
+            let desired = int(live, "/status/desiredNumberScheduled");
+            let updated = int(live, "/status/updatedNumberScheduled");
+            let ready = int(live, "/status/numberReady");
+            if updated < desired {
+                Readiness::Waiting(format!("{updated} of {desired} pods updated"))
+            } else if ready < desired {
+                Readiness::Waiting(format!("{ready} of {desired} pods ready"))
+            } else {
+                Readiness::Ready
+            }
+        }
+        "Job" => {
+            if int(live, "/status/succeeded") >= 1 {
+                Readiness::Ready
+            } else if int(live, "/status/failed") > 0 {
+                Readiness::Waiting(format!("{} failed attempt(s)", int(live, "/status/failed")))
+            } else {
+                Readiness::Waiting("not completed".into())
+            }
+        }
+        _ => Readiness::Ready,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn deployments_need_the_new_generation_observed() {
+        let d = json!({"metadata": {"generation": 2}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}});
+        assert!(
+            matches!(check("Deployment", &d), Readiness::Waiting(r) if r.contains("generation"))
+        );
+        let d = json!({"metadata": {"generation": 2}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}});
+        assert!(
+            matches!(check("Deployment", &d), Readiness::Waiting(r) if r.contains("old replicas"))
+        );
+        let d = json!({"metadata": {"generation": 2}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}});
+        assert_eq!(check("Deployment", &d), Readiness::Ready);
+    }
+
+    #[test]
+    fn other_kinds() {
+        assert_eq!(
+            check("Namespace", &json!({"status": {"phase": "Active"}})),
+            Readiness::Ready
+        );
+        assert!(matches!(
+            check("Namespace", &json!({})),
+            Readiness::Waiting(_)
+        ));
+        let crd = json!({"status": {"conditions": [{"type": "Established", "status": "True"}]}});
+        assert_eq!(check("CustomResourceDefinition", &crd), Readiness::Ready);
+        let ds = json!({"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "desiredNumberScheduled": 3, "updatedNumberScheduled": 3, "numberReady": 2}});
+        assert!(matches!(check("DaemonSet", &ds), Readiness::Waiting(r) if r.contains("2 of 3")));
+        let sts = json!({"metadata": {"generation": 1}, "spec": {"replicas": 1}, "status": {"observedGeneration": 1, "readyReplicas": 1, "updatedReplicas": 1}});
+        assert_eq!(check("StatefulSet", &sts), Readiness::Ready);
+        assert_eq!(check("ConfigMap", &json!({})), Readiness::Ready);
+    }
+}

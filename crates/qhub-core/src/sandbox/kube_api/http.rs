@@ -1,0 +1,296 @@
+//! Request routing, responses, and the loopback HTTP server.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use serde_json::Value;
+
+use super::discovery;
+use super::ops::{ApiErr, Params, Target};
+use super::select::parse_query;
+use super::store::State;
+use super::{KubeApi, KubeApiError};
+
+/// The body of every response: a whole JSON document, or a watch stream.
+pub(crate) type ResBody = UnsyncBoxBody<Bytes, Infallible>;
+
+/// A JSON response with the given status code and body.
+pub(crate) fn json_response_with(code: u16, body: ResBody) -> Response<ResBody> {
+    let mut r = Response::new(body);
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn json_response(code: u16, v: &Value) -> Response<ResBody> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    json_response_with(code, Full::new(Bytes::from(body)).boxed_unsync())
+}
+
+fn error_response(e: &ApiErr) -> Response<ResBody> {
+    json_response(e.code, &e.to_status())
+}
+
+enum Routed {
+    Json(u16, Value),
+    Stream(Response<ResBody>),
+}
+
+fn not_found(path: &str) -> ApiErr {
+    ApiErr::not_found(format!(
+        "the server could not find the requested resource ({path})"
+    ))
+}
+
+fn method_not_allowed(method: &Method) -> ApiErr {
+    ApiErr::new(
+        405,
+        "MethodNotAllowed",
+        format!("the server does not allow this method on the requested resource ({method})"),
+    )
+}
+
+/// Resolves `[namespaces/{ns}/]{plural}[/{name}[/{subresource}]]`.
+fn target(
+    st: &State,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    path: &str,
+) -> Result<Target, ApiErr> {
+    // `/api/v1/namespaces/{name}/status` is the Namespace's own subresource, not a kind.
+    let namespace_sub =
+        group.is_empty() && rest.len() == 3 && matches!(rest[2], "status" | "finalize");
+    let (namespace, plural, tail) = match rest {
+        ["namespaces", ns, plural, tail @ ..] if !namespace_sub => (Some(*ns), *plural, tail),
+        [plural, tail @ ..] => (None, *plural, tail),
+        [] => return Err(not_found(path)),
+    };
+    let rt = discovery::find(st, group, version, plural).ok_or_else(|| not_found(path))?;
+    if (namespace.is_some() && !rt.namespaced) || tail.len() > 2 {
+        return Err(not_found(path));
+    }
+    let name = tail.first().map(|s| (*s).to_string());
+    if rt.namespaced && namespace.is_none() && name.is_some() {
+        return Err(not_found(path));
+    }
+    let status = match tail.get(1) {
+        None => false,
+        Some(&"status") if rt.status => true,
+        Some(&"scale") => {
+            return Err(ApiErr::new(
+                501,
+                "NotImplemented",
+                "the scale subresource is not implemented by the in-memory API server",
+            ));
+        }
+        Some(_) => return Err(not_found(path)),
+    };
+    Ok(Target {
+        rt,
+        version: version.to_string(),
+        namespace: namespace.map(str::to_string),
+        name,
+        status,
+    })
+}
+
+impl KubeApi {
+    /// Serves one request, from the in-process client or the HTTP server. The sandbox
+    /// provider wraps this in its fault-injecting tower service, so the signature and the body
+    /// type (`UnsyncBoxBody<Bytes, Infallible>`) are relied on within the crate.
+    pub(crate) async fn handle_request<B>(&self, req: Request<B>) -> Response<ResBody>
+    where
+        B: hyper::body::Body,
+        B::Error: std::fmt::Display,
+    {
+        let (parts, body) = req.into_parts();
+        let bytes = match body.collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                return error_response(&ApiErr::bad_request(format!(
+                    "reading the request body: {e}"
+                )));
+            }
+        };
+        let header = |name| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .unwrap_or_default()
+        };
+        let content_type = header(CONTENT_TYPE)
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let query = parse_query(parts.uri.query());
+        let params = Params {
+            query: &query,
+            content_type: &content_type,
+            user_agent: header(USER_AGENT),
+        };
+        let path = parts.uri.path();
+        tracing::debug!(method = %parts.method, path, "kube api request");
+        match self.route(&parts.method, path, &params, &bytes) {
+            Ok(Routed::Json(code, v)) => json_response(code, &v),
+            Ok(Routed::Stream(r)) => r,
+            Err(e) => {
+                tracing::debug!(method = %parts.method, path, code = e.code, message = %e.message, "kube api error");
+                error_response(&e)
+            }
+        }
+    }
+
+    fn route(
+        &self,
+        method: &Method,
+        path: &str,
+        p: &Params,
+        body: &[u8],
+    ) -> Result<Routed, ApiErr> {
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let discovery_doc = |doc: Option<Value>| {
+            if method != Method::GET {
+                return Err(method_not_allowed(method));
+            }
+            doc.map(|d| Routed::Json(200, d))
+                .ok_or_else(|| not_found(path))
+        };
+        match segs.as_slice() {
+            ["version"] => discovery_doc(Some(discovery::version())),
+            ["api"] => discovery_doc(Some(discovery::core_versions())),
+            ["apis"] => discovery_doc(Some(discovery::group_list(&self.inner.lock()))),
+            ["apis", g] => discovery_doc(discovery::group(&self.inner.lock(), g)),
+            ["api", v] => discovery_doc(discovery::resource_list(&self.inner.lock(), "", v)),
+            ["apis", g, v] => discovery_doc(discovery::resource_list(&self.inner.lock(), g, v)),
+            ["api", v, rest @ ..] => self.resource(method, "", v, rest, path, p, body),
+            ["apis", g, v, rest @ ..] => self.resource(method, g, v, rest, path, p, body),
+            _ => Err(not_found(path)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn resource(
+        &self,
+        method: &Method,
+        group: &str,
+        version: &str,
+        rest: &[&str],
+        path: &str,
+        p: &Params,
+        body: &[u8],
+    ) -> Result<Routed, ApiErr> {
+        let t = target(&self.inner.lock(), group, version, rest, path)?;
+        let json = |r: Result<(u16, Value), ApiErr>| r.map(|(c, v)| Routed::Json(c, v));
+        let watching = matches!(p.get("watch"), Some("true" | "1"));
+        match (method.clone(), t.name.clone()) {
+            (Method::GET, None) if watching => self.watch(t, p).map(Routed::Stream),
+            (Method::GET, None) => json(self.list(&t, p)),
+            (Method::GET, Some(name)) => json(self.get(&t, &name)),
+            (Method::POST, None) => json(self.create(&t, p, body)),
+            (Method::PUT, Some(name)) => json(self.replace(&t, p, &name, body)),
+            (Method::PATCH, Some(name)) => json(self.patch(&t, p, &name, body)),
+            (Method::DELETE, Some(name)) => json(self.delete(&t, p, &name, body)),
+            (Method::DELETE, None) => json(self.delete_collection(&t, p, body)),
+            _ => Err(method_not_allowed(method)),
+        }
+    }
+}
+
+/// The in-memory API served over plain HTTP on a loopback address. Stops when dropped.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    pub(crate) async fn start(api: KubeApi, addr: SocketAddr) -> Result<Self, KubeApiError> {
+        // Tests and the sandbox must never expose the API beyond this machine.
+        if !addr.ip().is_loopback() {
+            return Err(KubeApiError::NotLoopback(addr));
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| KubeApiError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| KubeApiError::Bind { addr, source })?;
+        let task = tokio::spawn(async move {
+            // Dropping the set (when this task is aborted) aborts every open connection,
+            // watches included.
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            let api = api.clone();
+                            conns.spawn(async move {
+                                let service = hyper::service::service_fn(move |req| {
+                                    let api = api.clone();
+                                    async move { Ok::<_, Infallible>(api.handle_request(req).await) }
+                                });
+                                let io = hyper_util::rt::TokioIo::new(stream);
+                                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                                    .serve_connection(io, service)
+                                    .await
+                                {
+                                    tracing::debug!(error = %e, "kube api connection ended");
+                                }
+                            });
+                        }
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off instead of spinning.
+                            tracing::warn!(error = %e, "kube api accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                    },
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+        });
+        tracing::info!(%addr, "in-memory Kubernetes API listening");
+        Ok(Self { addr, task })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig for this server: one cluster, context and user (no credentials), default
+    /// namespace `default`.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: qhub-sandbox\n  cluster:\n    server: {}\n\
+             contexts:\n- name: qhub-sandbox\n  context:\n    cluster: qhub-sandbox\n    user: qhub-sandbox\n    namespace: default\n\
+             current-context: qhub-sandbox\nusers:\n- name: qhub-sandbox\n  user: {{}}\npreferences: {{}}\n",
+            self.url()
+        )
+    }
+
+    /// Stops the server and closes every connection (the same as dropping it).
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,297 @@
+//! The sandbox's in-memory Kubernetes API server.
+//!
+//! One implementation with two faces: [`KubeApi::client`] puts it in-process behind a real
+//! [`kube::Client`] (a tower service, no sockets), and [`KubeApi::serve`] puts it on loopback
+//! HTTP with a kubeconfig for tests and tools. Both share the same store.
+//!
+//! What it does, like a real API server, as far as kube-rs clients and our apply engine need:
+//! discovery (`/version`, `/api`, `/apis`, resource lists, CRD-defined kinds once their CRD
+//! exists); get, list (label and field selectors), create, replace (resourceVersion
+//! preconditions), delete (namespace, CRD and ownerReference cascades); server-side apply
+//! with `metadata.managedFields`, conflicts and pruning; JSON merge, strategic merge (as
+//! merge) and JSON patches; the `/status` subresource; watches; simulated controllers that
+//! write status (ready immediately, after a delay, or never).
+//!
+//! What it does not: authentication and authorization, admission (no namespace-existence
+//! check, no defaulting beyond Service cluster IPs, no schema validation), finalizers (deletes
+//! are immediate), conversion between versions, associative-list merging in apply (lists are
+//! atomic), the `scale` subresource (501), pagination (`limit` is ignored, everything comes in
+//! one page), YAML apply bodies that are not JSON (415), aggregated discovery.
+
+mod controllers;
+mod discovery;
+mod http;
+mod ops;
+mod patch;
+mod select;
+mod ssa;
+mod store;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use http::Server;
+use store::{Key, State};
+
+/// Errors of the in-memory API itself (request errors are Kubernetes `Status` responses).
+#[derive(Debug, thiserror::Error)]
+pub enum KubeApiError {
+    /// The saved store could not be read.
+    #[error("reading the Kubernetes object store {path}: {source}")]
+    Read {
+        /// The store file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The saved store is not a store this server wrote.
+    #[error(
+        "the Kubernetes object store {path} is damaged: {message}; move it away to start empty"
+    )]
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The store could not be saved.
+    #[error("saving the Kubernetes object store: {0}")]
+    Save(#[from] crate::fs::WriteError),
+    /// The server may only listen on loopback.
+    #[error("the in-memory Kubernetes API listens on loopback addresses only, not {0}")]
+    NotLoopback(SocketAddr),
+    /// The listening socket could not be opened.
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The in-memory Kubernetes API. Cloning is cheap and shares the store.
+#[derive(Clone)]
+pub struct KubeApi {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    state: Mutex<State>,
+    events: tokio::sync::broadcast::Sender<Arc<store::Event>>,
+    path: Option<PathBuf>,
+    mutations: AtomicU64,
+    ready_after_nanos: AtomicU64,
+    auto_ready: AtomicBool,
+}
+
+impl Inner {
+    fn new(state: State, path: Option<PathBuf>) -> Self {
+        // A watcher more than this many events behind gets a 410 and re-lists.
+        let (events, _) = tokio::sync::broadcast::channel(1024);
+        Self {
+            state: Mutex::new(state),
+            events,
+            path,
+            mutations: AtomicU64::new(0),
+            ready_after_nanos: AtomicU64::new(0),
+            auto_ready: AtomicBool::new(true),
+        }
+    }
+
+    /// The store. A panic elsewhere while holding the lock must not take the server down
+    /// with it, so poisoning is ignored (every write leaves the map consistent).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn auto_ready(&self) -> bool {
+        self.auto_ready.load(Ordering::Relaxed)
+    }
+
+    fn ready_after(&self) -> Duration {
+        Duration::from_nanos(self.ready_after_nanos.load(Ordering::Relaxed))
+    }
+
+    fn save(&self, st: &State) -> Result<(), KubeApiError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| KubeApiError::Read {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let bytes = serde_json::to_vec_pretty(&st.to_saved()).unwrap_or_default();
+        crate::fs::replace(path, &bytes)?;
+        Ok(())
+    }
+
+    /// Makes a workload ready after the configured delay, unless it changed meanwhile.
+    fn schedule_ready(inner: &Arc<Inner>, key: Key, stored: &Value) {
+        let uid = store::str_at(stored, &["metadata", "uid"])
+            .unwrap_or_default()
+            .to_string();
+        let generation = stored.pointer("/metadata/generation").cloned();
+        let weak: Weak<Inner> = Arc::downgrade(inner);
+        let delay = inner.ready_after();
+        let fire = move || {
+            if let Some(inner) = weak.upgrade() {
+                KubeApi { inner }.mark_ready(&key, &uid, generation.as_ref());
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    fire();
+                });
+            }
+            // Used from synchronous code: a plain thread keeps the promise of readiness.
+            Err(_) => {
+                std::thread::spawn(move || {
+                    std::thread::sleep(delay);
+                    fire();
+                });
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for KubeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.inner.lock();
+        f.debug_struct("KubeApi")
+            .field("objects", &st.objects.len())
+            .field("resource_version", &st.rv)
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl Default for KubeApi {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KubeApi {
+    /// An empty API server, in memory only.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner::new(State::default(), None)),
+        }
+    }
+
+    /// An API server whose store lives in `path`: loaded from it if it exists, saved to it
+    /// (atomically) after every change.
+    ///
+    /// Workloads saved while waiting for their simulated readiness are ready when loaded: the
+    /// delay has passed while nobody was looking.
+    pub fn persistent(path: &Path) -> Result<Self, KubeApiError> {
+        let state = match std::fs::read(path) {
+            Ok(bytes) => {
+                let corrupt = |message: String| KubeApiError::Corrupt {
+                    path: path.to_path_buf(),
+                    message,
+                };
+                let saved: Value =
+                    serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+                let mut state = State::from_saved(&saved).map_err(|m| corrupt(m.to_string()))?;
+                let stamp = ops::now();
+                for (key, obj) in state.objects.iter_mut() {
+                    if controllers::delayed(key, obj) {
+                        controllers::reconcile(key, obj, true, &stamp);
+                    }
+                }
+                state
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(source) => {
+                return Err(KubeApiError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner::new(state, Some(path.to_path_buf()))),
+        })
+    }
+
+    /// A [`kube::Client`] talking to this server in-process, default namespace `default`.
+    /// Must be called within a Tokio runtime (the client's buffer runs on it).
+    pub fn client(&self) -> kube::Client {
+        let api = self.clone();
+        let service = tower::service_fn(move |req: ::http::Request<kube::client::Body>| {
+            let api = api.clone();
+            async move { Ok::<_, std::convert::Infallible>(api.handle_request(req).await) }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    /// Serves this API over plain HTTP on a loopback address (port 0 picks a free port).
+    pub async fn serve(&self, addr: SocketAddr) -> Result<Server, KubeApiError> {
+        Server::start(self.clone(), addr).await
+    }
+
+    /// How many requests changed the stored objects (creates, updates and patches that
+    /// changed something, deletes). No-op applies and simulated controllers do not count.
+    pub fn mutations(&self) -> u64 {
+        self.inner.mutations.load(Ordering::Relaxed)
+    }
+
+    /// Simulated controllers make workloads ready this long after they change (default: at
+    /// once).
+    pub fn set_ready_after(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.ready_after_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    /// With `false`, workloads (Deployments, StatefulSets, DaemonSets, Jobs, LoadBalancer
+    /// Services, PVCs) never become ready, to test rollout deadlines.
+    pub fn set_auto_ready(&self, on: bool) {
+        self.inner.auto_ready.store(on, Ordering::Relaxed);
+    }
+
+    /// A snapshot of every stored object.
+    pub fn objects(&self) -> Vec<Value> {
+        self.inner.lock().objects.values().cloned().collect()
+    }
+
+    /// The delayed controller step: marks the workload ready if it is still the one that
+    /// was scheduled.
+    fn mark_ready(&self, key: &Key, uid: &str, generation: Option<&Value>) {
+        if !self.inner.auto_ready() {
+            return;
+        }
+        let mut st = self.inner.lock();
+        let Some(live) = st.objects.get(key).cloned() else {
+            return;
+        };
+        if store::str_at(&live, &["metadata", "uid"]) != Some(uid)
+            || live.pointer("/metadata/generation") != generation
+        {
+            return;
+        }
+        let mut new = live.clone();
+        controllers::reconcile(key, &mut new, true, &ops::now());
+        if new != live {
+            st.put(key.clone(), new);
+            let pending = std::mem::take(&mut st.pending);
+            for ev in pending {
+                let _ = self.inner.events.send(ev);
+            }
+            if let Err(e) = self.inner.save(&st) {
+                tracing::error!(error = %e, "could not save the Kubernetes object store");
+            }
+        }
+    }
+}

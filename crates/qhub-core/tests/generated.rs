@@ -1,0 +1,79 @@
+//! Snapshots of what we generate from the default sandbox config: the infrastructure resources,
+//! the Kubernetes manifests, and the plan on an empty world.
+
+use qhub_core::config::CiKind;
+use qhub_core::config::init::{InitOptions, render};
+use qhub_core::config::provider::ProviderKind;
+use qhub_core::config::security::AuthenticationKind;
+use qhub_core::engine::plan;
+use qhub_core::provider::Provider;
+use qhub_core::sandbox::SandboxProvider;
+use qhub_core::sandbox::faults::FaultSpec;
+
+fn config() -> qhub_core::Config {
+    render(&InitOptions {
+        provider: ProviderKind::Sandbox,
+        project: "demo".into(),
+        domain: "demo.example.com".into(),
+        namespace: None,
+        auth: AuthenticationKind::Password,
+        ci: CiKind::GithubActions,
+        kubernetes_version: None,
+        region: None,
+        gcp_project: None,
+        root_password: "0123456789abcdef".into(),
+    })
+    .expect("render")
+}
+
+#[test]
+fn kubernetes_manifests() {
+    let resources = qhub_core::kubernetes::desired(&config()).expect("desired");
+    let manifests: Vec<_> = resources
+        .iter()
+        .map(|r| r.payload.clone().unwrap_or(r.spec.clone()))
+        .collect();
+    insta::assert_json_snapshot!(manifests);
+    let order: Vec<String> = resources
+        .iter()
+        .map(|r| {
+            format!(
+                "{} <- [{}]",
+                r.id,
+                r.depends_on
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .collect();
+    insta::assert_snapshot!(order.join("\n"));
+}
+
+#[test]
+fn plan_on_an_empty_world() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = SandboxProvider::new(dir.path(), 0.001, FaultSpec::default());
+    let mut desired = provider.desired(&config()).expect("desired");
+    desired.extend(qhub_core::kubernetes::desired(&config()).expect("k8s"));
+    let p = plan::diff(&desired, &[]);
+    assert!(p.changes.iter().all(|c| c.action == plan::Action::Create));
+    // The Kubernetes diff lines are whole manifests; the infrastructure part is the readable one.
+    let infra = plan::Plan {
+        changes: p
+            .changes
+            .iter()
+            .filter(|c| c.stage == plan::Stage::Infrastructure)
+            .cloned()
+            .collect(),
+        unchanged: 0,
+    };
+    insta::assert_snapshot!(infra.render_text());
+    let ids: Vec<String> = p
+        .changes
+        .iter()
+        .map(|c| format!("{} {}", c.action.symbol(), c.id))
+        .collect();
+    insta::assert_snapshot!(ids.join("\n"));
+}

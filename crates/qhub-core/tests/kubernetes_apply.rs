@@ -1,0 +1,186 @@
+//! The Kubernetes apply layer against the in-memory API served on loopback HTTP, reached
+//! through a kubeconfig (the path real clusters take).
+
+use std::time::Duration;
+
+use qhub_core::config::CiKind;
+use qhub_core::config::init::{InitOptions, render};
+use qhub_core::config::provider::ProviderKind;
+use qhub_core::config::security::AuthenticationKind;
+use qhub_core::engine::plan::{self, Action};
+use qhub_core::kubernetes::apply::Applier;
+use qhub_core::kubernetes::applyset::ApplySet;
+use qhub_core::kubernetes::{self, KubeError};
+use qhub_core::provider::ClusterAccess;
+use qhub_core::sandbox::kube_api::KubeApi;
+use serde_json::json;
+
+fn config() -> qhub_core::Config {
+    render(&InitOptions {
+        provider: ProviderKind::Sandbox,
+        project: "demo".into(),
+        domain: "demo.example.com".into(),
+        namespace: None,
+        auth: AuthenticationKind::Password,
+        ci: CiKind::None,
+        kubernetes_version: None,
+        region: None,
+        gcp_project: None,
+        root_password: "0123456789abcdef".into(),
+    })
+    .expect("render")
+}
+
+async fn served() -> (KubeApi, qhub_core::sandbox::kube_api::Server, Applier) {
+    let api = KubeApi::new();
+    let server = api
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("serve");
+    let access = ClusterAccess::Kubeconfig {
+        text: server.kubeconfig(),
+        expires_in: None,
+    };
+    let client = access.client().await.expect("client from kubeconfig");
+    (api, server, Applier::new(client))
+}
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+async fn apply_all(applier: &Applier, resources: &[plan::Resource]) {
+    for r in resources {
+        let manifest = r.payload.as_ref().unwrap_or(&r.spec);
+        applier
+            .apply(manifest, &r.spec, DEADLINE)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", r.id));
+    }
+}
+
+#[tokio::test]
+async fn apply_then_observe_plans_nothing_and_makes_no_write() {
+    let (api, _server, applier) = served().await;
+    let desired = kubernetes::desired(&config()).unwrap();
+    apply_all(&applier, &desired).await;
+    let set = ApplySet::new("dev");
+    let observed = applier.observe(&set, &[]).await.unwrap();
+    assert_eq!(observed.len(), desired.len(), "{observed:#?}");
+    let p = plan::diff(&desired, &observed);
+    assert!(p.is_empty(), "{}", p.render_text());
+    // Applying the same again changes nothing on the server.
+    let before = api.mutations();
+    apply_all(&applier, &desired).await;
+    assert_eq!(
+        api.mutations(),
+        before,
+        "an identical server-side apply must not write"
+    );
+}
+
+#[tokio::test]
+async fn an_edit_is_an_update_with_a_field_diff_and_force_retakes_fields() {
+    let (_api, _server, applier) = served().await;
+    let mut cfg = config();
+    apply_all(&applier, &kubernetes::desired(&cfg).unwrap()).await;
+    cfg.theme
+        .jupyterhub
+        .insert("hub_title".into(), json!("New title"));
+    let desired = kubernetes::desired(&cfg).unwrap();
+    let observed = applier.observe(&ApplySet::new("dev"), &[]).await.unwrap();
+    let p = plan::diff(&desired, &observed);
+    assert_eq!(p.changes.len(), 1, "{}", p.render_text());
+    assert_eq!(p.changes[0].action, Action::Update);
+    assert_eq!(p.changes[0].id.to_string(), "ConfigMap/dev/qhub-welcome");
+    assert_eq!(p.changes[0].diff[0].field, "data.index.html");
+    apply_all(&applier, &desired).await;
+    let observed = applier.observe(&ApplySet::new("dev"), &[]).await.unwrap();
+    assert!(plan::diff(&desired, &observed).is_empty());
+}
+
+#[tokio::test]
+async fn objects_no_longer_wanted_are_pruned() {
+    let (_api, _server, applier) = served().await;
+    let all = kubernetes::desired(&config()).unwrap();
+    apply_all(&applier, &all).await;
+    // The config without the welcome component: its three objects must be planned for deletion.
+    let fewer: Vec<_> = all
+        .iter()
+        .filter(|r| !r.id.name.ends_with("qhub-welcome"))
+        .cloned()
+        .collect();
+    let observed = applier.observe(&ApplySet::new("dev"), &[]).await.unwrap();
+    let p = plan::diff(&fewer, &observed);
+    let deletes: Vec<String> = p
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .map(|c| c.id.to_string())
+        .collect();
+    assert_eq!(deletes.len(), 3, "{}", p.render_text());
+    for c in p.changes.iter().filter(|c| c.action == Action::Delete) {
+        let target = c
+            .observed
+            .as_ref()
+            .and_then(|o| o.payload.as_ref())
+            .expect("payload");
+        applier.delete(target, DEADLINE).await.unwrap();
+    }
+    let observed = applier.observe(&ApplySet::new("dev"), &[]).await.unwrap();
+    assert!(plan::diff(&fewer, &observed).is_empty());
+    // Deleting what is already gone is fine.
+    let gone = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "qhub-welcome", "namespace": "dev"}});
+    applier.delete(&gone, DEADLINE).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rollout_that_never_becomes_ready_fails_at_its_deadline() {
+    let (api, _server, applier) = served().await;
+    api.set_auto_ready(false);
+    let desired = kubernetes::desired(&config()).unwrap();
+    let deployment = desired
+        .iter()
+        .find(|r| r.id.kind == "Deployment.apps")
+        .unwrap();
+    let ns = desired.iter().find(|r| r.id.kind == "Namespace").unwrap();
+    api.set_auto_ready(true);
+    apply_all(&applier, std::slice::from_ref(ns)).await;
+    api.set_auto_ready(false);
+    let err = applier
+        .apply(
+            deployment.payload.as_ref().unwrap(),
+            &deployment.spec,
+            Duration::from_millis(800),
+        )
+        .await
+        .expect_err("never ready");
+    match err {
+        KubeError::NotReady { detail, .. } => assert!(detail.contains("replicas"), "{detail}"),
+        other => panic!("expected NotReady, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn crds_are_established_before_their_objects_are_applied() {
+    let (_api, _server, applier) = served().await;
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
+        },
+    });
+    applier
+        .apply(&crd, &crd, DEADLINE)
+        .await
+        .expect("CRD established");
+    let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "default"}, "spec": {"size": 3}});
+    applier
+        .apply(&widget, &widget, DEADLINE)
+        .await
+        .expect("custom object");
+}
