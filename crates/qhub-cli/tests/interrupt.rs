@@ -1,0 +1,74 @@
+//! Ctrl-C during `qhub deploy`: no new change starts, the changes in flight finish, the command
+//! says what was and was not done, and a re-run converges.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn qhub(dir: &std::path::Path, scale: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qhub"));
+    cmd.current_dir(dir)
+        .env("QHUB_SANDBOX_TIME_SCALE", scale)
+        .env_remove("QHUB_SANDBOX_FAULTS")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn world(dir: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join(".qhub-sandbox/world.json")).expect("world.json");
+    serde_json::from_str(&text).expect("world.json parses")
+}
+
+#[test]
+fn ctrl_c_lets_in_flight_changes_finish_and_a_rerun_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = qhub(dir.path(), "0.001")
+        .args(["init", "sandbox", "--project", "demo", "--domain", "demo.example.com", "--disable-prompt"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    // Slow enough that the cluster (600 s real, 6 s here) is in flight when Ctrl-C arrives.
+    let child = qhub(dir.path(), "0.01")
+        .args(["deploy", "--disable-prompt"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the network exists (the cluster create has then started), then interrupt.
+    let start = Instant::now();
+    loop {
+        let has_network = std::fs::read_to_string(dir.path().join(".qhub-sandbox/world.json"))
+            .ok()
+            .is_some_and(|t| t.contains("\"network\""));
+        if has_network {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the network was never created");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success(), "kill -INT failed");
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("stopping"), "says it stops: {stderr}");
+    assert!(stdout.contains("cancelled"), "reports the cancellation: {stdout}");
+    assert!(stderr.contains("not started"), "lists what was not done: {stderr}");
+    // The cluster create that was in flight finished; the node groups that wait on it never began.
+    let w = world(dir.path());
+    let kinds: Vec<&str> = w["resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"cluster"), "the in-flight cluster create finished: {kinds:?}");
+    assert!(!kinds.contains(&"node_group"), "no node group started after Ctrl-C: {kinds:?}");
+    // A re-run picks up from what exists and converges.
+    let rerun = qhub(dir.path(), "0.0001").args(["deploy", "--disable-prompt"]).output().unwrap();
+    assert!(rerun.status.success(), "{}", String::from_utf8_lossy(&rerun.stderr));
+    let plan = qhub(dir.path(), "0.0001").args(["plan", "--output", "json"]).output().unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(0), "{plan}");
+}
