@@ -22,7 +22,15 @@ fn world(dir: &std::path::Path) -> serde_json::Value {
 fn ctrl_c_lets_in_flight_changes_finish_and_a_rerun_converges() {
     let dir = tempfile::tempdir().unwrap();
     let init = qhub(dir.path(), "0.001")
-        .args(["init", "sandbox", "--project", "demo", "--domain", "demo.example.com", "--disable-prompt"])
+        .args([
+            "init",
+            "sandbox",
+            "--project",
+            "demo",
+            "--domain",
+            "demo.example.com",
+            "--disable-prompt",
+        ])
         .output()
         .unwrap();
     assert!(init.status.success(), "{init:?}");
@@ -42,19 +50,35 @@ fn ctrl_c_lets_in_flight_changes_finish_and_a_rerun_converges() {
         if has_network {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "the network was never created");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the network was never created"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success(), "kill -INT failed");
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(stderr.contains("stopping"), "says it stops: {stderr}");
-    assert!(stdout.contains("cancelled"), "reports the cancellation: {stdout}");
-    assert!(stderr.contains("not started"), "lists what was not done: {stderr}");
+    assert!(
+        stdout.contains("cancelled"),
+        "reports the cancellation: {stdout}"
+    );
+    assert!(
+        stderr.contains("not started"),
+        "lists what was not done: {stderr}"
+    );
     // The cluster create that was in flight finished; the node groups that wait on it never began.
     let w = world(dir.path());
     let kinds: Vec<&str> = w["resources"]
@@ -63,12 +87,28 @@ fn ctrl_c_lets_in_flight_changes_finish_and_a_rerun_converges() {
         .values()
         .map(|r| r["kind"].as_str().unwrap())
         .collect();
-    assert!(kinds.contains(&"cluster"), "the in-flight cluster create finished: {kinds:?}");
-    assert!(!kinds.contains(&"node_group"), "no node group started after Ctrl-C: {kinds:?}");
+    assert!(
+        kinds.contains(&"cluster"),
+        "the in-flight cluster create finished: {kinds:?}"
+    );
+    assert!(
+        !kinds.contains(&"node_group"),
+        "no node group started after Ctrl-C: {kinds:?}"
+    );
     // A re-run picks up from what exists and converges.
-    let rerun = qhub(dir.path(), "0.0001").args(["deploy", "--disable-prompt"]).output().unwrap();
-    assert!(rerun.status.success(), "{}", String::from_utf8_lossy(&rerun.stderr));
-    let plan = qhub(dir.path(), "0.0001").args(["plan", "--output", "json"]).output().unwrap();
+    let rerun = qhub(dir.path(), "0.0001")
+        .args(["deploy", "--disable-prompt"])
+        .output()
+        .unwrap();
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    let plan = qhub(dir.path(), "0.0001")
+        .args(["plan", "--output", "json"])
+        .output()
+        .unwrap();
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_eq!(plan["changes"].as_array().map(Vec::len), Some(0), "{plan}");
 }

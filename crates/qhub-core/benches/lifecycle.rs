@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use qhub_core::config::CiKind;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
-use qhub_core::config::security::AuthenticationKind;
 use qhub_core::engine::events::NoEvents;
 use qhub_core::engine::plan::{Action, Plan, ResourceId, Stage};
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
@@ -81,16 +80,13 @@ fn main() {
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = render(&InitOptions {
-        provider: ProviderKind::Sandbox,
-        project: "bench".into(),
-        domain: "bench.example.com".into(),
-        namespace: None,
-        auth: AuthenticationKind::Password,
         ci: CiKind::None,
-        kubernetes_version: None,
-        region: None,
-        gcp_project: None,
-        root_password: "0123456789abcdef".into(),
+        ..InitOptions::new(
+            ProviderKind::Sandbox,
+            "bench",
+            "bench.example.com",
+            "0123456789abcdef",
+        )
     })
     .expect("render");
     let provider = SandboxProvider::new(dir.path(), scale, FaultSpec::default());

@@ -6,24 +6,17 @@
 
 use std::time::{Duration, Instant};
 
+use qhub_core::config::check_str;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
-use qhub_core::config::security::AuthenticationKind;
-use qhub_core::config::{CiKind, check_str};
 
 fn default_aws() -> String {
-    let opts = InitOptions {
-        provider: ProviderKind::Aws,
-        project: "bench".into(),
-        domain: "bench.example.com".into(),
-        namespace: None,
-        auth: AuthenticationKind::Password,
-        ci: CiKind::GithubActions,
-        kubernetes_version: None,
-        region: None,
-        gcp_project: None,
-        root_password: "0123456789abcdef".into(),
-    };
+    let opts = InitOptions::new(
+        ProviderKind::Aws,
+        "bench",
+        "bench.example.com",
+        "0123456789abcdef",
+    );
     render(&opts).expect("render").to_yaml()
 }
 

@@ -1,28 +1,20 @@
 //! Snapshots of what we generate from the default sandbox config: the infrastructure resources,
 //! the Kubernetes manifests, and the plan on an empty world.
 
-use qhub_core::config::CiKind;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
-use qhub_core::config::security::AuthenticationKind;
 use qhub_core::engine::plan;
 use qhub_core::provider::Provider;
 use qhub_core::sandbox::SandboxProvider;
 use qhub_core::sandbox::faults::FaultSpec;
 
 fn config() -> qhub_core::Config {
-    render(&InitOptions {
-        provider: ProviderKind::Sandbox,
-        project: "demo".into(),
-        domain: "demo.example.com".into(),
-        namespace: None,
-        auth: AuthenticationKind::Password,
-        ci: CiKind::GithubActions,
-        kubernetes_version: None,
-        region: None,
-        gcp_project: None,
-        root_password: "0123456789abcdef".into(),
-    })
+    render(&InitOptions::new(
+        ProviderKind::Sandbox,
+        "demo",
+        "demo.example.com",
+        "0123456789abcdef",
+    ))
     .expect("render")
 }
 

@@ -6,7 +6,6 @@ use std::time::Duration;
 use qhub_core::config::CiKind;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
-use qhub_core::config::security::AuthenticationKind;
 use qhub_core::engine::plan::{self, Action};
 use qhub_core::kubernetes::apply::Applier;
 use qhub_core::kubernetes::applyset::ApplySet;
@@ -17,16 +16,13 @@ use serde_json::json;
 
 fn config() -> qhub_core::Config {
     render(&InitOptions {
-        provider: ProviderKind::Sandbox,
-        project: "demo".into(),
-        domain: "demo.example.com".into(),
-        namespace: None,
-        auth: AuthenticationKind::Password,
         ci: CiKind::None,
-        kubernetes_version: None,
-        region: None,
-        gcp_project: None,
-        root_password: "0123456789abcdef".into(),
+        ..InitOptions::new(
+            ProviderKind::Sandbox,
+            "demo",
+            "demo.example.com",
+            "0123456789abcdef",
+        )
     })
     .expect("render")
 }

@@ -3,22 +3,18 @@
 use qhub_core::config::CiKind;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
-use qhub_core::config::security::AuthenticationKind;
 use qhub_core::conformance;
 use qhub_core::sandbox::harness::SandboxHarness;
 
 fn sandbox_config() -> qhub_core::Config {
     render(&InitOptions {
-        provider: ProviderKind::Sandbox,
-        project: "conform".into(),
-        domain: "conform.example.com".into(),
-        namespace: None,
-        auth: AuthenticationKind::Password,
         ci: CiKind::None,
-        kubernetes_version: None,
-        region: None,
-        gcp_project: None,
-        root_password: "0123456789abcdef".into(),
+        ..InitOptions::new(
+            ProviderKind::Sandbox,
+            "conform",
+            "conform.example.com",
+            "0123456789abcdef",
+        )
     })
     .expect("render")
 }

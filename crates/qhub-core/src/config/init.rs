@@ -48,6 +48,25 @@ pub struct InitOptions {
     pub root_password: String,
 }
 
+impl InitOptions {
+    /// Options with `qhub init`'s defaults: password login, GitHub Actions, the default
+    /// Kubernetes version and region, namespace `dev`.
+    pub fn new(provider: ProviderKind, project: &str, domain: &str, root_password: &str) -> Self {
+        Self {
+            provider,
+            project: project.into(),
+            domain: domain.into(),
+            namespace: None,
+            auth: AuthenticationKind::Password,
+            ci: CiKind::GithubActions,
+            kubernetes_version: None,
+            region: None,
+            gcp_project: None,
+            root_password: root_password.into(),
+        }
+    }
+}
+
 /// A random 16-character password of letters and digits, as QHub generates.
 pub fn random_password() -> String {
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
