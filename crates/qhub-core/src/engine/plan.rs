@@ -242,7 +242,14 @@ impl Plan {
             );
             return out;
         }
-        for stage in [Stage::Infrastructure, Stage::Kubernetes] {
+        // Stages in the order their changes run (a destroy starts with Kubernetes).
+        let mut stages: Vec<Stage> = Vec::new();
+        for c in &self.changes {
+            if !stages.contains(&c.stage) {
+                stages.push(c.stage);
+            }
+        }
+        for stage in stages {
             let changes: Vec<&Change> = self.changes.iter().filter(|c| c.stage == stage).collect();
             if changes.is_empty() {
                 continue;
