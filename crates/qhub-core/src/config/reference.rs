@@ -14,8 +14,7 @@ use serde_json::{Map, Value as Json};
 
 use super::init::{self, InitOptions};
 use super::provider::ProviderKind;
-use super::security::AuthenticationKind;
-use super::{CiKind, schema};
+use super::schema;
 
 /// The Keycloak root password written into the example: a placeholder, so the page is the same on
 /// every run (`qhub init` generates a random one).
@@ -245,18 +244,12 @@ pub fn markdown() -> String {
 
 /// The `## Example` section: `qhub init aws` with fixed arguments and password.
 fn example() -> String {
-    let opts = InitOptions {
-        provider: ProviderKind::Aws,
-        project: EXAMPLE_PROJECT.into(),
-        domain: EXAMPLE_DOMAIN.into(),
-        namespace: None,
-        auth: AuthenticationKind::Password,
-        ci: CiKind::GithubActions,
-        kubernetes_version: None,
-        region: None,
-        gcp_project: None,
-        root_password: EXAMPLE_PASSWORD.into(),
-    };
+    let opts = InitOptions::new(
+        ProviderKind::Aws,
+        EXAMPLE_PROJECT,
+        EXAMPLE_DOMAIN,
+        EXAMPLE_PASSWORD,
+    );
     let yaml = match init::render(&opts) {
         Ok(config) => config.to_yaml(),
         Err(e) => format!("# qhub init failed: {e}\n"),

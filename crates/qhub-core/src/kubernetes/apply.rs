@@ -46,11 +46,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, kube::Error>>,
 {
-    let policy = crate::engine::retry::RetryPolicy {
-        max_attempts: 10,
-        base: Duration::from_millis(20),
-        cap: Duration::from_secs(2),
-    };
+    let policy = super::READ_RETRY;
     let mut attempt = 1;
     loop {
         match f().await {

@@ -67,11 +67,7 @@ pub async fn acquire(
     let api: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
     let name = format!("qhub-deploy-{deployment}");
     // Read, decide, write; a lost race (409) or a throttled/failed request means reading again.
-    let policy = crate::engine::retry::RetryPolicy {
-        max_attempts: 10,
-        base: Duration::from_millis(20),
-        cap: Duration::from_secs(2),
-    };
+    let policy = super::READ_RETRY;
     let mut attempt = 1;
     loop {
         match try_take(&api, &name, holder).await {

@@ -30,6 +30,14 @@ pub const LAST_APPLIED: &str = "qhub.dev/last-applied";
 /// all annotations of an object together may not exceed 256 KiB.
 pub const MAX_LAST_APPLIED: usize = 64 * 1024;
 
+/// Retries of idempotent Kubernetes reads (and of the lease's read-decide-write): quick and
+/// short, as a healthy API server answers in milliseconds.
+pub const READ_RETRY: crate::engine::retry::RetryPolicy = crate::engine::retry::RetryPolicy {
+    max_attempts: 10,
+    base: std::time::Duration::from_millis(20),
+    cap: std::time::Duration::from_secs(2),
+};
+
 /// The label every object we create carries.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 
