@@ -21,6 +21,20 @@ struct Session {
     runtime: tokio::runtime::Runtime,
 }
 
+/// The providers this build knows: the sandbox plus the cloud crates.
+fn registry() -> ProviderRegistry {
+    let mut r = ProviderRegistry::with_builtin();
+    r.register(
+        qhub_aws::PROVIDER,
+        std::sync::Arc::new(|config: &Config, dir: &std::path::Path| {
+            qhub_aws::AwsProvider::from_env(config, dir).map(|p| {
+                std::sync::Arc::new(p) as std::sync::Arc<dyn qhub_core::provider::Provider>
+            })
+        }),
+    );
+    r
+}
+
 fn session(args: &StageArgs) -> anyhow::Result<Session> {
     let loaded = config::load_file(&args.config)?;
     for w in loaded.report.warnings() {
@@ -32,7 +46,7 @@ fn session(args: &StageArgs) -> anyhow::Result<Session> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let provider = ProviderRegistry::with_builtin()
+    let provider = registry()
         .build(&config, &dir)
         .with_context(|| format!("provider `{}`", config.provider))?;
     let engine = Engine::new(

@@ -1,0 +1,247 @@
+//! Mapping AWS SDK errors to [`ProviderError`].
+//!
+//! The SDK already retries throttling, 5xx and transient network errors itself (standard retry
+//! mode, 3 attempts); what still fails after that is reported as
+//! [`ProviderError::Retryable`] so the engine can try the change again later, with backoff,
+//! rather than this crate stacking a loop of its own.
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use qhub_core::provider::ProviderError;
+
+/// A failed AWS API call, reduced to what a caller can act on.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation}: {message}")]
+pub struct AwsError {
+    /// The API operation, e.g. `CreateVpc`.
+    pub operation: &'static str,
+    /// The AWS error code (`InvalidVpcID.NotFound`, `ThrottlingException`), when the service
+    /// sent one.
+    pub code: Option<String>,
+    /// The full message, with the SDK's error chain.
+    pub message: String,
+    /// The HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// The response was a 404 with an HTML body: the endpoint does not implement the
+    /// operation (moto answers so for EKS add-ons and version APIs).
+    pub html_not_found: bool,
+    /// No response arrived (timeout, connection failure).
+    pub no_response: bool,
+}
+
+/// Error codes meaning "try again later": throttling, server errors, and eventual consistency.
+const RETRYABLE_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalError",
+    "InternalFailure",
+    "ServerException",
+    "ServiceFailure",
+    // A delete that raced with its dependants going away (ENIs are released asynchronously).
+    "DependencyViolation",
+    // EFS: a mount target or file system still being created or deleted.
+    "IncorrectFileSystemLifeCycleState",
+    "IncorrectMountTargetState",
+    // IAM is eventually consistent: a just-attached policy or just-created role may not be
+    // visible to another service yet.
+    "ConcurrentModification",
+    "ConcurrentModificationException",
+];
+
+/// Error codes meaning the credentials are missing, wrong or not allowed.
+const AUTH_CODES: &[&str] = &[
+    "AuthFailure",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+];
+
+impl AwsError {
+    /// Reduces an SDK error.
+    pub fn from_sdk<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let code = err.code().map(str::to_string);
+        let raw = err.raw_response();
+        let status = raw.map(|r| r.status().as_u16());
+        let html_not_found = raw.is_some_and(|r| {
+            r.status().as_u16() == 404
+                // An HTML page, not the XML error document IAM/EC2 send (which also starts
+                // with `<`): moto's "no such route" answer.
+                && r.body().bytes().is_some_and(|b| {
+                    let head = String::from_utf8_lossy(&b[..b.len().min(64)]).to_ascii_lowercase();
+                    let head = head.trim_start();
+                    head.starts_with("<!doctype html") || head.starts_with("<html")
+                })
+        });
+        let no_response = matches!(
+            err,
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)
+        );
+        Self {
+            operation,
+            code,
+            message: DisplayErrorContext(&err).to_string(),
+            status,
+            html_not_found,
+            no_response,
+        }
+    }
+
+    /// True when the error says the resource does not exist.
+    pub fn is_not_found(&self) -> bool {
+        if self.html_not_found {
+            return false;
+        }
+        match self.code.as_deref() {
+            Some(c) => {
+                c.ends_with("NotFound")
+                    || c.ends_with(".NotFound")
+                    || c.ends_with("NotFoundException")
+                    || c == "NoSuchEntity"
+                    || c == "FileSystemNotFound"
+                    || c == "MountTargetNotFound"
+            }
+            None => false,
+        }
+    }
+
+    /// True when the error says a resource with this name exists already.
+    pub fn is_already_exists(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some(
+                "EntityAlreadyExists"
+                    | "ResourceInUseException"
+                    | "FileSystemAlreadyExists"
+                    | "InvalidGroup.Duplicate"
+                    | "RouteAlreadyExists"
+                    | "Resource.AlreadyAssociated"
+            )
+        )
+    }
+
+    /// True when a retry may succeed.
+    pub fn is_retryable(&self) -> bool {
+        if self.no_response {
+            return true;
+        }
+        if let Some(code) = self.code.as_deref() {
+            if RETRYABLE_CODES.contains(&code) {
+                return true;
+            }
+            // CreateCluster / CreateNodegroup right after the role was created: "Role with
+            // arn ... could not be assumed because it does not exist or the trusted entity is
+            // not correct" — IAM eventual consistency (REFERENCE.md §3).
+            if code == "InvalidParameterException"
+                && (self.message.contains("cannot be assumed")
+                    || self.message.contains("could not be assumed"))
+            {
+                return true;
+            }
+        }
+        matches!(self.status, Some(429 | 500..=599))
+    }
+
+    /// The [`ProviderError`] for the engine. `emulator`: a custom endpoint is set, so an HTML
+    /// 404 means "this endpoint does not implement the operation".
+    pub fn into_provider(self, emulator: bool) -> ProviderError {
+        if self.html_not_found && emulator {
+            tracing::warn!(
+                operation = self.operation,
+                "the custom endpoint does not implement this operation; skipped"
+            );
+            return ProviderError::NotSupported(format!(
+                "{} is not implemented by the custom endpoint",
+                self.operation
+            ));
+        }
+        if self.is_retryable() {
+            return ProviderError::Retryable {
+                message: self.to_string(),
+                retry_after: None,
+            };
+        }
+        if self
+            .code
+            .as_deref()
+            .is_some_and(|c| AUTH_CODES.contains(&c))
+        {
+            return ProviderError::Auth(self.to_string());
+        }
+        ProviderError::Failed(self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(code: Option<&str>, status: Option<u16>, message: &str) -> AwsError {
+        AwsError {
+            operation: "Op",
+            code: code.map(str::to_string),
+            message: message.into(),
+            status,
+            html_not_found: false,
+            no_response: false,
+        }
+    }
+
+    #[test]
+    fn throttling_5xx_and_unassumable_roles_are_retryable() {
+        assert!(e(Some("ThrottlingException"), Some(400), "").is_retryable());
+        assert!(e(None, Some(503), "").is_retryable());
+        assert!(e(None, Some(429), "").is_retryable());
+        assert!(
+            e(
+                Some("InvalidParameterException"),
+                Some(400),
+                "Role with arn: x could not be assumed because it does not exist"
+            )
+            .is_retryable()
+        );
+        assert!(!e(Some("InvalidParameterException"), Some(400), "bad subnet").is_retryable());
+        assert!(!e(Some("InvalidVpcID.NotFound"), Some(400), "").is_retryable());
+    }
+
+    #[test]
+    fn not_found_codes() {
+        assert!(e(Some("InvalidVpcID.NotFound"), Some(400), "").is_not_found());
+        assert!(e(Some("NoSuchEntity"), Some(404), "").is_not_found());
+        assert!(e(Some("ResourceNotFoundException"), Some(404), "").is_not_found());
+        assert!(!e(Some("ThrottlingException"), Some(400), "").is_not_found());
+    }
+
+    #[test]
+    fn html_404_is_not_supported_only_on_a_custom_endpoint() {
+        let mut x = e(None, Some(404), "<html>");
+        x.html_not_found = true;
+        assert!(matches!(
+            x.clone().into_provider(true),
+            ProviderError::NotSupported(_)
+        ));
+        assert!(matches!(x.into_provider(false), ProviderError::Failed(_)));
+    }
+
+    #[test]
+    fn auth_errors() {
+        assert!(matches!(
+            e(Some("AuthFailure"), Some(401), "").into_provider(false),
+            ProviderError::Auth(_)
+        ));
+    }
+}

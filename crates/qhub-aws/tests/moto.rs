@@ -1,0 +1,605 @@
+//! `qhub-aws` against moto (`moto_server`, PyPI `moto[server]`), over loopback only.
+//!
+//! The moto binary comes from `$QHUB_MOTO_SERVER` or `<workspace>/.venv/bin/moto_server`
+//! (`scripts/test` installs it). Without it these tests fail, loudly: they never pass silently.
+//!
+//! Fault injection here wraps the provider ([`Faulty`]): retryable errors before `observe` and
+//! `apply`, and the process "dying" right after the Nth successful `apply`. Injecting at the API
+//! level (a loopback proxy in front of moto that throttles, answers 5xx, or swallows the answer
+//! to a mutating request it did forward) is the next step.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use qhub_aws::{ApiStats, AwsOptions, AwsProvider};
+use qhub_core::Config;
+use qhub_core::config::CiKind;
+use qhub_core::config::init::{InitOptions, render};
+use qhub_core::config::provider::ProviderKind;
+use qhub_core::conformance::{self, Faults, Harness};
+use qhub_core::engine::events::NoEvents;
+use qhub_core::engine::plan::{Change, Observed, Resource};
+use qhub_core::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
+use qhub_core::provider::{
+    ApplyContext, Capabilities, Ownership, Preflight, Provider, ProviderError,
+};
+use tokio_util::sync::CancellationToken;
+
+const REGION: &str = "us-west-2";
+
+/// A `moto_server` on a free loopback port, killed on drop.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn binary() -> PathBuf {
+        if let Ok(p) = std::env::var("QHUB_MOTO_SERVER") {
+            return PathBuf::from(p);
+        }
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server")
+    }
+
+    fn start() -> Self {
+        let bin = Self::binary();
+        assert!(
+            bin.exists(),
+            "moto_server not found at {}: run scripts/test (it installs moto[server] into .venv) or set QHUB_MOTO_SERVER",
+            bin.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let moto = Self { child, port };
+        let start = Instant::now();
+        while moto.post("/moto-api/reset").is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "moto_server did not answer on port {port} within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A minimal HTTP/1.1 POST (no client library needed for moto's control API).
+    fn post(&self, path: &str) -> std::io::Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        if !out.starts_with("HTTP/1.1 200") && !out.starts_with("HTTP/1.0 200") {
+            return Err(std::io::Error::other(format!("moto answered: {out}")));
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The provider with faults injected around it (see the module docs).
+#[derive(Debug)]
+struct Faulty {
+    inner: AwsProvider,
+    faults: Faults,
+    rng: Mutex<u64>,
+    applied: AtomicU64,
+    dead: AtomicBool,
+}
+
+impl Faulty {
+    fn roll(&self) -> f64 {
+        // xorshift64: reproducible from the seed, no dependency.
+        let mut s = self.rng.lock().unwrap();
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        (*s >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn before(&self, what: &str) -> Result<(), ProviderError> {
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(ProviderError::Killed(format!(
+                "{what}: the process is dead"
+            )));
+        }
+        let r = self.roll();
+        if r < self.faults.error_rate {
+            return Err(ProviderError::Retryable {
+                message: format!("{what}: injected 503"),
+                retry_after: None,
+            });
+        }
+        if r < self.faults.error_rate + self.faults.throttle_rate {
+            return Err(ProviderError::Retryable {
+                message: format!("{what}: injected throttling"),
+                retry_after: Some(Duration::from_millis(2)),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Provider for Faulty {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn preflight(&self, config: &Config) -> Result<Preflight, ProviderError> {
+        self.inner.preflight(config).await
+    }
+    fn desired(&self, config: &Config) -> Result<Vec<Resource>, ProviderError> {
+        self.inner.desired(config)
+    }
+    async fn observe(&self, ownership: &Ownership) -> Result<Vec<Observed>, ProviderError> {
+        self.before("observe")?;
+        self.inner.observe(ownership).await
+    }
+    async fn apply(&self, change: &Change, ctx: &ApplyContext) -> Result<(), ProviderError> {
+        let what = format!("{} {}", change.action.symbol(), change.id);
+        self.before(&what)?;
+        self.inner.apply(change, ctx).await?;
+        let n = self.applied.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(limit) = self.faults.die_after
+            && n > limit
+        {
+            self.dead.store(true, Ordering::SeqCst);
+            return Err(ProviderError::Killed(format!(
+                "{what}: killed after it was done"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn aws_config(project: &str) -> Config {
+    render(&InitOptions {
+        ci: CiKind::None,
+        ..InitOptions::new(
+            ProviderKind::Aws,
+            project,
+            "conform.example.com",
+            "0123456789abcdef",
+        )
+    })
+    .expect("render")
+}
+
+struct MotoHarness {
+    moto: Moto,
+    config: Config,
+    stats: Arc<ApiStats>,
+}
+
+impl MotoHarness {
+    fn new(config: Config) -> Self {
+        Self {
+            moto: Moto::start(),
+            config,
+            stats: Arc::new(ApiStats::default()),
+        }
+    }
+
+    fn aws(&self, stats: Arc<ApiStats>) -> AwsProvider {
+        AwsProvider::new(
+            &self.config,
+            AwsOptions {
+                endpoint: Some(self.moto.endpoint()),
+                credentials: Some(("testing".into(), "testing".into())),
+                stats: Some(stats),
+                poll_interval: Some(Duration::from_millis(10)),
+            },
+        )
+        .expect("provider")
+    }
+
+    async fn sdk(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(self.moto.endpoint())
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "testing", "testing", None, None, "qhub",
+            ))
+            .load()
+            .await
+    }
+}
+
+#[async_trait]
+impl Harness for MotoHarness {
+    fn config(&self) -> Config {
+        self.config.clone()
+    }
+
+    fn provider(&self, faults: Faults) -> Arc<dyn Provider> {
+        Arc::new(Faulty {
+            inner: self.aws(self.stats.clone()),
+            rng: Mutex::new(faults.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+            faults,
+            applied: AtomicU64::new(0),
+            dead: AtomicBool::new(false),
+        })
+    }
+
+    async fn reset(&self) {
+        self.moto.post("/moto-api/reset").expect("moto reset");
+    }
+
+    async fn mutations(&self) -> u64 {
+        // Mutating API calls sent by every provider this harness made (an SDK interceptor
+        // counts each attempt as it is transmitted).
+        self.stats.mutating()
+    }
+
+    async fn census(&self, ownership: &Ownership) -> BTreeMap<String, usize> {
+        census(&self.sdk().await, ownership).await
+    }
+}
+
+/// Counts tagged resources straight from moto through the SDK, not through the provider.
+async fn census(sdk: &aws_config::SdkConfig, o: &Ownership) -> BTreeMap<String, usize> {
+    use aws_sdk_ec2::types::Filter;
+    let ec2 = aws_sdk_ec2::Client::new(sdk);
+    let eks = aws_sdk_eks::Client::new(sdk);
+    let iam = aws_sdk_iam::Client::new(sdk);
+    let efs = aws_sdk_efs::Client::new(sdk);
+    let filters: Vec<Filter> = o
+        .tags()
+        .into_iter()
+        .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
+        .collect();
+    let mut out = BTreeMap::new();
+    let mut add = |k: &str, n: usize| {
+        if n > 0 {
+            *out.entry(k.to_string()).or_insert(0) += n;
+        }
+    };
+    let f = Some(filters);
+    add(
+        "vpc",
+        ec2.describe_vpcs()
+            .set_filters(f.clone())
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .len(),
+    );
+    add(
+        "subnet",
+        ec2.describe_subnets()
+            .set_filters(f.clone())
+            .send()
+            .await
+            .unwrap()
+            .subnets()
+            .len(),
+    );
+    add(
+        "internet_gateway",
+        ec2.describe_internet_gateways()
+            .set_filters(f.clone())
+            .send()
+            .await
+            .unwrap()
+            .internet_gateways()
+            .len(),
+    );
+    add(
+        "route_table",
+        ec2.describe_route_tables()
+            .set_filters(f.clone())
+            .send()
+            .await
+            .unwrap()
+            .route_tables()
+            .len(),
+    );
+    add(
+        "security_group",
+        ec2.describe_security_groups()
+            .set_filters(f)
+            .send()
+            .await
+            .unwrap()
+            .security_groups()
+            .len(),
+    );
+    // Every role of the account, whatever its path: a role outside ours must count too.
+    for role in iam.list_roles().send().await.unwrap().roles() {
+        let tags = iam
+            .list_role_tags()
+            .role_name(role.role_name())
+            .send()
+            .await
+            .unwrap();
+        let tags: BTreeMap<String, String> = tags
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        if o.owns(&tags) {
+            add("iam_role", 1);
+        }
+    }
+    for name in eks.list_clusters().send().await.unwrap().clusters() {
+        let c = eks.describe_cluster().name(name).send().await.unwrap();
+        let tags: BTreeMap<String, String> = c
+            .cluster()
+            .and_then(|c| c.tags())
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        if o.owns(&tags) {
+            add("eks_cluster", 1);
+        }
+        for g in eks
+            .list_nodegroups()
+            .cluster_name(name)
+            .send()
+            .await
+            .unwrap()
+            .nodegroups()
+        {
+            let d = eks
+                .describe_nodegroup()
+                .cluster_name(name)
+                .nodegroup_name(g)
+                .send()
+                .await
+                .unwrap();
+            let tags: BTreeMap<String, String> = d
+                .nodegroup()
+                .and_then(|g| g.tags())
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            if o.owns(&tags) {
+                add("node_group", 1);
+            }
+        }
+    }
+    for fs in efs
+        .describe_file_systems()
+        .send()
+        .await
+        .unwrap()
+        .file_systems()
+    {
+        let tags: BTreeMap<String, String> = fs
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        if o.owns(&tags) {
+            add("efs", 1);
+            let mts = efs
+                .describe_mount_targets()
+                .file_system_id(fs.file_system_id())
+                .send()
+                .await
+                .unwrap();
+            add("efs_mount_target", mts.mount_targets().len());
+        }
+    }
+    out
+}
+
+fn engine(p: Arc<dyn Provider>) -> Engine {
+    Engine::new(
+        p,
+        EngineOptions {
+            min_deadline: Duration::from_secs(120),
+            observe_deadline: Duration::from_secs(60),
+            ..EngineOptions::default()
+        },
+    )
+}
+
+async fn deploy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
+    let e = engine(p);
+    let plan = e.plan(config, StageFilter::All).await.expect("plan");
+    e.apply(
+        &plan,
+        &Ownership::of(config),
+        Arc::new(NoEvents),
+        CancellationToken::new(),
+    )
+    .await
+}
+
+async fn destroy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
+    let e = engine(p);
+    let plan = e
+        .destroy_plan(config, StageFilter::All)
+        .await
+        .expect("destroy plan");
+    e.apply(
+        &plan,
+        &Ownership::of(config),
+        Arc::new(NoEvents),
+        CancellationToken::new(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aws_passes_the_conformance_suite_against_moto() {
+    let h = MotoHarness::new(aws_config("conform"));
+    let start = Instant::now();
+    let report = conformance::run_all(&h)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.checks.len(), 7, "{report:?}");
+    for (check, detail) in &report.checks {
+        eprintln!("{check}: {detail}");
+    }
+    eprintln!(
+        "suite: {:?}, {} API calls ({} mutating)",
+        start.elapsed(),
+        h.stats.calls(),
+        h.stats.mutating()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deploy_noop_deploy_and_destroy_against_moto() {
+    let h = MotoHarness::new(aws_config("numbers"));
+    let config = h.config();
+    let o = Ownership::of(&config);
+
+    let stats = Arc::new(ApiStats::default());
+    let t = Instant::now();
+    let r = deploy(Arc::new(h.aws(stats.clone())), &config).await;
+    assert!(r.succeeded(), "deploy: {r:?}");
+    let (deploy_calls, deploy_mut, deploy_time) = (stats.calls(), stats.mutating(), t.elapsed());
+    let census = h.census(&o).await;
+    let expected = BTreeMap::from([
+        ("efs".to_string(), 1),
+        ("efs_mount_target".to_string(), 2),
+        ("eks_cluster".to_string(), 1),
+        ("iam_role".to_string(), 2),
+        ("internet_gateway".to_string(), 1),
+        ("node_group".to_string(), 3),
+        ("route_table".to_string(), 1),
+        ("security_group".to_string(), 1),
+        ("subnet".to_string(), 2),
+        ("vpc".to_string(), 1),
+    ]);
+    assert_eq!(census, expected);
+
+    let stats2 = Arc::new(ApiStats::default());
+    let t = Instant::now();
+    let r = deploy(Arc::new(h.aws(stats2.clone())), &config).await;
+    assert!(r.succeeded() && r.done.is_empty(), "no-op deploy: {r:?}");
+    assert_eq!(stats2.mutating(), 0, "{:?}", stats2.by_operation());
+    let (noop_calls, noop_time) = (stats2.calls(), t.elapsed());
+
+    let stats3 = Arc::new(ApiStats::default());
+    let t = Instant::now();
+    let r = destroy(Arc::new(h.aws(stats3.clone())), &config).await;
+    assert!(r.succeeded(), "destroy: {r:?}");
+    assert!(
+        h.census(&o).await.is_empty(),
+        "destroy left {:?}",
+        h.census(&o).await
+    );
+    eprintln!(
+        "deploy: {deploy_calls} calls ({deploy_mut} mutating) in {deploy_time:?}; \
+         no-op deploy: {noop_calls} calls (0 mutating) in {noop_time:?}; \
+         destroy: {} calls ({} mutating) in {:?}",
+        stats3.calls(),
+        stats3.mutating(),
+        t.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gpu_group_gets_the_gpu_ami_and_taint() {
+    let mut config = aws_config("gpu");
+    let section = config.amazon_web_services.as_mut().unwrap();
+    let mut gpu = section.node_groups["worker"].clone();
+    gpu.instance = "g4dn.xlarge".into();
+    gpu.min_nodes = 0;
+    gpu.gpu = true;
+    section.node_groups.insert("gpu".into(), gpu);
+    let h = MotoHarness::new(config.clone());
+    let r = deploy(Arc::new(h.aws(Arc::new(ApiStats::default()))), &config).await;
+    assert!(r.succeeded(), "deploy: {r:?}");
+
+    let eks = aws_sdk_eks::Client::new(&h.sdk().await);
+    let describe = |name: &'static str| {
+        let eks = eks.clone();
+        async move {
+            eks.describe_nodegroup()
+                .cluster_name("gpu-dev")
+                .nodegroup_name(name)
+                .send()
+                .await
+                .unwrap()
+                .nodegroup
+                .unwrap()
+        }
+    };
+    let g = describe("gpu-dev-gpu").await;
+    assert_eq!(g.ami_type().map(|a| a.as_str()), Some("AL2_x86_64_GPU"));
+    let taints: Vec<(String, String, String)> = g
+        .taints()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+                t.effect()
+                    .map(|e| e.as_str().to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        taints,
+        vec![(
+            "nvidia.com/gpu".into(),
+            "present".into(),
+            "NO_SCHEDULE".into()
+        )]
+    );
+    assert_eq!(
+        g.labels()
+            .and_then(|l| l.get("qhub.dev/node-group"))
+            .map(String::as_str),
+        Some("gpu")
+    );
+    assert_eq!(g.scaling_config().and_then(|s| s.min_size()), Some(0));
+    let tags = g.tags().unwrap();
+    assert_eq!(
+        tags.get("k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu")
+            .map(String::as_str),
+        Some("present:NoSchedule")
+    );
+    assert_eq!(
+        tags.get("k8s.io/cluster-autoscaler/node-template/label/qhub.dev/node-group")
+            .map(String::as_str),
+        Some("gpu")
+    );
+
+    // A CPU group gets neither.
+    let cpu = describe("gpu-dev-user").await;
+    assert_eq!(cpu.ami_type().map(|a| a.as_str()), Some("AL2_x86_64"));
+    assert!(cpu.taints().is_empty());
+}
