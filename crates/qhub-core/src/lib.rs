@@ -18,5 +18,6 @@ pub mod fs;
 pub mod kubernetes;
 pub mod provider;
 pub mod sandbox;
+pub mod tls;
 
 pub use config::{Config, ConfigError, Loaded, load_file, load_str};

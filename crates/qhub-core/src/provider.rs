@@ -121,6 +121,7 @@ impl ClusterAccess {
         match self {
             Self::Client(c) => Ok(c.clone()),
             Self::Kubeconfig { text, .. } => {
+                crate::tls::install_crypto_provider();
                 let kubeconfig = kube::config::Kubeconfig::from_yaml(text).map_err(|e| {
                     ProviderError::Failed(format!("the cluster's kubeconfig is invalid: {e}"))
                 })?;

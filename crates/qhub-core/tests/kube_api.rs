@@ -176,6 +176,7 @@ async fn typed_crud_over_loopback_http() {
         .await
         .unwrap();
     assert_eq!(config.default_namespace, "default");
+    qhub_core::tls::install_crypto_provider();
     let client = kube::Client::try_from(config).unwrap();
     let version = client.apiserver_version().await.unwrap();
     assert_eq!(version.major, "1");
