@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod moto;
+
 /// The directory of the test fixtures.
 pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")

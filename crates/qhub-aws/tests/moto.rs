@@ -9,10 +9,6 @@
 //! to a mutating request it did forward) is the next step.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,82 +26,8 @@ use qhub_core::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
 use qhub_core::provider::{
     ApplyContext, Capabilities, Ownership, Preflight, Provider, ProviderError,
 };
+use qhub_tests::moto::{Moto, REGION};
 use tokio_util::sync::CancellationToken;
-
-const REGION: &str = "us-west-2";
-
-/// A `moto_server` on a free loopback port, killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn binary() -> PathBuf {
-        if let Ok(p) = std::env::var("QHUB_MOTO_SERVER") {
-            return PathBuf::from(p);
-        }
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server")
-    }
-
-    fn start() -> Self {
-        let bin = Self::binary();
-        assert!(
-            bin.exists(),
-            "moto_server not found at {}: run scripts/test (it installs moto[server] into .venv) or set QHUB_MOTO_SERVER",
-            bin.display()
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let moto = Self { child, port };
-        let start = Instant::now();
-        while moto.post("/moto-api/reset").is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "moto_server did not answer on port {port} within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// A minimal HTTP/1.1 POST (no client library needed for moto's control API).
-    fn post(&self, path: &str) -> std::io::Result<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        )?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        if !out.starts_with("HTTP/1.1 200") && !out.starts_with("HTTP/1.0 200") {
-            return Err(std::io::Error::other(format!("moto answered: {out}")));
-        }
-        Ok(out)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The provider with faults injected around it (see the module docs).
 #[derive(Debug)]
@@ -255,7 +177,7 @@ impl Harness for MotoHarness {
     }
 
     async fn reset(&self) {
-        self.moto.post("/moto-api/reset").expect("moto reset");
+        self.moto.reset().expect("moto reset");
     }
 
     async fn mutations(&self) -> u64 {
