@@ -1,9 +1,10 @@
 //! Mapping AWS SDK errors to [`ProviderError`].
 //!
-//! The SDK already retries throttling, 5xx and transient network errors itself (standard retry
-//! mode, 3 attempts); what still fails after that is reported as
-//! [`ProviderError::Retryable`] so the engine can try the change again later, with backoff,
-//! rather than this crate stacking a loop of its own.
+//! The SDK retries reads itself (standard retry mode, 3 attempts) and sends mutating calls once
+//! (see `ApiPolicy` in the crate root); what fails with throttling, 5xx, a lost response or
+//! eventual consistency is reported as [`ProviderError::Retryable`], so the engine tries the
+//! whole step again later, with backoff, after re-observing; this crate stacks no loop of its
+//! own.
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;

@@ -41,10 +41,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::retry::RetryConfig;
 use qhub_core::config::{Config, ProviderKind};
 use qhub_core::engine::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
@@ -105,13 +108,44 @@ impl ApiStats {
     }
 }
 
-/// An SDK interceptor feeding [`ApiStats`]; it runs right before each attempt is sent.
+/// The SDK interceptor of every client: it feeds [`ApiStats`] right before each attempt is sent,
+/// and sets the retry policy of each operation before it starts.
+///
+/// **Who retries what.** Reads (`Describe*`, `List*`, `Get*`) are retried by the SDK's standard
+/// retry (3 attempts, throttling, 5xx and transient network errors). A mutating call is sent
+/// **once** by the SDK: if its answer is lost (a 503 after the service did the work), an
+/// SDK-level retry of a create with no idempotency token (`CreateVpc`) would make a duplicate.
+/// Its failure goes back to the engine as [`ProviderError::Retryable`], and the engine's retry
+/// re-runs the whole step, which first re-observes by the ownership tags and adopts what the lost
+/// call made. Each call thus has exactly one retry loop, never two stacked.
 #[derive(Debug, Clone)]
-struct CallCounter(Arc<ApiStats>);
+struct ApiPolicy(Arc<ApiStats>);
 
-impl Intercept for CallCounter {
+impl ApiPolicy {
+    fn operation(cfg: &ConfigBag) -> (String, String) {
+        cfg.load::<Metadata>()
+            .map(|m| (m.service().to_string(), m.name().to_string()))
+            .unwrap_or_else(|| ("?".into(), "?".into()))
+    }
+}
+
+impl Intercept for ApiPolicy {
     fn name(&self) -> &'static str {
-        "QhubCallCounter"
+        "QhubApiPolicy"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let (_, operation) = Self::operation(cfg);
+        if !ApiStats::is_read_only(&operation) {
+            // The standard retry strategy reads its RetryConfig from the bag at every attempt.
+            cfg.interceptor_state()
+                .store_put(RetryConfig::standard().with_max_attempts(1));
+        }
+        Ok(())
     }
 
     fn read_before_transmit(
@@ -120,10 +154,7 @@ impl Intercept for CallCounter {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let (service, operation) = cfg
-            .load::<Metadata>()
-            .map(|m| (m.service().to_string(), m.name().to_string()))
-            .unwrap_or_else(|| ("?".into(), "?".into()));
+        let (service, operation) = Self::operation(cfg);
         self.0.record(&service, &operation);
         Ok(())
     }
@@ -318,7 +349,7 @@ impl AwsProvider {
                 }
             }
         }
-        let counter = CallCounter(self.stats.clone());
+        let counter = ApiPolicy(self.stats.clone());
         Ok(Clients {
             ec2: aws_sdk_ec2::Client::from_conf(
                 aws_sdk_ec2::config::Builder::from(&sdk)

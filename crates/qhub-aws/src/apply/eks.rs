@@ -1,0 +1,332 @@
+//! EKS: the cluster and its managed node groups.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_eks::types::{
+    AmiTypes, NodegroupScalingConfig, Taint, TaintEffect, UpdateLabelsPayload, UpdateTaintsPayload,
+    VpcConfigRequest,
+};
+use qhub_core::engine::plan::Resource;
+use qhub_core::provider::{Ownership, ProviderError};
+use serde_json::Value as Json;
+
+use super::iam::role_arn;
+use super::{Sent, by_name, failed, need, spec_str, spec_strs, wait_for, wait_gone};
+use crate::AwsProvider;
+use crate::desired::{self, EKS_CLUSTER};
+use crate::observe;
+
+fn string_map(v: Option<&Json>) -> BTreeMap<String, String> {
+    v.and_then(Json::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn taints(v: Option<&Json>) -> Vec<Taint> {
+    v.and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Json::as_str)
+                .filter_map(desired::parse_taint)
+                .map(|(k, v, e)| {
+                    Taint::builder()
+                        .key(k)
+                        .value(v)
+                        .effect(TaintEffect::from(desired::eks_effect(&e)))
+                        .build()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn int(v: &Json, key: &str) -> i32 {
+    v.get(key)
+        .and_then(Json::as_i64)
+        .and_then(|n| i32::try_from(n).ok())
+        .unwrap_or(0)
+}
+
+async fn owned_cluster(
+    p: &AwsProvider,
+    o: &Ownership,
+    name: &str,
+) -> Result<Option<observe::Found>, ProviderError> {
+    Ok(observe::clusters(p, o, &BTreeMap::new(), &BTreeMap::new())
+        .await?
+        .into_iter()
+        .find(|f| f.id.kind == EKS_CLUSTER && f.id.name == name))
+}
+
+pub(super) async fn ensure_cluster(
+    p: &AwsProvider,
+    o: &Ownership,
+    r: &Resource,
+) -> Result<(), ProviderError> {
+    let eks = &p.clients().await?.eks;
+    let version = spec_str(&r.spec, "kubernetes_version");
+    match owned_cluster(p, o, &r.id.name).await? {
+        None => {
+            let subnets = observe::subnets(p, o).await?;
+            let mut subnet_ids = Vec::new();
+            for name in spec_strs(&r.spec, "subnets") {
+                let s = subnets.iter().find(|s| s.id.name == name);
+                subnet_ids.push(need(&format!("subnet {name}"), s)?.cloud_id.clone());
+            }
+            let sg = by_name(observe::security_groups(p, o).await?, &o.prefix());
+            let sg = need("the security group", sg)?.cloud_id;
+            let role = role_arn(p, spec_str(&r.spec, "role")).await?;
+            eks.create_cluster()
+                .name(&r.id.name)
+                .version(version)
+                .role_arn(role)
+                .resources_vpc_config(
+                    VpcConfigRequest::builder()
+                        .set_subnet_ids(Some(subnet_ids))
+                        .security_group_ids(sg)
+                        .build(),
+                )
+                .set_tags(Some(o.tags().into_iter().collect()))
+                // Makes a retried create after a lost response idempotent on AWS's side too.
+                .client_request_token(format!("qhub-{}", r.id.name))
+                .send()
+                .await
+                .created(p, "CreateCluster", &format!("EKS cluster {}", r.id.name))?;
+        }
+        Some(f) => {
+            if spec_str(&f.spec, "kubernetes_version") != version && f.state == "active" {
+                eks.update_cluster_version()
+                    .name(&r.id.name)
+                    .version(version)
+                    .send()
+                    .await
+                    .sent(p, "UpdateClusterVersion")?;
+            }
+        }
+    }
+    let name = r.id.name.as_str();
+    wait_for(p, "cluster to become active", move || async move {
+        let c = eks
+            .describe_cluster()
+            .name(name)
+            .send()
+            .await
+            .sent(p, "DescribeCluster")?;
+        match c.cluster().and_then(|c| c.status()).map(|s| s.as_str()) {
+            Some("ACTIVE") => Ok(Some(())),
+            Some("FAILED") => Err(failed(format!("EKS cluster {name} failed"))),
+            _ => Ok(None),
+        }
+    })
+    .await
+}
+
+pub(super) async fn ensure_node_group(
+    p: &AwsProvider,
+    o: &Ownership,
+    r: &Resource,
+) -> Result<(), ProviderError> {
+    let eks = &p.clients().await?.eks;
+    let cluster = o.prefix();
+    let spec = &r.spec;
+    let (min, max) = (int(spec, "min_nodes"), int(spec, "max_nodes"));
+    match by_name(observe::node_groups(p, o, &cluster).await?, &r.id.name) {
+        None => {
+            let subnets: Vec<String> = observe::subnets(p, o)
+                .await?
+                .into_iter()
+                .map(|s| s.cloud_id)
+                .collect();
+            let subnets = need("the subnets", (!subnets.is_empty()).then_some(subnets))?;
+            let role = role_arn(p, spec_str(spec, "node_role")).await?;
+            let mut tags: BTreeMap<String, String> = o.tags();
+            tags.extend(string_map(spec.get("autoscaler_tags")));
+            eks.create_nodegroup()
+                .cluster_name(&cluster)
+                .nodegroup_name(&r.id.name)
+                .node_role(role)
+                .set_subnets(Some(subnets))
+                .instance_types(spec_str(spec, "instance_type"))
+                .ami_type(AmiTypes::from(spec_str(spec, "ami_type")))
+                .disk_size(int(spec, "disk_size"))
+                .scaling_config(
+                    NodegroupScalingConfig::builder()
+                        .min_size(min)
+                        .max_size(max)
+                        .desired_size(min)
+                        .build(),
+                )
+                .set_labels(Some(string_map(spec.get("labels")).into_iter().collect()))
+                .set_taints(Some(taints(spec.get("taints"))))
+                .set_tags(Some(tags.into_iter().collect()))
+                .client_request_token(format!("qhub-{}", r.id.name))
+                .send()
+                .await
+                .created(p, "CreateNodegroup", &format!("node group {}", r.id.name))?;
+        }
+        Some(f) => update_node_group(p, &cluster, r, &f.spec).await?,
+    }
+    let name = r.id.name.as_str();
+    let cluster = cluster.as_str();
+    wait_for(p, "node group to become active", move || async move {
+        let g = eks
+            .describe_nodegroup()
+            .cluster_name(cluster)
+            .nodegroup_name(name)
+            .send()
+            .await
+            .sent(p, "DescribeNodegroup")?;
+        match g.nodegroup().and_then(|g| g.status()).map(|s| s.as_str()) {
+            Some("ACTIVE") => Ok(Some(())),
+            Some("CREATE_FAILED" | "DEGRADED") => {
+                Err(failed(format!("node group {name} is not healthy")))
+            }
+            _ => Ok(None),
+        }
+    })
+    .await
+}
+
+/// Converges an existing node group (`have`, as observed) to `r`: scaling, labels and taints in
+/// one UpdateNodegroupConfig, then the autoscaler tags.
+async fn update_node_group(
+    p: &AwsProvider,
+    cluster: &str,
+    r: &Resource,
+    have: &Json,
+) -> Result<(), ProviderError> {
+    let eks = &p.clients().await?.eks;
+    let spec = &r.spec;
+    let (min, max) = (int(spec, "min_nodes"), int(spec, "max_nodes"));
+    let mut update = eks
+        .update_nodegroup_config()
+        .cluster_name(cluster)
+        .nodegroup_name(&r.id.name);
+    let mut changed = false;
+    if have.get("min_nodes") != spec.get("min_nodes")
+        || have.get("max_nodes") != spec.get("max_nodes")
+    {
+        // Keep the autoscaler's current size, inside the new bounds.
+        let current = int(have, "desired_nodes");
+        update = update.scaling_config(
+            NodegroupScalingConfig::builder()
+                .min_size(min)
+                .max_size(max)
+                .desired_size(current.clamp(min, max.max(min)))
+                .build(),
+        );
+        changed = true;
+    }
+    if have.get("labels") != spec.get("labels") {
+        let want = string_map(spec.get("labels"));
+        let remove: Vec<String> = string_map(have.get("labels"))
+            .into_keys()
+            .filter(|k| !want.contains_key(k))
+            .collect();
+        update = update.labels(
+            UpdateLabelsPayload::builder()
+                .set_add_or_update_labels(Some(want.into_iter().collect()))
+                .set_remove_labels((!remove.is_empty()).then_some(remove))
+                .build(),
+        );
+        changed = true;
+    }
+    if have.get("taints") != spec.get("taints") {
+        let want = taints(spec.get("taints"));
+        let remove: Vec<Taint> = taints(have.get("taints"))
+            .into_iter()
+            .filter(|t| !want.contains(t))
+            .collect();
+        update = update.taints(
+            UpdateTaintsPayload::builder()
+                .set_add_or_update_taints((!want.is_empty()).then_some(want))
+                .set_remove_taints((!remove.is_empty()).then_some(remove))
+                .build(),
+        );
+        changed = true;
+    }
+    if changed {
+        update.send().await.sent(p, "UpdateNodegroupConfig")?;
+    }
+    let had = string_map(have.get("autoscaler_tags"));
+    let want = string_map(spec.get("autoscaler_tags"));
+    if had == want {
+        return Ok(());
+    }
+    let described = eks
+        .describe_nodegroup()
+        .cluster_name(cluster)
+        .nodegroup_name(&r.id.name)
+        .send()
+        .await
+        .sent(p, "DescribeNodegroup")?;
+    let arn = described
+        .nodegroup()
+        .and_then(|g| g.nodegroup_arn())
+        .unwrap_or_default();
+    let stale: Vec<String> = had.into_keys().filter(|k| !want.contains_key(k)).collect();
+    if !stale.is_empty() {
+        eks.untag_resource()
+            .resource_arn(arn)
+            .set_tag_keys(Some(stale))
+            .send()
+            .await
+            .sent(p, "UntagResource")?;
+    }
+    eks.tag_resource()
+        .resource_arn(arn)
+        .set_tags(Some(want.into_iter().collect()))
+        .send()
+        .await
+        .sent(p, "TagResource")?;
+    Ok(())
+}
+
+pub(super) async fn delete_cluster(
+    p: &AwsProvider,
+    o: &Ownership,
+    name: &str,
+) -> Result<(), ProviderError> {
+    if owned_cluster(p, o, name).await?.is_none() {
+        return Ok(());
+    }
+    let eks = &p.clients().await?.eks;
+    eks.delete_cluster().name(name).send().await.sent_unless(
+        p,
+        "DeleteCluster",
+        crate::AwsError::is_not_found,
+    )?;
+    wait_gone(p, "cluster to be deleted", "DescribeCluster", || {
+        eks.describe_cluster().name(name).send()
+    })
+    .await
+}
+
+pub(super) async fn delete_node_group(
+    p: &AwsProvider,
+    o: &Ownership,
+    name: &str,
+) -> Result<(), ProviderError> {
+    let cluster = o.prefix();
+    if by_name(observe::node_groups(p, o, &cluster).await?, name).is_none() {
+        return Ok(());
+    }
+    let eks = &p.clients().await?.eks;
+    eks.delete_nodegroup()
+        .cluster_name(&cluster)
+        .nodegroup_name(name)
+        .send()
+        .await
+        .sent_unless(p, "DeleteNodegroup", crate::AwsError::is_not_found)?;
+    wait_gone(p, "node group to be deleted", "DescribeNodegroup", || {
+        eks.describe_nodegroup()
+            .cluster_name(&cluster)
+            .nodegroup_name(name)
+            .send()
+    })
+    .await
+}

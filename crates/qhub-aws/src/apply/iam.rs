@@ -1,0 +1,119 @@
+//! IAM roles: the EKS cluster role and the node role, with their managed policies.
+
+use qhub_core::engine::plan::Resource;
+use qhub_core::provider::{Ownership, ProviderError};
+
+use super::{Sent, by_name, failed, spec_str, spec_strs};
+use crate::AwsProvider;
+use crate::desired::{self, IAM_PATH};
+use crate::errors::AwsError;
+use crate::observe;
+
+fn trust_policy(service: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": service},
+            "Action": "sts:AssumeRole",
+        }],
+    })
+    .to_string()
+}
+
+pub(super) async fn ensure_role(
+    p: &AwsProvider,
+    o: &Ownership,
+    r: &Resource,
+) -> Result<(), ProviderError> {
+    let iam = &p.clients().await?.iam;
+    let attached: Vec<String> = match by_name(observe::roles(p, o).await?, &r.id.name) {
+        Some(f) => spec_strs(&f.spec, "policies")
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        None => {
+            let tags = o
+                .tags()
+                .into_iter()
+                .map(|(k, v)| {
+                    aws_sdk_iam::types::Tag::builder()
+                        .key(k)
+                        .value(v)
+                        .build()
+                        .map_err(|e| failed(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            iam.create_role()
+                .role_name(&r.id.name)
+                .path(IAM_PATH)
+                .assume_role_policy_document(trust_policy(spec_str(&r.spec, "service")))
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .created(p, "CreateRole", &format!("IAM role {}", r.id.name))?;
+            Vec::new()
+        }
+    };
+    let wanted = spec_strs(&r.spec, "policies");
+    for policy in wanted.iter().filter(|w| !attached.iter().any(|a| a == *w)) {
+        iam.attach_role_policy()
+            .role_name(&r.id.name)
+            .policy_arn(desired::policy_arn(policy))
+            .send()
+            .await
+            .sent(p, "AttachRolePolicy")?;
+    }
+    for policy in attached.iter().filter(|a| !wanted.contains(&a.as_str())) {
+        iam.detach_role_policy()
+            .role_name(&r.id.name)
+            .policy_arn(desired::policy_arn(policy))
+            .send()
+            .await
+            .sent(p, "DetachRolePolicy")?;
+    }
+    Ok(())
+}
+
+/// The ARN of role `name`; a role not there yet is retryable (IAM is eventually consistent).
+pub(super) async fn role_arn(p: &AwsProvider, name: &str) -> Result<String, ProviderError> {
+    let r = p
+        .clients()
+        .await?
+        .iam
+        .get_role()
+        .role_name(name)
+        .send()
+        .await
+        .sent_unless(p, "GetRole", AwsError::is_not_found)?
+        .ok_or_else(|| ProviderError::Retryable {
+            message: format!("IAM role {name} does not exist (yet)"),
+            retry_after: None,
+        })?;
+    Ok(r.role().map(|r| r.arn().to_string()).unwrap_or_default())
+}
+
+pub(super) async fn delete_role(
+    p: &AwsProvider,
+    o: &Ownership,
+    name: &str,
+) -> Result<(), ProviderError> {
+    let Some(f) = by_name(observe::roles(p, o).await?, name) else {
+        return Ok(());
+    };
+    let iam = &p.clients().await?.iam;
+    for policy in spec_strs(&f.spec, "policies") {
+        iam.detach_role_policy()
+            .role_name(name)
+            .policy_arn(desired::policy_arn(policy))
+            .send()
+            .await
+            .sent_unless(p, "DetachRolePolicy", AwsError::is_not_found)?;
+    }
+    iam.delete_role().role_name(name).send().await.sent_unless(
+        p,
+        "DeleteRole",
+        AwsError::is_not_found,
+    )?;
+    Ok(())
+}

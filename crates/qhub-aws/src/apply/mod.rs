@@ -1,0 +1,261 @@
+//! Applying one change: create, update, replace or delete one resource.
+//!
+//! One file per family of resources: [`network`] (VPC, subnets, internet gateway, route table,
+//! security group), [`iam`] (roles), [`eks`] (cluster, node groups) and [`efs`] (file system,
+//! mount targets). Each kind has an `ensure` and a `delete` step, and they share the helpers
+//! here.
+//!
+//! Every `ensure` first looks for the resource by its tags and adopts what it finds (a lost
+//! response or an interrupted run may have created it), then converges it: each step checks
+//! before it changes, so an update or a re-run after an interruption half-way through a create
+//! (VPC made, DNS attributes not yet set) finishes the job without repeating what is done. Every
+//! resource is tagged in its create call (TagSpecifications / tags parameters), never after.
+//! Every `delete` re-reads the resource by its tags and treats "not found" as done.
+
+mod efs;
+mod eks;
+mod iam;
+mod network;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use qhub_core::engine::plan::{Action, Change};
+use qhub_core::provider::{ApplyContext, Ownership, ProviderError};
+use serde_json::Value as Json;
+
+use crate::AwsProvider;
+use crate::desired::{
+    EFS, EFS_MOUNT_TARGET, EKS_CLUSTER, IAM_ROLE, INTERNET_GATEWAY, NAME_TAG, NODE_GROUP,
+    ROUTE_TABLE, SECURITY_GROUP, SUBNET, VPC,
+};
+use crate::errors::AwsError;
+use crate::observe::Found;
+
+pub use network::availability_zones;
+
+/// Performs `change`.
+pub async fn apply(
+    p: &AwsProvider,
+    change: &Change,
+    ctx: &ApplyContext,
+) -> Result<(), ProviderError> {
+    let what = format!("{} {}", change.action.symbol(), change.id);
+    tracing::info!(change = %what, attempt = ctx.attempt, "applying");
+    match change.action {
+        Action::Delete => delete(p, change, ctx).await,
+        Action::Replace => {
+            delete(p, change, ctx).await?;
+            ensure(p, change, ctx).await
+        }
+        Action::Create | Action::Update => ensure(p, change, ctx).await,
+    }
+}
+
+async fn ensure(p: &AwsProvider, change: &Change, ctx: &ApplyContext) -> Result<(), ProviderError> {
+    let r = change
+        .desired
+        .as_ref()
+        .ok_or_else(|| failed(format!("{}: the change has no desired resource", change.id)))?;
+    let o = &ctx.ownership;
+    match r.id.kind.as_str() {
+        VPC => network::ensure_vpc(p, o, r).await,
+        SUBNET => network::ensure_subnet(p, o, r).await,
+        INTERNET_GATEWAY => network::ensure_internet_gateway(p, o, r).await,
+        ROUTE_TABLE => network::ensure_route_table(p, o, r).await,
+        SECURITY_GROUP => network::ensure_security_group(p, o, r).await,
+        IAM_ROLE => iam::ensure_role(p, o, r).await,
+        EKS_CLUSTER => eks::ensure_cluster(p, o, r).await,
+        NODE_GROUP => eks::ensure_node_group(p, o, r).await,
+        EFS => efs::ensure_file_system(p, o, r).await,
+        EFS_MOUNT_TARGET => efs::ensure_mount_target(p, o, r).await,
+        other => Err(unknown_kind(other)),
+    }
+}
+
+async fn delete(p: &AwsProvider, change: &Change, ctx: &ApplyContext) -> Result<(), ProviderError> {
+    let o = &ctx.ownership;
+    // Re-read the resource by tags: the observed cloud id may be stale, and what is gone is done.
+    let name = change.id.name.as_str();
+    match change.id.kind.as_str() {
+        VPC => network::delete_vpc(p, o, name).await,
+        SUBNET => network::delete_subnet(p, o, name).await,
+        INTERNET_GATEWAY => network::delete_internet_gateway(p, o, name).await,
+        ROUTE_TABLE => network::delete_route_table(p, o, name).await,
+        SECURITY_GROUP => network::delete_security_group(p, o, name).await,
+        IAM_ROLE => iam::delete_role(p, o, name).await,
+        EKS_CLUSTER => eks::delete_cluster(p, o, name).await,
+        NODE_GROUP => eks::delete_node_group(p, o, name).await,
+        EFS => efs::delete_file_system(p, o, name).await,
+        EFS_MOUNT_TARGET => {
+            // The observed cloud id is also accepted: a mount target in a subnet that is no
+            // longer ours is named by its id.
+            let observed_id = change.observed.as_ref().and_then(|x| x.cloud_id.as_deref());
+            efs::delete_mount_target(p, o, name, observed_id).await
+        }
+        other => Err(unknown_kind(other)),
+    }
+}
+
+// ---- shared helpers ----
+
+fn unknown_kind(kind: &str) -> ProviderError {
+    ProviderError::NotSupported(format!("unknown AWS resource kind `{kind}`"))
+}
+
+fn failed(msg: impl Into<String>) -> ProviderError {
+    ProviderError::Failed(msg.into())
+}
+
+/// The error of a create refused because the name is taken by something we do not own (we
+/// looked by our tags first, so it is not ours): never adopt it.
+fn not_owned(what: &str) -> ProviderError {
+    failed(format!("{what} exists and is not owned by this deployment"))
+}
+
+/// Ownership tags plus `Name`.
+fn tags_with_name(o: &Ownership, name: &str) -> BTreeMap<String, String> {
+    let mut t = o.tags();
+    t.insert(NAME_TAG.into(), name.into());
+    t
+}
+
+/// The one found resource named `name`.
+fn by_name(found: Vec<Found>, name: &str) -> Option<Found> {
+    found.into_iter().find(|f| f.id.name == name)
+}
+
+/// The `cloud id -> name` map of found resources (what observe needs to name references).
+fn names_by_id(found: &[Found]) -> BTreeMap<String, String> {
+    found
+        .iter()
+        .map(|f| (f.cloud_id.clone(), f.id.name.clone()))
+        .collect()
+}
+
+fn spec_str<'a>(spec: &'a Json, key: &str) -> &'a str {
+    spec.get(key).and_then(Json::as_str).unwrap_or_default()
+}
+
+/// The strings of the array at `key`.
+fn spec_strs<'a>(spec: &'a Json, key: &str) -> Vec<&'a str> {
+    spec.get(key)
+        .and_then(Json::as_array)
+        .map(|a| a.iter().filter_map(Json::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// A dependency that is missing now may be there in a moment (EC2 describe calls are
+/// eventually consistent after a create), so this is retryable.
+fn need<T>(what: &str, v: Option<T>) -> Result<T, ProviderError> {
+    v.ok_or_else(|| ProviderError::Retryable {
+        message: format!("{what} does not exist (yet)"),
+        retry_after: None,
+    })
+}
+
+/// How an SDK call's result becomes this crate's: every call site names its operation once.
+trait Sent<T> {
+    /// Any error is mapped with the provider's rules ([`AwsError::into_provider`]).
+    fn sent(self, p: &AwsProvider, operation: &'static str) -> Result<T, ProviderError>;
+
+    /// `Ok(None)` when the error is one `done` accepts as "nothing to do" (not found when
+    /// deleting, already exists when associating); any other error is mapped.
+    fn sent_unless(
+        self,
+        p: &AwsProvider,
+        operation: &'static str,
+        done: impl Fn(&AwsError) -> bool,
+    ) -> Result<Option<T>, ProviderError>;
+
+    /// A create by name: "already exists" means the name is taken by something not ours.
+    fn created(
+        self,
+        p: &AwsProvider,
+        operation: &'static str,
+        what: &str,
+    ) -> Result<T, ProviderError>;
+}
+
+impl<T, E> Sent<T> for Result<T, SdkError<E, HttpResponse>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    fn sent(self, p: &AwsProvider, operation: &'static str) -> Result<T, ProviderError> {
+        self.map_err(|e| p.err(AwsError::from_sdk(operation, e)))
+    }
+
+    fn sent_unless(
+        self,
+        p: &AwsProvider,
+        operation: &'static str,
+        done: impl Fn(&AwsError) -> bool,
+    ) -> Result<Option<T>, ProviderError> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                let e = AwsError::from_sdk(operation, e);
+                if done(&e) { Ok(None) } else { Err(p.err(e)) }
+            }
+        }
+    }
+
+    fn created(
+        self,
+        p: &AwsProvider,
+        operation: &'static str,
+        what: &str,
+    ) -> Result<T, ProviderError> {
+        self.map_err(|e| {
+            let e = AwsError::from_sdk(operation, e);
+            if e.is_already_exists() {
+                not_owned(what)
+            } else {
+                p.err(e)
+            }
+        })
+    }
+}
+
+/// Waits until `check` says the operation is done (`Some`), polling at the provider's interval.
+/// The engine bounds the whole apply with its deadline.
+async fn wait_for<F, Fut>(p: &AwsProvider, what: &str, mut check: F) -> Result<(), ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<()>, ProviderError>>,
+{
+    loop {
+        if check().await?.is_some() {
+            return Ok(());
+        }
+        tracing::debug!(what, "waiting");
+        tokio::time::sleep(p.poll()).await;
+    }
+}
+
+/// Waits until `describe` answers "not found".
+async fn wait_gone<T, E, F, Fut>(
+    p: &AwsProvider,
+    what: &str,
+    operation: &'static str,
+    mut describe: F,
+) -> Result<(), ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    wait_for(p, what, move || {
+        let call = describe();
+        async move {
+            let found = call
+                .await
+                .sent_unless(p, operation, AwsError::is_not_found)?;
+            Ok(found.is_none().then_some(()))
+        }
+    })
+    .await
+}
