@@ -19,13 +19,12 @@
 //! endpoint is on loopback; operations the endpoint answers with an HTML 404 are skipped with a
 //! warning (never on the real AWS endpoint).
 //!
-//! **Not yet**: cluster access. [`Capabilities::cluster_access`] is `false`: the kubeconfig
-//! with a fresh presigned-STS EKS token (REFERENCE.md §3) comes next, and with it the
-//! Kubernetes stage and the destroy-time sweep of LoadBalancer services. The EBS CSI add-on,
-//! the cluster-autoscaler IAM policy and the autoscaling-group node-template tags (EKS does not
-//! propagate node group tags to the ASG, aws/containers-roadmap#608) are also still to come; the
-//! node-template tags are put on the node group for now.
+//! **Cluster access** ([`access`]): the engine's client reaches the EKS endpoint with the
+//! cluster's CA and a presigned-STS bearer token minted for its requests (never older than five
+//! minutes). In emulator mode the endpoint is not real and is never contacted; only a kubeconfig
+//! override ([`KUBECONFIG_ENV`]) gives cluster access there.
 
+pub mod access;
 pub mod apply;
 pub mod desired;
 pub mod errors;
@@ -33,7 +32,7 @@ pub mod observe;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,8 +49,10 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::RetryConfig;
 use qhub_core::config::{Config, ProviderKind};
 use qhub_core::engine::plan::{Change, Observed, Resource};
+use qhub_core::kubernetes::auth::ClusterEndpoint;
 use qhub_core::provider::{
-    ApplyContext, Capabilities, Ownership, Preflight, Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, DeployLock, Ownership, Preflight, Provider,
+    ProviderError,
 };
 
 pub use errors::AwsError;
@@ -61,6 +62,13 @@ pub const PROVIDER: &str = "aws";
 
 /// The AWS SDK's own variable for a custom endpoint (one endpoint for every service).
 pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL";
+
+/// A kubeconfig file to reach the cluster with, overriding EKS's endpoint and token (see
+/// [`AwsOptions::kubeconfig`]).
+pub const KUBECONFIG_ENV: &str = "QHUB_KUBECONFIG";
+
+/// The folder beside the config that holds the local deploy lock.
+pub const LOCK_DIR: &str = ".qhub";
 
 /// Counts of the API calls a provider's SDK clients sent (every attempt, including the SDK's
 /// own retries), shared between providers when a test wants a total.
@@ -172,6 +180,14 @@ pub struct AwsOptions {
     /// How often to poll an operation that completes asynchronously (EKS clusters and node
     /// groups, EFS). Default: 10 s against AWS, 100 ms in emulator mode.
     pub poll_interval: Option<Duration>,
+    /// A kubeconfig to reach the cluster with instead of EKS's endpoint and token
+    /// ([`KUBECONFIG_ENV`]). In emulator mode this is the only cluster access: the endpoint
+    /// moto returns is not a real API server and is never contacted.
+    pub kubeconfig: Option<PathBuf>,
+    /// Where the local deploy lock lives ([`LOCK_DIR`] beside the config, from
+    /// [`AwsProvider::from_env`]); `None`: no lock. It keeps two qhub commands on one machine
+    /// from deploying the same deployment at once; there is no cloud-side lock yet.
+    pub lock_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for AwsOptions {
@@ -184,6 +200,8 @@ impl fmt::Debug for AwsOptions {
                 &self.credentials.as_ref().map(|(id, _)| (id, "<redacted>")),
             )
             .field("poll_interval", &self.poll_interval)
+            .field("kubeconfig", &self.kubeconfig)
+            .field("lock_dir", &self.lock_dir)
             .finish()
     }
 }
@@ -197,6 +215,10 @@ pub(crate) struct Clients {
     pub(crate) iam: aws_sdk_iam::Client,
     pub(crate) efs: aws_sdk_efs::Client,
     pub(crate) sts: aws_sdk_sts::Client,
+    pub(crate) elb: aws_sdk_elasticloadbalancing::Client,
+    pub(crate) elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    /// The credentials every client signs with (EKS tokens are signed with them too).
+    pub(crate) credentials: aws_credential_types::provider::SharedCredentialsProvider,
 }
 
 /// The AWS provider.
@@ -260,17 +282,17 @@ impl AwsProvider {
     }
 
     /// A provider for `config`, reaching AWS the way the AWS CLI would: the default credential
-    /// chain, the config's region, and `AWS_ENDPOINT_URL` when set (emulator mode). `dir` (the
-    /// config's directory) is not used yet.
+    /// chain, the config's region, and `AWS_ENDPOINT_URL` when set (emulator mode).
+    /// `QHUB_KUBECONFIG` names a kubeconfig override for cluster access, relative to `dir`
+    /// (the config's directory) when not absolute.
     pub fn from_env(config: &Config, dir: &Path) -> Result<Self, ProviderError> {
-        let _ = dir;
-        let endpoint = std::env::var(ENDPOINT_ENV)
-            .ok()
-            .filter(|v| !v.trim().is_empty());
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         Self::new(
             config,
             AwsOptions {
-                endpoint,
+                endpoint: var(ENDPOINT_ENV),
+                kubeconfig: var(KUBECONFIG_ENV).map(|k| dir.join(k)),
+                lock_dir: Some(dir.join(LOCK_DIR)),
                 ..AwsOptions::default()
             },
         )
@@ -350,7 +372,11 @@ impl AwsProvider {
             }
         }
         let counter = ApiPolicy(self.stats.clone());
+        let credentials = sdk
+            .credentials_provider()
+            .ok_or_else(|| ProviderError::Auth("no AWS credentials provider".into()))?;
         Ok(Clients {
+            credentials,
             ec2: aws_sdk_ec2::Client::from_conf(
                 aws_sdk_ec2::config::Builder::from(&sdk)
                     .interceptor(counter.clone())
@@ -373,6 +399,16 @@ impl AwsProvider {
             ),
             sts: aws_sdk_sts::Client::from_conf(
                 aws_sdk_sts::config::Builder::from(&sdk)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            elb: aws_sdk_elasticloadbalancing::Client::from_conf(
+                aws_sdk_elasticloadbalancing::config::Builder::from(&sdk)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(
+                aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk)
                     .interceptor(counter)
                     .build(),
             ),
@@ -395,8 +431,8 @@ impl Provider for AwsProvider {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             infrastructure: true,
-            // The presigned-STS EKS token and the kubeconfig come next.
-            cluster_access: false,
+            // In emulator mode the cluster endpoint is not real: only an override reaches one.
+            cluster_access: !self.emulator() || self.options.kubeconfig.is_some(),
             scale_to_zero: true,
             gpu: true,
         }
@@ -450,6 +486,119 @@ impl Provider for AwsProvider {
 
     async fn apply(&self, change: &Change, ctx: &ApplyContext) -> Result<(), ProviderError> {
         apply::apply(self, change, ctx).await
+    }
+
+    async fn lock(&self, ownership: &Ownership) -> Result<Option<DeployLock>, ProviderError> {
+        self.options
+            .lock_dir
+            .as_ref()
+            .map(|dir| qhub_core::provider::deploy_lock(dir, ownership))
+            .transpose()
+    }
+
+    async fn cluster_access(&self, ownership: &Ownership) -> Result<ClusterAccess, ProviderError> {
+        let name = ownership.prefix();
+        let Some(cluster) = self.active_cluster(ownership).await? else {
+            return Err(ProviderError::NoCluster(format!(
+                "EKS cluster {name} does not exist"
+            )));
+        };
+        if let Some(path) = &self.options.kubeconfig {
+            tracing::info!(kubeconfig = %path.display(), "cluster access through the kubeconfig override");
+            return Ok(ClusterAccess::Kubeconfig {
+                text: access::read_override(path)?,
+                expires_in: None,
+            });
+        }
+        if self.emulator() {
+            return Err(ProviderError::NotSupported(format!(
+                "emulator mode: the endpoint of EKS cluster {name} is not a real API server; set {KUBECONFIG_ENV} to reach a cluster"
+            )));
+        }
+        let tokens = access::EksTokens::new(
+            self.clients().await?.credentials.clone(),
+            &self.region,
+            &name,
+        );
+        let client = qhub_core::kubernetes::auth::client_with_token(
+            &ClusterEndpoint {
+                server: cluster.endpoint,
+                ca_pem: cluster.ca_pem,
+            },
+            Arc::new(tokens),
+        )?;
+        Ok(ClusterAccess::Client(client))
+    }
+}
+
+/// An active EKS cluster's API server.
+#[derive(Debug)]
+struct ActiveCluster {
+    endpoint: String,
+    ca_pem: Vec<u8>,
+}
+
+impl AwsProvider {
+    /// The deployment's cluster when it exists, is ours (by tags) and is active; a cluster
+    /// still being created is retryable.
+    async fn active_cluster(
+        &self,
+        ownership: &Ownership,
+    ) -> Result<Option<ActiveCluster>, ProviderError> {
+        use base64::Engine as _;
+        let name = ownership.prefix();
+        let described = self
+            .clients()
+            .await?
+            .eks
+            .describe_cluster()
+            .name(&name)
+            .send()
+            .await;
+        let cluster = match described {
+            Ok(d) => d.cluster,
+            Err(e) => {
+                let e = AwsError::from_sdk("DescribeCluster", e);
+                if e.is_not_found() {
+                    return Ok(None);
+                }
+                return Err(self.err(e));
+            }
+        };
+        let Some(cluster) = cluster else {
+            return Ok(None);
+        };
+        let tags: BTreeMap<String, String> = cluster
+            .tags()
+            .map(|t| t.clone().into_iter().collect())
+            .unwrap_or_default();
+        if !ownership.owns(&tags) {
+            return Err(ProviderError::Failed(format!(
+                "EKS cluster {name} exists and is not owned by this deployment"
+            )));
+        }
+        match cluster.status().map(|s| s.as_str()) {
+            Some("ACTIVE" | "UPDATING") => {}
+            Some("DELETING") => return Ok(None),
+            other => {
+                return Err(ProviderError::Retryable {
+                    message: format!(
+                        "EKS cluster {name} is {} (not active yet)",
+                        other.unwrap_or("in an unknown state")
+                    ),
+                    retry_after: None,
+                });
+            }
+        }
+        let endpoint = cluster.endpoint().unwrap_or_default().to_string();
+        let ca_pem = cluster
+            .certificate_authority()
+            .and_then(|c| c.data())
+            .map(|d| base64::engine::general_purpose::STANDARD.decode(d.trim()))
+            .transpose()
+            .map_err(|e| ProviderError::Failed(format!("EKS cluster {name}: CA data: {e}")))?
+            .unwrap_or_default();
+        Ok(Some(ActiveCluster { endpoint, ca_pem }))
     }
 }
 

@@ -143,6 +143,7 @@ impl MotoHarness {
                 credentials: Some(("testing".into(), "testing".into())),
                 stats: Some(stats),
                 poll_interval: Some(Duration::from_millis(10)),
+                ..AwsOptions::default()
             },
         )
         .expect("provider")

@@ -111,3 +111,56 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// A held advisory lock on a file (released when dropped, or when the process dies, even by
+/// SIGKILL: the kernel drops it with the file descriptor, so a killed run never leaves a stale
+/// lock).
+#[derive(Debug)]
+pub struct FileLock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl FileLock {
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Why a lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another process holds it.
+    #[error("lock {} is held by another process", .0.display())]
+    Held(PathBuf),
+    /// The lock file could not be opened or locked.
+    #[error("cannot lock {}: {source}", path.display())]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+}
+
+/// Takes the lock `dir/name` without waiting, creating `dir` and the file as needed.
+pub fn try_lock(dir: &Path, name: &str) -> Result<FileLock, LockError> {
+    let path = dir.join(name);
+    let io = |source| LockError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(FileLock { _file: file, path }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held(path)),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}

@@ -263,6 +263,24 @@ pub trait Provider: Send + Sync + fmt::Debug {
 /// A held deployment lock; dropping it releases the lock.
 pub type DeployLock = Box<dyn std::any::Any + Send + Sync>;
 
+/// The local deploy lock of `ownership`'s deployment, in `dir` (`<prefix>.lock`): what
+/// providers without a cloud-side lock use so that two qhub commands on one machine cannot
+/// deploy or destroy the same deployment at once.
+pub fn deploy_lock(
+    dir: &std::path::Path,
+    ownership: &Ownership,
+) -> Result<DeployLock, ProviderError> {
+    match crate::fs::try_lock(dir, &format!("{}.lock", ownership.prefix())) {
+        Ok(lock) => Ok(Box::new(lock)),
+        Err(crate::fs::LockError::Held(path)) => Err(ProviderError::Failed(format!(
+            "another qhub command is deploying or destroying {} (lock {} is held); wait for it to finish",
+            ownership.prefix(),
+            path.display()
+        ))),
+        Err(e) => Err(ProviderError::Failed(e.to_string())),
+    }
+}
+
 /// Builds a provider for a config (and the directory the config lives in).
 pub type ProviderFactory = Arc<
     dyn Fn(&Config, &std::path::Path) -> Result<Arc<dyn Provider>, ProviderError> + Send + Sync,

@@ -11,6 +11,7 @@ use qhub_core::provider::{Ownership, ProviderError};
 use serde_json::Value as Json;
 
 use super::iam::role_arn;
+use super::sweep;
 use super::{Sent, by_name, failed, need, spec_str, spec_strs, wait_for, wait_gone};
 use crate::AwsProvider;
 use crate::desired::{self, EKS_CLUSTER};
@@ -286,24 +287,32 @@ async fn update_node_group(
     Ok(())
 }
 
+/// Deletes the cluster: first the LoadBalancer Services through the cluster, then the cluster,
+/// then whatever load balancers and security groups Kubernetes left in our VPC ([`sweep`]). The
+/// sweep runs even when the cluster is already gone, so a retry after an interruption finishes it.
 pub(super) async fn delete_cluster(
     p: &AwsProvider,
     o: &Ownership,
     name: &str,
 ) -> Result<(), ProviderError> {
-    if owned_cluster(p, o, name).await?.is_none() {
-        return Ok(());
+    if owned_cluster(p, o, name).await?.is_some() {
+        sweep::delete_load_balancer_services(p, o).await?;
+        let eks = &p.clients().await?.eks;
+        eks.delete_cluster().name(name).send().await.sent_unless(
+            p,
+            "DeleteCluster",
+            crate::AwsError::is_not_found,
+        )?;
+        wait_gone(p, "cluster to be deleted", "DescribeCluster", || {
+            eks.describe_cluster().name(name).send()
+        })
+        .await?;
     }
-    let eks = &p.clients().await?.eks;
-    eks.delete_cluster().name(name).send().await.sent_unless(
-        p,
-        "DeleteCluster",
-        crate::AwsError::is_not_found,
-    )?;
-    wait_gone(p, "cluster to be deleted", "DescribeCluster", || {
-        eks.describe_cluster().name(name).send()
-    })
-    .await
+    let swept = sweep::sweep_cloud(p, o).await?;
+    if swept > 0 {
+        tracing::info!(swept, "removed what Kubernetes left in the VPC");
+    }
+    Ok(())
 }
 
 pub(super) async fn delete_node_group(

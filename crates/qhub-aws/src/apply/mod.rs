@@ -1,8 +1,8 @@
 //! Applying one change: create, update, replace or delete one resource.
 //!
-//! One file per family of resources: [`network`] (VPC, subnets, internet gateway, route table,
-//! security group), [`iam`] (roles), [`eks`] (cluster, node groups) and [`efs`] (file system,
-//! mount targets). Each kind has an `ensure` and a `delete` step, and they share the helpers
+//! One file per family of resources: `network` (VPC, subnets, internet gateway, route table,
+//! security group), `iam` (roles), `eks` (cluster, node groups), `efs` (file system, mount
+//! targets), and [`sweep`] (what Kubernetes left in the cloud, removed with the cluster). Each kind has an `ensure` and a `delete` step, and they share the helpers
 //! here.
 //!
 //! Every `ensure` first looks for the resource by its tags and adopts what it finds (a lost
@@ -16,6 +16,7 @@ mod efs;
 mod eks;
 mod iam;
 mod network;
+pub mod sweep;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod applyset;
+pub mod auth;
 pub mod components;
 pub mod lease;
 pub mod readiness;

@@ -423,23 +423,7 @@ impl Provider for SandboxProvider {
 
     async fn lock(&self, ownership: &Ownership) -> Result<Option<DeployLock>, ProviderError> {
         let dir = self.dir.join(world::DIR_NAME);
-        std::fs::create_dir_all(&dir).map_err(failed)?;
-        let path = dir.join(format!("{}.lock", ownership.prefix()));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(failed)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(Box::new(file))),
-            Err(std::fs::TryLockError::WouldBlock) => Err(ProviderError::Failed(format!(
-                "another qhub command is deploying or destroying {} (lock {} is held); wait for it to finish",
-                ownership.prefix(),
-                path.display()
-            ))),
-            Err(std::fs::TryLockError::Error(e)) => Err(failed(e)),
-        }
+        crate::provider::deploy_lock(&dir, ownership).map(Some)
     }
 }
 

@@ -1,0 +1,276 @@
+//! Cluster access: the EKS bearer token, the client the engine uses, and a kubeconfig for
+//! users' own kubectl.
+//!
+//! An EKS token is `k8s-aws-v1.` followed by the unpadded base64url of a presigned STS
+//! `GetCallerIdentity` URL whose signature covers the `x-k8s-aws-id: <cluster>` header; the API
+//! server calls that URL to learn who we are, and accepts the token for 15 minutes after it was
+//! signed. [`EksTokens`] mints one from the default credential chain, reuses it for at most
+//! [`TOKEN_REUSE`], and the engine's client asks for it on every request
+//! ([`qhub_core::kubernetes::auth`]), so a long deploy never sends a stale token.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{
+    SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
+};
+use aws_sigv4::sign::v4;
+use base64::Engine as _;
+use qhub_core::kubernetes::auth::TokenSource;
+use qhub_core::provider::ProviderError;
+
+/// The prefix of every EKS token.
+pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
+
+/// The header naming the cluster, signed into the token.
+pub const CLUSTER_ID_HEADER: &str = "x-k8s-aws-id";
+
+/// How long a minted token is reused. EKS accepts a token for 15 minutes after it was signed;
+/// a request sent with one at most 5 minutes old has 10 minutes to spare for clock skew and
+/// long-running watches.
+pub const TOKEN_REUSE: Duration = Duration::from_secs(5 * 60);
+
+fn failed(msg: String) -> ProviderError {
+    ProviderError::Failed(msg)
+}
+
+/// The EKS token for `cluster` in `region`, signed at `at` with `credentials`.
+pub fn eks_token(
+    credentials: &Credentials,
+    region: &str,
+    cluster: &str,
+    at: SystemTime,
+) -> Result<String, ProviderError> {
+    let url =
+        format!("https://sts.{region}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15");
+    let identity = credentials.clone().into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    // The presigned URL itself; EKS applies its own 15-minute limit from X-Amz-Date.
+    settings.expires_in = Some(Duration::from_secs(60));
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("sts")
+        .time(at)
+        .settings(settings)
+        .build()
+        .map_err(|e| failed(format!("signing the EKS token: {e}")))?
+        .into();
+    let signable = SignableRequest::new(
+        "GET",
+        url.as_str(),
+        [(CLUSTER_ID_HEADER, cluster)].into_iter(),
+        // The hash of the empty body, as `aws eks get-token` (botocore) and
+        // aws-iam-authenticator sign it.
+        SignableBody::Bytes(&[]),
+    )
+    .map_err(|e| failed(format!("signing the EKS token: {e}")))?;
+    let (instructions, _signature) = sign(signable, &params)
+        .map_err(|e| failed(format!("signing the EKS token: {e}")))?
+        .into_parts();
+    let mut request = http::Request::builder()
+        .uri(&url)
+        .body(())
+        .map_err(|e| failed(format!("signing the EKS token: {e}")))?;
+    instructions.apply_to_request_http1x(&mut request);
+    Ok(format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(request.uri().to_string())
+    ))
+}
+
+/// Mints EKS tokens for one cluster from a credentials provider, reusing each for
+/// [`TOKEN_REUSE`].
+pub struct EksTokens {
+    credentials: SharedCredentialsProvider,
+    region: String,
+    cluster: String,
+    cached: Mutex<Option<(String, Instant)>>,
+}
+
+impl std::fmt::Debug for EksTokens {
+    // The token is a credential: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EksTokens")
+            .field("region", &self.region)
+            .field("cluster", &self.cluster)
+            .finish()
+    }
+}
+
+impl EksTokens {
+    /// Tokens for `cluster` in `region`.
+    pub fn new(credentials: SharedCredentialsProvider, region: &str, cluster: &str) -> Self {
+        Self {
+            credentials,
+            region: region.into(),
+            cluster: cluster.into(),
+            cached: Mutex::new(None),
+        }
+    }
+}
+
+#[async_trait]
+impl TokenSource for EksTokens {
+    async fn token(&self) -> Result<String, ProviderError> {
+        if let Ok(cached) = self.cached.lock()
+            && let Some((token, minted)) = cached.as_ref()
+            && minted.elapsed() < TOKEN_REUSE
+        {
+            return Ok(token.clone());
+        }
+        // The chain refreshes expiring credentials (SSO, instance roles) itself.
+        let credentials =
+            self.credentials.provide_credentials().await.map_err(|e| {
+                ProviderError::Auth(format!("AWS credentials for the EKS token: {e}"))
+            })?;
+        let token = eks_token(&credentials, &self.region, &self.cluster, SystemTime::now())?;
+        tracing::debug!(cluster = %self.cluster, "minted an EKS token");
+        if let Ok(mut cached) = self.cached.lock() {
+            *cached = Some((token.clone(), Instant::now()));
+        }
+        Ok(token)
+    }
+}
+
+/// A kubeconfig for users' own `kubectl`: the cluster's endpoint and CA, and an `exec` stanza
+/// running `aws eks get-token`, so the file holds no credential and never goes stale.
+pub fn kubeconfig(cluster: &str, region: &str, server: &str, ca_data_b64: &str) -> String {
+    let q = |s: &str| serde_json::Value::from(s).to_string();
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: {c}
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+contexts:
+- name: {c}
+  context:
+    cluster: {c}
+    user: {c}
+current-context: {c}
+users:
+- name: {c}
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: aws
+      args: [eks, get-token, --cluster-name, {c}, --region, {r}, --output, json]
+      interactiveMode: Never
+",
+        c = q(cluster),
+        server = q(server),
+        ca = q(ca_data_b64),
+        r = q(region),
+    )
+}
+
+/// Reads a kubeconfig override (the file a test or an operator names for cluster access).
+pub fn read_override(path: &Path) -> Result<String, ProviderError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        failed(format!(
+            "cannot read the kubeconfig override {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(token: &str) -> String {
+        let b64 = token.strip_prefix(TOKEN_PREFIX).expect("prefix");
+        String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(b64)
+                .expect("unpadded base64url"),
+        )
+        .expect("utf-8")
+    }
+
+    #[test]
+    fn the_token_is_a_presigned_get_caller_identity_url_for_the_cluster() {
+        let creds = Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG", None, None, "t");
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let token = eks_token(&creds, "eu-west-1", "demo-dev", at).unwrap();
+        assert!(!token.contains('='), "unpadded: {token}");
+        let url = decode(&token);
+        assert!(
+            url.starts_with(
+                "https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&"
+            ),
+            "{url}"
+        );
+        // The reference: botocore 1.x (what `aws eks get-token` runs), same credentials,
+        // region, cluster and time, `generate_presigned_url("get_caller_identity",
+        // ExpiresIn=60)` with the x-k8s-aws-id header added before signing.
+        assert_eq!(
+            url,
+            "https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15\
+             &X-Amz-Algorithm=AWS4-HMAC-SHA256\
+             &X-Amz-Credential=AKIDEXAMPLE%2F20231114%2Feu-west-1%2Fsts%2Faws4_request\
+             &X-Amz-Date=20231114T221320Z&X-Amz-Expires=60\
+             &X-Amz-SignedHeaders=host%3Bx-k8s-aws-id\
+             &X-Amz-Signature=f7c2a59db5d6e64d12b8d6d746917f26dac5d299dc60592387aad3279e6bc602"
+        );
+        // The secret never appears; the signature depends on the cluster name.
+        assert!(!url.contains("wJalrXUtnFEMI"));
+        let other = decode(&eks_token(&creds, "eu-west-1", "other-dev", at).unwrap());
+        assert_ne!(url, other);
+    }
+
+    #[test]
+    fn a_session_token_is_carried_in_the_url() {
+        let creds = Credentials::new("ASIAX", "secret", Some("SESSION/TOKEN".into()), None, "t");
+        let url = decode(&eks_token(&creds, "us-east-1", "c", SystemTime::now()).unwrap());
+        assert!(
+            url.contains("X-Amz-Security-Token=SESSION%2FTOKEN"),
+            "{url}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tokens_are_reused_then_reminted() {
+        let creds = Credentials::new("AKID", "secret", None, None, "t");
+        let tokens = EksTokens::new(SharedCredentialsProvider::new(creds), "us-west-2", "c");
+        let a = tokens.token().await.unwrap();
+        assert_eq!(tokens.token().await.unwrap(), a);
+        // Age the cached token past the reuse window.
+        if let Some((_, minted)) = tokens.cached.lock().unwrap().as_mut() {
+            *minted = Instant::now() - TOKEN_REUSE - Duration::from_secs(1);
+        }
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let b = tokens.token().await.unwrap();
+        assert_ne!(a, b, "an aged token is minted again (new X-Amz-Date)");
+    }
+
+    #[test]
+    fn the_kubeconfig_holds_no_credential_and_parses() {
+        let text = kubeconfig(
+            "demo-dev",
+            "us-west-2",
+            "https://ABC.eks.amazonaws.com",
+            "Q0E=",
+        );
+        let parsed = kube::config::Kubeconfig::from_yaml(&text).expect("valid kubeconfig");
+        assert_eq!(parsed.current_context.as_deref(), Some("demo-dev"));
+        let user = parsed.auth_infos[0].auth_info.as_ref().unwrap();
+        assert!(user.token.is_none());
+        let exec = user.exec.as_ref().unwrap();
+        assert_eq!(exec.command.as_deref(), Some("aws"));
+        assert!(
+            exec.args
+                .as_ref()
+                .unwrap()
+                .contains(&"demo-dev".to_string())
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! What Kubernetes made in the cloud for the cluster, removed before the network goes.
+//!
+//! A `type: LoadBalancer` Service makes the cloud controller create a load balancer in our
+//! subnets and a security group in our VPC. They carry the cluster's tag
+//! (`kubernetes.io/cluster/<name>`), not ours, and while they exist the subnets, security group
+//! and VPC cannot be deleted. So destroying the cluster first deletes those Services through the
+//! cluster (the controller then removes its load balancers), and after the cluster is gone it
+//! sweeps what is left in our VPC: classic and v2 load balancers, their target groups, and the
+//! security groups, all only when they carry the cluster's tag.
+
+use std::collections::BTreeSet;
+
+use aws_sdk_ec2::types::Filter;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DeleteParams, ListParams};
+use qhub_core::provider::{Ownership, Provider, ProviderError};
+
+use super::{Sent, by_name, wait_for};
+use crate::AwsProvider;
+use crate::errors::AwsError;
+use crate::observe;
+
+/// The tag the cloud controller puts on what it makes for cluster `cluster`.
+pub fn cluster_tag(cluster: &str) -> String {
+    format!("kubernetes.io/cluster/{cluster}")
+}
+
+/// The `namespace/name` of every LoadBalancer Service.
+async fn load_balancer_services(
+    client: &kube::Client,
+) -> Result<Vec<(String, String)>, ProviderError> {
+    let list = Api::<Service>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| ProviderError::Retryable {
+            message: format!("listing Services: {e}"),
+            retry_after: None,
+        })?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"))
+        .filter_map(|s| Some((s.metadata.namespace?, s.metadata.name?)))
+        .collect())
+}
+
+/// Deletes every LoadBalancer Service through the cluster and waits until they are gone (the
+/// cloud controller deletes their load balancers before it lets a Service go). Skipped, with a
+/// warning, when the provider cannot reach the cluster (emulator mode without a kubeconfig
+/// override); the cloud sweep still runs.
+pub(super) async fn delete_load_balancer_services(
+    p: &AwsProvider,
+    o: &Ownership,
+) -> Result<usize, ProviderError> {
+    let access = match p.cluster_access(o).await {
+        Ok(access) => access,
+        Err(ProviderError::NoCluster(_)) => return Ok(0),
+        Err(ProviderError::NotSupported(why)) => {
+            tracing::warn!(%why, "LoadBalancer services were not deleted through the cluster; sweeping the cloud only");
+            return Ok(0);
+        }
+        Err(e) => return Err(e),
+    };
+    let client = access.client().await?;
+    let services = load_balancer_services(&client).await?;
+    for (namespace, name) in &services {
+        tracing::info!(%namespace, %name, "deleting LoadBalancer service");
+        let api = Api::<Service>::namespaced(client.clone(), namespace);
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                return Err(ProviderError::Retryable {
+                    message: format!("deleting Service {namespace}/{name}: {e}"),
+                    retry_after: None,
+                });
+            }
+        }
+    }
+    if !services.is_empty() {
+        let client = &client;
+        wait_for(
+            p,
+            "LoadBalancer services to be deleted",
+            move || async move {
+                Ok(load_balancer_services(client)
+                    .await?
+                    .is_empty()
+                    .then_some(()))
+            },
+        )
+        .await?;
+    }
+    Ok(services.len())
+}
+
+/// Deletes the load balancers, target groups and security groups carrying the cluster's tag
+/// in our VPC. Returns how many it deleted.
+pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize, ProviderError> {
+    let Some(vpc) = by_name(observe::vpcs(p, o).await?, &o.prefix()) else {
+        return Ok(0);
+    };
+    let vpc = vpc.cloud_id;
+    let tag = cluster_tag(&o.prefix());
+    let c = p.clients().await?;
+    let mut deleted = 0;
+
+    // Classic load balancers (the in-tree controller's default).
+    let classic = c.elb.describe_load_balancers().send().await.sent_unless(
+        p,
+        "DescribeLoadBalancers",
+        |e| e.html_not_found,
+    )?;
+    let names: Vec<String> = classic
+        .iter()
+        .flat_map(|r| r.load_balancer_descriptions())
+        .filter(|lb| lb.vpc_id() == Some(vpc.as_str()))
+        .filter_map(|lb| lb.load_balancer_name().map(str::to_string))
+        .collect();
+    for chunk in names.chunks(20) {
+        let tags = c
+            .elb
+            .describe_tags()
+            .set_load_balancer_names(Some(chunk.to_vec()))
+            .send()
+            .await
+            .sent(p, "DescribeTags")?;
+        for d in tags.tag_descriptions() {
+            if d.tags().iter().any(|t| t.key() == tag) {
+                let name = d.load_balancer_name().unwrap_or_default();
+                tracing::info!(
+                    load_balancer = name,
+                    "deleting a classic load balancer Kubernetes left"
+                );
+                c.elb
+                    .delete_load_balancer()
+                    .load_balancer_name(name)
+                    .send()
+                    .await
+                    .sent(p, "DeleteLoadBalancer")?;
+                deleted += 1;
+            }
+        }
+    }
+
+    // Network/application load balancers and their target groups.
+    let v2 = c.elbv2.describe_load_balancers().send().await.sent_unless(
+        p,
+        "DescribeLoadBalancers",
+        |e| e.html_not_found,
+    )?;
+    let arns: Vec<String> = v2
+        .iter()
+        .flat_map(|r| r.load_balancers())
+        .filter(|lb| lb.vpc_id() == Some(vpc.as_str()))
+        .filter_map(|lb| lb.load_balancer_arn().map(str::to_string))
+        .collect();
+    let groups = c.elbv2.describe_target_groups().send().await.sent_unless(
+        p,
+        "DescribeTargetGroups",
+        |e| e.html_not_found,
+    )?;
+    let group_arns: Vec<String> = groups
+        .iter()
+        .flat_map(|r| r.target_groups())
+        .filter(|g| g.vpc_id() == Some(vpc.as_str()))
+        .filter_map(|g| g.target_group_arn().map(str::to_string))
+        .collect();
+    let mut tagged = BTreeSet::new();
+    for chunk in arns.chunks(20).chain(group_arns.chunks(20)) {
+        let tags = c
+            .elbv2
+            .describe_tags()
+            .set_resource_arns(Some(chunk.to_vec()))
+            .send()
+            .await
+            .sent(p, "DescribeTags")?;
+        for d in tags.tag_descriptions() {
+            if d.tags().iter().any(|t| t.key() == Some(tag.as_str())) {
+                tagged.extend(d.resource_arn().map(str::to_string));
+            }
+        }
+    }
+    // Load balancers first: a target group in use cannot go.
+    for arn in arns.iter().filter(|a| tagged.contains(*a)) {
+        tracing::info!(load_balancer = %arn, "deleting a load balancer Kubernetes left");
+        c.elbv2
+            .delete_load_balancer()
+            .load_balancer_arn(arn)
+            .send()
+            .await
+            .sent_unless(p, "DeleteLoadBalancer", AwsError::is_not_found)?;
+        deleted += 1;
+    }
+    for arn in group_arns.iter().filter(|a| tagged.contains(*a)) {
+        c.elbv2
+            .delete_target_group()
+            .target_group_arn(arn)
+            .send()
+            .await
+            .sent_unless(p, "DeleteTargetGroup", AwsError::is_not_found)?;
+        deleted += 1;
+    }
+
+    // The security groups the controller made (`k8s-elb-…`); their network interfaces are
+    // released asynchronously, so a DependencyViolation here is retried by the engine.
+    let sgs = c
+        .ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(&vpc).build())
+        .filters(Filter::builder().name("tag-key").values(&tag).build())
+        .send()
+        .await
+        .sent(p, "DescribeSecurityGroups")?;
+    let owned_by_us = |tags: &[aws_sdk_ec2::types::Tag]| {
+        let map = tags
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect();
+        o.owns(&map)
+    };
+    for sg in sgs.security_groups() {
+        // Our own security group is deleted by its own step.
+        if owned_by_us(sg.tags()) {
+            continue;
+        }
+        let id = sg.group_id().unwrap_or_default();
+        tracing::info!(
+            security_group = id,
+            "deleting a security group Kubernetes left"
+        );
+        c.ec2
+            .delete_security_group()
+            .group_id(id)
+            .send()
+            .await
+            .sent_unless(p, "DeleteSecurityGroup", AwsError::is_not_found)?;
+        deleted += 1;
+    }
+    Ok(deleted)
+}
