@@ -196,9 +196,8 @@ impl Aws {
         Ownership::of(&loaded.config)
     }
 
-    /// Counts what moto holds through the SDK (not through qhub).
-    fn census(&self) -> Census {
-        let o = self.ownership();
+    /// Runs `f` with an SDK config for moto (the test's own client, not qhub's).
+    fn with_sdk<T, F: Future<Output = T>>(&self, f: impl FnOnce(aws_config::SdkConfig) -> F) -> T {
         let endpoint = self.moto.endpoint();
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -213,8 +212,14 @@ impl Aws {
                     ))
                     .load()
                     .await;
-                census(&sdk, &o).await
+                f(sdk).await
             })
+    }
+
+    /// Counts what moto holds through the SDK (not through qhub).
+    fn census(&self) -> Census {
+        let o = self.ownership();
+        self.with_sdk(|sdk| async move { census(&sdk, &o).await })
     }
 }
 
@@ -597,53 +602,152 @@ fn sigkilled_deploys_and_destroys_converge_on_rerun() {
     let deploy = ["deploy", "--stage", "infrastructure", "--disable-prompt"];
     let destroy = ["destroy", "--stage", "infrastructure", "--disable-prompt"];
 
-    // How long a whole deploy takes here, so that the kills land inside one.
+    // How long a whole deploy and destroy take here, so that the kills land inside them.
     let t = Instant::now();
     aws.ok(&deploy);
-    let full = t.elapsed();
+    let deploy_ms = millis(t.elapsed());
+    let t = Instant::now();
     aws.ok(&destroy);
+    let destroy_ms = millis(t.elapsed());
     aws.assert_destroyed("after the timing run");
-    let full_ms = u64::try_from(full.as_millis()).expect("ms").max(200);
 
-    // Several kills in a row on the same deployment, each at a random moment of a deploy (each
-    // run picks up from what the killed one left), then a run to the end.
+    // Each round from an empty account: a deploy killed at a random moment, its re-run killed
+    // too, then a run to the end.
+    const ROUNDS: usize = 4;
     let mut killed = 0;
-    let mut delays = Vec::new();
-    for round in 0..4 {
-        let delay = Duration::from_millis(50 + rng.below(full_ms));
-        delays.push(delay);
-        if kill_after(&aws, &deploy, delay) {
-            killed += 1;
+    for round in 0..ROUNDS {
+        aws.moto.reset().expect("moto reset");
+        aws.assert_destroyed(&format!("round {round}: after the reset"));
+        let first = Duration::from_millis(50 + rng.below(deploy_ms));
+        let second = Duration::from_millis(50 + rng.below(deploy_ms / 2));
+        let context = format!(
+            "round {round}: SIGKILL after {first:?}, then {second:?} (QHUB_TEST_SEED={seed})"
+        );
+        for delay in [first, second] {
+            if kill_after(&aws, &deploy, delay) {
+                killed += 1;
+            }
+            let census = aws.census();
+            for (kind, n) in &census.owned {
+                assert!(
+                    *n <= deployed()[kind],
+                    "{context}: more than one {kind}: {census:?}"
+                );
+            }
         }
-        let census = aws.census();
-        for (kind, n) in &census.owned {
-            assert!(
-                *n <= deployed()[kind],
-                "round {round}: SIGKILL after {delay:?} (QHUB_TEST_SEED={seed}): more than \
-                 one: {census:?}"
-            );
-        }
+        let out = aws.run(&deploy);
+        assert_eq!(code(&out), 0, "{context}: re-run: {}", describe(&out));
+        aws.assert_deployed(&context);
+        aws.assert_plan_empty(&context);
     }
-    let context = format!("deploys SIGKILLed after {delays:?} (QHUB_TEST_SEED={seed})");
-    let out = aws.run(&deploy);
-    assert_eq!(code(&out), 0, "{context}: re-run: {}", describe(&out));
-    aws.assert_deployed(&context);
-    aws.assert_plan_empty(&context);
     assert!(
-        killed > 0,
-        "{context}: no deploy was still running when killed; the test proved nothing"
+        killed >= ROUNDS,
+        "only {killed} of {} deploys were still running when killed (QHUB_TEST_SEED={seed}); \
+         the test proves too little",
+        2 * ROUNDS
     );
 
     // A destroy killed midway, then re-run.
-    let delay = Duration::from_millis(50 + rng.below(full_ms / 2));
+    let delay = Duration::from_millis(50 + rng.below(destroy_ms));
     let was_running = kill_after(&aws, &destroy, delay);
     let context = format!("destroy SIGKILLed after {delay:?} (QHUB_TEST_SEED={seed})");
     let out = aws.run(&destroy);
     assert_eq!(code(&out), 0, "{context}: re-run: {}", describe(&out));
     aws.assert_destroyed(&context);
     eprintln!(
-        "full deploy {full:?}; {killed}/4 deploys and {} destroy killed mid-run; {:?} in all",
+        "deploy {deploy_ms} ms, destroy {destroy_ms} ms; {killed}/{} deploys and {} destroy \
+         killed mid-run; {:?} in all",
+        2 * ROUNDS,
         u8::from(was_running),
         started.elapsed()
     );
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).expect("ms").max(200)
+}
+
+/// A second copy of one of our resources (what a lost response, or two deploys at once, can
+/// leave) is not "in sync": `status` says so, `plan` removes it, and a deploy converges to
+/// exactly one of everything again.
+#[test]
+#[ignore = "bug: observe reports both copies under one id and the plan is empty (see the report)"]
+fn a_duplicate_resource_is_seen_and_removed() {
+    let aws = Aws::new();
+    aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    aws.assert_deployed("after deploy");
+    let o = aws.ownership();
+    aws.with_sdk(|sdk| async move {
+        use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+        let mut tags = o.tags();
+        tags.insert("Name".into(), o.prefix());
+        let spec = TagSpecification::builder()
+            .resource_type(ResourceType::InternetGateway)
+            .set_tags(Some(
+                tags.into_iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
+            .build();
+        aws_sdk_ec2::Client::new(&sdk)
+            .create_internet_gateway()
+            .tag_specifications(spec)
+            .send()
+            .await
+            .expect("create a second internet gateway");
+    });
+    assert_eq!(aws.census().owned["internet_gateway"], 2);
+
+    let status = json_stdout(&aws.ok(&["status", "--stage", "infrastructure", "--output", "json"]));
+    assert_eq!(
+        status["in_sync"], false,
+        "two internet gateways: {status:#}"
+    );
+    let plan = aws.plan_json();
+    assert_ne!(
+        plan["changes"],
+        serde_json::json!([]),
+        "the extra gateway must go: {plan:#}"
+    );
+    aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    aws.assert_deployed("after the re-deploy");
+    aws.assert_plan_empty("after the re-deploy");
+}
+
+/// Two deploys of one deployment at once: one waits for or refuses the other (the deploy lock),
+/// and whatever their exits, a deploy afterwards leaves exactly one of everything.
+#[test]
+#[ignore = "bug: the aws provider takes no deploy lock; two deploys at once duplicate the internet gateway (see the report)"]
+fn concurrent_deploys_leave_one_of_everything() {
+    let aws = Aws::new();
+    let deploy = ["deploy", "--stage", "infrastructure", "--disable-prompt"];
+    let spawn = || {
+        aws.command(&deploy)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn qhub deploy")
+    };
+    let (a, b) = (spawn(), spawn());
+    let a = a.wait_with_output().expect("wait");
+    let b = b.wait_with_output().expect("wait");
+    assert_no_secret(&a, "deploy (first)");
+    assert_no_secret(&b, "deploy (second)");
+    assert!(
+        code(&a) == 0 || code(&b) == 0,
+        "one of them succeeds:\n{}\n{}",
+        describe(&a),
+        describe(&b)
+    );
+    let census = aws.census();
+    assert_eq!(
+        census.owned,
+        deployed(),
+        "two deploys at once:\n{}\n{}",
+        describe(&a),
+        describe(&b)
+    );
+    aws.ok(&deploy);
+    aws.assert_deployed("after a third deploy");
+    aws.assert_plan_empty("after a third deploy");
 }
