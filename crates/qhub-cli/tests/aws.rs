@@ -1,0 +1,753 @@
+//! `qhub` on the `aws` provider against moto (`moto_server`, PyPI `moto[server]`), driving the
+//! real binary as a user would: `init`, `validate`, `plan`, `deploy`, `status` and `destroy` of
+//! the infrastructure stage, deploys and destroys SIGKILLed at random moments and re-run, and
+//! what exists counted straight from moto through the AWS SDK, not through qhub.
+//!
+//! The moto binary comes from `$QHUB_MOTO_SERVER` or `<workspace>/.venv/bin/moto_server`
+//! (`scripts/test` installs it). Without it these tests fail, loudly: they never pass silently.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use qhub_core::provider::Ownership;
+use qhub_tests::moto::{Moto, REGION};
+use serde_json::Value;
+
+const CONFIG: &str = "qhub-config.yaml";
+
+/// The secret access key every `qhub` run gets: distinctive, so that finding it in any output
+/// means it leaked.
+const SECRET: &str = "qhubTestSecret/ABCDEF123";
+const ACCESS_KEY: &str = "AKIAQHUBTESTKEY00001";
+
+/// The infrastructure resources of the config `qhub init aws` writes, as `qhub plan` names them.
+const INFRA: [&str; 15] = [
+    "efs/demo-dev-shared",
+    "efs_mount_target/demo-dev-shared-0",
+    "efs_mount_target/demo-dev-shared-1",
+    "eks_cluster/demo-dev",
+    "iam_role/demo-dev-cluster",
+    "iam_role/demo-dev-node",
+    "internet_gateway/demo-dev",
+    "node_group/demo-dev-general",
+    "node_group/demo-dev-user",
+    "node_group/demo-dev-worker",
+    "route_table/demo-dev",
+    "security_group/demo-dev",
+    "subnet/demo-dev-subnet-0",
+    "subnet/demo-dev-subnet-1",
+    "vpc/demo-dev",
+];
+
+/// What a full deploy leaves in moto, counted by kind: exactly one of everything.
+fn deployed() -> BTreeMap<&'static str, usize> {
+    BTreeMap::from([
+        ("efs", 1),
+        ("efs_mount_target", 2),
+        ("eks_cluster", 1),
+        ("iam_role", 2),
+        ("internet_gateway", 1),
+        ("node_group", 3),
+        ("route_table", 1),
+        ("security_group", 1),
+        ("subnet", 2),
+        ("vpc", 1),
+    ])
+}
+
+/// A deployment directory written by `qhub init aws`, and a moto of its own.
+struct Aws {
+    moto: Moto,
+    dir: tempfile::TempDir,
+    /// What moto holds that is not ours, before anything was deployed (its default VPC, …).
+    baseline: BTreeMap<&'static str, usize>,
+}
+
+impl Aws {
+    fn new() -> Self {
+        let moto = Moto::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut aws = Self {
+            moto,
+            dir,
+            baseline: BTreeMap::new(),
+        };
+        aws.ok(&[
+            "init",
+            "aws",
+            "--project",
+            "demo",
+            "--domain",
+            "demo.example.com",
+            "--ci-provider",
+            "none",
+            "--disable-prompt",
+        ]);
+        assert!(aws.path().join(CONFIG).exists(), "init wrote no config");
+        let census = aws.census();
+        assert!(census.owned.is_empty(), "a fresh moto: {census:?}");
+        aws.baseline = census.other;
+        aws
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A `qhub` command in the deployment's directory, reaching moto and nothing else: fixed
+    /// credentials in the environment, no profile, empty shared config and credentials files, no
+    /// instance metadata, and stdin not a terminal.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_qhub"));
+        let empty = self.path().join("empty-aws-file");
+        if !empty.exists() {
+            std::fs::write(&empty, "").expect("write an empty file");
+        }
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("AWS_ENDPOINT_URL", self.moto.endpoint())
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_CONFIG_FILE", &empty)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_DEFAULT_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_ROLE_ARN")
+            .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .env_remove("QHUB_LOG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs to the end; the secret key must appear in neither stdout nor stderr.
+    #[track_caller]
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("qhub runs");
+        assert_no_secret(&out, &args.join(" "));
+        out
+    }
+
+    #[track_caller]
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    /// Runs and insists on exit 0.
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert_eq!(code(&out), 0, "qhub {}: {}", args.join(" "), describe(&out));
+        out
+    }
+
+    /// `qhub plan --stage infrastructure --output json`.
+    #[track_caller]
+    fn plan_json(&self) -> Value {
+        json_stdout(&self.ok(&["plan", "--stage", "infrastructure", "--output", "json"]))
+    }
+
+    #[track_caller]
+    fn assert_plan_empty(&self, context: &str) {
+        let plan = self.plan_json();
+        assert_eq!(
+            plan["changes"].as_array().map(Vec::len),
+            Some(0),
+            "{context}: {plan:#}"
+        );
+        assert_eq!(
+            plan["summary"],
+            serde_json::json!({"create": 0, "update": 0, "replace": 0, "delete": 0,
+                               "unchanged": INFRA.len()}),
+            "{context}: {plan:#}"
+        );
+    }
+
+    /// Exactly one of everything, and nothing untagged beside it.
+    #[track_caller]
+    fn assert_deployed(&self, context: &str) {
+        let census = self.census();
+        assert_eq!(census.owned, deployed(), "{context}: {census:?}");
+        assert_eq!(census.other, self.baseline, "{context}: untagged leftovers");
+    }
+
+    /// Nothing of ours left, and nothing untagged beside it.
+    #[track_caller]
+    fn assert_destroyed(&self, context: &str) {
+        let census = self.census();
+        assert!(census.owned.is_empty(), "{context}: {census:?}");
+        assert_eq!(census.other, self.baseline, "{context}: untagged leftovers");
+    }
+
+    fn ownership(&self) -> Ownership {
+        let loaded = qhub_core::config::load_file(&self.path().join(CONFIG)).expect("config");
+        Ownership::of(&loaded.config)
+    }
+
+    /// Runs `f` with an SDK config for moto (the test's own client, not qhub's).
+    fn with_sdk<T, F: Future<Output = T>>(&self, f: impl FnOnce(aws_config::SdkConfig) -> F) -> T {
+        let endpoint = self.moto.endpoint();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async move {
+                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .region(aws_config::Region::new(REGION))
+                    .endpoint_url(endpoint)
+                    .credentials_provider(aws_credential_types::Credentials::new(
+                        "testing", "testing", None, None, "census",
+                    ))
+                    .load()
+                    .await;
+                f(sdk).await
+            })
+    }
+
+    /// Counts what moto holds through the SDK (not through qhub).
+    fn census(&self) -> Census {
+        let o = self.ownership();
+        self.with_sdk(|sdk| async move { census(&sdk, &o).await })
+    }
+}
+
+/// What moto holds, by kind: what carries the deployment's ownership tags, and what does not.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Census {
+    owned: BTreeMap<&'static str, usize>,
+    other: BTreeMap<&'static str, usize>,
+}
+
+impl Census {
+    fn add(&mut self, kind: &'static str, owned: bool, n: usize) {
+        let m = if owned {
+            &mut self.owned
+        } else {
+            &mut self.other
+        };
+        if n > 0 {
+            *m.entry(kind).or_insert(0) += n;
+        }
+    }
+}
+
+fn ec2_tags(tags: &[aws_sdk_ec2::types::Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn map_tags(tags: Option<&std::collections::HashMap<String, String>>) -> BTreeMap<String, String> {
+    tags.cloned().unwrap_or_default().into_iter().collect()
+}
+
+/// Every resource of the kinds the aws provider creates, told apart by the ownership tags.
+/// Untagged ones are counted too, so that an orphan (created, then the process killed before it
+/// was recorded or tagged) shows. A VPC's main route table and default security group are AWS's,
+/// not ours, and are left out.
+async fn census(sdk: &aws_config::SdkConfig, o: &Ownership) -> Census {
+    let ec2 = aws_sdk_ec2::Client::new(sdk);
+    let eks = aws_sdk_eks::Client::new(sdk);
+    let iam = aws_sdk_iam::Client::new(sdk);
+    let efs = aws_sdk_efs::Client::new(sdk);
+    let mut c = Census::default();
+
+    for v in ec2.describe_vpcs().send().await.unwrap().vpcs() {
+        c.add("vpc", o.owns(&ec2_tags(v.tags())), 1);
+    }
+    for s in ec2.describe_subnets().send().await.unwrap().subnets() {
+        c.add("subnet", o.owns(&ec2_tags(s.tags())), 1);
+    }
+    for g in ec2
+        .describe_internet_gateways()
+        .send()
+        .await
+        .unwrap()
+        .internet_gateways()
+    {
+        c.add("internet_gateway", o.owns(&ec2_tags(g.tags())), 1);
+    }
+    for rt in ec2
+        .describe_route_tables()
+        .send()
+        .await
+        .unwrap()
+        .route_tables()
+    {
+        let main = rt.associations().iter().any(|a| a.main() == Some(true));
+        let owned = o.owns(&ec2_tags(rt.tags()));
+        if owned || !main {
+            c.add("route_table", owned, 1);
+        }
+    }
+    for sg in ec2
+        .describe_security_groups()
+        .send()
+        .await
+        .unwrap()
+        .security_groups()
+    {
+        let owned = o.owns(&ec2_tags(sg.tags()));
+        if owned || sg.group_name() != Some("default") {
+            c.add("security_group", owned, 1);
+        }
+    }
+    // Every role of the account, whatever its path.
+    for role in iam.list_roles().send().await.unwrap().roles() {
+        let tags = iam
+            .list_role_tags()
+            .role_name(role.role_name())
+            .send()
+            .await
+            .unwrap();
+        let tags: BTreeMap<String, String> = tags
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        c.add("iam_role", o.owns(&tags), 1);
+    }
+    for name in eks.list_clusters().send().await.unwrap().clusters() {
+        let d = eks.describe_cluster().name(name).send().await.unwrap();
+        c.add(
+            "eks_cluster",
+            o.owns(&map_tags(d.cluster().and_then(|c| c.tags()))),
+            1,
+        );
+        for g in eks
+            .list_nodegroups()
+            .cluster_name(name)
+            .send()
+            .await
+            .unwrap()
+            .nodegroups()
+        {
+            let d = eks
+                .describe_nodegroup()
+                .cluster_name(name)
+                .nodegroup_name(g)
+                .send()
+                .await
+                .unwrap();
+            c.add(
+                "node_group",
+                o.owns(&map_tags(d.nodegroup().and_then(|g| g.tags()))),
+                1,
+            );
+        }
+    }
+    for fs in efs
+        .describe_file_systems()
+        .send()
+        .await
+        .unwrap()
+        .file_systems()
+    {
+        let tags: BTreeMap<String, String> = fs
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect();
+        let owned = o.owns(&tags);
+        c.add("efs", owned, 1);
+        let mts = efs
+            .describe_mount_targets()
+            .file_system_id(fs.file_system_id())
+            .send()
+            .await
+            .unwrap();
+        c.add("efs_mount_target", owned, mts.mount_targets().len());
+    }
+    c
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited, not killed")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    )
+}
+
+#[track_caller]
+fn assert_no_secret(out: &Output, context: &str) {
+    for (name, text) in [("stdout", stdout(out)), ("stderr", stderr(out))] {
+        assert!(
+            !text.contains(SECRET),
+            "qhub {context}: the secret access key leaked on {name}:\n{}",
+            describe(out)
+        );
+    }
+}
+
+/// Parses stdout as exactly one JSON document.
+#[track_caller]
+fn json_stdout(out: &Output) -> Value {
+    let text = String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8");
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", describe(out)))
+}
+
+/// The resource ids of a JSON plan, sorted.
+fn resources_of(plan: &Value) -> Vec<String> {
+    let mut v: Vec<String> = plan["changes"]
+        .as_array()
+        .expect("changes is an array")
+        .iter()
+        .map(|c| c["resource"].as_str().expect("resource").to_string())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// Replaces what differs between runs (the temp dir, moto's port) with placeholders.
+fn redact(aws: &Aws, text: &str) -> String {
+    text.replace(&aws.path().display().to_string(), "[DIR]")
+        .replace(&aws.moto.port().to_string(), "[PORT]")
+}
+
+/// A small, seedable generator (xorshift64*), as in lifecycle.rs.
+struct Rng(u64);
+
+impl Rng {
+    /// From `QHUB_TEST_SEED`, or a fixed seed: the kill moments are reproducible.
+    fn seeded() -> (Self, u64) {
+        let seed = std::env::var("QHUB_TEST_SEED")
+            .map(|s| s.parse().expect("QHUB_TEST_SEED is a number"))
+            .unwrap_or(0x5eed_a405);
+        (Self(seed | 1), seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// Spawns `qhub args`, SIGKILLs it after `delay`, and says whether it was still running then.
+fn kill_after(aws: &Aws, args: &[&str], delay: Duration) -> bool {
+    let mut child = aws
+        .command(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn qhub");
+    std::thread::sleep(delay);
+    // Child::kill is SIGKILL on unix.
+    let _ = child.kill();
+    let status = child.wait().expect("wait");
+    status.code().is_none()
+}
+
+#[test]
+fn validate_and_plan_the_default_aws_config() {
+    let aws = Aws::new();
+    aws.ok(&["validate"]);
+
+    let out = aws.ok(&["plan", "--stage", "infrastructure"]);
+    let text = redact(&aws, &stdout(&out));
+    for id in INFRA {
+        assert!(text.contains(id), "{id} missing from the plan:\n{text}");
+    }
+    insta::assert_snapshot!("plan_text", text);
+
+    let plan = aws.plan_json();
+    assert_eq!(resources_of(&plan), INFRA, "{plan:#}");
+    for c in plan["changes"].as_array().unwrap() {
+        assert_eq!(c["action"], "create", "{c}");
+        assert_eq!(c["stage"], "infrastructure", "{c}");
+    }
+    assert_eq!(plan["summary"]["create"], INFRA.len(), "{plan:#}");
+    let plan: Value =
+        serde_json::from_str(&redact(&aws, &plan.to_string())).expect("redacted JSON");
+    insta::assert_json_snapshot!("plan_json", plan);
+
+    // Planning changes nothing.
+    aws.assert_destroyed("after plan");
+}
+
+#[test]
+fn deploy_status_and_destroy_the_infrastructure_from_the_cli() {
+    let aws = Aws::new();
+    let t = Instant::now();
+    let out = aws.run_env(
+        &[
+            "deploy",
+            "--stage",
+            "infrastructure",
+            "--disable-prompt",
+            "-vv",
+        ],
+        &[],
+    );
+    assert_eq!(code(&out), 0, "deploy: {}", describe(&out));
+    let deploy_time = t.elapsed();
+    assert!(
+        stdout(&out).contains(&format!("{} done, 0 failed, 0 not started", INFRA.len())),
+        "{}",
+        describe(&out)
+    );
+    aws.assert_deployed("after deploy");
+    aws.assert_plan_empty("after deploy");
+
+    // Again: nothing to do, and nothing done, also as JSON and with debug logs.
+    let out = aws.run_env(
+        &[
+            "deploy",
+            "--stage",
+            "infrastructure",
+            "--disable-prompt",
+            "--output",
+            "json",
+        ],
+        &[("QHUB_LOG", "debug")],
+    );
+    assert_eq!(code(&out), 0, "no-op deploy: {}", describe(&out));
+    let doc = json_stdout(&out);
+    assert_eq!(doc["succeeded"], true, "{doc:#}");
+    assert_eq!(
+        doc["applied"],
+        Value::Null,
+        "a no-op applies nothing: {doc:#}"
+    );
+    assert_eq!(doc["plan"]["changes"], serde_json::json!([]), "{doc:#}");
+    let out = aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    assert!(stdout(&out).starts_with("No changes"), "{}", describe(&out));
+    aws.assert_deployed("after the no-op deploys");
+
+    // Status lists every resource, in sync.
+    let out = aws.ok(&["status", "--stage", "infrastructure", "--output", "json"]);
+    let status = json_stdout(&out);
+    assert_eq!(status["in_sync"], true, "{status:#}");
+    assert_eq!(status["provider"], "aws", "{status:#}");
+    let mut listed: Vec<String> = status["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| r["resource"].as_str().expect("resource").to_string())
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(listed, INFRA, "{status:#}");
+    let out = aws.ok(&["status", "--stage", "infrastructure"]);
+    assert!(stdout(&out).contains("in sync"), "{}", describe(&out));
+
+    // Debug logs of a plan leak no secret either (run_env checks every run).
+    aws.run_env(
+        &["plan", "--stage", "infrastructure"],
+        &[("QHUB_LOG", "trace")],
+    );
+
+    let t = Instant::now();
+    let out = aws.run_env(
+        &[
+            "destroy",
+            "--stage",
+            "infrastructure",
+            "--disable-prompt",
+            "--output",
+            "json",
+        ],
+        &[("QHUB_LOG", "debug")],
+    );
+    assert_eq!(code(&out), 0, "destroy: {}", describe(&out));
+    let doc = json_stdout(&out);
+    assert_eq!(doc["succeeded"], true, "{doc:#}");
+    assert_eq!(doc["plan"]["summary"]["delete"], INFRA.len(), "{doc:#}");
+    let destroy_time = t.elapsed();
+    aws.assert_destroyed("after destroy");
+
+    // Destroying nothing is fine too.
+    let out = aws.ok(&["destroy", "--stage", "infrastructure", "--disable-prompt"]);
+    assert!(stdout(&out).starts_with("No changes"), "{}", describe(&out));
+    eprintln!("deploy took {deploy_time:?}, destroy {destroy_time:?}");
+}
+
+#[test]
+fn sigkilled_deploys_and_destroys_converge_on_rerun() {
+    let aws = Aws::new();
+    let (mut rng, seed) = Rng::seeded();
+    let started = Instant::now();
+    let deploy = ["deploy", "--stage", "infrastructure", "--disable-prompt"];
+    let destroy = ["destroy", "--stage", "infrastructure", "--disable-prompt"];
+
+    // How long a whole deploy and destroy take here, so that the kills land inside them.
+    let t = Instant::now();
+    aws.ok(&deploy);
+    let deploy_ms = millis(t.elapsed());
+    let t = Instant::now();
+    aws.ok(&destroy);
+    let destroy_ms = millis(t.elapsed());
+    aws.assert_destroyed("after the timing run");
+
+    // Each round from an empty account: a deploy killed at a random moment, its re-run killed
+    // too, then a run to the end.
+    const ROUNDS: usize = 4;
+    let mut killed = 0;
+    for round in 0..ROUNDS {
+        aws.moto.reset().expect("moto reset");
+        aws.assert_destroyed(&format!("round {round}: after the reset"));
+        let first = Duration::from_millis(50 + rng.below(deploy_ms));
+        let second = Duration::from_millis(50 + rng.below(deploy_ms / 2));
+        let context = format!(
+            "round {round}: SIGKILL after {first:?}, then {second:?} (QHUB_TEST_SEED={seed})"
+        );
+        for delay in [first, second] {
+            if kill_after(&aws, &deploy, delay) {
+                killed += 1;
+            }
+            let census = aws.census();
+            for (kind, n) in &census.owned {
+                assert!(
+                    *n <= deployed()[kind],
+                    "{context}: more than one {kind}: {census:?}"
+                );
+            }
+        }
+        let out = aws.run(&deploy);
+        assert_eq!(code(&out), 0, "{context}: re-run: {}", describe(&out));
+        aws.assert_deployed(&context);
+        aws.assert_plan_empty(&context);
+    }
+    assert!(
+        killed >= ROUNDS,
+        "only {killed} of {} deploys were still running when killed (QHUB_TEST_SEED={seed}); \
+         the test proves too little",
+        2 * ROUNDS
+    );
+
+    // A destroy killed midway, then re-run.
+    let delay = Duration::from_millis(50 + rng.below(destroy_ms));
+    let was_running = kill_after(&aws, &destroy, delay);
+    let context = format!("destroy SIGKILLed after {delay:?} (QHUB_TEST_SEED={seed})");
+    let out = aws.run(&destroy);
+    assert_eq!(code(&out), 0, "{context}: re-run: {}", describe(&out));
+    aws.assert_destroyed(&context);
+    eprintln!(
+        "deploy {deploy_ms} ms, destroy {destroy_ms} ms; {killed}/{} deploys and {} destroy \
+         killed mid-run; {:?} in all",
+        2 * ROUNDS,
+        u8::from(was_running),
+        started.elapsed()
+    );
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).expect("ms").max(200)
+}
+
+/// A second copy of one of our resources (what a lost response, or two deploys at once, can
+/// leave) is not "in sync": `status` says so, `plan` removes it, and a deploy converges to
+/// exactly one of everything again.
+#[test]
+#[ignore = "bug: observe reports both copies under one id and the plan is empty (see the report)"]
+fn a_duplicate_resource_is_seen_and_removed() {
+    let aws = Aws::new();
+    aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    aws.assert_deployed("after deploy");
+    let o = aws.ownership();
+    aws.with_sdk(|sdk| async move {
+        use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+        let mut tags = o.tags();
+        tags.insert("Name".into(), o.prefix());
+        let spec = TagSpecification::builder()
+            .resource_type(ResourceType::InternetGateway)
+            .set_tags(Some(
+                tags.into_iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
+            .build();
+        aws_sdk_ec2::Client::new(&sdk)
+            .create_internet_gateway()
+            .tag_specifications(spec)
+            .send()
+            .await
+            .expect("create a second internet gateway");
+    });
+    assert_eq!(aws.census().owned["internet_gateway"], 2);
+
+    let status = json_stdout(&aws.ok(&["status", "--stage", "infrastructure", "--output", "json"]));
+    assert_eq!(
+        status["in_sync"], false,
+        "two internet gateways: {status:#}"
+    );
+    let plan = aws.plan_json();
+    assert_ne!(
+        plan["changes"],
+        serde_json::json!([]),
+        "the extra gateway must go: {plan:#}"
+    );
+    aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    aws.assert_deployed("after the re-deploy");
+    aws.assert_plan_empty("after the re-deploy");
+}
+
+/// Two deploys of one deployment at once: one waits for or refuses the other (the deploy lock),
+/// and whatever their exits, a deploy afterwards leaves exactly one of everything.
+#[test]
+#[ignore = "bug: the aws provider takes no deploy lock; two deploys at once duplicate the internet gateway (see the report)"]
+fn concurrent_deploys_leave_one_of_everything() {
+    let aws = Aws::new();
+    let deploy = ["deploy", "--stage", "infrastructure", "--disable-prompt"];
+    let spawn = || {
+        aws.command(&deploy)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn qhub deploy")
+    };
+    let (a, b) = (spawn(), spawn());
+    let a = a.wait_with_output().expect("wait");
+    let b = b.wait_with_output().expect("wait");
+    assert_no_secret(&a, "deploy (first)");
+    assert_no_secret(&b, "deploy (second)");
+    assert!(
+        code(&a) == 0 || code(&b) == 0,
+        "one of them succeeds:\n{}\n{}",
+        describe(&a),
+        describe(&b)
+    );
+    let census = aws.census();
+    assert_eq!(
+        census.owned,
+        deployed(),
+        "two deploys at once:\n{}\n{}",
+        describe(&a),
+        describe(&b)
+    );
+    aws.ok(&deploy);
+    aws.assert_deployed("after a third deploy");
+    aws.assert_plan_empty("after a third deploy");
+}
