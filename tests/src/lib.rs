@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub mod fault_proxy;
 pub mod moto;
 
 /// The directory of the test fixtures.

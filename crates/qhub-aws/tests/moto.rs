@@ -6,28 +6,29 @@
 //! Fault injection here wraps the provider ([`Faulty`]): retryable errors before `observe` and
 //! `apply`, and the process "dying" right after the Nth successful `apply`. Injecting at the API
 //! level (a loopback proxy in front of moto that throttles, answers 5xx, or swallows the answer
-//! to a mutating request it did forward) is the next step.
+//! to a mutating request it did forward) is in `faults.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use async_trait::async_trait;
 use qhub_aws::{ApiStats, AwsOptions, AwsProvider};
 use qhub_core::Config;
-use qhub_core::config::CiKind;
-use qhub_core::config::init::{InitOptions, render};
-use qhub_core::config::provider::ProviderKind;
 use qhub_core::conformance::{self, Faults, Harness};
 use qhub_core::engine::events::NoEvents;
 use qhub_core::engine::plan::{Change, Observed, Resource};
-use qhub_core::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
+use qhub_core::engine::{ApplyReport, StageFilter};
 use qhub_core::provider::{
     ApplyContext, Capabilities, Ownership, Preflight, Provider, ProviderError,
 };
-use qhub_tests::moto::{Moto, REGION};
+use qhub_tests::moto::Moto;
 use tokio_util::sync::CancellationToken;
+
+use common::{aws_config, census, engine, one_of_everything};
 
 /// The provider with faults injected around it (see the module docs).
 #[derive(Debug)]
@@ -107,19 +108,6 @@ impl Provider for Faulty {
     }
 }
 
-fn aws_config(project: &str) -> Config {
-    render(&InitOptions {
-        ci: CiKind::None,
-        ..InitOptions::new(
-            ProviderKind::Aws,
-            project,
-            "conform.example.com",
-            "0123456789abcdef",
-        )
-    })
-    .expect("render")
-}
-
 struct MotoHarness {
     moto: Moto,
     config: Config,
@@ -150,14 +138,7 @@ impl MotoHarness {
     }
 
     async fn sdk(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(REGION))
-            .endpoint_url(self.moto.endpoint())
-            .credentials_provider(aws_credential_types::Credentials::new(
-                "testing", "testing", None, None, "qhub",
-            ))
-            .load()
-            .await
+        common::sdk(&self.moto.endpoint()).await
     }
 }
 
@@ -190,168 +171,6 @@ impl Harness for MotoHarness {
     async fn census(&self, ownership: &Ownership) -> BTreeMap<String, usize> {
         census(&self.sdk().await, ownership).await
     }
-}
-
-/// Counts tagged resources straight from moto through the SDK, not through the provider.
-async fn census(sdk: &aws_config::SdkConfig, o: &Ownership) -> BTreeMap<String, usize> {
-    use aws_sdk_ec2::types::Filter;
-    let ec2 = aws_sdk_ec2::Client::new(sdk);
-    let eks = aws_sdk_eks::Client::new(sdk);
-    let iam = aws_sdk_iam::Client::new(sdk);
-    let efs = aws_sdk_efs::Client::new(sdk);
-    let filters: Vec<Filter> = o
-        .tags()
-        .into_iter()
-        .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
-        .collect();
-    let mut out = BTreeMap::new();
-    let mut add = |k: &str, n: usize| {
-        if n > 0 {
-            *out.entry(k.to_string()).or_insert(0) += n;
-        }
-    };
-    let f = Some(filters);
-    add(
-        "vpc",
-        ec2.describe_vpcs()
-            .set_filters(f.clone())
-            .send()
-            .await
-            .unwrap()
-            .vpcs()
-            .len(),
-    );
-    add(
-        "subnet",
-        ec2.describe_subnets()
-            .set_filters(f.clone())
-            .send()
-            .await
-            .unwrap()
-            .subnets()
-            .len(),
-    );
-    add(
-        "internet_gateway",
-        ec2.describe_internet_gateways()
-            .set_filters(f.clone())
-            .send()
-            .await
-            .unwrap()
-            .internet_gateways()
-            .len(),
-    );
-    add(
-        "route_table",
-        ec2.describe_route_tables()
-            .set_filters(f.clone())
-            .send()
-            .await
-            .unwrap()
-            .route_tables()
-            .len(),
-    );
-    add(
-        "security_group",
-        ec2.describe_security_groups()
-            .set_filters(f)
-            .send()
-            .await
-            .unwrap()
-            .security_groups()
-            .len(),
-    );
-    // Every role of the account, whatever its path: a role outside ours must count too.
-    for role in iam.list_roles().send().await.unwrap().roles() {
-        let tags = iam
-            .list_role_tags()
-            .role_name(role.role_name())
-            .send()
-            .await
-            .unwrap();
-        let tags: BTreeMap<String, String> = tags
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect();
-        if o.owns(&tags) {
-            add("iam_role", 1);
-        }
-    }
-    for name in eks.list_clusters().send().await.unwrap().clusters() {
-        let c = eks.describe_cluster().name(name).send().await.unwrap();
-        let tags: BTreeMap<String, String> = c
-            .cluster()
-            .and_then(|c| c.tags())
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        if o.owns(&tags) {
-            add("eks_cluster", 1);
-        }
-        for g in eks
-            .list_nodegroups()
-            .cluster_name(name)
-            .send()
-            .await
-            .unwrap()
-            .nodegroups()
-        {
-            let d = eks
-                .describe_nodegroup()
-                .cluster_name(name)
-                .nodegroup_name(g)
-                .send()
-                .await
-                .unwrap();
-            let tags: BTreeMap<String, String> = d
-                .nodegroup()
-                .and_then(|g| g.tags())
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            if o.owns(&tags) {
-                add("node_group", 1);
-            }
-        }
-    }
-    for fs in efs
-        .describe_file_systems()
-        .send()
-        .await
-        .unwrap()
-        .file_systems()
-    {
-        let tags: BTreeMap<String, String> = fs
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect();
-        if o.owns(&tags) {
-            add("efs", 1);
-            let mts = efs
-                .describe_mount_targets()
-                .file_system_id(fs.file_system_id())
-                .send()
-                .await
-                .unwrap();
-            add("efs_mount_target", mts.mount_targets().len());
-        }
-    }
-    out
-}
-
-fn engine(p: Arc<dyn Provider>) -> Engine {
-    Engine::new(
-        p,
-        EngineOptions {
-            min_deadline: Duration::from_secs(120),
-            observe_deadline: Duration::from_secs(60),
-            ..EngineOptions::default()
-        },
-    )
 }
 
 async fn deploy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
@@ -412,18 +231,7 @@ async fn deploy_noop_deploy_and_destroy_against_moto() {
     assert!(r.succeeded(), "deploy: {r:?}");
     let (deploy_calls, deploy_mut, deploy_time) = (stats.calls(), stats.mutating(), t.elapsed());
     let census = h.census(&o).await;
-    let expected = BTreeMap::from([
-        ("efs".to_string(), 1),
-        ("efs_mount_target".to_string(), 2),
-        ("eks_cluster".to_string(), 1),
-        ("iam_role".to_string(), 2),
-        ("internet_gateway".to_string(), 1),
-        ("node_group".to_string(), 3),
-        ("route_table".to_string(), 1),
-        ("security_group".to_string(), 1),
-        ("subnet".to_string(), 2),
-        ("vpc".to_string(), 1),
-    ]);
+    let expected = one_of_everything();
     assert_eq!(census, expected);
 
     let stats2 = Arc::new(ApiStats::default());

@@ -1,0 +1,681 @@
+//! A loopback HTTP/1.1 proxy that injects API-level faults in front of an emulator (moto).
+//!
+//! The provider under test points its endpoint at the proxy; the proxy forwards each request to
+//! the upstream on loopback, or answers it itself with a fault:
+//!
+//! - **throttling**, without forwarding: the error the AWS SDK classifies as throttling for the
+//!   service's protocol (`RequestLimitExceeded` for EC2, `Throttling` for IAM/STS,
+//!   `ThrottlingException` for EKS/EFS);
+//! - **5xx**, without forwarding: a 503 with the service's "unavailable" error;
+//! - **lost response**, mutating requests only: the request *is* forwarded and carried out, and
+//!   the upstream's answer is replaced by a 503. This is what a dropped connection or a load
+//!   balancer timeout looks like to a client, and what makes a blind retry of a create without
+//!   an idempotency token create a duplicate.
+//!
+//! Which fault (if any) a request gets is drawn from a xorshift generator seeded by
+//! [`FaultPlan::seed`], so the sequence of draws is reproducible (which request gets which
+//! draw still depends on the order concurrent requests arrive in). The plan can be switched
+//! at runtime with [`FaultProxy::set_plan`]; [`FaultProxy::counts`] says what was injected.
+//!
+//! The proxy listens on `127.0.0.1:0` and refuses a non-loopback upstream: nothing here talks
+//! to the network.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, TRANSFER_ENCODING};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// What faults to inject, and how often.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultPlan {
+    /// Seed of the generator drawing the faults; the same seed gives the same draws.
+    pub seed: u64,
+    /// Share of all requests answered with throttling, in `0.0..=1.0`.
+    pub throttle: f64,
+    /// Share of all requests answered with a 503, in `0.0..=1.0`.
+    pub server_error: f64,
+    /// Share of the *mutating* requests left after throttling and 5xx whose answer is lost:
+    /// forwarded, carried out, and answered with a 503.
+    pub lost: f64,
+}
+
+impl FaultPlan {
+    /// No faults: every request is forwarded and answered truthfully.
+    pub fn none() -> Self {
+        Self {
+            seed: 1,
+            throttle: 0.0,
+            server_error: 0.0,
+            lost: 0.0,
+        }
+    }
+}
+
+impl Default for FaultPlan {
+    fn default() -> Self {
+        Self::none()
+    }
+}
+
+/// The AWS service a request is for, from its SigV4 credential scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Service {
+    /// EC2 (`ec2`), the ec2Query protocol.
+    Ec2,
+    /// IAM (`iam`), the awsQuery protocol.
+    Iam,
+    /// STS (`sts`), the awsQuery protocol.
+    Sts,
+    /// EKS (`eks`), the restJson1 protocol.
+    Eks,
+    /// EFS (`elasticfilesystem`), the restJson1 protocol.
+    Efs,
+    /// Any other signing name; treated as restJson1.
+    Other(String),
+}
+
+/// The wire protocol of a service, which decides how errors are shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// EC2's query protocol: form-encoded `Action=` bodies, `<Response><Errors>` errors.
+    Ec2Query,
+    /// The AWS query protocol (IAM, STS): `<ErrorResponse>` errors.
+    AwsQuery,
+    /// REST with JSON bodies; the error code travels in `x-amzn-ErrorType`.
+    RestJson1,
+}
+
+impl Service {
+    /// The service named by a SigV4 `Authorization` header's credential scope
+    /// (`Credential=AKID/DATE/REGION/SERVICE/aws4_request`), or `None` when the header is not
+    /// SigV4.
+    pub fn from_authorization(header: &str) -> Option<Self> {
+        let scope = header.split("Credential=").nth(1)?;
+        let scope = scope.split([',', ' ']).next()?;
+        let parts: Vec<&str> = scope.split('/').collect();
+        // AKID / DATE / REGION / SERVICE / aws4_request
+        if parts.len() != 5 || parts[4] != "aws4_request" {
+            return None;
+        }
+        Some(match parts[3] {
+            "ec2" => Self::Ec2,
+            "iam" => Self::Iam,
+            "sts" => Self::Sts,
+            "eks" => Self::Eks,
+            "elasticfilesystem" => Self::Efs,
+            other => Self::Other(other.to_string()),
+        })
+    }
+
+    /// The service's protocol.
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            Self::Ec2 => Protocol::Ec2Query,
+            Self::Iam | Self::Sts => Protocol::AwsQuery,
+            Self::Eks | Self::Efs | Self::Other(_) => Protocol::RestJson1,
+        }
+    }
+}
+
+/// The operation a request calls: the `Action=` of a query-protocol body, or for REST
+/// services the operation name its method and path map to (`CreateCluster`,
+/// `DeleteMountTarget`), falling back to `METHOD /path` with identifiers replaced by `*`.
+pub fn operation(service: &Service, method: &Method, path: &str, body: &[u8]) -> String {
+    match service.protocol() {
+        Protocol::Ec2Query | Protocol::AwsQuery => query_action(body)
+            .or_else(|| query_action(path.split_once('?').map_or("", |(_, q)| q).as_bytes()))
+            .unwrap_or_else(|| format!("{method} {path}")),
+        Protocol::RestJson1 => rest_operation(service, method, path),
+    }
+}
+
+/// The `Action` parameter of a form-encoded query string or body.
+fn query_action(form: &[u8]) -> Option<String> {
+    let form = std::str::from_utf8(form).ok()?;
+    form.split('&')
+        .find_map(|kv| kv.strip_prefix("Action="))
+        .map(str::to_string)
+}
+
+fn rest_operation(service: &Service, method: &Method, path: &str) -> String {
+    let path = path.split('?').next().unwrap_or("");
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let m = method.as_str();
+    let named = match (service, m, segs.as_slice()) {
+        (Service::Eks, "POST", ["clusters"]) => Some("CreateCluster"),
+        (Service::Eks, "GET", ["clusters"]) => Some("ListClusters"),
+        (Service::Eks, "GET", ["clusters", _]) => Some("DescribeCluster"),
+        (Service::Eks, "DELETE", ["clusters", _]) => Some("DeleteCluster"),
+        (Service::Eks, "POST", ["clusters", _, "update-config"]) => Some("UpdateClusterConfig"),
+        (Service::Eks, "POST", ["clusters", _, "updates"]) => Some("UpdateClusterVersion"),
+        (Service::Eks, "POST", ["clusters", _, "node-groups"]) => Some("CreateNodegroup"),
+        (Service::Eks, "GET", ["clusters", _, "node-groups"]) => Some("ListNodegroups"),
+        (Service::Eks, "GET", ["clusters", _, "node-groups", _]) => Some("DescribeNodegroup"),
+        (Service::Eks, "DELETE", ["clusters", _, "node-groups", _]) => Some("DeleteNodegroup"),
+        (Service::Eks, "POST", ["clusters", _, "node-groups", _, "update-config"]) => {
+            Some("UpdateNodegroupConfig")
+        }
+        (Service::Eks, "POST", ["clusters", _, "addons"]) => Some("CreateAddon"),
+        (Service::Eks, "POST", ["tags", ..]) => Some("TagResource"),
+        (Service::Eks, "DELETE", ["tags", ..]) => Some("UntagResource"),
+        (Service::Efs, "POST", [_, "file-systems"]) => Some("CreateFileSystem"),
+        (Service::Efs, "GET", [_, "file-systems", ..]) => Some("DescribeFileSystems"),
+        (Service::Efs, "PUT", [_, "file-systems", _]) => Some("UpdateFileSystem"),
+        (Service::Efs, "DELETE", [_, "file-systems", _]) => Some("DeleteFileSystem"),
+        (Service::Efs, "POST", [_, "mount-targets"]) => Some("CreateMountTarget"),
+        (Service::Efs, "GET", [_, "mount-targets", ..]) => Some("DescribeMountTargets"),
+        (Service::Efs, "DELETE", [_, "mount-targets", _]) => Some("DeleteMountTarget"),
+        (Service::Efs, "POST", [_, "resource-tags", _]) => Some("TagResource"),
+        (Service::Efs, "DELETE", [_, "resource-tags", _]) => Some("UntagResource"),
+        _ => None,
+    };
+    match named {
+        Some(n) => n.to_string(),
+        None => {
+            // Keep the literal words of the path, hide the identifiers (names look like
+            // words, so only the words of the EKS and EFS APIs are kept).
+            const WORDS: &[&str] = &[
+                "2015-02-01",
+                "access-points",
+                "addons",
+                "backup-policy",
+                "clusters",
+                "file-systems",
+                "lifecycle-configuration",
+                "mount-targets",
+                "node-groups",
+                "policy",
+                "resource-tags",
+                "security-groups",
+                "tags",
+                "update-config",
+                "updates",
+            ];
+            let shape: Vec<&str> = segs
+                .iter()
+                .map(|s| if WORDS.contains(s) { *s } else { "*" })
+                .collect();
+            format!("{m} /{}", shape.join("/"))
+        }
+    }
+}
+
+/// True when the request changes something: for the query protocols an `Action` that is not
+/// a `Describe*`, `List*` or `Get*`; for REST services any method but `GET`/`HEAD`.
+pub fn is_mutating(service: &Service, method: &Method, operation: &str) -> bool {
+    match service.protocol() {
+        Protocol::Ec2Query | Protocol::AwsQuery => !["Describe", "List", "Get"]
+            .iter()
+            .any(|p| operation.starts_with(p)),
+        Protocol::RestJson1 => method != Method::GET && method != Method::HEAD,
+    }
+}
+
+/// What the proxy has seen and done so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Requests received.
+    pub seen: u64,
+    /// Requests forwarded to the upstream (lost responses included).
+    pub forwarded: u64,
+    /// Requests answered with throttling.
+    pub throttled: u64,
+    /// Requests answered with a 5xx without forwarding.
+    pub server_errors: u64,
+    /// Mutating requests forwarded whose answer was replaced by a 503.
+    pub lost: u64,
+    /// Lost responses by operation (`CreateVpc`, `CreateNodegroup`).
+    pub lost_by_operation: BTreeMap<String, u64>,
+    /// Requests by operation, faulted or not.
+    pub by_operation: BTreeMap<String, u64>,
+}
+
+impl FaultCounts {
+    /// Faults injected in all: throttling, 5xx and lost responses.
+    pub fn injected(&self) -> u64 {
+        self.throttled + self.server_errors + self.lost
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    plan: FaultPlan,
+    rng: u64,
+    counts: FaultCounts,
+}
+
+impl State {
+    /// xorshift64 in `[0, 1)`: reproducible from the seed, no dependency.
+    fn roll(&mut self) -> f64 {
+        let mut s = self.rng;
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        self.rng = s;
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn seeded(seed: u64) -> u64 {
+    // Spread small seeds over the word; xorshift must never start from zero.
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    Throttle,
+    ServerError,
+    Lost,
+}
+
+/// The fault-injecting proxy; it stops accepting connections when dropped.
+#[derive(Debug)]
+pub struct FaultProxy {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Starts the proxy on `127.0.0.1:0` in front of `upstream`, on the current tokio runtime.
+    ///
+    /// # Panics
+    /// When `upstream` is not a loopback address.
+    pub async fn start(upstream: SocketAddr, plan: FaultPlan) -> std::io::Result<Self> {
+        assert!(
+            upstream.ip().is_loopback(),
+            "the fault proxy only forwards to loopback, not {upstream}"
+        );
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State {
+            plan,
+            rng: seeded(plan.seed),
+            counts: FaultCounts::default(),
+        }));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(handle(req, upstream, &state).await) }
+                    });
+                    // A client hanging up mid-request is not the proxy's problem.
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    /// Starts the proxy in front of a [`Moto`](crate::moto::Moto).
+    pub async fn in_front_of(moto: &crate::moto::Moto, plan: FaultPlan) -> std::io::Result<Self> {
+        Self::start(SocketAddr::from(([127, 0, 0, 1], moto.port())), plan).await
+    }
+
+    /// The address the proxy listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, the endpoint to give the client under test.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Switches to another plan (and reseeds the generator from its seed); counts are kept.
+    pub fn set_plan(&self, plan: FaultPlan) {
+        let mut s = self.state.lock().unwrap();
+        s.plan = plan;
+        s.rng = seeded(plan.seed);
+    }
+
+    /// The plan in force.
+    pub fn plan(&self) -> FaultPlan {
+        self.state.lock().unwrap().plan
+    }
+
+    /// What the proxy has seen and injected so far.
+    pub fn counts(&self) -> FaultCounts {
+        self.state.lock().unwrap().counts.clone()
+    }
+
+    /// Forgets the counts.
+    pub fn reset_counts(&self) {
+        self.state.lock().unwrap().counts = FaultCounts::default();
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    upstream: SocketAddr,
+    state: &Mutex<State>,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("reading the request: {e}")),
+    };
+    let service = parts
+        .headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(Service::from_authorization)
+        .unwrap_or_else(|| Service::Other(String::new()));
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let op = operation(&service, &parts.method, &path, &body);
+    let mutating = is_mutating(&service, &parts.method, &op);
+
+    let fault = {
+        let mut s = state.lock().unwrap();
+        s.counts.seen += 1;
+        *s.counts.by_operation.entry(op.clone()).or_insert(0) += 1;
+        let plan = s.plan;
+        let r = s.roll();
+        let fault = if r < plan.throttle {
+            Fault::Throttle
+        } else if r < plan.throttle + plan.server_error {
+            Fault::ServerError
+        } else if mutating && plan.lost > 0.0 && s.roll() < plan.lost {
+            Fault::Lost
+        } else {
+            Fault::None
+        };
+        match fault {
+            Fault::Throttle => s.counts.throttled += 1,
+            Fault::ServerError => s.counts.server_errors += 1,
+            Fault::Lost | Fault::None => s.counts.forwarded += 1,
+        }
+        fault
+    };
+
+    match fault {
+        Fault::Throttle => return throttling(service.protocol()),
+        Fault::ServerError => return unavailable(service.protocol()),
+        Fault::Lost | Fault::None => {}
+    }
+    let answer = forward(upstream, Request::from_parts(parts, Full::new(body))).await;
+    if fault == Fault::Lost {
+        // Only count it as lost once the upstream has carried the request out: that is the
+        // point of this fault.
+        let mut s = state.lock().unwrap();
+        s.counts.lost += 1;
+        *s.counts.lost_by_operation.entry(op).or_insert(0) += 1;
+        drop(s);
+        return unavailable(service.protocol());
+    }
+    answer.unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, format!("upstream: {e}")))
+}
+
+/// Sends one request over a fresh loopback connection and reads the whole answer.
+async fn forward(
+    upstream: SocketAddr,
+    req: Request<Full<Bytes>>,
+) -> Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
+    let stream = TcpStream::connect(upstream).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let driver = tokio::spawn(conn);
+    let res = sender.send_request(req).await?;
+    let (mut parts, body) = res.into_parts();
+    let body = body.collect().await?.to_bytes();
+    drop(sender);
+    let _ = driver.await;
+    // The body is sent whole, with its own length.
+    for h in [TRANSFER_ENCODING, CONNECTION, CONTENT_LENGTH] {
+        parts.headers.remove(h);
+    }
+    Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(text)));
+    *r.status_mut() = status;
+    r
+}
+
+fn error(
+    protocol: Protocol,
+    status: StatusCode,
+    code: &str,
+    ec2_code: &str,
+    message: &str,
+) -> Response<Full<Bytes>> {
+    let (body, content_type) = match protocol {
+        Protocol::Ec2Query => (
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{ec2_code}</Code><Message>{message}</Message></Error></Errors><RequestID>qhub-fault-proxy</RequestID></Response>"
+            ),
+            "text/xml",
+        ),
+        Protocol::AwsQuery => (
+            format!(
+                "<ErrorResponse><Error><Type>{}</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>qhub-fault-proxy</RequestId></ErrorResponse>",
+                if status.is_server_error() {
+                    "Receiver"
+                } else {
+                    "Sender"
+                }
+            ),
+            "text/xml",
+        ),
+        Protocol::RestJson1 => (format!("{{\"message\":\"{message}\"}}"), "application/json"),
+    };
+    let mut r = plain(status, body);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if protocol == Protocol::RestJson1
+        && let Ok(v) = HeaderValue::from_str(code)
+    {
+        r.headers_mut().insert("x-amzn-ErrorType", v);
+    }
+    r
+}
+
+/// The throttling error of each protocol, as AWS sends it.
+fn throttling(protocol: Protocol) -> Response<Full<Bytes>> {
+    match protocol {
+        Protocol::RestJson1 => error(
+            protocol,
+            StatusCode::TOO_MANY_REQUESTS,
+            "ThrottlingException",
+            "",
+            "Rate exceeded (injected by qhub fault proxy)",
+        ),
+        _ => error(
+            protocol,
+            StatusCode::BAD_REQUEST,
+            "Throttling",
+            "RequestLimitExceeded",
+            "Rate exceeded (injected by qhub fault proxy)",
+        ),
+    }
+}
+
+/// A 503 with each protocol's "unavailable" error; EC2 calls it `Unavailable` (EC2 API
+/// reference, "Error codes": server errors).
+fn unavailable(protocol: Protocol) -> Response<Full<Bytes>> {
+    error(
+        protocol,
+        StatusCode::SERVICE_UNAVAILABLE,
+        if protocol == Protocol::RestJson1 {
+            "ServiceUnavailableException"
+        } else {
+            "ServiceUnavailable"
+        },
+        "Unavailable",
+        "Service unavailable (injected by qhub fault proxy)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AUTH: &str = "AWS4-HMAC-SHA256 Credential=testing/20240101/us-west-2/SERVICE/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc";
+
+    fn svc(name: &str) -> Option<Service> {
+        Service::from_authorization(&AUTH.replace("SERVICE", name))
+    }
+
+    #[test]
+    fn service_comes_from_the_credential_scope() {
+        assert_eq!(svc("ec2"), Some(Service::Ec2));
+        assert_eq!(svc("iam"), Some(Service::Iam));
+        assert_eq!(svc("sts"), Some(Service::Sts));
+        assert_eq!(svc("eks"), Some(Service::Eks));
+        assert_eq!(svc("elasticfilesystem"), Some(Service::Efs));
+        assert_eq!(svc("s3"), Some(Service::Other("s3".into())));
+        assert_eq!(Service::from_authorization("Bearer x"), None);
+        assert_eq!(
+            Service::from_authorization("AWS4-HMAC-SHA256 Credential=a/b/c, Signature=x"),
+            None
+        );
+        assert_eq!(Service::Ec2.protocol(), Protocol::Ec2Query);
+        assert_eq!(Service::Sts.protocol(), Protocol::AwsQuery);
+        assert_eq!(Service::Efs.protocol(), Protocol::RestJson1);
+    }
+
+    #[test]
+    fn query_actions_and_what_mutates() {
+        let post = Method::POST;
+        let op = |s: &Service, body: &str| operation(s, &post, "/", body.as_bytes());
+        let create = op(
+            &Service::Ec2,
+            "Action=CreateVpc&Version=2016-11-15&CidrBlock=10.10.0.0%2F16",
+        );
+        assert_eq!(create, "CreateVpc");
+        assert!(is_mutating(&Service::Ec2, &post, &create));
+        let describe = op(&Service::Ec2, "Version=2016-11-15&Action=DescribeVpcs");
+        assert_eq!(describe, "DescribeVpcs");
+        assert!(!is_mutating(&Service::Ec2, &post, &describe));
+        for read in ["ListRoles", "GetRole", "GetCallerIdentity"] {
+            assert!(!is_mutating(&Service::Iam, &post, read), "{read}");
+        }
+        for write in ["CreateRole", "AttachRolePolicy", "TagRole", "DeleteRole"] {
+            assert!(is_mutating(&Service::Iam, &post, write), "{write}");
+        }
+        // Action in the query string (a GET query request).
+        assert_eq!(
+            operation(
+                &Service::Sts,
+                &Method::GET,
+                "/?Action=GetCallerIdentity",
+                b""
+            ),
+            "GetCallerIdentity"
+        );
+    }
+
+    #[test]
+    fn rest_operations_and_what_mutates() {
+        let op = |s: &Service, m: Method, p: &str| operation(s, &m, p, b"{}");
+        assert_eq!(
+            op(&Service::Eks, Method::POST, "/clusters"),
+            "CreateCluster"
+        );
+        assert_eq!(
+            op(&Service::Eks, Method::POST, "/clusters/x-dev/node-groups"),
+            "CreateNodegroup"
+        );
+        assert_eq!(
+            op(
+                &Service::Eks,
+                Method::DELETE,
+                "/clusters/x-dev/node-groups/x-dev-user"
+            ),
+            "DeleteNodegroup"
+        );
+        assert_eq!(
+            op(&Service::Eks, Method::GET, "/clusters?maxResults=10"),
+            "ListClusters"
+        );
+        assert_eq!(
+            op(&Service::Efs, Method::POST, "/2015-02-01/mount-targets"),
+            "CreateMountTarget"
+        );
+        assert_eq!(
+            op(
+                &Service::Efs,
+                Method::DELETE,
+                "/2015-02-01/file-systems/fs-123"
+            ),
+            "DeleteFileSystem"
+        );
+        assert_eq!(
+            op(&Service::Eks, Method::PUT, "/clusters/x-dev/odd/thing"),
+            "PUT /clusters/*/*/*"
+        );
+        assert!(is_mutating(&Service::Eks, &Method::POST, "CreateCluster"));
+        assert!(is_mutating(
+            &Service::Efs,
+            &Method::DELETE,
+            "DeleteFileSystem"
+        ));
+        assert!(is_mutating(&Service::Efs, &Method::PUT, "UpdateFileSystem"));
+        assert!(!is_mutating(&Service::Eks, &Method::GET, "DescribeCluster"));
+    }
+
+    #[test]
+    fn draws_are_reproducible_from_the_seed() {
+        let draws = |seed| {
+            let mut s = State {
+                plan: FaultPlan::none(),
+                rng: seeded(seed),
+                counts: FaultCounts::default(),
+            };
+            (0..100).map(|_| s.roll()).collect::<Vec<f64>>()
+        };
+        assert_eq!(draws(7), draws(7));
+        assert_ne!(draws(7), draws(8));
+        assert!(draws(0).iter().all(|r| (0.0..1.0).contains(r)));
+    }
+
+    #[test]
+    fn error_shapes_carry_the_codes_the_sdk_classifies() {
+        let body = |r: Response<Full<Bytes>>| {
+            let status = r.status().as_u16();
+            let kind = r
+                .headers()
+                .get("x-amzn-ErrorType")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, kind)
+        };
+        assert_eq!(body(throttling(Protocol::Ec2Query)), (400, None));
+        assert_eq!(
+            body(throttling(Protocol::RestJson1)),
+            (429, Some("ThrottlingException".into()))
+        );
+        assert_eq!(
+            body(unavailable(Protocol::RestJson1)),
+            (503, Some("ServiceUnavailableException".into()))
+        );
+    }
+}
