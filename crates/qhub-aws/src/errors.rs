@@ -40,6 +40,8 @@ const RETRYABLE_CODES: &[&str] = &[
     "RequestThrottled",
     "TooManyRequestsException",
     "ServiceUnavailable",
+    // EC2's code for a 503.
+    "Unavailable",
     "ServiceUnavailableException",
     "InternalError",
     "InternalFailure",

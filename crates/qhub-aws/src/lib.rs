@@ -41,7 +41,7 @@ use async_trait::async_trait;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -120,12 +120,14 @@ impl ApiStats {
 /// and sets the retry policy of each operation before it starts.
 ///
 /// **Who retries what.** Reads (`Describe*`, `List*`, `Get*`) are retried by the SDK's standard
-/// retry (3 attempts, throttling, 5xx and transient network errors). A mutating call is sent
-/// **once** by the SDK: if its answer is lost (a 503 after the service did the work), an
-/// SDK-level retry of a create with no idempotency token (`CreateVpc`) would make a duplicate.
-/// Its failure goes back to the engine as [`ProviderError::Retryable`], and the engine's retry
-/// re-runs the whole step, which first re-observes by the ownership tags and adopts what the lost
-/// call made. Each call thus has exactly one retry loop, never two stacked.
+/// retry (3 attempts: throttling, 5xx and transient network errors). A mutating call is retried
+/// by the SDK only when its attempt was **throttled**: the service refused it before doing
+/// anything, so sending it again is safe. After any other failure (5xx, timeout, a lost answer)
+/// the service may have done the work; an SDK-level retry of a create with no idempotency token
+/// (`CreateVpc`) would then make a duplicate. That failure goes back to the engine as
+/// [`ProviderError::Retryable`], and the engine's retry re-runs the whole step, which first
+/// re-observes by the ownership tags and adopts what the lost call made. Each failure thus has
+/// exactly one retry loop, never two stacked.
 #[derive(Debug, Clone)]
 struct ApiPolicy(Arc<ApiStats>);
 
@@ -142,14 +144,26 @@ impl Intercept for ApiPolicy {
         "QhubApiPolicy"
     }
 
-    fn read_before_execution(
+    fn read_after_attempt(
         &self,
-        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let (_, operation) = Self::operation(cfg);
-        if !ApiStats::is_read_only(&operation) {
-            // The standard retry strategy reads its RetryConfig from the bag at every attempt.
+        if ApiStats::is_read_only(&operation) {
+            return Ok(());
+        }
+        let throttled = context.response().is_some_and(|r| {
+            is_throttling(
+                r.status().as_u16(),
+                r.headers().get("x-amzn-errortype"),
+                r.body().bytes(),
+            )
+        });
+        if !throttled {
+            // The standard retry strategy reads its RetryConfig from the bag when it decides
+            // whether to retry, right after this hook.
             cfg.interceptor_state()
                 .store_put(RetryConfig::standard().with_max_attempts(1));
         }
@@ -166,6 +180,38 @@ impl Intercept for ApiPolicy {
         self.0.record(&service, &operation);
         Ok(())
     }
+}
+
+/// Error codes of a throttled request (refused before the service did anything).
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "SlowDown",
+    "PriorRequestNotComplete",
+];
+
+/// True when a response says the request was throttled: HTTP 429, or a throttling code in the
+/// JSON protocols' `x-amzn-ErrorType` header or in the query protocols' XML `<Code>`.
+fn is_throttling(status: u16, error_type: Option<&str>, body: Option<&[u8]>) -> bool {
+    if status == 429 {
+        return true;
+    }
+    if status != 400 {
+        return false;
+    }
+    let code_of_header = error_type.map(|t| t.split(':').next().unwrap_or(t).trim());
+    if code_of_header.is_some_and(|c| THROTTLING_CODES.contains(&c)) {
+        return true;
+    }
+    let body = body.map(String::from_utf8_lossy).unwrap_or_default();
+    THROTTLING_CODES
+        .iter()
+        .any(|c| body.contains(&format!("<Code>{c}</Code>")))
 }
 
 /// How to reach AWS; [`AwsProvider::from_env`] fills it from the environment.
@@ -614,6 +660,25 @@ mod tests {
         assert!(!is_loopback("https://ec2.us-west-2.amazonaws.com"));
         assert!(!is_loopback("http://10.0.0.1:5000"));
         assert!(!is_loopback("http://127.0.0.1.example.com:80"));
+    }
+
+    #[test]
+    fn throttling_is_recognised_in_every_protocol() {
+        assert!(is_throttling(429, None, None));
+        assert!(is_throttling(
+            400,
+            Some("ThrottlingException:http://x"),
+            None
+        ));
+        let ec2 = b"<Response><Errors><Error><Code>RequestLimitExceeded</Code></Error></Errors></Response>";
+        assert!(is_throttling(400, None, Some(ec2)));
+        let iam = b"<ErrorResponse><Error><Code>Throttling</Code></Error></ErrorResponse>";
+        assert!(is_throttling(400, None, Some(iam)));
+        // A 503 may have done the work: not throttling.
+        assert!(!is_throttling(503, None, Some(b"<Code>Throttling</Code>")));
+        let dup = b"<Response><Errors><Error><Code>InvalidGroup.Duplicate</Code></Error></Errors></Response>";
+        assert!(!is_throttling(400, None, Some(dup)));
+        assert!(!is_throttling(400, Some("ResourceInUseException"), None));
     }
 
     #[test]

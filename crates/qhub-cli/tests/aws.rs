@@ -717,7 +717,6 @@ fn a_duplicate_resource_is_seen_and_removed() {
 /// Two deploys of one deployment at once: one waits for or refuses the other (the deploy lock),
 /// and whatever their exits, a deploy afterwards leaves exactly one of everything.
 #[test]
-#[ignore = "bug: the aws provider takes no deploy lock; two deploys at once duplicate the internet gateway (see the report)"]
 fn concurrent_deploys_leave_one_of_everything() {
     let aws = Aws::new();
     let deploy = ["deploy", "--stage", "infrastructure", "--disable-prompt"];
