@@ -32,6 +32,45 @@ pub const NODE_GROUP: &str = "node_group";
 pub const EFS: &str = "efs";
 /// Kind: an EFS mount target (one per subnet).
 pub const EFS_MOUNT_TARGET: &str = "efs_mount_target";
+/// Kind: an EKS add-on of the cluster.
+pub const EKS_ADDON: &str = "eks_addon";
+
+/// The EBS CSI driver add-on, so PersistentVolumeClaims get EBS volumes (EKS ships no
+/// in-tree EBS provisioner since Kubernetes 1.23).
+pub const EBS_CSI_ADDON: &str = "aws-ebs-csi-driver";
+/// The node role's inline policy letting the cluster autoscaler scale the node groups. The
+/// version suffix changes when the document does, so an update is seen by name.
+pub const AUTOSCALER_POLICY: &str = "qhub-cluster-autoscaler-v1";
+
+/// The document of an inline policy we own, by name.
+pub fn inline_policy_document(name: &str) -> Option<String> {
+    (name == AUTOSCALER_POLICY).then(|| {
+        // The actions the cluster autoscaler's AWS cloud provider documents, scale from zero
+        // included (DescribeInstanceTypes, DescribeNodegroup).
+        json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Action": [
+                    "autoscaling:DescribeAutoScalingGroups",
+                    "autoscaling:DescribeAutoScalingInstances",
+                    "autoscaling:DescribeLaunchConfigurations",
+                    "autoscaling:DescribeScalingActivities",
+                    "autoscaling:DescribeTags",
+                    "autoscaling:SetDesiredCapacity",
+                    "autoscaling:TerminateInstanceInAutoScalingGroup",
+                    "ec2:DescribeImages",
+                    "ec2:DescribeInstanceTypes",
+                    "ec2:DescribeLaunchTemplateVersions",
+                    "ec2:GetInstanceTypesFromInstanceRequirements",
+                    "eks:DescribeNodegroup"
+                ],
+                "Resource": "*"
+            }]
+        })
+        .to_string()
+    })
+}
 
 /// The VPC's address range (QHub's, REFERENCE.md §3).
 pub const VPC_CIDR: &str = "10.10.0.0/16";
@@ -170,6 +209,8 @@ pub fn dependencies(id: &ResourceId, names: &Names, existing: &[ResourceId]) -> 
             one(IAM_ROLE, names.node_role()),
         ]
         .concat(),
+        // The add-on's controller runs on the nodes: it becomes active once they are there.
+        EKS_ADDON => [one(EKS_CLUSTER, names.prefix.clone()), all(NODE_GROUP)].concat(),
         EFS_MOUNT_TARGET => {
             let mut d = one(EFS, names.efs());
             d.extend(one(SECURITY_GROUP, names.prefix.clone()));
@@ -196,8 +237,9 @@ fn resource(id: ResourceId, spec: Json, replace: &[&str], minutes: f64) -> Resou
     }
 }
 
-/// The resources of `config`'s `amazon_web_services` section.
-pub fn desired(config: &Config) -> Result<Vec<Resource>, ProviderError> {
+/// The resources of `config`'s `amazon_web_services` section; `addons`: whether EKS add-ons
+/// are wanted (false when the endpoint does not implement them, an emulator).
+pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderError> {
     let section = config.amazon_web_services.as_ref().ok_or_else(|| {
         ProviderError::Failed("the config has no `amazon_web_services` section".into())
     })?;
@@ -243,13 +285,17 @@ pub fn desired(config: &Config) -> Result<Vec<Resource>, ProviderError> {
     ));
     out.push(resource(
         ResourceId::new(IAM_ROLE, names.cluster_role()),
-        json!({"service": "eks.amazonaws.com", "policies": CLUSTER_POLICIES}),
+        json!({"service": "eks.amazonaws.com", "policies": CLUSTER_POLICIES, "inline_policies": []}),
         &["service"],
         0.5,
     ));
     out.push(resource(
         ResourceId::new(IAM_ROLE, names.node_role()),
-        json!({"service": "ec2.amazonaws.com", "policies": NODE_POLICIES}),
+        json!({
+            "service": "ec2.amazonaws.com",
+            "policies": NODE_POLICIES,
+            "inline_policies": [AUTOSCALER_POLICY],
+        }),
         &["service"],
         0.5,
     ));
@@ -286,6 +332,14 @@ pub fn desired(config: &Config) -> Result<Vec<Resource>, ProviderError> {
             }),
             &["instance_type", "ami_type", "disk_size", "node_role"],
             5.0,
+        ));
+    }
+    if addons {
+        out.push(resource(
+            ResourceId::new(EKS_ADDON, EBS_CSI_ADDON),
+            json!({"cluster": p}),
+            &["cluster"],
+            3.0,
         ));
     }
     out.push(resource(

@@ -33,7 +33,7 @@ pub mod observe;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -274,6 +274,8 @@ pub struct AwsProvider {
     stats: Arc<ApiStats>,
     poll: Duration,
     clients: tokio::sync::OnceCell<Clients>,
+    /// The custom endpoint answered an EKS add-on call with "not implemented".
+    no_addons: AtomicBool,
 }
 
 impl fmt::Debug for AwsProvider {
@@ -324,6 +326,7 @@ impl AwsProvider {
             options,
             poll,
             clients: tokio::sync::OnceCell::new(),
+            no_addons: AtomicBool::new(false),
         })
     }
 
@@ -352,6 +355,17 @@ impl AwsProvider {
     /// True when a custom endpoint is set.
     pub fn emulator(&self) -> bool {
         self.options.endpoint.is_some()
+    }
+
+    /// Notes that the custom endpoint does not implement EKS add-ons (only ever set in
+    /// emulator mode, from an HTML 404): they are then left out of the desired resources.
+    pub(crate) fn without_addons(&self, operation: &str) {
+        if !self.no_addons.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                operation,
+                "the custom endpoint does not implement EKS add-ons; the EBS CSI add-on is skipped"
+            );
+        }
     }
 
     pub(crate) fn poll(&self) -> Duration {
@@ -523,7 +537,7 @@ impl Provider for AwsProvider {
     }
 
     fn desired(&self, config: &Config) -> Result<Vec<Resource>, ProviderError> {
-        desired::desired(config)
+        desired::desired(config, !self.no_addons.load(Ordering::SeqCst))
     }
 
     async fn observe(&self, ownership: &Ownership) -> Result<Vec<Observed>, ProviderError> {

@@ -14,8 +14,8 @@ use serde_json::{Value as Json, json};
 
 use crate::AwsProvider;
 use crate::desired::{
-    self, EFS, EFS_MOUNT_TARGET, EKS_CLUSTER, IAM_PATH, IAM_ROLE, INTERNET_GATEWAY, NAME_TAG,
-    NODE_GROUP, Names, ROUTE_TABLE, SECURITY_GROUP, SUBNET, VPC,
+    self, EFS, EFS_MOUNT_TARGET, EKS_ADDON, EKS_CLUSTER, IAM_PATH, IAM_ROLE, INTERNET_GATEWAY,
+    NAME_TAG, NODE_GROUP, Names, ROUTE_TABLE, SECURITY_GROUP, SUBNET, VPC,
 };
 use crate::errors::AwsError;
 
@@ -333,13 +333,25 @@ pub async fn roles(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provide
                 .filter_map(|a| a.policy_name().map(str::to_string))
                 .collect();
             names.sort();
+            let inline = match iam.list_role_policies().role_name(&name).send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let e = AwsError::from_sdk("ListRolePolicies", e);
+                    if e.is_not_found() {
+                        continue;
+                    }
+                    return Err(p.err(e));
+                }
+            };
+            let mut inline: Vec<String> = inline.policy_names().to_vec();
+            inline.sort();
             let trust = percent_decode(role.assume_role_policy_document().unwrap_or_default());
             let service = ["eks.amazonaws.com", "ec2.amazonaws.com"]
                 .into_iter()
                 .find(|s| trust.contains(s));
             out.push(Found {
                 id: ResourceId::new(IAM_ROLE, &name),
-                spec: json!({"service": service, "policies": names}),
+                spec: json!({"service": service, "policies": names, "inline_policies": inline}),
                 state: "available".into(),
                 cloud_id: name,
             });
@@ -419,6 +431,68 @@ pub async fn clusters(
             cloud_id: name.clone(),
         });
         out.extend(node_groups(p, o, &name).await?);
+        out.extend(addons(p, o, &name).await?);
+    }
+    Ok(out)
+}
+
+/// The deployment's add-ons of cluster `cluster` (those tagged ours). An endpoint that does
+/// not implement add-ons (an emulator) has none, and the provider then stops wanting them.
+pub async fn addons(
+    p: &AwsProvider,
+    o: &Ownership,
+    cluster: &str,
+) -> Result<Vec<Found>, ProviderError> {
+    let eks = &p.clients().await?.eks;
+    let names = match eks.list_addons().cluster_name(cluster).send().await {
+        Ok(r) => r.addons().to_vec(),
+        Err(e) => {
+            let e = AwsError::from_sdk("ListAddons", e);
+            if e.is_not_found() {
+                return Ok(Vec::new());
+            }
+            return match p.err(e) {
+                ProviderError::NotSupported(_) => {
+                    p.without_addons("ListAddons");
+                    Ok(Vec::new())
+                }
+                other => Err(other),
+            };
+        }
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let a = match eks
+            .describe_addon()
+            .cluster_name(cluster)
+            .addon_name(&name)
+            .send()
+            .await
+        {
+            Ok(r) => r.addon,
+            Err(e) => {
+                let e = AwsError::from_sdk("DescribeAddon", e);
+                if e.is_not_found() {
+                    continue;
+                }
+                return Err(p.err(e));
+            }
+        };
+        let Some(a) = a else { continue };
+        let tags: BTreeMap<String, String> =
+            a.tags().cloned().unwrap_or_default().into_iter().collect();
+        if !o.owns(&tags) {
+            continue;
+        }
+        out.push(Found {
+            id: ResourceId::new(EKS_ADDON, &name),
+            spec: json!({"cluster": cluster}),
+            state: a
+                .status()
+                .map(|s| s.as_str().to_lowercase())
+                .unwrap_or_default(),
+            cloud_id: name,
+        });
     }
     Ok(out)
 }

@@ -233,6 +233,35 @@ async fn deploy_noop_deploy_and_destroy_against_moto() {
     let census = h.census(&o).await;
     let expected = one_of_everything();
     assert_eq!(census, expected);
+    // The node role carries the cluster autoscaler's inline policy.
+    let iam = aws_sdk_iam::Client::new(&h.sdk().await);
+    let inline = iam
+        .list_role_policies()
+        .role_name("numbers-dev-node")
+        .send()
+        .await
+        .expect("node role");
+    assert_eq!(
+        inline.policy_names(),
+        [qhub_aws::desired::AUTOSCALER_POLICY.to_string()]
+    );
+    let document = iam
+        .get_role_policy()
+        .role_name("numbers-dev-node")
+        .policy_name(qhub_aws::desired::AUTOSCALER_POLICY)
+        .send()
+        .await
+        .expect("the policy document");
+    assert!(
+        document
+            .policy_document()
+            .contains("autoscaling%3ASetDesiredCapacity")
+            || document
+                .policy_document()
+                .contains("autoscaling:SetDesiredCapacity"),
+        "{}",
+        document.policy_document()
+    );
 
     let stats2 = Arc::new(ApiStats::default());
     let t = Instant::now();

@@ -233,7 +233,9 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// Checks credentials, region, versions and instance types before any change.
     async fn preflight(&self, config: &Config) -> Result<Preflight, ProviderError>;
 
-    /// The infrastructure resources the config wants, with their dependencies.
+    /// The infrastructure resources the config wants, with their dependencies. A plan asks
+    /// for them after [`Provider::observe`], so a provider may leave out what it found its
+    /// endpoint cannot do (an emulator without EKS add-ons), saying so in a warning.
     fn desired(&self, config: &Config) -> Result<Vec<Resource>, ProviderError>;
 
     /// The infrastructure resources that exist and carry `ownership`'s marks.

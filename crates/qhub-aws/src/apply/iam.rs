@@ -27,11 +27,12 @@ pub(super) async fn ensure_role(
     r: &Resource,
 ) -> Result<(), ProviderError> {
     let iam = &p.clients().await?.iam;
-    let attached: Vec<String> = match by_name(observe::roles(p, o).await?, &r.id.name) {
-        Some(f) => spec_strs(&f.spec, "policies")
-            .into_iter()
-            .map(str::to_string)
-            .collect(),
+    let owned = |v: Vec<&str>| v.into_iter().map(str::to_string).collect::<Vec<String>>();
+    let (attached, inline) = match by_name(observe::roles(p, o).await?, &r.id.name) {
+        Some(f) => (
+            owned(spec_strs(&f.spec, "policies")),
+            owned(spec_strs(&f.spec, "inline_policies")),
+        ),
         None => {
             let tags = o
                 .tags()
@@ -52,7 +53,7 @@ pub(super) async fn ensure_role(
                 .send()
                 .await
                 .created(p, "CreateRole", &format!("IAM role {}", r.id.name))?;
-            Vec::new()
+            (Vec::new(), Vec::new())
         }
     };
     let wanted = spec_strs(&r.spec, "policies");
@@ -71,6 +72,26 @@ pub(super) async fn ensure_role(
             .send()
             .await
             .sent(p, "DetachRolePolicy")?;
+    }
+    let wanted = spec_strs(&r.spec, "inline_policies");
+    for name in wanted.iter().filter(|w| !inline.iter().any(|i| i == *w)) {
+        let document = desired::inline_policy_document(name)
+            .ok_or_else(|| failed(format!("no document for inline policy {name}")))?;
+        iam.put_role_policy()
+            .role_name(&r.id.name)
+            .policy_name(*name)
+            .policy_document(document)
+            .send()
+            .await
+            .sent(p, "PutRolePolicy")?;
+    }
+    for name in inline.iter().filter(|i| !wanted.contains(&i.as_str())) {
+        iam.delete_role_policy()
+            .role_name(&r.id.name)
+            .policy_name(name)
+            .send()
+            .await
+            .sent_unless(p, "DeleteRolePolicy", AwsError::is_not_found)?;
     }
     Ok(())
 }
@@ -109,6 +130,15 @@ pub(super) async fn delete_role(
             .send()
             .await
             .sent_unless(p, "DetachRolePolicy", AwsError::is_not_found)?;
+    }
+    // A role with inline policies cannot be deleted (DeleteConflict).
+    for policy in spec_strs(&f.spec, "inline_policies") {
+        iam.delete_role_policy()
+            .role_name(name)
+            .policy_name(policy)
+            .send()
+            .await
+            .sent_unless(p, "DeleteRolePolicy", AwsError::is_not_found)?;
     }
     iam.delete_role().role_name(name).send().await.sent_unless(
         p,

@@ -30,8 +30,8 @@ use serde_json::Value as Json;
 
 use crate::AwsProvider;
 use crate::desired::{
-    EFS, EFS_MOUNT_TARGET, EKS_CLUSTER, IAM_ROLE, INTERNET_GATEWAY, NAME_TAG, NODE_GROUP,
-    ROUTE_TABLE, SECURITY_GROUP, SUBNET, VPC,
+    EFS, EFS_MOUNT_TARGET, EKS_ADDON, EKS_CLUSTER, IAM_ROLE, INTERNET_GATEWAY, NAME_TAG,
+    NODE_GROUP, ROUTE_TABLE, SECURITY_GROUP, SUBNET, VPC,
 };
 use crate::errors::AwsError;
 use crate::observe::Found;
@@ -71,6 +71,7 @@ async fn ensure(p: &AwsProvider, change: &Change, ctx: &ApplyContext) -> Result<
         IAM_ROLE => iam::ensure_role(p, o, r).await,
         EKS_CLUSTER => eks::ensure_cluster(p, o, r).await,
         NODE_GROUP => eks::ensure_node_group(p, o, r).await,
+        EKS_ADDON => eks::ensure_addon(p, o, r).await,
         EFS => efs::ensure_file_system(p, o, r).await,
         EFS_MOUNT_TARGET => efs::ensure_mount_target(p, o, r).await,
         other => Err(unknown_kind(other)),
@@ -90,6 +91,7 @@ async fn delete(p: &AwsProvider, change: &Change, ctx: &ApplyContext) -> Result<
         IAM_ROLE => iam::delete_role(p, o, name).await,
         EKS_CLUSTER => eks::delete_cluster(p, o, name).await,
         NODE_GROUP => eks::delete_node_group(p, o, name).await,
+        EKS_ADDON => eks::delete_addon(p, o, name).await,
         EFS => efs::delete_file_system(p, o, name).await,
         EFS_MOUNT_TARGET => {
             // The observed cloud id is also accepted: a mount target in a subnet that is no

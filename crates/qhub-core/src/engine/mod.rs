@@ -239,6 +239,9 @@ impl Engine {
         let mut desired = Vec::new();
         let mut observed = Vec::new();
         if stages.includes(Stage::Infrastructure) {
+            // Observe first: what a provider learns about its endpoint while observing (an
+            // emulator lacking an API) may shape what it can offer.
+            observed = self.observe(&ownership).await?;
             desired = self
                 .provider
                 .desired(config)
@@ -246,7 +249,6 @@ impl Engine {
                     what: "computing the desired infrastructure".into(),
                     source,
                 })?;
-            observed = self.observe(&ownership).await?;
         }
         if self.kubernetes_stage(stages)? {
             let k8s = crate::kubernetes::desired(config).map_err(|e| EngineError::Provider {
