@@ -21,7 +21,7 @@ pub struct AwsError {
     /// The AWS error code (`InvalidVpcID.NotFound`, `ThrottlingException`), when the service
     /// sent one.
     pub code: Option<String>,
-    /// The full message, with the SDK's error chain.
+    /// What went wrong: the service's code and message, or what happened to the request.
     pub message: String,
     /// The HTTP status, when a response arrived.
     pub status: Option<u16>,
@@ -94,10 +94,27 @@ impl AwsError {
             err,
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)
         );
+        // The service's own words when it sent any; never the raw response (headers, bodies).
+        let message = match (err.code(), err.message()) {
+            (Some(c), Some(m)) => format!("{c}: {m}"),
+            (Some(c), None) => c.to_string(),
+            (None, _) => match &err {
+                SdkError::TimeoutError(_) => "timed out".to_string(),
+                // The chain says why (connection refused, DNS); a dispatch failure has no
+                // response to leak.
+                SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
+                    DisplayErrorContext(&err).to_string()
+                }
+                _ => match status {
+                    Some(s) => format!("HTTP {s} without an AWS error code"),
+                    None => "failed without a response".to_string(),
+                },
+            },
+        };
         Self {
             operation,
             code,
-            message: DisplayErrorContext(&err).to_string(),
+            message,
             status,
             html_not_found,
             no_response,

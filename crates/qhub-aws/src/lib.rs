@@ -29,6 +29,7 @@ pub mod apply;
 pub mod desired;
 pub mod errors;
 pub mod observe;
+pub mod preflight;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -276,6 +277,8 @@ pub struct AwsProvider {
     clients: tokio::sync::OnceCell<Clients>,
     /// The custom endpoint answered an EKS add-on call with "not implemented".
     no_addons: AtomicBool,
+    /// The endpoint's add-on support was asked already (emulator mode only).
+    addons_probed: AtomicBool,
 }
 
 impl fmt::Debug for AwsProvider {
@@ -327,6 +330,7 @@ impl AwsProvider {
             poll,
             clients: tokio::sync::OnceCell::new(),
             no_addons: AtomicBool::new(false),
+            addons_probed: AtomicBool::new(false),
         })
     }
 
@@ -366,6 +370,34 @@ impl AwsProvider {
                 "the custom endpoint does not implement EKS add-ons; the EBS CSI add-on is skipped"
             );
         }
+    }
+
+    /// In emulator mode, asks once whether the endpoint implements EKS add-ons (one read,
+    /// `DescribeAddonVersions`), so that plans leave the add-on out from the start. Against AWS
+    /// it asks nothing.
+    pub(crate) async fn probe_addons(&self) -> Result<(), ProviderError> {
+        if !self.emulator() || self.addons_probed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let asked = self
+            .clients()
+            .await?
+            .eks
+            .describe_addon_versions()
+            .addon_name(desired::EBS_CSI_ADDON)
+            .max_results(1)
+            .send()
+            .await;
+        if let Err(e) = asked {
+            match self.err(AwsError::from_sdk("DescribeAddonVersions", e)) {
+                ProviderError::NotSupported(_) => self.without_addons("DescribeAddonVersions"),
+                other => {
+                    self.addons_probed.store(false, Ordering::SeqCst);
+                    return Err(other);
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn poll(&self) -> Duration {
@@ -499,41 +531,7 @@ impl Provider for AwsProvider {
     }
 
     async fn preflight(&self, config: &Config) -> Result<Preflight, ProviderError> {
-        let c = self.clients().await?;
-        c.sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| self.err(AwsError::from_sdk("GetCallerIdentity", e)))?;
-        let zones = apply::availability_zones(self).await?;
-        let mut warnings = Vec::new();
-        if let Some(wanted) = config
-            .amazon_web_services
-            .as_ref()
-            .and_then(|s| s.availability_zones.as_ref())
-        {
-            for z in wanted {
-                if !zones.contains(z) {
-                    return Err(ProviderError::Failed(format!(
-                        "availability zone {z} is not available in {} (available: {})",
-                        self.region,
-                        zones.join(", ")
-                    )));
-                }
-            }
-        } else if zones.len() < 2 {
-            return Err(ProviderError::Failed(format!(
-                "region {} offers {} availability zone(s); EKS needs subnets in two",
-                self.region,
-                zones.len()
-            )));
-        }
-        if self.emulator() {
-            warnings.push(
-                "emulator mode: Kubernetes version and instance type checks are skipped".into(),
-            );
-        }
-        Ok(Preflight { warnings })
+        preflight::preflight(self, config).await
     }
 
     fn desired(&self, config: &Config) -> Result<Vec<Resource>, ProviderError> {

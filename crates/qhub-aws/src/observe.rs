@@ -700,6 +700,7 @@ fn id_to_name(found: &[Found]) -> BTreeMap<String, String> {
 
 /// Everything found, by kind (in dependency order).
 pub async fn inventory(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, ProviderError> {
+    p.probe_addons().await?;
     let vpcs = vpcs(p, o).await?;
     let vpc_names = id_to_name(&vpcs);
     let subnets = subnets(p, o).await?;

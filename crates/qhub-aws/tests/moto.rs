@@ -363,3 +363,65 @@ async fn gpu_group_gets_the_gpu_ami_and_taint() {
     assert_eq!(cpu.ami_type().map(|a| a.as_str()), Some("AL2_x86_64"));
     assert!(cpu.taints().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn preflight_names_every_bad_key_and_passes_a_good_config() {
+    let good = aws_config("pre");
+    let h = MotoHarness::new(good.clone());
+    let stats = Arc::new(ApiStats::default());
+    let report = h
+        .aws(stats.clone())
+        .preflight(&good)
+        .await
+        .expect("preflight");
+    assert_eq!(stats.mutating(), 0, "preflight changes nothing");
+    // moto cannot list EKS versions: that check is a warning, never a silent pass.
+    for w in &report.warnings {
+        assert!(w.contains("not checked"), "{w}");
+    }
+
+    let mut bad = good.clone();
+    let section = bad.amazon_web_services.as_mut().unwrap();
+    section.node_groups.get_mut("worker").unwrap().instance = "x9.nonexistent".into();
+    section.node_groups.get_mut("user").unwrap().instance = "y7.imaginary".into();
+    section.availability_zones = Some(vec!["us-west-2a".into(), "us-west-2z".into()]);
+    let err = h
+        .aws(stats.clone())
+        .preflight(&bad)
+        .await
+        .unwrap_err()
+        .to_string();
+    for key in [
+        "amazon_web_services.node_groups.worker.instance",
+        "amazon_web_services.node_groups.user.instance",
+        "amazon_web_services.availability_zones: us-west-2z",
+    ] {
+        assert!(err.contains(key), "{key} missing from: {err}");
+    }
+    assert!(!err.contains("node_groups.general"), "{err}");
+
+    let mut elsewhere = good.clone();
+    elsewhere.amazon_web_services.as_mut().unwrap().region = "xx-nowhere-1".into();
+    let err = AwsProvider::new(
+        &elsewhere,
+        AwsOptions {
+            endpoint: Some(h.moto.endpoint()),
+            credentials: Some(("testing".into(), "testing".into())),
+            ..AwsOptions::default()
+        },
+    )
+    .unwrap()
+    .preflight(&elsewhere)
+    .await
+    .unwrap_err()
+    .to_string();
+    // moto answers a region it does not know with a 500; AWS does not resolve its host.
+    assert!(
+        err.contains("amazon_web_services.region: EC2 in `xx-nowhere-1` did not answer"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("<html") && !err.contains("headers"),
+        "no raw response: {err}"
+    );
+}

@@ -602,13 +602,18 @@ fn sigkilled_deploys_and_destroys_converge_on_rerun() {
     let deploy = ["deploy", "--stage", "infrastructure", "--disable-prompt"];
     let destroy = ["destroy", "--stage", "infrastructure", "--disable-prompt"];
 
-    // How long a whole deploy and destroy take here, so that the kills land inside them.
+    // How long a whole deploy and destroy take here, so that the kills land inside them; timed
+    // after a reset, as the rounds below run (moto's first IAM call after a start or a reset
+    // loads the managed policies).
+    aws.moto.reset().expect("moto reset");
     let t = Instant::now();
     aws.ok(&deploy);
-    let deploy_ms = millis(t.elapsed());
+    // Kills land in the first 70% of a deploy: late enough to catch creates in flight, early
+    // enough that a run on a faster moment is still running.
+    let deploy_ms = millis(t.elapsed().mul_f64(0.7));
     let t = Instant::now();
     aws.ok(&destroy);
-    let destroy_ms = millis(t.elapsed());
+    let destroy_ms = millis(t.elapsed().mul_f64(0.5));
     aws.assert_destroyed("after the timing run");
 
     // Each round from an empty account: a deploy killed at a random moment, its re-run killed
