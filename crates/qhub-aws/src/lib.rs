@@ -6,13 +6,17 @@
 //! - [`desired`] turns an `amazon_web_services` section into resources: a VPC
 //!   (10.10.0.0/16, DNS support and hostnames), two public subnets in two availability zones, an
 //!   internet gateway, a route table with the default route, a security group, the IAM cluster
-//!   and node roles with the managed policies EKS needs, the EKS cluster, one managed node group
-//!   per config group, and an encrypted EFS file system with a mount target per subnet.
+//!   and node roles with the managed policies EKS needs (and the cluster autoscaler's inline
+//!   policy), the EKS cluster, one managed node group per config group, the EBS CSI add-on, and
+//!   an encrypted EFS file system with a mount target per subnet.
 //! - [`observe`] finds what exists by the ownership tags (EC2 `tag:` filters; list + describe
 //!   for EKS, IAM and EFS) and reports it in the same shape.
 //! - [`apply`] creates, updates and deletes one resource. A create first re-observes by tags and
 //!   adopts what a lost response or an interrupted run left behind, so nothing is duplicated; a
-//!   delete tolerates "not found".
+//!   delete tolerates "not found". Deleting the cluster first deletes LoadBalancer Services
+//!   through it, then sweeps the load balancers and security groups Kubernetes left
+//!   ([`apply::sweep`]).
+//! - [`preflight`] checks credentials, region, zones, Kubernetes version and instance types.
 //!
 //! **Emulator mode**: with `AWS_ENDPOINT_URL` set (moto, LocalStack), every client talks to that
 //! endpoint; dummy credentials are used when the default chain has none, but only when the
