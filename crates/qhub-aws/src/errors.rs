@@ -52,6 +52,8 @@ const RETRYABLE_CODES: &[&str] = &[
     // EFS: a mount target or file system still being created or deleted.
     "IncorrectFileSystemLifeCycleState",
     "IncorrectMountTargetState",
+    // EFS: a file system whose mount targets are still being deleted.
+    "FileSystemInUse",
     // IAM is eventually consistent: a just-attached policy or just-created role may not be
     // visible to another service yet.
     "ConcurrentModification",

@@ -4,6 +4,25 @@
 //! tags; EKS clusters and node groups, and EFS file systems, by listing and describing (their
 //! list calls do not filter by tag). EFS mount targets carry no tags: they are ours when their
 //! file system is.
+//!
+//! # Duplicates
+//!
+//! Resources are named by their `Name` tag (EC2, EFS), so two resources of one kind can carry
+//! our tags and one name: a lost response before the provider stopped SDK-retrying creates, two
+//! deploys at once, a hand-made copy. Each observe function therefore keeps exactly one of them
+//! under the real name and names every other an *extra*, `{name}~{cloud_id}` ([`extra_name`]),
+//! with [`dedupe`]. The engine sees an extra as not desired and plans its deletion, and the
+//! delete steps find it by that name, since they look resources up through these functions too;
+//! the `ensure` steps, looking up the real name, adopt the kept copy.
+//!
+//! Which copy is kept: the one most in use, as ranked per kind (a VPC with the most of our
+//! subnets; an internet gateway attached to the kept VPC; a subnet, route table or security
+//! group in the kept VPC, a route table with the default route and the most associations, a
+//! security group allowing traffic from itself; a file system with the most mount targets),
+//! then the lowest cloud id. The ranking reads more of the cloud only when there is a duplicate.
+//!
+//! IAM role, EKS cluster and node group names are unique in their scope in AWS (the name is the
+//! id), so those kinds cannot have duplicates and are not deduplicated.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +49,111 @@ pub struct Found {
     pub spec: Json,
     /// The cloud's state word, lower case.
     pub state: String,
+}
+
+/// Separates the name from the cloud id in an extra copy's name (see [`extra_name`]).
+pub const EXTRA_SEPARATOR: char = '~';
+
+/// The name under which an extra copy of resource `name` (cloud id `cloud_id`) is reported:
+/// `{name}~{cloud_id}`, e.g. `demo-dev~igw-0abc`. No desired resource has such a name, so the
+/// engine plans the extra's deletion, and the delete step finds it by this name.
+pub fn extra_name(name: &str, cloud_id: &str) -> String {
+    format!("{name}{EXTRA_SEPARATOR}{cloud_id}")
+}
+
+/// True when `name` is an extra copy's name ([`extra_name`]).
+pub fn is_extra(name: &str) -> bool {
+    name.contains(EXTRA_SEPARATOR)
+}
+
+/// True when two resources of `found` share kind and name.
+pub fn has_duplicates(found: &[Found]) -> bool {
+    let mut seen = std::collections::BTreeSet::new();
+    found.iter().any(|f| !seen.insert(&f.id))
+}
+
+/// Keeps one resource per kind and name and renames every other copy with [`extra_name`].
+///
+/// The one kept ranks highest by `in_use` (how much the deployment uses it), then has the
+/// lowest cloud id, so every observer picks the same one. The order of `found` is kept.
+pub fn dedupe<R: Ord>(mut found: Vec<Found>, in_use: impl Fn(&Found) -> R) -> Vec<Found> {
+    let mut groups: BTreeMap<ResourceId, Vec<usize>> = BTreeMap::new();
+    for (i, f) in found.iter().enumerate() {
+        groups.entry(f.id.clone()).or_default().push(i);
+    }
+    for members in groups.values().filter(|m| m.len() > 1) {
+        let keep = members.iter().copied().max_by(|&a, &b| {
+            let (a, b) = (&found[a], &found[b]);
+            in_use(a)
+                .cmp(&in_use(b))
+                .then_with(|| b.cloud_id.cmp(&a.cloud_id))
+        });
+        for &i in members.iter().filter(|&&i| Some(i) != keep) {
+            let f = &mut found[i];
+            tracing::warn!(
+                resource = %f.id,
+                cloud_id = %f.cloud_id,
+                "an extra copy of a resource carries our tags and name; it will be deleted"
+            );
+            f.id.name = extra_name(&f.id.name, &f.cloud_id);
+        }
+    }
+    found
+}
+
+/// The cloud id of the kept VPC (the one named `{prefix}`), if there is one.
+async fn kept_vpc(p: &AwsProvider, o: &Ownership) -> Result<Option<String>, ProviderError> {
+    let prefix = o.prefix();
+    Ok(vpcs(p, o)
+        .await?
+        .into_iter()
+        .find(|f| f.id.kind == VPC && f.id.name == prefix)
+        .map(|f| f.cloud_id))
+}
+
+/// The VPCs `f` lives in, by its spec's `vpc_id` (subnets, route tables, security groups) or
+/// `vpc_ids` (an internet gateway's attachments).
+fn vpcs_of(f: &Found) -> Vec<&str> {
+    let mut v = spec_strs(&f.spec, "vpc_ids");
+    v.extend(f.spec.get("vpc_id").and_then(Json::as_str));
+    v
+}
+
+/// True when `f` lives in VPC `vpc`.
+fn in_vpc(f: &Found, vpc: Option<&str>) -> bool {
+    vpc.is_some_and(|v| vpcs_of(f).contains(&v))
+}
+
+/// [`dedupe`] for a kind that lives in a VPC: the copy in the kept VPC is kept first, then the
+/// one ranking highest by `in_use`; and what lives only in another VPC than the kept one (an
+/// extra VPC's contents) is an extra too, even without a namesake, so that it is deleted
+/// before that VPC and made again in ours. Reads the VPCs only when there is a duplicate or
+/// `found` spans more than one VPC.
+async fn dedupe_in_vpc<R: Ord>(
+    p: &AwsProvider,
+    o: &Ownership,
+    found: Vec<Found>,
+    in_use: impl Fn(&Found) -> R,
+) -> Result<Vec<Found>, ProviderError> {
+    let spanned: std::collections::BTreeSet<&str> = found.iter().flat_map(vpcs_of).collect();
+    if spanned.len() <= 1 && !has_duplicates(&found) {
+        return Ok(found);
+    }
+    let vpc = kept_vpc(p, o).await?;
+    let mut found = dedupe(found, |f| (in_vpc(f, vpc.as_deref()), in_use(f)));
+    if vpc.is_some() {
+        for f in &mut found {
+            if !is_extra(&f.id.name) && !vpcs_of(f).is_empty() && !in_vpc(f, vpc.as_deref()) {
+                tracing::warn!(
+                    resource = %f.id,
+                    cloud_id = %f.cloud_id,
+                    "a resource carrying our tags is in another VPC than ours; it will be deleted"
+                );
+                f.id.name = extra_name(&f.id.name, &f.cloud_id);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// EC2 filters selecting this deployment's resources (and only the one named `name`, if given).
@@ -108,6 +232,20 @@ pub async fn vpcs(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provider
             cloud_id: id,
         });
     }
+    if has_duplicates(&out) {
+        // The VPC with the most of our subnets is kept.
+        let r = ec2
+            .describe_subnets()
+            .set_filters(Some(owner_filters(o, None)))
+            .send()
+            .await
+            .map_err(|e| p.err(AwsError::from_sdk("DescribeSubnets", e)))?;
+        let mut subnets: BTreeMap<String, usize> = BTreeMap::new();
+        for v in r.subnets().iter().filter_map(|s| s.vpc_id()) {
+            *subnets.entry(v.to_string()).or_default() += 1;
+        }
+        out = dedupe(out, |f| subnets.get(&f.cloud_id).copied().unwrap_or(0));
+    }
     Ok(out)
 }
 
@@ -122,7 +260,8 @@ pub async fn subnets(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provi
         .send()
         .await
         .map_err(|e| p.err(AwsError::from_sdk("DescribeSubnets", e)))?;
-    Ok(r.subnets()
+    let out: Vec<Found> = r
+        .subnets()
         .iter()
         .map(|s| {
             let id = s.subnet_id().unwrap_or_default().to_string();
@@ -132,6 +271,7 @@ pub async fn subnets(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provi
                     "cidr": s.cidr_block().unwrap_or_default(),
                     "map_public_ip_on_launch": s.map_public_ip_on_launch().unwrap_or(false),
                     "availability_zone": s.availability_zone().unwrap_or_default(),
+                    "vpc_id": s.vpc_id(),
                 }),
                 state: s
                     .state()
@@ -140,7 +280,8 @@ pub async fn subnets(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provi
                 cloud_id: id,
             }
         })
-        .collect())
+        .collect();
+    dedupe_in_vpc(p, o, out, |_| ()).await
 }
 
 /// The deployment's internet gateways (`attached_to` names the VPC, given `vpc_names` by id).
@@ -158,7 +299,8 @@ pub async fn internet_gateways(
         .send()
         .await
         .map_err(|e| p.err(AwsError::from_sdk("DescribeInternetGateways", e)))?;
-    Ok(r.internet_gateways()
+    let out: Vec<Found> = r
+        .internet_gateways()
         .iter()
         .map(|g| {
             let id = g.internet_gateway_id().unwrap_or_default().to_string();
@@ -175,7 +317,17 @@ pub async fn internet_gateways(
                 cloud_id: id,
             }
         })
-        .collect())
+        .collect();
+    // The gateway attached to the kept VPC is kept (a VPC has at most one), else an attached one.
+    dedupe_in_vpc(p, o, out, |f| !vpcs_of(f).is_empty()).await
+}
+
+/// The strings of the array at `key` of `spec`.
+fn spec_strs<'a>(spec: &'a Json, key: &str) -> Vec<&'a str> {
+    spec.get(key)
+        .and_then(Json::as_array)
+        .map(|a| a.iter().filter_map(Json::as_str).collect())
+        .unwrap_or_default()
 }
 
 /// The deployment's route tables (`subnets` are the associated subnets' names, sorted).
@@ -193,7 +345,8 @@ pub async fn route_tables(
         .send()
         .await
         .map_err(|e| p.err(AwsError::from_sdk("DescribeRouteTables", e)))?;
-    Ok(r.route_tables()
+    let out: Vec<Found> = r
+        .route_tables()
         .iter()
         .map(|t| {
             let id = t.route_table_id().unwrap_or_default().to_string();
@@ -219,12 +372,24 @@ pub async fn route_tables(
             subnets.sort();
             Found {
                 id: ResourceId::new(ROUTE_TABLE, name_or(t.tags(), &id)),
-                spec: json!({"default_route": default_route, "subnets": subnets}),
+                spec: json!({
+                    "default_route": default_route,
+                    "subnets": subnets,
+                    "vpc_id": t.vpc_id(),
+                }),
                 state: "available".into(),
                 cloud_id: id,
             }
         })
-        .collect())
+        .collect();
+    // The table with the default route and the most subnets is kept.
+    dedupe_in_vpc(p, o, out, |f| {
+        (
+            f.spec.get("default_route").is_some_and(|r| !r.is_null()),
+            spec_strs(&f.spec, "subnets").len(),
+        )
+    })
+    .await
 }
 
 /// The deployment's security groups.
@@ -238,7 +403,8 @@ pub async fn security_groups(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found
         .send()
         .await
         .map_err(|e| p.err(AwsError::from_sdk("DescribeSecurityGroups", e)))?;
-    Ok(r.security_groups()
+    let out: Vec<Found> = r
+        .security_groups()
         .iter()
         .map(|g| {
             let id = g.group_id().unwrap_or_default().to_string();
@@ -251,12 +417,17 @@ pub async fn security_groups(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found
             });
             Found {
                 id: ResourceId::new(SECURITY_GROUP, name_or(g.tags(), &id)),
-                spec: json!({"ingress_from_self": from_self}),
+                spec: json!({"ingress_from_self": from_self, "vpc_id": g.vpc_id()}),
                 state: "available".into(),
                 cloud_id: id,
             }
         })
-        .collect())
+        .collect();
+    // The group allowing traffic from itself is kept.
+    dedupe_in_vpc(p, o, out, |f| {
+        f.spec.get("ingress_from_self").and_then(Json::as_bool) == Some(true)
+    })
+    .await
 }
 
 /// Decodes the `%XX` escapes IAM puts in a role's trust policy document.
@@ -279,7 +450,8 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The deployment's IAM roles (under [`IAM_PATH`], carrying our tags).
+/// The deployment's IAM roles (under [`IAM_PATH`], carrying our tags). Not deduplicated: a
+/// role's name is unique in the account.
 pub async fn roles(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, ProviderError> {
     let iam = &p.clients().await?.iam;
     let mut out = Vec::new();
@@ -364,7 +536,8 @@ pub async fn roles(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provide
     Ok(out)
 }
 
-/// The deployment's EKS clusters and their node groups.
+/// The deployment's EKS clusters and their node groups. Not deduplicated: a cluster's name is
+/// unique in the region, a node group's in its cluster.
 pub async fn clusters(
     p: &AwsProvider,
     o: &Ownership,
@@ -601,7 +774,8 @@ pub async fn node_groups(
     Ok(out)
 }
 
-/// The deployment's EFS file systems and their mount targets.
+/// The deployment's EFS file systems and their mount targets (a mount target's
+/// `file_system_id` is observed only, for the order of deletes).
 pub async fn file_systems(
     p: &AwsProvider,
     o: &Ownership,
@@ -610,7 +784,8 @@ pub async fn file_systems(
 ) -> Result<Vec<Found>, ProviderError> {
     let efs = &p.clients().await?.efs;
     let names = Names::new(o.prefix());
-    let mut out = Vec::new();
+    // Each file system, with its mount targets.
+    let mut systems: Vec<(Found, Vec<Found>)> = Vec::new();
     let mut marker: Option<String> = None;
     loop {
         let r = efs
@@ -630,7 +805,7 @@ pub async fn file_systems(
             }
             let id = fs.file_system_id().to_string();
             let name = tags.get(NAME_TAG).cloned().unwrap_or_else(|| id.clone());
-            out.push(Found {
+            let system = Found {
                 id: ResourceId::new(EFS, &name),
                 spec: json!({
                     "encrypted": fs.encrypted().unwrap_or(false),
@@ -638,7 +813,8 @@ pub async fn file_systems(
                 }),
                 state: fs.life_cycle_state().as_str().to_lowercase(),
                 cloud_id: id.clone(),
-            });
+            };
+            let mut targets = Vec::new();
             let mts = efs
                 .describe_mount_targets()
                 .file_system_id(&id)
@@ -675,19 +851,42 @@ pub async fn file_systems(
                     Some(i) if subnet == names.subnet(i) => names.mount_target(i),
                     _ => format!("{name}-{mt_id}"),
                 };
-                out.push(Found {
+                targets.push(Found {
                     id: ResourceId::new(EFS_MOUNT_TARGET, mt_name),
-                    spec: json!({"subnet": subnet, "security_group": sg}),
+                    spec: json!({"subnet": subnet, "security_group": sg, "file_system_id": id}),
                     state: mt.life_cycle_state().as_str().to_lowercase(),
                     cloud_id: mt_id,
                 });
             }
+            systems.push((system, targets));
         }
         match r.next_marker() {
             Some(m) => marker = Some(m.to_string()),
             None => break,
         }
     }
+    let (fs, targets): (Vec<Found>, Vec<Vec<Found>>) = systems.into_iter().unzip();
+    // The file system with the most mount targets is kept; an extra's mount targets are extras.
+    let counts: BTreeMap<String, usize> = fs
+        .iter()
+        .zip(&targets)
+        .map(|(f, t)| (f.cloud_id.clone(), t.len()))
+        .collect();
+    let fs = dedupe(fs, |f| counts.get(&f.cloud_id).copied().unwrap_or(0));
+    let mut out = Vec::new();
+    let mut all_targets = Vec::new();
+    for (f, mut t) in fs.into_iter().zip(targets) {
+        if is_extra(&f.id.name) {
+            for mt in &mut t {
+                mt.id.name = extra_name(&mt.id.name, &mt.cloud_id);
+            }
+        }
+        out.push(f);
+        all_targets.extend(t);
+    }
+    // One mount target per zone and file system, so two of one name are in two subnets of one
+    // name (a duplicated subnet): the lowest id is kept.
+    out.extend(dedupe(all_targets, |_| ()));
     Ok(out)
 }
 
@@ -715,15 +914,50 @@ pub async fn inventory(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Pro
     Ok([vpcs, subnets, igws, rts, sgs, roles, clusters, fs].concat())
 }
 
+/// The spec fields naming, by cloud id, what a found resource lives in (observed only: no
+/// desired spec has them).
+const CONTAINER_FIELDS: [&str; 3] = ["vpc_id", "vpc_ids", "file_system_id"];
+
+/// The ids of the found resources that `f` lives in, by the cloud ids of its spec's
+/// [`CONTAINER_FIELDS`]. Beside [`desired::dependencies`] (by name, so naming the kept copies)
+/// these order an extra VPC's or file system's deletion after what is in it.
+fn containers(f: &Found, by_cloud_id: &BTreeMap<&str, &ResourceId>) -> Vec<ResourceId> {
+    CONTAINER_FIELDS
+        .iter()
+        .filter_map(|k| f.spec.get(*k))
+        .flat_map(|v| match v {
+            Json::String(s) => vec![s.as_str()],
+            Json::Array(a) => a.iter().filter_map(Json::as_str).collect(),
+            _ => Vec::new(),
+        })
+        .filter_map(|id| by_cloud_id.get(id).map(|r| (*r).clone()))
+        .collect()
+}
+
 /// The [`Observed`] resources of `o`'s deployment.
 pub async fn observe(p: &AwsProvider, o: &Ownership) -> Result<Vec<Observed>, ProviderError> {
     let found = inventory(p, o).await?;
     let names = Names::new(o.prefix());
     let ids: Vec<ResourceId> = found.iter().map(|f| f.id.clone()).collect();
+    let by_cloud_id: BTreeMap<&str, &ResourceId> =
+        found.iter().map(|f| (f.cloud_id.as_str(), &f.id)).collect();
+    let depends_on: Vec<Vec<ResourceId>> = found
+        .iter()
+        .map(|f| {
+            let mut deps = desired::dependencies(&f.id, &names, &ids);
+            for c in containers(f, &by_cloud_id) {
+                if !deps.contains(&c) {
+                    deps.push(c);
+                }
+            }
+            deps
+        })
+        .collect();
     Ok(found
         .into_iter()
-        .map(|f| Observed {
-            depends_on: desired::dependencies(&f.id, &names, &ids),
+        .zip(depends_on)
+        .map(|(f, depends_on)| Observed {
+            depends_on,
             id: f.id,
             stage: Stage::Infrastructure,
             spec: f.spec,
@@ -732,4 +966,138 @@ pub async fn observe(p: &AwsProvider, o: &Ownership) -> Result<Vec<Observed>, Pr
             payload: None,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(kind: &str, name: &str, cloud_id: &str, spec: Json) -> Found {
+        Found {
+            id: ResourceId::new(kind, name),
+            cloud_id: cloud_id.into(),
+            spec,
+            state: "available".into(),
+        }
+    }
+
+    fn names(found: &[Found]) -> Vec<String> {
+        found.iter().map(|f| f.id.to_string()).collect()
+    }
+
+    #[test]
+    fn extra_names_carry_the_cloud_id() {
+        assert_eq!(extra_name("demo-dev", "igw-123"), "demo-dev~igw-123");
+        assert!(is_extra("demo-dev~igw-123"));
+        assert!(!is_extra("demo-dev-subnet-0"));
+    }
+
+    #[test]
+    fn without_duplicates_nothing_changes() {
+        let all = vec![
+            found(VPC, "demo-dev", "vpc-2", json!({})),
+            found(SUBNET, "demo-dev-subnet-0", "subnet-1", json!({})),
+            // Same name, another kind: not a duplicate.
+            found(INTERNET_GATEWAY, "demo-dev", "igw-1", json!({})),
+        ];
+        assert!(!has_duplicates(&all));
+        let out = dedupe(all.clone(), |_| ());
+        assert_eq!(names(&out), names(&all));
+    }
+
+    #[test]
+    fn the_most_used_copy_keeps_the_name_and_the_others_become_extras() {
+        let all = vec![
+            found(
+                INTERNET_GATEWAY,
+                "demo-dev",
+                "igw-1",
+                json!({"vpc_ids": []}),
+            ),
+            found(
+                INTERNET_GATEWAY,
+                "demo-dev",
+                "igw-2",
+                json!({"vpc_ids": ["vpc-1"]}),
+            ),
+            found(
+                INTERNET_GATEWAY,
+                "demo-dev",
+                "igw-3",
+                json!({"vpc_ids": []}),
+            ),
+            found(VPC, "demo-dev", "vpc-1", json!({})),
+        ];
+        assert!(has_duplicates(&all));
+        let out = dedupe(all, |f| !vpcs_of(f).is_empty());
+        // The order is kept; the attached gateway is kept although its id is not the lowest.
+        assert_eq!(
+            names(&out),
+            [
+                "internet_gateway/demo-dev~igw-1",
+                "internet_gateway/demo-dev",
+                "internet_gateway/demo-dev~igw-3",
+                "vpc/demo-dev",
+            ]
+        );
+        assert_eq!(out[1].cloud_id, "igw-2");
+        assert!(!has_duplicates(&out));
+    }
+
+    #[test]
+    fn ties_keep_the_lowest_cloud_id_whatever_the_order() {
+        let a = found(SECURITY_GROUP, "demo-dev", "sg-b", json!({}));
+        let b = found(SECURITY_GROUP, "demo-dev", "sg-a", json!({}));
+        for all in [vec![a.clone(), b.clone()], vec![b, a]] {
+            let out = dedupe(all, |_| 0);
+            let kept: Vec<&str> = out
+                .iter()
+                .filter(|f| f.id.name == "demo-dev")
+                .map(|f| f.cloud_id.as_str())
+                .collect();
+            assert_eq!(kept, ["sg-a"]);
+            assert!(out.iter().any(|f| f.id.name == "demo-dev~sg-b"));
+        }
+    }
+
+    #[test]
+    fn an_extra_depends_on_what_it_lives_in() {
+        let all = [
+            found(VPC, "demo-dev", "vpc-1", json!({})),
+            found(VPC, "demo-dev~vpc-2", "vpc-2", json!({})),
+            found(EFS, "demo-dev-shared~fs-2", "fs-2", json!({})),
+        ];
+        let by_cloud_id: BTreeMap<&str, &ResourceId> =
+            all.iter().map(|f| (f.cloud_id.as_str(), &f.id)).collect();
+        let subnet = found(
+            SUBNET,
+            "demo-dev-subnet-0~subnet-9",
+            "subnet-9",
+            json!({"vpc_id": "vpc-2"}),
+        );
+        assert_eq!(
+            containers(&subnet, &by_cloud_id),
+            [ResourceId::new(VPC, "demo-dev~vpc-2")]
+        );
+        let igw = found(
+            INTERNET_GATEWAY,
+            "demo-dev~igw-9",
+            "igw-9",
+            json!({"vpc_ids": ["vpc-2", "vpc-unknown"]}),
+        );
+        assert_eq!(
+            containers(&igw, &by_cloud_id),
+            [ResourceId::new(VPC, "demo-dev~vpc-2")]
+        );
+        let mt = found(
+            EFS_MOUNT_TARGET,
+            "demo-dev-shared-0~fsmt-9",
+            "fsmt-9",
+            json!({"file_system_id": "fs-2"}),
+        );
+        assert_eq!(
+            containers(&mt, &by_cloud_id),
+            [ResourceId::new(EFS, "demo-dev-shared~fs-2")]
+        );
+    }
 }

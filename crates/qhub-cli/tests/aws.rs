@@ -672,47 +672,191 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).expect("ms").max(200)
 }
 
+/// Ownership tags plus `Name`, as EC2 tag specifications of `kind`.
+fn tagged(
+    o: &Ownership,
+    kind: aws_sdk_ec2::types::ResourceType,
+    name: &str,
+) -> aws_sdk_ec2::types::TagSpecification {
+    use aws_sdk_ec2::types::{Tag, TagSpecification};
+    let mut tags = o.tags();
+    tags.insert("Name".into(), name.into());
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(
+            tags.into_iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect(),
+        ))
+        .build()
+}
+
+/// The plan's changes as `(action, resource)`, sorted.
+fn actions_of(plan: &Value) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = plan["changes"]
+        .as_array()
+        .expect("changes is an array")
+        .iter()
+        .map(|c| {
+            (
+                c["action"].as_str().expect("action").to_string(),
+                c["resource"].as_str().expect("resource").to_string(),
+            )
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
 /// A second copy of one of our resources (what a lost response, or two deploys at once, can
 /// leave) is not "in sync": `status` says so, `plan` removes it, and a deploy converges to
 /// exactly one of everything again.
 #[test]
-#[ignore = "bug: observe reports both copies under one id and the plan is empty (see the report)"]
 fn a_duplicate_resource_is_seen_and_removed() {
     let aws = Aws::new();
     aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
     aws.assert_deployed("after deploy");
     let o = aws.ownership();
-    aws.with_sdk(|sdk| async move {
-        use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-        let mut tags = o.tags();
-        tags.insert("Name".into(), o.prefix());
-        let spec = TagSpecification::builder()
-            .resource_type(ResourceType::InternetGateway)
-            .set_tags(Some(
-                tags.into_iter()
-                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                    .collect(),
-            ))
-            .build();
-        aws_sdk_ec2::Client::new(&sdk)
+    let (igw, sg) = aws.with_sdk(|sdk| async move {
+        use aws_sdk_ec2::types::{Filter, ResourceType};
+        let ec2 = aws_sdk_ec2::Client::new(&sdk);
+        let igw = ec2
             .create_internet_gateway()
-            .tag_specifications(spec)
+            .tag_specifications(tagged(&o, ResourceType::InternetGateway, &o.prefix()))
             .send()
             .await
             .expect("create a second internet gateway");
+        let vpc = ec2
+            .describe_vpcs()
+            .filters(
+                Filter::builder()
+                    .name("tag:Name")
+                    .values(o.prefix())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("describe the VPC");
+        let vpc = vpc.vpcs()[0].vpc_id().expect("vpc id").to_string();
+        // Group names are unique in a VPC; the `Name` tag is what we name resources by.
+        let sg = ec2
+            .create_security_group()
+            .group_name(format!("{}-copy", o.prefix()))
+            .description("a hand-made copy")
+            .vpc_id(vpc)
+            .tag_specifications(tagged(&o, ResourceType::SecurityGroup, &o.prefix()))
+            .send()
+            .await
+            .expect("create a second security group");
+        (
+            igw.internet_gateway()
+                .and_then(|g| g.internet_gateway_id())
+                .expect("igw id")
+                .to_string(),
+            sg.group_id().expect("sg id").to_string(),
+        )
     });
-    assert_eq!(aws.census().owned["internet_gateway"], 2);
+    let census = aws.census();
+    assert_eq!(census.owned["internet_gateway"], 2);
+    assert_eq!(census.owned["security_group"], 2);
 
     let status = json_stdout(&aws.ok(&["status", "--stage", "infrastructure", "--output", "json"]));
     assert_eq!(
         status["in_sync"], false,
         "two internet gateways: {status:#}"
     );
+    // The copies that are not in use go; what is in use stays.
     let plan = aws.plan_json();
-    assert_ne!(
-        plan["changes"],
-        serde_json::json!([]),
-        "the extra gateway must go: {plan:#}"
+    assert_eq!(
+        actions_of(&plan),
+        [
+            (
+                "delete".to_string(),
+                format!("internet_gateway/demo-dev~{igw}")
+            ),
+            (
+                "delete".to_string(),
+                format!("security_group/demo-dev~{sg}")
+            ),
+        ],
+        "the extra copies must go: {plan:#}"
+    );
+    let text = stdout(&aws.ok(&["plan", "--stage", "infrastructure"]));
+    assert!(
+        text.contains(&format!("- internet_gateway/demo-dev~{igw}")),
+        "{text}"
+    );
+    aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    aws.assert_deployed("after the re-deploy");
+    aws.assert_plan_empty("after the re-deploy");
+}
+
+/// A second VPC carrying our tags and name, with a subnet of one of our subnets' names in it:
+/// the VPC with our subnets is kept, the copy and what is in it are deleted (contents first),
+/// and nothing in the kept VPC is touched.
+#[test]
+fn a_duplicate_vpc_and_its_contents_are_removed() {
+    let aws = Aws::new();
+    aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    aws.assert_deployed("after deploy");
+    let o = aws.ownership();
+    let (vpc, subnet) = aws.with_sdk(|sdk| async move {
+        use aws_sdk_ec2::types::ResourceType;
+        let ec2 = aws_sdk_ec2::Client::new(&sdk);
+        let vpc = ec2
+            .create_vpc()
+            .cidr_block("10.10.0.0/16")
+            .tag_specifications(tagged(&o, ResourceType::Vpc, &o.prefix()))
+            .send()
+            .await
+            .expect("create a second VPC");
+        let vpc = vpc
+            .vpc()
+            .and_then(|v| v.vpc_id())
+            .expect("vpc id")
+            .to_string();
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block("10.10.0.0/18")
+            .tag_specifications(tagged(
+                &o,
+                ResourceType::Subnet,
+                &format!("{}-subnet-0", o.prefix()),
+            ))
+            .send()
+            .await
+            .expect("create a subnet in it");
+        let subnet = subnet
+            .subnet()
+            .and_then(|s| s.subnet_id())
+            .expect("subnet id")
+            .to_string();
+        (vpc, subnet)
+    });
+    let census = aws.census();
+    assert_eq!(census.owned["vpc"], 2);
+    assert_eq!(census.owned["subnet"], 3);
+
+    let status = json_stdout(&aws.ok(&["status", "--stage", "infrastructure", "--output", "json"]));
+    assert_eq!(status["in_sync"], false, "two VPCs: {status:#}");
+    let plan = aws.plan_json();
+    assert_eq!(
+        actions_of(&plan),
+        [
+            (
+                "delete".to_string(),
+                format!("subnet/demo-dev-subnet-0~{subnet}")
+            ),
+            ("delete".to_string(), format!("vpc/demo-dev~{vpc}")),
+        ],
+        "the extra VPC and its subnet must go: {plan:#}"
+    );
+    // The subnet is deleted before its VPC.
+    assert_eq!(
+        plan["changes"][0]["resource"],
+        format!("subnet/demo-dev-subnet-0~{subnet}"),
+        "{plan:#}"
     );
     aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
     aws.assert_deployed("after the re-deploy");

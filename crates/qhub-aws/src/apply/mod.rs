@@ -126,7 +126,9 @@ fn tags_with_name(o: &Ownership, name: &str) -> BTreeMap<String, String> {
     t
 }
 
-/// The one found resource named `name`.
+/// The one found resource named `name`. Observe names one copy of a kind and name by the
+/// name and every extra copy `{name}~{cloud_id}` ([`crate::observe::dedupe`]), so this finds
+/// the kept copy by its name and an extra by its own.
 fn by_name(found: Vec<Found>, name: &str) -> Option<Found> {
     found.into_iter().find(|f| f.id.name == name)
 }

@@ -181,8 +181,20 @@ pub(super) async fn ensure_internet_gateway(
     let found = observe::internet_gateways(p, o, &BTreeMap::new()).await?;
     let (id, attached) = match by_name(found, &r.id.name) {
         Some(f) => {
-            let attached = spec_strs(&f.spec, "vpc_ids").contains(&vpc.as_str());
-            (f.cloud_id, attached)
+            let vpcs = spec_strs(&f.spec, "vpc_ids");
+            // Attached elsewhere (to an extra copy of the VPC, being deleted): a gateway
+            // attaches to one VPC only, so it leaves that one first.
+            for other in vpcs.iter().filter(|v| **v != vpc) {
+                ec2.detach_internet_gateway()
+                    .internet_gateway_id(&f.cloud_id)
+                    .vpc_id(*other)
+                    .send()
+                    .await
+                    .sent_unless(p, "DetachInternetGateway", |e| {
+                        e.is_not_found() || e.code.as_deref() == Some("Gateway.NotAttached")
+                    })?;
+            }
+            (f.cloud_id.clone(), vpcs.contains(&vpc.as_str()))
         }
         None => {
             let g = ec2
@@ -366,14 +378,19 @@ pub(super) async fn delete_route_table(
     o: &Ownership,
     name: &str,
 ) -> Result<(), ProviderError> {
+    // Found through observe, like every other kind, so an extra copy's name finds it too.
+    let found = observe::route_tables(p, o, &BTreeMap::new()).await?;
+    let Some(f) = by_name(found, name) else {
+        return Ok(());
+    };
     let ec2 = &p.clients().await?.ec2;
     let r = ec2
         .describe_route_tables()
-        .set_filters(Some(observe::owner_filters(o, Some(name))))
+        .route_table_ids(&f.cloud_id)
         .send()
         .await
-        .sent(p, "DescribeRouteTables")?;
-    for t in r.route_tables() {
+        .sent_unless(p, "DescribeRouteTables", AwsError::is_not_found)?;
+    for t in r.iter().flat_map(|r| r.route_tables()) {
         for a in t.associations().iter().filter(|a| a.main() != Some(true)) {
             if let Some(id) = a.route_table_association_id() {
                 ec2.disassociate_route_table()
