@@ -558,6 +558,29 @@ impl Provider for AwsProvider {
             .transpose()
     }
 
+    async fn kubeconfig(&self, ownership: &Ownership) -> Result<String, ProviderError> {
+        let name = ownership.prefix();
+        let Some(cluster) = self.active_cluster(ownership).await? else {
+            return Err(ProviderError::NoCluster(format!(
+                "EKS cluster {name} does not exist; deploy first"
+            )));
+        };
+        if let Some(path) = &self.options.kubeconfig {
+            return access::read_override(path);
+        }
+        if self.emulator() {
+            return Err(ProviderError::NotSupported(format!(
+                "emulator mode: the endpoint of EKS cluster {name} is not a real API server; set {KUBECONFIG_ENV} to name a cluster"
+            )));
+        }
+        Ok(access::kubeconfig(
+            &name,
+            &self.region,
+            &cluster.endpoint,
+            &cluster.ca_data,
+        ))
+    }
+
     async fn cluster_access(&self, ownership: &Ownership) -> Result<ClusterAccess, ProviderError> {
         let name = ownership.prefix();
         let Some(cluster) = self.active_cluster(ownership).await? else {
@@ -598,6 +621,8 @@ impl Provider for AwsProvider {
 struct ActiveCluster {
     endpoint: String,
     ca_pem: Vec<u8>,
+    /// The CA as EKS gives it (base64 of the PEM), for kubeconfigs.
+    ca_data: String,
 }
 
 impl AwsProvider {
@@ -653,14 +678,23 @@ impl AwsProvider {
             }
         }
         let endpoint = cluster.endpoint().unwrap_or_default().to_string();
-        let ca_pem = cluster
+        let ca_data = cluster
             .certificate_authority()
             .and_then(|c| c.data())
-            .map(|d| base64::engine::general_purpose::STANDARD.decode(d.trim()))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let ca_pem = Some(ca_data.as_str())
+            .filter(|d| !d.is_empty())
+            .map(|d| base64::engine::general_purpose::STANDARD.decode(d))
             .transpose()
             .map_err(|e| ProviderError::Failed(format!("EKS cluster {name}: CA data: {e}")))?
             .unwrap_or_default();
-        Ok(Some(ActiveCluster { endpoint, ca_pem }))
+        Ok(Some(ActiveCluster {
+            endpoint,
+            ca_pem,
+            ca_data,
+        }))
     }
 }
 

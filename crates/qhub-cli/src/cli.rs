@@ -46,6 +46,9 @@ pub enum Command {
     Status(StageArgs),
     /// Remove everything this deployment owns, even after a partial deploy.
     Destroy(StageArgs),
+    /// Print a kubeconfig for your own kubectl on the deployment's cluster (no stored secret:
+    /// it runs `aws eks get-token` when used), or write it with --write.
+    Kubeconfig(KubeconfigArgs),
     /// Print the JSON Schema of qhub-config.yaml (for editors and CI checks), or the
     /// configuration reference generated from it.
     Schema(SchemaArgs),
@@ -174,6 +177,17 @@ pub enum StageArg {
     Infrastructure,
     /// Kubernetes objects (the platform components).
     Kubernetes,
+}
+
+/// `qhub kubeconfig`.
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// The config file.
+    #[arg(long, short = 'c', default_value = "qhub-config.yaml")]
+    pub config: PathBuf,
+    /// Write the kubeconfig to this file (atomically, replacing it) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
 }
 
 /// Arguments of plan, deploy, status and destroy.

@@ -501,6 +501,9 @@ fn validate_and_plan_the_default_aws_config() {
 #[test]
 fn deploy_status_and_destroy_the_infrastructure_from_the_cli() {
     let aws = Aws::new();
+    let out = aws.run(&["kubeconfig"]);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    assert!(stderr(&out).contains("deploy first"), "{}", describe(&out));
     let t = Instant::now();
     let out = aws.run_env(
         &[
@@ -521,6 +524,30 @@ fn deploy_status_and_destroy_the_infrastructure_from_the_cli() {
     );
     aws.assert_deployed("after deploy");
     aws.assert_plan_empty("after deploy");
+
+    // A kubeconfig for users: moto's cluster endpoint is not real, so emulator mode refuses
+    // without an override, and hands out the override when there is one.
+    let out = aws.run(&["kubeconfig"]);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("emulator mode") && stderr(&out).contains("QHUB_KUBECONFIG"),
+        "{}",
+        describe(&out)
+    );
+    let kubeconfig = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n";
+    std::fs::write(aws.path().join("override.yaml"), kubeconfig).unwrap();
+    let out = aws.run_env(&["kubeconfig"], &[("QHUB_KUBECONFIG", "override.yaml")]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert_eq!(stdout(&out), kubeconfig);
+    let written = aws.path().join("kube").join("config");
+    std::fs::create_dir_all(written.parent().unwrap()).unwrap();
+    let target = written.to_str().unwrap();
+    let out = aws.run_env(
+        &["kubeconfig", "--write", target],
+        &[("QHUB_KUBECONFIG", "override.yaml")],
+    );
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), kubeconfig);
 
     // Again: nothing to do, and nothing done, also as JSON and with debug logs.
     let out = aws.run_env(
@@ -584,6 +611,8 @@ fn deploy_status_and_destroy_the_infrastructure_from_the_cli() {
     assert_eq!(code(&out), 0, "destroy: {}", describe(&out));
     let doc = json_stdout(&out);
     assert_eq!(doc["succeeded"], true, "{doc:#}");
+    // Destroy looked again and found nothing of ours.
+    assert_eq!(doc["remaining"], serde_json::json!([]), "{doc:#}");
     assert_eq!(doc["plan"]["summary"]["delete"], INFRA.len(), "{doc:#}");
     let destroy_time = t.elapsed();
     aws.assert_destroyed("after destroy");

@@ -252,6 +252,16 @@ pub trait Provider: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
+    /// A kubeconfig for people's own `kubectl` on the deployment's cluster. It should hold no
+    /// long-lived secret (an `exec` stanza that mints tokens instead).
+    async fn kubeconfig(&self, ownership: &Ownership) -> Result<String, ProviderError> {
+        let _ = ownership;
+        Err(ProviderError::NotSupported(format!(
+            "provider `{}` does not write kubeconfigs",
+            self.name()
+        )))
+    }
+
     /// Access to the deployment's cluster, with credentials minted now.
     async fn cluster_access(&self, ownership: &Ownership) -> Result<ClusterAccess, ProviderError> {
         let _ = ownership;

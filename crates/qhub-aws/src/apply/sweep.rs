@@ -105,15 +105,19 @@ pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize,
     let c = p.clients().await?;
     let mut deleted = 0;
 
-    // Classic load balancers (the in-tree controller's default).
-    let classic = c.elb.describe_load_balancers().send().await.sent_unless(
-        p,
-        "DescribeLoadBalancers",
-        |e| e.html_not_found,
-    )?;
+    // Classic load balancers (the in-tree controller's default), every page.
+    let classic = c
+        .elb
+        .describe_load_balancers()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .sent_unless(p, "DescribeLoadBalancers", |e| e.html_not_found)?;
     let names: Vec<String> = classic
         .iter()
-        .flat_map(|r| r.load_balancer_descriptions())
+        .flatten()
         .filter(|lb| lb.vpc_id() == Some(vpc.as_str()))
         .filter_map(|lb| lb.load_balancer_name().map(str::to_string))
         .collect();
@@ -144,25 +148,33 @@ pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize,
     }
 
     // Network/application load balancers and their target groups.
-    let v2 = c.elbv2.describe_load_balancers().send().await.sent_unless(
-        p,
-        "DescribeLoadBalancers",
-        |e| e.html_not_found,
-    )?;
+    let v2 = c
+        .elbv2
+        .describe_load_balancers()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .sent_unless(p, "DescribeLoadBalancers", |e| e.html_not_found)?;
     let arns: Vec<String> = v2
         .iter()
-        .flat_map(|r| r.load_balancers())
+        .flatten()
         .filter(|lb| lb.vpc_id() == Some(vpc.as_str()))
         .filter_map(|lb| lb.load_balancer_arn().map(str::to_string))
         .collect();
-    let groups = c.elbv2.describe_target_groups().send().await.sent_unless(
-        p,
-        "DescribeTargetGroups",
-        |e| e.html_not_found,
-    )?;
+    let groups = c
+        .elbv2
+        .describe_target_groups()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .sent_unless(p, "DescribeTargetGroups", |e| e.html_not_found)?;
     let group_arns: Vec<String> = groups
         .iter()
-        .flat_map(|r| r.target_groups())
+        .flatten()
         .filter(|g| g.vpc_id() == Some(vpc.as_str()))
         .filter_map(|g| g.target_group_arn().map(str::to_string))
         .collect();
@@ -209,7 +221,10 @@ pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize,
         .describe_security_groups()
         .filters(Filter::builder().name("vpc-id").values(&vpc).build())
         .filters(Filter::builder().name("tag-key").values(&tag).build())
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
         .sent(p, "DescribeSecurityGroups")?;
     let owned_by_us = |tags: &[aws_sdk_ec2::types::Tag]| {
@@ -219,7 +234,7 @@ pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize,
             .collect();
         o.owns(&map)
     };
-    for sg in sgs.security_groups() {
+    for sg in &sgs {
         // Our own security group is deleted by its own step.
         if owned_by_us(sg.tags()) {
             continue;

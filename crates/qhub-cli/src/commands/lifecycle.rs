@@ -12,7 +12,7 @@ use qhub_core::provider::{Ownership, ProviderRegistry};
 use tokio_util::sync::CancellationToken;
 
 use crate::UsageError;
-use crate::cli::{OutputFormat, StageArg, StageArgs};
+use crate::cli::{KubeconfigArgs, OutputFormat, StageArg, StageArgs};
 
 struct Session {
     config: Config,
@@ -209,9 +209,33 @@ pub fn destroy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let plan = s
         .runtime
         .block_on(s.engine.destroy_plan(&s.config, s.stages))?;
-    let (code, report) = apply(&s, &plan, format, "Delete everything above? These", args)?;
+    let (mut code, report) = apply(&s, &plan, format, "Delete everything above? These", args)?;
+    // Verify: look again, and fail if anything carrying our marks is still there.
+    let remaining: Vec<String> = if code == 0 && report.is_some() {
+        s.runtime
+            .block_on(s.engine.observe_all(&s.config, s.stages))?
+            .iter()
+            .map(|o| o.id.to_string())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if !remaining.is_empty() {
+        code = crate::EXIT_FAILED;
+        if format == OutputFormat::Text {
+            eprintln!(
+                "destroy finished, but these still exist: {}; re-run the same command",
+                remaining.join(", ")
+            );
+        }
+    }
     if format == OutputFormat::Json {
-        crate::output::json(&result_json(&plan, report.as_ref()))?;
+        let mut doc = result_json(&plan, report.as_ref());
+        doc["remaining"] = serde_json::json!(remaining);
+        if !remaining.is_empty() {
+            doc["succeeded"] = serde_json::json!(false);
+        }
+        crate::output::json(&doc)?;
     }
     Ok(code)
 }
@@ -261,6 +285,35 @@ pub fn status(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
                     summary.create, summary.update, summary.replace, summary.delete
                 );
             }
+        }
+    }
+    Ok(0)
+}
+
+/// `qhub kubeconfig`.
+pub fn kubeconfig(args: &KubeconfigArgs, format: OutputFormat) -> anyhow::Result<u8> {
+    let s = session(&StageArgs {
+        config: args.config.clone(),
+        stage: None,
+        disable_prompt: true,
+        concurrency: 1,
+    })?;
+    let ownership = Ownership::of(&s.config);
+    let text = s
+        .runtime
+        .block_on(s.engine.provider().kubeconfig(&ownership))?;
+    if let Some(path) = &args.write {
+        qhub_core::fs::replace(path, text.as_bytes())?;
+        match format {
+            OutputFormat::Json => crate::output::json(&serde_json::json!({
+                "written": path.display().to_string(),
+            }))?,
+            OutputFormat::Text => eprintln!("wrote {}", path.display()),
+        }
+    } else {
+        match format {
+            OutputFormat::Json => crate::output::json(&serde_json::json!({ "kubeconfig": text }))?,
+            OutputFormat::Text => print!("{text}"),
         }
     }
     Ok(0)

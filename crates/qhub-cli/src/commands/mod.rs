@@ -20,6 +20,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Deploy(args) => lifecycle::deploy(args, cli.output),
         Command::Status(args) => lifecycle::status(args, cli.output),
         Command::Destroy(args) => lifecycle::destroy(args, cli.output),
+        Command::Kubeconfig(args) => lifecycle::kubeconfig(args, cli.output),
         Command::Schema(args) => schema::run(args),
     }
 }
