@@ -61,8 +61,13 @@ fn init_tracing(verbose: u8, json: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("QHUB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only on a terminal, and never with NO_COLOR set (no-color.org): a log file or
+    // a CI pipe gets plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().with_current_span(false).try_init()

@@ -137,6 +137,13 @@ impl Aws {
         }
         let out = cmd.output().expect("qhub runs");
         assert_no_secret(&out, &args.join(" "));
+        // Output to a pipe is plain text: no colour escape sequences.
+        assert!(
+            !out.stderr.contains(&0x1b) && !out.stdout.contains(&0x1b),
+            "qhub {}: ANSI escapes on a pipe: {}",
+            args.join(" "),
+            describe(&out)
+        );
         out
     }
 
@@ -456,17 +463,30 @@ impl Rng {
     }
 }
 
-/// Spawns `qhub args`, SIGKILLs it after `delay`, and says whether it was still running then.
-fn kill_after(aws: &Aws, args: &[&str], delay: Duration) -> bool {
+/// Spawns `qhub args` and SIGKILLs it the moment it reports its `after`-th finished change on
+/// stderr (a progress line starting with `✓`), so the kill lands mid-run whatever the
+/// machine's load. Says whether it was killed (false: it ended before reaching that point).
+fn kill_after_changes(aws: &Aws, args: &[&str], after: u64) -> bool {
+    use std::io::BufRead;
     let mut child = aws
         .command(args)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn qhub");
-    std::thread::sleep(delay);
-    // Child::kill is SIGKILL on unix.
-    let _ = child.kill();
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut done = 0;
+    for line in std::io::BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        if line.starts_with('✓') {
+            done += 1;
+            if done == after {
+                // Child::kill is SIGKILL on unix.
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
     let status = child.wait().expect("wait");
     status.code().is_none()
 }
@@ -631,20 +651,6 @@ fn sigkilled_deploys_and_destroys_converge_on_rerun() {
     let deploy = ["deploy", "--stage", "infrastructure", "--disable-prompt"];
     let destroy = ["destroy", "--stage", "infrastructure", "--disable-prompt"];
 
-    // How long a whole deploy and destroy take here, so that the kills land inside them; timed
-    // after a reset, as the rounds below run (moto's first IAM call after a start or a reset
-    // loads the managed policies).
-    aws.moto.reset().expect("moto reset");
-    let t = Instant::now();
-    aws.ok(&deploy);
-    // Kills land in the first 70% of a deploy: late enough to catch creates in flight, early
-    // enough that a run on a faster moment is still running.
-    let deploy_ms = millis(t.elapsed().mul_f64(0.7));
-    let t = Instant::now();
-    aws.ok(&destroy);
-    let destroy_ms = millis(t.elapsed().mul_f64(0.5));
-    aws.assert_destroyed("after the timing run");
-
     // Each round from an empty account: a deploy killed at a random moment, its re-run killed
     // too, then a run to the end.
     const ROUNDS: usize = 4;
@@ -652,13 +658,17 @@ fn sigkilled_deploys_and_destroys_converge_on_rerun() {
     for round in 0..ROUNDS {
         aws.moto.reset().expect("moto reset");
         aws.assert_destroyed(&format!("round {round}: after the reset"));
-        let first = Duration::from_millis(50 + rng.below(deploy_ms));
-        let second = Duration::from_millis(50 + rng.below(deploy_ms / 2));
+        // A deploy of the default config makes INFRA.len() changes: the first kill comes after
+        // 1 to len-3 of them are done; the re-run has fewer left, so its kill may come late.
+        let changes = INFRA.len() as u64;
+        let first = 1 + rng.below(changes - 3);
+        let second = 1 + rng.below(changes / 2);
         let context = format!(
-            "round {round}: SIGKILL after {first:?}, then {second:?} (QHUB_TEST_SEED={seed})"
+            "round {round}: SIGKILL after {first} finished changes, then after {second} \
+             (QHUB_TEST_SEED={seed})"
         );
-        for delay in [first, second] {
-            if kill_after(&aws, &deploy, delay) {
+        for after in [first, second] {
+            if kill_after_changes(&aws, &deploy, after) {
                 killed += 1;
             }
             let census = aws.census();
@@ -682,23 +692,23 @@ fn sigkilled_deploys_and_destroys_converge_on_rerun() {
     );
 
     // A destroy killed midway, then re-run.
-    let delay = Duration::from_millis(50 + rng.below(destroy_ms));
-    let was_running = kill_after(&aws, &destroy, delay);
-    let context = format!("destroy SIGKILLed after {delay:?} (QHUB_TEST_SEED={seed})");
+    let after = 1 + rng.below(INFRA.len() as u64 - 3);
+    let was_running = kill_after_changes(&aws, &destroy, after);
+    assert!(
+        was_running,
+        "the destroy ended before {after} changes were done"
+    );
+    let context =
+        format!("destroy SIGKILLed after {after} finished changes (QHUB_TEST_SEED={seed})");
     let out = aws.run(&destroy);
     assert_eq!(code(&out), 0, "{context}: re-run: {}", describe(&out));
     aws.assert_destroyed(&context);
     eprintln!(
-        "deploy {deploy_ms} ms, destroy {destroy_ms} ms; {killed}/{} deploys and {} destroy \
-         killed mid-run; {:?} in all",
+        "{killed}/{} deploys and {} destroy killed mid-run; {:?} in all",
         2 * ROUNDS,
         u8::from(was_running),
         started.elapsed()
     );
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).expect("ms").max(200)
 }
 
 /// Ownership tags plus `Name`, as EC2 tag specifications of `kind`.
