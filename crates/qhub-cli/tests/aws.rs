@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use qhub_core::provider::Ownership;
-use qhub_tests::moto::{Moto, REGION};
+use qhub_tests::moto::{Census, Moto, census};
 use serde_json::Value;
 
 const CONFIG: &str = "qhub-config.yaml";
@@ -211,14 +211,7 @@ impl Aws {
             .build()
             .expect("runtime")
             .block_on(async move {
-                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .region(aws_config::Region::new(REGION))
-                    .endpoint_url(endpoint)
-                    .credentials_provider(aws_credential_types::Credentials::new(
-                        "testing", "testing", None, None, "census",
-                    ))
-                    .load()
-                    .await;
+                let sdk = qhub_tests::moto::sdk(&endpoint).await;
                 f(sdk).await
             })
     }
@@ -228,161 +221,6 @@ impl Aws {
         let o = self.ownership();
         self.with_sdk(|sdk| async move { census(&sdk, &o).await })
     }
-}
-
-/// What moto holds, by kind: what carries the deployment's ownership tags, and what does not.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Census {
-    owned: BTreeMap<&'static str, usize>,
-    other: BTreeMap<&'static str, usize>,
-}
-
-impl Census {
-    fn add(&mut self, kind: &'static str, owned: bool, n: usize) {
-        let m = if owned {
-            &mut self.owned
-        } else {
-            &mut self.other
-        };
-        if n > 0 {
-            *m.entry(kind).or_insert(0) += n;
-        }
-    }
-}
-
-fn ec2_tags(tags: &[aws_sdk_ec2::types::Tag]) -> BTreeMap<String, String> {
-    tags.iter()
-        .map(|t| {
-            (
-                t.key().unwrap_or_default().to_string(),
-                t.value().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn map_tags(tags: Option<&std::collections::HashMap<String, String>>) -> BTreeMap<String, String> {
-    tags.cloned().unwrap_or_default().into_iter().collect()
-}
-
-/// Every resource of the kinds the aws provider creates, told apart by the ownership tags.
-/// Untagged ones are counted too, so that an orphan (created, then the process killed before it
-/// was recorded or tagged) shows. A VPC's main route table and default security group are AWS's,
-/// not ours, and are left out.
-async fn census(sdk: &aws_config::SdkConfig, o: &Ownership) -> Census {
-    let ec2 = aws_sdk_ec2::Client::new(sdk);
-    let eks = aws_sdk_eks::Client::new(sdk);
-    let iam = aws_sdk_iam::Client::new(sdk);
-    let efs = aws_sdk_efs::Client::new(sdk);
-    let mut c = Census::default();
-
-    for v in ec2.describe_vpcs().send().await.unwrap().vpcs() {
-        c.add("vpc", o.owns(&ec2_tags(v.tags())), 1);
-    }
-    for s in ec2.describe_subnets().send().await.unwrap().subnets() {
-        c.add("subnet", o.owns(&ec2_tags(s.tags())), 1);
-    }
-    for g in ec2
-        .describe_internet_gateways()
-        .send()
-        .await
-        .unwrap()
-        .internet_gateways()
-    {
-        c.add("internet_gateway", o.owns(&ec2_tags(g.tags())), 1);
-    }
-    for rt in ec2
-        .describe_route_tables()
-        .send()
-        .await
-        .unwrap()
-        .route_tables()
-    {
-        let main = rt.associations().iter().any(|a| a.main() == Some(true));
-        let owned = o.owns(&ec2_tags(rt.tags()));
-        if owned || !main {
-            c.add("route_table", owned, 1);
-        }
-    }
-    for sg in ec2
-        .describe_security_groups()
-        .send()
-        .await
-        .unwrap()
-        .security_groups()
-    {
-        let owned = o.owns(&ec2_tags(sg.tags()));
-        if owned || sg.group_name() != Some("default") {
-            c.add("security_group", owned, 1);
-        }
-    }
-    // Every role of the account, whatever its path.
-    for role in iam.list_roles().send().await.unwrap().roles() {
-        let tags = iam
-            .list_role_tags()
-            .role_name(role.role_name())
-            .send()
-            .await
-            .unwrap();
-        let tags: BTreeMap<String, String> = tags
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect();
-        c.add("iam_role", o.owns(&tags), 1);
-    }
-    for name in eks.list_clusters().send().await.unwrap().clusters() {
-        let d = eks.describe_cluster().name(name).send().await.unwrap();
-        c.add(
-            "eks_cluster",
-            o.owns(&map_tags(d.cluster().and_then(|c| c.tags()))),
-            1,
-        );
-        for g in eks
-            .list_nodegroups()
-            .cluster_name(name)
-            .send()
-            .await
-            .unwrap()
-            .nodegroups()
-        {
-            let d = eks
-                .describe_nodegroup()
-                .cluster_name(name)
-                .nodegroup_name(g)
-                .send()
-                .await
-                .unwrap();
-            c.add(
-                "node_group",
-                o.owns(&map_tags(d.nodegroup().and_then(|g| g.tags()))),
-                1,
-            );
-        }
-    }
-    for fs in efs
-        .describe_file_systems()
-        .send()
-        .await
-        .unwrap()
-        .file_systems()
-    {
-        let tags: BTreeMap<String, String> = fs
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect();
-        let owned = o.owns(&tags);
-        c.add("efs", owned, 1);
-        let mts = efs
-            .describe_mount_targets()
-            .file_system_id(fs.file_system_id())
-            .send()
-            .await
-            .unwrap();
-        c.add("efs_mount_target", owned, mts.mount_targets().len());
-    }
-    c
 }
 
 fn code(out: &Output) -> i32 {
