@@ -6,11 +6,14 @@
 //! The moto binary comes from `$QHUB_MOTO_SERVER` or `<workspace>/.venv/bin/moto_server`
 //! (`scripts/test` installs it). Without it these tests fail, loudly: they never pass silently.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
+use common::{code, describe, json_stdout, stderr, stdout};
 use qhub_core::provider::Ownership;
 use qhub_tests::moto::{Census, Moto, census};
 use serde_json::Value;
@@ -223,27 +226,6 @@ impl Aws {
     }
 }
 
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited, not killed")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        stdout(out),
-        stderr(out)
-    )
-}
-
 #[track_caller]
 fn assert_no_secret(out: &Output, context: &str) {
     for (name, text) in [("stdout", stdout(out)), ("stderr", stderr(out))] {
@@ -253,14 +235,6 @@ fn assert_no_secret(out: &Output, context: &str) {
             describe(out)
         );
     }
-}
-
-/// Parses stdout as exactly one JSON document.
-#[track_caller]
-fn json_stdout(out: &Output) -> Value {
-    let text = String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8");
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", describe(out)))
 }
 
 /// The resource ids of a JSON plan, sorted.

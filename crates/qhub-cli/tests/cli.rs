@@ -1,9 +1,12 @@
 //! The `qhub` binary end to end: exit codes (0 ok, 1 invalid or failed, 2 usage), files written
 //! or left alone, and `--output json` printing exactly one JSON document on stdout.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::{code, describe, json_stdout};
 use serde_json::Value;
 
 const CONFIG: &str = "qhub-config.yaml";
@@ -17,27 +20,6 @@ fn qhub(dir: &Path, args: &[&str]) -> Output {
         .env_remove("QHUB_LOG")
         .output()
         .expect("qhub runs")
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited, not killed")
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Parses stdout as exactly one JSON document (trailing text makes this fail).
-#[track_caller]
-fn json_stdout(out: &Output) -> Value {
-    let text = String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8");
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", describe(out)))
 }
 
 fn init_args(provider: &str) -> Vec<&str> {

@@ -4,12 +4,15 @@
 //! in `.qhub-sandbox/kube-<deployment>.json`, interrupted and killed deploys, injected faults and
 //! the deploy lock.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{code, describe, json_stdout, stderr, stdout};
 use serde_json::{Value, json};
 
 const CONFIG: &str = "qhub-config.yaml";
@@ -464,35 +467,6 @@ fn kube_id(obj: &Value) -> String {
 
 fn as_str(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited, not killed")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        stdout(out),
-        stderr(out)
-    )
-}
-
-/// Parses stdout as exactly one JSON document (trailing text makes this fail).
-#[track_caller]
-fn json_stdout(out: &Output) -> Value {
-    let text = String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8");
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", describe(out)))
 }
 
 /// With `--output json`, every stderr line (events and logs alike) is a JSON document; returns
