@@ -271,6 +271,44 @@ pub fn check_labels(labels: &Value, path: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Kubernetes label rules, which node labels follow: a key is an optional DNS-subdomain prefix
+/// and `/`, then a name of 1–63 alphanumerics, `-`, `_`, `.` starting and ending with an
+/// alphanumeric; a value is empty or such a name.
+pub fn check_node_labels(labels: &Value, path: &str) -> Result<(), ApiError> {
+    let Some(map) = labels.as_object() else {
+        return Ok(());
+    };
+    let name_ok = |s: &str| {
+        s.len() <= 63
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    for (k, v) in map {
+        let (prefix, name) = match k.rsplit_once('/') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, k.as_str()),
+        };
+        let prefix_ok = prefix.is_none_or(|p| {
+            p.len() <= 253
+                && p.split('.').all(|part| {
+                    !part.is_empty()
+                        && part
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                })
+        });
+        let v = v.as_str().unwrap_or("\u{0}");
+        if !prefix_ok || !name_ok(name) || !(v.is_empty() || name_ok(v)) {
+            return Err(ApiError::invalid(format!(
+                "Invalid value for field '{path}': {k:?}={v:?} is not a valid Kubernetes label"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn now_text() -> String {
     // Times only need to be well-formed RFC 3339; the emulator does not promise real clocks.
     let secs = std::time::SystemTime::now()
@@ -612,7 +650,7 @@ impl World {
         }
         let config = pool.get("config").and_then(Value::as_object);
         if let Some(c) = config {
-            check_labels(
+            check_node_labels(
                 c.get("labels").unwrap_or(&Value::Null),
                 &format!("{path}.config.labels"),
             )?;
@@ -1079,6 +1117,18 @@ impl World {
             }
             "update" => {
                 let mut body = body.as_object().cloned().unwrap_or_default();
+                // UpdateNodePoolRequest: `node_version` and `image_type` are "Required" in
+                // cluster_service.proto; the current values leave the nodes as they are.
+                for (field, key) in [("node_version", "nodeVersion"), ("image_type", "imageType")] {
+                    if body
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .is_empty()
+                    {
+                        return Err(ApiError::invalid(format!("{field} is required.")));
+                    }
+                }
                 // UpdateNodePoolRequest: `labels` and `taints` are wrapper messages
                 // (NodeLabels{labels}, NodeTaints{taints}); absent means "unchanged".
                 let mut config = pool
@@ -1088,7 +1138,7 @@ impl World {
                     .unwrap_or_default();
                 if let Some(labels) = body.remove("labels") {
                     let labels = labels.get("labels").cloned().unwrap_or(json!({}));
-                    check_labels(&labels, "labels")?;
+                    check_node_labels(&labels, "labels")?;
                     config.insert("labels".into(), labels);
                 }
                 if let Some(taints) = body.remove("taints") {

@@ -1,0 +1,404 @@
+//! How the provider reaches GKE: the endpoint, the credentials, the client library's client,
+//! the call counters and the wait for GKE's long-running operations.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use google_cloud_auth::credentials::{
+    AccessToken, AccessTokenCredentials, AccessTokenCredentialsProvider, CacheableResource,
+    Credentials, CredentialsProvider, EntityTag,
+};
+use google_cloud_container_v1::client::ClusterManager;
+use google_cloud_container_v1::model::{Operation, operation};
+use google_cloud_gax::retry_policy::NeverRetry;
+use http::{Extensions, HeaderMap, HeaderValue};
+
+use crate::errors::{Class, GcpError, Result};
+
+/// The endpoint override (an emulator, a private endpoint).
+pub const ENDPOINT_ENV: &str = "QHUB_GKE_ENDPOINT";
+
+/// QHub's variable: a service-account key, as JSON text or as the path of a JSON file (the
+/// Terraform google provider accepts both, and QHub users set it so).
+pub const CREDENTIALS_ENV: &str = "GOOGLE_CREDENTIALS";
+
+/// A ready OAuth access token (`gcloud auth print-access-token`), as the Terraform google
+/// provider reads it: used as is, never refreshed.
+pub const ACCESS_TOKEN_ENV: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
+
+/// A kubeconfig to reach the cluster with, instead of GKE's endpoint and a token (the only
+/// cluster access against an emulator, whose endpoints are not real API servers).
+pub const KUBECONFIG_ENV: &str = "QHUB_KUBECONFIG";
+
+/// GKE's own endpoint.
+pub const DEFAULT_ENDPOINT: &str = "https://container.googleapis.com";
+
+/// Where the credentials come from.
+#[derive(Clone, Default)]
+pub enum CredentialSource {
+    /// [`ACCESS_TOKEN_ENV`], then [`CREDENTIALS_ENV`], then application default credentials;
+    /// anonymous when none is set and the endpoint is on loopback.
+    #[default]
+    Environment,
+    /// A service-account (or `authorized_user`) key, JSON.
+    Key(serde_json::Value),
+    /// A fixed access token.
+    AccessToken(String),
+    /// No credentials: only for a loopback endpoint.
+    Anonymous,
+}
+
+impl fmt::Debug for CredentialSource {
+    // Keys and tokens never reach a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Environment => f.write_str("Environment"),
+            Self::Key(_) => f.write_str("Key(<redacted>)"),
+            Self::AccessToken(_) => f.write_str("AccessToken(<redacted>)"),
+            Self::Anonymous => f.write_str("Anonymous"),
+        }
+    }
+}
+
+/// How to reach GKE; [`crate::GcpProvider::from_env`] fills it from the environment.
+#[derive(Debug, Clone, Default)]
+pub struct GcpOptions {
+    /// A custom endpoint ([`ENDPOINT_ENV`]); `None`: GKE itself.
+    pub endpoint: Option<String>,
+    /// Where credentials come from.
+    pub credentials: CredentialSource,
+    /// How often to poll an operation. Default: 5 s against GKE, 10 ms on loopback.
+    pub poll_interval: Option<Duration>,
+    /// Where to count API calls (a fresh counter when `None`).
+    pub stats: Option<Arc<ApiStats>>,
+    /// A kubeconfig to reach the cluster with ([`KUBECONFIG_ENV`]).
+    pub kubeconfig: Option<PathBuf>,
+    /// Where the local deploy lock lives; `None`: no lock.
+    pub lock_dir: Option<PathBuf>,
+}
+
+/// Counts of the API calls sent (each attempt).
+#[derive(Debug, Default)]
+pub struct ApiStats {
+    calls: AtomicU64,
+    mutating: AtomicU64,
+    polls: AtomicU64,
+    by_operation: Mutex<BTreeMap<String, u64>>,
+}
+
+impl ApiStats {
+    /// Every request sent.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Requests that change something.
+    pub fn mutating(&self) -> u64 {
+        self.mutating.load(Ordering::SeqCst)
+    }
+
+    /// `GetOperation` requests.
+    pub fn polls(&self) -> u64 {
+        self.polls.load(Ordering::SeqCst)
+    }
+
+    /// Requests per RPC name.
+    pub fn by_operation(&self) -> BTreeMap<String, u64> {
+        self.by_operation
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
+    fn record(&self, rpc: &str) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if !["Get", "List"].iter().any(|p| rpc.starts_with(p)) {
+            self.mutating.fetch_add(1, Ordering::SeqCst);
+        }
+        if rpc == "GetOperation" {
+            self.polls.fetch_add(1, Ordering::SeqCst);
+        }
+        if let Ok(mut m) = self.by_operation.lock() {
+            *m.entry(rpc.to_string()).or_insert(0) += 1;
+        }
+    }
+}
+
+/// True when `endpoint`'s host is a loopback address (`localhost`, 127.0.0.0/8, `::1`).
+pub fn is_loopback(endpoint: &str) -> bool {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A fixed access token as credentials (for [`ACCESS_TOKEN_ENV`] and tests).
+#[derive(Clone)]
+pub struct StaticToken(String);
+
+impl StaticToken {
+    /// Credentials that always send `token`.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+}
+
+impl fmt::Debug for StaticToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StaticToken(<redacted>)")
+    }
+}
+
+impl CredentialsProvider for StaticToken {
+    async fn headers(
+        &self,
+        _extensions: Extensions,
+    ) -> std::result::Result<
+        CacheableResource<HeaderMap>,
+        google_cloud_auth::errors::CredentialsError,
+    > {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", self.0)).map_err(|_| {
+            google_cloud_gax::error::CredentialsError::from_msg(
+                false,
+                "the access token holds characters not allowed in a header",
+            )
+        })?;
+        value.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, value);
+        Ok(CacheableResource::New {
+            entity_tag: EntityTag::new(),
+            data: headers,
+        })
+    }
+
+    async fn universe_domain(&self) -> Option<String> {
+        None
+    }
+}
+
+impl AccessTokenCredentialsProvider for StaticToken {
+    async fn access_token(
+        &self,
+    ) -> std::result::Result<AccessToken, google_cloud_auth::errors::CredentialsError> {
+        Ok(AccessToken {
+            token: self.0.clone(),
+        })
+    }
+}
+
+/// The credentials the client signs with, and the token source for cluster access.
+#[derive(Clone, Debug)]
+pub(crate) struct Auth {
+    pub(crate) credentials: Credentials,
+    /// `None` for anonymous credentials.
+    pub(crate) tokens: Option<AccessTokenCredentials>,
+}
+
+fn key_credentials(key: serde_json::Value) -> Result<AccessTokenCredentials> {
+    let kind = key
+        .get("type")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let built = match kind.as_str() {
+        "service_account" => google_cloud_auth::credentials::service_account::Builder::new(key)
+            .build_access_token_credentials(),
+        "authorized_user" => google_cloud_auth::credentials::user_account::Builder::new(key)
+            .build_access_token_credentials(),
+        other => {
+            return Err(GcpError::NotSupported(format!(
+                "{CREDENTIALS_ENV} holds credentials of type {other:?}; use a service-account key (or application default credentials)"
+            )));
+        }
+    };
+    built.map_err(|e| GcpError::Credentials(format!("the {kind} key is unusable: {e}")))
+}
+
+/// Reads [`CREDENTIALS_ENV`]: JSON text, or the path of a JSON file.
+fn key_from_env(value: &str) -> Result<serde_json::Value> {
+    let text = if value.trim_start().starts_with('{') {
+        value.to_string()
+    } else {
+        std::fs::read_to_string(value).map_err(|e| {
+            GcpError::Credentials(format!(
+                "{CREDENTIALS_ENV} is neither JSON nor a readable file ({e})"
+            ))
+        })?
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| GcpError::Credentials(format!("{CREDENTIALS_ENV} is not valid JSON: {e}")))
+}
+
+/// Builds the credentials for `endpoint`.
+pub(crate) fn auth(source: &CredentialSource, endpoint: &str) -> Result<Auth> {
+    let tokens = |t: AccessTokenCredentials| Auth {
+        credentials: Credentials::from(t.clone()),
+        tokens: Some(t),
+    };
+    let anonymous = || -> Result<Auth> {
+        if !is_loopback(endpoint) {
+            return Err(GcpError::Credentials(format!(
+                "anonymous credentials are only allowed for a loopback endpoint, not {endpoint}"
+            )));
+        }
+        Ok(Auth {
+            credentials: google_cloud_auth::credentials::anonymous::Builder::new().build(),
+            tokens: None,
+        })
+    };
+    match source {
+        CredentialSource::Anonymous => anonymous(),
+        CredentialSource::AccessToken(t) => {
+            Ok(tokens(AccessTokenCredentials::from(StaticToken::new(t))))
+        }
+        CredentialSource::Key(key) => Ok(tokens(key_credentials(key.clone())?)),
+        CredentialSource::Environment => {
+            if let Ok(t) = std::env::var(ACCESS_TOKEN_ENV)
+                && !t.is_empty()
+            {
+                return Ok(tokens(AccessTokenCredentials::from(StaticToken::new(t))));
+            }
+            if let Ok(v) = std::env::var(CREDENTIALS_ENV)
+                && !v.is_empty()
+            {
+                return Ok(tokens(key_credentials(key_from_env(&v)?)?));
+            }
+            if is_loopback(endpoint) {
+                // An emulator needs no credentials; ADC may not exist on a test machine.
+                return anonymous();
+            }
+            let adc = google_cloud_auth::credentials::Builder::default()
+                .build_access_token_credentials()
+                .map_err(|e| {
+                    GcpError::Credentials(format!(
+                        "no credentials: set {CREDENTIALS_ENV} to a service-account key, or run `gcloud auth application-default login` ({e})"
+                    ))
+                })?;
+            Ok(tokens(adc))
+        }
+    }
+}
+
+/// The client library client and what goes with it.
+#[derive(Clone, Debug)]
+pub(crate) struct Api {
+    pub(crate) client: ClusterManager,
+    pub(crate) auth: Auth,
+    pub(crate) stats: Arc<ApiStats>,
+    pub(crate) poll: Duration,
+}
+
+/// Builds the client for `endpoint`.
+pub(crate) async fn connect(
+    endpoint: &str,
+    source: &CredentialSource,
+    stats: Arc<ApiStats>,
+    poll: Duration,
+) -> Result<Api> {
+    // reqwest's rustls needs a process-wide provider (we build without aws-lc-rs).
+    qhub_core::tls::install_crypto_provider();
+    let auth = auth(source, endpoint)?;
+    let client = ClusterManager::builder()
+        .with_endpoint(endpoint)
+        .with_credentials(auth.credentials.clone())
+        // One retry loop per failure: the engine's (reads are retried by the engine too,
+        // operation polls by `wait`). A retried create would also not be idempotent.
+        .with_retry_policy(NeverRetry)
+        .build()
+        .await
+        .map_err(|e| GcpError::Api {
+            what: "building the GKE client".into(),
+            class: Class::Fatal,
+            message: e.to_string(),
+        })?;
+    Ok(Api {
+        client,
+        auth,
+        stats,
+        poll,
+    })
+}
+
+impl Api {
+    /// Sends one request, counting it, mapping its error.
+    pub(crate) async fn call<T, F>(&self, rpc: &'static str, target: &str, fut: F) -> Result<T>
+    where
+        F: std::future::Future<Output = google_cloud_gax::Result<T>>,
+    {
+        self.stats.record(rpc);
+        let started = Instant::now();
+        // Boxed: the client library's request futures are large, and nested in ours they
+        // overflow a test thread's stack in debug builds.
+        let r = Box::pin(fut).await;
+        tracing::debug!(rpc, target, elapsed = ?started.elapsed(), ok = r.is_ok(), "GKE call");
+        r.map_err(|e| GcpError::from_gax(format!("{rpc} {target}"), &e))
+    }
+
+    /// Polls a GKE operation (`location` is `projects/P/locations/L`) until it is DONE;
+    /// its `error`, if any, becomes [`GcpError::OperationFailed`].
+    pub(crate) async fn wait(
+        &self,
+        location: &str,
+        op: Operation,
+        what: &str,
+        deadline: Duration,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let name = format!("{location}/operations/{}", op.name);
+        let mut op = op;
+        let mut failures = 0u32;
+        loop {
+            if op.status == operation::Status::Done {
+                if let Some(e) = &op.error {
+                    return Err(GcpError::OperationFailed {
+                        what: what.to_string(),
+                        operation: op.name.clone(),
+                        message: e.message.clone(),
+                    });
+                }
+                tracing::debug!(operation = %op.name, what, elapsed = ?started.elapsed(), "GKE operation done");
+                return Ok(());
+            }
+            if started.elapsed() > deadline {
+                return Err(GcpError::Timeout {
+                    what: format!("{what} (operation {})", op.name),
+                    after: deadline,
+                });
+            }
+            tokio::time::sleep(self.poll).await;
+            match self
+                .call(
+                    "GetOperation",
+                    &name,
+                    self.client.get_operation().set_name(&name).send(),
+                )
+                .await
+            {
+                Ok(next) => {
+                    failures = 0;
+                    op = next;
+                }
+                // A poll is a read: a transient failure just means polling again, a few times.
+                Err(e)
+                    if matches!(e.class(), Class::Retryable | Class::Throttled) && failures < 8 =>
+                {
+                    failures += 1;
+                    tracing::info!(error = %e, failures, "polling {what} failed; polling again");
+                    tokio::time::sleep(self.poll * failures).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! What exists: the deployment's GKE cluster (found by its ownership labels) and its node
+//! pools, in the shape of [`crate::desired`] so the engine can diff field by field.
+//!
+//! One `ListClusters` call per observation: GKE returns each cluster with its node pools.
+
+use std::collections::BTreeMap;
+
+use google_cloud_container_v1::model::{Cluster, NodePool, cluster, node_pool, node_taint};
+use qhub_core::engine::plan::{Observed, ResourceId, Stage};
+use qhub_core::provider::Ownership;
+use serde::{Deserialize, Serialize};
+
+use crate::desired::{
+    self, Accelerator, CLUSTER, ClusterSpec, PoolSpec, Taint, json, minor, pool_id,
+};
+
+/// What the provider keeps of an observed cluster for its changes (not diffed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterFacts {
+    /// GKE's status name (`RUNNING`, `PROVISIONING`, `ERROR`…).
+    pub status: String,
+    /// The exact control plane version.
+    pub current_version: String,
+    /// The API server address (empty while provisioning).
+    pub endpoint: String,
+    /// The cluster CA (base64 of the PEM, as GKE gives it).
+    pub ca: String,
+    /// The label fingerprint `setResourceLabels` must quote.
+    pub label_fingerprint: String,
+}
+
+/// What the provider keeps of an observed node pool (not diffed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolFacts {
+    /// GKE's status name.
+    pub status: String,
+    /// Node version (an update must quote it to leave it unchanged).
+    pub version: String,
+    /// Image type (likewise).
+    pub image_type: String,
+}
+
+/// The status name of a cluster.
+pub fn cluster_status(s: &cluster::Status) -> String {
+    s.name().unwrap_or("STATUS_UNSPECIFIED").to_string()
+}
+
+/// The status name of a node pool.
+pub fn pool_status(s: &node_pool::Status) -> String {
+    s.name().unwrap_or("STATUS_UNSPECIFIED").to_string()
+}
+
+fn sorted(m: &std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The labels of a cluster.
+pub fn cluster_labels(c: &Cluster) -> BTreeMap<String, String> {
+    sorted(&c.resource_labels)
+}
+
+/// The spec of an observed cluster.
+pub fn cluster_spec(project: &str, c: &Cluster) -> ClusterSpec {
+    ClusterSpec {
+        project: project.to_string(),
+        region: c.location.clone(),
+        locations: Some(c.locations.clone()),
+        kubernetes_version: minor(&c.current_master_version),
+        release_channel: c
+            .release_channel
+            .as_ref()
+            .and_then(|r| r.channel.name())
+            .map(String::from),
+        labels: cluster_labels(c),
+    }
+}
+
+/// The spec of an observed node pool.
+pub fn pool_spec(p: &NodePool) -> PoolSpec {
+    let config = p.config.clone().unwrap_or_default();
+    let (min, max) = match &p.autoscaling {
+        Some(a) if a.enabled => (a.min_node_count, a.max_node_count),
+        // Without autoscaling the pool has a fixed size: report it as min = max.
+        _ => (p.initial_node_count, p.initial_node_count),
+    };
+    let management = p.management.clone().unwrap_or_default();
+    PoolSpec {
+        name: p.name.clone(),
+        machine_type: config.machine_type.clone(),
+        min_nodes: u32::try_from(min).unwrap_or(0),
+        max_nodes: u32::try_from(max).unwrap_or(0),
+        labels: sorted(&config.labels),
+        taints: config
+            .taints
+            .iter()
+            .map(|t| Taint {
+                key: t.key.clone(),
+                value: t.value.clone(),
+                effect: match &t.effect {
+                    node_taint::Effect::NoSchedule => "NO_SCHEDULE".into(),
+                    e => e.name().unwrap_or("EFFECT_UNSPECIFIED").to_string(),
+                },
+            })
+            .collect(),
+        accelerators: config
+            .accelerators
+            .iter()
+            .map(|a| Accelerator {
+                kind: a.accelerator_type.clone(),
+                count: u32::try_from(a.accelerator_count).unwrap_or(0),
+                driver: a
+                    .gpu_driver_installation_config
+                    .as_ref()
+                    .and_then(|g| g.gpu_driver_version.as_ref())
+                    .and_then(|v| v.name())
+                    .unwrap_or("GPU_DRIVER_VERSION_UNSPECIFIED")
+                    .to_string(),
+            })
+            .collect(),
+        preemptible: config.preemptible,
+        spot: config.spot,
+        disk_size_gb: u32::try_from(config.disk_size_gb).ok(),
+        image_type: Some(config.image_type.clone()),
+        auto_repair: management.auto_repair,
+        auto_upgrade: management.auto_upgrade,
+    }
+}
+
+/// The observed resources of one owned cluster: the cluster, then its pools.
+pub fn observed(project: &str, c: &Cluster) -> Vec<Observed> {
+    let cluster_id = ResourceId::new(CLUSTER, &c.name);
+    let status = cluster_status(&c.status);
+    let facts = ClusterFacts {
+        status: status.clone(),
+        current_version: c.current_master_version.clone(),
+        endpoint: c.endpoint.clone(),
+        ca: c
+            .master_auth
+            .as_ref()
+            .map(|m| m.cluster_ca_certificate.clone())
+            .unwrap_or_default(),
+        label_fingerprint: c.label_fingerprint.clone(),
+    };
+    let mut out = vec![Observed {
+        id: cluster_id.clone(),
+        stage: Stage::Infrastructure,
+        spec: json(&cluster_spec(project, c)),
+        depends_on: Vec::new(),
+        cloud_id: Some(c.self_link.clone()).filter(|s| !s.is_empty()),
+        state: status.to_ascii_lowercase(),
+        payload: Some(json(&facts)),
+    }];
+    for p in &c.node_pools {
+        let pool_facts = PoolFacts {
+            status: pool_status(&p.status),
+            version: p.version.clone(),
+            image_type: p
+                .config
+                .as_ref()
+                .map(|c| c.image_type.clone())
+                .unwrap_or_default(),
+        };
+        out.push(Observed {
+            id: pool_id(&c.name, &p.name),
+            stage: Stage::Infrastructure,
+            spec: json(&pool_spec(p)),
+            depends_on: vec![cluster_id.clone()],
+            cloud_id: Some(p.self_link.clone()).filter(|s| !s.is_empty()),
+            state: pool_facts.status.to_ascii_lowercase(),
+            payload: Some(json(&pool_facts)),
+        });
+    }
+    out
+}
+
+/// The clusters among `clusters` that carry `ownership`'s labels.
+pub fn owned<'a>(ownership: &Ownership, clusters: &'a [Cluster]) -> Vec<&'a Cluster> {
+    clusters
+        .iter()
+        .filter(|c| desired::owned(ownership, &cluster_labels(c)))
+        .collect()
+}

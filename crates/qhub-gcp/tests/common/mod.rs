@@ -1,0 +1,267 @@
+//! What the emulator tests share: the config `qhub init gcp` writes, a provider pointed at an
+//! in-process GKE emulator, the conformance harness, deploy/destroy helpers.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use qhub_core::Config;
+use qhub_core::config::CiKind;
+use qhub_core::config::init::{InitOptions, render};
+use qhub_core::config::provider::{GuestAccelerator, NodeGroup, ProviderKind};
+use qhub_core::conformance::{Faults, Harness};
+use qhub_core::engine::events::NoEvents;
+use qhub_core::engine::plan::{Change, Observed, Resource};
+use qhub_core::engine::retry::RetryPolicy;
+use qhub_core::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
+use qhub_core::provider::{
+    ApplyContext, Capabilities, ClusterAccess, Ownership, Preflight, Provider, ProviderError,
+};
+use qhub_gcp::{ApiStats, CredentialSource, GcpOptions, GcpProvider};
+use qhub_gke_emulator::{GkeEmulator, Options};
+use tokio_util::sync::CancellationToken;
+
+/// The GCP project of the tests.
+pub const PROJECT: &str = "qhub-test-123";
+
+/// The config `qhub init gcp` writes.
+pub fn gcp_config(project: &str) -> Config {
+    render(&InitOptions {
+        ci: CiKind::None,
+        gcp_project: Some(PROJECT.into()),
+        ..InitOptions::new(
+            ProviderKind::Gcp,
+            project,
+            "gke.example.com",
+            "0123456789abcdef",
+        )
+    })
+    .expect("render")
+}
+
+/// The default config plus a GPU group (one T4 per node, scale from zero).
+pub fn gpu_config(project: &str) -> Config {
+    let mut c = gcp_config(project);
+    let gcp = c.google_cloud_platform.as_mut().expect("gcp section");
+    gcp.node_groups.insert(
+        "gpu".into(),
+        NodeGroup {
+            instance: "n1-standard-8".into(),
+            min_nodes: 0,
+            max_nodes: 2,
+            gpu: false,
+            guest_accelerators: vec![GuestAccelerator {
+                name: "nvidia-tesla-t4".into(),
+                count: 1,
+            }],
+            extra: serde_json::Map::from_iter([("spot".to_string(), serde_json::json!(true))]),
+        },
+    );
+    c
+}
+
+/// A provider on `emu` with anonymous credentials (loopback only) and fast polls.
+pub fn provider(emu: &GkeEmulator, config: &Config, stats: Arc<ApiStats>) -> GcpProvider {
+    provider_with(emu, config, stats, CredentialSource::Anonymous)
+}
+
+/// A provider on `emu` with the given credentials.
+pub fn provider_with(
+    emu: &GkeEmulator,
+    config: &Config,
+    stats: Arc<ApiStats>,
+    credentials: CredentialSource,
+) -> GcpProvider {
+    GcpProvider::new(
+        config,
+        GcpOptions {
+            endpoint: Some(emu.endpoint()),
+            credentials,
+            poll_interval: Some(Duration::from_millis(1)),
+            stats: Some(stats),
+            ..GcpOptions::default()
+        },
+    )
+    .expect("provider")
+}
+
+/// An engine with the conformance suite's settings.
+pub fn engine(p: Arc<dyn Provider>) -> Engine {
+    Engine::new(
+        p,
+        EngineOptions {
+            concurrency: 8,
+            retry: RetryPolicy {
+                max_attempts: 12,
+                base: Duration::from_millis(1),
+                cap: Duration::from_millis(20),
+            },
+            min_deadline: Duration::from_secs(120),
+            observe_deadline: Duration::from_secs(60),
+        },
+    )
+}
+
+/// Plans and applies `config`.
+pub async fn deploy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
+    let e = engine(p);
+    let plan = e.plan(config, StageFilter::All).await.expect("plan");
+    e.apply(
+        &plan,
+        &Ownership::of(config),
+        Arc::new(NoEvents),
+        CancellationToken::new(),
+    )
+    .await
+}
+
+/// Plans and applies the destruction of `config`'s deployment.
+pub async fn destroy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
+    let e = engine(p);
+    let plan = e
+        .destroy_plan(config, StageFilter::All)
+        .await
+        .expect("destroy plan");
+    e.apply(
+        &plan,
+        &Ownership::of(config),
+        Arc::new(NoEvents),
+        CancellationToken::new(),
+    )
+    .await
+}
+
+/// Counts the resources carrying `ownership`'s labels, straight from the emulator.
+pub fn census(emu: &GkeEmulator, ownership: &Ownership) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for (_, _, c) in emu.clusters() {
+        let labels: BTreeMap<String, String> = c["resourceLabels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if qhub_gcp::desired::owned(ownership, &labels) {
+            *out.entry("gke_cluster".to_string()).or_insert(0) += 1;
+            let pools = c["nodePools"].as_array().map_or(0, Vec::len);
+            *out.entry("node_pool".to_string()).or_insert(0) += pools;
+        }
+    }
+    out
+}
+
+/// The provider, "killed" the moment the emulator drops an answer (die-after): whatever it
+/// was doing stops there, as a process that died would.
+#[derive(Debug)]
+pub struct Killable {
+    pub inner: GcpProvider,
+    pub emu: Arc<GkeEmulator>,
+}
+
+impl Killable {
+    async fn run<T>(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        let dead = || ProviderError::Killed(format!("{what}: the process died"));
+        if self.emu.killed() {
+            return Err(dead());
+        }
+        let watch = async {
+            while !self.emu.killed() {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        tokio::select! {
+            r = fut => if self.emu.killed() { Err(dead()) } else { r },
+            () = watch => Err(dead()),
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for Killable {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn preflight(&self, config: &Config) -> Result<Preflight, ProviderError> {
+        self.inner.preflight(config).await
+    }
+    fn desired(&self, config: &Config) -> Result<Vec<Resource>, ProviderError> {
+        self.inner.desired(config)
+    }
+    async fn observe(&self, ownership: &Ownership) -> Result<Vec<Observed>, ProviderError> {
+        self.run("observe", self.inner.observe(ownership)).await
+    }
+    async fn apply(&self, change: &Change, ctx: &ApplyContext) -> Result<(), ProviderError> {
+        let what = format!("{} {}", change.action.symbol(), change.id);
+        self.run(&what, self.inner.apply(change, ctx)).await
+    }
+    async fn cluster_access(&self, ownership: &Ownership) -> Result<ClusterAccess, ProviderError> {
+        self.inner.cluster_access(ownership).await
+    }
+}
+
+/// The conformance harness: one emulator, a provider per run with the faults injected at
+/// the API (429, 503, die-after) by the emulator itself.
+pub struct GkeHarness {
+    pub emu: Arc<GkeEmulator>,
+    pub config: Config,
+    pub stats: Arc<ApiStats>,
+}
+
+impl GkeHarness {
+    /// A harness on a fresh emulator.
+    pub async fn start(config: Config) -> Self {
+        Self {
+            emu: Arc::new(
+                GkeEmulator::start(Options::default())
+                    .await
+                    .expect("emulator"),
+            ),
+            config,
+            stats: Arc::new(ApiStats::default()),
+        }
+    }
+}
+
+#[async_trait]
+impl Harness for GkeHarness {
+    fn config(&self) -> Config {
+        self.config.clone()
+    }
+
+    fn provider(&self, faults: Faults) -> Arc<dyn Provider> {
+        self.emu.set_faults(qhub_gke_emulator::Faults {
+            throttle_rate: faults.throttle_rate,
+            error_rate: faults.error_rate,
+            die_after: faults.die_after,
+            seed: faults.seed,
+        });
+        Arc::new(Killable {
+            inner: provider(&self.emu, &self.config, self.stats.clone()),
+            emu: self.emu.clone(),
+        })
+    }
+
+    async fn reset(&self) {
+        self.emu.reset();
+    }
+
+    async fn mutations(&self) -> u64 {
+        self.emu.counters().mutations
+    }
+
+    async fn census(&self, ownership: &Ownership) -> BTreeMap<String, usize> {
+        census(&self.emu, ownership)
+    }
+}

@@ -1,0 +1,255 @@
+//! `qhub-gcp` against the GKE emulator over loopback (nothing here reaches the network).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use qhub_core::conformance;
+use qhub_core::engine::StageFilter;
+use qhub_core::provider::{Ownership, Provider};
+use qhub_gcp::ApiStats;
+use qhub_gke_emulator::{Faults, GkeEmulator, Options};
+
+use common::*;
+
+fn one_of_everything(pools: usize) -> BTreeMap<String, usize> {
+    BTreeMap::from([
+        ("gke_cluster".to_string(), 1),
+        ("node_pool".to_string(), pools),
+    ])
+}
+
+#[tokio::test]
+async fn conformance_with_no_operation_rejected() {
+    let h = GkeHarness::start(gcp_config("conform")).await;
+    let started = Instant::now();
+    let report = conformance::run_all(&h).await.expect("conformance");
+    for (check, detail) in &report.checks {
+        eprintln!("conformance: {check}: {detail}");
+    }
+    assert!(report.checks.len() >= 7, "{:?}", report.checks);
+    let n = h.emu.counters();
+    eprintln!(
+        "conformance: {} checks in {:?}; emulator: {} requests, {} mutations, {} polls, {} rejected, {} throttled, {} 5xx, {} dropped",
+        report.checks.len(),
+        started.elapsed(),
+        n.requests,
+        n.mutations,
+        n.polls,
+        n.rejected,
+        n.throttled,
+        n.server_errors,
+        n.dropped
+    );
+    assert_eq!(n.rejected, 0, "GKE's one-operation rule was broken: {n:?}");
+}
+
+#[tokio::test]
+async fn gpu_conformance() {
+    let h = GkeHarness::start(gpu_config("conformgpu")).await;
+    let report = conformance::run_all(&h).await.expect("conformance");
+    assert!(report.checks.len() >= 7);
+    assert_eq!(h.emu.counters().rejected, 0);
+}
+
+#[tokio::test]
+async fn deploy_noop_destroy_call_counts() {
+    let emu = GkeEmulator::start(Options::default()).await.unwrap();
+    let config = gpu_config("counts");
+    let o = Ownership::of(&config);
+
+    let stats = Arc::new(ApiStats::default());
+    let p = Arc::new(provider(&emu, &config, stats.clone()));
+    let r = deploy(p, &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    assert_eq!(census(&emu, &o), one_of_everything(4));
+    eprintln!(
+        "deploy: {} calls ({} mutating, {} polls): {:?}",
+        stats.calls(),
+        stats.mutating(),
+        stats.polls(),
+        stats.by_operation()
+    );
+    assert_eq!(stats.mutating(), 1, "one CreateCluster carries every pool");
+
+    // The GPU pool: accelerator with GKE's driver installation, the taint, spot, label.
+    let (_, _, cluster) = emu.clusters().remove(0);
+    let gpu = cluster["nodePools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "gpu")
+        .expect("gpu pool")
+        .clone();
+    assert_eq!(
+        gpu["config"]["accelerators"][0]["acceleratorType"],
+        "nvidia-tesla-t4"
+    );
+    assert_eq!(gpu["config"]["accelerators"][0]["acceleratorCount"], "1");
+    assert_eq!(
+        gpu["config"]["accelerators"][0]["gpuDriverInstallationConfig"]["gpuDriverVersion"],
+        "DEFAULT"
+    );
+    assert_eq!(gpu["config"]["taints"][0]["key"], "nvidia.com/gpu");
+    assert_eq!(gpu["config"]["taints"][0]["effect"], "NO_SCHEDULE");
+    assert_eq!(gpu["config"]["spot"], true);
+    assert_eq!(gpu["config"]["labels"]["qhub.dev/node-group"], "gpu");
+    assert_eq!(gpu["autoscaling"]["maxNodeCount"], 2);
+    assert!(
+        gpu["autoscaling"].get("minNodeCount").is_none() || gpu["autoscaling"]["minNodeCount"] == 0
+    );
+    assert_eq!(gpu["management"]["autoRepair"], true);
+    assert_eq!(cluster["currentMasterVersion"], "1.33.5-gke.1201000");
+
+    let stats = Arc::new(ApiStats::default());
+    let p = Arc::new(provider(&emu, &config, stats.clone()));
+    let r = deploy(p, &config).await;
+    assert!(r.succeeded() && r.done.is_empty(), "{r:?}");
+    eprintln!(
+        "no-op deploy: {} calls: {:?}",
+        stats.calls(),
+        stats.by_operation()
+    );
+    assert_eq!(stats.mutating(), 0);
+
+    let stats = Arc::new(ApiStats::default());
+    let p = Arc::new(provider(&emu, &config, stats.clone()));
+    let r = destroy(p, &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    eprintln!(
+        "destroy: {} calls ({} mutating, {} polls): {:?}",
+        stats.calls(),
+        stats.mutating(),
+        stats.polls(),
+        stats.by_operation()
+    );
+    assert!(census(&emu, &o).is_empty());
+    assert_eq!(emu.counters().rejected, 0);
+}
+
+#[tokio::test]
+async fn faults_then_exactly_one_of_everything() {
+    let emu = Arc::new(GkeEmulator::start(Options::default()).await.unwrap());
+    let mut config = gpu_config("faulty");
+    let o = Ownership::of(&config);
+    let stats = Arc::new(ApiStats::default());
+    // Die right after the first mutation (the cluster create is carried out, its answer lost).
+    emu.set_faults(Faults {
+        die_after: Some(0),
+        ..Faults::default()
+    });
+    let p = Arc::new(Killable {
+        inner: provider(&emu, &config, stats.clone()),
+        emu: emu.clone(),
+    });
+    let r = deploy(p, &config).await;
+    assert!(r.killed, "{r:?}");
+    // Then 429s and 503s on a third of the calls: destroy what the dead run left, deploy
+    // again, edit a pool.
+    let faults = Faults {
+        throttle_rate: 0.15,
+        error_rate: 0.2,
+        die_after: None,
+        seed: 11,
+    };
+    emu.set_faults(faults.clone());
+    let r = destroy(Arc::new(provider(&emu, &config, stats.clone())), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    assert!(census(&emu, &o).is_empty());
+    let r = deploy(Arc::new(provider(&emu, &config, stats.clone())), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    let mut retries = r.retries;
+    config
+        .google_cloud_platform
+        .as_mut()
+        .unwrap()
+        .node_groups
+        .get_mut("user")
+        .unwrap()
+        .max_nodes = 9;
+    let r = deploy(Arc::new(provider(&emu, &config, stats.clone())), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    retries += r.retries;
+    emu.set_faults(Faults::default());
+    assert_eq!(census(&emu, &o), one_of_everything(4));
+    let p = Arc::new(provider(&emu, &config, stats.clone()));
+    let plan = engine(p).plan(&config, StageFilter::All).await.unwrap();
+    assert!(plan.is_empty(), "{}", plan.render_text());
+    let n = emu.counters();
+    eprintln!("faults: {n:?}; engine retries {retries}");
+    assert!(n.throttled + n.server_errors > 0, "faults were injected");
+    assert_eq!(n.rejected, 0);
+}
+
+#[tokio::test]
+async fn an_error_cluster_is_reported_then_replaced() {
+    let emu = GkeEmulator::start(Options::default()).await.unwrap();
+    let config = gcp_config("broken");
+    let o = Ownership::of(&config);
+    emu.fail_next(
+        "CREATE_CLUSTER",
+        "Insufficient regional quota to satisfy request: resource \"CPUS\"",
+    );
+    let stats = Arc::new(ApiStats::default());
+    let r = deploy(Arc::new(provider(&emu, &config, stats.clone())), &config).await;
+    assert!(!r.succeeded());
+    let why = format!("{:?}", r.failed);
+    assert!(
+        why.contains("Insufficient regional quota"),
+        "the operation's error is surfaced: {why}"
+    );
+    let p = provider(&emu, &config, stats.clone());
+    let observed = p.observe(&o).await.unwrap();
+    assert_eq!(observed[0].state, "error");
+    let _ = o;
+}
+
+#[tokio::test]
+async fn preflight_names_every_problem_by_its_key() {
+    let emu = GkeEmulator::start(Options {
+        projects: Some(vec![PROJECT.into()]),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let mut config = gpu_config("pre");
+    let stats = Arc::new(ApiStats::default());
+    let ok = provider(&emu, &config, stats.clone())
+        .preflight(&config)
+        .await;
+    assert!(ok.is_ok(), "{ok:?}");
+
+    let gcp = config.google_cloud_platform.as_mut().unwrap();
+    gcp.kubernetes_version = "1.29".into();
+    gcp.availability_zones = Some(vec!["europe-west1-b".into()]);
+    gcp.node_groups.get_mut("gpu").unwrap().instance = "e2-standard-4".into();
+    gcp.node_groups
+        .get_mut("user")
+        .unwrap()
+        .extra
+        .insert("preemptible".into(), serde_json::json!("yes"));
+    let err = provider(&emu, &config, stats.clone())
+        .preflight(&config)
+        .await
+        .unwrap_err()
+        .to_string();
+    for key in [
+        "google_cloud_platform.kubernetes_version",
+        "google_cloud_platform.availability_zones[0]",
+        "google_cloud_platform.node_groups.gpu.guest_accelerators[0].name",
+        "google_cloud_platform.node_groups.user.preemptible",
+    ] {
+        assert!(err.contains(key), "{key} missing from:\n{err}");
+    }
+
+    let mut config = gcp_config("pre");
+    config.google_cloud_platform.as_mut().unwrap().project = "someone-else".into();
+    let err = provider(&emu, &config, stats)
+        .preflight(&config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("google_cloud_platform.project"), "{err}");
+}
