@@ -6,41 +6,75 @@ use serde_json::{Value, json};
 const BASE: &str = "/v1/projects/p1/locations/us-central1";
 
 struct Client {
-    http: reqwest::Client,
-    endpoint: String,
+    endpoint: std::net::SocketAddr,
     token: Option<String>,
+}
+
+/// One HTTP/1.1 request over a fresh loopback connection; `Err` when the connection closed
+/// without an answer.
+async fn send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path_and_query: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Result<(u16, Value), String> {
+    use http_body_util::{BodyExt, Full};
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path_and_query)
+        .header("host", addr.to_string())
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = req
+        .body(Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = res.status().as_u16();
+    let bytes = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
 }
 
 impl Client {
     fn new(e: &GkeEmulator) -> Self {
         Self {
-            http: reqwest::Client::new(),
-            endpoint: e.endpoint(),
+            endpoint: e.addr(),
             token: None,
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let url = format!("{}{path}?%24alt=json%3Benum-encoding%3Dint", self.endpoint);
-        let mut req = self.http.request(method, url);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.expect("send");
-        let status = r.status().as_u16();
-        let v = r.json::<Value>().await.unwrap_or(Value::Null);
-        (status, v)
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let uri = format!("{path}?%24alt=json%3Benum-encoding%3Dint");
+        send(self.endpoint, method, &uri, self.token.as_deref(), body)
+            .await
+            .expect("answer")
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, None).await
+        self.call("GET", path, None).await
     }
 
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
+        self.call("POST", path, Some(body)).await
     }
 
     /// Polls an operation until DONE (status 3 with int enums).
@@ -108,12 +142,15 @@ async fn create_poll_and_read_back_with_gke_encodings() {
     assert_eq!(gpu["status"], 2);
 
     // Without enum-encoding=int, names.
-    let r = reqwest::get(format!("{}{BASE}/clusters/demo-dev", e.endpoint()))
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let (_, r) = send(
+        e.addr(),
+        "GET",
+        &format!("{BASE}/clusters/demo-dev"),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(r["status"], "RUNNING");
     assert_eq!(
         r["nodePools"][1]["config"]["taints"][0]["effect"],
@@ -234,11 +271,7 @@ async fn failed_create_leaves_an_error_cluster_and_die_after_drops_the_answer() 
     assert_eq!(cl["status"], 5, "ERROR: {cl}");
 
     let (_, op) = c
-        .call(
-            reqwest::Method::DELETE,
-            &format!("{BASE}/clusters/demo-dev"),
-            None,
-        )
+        .call("DELETE", &format!("{BASE}/clusters/demo-dev"), None)
         .await;
     c.wait(&op).await;
 
@@ -246,12 +279,14 @@ async fn failed_create_leaves_an_error_cluster_and_die_after_drops_the_answer() 
         die_after: Some(0),
         ..Faults::default()
     });
-    let url = format!("{}{BASE}/clusters", e.endpoint());
-    let r = reqwest::Client::new()
-        .post(url)
-        .json(&cluster_body())
-        .send()
-        .await;
+    let r = send(
+        e.addr(),
+        "POST",
+        &format!("{BASE}/clusters"),
+        None,
+        Some(cluster_body()),
+    )
+    .await;
     assert!(r.is_err(), "the answer must be dropped: {r:?}");
     assert!(e.killed());
     assert_eq!(e.clusters().len(), 1, "the mutation was carried out");
