@@ -253,3 +253,60 @@ async fn preflight_names_every_problem_by_its_key() {
         .to_string();
     assert!(err.contains("google_cloud_platform.project"), "{err}");
 }
+
+/// GKE's real durations scaled down 1000× (a 7-minute cluster takes 0.42 s): a deploy takes
+/// about the critical path (the one CreateCluster operation that carries every pool).
+#[tokio::test]
+async fn wall_time_with_scaled_latency_approaches_the_critical_path() {
+    const SCALE: f64 = 0.001;
+    let emu = GkeEmulator::start(Options {
+        time_scale: SCALE,
+        min_polls: 1,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let config = gpu_config("timed");
+    let stats = Arc::new(ApiStats::default());
+    let p = || {
+        Arc::new(
+            qhub_gcp::GcpProvider::new(
+                &config,
+                qhub_gcp::GcpOptions {
+                    endpoint: Some(emu.endpoint()),
+                    credentials: qhub_gcp::CredentialSource::Anonymous,
+                    poll_interval: Some(std::time::Duration::from_millis(20)),
+                    stats: Some(stats.clone()),
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        )
+    };
+    let real = |op: &str| qhub_gke_emulator::state::real_seconds(op) * SCALE;
+
+    let started = Instant::now();
+    let r = deploy(p(), &config).await;
+    let deploy_time = started.elapsed().as_secs_f64();
+    assert!(r.succeeded(), "{:?}", r.failed);
+    let deploy_bound = real("CREATE_CLUSTER");
+    let deploy_calls = stats.calls();
+    let deploy_polls = stats.polls();
+
+    let started = Instant::now();
+    let r = destroy(p(), &config).await;
+    let destroy_time = started.elapsed().as_secs_f64();
+    assert!(r.succeeded(), "{:?}", r.failed);
+    let destroy_bound = real("DELETE_CLUSTER");
+    eprintln!(
+        "scaled x{SCALE}: deploy {deploy_time:.3}s (critical path {deploy_bound:.3}s; {deploy_calls} calls, {deploy_polls} polls), destroy {destroy_time:.3}s (critical path {destroy_bound:.3}s; {} calls, {} polls)",
+        stats.calls() - deploy_calls,
+        stats.polls() - deploy_polls,
+    );
+    // Overhead: one poll interval per operation plus the engine's own work.
+    assert!(
+        deploy_time < deploy_bound * 1.5 + 0.3,
+        "deploy {deploy_time:.3}s"
+    );
+    assert_eq!(emu.counters().rejected, 0);
+}
