@@ -115,7 +115,13 @@ async fn create(
         )
         .await;
     match sent {
-        Ok(op) => api.wait(&location, op, &what, CLUSTER_DEADLINE).await,
+        Ok(op) => {
+            api.wait(&location, op, &what, CLUSTER_DEADLINE).await?;
+            if let Ok(mut created) = t.created_with_cluster.lock() {
+                created.extend(payload.pools.iter().map(|p| format!("{name}/{}", p.name)));
+            }
+            Ok(())
+        }
         Err(e) if matches!(e.class(), Class::AlreadyExists | Class::Conflict) => {
             adopt(api, t, name, ownership).await
         }

@@ -41,6 +41,9 @@ pub struct Target {
     pub region: String,
     /// Held while a mutation of the cluster runs (it and its operation).
     pub lock: tokio::sync::Mutex<()>,
+    /// Node pools (`cluster/pool`) this process saw created by its own `CreateCluster`, whose
+    /// operation finished without error: their own create needs no call at all.
+    pub created_with_cluster: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Target {
@@ -50,6 +53,7 @@ impl Target {
             project: project.into(),
             region: region.into(),
             lock: tokio::sync::Mutex::new(()),
+            created_with_cluster: std::sync::Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 
