@@ -30,7 +30,7 @@ pub mod provider;
 
 use async_trait::async_trait;
 use qhub_core::config::Config;
-use qhub_core::engine::plan::{Change, Observed, Resource};
+use qhub_core::engine::plan::{Action, Change, Observed, Resource};
 use qhub_core::kubernetes::auth::client_with_token;
 use qhub_core::provider::{
     ApplyContext, Capabilities, ClusterAccess, DeployLock, Ownership, Preflight, Provider,
@@ -95,6 +95,11 @@ impl Provider for GcpProvider {
 
     async fn apply(&self, change: &Change, ctx: &ApplyContext) -> Result<(), ProviderError> {
         let api = self.api().await?;
+        let removes_cluster = change.id.kind == desired::CLUSTER
+            && matches!(change.action, Action::Delete | Action::Replace);
+        if removes_cluster {
+            self.drain(&ctx.ownership).await?;
+        }
         Ok(apply::apply(api, &self.target, change, ctx).await?)
     }
 
@@ -149,6 +154,25 @@ impl Provider for GcpProvider {
 }
 
 impl GcpProvider {
+    /// Deletes the cluster's LoadBalancer Services (and so GKE's load balancers) before the
+    /// cluster goes. Skipped when the cluster is not usable (an ERROR cluster has no reachable
+    /// API; GKE then cleans what it can) or cannot be reached (emulator without a kubeconfig).
+    async fn drain(&self, ownership: &Ownership) -> Result<(), ProviderError> {
+        let access = match self.cluster_access(ownership).await {
+            Ok(access) => access,
+            Err(ProviderError::NoCluster(why) | ProviderError::NotSupported(why)) => {
+                tracing::info!(%why, "LoadBalancer Services not drained through the cluster");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let client = access.client().await?;
+        let n = apply::drain::drain_load_balancers(&client, std::time::Duration::from_secs(600))
+            .await?;
+        tracing::info!(services = n, "LoadBalancer Services drained");
+        Ok(())
+    }
+
     /// The deployment's cluster when it is usable (RUNNING), with its name; `NoCluster`
     /// otherwise (absent, provisioning, failed, being deleted).
     async fn running_cluster(

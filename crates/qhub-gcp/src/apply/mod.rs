@@ -14,6 +14,7 @@
 //! nothing (404) is done.
 
 pub mod cluster;
+pub mod drain;
 pub mod pool;
 
 use std::future::Future;

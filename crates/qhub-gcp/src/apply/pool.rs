@@ -145,7 +145,10 @@ async fn create(api: &Api, t: &Target, cluster: &str, spec: &PoolSpec) -> Result
     // Usually created with the cluster: then there is nothing to do but adopt it, without
     // even a call when this process created that cluster a moment ago.
     let key = format!("{cluster}/{}", spec.name);
-    if t.created_with_cluster.lock().is_ok_and(|c| c.contains(&key)) {
+    if t.created_with_cluster
+        .lock()
+        .is_ok_and(|c| c.contains(&key))
+    {
         return Ok(());
     }
     match get(api, t, cluster, &spec.name).await {
