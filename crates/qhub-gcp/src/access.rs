@@ -11,6 +11,11 @@ use google_cloud_auth::credentials::AccessTokenCredentials;
 use qhub_core::kubernetes::auth::{ClusterEndpoint, TokenSource};
 use qhub_core::provider::ProviderError;
 
+use qhub_core::cloud::kubeconfig::Kubeconfig;
+use qhub_core::config::Config;
+use qhub_core::provider::facts::{self, Gpu, Known, SharedFilesystem};
+
+use crate::desired;
 use crate::observe::ClusterFacts;
 
 /// Tokens for the cluster's API server, from the provider's credentials.
@@ -27,11 +32,9 @@ impl fmt::Debug for GkeTokens {
 impl TokenSource for GkeTokens {
     async fn token(&self) -> Result<String, ProviderError> {
         // Cached by google-cloud-auth and refreshed ahead of its expiry.
-        self.0
-            .access_token()
-            .await
-            .map(|t| t.token)
-            .map_err(|e| ProviderError::Auth(format!("cannot mint a GKE access token: {e}")))
+        self.0.access_token().await.map(|t| t.token).map_err(|e| {
+            ProviderError::Unauthorized(format!("cannot mint a GKE access token: {e}"))
+        })
     }
 }
 
@@ -39,7 +42,7 @@ impl TokenSource for GkeTokens {
 pub fn endpoint(facts: &ClusterFacts) -> Result<ClusterEndpoint, ProviderError> {
     let ca_pem = base64::engine::general_purpose::STANDARD
         .decode(facts.ca.trim())
-        .map_err(|e| ProviderError::Failed(format!("GKE's cluster CA is not base64: {e}")))?;
+        .map_err(|e| ProviderError::Fatal(format!("GKE's cluster CA is not base64: {e}")))?;
     Ok(ClusterEndpoint {
         server: format!("https://{}", facts.endpoint),
         ca_pem,
@@ -51,35 +54,39 @@ pub fn endpoint(facts: &ClusterFacts) -> Result<ClusterEndpoint, ProviderError> 
 pub fn exec_kubeconfig(project: &str, region: &str, cluster: &str, facts: &ClusterFacts) -> String {
     // gcloud's naming of the context.
     let name = format!("gke_{project}_{region}_{cluster}");
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: {name}
-  cluster:
-    server: https://{endpoint}
-    certificate-authority-data: {ca}
-contexts:
-- name: {name}
-  context:
-    cluster: {name}
-    user: {name}
-current-context: {name}
-preferences: {{}}
-users:
-- name: {name}
-  user:
-    exec:
-      apiVersion: client.authentication.k8s.io/v1beta1
-      command: gke-gcloud-auth-plugin
-      installHint: Install gke-gcloud-auth-plugin for use with kubectl by following
-        https://cloud.google.com/kubernetes-engine/docs/how-to/cluster-access-for-kubectl#install_plugin
-      provideClusterInfo: true
-      interactiveMode: IfAvailable
-",
-        endpoint = facts.endpoint,
-        ca = facts.ca.trim(),
+    Kubeconfig::with_exec(
+        &name,
+        &format!("https://{}", facts.endpoint),
+        facts.ca.trim(),
+        "gke-gcloud-auth-plugin",
+        &[],
+        "Install gke-gcloud-auth-plugin for use with kubectl by following https://cloud.google.com/kubernetes-engine/docs/how-to/cluster-access-for-kubectl#install_plugin",
     )
+    .to_yaml()
+}
+
+/// What the Kubernetes stage needs to know about a GKE cluster: volumes on the Persistent Disk
+/// CSI driver's `standard-rwo` class, pools selected by the label every pool carries
+/// ([`desired::NODE_GROUP_LABEL`]), GPUs as `nvidia.com/gpu` behind the taint the GPU pools
+/// carry (GKE installs the driver and device plugin), GKE's own autoscaler (no
+/// cluster-autoscaler to run), and an in-cluster NFS server for the shared filesystem (as QHub
+/// ran on GCP).
+pub fn cluster_facts(config: &Config) -> facts::ClusterFacts {
+    let mut f = facts::ClusterFacts::from_config(config);
+    f.storage_class = Some(desired::STORAGE_CLASS.to_string());
+    f.shared_filesystem = Known::Known(SharedFilesystem::InCluster);
+    f.node_selector.label = desired::NODE_GROUP_LABEL.to_string();
+    f.gpu = Gpu {
+        resource: desired::GPU_RESOURCE.to_string(),
+        taint: Some(facts::Taint {
+            key: desired::GPU_TAINT.0.to_string(),
+            value: desired::GPU_TAINT.1.to_string(),
+            // GKE's NO_SCHEDULE is Kubernetes' NoSchedule.
+            effect: "NoSchedule".to_string(),
+        }),
+    };
+    f.native_autoscaling = true;
+    f
 }
 
 #[cfg(test)]

@@ -1,11 +1,9 @@
 //! How the provider reaches GKE: the endpoint, the credentials, the client library's client,
 //! the call counters and the wait for GKE's long-running operations.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use google_cloud_auth::credentials::{
@@ -81,65 +79,16 @@ pub struct GcpOptions {
     pub lock_dir: Option<PathBuf>,
 }
 
-/// Counts of the API calls sent (each attempt).
-#[derive(Debug, Default)]
-pub struct ApiStats {
-    calls: AtomicU64,
-    mutating: AtomicU64,
-    polls: AtomicU64,
-    by_operation: Mutex<BTreeMap<String, u64>>,
-}
+pub use qhub_core::cloud::endpoint::is_loopback;
+pub use qhub_core::cloud::stats::ApiStats;
 
-impl ApiStats {
-    /// Every request sent.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    /// Requests that change something.
-    pub fn mutating(&self) -> u64 {
-        self.mutating.load(Ordering::SeqCst)
-    }
-
-    /// `GetOperation` requests.
-    pub fn polls(&self) -> u64 {
-        self.polls.load(Ordering::SeqCst)
-    }
-
-    /// Requests per RPC name.
-    pub fn by_operation(&self) -> BTreeMap<String, u64> {
-        self.by_operation
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default()
-    }
-
-    fn record(&self, rpc: &str) {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if !["Get", "List"].iter().any(|p| rpc.starts_with(p)) {
-            self.mutating.fetch_add(1, Ordering::SeqCst);
-        }
-        if rpc == "GetOperation" {
-            self.polls.fetch_add(1, Ordering::SeqCst);
-        }
-        if let Ok(mut m) = self.by_operation.lock() {
-            *m.entry(rpc.to_string()).or_insert(0) += 1;
-        }
-    }
-}
-
-/// True when `endpoint`'s host is a loopback address (`localhost`, 127.0.0.0/8, `::1`).
-pub fn is_loopback(endpoint: &str) -> bool {
-    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+/// `GetOperation` calls counted in `stats`: how many times operations were polled.
+pub fn polls(stats: &ApiStats) -> u64 {
+    stats
+        .by_operation()
+        .get("GetOperation")
+        .copied()
+        .unwrap_or(0)
 }
 
 /// A fixed access token as credentials (for [`ACCESS_TOKEN_ENV`] and tests).
@@ -290,6 +239,15 @@ pub(crate) fn auth(source: &CredentialSource, endpoint: &str) -> Result<Auth> {
     }
 }
 
+/// A task that is aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The client library client and what goes with it.
 #[derive(Clone, Debug)]
 pub(crate) struct Api {
@@ -334,13 +292,26 @@ impl Api {
     /// Sends one request, counting it, mapping its error.
     pub(crate) async fn call<T, F>(&self, rpc: &'static str, target: &str, fut: F) -> Result<T>
     where
-        F: std::future::Future<Output = google_cloud_gax::Result<T>>,
+        T: Send + 'static,
+        F: std::future::Future<Output = google_cloud_gax::Result<T>> + Send + 'static,
     {
-        self.stats.record(rpc);
+        self.stats.record(rpc, !ApiStats::is_read_only(rpc));
         let started = Instant::now();
-        // Boxed: the client library's request futures are large, and nested in ours they
-        // overflow a test thread's stack in debug builds.
-        let r = Box::pin(fut).await;
+        // Run as a task of its own: decoding a `Cluster` (a message of ~100 fields) takes
+        // hundreds of KiB of stack in a debug build, and nested under the engine's futures
+        // that overflowed a 2 MiB thread. Aborted if we are dropped (a cancelled or "killed"
+        // apply must not leave its request running).
+        let mut task = AbortOnDrop(tokio::spawn(fut));
+        let r = match (&mut task.0).await {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(GcpError::Api {
+                    what: format!("{rpc} {target}"),
+                    class: Class::Retryable,
+                    message: format!("the request task failed: {e}"),
+                });
+            }
+        };
         tracing::debug!(rpc, target, elapsed = ?started.elapsed(), ok = r.is_ok(), "GKE call");
         r.map_err(|e| GcpError::from_gax(format!("{rpc} {target}"), &e))
     }

@@ -1,7 +1,7 @@
 //! The infrastructure a `google_cloud_platform` section wants, as plain functions of the
 //! config (and of the versions GKE offers, [`ServerFacts`]).
 //!
-//! - `gke_cluster/<project>-<namespace>`: a **regional** cluster in `project`/`region`
+//! - `cluster/<project>-<namespace>`: a **regional** cluster in `project`/`region`
 //!   (`availability_zones`, when given, are its node locations), at `kubernetes_version`
 //!   resolved to the newest GKE version of that minor in the release channel, with the
 //!   deployment's ownership as resource labels (GCP label syntax).
@@ -10,7 +10,8 @@
 //!   scales from zero), the label `qhub.dev/node-group=<group>` that the platform selects the
 //!   pool by, `guest_accelerators` with GKE's driver installation and the GPU taint,
 //!   `preemptible`/`spot`, auto-repair and auto-upgrade on. Pools are created with the cluster
-//!   (one operation instead of one per pool: GKE runs one operation per cluster at a time).
+//!   (`created_with`: one operation instead of one per pool) and every resource is in the serial
+//!   group `cluster/<name>`: GKE runs one operation per cluster at a time.
 //!
 //! The spec compares what can be observed: the version as `MAJOR.MINOR` (GKE upgrades patches
 //! by itself, which is no drift), the node locations only when the config names them.
@@ -18,8 +19,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use qhub_core::config::{Config, GcpProvider as GcpSection, NodeGroup};
-use qhub_core::engine::plan::{Resource, ResourceId, Stage};
+use qhub_core::config::{Config, GcpSection, NodeGroup};
+use qhub_core::plan::{Resource, ResourceId, Stage};
 use qhub_core::provider::Ownership;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -27,14 +28,14 @@ use serde_json::Value;
 use crate::errors::{GcpError, Result};
 
 /// The resource kind of the cluster.
-pub const CLUSTER: &str = "gke_cluster";
+pub const CLUSTER: &str = "cluster";
 /// The resource kind of a node pool.
 pub const NODE_POOL: &str = "node_pool";
 /// The node label every pool carries, valued with its config group: what the platform's
 /// node selectors use.
-pub const NODE_GROUP_LABEL: &str = "qhub.dev/node-group";
+pub const NODE_GROUP_LABEL: &str = qhub_core::provider::facts::NODE_GROUP_LABEL;
 /// The GPU resource the NVIDIA device plugin exposes (GKE installs it with the driver).
-pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+pub const GPU_RESOURCE: &str = qhub_core::provider::facts::GPU_RESOURCE;
 /// The taint GKE puts on GPU nodes when the cluster also has non-GPU pools ("GKE
 /// automatically taints the GPU nodes … Key: nvidia.com/gpu, Effect: NoSchedule", GKE GPU
 /// docs); we set it explicitly so it holds whatever pools the cluster has.
@@ -251,14 +252,18 @@ pub struct PoolSpec {
     pub auto_upgrade: bool,
 }
 
-/// What the cluster's creation needs beyond its spec (not diffed).
+/// What the cluster's creation needs beyond its spec (not diffed); its node pools come as
+/// the change's children.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterPayload {
     /// The exact version to create at (resolved), or the config's text when GKE's offer is
     /// unknown (GKE resolves `1.33` itself).
     pub initial_version: String,
-    /// The pools to create with the cluster.
-    pub pools: Vec<PoolSpec>,
+}
+
+/// The serial group of a cluster and its pools: GKE runs one operation per cluster.
+pub fn serial_group(cluster: &str) -> String {
+    format!("cluster/{cluster}")
 }
 
 /// The `google_cloud_platform` section, or an error naming it.
@@ -438,39 +443,32 @@ pub fn desired(config: &Config, facts: Option<&ServerFacts>) -> Result<Vec<Resou
         .map(|(g, group)| pool_spec(g, group))
         .collect::<Result<Vec<_>>>()?;
     let cluster_id = ResourceId::new(CLUSTER, &name);
-    let mut out = vec![Resource {
-        id: cluster_id.clone(),
-        stage: Stage::Infrastructure,
-        spec: json(&spec),
-        depends_on: Vec::new(),
-        replace_fields: vec!["project".into(), "region".into()],
-        expected_duration: CLUSTER_CREATE,
-        payload: Some(json(&ClusterPayload {
-            initial_version,
-            pools: pools.clone(),
-        })),
-    }];
+    let group = serial_group(&name);
+    let mut cluster = Resource::new(CLUSTER, &name, Stage::Infrastructure, json(&spec))
+        .replace_fields(&["project", "region"])
+        .expected(CLUSTER_CREATE)
+        .serial_group(&group);
+    cluster.payload = Some(json(&ClusterPayload { initial_version }));
+    let mut out = vec![cluster];
     for pool in pools {
-        out.push(Resource {
-            id: pool_id(&name, &pool.name),
-            stage: Stage::Infrastructure,
-            spec: json(&pool),
-            depends_on: vec![cluster_id.clone()],
-            // GKE cannot change these in place without recreating the nodes anyway.
-            replace_fields: [
-                "name",
-                "machine_type",
-                "accelerators",
-                "preemptible",
-                "spot",
-                "disk_size_gb",
-                "image_type",
-            ]
-            .map(String::from)
-            .to_vec(),
-            expected_duration: POOL_CREATE,
-            payload: None,
-        });
+        let id = pool_id(&name, &pool.name);
+        out.push(
+            Resource::new(NODE_POOL, id.name, Stage::Infrastructure, json(&pool))
+                .depends_on([cluster_id.clone()])
+                // GKE cannot change these without recreating the nodes anyway.
+                .replace_fields(&[
+                    "name",
+                    "machine_type",
+                    "accelerators",
+                    "preemptible",
+                    "spot",
+                    "disk_size_gb",
+                    "image_type",
+                ])
+                .expected(POOL_CREATE)
+                .serial_group(&group)
+                .created_with(cluster_id.clone()),
+        );
     }
     Ok(out)
 }

@@ -189,21 +189,17 @@ pub fn classify(e: &GaxError) -> (Class, String) {
 impl From<GcpError> for ProviderError {
     fn from(e: GcpError) -> Self {
         let message = e.to_string();
+        // GKE sends no Retry-After: the engine's budget per class decides the backoff.
         match e.class() {
-            Class::Retryable | Class::Throttled | Class::Conflict => ProviderError::Retryable {
-                message,
-                retry_after: match e.class() {
-                    // GKE sends no Retry-After; an operation on a cluster takes seconds to
-                    // minutes, so there is no point in hammering it.
-                    Class::Conflict => Some(Duration::from_millis(500)),
-                    Class::Throttled => Some(Duration::from_millis(200)),
-                    _ => None,
-                },
-            },
-            Class::Unauthorized => ProviderError::Auth(message),
-            Class::NotFound | Class::AlreadyExists | Class::Fatal => match e {
+            Class::NotFound => ProviderError::NotFound(message),
+            Class::AlreadyExists => ProviderError::AlreadyExists(message),
+            Class::Conflict => ProviderError::conflict(message),
+            Class::Throttled => ProviderError::throttled(message, None),
+            Class::Retryable => ProviderError::retryable(message),
+            Class::Unauthorized => ProviderError::Unauthorized(message),
+            Class::Fatal => match e {
                 GcpError::NotSupported(m) => ProviderError::NotSupported(m),
-                _ => ProviderError::Failed(message),
+                _ => ProviderError::Fatal(message),
             },
         }
     }
@@ -260,7 +256,11 @@ mod tests {
             class: Class::Conflict,
             message: "busy".into(),
         };
-        assert!(ProviderError::from(busy).is_retryable());
+        let busy = ProviderError::from(busy);
+        assert_eq!(
+            busy.retry_class(),
+            Some(qhub_core::provider::RetryClass::Busy)
+        );
         let bad = GcpError::config("google_cloud_platform.region", "unknown region");
         let e = ProviderError::from(bad);
         assert!(!e.is_retryable());

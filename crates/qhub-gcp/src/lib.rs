@@ -30,12 +30,14 @@ pub mod provider;
 
 use async_trait::async_trait;
 use qhub_core::config::Config;
-use qhub_core::engine::plan::{Action, Change, Observed, Resource};
 use qhub_core::kubernetes::auth::client_with_token;
+use qhub_core::plan::{Action, Change, Observed, Resource};
 use qhub_core::provider::{
-    ApplyContext, Capabilities, ClusterAccess, DeployLock, Ownership, Preflight, Provider,
-    ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, Ownership,
+    Preflight, Provider, ProviderError,
 };
+
+use crate::desired::ServerFacts;
 
 pub use client::{ApiStats, CredentialSource, GcpOptions};
 pub use errors::GcpError;
@@ -60,6 +62,10 @@ impl Provider for GcpProvider {
         }
     }
 
+    fn node_group_keys(&self) -> &'static [&'static str] {
+        desired::NODE_GROUP_KEYS
+    }
+
     async fn preflight(&self, config: &Config) -> Result<Preflight, ProviderError> {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
@@ -78,15 +84,17 @@ impl Provider for GcpProvider {
         preflight::finish(problems, warnings)
     }
 
-    fn desired(&self, config: &Config) -> Result<Vec<Resource>, ProviderError> {
-        // The versions GKE offers were learnt while observing (a plan observes first).
-        let facts = self.facts.lock().ok().and_then(|f| f.clone());
-        Ok(desired::desired(config, facts.as_ref())?)
+    async fn discover(&self, config: &Config) -> Result<Facts, ProviderError> {
+        let _ = config;
+        Ok(Facts::new(Box::pin(self.server_facts()).await?))
+    }
+
+    fn desired(&self, config: &Config, facts: &Facts) -> Result<Vec<Resource>, ProviderError> {
+        Ok(desired::desired(config, facts.get::<ServerFacts>())?)
     }
 
     async fn observe(&self, ownership: &Ownership) -> Result<Vec<Observed>, ProviderError> {
-        self.server_facts().await?;
-        let clusters = self.clusters().await?;
+        let clusters = Box::pin(self.clusters()).await?;
         Ok(observe::owned(ownership, &clusters)
             .into_iter()
             .flat_map(|c| observe::observed(&self.target.project, c))
@@ -98,9 +106,16 @@ impl Provider for GcpProvider {
         let removes_cluster = change.id.kind == desired::CLUSTER
             && matches!(change.action, Action::Delete | Action::Replace);
         if removes_cluster {
-            self.drain(&ctx.ownership).await?;
+            Box::pin(self.drain(&ctx.ownership)).await?;
         }
-        Ok(apply::apply(api, &self.target, change, ctx).await?)
+        // Boxed (and each request a task of its own, see `Api::call`): the client library's
+        // futures are large, and a debug build's frames nested this deep overflow a 2 MiB stack.
+        Ok(Box::pin(apply::apply(api, &self.target, change, ctx)).await?)
+    }
+
+    fn cluster_facts(&self, config: &Config, infra: &[Observed]) -> ClusterFacts {
+        let _ = infra;
+        access::cluster_facts(config)
     }
 
     async fn lock(&self, ownership: &Ownership) -> Result<Option<DeployLock>, ProviderError> {
@@ -111,7 +126,7 @@ impl Provider for GcpProvider {
     }
 
     async fn kubeconfig(&self, ownership: &Ownership) -> Result<String, ProviderError> {
-        let (facts, name) = self.running_cluster(ownership).await?;
+        let (facts, name) = Box::pin(self.running_cluster(ownership)).await?;
         Ok(access::exec_kubeconfig(
             &self.target.project,
             &self.target.region,
@@ -121,11 +136,11 @@ impl Provider for GcpProvider {
     }
 
     async fn cluster_access(&self, ownership: &Ownership) -> Result<ClusterAccess, ProviderError> {
-        let (facts, name) = self.running_cluster(ownership).await?;
+        let (facts, name) = Box::pin(self.running_cluster(ownership)).await?;
         if let Some(path) = &self.options.kubeconfig {
             tracing::info!(kubeconfig = %path.display(), "cluster access through the kubeconfig override");
             let text = std::fs::read_to_string(path).map_err(|e| {
-                ProviderError::Failed(format!(
+                ProviderError::Fatal(format!(
                     "cannot read the kubeconfig override {}: {e}",
                     path.display()
                 ))
@@ -143,7 +158,7 @@ impl Provider for GcpProvider {
         }
         let api = self.api().await?;
         let tokens = api.auth.tokens.clone().ok_or_else(|| {
-            ProviderError::Auth("anonymous credentials cannot reach a GKE cluster".into())
+            ProviderError::Unauthorized("anonymous credentials cannot reach a GKE cluster".into())
         })?;
         let client = client_with_token(
             &access::endpoint(&facts)?,
@@ -158,7 +173,11 @@ impl GcpProvider {
     /// cluster goes. Skipped when the cluster is not usable (an ERROR cluster has no reachable
     /// API; GKE then cleans what it can) or cannot be reached (emulator without a kubeconfig).
     async fn drain(&self, ownership: &Ownership) -> Result<(), ProviderError> {
-        let access = match self.cluster_access(ownership).await {
+        if !self.capabilities().cluster_access {
+            tracing::info!("emulator mode: no cluster to drain LoadBalancer Services through");
+            return Ok(());
+        }
+        let access = match Box::pin(self.cluster_access(ownership)).await {
             Ok(access) => access,
             Err(ProviderError::NoCluster(why) | ProviderError::NotSupported(why)) => {
                 tracing::info!(%why, "LoadBalancer Services not drained through the cluster");
@@ -167,8 +186,12 @@ impl GcpProvider {
             Err(e) => return Err(e),
         };
         let client = access.client().await?;
-        let n = apply::drain::drain_load_balancers(&client, std::time::Duration::from_secs(600))
-            .await?;
+        let n = qhub_core::cloud::drain::drain_load_balancers(
+            &client,
+            std::time::Duration::from_secs(2),
+            std::time::Duration::from_secs(600),
+        )
+        .await?;
         tracing::info!(services = n, "LoadBalancer Services drained");
         Ok(())
     }
@@ -190,7 +213,7 @@ impl GcpProvider {
             .first()
             .and_then(|o| o.payload.clone())
             .and_then(|p| serde_json::from_value(p).ok())
-            .ok_or_else(|| ProviderError::Failed(format!("GKE cluster {name}: unreadable")))?;
+            .ok_or_else(|| ProviderError::Fatal(format!("GKE cluster {name}: unreadable")))?;
         if facts.status != "RUNNING" && facts.status != "RECONCILING" {
             return Err(ProviderError::NoCluster(format!(
                 "GKE cluster {name} is {} and not usable yet",

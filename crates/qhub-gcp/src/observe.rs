@@ -5,13 +5,15 @@
 
 use std::collections::BTreeMap;
 
-use google_cloud_container_v1::model::{Cluster, NodePool, cluster, node_pool, node_taint};
-use qhub_core::engine::plan::{Observed, ResourceId, Stage};
+use google_cloud_container_v1::model::{
+    Cluster, NodePool, StatusCondition, cluster, node_pool, node_taint,
+};
+use qhub_core::plan::{Observed, ResourceId, ResourceState, Stage};
 use qhub_core::provider::Ownership;
 use serde::{Deserialize, Serialize};
 
 use crate::desired::{
-    self, Accelerator, CLUSTER, ClusterSpec, PoolSpec, Taint, json, minor, pool_id,
+    self, Accelerator, CLUSTER, ClusterSpec, PoolSpec, Taint, json, minor, pool_id, serial_group,
 };
 
 /// What the provider keeps of an observed cluster for its changes (not diffed).
@@ -57,6 +59,53 @@ fn sorted(m: &std::collections::HashMap<String, String>) -> BTreeMap<String, Str
 /// The labels of a cluster.
 pub fn cluster_labels(c: &Cluster) -> BTreeMap<String, String> {
     sorted(&c.resource_labels)
+}
+
+/// A status with its conditions' messages (`status_message` is deprecated in favour of them).
+fn detail(status: &str, conditions: &[StatusCondition]) -> String {
+    let messages: Vec<&str> = conditions
+        .iter()
+        .map(|c| c.message.as_str())
+        .filter(|m| !m.is_empty())
+        .collect();
+    if messages.is_empty() {
+        status.to_string()
+    } else {
+        format!("{status}: {}", messages.join("; "))
+    }
+}
+
+/// The engine's class of a cluster status. DEGRADED ("requires user action", e.g. a lost
+/// permission) still serves workloads: replacing the whole cluster would do more harm than
+/// good, so it is reported ready with a warning.
+pub fn cluster_state(c: &Cluster) -> ResourceState {
+    let status = cluster_status(&c.status);
+    let detail = detail(&format!("GKE cluster {status}"), &c.conditions);
+    match status.as_str() {
+        "RUNNING" => ResourceState::Ready,
+        "DEGRADED" => {
+            tracing::warn!(cluster = %c.name, %detail, "the cluster is degraded");
+            ResourceState::Ready
+        }
+        "ERROR" => ResourceState::Failed(detail),
+        _ => ResourceState::Pending(detail),
+    }
+}
+
+/// The engine's class of a node pool status. RUNNING_WITH_ERROR means some nodes failed;
+/// GKE's auto-repair works on them, the pool itself serves.
+pub fn pool_state(p: &NodePool) -> ResourceState {
+    let status = pool_status(&p.status);
+    let detail = detail(&format!("GKE node pool {status}"), &p.conditions);
+    match status.as_str() {
+        "RUNNING" => ResourceState::Ready,
+        "RUNNING_WITH_ERROR" => {
+            tracing::warn!(pool = %p.name, %detail, "some nodes of the pool failed");
+            ResourceState::Ready
+        }
+        "ERROR" => ResourceState::Failed(detail),
+        _ => ResourceState::Pending(detail),
+    }
 }
 
 /// The spec of an observed cluster.
@@ -129,9 +178,8 @@ pub fn pool_spec(p: &NodePool) -> PoolSpec {
 /// The observed resources of one owned cluster: the cluster, then its pools.
 pub fn observed(project: &str, c: &Cluster) -> Vec<Observed> {
     let cluster_id = ResourceId::new(CLUSTER, &c.name);
-    let status = cluster_status(&c.status);
     let facts = ClusterFacts {
-        status: status.clone(),
+        status: cluster_status(&c.status),
         current_version: c.current_master_version.clone(),
         endpoint: c.endpoint.clone(),
         ca: c
@@ -141,15 +189,17 @@ pub fn observed(project: &str, c: &Cluster) -> Vec<Observed> {
             .unwrap_or_default(),
         label_fingerprint: c.label_fingerprint.clone(),
     };
-    let mut out = vec![Observed {
-        id: cluster_id.clone(),
-        stage: Stage::Infrastructure,
-        spec: json(&cluster_spec(project, c)),
-        depends_on: Vec::new(),
-        cloud_id: Some(c.self_link.clone()).filter(|s| !s.is_empty()),
-        state: status.to_ascii_lowercase(),
-        payload: Some(json(&facts)),
-    }];
+    let group = serial_group(&c.name);
+    let mut cluster = Observed::new(
+        cluster_id.clone(),
+        Stage::Infrastructure,
+        json(&cluster_spec(project, c)),
+        cluster_state(c),
+    );
+    cluster.cloud_id = Some(c.self_link.clone()).filter(|s| !s.is_empty());
+    cluster.payload = Some(json(&facts));
+    cluster.serial_group = Some(group.clone());
+    let mut out = vec![cluster];
     for p in &c.node_pools {
         let pool_facts = PoolFacts {
             status: pool_status(&p.status),
@@ -160,15 +210,18 @@ pub fn observed(project: &str, c: &Cluster) -> Vec<Observed> {
                 .map(|c| c.image_type.clone())
                 .unwrap_or_default(),
         };
-        out.push(Observed {
-            id: pool_id(&c.name, &p.name),
-            stage: Stage::Infrastructure,
-            spec: json(&pool_spec(p)),
-            depends_on: vec![cluster_id.clone()],
-            cloud_id: Some(p.self_link.clone()).filter(|s| !s.is_empty()),
-            state: pool_facts.status.to_ascii_lowercase(),
-            payload: Some(json(&pool_facts)),
-        });
+        let mut pool = Observed::new(
+            pool_id(&c.name, &p.name),
+            Stage::Infrastructure,
+            json(&pool_spec(p)),
+            pool_state(p),
+        );
+        pool.depends_on = vec![cluster_id.clone()];
+        pool.cloud_id = Some(p.self_link.clone()).filter(|s| !s.is_empty());
+        pool.payload = Some(json(&pool_facts));
+        pool.serial_group = Some(group.clone());
+        pool.created_with = Some(cluster_id.clone());
+        out.push(pool);
     }
     out
 }

@@ -117,7 +117,7 @@ pub fn finish(problems: Vec<String>, warnings: Vec<String>) -> Result<Preflight,
     if problems.is_empty() {
         Ok(Preflight { warnings })
     } else {
-        Err(ProviderError::Failed(format!(
+        Err(ProviderError::Fatal(format!(
             "the GCP preflight found {} problem(s):\n  {}",
             problems.len(),
             problems.join("\n  ")

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use google_cloud_container_v1::model::Cluster;
@@ -26,8 +26,6 @@ pub struct GcpProvider {
     stats: Arc<ApiStats>,
     poll: Duration,
     api: tokio::sync::OnceCell<Api>,
-    /// What `getServerConfig` said, once asked.
-    pub(crate) facts: Mutex<Option<ServerFacts>>,
 }
 
 impl fmt::Debug for GcpProvider {
@@ -45,7 +43,7 @@ impl GcpProvider {
     /// A provider for `config` (`provider: gcp`).
     pub fn new(config: &Config, options: GcpOptions) -> Result<Self, ProviderError> {
         if config.provider != ProviderKind::Gcp {
-            return Err(ProviderError::Failed(format!(
+            return Err(ProviderError::Fatal(format!(
                 "the GCP provider serves `provider: gcp`, not `{}`",
                 config.provider
             )));
@@ -78,7 +76,6 @@ impl GcpProvider {
             options,
             poll,
             api: tokio::sync::OnceCell::new(),
-            facts: Mutex::new(None),
         })
     }
 
@@ -122,11 +119,8 @@ impl GcpProvider {
             .await
     }
 
-    /// What GKE offers in the region (`getServerConfig`), asked once per provider.
+    /// What GKE offers in the region (`getServerConfig`).
     pub async fn server_facts(&self) -> Result<ServerFacts> {
-        if let Some(f) = self.facts.lock().ok().and_then(|f| f.clone()) {
-            return Ok(f);
-        }
         let api = self.api().await?;
         let location = self.target.location();
         let sc = api
@@ -149,9 +143,6 @@ impl GcpProvider {
                 })
                 .collect(),
         };
-        if let Ok(mut f) = self.facts.lock() {
-            *f = Some(facts.clone());
-        }
         Ok(facts)
     }
 

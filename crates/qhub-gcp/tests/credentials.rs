@@ -74,7 +74,7 @@ async fn the_token_is_sent_and_never_logged() {
         CredentialSource::AccessToken(format!("{TOKEN}-revoked")),
     );
     let e = bad.observe(&Ownership::of(&config)).await.unwrap_err();
-    assert!(matches!(e, ProviderError::Auth(_)), "{e:?}");
+    assert!(matches!(e, ProviderError::Unauthorized(_)), "{e:?}");
     assert!(!e.to_string().contains(TOKEN), "{e}");
     assert_eq!(emu.counters().unauthenticated, 1);
 

@@ -15,10 +15,7 @@ use qhub_gke_emulator::{Faults, GkeEmulator, Options};
 use common::*;
 
 fn one_of_everything(pools: usize) -> BTreeMap<String, usize> {
-    BTreeMap::from([
-        ("gke_cluster".to_string(), 1),
-        ("node_pool".to_string(), pools),
-    ])
+    BTreeMap::from([("cluster".to_string(), 1), ("node_pool".to_string(), pools)])
 }
 
 #[tokio::test]
@@ -69,7 +66,7 @@ async fn deploy_noop_destroy_call_counts() {
         "deploy: {} calls ({} mutating, {} polls): {:?}",
         stats.calls(),
         stats.mutating(),
-        stats.polls(),
+        qhub_gcp::client::polls(&stats),
         stats.by_operation()
     );
     assert_eq!(stats.mutating(), 1, "one CreateCluster carries every pool");
@@ -122,7 +119,7 @@ async fn deploy_noop_destroy_call_counts() {
         "destroy: {} calls ({} mutating, {} polls): {:?}",
         stats.calls(),
         stats.mutating(),
-        stats.polls(),
+        qhub_gcp::client::polls(&stats),
         stats.by_operation()
     );
     assert!(census(&emu, &o).is_empty());
@@ -202,8 +199,36 @@ async fn an_error_cluster_is_reported_then_replaced() {
     );
     let p = provider(&emu, &config, stats.clone());
     let observed = p.observe(&o).await.unwrap();
-    assert_eq!(observed[0].state, "error");
-    let _ = o;
+    let state = observed[0].state.to_string();
+    assert!(
+        state.starts_with("failed") && state.contains("Insufficient regional quota"),
+        "{state}"
+    );
+    // The next deploy repairs it: the failed cluster is replaced, with its pools.
+    let p = Arc::new(provider(&emu, &config, stats.clone()));
+    let plan = engine(p.clone())
+        .plan(&config, StageFilter::All)
+        .await
+        .unwrap();
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c.id.kind == "cluster" && c.action == qhub_core::plan::Action::Replace),
+        "{}",
+        plan.render_text()
+    );
+    let r = deploy(p, &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    assert_eq!(census(&emu, &o), one_of_everything(3));
+    let p = Arc::new(provider(&emu, &config, stats.clone()));
+    assert!(
+        engine(p)
+            .plan(&config, StageFilter::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(emu.counters().rejected, 0);
 }
 
 #[tokio::test]
@@ -291,7 +316,7 @@ async fn wall_time_with_scaled_latency_approaches_the_critical_path() {
     assert!(r.succeeded(), "{:?}", r.failed);
     let deploy_bound = real("CREATE_CLUSTER");
     let deploy_calls = stats.calls();
-    let deploy_polls = stats.polls();
+    let deploy_polls = qhub_gcp::client::polls(&stats);
 
     let started = Instant::now();
     let r = destroy(p(), &config).await;
@@ -301,7 +326,7 @@ async fn wall_time_with_scaled_latency_approaches_the_critical_path() {
     eprintln!(
         "scaled x{SCALE}: deploy {deploy_time:.3}s (critical path {deploy_bound:.3}s; {deploy_calls} calls, {deploy_polls} polls), destroy {destroy_time:.3}s (critical path {destroy_bound:.3}s; {} calls, {} polls)",
         stats.calls() - deploy_calls,
-        stats.polls() - deploy_polls,
+        qhub_gcp::client::polls(&stats) - deploy_polls,
     );
     // Overhead: one poll interval per operation plus the engine's own work.
     assert!(

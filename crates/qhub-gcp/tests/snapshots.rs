@@ -40,6 +40,8 @@ fn view(config: &qhub_core::Config) -> Value {
                     "depends_on": r.depends_on.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "replace_fields": r.replace_fields,
                     "expected_seconds": r.expected_duration.as_secs(),
+                    "serial_group": r.serial_group,
+                    "created_with": r.created_with.as_ref().map(ToString::to_string),
                     "spec": r.spec,
                     "payload": r.payload,
                 })

@@ -16,7 +16,7 @@ use qhub_gke_emulator::{GkeEmulator, Options};
 
 use common::*;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_both_stages_then_destroy_drains_load_balancers() {
     let emu = GkeEmulator::start(Options::default()).await.unwrap();
     let kube = KubeApi::new();

@@ -430,9 +430,12 @@ impl World {
             "CREATE_CLUSTER" => {
                 if failed {
                     cluster.doc.insert("status".into(), json!("ERROR"));
+                    let message = op.error.map(|e| e.1).unwrap_or_default();
+                    cluster.doc.insert("statusMessage".into(), json!(message));
+                    // `conditions` replaced the deprecated `statusMessage`; GKE sends both.
                     cluster.doc.insert(
-                        "statusMessage".into(),
-                        json!(op.error.map(|e| e.1).unwrap_or_default()),
+                        "conditions".into(),
+                        json!([{"code": "GCE_QUOTA_EXCEEDED", "message": message, "canonicalCode": 8}]),
                     );
                     for p in &mut cluster.pools {
                         p.insert("status".into(), json!("ERROR"));

@@ -3,12 +3,12 @@
 
 use google_cloud_container_v1::model::{Cluster, ClusterUpdate, ReleaseChannel, release_channel};
 use google_cloud_gax::options::RequestOptionsBuilder;
-use qhub_core::engine::plan::{Action, Change};
+use qhub_core::plan::{Action, Change, Resource};
 use qhub_core::provider::{ApplyContext, Ownership};
 
 use super::{CLUSTER_DEADLINE, Target, mutate, pool, wait_idle};
 use crate::client::Api;
-use crate::desired::{self, ClusterPayload, ClusterSpec, version_cmp};
+use crate::desired::{self, ClusterPayload, ClusterSpec, PoolSpec, version_cmp};
 use crate::errors::{Class, GcpError, Result};
 use crate::observe::{self, ClusterFacts};
 
@@ -21,6 +21,18 @@ fn spec_of(change: &Change) -> Result<(ClusterSpec, ClusterPayload)> {
     let payload: ClusterPayload = serde_json::from_value(d.payload.clone().unwrap_or_default())
         .map_err(|e| GcpError::config(change.id.to_string(), format!("bad payload: {e}")))?;
     Ok((spec, payload))
+}
+
+/// The node pools to create with the cluster: the change's children.
+fn pools_of(children: &[Resource]) -> Result<Vec<PoolSpec>> {
+    children
+        .iter()
+        .filter(|c| c.id.kind == desired::NODE_POOL)
+        .map(|c| {
+            serde_json::from_value(c.spec.clone())
+                .map_err(|e| GcpError::config(c.id.to_string(), format!("bad node pool spec: {e}")))
+        })
+        .collect()
 }
 
 fn facts_of(change: &Change) -> Option<ClusterFacts> {
@@ -48,7 +60,8 @@ pub(crate) async fn apply(
     match change.action {
         Action::Create => {
             let (spec, payload) = spec_of(change)?;
-            create(api, t, name, &spec, &payload, &ctx.ownership).await
+            let pools = pools_of(&ctx.children)?;
+            create(api, t, name, &spec, &payload, &pools, &ctx.ownership).await
         }
         Action::Update => {
             let (spec, payload) = spec_of(change)?;
@@ -58,15 +71,24 @@ pub(crate) async fn apply(
             // A cluster in ERROR, or one whose project/region changed: GKE cannot fix either in
             // place.
             let (spec, payload) = spec_of(change)?;
+            let pools = pools_of(&ctx.children)?;
             delete(api, t, name, facts_of(change).as_ref()).await?;
-            create(api, t, name, &spec, &payload, &ctx.ownership).await
+            create(api, t, name, &spec, &payload, &pools, &ctx.ownership).await
         }
         Action::Delete => delete(api, t, name, facts_of(change).as_ref()).await,
+        Action::Wait => Err(GcpError::NotSupported(
+            "the engine waits by observing; a provider is never asked to wait".into(),
+        )),
     }
 }
 
-/// The `Cluster` to create.
-pub fn build(name: &str, spec: &ClusterSpec, payload: &ClusterPayload) -> Cluster {
+/// The `Cluster` to create, with its node pools.
+pub fn build(
+    name: &str,
+    spec: &ClusterSpec,
+    payload: &ClusterPayload,
+    pools: &[PoolSpec],
+) -> Cluster {
     let mut c = Cluster::default();
     c.name = name.to_string();
     c.resource_labels = spec.labels.clone().into_iter().collect();
@@ -77,7 +99,7 @@ pub fn build(name: &str, spec: &ClusterSpec, payload: &ClusterPayload) -> Cluste
             ReleaseChannel::default().set_channel(release_channel::Channel::from(channel.as_str())),
         );
     }
-    c.node_pools = payload.pools.iter().map(pool::build).collect();
+    c.node_pools = pools.iter().map(pool::build).collect();
     c
 }
 
@@ -97,10 +119,14 @@ async fn create(
     name: &str,
     spec: &ClusterSpec,
     payload: &ClusterPayload,
+    pools: &[PoolSpec],
     ownership: &Ownership,
 ) -> Result<()> {
+    if let Ok(mut deleted) = t.deleted_clusters.lock() {
+        deleted.remove(name);
+    }
     let location = t.location();
-    let cluster = build(name, spec, payload);
+    let cluster = build(name, spec, payload, pools);
     let what = format!("creating GKE cluster {name}");
     let sent = api
         .call(
@@ -118,7 +144,7 @@ async fn create(
         Ok(op) => {
             api.wait(&location, op, &what, CLUSTER_DEADLINE).await?;
             if let Ok(mut created) = t.created_with_cluster.lock() {
-                created.extend(payload.pools.iter().map(|p| format!("{name}/{}", p.name)));
+                created.extend(pools.iter().map(|p| format!("{name}/{}", p.name)));
             }
             Ok(())
         }
@@ -268,6 +294,9 @@ pub(crate) async fn delete(
     name: &str,
     facts: Option<&ClusterFacts>,
 ) -> Result<()> {
+    if let Ok(mut created) = t.created_with_cluster.lock() {
+        created.retain(|k| !k.starts_with(&format!("{name}/")));
+    }
     let location = t.location();
     let path = t.cluster(name);
     if facts.is_some_and(|f| busy(&f.status)) {
@@ -293,9 +322,13 @@ pub(crate) async fn delete(
                 &format!("deleting GKE cluster {name}"),
                 CLUSTER_DEADLINE,
             )
-            .await
+            .await?;
         }
-        Err(e) if e.class() == Class::NotFound => Ok(()),
-        Err(e) => Err(e),
+        Err(e) if e.class() == Class::NotFound => {}
+        Err(e) => return Err(e),
     }
+    if let Ok(mut deleted) = t.deleted_clusters.lock() {
+        deleted.insert(name.to_string());
+    }
+    Ok(())
 }

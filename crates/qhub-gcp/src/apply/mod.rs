@@ -3,9 +3,10 @@
 //!
 //! **One operation per cluster.** GKE refuses a mutation while another operation runs on the
 //! same cluster (400 FAILED_PRECONDITION). Node pools are therefore created with the cluster
-//! (one operation), the provider serialises its own mutations of a cluster
-//! ([`Target::lock`]), and before touching a cluster that looks busy it waits for the running
-//! operation ([`wait_idle`]). Should GKE still refuse (an operation someone else started), it
+//! (one operation), the engine runs one change of the serial group `cluster/<name>` at a time
+//! (and the provider's own [`Target::lock`] keeps two changes of one provider apart even when
+//! it is driven by something else), and before touching a cluster that looks busy it waits for
+//! the running operation ([`wait_idle`]). Should GKE still refuse (an operation someone else started), it
 //! waits for that operation once and tries again; after that the refusal goes back to the
 //! engine as a retryable conflict.
 //!
@@ -14,14 +15,13 @@
 //! nothing (404) is done.
 
 pub mod cluster;
-pub mod drain;
 pub mod pool;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use google_cloud_container_v1::model::{Operation, operation};
-use qhub_core::engine::plan::Change;
+use qhub_core::plan::Change;
 use qhub_core::provider::ApplyContext;
 
 use crate::client::Api;
@@ -45,6 +45,9 @@ pub struct Target {
     /// Node pools (`cluster/pool`) this process saw created by its own `CreateCluster`, whose
     /// operation finished without error: their own create needs no call at all.
     pub created_with_cluster: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Clusters this process deleted (their operation finished): their pools went with them,
+    /// so the pools' own deletes need no call.
+    pub deleted_clusters: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Target {
@@ -55,6 +58,7 @@ impl Target {
             region: region.into(),
             lock: tokio::sync::Mutex::new(()),
             created_with_cluster: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            deleted_clusters: std::sync::Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -150,8 +154,8 @@ pub(crate) async fn apply(
     ctx: &ApplyContext,
 ) -> Result<()> {
     match change.id.kind.as_str() {
-        CLUSTER => cluster::apply(api, t, change, ctx).await,
-        NODE_POOL => pool::apply(api, t, change).await,
+        CLUSTER => Box::pin(cluster::apply(api, t, change, ctx)).await,
+        NODE_POOL => Box::pin(pool::apply(api, t, change)).await,
         other => Err(GcpError::NotSupported(format!(
             "the GKE provider does not manage {other} resources"
         ))),

@@ -7,7 +7,7 @@ use google_cloud_container_v1::model::{
     node_taint,
 };
 use google_cloud_gax::options::RequestOptionsBuilder;
-use qhub_core::engine::plan::{Action, Change};
+use qhub_core::plan::{Action, Change};
 
 use super::{POOL_DEADLINE, Target, cluster::busy, mutate, wait_idle};
 use crate::client::Api;
@@ -114,6 +114,28 @@ pub(crate) async fn apply(api: &Api, t: &Target, change: &Change) -> Result<()> 
         .map(|s| s.name.clone())
         .unwrap_or_default();
     let cluster = cluster_of(&change.id.name, &pool_name)?;
+    let key = format!("{cluster}/{pool_name}");
+    // Created (or re-created, repairing it) by the cluster's own create a moment ago in this
+    // process: the pool's create or replace only adopts it, without a call.
+    if matches!(change.action, Action::Create | Action::Replace)
+        && t.created_with_cluster
+            .lock()
+            .is_ok_and(|c| c.contains(&key))
+    {
+        return Ok(());
+    }
+    if change.action == Action::Delete {
+        if let Ok(mut created) = t.created_with_cluster.lock() {
+            created.remove(&key);
+        }
+        // Deleted with its cluster a moment ago (the engine deletes the parent first).
+        if t.deleted_clusters
+            .lock()
+            .is_ok_and(|d| d.contains(&cluster))
+        {
+            return Ok(());
+        }
+    }
     match (change.action, desired, observed) {
         (Action::Create, Some(spec), _) => create(api, t, &cluster, &spec).await,
         (Action::Update, Some(spec), Some(have)) => {
@@ -142,15 +164,7 @@ async fn get(api: &Api, t: &Target, cluster: &str, pool: &str) -> Result<NodePoo
 }
 
 async fn create(api: &Api, t: &Target, cluster: &str, spec: &PoolSpec) -> Result<()> {
-    // Usually created with the cluster: then there is nothing to do but adopt it, without
-    // even a call when this process created that cluster a moment ago.
-    let key = format!("{cluster}/{}", spec.name);
-    if t.created_with_cluster
-        .lock()
-        .is_ok_and(|c| c.contains(&key))
-    {
-        return Ok(());
-    }
+    // Usually created with the cluster (by an earlier run): then adopt it.
     match get(api, t, cluster, &spec.name).await {
         Ok(existing) => return adopt(api, t, cluster, &existing).await,
         Err(e) if e.class() == Class::NotFound => {}

@@ -12,13 +12,14 @@ use qhub_core::Config;
 use qhub_core::config::CiKind;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::{GuestAccelerator, NodeGroup, ProviderKind};
-use qhub_core::conformance::{Faults, Harness};
+use qhub_core::conformance::{Faults, Harness, Knobs};
 use qhub_core::engine::events::NoEvents;
-use qhub_core::engine::plan::{Change, Observed, Resource};
-use qhub_core::engine::retry::RetryPolicy;
+use qhub_core::engine::retry::{Budget, RetryPolicy};
 use qhub_core::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
+use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
-    ApplyContext, Capabilities, ClusterAccess, Ownership, Preflight, Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Ownership, Preflight,
+    ProcessKilled, Provider, ProviderError,
 };
 use qhub_gcp::{ApiStats, CredentialSource, GcpOptions, GcpProvider};
 use qhub_gke_emulator::{GkeEmulator, Options};
@@ -95,43 +96,46 @@ pub fn engine(p: Arc<dyn Provider>) -> Engine {
         EngineOptions {
             concurrency: 8,
             retry: RetryPolicy {
-                max_attempts: 12,
-                base: Duration::from_millis(1),
-                cap: Duration::from_millis(20),
+                busy: Budget::attempts(200, Duration::from_millis(5), Duration::from_millis(50)),
+                ..RetryPolicy::uniform(Budget::attempts(
+                    12,
+                    Duration::from_millis(1),
+                    Duration::from_millis(20),
+                ))
             },
             min_deadline: Duration::from_secs(120),
             observe_deadline: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(20),
         },
     )
 }
 
-/// Plans and applies `config`.
+/// Plans and applies `config` (under the engine's lock).
 pub async fn deploy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
-    let e = engine(p);
-    let plan = e.plan(config, StageFilter::All).await.expect("plan");
-    e.apply(
-        &plan,
-        &Ownership::of(config),
-        Arc::new(NoEvents),
-        CancellationToken::new(),
-    )
-    .await
+    engine(p)
+        .deploy(
+            config,
+            StageFilter::All,
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("deploy")
+        .1
 }
 
 /// Plans and applies the destruction of `config`'s deployment.
 pub async fn destroy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
-    let e = engine(p);
-    let plan = e
-        .destroy_plan(config, StageFilter::All)
+    engine(p)
+        .destroy(
+            config,
+            StageFilter::All,
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
         .await
-        .expect("destroy plan");
-    e.apply(
-        &plan,
-        &Ownership::of(config),
-        Arc::new(NoEvents),
-        CancellationToken::new(),
-    )
-    .await
+        .expect("destroy")
+        .1
 }
 
 /// Counts the resources carrying `ownership`'s labels, straight from the emulator.
@@ -147,7 +151,7 @@ pub fn census(emu: &GkeEmulator, ownership: &Ownership) -> BTreeMap<String, usiz
             })
             .unwrap_or_default();
         if qhub_gcp::desired::owned(ownership, &labels) {
-            *out.entry("gke_cluster".to_string()).or_insert(0) += 1;
+            *out.entry("cluster".to_string()).or_insert(0) += 1;
             let pools = c["nodePools"].as_array().map_or(0, Vec::len);
             *out.entry("node_pool".to_string()).or_insert(0) += pools;
         }
@@ -169,7 +173,7 @@ impl Killable {
         what: &str,
         fut: impl std::future::Future<Output = Result<T, ProviderError>>,
     ) -> Result<T, ProviderError> {
-        let dead = || ProviderError::Killed(format!("{what}: the process died"));
+        let dead = || ProviderError::other(ProcessKilled(format!("{what}: the process died")));
         if self.emu.killed() {
             return Err(dead());
         }
@@ -196,8 +200,17 @@ impl Provider for Killable {
     async fn preflight(&self, config: &Config) -> Result<Preflight, ProviderError> {
         self.inner.preflight(config).await
     }
-    fn desired(&self, config: &Config) -> Result<Vec<Resource>, ProviderError> {
-        self.inner.desired(config)
+    fn node_group_keys(&self) -> &'static [&'static str] {
+        self.inner.node_group_keys()
+    }
+    async fn discover(&self, config: &Config) -> Result<Facts, ProviderError> {
+        self.run("discover", self.inner.discover(config)).await
+    }
+    fn desired(&self, config: &Config, facts: &Facts) -> Result<Vec<Resource>, ProviderError> {
+        self.inner.desired(config, facts)
+    }
+    fn cluster_facts(&self, config: &Config, infra: &[Observed]) -> ClusterFacts {
+        self.inner.cluster_facts(config, infra)
     }
     async fn observe(&self, ownership: &Ownership) -> Result<Vec<Observed>, ProviderError> {
         self.run("observe", self.inner.observe(ownership)).await
@@ -247,6 +260,15 @@ impl Harness for GkeHarness {
             die_after: faults.die_after,
             seed: faults.seed,
         });
+        // `pending`: a created cluster stays PROVISIONING for ~0.3 s (GKE's 7 minutes scaled).
+        let scale = if faults.pending { 0.3 / 420.0 } else { 0.0 };
+        self.emu.set_timing(Options::default().min_polls, scale);
+        if faults.fail_once.as_deref() == Some("cluster") {
+            self.emu.fail_next(
+                "CREATE_CLUSTER",
+                "Insufficient regional quota to satisfy request: resource \"CPUS\"",
+            );
+        }
         Arc::new(Killable {
             inner: provider(&self.emu, &self.config, self.stats.clone()),
             emu: self.emu.clone(),
@@ -259,6 +281,17 @@ impl Harness for GkeHarness {
 
     async fn mutations(&self) -> u64 {
         self.emu.counters().mutations
+    }
+
+    async fn rejected(&self) -> u64 {
+        self.emu.counters().rejected
+    }
+
+    fn knobs(&self) -> Knobs {
+        Knobs {
+            pending: true,
+            fail_once: true,
+        }
     }
 
     async fn census(&self, ownership: &Ownership) -> BTreeMap<String, usize> {
