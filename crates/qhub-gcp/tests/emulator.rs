@@ -122,6 +122,11 @@ async fn deploy_noop_destroy_call_counts() {
         qhub_gcp::client::polls(&stats),
         stats.by_operation()
     );
+    assert_eq!(
+        stats.mutating(),
+        1,
+        "one DeleteCluster removes the pools too"
+    );
     assert!(census(&emu, &o).is_empty());
     assert_eq!(emu.counters().rejected, 0);
 }
@@ -332,6 +337,11 @@ async fn wall_time_with_scaled_latency_approaches_the_critical_path() {
     assert!(
         deploy_time < deploy_bound * 1.5 + 0.3,
         "deploy {deploy_time:.3}s"
+    );
+    // The pools go with the cluster: one DeleteCluster operation is the whole destroy.
+    assert!(
+        destroy_time < destroy_bound * 1.5 + 0.3,
+        "destroy {destroy_time:.3}s"
     );
     assert_eq!(emu.counters().rejected, 0);
 }
