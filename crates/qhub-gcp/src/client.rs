@@ -15,6 +15,11 @@ use google_cloud_container_v1::model::{Operation, operation};
 use google_cloud_gax::retry_policy::NeverRetry;
 use http::{Extensions, HeaderMap, HeaderValue};
 
+use qhub_core::cloud::poll::{Poll, poll_until};
+use qhub_core::cloud::{RetryPolicy, retry};
+use qhub_core::engine::retry::Budget;
+use qhub_core::provider::ProviderError;
+
 use crate::errors::{Class, GcpError, Result};
 
 /// The endpoint override (an emulator, a private endpoint).
@@ -316,8 +321,10 @@ impl Api {
         r.map_err(|e| GcpError::from_gax(format!("{rpc} {target}"), &e))
     }
 
-    /// Polls a GKE operation (`location` is `projects/P/locations/L`) until it is DONE;
-    /// its `error`, if any, becomes [`GcpError::OperationFailed`].
+    /// Polls a GKE operation (`location` is `projects/P/locations/L`) until it is DONE
+    /// ([`qhub_core::cloud::poll`]); its `error`, if any, becomes
+    /// [`GcpError::OperationFailed`]. A poll that fails transiently is a read, retried within
+    /// its budget ([`qhub_core::cloud::retry`]).
     pub(crate) async fn wait(
         &self,
         location: &str,
@@ -327,49 +334,54 @@ impl Api {
     ) -> Result<()> {
         let started = Instant::now();
         let name = format!("{location}/operations/{}", op.name);
-        let mut op = op;
-        let mut failures = 0u32;
-        loop {
-            if op.status == operation::Status::Done {
-                if let Some(e) = &op.error {
-                    return Err(GcpError::OperationFailed {
-                        what: what.to_string(),
-                        operation: op.name.clone(),
-                        message: e.message.clone(),
-                    });
-                }
-                tracing::debug!(operation = %op.name, what, elapsed = ?started.elapsed(), "GKE operation done");
-                return Ok(());
+        let id = op.name.clone();
+        let reads = RetryPolicy::uniform(Budget::attempts(8, self.poll, self.poll * 16));
+        let mut first = Some(op);
+        let done = poll_until(what, deadline, self.poll, || {
+            let known = first.take();
+            let name = name.clone();
+            async move {
+                let op = match known {
+                    // The mutation's own answer is the first state: no call for it.
+                    Some(op) => op,
+                    None => {
+                        retry(&reads, "polling a GKE operation", || async {
+                            self.call(
+                                "GetOperation",
+                                &name,
+                                self.client.get_operation().set_name(&name).send(),
+                            )
+                            .await
+                            .map_err(ProviderError::from)
+                        })
+                        .await?
+                    }
+                };
+                Ok(if op.status == operation::Status::Done {
+                    Poll::Ready(op)
+                } else {
+                    Poll::Pending(op.status.name().unwrap_or("?").to_string())
+                })
             }
-            if started.elapsed() > deadline {
-                return Err(GcpError::Timeout {
-                    what: format!("{what} (operation {})", op.name),
-                    after: deadline,
-                });
-            }
-            tokio::time::sleep(self.poll).await;
-            match self
-                .call(
-                    "GetOperation",
-                    &name,
-                    self.client.get_operation().set_name(&name).send(),
-                )
-                .await
-            {
-                Ok(next) => {
-                    failures = 0;
-                    op = next;
-                }
-                // A poll is a read: a transient failure just means polling again, a few times.
-                Err(e)
-                    if matches!(e.class(), Class::Retryable | Class::Throttled) && failures < 8 =>
-                {
-                    failures += 1;
-                    tracing::info!(error = %e, failures, "polling {what} failed; polling again");
-                    tokio::time::sleep(self.poll * failures).await;
-                }
-                Err(e) => return Err(e),
-            }
+        })
+        .await
+        .map_err(|e| GcpError::Api {
+            what: format!("{what} (operation {id})"),
+            class: match e.retry_class() {
+                Some(_) => Class::Retryable,
+                None if matches!(e, ProviderError::Unauthorized(_)) => Class::Unauthorized,
+                None => Class::Fatal,
+            },
+            message: e.to_string(),
+        })?;
+        if let Some(e) = &done.error {
+            return Err(GcpError::OperationFailed {
+                what: what.to_string(),
+                operation: id,
+                message: e.message.clone(),
+            });
         }
+        tracing::debug!(operation = %id, what, elapsed = ?started.elapsed(), "GKE operation done");
+        Ok(())
     }
 }
