@@ -6,7 +6,7 @@
 //! (one operation), the engine runs one change of the serial group `cluster/<name>` at a time
 //! (and the provider's own [`Target::lock`] keeps two changes of one provider apart even when
 //! it is driven by something else), and before touching a cluster that looks busy it waits for
-//! the running operation ([`wait_idle`]). Should GKE still refuse (an operation someone else started), it
+//! the running operation (`wait_idle`). Should GKE still refuse (an operation someone else started), it
 //! waits for that operation once and tries again; after that the refusal goes back to the
 //! engine as a retryable conflict.
 //!
