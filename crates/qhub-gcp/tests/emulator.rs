@@ -43,6 +43,24 @@ async fn conformance_with_no_operation_rejected() {
     assert_eq!(n.rejected, 0, "GKE's one-operation rule was broken: {n:?}");
 }
 
+/// With a Kubernetes API behind the cluster (the kubeconfig override), the Kubernetes stage
+/// runs too, and the cluster facts reach it.
+#[tokio::test]
+async fn conformance_with_both_stages() {
+    let h = GkeHarness::with_cluster(gcp_config("conformk8s")).await;
+    let report = conformance::run_all(&h).await.expect("conformance");
+    for (check, detail) in &report.checks {
+        eprintln!("conformance (both stages): {check}: {detail}");
+    }
+    let facts = report
+        .checks
+        .iter()
+        .find(|(c, _)| c.contains("facts"))
+        .expect("facts check");
+    assert!(!facts.1.starts_with("skipped"), "{facts:?}");
+    assert_eq!(h.emu.counters().rejected, 0);
+}
+
 #[tokio::test]
 async fn gpu_conformance() {
     let h = GkeHarness::start(gpu_config("conformgpu")).await;

@@ -21,6 +21,7 @@ use qhub_core::provider::{
     ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Ownership, Preflight,
     ProcessKilled, Provider, ProviderError,
 };
+use qhub_core::sandbox::kube_api::{KubeApi, Server};
 use qhub_gcp::{ApiStats, CredentialSource, GcpOptions, GcpProvider};
 use qhub_gke_emulator::{GkeEmulator, Options};
 use tokio_util::sync::CancellationToken;
@@ -224,16 +225,46 @@ impl Provider for Killable {
     }
 }
 
+/// The cluster's Kubernetes API for the emulated GKE cluster: the in-memory API served on
+/// loopback, reached through the kubeconfig override.
+pub struct Cluster {
+    pub api: KubeApi,
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A fresh, empty API and its kubeconfig.
+    pub async fn start() -> Self {
+        let api = KubeApi::new();
+        let server = api
+            .serve("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("kube api");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("kubeconfig"), server.kubeconfig()).expect("kubeconfig");
+        Self { api, server, dir }
+    }
+
+    /// The kubeconfig file.
+    pub fn kubeconfig(&self) -> std::path::PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+}
+
 /// The conformance harness: one emulator, a provider per run with the faults injected at
-/// the API (429, 503, die-after) by the emulator itself.
+/// the API (429, 503, die-after) by the emulator itself; optionally a Kubernetes API for the
+/// cluster, so the Kubernetes stage runs too.
 pub struct GkeHarness {
     pub emu: Arc<GkeEmulator>,
     pub config: Config,
     pub stats: Arc<ApiStats>,
+    pub cluster: Option<std::sync::Mutex<Cluster>>,
 }
 
 impl GkeHarness {
-    /// A harness on a fresh emulator.
+    /// A harness on a fresh emulator (infrastructure stage only: the emulator's clusters have
+    /// no API server).
     pub async fn start(config: Config) -> Self {
         Self {
             emu: Arc::new(
@@ -243,7 +274,23 @@ impl GkeHarness {
             ),
             config,
             stats: Arc::new(ApiStats::default()),
+            cluster: None,
         }
+    }
+
+    /// A harness whose clusters are reached through a kubeconfig override to an in-memory
+    /// Kubernetes API: both stages run.
+    pub async fn with_cluster(config: Config) -> Self {
+        let mut h = Self::start(config).await;
+        h.cluster = Some(std::sync::Mutex::new(Cluster::start().await));
+        h
+    }
+
+    fn kube(&self) -> Option<(KubeApi, std::path::PathBuf)> {
+        self.cluster.as_ref().map(|c| {
+            let c = c.lock().expect("cluster lock");
+            (c.api.clone(), c.kubeconfig())
+        })
     }
 }
 
@@ -269,18 +316,38 @@ impl Harness for GkeHarness {
                 "Insufficient regional quota to satisfy request: resource \"CPUS\"",
             );
         }
+        let inner = GcpProvider::new(
+            &self.config,
+            GcpOptions {
+                endpoint: Some(self.emu.endpoint()),
+                credentials: CredentialSource::Anonymous,
+                poll_interval: Some(Duration::from_millis(1)),
+                stats: Some(self.stats.clone()),
+                kubeconfig: self.kube().map(|(_, path)| path),
+                ..GcpOptions::default()
+            },
+        )
+        .expect("provider");
         Arc::new(Killable {
-            inner: provider(&self.emu, &self.config, self.stats.clone()),
+            inner,
             emu: self.emu.clone(),
         })
     }
 
     async fn reset(&self) {
         self.emu.reset();
+        if let Some(c) = &self.cluster {
+            let fresh = Cluster::start().await;
+            // Same kubeconfig path, new server: rewrite the file the providers read.
+            let mut c = c.lock().expect("cluster lock");
+            std::fs::write(c.kubeconfig(), fresh.server.kubeconfig()).expect("kubeconfig");
+            c.api = fresh.api;
+            c.server = fresh.server;
+        }
     }
 
     async fn mutations(&self) -> u64 {
-        self.emu.counters().mutations
+        self.emu.counters().mutations + self.kube().map_or(0, |(api, _)| api.mutations())
     }
 
     async fn rejected(&self) -> u64 {
@@ -295,6 +362,20 @@ impl Harness for GkeHarness {
     }
 
     async fn census(&self, ownership: &Ownership) -> BTreeMap<String, usize> {
-        census(&self.emu, ownership)
+        let mut out = census(&self.emu, ownership);
+        if let Some((api, _)) = self.kube() {
+            for o in api.objects() {
+                let ours = o
+                    .pointer("/metadata/labels")
+                    .and_then(|l| l.get(qhub_core::kubernetes::MANAGED_BY_LABEL))
+                    .and_then(serde_json::Value::as_str)
+                    == Some("qhub");
+                if ours {
+                    let kind = o["kind"].as_str().unwrap_or("?");
+                    *out.entry(format!("k8s:{kind}")).or_insert(0) += 1;
+                }
+            }
+        }
+        out
     }
 }
