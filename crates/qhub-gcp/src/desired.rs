@@ -61,6 +61,11 @@ pub struct ServerFacts {
     pub master_versions: Vec<String>,
     /// Valid versions per release channel name (`REGULAR`…).
     pub channels: BTreeMap<String, Vec<String>>,
+    /// The control plane version of the deployment's cluster, when it exists. GKE upgrades
+    /// clusters by itself (release channels; end of life for the rest), so a cluster ahead of
+    /// `kubernetes_version` is not drift: the config's version is a minimum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_version: Option<String>,
 }
 
 impl ServerFacts {
@@ -387,7 +392,23 @@ pub fn cluster_spec(config: &Config, facts: Option<&ServerFacts>) -> Result<(Clu
     let ownership = Ownership::of(config);
     let channel = channel(s);
     let asked = s.kubernetes_version.trim().to_string();
+    // A cluster GKE already moved past the config's minor stays where it is: GKE cannot
+    // downgrade, and upgrading by itself is what its release channels are for.
+    let ahead = facts
+        .and_then(|f| f.cluster_version.as_deref())
+        .map(minor)
+        .filter(|current| version_cmp(current, &minor(&asked)).is_ge());
+    if let Some(current) = &ahead
+        && *current != minor(&asked)
+    {
+        tracing::info!(
+            %current,
+            asked = %asked,
+            "GKE upgraded the cluster past google_cloud_platform.kubernetes_version; keeping it"
+        );
+    }
     let initial = match facts {
+        Some(f) if ahead.is_some() => f.resolve(&asked, &channel).unwrap_or(asked.clone()),
         Some(f) => f.resolve(&asked, &channel).ok_or_else(|| {
             GcpError::config(
                 "google_cloud_platform.kubernetes_version",
@@ -415,7 +436,7 @@ pub fn cluster_spec(config: &Config, facts: Option<&ServerFacts>) -> Result<(Clu
             project: s.project.clone(),
             region: s.region.clone(),
             locations: s.availability_zones.clone().filter(|z| !z.is_empty()),
-            kubernetes_version: minor(&asked),
+            kubernetes_version: ahead.unwrap_or_else(|| minor(&asked)),
             release_channel: s.release_channel.as_ref().map(|c| c.to_ascii_uppercase()),
             labels: labels(&ownership),
         },
@@ -494,6 +515,7 @@ mod tests {
                 "REGULAR".to_string(),
                 vec!["1.33.4-gke.1350000".into(), "1.33.5-gke.1201000".into()],
             )]),
+            cluster_version: None,
         }
     }
 
@@ -514,6 +536,42 @@ mod tests {
             Some("1.34.1-gke.1431000")
         );
         assert_eq!(f.resolve("1.3", "REGULAR"), None, "1.3 is not 1.33");
+    }
+
+    #[test]
+    fn a_cluster_gke_upgraded_past_the_config_is_not_drift() {
+        let mut config = qhub_core::config::init::render(&qhub_core::config::init::InitOptions {
+            gcp_project: Some("p".into()),
+            ..qhub_core::config::init::InitOptions::new(
+                qhub_core::config::ProviderKind::Gcp,
+                "demo",
+                "example.com",
+                "0123456789abcdef",
+            )
+        })
+        .unwrap();
+        let mut f = facts();
+        f.cluster_version = Some("1.34.1-gke.1431000".into());
+        let (spec, _) = cluster_spec(&config, Some(&f)).unwrap();
+        assert_eq!(spec.kubernetes_version, "1.34", "kept where GKE took it");
+        // Asking for more than the cluster runs is an upgrade; 1.35 is not offered.
+        config
+            .google_cloud_platform
+            .as_mut()
+            .unwrap()
+            .kubernetes_version = "1.35".into();
+        assert!(cluster_spec(&config, Some(&f)).is_err());
+        f.cluster_version = Some("1.32.9-gke.1108000".into());
+        config
+            .google_cloud_platform
+            .as_mut()
+            .unwrap()
+            .kubernetes_version = "1.33".into();
+        let (spec, initial) = cluster_spec(&config, Some(&f)).unwrap();
+        assert_eq!(
+            (spec.kubernetes_version.as_str(), initial.as_str()),
+            ("1.33", "1.33.5-gke.1201000")
+        );
     }
 
     #[test]

@@ -85,8 +85,11 @@ impl Provider for GcpProvider {
     }
 
     async fn discover(&self, config: &Config) -> Result<Facts, ProviderError> {
-        let _ = config;
-        Ok(Facts::new(Box::pin(self.server_facts()).await?))
+        let mut facts = Box::pin(self.server_facts()).await?;
+        facts.cluster_version = Box::pin(self.cluster(&Ownership::of(config)))
+            .await?
+            .map(|c| c.current_master_version);
+        Ok(Facts::new(facts))
     }
 
     fn desired(&self, config: &Config, facts: &Facts) -> Result<Vec<Resource>, ProviderError> {

@@ -142,6 +142,7 @@ impl GcpProvider {
                         .map(|n| (n.to_string(), c.valid_versions.clone()))
                 })
                 .collect(),
+            cluster_version: None,
         };
         Ok(facts)
     }

@@ -363,3 +363,47 @@ async fn wall_time_with_scaled_latency_approaches_the_critical_path() {
     );
     assert_eq!(emu.counters().rejected, 0);
 }
+
+/// GKE upgrades clusters by itself: a cluster ahead of `kubernetes_version` is no drift; a
+/// config asking for more than the cluster runs upgrades the control plane.
+#[tokio::test]
+async fn versions_follow_gke_upgrades_and_config_upgrades() {
+    let emu = GkeEmulator::start(Options::default()).await.unwrap();
+    let mut config = gcp_config("versions");
+    config
+        .google_cloud_platform
+        .as_mut()
+        .unwrap()
+        .kubernetes_version = "1.32".into();
+    let stats = Arc::new(ApiStats::default());
+    let p = || Arc::new(provider(&emu, &config, stats.clone()));
+    let r = deploy(p(), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    let version = |emu: &GkeEmulator| emu.clusters()[0].2["currentMasterVersion"].clone();
+    assert_eq!(version(&emu), "1.32.9-gke.1108000");
+
+    // The config asks for 1.33: one UpdateCluster upgrades the control plane.
+    config
+        .google_cloud_platform
+        .as_mut()
+        .unwrap()
+        .kubernetes_version = "1.33".into();
+    let p = || Arc::new(provider(&emu, &config, stats.clone()));
+    let plan = engine(p()).plan(&config, StageFilter::All).await.unwrap();
+    let s = plan.summary();
+    assert_eq!(
+        (s.create, s.update, s.replace, s.delete),
+        (0, 1, 0, 0),
+        "{}",
+        plan.render_text()
+    );
+    let r = deploy(p(), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    assert_eq!(version(&emu), "1.33.5-gke.1201000");
+
+    // GKE moves the cluster to 1.34 by itself: not drift, no change planned.
+    assert!(emu.auto_upgrade(PROJECT, "us-central1", "versions-dev", "1.34.1-gke.1431000"));
+    let plan = engine(p()).plan(&config, StageFilter::All).await.unwrap();
+    assert!(plan.is_empty(), "{}", plan.render_text());
+    assert_eq!(emu.counters().rejected, 0);
+}

@@ -26,6 +26,7 @@ fn facts() -> ServerFacts {
                 "1.32.9-gke.1108000".into(),
             ],
         )]),
+        cluster_version: None,
     }
 }
 

@@ -284,6 +284,14 @@ impl GkeEmulator {
         }
     }
 
+    /// GKE upgrading a cluster by itself (a release channel's auto-upgrade) to `version`;
+    /// false when there is no such cluster.
+    pub fn auto_upgrade(&self, project: &str, location: &str, name: &str, version: &str) -> bool {
+        self.lock()
+            .world
+            .auto_upgrade(project, location, name, version)
+    }
+
     /// Empties the world (clusters, operations, injected failures); counters stay.
     pub fn reset(&self) {
         let mut inner = self.lock();
@@ -529,6 +537,7 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Mutex<Inner>>) -> Answer {
         (&Method::POST, ["clusters"]) => world.create_cluster(timing, p, l, json_body),
         (&Method::GET, ["clusters", c]) => return read(world.cluster_doc(p, l, c), Kind::Cluster),
         (&Method::DELETE, ["clusters", c]) => world.delete_cluster(timing, p, l, c),
+        (&Method::PUT, ["clusters", c]) => world.update_cluster(timing, p, l, c, json_body),
         (&Method::POST, ["clusters", c]) if c.ends_with(":setResourceLabels") => {
             let c = c.trim_end_matches(":setResourceLabels");
             world.set_labels(timing, p, l, c, json_body)

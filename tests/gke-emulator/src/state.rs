@@ -237,6 +237,13 @@ pub struct Timing {
     pub abandon_after: Duration,
 }
 
+/// Sort key of a version `1.33.5-gke.1201000`.
+fn version_key(v: &str) -> Vec<u64> {
+    v.split(['.', '-'])
+        .filter_map(|p| p.parse::<u64>().ok())
+        .collect()
+}
+
 fn valid_name(name: &str, max: usize) -> bool {
     // GKE: "must be 1-40 characters, lowercase letters, numbers and hyphens; start with a
     // letter, end with a number or a letter" (clusters; node pools likewise).
@@ -942,6 +949,103 @@ impl World {
             ));
         }
         Ok(())
+    }
+
+    /// `clusters.update`: `desiredMasterVersion` (an upgrade: GKE cannot downgrade),
+    /// `desiredLocations`, `desiredReleaseChannel`; one field per call, as GKE wants.
+    pub fn update_cluster(
+        &mut self,
+        timing: Timing,
+        p: &str,
+        l: &str,
+        c: &str,
+        body: Value,
+    ) -> Started {
+        let zones = Self::check_location(p, l)?;
+        self.cluster_mut(p, l, c)?;
+        self.busy(p, l, c)?;
+        self.require_running(p, l, c)?;
+        let update = body
+            .get("update")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let fields: Vec<&String> = update.keys().collect();
+        if fields.len() != 1 {
+            return Err(ApiError::invalid(format!(
+                "Exactly one update can be applied to a cluster with each request, got {fields:?}."
+            )));
+        }
+        let versions = self.versions.clone();
+        let cluster = self.cluster_mut(p, l, c)?;
+        let op_type = if let Some(v) = update.get("desiredMasterVersion").and_then(Value::as_str) {
+            let target = versions.resolve(v).ok_or_else(|| {
+                ApiError::invalid(format!("Master version \"{v}\" is unsupported."))
+            })?;
+            let current = cluster
+                .doc
+                .get("currentMasterVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if version_key(&target) < version_key(&current) {
+                return Err(ApiError::invalid(format!(
+                    "Master cannot be downgraded from \"{current}\" to \"{target}\"."
+                )));
+            }
+            cluster
+                .doc
+                .insert("currentMasterVersion".into(), json!(target));
+            "UPGRADE_MASTER"
+        } else if let Some(z) = update.get("desiredLocations").and_then(Value::as_array) {
+            for zone in z {
+                let zone = zone.as_str().unwrap_or("");
+                if !zones.contains(&zone) {
+                    return Err(ApiError::invalid(format!(
+                        "Invalid value for field 'update.desired_locations': zone \"{zone}\" is not in region {l}."
+                    )));
+                }
+            }
+            cluster
+                .doc
+                .insert("locations".into(), Value::Array(z.clone()));
+            "UPDATE_CLUSTER"
+        } else if let Some(r) = update.get("desiredReleaseChannel") {
+            let mut r = r.as_object().cloned().unwrap_or_default();
+            if let Some(ch) = r.get("channel") {
+                let name =
+                    wire::enum_in(&wire::CHANNEL, "update.desired_release_channel.channel", ch)?;
+                r.insert("channel".into(), json!(name));
+            }
+            cluster
+                .doc
+                .insert("releaseChannel".into(), Value::Object(r));
+            "UPDATE_CLUSTER"
+        } else {
+            return Err(ApiError::invalid(format!(
+                "Update {fields:?} is not supported by the emulator."
+            )));
+        };
+        cluster.doc.insert("status".into(), json!("RECONCILING"));
+        Ok(self.start(timing, (p, l, c), None, op_type))
+    }
+
+    /// GKE upgrading a cluster by itself (release channel auto-upgrade): control plane and
+    /// nodes move to `version`. False when there is no such cluster.
+    pub fn auto_upgrade(&mut self, p: &str, l: &str, c: &str, version: &str) -> bool {
+        let Ok(cluster) = self.cluster_mut(p, l, c) else {
+            return false;
+        };
+        cluster
+            .doc
+            .insert("currentMasterVersion".into(), json!(version));
+        cluster
+            .doc
+            .insert("currentNodeVersion".into(), json!(version));
+        for pool in &mut cluster.pools {
+            pool.insert("version".into(), json!(version));
+        }
+        true
     }
 
     /// `clusters.setResourceLabels`.
