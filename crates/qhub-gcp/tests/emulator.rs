@@ -407,3 +407,51 @@ async fn versions_follow_gke_upgrades_and_config_upgrades() {
     assert!(plan.is_empty(), "{}", plan.render_text());
     assert_eq!(emu.counters().rejected, 0);
 }
+
+/// Killed in the middle of every node pool edit of a deploy (the operation keeps running on
+/// GKE), then deployed again: the re-deploy waits for what runs instead of colliding with it.
+#[tokio::test]
+async fn interrupted_edits_then_redeploy_collide_with_nothing() {
+    let emu = Arc::new(GkeEmulator::start(Options::default()).await.unwrap());
+    let mut config = gpu_config("edits");
+    let o = Ownership::of(&config);
+    let stats = Arc::new(ApiStats::default());
+    let r = deploy(Arc::new(provider(&emu, &config, stats.clone())), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    // Slow operations, so that a killed run leaves one running.
+    emu.set_timing(2, 0.002);
+    for n in 0..4u64 {
+        for g in config
+            .google_cloud_platform
+            .as_mut()
+            .unwrap()
+            .node_groups
+            .values_mut()
+        {
+            g.max_nodes += 1;
+        }
+        emu.set_faults(Faults {
+            die_after: Some(n),
+            ..Faults::default()
+        });
+        let killed = deploy(
+            Arc::new(Killable {
+                inner: provider(&emu, &config, stats.clone()),
+                emu: emu.clone(),
+            }),
+            &config,
+        )
+        .await;
+        assert!(killed.killed, "interruption {n}: {killed:?}");
+        emu.set_faults(Faults::default());
+        let r = deploy(Arc::new(provider(&emu, &config, stats.clone())), &config).await;
+        assert!(r.succeeded(), "after interruption {n}: {:?}", r.failed);
+        let plan = engine(Arc::new(provider(&emu, &config, stats.clone())))
+            .plan(&config, StageFilter::All)
+            .await
+            .unwrap();
+        assert!(plan.is_empty(), "{}", plan.render_text());
+    }
+    assert_eq!(census(&emu, &o), one_of_everything(4));
+    assert_eq!(emu.counters().rejected, 0, "{:?}", emu.counters());
+}

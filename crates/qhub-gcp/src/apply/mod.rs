@@ -124,8 +124,10 @@ pub(crate) async fn wait_idle(api: &Api, t: &Target, cluster: &str) -> Result<()
     }
 }
 
-/// Sends a mutation of `cluster`; if GKE says another operation runs on it, waits for that one
-/// and sends it once more. Returns the mutation's operation.
+/// Sends a mutation of `cluster` once no operation runs on it (one `ListOperations` read: an
+/// operation a killed run left behind, or one GKE started itself, would make GKE refuse it);
+/// if GKE still says another operation runs (a race), waits for that one and sends it once
+/// more. Returns the mutation's operation.
 pub(crate) async fn mutate<F, Fut>(
     api: &Api,
     t: &Target,
@@ -136,6 +138,7 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<Operation>>,
 {
+    wait_idle(api, t, cluster).await?;
     match send().await {
         Err(e) if e.class() == Class::Conflict => {
             tracing::info!(error = %e, "cluster busy; waiting for its operation");
