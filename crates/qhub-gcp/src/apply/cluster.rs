@@ -10,7 +10,7 @@ use super::{CLUSTER_DEADLINE, Target, mutate, pool, wait_idle};
 use crate::client::Api;
 use crate::desired::{self, ClusterPayload, ClusterSpec, PoolSpec, version_cmp};
 use crate::errors::{Class, GcpError, Result};
-use crate::observe::{self, ClusterFacts};
+use crate::observe;
 
 fn spec_of(change: &Change) -> Result<(ClusterSpec, ClusterPayload)> {
     let d = change.desired.as_ref().ok_or_else(|| {
@@ -33,14 +33,6 @@ fn pools_of(children: &[Resource]) -> Result<Vec<PoolSpec>> {
                 .map_err(|e| GcpError::config(c.id.to_string(), format!("bad node pool spec: {e}")))
         })
         .collect()
-}
-
-fn facts_of(change: &Change) -> Option<ClusterFacts> {
-    change
-        .observed
-        .as_ref()
-        .and_then(|o| o.payload.clone())
-        .and_then(|p| serde_json::from_value(p).ok())
 }
 
 /// True for a status in which GKE is still working on the cluster.
@@ -72,10 +64,10 @@ pub(crate) async fn apply(
             // place.
             let (spec, payload) = spec_of(change)?;
             let pools = pools_of(&ctx.children)?;
-            delete(api, t, name, facts_of(change).as_ref()).await?;
+            delete(api, t, name).await?;
             create(api, t, name, &spec, &payload, &pools, &ctx.ownership).await
         }
-        Action::Delete => delete(api, t, name, facts_of(change).as_ref()).await,
+        Action::Delete => delete(api, t, name).await,
         Action::Wait => Err(GcpError::NotSupported(
             "the engine waits by observing; a provider is never asked to wait".into(),
         )),
@@ -288,20 +280,13 @@ async fn update(
 }
 
 /// Deletes the cluster (and its node pools with it); gone already is done.
-pub(crate) async fn delete(
-    api: &Api,
-    t: &Target,
-    name: &str,
-    facts: Option<&ClusterFacts>,
-) -> Result<()> {
+pub(crate) async fn delete(api: &Api, t: &Target, name: &str) -> Result<()> {
     if let Ok(mut created) = t.created_with_cluster.lock() {
         created.retain(|k| !k.starts_with(&format!("{name}/")));
     }
     let location = t.location();
     let path = t.cluster(name);
-    if facts.is_some_and(|f| busy(&f.status)) {
-        wait_idle(api, t, name).await?;
-    }
+    // `mutate` waits for an operation still running on it (an interrupted create).
     let sent = mutate(api, t, name, || {
         api.call(
             "DeleteCluster",

@@ -142,10 +142,10 @@ pub(crate) async fn apply(api: &Api, t: &Target, change: &Change) -> Result<()> 
             update(api, t, &cluster, &spec, &have, facts.as_ref()).await
         }
         (Action::Replace, Some(spec), _) => {
-            delete(api, t, &cluster, &pool_name, facts.as_ref()).await?;
+            delete(api, t, &cluster, &pool_name).await?;
             create(api, t, &cluster, &spec).await
         }
-        (Action::Delete, _, _) => delete(api, t, &cluster, &pool_name, facts.as_ref()).await,
+        (Action::Delete, _, _) => delete(api, t, &cluster, &pool_name).await,
         (action, _, _) => Err(GcpError::NotSupported(format!(
             "{}: {action:?} without the resources it needs",
             change.id
@@ -230,9 +230,6 @@ async fn update(
 ) -> Result<()> {
     let location = t.location();
     let path = t.pool(cluster, &spec.name);
-    if facts.is_some_and(|f| busy(&f.status)) {
-        wait_idle(api, t, cluster).await?;
-    }
     if (spec.min_nodes, spec.max_nodes) != (have.min_nodes, have.max_nodes) {
         let op = mutate(api, t, cluster, || {
             api.call(
@@ -303,18 +300,9 @@ async fn update(
     Ok(())
 }
 
-async fn delete(
-    api: &Api,
-    t: &Target,
-    cluster: &str,
-    pool: &str,
-    facts: Option<&PoolFacts>,
-) -> Result<()> {
+async fn delete(api: &Api, t: &Target, cluster: &str, pool: &str) -> Result<()> {
     let location = t.location();
     let path = t.pool(cluster, pool);
-    if facts.is_some_and(|f| busy(&f.status)) {
-        wait_idle(api, t, cluster).await?;
-    }
     let sent = mutate(api, t, cluster, || {
         api.call(
             "DeleteNodePool",
