@@ -148,9 +148,11 @@ impl GcpProvider {
     }
 
     /// Every cluster in the project's region.
+    /// Every cluster of the project, in every location (`locations/-`): a cluster left in a
+    /// region the config no longer names is still ours to delete.
     pub(crate) async fn clusters(&self) -> Result<Vec<Cluster>> {
         let api = self.api().await?;
-        let location = self.target.location();
+        let location = format!("projects/{}/locations/-", self.target.project);
         let r = api
             .call(
                 "ListClusters",

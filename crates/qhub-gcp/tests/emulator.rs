@@ -455,3 +455,34 @@ async fn interrupted_edits_then_redeploy_collide_with_nothing() {
     assert_eq!(census(&emu, &o), one_of_everything(4));
     assert_eq!(emu.counters().rejected, 0, "{:?}", emu.counters());
 }
+
+/// Moving the deployment to another region replaces the cluster, and the old one is deleted
+/// where it is (observe looks in every location of the project).
+#[tokio::test]
+async fn a_region_change_replaces_the_cluster_where_it_was() {
+    let emu = GkeEmulator::start(Options::default()).await.unwrap();
+    let mut config = gcp_config("moving");
+    let o = Ownership::of(&config);
+    let stats = Arc::new(ApiStats::default());
+    let r = deploy(Arc::new(provider(&emu, &config, stats.clone())), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    config.google_cloud_platform.as_mut().unwrap().region = "us-east1".into();
+    let p = || Arc::new(provider(&emu, &config, stats.clone()));
+    let plan = engine(p()).plan(&config, StageFilter::All).await.unwrap();
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c.id.kind == "cluster" && c.action == qhub_core::plan::Action::Replace),
+        "{}",
+        plan.render_text()
+    );
+    let r = deploy(p(), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    let clusters = emu.clusters();
+    assert_eq!(clusters.len(), 1, "the old cluster is gone");
+    assert_eq!(clusters[0].1, "us-east1");
+    assert_eq!(census(&emu, &o), one_of_everything(3));
+    let r = destroy(p(), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    assert!(emu.clusters().is_empty());
+}

@@ -64,10 +64,10 @@ pub(crate) async fn apply(
             // place.
             let (spec, payload) = spec_of(change)?;
             let pools = pools_of(&ctx.children)?;
-            delete(api, t, name).await?;
+            delete_observed(api, t, name, change).await?;
             create(api, t, name, &spec, &payload, &pools, &ctx.ownership).await
         }
-        Action::Delete => delete(api, t, name).await,
+        Action::Delete => delete_observed(api, t, name, change).await,
         Action::Wait => Err(GcpError::NotSupported(
             "the engine waits by observing; a provider is never asked to wait".into(),
         )),
@@ -277,6 +277,28 @@ async fn update(
         .await?;
     }
     Ok(())
+}
+
+/// Deletes the cluster where it was observed: in another region than the config's when the
+/// config moved it (a replace) or left it behind.
+async fn delete_observed(api: &Api, t: &Target, name: &str, change: &Change) -> Result<()> {
+    let region = change
+        .observed
+        .as_ref()
+        .and_then(|o| o.spec.get("region"))
+        .and_then(serde_json::Value::as_str)
+        .filter(|r| !r.is_empty() && *r != t.region);
+    match region {
+        Some(region) => {
+            let elsewhere = Target::new(&t.project, region);
+            delete(api, &elsewhere, name).await?;
+            if let Ok(mut deleted) = t.deleted_clusters.lock() {
+                deleted.insert(name.to_string());
+            }
+            Ok(())
+        }
+        None => delete(api, t, name).await,
+    }
 }
 
 /// Deletes the cluster (and its node pools with it); gone already is done.
