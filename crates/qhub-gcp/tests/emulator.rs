@@ -351,14 +351,15 @@ async fn wall_time_with_scaled_latency_approaches_the_critical_path() {
         stats.calls() - deploy_calls,
         qhub_gcp::client::polls(&stats) - deploy_polls,
     );
-    // Overhead: one poll interval per operation plus the engine's own work.
+    // Overhead: one poll interval per operation plus the engine's own work; generous, so a
+    // busy CI machine does not fail it (the call structure is asserted elsewhere).
     assert!(
-        deploy_time < deploy_bound * 1.5 + 0.3,
+        deploy_time < deploy_bound * 2.0 + 0.5,
         "deploy {deploy_time:.3}s"
     );
     // The pools go with the cluster: one DeleteCluster operation is the whole destroy.
     assert!(
-        destroy_time < destroy_bound * 1.5 + 0.3,
+        destroy_time < destroy_bound * 2.0 + 0.5,
         "destroy {destroy_time:.3}s"
     );
     assert_eq!(emu.counters().rejected, 0);
