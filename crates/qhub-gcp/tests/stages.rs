@@ -76,3 +76,59 @@ async fn deploy_both_stages_then_destroy_drains_load_balancers() {
         stats.by_operation()
     );
 }
+
+/// What `qhub plan/deploy/destroy --stage infrastructure` asks of the engine, with cluster
+/// access configured: only GKE is touched, the Kubernetes API is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_infrastructure_stage_alone() {
+    use qhub_core::engine::StageFilter;
+    use qhub_core::engine::events::NoEvents;
+    use qhub_core::plan::Stage;
+    use tokio_util::sync::CancellationToken;
+
+    let emu = GkeEmulator::start(Options::default()).await.unwrap();
+    let kube = KubeApi::new();
+    let server = kube.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
+    let config = gcp_config("infra");
+    let stats = Arc::new(ApiStats::default());
+    let p = || {
+        Arc::new(
+            GcpProvider::new(
+                &config,
+                GcpOptions {
+                    endpoint: Some(emu.endpoint()),
+                    credentials: CredentialSource::Anonymous,
+                    poll_interval: Some(Duration::from_millis(1)),
+                    stats: Some(stats.clone()),
+                    kubeconfig: Some(kubeconfig.clone()),
+                    ..GcpOptions::default()
+                },
+            )
+            .unwrap(),
+        )
+    };
+    let only = StageFilter::Only(Stage::Infrastructure);
+    let plan = engine(p()).plan(&config, only).await.unwrap();
+    assert!(
+        plan.changes
+            .iter()
+            .all(|c| c.stage == Stage::Infrastructure)
+    );
+    assert_eq!(plan.summary().create, 4, "{}", plan.render_text());
+    let (_, r) = engine(p())
+        .deploy(&config, only, Arc::new(NoEvents), CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(r.succeeded(), "{:?}", r.failed);
+    assert_eq!(kube.mutations(), 0, "the Kubernetes stage was not run");
+    assert!(engine(p()).plan(&config, only).await.unwrap().is_empty());
+    let (_, r) = engine(p())
+        .destroy(&config, only, Arc::new(NoEvents), CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(r.succeeded(), "{:?}", r.failed);
+    assert!(census(&emu, &Ownership::of(&config)).is_empty());
+}
