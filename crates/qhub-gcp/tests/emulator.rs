@@ -269,6 +269,32 @@ async fn preflight_names_every_problem_by_its_key() {
         .await;
     assert!(ok.is_ok(), "{ok:?}");
 
+    // Keys GKE does not understand are warnings, named by their key.
+    let mut odd = config.clone();
+    let user = odd
+        .google_cloud_platform
+        .as_mut()
+        .unwrap()
+        .node_groups
+        .get_mut("user")
+        .unwrap();
+    user.extra.insert("spott".into(), serde_json::json!(true));
+    user.gpu = true;
+    let warnings = provider(&emu, &odd, stats.clone())
+        .preflight(&odd)
+        .await
+        .expect("warnings only")
+        .warnings
+        .join("\n");
+    assert!(
+        warnings.contains("google_cloud_platform.node_groups.user.spott"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("google_cloud_platform.node_groups.user.gpu"),
+        "{warnings}"
+    );
+
     let gcp = config.google_cloud_platform.as_mut().unwrap();
     gcp.kubernetes_version = "1.29".into();
     gcp.availability_zones = Some(vec!["europe-west1-b".into()]);
