@@ -201,11 +201,11 @@ pub(crate) fn auth(source: &CredentialSource, endpoint: &str) -> Result<Auth> {
         tokens: Some(t),
     };
     let anonymous = || -> Result<Auth> {
-        if !is_loopback(endpoint) {
-            return Err(GcpError::Credentials(format!(
-                "anonymous credentials are only allowed for a loopback endpoint, not {endpoint}"
-            )));
-        }
+        qhub_core::cloud::endpoint::check_anonymous(
+            Some(endpoint),
+            &format!("set {CREDENTIALS_ENV} or run `gcloud auth application-default login`"),
+        )
+        .map_err(|e| GcpError::Credentials(e.to_string()))?;
         Ok(Auth {
             credentials: google_cloud_auth::credentials::anonymous::Builder::new().build(),
             tokens: None,
