@@ -3,12 +3,17 @@
 //!
 //! [`GcpProvider`] implements [`qhub_core::provider::Provider`] for `provider: gcp`:
 //!
-//! - [`desired`]: a regional GKE cluster with one autoscaling node pool per config group
-//!   (created together, in one GKE operation), ownership in resource labels.
-//! - [`observe`]: one `ListClusters` call finds the cluster by its labels, with its pools.
-//! - [`apply`]: one change at a time per cluster (GKE runs one operation per cluster), each
-//!   GKE `Operation` polled until DONE and its error surfaced; creates adopt what a lost
-//!   answer or an interrupted run left, deletes tolerate "not found".
+//! - `discover` asks GKE which versions it offers (`getServerConfig`) and which one the
+//!   cluster runs; [`desired`] turns the config into a regional GKE cluster with one
+//!   autoscaling node pool per config group (`created_with` the cluster: one GKE operation),
+//!   all in the serial group `cluster/<name>`, ownership in resource labels.
+//! - [`observe`]: one `ListClusters` call (every location of the project) finds the cluster by
+//!   its labels, with its pools, each with its typed state (PROVISIONING is pending, ERROR
+//!   failed: the plan repairs it).
+//! - [`apply`]: each GKE `Operation` polled until DONE and its error surfaced; a mutation
+//!   first waits for any operation already running on the cluster; creates adopt what a lost
+//!   answer or an interrupted run left, deletes tolerate "not found"; the cluster's
+//!   LoadBalancer Services are drained before it goes.
 //! - [`preflight`]: project, region, zones, version in the channel, node pools, accelerators;
 //!   every problem named by its config key.
 //! - [`access`]: a Kubernetes client with fresh OAuth tokens; a kubeconfig with a
