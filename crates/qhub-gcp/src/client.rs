@@ -385,3 +385,33 @@ impl Api {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn google_credentials_is_json_text_or_a_file() {
+        let text = r#"{"type": "service_account", "project_id": "p"}"#;
+        assert_eq!(key_from_env(text).unwrap()["project_id"], "p");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.json");
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(
+            key_from_env(path.to_str().unwrap()).unwrap()["type"],
+            "service_account"
+        );
+        let e = key_from_env("/nonexistent/key.json").unwrap_err();
+        assert!(e.to_string().contains(CREDENTIALS_ENV), "{e}");
+        let e = key_credentials(serde_json::json!({"type": "gdch_service_account"})).unwrap_err();
+        assert!(matches!(e, GcpError::NotSupported(_)), "{e}");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let key = CredentialSource::Key(serde_json::json!({"private_key": "SECRET-KEY"}));
+        let token = CredentialSource::AccessToken("SECRET-TOKEN".into());
+        let text = format!("{key:?} {token:?} {:?}", StaticToken::new("SECRET-TOKEN"));
+        assert!(!text.contains("SECRET"), "{text}");
+    }
+}
