@@ -513,3 +513,35 @@ async fn a_region_change_replaces_the_cluster_where_it_was() {
     assert!(r.succeeded(), "{:?}", r.failed);
     assert!(emu.clusters().is_empty());
 }
+
+/// A running cluster GKE reports in ERROR later is repaired by the next deploy (replaced with
+/// its pools).
+#[tokio::test]
+async fn a_cluster_that_went_to_error_is_repaired() {
+    let emu = GkeEmulator::start(Options::default()).await.unwrap();
+    let config = gcp_config("erring");
+    let o = Ownership::of(&config);
+    let stats = Arc::new(ApiStats::default());
+    let p = || Arc::new(provider(&emu, &config, stats.clone()));
+    let r = deploy(p(), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    assert!(emu.set_cluster_status(PROJECT, "us-central1", "erring-dev", "ERROR"));
+    let plan = engine(p()).plan(&config, StageFilter::All).await.unwrap();
+    let repair = plan
+        .changes
+        .iter()
+        .find(|c| c.id.kind == "cluster")
+        .expect("the cluster is planned");
+    assert_eq!(repair.action, qhub_core::plan::Action::Replace);
+    let r = deploy(p(), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    assert_eq!(census(&emu, &o), one_of_everything(3));
+    assert!(
+        engine(p())
+            .plan(&config, StageFilter::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(emu.counters().rejected, 0);
+}
