@@ -1,6 +1,7 @@
 //! `qhub-gke-emulator`: an emulator of GKE's container/v1 REST API on loopback, for tests.
 //!
-//! It serves what qhub-gcp uses — clusters (create with node pools, get, list, delete,
+//! It serves what qhub-gcp uses — clusters (create with node pools, get, list in a location or
+//! in all (`-`), update (version, node locations, release channel), delete,
 //! `setResourceLabels`), node pools (create, get, list, update, `setAutoscaling`, `setSize`,
 //! `setManagement`, delete), `getServerConfig` and long-running [`Operation`](state::Operation)s —
 //! and it is as unkind as GKE:
