@@ -408,6 +408,18 @@ impl FaultProxy {
         self.state.lock().unwrap().eks = eks;
     }
 
+    /// The EKS clusters created through the proxy (once the upstream has carried the create
+    /// out) and not deleted since.
+    pub fn clusters(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .clusters
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Forgets the clusters it tracks (after the upstream was reset).
     pub fn forget_clusters(&self) {
         self.state.lock().unwrap().clusters.clear();

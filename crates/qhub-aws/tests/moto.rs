@@ -125,19 +125,12 @@ impl Provider for Faulty {
             // The process dies while the provider waits for the cluster it just asked for:
             // the cluster is left CREATING.
             (Some(proxy), EKS_CLUSTER) if dies_now && self.faults.pending => {
-                let creates = || {
-                    proxy
-                        .counts()
-                        .by_operation
-                        .get("CreateCluster")
-                        .copied()
-                        .unwrap_or(0)
-                };
-                let before = creates();
+                // Once the upstream has carried the create out, the process "dies".
+                let created = || proxy.clusters().contains(&change.id.name);
                 tokio::select! {
                     r = self.inner.apply(change, ctx) => r?,
                     () = async {
-                        while creates() == before {
+                        while !created() {
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
                     } => {}

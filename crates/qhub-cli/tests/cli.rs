@@ -304,3 +304,37 @@ fn upgrade_of_a_fresh_config_is_a_no_op() {
     assert_eq!(json_stdout(&out)["changed"], Value::Bool(false));
     assert_eq!(std::fs::read(&path).expect("reads"), before);
 }
+
+#[test]
+fn validate_warns_about_node_group_keys_the_provider_does_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = qhub(dir.path(), &init_args("aws"));
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let path = dir.path().join(CONFIG);
+    let text = std::fs::read_to_string(&path).unwrap();
+    // A typo'd key under the first node group, indented like its `instance`.
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("instance:"))
+        .unwrap();
+    let indent = &line[..line.len() - line.trim_start().len()];
+    let text = text.replacen(line, &format!("{line}\n{indent}min_nodez: 2"), 1);
+    std::fs::write(&path, text).unwrap();
+    let out = qhub(dir.path(), &["validate", "--output", "json"]);
+    // QHub accepted any key there: the config stays valid, with a warning.
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let doc = json_stdout(&out);
+    assert_eq!(doc["valid"], true, "{doc:#}");
+    let warning = doc["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| {
+            w["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with(".min_nodez"))
+        })
+        .unwrap_or_else(|| panic!("no warning about min_nodez: {doc:#}"));
+    assert_eq!(warning["hint"], "did you mean `min_nodes`?", "{doc:#}");
+    assert!(warning["line"].as_u64().unwrap() > 1, "{doc:#}");
+}

@@ -24,6 +24,7 @@ use std::future::Future;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use qhub_core::cloud::poll::{Poll, poll_until};
 use qhub_core::plan::{Action, Change};
 use qhub_core::provider::{ApplyContext, Ownership, ProviderError};
 use serde_json::Value as Json;
@@ -228,20 +229,26 @@ where
     }
 }
 
-/// Waits until `check` says the operation is done (`Some`), polling at the provider's interval.
-/// The engine bounds the whole apply with its deadline.
+/// Waits until `check` says the operation is done (`Some`), polling at the provider's interval
+/// ([`qhub_core::cloud::poll`]). The engine bounds the whole change with its own deadline; this
+/// one only ends a wait that outlives any AWS operation (an EKS cluster takes up to 15 minutes
+/// to create, REFERENCE.md §4).
 async fn wait_for<F, Fut>(p: &AwsProvider, what: &str, mut check: F) -> Result<(), ProviderError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<()>, ProviderError>>,
 {
-    loop {
-        if check().await?.is_some() {
-            return Ok(());
+    const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(45 * 60);
+    poll_until(what, LONGEST_WAIT, p.poll(), || {
+        let done = check();
+        async move {
+            Ok(match done.await? {
+                Some(()) => Poll::Ready(()),
+                None => Poll::Pending("not yet".into()),
+            })
         }
-        tracing::debug!(what, "waiting");
-        tokio::time::sleep(p.poll()).await;
-    }
+    })
+    .await
 }
 
 /// Waits until `describe` answers "not found".

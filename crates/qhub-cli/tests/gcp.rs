@@ -1,0 +1,133 @@
+//! `qhub` with `provider: gcp` from the command line, against the GKE emulator on loopback
+//! (`tests/gke-emulator`): init, validate, plan, deploy, a no-op plan, status, destroy. The
+//! emulator insists on a bearer token, which must never appear in qhub's output.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+
+use common::{code, describe, json_stdout};
+use qhub_gke_emulator::{GkeEmulator, Options};
+use serde_json::Value;
+
+const TOKEN: &str = "ya29.qhub-test-token-0123456789";
+
+struct Gcp {
+    endpoint: String,
+    dir: tempfile::TempDir,
+}
+
+impl Gcp {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_qhub"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("QHUB_GKE_ENDPOINT", &self.endpoint)
+            .env("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN)
+            .env_remove("GOOGLE_CREDENTIALS")
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+            .env_remove("QHUB_LOG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    #[track_caller]
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().expect("qhub runs");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !all.contains(TOKEN),
+            "qhub {}: the token leaked",
+            args.join(" ")
+        );
+        out
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert_eq!(code(&out), 0, "qhub {}: {}", args.join(" "), describe(&out));
+        out
+    }
+
+    #[track_caller]
+    fn plan(&self) -> Value {
+        json_stdout(&self.ok(&["plan", "--stage", "infrastructure", "--output", "json"]))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_status_and_destroy_a_gke_cluster_from_the_cli() {
+    let emulator = GkeEmulator::start(Options {
+        token: Some(TOKEN.into()),
+        ..Options::default()
+    })
+    .await
+    .expect("the GKE emulator starts");
+    let gcp = Gcp {
+        endpoint: emulator.endpoint(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    // The qhub process runs while the emulator serves on this runtime's other worker.
+    let result = tokio::task::spawn_blocking(move || {
+        gcp.ok(&[
+            "init",
+            "gcp",
+            "--project",
+            "demo",
+            "--domain",
+            "demo.example.com",
+            "--gcp-project",
+            "qhub-test",
+            "--ci-provider",
+            "none",
+            "--disable-prompt",
+        ]);
+        gcp.ok(&["validate"]);
+
+        let plan = gcp.plan();
+        let creates = plan["summary"]["create"].as_u64().unwrap_or(0);
+        assert!(creates >= 2, "a cluster and its pools: {plan:#}");
+        // The pools are created with the cluster: planned once each, after it.
+        let changes = plan["changes"].as_array().expect("changes");
+        assert!(
+            changes.iter().skip(1).all(|c| c["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("created with"))),
+            "{plan:#}"
+        );
+
+        gcp.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+        let after = gcp.plan();
+        assert_eq!(after["changes"], serde_json::json!([]), "{after:#}");
+
+        let status =
+            json_stdout(&gcp.ok(&["--output", "json", "status", "--stage", "infrastructure"]));
+        assert_eq!(status["in_sync"], true, "{status:#}");
+        let resources = status["resources"].as_array().expect("resources");
+        assert_eq!(resources.len() as u64, creates, "{status:#}");
+        assert!(
+            resources.iter().all(|r| r["state"] == "ready"),
+            "{status:#}"
+        );
+
+        gcp.ok(&["destroy", "--stage", "infrastructure", "--disable-prompt"]);
+        let gone =
+            json_stdout(&gcp.ok(&["--output", "json", "status", "--stage", "infrastructure"]));
+        assert_eq!(gone["resources"], serde_json::json!([]), "{gone:#}");
+        creates
+    })
+    .await
+    .expect("the CLI run");
+    assert!(result >= 2);
+    assert!(
+        emulator.clusters().is_empty(),
+        "destroy left clusters in the emulator"
+    );
+    assert_eq!(emulator.counters().rejected, 0, "{:?}", emulator.counters());
+}
