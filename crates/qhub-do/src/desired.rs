@@ -1,0 +1,309 @@
+//! The desired infrastructure of a `digital_ocean` section (REFERENCE.md §3): one DOKS cluster
+//! in `region` at the newest version slug matching `kubernetes_version`, and one node pool per
+//! node group. The `general` group is the cluster's first pool, created by the cluster's own
+//! create call (DOKS refuses a cluster without a pool); the others are separate pools.
+//!
+//! Every pool autoscales between `min_nodes` and `max_nodes` (DOKS runs the cluster autoscaler
+//! itself), carries the label [`GROUP_LABEL`] so the platform can select it, and GPU pools carry
+//! the taint DOKS puts on GPU nodes. Scaling a pool is an update; changing its size replaces it
+//! (the API cannot change a pool's droplet size).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use qhub_core::config::{Config, DoProvider, NodeGroup};
+use qhub_core::engine::plan::{Resource, ResourceId, Stage};
+use qhub_core::provider::Ownership;
+use serde_json::{Value as Json, json};
+
+use crate::client::{KubernetesOptions, NodePoolCreate, Taint};
+
+/// Our label on every pool's nodes, naming the config's node group.
+pub const GROUP_LABEL: &str = "qhub.dev/node-group";
+/// The label DOKS puts on every node, naming its pool.
+pub const POOL_LABEL: &str = "doks.digitalocean.com/node-pool";
+/// The kind of the cluster resource.
+pub const CLUSTER: &str = "cluster";
+/// The kind of a node pool resource.
+pub const NODE_POOL: &str = "node_pool";
+/// The group that becomes the cluster's first pool.
+pub const FIRST_GROUP: &str = "general";
+
+/// The Kubernetes resource of NVIDIA GPUs.
+pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+
+/// How long DOKS takes (REFERENCE.md §4: a cluster 6–7 minutes; a pool a few minutes).
+pub const CLUSTER_CREATE: Duration = Duration::from_secs(420);
+/// How long a new pool takes to have running nodes.
+pub const POOL_CREATE: Duration = Duration::from_secs(240);
+
+/// What `desired` needs to know from DigitalOcean: the version slug `kubernetes_version`
+/// resolves to (from `/v2/kubernetes/options`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DoFacts {
+    /// The resolved version slug, e.g. `1.33.1-do.0`.
+    pub version: String,
+    /// The options the slug was resolved from.
+    pub options: KubernetesOptions,
+}
+
+/// Why a desired state cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct DesiredError {
+    /// The config key at fault, e.g. `digital_ocean.kubernetes_version`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// `(major, minor, patch, do-revision)` of a slug such as `1.33.10-do.2`.
+fn slug_rank(slug: &str) -> Option<(u32, u32, u32, u32)> {
+    let (k8s, rev) = slug.split_once("-do.")?;
+    let mut parts = k8s.split('.').map(|p| p.parse::<u32>().ok());
+    let (major, minor, patch) = (parts.next()??, parts.next()??, parts.next()??);
+    Some((major, minor, patch, rev.parse().ok()?))
+}
+
+/// The version slug `asked` means: itself when it is an offered slug, `latest` the newest, a
+/// `MAJOR.MINOR` or `MAJOR.MINOR.PATCH` the newest offered slug of that release (compared as
+/// numbers: `1.33.10` is newer than `1.33.9`).
+pub fn resolve_version(asked: &str, options: &KubernetesOptions) -> Result<String, String> {
+    let asked = asked.trim();
+    let offered: Vec<&str> = options.versions.iter().map(|v| v.slug.as_str()).collect();
+    if offered.contains(&asked) {
+        return Ok(asked.to_string());
+    }
+    let prefix: Option<Vec<u32>> = if asked == "latest" {
+        Some(Vec::new())
+    } else {
+        asked
+            .split('.')
+            .map(|p| p.parse::<u32>().ok())
+            .collect::<Option<Vec<u32>>>()
+            .filter(|p| (2..=3).contains(&p.len()))
+    };
+    let Some(prefix) = prefix else {
+        return Err(format!(
+            "`{asked}` is neither a DOKS version slug nor MAJOR.MINOR[.PATCH]; offered: {}",
+            offered.join(", ")
+        ));
+    };
+    offered
+        .iter()
+        .filter_map(|s| slug_rank(s).map(|r| (r, *s)))
+        .filter(|((ma, mi, pa, _), _)| {
+            [*ma, *mi, *pa]
+                .iter()
+                .zip(&prefix)
+                .all(|(have, want)| have == want)
+        })
+        .max_by_key(|(r, _)| *r)
+        .map(|(_, s)| s.to_string())
+        .ok_or_else(|| {
+            format!(
+                "DigitalOcean offers no Kubernetes {asked}; offered: {}",
+                offered.join(", ")
+            )
+        })
+}
+
+/// The DOKS facts of a config: its version resolved against `options`.
+pub fn facts(section: &DoProvider, options: KubernetesOptions) -> Result<DoFacts, DesiredError> {
+    let version =
+        resolve_version(&section.kubernetes_version, &options).map_err(|message| DesiredError {
+            key: "digital_ocean.kubernetes_version".into(),
+            message,
+        })?;
+    Ok(DoFacts { version, options })
+}
+
+/// DigitalOcean tags are plain strings (letters, digits, `:`, `-`, `_`): the ownership marks
+/// become `key:value`.
+pub fn ownership_tags(ownership: &Ownership) -> Vec<String> {
+    ownership
+        .tags()
+        .iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect()
+}
+
+/// The ownership marks in `tags` (the inverse of [`ownership_tags`]; other tags ignored).
+pub fn tags_to_marks(tags: &[String]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| t.split_once(':'))
+        .filter(|(k, _)| k.starts_with("qhub-"))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// True for a GPU pool: `gpu: true`, or a GPU droplet size (`gpu-…`).
+pub fn is_gpu(group: &NodeGroup) -> bool {
+    group.gpu || group.instance.starts_with("gpu-")
+}
+
+/// The taint DOKS puts on GPU nodes (and we ask for, so the pool says so): `nvidia.com/gpu`
+/// with no value, `NoSchedule` (llm-d's DOKS guide, "GPU Node Taints").
+pub fn gpu_taint() -> Taint {
+    Taint {
+        key: GPU_RESOURCE.into(),
+        value: String::new(),
+        effect: "NoSchedule".into(),
+    }
+}
+
+/// A pool's name: `{project}-{namespace}-{group}`.
+pub fn pool_name(prefix: &str, group: &str) -> String {
+    format!("{prefix}-{group}")
+}
+
+/// The pool spec compared with what is observed.
+pub fn pool_spec(group_name: &str, group: &NodeGroup) -> Json {
+    let taints: Vec<Taint> = if is_gpu(group) {
+        vec![gpu_taint()]
+    } else {
+        Vec::new()
+    };
+    json!({
+        "size": group.instance,
+        "auto_scale": true,
+        "min_nodes": group.min_nodes,
+        "max_nodes": group.max_nodes,
+        "labels": {GROUP_LABEL: group_name},
+        "taints": taints,
+    })
+}
+
+/// The create request of a pool from its spec: it starts at `min_nodes` (at least one: a
+/// pool starts with a node, then the autoscaler may take it to zero).
+pub fn pool_request(name: &str, spec: &Json, tags: &[String]) -> NodePoolCreate {
+    let n = |k: &str| {
+        spec.get(k)
+            .and_then(Json::as_u64)
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0)
+    };
+    let (min, max) = (n("min_nodes"), n("max_nodes"));
+    NodePoolCreate {
+        name: name.to_string(),
+        size: spec
+            .get("size")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        count: min.max(1).min(max.max(1)),
+        tags: tags.to_vec(),
+        labels: spec
+            .get("labels")
+            .and_then(|l| serde_json::from_value(l.clone()).ok())
+            .unwrap_or_default(),
+        taints: spec
+            .get("taints")
+            .and_then(|t| serde_json::from_value(t.clone()).ok())
+            .unwrap_or_default(),
+        auto_scale: spec
+            .get("auto_scale")
+            .and_then(Json::as_bool)
+            .unwrap_or(true),
+        min_nodes: min,
+        max_nodes: max,
+    }
+}
+
+/// The node groups in the order pools are made: `general` first, then as written.
+pub fn ordered_groups(section: &DoProvider) -> Vec<(&String, &NodeGroup)> {
+    let mut groups: Vec<(&String, &NodeGroup)> = section.node_groups.iter().collect();
+    groups.sort_by_key(|(name, _)| name.as_str() != FIRST_GROUP);
+    groups
+}
+
+/// The desired resources of `config` (which must have a `digital_ocean` section) with `facts`.
+pub fn desired(config: &Config, facts: &DoFacts) -> Result<Vec<Resource>, DesiredError> {
+    let section = config.digital_ocean.as_ref().ok_or_else(|| DesiredError {
+        key: "digital_ocean".into(),
+        message: "the config has no `digital_ocean` section".into(),
+    })?;
+    let prefix = config.resource_prefix();
+    let cluster_id = ResourceId::new(CLUSTER, &prefix);
+    let groups = ordered_groups(section);
+    let Some((first_name, first)) = groups.first().copied() else {
+        return Err(DesiredError {
+            key: "digital_ocean.node_groups".into(),
+            message: "DOKS needs at least one node group (the cluster's first pool)".into(),
+        });
+    };
+    let first_pool = pool_name(&prefix, first_name);
+    let mut out = vec![Resource {
+        id: cluster_id.clone(),
+        stage: Stage::Infrastructure,
+        spec: json!({"region": section.region, "version": facts.version}),
+        depends_on: Vec::new(),
+        // A cluster cannot move regions; a version change is an upgrade (in place).
+        replace_fields: vec!["region".into()],
+        expected_duration: CLUSTER_CREATE,
+        // The first pool goes in the cluster's create call.
+        payload: Some(json!({
+            "first_pool": {"name": first_pool, "spec": pool_spec(first_name, first)},
+        })),
+    }];
+    for (name, group) in groups {
+        out.push(Resource {
+            id: ResourceId::new(NODE_POOL, pool_name(&prefix, name)),
+            stage: Stage::Infrastructure,
+            spec: pool_spec(name, group),
+            depends_on: vec![cluster_id.clone()],
+            replace_fields: vec!["size".into()],
+            expected_duration: POOL_CREATE,
+            payload: Some(json!({"group": name, "first": name == first_name})),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::VersionOption;
+
+    fn options(slugs: &[&str]) -> KubernetesOptions {
+        KubernetesOptions {
+            versions: slugs
+                .iter()
+                .map(|s| VersionOption {
+                    slug: (*s).into(),
+                    kubernetes_version: s.split('-').next().unwrap_or_default().into(),
+                })
+                .collect(),
+            ..KubernetesOptions::default()
+        }
+    }
+
+    #[test]
+    fn versions_resolve_to_the_newest_matching_slug_by_number() {
+        let o = options(&["1.34.1-do.0", "1.33.9-do.2", "1.33.10-do.0", "1.33.10-do.1"]);
+        assert_eq!(resolve_version("1.33", &o).unwrap(), "1.33.10-do.1");
+        assert_eq!(resolve_version("1.33.9", &o).unwrap(), "1.33.9-do.2");
+        assert_eq!(resolve_version("1.33.9-do.2", &o).unwrap(), "1.33.9-do.2");
+        assert_eq!(resolve_version("latest", &o).unwrap(), "1.34.1-do.0");
+        assert!(
+            resolve_version("1.3", &o)
+                .unwrap_err()
+                .contains("offers no")
+        );
+        assert!(resolve_version("1.32", &o).is_err());
+        assert!(resolve_version("one", &o).unwrap_err().contains("neither"));
+    }
+
+    #[test]
+    fn ownership_tags_round_trip() {
+        let o = Ownership {
+            project: "demo".into(),
+            namespace: "dev".into(),
+        };
+        let tags = ownership_tags(&o);
+        assert!(tags.contains(&"qhub-project:demo".to_string()));
+        let mut with_doks = tags.clone();
+        with_doks.extend(["k8s".into(), "k8s:1234".into()]);
+        assert!(o.owns(&tags_to_marks(&with_doks)));
+    }
+}

@@ -1,0 +1,146 @@
+//! What exists: the account's clusters carrying the deployment's ownership tags, and their
+//! pools carrying them too, in the shape of [`crate::desired`] so the engine can diff them.
+//!
+//! DOKS adds tags of its own (`k8s`, `k8s:<cluster id>`, `k8s:worker`); only our `qhub-*:`
+//! tags are read. Cluster names are unique in an account and pool names in a cluster, so there
+//! are no same-named duplicates to sort out: an owned cluster or pool under another name shows
+//! up under that name, and a plan deletes it. A cluster being deleted is not reported: it is
+//! going away with its pools.
+
+use qhub_core::engine::plan::{Observed, ResourceId, Stage};
+use qhub_core::provider::Ownership;
+use serde_json::{Value as Json, json};
+
+use crate::client::{Cluster, NodePool};
+use crate::desired::{CLUSTER, NODE_POOL, tags_to_marks};
+
+/// The state of a cluster or pool, in the contract's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Usable.
+    Ready,
+    /// On its way (provisioning, upgrading, nodes starting); the text says what it waits for.
+    Pending(String),
+    /// Broken; the text says why.
+    Failed(String),
+    /// Being deleted.
+    Deleting,
+}
+
+impl State {
+    /// The state word of the current plan model.
+    pub fn word(&self) -> String {
+        match self {
+            Self::Ready => "running".into(),
+            Self::Pending(why) => format!("pending: {why}"),
+            Self::Failed(why) => format!("failed: {why}"),
+            Self::Deleting => "deleting".into(),
+        }
+    }
+}
+
+/// The state of a cluster from its `status.state`.
+pub fn cluster_state(c: &Cluster) -> State {
+    match c.status.state.as_str() {
+        "running" => State::Ready,
+        "provisioning" | "upgrading" => State::Pending(format!("cluster is {}", c.status.state)),
+        "deleting" | "deleted" => State::Deleting,
+        "degraded" | "error" => State::Failed(format!(
+            "cluster is {}{}",
+            c.status.state,
+            c.status
+                .message
+                .as_deref()
+                .filter(|m| !m.is_empty())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        )),
+        other => State::Pending(format!("cluster state is `{other}`")),
+    }
+}
+
+/// The state of a pool: ready when its cluster is running and all its nodes are.
+pub fn pool_state(c: &Cluster, p: &NodePool) -> State {
+    match cluster_state(c) {
+        State::Ready => {}
+        State::Deleting => return State::Deleting,
+        other => return other,
+    }
+    let running = p
+        .nodes
+        .iter()
+        .filter(|n| n.status.state == "running")
+        .count();
+    if running == p.nodes.len() {
+        State::Ready
+    } else {
+        State::Pending(format!("{running} of {} nodes running", p.nodes.len()))
+    }
+}
+
+/// True when `tags` carry `ownership`'s marks.
+pub fn owned(ownership: &Ownership, tags: &[String]) -> bool {
+    ownership.owns(&tags_to_marks(tags))
+}
+
+/// The observed spec of a pool (the fields [`crate::desired::pool_spec`] sets).
+pub fn pool_spec(p: &NodePool) -> Json {
+    let mut taints = p.taints.clone();
+    taints.sort();
+    json!({
+        "size": p.size,
+        "auto_scale": p.auto_scale,
+        "min_nodes": p.min_nodes,
+        "max_nodes": p.max_nodes,
+        "labels": p.labels.clone().unwrap_or_default(),
+        "taints": taints,
+    })
+}
+
+/// Where a pool is: `(cluster id, pool id, current count)`, kept in the observed payload.
+pub fn pool_address(observed: &Observed) -> Option<(String, String, u32)> {
+    let p = observed.payload.as_ref()?;
+    Some((
+        p.get("cluster_id")?.as_str()?.to_string(),
+        p.get("pool_id")?.as_str()?.to_string(),
+        p.get("count")
+            .and_then(Json::as_u64)
+            .and_then(|c| u32::try_from(c).ok())
+            .unwrap_or(0),
+    ))
+}
+
+/// The observed resources of `ownership` among `clusters` (the whole account's list).
+pub fn observe(clusters: &[Cluster], ownership: &Ownership) -> Vec<Observed> {
+    let mut out = Vec::new();
+    for c in clusters.iter().filter(|c| owned(ownership, &c.tags)) {
+        let state = cluster_state(c);
+        if state == State::Deleting {
+            // Going away with its pools: not part of what exists. A create of the same name
+            // waits for it to be gone; a destroy has nothing left to do.
+            continue;
+        }
+        let cluster_id = ResourceId::new(CLUSTER, &c.name);
+        out.push(Observed {
+            id: cluster_id.clone(),
+            stage: Stage::Infrastructure,
+            spec: json!({"region": c.region, "version": c.version}),
+            depends_on: Vec::new(),
+            cloud_id: Some(c.id.clone()),
+            state: state.word(),
+            payload: Some(json!({"cluster_id": c.id, "state": c.status.state})),
+        });
+        for p in c.node_pools.iter().filter(|p| owned(ownership, &p.tags)) {
+            out.push(Observed {
+                id: ResourceId::new(NODE_POOL, &p.name),
+                stage: Stage::Infrastructure,
+                spec: pool_spec(p),
+                depends_on: vec![cluster_id.clone()],
+                cloud_id: Some(format!("{}/{}", c.id, p.id)),
+                state: pool_state(c, p).word(),
+                payload: Some(json!({"cluster_id": c.id, "pool_id": p.id, "count": p.count})),
+            });
+        }
+    }
+    out
+}

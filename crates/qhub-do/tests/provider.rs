@@ -1,0 +1,483 @@
+//! `qhub-do` against the DOKS emulator, over loopback only: the conformance suite, a fault run,
+//! the request counts of deploy / no-op / destroy, preflight, access, and the desired state of
+//! the default config. Every request is checked against DigitalOcean's OpenAPI spec by the
+//! emulator; each test ends by asserting there was no violation.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use qhub_core::Config;
+use qhub_core::conformance::{self, Faults, Harness};
+use qhub_core::engine::events::NoEvents;
+use qhub_core::engine::plan::{Change, Observed, Resource};
+use qhub_core::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
+use qhub_core::provider::{
+    ApplyContext, Capabilities, Ownership, Preflight, Provider, ProviderError,
+};
+use qhub_do::DigitalOceanProvider;
+use qhub_do::client::ApiStats;
+use qhub_do::desired::ownership_tags;
+use qhub_doks_emulator::DoksEmulator;
+use tokio_util::sync::CancellationToken;
+
+use common::{assert_on_spec, do_config, emulator, provider};
+
+/// The provider, reporting the process "killed" once the emulator's `die_after` fired (the
+/// emulator carried the mutation out and dropped its answer; from then on it refuses every
+/// request, like a cloud seen from a dead process).
+#[derive(Debug)]
+struct Killable {
+    inner: DigitalOceanProvider,
+    emu: Arc<DoksEmulator>,
+}
+
+impl Killable {
+    fn dead(&self, what: &str) -> Result<(), ProviderError> {
+        if self.emu.is_dead() {
+            return Err(ProviderError::Killed(format!("{what}: the process died")));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Provider for Killable {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn preflight(&self, config: &Config) -> Result<Preflight, ProviderError> {
+        self.inner.preflight(config).await
+    }
+    fn desired(&self, config: &Config) -> Result<Vec<Resource>, ProviderError> {
+        self.inner.desired(config)
+    }
+    async fn observe(&self, ownership: &Ownership) -> Result<Vec<Observed>, ProviderError> {
+        self.dead("observe")?;
+        let r = self.inner.observe(ownership).await;
+        self.dead("observe")?;
+        r
+    }
+    async fn apply(&self, change: &Change, ctx: &ApplyContext) -> Result<(), ProviderError> {
+        let what = format!("{} {}", change.action.symbol(), change.id);
+        self.dead(&what)?;
+        let r = self.inner.apply(change, ctx).await;
+        self.dead(&what)?;
+        r
+    }
+}
+
+struct DoksHarness {
+    emu: Arc<DoksEmulator>,
+    config: Config,
+    stats: Arc<ApiStats>,
+}
+
+impl DoksHarness {
+    async fn new(config: Config) -> Self {
+        Self {
+            emu: Arc::new(emulator().await),
+            config,
+            stats: Arc::new(ApiStats::default()),
+        }
+    }
+}
+
+#[async_trait]
+impl Harness for DoksHarness {
+    fn config(&self) -> Config {
+        self.config.clone()
+    }
+
+    fn provider(&self, faults: Faults) -> Arc<dyn Provider> {
+        self.emu.set_faults(qhub_doks_emulator::Faults {
+            throttle_rate: faults.throttle_rate,
+            error_rate: faults.error_rate,
+            lost_rate: 0.0,
+            die_after: faults.die_after,
+            retry_after_secs: 0,
+            seed: faults.seed,
+        });
+        Arc::new(Killable {
+            inner: provider(&self.emu, &self.config, self.stats.clone()),
+            emu: self.emu.clone(),
+        })
+    }
+
+    async fn reset(&self) {
+        self.emu.reset();
+    }
+
+    async fn mutations(&self) -> u64 {
+        // Mutations the emulator carried out (its own count, not the client's).
+        self.emu.counters().mutations
+    }
+
+    async fn census(&self, ownership: &Ownership) -> BTreeMap<String, usize> {
+        self.emu.census(&ownership_tags(ownership))
+    }
+}
+
+fn engine(p: Arc<dyn Provider>) -> Engine {
+    Engine::new(
+        p,
+        EngineOptions {
+            min_deadline: Duration::from_secs(120),
+            observe_deadline: Duration::from_secs(60),
+            ..EngineOptions::default()
+        },
+    )
+}
+
+async fn deploy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
+    let e = engine(p);
+    let plan = e.plan(config, StageFilter::All).await.expect("plan");
+    e.apply(
+        &plan,
+        &Ownership::of(config),
+        Arc::new(NoEvents),
+        CancellationToken::new(),
+    )
+    .await
+}
+
+async fn destroy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
+    let e = engine(p);
+    let plan = e
+        .destroy_plan(config, StageFilter::All)
+        .await
+        .expect("destroy plan");
+    e.apply(
+        &plan,
+        &Ownership::of(config),
+        Arc::new(NoEvents),
+        CancellationToken::new(),
+    )
+    .await
+}
+
+fn one_of_everything() -> BTreeMap<String, usize> {
+    BTreeMap::from([("cluster".to_string(), 1), ("node_pool".to_string(), 3)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn do_passes_the_conformance_suite_against_the_emulator() {
+    let h = DoksHarness::new(do_config("conform")).await;
+    let start = Instant::now();
+    let report = conformance::run_all(&h)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.checks.len(), 7, "{report:?}");
+    for (check, detail) in &report.checks {
+        eprintln!("{check}: {detail}");
+    }
+    let checked = assert_on_spec(&h.emu);
+    let c = h.emu.counters();
+    eprintln!(
+        "suite: {:?}; {} requests sent ({} mutating); emulator: {} requests, {} mutations, {} checked against the spec, {} injected 429s, {} injected 5xx, {} answers dropped",
+        start.elapsed(),
+        h.stats.calls(),
+        h.stats.mutating(),
+        c.requests,
+        c.mutations,
+        checked,
+        c.throttled,
+        c.server_errors,
+        c.lost
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_noop_and_destroy_request_counts() {
+    let emu = emulator().await;
+    let config = do_config("numbers");
+    let o = Ownership::of(&config);
+
+    let stats = Arc::new(ApiStats::default());
+    let t = Instant::now();
+    let r = deploy(Arc::new(provider(&emu, &config, stats.clone())), &config).await;
+    assert!(r.succeeded(), "deploy: {r:?}");
+    let (deploy_calls, deploy_mut, deploy_time) = (stats.calls(), stats.mutating(), t.elapsed());
+    assert_eq!(emu.census(&ownership_tags(&o)), one_of_everything());
+    // One cluster create (with the general pool) and two pool creates.
+    assert_eq!(deploy_mut, 3, "{:?}", stats.by_operation());
+
+    let stats = Arc::new(ApiStats::default());
+    let before = emu.counters().mutations;
+    let r = deploy(Arc::new(provider(&emu, &config, stats.clone())), &config).await;
+    assert!(r.succeeded() && r.done.is_empty(), "no-op deploy: {r:?}");
+    assert_eq!(stats.mutating(), 0, "{:?}", stats.by_operation());
+    assert_eq!(emu.counters().mutations, before);
+    let noop_calls = stats.calls();
+
+    // A Service of type LoadBalancer and a PersistentVolume made a load balancer and a volume.
+    emu.with_account(|a| {
+        assert!(a.add_associated(&o.prefix(), "load_balancer"));
+        assert!(a.add_associated(&o.prefix(), "volume"));
+    });
+    let stats = Arc::new(ApiStats::default());
+    let t = Instant::now();
+    let r = destroy(Arc::new(provider(&emu, &config, stats.clone())), &config).await;
+    assert!(r.succeeded(), "destroy: {r:?}");
+    let census = emu.census(&ownership_tags(&o));
+    assert!(census.values().all(|n| *n == 0), "left behind: {census:?}");
+    let (destroy_calls, destroy_mut, destroy_time) = (stats.calls(), stats.mutating(), t.elapsed());
+    let checked = assert_on_spec(&emu);
+    eprintln!(
+        "deploy: {deploy_calls} requests ({deploy_mut} mutating) in {deploy_time:?}; no-op deploy: {noop_calls} requests (0 mutating); destroy: {destroy_calls} requests ({destroy_mut} mutating) in {destroy_time:?}; {checked} requests checked against the spec"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_run_ends_with_exactly_one_of_everything() {
+    let emu = Arc::new(emulator().await);
+    let config = do_config("faulty");
+    let o = Ownership::of(&config);
+    // Throttling, 5xx and lost answers on every kind of request, then the process dying after
+    // each mutation in turn; a clean re-deploy converges each time.
+    for die_after in 0..4 {
+        emu.reset();
+        emu.set_faults(qhub_doks_emulator::Faults {
+            throttle_rate: 0.1,
+            error_rate: 0.1,
+            lost_rate: 0.3,
+            die_after: Some(die_after),
+            retry_after_secs: 0,
+            seed: 11 + die_after,
+        });
+        let killable = Arc::new(Killable {
+            inner: provider(&emu, &config, Arc::new(ApiStats::default())),
+            emu: emu.clone(),
+        });
+        let r = deploy(killable, &config).await;
+        assert!(r.killed || r.succeeded(), "die_after={die_after}: {r:?}");
+        emu.set_faults(qhub_doks_emulator::Faults {
+            throttle_rate: 0.1,
+            error_rate: 0.1,
+            lost_rate: 0.3,
+            die_after: None,
+            retry_after_secs: 0,
+            seed: 99 + die_after,
+        });
+        let r = deploy(
+            Arc::new(provider(&emu, &config, Arc::new(ApiStats::default()))),
+            &config,
+        )
+        .await;
+        assert!(
+            r.succeeded(),
+            "re-deploy after die_after={die_after}: {r:?}"
+        );
+        assert_eq!(
+            emu.census(&ownership_tags(&o)),
+            one_of_everything(),
+            "die_after={die_after}"
+        );
+    }
+    let r = destroy(
+        Arc::new(provider(&emu, &config, Arc::new(ApiStats::default()))),
+        &config,
+    )
+    .await;
+    assert!(r.succeeded(), "destroy with faults: {r:?}");
+    assert!(emu.census(&ownership_tags(&o)).values().all(|n| *n == 0));
+    let c = emu.counters();
+    assert!(
+        c.lost > 0 && c.throttled > 0 && c.server_errors > 0,
+        "{c:?}"
+    );
+    assert_on_spec(&emu);
+}
+
+#[tokio::test]
+async fn preflight_names_every_problem_by_its_key() {
+    let emu = emulator().await;
+    let mut config = do_config("preflight");
+    let p = provider(&emu, &config, Arc::new(ApiStats::default()));
+    assert_eq!(
+        p.preflight(&config).await.expect("preflight"),
+        Preflight::default()
+    );
+    {
+        let s = config.digital_ocean.as_mut().expect("section");
+        s.region = "mars1".into();
+        s.kubernetes_version = "1.29".into();
+        s.node_groups["user"].instance = "s-64vcpu-1tb".into();
+        s.node_groups["worker"].gpu = true;
+    }
+    let p = provider(&emu, &config, Arc::new(ApiStats::default()));
+    let e = p
+        .preflight(&config)
+        .await
+        .expect_err("problems")
+        .to_string();
+    for key in [
+        "digital_ocean.region",
+        "digital_ocean.kubernetes_version",
+        "digital_ocean.node_groups.user.instance",
+    ] {
+        assert!(e.contains(key), "{key} missing from: {e}");
+    }
+    assert!(!e.contains("node_groups.general"), "{e}");
+    // A bad token is an authentication error, not a config problem.
+    let mut options = common::client_options(&emu);
+    options.token = Some(qhub_do::client::Token::new("dop_v1_wrong"));
+    let p = DigitalOceanProvider::new(
+        &do_config("preflight"),
+        qhub_do::DoOptions {
+            client: options,
+            ..qhub_do::DoOptions::default()
+        },
+    )
+    .expect("provider");
+    assert!(matches!(
+        p.preflight(&do_config("preflight")).await,
+        Err(ProviderError::Auth(_))
+    ));
+    assert_on_spec(&emu);
+}
+
+#[tokio::test]
+async fn kubeconfig_and_cluster_access() {
+    let emu = emulator().await;
+    let config = do_config("access");
+    let o = Ownership::of(&config);
+    let p = Arc::new(provider(&emu, &config, Arc::new(ApiStats::default())));
+    assert!(matches!(
+        p.kubeconfig(&o).await,
+        Err(ProviderError::NoCluster(_))
+    ));
+    assert!(matches!(
+        p.cluster_access(&o).await,
+        Err(ProviderError::NoCluster(_))
+    ));
+    let r = deploy(p.clone(), &config).await;
+    assert!(r.succeeded(), "{r:?}");
+    let text = p.kubeconfig(&o).await.expect("kubeconfig");
+    assert!(text.contains("command: doctl"), "{text}");
+    assert!(
+        text.contains("current-context: do-nyc3-access-dev"),
+        "{text}"
+    );
+    assert!(!text.contains("emulator-token"), "a stored token: {text}");
+    // Emulator mode: the API server is not real; access needs an override.
+    assert!(matches!(
+        p.cluster_access(&o).await,
+        Err(ProviderError::NotSupported(_))
+    ));
+    let dir = std::env::temp_dir().join(format!("qhub-do-kubeconfig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, "apiVersion: v1\nkind: Config\n").expect("write");
+    let with_override = DigitalOceanProvider::new(
+        &config,
+        qhub_do::DoOptions {
+            client: common::client_options(&emu),
+            kubeconfig: Some(path.clone()),
+            ..qhub_do::DoOptions::default()
+        },
+    )
+    .expect("provider");
+    assert!(with_override.capabilities().cluster_access);
+    assert!(with_override.cluster_access(&o).await.is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_on_spec(&emu);
+}
+
+#[tokio::test]
+async fn an_edit_of_size_replaces_the_pool_and_gpu_pools_are_tainted() {
+    let emu = emulator().await;
+    let mut config = do_config("edits");
+    let o = Ownership::of(&config);
+    let first = Arc::new(provider(&emu, &config, Arc::new(ApiStats::default())));
+    assert!(deploy(first, &config).await.succeeded());
+    {
+        let s = config.digital_ocean.as_mut().expect("section");
+        s.node_groups["user"].instance = "g-8vcpu-32gb".into();
+        s.node_groups.insert(
+            "gpu".into(),
+            qhub_core::config::NodeGroup {
+                instance: "gpu-h100x1-80gb".into(),
+                min_nodes: 0,
+                max_nodes: 2,
+                gpu: false,
+                guest_accelerators: Vec::new(),
+                extra: Default::default(),
+            },
+        );
+    }
+    let e = engine(Arc::new(provider(
+        &emu,
+        &config,
+        Arc::new(ApiStats::default()),
+    )));
+    let plan = e.plan(&config, StageFilter::All).await.expect("plan");
+    let s = plan.summary();
+    assert_eq!(
+        (s.create, s.update, s.replace, s.delete),
+        (1, 0, 1, 0),
+        "{}",
+        plan.render_text()
+    );
+    let r = e
+        .apply(&plan, &o, Arc::new(NoEvents), CancellationToken::new())
+        .await;
+    assert!(r.succeeded(), "{r:?}");
+    let plan = e.plan(&config, StageFilter::All).await.expect("plan");
+    assert!(plan.is_empty(), "{}", plan.render_text());
+    let gpu = emu.with_account(|a| {
+        a.clusters
+            .values()
+            .flat_map(|c| c.pools.iter())
+            .find(|p| p.name == "edits-dev-gpu")
+            .map(|p| (p.taints.clone(), p.count, p.min_nodes))
+    });
+    let (taints, count, min) = gpu.expect("the gpu pool");
+    assert_eq!(
+        taints,
+        vec![serde_json::json!({"key": "nvidia.com/gpu", "value": "", "effect": "NoSchedule"})]
+    );
+    // A pool that may scale to zero starts with one node; the autoscaler takes it down.
+    assert_eq!((count, min), (1, 0));
+    assert_on_spec(&emu);
+}
+
+#[test]
+fn the_default_do_config_wants_one_cluster_and_three_pools() {
+    let config = do_config("demo");
+    let options = qhub_do::client::KubernetesOptions {
+        versions: vec![
+            qhub_do::client::VersionOption {
+                slug: "1.34.1-do.0".into(),
+                kubernetes_version: "1.34.1".into(),
+            },
+            qhub_do::client::VersionOption {
+                slug: "1.33.10-do.1".into(),
+                kubernetes_version: "1.33.10".into(),
+            },
+        ],
+        ..Default::default()
+    };
+    let section = config.digital_ocean.as_ref().expect("section");
+    let facts = qhub_do::desired::facts(section, options).expect("facts");
+    let resources = qhub_do::desired::desired(&config, &facts).expect("desired");
+    let view: Vec<serde_json::Value> = resources
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id.to_string(),
+                "spec": r.spec,
+                "depends_on": r.depends_on.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "replace_fields": r.replace_fields,
+                "payload": r.payload,
+            })
+        })
+        .collect();
+    insta::assert_json_snapshot!("desired_default_do", view);
+}
