@@ -295,6 +295,65 @@ async fn a_fault_run_ends_with_exactly_one_of_everything() {
     assert_on_spec(&emu);
 }
 
+/// Wall time against the emulator with DOKS's times scaled by 1/1000 (cluster 7 min -> 0.42 s,
+/// pool 4 min -> 0.24 s, delete 5 min -> 0.3 s) and the provider polling at its real 10 s
+/// interval scaled likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wall_time_with_scaled_latency_approaches_the_critical_path() {
+    const SCALE: f64 = 0.001;
+    let scaled = |secs: f64| Duration::from_secs_f64(secs * SCALE);
+    let emu = common::emulator_with(qhub_doks_emulator::Options {
+        provisioning_polls: 1,
+        cluster_time: scaled(420.0),
+        pool_time: scaled(240.0),
+        delete_time: scaled(300.0),
+        rate_limit: qhub_doks_emulator::RateLimit {
+            limit: 100_000,
+            window: Duration::from_secs(60),
+        },
+        ..qhub_doks_emulator::Options::default()
+    })
+    .await;
+    let config = do_config("scaled");
+    let make = |stats: Arc<ApiStats>| -> Arc<dyn Provider> {
+        Arc::new(
+            DigitalOceanProvider::new(
+                &config,
+                qhub_do::DoOptions {
+                    client: common::client_options(&emu),
+                    stats: Some(stats),
+                    poll_interval: Some(scaled(10.0)),
+                    ..qhub_do::DoOptions::default()
+                },
+            )
+            .expect("provider"),
+        )
+    };
+    let stats = Arc::new(ApiStats::default());
+    let t = Instant::now();
+    let r = deploy(make(stats.clone()), &config).await;
+    let deploy_time = t.elapsed();
+    assert!(r.succeeded(), "{r:?}");
+    // Critical path: the cluster with its first pool, then the other pools side by side.
+    let critical = scaled(420.0 + 240.0);
+    assert!(deploy_time >= scaled(420.0), "{deploy_time:?}");
+    let deploy_calls = stats.calls();
+    let stats = Arc::new(ApiStats::default());
+    let t = Instant::now();
+    let r = destroy(make(stats.clone()), &config).await;
+    let destroy_time = t.elapsed();
+    assert!(r.succeeded(), "{r:?}");
+    eprintln!(
+        "scaled 1/1000: deploy {deploy_time:?} ({deploy_calls} requests; critical path {critical:?}), destroy {destroy_time:?} ({} requests)",
+        stats.calls()
+    );
+    assert!(
+        deploy_time < critical * 3,
+        "deploy took {deploy_time:?}, critical path {critical:?}"
+    );
+    assert_on_spec(&emu);
+}
+
 #[tokio::test]
 async fn preflight_names_every_problem_by_its_key() {
     let emu = emulator().await;

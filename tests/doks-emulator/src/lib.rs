@@ -83,6 +83,12 @@ pub struct Options {
     pub provisioning_polls: u32,
     /// Reads of a deleted cluster before it is gone.
     pub deleting_polls: u32,
+    /// Least time a cluster takes to create or upgrade (DOKS: 6–7 minutes; scale it).
+    pub cluster_time: Duration,
+    /// Least time a new pool's nodes take.
+    pub pool_time: Duration,
+    /// Least time a cluster takes to delete.
+    pub delete_time: Duration,
     /// The request budget.
     pub rate_limit: RateLimit,
     /// Added to every answer (the cloud's own latency, scaled).
@@ -99,6 +105,9 @@ impl Default for Options {
             token: Some(DEFAULT_TOKEN.into()),
             provisioning_polls: 3,
             deleting_polls: 1,
+            cluster_time: Duration::ZERO,
+            pool_time: Duration::ZERO,
+            delete_time: Duration::ZERO,
             rate_limit: RateLimit::default(),
             latency: Duration::ZERO,
             spec: SpecCheck::IfPresent(spec::path_from_env()),
@@ -274,11 +283,17 @@ impl DoksEmulator {
             .map_err(|e| StartError(e.to_string()))?;
         let shared = Arc::new(Shared {
             world: Mutex::new(World {
-                account: Account::new(
-                    options.catalog.clone(),
-                    options.provisioning_polls,
-                    options.deleting_polls,
-                ),
+                account: {
+                    let mut a = Account::new(
+                        options.catalog.clone(),
+                        options.provisioning_polls,
+                        options.deleting_polls,
+                    );
+                    a.cluster_time = options.cluster_time;
+                    a.pool_time = options.pool_time;
+                    a.delete_time = options.delete_time;
+                    a
+                },
                 counters: Counters::default(),
                 faults: Faults::default(),
                 rng: 0x9E37_79B9_7F4A_7C15,

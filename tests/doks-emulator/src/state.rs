@@ -6,6 +6,7 @@
 //! [`crate::Options::deleting_polls`] reads, a resized pool's new nodes `provisioning` likewise.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json, json};
 
@@ -100,6 +101,8 @@ pub struct Pool {
     pub max_nodes: u32,
     /// Reads left before new nodes are running.
     pub polls_left: u32,
+    /// New nodes are not running before this time either.
+    pub not_before: Instant,
 }
 
 /// A cluster.
@@ -123,6 +126,8 @@ pub struct Cluster {
     pub extra: Map<String, Json>,
     /// Creation sequence number (for timestamps).
     pub serial: u64,
+    /// The current phase does not end before this time.
+    pub not_before: Instant,
 }
 
 /// A load balancer or volume Kubernetes made for a cluster (tagged `k8s:<cluster id>`), left
@@ -200,6 +205,12 @@ pub struct Account {
     pub provisioning_polls: u32,
     /// Reads a deleted cluster stays visible (`deleting`).
     pub deleting_polls: u32,
+    /// Least time a cluster takes to create or upgrade (scaled from DOKS's 6–7 minutes).
+    pub cluster_time: Duration,
+    /// Least time new nodes of a pool take.
+    pub pool_time: Duration,
+    /// Least time a cluster takes to delete.
+    pub delete_time: Duration,
 }
 
 /// DigitalOcean tags: letters, numbers, colons, dashes and underscores, at most 255 characters.
@@ -268,12 +279,14 @@ impl Account {
         let gone = match self.clusters.get_mut(id) {
             None => return,
             Some(c) => {
+                // The last read ends the phase only once its time has passed too.
+                let due = Instant::now() >= c.not_before;
                 c.phase = match c.phase {
-                    Phase::Provisioning(n) | Phase::Upgrading(n) if n <= 1 => Phase::Running,
-                    Phase::Provisioning(n) => Phase::Provisioning(n - 1),
-                    Phase::Upgrading(n) => Phase::Upgrading(n - 1),
-                    Phase::Deleting(n) if n <= 1 => Phase::Deleting(0),
-                    Phase::Deleting(n) => Phase::Deleting(n - 1),
+                    Phase::Provisioning(n) | Phase::Upgrading(n) if n <= 1 && due => Phase::Running,
+                    Phase::Provisioning(n) => Phase::Provisioning(n.saturating_sub(1).max(1)),
+                    Phase::Upgrading(n) => Phase::Upgrading(n.saturating_sub(1).max(1)),
+                    Phase::Deleting(n) if n <= 1 && due => Phase::Deleting(0),
+                    Phase::Deleting(n) => Phase::Deleting(n.saturating_sub(1).max(1)),
                     Phase::Running => Phase::Running,
                 };
                 if c.phase == Phase::Running {
@@ -333,6 +346,7 @@ impl Account {
             min_nodes: 0,
             max_nodes: 0,
             polls_left: self.provisioning_polls,
+            not_before: Instant::now() + self.pool_time,
         };
         apply_pool_fields(&mut pool, body, at)?;
         Ok(pool)
@@ -425,13 +439,14 @@ impl Account {
                 version,
                 tags,
                 pools,
-                phase: if self.provisioning_polls == 0 {
+                phase: if self.provisioning_polls == 0 && self.cluster_time.is_zero() {
                     Phase::Running
                 } else {
-                    Phase::Provisioning(self.provisioning_polls)
+                    Phase::Provisioning(self.provisioning_polls.max(1))
                 },
                 extra,
                 serial,
+                not_before: Instant::now() + self.cluster_time,
             },
         );
         Ok(id)
@@ -473,6 +488,7 @@ impl Account {
             .unwrap_or_default()
             .to_string();
         let polls = self.provisioning_polls;
+        let time = self.cluster_time;
         let versions = self.catalog.versions.clone();
         let c = self.cluster_mut(id)?;
         if c.phase != Phase::Running {
@@ -491,11 +507,12 @@ impl Account {
             }
         }
         c.version = to;
-        c.phase = if polls == 0 {
+        c.phase = if polls == 0 && time.is_zero() {
             Phase::Running
         } else {
-            Phase::Upgrading(polls)
+            Phase::Upgrading(polls.max(1))
         };
+        c.not_before = Instant::now() + time;
         Ok(())
     }
 
@@ -503,12 +520,14 @@ impl Account {
     /// volumes).
     pub fn delete_cluster(&mut self, id: &str, associated: bool) -> Result<()> {
         let polls = self.deleting_polls;
+        let time = self.delete_time;
         let c = self.cluster_mut(id)?;
         if matches!(c.phase, Phase::Deleting(_)) {
             return Err(ApiError::not_found());
         }
-        c.phase = Phase::Deleting(polls);
-        if polls == 0 {
+        c.phase = Phase::Deleting(polls.max(1));
+        c.not_before = Instant::now() + time;
+        if polls == 0 && time.is_zero() {
             self.clusters.remove(id);
         }
         if associated {
@@ -541,6 +560,7 @@ impl Account {
     /// `PUT /v2/kubernetes/clusters/{id}/node_pools/{pool}`.
     pub fn update_pool(&mut self, cluster_id: &str, pool_id: &str, body: &Json) -> Result<()> {
         let polls = self.provisioning_polls;
+        let time = self.pool_time;
         let c = self.cluster_mut(cluster_id)?;
         if c.phase != Phase::Running {
             return Err(busy(c));
@@ -563,8 +583,9 @@ impl Account {
         let mut updated = pool.clone();
         updated.name = name;
         apply_pool_fields(&mut updated, body, "node pool")?;
-        if updated.count != pool.count {
+        if updated.count > pool.count {
             updated.polls_left = polls;
+            updated.not_before = Instant::now() + time;
         }
         *pool = updated;
         Ok(())
@@ -622,7 +643,10 @@ impl Account {
 
     /// The JSON of a pool, as the API answers it.
     pub fn pool_json(cluster: &Cluster, pool: &Pool) -> Json {
-        let state = if cluster.phase == Phase::Running && pool.polls_left == 0 {
+        let state = if cluster.phase == Phase::Running
+            && pool.polls_left == 0
+            && Instant::now() >= pool.not_before
+        {
             "running"
         } else {
             "provisioning"

@@ -12,7 +12,7 @@ use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
 use qhub_do::client::{ApiStats, ClientOptions, Token};
 use qhub_do::{DigitalOceanProvider, DoOptions};
-use qhub_doks_emulator::{DoksEmulator, Options};
+use qhub_doks_emulator::{DoksEmulator, Options, RateLimit};
 
 /// The config `qhub init do` writes for `project`.
 pub fn do_config(project: &str) -> Config {
@@ -29,9 +29,16 @@ pub fn do_config(project: &str) -> Config {
 }
 
 /// An emulator with quick provisioning (two reads) that checks requests against the spec.
+/// Its budget is large: a provider polling every millisecond would otherwise spend
+/// DigitalOcean's 250 requests a minute in a second and wait out the minute (the client's
+/// pacing is tested on its own in `client.rs`).
 pub async fn emulator() -> DoksEmulator {
     emulator_with(Options {
         provisioning_polls: 2,
+        rate_limit: RateLimit {
+            limit: 100_000,
+            window: Duration::from_secs(60),
+        },
         ..Options::default()
     })
     .await
