@@ -157,21 +157,81 @@ pub fn pool_name(prefix: &str, group: &str) -> String {
     format!("{prefix}-{group}")
 }
 
-/// The pool spec compared with what is observed.
-pub fn pool_spec(group_name: &str, group: &NodeGroup) -> Json {
-    let taints: Vec<Taint> = if is_gpu(group) {
-        vec![gpu_taint()]
-    } else {
-        Vec::new()
+/// The node-group keys this provider reads beyond `instance`, `min_nodes`, `max_nodes` and
+/// `gpu`: extra Kubernetes `labels` (a map of strings) and `taints` (a list of
+/// `{key, value, effect}`) for the pool's nodes.
+pub const NODE_GROUP_KEYS: &[&str] = &["labels", "taints"];
+
+/// The taint effects Kubernetes (and DOKS) know.
+const EFFECTS: [&str; 3] = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
+
+fn extra_labels(name: &str, group: &NodeGroup) -> Result<BTreeMap<String, String>, DesiredError> {
+    let key = format!("digital_ocean.node_groups.{name}.labels");
+    let Some(v) = group.extra.get("labels") else {
+        return Ok(BTreeMap::new());
     };
-    json!({
+    let labels: BTreeMap<String, String> =
+        serde_json::from_value(v.clone()).map_err(|_| DesiredError {
+            key: key.clone(),
+            message: "must be a map of label names to string values".into(),
+        })?;
+    if labels.contains_key(GROUP_LABEL) {
+        return Err(DesiredError {
+            key,
+            message: format!("`{GROUP_LABEL}` is set by qhub (the group's name)"),
+        });
+    }
+    Ok(labels)
+}
+
+fn extra_taints(name: &str, group: &NodeGroup) -> Result<Vec<Taint>, DesiredError> {
+    let key = format!("digital_ocean.node_groups.{name}.taints");
+    let Some(v) = group.extra.get("taints") else {
+        return Ok(Vec::new());
+    };
+    let taints: Vec<Taint> = serde_json::from_value(v.clone()).map_err(|_| DesiredError {
+        key: key.clone(),
+        message: "must be a list of {key, value, effect}".into(),
+    })?;
+    for (i, t) in taints.iter().enumerate() {
+        if !EFFECTS.contains(&t.effect.as_str()) {
+            return Err(DesiredError {
+                key: format!("{key}[{i}].effect"),
+                message: format!(
+                    "`{}` is not a taint effect ({})",
+                    t.effect,
+                    EFFECTS.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(taints)
+}
+
+/// The pool spec compared with what is observed: the group's size and bounds, our group
+/// label plus its `labels`, its `taints` plus the GPU taint on a GPU pool (sorted, as
+/// observed).
+pub fn pool_spec(group_name: &str, group: &NodeGroup) -> Result<Json, DesiredError> {
+    let mut taints = extra_taints(group_name, group)?;
+    let gpu = gpu_taint();
+    if is_gpu(group)
+        && !taints
+            .iter()
+            .any(|t| t.key == gpu.key && t.effect == gpu.effect)
+    {
+        taints.push(gpu);
+    }
+    taints.sort();
+    let mut labels = extra_labels(group_name, group)?;
+    labels.insert(GROUP_LABEL.into(), group_name.into());
+    Ok(json!({
         "size": group.instance,
         "auto_scale": true,
         "min_nodes": group.min_nodes,
         "max_nodes": group.max_nodes,
-        "labels": {GROUP_LABEL: group_name},
+        "labels": labels,
         "taints": taints,
-    })
+    }))
 }
 
 /// The create request of a pool from its spec: it starts at `min_nodes` (at least one: a
@@ -243,14 +303,14 @@ pub fn desired(config: &Config, facts: &DoFacts) -> Result<Vec<Resource>, Desire
         expected_duration: CLUSTER_CREATE,
         // The first pool goes in the cluster's create call.
         payload: Some(json!({
-            "first_pool": {"name": first_pool, "spec": pool_spec(first_name, first)},
+            "first_pool": {"name": first_pool, "spec": pool_spec(first_name, first)?},
         })),
     }];
     for (name, group) in groups {
         out.push(Resource {
             id: ResourceId::new(NODE_POOL, pool_name(&prefix, name)),
             stage: Stage::Infrastructure,
-            spec: pool_spec(name, group),
+            spec: pool_spec(name, group)?,
             depends_on: vec![cluster_id.clone()],
             replace_fields: vec!["size".into()],
             expected_duration: POOL_CREATE,
@@ -292,6 +352,42 @@ mod tests {
         );
         assert!(resolve_version("1.32", &o).is_err());
         assert!(resolve_version("one", &o).unwrap_err().contains("neither"));
+    }
+
+    fn group(extra: serde_json::Value) -> NodeGroup {
+        NodeGroup {
+            instance: "gpu-h100x1-80gb".into(),
+            min_nodes: 0,
+            max_nodes: 2,
+            gpu: false,
+            guest_accelerators: Vec::new(),
+            extra: extra.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn extra_labels_and_taints_join_ours_and_bad_ones_are_named() {
+        let spec = pool_spec(
+            "gpu",
+            &group(json!({"labels": {"team": "ml"}, "taints": [{"key": "a", "value": "b", "effect": "NoExecute"}]})),
+        )
+        .unwrap();
+        assert_eq!(
+            spec["labels"],
+            json!({"qhub.dev/node-group": "gpu", "team": "ml"})
+        );
+        assert_eq!(
+            spec["taints"],
+            json!([{"key": "a", "value": "b", "effect": "NoExecute"}, {"key": "nvidia.com/gpu", "value": "", "effect": "NoSchedule"}])
+        );
+        let e = pool_spec(
+            "gpu",
+            &group(json!({"taints": [{"key": "a", "effect": "Never"}]})),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "digital_ocean.node_groups.gpu.taints[0].effect");
+        let e = pool_spec("gpu", &group(json!({"labels": ["x"]}))).unwrap_err();
+        assert_eq!(e.key, "digital_ocean.node_groups.gpu.labels");
     }
 
     #[test]

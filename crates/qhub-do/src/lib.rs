@@ -23,6 +23,7 @@ pub mod apply;
 pub mod client;
 pub mod desired;
 pub mod errors;
+pub mod facts;
 pub mod observe;
 pub mod preflight;
 

@@ -5,7 +5,7 @@ use qhub_core::config::Config;
 use qhub_core::provider::{Preflight, ProviderError};
 
 use crate::client::KubernetesOptions;
-use crate::desired::resolve_version;
+use crate::desired::{pool_spec, resolve_version};
 
 /// The problems and warnings of `config`'s `digital_ocean` section against `options`.
 pub fn check(config: &Config, options: &KubernetesOptions) -> (Vec<String>, Vec<String>) {
@@ -43,6 +43,9 @@ pub fn check(config: &Config, options: &KubernetesOptions) -> (Vec<String>, Vec<
             problems.push(format!(
                 "{key}.max_nodes: must be at least 1 (a DOKS autoscaling pool needs room for a node)"
             ));
+        }
+        if let Err(e) = pool_spec(name, group) {
+            problems.push(e.to_string());
         }
         if group.gpu && !group.instance.starts_with("gpu-") {
             warnings.push(format!(
