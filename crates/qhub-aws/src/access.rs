@@ -35,7 +35,7 @@ pub const CLUSTER_ID_HEADER: &str = "x-k8s-aws-id";
 pub const TOKEN_REUSE: Duration = Duration::from_secs(5 * 60);
 
 fn failed(msg: String) -> ProviderError {
-    ProviderError::Failed(msg)
+    ProviderError::Fatal(msg)
 }
 
 /// The EKS token for `cluster` in `region`, signed at `at` with `credentials`.
@@ -125,10 +125,9 @@ impl TokenSource for EksTokens {
             return Ok(token.clone());
         }
         // The chain refreshes expiring credentials (SSO, instance roles) itself.
-        let credentials =
-            self.credentials.provide_credentials().await.map_err(|e| {
-                ProviderError::Auth(format!("AWS credentials for the EKS token: {e}"))
-            })?;
+        let credentials = self.credentials.provide_credentials().await.map_err(|e| {
+            ProviderError::Unauthorized(format!("AWS credentials for the EKS token: {e}"))
+        })?;
         let token = eks_token(&credentials, &self.region, &self.cluster, SystemTime::now())?;
         tracing::debug!(cluster = %self.cluster, "minted an EKS token");
         if let Ok(mut cached) = self.cached.lock() {
@@ -141,35 +140,24 @@ impl TokenSource for EksTokens {
 /// A kubeconfig for users' own `kubectl`: the cluster's endpoint and CA, and an `exec` stanza
 /// running `aws eks get-token`, so the file holds no credential and never goes stale.
 pub fn kubeconfig(cluster: &str, region: &str, server: &str, ca_data_b64: &str) -> String {
-    let q = |s: &str| serde_json::Value::from(s).to_string();
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: {c}
-  cluster:
-    server: {server}
-    certificate-authority-data: {ca}
-contexts:
-- name: {c}
-  context:
-    cluster: {c}
-    user: {c}
-current-context: {c}
-users:
-- name: {c}
-  user:
-    exec:
-      apiVersion: client.authentication.k8s.io/v1beta1
-      command: aws
-      args: [eks, get-token, --cluster-name, {c}, --region, {r}, --output, json]
-      interactiveMode: Never
-",
-        c = q(cluster),
-        server = q(server),
-        ca = q(ca_data_b64),
-        r = q(region),
+    qhub_core::cloud::kubeconfig::Kubeconfig::with_exec(
+        cluster,
+        server,
+        ca_data_b64,
+        "aws",
+        &[
+            "eks",
+            "get-token",
+            "--cluster-name",
+            cluster,
+            "--region",
+            region,
+            "--output",
+            "json",
+        ],
+        "install the AWS CLI v2 (https://aws.amazon.com/cli/) and configure its credentials",
     )
+    .to_yaml()
 }
 
 /// Reads a kubeconfig override (the file a test or an operator names for cluster access).

@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use qhub_core::config::Config;
-use qhub_core::engine::plan::{Resource, ResourceId, Stage};
+use qhub_core::plan::{Observed, Resource, ResourceId, Stage};
 use qhub_core::provider::ProviderError;
+use qhub_core::provider::facts::SharedFilesystem;
+use qhub_core::provider::{ClusterFacts, Known};
 use serde_json::{Value as Json, json};
 
 /// Kind: the VPC.
@@ -226,22 +228,47 @@ pub fn dependencies(id: &ResourceId, names: &Names, existing: &[ResourceId]) -> 
 }
 
 fn resource(id: ResourceId, spec: Json, replace: &[&str], minutes: f64) -> Resource {
-    Resource {
-        id,
-        stage: Stage::Infrastructure,
-        spec,
-        depends_on: Vec::new(),
-        replace_fields: replace.iter().map(|s| (*s).to_string()).collect(),
-        expected_duration: Duration::from_secs_f64(minutes * 60.0),
-        payload: None,
-    }
+    Resource::new(id.kind, id.name, Stage::Infrastructure, spec)
+        .replace_fields(replace)
+        .expected(Duration::from_secs_f64(minutes * 60.0))
+}
+
+/// The extra node-group keys this provider reads: none yet. QHub's `single_subnet` and
+/// `permissions_boundary` are not implemented, so they get the "has no effect" warning.
+pub const NODE_GROUP_KEYS: &[&str] = &[];
+
+/// The cluster facts of an EKS deployment: the EBS `gp2` class EKS creates, the EFS file
+/// system once it exists, node groups selected by [`GROUP_LABEL`], NVIDIA's GPU taint, a
+/// network load balancer for the ingress (it passes the ssh/sftp/Dask TCP ports through), and
+/// the cluster autoscaler (EKS does not scale node groups itself).
+pub fn cluster_facts(config: &Config, region: &str, infra: &[Observed]) -> ClusterFacts {
+    let mut facts = ClusterFacts::from_config(config);
+    facts.storage_class = Some("gp2".to_string());
+    let names = Names::new(config.resource_prefix());
+    facts.shared_filesystem = match infra
+        .iter()
+        .find(|o| o.id.kind == EFS && o.id.name == names.efs())
+        .and_then(|o| o.cloud_id.clone())
+    {
+        Some(id) => Known::Known(SharedFilesystem::Efs {
+            dns_name: format!("{id}.efs.{region}.amazonaws.com"),
+            id,
+        }),
+        None => Known::AfterApply,
+    };
+    facts.load_balancer_annotations = BTreeMap::from([(
+        "service.beta.kubernetes.io/aws-load-balancer-type".to_string(),
+        "nlb".to_string(),
+    )]);
+    facts.native_autoscaling = false;
+    facts
 }
 
 /// The resources of `config`'s `amazon_web_services` section; `addons`: whether EKS add-ons
 /// are wanted (false when the endpoint does not implement them, an emulator).
 pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderError> {
     let section = config.amazon_web_services.as_ref().ok_or_else(|| {
-        ProviderError::Failed("the config has no `amazon_web_services` section".into())
+        ProviderError::Fatal("the config has no `amazon_web_services` section".into())
     })?;
     let names = Names::new(config.resource_prefix());
     let p = names.prefix.clone();

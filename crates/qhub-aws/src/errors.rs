@@ -202,9 +202,9 @@ impl AwsError {
             .as_deref()
             .is_some_and(|c| AUTH_CODES.contains(&c))
         {
-            return ProviderError::Auth(self.to_string());
+            return ProviderError::Unauthorized(self.to_string());
         }
-        ProviderError::Failed(self.to_string())
+        ProviderError::Fatal(self.to_string())
     }
 }
 
@@ -256,14 +256,14 @@ mod tests {
             x.clone().into_provider(true),
             ProviderError::NotSupported(_)
         ));
-        assert!(matches!(x.into_provider(false), ProviderError::Failed(_)));
+        assert!(matches!(x.into_provider(false), ProviderError::Fatal(_)));
     }
 
     #[test]
     fn auth_errors() {
         assert!(matches!(
             e(Some("AuthFailure"), Some(401), "").into_provider(false),
-            ProviderError::Auth(_)
+            ProviderError::Unauthorized(_)
         ));
     }
 }

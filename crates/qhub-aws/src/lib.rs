@@ -38,8 +38,7 @@ pub mod preflight;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -53,11 +52,11 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::RetryConfig;
 use qhub_core::config::{Config, ProviderKind};
-use qhub_core::engine::plan::{Change, Observed, Resource};
 use qhub_core::kubernetes::auth::ClusterEndpoint;
+use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
-    ApplyContext, Capabilities, ClusterAccess, DeployLock, Ownership, Preflight, Provider,
-    ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, Ownership,
+    Preflight, Provider, ProviderError,
 };
 
 pub use errors::AwsError;
@@ -75,51 +74,8 @@ pub const KUBECONFIG_ENV: &str = "QHUB_KUBECONFIG";
 /// The folder beside the config that holds the local deploy lock.
 pub const LOCK_DIR: &str = ".qhub";
 
-/// Counts of the API calls a provider's SDK clients sent (every attempt, including the SDK's
-/// own retries), shared between providers when a test wants a total.
-#[derive(Debug, Default)]
-pub struct ApiStats {
-    calls: AtomicU64,
-    mutating: AtomicU64,
-    by_operation: Mutex<BTreeMap<String, u64>>,
-}
-
-impl ApiStats {
-    /// Every request sent.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    /// Requests whose operation changes something (anything but `Describe*`, `List*`, `Get*`).
-    pub fn mutating(&self) -> u64 {
-        self.mutating.load(Ordering::SeqCst)
-    }
-
-    /// Requests per `Service.Operation`.
-    pub fn by_operation(&self) -> BTreeMap<String, u64> {
-        self.by_operation
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default()
-    }
-
-    /// True for an operation name that does not change anything.
-    pub fn is_read_only(operation: &str) -> bool {
-        ["Describe", "List", "Get"]
-            .iter()
-            .any(|p| operation.starts_with(p))
-    }
-
-    fn record(&self, service: &str, operation: &str) {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if !Self::is_read_only(operation) {
-            self.mutating.fetch_add(1, Ordering::SeqCst);
-        }
-        if let Ok(mut m) = self.by_operation.lock() {
-            *m.entry(format!("{service}.{operation}")).or_insert(0) += 1;
-        }
-    }
-}
+pub use qhub_core::cloud::endpoint::is_loopback;
+pub use qhub_core::cloud::stats::ApiStats;
 
 /// The SDK interceptor of every client: it feeds [`ApiStats`] right before each attempt is sent,
 /// and sets the retry policy of each operation before it starts.
@@ -182,7 +138,10 @@ impl Intercept for ApiPolicy {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let (service, operation) = Self::operation(cfg);
-        self.0.record(&service, &operation);
+        self.0.record(
+            &format!("{service}.{operation}"),
+            !ApiStats::is_read_only(&operation),
+        );
         Ok(())
     }
 }
@@ -279,10 +238,13 @@ pub struct AwsProvider {
     stats: Arc<ApiStats>,
     poll: Duration,
     clients: tokio::sync::OnceCell<Clients>,
-    /// The custom endpoint answered an EKS add-on call with "not implemented".
-    no_addons: AtomicBool,
-    /// The endpoint's add-on support was asked already (emulator mode only).
-    addons_probed: AtomicBool,
+}
+
+/// What [`AwsProvider`] learns from its endpoint before planning ([`Provider::discover`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AwsFacts {
+    /// The endpoint implements EKS add-ons (always against AWS; an emulator may not).
+    pub addons: bool,
 }
 
 impl fmt::Debug for AwsProvider {
@@ -294,32 +256,17 @@ impl fmt::Debug for AwsProvider {
     }
 }
 
-/// True when `endpoint`'s host is a loopback address (`localhost`, 127.0.0.0/8, `::1`).
-pub fn is_loopback(endpoint: &str) -> bool {
-    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 impl AwsProvider {
     /// A provider for `config` (`provider: aws`) with explicit options.
     pub fn new(config: &Config, options: AwsOptions) -> Result<Self, ProviderError> {
         if config.provider != ProviderKind::Aws {
-            return Err(ProviderError::Failed(format!(
+            return Err(ProviderError::Fatal(format!(
                 "the aws provider serves `provider: aws`, not `{}`",
                 config.provider
             )));
         }
         let section = config.amazon_web_services.as_ref().ok_or_else(|| {
-            ProviderError::Failed("the config has no `amazon_web_services` section".into())
+            ProviderError::Fatal("the config has no `amazon_web_services` section".into())
         })?;
         let emulator = options.endpoint.is_some();
         let poll = options.poll_interval.unwrap_or(if emulator {
@@ -333,8 +280,6 @@ impl AwsProvider {
             options,
             poll,
             clients: tokio::sync::OnceCell::new(),
-            no_addons: AtomicBool::new(false),
-            addons_probed: AtomicBool::new(false),
         })
     }
 
@@ -365,23 +310,21 @@ impl AwsProvider {
         self.options.endpoint.is_some()
     }
 
-    /// Notes that the custom endpoint does not implement EKS add-ons (only ever set in
-    /// emulator mode, from an HTML 404): they are then left out of the desired resources.
+    /// Warns that the custom endpoint does not implement EKS add-ons (only ever in emulator
+    /// mode, from an HTML 404).
     pub(crate) fn without_addons(&self, operation: &str) {
-        if !self.no_addons.swap(true, Ordering::SeqCst) {
-            tracing::warn!(
-                operation,
-                "the custom endpoint does not implement EKS add-ons; the EBS CSI add-on is skipped"
-            );
-        }
+        tracing::warn!(
+            operation,
+            "the custom endpoint does not implement EKS add-ons; the EBS CSI add-on is skipped"
+        );
     }
 
-    /// In emulator mode, asks once whether the endpoint implements EKS add-ons (one read,
-    /// `DescribeAddonVersions`), so that plans leave the add-on out from the start. Against AWS
-    /// it asks nothing.
-    pub(crate) async fn probe_addons(&self) -> Result<(), ProviderError> {
-        if !self.emulator() || self.addons_probed.swap(true, Ordering::SeqCst) {
-            return Ok(());
+    /// Whether the endpoint implements EKS add-ons: against AWS it does (nothing is asked); in
+    /// emulator mode one read (`DescribeAddonVersions`) tells, so that plans leave the add-on
+    /// out from the start.
+    pub(crate) async fn probe_addons(&self) -> Result<bool, ProviderError> {
+        if !self.emulator() {
+            return Ok(true);
         }
         let asked = self
             .clients()
@@ -392,16 +335,16 @@ impl AwsProvider {
             .max_results(1)
             .send()
             .await;
-        if let Err(e) = asked {
-            match self.err(AwsError::from_sdk("DescribeAddonVersions", e)) {
-                ProviderError::NotSupported(_) => self.without_addons("DescribeAddonVersions"),
-                other => {
-                    self.addons_probed.store(false, Ordering::SeqCst);
-                    return Err(other);
+        match asked {
+            Ok(_) => Ok(true),
+            Err(e) => match self.err(AwsError::from_sdk("DescribeAddonVersions", e)) {
+                ProviderError::NotSupported(_) => {
+                    self.without_addons("DescribeAddonVersions");
+                    Ok(false)
                 }
-            }
+                other => Err(other),
+            },
         }
-        Ok(())
     }
 
     pub(crate) fn poll(&self) -> Duration {
@@ -441,36 +384,30 @@ impl AwsProvider {
             None => false,
         };
         if !has_credentials {
-            match &self.options.endpoint {
-                // Anonymous use is for emulators on this machine only (DESIGN.md §1).
-                Some(e) if is_loopback(e) => {
-                    tracing::warn!(endpoint = %e, "no AWS credentials found; using dummy credentials for the loopback endpoint");
-                    sdk = sdk
-                        .into_builder()
-                        .credentials_provider(
-                            aws_credential_types::provider::SharedCredentialsProvider::new(
-                                aws_credential_types::Credentials::new(
-                                    "qhub-emulator",
-                                    "qhub-emulator",
-                                    None,
-                                    None,
-                                    "qhub",
-                                ),
-                            ),
-                        )
-                        .build();
-                }
-                _ => {
-                    return Err(ProviderError::Auth(
-                        "no AWS credentials found (environment, shared config, SSO, instance role); configure them as for the AWS CLI".into(),
-                    ));
-                }
-            }
+            // Anonymous use is for emulators on this machine only (DESIGN.md §1).
+            qhub_core::cloud::endpoint::check_anonymous(
+                self.options.endpoint.as_deref(),
+                "configure AWS credentials as for the AWS CLI (environment, shared config, SSO, instance role)",
+            )?;
+            sdk = sdk
+                .into_builder()
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(
+                        aws_credential_types::Credentials::new(
+                            "qhub-emulator",
+                            "qhub-emulator",
+                            None,
+                            None,
+                            "qhub",
+                        ),
+                    ),
+                )
+                .build();
         }
         let counter = ApiPolicy(self.stats.clone());
         let credentials = sdk
             .credentials_provider()
-            .ok_or_else(|| ProviderError::Auth("no AWS credentials provider".into()))?;
+            .ok_or_else(|| ProviderError::Unauthorized("no AWS credentials provider".into()))?;
         Ok(Clients {
             credentials,
             ec2: aws_sdk_ec2::Client::from_conf(
@@ -538,8 +475,23 @@ impl Provider for AwsProvider {
         preflight::preflight(self, config).await
     }
 
-    fn desired(&self, config: &Config) -> Result<Vec<Resource>, ProviderError> {
-        desired::desired(config, !self.no_addons.load(Ordering::SeqCst))
+    fn node_group_keys(&self) -> &'static [&'static str] {
+        desired::NODE_GROUP_KEYS
+    }
+
+    async fn discover(&self, _config: &Config) -> Result<Facts, ProviderError> {
+        Ok(Facts::new(AwsFacts {
+            addons: self.probe_addons().await?,
+        }))
+    }
+
+    fn desired(&self, config: &Config, facts: &Facts) -> Result<Vec<Resource>, ProviderError> {
+        let addons = facts.get::<AwsFacts>().is_none_or(|f| f.addons);
+        desired::desired(config, addons)
+    }
+
+    fn cluster_facts(&self, config: &Config, infra: &[Observed]) -> ClusterFacts {
+        desired::cluster_facts(config, &self.region, infra)
     }
 
     async fn observe(&self, ownership: &Ownership) -> Result<Vec<Observed>, ProviderError> {
@@ -660,21 +612,20 @@ impl AwsProvider {
             .map(|t| t.clone().into_iter().collect())
             .unwrap_or_default();
         if !ownership.owns(&tags) {
-            return Err(ProviderError::Failed(format!(
+            return Err(ProviderError::Fatal(format!(
                 "EKS cluster {name} exists and is not owned by this deployment"
             )));
         }
         match cluster.status().map(|s| s.as_str()) {
             Some("ACTIVE" | "UPDATING") => {}
-            Some("DELETING") => return Ok(None),
+            // Creating, failed or being deleted: no API server to use now. A deploy waits for
+            // the cluster in the infrastructure stage before it asks again; a destroy has no
+            // object to delete through it.
             other => {
-                return Err(ProviderError::Retryable {
-                    message: format!(
-                        "EKS cluster {name} is {} (not active yet)",
-                        other.unwrap_or("in an unknown state")
-                    ),
-                    retry_after: None,
-                });
+                return Err(ProviderError::NoCluster(format!(
+                    "EKS cluster {name} is {}",
+                    other.unwrap_or("in an unknown state")
+                )));
             }
         }
         let endpoint = cluster.endpoint().unwrap_or_default().to_string();
@@ -688,7 +639,7 @@ impl AwsProvider {
             .filter(|d| !d.is_empty())
             .map(|d| base64::engine::general_purpose::STANDARD.decode(d))
             .transpose()
-            .map_err(|e| ProviderError::Failed(format!("EKS cluster {name}: CA data: {e}")))?
+            .map_err(|e| ProviderError::Fatal(format!("EKS cluster {name}: CA data: {e}")))?
             .unwrap_or_default();
         Ok(Some(ActiveCluster {
             endpoint,
@@ -701,16 +652,6 @@ impl AwsProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_endpoints_are_recognised() {
-        assert!(is_loopback("http://127.0.0.1:5000"));
-        assert!(is_loopback("http://localhost:4566/"));
-        assert!(is_loopback("http://[::1]:5000"));
-        assert!(!is_loopback("https://ec2.us-west-2.amazonaws.com"));
-        assert!(!is_loopback("http://10.0.0.1:5000"));
-        assert!(!is_loopback("http://127.0.0.1.example.com:80"));
-    }
 
     #[test]
     fn throttling_is_recognised_in_every_protocol() {
@@ -729,13 +670,5 @@ mod tests {
         let dup = b"<Response><Errors><Error><Code>InvalidGroup.Duplicate</Code></Error></Errors></Response>";
         assert!(!is_throttling(400, None, Some(dup)));
         assert!(!is_throttling(400, Some("ResourceInUseException"), None));
-    }
-
-    #[test]
-    fn reads_are_not_mutations() {
-        assert!(ApiStats::is_read_only("DescribeVpcs"));
-        assert!(ApiStats::is_read_only("ListRoles"));
-        assert!(!ApiStats::is_read_only("CreateVpc"));
-        assert!(!ApiStats::is_read_only("AttachRolePolicy"));
     }
 }

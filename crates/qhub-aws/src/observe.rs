@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{Filter, Tag};
-use qhub_core::engine::plan::{Observed, ResourceId, Stage};
+use qhub_core::plan::{Observed, ResourceId, ResourceState, Stage};
 use qhub_core::provider::{Ownership, ProviderError};
 use serde_json::{Value as Json, json};
 
@@ -51,54 +51,19 @@ pub struct Found {
     pub state: String,
 }
 
-/// Separates the name from the cloud id in an extra copy's name (see [`extra_name`]).
-pub const EXTRA_SEPARATOR: char = '~';
+pub use qhub_core::cloud::duplicates::{EXTRA_SEPARATOR, extra_name, is_extra};
+use qhub_core::cloud::duplicates::{Identified, dedupe, has_duplicates};
 
-/// The name under which an extra copy of resource `name` (cloud id `cloud_id`) is reported:
-/// `{name}~{cloud_id}`, e.g. `demo-dev~igw-0abc`. No desired resource has such a name, so the
-/// engine plans the extra's deletion, and the delete step finds it by this name.
-pub fn extra_name(name: &str, cloud_id: &str) -> String {
-    format!("{name}{EXTRA_SEPARATOR}{cloud_id}")
-}
-
-/// True when `name` is an extra copy's name ([`extra_name`]).
-pub fn is_extra(name: &str) -> bool {
-    name.contains(EXTRA_SEPARATOR)
-}
-
-/// True when two resources of `found` share kind and name.
-pub fn has_duplicates(found: &[Found]) -> bool {
-    let mut seen = std::collections::BTreeSet::new();
-    found.iter().any(|f| !seen.insert(&f.id))
-}
-
-/// Keeps one resource per kind and name and renames every other copy with [`extra_name`].
-///
-/// The one kept ranks highest by `in_use` (how much the deployment uses it), then has the
-/// lowest cloud id, so every observer picks the same one. The order of `found` is kept.
-pub fn dedupe<R: Ord>(mut found: Vec<Found>, in_use: impl Fn(&Found) -> R) -> Vec<Found> {
-    let mut groups: BTreeMap<ResourceId, Vec<usize>> = BTreeMap::new();
-    for (i, f) in found.iter().enumerate() {
-        groups.entry(f.id.clone()).or_default().push(i);
+impl Identified for Found {
+    fn id(&self) -> &ResourceId {
+        &self.id
     }
-    for members in groups.values().filter(|m| m.len() > 1) {
-        let keep = members.iter().copied().max_by(|&a, &b| {
-            let (a, b) = (&found[a], &found[b]);
-            in_use(a)
-                .cmp(&in_use(b))
-                .then_with(|| b.cloud_id.cmp(&a.cloud_id))
-        });
-        for &i in members.iter().filter(|&&i| Some(i) != keep) {
-            let f = &mut found[i];
-            tracing::warn!(
-                resource = %f.id,
-                cloud_id = %f.cloud_id,
-                "an extra copy of a resource carries our tags and name; it will be deleted"
-            );
-            f.id.name = extra_name(&f.id.name, &f.cloud_id);
-        }
+    fn id_mut(&mut self) -> &mut ResourceId {
+        &mut self.id
     }
-    found
+    fn cloud_id(&self) -> &str {
+        &self.cloud_id
+    }
 }
 
 /// The cloud id of the kept VPC (the one named `{prefix}`), if there is one.
@@ -625,10 +590,7 @@ pub async fn addons(
                 return Ok(Vec::new());
             }
             return match p.err(e) {
-                ProviderError::NotSupported(_) => {
-                    p.without_addons("ListAddons");
-                    Ok(Vec::new())
-                }
+                ProviderError::NotSupported(_) => Ok(Vec::new()),
                 other => Err(other),
             };
         }
@@ -899,7 +861,6 @@ fn id_to_name(found: &[Found]) -> BTreeMap<String, String> {
 
 /// Everything found, by kind (in dependency order).
 pub async fn inventory(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, ProviderError> {
-    p.probe_addons().await?;
     let vpcs = vpcs(p, o).await?;
     let vpc_names = id_to_name(&vpcs);
     let subnets = subnets(p, o).await?;
@@ -956,16 +917,27 @@ pub async fn observe(p: &AwsProvider, o: &Ownership) -> Result<Vec<Observed>, Pr
     Ok(found
         .into_iter()
         .zip(depends_on)
-        .map(|(f, depends_on)| Observed {
-            depends_on,
-            id: f.id,
-            stage: Stage::Infrastructure,
-            spec: f.spec,
-            cloud_id: Some(f.cloud_id),
-            state: f.state,
-            payload: None,
+        .map(|(f, depends_on)| {
+            let state = state_of(&f.id.kind, &f.state);
+            let mut observed = Observed::new(f.id, Stage::Infrastructure, f.spec, state);
+            observed.depends_on = depends_on;
+            observed.cloud_id = Some(f.cloud_id);
+            observed
         })
         .collect())
+}
+
+/// The typed state of an AWS state word (lower case): EKS `CREATING`/`DELETING` and EFS
+/// `creating`/`deleting` are pending; `FAILED`, `CREATE_FAILED`, `DELETE_FAILED` and EFS `error`
+/// are failed (the plan replaces the resource); everything else (`ACTIVE`, `UPDATING`,
+/// `available`, `DEGRADED`) is usable.
+pub fn state_of(kind: &str, word: &str) -> ResourceState {
+    let what = || format!("{kind} {}", word.to_uppercase());
+    match word {
+        "creating" | "pending" | "deleting" => ResourceState::Pending(what()),
+        "failed" | "create_failed" | "delete_failed" | "error" => ResourceState::Failed(what()),
+        _ => ResourceState::Ready,
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::errors::AwsError;
 /// Runs the checks for `config` (see the module docs).
 pub async fn preflight(p: &AwsProvider, config: &Config) -> Result<Preflight, ProviderError> {
     let section = config.amazon_web_services.as_ref().ok_or_else(|| {
-        ProviderError::Failed("the config has no `amazon_web_services` section".into())
+        ProviderError::Fatal("the config has no `amazon_web_services` section".into())
     })?;
     let c = p.clients().await?;
     c.sts
@@ -58,12 +58,12 @@ pub async fn preflight(p: &AwsProvider, config: &Config) -> Result<Preflight, Pr
                     p.region(),
                     names.into_iter().collect::<Vec<_>>().join(", ")
                 ));
-                return Err(ProviderError::Failed(problems.join("\n")));
+                return Err(ProviderError::Fatal(problems.join("\n")));
             }
         }
         Err(e @ ProviderError::NotSupported(_)) => skipped("amazon_web_services.region", e)?,
         Err(e) => {
-            return Err(ProviderError::Failed(format!(
+            return Err(ProviderError::Fatal(format!(
                 "amazon_web_services.region: EC2 in `{}` did not answer ({e}); check the region name",
                 p.region()
             )));
@@ -155,6 +155,6 @@ pub async fn preflight(p: &AwsProvider, config: &Config) -> Result<Preflight, Pr
     if problems.is_empty() {
         Ok(Preflight { warnings })
     } else {
-        Err(ProviderError::Failed(problems.join("\n")))
+        Err(ProviderError::Fatal(problems.join("\n")))
     }
 }

@@ -53,16 +53,15 @@ async fn both_stages_through_a_kubeconfig_override_and_destroy_sweeps_load_balan
         let o = o.clone();
         async move {
             let e = engine(p);
-            let plan = if destroy {
-                e.destroy_plan(&config, StageFilter::All).await
+            let sink = Arc::new(NoEvents);
+            let cancel = CancellationToken::new();
+            let _ = &o;
+            if destroy {
+                e.destroy(&config, StageFilter::All, sink, cancel).await
             } else {
-                e.plan(&config, StageFilter::All).await
+                e.deploy(&config, StageFilter::All, sink, cancel).await
             }
-            .expect("plan");
-            let report = e
-                .apply(&plan, &o, Arc::new(NoEvents), CancellationToken::new())
-                .await;
-            (plan, report)
+            .expect("plan")
         }
     };
 
@@ -74,7 +73,7 @@ async fn both_stages_through_a_kubeconfig_override_and_destroy_sweeps_load_balan
     assert!(
         plan.changes
             .iter()
-            .any(|c| c.stage == qhub_core::engine::plan::Stage::Kubernetes),
+            .any(|c| c.stage == qhub_core::plan::Stage::Kubernetes),
         "the plan has a Kubernetes stage"
     );
     let sdk = sdk(&moto.endpoint()).await;

@@ -66,19 +66,15 @@ async fn run_once(
     destroy: bool,
 ) -> Result<ApplyReport, String> {
     let e = engine(p);
-    let plan = if destroy {
-        e.destroy_plan(config, StageFilter::All).await
+    let sink = Arc::new(NoEvents);
+    let cancel = CancellationToken::new();
+    if destroy {
+        e.destroy(config, StageFilter::All, sink, cancel).await
     } else {
-        e.plan(config, StageFilter::All).await
+        e.deploy(config, StageFilter::All, sink, cancel).await
     }
-    .map_err(|e| e.to_string())?;
-    Ok(e.apply(
-        &plan,
-        &Ownership::of(config),
-        Arc::new(NoEvents),
-        CancellationToken::new(),
-    )
-    .await)
+    .map(|(_, report)| report)
+    .map_err(|e| e.to_string())
 }
 
 /// What converging took.

@@ -20,10 +20,11 @@ use qhub_aws::{ApiStats, AwsOptions, AwsProvider};
 use qhub_core::Config;
 use qhub_core::conformance::{self, Faults, Harness};
 use qhub_core::engine::events::NoEvents;
-use qhub_core::engine::plan::{Change, Observed, Resource};
 use qhub_core::engine::{ApplyReport, StageFilter};
+use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
-    ApplyContext, Capabilities, Ownership, Preflight, Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Ownership, Preflight,
+    ProcessKilled, Provider, ProviderError,
 };
 use qhub_tests::moto::Moto;
 use tokio_util::sync::CancellationToken;
@@ -52,9 +53,9 @@ impl Faulty {
 
     fn before(&self, what: &str) -> Result<(), ProviderError> {
         if self.dead.load(Ordering::SeqCst) {
-            return Err(ProviderError::Killed(format!(
+            return Err(ProviderError::other(ProcessKilled(format!(
                 "{what}: the process is dead"
-            )));
+            ))));
         }
         let r = self.roll();
         if r < self.faults.error_rate {
@@ -64,10 +65,10 @@ impl Faulty {
             });
         }
         if r < self.faults.error_rate + self.faults.throttle_rate {
-            return Err(ProviderError::Retryable {
-                message: format!("{what}: injected throttling"),
-                retry_after: Some(Duration::from_millis(2)),
-            });
+            return Err(ProviderError::throttled(
+                format!("{what}: injected throttling"),
+                Some(Duration::from_millis(2)),
+            ));
         }
         Ok(())
     }
@@ -84,8 +85,21 @@ impl Provider for Faulty {
     async fn preflight(&self, config: &Config) -> Result<Preflight, ProviderError> {
         self.inner.preflight(config).await
     }
-    fn desired(&self, config: &Config) -> Result<Vec<Resource>, ProviderError> {
-        self.inner.desired(config)
+    async fn discover(&self, config: &Config) -> Result<Facts, ProviderError> {
+        self.before("discover")?;
+        self.inner.discover(config).await
+    }
+    fn desired(&self, config: &Config, facts: &Facts) -> Result<Vec<Resource>, ProviderError> {
+        self.inner.desired(config, facts)
+    }
+    fn cluster_facts(&self, config: &Config, infra: &[Observed]) -> ClusterFacts {
+        self.inner.cluster_facts(config, infra)
+    }
+    fn node_group_keys(&self) -> &'static [&'static str] {
+        self.inner.node_group_keys()
+    }
+    async fn cluster_access(&self, ownership: &Ownership) -> Result<ClusterAccess, ProviderError> {
+        self.inner.cluster_access(ownership).await
     }
     async fn observe(&self, ownership: &Ownership) -> Result<Vec<Observed>, ProviderError> {
         self.before("observe")?;
@@ -100,9 +114,9 @@ impl Provider for Faulty {
             && n > limit
         {
             self.dead.store(true, Ordering::SeqCst);
-            return Err(ProviderError::Killed(format!(
+            return Err(ProviderError::other(ProcessKilled(format!(
                 "{what}: killed after it was done"
-            )));
+            ))));
         }
         Ok(())
     }
@@ -174,30 +188,29 @@ impl Harness for MotoHarness {
 }
 
 async fn deploy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
-    let e = engine(p);
-    let plan = e.plan(config, StageFilter::All).await.expect("plan");
-    e.apply(
-        &plan,
-        &Ownership::of(config),
-        Arc::new(NoEvents),
-        CancellationToken::new(),
-    )
-    .await
+    engine(p)
+        .deploy(
+            config,
+            StageFilter::All,
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("plan")
+        .1
 }
 
 async fn destroy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
-    let e = engine(p);
-    let plan = e
-        .destroy_plan(config, StageFilter::All)
+    engine(p)
+        .destroy(
+            config,
+            StageFilter::All,
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
         .await
-        .expect("destroy plan");
-    e.apply(
-        &plan,
-        &Ownership::of(config),
-        Arc::new(NoEvents),
-        CancellationToken::new(),
-    )
-    .await
+        .expect("destroy plan")
+        .1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

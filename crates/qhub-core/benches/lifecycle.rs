@@ -12,8 +12,8 @@ use qhub_core::config::CiKind;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
 use qhub_core::engine::events::NoEvents;
-use qhub_core::engine::plan::{Action, Plan, ResourceId, Stage};
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
+use qhub_core::plan::{Action, Plan, ResourceId, Stage};
 use qhub_core::provider::Ownership;
 use qhub_core::sandbox::SandboxProvider;
 use qhub_core::sandbox::faults::FaultSpec;
@@ -94,24 +94,21 @@ fn main() {
     let ownership = Ownership::of(&config);
     let all = StageFilter::All;
     runtime.block_on(async {
+        let locked = engine.lock(&config).await.expect("lock");
         let t = Instant::now();
-        let plan = engine.plan(&config, all).await.expect("plan");
+        let plan = locked.plan(all).await.expect("plan");
         let plan_time = t.elapsed();
         let bound = critical_path(&plan, &provider);
         let t = Instant::now();
-        let report = engine
-            .apply(
-                &plan,
-                &ownership,
-                Arc::new(NoEvents),
-                CancellationToken::new(),
-            )
+        let report = locked
+            .apply(&plan, Arc::new(NoEvents), CancellationToken::new())
             .await;
+        drop(locked);
         let deploy = t.elapsed();
         assert!(report.succeeded(), "{report:?}");
         println!(
             "time scale {scale} (a 600 s cluster create takes {:?})",
-            provider.latency("cluster", qhub_core::engine::plan::Action::Create)
+            provider.latency("cluster", qhub_core::plan::Action::Create)
         );
         println!("initial plan:        {plan_time:>10.3?}");
         println!(
@@ -131,10 +128,10 @@ fn main() {
             noop_plans.push(t.elapsed());
             assert!(p.is_empty());
             let t = Instant::now();
-            let p = engine.plan(&config, all).await.expect("plan");
-            let r = engine
-                .apply(&p, &ownership, Arc::new(NoEvents), CancellationToken::new())
-                .await;
+            let (_, r) = engine
+                .deploy(&config, all, Arc::new(NoEvents), CancellationToken::new())
+                .await
+                .expect("plan");
             noop_deploys.push(t.elapsed());
             assert!(r.succeeded());
         }
@@ -151,14 +148,12 @@ fn main() {
             after - before
         );
 
+        let locked = engine.lock(&config).await.expect("lock");
         let t = Instant::now();
-        let d = engine
-            .destroy_plan(&config, all)
-            .await
-            .expect("destroy plan");
+        let d = locked.destroy_plan(all).await.expect("destroy plan");
         let dbound = critical_path(&d, &provider);
-        let r = engine
-            .apply(&d, &ownership, Arc::new(NoEvents), CancellationToken::new())
+        let r = locked
+            .apply(&d, Arc::new(NoEvents), CancellationToken::new())
             .await;
         assert!(r.succeeded());
         println!(

@@ -14,7 +14,11 @@
 //! The checks: the plan is deterministic; deploy then plan is empty (and a no-op deploy makes no
 //! mutating call); an edit plans only updates; destroying nothing succeeds; destroy after a
 //! deploy interrupted at every step leaves nothing; re-deploying after an interruption converges
-//! without duplicates; retryable faults are survived.
+//! without duplicates; retryable faults are survived; serial groups are honoured (no operation
+//! rejected as busy); children created with their parent appear once; cluster facts reach the
+//! Kubernetes stage; and, where the harness can inject them, a failed resource is repaired by the
+//! next deploy and destroy works from a pending and from a failed resource. A check the
+//! harness cannot support is reported as skipped, with why.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,9 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, NodeGroups, ProviderKind};
 use crate::engine::events::NoEvents;
-use crate::engine::plan::{Action, Plan};
-use crate::engine::retry::RetryPolicy;
+use crate::engine::retry::{Budget, RetryPolicy};
 use crate::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
+use crate::plan::{Action, Plan};
 use crate::provider::{Ownership, Provider};
 
 /// Faults a harness must be able to inject into its provider's backend.
@@ -38,10 +42,23 @@ pub struct Faults {
     /// Probability that a call is throttled (429).
     pub throttle_rate: f64,
     /// After this many successful mutations, the next one is carried out and then the provider
-    /// reports [`crate::provider::ProviderError::Killed`] (the process "dies").
+    /// reports a [`crate::provider::ProcessKilled`] error (the process "dies").
     pub die_after: Option<u64>,
     /// Seed for reproducible fault sequences.
     pub seed: u64,
+    /// A created cluster stays pending for a while (see [`Knobs::pending`]).
+    pub pending: bool,
+    /// The first creation of a resource of this kind fails (it ends in a failed state).
+    pub fail_once: Option<String>,
+}
+
+/// What a harness can make its backend do beyond faults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Knobs {
+    /// [`Faults::pending`] works: a created cluster is reported pending for a while.
+    pub pending: bool,
+    /// [`Faults::fail_once`] works for kind `cluster`.
+    pub fail_once: bool,
 }
 
 /// What the suite needs from a provider's test environment.
@@ -58,6 +75,15 @@ pub trait Harness: Send + Sync {
     /// Counts of resources in the backend carrying `ownership`'s marks, by kind, read from the
     /// backend directly (not through the provider), so duplicates cannot hide.
     async fn census(&self, ownership: &Ownership) -> BTreeMap<String, usize>;
+    /// Operations the backend refused because another one was in progress on the same
+    /// resource (GKE's one operation per cluster); 0 for backends without such a rule.
+    async fn rejected(&self) -> u64 {
+        0
+    }
+    /// What the harness can inject beyond faults.
+    fn knobs(&self) -> Knobs {
+        Knobs::default()
+    }
 }
 
 /// A failed check.
@@ -90,12 +116,16 @@ fn engine(provider: Arc<dyn Provider>) -> Engine {
         EngineOptions {
             concurrency: 8,
             retry: RetryPolicy {
-                max_attempts: 12,
-                base: Duration::from_millis(1),
-                cap: Duration::from_millis(20),
+                busy: Budget::attempts(200, Duration::from_millis(5), Duration::from_millis(50)),
+                ..RetryPolicy::uniform(Budget::attempts(
+                    12,
+                    Duration::from_millis(1),
+                    Duration::from_millis(20),
+                ))
             },
             min_deadline: Duration::from_secs(120),
             observe_deadline: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(200),
         },
     )
 }
@@ -113,34 +143,29 @@ async fn plan(
 }
 
 async fn deploy(h: &dyn Harness, config: &Config, faults: Faults) -> Result<ApplyReport, String> {
-    let e = engine(h.provider(faults));
-    let plan = e
-        .plan(config, StageFilter::All)
+    engine(h.provider(faults))
+        .deploy(
+            config,
+            StageFilter::All,
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
         .await
-        .map_err(|e| format!("plan: {e}"))?;
-    Ok(e.apply(
-        &plan,
-        &Ownership::of(config),
-        Arc::new(NoEvents),
-        CancellationToken::new(),
-    )
-    .await)
+        .map(|(_, report)| report)
+        .map_err(|e| format!("deploy: {e}"))
 }
 
 async fn destroy(h: &dyn Harness, config: &Config, faults: Faults) -> Result<ApplyReport, String> {
-    let e = engine(h.provider(faults));
-    let ownership = Ownership::of(config);
-    let plan = e
-        .destroy_plan(config, StageFilter::All)
+    engine(h.provider(faults))
+        .destroy(
+            config,
+            StageFilter::All,
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
         .await
-        .map_err(|e| format!("destroy plan: {e}"))?;
-    Ok(e.apply(
-        &plan,
-        &ownership,
-        Arc::new(NoEvents),
-        CancellationToken::new(),
-    )
-    .await)
+        .map(|(_, report)| report)
+        .map_err(|e| format!("destroy: {e}"))
 }
 
 fn succeeded(
@@ -417,6 +442,7 @@ pub async fn retryable_faults_are_survived(h: &dyn Harness) -> Result<String, Fa
         throttle_rate: 0.15,
         die_after: None,
         seed: 7,
+        ..Faults::default()
     };
     let d = succeeded(
         CHECK,
@@ -440,6 +466,304 @@ pub async fn retryable_faults_are_survived(h: &dyn Harness) -> Result<String, Fa
         "{} retries in deploy, {} in destroy",
         d.retries, x.retries
     ))
+}
+
+/// Every node group edited at once, deployed, then destroyed: the backend refuses no operation
+/// as busy, because the engine runs one mutating change per serial group at a time.
+pub async fn serial_groups_are_honoured(h: &dyn Harness) -> Result<String, Failure> {
+    const CHECK: &str = "serial groups are honoured";
+    h.reset().await;
+    let mut config = h.config();
+    let before = h.rejected().await;
+    let p = plan(CHECK, h, &config, Faults::default()).await?;
+    let grouped = p
+        .changes
+        .iter()
+        .filter(|c| c.serial_group().is_some())
+        .count();
+    succeeded(CHECK, "deploy", deploy(h, &config, Faults::default()).await)?;
+    if let Some(groups) = node_groups_mut(&mut config) {
+        for g in groups.values_mut() {
+            g.max_nodes += 2;
+        }
+    }
+    succeeded(
+        CHECK,
+        "deploy of the edit",
+        deploy(h, &config, Faults::default()).await,
+    )?;
+    succeeded(
+        CHECK,
+        "destroy",
+        destroy(h, &config, Faults::default()).await,
+    )?;
+    let rejected = h.rejected().await - before;
+    if rejected != 0 {
+        return Err(fail(
+            CHECK,
+            format!("the backend rejected {rejected} operation(s) as busy"),
+        ));
+    }
+    Ok(format!(
+        "{grouped} grouped changes in the first plan; 0 operations rejected"
+    ))
+}
+
+/// A resource created with its parent is planned once, as its own change after the parent;
+/// after the deploy it exists once and the plan is empty.
+pub async fn children_appear_once(h: &dyn Harness) -> Result<String, Failure> {
+    const CHECK: &str = "children created with their parent appear once";
+    h.reset().await;
+    let config = h.config();
+    let p = plan(CHECK, h, &config, Faults::default()).await?;
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &p.changes {
+        if !seen.insert(c.id.clone()) {
+            return Err(fail(CHECK, format!("{} is planned twice", c.id)));
+        }
+    }
+    let children: Vec<_> = p
+        .changes
+        .iter()
+        .filter_map(|c| {
+            c.created_with()
+                .map(|parent| (c.id.clone(), parent.clone()))
+        })
+        .collect();
+    for (child, parent) in &children {
+        let pos = |id: &crate::plan::ResourceId| p.changes.iter().position(|c| &c.id == id);
+        match (pos(parent), pos(child)) {
+            (Some(a), Some(b)) if a < b => {}
+            _ => {
+                return Err(fail(
+                    CHECK,
+                    format!("{child} is not planned after its parent {parent}"),
+                ));
+            }
+        }
+    }
+    succeeded(CHECK, "deploy", deploy(h, &config, Faults::default()).await)?;
+    let after = plan(CHECK, h, &config, Faults::default()).await?;
+    if !after.is_empty() {
+        return Err(fail(
+            CHECK,
+            format!("plan after deploy is not empty:\n{}", after.render_text()),
+        ));
+    }
+    Ok(format!("{} children planned once each", children.len()))
+}
+
+/// The Kubernetes stage is built from the provider's cluster facts: what is unknown before the
+/// first deploy is listed as known after apply, everything is known after it, and the objects
+/// applied use the facts (the welcome page runs on the `general` group's selector).
+pub async fn facts_reach_the_kubernetes_stage(h: &dyn Harness) -> Result<String, Failure> {
+    const CHECK: &str = "cluster facts reach the Kubernetes stage";
+    h.reset().await;
+    let config = h.config();
+    let provider = h.provider(Faults::default());
+    if !provider.capabilities().cluster_access {
+        return Ok("skipped: the provider hands out no cluster access here".into());
+    }
+    let before = provider.cluster_facts(&config, &[]);
+    let p = plan(CHECK, h, &config, Faults::default()).await?;
+    if p.known_after_apply != before.unknown() {
+        return Err(fail(
+            CHECK,
+            format!(
+                "plan lists {:?} as known after apply; the facts say {:?}",
+                p.known_after_apply,
+                before.unknown()
+            ),
+        ));
+    }
+    succeeded(CHECK, "deploy", deploy(h, &config, Faults::default()).await)?;
+    let infra = provider
+        .observe(&Ownership::of(&config))
+        .await
+        .map_err(|e| fail(CHECK, format!("observe: {e}")))?;
+    let facts = provider.cluster_facts(&config, &infra);
+    if !facts.unknown().is_empty() {
+        return Err(fail(
+            CHECK,
+            format!("still unknown after deploy: {:?}", facts.unknown()),
+        ));
+    }
+    let client = provider
+        .cluster_access(&Ownership::of(&config))
+        .await
+        .map_err(|e| fail(CHECK, format!("cluster access: {e}")))?
+        .client()
+        .await
+        .map_err(|e| fail(CHECK, format!("client: {e}")))?;
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(client, &config.namespace);
+    let deployment = api
+        .get(crate::kubernetes::components::welcome::NAME)
+        .await
+        .map_err(|e| fail(CHECK, format!("reading the welcome Deployment: {e}")))?;
+    let selector = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.node_selector);
+    let expected = facts.node_selector.for_group("general");
+    if selector != expected {
+        return Err(fail(
+            CHECK,
+            format!("welcome page nodeSelector {selector:?}, facts say {expected:?}"),
+        ));
+    }
+    Ok(format!(
+        "known after apply before deploy: {:?}; nodeSelector {:?}",
+        p.known_after_apply, expected
+    ))
+}
+
+/// A resource that ends in a failed state is replaced by the next deploy, which converges.
+pub async fn failed_resource_is_repaired(h: &dyn Harness) -> Result<String, Failure> {
+    const CHECK: &str = "a failed resource is repaired";
+    if !h.knobs().fail_once {
+        return Ok("skipped: the harness cannot make a cluster fail".into());
+    }
+    let config = h.config();
+    let expected = reference_census(CHECK, h, &config).await?;
+    h.reset().await;
+    let failing = Faults {
+        fail_once: Some("cluster".into()),
+        ..Faults::default()
+    };
+    let r = deploy(h, &config, failing)
+        .await
+        .map_err(|e| fail(CHECK, e))?;
+    if r.succeeded() {
+        return Err(fail(CHECK, "the deploy with a failing cluster succeeded"));
+    }
+    let p = plan(CHECK, h, &config, Faults::default()).await?;
+    let repair = p
+        .changes
+        .iter()
+        .find(|c| c.id.kind == "cluster" && c.action == Action::Replace);
+    if repair.is_none() {
+        return Err(fail(
+            CHECK,
+            format!(
+                "the plan does not replace the failed cluster:\n{}",
+                p.render_text()
+            ),
+        ));
+    }
+    succeeded(
+        CHECK,
+        "repairing deploy",
+        deploy(h, &config, Faults::default()).await,
+    )?;
+    let after = plan(CHECK, h, &config, Faults::default()).await?;
+    let census = h.census(&Ownership::of(&config)).await;
+    if !after.is_empty() || census != expected {
+        return Err(fail(
+            CHECK,
+            format!(
+                "after the repair: plan\n{}census {census:?}, expected {expected:?}",
+                after.render_text()
+            ),
+        ));
+    }
+    Ok("failed cluster replaced; census as a clean deploy".into())
+}
+
+/// Destroy works from a pending resource (an interrupted create) and from a failed one; a
+/// deploy waits for a pending resource and converges.
+pub async fn destroy_from_pending_and_failed(h: &dyn Harness) -> Result<String, Failure> {
+    const CHECK: &str = "destroy from pending and from failed leaves nothing";
+    let knobs = h.knobs();
+    let config = h.config();
+    let ownership = Ownership::of(&config);
+    let mut done = Vec::new();
+    if knobs.pending {
+        // Interrupt deploys at each mutation until one leaves a pending resource behind.
+        let mut found = None;
+        for n in 0..MAX_POINTS {
+            h.reset().await;
+            let faults = Faults {
+                die_after: Some(n),
+                pending: true,
+                ..Faults::default()
+            };
+            let r = deploy(h, &config, faults)
+                .await
+                .map_err(|e| fail(CHECK, e))?;
+            if !r.killed {
+                break;
+            }
+            let p = plan(CHECK, h, &config, Faults::default()).await?;
+            if p.changes.iter().any(|c| c.action == Action::Wait) {
+                found = Some(n);
+                break;
+            }
+        }
+        let Some(n) = found else {
+            return Err(fail(CHECK, "no interrupted deploy left a pending resource"));
+        };
+        succeeded(
+            CHECK,
+            "destroy from pending",
+            destroy(h, &config, Faults::default()).await,
+        )?;
+        let left = h.census(&ownership).await;
+        if left.values().any(|c| *c > 0) {
+            return Err(fail(CHECK, format!("destroy from pending left {left:?}")));
+        }
+        // The same state again, then a deploy that waits for it.
+        h.reset().await;
+        let faults = Faults {
+            die_after: Some(n),
+            pending: true,
+            ..Faults::default()
+        };
+        deploy(h, &config, faults)
+            .await
+            .map_err(|e| fail(CHECK, e))?;
+        let waiting = Faults {
+            pending: true,
+            ..Faults::default()
+        };
+        succeeded(
+            CHECK,
+            "deploy over a pending resource",
+            deploy(h, &config, waiting).await,
+        )?;
+        let after = plan(CHECK, h, &config, Faults::default()).await?;
+        if !after.is_empty() {
+            return Err(fail(
+                CHECK,
+                format!("plan after waiting is not empty:\n{}", after.render_text()),
+            ));
+        }
+        done.push(format!("pending (interrupted at mutation {})", n + 1));
+    }
+    if knobs.fail_once {
+        h.reset().await;
+        let failing = Faults {
+            fail_once: Some("cluster".into()),
+            ..Faults::default()
+        };
+        deploy(h, &config, failing)
+            .await
+            .map_err(|e| fail(CHECK, e))?;
+        succeeded(
+            CHECK,
+            "destroy from failed",
+            destroy(h, &config, Faults::default()).await,
+        )?;
+        let left = h.census(&ownership).await;
+        if left.values().any(|c| *c > 0) {
+            return Err(fail(CHECK, format!("destroy from failed left {left:?}")));
+        }
+        done.push("failed".into());
+    }
+    if done.is_empty() {
+        return Ok("skipped: the harness can make nothing pending or failed".into());
+    }
+    Ok(format!("destroyed from {}", done.join(" and ")))
 }
 
 /// Runs every check, stopping at the first failure.
@@ -471,5 +795,21 @@ pub async fn run_all(h: &dyn Harness) -> Result<Report, Failure> {
     report
         .checks
         .push(("retryable faults", retryable_faults_are_survived(h).await?));
+    report
+        .checks
+        .push(("serial groups", serial_groups_are_honoured(h).await?));
+    report
+        .checks
+        .push(("children once", children_appear_once(h).await?));
+    report
+        .checks
+        .push(("cluster facts", facts_reach_the_kubernetes_stage(h).await?));
+    report
+        .checks
+        .push(("failed repaired", failed_resource_is_repaired(h).await?));
+    report.checks.push((
+        "destroy from pending/failed",
+        destroy_from_pending_and_failed(h).await?,
+    ));
     Ok(report)
 }

@@ -11,11 +11,13 @@
 //! - [`kubernetes`]: the shared Kubernetes deployment layer (server-side apply, ApplySet
 //!   pruning, readiness) and the platform components.
 
+pub mod cloud;
 pub mod config;
 pub mod conformance;
 pub mod engine;
 pub mod fs;
 pub mod kubernetes;
+pub mod plan;
 pub mod provider;
 pub mod sandbox;
 pub mod tls;

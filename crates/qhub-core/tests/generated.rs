@@ -3,7 +3,7 @@
 
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
-use qhub_core::engine::plan;
+use qhub_core::plan;
 use qhub_core::provider::Provider;
 use qhub_core::sandbox::SandboxProvider;
 use qhub_core::sandbox::faults::FaultSpec;
@@ -20,7 +20,8 @@ fn config() -> qhub_core::Config {
 
 #[test]
 fn kubernetes_manifests() {
-    let resources = qhub_core::kubernetes::desired(&config()).expect("desired");
+    let facts = qhub_core::provider::ClusterFacts::from_config(&config());
+    let resources = qhub_core::kubernetes::desired(&config(), &facts).expect("desired");
     let manifests: Vec<_> = resources
         .iter()
         .map(|r| r.payload.clone().unwrap_or(r.spec.clone()))
@@ -47,8 +48,11 @@ fn kubernetes_manifests() {
 fn plan_on_an_empty_world() {
     let dir = tempfile::tempdir().unwrap();
     let provider = SandboxProvider::new(dir.path(), 0.001, FaultSpec::default());
-    let mut desired = provider.desired(&config()).expect("desired");
-    desired.extend(qhub_core::kubernetes::desired(&config()).expect("k8s"));
+    let mut desired = provider
+        .desired(&config(), &qhub_core::provider::Facts::none())
+        .expect("desired");
+    let facts = provider.cluster_facts(&config(), &[]);
+    desired.extend(qhub_core::kubernetes::desired(&config(), &facts).expect("k8s"));
     let p = plan::diff(&desired, &[]);
     assert!(p.changes.iter().all(|c| c.action == plan::Action::Create));
     // The Kubernetes diff lines are whole manifests; the infrastructure part is the readable one.
@@ -59,7 +63,7 @@ fn plan_on_an_empty_world() {
             .filter(|c| c.stage == plan::Stage::Infrastructure)
             .cloned()
             .collect(),
-        unchanged: 0,
+        ..plan::Plan::default()
     };
     insta::assert_snapshot!(infra.render_text());
     let ids: Vec<String> = p

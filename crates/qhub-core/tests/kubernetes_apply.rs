@@ -6,10 +6,10 @@ use std::time::Duration;
 use qhub_core::config::CiKind;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
-use qhub_core::engine::plan::{self, Action};
 use qhub_core::kubernetes::apply::Applier;
 use qhub_core::kubernetes::applyset::ApplySet;
 use qhub_core::kubernetes::{self, KubeError};
+use qhub_core::plan::{self, Action};
 use qhub_core::provider::ClusterAccess;
 use qhub_core::sandbox::kube_api::KubeApi;
 use serde_json::json;
@@ -56,7 +56,7 @@ async fn apply_all(applier: &Applier, resources: &[plan::Resource]) {
 #[tokio::test]
 async fn apply_then_observe_plans_nothing_and_makes_no_write() {
     let (api, _server, applier) = served().await;
-    let desired = kubernetes::desired(&config()).unwrap();
+    let desired = kubernetes::desired(&config(), &facts(&config())).unwrap();
     apply_all(&applier, &desired).await;
     let set = ApplySet::new("dev");
     let observed = applier.observe(&set, &[]).await.unwrap();
@@ -77,11 +77,11 @@ async fn apply_then_observe_plans_nothing_and_makes_no_write() {
 async fn an_edit_is_an_update_with_a_field_diff_and_force_retakes_fields() {
     let (_api, _server, applier) = served().await;
     let mut cfg = config();
-    apply_all(&applier, &kubernetes::desired(&cfg).unwrap()).await;
+    apply_all(&applier, &kubernetes::desired(&cfg, &facts(&cfg)).unwrap()).await;
     cfg.theme
         .jupyterhub
         .insert("hub_title".into(), json!("New title"));
-    let desired = kubernetes::desired(&cfg).unwrap();
+    let desired = kubernetes::desired(&cfg, &facts(&cfg)).unwrap();
     let observed = applier.observe(&ApplySet::new("dev"), &[]).await.unwrap();
     let p = plan::diff(&desired, &observed);
     assert_eq!(p.changes.len(), 1, "{}", p.render_text());
@@ -96,7 +96,7 @@ async fn an_edit_is_an_update_with_a_field_diff_and_force_retakes_fields() {
 #[tokio::test]
 async fn objects_no_longer_wanted_are_pruned() {
     let (_api, _server, applier) = served().await;
-    let all = kubernetes::desired(&config()).unwrap();
+    let all = kubernetes::desired(&config(), &facts(&config())).unwrap();
     apply_all(&applier, &all).await;
     // The config without the welcome component: its three objects must be planned for deletion.
     let fewer: Vec<_> = all
@@ -132,7 +132,7 @@ async fn objects_no_longer_wanted_are_pruned() {
 async fn a_rollout_that_never_becomes_ready_fails_at_its_deadline() {
     let (api, _server, applier) = served().await;
     api.set_auto_ready(false);
-    let desired = kubernetes::desired(&config()).unwrap();
+    let desired = kubernetes::desired(&config(), &facts(&config())).unwrap();
     let deployment = desired
         .iter()
         .find(|r| r.id.kind == "Deployment.apps")
@@ -179,4 +179,8 @@ async fn crds_are_established_before_their_objects_are_applied() {
         .apply(&widget, &widget, DEADLINE)
         .await
         .expect("custom object");
+}
+
+fn facts(config: &qhub_core::Config) -> qhub_core::provider::ClusterFacts {
+    qhub_core::provider::ClusterFacts::from_config(config)
 }

@@ -1,10 +1,15 @@
 //! The provider conformance suite against the sandbox.
 
+use qhub_core::Config;
 use qhub_core::config::CiKind;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
 use qhub_core::conformance;
-use qhub_core::sandbox::harness::SandboxHarness;
+use qhub_core::plan::{Change, Observed, Resource};
+use qhub_core::provider::{
+    ApplyContext, Capabilities, ClusterAccess, Facts, Ownership, Preflight, Provider, ProviderError,
+};
+use qhub_core::sandbox::harness::{Behaviour, SandboxHarness};
 
 fn sandbox_config() -> qhub_core::Config {
     render(&InitOptions {
@@ -27,10 +32,114 @@ async fn sandbox_passes_the_conformance_suite() {
     let report = conformance::run_all(&harness)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.checks.len(), 7, "{report:?}");
+    assert_eq!(report.checks.len(), 12, "{report:?}");
     for (check, detail) in &report.checks {
         eprintln!("{check}: {detail}");
+        assert!(!detail.starts_with("skipped"), "{check}: {detail}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gke_like_sandbox_passes_the_conformance_suite() {
+    // One operation per cluster, node groups created with the cluster: the rules GKE and DOKS
+    // impose, which the engine must honour with zero rejected operations.
+    let dir = tempfile::tempdir().unwrap();
+    let harness = SandboxHarness::new(dir.path(), sandbox_config(), 0.00001)
+        .with_behaviour(Behaviour::gke_like());
+    let report = conformance::run_all(&harness)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.checks.len(), 12, "{report:?}");
+    for (check, detail) in &report.checks {
+        eprintln!("{check}: {detail}");
+        assert!(!detail.starts_with("skipped"), "{check}: {detail}");
+    }
+    let children = &report
+        .checks
+        .iter()
+        .find(|(c, _)| *c == "children once")
+        .expect("children check")
+        .1;
+    assert!(
+        !children.starts_with("0 "),
+        "no child was planned: {children}"
+    );
+}
+
+/// A provider that forgets to declare its serial groups, on a backend that enforces one
+/// operation per cluster.
+#[derive(Debug)]
+struct Ungrouped(std::sync::Arc<dyn Provider>);
+
+#[async_trait::async_trait]
+impl Provider for Ungrouped {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+    async fn preflight(&self, c: &Config) -> Result<Preflight, ProviderError> {
+        self.0.preflight(c).await
+    }
+    fn desired(&self, c: &Config, f: &Facts) -> Result<Vec<Resource>, ProviderError> {
+        let mut out = self.0.desired(c, f)?;
+        for r in &mut out {
+            r.serial_group = None;
+        }
+        Ok(out)
+    }
+    async fn observe(&self, o: &Ownership) -> Result<Vec<Observed>, ProviderError> {
+        let mut out = self.0.observe(o).await?;
+        for r in &mut out {
+            r.serial_group = None;
+        }
+        Ok(out)
+    }
+    async fn apply(&self, ch: &Change, ctx: &ApplyContext) -> Result<(), ProviderError> {
+        self.0.apply(ch, ctx).await
+    }
+    async fn cluster_access(&self, o: &Ownership) -> Result<ClusterAccess, ProviderError> {
+        self.0.cluster_access(o).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_a_provider_that_ignores_the_one_operation_rule() {
+    struct Harness(SandboxHarness);
+    #[async_trait::async_trait]
+    impl conformance::Harness for Harness {
+        fn config(&self) -> Config {
+            self.0.config()
+        }
+        fn provider(&self, f: conformance::Faults) -> std::sync::Arc<dyn Provider> {
+            std::sync::Arc::new(Ungrouped(self.0.provider(f)))
+        }
+        async fn reset(&self) {
+            self.0.reset().await
+        }
+        async fn mutations(&self) -> u64 {
+            self.0.mutations().await
+        }
+        async fn census(&self, o: &Ownership) -> std::collections::BTreeMap<String, usize> {
+            self.0.census(o).await
+        }
+        async fn rejected(&self) -> u64 {
+            self.0.rejected().await
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Slow enough that node-group operations overlap.
+    let h = Harness(
+        SandboxHarness::new(dir.path(), sandbox_config(), 0.0005).with_behaviour(Behaviour {
+            pools_with_cluster: false,
+            ..Behaviour::gke_like()
+        }),
+    );
+    let err = conformance::serial_groups_are_honoured(&h)
+        .await
+        .expect_err("overlapping operations on one cluster must fail the check");
+    assert!(err.message.contains("rejected"), "{err}");
 }
 
 #[tokio::test]

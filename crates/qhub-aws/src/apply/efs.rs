@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_efs::types::PerformanceMode;
-use qhub_core::engine::plan::Resource;
+use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
 
 use super::{Sent, failed, names_by_id, need, spec_str, tags_with_name, wait_for};

@@ -6,7 +6,7 @@ use aws_sdk_eks::types::{
     AmiTypes, NodegroupScalingConfig, Taint, TaintEffect, UpdateLabelsPayload, UpdateTaintsPayload,
     VpcConfigRequest,
 };
-use qhub_core::engine::plan::Resource;
+use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
 use serde_json::Value as Json;
 

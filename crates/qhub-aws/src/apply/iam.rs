@@ -1,6 +1,6 @@
 //! IAM roles: the EKS cluster role and the node role, with their managed policies.
 
-use qhub_core::engine::plan::Resource;
+use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
 
 use super::{Sent, by_name, failed, spec_str, spec_strs};

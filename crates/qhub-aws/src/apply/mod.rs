@@ -24,7 +24,7 @@ use std::future::Future;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use qhub_core::engine::plan::{Action, Change};
+use qhub_core::plan::{Action, Change};
 use qhub_core::provider::{ApplyContext, Ownership, ProviderError};
 use serde_json::Value as Json;
 
@@ -53,6 +53,9 @@ pub async fn apply(
             ensure(p, change, ctx).await
         }
         Action::Create | Action::Update => ensure(p, change, ctx).await,
+        Action::Wait => Err(ProviderError::NotSupported(format!(
+            "{what}: the engine waits for resources itself"
+        ))),
     }
 }
 
@@ -110,7 +113,7 @@ fn unknown_kind(kind: &str) -> ProviderError {
 }
 
 fn failed(msg: impl Into<String>) -> ProviderError {
-    ProviderError::Failed(msg.into())
+    ProviderError::Fatal(msg.into())
 }
 
 /// The error of a create refused because the name is taken by something we do not own (we

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, IpPermission, ResourceType, Tag, TagSpecification, UserIdGroupPair,
 };
-use qhub_core::engine::plan::Resource;
+use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
 use serde_json::Value as Json;
 

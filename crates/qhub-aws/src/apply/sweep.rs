@@ -11,11 +11,10 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::Filter;
-use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, DeleteParams, ListParams};
+use qhub_core::cloud::drain::drain_load_balancers;
 use qhub_core::provider::{Ownership, Provider, ProviderError};
 
-use super::{Sent, by_name, wait_for};
+use super::{Sent, by_name};
 use crate::AwsProvider;
 use crate::errors::AwsError;
 use crate::observe;
@@ -25,29 +24,9 @@ pub fn cluster_tag(cluster: &str) -> String {
     format!("kubernetes.io/cluster/{cluster}")
 }
 
-/// The `namespace/name` of every LoadBalancer Service.
-async fn load_balancer_services(
-    client: &kube::Client,
-) -> Result<Vec<(String, String)>, ProviderError> {
-    let list = Api::<Service>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| ProviderError::Retryable {
-            message: format!("listing Services: {e}"),
-            retry_after: None,
-        })?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"))
-        .filter_map(|s| Some((s.metadata.namespace?, s.metadata.name?)))
-        .collect())
-}
-
-/// Deletes every LoadBalancer Service through the cluster and waits until they are gone (the
-/// cloud controller deletes their load balancers before it lets a Service go). Skipped, with a
-/// warning, when the provider cannot reach the cluster (emulator mode without a kubeconfig
-/// override); the cloud sweep still runs.
+/// Deletes every LoadBalancer Service through the cluster and waits until they are gone
+/// ([`qhub_core::cloud::drain`]). Skipped, with a warning, when the provider cannot reach the
+/// cluster (emulator mode without a kubeconfig override); the cloud sweep still runs.
 pub(super) async fn delete_load_balancer_services(
     p: &AwsProvider,
     o: &Ownership,
@@ -62,36 +41,8 @@ pub(super) async fn delete_load_balancer_services(
         Err(e) => return Err(e),
     };
     let client = access.client().await?;
-    let services = load_balancer_services(&client).await?;
-    for (namespace, name) in &services {
-        tracing::info!(%namespace, %name, "deleting LoadBalancer service");
-        let api = Api::<Service>::namespaced(client.clone(), namespace);
-        match api.delete(name, &DeleteParams::background()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                return Err(ProviderError::Retryable {
-                    message: format!("deleting Service {namespace}/{name}: {e}"),
-                    retry_after: None,
-                });
-            }
-        }
-    }
-    if !services.is_empty() {
-        let client = &client;
-        wait_for(
-            p,
-            "LoadBalancer services to be deleted",
-            move || async move {
-                Ok(load_balancer_services(client)
-                    .await?
-                    .is_empty()
-                    .then_some(()))
-            },
-        )
-        .await?;
-    }
-    Ok(services.len())
+    // The engine's deadline bounds the whole delete; this one only stops an endless wait.
+    drain_load_balancers(&client, p.poll(), std::time::Duration::from_secs(20 * 60)).await
 }
 
 /// Deletes the load balancers, target groups and security groups carrying the cluster's tag

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use qhub_core::config::{self, Config};
-use qhub_core::engine::plan::{Plan, Stage};
-use qhub_core::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
+use qhub_core::engine::{ApplyReport, Engine, EngineOptions, Locked, StageFilter};
+use qhub_core::plan::{Plan, Stage};
 use qhub_core::provider::{Ownership, ProviderRegistry};
 use tokio_util::sync::CancellationToken;
 
@@ -103,6 +103,7 @@ pub fn plan(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
 
 fn apply(
     s: &Session,
+    locked: &Locked<'_>,
     plan: &Plan,
     format: OutputFormat,
     verb: &str,
@@ -121,9 +122,7 @@ fn apply(
         eprintln!("nothing changed");
         return Ok((crate::EXIT_FAILED, None));
     }
-    let ownership = Ownership::of(&s.config);
     let report = s.runtime.block_on(async {
-        let _lock = s.engine.provider().lock(&ownership).await?;
         let cancel = CancellationToken::new();
         let on_signal = cancel.clone();
         tokio::spawn(async move {
@@ -136,7 +135,7 @@ fn apply(
             }
         });
         let sink = super::progress::sink(format);
-        anyhow::Ok(s.engine.apply(plan, &ownership, sink, cancel).await)
+        anyhow::Ok(locked.apply(plan, sink, cancel).await)
     })?;
     if format == OutputFormat::Text {
         summarize(&report);
@@ -195,8 +194,10 @@ pub fn deploy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
     for w in &preflight.warnings {
         tracing::warn!("preflight: {w}");
     }
-    let plan = s.runtime.block_on(s.engine.plan(&s.config, s.stages))?;
-    let (code, report) = apply(&s, &plan, format, "Apply", args)?;
+    // The lock first, then the plan: nothing else can change the deployment between the two.
+    let locked = s.runtime.block_on(s.engine.lock(&s.config))?;
+    let plan = s.runtime.block_on(locked.plan(s.stages))?;
+    let (code, report) = apply(&s, &locked, &plan, format, "Apply", args)?;
     if format == OutputFormat::Json {
         crate::output::json(&result_json(&plan, report.as_ref()))?;
     }
@@ -206,10 +207,16 @@ pub fn deploy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
 /// `qhub destroy`.
 pub fn destroy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let s = session(args)?;
-    let plan = s
-        .runtime
-        .block_on(s.engine.destroy_plan(&s.config, s.stages))?;
-    let (mut code, report) = apply(&s, &plan, format, "Delete everything above? These", args)?;
+    let locked = s.runtime.block_on(s.engine.lock(&s.config))?;
+    let plan = s.runtime.block_on(locked.destroy_plan(s.stages))?;
+    let (mut code, report) = apply(
+        &s,
+        &locked,
+        &plan,
+        format,
+        "Delete everything above? These",
+        args,
+    )?;
     // Verify: look again, and fail if anything carrying our marks is still there.
     let remaining: Vec<String> = if code == 0 && report.is_some() {
         s.runtime
@@ -273,7 +280,7 @@ pub fn status(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
                 println!(
                     "  {:<40} {:<10} {}",
                     o.id.to_string(),
-                    o.state,
+                    o.state.word(),
                     o.cloud_id.as_deref().unwrap_or("-")
                 );
             }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use qhub_core::engine::events::{Event, EventSink};
-use qhub_core::engine::plan::ResourceId;
+use qhub_core::plan::ResourceId;
 
 use crate::cli::OutputFormat;
 
@@ -74,6 +74,7 @@ fn line(event: &Event) -> String {
             action,
             error,
         } => format!("✗ {resource}: {action:?} failed: {error}"),
+        Event::Waiting { resource, detail } => format!("… {resource}: waiting ({detail})"),
         Event::Cancelling { in_flight } => {
             format!(
                 "stopping: no new changes start; waiting for {in_flight} in flight (Ctrl-C again to abort)"

@@ -9,8 +9,8 @@ use serde_json::json;
 use super::components::Overrides;
 use super::profiles::{Access, Cpu, Memory};
 use super::provider::{
-    AwsProvider, DoProvider, ExistingProvider, GcpProvider, KeyValue, NodeGroup, ProviderKind,
-    SandboxProvider,
+    AwsSection, DoSection, ExistingSection, GcpSection, KeyValue, NodeGroup, ProviderKind,
+    SandboxSection,
 };
 use super::security::{Authentication, AuthenticationKind, Keycloak, OAuthConfig, Security};
 use super::{
@@ -336,7 +336,7 @@ pub fn render(opts: &InitOptions) -> Result<Config, ConfigError> {
     };
     match opts.provider {
         ProviderKind::Aws => {
-            config.amazon_web_services = Some(AwsProvider {
+            config.amazon_web_services = Some(AwsSection {
                 region: region("us-west-2"),
                 availability_zones: None,
                 kubernetes_version: version,
@@ -354,7 +354,7 @@ pub fn render(opts: &InitOptions) -> Result<Config, ConfigError> {
                     "provider gcp needs the GCP project id: pass --gcp-project ID (or set PROJECT_ID)".into(),
                 )
             })?;
-            config.google_cloud_platform = Some(GcpProvider {
+            config.google_cloud_platform = Some(GcpSection {
                 project,
                 region: region("us-central1"),
                 zone: None,
@@ -370,7 +370,7 @@ pub fn render(opts: &InitOptions) -> Result<Config, ConfigError> {
             });
         }
         ProviderKind::Do => {
-            config.digital_ocean = Some(DoProvider {
+            config.digital_ocean = Some(DoSection {
                 region: region("nyc3"),
                 kubernetes_version: version,
                 node_groups: groups(
@@ -382,19 +382,19 @@ pub fn render(opts: &InitOptions) -> Result<Config, ConfigError> {
             });
         }
         ProviderKind::Existing => {
-            config.existing = Some(ExistingProvider {
+            config.existing = Some(ExistingSection {
                 kube_context: None,
                 node_selectors: selectors(),
             });
         }
         ProviderKind::Local => {
-            config.local = Some(ExistingProvider {
+            config.local = Some(ExistingSection {
                 kube_context: None,
                 node_selectors: selectors(),
             });
         }
         ProviderKind::Sandbox => {
-            config.sandbox = Some(SandboxProvider {
+            config.sandbox = Some(SandboxSection {
                 region: region("local-1"),
                 kubernetes_version: version,
                 node_groups: groups(

@@ -47,8 +47,8 @@ pub use extensions::{Extension, HelmExtension};
 pub use images::{DefaultImages, ExternalContainerReg, Storage};
 pub use profiles::{DaskWorkerProfile, JupyterLabProfile, KubeSpawnerOverride, Profiles};
 pub use provider::{
-    AwsProvider, AzureProvider, DoProvider, ExistingProvider, GcpProvider, NodeGroup, NodeGroups,
-    ProviderKind, SandboxProvider,
+    AwsSection, AzureSection, DoSection, ExistingSection, GcpSection, NodeGroup, NodeGroups,
+    ProviderKind, SandboxSection,
 };
 pub use security::{Authentication, AuthenticationKind, Security};
 pub use yaml::Position;
@@ -123,25 +123,25 @@ pub struct Config {
     pub external_container_reg: Option<ExternalContainerReg>,
     /// `provider: aws`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub amazon_web_services: Option<AwsProvider>,
+    pub amazon_web_services: Option<AwsSection>,
     /// `provider: gcp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub google_cloud_platform: Option<GcpProvider>,
+    pub google_cloud_platform: Option<GcpSection>,
     /// `provider: do`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digital_ocean: Option<DoProvider>,
+    pub digital_ocean: Option<DoSection>,
     /// `provider: azure` (not supported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub azure: Option<AzureProvider>,
+    pub azure: Option<AzureSection>,
     /// `provider: existing`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub existing: Option<ExistingProvider>,
+    pub existing: Option<ExistingSection>,
     /// `provider: local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local: Option<ExistingProvider>,
+    pub local: Option<ExistingSection>,
     /// `provider: sandbox`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<SandboxProvider>,
+    pub sandbox: Option<SandboxSection>,
     /// JupyterLab and Dask worker profiles.
     #[serde(default)]
     pub profiles: Profiles,
@@ -176,7 +176,16 @@ impl Config {
         format!("{}-{}", self.project_name, self.namespace)
     }
 
-    /// The node groups of the chosen provider (empty for `existing`/`local`).
+    /// The `existing` or `local` section, when the provider is one of them.
+    pub fn existing_section(&self) -> Option<&ExistingSection> {
+        match self.provider {
+            ProviderKind::Existing => self.existing.as_ref(),
+            ProviderKind::Local => self.local.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The node groups of the chosen provider (none for `existing`/`local`).
     pub fn node_groups(&self) -> Option<&NodeGroups> {
         match self.provider {
             ProviderKind::Aws => self.amazon_web_services.as_ref().map(|p| &p.node_groups),

@@ -128,7 +128,7 @@ pub type NodeGroups = IndexMap<String, NodeGroup>;
 /// `amazon_web_services`: an EKS cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AwsProvider {
+pub struct AwsSection {
     /// AWS region, e.g. `us-west-2`.
     pub region: String,
     /// Availability zones for the subnets (at least two are used; default: the region's first
@@ -147,7 +147,7 @@ pub struct AwsProvider {
 /// `google_cloud_platform`: a GKE cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GcpProvider {
+pub struct GcpSection {
     /// GCP project id.
     pub project: String,
     /// Region, e.g. `us-central1`.
@@ -173,7 +173,7 @@ pub struct GcpProvider {
 /// `digital_ocean`: a DOKS cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DoProvider {
+pub struct DoSection {
     /// Region slug, e.g. `nyc3`.
     pub region: String,
     /// DOKS version: a slug such as `1.33.1-do.0`, or `MAJOR.MINOR` for the newest patch.
@@ -187,7 +187,7 @@ pub struct DoProvider {
 
 /// `azure`: read so that Azure configs load, then rejected as not supported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct AzureProvider {
+pub struct AzureSection {
     /// Whatever the Azure section holds.
     #[serde(flatten)]
     pub keys: serde_json::Map<String, serde_json::Value>,
@@ -206,7 +206,7 @@ pub struct KeyValue {
 /// `existing` / `local`: deploy onto a cluster the user already has.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ExistingProvider {
+pub struct ExistingSection {
     /// The kubeconfig context to use (default: the current context).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube_context: Option<String>,
@@ -217,7 +217,7 @@ pub struct ExistingProvider {
 /// `sandbox`: the built-in simulated cloud, shaped like a cloud provider section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SandboxProvider {
+pub struct SandboxSection {
     /// Simulated region name.
     #[serde(default = "default_sandbox_region")]
     pub region: String,

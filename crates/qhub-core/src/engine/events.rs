@@ -39,6 +39,13 @@ pub enum Event {
         /// The error.
         error: String,
     },
+    /// A change (or a wait) is waiting on the cloud; `detail` says for what.
+    Waiting {
+        /// Resource.
+        resource: ResourceId,
+        /// What it waits for (`EKS cluster CREATING`).
+        detail: String,
+    },
     /// A change finished.
     Done {
         /// Resource.

@@ -4,7 +4,7 @@
 //! change, and cancellation that lets in-flight changes finish.
 
 pub mod events;
-pub mod plan;
+
 pub mod retry;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,9 +18,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::kubernetes::apply::Applier;
 use crate::kubernetes::applyset::ApplySet;
-use crate::provider::{ApplyContext, Ownership, Provider, ProviderError};
+use crate::plan::ResourceState;
+use crate::plan::{self, Action, Change, Plan, ResourceId, Stage};
+use crate::provider::{ApplyContext, ClusterFacts, Ownership, Provider, ProviderError};
 use events::{Event, EventSink};
-use plan::{Action, Change, Plan, ResourceId, Stage};
 use retry::RetryPolicy;
 
 /// Which stages a command covers.
@@ -48,13 +49,16 @@ impl StageFilter {
 pub struct EngineOptions {
     /// Changes applied at once.
     pub concurrency: usize,
-    /// Retry policy for retryable errors.
+    /// Retry policy for retryable errors, per error class.
     pub retry: RetryPolicy,
     /// The least time a change may take before it is abandoned as failed; a change's deadline
     /// is the larger of this and 4× the provider's estimate.
     pub min_deadline: Duration,
     /// Deadline for observing what exists.
     pub observe_deadline: Duration,
+    /// Longest pause between two looks at a resource the engine waits for
+    /// ([`Action::Wait`]); the first look comes after a fraction of it.
+    pub poll_interval: Duration,
 }
 
 impl Default for EngineOptions {
@@ -64,6 +68,7 @@ impl Default for EngineOptions {
             retry: RetryPolicy::default(),
             min_deadline: Duration::from_secs(30 * 60),
             observe_deadline: Duration::from_secs(5 * 60),
+            poll_interval: Duration::from_secs(15),
         }
     }
 }
@@ -129,6 +134,55 @@ pub struct Engine {
     options: EngineOptions,
 }
 
+/// The engine with the deployment's lock held: plans made through it cannot go stale before
+/// they are applied, because no other qhub command can change the deployment meanwhile. The
+/// lock is released when this is dropped.
+pub struct Locked<'e> {
+    engine: &'e Engine,
+    config: Config,
+    ownership: Ownership,
+    _lock: Option<crate::provider::DeployLock>,
+}
+
+impl std::fmt::Debug for Locked<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Locked")
+            .field("deployment", &self.ownership.prefix())
+            .finish()
+    }
+}
+
+impl Locked<'_> {
+    /// The config this lock was taken for.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The plan that takes what exists to what the config wants.
+    pub async fn plan(&self, stages: StageFilter) -> Result<Plan, EngineError> {
+        self.engine.plan(&self.config, stages).await
+    }
+
+    /// The plan that deletes everything this deployment owns.
+    pub async fn destroy_plan(&self, stages: StageFilter) -> Result<Plan, EngineError> {
+        self.engine.destroy_plan(&self.config, stages).await
+    }
+
+    /// Applies a plan made through this lock: each change once its dependencies are done, up
+    /// to `concurrency` at once, at most one per serial group. On a failure or cancellation no
+    /// new change starts; changes in flight finish.
+    pub async fn apply(
+        &self,
+        plan: &Plan,
+        events: Arc<dyn EventSink>,
+        cancel: CancellationToken,
+    ) -> ApplyReport {
+        self.engine
+            .apply_plan(plan, &self.config, &self.ownership, events, cancel)
+            .await
+    }
+}
+
 impl Engine {
     /// An engine over `provider`.
     pub fn new(provider: Arc<dyn Provider>, options: EngineOptions) -> Self {
@@ -138,6 +192,59 @@ impl Engine {
     /// The provider.
     pub fn provider(&self) -> &Arc<dyn Provider> {
         &self.provider
+    }
+
+    /// The options.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// Takes the deployment's lock (the provider's, see [`Provider::lock`]); plan and apply
+    /// through the result.
+    pub async fn lock(&self, config: &Config) -> Result<Locked<'_>, EngineError> {
+        let ownership = Ownership::of(config);
+        let lock =
+            self.provider
+                .lock(&ownership)
+                .await
+                .map_err(|source| EngineError::Provider {
+                    what: "taking the deploy lock".into(),
+                    source,
+                })?;
+        Ok(Locked {
+            engine: self,
+            config: config.clone(),
+            ownership,
+            _lock: lock,
+        })
+    }
+
+    /// Takes the lock, plans and applies: what `qhub deploy --disable-prompt` does.
+    pub async fn deploy(
+        &self,
+        config: &Config,
+        stages: StageFilter,
+        events: Arc<dyn EventSink>,
+        cancel: CancellationToken,
+    ) -> Result<(Plan, ApplyReport), EngineError> {
+        let locked = self.lock(config).await?;
+        let plan = locked.plan(stages).await?;
+        let report = locked.apply(&plan, events, cancel).await;
+        Ok((plan, report))
+    }
+
+    /// Takes the lock, plans the destroy and applies it.
+    pub async fn destroy(
+        &self,
+        config: &Config,
+        stages: StageFilter,
+        events: Arc<dyn EventSink>,
+        cancel: CancellationToken,
+    ) -> Result<(Plan, ApplyReport), EngineError> {
+        let locked = self.lock(config).await?;
+        let plan = locked.destroy_plan(stages).await?;
+        let report = locked.apply(&plan, events, cancel).await;
+        Ok((plan, report))
     }
 
     /// Whether the Kubernetes stage runs: a provider without cluster access can only be asked
@@ -165,37 +272,44 @@ impl Engine {
         Ok(false)
     }
 
-    /// Runs a read (observe, connect) with retries on retryable errors and a deadline per try.
+    /// Runs a read (observe, discover, connect) with the retry policy and a deadline per try.
     async fn read<T, F, Fut>(&self, what: &str, mut attempt_once: F) -> Result<T, EngineError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
     {
         let deadline = self.options.observe_deadline;
-        let retry = self.options.retry;
-        let mut attempt = 1;
+        let mut retrier = retry::Retrier::new(self.options.retry);
+        let started = Instant::now();
         loop {
             let result = tokio::time::timeout(deadline, attempt_once())
                 .await
                 .map_err(|_| EngineError::Deadline(what.to_string(), deadline))?;
             match result {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_retryable() && attempt < retry.max_attempts => {
-                    let retry_after = match &e {
-                        ProviderError::Retryable { retry_after, .. } => *retry_after,
-                        _ => None,
-                    };
-                    let delay = retry.delay(attempt, retry_after);
-                    tracing::info!(attempt, ?delay, error = %e, "{what} failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(source) => {
+                Err(e) if e.is_killed() => {
                     return Err(EngineError::Provider {
                         what: what.to_string(),
-                        source,
+                        source: e,
                     });
                 }
+                Err(e) => match retrier.next_delay(&e) {
+                    Some(delay) => {
+                        tracing::info!(attempt = retrier.retries(), ?delay, error = %e, "{what} failed; retrying");
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => {
+                        let source = if retrier.retries() > 0 {
+                            retry::gave_up(e, what, retrier.retries(), started.elapsed())
+                        } else {
+                            e
+                        };
+                        return Err(EngineError::Provider {
+                            what: what.to_string(),
+                            source,
+                        });
+                    }
+                },
             }
         }
     }
@@ -227,41 +341,78 @@ impl Engine {
     }
 
     async fn observe(&self, ownership: &Ownership) -> Result<Vec<plan::Observed>, EngineError> {
+        if !self.provider.capabilities().infrastructure {
+            return Ok(Vec::new());
+        }
         self.read("observing existing resources", || {
             self.provider.observe(ownership)
         })
         .await
     }
 
-    /// The plan that takes what exists to what `config` wants.
+    /// The Kubernetes stage's resources, built from the config and the cluster facts the
+    /// provider derives from the observed infrastructure; with the names of the facts not
+    /// known yet.
+    fn kubernetes_desired(
+        &self,
+        config: &Config,
+        infra: &[plan::Observed],
+    ) -> Result<(Vec<plan::Resource>, Vec<String>), EngineError> {
+        let facts = self.provider.cluster_facts(config, infra);
+        let k8s =
+            crate::kubernetes::desired(config, &facts).map_err(|e| EngineError::Provider {
+                what: "building the Kubernetes objects".into(),
+                source: e.into(),
+            })?;
+        Ok((k8s, facts.unknown()))
+    }
+
+    /// The plan that takes what exists to what `config` wants. It takes no lock: a plan to
+    /// apply is made through [`Engine::lock`].
     pub async fn plan(&self, config: &Config, stages: StageFilter) -> Result<Plan, EngineError> {
         let ownership = Ownership::of(config);
         let mut desired = Vec::new();
         let mut observed = Vec::new();
+        let kubernetes = self.kubernetes_stage(stages)?;
+        // The infrastructure as it is: planned in its own stage, and the source of the cluster
+        // facts of the Kubernetes stage.
+        let infra = if stages.includes(Stage::Infrastructure) || kubernetes {
+            self.observe(&ownership).await?
+        } else {
+            Vec::new()
+        };
         if stages.includes(Stage::Infrastructure) {
-            // Observe first: what a provider learns about its endpoint while observing (an
-            // emulator lacking an API) may shape what it can offer.
-            observed = self.observe(&ownership).await?;
-            desired = self
-                .provider
-                .desired(config)
-                .map_err(|source| EngineError::Provider {
-                    what: "computing the desired infrastructure".into(),
-                    source,
-                })?;
+            let provider = &*self.provider;
+            let facts = self
+                .read("discovering what the cloud offers", || {
+                    provider.discover(config)
+                })
+                .await?;
+            desired =
+                self.provider
+                    .desired(config, &facts)
+                    .map_err(|source| EngineError::Provider {
+                        what: "computing the desired infrastructure".into(),
+                        source,
+                    })?;
+            observed.extend(infra.iter().cloned());
         }
-        if self.kubernetes_stage(stages)? {
-            let k8s = crate::kubernetes::desired(config).map_err(|e| EngineError::Provider {
-                what: "building the Kubernetes objects".into(),
-                source: e.into(),
-            })?;
+        let mut known_after_apply = Vec::new();
+        if kubernetes {
+            let (k8s, unknown) = self.kubernetes_desired(config, &infra)?;
+            known_after_apply = unknown;
             observed.extend(self.observe_kubernetes(&ownership, &k8s).await?);
             desired.extend(k8s);
         }
-        Ok(plan::diff(&desired, &observed))
+        let mut plan = plan::diff(&desired, &observed);
+        if plan.changes.iter().any(|c| c.stage == Stage::Kubernetes) {
+            plan.known_after_apply = known_after_apply;
+        }
+        Ok(plan)
     }
 
-    /// The plan that deletes everything this deployment owns.
+    /// The plan that deletes everything this deployment owns. It takes no lock: a plan to
+    /// apply is made through [`Engine::lock`].
     pub async fn destroy_plan(
         &self,
         config: &Config,
@@ -285,17 +436,18 @@ impl Engine {
             observed.extend(self.observe(&ownership).await?);
         }
         if self.kubernetes_stage(stages)? {
-            let kinds = crate::kubernetes::desired(config).unwrap_or_default();
+            let kinds = crate::kubernetes::desired(config, &ClusterFacts::from_config(config))
+                .unwrap_or_default();
             observed.extend(self.observe_kubernetes(&ownership, &kinds).await?);
         }
         Ok(observed)
     }
 
-    /// Applies a plan: each change once its dependencies are done, up to `concurrency` at once.
-    /// On a failure or cancellation no new change starts; changes in flight finish.
-    pub async fn apply(
+    /// Applies a plan (the lock is held by the caller, see [`Locked::apply`]).
+    async fn apply_plan(
         &self,
         plan: &Plan,
+        config: &Config,
         ownership: &Ownership,
         events: Arc<dyn EventSink>,
         cancel: CancellationToken,
@@ -309,6 +461,8 @@ impl Engine {
         let mut pending: BTreeSet<usize> = (0..plan.changes.len()).collect();
         let mut finished: BTreeSet<usize> = BTreeSet::new();
         let mut running: JoinSet<Finished> = JoinSet::new();
+        // Serial groups with a mutating change in flight.
+        let mut busy: BTreeSet<String> = BTreeSet::new();
         let mut stop = false;
         let mut cancel_announced = false;
         // The cluster client, made on first use (after the infrastructure exists), with
@@ -318,8 +472,17 @@ impl Engine {
             .iter()
             .filter(|c| c.stage == Stage::Kubernetes)
             .count();
-        let cluster: Arc<tokio::sync::OnceCell<Option<Cluster>>> =
-            Arc::new(tokio::sync::OnceCell::new());
+        let shared = Arc::new(Shared {
+            provider: self.provider.clone(),
+            options: self.options.clone(),
+            ownership: ownership.clone(),
+            config: config.clone(),
+            rebuild: !plan.known_after_apply.is_empty(),
+            resources: plan.resources.clone(),
+            cluster: tokio::sync::OnceCell::new(),
+            fresh: tokio::sync::OnceCell::new(),
+            events: events.clone(),
+        });
         loop {
             if !stop && cancel.is_cancelled() {
                 stop = true;
@@ -332,26 +495,31 @@ impl Engine {
                 });
             }
             if !stop {
-                let ready: Vec<usize> = pending
+                let mut room = self.options.concurrency.saturating_sub(running.len());
+                let candidates: Vec<usize> = pending
                     .iter()
                     .copied()
                     .filter(|i| waits[*i].iter().all(|d| finished.contains(d)))
-                    .take(self.options.concurrency.saturating_sub(running.len()))
                     .collect();
-                for i in ready {
+                for i in candidates {
+                    if room == 0 {
+                        break;
+                    }
+                    let change = &plan.changes[i];
+                    let group = mutating_group(change);
+                    if let Some(g) = group {
+                        if busy.contains(g) {
+                            continue;
+                        }
+                        busy.insert(g.to_string());
+                    }
+                    room -= 1;
                     pending.remove(&i);
-                    let change = plan.changes[i].clone();
-                    let provider = self.provider.clone();
-                    let events = events.clone();
-                    let options = self.options.clone();
-                    let ownership = ownership.clone();
-                    let cluster = cluster.clone();
+                    let change = change.clone();
+                    let shared = shared.clone();
                     running.spawn(async move {
                         let t = Instant::now();
-                        let result = run_change(
-                            &*provider, &cluster, &change, &ownership, &options, &*events,
-                        )
-                        .await;
+                        let result = run_change(&shared, &change).await;
                         (i, result, t.elapsed())
                     });
                 }
@@ -374,6 +542,9 @@ impl Engine {
                 }
             };
             let change = &plan.changes[i];
+            if let Some(g) = mutating_group(change) {
+                busy.remove(g);
+            }
             match result {
                 Ok(retries) => {
                     report.retries += retries;
@@ -383,7 +554,7 @@ impl Engine {
                         kubernetes_left -= 1;
                         if kubernetes_left == 0 {
                             // The cluster may be deleted next (destroy): let go of it first.
-                            release_lease(&cluster).await;
+                            release_lease(&shared.cluster).await;
                         }
                     }
                     events.emit(&Event::Done {
@@ -403,7 +574,7 @@ impl Engine {
                         .failed
                         .push((change.id.clone(), change.action, error.to_string()));
                     stop = true;
-                    if matches!(error, ProviderError::Killed(_)) {
+                    if error.is_killed() {
                         // Simulated process death: abandon everything at once, like SIGKILL.
                         report.killed = true;
                         running.abort_all();
@@ -417,7 +588,7 @@ impl Engine {
         }
         // Release the deploy lease, unless the process "died" (a dead process releases nothing).
         if !report.killed {
-            release_lease(&cluster).await;
+            release_lease(&shared.cluster).await;
         }
         report.not_started = pending
             .iter()
@@ -426,6 +597,33 @@ impl Engine {
         report.elapsed = start.elapsed();
         report
     }
+}
+
+/// The serial group a change occupies while it runs: mutating changes only (a wait does not
+/// count as an operation on the cloud).
+fn mutating_group(change: &Change) -> Option<&str> {
+    if change.action == Action::Wait {
+        None
+    } else {
+        change.serial_group()
+    }
+}
+
+/// What every change task of one apply shares.
+struct Shared {
+    provider: Arc<dyn Provider>,
+    options: EngineOptions,
+    ownership: Ownership,
+    config: Config,
+    /// The plan's Kubernetes objects were built with placeholders: build them again once the
+    /// infrastructure exists.
+    rebuild: bool,
+    /// Every desired resource of the plan.
+    resources: Vec<plan::Resource>,
+    cluster: tokio::sync::OnceCell<Option<Cluster>>,
+    /// The Kubernetes objects built again from the facts of the applied infrastructure.
+    fresh: tokio::sync::OnceCell<BTreeMap<ResourceId, plan::Resource>>,
+    events: Arc<dyn EventSink>,
 }
 
 /// A finished change's task: its index, the retries made (or the error and the retries), and
@@ -446,9 +644,21 @@ fn wait_sets(changes: &[Change]) -> Vec<BTreeSet<usize>> {
             if c.action == Action::Delete {
                 // A delete waits for the deletes of everything that depends on it, and the
                 // infrastructure waits for the Kubernetes objects (their load balancers and
-                // volumes would otherwise block the network's deletion).
+                // volumes would otherwise block the network's deletion). A resource deleted
+                // with its parent is the exception: the parent goes first (a DOKS cluster
+                // cannot lose its last pool) and takes it along.
+                let parent_deleted = c
+                    .created_with()
+                    .and_then(|p| index.get(&(p, true)))
+                    .copied();
+                if let Some(j) = parent_deleted {
+                    waits.insert(j);
+                }
                 for (j, other) in changes.iter().enumerate() {
+                    let child_of_c = other.created_with() == Some(&c.id);
                     if other.action == Action::Delete
+                        && !child_of_c
+                        && Some(j) != parent_deleted
                         && (other.depends_on().contains(&c.id)
                             || c.stage == Stage::Infrastructure && other.stage == Stage::Kubernetes)
                     {
@@ -523,16 +733,36 @@ async fn connect_locked(
     }))
 }
 
+/// The Kubernetes objects built again from the facts of the infrastructure as it is now.
+async fn rebuild_kubernetes(
+    shared: &Shared,
+) -> Result<BTreeMap<ResourceId, plan::Resource>, ProviderError> {
+    let infra = retry::retry(
+        &shared.options.retry,
+        "observing the infrastructure",
+        || shared.provider.observe(&shared.ownership),
+    )
+    .await?;
+    let facts = shared.provider.cluster_facts(&shared.config, &infra);
+    if let Some(unknown) = facts.unknown().first() {
+        return Err(ProviderError::Fatal(format!(
+            "the {unknown} is still unknown after the infrastructure was applied"
+        )));
+    }
+    let objects = crate::kubernetes::desired(&shared.config, &facts)?;
+    Ok(objects.into_iter().map(|r| (r.id.clone(), r)).collect())
+}
+
 /// Applies one Kubernetes change through the (lazily connected) cluster client.
 async fn apply_kubernetes(
-    provider: &dyn Provider,
-    cluster: &tokio::sync::OnceCell<Option<Cluster>>,
+    shared: &Shared,
     change: &Change,
-    ctx: &ApplyContext,
     deadline: Duration,
 ) -> Result<(), ProviderError> {
-    let cluster = cluster
-        .get_or_try_init(|| connect_locked(provider, &ctx.ownership))
+    let provider = &*shared.provider;
+    let cluster = shared
+        .cluster
+        .get_or_try_init(|| connect_locked(provider, &shared.ownership))
         .await?;
     let Some(Cluster { applier, .. }) = cluster else {
         if change.action == Action::Delete {
@@ -551,17 +781,24 @@ async fn apply_kubernetes(
                 .as_ref()
                 .and_then(|o| o.payload.as_ref())
                 .ok_or_else(|| {
-                    ProviderError::Failed(format!(
-                        "{}: nothing to address the object by",
-                        change.id
-                    ))
+                    ProviderError::Fatal(format!("{}: nothing to address the object by", change.id))
                 })?;
             applier.delete(target, deadline).await.map_err(Into::into)
         }
         _ => {
-            let desired = change.desired.as_ref().ok_or_else(|| {
-                ProviderError::Failed(format!("{}: no desired object", change.id))
-            })?;
+            let planned = change
+                .desired
+                .as_ref()
+                .ok_or_else(|| ProviderError::Fatal(format!("{}: no desired object", change.id)))?;
+            let desired = if shared.rebuild {
+                let fresh = shared
+                    .fresh
+                    .get_or_try_init(|| rebuild_kubernetes(shared))
+                    .await?;
+                fresh.get(&change.id).unwrap_or(planned)
+            } else {
+                planned
+            };
             let manifest = desired.payload.as_ref().unwrap_or(&desired.spec);
             applier
                 .apply(manifest, &desired.spec, deadline)
@@ -571,15 +808,49 @@ async fn apply_kubernetes(
     }
 }
 
+/// Waits until the cloud reports the resource of a [`Action::Wait`] change ready, looking at
+/// it again and again (the first look soon, later ones up to the poll interval apart).
+async fn wait_ready(shared: &Shared, change: &Change) -> Result<(), ProviderError> {
+    let mut pause = (shared.options.poll_interval / 16).max(Duration::from_millis(1));
+    let mut last = String::new();
+    loop {
+        let observed = retry::retry(&shared.options.retry, "observing", || {
+            shared.provider.observe(&shared.ownership)
+        })
+        .await?;
+        let Some(found) = observed.iter().find(|o| o.id == change.id) else {
+            return Err(ProviderError::Fatal(format!(
+                "{} disappeared while we waited for it; re-run to create it",
+                change.id
+            )));
+        };
+        match &found.state {
+            ResourceState::Ready => return Ok(()),
+            ResourceState::Failed(why) => {
+                return Err(ProviderError::Fatal(format!(
+                    "{} failed while we waited for it: {why}; re-run to repair it",
+                    change.id
+                )));
+            }
+            ResourceState::Pending(what) => {
+                if *what != last {
+                    shared.events.emit(&Event::Waiting {
+                        resource: change.id.clone(),
+                        detail: what.clone(),
+                    });
+                    last.clone_from(what);
+                }
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(shared.options.poll_interval);
+    }
+}
+
 /// Runs one change with retries and a deadline. Returns the number of retries made.
-async fn run_change(
-    provider: &dyn Provider,
-    cluster: &tokio::sync::OnceCell<Option<Cluster>>,
-    change: &Change,
-    ownership: &Ownership,
-    options: &EngineOptions,
-    events: &dyn EventSink,
-) -> Result<u32, (ProviderError, u32)> {
+async fn run_change(shared: &Shared, change: &Change) -> Result<u32, (ProviderError, u32)> {
+    let options = &shared.options;
+    let events = &*shared.events;
     let expected = change
         .desired
         .as_ref()
@@ -591,52 +862,76 @@ async fn run_change(
         action: change.action,
         expected,
     });
+    let children: Vec<plan::Resource> = if matches!(change.action, Action::Create | Action::Replace)
+    {
+        shared
+            .resources
+            .iter()
+            .filter(|r| r.created_with.as_ref() == Some(&change.id))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
     let started = Instant::now();
+    let mut retrier = retry::Retrier::new(options.retry);
     let mut attempt = 1u32;
     loop {
         let ctx = ApplyContext {
-            ownership: ownership.clone(),
+            ownership: shared.ownership.clone(),
             attempt,
+            children: children.clone(),
         };
         let remaining = deadline.saturating_sub(started.elapsed());
         let work = async {
-            match change.stage {
-                Stage::Infrastructure => provider.apply(change, &ctx).await,
-                Stage::Kubernetes => {
-                    apply_kubernetes(provider, cluster, change, &ctx, remaining).await
-                }
+            match (change.stage, change.action) {
+                (_, Action::Wait) => wait_ready(shared, change).await,
+                (Stage::Infrastructure, _) => shared.provider.apply(change, &ctx).await,
+                (Stage::Kubernetes, _) => apply_kubernetes(shared, change, remaining).await,
             }
         };
         let result = match tokio::time::timeout(remaining, work).await {
             Ok(r) => r,
-            Err(_) => Err(ProviderError::Failed(format!(
+            Err(_) => Err(ProviderError::Fatal(format!(
                 "{} {} did not finish within {deadline:?}",
                 change.action.symbol(),
                 change.id
             ))),
         };
-        match result {
-            Ok(()) => return Ok(attempt - 1),
-            Err(e) if e.is_retryable() && attempt < options.retry.max_attempts => {
-                let retry_after = match &e {
-                    ProviderError::Retryable { retry_after, .. } => *retry_after,
-                    _ => None,
-                };
-                let delay = options.retry.delay(attempt, retry_after);
-                if started.elapsed() + delay > deadline {
-                    return Err((e, attempt - 1));
-                }
-                tracing::info!(resource = %change.id, attempt, ?delay, error = %e, "retrying");
-                events.emit(&Event::Retrying {
-                    resource: change.id.clone(),
-                    attempt,
-                    delay,
-                    error: e.to_string(),
-                });
-                tokio::time::sleep(delay).await;
-                attempt += 1;
+        let e = match result {
+            Ok(()) => return Ok(retrier.retries()),
+            Err(e) if e.is_killed() => return Err((e, retrier.retries())),
+            // Deleting what is already gone is done.
+            Err(ProviderError::NotFound(_)) if change.action == Action::Delete => {
+                return Ok(retrier.retries());
             }
-            Err(e) => return Err((e, attempt - 1)),
+            Err(e) => e,
+        };
+        let Some(delay) = retrier.next_delay(&e) else {
+            let retries = retrier.retries();
+            let e = if retries > 0 {
+                retry::gave_up(
+                    e,
+                    &format!("{} {}", change.action.symbol(), change.id),
+                    retries,
+                    started.elapsed(),
+                )
+            } else {
+                e
+            };
+            return Err((e, retries));
+        };
+        if started.elapsed() + delay > deadline {
+            return Err((e, retrier.retries() - 1));
         }
+        tracing::info!(resource = %change.id, attempt, ?delay, error = %e, "retrying");
+        events.emit(&Event::Retrying {
+            resource: change.id.clone(),
+            attempt,
+            delay,
+            error: e.to_string(),
+        });
+        tokio::time::sleep(delay).await;
+        attempt += 1;
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use super::applyset::{self, ApplySet};
 use super::readiness::{self, Readiness};
 use super::{FIELD_MANAGER, KubeError, LAST_APPLIED, ObjectRef};
-use crate::engine::plan::{Observed, Stage};
+use crate::plan::{Observed, ResourceState, Stage};
 
 /// How often readiness is polled.
 const POLL: Duration = Duration::from_millis(250);
@@ -62,7 +62,7 @@ where
                 {
                     return Err(e);
                 }
-                let delay = policy.delay(attempt, None);
+                let delay = policy.backoff(attempt);
                 tracing::debug!(attempt, ?delay, error = %e, "retrying a read");
                 tokio::time::sleep(delay).await;
                 attempt += 1;
@@ -330,18 +330,18 @@ fn observed(r: &ObjectRef, live: &Json, parent_namespace: &str) -> Observed {
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or(Json::Null);
     let state = match readiness::check(&r.kind, live) {
-        Readiness::Ready => "ready".to_string(),
-        Readiness::Waiting(why) => why,
+        Readiness::Ready => ResourceState::Ready,
+        Readiness::Waiting(why) => ResourceState::Pending(why),
     };
     // Deletes run dependants first: members, then the ApplySet parent (which lists the members'
     // kinds, so it must outlive them), then the namespace.
     let is_parent = r.kind == "Secret" && r.name == applyset::PARENT_NAME;
     let mut depends_on = Vec::new();
     if let Some(ns) = &r.namespace {
-        depends_on.push(crate::engine::plan::ResourceId::new("Namespace", ns));
+        depends_on.push(crate::plan::ResourceId::new("Namespace", ns));
     }
     if !is_parent && r.kind != "Namespace" {
-        depends_on.push(crate::engine::plan::ResourceId::new(
+        depends_on.push(crate::plan::ResourceId::new(
             "Secret",
             format!("{parent_namespace}/{}", applyset::PARENT_NAME),
         ));
@@ -350,16 +350,12 @@ fn observed(r: &ObjectRef, live: &Json, parent_namespace: &str) -> Observed {
     if let Some(ns) = &r.namespace {
         payload["metadata"]["namespace"] = Json::String(ns.clone());
     }
-    Observed {
-        id: r.id(),
-        stage: Stage::Kubernetes,
-        spec,
-        depends_on,
-        cloud_id: live
-            .pointer("/metadata/uid")
-            .and_then(Json::as_str)
-            .map(str::to_string),
-        state,
-        payload: Some(payload),
-    }
+    let mut observed = Observed::new(r.id(), Stage::Kubernetes, spec, state);
+    observed.depends_on = depends_on;
+    observed.cloud_id = live
+        .pointer("/metadata/uid")
+        .and_then(Json::as_str)
+        .map(str::to_string);
+    observed.payload = Some(payload);
+    observed
 }

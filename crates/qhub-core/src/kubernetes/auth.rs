@@ -59,7 +59,7 @@ fn pem_to_der(pem: &[u8]) -> Result<Vec<Vec<u8>>, ProviderError> {
             let der = base64::engine::general_purpose::STANDARD
                 .decode(b64.as_bytes())
                 .map_err(|e| {
-                    ProviderError::Failed(format!("the cluster CA is not valid PEM: {e}"))
+                    ProviderError::Fatal(format!("the cluster CA is not valid PEM: {e}"))
                 })?;
             out.push(der);
         } else if let Some(b) = body.as_mut() {
@@ -67,7 +67,7 @@ fn pem_to_der(pem: &[u8]) -> Result<Vec<Vec<u8>>, ProviderError> {
         }
     }
     if out.is_empty() {
-        return Err(ProviderError::Failed(
+        return Err(ProviderError::Fatal(
             "the cluster CA holds no PEM certificate".into(),
         ));
     }
@@ -82,7 +82,7 @@ pub fn client_with_token(
 ) -> Result<kube::Client, ProviderError> {
     crate::tls::install_crypto_provider();
     let url = endpoint.server.parse::<http::Uri>().map_err(|e| {
-        ProviderError::Failed(format!(
+        ProviderError::Fatal(format!(
             "the cluster endpoint `{}` is not a URL: {e}",
             endpoint.server
         ))
@@ -90,7 +90,7 @@ pub fn client_with_token(
     let mut config = kube::Config::new(url);
     config.root_cert = Some(pem_to_der(&endpoint.ca_pem)?);
     let builder = kube::client::ClientBuilder::try_from(config)
-        .map_err(|e| ProviderError::Failed(format!("cannot build a Kubernetes client: {e}")))?;
+        .map_err(|e| ProviderError::Fatal(format!("cannot build a Kubernetes client: {e}")))?;
     Ok(builder
         // The boxed stack is not Clone; a buffer makes it so (each request takes its own
         // handle while its token is fetched).
@@ -209,7 +209,7 @@ mod tests {
         #[async_trait]
         impl TokenSource for Broken {
             async fn token(&self) -> Result<String, ProviderError> {
-                Err(ProviderError::Auth("no credentials".into()))
+                Err(ProviderError::Unauthorized("no credentials".into()))
             }
         }
         let sent = Arc::new(AtomicUsize::new(0));

@@ -77,7 +77,7 @@ pub async fn acquire(
                     && attempt < policy.max_attempts
                     && crate::provider::find_killed(&e).is_none() =>
             {
-                tokio::time::sleep(policy.delay(attempt, None)).await;
+                tokio::time::sleep(policy.backoff(attempt)).await;
                 attempt += 1;
             }
             Err(e) => return Err(e),

@@ -18,7 +18,8 @@ use serde_json::Value as Json;
 use sha2::Digest;
 
 use crate::config::Config;
-use crate::engine::plan::{Resource, ResourceId, Stage};
+use crate::plan::{Resource, ResourceId, Stage};
+use crate::provider::ClusterFacts;
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "qhub";
@@ -33,11 +34,11 @@ pub const MAX_LAST_APPLIED: usize = 64 * 1024;
 
 /// Retries of idempotent Kubernetes reads (and of the lease's read-decide-write): quick and
 /// short, as a healthy API server answers in milliseconds.
-pub const READ_RETRY: crate::engine::retry::RetryPolicy = crate::engine::retry::RetryPolicy {
-    max_attempts: 10,
-    base: std::time::Duration::from_millis(20),
-    cap: std::time::Duration::from_secs(2),
-};
+pub const READ_RETRY: crate::engine::retry::Budget = crate::engine::retry::Budget::attempts(
+    10,
+    std::time::Duration::from_millis(20),
+    std::time::Duration::from_secs(2),
+);
 
 /// The label every object we create carries.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -90,15 +91,24 @@ impl KubeError {
 impl From<KubeError> for crate::provider::ProviderError {
     fn from(e: KubeError) -> Self {
         if let Some(killed) = crate::provider::find_killed(&e) {
-            return Self::Killed(killed.0.clone());
+            return Self::other(killed.clone());
         }
-        if e.is_retryable() {
-            Self::Retryable {
-                message: e.to_string(),
-                retry_after: None,
-            }
+        let code = match &e {
+            KubeError::Api {
+                source: kube::Error::Api(status),
+                ..
+            } => Some(status.code),
+            _ => None,
+        };
+        if code == Some(429) {
+            Self::throttled(e.to_string(), None)
+        } else if code == Some(409) {
+            // Another writer changed the object between our read and write: read again.
+            Self::conflict(e.to_string())
+        } else if e.is_retryable() {
+            Self::retryable(e.to_string())
         } else {
-            Self::Failed(e.to_string())
+            Self::Fatal(e.to_string())
         }
     }
 }
@@ -185,11 +195,11 @@ fn tier(r: &ObjectRef) -> u8 {
     }
 }
 
-/// The `kubernetes`-stage resources for a config: every component's objects, labelled as
-/// ApplySet members, with dependencies that put CRDs and namespaces first.
-pub fn desired(config: &Config) -> Result<Vec<Resource>, KubeError> {
+/// The `kubernetes`-stage resources for a config on a cluster with `facts`: every component's
+/// objects, labelled as ApplySet members, with dependencies that put CRDs and namespaces first.
+pub fn desired(config: &Config, facts: &ClusterFacts) -> Result<Vec<Resource>, KubeError> {
     let set = applyset::ApplySet::for_config(config);
-    let mut manifests = components::manifests(config)?;
+    let mut manifests = components::manifests(config, facts)?;
     for m in &mut manifests {
         set.label_member(m);
     }
@@ -208,7 +218,7 @@ pub fn desired(config: &Config) -> Result<Vec<Resource>, KubeError> {
     let mut out = Vec::with_capacity(manifests.len());
     for (m, r) in manifests.iter().zip(&refs) {
         let t = tier(r);
-        let depends_on = refs
+        let depends_on: Vec<ResourceId> = refs
             .iter()
             .filter(|other| {
                 tier(other) < t
@@ -219,18 +229,19 @@ pub fn desired(config: &Config) -> Result<Vec<Resource>, KubeError> {
             })
             .map(ObjectRef::id)
             .collect();
-        out.push(Resource {
-            id: r.id(),
-            stage: Stage::Kubernetes,
-            spec: comparable(m),
-            depends_on,
-            replace_fields: Vec::new(),
-            expected_duration: std::time::Duration::from_secs(match r.kind.as_str() {
-                "Deployment" | "StatefulSet" | "DaemonSet" => 30,
-                _ => 1,
-            }),
-            payload: Some(m.clone()),
-        });
+        let mut resource = Resource::new(
+            r.group_kind(),
+            r.id().name,
+            Stage::Kubernetes,
+            comparable(m),
+        )
+        .depends_on(depends_on)
+        .expected(std::time::Duration::from_secs(match r.kind.as_str() {
+            "Deployment" | "StatefulSet" | "DaemonSet" => 30,
+            _ => 1,
+        }));
+        resource.payload = Some(m.clone());
+        out.push(resource);
     }
     Ok(out)
 }

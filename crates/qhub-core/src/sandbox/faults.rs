@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::provider::ProviderError;
+use crate::provider::{ProcessKilled, ProviderError};
 
 /// The environment variable that sets faults for `qhub` runs, e.g.
 /// `error_rate=0.1,throttle_rate=0.1,slow_factor=2,die_after=5,seed=7`.
@@ -23,10 +23,22 @@ pub struct FaultSpec {
     /// Multiplies every latency.
     pub slow_factor: Option<f64>,
     /// After this many successful mutations in this process, the next mutation is carried out
-    /// and then the process "dies" ([`ProviderError::Killed`]).
+    /// and then the process "dies" (a [`ProcessKilled`] error).
     pub die_after: Option<u64>,
     /// Random seed, for reproducible runs.
     pub seed: Option<u64>,
+    /// Behave like GKE: one mutating operation per cluster at a time (the cluster and its node
+    /// groups); a second one is refused as busy and counted in the world's `rejected`.
+    pub one_op_per_cluster: bool,
+    /// Behave like GKE and DOKS: node groups are created inside the cluster's create call and
+    /// deleted with it.
+    pub pools_with_cluster: bool,
+    /// A created cluster stays pending this long (sandbox milliseconds) before it is ready,
+    /// so that an interrupted run leaves a pending cluster behind.
+    pub pending_ms: Option<u64>,
+    /// The first creation of a resource of this kind in a world ends in a failed state (like
+    /// an EKS cluster that goes FAILED); later ones succeed.
+    pub fail_once: Option<String>,
 }
 
 impl FaultSpec {
@@ -44,9 +56,13 @@ impl FaultSpec {
                 "slow_factor" => spec.slow_factor = Some(v.parse().map_err(|e| bad(&e))?),
                 "die_after" => spec.die_after = Some(v.parse().map_err(|e| bad(&e))?),
                 "seed" => spec.seed = Some(v.parse().map_err(|e| bad(&e))?),
+                "one_op_per_cluster" => spec.one_op_per_cluster = v.parse().map_err(|e| bad(&e))?,
+                "pools_with_cluster" => spec.pools_with_cluster = v.parse().map_err(|e| bad(&e))?,
+                "pending_ms" => spec.pending_ms = Some(v.parse().map_err(|e| bad(&e))?),
+                "fail_once" => spec.fail_once = Some(v.to_string()),
                 _ => {
                     return Err(format!(
-                        "{FAULTS_ENV}: unknown key `{k}` (error_rate, throttle_rate, slow_factor, die_after, seed)"
+                        "{FAULTS_ENV}: unknown key `{k}` (error_rate, throttle_rate, slow_factor, die_after, seed, one_op_per_cluster, pools_with_cluster, pending_ms, fail_once)"
                     ));
                 }
             }
@@ -99,10 +115,10 @@ impl Faults {
         }
         let roll: f64 = state.0.random();
         if roll < self.spec.throttle_rate {
-            return Err(ProviderError::Retryable {
-                message: format!("sandbox: {what}: 429 Too Many Requests (injected)"),
-                retry_after: Some(Duration::from_millis(20)),
-            });
+            return Err(ProviderError::throttled(
+                format!("sandbox: {what}: 429 Too Many Requests (injected)"),
+                Some(Duration::from_millis(20)),
+            ));
         }
         if roll < self.spec.throttle_rate + self.spec.error_rate {
             return Err(ProviderError::Retryable {
@@ -122,10 +138,10 @@ impl Faults {
         match self.spec.die_after {
             Some(n) if state.1 > n => {
                 state.2 = true;
-                Err(ProviderError::Killed(format!(
+                Err(ProviderError::other(ProcessKilled(format!(
                     "sandbox: killed right after mutation {} ({what}) (injected die_after={n})",
                     state.1
-                )))
+                ))))
             }
             _ => Ok(()),
         }
@@ -147,9 +163,9 @@ impl Faults {
 }
 
 fn dead(what: &str) -> ProviderError {
-    ProviderError::Killed(format!(
+    ProviderError::other(ProcessKilled(format!(
         "sandbox: {what}: not carried out, the process has already died (injected die_after)"
-    ))
+    )))
 }
 
 #[cfg(test)]
@@ -180,10 +196,10 @@ mod tests {
         assert!(f.after_mutation("b").is_ok());
         assert!(matches!(
             f.after_mutation("c"),
-            Err(ProviderError::Killed(_))
+            Err(e) if e.is_killed()
         ));
         // Dead: nothing more is carried out.
-        assert!(matches!(f.check_alive("d"), Err(ProviderError::Killed(_))));
-        assert!(matches!(f.before_call("d"), Err(ProviderError::Killed(_))));
+        assert!(f.check_alive("d").is_err_and(|e| e.is_killed()));
+        assert!(f.before_call("d").is_err_and(|e| e.is_killed()));
     }
 }

@@ -11,8 +11,42 @@ use super::SandboxProvider;
 use super::faults::FaultSpec;
 use super::world::World;
 use crate::config::Config;
-use crate::conformance::{Faults, Harness};
+use crate::conformance::{Faults, Harness, Knobs};
 use crate::provider::{Ownership, Provider};
+
+/// How the harness's sandbox behaves beyond faults: like a cloud with one operation per
+/// cluster and pools created with the cluster (GKE, DOKS), and how long a cluster stays pending
+/// when a check asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Behaviour {
+    /// One mutating operation per cluster at a time (GKE).
+    pub one_op_per_cluster: bool,
+    /// Node groups created inside the cluster's create call (GKE, DOKS).
+    pub pools_with_cluster: bool,
+    /// How long a created cluster stays pending when [`Faults::pending`] is set (ms).
+    pub pending_ms: u64,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            one_op_per_cluster: false,
+            pools_with_cluster: false,
+            pending_ms: 300,
+        }
+    }
+}
+
+impl Behaviour {
+    /// Like GKE: one operation per cluster, pools created with the cluster.
+    pub fn gke_like() -> Self {
+        Self {
+            one_op_per_cluster: true,
+            pools_with_cluster: true,
+            ..Self::default()
+        }
+    }
+}
 
 /// A sandbox world in a directory of its own.
 #[derive(Debug)]
@@ -20,6 +54,7 @@ pub struct SandboxHarness {
     dir: PathBuf,
     config: Config,
     time_scale: f64,
+    behaviour: Behaviour,
 }
 
 impl SandboxHarness {
@@ -37,7 +72,15 @@ impl SandboxHarness {
             dir: dir.into(),
             config,
             time_scale,
+            behaviour: Behaviour::default(),
         }
+    }
+
+    /// The same harness with a cloud behaviour (see [`Behaviour::gke_like`]).
+    #[must_use]
+    pub fn with_behaviour(mut self, behaviour: Behaviour) -> Self {
+        self.behaviour = behaviour;
+        self
     }
 }
 
@@ -54,6 +97,10 @@ impl Harness for SandboxHarness {
             slow_factor: None,
             die_after: faults.die_after,
             seed: Some(faults.seed),
+            one_op_per_cluster: self.behaviour.one_op_per_cluster,
+            pools_with_cluster: self.behaviour.pools_with_cluster,
+            pending_ms: faults.pending.then_some(self.behaviour.pending_ms),
+            fail_once: faults.fail_once.clone(),
         };
         Arc::new(SandboxProvider::new(&self.dir, self.time_scale, spec))
     }
@@ -75,6 +122,19 @@ impl Harness for SandboxHarness {
             .and_then(|v| v.get("resourceVersion").and_then(serde_json::Value::as_u64))
             .unwrap_or(0);
         cloud + kube
+    }
+
+    async fn rejected(&self) -> u64 {
+        World::load(&self.dir)
+            .map(|w| w.stats.rejected)
+            .unwrap_or(0)
+    }
+
+    fn knobs(&self) -> Knobs {
+        Knobs {
+            pending: true,
+            fail_once: true,
+        }
     }
 
     async fn census(&self, ownership: &Ownership) -> BTreeMap<String, usize> {

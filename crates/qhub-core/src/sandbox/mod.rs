@@ -20,10 +20,11 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use crate::config::{Config, ProviderKind};
-use crate::engine::plan::{Action, Change, Observed, Resource, ResourceId, Stage};
+use crate::plan::{Action, Change, Observed, Resource, ResourceId, ResourceState, Stage};
+use crate::provider::facts::{self, SharedFilesystem};
 use crate::provider::{
-    ApplyContext, Capabilities, ClusterAccess, DeployLock, Ownership, Preflight, Provider,
-    ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, Known, Ownership,
+    Preflight, Provider, ProviderError,
 };
 use faults::{FaultSpec, Faults};
 use world::{SimResource, World};
@@ -62,10 +63,12 @@ pub struct SandboxProvider {
     /// The cluster's API, opened on first use; one instance per provider so that every client
     /// of this process shares its state.
     kube: Arc<std::sync::Mutex<Option<kube_api::KubeApi>>>,
+    /// Clusters with an operation in progress (`one_op_per_cluster`).
+    operations: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 fn failed(e: impl std::fmt::Display) -> ProviderError {
-    ProviderError::Failed(e.to_string())
+    ProviderError::Fatal(e.to_string())
 }
 
 impl SandboxProvider {
@@ -77,6 +80,7 @@ impl SandboxProvider {
             faults: Arc::new(Faults::new(faults)),
             world_lock: Arc::new(tokio::sync::Mutex::new(())),
             kube: Arc::new(std::sync::Mutex::new(None)),
+            operations: Arc::default(),
         }
     }
 
@@ -84,7 +88,7 @@ impl SandboxProvider {
     /// ([`TIME_SCALE_ENV`], [`faults::FAULTS_ENV`]).
     pub fn for_config(config: &Config, dir: &Path) -> Result<Self, ProviderError> {
         if config.provider != ProviderKind::Sandbox {
-            return Err(ProviderError::Failed(format!(
+            return Err(ProviderError::Fatal(format!(
                 "the sandbox provider serves `provider: sandbox`, not `{}`",
                 config.provider
             )));
@@ -100,7 +104,7 @@ impl SandboxProvider {
             Err(_) => DEFAULT_TIME_SCALE,
         };
         let faults = match std::env::var(faults::FAULTS_ENV) {
-            Ok(v) => FaultSpec::parse(&v).map_err(ProviderError::Failed)?,
+            Ok(v) => FaultSpec::parse(&v).map_err(ProviderError::Fatal)?,
             Err(_) => FaultSpec::default(),
         };
         Ok(Self::new(dir, time_scale, faults))
@@ -148,10 +152,7 @@ impl SandboxProvider {
                 let mutating = req.method() != http::Method::GET;
                 if let Err(e) = faults.before_call(&what) {
                     let (code, retry_after) = match &e {
-                        ProviderError::Retryable {
-                            retry_after: Some(_),
-                            ..
-                        } => (429, Some("1")),
+                        ProviderError::Throttled { .. } => (429, Some("1")),
                         _ => (503, None),
                     };
                     return Ok(status_response(code, &e.to_string(), retry_after));
@@ -176,26 +177,156 @@ impl SandboxProvider {
         )
     }
 
-    fn resource(
+    fn resource(&self, kind: &str, name: String, spec: serde_json::Value) -> Resource {
+        Resource::new(kind, name, Stage::Infrastructure, spec)
+            .expected(self.latency(kind, Action::Create))
+    }
+
+    /// The cluster a resource belongs to, for the one-operation-per-cluster rule.
+    fn cluster_group(ownership: &Ownership) -> String {
+        format!("cluster/{}", ownership.prefix())
+    }
+
+    /// Starts an operation on the cluster (`one_op_per_cluster`): refused as busy while
+    /// another one runs, like GKE's FAILED_PRECONDITION.
+    async fn begin_operation(
         &self,
-        config: &Config,
-        kind: &str,
-        name: String,
-        spec: serde_json::Value,
-        deps: Vec<ResourceId>,
-        replace: &[&str],
-    ) -> Resource {
-        let _ = config;
-        Resource {
-            id: ResourceId::new(kind, name),
-            stage: Stage::Infrastructure,
-            spec,
-            depends_on: deps,
-            replace_fields: replace.iter().map(|s| (*s).to_string()).collect(),
-            expected_duration: self.latency(kind, Action::Create),
-            payload: None,
+        change: &Change,
+        ctx: &ApplyContext,
+    ) -> Result<Option<OperationGuard>, ProviderError> {
+        let spec = self.faults.spec();
+        if !spec.one_op_per_cluster || !matches!(change.id.kind.as_str(), "cluster" | "node_group")
+        {
+            return Ok(None);
+        }
+        let group = Self::cluster_group(&ctx.ownership);
+        let started = self
+            .operations
+            .lock()
+            .map_err(|_| failed("sandbox operation table poisoned"))?
+            .insert(group.clone());
+        if !started {
+            let _guard = self.world_lock.lock().await;
+            let mut world = self.world()?;
+            world.stats.rejected += 1;
+            world.save(&self.dir).map_err(failed)?;
+            return Err(ProviderError::conflict(format!(
+                "sandbox: {} {}: FAILED_PRECONDITION: another operation is in progress on {group}",
+                change.action.symbol(),
+                change.id
+            )));
+        }
+        Ok(Some(OperationGuard {
+            operations: self.operations.clone(),
+            group,
+        }))
+    }
+
+    /// A world resource made from a desired one.
+    fn sim(
+        &self,
+        world: &mut World,
+        desired: &Resource,
+        ctx: &ApplyContext,
+        cloud_id: Option<String>,
+    ) -> SimResource {
+        let cloud_id = cloud_id.unwrap_or_else(|| {
+            world.next_id += 1;
+            format!("sbx-{}-{:06}", desired.id.kind, world.next_id)
+        });
+        let spec = self.faults.spec();
+        let (state, ready_at_ms, failure) = if spec.fail_once.as_deref()
+            == Some(desired.id.kind.as_str())
+            && !world.failed_once.contains(&desired.id.kind)
+        {
+            world.failed_once.push(desired.id.kind.clone());
+            (
+                "failed".to_string(),
+                None,
+                Some(format!(
+                    "{} creation failed (injected fail_once)",
+                    desired.id.kind
+                )),
+            )
+        } else {
+            match spec.pending_ms {
+                Some(ms) if desired.id.kind == "cluster" => {
+                    ("pending".to_string(), Some(now_ms() + ms), None)
+                }
+                _ => ("active".to_string(), None, None),
+            }
+        };
+        SimResource {
+            kind: desired.id.kind.clone(),
+            name: desired.id.name.clone(),
+            spec: desired.spec.clone(),
+            tags: ctx.ownership.tags(),
+            depends_on: desired
+                .depends_on
+                .iter()
+                .map(|d| (d.kind.clone(), d.name.clone()))
+                .collect(),
+            cloud_id,
+            state,
+            ready_at_ms,
+            failure,
         }
     }
+
+    /// A resource's state now (a pending one becomes active once its time has come).
+    fn state_of(r: &SimResource) -> ResourceState {
+        match r.state.as_str() {
+            "failed" => {
+                ResourceState::Failed(r.failure.clone().unwrap_or_else(|| "failed".to_string()))
+            }
+            "pending" if r.ready_at_ms.is_some_and(|t| now_ms() < t) => {
+                ResourceState::Pending(format!("{} provisioning", r.kind))
+            }
+            _ => ResourceState::Ready,
+        }
+    }
+
+    /// Waits until a just-created resource is ready (the cloud's own wait), or reports its
+    /// failure, like a real provider's create.
+    async fn wait_created(&self, kind: &str, name: &str) -> Result<(), ProviderError> {
+        loop {
+            let world = self.world()?;
+            let Some(r) = world.resources.get(&World::key(kind, name)) else {
+                return Err(failed(format!(
+                    "{kind}/{name} vanished while being created"
+                )));
+            };
+            match Self::state_of(r) {
+                ResourceState::Ready => return Ok(()),
+                ResourceState::Failed(why) => return Err(ProviderError::Fatal(why)),
+                ResourceState::Pending(_) => {
+                    let wait = r.ready_at_ms.unwrap_or(0).saturating_sub(now_ms()).max(1);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Releases the cluster's operation slot when an operation ends.
+#[derive(Debug)]
+struct OperationGuard {
+    operations: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    group: String,
+}
+
+impl Drop for OperationGuard {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.operations.lock() {
+            running.remove(&self.group);
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[async_trait]
@@ -213,65 +344,79 @@ impl Provider for SandboxProvider {
         }
     }
 
+    fn node_group_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     async fn preflight(&self, config: &Config) -> Result<Preflight, ProviderError> {
         if config.sandbox.is_none() {
-            return Err(ProviderError::Failed(
+            return Err(ProviderError::Fatal(
                 "the config has no `sandbox` section".into(),
             ));
         }
         Ok(Preflight::default())
     }
 
-    fn desired(&self, config: &Config) -> Result<Vec<Resource>, ProviderError> {
+    fn desired(&self, config: &Config, _facts: &Facts) -> Result<Vec<Resource>, ProviderError> {
         let section = config
             .sandbox
             .as_ref()
-            .ok_or_else(|| ProviderError::Failed("the config has no `sandbox` section".into()))?;
+            .ok_or_else(|| ProviderError::Fatal("the config has no `sandbox` section".into()))?;
+        let spec = self.faults.spec();
         let prefix = config.resource_prefix();
         let network = ResourceId::new("network", &prefix);
         let cluster = ResourceId::new("cluster", &prefix);
-        let mut out = vec![
-            self.resource(
-                config,
-                "network",
-                prefix.clone(),
-                json!({"region": section.region, "cidr": "10.10.0.0/16"}),
-                vec![],
-                &["region", "cidr"],
-            ),
-            self.resource(
-                config,
+        let group = Self::cluster_group(&Ownership::of(config));
+        let mut cluster_resource = self
+            .resource(
                 "cluster",
                 prefix.clone(),
                 json!({"region": section.region, "kubernetes_version": section.kubernetes_version}),
-                vec![network.clone()],
-                &["region"],
-            ),
+            )
+            .depends_on([network.clone()])
+            .replace_fields(&["region"]);
+        if spec.one_op_per_cluster {
+            cluster_resource = cluster_resource.serial_group(group.clone());
+        }
+        let mut out = vec![
             self.resource(
-                config,
+                "network",
+                prefix.clone(),
+                json!({"region": section.region, "cidr": "10.10.0.0/16"}),
+            )
+            .replace_fields(&["region", "cidr"]),
+            cluster_resource,
+            self.resource(
                 "storage",
                 format!("{prefix}-shared"),
                 json!({"size": config.storage.shared_filesystem, "encrypted": true}),
-                vec![network],
-                &["encrypted"],
-            ),
+            )
+            .depends_on([network])
+            .replace_fields(&["encrypted"]),
         ];
-        for (name, group) in &section.node_groups {
-            out.push(self.resource(
-                config,
-                "node_group",
-                format!("{prefix}-{name}"),
-                json!({
-                    "instance": group.instance,
-                    "min_nodes": group.min_nodes,
-                    "max_nodes": group.max_nodes,
-                    "gpu": group.gpu,
-                    "labels": {"qhub.dev/node-group": name},
-                    "taints": if group.gpu { json!(["nvidia.com/gpu=present:NoSchedule"]) } else { json!([]) },
-                }),
-                vec![cluster.clone()],
-                &["instance", "gpu"],
-            ));
+        for (name, node_group) in &section.node_groups {
+            let mut r = self
+                .resource(
+                    "node_group",
+                    format!("{prefix}-{name}"),
+                    json!({
+                        "instance": node_group.instance,
+                        "min_nodes": node_group.min_nodes,
+                        "max_nodes": node_group.max_nodes,
+                        "gpu": node_group.gpu,
+                        "labels": {(facts::NODE_GROUP_LABEL): name},
+                        "taints": if node_group.gpu { json!(["nvidia.com/gpu=present:NoSchedule"]) } else { json!([]) },
+                    }),
+                )
+                .depends_on([cluster.clone()])
+                .replace_fields(&["instance", "gpu"]);
+            if spec.pools_with_cluster {
+                r = r.created_with(cluster.clone());
+            }
+            if spec.one_op_per_cluster {
+                r = r.serial_group(group.clone());
+            }
+            out.push(r);
         }
         Ok(out)
     }
@@ -280,22 +425,30 @@ impl Provider for SandboxProvider {
         self.faults.before_call("observe")?;
         let _guard = self.world_lock.lock().await;
         let world = self.world()?;
+        let spec = self.faults.spec();
+        let group = Self::cluster_group(ownership);
+        let cluster = ResourceId::new("cluster", ownership.prefix());
         Ok(world
             .resources
             .values()
             .filter(|r| ownership.owns(&r.tags))
-            .map(|r| Observed {
-                id: ResourceId::new(&r.kind, &r.name),
-                stage: Stage::Infrastructure,
-                spec: r.spec.clone(),
-                depends_on: r
+            .map(|r| {
+                let id = ResourceId::new(&r.kind, &r.name);
+                let mut o =
+                    Observed::new(id, Stage::Infrastructure, r.spec.clone(), Self::state_of(r));
+                o.depends_on = r
                     .depends_on
                     .iter()
                     .map(|(k, n)| ResourceId::new(k, n))
-                    .collect(),
-                cloud_id: Some(r.cloud_id.clone()),
-                state: r.state.clone(),
-                payload: None,
+                    .collect();
+                o.cloud_id = Some(r.cloud_id.clone());
+                if matches!(r.kind.as_str(), "cluster" | "node_group") && spec.one_op_per_cluster {
+                    o.serial_group = Some(group.clone());
+                }
+                if r.kind == "node_group" && spec.pools_with_cluster {
+                    o.created_with = Some(cluster.clone());
+                }
+                o
             })
             .collect())
     }
@@ -303,62 +456,82 @@ impl Provider for SandboxProvider {
     async fn apply(&self, change: &Change, ctx: &ApplyContext) -> Result<(), ProviderError> {
         let what = format!("{} {}", change.action.symbol(), change.id);
         self.faults.before_call(&what)?;
+        let _operation = self.begin_operation(change, ctx).await?;
         // The cloud's own time, outside the world lock so independent changes overlap.
         tokio::time::sleep(self.latency(&change.id.kind, change.action)).await;
-        let _guard = self.world_lock.lock().await;
+        let guard = self.world_lock.lock().await;
         // A change that was in flight when another one "killed" the process must not land.
         self.faults.check_alive(&what)?;
         let mut world = self.world()?;
         let key = World::key(&change.id.kind, &change.id.name);
         match change.action {
+            Action::Wait => {
+                return Err(failed(format!(
+                    "{what}: the engine waits for resources itself; providers never receive a wait"
+                )));
+            }
             Action::Create | Action::Update | Action::Replace => {
                 let desired = change
                     .desired
                     .as_ref()
                     .ok_or_else(|| failed(format!("{what}: the change has no desired resource")))?;
                 for dep in &desired.depends_on {
-                    if !world
-                        .resources
-                        .contains_key(&World::key(&dep.kind, &dep.name))
-                    {
-                        return Err(failed(format!("{what}: {dep} does not exist")));
+                    match world.resources.get(&World::key(&dep.kind, &dep.name)) {
+                        None => return Err(failed(format!("{what}: {dep} does not exist"))),
+                        Some(d) => match Self::state_of(d) {
+                            ResourceState::Ready => {}
+                            ResourceState::Pending(p) => {
+                                return Err(ProviderError::conflict(format!(
+                                    "{what}: {dep} is not ready yet ({p})"
+                                )));
+                            }
+                            ResourceState::Failed(why) => {
+                                return Err(failed(format!("{what}: {dep} has failed: {why}")));
+                            }
+                        },
                     }
                 }
-                if let Some(existing) = world.resources.get(&key) {
+                let existing = world.resources.get(&key).cloned();
+                if let Some(existing) = &existing {
                     // Create of something that exists: adopt it if it is ours (a lost response
-                    // or an interrupted run), refuse if it belongs to someone else.
+                    // or an interrupted run, or a child made by its parent's create), refuse if
+                    // it belongs to someone else.
                     if !ctx.ownership.owns(&existing.tags) {
                         return Err(failed(format!(
                             "{what}: a resource with this name exists and is not owned by this deployment"
                         )));
                     }
                     if change.action == Action::Create && existing.spec == desired.spec {
-                        return Ok(());
+                        drop(guard);
+                        return self.wait_created(&change.id.kind, &change.id.name).await;
                     }
                 }
-                let cloud_id = match (change.action, world.resources.get(&key)) {
-                    (Action::Update | Action::Create, Some(existing)) => existing.cloud_id.clone(),
-                    _ => {
-                        world.next_id += 1;
-                        format!("sbx-{}-{:06}", change.id.kind, world.next_id)
+                let keep_id = match (change.action, &existing) {
+                    (Action::Update | Action::Create, Some(e)) if e.state != "failed" => {
+                        Some(e.cloud_id.clone())
                     }
+                    _ => None,
                 };
-                world.resources.insert(
-                    key,
-                    SimResource {
-                        kind: change.id.kind.clone(),
-                        name: change.id.name.clone(),
-                        spec: desired.spec.clone(),
-                        tags: ctx.ownership.tags(),
-                        depends_on: desired
-                            .depends_on
-                            .iter()
-                            .map(|d| (d.kind.clone(), d.name.clone()))
-                            .collect(),
-                        cloud_id,
-                        state: "active".into(),
-                    },
-                );
+                if change.action == Action::Replace {
+                    // The old one goes first, and the children created with it go with it.
+                    world.resources.retain(|_, r| {
+                        !(change.id.kind == "cluster"
+                            && r.kind == "node_group"
+                            && self.faults.spec().pools_with_cluster
+                            && r.depends_on
+                                .iter()
+                                .any(|(k, n)| *k == change.id.kind && *n == change.id.name))
+                    });
+                }
+                let sim = self.sim(&mut world, desired, ctx, keep_id);
+                world.resources.insert(key, sim);
+                for child in &ctx.children {
+                    let child_key = World::key(&child.id.kind, &child.id.name);
+                    if !world.resources.contains_key(&child_key) {
+                        let sim = self.sim(&mut world, child, ctx, None);
+                        world.resources.insert(child_key, sim);
+                    }
+                }
             }
             Action::Delete => {
                 let Some(existing) = world.resources.get(&key) else {
@@ -369,6 +542,8 @@ impl Provider for SandboxProvider {
                         "{what}: not owned by this deployment; refusing to delete"
                     )));
                 }
+                let with_parent =
+                    change.id.kind == "cluster" && self.faults.spec().pools_with_cluster;
                 let dependants: Vec<String> = world
                     .resources
                     .iter()
@@ -376,16 +551,26 @@ impl Provider for SandboxProvider {
                         r.depends_on
                             .iter()
                             .any(|(k, n)| *k == change.id.kind && *n == change.id.name)
+                            && !(with_parent && r.kind == "node_group")
                     })
                     .map(|(k, _)| k.clone())
                     .collect();
                 if !dependants.is_empty() {
-                    return Err(failed(format!(
+                    return Err(ProviderError::conflict(format!(
                         "{what}: DependencyViolation: still used by {}",
                         dependants.join(", ")
                     )));
                 }
                 world.resources.remove(&key);
+                if with_parent {
+                    // Like GKE and DOKS: the cluster's pools go with it.
+                    world.resources.retain(|_, r| {
+                        !(r.kind == "node_group"
+                            && r.depends_on
+                                .iter()
+                                .any(|(k, n)| *k == change.id.kind && *n == change.id.name))
+                    });
+                }
                 if change.id.kind == "cluster" {
                     // The cluster's objects go with it.
                     if let Ok(mut cached) = self.kube.lock() {
@@ -401,21 +586,55 @@ impl Provider for SandboxProvider {
         }
         world.stats.mutations += 1;
         world.save(&self.dir).map_err(failed)?;
-        self.faults.after_mutation(&what)
+        self.faults.after_mutation(&what)?;
+        drop(guard);
+        if change.action != Action::Delete {
+            // The cloud's wait for the resource to be usable (pending clusters), outside the
+            // world lock.
+            self.wait_created(&change.id.kind, &change.id.name).await?;
+        }
+        Ok(())
+    }
+
+    fn cluster_facts(&self, config: &Config, infra: &[Observed]) -> ClusterFacts {
+        let mut facts = ClusterFacts::from_config(config);
+        facts.storage_class = Some("sandbox-ssd".to_string());
+        // The shared storage is a cloud resource: its address exists once it does.
+        let storage = ResourceId::new("storage", format!("{}-shared", config.resource_prefix()));
+        facts.shared_filesystem = match infra.iter().find(|o| o.id == storage) {
+            Some(o) => Known::Known(SharedFilesystem::Nfs {
+                server: format!(
+                    "{}.storage.sandbox.internal",
+                    o.cloud_id.as_deref().unwrap_or("unknown")
+                ),
+                path: "/".to_string(),
+            }),
+            None => Known::AfterApply,
+        };
+        facts
     }
 
     async fn cluster_access(&self, ownership: &Ownership) -> Result<ClusterAccess, ProviderError> {
         self.faults.before_call("cluster access")?;
         let world = self.world()?;
-        let exists = world
+        let cluster = world
             .resources
             .get(&World::key("cluster", &ownership.prefix()))
-            .is_some_and(|c| ownership.owns(&c.tags));
-        if !exists {
-            return Err(ProviderError::NoCluster(format!(
-                "sandbox cluster {} has not been created",
-                ownership.prefix()
-            )));
+            .filter(|c| ownership.owns(&c.tags));
+        match cluster.map(Self::state_of) {
+            None => {
+                return Err(ProviderError::NoCluster(format!(
+                    "sandbox cluster {} has not been created",
+                    ownership.prefix()
+                )));
+            }
+            Some(ResourceState::Ready) => {}
+            Some(state) => {
+                return Err(ProviderError::NoCluster(format!(
+                    "sandbox cluster {} is {state}",
+                    ownership.prefix()
+                )));
+            }
         }
         let api = self.kube_api(ownership)?;
         Ok(ClusterAccess::Client(self.faulty_client(api)))

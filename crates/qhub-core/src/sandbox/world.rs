@@ -25,8 +25,14 @@ pub struct SimResource {
     pub depends_on: Vec<(String, String)>,
     /// The simulated cloud id.
     pub cloud_id: String,
-    /// State word.
+    /// State word: `active`, `pending`, `failed`.
     pub state: String,
+    /// When a pending resource becomes active (milliseconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at_ms: Option<u64>,
+    /// What failed, for a failed resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// Counters of calls made to the simulated cloud.
@@ -34,6 +40,10 @@ pub struct SimResource {
 pub struct Stats {
     /// Mutating calls (create, update, delete) that reached the cloud.
     pub mutations: u64,
+    /// Mutating calls refused because another operation was in progress on the cluster
+    /// (with `one_op_per_cluster`).
+    #[serde(default)]
+    pub rejected: u64,
 }
 
 /// The whole simulated cloud.
@@ -45,6 +55,9 @@ pub struct World {
     pub stats: Stats,
     /// Next cloud id number.
     pub next_id: u64,
+    /// Kinds whose one injected failure (`fail_once`) has happened.
+    #[serde(default)]
+    pub failed_once: Vec<String>,
 }
 
 /// Errors reading or writing the world file.

@@ -10,6 +10,7 @@ use serde_json::Value as Json;
 
 use super::KubeError;
 use crate::config::Config;
+use crate::provider::ClusterFacts;
 
 /// Serializes a typed object to a manifest (k8s-openapi writes `apiVersion` and `kind`).
 pub fn manifest<T: Serialize>(object: &T) -> Result<Json, KubeError> {
@@ -17,10 +18,10 @@ pub fn manifest<T: Serialize>(object: &T) -> Result<Json, KubeError> {
         .map_err(|e| KubeError::Invalid(format!("cannot serialize a manifest: {e}")))
 }
 
-/// Every component's manifests for a config.
-pub fn manifests(config: &Config) -> Result<Vec<Json>, KubeError> {
+/// Every component's manifests for a config and the cluster's facts.
+pub fn manifests(config: &Config, facts: &ClusterFacts) -> Result<Vec<Json>, KubeError> {
     let mut out = namespace::manifests(config)?;
-    out.extend(welcome::manifests(config)?);
+    out.extend(welcome::manifests(config, facts)?);
     Ok(out)
 }
 

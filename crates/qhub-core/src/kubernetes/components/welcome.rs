@@ -14,6 +14,7 @@ use serde_json::Value as Json;
 
 use super::{KubeError, labels, manifest};
 use crate::config::Config;
+use crate::provider::ClusterFacts;
 
 /// The component's name.
 pub const NAME: &str = "qhub-welcome";
@@ -27,7 +28,7 @@ fn escape(text: &str) -> String {
 }
 
 /// The ConfigMap with the page, the Deployment serving it and its Service.
-pub fn manifests(config: &Config) -> Result<Vec<Json>, KubeError> {
+pub fn manifests(config: &Config, facts: &ClusterFacts) -> Result<Vec<Json>, KubeError> {
     let ns = Some(config.namespace.clone());
     let text = |key: &str, default: &str| {
         config
@@ -70,10 +71,9 @@ pub fn manifests(config: &Config) -> Result<Vec<Json>, KubeError> {
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    node_selector: Some(BTreeMap::from([(
-                        "qhub.dev/node-group".to_string(),
-                        "general".to_string(),
-                    )])),
+                    // The `general` group, under the label this cluster puts on it; a cluster
+                    // without one (an `existing` cluster with no selector) schedules anywhere.
+                    node_selector: facts.node_selector.for_group("general"),
                     containers: vec![Container {
                         name: "nginx".into(),
                         image: Some(IMAGE.into()),

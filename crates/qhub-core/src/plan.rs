@@ -1,5 +1,14 @@
-//! The plan model: typed resource identities, desired vs observed, and the changes between them
-//! with a field-level diff.
+//! The plan model every provider author uses: typed resource identities, what the config wants
+//! ([`Resource`]) against what exists ([`Observed`], with its typed [`ResourceState`]), and the
+//! changes between them with a field-level diff.
+//!
+//! Rules of the diff ([`diff`]):
+//! - missing -> [`Action::Create`]; a differing field -> [`Action::Update`], or
+//!   [`Action::Replace`] when the field is in [`Resource::replace_fields`];
+//! - an observed resource in [`ResourceState::Failed`] is repaired: [`Action::Replace`];
+//! - one in [`ResourceState::Pending`] that otherwise matches is waited for: [`Action::Wait`]
+//!   (the engine waits by observing; providers never receive a `Wait`);
+//! - what exists and is not wanted -> [`Action::Delete`], dependants first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -84,6 +93,112 @@ pub struct Resource {
     /// digest because it is too large to compare field by field).
     #[serde(skip)]
     pub payload: Option<Json>,
+    /// The engine runs at most one mutating change at a time among the resources of one group
+    /// (GKE allows one operation per cluster: its node pools name `cluster/<name>`); other
+    /// groups stay parallel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial_group: Option<String>,
+    /// The parent whose create call creates this resource too (a DOKS cluster's first pool, GKE
+    /// pools given with the cluster) and whose delete removes it. The parent's
+    /// [`crate::provider::ApplyContext::children`] carries this resource's desired spec.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_with: Option<ResourceId>,
+}
+
+impl Resource {
+    /// An infrastructure or Kubernetes resource with no dependencies, replace fields, estimate,
+    /// payload, group or parent; the builder methods below add them.
+    pub fn new(kind: impl Into<String>, name: impl Into<String>, stage: Stage, spec: Json) -> Self {
+        Self {
+            id: ResourceId::new(kind, name),
+            stage,
+            spec,
+            depends_on: Vec::new(),
+            replace_fields: Vec::new(),
+            expected_duration: std::time::Duration::ZERO,
+            payload: None,
+            serial_group: None,
+            created_with: None,
+        }
+    }
+
+    /// Adds dependencies.
+    #[must_use]
+    pub fn depends_on(mut self, ids: impl IntoIterator<Item = ResourceId>) -> Self {
+        self.depends_on.extend(ids);
+        self
+    }
+
+    /// Sets the top-level fields whose change forces a replacement.
+    #[must_use]
+    pub fn replace_fields(mut self, fields: &[&str]) -> Self {
+        self.replace_fields = fields.iter().map(|f| (*f).to_string()).collect();
+        self
+    }
+
+    /// Sets the estimate of how long creating it takes.
+    #[must_use]
+    pub fn expected(mut self, duration: std::time::Duration) -> Self {
+        self.expected_duration = duration;
+        self
+    }
+
+    /// Puts the resource in a serial group (see [`Resource::serial_group`]).
+    #[must_use]
+    pub fn serial_group(mut self, group: impl Into<String>) -> Self {
+        self.serial_group = Some(group.into());
+        self
+    }
+
+    /// Marks the resource as created with `parent` (see [`Resource::created_with`]); the
+    /// parent is also a dependency.
+    #[must_use]
+    pub fn created_with(mut self, parent: ResourceId) -> Self {
+        if !self.depends_on.contains(&parent) {
+            self.depends_on.push(parent.clone());
+        }
+        self.created_with = Some(parent);
+        self
+    }
+}
+
+/// The state a cloud reports for a resource, in three classes the engine acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", content = "detail", rename_all = "lowercase")]
+pub enum ResourceState {
+    /// Usable.
+    Ready,
+    /// Being created, updated or deleted by the cloud: the text says what it waits for
+    /// (`EKS cluster CREATING`).
+    Pending(String),
+    /// Broken: the text says why (`EKS cluster FAILED: ...`). A plan replaces it.
+    Failed(String),
+}
+
+impl ResourceState {
+    /// One word for tables: `ready`, `pending`, `failed`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Pending(_) => "pending",
+            Self::Failed(_) => "failed",
+        }
+    }
+
+    /// True when usable.
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Self::Ready)
+    }
+}
+
+impl fmt::Display for ResourceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ready => f.write_str("ready"),
+            Self::Pending(what) => write!(f, "pending ({what})"),
+            Self::Failed(why) => write!(f, "failed ({why})"),
+        }
+    }
 }
 
 /// A resource that exists and carries this deployment's marks.
@@ -99,12 +214,56 @@ pub struct Observed {
     pub depends_on: Vec<ResourceId>,
     /// The cloud's own id for it, when it has one.
     pub cloud_id: Option<String>,
-    /// The cloud's state word (`active`, `creating`, …).
-    pub state: String,
+    /// The cloud's state, classified.
+    pub state: ResourceState,
     /// Enough of the object to address it (for a Kubernetes object: `apiVersion`, `kind`,
     /// `metadata.name` and `metadata.namespace`).
     #[serde(skip)]
     pub payload: Option<Json>,
+    /// As [`Resource::serial_group`], so that deletes honour it too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial_group: Option<String>,
+    /// As [`Resource::created_with`], so that deletes honour it too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_with: Option<ResourceId>,
+}
+
+impl Observed {
+    /// An observed resource shaped like `desired` (its id, stage, dependencies, group and
+    /// parent), with the observed `spec`, cloud id and state.
+    pub fn like(
+        desired: &Resource,
+        spec: Json,
+        cloud_id: Option<String>,
+        state: ResourceState,
+    ) -> Self {
+        Self {
+            id: desired.id.clone(),
+            stage: desired.stage,
+            spec,
+            depends_on: desired.depends_on.clone(),
+            cloud_id,
+            state,
+            payload: None,
+            serial_group: desired.serial_group.clone(),
+            created_with: desired.created_with.clone(),
+        }
+    }
+
+    /// An observed resource with no dependencies, group or parent.
+    pub fn new(id: ResourceId, stage: Stage, spec: Json, state: ResourceState) -> Self {
+        Self {
+            id,
+            stage,
+            spec,
+            depends_on: Vec::new(),
+            cloud_id: None,
+            state,
+            payload: None,
+            serial_group: None,
+            created_with: None,
+        }
+    }
 }
 
 /// What a change does.
@@ -119,6 +278,9 @@ pub enum Action {
     Replace,
     /// Delete a resource the config no longer wants.
     Delete,
+    /// The resource exists and matches but the cloud is still working on it: wait until it is
+    /// ready (the engine does this itself by observing).
+    Wait,
 }
 
 impl Action {
@@ -129,6 +291,7 @@ impl Action {
             Self::Update => "~",
             Self::Replace => "-/+",
             Self::Delete => "-",
+            Self::Wait => "...",
         }
     }
 }
@@ -162,9 +325,13 @@ pub struct Change {
     /// The desired resource (create, update, replace).
     #[serde(skip)]
     pub desired: Option<Resource>,
-    /// The observed resource (update, replace, delete).
+    /// The observed resource (update, replace, delete, wait).
     #[serde(skip)]
     pub observed: Option<Observed>,
+    /// Why the change is planned when the diff alone does not say: a repair of a failed
+    /// resource, a wait on a pending one, a child created with its parent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Change {
@@ -176,6 +343,24 @@ impl Change {
             (None, None) => &[],
         }
     }
+
+    /// The serial group of the resource, if any.
+    pub fn serial_group(&self) -> Option<&str> {
+        match (&self.desired, &self.observed) {
+            (Some(d), _) => d.serial_group.as_deref(),
+            (None, Some(o)) => o.serial_group.as_deref(),
+            (None, None) => None,
+        }
+    }
+
+    /// The parent the resource is created and deleted with, if any.
+    pub fn created_with(&self) -> Option<&ResourceId> {
+        match (&self.desired, &self.observed) {
+            (Some(d), _) => d.created_with.as_ref(),
+            (None, Some(o)) => o.created_with.as_ref(),
+            (None, None) => None,
+        }
+    }
 }
 
 /// A plan: the changes that take what exists to what the config wants.
@@ -185,6 +370,14 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// How many resources already match.
     pub unchanged: usize,
+    /// Values the Kubernetes stage needs that exist only once the infrastructure does (a new
+    /// cluster's shared filesystem id): its objects were planned with placeholders and are
+    /// built again from the real values when the apply reaches them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub known_after_apply: Vec<String>,
+    /// Every desired resource, changed or not (a parent's create is given its children).
+    #[serde(skip)]
+    pub resources: Vec<Resource>,
 }
 
 /// Counts of a plan's changes by action.
@@ -198,6 +391,8 @@ pub struct Summary {
     pub replace: usize,
     /// Deletes.
     pub delete: usize,
+    /// Resources the cloud is still working on, to be waited for.
+    pub wait: usize,
     /// Resources already as wanted.
     pub unchanged: usize,
 }
@@ -220,6 +415,7 @@ impl Plan {
                 Action::Update => s.update += 1,
                 Action::Replace => s.replace += 1,
                 Action::Delete => s.delete += 1,
+                Action::Wait => s.wait += 1,
             }
         }
         s
@@ -268,10 +464,15 @@ impl Plan {
                     }
                     _ => String::new(),
                 };
+                let note = match &c.reason {
+                    Some(r) if note.is_empty() => format!("  ({r})"),
+                    Some(r) => format!("{note} ({r})"),
+                    None => note,
+                };
                 let _ = writeln!(out, "  {:>3} {}{note}", c.action.symbol(), c.id);
                 // A new Kubernetes object's diff is its whole manifest: the name says enough.
                 let creates_object = c.stage == Stage::Kubernetes && c.action == Action::Create;
-                if c.action != Action::Delete && !creates_object {
+                if !matches!(c.action, Action::Delete | Action::Wait) && !creates_object {
                     for d in &c.diff {
                         let show = |v: &Option<Json>| match v {
                             None => "(none)".to_string(),
@@ -295,10 +496,22 @@ impl Plan {
                 }
             }
         }
+        if !self.known_after_apply.is_empty() {
+            let _ = writeln!(
+                out,
+                "Known after apply (the Kubernetes objects above are built again with them): {}",
+                self.known_after_apply.join(", ")
+            );
+        }
         let s = self.summary();
+        let wait = if s.wait > 0 {
+            format!(", {} to wait for", s.wait)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "Plan: {} to create, {} to update, {} to replace, {} to delete ({} unchanged).",
+            "Plan: {} to create, {} to update, {} to replace, {} to delete{wait} ({} unchanged).",
             s.create, s.update, s.replace, s.delete, s.unchanged
         );
         out
@@ -378,38 +591,63 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Plan {
     let observed_by_id: BTreeMap<&ResourceId, &Observed> =
         observed.iter().map(|o| (&o.id, o)).collect();
     let desired_ids: BTreeSet<&ResourceId> = desired.iter().map(|d| &d.id).collect();
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        resources: desired.to_vec(),
+        ..Plan::default()
+    };
     let order = topological(desired.iter().map(|d| (&d.id, d.depends_on.as_slice())));
     let by_id: BTreeMap<&ResourceId, &Resource> = desired.iter().map(|d| (&d.id, d)).collect();
     for id in &order {
         let d = by_id[id];
+        let change = |action, diff, observed: Option<&Observed>, reason| Change {
+            stage: d.stage,
+            id: d.id.clone(),
+            action,
+            diff,
+            desired: Some(d.clone()),
+            observed: observed.cloned(),
+            reason,
+        };
         match observed_by_id.get(id) {
-            None => plan.changes.push(Change {
-                stage: d.stage,
-                id: d.id.clone(),
-                action: Action::Create,
-                diff: field_diff(d, &Json::Null),
-                desired: Some(d.clone()),
-                observed: None,
-            }),
+            None => {
+                let reason = d.created_with.as_ref().map(|p| format!("created with {p}"));
+                plan.changes.push(change(
+                    Action::Create,
+                    field_diff(d, &Json::Null),
+                    None,
+                    reason,
+                ));
+            }
             Some(o) => {
                 let diff = field_diff(d, &o.spec);
-                if diff.is_empty() {
-                    plan.unchanged += 1;
-                } else {
-                    let action = if diff.iter().any(|f| f.forces_replacement) {
-                        Action::Replace
-                    } else {
-                        Action::Update
-                    };
-                    plan.changes.push(Change {
-                        stage: d.stage,
-                        id: d.id.clone(),
-                        action,
+                match &o.state {
+                    ResourceState::Failed(why) => plan.changes.push(change(
+                        Action::Replace,
                         diff,
-                        desired: Some(d.clone()),
-                        observed: Some((*o).clone()),
-                    });
+                        Some(o),
+                        Some(format!("repair: {why}")),
+                    )),
+                    // A Kubernetes object rolling out is the apply's own readiness wait, not a
+                    // change to plan.
+                    ResourceState::Pending(what)
+                        if diff.is_empty() && d.stage == Stage::Infrastructure =>
+                    {
+                        plan.changes.push(change(
+                            Action::Wait,
+                            diff,
+                            Some(o),
+                            Some(format!("wait: {what}")),
+                        ));
+                    }
+                    _ if diff.is_empty() => plan.unchanged += 1,
+                    _ => {
+                        let action = if diff.iter().any(|f| f.forces_replacement) {
+                            Action::Replace
+                        } else {
+                            Action::Update
+                        };
+                        plan.changes.push(change(action, diff, Some(o), None));
+                    }
                 }
             }
         }
@@ -431,6 +669,11 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Plan {
             diff: Vec::new(),
             desired: None,
             observed: Some(o.clone()),
+            reason: o
+                .created_with
+                .as_ref()
+                .filter(|p| extra.iter().any(|e| &e.id == *p))
+                .map(|p| format!("deleted with {p}")),
         });
     }
     // Deletes: Kubernetes objects first (their load balancers block the network), then the
@@ -456,27 +699,65 @@ mod tests {
     use std::time::Duration;
 
     fn res(kind: &str, name: &str, spec: Json, deps: &[(&str, &str)]) -> Resource {
-        Resource {
-            id: ResourceId::new(kind, name),
-            stage: Stage::Infrastructure,
-            spec,
-            depends_on: deps.iter().map(|(k, n)| ResourceId::new(*k, *n)).collect(),
-            replace_fields: vec!["instance".into()],
-            expected_duration: Duration::ZERO,
-            payload: None,
-        }
+        Resource::new(kind, name, Stage::Infrastructure, spec)
+            .depends_on(deps.iter().map(|(k, n)| ResourceId::new(*k, *n)))
+            .replace_fields(&["instance"])
+            .expected(Duration::ZERO)
     }
 
     fn obs(r: &Resource, spec: Json) -> Observed {
-        Observed {
-            id: r.id.clone(),
-            stage: r.stage,
-            spec,
-            depends_on: r.depends_on.clone(),
-            cloud_id: None,
-            state: "active".into(),
-            payload: None,
-        }
+        Observed::like(r, spec, None, ResourceState::Ready)
+    }
+
+    #[test]
+    fn a_failed_resource_is_repaired_and_a_pending_one_waited_for() {
+        let cluster = res("cluster", "c", json!({"v": "1.33"}), &[]);
+        let failed = Observed::like(
+            &cluster,
+            cluster.spec.clone(),
+            None,
+            ResourceState::Failed("FAILED: subnet has no free addresses".into()),
+        );
+        let plan = diff(std::slice::from_ref(&cluster), &[failed]);
+        assert_eq!(plan.changes[0].action, Action::Replace);
+        assert!(
+            plan.render_text()
+                .contains("repair: FAILED: subnet has no free addresses"),
+            "{}",
+            plan.render_text()
+        );
+        let pending = Observed::like(
+            &cluster,
+            cluster.spec.clone(),
+            None,
+            ResourceState::Pending("CREATING".into()),
+        );
+        let plan = diff(std::slice::from_ref(&cluster), std::slice::from_ref(&pending));
+        assert_eq!(plan.changes[0].action, Action::Wait);
+        assert_eq!(plan.summary().wait, 1);
+        // A pending resource whose spec also differs is updated (the provider waits first).
+        let mut pending = pending;
+        pending.spec = json!({"v": "1.32"});
+        let plan = diff(std::slice::from_ref(&cluster), &[pending]);
+        assert_eq!(plan.changes[0].action, Action::Update);
+    }
+
+    #[test]
+    fn a_child_created_with_its_parent_is_planned_once() {
+        let cluster = res("cluster", "c", json!({"v": "1.33"}), &[]);
+        let pool =
+            res("node_pool", "p", json!({"size": "s"}), &[]).created_with(cluster.id.clone());
+        assert_eq!(pool.depends_on, vec![cluster.id.clone()]);
+        let plan = diff(&[pool.clone(), cluster.clone()], &[]);
+        let ids: Vec<String> = plan.changes.iter().map(|c| c.id.to_string()).collect();
+        assert_eq!(ids, ["cluster/c", "node_pool/p"]);
+        assert_eq!(
+            plan.changes[1].reason.as_deref(),
+            Some("created with cluster/c")
+        );
+        assert_eq!(plan.resources.len(), 2);
+        let text = plan.render_text();
+        assert_eq!(text.matches("node_pool/p").count(), 1, "{text}");
     }
 
     #[test]

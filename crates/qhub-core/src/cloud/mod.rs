@@ -1,0 +1,22 @@
+//! The cloud toolkit: the generic half of a provider, shared by every cloud crate so that none
+//! writes it again. Read it with `docs/writing-a-provider.md`.
+//!
+//! - [`poll`]: wait for a cloud operation with a deadline, reporting what it waits for.
+//! - [`adopt`]: create-or-adopt and delete-if-found, the two halves of an idempotent apply.
+//! - [`duplicates`]: keep one copy of a resource and name every other copy so the plan
+//!   deletes it.
+//! - [`stats`]: API call counters (reads vs mutations), for tests and benchmarks.
+//! - [`endpoint`]: the loopback rule for anonymous credentials.
+//! - [`kubeconfig`]: kubeconfigs with a bearer token or an `exec` stanza.
+//! - [`drain`]: delete a cluster's LoadBalancer Services (and wait) before the network goes.
+//! - [`retry()`]: the one retry policy, for reads outside the engine.
+
+pub mod adopt;
+pub mod drain;
+pub mod duplicates;
+pub mod endpoint;
+pub mod kubeconfig;
+pub mod poll;
+pub mod stats;
+
+pub use crate::engine::retry::{RetryPolicy, retry};
