@@ -62,20 +62,8 @@ impl fmt::Debug for Token {
     }
 }
 
-/// True when `url`'s host is a loopback address (`localhost`, 127.0.0.0/8, `::1`).
-pub fn is_loopback(url: &str) -> bool {
-    let Ok(u) = reqwest::Url::parse(url) else {
-        return false;
-    };
-    let Some(host) = u.host_str() else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
+pub use qhub_core::cloud::endpoint::is_loopback;
+pub use qhub_core::cloud::stats::ApiStats;
 
 /// How the client behaves.
 #[derive(Clone)]
@@ -262,65 +250,27 @@ impl DoError {
     }
 }
 
-/// Counts of the requests a client sent (every attempt).
-#[derive(Debug, Default)]
-pub struct ApiStats {
-    calls: AtomicU64,
-    mutating: AtomicU64,
-    throttled: AtomicU64,
-    paced: AtomicU64,
-    by_operation: Mutex<BTreeMap<String, u64>>,
+/// The operation name of a request, for [`ApiStats`]: `METHOD /v2/path` with ids replaced by
+/// `{id}`.
+fn operation_name(method: &Method, path: &str) -> String {
+    let shape: Vec<&str> = path
+        .split('/')
+        .map(|s| {
+            if s.len() >= 32 && s.contains('-') {
+                "{id}"
+            } else {
+                s
+            }
+        })
+        .collect();
+    format!("{method} {}", shape.join("/"))
 }
 
-impl ApiStats {
-    /// Every request sent.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    /// Requests other than `GET`.
-    pub fn mutating(&self) -> u64 {
-        self.mutating.load(Ordering::SeqCst)
-    }
-
-    /// 429 answers received.
-    pub fn throttled(&self) -> u64 {
-        self.throttled.load(Ordering::SeqCst)
-    }
-
-    /// Times the client waited for the rate-limit window before sending.
-    pub fn paced(&self) -> u64 {
-        self.paced.load(Ordering::SeqCst)
-    }
-
-    /// Requests per operation (`METHOD /v2/path` with ids replaced by `{id}`).
-    pub fn by_operation(&self) -> BTreeMap<String, u64> {
-        self.by_operation
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default()
-    }
-
-    fn record(&self, method: &Method, path: &str) {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if *method != Method::GET {
-            self.mutating.fetch_add(1, Ordering::SeqCst);
-        }
-        let shape: Vec<&str> = path
-            .split('/')
-            .map(|s| {
-                if s.len() >= 32 && s.contains('-') {
-                    "{id}"
-                } else {
-                    s
-                }
-            })
-            .collect();
-        if let Ok(mut m) = self.by_operation.lock() {
-            *m.entry(format!("{method} {}", shape.join("/")))
-                .or_insert(0) += 1;
-        }
-    }
+/// What the client's rate-limit handling did (shared by clones).
+#[derive(Debug, Default)]
+struct RateCounters {
+    throttled: AtomicU64,
+    paced: AtomicU64,
 }
 
 /// The rate-limit budget as last reported, and the requests in flight against it.
@@ -348,6 +298,7 @@ pub struct DoClient {
     options: ClientOptions,
     budget: Arc<Mutex<Budget>>,
     stats: Arc<ApiStats>,
+    rate: Arc<RateCounters>,
 }
 
 impl fmt::Debug for DoClient {
@@ -411,12 +362,23 @@ impl DoClient {
             options,
             budget: Arc::new(Mutex::new(Budget::default())),
             stats,
+            rate: Arc::new(RateCounters::default()),
         })
     }
 
-    /// The counters of this client (and its clones).
+    /// The request counters of this client (and its clones).
     pub fn stats(&self) -> Arc<ApiStats> {
         self.stats.clone()
+    }
+
+    /// 429 answers this client (and its clones) received.
+    pub fn throttled(&self) -> u64 {
+        self.rate.throttled.load(Ordering::SeqCst)
+    }
+
+    /// Times this client (and its clones) waited for the rate-limit window before sending.
+    pub fn paced(&self) -> u64 {
+        self.rate.paced.load(Ordering::SeqCst)
     }
 
     /// The endpoint.
@@ -461,7 +423,7 @@ impl DoClient {
             match wait {
                 None => return,
                 Some(w) => {
-                    self.stats.paced.fetch_add(1, Ordering::SeqCst);
+                    self.rate.paced.fetch_add(1, Ordering::SeqCst);
                     let w = w.min(self.options.max_rate_wait);
                     tracing::debug!(
                         wait_ms = w.as_millis() as u64,
@@ -537,7 +499,8 @@ impl DoClient {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            self.stats.record(&method, url.path());
+            self.stats
+                .record(&operation_name(&method, url.path()), mutating);
             let sent = req.send().await;
             let error = match sent {
                 Err(e) => {
@@ -571,7 +534,7 @@ impl DoClient {
                     let parsed: Json = serde_json::from_slice(&bytes).unwrap_or(Json::Null);
                     let s = |k: &str| parsed.get(k).and_then(Json::as_str).map(str::to_string);
                     if status == StatusCode::TOO_MANY_REQUESTS {
-                        self.stats.throttled.fetch_add(1, Ordering::SeqCst);
+                        self.rate.throttled.fetch_add(1, Ordering::SeqCst);
                     }
                     DoError::Api {
                         operation: operation.clone(),

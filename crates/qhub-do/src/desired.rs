@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use qhub_core::config::{Config, DoProvider, NodeGroup};
-use qhub_core::engine::plan::{Resource, ResourceId, Stage};
+use qhub_core::config::{Config, DoSection, NodeGroup};
+use qhub_core::plan::{Resource, ResourceId, Stage};
 use qhub_core::provider::Ownership;
 use serde_json::{Value as Json, json};
 
@@ -109,7 +109,7 @@ pub fn resolve_version(asked: &str, options: &KubernetesOptions) -> Result<Strin
 }
 
 /// The DOKS facts of a config: its version resolved against `options`.
-pub fn facts(section: &DoProvider, options: KubernetesOptions) -> Result<DoFacts, DesiredError> {
+pub fn facts(section: &DoSection, options: KubernetesOptions) -> Result<DoFacts, DesiredError> {
     let version =
         resolve_version(&section.kubernetes_version, &options).map_err(|message| DesiredError {
             key: "digital_ocean.kubernetes_version".into(),
@@ -271,7 +271,7 @@ pub fn pool_request(name: &str, spec: &Json, tags: &[String]) -> NodePoolCreate 
 }
 
 /// The node groups in the order pools are made: `general` first, then as written.
-pub fn ordered_groups(section: &DoProvider) -> Vec<(&String, &NodeGroup)> {
+pub fn ordered_groups(section: &DoSection) -> Vec<(&String, &NodeGroup)> {
     let mut groups: Vec<(&String, &NodeGroup)> = section.node_groups.iter().collect();
     groups.sort_by_key(|(name, _)| name.as_str() != FIRST_GROUP);
     groups
@@ -293,29 +293,36 @@ pub fn desired(config: &Config, facts: &DoFacts) -> Result<Vec<Resource>, Desire
         });
     };
     let first_pool = pool_name(&prefix, first_name);
-    let mut out = vec![Resource {
-        id: cluster_id.clone(),
-        stage: Stage::Infrastructure,
-        spec: json!({"region": section.region, "version": facts.version}),
-        depends_on: Vec::new(),
-        // A cluster cannot move regions; a version change is an upgrade (in place).
-        replace_fields: vec!["region".into()],
-        expected_duration: CLUSTER_CREATE,
-        // The first pool goes in the cluster's create call.
-        payload: Some(json!({
-            "first_pool": {"name": first_pool, "spec": pool_spec(first_name, first)?},
-        })),
-    }];
+    // A cluster cannot move regions; a version change is an upgrade (in place).
+    let mut cluster = Resource::new(
+        CLUSTER,
+        &prefix,
+        Stage::Infrastructure,
+        json!({"region": section.region, "version": facts.version}),
+    )
+    .replace_fields(&["region"])
+    .expected(CLUSTER_CREATE);
+    // The first pool also travels with the cluster, for a caller that hands no children.
+    cluster.payload = Some(json!({
+        "first_pool": {"name": first_pool, "spec": pool_spec(first_name, first)?},
+    }));
+    let mut out = vec![cluster];
     for (name, group) in groups {
-        out.push(Resource {
-            id: ResourceId::new(NODE_POOL, pool_name(&prefix, name)),
-            stage: Stage::Infrastructure,
-            spec: pool_spec(name, group)?,
-            depends_on: vec![cluster_id.clone()],
-            replace_fields: vec!["size".into()],
-            expected_duration: POOL_CREATE,
-            payload: Some(json!({"group": name, "first": name == first_name})),
-        });
+        let mut pool = Resource::new(
+            NODE_POOL,
+            pool_name(&prefix, name),
+            Stage::Infrastructure,
+            pool_spec(name, group)?,
+        )
+        .depends_on([cluster_id.clone()])
+        .replace_fields(&["size"])
+        .expected(POOL_CREATE);
+        if name == first_name {
+            // DOKS refuses a cluster without a pool: the first is made by its create call.
+            pool = pool.created_with(cluster_id.clone());
+        }
+        pool.payload = Some(json!({"group": name}));
+        out.push(pool);
     }
     Ok(out)
 }

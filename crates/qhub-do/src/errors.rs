@@ -4,28 +4,29 @@ use qhub_core::provider::ProviderError;
 
 use crate::client::{DoError, ErrorClass};
 
-/// Maps a client error to the contract's error, naming `what` was being done.
-///
-/// "Not found" and "already exists" are normally handled where they mean something (a delete
-/// that finds nothing is done; a create whose name is taken adopts); when they reach this
-/// point they are failures of the step.
+/// Maps a client error to the contract's class, naming `what` was being done: 404
+/// `NotFound`, a taken name `AlreadyExists`, a busy cluster `Conflict`, 429 `Throttled`
+/// (after the client waited out what it could), 5xx and lost answers `Retryable`, 401/403
+/// `Unauthorized`, any other refusal `Fatal`.
 pub fn to_provider(what: &str, e: DoError) -> ProviderError {
     let message = format!("{what}: {e}");
     match e.class() {
-        ErrorClass::Throttled | ErrorClass::Retryable => ProviderError::Retryable {
+        ErrorClass::NotFound => ProviderError::NotFound(message),
+        ErrorClass::AlreadyExists => ProviderError::AlreadyExists(message),
+        ErrorClass::Busy => ProviderError::Conflict {
             message,
             retry_after: e.retry_after(),
         },
-        // The engine's backoff spaces the retries; the provider itself waits for a cluster
-        // to be running before changing its pools, so this is the rare race.
-        ErrorClass::Busy => ProviderError::Retryable {
+        ErrorClass::Throttled => ProviderError::Throttled {
             message,
-            retry_after: None,
+            retry_after: e.retry_after(),
         },
-        ErrorClass::Unauthorized => ProviderError::Auth(message),
-        ErrorClass::NotFound | ErrorClass::AlreadyExists | ErrorClass::Invalid => {
-            ProviderError::Failed(message)
-        }
+        ErrorClass::Retryable => ProviderError::Retryable {
+            message,
+            retry_after: e.retry_after(),
+        },
+        ErrorClass::Unauthorized => ProviderError::Unauthorized(message),
+        ErrorClass::Invalid => ProviderError::Fatal(message),
     }
 }
 
@@ -63,18 +64,30 @@ mod tests {
         );
         assert_eq!(api(503, "").class(), ErrorClass::Retryable);
         match to_provider("create", api(429, "API Rate limit exceeded.")) {
-            ProviderError::Retryable { retry_after, .. } => {
+            ProviderError::Throttled { retry_after, .. } => {
                 assert_eq!(retry_after, Some(Duration::from_secs(3)));
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
             to_provider("x", api(401, "")),
-            ProviderError::Auth(_)
+            ProviderError::Unauthorized(_)
         ));
         assert!(matches!(
             to_provider("x", api(422, "bad size")),
-            ProviderError::Failed(_)
+            ProviderError::Fatal(_)
+        ));
+        assert!(matches!(
+            to_provider("x", api(422, "cluster is provisioning")),
+            ProviderError::Conflict { .. }
+        ));
+        assert!(matches!(
+            to_provider("x", api(404, "")),
+            ProviderError::NotFound(_)
+        ));
+        assert!(matches!(
+            to_provider("x", api(500, "")),
+            ProviderError::Retryable { .. }
         ));
     }
 }

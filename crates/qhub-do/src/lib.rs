@@ -28,15 +28,16 @@ pub mod observe;
 pub mod preflight;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use qhub_core::config::{Config, ProviderKind};
-use qhub_core::engine::plan::{Change, Observed, Resource};
+use qhub_core::plan::{Change, Observed, Resource};
+use qhub_core::provider::facts::{Gpu, NodeSelector, SharedFilesystem, Taint};
 use qhub_core::provider::{
-    ApplyContext, Capabilities, ClusterAccess, DeployLock, Ownership, Preflight, Provider,
-    ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, Known, Ownership,
+    Preflight, Provider, ProviderError,
 };
 
 use client::{ApiStats, ClientOptions, DoClient};
@@ -75,21 +76,19 @@ pub struct DigitalOceanProvider {
     client: DoClient,
     poll: Duration,
     options: DoOptions,
-    /// The options of the last observe or preflight: `desired` resolves versions from them.
-    facts: Mutex<Option<client::KubernetesOptions>>,
 }
 
 impl DigitalOceanProvider {
     /// A provider for `config` (`provider: do`) with explicit options.
     pub fn new(config: &Config, options: DoOptions) -> Result<Self, ProviderError> {
         if config.provider != ProviderKind::Do {
-            return Err(ProviderError::Failed(format!(
+            return Err(ProviderError::Fatal(format!(
                 "the DigitalOcean provider serves `provider: do`, not `{}`",
                 config.provider
             )));
         }
         if config.digital_ocean.is_none() {
-            return Err(ProviderError::Failed(
+            return Err(ProviderError::Fatal(
                 "the config has no `digital_ocean` section".into(),
             ));
         }
@@ -105,7 +104,6 @@ impl DigitalOceanProvider {
             client,
             poll,
             options,
-            facts: Mutex::new(None),
         })
     }
 
@@ -141,28 +139,17 @@ impl DigitalOceanProvider {
         self.poll
     }
 
-    /// The version facts for `config`, from `/v2/kubernetes/options` (cached).
-    pub async fn discover(&self, config: &Config) -> Result<DoFacts, ProviderError> {
-        let options = self.options_cached().await?;
-        let section = config.digital_ocean.as_ref().ok_or_else(|| {
-            ProviderError::Failed("the config has no `digital_ocean` section".into())
-        })?;
-        desired::facts(section, options).map_err(|e| ProviderError::Failed(e.to_string()))
+    /// The version facts for `config`, from `/v2/kubernetes/options`.
+    pub async fn do_facts(&self, config: &Config) -> Result<DoFacts, ProviderError> {
+        let options = self.kubernetes_options().await?;
+        desired::facts(section(config)?, options).map_err(|e| ProviderError::Fatal(e.to_string()))
     }
 
-    async fn options_cached(&self) -> Result<client::KubernetesOptions, ProviderError> {
-        if let Some(o) = self.facts.lock().ok().and_then(|f| f.clone()) {
-            return Ok(o);
-        }
-        let o = self
-            .client
+    async fn kubernetes_options(&self) -> Result<client::KubernetesOptions, ProviderError> {
+        self.client
             .options()
             .await
-            .map_err(|e| to_provider("reading DOKS options (/v2/kubernetes/options)", e))?;
-        if let Ok(mut f) = self.facts.lock() {
-            *f = Some(o.clone());
-        }
-        Ok(o)
+            .map_err(|e| to_provider("reading DOKS options (/v2/kubernetes/options)", e))
     }
 
     /// The deployment's cluster when it exists, is ours and is running; `NoCluster` otherwise.
@@ -182,19 +169,48 @@ impl DigitalOceanProvider {
             )));
         };
         if !owned(ownership, &c.tags) {
-            return Err(ProviderError::Failed(format!(
+            return Err(ProviderError::Fatal(format!(
                 "DOKS cluster {name} exists and is not owned by this deployment"
             )));
         }
         match cluster_state(&c) {
             State::Ready => Ok(c),
             State::Pending(why) | State::Failed(why) => Err(ProviderError::NoCluster(format!(
-                "DOKS cluster {name} is not usable yet ({why})"
+                "DOKS cluster {name} is not usable now ({why})"
             ))),
             State::Deleting => Err(ProviderError::NoCluster(format!(
                 "DOKS cluster {name} is being deleted"
             ))),
         }
+    }
+}
+
+fn section(config: &Config) -> Result<&qhub_core::config::DoSection, ProviderError> {
+    config
+        .digital_ocean
+        .as_ref()
+        .ok_or_else(|| ProviderError::Fatal("the config has no `digital_ocean` section".into()))
+}
+
+/// The Kubernetes stage's facts about a DOKS cluster ([`facts`]); none waits for the apply.
+pub fn cluster_facts(config: &Config) -> ClusterFacts {
+    let (label, values) = facts::node_selector(config);
+    let gpu = desired::gpu_taint();
+    ClusterFacts {
+        storage_class: Some(facts::STORAGE_CLASS.into()),
+        // DigitalOcean has no managed NFS: the platform runs its NFS server on a volume.
+        shared_filesystem: Known::Known(SharedFilesystem::InCluster),
+        node_selector: NodeSelector { label, values },
+        gpu: Gpu {
+            resource: desired::GPU_RESOURCE.into(),
+            taint: Some(Taint {
+                key: gpu.key,
+                value: gpu.value,
+                effect: gpu.effect,
+            }),
+        },
+        load_balancer_annotations: facts::load_balancer_annotations(config),
+        native_autoscaling: true,
     }
 }
 
@@ -214,34 +230,31 @@ impl Provider for DigitalOceanProvider {
         }
     }
 
+    fn node_group_keys(&self) -> &'static [&'static str] {
+        desired::NODE_GROUP_KEYS
+    }
+
     async fn preflight(&self, config: &Config) -> Result<Preflight, ProviderError> {
-        let options = self.options_cached().await?;
+        section(config)?;
+        let options = self.kubernetes_options().await?;
         let (problems, warnings) = preflight::check(config, &options);
         preflight::result(problems, warnings)
     }
 
-    fn desired(&self, config: &Config) -> Result<Vec<Resource>, ProviderError> {
-        let section = config.digital_ocean.as_ref().ok_or_else(|| {
-            ProviderError::Failed("the config has no `digital_ocean` section".into())
+    async fn discover(&self, config: &Config) -> Result<Facts, ProviderError> {
+        Ok(Facts::new(self.do_facts(config).await?))
+    }
+
+    fn desired(&self, config: &Config, facts: &Facts) -> Result<Vec<Resource>, ProviderError> {
+        let facts = facts.get::<DoFacts>().ok_or_else(|| {
+            ProviderError::Fatal(
+                "the DigitalOcean provider plans from the facts of its own discover".into(),
+            )
         })?;
-        // `observe` runs first in a plan and caches the options.
-        let options = self
-            .facts
-            .lock()
-            .ok()
-            .and_then(|f| f.clone())
-            .ok_or_else(|| {
-                ProviderError::Failed(
-                    "the DOKS version options have not been read yet (observe first)".into(),
-                )
-            })?;
-        let facts =
-            desired::facts(section, options).map_err(|e| ProviderError::Failed(e.to_string()))?;
-        desired::desired(config, &facts).map_err(|e| ProviderError::Failed(e.to_string()))
+        desired::desired(config, facts).map_err(|e| ProviderError::Fatal(e.to_string()))
     }
 
     async fn observe(&self, ownership: &Ownership) -> Result<Vec<Observed>, ProviderError> {
-        self.options_cached().await?;
         let clusters = self
             .client
             .list_clusters()
@@ -252,6 +265,11 @@ impl Provider for DigitalOceanProvider {
 
     async fn apply(&self, change: &Change, ctx: &ApplyContext) -> Result<(), ProviderError> {
         apply::apply(self, change, ctx).await
+    }
+
+    fn cluster_facts(&self, config: &Config, infra: &[Observed]) -> ClusterFacts {
+        let _ = infra;
+        cluster_facts(config)
     }
 
     async fn lock(&self, ownership: &Ownership) -> Result<Option<DeployLock>, ProviderError> {
@@ -308,7 +326,7 @@ impl Provider for DigitalOceanProvider {
 
 fn read_override(path: &Path) -> Result<String, ProviderError> {
     std::fs::read_to_string(path).map_err(|e| {
-        ProviderError::Failed(format!(
+        ProviderError::Fatal(format!(
             "cannot read the kubeconfig override {}: {e}",
             path.display()
         ))

@@ -7,12 +7,12 @@
 //! up under that name, and a plan deletes it. A cluster being deleted is not reported: it is
 //! going away with its pools.
 
-use qhub_core::engine::plan::{Observed, ResourceId, Stage};
+use qhub_core::plan::{Observed, ResourceId, ResourceState, Stage};
 use qhub_core::provider::Ownership;
 use serde_json::{Value as Json, json};
 
 use crate::client::{Cluster, NodePool};
-use crate::desired::{CLUSTER, NODE_POOL, tags_to_marks};
+use crate::desired::{CLUSTER, FIRST_GROUP, NODE_POOL, pool_name, tags_to_marks};
 
 /// The state of a cluster or pool, in the contract's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,13 +28,13 @@ pub enum State {
 }
 
 impl State {
-    /// The state word of the current plan model.
-    pub fn word(&self) -> String {
+    /// The contract's state (a pool whose cluster is being deleted is pending: it goes).
+    pub fn to_resource_state(&self) -> ResourceState {
         match self {
-            Self::Ready => "running".into(),
-            Self::Pending(why) => format!("pending: {why}"),
-            Self::Failed(why) => format!("failed: {why}"),
-            Self::Deleting => "deleting".into(),
+            Self::Ready => ResourceState::Ready,
+            Self::Pending(why) => ResourceState::Pending(why.clone()),
+            Self::Failed(why) => ResourceState::Failed(why.clone()),
+            Self::Deleting => ResourceState::Pending("being deleted".into()),
         }
     }
 }
@@ -121,25 +121,36 @@ pub fn observe(clusters: &[Cluster], ownership: &Ownership) -> Vec<Observed> {
             continue;
         }
         let cluster_id = ResourceId::new(CLUSTER, &c.name);
-        out.push(Observed {
-            id: cluster_id.clone(),
-            stage: Stage::Infrastructure,
-            spec: json!({"region": c.region, "version": c.version}),
-            depends_on: Vec::new(),
-            cloud_id: Some(c.id.clone()),
-            state: state.word(),
-            payload: Some(json!({"cluster_id": c.id, "state": c.status.state})),
-        });
+        let mut cluster = Observed::new(
+            cluster_id.clone(),
+            Stage::Infrastructure,
+            json!({"region": c.region, "version": c.version}),
+            state.to_resource_state(),
+        );
+        cluster.cloud_id = Some(c.id.clone());
+        cluster.payload = Some(json!({"cluster_id": c.id, "state": c.status.state}));
+        out.push(cluster);
+        if matches!(state, State::Failed(_)) {
+            // A failed cluster is replaced with its pools: they are created again with it.
+            continue;
+        }
+        // The pool of the `general` group was made by the cluster's create call, and goes
+        // with it.
+        let first = pool_name(&c.name, FIRST_GROUP);
         for p in c.node_pools.iter().filter(|p| owned(ownership, &p.tags)) {
-            out.push(Observed {
-                id: ResourceId::new(NODE_POOL, &p.name),
-                stage: Stage::Infrastructure,
-                spec: pool_spec(p),
-                depends_on: vec![cluster_id.clone()],
-                cloud_id: Some(format!("{}/{}", c.id, p.id)),
-                state: pool_state(c, p).word(),
-                payload: Some(json!({"cluster_id": c.id, "pool_id": p.id, "count": p.count})),
-            });
+            let mut pool = Observed::new(
+                ResourceId::new(NODE_POOL, &p.name),
+                Stage::Infrastructure,
+                pool_spec(p),
+                pool_state(c, p).to_resource_state(),
+            );
+            pool.depends_on = vec![cluster_id.clone()];
+            pool.cloud_id = Some(format!("{}/{}", c.id, p.id));
+            pool.payload = Some(json!({"cluster_id": c.id, "pool_id": p.id, "count": p.count}));
+            if p.name == first {
+                pool.created_with = Some(cluster_id.clone());
+            }
+            out.push(pool);
         }
     }
     out

@@ -67,7 +67,7 @@ pub fn result(problems: Vec<String>, warnings: Vec<String>) -> Result<Preflight,
     if problems.is_empty() {
         Ok(Preflight { warnings })
     } else {
-        Err(ProviderError::Failed(format!(
+        Err(ProviderError::Fatal(format!(
             "DigitalOcean preflight found {} problem(s):\n  {}",
             problems.len(),
             problems.join("\n  ")

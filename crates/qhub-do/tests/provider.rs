@@ -11,13 +11,15 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use qhub_core::Config;
-use qhub_core::conformance::{self, Faults, Harness};
+use qhub_core::conformance::{self, Faults, Harness, Knobs};
 use qhub_core::engine::events::NoEvents;
-use qhub_core::engine::plan::{Change, Observed, Resource};
 use qhub_core::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
+use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
-    ApplyContext, Capabilities, Ownership, Preflight, Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Ownership, Preflight,
+    ProcessKilled, Provider, ProviderError,
 };
+use qhub_core::sandbox::kube_api::{KubeApi, Server};
 use qhub_do::DigitalOceanProvider;
 use qhub_do::client::ApiStats;
 use qhub_do::desired::ownership_tags;
@@ -38,7 +40,9 @@ struct Killable {
 impl Killable {
     fn dead(&self, what: &str) -> Result<(), ProviderError> {
         if self.emu.is_dead() {
-            return Err(ProviderError::Killed(format!("{what}: the process died")));
+            return Err(ProviderError::other(ProcessKilled(format!(
+                "{what}: the process died"
+            ))));
         }
         Ok(())
     }
@@ -52,11 +56,18 @@ impl Provider for Killable {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
+    fn node_group_keys(&self) -> &'static [&'static str] {
+        self.inner.node_group_keys()
+    }
     async fn preflight(&self, config: &Config) -> Result<Preflight, ProviderError> {
         self.inner.preflight(config).await
     }
-    fn desired(&self, config: &Config) -> Result<Vec<Resource>, ProviderError> {
-        self.inner.desired(config)
+    async fn discover(&self, config: &Config) -> Result<Facts, ProviderError> {
+        self.dead("discover")?;
+        self.inner.discover(config).await
+    }
+    fn desired(&self, config: &Config, facts: &Facts) -> Result<Vec<Resource>, ProviderError> {
+        self.inner.desired(config, facts)
     }
     async fn observe(&self, ownership: &Ownership) -> Result<Vec<Observed>, ProviderError> {
         self.dead("observe")?;
@@ -71,20 +82,70 @@ impl Provider for Killable {
         self.dead(&what)?;
         r
     }
+    fn cluster_facts(&self, config: &Config, infra: &[Observed]) -> ClusterFacts {
+        self.inner.cluster_facts(config, infra)
+    }
+    async fn kubeconfig(&self, ownership: &Ownership) -> Result<String, ProviderError> {
+        self.inner.kubeconfig(ownership).await
+    }
+    async fn cluster_access(&self, ownership: &Ownership) -> Result<ClusterAccess, ProviderError> {
+        self.dead("cluster access")?;
+        self.inner.cluster_access(ownership).await
+    }
+}
+
+/// The cluster's Kubernetes API: the in-memory one of qhub-core, on loopback, reached through
+/// the provider's kubeconfig override (the emulator's API server address is not real).
+struct Kube {
+    api: KubeApi,
+    _server: Server,
 }
 
 struct DoksHarness {
     emu: Arc<DoksEmulator>,
     config: Config,
     stats: Arc<ApiStats>,
+    kube: std::sync::Mutex<Option<Kube>>,
+    kubeconfig: std::path::PathBuf,
+    /// Kubernetes mutations of APIs replaced by a reset.
+    kube_mutations: std::sync::atomic::AtomicU64,
 }
 
 impl DoksHarness {
     async fn new(config: Config) -> Self {
-        Self {
+        let dir = std::env::temp_dir().join(format!(
+            "qhub-do-conformance-{}-{}",
+            std::process::id(),
+            config.project_name
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let h = Self {
             emu: Arc::new(emulator().await),
             config,
             stats: Arc::new(ApiStats::default()),
+            kube: std::sync::Mutex::new(None),
+            kubeconfig: dir.join("kubeconfig"),
+            kube_mutations: Default::default(),
+        };
+        h.new_cluster_api().await;
+        h
+    }
+
+    /// A fresh, empty Kubernetes API (as a new cluster has), served on loopback.
+    async fn new_cluster_api(&self) {
+        let api = KubeApi::new();
+        let server = api
+            .serve(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("kube api");
+        std::fs::write(&self.kubeconfig, server.kubeconfig()).expect("kubeconfig");
+        let old = self.kube.lock().expect("lock").replace(Kube {
+            api,
+            _server: server,
+        });
+        if let Some(old) = old {
+            self.kube_mutations
+                .fetch_add(old.api.mutations(), std::sync::atomic::Ordering::SeqCst);
         }
     }
 }
@@ -104,23 +165,57 @@ impl Harness for DoksHarness {
             retry_after_secs: 0,
             seed: faults.seed,
         });
+        // Pending: a created cluster provisions for many reads (the engine's waits observe it).
+        self.emu
+            .set_provisioning_polls(if faults.pending { 8 } else { 2 });
+        self.emu
+            .fail_next_cluster(faults.fail_once.as_deref() == Some("cluster"));
         Arc::new(Killable {
-            inner: provider(&self.emu, &self.config, self.stats.clone()),
+            inner: DigitalOceanProvider::new(
+                &self.config,
+                qhub_do::DoOptions {
+                    client: common::client_options(&self.emu),
+                    stats: Some(self.stats.clone()),
+                    poll_interval: Some(Duration::from_millis(1)),
+                    kubeconfig: Some(self.kubeconfig.clone()),
+                    ..qhub_do::DoOptions::default()
+                },
+            )
+            .expect("provider"),
             emu: self.emu.clone(),
         })
     }
 
     async fn reset(&self) {
         self.emu.reset();
+        self.new_cluster_api().await;
     }
 
     async fn mutations(&self) -> u64 {
-        // Mutations the emulator carried out (its own count, not the client's).
+        // Mutations the emulator carried out (its own count, not the client's), and the
+        // Kubernetes API's.
+        let kube = self
+            .kube
+            .lock()
+            .expect("lock")
+            .as_ref()
+            .map_or(0, |k| k.api.mutations());
         self.emu.counters().mutations
+            + self
+                .kube_mutations
+                .load(std::sync::atomic::Ordering::SeqCst)
+            + kube
     }
 
     async fn census(&self, ownership: &Ownership) -> BTreeMap<String, usize> {
         self.emu.census(&ownership_tags(ownership))
+    }
+
+    fn knobs(&self) -> Knobs {
+        Knobs {
+            pending: true,
+            fail_once: true,
+        }
     }
 }
 
@@ -130,36 +225,36 @@ fn engine(p: Arc<dyn Provider>) -> Engine {
         EngineOptions {
             min_deadline: Duration::from_secs(120),
             observe_deadline: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(20),
             ..EngineOptions::default()
         },
     )
 }
 
 async fn deploy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
-    let e = engine(p);
-    let plan = e.plan(config, StageFilter::All).await.expect("plan");
-    e.apply(
-        &plan,
-        &Ownership::of(config),
-        Arc::new(NoEvents),
-        CancellationToken::new(),
-    )
-    .await
+    engine(p)
+        .deploy(
+            config,
+            StageFilter::All,
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("plan")
+        .1
 }
 
 async fn destroy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
-    let e = engine(p);
-    let plan = e
-        .destroy_plan(config, StageFilter::All)
+    engine(p)
+        .destroy(
+            config,
+            StageFilter::All,
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
         .await
-        .expect("destroy plan");
-    e.apply(
-        &plan,
-        &Ownership::of(config),
-        Arc::new(NoEvents),
-        CancellationToken::new(),
-    )
-    .await
+        .expect("destroy plan")
+        .1
 }
 
 fn one_of_everything() -> BTreeMap<String, usize> {
@@ -173,7 +268,13 @@ async fn do_passes_the_conformance_suite_against_the_emulator() {
     let report = conformance::run_all(&h)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.checks.len(), 7, "{report:?}");
+    assert_eq!(report.checks.len(), 12, "{report:?}");
+    let skipped: Vec<_> = report
+        .checks
+        .iter()
+        .filter(|(_, d)| d.starts_with("skipped"))
+        .collect();
+    assert!(skipped.is_empty(), "skipped checks: {skipped:?}");
     for (check, detail) in &report.checks {
         eprintln!("{check}: {detail}");
     }
@@ -397,7 +498,7 @@ async fn preflight_names_every_problem_by_its_key() {
     .expect("provider");
     assert!(matches!(
         p.preflight(&do_config("preflight")).await,
-        Err(ProviderError::Auth(_))
+        Err(ProviderError::Unauthorized(_))
     ));
     assert_on_spec(&emu);
 }
@@ -476,7 +577,8 @@ async fn an_edit_of_size_replaces_the_pool_and_gpu_pools_are_tainted() {
         &config,
         Arc::new(ApiStats::default()),
     )));
-    let plan = e.plan(&config, StageFilter::All).await.expect("plan");
+    let locked = e.lock(&config).await.expect("lock");
+    let plan = locked.plan(StageFilter::All).await.expect("plan");
     let s = plan.summary();
     assert_eq!(
         (s.create, s.update, s.replace, s.delete),
@@ -484,12 +586,13 @@ async fn an_edit_of_size_replaces_the_pool_and_gpu_pools_are_tainted() {
         "{}",
         plan.render_text()
     );
-    let r = e
-        .apply(&plan, &o, Arc::new(NoEvents), CancellationToken::new())
+    let r = locked
+        .apply(&plan, Arc::new(NoEvents), CancellationToken::new())
         .await;
     assert!(r.succeeded(), "{r:?}");
-    let plan = e.plan(&config, StageFilter::All).await.expect("plan");
+    let plan = locked.plan(StageFilter::All).await.expect("plan");
     assert!(plan.is_empty(), "{}", plan.render_text());
+    let _ = &o;
     let gpu = emu.with_account(|a| {
         a.clusters
             .values()
@@ -534,6 +637,7 @@ fn the_default_do_config_wants_one_cluster_and_three_pools() {
                 "spec": r.spec,
                 "depends_on": r.depends_on.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "replace_fields": r.replace_fields,
+                "created_with": r.created_with.as_ref().map(ToString::to_string),
                 "payload": r.payload,
             })
         })

@@ -345,6 +345,16 @@ impl DoksEmulator {
         self.shared.world().dead
     }
 
+    /// Reads a new cluster takes to provision from now on.
+    pub fn set_provisioning_polls(&self, polls: u32) {
+        self.shared.world().account.provisioning_polls = polls;
+    }
+
+    /// The next cluster created fails to provision (ends in state `error`).
+    pub fn fail_next_cluster(&self, fail: bool) {
+        self.shared.world().account.fail_next_cluster = fail;
+    }
+
     /// Changes the request budget (and starts a new window).
     pub fn set_rate_limit(&self, rate_limit: RateLimit) {
         let mut w = self.shared.world();

@@ -63,6 +63,8 @@ pub enum Phase {
     Upgrading(u32),
     /// Being deleted; it disappears when the count reaches zero.
     Deleting(u32),
+    /// Provisioning failed: it can only be deleted.
+    Error,
 }
 
 impl Phase {
@@ -72,6 +74,7 @@ impl Phase {
             Self::Running => "running",
             Self::Upgrading(_) => "upgrading",
             Self::Deleting(_) => "deleting",
+            Self::Error => "error",
         }
     }
 }
@@ -128,6 +131,8 @@ pub struct Cluster {
     pub serial: u64,
     /// The current phase does not end before this time.
     pub not_before: Instant,
+    /// Provisioning ends in [`Phase::Error`].
+    pub fails: bool,
 }
 
 /// A load balancer or volume Kubernetes made for a cluster (tagged `k8s:<cluster id>`), left
@@ -211,6 +216,8 @@ pub struct Account {
     pub pool_time: Duration,
     /// Least time a cluster takes to delete.
     pub delete_time: Duration,
+    /// The next cluster created fails to provision.
+    pub fail_next_cluster: bool,
 }
 
 /// DigitalOcean tags: letters, numbers, colons, dashes and underscores, at most 255 characters.
@@ -282,12 +289,14 @@ impl Account {
                 // The last read ends the phase only once its time has passed too.
                 let due = Instant::now() >= c.not_before;
                 c.phase = match c.phase {
+                    Phase::Provisioning(n) if n <= 1 && due && c.fails => Phase::Error,
                     Phase::Provisioning(n) | Phase::Upgrading(n) if n <= 1 && due => Phase::Running,
                     Phase::Provisioning(n) => Phase::Provisioning(n.saturating_sub(1).max(1)),
                     Phase::Upgrading(n) => Phase::Upgrading(n.saturating_sub(1).max(1)),
                     Phase::Deleting(n) if n <= 1 && due => Phase::Deleting(0),
                     Phase::Deleting(n) => Phase::Deleting(n.saturating_sub(1).max(1)),
                     Phase::Running => Phase::Running,
+                    Phase::Error => Phase::Error,
                 };
                 if c.phase == Phase::Running {
                     for p in &mut c.pools {
@@ -439,7 +448,10 @@ impl Account {
                 version,
                 tags,
                 pools,
-                phase: if self.provisioning_polls == 0 && self.cluster_time.is_zero() {
+                phase: if self.provisioning_polls == 0
+                    && self.cluster_time.is_zero()
+                    && !self.fail_next_cluster
+                {
                     Phase::Running
                 } else {
                     Phase::Provisioning(self.provisioning_polls.max(1))
@@ -447,6 +459,7 @@ impl Account {
                 extra,
                 serial,
                 not_before: Instant::now() + self.cluster_time,
+                fails: std::mem::take(&mut self.fail_next_cluster),
             },
         );
         Ok(id)
@@ -719,6 +732,7 @@ impl Account {
                 Phase::Running => "",
                 Phase::Upgrading(_) => "upgrading",
                 Phase::Deleting(_) => "deleting",
+                Phase::Error => "the control plane failed to provision",
             }},
             "created_at": format!("2026-11-29T00:{:02}:{:02}Z", (cluster.serial / 60) % 60, cluster.serial % 60),
             "updated_at": format!("2026-11-29T00:{:02}:{:02}Z", (cluster.serial / 60) % 60, cluster.serial % 60),

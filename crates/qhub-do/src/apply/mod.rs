@@ -6,10 +6,10 @@
 //! DOKS has no operation objects: a cluster is usable when `status.state` is `running`, a pool
 //! when all its nodes are.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use qhub_core::engine::plan::{Action, Change, Resource, field_diff};
+use qhub_core::cloud::poll::{Poll, poll_until};
+use qhub_core::plan::{Action, Change, Resource, field_diff};
 use qhub_core::provider::{ApplyContext, ProviderError};
 use serde_json::Value as Json;
 
@@ -25,40 +25,6 @@ pub const CLUSTER_DEADLINE: Duration = Duration::from_secs(45 * 60);
 /// Longest wait for a pool's nodes.
 pub const POOL_DEADLINE: Duration = Duration::from_secs(30 * 60);
 
-/// What a poll found.
-enum Poll<T> {
-    Ready(T),
-    Pending(String),
-}
-
-/// Polls `check` every `interval` until it is ready, fails, or `deadline` passes.
-async fn poll_until<T, F, Fut>(
-    what: &str,
-    deadline: Duration,
-    interval: Duration,
-    mut check: F,
-) -> Result<T, ProviderError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Poll<T>, ProviderError>>,
-{
-    let start = Instant::now();
-    loop {
-        match check().await? {
-            Poll::Ready(v) => return Ok(v),
-            Poll::Pending(why) => {
-                if start.elapsed() >= deadline {
-                    return Err(ProviderError::Failed(format!(
-                        "{what}: still not done after {deadline:?} ({why})"
-                    )));
-                }
-                tracing::debug!(what, why, "waiting");
-                tokio::time::sleep(interval).await;
-            }
-        }
-    }
-}
-
 /// The operations of one provider.
 pub(crate) struct Ops<'a> {
     pub(crate) client: &'a DoClient,
@@ -67,7 +33,7 @@ pub(crate) struct Ops<'a> {
 }
 
 fn failed(what: &str, message: impl std::fmt::Display) -> ProviderError {
-    ProviderError::Failed(format!("{what}: {message}"))
+    ProviderError::Fatal(format!("{what}: {message}"))
 }
 
 impl Ops<'_> {
@@ -178,13 +144,26 @@ impl Ops<'_> {
                 .unwrap_or_default()
                 .to_string()
         };
-        let first = desired
-            .payload
-            .as_ref()
-            .and_then(|p| p.get("first_pool"))
-            .ok_or_else(|| failed(&what, "the desired cluster names no first node pool"))?;
-        let first_name = first.get("name").and_then(Json::as_str).unwrap_or_default();
-        let first_spec = first.get("spec").cloned().unwrap_or(Json::Null);
+        // The child the engine hands over, or the pool the desired cluster names.
+        let child = self.ctx.children.iter().find(|c| c.id.kind == NODE_POOL);
+        let (first_name, first_spec) = match child {
+            Some(c) => (c.id.name.clone(), c.spec.clone()),
+            None => {
+                let first = desired
+                    .payload
+                    .as_ref()
+                    .and_then(|p| p.get("first_pool"))
+                    .ok_or_else(|| failed(&what, "the desired cluster names no first node pool"))?;
+                (
+                    first
+                        .get("name")
+                        .and_then(Json::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    first.get("spec").cloned().unwrap_or(Json::Null),
+                )
+            }
+        };
         let tags = self.tags();
         // Twice at most: a name taken by a cluster being deleted frees up once it is gone; a
         // create refused for a taken name finds the cluster on the second look.
@@ -205,7 +184,7 @@ impl Ops<'_> {
                 region: s("region"),
                 version: s("version"),
                 tags: tags.clone(),
-                node_pools: vec![pool_request(first_name, &first_spec, &tags)],
+                node_pools: vec![pool_request(&first_name, &first_spec, &tags)],
             };
             match self.client.create_cluster(&request).await {
                 Ok(c) => {
@@ -216,10 +195,9 @@ impl Ops<'_> {
                 Err(e) => return Err(to_provider(&what, e)),
             }
         }
-        Err(ProviderError::Retryable {
-            message: format!("{what}: the name stayed taken"),
-            retry_after: None,
-        })
+        Err(ProviderError::conflict(format!(
+            "{what}: the name stayed taken"
+        )))
     }
 
     /// Upgrades the cluster to the desired version.
@@ -302,10 +280,9 @@ impl Ops<'_> {
         let what = format!("creating node pool {name}");
         for _ in 0..2 {
             let Some(c) = self.pool_cluster(&what, cluster, None).await? else {
-                return Err(ProviderError::Retryable {
-                    message: format!("{what}: cluster {cluster} does not exist (yet)"),
-                    retry_after: None,
-                });
+                return Err(ProviderError::conflict(format!(
+                    "{what}: cluster {cluster} does not exist (yet)"
+                )));
             };
             if let Some(p) = c.node_pools.iter().find(|p| p.name == *name) {
                 self.check_owned(&what, &p.tags)?;
@@ -322,10 +299,9 @@ impl Ops<'_> {
                 Err(e) => return Err(to_provider(&what, e)),
             }
         }
-        Err(ProviderError::Retryable {
-            message: format!("{what}: the name is taken but the pool was not found"),
-            retry_after: None,
-        })
+        Err(ProviderError::retryable(format!(
+            "{what}: the name is taken but the pool was not found"
+        )))
     }
 
     /// Sends a pool's new bounds, labels and taints, keeping its current node count (within
@@ -394,10 +370,9 @@ impl Ops<'_> {
             return Err(failed(&what, format!("cluster {cluster} does not exist")));
         };
         let Some(p) = c.node_pools.iter().find(|p| p.name == *name) else {
-            return Err(ProviderError::Retryable {
-                message: format!("{what}: the pool does not exist any more"),
-                retry_after: None,
-            });
+            return Err(ProviderError::retryable(format!(
+                "{what}: the pool does not exist any more"
+            )));
         };
         self.check_owned(&what, &p.tags)?;
         self.update_pool_to(&c, p, &desired.spec).await?;
@@ -529,8 +504,11 @@ pub async fn apply(
                     ops.delete_pool(&cluster, &change.id.name, cluster_id.as_deref())
                         .await
                 }
+                Action::Wait => Ok(()),
             }
         }
+        // The engine waits by observing; a provider never gets a Wait.
+        (_, Action::Wait) => Ok(()),
         (kind, _) => Err(ProviderError::NotSupported(format!(
             "the DigitalOcean provider has no resources of kind `{kind}`"
         ))),
