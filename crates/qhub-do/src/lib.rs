@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use qhub_core::config::{Config, ProviderKind};
+use qhub_core::kubernetes::auth::ClusterEndpoint;
 use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::facts::{Gpu, NodeSelector, SharedFilesystem, Taint};
 use qhub_core::provider::{
@@ -312,15 +313,30 @@ impl Provider for DigitalOceanProvider {
                 c.name
             )));
         }
-        let text = self
-            .client
-            .kubeconfig(&c.id, access::ACCESS_EXPIRY)
-            .await
-            .map_err(|e| to_provider("reading the cluster's kubeconfig", e))?;
-        Ok(ClusterAccess::Kubeconfig {
-            text,
-            expires_in: Some(access::ACCESS_EXPIRY),
-        })
+        let tokens = access::DoTokens::new(
+            self.client.clone(),
+            &c.id,
+            access::ACCESS_EXPIRY,
+            access::REFRESH_MARGIN,
+        );
+        // The server and CA now; the token per request, from the source.
+        let (credentials, _) = tokens.fetch().await?;
+        let ca_pem = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(credentials.certificate_authority_data.trim())
+                .map_err(|e| {
+                    ProviderError::Fatal(format!("DOKS cluster {}: CA data: {e}", c.name))
+                })?
+        };
+        let client = qhub_core::kubernetes::auth::client_with_token(
+            &ClusterEndpoint {
+                server: credentials.server,
+                ca_pem,
+            },
+            Arc::new(tokens),
+        )?;
+        Ok(ClusterAccess::Client(client))
     }
 }
 

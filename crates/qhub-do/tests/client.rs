@@ -301,6 +301,39 @@ async fn the_token_never_shows_in_debug_output_errors_or_logs() {
     }
 }
 
+#[tokio::test]
+async fn cluster_tokens_are_reused_then_fetched_again_before_they_expire() {
+    use qhub_core::kubernetes::auth::TokenSource;
+    let emu = emulator().await;
+    let (c, stats) = client(client_options(&emu));
+    let created = c
+        .create_cluster(&cluster_request("tokens"))
+        .await
+        .expect("create");
+    while c.get_cluster(&created.id).await.expect("get").status.state != "running" {}
+    // Valid 2 s, replaced 1 s before the end: reused at once, replaced after a second.
+    let tokens = qhub_do::access::DoTokens::new(
+        c.clone(),
+        &created.id,
+        Duration::from_secs(2),
+        Duration::from_secs(1),
+    );
+    let before = stats.calls();
+    let first = tokens.token().await.expect("token");
+    assert_eq!(tokens.token().await.expect("token"), first);
+    assert_eq!(
+        stats.calls() - before,
+        1,
+        "the second token was fetched again"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = tokens.token().await.expect("token");
+    assert_eq!(stats.calls() - before, 2, "an expiring token was reused");
+    assert_ne!(second, first);
+    assert!(!format!("{tokens:?}").contains(&first));
+    assert_on_spec(&emu);
+}
+
 #[test]
 fn no_token_only_for_loopback_and_never_over_plain_http() {
     let stats = Arc::new(ApiStats::default());

@@ -520,9 +520,10 @@ async fn kubeconfig_and_cluster_access() {
     let r = deploy(p.clone(), &config).await;
     assert!(r.succeeded(), "{r:?}");
     let text = p.kubeconfig(&o).await.expect("kubeconfig");
-    assert!(text.contains("command: doctl"), "{text}");
-    assert!(
-        text.contains("current-context: do-nyc3-access-dev"),
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("kubeconfig JSON");
+    assert_eq!(doc["current-context"], "do-nyc3-access-dev", "{text}");
+    assert_eq!(
+        doc["users"][0]["user"]["exec"]["command"], "doctl",
         "{text}"
     );
     assert!(!text.contains("emulator-token"), "a stored token: {text}");
