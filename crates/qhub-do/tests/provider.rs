@@ -611,6 +611,68 @@ async fn an_edit_of_size_replaces_the_pool_and_gpu_pools_are_tainted() {
     assert_on_spec(&emu);
 }
 
+#[tokio::test]
+async fn a_newer_patch_is_an_in_place_upgrade_and_a_downgrade_is_refused() {
+    let emu = emulator().await;
+    let mut config = do_config("upgrade");
+    config
+        .digital_ocean
+        .as_mut()
+        .expect("section")
+        .kubernetes_version = "1.33.10-do.0".into();
+    let p = || -> Arc<dyn Provider> {
+        Arc::new(provider(&emu, &config, Arc::new(ApiStats::default())))
+    };
+    assert!(deploy(p(), &config).await.succeeded());
+    let mut newer = config.clone();
+    newer
+        .digital_ocean
+        .as_mut()
+        .expect("section")
+        .kubernetes_version = "1.33".into();
+    let e = engine(p());
+    let locked = e.lock(&newer).await.expect("lock");
+    let plan = locked.plan(StageFilter::All).await.expect("plan");
+    let s = plan.summary();
+    assert_eq!(
+        (s.create, s.update, s.replace, s.delete),
+        (0, 1, 0, 0),
+        "{}",
+        plan.render_text()
+    );
+    assert!(
+        plan.render_text().contains("1.33.10-do.1"),
+        "{}",
+        plan.render_text()
+    );
+    let r = locked
+        .apply(&plan, Arc::new(NoEvents), CancellationToken::new())
+        .await;
+    assert!(r.succeeded(), "{r:?}");
+    assert!(
+        locked
+            .plan(StageFilter::All)
+            .await
+            .expect("plan")
+            .is_empty()
+    );
+    drop(locked);
+    // Back to the older slug: DOKS cannot downgrade; the change fails and says so.
+    let r = deploy(p(), &config).await;
+    assert!(!r.succeeded(), "a downgrade succeeded: {r:?}");
+    assert!(
+        format!("{:?}", r.failed).contains("cannot be upgraded"),
+        "{r:?}"
+    );
+    assert_eq!(
+        emu.counters()
+            .by_operation
+            .get("kubernetes_upgrade_cluster"),
+        Some(&2)
+    );
+    assert_on_spec(&emu);
+}
+
 #[test]
 fn the_default_do_config_wants_one_cluster_and_three_pools() {
     let config = do_config("demo");

@@ -29,7 +29,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(t) = emulator.token() {
         println!("token: {t}");
     }
-    tokio::signal::ctrl_c().await?;
+    // Ctrl-C or SIGTERM (a test harness stopping it) ends it, with its counters on stderr.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     let c = emulator.counters();
     eprintln!(
         "served {} requests ({} mutations, {} spec violations)",
