@@ -20,7 +20,9 @@
 //!
 //! **Spec check**: with DigitalOcean's OpenAPI spec available ([`spec`]), every request's
 //! query and body are checked against the operation's schema; a request off the spec gets 422
-//! and is counted in [`Counters::spec_violations`].
+//! and is counted in [`Counters::spec_violations`]. The emulator's own success answers are checked against the
+//! spec's response schemas too ([`Counters::answer_violations`]), so the client is tested
+//! against DigitalOcean's shapes, not the emulator's idea of them.
 //!
 //! **Faults** ([`Faults`]): 429 with `retry-after`, 5xx, answers lost after a mutation was
 //! carried out, and "die after N mutations": mutation N+1 is carried out, its answer dropped,
@@ -159,6 +161,9 @@ pub struct Counters {
     pub by_operation: BTreeMap<String, u64>,
     /// The spec violations, as `operation: problem` lines.
     pub violations: Vec<String>,
+    /// Answers of the emulator itself that the spec's response schemas reject (a fidelity
+    /// check of the emulator, not of the client).
+    pub answer_violations: Vec<String>,
 }
 
 /// The emulator's mutable state.

@@ -236,194 +236,216 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Result<Answer, Dropp
         Err(_) => return Err(Dropped),
     };
     let route = route(method.as_str(), &path);
-    let mut w = shared.world();
-    w.counters.requests += 1;
-    let request_id = format!("emu-{:08}", w.counters.requests);
-    let op = route.as_ref().map_or("unknown", |r| r.operation);
-    *w.counters.by_operation.entry(op.to_string()).or_insert(0) += 1;
-    if w.dead {
-        return Err(Dropped);
-    }
-    // Rate limit: one fixed window (DigitalOcean's `ratelimit-reset` is a Unix time in
-    // seconds).
-    let now = std::time::Instant::now();
-    if now.duration_since(w.window_start) >= w.rate_limit.window {
-        w.window_start = now;
-        w.window_used = 0;
-    }
-    let window_left = w
-        .rate_limit
-        .window
-        .saturating_sub(now.duration_since(w.window_start));
-    let reset_at = SystemTime::now() + window_left;
-    let limit = w.rate_limit.limit;
-    let headers = |r: &mut Answer, remaining: u32| {
-        let h = r.headers_mut();
-        for (k, v) in [
-            ("ratelimit-limit", limit.to_string()),
-            ("ratelimit-remaining", remaining.to_string()),
-            // Rounded up: the window is over by then.
-            (
-                "ratelimit-reset",
-                (epoch_secs(reset_at)
-                    + u64::from(
-                        reset_at
-                            .duration_since(UNIX_EPOCH)
-                            .map(|d| d.subsec_nanos() > 0)
-                            .unwrap_or(false),
-                    ))
-                .to_string(),
-            ),
-        ] {
-            if let Ok(v) = hyper::header::HeaderValue::from_str(&v) {
-                h.insert(k, v);
+    // The world's lock is held in this block only, never across an await.
+    let (r, operation) = {
+        let mut w = shared.world();
+        w.counters.requests += 1;
+        let request_id = format!("emu-{:08}", w.counters.requests);
+        let op = route.as_ref().map_or("unknown", |r| r.operation);
+        *w.counters.by_operation.entry(op.to_string()).or_insert(0) += 1;
+        if w.dead {
+            return Err(Dropped);
+        }
+        // Rate limit: one fixed window (DigitalOcean's `ratelimit-reset` is a Unix time in
+        // seconds).
+        let now = std::time::Instant::now();
+        if now.duration_since(w.window_start) >= w.rate_limit.window {
+            w.window_start = now;
+            w.window_used = 0;
+        }
+        let window_left = w
+            .rate_limit
+            .window
+            .saturating_sub(now.duration_since(w.window_start));
+        let reset_at = SystemTime::now() + window_left;
+        let limit = w.rate_limit.limit;
+        let headers = |r: &mut Answer, remaining: u32| {
+            let h = r.headers_mut();
+            for (k, v) in [
+                ("ratelimit-limit", limit.to_string()),
+                ("ratelimit-remaining", remaining.to_string()),
+                // Rounded up: the window is over by then.
+                (
+                    "ratelimit-reset",
+                    (epoch_secs(reset_at)
+                        + u64::from(
+                            reset_at
+                                .duration_since(UNIX_EPOCH)
+                                .map(|d| d.subsec_nanos() > 0)
+                                .unwrap_or(false),
+                        ))
+                    .to_string(),
+                ),
+            ] {
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&v) {
+                    h.insert(k, v);
+                }
+            }
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&request_id) {
+                h.insert("x-request-id", v);
+            }
+        };
+        if let Some(expected) = &shared.options.token {
+            let given = auth.as_deref().and_then(|a| a.strip_prefix("Bearer "));
+            if given != Some(expected.as_str()) {
+                w.counters.unauthorized += 1;
+                let mut r = error_answer(
+                    &ApiError {
+                        status: 401,
+                        id: "unauthorized",
+                        message: "Unable to authenticate you".into(),
+                    },
+                    &request_id,
+                );
+                let remaining = limit.saturating_sub(w.window_used);
+                headers(&mut r, remaining);
+                return Ok(r);
             }
         }
-        if let Ok(v) = hyper::header::HeaderValue::from_str(&request_id) {
-            h.insert("x-request-id", v);
-        }
-    };
-    if let Some(expected) = &shared.options.token {
-        let given = auth.as_deref().and_then(|a| a.strip_prefix("Bearer "));
-        if given != Some(expected.as_str()) {
-            w.counters.unauthorized += 1;
+        if w.window_used >= limit {
+            w.counters.rate_limited += 1;
             let mut r = error_answer(
                 &ApiError {
-                    status: 401,
-                    id: "unauthorized",
-                    message: "Unable to authenticate you".into(),
+                    status: 429,
+                    id: "too_many_requests",
+                    message: "API Rate limit exceeded.".into(),
                 },
                 &request_id,
             );
-            let remaining = limit.saturating_sub(w.window_used);
+            headers(&mut r, 0);
+            let secs = window_left.as_secs() + u64::from(window_left.subsec_nanos() > 0);
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&secs.max(1).to_string()) {
+                r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+            }
+            return Ok(r);
+        }
+        w.window_used += 1;
+        let remaining = limit - w.window_used;
+        // Injected faults, before anything is done.
+        let roll = w.roll();
+        if roll < w.faults.throttle_rate {
+            w.counters.throttled += 1;
+            let mut r = error_answer(
+                &ApiError {
+                    status: 429,
+                    id: "too_many_requests",
+                    message: "API Rate limit exceeded.".into(),
+                },
+                &request_id,
+            );
+            headers(&mut r, remaining);
+            if let Ok(v) =
+                hyper::header::HeaderValue::from_str(&w.faults.retry_after_secs.to_string())
+            {
+                r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+            }
+            return Ok(r);
+        }
+        if roll < w.faults.throttle_rate + w.faults.error_rate {
+            w.counters.server_errors += 1;
+            let status = if w.counters.server_errors.is_multiple_of(2) {
+                503
+            } else {
+                500
+            };
+            let mut r = error_answer(
+                &ApiError {
+                    status,
+                    id: "server_error",
+                    message: "Server was unable to give you a response.".into(),
+                },
+                &request_id,
+            );
             headers(&mut r, remaining);
             return Ok(r);
         }
-    }
-    if w.window_used >= limit {
-        w.counters.rate_limited += 1;
-        let mut r = error_answer(
-            &ApiError {
-                status: 429,
-                id: "too_many_requests",
-                message: "API Rate limit exceeded.".into(),
-            },
-            &request_id,
-        );
-        headers(&mut r, 0);
-        let secs = window_left.as_secs() + u64::from(window_left.subsec_nanos() > 0);
-        if let Ok(v) = hyper::header::HeaderValue::from_str(&secs.max(1).to_string()) {
-            r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
-        }
-        return Ok(r);
-    }
-    w.window_used += 1;
-    let remaining = limit - w.window_used;
-    // Injected faults, before anything is done.
-    let roll = w.roll();
-    if roll < w.faults.throttle_rate {
-        w.counters.throttled += 1;
-        let mut r = error_answer(
-            &ApiError {
-                status: 429,
-                id: "too_many_requests",
-                message: "API Rate limit exceeded.".into(),
-            },
-            &request_id,
-        );
-        headers(&mut r, remaining);
-        if let Ok(v) = hyper::header::HeaderValue::from_str(&w.faults.retry_after_secs.to_string())
-        {
-            r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
-        }
-        return Ok(r);
-    }
-    if roll < w.faults.throttle_rate + w.faults.error_rate {
-        w.counters.server_errors += 1;
-        let status = if w.counters.server_errors.is_multiple_of(2) {
-            503
-        } else {
-            500
+        let Some(route) = route else {
+            let mut r = error_answer(&ApiError::not_found(), &request_id);
+            headers(&mut r, remaining);
+            return Ok(r);
         };
-        let mut r = error_answer(
-            &ApiError {
-                status,
-                id: "server_error",
-                message: "Server was unable to give you a response.".into(),
-            },
-            &request_id,
-        );
-        headers(&mut r, remaining);
-        return Ok(r);
-    }
-    let Some(route) = route else {
-        let mut r = error_answer(&ApiError::not_found(), &request_id);
-        headers(&mut r, remaining);
-        return Ok(r);
-    };
-    let parsed: Option<Json> = if body.is_empty() {
-        None
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => Some(v),
-            Err(e) => {
+        let parsed: Option<Json> = if body.is_empty() {
+            None
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    let mut r = error_answer(
+                        &ApiError::bad_request(format!("the request body is not JSON: {e}")),
+                        &request_id,
+                    );
+                    headers(&mut r, remaining);
+                    return Ok(r);
+                }
+            }
+        };
+        if let Some(spec) = &shared.spec {
+            w.counters.spec_checked += 1;
+            let problems = spec.check(route.operation, &query, parsed.as_ref());
+            if !problems.is_empty() {
+                w.counters.spec_violations += 1;
+                for p in &problems {
+                    w.counters
+                        .violations
+                        .push(format!("{} {path}: {p}", route.operation));
+                }
                 let mut r = error_answer(
-                    &ApiError::bad_request(format!("the request body is not JSON: {e}")),
+                    &ApiError::unprocessable(format!(
+                        "the request does not conform to DigitalOcean's OpenAPI spec: {}",
+                        problems.join("; ")
+                    )),
                     &request_id,
                 );
                 headers(&mut r, remaining);
                 return Ok(r);
             }
         }
-    };
-    if let Some(spec) = &shared.spec {
-        w.counters.spec_checked += 1;
-        let problems = spec.check(route.operation, &query, parsed.as_ref());
-        if !problems.is_empty() {
-            w.counters.spec_violations += 1;
-            for p in &problems {
-                w.counters
-                    .violations
-                    .push(format!("{} {path}: {p}", route.operation));
+        let empty = json!({});
+        let body = parsed.as_ref().unwrap_or(&empty);
+        let base = shared.base_url.clone();
+        let answer = dispatch(&mut w.account, &route, &query, body, &base);
+        let mut r = match answer {
+            Ok(r) => r,
+            Err(e) => error_answer(&e, &request_id),
+        };
+
+        headers(&mut r, remaining);
+        if is_mutating(&method) && r.status().is_success() {
+            w.counters.mutations += 1;
+            w.mutations_since_faults += 1;
+            if let Some(limit) = w.faults.die_after
+                && w.mutations_since_faults > limit
+            {
+                w.dead = true;
+                w.counters.lost += 1;
+                tracing::info!(
+                    operation = route.operation,
+                    "die_after: the answer is dropped"
+                );
+                return Err(Dropped);
             }
-            let mut r = error_answer(
-                &ApiError::unprocessable(format!(
-                    "the request does not conform to DigitalOcean's OpenAPI spec: {}",
-                    problems.join("; ")
-                )),
-                &request_id,
-            );
-            headers(&mut r, remaining);
-            return Ok(r);
+            let lost = w.faults.lost_rate;
+            if lost > 0.0 && w.roll() < lost {
+                w.counters.lost += 1;
+                return Err(Dropped);
+            }
         }
-    }
-    let empty = json!({});
-    let body = parsed.as_ref().unwrap_or(&empty);
-    let base = shared.base_url.clone();
-    let answer = dispatch(&mut w.account, &route, &query, body, &base);
-    let mut r = match answer {
-        Ok(r) => r,
-        Err(e) => error_answer(&e, &request_id),
+        (r, route.operation)
     };
-    headers(&mut r, remaining);
-    if is_mutating(&method) && r.status().is_success() {
-        w.counters.mutations += 1;
-        w.mutations_since_faults += 1;
-        if let Some(limit) = w.faults.die_after
-            && w.mutations_since_faults > limit
-        {
-            w.dead = true;
-            w.counters.lost += 1;
-            tracing::info!(
-                operation = route.operation,
-                "die_after: the answer is dropped"
-            );
-            return Err(Dropped);
-        }
-        let lost = w.faults.lost_rate;
-        if lost > 0.0 && w.roll() < lost {
-            w.counters.lost += 1;
-            return Err(Dropped);
+    // The emulator's own answer against the spec's response schema: its fidelity.
+    if let Some(spec) = &shared.spec
+        && r.status().is_success()
+        && let Ok(collected) = r.body().clone().collect().await
+        && let Ok(answer) = serde_json::from_slice::<Json>(&collected.to_bytes())
+    {
+        let problems = spec.check_response(operation, r.status().as_u16(), &answer);
+        if !problems.is_empty() {
+            let mut w = shared.world();
+            for p in problems {
+                w.counters
+                    .answer_violations
+                    .push(format!("{operation} {path}: {p}"));
+            }
         }
     }
     Ok(r)

@@ -48,6 +48,8 @@ struct Operation {
     body: Option<jsonschema::Validator>,
     body_required: bool,
     query: Vec<Param>,
+    /// The JSON schema of each success answer, by status.
+    responses: BTreeMap<u16, jsonschema::Validator>,
 }
 
 /// The request checks of the operations under `/v2/kubernetes`, by `operationId`.
@@ -250,12 +252,35 @@ impl Spec {
                     });
                 }
                 let _ = method;
+                let mut responses = BTreeMap::new();
+                for (status, answer) in op
+                    .get("responses")
+                    .and_then(Json::as_object)
+                    .into_iter()
+                    .flatten()
+                {
+                    let Some(status) = status
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|s| (200..300).contains(s))
+                    else {
+                        continue;
+                    };
+                    let answer = match answer.get("$ref").and_then(Json::as_str) {
+                        Some(r) => lookup(root, r).unwrap_or(answer),
+                        None => answer,
+                    };
+                    if let Some(schema) = answer.pointer("/content/application~1json/schema") {
+                        responses.insert(status, compile(&to_json_schema(root, schema, false))?);
+                    }
+                }
                 operations.insert(
                     id.to_string(),
                     Operation {
                         body,
                         body_required,
                         query,
+                        responses,
                     },
                 );
             }
@@ -279,6 +304,21 @@ impl Spec {
     /// True when the spec describes `operation_id`.
     pub fn has(&self, operation_id: &str) -> bool {
         self.operations.contains_key(operation_id)
+    }
+
+    /// What is wrong with a success answer of `operation_id` (empty: it conforms, or the spec
+    /// gives no JSON schema for that status).
+    pub fn check_response(&self, operation_id: &str, status: u16, body: &Json) -> Vec<String> {
+        let Some(op) = self.operations.get(operation_id) else {
+            return vec![format!("operation {operation_id} is not in the spec")];
+        };
+        match op.responses.get(&status) {
+            Some(v) => v
+                .iter_errors(body)
+                .map(|e| format!("answer {status}{}: {e}", e.instance_path()))
+                .collect(),
+            None => Vec::new(),
+        }
     }
 
     /// What is wrong with a request to `operation_id` (empty: it conforms). `query` is the

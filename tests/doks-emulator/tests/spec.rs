@@ -76,4 +76,17 @@ fn the_official_spec_loads_and_judges_cluster_and_pool_bodies() {
         )
         .is_empty()
     );
+    // Answers are checked too (the emulator's fidelity): a cluster's id is a string.
+    let bad_answer = json!({"kubernetes_cluster": {"id": 5, "name": "x"}});
+    assert!(
+        !spec
+            .check_response("kubernetes_get_cluster", 200, &bad_answer)
+            .is_empty()
+    );
+    let answer = json!({"kubernetes_cluster": {"id": "x", "name": "x", "region": "nyc3",
+        "version": "1.33.10-do.1", "node_pools": [], "status": {"state": "running"}}});
+    assert!(
+        spec.check_response("kubernetes_get_cluster", 200, &answer)
+            .is_empty()
+    );
 }
