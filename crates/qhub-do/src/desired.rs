@@ -308,14 +308,20 @@ pub fn desired(config: &Config, facts: &DoFacts) -> Result<Vec<Resource>, Desire
     }));
     let mut out = vec![cluster];
     for (name, group) in groups {
+        let mut spec = pool_spec(name, group)?;
+        // A pool lives in its cluster's region: a cluster moved to another region takes new
+        // pools, and the plan says so.
+        if let Some(o) = spec.as_object_mut() {
+            o.insert("region".into(), json!(section.region));
+        }
         let mut pool = Resource::new(
             NODE_POOL,
             pool_name(&prefix, name),
             Stage::Infrastructure,
-            pool_spec(name, group)?,
+            spec,
         )
         .depends_on([cluster_id.clone()])
-        .replace_fields(&["size"])
+        .replace_fields(&["size", "region"])
         .expected(POOL_CREATE);
         if name == first_name {
             // DOKS refuses a cluster without a pool: the first is made by its create call.

@@ -83,11 +83,13 @@ pub fn owned(ownership: &Ownership, tags: &[String]) -> bool {
     ownership.owns(&tags_to_marks(tags))
 }
 
-/// The observed spec of a pool (the fields [`crate::desired::pool_spec`] sets).
-pub fn pool_spec(p: &NodePool) -> Json {
+/// The observed spec of a pool in cluster `c` (the fields [`crate::desired::pool_spec`] and
+/// [`crate::desired::desired`] set).
+pub fn pool_spec(c: &Cluster, p: &NodePool) -> Json {
     let mut taints = p.taints.clone();
     taints.sort();
     json!({
+        "region": c.region,
         "size": p.size,
         "auto_scale": p.auto_scale,
         "min_nodes": p.min_nodes,
@@ -141,7 +143,7 @@ pub fn observe(clusters: &[Cluster], ownership: &Ownership) -> Vec<Observed> {
             let mut pool = Observed::new(
                 ResourceId::new(NODE_POOL, &p.name),
                 Stage::Infrastructure,
-                pool_spec(p),
+                pool_spec(c, p),
                 pool_state(c, p).to_resource_state(),
             );
             pool.depends_on = vec![cluster_id.clone()];

@@ -673,6 +673,44 @@ async fn a_newer_patch_is_an_in_place_upgrade_and_a_downgrade_is_refused() {
     assert_on_spec(&emu);
 }
 
+#[tokio::test]
+async fn a_region_change_replaces_the_cluster_with_all_its_pools() {
+    let emu = emulator().await;
+    let mut config = do_config("moving");
+    let o = Ownership::of(&config);
+    let p = |c: &Config| -> Arc<dyn Provider> {
+        Arc::new(provider(&emu, c, Arc::new(ApiStats::default())))
+    };
+    assert!(deploy(p(&config), &config).await.succeeded());
+    config.digital_ocean.as_mut().expect("section").region = "ams3".into();
+    let e = engine(p(&config));
+    let locked = e.lock(&config).await.expect("lock");
+    let plan = locked.plan(StageFilter::All).await.expect("plan");
+    let s = plan.summary();
+    assert_eq!(
+        (s.create, s.update, s.replace, s.delete),
+        (0, 0, 4, 0),
+        "{}",
+        plan.render_text()
+    );
+    let r = locked
+        .apply(&plan, Arc::new(NoEvents), CancellationToken::new())
+        .await;
+    assert!(r.succeeded(), "{r:?}");
+    assert!(
+        locked
+            .plan(StageFilter::All)
+            .await
+            .expect("plan")
+            .is_empty()
+    );
+    assert_eq!(emu.census(&ownership_tags(&o)), one_of_everything());
+    let regions: Vec<String> =
+        emu.with_account(|a| a.clusters.values().map(|c| c.region.clone()).collect());
+    assert_eq!(regions, ["ams3"]);
+    assert_on_spec(&emu);
+}
+
 #[test]
 fn the_default_do_config_wants_one_cluster_and_three_pools() {
     let config = do_config("demo");

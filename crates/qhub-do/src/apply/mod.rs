@@ -287,7 +287,7 @@ impl Ops<'_> {
             if let Some(p) = c.node_pools.iter().find(|p| p.name == *name) {
                 self.check_owned(&what, &p.tags)?;
                 // Made by the cluster's create call, a lost answer or an interrupted run.
-                if !field_diff(desired, &crate::observe::pool_spec(p)).is_empty() {
+                if !field_diff(desired, &crate::observe::pool_spec(&c, p)).is_empty() {
                     self.update_pool_to(&c, p, &desired.spec).await?;
                 }
                 return self.pool_running(cluster, &c.id, name).await;
@@ -490,6 +490,11 @@ pub async fn apply(
                     let Some(c) = ops.find_cluster(&cluster, cluster_id.as_deref()).await? else {
                         return Err(failed(&change.id.to_string(), "the cluster does not exist"));
                     };
+                    if cluster_id.as_deref().is_some_and(|old| old != c.id) {
+                        // The cluster was replaced in this plan: the old pool went with the old
+                        // cluster, and the first pool may already exist in the new one.
+                        return ops.create_pool(&cluster, desired()?).await;
+                    }
                     if c.node_pools.len() == 1 && c.node_pools[0].name == change.id.name {
                         return Err(ProviderError::NotSupported(format!(
                             "{}: replacing the only node pool of a cluster (DOKS refuses to delete a cluster's last pool); add another node group first",
