@@ -711,6 +711,61 @@ async fn a_region_change_replaces_the_cluster_with_all_its_pools() {
     assert_on_spec(&emu);
 }
 
+/// A whole deploy and destroy, with pools created side by side and 1 ms polling, against a
+/// budget of 8 requests a second: the client paces itself and never gets a 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_within_a_small_budget_gets_no_429() {
+    let emu = common::emulator_with(qhub_doks_emulator::Options {
+        provisioning_polls: 2,
+        rate_limit: qhub_doks_emulator::RateLimit {
+            limit: 8,
+            window: Duration::from_secs(1),
+        },
+        ..qhub_doks_emulator::Options::default()
+    })
+    .await;
+    let config = do_config("budget");
+    let t = Instant::now();
+    let mut paced = 0;
+    for destroying in [false, true] {
+        let p = Arc::new(provider(&emu, &config, Arc::new(ApiStats::default())));
+        let r = if destroying {
+            destroy(p.clone(), &config).await
+        } else {
+            deploy(p.clone(), &config).await
+        };
+        assert!(r.succeeded(), "{r:?}");
+        paced += p.client().paced();
+    }
+    let c = emu.counters();
+    assert_eq!(c.rate_limited, 0, "{c:?}");
+    assert!(
+        paced > 0,
+        "the budget never ran short: the test tests nothing"
+    );
+    eprintln!(
+        "deploy + destroy at 8 requests/s: {} requests in {:?}, {paced} waits for the window, 0 x 429",
+        c.requests,
+        t.elapsed()
+    );
+    assert_on_spec(&emu);
+}
+
+#[tokio::test]
+async fn the_plan_of_the_default_do_config() {
+    let emu = emulator().await;
+    let config = do_config("demo");
+    let e = engine(Arc::new(provider(
+        &emu,
+        &config,
+        Arc::new(ApiStats::default()),
+    )));
+    let plan = e.plan(&config, StageFilter::All).await.expect("plan");
+    insta::assert_snapshot!("plan_default_do_text", plan.render_text());
+    insta::assert_json_snapshot!("plan_default_do_json", plan.to_json());
+    assert_on_spec(&emu);
+}
+
 #[test]
 fn the_default_do_config_wants_one_cluster_and_three_pools() {
     let config = do_config("demo");
