@@ -188,7 +188,10 @@ pub enum DoError {
         /// What was wrong.
         message: String,
     },
-    /// The client is not set up to make the call.
+    /// No token, and the endpoint is not on loopback.
+    #[error("{0}")]
+    MissingToken(String),
+    /// The client is not set up to make the call (a bad endpoint).
     #[error("{0}")]
     Setup(String),
 }
@@ -231,8 +234,8 @@ impl DoError {
                 }
             }
             Self::Transport { .. } => ErrorClass::Retryable,
-            Self::Decode { .. } => ErrorClass::Invalid,
-            Self::Setup(_) => ErrorClass::Unauthorized,
+            Self::Decode { .. } | Self::Setup(_) => ErrorClass::Invalid,
+            Self::MissingToken(_) => ErrorClass::Unauthorized,
         }
     }
 
@@ -334,7 +337,7 @@ impl DoClient {
         let loopback = is_loopback(base.as_str());
         match (&options.token, base.scheme()) {
             (None, _) if !loopback => {
-                return Err(DoError::Setup(format!(
+                return Err(DoError::MissingToken(format!(
                     "no DigitalOcean token: set {TOKEN_ENV} (an API token with read and write scope); only a loopback endpoint may be used without one"
                 )));
             }

@@ -45,7 +45,14 @@ pub fn cluster_state(c: &Cluster) -> State {
         "running" => State::Ready,
         "provisioning" | "upgrading" => State::Pending(format!("cluster is {}", c.status.state)),
         "deleting" | "deleted" => State::Deleting,
-        "degraded" | "error" => State::Failed(format!(
+        // Degraded means some nodes are unhealthy: the cluster works, and DOKS repairs its
+        // nodes itself. Replacing it (what a failed state leads to) would destroy a working
+        // platform.
+        "degraded" => {
+            tracing::warn!(cluster = %c.name, "DOKS reports the cluster degraded (some nodes unhealthy)");
+            State::Ready
+        }
+        "error" => State::Failed(format!(
             "cluster is {}{}",
             c.status.state,
             c.status
@@ -156,4 +163,71 @@ pub fn observe(clusters: &[Cluster], ownership: &Ownership) -> Vec<Observed> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{Node, NodeStatus, Status};
+
+    fn cluster(state: &str, tags: &[&str]) -> Cluster {
+        Cluster {
+            id: "c1".into(),
+            name: "demo-dev".into(),
+            region: "nyc3".into(),
+            version: "1.33.10-do.1".into(),
+            tags: tags.iter().map(|t| (*t).to_string()).collect(),
+            status: Status {
+                state: state.into(),
+                message: None,
+            },
+            node_pools: vec![NodePool {
+                id: "p1".into(),
+                name: "demo-dev-general".into(),
+                tags: tags.iter().map(|t| (*t).to_string()).collect(),
+                nodes: vec![Node {
+                    name: "n".into(),
+                    status: NodeStatus {
+                        state: "provisioning".into(),
+                    },
+                }],
+                ..NodePool::default()
+            }],
+            ..Cluster::default()
+        }
+    }
+
+    #[test]
+    fn states_ownership_and_the_first_pool() {
+        let o = Ownership {
+            project: "demo".into(),
+            namespace: "dev".into(),
+        };
+        let ours = [
+            "qhub-managed-by:qhub-rs",
+            "qhub-project:demo",
+            "qhub-namespace:dev",
+            "k8s",
+            "k8s:c1",
+        ];
+        // Degraded works: never a reason to replace a cluster.
+        assert_eq!(cluster_state(&cluster("degraded", &ours)), State::Ready);
+        assert!(matches!(
+            cluster_state(&cluster("error", &ours)),
+            State::Failed(_)
+        ));
+        let seen = observe(&[cluster("running", &ours)], &o);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1].created_with, Some(seen[0].id.clone()));
+        assert!(matches!(seen[1].state, ResourceState::Pending(_)));
+        // Another deployment's cluster, a deleting one, and a failed one's pools are left out.
+        let theirs = [
+            "qhub-managed-by:qhub-rs",
+            "qhub-project:other",
+            "qhub-namespace:dev",
+        ];
+        assert!(observe(&[cluster("running", &theirs)], &o).is_empty());
+        assert!(observe(&[cluster("deleting", &ours)], &o).is_empty());
+        assert_eq!(observe(&[cluster("error", &ours)], &o).len(), 1);
+    }
 }
