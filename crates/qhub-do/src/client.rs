@@ -6,11 +6,13 @@
 //!   never logged. No token is allowed only for a loopback endpoint (an emulator), and the
 //!   token is never sent over plain HTTP to a non-loopback host.
 //! - **Endpoint**: `DIGITALOCEAN_API_URL` (default [`DEFAULT_API_URL`]).
-//! - **Rate limits** (DigitalOcean: 250 requests a minute, 5,000 an hour, reported in the
-//!   `ratelimit-limit`, `ratelimit-remaining` and `ratelimit-reset` headers of every answer):
-//!   the client keeps the last reported budget, counts its own requests in flight against it,
-//!   and waits for the window to reset *before* sending a request the budget has no room for,
-//!   so it does not provoke 429s. A 429 it gets anyway is waited out (`retry-after`).
+//! - **Rate limits** (the spec's "Rate Limit"): 5,000 requests an hour, each counting for an
+//!   hour (a sliding window reported in `ratelimit-limit`, `ratelimit-remaining` and
+//!   `ratelimit-reset`, the time the oldest request expires), and a burst limit of 250 a minute
+//!   that no header reports. The client keeps the last reported hourly budget, counts its own
+//!   requests in flight against it, and counts its own sends against the burst limit; it waits
+//!   *before* sending a request either has no room for, so it does not provoke 429s. A 429 it
+//!   gets anyway (another client of the same token) is waited out (`retry-after`).
 //! - **Retries**: reads are retried on 429, 5xx and transport errors with jittered exponential
 //!   backoff. A mutating request is retried by the client only when it was refused before
 //!   anything happened (429); after a 5xx or a lost answer the mutation may have been carried
@@ -25,7 +27,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -81,9 +83,14 @@ pub struct ClientOptions {
     /// Longest wait for a rate-limit window or a `retry-after`; past it the error goes back to
     /// the caller as throttling.
     pub max_rate_wait: Duration,
-    /// Requests of the budget left for other clients of the same token (doctl, the cloud
-    /// controller's own calls do not count against it: it has its own token).
+    /// Requests of each budget left for other clients of the same token (doctl; the cloud
+    /// controller manager has a token of its own).
     pub reserve: u32,
+    /// DigitalOcean's burst limit, which no header reports (250 requests a minute: the spec's
+    /// "Rate Limit"); the client keeps its own requests under it.
+    pub burst_limit: u32,
+    /// The window of `burst_limit`.
+    pub burst_window: Duration,
     /// Items per page of a list (1..=200).
     pub per_page: u32,
     /// Timeout of one request.
@@ -111,6 +118,8 @@ impl Default for ClientOptions {
             backoff_cap: Duration::from_secs(20),
             max_rate_wait: Duration::from_secs(65),
             reserve: 5,
+            burst_limit: 250,
+            burst_window: Duration::from_secs(60),
             per_page: 200,
             timeout: Duration::from_secs(60),
         }
@@ -281,9 +290,11 @@ struct RateCounters {
 struct Budget {
     limit: Option<u32>,
     remaining: Option<u32>,
-    /// Unix time (seconds) the window resets.
+    /// Unix time (seconds) the oldest counted request expires.
     reset: Option<u64>,
     in_flight: u32,
+    /// When each request of the last burst window was answered (or failed).
+    sent: std::collections::VecDeque<Instant>,
 }
 
 fn now_unix() -> f64 {
@@ -405,22 +416,57 @@ impl DoClient {
         loop {
             let wait = {
                 let mut b = self.budget.lock().unwrap_or_else(|p| p.into_inner());
-                let room = match (b.remaining, b.reset) {
-                    (Some(remaining), Some(reset)) if (reset as f64) > now_unix() => {
+                let now = Instant::now();
+                // Requests are timed when their answer arrives, which is after the server
+                // counted them: the client never believes a slot free before the server does.
+                let window = self.options.burst_window;
+                while b
+                    .sent
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= window)
+                {
+                    b.sent.pop_front();
+                }
+                // The hourly budget, as the last answer reported it.
+                let hourly = match (b.remaining, b.reset) {
+                    (Some(remaining), Some(reset)) if (reset as f64) + 1.0 > now_unix() => {
                         remaining.saturating_sub(b.in_flight) > self.options.reserve
                     }
+                    // The oldest counted request expired: at least one slot is free. One
+                    // request at a time learns how many.
+                    (Some(_), Some(_)) => b.in_flight == 0,
                     _ => true,
                 };
-                if room {
+                // The burst limit, which no header reports: counted here.
+                let burst_room = self
+                    .options
+                    .burst_limit
+                    .saturating_sub(self.options.reserve)
+                    .max(1) as usize;
+                let burst = b.sent.len() + b.in_flight as usize <= burst_room.saturating_sub(1);
+                if hourly && burst {
                     // Claimed: the next request sees one less room until this one's answer.
                     b.in_flight += 1;
                     None
+                } else if !burst {
+                    match b.sent.front() {
+                        Some(oldest) => Some(
+                            window.saturating_sub(now.duration_since(*oldest))
+                                + Duration::from_millis(5),
+                        ),
+                        // Everything counted is still in flight: wait for an answer.
+                        None => Some(Duration::from_millis(10)),
+                    }
                 } else {
-                    let until = b.reset.map(|r| r as f64).unwrap_or(0.0);
-                    // A little past the reset: the server's clock decides.
-                    Some(Duration::from_secs_f64(
-                        (until - now_unix()).max(0.0) + 0.05,
-                    ))
+                    match b.reset {
+                        // The reset is in whole seconds (the oldest request expires within the
+                        // second after it), and the server's clock decides: a second past it.
+                        Some(reset) if (reset as f64) + 1.0 > now_unix() => {
+                            Some(Duration::from_secs_f64(reset as f64 + 1.0 - now_unix()))
+                        }
+                        // Waiting for the answer of the request that learns the budget.
+                        _ => Some(Duration::from_millis(10)),
+                    }
                 }
             };
             match wait {
@@ -430,15 +476,9 @@ impl DoClient {
                     let w = w.min(self.options.max_rate_wait);
                     tracing::debug!(
                         wait_ms = w.as_millis() as u64,
-                        "DigitalOcean rate-limit budget spent; waiting for the window to reset"
+                        "DigitalOcean rate limit: waiting for room in the budget"
                     );
                     tokio::time::sleep(w).await;
-                    let mut b = self.budget.lock().unwrap_or_else(|p| p.into_inner());
-                    if b.reset.is_some_and(|r| (r as f64) <= now_unix()) {
-                        // The window is over: the budget is full again until told otherwise.
-                        b.remaining = b.limit;
-                        b.reset = None;
-                    }
                 }
             }
         }
@@ -447,6 +487,9 @@ impl DoClient {
     fn settle(&self, headers: Option<&reqwest::header::HeaderMap>) {
         let mut b = self.budget.lock().unwrap_or_else(|p| p.into_inner());
         b.in_flight = b.in_flight.saturating_sub(1);
+        // Counted against the burst limit from now (see `pace`); a request that got no answer
+        // may have been counted by the server too.
+        b.sent.push_back(Instant::now());
         let Some(h) = headers else { return };
         let num = |k: &str| {
             h.get(k)

@@ -65,16 +65,22 @@ async fn lists_follow_every_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_within_a_small_budget_gets_no_avoidable_429() {
+async fn a_burst_within_the_unreported_burst_limit_gets_no_429() {
+    // DigitalOcean's burst limit is in no header: the client counts its own requests.
     let emu = emulator_with(Options {
         rate_limit: RateLimit {
-            limit: 8,
-            window: Duration::from_secs(1),
+            burst_limit: 8,
+            burst_window: Duration::from_secs(1),
+            ..RateLimit::default()
         },
         ..Options::default()
     })
     .await;
-    let (c, _) = client(client_options(&emu));
+    let (c, _) = client(ClientOptions {
+        burst_limit: 8,
+        burst_window: Duration::from_secs(1),
+        ..client_options(&emu)
+    });
     let t = Instant::now();
     // 24 requests, sequential then concurrent, against 8 a second.
     for _ in 0..12 {
@@ -90,15 +96,15 @@ async fn a_burst_within_a_small_budget_gets_no_avoidable_429() {
     }
     let counters = emu.counters();
     assert_eq!(
-        counters.rate_limited, 0,
+        (counters.burst_limited, counters.rate_limited),
+        (0, 0),
         "a 429 the client could have avoided"
     );
     assert_eq!(c.throttled(), 0);
-    assert!(c.paced() > 0, "the client never waited for the window");
-    // Three windows were needed at least.
+    assert!(c.paced() > 0, "the client never waited");
     assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
     eprintln!(
-        "24 requests at 8/s: {:?}, {} waits for the window, 0 x 429",
+        "24 requests at 8/s: {:?}, {} waits, 0 x 429",
         t.elapsed(),
         c.paced()
     );
@@ -106,25 +112,59 @@ async fn a_burst_within_a_small_budget_gets_no_avoidable_429() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unavoidable_429_is_waited_out() {
+async fn the_hourly_budget_of_the_headers_is_never_overdrawn() {
+    // A sliding "hour" of one second holding 5 requests; the client learns it from the
+    // ratelimit headers alone.
     let emu = emulator_with(Options {
         rate_limit: RateLimit {
             limit: 5,
             window: Duration::from_secs(1),
+            ..RateLimit::unlimited()
+        },
+        ..Options::default()
+    })
+    .await;
+    let (c, _) = client(client_options(&emu));
+    // One answer teaches the budget; then a concurrent burst must stay within it.
+    c.options().await.expect("options");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..15 {
+        let c = c.clone();
+        tasks.spawn(async move { c.options().await.map(|_| ()) });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("task").expect("options");
+    }
+    assert_eq!(emu.counters().rate_limited, 0, "{:?}", emu.counters());
+    assert!(c.paced() > 0);
+    assert_on_spec(&emu);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavoidable_429_is_waited_out() {
+    let emu = emulator_with(Options {
+        rate_limit: RateLimit {
+            burst_limit: 5,
+            burst_window: Duration::from_secs(1),
+            ..RateLimit::default()
         },
         ..Options::default()
     })
     .await;
     // Another client of the same token spends the budget behind this one's back.
     let (other, _) = client(client_options(&emu));
-    let (c, stats) = client(client_options(&emu));
+    let (c, stats) = client(ClientOptions {
+        burst_limit: 5,
+        burst_window: Duration::from_secs(1),
+        ..client_options(&emu)
+    });
     c.options().await.expect("first");
     for _ in 0..4 {
         other.options().await.expect("other");
     }
     c.options().await.expect("after a 429");
     assert_eq!(c.throttled(), 1, "{:?}", stats.by_operation());
-    assert_eq!(emu.counters().rate_limited, 1);
+    assert_eq!(emu.counters().burst_limited, 1);
     // An injected 429 with retry-after: waited out too.
     emu.set_faults(Faults {
         throttle_rate: 1.0,

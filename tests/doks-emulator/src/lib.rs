@@ -45,22 +45,42 @@ pub use state::{Account, ApiError, Catalog};
 /// The token the emulator accepts by default.
 pub const DEFAULT_TOKEN: &str = "dop_v1_emulator";
 
-/// The request budget (DigitalOcean: 250 requests a minute, 5,000 an hour; the emulator keeps
-/// one window).
+/// The request budget, as DigitalOcean's spec describes it (info, "Rate Limit"): 5,000
+/// requests an hour, each request counting for one hour after it is made (a sliding window),
+/// reported in `ratelimit-limit`, `ratelimit-remaining` and `ratelimit-reset` (when the oldest
+/// request expires); and a burst limit of 250 requests a minute that no header reports, only
+/// a 429 with `retry-after` once it is hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
-    /// Requests per window.
+    /// Requests per sliding `window` (the hourly budget of the headers).
     pub limit: u32,
-    /// The window.
+    /// The window of `limit` (an hour).
     pub window: Duration,
+    /// Requests per sliding `burst_window` (not in the headers).
+    pub burst_limit: u32,
+    /// The window of `burst_limit` (a minute).
+    pub burst_window: Duration,
 }
 
 impl Default for RateLimit {
     fn default() -> Self {
-        // https://docs.digitalocean.com/reference/api/ ("Rate Limit": 250 requests per minute).
         Self {
-            limit: 250,
-            window: Duration::from_secs(60),
+            limit: 5000,
+            window: Duration::from_secs(3600),
+            burst_limit: 250,
+            burst_window: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RateLimit {
+    /// A budget with no practical limit (tests that poll every millisecond).
+    pub fn unlimited() -> Self {
+        Self {
+            limit: 1_000_000,
+            window: Duration::from_secs(3600),
+            burst_limit: 1_000_000,
+            burst_window: Duration::from_secs(60),
         }
     }
 }
@@ -147,8 +167,10 @@ pub struct Counters {
     pub spec_violations: u64,
     /// Requests checked against the spec.
     pub spec_checked: u64,
-    /// 429s answered because the budget was spent.
+    /// 429s answered because the hourly budget was spent.
     pub rate_limited: u64,
+    /// 429s answered because the burst limit was hit.
+    pub burst_limited: u64,
     /// 429s injected.
     pub throttled: u64,
     /// 5xx injected.
@@ -175,8 +197,10 @@ pub(crate) struct World {
     pub(crate) rng: u64,
     pub(crate) mutations_since_faults: u64,
     pub(crate) dead: bool,
-    pub(crate) window_start: std::time::Instant,
-    pub(crate) window_used: u32,
+    /// When each request of the last `window` was made (the hourly budget).
+    pub(crate) sent: std::collections::VecDeque<std::time::Instant>,
+    /// When each request of the last `burst_window` was made.
+    pub(crate) burst: std::collections::VecDeque<std::time::Instant>,
     pub(crate) rate_limit: RateLimit,
 }
 
@@ -304,8 +328,8 @@ impl DoksEmulator {
                 rng: 0x9E37_79B9_7F4A_7C15,
                 mutations_since_faults: 0,
                 dead: false,
-                window_start: std::time::Instant::now(),
-                window_used: 0,
+                sent: Default::default(),
+                burst: Default::default(),
                 rate_limit: options.rate_limit,
             }),
             options,
@@ -360,12 +384,12 @@ impl DoksEmulator {
         self.shared.world().account.fail_next_cluster = fail;
     }
 
-    /// Changes the request budget (and starts a new window).
+    /// Changes the request budget (and forgets the requests made so far).
     pub fn set_rate_limit(&self, rate_limit: RateLimit) {
         let mut w = self.shared.world();
         w.rate_limit = rate_limit;
-        w.window_start = std::time::Instant::now();
-        w.window_used = 0;
+        w.sent.clear();
+        w.burst.clear();
     }
 
     /// The counters so far.

@@ -246,36 +246,46 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Result<Answer, Dropp
         if w.dead {
             return Err(Dropped);
         }
-        // Rate limit: one fixed window (DigitalOcean's `ratelimit-reset` is a Unix time in
-        // seconds).
+        // Rate limits (see `RateLimit`): both sliding windows forget requests older than
+        // their window.
         let now = std::time::Instant::now();
-        if now.duration_since(w.window_start) >= w.rate_limit.window {
-            w.window_start = now;
-            w.window_used = 0;
+        let rl = w.rate_limit;
+        while w
+            .sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= rl.window)
+        {
+            w.sent.pop_front();
         }
-        let window_left = w
-            .rate_limit
-            .window
-            .saturating_sub(now.duration_since(w.window_start));
-        let reset_at = SystemTime::now() + window_left;
-        let limit = w.rate_limit.limit;
+        while w
+            .burst
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= rl.burst_window)
+        {
+            w.burst.pop_front();
+        }
+        let limit = rl.limit;
+        let used = u32::try_from(w.sent.len()).unwrap_or(u32::MAX);
+        // When the oldest counted request expires (now, when none is counted), in whole
+        // seconds rounded up: by then it has.
+        let expires = |oldest: Option<&std::time::Instant>, window: std::time::Duration| {
+            oldest.map_or(std::time::Duration::ZERO, |t| {
+                window.saturating_sub(now.duration_since(*t))
+            })
+        };
+        let hour_left = expires(w.sent.front(), rl.window);
+        let burst_left = expires(w.burst.front(), rl.burst_window);
+        let ceil_secs = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        let reset_epoch = (SystemTime::now() + hour_left)
+            .duration_since(UNIX_EPOCH)
+            .map(ceil_secs)
+            .unwrap_or(0);
         let headers = |r: &mut Answer, remaining: u32| {
             let h = r.headers_mut();
             for (k, v) in [
                 ("ratelimit-limit", limit.to_string()),
                 ("ratelimit-remaining", remaining.to_string()),
-                // Rounded up: the window is over by then.
-                (
-                    "ratelimit-reset",
-                    (epoch_secs(reset_at)
-                        + u64::from(
-                            reset_at
-                                .duration_since(UNIX_EPOCH)
-                                .map(|d| d.subsec_nanos() > 0)
-                                .unwrap_or(false),
-                        ))
-                    .to_string(),
-                ),
+                ("ratelimit-reset", reset_epoch.to_string()),
             ] {
                 if let Ok(v) = hyper::header::HeaderValue::from_str(&v) {
                     h.insert(k, v);
@@ -297,13 +307,19 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Result<Answer, Dropp
                     },
                     &request_id,
                 );
-                let remaining = limit.saturating_sub(w.window_used);
-                headers(&mut r, remaining);
+                headers(&mut r, limit.saturating_sub(used));
                 return Ok(r);
             }
         }
-        if w.window_used >= limit {
-            w.counters.rate_limited += 1;
+        let hourly_spent = used >= limit;
+        let burst_hit = u32::try_from(w.burst.len()).unwrap_or(u32::MAX) >= rl.burst_limit;
+        if hourly_spent || burst_hit {
+            let wait = if hourly_spent { hour_left } else { burst_left };
+            if hourly_spent {
+                w.counters.rate_limited += 1;
+            } else {
+                w.counters.burst_limited += 1;
+            }
             let mut r = error_answer(
                 &ApiError {
                     status: 429,
@@ -312,15 +328,16 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Result<Answer, Dropp
                 },
                 &request_id,
             );
-            headers(&mut r, 0);
-            let secs = window_left.as_secs() + u64::from(window_left.subsec_nanos() > 0);
-            if let Ok(v) = hyper::header::HeaderValue::from_str(&secs.max(1).to_string()) {
+            headers(&mut r, limit.saturating_sub(used));
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&ceil_secs(wait).max(1).to_string())
+            {
                 r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
             }
             return Ok(r);
         }
-        w.window_used += 1;
-        let remaining = limit - w.window_used;
+        w.sent.push_back(now);
+        w.burst.push_back(now);
+        let remaining = limit - used - 1;
         // Injected faults, before anything is done.
         let roll = w.roll();
         if roll < w.faults.throttle_rate {

@@ -35,10 +35,7 @@ pub fn do_config(project: &str) -> Config {
 pub async fn emulator() -> DoksEmulator {
     emulator_with(Options {
         provisioning_polls: 2,
-        rate_limit: RateLimit {
-            limit: 100_000,
-            window: Duration::from_secs(60),
-        },
+        rate_limit: RateLimit::unlimited(),
         ..Options::default()
     })
     .await
@@ -59,6 +56,9 @@ pub fn client_options(emu: &DoksEmulator) -> ClientOptions {
         backoff_cap: Duration::from_millis(50),
         max_rate_wait: Duration::from_secs(5),
         reserve: 0,
+        // The tests poll every millisecond; the budget tests set their own limits.
+        burst_limit: 1_000_000,
+        burst_window: Duration::from_secs(60),
         per_page: 20,
         timeout: Duration::from_secs(10),
     }
