@@ -958,7 +958,7 @@ pub struct NodePool {
     /// Current node count.
     #[serde(default)]
     pub count: u32,
-    /// Tags (DOKS adds `k8s`, `k8s:<cluster id>`, `k8s:worker`).
+    /// Tags (DOKS adds `k8s`, `k8s:<cluster id>`, `k8s-worker`).
     #[serde(default)]
     pub tags: Vec<String>,
     /// Kubernetes labels of its nodes.

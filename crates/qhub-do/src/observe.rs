@@ -1,7 +1,7 @@
 //! What exists: the account's clusters carrying the deployment's ownership tags, and their
 //! pools carrying them too, in the shape of [`crate::desired`] so the engine can diff them.
 //!
-//! DOKS adds tags of its own (`k8s`, `k8s:<cluster id>`, `k8s:worker`); only our `qhub-*:`
+//! DOKS adds tags of its own (`k8s`, `k8s:<cluster id>`, `k8s-worker`); only our `qhub-*:`
 //! tags are read. Cluster names are unique in an account and pool names in a cluster, so there
 //! are no same-named duplicates to sort out: an owned cluster or pool under another name shows
 //! up under that name, and a plan deletes it. A cluster being deleted is not reported: it is

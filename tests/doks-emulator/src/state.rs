@@ -220,6 +220,15 @@ pub struct Account {
     pub fail_next_cluster: bool,
 }
 
+/// `(major, minor, patch, do-revision)` of a slug such as `1.33.10-do.2` (numbers, not text:
+/// `1.33.10` is newer than `1.33.9`).
+fn version_rank(slug: &str) -> Vec<u32> {
+    slug.replace("-do.", ".")
+        .split('.')
+        .map(|p| p.parse().unwrap_or(0))
+        .collect()
+}
+
 /// DigitalOcean tags: letters, numbers, colons, dashes and underscores, at most 255 characters.
 fn valid_tag(t: &str) -> bool {
     !t.is_empty()
@@ -388,17 +397,30 @@ impl Account {
             .get("version")
             .and_then(Json::as_str)
             .unwrap_or_default();
-        let version = if asked == "latest" {
+        // The spec (`cluster.version`): a slug, a minor version for the newest slug within it,
+        // or `latest`.
+        let newest = |prefix: &str| {
             self.catalog
                 .versions
-                .first()
-                .map(|v| v.0.clone())
-                .unwrap_or_default()
-        } else if self.catalog.versions.iter().any(|v| v.0 == asked) {
-            asked.to_string()
+                .iter()
+                .filter(|(_, k8s)| prefix.is_empty() || k8s.starts_with(&format!("{prefix}.")))
+                .max_by_key(|(slug, _)| version_rank(slug))
+                .map(|(slug, _)| slug.clone())
+        };
+        let minor =
+            asked.split('.').count() == 2 && asked.split('.').all(|p| p.parse::<u32>().is_ok());
+        let version = if self.catalog.versions.iter().any(|v| v.0 == asked) {
+            Some(asked.to_string())
+        } else if asked == "latest" {
+            newest("")
+        } else if minor {
+            newest(asked)
         } else {
+            None
+        };
+        let Some(version) = version else {
             return Err(ApiError::unprocessable(format!(
-                "version `{asked}` is not a supported Kubernetes version slug"
+                "version `{asked}` is not a supported Kubernetes version"
             )));
         };
         let tags = strings(body.get("tags"));
@@ -668,7 +690,8 @@ impl Account {
         for t in [
             "k8s".to_string(),
             format!("k8s:{}", cluster.id),
-            "k8s:worker".into(),
+            // The spec (`kubernetes_node_pool_base.tags`): `k8s`, `k8s-worker`, `k8s:<id>`.
+            "k8s-worker".into(),
         ] {
             if !tags.contains(&t) {
                 tags.push(t);

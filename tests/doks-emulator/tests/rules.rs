@@ -77,13 +77,19 @@ fn autoscaled_counts_sizes_regions_versions_and_tags_are_checked() {
     c["region"] = json!("mars1");
     assert!(a.create_cluster(&c).unwrap_err().message.contains("region"));
     c["region"] = json!("nyc3");
-    c["version"] = json!("1.33");
+    c["version"] = json!("1.29");
     assert!(
         a.create_cluster(&c)
             .unwrap_err()
             .message
             .contains("version")
     );
+    // A minor version means its newest slug (compared as numbers), as the spec says.
+    c["version"] = json!("1.33");
+    c["name"] = json!("minor");
+    let minor = a.create_cluster(&c).expect("minor version");
+    assert_eq!(a.cluster(&minor).expect("c").version, "1.33.10-do.1");
+    c["name"] = json!("c");
     c["version"] = json!("latest");
     c["tags"] = json!(["qhub project"]);
     assert!(a.create_cluster(&c).unwrap_err().message.contains("tag"));
@@ -92,6 +98,6 @@ fn autoscaled_counts_sizes_regions_versions_and_tags_are_checked() {
     assert_eq!(a.cluster(&id).expect("c").version, "1.34.1-do.0");
     assert_eq!(
         a.census(&["qhub-project:x".to_string()]),
-        [("cluster".to_string(), 1), ("node_pool".to_string(), 1)].into()
+        [("cluster".to_string(), 2), ("node_pool".to_string(), 2)].into()
     );
 }
