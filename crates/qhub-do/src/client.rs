@@ -406,8 +406,9 @@ impl DoClient {
     }
 
     fn url(&self, path_and_query: &str) -> Result<reqwest::Url, DoError> {
-        self.base
-            .join(path_and_query)
+        // Appended, not joined: an endpoint behind a proxy may have a path of its own.
+        let base = self.base.as_str().trim_end_matches('/');
+        reqwest::Url::parse(&format!("{base}{path_and_query}"))
             .map_err(|e| DoError::Setup(format!("bad path {path_and_query}: {e}")))
     }
 
