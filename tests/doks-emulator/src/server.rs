@@ -137,13 +137,16 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 2;
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(hi), Some(lo)) => {
+                        out.push((hi * 16 + lo) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
                 }
-                Err(_) => out.push(b'%'),
-            },
+            }
             b => out.push(b),
         }
         i += 1;
@@ -681,6 +684,10 @@ mod tests {
         assert_eq!(operation_of("GET", "/v2/droplets"), None);
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_798_502_400), "2026-12-29T00:00:00Z");
+        assert_eq!(
+            parse_query(Some("a=%zz%aé")),
+            vec![("a".into(), "%zz%aé".into())]
+        );
         assert_eq!(
             parse_query(Some("page=2&tag_name=a%3Ab")),
             vec![
