@@ -761,6 +761,42 @@ async fn a_deploy_within_a_small_budget_gets_no_429() {
 }
 
 #[tokio::test]
+async fn a_cluster_of_the_same_name_that_is_not_ours_is_never_touched() {
+    let emu = emulator().await;
+    let config = do_config("taken");
+    // Someone else's cluster (other tags) holds the name the deployment wants.
+    emu.with_account(|a| {
+        a.create_cluster(&serde_json::json!({"name": "taken-dev", "region": "nyc3",
+            "version": "1.33.10-do.1", "tags": ["team:data"],
+            "node_pools": [{"name": "theirs", "size": "s-1vcpu-2gb", "count": 1}]}))
+    })
+    .expect("their cluster");
+    let r = deploy(
+        Arc::new(provider(&emu, &config, Arc::new(ApiStats::default()))),
+        &config,
+    )
+    .await;
+    assert!(!r.succeeded(), "{r:?}");
+    assert!(format!("{:?}", r.failed).contains("not owned"), "{r:?}");
+    let r = destroy(
+        Arc::new(provider(&emu, &config, Arc::new(ApiStats::default()))),
+        &config,
+    )
+    .await;
+    assert!(r.succeeded() && r.done.is_empty(), "{r:?}");
+    assert_eq!(
+        emu.census(&["team:data".to_string()]),
+        one_of(&[("cluster", 1), ("node_pool", 1)])
+    );
+    assert_eq!(emu.counters().mutations, 0, "their cluster was changed");
+    assert_on_spec(&emu);
+}
+
+fn one_of(counts: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    counts.iter().map(|(k, n)| ((*k).to_string(), *n)).collect()
+}
+
+#[tokio::test]
 async fn the_plan_of_the_default_do_config() {
     let emu = emulator().await;
     let config = do_config("demo");
