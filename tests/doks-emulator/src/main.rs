@@ -2,8 +2,9 @@
 //!
 //! Settings from the environment: `QHUB_DOKS_PORT` (default 0: any free port),
 //! `QHUB_DOKS_TOKEN` (default `dop_v1_emulator`; empty: no token needed),
-//! `QHUB_DOKS_PROVISIONING_POLLS` (default 3), `QHUB_DO_SPEC` (the spec file). It prints
-//! `DIGITALOCEAN_API_URL=http://127.0.0.1:PORT` on its first line.
+//! `QHUB_DOKS_PROVISIONING_POLLS` (default 3), `QHUB_DOKS_TIME_SCALE` (default 0: DOKS's own
+//! times, 7 minutes for a cluster, 4 for a pool, 5 to delete, multiplied by it), `QHUB_DO_SPEC`
+//! (the spec file). It prints `DIGITALOCEAN_API_URL=http://127.0.0.1:PORT` on its first line.
 
 use qhub_doks_emulator::{DoksEmulator, Options};
 
@@ -22,6 +23,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(n) = var("QHUB_DOKS_PROVISIONING_POLLS").and_then(|n| n.parse().ok()) {
         options.provisioning_polls = n;
+    }
+    if let Some(scale) = var("QHUB_DOKS_TIME_SCALE")
+        .and_then(|n| n.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+    {
+        // REFERENCE.md §4: a DOKS cluster takes 6–7 minutes.
+        let scaled = |secs: f64| std::time::Duration::from_secs_f64(secs * scale);
+        options.cluster_time = scaled(420.0);
+        options.pool_time = scaled(240.0);
+        options.delete_time = scaled(300.0);
     }
     let emulator =
         DoksEmulator::start_on(options, std::net::SocketAddr::from(([127, 0, 0, 1], port))).await?;
