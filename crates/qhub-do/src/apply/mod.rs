@@ -165,8 +165,8 @@ impl Ops<'_> {
             }
         };
         let tags = self.tags();
-        // Twice at most: a name taken by a cluster being deleted frees up once it is gone; a
-        // create refused for a taken name finds the cluster on the second look.
+        // A few rounds at most: a name held by a cluster being deleted frees up once it is
+        // gone; a create refused for a taken name finds the cluster on the next look.
         for _ in 0..3 {
             if let Some(c) = self.find_cluster(name, None).await? {
                 self.check_owned(&what, &c.tags)?;
