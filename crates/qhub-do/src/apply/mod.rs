@@ -121,6 +121,20 @@ impl Ops<'_> {
         .await
     }
 
+    /// Waits until the pool is gone (or its cluster is).
+    async fn pool_gone(&self, cluster: &str, id: &str, pool: &str) -> Result<(), ProviderError> {
+        let what = format!("deleting node pool {pool}");
+        poll_until(&what, POOL_DEADLINE, self.poll, || async {
+            Ok(match self.get_cluster(&what, id).await? {
+                Some(c) if c.node_pools.iter().any(|p| p.name == pool) => {
+                    Poll::Pending(format!("node pool of cluster {cluster} still listed"))
+                }
+                _ => Poll::Ready(()),
+            })
+        })
+        .await
+    }
+
     fn check_owned(&self, what: &str, tags: &[String]) -> Result<(), ProviderError> {
         if owned(&self.ctx.ownership, tags) {
             Ok(())
@@ -404,7 +418,8 @@ impl Ops<'_> {
             return Ok(());
         }
         match self.client.delete_node_pool(&c.id, &p.id).await {
-            Ok(()) => Ok(()),
+            // DOKS drains and deletes the nodes first: done when the pool is gone.
+            Ok(()) => self.pool_gone(cluster, &c.id, name).await,
             Err(e) if e.is_not_found() => Ok(()),
             // Another pool of the cluster was deleted at the same time, and this one is now
             // the last.
