@@ -1,7 +1,8 @@
 //! The desired infrastructure of a `digital_ocean` section (REFERENCE.md §3): one DOKS cluster
 //! in `region` at the newest version slug matching `kubernetes_version`, and one node pool per
-//! node group. The `general` group is the cluster's first pool, created by the cluster's own
-//! create call (DOKS refuses a cluster without a pool); the others are separate pools.
+//! node group, each created with the cluster (its create call takes every pool; the `general`
+//! group's is the first, as DOKS refuses a cluster without a pool) and deleted with it. A pool
+//! added to an existing cluster is created on its own.
 //!
 //! Every pool autoscales between `min_nodes` and `max_nodes` (DOKS runs the cluster autoscaler
 //! itself), carries the label [`GROUP_LABEL`] so the platform can select it, and GPU pools carry
@@ -323,10 +324,11 @@ pub fn desired(config: &Config, facts: &DoFacts) -> Result<Vec<Resource>, Desire
         .depends_on([cluster_id.clone()])
         .replace_fields(&["size", "region"])
         .expected(POOL_CREATE);
-        if name == first_name {
-            // DOKS refuses a cluster without a pool: the first is made by its create call.
-            pool = pool.created_with(cluster_id.clone());
-        }
+        // DOKS creates a cluster with all its pools in one call (a cluster without a pool is
+        // refused), and removes them all with it: every pool is the cluster's child. The pools
+        // then come up with the control plane instead of after it (REFERENCE.md §4: 6–7
+        // minutes for a cluster, more for pools added afterwards).
+        pool = pool.created_with(cluster_id.clone());
         pool.payload = Some(json!({"group": name}));
         out.push(pool);
     }

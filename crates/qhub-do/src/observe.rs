@@ -12,7 +12,7 @@ use qhub_core::provider::Ownership;
 use serde_json::{Value as Json, json};
 
 use crate::client::{Cluster, NodePool};
-use crate::desired::{CLUSTER, FIRST_GROUP, NODE_POOL, pool_name, tags_to_marks};
+use crate::desired::{CLUSTER, NODE_POOL, tags_to_marks};
 
 /// The state of a cluster or pool, in the contract's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,9 +143,7 @@ pub fn observe(clusters: &[Cluster], ownership: &Ownership) -> Vec<Observed> {
             // A failed cluster is replaced with its pools: they are created again with it.
             continue;
         }
-        // The pool of the `general` group was made by the cluster's create call, and goes
-        // with it.
-        let first = pool_name(&c.name, FIRST_GROUP);
+        // Every pool goes with its cluster (see `crate::desired`).
         for p in c.node_pools.iter().filter(|p| owned(ownership, &p.tags)) {
             let mut pool = Observed::new(
                 ResourceId::new(NODE_POOL, &p.name),
@@ -156,9 +154,7 @@ pub fn observe(clusters: &[Cluster], ownership: &Ownership) -> Vec<Observed> {
             pool.depends_on = vec![cluster_id.clone()];
             pool.cloud_id = Some(format!("{}/{}", c.id, p.id));
             pool.payload = Some(json!({"cluster_id": c.id, "pool_id": p.id, "count": p.count}));
-            if p.name == first {
-                pool.created_with = Some(cluster_id.clone());
-            }
+            pool.created_with = Some(cluster_id.clone());
             out.push(pool);
         }
     }

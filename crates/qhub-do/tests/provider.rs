@@ -306,8 +306,8 @@ async fn deploy_noop_and_destroy_request_counts() {
     assert!(r.succeeded(), "deploy: {r:?}");
     let (deploy_calls, deploy_mut, deploy_time) = (stats.calls(), stats.mutating(), t.elapsed());
     assert_eq!(emu.census(&ownership_tags(&o)), one_of_everything());
-    // One cluster create (with the general pool) and two pool creates.
-    assert_eq!(deploy_mut, 3, "{:?}", stats.by_operation());
+    // One request: the cluster's create carries its three pools.
+    assert_eq!(deploy_mut, 1, "{:?}", stats.by_operation());
 
     let stats = Arc::new(ApiStats::default());
     let before = emu.counters().mutations;
@@ -329,6 +329,8 @@ async fn deploy_noop_and_destroy_request_counts() {
     let census = emu.census(&ownership_tags(&o));
     assert!(census.values().all(|n| *n == 0), "left behind: {census:?}");
     let (destroy_calls, destroy_mut, destroy_time) = (stats.calls(), stats.mutating(), t.elapsed());
+    // One request: the cluster goes with its pools, load balancers and volumes.
+    assert_eq!(destroy_mut, 1, "{:?}", stats.by_operation());
     let checked = assert_on_spec(&emu);
     eprintln!(
         "deploy: {deploy_calls} requests ({deploy_mut} mutating) in {deploy_time:?}; no-op deploy: {noop_calls} requests (0 mutating); destroy: {destroy_calls} requests ({destroy_mut} mutating) in {destroy_time:?}; {checked} requests checked against the spec"
@@ -432,8 +434,8 @@ async fn wall_time_with_scaled_latency_approaches_the_critical_path() {
     let r = deploy(make(stats.clone()), &config).await;
     let deploy_time = t.elapsed();
     assert!(r.succeeded(), "{r:?}");
-    // Critical path: the cluster with its first pool, then the other pools side by side.
-    let critical = scaled(420.0 + 240.0);
+    // Critical path: the cluster, its pools coming up with it.
+    let critical = scaled(420.0);
     assert!(deploy_time >= scaled(420.0), "{deploy_time:?}");
     let deploy_calls = stats.calls();
     let stats = Arc::new(ApiStats::default());

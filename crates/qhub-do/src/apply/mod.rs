@@ -158,27 +158,31 @@ impl Ops<'_> {
                 .unwrap_or_default()
                 .to_string()
         };
-        // The child the engine hands over, or the pool the desired cluster names.
-        let child = self.ctx.children.iter().find(|c| c.id.kind == NODE_POOL);
-        let (first_name, first_spec) = match child {
-            Some(c) => (c.id.name.clone(), c.spec.clone()),
-            None => {
-                let first = desired
-                    .payload
-                    .as_ref()
-                    .and_then(|p| p.get("first_pool"))
-                    .ok_or_else(|| failed(&what, "the desired cluster names no first node pool"))?;
-                (
-                    first
-                        .get("name")
-                        .and_then(Json::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    first.get("spec").cloned().unwrap_or(Json::Null),
-                )
-            }
-        };
         let tags = self.tags();
+        // The pools the engine hands over (every pool, `general` first), or the first pool
+        // the desired cluster names.
+        let children: Vec<_> = self
+            .ctx
+            .children
+            .iter()
+            .filter(|c| c.id.kind == NODE_POOL)
+            .map(|c| pool_request(&c.id.name, &c.spec, &tags))
+            .collect();
+        let node_pools = if !children.is_empty() {
+            children
+        } else {
+            let first = desired
+                .payload
+                .as_ref()
+                .and_then(|p| p.get("first_pool"))
+                .ok_or_else(|| failed(&what, "the desired cluster names no first node pool"))?;
+            let pool = first.get("name").and_then(Json::as_str).unwrap_or_default();
+            vec![pool_request(
+                pool,
+                first.get("spec").unwrap_or(&Json::Null),
+                &tags,
+            )]
+        };
         // A few rounds at most: a name held by a cluster being deleted frees up once it is
         // gone; a create refused for a taken name finds the cluster on the next look.
         for _ in 0..3 {
@@ -198,7 +202,7 @@ impl Ops<'_> {
                 region: s("region"),
                 version: s("version"),
                 tags: tags.clone(),
-                node_pools: vec![pool_request(&first_name, &first_spec, &tags)],
+                node_pools: node_pools.clone(),
             };
             match self.client.create_cluster(&request).await {
                 Ok(c) => {
