@@ -6,13 +6,17 @@
 //! - [`client`]: a small typed REST client (bearer token from `DIGITALOCEAN_TOKEN`, endpoint
 //!   from `DIGITALOCEAN_API_URL`, rate-limit pacing, retries, pagination, typed errors).
 //! - [`desired`]: one DOKS cluster at the newest version slug matching `kubernetes_version`
-//!   (resolved from `/v2/kubernetes/options`), the `general` group as its first pool, the other
-//!   groups as autoscaled pools with a selection label and GPU taints.
+//!   (resolved from `/v2/kubernetes/options`) and one autoscaled pool per node group (with a
+//!   selection label, GPU taints, the group's own `labels`/`taints`), all created by the
+//!   cluster's one create call (`general` first) and deleted with it.
 //! - [`observe`]: the clusters and pools carrying the ownership tags (`qhub-project:NAME`, …).
 //! - [`apply`]: idempotent creates (a taken name is adopted), in-place pool updates, deletes
 //!   that tolerate "not found"; a cluster is destroyed with its load balancers and volumes.
 //! - [`preflight`]: the token, region, version and sizes, each problem named by config key.
-//! - [`access`]: short-lived kubeconfigs for the engine; a `doctl` exec kubeconfig for people.
+//! - [`access`]: per-request bearer tokens from `/credentials` for the engine (fetched again
+//!   before they expire); a `doctl` exec kubeconfig, with no secret in it, for people.
+//! - [`facts`]: the cluster facts of the Kubernetes stage (`do-block-storage`, the
+//!   `doks.digitalocean.com/node-pool` selector, load-balancer annotations, native autoscaling).
 //!
 //! Against an emulator (a loopback `DIGITALOCEAN_API_URL`) no token is needed, polling is
 //! fast, and the cluster's API server is not real: only a kubeconfig override
