@@ -17,6 +17,11 @@
 //! draw still depends on the order concurrent requests arrive in). The plan can be switched
 //! at runtime with [`FaultProxy::set_plan`]; [`FaultProxy::counts`] says what was injected.
 //!
+//! It also makes moto's EKS as unkind as the real one ([`EksLifecycle`]): moto's clusters are
+//! ACTIVE the moment they are created, so the proxy can report a new cluster as `CREATING` for a
+//! while (refusing to delete it, or to add node groups to it, with `ResourceInUseException`, as
+//! EKS does) and can make the next created cluster `FAILED`.
+//!
 //! The proxy listens on `127.0.0.1:0` and refuses a non-loopback upstream: nothing here talks
 //! to the network.
 
@@ -221,6 +226,36 @@ pub fn is_mutating(service: &Service, method: &Method, operation: &str) -> bool 
     }
 }
 
+/// How EKS clusters behave behind the proxy, beyond what moto does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EksLifecycle {
+    /// A created cluster is `CREATING` this long (DescribeCluster says so; DeleteCluster and
+    /// CreateNodegroup get `ResourceInUseException`).
+    pub creating_for: std::time::Duration,
+    /// The next created cluster is `FAILED` until it is deleted.
+    pub fail_next_cluster: bool,
+}
+
+/// A cluster created through the proxy.
+#[derive(Debug, Clone, Copy)]
+struct ClusterLife {
+    created: std::time::Instant,
+    creating_for: std::time::Duration,
+    failed: bool,
+}
+
+impl ClusterLife {
+    fn status(&self) -> &'static str {
+        if self.failed {
+            "FAILED"
+        } else if self.created.elapsed() < self.creating_for {
+            "CREATING"
+        } else {
+            "ACTIVE"
+        }
+    }
+}
+
 /// What the proxy has seen and done so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FaultCounts {
@@ -252,6 +287,8 @@ struct State {
     plan: FaultPlan,
     rng: u64,
     counts: FaultCounts,
+    eks: EksLifecycle,
+    clusters: BTreeMap<String, ClusterLife>,
 }
 
 impl State {
@@ -303,6 +340,8 @@ impl FaultProxy {
             plan,
             rng: seeded(plan.seed),
             counts: FaultCounts::default(),
+            eks: EksLifecycle::default(),
+            clusters: BTreeMap::new(),
         }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -361,6 +400,17 @@ impl FaultProxy {
     /// Forgets the counts.
     pub fn reset_counts(&self) {
         self.state.lock().unwrap().counts = FaultCounts::default();
+    }
+
+    /// Sets how EKS clusters created from now on behave ([`EksLifecycle`]); clusters already
+    /// tracked keep theirs.
+    pub fn set_eks(&self, eks: EksLifecycle) {
+        self.state.lock().unwrap().eks = eks;
+    }
+
+    /// Forgets the clusters it tracks (after the upstream was reset).
+    pub fn forget_clusters(&self) {
+        self.state.lock().unwrap().clusters.clear();
     }
 }
 
@@ -422,7 +472,35 @@ async fn handle(
         Fault::ServerError => return unavailable(service.protocol()),
         Fault::Lost | Fault::None => {}
     }
+    // EKS refuses to delete a cluster that is still being created, or to add node groups to it.
+    let cluster = eks_cluster_name(&service, &path);
+    if matches!(op.as_str(), "DeleteCluster" | "CreateNodegroup")
+        && let Some(name) = &cluster
+    {
+        let status = state
+            .lock()
+            .unwrap()
+            .clusters
+            .get(name)
+            .map(ClusterLife::status);
+        if status == Some("CREATING") {
+            return error(
+                Protocol::RestJson1,
+                StatusCode::CONFLICT,
+                "ResourceInUseException",
+                "",
+                &format!("Cluster {name} is currently being created"),
+            );
+        }
+    }
+    let request_body = body.clone();
     let answer = forward(upstream, Request::from_parts(parts, Full::new(body))).await;
+    let answer = match answer {
+        Ok(a) if a.status().is_success() && service == Service::Eks => {
+            eks_lifecycle(state, &op, cluster.as_deref(), &request_body, a).await
+        }
+        other => other,
+    };
     if fault == Fault::Lost {
         // Only count it as lost once the upstream has carried the request out: that is the
         // point of this fault.
@@ -433,6 +511,75 @@ async fn handle(
         return unavailable(service.protocol());
     }
     answer.unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, format!("upstream: {e}")))
+}
+
+/// The cluster name of an EKS request path (`/clusters/NAME/...`).
+fn eks_cluster_name(service: &Service, path: &str) -> Option<String> {
+    if *service != Service::Eks {
+        return None;
+    }
+    let path = path.split('?').next().unwrap_or("");
+    let mut segs = path.split('/').filter(|s| !s.is_empty());
+    (segs.next() == Some("clusters"))
+        .then(|| segs.next().map(str::to_string))
+        .flatten()
+}
+
+/// Tracks clusters created through the proxy and rewrites DescribeCluster answers to their
+/// [`EksLifecycle`] status.
+async fn eks_lifecycle(
+    state: &Mutex<State>,
+    op: &str,
+    cluster: Option<&str>,
+    request_body: &[u8],
+    answer: Response<Full<Bytes>>,
+) -> Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
+    match op {
+        "CreateCluster" => {
+            let name = serde_json::from_slice::<serde_json::Value>(request_body)
+                .ok()
+                .and_then(|b| b.get("name").and_then(|n| n.as_str()).map(str::to_string));
+            if let Some(name) = name {
+                let mut s = state.lock().unwrap();
+                let failed = std::mem::take(&mut s.eks.fail_next_cluster);
+                let life = ClusterLife {
+                    created: std::time::Instant::now(),
+                    creating_for: s.eks.creating_for,
+                    failed,
+                };
+                s.clusters.insert(name, life);
+            }
+            Ok(answer)
+        }
+        "DeleteCluster" => {
+            if let Some(name) = cluster {
+                state.lock().unwrap().clusters.remove(name);
+            }
+            Ok(answer)
+        }
+        "DescribeCluster" => {
+            let status = cluster.and_then(|name| {
+                state
+                    .lock()
+                    .unwrap()
+                    .clusters
+                    .get(name)
+                    .map(ClusterLife::status)
+            });
+            let Some(status) = status.filter(|s| *s != "ACTIVE") else {
+                return Ok(answer);
+            };
+            let (parts, body) = answer.into_parts();
+            let body = body.collect().await?.to_bytes();
+            let mut doc: serde_json::Value = serde_json::from_slice(&body)?;
+            doc["cluster"]["status"] = status.into();
+            Ok(Response::from_parts(
+                parts,
+                Full::new(Bytes::from(serde_json::to_vec(&doc)?)),
+            ))
+        }
+        _ => Ok(answer),
+    }
 }
 
 /// Sends one request over a fresh loopback connection and reads the whole answer.
@@ -650,6 +797,8 @@ mod tests {
                 plan: FaultPlan::none(),
                 rng: seeded(seed),
                 counts: FaultCounts::default(),
+                eks: EksLifecycle::default(),
+                clusters: BTreeMap::new(),
             };
             (0..100).map(|_| s.roll()).collect::<Vec<f64>>()
         };

@@ -8,6 +8,7 @@
 //! [`TOKEN_REUSE`], and the engine's client asks for it on every request
 //! ([`qhub_core::kubernetes::auth`]), so a long deploy never sends a stale token.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -21,7 +22,9 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use base64::Engine as _;
 use qhub_core::kubernetes::auth::TokenSource;
-use qhub_core::provider::ProviderError;
+use qhub_core::provider::{Ownership, ProviderError};
+
+use crate::{AwsError, AwsProvider};
 
 /// The prefix of every EKS token.
 pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
@@ -168,6 +171,87 @@ pub fn read_override(path: &Path) -> Result<String, ProviderError> {
             path.display()
         ))
     })
+}
+
+/// An active EKS cluster's API server.
+#[derive(Debug)]
+pub(crate) struct ActiveCluster {
+    pub(crate) endpoint: String,
+    pub(crate) ca_pem: Vec<u8>,
+    /// The CA as EKS gives it (base64 of the PEM), for kubeconfigs.
+    pub(crate) ca_data: String,
+}
+
+impl AwsProvider {
+    /// The deployment's cluster when it exists, is ours (by tags) and is active; a cluster
+    /// still being created is retryable.
+    pub(crate) async fn active_cluster(
+        &self,
+        ownership: &Ownership,
+    ) -> Result<Option<ActiveCluster>, ProviderError> {
+        use base64::Engine as _;
+        let name = ownership.prefix();
+        let described = self
+            .clients()
+            .await?
+            .eks
+            .describe_cluster()
+            .name(&name)
+            .send()
+            .await;
+        let cluster = match described {
+            Ok(d) => d.cluster,
+            Err(e) => {
+                let e = AwsError::from_sdk("DescribeCluster", e);
+                if e.is_not_found() {
+                    return Ok(None);
+                }
+                return Err(self.err(e));
+            }
+        };
+        let Some(cluster) = cluster else {
+            return Ok(None);
+        };
+        let tags: BTreeMap<String, String> = cluster
+            .tags()
+            .map(|t| t.clone().into_iter().collect())
+            .unwrap_or_default();
+        if !ownership.owns(&tags) {
+            return Err(ProviderError::Fatal(format!(
+                "EKS cluster {name} exists and is not owned by this deployment"
+            )));
+        }
+        match cluster.status().map(|s| s.as_str()) {
+            Some("ACTIVE" | "UPDATING") => {}
+            // Creating, failed or being deleted: no API server to use now. A deploy waits for
+            // the cluster in the infrastructure stage before it asks again; a destroy has no
+            // object to delete through it.
+            other => {
+                return Err(ProviderError::NoCluster(format!(
+                    "EKS cluster {name} is {}",
+                    other.unwrap_or("in an unknown state")
+                )));
+            }
+        }
+        let endpoint = cluster.endpoint().unwrap_or_default().to_string();
+        let ca_data = cluster
+            .certificate_authority()
+            .and_then(|c| c.data())
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let ca_pem = Some(ca_data.as_str())
+            .filter(|d| !d.is_empty())
+            .map(|d| base64::engine::general_purpose::STANDARD.decode(d))
+            .transpose()
+            .map_err(|e| ProviderError::Fatal(format!("EKS cluster {name}: CA data: {e}")))?
+            .unwrap_or_default();
+        Ok(Some(ActiveCluster {
+            endpoint,
+            ca_pem,
+            ca_data,
+        }))
+    }
 }
 
 #[cfg(test)]

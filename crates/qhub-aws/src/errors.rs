@@ -39,6 +39,7 @@ const RETRYABLE_CODES: &[&str] = &[
     "RequestLimitExceeded",
     "RequestThrottled",
     "TooManyRequestsException",
+    "ResourceInUseException",
     "ServiceUnavailable",
     // EC2's code for a 503.
     "Unavailable",
@@ -56,6 +57,28 @@ const RETRYABLE_CODES: &[&str] = &[
     "FileSystemInUse",
     // IAM is eventually consistent: a just-attached policy or just-created role may not be
     // visible to another service yet.
+    "ConcurrentModification",
+    "ConcurrentModificationException",
+];
+
+/// The codes of [`RETRYABLE_CODES`] that say the call was throttled (it did nothing).
+const THROTTLED_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "TooManyRequestsException",
+];
+
+/// The codes of [`RETRYABLE_CODES`] that say the cloud is busy with the resource or waits for a
+/// dependency: retried for minutes. EKS answers `ResourceInUseException` to a delete of a
+/// cluster that is still CREATING; IAM roles are not assumable for seconds after creation.
+const BUSY_CODES: &[&str] = &[
+    "ResourceInUseException",
+    "DependencyViolation",
+    "IncorrectFileSystemLifeCycleState",
+    "IncorrectMountTargetState",
+    "FileSystemInUse",
     "ConcurrentModification",
     "ConcurrentModificationException",
 ];
@@ -191,11 +214,20 @@ impl AwsError {
                 self.operation
             ));
         }
+        let code = self.code.as_deref().unwrap_or_default();
+        if THROTTLED_CODES.contains(&code) || self.status == Some(429) {
+            return ProviderError::throttled(self.to_string(), None);
+        }
+        if BUSY_CODES.contains(&code)
+            || (self.is_retryable() && code == "InvalidParameterException")
+        {
+            return ProviderError::conflict(self.to_string());
+        }
         if self.is_retryable() {
-            return ProviderError::Retryable {
-                message: self.to_string(),
-                retry_after: None,
-            };
+            return ProviderError::retryable(self.to_string());
+        }
+        if self.is_not_found() {
+            return ProviderError::NotFound(self.to_string());
         }
         if self
             .code
@@ -257,6 +289,37 @@ mod tests {
             ProviderError::NotSupported(_)
         ));
         assert!(matches!(x.into_provider(false), ProviderError::Fatal(_)));
+    }
+
+    #[test]
+    fn classes_the_engine_acts_on() {
+        let class = |e: AwsError| e.into_provider(false).retry_class();
+        use qhub_core::provider::RetryClass;
+        assert_eq!(
+            class(e(Some("RequestLimitExceeded"), Some(400), "")),
+            Some(RetryClass::Throttled)
+        );
+        assert_eq!(class(e(None, Some(503), "")), Some(RetryClass::Transient));
+        assert_eq!(
+            class(e(
+                Some("ResourceInUseException"),
+                Some(409),
+                "Cluster is CREATING"
+            )),
+            Some(RetryClass::Busy)
+        );
+        assert_eq!(
+            class(e(
+                Some("InvalidParameterException"),
+                Some(400),
+                "Role could not be assumed"
+            )),
+            Some(RetryClass::Busy)
+        );
+        assert!(matches!(
+            e(Some("ResourceNotFoundException"), Some(404), "").into_provider(false),
+            ProviderError::NotFound(_)
+        ));
     }
 
     #[test]

@@ -4,7 +4,11 @@
 //! (`scripts/test` installs it). Without it these tests fail, loudly: they never pass silently.
 //!
 //! Fault injection here wraps the provider ([`Faulty`]): retryable errors before `observe` and
-//! `apply`, and the process "dying" right after the Nth successful `apply`. Injecting at the API
+//! `apply`, and the process "dying" right after the Nth successful `apply`. The conformance
+//! harness reaches moto through the loopback fault proxy without faults, for its EKS
+//! lifecycle: clusters that stay `CREATING` for a while (a "death" during a cluster create then
+//! strikes while the provider waits for it, leaving a pending cluster) and a cluster that ends
+//! `FAILED`. Injecting at the API
 //! level (a loopback proxy in front of moto that throttles, answers 5xx, or swallows the answer
 //! to a mutating request it did forward) is in `faults.rs`.
 
@@ -16,9 +20,10 @@ use std::time::{Duration, Instant};
 mod common;
 
 use async_trait::async_trait;
+use qhub_aws::desired::EKS_CLUSTER;
 use qhub_aws::{ApiStats, AwsOptions, AwsProvider};
 use qhub_core::Config;
-use qhub_core::conformance::{self, Faults, Harness};
+use qhub_core::conformance::{self, Faults, Harness, Knobs};
 use qhub_core::engine::events::NoEvents;
 use qhub_core::engine::{ApplyReport, StageFilter};
 use qhub_core::plan::{Change, Observed, Resource};
@@ -26,6 +31,7 @@ use qhub_core::provider::{
     ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Ownership, Preflight,
     ProcessKilled, Provider, ProviderError,
 };
+use qhub_tests::fault_proxy::{EksLifecycle, FaultPlan, FaultProxy};
 use qhub_tests::moto::Moto;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +41,9 @@ use common::{aws_config, census, engine, one_of_everything};
 #[derive(Debug)]
 struct Faulty {
     inner: AwsProvider,
+    /// The proxy in front of moto, when the provider goes through one: it tells when a
+    /// CreateCluster went through.
+    proxy: Option<Arc<FaultProxy>>,
     faults: Faults,
     rng: Mutex<u64>,
     applied: AtomicU64,
@@ -108,7 +117,34 @@ impl Provider for Faulty {
     async fn apply(&self, change: &Change, ctx: &ApplyContext) -> Result<(), ProviderError> {
         let what = format!("{} {}", change.action.symbol(), change.id);
         self.before(&what)?;
-        self.inner.apply(change, ctx).await?;
+        let dies_now = self
+            .faults
+            .die_after
+            .is_some_and(|limit| self.applied.load(Ordering::SeqCst) + 1 > limit);
+        match (&self.proxy, change.id.kind.as_str()) {
+            // The process dies while the provider waits for the cluster it just asked for:
+            // the cluster is left CREATING.
+            (Some(proxy), EKS_CLUSTER) if dies_now && self.faults.pending => {
+                let creates = || {
+                    proxy
+                        .counts()
+                        .by_operation
+                        .get("CreateCluster")
+                        .copied()
+                        .unwrap_or(0)
+                };
+                let before = creates();
+                tokio::select! {
+                    r = self.inner.apply(change, ctx) => r?,
+                    () = async {
+                        while creates() == before {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    } => {}
+                }
+            }
+            _ => self.inner.apply(change, ctx).await?,
+        }
         let n = self.applied.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(limit) = self.faults.die_after
             && n > limit
@@ -124,6 +160,8 @@ impl Provider for Faulty {
 
 struct MotoHarness {
     moto: Moto,
+    /// A fault-free proxy in front of moto for the EKS lifecycle knobs (conformance only).
+    proxy: Option<Arc<FaultProxy>>,
     config: Config,
     stats: Arc<ApiStats>,
 }
@@ -132,8 +170,27 @@ impl MotoHarness {
     fn new(config: Config) -> Self {
         Self {
             moto: Moto::start(),
+            proxy: None,
             config,
             stats: Arc::new(ApiStats::default()),
+        }
+    }
+
+    /// A harness whose providers reach moto through the proxy, so that clusters can be left
+    /// CREATING or made FAILED.
+    async fn with_lifecycle(config: Config) -> Self {
+        let mut h = Self::new(config);
+        let proxy = FaultProxy::in_front_of(&h.moto, FaultPlan::none())
+            .await
+            .expect("proxy");
+        h.proxy = Some(Arc::new(proxy));
+        h
+    }
+
+    fn endpoint(&self) -> String {
+        match &self.proxy {
+            Some(p) => p.endpoint(),
+            None => self.moto.endpoint(),
         }
     }
 
@@ -141,7 +198,7 @@ impl MotoHarness {
         AwsProvider::new(
             &self.config,
             AwsOptions {
-                endpoint: Some(self.moto.endpoint()),
+                endpoint: Some(self.endpoint()),
                 credentials: Some(("testing".into(), "testing".into())),
                 stats: Some(stats),
                 poll_interval: Some(Duration::from_millis(10)),
@@ -163,8 +220,21 @@ impl Harness for MotoHarness {
     }
 
     fn provider(&self, faults: Faults) -> Arc<dyn Provider> {
+        if let Some(proxy) = &self.proxy {
+            proxy.set_eks(EksLifecycle {
+                // Long enough that a "death" lands while the cluster is CREATING, short enough
+                // that a deploy waiting for it is quick.
+                creating_for: if faults.pending {
+                    Duration::from_millis(1500)
+                } else {
+                    Duration::ZERO
+                },
+                fail_next_cluster: faults.fail_once.as_deref() == Some(EKS_CLUSTER),
+            });
+        }
         Arc::new(Faulty {
             inner: self.aws(self.stats.clone()),
+            proxy: self.proxy.clone(),
             rng: Mutex::new(faults.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
             faults,
             applied: AtomicU64::new(0),
@@ -174,6 +244,20 @@ impl Harness for MotoHarness {
 
     async fn reset(&self) {
         self.moto.reset().expect("moto reset");
+        if let Some(proxy) = &self.proxy {
+            proxy.forget_clusters();
+        }
+    }
+
+    fn knobs(&self) -> Knobs {
+        Knobs {
+            pending: self.proxy.is_some(),
+            fail_once: self.proxy.is_some(),
+        }
+    }
+
+    fn cluster_kind(&self) -> &'static str {
+        EKS_CLUSTER
     }
 
     async fn mutations(&self) -> u64 {
@@ -215,14 +299,20 @@ async fn destroy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn aws_passes_the_conformance_suite_against_moto() {
-    let h = MotoHarness::new(aws_config("conform"));
+    let h = MotoHarness::with_lifecycle(aws_config("conform")).await;
     let start = Instant::now();
     let report = conformance::run_all(&h)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.checks.len(), 7, "{report:?}");
+    assert_eq!(report.checks.len(), 12, "{report:?}");
     for (check, detail) in &report.checks {
         eprintln!("{check}: {detail}");
+    }
+    // moto has no cluster API server here, so only the facts check may be skipped.
+    for (check, detail) in &report.checks {
+        if *check != "cluster facts" {
+            assert!(!detail.starts_with("skipped"), "{check}: {detail}");
+        }
     }
     eprintln!(
         "suite: {:?}, {} API calls ({} mutating)",

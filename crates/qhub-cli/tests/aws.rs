@@ -180,7 +180,7 @@ impl Aws {
         assert_eq!(
             plan["summary"],
             serde_json::json!({"create": 0, "update": 0, "replace": 0, "delete": 0,
-                               "unchanged": INFRA.len()}),
+                               "wait": 0, "unchanged": INFRA.len()}),
             "{context}: {plan:#}"
         );
     }

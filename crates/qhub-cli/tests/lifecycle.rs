@@ -827,14 +827,10 @@ fn status_json_lists_resources_of_both_stages_and_in_sync() {
             let id = as_str(&r["resource"]);
             let stage = stage_of(id);
             assert_eq!(r["stage"], stage, "{r}");
-            // Cloud resources are `active`; Kubernetes objects `ready` once their readiness
-            // check passes.
-            let state = if stage == "infrastructure" {
-                "active"
-            } else {
-                "ready"
-            };
-            assert_eq!(r["state"], state, "{r}");
+            // Cloud resources and Kubernetes objects are `ready` once usable (a cloud that is
+            // still working on one says `pending`, with a detail).
+            assert_eq!(r["state"], "ready", "{r}");
+            assert!(r.get("detail").is_none(), "{r}");
             assert!(r["cloud_id"].is_string(), "{r}");
             id
         })

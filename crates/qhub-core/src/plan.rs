@@ -732,7 +732,10 @@ mod tests {
             None,
             ResourceState::Pending("CREATING".into()),
         );
-        let plan = diff(std::slice::from_ref(&cluster), std::slice::from_ref(&pending));
+        let plan = diff(
+            std::slice::from_ref(&cluster),
+            std::slice::from_ref(&pending),
+        );
         assert_eq!(plan.changes[0].action, Action::Wait);
         assert_eq!(plan.summary().wait, 1);
         // A pending resource whose spec also differs is updated (the provider waits first).

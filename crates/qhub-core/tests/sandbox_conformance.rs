@@ -37,6 +37,15 @@ async fn sandbox_passes_the_conformance_suite() {
         eprintln!("{check}: {detail}");
         assert!(!detail.starts_with("skipped"), "{check}: {detail}");
     }
+    // The sandbox's shared storage exists only after the infrastructure does: the first plan
+    // names it, and the applied welcome page holds the real address (checked by the suite).
+    let facts = &report
+        .checks
+        .iter()
+        .find(|(c, _)| *c == "cluster facts")
+        .expect("facts check")
+        .1;
+    assert!(facts.contains("shared filesystem"), "{facts}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use qhub_core::config::{self, Config};
 use qhub_core::engine::{ApplyReport, Engine, EngineOptions, Locked, StageFilter};
-use qhub_core::plan::{Plan, Stage};
+use qhub_core::plan::{Plan, ResourceState, Stage};
 use qhub_core::provider::{Ownership, ProviderRegistry};
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +22,7 @@ struct Session {
 }
 
 /// The providers this build knows: the sandbox plus the cloud crates.
-fn registry() -> ProviderRegistry {
+pub(crate) fn registry() -> ProviderRegistry {
     let mut r = ProviderRegistry::with_builtin();
     r.register(
         qhub_aws::PROVIDER,
@@ -49,6 +49,9 @@ fn session(args: &StageArgs) -> anyhow::Result<Session> {
     let provider = registry()
         .build(&config, &dir)
         .with_context(|| format!("provider `{}`", config.provider))?;
+    for w in loaded.node_group_key_warnings(provider.node_group_keys()) {
+        tracing::warn!("{}: {w}", args.config.display());
+    }
     let engine = Engine::new(
         provider,
         EngineOptions {
@@ -261,9 +264,16 @@ pub fn status(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
         OutputFormat::Json => crate::output::json(&serde_json::json!({
             "deployment": ownership.prefix(),
             "provider": s.config.provider,
-            "resources": observed.iter().map(|o| serde_json::json!({
-                "resource": o.id, "stage": o.stage, "state": o.state, "cloud_id": o.cloud_id,
-            })).collect::<Vec<_>>(),
+            "resources": observed.iter().map(|o| {
+                let mut r = serde_json::json!({
+                    "resource": o.id, "stage": o.stage, "state": o.state.word(), "cloud_id": o.cloud_id,
+                });
+                match &o.state {
+                    ResourceState::Pending(d) | ResourceState::Failed(d) => r["detail"] = d.as_str().into(),
+                    ResourceState::Ready => {}
+                }
+                r
+            }).collect::<Vec<_>>(),
             "in_sync": plan.is_empty(),
             "pending": summary,
         }))?,
@@ -277,8 +287,12 @@ pub fn status(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
                 println!("  nothing deployed");
             }
             for o in &observed {
+                let detail = match &o.state {
+                    ResourceState::Pending(d) | ResourceState::Failed(d) => format!("  ({d})"),
+                    ResourceState::Ready => String::new(),
+                };
                 println!(
-                    "  {:<40} {:<10} {}",
+                    "  {:<40} {:<10} {}{detail}",
                     o.id.to_string(),
                     o.state.word(),
                     o.cloud_id.as_deref().unwrap_or("-")

@@ -20,7 +20,18 @@ struct Result<'a> {
 pub fn run(path: &Path, format: OutputFormat) -> anyhow::Result<u8> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let (_, report) = config::check_str(&text);
+    let (loaded, mut report) = config::check_str(&text);
+    // Node-group keys are checked against what the config's provider reads, when this build
+    // has that provider (building one makes no network call).
+    if let Some(loaded) = &loaded {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if let Ok(provider) = super::lifecycle::registry().build(&loaded.config, dir) {
+            report
+                .diagnostics
+                .extend(loaded.node_group_key_warnings(provider.node_group_keys()));
+            report.sort();
+        }
+    }
     let valid = !report.has_errors();
     match format {
         OutputFormat::Json => crate::output::json(&Result {

@@ -242,6 +242,64 @@ impl Loaded {
         position_of(&self.spans, path)
     }
 
+    /// Warnings for the provider-specific keys of node groups that the provider does not read:
+    /// QHub accepted any key there, so such configs still load, but a key that has no effect
+    /// (`min_nodez: 2`, or a key of another cloud) is named, with the key it resembles.
+    /// `known`: the extra keys the provider declares ([`crate::provider::Provider::node_group_keys`]).
+    pub fn node_group_key_warnings(&self, known: &[&str]) -> Vec<Diagnostic> {
+        let Some(groups) = self.config.node_groups() else {
+            return Vec::new();
+        };
+        let section = self.config.provider.section();
+        // The keys every node group has, then the provider's own.
+        let mut candidates: Vec<&str> = vec![
+            "instance",
+            "min_nodes",
+            "max_nodes",
+            "gpu",
+            "guest_accelerators",
+        ];
+        candidates.extend(known.iter().copied());
+        let mut out = Vec::new();
+        for (name, group) in groups {
+            for key in group.extra.keys() {
+                if known.contains(&key.as_str()) {
+                    continue;
+                }
+                let path = KeyPath::root()
+                    .key(section)
+                    .key("node_groups")
+                    .key(name)
+                    .key(key);
+                let pos = self.position(&path);
+                let hint = match diagnostics::did_you_mean(key, candidates.iter().copied()) {
+                    Some(like) => Some(format!("did you mean `{like}`?")),
+                    None if known.is_empty() => Some(format!(
+                        "provider `{}` reads no extra node-group keys; remove it",
+                        self.config.provider
+                    )),
+                    None => Some(format!(
+                        "provider `{}` reads these extra keys: {}",
+                        self.config.provider,
+                        known.join(", ")
+                    )),
+                };
+                out.push(Diagnostic {
+                    severity: Severity::Warning,
+                    path,
+                    line: pos.line,
+                    column: pos.column,
+                    message: format!(
+                        "`{key}` has no effect: provider `{}` does not use it",
+                        self.config.provider
+                    ),
+                    hint,
+                });
+            }
+        }
+        out
+    }
+
     /// The config with every `QHUB_SECRET_X` replaced by the value of environment variable `X`
     /// as `lookup` gives it. Nothing is written to disk.
     pub fn resolve_secrets(
@@ -390,4 +448,43 @@ pub fn check_str(text: &str) -> (Option<Loaded>, Report) {
     };
     report.sort();
     (loaded, report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_node_group_keys_a_provider_does_not_read_are_named() {
+        let config = init::render(&init::InitOptions::new(
+            ProviderKind::Aws,
+            "demo",
+            "demo.example.com",
+            "0123456789abcdef",
+        ))
+        .unwrap();
+        let text = config.to_yaml();
+        // A typo'd key under the first node group, indented like its `instance`.
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("instance:"))
+            .unwrap();
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let text = text.replacen(line, &format!("{line}\n{indent}min_nodez: 2"), 1);
+        let loaded = load_str(&text, Path::new("qhub-config.yaml")).expect("still loads");
+        let warnings = loaded.node_group_key_warnings(&[]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let w = &warnings[0];
+        assert!(w.path.to_string().ends_with(".min_nodez"), "{w}");
+        assert!(
+            w.path
+                .to_string()
+                .starts_with("amazon_web_services.node_groups."),
+            "{w}"
+        );
+        assert!(w.line > 1, "{w}");
+        assert_eq!(w.hint.as_deref(), Some("did you mean `min_nodes`?"), "{w}");
+        // A key the provider declares is not warned about.
+        assert!(loaded.node_group_key_warnings(&["min_nodez"]).is_empty());
+    }
 }

@@ -405,7 +405,18 @@ impl Engine {
             desired.extend(k8s);
         }
         let mut plan = plan::diff(&desired, &observed);
-        if plan.changes.iter().any(|c| c.stage == Stage::Kubernetes) {
+        // Only what a planned object actually holds a placeholder for is "known after apply".
+        let placeholder = plan.changes.iter().any(|c| {
+            c.stage == Stage::Kubernetes
+                && c.desired.as_ref().is_some_and(|d| {
+                    d.payload
+                        .as_ref()
+                        .unwrap_or(&d.spec)
+                        .to_string()
+                        .contains(crate::provider::facts::AFTER_APPLY)
+                })
+        });
+        if placeholder {
             plan.known_after_apply = known_after_apply;
         }
         Ok(plan)
@@ -599,14 +610,11 @@ impl Engine {
     }
 }
 
-/// The serial group a change occupies while it runs: mutating changes only (a wait does not
-/// count as an operation on the cloud).
+/// The serial group a change occupies while it runs. A wait counts too: the resource it waits
+/// for is the cloud's operation in progress (GKE refuses a second operation on a cluster while
+/// a pool operation left by an interrupted run still runs).
 fn mutating_group(change: &Change) -> Option<&str> {
-    if change.action == Action::Wait {
-        None
-    } else {
-        change.serial_group()
-    }
+    change.serial_group()
 }
 
 /// What every change task of one apply shares.

@@ -46,6 +46,11 @@ impl fmt::Debug for Facts {
     }
 }
 
+/// What a component writes into a manifest where a [`Known::AfterApply`] value belongs. The
+/// engine looks for it: a plan whose Kubernetes objects hold it names the unknown facts, and
+/// the apply builds those objects again once the infrastructure exists.
+pub const AFTER_APPLY: &str = "(known after apply)";
+
 /// A value the Kubernetes stage needs that may exist only after the infrastructure is applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,6 +68,11 @@ impl<T> Known<T> {
             Self::Known(v) => Some(v),
             Self::AfterApply => None,
         }
+    }
+
+    /// The value as text for a manifest, or [`AFTER_APPLY`].
+    pub fn or_placeholder(&self, text: impl Fn(&T) -> String) -> String {
+        self.known().map_or_else(|| AFTER_APPLY.to_string(), text)
     }
 }
 

@@ -196,8 +196,11 @@ impl ApplyContext {
 ///   with our marks succeeds (it is adopted, never duplicated); deleting what is already gone
 ///   succeeds. Every resource it creates carries the ownership marks from the moment of
 ///   creation. A create or replace receives in [`ApplyContext::children`] the resources created
-///   with it, and should make them in the same call; their own creates come afterwards and must
-///   then only adopt. A delete must work from every state (pending, failed).
+///   with it (their desired specs), and should make them in the same call. The children's own
+///   changes come afterwards: a create, update or replace of a child whose parent was just
+///   created or replaced finds it made as desired and must only adopt it (no call). A delete
+///   must work from every state (pending, failed); deleting a parent removes its children, whose
+///   own deletes then find nothing.
 /// - Errors are classed ([`ProviderError::retry_class`]); the engine retries with a budget per
 ///   class, and the provider must not stack its own retry loop on top of its SDK's.
 /// - Resources that the cloud lets change only one at a time name a

@@ -15,6 +15,7 @@ use serde_json::Value as Json;
 use super::{KubeError, labels, manifest};
 use crate::config::Config;
 use crate::provider::ClusterFacts;
+use crate::provider::facts::SharedFilesystem;
 
 /// The component's name.
 pub const NAME: &str = "qhub-welcome";
@@ -39,10 +40,18 @@ pub fn manifests(config: &Config, facts: &ClusterFacts) -> Result<Vec<Json>, Kub
             .unwrap_or(default)
             .to_string()
     };
+    // Where home directories will live: a fact of the infrastructure (an EFS or NFS address
+    // exists only once the infrastructure does), shown so that a producer can check it.
+    let storage = facts.shared_filesystem.or_placeholder(|fs| match fs {
+        SharedFilesystem::Efs { dns_name, .. } => format!("EFS {dns_name}"),
+        SharedFilesystem::Nfs { server, path } => format!("NFS {server}:{path}"),
+        SharedFilesystem::InCluster => "an NFS server in the cluster".to_string(),
+    });
     let page = format!(
-        "<!doctype html><title>{title}</title><h1>{title}</h1><p>{welcome}</p>\n",
+        "<!doctype html><title>{title}</title><h1>{title}</h1><p>{welcome}</p><p>{storage}</p>\n",
         title = escape(&text("hub_title", "QHub")),
         welcome = escape(&format!("Welcome to {}.", config.domain)),
+        storage = escape(&format!("Shared storage: {storage}.")),
     );
     let meta = |name: &str| ObjectMeta {
         name: Some(name.to_string()),

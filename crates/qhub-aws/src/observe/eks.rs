@@ -1,0 +1,238 @@
+//! Observing EKS: clusters, add-ons and node groups, listed and described (their list calls do not filter by tag).
+
+use super::*;
+
+/// The deployment's EKS clusters and their node groups. Not deduplicated: a cluster's name is
+/// unique in the region, a node group's in its cluster.
+pub async fn clusters(
+    p: &AwsProvider,
+    o: &Ownership,
+    subnet_names: &BTreeMap<String, String>,
+    sg_names: &BTreeMap<String, String>,
+) -> Result<Vec<Found>, ProviderError> {
+    let eks = &p.clients().await?.eks;
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let r = eks
+            .list_clusters()
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(|e| p.err(AwsError::from_sdk("ListClusters", e)))?;
+        names.extend(r.clusters().iter().cloned());
+        match r.next_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let c = match eks.describe_cluster().name(&name).send().await {
+            Ok(r) => r.cluster,
+            Err(e) => {
+                let e = AwsError::from_sdk("DescribeCluster", e);
+                if e.is_not_found() {
+                    continue;
+                }
+                return Err(p.err(e));
+            }
+        };
+        let Some(c) = c else { continue };
+        let tags: BTreeMap<String, String> =
+            c.tags().cloned().unwrap_or_default().into_iter().collect();
+        if !o.owns(&tags) {
+            continue;
+        }
+        let vpc = c.resources_vpc_config();
+        let mut subnets: Vec<String> = vpc
+            .map(|v| v.subnet_ids())
+            .unwrap_or_default()
+            .iter()
+            .map(|s| subnet_names.get(s).cloned().unwrap_or_else(|| s.clone()))
+            .collect();
+        subnets.sort();
+        let sg = vpc
+            .and_then(|v| v.security_group_ids().first())
+            .map(|s| sg_names.get(s).cloned().unwrap_or_else(|| s.clone()));
+        out.push(Found {
+            id: ResourceId::new(EKS_CLUSTER, &name),
+            spec: json!({
+                "kubernetes_version": c.version(),
+                "role": c.role_arn().map(arn_name),
+                "subnets": subnets,
+                "security_group": sg,
+            }),
+            state: c
+                .status()
+                .map(|s| s.as_str().to_lowercase())
+                .unwrap_or_default(),
+            cloud_id: name.clone(),
+        });
+        out.extend(node_groups(p, o, &name).await?);
+        out.extend(addons(p, o, &name).await?);
+    }
+    Ok(out)
+}
+
+/// The deployment's add-ons of cluster `cluster` (those tagged ours). An endpoint that does
+/// not implement add-ons (an emulator) has none, and the provider then stops wanting them.
+pub async fn addons(
+    p: &AwsProvider,
+    o: &Ownership,
+    cluster: &str,
+) -> Result<Vec<Found>, ProviderError> {
+    let eks = &p.clients().await?.eks;
+    let names = match eks.list_addons().cluster_name(cluster).send().await {
+        Ok(r) => r.addons().to_vec(),
+        Err(e) => {
+            let e = AwsError::from_sdk("ListAddons", e);
+            if e.is_not_found() {
+                return Ok(Vec::new());
+            }
+            return match p.err(e) {
+                ProviderError::NotSupported(_) => Ok(Vec::new()),
+                other => Err(other),
+            };
+        }
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let a = match eks
+            .describe_addon()
+            .cluster_name(cluster)
+            .addon_name(&name)
+            .send()
+            .await
+        {
+            Ok(r) => r.addon,
+            Err(e) => {
+                let e = AwsError::from_sdk("DescribeAddon", e);
+                if e.is_not_found() {
+                    continue;
+                }
+                return Err(p.err(e));
+            }
+        };
+        let Some(a) = a else { continue };
+        let tags: BTreeMap<String, String> =
+            a.tags().cloned().unwrap_or_default().into_iter().collect();
+        if !o.owns(&tags) {
+            continue;
+        }
+        out.push(Found {
+            id: ResourceId::new(EKS_ADDON, &name),
+            spec: json!({"cluster": cluster}),
+            state: a
+                .status()
+                .map(|s| s.as_str().to_lowercase())
+                .unwrap_or_default(),
+            cloud_id: name,
+        });
+    }
+    Ok(out)
+}
+
+/// The deployment's node groups of cluster `cluster`.
+pub async fn node_groups(
+    p: &AwsProvider,
+    o: &Ownership,
+    cluster: &str,
+) -> Result<Vec<Found>, ProviderError> {
+    let eks = &p.clients().await?.eks;
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let r = match eks
+            .list_nodegroups()
+            .cluster_name(cluster)
+            .set_next_token(token.clone())
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let e = AwsError::from_sdk("ListNodegroups", e);
+                if e.is_not_found() {
+                    return Ok(Vec::new());
+                }
+                return Err(p.err(e));
+            }
+        };
+        names.extend(r.nodegroups().iter().cloned());
+        match r.next_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let g = match eks
+            .describe_nodegroup()
+            .cluster_name(cluster)
+            .nodegroup_name(&name)
+            .send()
+            .await
+        {
+            Ok(r) => r.nodegroup,
+            Err(e) => {
+                let e = AwsError::from_sdk("DescribeNodegroup", e);
+                if e.is_not_found() {
+                    continue;
+                }
+                return Err(p.err(e));
+            }
+        };
+        let Some(g) = g else { continue };
+        let tags: BTreeMap<String, String> =
+            g.tags().cloned().unwrap_or_default().into_iter().collect();
+        if !o.owns(&tags) {
+            continue;
+        }
+        let autoscaler: BTreeMap<&String, &String> = tags
+            .iter()
+            .filter(|(k, _)| k.starts_with("k8s.io/cluster-autoscaler/"))
+            .collect();
+        let mut taints: Vec<String> = g
+            .taints()
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}={}:{}",
+                    t.key().unwrap_or_default(),
+                    t.value().unwrap_or_default(),
+                    desired::k8s_effect(t.effect().map(|e| e.as_str()).unwrap_or_default())
+                )
+            })
+            .collect();
+        taints.sort();
+        let labels: BTreeMap<String, String> = g
+            .labels()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let scaling = g.scaling_config();
+        out.push(Found {
+            id: ResourceId::new(NODE_GROUP, &name),
+            spec: json!({
+                "instance_type": g.instance_types().first(),
+                "ami_type": g.ami_type().map(|a| a.as_str()),
+                "disk_size": g.disk_size(),
+                "min_nodes": scaling.and_then(|s| s.min_size()),
+                "max_nodes": scaling.and_then(|s| s.max_size()),
+                "desired_nodes": scaling.and_then(|s| s.desired_size()),
+                "node_role": g.node_role().map(arn_name),
+                "labels": labels,
+                "taints": taints,
+                "autoscaler_tags": autoscaler,
+            }),
+            state: g
+                .status()
+                .map(|s| s.as_str().to_lowercase())
+                .unwrap_or_default(),
+            cloud_id: name,
+        });
+    }
+    Ok(out)
+}

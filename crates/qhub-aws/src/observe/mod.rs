@@ -1,0 +1,397 @@
+//! Finding a deployment's resources by their ownership tags, in the shape of [`crate::desired`].
+//!
+//! EC2 resources are found with `tag:` filters; IAM roles by listing our path and reading their
+//! tags; EKS clusters and node groups, and EFS file systems, by listing and describing (their
+//! list calls do not filter by tag). EFS mount targets carry no tags: they are ours when their
+//! file system is.
+//!
+//! # Duplicates
+//!
+//! Resources are named by their `Name` tag (EC2, EFS), so two resources of one kind can carry
+//! our tags and one name: a lost response before the provider stopped SDK-retrying creates, two
+//! deploys at once, a hand-made copy. Each observe function therefore keeps exactly one of them
+//! under the real name and names every other an *extra*, `{name}~{cloud_id}` ([`extra_name`]),
+//! with [`dedupe`]. The engine sees an extra as not desired and plans its deletion, and the
+//! delete steps find it by that name, since they look resources up through these functions too;
+//! the `ensure` steps, looking up the real name, adopt the kept copy.
+//!
+//! Which copy is kept: the one most in use, as ranked per kind (a VPC with the most of our
+//! subnets; an internet gateway attached to the kept VPC; a subnet, route table or security
+//! group in the kept VPC, a route table with the default route and the most associations, a
+//! security group allowing traffic from itself; a file system with the most mount targets),
+//! then the lowest cloud id. The ranking reads more of the cloud only when there is a duplicate.
+//!
+//! IAM role, EKS cluster and node group names are unique in their scope in AWS (the name is the
+//! id), so those kinds cannot have duplicates and are not deduplicated.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{Filter, Tag};
+use qhub_core::plan::{Observed, ResourceId, ResourceState, Stage};
+use qhub_core::provider::{Ownership, ProviderError};
+use serde_json::{Value as Json, json};
+
+use crate::AwsProvider;
+use crate::desired::{
+    self, EFS, EFS_MOUNT_TARGET, EKS_ADDON, EKS_CLUSTER, IAM_PATH, IAM_ROLE, INTERNET_GATEWAY,
+    NAME_TAG, NODE_GROUP, Names, ROUTE_TABLE, SECURITY_GROUP, SUBNET, VPC,
+};
+use crate::errors::AwsError;
+
+mod efs;
+mod eks;
+mod iam;
+mod network;
+
+pub use efs::*;
+pub use eks::*;
+pub use iam::*;
+pub use network::*;
+
+/// One resource found.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Kind and name.
+    pub id: ResourceId,
+    /// The cloud's id (`vpc-…`, a role name, a cluster name, `fs-…`).
+    pub cloud_id: String,
+    /// Properties in the shape of the desired spec.
+    pub spec: Json,
+    /// The cloud's state word, lower case.
+    pub state: String,
+}
+
+pub use qhub_core::cloud::duplicates::{EXTRA_SEPARATOR, extra_name, is_extra};
+use qhub_core::cloud::duplicates::{Identified, dedupe, has_duplicates};
+
+impl Identified for Found {
+    fn id(&self) -> &ResourceId {
+        &self.id
+    }
+    fn id_mut(&mut self) -> &mut ResourceId {
+        &mut self.id
+    }
+    fn cloud_id(&self) -> &str {
+        &self.cloud_id
+    }
+}
+
+/// The strings of the array at `key` of `spec`.
+fn spec_strs<'a>(spec: &'a Json, key: &str) -> Vec<&'a str> {
+    spec.get(key)
+        .and_then(Json::as_array)
+        .map(|a| a.iter().filter_map(Json::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The cloud id of the kept VPC (the one named `{prefix}`), if there is one.
+async fn kept_vpc(p: &AwsProvider, o: &Ownership) -> Result<Option<String>, ProviderError> {
+    let prefix = o.prefix();
+    Ok(vpcs(p, o)
+        .await?
+        .into_iter()
+        .find(|f| f.id.kind == VPC && f.id.name == prefix)
+        .map(|f| f.cloud_id))
+}
+
+/// The VPCs `f` lives in, by its spec's `vpc_id` (subnets, route tables, security groups) or
+/// `vpc_ids` (an internet gateway's attachments).
+fn vpcs_of(f: &Found) -> Vec<&str> {
+    let mut v = spec_strs(&f.spec, "vpc_ids");
+    v.extend(f.spec.get("vpc_id").and_then(Json::as_str));
+    v
+}
+
+/// True when `f` lives in VPC `vpc`.
+fn in_vpc(f: &Found, vpc: Option<&str>) -> bool {
+    vpc.is_some_and(|v| vpcs_of(f).contains(&v))
+}
+
+/// [`dedupe`] for a kind that lives in a VPC: the copy in the kept VPC is kept first, then the
+/// one ranking highest by `in_use`; and what lives only in another VPC than the kept one (an
+/// extra VPC's contents) is an extra too, even without a namesake, so that it is deleted
+/// before that VPC and made again in ours. Reads the VPCs only when there is a duplicate or
+/// `found` spans more than one VPC.
+async fn dedupe_in_vpc<R: Ord>(
+    p: &AwsProvider,
+    o: &Ownership,
+    found: Vec<Found>,
+    in_use: impl Fn(&Found) -> R,
+) -> Result<Vec<Found>, ProviderError> {
+    let spanned: std::collections::BTreeSet<&str> = found.iter().flat_map(vpcs_of).collect();
+    if spanned.len() <= 1 && !has_duplicates(&found) {
+        return Ok(found);
+    }
+    let vpc = kept_vpc(p, o).await?;
+    let mut found = dedupe(found, |f| (in_vpc(f, vpc.as_deref()), in_use(f)));
+    if vpc.is_some() {
+        for f in &mut found {
+            if !is_extra(&f.id.name) && !vpcs_of(f).is_empty() && !in_vpc(f, vpc.as_deref()) {
+                tracing::warn!(
+                    resource = %f.id,
+                    cloud_id = %f.cloud_id,
+                    "a resource carrying our tags is in another VPC than ours; it will be deleted"
+                );
+                f.id.name = extra_name(&f.id.name, &f.cloud_id);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// EC2 filters selecting this deployment's resources (and only the one named `name`, if given).
+pub fn owner_filters(o: &Ownership, name: Option<&str>) -> Vec<Filter> {
+    let mut f: Vec<Filter> = o
+        .tags()
+        .into_iter()
+        .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
+        .collect();
+    if let Some(n) = name {
+        f.push(
+            Filter::builder()
+                .name(format!("tag:{NAME_TAG}"))
+                .values(n)
+                .build(),
+        );
+    }
+    f
+}
+
+fn ec2_tags(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string())))
+        .collect()
+}
+
+fn name_or(tags: &[Tag], cloud_id: &str) -> String {
+    ec2_tags(tags)
+        .remove(NAME_TAG)
+        .unwrap_or_else(|| cloud_id.to_string())
+}
+
+/// The last segment of an ARN (`arn:aws:iam::1:role/qhub-rs/x` → `x`).
+pub fn arn_name(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+fn id_to_name(found: &[Found]) -> BTreeMap<String, String> {
+    found
+        .iter()
+        .map(|f| (f.cloud_id.clone(), f.id.name.clone()))
+        .collect()
+}
+
+/// Everything found, by kind (in dependency order).
+pub async fn inventory(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, ProviderError> {
+    let vpcs = vpcs(p, o).await?;
+    let vpc_names = id_to_name(&vpcs);
+    let subnets = subnets(p, o).await?;
+    let subnet_names = id_to_name(&subnets);
+    let sgs = security_groups(p, o).await?;
+    let sg_names = id_to_name(&sgs);
+    let igws = internet_gateways(p, o, &vpc_names).await?;
+    let rts = route_tables(p, o, &subnet_names).await?;
+    let roles = roles(p, o).await?;
+    let clusters = clusters(p, o, &subnet_names, &sg_names).await?;
+    let fs = file_systems(p, o, &subnet_names, &sg_names).await?;
+    Ok([vpcs, subnets, igws, rts, sgs, roles, clusters, fs].concat())
+}
+
+/// The spec fields naming, by cloud id, what a found resource lives in (observed only: no
+/// desired spec has them).
+const CONTAINER_FIELDS: [&str; 3] = ["vpc_id", "vpc_ids", "file_system_id"];
+
+/// The ids of the found resources that `f` lives in, by the cloud ids of its spec's
+/// [`CONTAINER_FIELDS`]. Beside [`desired::dependencies`] (by name, so naming the kept copies)
+/// these order an extra VPC's or file system's deletion after what is in it.
+fn containers(f: &Found, by_cloud_id: &BTreeMap<&str, &ResourceId>) -> Vec<ResourceId> {
+    CONTAINER_FIELDS
+        .iter()
+        .filter_map(|k| f.spec.get(*k))
+        .flat_map(|v| match v {
+            Json::String(s) => vec![s.as_str()],
+            Json::Array(a) => a.iter().filter_map(Json::as_str).collect(),
+            _ => Vec::new(),
+        })
+        .filter_map(|id| by_cloud_id.get(id).map(|r| (*r).clone()))
+        .collect()
+}
+
+/// The [`Observed`] resources of `o`'s deployment.
+pub async fn observe(p: &AwsProvider, o: &Ownership) -> Result<Vec<Observed>, ProviderError> {
+    let found = inventory(p, o).await?;
+    let names = Names::new(o.prefix());
+    let ids: Vec<ResourceId> = found.iter().map(|f| f.id.clone()).collect();
+    let by_cloud_id: BTreeMap<&str, &ResourceId> =
+        found.iter().map(|f| (f.cloud_id.as_str(), &f.id)).collect();
+    let depends_on: Vec<Vec<ResourceId>> = found
+        .iter()
+        .map(|f| {
+            let mut deps = desired::dependencies(&f.id, &names, &ids);
+            for c in containers(f, &by_cloud_id) {
+                if !deps.contains(&c) {
+                    deps.push(c);
+                }
+            }
+            deps
+        })
+        .collect();
+    Ok(found
+        .into_iter()
+        .zip(depends_on)
+        .map(|(f, depends_on)| {
+            let state = state_of(&f.id.kind, &f.state);
+            let mut observed = Observed::new(f.id, Stage::Infrastructure, f.spec, state);
+            observed.depends_on = depends_on;
+            observed.cloud_id = Some(f.cloud_id);
+            observed
+        })
+        .collect())
+}
+
+/// The typed state of an AWS state word (lower case): EKS `CREATING`/`DELETING` and EFS
+/// `creating`/`deleting` are pending; `FAILED`, `CREATE_FAILED`, `DELETE_FAILED` and EFS `error`
+/// are failed (the plan replaces the resource); everything else (`ACTIVE`, `UPDATING`,
+/// `available`, `DEGRADED`) is usable.
+pub fn state_of(kind: &str, word: &str) -> ResourceState {
+    let what = || format!("{kind} {}", word.to_uppercase());
+    match word {
+        "creating" | "pending" | "deleting" => ResourceState::Pending(what()),
+        "failed" | "create_failed" | "delete_failed" | "error" => ResourceState::Failed(what()),
+        _ => ResourceState::Ready,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(kind: &str, name: &str, cloud_id: &str, spec: Json) -> Found {
+        Found {
+            id: ResourceId::new(kind, name),
+            cloud_id: cloud_id.into(),
+            spec,
+            state: "available".into(),
+        }
+    }
+
+    fn names(found: &[Found]) -> Vec<String> {
+        found.iter().map(|f| f.id.to_string()).collect()
+    }
+
+    #[test]
+    fn extra_names_carry_the_cloud_id() {
+        assert_eq!(extra_name("demo-dev", "igw-123"), "demo-dev~igw-123");
+        assert!(is_extra("demo-dev~igw-123"));
+        assert!(!is_extra("demo-dev-subnet-0"));
+    }
+
+    #[test]
+    fn without_duplicates_nothing_changes() {
+        let all = vec![
+            found(VPC, "demo-dev", "vpc-2", json!({})),
+            found(SUBNET, "demo-dev-subnet-0", "subnet-1", json!({})),
+            // Same name, another kind: not a duplicate.
+            found(INTERNET_GATEWAY, "demo-dev", "igw-1", json!({})),
+        ];
+        assert!(!has_duplicates(&all));
+        let out = dedupe(all.clone(), |_| ());
+        assert_eq!(names(&out), names(&all));
+    }
+
+    #[test]
+    fn the_most_used_copy_keeps_the_name_and_the_others_become_extras() {
+        let all = vec![
+            found(
+                INTERNET_GATEWAY,
+                "demo-dev",
+                "igw-1",
+                json!({"vpc_ids": []}),
+            ),
+            found(
+                INTERNET_GATEWAY,
+                "demo-dev",
+                "igw-2",
+                json!({"vpc_ids": ["vpc-1"]}),
+            ),
+            found(
+                INTERNET_GATEWAY,
+                "demo-dev",
+                "igw-3",
+                json!({"vpc_ids": []}),
+            ),
+            found(VPC, "demo-dev", "vpc-1", json!({})),
+        ];
+        assert!(has_duplicates(&all));
+        let out = dedupe(all, |f| !vpcs_of(f).is_empty());
+        // The order is kept; the attached gateway is kept although its id is not the lowest.
+        assert_eq!(
+            names(&out),
+            [
+                "internet_gateway/demo-dev~igw-1",
+                "internet_gateway/demo-dev",
+                "internet_gateway/demo-dev~igw-3",
+                "vpc/demo-dev",
+            ]
+        );
+        assert_eq!(out[1].cloud_id, "igw-2");
+        assert!(!has_duplicates(&out));
+    }
+
+    #[test]
+    fn ties_keep_the_lowest_cloud_id_whatever_the_order() {
+        let a = found(SECURITY_GROUP, "demo-dev", "sg-b", json!({}));
+        let b = found(SECURITY_GROUP, "demo-dev", "sg-a", json!({}));
+        for all in [vec![a.clone(), b.clone()], vec![b, a]] {
+            let out = dedupe(all, |_| 0);
+            let kept: Vec<&str> = out
+                .iter()
+                .filter(|f| f.id.name == "demo-dev")
+                .map(|f| f.cloud_id.as_str())
+                .collect();
+            assert_eq!(kept, ["sg-a"]);
+            assert!(out.iter().any(|f| f.id.name == "demo-dev~sg-b"));
+        }
+    }
+
+    #[test]
+    fn an_extra_depends_on_what_it_lives_in() {
+        let all = [
+            found(VPC, "demo-dev", "vpc-1", json!({})),
+            found(VPC, "demo-dev~vpc-2", "vpc-2", json!({})),
+            found(EFS, "demo-dev-shared~fs-2", "fs-2", json!({})),
+        ];
+        let by_cloud_id: BTreeMap<&str, &ResourceId> =
+            all.iter().map(|f| (f.cloud_id.as_str(), &f.id)).collect();
+        let subnet = found(
+            SUBNET,
+            "demo-dev-subnet-0~subnet-9",
+            "subnet-9",
+            json!({"vpc_id": "vpc-2"}),
+        );
+        assert_eq!(
+            containers(&subnet, &by_cloud_id),
+            [ResourceId::new(VPC, "demo-dev~vpc-2")]
+        );
+        let igw = found(
+            INTERNET_GATEWAY,
+            "demo-dev~igw-9",
+            "igw-9",
+            json!({"vpc_ids": ["vpc-2", "vpc-unknown"]}),
+        );
+        assert_eq!(
+            containers(&igw, &by_cloud_id),
+            [ResourceId::new(VPC, "demo-dev~vpc-2")]
+        );
+        let mt = found(
+            EFS_MOUNT_TARGET,
+            "demo-dev-shared-0~fsmt-9",
+            "fsmt-9",
+            json!({"file_system_id": "fs-2"}),
+        );
+        assert_eq!(
+            containers(&mt, &by_cloud_id),
+            [ResourceId::new(EFS, "demo-dev-shared~fs-2")]
+        );
+    }
+}

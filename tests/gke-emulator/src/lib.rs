@@ -1,0 +1,628 @@
+//! `qhub-gke-emulator`: an emulator of GKE's container/v1 REST API on loopback, for tests.
+//!
+//! It serves what qhub-gcp uses — clusters (create with node pools, get, list in a location or
+//! in all (`-`), update (version, node locations, release channel), delete,
+//! `setResourceLabels`), node pools (create, get, list, update, `setAutoscaling`, `setSize`,
+//! `setManagement`, delete), `getServerConfig` and long-running [`Operation`](state::Operation)s —
+//! and it is as unkind as GKE:
+//!
+//! - every mutation returns an `Operation` that is PENDING, then RUNNING, and DONE only after
+//!   it was polled [`Options::min_polls`] times and its scaled duration passed
+//!   ([`Options::time_scale`] times GKE's real durations, [`state::real_seconds`]); a failed one
+//!   ends DONE with `error` set ([`GkeEmulator::fail_next`]);
+//! - **one mutating operation per cluster at a time**: a second one is refused with 400
+//!   FAILED_PRECONDITION, as GKE does, and counted in [`Counters::rejected`];
+//! - a cluster is unusable while PROVISIONING (no endpoint; node pool calls refused), and can be
+//!   put in ERROR ([`GkeEmulator::set_cluster_status`]);
+//! - enums are accepted as names or integers, int64 as strings or numbers, and answered as GKE
+//!   answers: integers when the client asks `$alt=json;enum-encoding=int` (google-cloud-rust
+//!   always does), int64 as strings ([`wire`]);
+//! - errors are Google's JSON (`{"error": {"code", "message", "status"}}`): 404 NOT_FOUND,
+//!   409 ALREADY_EXISTS, 400 INVALID_ARGUMENT with the offending field, 401 UNAUTHENTICATED
+//!   without the expected bearer token ([`Options::token`]);
+//! - faults ([`Faults`]): 429 RESOURCE_EXHAUSTED and 503 UNAVAILABLE before a request is
+//!   served, and "die after N mutations": the next mutation is carried out and its answer is
+//!   dropped (the connection closes), after which the emulator answers nothing until the faults
+//!   are set again — the client process is considered dead ([`GkeEmulator::killed`]).
+//!
+//! The emulator listens on `127.0.0.1` only. Run it in-process with [`GkeEmulator::start`] or
+//! as the `qhub-gke-emulator` binary.
+
+pub mod state;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use state::{ApiError, InjectedFailure, Versions};
+
+/// How the emulator behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The bearer token every request must carry; `None` accepts anonymous requests.
+    pub token: Option<String>,
+    /// How many times an operation must be polled before it is DONE (default 2).
+    pub min_polls: u32,
+    /// GKE's real operation durations are multiplied by this (default 0: no wait).
+    pub time_scale: f64,
+    /// An operation nobody polls finishes this long after its duration (default 200 ms), so
+    /// that an operation a "dead" client abandoned still ends, as on GKE.
+    pub abandon_after: Duration,
+    /// Projects that exist; a request for another gets 403 PERMISSION_DENIED as on GKE
+    /// (`None`: every project exists).
+    pub projects: Option<Vec<String>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            token: None,
+            min_polls: 2,
+            time_scale: 0.0,
+            abandon_after: Duration::from_millis(200),
+            projects: None,
+        }
+    }
+}
+
+/// Faults to inject.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// Share of requests answered 429 RESOURCE_EXHAUSTED without being served.
+    pub throttle_rate: f64,
+    /// Share of requests answered 503 UNAVAILABLE without being served.
+    pub error_rate: f64,
+    /// After this many mutations (counted from when the faults were set), the next one is
+    /// carried out and its answer dropped; the emulator then plays dead.
+    pub die_after: Option<u64>,
+    /// Seed of the fault draws.
+    pub seed: u64,
+}
+
+/// What the emulator has seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Every request received.
+    pub requests: u64,
+    /// Mutating requests that were carried out (an operation started).
+    pub mutations: u64,
+    /// Mutating requests refused because another operation was running on the cluster.
+    pub rejected: u64,
+    /// `operations.get` requests.
+    pub polls: u64,
+    /// Requests answered with an injected 429.
+    pub throttled: u64,
+    /// Requests answered with an injected 503.
+    pub server_errors: u64,
+    /// Answers dropped by "die after".
+    pub dropped: u64,
+    /// Requests refused for want of a valid bearer token.
+    pub unauthenticated: u64,
+    /// Requests by `METHOD route` (`POST clusters`, `GET operations/*`…).
+    pub by_route: BTreeMap<String, u64>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    options: Options,
+    world: state::World,
+    counters: Counters,
+    faults: Faults,
+    rng: u64,
+    mutations_since_faults: u64,
+    dead: bool,
+}
+
+impl Inner {
+    fn timing(&self) -> state::Timing {
+        state::Timing {
+            min_polls: self.options.min_polls,
+            time_scale: self.options.time_scale,
+            abandon_after: self.options.abandon_after,
+        }
+    }
+
+    fn roll(&mut self) -> f64 {
+        // xorshift64*: reproducible from the seed.
+        let mut s = self.rng;
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        self.rng = s;
+        (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A running emulator; dropping it stops the server.
+#[derive(Debug)]
+pub struct GkeEmulator {
+    addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for GkeEmulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type Answer = Result<Response<Full<Bytes>>, DroppedAnswer>;
+
+/// The error that makes hyper close the connection without an answer ("die after").
+#[derive(Debug)]
+struct DroppedAnswer;
+
+impl std::fmt::Display for DroppedAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("answer dropped by fault injection")
+    }
+}
+
+impl std::error::Error for DroppedAnswer {}
+
+impl GkeEmulator {
+    /// Starts an emulator on `127.0.0.1:0`.
+    pub async fn start(options: Options) -> std::io::Result<Self> {
+        Self::start_on(0, options).await
+    }
+
+    /// Starts an emulator on `127.0.0.1:port`.
+    pub async fn start_on(port: u16, options: Options) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Mutex::new(Inner {
+            options,
+            world: state::World::default(),
+            counters: Counters::default(),
+            faults: Faults::default(),
+            rng: 1,
+            mutations_since_faults: 0,
+            dead: false,
+        }));
+        let shared = inner.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let inner = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let inner = inner.clone();
+                        async move { handle(req, &inner).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { addr, inner, task })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock only means a handler panicked; the state is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `http://127.0.0.1:PORT`, the endpoint to give the client.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address listened on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> Counters {
+        self.lock().counters.clone()
+    }
+
+    /// Sets the faults (and revives a "dead" client: the mutation count restarts at 0).
+    pub fn set_faults(&self, faults: Faults) {
+        let mut inner = self.lock();
+        inner.rng = faults.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        inner.faults = faults;
+        inner.mutations_since_faults = 0;
+        inner.dead = false;
+    }
+
+    /// True once "die after" dropped an answer (until the faults are set again).
+    pub fn killed(&self) -> bool {
+        self.lock().dead
+    }
+
+    /// Changes the operation timing.
+    pub fn set_timing(&self, min_polls: u32, time_scale: f64) {
+        let mut inner = self.lock();
+        inner.options.min_polls = min_polls;
+        inner.options.time_scale = time_scale;
+    }
+
+    /// Makes the next operation of `op_type` (e.g. `CREATE_CLUSTER`) fail with `message`; a
+    /// failed cluster creation leaves the cluster in ERROR, as GKE does.
+    pub fn fail_next(&self, op_type: &str, message: &str) {
+        self.lock().world.failures.push(InjectedFailure {
+            op_type: op_type.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Forces a cluster's status (e.g. `ERROR`, `DEGRADED`); false when there is no such cluster.
+    pub fn set_cluster_status(
+        &self,
+        project: &str,
+        location: &str,
+        name: &str,
+        status: &str,
+    ) -> bool {
+        let mut inner = self.lock();
+        match inner
+            .world
+            .clusters
+            .get_mut(&(project.into(), location.into(), name.into()))
+        {
+            Some(c) => {
+                c.doc.insert("status".into(), json!(status));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// GKE upgrading a cluster by itself (a release channel's auto-upgrade) to `version`;
+    /// false when there is no such cluster.
+    pub fn auto_upgrade(&self, project: &str, location: &str, name: &str, version: &str) -> bool {
+        self.lock()
+            .world
+            .auto_upgrade(project, location, name, version)
+    }
+
+    /// Empties the world (clusters, operations, injected failures); counters stay.
+    pub fn reset(&self) {
+        let mut inner = self.lock();
+        let versions = inner.world.versions.clone();
+        inner.world = state::World {
+            versions,
+            ..state::World::default()
+        };
+        inner.dead = false;
+    }
+
+    /// Replaces the versions `getServerConfig` offers.
+    pub fn set_versions(&self, versions: Versions) {
+        self.lock().world.versions = versions;
+    }
+
+    /// Every cluster, as GKE would return it (canonical form), with its project and location.
+    pub fn clusters(&self) -> Vec<(String, String, Value)> {
+        let mut inner = self.lock();
+        let timing = inner.timing();
+        inner.world.advance(timing);
+        let keys: Vec<_> = inner.world.clusters.keys().cloned().collect();
+        keys.into_iter()
+            .filter_map(|(p, l, c)| {
+                let doc = inner.world.cluster_doc(&p, &l, &c).ok()?;
+                Some((p, l, doc))
+            })
+            .collect()
+    }
+
+    /// Operations not yet DONE.
+    pub fn running_operations(&self) -> usize {
+        let mut inner = self.lock();
+        let timing = inner.timing();
+        inner.world.advance(timing);
+        inner
+            .world
+            .operations
+            .values()
+            .filter(|o| o.done.is_none())
+            .count()
+    }
+}
+
+fn answer(status: u16, body: &Value) -> Answer {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    Ok(r)
+}
+
+fn error(e: &ApiError) -> Answer {
+    answer(e.code, &e.body())
+}
+
+/// Percent-decodes a query string (enough for `$alt=json;enum-encoding=int`).
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The route name of a path, for counters: `clusters`, `clusters/*`, `nodePools/*:setSize`…
+fn route_name(rest: &[&str]) -> String {
+    rest.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if i % 2 == 1 {
+                match s.split_once(':') {
+                    Some((_, verb)) => format!("*:{verb}"),
+                    None => "*".to_string(),
+                }
+            } else {
+                (*s).to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+async fn handle(req: Request<Incoming>, shared: &Arc<Mutex<Inner>>) -> Answer {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = decode(req.uri().query().unwrap_or(""));
+    let ints = query.contains("enum-encoding=int");
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return error(&ApiError::invalid("Unreadable body.")),
+    };
+    let mut inner = shared.lock().unwrap_or_else(|e| e.into_inner());
+    inner.counters.requests += 1;
+    if inner.dead {
+        // The client "died": nothing it sends is served any more.
+        inner.counters.dropped += 1;
+        return Err(DroppedAnswer);
+    }
+    let segments: Vec<&str> = path
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let route = format!(
+        "{method} {}",
+        route_name(segments.get(5..).unwrap_or_default())
+    );
+    *inner.counters.by_route.entry(route).or_insert(0) += 1;
+    if let Some(token) = &inner.options.token {
+        let ok = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) == Some(token.as_str());
+        if !ok {
+            inner.counters.unauthenticated += 1;
+            return error(&ApiError::new(
+                401,
+                "UNAUTHENTICATED",
+                "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+            ));
+        }
+    }
+    // Faults before anything is served.
+    let r = inner.roll();
+    let (throttle, errors) = (inner.faults.throttle_rate, inner.faults.error_rate);
+    if r < errors {
+        inner.counters.server_errors += 1;
+        return error(&ApiError::new(
+            503,
+            "UNAVAILABLE",
+            "The service is currently unavailable.",
+        ));
+    }
+    if r < errors + throttle {
+        inner.counters.throttled += 1;
+        return error(&ApiError::new(
+            429,
+            "RESOURCE_EXHAUSTED",
+            "Quota exceeded for quota metric 'Mutate requests' and limit 'Mutate requests per minute per region'.",
+        ));
+    }
+    let timing = inner.timing();
+    inner.world.advance(timing);
+    let (Some(&"v1"), Some(&"projects"), Some(project), Some(&"locations"), Some(location)) = (
+        segments.first(),
+        segments.get(1),
+        segments.get(2),
+        segments.get(3),
+        segments.get(4),
+    ) else {
+        return error(&ApiError::not_found(format!(
+            "The requested URL {path} was not found."
+        )));
+    };
+    let (project, location) = (project.to_string(), location.to_string());
+    if let Some(projects) = &inner.options.projects
+        && !projects.contains(&project)
+    {
+        return error(&ApiError::new(
+            403,
+            "PERMISSION_DENIED",
+            format!("Permission denied on resource project {project}."),
+        ));
+    }
+    let rest: Vec<String> = segments[5..].iter().map(|s| s.to_string()).collect();
+    let json_body: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return error(&ApiError::invalid(format!(
+                    "Invalid JSON payload received. {e}"
+                )));
+            }
+        }
+    };
+    let p = project.as_str();
+    let l = location.as_str();
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let world = &mut inner.world;
+    use wire::Kind;
+    // Reads answer documents; mutations answer an Operation.
+    let read = |r: Result<Value, ApiError>, kind: Kind| -> Answer {
+        match r {
+            Ok(mut v) => {
+                match kind {
+                    Kind::Other => {
+                        for key in ["clusters", "nodePools", "operations"] {
+                            let item = match key {
+                                "clusters" => Kind::Cluster,
+                                "nodePools" => Kind::NodePool,
+                                _ => Kind::Operation,
+                            };
+                            if let Some(list) = v.get_mut(key).and_then(Value::as_array_mut) {
+                                for x in list {
+                                    wire::encode(item, x, ints);
+                                }
+                            }
+                        }
+                    }
+                    k => wire::encode(k, &mut v, ints),
+                }
+                answer(200, &v)
+            }
+            Err(e) => error(&e),
+        }
+    };
+    let started: state::Started = match (&method, rest.as_slice()) {
+        (&Method::GET, ["serverConfig"]) => {
+            return read(world.server_config(p, l), Kind::ServerConfig);
+        }
+        (&Method::GET, ["clusters"]) => return read(world.list_clusters(p, l), Kind::Other),
+        (&Method::POST, ["clusters"]) => world.create_cluster(timing, p, l, json_body),
+        (&Method::GET, ["clusters", c]) => return read(world.cluster_doc(p, l, c), Kind::Cluster),
+        (&Method::DELETE, ["clusters", c]) => world.delete_cluster(timing, p, l, c),
+        (&Method::PUT, ["clusters", c]) => world.update_cluster(timing, p, l, c, json_body),
+        (&Method::POST, ["clusters", c]) if c.ends_with(":setResourceLabels") => {
+            let c = c.trim_end_matches(":setResourceLabels");
+            world.set_labels(timing, p, l, c, json_body)
+        }
+        (&Method::GET, ["clusters", c, "nodePools"]) => {
+            return read(world.list_pools(p, l, c), Kind::Other);
+        }
+        (&Method::POST, ["clusters", c, "nodePools"]) => {
+            world.create_pool(timing, p, l, c, json_body)
+        }
+        (&Method::GET, ["clusters", c, "nodePools", np]) => {
+            return read(world.pool_doc(p, l, c, np), Kind::NodePool);
+        }
+        (&Method::PUT, ["clusters", c, "nodePools", np]) => {
+            world.mutate_pool(timing, (p, l, c, np), "update", json_body)
+        }
+        (&Method::DELETE, ["clusters", c, "nodePools", np]) => {
+            world.delete_pool(timing, p, l, c, np)
+        }
+        (&Method::POST, ["clusters", c, "nodePools", np]) if np.contains(':') => {
+            let (np, verb) = np.split_once(':').unwrap_or((np, ""));
+            world.mutate_pool(timing, (p, l, c, np), verb, json_body)
+        }
+        (&Method::GET, ["operations", id]) => {
+            if let Some(op) = world.operations.get_mut(*id)
+                && op.project == p
+            {
+                op.polls += 1;
+            }
+            world.advance(timing);
+            let doc = world.operation_doc(id, timing).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "Not found: projects/{p}/locations/{l}/operations/{id}."
+                ))
+            });
+            inner.counters.polls += 1;
+            return read(doc, Kind::Operation);
+        }
+        (&Method::GET, ["operations"]) => {
+            let ids: Vec<String> = world
+                .operations
+                .values()
+                .filter(|o| o.project == p && (l == "-" || o.location == l))
+                .map(|o| o.id.clone())
+                .collect();
+            let ops: Vec<Value> = ids
+                .iter()
+                .filter_map(|id| world.operation_doc(id, timing))
+                .collect();
+            return read(Ok(json!({"operations": ops})), Kind::Other);
+        }
+        _ => {
+            return error(&ApiError::not_found(format!(
+                "The requested URL {path} was not found on this server ({method})."
+            )));
+        }
+    };
+    match started {
+        Ok(id) => {
+            inner.counters.mutations += 1;
+            inner.mutations_since_faults += 1;
+            let doc = inner
+                .world
+                .operation_doc(&id, timing)
+                .unwrap_or(Value::Null);
+            if let Some(limit) = inner.faults.die_after
+                && inner.mutations_since_faults > limit
+            {
+                // Carried out; the answer is lost and the client is dead.
+                inner.dead = true;
+                inner.counters.dropped += 1;
+                tracing::debug!(operation = %id, "die-after: answer dropped");
+                return Err(DroppedAnswer);
+            }
+            let mut doc = doc;
+            wire::encode(Kind::Operation, &mut doc, ints);
+            answer(200, &doc)
+        }
+        Err(e) => {
+            if e.status == "FAILED_PRECONDITION" && e.message.contains("Please wait and try again")
+            {
+                inner.counters.rejected += 1;
+            }
+            error(&e)
+        }
+    }
+}
