@@ -1,6 +1,6 @@
 //! `qhub-doks-emulator`: runs the DOKS emulator on loopback until interrupted.
 //!
-//! Settings from the environment: `QHUB_DOKS_PORT` (default 0: any free port),
+//! Settings: `--port N` or `QHUB_DOKS_PORT` (default 0: any free port),
 //! `QHUB_DOKS_TOKEN` (default `dop_v1_emulator`; empty: no token needed),
 //! `QHUB_DOKS_PROVISIONING_POLLS` (default 3), `QHUB_DOKS_TIME_SCALE` (default 0: DOKS's own
 //! times, 7 minutes for a cluster, 4 for a pool, 5 to delete, multiplied by it), `QHUB_DO_SPEC`
@@ -14,9 +14,19 @@ fn var(name: &str) -> Option<String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let port: u16 = var("QHUB_DOKS_PORT")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
+    // `--port N` (as the GKE emulator takes it) or QHUB_DOKS_PORT.
+    let args: Vec<String> = std::env::args().collect();
+    let flag = args
+        .iter()
+        .position(|a| a == "--port")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let port: u16 = match flag.or_else(|| var("QHUB_DOKS_PORT")) {
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("the port must be a number, not `{p}`"))?,
+        None => 0,
+    };
     let mut options = Options::default();
     if let Some(t) = var("QHUB_DOKS_TOKEN") {
         options.token = Some(t).filter(|t| !t.is_empty());
