@@ -64,6 +64,31 @@ async fn lists_follow_every_page() {
     assert_on_spec(&emu);
 }
 
+#[tokio::test]
+async fn a_page_link_to_another_host_is_not_followed() {
+    let emu = emulator_with(Options {
+        links_origin: Some("https://collector.example.com".into()),
+        ..Options::default()
+    })
+    .await;
+    for i in 0..3 {
+        emu.with_account(|a| {
+            a.create_cluster(
+                &json!({"name": format!("c{i}"), "region": "nyc3", "version": "1.33.10-do.1",
+                "node_pools": [{"name": "p", "size": "s-1vcpu-2gb", "count": 1}]}),
+            )
+        })
+        .expect("seed");
+    }
+    let (c, stats) = client(ClientOptions {
+        per_page: 2,
+        ..client_options(&emu)
+    });
+    let e = c.list_clusters().await.expect_err("foreign link");
+    assert!(e.to_string().contains("another host"), "{e}");
+    assert_eq!(stats.calls(), 1, "the token went to the foreign host");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_within_the_unreported_burst_limit_gets_no_429() {
     // DigitalOcean's burst limit is in no header: the client counts its own requests.

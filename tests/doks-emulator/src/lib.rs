@@ -119,6 +119,9 @@ pub struct Options {
     pub spec: SpecCheck,
     /// Regions, versions and sizes offered.
     pub catalog: Catalog,
+    /// The origin of the `links.pages` URLs (default: the emulator's own). A test sets another
+    /// to check that a client does not follow a page link to a foreign host with its token.
+    pub links_origin: Option<String>,
 }
 
 impl Default for Options {
@@ -134,6 +137,7 @@ impl Default for Options {
             latency: Duration::ZERO,
             spec: SpecCheck::IfPresent(spec::path_from_env()),
             catalog: Catalog::default(),
+            links_origin: None,
         }
     }
 }

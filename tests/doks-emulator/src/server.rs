@@ -422,7 +422,11 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Result<Answer, Dropp
         }
         let empty = json!({});
         let body = parsed.as_ref().unwrap_or(&empty);
-        let base = shared.base_url.clone();
+        let base = shared
+            .options
+            .links_origin
+            .clone()
+            .unwrap_or_else(|| shared.base_url.clone());
         let answer = dispatch(&mut w.account, &route, &query, body, &base);
         let mut r = match answer {
             Ok(r) => r,
