@@ -67,7 +67,7 @@ pub struct DoOptions {
     /// Where to count API calls (a fresh counter when `None`).
     pub stats: Option<Arc<ApiStats>>,
     /// How often to poll a cluster or pool that is not ready. Default: 10 s against
-    /// DigitalOcean, 20 ms against a loopback endpoint.
+    /// DigitalOcean, 100 ms against a loopback endpoint (an emulator).
     pub poll_interval: Option<Duration>,
     /// A kubeconfig to reach the cluster with, instead of the one DOKS hands out.
     pub kubeconfig: Option<PathBuf>,
@@ -101,7 +101,7 @@ impl DigitalOceanProvider {
         let client = DoClient::new(options.client.clone(), stats)
             .map_err(|e| to_provider("setting up the DigitalOcean client", e))?;
         let poll = options.poll_interval.unwrap_or(if client.is_local() {
-            Duration::from_millis(20)
+            Duration::from_millis(100)
         } else {
             Duration::from_secs(10)
         });
