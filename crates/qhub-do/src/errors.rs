@@ -1,0 +1,93 @@
+//! From DigitalOcean's errors to the provider contract's classes.
+
+use qhub_core::provider::ProviderError;
+
+use crate::client::{DoError, ErrorClass};
+
+/// Maps a client error to the contract's class, naming `what` was being done: 404
+/// `NotFound`, a taken name `AlreadyExists`, a busy cluster `Conflict`, 429 `Throttled`
+/// (after the client waited out what it could), 5xx and lost answers `Retryable`, 401/403
+/// `Unauthorized`, any other refusal `Fatal`.
+pub fn to_provider(what: &str, e: DoError) -> ProviderError {
+    let message = format!("{what}: {e}");
+    match e.class() {
+        ErrorClass::NotFound => ProviderError::NotFound(message),
+        ErrorClass::AlreadyExists => ProviderError::AlreadyExists(message),
+        ErrorClass::Busy => ProviderError::Conflict {
+            message,
+            retry_after: e.retry_after(),
+        },
+        ErrorClass::Throttled => ProviderError::Throttled {
+            message,
+            retry_after: e.retry_after(),
+        },
+        ErrorClass::Retryable => ProviderError::Retryable {
+            message,
+            retry_after: e.retry_after(),
+        },
+        ErrorClass::Unauthorized => ProviderError::Unauthorized(message),
+        ErrorClass::Invalid => ProviderError::Fatal(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn api(status: u16, message: &str) -> DoError {
+        DoError::Api {
+            operation: "POST /v2/kubernetes/clusters".into(),
+            status,
+            id: "x".into(),
+            message: message.into(),
+            request_id: None,
+            retry_after: Some(Duration::from_secs(3)),
+        }
+    }
+
+    #[test]
+    fn classes_follow_status_and_message() {
+        assert_eq!(api(404, "").class(), ErrorClass::NotFound);
+        assert_eq!(
+            api(422, "a cluster with the name `x` already exists").class(),
+            ErrorClass::AlreadyExists
+        );
+        assert_eq!(
+            api(422, "cluster is provisioning").class(),
+            ErrorClass::Busy
+        );
+        assert_eq!(api(422, "size is invalid").class(), ErrorClass::Invalid);
+        assert_eq!(
+            api(401, "Unable to authenticate you").class(),
+            ErrorClass::Unauthorized
+        );
+        assert_eq!(api(503, "").class(), ErrorClass::Retryable);
+        match to_provider("create", api(429, "API Rate limit exceeded.")) {
+            ProviderError::Throttled { retry_after, .. } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(3)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            to_provider("x", api(401, "")),
+            ProviderError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            to_provider("x", api(422, "bad size")),
+            ProviderError::Fatal(_)
+        ));
+        assert!(matches!(
+            to_provider("x", api(422, "cluster is provisioning")),
+            ProviderError::Conflict { .. }
+        ));
+        assert!(matches!(
+            to_provider("x", api(404, "")),
+            ProviderError::NotFound(_)
+        ));
+        assert!(matches!(
+            to_provider("x", api(500, "")),
+            ProviderError::Retryable { .. }
+        ));
+    }
+}

@@ -1,0 +1,229 @@
+//! What exists: the account's clusters carrying the deployment's ownership tags, and their
+//! pools carrying them too, in the shape of [`crate::desired`] so the engine can diff them.
+//!
+//! DOKS adds tags of its own (`k8s`, `k8s:<cluster id>`, `k8s-worker`); only our `qhub-*:`
+//! tags are read. Cluster names are unique in an account and pool names in a cluster, so there
+//! are no same-named duplicates to sort out: an owned cluster or pool under another name shows
+//! up under that name, and a plan deletes it. A cluster being deleted is not reported: it is
+//! going away with its pools.
+
+use qhub_core::plan::{Observed, ResourceId, ResourceState, Stage};
+use qhub_core::provider::Ownership;
+use serde_json::{Value as Json, json};
+
+use crate::client::{Cluster, NodePool};
+use crate::desired::{CLUSTER, NODE_POOL, tags_to_marks};
+
+/// The state of a cluster or pool, in the contract's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Usable.
+    Ready,
+    /// On its way (provisioning, upgrading, nodes starting); the text says what it waits for.
+    Pending(String),
+    /// Broken; the text says why.
+    Failed(String),
+    /// Being deleted.
+    Deleting,
+}
+
+impl State {
+    /// The contract's state (a pool whose cluster is being deleted is pending: it goes).
+    pub fn to_resource_state(&self) -> ResourceState {
+        match self {
+            Self::Ready => ResourceState::Ready,
+            Self::Pending(why) => ResourceState::Pending(why.clone()),
+            Self::Failed(why) => ResourceState::Failed(why.clone()),
+            Self::Deleting => ResourceState::Pending("being deleted".into()),
+        }
+    }
+}
+
+/// The state of a cluster from its `status.state`.
+pub fn cluster_state(c: &Cluster) -> State {
+    match c.status.state.as_str() {
+        "running" => State::Ready,
+        "provisioning" | "upgrading" => State::Pending(format!("cluster is {}", c.status.state)),
+        "deleting" | "deleted" => State::Deleting,
+        // Degraded means some nodes are unhealthy: the cluster works, and DOKS repairs its
+        // nodes itself. Replacing it (what a failed state leads to) would destroy a working
+        // platform.
+        "degraded" => {
+            tracing::warn!(cluster = %c.name, "DOKS reports the cluster degraded (some nodes unhealthy)");
+            State::Ready
+        }
+        "error" => State::Failed(format!(
+            "cluster is {}{}",
+            c.status.state,
+            c.status
+                .message
+                .as_deref()
+                .filter(|m| !m.is_empty())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        )),
+        other => State::Pending(format!("cluster state is `{other}`")),
+    }
+}
+
+/// The state of a pool: ready when its cluster is running and all its nodes are.
+pub fn pool_state(c: &Cluster, p: &NodePool) -> State {
+    match cluster_state(c) {
+        State::Ready => {}
+        State::Deleting => return State::Deleting,
+        other => return other,
+    }
+    let running = p
+        .nodes
+        .iter()
+        .filter(|n| n.status.state == "running")
+        .count();
+    if running == p.nodes.len() {
+        State::Ready
+    } else {
+        State::Pending(format!("{running} of {} nodes running", p.nodes.len()))
+    }
+}
+
+/// True when `tags` carry `ownership`'s marks.
+pub fn owned(ownership: &Ownership, tags: &[String]) -> bool {
+    ownership.owns(&tags_to_marks(tags))
+}
+
+/// The observed spec of a pool in cluster `c` (the fields [`crate::desired::pool_spec`] and
+/// [`crate::desired::desired`] set).
+pub fn pool_spec(c: &Cluster, p: &NodePool) -> Json {
+    let mut taints = p.taints.clone();
+    taints.sort();
+    json!({
+        "region": c.region,
+        "size": p.size,
+        "auto_scale": p.auto_scale,
+        "min_nodes": p.min_nodes,
+        "max_nodes": p.max_nodes,
+        "labels": p.labels.clone().unwrap_or_default(),
+        "taints": taints,
+    })
+}
+
+/// Where a pool is: `(cluster id, pool id, current count)`, kept in the observed payload.
+pub fn pool_address(observed: &Observed) -> Option<(String, String, u32)> {
+    let p = observed.payload.as_ref()?;
+    Some((
+        p.get("cluster_id")?.as_str()?.to_string(),
+        p.get("pool_id")?.as_str()?.to_string(),
+        p.get("count")
+            .and_then(Json::as_u64)
+            .and_then(|c| u32::try_from(c).ok())
+            .unwrap_or(0),
+    ))
+}
+
+/// The observed resources of `ownership` among `clusters` (the whole account's list).
+pub fn observe(clusters: &[Cluster], ownership: &Ownership) -> Vec<Observed> {
+    let mut out = Vec::new();
+    for c in clusters.iter().filter(|c| owned(ownership, &c.tags)) {
+        let state = cluster_state(c);
+        if state == State::Deleting {
+            // Going away with its pools: not part of what exists. A create of the same name
+            // waits for it to be gone; a destroy has nothing left to do.
+            continue;
+        }
+        let cluster_id = ResourceId::new(CLUSTER, &c.name);
+        let mut cluster = Observed::new(
+            cluster_id.clone(),
+            Stage::Infrastructure,
+            json!({"region": c.region, "version": c.version}),
+            state.to_resource_state(),
+        );
+        cluster.cloud_id = Some(c.id.clone());
+        cluster.payload = Some(json!({"cluster_id": c.id, "state": c.status.state}));
+        out.push(cluster);
+        if matches!(state, State::Failed(_)) {
+            // A failed cluster is replaced with its pools: they are created again with it.
+            continue;
+        }
+        // Every pool goes with its cluster (see `crate::desired`).
+        for p in c.node_pools.iter().filter(|p| owned(ownership, &p.tags)) {
+            let mut pool = Observed::new(
+                ResourceId::new(NODE_POOL, &p.name),
+                Stage::Infrastructure,
+                pool_spec(c, p),
+                pool_state(c, p).to_resource_state(),
+            );
+            pool.depends_on = vec![cluster_id.clone()];
+            pool.cloud_id = Some(format!("{}/{}", c.id, p.id));
+            pool.payload = Some(json!({"cluster_id": c.id, "pool_id": p.id, "count": p.count}));
+            pool.created_with = Some(cluster_id.clone());
+            out.push(pool);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{Node, NodeStatus, Status};
+
+    fn cluster(state: &str, tags: &[&str]) -> Cluster {
+        Cluster {
+            id: "c1".into(),
+            name: "demo-dev".into(),
+            region: "nyc3".into(),
+            version: "1.33.10-do.1".into(),
+            tags: tags.iter().map(|t| (*t).to_string()).collect(),
+            status: Status {
+                state: state.into(),
+                message: None,
+            },
+            node_pools: vec![NodePool {
+                id: "p1".into(),
+                name: "demo-dev-general".into(),
+                tags: tags.iter().map(|t| (*t).to_string()).collect(),
+                nodes: vec![Node {
+                    name: "n".into(),
+                    status: NodeStatus {
+                        state: "provisioning".into(),
+                    },
+                }],
+                ..NodePool::default()
+            }],
+            ..Cluster::default()
+        }
+    }
+
+    #[test]
+    fn states_ownership_and_the_first_pool() {
+        let o = Ownership {
+            project: "demo".into(),
+            namespace: "dev".into(),
+        };
+        let ours = [
+            "qhub-managed-by:qhub-rs",
+            "qhub-project:demo",
+            "qhub-namespace:dev",
+            "k8s",
+            "k8s:c1",
+        ];
+        // Degraded works: never a reason to replace a cluster.
+        assert_eq!(cluster_state(&cluster("degraded", &ours)), State::Ready);
+        assert!(matches!(
+            cluster_state(&cluster("error", &ours)),
+            State::Failed(_)
+        ));
+        let seen = observe(&[cluster("running", &ours)], &o);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1].created_with, Some(seen[0].id.clone()));
+        assert!(matches!(seen[1].state, ResourceState::Pending(_)));
+        // Another deployment's cluster, a deleting one, and a failed one's pools are left out.
+        let theirs = [
+            "qhub-managed-by:qhub-rs",
+            "qhub-project:other",
+            "qhub-namespace:dev",
+        ];
+        assert!(observe(&[cluster("running", &theirs)], &o).is_empty());
+        assert!(observe(&[cluster("deleting", &ours)], &o).is_empty());
+        assert_eq!(observe(&[cluster("error", &ours)], &o).len(), 1);
+    }
+}
