@@ -40,6 +40,14 @@ pub(crate) fn registry() -> ProviderRegistry {
             })
         }),
     );
+    r.register(
+        qhub_do::PROVIDER,
+        std::sync::Arc::new(|config: &Config, dir: &std::path::Path| {
+            qhub_do::DigitalOceanProvider::from_env(config, dir).map(|p| {
+                std::sync::Arc::new(p) as std::sync::Arc<dyn qhub_core::provider::Provider>
+            })
+        }),
+    );
     r
 }
 
