@@ -4,13 +4,14 @@
 //! must never appear in qhub's output.
 
 mod common;
+#[path = "common/infra.rs"]
+mod infra;
 
 use std::process::{Command, Output, Stdio};
 
-use common::{code, describe, json_stdout};
+use common::{code, describe};
 use qhub_core::provider::Ownership;
 use qhub_doks_emulator::{DoksEmulator, Options};
-use serde_json::Value;
 
 struct Do {
     url: String,
@@ -48,11 +49,6 @@ impl Do {
         assert_eq!(code(&out), 0, "qhub {}: {}", args.join(" "), describe(&out));
         out
     }
-
-    #[track_caller]
-    fn plan(&self) -> Value {
-        json_stdout(&self.ok(&["plan", "--stage", "infrastructure", "--output", "json"]))
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,26 +78,7 @@ async fn deploy_status_and_destroy_a_doks_cluster_from_the_cli() {
             "--disable-prompt",
         ]);
         cli.ok(&["validate"]);
-        let plan = cli.plan();
-        let creates = plan["summary"]["create"].as_u64().unwrap_or(0);
-        assert!(creates >= 2, "a cluster and its pools: {plan:#}");
-        cli.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
-        let after = cli.plan();
-        assert_eq!(after["changes"], serde_json::json!([]), "{after:#}");
-        let status =
-            json_stdout(&cli.ok(&["--output", "json", "status", "--stage", "infrastructure"]));
-        assert_eq!(status["in_sync"], true, "{status:#}");
-        let resources = status["resources"].as_array().expect("resources");
-        assert_eq!(resources.len() as u64, creates, "{status:#}");
-        assert!(
-            resources.iter().all(|r| r["state"] == "ready"),
-            "{status:#}"
-        );
-        cli.ok(&["destroy", "--stage", "infrastructure", "--disable-prompt"]);
-        let gone =
-            json_stdout(&cli.ok(&["--output", "json", "status", "--stage", "infrastructure"]));
-        assert_eq!(gone["resources"], serde_json::json!([]), "{gone:#}");
-        creates
+        infra::lifecycle(&|args| cli.ok(args))
     })
     .await
     .expect("the CLI run");

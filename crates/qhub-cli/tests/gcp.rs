@@ -3,12 +3,13 @@
 //! emulator insists on a bearer token, which must never appear in qhub's output.
 
 mod common;
+#[path = "common/infra.rs"]
+mod infra;
 
 use std::process::{Command, Output, Stdio};
 
-use common::{code, describe, json_stdout};
+use common::{code, describe};
 use qhub_gke_emulator::{GkeEmulator, Options};
-use serde_json::Value;
 
 const TOKEN: &str = "ya29.qhub-test-token-0123456789";
 
@@ -54,11 +55,6 @@ impl Gcp {
         assert_eq!(code(&out), 0, "qhub {}: {}", args.join(" "), describe(&out));
         out
     }
-
-    #[track_caller]
-    fn plan(&self) -> Value {
-        json_stdout(&self.ok(&["plan", "--stage", "infrastructure", "--output", "json"]))
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,38 +85,7 @@ async fn deploy_status_and_destroy_a_gke_cluster_from_the_cli() {
             "--disable-prompt",
         ]);
         gcp.ok(&["validate"]);
-
-        let plan = gcp.plan();
-        let creates = plan["summary"]["create"].as_u64().unwrap_or(0);
-        assert!(creates >= 2, "a cluster and its pools: {plan:#}");
-        // The pools are created with the cluster: planned once each, after it.
-        let changes = plan["changes"].as_array().expect("changes");
-        assert!(
-            changes.iter().skip(1).all(|c| c["reason"]
-                .as_str()
-                .is_some_and(|r| r.starts_with("created with"))),
-            "{plan:#}"
-        );
-
-        gcp.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
-        let after = gcp.plan();
-        assert_eq!(after["changes"], serde_json::json!([]), "{after:#}");
-
-        let status =
-            json_stdout(&gcp.ok(&["--output", "json", "status", "--stage", "infrastructure"]));
-        assert_eq!(status["in_sync"], true, "{status:#}");
-        let resources = status["resources"].as_array().expect("resources");
-        assert_eq!(resources.len() as u64, creates, "{status:#}");
-        assert!(
-            resources.iter().all(|r| r["state"] == "ready"),
-            "{status:#}"
-        );
-
-        gcp.ok(&["destroy", "--stage", "infrastructure", "--disable-prompt"]);
-        let gone =
-            json_stdout(&gcp.ok(&["--output", "json", "status", "--stage", "infrastructure"]));
-        assert_eq!(gone["resources"], serde_json::json!([]), "{gone:#}");
-        creates
+        infra::lifecycle(&|args| gcp.ok(args))
     })
     .await
     .expect("the CLI run");
