@@ -17,6 +17,11 @@ pub use cli::{Cli, Command, OutputFormat};
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code for a usage error (bad flags, missing arguments).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code of a deploy or destroy stopped by Ctrl-C (128 + SIGINT): in-flight changes
+/// finished, nothing new started.
+pub const EXIT_INTERRUPTED: u8 = 130;
+/// Exit code of a deploy or destroy stopped by SIGTERM (128 + SIGTERM, a cancelled CI job).
+pub const EXIT_TERMINATED: u8 = 143;
 
 /// An error that carries its exit code.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
-//! Ctrl-C during `qhub deploy`: no new change starts, the changes in flight finish, the command
-//! says what was and was not done, and a re-run converges.
+//! Ctrl-C or SIGTERM (a cancelled CI job) during `qhub deploy`: no new change starts, the
+//! changes in flight finish, the command says what was and was not done and exits with the
+//! signal's code (130, 143), and a re-run converges.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +21,15 @@ fn world(dir: &std::path::Path) -> serde_json::Value {
 
 #[test]
 fn ctrl_c_lets_in_flight_changes_finish_and_a_rerun_converges() {
+    interrupt_then_rerun("-INT", 130);
+}
+
+#[test]
+fn sigterm_behaves_like_ctrl_c() {
+    interrupt_then_rerun("-TERM", 143);
+}
+
+fn interrupt_then_rerun(signal: &str, code: i32) {
     let dir = tempfile::tempdir().unwrap();
     let init = qhub(dir.path(), "0.001")
         .args([
@@ -58,16 +68,16 @@ fn ctrl_c_lets_in_flight_changes_finish_and_a_rerun_converges() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
-    assert!(status.success(), "kill -INT failed");
+    assert!(status.success(), "kill {signal} failed");
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(code),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(stderr.contains("stopping"), "says it stops: {stderr}");

@@ -1,4 +1,6 @@
 //! Crash-safe file writes: a file we write is either absent, or complete; never half-written.
+//! A new file is readable by its owner only (0600): configs hold a root password, kubeconfigs
+//! and backups may hold credentials. A replaced file keeps its mode.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,11 +39,14 @@ fn temp_beside(path: &Path, contents: &[u8]) -> Result<PathBuf, WriteError> {
         .unwrap_or_default();
     for attempt in 0..100u32 {
         let tmp = dir.join(format!(".{name}.tmp-{}-{attempt}", std::process::id()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
         {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        match options.open(&tmp) {
             Ok(mut f) => {
                 let written = f.write_all(contents).and_then(|()| f.sync_all());
                 if let Err(e) = written {
@@ -78,9 +83,16 @@ pub fn write_new(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
     }
 }
 
-/// Replaces a file atomically (write beside it, then rename over it).
+/// Replaces a file atomically (write beside it, then rename over it), keeping its mode; a new
+/// file is created 0600.
 pub fn replace(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
     let tmp = temp_beside(path, contents)?;
+    if let Ok(meta) = std::fs::metadata(path)
+        && let Err(e) = std::fs::set_permissions(&tmp, meta.permissions())
+    {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(&tmp)(e));
+    }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         io(path)(e)
@@ -109,6 +121,24 @@ mod tests {
             .collect();
         assert!(leftovers.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_files_are_private_and_a_rewrite_keeps_the_mode() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let config = dir.path().join("qhub-config.yaml");
+        write_new(&config, b"password: x").unwrap();
+        assert_eq!(mode(&config), 0o600);
+        let kubeconfig = dir.path().join("kubeconfig");
+        replace(&kubeconfig, b"token").unwrap();
+        assert_eq!(mode(&kubeconfig), 0o600);
+        // A file the user opened up keeps its mode when we rewrite it.
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+        replace(&config, b"password: y").unwrap();
+        assert_eq!(mode(&config), 0o640);
     }
 }
 

@@ -141,17 +141,20 @@ fn apply(
         eprintln!("nothing changed");
         return Ok((crate::EXIT_FAILED, None));
     }
+    // The exit code a signal asks for: Ctrl-C and SIGTERM (a cancelled CI job) both stop new
+    // changes, let those in flight finish and release the locks; a second one exits at once.
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
     let report = s.runtime.block_on(async {
         let cancel = CancellationToken::new();
         let on_signal = cancel.clone();
+        let code = interrupted.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                on_signal.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("aborted; re-run the command to converge");
-                    std::process::exit(130);
-                }
-            }
+            let first = next_signal().await;
+            code.store(first, std::sync::atomic::Ordering::SeqCst);
+            on_signal.cancel();
+            let second = next_signal().await;
+            eprintln!("aborted; re-run the command to converge");
+            std::process::exit(i32::from(second));
         });
         let sink = super::progress::sink(format);
         anyhow::Ok(locked.apply(plan, sink, cancel).await)
@@ -159,14 +162,40 @@ fn apply(
     if format == OutputFormat::Text {
         summarize(&report);
     }
+    let signal = interrupted.load(std::sync::atomic::Ordering::SeqCst);
     Ok((
         if report.succeeded() {
             0
+        } else if report.cancelled && signal != 0 {
+            signal
         } else {
             crate::EXIT_FAILED
         },
         Some(report),
     ))
+}
+
+/// Waits for Ctrl-C or SIGTERM; returns the exit code it asks for.
+async fn next_signal() -> u8 {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => crate::EXIT_INTERRUPTED,
+                _ = term.recv() => crate::EXIT_TERMINATED,
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                crate::EXIT_INTERRUPTED
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        crate::EXIT_INTERRUPTED
+    }
 }
 
 fn summarize(report: &ApplyReport) {

@@ -529,8 +529,28 @@ impl Engine {
                     let change = change.clone();
                     let shared = shared.clone();
                     running.spawn(async move {
+                        use futures::FutureExt as _;
                         let t = Instant::now();
-                        let result = run_change(&shared, &change).await;
+                        // A panicking provider fails its change (named in the report), never
+                        // the process, and never silently.
+                        let result = std::panic::AssertUnwindSafe(run_change(&shared, &change))
+                            .catch_unwind()
+                            .await
+                            .unwrap_or_else(|panic| {
+                                let why = panic
+                                    .downcast_ref::<&str>()
+                                    .map(|s| (*s).to_string())
+                                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                                    .unwrap_or_else(|| "no message".to_string());
+                                Err((
+                                    ProviderError::Fatal(format!(
+                                        "{} {}: the provider panicked: {why}",
+                                        change.action.symbol(),
+                                        change.id
+                                    )),
+                                    0,
+                                ))
+                            });
                         (i, result, t.elapsed())
                     });
                 }
@@ -546,8 +566,13 @@ impl Engine {
             let (i, result, elapsed) = match joined {
                 Ok(v) => v,
                 Err(e) => {
-                    // A panicking provider task: record it, do not take the process down.
-                    tracing::error!(error = %e, "a change's task failed");
+                    // Panics are caught inside the task; this is a task aborted from outside.
+                    tracing::error!(error = %e, "a change's task ended without a result");
+                    report.failed.push((
+                        ResourceId::new("task", "unknown"),
+                        Action::Update,
+                        format!("a change's task ended without a result: {e}"),
+                    ));
                     stop = true;
                     continue;
                 }
