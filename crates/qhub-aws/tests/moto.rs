@@ -24,8 +24,7 @@ use qhub_aws::desired::EKS_CLUSTER;
 use qhub_aws::{ApiStats, AwsOptions, AwsProvider};
 use qhub_core::Config;
 use qhub_core::conformance::{self, Faults, Harness, Knobs};
-use qhub_core::engine::events::NoEvents;
-use qhub_core::engine::{ApplyReport, StageFilter};
+use qhub_core::engine::ApplyReport;
 use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
     ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Ownership, Preflight,
@@ -33,7 +32,6 @@ use qhub_core::provider::{
 };
 use qhub_tests::fault_proxy::{EksLifecycle, FaultPlan, FaultProxy};
 use qhub_tests::moto::Moto;
-use tokio_util::sync::CancellationToken;
 
 use common::{aws_config, census, engine, one_of_everything};
 
@@ -265,29 +263,15 @@ impl Harness for MotoHarness {
 }
 
 async fn deploy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
-    engine(p)
-        .deploy(
-            config,
-            StageFilter::All,
-            Arc::new(NoEvents),
-            CancellationToken::new(),
-        )
+    conformance::deploy_once(&engine(p), config)
         .await
         .expect("plan")
-        .1
 }
 
 async fn destroy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
-    engine(p)
-        .destroy(
-            config,
-            StageFilter::All,
-            Arc::new(NoEvents),
-            CancellationToken::new(),
-        )
+    conformance::destroy_once(&engine(p), config)
         .await
         .expect("destroy plan")
-        .1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, NodeGroups, ProviderKind};
 use crate::engine::events::NoEvents;
 use crate::engine::retry::{Budget, RetryPolicy};
-use crate::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
+use crate::engine::{ApplyReport, Engine, EngineError, EngineOptions, StageFilter};
 use crate::plan::{Action, Plan};
 use crate::provider::{Ownership, Provider};
 
@@ -115,7 +115,9 @@ fn fail(check: &'static str, message: impl Into<String>) -> Failure {
     }
 }
 
-fn engine(provider: Arc<dyn Provider>) -> Engine {
+/// An engine with the suite's settings: quick retries with the busy class allowed many
+/// attempts, short deadlines, a quick poll. For provider authors' own tests too.
+pub fn test_engine(provider: Arc<dyn Provider>) -> Engine {
     Engine::new(
         provider,
         EngineOptions {
@@ -135,20 +137,10 @@ fn engine(provider: Arc<dyn Provider>) -> Engine {
     )
 }
 
-async fn plan(
-    check: &'static str,
-    h: &dyn Harness,
-    config: &Config,
-    faults: Faults,
-) -> Result<Plan, Failure> {
-    engine(h.provider(faults))
-        .plan(config, StageFilter::All)
-        .await
-        .map_err(|e| fail(check, format!("plan: {e}")))
-}
-
-async fn deploy(h: &dyn Harness, config: &Config, faults: Faults) -> Result<ApplyReport, String> {
-    engine(h.provider(faults))
+/// Deploys `config` (both stages) through `engine`, with no events and no cancellation: a
+/// test's one-liner. `Err` when planning failed.
+pub async fn deploy_once(engine: &Engine, config: &Config) -> Result<ApplyReport, EngineError> {
+    engine
         .deploy(
             config,
             StageFilter::All,
@@ -157,11 +149,11 @@ async fn deploy(h: &dyn Harness, config: &Config, faults: Faults) -> Result<Appl
         )
         .await
         .map(|(_, report)| report)
-        .map_err(|e| format!("deploy: {e}"))
 }
 
-async fn destroy(h: &dyn Harness, config: &Config, faults: Faults) -> Result<ApplyReport, String> {
-    engine(h.provider(faults))
+/// Destroys `config`'s deployment (both stages) through `engine`, like [`deploy_once`].
+pub async fn destroy_once(engine: &Engine, config: &Config) -> Result<ApplyReport, EngineError> {
+    engine
         .destroy(
             config,
             StageFilter::All,
@@ -170,6 +162,29 @@ async fn destroy(h: &dyn Harness, config: &Config, faults: Faults) -> Result<App
         )
         .await
         .map(|(_, report)| report)
+}
+
+async fn plan(
+    check: &'static str,
+    h: &dyn Harness,
+    config: &Config,
+    faults: Faults,
+) -> Result<Plan, Failure> {
+    test_engine(h.provider(faults))
+        .plan(config, StageFilter::All)
+        .await
+        .map_err(|e| fail(check, format!("plan: {e}")))
+}
+
+async fn deploy(h: &dyn Harness, config: &Config, faults: Faults) -> Result<ApplyReport, String> {
+    deploy_once(&test_engine(h.provider(faults)), config)
+        .await
+        .map_err(|e| format!("deploy: {e}"))
+}
+
+async fn destroy(h: &dyn Harness, config: &Config, faults: Faults) -> Result<ApplyReport, String> {
+    destroy_once(&test_engine(h.provider(faults)), config)
+        .await
         .map_err(|e| format!("destroy: {e}"))
 }
 

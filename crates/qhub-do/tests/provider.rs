@@ -232,29 +232,15 @@ fn engine(p: Arc<dyn Provider>) -> Engine {
 }
 
 async fn deploy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
-    engine(p)
-        .deploy(
-            config,
-            StageFilter::All,
-            Arc::new(NoEvents),
-            CancellationToken::new(),
-        )
+    conformance::deploy_once(&engine(p), config)
         .await
         .expect("plan")
-        .1
 }
 
 async fn destroy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
-    engine(p)
-        .destroy(
-            config,
-            StageFilter::All,
-            Arc::new(NoEvents),
-            CancellationToken::new(),
-        )
+    conformance::destroy_once(&engine(p), config)
         .await
         .expect("destroy plan")
-        .1
 }
 
 fn one_of_everything() -> BTreeMap<String, usize> {

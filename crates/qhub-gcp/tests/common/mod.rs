@@ -13,9 +13,7 @@ use qhub_core::config::CiKind;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::{GuestAccelerator, NodeGroup, ProviderKind};
 use qhub_core::conformance::{Faults, Harness, Knobs};
-use qhub_core::engine::events::NoEvents;
-use qhub_core::engine::retry::{Budget, RetryPolicy};
-use qhub_core::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
+use qhub_core::engine::{ApplyReport, Engine};
 use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
     ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Ownership, Preflight,
@@ -24,7 +22,6 @@ use qhub_core::provider::{
 use qhub_core::sandbox::kube_api::{KubeApi, Server};
 use qhub_gcp::{ApiStats, CredentialSource, GcpOptions, GcpProvider};
 use qhub_gke_emulator::{GkeEmulator, Options};
-use tokio_util::sync::CancellationToken;
 
 /// The GCP project of the tests.
 pub const PROJECT: &str = "qhub-test-123";
@@ -92,51 +89,21 @@ pub fn provider_with(
 
 /// An engine with the conformance suite's settings.
 pub fn engine(p: Arc<dyn Provider>) -> Engine {
-    Engine::new(
-        p,
-        EngineOptions {
-            concurrency: 8,
-            retry: RetryPolicy {
-                busy: Budget::attempts(200, Duration::from_millis(5), Duration::from_millis(50)),
-                ..RetryPolicy::uniform(Budget::attempts(
-                    12,
-                    Duration::from_millis(1),
-                    Duration::from_millis(20),
-                ))
-            },
-            min_deadline: Duration::from_secs(120),
-            observe_deadline: Duration::from_secs(60),
-            poll_interval: Duration::from_millis(20),
-        },
-    )
+    qhub_core::conformance::test_engine(p)
 }
 
 /// Plans and applies `config` (under the engine's lock).
 pub async fn deploy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
-    engine(p)
-        .deploy(
-            config,
-            StageFilter::All,
-            Arc::new(NoEvents),
-            CancellationToken::new(),
-        )
+    qhub_core::conformance::deploy_once(&engine(p), config)
         .await
         .expect("deploy")
-        .1
 }
 
 /// Plans and applies the destruction of `config`'s deployment.
 pub async fn destroy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
-    engine(p)
-        .destroy(
-            config,
-            StageFilter::All,
-            Arc::new(NoEvents),
-            CancellationToken::new(),
-        )
+    qhub_core::conformance::destroy_once(&engine(p), config)
         .await
         .expect("destroy")
-        .1
 }
 
 /// Counts the resources carrying `ownership`'s labels, straight from the emulator.
