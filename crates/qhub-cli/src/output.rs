@@ -12,9 +12,10 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints an error with its whole cause chain.
+/// Prints an error with its whole cause chain. A cause whose text its error already ends with
+/// (the `"{what}: {source}"` pattern) is not printed twice.
 pub fn print_error(format: OutputFormat, err: &anyhow::Error) {
-    let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+    let chain = chain(err);
     match format {
         OutputFormat::Json => {
             let doc =
@@ -27,5 +28,45 @@ pub fn print_error(format: OutputFormat, err: &anyhow::Error) {
                 eprintln!("  caused by: {cause}");
             }
         }
+    }
+}
+
+/// The messages of an error's chain, without a cause that the message before it already ends
+/// with.
+fn chain(err: &anyhow::Error) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for message in err.chain().map(ToString::to_string) {
+        if out.last().is_some_and(|prev| prev.ends_with(&message)) {
+            continue;
+        }
+        out.push(message);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("observing existing resources: {source}")]
+    struct Outer {
+        source: Inner,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("HTTP 401 unauthorized")]
+    struct Inner;
+
+    #[test]
+    fn a_cause_already_in_its_message_is_not_repeated() {
+        let err = anyhow::Error::new(Outer { source: Inner }).context("deploying");
+        assert_eq!(
+            chain(&err),
+            [
+                "deploying",
+                "observing existing resources: HTTP 401 unauthorized"
+            ]
+        );
     }
 }

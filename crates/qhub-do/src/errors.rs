@@ -25,7 +25,13 @@ pub fn to_provider(what: &str, e: DoError) -> ProviderError {
             message,
             retry_after: e.retry_after(),
         },
-        ErrorClass::Unauthorized => ProviderError::Unauthorized(message),
+        ErrorClass::Unauthorized if message.contains("DIGITALOCEAN_TOKEN") => {
+            ProviderError::Unauthorized(message)
+        }
+        // Say where the token comes from: the fix is nearly always there.
+        ErrorClass::Unauthorized => ProviderError::Unauthorized(format!(
+            "{message} (check DIGITALOCEAN_TOKEN: a personal access token with read and write scope)"
+        )),
         ErrorClass::Invalid => ProviderError::Fatal(message),
     }
 }
