@@ -7,9 +7,8 @@ mod common;
 #[path = "common/infra.rs"]
 mod infra;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use common::{code, describe};
 use qhub_core::provider::Ownership;
 use qhub_doks_emulator::{DoksEmulator, Options};
 
@@ -20,34 +19,17 @@ struct Do {
 }
 
 impl Do {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_qhub"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("DIGITALOCEAN_API_URL", &self.url)
-            .env("DIGITALOCEAN_TOKEN", &self.token)
-            .env_remove("DIGITALOCEAN_ACCESS_TOKEN")
-            .env_remove("QHUB_LOG")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null());
-        cmd
-    }
-
     #[track_caller]
     fn ok(&self, args: &[&str]) -> Output {
-        let out = self.command(args).output().expect("qhub runs");
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        let cmd = infra::command(
+            self.dir.path(),
+            &[
+                ("DIGITALOCEAN_API_URL", &self.url),
+                ("DIGITALOCEAN_TOKEN", &self.token),
+            ],
+            &["DIGITALOCEAN_ACCESS_TOKEN"],
         );
-        assert!(
-            !all.contains(&self.token),
-            "qhub {}: the token leaked",
-            args.join(" ")
-        );
-        assert_eq!(code(&out), 0, "qhub {}: {}", args.join(" "), describe(&out));
-        out
+        infra::ok(cmd, args, &self.token)
     }
 }
 

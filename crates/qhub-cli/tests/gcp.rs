@@ -6,9 +6,8 @@ mod common;
 #[path = "common/infra.rs"]
 mod infra;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use common::{code, describe};
 use qhub_gke_emulator::{GkeEmulator, Options};
 
 const TOKEN: &str = "ya29.qhub-test-token-0123456789";
@@ -19,41 +18,17 @@ struct Gcp {
 }
 
 impl Gcp {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_qhub"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("QHUB_GKE_ENDPOINT", &self.endpoint)
-            .env("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN)
-            .env_remove("GOOGLE_CREDENTIALS")
-            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
-            .env_remove("QHUB_LOG")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    #[track_caller]
-    fn run(&self, args: &[&str]) -> Output {
-        let out = self.command(args).output().expect("qhub runs");
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            !all.contains(TOKEN),
-            "qhub {}: the token leaked",
-            args.join(" ")
-        );
-        out
-    }
-
     #[track_caller]
     fn ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert_eq!(code(&out), 0, "qhub {}: {}", args.join(" "), describe(&out));
-        out
+        let cmd = infra::command(
+            self.dir.path(),
+            &[
+                ("QHUB_GKE_ENDPOINT", &self.endpoint),
+                ("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN),
+            ],
+            &["GOOGLE_CREDENTIALS", "GOOGLE_APPLICATION_CREDENTIALS"],
+        );
+        infra::ok(cmd, args, TOKEN)
     }
 }
 

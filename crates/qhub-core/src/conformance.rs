@@ -206,6 +206,37 @@ fn succeeded(
     Ok(r)
 }
 
+/// Plans again and fails the check unless nothing would change (`after`: what just ran).
+async fn expect_empty_plan(
+    check: &'static str,
+    h: &dyn Harness,
+    config: &Config,
+    after: &str,
+) -> Result<Plan, Failure> {
+    let p = plan(check, h, config, Faults::default()).await?;
+    if !p.is_empty() {
+        return Err(fail(
+            check,
+            format!("plan after {after} is not empty:\n{}", p.render_text()),
+        ));
+    }
+    Ok(p)
+}
+
+/// Fails the check unless the backend holds nothing of the deployment (`after`: what just ran).
+async fn expect_nothing_left(
+    check: &'static str,
+    h: &dyn Harness,
+    config: &Config,
+    after: &str,
+) -> Result<(), Failure> {
+    let left = h.census(&Ownership::of(config)).await;
+    if left.values().any(|c| *c > 0) {
+        return Err(fail(check, format!("{after} left {left:?}")));
+    }
+    Ok(())
+}
+
 /// The node groups of a config, for editing.
 fn node_groups_mut(config: &mut Config) -> Option<&mut NodeGroups> {
     match config.provider {
@@ -248,13 +279,7 @@ pub async fn deploy_then_plan_is_empty(h: &dyn Harness) -> Result<String, Failur
     h.reset().await;
     let config = h.config();
     succeeded(CHECK, "deploy", deploy(h, &config, Faults::default()).await)?;
-    let p = plan(CHECK, h, &config, Faults::default()).await?;
-    if !p.is_empty() {
-        return Err(fail(
-            CHECK,
-            format!("plan after deploy is not empty:\n{}", p.render_text()),
-        ));
-    }
+    let p = expect_empty_plan(CHECK, h, &config, "deploy").await?;
     let before = h.mutations().await;
     succeeded(
         CHECK,
@@ -297,10 +322,7 @@ pub async fn edit_plans_only_updates(h: &dyn Harness) -> Result<String, Failure>
         "deploy of the edit",
         deploy(h, &config, Faults::default()).await,
     )?;
-    let p = plan(CHECK, h, &config, Faults::default()).await?;
-    if !p.is_empty() {
-        return Err(fail(CHECK, "plan after deploying the edit is not empty"));
-    }
+    expect_empty_plan(CHECK, h, &config, "deploying the edit").await?;
     Ok("one update, then empty".into())
 }
 
@@ -385,16 +407,13 @@ pub async fn destroy_after_interruption_leaves_nothing(h: &dyn Harness) -> Resul
             &format!("destroy after interruption at mutation {}", n + 1),
             destroy(h, &config, Faults::default()).await,
         )?;
-        let left = h.census(&Ownership::of(&config)).await;
-        if left.values().any(|c| *c > 0) {
-            return Err(fail(
-                CHECK,
-                format!(
-                    "after interruption at mutation {} and destroy, left: {left:?}",
-                    n + 1
-                ),
-            ));
-        }
+        expect_nothing_left(
+            CHECK,
+            h,
+            &config,
+            &format!("destroy after interruption at mutation {}", n + 1),
+        )
+        .await?;
     }
     if points == 0 {
         return Err(fail(
@@ -421,17 +440,13 @@ pub async fn redeploy_after_interruption_converges(h: &dyn Harness) -> Result<St
             &format!("re-deploy after interruption at mutation {}", n + 1),
             deploy(h, &config, Faults::default()).await,
         )?;
-        let p = plan(CHECK, h, &config, Faults::default()).await?;
-        if !p.is_empty() {
-            return Err(fail(
-                CHECK,
-                format!(
-                    "plan not empty after re-deploy (interruption at {}):\n{}",
-                    n + 1,
-                    p.render_text()
-                ),
-            ));
-        }
+        expect_empty_plan(
+            CHECK,
+            h,
+            &config,
+            &format!("re-deploy (interruption at {})", n + 1),
+        )
+        .await?;
         let census = h.census(&Ownership::of(&config)).await;
         if census != expected {
             return Err(fail(
@@ -469,19 +484,13 @@ pub async fn retryable_faults_are_survived(h: &dyn Harness) -> Result<String, Fa
         "deploy with faults",
         deploy(h, &config, faults.clone()).await,
     )?;
-    let p = plan(CHECK, h, &config, Faults::default()).await?;
-    if !p.is_empty() {
-        return Err(fail(CHECK, "plan not empty after a deploy with faults"));
-    }
+    expect_empty_plan(CHECK, h, &config, "a deploy with faults").await?;
     let x = succeeded(
         CHECK,
         "destroy with faults",
         destroy(h, &config, faults).await,
     )?;
-    let left = h.census(&Ownership::of(&config)).await;
-    if left.values().any(|c| *c > 0) {
-        return Err(fail(CHECK, format!("destroy with faults left {left:?}")));
-    }
+    expect_nothing_left(CHECK, h, &config, "destroy with faults").await?;
     Ok(format!(
         "{} retries in deploy, {} in destroy",
         d.retries, x.retries
@@ -563,13 +572,7 @@ pub async fn children_appear_once(h: &dyn Harness) -> Result<String, Failure> {
         }
     }
     succeeded(CHECK, "deploy", deploy(h, &config, Faults::default()).await)?;
-    let after = plan(CHECK, h, &config, Faults::default()).await?;
-    if !after.is_empty() {
-        return Err(fail(
-            CHECK,
-            format!("plan after deploy is not empty:\n{}", after.render_text()),
-        ));
-    }
+    expect_empty_plan(CHECK, h, &config, "deploy").await?;
     Ok(format!("{} children planned once each", children.len()))
 }
 
@@ -713,7 +716,6 @@ pub async fn destroy_from_pending_and_failed(h: &dyn Harness) -> Result<String, 
     const CHECK: &str = "destroy from pending and from failed leaves nothing";
     let knobs = h.knobs();
     let config = h.config();
-    let ownership = Ownership::of(&config);
     let mut done = Vec::new();
     if knobs.pending {
         // Interrupt deploys at each mutation until one leaves a pending resource behind.
@@ -745,10 +747,7 @@ pub async fn destroy_from_pending_and_failed(h: &dyn Harness) -> Result<String, 
             "destroy from pending",
             destroy(h, &config, Faults::default()).await,
         )?;
-        let left = h.census(&ownership).await;
-        if left.values().any(|c| *c > 0) {
-            return Err(fail(CHECK, format!("destroy from pending left {left:?}")));
-        }
+        expect_nothing_left(CHECK, h, &config, "destroy from pending").await?;
         // The same state again, then a deploy that waits for it.
         h.reset().await;
         let faults = Faults {
@@ -768,13 +767,7 @@ pub async fn destroy_from_pending_and_failed(h: &dyn Harness) -> Result<String, 
             "deploy over a pending resource",
             deploy(h, &config, waiting).await,
         )?;
-        let after = plan(CHECK, h, &config, Faults::default()).await?;
-        if !after.is_empty() {
-            return Err(fail(
-                CHECK,
-                format!("plan after waiting is not empty:\n{}", after.render_text()),
-            ));
-        }
+        expect_empty_plan(CHECK, h, &config, "waiting").await?;
         done.push(format!("pending (interrupted at mutation {})", n + 1));
     }
     if knobs.fail_once {
@@ -791,10 +784,7 @@ pub async fn destroy_from_pending_and_failed(h: &dyn Harness) -> Result<String, 
             "destroy from failed",
             destroy(h, &config, Faults::default()).await,
         )?;
-        let left = h.census(&ownership).await;
-        if left.values().any(|c| *c > 0) {
-            return Err(fail(CHECK, format!("destroy from failed left {left:?}")));
-        }
+        expect_nothing_left(CHECK, h, &config, "destroy from failed").await?;
         done.push("failed".into());
     }
     if done.is_empty() {

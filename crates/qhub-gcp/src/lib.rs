@@ -181,27 +181,14 @@ impl GcpProvider {
     /// cluster goes. Skipped when the cluster is not usable (an ERROR cluster has no reachable
     /// API; GKE then cleans what it can) or cannot be reached (emulator without a kubeconfig).
     async fn drain(&self, ownership: &Ownership) -> Result<(), ProviderError> {
-        if !self.capabilities().cluster_access {
-            tracing::info!("emulator mode: no cluster to drain LoadBalancer Services through");
-            return Ok(());
-        }
-        let access = match Box::pin(self.cluster_access(ownership)).await {
-            Ok(access) => access,
-            Err(ProviderError::NoCluster(why) | ProviderError::NotSupported(why)) => {
-                tracing::info!(%why, "LoadBalancer Services not drained through the cluster");
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
-        let client = access.client().await?;
-        let n = qhub_core::cloud::drain::drain_load_balancers(
-            &client,
+        qhub_core::cloud::drain::drain_through(
+            self,
+            ownership,
             std::time::Duration::from_secs(2),
             std::time::Duration::from_secs(600),
         )
-        .await?;
-        tracing::info!(services = n, "LoadBalancer Services drained");
-        Ok(())
+        .await
+        .map(drop)
     }
 
     /// The deployment's cluster when it is usable (RUNNING), with its name; `NoCluster`

@@ -11,8 +11,8 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::Filter;
-use qhub_core::cloud::drain::drain_load_balancers;
-use qhub_core::provider::{Ownership, Provider, ProviderError};
+use qhub_core::cloud::drain::drain_through;
+use qhub_core::provider::{Ownership, ProviderError};
 
 use super::{Sent, by_name};
 use crate::AwsProvider;
@@ -25,24 +25,13 @@ pub fn cluster_tag(cluster: &str) -> String {
 }
 
 /// Deletes every LoadBalancer Service through the cluster and waits until they are gone
-/// ([`qhub_core::cloud::drain`]). Skipped, with a warning, when the provider cannot reach the
-/// cluster (emulator mode without a kubeconfig override); the cloud sweep still runs.
+/// ([`drain_through`]); the cloud sweep still runs when the cluster cannot be reached.
 pub(super) async fn delete_load_balancer_services(
     p: &AwsProvider,
     o: &Ownership,
 ) -> Result<usize, ProviderError> {
-    let access = match p.cluster_access(o).await {
-        Ok(access) => access,
-        Err(ProviderError::NoCluster(_)) => return Ok(0),
-        Err(ProviderError::NotSupported(why)) => {
-            tracing::warn!(%why, "LoadBalancer services were not deleted through the cluster; sweeping the cloud only");
-            return Ok(0);
-        }
-        Err(e) => return Err(e),
-    };
-    let client = access.client().await?;
     // The engine's deadline bounds the whole delete; this one only stops an endless wait.
-    drain_load_balancers(&client, p.poll(), std::time::Duration::from_secs(20 * 60)).await
+    drain_through(p, o, p.poll(), std::time::Duration::from_secs(20 * 60)).await
 }
 
 /// Deletes the load balancers, target groups and security groups carrying the cluster's tag

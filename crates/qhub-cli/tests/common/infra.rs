@@ -1,10 +1,45 @@
 //! The infrastructure lifecycle every cloud's CLI test runs against its emulator.
 
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::common::json_stdout;
+use crate::common::{code, describe, json_stdout};
+
+/// A `qhub` command in `dir` with `env` set, `remove` removed (credentials the machine may
+/// have), no log filter, and stdin not a terminal.
+pub fn command(dir: &std::path::Path, env: &[(&str, &str)], remove: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qhub"));
+    cmd.current_dir(dir)
+        .env_remove("QHUB_LOG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    for k in remove {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
+/// Runs `cmd` with `args`, insists on exit 0, and on `secret` appearing nowhere in its output.
+#[track_caller]
+pub fn ok(mut cmd: Command, args: &[&str], secret: &str) -> Output {
+    let out = cmd.args(args).output().expect("qhub runs");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !all.contains(secret),
+        "qhub {}: the token leaked",
+        args.join(" ")
+    );
+    assert_eq!(code(&out), 0, "qhub {}: {}", args.join(" "), describe(&out));
+    out
+}
 
 /// `qhub plan` (a cluster and its pools, the pools created with the cluster), `deploy`, a no-op
 /// plan, `status` (in sync, everything ready), `destroy`, `status` (nothing left), all with

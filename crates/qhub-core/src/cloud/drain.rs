@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, ListParams};
 
 use super::poll::{Poll, poll_until};
-use crate::provider::ProviderError;
+use crate::provider::{Ownership, Provider, ProviderError};
 
 /// The `namespace/name` of every LoadBalancer Service.
 pub async fn load_balancer_services(
@@ -66,4 +66,40 @@ pub async fn drain_load_balancers(
         .await?;
     }
     Ok(services.len())
+}
+
+/// [`drain_load_balancers`] through the provider's own cluster access, as a provider's cluster
+/// (or network) delete calls it first. Nothing to drain, with a log line, when the provider
+/// hands out no cluster access here (an emulator without a kubeconfig override) or the cluster
+/// cannot be used (absent, creating, failed: no Service of ours can have made a load balancer
+/// that a usable API would let us delete).
+pub async fn drain_through(
+    provider: &dyn Provider,
+    ownership: &Ownership,
+    interval: Duration,
+    deadline: Duration,
+) -> Result<usize, ProviderError> {
+    if !provider.capabilities().cluster_access {
+        tracing::warn!(
+            provider = provider.name(),
+            "no cluster access here: LoadBalancer Services were not deleted through the cluster"
+        );
+        return Ok(0);
+    }
+    let access = match provider.cluster_access(ownership).await {
+        Ok(access) => access,
+        Err(ProviderError::NoCluster(why)) => {
+            tracing::info!(%why, "no usable cluster: no LoadBalancer Service to delete through it");
+            return Ok(0);
+        }
+        Err(ProviderError::NotSupported(why)) => {
+            tracing::warn!(%why, "LoadBalancer Services were not deleted through the cluster");
+            return Ok(0);
+        }
+        Err(e) => return Err(e),
+    };
+    let client = access.client().await?;
+    let drained = drain_load_balancers(&client, interval, deadline).await?;
+    tracing::info!(services = drained, "LoadBalancer Services drained");
+    Ok(drained)
 }

@@ -272,46 +272,36 @@ impl Engine {
         Ok(false)
     }
 
-    /// Runs a read (observe, discover, connect) with the retry policy and a deadline per try.
+    /// Runs a read (observe, discover, connect) with the retry policy ([`retry::retry`]) and a
+    /// deadline per try; a try that outlives it ends the read.
     async fn read<T, F, Fut>(&self, what: &str, mut attempt_once: F) -> Result<T, EngineError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
     {
         let deadline = self.options.observe_deadline;
-        let mut retrier = retry::Retrier::new(self.options.retry);
-        let started = Instant::now();
-        loop {
-            let result = tokio::time::timeout(deadline, attempt_once())
-                .await
-                .map_err(|_| EngineError::Deadline(what.to_string(), deadline))?;
-            match result {
-                Ok(v) => return Ok(v),
-                Err(e) if e.is_killed() => {
-                    return Err(EngineError::Provider {
-                        what: what.to_string(),
-                        source: e,
-                    });
-                }
-                Err(e) => match retrier.next_delay(&e) {
-                    Some(delay) => {
-                        tracing::info!(attempt = retrier.retries(), ?delay, error = %e, "{what} failed; retrying");
-                        tokio::time::sleep(delay).await;
-                    }
-                    None => {
-                        let source = if retrier.retries() > 0 {
-                            retry::gave_up(e, what, retrier.retries(), started.elapsed())
-                        } else {
-                            e
-                        };
-                        return Err(EngineError::Provider {
-                            what: what.to_string(),
-                            source,
-                        });
-                    }
-                },
+        let timed_out = std::sync::atomic::AtomicBool::new(false);
+        retry::retry(&self.options.retry, what, || {
+            let attempt = tokio::time::timeout(deadline, attempt_once());
+            let timed_out = &timed_out;
+            async move {
+                attempt.await.unwrap_or_else(|_| {
+                    timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Err(ProviderError::Fatal(format!("{what} timed out")))
+                })
             }
-        }
+        })
+        .await
+        .map_err(|source| {
+            if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
+                EngineError::Deadline(what.to_string(), deadline)
+            } else {
+                EngineError::Provider {
+                    what: what.to_string(),
+                    source,
+                }
+            }
+        })
     }
 
     async fn observe_kubernetes(
@@ -405,17 +395,19 @@ impl Engine {
             desired.extend(k8s);
         }
         let mut plan = plan::diff(&desired, &observed);
-        // Only what a planned object actually holds a placeholder for is "known after apply".
-        let placeholder = plan.changes.iter().any(|c| {
-            c.stage == Stage::Kubernetes
-                && c.desired.as_ref().is_some_and(|d| {
-                    d.payload
-                        .as_ref()
-                        .unwrap_or(&d.spec)
-                        .to_string()
-                        .contains(crate::provider::facts::AFTER_APPLY)
-                })
-        });
+        // Only what a planned object actually holds a placeholder for is "known after apply"
+        // (and the manifests are searched only when some fact is unknown).
+        let placeholder = !known_after_apply.is_empty()
+            && plan.changes.iter().any(|c| {
+                c.stage == Stage::Kubernetes
+                    && c.desired.as_ref().is_some_and(|d| {
+                        d.payload
+                            .as_ref()
+                            .unwrap_or(&d.spec)
+                            .to_string()
+                            .contains(crate::provider::facts::AFTER_APPLY)
+                    })
+            });
         if placeholder {
             plan.known_after_apply = known_after_apply;
         }
@@ -489,7 +481,12 @@ impl Engine {
             ownership: ownership.clone(),
             config: config.clone(),
             rebuild: !plan.known_after_apply.is_empty(),
-            resources: plan.resources.clone(),
+            children: plan
+                .resources
+                .iter()
+                .filter(|r| r.created_with.is_some())
+                .cloned()
+                .collect(),
             cluster: tokio::sync::OnceCell::new(),
             fresh: tokio::sync::OnceCell::new(),
             events: events.clone(),
@@ -651,8 +648,8 @@ struct Shared {
     /// The plan's Kubernetes objects were built with placeholders: build them again once the
     /// infrastructure exists.
     rebuild: bool,
-    /// Every desired resource of the plan.
-    resources: Vec<plan::Resource>,
+    /// The plan's desired resources that are created with a parent (given to its create).
+    children: Vec<plan::Resource>,
     cluster: tokio::sync::OnceCell<Option<Cluster>>,
     /// The Kubernetes objects built again from the facts of the applied infrastructure.
     fresh: tokio::sync::OnceCell<BTreeMap<ResourceId, plan::Resource>>,
@@ -898,7 +895,7 @@ async fn run_change(shared: &Shared, change: &Change) -> Result<u32, (ProviderEr
     let children: Vec<plan::Resource> = if matches!(change.action, Action::Create | Action::Replace)
     {
         shared
-            .resources
+            .children
             .iter()
             .filter(|r| r.created_with.as_ref() == Some(&change.id))
             .cloned()
