@@ -98,7 +98,7 @@ async fn objects_no_longer_wanted_are_pruned() {
     let (_api, _server, applier) = served().await;
     let all = kubernetes::desired(&config(), &facts(&config())).unwrap();
     apply_all(&applier, &all).await;
-    // The config without the welcome component: its three objects must be planned for deletion.
+    // The config without the welcome component: its four objects (with its route) must be planned for deletion.
     let fewer: Vec<_> = all
         .iter()
         .filter(|r| !r.id.name.ends_with("qhub-welcome"))
@@ -112,7 +112,7 @@ async fn objects_no_longer_wanted_are_pruned() {
         .filter(|c| c.action == Action::Delete)
         .map(|c| c.id.to_string())
         .collect();
-    assert_eq!(deletes.len(), 3, "{}", p.render_text());
+    assert_eq!(deletes.len(), 4, "{}", p.render_text());
     for c in p.changes.iter().filter(|c| c.action == Action::Delete) {
         let target = c
             .observed

@@ -213,6 +213,8 @@ pub fn cluster_facts(config: &Config) -> ClusterFacts {
                 value: gpu.value,
                 effect: gpu.effect,
             }),
+            // DOKS GPU nodes come with NVIDIA's device plugin.
+            device_plugin: false,
         },
         load_balancer_annotations: facts::load_balancer_annotations(config),
         native_autoscaling: true,

@@ -84,6 +84,8 @@ pub fn cluster_facts(config: &Config) -> facts::ClusterFacts {
             // GKE's NO_SCHEDULE is Kubernetes' NoSchedule.
             effect: "NoSchedule".to_string(),
         }),
+        // GKE installs the drivers and the device plugin on GPU pools.
+        device_plugin: false,
     };
     f.native_autoscaling = true;
     f

@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 
 use super::applyset::{self, ApplySet};
 use super::readiness::{self, Readiness};
-use super::{FIELD_MANAGER, KubeError, LAST_APPLIED, ObjectRef};
+use super::{FIELD_MANAGER, KubeError, LAST_APPLIED, ObjectRef, generated};
 use crate::plan::{Observed, ResourceState, Stage};
 
 /// How often readiness is polled.
@@ -133,11 +133,83 @@ impl Applier {
             }
         }
         let api = self.api(&r).await?;
+        if let Some(required) = generated::requirement(manifest)? {
+            self.check_requirement(&r, &required).await?;
+        }
+        if let Some(recipe) = generated::recipe(manifest)? {
+            // Keep what the live Secret holds; generate only what it lacks.
+            let live = read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await?;
+            let live = live
+                .map(|l| serde_json::to_value(&l))
+                .transpose()
+                .map_err(|e| KubeError::Invalid(e.to_string()))?;
+            body = generated::fill(&body, &recipe, live.as_ref())?;
+        }
+        if let Some(derived) = generated::derived(manifest)? {
+            let value = self.derive(&derived).await?;
+            if let Some(slot) = body.pointer_mut(&derived.path) {
+                *slot = value;
+            }
+        }
         let params = PatchParams::apply(FIELD_MANAGER).force();
         api.patch(&r.name, &params, &Patch::Apply(&body))
             .await
             .map_err(api_err(format!("applying {}", r.id())))?;
         self.wait_ready(&r, &api, deadline).await
+    }
+
+    /// Fails unless the object a manifest requires exists, naming the config key and the fix.
+    async fn check_requirement(
+        &self,
+        r: &ObjectRef,
+        required: &generated::Requirement,
+    ) -> Result<(), KubeError> {
+        let target = ObjectRef {
+            api_version: "v1".into(),
+            kind: required.kind.clone(),
+            namespace: r.namespace.clone(),
+            name: required.name.clone(),
+        };
+        let api = self.api(&target).await?;
+        let found = read(&format!("reading {}", target.id()), || {
+            api.get_opt(&required.name)
+        })
+        .await?;
+        if found.is_none() {
+            return Err(KubeError::Invalid(format!(
+                "{}: the {} `{}` does not exist in namespace `{}`; {}",
+                required.config_key,
+                required.kind,
+                required.name,
+                r.namespace.as_deref().unwrap_or_default(),
+                required.hint
+            )));
+        }
+        Ok(())
+    }
+
+    /// The value of a derived field, read from its source object's live state.
+    async fn derive(&self, derived: &generated::Derived) -> Result<Json, KubeError> {
+        let source = ObjectRef {
+            api_version: "v1".into(),
+            kind: derived.kind.clone(),
+            namespace: Some(derived.namespace.clone()),
+            name: derived.name.clone(),
+        };
+        let api = self.api(&source).await?;
+        let live = read(&format!("reading {}", source.id()), || {
+            api.get(&derived.name)
+        })
+        .await?;
+        let live = serde_json::to_value(&live).map_err(|e| KubeError::Invalid(e.to_string()))?;
+        match live.pointer(&derived.field) {
+            Some(Json::String(v)) if !v.is_empty() && v != "None" => Ok(Json::String(v.clone())),
+            other => Err(KubeError::Invalid(format!(
+                "{} has no usable {} yet ({other:?})",
+                source.id(),
+                derived.field
+            ))),
+        }
     }
 
     async fn wait_ready(
@@ -174,10 +246,7 @@ impl Applier {
         let api = match self.api(&r).await {
             Ok(api) => api,
             // The kind is no longer served (its CRD is gone): so are its objects.
-            Err(KubeError::Api {
-                source: kube::Error::Api(s),
-                ..
-            }) if s.code == 404 => return Ok(()),
+            Err(e) if e.is_not_served() => return Ok(()),
             Err(e) => return Err(e),
         };
         match api.delete(&r.name, &DeleteParams::foreground()).await {
@@ -267,10 +336,7 @@ impl Applier {
                     match self.resolve(group, version, kind).await {
                         Ok(found) => Some(found),
                         // Not served (yet, or any more): nothing of this kind exists.
-                        Err(KubeError::Api {
-                            source: kube::Error::Api(s),
-                            ..
-                        }) if s.code == 404 => None,
+                        Err(e) if e.is_not_served() => None,
                         Err(e) => return Err(e),
                     }
                 }

@@ -11,8 +11,13 @@ pub mod apply;
 pub mod applyset;
 pub mod auth;
 pub mod components;
+pub mod generated;
 pub mod lease;
+pub mod pods;
 pub mod readiness;
+pub mod versions;
+
+use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 use sha2::Digest;
@@ -71,6 +76,26 @@ pub enum KubeError {
 }
 
 impl KubeError {
+    /// True when the API server does not serve the kind (its CRD is not installed, or not
+    /// yet): no object of it can exist.
+    pub fn is_not_served(&self) -> bool {
+        use kube::error::DiscoveryError as D;
+        match self {
+            Self::Api {
+                source: kube::Error::Api(status),
+                ..
+            } => status.code == 404,
+            Self::Api {
+                source: kube::Error::Discovery(d),
+                ..
+            } => matches!(
+                d,
+                D::MissingKind(_) | D::MissingApiGroup(_) | D::MissingResource(_)
+            ),
+            _ => false,
+        }
+    }
+
     /// True when trying again may help: throttling, server errors, conflicts with another
     /// writer, transport errors, and kinds not yet served (a CRD just established).
     pub fn is_retryable(&self) -> bool {
@@ -175,11 +200,17 @@ impl ObjectRef {
     }
 }
 
-/// What the plan compares for a manifest: the manifest itself, or its digest when too large.
+/// What the plan compares for a manifest: the manifest itself (a Secret's values replaced by
+/// their digests, [`generated::comparable_secret`]), or its digest when too large.
 pub fn comparable(manifest: &Json) -> Json {
+    let manifest = if manifest.get("kind").and_then(Json::as_str) == Some("Secret") {
+        generated::comparable_secret(manifest)
+    } else {
+        manifest.clone()
+    };
     let text = manifest.to_string();
     if text.len() <= MAX_LAST_APPLIED {
-        manifest.clone()
+        manifest
     } else {
         serde_json::json!({"manifest_sha256": format!("{:x}", sha2::Sha256::digest(text.as_bytes()))})
     }
@@ -195,40 +226,101 @@ fn tier(r: &ObjectRef) -> u8 {
     }
 }
 
-/// The `kubernetes`-stage resources for a config on a cluster with `facts`: every component's
-/// objects, labelled as ApplySet members, with dependencies that put CRDs and namespaces first.
+/// Whether a kind runs pods whose readiness gates the components that depend on it.
+fn is_workload(r: &ObjectRef) -> bool {
+    r.group() == "apps" && matches!(r.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet")
+}
+
+/// Whether a workload of the same component needs the object to exist first (what its pods
+/// mount, read or run as).
+fn is_workload_input(r: &ObjectRef) -> bool {
+    r.group() == ""
+        && matches!(
+            r.kind.as_str(),
+            "Secret" | "ConfigMap" | "PersistentVolumeClaim" | "ServiceAccount"
+        )
+        || r.group() == "rbac.authorization.k8s.io"
+}
+
+/// The `kubernetes`-stage resources for a config on a cluster with `facts`: every enabled
+/// component's objects, labelled as ApplySet members and ordered: CRDs and namespaces first;
+/// within a component, what its pods need before its workloads; every object of a component
+/// after the workloads of the components it depends on are ready; an object with a derived
+/// field after the object it derives from.
 pub fn desired(config: &Config, facts: &ClusterFacts) -> Result<Vec<Resource>, KubeError> {
     let set = applyset::ApplySet::for_config(config);
-    let mut manifests = components::manifests(config, facts)?;
-    for m in &mut manifests {
+    let built = components::build(config, facts)?;
+    // (component, manifest)
+    let mut manifests: Vec<(Option<&'static str>, Json)> = built
+        .into_iter()
+        .flat_map(|(c, objects)| objects.into_iter().map(move |m| (Some(c), m)))
+        .collect();
+    for (_, m) in &mut manifests {
         set.label_member(m);
     }
     let mut group_kinds: Vec<String> = Vec::new();
-    for m in &manifests {
+    for (_, m) in &manifests {
         let gk = ObjectRef::of(m)?.group_kind();
         if !group_kinds.contains(&gk) {
             group_kinds.push(gk);
         }
     }
-    manifests.push(set.parent_manifest(&group_kinds));
+    manifests.push((None, set.parent_manifest(&group_kinds)));
     let refs: Vec<ObjectRef> = manifests
         .iter()
-        .map(ObjectRef::of)
+        .map(|(_, m)| ObjectRef::of(m))
         .collect::<Result<_, _>>()?;
+    // The group and kind each CRD defines, by index: only its instances wait for it.
+    let defines: BTreeMap<usize, (&str, &str)> = manifests
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, m))| {
+            m.get("kind").and_then(Json::as_str) == Some("CustomResourceDefinition")
+        })
+        .filter_map(|(i, (_, m))| {
+            Some((
+                i,
+                (
+                    m.pointer("/spec/group")?.as_str()?,
+                    m.pointer("/spec/names/kind")?.as_str()?,
+                ),
+            ))
+        })
+        .collect();
     let mut out = Vec::with_capacity(manifests.len());
-    for (m, r) in manifests.iter().zip(&refs) {
+    for (i, ((component, m), r)) in manifests.iter().zip(&refs).enumerate() {
         let t = tier(r);
-        let depends_on: Vec<ResourceId> = refs
-            .iter()
-            .filter(|other| {
-                tier(other) < t
-                    && (tier(other) == 0 && other.kind == "CustomResourceDefinition"
-                        || other.kind == "Namespace"
-                            && r.namespace.as_deref() == Some(other.name.as_str())
-                        || tier(other) == 1)
-            })
-            .map(ObjectRef::id)
-            .collect();
+        let needs: Vec<&'static str> = component
+            .and_then(components::find)
+            .map(|c| c.depends_on().to_vec())
+            .unwrap_or_default();
+        let mut depends_on: Vec<ResourceId> = Vec::new();
+        for (j, ((other_component, _), other)) in manifests.iter().zip(&refs).enumerate() {
+            if i == j {
+                continue;
+            }
+            let tier_edge = tier(other) < t
+                && (defines
+                    .get(&j)
+                    .is_some_and(|gk| *gk == (r.group(), r.kind.as_str()))
+                    || other.kind == "Namespace"
+                        && r.namespace.as_deref() == Some(other.name.as_str())
+                    || tier(other) == 1);
+            let component_edge = t == 2
+                && tier(other) == 2
+                && other_component.is_some_and(|oc| needs.contains(&oc))
+                && is_workload(other);
+            let input_edge = t == 2
+                && is_workload(r)
+                && other_component == component
+                && is_workload_input(other);
+            if tier_edge || component_edge || input_edge {
+                depends_on.push(other.id());
+            }
+        }
+        if let Some(d) = generated::derived(m)? {
+            depends_on.push(d.source_id());
+        }
         let mut resource = Resource::new(
             r.group_kind(),
             r.id().name,
@@ -236,10 +328,7 @@ pub fn desired(config: &Config, facts: &ClusterFacts) -> Result<Vec<Resource>, K
             comparable(m),
         )
         .depends_on(depends_on)
-        .expected(std::time::Duration::from_secs(match r.kind.as_str() {
-            "Deployment" | "StatefulSet" | "DaemonSet" => 30,
-            _ => 1,
-        }));
+        .expected(readiness::expected(&r.kind, component.unwrap_or_default()));
         resource.payload = Some(m.clone());
         out.push(resource);
     }

@@ -134,6 +134,9 @@ pub struct Gpu {
     pub resource: String,
     /// The taint on GPU nodes that GPU pods tolerate.
     pub taint: Option<Taint>,
+    /// True when the platform must install the NVIDIA device plugin on GPU nodes (EKS, or a
+    /// cluster we know nothing of); false when the cloud installs it (GKE, DOKS).
+    pub device_plugin: bool,
 }
 
 impl Default for Gpu {
@@ -145,6 +148,7 @@ impl Default for Gpu {
                 value: "present".to_string(),
                 effect: "NoSchedule".to_string(),
             }),
+            device_plugin: true,
         }
     }
 }

@@ -1,21 +1,24 @@
 //! The platform's namespace.
 
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::Namespace as NamespaceObject;
 use serde_json::Value as Json;
 
-use super::{KubeError, manifest};
-use crate::config::Config;
+use super::{Component, Context, KubeError, manifest};
 
-/// The Namespace `config.namespace`.
-pub fn manifests(config: &Config) -> Result<Vec<Json>, KubeError> {
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(config.namespace.clone()),
-            labels: Some(super::labels("qhub")),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    Ok(vec![manifest(&ns)?])
+/// The Namespace `config.namespace`, which holds every namespaced object of the platform.
+#[derive(Debug, Clone, Copy)]
+pub struct Namespace;
+
+impl Component for Namespace {
+    fn name(&self) -> &'static str {
+        "namespace"
+    }
+
+    fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
+        let ns = NamespaceObject {
+            metadata: ctx.cluster_meta("qhub", ctx.namespace()),
+            ..NamespaceObject::default()
+        };
+        Ok(vec![manifest(&ns)?])
+    }
 }

@@ -1,0 +1,179 @@
+//! The cluster autoscaler, on clouds that do not scale node groups themselves (EKS; GKE and
+//! DOKS autoscale natively). It discovers the node groups' autoscaling groups by the tags EKS
+//! puts on them (`k8s.io/cluster-autoscaler/enabled`, `k8s.io/cluster-autoscaler/<cluster>`).
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{EnvVar, PodSpec, PodTemplateSpec, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use serde_json::Value as Json;
+
+use super::{Component, Context, KubeError, manifest, selector};
+use crate::config::ProviderKind;
+use crate::kubernetes::pods::{self, Placement};
+use crate::kubernetes::versions;
+
+/// The component's name.
+pub const NAME: &str = "cluster-autoscaler";
+
+/// The cluster autoscaler.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterAutoscaler;
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
+        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+        verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        ..PolicyRule::default()
+    }
+}
+
+impl Component for ClusterAutoscaler {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn enabled(&self, ctx: &Context<'_>) -> bool {
+        // Only AWS's autoscaling groups are supported by the autoscaler as we configure it.
+        ctx.config.provider == ProviderKind::Aws && !ctx.facts.native_autoscaling
+    }
+
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["namespace"]
+    }
+
+    fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
+        let ns = ctx.namespace().to_string();
+        let aws = ctx.config.amazon_web_services.as_ref().ok_or_else(|| {
+            KubeError::Invalid("amazon_web_services: the section is missing".into())
+        })?;
+        let cluster = ctx.cluster_name();
+        let account = ServiceAccount {
+            metadata: ctx.meta(NAME, NAME),
+            ..ServiceAccount::default()
+        };
+        let read = ["get", "list", "watch"];
+        let cluster_role_name = format!("{ns}-{NAME}");
+        let role = ClusterRole {
+            metadata: ctx.cluster_meta(NAME, &cluster_role_name),
+            rules: Some(vec![
+                rule(&[""], &["events", "endpoints"], &["create", "patch"]),
+                rule(&[""], &["pods/eviction"], &["create"]),
+                rule(&[""], &["pods/status"], &["update"]),
+                rule(&[""], &["nodes"], &["get", "list", "watch", "update"]),
+                rule(
+                    &[""],
+                    &[
+                        "namespaces",
+                        "pods",
+                        "services",
+                        "replicationcontrollers",
+                        "persistentvolumeclaims",
+                        "persistentvolumes",
+                    ],
+                    &read,
+                ),
+                rule(
+                    &["apps"],
+                    &["daemonsets", "replicasets", "statefulsets"],
+                    &read,
+                ),
+                rule(&["batch"], &["jobs", "cronjobs"], &read),
+                rule(&["policy"], &["poddisruptionbudgets"], &read),
+                rule(
+                    &["storage.k8s.io"],
+                    &[
+                        "storageclasses",
+                        "csinodes",
+                        "csidrivers",
+                        "csistoragecapacities",
+                        "volumeattachments",
+                    ],
+                    &read,
+                ),
+                rule(
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                    &["create", "get", "update"],
+                ),
+                rule(
+                    &[""],
+                    &["configmaps"],
+                    &["create", "get", "list", "watch", "update", "delete"],
+                ),
+            ]),
+            ..ClusterRole::default()
+        };
+        let binding = ClusterRoleBinding {
+            metadata: ctx.cluster_meta(NAME, &cluster_role_name),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: cluster_role_name.clone(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: NAME.into(),
+                namespace: Some(ns.clone()),
+                ..Subject::default()
+            }]),
+        };
+        let image = versions::cluster_autoscaler(&aws.kubernetes_version);
+        let mut container = pods::container(
+            NAME,
+            image.reference(),
+            pods::resources("100m", "300Mi", "600Mi"),
+        );
+        container.command = Some(vec!["./cluster-autoscaler".into()]);
+        container.args = Some(vec![
+            "--cloud-provider=aws".into(),
+            format!(
+                "--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/{cluster}"
+            ),
+            "--balance-similar-node-groups".into(),
+            "--skip-nodes-with-system-pods=false".into(),
+            "--skip-nodes-with-local-storage=false".into(),
+            "--expander=least-waste".into(),
+            format!("--leader-elect-resource-namespace={ns}"),
+        ]);
+        container.env = Some(vec![EnvVar {
+            name: "AWS_REGION".into(),
+            value: Some(aws.region.clone()),
+            ..EnvVar::default()
+        }]);
+        let mut pod = PodSpec {
+            service_account_name: Some(NAME.into()),
+            containers: vec![container],
+            security_context: Some(pods::non_root_pod(65534)),
+            priority_class_name: Some("system-cluster-critical".into()),
+            ..PodSpec::default()
+        };
+        Placement::on_group(ctx.facts, "general").place(&mut pod);
+        let deployment = Deployment {
+            metadata: ctx.meta(NAME, NAME),
+            spec: Some(DeploymentSpec {
+                replicas: Some(1),
+                selector: LabelSelector {
+                    match_labels: Some(selector(NAME)),
+                    ..LabelSelector::default()
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(super::labels(NAME)),
+                        ..ObjectMeta::default()
+                    }),
+                    spec: Some(pod),
+                },
+                ..DeploymentSpec::default()
+            }),
+            ..Deployment::default()
+        };
+        Ok(vec![
+            manifest(&account)?,
+            manifest(&role)?,
+            manifest(&binding)?,
+            manifest(&deployment)?,
+        ])
+    }
+}

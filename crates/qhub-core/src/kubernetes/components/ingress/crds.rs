@@ -1,0 +1,265 @@
+//! Traefik's CustomResourceDefinitions (group `traefik.io`, version `v1alpha1`), with our own
+//! structural schemas: the kinds the platform instantiates (IngressRoute, IngressRouteTCP,
+//! Middleware, TLSStore) have schemas for every field we write, so that the API server (and
+//! our tests, [`validate`]) reject a malformed instance; the kinds Traefik watches but we do
+//! not create keep an open `spec`.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, CustomResourceDefinitionNames, CustomResourceDefinitionSpec,
+    CustomResourceDefinitionVersion, CustomResourceValidation, JSONSchemaProps,
+};
+use serde_json::{Value as Json, json};
+
+use super::super::{Context, KubeError, manifest};
+
+/// Traefik's CRD group.
+pub const GROUP: &str = "traefik.io";
+/// The served and stored version.
+pub const VERSION: &str = "v1alpha1";
+
+fn strings() -> Json {
+    json!({"type": "array", "items": {"type": "string"}})
+}
+
+fn int_or_string() -> Json {
+    json!({"x-kubernetes-int-or-string": true})
+}
+
+fn reference() -> Json {
+    json!({"type": "object", "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}}, "required": ["name"]})
+}
+
+fn tls() -> Json {
+    json!({"type": "object", "properties": {
+        "secretName": {"type": "string"},
+        "certResolver": {"type": "string"},
+        "passthrough": {"type": "boolean"},
+        "options": reference(),
+        "store": reference(),
+        "domains": {"type": "array", "items": {"type": "object", "properties": {
+            "main": {"type": "string"}, "sans": strings()}}}
+    }})
+}
+
+fn open() -> Json {
+    json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+}
+
+/// The `spec` schema of each kind, by kind.
+fn spec_schema(kind: &str) -> Json {
+    match kind {
+        "IngressRoute" => json!({"type": "object", "required": ["routes"], "properties": {
+            "entryPoints": strings(),
+            "routes": {"type": "array", "items": {"type": "object", "required": ["match"], "properties": {
+                "match": {"type": "string"},
+                "kind": {"type": "string", "enum": ["Rule"]},
+                "priority": {"type": "integer"},
+                "middlewares": {"type": "array", "items": reference()},
+                "services": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string"},
+                    "namespace": {"type": "string"},
+                    "kind": {"type": "string", "enum": ["Service", "TraefikService"]},
+                    "port": int_or_string(),
+                    "scheme": {"type": "string"},
+                    "passHostHeader": {"type": "boolean"}
+                }}}
+            }}},
+            "tls": tls()
+        }}),
+        "IngressRouteTCP" => json!({"type": "object", "required": ["routes"], "properties": {
+            "entryPoints": strings(),
+            "routes": {"type": "array", "items": {"type": "object", "required": ["match"], "properties": {
+                "match": {"type": "string"},
+                "priority": {"type": "integer"},
+                "services": {"type": "array", "items": {"type": "object", "required": ["name", "port"], "properties": {
+                    "name": {"type": "string"},
+                    "namespace": {"type": "string"},
+                    "port": int_or_string(),
+                    "weight": {"type": "integer"}
+                }}}
+            }}},
+            "tls": tls()
+        }}),
+        "Middleware" => json!({"type": "object", "properties": {
+            "stripPrefix": {"type": "object", "properties": {"prefixes": strings()}},
+            "redirectScheme": {"type": "object", "properties": {
+                "scheme": {"type": "string"}, "port": {"type": "string"}, "permanent": {"type": "boolean"}}},
+            "headers": open(),
+            "forwardAuth": open(),
+            "chain": open()
+        }}),
+        "TLSStore" => json!({"type": "object", "properties": {
+            "defaultCertificate": {"type": "object", "required": ["secretName"], "properties": {
+                "secretName": {"type": "string"}}},
+            "certificates": {"type": "array", "items": {"type": "object", "properties": {
+                "secretName": {"type": "string"}}}}
+        }}),
+        _ => open(),
+    }
+}
+
+/// Every kind Traefik's Kubernetes CRD provider watches, with its plural.
+pub const KINDS: &[(&str, &str)] = &[
+    ("IngressRoute", "ingressroutes"),
+    ("IngressRouteTCP", "ingressroutetcps"),
+    ("IngressRouteUDP", "ingressrouteudps"),
+    ("Middleware", "middlewares"),
+    ("MiddlewareTCP", "middlewaretcps"),
+    ("ServersTransport", "serverstransports"),
+    ("ServersTransportTCP", "serverstransporttcps"),
+    ("TLSOption", "tlsoptions"),
+    ("TLSStore", "tlsstores"),
+    ("TraefikService", "traefikservices"),
+];
+
+/// The full `openAPIV3Schema` of a kind.
+pub fn schema(kind: &str) -> Json {
+    json!({"type": "object", "required": ["spec"], "properties": {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "spec": spec_schema(kind)
+    }})
+}
+
+/// The CRDs.
+pub fn objects(ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
+    let mut out = Vec::with_capacity(KINDS.len());
+    for (kind, plural) in KINDS {
+        let props: JSONSchemaProps = serde_json::from_value(schema(kind))
+            .map_err(|e| KubeError::Invalid(format!("the schema of {kind}: {e}")))?;
+        let crd = CustomResourceDefinition {
+            metadata: ctx.cluster_meta("traefik", &format!("{plural}.{GROUP}")),
+            spec: CustomResourceDefinitionSpec {
+                group: GROUP.into(),
+                names: CustomResourceDefinitionNames {
+                    kind: (*kind).into(),
+                    list_kind: Some(format!("{kind}List")),
+                    plural: (*plural).into(),
+                    singular: Some(kind.to_lowercase()),
+                    ..CustomResourceDefinitionNames::default()
+                },
+                scope: "Namespaced".into(),
+                versions: vec![CustomResourceDefinitionVersion {
+                    name: VERSION.into(),
+                    served: true,
+                    storage: true,
+                    schema: Some(CustomResourceValidation {
+                        open_api_v3_schema: Some(props),
+                    }),
+                    ..CustomResourceDefinitionVersion::default()
+                }],
+                ..CustomResourceDefinitionSpec::default()
+            },
+            ..CustomResourceDefinition::default()
+        };
+        out.push(manifest(&crd)?);
+    }
+    Ok(out)
+}
+
+/// Checks `value` against a structural schema as the API server would (types, required
+/// fields, enums, and no field the schema does not declare unless it preserves unknown
+/// fields). Returns every problem, each with its JSON path.
+pub fn validate(schema: &Json, value: &Json) -> Vec<String> {
+    let mut problems = Vec::new();
+    check(schema, value, "", &mut problems);
+    problems
+}
+
+fn check(schema: &Json, value: &Json, path: &str, out: &mut Vec<String>) {
+    if schema
+        .get("x-kubernetes-int-or-string")
+        .and_then(Json::as_bool)
+        == Some(true)
+    {
+        if !(value.is_i64() || value.is_u64() || value.is_string()) {
+            out.push(format!("{path}: expected an integer or a string"));
+        }
+        return;
+    }
+    let ok = match schema.get("type").and_then(Json::as_str) {
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("boolean") => value.is_boolean(),
+        Some("number") => value.is_number(),
+        _ => true,
+    };
+    if !ok {
+        out.push(format!("{path}: expected {}", schema["type"]));
+        return;
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Json::as_array)
+        && !allowed.contains(value)
+    {
+        out.push(format!("{path}: {value} is not one of {allowed:?}"));
+    }
+    if let Some(items) = schema.get("items")
+        && let Some(list) = value.as_array()
+    {
+        for (i, item) in list.iter().enumerate() {
+            check(items, item, &format!("{path}[{i}]"), out);
+        }
+    }
+    if let Some(object) = value.as_object() {
+        let props = schema.get("properties").and_then(Json::as_object);
+        for required in schema
+            .get("required")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Json::as_str)
+        {
+            if !object.contains_key(required) {
+                out.push(format!("{path}.{required}: required"));
+            }
+        }
+        let open = schema
+            .get("x-kubernetes-preserve-unknown-fields")
+            .and_then(Json::as_bool)
+            == Some(true);
+        for (key, v) in object {
+            match props.and_then(|p| p.get(key)) {
+                Some(s) => check(s, v, &format!("{path}.{key}"), out),
+                None if open || props.is_none() && path.ends_with("metadata") => {}
+                None => out.push(format!("{path}.{key}: unknown field")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_validator_rejects_what_the_api_server_would() {
+        let s = schema("IngressRoute");
+        let good = json!({"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute", "metadata": {"name": "x"},
+            "spec": {"routes": [{"match": "PathPrefix(`/`)", "kind": "Rule", "services": [{"name": "s", "port": 80}]}]}});
+        assert_eq!(validate(&s, &good), Vec::<String>::new());
+        let bad = json!({"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute", "metadata": {"name": "x"},
+            "spec": {"routes": [{"kind": "Rules", "services": [{"name": "s", "port": true, "weight": 1}]}]}});
+        let problems = validate(&s, &bad);
+        assert!(
+            problems.iter().any(|p| p.contains("match: required")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("not one of")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("port: expected an integer")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("weight: unknown field")),
+            "{problems:?}"
+        );
+    }
+}

@@ -1,0 +1,378 @@
+//! Keycloak, the platform's identity provider, served at `/auth`, and its own Postgres
+//! database on a persistent volume (Keycloak's docs recommend a production database, not the
+//! embedded dev one).
+//!
+//! Credentials: the bootstrap admin `root` gets `security.keycloak.initial_root_password`
+//! when the config sets it (the Secret is then compared by digest), or a password generated
+//! once and kept in the Secret `keycloak-admin`; the database password is generated once.
+//! Neither is ever printed or copied into a plan or annotation.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Secret,
+    SecretKeySelector, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::Value as Json;
+
+use super::{Component, Context, KubeError, ingress, manifest, selector};
+use crate::kubernetes::generated::{self, Recipe};
+use crate::kubernetes::pods::{self, Placement};
+use crate::kubernetes::versions;
+
+/// The Keycloak component (Deployment, Service and route).
+pub const NAME: &str = "keycloak";
+/// The database component.
+pub const DATABASE: &str = "keycloak-postgres";
+/// The Secret with the bootstrap admin's `username` and `password`.
+pub const ADMIN_SECRET: &str = "keycloak-admin";
+/// The bootstrap admin's user name (QHub's).
+pub const ADMIN_USER: &str = "root";
+/// The path Keycloak is served at.
+pub const PATH: &str = "/auth";
+/// Keycloak's HTTP port.
+pub const HTTP_PORT: i32 = 8080;
+const MANAGEMENT_PORT: i32 = 9000;
+
+fn secret_ref(secret: &str, key: &str) -> Option<EnvVarSource> {
+    Some(EnvVarSource {
+        secret_key_ref: Some(SecretKeySelector {
+            name: secret.into(),
+            key: key.into(),
+            optional: Some(false),
+        }),
+        ..EnvVarSource::default()
+    })
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+fn env_secret(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: secret_ref(secret, key),
+        ..EnvVar::default()
+    }
+}
+
+fn generated_secret(
+    ctx: &Context<'_>,
+    component: &str,
+    name: &str,
+    recipe: &Recipe,
+) -> Result<Json, KubeError> {
+    let mut meta = ctx.meta(component, name);
+    meta.annotations = Some(BTreeMap::from([(
+        generated::ANNOTATION.to_string(),
+        recipe.to_string(),
+    )]));
+    manifest(&Secret {
+        metadata: meta,
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    })
+}
+
+/// Keycloak's database: a Postgres StatefulSet on a persistent volume.
+#[derive(Debug, Clone, Copy)]
+pub struct KeycloakDatabase;
+
+impl Component for KeycloakDatabase {
+    fn name(&self) -> &'static str {
+        DATABASE
+    }
+
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["namespace"]
+    }
+
+    fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
+        let secret = generated_secret(
+            ctx,
+            DATABASE,
+            DATABASE,
+            &Recipe::Passwords {
+                keys: vec!["password".into()],
+                fixed: BTreeMap::from([
+                    ("username".into(), "keycloak".into()),
+                    ("database".into(), "keycloak".into()),
+                ]),
+            },
+        )?;
+        let mut container = pods::container(
+            "postgres",
+            versions::POSTGRES.reference(),
+            pods::resources("100m", "256Mi", "1Gi"),
+        );
+        container.security_context = Some(pods::restricted(false));
+        container.env = Some(vec![
+            env_secret("POSTGRES_USER", DATABASE, "username"),
+            env_secret("POSTGRES_PASSWORD", DATABASE, "password"),
+            env_secret("POSTGRES_DB", DATABASE, "database"),
+            env("PGDATA", "/var/lib/postgresql/data/pgdata"),
+        ]);
+        container.ports = Some(vec![ContainerPort {
+            name: Some("postgres".into()),
+            container_port: 5432,
+            ..ContainerPort::default()
+        }]);
+        container.readiness_probe = Some(Probe {
+            exec: Some(ExecAction {
+                command: Some(vec![
+                    "pg_isready".into(),
+                    "-U".into(),
+                    "keycloak".into(),
+                    "-d".into(),
+                    "keycloak".into(),
+                ]),
+            }),
+            period_seconds: Some(5),
+            ..Probe::default()
+        });
+        container.volume_mounts = Some(vec![
+            VolumeMount {
+                name: "data".into(),
+                mount_path: "/var/lib/postgresql/data".into(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "run".into(),
+                mount_path: "/var/run/postgresql".into(),
+                ..VolumeMount::default()
+            },
+        ]);
+        let mut pod = PodSpec {
+            containers: vec![container],
+            // The alpine image's `postgres` user.
+            security_context: Some(pods::non_root_pod(70)),
+            automount_service_account_token: Some(false),
+            volumes: Some(vec![Volume {
+                name: "run".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            }]),
+            ..PodSpec::default()
+        };
+        Placement::on_group(ctx.facts, "general").place(&mut pod);
+        let claim = PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some("data".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                storage_class_name: ctx.facts.storage_class.clone(),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([(
+                        "storage".to_string(),
+                        Quantity("10Gi".into()),
+                    )])),
+                    ..VolumeResourceRequirements::default()
+                }),
+                ..PersistentVolumeClaimSpec::default()
+            }),
+            ..PersistentVolumeClaim::default()
+        };
+        let set = StatefulSet {
+            metadata: ctx.meta(DATABASE, DATABASE),
+            spec: Some(StatefulSetSpec {
+                replicas: Some(1),
+                service_name: Some(DATABASE.into()),
+                selector: LabelSelector {
+                    match_labels: Some(selector(DATABASE)),
+                    ..LabelSelector::default()
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(super::labels(DATABASE)),
+                        ..ObjectMeta::default()
+                    }),
+                    spec: Some(pod),
+                },
+                volume_claim_templates: Some(vec![claim]),
+                ..StatefulSetSpec::default()
+            }),
+            ..StatefulSet::default()
+        };
+        let service = Service {
+            metadata: ctx.meta(DATABASE, DATABASE),
+            spec: Some(ServiceSpec {
+                selector: Some(selector(DATABASE)),
+                ports: Some(vec![ServicePort {
+                    name: Some("postgres".into()),
+                    port: 5432,
+                    target_port: Some(IntOrString::String("postgres".into())),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        };
+        Ok(vec![secret, manifest(&set)?, manifest(&service)?])
+    }
+}
+
+/// Keycloak itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Keycloak;
+
+impl Component for Keycloak {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["ingress", DATABASE]
+    }
+
+    fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
+        let config = ctx.config;
+        let root_password = config
+            .security
+            .keycloak
+            .as_ref()
+            .and_then(|k| k.initial_root_password.clone());
+        let admin = match root_password {
+            // From the config: the plan compares it by digest.
+            Some(password) => manifest(&Secret {
+                metadata: ctx.meta(NAME, ADMIN_SECRET),
+                type_: Some("Opaque".into()),
+                string_data: Some(BTreeMap::from([
+                    ("username".to_string(), ADMIN_USER.to_string()),
+                    ("password".to_string(), password),
+                ])),
+                ..Secret::default()
+            })?,
+            None => generated_secret(
+                ctx,
+                NAME,
+                ADMIN_SECRET,
+                &Recipe::Passwords {
+                    keys: vec!["password".into()],
+                    fixed: BTreeMap::from([("username".into(), ADMIN_USER.into())]),
+                },
+            )?,
+        };
+        let scheme = if ingress::tls::enabled(config) {
+            "https"
+        } else {
+            "http"
+        };
+        let mut container = pods::container(
+            NAME,
+            versions::KEYCLOAK.reference(),
+            pods::resources("500m", "1Gi", "2Gi"),
+        );
+        container.security_context = Some(pods::restricted(false));
+        container.args = Some(vec!["start".into()]);
+        container.env = Some(vec![
+            env("KC_DB", "postgres"),
+            env(
+                "KC_DB_URL",
+                &format!("jdbc:postgresql://{DATABASE}:5432/keycloak"),
+            ),
+            env_secret("KC_DB_USERNAME", DATABASE, "username"),
+            env_secret("KC_DB_PASSWORD", DATABASE, "password"),
+            env("KC_HTTP_ENABLED", "true"),
+            env("KC_HTTP_RELATIVE_PATH", PATH),
+            env("KC_PROXY_HEADERS", "xforwarded"),
+            env(
+                "KC_HOSTNAME",
+                &format!("{scheme}://{}{PATH}", config.domain),
+            ),
+            env("KC_HEALTH_ENABLED", "true"),
+            env_secret("KC_BOOTSTRAP_ADMIN_USERNAME", ADMIN_SECRET, "username"),
+            env_secret("KC_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_SECRET, "password"),
+        ]);
+        container.ports = Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: HTTP_PORT,
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("management".into()),
+                container_port: MANAGEMENT_PORT,
+                ..ContainerPort::default()
+            },
+        ]);
+        let health = |path: &str, delay: i32| Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(format!("{PATH}/health/{path}")),
+                port: IntOrString::String("management".into()),
+                ..HTTPGetAction::default()
+            }),
+            initial_delay_seconds: Some(delay),
+            period_seconds: Some(10),
+            failure_threshold: Some(6),
+            ..Probe::default()
+        };
+        container.readiness_probe = Some(health("ready", 15));
+        container.liveness_probe = Some(health("live", 60));
+        let mut pod = PodSpec {
+            containers: vec![container],
+            security_context: Some(pods::non_root_pod(1000)),
+            automount_service_account_token: Some(false),
+            ..PodSpec::default()
+        };
+        Placement::on_group(ctx.facts, "general").place(&mut pod);
+        let deployment = Deployment {
+            metadata: ctx.meta(NAME, NAME),
+            spec: Some(DeploymentSpec {
+                replicas: Some(1),
+                selector: LabelSelector {
+                    match_labels: Some(selector(NAME)),
+                    ..LabelSelector::default()
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(super::labels(NAME)),
+                        ..ObjectMeta::default()
+                    }),
+                    spec: Some(pod),
+                },
+                ..DeploymentSpec::default()
+            }),
+            ..Deployment::default()
+        };
+        let service = Service {
+            metadata: ctx.meta(NAME, NAME),
+            spec: Some(ServiceSpec {
+                selector: Some(selector(NAME)),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".into()),
+                    port: HTTP_PORT,
+                    target_port: Some(IntOrString::String("http".into())),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        };
+        Ok(vec![
+            admin,
+            manifest(&deployment)?,
+            manifest(&service)?,
+            ingress::http_route(
+                ctx,
+                NAME,
+                &format!("PathPrefix(`{PATH}`)"),
+                NAME,
+                HTTP_PORT,
+                10,
+            )?,
+        ])
+    }
+}

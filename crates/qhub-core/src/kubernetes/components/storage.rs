@@ -1,0 +1,252 @@
+//! Shared storage: the PersistentVolume and PersistentVolumeClaim (`shared`, ReadWriteMany)
+//! that home and shared directories mount. On AWS it is the EFS file system of the
+//! infrastructure (from the cluster facts); elsewhere an NFS server in the cluster, on a
+//! ReadWriteOnce volume of `storage.shared_filesystem`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    ContainerPort, NFSVolumeSource, PersistentVolume, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PersistentVolumeSpec, PodSpec,
+    PodTemplateSpec, Probe, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
+    Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::Value as Json;
+
+use super::{Component, Context, KubeError, manifest, selector};
+use crate::kubernetes::generated::{self, Derived};
+use crate::kubernetes::pods::{self, Placement};
+use crate::kubernetes::versions;
+use crate::provider::facts::{AFTER_APPLY, Known, SharedFilesystem};
+
+/// The component's name.
+pub const NAME: &str = "shared-storage";
+/// The claim services mount.
+pub const CLAIM: &str = "shared";
+/// The in-cluster NFS server (Deployment and Service).
+pub const NFS_SERVER: &str = "nfs-server";
+const NFS_DATA: &str = "nfs-server-data";
+
+/// The shared filesystem.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedStorage;
+
+fn quantity(size: &str) -> BTreeMap<String, Quantity> {
+    BTreeMap::from([("storage".to_string(), Quantity(size.to_string()))])
+}
+
+impl Component for SharedStorage {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["namespace"]
+    }
+
+    fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
+        let ns = ctx.namespace().to_string();
+        let size = ctx.config.storage.shared_filesystem.clone();
+        let mut out = Vec::new();
+        // (server, path, mount options) of the volume.
+        let (server, path, options, derived) = match &ctx.facts.shared_filesystem {
+            Known::Known(SharedFilesystem::Efs { dns_name, .. }) => (
+                dns_name.clone(),
+                "/".to_string(),
+                vec![
+                    "nfsvers=4.1",
+                    "rsize=1048576",
+                    "wsize=1048576",
+                    "hard",
+                    "timeo=600",
+                    "retrans=2",
+                    "noresvport",
+                ],
+                None,
+            ),
+            Known::Known(SharedFilesystem::Nfs { server, path }) => {
+                (server.clone(), path.clone(), vec!["nfsvers=4.1"], None)
+            }
+            Known::AfterApply => (
+                AFTER_APPLY.to_string(),
+                "/".to_string(),
+                vec!["nfsvers=4.1"],
+                None,
+            ),
+            Known::Known(SharedFilesystem::InCluster) => {
+                out.extend(nfs_server(ctx, &size)?);
+                // Kubelet mounts with the node's resolver, which does not know cluster DNS
+                // names: the volume names the Service's cluster IP, read at apply time.
+                let derived = Derived {
+                    path: "/spec/nfs/server".into(),
+                    kind: "Service".into(),
+                    namespace: ns.clone(),
+                    name: NFS_SERVER.into(),
+                    field: "/spec/clusterIP".into(),
+                };
+                (
+                    derived.placeholder(),
+                    "/".to_string(),
+                    vec!["nfsvers=4.1"],
+                    Some(derived),
+                )
+            }
+        };
+        // A PersistentVolume is cluster-scoped: its name carries the namespace.
+        let mut meta = ctx.cluster_meta(NAME, &format!("{ns}-{CLAIM}"));
+        if let Some(d) = &derived {
+            meta.annotations = Some(BTreeMap::from([(
+                generated::DERIVED_ANNOTATION.to_string(),
+                d.to_string(),
+            )]));
+        }
+        let volume = PersistentVolume {
+            metadata: meta,
+            spec: Some(PersistentVolumeSpec {
+                capacity: Some(quantity(&size)),
+                access_modes: Some(vec!["ReadWriteMany".into()]),
+                persistent_volume_reclaim_policy: Some("Retain".into()),
+                storage_class_name: Some(String::new()),
+                mount_options: Some(options.into_iter().map(str::to_string).collect()),
+                nfs: Some(NFSVolumeSource {
+                    server,
+                    path,
+                    read_only: None,
+                }),
+                ..PersistentVolumeSpec::default()
+            }),
+            ..PersistentVolume::default()
+        };
+        let claim = PersistentVolumeClaim {
+            metadata: ctx.meta(NAME, CLAIM),
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteMany".into()]),
+                storage_class_name: Some(String::new()),
+                volume_name: Some(format!("{ns}-{CLAIM}")),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(quantity(&size)),
+                    ..VolumeResourceRequirements::default()
+                }),
+                ..PersistentVolumeClaimSpec::default()
+            }),
+            ..PersistentVolumeClaim::default()
+        };
+        out.push(manifest(&volume)?);
+        out.push(manifest(&claim)?);
+        Ok(out)
+    }
+}
+
+/// The NFS server: its data volume, Deployment and Service.
+fn nfs_server(ctx: &Context<'_>, size: &str) -> Result<Vec<Json>, KubeError> {
+    let data = PersistentVolumeClaim {
+        metadata: ctx.meta(NFS_SERVER, NFS_DATA),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: ctx.facts.storage_class.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(quantity(size)),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    };
+    let ports = [("nfs", 2049), ("mountd", 20048), ("rpcbind", 111)];
+    let mut container = pods::container(
+        NFS_SERVER,
+        versions::NFS_SERVER.reference(),
+        pods::resources("100m", "256Mi", "1Gi"),
+    );
+    // The kernel NFS server needs privileges: the one container of the platform that has them.
+    container.security_context = Some(SecurityContext {
+        privileged: Some(true),
+        ..SecurityContext::default()
+    });
+    container.ports = Some(
+        ports
+            .iter()
+            .map(|(name, port)| ContainerPort {
+                name: Some((*name).into()),
+                container_port: *port,
+                ..ContainerPort::default()
+            })
+            .collect(),
+    );
+    container.readiness_probe = Some(Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String("nfs".into()),
+            ..TCPSocketAction::default()
+        }),
+        ..Probe::default()
+    });
+    container.volume_mounts = Some(vec![VolumeMount {
+        name: "data".into(),
+        mount_path: "/exports".into(),
+        ..VolumeMount::default()
+    }]);
+    let mut pod = PodSpec {
+        containers: vec![container],
+        automount_service_account_token: Some(false),
+        volumes: Some(vec![Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: NFS_DATA.into(),
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..Volume::default()
+        }]),
+        ..PodSpec::default()
+    };
+    Placement::on_group(ctx.facts, "general").place(&mut pod);
+    let deployment = Deployment {
+        metadata: ctx.meta(NFS_SERVER, NFS_SERVER),
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                ..DeploymentStrategy::default()
+            }),
+            selector: LabelSelector {
+                match_labels: Some(selector(NFS_SERVER)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(super::labels(NFS_SERVER)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    };
+    let service = Service {
+        metadata: ctx.meta(NFS_SERVER, NFS_SERVER),
+        spec: Some(ServiceSpec {
+            selector: Some(selector(NFS_SERVER)),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|(name, port)| ServicePort {
+                        name: Some((*name).into()),
+                        port: *port,
+                        ..ServicePort::default()
+                    })
+                    .collect(),
+            ),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    Ok(vec![
+        manifest(&data)?,
+        manifest(&deployment)?,
+        manifest(&service)?,
+    ])
+}
