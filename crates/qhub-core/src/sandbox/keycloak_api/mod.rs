@@ -1,0 +1,232 @@
+//! An in-memory emulator of Keycloak's admin REST API (the Keycloak 26.x paths
+//! [`crate::keycloak`] uses), served on loopback HTTP at `http://127.0.0.1:PORT/auth`.
+//!
+//! As unkind as the real one where it matters: admin tokens (password grant on the `master`
+//! realm's `admin-cli`) expire after a configurable lifetime and a missing or expired bearer
+//! token gets 401; a duplicate clientId, group name, identity-provider alias or role name gets
+//! 409; unknown ids get 404; ids are server-generated UUIDs; representations with fields
+//! Keycloak does not know get 400; `GET /groups` is brief (no attributes) unless asked; an
+//! identity provider's `clientSecret` is answered masked; `PUT /clients/{id}` ignores protocol
+//! mappers. It counts requests (reads, mutations, logins, 401s) and can inject 503s at a seeded
+//! rate.
+
+mod http;
+mod state;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::Value as Json;
+
+pub use http::KeycloakServer;
+use state::State;
+
+/// How the emulator behaves.
+#[derive(Debug, Clone)]
+pub struct KeycloakApiOptions {
+    /// How long an admin token is accepted (Keycloak's default: 60 s).
+    pub token_lifetime: Duration,
+    /// The admin user of the `master` realm.
+    pub admin_username: String,
+    /// Its password.
+    pub admin_password: String,
+    /// The share of admin requests answered 503 (0.0 to 1.0).
+    pub fault_rate: f64,
+    /// Seed of the fault dice.
+    pub seed: u64,
+}
+
+impl Default for KeycloakApiOptions {
+    fn default() -> Self {
+        Self {
+            token_lifetime: Duration::from_secs(60),
+            admin_username: "root".into(),
+            admin_password: "sandbox".into(),
+            fault_rate: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+/// Request counts, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Admin `GET`s answered (any status).
+    pub reads: u64,
+    /// Admin `POST`/`PUT`/`DELETE`s answered (any status).
+    pub mutating: u64,
+    /// Token requests.
+    pub logins: u64,
+    /// Requests refused with 401.
+    pub unauthorized: u64,
+    /// Requests answered with an injected 503.
+    pub faults: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    reads: AtomicU64,
+    mutating: AtomicU64,
+    logins: AtomicU64,
+    unauthorized: AtomicU64,
+    faults: AtomicU64,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    options: Mutex<KeycloakApiOptions>,
+    rng: Mutex<StdRng>,
+    counters: Counters,
+}
+
+/// The emulator. Cheap to clone (clones share the state).
+#[derive(Clone)]
+pub struct KeycloakApi {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for KeycloakApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeycloakApi")
+            .field("counts", &self.counts())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for KeycloakApi {
+    fn default() -> Self {
+        Self::new(KeycloakApiOptions::default())
+    }
+}
+
+impl KeycloakApi {
+    /// An emulator with only the `master` realm.
+    pub fn new(options: KeycloakApiOptions) -> Self {
+        let rng = StdRng::seed_from_u64(options.seed);
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::new()),
+                options: Mutex::new(options),
+                rng: Mutex::new(rng),
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not take the emulator down; every write leaves it consistent.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn options(&self) -> KeycloakApiOptions {
+        self.inner
+            .options
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Serves the emulator on a free loopback port; the server's [`KeycloakServer::url`] is the
+    /// base URL to give the admin client. Stops when the server is dropped.
+    pub async fn serve(&self) -> std::io::Result<KeycloakServer> {
+        KeycloakServer::start(self.clone()).await
+    }
+
+    /// The counts so far.
+    pub fn counts(&self) -> Counts {
+        let c = &self.inner.counters;
+        Counts {
+            reads: c.reads.load(Ordering::SeqCst),
+            mutating: c.mutating.load(Ordering::SeqCst),
+            logins: c.logins.load(Ordering::SeqCst),
+            unauthorized: c.unauthorized.load(Ordering::SeqCst),
+            faults: c.faults.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Sets the share of admin requests answered 503.
+    pub fn set_fault_rate(&self, rate: f64) {
+        self.inner
+            .options
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .fault_rate = rate.clamp(0.0, 1.0);
+    }
+
+    /// Sets how long new tokens live.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.inner
+            .options
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .token_lifetime = lifetime;
+    }
+
+    /// Makes every token issued so far expire now (a revocation, or a long pause).
+    pub fn expire_tokens(&self) {
+        self.lock().tokens.clear();
+    }
+
+    /// The stored representation of client `client_id` in `realm` (secret included).
+    pub fn client(&self, realm: &str, client_id: &str) -> Option<Json> {
+        let st = self.lock();
+        let r = st.realms.get(realm)?;
+        r.clients
+            .values()
+            .find(|c| c.rep["clientId"] == client_id)
+            .map(|c| c.rep.clone())
+    }
+
+    /// Edits client `client_id` in `realm` out of band (as a person in the admin console
+    /// would): `edit` changes its stored representation. Not counted. False when absent.
+    pub fn edit_client(&self, realm: &str, client_id: &str, edit: impl FnOnce(&mut Json)) -> bool {
+        let mut st = self.lock();
+        let Some(r) = st.realms.get_mut(realm) else {
+            return false;
+        };
+        match r
+            .clients
+            .values_mut()
+            .find(|c| c.rep["clientId"] == client_id)
+        {
+            Some(c) => {
+                edit(&mut c.rep);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The stored identity provider `alias` in `realm` (its secret unmasked).
+    pub fn identity_provider(&self, realm: &str, alias: &str) -> Option<Json> {
+        self.lock().realms.get(realm)?.idps.get(alias).cloned()
+    }
+
+    /// Names of the top-level groups of `realm`.
+    pub fn group_names(&self, realm: &str) -> Vec<String> {
+        self.lock()
+            .realms
+            .get(realm)
+            .map(|r| {
+                r.groups
+                    .values()
+                    .filter_map(|g| g["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn roll_fault(&self, rate: f64) -> bool {
+        if rate <= 0.0 {
+            return false;
+        }
+        let mut rng = self.inner.rng.lock().unwrap_or_else(|e| e.into_inner());
+        rand::Rng::random_bool(&mut *rng, rate.min(1.0))
+    }
+}
+
+#[cfg(test)]
+mod tests;
