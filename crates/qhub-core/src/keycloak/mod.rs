@@ -40,9 +40,13 @@ pub fn base_url_for(domain: &str) -> String {
 
 /// The base URL to use: `QHUB_KEYCLOAK_URL` when set (and not blank), else `default`.
 pub fn url_from_env_or(default: &str) -> String {
-    std::env::var(URL_ENV)
-        .ok()
-        .map(|v| v.trim().to_string())
+    url_or(std::env::var(URL_ENV).ok(), default)
+}
+
+/// `value` (trimmed, without a trailing `/`) unless it is missing or blank, else `default`.
+fn url_or(value: Option<String>, default: &str) -> String {
+    value
+        .map(|v| v.trim().trim_end_matches('/').to_string())
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| default.to_string())
 }

@@ -435,19 +435,80 @@ async fn keycloak_faults_and_refusals_are_classified() {
     ));
 }
 
-#[tokio::test]
-async fn keycloak_url_env_overrides_the_default() {
-    // Only the pure part: the variable itself is read by `url_from_env_or`, which tests in
-    // parallel must not race on, so this checks the fallback and the https rule.
-    let c = admin_from_env_or(
-        "https://demo.example.com/auth",
-        AdminCredentials::new("root", "x"),
+#[test]
+fn keycloak_url_env_overrides_the_default() {
+    // The variable is read by `url_from_env_or` through `url_or`; tests cannot set it (they run
+    // in parallel, and `set_var` needs unsafe code), so `url_or` is checked with its values.
+    let default = base_url_for("demo.example.com");
+    assert_eq!(default, "https://demo.example.com/auth");
+    assert_eq!(url_or(None, &default), default);
+    assert_eq!(url_or(Some("  ".into()), &default), default);
+    assert_eq!(
+        url_or(Some(" http://127.0.0.1:8080/auth/ ".into()), &default),
+        "http://127.0.0.1:8080/auth"
     );
+    let c = admin_from_env_or(&default, AdminCredentials::new("root", "x"));
     if std::env::var(URL_ENV).is_err() {
-        assert_eq!(c.unwrap().base_url(), "https://demo.example.com/auth");
+        assert_eq!(c.unwrap().base_url(), default);
+    }
+    // Pointed at a remote host over plain HTTP, the client refuses.
+    assert!(
+        AdminClient::new(
+            &url_or(Some("http://keycloak.example.com/auth".into()), &default),
+            AdminCredentials::new("root", "x")
+        )
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn keycloak_refused_after_a_fresh_token_is_unauthorized() {
+    // Tokens that are dead on arrival: the call is refused, a new token is fetched once, the
+    // call is refused again -> Unauthorized, without looping.
+    let s = emulator(Duration::ZERO).await;
+    let c = config(AuthenticationKind::Password);
+    let kc = keycloak(&s.url, &c);
+    let e = kc.observe().await.unwrap_err();
+    assert!(matches!(e, KeycloakError::Unauthorized { .. }), "{e}");
+    assert!(matches!(
+        ProviderError::from(e),
+        ProviderError::Unauthorized(_)
+    ));
+    let counts = s.api.counts();
+    assert_eq!((counts.logins, counts.unauthorized), (2, 2), "{counts:?}");
+}
+
+#[tokio::test]
+async fn keycloak_changes_applied_in_parallel_converge() {
+    // The engine applies independent changes concurrently: groups together, then clients
+    // together, sharing one client (one token, refreshed under a lock).
+    let s = emulator(Duration::from_secs(60)).await;
+    let c = config(AuthenticationKind::GitHub);
+    let kc = keycloak(&s.url, &c);
+    let plan = kc.plan(&c).await.unwrap();
+    let mut waves: Vec<Vec<&crate::plan::Change>> = Vec::new();
+    let mut done: Vec<&crate::plan::ResourceId> = Vec::new();
+    let mut left: Vec<&crate::plan::Change> = plan.changes.iter().collect();
+    while !left.is_empty() {
+        let (ready, rest): (Vec<_>, Vec<_>) = left
+            .into_iter()
+            .partition(|ch| ch.depends_on().iter().all(|d| done.contains(&d)));
+        assert!(!ready.is_empty(), "a dependency cycle");
+        done.extend(ready.iter().map(|ch| &ch.id));
+        waves.push(ready);
+        left = rest;
     }
     assert_eq!(
-        base_url_for("demo.example.com"),
-        "https://demo.example.com/auth"
+        waves.len(),
+        3,
+        "realm; groups and identity provider; clients"
     );
+    for wave in &waves {
+        let results = futures::future::join_all(wave.iter().map(|ch| kc.apply(ch))).await;
+        for r in results {
+            r.unwrap();
+        }
+    }
+    assert_eq!(s.api.counts().logins, 1, "one token shared by all");
+    assert!(kc.plan(&c).await.unwrap().is_empty());
 }

@@ -156,7 +156,17 @@ impl KeycloakApi {
             .map(decode)
             .collect();
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-        let result = route(&mut st, &parts.method, &segs, &body, &base, &query);
+        let mut result = route(&mut st, &parts.method, &segs, &body, &base, &query);
+        if parts.method != Method::GET
+            && result.is_ok()
+            && let Err(e) = self.save(&st)
+        {
+            tracing::warn!(error = %e, "keycloak emulator could not save its state");
+            result = Err(Err {
+                code: 500,
+                body: json!({"error": format!("saving the emulator's state: {e}")}),
+            });
+        }
         drop(st);
         match result {
             Ok(Answer {

@@ -8,11 +8,13 @@
 //! Keycloak does not know get 400; `GET /groups` is brief (no attributes) unless asked; an
 //! identity provider's `clientSecret` is answered masked; `PUT /clients/{id}` ignores protocol
 //! mappers. It counts requests (reads, mutations, logins, 401s) and can inject 503s at a seeded
-//! rate.
+//! rate. [`KeycloakApi::persistent`] keeps its realms in a file (the sandbox's world lives
+//! beside the config), so separate commands see the same Keycloak.
 
 mod http;
 mod state;
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -75,8 +77,33 @@ struct Counters {
     faults: AtomicU64,
 }
 
+/// Errors opening or saving a persistent emulator.
+#[derive(Debug, thiserror::Error)]
+pub enum KeycloakApiError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a saved emulator.
+    #[error("{path} is not a saved Keycloak emulator: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+    /// The file could not be written.
+    #[error(transparent)]
+    Save(#[from] crate::fs::WriteError),
+}
+
 struct Inner {
     state: Mutex<State>,
+    path: Option<PathBuf>,
     options: Mutex<KeycloakApiOptions>,
     rng: Mutex<StdRng>,
     counters: Counters,
@@ -103,12 +130,39 @@ impl Default for KeycloakApi {
 }
 
 impl KeycloakApi {
-    /// An emulator with only the `master` realm.
+    /// An emulator with only the `master` realm, in memory.
     pub fn new(options: KeycloakApiOptions) -> Self {
+        Self::with_state(options, State::new(), None)
+    }
+
+    /// An emulator whose realms live in `path`: loaded from it if it exists, saved to it
+    /// (atomically, mode 0600: it holds client secrets) after every change. Tokens are not
+    /// kept: a new process logs in again, as with a restarted Keycloak.
+    pub fn persistent(options: KeycloakApiOptions, path: &Path) -> Result<Self, KeycloakApiError> {
+        let state = match std::fs::read(path) {
+            Ok(bytes) => {
+                State::from_saved(&bytes).map_err(|message| KeycloakApiError::Corrupt {
+                    path: path.to_path_buf(),
+                    message,
+                })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::new(),
+            Err(source) => {
+                return Err(KeycloakApiError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Ok(Self::with_state(options, state, Some(path.to_path_buf())))
+    }
+
+    fn with_state(options: KeycloakApiOptions, state: State, path: Option<PathBuf>) -> Self {
         let rng = StdRng::seed_from_u64(options.seed);
         Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State::new()),
+                state: Mutex::new(state),
+                path,
                 options: Mutex::new(options),
                 rng: Mutex::new(rng),
                 counters: Counters::default(),
@@ -217,6 +271,21 @@ impl KeycloakApi {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Saves the realms, when persistent.
+    fn save(&self, st: &State) -> Result<(), KeycloakApiError> {
+        let Some(path) = &self.inner.path else {
+            return Ok(());
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| KeycloakApiError::Read {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        crate::fs::replace(path, &st.to_saved())?;
+        Ok(())
     }
 
     fn roll_fault(&self, rate: f64) -> bool {

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
 /// An error answer: status and Keycloak's JSON body.
@@ -72,6 +73,7 @@ impl Answer {
 pub(super) type Res = Result<Answer, Err>;
 
 /// A client with its protocol mappers and roles.
+#[derive(Serialize, Deserialize)]
 pub(super) struct Client {
     /// The representation, without `protocolMappers`.
     pub rep: Json,
@@ -80,15 +82,15 @@ pub(super) struct Client {
     pub roles: BTreeMap<String, Json>,
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(super) struct Realm {
     pub rep: Json,
     pub groups: BTreeMap<String, Json>,
     pub default_groups: BTreeSet<String>,
     pub clients: BTreeMap<String, Client>,
     pub idps: BTreeMap<String, Json>,
-    /// (group id, client uuid) -> role ids.
-    pub mappings: BTreeMap<(String, String), BTreeSet<String>>,
+    /// Group id -> client uuid -> role ids.
+    pub mappings: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
 }
 
 pub(super) struct State {
@@ -177,6 +179,11 @@ const CLIENT_FIELDS: &[&str] = &[
     "optionalClientScopes",
     "access",
     "origin",
+    "authorizationSettings",
+    "registeredNodes",
+    "selectiveConsent",
+    "selectiveConsentAttributes",
+    "defaultRoles",
 ];
 const ROLE_FIELDS: &[&str] = &[
     "id",
@@ -213,6 +220,7 @@ const IDP_FIELDS: &[&str] = &[
     "firstBrokerLoginFlowAlias",
     "postBrokerLoginFlowAlias",
     "organizationId",
+    "types",
     "config",
 ];
 
@@ -290,6 +298,20 @@ impl State {
             realms,
             tokens: HashMap::new(),
         }
+    }
+
+    /// The realms as saved on disk.
+    pub fn to_saved(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(&self.realms).unwrap_or_default()
+    }
+
+    /// Realms saved by [`Self::to_saved`].
+    pub fn from_saved(bytes: &[u8]) -> Result<Self, String> {
+        let realms = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        Ok(Self {
+            realms,
+            tokens: HashMap::new(),
+        })
     }
 
     fn realm(&self, name: &str) -> Result<&Realm, Err> {
@@ -431,7 +453,7 @@ impl State {
         let r = self.realm_mut(realm)?;
         r.groups.remove(id).ok_or_else(|| Err::not_found("group"))?;
         r.default_groups.remove(id);
-        r.mappings.retain(|(g, _), _| g != id);
+        r.mappings.remove(id);
         Ok(Answer::no_content())
     }
 
@@ -594,7 +616,9 @@ impl State {
         r.clients
             .remove(id)
             .ok_or_else(|| Err::not_found("client"))?;
-        r.mappings.retain(|(_, c), _| c != id);
+        for by_client in r.mappings.values_mut() {
+            by_client.remove(id);
+        }
         Ok(Answer::no_content())
     }
 
@@ -641,7 +665,7 @@ impl State {
             .ok_or_else(|| Err::not_found("client"))?;
         let role = c.roles.remove(name).ok_or_else(|| Err::not_found("role"))?;
         let role_id = role["id"].as_str().unwrap_or_default().to_string();
-        for set in r.mappings.values_mut() {
+        for set in r.mappings.values_mut().flat_map(|m| m.values_mut()) {
             set.remove(&role_id);
         }
         Ok(Answer::no_content())
@@ -694,8 +718,8 @@ impl State {
             return Err(Err::not_found("group"));
         }
         let mut client_mappings = Map::new();
-        for ((g, cid), roles) in &r.mappings {
-            if g != gid || roles.is_empty() {
+        for (cid, roles) in r.mappings.get(gid).into_iter().flatten() {
+            if roles.is_empty() {
                 continue;
             }
             let Some(c) = r.clients.get(cid) else {
@@ -728,7 +752,8 @@ impl State {
         let c = r.clients.get(cid).ok_or_else(|| Err::not_found("client"))?;
         let ids = r
             .mappings
-            .get(&(gid.to_string(), cid.to_string()))
+            .get(gid)
+            .and_then(|m| m.get(cid))
             .cloned()
             .unwrap_or_default();
         Ok(Answer::json(Json::Array(
@@ -765,7 +790,9 @@ impl State {
         }
         let set = r
             .mappings
-            .entry((gid.to_string(), cid.to_string()))
+            .entry(gid.to_string())
+            .or_default()
+            .entry(cid.to_string())
             .or_default();
         for id in ids {
             if add {

@@ -172,3 +172,53 @@ async fn keycloak_emulator_is_as_unkind_as_keycloak() {
         "{counts:?}"
     );
 }
+
+#[tokio::test]
+async fn keycloak_emulator_persists_beside_the_config() {
+    crate::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".qhub-sandbox").join("keycloak.json");
+    let options = || KeycloakApiOptions {
+        admin_password: "pw".into(),
+        ..KeycloakApiOptions::default()
+    };
+    let http = reqwest::Client::new();
+    {
+        let api = KeycloakApi::persistent(options(), &path).unwrap();
+        let server = api.serve().await.unwrap();
+        let url = server.url();
+        let (_, t) = token(&http, &url, "pw").await;
+        let realms = format!("{url}/admin/realms");
+        let (code, _, _) = call(
+            &http,
+            reqwest::Method::POST,
+            &realms,
+            t["access_token"].as_str(),
+            Some(json!({"realm": "qhub"})),
+        )
+        .await;
+        assert_eq!(code, 201);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "only its owner may read it: {mode:o}");
+    }
+    // Another process: the realm is there; the old token is not.
+    let api = KeycloakApi::persistent(options(), &path).unwrap();
+    let server = api.serve().await.unwrap();
+    let url = server.url();
+    let (_, t) = token(&http, &url, "pw").await;
+    let (code, _, realm) = call(
+        &http,
+        reqwest::Method::GET,
+        &format!("{url}/admin/realms/qhub"),
+        t["access_token"].as_str(),
+        None,
+    )
+    .await;
+    assert_eq!((code, realm["realm"].as_str()), (200, Some("qhub")));
+    std::fs::write(&path, b"{not json").unwrap();
+    assert!(KeycloakApi::persistent(options(), &path).is_err());
+}
