@@ -24,7 +24,7 @@ pub use desired::{KINDS, REALM, Secrets, secret_hash};
 pub use error::KeycloakError;
 
 use crate::config::Config;
-use crate::plan::{self, Change, Observed, Plan, Resource};
+use crate::plan::{self, Change, Observed, Plan, Resource, ResourceId};
 
 /// The environment variable pointing the admin client at another Keycloak (an emulator, a
 /// port-forward): its base URL, e.g. `http://127.0.0.1:8080/auth`.
@@ -60,12 +60,26 @@ pub fn admin_from_env_or(
     AdminClient::new(&url_from_env_or(default_base_url), credentials)
 }
 
+/// The admin credentials the config gives: [`ADMIN_USER`] with
+/// `security.keycloak.initial_root_password` (already substituted), or `None` when the config
+/// has none (then one is generated once and kept in a Secret by the Kubernetes layer).
+pub fn admin_credentials(config: &Config) -> Option<AdminCredentials> {
+    config
+        .security
+        .keycloak
+        .as_ref()
+        .and_then(|k| k.initial_root_password.as_deref())
+        .filter(|p| !p.is_empty())
+        .map(|p| AdminCredentials::new(ADMIN_USER, p))
+}
+
 /// A deployment's Keycloak: the admin client, the realm, and the secrets its changes need.
 #[derive(Debug, Clone)]
 pub struct Keycloak {
     client: AdminClient,
     realm: String,
     secrets: Secrets,
+    realm_depends_on: Vec<ResourceId>,
 }
 
 impl Keycloak {
@@ -75,6 +89,26 @@ impl Keycloak {
             client,
             realm: REALM.to_string(),
             secrets,
+            realm_depends_on: Vec::new(),
+        }
+    }
+
+    /// Makes the realm (and so everything in it) depend on `ids`, in desired and observed
+    /// resources alike: e.g. the Keycloak Deployment, so the realm is created once Keycloak
+    /// runs and deleted before Keycloak goes.
+    #[must_use]
+    pub fn realm_depends_on(mut self, ids: impl IntoIterator<Item = ResourceId>) -> Self {
+        self.realm_depends_on.extend(ids);
+        self
+    }
+
+    fn attach(&self, depends_on: &mut Vec<ResourceId>, kind: &str) {
+        if kind == desired::KIND_REALM {
+            for id in &self.realm_depends_on {
+                if !depends_on.contains(id) {
+                    depends_on.push(id.clone());
+                }
+            }
         }
     }
 
@@ -90,12 +124,20 @@ impl Keycloak {
 
     /// The resources `config` wants (see [`desired::desired`]).
     pub fn desired(&self, config: &Config) -> Result<Vec<Resource>, KeycloakError> {
-        desired::desired(config, &self.secrets)
+        let mut out = desired::desired(config, &self.secrets)?;
+        for r in &mut out {
+            self.attach(&mut r.depends_on, &r.id.kind);
+        }
+        Ok(out)
     }
 
     /// What exists and is ours (see [`reconcile::observe`]).
     pub async fn observe(&self) -> Result<Vec<Observed>, KeycloakError> {
-        reconcile::observe(&self.client, &self.realm).await
+        let mut out = reconcile::observe(&self.client, &self.realm).await?;
+        for o in &mut out {
+            self.attach(&mut o.depends_on, &o.id.kind);
+        }
+        Ok(out)
     }
 
     /// The plan from `config` against what exists.

@@ -462,6 +462,29 @@ fn keycloak_url_env_overrides_the_default() {
 }
 
 #[tokio::test]
+async fn keycloak_realm_waits_for_what_it_is_told_to() {
+    let s = emulator(Duration::from_secs(60)).await;
+    let c = config(AuthenticationKind::Password);
+    let deployment = crate::plan::ResourceId::new("kubernetes_object", "Deployment/dev/keycloak");
+    let kc = keycloak(&s.url, &c).realm_depends_on([deployment.clone()]);
+    let desired = kc.desired(&c).unwrap();
+    assert_eq!(desired[0].depends_on, std::slice::from_ref(&deployment));
+    kc.apply_plan(&kc.plan(&c).await.unwrap()).await.unwrap();
+    let observed = kc.observe().await.unwrap();
+    assert_eq!(observed[0].id.kind, "keycloak_realm");
+    assert_eq!(observed[0].depends_on, [deployment]);
+    assert_eq!(
+        admin_credentials(&c).map(|a| a.username),
+        Some(ADMIN_USER.to_string())
+    );
+    assert_eq!(
+        admin_credentials(&c).unwrap().password.expose(),
+        PASSWORD,
+        "from security.keycloak.initial_root_password"
+    );
+}
+
+#[tokio::test]
 async fn keycloak_refused_after_a_fresh_token_is_unauthorized() {
     // Tokens that are dead on arrival: the call is refused, a new token is fetched once, the
     // call is refused again -> Unauthorized, without looping.
