@@ -13,6 +13,21 @@
 //! secret, each client's secret) never appear in a spec, a plan, its JSON or a log line: specs
 //! and payloads carry `sha256:` hashes, and [`Keycloak::apply`] puts the secret back from its
 //! [`Secrets`] only in the request it sends.
+//!
+//! Wiring it into a deployment:
+//!
+//! ```ignore
+//! let credentials = keycloak::admin_credentials(&config)   // or the generated one from its Secret
+//!     .unwrap_or_else(|| AdminCredentials::new(keycloak::ADMIN_USER, generated));
+//! // https://{domain}/auth, or QHUB_KEYCLOAK_URL, or the sandbox's emulator URL:
+//! let admin = keycloak::admin_from_env_or(&keycloak::base_url_for(&config.domain), credentials)?;
+//! let kc = Keycloak::new(admin, Secrets::from_config(&config, seed))
+//!     .realm_depends_on([keycloak_deployment_id]);
+//! let desired = kc.desired(&config)?;   // add to the Kubernetes stage's resources
+//! let observed = kc.observe().await?;   // add to what the stage observes
+//! // for each change whose id.kind is in keycloak::KINDS:
+//! kc.apply(&change).await.map_err(ProviderError::from)?;
+//! ```
 
 pub mod client;
 pub mod desired;

@@ -369,6 +369,33 @@ async fn keycloak_plans_never_show_a_secret() {
 }
 
 #[tokio::test]
+async fn keycloak_a_deploy_cut_off_midway_converges_on_the_next_run() {
+    let s = emulator(Duration::from_secs(60)).await;
+    let c = config(AuthenticationKind::GitHub);
+    let kc = keycloak(&s.url, &c);
+    let plan = kc.plan(&c).await.unwrap();
+    // Keycloak dies 20 calls into the apply (inside the clients' creates).
+    s.api.set_fail_after(Some(20));
+    let e = kc.apply_plan(&plan).await.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    s.api.set_fail_after(None);
+    // The next run plans only what is missing or half-made, and completes it.
+    let rerun = kc.plan(&c).await.unwrap();
+    assert!(!rerun.is_empty() && rerun.changes.len() < plan.changes.len());
+    assert!(
+        rerun
+            .changes
+            .iter()
+            .all(|ch| matches!(ch.action, Action::Create | Action::Update)),
+        "{}",
+        rerun.render_text()
+    );
+    kc.apply_plan(&rerun).await.unwrap();
+    assert!(kc.plan(&c).await.unwrap().is_empty());
+    assert_eq!(s.api.group_names(REALM).len(), 4, "nothing duplicated");
+}
+
+#[tokio::test]
 async fn keycloak_creates_are_idempotent() {
     let s = emulator(Duration::from_secs(60)).await;
     let c = config(AuthenticationKind::GitHub);

@@ -104,6 +104,8 @@ pub enum KeycloakApiError {
 struct Inner {
     state: Mutex<State>,
     path: Option<PathBuf>,
+    /// Admin requests still answered before the emulator "dies" (`u64::MAX`: never).
+    budget: AtomicU64,
     options: Mutex<KeycloakApiOptions>,
     rng: Mutex<StdRng>,
     counters: Counters,
@@ -163,6 +165,7 @@ impl KeycloakApi {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
                 path,
+                budget: AtomicU64::new(u64::MAX),
                 options: Mutex::new(options),
                 rng: Mutex::new(rng),
                 counters: Counters::default(),
@@ -208,6 +211,14 @@ impl KeycloakApi {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .fault_rate = rate.clamp(0.0, 1.0);
+    }
+
+    /// Answers the next `n` admin requests, then 503 to every one (Keycloak died mid-run)
+    /// until called again; `None` lifts it.
+    pub fn set_fail_after(&self, n: Option<u64>) {
+        self.inner
+            .budget
+            .store(n.unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
     /// Sets how long new tokens live.
@@ -289,6 +300,18 @@ impl KeycloakApi {
     }
 
     fn roll_fault(&self, rate: f64) -> bool {
+        let alive = self
+            .inner
+            .budget
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| match b {
+                u64::MAX => Some(b),
+                0 => None,
+                b => Some(b - 1),
+            })
+            .is_ok();
+        if !alive {
+            return true;
+        }
         if rate <= 0.0 {
             return false;
         }
