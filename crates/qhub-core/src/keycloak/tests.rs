@@ -152,6 +152,7 @@ async fn keycloak_out_of_band_redirect_uri_edit_is_planned_and_taken_back() {
         Some(json!(["https://demo.example.com/hub/oauth_callback"]))
     );
     let text = plan.render_text();
+    println!("{text}");
     assert!(
         text.contains("keycloak_client/jupyterhub") && text.contains("evil.example.net"),
         "{text}"
@@ -345,6 +346,7 @@ async fn keycloak_plans_never_show_a_secret() {
         .client_secret = "gh-rotated-secret-value".into();
     let kc2 = keycloak(&s.url, &rotated);
     let plan = kc2.plan(&rotated).await.unwrap();
+    println!("{}", plan.render_text());
     assert_eq!(ids(&plan), ["~ keycloak_identity_provider/github"]);
     assert_eq!(plan.changes[0].diff[0].field, "clientSecretHash");
     check(&plan);
