@@ -8,6 +8,8 @@
 //! - [`engine`]: the plan model and the plan/apply engine (no state file).
 //! - [`sandbox`]: the built-in simulated cloud.
 //!
+//! - [`keycloak`]: Keycloak's realm, groups, identity provider and clients as planned
+//!   resources, applied through its admin REST API.
 //! - [`kubernetes`]: the shared Kubernetes deployment layer (server-side apply, ApplySet
 //!   pruning, readiness) and the platform components.
 
@@ -16,6 +18,7 @@ pub mod config;
 pub mod conformance;
 pub mod engine;
 pub mod fs;
+pub mod keycloak;
 pub mod kubernetes;
 pub mod plan;
 pub mod provider;

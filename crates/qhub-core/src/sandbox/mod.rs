@@ -9,6 +9,7 @@
 
 pub mod faults;
 pub mod harness;
+pub mod keycloak_api;
 pub mod kube_api;
 pub mod world;
 
