@@ -49,6 +49,9 @@ pub enum Command {
     /// Print a kubeconfig for your own kubectl on the deployment's cluster (no stored secret:
     /// it runs `aws eks get-token` when used), or write it with --write.
     Kubeconfig(KubeconfigArgs),
+    /// Write every Kubernetes object the platform would apply as YAML files (offline, for
+    /// review and GitOps); values only a deploy knows are shown as placeholders.
+    Render(RenderArgs),
     /// Print the JSON Schema of qhub-config.yaml (for editors and CI checks), or the
     /// configuration reference generated from it.
     Schema(SchemaArgs),
@@ -177,6 +180,18 @@ pub enum StageArg {
     Infrastructure,
     /// Kubernetes objects (the platform components).
     Kubernetes,
+}
+
+/// `qhub render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The config file.
+    #[arg(long, short = 'c', default_value = "qhub-config.yaml")]
+    pub config: PathBuf,
+    /// The directory to write the manifests to (created if missing; files an earlier render
+    /// wrote and that are no longer wanted are removed).
+    #[arg(long, value_name = "DIR")]
+    pub manifests: PathBuf,
 }
 
 /// `qhub kubeconfig`.

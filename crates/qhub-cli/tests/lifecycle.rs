@@ -32,17 +32,62 @@ const INFRA: [&str; 6] = [
 ];
 
 /// The Kubernetes objects a full deploy creates, as `qhub plan` names them, sorted.
-const KUBE: [&str; 5] = [
+const KUBE: [&str; 32] = [
+    "ClusterRole.rbac.authorization.k8s.io/dev-traefik",
+    "ClusterRoleBinding.rbac.authorization.k8s.io/dev-traefik",
     "ConfigMap/dev/qhub-welcome",
+    "CustomResourceDefinition.apiextensions.k8s.io/ingressroutes.traefik.io",
+    "CustomResourceDefinition.apiextensions.k8s.io/ingressroutetcps.traefik.io",
+    "CustomResourceDefinition.apiextensions.k8s.io/ingressrouteudps.traefik.io",
+    "CustomResourceDefinition.apiextensions.k8s.io/middlewares.traefik.io",
+    "CustomResourceDefinition.apiextensions.k8s.io/middlewaretcps.traefik.io",
+    "CustomResourceDefinition.apiextensions.k8s.io/serverstransports.traefik.io",
+    "CustomResourceDefinition.apiextensions.k8s.io/serverstransporttcps.traefik.io",
+    "CustomResourceDefinition.apiextensions.k8s.io/tlsoptions.traefik.io",
+    "CustomResourceDefinition.apiextensions.k8s.io/tlsstores.traefik.io",
+    "CustomResourceDefinition.apiextensions.k8s.io/traefikservices.traefik.io",
+    "Deployment.apps/dev/keycloak",
     "Deployment.apps/dev/qhub-welcome",
+    "Deployment.apps/dev/traefik",
+    "IngressRoute.traefik.io/dev/keycloak",
+    "IngressRoute.traefik.io/dev/qhub-welcome",
     "Namespace/dev",
+    "PersistentVolume/dev-shared",
+    "PersistentVolumeClaim/dev/shared",
+    "Secret/dev/keycloak-admin",
+    "Secret/dev/keycloak-postgres",
     "Secret/dev/qhub-applyset",
+    "Secret/dev/qhub-self-signed-tls",
+    "Service/dev/keycloak",
+    "Service/dev/keycloak-postgres",
     "Service/dev/qhub-welcome",
+    "Service/dev/traefik",
+    "ServiceAccount/dev/traefik",
+    "StatefulSet.apps/dev/keycloak-postgres",
+    "TLSStore.traefik.io/dev/default",
+];
+
+/// Keycloak's configuration a full deploy creates through the (emulated) admin API, sorted.
+const IDENTITY: [&str; 9] = [
+    "keycloak_client/conda_store",
+    "keycloak_client/dask_gateway",
+    "keycloak_client/grafana",
+    "keycloak_client/jupyterhub",
+    "keycloak_group/admin",
+    "keycloak_group/analyst",
+    "keycloak_group/developer",
+    "keycloak_group/users",
+    "keycloak_realm/qhub",
 ];
 
 /// Every resource a full deploy creates (both stages), sorted.
 fn expected() -> Vec<&'static str> {
-    let mut all: Vec<&str> = INFRA.iter().chain(KUBE.iter()).copied().collect();
+    let mut all: Vec<&str> = INFRA
+        .iter()
+        .chain(KUBE.iter())
+        .chain(IDENTITY.iter())
+        .copied()
+        .collect();
     all.sort_unstable();
     all
 }
@@ -69,7 +114,7 @@ const CONCURRENCY: u64 = 8;
 
 /// Bounds on the interruption points (die_after = 0, 1, …) a command has before one runs through.
 const MIN_POINTS: u64 = 11;
-const MAX_POINTS: u64 = 40;
+const MAX_POINTS: u64 = 60;
 
 /// The `user` node group as `qhub init sandbox` writes it.
 const USER_GROUP: &str =
@@ -78,11 +123,27 @@ const USER_GROUP: &str =
 const WORKER_GROUP: &str =
     "    worker:\n      instance: sandbox-4cpu-16gb\n      min_nodes: 0\n      max_nodes: 5\n";
 
+/// What `status` lists and `destroy` deletes: the infrastructure and the Kubernetes objects
+/// (Keycloak's configuration lives in Keycloak's database and goes with it), sorted.
+fn owned() -> Vec<&'static str> {
+    let mut all: Vec<&str> = INFRA.iter().chain(KUBE.iter()).copied().collect();
+    all.sort_unstable();
+    all
+}
+
+/// Everything the Kubernetes stage plans on a fresh cluster: objects and Keycloak's
+/// configuration, sorted.
+fn kube_stage() -> Vec<&'static str> {
+    let mut all: Vec<&str> = KUBE.iter().chain(IDENTITY.iter()).copied().collect();
+    all.sort_unstable();
+    all
+}
+
 /// The stage a resource id belongs to.
 fn stage_of(id: &str) -> &'static str {
     if INFRA.contains(&id) {
         "infrastructure"
-    } else if KUBE.contains(&id) {
+    } else if KUBE.contains(&id) || IDENTITY.contains(&id) {
         "kubernetes"
     } else {
         panic!("{id} is not an expected resource")
@@ -774,7 +835,7 @@ fn destroy_removes_everything_and_plan_creates_it_again() {
     let sb = Sandbox::deployed();
     let out = sb.ok(&["destroy", "--disable-prompt"]);
     assert!(
-        stdout(&out).contains(&format!("{} done, 0 failed", expected().len())),
+        stdout(&out).contains(&format!("{} done, 0 failed", owned().len())),
         "destroy summary: {}",
         describe(&out)
     );
@@ -836,11 +897,11 @@ fn status_json_lists_resources_of_both_stages_and_in_sync() {
         })
         .collect();
     listed.sort_unstable();
-    assert_eq!(listed, expected(), "{doc:#}");
+    assert_eq!(listed, owned(), "{doc:#}");
 
     let text = stdout(&sb.ok(&["status"]));
     assert!(text.contains("in sync"), "text status:\n{text}");
-    for id in expected() {
+    for id in owned() {
         assert!(text.contains(id), "text status lacks {id}:\n{text}");
     }
 
@@ -901,7 +962,7 @@ fn kubernetes_stage_plan_on_a_fresh_config_shows_only_the_kubernetes_creates() {
     let sb = Sandbox::new();
     let out = sb.ok(&["plan", "--stage", "kubernetes"]);
     let text = stdout(&out);
-    for id in KUBE {
+    for id in kube_stage() {
         assert!(
             text.contains(&format!("+ {id}\n")),
             "text plan --stage kubernetes lacks `+ {id}`:\n{text}"
@@ -916,13 +977,17 @@ fn kubernetes_stage_plan_on_a_fresh_config_shows_only_the_kubernetes_creates() {
     assert!(
         text.contains(&format!(
             "{} to create, 0 to update, 0 to replace, 0 to delete",
-            KUBE.len()
+            kube_stage().len()
         )),
         "text plan summary:\n{text}"
     );
 
     let plan = sb.plan_json_with(&["--stage", "kubernetes"]);
-    assert_creates(&plan, &KUBE, "plan --stage kubernetes (no cluster yet)");
+    assert_creates(
+        &plan,
+        &kube_stage(),
+        "plan --stage kubernetes (no cluster yet)",
+    );
     assert_eq!(sb.mutations(), 0, "plan must not mutate");
     assert!(
         sb.kube().is_null(),
@@ -982,7 +1047,11 @@ fn kubernetes_stage_deploy_before_the_cluster_exists_fails_then_works_after_infr
         describe(&out)
     );
     let plan = sb.plan_json();
-    assert_creates(&plan, &KUBE, "plan after deploy --stage infrastructure");
+    assert_creates(
+        &plan,
+        &kube_stage(),
+        "plan after deploy --stage infrastructure",
+    );
 
     sb.ok(&["deploy", "--stage", "kubernetes", "--disable-prompt"]);
     sb.assert_fully_deployed("deploy --stage kubernetes after the infrastructure");
@@ -1009,7 +1078,11 @@ fn kubernetes_stage_destroy_removes_only_the_kubernetes_objects() {
     );
 
     let plan = sb.plan_json();
-    assert_creates(&plan, &KUBE, "plan after destroy --stage kubernetes");
+    assert_creates(
+        &plan,
+        &kube_stage(),
+        "plan after destroy --stage kubernetes",
+    );
     assert!(
         changes_in(&plan, "infrastructure").is_empty(),
         "no infrastructure change: {plan:#}"
@@ -1018,7 +1091,11 @@ fn kubernetes_stage_destroy_removes_only_the_kubernetes_objects() {
 
     let status = json_stdout(&sb.ok(&["--output", "json", "status"]));
     assert_eq!(status["in_sync"], false, "{status:#}");
-    assert_eq!(status["pending"]["create"], KUBE.len(), "{status:#}");
+    assert_eq!(
+        status["pending"]["create"],
+        kube_stage().len(),
+        "{status:#}"
+    );
 
     // Destroying the stage again changes nothing; deploying brings the objects back.
     let before = sb.snapshot();
@@ -1041,14 +1118,15 @@ fn json_deploy_prints_one_document_and_json_lines_of_events() {
         assert_eq!(code(&out), 0, "{verb}: {}", describe(&out));
         let doc = json_stdout(&out);
         assert_eq!(doc["succeeded"], true, "{verb}: {doc:#}");
-        assert_eq!(
-            changes(&doc["plan"]).len(),
-            expected().len(),
-            "{verb}: {doc:#}"
-        );
+        let planned = if verb == "deploy" {
+            expected().len()
+        } else {
+            owned().len()
+        };
+        assert_eq!(changes(&doc["plan"]).len(), planned, "{verb}: {doc:#}");
         assert_eq!(
             doc["applied"]["done"].as_array().map(Vec::len),
-            Some(expected().len()),
+            Some(planned),
             "{verb}: {doc:#}"
         );
 
@@ -1071,12 +1149,12 @@ fn json_deploy_prints_one_document_and_json_lines_of_events() {
         );
         assert_eq!(
             events.iter().filter(|e| *e == "started").count(),
-            expected().len(),
+            planned,
             "{verb}: {err}"
         );
         assert_eq!(
             events.iter().filter(|e| *e == "done").count(),
-            expected().len(),
+            planned,
             "{verb}: {err}"
         );
     }
@@ -1192,7 +1270,13 @@ fn interrupted_deploy_at_every_mutation_converges_on_rerun() {
             "{rerun}: only creates: {plan:#}"
         );
         let infra_creates = changes_in(plan, "infrastructure").len() as u64;
-        let kube_creates = changes_in(plan, "kubernetes").len() as u64;
+        let kube_creates = changes_in(plan, "kubernetes")
+            .iter()
+            .filter(|c| !as_str(&c["resource"]).starts_with("keycloak_"))
+            .count() as u64;
+        // Keycloak's configuration goes through its admin API, not a Kubernetes write; a run
+        // that has any of it to do still connects to the cluster (and takes the lease).
+        let identity_creates = changes_in(plan, "kubernetes").len() as u64 - kube_creates;
         assert_eq!(
             infra_creates,
             FULL_DEPLOY_CLOUD_MUTATIONS - before.cloud,
@@ -1210,7 +1294,11 @@ fn interrupted_deploy_at_every_mutation_converges_on_rerun() {
             after.cloud, FULL_DEPLOY_CLOUD_MUTATIONS,
             "{rerun}: nothing created twice in the cloud"
         );
-        let lease = if kube_creates > 0 { 2 } else { 0 };
+        let lease = if kube_creates + identity_creates > 0 {
+            2
+        } else {
+            0
+        };
         assert_eq!(
             after.kube_since(&before),
             kube_creates + lease,
@@ -1316,7 +1404,7 @@ fn interrupted_kubernetes_destroy_converges_on_rerun() {
         ));
         assert_eq!(sb.world(), world, "{rerun}: the infrastructure changed");
         let plan = sb.plan_json();
-        assert_creates(&plan, &KUBE, &format!("plan after {rerun}"));
+        assert_creates(&plan, &kube_stage(), &format!("plan after {rerun}"));
         n += 1;
     }
     assert!(

@@ -375,6 +375,10 @@ pub struct Plan {
     /// built again from the real values when the apply reaches them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub known_after_apply: Vec<String>,
+    /// What the plan leaves out and why (e.g. Keycloak's configuration when its admin API
+    /// cannot be reached from here), with what to do about it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Every desired resource, changed or not (a parent's create is given its children).
     #[serde(skip)]
     pub resources: Vec<Resource>,
@@ -502,6 +506,9 @@ impl Plan {
                 "Known after apply (the Kubernetes objects above are built again with them): {}",
                 self.known_after_apply.join(", ")
             );
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "Note: {note}");
         }
         let s = self.summary();
         let wait = if s.wait > 0 {

@@ -3,6 +3,7 @@
 mod init;
 mod lifecycle;
 mod progress;
+mod render;
 mod schema;
 mod upgrade;
 mod validate;
@@ -21,6 +22,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Status(args) => lifecycle::status(args, cli.output),
         Command::Destroy(args) => lifecycle::destroy(args, cli.output),
         Command::Kubeconfig(args) => lifecycle::kubeconfig(args, cli.output),
+        Command::Render(args) => render::run(args, cli.output),
         Command::Schema(args) => schema::run(args),
     }
 }

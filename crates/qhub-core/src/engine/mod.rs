@@ -4,6 +4,7 @@
 //! change, and cancellation that lets in-flight changes finish.
 
 pub mod events;
+mod identity;
 
 pub mod retry;
 
@@ -388,13 +389,27 @@ impl Engine {
             observed.extend(infra.iter().cloned());
         }
         let mut known_after_apply = Vec::new();
+        let mut notes = Vec::new();
+        let mut identity_unknown = false;
         if kubernetes {
             let (k8s, unknown) = self.kubernetes_desired(config, &infra)?;
             known_after_apply = unknown;
-            observed.extend(self.observe_kubernetes(&ownership, &k8s).await?);
+            let k8s_observed = self.observe_kubernetes(&ownership, &k8s).await?;
+            if identity::reachable(&*self.provider) {
+                let (kc_desired, kc_observed, known) = self
+                    .plan_identity(config, &ownership, &k8s_observed)
+                    .await?;
+                identity_unknown = !known;
+                desired.extend(kc_desired);
+                observed.extend(kc_observed);
+            } else {
+                notes.push(identity::NOT_REACHABLE.to_string());
+            }
+            observed.extend(k8s_observed);
             desired.extend(k8s);
         }
         let mut plan = plan::diff(&desired, &observed);
+        plan.notes = notes;
         // Only what a planned object actually holds a placeholder for is "known after apply"
         // (and the manifests are searched only when some fact is unknown).
         let placeholder = !known_after_apply.is_empty()
@@ -411,7 +426,62 @@ impl Engine {
         if placeholder {
             plan.known_after_apply = known_after_apply;
         }
+        if identity_unknown
+            && plan
+                .changes
+                .iter()
+                .any(|c| identity::is_identity(&c.id) && c.action != Action::Delete)
+        {
+            plan.known_after_apply
+                .push(identity::AFTER_APPLY.to_string());
+        }
         Ok(plan)
+    }
+
+    /// Keycloak's configuration: what the config wants, what exists (read only when Keycloak
+    /// runs), and whether the client secrets are known yet.
+    async fn plan_identity(
+        &self,
+        config: &Config,
+        ownership: &Ownership,
+        k8s_observed: &[plan::Observed],
+    ) -> Result<(Vec<plan::Resource>, Vec<plan::Observed>, bool), EngineError> {
+        let provider = &*self.provider;
+        let running = identity::running(config, k8s_observed);
+        let credentials = if running {
+            self.read("reading the Keycloak admin credentials", || async {
+                let applier = connect(provider, ownership).await?;
+                identity::credentials(config, applier.as_ref()).await
+            })
+            .await?
+        } else {
+            identity::credentials(config, None)
+                .await
+                .map_err(|source| EngineError::Provider {
+                    what: "reading the Keycloak admin credentials".into(),
+                    source,
+                })?
+        };
+        let (desired, known) =
+            identity::desired(config, credentials.as_ref()).map_err(|source| {
+                EngineError::Provider {
+                    what: "computing Keycloak's configuration".into(),
+                    source,
+                }
+            })?;
+        let observed = match (running, credentials) {
+            (true, Some(credentials)) => {
+                self.read("observing Keycloak's configuration", || async {
+                    let kc =
+                        identity::connect(provider, ownership, config, credentials.clone()).await?;
+                    kc.observe().await.map_err(ProviderError::from)
+                })
+                .await?
+            }
+            // Before Keycloak runs nothing of its configuration can exist.
+            _ => Vec::new(),
+        };
+        Ok((desired, observed, known))
     }
 
     /// The plan that deletes everything this deployment owns. It takes no lock: a plan to
@@ -489,6 +559,7 @@ impl Engine {
                 .collect(),
             cluster: tokio::sync::OnceCell::new(),
             fresh: tokio::sync::OnceCell::new(),
+            identity: tokio::sync::OnceCell::new(),
             events: events.clone(),
         });
         loop {
@@ -653,6 +724,8 @@ struct Shared {
     cluster: tokio::sync::OnceCell<Option<Cluster>>,
     /// The Kubernetes objects built again from the facts of the applied infrastructure.
     fresh: tokio::sync::OnceCell<BTreeMap<ResourceId, plan::Resource>>,
+    /// Keycloak's admin client, made on the first change of its configuration.
+    identity: tokio::sync::OnceCell<crate::keycloak::Keycloak>,
     events: Arc<dyn EventSink>,
 }
 
@@ -838,6 +911,40 @@ async fn apply_kubernetes(
     }
 }
 
+/// Applies one change of Keycloak's configuration through its admin API, with the resource
+/// built again from the real admin credentials (a first plan knew no client secret).
+async fn apply_identity(shared: &Shared, change: &Change) -> Result<(), ProviderError> {
+    let kc = shared
+        .identity
+        .get_or_try_init(|| async {
+            let provider = &*shared.provider;
+            let cluster = shared
+                .cluster
+                .get_or_try_init(|| connect_locked(provider, &shared.ownership))
+                .await?;
+            let applier = cluster.as_ref().map(|c| &c.applier);
+            let credentials = identity::credentials(&shared.config, applier)
+                .await?
+                .ok_or_else(|| {
+                    ProviderError::Fatal(format!(
+                        "the Keycloak admin password is unknown: the Secret {}/{} does not exist",
+                        shared.config.namespace,
+                        crate::kubernetes::components::keycloak::ADMIN_SECRET
+                    ))
+                })?;
+            identity::connect(provider, &shared.ownership, &shared.config, credentials).await
+        })
+        .await?;
+    let mut change = change.clone();
+    if change.action != Action::Delete {
+        let fresh = kc.desired(&shared.config)?;
+        if let Some(d) = fresh.into_iter().find(|r| r.id == change.id) {
+            change.desired = Some(d);
+        }
+    }
+    kc.apply(&change).await.map_err(Into::into)
+}
+
 /// Waits until the cloud reports the resource of a [`Action::Wait`] change ready, looking at
 /// it again and again (the first look soon, later ones up to the poll interval apart).
 async fn wait_ready(shared: &Shared, change: &Change) -> Result<(), ProviderError> {
@@ -917,6 +1024,9 @@ async fn run_change(shared: &Shared, change: &Change) -> Result<u32, (ProviderEr
             match (change.stage, change.action) {
                 (_, Action::Wait) => wait_ready(shared, change).await,
                 (Stage::Infrastructure, _) => shared.provider.apply(change, &ctx).await,
+                (Stage::Kubernetes, _) if identity::is_identity(&change.id) => {
+                    apply_identity(shared, change).await
+                }
                 (Stage::Kubernetes, _) => apply_kubernetes(shared, change, remaining).await,
             }
         };

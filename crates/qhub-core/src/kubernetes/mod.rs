@@ -15,6 +15,7 @@ pub mod generated;
 pub mod lease;
 pub mod pods;
 pub mod readiness;
+pub mod render;
 pub mod versions;
 
 use std::collections::BTreeMap;

@@ -270,6 +270,20 @@ pub trait Provider: Send + Sync + fmt::Debug {
         )))
     }
 
+    /// Whether this provider serves the deployment's Keycloak admin API to the engine itself
+    /// ([`Provider::keycloak_url`]); otherwise the engine configures Keycloak only when
+    /// `QHUB_KEYCLOAK_URL` says where it answers.
+    fn serves_keycloak(&self) -> bool {
+        false
+    }
+
+    /// The base URL (`…/auth`) of the deployment's Keycloak admin API, when
+    /// [`Provider::serves_keycloak`]: asked once Keycloak runs. The default has none.
+    async fn keycloak_url(&self, ownership: &Ownership) -> Result<Option<String>, ProviderError> {
+        let _ = ownership;
+        Ok(None)
+    }
+
     /// Access to the deployment's cluster, with credentials minted now.
     /// [`ProviderError::NoCluster`] when the cluster does not exist or cannot be used now
     /// (creating, failed, deleting): a destroy then has no object to delete through it.

@@ -66,6 +66,23 @@ pub struct SandboxProvider {
     kube: Arc<std::sync::Mutex<Option<kube_api::KubeApi>>>,
     /// Clusters with an operation in progress (`one_op_per_cluster`).
     operations: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// The cluster's Keycloak admin API (an emulator on loopback), started once Keycloak's
+    /// admin Secret exists.
+    keycloak: Arc<tokio::sync::Mutex<Option<RunningKeycloak>>>,
+}
+
+/// The emulated Keycloak of a sandbox cluster and the loopback server in front of it.
+struct RunningKeycloak {
+    api: keycloak_api::KeycloakApi,
+    server: keycloak_api::KeycloakServer,
+}
+
+impl std::fmt::Debug for RunningKeycloak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningKeycloak")
+            .field("url", &self.server.url())
+            .finish_non_exhaustive()
+    }
 }
 
 fn failed(e: impl std::fmt::Display) -> ProviderError {
@@ -82,6 +99,7 @@ impl SandboxProvider {
             world_lock: Arc::new(tokio::sync::Mutex::new(())),
             kube: Arc::new(std::sync::Mutex::new(None)),
             operations: Arc::default(),
+            keycloak: Arc::default(),
         }
     }
 
@@ -121,6 +139,45 @@ impl SandboxProvider {
         self.dir
             .join(world::DIR_NAME)
             .join(format!("kube-{}.json", ownership.prefix()))
+    }
+
+    /// The file holding the realms of a deployment's emulated Keycloak.
+    pub fn keycloak_path(&self, ownership: &Ownership) -> PathBuf {
+        self.dir
+            .join(world::DIR_NAME)
+            .join(format!("keycloak-{}.json", ownership.prefix()))
+    }
+
+    /// The admin password Keycloak bootstraps from: the Secret the Kubernetes stage applied.
+    fn keycloak_admin_password(
+        &self,
+        ownership: &Ownership,
+    ) -> Result<Option<String>, ProviderError> {
+        use base64::Engine as _;
+        let secret_name = crate::kubernetes::components::keycloak::ADMIN_SECRET;
+        let found = self.kube_api(ownership)?.objects().into_iter().find(|o| {
+            o.get("kind").and_then(serde_json::Value::as_str) == Some("Secret")
+                && o.pointer("/metadata/namespace")
+                    .and_then(serde_json::Value::as_str)
+                    == Some(ownership.namespace.as_str())
+                && o.pointer("/metadata/name")
+                    .and_then(serde_json::Value::as_str)
+                    == Some(secret_name)
+        });
+        let Some(secret) = found else {
+            return Ok(None);
+        };
+        if let Some(p) = secret
+            .pointer("/stringData/password")
+            .and_then(serde_json::Value::as_str)
+        {
+            return Ok(Some(p.to_string()));
+        }
+        Ok(secret
+            .pointer("/data/password")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     /// The cluster's Kubernetes API (opened from its file on first use).
@@ -577,10 +634,16 @@ impl Provider for SandboxProvider {
                     if let Ok(mut cached) = self.kube.lock() {
                         *cached = None;
                     }
-                    match std::fs::remove_file(self.kube_path(&ctx.ownership)) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(failed(e)),
+                    *self.keycloak.lock().await = None;
+                    for path in [
+                        self.kube_path(&ctx.ownership),
+                        self.keycloak_path(&ctx.ownership),
+                    ] {
+                        match std::fs::remove_file(path) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(failed(e)),
+                        }
                     }
                 }
             }
@@ -595,6 +658,36 @@ impl Provider for SandboxProvider {
             self.wait_created(&change.id.kind, &change.id.name).await?;
         }
         Ok(())
+    }
+
+    fn serves_keycloak(&self) -> bool {
+        true
+    }
+
+    async fn keycloak_url(&self, ownership: &Ownership) -> Result<Option<String>, ProviderError> {
+        // Keycloak bootstraps its admin from the Secret, as the real one does from its env.
+        let password = self.keycloak_admin_password(ownership)?.ok_or_else(|| {
+            ProviderError::NoCluster(
+                "Keycloak has not started: its admin Secret does not exist yet".into(),
+            )
+        })?;
+        let user = crate::kubernetes::components::keycloak::ADMIN_USER;
+        let mut running = self.keycloak.lock().await;
+        if let Some(k) = running.as_ref() {
+            k.api.set_admin(user, &password);
+            return Ok(Some(k.server.url()));
+        }
+        let options = keycloak_api::KeycloakApiOptions {
+            admin_username: user.to_string(),
+            admin_password: password,
+            ..keycloak_api::KeycloakApiOptions::default()
+        };
+        let api = keycloak_api::KeycloakApi::persistent(options, &self.keycloak_path(ownership))
+            .map_err(failed)?;
+        let server = api.serve().await.map_err(failed)?;
+        let url = server.url();
+        *running = Some(RunningKeycloak { api, server });
+        Ok(Some(url))
     }
 
     fn cluster_facts(&self, config: &Config, infra: &[Observed]) -> ClusterFacts {

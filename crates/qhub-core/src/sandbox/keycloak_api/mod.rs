@@ -192,6 +192,14 @@ impl KeycloakApi {
         KeycloakServer::start(self.clone()).await
     }
 
+    /// Sets the `master` realm admin's credentials (what Keycloak bootstraps from its
+    /// environment when it starts): the sandbox takes them from the deployment's Secret.
+    pub fn set_admin(&self, username: &str, password: &str) {
+        let mut options = self.inner.options.lock().unwrap_or_else(|e| e.into_inner());
+        options.admin_username = username.to_string();
+        options.admin_password = password.to_string();
+    }
+
     /// The counts so far.
     pub fn counts(&self) -> Counts {
         let c = &self.inner.counters;
