@@ -233,6 +233,37 @@ fn check(schema: &Json, value: &Json, path: &str, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ProviderKind;
+    use crate::config::certificate::CertificateKind;
+    use crate::provider::ClusterFacts;
+
+    #[test]
+    fn every_instance_we_build_matches_our_crd_schema() {
+        let mut checked = 0;
+        for provider in [ProviderKind::Aws, ProviderKind::Gcp, ProviderKind::Do] {
+            for kind in [
+                CertificateKind::SelfSigned,
+                CertificateKind::LetsEncrypt,
+                CertificateKind::Existing,
+                CertificateKind::Disabled,
+            ] {
+                let mut config = crate::kubernetes::components::test_config(provider);
+                config.certificate.kind = kind;
+                config.certificate.acme_email = Some("admin@example.com".into());
+                config.certificate.secret_name = Some("my-tls".into());
+                let facts = ClusterFacts::from_config(&config);
+                for m in crate::kubernetes::components::manifests(&config, &facts).unwrap() {
+                    if m["apiVersion"] != format!("{GROUP}/{VERSION}") {
+                        continue;
+                    }
+                    let problems = validate(&schema(m["kind"].as_str().unwrap()), &m);
+                    assert!(problems.is_empty(), "{kind:?}: {m}: {problems:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 24, "only {checked} instances checked");
+    }
 
     #[test]
     fn the_validator_rejects_what_the_api_server_would() {
