@@ -104,12 +104,14 @@ fn validate_strictly(manifests: &Path, files: &[(String, String)], version: &str
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "kubernetes-validate failed:\n{report}");
+    assert!(
+        out.status.success(),
+        "kubernetes-validate failed:\n{report}"
+    );
     // Only our CRDs' instances may lack a built-in schema (they are checked against our own).
     for line in report.lines().filter(|l| !l.trim().is_empty()) {
         assert!(
-            line.contains("Couldn't find schema for kind")
-                && line.contains("traefik.io/v1alpha1"),
+            line.contains("Couldn't find schema for kind") && line.contains("traefik.io/v1alpha1"),
             "kubernetes-validate: {line}\n{report}"
         );
     }
@@ -119,16 +121,10 @@ fn check(provider: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (manifests, files, password) = render(dir.path(), provider);
     for (path, text) in &files {
-        assert!(
-            !text.contains(&password),
-            "{path} holds the root password"
-        );
+        assert!(!text.contains(&password), "{path} holds the root password");
     }
     validate_strictly(&manifests, &files, "1.33");
-    let joined: String = files
-        .iter()
-        .map(|(p, t)| format!("=== {p}\n{t}"))
-        .collect();
+    let joined: String = files.iter().map(|(p, t)| format!("=== {p}\n{t}")).collect();
     insta::assert_snapshot!(format!("render_{provider}"), joined);
 }
 
@@ -173,7 +169,11 @@ fn a_second_render_removes_what_the_config_no_longer_wants_and_keeps_foreign_fil
     let foreign = manifests.join("ingress").join("mine.yaml");
     std::fs::write(&foreign, "kind: ConfigMap\n").unwrap();
     let again = run();
-    assert_eq!(again["written"].as_array().map(Vec::len), Some(0), "{again:#}");
+    assert_eq!(
+        again["written"].as_array().map(Vec::len),
+        Some(0),
+        "{again:#}"
+    );
     assert_eq!(again["unchanged"], first["objects"], "{again:#}");
     // Switch the AWS autoscaler off by moving to a provider that scales natively is not a
     // config edit; drop the welcome page's theme title instead and turn TLS off: the
@@ -196,5 +196,8 @@ fn a_second_render_removes_what_the_config_no_longer_wants_and_keeps_foreign_fil
         removed.iter().any(|r| r.ends_with("tlsstore-default.yaml")),
         "{third:#}"
     );
-    assert!(foreign.exists(), "a file qhub did not write is never removed");
+    assert!(
+        foreign.exists(),
+        "a file qhub did not write is never removed"
+    );
 }

@@ -131,6 +131,7 @@ pub fn test_engine(provider: Arc<dyn Provider>) -> Engine {
                 ))
             },
             min_deadline: Duration::from_secs(120),
+            deadline_factor: 4.0,
             observe_deadline: Duration::from_secs(60),
             poll_interval: Duration::from_millis(200),
         },

@@ -53,8 +53,11 @@ pub struct EngineOptions {
     /// Retry policy for retryable errors, per error class.
     pub retry: RetryPolicy,
     /// The least time a change may take before it is abandoned as failed; a change's deadline
-    /// is the larger of this and 4× the provider's estimate.
+    /// is the larger of this and [`EngineOptions::deadline_factor`] × its expected duration
+    /// (the provider's estimate, or [`crate::kubernetes::readiness::EXPECTED`]).
     pub min_deadline: Duration,
+    /// How many times its expected duration a change may take (default 4).
+    pub deadline_factor: f64,
     /// Deadline for observing what exists.
     pub observe_deadline: Duration,
     /// Longest pause between two looks at a resource the engine waits for
@@ -68,6 +71,7 @@ impl Default for EngineOptions {
             concurrency: 8,
             retry: RetryPolicy::default(),
             min_deadline: Duration::from_secs(30 * 60),
+            deadline_factor: 4.0,
             observe_deadline: Duration::from_secs(5 * 60),
             poll_interval: Duration::from_secs(15),
         }
@@ -992,7 +996,9 @@ async fn run_change(shared: &Shared, change: &Change) -> Result<u32, (ProviderEr
         .desired
         .as_ref()
         .map_or(Duration::ZERO, |d| d.expected_duration);
-    let deadline = options.min_deadline.max(expected * 4);
+    let deadline = options
+        .min_deadline
+        .max(expected.mul_f64(options.deadline_factor.max(0.0)));
     events.emit(&Event::Started {
         stage: change.stage,
         resource: change.id.clone(),

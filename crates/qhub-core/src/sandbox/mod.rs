@@ -141,6 +141,11 @@ impl SandboxProvider {
             .join(format!("kube-{}.json", ownership.prefix()))
     }
 
+    /// The emulated Keycloak, once it runs (for tests: counts, out-of-band edits).
+    pub async fn keycloak(&self) -> Option<keycloak_api::KeycloakApi> {
+        self.keycloak.lock().await.as_ref().map(|k| k.api.clone())
+    }
+
     /// The file holding the realms of a deployment's emulated Keycloak.
     pub fn keycloak_path(&self, ownership: &Ownership) -> PathBuf {
         self.dir

@@ -1,0 +1,187 @@
+//! The whole base platform on the sandbox, through the engine: every component's objects and
+//! Keycloak's configuration (through the built-in admin-API emulator) are deployed; a
+//! re-deploy makes no mutating Kubernetes or Keycloak call; a Keycloak client edited out of
+//! band is planned and taken back; a component the config drops is pruned; a workload that
+//! never becomes ready fails the deploy naming the object and its condition.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use qhub_core::Config;
+use qhub_core::config::init::{InitOptions, render};
+use qhub_core::config::provider::ProviderKind;
+use qhub_core::engine::events::NoEvents;
+use qhub_core::engine::{Engine, EngineOptions, StageFilter};
+use qhub_core::plan::Action;
+use qhub_core::provider::{Ownership, Provider};
+use qhub_core::sandbox::SandboxProvider;
+use qhub_core::sandbox::faults::FaultSpec;
+use tokio_util::sync::CancellationToken;
+
+fn config() -> Config {
+    render(&InitOptions::new(
+        ProviderKind::Sandbox,
+        "demo",
+        "demo.example.com",
+        "not-a-real-password",
+    ))
+    .unwrap()
+}
+
+fn engine(provider: &SandboxProvider, min_deadline: Duration) -> Engine {
+    Engine::new(
+        Arc::new(provider.clone()) as Arc<dyn Provider>,
+        EngineOptions {
+            min_deadline,
+            deadline_factor: 0.01,
+            poll_interval: Duration::from_millis(20),
+            ..EngineOptions::default()
+        },
+    )
+}
+
+async fn deploy(engine: &Engine, config: &Config) -> qhub_core::plan::Plan {
+    let (plan, report) = engine
+        .deploy(
+            config,
+            StageFilter::All,
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("deploy runs");
+    assert!(report.succeeded(), "{report:?}");
+    plan
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_deploys_the_base_platform_and_keeps_it_converged() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
+    let engine = engine(&provider, Duration::from_secs(60));
+    let mut config = config();
+    let first = deploy(&engine, &config).await;
+    let kinds: Vec<&str> = first.changes.iter().map(|c| c.id.kind.as_str()).collect();
+    for kind in [
+        "Deployment.apps",
+        "IngressRoute.traefik.io",
+        "StatefulSet.apps",
+        "keycloak_realm",
+        "keycloak_client",
+        "keycloak_group",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} deployed: {kinds:?}");
+    }
+    let ownership = Ownership::of(&config);
+    let kube = provider.kube_api(&ownership).unwrap();
+    let keycloak = provider.keycloak().await.expect("Keycloak runs");
+    assert!(
+        keycloak.client("qhub", "jupyterhub").is_some(),
+        "the jupyterhub client exists"
+    );
+
+    // A re-deploy plans nothing and makes no mutating call anywhere.
+    let (kube_before, kc_before) = (kube.mutations(), keycloak.counts().mutating);
+    let again = deploy(&engine, &config).await;
+    assert!(again.is_empty(), "{}", again.render_text());
+    assert_eq!(
+        kube.mutations(),
+        kube_before,
+        "Kubernetes writes on a no-op"
+    );
+    assert_eq!(
+        keycloak.counts().mutating,
+        kc_before,
+        "Keycloak writes on a no-op"
+    );
+
+    // A client edited out of band is planned as an update naming the field, and taken back.
+    assert!(keycloak.edit_client("qhub", "jupyterhub", |c| {
+        c["redirectUris"] = serde_json::json!(["https://evil.example.com/*"]);
+    }));
+    let plan = engine.plan(&config, StageFilter::All).await.unwrap();
+    let change = plan
+        .changes
+        .iter()
+        .find(|c| c.id.to_string() == "keycloak_client/jupyterhub")
+        .unwrap_or_else(|| panic!("the edit is not planned:\n{}", plan.render_text()));
+    assert_eq!(change.action, Action::Update, "{}", plan.render_text());
+    assert!(
+        change.diff.iter().any(|d| d.field.contains("redirectUris")),
+        "{}",
+        plan.render_text()
+    );
+    deploy(&engine, &config).await;
+    let uris = keycloak.client("qhub", "jupyterhub").unwrap()["redirectUris"].clone();
+    assert!(
+        !uris.to_string().contains("evil.example.com"),
+        "the edit was not taken back: {uris}"
+    );
+    assert!(
+        engine
+            .plan(&config, StageFilter::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Dropping TLS prunes the certificate's objects.
+    config.certificate.kind = qhub_core::config::certificate::CertificateKind::Disabled;
+    let plan = deploy(&engine, &config).await;
+    let deleted: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .map(|c| c.id.to_string())
+        .collect();
+    assert!(
+        deleted.contains(&"TLSStore.traefik.io/dev/default".to_string())
+            && deleted.contains(&"Secret/dev/qhub-self-signed-tls".to_string()),
+        "{deleted:?}"
+    );
+    let names: Vec<String> = kube
+        .objects()
+        .iter()
+        .filter_map(|o| o.pointer("/metadata/name").and_then(|n| n.as_str()))
+        .map(str::to_string)
+        .collect();
+    assert!(!names.contains(&"qhub-self-signed-tls".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_that_never_becomes_ready_fails_naming_the_object_and_its_condition() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
+    let config = config();
+    // The infrastructure first, then a cluster whose workloads never become ready.
+    let engine = engine(&provider, Duration::from_secs(2));
+    let (_, report) = engine
+        .deploy(
+            &config,
+            StageFilter::Only(qhub_core::plan::Stage::Infrastructure),
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    provider
+        .kube_api(&Ownership::of(&config))
+        .unwrap()
+        .set_auto_ready(false);
+    let (_, report) = engine
+        .deploy(
+            &config,
+            StageFilter::All,
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(!report.succeeded());
+    let text = format!("{report:?}");
+    assert!(
+        text.contains("Deployment.apps/dev/traefik not ready after") && text.contains("replicas"),
+        "{text}"
+    );
+}
