@@ -17,6 +17,7 @@ pub mod cloud;
 pub mod config;
 pub mod conformance;
 pub mod engine;
+pub mod existing;
 pub mod fs;
 pub mod keycloak;
 pub mod kubernetes;

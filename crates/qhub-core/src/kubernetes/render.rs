@@ -113,7 +113,7 @@ pub enum RenderError {
     Collision(PathBuf),
 }
 
-/// What [`write`] did.
+/// What [`write()`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Written {
     /// Files written (new or changed).

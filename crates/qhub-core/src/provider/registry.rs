@@ -40,6 +40,15 @@ impl ProviderRegistry {
                     .map(|p| Arc::new(p) as Arc<dyn Provider>)
             }),
         );
+        for name in ["existing", "local"] {
+            r.register(
+                name,
+                Arc::new(|config: &Config, _dir: &std::path::Path| {
+                    crate::existing::ExistingProvider::for_config(config)
+                        .map(|p| Arc::new(p) as Arc<dyn Provider>)
+                }),
+            );
+        }
         r
     }
 
