@@ -246,8 +246,16 @@ pub fn deploy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let locked = s.runtime.block_on(s.engine.lock(&s.config))?;
     let plan = s.runtime.block_on(locked.plan(s.stages))?;
     let (code, report) = apply(&s, &locked, &plan, format, "Apply", args)?;
+    drop(locked);
     if format == OutputFormat::Json {
         crate::output::json(&result_json(&plan, report.as_ref()))?;
+    } else if code == 0 && s.stages.includes(Stage::Kubernetes) {
+        // Where the platform answers, and the DNS record the domain needs.
+        match s.runtime.block_on(s.engine.endpoints(&s.config)) {
+            Ok(Some(e)) => print_endpoints(&e),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("could not read the platform's endpoints: {e}"),
+        }
     }
     Ok(code)
 }
@@ -295,6 +303,23 @@ pub fn destroy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
     Ok(code)
 }
 
+/// The platform's URLs, the DNS record its domain needs, or what to do first.
+fn print_endpoints(e: &qhub_core::kubernetes::endpoints::Endpoints) {
+    println!("platform:");
+    for u in &e.urls {
+        println!("  {:<20} {}", u.component, u.url);
+    }
+    if let Some(r) = &e.dns {
+        println!(
+            "  DNS: create (or update) the {} record {} -> {} at your DNS provider",
+            r.kind, r.name, r.value
+        );
+    }
+    if let Some(h) = &e.hint {
+        println!("  {h}");
+    }
+}
+
 /// `qhub status`.
 pub fn status(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let s = session(args)?;
@@ -304,6 +329,11 @@ pub fn status(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
         let plan = s.engine.plan(&s.config, s.stages).await?;
         anyhow::Ok((observed, plan))
     })?;
+    let endpoints = if s.stages.includes(Stage::Kubernetes) {
+        s.runtime.block_on(s.engine.endpoints(&s.config))?
+    } else {
+        None
+    };
     let summary = plan.summary();
     match format {
         OutputFormat::Json => crate::output::json(&serde_json::json!({
@@ -321,6 +351,7 @@ pub fn status(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
             }).collect::<Vec<_>>(),
             "in_sync": plan.is_empty(),
             "pending": summary,
+            "endpoints": endpoints,
         }))?,
         OutputFormat::Text => {
             println!(
@@ -342,6 +373,9 @@ pub fn status(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
                     o.state.word(),
                     o.cloud_id.as_deref().unwrap_or("-")
                 );
+            }
+            if let Some(e) = &endpoints {
+                print_endpoints(e);
             }
             if plan.is_empty() {
                 println!("in sync with {}", args.config.display());

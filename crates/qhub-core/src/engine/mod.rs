@@ -520,6 +520,30 @@ impl Engine {
         Ok(observed)
     }
 
+    /// Where the platform answers: the ingress load balancer's address, the DNS record the
+    /// domain needs and each component's URL. `Ok(None)` when the provider hands out no
+    /// cluster access or the cluster does not exist.
+    pub async fn endpoints(
+        &self,
+        config: &Config,
+    ) -> Result<Option<crate::kubernetes::endpoints::Endpoints>, EngineError> {
+        if !self.provider.capabilities().cluster_access {
+            return Ok(None);
+        }
+        let ownership = Ownership::of(config);
+        let provider = &*self.provider;
+        self.read("reading the platform's endpoints", || async {
+            match connect(provider, &ownership).await? {
+                None => Ok(None),
+                Some(applier) => crate::kubernetes::endpoints::read(applier.client(), config)
+                    .await
+                    .map(Some)
+                    .map_err(Into::into),
+            }
+        })
+        .await
+    }
+
     /// Applies a plan (the lock is held by the caller, see [`Locked::apply`]).
     async fn apply_plan(
         &self,

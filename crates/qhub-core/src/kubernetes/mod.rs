@@ -11,6 +11,7 @@ pub mod apply;
 pub mod applyset;
 pub mod auth;
 pub mod components;
+pub mod endpoints;
 pub mod generated;
 pub mod lease;
 pub mod pods;
