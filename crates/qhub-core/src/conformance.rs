@@ -115,21 +115,28 @@ fn fail(check: &'static str, message: impl Into<String>) -> Failure {
     }
 }
 
-/// An engine with the suite's settings: quick retries with the busy class allowed many
-/// attempts, short deadlines, a quick poll. For provider authors' own tests too.
+/// The suite's retry policy: the production policy's attempts with millisecond backoffs (a
+/// test waits for no real cloud), the busy class allowed many attempts. Give it to a
+/// provider's client too, so that the call level and the engine retry alike.
+pub fn test_policy() -> RetryPolicy {
+    RetryPolicy {
+        busy: Budget::attempts(200, Duration::from_millis(5), Duration::from_millis(50)),
+        ..RetryPolicy::uniform(Budget::attempts(
+            12,
+            Duration::from_millis(1),
+            Duration::from_millis(20),
+        ))
+    }
+}
+
+/// An engine with the suite's settings: [`test_policy`], short deadlines, a quick poll. For
+/// provider authors' own tests too.
 pub fn test_engine(provider: Arc<dyn Provider>) -> Engine {
     Engine::new(
         provider,
         EngineOptions {
             concurrency: 8,
-            retry: RetryPolicy {
-                busy: Budget::attempts(200, Duration::from_millis(5), Duration::from_millis(50)),
-                ..RetryPolicy::uniform(Budget::attempts(
-                    12,
-                    Duration::from_millis(1),
-                    Duration::from_millis(20),
-                ))
-            },
+            retry: test_policy(),
             min_deadline: Duration::from_secs(120),
             observe_deadline: Duration::from_secs(60),
             poll_interval: Duration::from_millis(200),
