@@ -1,4 +1,6 @@
 //! Helpers shared by the moto test files: the config, the SDK pointed at moto, the census of
+
+#![allow(dead_code)]
 //! tagged resources taken straight from moto, and the engine settings.
 
 use std::collections::BTreeMap;
