@@ -1,7 +1,7 @@
 //! Helpers shared by the moto test files: the config, the SDK pointed at moto, the census of
+//! tagged resources taken straight from moto, and the engine settings.
 
 #![allow(dead_code)]
-//! tagged resources taken straight from moto, and the engine settings.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
