@@ -14,7 +14,9 @@
 //! The checks: the plan is deterministic; deploy then plan is empty (and a no-op deploy makes no
 //! mutating call); an edit plans only updates; destroying nothing succeeds; destroy after a
 //! deploy interrupted at every step leaves nothing; re-deploying after an interruption converges
-//! without duplicates; retryable faults are survived; serial groups are honoured (no operation
+//! without duplicates; retryable faults are survived; every call (preflight, plan, apply,
+//! destroy, the "nothing remains" check) rides out a storm of 30% refused calls and 10% lost
+//! answers; serial groups are honoured (no operation
 //! rejected as busy); children created with their parent appear once; cluster facts reach the
 //! Kubernetes stage; and, where the harness can inject them, a failed resource is repaired by the
 //! next deploy and destroy works from a pending and from a failed resource. A check the
@@ -46,6 +48,10 @@ pub struct Faults {
     pub die_after: Option<u64>,
     /// Seed for reproducible fault sequences.
     pub seed: u64,
+    /// Probability that a mutating call is carried out and its answer then lost (a 5xx or a
+    /// dropped connection after the fact), where the harness can do it
+    /// ([`Knobs::lost_answers`]).
+    pub lost_rate: f64,
     /// A created cluster stays pending for a while (see [`Knobs::pending`]).
     pub pending: bool,
     /// The first creation of a resource of this kind fails (it ends in a failed state).
@@ -59,6 +65,8 @@ pub struct Knobs {
     pub pending: bool,
     /// [`Faults::fail_once`] works for the harness's [`Harness::cluster_kind`].
     pub fail_once: bool,
+    /// [`Faults::lost_rate`] works.
+    pub lost_answers: bool,
 }
 
 /// What the suite needs from a provider's test environment.
@@ -122,7 +130,7 @@ pub fn test_policy() -> RetryPolicy {
     RetryPolicy {
         busy: Budget::attempts(200, Duration::from_millis(5), Duration::from_millis(50)),
         ..RetryPolicy::uniform(Budget::attempts(
-            12,
+            20,
             Duration::from_millis(1),
             Duration::from_millis(20),
         ))
@@ -504,6 +512,93 @@ pub async fn retryable_faults_are_survived(h: &dyn Harness) -> Result<String, Fa
     ))
 }
 
+/// The storm of [`every_call_rides_out_a_storm`] (issue #13): the share of calls refused with a
+/// retryable 5xx, and the share of mutations whose answer is lost after they were carried out.
+pub const STORM: (f64, f64) = (0.3, 0.1);
+
+/// What `qhub deploy` and `qhub destroy` do, each once, with [`STORM`] on every call through
+/// one provider: preflight, the plan and its apply, a plan that must then be empty, the
+/// destroy and the "nothing remains" check. Each must succeed the first time (a deploy rides
+/// the storm out; nobody re-runs it), with the census of a clean deploy and nothing left.
+pub async fn every_call_rides_out_a_storm(h: &dyn Harness) -> Result<String, Failure> {
+    const CHECK: &str = "every call rides out a storm";
+    let config = h.config();
+    let expected = reference_census(CHECK, h, &config).await?;
+    h.reset().await;
+    let lost_answers = h.knobs().lost_answers;
+    let faults = Faults {
+        error_rate: STORM.0,
+        lost_rate: if lost_answers { STORM.1 } else { 0.0 },
+        seed: 13,
+        ..Faults::default()
+    };
+    let provider = h.provider(faults);
+    let engine = test_engine(provider.clone());
+    provider
+        .preflight(&config)
+        .await
+        .map_err(|e| fail(CHECK, format!("preflight: {e}")))?;
+    let d = succeeded(
+        CHECK,
+        "deploy in a storm",
+        deploy_once(&engine, &config)
+            .await
+            .map_err(|e| format!("deploy: {e}")),
+    )?;
+    let census = h.census(&Ownership::of(&config)).await;
+    if census != expected {
+        return Err(fail(
+            CHECK,
+            format!("a deploy in a storm made {census:?}, a clean one {expected:?}"),
+        ));
+    }
+    let p = engine
+        .plan(&config, StageFilter::All)
+        .await
+        .map_err(|e| fail(CHECK, format!("plan in a storm: {e}")))?;
+    if !p.is_empty() {
+        return Err(fail(
+            CHECK,
+            format!(
+                "plan after a deploy in a storm is not empty:\n{}",
+                p.render_text()
+            ),
+        ));
+    }
+    let x = succeeded(
+        CHECK,
+        "destroy in a storm",
+        destroy_once(&engine, &config)
+            .await
+            .map_err(|e| format!("destroy: {e}")),
+    )?;
+    let remaining = engine
+        .observe_all(&config, StageFilter::All)
+        .await
+        .map_err(|e| {
+            fail(
+                CHECK,
+                format!("the 'nothing remains' check in a storm: {e}"),
+            )
+        })?;
+    if !remaining.is_empty() {
+        let ids: Vec<String> = remaining.iter().map(|o| o.id.to_string()).collect();
+        return Err(fail(CHECK, format!("after the destroy {ids:?} remain")));
+    }
+    expect_nothing_left(CHECK, h, &config, "destroy in a storm").await?;
+    Ok(format!(
+        "{}% refused{}: {} engine retries in deploy, {} in destroy",
+        STORM.0 * 100.0,
+        if lost_answers {
+            format!(", {}% of answers lost", STORM.1 * 100.0)
+        } else {
+            String::new()
+        },
+        d.retries,
+        x.retries
+    ))
+}
+
 /// Every node group edited at once, deployed, then destroyed: the backend refuses no operation
 /// as busy, because the engine runs one mutating change per serial group at a time.
 pub async fn serial_groups_are_honoured(h: &dyn Harness) -> Result<String, Failure> {
@@ -829,6 +924,10 @@ pub async fn run_all(h: &dyn Harness) -> Result<Report, Failure> {
     report
         .checks
         .push(("retryable faults", retryable_faults_are_survived(h).await?));
+    report.checks.push((
+        "storm on every call",
+        every_call_rides_out_a_storm(h).await?,
+    ));
     report
         .checks
         .push(("serial groups", serial_groups_are_honoured(h).await?));

@@ -160,7 +160,7 @@ impl Harness for DoksHarness {
         self.emu.set_faults(qhub_doks_emulator::Faults {
             throttle_rate: faults.throttle_rate,
             error_rate: faults.error_rate,
-            lost_rate: 0.0,
+            lost_rate: faults.lost_rate,
             die_after: faults.die_after,
             retry_after_secs: 0,
             seed: faults.seed,
@@ -174,7 +174,10 @@ impl Harness for DoksHarness {
             inner: DigitalOceanProvider::new(
                 &self.config,
                 qhub_do::DoOptions {
-                    client: common::client_options(&self.emu),
+                    client: qhub_do::client::ClientOptions {
+                        retry: conformance::test_policy(),
+                        ..common::client_options(&self.emu)
+                    },
                     stats: Some(self.stats.clone()),
                     poll_interval: Some(Duration::from_millis(1)),
                     kubeconfig: Some(self.kubeconfig.clone()),
@@ -215,6 +218,7 @@ impl Harness for DoksHarness {
         Knobs {
             pending: true,
             fail_once: true,
+            lost_answers: true,
         }
     }
 }
@@ -254,7 +258,7 @@ async fn do_passes_the_conformance_suite_against_the_emulator() {
     let report = conformance::run_all(&h)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.checks.len(), 12, "{report:?}");
+    assert_eq!(report.checks.len(), 13, "{report:?}");
     let skipped: Vec<_> = report
         .checks
         .iter()

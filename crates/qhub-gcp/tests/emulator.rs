@@ -173,6 +173,7 @@ async fn faults_then_exactly_one_of_everything() {
         error_rate: 0.2,
         die_after: None,
         seed: 11,
+        lost_rate: 0.0,
     };
     emu.set_faults(faults.clone());
     let r = destroy(Arc::new(provider(&emu, &config, stats.clone())), &config).await;

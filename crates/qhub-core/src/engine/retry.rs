@@ -79,14 +79,16 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
+            // Attempts enough that a storm refusing 30% of all calls spends one in 0.3^20
+            // (about 3e-11) of them; the time budget is what binds in practice.
             throttled: Budget {
-                max_attempts: 16,
+                max_attempts: 20,
                 max_elapsed: Duration::from_secs(4 * 60),
                 base: Duration::from_millis(500),
                 cap: Duration::from_secs(30),
             },
             transient: Budget {
-                max_attempts: 10,
+                max_attempts: 20,
                 max_elapsed: Duration::from_secs(3 * 60),
                 base: Duration::from_millis(200),
                 cap: Duration::from_secs(20),
