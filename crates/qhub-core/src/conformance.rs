@@ -516,10 +516,68 @@ pub async fn retryable_faults_are_survived(h: &dyn Harness) -> Result<String, Fa
 /// retryable 5xx, and the share of mutations whose answer is lost after they were carried out.
 pub const STORM: (f64, f64) = (0.3, 0.1);
 
+/// What `qhub deploy` does, once, through `provider` and `engine`: preflight, the plan and its
+/// apply, which must succeed the first time, then a plan (through the same provider) that must
+/// be empty. For runs under faults: every step's calls meet them. `Err` says which step failed.
+pub async fn deploy_like_the_cli(
+    provider: &dyn Provider,
+    engine: &Engine,
+    config: &Config,
+) -> Result<ApplyReport, String> {
+    provider
+        .preflight(config)
+        .await
+        .map_err(|e| format!("preflight: {e}"))?;
+    let r = deploy_once(engine, config)
+        .await
+        .map_err(|e| format!("deploy: {e}"))?;
+    if !r.succeeded() {
+        return Err(format!(
+            "deploy did not succeed: failed {:?}, not started {:?}",
+            r.failed, r.not_started
+        ));
+    }
+    let p = engine
+        .plan(config, StageFilter::All)
+        .await
+        .map_err(|e| format!("plan after the deploy: {e}"))?;
+    if !p.is_empty() {
+        return Err(format!(
+            "plan after the deploy is not empty:\n{}",
+            p.render_text()
+        ));
+    }
+    Ok(r)
+}
+
+/// What `qhub destroy` does, once, through `engine`: the destroy plan and its apply, which must
+/// succeed the first time, then the check that nothing remains (an observe through the same
+/// provider). `Err` says which step failed.
+pub async fn destroy_like_the_cli(engine: &Engine, config: &Config) -> Result<ApplyReport, String> {
+    let r = destroy_once(engine, config)
+        .await
+        .map_err(|e| format!("destroy: {e}"))?;
+    if !r.succeeded() {
+        return Err(format!(
+            "destroy did not succeed: failed {:?}, not started {:?}",
+            r.failed, r.not_started
+        ));
+    }
+    let remaining = engine
+        .observe_all(config, StageFilter::All)
+        .await
+        .map_err(|e| format!("the 'nothing remains' check: {e}"))?;
+    if !remaining.is_empty() {
+        let ids: Vec<String> = remaining.iter().map(|o| o.id.to_string()).collect();
+        return Err(format!("after the destroy {ids:?} remain"));
+    }
+    Ok(r)
+}
+
 /// What `qhub deploy` and `qhub destroy` do, each once, with [`STORM`] on every call through
-/// one provider: preflight, the plan and its apply, a plan that must then be empty, the
-/// destroy and the "nothing remains" check. Each must succeed the first time (a deploy rides
-/// the storm out; nobody re-runs it), with the census of a clean deploy and nothing left.
+/// one provider ([`deploy_like_the_cli`], [`destroy_like_the_cli`]). Each must succeed the
+/// first time (a deploy rides the storm out; nobody re-runs it), with the census of a clean
+/// deploy and nothing left.
 pub async fn every_call_rides_out_a_storm(h: &dyn Harness) -> Result<String, Failure> {
     const CHECK: &str = "every call rides out a storm";
     let config = h.config();
@@ -534,17 +592,9 @@ pub async fn every_call_rides_out_a_storm(h: &dyn Harness) -> Result<String, Fai
     };
     let provider = h.provider(faults);
     let engine = test_engine(provider.clone());
-    provider
-        .preflight(&config)
+    let d = deploy_like_the_cli(&*provider, &engine, &config)
         .await
-        .map_err(|e| fail(CHECK, format!("preflight: {e}")))?;
-    let d = succeeded(
-        CHECK,
-        "deploy in a storm",
-        deploy_once(&engine, &config)
-            .await
-            .map_err(|e| format!("deploy: {e}")),
-    )?;
+        .map_err(|e| fail(CHECK, format!("in a storm: {e}")))?;
     let census = h.census(&Ownership::of(&config)).await;
     if census != expected {
         return Err(fail(
@@ -552,39 +602,9 @@ pub async fn every_call_rides_out_a_storm(h: &dyn Harness) -> Result<String, Fai
             format!("a deploy in a storm made {census:?}, a clean one {expected:?}"),
         ));
     }
-    let p = engine
-        .plan(&config, StageFilter::All)
+    let x = destroy_like_the_cli(&engine, &config)
         .await
-        .map_err(|e| fail(CHECK, format!("plan in a storm: {e}")))?;
-    if !p.is_empty() {
-        return Err(fail(
-            CHECK,
-            format!(
-                "plan after a deploy in a storm is not empty:\n{}",
-                p.render_text()
-            ),
-        ));
-    }
-    let x = succeeded(
-        CHECK,
-        "destroy in a storm",
-        destroy_once(&engine, &config)
-            .await
-            .map_err(|e| format!("destroy: {e}")),
-    )?;
-    let remaining = engine
-        .observe_all(&config, StageFilter::All)
-        .await
-        .map_err(|e| {
-            fail(
-                CHECK,
-                format!("the 'nothing remains' check in a storm: {e}"),
-            )
-        })?;
-    if !remaining.is_empty() {
-        let ids: Vec<String> = remaining.iter().map(|o| o.id.to_string()).collect();
-        return Err(fail(CHECK, format!("after the destroy {ids:?} remain")));
-    }
+        .map_err(|e| fail(CHECK, format!("in a storm: {e}")))?;
     expect_nothing_left(CHECK, h, &config, "destroy in a storm").await?;
     Ok(format!(
         "{}% refused{}: {} engine retries in deploy, {} in destroy",

@@ -81,6 +81,7 @@ pub fn provider_with(
             credentials,
             poll_interval: Some(Duration::from_millis(1)),
             stats: Some(stats),
+            retry: Some(qhub_core::conformance::test_policy()),
             ..GcpOptions::default()
         },
     )
