@@ -369,10 +369,11 @@ struct StormRun {
     elapsed: Duration,
 }
 
-/// Runs what `qhub deploy` then `qhub destroy` run, once each, through the proxy with `plan`:
-/// preflight, the locked plan and its apply; the destroy plan and its apply, then the check
-/// that nothing remains (an observe through the same provider). Every step must succeed the
-/// first time: a deploy rides the storm out, it is never re-run. Counts come from moto.
+/// Runs what `qhub deploy` then `qhub destroy` run, once each, through the proxy with `plan`
+/// ([`conformance::deploy_like_the_cli`]: preflight, the plan and its apply, an empty plan;
+/// [`conformance::destroy_like_the_cli`]: the destroy and the check that nothing remains).
+/// Every step must succeed the first time: a deploy rides the storm out, it is never re-run.
+/// Counts come from moto.
 async fn storm(moto: &Moto, proxy: &FaultProxy, plan: FaultPlan, project: &str) -> StormRun {
     let config = aws_config(project);
     let o = Ownership::of(&config);
@@ -397,37 +398,18 @@ async fn storm(moto: &Moto, proxy: &FaultProxy, plan: FaultPlan, project: &str) 
     let e = storm_engine(p.clone());
     let seed = plan.seed;
     let started = Instant::now();
-    p.preflight(&config)
+    let deployed = conformance::deploy_like_the_cli(&*p, &e, &config)
         .await
-        .unwrap_or_else(|e| panic!("seed {seed}: preflight: {e}"));
-    let deployed = conformance::deploy_once(&e, &config)
-        .await
-        .unwrap_or_else(|e| panic!("seed {seed}: deploy: plan: {e}"));
-    assert!(
-        deployed.succeeded(),
-        "seed {seed}: deploy failed: {:#?}; proxy {:?}",
-        deployed.failed,
-        proxy.counts()
-    );
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}; proxy {:?}", proxy.counts()));
     assert_eq!(
         census(&sdk, &o).await,
         one_of_everything(),
         "seed {seed}: lost answers to {:?}",
         proxy.counts().lost_by_operation
     );
-    let destroyed = conformance::destroy_once(&e, &config)
+    let destroyed = conformance::destroy_like_the_cli(&e, &config)
         .await
-        .unwrap_or_else(|e| panic!("seed {seed}: destroy: plan: {e}"));
-    assert!(
-        destroyed.succeeded(),
-        "seed {seed}: destroy failed: {:#?}",
-        destroyed.failed
-    );
-    let remaining = e
-        .observe_all(&config, StageFilter::All)
-        .await
-        .unwrap_or_else(|e| panic!("seed {seed}: the 'nothing remains' check: {e}"));
-    assert!(remaining.is_empty(), "seed {seed}: {remaining:?} remain");
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     let left = census(&sdk, &o).await;
     assert!(left.is_empty(), "seed {seed}: destroy left {left:?}");
     let c = proxy.counts();
