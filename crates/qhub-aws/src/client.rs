@@ -92,7 +92,9 @@ impl ApiPolicy {
                     r.body().bytes(),
                 ) {
                     RetryClass::Throttled
-                } else if status >= 500 {
+                } else if matches!(status, 500 | 502 | 503 | 504) {
+                    // The statuses the SDK's own classifier calls transient: it must agree for
+                    // the retry to happen.
                     RetryClass::Transient
                 } else {
                     return None;
