@@ -159,14 +159,10 @@ impl Retrier {
         self.retries
     }
 
-    /// Attempts made so far when the last failure was judged: retries granted plus one.
+    /// Retries granted plus one: after [`Self::next_delay_for`] granted a retry, the number of
+    /// the attempt about to be sent; after it refused one, the attempts made.
     pub fn attempts(&self) -> u32 {
         self.retries + 1
-    }
-
-    /// Time since the first failure (zero before any).
-    pub fn since_first_failure(&self) -> Duration {
-        self.first_failure.map_or(Duration::ZERO, |f| f.elapsed())
     }
 
     /// After a failure with `error`: the backoff before the next attempt, or `None` when the
