@@ -289,8 +289,9 @@ pub struct AwsOptions {
     /// [`AwsProvider::from_env`]); `None`: no lock. It keeps two qhub commands on one machine
     /// from deploying the same deployment at once; there is no cloud-side lock yet.
     pub lock_dir: Option<PathBuf>,
-    /// The retry policy of every API call ([`ApiPolicy`]); the engine's by default. Tests
-    /// shorten its backoffs.
+    /// The retry policy of every API call, which decides each of the SDK's retries: reads are
+    /// sent again after throttling, 5xx and network failures, mutations only after throttling.
+    /// The engine's by default; tests shorten its backoffs.
     pub retry: Option<RetryPolicy>,
 }
 

@@ -82,8 +82,8 @@ pub struct GcpOptions {
     pub kubeconfig: Option<PathBuf>,
     /// Where the local deploy lock lives; `None`: no lock.
     pub lock_dir: Option<PathBuf>,
-    /// The retry policy of every read ([`Api::read`]); the engine's by default. Tests shorten
-    /// its backoffs.
+    /// The retry policy of every read (sent again after throttling, 5xx and lost answers;
+    /// mutations go back to the engine); the engine's by default. Tests shorten its backoffs.
     pub retry: Option<RetryPolicy>,
 }
 
