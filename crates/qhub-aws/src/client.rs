@@ -1,39 +1,77 @@
 //! How the provider reaches AWS: its options, the SDK clients (built on first use), and the
-//! SDK interceptor that counts calls and decides which calls the SDK may retry.
+//! SDK interceptor that counts calls and applies the one retry policy to each of them.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    FinalizerInterceptorContextMut,
 };
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_smithy_types::retry::RetryConfig;
 use qhub_core::config::{Config, ProviderKind};
-use qhub_core::provider::ProviderError;
+use qhub_core::engine::retry::{CallKind, Retrier, RetryPolicy, give_up_note};
+use qhub_core::provider::{ProviderError, RetryClass};
 
 use crate::{ApiStats, AwsError, ENDPOINT_ENV, KUBECONFIG_ENV, LOCK_DIR, desired};
 
-/// The SDK interceptor of every client: it feeds [`ApiStats`] right before each attempt is sent,
-/// and sets the retry policy of each operation before it starts.
+/// The response header in which [`ApiPolicy`] tells [`AwsError::from_sdk`] that a call's retry
+/// budget ran out (the SDK's error types have no room for it; the raw response travels with
+/// the error). Never sent over the wire: it is added to the answer after it arrived.
+pub(crate) const GAVE_UP_HEADER: &str = "x-qhub-gave-up";
+
+/// The SDK interceptor of every client: it feeds [`ApiStats`] right before each attempt is
+/// sent, and after each failed attempt decides, by the one [`RetryPolicy`] of qhub-core,
+/// whether and when the SDK sends it again.
 ///
-/// **Who retries what.** Reads (`Describe*`, `List*`, `Get*`) are retried by the SDK's standard
-/// retry (3 attempts: throttling, 5xx and transient network errors). A mutating call is retried
-/// by the SDK only when its attempt was **throttled**: the service refused it before doing
-/// anything, so sending it again is safe. After any other failure (5xx, timeout, a lost answer)
-/// the service may have done the work; an SDK-level retry of a create with no idempotency token
-/// (`CreateVpc`) would then make a duplicate. That failure goes back to the engine as
+/// **Who retries what** (the rules of [`qhub_core::engine::retry`]). The SDK's retry loop is
+/// the call-level loop, but the decisions are ours: after each failed attempt this interceptor
+/// asks a [`Retrier`] kept with the call, and hands the SDK's standard strategy a
+/// [`RetryConfig`] that yields exactly that answer (one more attempt after exactly the
+/// Retrier's delay, or none). So every call on every path (preflight, observe, cluster
+/// access, the apply's own reads, the destroy sweep, the "nothing remains" check) gets the
+/// policy's per-class budgets, decorrelated jitter and `retry-after`, and each retry is logged
+/// with its attempt number and counted in [`ApiStats`]. The SDK's retry quota (a token
+/// bucket shared by all calls, meant for fleets of clients) is switched off: under a storm it
+/// ran dry and left reads with no retries at all, while the policy's budgets already bound
+/// every call in attempts and in time.
+///
+/// Reads (`Describe*`, `List*`, `Get*`) are retried after throttling, 5xx and transport
+/// failures. A mutating call is retried only when its attempt was **throttled**: the service
+/// refused it before doing anything. After any other failure (5xx, timeout, a lost answer)
+/// the service may have done the work; an SDK-level retry of a create with no idempotency
+/// token (`CreateVpc`) would then make a duplicate. That failure goes back to the engine as
 /// [`ProviderError::Retryable`], and the engine's retry re-runs the whole step, which first
-/// re-observes by the ownership tags and adopts what the lost call made. Each failure thus has
-/// exactly one retry loop, never two stacked.
+/// re-observes by the ownership tags and adopts what the lost call made. A call whose budget
+/// ran out comes back fatal ([`GAVE_UP_HEADER`]), naming the call and how long it kept
+/// failing, so no outer loop retries it again: each failure has exactly one retry loop.
+///
+/// (Why not a retry strategy of our own: the SDK's service configs take a retry *config*,
+/// not a strategy; the interceptor and the config bag are its public extension points.)
 #[derive(Debug, Clone)]
-struct ApiPolicy(Arc<ApiStats>);
+struct ApiPolicy {
+    stats: Arc<ApiStats>,
+    policy: RetryPolicy,
+}
+
+/// The retry state of one SDK call, kept in its config bag between attempts.
+#[derive(Debug, Clone)]
+struct CallState {
+    started: Instant,
+    retrier: Retrier,
+}
+
+impl Storable for CallState {
+    type Storer = StoreReplace<Self>;
+}
 
 impl ApiPolicy {
     fn operation(cfg: &ConfigBag) -> (String, String) {
@@ -41,6 +79,72 @@ impl ApiPolicy {
             .map(|m| (m.service().to_string(), m.name().to_string()))
             .unwrap_or_else(|| ("?".into(), "?".into()))
     }
+
+    /// The class of a failed attempt, or `None` when it is not a failure the policy retries
+    /// at the call level (not retryable, or a mutation that may have been carried out).
+    fn class(context: &FinalizerInterceptorContextMut<'_>, kind: CallKind) -> Option<RetryClass> {
+        let class = match context.response() {
+            Some(r) => {
+                let status = r.status().as_u16();
+                if is_throttling(
+                    status,
+                    r.headers().get("x-amzn-errortype"),
+                    r.body().bytes(),
+                ) {
+                    RetryClass::Throttled
+                } else if matches!(status, 500 | 502 | 503 | 504) {
+                    // The statuses the SDK's own classifier calls transient: it must agree for
+                    // the retry to happen.
+                    RetryClass::Transient
+                } else {
+                    return None;
+                }
+            }
+            None => match context.output_or_error() {
+                Some(Err(e)) if e.is_timeout_error() || e.is_connector_error() => {
+                    RetryClass::Transient
+                }
+                _ => return None,
+            },
+        };
+        kind.may_retry(class).then_some(class)
+    }
+
+    /// The wait the service asked for: `Retry-After` (seconds) or `x-amz-retry-after`
+    /// (milliseconds).
+    fn retry_after(context: &FinalizerInterceptorContextMut<'_>) -> Option<Duration> {
+        let headers = context.response()?.headers();
+        if let Some(ms) = headers
+            .get("x-amz-retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            return Some(Duration::from_millis(ms));
+        }
+        headers
+            .get("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+    }
+}
+
+/// The SDK retry config that makes the standard strategy send one more attempt after exactly
+/// `delay`: with a static exponential base its backoff is `initial × 2^(n-1)` capped at the
+/// maximum, so initial = maximum = `delay`.
+fn one_more_after(attempts: u32, delay: Duration) -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(attempts + 1)
+        .with_initial_backoff(delay)
+        .with_max_backoff(delay)
+        .with_use_static_exponential_base(true)
+}
+
+/// The SDK retry config of every client, before any attempt failed: the policy's transient
+/// budget (connection failures the interceptor never sees a response for follow it).
+fn sdk_retry_config(policy: &RetryPolicy) -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(policy.transient.max_attempts.max(1))
+        .with_initial_backoff(policy.transient.base)
+        .with_max_backoff(policy.transient.cap)
 }
 
 impl Intercept for ApiPolicy {
@@ -48,29 +152,73 @@ impl Intercept for ApiPolicy {
         "QhubApiPolicy"
     }
 
-    fn read_after_attempt(
+    fn read_before_execution(
         &self,
-        context: &FinalizerInterceptorContextRef<'_>,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state().store_put(CallState {
+            started: Instant::now(),
+            retrier: Retrier::new(self.policy),
+        });
+        Ok(())
+    }
+
+    fn modify_before_attempt_completion(
+        &self,
+        context: &mut FinalizerInterceptorContextMut<'_>,
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let (_, operation) = Self::operation(cfg);
-        if ApiStats::is_read_only(&operation) {
+        if !matches!(context.output_or_error(), Some(Err(_))) {
             return Ok(());
         }
-        let throttled = context.response().is_some_and(|r| {
-            is_throttling(
-                r.status().as_u16(),
-                r.headers().get("x-amzn-errortype"),
-                r.body().bytes(),
-            )
-        });
-        if !throttled {
-            // The standard retry strategy reads its RetryConfig from the bag when it decides
-            // whether to retry, right after this hook.
+        let (service, operation) = Self::operation(cfg);
+        let what = format!("{service}.{operation}");
+        let attempts = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
+        let Some(class) = Self::class(context, CallKind::of(&operation)) else {
+            // The standard strategy reads its RetryConfig from the bag when it decides
+            // whether to retry, right after this hook: no further attempt.
             cfg.interceptor_state()
                 .store_put(RetryConfig::standard().with_max_attempts(1));
+            return Ok(());
+        };
+        let mut state = cfg
+            .load::<CallState>()
+            .cloned()
+            .unwrap_or_else(|| CallState {
+                started: Instant::now(),
+                retrier: Retrier::new(self.policy),
+            });
+        let decision = state
+            .retrier
+            .next_delay_for(class, Self::retry_after(context));
+        match decision {
+            Some(delay) => {
+                self.stats.record_retry(attempts + 1);
+                tracing::info!(
+                    operation = %what,
+                    attempt = attempts + 1,
+                    ?delay,
+                    ?class,
+                    status = context.response().map(|r| r.status().as_u16()),
+                    "{what} failed; retrying"
+                );
+                cfg.interceptor_state()
+                    .store_put(one_more_after(attempts, delay));
+            }
+            None => {
+                self.stats.record_gave_up(attempts);
+                let note = give_up_note(&what, attempts, state.started.elapsed());
+                tracing::warn!(operation = %what, "{note}");
+                if let Some(r) = context.response_mut() {
+                    r.headers_mut().insert(GAVE_UP_HEADER, note);
+                }
+                cfg.interceptor_state()
+                    .store_put(RetryConfig::standard().with_max_attempts(1));
+            }
         }
+        cfg.interceptor_state().store_put(state);
         Ok(())
     }
 
@@ -81,7 +229,7 @@ impl Intercept for ApiPolicy {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let (service, operation) = Self::operation(cfg);
-        self.0.record(
+        self.stats.record(
             &format!("{service}.{operation}"),
             !ApiStats::is_read_only(&operation),
         );
@@ -141,6 +289,10 @@ pub struct AwsOptions {
     /// [`AwsProvider::from_env`]); `None`: no lock. It keeps two qhub commands on one machine
     /// from deploying the same deployment at once; there is no cloud-side lock yet.
     pub lock_dir: Option<PathBuf>,
+    /// The retry policy of every API call, which decides each of the SDK's retries: reads are
+    /// sent again after throttling, 5xx and network failures, mutations only after throttling.
+    /// The engine's by default; tests shorten its backoffs.
+    pub retry: Option<RetryPolicy>,
 }
 
 impl fmt::Debug for AwsOptions {
@@ -155,6 +307,7 @@ impl fmt::Debug for AwsOptions {
             .field("poll_interval", &self.poll_interval)
             .field("kubeconfig", &self.kubeconfig)
             .field("lock_dir", &self.lock_dir)
+            .field("retry", &self.retry)
             .finish()
     }
 }
@@ -340,7 +493,15 @@ impl AwsProvider {
                 )
                 .build();
         }
-        let counter = ApiPolicy(self.stats.clone());
+        let counter = ApiPolicy {
+            stats: self.stats.clone(),
+            policy: self.options.retry.unwrap_or_default(),
+        };
+        let retry = sdk_retry_config(&counter.policy);
+        // The SDK's retry quota is off (see [`ApiPolicy`]): the policy bounds every call.
+        let partition = aws_sdk_ec2::config::retry::RetryPartition::custom("qhub")
+            .token_bucket(aws_sdk_ec2::config::retry::TokenBucket::unlimited())
+            .build();
         let credentials = sdk
             .credentials_provider()
             .ok_or_else(|| ProviderError::Unauthorized("no AWS credentials provider".into()))?;
@@ -349,36 +510,50 @@ impl AwsProvider {
             ec2: aws_sdk_ec2::Client::from_conf(
                 aws_sdk_ec2::config::Builder::from(&sdk)
                     .interceptor(counter.clone())
+                    .retry_config(retry.clone())
+                    .retry_partition(partition.clone())
                     .build(),
             ),
             eks: aws_sdk_eks::Client::from_conf(
                 aws_sdk_eks::config::Builder::from(&sdk)
                     .interceptor(counter.clone())
+                    .retry_config(retry.clone())
+                    .retry_partition(partition.clone())
                     .build(),
             ),
             iam: aws_sdk_iam::Client::from_conf(
                 aws_sdk_iam::config::Builder::from(&sdk)
                     .interceptor(counter.clone())
+                    .retry_config(retry.clone())
+                    .retry_partition(partition.clone())
                     .build(),
             ),
             efs: aws_sdk_efs::Client::from_conf(
                 aws_sdk_efs::config::Builder::from(&sdk)
                     .interceptor(counter.clone())
+                    .retry_config(retry.clone())
+                    .retry_partition(partition.clone())
                     .build(),
             ),
             sts: aws_sdk_sts::Client::from_conf(
                 aws_sdk_sts::config::Builder::from(&sdk)
                     .interceptor(counter.clone())
+                    .retry_config(retry.clone())
+                    .retry_partition(partition.clone())
                     .build(),
             ),
             elb: aws_sdk_elasticloadbalancing::Client::from_conf(
                 aws_sdk_elasticloadbalancing::config::Builder::from(&sdk)
                     .interceptor(counter.clone())
+                    .retry_config(retry.clone())
+                    .retry_partition(partition.clone())
                     .build(),
             ),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(
                 aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk)
                     .interceptor(counter)
+                    .retry_config(retry.clone())
+                    .retry_partition(partition.clone())
                     .build(),
             ),
         })

@@ -1,10 +1,11 @@
 //! Mapping AWS SDK errors to [`ProviderError`].
 //!
-//! The SDK retries reads itself (standard retry mode, 3 attempts) and sends mutating calls once
-//! (see `ApiPolicy` in the crate root); what fails with throttling, 5xx, a lost response or
-//! eventual consistency is reported as [`ProviderError::Retryable`], so the engine tries the
-//! whole step again later, with backoff, after re-observing; this crate stacks no loop of its
-//! own.
+//! The SDK sends each call again by qhub-core's one retry policy (reads after throttling, 5xx
+//! and transport failures; mutations only after throttling: `ApiPolicy` in `client.rs`). What
+//! still fails with throttling, 5xx, a lost response or eventual consistency is reported as
+//! [`ProviderError::Retryable`] (or throttled, or busy), so the engine tries the whole step
+//! again later, with backoff, after re-observing; a call whose own budget ran out is fatal
+//! ([`AwsError::gave_up`]), so no loop is stacked on another.
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -30,6 +31,8 @@ pub struct AwsError {
     pub html_not_found: bool,
     /// No response arrived (timeout, connection failure).
     pub no_response: bool,
+    /// The call's retry budget ran out: which call kept failing, and for how long.
+    pub gave_up: Option<String>,
 }
 
 /// Error codes meaning "try again later": throttling, server errors, and eventual consistency.
@@ -115,6 +118,9 @@ impl AwsError {
                     head.starts_with("<!doctype html") || head.starts_with("<html")
                 })
         });
+        let gave_up = raw
+            .and_then(|r| r.headers().get(crate::client::GAVE_UP_HEADER))
+            .map(str::to_string);
         let no_response = matches!(
             err,
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)
@@ -143,6 +149,7 @@ impl AwsError {
             status,
             html_not_found,
             no_response,
+            gave_up,
         }
     }
 
@@ -214,6 +221,9 @@ impl AwsError {
                 self.operation
             ));
         }
+        if let Some(note) = &self.gave_up {
+            return ProviderError::Fatal(format!("{self}; {note}"));
+        }
         let code = self.code.as_deref().unwrap_or_default();
         if THROTTLED_CODES.contains(&code) || self.status == Some(429) {
             return ProviderError::throttled(self.to_string(), None);
@@ -252,6 +262,7 @@ mod tests {
             status,
             html_not_found: false,
             no_response: false,
+            gave_up: None,
         }
     }
 
@@ -320,6 +331,16 @@ mod tests {
             e(Some("ResourceNotFoundException"), Some(404), "").into_provider(false),
             ProviderError::NotFound(_)
         ));
+    }
+
+    #[test]
+    fn a_call_whose_budget_ran_out_is_fatal_and_says_so() {
+        let mut x = e(Some("ServiceUnavailable"), Some(503), "");
+        x.gave_up =
+            Some("IAM.ListRolePolicies kept failing: gave up after 10 attempts over 93s".into());
+        let p = x.into_provider(false);
+        assert!(!p.is_retryable(), "{p}");
+        assert!(p.to_string().contains("kept failing"), "{p}");
     }
 
     #[test]

@@ -16,14 +16,16 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use qhub_aws::{ApiStats, AwsError, AwsOptions, AwsProvider};
 use qhub_core::Config;
+use qhub_core::conformance;
 use qhub_core::engine::events::NoEvents;
-use qhub_core::engine::{ApplyReport, StageFilter};
+use qhub_core::engine::retry::{Budget, RetryPolicy};
+use qhub_core::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
 use qhub_core::provider::{Ownership, Provider};
 use qhub_tests::fault_proxy::{FaultCounts, FaultPlan, FaultProxy};
 use qhub_tests::moto::Moto;
 use tokio_util::sync::CancellationToken;
 
-use common::{aws_config, census, engine, one_of_everything};
+use common::{aws_config, census, one_of_everything};
 
 /// Deploys or destroys re-run until one succeeds, at most this many times.
 const MAX_RUNS: usize = 5;
@@ -52,10 +54,25 @@ fn provider(config: &Config, proxy: &FaultProxy, stats: Arc<ApiStats>) -> Arc<dy
                 credentials: Some(("testing".into(), "testing".into())),
                 stats: Some(stats),
                 poll_interval: Some(Duration::from_millis(10)),
+                retry: Some(storm_policy()),
                 ..AwsOptions::default()
             },
         )
         .expect("provider"),
+    )
+}
+
+/// An engine with [`storm_policy`] and deadlines generous enough for moto on a busy machine.
+fn storm_engine(p: Arc<dyn Provider>) -> Engine {
+    Engine::new(
+        p,
+        EngineOptions {
+            retry: storm_policy(),
+            min_deadline: Duration::from_secs(120),
+            observe_deadline: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(200),
+            ..EngineOptions::default()
+        },
     )
 }
 
@@ -65,7 +82,7 @@ async fn run_once(
     config: &Config,
     destroy: bool,
 ) -> Result<ApplyReport, String> {
-    let e = engine(p);
+    let e = storm_engine(p);
     let sink = Arc::new(NoEvents);
     let cancel = CancellationToken::new();
     if destroy {
@@ -321,4 +338,174 @@ async fn injected_faults_are_classified_retryable() {
         ));
         eprintln!("{name}: ec2, iam, sts, eks, efs answered {codes:?}");
     }
+}
+
+/// The production retry policy with millisecond backoffs: the same attempts and the same
+/// time budgets, so a test exercises the budgets a user gets, minus the waiting.
+fn storm_policy() -> RetryPolicy {
+    let fast = |b: Budget| Budget {
+        base: Duration::from_millis(1),
+        cap: Duration::from_millis(25),
+        ..b
+    };
+    let p = RetryPolicy::default();
+    RetryPolicy {
+        throttled: fast(p.throttled),
+        transient: fast(p.transient),
+        busy: fast(p.busy),
+    }
+}
+
+/// What one `qhub deploy` + `qhub destroy` cost through the proxy.
+#[derive(Debug)]
+struct StormRun {
+    seed: u64,
+    requests: u64,
+    refused: u64,
+    lost: u64,
+    call_retries: u64,
+    engine_retries: u32,
+    longest_chain: u64,
+    elapsed: Duration,
+}
+
+/// Runs what `qhub deploy` then `qhub destroy` run, once each, through the proxy with `plan`
+/// ([`conformance::deploy_like_the_cli`]: preflight, the plan and its apply, an empty plan;
+/// [`conformance::destroy_like_the_cli`]: the destroy and the check that nothing remains).
+/// Every step must succeed the first time: a deploy rides the storm out, it is never re-run.
+/// Counts come from moto.
+async fn storm(moto: &Moto, proxy: &FaultProxy, plan: FaultPlan, project: &str) -> StormRun {
+    let config = aws_config(project);
+    let o = Ownership::of(&config);
+    let sdk = common::sdk(&moto.endpoint()).await;
+    proxy.set_plan(plan);
+    proxy.reset_counts();
+    let stats = Arc::new(ApiStats::default());
+    let p: Arc<dyn Provider> = Arc::new(
+        AwsProvider::new(
+            &config,
+            AwsOptions {
+                endpoint: Some(proxy.endpoint()),
+                credentials: Some(("testing".into(), "testing".into())),
+                stats: Some(stats.clone()),
+                poll_interval: Some(Duration::from_millis(10)),
+                retry: Some(storm_policy()),
+                ..AwsOptions::default()
+            },
+        )
+        .expect("provider"),
+    );
+    let e = storm_engine(p.clone());
+    let seed = plan.seed;
+    let started = Instant::now();
+    let deployed = conformance::deploy_like_the_cli(&*p, &e, &config)
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}; proxy {:?}", proxy.counts()));
+    assert_eq!(
+        census(&sdk, &o).await,
+        one_of_everything(),
+        "seed {seed}: lost answers to {:?}",
+        proxy.counts().lost_by_operation
+    );
+    let destroyed = conformance::destroy_like_the_cli(&e, &config)
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let left = census(&sdk, &o).await;
+    assert!(left.is_empty(), "seed {seed}: destroy left {left:?}");
+    let c = proxy.counts();
+    StormRun {
+        seed,
+        requests: c.seen,
+        refused: c.server_errors + c.throttled,
+        lost: c.lost,
+        call_retries: stats.retries(),
+        engine_retries: deployed.retries + destroyed.retries,
+        longest_chain: stats.longest_chain(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Issue #13: 30% of requests refused with `ServiceUnavailable` and 10% of the mutating ones'
+/// answers lost after they were carried out, on every call (preflight, observe, the apply's
+/// reads, the destroy sweep, the "nothing remains" check), three seeds: deploy and destroy each
+/// succeed in one run, with exactly one of everything and nothing left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deploy_and_destroy_ride_out_30_percent_refused_and_10_percent_lost() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::in_front_of(&moto, FaultPlan::none())
+        .await
+        .expect("proxy");
+    // The first run also warms moto up (it loads IAM's managed policies on first use).
+    let warm = storm(&moto, &proxy, FaultPlan::none(), "warm").await;
+    assert_eq!(warm.call_retries, 0, "{warm:?}");
+    let calm = storm(&moto, &proxy, FaultPlan::none(), "calm").await;
+    eprintln!("fault-free: {calm:?}");
+    let mut runs = Vec::new();
+    for seed in [1301, 1302, 1303] {
+        let plan = FaultPlan {
+            seed,
+            throttle: 0.0,
+            server_error: 0.3,
+            lost: 0.1,
+        };
+        let run = storm(&moto, &proxy, plan, &format!("storm{seed}")).await;
+        eprintln!(
+            "seed {}: {} requests, {} refused, {} answers lost, {} call retries, \
+             {} engine retries, longest chain {} attempts, {:.1}s (fault-free {:.1}s)",
+            run.seed,
+            run.requests,
+            run.refused,
+            run.lost,
+            run.call_retries,
+            run.engine_retries,
+            run.longest_chain,
+            run.elapsed.as_secs_f64(),
+            calm.elapsed.as_secs_f64()
+        );
+        // Otherwise the storm did not happen and this test could not fail.
+        assert!(run.refused * 5 > run.requests, "{run:?}");
+        assert!(run.lost > 0 && run.call_retries > 0, "{run:?}");
+        runs.push(run);
+    }
+    let longest = runs.iter().map(|r| r.longest_chain).max().unwrap_or(0);
+    eprintln!("longest retry chain over all seeds: {longest} attempts");
+}
+
+/// The bound on the whole: a call that keeps failing is sent exactly as often as the policy's
+/// budget allows, then fails for good, naming the call and how long it kept failing, and the
+/// engine does not retry it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_that_keeps_failing_gives_up_naming_the_call() {
+    let moto = Moto::start();
+    let down = FaultPlan {
+        server_error: 1.0,
+        ..FaultPlan::none()
+    };
+    let proxy = FaultProxy::in_front_of(&moto, down).await.expect("proxy");
+    let config = aws_config("down");
+    let stats = Arc::new(ApiStats::default());
+    let p = provider(&config, &proxy, stats.clone());
+    let e = p.preflight(&config).await.expect_err("everything fails");
+    let text = e.to_string();
+    let attempts = storm_policy().transient.max_attempts;
+    assert!(
+        text.contains(&format!(
+            "STS.GetCallerIdentity kept failing: gave up after {attempts} attempts"
+        )),
+        "{text}"
+    );
+    assert!(!e.is_retryable(), "{e:?}");
+    assert_eq!(proxy.counts().seen, u64::from(attempts));
+    assert_eq!(
+        (stats.retries(), stats.gave_up()),
+        (u64::from(attempts) - 1, 1)
+    );
+
+    // Through the engine: the plan's observe gives up the same way, once.
+    proxy.reset_counts();
+    let started = Instant::now();
+    let err = run_once(p, &config, false).await.expect_err("plan fails");
+    assert!(err.contains("kept failing: gave up after"), "{err}");
+    assert_eq!(proxy.counts().seen, u64::from(attempts), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
 }

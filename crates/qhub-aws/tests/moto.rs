@@ -3,14 +3,13 @@
 //! The moto binary comes from `$QHUB_MOTO_SERVER` or `<workspace>/.venv/bin/moto_server`
 //! (`scripts/test` installs it). Without it these tests fail, loudly: they never pass silently.
 //!
-//! Fault injection here wraps the provider ([`Faulty`]): retryable errors before `observe` and
-//! `apply`, and the process "dying" right after the Nth successful `apply`. The conformance
-//! harness reaches moto through the loopback fault proxy without faults, for its EKS
-//! lifecycle: clusters that stay `CREATING` for a while (a "death" during a cluster create then
-//! strikes while the provider waits for it, leaving a pending cluster) and a cluster that ends
-//! `FAILED`. Injecting at the API
-//! level (a loopback proxy in front of moto that throttles, answers 5xx, or swallows the answer
-//! to a mutating request it did forward) is in `faults.rs`.
+//! Fault injection here wraps the provider ([`Faulty`]): the process "dying" right after the
+//! Nth successful `apply`, and, without a proxy, retryable errors before `observe` and `apply`.
+//! The conformance harness reaches moto through the loopback fault proxy, which injects its
+//! throttling, 5xx and lost answers on every API call, and gives it its EKS lifecycle: clusters
+//! that stay `CREATING` for a while (a "death" during a cluster create then strikes while the
+//! provider waits for it, leaving a pending cluster) and a cluster that ends `FAILED`. More
+//! API-level fault runs are in `faults.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -63,6 +62,10 @@ impl Faulty {
             return Err(ProviderError::other(ProcessKilled(format!(
                 "{what}: the process is dead"
             ))));
+        }
+        if self.proxy.is_some() {
+            // The proxy injects the rates, on every API call.
+            return Ok(());
         }
         let r = self.roll();
         if r < self.faults.error_rate {
@@ -193,6 +196,7 @@ impl MotoHarness {
                 credentials: Some(("testing".into(), "testing".into())),
                 stats: Some(stats),
                 poll_interval: Some(Duration::from_millis(10)),
+                retry: Some(conformance::test_policy()),
                 ..AwsOptions::default()
             },
         )
@@ -212,6 +216,12 @@ impl Harness for MotoHarness {
 
     fn provider(&self, faults: Faults) -> Arc<dyn Provider> {
         if let Some(proxy) = &self.proxy {
+            proxy.set_plan(FaultPlan {
+                seed: faults.seed,
+                throttle: faults.throttle_rate,
+                server_error: faults.error_rate,
+                lost: faults.lost_rate,
+            });
             proxy.set_eks(EksLifecycle {
                 // Long enough that a "death" lands while the cluster is CREATING, short enough
                 // that a deploy waiting for it is quick.
@@ -244,6 +254,7 @@ impl Harness for MotoHarness {
         Knobs {
             pending: self.proxy.is_some(),
             fail_once: self.proxy.is_some(),
+            lost_answers: self.proxy.is_some(),
         }
     }
 
@@ -281,7 +292,7 @@ async fn aws_passes_the_conformance_suite_against_moto() {
     let report = conformance::run_all(&h)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.checks.len(), 12, "{report:?}");
+    assert_eq!(report.checks.len(), 13, "{report:?}");
     for (check, detail) in &report.checks {
         eprintln!("{check}: {detail}");
     }

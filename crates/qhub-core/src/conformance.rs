@@ -14,7 +14,9 @@
 //! The checks: the plan is deterministic; deploy then plan is empty (and a no-op deploy makes no
 //! mutating call); an edit plans only updates; destroying nothing succeeds; destroy after a
 //! deploy interrupted at every step leaves nothing; re-deploying after an interruption converges
-//! without duplicates; retryable faults are survived; serial groups are honoured (no operation
+//! without duplicates; retryable faults are survived; every call (preflight, plan, apply,
+//! destroy, the "nothing remains" check) rides out a storm of 30% refused calls and 10% lost
+//! answers; serial groups are honoured (no operation
 //! rejected as busy); children created with their parent appear once; cluster facts reach the
 //! Kubernetes stage; and, where the harness can inject them, a failed resource is repaired by the
 //! next deploy and destroy works from a pending and from a failed resource. A check the
@@ -46,6 +48,10 @@ pub struct Faults {
     pub die_after: Option<u64>,
     /// Seed for reproducible fault sequences.
     pub seed: u64,
+    /// Probability that a mutating call is carried out and its answer then lost (a 5xx or a
+    /// dropped connection after the fact), where the harness can do it
+    /// ([`Knobs::lost_answers`]).
+    pub lost_rate: f64,
     /// A created cluster stays pending for a while (see [`Knobs::pending`]).
     pub pending: bool,
     /// The first creation of a resource of this kind fails (it ends in a failed state).
@@ -59,6 +65,8 @@ pub struct Knobs {
     pub pending: bool,
     /// [`Faults::fail_once`] works for the harness's [`Harness::cluster_kind`].
     pub fail_once: bool,
+    /// [`Faults::lost_rate`] works.
+    pub lost_answers: bool,
 }
 
 /// What the suite needs from a provider's test environment.
@@ -115,21 +123,28 @@ fn fail(check: &'static str, message: impl Into<String>) -> Failure {
     }
 }
 
-/// An engine with the suite's settings: quick retries with the busy class allowed many
-/// attempts, short deadlines, a quick poll. For provider authors' own tests too.
+/// The suite's retry policy: the production policy's attempts with millisecond backoffs (a
+/// test waits for no real cloud), the busy class allowed many attempts. Give it to a
+/// provider's client too, so that the call level and the engine retry alike.
+pub fn test_policy() -> RetryPolicy {
+    RetryPolicy {
+        busy: Budget::attempts(200, Duration::from_millis(5), Duration::from_millis(50)),
+        ..RetryPolicy::uniform(Budget::attempts(
+            20,
+            Duration::from_millis(1),
+            Duration::from_millis(20),
+        ))
+    }
+}
+
+/// An engine with the suite's settings: [`test_policy`], short deadlines, a quick poll. For
+/// provider authors' own tests too.
 pub fn test_engine(provider: Arc<dyn Provider>) -> Engine {
     Engine::new(
         provider,
         EngineOptions {
             concurrency: 8,
-            retry: RetryPolicy {
-                busy: Budget::attempts(200, Duration::from_millis(5), Duration::from_millis(50)),
-                ..RetryPolicy::uniform(Budget::attempts(
-                    12,
-                    Duration::from_millis(1),
-                    Duration::from_millis(20),
-                ))
-            },
+            retry: test_policy(),
             min_deadline: Duration::from_secs(120),
             deadline_factor: 4.0,
             observe_deadline: Duration::from_secs(60),
@@ -498,6 +513,113 @@ pub async fn retryable_faults_are_survived(h: &dyn Harness) -> Result<String, Fa
     ))
 }
 
+/// The storm of [`every_call_rides_out_a_storm`] (issue #13): the share of calls refused with a
+/// retryable 5xx, and the share of mutations whose answer is lost after they were carried out.
+pub const STORM: (f64, f64) = (0.3, 0.1);
+
+/// What `qhub deploy` does, once, through `provider` and `engine`: preflight, the plan and its
+/// apply, which must succeed the first time, then a plan (through the same provider) that must
+/// be empty. For runs under faults: every step's calls meet them. `Err` says which step failed.
+pub async fn deploy_like_the_cli(
+    provider: &dyn Provider,
+    engine: &Engine,
+    config: &Config,
+) -> Result<ApplyReport, String> {
+    provider
+        .preflight(config)
+        .await
+        .map_err(|e| format!("preflight: {e}"))?;
+    let r = deploy_once(engine, config)
+        .await
+        .map_err(|e| format!("deploy: {e}"))?;
+    if !r.succeeded() {
+        return Err(format!(
+            "deploy did not succeed: failed {:?}, not started {:?}",
+            r.failed, r.not_started
+        ));
+    }
+    let p = engine
+        .plan(config, StageFilter::All)
+        .await
+        .map_err(|e| format!("plan after the deploy: {e}"))?;
+    if !p.is_empty() {
+        return Err(format!(
+            "plan after the deploy is not empty:\n{}",
+            p.render_text()
+        ));
+    }
+    Ok(r)
+}
+
+/// What `qhub destroy` does, once, through `engine`: the destroy plan and its apply, which must
+/// succeed the first time, then the check that nothing remains (an observe through the same
+/// provider). `Err` says which step failed.
+pub async fn destroy_like_the_cli(engine: &Engine, config: &Config) -> Result<ApplyReport, String> {
+    let r = destroy_once(engine, config)
+        .await
+        .map_err(|e| format!("destroy: {e}"))?;
+    if !r.succeeded() {
+        return Err(format!(
+            "destroy did not succeed: failed {:?}, not started {:?}",
+            r.failed, r.not_started
+        ));
+    }
+    let remaining = engine
+        .observe_all(config, StageFilter::All)
+        .await
+        .map_err(|e| format!("the 'nothing remains' check: {e}"))?;
+    if !remaining.is_empty() {
+        let ids: Vec<String> = remaining.iter().map(|o| o.id.to_string()).collect();
+        return Err(format!("after the destroy {ids:?} remain"));
+    }
+    Ok(r)
+}
+
+/// What `qhub deploy` and `qhub destroy` do, each once, with [`STORM`] on every call through
+/// one provider ([`deploy_like_the_cli`], [`destroy_like_the_cli`]). Each must succeed the
+/// first time (a deploy rides the storm out; nobody re-runs it), with the census of a clean
+/// deploy and nothing left.
+pub async fn every_call_rides_out_a_storm(h: &dyn Harness) -> Result<String, Failure> {
+    const CHECK: &str = "every call rides out a storm";
+    let config = h.config();
+    let expected = reference_census(CHECK, h, &config).await?;
+    h.reset().await;
+    let lost_answers = h.knobs().lost_answers;
+    let faults = Faults {
+        error_rate: STORM.0,
+        lost_rate: if lost_answers { STORM.1 } else { 0.0 },
+        seed: 13,
+        ..Faults::default()
+    };
+    let provider = h.provider(faults);
+    let engine = test_engine(provider.clone());
+    let d = deploy_like_the_cli(&*provider, &engine, &config)
+        .await
+        .map_err(|e| fail(CHECK, format!("in a storm: {e}")))?;
+    let census = h.census(&Ownership::of(&config)).await;
+    if census != expected {
+        return Err(fail(
+            CHECK,
+            format!("a deploy in a storm made {census:?}, a clean one {expected:?}"),
+        ));
+    }
+    let x = destroy_like_the_cli(&engine, &config)
+        .await
+        .map_err(|e| fail(CHECK, format!("in a storm: {e}")))?;
+    expect_nothing_left(CHECK, h, &config, "destroy in a storm").await?;
+    Ok(format!(
+        "{}% refused{}: {} engine retries in deploy, {} in destroy",
+        STORM.0 * 100.0,
+        if lost_answers {
+            format!(", {}% of answers lost", STORM.1 * 100.0)
+        } else {
+            String::new()
+        },
+        d.retries,
+        x.retries
+    ))
+}
+
 /// Every node group edited at once, deployed, then destroyed: the backend refuses no operation
 /// as busy, because the engine runs one mutating change per serial group at a time.
 pub async fn serial_groups_are_honoured(h: &dyn Harness) -> Result<String, Failure> {
@@ -823,6 +945,10 @@ pub async fn run_all(h: &dyn Harness) -> Result<Report, Failure> {
     report
         .checks
         .push(("retryable faults", retryable_faults_are_survived(h).await?));
+    report.checks.push((
+        "storm on every call",
+        every_call_rides_out_a_storm(h).await?,
+    ));
     report
         .checks
         .push(("serial groups", serial_groups_are_honoured(h).await?));

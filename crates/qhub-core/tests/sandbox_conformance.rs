@@ -32,7 +32,7 @@ async fn sandbox_passes_the_conformance_suite() {
     let report = conformance::run_all(&harness)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.checks.len(), 12, "{report:?}");
+    assert_eq!(report.checks.len(), 13, "{report:?}");
     for (check, detail) in &report.checks {
         eprintln!("{check}: {detail}");
         assert!(!detail.starts_with("skipped"), "{check}: {detail}");
@@ -58,7 +58,7 @@ async fn a_gke_like_sandbox_passes_the_conformance_suite() {
     let report = conformance::run_all(&harness)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.checks.len(), 12, "{report:?}");
+    assert_eq!(report.checks.len(), 13, "{report:?}");
     for (check, detail) in &report.checks {
         eprintln!("{check}: {detail}");
         assert!(!detail.starts_with("skipped"), "{check}: {detail}");

@@ -13,11 +13,15 @@
 //!   requests in flight against it, and counts its own sends against the burst limit; it waits
 //!   *before* sending a request either has no room for, so it does not provoke 429s. A 429 it
 //!   gets anyway (another client of the same token) is waited out (`retry-after`).
-//! - **Retries**: reads are retried on 429, 5xx and transport errors with jittered exponential
-//!   backoff. A mutating request is retried by the client only when it was refused before
-//!   anything happened (429); after a 5xx or a lost answer the mutation may have been carried
-//!   out, so the error goes back to the engine, whose retry re-observes and adopts what exists
-//!   (a blind re-POST would at best hit "name already in use").
+//! - **Retries**, by qhub-core's one retry policy ([`ClientOptions::retry`], the rules of
+//!   [`qhub_core::engine::retry`]): reads are retried on 429, 5xx and transport errors, with
+//!   the policy's budgets per class and decorrelated jitter, `retry-after` honoured, each retry
+//!   logged with its attempt number. A mutating request is retried by the client only when it
+//!   was refused before anything happened (429, or a connection that never opened); after a
+//!   5xx or a lost answer the mutation may have been carried out, so the error goes back to
+//!   the engine, whose retry re-observes and adopts what exists (a blind re-POST would at best
+//!   hit "name already in use"). A call whose budget ran out fails for good
+//!   ([`DoError::GaveUp`]), naming the call and how long it kept failing.
 //! - **Pagination**: lists follow `links.pages.next` (on the same origin only, so the token
 //!   never leaves for another host).
 //! - **Errors**: [`DoError`] carries DigitalOcean's `id`, `message` and `request_id`, and
@@ -29,6 +33,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use qhub_core::engine::retry::{Retrier, RetryPolicy, give_up_note};
+use qhub_core::provider::RetryClass;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -74,12 +80,8 @@ pub struct ClientOptions {
     pub base_url: String,
     /// The token (`None`: anonymous, allowed for a loopback endpoint only).
     pub token: Option<Token>,
-    /// Attempts of a read (and of a throttled mutation) before giving up.
-    pub max_attempts: u32,
-    /// First backoff of a retry (doubled per attempt, jittered, capped by `backoff_cap`).
-    pub backoff_base: Duration,
-    /// Longest backoff between two attempts.
-    pub backoff_cap: Duration,
+    /// The retry policy of every call (see the module docs); the engine's by default.
+    pub retry: RetryPolicy,
     /// Longest wait for a rate-limit window or a `retry-after`; past it the error goes back to
     /// the caller as throttling.
     pub max_rate_wait: Duration,
@@ -102,7 +104,7 @@ impl fmt::Debug for ClientOptions {
         f.debug_struct("ClientOptions")
             .field("base_url", &self.base_url)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("max_attempts", &self.max_attempts)
+            .field("retry", &self.retry)
             .field("per_page", &self.per_page)
             .finish_non_exhaustive()
     }
@@ -113,9 +115,7 @@ impl Default for ClientOptions {
         Self {
             base_url: DEFAULT_API_URL.into(),
             token: None,
-            max_attempts: 5,
-            backoff_base: Duration::from_millis(500),
-            backoff_cap: Duration::from_secs(20),
+            retry: RetryPolicy::default(),
             max_rate_wait: Duration::from_secs(65),
             reserve: 5,
             burst_limit: 250,
@@ -158,6 +158,8 @@ pub enum ErrorClass {
     Retryable,
     /// The request is wrong and will stay wrong (other 4xx, a malformed answer).
     Invalid,
+    /// The call kept failing until its retry budget ran out ([`DoError::GaveUp`]).
+    GaveUp,
 }
 
 /// An error of a DigitalOcean API call.
@@ -203,6 +205,14 @@ pub enum DoError {
     /// The client is not set up to make the call (a bad endpoint).
     #[error("{0}")]
     Setup(String),
+    /// A call kept failing until its retry budget ran out.
+    #[error("{last}; {note}")]
+    GaveUp {
+        /// Which call, how many attempts, for how long.
+        note: String,
+        /// The last failure.
+        last: Box<DoError>,
+    },
 }
 
 impl DoError {
@@ -245,6 +255,7 @@ impl DoError {
             Self::Transport { .. } => ErrorClass::Retryable,
             Self::Decode { .. } | Self::Setup(_) => ErrorClass::Invalid,
             Self::MissingToken(_) => ErrorClass::Unauthorized,
+            Self::GaveUp { .. } => ErrorClass::GaveUp,
         }
     }
 
@@ -515,16 +526,6 @@ impl DoClient {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .options
-            .backoff_base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.options.backoff_cap);
-        // Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter").
-        exp.mul_f64(rand::random::<f64>())
-    }
-
     /// Sends one request with the retry rules of the module docs; returns the status and
     /// body of a success.
     async fn send(
@@ -536,6 +537,8 @@ impl DoClient {
         let operation = format!("{method} {}", url.path());
         let mutating = method != Method::GET;
         let mut attempt = 0;
+        let mut retrier = Retrier::new(self.options.retry);
+        let started = Instant::now();
         loop {
             attempt += 1;
             self.pace().await;
@@ -602,16 +605,34 @@ impl DoClient {
             let safe = !mutating
                 || throttled
                 || matches!(error, DoError::Transport { not_sent: true, .. });
-            let retryable = matches!(error.class(), ErrorClass::Throttled | ErrorClass::Retryable);
-            if !(safe && retryable) || attempt >= self.options.max_attempts {
+            let class = match error.class() {
+                ErrorClass::Throttled => RetryClass::Throttled,
+                ErrorClass::Retryable => RetryClass::Transient,
+                _ => return Err(error),
+            };
+            if !safe {
                 return Err(error);
             }
-            let wait = match error.retry_after() {
-                Some(after) if after > self.options.max_rate_wait => return Err(error),
-                Some(after) => after,
-                None => self.backoff(attempt),
+            if error
+                .retry_after()
+                .is_some_and(|after| after > self.options.max_rate_wait)
+            {
+                return Err(error);
+            }
+            let Some(wait) = retrier.next_delay_for(class, error.retry_after()) else {
+                if retrier.retries() == 0 {
+                    return Err(error);
+                }
+                self.stats.record_gave_up(attempt);
+                let note = give_up_note(&operation, attempt, started.elapsed());
+                tracing::warn!(error = %error, "{note}");
+                return Err(DoError::GaveUp {
+                    note,
+                    last: Box::new(error),
+                });
             };
-            tracing::info!(%operation, attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying a DigitalOcean API call");
+            self.stats.record_retry(attempt + 1);
+            tracing::info!(%operation, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, error = %error, "retrying a DigitalOcean API call");
             tokio::time::sleep(wait).await;
         }
     }

@@ -7,7 +7,7 @@ use crate::client::{DoError, ErrorClass};
 /// Maps a client error to the contract's class, naming `what` was being done: 404
 /// `NotFound`, a taken name `AlreadyExists`, a busy cluster `Conflict`, 429 `Throttled`
 /// (after the client waited out what it could), 5xx and lost answers `Retryable`, 401/403
-/// `Unauthorized`, any other refusal `Fatal`.
+/// `Unauthorized`, any other refusal, and a call whose retry budget ran out, `Fatal`.
 pub fn to_provider(what: &str, e: DoError) -> ProviderError {
     let message = format!("{what}: {e}");
     match e.class() {
@@ -32,7 +32,7 @@ pub fn to_provider(what: &str, e: DoError) -> ProviderError {
         ErrorClass::Unauthorized => ProviderError::Unauthorized(format!(
             "{message} (check DIGITALOCEAN_TOKEN: a personal access token with read and write scope)"
         )),
-        ErrorClass::Invalid => ProviderError::Fatal(message),
+        ErrorClass::Invalid | ErrorClass::GaveUp => ProviderError::Fatal(message),
     }
 }
 

@@ -271,8 +271,14 @@ async fn reads_are_retried_and_mutations_are_not_after_a_5xx() {
         ..Faults::default()
     });
     let e = c.options().await.expect_err("always 5xx");
-    assert_eq!(e.class(), ErrorClass::Retryable);
-    assert_eq!(stats.calls(), 8, "a read gets max_attempts tries");
+    assert_eq!(e.class(), ErrorClass::GaveUp, "{e}");
+    assert!(
+        e.to_string()
+            .contains("kept failing: gave up after 8 attempts"),
+        "{e}"
+    );
+    assert_eq!(stats.calls(), 8, "a read gets the policy's attempts");
+    assert_eq!((stats.retries(), stats.gave_up()), (7, 1));
     let e = c
         .create_cluster(&cluster_request("once"))
         .await

@@ -15,9 +15,9 @@ use google_cloud_container_v1::model::{Operation, operation};
 use google_cloud_gax::retry_policy::NeverRetry;
 use http::{Extensions, HeaderMap, HeaderValue};
 
+use qhub_core::cloud::RetryPolicy;
 use qhub_core::cloud::poll::{Poll, poll_until};
-use qhub_core::cloud::{RetryPolicy, retry};
-use qhub_core::engine::retry::Budget;
+use qhub_core::engine::retry::{CallKind, retry_call};
 use qhub_core::provider::ProviderError;
 
 use crate::errors::{Class, GcpError, Result};
@@ -82,6 +82,9 @@ pub struct GcpOptions {
     pub kubeconfig: Option<PathBuf>,
     /// Where the local deploy lock lives; `None`: no lock.
     pub lock_dir: Option<PathBuf>,
+    /// The retry policy of every read (sent again after throttling, 5xx and lost answers;
+    /// mutations go back to the engine); the engine's by default. Tests shorten its backoffs.
+    pub retry: Option<RetryPolicy>,
 }
 
 pub use qhub_core::cloud::endpoint::is_loopback;
@@ -260,6 +263,7 @@ pub(crate) struct Api {
     pub(crate) auth: Auth,
     pub(crate) stats: Arc<ApiStats>,
     pub(crate) poll: Duration,
+    pub(crate) policy: RetryPolicy,
 }
 
 /// Builds the client for `endpoint`.
@@ -268,6 +272,7 @@ pub(crate) async fn connect(
     source: &CredentialSource,
     stats: Arc<ApiStats>,
     poll: Duration,
+    policy: RetryPolicy,
 ) -> Result<Api> {
     // reqwest's rustls needs a process-wide provider (we build without aws-lc-rs).
     qhub_core::tls::install_crypto_provider();
@@ -275,8 +280,9 @@ pub(crate) async fn connect(
     let client = ClusterManager::builder()
         .with_endpoint(endpoint)
         .with_credentials(auth.credentials.clone())
-        // One retry loop per failure: the engine's (reads are retried by the engine too,
-        // operation polls by `wait`). A retried create would also not be idempotent.
+        // One retry loop per failure, ours: reads through `Api::read` (qhub-core's policy),
+        // mutations by the engine after it re-observed (a blindly retried create is not
+        // idempotent).
         .with_retry_policy(NeverRetry)
         .build()
         .await
@@ -290,11 +296,40 @@ pub(crate) async fn connect(
         auth,
         stats,
         poll,
+        policy,
     })
 }
 
 impl Api {
-    /// Sends one request, counting it, mapping its error.
+    /// Sends one read (`Get*`, `List*`) under the one retry policy
+    /// ([`qhub_core::engine::retry::retry_call`]): sent again after throttling, 5xx and lost
+    /// answers, each retry logged and counted; once its budget is spent it fails for good,
+    /// naming the call and how long it kept failing. `send` builds the request anew for each
+    /// attempt.
+    pub(crate) async fn read<T, F, S>(
+        &self,
+        rpc: &'static str,
+        target: &str,
+        mut send: S,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = google_cloud_gax::Result<T>> + Send + 'static,
+        S: FnMut() -> F,
+    {
+        let what = format!("{rpc} {target}");
+        retry_call(
+            &self.policy,
+            Some(&self.stats),
+            &what,
+            CallKind::Read,
+            || self.call(rpc, target, send()),
+        )
+        .await
+    }
+
+    /// Sends one request once, counting it, mapping its error (mutations: a failed one goes
+    /// back to the engine, which re-observes before it tries again).
     pub(crate) async fn call<T, F>(&self, rpc: &'static str, target: &str, fut: F) -> Result<T>
     where
         T: Send + 'static,
@@ -323,8 +358,7 @@ impl Api {
 
     /// Polls a GKE operation (`location` is `projects/P/locations/L`) until it is DONE
     /// ([`qhub_core::cloud::poll`]); its `error`, if any, becomes
-    /// [`GcpError::OperationFailed`]. A poll that fails transiently is a read, retried within
-    /// its budget ([`qhub_core::cloud::retry`]).
+    /// [`GcpError::OperationFailed`]. A poll is a read ([`Self::read`]).
     pub(crate) async fn wait(
         &self,
         location: &str,
@@ -335,7 +369,6 @@ impl Api {
         let started = Instant::now();
         let name = format!("{location}/operations/{}", op.name);
         let id = op.name.clone();
-        let reads = RetryPolicy::uniform(Budget::attempts(8, self.poll, self.poll * 16));
         let mut first = Some(op);
         let done = poll_until(what, deadline, self.poll, || {
             let known = first.take();
@@ -344,18 +377,12 @@ impl Api {
                 let op = match known {
                     // The mutation's own answer is the first state: no call for it.
                     Some(op) => op,
-                    None => {
-                        retry(&reads, "polling a GKE operation", || async {
-                            self.call(
-                                "GetOperation",
-                                &name,
-                                self.client.get_operation().set_name(&name).send(),
-                            )
-                            .await
-                            .map_err(ProviderError::from)
+                    None => self
+                        .read("GetOperation", &name, || {
+                            self.client.get_operation().set_name(&name).send()
                         })
-                        .await?
-                    }
+                        .await
+                        .map_err(ProviderError::from)?,
                 };
                 Ok(if op.status == operation::Status::Done {
                     Poll::Ready(op)

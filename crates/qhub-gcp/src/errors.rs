@@ -186,6 +186,29 @@ pub fn classify(e: &GaxError) -> (Class, String) {
     (Class::Retryable, format!("no answer from GKE: {e}"))
 }
 
+impl qhub_core::engine::retry::RetryableError for GcpError {
+    fn retry_class(&self) -> Option<qhub_core::provider::RetryClass> {
+        use qhub_core::provider::RetryClass;
+        match self.class() {
+            Class::Throttled => Some(RetryClass::Throttled),
+            Class::Retryable => Some(RetryClass::Transient),
+            Class::Conflict => Some(RetryClass::Busy),
+            _ => None,
+        }
+    }
+
+    fn gave_up(self, note: &str) -> Self {
+        match self {
+            Self::Api { what, message, .. } => Self::Api {
+                what,
+                class: Class::Fatal,
+                message: format!("{message}; {note}"),
+            },
+            other => other,
+        }
+    }
+}
+
 impl From<GcpError> for ProviderError {
     fn from(e: GcpError) -> Self {
         let message = e.to_string();

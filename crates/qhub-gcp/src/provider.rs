@@ -114,6 +114,7 @@ impl GcpProvider {
                     &self.options.credentials,
                     self.stats.clone(),
                     self.poll,
+                    self.options.retry.unwrap_or_default(),
                 )
             })
             .await
@@ -124,11 +125,9 @@ impl GcpProvider {
         let api = self.api().await?;
         let location = self.target.location();
         let sc = api
-            .call(
-                "GetServerConfig",
-                &location,
-                api.client.get_server_config().set_name(&location).send(),
-            )
+            .read("GetServerConfig", &location, || {
+                api.client.get_server_config().set_name(&location).send()
+            })
             .await?;
         let facts = ServerFacts {
             default_version: sc.default_cluster_version.clone(),
@@ -154,11 +153,9 @@ impl GcpProvider {
         let api = self.api().await?;
         let location = format!("projects/{}/locations/-", self.target.project);
         let r = api
-            .call(
-                "ListClusters",
-                &location,
-                api.client.list_clusters().set_parent(&location).send(),
-            )
+            .read("ListClusters", &location, || {
+                api.client.list_clusters().set_parent(&location).send()
+            })
             .await?;
         Ok(r.clusters)
     }
@@ -168,11 +165,9 @@ impl GcpProvider {
         let api = self.api().await?;
         let path = self.target.cluster(&desired::cluster_name(ownership));
         match api
-            .call(
-                "GetCluster",
-                &path,
-                api.client.get_cluster().set_name(&path).send(),
-            )
+            .read("GetCluster", &path, || {
+                api.client.get_cluster().set_name(&path).send()
+            })
             .await
         {
             Ok(c) if desired::owned(ownership, &crate::observe::cluster_labels(&c)) => Ok(Some(c)),

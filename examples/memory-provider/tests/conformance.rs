@@ -128,6 +128,7 @@ impl Harness for MemoryHarness {
         Knobs {
             pending: false,
             fail_once: true,
+            lost_answers: false,
         }
     }
 }
@@ -151,6 +152,6 @@ async fn the_example_provider_passes_the_conformance_suite() {
     for (check, detail) in &report.checks {
         eprintln!("{check}: {detail}");
     }
-    assert_eq!(report.checks.len(), 12);
+    assert_eq!(report.checks.len(), 13);
     assert_eq!(harness.cloud.lock().unwrap().rejected, 0);
 }

@@ -23,7 +23,9 @@
 //! - faults ([`Faults`]): 429 RESOURCE_EXHAUSTED and 503 UNAVAILABLE before a request is
 //!   served, and "die after N mutations": the next mutation is carried out and its answer is
 //!   dropped (the connection closes), after which the emulator answers nothing until the faults
-//!   are set again — the client process is considered dead ([`GkeEmulator::killed`]).
+//!   are set again — the client process is considered dead ([`GkeEmulator::killed`]); and lost
+//!   answers: a share of the mutations is carried out and its answer dropped, the client living
+//!   on.
 //!
 //! The emulator listens on `127.0.0.1` only. Run it in-process with [`GkeEmulator::start`] or
 //! as the `qhub-gke-emulator` binary.
@@ -89,6 +91,9 @@ pub struct Faults {
     pub die_after: Option<u64>,
     /// Seed of the fault draws.
     pub seed: u64,
+    /// Share of the mutations carried out whose answer is lost (the connection closes without
+    /// one); unlike "die after", the emulator keeps serving.
+    pub lost_rate: f64,
 }
 
 /// What the emulator has seen.
@@ -108,6 +113,8 @@ pub struct Counters {
     pub server_errors: u64,
     /// Answers dropped by "die after".
     pub dropped: u64,
+    /// Answers of carried-out mutations lost by [`Faults::lost_rate`].
+    pub lost: u64,
     /// Requests refused for want of a valid bearer token.
     pub unauthenticated: u64,
     /// Requests by `METHOD route` (`POST clusters`, `GET operations/*`…).
@@ -611,6 +618,12 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Mutex<Inner>>) -> Answer {
                 inner.dead = true;
                 inner.counters.dropped += 1;
                 tracing::debug!(operation = %id, "die-after: answer dropped");
+                return Err(DroppedAnswer);
+            }
+            let lost_rate = inner.faults.lost_rate;
+            if lost_rate > 0.0 && inner.roll() < lost_rate {
+                inner.counters.lost += 1;
+                tracing::debug!(operation = %id, "answer lost");
                 return Err(DroppedAnswer);
             }
             let mut doc = doc;

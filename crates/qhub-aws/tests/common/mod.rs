@@ -1,6 +1,8 @@
 //! Helpers shared by the moto test files: the config, the SDK pointed at moto, the census of
 //! tagged resources taken straight from moto, and the engine settings.
 
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,6 @@
-//! Fault injection for the sandbox: errors, throttling, slow operations and "die after N
-//! mutations" (a simulated SIGKILL right after the cloud carried out a change).
+//! Fault injection for the sandbox: errors, throttling, slow operations, lost answers (a change
+//! carried out, its answer a 503) and "die after N mutations" (a simulated SIGKILL right after
+//! the cloud carried out a change).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -27,6 +28,9 @@ pub struct FaultSpec {
     pub die_after: Option<u64>,
     /// Random seed, for reproducible runs.
     pub seed: Option<u64>,
+    /// Probability that a mutation is carried out and its answer then lost (a retryable 503
+    /// after the fact).
+    pub lost_rate: f64,
     /// Behave like GKE: one mutating operation per cluster at a time (the cluster and its node
     /// groups); a second one is refused as busy and counted in the world's `rejected`.
     pub one_op_per_cluster: bool,
@@ -54,6 +58,7 @@ impl FaultSpec {
                 "error_rate" => spec.error_rate = v.parse().map_err(|e| bad(&e))?,
                 "throttle_rate" => spec.throttle_rate = v.parse().map_err(|e| bad(&e))?,
                 "slow_factor" => spec.slow_factor = Some(v.parse().map_err(|e| bad(&e))?),
+                "lost_rate" => spec.lost_rate = v.parse().map_err(|e| bad(&e))?,
                 "die_after" => spec.die_after = Some(v.parse().map_err(|e| bad(&e))?),
                 "seed" => spec.seed = Some(v.parse().map_err(|e| bad(&e))?),
                 "one_op_per_cluster" => spec.one_op_per_cluster = v.parse().map_err(|e| bad(&e))?,
@@ -62,7 +67,7 @@ impl FaultSpec {
                 "fail_once" => spec.fail_once = Some(v.to_string()),
                 _ => {
                     return Err(format!(
-                        "{FAULTS_ENV}: unknown key `{k}` (error_rate, throttle_rate, slow_factor, die_after, seed, one_op_per_cluster, pools_with_cluster, pending_ms, fail_once)"
+                        "{FAULTS_ENV}: unknown key `{k}` (error_rate, throttle_rate, lost_rate, slow_factor, die_after, seed, one_op_per_cluster, pools_with_cluster, pending_ms, fail_once)"
                     ));
                 }
             }
@@ -70,6 +75,7 @@ impl FaultSpec {
         for (name, rate) in [
             ("error_rate", spec.error_rate),
             ("throttle_rate", spec.throttle_rate),
+            ("lost_rate", spec.lost_rate),
         ] {
             if !(0.0..1.0).contains(&rate) {
                 return Err(format!("{FAULTS_ENV}: {name} must be in [0, 1)"));
@@ -129,7 +135,8 @@ impl Faults {
         Ok(())
     }
 
-    /// After a mutation was carried out: maybe "die".
+    /// After a mutation was carried out: maybe "die", maybe lose the answer (a retryable
+    /// error although the change was made).
     pub fn after_mutation(&self, what: &str) -> Result<(), ProviderError> {
         let Ok(mut state) = self.state.lock() else {
             return Ok(());
@@ -138,13 +145,19 @@ impl Faults {
         match self.spec.die_after {
             Some(n) if state.1 > n => {
                 state.2 = true;
-                Err(ProviderError::other(ProcessKilled(format!(
+                return Err(ProviderError::other(ProcessKilled(format!(
                     "sandbox: killed right after mutation {} ({what}) (injected die_after={n})",
                     state.1
-                ))))
+                ))));
             }
-            _ => Ok(()),
+            _ => {}
         }
+        if self.spec.lost_rate > 0.0 && state.0.random::<f64>() < self.spec.lost_rate {
+            return Err(ProviderError::retryable(format!(
+                "sandbox: {what}: 503 Service Unavailable after the change was made (injected lost answer)"
+            )));
+        }
+        Ok(())
     }
 
     /// Right before a mutation is carried out: a process that has "died" (after
@@ -183,6 +196,7 @@ mod tests {
                 .contains("unknown key")
         );
         assert!(FaultSpec::parse("error_rate=2").is_err());
+        assert_eq!(FaultSpec::parse("lost_rate=0.1").unwrap().lost_rate, 0.1);
         assert!(FaultSpec::parse("error_rate").is_err());
     }
 
@@ -201,5 +215,20 @@ mod tests {
         // Dead: nothing more is carried out.
         assert!(f.check_alive("d").is_err_and(|e| e.is_killed()));
         assert!(f.before_call("d").is_err_and(|e| e.is_killed()));
+    }
+
+    #[test]
+    fn lost_answers_are_retryable_and_not_deaths() {
+        let f = Faults::new(FaultSpec {
+            lost_rate: 0.5,
+            seed: Some(3),
+            ..FaultSpec::default()
+        });
+        let lost = (0..200)
+            .filter_map(|i| f.after_mutation(&format!("m{i}")).err())
+            .inspect(|e| assert!(e.is_retryable() && !e.is_killed(), "{e}"))
+            .count();
+        assert!((50..150).contains(&lost), "{lost} of 200 lost");
+        assert!(f.check_alive("next").is_ok());
     }
 }

@@ -97,6 +97,7 @@ impl Harness for SandboxHarness {
             slow_factor: None,
             die_after: faults.die_after,
             seed: Some(faults.seed),
+            lost_rate: faults.lost_rate,
             one_op_per_cluster: self.behaviour.one_op_per_cluster,
             pools_with_cluster: self.behaviour.pools_with_cluster,
             pending_ms: faults.pending.then_some(self.behaviour.pending_ms),
@@ -134,6 +135,7 @@ impl Harness for SandboxHarness {
         Knobs {
             pending: true,
             fail_once: true,
+            lost_answers: true,
         }
     }
 

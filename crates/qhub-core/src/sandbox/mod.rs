@@ -204,7 +204,8 @@ impl SandboxProvider {
     }
 
     /// A client of the cluster's API with this sandbox's faults injected: 429/503 answers before
-    /// a request, and the process "dying" right after a mutation was carried out.
+    /// a request, lost answers (a 503 after the change was made), and the process "dying" right
+    /// after a mutation was carried out.
     fn faulty_client(&self, api: kube_api::KubeApi) -> kube::Client {
         let faults = self.faults.clone();
         let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
@@ -225,6 +226,10 @@ impl SandboxProvider {
                     && response.status().is_success()
                     && let Err(e) = faults.after_mutation(&what)
                 {
+                    if !e.is_killed() {
+                        // A lost answer: the change was made, the client hears a 503.
+                        return Ok(status_response(503, &e.to_string(), None));
+                    }
                     return Err(crate::provider::ProcessKilled(e.to_string()));
                 }
                 Ok(response)

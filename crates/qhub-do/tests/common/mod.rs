@@ -10,6 +10,7 @@ use qhub_core::Config;
 use qhub_core::config::CiKind;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
+use qhub_core::engine::retry::{Budget, RetryPolicy};
 use qhub_do::client::{ApiStats, ClientOptions, Token};
 use qhub_do::{DigitalOceanProvider, DoOptions};
 use qhub_doks_emulator::{DoksEmulator, Options, RateLimit};
@@ -51,9 +52,11 @@ pub fn client_options(emu: &DoksEmulator) -> ClientOptions {
     ClientOptions {
         base_url: emu.url(),
         token: emu.token().map(Token::new),
-        max_attempts: 8,
-        backoff_base: Duration::from_millis(2),
-        backoff_cap: Duration::from_millis(50),
+        retry: RetryPolicy::uniform(Budget::attempts(
+            8,
+            Duration::from_millis(2),
+            Duration::from_millis(50),
+        )),
         max_rate_wait: Duration::from_secs(5),
         reserve: 0,
         // The tests poll every millisecond; the budget tests set their own limits.

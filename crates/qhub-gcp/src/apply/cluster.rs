@@ -97,11 +97,9 @@ pub fn build(
 
 async fn get(api: &Api, t: &Target, name: &str) -> Result<Cluster> {
     let path = t.cluster(name);
-    api.call(
-        "GetCluster",
-        &path,
-        api.client.get_cluster().set_name(&path).send(),
-    )
+    api.read("GetCluster", &path, || {
+        api.client.get_cluster().set_name(&path).send()
+    })
     .await
 }
 

@@ -90,11 +90,9 @@ pub(crate) async fn wait_idle(api: &Api, t: &Target, cluster: &str) -> Result<()
     let started = Instant::now();
     loop {
         let ops = api
-            .call(
-                "ListOperations",
-                &location,
-                api.client.list_operations().set_parent(&location).send(),
-            )
+            .read("ListOperations", &location, || {
+                api.client.list_operations().set_parent(&location).send()
+            })
             .await?;
         let running: Vec<Operation> = ops
             .operations

@@ -155,11 +155,9 @@ pub(crate) async fn apply(api: &Api, t: &Target, change: &Change) -> Result<()> 
 
 async fn get(api: &Api, t: &Target, cluster: &str, pool: &str) -> Result<NodePool> {
     let path = t.pool(cluster, pool);
-    api.call(
-        "GetNodePool",
-        &path,
-        api.client.get_node_pool().set_name(&path).send(),
-    )
+    api.read("GetNodePool", &path, || {
+        api.client.get_node_pool().set_name(&path).send()
+    })
     .await
 }
 

@@ -81,6 +81,7 @@ pub fn provider_with(
             credentials,
             poll_interval: Some(Duration::from_millis(1)),
             stats: Some(stats),
+            retry: Some(qhub_core::conformance::test_policy()),
             ..GcpOptions::default()
         },
     )
@@ -273,6 +274,7 @@ impl Harness for GkeHarness {
             error_rate: faults.error_rate,
             die_after: faults.die_after,
             seed: faults.seed,
+            lost_rate: faults.lost_rate,
         });
         // `pending`: a created cluster stays PROVISIONING for ~0.3 s (GKE's 7 minutes scaled).
         let scale = if faults.pending { 0.3 / 420.0 } else { 0.0 };
@@ -291,6 +293,7 @@ impl Harness for GkeHarness {
                 poll_interval: Some(Duration::from_millis(1)),
                 stats: Some(self.stats.clone()),
                 kubeconfig: self.kube().map(|(_, path)| path),
+                retry: Some(qhub_core::conformance::test_policy()),
                 ..GcpOptions::default()
             },
         )
@@ -325,6 +328,7 @@ impl Harness for GkeHarness {
         Knobs {
             pending: true,
             fail_once: true,
+            lost_answers: true,
         }
     }
 
