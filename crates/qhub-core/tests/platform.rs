@@ -185,3 +185,73 @@ async fn a_workload_that_never_becomes_ready_fails_naming_the_object_and_its_con
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_edit_of_a_managed_field_is_planned_and_taken_back() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, Patch, PatchParams};
+
+    let dir = tempfile::tempdir().unwrap();
+    let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
+    let engine = engine(&provider, Duration::from_secs(60));
+    let config = config();
+    deploy(&engine, &config).await;
+    let client = provider.kube_api(&Ownership::of(&config)).unwrap().client();
+    // Someone edits two fields qhub manages, as `kubectl edit` would (another field manager).
+    let by_hand = PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..PatchParams::default()
+    };
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "dev");
+    maps.patch(
+        "qhub-welcome",
+        &by_hand,
+        &Patch::Merge(serde_json::json!({"data": {"index.html": "defaced"}})),
+    )
+    .await
+    .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client, "dev");
+    deployments
+        .patch(
+            "traefik",
+            &by_hand,
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .unwrap();
+    let plan = engine.plan(&config, StageFilter::All).await.unwrap();
+    let text = plan.render_text();
+    let fields = |id: &str| -> Vec<String> {
+        plan.changes
+            .iter()
+            .filter(|c| c.id.to_string() == id && c.action == Action::Update)
+            .flat_map(|c| c.diff.iter().map(|d| d.field.clone()))
+            .collect()
+    };
+    assert_eq!(
+        fields("ConfigMap/dev/qhub-welcome"),
+        ["data.index.html"],
+        "{text}"
+    );
+    assert_eq!(
+        fields("Deployment.apps/dev/traefik"),
+        ["spec.replicas"],
+        "{text}"
+    );
+    assert_eq!(
+        plan.changes.len(),
+        2,
+        "only the edited objects change:\n{text}"
+    );
+    deploy(&engine, &config).await;
+    let page = maps.get("qhub-welcome").await.unwrap();
+    assert!(
+        page.data.unwrap()["index.html"].contains("Welcome to demo.example.com"),
+        "the page was not taken back"
+    );
+    let traefik = deployments.get("traefik").await.unwrap();
+    assert_eq!(traefik.spec.unwrap().replicas, Some(1));
+    let after = engine.plan(&config, StageFilter::All).await.unwrap();
+    assert!(after.is_empty(), "{}", after.render_text());
+}

@@ -387,7 +387,7 @@ impl Applier {
 }
 
 fn observed(r: &ObjectRef, live: &Json, parent_namespace: &str) -> Observed {
-    let spec = live
+    let applied: Json = live
         .pointer(&format!(
             "/metadata/annotations/{}",
             LAST_APPLIED.replace('/', "~1")
@@ -395,6 +395,7 @@ fn observed(r: &ObjectRef, live: &Json, parent_namespace: &str) -> Observed {
         .and_then(Json::as_str)
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or(Json::Null);
+    let spec = live_spec(r, live, applied);
     let state = match readiness::check(&r.kind, live) {
         Readiness::Ready => ResourceState::Ready,
         Readiness::Waiting(why) => ResourceState::Pending(why),
@@ -424,4 +425,55 @@ fn observed(r: &ObjectRef, live: &Json, parent_namespace: &str) -> Observed {
         .map(str::to_string);
     observed.payload = Some(payload);
     observed
+}
+
+/// What the plan compares for a live object: its values at the paths qhub last applied
+/// ([`project`]), with a Secret's values as digests and derived fields (filled at apply time)
+/// as their placeholders. An object too large to keep verbatim (a big CRD) is compared by the
+/// digest of what was applied.
+fn live_spec(r: &ObjectRef, live: &Json, applied: Json) -> Json {
+    if !applied.is_object() || applied.get("manifest_sha256").is_some() {
+        return applied;
+    }
+    let mut spec = project(live, &applied);
+    if r.kind == "Secret" && r.group().is_empty() {
+        spec = generated::comparable_secret(&spec);
+    }
+    if let Ok(Some(derived)) = generated::derived(&applied)
+        && let (Some(slot), Some(placeholder)) = (
+            spec.pointer_mut(&derived.path),
+            applied.pointer(&derived.path),
+        )
+    {
+        *slot = placeholder.clone();
+    }
+    spec
+}
+
+/// The live object as the plan compares it: its values at exactly the paths of what qhub last
+/// applied (`applied`), whichever field manager wrote them last, so that a hand edit of a field
+/// qhub manages shows up as a change (and a key qhub set that someone removed shows as missing).
+/// Fields others added, and defaults the API server filled in, are left out.
+pub fn project(live: &Json, applied: &Json) -> Json {
+    match (applied, live) {
+        (Json::Object(want), Json::Object(have)) => {
+            let mut out = serde_json::Map::new();
+            for (key, a) in want {
+                if let Some(l) = have.get(key) {
+                    out.insert(key.clone(), project(l, a));
+                }
+            }
+            Json::Object(out)
+        }
+        (Json::Array(want), Json::Array(have)) => Json::Array(
+            have.iter()
+                .enumerate()
+                .map(|(i, l)| match want.get(i) {
+                    Some(a) => project(l, a),
+                    None => l.clone(),
+                })
+                .collect(),
+        ),
+        _ => live.clone(),
+    }
 }

@@ -249,9 +249,17 @@ impl Component for Keycloak {
             Some(password) => manifest(&Secret {
                 metadata: ctx.meta(NAME, ADMIN_SECRET),
                 type_: Some("Opaque".into()),
-                string_data: Some(BTreeMap::from([
-                    ("username".to_string(), ADMIN_USER.to_string()),
-                    ("password".to_string(), password),
+                // `data`, not `stringData`: the API server keeps only `data`, and the plan
+                // compares the live values (by digest).
+                data: Some(BTreeMap::from([
+                    (
+                        "username".to_string(),
+                        k8s_openapi::ByteString(ADMIN_USER.as_bytes().to_vec()),
+                    ),
+                    (
+                        "password".to_string(),
+                        k8s_openapi::ByteString(password.into_bytes()),
+                    ),
                 ])),
                 ..Secret::default()
             })?,
