@@ -103,6 +103,11 @@ pub struct Resource {
     /// [`crate::provider::ApplyContext::children`] carries this resource's desired spec.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_with: Option<ResourceId>,
+    /// True when the observed spec holds only fields qhub set (a Kubernetes object projected on
+    /// what qhub last applied): an observed field the desired spec lacks is then a removal to
+    /// plan, not a read-only attribute to ignore.
+    #[serde(skip)]
+    pub exact: bool,
 }
 
 impl Resource {
@@ -119,7 +124,16 @@ impl Resource {
             payload: None,
             serial_group: None,
             created_with: None,
+            exact: false,
         }
+    }
+
+    /// Marks the resource [`Resource::exact`]: fields observed but no longer desired are
+    /// planned as removals.
+    #[must_use]
+    pub fn exact(mut self) -> Self {
+        self.exact = true;
+        self
     }
 
     /// Adds dependencies.
@@ -550,18 +564,40 @@ pub fn field_diff(desired: &Resource, observed: &Json) -> Vec<FieldDiff> {
     leaves("", &desired.spec, &mut want);
     let mut have = BTreeMap::new();
     leaves("", observed, &mut have);
-    want.into_iter()
-        .filter(|(k, v)| have.get(k) != Some(v))
-        .map(|(k, v)| {
-            let top = k.split('.').next().unwrap_or(&k);
-            FieldDiff {
-                forces_replacement: desired.replace_fields.iter().any(|f| f == top),
-                from: have.get(&k).cloned(),
-                field: k,
-                to: Some(v),
-            }
+    let forces = |k: &str| {
+        let top = k.split('.').next().unwrap_or(k);
+        desired.replace_fields.iter().any(|f| f == top)
+    };
+    let mut out: Vec<FieldDiff> = want
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v))
+        .map(|(k, v)| FieldDiff {
+            forces_replacement: forces(k),
+            from: have.get(k).cloned(),
+            field: k.clone(),
+            to: Some(v.clone()),
         })
-        .collect()
+        .collect();
+    if desired.exact && !observed.is_null() {
+        // A field qhub set before and no longer wants (a label, a ConfigMap key): a removal.
+        // A field that became an object (or stopped being one) is already a change above.
+        out.extend(
+            have.iter()
+                .filter(|(k, _)| {
+                    !want.contains_key(*k)
+                        && !want.keys().any(|w| w.starts_with(&format!("{k}.")))
+                        && !want.keys().any(|w| k.starts_with(&format!("{w}.")))
+                })
+                .map(|(k, v)| FieldDiff {
+                    forces_replacement: forces(k),
+                    from: Some(v.clone()),
+                    field: k.clone(),
+                    to: None,
+                }),
+        );
+        out.sort_by(|a, b| a.field.cmp(&b.field));
+    }
+    out
 }
 
 /// Orders ids so that each comes after its dependencies (ties by id, so the order is

@@ -255,3 +255,53 @@ async fn hand_edit_of_a_managed_field_is_planned_and_taken_back() {
     let after = engine.plan(&config, StageFilter::All).await.unwrap();
     assert!(after.is_empty(), "{}", after.render_text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_key_from_a_map_is_planned_even_when_it_is_the_only_change() {
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::Api;
+
+    let dir = tempfile::tempdir().unwrap();
+    let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
+    let engine = engine(&provider, Duration::from_secs(60));
+    let mut config = config();
+    config.ingress = Some(qhub_core::config::Ingress {
+        terraform_overrides: Some(serde_json::json!({
+            "load-balancer-annotations": {"example.com/internal": "true"}
+        })),
+    });
+    deploy(&engine, &config).await;
+    config.ingress = None;
+    let plan = engine.plan(&config, StageFilter::All).await.unwrap();
+    let text = plan.render_text();
+    assert_eq!(plan.changes.len(), 1, "{text}");
+    let change = &plan.changes[0];
+    assert_eq!(change.id.to_string(), "Service/dev/traefik", "{text}");
+    assert_eq!(change.action, Action::Update, "{text}");
+    assert_eq!(
+        change.diff[0].field, "metadata.annotations.example.com/internal",
+        "{text}"
+    );
+    assert_eq!(change.diff[0].to, None, "{text}");
+    deploy(&engine, &config).await;
+    let services: Api<Service> = Api::namespaced(
+        provider.kube_api(&Ownership::of(&config)).unwrap().client(),
+        "dev",
+    );
+    let live = services.get("traefik").await.unwrap();
+    assert!(
+        live.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("example.com/internal")
+            .is_none(),
+        "the annotation is still there"
+    );
+    assert!(
+        engine
+            .plan(&config, StageFilter::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

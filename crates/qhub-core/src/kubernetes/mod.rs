@@ -330,7 +330,8 @@ pub fn desired(config: &Config, facts: &ClusterFacts) -> Result<Vec<Resource>, K
             comparable(m),
         )
         .depends_on(depends_on)
-        .expected(readiness::expected(&r.kind, component.unwrap_or_default()));
+        .expected(readiness::expected(&r.kind, component.unwrap_or_default()))
+        .exact();
         resource.payload = Some(m.clone());
         out.push(resource);
     }
