@@ -184,3 +184,65 @@ async fn crds_are_established_before_their_objects_are_applied() {
 fn facts(config: &qhub_core::Config) -> qhub_core::provider::ClusterFacts {
     qhub_core::provider::ClusterFacts::from_config(config)
 }
+
+#[tokio::test]
+async fn a_broken_image_fails_the_rollout_at_once_with_the_pods_message() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+
+    let (api, _server, applier) = served().await;
+    let desired = kubernetes::desired(&config(), &facts(&config())).unwrap();
+    let ns = desired.iter().find(|r| r.id.kind == "Namespace").unwrap();
+    apply_all(&applier, std::slice::from_ref(ns)).await;
+    let deployment = desired
+        .iter()
+        .find(|r| r.id.to_string() == "Deployment.apps/dev/qhub-welcome")
+        .unwrap();
+    // The kubelet's view: the Deployment's pod cannot pull its image.
+    let pods: Api<Pod> = Api::namespaced(applier.client(), "dev");
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "qhub-welcome-7d4b9-x2x", "labels": {"app.kubernetes.io/name": "qhub-welcome"}},
+        "spec": {"containers": [{"name": "nginx", "image": "nginx:does-not-exist"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    pods.patch_status(
+        "qhub-welcome-7d4b9-x2x",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"status": {"containerStatuses": [{"name": "nginx", "restartCount": 0,
+            "ready": false, "image": "nginx:does-not-exist", "imageID": "",
+            "state": {"waiting": {"reason": "ImagePullBackOff",
+                "message": "Back-off pulling image \"nginx:does-not-exist\""}}}]}}),
+        ),
+    )
+    .await
+    .unwrap();
+    api.set_auto_ready(false);
+    let started = std::time::Instant::now();
+    let err = applier
+        .apply(
+            deployment.payload.as_ref().unwrap(),
+            &deployment.spec,
+            Duration::from_secs(600),
+        )
+        .await
+        .expect_err("the image cannot be pulled");
+    // Well inside its deadline (600 s): the first look at its pods finds the failure.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    match err {
+        KubeError::Broken { detail, id, .. } => {
+            assert_eq!(id.to_string(), "Deployment.apps/dev/qhub-welcome");
+            assert!(
+                detail.contains("container nginx: ImagePullBackOff: Back-off pulling image"),
+                "{detail}"
+            );
+        }
+        other => panic!("expected Broken, got {other}"),
+    }
+}

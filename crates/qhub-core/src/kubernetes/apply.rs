@@ -226,6 +226,17 @@ impl Applier {
             match readiness::check(&r.kind, &live) {
                 Readiness::Ready => return Ok(()),
                 Readiness::Waiting(detail) => {
+                    // A rollout that cannot succeed fails now, with the pod's own words,
+                    // instead of at the deadline.
+                    if let Some(broken) =
+                        readiness::rollout_failure(&live).or(self.pod_failure(r, &live).await?)
+                    {
+                        return Err(KubeError::Broken {
+                            id: r.id(),
+                            seconds: start.elapsed().as_secs_f64(),
+                            detail: broken,
+                        });
+                    }
                     if start.elapsed() + POLL > deadline {
                         return Err(KubeError::NotReady {
                             id: r.id(),
@@ -238,6 +249,41 @@ impl Applier {
                 }
             }
         }
+    }
+
+    /// The first pod of a workload that cannot start (bad image, crash loop, broken config),
+    /// as `pod NAME: container C: REASON: message`.
+    async fn pod_failure(&self, r: &ObjectRef, live: &Json) -> Result<Option<String>, KubeError> {
+        if !matches!(r.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet") {
+            return Ok(None);
+        }
+        let Some(labels) = live
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Json::as_object)
+        else {
+            return Ok(None);
+        };
+        let selector: Vec<String> = labels
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+            .collect();
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = match &r.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => return Ok(None),
+        };
+        let params = ListParams::default().labels(&selector.join(","));
+        let list = read(&format!("listing the pods of {}", r.id()), || {
+            pods.list(&params)
+        })
+        .await?;
+        for pod in list.items {
+            let value =
+                serde_json::to_value(&pod).map_err(|e| KubeError::Invalid(e.to_string()))?;
+            if let Some(why) = readiness::pod_failure(&value) {
+                return Ok(Some(why));
+            }
+        }
+        Ok(None)
     }
 
     /// Deletes an object and waits until it is gone; an object already gone is fine.

@@ -72,6 +72,17 @@ pub enum KubeError {
         /// Its last observed state.
         detail: String,
     },
+    /// A rollout that cannot succeed (an image that cannot be pulled, a crash loop, a
+    /// progress deadline exceeded), found before its deadline.
+    #[error("{id} cannot become ready (after {seconds:.0}s): {detail}")]
+    Broken {
+        /// The object.
+        id: ResourceId,
+        /// How long we waited.
+        seconds: f64,
+        /// The pod's (or controller's) own words.
+        detail: String,
+    },
     /// The object cannot be handled.
     #[error("{0}")]
     Invalid(String),
@@ -110,7 +121,7 @@ impl KubeError {
                 kube::Error::Discovery(_) => true,
                 _ => false,
             },
-            Self::NotReady { .. } | Self::Invalid(_) => false,
+            Self::NotReady { .. } | Self::Broken { .. } | Self::Invalid(_) => false,
         }
     }
 }

@@ -140,6 +140,86 @@ pub fn check(kind: &str, live: &Json) -> Readiness {
     }
 }
 
+/// Container states that mean a pod will not start without a change: fail at once.
+const FATAL_WAITING: &[&str] = &[
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// Restarts after which a crash loop is a failure rather than a slow start (a service waiting
+/// for its database restarts once or twice).
+pub const CRASH_LOOP_RESTARTS: i64 = 3;
+
+/// Why a pod cannot start, from its container statuses, in the pod's own words.
+pub fn pod_failure(pod: &Json) -> Option<String> {
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Json::as_str)
+        .unwrap_or("?");
+    for list in ["/status/initContainerStatuses", "/status/containerStatuses"] {
+        for c in pod
+            .pointer(list)
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let container = c.get("name").and_then(Json::as_str).unwrap_or("?");
+            let Some(waiting) = c.pointer("/state/waiting") else {
+                continue;
+            };
+            let reason = waiting.get("reason").and_then(Json::as_str).unwrap_or("");
+            let message = waiting
+                .get("message")
+                .and_then(Json::as_str)
+                .unwrap_or("no message");
+            let restarts = c.get("restartCount").and_then(Json::as_i64).unwrap_or(0);
+            if FATAL_WAITING.contains(&reason)
+                || reason == "CrashLoopBackOff" && restarts >= CRASH_LOOP_RESTARTS
+            {
+                let last = c
+                    .pointer("/lastState/terminated")
+                    .map(|t| {
+                        format!(
+                            " (last exit {}: {})",
+                            t.get("exitCode").and_then(Json::as_i64).unwrap_or(-1),
+                            t.get("reason").and_then(Json::as_str).unwrap_or("?")
+                        )
+                    })
+                    .unwrap_or_default();
+                return Some(format!(
+                    "pod {name}: container {container}: {reason}: {message}{last}"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// A Deployment whose controller gave up (`Progressing` false with `ProgressDeadlineExceeded`).
+pub fn rollout_failure(live: &Json) -> Option<String> {
+    live.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| {
+            c.get("type").and_then(Json::as_str) == Some("Progressing")
+                && c.get("status").and_then(Json::as_str) == Some("False")
+                && c.get("reason").and_then(Json::as_str) == Some("ProgressDeadlineExceeded")
+        })
+        .map(|c| {
+            format!(
+                "ProgressDeadlineExceeded: {}",
+                c.get("message")
+                    .and_then(Json::as_str)
+                    .unwrap_or("no message")
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +240,35 @@ mod tests {
         let d = json!({"metadata": {"generation": 2}, "spec": {"replicas": 2},
             "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2}});
         assert_eq!(check("Deployment", &d), Readiness::Ready);
+    }
+
+    #[test]
+    fn pods_that_cannot_start_are_named_with_their_own_message() {
+        let pod = |reason: &str, restarts: i64| {
+            json!({"metadata": {"name": "traefik-1"}, "status": {"containerStatuses": [
+                {"name": "traefik", "restartCount": restarts,
+                 "state": {"waiting": {"reason": reason, "message": "Back-off pulling image \"traefik:v9\""}}}]}})
+        };
+        let why = pod_failure(&pod("ImagePullBackOff", 0)).unwrap();
+        assert!(
+            why.contains(
+                "pod traefik-1: container traefik: ImagePullBackOff: Back-off pulling image"
+            ),
+            "{why}"
+        );
+        assert!(
+            pod_failure(&pod("CrashLoopBackOff", 1)).is_none(),
+            "a slow start is not a failure"
+        );
+        assert!(pod_failure(&pod("CrashLoopBackOff", 3)).is_some());
+        assert!(pod_failure(&pod("ContainerCreating", 0)).is_none());
+        let d = json!({"status": {"conditions": [{"type": "Progressing", "status": "False",
+            "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"x\" has timed out progressing."}]}});
+        assert!(
+            rollout_failure(&d)
+                .unwrap()
+                .contains("timed out progressing")
+        );
     }
 
     #[test]
