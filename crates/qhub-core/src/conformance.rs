@@ -147,6 +147,7 @@ pub fn test_engine(provider: Arc<dyn Provider>) -> Engine {
             retry: test_policy(),
             min_deadline: Duration::from_secs(120),
             deadline_factor: 4.0,
+            lease: crate::kubernetes::lease::LeaseTiming::default(),
             observe_deadline: Duration::from_secs(60),
             poll_interval: Duration::from_millis(200),
         },

@@ -290,11 +290,11 @@ async fn removing_a_key_from_a_map_is_planned_even_when_it_is_the_only_change() 
     );
     let live = services.get("traefik").await.unwrap();
     assert!(
-        live.metadata
+        !live
+            .metadata
             .annotations
             .unwrap_or_default()
-            .get("example.com/internal")
-            .is_none(),
+            .contains_key("example.com/internal"),
         "the annotation is still there"
     );
     assert!(
@@ -304,4 +304,100 @@ async fn removing_a_key_from_a_map_is_planned_even_when_it_is_the_only_change() 
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_deploy_lease_starts_no_new_change_and_fails_saying_so() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::api::{Api, Patch, PatchParams};
+    use qhub_core::kubernetes::lease::LeaseTiming;
+
+    let dir = tempfile::tempdir().unwrap();
+    let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
+    let engine = Engine::new(
+        Arc::new(provider.clone()) as Arc<dyn Provider>,
+        EngineOptions {
+            min_deadline: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(20),
+            lease: LeaseTiming {
+                duration: Duration::from_secs(5),
+                renew_every: Duration::from_millis(50),
+                lost_after: Duration::from_millis(200),
+            },
+            ..EngineOptions::default()
+        },
+    );
+    let config = config();
+    let (_, report) = engine
+        .deploy(
+            &config,
+            StageFilter::Only(qhub_core::plan::Stage::Infrastructure),
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    let kube = provider.kube_api(&Ownership::of(&config)).unwrap();
+    // Workloads take a while, so the deploy is still running when the lease goes.
+    kube.set_ready_after(Duration::from_millis(400));
+    let running = {
+        let engine = engine.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            engine
+                .deploy(
+                    &config,
+                    StageFilter::All,
+                    Arc::new(NoEvents),
+                    CancellationToken::new(),
+                )
+                .await
+        })
+    };
+    let leases: Api<Lease> = Api::namespaced(kube.client(), "kube-system");
+    let name = "qhub-deploy-demo-dev";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(l)) = leases.get_opt(name).await
+            && l.spec.and_then(|s| s.holder_identity).is_some()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deploy never took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Another run takes it.
+    leases
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"holderIdentity": "qhub@elsewhere/-/1/00"}})),
+        )
+        .await
+        .unwrap();
+    let (_, report) = running.await.unwrap().unwrap();
+    assert!(!report.succeeded());
+    let lost = report
+        .failed
+        .iter()
+        .find(|(id, _, _)| id.to_string().contains(name))
+        .unwrap_or_else(|| panic!("{report:?}"));
+    assert!(lost.2.contains("deploy lease was lost"), "{lost:?}");
+    assert!(
+        !report.not_started.is_empty(),
+        "nothing new may start: {report:?}"
+    );
+    // The thief's lease is not released by the run that lost it.
+    let holder = leases
+        .get(name)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
+    assert_eq!(holder.as_deref(), Some("qhub@elsewhere/-/1/00"));
 }

@@ -58,6 +58,8 @@ pub struct EngineOptions {
     pub min_deadline: Duration,
     /// How many times its expected duration a change may take (default 4).
     pub deadline_factor: f64,
+    /// How the Kubernetes stage's deploy lease is held and when it counts as lost.
+    pub lease: crate::kubernetes::lease::LeaseTiming,
     /// Deadline for observing what exists.
     pub observe_deadline: Duration,
     /// Longest pause between two looks at a resource the engine waits for
@@ -72,6 +74,7 @@ impl Default for EngineOptions {
             retry: RetryPolicy::default(),
             min_deadline: Duration::from_secs(30 * 60),
             deadline_factor: 4.0,
+            lease: crate::kubernetes::lease::LeaseTiming::default(),
             observe_deadline: Duration::from_secs(5 * 60),
             poll_interval: Duration::from_secs(15),
         }
@@ -588,12 +591,37 @@ impl Engine {
             cluster: tokio::sync::OnceCell::new(),
             fresh: tokio::sync::OnceCell::new(),
             identity: tokio::sync::OnceCell::new(),
+            lease_lost: CancellationToken::new(),
             events: events.clone(),
         });
+        let mut lease_lost_reported = false;
         loop {
             if !stop && cancel.is_cancelled() {
                 stop = true;
                 report.cancelled = true;
+            }
+            if shared.lease_lost.is_cancelled() && !lease_lost_reported {
+                // Another run may hold the lock now: start nothing more, let what runs finish,
+                // and fail saying why.
+                lease_lost_reported = true;
+                stop = true;
+                let lease = ResourceId::new(
+                    "Lease.coordination.k8s.io",
+                    format!(
+                        "{}/qhub-deploy-{}",
+                        crate::kubernetes::lease::LEASE_NAMESPACE,
+                        ownership.prefix()
+                    ),
+                );
+                let why = "the deploy lease was lost (another run took it, or it could not be \
+                           renewed): no new change was started; re-run to converge"
+                    .to_string();
+                events.emit(&Event::Failed {
+                    resource: lease.clone(),
+                    action: Action::Update,
+                    error: why.clone(),
+                });
+                report.failed.push((lease, Action::Update, why));
             }
             if stop && report.cancelled && !cancel_announced {
                 cancel_announced = true;
@@ -657,6 +685,7 @@ impl Engine {
             let joined = tokio::select! {
                 joined = running.join_next() => joined,
                 () = cancel.cancelled(), if !stop => continue,
+                () = shared.lease_lost.cancelled(), if !lease_lost_reported => continue,
             };
             let Some(joined) = joined else { break };
             let (i, result, elapsed) = match joined {
@@ -754,6 +783,8 @@ struct Shared {
     fresh: tokio::sync::OnceCell<BTreeMap<ResourceId, plan::Resource>>,
     /// Keycloak's admin client, made on the first change of its configuration.
     identity: tokio::sync::OnceCell<crate::keycloak::Keycloak>,
+    /// Cancelled when the deploy lease is lost: no new change starts.
+    lease_lost: CancellationToken,
     events: Arc<dyn EventSink>,
 }
 
@@ -848,16 +879,26 @@ async fn release_lease(cluster: &tokio::sync::OnceCell<Option<Cluster>>) {
 async fn connect_locked(
     provider: &dyn Provider,
     ownership: &Ownership,
+    timing: crate::kubernetes::lease::LeaseTiming,
+    lost: &CancellationToken,
 ) -> Result<Option<Cluster>, ProviderError> {
     let Some(applier) = connect(provider, ownership).await? else {
         return Ok(None);
     };
-    let lease = crate::kubernetes::lease::acquire(
+    let lease = crate::kubernetes::lease::acquire_with(
         applier.client(),
         &ownership.prefix(),
         &crate::kubernetes::lease::holder_identity(),
+        timing,
     )
     .await?;
+    // The apply stops starting changes when the lease is lost.
+    let signal = lease.lost();
+    let lost = lost.clone();
+    tokio::spawn(async move {
+        signal.cancelled().await;
+        lost.cancel();
+    });
     Ok(Some(Cluster {
         applier,
         lease: tokio::sync::Mutex::new(Some(lease)),
@@ -893,7 +934,14 @@ async fn apply_kubernetes(
     let provider = &*shared.provider;
     let cluster = shared
         .cluster
-        .get_or_try_init(|| connect_locked(provider, &shared.ownership))
+        .get_or_try_init(|| {
+            connect_locked(
+                provider,
+                &shared.ownership,
+                shared.options.lease,
+                &shared.lease_lost,
+            )
+        })
         .await?;
     let Some(Cluster { applier, .. }) = cluster else {
         if change.action == Action::Delete {
@@ -948,7 +996,14 @@ async fn apply_identity(shared: &Shared, change: &Change) -> Result<(), Provider
             let provider = &*shared.provider;
             let cluster = shared
                 .cluster
-                .get_or_try_init(|| connect_locked(provider, &shared.ownership))
+                .get_or_try_init(|| {
+                    connect_locked(
+                        provider,
+                        &shared.ownership,
+                        shared.options.lease,
+                        &shared.lease_lost,
+                    )
+                })
                 .await?;
             let applier = cluster.as_ref().map(|c| &c.applier);
             let credentials = identity::credentials(&shared.config, applier)

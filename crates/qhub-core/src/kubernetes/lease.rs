@@ -16,6 +16,30 @@ pub const LEASE_NAMESPACE: &str = "kube-system";
 /// How long a lease is valid without renewal; a holder that died releases it after this.
 pub const LEASE_SECONDS: i32 = 60;
 
+/// How a lease is held: its duration, how often it is renewed, and after how long without a
+/// successful renewal it counts as lost (before another run could take it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTiming {
+    /// The lease's duration (`leaseDurationSeconds`).
+    pub duration: Duration,
+    /// Time between renewals.
+    pub renew_every: Duration,
+    /// Time without a successful renewal after which the lease counts as lost.
+    pub lost_after: Duration,
+}
+
+impl Default for LeaseTiming {
+    fn default() -> Self {
+        let duration = Duration::from_secs(u64::try_from(LEASE_SECONDS).unwrap_or(60));
+        Self {
+            duration,
+            renew_every: duration / 6,
+            // A third of the duration before anyone else may take it.
+            lost_after: duration * 2 / 3,
+        }
+    }
+}
+
 /// A held lease; renewed in the background, released when dropped.
 #[derive(Debug)]
 pub struct LeaseGuard {
@@ -23,6 +47,7 @@ pub struct LeaseGuard {
     api: Api<Lease>,
     name: String,
     holder: String,
+    lost: tokio_util::sync::CancellationToken,
 }
 
 impl Drop for LeaseGuard {
@@ -33,6 +58,17 @@ impl Drop for LeaseGuard {
 }
 
 impl LeaseGuard {
+    /// Cancelled when the lease is lost: another run took it, or it could not be renewed for
+    /// [`LeaseTiming::lost_after`]. The holder must then start no new change.
+    pub fn lost(&self) -> tokio_util::sync::CancellationToken {
+        self.lost.clone()
+    }
+
+    /// The lease's name (in [`LEASE_NAMESPACE`]).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Stops renewing and clears the holder, so the next deploy need not wait for expiry.
     pub async fn release(self) {
         self.renew.abort();
@@ -64,6 +100,16 @@ pub async fn acquire(
     deployment: &str,
     holder: &str,
 ) -> Result<LeaseGuard, KubeError> {
+    acquire_with(client, deployment, holder, LeaseTiming::default()).await
+}
+
+/// [`acquire`] with the given timing.
+pub async fn acquire_with(
+    client: kube::Client,
+    deployment: &str,
+    holder: &str,
+    timing: LeaseTiming,
+) -> Result<LeaseGuard, KubeError> {
     let api: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
     let name = format!("qhub-deploy-{deployment}");
     // Read, decide, write; a lost race (409) or a throttled/failed request means reading again.
@@ -83,33 +129,70 @@ pub async fn acquire(
             Err(e) => return Err(e),
         }
     }
-    let renew_api = api.clone();
-    let renew_name = name.clone();
-    let renew = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(
-                u64::try_from(LEASE_SECONDS / 3).unwrap_or(20),
-            ))
-            .await;
-            if let Ok(mut lease) = renew_api.get(&renew_name).await {
-                if let Some(spec) = lease.spec.as_mut() {
-                    spec.renew_time = Some(now());
-                }
-                if let Err(e) = renew_api
-                    .replace(&renew_name, &PostParams::default(), &lease)
-                    .await
-                {
-                    tracing::warn!(error = %e, "renewing the deploy lease failed");
-                }
-            }
-        }
-    });
+    let lost = tokio_util::sync::CancellationToken::new();
+    let renew = tokio::spawn(renew(
+        api.clone(),
+        name.clone(),
+        holder.to_string(),
+        timing,
+        lost.clone(),
+    ));
     Ok(LeaseGuard {
         renew,
         api,
         name,
         holder: holder.to_string(),
+        lost,
     })
+}
+
+/// Renews the lease every [`LeaseTiming::renew_every`] while it is ours; cancels `lost` when
+/// another holder has it or no renewal succeeded for [`LeaseTiming::lost_after`].
+async fn renew(
+    api: Api<Lease>,
+    name: String,
+    holder: String,
+    timing: LeaseTiming,
+    lost: tokio_util::sync::CancellationToken,
+) {
+    let mut renewed = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(timing.renew_every).await;
+        let outcome = match api.get(&name).await {
+            Ok(mut lease) => {
+                let held_by = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
+                if held_by.as_deref() != Some(holder.as_str()) {
+                    tracing::error!(
+                        holder = held_by.as_deref().unwrap_or("nobody"),
+                        "the deploy lease {LEASE_NAMESPACE}/{name} was taken by another run"
+                    );
+                    lost.cancel();
+                    return;
+                }
+                if let Some(spec) = lease.spec.as_mut() {
+                    spec.renew_time = Some(now());
+                }
+                api.replace(&name, &PostParams::default(), &lease)
+                    .await
+                    .map(|_| ())
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => renewed = std::time::Instant::now(),
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing the deploy lease failed");
+                if renewed.elapsed() >= timing.lost_after {
+                    tracing::error!(
+                        "the deploy lease {LEASE_NAMESPACE}/{name} was not renewed for {:?}: it counts as lost",
+                        renewed.elapsed()
+                    );
+                    lost.cancel();
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// One attempt at taking the lease.
@@ -168,23 +251,93 @@ async fn try_take(api: &Api<Lease>, name: &str, holder: &str) -> Result<(), Kube
     Ok(())
 }
 
-/// An identity for this process: host name and process id.
-pub fn holder_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// This host's name: the kernel's, `/etc/hostname`, or `HOSTNAME` (macOS has no `/proc`).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
         .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".into());
-    format!("qhub@{host}/{}", std::process::id())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "unknown-host".into())
 }
 
-/// True when `holder` is a process of this host that no longer runs (a deploy that was killed):
-/// its lease need not be waited out.
+/// This process's pid namespace (`pid:[4026531836]`), so that two containers sharing a host
+/// name are told apart; `-` where there is none to read (macOS).
+fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "-".into())
+}
+
+/// The identity of this run: `qhub@HOST/PIDNS/PID/RANDOM`, unique per run even in
+/// containers that share a host name and a pid.
+pub fn holder_identity() -> String {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        use rand::Rng as _;
+        let run: u64 = rand::rng().random();
+        format!(
+            "qhub@{}/{}/{}/{run:016x}",
+            host_name(),
+            pid_namespace(),
+            std::process::id()
+        )
+    })
+    .clone()
+}
+
+/// True when `holder` is a process of this host and pid namespace that no longer runs (a
+/// deploy that was killed): its lease need not be waited out. A holder from another host,
+/// another container, or a system where this cannot be known is never taken for dead.
 fn holder_is_dead(holder: &str) -> bool {
-    let ours = holder_identity();
-    let host_of = |h: &str| h.rsplit_once('/').map(|(host, _)| host.to_string());
-    match (host_of(holder), host_of(&ours), holder.rsplit_once('/')) {
-        (Some(theirs), Some(mine), Some((_, pid))) if theirs == mine => pid
-            .parse::<u32>()
-            .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()),
+    let parts = |h: &str| -> Option<(String, String, u32)> {
+        let rest = h.strip_prefix("qhub@")?;
+        let mut it = rest.split('/');
+        let host = it.next()?.to_string();
+        let ns = it.next()?.to_string();
+        let pid = it.next()?.parse().ok()?;
+        Some((host, ns, pid))
+    };
+    match (parts(holder), parts(&holder_identity())) {
+        (Some((host, ns, pid)), Some((my_host, my_ns, _)))
+            if host == my_host && ns == my_ns && ns != "-" =>
+        {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_holder_identity_names_host_pid_namespace_pid_and_a_random_run_id() {
+        let id = holder_identity();
+        let parts: Vec<&str> = id.strip_prefix("qhub@").unwrap().split('/').collect();
+        assert_eq!(parts.len(), 4, "{id}");
+        assert_eq!(parts[2], std::process::id().to_string(), "{id}");
+        assert_eq!(parts[3].len(), 16, "{id}");
+        assert_eq!(holder_identity(), id, "one identity per run");
+    }
+
+    #[test]
+    fn a_live_holder_elsewhere_is_never_taken_for_dead() {
+        let me = holder_identity();
+        let parts: Vec<&str> = me.strip_prefix("qhub@").unwrap().split('/').collect();
+        let (host, ns) = (parts[0], parts[1]);
+        // A pid that does not exist here, in another container with the same host name.
+        let other_container = format!("qhub@{host}/pid:[1]/4194303/0000000000000000");
+        assert!(!holder_is_dead(&other_container));
+        // Another host, and a system whose pid namespace is unknown.
+        assert!(!holder_is_dead("qhub@elsewhere/pid:[1]/4194303/00"));
+        assert!(!holder_is_dead(&format!("qhub@{host}/-/4194303/00")));
+        // The same host and namespace, a process that is gone: dead (where /proc exists).
+        if ns != "-" {
+            assert!(holder_is_dead(&format!("qhub@{host}/{ns}/4194303/00")));
+            assert!(!holder_is_dead(&me), "this process is alive");
+        }
     }
 }
