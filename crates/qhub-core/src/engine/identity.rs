@@ -102,6 +102,7 @@ pub(crate) async fn connect(
     ownership: &Ownership,
     config: &Config,
     credentials: AdminCredentials,
+    retry: crate::engine::retry::RetryPolicy,
 ) -> Result<Keycloak, ProviderError> {
     let default = match provider.keycloak_url(ownership).await? {
         Some(url) => url,
@@ -109,7 +110,7 @@ pub(crate) async fn connect(
     };
     // QHUB_KEYCLOAK_URL, when set, wins over both.
     let seed = credentials.password.expose().to_string();
-    let admin = keycloak::admin_from_env_or(&default, credentials)?;
+    let admin = keycloak::admin_from_env_or(&default, credentials)?.with_retry(retry);
     Ok(Keycloak::new(admin, Secrets::from_config(config, &seed))
         .realm_depends_on([deployment_id(config)]))
 }

@@ -479,8 +479,14 @@ impl Engine {
         let observed = match (running, credentials) {
             (true, Some(credentials)) => {
                 self.read("observing Keycloak's configuration", || async {
-                    let kc =
-                        identity::connect(provider, ownership, config, credentials.clone()).await?;
+                    let kc = identity::connect(
+                        provider,
+                        ownership,
+                        config,
+                        credentials.clone(),
+                        self.options.retry,
+                    )
+                    .await?;
                     kc.observe().await.map_err(ProviderError::from)
                 })
                 .await?
@@ -1015,7 +1021,14 @@ async fn apply_identity(shared: &Shared, change: &Change) -> Result<(), Provider
                         crate::kubernetes::components::keycloak::ADMIN_SECRET
                     ))
                 })?;
-            identity::connect(provider, &shared.ownership, &shared.config, credentials).await
+            identity::connect(
+                provider,
+                &shared.ownership,
+                &shared.config,
+                credentials,
+                shared.options.retry,
+            )
+            .await
         })
         .await?;
     let mut change = change.clone();

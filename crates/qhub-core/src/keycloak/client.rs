@@ -7,6 +7,7 @@
 //! revoked or the clock skewed). Tokens, passwords and secrets are never logged: the
 //! representations that hold a secret print it as `***`.
 
+use crate::engine::retry::{CallKind, RetryPolicy};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -307,6 +308,7 @@ pub struct AdminClient {
     token: Arc<tokio::sync::Mutex<Option<Token>>>,
     stats: Arc<ApiStats>,
     logins: Arc<std::sync::atomic::AtomicU64>,
+    retry: RetryPolicy,
 }
 
 impl fmt::Debug for AdminClient {
@@ -400,6 +402,7 @@ impl AdminClient {
             token: Arc::new(tokio::sync::Mutex::new(None)),
             stats: Arc::new(ApiStats::default()),
             logins: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            retry: RetryPolicy::default(),
         })
     }
 
@@ -495,7 +498,35 @@ impl AdminClient {
         Ok(slot.as_ref().map(|t| t.access.clone()).unwrap_or_default())
     }
 
+    /// Sets the retry policy of single calls (default: [`RetryPolicy::default`]); the engine
+    /// gives its own.
+    #[must_use]
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Sends one admin call under the retry policy: reads, updates and deletes (idempotent)
+    /// after any retryable failure, creates only when Keycloak refused them (429, 503).
     async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<Reply, KeycloakError> {
+        let kind = if method == Method::POST {
+            CallKind::Mutation
+        } else {
+            CallKind::Read
+        };
+        crate::engine::retry::retry_call(&self.retry, None, what, kind, || {
+            self.send_once(method.clone(), path, body, what)
+        })
+        .await
+    }
+
+    async fn send_once(
         &self,
         method: Method,
         path: &str,

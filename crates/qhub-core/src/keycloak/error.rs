@@ -54,6 +54,40 @@ pub enum KeycloakError {
     /// The change is one this client does not make.
     #[error("not supported yet: {0}")]
     NotSupported(String),
+    /// A call kept failing until its retry budget ran out (the message says which and for how
+    /// long); no outer loop retries it again.
+    #[error("{0}")]
+    GaveUp(String),
+}
+
+impl crate::engine::retry::RetryableError for KeycloakError {
+    fn retry_class(&self) -> Option<crate::provider::RetryClass> {
+        use crate::provider::RetryClass;
+        match self {
+            // 429, and 503 (Keycloak, or the proxy in front of it, refused the call before
+            // doing anything): safe to send again, even a create.
+            Self::Api {
+                status: 429 | 503, ..
+            } => Some(RetryClass::Throttled),
+            Self::Api {
+                status: 500 | 502 | 504,
+                ..
+            }
+            | Self::Transport { .. } => Some(RetryClass::Transient),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn gave_up(self, note: &str) -> Self {
+        Self::GaveUp(format!("{self}; {note}"))
+    }
 }
 
 impl KeycloakError {
@@ -115,7 +149,8 @@ impl From<KeycloakError> for ProviderError {
             KeycloakError::Api { .. }
             | KeycloakError::Setup(_)
             | KeycloakError::Decode { .. }
-            | KeycloakError::MissingSecret(_) => ProviderError::Fatal(message),
+            | KeycloakError::MissingSecret(_)
+            | KeycloakError::GaveUp(_) => ProviderError::Fatal(message),
         }
     }
 }

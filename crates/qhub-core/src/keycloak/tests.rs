@@ -54,9 +54,44 @@ async fn emulator(token_lifetime: Duration) -> Setup {
     }
 }
 
+/// One attempt per call: these tests check how each answer is handled and classified (the
+/// call-level retries are tested in `keycloak_calls_ride_out_refusals`).
+fn single_attempt() -> crate::engine::retry::RetryPolicy {
+    crate::engine::retry::RetryPolicy::uniform(crate::engine::retry::Budget::attempts(
+        1,
+        Duration::from_millis(1),
+        Duration::from_millis(1),
+    ))
+}
+
 fn keycloak(url: &str, config: &Config) -> Keycloak {
-    let client = AdminClient::new(url, AdminCredentials::new(ADMIN_USER, PASSWORD)).unwrap();
+    let client = AdminClient::new(url, AdminCredentials::new(ADMIN_USER, PASSWORD))
+        .unwrap()
+        .with_retry(single_attempt());
     Keycloak::new(client, Secrets::from_config(config, PASSWORD))
+}
+
+#[tokio::test]
+async fn keycloak_calls_ride_out_refusals() {
+    let s = emulator(Duration::from_secs(60)).await;
+    let c = config(AuthenticationKind::GitHub);
+    let client = AdminClient::new(&s.url, AdminCredentials::new(ADMIN_USER, PASSWORD))
+        .unwrap()
+        .with_retry(crate::engine::retry::RetryPolicy::uniform(
+            crate::engine::retry::Budget::attempts(
+                30,
+                Duration::from_millis(1),
+                Duration::from_millis(5),
+            ),
+        ));
+    let kc = Keycloak::new(client, Secrets::from_config(&c, PASSWORD));
+    // A third of the calls refused (503): every change completes in one go, creates included.
+    s.api.set_fault_rate(0.3);
+    let plan = kc.plan(&c).await.unwrap();
+    kc.apply_plan(&plan).await.unwrap();
+    s.api.set_fault_rate(0.0);
+    assert!(kc.plan(&c).await.unwrap().is_empty());
+    assert_eq!(s.api.group_names(REALM).len(), 4, "nothing duplicated");
 }
 
 fn ids(plan: &Plan) -> Vec<String> {

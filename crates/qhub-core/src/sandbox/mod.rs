@@ -687,9 +687,14 @@ impl Provider for SandboxProvider {
             k.api.set_admin(user, &password);
             return Ok(Some(k.server.url()));
         }
+        // The sandbox's faults reach its Keycloak too: refused calls at the error and
+        // throttle rates, from the same seed.
+        let spec = self.faults.spec();
         let options = keycloak_api::KeycloakApiOptions {
             admin_username: user.to_string(),
             admin_password: password,
+            fault_rate: (spec.error_rate + spec.throttle_rate).min(1.0),
+            seed: spec.seed.unwrap_or(0),
             ..keycloak_api::KeycloakApiOptions::default()
         };
         let api = keycloak_api::KeycloakApi::persistent(options, &self.keycloak_path(ownership))
