@@ -750,3 +750,98 @@ fn concurrent_deploys_leave_one_of_everything() {
     aws.assert_deployed("after a third deploy");
     aws.assert_plan_empty("after a third deploy");
 }
+
+/// `QHUB_LOG=trace` (every library's wire-level logs) never prints the AWS secret key, the
+/// session token, or an EKS bearer token, through a deploy, a plan and a destroy on moto.
+#[test]
+fn trace_logs_never_print_aws_credentials() {
+    const SESSION_TOKEN: &str = "qhubTestSessionToken/0123456789+ABCDEF";
+    let aws = Aws::new();
+    let env = [
+        ("QHUB_LOG", "trace"),
+        ("LOG_SENSITIVE_BODIES", "true"),
+        ("AWS_SESSION_TOKEN", SESSION_TOKEN),
+    ];
+    for args in [
+        &["deploy", "--stage", "infrastructure", "--disable-prompt"][..],
+        &["plan", "--stage", "infrastructure"],
+        &["destroy", "--stage", "infrastructure", "--disable-prompt"],
+    ] {
+        // run_env checks the secret access key.
+        let out = aws.run_env(args, &env);
+        assert_eq!(code(&out), 0, "qhub {}: {}", args.join(" "), describe(&out));
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            all.contains("TRACE"),
+            "qhub {}: QHUB_LOG=trace printed no trace lines",
+            args.join(" ")
+        );
+        // The token in any of the forms it travels in (as is, URL-encoded).
+        for form in [SESSION_TOKEN, "qhubTestSessionToken%2F0123456789"] {
+            assert!(
+                !all.contains(form),
+                "qhub {}: the session token appears in the trace output",
+                args.join(" ")
+            );
+        }
+        assert!(
+            !all.contains("k8s-aws-v1."),
+            "qhub {}: an EKS bearer token appears in the trace output",
+            args.join(" ")
+        );
+    }
+    aws.assert_destroyed("after destroy");
+
+    // Credentials from a profile that assumes a role: the SDK asks STS (moto) for them, and
+    // STS's answer holds a secret key and a session token that no log may print.
+    let endpoint = aws.moto.endpoint();
+    let config = aws.path().join("aws-config-assume-role");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile qhub]\nrole_arn = arn:aws:iam::123456789012:role/qhub-trace\n\
+             source_profile = base\nregion = us-east-1\nendpoint_url = {endpoint}\n\
+             [profile base]\nregion = us-east-1\nendpoint_url = {endpoint}\n"
+        ),
+    )
+    .expect("write the profile");
+    let credentials = aws.path().join("aws-credentials-assume-role");
+    std::fs::write(
+        &credentials,
+        format!("[base]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET}\n"),
+    )
+    .expect("write the credentials");
+    let out = aws
+        .command(&["plan", "--stage", "infrastructure"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_PROFILE", "qhub")
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_ENDPOINT_URL_STS", &endpoint)
+        .env("QHUB_LOG", "trace")
+        // The SDK's own switch to print the bodies it marks sensitive in its trace events: a
+        // user debugging may well set it, and qhub's logs must stay clean even then.
+        .env("LOG_SENSITIVE_BODIES", "true")
+        .output()
+        .expect("qhub runs");
+    assert_no_secret(&out, "plan with an assumed role");
+    assert_eq!(
+        code(&out),
+        0,
+        "plan with an assumed role: {}",
+        describe(&out)
+    );
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        all.contains("AssumeRole"),
+        "the credentials came from STS AssumeRole: {}",
+        describe(&out)
+    );
+    for element in ["<SecretAccessKey>", "<SessionToken>"] {
+        assert!(
+            !all.contains(element),
+            "STS's answer ({element}) appears in the trace output"
+        );
+    }
+}

@@ -1523,3 +1523,60 @@ fn sigkilled_deploys_converge_on_rerun() {
         started.elapsed()
     );
 }
+
+/// `QHUB_LOG=trace` prints every library's most detailed logs; none of them may carry a
+/// credential: the config's Keycloak root password, nor the cloud credentials and bearer tokens
+/// the process finds in its environment.
+#[test]
+fn trace_logs_never_print_a_credential() {
+    let sb = Sandbox::new();
+    let config = std::fs::read_to_string(sb.config_path()).expect("config");
+    let password = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("initial_root_password:"))
+        .map(|p| p.trim().trim_matches('"').to_string())
+        .expect("qhub init writes a root password");
+    assert!(password.len() >= 8, "{password}");
+    let secrets = [
+        ("the Keycloak root password", password.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", "qhubTraceSecret/0123456789"),
+        ("AWS_SESSION_TOKEN", "qhubTraceSessionToken0123456789"),
+        ("DIGITALOCEAN_TOKEN", "dop_v1_qhubtrace0123456789"),
+        (
+            "GOOGLE_OAUTH_ACCESS_TOKEN",
+            "ya29.qhubTraceBearer0123456789",
+        ),
+    ];
+    let env: Vec<(&str, &str)> = secrets
+        .iter()
+        .filter(|(name, _)| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .map(|(name, value)| (*name, *value))
+        .chain([
+            ("QHUB_LOG", "trace"),
+            ("AWS_ACCESS_KEY_ID", "AKIAQHUBTRACE0000001"),
+        ])
+        .collect();
+    for args in [
+        &["deploy", "--disable-prompt"][..],
+        &["plan"],
+        &["--output", "json", "plan"],
+        &["status"],
+        &["destroy", "--disable-prompt"],
+    ] {
+        let out = sb.run_env(args, &env);
+        assert_eq!(code(&out), 0, "qhub {}: {}", args.join(" "), describe(&out));
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            all.contains("TRACE") || all.contains("trace"),
+            "qhub {}: QHUB_LOG=trace printed no trace lines",
+            args.join(" ")
+        );
+        for (name, value) in secrets {
+            assert!(
+                !all.contains(value),
+                "qhub {}: {name} appears in the trace output",
+                args.join(" ")
+            );
+        }
+    }
+}
