@@ -157,7 +157,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        #![proptest_config(qhub_tests::proptest_config(512))]
 
         #[test]
         fn trust_policy_decoding_never_panics(
