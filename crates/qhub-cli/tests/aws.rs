@@ -845,3 +845,53 @@ fn trace_logs_never_print_aws_credentials() {
         );
     }
 }
+
+/// A re-deploy after a destroy makes new resources: it is not answered with the old ones (an
+/// idempotency token of the first deploy's requests replayed), and it converges like the first.
+#[test]
+fn a_redeploy_after_destroy_is_not_answered_with_the_old_resources() {
+    let aws = Aws::new();
+    let first = aws.with_sdk(|sdk| async move { incarnation(&sdk).await });
+    assert_eq!(first, (Vec::new(), None), "a fresh moto");
+    aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    let deployed = aws.with_sdk(|sdk| async move { incarnation(&sdk).await });
+    assert_eq!(deployed.0.len(), 1, "{deployed:?}");
+    assert!(deployed.1.is_some(), "{deployed:?}");
+    aws.ok(&["destroy", "--stage", "infrastructure", "--disable-prompt"]);
+    aws.assert_destroyed("after destroy");
+    aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    aws.assert_deployed("after the re-deploy");
+    aws.assert_plan_empty("after the re-deploy");
+    let again = aws.with_sdk(|sdk| async move { incarnation(&sdk).await });
+    assert_eq!(again.0.len(), 1, "{again:?}");
+    assert_ne!(again.0, deployed.0, "the old file system came back");
+    assert!(again.1.is_some(), "{again:?}");
+}
+
+/// The file systems (id, creation token) and the cluster's creation time in moto.
+async fn incarnation(sdk: &aws_config::SdkConfig) -> (Vec<(String, String)>, Option<String>) {
+    let efs = aws_sdk_efs::Client::new(sdk);
+    let eks = aws_sdk_eks::Client::new(sdk);
+    let file_systems = efs
+        .describe_file_systems()
+        .send()
+        .await
+        .expect("DescribeFileSystems")
+        .file_systems()
+        .iter()
+        .map(|f| {
+            (
+                f.file_system_id().to_string(),
+                f.creation_token().to_string(),
+            )
+        })
+        .collect();
+    let cluster = match eks.describe_cluster().name("demo-dev").send().await {
+        Ok(c) => c
+            .cluster()
+            .and_then(|c| c.created_at())
+            .map(|t| format!("{}.{:09}", t.secs(), t.subsec_nanos())),
+        Err(_) => None,
+    };
+    (file_systems, cluster)
+}
