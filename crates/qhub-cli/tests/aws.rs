@@ -751,6 +751,75 @@ fn concurrent_deploys_leave_one_of_everything() {
     aws.assert_plan_empty("after a third deploy");
 }
 
+/// Destroy removes what Kubernetes left in the cloud for the cluster, which carries the
+/// cluster's tags rather than ours: the EBS volume a PersistentVolumeClaim made, and a network
+/// interface a load balancer left in our VPC. Both are made here out of band, as the EBS CSI
+/// driver and a load balancer would, and "nothing left" counts them.
+#[test]
+fn destroy_removes_the_volumes_and_network_interfaces_kubernetes_left() {
+    let aws = Aws::new();
+    aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    aws.assert_deployed("after deploy");
+    let o = aws.ownership();
+    let cluster = o.prefix();
+    aws.with_sdk(|sdk| async move {
+        let ec2 = aws_sdk_ec2::Client::new(&sdk);
+        let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+        let subnets = ec2
+            .describe_subnets()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name(format!("tag:{}", Ownership::PROJECT_KEY))
+                    .values(&o.project)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("DescribeSubnets");
+        let subnet = subnets.subnets().first().expect("a subnet of ours");
+        ec2.create_volume()
+            .availability_zone(subnet.availability_zone().expect("its zone"))
+            .size(1)
+            .tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::Volume)
+                    .tags(tag(&format!("kubernetes.io/cluster/{cluster}"), "owned"))
+                    .tags(tag("kubernetes.io/created-for/pvc/name", "claim-alice"))
+                    .tags(tag("kubernetes.io/created-for/pvc/namespace", "dev"))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("CreateVolume");
+        ec2.create_network_interface()
+            .subnet_id(subnet.subnet_id().expect("its id"))
+            .description("ELB net/k8s-dev-ingress/0123456789abcdef")
+            .send()
+            .await
+            .expect("CreateNetworkInterface");
+    });
+    let census = aws.census();
+    assert_eq!(census.owned.get("ebs_volume"), Some(&1), "{census:?}");
+    assert_eq!(
+        census.owned.get("network_interface"),
+        Some(&1),
+        "{census:?}"
+    );
+
+    let out = aws.run(&[
+        "destroy",
+        "--stage",
+        "infrastructure",
+        "--disable-prompt",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code(&out), 0, "destroy: {}", describe(&out));
+    let doc = json_stdout(&out);
+    assert_eq!(doc["remaining"], serde_json::json!([]), "{doc:#}");
+    aws.assert_destroyed("after destroy");
+}
+
 /// `QHUB_LOG=trace` (every library's wire-level logs) never prints the AWS secret key, the
 /// session token, or an EKS bearer token, through a deploy, a plan and a destroy on moto.
 #[test]
