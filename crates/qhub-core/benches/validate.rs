@@ -59,25 +59,41 @@ pub fn unknown_keys(keys: usize) -> String {
     text
 }
 
+/// The CPU time this process has used (user and system), from `/proc/self/stat` in clock
+/// ticks of 10 ms (Linux's USER_HZ); `None` elsewhere.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// Validates `text` and renders the report as `qhub validate` does; returns the median time.
+/// The time is the CPU time the process spent (wall time where that cannot be read): the
+/// promise is about the work, and on a CI machine shared with other jobs wall time also counts
+/// the waits for a core. Both are printed.
 fn measure_report(name: &str, text: &str, iterations: usize) -> Duration {
-    let mut times: Vec<Duration> = (0..iterations)
+    let mut runs: Vec<(Duration, Option<Duration>)> = (0..iterations)
         .map(|_| {
+            let cpu = cpu_time();
             let start = Instant::now();
             let (loaded, report) = check_str(std::hint::black_box(text));
             let shown = report.to_string();
             std::hint::black_box((loaded, shown));
-            start.elapsed()
+            let wall = start.elapsed();
+            (wall, cpu.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a)))
         })
         .collect();
-    times.sort();
-    let median = times[times.len() / 2];
+    runs.sort_by_key(|(wall, cpu)| cpu.unwrap_or(*wall));
+    let (wall, cpu) = runs[runs.len() / 2];
     println!(
-        "{name:<40} {:>7} lines  median {median:>9.3?}  max {:>9.3?}  ({iterations} runs)",
+        "{name:<40} {:>7} lines  median wall {wall:>9.3?}  cpu {:>9}  ({iterations} runs)",
         text.lines().count(),
-        times[times.len() - 1],
+        cpu.map_or("n/a".to_string(), |c| format!("{c:.3?}")),
     );
-    median
+    cpu.unwrap_or(wall)
 }
 
 /// Fails when `factor` times the input takes more than twice `factor` times the time (linear

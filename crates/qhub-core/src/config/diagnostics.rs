@@ -297,6 +297,32 @@ pub struct Suggestions<'a> {
     candidates: Vec<(&'a str, Vec<char>, usize)>,
     prev: Vec<usize>,
     cur: Vec<usize>,
+    bag: [i32; 128],
+}
+
+/// A lower bound of the edit distance from the characters alone: each edit adds, removes or
+/// replaces one character, so the distance is at least the larger of the counts of characters
+/// one word has and the other lacks. `bag` is scratch space, left zeroed.
+fn bag_distance(a: &[char], b: &[char], bag: &mut [i32; 128]) -> usize {
+    // Characters beyond ASCII share one bucket: the bound only gets weaker, never wrong.
+    let slot = |c: char| (c as usize).min(127);
+    for &c in a {
+        bag[slot(c)] += 1;
+    }
+    for &c in b {
+        bag[slot(c)] -= 1;
+    }
+    let (mut extra, mut missing) = (0usize, 0usize);
+    for &c in a.iter().chain(b) {
+        let n = &mut bag[slot(c)];
+        if *n > 0 {
+            extra += *n as usize;
+        } else {
+            missing += n.unsigned_abs() as usize;
+        }
+        *n = 0;
+    }
+    extra.max(missing)
 }
 
 impl<'a> Suggestions<'a> {
@@ -309,6 +335,7 @@ impl<'a> Suggestions<'a> {
                 .collect(),
             prev: Vec::new(),
             cur: Vec::new(),
+            bag: [0; 128],
         }
     }
 
@@ -321,6 +348,11 @@ impl<'a> Suggestions<'a> {
         let mut best: Option<(usize, &'a str)> = None;
         for (c, chars, c_len) in &self.candidates {
             let limit = ((*c_len).max(word_len) / 3).max(1);
+            // Most candidates share too few characters with the word to be within the limit:
+            // that is told without the edit-distance table.
+            if bag_distance(&lower, chars, &mut self.bag) > limit {
+                continue;
+            }
             let d = bounded_distance(&lower, chars, limit, &mut self.prev, &mut self.cur);
             if d <= limit && best.is_none_or(|(b, _)| d < b) {
                 best = Some((d, *c));
@@ -375,6 +407,21 @@ mod tests {
         assert_eq!(edit_distance("é", "e"), 1);
         assert_eq!(edit_distance("abc", ""), 3);
         assert_eq!(edit_distance("flaw", "lawn"), 2);
+        // The character-bag bound never exceeds the distance.
+        let mut bag = [0; 128];
+        for (a, b) in [
+            ("kitten", "sitting"),
+            ("max_node", "min_nodes"),
+            ("é", "e"),
+            ("", "ab"),
+        ] {
+            let (ac, bc): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+            assert!(
+                bag_distance(&ac, &bc, &mut bag) <= edit_distance(a, b),
+                "{a} {b}"
+            );
+            assert!(bag.iter().all(|n| *n == 0));
+        }
         // The banded, bounded distance agrees with the full one wherever it is within the bound.
         let words = [
             "",
