@@ -215,6 +215,33 @@ pub async fn census(sdk: &aws_config::SdkConfig, o: &Ownership) -> Census {
             c.add("security_group", owned, 1);
         }
     }
+    // What Kubernetes leaves for the cluster (counted as ours, so "nothing left" covers them):
+    // EBS volumes made for PersistentVolumeClaims (the cluster's tag and the claim's), and
+    // network interfaces load balancers or the cluster left (`ELB …` description, cluster tag).
+    let cluster_tag = format!("kubernetes.io/cluster/{}", o.prefix());
+    for v in ec2.describe_volumes().send().await.unwrap().volumes() {
+        let tags = ec2_tags(v.tags());
+        if tags.get(&cluster_tag).is_some_and(|v| v == "owned")
+            && tags.contains_key("kubernetes.io/created-for/pvc/name")
+        {
+            c.add("ebs_volume", true, 1);
+        }
+    }
+    for eni in ec2
+        .describe_network_interfaces()
+        .send()
+        .await
+        .unwrap()
+        .network_interfaces()
+    {
+        let tags = ec2_tags(eni.tag_set());
+        let left = eni.description().is_some_and(|d| d.starts_with("ELB "))
+            || tags.contains_key(&cluster_tag)
+            || tags.get("cluster.k8s.amazonaws.com/name") == Some(&o.prefix());
+        if left {
+            c.add("network_interface", true, 1);
+        }
+    }
     // Every role of the account, whatever its path.
     for role in iam.list_roles().send().await.unwrap().roles() {
         let tags = iam

@@ -8,15 +8,7 @@ use qhub_tests::fixture;
 use serde_json::{Map, Value as Json};
 
 fn config() -> ProptestConfig {
-    ProptestConfig {
-        // `PROPTEST_CASES=20000` for a deeper run.
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(384),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
+    qhub_tests::proptest_config(384)
 }
 
 /// Keys that configs use, plus some that collide with YAML syntax.

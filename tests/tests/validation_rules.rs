@@ -1495,6 +1495,8 @@ fn every_error_is_reported_in_one_run() {
 }
 
 proptest! {
+    #![proptest_config(qhub_tests::proptest_config(256))]
+
     /// `min_nodes <= max_nodes` is exactly the rule, for any counts.
     #[test]
     fn node_count_rule_holds_for_any_counts(min in 0u32..1000, max in 1u32..1000) {

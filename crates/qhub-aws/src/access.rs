@@ -24,6 +24,7 @@ use base64::Engine as _;
 use qhub_core::kubernetes::auth::TokenSource;
 use qhub_core::provider::{Ownership, ProviderError};
 
+use crate::partition::Partition;
 use crate::{AwsError, AwsProvider};
 
 /// The prefix of every EKS token.
@@ -48,8 +49,10 @@ pub fn eks_token(
     cluster: &str,
     at: SystemTime,
 ) -> Result<String, ProviderError> {
-    let url =
-        format!("https://sts.{region}.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15");
+    // The regional STS endpoint of the region's partition: `aws eks get-token` presigns for
+    // `sts.cn-north-1.amazonaws.com.cn` in China, and EKS there calls that host.
+    let host = Partition::host("sts", region);
+    let url = format!("https://{host}/?Action=GetCallerIdentity&Version=2011-06-15");
     let identity = credentials.clone().into();
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
@@ -297,6 +300,28 @@ mod tests {
         assert!(!url.contains("wJalrXUtnFEMI"));
         let other = decode(&eks_token(&creds, "eu-west-1", "other-dev", at).unwrap());
         assert_ne!(url, other);
+    }
+
+    #[test]
+    fn the_token_is_presigned_for_the_sts_host_of_the_regions_partition() {
+        let creds = Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG", None, None, "t");
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for (region, host) in [
+            ("cn-north-1", "sts.cn-north-1.amazonaws.com.cn"),
+            ("us-gov-west-1", "sts.us-gov-west-1.amazonaws.com"),
+            ("eu-west-1", "sts.eu-west-1.amazonaws.com"),
+        ] {
+            let url = decode(&eks_token(&creds, region, "demo-dev", at).unwrap());
+            let prefix = format!("https://{host}/?Action=GetCallerIdentity&Version=2011-06-15&");
+            assert!(url.starts_with(&prefix), "{region}: {url}");
+            // Signed for the region's own STS, and the host is a signed header.
+            let scope = format!("%2F{region}%2Fsts%2Faws4_request");
+            assert!(url.contains(&scope), "{region}: {url}");
+            assert!(
+                url.contains("X-Amz-SignedHeaders=host%3Bx-k8s-aws-id"),
+                "{url}"
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@ use qhub_core::provider::facts::SharedFilesystem;
 use qhub_core::provider::{ClusterFacts, Known};
 use serde_json::{Value as Json, json};
 
+use crate::partition::Partition;
+
 /// Kind: the VPC.
 pub const VPC: &str = "vpc";
 /// Kind: a public subnet (one per availability zone).
@@ -99,12 +101,14 @@ pub const NODE_POLICIES: &[&str] = &[
     "AmazonEKS_CNI_Policy",
 ];
 
-/// The ARN of an AWS managed policy by name.
-pub fn policy_arn(name: &str) -> String {
+/// The ARN of an AWS managed policy by name, in the partition of `region`
+/// (`arn:aws-cn:iam::aws:policy/…` in China).
+pub fn policy_arn(name: &str, region: &str) -> String {
+    let partition = Partition::of(region).id;
     if name == "AmazonEBSCSIDriverPolicy" {
-        format!("arn:aws:iam::aws:policy/service-role/{name}")
+        format!("arn:{partition}:iam::aws:policy/service-role/{name}")
     } else {
-        format!("arn:aws:iam::aws:policy/{name}")
+        format!("arn:{partition}:iam::aws:policy/{name}")
     }
 }
 
@@ -251,7 +255,7 @@ pub fn cluster_facts(config: &Config, region: &str, infra: &[Observed]) -> Clust
         .and_then(|o| o.cloud_id.clone())
     {
         Some(id) => Known::Known(SharedFilesystem::Efs {
-            dns_name: format!("{id}.efs.{region}.amazonaws.com"),
+            dns_name: format!("{id}.{}", Partition::host("efs", region)),
             id,
         }),
         None => Known::AfterApply,

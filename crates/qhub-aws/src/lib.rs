@@ -34,6 +34,7 @@ pub mod client;
 pub mod desired;
 pub mod errors;
 pub mod observe;
+pub mod partition;
 pub mod preflight;
 
 use std::sync::Arc;

@@ -55,6 +55,24 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// Libraries whose trace events print requests or responses with their headers and bodies:
+/// the AWS SDK's orchestrator ("transmitting request", "read HTTP response body") and signer
+/// (the request it signs), and the HTTP stacks under every cloud client and the Kubernetes one.
+const WIRE_TARGETS: &[&str] = &[
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "aws_sigv4",
+    "aws_config",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+    "tower_http",
+    "kube_client",
+];
+
 /// Logs go to stderr: plain lines, or JSON lines with `--output json` so that every stderr
 /// line a machine reads is JSON.
 fn init_tracing(verbose: u8, json: bool) {
@@ -64,8 +82,21 @@ fn init_tracing(verbose: u8, json: bool) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("QHUB_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("QHUB_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Trace is where libraries print whole requests and responses; those hold credentials
+    // (STS's answer to AssumeRole, the SDK reading a response body). The wire-level targets stay
+    // at debug however QHUB_LOG asks for more, so no log ever prints one.
+    if filter
+        .max_level_hint()
+        .is_none_or(|level| level >= tracing_subscriber::filter::LevelFilter::TRACE)
+    {
+        for target in WIRE_TARGETS {
+            if let Ok(directive) = format!("{target}=debug").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
     // Colours only on a terminal, and never with NO_COLOR set (no-color.org): a log file or
     // a CI pipe gets plain text.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())

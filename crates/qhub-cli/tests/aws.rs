@@ -750,3 +750,217 @@ fn concurrent_deploys_leave_one_of_everything() {
     aws.assert_deployed("after a third deploy");
     aws.assert_plan_empty("after a third deploy");
 }
+
+/// Destroy removes what Kubernetes left in the cloud for the cluster, which carries the
+/// cluster's tags rather than ours: the EBS volume a PersistentVolumeClaim made, and a network
+/// interface a load balancer left in our VPC. Both are made here out of band, as the EBS CSI
+/// driver and a load balancer would, and "nothing left" counts them.
+#[test]
+fn destroy_removes_the_volumes_and_network_interfaces_kubernetes_left() {
+    let aws = Aws::new();
+    aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    aws.assert_deployed("after deploy");
+    let o = aws.ownership();
+    let cluster = o.prefix();
+    aws.with_sdk(|sdk| async move {
+        let ec2 = aws_sdk_ec2::Client::new(&sdk);
+        let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+        let subnets = ec2
+            .describe_subnets()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name(format!("tag:{}", Ownership::PROJECT_KEY))
+                    .values(&o.project)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("DescribeSubnets");
+        let subnet = subnets.subnets().first().expect("a subnet of ours");
+        ec2.create_volume()
+            .availability_zone(subnet.availability_zone().expect("its zone"))
+            .size(1)
+            .tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::Volume)
+                    .tags(tag(&format!("kubernetes.io/cluster/{cluster}"), "owned"))
+                    .tags(tag("kubernetes.io/created-for/pvc/name", "claim-alice"))
+                    .tags(tag("kubernetes.io/created-for/pvc/namespace", "dev"))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("CreateVolume");
+        ec2.create_network_interface()
+            .subnet_id(subnet.subnet_id().expect("its id"))
+            .description("ELB net/k8s-dev-ingress/0123456789abcdef")
+            .send()
+            .await
+            .expect("CreateNetworkInterface");
+    });
+    let census = aws.census();
+    assert_eq!(census.owned.get("ebs_volume"), Some(&1), "{census:?}");
+    assert_eq!(
+        census.owned.get("network_interface"),
+        Some(&1),
+        "{census:?}"
+    );
+
+    let out = aws.run(&[
+        "destroy",
+        "--stage",
+        "infrastructure",
+        "--disable-prompt",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code(&out), 0, "destroy: {}", describe(&out));
+    let doc = json_stdout(&out);
+    assert_eq!(doc["remaining"], serde_json::json!([]), "{doc:#}");
+    aws.assert_destroyed("after destroy");
+}
+
+/// `QHUB_LOG=trace` (every library's wire-level logs) never prints the AWS secret key, the
+/// session token, or an EKS bearer token, through a deploy, a plan and a destroy on moto.
+#[test]
+fn trace_logs_never_print_aws_credentials() {
+    const SESSION_TOKEN: &str = "qhubTestSessionToken/0123456789+ABCDEF";
+    let aws = Aws::new();
+    let env = [
+        ("QHUB_LOG", "trace"),
+        ("LOG_SENSITIVE_BODIES", "true"),
+        ("AWS_SESSION_TOKEN", SESSION_TOKEN),
+    ];
+    for args in [
+        &["deploy", "--stage", "infrastructure", "--disable-prompt"][..],
+        &["plan", "--stage", "infrastructure"],
+        &["destroy", "--stage", "infrastructure", "--disable-prompt"],
+    ] {
+        // run_env checks the secret access key.
+        let out = aws.run_env(args, &env);
+        assert_eq!(code(&out), 0, "qhub {}: {}", args.join(" "), describe(&out));
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            all.contains("TRACE"),
+            "qhub {}: QHUB_LOG=trace printed no trace lines",
+            args.join(" ")
+        );
+        // The token in any of the forms it travels in (as is, URL-encoded).
+        for form in [SESSION_TOKEN, "qhubTestSessionToken%2F0123456789"] {
+            assert!(
+                !all.contains(form),
+                "qhub {}: the session token appears in the trace output",
+                args.join(" ")
+            );
+        }
+        assert!(
+            !all.contains("k8s-aws-v1."),
+            "qhub {}: an EKS bearer token appears in the trace output",
+            args.join(" ")
+        );
+    }
+    aws.assert_destroyed("after destroy");
+
+    // Credentials from a profile that assumes a role: the SDK asks STS (moto) for them, and
+    // STS's answer holds a secret key and a session token that no log may print.
+    let endpoint = aws.moto.endpoint();
+    let config = aws.path().join("aws-config-assume-role");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile qhub]\nrole_arn = arn:aws:iam::123456789012:role/qhub-trace\n\
+             source_profile = base\nregion = us-east-1\nendpoint_url = {endpoint}\n\
+             [profile base]\nregion = us-east-1\nendpoint_url = {endpoint}\n"
+        ),
+    )
+    .expect("write the profile");
+    let credentials = aws.path().join("aws-credentials-assume-role");
+    std::fs::write(
+        &credentials,
+        format!("[base]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET}\n"),
+    )
+    .expect("write the credentials");
+    let out = aws
+        .command(&["plan", "--stage", "infrastructure"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_PROFILE", "qhub")
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_ENDPOINT_URL_STS", &endpoint)
+        .env("QHUB_LOG", "trace")
+        // The SDK's own switch to print the bodies it marks sensitive in its trace events: a
+        // user debugging may well set it, and qhub's logs must stay clean even then.
+        .env("LOG_SENSITIVE_BODIES", "true")
+        .output()
+        .expect("qhub runs");
+    assert_no_secret(&out, "plan with an assumed role");
+    assert_eq!(
+        code(&out),
+        0,
+        "plan with an assumed role: {}",
+        describe(&out)
+    );
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        all.contains("AssumeRole"),
+        "the credentials came from STS AssumeRole: {}",
+        describe(&out)
+    );
+    for element in ["<SecretAccessKey>", "<SessionToken>"] {
+        assert!(
+            !all.contains(element),
+            "STS's answer ({element}) appears in the trace output"
+        );
+    }
+}
+
+/// A re-deploy after a destroy makes new resources: it is not answered with the old ones (an
+/// idempotency token of the first deploy's requests replayed), and it converges like the first.
+#[test]
+fn a_redeploy_after_destroy_is_not_answered_with_the_old_resources() {
+    let aws = Aws::new();
+    let first = aws.with_sdk(|sdk| async move { incarnation(&sdk).await });
+    assert_eq!(first, (Vec::new(), None), "a fresh moto");
+    aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    let deployed = aws.with_sdk(|sdk| async move { incarnation(&sdk).await });
+    assert_eq!(deployed.0.len(), 1, "{deployed:?}");
+    assert!(deployed.1.is_some(), "{deployed:?}");
+    aws.ok(&["destroy", "--stage", "infrastructure", "--disable-prompt"]);
+    aws.assert_destroyed("after destroy");
+    aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    aws.assert_deployed("after the re-deploy");
+    aws.assert_plan_empty("after the re-deploy");
+    let again = aws.with_sdk(|sdk| async move { incarnation(&sdk).await });
+    assert_eq!(again.0.len(), 1, "{again:?}");
+    assert_ne!(again.0, deployed.0, "the old file system came back");
+    assert!(again.1.is_some(), "{again:?}");
+}
+
+/// The file systems (id, creation token) and the cluster's creation time in moto.
+async fn incarnation(sdk: &aws_config::SdkConfig) -> (Vec<(String, String)>, Option<String>) {
+    let efs = aws_sdk_efs::Client::new(sdk);
+    let eks = aws_sdk_eks::Client::new(sdk);
+    let file_systems = efs
+        .describe_file_systems()
+        .send()
+        .await
+        .expect("DescribeFileSystems")
+        .file_systems()
+        .iter()
+        .map(|f| {
+            (
+                f.file_system_id().to_string(),
+                f.creation_token().to_string(),
+            )
+        })
+        .collect();
+    let cluster = match eks.describe_cluster().name("demo-dev").send().await {
+        Ok(c) => c
+            .cluster()
+            .and_then(|c| c.created_at())
+            .map(|t| format!("{}.{:09}", t.secs(), t.subsec_nanos())),
+        Err(_) => None,
+    };
+    (file_systems, cluster)
+}

@@ -26,6 +26,8 @@ impl Do {
             &[
                 ("DIGITALOCEAN_API_URL", &self.url),
                 ("DIGITALOCEAN_TOKEN", &self.token),
+                // Every library's most detailed logs: the token must not be in them either.
+                ("QHUB_LOG", "trace"),
             ],
             &["DIGITALOCEAN_ACCESS_TOKEN"],
         );

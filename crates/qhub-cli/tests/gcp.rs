@@ -25,6 +25,8 @@ impl Gcp {
             &[
                 ("QHUB_GKE_ENDPOINT", &self.endpoint),
                 ("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN),
+                // Every library's most detailed logs: the token must not be in them either.
+                ("QHUB_LOG", "trace"),
             ],
             &["GOOGLE_CREDENTIALS", "GOOGLE_APPLICATION_CREDENTIALS"],
         );

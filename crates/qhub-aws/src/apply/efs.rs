@@ -6,7 +6,8 @@ use aws_sdk_efs::types::PerformanceMode;
 use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
 
-use super::{Sent, failed, names_by_id, need, spec_str, tags_with_name, wait_for};
+use super::token::request_token;
+use super::{Sent, failed, names_by_id, need, spec_str, tags_with_name, wait_for, wait_gone};
 use crate::AwsProvider;
 use crate::desired::{EFS, EFS_MOUNT_TARGET, Names};
 use crate::errors::AwsError;
@@ -45,9 +46,22 @@ pub(super) async fn ensure_file_system(
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             // The creation token makes CreateFileSystem idempotent on AWS's side: a repeat
-            // answers FileSystemAlreadyExists instead of making a second file system.
+            // answers FileSystemAlreadyExists instead of making a second file system. It is
+            // unique among the file systems that exist, and destroy waits until ours is gone,
+            // so a re-deploy after a destroy never meets the old one.
+            let token = request_token(
+                o,
+                p.region(),
+                "CreateFileSystem",
+                &serde_json::json!({
+                    "name": r.id.name,
+                    "encrypted": true,
+                    "performance_mode": "generalPurpose",
+                    "tags": tags_with_name(o, &r.id.name),
+                }),
+            );
             efs.create_file_system()
-                .creation_token(&r.id.name)
+                .creation_token(&token)
                 .encrypted(true)
                 .performance_mode(PerformanceMode::GeneralPurpose)
                 .set_tags(Some(tags))
@@ -56,7 +70,7 @@ pub(super) async fn ensure_file_system(
                 .created(
                     p,
                     "CreateFileSystem",
-                    &format!("an EFS file system with creation token {}", r.id.name),
+                    &format!("an EFS file system with creation token {token}"),
                 )?
                 .file_system_id()
                 .to_string()
@@ -127,14 +141,21 @@ pub(super) async fn delete_file_system(
     name: &str,
 ) -> Result<(), ProviderError> {
     if let Some(f) = file_system(p, o, name).await? {
-        p.clients()
-            .await?
-            .efs
-            .delete_file_system()
+        let efs = &p.clients().await?.efs;
+        efs.delete_file_system()
             .file_system_id(&f.cloud_id)
             .send()
             .await
             .sent_unless(p, "DeleteFileSystem", AwsError::is_not_found)?;
+        // Until it is gone its creation token is taken: a re-deploy must not meet it.
+        let id = f.cloud_id.as_str();
+        wait_gone(
+            p,
+            "file system to be deleted",
+            "DescribeFileSystems",
+            || efs.describe_file_systems().file_system_id(id).send(),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use serde_json::Value as Json;
 
 use super::iam::role_arn;
 use super::sweep;
+use super::token::request_token;
 use super::{Sent, by_name, failed, need, spec_str, spec_strs, wait_for, wait_gone};
 use crate::AwsProvider;
 use crate::desired::{self, EKS_ADDON, EKS_CLUSTER};
@@ -63,6 +64,23 @@ async fn owned_cluster(
         .find(|f| f.id.kind == EKS_CLUSTER && f.id.name == name))
 }
 
+/// When cluster `name` was created (seconds since the epoch, with fraction), which tells one
+/// incarnation of a cluster from another of the same name; `None` when it does not say.
+async fn cluster_created_at(p: &AwsProvider, name: &str) -> Result<Option<f64>, ProviderError> {
+    let c = p
+        .clients()
+        .await?
+        .eks
+        .describe_cluster()
+        .name(name)
+        .send()
+        .await
+        .sent(p, "DescribeCluster")?;
+    Ok(c.cluster()
+        .and_then(|c| c.created_at())
+        .map(|t| t.as_secs_f64()))
+}
+
 pub(super) async fn ensure_cluster(
     p: &AwsProvider,
     o: &Ownership,
@@ -81,6 +99,22 @@ pub(super) async fn ensure_cluster(
             let sg = by_name(observe::security_groups(p, o).await?, &o.prefix());
             let sg = need("the security group", sg)?.cloud_id;
             let role = role_arn(p, spec_str(&r.spec, "role")).await?;
+            let tags = o.tags();
+            // The request's content names the network's ids: a re-deploy after a destroy (a
+            // new network) carries another token, a retry of this request the same one.
+            let token = request_token(
+                o,
+                p.region(),
+                "CreateCluster",
+                &serde_json::json!({
+                    "name": r.id.name,
+                    "version": version,
+                    "role_arn": role,
+                    "subnet_ids": subnet_ids,
+                    "security_group_ids": [sg],
+                    "tags": tags,
+                }),
+            );
             eks.create_cluster()
                 .name(&r.id.name)
                 .version(version)
@@ -91,9 +125,9 @@ pub(super) async fn ensure_cluster(
                         .security_group_ids(sg)
                         .build(),
                 )
-                .set_tags(Some(o.tags().into_iter().collect()))
+                .set_tags(Some(tags.into_iter().collect()))
                 // Makes a retried create after a lost response idempotent on AWS's side too.
-                .client_request_token(format!("qhub-{}", r.id.name))
+                .client_request_token(token)
                 .send()
                 .await
                 .created(p, "CreateCluster", &format!("EKS cluster {}", r.id.name))?;
@@ -146,6 +180,22 @@ pub(super) async fn ensure_node_group(
             let role = role_arn(p, spec_str(spec, "node_role")).await?;
             let mut tags: BTreeMap<String, String> = o.tags();
             tags.extend(string_map(spec.get("autoscaler_tags")));
+            // The cluster's creation time stands for the cluster this group joins: a group
+            // created again on a re-created cluster is another request.
+            let token = request_token(
+                o,
+                p.region(),
+                "CreateNodegroup",
+                &serde_json::json!({
+                    "cluster": cluster,
+                    "cluster_created_at": cluster_created_at(p, &cluster).await?,
+                    "name": r.id.name,
+                    "node_role": role,
+                    "subnets": subnets,
+                    "spec": spec,
+                    "tags": tags,
+                }),
+            );
             eks.create_nodegroup()
                 .cluster_name(&cluster)
                 .nodegroup_name(&r.id.name)
@@ -164,7 +214,7 @@ pub(super) async fn ensure_node_group(
                 .set_labels(Some(string_map(spec.get("labels")).into_iter().collect()))
                 .set_taints(Some(taints(spec.get("taints"))))
                 .set_tags(Some(tags.into_iter().collect()))
-                .client_request_token(format!("qhub-{}", r.id.name))
+                .client_request_token(token)
                 .send()
                 .await
                 .created(p, "CreateNodegroup", &format!("node group {}", r.id.name))?;
@@ -355,12 +405,23 @@ pub(super) async fn ensure_addon(
         .iter()
         .any(|f| f.id.kind == EKS_ADDON && f.id.name == r.id.name)
     {
+        let token = request_token(
+            o,
+            p.region(),
+            "CreateAddon",
+            &serde_json::json!({
+                "cluster": cluster,
+                "cluster_created_at": cluster_created_at(p, &cluster).await?,
+                "name": r.id.name,
+                "tags": o.tags(),
+            }),
+        );
         let created = eks
             .create_addon()
             .cluster_name(&cluster)
             .addon_name(&r.id.name)
             .set_tags(Some(o.tags().into_iter().collect()))
-            .client_request_token(format!("qhub-{cluster}-{}", r.id.name))
+            .client_request_token(token)
             .send()
             .await
             .created(p, "CreateAddon", &format!("EKS add-on {}", r.id.name));

@@ -60,7 +60,7 @@ pub(super) async fn ensure_role(
     for policy in wanted.iter().filter(|w| !attached.iter().any(|a| a == *w)) {
         iam.attach_role_policy()
             .role_name(&r.id.name)
-            .policy_arn(desired::policy_arn(policy))
+            .policy_arn(desired::policy_arn(policy, p.region()))
             .send()
             .await
             .sent(p, "AttachRolePolicy")?;
@@ -68,7 +68,7 @@ pub(super) async fn ensure_role(
     for policy in attached.iter().filter(|a| !wanted.contains(&a.as_str())) {
         iam.detach_role_policy()
             .role_name(&r.id.name)
-            .policy_arn(desired::policy_arn(policy))
+            .policy_arn(desired::policy_arn(policy, p.region()))
             .send()
             .await
             .sent(p, "DetachRolePolicy")?;
@@ -126,7 +126,7 @@ pub(super) async fn delete_role(
     for policy in spec_strs(&f.spec, "policies") {
         iam.detach_role_policy()
             .role_name(name)
-            .policy_arn(desired::policy_arn(policy))
+            .policy_arn(desired::policy_arn(policy, p.region()))
             .send()
             .await
             .sent_unless(p, "DetachRolePolicy", AwsError::is_not_found)?;

@@ -17,6 +17,7 @@ mod eks;
 mod iam;
 mod network;
 pub mod sweep;
+pub mod token;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -5,8 +5,10 @@
 //! (`kubernetes.io/cluster/<name>`), not ours, and while they exist the subnets, security group
 //! and VPC cannot be deleted. So destroying the cluster first deletes those Services through the
 //! cluster (the controller then removes its load balancers), and after the cluster is gone it
-//! sweeps what is left in our VPC: classic and v2 load balancers, their target groups, and the
-//! security groups, all only when they carry the cluster's tag.
+//! sweeps what is left: classic and v2 load balancers, their target groups, the security groups
+//! and the network interfaces load balancers left in our VPC, and the EBS volumes
+//! PersistentVolumeClaims made, all only when they carry the cluster's tag (or, for a network
+//! interface, a load balancer's `ELB …` description in our VPC).
 
 use std::collections::BTreeSet;
 
@@ -34,16 +36,77 @@ pub(super) async fn delete_load_balancer_services(
     drain_through(p, o, p.poll(), std::time::Duration::from_secs(20 * 60)).await
 }
 
-/// Deletes the load balancers, target groups and security groups carrying the cluster's tag
-/// in our VPC. Returns how many it deleted.
+/// The tag the EBS CSI driver (with `--extra-create-metadata`, as the EKS add-on runs it) puts
+/// on the volume it creates for a PersistentVolumeClaim, naming the claim.
+pub const PVC_NAME_TAG: &str = "kubernetes.io/created-for/pvc/name";
+
+/// The tag the VPC CNI puts on the network interfaces it creates for cluster pods.
+pub const CNI_CLUSTER_TAG: &str = "cluster.k8s.amazonaws.com/name";
+
+/// True for a network interface a load balancer or the cluster left: described `ELB …` (what
+/// classic, network and application load balancers write,
+/// <https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/how-elastic-load-balancing-works.html>)
+/// or tagged for the cluster.
+pub fn left_by_kubernetes(description: &str, tags: &[(String, String)], cluster: &str) -> bool {
+    let tag = cluster_tag(cluster);
+    description.starts_with("ELB ")
+        || tags
+            .iter()
+            .any(|(k, v)| *k == tag || (k == CNI_CLUSTER_TAG && v == cluster))
+}
+
+/// Deletes what Kubernetes left for the cluster: the EBS volumes PersistentVolumeClaims made
+/// (tagged `kubernetes.io/cluster/<name>=owned` and [`PVC_NAME_TAG`]), and in our VPC the
+/// classic and v2 load balancers, target groups and security groups carrying the cluster's
+/// tag, and the detached network interfaces load balancers or the cluster left. Returns how
+/// many it deleted.
 pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize, ProviderError> {
-    let Some(vpc) = by_name(observe::vpcs(p, o).await?, &o.prefix()) else {
-        return Ok(0);
-    };
-    let vpc = vpc.cloud_id;
     let tag = cluster_tag(&o.prefix());
     let c = p.clients().await?;
     let mut deleted = 0;
+
+    // Volumes live outside the VPC: swept even when the network is already gone. One still
+    // attached (its node is being terminated) fails with VolumeInUse and the engine retries.
+    let volumes = c
+        .ec2
+        .describe_volumes()
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{tag}"))
+                .values("owned")
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name("tag-key")
+                .values(PVC_NAME_TAG)
+                .build(),
+        )
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .sent(p, "DescribeVolumes")?;
+    for v in &volumes {
+        let id = v.volume_id().unwrap_or_default();
+        tracing::info!(
+            volume = id,
+            "deleting an EBS volume a PersistentVolumeClaim left"
+        );
+        c.ec2
+            .delete_volume()
+            .volume_id(id)
+            .send()
+            .await
+            .sent_unless(p, "DeleteVolume", AwsError::is_not_found)?;
+        deleted += 1;
+    }
+
+    let Some(vpc) = by_name(observe::vpcs(p, o).await?, &o.prefix()) else {
+        return Ok(deleted);
+    };
+    let vpc = vpc.cloud_id;
 
     // Classic load balancers (the in-tree controller's default), every page.
     let classic = c
@@ -154,6 +217,50 @@ pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize,
         deleted += 1;
     }
 
+    // Network interfaces in our VPC that load balancers or the cluster left. Those still
+    // attached are released by their deleted owner a little later: the subnets' and VPC's
+    // deletes then meet a DependencyViolation, which the engine retries.
+    let interfaces = c
+        .ec2
+        .describe_network_interfaces()
+        .filters(Filter::builder().name("vpc-id").values(&vpc).build())
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .sent(p, "DescribeNetworkInterfaces")?;
+    let cluster = o.prefix();
+    for eni in &interfaces {
+        let tags: Vec<(String, String)> = eni
+            .tag_set()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect();
+        if !left_by_kubernetes(eni.description().unwrap_or_default(), &tags, &cluster) {
+            continue;
+        }
+        let id = eni.network_interface_id().unwrap_or_default();
+        if eni.status().is_some_and(|s| s.as_str() != "available") {
+            tracing::debug!(
+                network_interface = id,
+                "a network interface a load balancer left is still attached"
+            );
+            continue;
+        }
+        tracing::info!(
+            network_interface = id,
+            "deleting a network interface a load balancer left"
+        );
+        c.ec2
+            .delete_network_interface()
+            .network_interface_id(id)
+            .send()
+            .await
+            .sent_unless(p, "DeleteNetworkInterface", AwsError::is_not_found)?;
+        deleted += 1;
+    }
+
     // The security groups the controller made (`k8s-elb-…`); their network interfaces are
     // released asynchronously, so a DependencyViolation here is retried by the engine.
     let sgs = c
@@ -193,4 +300,33 @@ pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize,
         deleted += 1;
     }
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interfaces_left_by_load_balancers_or_the_cluster_are_recognised() {
+        let none: &[(String, String)] = &[];
+        assert!(left_by_kubernetes("ELB a1b2c3", none, "demo-dev"));
+        assert!(left_by_kubernetes(
+            "ELB net/k8s-dev-web/0123",
+            none,
+            "demo-dev"
+        ));
+        let cni = [(CNI_CLUSTER_TAG.to_string(), "demo-dev".to_string())];
+        assert!(left_by_kubernetes("aws-K8S-i-0123", &cni, "demo-dev"));
+        let owned = [(cluster_tag("demo-dev"), "owned".to_string())];
+        assert!(left_by_kubernetes("", &owned, "demo-dev"));
+        // Another cluster's, or an interface AWS manages for us (EFS, the EKS control plane).
+        let other = [(CNI_CLUSTER_TAG.to_string(), "demo-prod".to_string())];
+        assert!(!left_by_kubernetes("aws-K8S-i-0123", &other, "demo-dev"));
+        assert!(!left_by_kubernetes(
+            "EFS mount target for fs-1",
+            none,
+            "demo-dev"
+        ));
+        assert!(!left_by_kubernetes("Amazon EKS demo-dev", none, "demo-dev"));
+    }
 }

@@ -2,17 +2,23 @@
 
 use super::*;
 
-/// Decodes the `%XX` escapes IAM puts in a role's trust policy document.
+/// Decodes the `%XX` escapes IAM puts in a role's trust policy document
+/// (<https://docs.aws.amazon.com/IAM/latest/APIReference/API_Role.html>: the document is
+/// URL-encoded per RFC 3986). The text comes from the cloud, so anything is possible: a `%` not
+/// followed by two hex digits stays as written, and it works on bytes, never slicing the text
+/// where a character could be split. Escapes that do not form UTF-8 become U+FFFD.
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex_digit),
+                bytes.get(i + 2).copied().and_then(hex_digit),
+            )
         {
-            out.push(b);
+            out.push(hi << 4 | lo);
             i += 3;
             continue;
         }
@@ -20,6 +26,13 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of one hex digit (`u8::from_str_radix` would also take a sign: `%+1`).
+fn hex_digit(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// The deployment's IAM roles (under [`IAM_PATH`], carrying our tags). Not deduplicated: a
@@ -106,4 +119,60 @@ pub async fn roles(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provide
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+    use proptest::prelude::*;
+
+    /// RFC 3986 percent-encoding of every byte outside the unreserved set, as IAM returns it.
+    fn encode(s: &str) -> String {
+        let mut out = String::new();
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn trust_policy_decoding_never_splits_a_character() {
+        // A `%` before a multi-byte character: slicing the two bytes after it split the `é`.
+        assert_eq!(percent_decode("%é1"), "%é1");
+        assert_eq!(percent_decode("%1é"), "%1é");
+        assert_eq!(percent_decode("a%"), "a%");
+        assert_eq!(percent_decode("%4"), "%4");
+        // Signs are not hex digits.
+        assert_eq!(percent_decode("%+1%-1"), "%+1%-1");
+        assert_eq!(
+            percent_decode("%7B%22a%22%3A%22%C3%A9%22%7D"),
+            r#"{"a":"é"}"#
+        );
+        // Escapes that are not UTF-8 are replaced, not a panic.
+        assert_eq!(percent_decode("%FF"), "\u{fffd}");
+    }
+
+    proptest! {
+        #![proptest_config(qhub_tests::proptest_config(512))]
+
+        #[test]
+        fn trust_policy_decoding_never_panics(
+            s in "(%|%[0-9a-fA-F]|%[0-9a-fA-F]{2}|[+-]|\\PC|[\u{80}-\u{10ffff}])*",
+        ) {
+            let _ = percent_decode(&s);
+        }
+
+        #[test]
+        fn trust_policy_decoding_round_trips(s in any::<String>()) {
+            prop_assert_eq!(percent_decode(&encode(&s)), s.clone());
+            // Text without escapes is left as it is.
+            if !s.contains('%') {
+                prop_assert_eq!(percent_decode(&s), s);
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use indexmap::IndexMap;
 use serde::Serialize;
 
 use super::yaml::Position;
@@ -194,14 +195,14 @@ impl Report {
 
     /// Sorts by position, then path, and drops exact duplicates.
     pub fn sort(&mut self) {
-        self.diagnostics.sort_by(|a, b| {
-            (a.line, a.column, a.path.to_string(), &a.message).cmp(&(
-                b.line,
-                b.column,
-                b.path.to_string(),
-                &b.message,
-            ))
-        });
+        // Each path is rendered once, not once per comparison.
+        let mut keyed: Vec<(usize, usize, String, Diagnostic)> =
+            std::mem::take(&mut self.diagnostics)
+                .into_iter()
+                .map(|d| (d.line, d.column, d.path.to_string(), d))
+                .collect();
+        keyed.sort_by(|a, b| (a.0, a.1, &a.2, &a.3.message).cmp(&(b.0, b.1, &b.2, &b.3.message)));
+        self.diagnostics = keyed.into_iter().map(|(.., d)| d).collect();
         self.diagnostics.dedup();
     }
 }
@@ -209,13 +210,13 @@ impl Report {
 impl fmt::Display for Report {
     /// Human form: findings grouped by section, errors before warnings.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut sections: Vec<&str> = Vec::new();
+        // One pass groups the findings (each unknown top-level key is a section of its own, so
+        // a scan per section would be quadratic).
+        let mut sections: IndexMap<&str, Vec<&Diagnostic>> = IndexMap::new();
         for d in &self.diagnostics {
-            if !sections.contains(&d.path.section()) {
-                sections.push(d.path.section());
-            }
+            sections.entry(d.path.section()).or_default().push(d);
         }
-        for section in sections {
+        for (section, findings) in sections {
             let title = if section.is_empty() {
                 "(document)"
             } else {
@@ -223,11 +224,7 @@ impl fmt::Display for Report {
             };
             writeln!(f, "{title}:")?;
             for severity in [Severity::Error, Severity::Warning] {
-                for d in self
-                    .diagnostics
-                    .iter()
-                    .filter(|d| d.path.section() == section && d.severity == severity)
-                {
+                for d in findings.iter().filter(|d| d.severity == severity) {
                     let label = match severity {
                         Severity::Error => "error",
                         Severity::Warning => "warning",
@@ -242,38 +239,136 @@ impl fmt::Display for Report {
 
 /// Levenshtein distance, for "did you mean" suggestions.
 pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+    bounded_distance(&a, &b, usize::MAX, &mut Vec::new(), &mut Vec::new())
+}
+
+/// The edit distance of `a` and `b` when it is at most `limit`, else a number above `limit`.
+/// Only the diagonal band of width `2 * limit + 1` is computed (a cell farther from the diagonal
+/// costs more than `limit`), and it stops as soon as a whole row exceeds `limit`, as later rows
+/// only grow. `prev` and `cur` are scratch rows, reused between calls.
+fn bounded_distance(
+    a: &[char],
+    b: &[char],
+    limit: usize,
+    prev: &mut Vec<usize>,
+    cur: &mut Vec<usize>,
+) -> usize {
+    // A distance is at least the difference in length: most candidates stop here.
+    if a.len().abs_diff(b.len()) > limit {
+        return limit.saturating_add(1);
+    }
+    let limit = limit.min(a.len().max(b.len()));
+    let over = limit + 1;
+    prev.clear();
+    prev.extend((0..=b.len()).map(|j| if j <= limit { j } else { over }));
+    cur.clear();
+    cur.resize(b.len() + 1, over);
+    for (i, ca) in a.iter().enumerate() {
+        let row = i + 1;
+        let lo = row.saturating_sub(limit).max(1);
+        let hi = (row + limit).min(b.len());
+        cur[0] = if row <= limit { row } else { over };
+        cur[lo - 1] = if lo == 1 { cur[0] } else { over };
+        let mut row_min = cur[lo - 1];
+        for j in lo..=hi {
+            let cost = usize::from(*ca != b[j - 1]);
+            let d = (prev[j - 1] + cost).min(prev[j] + 1).min(cur[j - 1] + 1);
+            cur[j] = d.min(over);
+            row_min = row_min.min(cur[j]);
         }
-        prev = cur;
+        if hi < b.len() {
+            cur[hi + 1] = over;
+        }
+        if row_min > limit {
+            return over;
+        }
+        std::mem::swap(prev, cur);
     }
     prev[b.len()]
 }
 
-/// The closest candidate to `word`, when it is close enough to be a likely typo.
+/// A fixed set of candidates for "did you mean", prepared once (lowercased, split into
+/// characters) so that suggesting for many unknown words costs no allocation per candidate.
+#[derive(Debug, Clone)]
+pub struct Suggestions<'a> {
+    /// Each candidate with its lowercased characters and its length in characters.
+    candidates: Vec<(&'a str, Vec<char>, usize)>,
+    prev: Vec<usize>,
+    cur: Vec<usize>,
+    bag: [i32; 128],
+}
+
+/// A lower bound of the edit distance from the characters alone: each edit adds, removes or
+/// replaces one character, so the distance is at least the larger of the counts of characters
+/// one word has and the other lacks. `bag` is scratch space, left zeroed.
+fn bag_distance(a: &[char], b: &[char], bag: &mut [i32; 128]) -> usize {
+    // Characters beyond ASCII share one bucket: the bound only gets weaker, never wrong.
+    let slot = |c: char| (c as usize).min(127);
+    for &c in a {
+        bag[slot(c)] += 1;
+    }
+    for &c in b {
+        bag[slot(c)] -= 1;
+    }
+    let (mut extra, mut missing) = (0usize, 0usize);
+    for &c in a.iter().chain(b) {
+        let n = &mut bag[slot(c)];
+        if *n > 0 {
+            extra += *n as usize;
+        } else {
+            missing += n.unsigned_abs() as usize;
+        }
+        *n = 0;
+    }
+    extra.max(missing)
+}
+
+impl<'a> Suggestions<'a> {
+    /// Prepares `candidates`.
+    pub fn new(candidates: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            candidates: candidates
+                .into_iter()
+                .map(|c| (c, c.to_lowercase().chars().collect(), c.chars().count()))
+                .collect(),
+            prev: Vec::new(),
+            cur: Vec::new(),
+            bag: [0; 128],
+        }
+    }
+
+    /// The closest candidate to `word`, when it is close enough to be a likely typo (an edit
+    /// distance of at most a third of the longer word's length, and at least 1; case is
+    /// ignored). The first of equally close candidates wins.
+    pub fn closest(&mut self, word: &str) -> Option<&'a str> {
+        let lower: Vec<char> = word.to_lowercase().chars().collect();
+        let word_len = word.chars().count();
+        let mut best: Option<(usize, &'a str)> = None;
+        for (c, chars, c_len) in &self.candidates {
+            let limit = ((*c_len).max(word_len) / 3).max(1);
+            // Most candidates share too few characters with the word to be within the limit:
+            // that is told without the edit-distance table.
+            if bag_distance(&lower, chars, &mut self.bag) > limit {
+                continue;
+            }
+            let d = bounded_distance(&lower, chars, limit, &mut self.prev, &mut self.cur);
+            if d <= limit && best.is_none_or(|(b, _)| d < b) {
+                best = Some((d, *c));
+            }
+        }
+        best.map(|(_, c)| c)
+    }
+}
+
+/// The closest candidate to `word`, when it is close enough to be a likely typo (see
+/// [`Suggestions::closest`]).
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
-    let lower = word.to_lowercase();
-    candidates
-        .into_iter()
-        .map(|c| {
-            let d = if c.to_lowercase() == lower {
-                0
-            } else {
-                edit_distance(&lower, &c.to_lowercase())
-            };
-            (d, c)
-        })
-        .filter(|(d, c)| *d <= (c.chars().count().max(word.chars().count()) / 3).max(1))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
+    Suggestions::new(candidates).closest(word)
 }
 
 #[cfg(test)]
@@ -307,5 +402,50 @@ mod tests {
             Some("GitHub")
         );
         assert_eq!(did_you_mean("zzzzzz", ["instance"]), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("é", "e"), 1);
+        assert_eq!(edit_distance("abc", ""), 3);
+        assert_eq!(edit_distance("flaw", "lawn"), 2);
+        // The character-bag bound never exceeds the distance.
+        let mut bag = [0; 128];
+        for (a, b) in [
+            ("kitten", "sitting"),
+            ("max_node", "min_nodes"),
+            ("é", "e"),
+            ("", "ab"),
+        ] {
+            let (ac, bc): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+            assert!(
+                bag_distance(&ac, &bc, &mut bag) <= edit_distance(a, b),
+                "{a} {b}"
+            );
+            assert!(bag.iter().all(|n| *n == 0));
+        }
+        // The banded, bounded distance agrees with the full one wherever it is within the bound.
+        let words = [
+            "",
+            "a",
+            "ab",
+            "max_nodes",
+            "min_nodes",
+            "node_groups",
+            "nodegroup",
+            "GitHub",
+        ];
+        for a in words {
+            for b in words {
+                let full = edit_distance(a, b);
+                let (ac, bc): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+                for limit in 0..6 {
+                    let d = bounded_distance(&ac, &bc, limit, &mut Vec::new(), &mut Vec::new());
+                    if full <= limit {
+                        assert_eq!(d, full, "{a} {b} {limit}");
+                    } else {
+                        assert!(d > limit, "{a} {b} {limit}: {d}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value as Json};
 
 use super::Config;
-use super::diagnostics::{Diagnostic, KeyPath, Severity, did_you_mean};
+use super::diagnostics::{Diagnostic, KeyPath, Severity, Suggestions, did_you_mean};
 use super::yaml::{Node, Resolved, Style, Value, resolve_plain};
 
 /// The schema keywords the structural pass understands. `qhub-core`'s tests check that the
@@ -261,6 +261,10 @@ impl<'a> Walker<'a> {
             .unwrap_or_else(|| EMPTY.get_or_init(Map::new));
         let additional = obj.get("additionalProperties").unwrap_or(&Json::Bool(true));
         let mut out = Map::new();
+        // The list of known keys and the suggester, made once per mapping however many keys
+        // are unknown.
+        let mut known_keys: Option<String> = None;
+        let mut suggestions: Option<Suggestions<'_>> = None;
         for (key, value) in entries {
             let p = path.key(&key.name);
             self.spans.insert(p.to_string(), (key.pos, value.pos));
@@ -268,14 +272,20 @@ impl<'a> Walker<'a> {
                 Some(s) => s,
                 None if additional == &Json::Bool(false) => {
                     let hint = removed_key_hint(path, &key.name).or_else(|| {
-                        did_you_mean(&key.name, properties.keys().map(String::as_str))
+                        suggestions
+                            .get_or_insert_with(|| {
+                                Suggestions::new(properties.keys().map(String::as_str))
+                            })
+                            .closest(&key.name)
                             .map(|s| format!("did you mean `{s}`?"))
                     });
-                    let known: Vec<&str> = properties.keys().map(String::as_str).collect();
                     let known = if hint.is_some() {
-                        String::new()
+                        ""
                     } else {
-                        format!(" (known keys: {})", known.join(", "))
+                        known_keys.get_or_insert_with(|| {
+                            let names: Vec<&str> = properties.keys().map(String::as_str).collect();
+                            format!(" (known keys: {})", names.join(", "))
+                        })
                     };
                     let where_ = if path.0.is_empty() {
                         "at the top level".to_string()

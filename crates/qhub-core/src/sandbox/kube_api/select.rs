@@ -170,9 +170,11 @@ pub(crate) fn decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                // Two hex digits exactly: `u8::from_str_radix` would also take a sign (`%+1`).
+                let digit = |b: u8| char::from(b).to_digit(16);
+                let hex = digit(bytes[i + 1])
+                    .zip(digit(bytes[i + 2]))
+                    .and_then(|(hi, lo)| u8::try_from(hi << 4 | lo).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -235,5 +237,6 @@ mod tests {
         assert_eq!(decode("k+in+%28a%2Cb%29"), "k in (a,b)");
         assert_eq!(decode("%"), "%");
         assert_eq!(decode("%zz%4"), "%zz%4");
+        assert_eq!(decode("%-1%+1%1é"), "%-1% 1%1é");
     }
 }
