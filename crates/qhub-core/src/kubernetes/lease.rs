@@ -156,43 +156,64 @@ async fn renew(
     lost: tokio_util::sync::CancellationToken,
 ) {
     let mut renewed = std::time::Instant::now();
+    let policy = super::READ_RETRY;
     loop {
         tokio::time::sleep(timing.renew_every).await;
-        let outcome = match api.get(&name).await {
-            Ok(mut lease) => {
-                let held_by = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
-                if held_by.as_deref() != Some(holder.as_str()) {
+        // Each round retries quickly (a throttled or failed request is no reason to lose the
+        // lock); the lease is lost only when it is another's or no round succeeded for
+        // `lost_after`.
+        let mut attempt = 1;
+        loop {
+            match renew_once(&api, &name, &holder).await {
+                Ok(None) => {
+                    renewed = std::time::Instant::now();
+                    break;
+                }
+                Ok(Some(other)) => {
                     tracing::error!(
-                        holder = held_by.as_deref().unwrap_or("nobody"),
+                        holder = %other,
                         "the deploy lease {LEASE_NAMESPACE}/{name} was taken by another run"
                     );
                     lost.cancel();
                     return;
                 }
-                if let Some(spec) = lease.spec.as_mut() {
-                    spec.renew_time = Some(now());
-                }
-                api.replace(&name, &PostParams::default(), &lease)
-                    .await
-                    .map(|_| ())
-            }
-            Err(e) => Err(e),
-        };
-        match outcome {
-            Ok(()) => renewed = std::time::Instant::now(),
-            Err(e) => {
-                tracing::warn!(error = %e, "renewing the deploy lease failed");
-                if renewed.elapsed() >= timing.lost_after {
-                    tracing::error!(
-                        "the deploy lease {LEASE_NAMESPACE}/{name} was not renewed for {:?}: it counts as lost",
-                        renewed.elapsed()
-                    );
-                    lost.cancel();
-                    return;
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "renewing the deploy lease failed");
+                    if renewed.elapsed() >= timing.lost_after {
+                        tracing::error!(
+                            "the deploy lease {LEASE_NAMESPACE}/{name} was not renewed for {:?}: it counts as lost",
+                            renewed.elapsed()
+                        );
+                        lost.cancel();
+                        return;
+                    }
+                    if attempt >= policy.max_attempts {
+                        break;
+                    }
+                    tokio::time::sleep(policy.backoff(attempt).min(timing.renew_every)).await;
+                    attempt += 1;
                 }
             }
         }
     }
+}
+
+/// One renewal: `Ok(None)` when renewed, `Ok(Some(holder))` when another run holds it.
+async fn renew_once(
+    api: &Api<Lease>,
+    name: &str,
+    holder: &str,
+) -> Result<Option<String>, kube::Error> {
+    let mut lease = api.get(name).await?;
+    let held_by = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
+    if held_by.as_deref() != Some(holder) {
+        return Ok(Some(held_by.unwrap_or_else(|| "nobody".into())));
+    }
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.renew_time = Some(now());
+    }
+    api.replace(name, &PostParams::default(), &lease).await?;
+    Ok(None)
 }
 
 /// One attempt at taking the lease.
