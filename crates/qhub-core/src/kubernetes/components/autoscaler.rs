@@ -2,13 +2,10 @@
 //! DOKS autoscale natively). It discovers the node groups' autoscaling groups by the tags EKS
 //! puts on them (`k8s.io/cluster-autoscaler/enabled`, `k8s.io/cluster-autoscaler/<cluster>`).
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{EnvVar, PodSpec, PodTemplateSpec, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::core::v1::{EnvVar, PodSpec, ServiceAccount};
 use serde_json::Value as Json;
 
-use super::{Component, Context, KubeError, manifest, selector};
+use super::{Component, Context, KubeError, manifest, rule};
 use crate::config::ProviderKind;
 use crate::kubernetes::pods::{self, Placement};
 use crate::kubernetes::versions;
@@ -19,15 +16,6 @@ pub const NAME: &str = "cluster-autoscaler";
 /// The cluster autoscaler.
 #[derive(Debug, Clone, Copy)]
 pub struct ClusterAutoscaler;
-
-fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
-    PolicyRule {
-        api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
-        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
-        verbs: verbs.iter().map(|s| s.to_string()).collect(),
-        ..PolicyRule::default()
-    }
-}
 
 impl Component for ClusterAutoscaler {
     fn name(&self) -> &'static str {
@@ -54,10 +42,10 @@ impl Component for ClusterAutoscaler {
             ..ServiceAccount::default()
         };
         let read = ["get", "list", "watch"];
-        let cluster_role_name = format!("{ns}-{NAME}");
-        let role = ClusterRole {
-            metadata: ctx.cluster_meta(NAME, &cluster_role_name),
-            rules: Some(vec![
+        let (role, binding) = super::cluster_role(
+            ctx,
+            NAME,
+            vec![
                 rule(&[""], &["events", "endpoints"], &["create", "patch"]),
                 rule(&[""], &["pods/eviction"], &["create"]),
                 rule(&[""], &["pods/status"], &["update"]),
@@ -102,23 +90,8 @@ impl Component for ClusterAutoscaler {
                     &["configmaps"],
                     &["create", "get", "list", "watch", "update", "delete"],
                 ),
-            ]),
-            ..ClusterRole::default()
-        };
-        let binding = ClusterRoleBinding {
-            metadata: ctx.cluster_meta(NAME, &cluster_role_name),
-            role_ref: RoleRef {
-                api_group: "rbac.authorization.k8s.io".into(),
-                kind: "ClusterRole".into(),
-                name: cluster_role_name.clone(),
-            },
-            subjects: Some(vec![Subject {
-                kind: "ServiceAccount".into(),
-                name: NAME.into(),
-                namespace: Some(ns.clone()),
-                ..Subject::default()
-            }]),
-        };
+            ],
+        );
         let image = versions::cluster_autoscaler(&aws.kubernetes_version);
         let mut container = pods::container(
             NAME,
@@ -150,25 +123,7 @@ impl Component for ClusterAutoscaler {
             ..PodSpec::default()
         };
         Placement::on_group(ctx.facts, "general").place(&mut pod);
-        let deployment = Deployment {
-            metadata: ctx.meta(NAME, NAME),
-            spec: Some(DeploymentSpec {
-                replicas: Some(1),
-                selector: LabelSelector {
-                    match_labels: Some(selector(NAME)),
-                    ..LabelSelector::default()
-                },
-                template: PodTemplateSpec {
-                    metadata: Some(ObjectMeta {
-                        labels: Some(super::labels(NAME)),
-                        ..ObjectMeta::default()
-                    }),
-                    spec: Some(pod),
-                },
-                ..DeploymentSpec::default()
-            }),
-            ..Deployment::default()
-        };
+        let deployment = super::deployment(ctx, NAME, pod, false);
         Ok(vec![
             manifest(&account)?,
             manifest(&role)?,

@@ -5,12 +5,11 @@
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, HostPathVolumeSource, NodeAffinity, NodeSelector, NodeSelectorRequirement,
-    NodeSelectorTerm, PodSpec, PodTemplateSpec, SecurityContext, Volume, VolumeMount,
+    NodeSelectorTerm, PodSpec, SecurityContext, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde_json::Value as Json;
 
-use super::{Component, Context, KubeError, manifest, selector};
+use super::{Component, Context, KubeError, manifest};
 use crate::kubernetes::pods::{self, Placement};
 use crate::kubernetes::versions;
 
@@ -116,17 +115,8 @@ impl Component for DevicePlugin {
         let set = DaemonSet {
             metadata: ctx.meta(NAME, NAME),
             spec: Some(DaemonSetSpec {
-                selector: LabelSelector {
-                    match_labels: Some(selector(NAME)),
-                    ..LabelSelector::default()
-                },
-                template: PodTemplateSpec {
-                    metadata: Some(ObjectMeta {
-                        labels: Some(super::labels(NAME)),
-                        ..ObjectMeta::default()
-                    }),
-                    spec: Some(pod),
-                },
+                selector: super::pod_selector(NAME),
+                template: super::pod_template(NAME, pod),
                 ..DaemonSetSpec::default()
             }),
             ..DaemonSet::default()

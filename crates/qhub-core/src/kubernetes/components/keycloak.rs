@@ -9,15 +9,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Secret,
-    SecretKeySelector, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, Probe, Secret, SecretKeySelector,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value as Json;
 
@@ -190,17 +189,8 @@ impl Component for KeycloakDatabase {
             spec: Some(StatefulSetSpec {
                 replicas: Some(1),
                 service_name: Some(DATABASE.into()),
-                selector: LabelSelector {
-                    match_labels: Some(selector(DATABASE)),
-                    ..LabelSelector::default()
-                },
-                template: PodTemplateSpec {
-                    metadata: Some(ObjectMeta {
-                        labels: Some(super::labels(DATABASE)),
-                        ..ObjectMeta::default()
-                    }),
-                    spec: Some(pod),
-                },
+                selector: super::pod_selector(DATABASE),
+                template: super::pod_template(DATABASE, pod),
                 volume_claim_templates: Some(vec![claim]),
                 ..StatefulSetSpec::default()
             }),
@@ -336,25 +326,7 @@ impl Component for Keycloak {
             ..PodSpec::default()
         };
         Placement::on_group(ctx.facts, "general").place(&mut pod);
-        let deployment = Deployment {
-            metadata: ctx.meta(NAME, NAME),
-            spec: Some(DeploymentSpec {
-                replicas: Some(1),
-                selector: LabelSelector {
-                    match_labels: Some(selector(NAME)),
-                    ..LabelSelector::default()
-                },
-                template: PodTemplateSpec {
-                    metadata: Some(ObjectMeta {
-                        labels: Some(super::labels(NAME)),
-                        ..ObjectMeta::default()
-                    }),
-                    spec: Some(pod),
-                },
-                ..DeploymentSpec::default()
-            }),
-            ..Deployment::default()
-        };
+        let deployment = super::deployment(ctx, NAME, pod, false);
         let service = Service {
             metadata: ctx.meta(NAME, NAME),
             spec: Some(ServiceSpec {

@@ -176,6 +176,104 @@ pub fn selector(component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([("app.kubernetes.io/name".to_string(), component.to_string())])
 }
 
+/// The selector of a component's pods.
+pub fn pod_selector(
+    component: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+        match_labels: Some(selector(component)),
+        ..Default::default()
+    }
+}
+
+/// The pod template of a component's pods: the standard labels and `pod`.
+pub fn pod_template(
+    component: &str,
+    pod: k8s_openapi::api::core::v1::PodSpec,
+) -> k8s_openapi::api::core::v1::PodTemplateSpec {
+    k8s_openapi::api::core::v1::PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(component)),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(pod),
+    }
+}
+
+/// The one-replica Deployment named after `component`, running `pod`; `recreate` for pods
+/// holding a ReadWriteOnce volume (the old pod lets go of it first).
+pub fn deployment(
+    ctx: &Context<'_>,
+    component: &str,
+    pod: k8s_openapi::api::core::v1::PodSpec,
+    recreate: bool,
+) -> k8s_openapi::api::apps::v1::Deployment {
+    use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+    Deployment {
+        metadata: ctx.meta(component, component),
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            strategy: recreate.then(|| DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                ..DeploymentStrategy::default()
+            }),
+            selector: pod_selector(component),
+            template: pod_template(component, pod),
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+/// One RBAC rule.
+pub fn rule(
+    groups: &[&str],
+    resources: &[&str],
+    verbs: &[&str],
+) -> k8s_openapi::api::rbac::v1::PolicyRule {
+    k8s_openapi::api::rbac::v1::PolicyRule {
+        api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
+        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+        verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// The ClusterRole `<namespace>-<component>` with `rules` and its binding to the component's
+/// ServiceAccount (named after the component). Cluster-wide names carry the namespace: two
+/// deployments may share a cluster.
+pub fn cluster_role(
+    ctx: &Context<'_>,
+    component: &str,
+    rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule>,
+) -> (
+    k8s_openapi::api::rbac::v1::ClusterRole,
+    k8s_openapi::api::rbac::v1::ClusterRoleBinding,
+) {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleRef, Subject};
+    let name = format!("{}-{component}", ctx.namespace());
+    let role = ClusterRole {
+        metadata: ctx.cluster_meta(component, &name),
+        rules: Some(rules),
+        ..ClusterRole::default()
+    };
+    let binding = ClusterRoleBinding {
+        metadata: ctx.cluster_meta(component, &name),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name,
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: component.into(),
+            namespace: Some(ctx.namespace().to_string()),
+            ..Subject::default()
+        }]),
+    };
+    (role, binding)
+}
+
 /// The default config `qhub init` writes for `provider` (tests and snapshots).
 #[cfg(test)]
 pub(crate) fn test_config(provider: crate::config::ProviderKind) -> Config {

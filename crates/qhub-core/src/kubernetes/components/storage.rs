@@ -5,15 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     ContainerPort, NFSVolumeSource, PersistentVolume, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PersistentVolumeSpec, PodSpec,
-    PodTemplateSpec, Probe, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
-    Volume, VolumeMount, VolumeResourceRequirements,
+    Probe, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value as Json;
 
@@ -203,29 +201,7 @@ fn nfs_server(ctx: &Context<'_>, size: &str) -> Result<Vec<Json>, KubeError> {
         ..PodSpec::default()
     };
     Placement::on_group(ctx.facts, "general").place(&mut pod);
-    let deployment = Deployment {
-        metadata: ctx.meta(NFS_SERVER, NFS_SERVER),
-        spec: Some(DeploymentSpec {
-            replicas: Some(1),
-            strategy: Some(DeploymentStrategy {
-                type_: Some("Recreate".into()),
-                ..DeploymentStrategy::default()
-            }),
-            selector: LabelSelector {
-                match_labels: Some(selector(NFS_SERVER)),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(super::labels(NFS_SERVER)),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(pod),
-            },
-            ..DeploymentSpec::default()
-        }),
-        ..Deployment::default()
-    };
+    let deployment = super::deployment(ctx, NFS_SERVER, pod, true);
     let service = Service {
         metadata: ctx.meta(NFS_SERVER, NFS_SERVER),
         spec: Some(ServiceSpec {

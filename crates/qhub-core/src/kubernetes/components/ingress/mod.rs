@@ -8,17 +8,13 @@ pub mod tls;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service, ServiceAccount,
-    ServicePort, ServiceSpec,
+    ContainerPort, HTTPGetAction, PodSpec, Probe, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value as Json, json};
 
-use super::{Component, Context, KubeError, manifest, selector};
+use super::{Component, Context, KubeError, manifest, rule, selector};
 use crate::kubernetes::pods::{self, Placement};
 use crate::kubernetes::versions;
 
@@ -165,46 +161,17 @@ impl Component for Ingress {
             metadata: ctx.meta(NAME, NAME),
             ..ServiceAccount::default()
         };
-        // Cluster-wide names carry the namespace: two deployments may share a cluster.
-        let cluster_name = format!("{ns}-{NAME}");
-        let rule = |groups: &[&str], resources: &[&str], verbs: &[&str]| PolicyRule {
-            api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
-            resources: Some(resources.iter().map(|s| s.to_string()).collect()),
-            verbs: verbs.iter().map(|s| s.to_string()).collect(),
-            ..PolicyRule::default()
-        };
         let traefik_kinds: Vec<&str> = crds::KINDS.iter().map(|(_, plural)| *plural).collect();
-        let role = ClusterRole {
-            metadata: ctx.cluster_meta(NAME, &cluster_name),
-            rules: Some(vec![
-                rule(
-                    &[""],
-                    &["services", "secrets", "nodes"],
-                    &["get", "list", "watch"],
-                ),
-                rule(
-                    &["discovery.k8s.io"],
-                    &["endpointslices"],
-                    &["get", "list", "watch"],
-                ),
-                rule(&[crds::GROUP], &traefik_kinds, &["get", "list", "watch"]),
-            ]),
-            ..ClusterRole::default()
-        };
-        let binding = ClusterRoleBinding {
-            metadata: ctx.cluster_meta(NAME, &cluster_name),
-            role_ref: RoleRef {
-                api_group: "rbac.authorization.k8s.io".into(),
-                kind: "ClusterRole".into(),
-                name: cluster_name.clone(),
-            },
-            subjects: Some(vec![Subject {
-                kind: "ServiceAccount".into(),
-                name: NAME.into(),
-                namespace: Some(ns.clone()),
-                ..Subject::default()
-            }]),
-        };
+        let read = ["get", "list", "watch"];
+        let (role, binding) = super::cluster_role(
+            ctx,
+            NAME,
+            vec![
+                rule(&[""], &["services", "secrets", "nodes"], &read),
+                rule(&["discovery.k8s.io"], &["endpointslices"], &read),
+                rule(&[crds::GROUP], &traefik_kinds, &read),
+            ],
+        );
         let mut args = vec![
             format!("--entrypoints.traefik.address=:{PING_PORT}"),
             "--ping=true".to_string(),
@@ -265,30 +232,7 @@ impl Component for Ingress {
             ..PodSpec::default()
         };
         Placement::on_group(ctx.facts, "general").place(&mut pod);
-        let deployment = Deployment {
-            metadata: ctx.meta(NAME, NAME),
-            spec: Some(DeploymentSpec {
-                replicas: Some(1),
-                // The ACME store is a ReadWriteOnce volume: the old pod lets go of it first.
-                strategy: tls.persistent.then(|| DeploymentStrategy {
-                    type_: Some("Recreate".into()),
-                    ..DeploymentStrategy::default()
-                }),
-                selector: LabelSelector {
-                    match_labels: Some(selector(NAME)),
-                    ..LabelSelector::default()
-                },
-                template: PodTemplateSpec {
-                    metadata: Some(ObjectMeta {
-                        labels: Some(super::labels(NAME)),
-                        ..ObjectMeta::default()
-                    }),
-                    spec: Some(pod),
-                },
-                ..DeploymentSpec::default()
-            }),
-            ..Deployment::default()
-        };
+        let deployment = super::deployment(ctx, NAME, pod, tls.persistent);
         let (annotations, ip) = overrides(ctx);
         let mut meta = ctx.meta(NAME, NAME);
         if !annotations.is_empty() {
