@@ -27,6 +27,9 @@ async fn both_stages_through_a_kubeconfig_override_and_destroy_sweeps_load_balan
     let moto = Moto::start();
     let api = KubeApi::new();
     let server = api.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    // Keycloak "runs" in the cluster: qhub configures it through a port-forward.
+    let keycloak = qhub_core::sandbox::keycloak_api::KeycloakApi::default();
+    let _keycloak_server = keycloak.run_in_cluster(&api, "dev").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
@@ -86,6 +89,9 @@ async fn both_stages_through_a_kubeconfig_override_and_destroy_sweeps_load_balan
     };
     assert!(has("Namespace", "dev"), "namespace dev in {objects:#?}");
     assert!(has("Deployment", "qhub-welcome"));
+    // Keycloak was configured through a port-forward (no QHUB_KEYCLOAK_URL, no DNS).
+    assert!(keycloak.client("qhub", "jupyterhub").is_some());
+    let keycloak_writes = keycloak.counts().mutating;
 
     // A second deploy changes nothing, in the cloud or in the cluster.
     let stats = Arc::new(ApiStats::default());
@@ -95,6 +101,7 @@ async fn both_stages_through_a_kubeconfig_override_and_destroy_sweeps_load_balan
     assert!(plan.changes.is_empty(), "{plan:?}");
     assert!(plan.unchanged > 15, "{plan:?}");
     assert_eq!(stats.mutating(), 0, "{:?}", stats.by_operation());
+    assert_eq!(keycloak.counts().mutating, keycloak_writes);
     // The deploy lease is taken and released: two writes, nothing else.
     assert!(
         api.mutations() - writes <= 2,

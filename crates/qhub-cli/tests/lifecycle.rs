@@ -363,7 +363,9 @@ impl Sandbox {
     fn writes(&self) -> Writes {
         Writes {
             cloud: self.mutations(),
-            kube: self.kube()["resourceVersion"].as_u64(),
+            // What clients wrote over the store's life (the simulated controllers' writes,
+            // such as the pods they start, are not counted).
+            kube: self.kube()["writes"].as_u64(),
         }
     }
 
@@ -392,6 +394,9 @@ impl Sandbox {
             .as_array()
             .expect("checked in kube()")
             .iter()
+            // Not the pods the cluster's controllers run for our workloads (they carry an
+            // owner reference): they are the cluster's, not ours.
+            .filter(|o| o["metadata"]["ownerReferences"].is_null())
             .map(|o| (kube_id(o), o.clone()))
             .collect();
         objects.sort_by(|a, b| a.0.cmp(&b.0));

@@ -10,6 +10,7 @@ use qhub_core::engine::events::NoEvents;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::existing::ExistingProvider;
 use qhub_core::provider::Provider;
+use qhub_core::sandbox::keycloak_api::KeycloakApi;
 use qhub_core::sandbox::kube_api::KubeApi;
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 async fn existing_deploys_the_platform_onto_a_kubeconfig_context() {
     let api = KubeApi::new();
     let server = api.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    // Keycloak "runs" in the cluster: port-forwards to its pods reach the admin-API emulator.
+    let keycloak = KeycloakApi::default();
+    let _in_cluster = keycloak.run_in_cluster(&api, "dev").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
@@ -47,11 +51,15 @@ async fn existing_deploys_the_platform_onto_a_kubeconfig_context() {
         "no infrastructure on an existing cluster:\n{}",
         plan.render_text()
     );
-    // Keycloak's admin API is not reachable from here: the plan says so and how to fix it.
+    // Keycloak's configuration is planned: once Keycloak runs, qhub reaches its admin API
+    // through a port-forward, with no QHUB_KEYCLOAK_URL, DNS or load balancer.
+    assert!(plan.notes.is_empty(), "{:?}", plan.notes);
     assert!(
-        plan.notes.iter().any(|n| n.contains("QHUB_KEYCLOAK_URL")),
-        "{:?}",
-        plan.notes
+        plan.changes
+            .iter()
+            .any(|c| c.id.to_string() == "keycloak_client/jupyterhub"),
+        "{}",
+        plan.render_text()
     );
     let (_, report) = engine
         .deploy(
@@ -76,10 +84,16 @@ async fn existing_deploys_the_platform_onto_a_kubeconfig_context() {
         traefik.pointer("/spec/template/spec/nodeSelector"),
         Some(&serde_json::json!({"kubernetes.io/os": "linux"}))
     );
+    // The realm and its clients were made through the port-forward.
+    let counts = keycloak.counts();
+    assert!(counts.mutating > 20, "{counts:?}");
+    assert!(keycloak.client("qhub", "jupyterhub").is_some());
+    assert!(keycloak.group_names("qhub").contains(&"admin".to_string()));
     let before = api.mutations();
     let again = engine.plan(&config, StageFilter::All).await.unwrap();
     assert!(again.is_empty(), "{}", again.render_text());
     assert_eq!(api.mutations(), before);
+    assert_eq!(keycloak.counts().mutating, counts.mutating);
 
     // A context that is not in the kubeconfig is named with the key to fix.
     config.existing.as_mut().unwrap().kube_context = Some("nope".into());
@@ -100,4 +114,104 @@ async fn existing_deploys_the_platform_onto_a_kubeconfig_context() {
             && err.contains("qhub-sandbox"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_preflight_reads_the_default_storage_class_and_the_nodes_labels() {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+    let api = KubeApi::new();
+    let server = api.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
+    let config = render(&InitOptions::new(
+        ProviderKind::Existing,
+        "demo",
+        "demo.example.com",
+        "not-a-real-password",
+    ))
+    .unwrap();
+    let provider = ExistingProvider::for_config(&config)
+        .unwrap()
+        .with_kubeconfig(kubeconfig);
+    let client = api.client();
+    let create = |body: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            let obj: DynamicObject = serde_json::from_value(body).unwrap();
+            let (ar, _) = kube::discovery::pinned_kind(
+                &client,
+                &kube::core::GroupVersionKind::try_from(obj.types.as_ref().unwrap()).unwrap(),
+            )
+            .await
+            .unwrap();
+            Api::<DynamicObject>::all_with(client, &ar)
+                .create(&PostParams::default(), &obj)
+                .await
+                .unwrap();
+        }
+    };
+
+    // No StorageClass at all: the platform's volumes would never bind.
+    let err = provider.preflight(&config).await.unwrap_err().to_string();
+    assert!(
+        err.contains("no default StorageClass (it has: none)")
+            && err.contains("install a storage provisioner"),
+        "{err}"
+    );
+    // A class that is not the default: named, with the command that makes it the default.
+    create(serde_json::json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "standard"}, "provisioner": "rancher.io/local-path",
+    }))
+    .await;
+    let err = provider.preflight(&config).await.unwrap_err().to_string();
+    assert!(
+        err.contains("(it has: standard)")
+            && err.contains("kubectl annotate storageclass standard storageclass.kubernetes.io/is-default-class=true"),
+        "{err}"
+    );
+    let classes: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            "storage.k8s.io",
+            "v1",
+            "StorageClass",
+        )),
+    );
+    classes
+        .patch(
+            "standard",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                "storageclass.kubernetes.io/is-default-class": "true"}}})),
+        )
+        .await
+        .unwrap();
+
+    // The default config places every group on `kubernetes.io/os: linux`: a cluster of
+    // Windows nodes carries none of it, and each group's key is named.
+    create(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "win-1", "labels": {"kubernetes.io/os": "windows"}},
+    }))
+    .await;
+    let warnings = provider.preflight(&config).await.unwrap().warnings;
+    assert_eq!(warnings.len(), 3, "{warnings:#?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("existing.node_selectors.general")
+                && w.contains("nodes carry kubernetes.io/os=windows")
+                && w.contains("kubectl label node NAME kubernetes.io/os=linux")),
+        "{warnings:#?}"
+    );
+    // A Linux node joins: nothing left to say.
+    create(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "linux-1", "labels": {"kubernetes.io/os": "linux"}},
+    }))
+    .await;
+    let warnings = provider.preflight(&config).await.unwrap().warnings;
+    assert!(warnings.is_empty(), "{warnings:#?}");
 }

@@ -1044,3 +1044,149 @@ async fn garbage_input_gets_4xx_and_never_panics() {
     assert_eq!(status, Some(200));
     assert_eq!(api.mutations(), 0);
 }
+
+/// An echo server on loopback: what "listens in the pod" for port-forward tests.
+async fn echo_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = conn.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn loopback_client(server: &qhub_core::sandbox::kube_api::Server) -> kube::Client {
+    let kubeconfig = Kubeconfig::from_yaml(&server.kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    qhub_core::tls::install_crypto_provider();
+    kube::Client::try_from(config).unwrap()
+}
+
+#[tokio::test]
+async fn ready_workloads_run_pods_that_port_forwards_reach() {
+    use k8s_openapi::api::core::v1::Pod;
+    use qhub_core::kubernetes::port_forward::PortForward;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let api = KubeApi::new();
+    let server = api.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let client = loopback_client(&server).await;
+    // Nothing runs yet: a port-forward has no pod to go to, and says which.
+    let err = PortForward::start(client.clone(), "default", "app=web", 80)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no running, ready pod (app=web)"),
+        "{err}"
+    );
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    deployments
+        .create(&PostParams::default(), &deployment("web", 2, "nginx:1"))
+        .await
+        .unwrap();
+    // The controllers run one Running, Ready pod per replica, labelled from the template.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let running = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
+    assert_eq!(running.items.len(), 2, "{running:?}");
+    let first = running.items[0].metadata.name.clone().unwrap();
+    assert!(first.starts_with("web-"), "{first}");
+
+    // Port 80 of the workload's pods is answered by an echo server.
+    api.forward_port("default", "web", 80, echo_server().await);
+    let forward = PortForward::start(client.clone(), "default", "app=web", 80)
+        .await
+        .unwrap();
+    assert!(forward.addr().ip().is_loopback());
+    for message in [
+        &b"hello through the API server"[..],
+        b"and a second connection",
+    ] {
+        let mut conn = tokio::net::TcpStream::connect(forward.addr())
+            .await
+            .unwrap();
+        conn.write_all(message).await.unwrap();
+        let mut got = vec![0u8; message.len()];
+        conn.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, message);
+    }
+
+    // A port nothing listens on: the connection is closed, no byte comes back.
+    let nothing = PortForward::start(client.clone(), "default", "app=web", 81)
+        .await
+        .unwrap();
+    let mut conn = tokio::net::TcpStream::connect(nothing.addr())
+        .await
+        .unwrap();
+    let _ = conn.write_all(b"anyone?").await;
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("the forward closes the connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+
+    // A new pod template rolls out new pods; the forward follows to one of them.
+    let mut web = deployments.get("web").await.unwrap();
+    web.spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .image = Some("nginx:2".into());
+    deployments
+        .replace("web", &PostParams::default(), &web)
+        .await
+        .unwrap();
+    let names: Vec<String> = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(!names.contains(&first), "{names:?}");
+    let mut conn = tokio::net::TcpStream::connect(forward.addr())
+        .await
+        .unwrap();
+    conn.write_all(b"after the rollout").await.unwrap();
+    let mut got = vec![0u8; 17];
+    conn.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, b"after the rollout");
+
+    // Port-forwards are WebSocket upgrades only; a pod that does not exist is a 404.
+    let plain = raw_http(
+        server.addr(),
+        format!("GET /api/v1/namespaces/default/pods/{first}/portforward?ports=80 HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(matches!(plain, Some(400 | 404)), "{plain:?}");
+    match pods.portforward("nope", &[80]).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 404, "{s:?}"),
+        Err(other) => panic!("expected a 404, got {other:?}"),
+        Ok(_) => panic!("a port-forward to a pod that does not exist was accepted"),
+    }
+
+    // Deleting the workload collects its pods.
+    deployments
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    let left = pods.list(&ListParams::default()).await.unwrap();
+    assert!(left.items.is_empty(), "{left:?}");
+}

@@ -111,6 +111,12 @@ impl Provider for Ungrouped {
     async fn cluster_access(&self, o: &Ownership) -> Result<ClusterAccess, ProviderError> {
         self.0.cluster_access(o).await
     }
+    fn serves_keycloak(&self) -> bool {
+        self.0.serves_keycloak()
+    }
+    async fn keycloak_url(&self, o: &Ownership) -> Result<Option<String>, ProviderError> {
+        self.0.keycloak_url(o).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

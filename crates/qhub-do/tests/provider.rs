@@ -19,6 +19,7 @@ use qhub_core::provider::{
     ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Ownership, Preflight,
     ProcessKilled, Provider, ProviderError,
 };
+use qhub_core::sandbox::keycloak_api::{KeycloakApi, KeycloakServer};
 use qhub_core::sandbox::kube_api::{KubeApi, Server};
 use qhub_do::DigitalOceanProvider;
 use qhub_do::client::ApiStats;
@@ -99,6 +100,7 @@ impl Provider for Killable {
 struct Kube {
     api: KubeApi,
     _server: Server,
+    _keycloak: KeycloakServer,
 }
 
 struct DoksHarness {
@@ -139,9 +141,15 @@ impl DoksHarness {
             .await
             .expect("kube api");
         std::fs::write(&self.kubeconfig, server.kubeconfig()).expect("kubeconfig");
+        // Keycloak "runs" in the cluster: qhub reaches it through port-forwards.
+        let keycloak = KeycloakApi::default()
+            .run_in_cluster(&api, "dev")
+            .await
+            .expect("keycloak emulator");
         let old = self.kube.lock().expect("lock").replace(Kube {
             api,
             _server: server,
+            _keycloak: keycloak,
         });
         if let Some(old) = old {
             self.kube_mutations

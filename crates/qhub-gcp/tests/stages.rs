@@ -24,6 +24,11 @@ async fn deploy_both_stages_then_destroy_drains_load_balancers() {
         .serve("127.0.0.1:0".parse().unwrap())
         .await
         .expect("kube api");
+    // Keycloak "runs" in the cluster: qhub configures it through a port-forward.
+    let _keycloak = qhub_core::sandbox::keycloak_api::KeycloakApi::default()
+        .run_in_cluster(&kube, "dev")
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
@@ -89,6 +94,11 @@ async fn the_infrastructure_stage_alone() {
     let emu = GkeEmulator::start(Options::default()).await.unwrap();
     let kube = KubeApi::new();
     let server = kube.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    // Keycloak "runs" in the cluster: qhub configures it through a port-forward.
+    let _keycloak = qhub_core::sandbox::keycloak_api::KeycloakApi::default()
+        .run_in_cluster(&kube, "dev")
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::keycloak::{self, AdminCredentials, Keycloak, Secrets};
 use crate::kubernetes::apply::Applier;
 use crate::kubernetes::components::keycloak as component;
+use crate::kubernetes::port_forward::PortForward;
 use crate::plan::{self, ResourceId, ResourceState, Stage};
 use crate::provider::{Ownership, Provider, ProviderError};
 
@@ -33,12 +34,14 @@ pub(crate) fn deployment_id(config: &Config) -> ResourceId {
 }
 
 /// The note of a plan that leaves Keycloak's configuration out.
-pub(crate) const NOT_REACHABLE: &str = "Keycloak's realm, groups, identity provider and clients are not configured: this provider does not reach Keycloak's admin API from here yet. Set QHUB_KEYCLOAK_URL to it (e.g. `kubectl -n NAMESPACE port-forward svc/keycloak 8080` and QHUB_KEYCLOAK_URL=http://127.0.0.1:8080/auth) and deploy again";
+pub(crate) const NOT_REACHABLE: &str = "Keycloak's realm, groups, identity provider and clients are not configured: this provider hands out no cluster access to reach Keycloak's admin API through. Set QHUB_KEYCLOAK_URL to it (e.g. `kubectl -n NAMESPACE port-forward svc/keycloak 8080` and QHUB_KEYCLOAK_URL=http://127.0.0.1:8080/auth) and deploy again";
 
-/// Whether the engine can reach Keycloak's admin API: `QHUB_KEYCLOAK_URL` is set, or the
-/// provider serves it.
+/// Whether the engine can reach Keycloak's admin API: `QHUB_KEYCLOAK_URL` is set, the provider
+/// serves it, or the provider hands out cluster access (a port-forward through the API
+/// server then reaches it).
 pub(crate) fn reachable(provider: &dyn Provider) -> bool {
     provider.serves_keycloak()
+        || provider.capabilities().cluster_access
         || std::env::var(keycloak::URL_ENV).is_ok_and(|v| !v.trim().is_empty())
 }
 
@@ -96,23 +99,61 @@ pub(crate) fn desired(
     Ok((out, credentials.is_some()))
 }
 
-/// A client for the deployment's Keycloak.
+/// A client for the deployment's Keycloak. Where its admin API answers, first found wins:
+/// `QHUB_KEYCLOAK_URL`; what the provider serves ([`Provider::keycloak_url`]); a port-forward
+/// to Keycloak's pods through the cluster's API server (`cluster`: no DNS, load balancer or
+/// certificate needed); the deployment's `https://{domain}/auth`.
 pub(crate) async fn connect(
     provider: &dyn Provider,
     ownership: &Ownership,
     config: &Config,
     credentials: AdminCredentials,
     retry: crate::engine::retry::RetryPolicy,
+    cluster: Option<kube::Client>,
 ) -> Result<Keycloak, ProviderError> {
-    let default = match provider.keycloak_url(ownership).await? {
-        Some(url) => url,
-        None => keycloak::base_url_for(&config.domain),
-    };
-    // QHUB_KEYCLOAK_URL, when set, wins over both.
     let seed = credentials.password.expose().to_string();
-    let admin = keycloak::admin_from_env_or(&default, credentials)?.with_retry(retry);
-    Ok(Keycloak::new(admin, Secrets::from_config(config, &seed))
-        .realm_depends_on([deployment_id(config)]))
+    let secrets = Secrets::from_config(config, &seed);
+    let from_env = std::env::var(keycloak::URL_ENV).is_ok_and(|v| !v.trim().is_empty());
+    let served = if from_env {
+        None
+    } else {
+        provider.keycloak_url(ownership).await?
+    };
+    let (base, tunnel) = match (from_env, served, cluster) {
+        (true, _, _) => (keycloak::url_from_env_or(""), None),
+        (false, Some(url), _) => (url, None),
+        (false, None, Some(client)) => {
+            let selector = component_selector();
+            let tunnel = PortForward::start(
+                client,
+                &config.namespace,
+                &selector,
+                u16::try_from(component::HTTP_PORT).unwrap_or(8080),
+            )
+            .await?;
+            let url = format!("http://{}{}", tunnel.addr(), component::PATH);
+            tracing::debug!(%url, "reaching Keycloak's admin API through a port-forward");
+            (url, Some(tunnel))
+        }
+        (false, None, None) => (keycloak::base_url_for(&config.domain), None),
+    };
+    let admin = keycloak::AdminClient::new(&base, credentials)
+        .map_err(ProviderError::from)?
+        .with_retry(retry);
+    let kc = Keycloak::new(admin, secrets).realm_depends_on([deployment_id(config)]);
+    Ok(match tunnel {
+        Some(t) => kc.through(t),
+        None => kc,
+    })
+}
+
+/// The label selector of Keycloak's pods (`key=value,...`).
+fn component_selector() -> String {
+    crate::kubernetes::components::selector(component::NAME)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Whether Keycloak runs: its Deployment is among the observed objects, ready.

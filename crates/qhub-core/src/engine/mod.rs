@@ -316,7 +316,7 @@ impl Engine {
         &self,
         ownership: &Ownership,
         desired: &[plan::Resource],
-    ) -> Result<Vec<plan::Observed>, EngineError> {
+    ) -> Result<(Vec<plan::Observed>, Option<Applier>), EngineError> {
         let set = ApplySet::new(&ownership.namespace);
         let mut kinds: Vec<(String, String)> = Vec::new();
         for r in desired {
@@ -331,8 +331,11 @@ impl Engine {
         let provider = &*self.provider;
         self.read("observing Kubernetes objects", || async {
             match connect(provider, ownership).await? {
-                None => Ok(Vec::new()),
-                Some(applier) => applier.observe(&set, &kinds).await.map_err(Into::into),
+                None => Ok((Vec::new(), None)),
+                Some(applier) => {
+                    let observed = applier.observe(&set, &kinds).await?;
+                    Ok((observed, Some(applier)))
+                }
             }
         })
         .await
@@ -401,10 +404,10 @@ impl Engine {
         if kubernetes {
             let (k8s, unknown) = self.kubernetes_desired(config, &infra)?;
             known_after_apply = unknown;
-            let k8s_observed = self.observe_kubernetes(&ownership, &k8s).await?;
+            let (k8s_observed, applier) = self.observe_kubernetes(&ownership, &k8s).await?;
             if identity::reachable(&*self.provider) {
                 let (kc_desired, kc_observed, known) = self
-                    .plan_identity(config, &ownership, &k8s_observed)
+                    .plan_identity(config, &ownership, &k8s_observed, applier.as_ref())
                     .await?;
                 identity_unknown = !known;
                 desired.extend(kc_desired);
@@ -452,13 +455,13 @@ impl Engine {
         config: &Config,
         ownership: &Ownership,
         k8s_observed: &[plan::Observed],
+        applier: Option<&Applier>,
     ) -> Result<(Vec<plan::Resource>, Vec<plan::Observed>, bool), EngineError> {
         let provider = &*self.provider;
         let running = identity::running(config, k8s_observed);
         let credentials = if running {
-            self.read("reading the Keycloak admin credentials", || async {
-                let applier = connect(provider, ownership).await?;
-                identity::credentials(config, applier.as_ref()).await
+            self.read("reading the Keycloak admin credentials", || {
+                identity::credentials(config, applier)
             })
             .await?
         } else {
@@ -485,6 +488,7 @@ impl Engine {
                         config,
                         credentials.clone(),
                         self.options.retry,
+                        applier.map(Applier::client),
                     )
                     .await?;
                     kc.observe().await.map_err(ProviderError::from)
@@ -524,7 +528,7 @@ impl Engine {
         if self.kubernetes_stage(stages)? {
             let kinds = crate::kubernetes::desired(config, &ClusterFacts::from_config(config))
                 .unwrap_or_default();
-            observed.extend(self.observe_kubernetes(&ownership, &kinds).await?);
+            observed.extend(self.observe_kubernetes(&ownership, &kinds).await?.0);
         }
         Ok(observed)
     }
@@ -1027,6 +1031,7 @@ async fn apply_identity(shared: &Shared, change: &Change) -> Result<(), Provider
                 &shared.config,
                 credentials,
                 shared.options.retry,
+                applier.map(Applier::client),
             )
             .await
         })

@@ -95,6 +95,8 @@ pub struct Keycloak {
     realm: String,
     secrets: Secrets,
     realm_depends_on: Vec<ResourceId>,
+    /// The port-forward the admin client goes through, kept open as long as this is.
+    tunnel: Option<std::sync::Arc<crate::kubernetes::port_forward::PortForward>>,
 }
 
 impl Keycloak {
@@ -105,7 +107,16 @@ impl Keycloak {
             realm: REALM.to_string(),
             secrets,
             realm_depends_on: Vec::new(),
+            tunnel: None,
         }
+    }
+
+    /// Keeps `tunnel`, the port-forward the admin client's base URL points at, open for as
+    /// long as this (or a clone) lives.
+    #[must_use]
+    pub fn through(mut self, tunnel: crate::kubernetes::port_forward::PortForward) -> Self {
+        self.tunnel = Some(std::sync::Arc::new(tunnel));
+        self
     }
 
     /// Makes the realm (and so everything in it) depend on `ids`, in desired and observed

@@ -15,6 +15,7 @@ pub mod endpoints;
 pub mod generated;
 pub mod lease;
 pub mod pods;
+pub mod port_forward;
 pub mod readiness;
 pub mod render;
 pub mod versions;

@@ -154,7 +154,10 @@ impl Harness for SandboxHarness {
                     .pointer("/metadata/labels")
                     .and_then(|l| l.get(crate::kubernetes::MANAGED_BY_LABEL))
                     .and_then(serde_json::Value::as_str)
-                    == Some("qhub");
+                    == Some("qhub")
+                    // Not the pods controllers run for our workloads (they carry the
+                    // template's labels and an owner reference).
+                    && object.pointer("/metadata/ownerReferences").is_none();
                 if ours {
                     let kind = object
                         .get("kind")

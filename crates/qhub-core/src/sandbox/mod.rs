@@ -11,6 +11,7 @@ pub mod faults;
 pub mod harness;
 pub mod keycloak_api;
 pub mod kube_api;
+mod loopback;
 pub mod world;
 
 use std::path::{Path, PathBuf};
@@ -158,31 +159,11 @@ impl SandboxProvider {
         &self,
         ownership: &Ownership,
     ) -> Result<Option<String>, ProviderError> {
-        use base64::Engine as _;
-        let secret_name = crate::kubernetes::components::keycloak::ADMIN_SECRET;
-        let found = self.kube_api(ownership)?.objects().into_iter().find(|o| {
-            o.get("kind").and_then(serde_json::Value::as_str) == Some("Secret")
-                && o.pointer("/metadata/namespace")
-                    .and_then(serde_json::Value::as_str)
-                    == Some(ownership.namespace.as_str())
-                && o.pointer("/metadata/name")
-                    .and_then(serde_json::Value::as_str)
-                    == Some(secret_name)
-        });
-        let Some(secret) = found else {
-            return Ok(None);
-        };
-        if let Some(p) = secret
-            .pointer("/stringData/password")
-            .and_then(serde_json::Value::as_str)
-        {
-            return Ok(Some(p.to_string()));
-        }
-        Ok(secret
-            .pointer("/data/password")
-            .and_then(serde_json::Value::as_str)
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+        Ok(self.kube_api(ownership)?.secret_value(
+            &ownership.namespace,
+            crate::kubernetes::components::keycloak::ADMIN_SECRET,
+            "password",
+        ))
     }
 
     /// The cluster's Kubernetes API (opened from its file on first use).

@@ -199,6 +199,9 @@ pub struct Cluster {
     pub api: KubeApi,
     pub server: Server,
     pub dir: tempfile::TempDir,
+    /// Keycloak "running" in the cluster (reached through port-forwards).
+    pub keycloak: qhub_core::sandbox::keycloak_api::KeycloakApi,
+    pub keycloak_server: qhub_core::sandbox::keycloak_api::KeycloakServer,
 }
 
 impl Cluster {
@@ -211,7 +214,18 @@ impl Cluster {
             .expect("kube api");
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("kubeconfig"), server.kubeconfig()).expect("kubeconfig");
-        Self { api, server, dir }
+        let keycloak = qhub_core::sandbox::keycloak_api::KeycloakApi::default();
+        let keycloak_server = keycloak
+            .run_in_cluster(&api, "dev")
+            .await
+            .expect("keycloak emulator");
+        Self {
+            api,
+            server,
+            dir,
+            keycloak,
+            keycloak_server,
+        }
     }
 
     /// The kubeconfig file.
@@ -313,6 +327,8 @@ impl Harness for GkeHarness {
             std::fs::write(c.kubeconfig(), fresh.server.kubeconfig()).expect("kubeconfig");
             c.api = fresh.api;
             c.server = fresh.server;
+            c.keycloak = fresh.keycloak;
+            c.keycloak_server = fresh.keycloak_server;
         }
     }
 

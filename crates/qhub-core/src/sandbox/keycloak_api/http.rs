@@ -1,6 +1,5 @@
 //! Routing, authentication, fault injection and the loopback HTTP server.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -357,62 +356,31 @@ fn route(
 /// The emulator served over plain HTTP on a loopback address. Stops when dropped.
 #[derive(Debug)]
 pub struct KeycloakServer {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    inner: crate::sandbox::loopback::Loopback,
 }
 
 impl KeycloakServer {
     pub(super) async fn start(api: KeycloakApi) -> std::io::Result<Self> {
         // Tests and the sandbox never expose the emulator beyond this machine.
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => {
-                            let api = api.clone();
-                            conns.spawn(async move {
-                                let service = hyper::service::service_fn(move |req| {
-                                    let api = api.clone();
-                                    async move { Ok::<_, Infallible>(api.handle(req).await) }
-                                });
-                                let io = hyper_util::rt::TokioIo::new(stream);
-                                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(io, service)
-                                    .await
-                                {
-                                    tracing::debug!(error = %e, "keycloak emulator connection ended");
-                                }
-                            });
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "keycloak emulator accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        }
-                    },
-                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                }
-            }
-        });
-        tracing::info!(%addr, "Keycloak admin API emulator listening");
-        Ok(Self { addr, task })
+        let inner = crate::sandbox::loopback::Loopback::serve(
+            listener,
+            "Keycloak admin API emulator",
+            move |req| {
+                let api = api.clone();
+                async move { api.handle(req).await }
+            },
+        )?;
+        Ok(Self { inner })
     }
 
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.inner.addr()
     }
 
     /// The base URL to give the admin client: `http://127.0.0.1:PORT/auth`.
     pub fn url(&self) -> String {
-        format!("http://{}{PREFIX}", self.addr)
-    }
-}
-
-impl Drop for KeycloakServer {
-    fn drop(&mut self) {
-        self.task.abort();
+        format!("http://{}{PREFIX}", self.addr())
     }
 }

@@ -192,6 +192,33 @@ impl KeycloakApi {
         KeycloakServer::start(self.clone()).await
     }
 
+    /// Runs this emulator "inside" the in-memory cluster `kube`, as the Keycloak of the
+    /// deployment in `namespace`: port-forwards to Keycloak's HTTP port on its pods reach it,
+    /// and each first sets the admin from the deployment's admin Secret, as Keycloak
+    /// bootstraps its admin from its environment. Stops when the returned server is dropped.
+    pub async fn run_in_cluster(
+        &self,
+        kube: &crate::sandbox::kube_api::KubeApi,
+        namespace: &str,
+    ) -> std::io::Result<KeycloakServer> {
+        use crate::kubernetes::components::keycloak as component;
+        let server = self.serve().await?;
+        let kc = self.clone();
+        let ns = namespace.to_string();
+        kube.forward_port_with(
+            namespace,
+            component::NAME,
+            u16::try_from(component::HTTP_PORT).unwrap_or(8080),
+            server.addr(),
+            Some(Arc::new(move |kube: &crate::sandbox::kube_api::KubeApi| {
+                if let Some(p) = kube.secret_value(&ns, component::ADMIN_SECRET, "password") {
+                    kc.set_admin(component::ADMIN_USER, &p);
+                }
+            })),
+        );
+        Ok(server)
+    }
+
     /// Sets the `master` realm admin's credentials (what Keycloak bootstraps from its
     /// environment when it starts): the sandbox takes them from the deployment's Secret.
     pub fn set_admin(&self, username: &str, password: &str) {

@@ -209,8 +209,7 @@ impl KubeApi {
 /// The in-memory API served over plain HTTP on a loopback address. Stops when dropped.
 #[derive(Debug)]
 pub struct Server {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    inner: crate::sandbox::loopback::Loopback,
 }
 
 impl Server {
@@ -222,54 +221,26 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| KubeApiError::Bind { addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| KubeApiError::Bind { addr, source })?;
-        let task = tokio::spawn(async move {
-            // Dropping the set (when this task is aborted) aborts every open connection,
-            // watches included.
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => {
-                            let api = api.clone();
-                            conns.spawn(async move {
-                                let service = hyper::service::service_fn(move |req| {
-                                    let api = api.clone();
-                                    async move { Ok::<_, Infallible>(api.handle_request(req).await) }
-                                });
-                                let io = hyper_util::rt::TokioIo::new(stream);
-                                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(io, service)
-                                    .await
-                                {
-                                    tracing::debug!(error = %e, "kube api connection ended");
-                                }
-                            });
-                        }
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::warn!(error = %e, "kube api accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        }
-                    },
-                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                }
-            }
-        });
-        tracing::info!(%addr, "in-memory Kubernetes API listening");
-        Ok(Self { addr, task })
+        let inner = crate::sandbox::loopback::Loopback::serve(
+            listener,
+            "in-memory Kubernetes API",
+            move |req| {
+                let api = api.clone();
+                async move { api.serve_http(req).await }
+            },
+        )
+        .map_err(|source| KubeApiError::Bind { addr, source })?;
+        Ok(Self { inner })
     }
 
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.inner.addr()
     }
 
     /// The server's base URL (`http://127.0.0.1:PORT`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// A kubeconfig for this server: one cluster, context and user (no credentials), default
@@ -286,11 +257,5 @@ impl Server {
     /// Stops the server and closes every connection (the same as dropping it).
     pub fn shutdown(self) {
         drop(self);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }

@@ -10,7 +10,9 @@
 //! preconditions), delete (namespace, CRD and ownerReference cascades); server-side apply
 //! with `metadata.managedFields`, conflicts and pruning; JSON merge, strategic merge (as
 //! merge) and JSON patches; the `/status` subresource; watches; simulated controllers that
-//! write status (ready immediately, after a delay, or never).
+//! write status (ready immediately, after a delay, or never) and run one Running, Ready pod per
+//! ready replica of a Deployment or StatefulSet; port-forwards to those pods over WebSocket
+//! (over loopback HTTP only), to what a test registered with [`KubeApi::forward_port`].
 //!
 //! What it does not: authentication and authorization, admission (no namespace-existence
 //! check, no defaulting beyond Service cluster IPs, no schema validation), finalizers (deletes
@@ -23,6 +25,8 @@ mod discovery;
 mod http;
 mod ops;
 mod patch;
+mod pods;
+mod port_forward;
 mod select;
 mod ssa;
 mod store;
@@ -89,10 +93,14 @@ pub(crate) struct Inner {
     mutations: AtomicU64,
     ready_after_nanos: AtomicU64,
     auto_ready: AtomicBool,
+    /// The client writes a saved store had made before it was loaded.
+    saved_writes: u64,
+    /// Where port-forwards to a workload's (or pod's) port go: (namespace, name, port).
+    forwards: Mutex<std::collections::BTreeMap<(String, String, u16), port_forward::Forward>>,
 }
 
 impl Inner {
-    fn new(state: State, path: Option<PathBuf>) -> Self {
+    fn new(state: State, path: Option<PathBuf>, saved_writes: u64) -> Self {
         // A watcher more than this many events behind gets a 410 and re-lists.
         let (events, _) = tokio::sync::broadcast::channel(1024);
         Self {
@@ -102,6 +110,8 @@ impl Inner {
             mutations: AtomicU64::new(0),
             ready_after_nanos: AtomicU64::new(0),
             auto_ready: AtomicBool::new(true),
+            saved_writes,
+            forwards: Mutex::default(),
         }
     }
 
@@ -129,7 +139,14 @@ impl Inner {
                 source,
             })?;
         }
-        let bytes = serde_json::to_vec_pretty(&st.to_saved()).unwrap_or_default();
+        let mut saved = st.to_saved();
+        if let Some(map) = saved.as_object_mut() {
+            // Client writes over the store's life (not the controllers'), for tests that count
+            // what separate processes changed.
+            let writes = self.saved_writes + self.mutations.load(Ordering::Relaxed);
+            map.insert("writes".into(), serde_json::json!(writes));
+        }
+        let bytes = serde_json::to_vec_pretty(&saved).unwrap_or_default();
         crate::fs::replace(path, &bytes)?;
         Ok(())
     }
@@ -186,7 +203,7 @@ impl KubeApi {
     /// An empty API server, in memory only.
     pub fn new() -> Self {
         Self {
-            inner: Arc::new(Inner::new(State::default(), None)),
+            inner: Arc::new(Inner::new(State::default(), None, 0)),
         }
     }
 
@@ -206,14 +223,22 @@ impl KubeApi {
                     serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
                 let mut state = State::from_saved(&saved).map_err(|m| corrupt(m.to_string()))?;
                 let stamp = ops::now();
+                let mut woken = Vec::new();
                 for (key, obj) in state.objects.iter_mut() {
                     if controllers::delayed(key, obj) {
                         controllers::reconcile(key, obj, true, &stamp);
+                        woken.push((key.clone(), obj.clone()));
                     }
                 }
-                state
+                // Their pods run too.
+                for (key, obj) in woken {
+                    pods::sync(&mut state, &key, &obj, &stamp);
+                }
+                state.pending.clear();
+                let writes = saved.get("writes").and_then(Value::as_u64).unwrap_or(0);
+                (state, writes)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (State::default(), 0),
             Err(source) => {
                 return Err(KubeApiError::Read {
                     path: path.to_path_buf(),
@@ -221,8 +246,9 @@ impl KubeApi {
                 });
             }
         };
+        let (state, writes) = state;
         Ok(Self {
-            inner: Arc::new(Inner::new(state, Some(path.to_path_buf()))),
+            inner: Arc::new(Inner::new(state, Some(path.to_path_buf()), writes)),
         })
     }
 
@@ -261,6 +287,30 @@ impl KubeApi {
         self.inner.auto_ready.store(on, Ordering::Relaxed);
     }
 
+    /// The value of `key` in Secret `namespace/name` (from `data`, or `stringData` as
+    /// written), if the Secret and the key exist.
+    pub fn secret_value(&self, namespace: &str, name: &str, key: &str) -> Option<String> {
+        use base64::Engine as _;
+        let st = self.inner.lock();
+        let secret = st.objects.get(&Key {
+            group: String::new(),
+            kind: "Secret".into(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })?;
+        if let Some(v) = secret
+            .pointer(&format!("/stringData/{key}"))
+            .and_then(Value::as_str)
+        {
+            return Some(v.to_string());
+        }
+        secret
+            .pointer(&format!("/data/{key}"))
+            .and_then(Value::as_str)
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
     /// A snapshot of every stored object.
     pub fn objects(&self) -> Vec<Value> {
         self.inner.lock().objects.values().cloned().collect()
@@ -284,7 +334,8 @@ impl KubeApi {
         let mut new = live.clone();
         controllers::reconcile(key, &mut new, true, &ops::now());
         if new != live {
-            st.put(key.clone(), new);
+            let stored = st.put(key.clone(), new);
+            pods::sync(&mut st, key, &stored, &ops::now());
             let pending = std::mem::take(&mut st.pending);
             for ev in pending {
                 let _ = self.inner.events.send(ev);

@@ -401,6 +401,7 @@ impl KubeApi {
             return (true, new);
         }
         let stored = st.put(key.clone(), new);
+        super::pods::sync(st, key, &stored, &now());
         if spec_moved && delayed && !ready_now && self.inner.auto_ready() {
             Inner::schedule_ready(&self.inner, key.clone(), &stored);
         }

@@ -7,8 +7,13 @@
 //! controller, so the ingress Service may stay without an address: reach the platform with
 //! `kubectl -n NAMESPACE port-forward svc/traefik 8443:443` (or `minikube tunnel`).
 //!
+//! Before a deploy, the preflight reads the cluster's facts the platform relies on: a default
+//! StorageClass (an error without one) and nodes for every `node_selectors` entry (warnings).
+//!
 //! The kubeconfig is read from `KUBECONFIG` (the first file of the list) or
 //! `~/.kube/config`, at the moment cluster access is asked for: nothing is cached or written.
+
+mod preflight;
 
 use std::path::PathBuf;
 
@@ -90,8 +95,26 @@ impl Provider for ExistingProvider {
         &[]
     }
 
-    async fn preflight(&self, _config: &Config) -> Result<Preflight, ProviderError> {
-        Ok(Preflight::default())
+    /// Reads the cluster for what the platform relies on (module `existing::preflight`): a default
+    /// StorageClass (an error without one) and nodes for every `node_selectors` entry.
+    async fn preflight(&self, config: &Config) -> Result<Preflight, ProviderError> {
+        let client = self
+            .cluster_access(&Ownership::of(config))
+            .await?
+            .client()
+            .await?;
+        let section = if self.kind == ProviderKind::Local {
+            "local"
+        } else {
+            "existing"
+        };
+        preflight::check(
+            &client,
+            config,
+            section,
+            &crate::engine::retry::RetryPolicy::default(),
+        )
+        .await
     }
 
     async fn discover(&self, _config: &Config) -> Result<Facts, ProviderError> {

@@ -1,0 +1,163 @@
+//! Simulated pods: the pods a ready Deployment or StatefulSet runs, as the ReplicaSet and
+//! StatefulSet controllers and the kubelet would report them (Running, Ready). Port-forwards
+//! reach a workload through them, as `kubectl port-forward` does.
+//!
+//! Only workloads the simulated controllers made ready have pods; a workload that is not ready
+//! has none of its own (tests that need a failing pod create it themselves). A pod names its
+//! workload in `ownerReferences`, so deleting the workload collects it. A Deployment's pods are
+//! named `{name}-{template hash}-{replica}`: a new pod template rolls out new pods under new
+//! names, as a ReplicaSet rollout does.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::store::{Key, State, str_at};
+
+/// Whether `key` is a workload kind whose pods are simulated.
+fn simulated(key: &Key) -> bool {
+    key.group == "apps" && matches!(key.kind.as_str(), "Deployment" | "StatefulSet")
+}
+
+/// The pods `workload` runs now: one per ready replica.
+fn wanted(key: &Key, workload: &Value, now: &str) -> Vec<(Key, Value)> {
+    let ready = workload
+        .pointer("/status/readyReplicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        .max(0);
+    let Some(uid) = str_at(workload, &["metadata", "uid"]) else {
+        return Vec::new();
+    };
+    let template = workload
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let hash = {
+        let digest = Sha256::digest(template.to_string().as_bytes());
+        digest
+            .iter()
+            .take(5)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let labels = template
+        .pointer("/metadata/labels")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let spec = template
+        .get("spec")
+        .cloned()
+        .unwrap_or_else(|| json!({"containers": []}));
+    let containers: Vec<Value> = spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    json!({
+                        "name": c.get("name").cloned().unwrap_or(Value::Null),
+                        "image": c.get("image").cloned().unwrap_or(Value::Null),
+                        "ready": true,
+                        "started": true,
+                        "restartCount": 0,
+                        "state": {"running": {"startedAt": now}},
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (0..ready)
+        .map(|i| {
+            let name = if key.kind == "StatefulSet" {
+                format!("{}-{i}", key.name)
+            } else {
+                format!("{}-{hash}-{i}", key.name)
+            };
+            let pod = json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": name,
+                    "namespace": key.namespace,
+                    "uid": format!("pod-{uid}-{hash}-{i}"),
+                    "creationTimestamp": now,
+                    "labels": labels,
+                    "ownerReferences": [{
+                        "apiVersion": "apps/v1",
+                        "kind": key.kind,
+                        "name": key.name,
+                        "uid": uid,
+                        "controller": true,
+                        "blockOwnerDeletion": true,
+                    }],
+                },
+                "spec": spec,
+                "status": {
+                    "phase": "Running",
+                    "podIP": format!("10.244.0.{}", i + 10),
+                    "startTime": now,
+                    "conditions": [
+                        {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                        {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+                    ],
+                    "containerStatuses": containers,
+                },
+            });
+            let pod_key = Key {
+                group: String::new(),
+                kind: "Pod".into(),
+                namespace: key.namespace.clone(),
+                name,
+            };
+            (pod_key, pod)
+        })
+        .collect()
+}
+
+/// Brings the pods of the workload stored under `key` in line with its status: creates the
+/// pods of its ready replicas and removes its pods that are no longer wanted (an older
+/// template, fewer ready replicas). Pods it does not own are never touched.
+pub(crate) fn sync(st: &mut State, key: &Key, workload: &Value, now: &str) {
+    if !simulated(key) {
+        return;
+    }
+    let Some(uid) = str_at(workload, &["metadata", "uid"]) else {
+        return;
+    };
+    let wanted = wanted(key, workload, now);
+    let owned: Vec<Key> = st
+        .objects
+        .iter()
+        .filter(|(k, o)| k.kind == "Pod" && k.namespace == key.namespace && owned_by(o, uid))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in owned {
+        if !wanted.iter().any(|(w, _)| *w == k) {
+            st.remove(&k);
+        }
+    }
+    for (k, pod) in wanted {
+        if !st.objects.contains_key(&k) {
+            st.put(k, pod);
+        }
+    }
+}
+
+/// Whether `pod` names the object with `uid` as its controller.
+pub(crate) fn owned_by(pod: &Value, uid: &str) -> bool {
+    pod.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+        })
+}
+
+/// The name of the workload that controls `pod`, if any.
+pub(crate) fn owner_name(pod: &Value) -> Option<&str> {
+    pod.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .and_then(|r| r.get("name").and_then(Value::as_str))
+}
