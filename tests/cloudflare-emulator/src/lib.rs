@@ -228,6 +228,14 @@ impl CloudflareEmulator {
         id
     }
 
+    /// Changes a record's value directly (an edit made by hand in Cloudflare's dashboard).
+    pub fn set_content(&self, id: &str, content: &str) {
+        let mut w = self.shared.world();
+        if let Some(r) = w.records.iter_mut().find(|r| r.id == id) {
+            r.content = content.into();
+        }
+    }
+
     /// Answers the next `n` requests with 429 and `Retry-After: retry_after_secs`.
     pub fn throttle_next(&self, n: u32, retry_after_secs: u64) {
         let mut w = self.shared.world();
@@ -460,9 +468,15 @@ fn is_host(s: &str) -> bool {
         })
 }
 
-/// Checks a record body; `partial` for PATCH. Returns the merged record.
-fn check(body: &Json, base: Option<&Record>, zone: &str, partial: bool) -> Result<Record, Answer> {
-    let bad = |code, m: &str| Err(error(StatusCode::BAD_REQUEST, code, m));
+/// Checks a record body; `partial` for PATCH. Returns the merged record, or the code and
+/// message of a 400.
+fn check(
+    body: &Json,
+    base: Option<&Record>,
+    zone: &str,
+    partial: bool,
+) -> Result<Record, (i64, String)> {
+    let bad = |code, m: &str| Err((code, m.to_string()));
     let Some(obj) = body.as_object() else {
         return bad(9207, "Request body is invalid.");
     };
@@ -618,7 +632,7 @@ fn records(
         ("POST", []) => {
             let mut r = match check(&parsed, None, zone_name, false) {
                 Ok(r) => r,
-                Err(a) => return a,
+                Err((code, m)) => return error(StatusCode::BAD_REQUEST, code, &m),
             };
             r.zone_id = zone.to_string();
             if let Some(a) = conflict(&w.records, &r) {
@@ -646,7 +660,7 @@ fn records(
                     let base = (m == "PATCH").then(|| w.records[i].clone());
                     let mut r = match check(&parsed, base.as_ref(), zone_name, m == "PATCH") {
                         Ok(r) => r,
-                        Err(a) => return a,
+                        Err((code, m)) => return error(StatusCode::BAD_REQUEST, code, &m),
                     };
                     r.id = w.records[i].id.clone();
                     r.zone_id = zone.to_string();
