@@ -160,6 +160,15 @@ async fn the_record_is_made_after_the_load_balancer_and_acme_waits_for_it_to_res
         "the wait is shown as progress"
     );
 
+    // Calls: 2 zone look-ups (demo.example.com, example.com) and 1 record list at plan time,
+    // the same at apply time, and one create.
+    let counters = cf.counters();
+    assert_eq!(
+        (counters.requests, counters.mutations),
+        (7, 1),
+        "{counters:?}"
+    );
+
     // A re-deploy: nothing to write to Cloudflare.
     let writes = cf.mutations();
     let report = deploy(&engine, &config, sink.clone()).await;

@@ -35,7 +35,7 @@ use crate::provider::ProviderError;
 pub const KIND: &str = "DnsRecord";
 
 /// Stands for the load balancer's address before it exists.
-const UNKNOWN: &str = "(known after apply)";
+const UNKNOWN: &str = crate::provider::facts::AFTER_APPLY;
 
 /// The DNS provider that holds the domain's record, when qhub manages it.
 #[derive(Debug, Clone)]
