@@ -53,7 +53,7 @@ impl EventSink for Propagate {
     fn emit(&self, event: &Event) {
         if let Event::Waiting { detail, .. } = event
             && self.propagate
-            && detail.starts_with("waiting for demo.example.com to resolve to 127.0.0.1")
+            && detail.starts_with("demo.example.com must resolve to 127.0.0.1")
         {
             let lb: IpAddr = "127.0.0.1".parse().unwrap();
             self.resolver.set("demo.example.com", &[lb]);

@@ -297,15 +297,17 @@ pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let plan = s.runtime.block_on(locked.plan(s.stages))?;
     let (code, report) = apply(&s, &locked, &plan, format, "Apply", args)?;
     drop(locked);
+    // What was done to the domain's record, also when the plan was empty.
+    let dns = report
+        .as_ref()
+        .and_then(|r| r.dns.clone())
+        .or_else(|| qhub_core::engine::dns::unchanged(&plan, &s.engine.options().dns));
     if format == OutputFormat::Json {
         let mut doc = result_json(&plan, report.as_ref());
-        // What was done to the domain's record, also when the plan was empty.
-        doc["dns"] = serde_json::json!(report.as_ref().and_then(|r| r.dns.clone()).or_else(|| {
-            qhub_core::engine::dns::unchanged_report(&plan, &s.engine.options().dns)
-        }));
+        doc["dns"] = serde_json::json!(dns);
         crate::output::json(&doc)?;
     } else if code == 0 && s.stages.includes(Stage::Kubernetes) {
-        if let Some(d) = report.as_ref().and_then(|r| r.dns.as_ref()) {
+        if let Some(d) = &dns {
             print_dns(d);
         }
         // Where the platform answers, and the DNS record the domain needs.

@@ -179,7 +179,7 @@ pub async fn wait_until_resolves(
             return Ok(started.elapsed());
         }
         let line = format!(
-            "waiting for {} to resolve to {} before Let's Encrypt is asked (now: {})",
+            "{} must resolve to {} before Let's Encrypt is asked; now: {}",
             record.name,
             record.value,
             show(&got)

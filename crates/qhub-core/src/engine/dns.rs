@@ -339,12 +339,7 @@ pub(super) async fn apply(shared: &Shared, change: &Change) -> Result<(), Provid
 
 /// The report of a plan whose record needed no change (`None` when the record is not
 /// planned, or a change to it is).
-pub fn unchanged_report(plan: &plan::Plan, options: &DnsOptions) -> Option<DnsReport> {
-    unchanged(plan, options)
-}
-
-/// The report of a plan whose record needed no change.
-pub(crate) fn unchanged(plan: &plan::Plan, options: &DnsOptions) -> Option<DnsReport> {
+pub fn unchanged(plan: &plan::Plan, options: &DnsOptions) -> Option<DnsReport> {
     let r = plan.resources.iter().find(|r| is_dns(&r.id))?;
     if plan.changes.iter().any(|c| is_dns(&c.id)) {
         return None;
