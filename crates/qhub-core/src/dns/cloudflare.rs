@@ -469,6 +469,15 @@ impl Cloudflare {
                 zone.name
             )));
         }
+        // Let's Encrypt prefers IPv6: an AAAA beside our A that points elsewhere makes its
+        // validation fail (letsencrypt.org/docs/ipv6-support). Not ours to delete: say so.
+        for other in found.records.iter().filter(|r| r.kind == "AAAA") {
+            tracing::warn!(
+                record = %other.name,
+                content = %other.content,
+                "an AAAA record stands beside the A record qhub manages; Let's Encrypt validates over IPv6 first, so it must reach the same load balancer (or be deleted)"
+            );
+        }
         let body = json!({
             "type": want.kind,
             "name": name,
