@@ -41,7 +41,7 @@ pub enum Command {
     /// Show what deploy would change, in the cloud and in Kubernetes, from live state.
     Plan(StageArgs),
     /// Converge the deployment to the config; safe to re-run and to interrupt.
-    Deploy(StageArgs),
+    Deploy(DeployArgs),
     /// List what exists for this deployment, and whether it matches the config.
     Status(StageArgs),
     /// Remove everything this deployment owns, even after a partial deploy.
@@ -203,6 +203,22 @@ pub struct KubeconfigArgs {
     /// Write the kubeconfig to this file (atomically, replacing it) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub write: Option<PathBuf>,
+}
+
+/// Arguments of deploy.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// What plan, deploy, status and destroy share.
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// The DNS provider that holds the domain's record (QHub's flag); `cloudflare` is the one
+    /// supported. Only with --dns-auto-provision does qhub write the record.
+    #[arg(long, value_name = "PROVIDER")]
+    pub dns_provider: Option<String>,
+    /// Create or update the domain's A/CNAME record at the --dns-provider once the load
+    /// balancer has its address (Cloudflare: needs CLOUDFLARE_TOKEN with Zone:DNS:Edit).
+    #[arg(long)]
+    pub dns_auto_provision: bool,
 }
 
 /// Arguments of plan, deploy, status and destroy.

@@ -16,6 +16,7 @@
 pub mod cloud;
 pub mod config;
 pub mod conformance;
+pub mod dns;
 pub mod engine;
 pub mod existing;
 pub mod fs;

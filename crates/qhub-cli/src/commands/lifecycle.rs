@@ -12,7 +12,7 @@ use qhub_core::provider::{Ownership, ProviderRegistry};
 use tokio_util::sync::CancellationToken;
 
 use crate::UsageError;
-use crate::cli::{KubeconfigArgs, OutputFormat, StageArg, StageArgs};
+use crate::cli::{DeployArgs, KubeconfigArgs, OutputFormat, StageArg, StageArgs};
 
 struct Session {
     config: Config,
@@ -52,6 +52,53 @@ pub(crate) fn registry() -> ProviderRegistry {
 }
 
 fn session(args: &StageArgs) -> anyhow::Result<Session> {
+    session_with(args, qhub_core::engine::dns::DnsOptions::default())
+}
+
+/// The DNS settings `--dns-provider` and `--dns-auto-provision` ask for; checked before
+/// anything is changed (QHub's meaning: the provider names where the record lives, the
+/// switch lets qhub write it).
+fn dns_options(args: &DeployArgs) -> anyhow::Result<qhub_core::engine::dns::DnsOptions> {
+    use qhub_core::engine::dns::{DnsOptions, DnsProvider};
+    let provider = match args.dns_provider.as_deref().map(str::trim) {
+        None => None,
+        Some("cloudflare") => Some("cloudflare"),
+        Some(other) => {
+            return Err(UsageError {
+                message: format!(
+                    "--dns-provider {other}: not supported yet; supported: {}",
+                    qhub_core::dns::PROVIDERS.join(", ")
+                ),
+            }
+            .into());
+        }
+    };
+    let mut options = DnsOptions::default();
+    match (provider, args.dns_auto_provision) {
+        (None, true) => {
+            return Err(UsageError {
+                message: "--dns-auto-provision needs --dns-provider (cloudflare)".into(),
+            }
+            .into());
+        }
+        (Some(name), false) => {
+            tracing::warn!(
+                "--dns-provider {name} without --dns-auto-provision: qhub does not write the record; add --dns-auto-provision to let it"
+            );
+        }
+        (Some(_), true) => {
+            let cloudflare = qhub_core::dns::cloudflare::CloudflareOptions::from_env()?;
+            options.provider = Some(DnsProvider::Cloudflare(cloudflare));
+        }
+        (None, false) => {}
+    }
+    Ok(options)
+}
+
+fn session_with(
+    args: &StageArgs,
+    dns: qhub_core::engine::dns::DnsOptions,
+) -> anyhow::Result<Session> {
     let loaded = config::load_file(&args.config)?;
     for w in loaded.report.warnings() {
         tracing::warn!("{}: {w}", args.config.display());
@@ -72,6 +119,7 @@ fn session(args: &StageArgs) -> anyhow::Result<Session> {
         provider,
         EngineOptions {
             concurrency: usize::from(args.concurrency),
+            dns,
             ..EngineOptions::default()
         },
     );
@@ -228,8 +276,10 @@ fn result_json(plan: &Plan, report: Option<&ApplyReport>) -> serde_json::Value {
 }
 
 /// `qhub deploy`.
-pub fn deploy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let s = session(args)?;
+pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
+    let dns = dns_options(deploy)?;
+    let args = &deploy.stage;
+    let s = session_with(args, dns)?;
     if s.config.prevent_deploy {
         bail!(
             "{}: prevent_deploy is true; remove it to allow deploys",
@@ -247,11 +297,24 @@ pub fn deploy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let plan = s.runtime.block_on(locked.plan(s.stages))?;
     let (code, report) = apply(&s, &locked, &plan, format, "Apply", args)?;
     drop(locked);
+    // What was done to the domain's record, also when the plan was empty.
+    let dns = report
+        .as_ref()
+        .and_then(|r| r.dns.clone())
+        .or_else(|| qhub_core::engine::dns::unchanged(&plan, &s.engine.options().dns));
     if format == OutputFormat::Json {
-        crate::output::json(&result_json(&plan, report.as_ref()))?;
+        let mut doc = result_json(&plan, report.as_ref());
+        doc["dns"] = serde_json::json!(dns);
+        crate::output::json(&doc)?;
     } else if code == 0 && s.stages.includes(Stage::Kubernetes) {
+        if let Some(d) = &dns {
+            print_dns(d);
+        }
         // Where the platform answers, and the DNS record the domain needs.
         match s.runtime.block_on(s.engine.endpoints(&s.config)) {
+            Ok(Some(e)) if s.engine.options().dns.provider.is_some() => {
+                print_endpoints(&qhub_core::kubernetes::endpoints::Endpoints { dns: None, ..e });
+            }
             Ok(Some(e)) => print_endpoints(&e),
             Ok(None) => {}
             Err(e) => tracing::warn!("could not read the platform's endpoints: {e}"),
@@ -301,6 +364,31 @@ pub fn destroy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
         crate::output::json(&doc)?;
     }
     Ok(code)
+}
+
+/// What the deploy did to the domain's record.
+fn print_dns(d: &qhub_core::dns::DnsReport) {
+    use qhub_core::dns::Outcome;
+    let what = match d.outcome {
+        Outcome::Created => "created",
+        Outcome::Updated => "updated",
+        Outcome::Replaced => "replaced",
+        Outcome::Unchanged => "unchanged",
+        Outcome::NotManaged => "resolves",
+    };
+    let at = d
+        .provider
+        .as_deref()
+        .map(|p| format!(" at {p}"))
+        .unwrap_or_default();
+    let waited = d
+        .waited_secs
+        .map(|s| format!(" (resolved after {s:.0}s)"))
+        .unwrap_or_default();
+    println!(
+        "DNS: {} {} -> {} {what}{at}{waited}",
+        d.kind, d.name, d.value
+    );
 }
 
 /// The platform's URLs, the DNS record its domain needs, or what to do first.

@@ -3,6 +3,7 @@
 //! concurrency, retries with jittered backoff on retryable errors only, a deadline on every
 //! change, and cancellation that lets in-flight changes finish.
 
+pub mod dns;
 pub mod events;
 mod identity;
 
@@ -65,6 +66,8 @@ pub struct EngineOptions {
     /// Longest pause between two looks at a resource the engine waits for
     /// ([`Action::Wait`]); the first look comes after a fraction of it.
     pub poll_interval: Duration,
+    /// The domain's DNS record: who writes it, and the wait for the name to resolve.
+    pub dns: dns::DnsOptions,
 }
 
 impl Default for EngineOptions {
@@ -77,6 +80,7 @@ impl Default for EngineOptions {
             lease: crate::kubernetes::lease::LeaseTiming::default(),
             observe_deadline: Duration::from_secs(5 * 60),
             poll_interval: Duration::from_secs(15),
+            dns: dns::DnsOptions::default(),
         }
     }
 }
@@ -118,6 +122,9 @@ pub struct ApplyReport {
     /// Wall time.
     #[serde(with = "secs")]
     pub elapsed: Duration,
+    /// What was done to the domain's DNS record, when it is planned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<crate::dns::DnsReport>,
 }
 
 mod secs {
@@ -402,9 +409,16 @@ impl Engine {
         let mut notes = Vec::new();
         let mut identity_unknown = false;
         if kubernetes {
-            let (k8s, unknown) = self.kubernetes_desired(config, &infra)?;
+            let (mut k8s, unknown) = self.kubernetes_desired(config, &infra)?;
             known_after_apply = unknown;
             let (k8s_observed, applier) = self.observe_kubernetes(&ownership, &k8s).await?;
+            if let Some((record, existing)) = self
+                .plan_dns(config, &ownership, &mut k8s, &k8s_observed)
+                .await?
+            {
+                desired.push(record);
+                observed.extend(existing);
+            }
             if identity::reachable(&*self.provider) {
                 let (kc_desired, kc_observed, known) = self
                     .plan_identity(config, &ownership, &k8s_observed, applier.as_ref())
@@ -601,6 +615,7 @@ impl Engine {
             cluster: tokio::sync::OnceCell::new(),
             fresh: tokio::sync::OnceCell::new(),
             identity: tokio::sync::OnceCell::new(),
+            dns: std::sync::Mutex::new(None),
             lease_lost: CancellationToken::new(),
             events: events.clone(),
         });
@@ -766,6 +781,12 @@ impl Engine {
             .map(|i| (plan.changes[*i].id.clone(), plan.changes[*i].action))
             .collect();
         report.elapsed = start.elapsed();
+        report.dns = shared
+            .dns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .or_else(|| dns::unchanged(plan, &self.options.dns));
         report
     }
 }
@@ -793,6 +814,8 @@ struct Shared {
     fresh: tokio::sync::OnceCell<BTreeMap<ResourceId, plan::Resource>>,
     /// Keycloak's admin client, made on the first change of its configuration.
     identity: tokio::sync::OnceCell<crate::keycloak::Keycloak>,
+    /// What the apply did to the domain's DNS record.
+    dns: std::sync::Mutex<Option<crate::dns::DnsReport>>,
     /// Cancelled when the deploy lease is lost: no new change starts.
     lease_lost: CancellationToken,
     events: Arc<dyn EventSink>,
@@ -1129,6 +1152,9 @@ async fn run_change(shared: &Shared, change: &Change) -> Result<u32, (ProviderEr
                 (Stage::Infrastructure, _) => shared.provider.apply(change, &ctx).await,
                 (Stage::Kubernetes, _) if identity::is_identity(&change.id) => {
                     apply_identity(shared, change).await
+                }
+                (Stage::Kubernetes, _) if dns::is_dns(&change.id) => {
+                    dns::apply(shared, change).await
                 }
                 (Stage::Kubernetes, _) => apply_kubernetes(shared, change, remaining).await,
             }
