@@ -61,6 +61,7 @@ async fn existing_deploys_the_platform_onto_a_kubeconfig_context() {
         "{}",
         plan.render_text()
     );
+    let started = std::time::Instant::now();
     let (_, report) = engine
         .deploy(
             &config,
@@ -86,6 +87,10 @@ async fn existing_deploys_the_platform_onto_a_kubeconfig_context() {
     );
     // The realm and its clients were made through the port-forward.
     let counts = keycloak.counts();
+    eprintln!(
+        "existing: deploy through a kubeconfig took {:?}; Keycloak through the port-forward: {counts:?}",
+        started.elapsed()
+    );
     assert!(counts.mutating > 20, "{counts:?}");
     assert!(keycloak.client("qhub", "jupyterhub").is_some());
     assert!(keycloak.group_names("qhub").contains(&"admin".to_string()));
@@ -94,6 +99,7 @@ async fn existing_deploys_the_platform_onto_a_kubeconfig_context() {
     assert!(again.is_empty(), "{}", again.render_text());
     assert_eq!(api.mutations(), before);
     assert_eq!(keycloak.counts().mutating, counts.mutating);
+    eprintln!("existing: no-op plan: Keycloak {:?}", keycloak.counts());
 
     // A context that is not in the kubeconfig is named with the key to fix.
     config.existing.as_mut().unwrap().kube_context = Some("nope".into());
