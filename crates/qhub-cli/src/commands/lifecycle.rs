@@ -72,6 +72,7 @@ fn session(args: &StageArgs) -> anyhow::Result<Session> {
         provider,
         EngineOptions {
             concurrency: usize::from(args.concurrency),
+            allow_replace: args.allow_replace.clone(),
             ..EngineOptions::default()
         },
     );
@@ -397,6 +398,7 @@ pub fn kubeconfig(args: &KubeconfigArgs, format: OutputFormat) -> anyhow::Result
         stage: None,
         disable_prompt: true,
         concurrency: 1,
+        allow_replace: Vec::new(),
     })?;
     let ownership = Ownership::of(&s.config);
     let text = s
