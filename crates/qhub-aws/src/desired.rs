@@ -53,7 +53,7 @@ pub const AUTOSCALER_POLICY: &str = "qhub-cluster-autoscaler-v1";
 /// so it cannot exist while the cluster still needs two: in-place is not possible here.
 pub const CLUSTER_REPLACEMENT_DESTROYS: &str = "the EKS control plane and every node: every \
     running pod and user session; every Kubernetes object in it (qhub's own are created again \
-    only by a `qhub deploy` run after the new cluster exists, anything else is lost); the EBS \
+    in the new cluster by the same deploy, anything else is lost); the EBS \
     volumes of PersistentVolumeClaims (Keycloak's users and groups, conda-store's environments, \
     every other claim's data); and the ingress load balancer (the new one has a new address, so \
     DNS must follow). The EFS shared filesystem is kept";
@@ -368,7 +368,8 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
         )
         .on_dependency_replaced(OnDependencyReplaced::Refuse(
             CLUSTER_REPLACEMENT_DESTROYS.to_string(),
-        )),
+        ))
+        .hosts_kubernetes(),
     );
     for (group, g) in &section.node_groups {
         let (ami, taints) = if g.gpu {

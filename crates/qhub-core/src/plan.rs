@@ -120,6 +120,10 @@ pub struct Resource {
     /// documentation).
     #[serde(skip)]
     pub on_dependency_replaced: OnDependencyReplaced,
+    /// The Kubernetes stage runs on it (the cluster): replacing it takes every Kubernetes
+    /// object with it, so a plan that replaces it creates them all again afterwards.
+    #[serde(skip)]
+    pub hosts_kubernetes: bool,
     /// The config key each top-level spec field comes from (`availability_zone` ->
     /// `amazon_web_services.availability_zones`), so that a refused plan names what to edit.
     #[serde(skip)]
@@ -201,8 +205,16 @@ impl Resource {
             created_with: None,
             exact: false,
             on_dependency_replaced: OnDependencyReplaced::default(),
+            hosts_kubernetes: false,
             config_keys: BTreeMap::new(),
         }
+    }
+
+    /// Marks it as the resource the Kubernetes stage runs on ([`Resource::hosts_kubernetes`]).
+    #[must_use]
+    pub fn hosts_kubernetes(mut self) -> Self {
+        self.hosts_kubernetes = true;
+        self
     }
 
     /// Sets what happens to it when something it depends on is replaced.
@@ -816,6 +828,7 @@ pub fn diff_allowing(
         planned.insert(id.clone(), c);
     }
     plan.refused = cascade(&mut planned, &by_id, &observed_by_id, allow_replace);
+    recreate_kubernetes(&mut planned, desired);
     for id in &order {
         match planned.remove(id) {
             Some(c) => plan.changes.push(c),
@@ -880,6 +893,44 @@ fn root_reason(root: &Change) -> String {
         (_, false) => format!("{} cannot change in place", fields.join("; ")),
         (Some(r), true) => r.clone(),
         (None, true) => "it must be re-created".to_string(),
+    }
+}
+
+/// When the resource the Kubernetes stage runs on is replaced, every Kubernetes object goes
+/// with it: each desired one is created again after it (server-side apply into the new
+/// cluster), whatever the old cluster held.
+fn recreate_kubernetes(planned: &mut BTreeMap<ResourceId, Change>, desired: &[Resource]) {
+    let Some(host) = planned
+        .values()
+        .find(|c| {
+            c.action == Action::Replace && c.desired.as_ref().is_some_and(|d| d.hosts_kubernetes)
+        })
+        .map(|c| c.id.clone())
+    else {
+        return;
+    };
+    for d in desired.iter().filter(|d| d.stage == Stage::Kubernetes) {
+        if planned
+            .get(&d.id)
+            .is_some_and(|c| c.action == Action::Create)
+        {
+            continue;
+        }
+        planned.insert(
+            d.id.clone(),
+            Change {
+                stage: d.stage,
+                id: d.id.clone(),
+                action: Action::Create,
+                diff: field_diff(d, &Json::Null),
+                desired: Some(d.clone()),
+                observed: None,
+                reason: Some(format!(
+                    "created again: {host} is replaced, and its objects with it"
+                )),
+                because: Some(host.clone()),
+            },
+        );
     }
 }
 
@@ -1276,5 +1327,32 @@ mod tests {
         let plan = diff(&[object, user], &observed);
         assert_eq!(plan.changes.len(), 1);
         assert!(plan.refused.is_empty());
+    }
+
+    #[test]
+    fn replacing_the_cluster_creates_every_kubernetes_object_again() {
+        let cluster = res("cluster", "c", json!({"region": "a"}), &[])
+            .replace_fields(&["region"])
+            .hosts_kubernetes();
+        let object = Resource::new("ConfigMap", "a", Stage::Kubernetes, json!({"v": 1}));
+        let desired = vec![cluster.clone(), object.clone()];
+        let same = vec![
+            obs(&cluster, cluster.spec.clone()),
+            obs(&object, object.spec.clone()),
+        ];
+        assert!(diff(&desired, &same).is_empty());
+        let moved = vec![
+            obs(&cluster, json!({"region": "b"})),
+            obs(&object, json!({"v": 1})),
+        ];
+        let plan = diff(&desired, &moved);
+        assert_eq!(
+            action_of(&plan, "ConfigMap"),
+            Some((Action::Create, Some("cluster/c".into())))
+        );
+        assert_eq!(
+            plan.changes.last().map(|c| c.stage),
+            Some(Stage::Kubernetes)
+        );
     }
 }

@@ -608,7 +608,13 @@ impl Engine {
             options: self.options.clone(),
             ownership: ownership.clone(),
             config: config.clone(),
-            rebuild: !plan.known_after_apply.is_empty(),
+            // A replaced resource may come back with other facts (a shared filesystem's
+            // address): the Kubernetes objects are built from the new ones.
+            rebuild: !plan.known_after_apply.is_empty()
+                || plan
+                    .changes
+                    .iter()
+                    .any(|c| c.stage == Stage::Infrastructure && c.action == Action::Replace),
             children: plan
                 .resources
                 .iter()
