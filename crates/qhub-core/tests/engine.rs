@@ -223,14 +223,13 @@ impl Provider for TinyCloud {
     async fn apply(&self, ch: &Change, _: &ApplyContext) -> Result<(), ProviderError> {
         let result = match ch.action {
             Action::Delete => self.delete(&ch.id),
-            Action::Replace => self.delete(&ch.id).and_then(|()| {
+            Action::Replace => self.delete(&ch.id).map(|()| {
                 let spec = ch
                     .desired
                     .as_ref()
                     .map(|d| d.spec.clone())
                     .unwrap_or_default();
                 self.items.lock().unwrap().insert(ch.id.clone(), spec);
-                Ok(())
             }),
             _ => {
                 let spec = ch
