@@ -38,6 +38,11 @@ pub const EFS: &str = "efs";
 pub const EFS_MOUNT_TARGET: &str = "efs_mount_target";
 /// Kind: an EKS add-on of the cluster.
 pub const EKS_ADDON: &str = "eks_addon";
+/// Kind: an EBS volume a PersistentVolumeClaim made (observed only, never desired: the
+/// cluster made it, a destroy deletes it).
+pub const EBS_VOLUME: &str = "ebs_volume";
+/// Kind: a network interface a load balancer or the cluster left in our VPC (observed only).
+pub const NETWORK_INTERFACE: &str = "network_interface";
 
 /// The EBS CSI driver add-on, so PersistentVolumeClaims get EBS volumes (EKS ships no
 /// in-tree EBS provisioner since Kubernetes 1.23).

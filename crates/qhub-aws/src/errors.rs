@@ -58,6 +58,9 @@ const RETRYABLE_CODES: &[&str] = &[
     "IncorrectMountTargetState",
     // EFS: a file system whose mount targets are still being deleted.
     "FileSystemInUse",
+    // EC2: a volume or network interface still attached to what is being deleted.
+    "VolumeInUse",
+    "InvalidNetworkInterface.InUse",
     // IAM is eventually consistent: a just-attached policy or just-created role may not be
     // visible to another service yet.
     "ConcurrentModification",
@@ -82,6 +85,8 @@ const BUSY_CODES: &[&str] = &[
     "IncorrectFileSystemLifeCycleState",
     "IncorrectMountTargetState",
     "FileSystemInUse",
+    "VolumeInUse",
+    "InvalidNetworkInterface.InUse",
     "ConcurrentModification",
     "ConcurrentModificationException",
 ];

@@ -806,6 +806,24 @@ fn destroy_removes_the_volumes_and_network_interfaces_kubernetes_left() {
         "{census:?}"
     );
 
+    // A deploy leaves what the cluster made alone; status lists it.
+    aws.assert_plan_empty("with what Kubernetes made");
+    let status = json_stdout(&aws.ok(&["status", "--stage", "infrastructure", "--output", "json"]));
+    let listed = |kind: &str| {
+        status["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| {
+                r["resource"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with(kind))
+            })
+            .count()
+    };
+    assert_eq!(listed("ebs_volume/"), 1, "{status:#}");
+    assert_eq!(listed("network_interface/"), 1, "{status:#}");
+
     let out = aws.run(&[
         "destroy",
         "--stage",
@@ -816,6 +834,26 @@ fn destroy_removes_the_volumes_and_network_interfaces_kubernetes_left() {
     ]);
     assert_eq!(code(&out), 0, "destroy: {}", describe(&out));
     let doc = json_stdout(&out);
+    // The destroy plan names them, deleted with the cluster (whose delete sweeps them).
+    let planned: Vec<&serde_json::Value> = doc["plan"]["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["resource"].as_str().is_some_and(|id| {
+                id.starts_with("ebs_volume/") || id.starts_with("network_interface/")
+            })
+        })
+        .collect();
+    assert_eq!(planned.len(), 2, "{doc:#}");
+    for c in planned {
+        assert_eq!(c["action"], "delete", "{doc:#}");
+        assert_eq!(
+            c["reason"],
+            format!("deleted with eks_cluster/{}", aws.ownership().prefix()),
+            "{doc:#}"
+        );
+    }
     assert_eq!(doc["remaining"], serde_json::json!([]), "{doc:#}");
     aws.assert_destroyed("after destroy");
 }

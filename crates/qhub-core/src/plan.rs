@@ -344,6 +344,12 @@ pub struct Observed {
     /// As [`Resource::created_with`], so that deletes honour it too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_with: Option<ResourceId>,
+    /// Made by the cluster's own controllers for its workloads, not by qhub (the EBS volume of
+    /// a PersistentVolumeClaim, a network interface a load balancer left): a deploy's plan
+    /// leaves it alone, a destroy's deletes it (with the cluster, when `created_with` names it),
+    /// and what remains after a destroy lists it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub made_by_cluster: bool,
 }
 
 impl Observed {
@@ -365,6 +371,7 @@ impl Observed {
             payload: None,
             serial_group: desired.serial_group.clone(),
             created_with: desired.created_with.clone(),
+            made_by_cluster: false,
         }
     }
 
@@ -380,6 +387,7 @@ impl Observed {
             payload: None,
             serial_group: None,
             created_with: None,
+            made_by_cluster: false,
         }
     }
 }
@@ -769,6 +777,17 @@ pub fn diff_allowing(
     observed: &[Observed],
     allow_replace: &[ResourceId],
 ) -> Plan {
+    plan(desired, observed, allow_replace, false)
+}
+
+/// The plan; `destroying`: what the cluster made ([`Observed::made_by_cluster`]) is deleted
+/// too.
+fn plan(
+    desired: &[Resource],
+    observed: &[Observed],
+    allow_replace: &[ResourceId],
+    destroying: bool,
+) -> Plan {
     let observed_by_id: BTreeMap<&ResourceId, &Observed> =
         observed.iter().map(|o| (&o.id, o)).collect();
     let desired_ids: BTreeSet<&ResourceId> = desired.iter().map(|d| &d.id).collect();
@@ -839,7 +858,7 @@ pub fn diff_allowing(
     plan.changes.sort_by_key(|c| c.stage);
     let extra: Vec<&Observed> = observed
         .iter()
-        .filter(|o| !desired_ids.contains(&o.id))
+        .filter(|o| !desired_ids.contains(&o.id) && (destroying || !o.made_by_cluster))
         .collect();
     let mut delete_order = topological(extra.iter().map(|o| (&o.id, o.depends_on.as_slice())));
     delete_order.reverse();
@@ -857,7 +876,8 @@ pub fn diff_allowing(
                 .created_with
                 .as_ref()
                 .filter(|p| extra.iter().any(|e| &e.id == *p))
-                .map(|p| format!("deleted with {p}")),
+                .map(|p| format!("deleted with {p}"))
+                .or_else(|| o.made_by_cluster.then(|| "left by the cluster".to_string())),
         });
     }
     // Deletes: Kubernetes objects first (their load balancers block the network), then the
@@ -1039,7 +1059,7 @@ fn cascade(
 
 /// A plan that deletes everything observed, dependants first.
 pub fn destroy(observed: &[Observed]) -> Plan {
-    diff(&[], observed)
+    plan(&[], observed, &[], true)
 }
 
 #[cfg(test)]
@@ -1353,6 +1373,34 @@ mod tests {
         assert_eq!(
             plan.changes.last().map(|c| c.stage),
             Some(Stage::Kubernetes)
+        );
+    }
+
+    #[test]
+    fn what_the_cluster_made_is_left_alone_by_a_deploy_and_deleted_by_a_destroy() {
+        let cluster = res("cluster", "c", json!({}), &[]);
+        let mut volume = Observed::new(
+            ResourceId::new("ebs_volume", "vol-1"),
+            Stage::Infrastructure,
+            json!({"claim": "claim-alice"}),
+            ResourceState::Ready,
+        );
+        volume.made_by_cluster = true;
+        volume.created_with = Some(cluster.id.clone());
+        let observed = vec![obs(&cluster, cluster.spec.clone()), volume];
+        assert!(diff(std::slice::from_ref(&cluster), &observed).is_empty());
+        let plan = destroy(&observed);
+        let ids: Vec<String> = plan.changes.iter().map(|c| c.id.to_string()).collect();
+        assert_eq!(ids, ["ebs_volume/vol-1", "cluster/c"]);
+        assert_eq!(
+            plan.changes[0].reason.as_deref(),
+            Some("deleted with cluster/c")
+        );
+        // The cluster already gone: deleted on its own.
+        let plan = destroy(&observed[1..]);
+        assert_eq!(
+            plan.changes[0].reason.as_deref(),
+            Some("left by the cluster")
         );
     }
 }
