@@ -1002,3 +1002,68 @@ async fn incarnation(sdk: &aws_config::SdkConfig) -> (Vec<(String, String)>, Opt
     };
     (file_systems, cluster)
 }
+
+/// Moving a subnet to another zone would replace the EKS cluster in it: `plan` and `deploy`
+/// refuse, naming both, the key and the flag, and change nothing; `status` says so; the flag
+/// allows it.
+#[test]
+fn replacing_a_subnet_under_the_cluster_is_refused_until_allowed() {
+    let aws = Aws::new();
+    aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    let path = aws.path().join(CONFIG);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replacen(
+        "  region: us-west-2\n",
+        "  region: us-west-2\n  availability_zones: [us-west-2a, us-west-2c]\n",
+        1,
+    );
+    assert_ne!(edited, text, "no AWS region line in:\n{text}");
+    std::fs::write(&path, edited).unwrap();
+
+    let before = aws.census();
+    let out = aws.run(&["plan", "--stage", "infrastructure"]);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    for needle in [
+        "subnet/demo-dev-subnet-1",
+        "eks_cluster/demo-dev",
+        "amazon_web_services.availability_zones",
+        "--allow-replace eks_cluster/demo-dev",
+    ] {
+        assert!(
+            stderr(&out).contains(needle),
+            "{needle}: {}",
+            describe(&out)
+        );
+    }
+    let out = aws.run(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    assert_eq!(
+        aws.census().owned,
+        before.owned,
+        "a refused deploy changed something"
+    );
+    let status = json_stdout(&aws.ok(&["status", "--stage", "infrastructure", "--output", "json"]));
+    assert_eq!(status["in_sync"], false, "{status:#}");
+    assert!(
+        status["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("eks_cluster/demo-dev")),
+        "{status:#}"
+    );
+
+    let plan = json_stdout(&aws.ok(&[
+        "plan",
+        "--stage",
+        "infrastructure",
+        "--allow-replace",
+        "eks_cluster/demo-dev",
+        "--output",
+        "json",
+    ]));
+    let cluster = plan["changes"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["resource"] == "eks_cluster/demo-dev"))
+        .unwrap_or_else(|| panic!("{plan:#}"));
+    assert_eq!(cluster["action"], "replace", "{plan:#}");
+    assert_eq!(cluster["because"], "subnet/demo-dev-subnet-1", "{plan:#}");
+}
