@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use qhub_core::config::Config;
-use qhub_core::plan::{Observed, Resource, ResourceId, Stage};
+use qhub_core::plan::{Observed, OnDependencyReplaced, Resource, ResourceId, Stage};
 use qhub_core::provider::ProviderError;
 use qhub_core::provider::facts::SharedFilesystem;
 use qhub_core::provider::{ClusterFacts, Known};
@@ -38,6 +38,11 @@ pub const EFS: &str = "efs";
 pub const EFS_MOUNT_TARGET: &str = "efs_mount_target";
 /// Kind: an EKS add-on of the cluster.
 pub const EKS_ADDON: &str = "eks_addon";
+/// Kind: an EBS volume a PersistentVolumeClaim made (observed only, never desired: the
+/// cluster made it, a destroy deletes it).
+pub const EBS_VOLUME: &str = "ebs_volume";
+/// Kind: a network interface a load balancer or the cluster left in our VPC (observed only).
+pub const NETWORK_INTERFACE: &str = "network_interface";
 
 /// The EBS CSI driver add-on, so PersistentVolumeClaims get EBS volumes (EKS ships no
 /// in-tree EBS provisioner since Kubernetes 1.23).
@@ -45,6 +50,18 @@ pub const EBS_CSI_ADDON: &str = "aws-ebs-csi-driver";
 /// The node role's inline policy letting the cluster autoscaler scale the node groups. The
 /// version suffix changes when the document does, so an update is seen by name.
 pub const AUTOSCALER_POLICY: &str = "qhub-cluster-autoscaler-v1";
+
+/// What replacing the EKS cluster destroys, for the refusal of a plan that would (a subnet
+/// moved to another zone, the cluster role's trust changed). EKS can move a cluster to other
+/// subnets in place since 2023-10-24 (UpdateClusterConfig, "at least two subnets in different
+/// Availability Zones", same VPC), but the replacement subnet has the same CIDR as the old one,
+/// so it cannot exist while the cluster still needs two: in-place is not possible here.
+pub const CLUSTER_REPLACEMENT_DESTROYS: &str = "the EKS control plane and every node: every \
+    running pod and user session; every Kubernetes object in it (qhub's own are created again \
+    in the new cluster by the same deploy, anything else is lost); the EBS \
+    volumes of PersistentVolumeClaims (Keycloak's users and groups, conda-store's environments, \
+    every other claim's data); and the ingress load balancer (the new one has a new address, so \
+    DNS must follow). The EFS shared filesystem is kept";
 
 /// The document of an inline policy we own, by name.
 pub fn inline_policy_document(name: &str) -> Option<String> {
@@ -288,12 +305,18 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
         if let Some(z) = zones.get(i) {
             spec["availability_zone"] = json!(z);
         }
-        out.push(resource(
-            ResourceId::new(SUBNET, names.subnet(i)),
-            spec,
-            &["cidr", "availability_zone"],
-            0.5,
-        ));
+        out.push(
+            resource(
+                ResourceId::new(SUBNET, names.subnet(i)),
+                spec,
+                &["cidr", "availability_zone"],
+                0.5,
+            )
+            .config_key(
+                "availability_zone",
+                "amazon_web_services.availability_zones",
+            ),
+        );
     }
     let subnet_names: Vec<String> = (0..SUBNET_CIDRS.len()).map(|i| names.subnet(i)).collect();
     out.push(resource(
@@ -302,12 +325,17 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
         &[],
         0.5,
     ));
-    out.push(resource(
-        ResourceId::new(ROUTE_TABLE, &p),
-        json!({"default_route": "internet_gateway", "subnets": subnet_names}),
-        &[],
-        0.5,
-    ));
+    // A subnet's delete removes its route table association first (apply::network); the
+    // re-created subnet is associated again by the route table's update.
+    out.push(
+        resource(
+            ResourceId::new(ROUTE_TABLE, &p),
+            json!({"default_route": "internet_gateway", "subnets": subnet_names}),
+            &[],
+            0.5,
+        )
+        .on_dependency_replaced(OnDependencyReplaced::Update),
+    );
     out.push(resource(
         ResourceId::new(SECURITY_GROUP, &p),
         json!({"ingress_from_self": true}),
@@ -331,39 +359,56 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
         0.5,
     ));
     // EKS control planes take 9-15 minutes (REFERENCE.md §4).
-    out.push(resource(
-        ResourceId::new(EKS_CLUSTER, &p),
-        json!({
-            "kubernetes_version": section.kubernetes_version,
-            "role": names.cluster_role(),
-            "subnets": subnet_names,
-            "security_group": p,
-        }),
-        &["role", "subnets", "security_group"],
-        15.0,
-    ));
+    out.push(
+        resource(
+            ResourceId::new(EKS_CLUSTER, &p),
+            json!({
+                "kubernetes_version": section.kubernetes_version,
+                "role": names.cluster_role(),
+                "subnets": subnet_names,
+                "security_group": p,
+            }),
+            &["role", "subnets", "security_group"],
+            15.0,
+        )
+        .on_dependency_replaced(OnDependencyReplaced::Refuse(
+            CLUSTER_REPLACEMENT_DESTROYS.to_string(),
+        ))
+        .hosts_kubernetes(),
+    );
     for (group, g) in &section.node_groups {
         let (ami, taints) = if g.gpu {
             ("AL2_x86_64_GPU", json!([GPU_TAINT]))
         } else {
             ("AL2_x86_64", json!([]))
         };
-        out.push(resource(
-            ResourceId::new(NODE_GROUP, names.node_group(group)),
-            json!({
-                "instance_type": g.instance,
-                "ami_type": ami,
-                "disk_size": DISK_SIZE_GIB,
-                "min_nodes": g.min_nodes,
-                "max_nodes": g.max_nodes,
-                "node_role": names.node_role(),
-                "labels": {GROUP_LABEL: group},
-                "taints": taints,
-                "autoscaler_tags": autoscaler_tags(&p, group, g.gpu),
-            }),
-            &["instance_type", "ami_type", "disk_size", "node_role"],
-            5.0,
-        ));
+        out.push(
+            resource(
+                ResourceId::new(NODE_GROUP, names.node_group(group)),
+                json!({
+                    "instance_type": g.instance,
+                    "ami_type": ami,
+                    "disk_size": DISK_SIZE_GIB,
+                    "min_nodes": g.min_nodes,
+                    "max_nodes": g.max_nodes,
+                    "node_role": names.node_role(),
+                    "labels": {GROUP_LABEL: group},
+                    "taints": taints,
+                    "autoscaler_tags": autoscaler_tags(&p, group, g.gpu),
+                }),
+                &["instance_type", "ami_type", "disk_size", "node_role"],
+                5.0,
+            )
+            // Node groups are cattle: replaced when what they run on is (the default).
+            .config_key(
+                "instance_type",
+                &format!("amazon_web_services.node_groups.{group}.instance"),
+            )
+            .config_key(
+                "ami_type",
+                &format!("amazon_web_services.node_groups.{group}.gpu"),
+            ),
+        );
     }
     if addons {
         out.push(resource(

@@ -58,6 +58,9 @@ const RETRYABLE_CODES: &[&str] = &[
     "IncorrectMountTargetState",
     // EFS: a file system whose mount targets are still being deleted.
     "FileSystemInUse",
+    // EC2: a volume or network interface still attached to what is being deleted.
+    "VolumeInUse",
+    "InvalidNetworkInterface.InUse",
     // IAM is eventually consistent: a just-attached policy or just-created role may not be
     // visible to another service yet.
     "ConcurrentModification",
@@ -82,6 +85,8 @@ const BUSY_CODES: &[&str] = &[
     "IncorrectFileSystemLifeCycleState",
     "IncorrectMountTargetState",
     "FileSystemInUse",
+    "VolumeInUse",
+    "InvalidNetworkInterface.InUse",
     "ConcurrentModification",
     "ConcurrentModificationException",
 ];
@@ -228,6 +233,11 @@ impl AwsError {
         if THROTTLED_CODES.contains(&code) || self.status == Some(429) {
             return ProviderError::throttled(self.to_string(), None);
         }
+        // Still used by something (a subnet with network interfaces in it): the engine judges
+        // whether waiting can help (ProviderError::InUse).
+        if code == "DependencyViolation" {
+            return ProviderError::in_use(self.to_string());
+        }
         if BUSY_CODES.contains(&code)
             || (self.is_retryable() && code == "InvalidParameterException")
         {
@@ -331,6 +341,15 @@ mod tests {
             e(Some("ResourceNotFoundException"), Some(404), "").into_provider(false),
             ProviderError::NotFound(_)
         ));
+        let in_use = e(
+            Some("DependencyViolation"),
+            Some(400),
+            "The subnet 'subnet-1' has dependencies and cannot be deleted.",
+        )
+        .into_provider(false);
+        assert!(matches!(in_use, ProviderError::InUse { .. }), "{in_use:?}");
+        assert_eq!(in_use.retry_class(), Some(RetryClass::Busy));
+        assert!(in_use.to_string().contains("subnet-1"), "{in_use}");
     }
 
     #[test]

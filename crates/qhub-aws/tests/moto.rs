@@ -516,3 +516,142 @@ async fn preflight_names_every_bad_key_and_passes_a_good_config() {
         "no raw response: {err}"
     );
 }
+
+/// An engine like [`common::engine`] that may replace `allow`.
+fn engine_allowing(p: Arc<dyn Provider>, allow: &[&str]) -> qhub_core::engine::Engine {
+    qhub_core::engine::Engine::new(
+        p,
+        qhub_core::engine::EngineOptions {
+            min_deadline: Duration::from_secs(120),
+            observe_deadline: Duration::from_secs(60),
+            allow_replace: allow
+                .iter()
+                .map(|id| {
+                    let (kind, name) = id.split_once('/').expect("KIND/NAME");
+                    qhub_core::plan::ResourceId::new(kind, name)
+                })
+                .collect(),
+            ..qhub_core::engine::EngineOptions::default()
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replacing_a_subnet_replaces_what_depends_on_it_or_refuses_naming_both() {
+    use qhub_core::engine::{EngineError, StageFilter};
+    use qhub_core::plan::Action;
+    let mut config = aws_config("moved");
+    let h = MotoHarness::new(config.clone());
+    let o = Ownership::of(&config);
+    let aws = || Arc::new(h.aws(Arc::new(ApiStats::default()))) as Arc<dyn Provider>;
+    assert!(deploy(aws(), &config).await.succeeded());
+
+    // Move the second subnet to a zone it is not in: the first two zones were chosen.
+    let zones = qhub_aws::apply::availability_zones(&h.aws(Arc::new(ApiStats::default())))
+        .await
+        .expect("zones");
+    assert!(zones.len() >= 3, "{zones:?}");
+    config
+        .amazon_web_services
+        .as_mut()
+        .unwrap()
+        .availability_zones = Some(vec![zones[0].clone(), zones[2].clone()]);
+
+    // Refused by default, before any change, naming both, the key and what to do.
+    let before = h.census(&o).await;
+    let refused = engine_allowing(aws(), &[])
+        .plan(&config, StageFilter::All)
+        .await
+        .expect_err("the cluster's replacement is refused");
+    assert!(matches!(refused, EngineError::Refused(_)), "{refused}");
+    let text = refused.to_string();
+    for needle in [
+        "subnet/moved-dev-subnet-1",
+        "eks_cluster/moved-dev",
+        "`amazon_web_services.availability_zones`",
+        "--allow-replace eks_cluster/moved-dev",
+        "EBS volumes of PersistentVolumeClaims",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from: {text}");
+    }
+    let report = conformance::deploy_once(&engine_allowing(aws(), &[]), &config).await;
+    assert!(matches!(report, Err(EngineError::Refused(_))), "{report:?}");
+    assert_eq!(
+        h.census(&o).await,
+        before,
+        "a refused deploy changed something"
+    );
+
+    // Allowed: the cascade is planned with its reasons, and the deploy converges to one of
+    // everything with the subnet in its new zone.
+    let engine = engine_allowing(aws(), &["eks_cluster/moved-dev"]);
+    let plan = engine.plan(&config, StageFilter::All).await.expect("plan");
+    let text = plan.render_text();
+    let because = |id: &str| {
+        plan.changes
+            .iter()
+            .find(|c| c.id.to_string() == id)
+            .map(|c| (c.action, c.because.as_ref().map(ToString::to_string)))
+    };
+    assert_eq!(
+        because("subnet/moved-dev-subnet-1"),
+        Some((Action::Replace, None))
+    );
+    assert_eq!(
+        because("eks_cluster/moved-dev"),
+        Some((Action::Replace, Some("subnet/moved-dev-subnet-1".into()))),
+        "{text}"
+    );
+    assert_eq!(
+        because("node_group/moved-dev-user"),
+        Some((Action::Replace, Some("eks_cluster/moved-dev".into()))),
+        "{text}"
+    );
+    assert_eq!(
+        because("efs_mount_target/moved-dev-shared-1"),
+        Some((Action::Replace, Some("subnet/moved-dev-subnet-1".into()))),
+        "{text}"
+    );
+    assert_eq!(
+        because("route_table/moved-dev"),
+        Some((Action::Update, Some("subnet/moved-dev-subnet-1".into()))),
+        "{text}"
+    );
+    // Untouched: the other subnet and its mount target, the VPC, the roles, EFS itself.
+    // subnet, mount target, cluster, three node groups (moto has no EKS add-ons).
+    assert_eq!(plan.summary().replace, 6, "{text}");
+    assert!(
+        text.contains("replaced because subnet/moved-dev-subnet-1 is replaced"),
+        "{text}"
+    );
+    let started = Instant::now();
+    let report = conformance::deploy_once(&engine, &config)
+        .await
+        .expect("plan");
+    assert!(report.succeeded(), "{report:?}");
+    eprintln!("cascaded replacement applied in {:?}", started.elapsed());
+    assert_eq!(h.census(&o).await, one_of_everything());
+    let ec2 = aws_sdk_ec2::Client::new(&h.sdk().await);
+    let subnets = ec2
+        .describe_subnets()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:Name")
+                .values("moved-dev-subnet-1")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("subnets");
+    let moved: Vec<&str> = subnets
+        .subnets()
+        .iter()
+        .filter_map(|s| s.availability_zone())
+        .collect();
+    assert_eq!(moved, [zones[2].as_str()]);
+    let after = engine_allowing(aws(), &[])
+        .plan(&config, StageFilter::All)
+        .await
+        .expect("plan after");
+    assert!(after.is_empty(), "{}", after.render_text());
+}

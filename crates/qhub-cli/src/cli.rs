@@ -236,4 +236,21 @@ pub struct StageArgs {
     /// Changes applied at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+    /// Allow replacing this resource (KIND/NAME, as the plan names it) when a change to what
+    /// it depends on forces it, although replacing it destroys data (an EKS cluster when a
+    /// subnet moves zone). Without it such a plan is refused. Repeat for several.
+    #[arg(long = "allow-replace", value_name = "KIND/NAME", value_parser = parse_resource_id)]
+    pub allow_replace: Vec<qhub_core::plan::ResourceId>,
+}
+
+/// Parses `KIND/NAME` (the name may contain `/`, e.g. a Kubernetes object's namespace).
+fn parse_resource_id(s: &str) -> Result<qhub_core::plan::ResourceId, String> {
+    match s.split_once('/') {
+        Some((kind, name)) if !kind.is_empty() && !name.is_empty() => {
+            Ok(qhub_core::plan::ResourceId::new(kind, name))
+        }
+        _ => Err(format!(
+            "`{s}` is not KIND/NAME (e.g. eks_cluster/demo-dev, as `qhub plan` names it)"
+        )),
+    }
 }

@@ -806,6 +806,24 @@ fn destroy_removes_the_volumes_and_network_interfaces_kubernetes_left() {
         "{census:?}"
     );
 
+    // A deploy leaves what the cluster made alone; status lists it.
+    aws.assert_plan_empty("with what Kubernetes made");
+    let status = json_stdout(&aws.ok(&["status", "--stage", "infrastructure", "--output", "json"]));
+    let listed = |kind: &str| {
+        status["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| {
+                r["resource"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with(kind))
+            })
+            .count()
+    };
+    assert_eq!(listed("ebs_volume/"), 1, "{status:#}");
+    assert_eq!(listed("network_interface/"), 1, "{status:#}");
+
     let out = aws.run(&[
         "destroy",
         "--stage",
@@ -816,6 +834,26 @@ fn destroy_removes_the_volumes_and_network_interfaces_kubernetes_left() {
     ]);
     assert_eq!(code(&out), 0, "destroy: {}", describe(&out));
     let doc = json_stdout(&out);
+    // The destroy plan names them, deleted with the cluster (whose delete sweeps them).
+    let planned: Vec<&serde_json::Value> = doc["plan"]["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["resource"].as_str().is_some_and(|id| {
+                id.starts_with("ebs_volume/") || id.starts_with("network_interface/")
+            })
+        })
+        .collect();
+    assert_eq!(planned.len(), 2, "{doc:#}");
+    for c in planned {
+        assert_eq!(c["action"], "delete", "{doc:#}");
+        assert_eq!(
+            c["reason"],
+            format!("deleted with eks_cluster/{}", aws.ownership().prefix()),
+            "{doc:#}"
+        );
+    }
     assert_eq!(doc["remaining"], serde_json::json!([]), "{doc:#}");
     aws.assert_destroyed("after destroy");
 }
@@ -963,4 +1001,69 @@ async fn incarnation(sdk: &aws_config::SdkConfig) -> (Vec<(String, String)>, Opt
         Err(_) => None,
     };
     (file_systems, cluster)
+}
+
+/// Moving a subnet to another zone would replace the EKS cluster in it: `plan` and `deploy`
+/// refuse, naming both, the key and the flag, and change nothing; `status` says so; the flag
+/// allows it.
+#[test]
+fn replacing_a_subnet_under_the_cluster_is_refused_until_allowed() {
+    let aws = Aws::new();
+    aws.ok(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    let path = aws.path().join(CONFIG);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replacen(
+        "  region: us-west-2\n",
+        "  region: us-west-2\n  availability_zones: [us-west-2a, us-west-2c]\n",
+        1,
+    );
+    assert_ne!(edited, text, "no AWS region line in:\n{text}");
+    std::fs::write(&path, edited).unwrap();
+
+    let before = aws.census();
+    let out = aws.run(&["plan", "--stage", "infrastructure"]);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    for needle in [
+        "subnet/demo-dev-subnet-1",
+        "eks_cluster/demo-dev",
+        "amazon_web_services.availability_zones",
+        "--allow-replace eks_cluster/demo-dev",
+    ] {
+        assert!(
+            stderr(&out).contains(needle),
+            "{needle}: {}",
+            describe(&out)
+        );
+    }
+    let out = aws.run(&["deploy", "--stage", "infrastructure", "--disable-prompt"]);
+    assert_eq!(code(&out), 1, "{}", describe(&out));
+    assert_eq!(
+        aws.census().owned,
+        before.owned,
+        "a refused deploy changed something"
+    );
+    let status = json_stdout(&aws.ok(&["status", "--stage", "infrastructure", "--output", "json"]));
+    assert_eq!(status["in_sync"], false, "{status:#}");
+    assert!(
+        status["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("eks_cluster/demo-dev")),
+        "{status:#}"
+    );
+
+    let plan = json_stdout(&aws.ok(&[
+        "plan",
+        "--stage",
+        "infrastructure",
+        "--allow-replace",
+        "eks_cluster/demo-dev",
+        "--output",
+        "json",
+    ]));
+    let cluster = plan["changes"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["resource"] == "eks_cluster/demo-dev"))
+        .unwrap_or_else(|| panic!("{plan:#}"));
+    assert_eq!(cluster["action"], "replace", "{plan:#}");
+    assert_eq!(cluster["because"], "subnet/demo-dev-subnet-1", "{plan:#}");
 }

@@ -1684,3 +1684,62 @@ fn trace_logs_never_print_a_credential() {
         }
     }
 }
+
+#[test]
+fn a_cascaded_replace_is_shown_as_a_replace_with_its_reason() {
+    let sb = Sandbox::deployed();
+    // The network and the cluster cannot move region in place: the storage on the network and
+    // the node groups on the cluster are replaced with them, and the plan says why.
+    sb.edit_config("region: local-1", "region: local-2");
+    let plan = sb.plan_json();
+    let change = |id: &str| {
+        changes(&plan)
+            .iter()
+            .find(|c| c["resource"] == id)
+            .unwrap_or_else(|| panic!("{id} not planned:\n{plan:#}"))
+            .clone()
+    };
+    let group = change("node_group/demo-dev-user");
+    assert_eq!(group["action"], "replace", "{plan:#}");
+    assert_eq!(group["because"], "cluster/demo-dev", "{plan:#}");
+    assert_eq!(
+        group["reason"], "replaced because cluster/demo-dev is replaced",
+        "{plan:#}"
+    );
+    let storage = change("storage/demo-dev-shared");
+    assert_eq!(storage["action"], "replace", "{plan:#}");
+    assert_eq!(storage["because"], "network/demo-dev", "{plan:#}");
+    assert!(
+        change("network/demo-dev").get("because").is_none(),
+        "{plan:#}"
+    );
+    let text = stdout(&sb.ok(&["plan"]));
+    assert!(
+        text.contains(
+            "-/+ node_group/demo-dev-user  (replaced because cluster/demo-dev is replaced)"
+        ),
+        "{text}"
+    );
+
+    // --allow-replace takes KIND/NAME.
+    let out = sb.run(&["plan", "--allow-replace", "cluster"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("KIND/NAME"), "{}", stderr(&out));
+    sb.ok(&["plan", "--allow-replace", "cluster/demo-dev"]);
+
+    // Applied: the dependants go first and come back after, the Kubernetes objects are
+    // created again in the new cluster; one of everything remains.
+    let old_group = sb.world()["resources"]["node_group/demo-dev-user"]["cloud_id"].clone();
+    sb.ok(&["deploy", "--disable-prompt"]);
+    sb.assert_plan_empty("after the cascaded replace");
+    sb.assert_fully_deployed("after the cascaded replace");
+    let world = sb.world();
+    assert_eq!(
+        world["resources"]["cluster/demo-dev"]["spec"]["region"], "local-2",
+        "{world:#}"
+    );
+    assert_ne!(
+        world["resources"]["node_group/demo-dev-user"]["cloud_id"], old_group,
+        "the node group was replaced"
+    );
+}

@@ -8,7 +8,15 @@
 //! - an observed resource in [`ResourceState::Failed`] is repaired: [`Action::Replace`];
 //! - one in [`ResourceState::Pending`] that otherwise matches is waited for: [`Action::Wait`]
 //!   (the engine waits by observing; providers never receive a `Wait`);
-//! - what exists and is not wanted -> [`Action::Delete`], dependants first.
+//! - what exists and is not wanted -> [`Action::Delete`], dependants first;
+//! - a replaced infrastructure resource cascades ([`Resource::on_dependency_replaced`]): every
+//!   existing resource that depends on it, transitively, is replaced too
+//!   ([`OnDependencyReplaced::Replace`], the default), updated after it is re-created
+//!   ([`OnDependencyReplaced::Update`]), or the plan is refused naming both
+//!   ([`OnDependencyReplaced::Refuse`], see [`Plan::refused`]) unless the caller allowed that
+//!   resource's replacement ([`diff_allowing`]). A resource created with its parent
+//!   ([`Resource::created_with`]) goes with the parent and is not cascaded. Kubernetes objects
+//!   are applied in place (server-side apply), so they neither cascade nor are cascaded.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -108,6 +116,77 @@ pub struct Resource {
     /// plan, not a read-only attribute to ignore.
     #[serde(skip)]
     pub exact: bool,
+    /// What happens to this resource when something it depends on is replaced (see the module
+    /// documentation).
+    #[serde(skip)]
+    pub on_dependency_replaced: OnDependencyReplaced,
+    /// The Kubernetes stage runs on it (the cluster): replacing it takes every Kubernetes
+    /// object with it, so a plan that replaces it creates them all again afterwards.
+    #[serde(skip)]
+    pub hosts_kubernetes: bool,
+    /// The config key each top-level spec field comes from (`availability_zone` ->
+    /// `amazon_web_services.availability_zones`), so that a refused plan names what to edit.
+    #[serde(skip)]
+    pub config_keys: BTreeMap<String, String>,
+}
+
+/// What a resource needs when something it depends on is replaced (deleted and created again).
+/// The provider declares it per kind ([`Resource::on_dependency_replaced`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum OnDependencyReplaced {
+    /// It cannot outlive what it depends on: it is deleted before that is deleted and created
+    /// after that is created (a node group, a mount target in a subnet). The default, because a
+    /// resource left referring to something deleted blocks the delete
+    /// (`DependencyViolation`) or is broken.
+    #[default]
+    Replace,
+    /// It survives the replacement and is brought back in line in place once the replacement
+    /// exists (a route table re-associated with a re-created subnet): an update ordered after
+    /// the create. Only for resources that do not block the delete of what they depend on.
+    Update,
+    /// Replacing it destroys data or service, so the plan is refused unless the caller allows
+    /// it explicitly (an EKS cluster: every workload and volume on it). The text says what a
+    /// replacement destroys, for the refusal message.
+    Refuse(String),
+}
+
+/// A cascade the plan refuses: `replaced` is replaced, and `dependant` depends on it but may
+/// not be replaced without an explicit allowance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// The resource whose replacement started the cascade.
+    pub root: ResourceId,
+    /// Why the root is replaced: the fields that cannot change in place and the config keys
+    /// they come from, or the repair of a failed resource.
+    pub root_reason: String,
+    /// The replaced resource the dependant depends on (the root, or a resource replaced
+    /// because of it).
+    pub replaced: ResourceId,
+    /// The resource that would have to be replaced too.
+    pub dependant: ResourceId,
+    /// What replacing the dependant destroys.
+    pub destroys: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "replacing {root} ({why}) would force replacing {dependant}, which depends on {via}; \
+             replacing {dependant} destroys {destroys}. Either undo the change (keep what exists), \
+             or allow it explicitly with `--allow-replace {dependant}` (plan and deploy), or \
+             `qhub destroy` and deploy again",
+            root = self.root,
+            why = self.root_reason,
+            dependant = self.dependant,
+            via = if self.replaced == self.root {
+                "it".to_string()
+            } else {
+                format!("{} (replaced because of it)", self.replaced)
+            },
+            destroys = self.destroys,
+        )
+    }
 }
 
 impl Resource {
@@ -125,7 +204,32 @@ impl Resource {
             serial_group: None,
             created_with: None,
             exact: false,
+            on_dependency_replaced: OnDependencyReplaced::default(),
+            hosts_kubernetes: false,
+            config_keys: BTreeMap::new(),
         }
+    }
+
+    /// Marks it as the resource the Kubernetes stage runs on ([`Resource::hosts_kubernetes`]).
+    #[must_use]
+    pub fn hosts_kubernetes(mut self) -> Self {
+        self.hosts_kubernetes = true;
+        self
+    }
+
+    /// Sets what happens to it when something it depends on is replaced.
+    #[must_use]
+    pub fn on_dependency_replaced(mut self, policy: OnDependencyReplaced) -> Self {
+        self.on_dependency_replaced = policy;
+        self
+    }
+
+    /// Names the config key the top-level spec `field` comes from (see
+    /// [`Resource::config_keys`]).
+    #[must_use]
+    pub fn config_key(mut self, field: &str, key: &str) -> Self {
+        self.config_keys.insert(field.to_string(), key.to_string());
+        self
     }
 
     /// Marks the resource [`Resource::exact`]: fields observed but no longer desired are
@@ -240,6 +344,12 @@ pub struct Observed {
     /// As [`Resource::created_with`], so that deletes honour it too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_with: Option<ResourceId>,
+    /// Made by the cluster's own controllers for its workloads, not by qhub (the EBS volume of
+    /// a PersistentVolumeClaim, a network interface a load balancer left): a deploy's plan
+    /// leaves it alone, a destroy's deletes it (with the cluster, when `created_with` names it),
+    /// and what remains after a destroy lists it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub made_by_cluster: bool,
 }
 
 impl Observed {
@@ -261,6 +371,7 @@ impl Observed {
             payload: None,
             serial_group: desired.serial_group.clone(),
             created_with: desired.created_with.clone(),
+            made_by_cluster: false,
         }
     }
 
@@ -276,6 +387,7 @@ impl Observed {
             payload: None,
             serial_group: None,
             created_with: None,
+            made_by_cluster: false,
         }
     }
 }
@@ -343,9 +455,13 @@ pub struct Change {
     #[serde(skip)]
     pub observed: Option<Observed>,
     /// Why the change is planned when the diff alone does not say: a repair of a failed
-    /// resource, a wait on a pending one, a child created with its parent.
+    /// resource, a wait on a pending one, a child created with its parent, a cascade.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The replaced resource this change cascades from (it depends on it): replaced or updated
+    /// because that one is replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub because: Option<ResourceId>,
 }
 
 impl Change {
@@ -396,6 +512,9 @@ pub struct Plan {
     /// Every desired resource, changed or not (a parent's create is given its children).
     #[serde(skip)]
     pub resources: Vec<Resource>,
+    /// Cascades refused: a plan with any must not be applied ([`Plan::refusal`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Refusal>,
 }
 
 /// Counts of a plan's changes by action.
@@ -419,6 +538,15 @@ impl Plan {
     /// True when nothing would change.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// The refused cascades as one message (one line each), or `None` when there are none.
+    pub fn refusal(&self) -> Option<String> {
+        if self.refused.is_empty() {
+            return None;
+        }
+        let lines: Vec<String> = self.refused.iter().map(ToString::to_string).collect();
+        Some(lines.join("\n"))
     }
 
     /// Counts by action.
@@ -478,7 +606,11 @@ impl Plan {
                             .filter(|d| d.forces_replacement)
                             .map(|d| d.field.as_str())
                             .collect();
-                        format!("  (replace: {} cannot change in place)", fields.join(", "))
+                        if fields.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  (replace: {} cannot change in place)", fields.join(", "))
+                        }
                     }
                     _ => String::new(),
                 };
@@ -523,6 +655,9 @@ impl Plan {
         }
         for note in &self.notes {
             let _ = writeln!(out, "Note: {note}");
+        }
+        for refusal in &self.refused {
+            let _ = writeln!(out, "Refused: {refusal}");
         }
         let s = self.summary();
         let wait = if s.wait > 0 {
@@ -629,8 +764,30 @@ pub fn topological<'a>(
     out
 }
 
-/// The plan from desired and observed resources.
+/// The plan from desired and observed resources. A cascade onto a resource that refuses it
+/// ([`OnDependencyReplaced::Refuse`]) is recorded in [`Plan::refused`].
 pub fn diff(desired: &[Resource], observed: &[Observed]) -> Plan {
+    diff_allowing(desired, observed, &[])
+}
+
+/// As [`diff`], with the replacement of the resources in `allow_replace` allowed when a
+/// cascade reaches them although they refuse it (the user's explicit `--allow-replace`).
+pub fn diff_allowing(
+    desired: &[Resource],
+    observed: &[Observed],
+    allow_replace: &[ResourceId],
+) -> Plan {
+    plan(desired, observed, allow_replace, false)
+}
+
+/// The plan; `destroying`: what the cluster made ([`Observed::made_by_cluster`]) is deleted
+/// too.
+fn plan(
+    desired: &[Resource],
+    observed: &[Observed],
+    allow_replace: &[ResourceId],
+    destroying: bool,
+) -> Plan {
     let observed_by_id: BTreeMap<&ResourceId, &Observed> =
         observed.iter().map(|o| (&o.id, o)).collect();
     let desired_ids: BTreeSet<&ResourceId> = desired.iter().map(|d| &d.id).collect();
@@ -640,6 +797,8 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Plan {
     };
     let order = topological(desired.iter().map(|d| (&d.id, d.depends_on.as_slice())));
     let by_id: BTreeMap<&ResourceId, &Resource> = desired.iter().map(|d| (&d.id, d)).collect();
+    // The change each desired resource needs on its own; absent when it already matches.
+    let mut planned: BTreeMap<ResourceId, Change> = BTreeMap::new();
     for id in &order {
         let d = by_id[id];
         let change = |action, diff, observed: Option<&Observed>, reason| Change {
@@ -650,56 +809,56 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Plan {
             desired: Some(d.clone()),
             observed: observed.cloned(),
             reason,
+            because: None,
         };
-        match observed_by_id.get(id) {
+        let c = match observed_by_id.get(id) {
             None => {
                 let reason = d.created_with.as_ref().map(|p| format!("created with {p}"));
-                plan.changes.push(change(
-                    Action::Create,
-                    field_diff(d, &Json::Null),
-                    None,
-                    reason,
-                ));
+                change(Action::Create, field_diff(d, &Json::Null), None, reason)
             }
             Some(o) => {
                 let diff = field_diff(d, &o.spec);
                 match &o.state {
-                    ResourceState::Failed(why) => plan.changes.push(change(
+                    ResourceState::Failed(why) => change(
                         Action::Replace,
                         diff,
                         Some(o),
                         Some(format!("repair: {why}")),
-                    )),
+                    ),
                     // A Kubernetes object rolling out is the apply's own readiness wait, not a
                     // change to plan.
                     ResourceState::Pending(what)
                         if diff.is_empty() && d.stage == Stage::Infrastructure =>
                     {
-                        plan.changes.push(change(
-                            Action::Wait,
-                            diff,
-                            Some(o),
-                            Some(format!("wait: {what}")),
-                        ));
+                        change(Action::Wait, diff, Some(o), Some(format!("wait: {what}")))
                     }
-                    _ if diff.is_empty() => plan.unchanged += 1,
+                    _ if diff.is_empty() => continue,
                     _ => {
                         let action = if diff.iter().any(|f| f.forces_replacement) {
                             Action::Replace
                         } else {
                             Action::Update
                         };
-                        plan.changes.push(change(action, diff, Some(o), None));
+                        change(action, diff, Some(o), None)
                     }
                 }
             }
+        };
+        planned.insert(id.clone(), c);
+    }
+    plan.refused = cascade(&mut planned, &by_id, &observed_by_id, allow_replace);
+    recreate_kubernetes(&mut planned, desired);
+    for id in &order {
+        match planned.remove(id) {
+            Some(c) => plan.changes.push(c),
+            None => plan.unchanged += 1,
         }
     }
     // The infrastructure comes first: Kubernetes objects need the cluster.
     plan.changes.sort_by_key(|c| c.stage);
     let extra: Vec<&Observed> = observed
         .iter()
-        .filter(|o| !desired_ids.contains(&o.id))
+        .filter(|o| !desired_ids.contains(&o.id) && (destroying || !o.made_by_cluster))
         .collect();
     let mut delete_order = topological(extra.iter().map(|o| (&o.id, o.depends_on.as_slice())));
     delete_order.reverse();
@@ -712,11 +871,13 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Plan {
             diff: Vec::new(),
             desired: None,
             observed: Some(o.clone()),
+            because: None,
             reason: o
                 .created_with
                 .as_ref()
                 .filter(|p| extra.iter().any(|e| &e.id == *p))
-                .map(|p| format!("deleted with {p}")),
+                .map(|p| format!("deleted with {p}"))
+                .or_else(|| o.made_by_cluster.then(|| "left by the cluster".to_string())),
         });
     }
     // Deletes: Kubernetes objects first (their load balancers block the network), then the
@@ -730,9 +891,175 @@ pub fn diff(desired: &[Resource], observed: &[Observed]) -> Plan {
     plan
 }
 
+/// Why `root` is replaced, for a refusal: the fields that cannot change in place with the
+/// config keys they come from, or the repair.
+fn root_reason(root: &Change) -> String {
+    let desired = root.desired.as_ref();
+    let fields: Vec<String> = root
+        .diff
+        .iter()
+        .filter(|d| d.forces_replacement)
+        .map(|d| {
+            let top = d.field.split('.').next().unwrap_or(&d.field);
+            let show = |v: &Option<Json>| v.as_ref().map_or("(none)".to_string(), Json::to_string);
+            let key = desired
+                .and_then(|r| r.config_keys.get(top))
+                .map(|k| format!(", set by `{k}`"))
+                .unwrap_or_default();
+            format!("{} {} -> {}{key}", d.field, show(&d.from), show(&d.to))
+        })
+        .collect();
+    match (&root.reason, fields.is_empty()) {
+        (_, false) => format!("{} cannot change in place", fields.join("; ")),
+        (Some(r), true) => r.clone(),
+        (None, true) => "it must be re-created".to_string(),
+    }
+}
+
+/// When the resource the Kubernetes stage runs on is replaced, every Kubernetes object goes
+/// with it: each desired one is created again after it (server-side apply into the new
+/// cluster), whatever the old cluster held.
+fn recreate_kubernetes(planned: &mut BTreeMap<ResourceId, Change>, desired: &[Resource]) {
+    let Some(host) = planned
+        .values()
+        .find(|c| {
+            c.action == Action::Replace && c.desired.as_ref().is_some_and(|d| d.hosts_kubernetes)
+        })
+        .map(|c| c.id.clone())
+    else {
+        return;
+    };
+    for d in desired.iter().filter(|d| d.stage == Stage::Kubernetes) {
+        if planned
+            .get(&d.id)
+            .is_some_and(|c| c.action == Action::Create)
+        {
+            continue;
+        }
+        planned.insert(
+            d.id.clone(),
+            Change {
+                stage: d.stage,
+                id: d.id.clone(),
+                action: Action::Create,
+                diff: field_diff(d, &Json::Null),
+                desired: Some(d.clone()),
+                observed: None,
+                reason: Some(format!(
+                    "created again: {host} is replaced, and its objects with it"
+                )),
+                because: Some(host.clone()),
+            },
+        );
+    }
+}
+
+/// Propagates replacements to the existing infrastructure resources that depend on a replaced
+/// one, by their [`Resource::on_dependency_replaced`]; returns the refused cascades.
+fn cascade(
+    planned: &mut BTreeMap<ResourceId, Change>,
+    desired: &BTreeMap<&ResourceId, &Resource>,
+    observed: &BTreeMap<&ResourceId, &Observed>,
+    allow_replace: &[ResourceId],
+) -> Vec<Refusal> {
+    let mut dependants: BTreeMap<&ResourceId, Vec<&Resource>> = BTreeMap::new();
+    for d in desired.values() {
+        if d.stage != Stage::Infrastructure {
+            continue;
+        }
+        for dep in &d.depends_on {
+            dependants.entry(dep).or_default().push(d);
+        }
+    }
+    // (replaced, the root replacement it comes from)
+    let mut queue: std::collections::VecDeque<(ResourceId, ResourceId)> = planned
+        .values()
+        .filter(|c| c.action == Action::Replace && c.stage == Stage::Infrastructure)
+        .map(|c| (c.id.clone(), c.id.clone()))
+        .collect();
+    let mut refused: Vec<Refusal> = Vec::new();
+    while let Some((replaced, root)) = queue.pop_front() {
+        for d in dependants.get(&replaced).into_iter().flatten() {
+            // Goes with its parent: deleted by the parent's delete, created by its create.
+            if d.created_with.as_ref() == Some(&replaced) {
+                continue;
+            }
+            // Not there yet: its create comes after the replacement's anyway.
+            let Some(o) = observed.get(&d.id) else {
+                continue;
+            };
+            let current = planned.get(&d.id);
+            if current.is_some_and(|c| c.action == Action::Replace) {
+                continue;
+            }
+            let replace_it = |reason: String| Change {
+                stage: d.stage,
+                id: d.id.clone(),
+                action: Action::Replace,
+                diff: current.map(|c| c.diff.clone()).unwrap_or_default(),
+                desired: Some((*d).clone()),
+                observed: Some((*o).clone()),
+                reason: Some(reason),
+                because: Some(replaced.clone()),
+            };
+            match &d.on_dependency_replaced {
+                OnDependencyReplaced::Replace => {
+                    let c = replace_it(format!("replaced because {replaced} is replaced"));
+                    planned.insert(d.id.clone(), c);
+                    queue.push_back((d.id.clone(), root.clone()));
+                }
+                OnDependencyReplaced::Refuse(_) if allow_replace.contains(&d.id) => {
+                    let c = replace_it(format!(
+                        "replaced because {replaced} is replaced; allowed by --allow-replace"
+                    ));
+                    planned.insert(d.id.clone(), c);
+                    queue.push_back((d.id.clone(), root.clone()));
+                }
+                OnDependencyReplaced::Refuse(destroys) => {
+                    if !refused.iter().any(|r| r.dependant == d.id) {
+                        let root_change = &planned[&root];
+                        refused.push(Refusal {
+                            root: root.clone(),
+                            root_reason: root_reason(root_change),
+                            replaced: replaced.clone(),
+                            dependant: d.id.clone(),
+                            destroys: destroys.clone(),
+                        });
+                    }
+                }
+                OnDependencyReplaced::Update => {
+                    let reason = format!("updated after {replaced} is replaced");
+                    match planned.get_mut(&d.id) {
+                        Some(c) if c.action == Action::Update => {
+                            c.because.get_or_insert_with(|| replaced.clone());
+                            c.reason.get_or_insert(reason);
+                        }
+                        _ => {
+                            planned.insert(
+                                d.id.clone(),
+                                Change {
+                                    stage: d.stage,
+                                    id: d.id.clone(),
+                                    action: Action::Update,
+                                    diff: field_diff(d, &o.spec),
+                                    desired: Some((*d).clone()),
+                                    observed: Some((*o).clone()),
+                                    reason: Some(reason),
+                                    because: Some(replaced.clone()),
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    refused
+}
+
 /// A plan that deletes everything observed, dependants first.
 pub fn destroy(observed: &[Observed]) -> Plan {
-    diff(&[], observed)
+    plan(&[], observed, &[], true)
 }
 
 #[cfg(test)]
@@ -858,5 +1185,222 @@ mod tests {
         );
         assert!(plan.is_empty());
         assert_eq!(plan.unchanged, 1);
+    }
+
+    /// A VPC-like network: a subnet (its zone cannot change in place), what lives in it or
+    /// refers to it, and a node group on the cluster.
+    fn network(cluster: OnDependencyReplaced) -> Vec<Resource> {
+        vec![
+            res("subnet", "s", json!({"zone": "a"}), &[])
+                .replace_fields(&["zone"])
+                .config_key("zone", "amazon_web_services.availability_zones"),
+            res(
+                "route_table",
+                "r",
+                json!({"subnets": ["s"]}),
+                &[("subnet", "s")],
+            )
+            .on_dependency_replaced(OnDependencyReplaced::Update),
+            res(
+                "mount_target",
+                "m",
+                json!({"subnet": "s"}),
+                &[("subnet", "s")],
+            ),
+            res(
+                "cluster",
+                "c",
+                json!({"subnets": ["s"]}),
+                &[("subnet", "s")],
+            )
+            .on_dependency_replaced(cluster),
+            res(
+                "node_group",
+                "g",
+                json!({"instance": "a"}),
+                &[("cluster", "c")],
+            ),
+        ]
+    }
+
+    fn moved(desired: &[Resource]) -> Vec<Observed> {
+        desired
+            .iter()
+            .map(|r| {
+                let mut spec = r.spec.clone();
+                if r.id.kind == "subnet" {
+                    spec["zone"] = json!("b");
+                }
+                obs(r, spec)
+            })
+            .collect()
+    }
+
+    fn action_of(plan: &Plan, kind: &str) -> Option<(Action, Option<String>)> {
+        plan.changes
+            .iter()
+            .find(|c| c.id.kind == kind)
+            .map(|c| (c.action, c.because.as_ref().map(ToString::to_string)))
+    }
+
+    #[test]
+    fn replacing_a_subnet_replaces_what_depends_on_it_or_refuses_naming_both() {
+        let desired = network(OnDependencyReplaced::Refuse(
+            "every workload and volume on it".into(),
+        ));
+        let observed = moved(&desired);
+        let plan = diff(&desired, &observed);
+        assert_eq!(plan.refused.len(), 1, "{:?}", plan.refused);
+        let refusal = plan.refusal().expect("refused");
+        for needle in [
+            "subnet/s",
+            "cluster/c",
+            "zone \"b\" -> \"a\"",
+            "`amazon_web_services.availability_zones`",
+            "--allow-replace cluster/c",
+            "every workload and volume on it",
+        ] {
+            assert!(refusal.contains(needle), "{needle} missing from: {refusal}");
+        }
+        assert!(plan.render_text().contains("Refused: replacing subnet/s"));
+        // What may follow the subnet does: the mount target is replaced, the route table
+        // updated after the subnet is back.
+        assert_eq!(
+            action_of(&plan, "mount_target"),
+            Some((Action::Replace, Some("subnet/s".into())))
+        );
+        assert_eq!(
+            action_of(&plan, "route_table"),
+            Some((Action::Update, Some("subnet/s".into())))
+        );
+
+        // Allowed explicitly: the cluster is replaced, and the node group on it too.
+        let plan = diff_allowing(&desired, &observed, &[ResourceId::new("cluster", "c")]);
+        assert!(plan.refused.is_empty(), "{:?}", plan.refused);
+        assert_eq!(
+            action_of(&plan, "cluster"),
+            Some((Action::Replace, Some("subnet/s".into())))
+        );
+        assert_eq!(
+            action_of(&plan, "node_group"),
+            Some((Action::Replace, Some("cluster/c".into())))
+        );
+        assert_eq!(plan.summary().replace, 4);
+        assert_eq!(plan.summary().update, 1);
+        assert_eq!(plan.unchanged, 0);
+        let text = plan.render_text();
+        assert!(
+            text.contains("-/+ node_group/g  (replaced because cluster/c is replaced"),
+            "{text}"
+        );
+        assert!(
+            text.contains("~ route_table/r  (updated after subnet/s is replaced)"),
+            "{text}"
+        );
+        let json = plan.to_json();
+        let group = json["changes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["resource"] == "node_group/g"))
+            .expect("node group in the JSON plan");
+        assert_eq!(group["action"], "replace");
+        assert_eq!(group["because"], "cluster/c");
+    }
+
+    #[test]
+    fn a_cascade_is_transitive_and_leaves_children_and_missing_dependants_alone() {
+        let desired = network(OnDependencyReplaced::Replace);
+        let mut observed = moved(&desired);
+        // The node group does not exist yet: it is a create, after the cluster's.
+        observed.retain(|o| o.id.kind != "node_group");
+        let plan = diff(&desired, &observed);
+        assert!(plan.refused.is_empty());
+        assert_eq!(
+            action_of(&plan, "cluster"),
+            Some((Action::Replace, Some("subnet/s".into())))
+        );
+        assert_eq!(action_of(&plan, "node_group"), Some((Action::Create, None)));
+
+        // A pool created with its cluster goes with it: not cascaded.
+        let cluster = res("cluster", "c", json!({"region": "a"}), &[]).replace_fields(&["region"]);
+        let pool = res("node_pool", "p", json!({"size": 1}), &[]).created_with(cluster.id.clone());
+        let observed = vec![
+            obs(&cluster, json!({"region": "b"})),
+            obs(&pool, pool.spec.clone()),
+        ];
+        let plan = diff(&[cluster, pool], &observed);
+        assert_eq!(plan.changes.len(), 1, "{}", plan.render_text());
+        assert_eq!(plan.unchanged, 1);
+
+        // Without a replacement nothing cascades.
+        let desired = network(OnDependencyReplaced::Replace);
+        let observed: Vec<Observed> = desired.iter().map(|r| obs(r, r.spec.clone())).collect();
+        assert!(diff(&desired, &observed).is_empty());
+    }
+
+    #[test]
+    fn a_kubernetes_object_neither_cascades_nor_is_cascaded() {
+        let object = Resource::new("ConfigMap", "a", Stage::Kubernetes, json!({"v": 1}))
+            .replace_fields(&["v"]);
+        let user = Resource::new("Deployment", "b", Stage::Kubernetes, json!({"v": 1}))
+            .depends_on([object.id.clone()]);
+        let observed = vec![obs(&object, json!({"v": 2})), obs(&user, json!({"v": 1}))];
+        let plan = diff(&[object, user], &observed);
+        assert_eq!(plan.changes.len(), 1);
+        assert!(plan.refused.is_empty());
+    }
+
+    #[test]
+    fn replacing_the_cluster_creates_every_kubernetes_object_again() {
+        let cluster = res("cluster", "c", json!({"region": "a"}), &[])
+            .replace_fields(&["region"])
+            .hosts_kubernetes();
+        let object = Resource::new("ConfigMap", "a", Stage::Kubernetes, json!({"v": 1}));
+        let desired = vec![cluster.clone(), object.clone()];
+        let same = vec![
+            obs(&cluster, cluster.spec.clone()),
+            obs(&object, object.spec.clone()),
+        ];
+        assert!(diff(&desired, &same).is_empty());
+        let moved = vec![
+            obs(&cluster, json!({"region": "b"})),
+            obs(&object, json!({"v": 1})),
+        ];
+        let plan = diff(&desired, &moved);
+        assert_eq!(
+            action_of(&plan, "ConfigMap"),
+            Some((Action::Create, Some("cluster/c".into())))
+        );
+        assert_eq!(
+            plan.changes.last().map(|c| c.stage),
+            Some(Stage::Kubernetes)
+        );
+    }
+
+    #[test]
+    fn what_the_cluster_made_is_left_alone_by_a_deploy_and_deleted_by_a_destroy() {
+        let cluster = res("cluster", "c", json!({}), &[]);
+        let mut volume = Observed::new(
+            ResourceId::new("ebs_volume", "vol-1"),
+            Stage::Infrastructure,
+            json!({"claim": "claim-alice"}),
+            ResourceState::Ready,
+        );
+        volume.made_by_cluster = true;
+        volume.created_with = Some(cluster.id.clone());
+        let observed = vec![obs(&cluster, cluster.spec.clone()), volume];
+        assert!(diff(std::slice::from_ref(&cluster), &observed).is_empty());
+        let plan = destroy(&observed);
+        let ids: Vec<String> = plan.changes.iter().map(|c| c.id.to_string()).collect();
+        assert_eq!(ids, ["ebs_volume/vol-1", "cluster/c"]);
+        assert_eq!(
+            plan.changes[0].reason.as_deref(),
+            Some("deleted with cluster/c")
+        );
+        // The cluster already gone: deleted on its own.
+        let plan = destroy(&observed[1..]);
+        assert_eq!(
+            plan.changes[0].reason.as_deref(),
+            Some("left by the cluster")
+        );
     }
 }

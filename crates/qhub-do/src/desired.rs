@@ -302,6 +302,7 @@ pub fn desired(config: &Config, facts: &DoFacts) -> Result<Vec<Resource>, Desire
         json!({"region": section.region, "version": facts.version}),
     )
     .replace_fields(&["region"])
+    .hosts_kubernetes()
     .expected(CLUSTER_CREATE);
     // The first pool also travels with the cluster, for a caller that hands no children.
     cluster.payload = Some(json!({

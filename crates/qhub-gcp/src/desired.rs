@@ -467,6 +467,7 @@ pub fn desired(config: &Config, facts: Option<&ServerFacts>) -> Result<Vec<Resou
     let group = serial_group(&name);
     let mut cluster = Resource::new(CLUSTER, &name, Stage::Infrastructure, json(&spec))
         .replace_fields(&["project", "region"])
+        .hosts_kubernetes()
         .expected(CLUSTER_CREATE)
         .serial_group(&group);
     cluster.payload = Some(json(&ClusterPayload { initial_version }));

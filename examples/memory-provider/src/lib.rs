@@ -211,6 +211,7 @@ impl Provider for MemoryProvider {
                 json!({"version": section.kubernetes_version}),
             )
             .serial_group(&group)
+            .hosts_kubernetes()
             .expected(self.latency),
         ];
         for (name, g) in &section.node_groups {

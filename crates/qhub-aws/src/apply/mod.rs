@@ -32,8 +32,8 @@ use serde_json::Value as Json;
 
 use crate::AwsProvider;
 use crate::desired::{
-    EFS, EFS_MOUNT_TARGET, EKS_ADDON, EKS_CLUSTER, IAM_ROLE, INTERNET_GATEWAY, NAME_TAG,
-    NODE_GROUP, ROUTE_TABLE, SECURITY_GROUP, SUBNET, VPC,
+    EBS_VOLUME, EFS, EFS_MOUNT_TARGET, EKS_ADDON, EKS_CLUSTER, IAM_ROLE, INTERNET_GATEWAY,
+    NAME_TAG, NETWORK_INTERFACE, NODE_GROUP, ROUTE_TABLE, SECURITY_GROUP, SUBNET, VPC,
 };
 use crate::errors::AwsError;
 use crate::observe::Found;
@@ -79,6 +79,10 @@ async fn ensure(p: &AwsProvider, change: &Change, ctx: &ApplyContext) -> Result<
         EKS_ADDON => eks::ensure_addon(p, o, r).await,
         EFS => efs::ensure_file_system(p, o, r).await,
         EFS_MOUNT_TARGET => efs::ensure_mount_target(p, o, r).await,
+        EBS_VOLUME | NETWORK_INTERFACE => Err(ProviderError::NotSupported(format!(
+            "{}: the cluster makes resources of this kind, qhub only deletes them",
+            r.id
+        ))),
         other => Err(unknown_kind(other)),
     }
 }
@@ -104,6 +108,9 @@ async fn delete(p: &AwsProvider, change: &Change, ctx: &ApplyContext) -> Result<
             let observed_id = change.observed.as_ref().and_then(|x| x.cloud_id.as_deref());
             efs::delete_mount_target(p, o, name, observed_id).await
         }
+        // Named by their cloud ids.
+        EBS_VOLUME => sweep::delete_volume(p, name).await,
+        NETWORK_INTERFACE => sweep::delete_network_interface(p, name).await,
         other => Err(unknown_kind(other)),
     }
 }

@@ -336,6 +336,33 @@ pub(super) async fn delete_subnet(
 ) -> Result<(), ProviderError> {
     if let Some(f) = by_name(observe::subnets(p, o).await?, name) {
         let ec2 = &p.clients().await?.ec2;
+        // A subnet being replaced keeps the route table (it is updated with the new subnet
+        // afterwards): its association goes first, so it can never hold the delete.
+        let tables = ec2
+            .describe_route_tables()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("association.subnet-id")
+                    .values(&f.cloud_id)
+                    .build(),
+            )
+            .send()
+            .await
+            .sent(p, "DescribeRouteTables")?;
+        for a in tables
+            .route_tables()
+            .iter()
+            .flat_map(|t| t.associations())
+            .filter(|a| a.main() != Some(true) && a.subnet_id() == Some(f.cloud_id.as_str()))
+        {
+            if let Some(id) = a.route_table_association_id() {
+                ec2.disassociate_route_table()
+                    .association_id(id)
+                    .send()
+                    .await
+                    .sent_unless(p, "DisassociateRouteTable", AwsError::is_not_found)?;
+            }
+        }
         ec2.delete_subnet()
             .subnet_id(f.cloud_id)
             .send()

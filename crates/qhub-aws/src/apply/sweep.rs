@@ -67,27 +67,7 @@ pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize,
 
     // Volumes live outside the VPC: swept even when the network is already gone. One still
     // attached (its node is being terminated) fails with VolumeInUse and the engine retries.
-    let volumes = c
-        .ec2
-        .describe_volumes()
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{tag}"))
-                .values("owned")
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name("tag-key")
-                .values(PVC_NAME_TAG)
-                .build(),
-        )
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .sent(p, "DescribeVolumes")?;
+    let volumes = left_volumes(p, o).await?;
     for v in &volumes {
         let id = v.volume_id().unwrap_or_default();
         tracing::info!(
@@ -220,26 +200,7 @@ pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize,
     // Network interfaces in our VPC that load balancers or the cluster left. Those still
     // attached are released by their deleted owner a little later: the subnets' and VPC's
     // deletes then meet a DependencyViolation, which the engine retries.
-    let interfaces = c
-        .ec2
-        .describe_network_interfaces()
-        .filters(Filter::builder().name("vpc-id").values(&vpc).build())
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .sent(p, "DescribeNetworkInterfaces")?;
-    let cluster = o.prefix();
-    for eni in &interfaces {
-        let tags: Vec<(String, String)> = eni
-            .tag_set()
-            .iter()
-            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-            .collect();
-        if !left_by_kubernetes(eni.description().unwrap_or_default(), &tags, &cluster) {
-            continue;
-        }
+    for eni in &left_interfaces(p, &vpc, &o.prefix()).await? {
         let id = eni.network_interface_id().unwrap_or_default();
         if eni.status().is_some_and(|s| s.as_str() != "available") {
             tracing::debug!(
@@ -300,6 +261,100 @@ pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize,
         deleted += 1;
     }
     Ok(deleted)
+}
+
+/// Deletes the EBS volume `id` a PersistentVolumeClaim left (a destroy whose cluster is gone
+/// already). Still attached (its node is being terminated): busy, retried.
+pub(super) async fn delete_volume(p: &AwsProvider, id: &str) -> Result<(), ProviderError> {
+    p.clients()
+        .await?
+        .ec2
+        .delete_volume()
+        .volume_id(id)
+        .send()
+        .await
+        .sent_unless(p, "DeleteVolume", AwsError::is_not_found)?;
+    Ok(())
+}
+
+/// Deletes the network interface `id` a load balancer left. Still attached: its deleted load
+/// balancer releases it a little later, so this is busy and retried.
+pub(super) async fn delete_network_interface(
+    p: &AwsProvider,
+    id: &str,
+) -> Result<(), ProviderError> {
+    p.clients()
+        .await?
+        .ec2
+        .delete_network_interface()
+        .network_interface_id(id)
+        .send()
+        .await
+        .sent_unless(p, "DeleteNetworkInterface", AwsError::is_not_found)?;
+    Ok(())
+}
+
+/// The EBS volumes PersistentVolumeClaims made for cluster `o.prefix()` (tagged
+/// `kubernetes.io/cluster/<name>=owned` and [`PVC_NAME_TAG`]), every page.
+pub(crate) async fn left_volumes(
+    p: &AwsProvider,
+    o: &Ownership,
+) -> Result<Vec<aws_sdk_ec2::types::Volume>, ProviderError> {
+    let tag = cluster_tag(&o.prefix());
+    p.clients()
+        .await?
+        .ec2
+        .describe_volumes()
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{tag}"))
+                .values("owned")
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name("tag-key")
+                .values(PVC_NAME_TAG)
+                .build(),
+        )
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .sent(p, "DescribeVolumes")
+}
+
+/// The network interfaces in VPC `vpc` that load balancers or cluster `cluster` left
+/// ([`left_by_kubernetes`]), attached or not, every page.
+pub(crate) async fn left_interfaces(
+    p: &AwsProvider,
+    vpc: &str,
+    cluster: &str,
+) -> Result<Vec<aws_sdk_ec2::types::NetworkInterface>, ProviderError> {
+    let interfaces: Vec<aws_sdk_ec2::types::NetworkInterface> = p
+        .clients()
+        .await?
+        .ec2
+        .describe_network_interfaces()
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .sent(p, "DescribeNetworkInterfaces")?;
+    Ok(interfaces
+        .into_iter()
+        .filter(|eni| {
+            let tags: Vec<(String, String)> = eni
+                .tag_set()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                .collect();
+            left_by_kubernetes(eni.description().unwrap_or_default(), &tags, cluster)
+        })
+        .collect())
 }
 
 #[cfg(test)]

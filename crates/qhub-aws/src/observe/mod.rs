@@ -236,6 +236,7 @@ pub async fn observe(p: &AwsProvider, o: &Ownership) -> Result<Vec<Observed>, Pr
             deps
         })
         .collect();
+    let left = left_by_the_cluster(p, o, &found).await?;
     Ok(found
         .into_iter()
         .zip(depends_on)
@@ -246,7 +247,78 @@ pub async fn observe(p: &AwsProvider, o: &Ownership) -> Result<Vec<Observed>, Pr
             observed.cloud_id = Some(f.cloud_id);
             observed
         })
+        .chain(left)
         .collect())
+}
+
+/// What the cluster's controllers made for its workloads and would outlive it: the EBS volumes
+/// of PersistentVolumeClaims and the network interfaces load balancers left in our VPC
+/// ([`Observed::made_by_cluster`]). Each is deleted with the cluster when it exists (its delete
+/// sweeps them), and a network interface before the subnet it is in.
+async fn left_by_the_cluster(
+    p: &AwsProvider,
+    o: &Ownership,
+    found: &[Found],
+) -> Result<Vec<Observed>, ProviderError> {
+    let cluster = found
+        .iter()
+        .find(|f| f.id.kind == EKS_CLUSTER && f.id.name == o.prefix())
+        .map(|f| f.id.clone());
+    let subnet_of = |cloud_id: &str| {
+        found
+            .iter()
+            .find(|f| f.id.kind == SUBNET && f.cloud_id == cloud_id)
+            .map(|f| f.id.clone())
+    };
+    let observed = |id: ResourceId, spec: Json, cloud_id: String| {
+        let mut x = Observed::new(id, Stage::Infrastructure, spec, ResourceState::Ready);
+        x.cloud_id = Some(cloud_id);
+        x.created_with.clone_from(&cluster);
+        x.made_by_cluster = true;
+        x
+    };
+    let mut out = Vec::new();
+    for v in crate::apply::sweep::left_volumes(p, o).await? {
+        let id = v.volume_id().unwrap_or_default().to_string();
+        let tag = |k: &str| {
+            v.tags()
+                .iter()
+                .find(|t| t.key() == Some(k))
+                .and_then(|t| t.value())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let spec = json!({
+            "claim": tag(crate::apply::sweep::PVC_NAME_TAG),
+            "namespace": tag("kubernetes.io/created-for/pvc/namespace"),
+            "size_gib": v.size(),
+            "state": v.state().map(|s| s.as_str().to_string()),
+        });
+        out.push(observed(
+            ResourceId::new(desired::EBS_VOLUME, &id),
+            spec,
+            id,
+        ));
+    }
+    let Some(vpc) = found
+        .iter()
+        .find(|f| f.id.kind == VPC && f.id.name == o.prefix())
+    else {
+        return Ok(out);
+    };
+    for eni in crate::apply::sweep::left_interfaces(p, &vpc.cloud_id, &o.prefix()).await? {
+        let id = eni.network_interface_id().unwrap_or_default().to_string();
+        let subnet = eni.subnet_id().and_then(subnet_of);
+        let spec = json!({
+            "description": eni.description(),
+            "subnet": subnet.as_ref().map(|s| s.name.clone()),
+            "status": eni.status().map(|s| s.as_str().to_string()),
+        });
+        let mut x = observed(ResourceId::new(desired::NETWORK_INTERFACE, &id), spec, id);
+        x.depends_on = subnet.into_iter().collect();
+        out.push(x);
+    }
+    Ok(out)
 }
 
 /// The typed state of an AWS state word (lower case): EKS `CREATING`/`DELETING` and EFS

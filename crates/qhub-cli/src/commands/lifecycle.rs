@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use qhub_core::config::{self, Config};
-use qhub_core::engine::{ApplyReport, Engine, EngineOptions, Locked, StageFilter};
+use qhub_core::engine::{ApplyReport, Engine, EngineError, EngineOptions, Locked, StageFilter};
 use qhub_core::plan::{Plan, ResourceState, Stage};
 use qhub_core::provider::{Ownership, ProviderRegistry};
 use tokio_util::sync::CancellationToken;
@@ -120,6 +120,7 @@ fn session_with(
         EngineOptions {
             concurrency: usize::from(args.concurrency),
             dns,
+            allow_replace: args.allow_replace.clone(),
             ..EngineOptions::default()
         },
     );
@@ -412,10 +413,15 @@ fn print_endpoints(e: &qhub_core::kubernetes::endpoints::Endpoints) {
 pub fn status(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let s = session(args)?;
     let ownership = Ownership::of(&s.config);
-    let (observed, plan) = s.runtime.block_on(async {
+    let (observed, plan, refused) = s.runtime.block_on(async {
         let observed = s.engine.observe_all(&s.config, s.stages).await?;
-        let plan = s.engine.plan(&s.config, s.stages).await?;
-        anyhow::Ok((observed, plan))
+        // A config whose plan is refused is out of sync; status still says what exists.
+        let (plan, refused) = match s.engine.plan(&s.config, s.stages).await {
+            Ok(plan) => (plan, None),
+            Err(EngineError::Refused(why)) => (Plan::default(), Some(why)),
+            Err(e) => return Err(e.into()),
+        };
+        anyhow::Ok((observed, plan, refused))
     })?;
     let endpoints = if s.stages.includes(Stage::Kubernetes) {
         s.runtime.block_on(s.engine.endpoints(&s.config))?
@@ -437,8 +443,9 @@ pub fn status(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
                 }
                 r
             }).collect::<Vec<_>>(),
-            "in_sync": plan.is_empty(),
+            "in_sync": plan.is_empty() && refused.is_none(),
             "pending": summary,
+            "refused": refused,
             "endpoints": endpoints,
         }))?,
         OutputFormat::Text => {
@@ -465,7 +472,9 @@ pub fn status(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
             if let Some(e) = &endpoints {
                 print_endpoints(e);
             }
-            if plan.is_empty() {
+            if let Some(why) = &refused {
+                println!("out of sync, and the config's plan is refused: {why}");
+            } else if plan.is_empty() {
                 println!("in sync with {}", args.config.display());
             } else {
                 println!(
@@ -485,6 +494,7 @@ pub fn kubeconfig(args: &KubeconfigArgs, format: OutputFormat) -> anyhow::Result
         stage: None,
         disable_prompt: true,
         concurrency: 1,
+        allow_replace: Vec::new(),
     })?;
     let ownership = Ownership::of(&s.config);
     let text = s

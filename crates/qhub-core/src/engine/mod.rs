@@ -68,6 +68,16 @@ pub struct EngineOptions {
     pub poll_interval: Duration,
     /// The domain's DNS record: who writes it, and the wait for the name to resolve.
     pub dns: dns::DnsOptions,
+    /// Resources whose replacement the user allowed explicitly (`--allow-replace`): a cascade
+    /// reaching one that refuses it ([`plan::OnDependencyReplaced::Refuse`]) replaces it
+    /// instead of refusing the plan.
+    pub allow_replace: Vec<ResourceId>,
+    /// How long a delete refused as in use ([`ProviderError::InUse`]) is retried when nothing
+    /// in the plan explains it: no resource that depends on it stays, and none was deleted by
+    /// this apply (whose network interfaces could still be draining). Something outside the
+    /// plan uses it then; the change fails after this grace (EC2's eventual consistency)
+    /// instead of the whole busy budget. Default 3 minutes.
+    pub in_use_grace: Duration,
 }
 
 impl Default for EngineOptions {
@@ -81,6 +91,8 @@ impl Default for EngineOptions {
             observe_deadline: Duration::from_secs(5 * 60),
             poll_interval: Duration::from_secs(15),
             dns: dns::DnsOptions::default(),
+            allow_replace: Vec::new(),
+            in_use_grace: Duration::from_secs(3 * 60),
         }
     }
 }
@@ -99,6 +111,10 @@ pub enum EngineError {
     /// Something did not finish in time.
     #[error("{0} did not finish within {1:?}")]
     Deadline(String, Duration),
+    /// The plan would replace a resource that refuses a cascaded replacement (one line per
+    /// refused cascade, naming both resources, the config key and what to do).
+    #[error("the plan is refused, nothing was changed:\n{0}")]
+    Refused(String),
     /// The requested stage is not available.
     #[error("the {0} stage is not supported yet: {1}")]
     StageNotSupported(Stage, String),
@@ -432,7 +448,10 @@ impl Engine {
             observed.extend(k8s_observed);
             desired.extend(k8s);
         }
-        let mut plan = plan::diff(&desired, &observed);
+        let mut plan = plan::diff_allowing(&desired, &observed, &self.options.allow_replace);
+        if let Some(refusal) = plan.refusal() {
+            return Err(EngineError::Refused(refusal));
+        }
         plan.notes = notes;
         // Only what a planned object actually holds a placeholder for is "known after apply"
         // (and the manifests are searched only when some fact is unknown).
@@ -585,8 +604,10 @@ impl Engine {
         events.emit(&Event::ApplyStarted {
             changes: plan.changes.len(),
         });
-        let waits = wait_sets(&plan.changes);
-        let mut pending: BTreeSet<usize> = (0..plan.changes.len()).collect();
+        let changes = steps(&plan.changes);
+        let waits = wait_sets(&changes);
+        let users = users(&changes, &plan.resources);
+        let mut pending: BTreeSet<usize> = (0..changes.len()).collect();
         let mut finished: BTreeSet<usize> = BTreeSet::new();
         let mut running: JoinSet<Finished> = JoinSet::new();
         // Serial groups with a mutating change in flight.
@@ -605,7 +626,13 @@ impl Engine {
             options: self.options.clone(),
             ownership: ownership.clone(),
             config: config.clone(),
-            rebuild: !plan.known_after_apply.is_empty(),
+            // A replaced resource may come back with other facts (a shared filesystem's
+            // address): the Kubernetes objects are built from the new ones.
+            rebuild: !plan.known_after_apply.is_empty()
+                || plan
+                    .changes
+                    .iter()
+                    .any(|c| c.stage == Stage::Infrastructure && c.action == Action::Replace),
             children: plan
                 .resources
                 .iter()
@@ -665,7 +692,7 @@ impl Engine {
                     if room == 0 {
                         break;
                     }
-                    let change = &plan.changes[i];
+                    let change = &changes[i];
                     let group = mutating_group(change);
                     if let Some(g) = group {
                         if busy.contains(g) {
@@ -677,29 +704,31 @@ impl Engine {
                     pending.remove(&i);
                     let change = change.clone();
                     let shared = shared.clone();
+                    let users = users[i].clone();
                     running.spawn(async move {
                         use futures::FutureExt as _;
                         let t = Instant::now();
                         // A panicking provider fails its change (named in the report), never
                         // the process, and never silently.
-                        let result = std::panic::AssertUnwindSafe(run_change(&shared, &change))
-                            .catch_unwind()
-                            .await
-                            .unwrap_or_else(|panic| {
-                                let why = panic
-                                    .downcast_ref::<&str>()
-                                    .map(|s| (*s).to_string())
-                                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                                    .unwrap_or_else(|| "no message".to_string());
-                                Err((
-                                    ProviderError::Fatal(format!(
-                                        "{} {}: the provider panicked: {why}",
-                                        change.action.symbol(),
-                                        change.id
-                                    )),
-                                    0,
-                                ))
-                            });
+                        let result =
+                            std::panic::AssertUnwindSafe(run_change(&shared, &change, &users))
+                                .catch_unwind()
+                                .await
+                                .unwrap_or_else(|panic| {
+                                    let why = panic
+                                        .downcast_ref::<&str>()
+                                        .map(|s| (*s).to_string())
+                                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                                        .unwrap_or_else(|| "no message".to_string());
+                                    Err((
+                                        ProviderError::Fatal(format!(
+                                            "{} {}: the provider panicked: {why}",
+                                            change.action.symbol(),
+                                            change.id
+                                        )),
+                                        0,
+                                    ))
+                                });
                         (i, result, t.elapsed())
                     });
                 }
@@ -727,7 +756,7 @@ impl Engine {
                     continue;
                 }
             };
-            let change = &plan.changes[i];
+            let change = &changes[i];
             if let Some(g) = mutating_group(change) {
                 busy.remove(g);
             }
@@ -778,7 +807,7 @@ impl Engine {
         }
         report.not_started = pending
             .iter()
-            .map(|i| (plan.changes[*i].id.clone(), plan.changes[*i].action))
+            .map(|i| (changes[*i].id.clone(), changes[*i].action))
             .collect();
         report.elapsed = start.elapsed();
         report.dns = shared
@@ -825,6 +854,116 @@ struct Shared {
 /// its wall time.
 type Finished = (usize, Result<u32, (ProviderError, u32)>, Duration);
 
+/// The steps an apply runs: the plan's changes, with every infrastructure replacement that is
+/// part of a cascade (it is replaced because of another one, or another change is planned
+/// because of it) split in a delete and a create. Its dependants' deletes then run before its
+/// delete and their creates after its create ([`wait_sets`]); a replacement on its own stays
+/// one change, which the provider carries out as it sees fit.
+fn steps(changes: &[Change]) -> Vec<Change> {
+    let cascaded: BTreeSet<&ResourceId> = changes
+        .iter()
+        .filter_map(|c| c.because.as_ref())
+        .chain(
+            changes
+                .iter()
+                .filter(|c| c.because.is_some())
+                .map(|c| &c.id),
+        )
+        .collect();
+    let mut out = Vec::with_capacity(changes.len());
+    for c in changes {
+        let split = c.action == Action::Replace
+            && c.stage == Stage::Infrastructure
+            && c.desired.is_some()
+            && c.observed.is_some()
+            && cascaded.contains(&c.id);
+        if split {
+            let mut delete = c.clone();
+            delete.action = Action::Delete;
+            delete.desired = None;
+            delete.diff = Vec::new();
+            let mut create = c.clone();
+            create.action = Action::Create;
+            create.observed = None;
+            out.push(delete);
+            out.push(create);
+        } else {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
+/// What the engine knows about who uses the resource a step deletes, to judge a delete the
+/// cloud refuses as in use ([`ProviderError::InUse`]).
+#[derive(Debug, Clone, Default)]
+struct Users {
+    /// Desired resources that depend on it and stay in the cloud after the apply (not deleted
+    /// or replaced by it): while one stays, no wait frees it.
+    staying: Vec<ResourceId>,
+    /// Those of them that declared they survive its replacement
+    /// ([`plan::OnDependencyReplaced::Update`]): when nothing deleted by this apply explains a
+    /// refusal, one of them is what the cloud sees using it, and it stays until its update,
+    /// which comes after the create.
+    tolerant: Vec<ResourceId>,
+    /// A resource that depends on it (transitively) is deleted by this apply: what that one
+    /// left (network interfaces of a cluster's load balancers) may still be draining, so the
+    /// refusal is waited out on the busy budget.
+    released: bool,
+}
+
+/// [`Users`] for each step (empty for a step that deletes nothing).
+fn users(steps: &[Change], desired: &[plan::Resource]) -> Vec<Users> {
+    let touched: BTreeSet<&ResourceId> = steps
+        .iter()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Replace | Action::Create))
+        .map(|c| &c.id)
+        .collect();
+    let deleted: BTreeSet<&ResourceId> = steps
+        .iter()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+        .map(|c| &c.id)
+        .collect();
+    let mut dependants: BTreeMap<&ResourceId, BTreeSet<&ResourceId>> = BTreeMap::new();
+    for c in steps {
+        for dep in c.depends_on() {
+            dependants.entry(dep).or_default().insert(&c.id);
+        }
+    }
+    steps
+        .iter()
+        .map(|c| {
+            if !matches!(c.action, Action::Delete | Action::Replace) {
+                return Users::default();
+            }
+            let (tolerant, staying): (Vec<&plan::Resource>, Vec<&plan::Resource>) = desired
+                .iter()
+                .filter(|r| {
+                    r.stage == Stage::Infrastructure
+                        && r.depends_on.contains(&c.id)
+                        && r.created_with.as_ref() != Some(&c.id)
+                        && !touched.contains(&r.id)
+                })
+                .partition(|r| r.on_dependency_replaced == plan::OnDependencyReplaced::Update);
+            let ids = |v: Vec<&plan::Resource>| v.into_iter().map(|r| r.id.clone()).collect();
+            let mut seen: BTreeSet<&ResourceId> = BTreeSet::new();
+            let mut next: Vec<&ResourceId> = vec![&c.id];
+            while let Some(id) = next.pop() {
+                for d in dependants.get(id).into_iter().flatten() {
+                    if *d != &c.id && seen.insert(d) {
+                        next.push(d);
+                    }
+                }
+            }
+            Users {
+                staying: ids(staying),
+                tolerant: ids(tolerant),
+                released: seen.iter().any(|d| deleted.contains(d)),
+            }
+        })
+        .collect()
+}
+
 /// For each change, the indices of the changes it must wait for.
 fn wait_sets(changes: &[Change]) -> Vec<BTreeSet<usize>> {
     let index: BTreeMap<(&ResourceId, bool), usize> = changes
@@ -861,6 +1000,10 @@ fn wait_sets(changes: &[Change]) -> Vec<BTreeSet<usize>> {
                     }
                 }
             } else {
+                // The create half of a split replacement comes after its delete half.
+                if let Some(j) = index.get(&(&c.id, true)) {
+                    waits.insert(*j);
+                }
                 for dep in c.depends_on() {
                     if let Some(j) = index.get(&(dep, false)) {
                         waits.insert(*j);
@@ -1109,7 +1252,12 @@ async fn wait_ready(shared: &Shared, change: &Change) -> Result<(), ProviderErro
 }
 
 /// Runs one change with retries and a deadline. Returns the number of retries made.
-async fn run_change(shared: &Shared, change: &Change) -> Result<u32, (ProviderError, u32)> {
+/// `users`: what uses the resource it deletes ([`Users`]), to judge a refusal as in use.
+async fn run_change(
+    shared: &Shared,
+    change: &Change,
+    users: &Users,
+) -> Result<u32, (ProviderError, u32)> {
     let options = &shared.options;
     let events = &*shared.events;
     let expected = change
@@ -1138,6 +1286,7 @@ async fn run_change(shared: &Shared, change: &Change) -> Result<u32, (ProviderEr
     };
     let started = Instant::now();
     let mut retrier = retry::Retrier::new(options.retry);
+    let mut in_use_since: Option<Instant> = None;
     let mut attempt = 1u32;
     loop {
         let ctx = ApplyContext {
@@ -1174,6 +1323,45 @@ async fn run_change(shared: &Shared, change: &Change) -> Result<u32, (ProviderEr
             Err(ProviderError::NotFound(_)) if change.action == Action::Delete => {
                 return Ok(retrier.retries());
             }
+            // In use by something that stays: no wait can free it (AWS DependencyViolation on a
+            // subnet the cluster still uses was retried for the whole busy budget).
+            Err(e @ ProviderError::InUse { .. })
+                if !users.staying.is_empty() || !users.released && !users.tolerant.is_empty() =>
+            {
+                let staying: Vec<String> = users
+                    .staying
+                    .iter()
+                    .chain(&users.tolerant)
+                    .map(ToString::to_string)
+                    .collect();
+                let e = ProviderError::Fatal(format!(
+                    "cannot delete {id}: the cloud refuses because it is still in use ({e}); \
+                     {staying} depend(s) on it and stay(s) after this plan, so waiting cannot \
+                     free it. Replace or delete {staying} first, or undo the change that \
+                     replaces or deletes {id}",
+                    id = change.id,
+                    staying = staying.join(", "),
+                ));
+                return Err((e, retrier.retries()));
+            }
+            // In use, and nothing this apply deleted explains it: something outside the plan
+            // uses it. A short grace for eventual consistency, not the whole busy budget.
+            Err(e @ ProviderError::InUse { .. })
+                if !users.released
+                    && in_use_since.get_or_insert_with(Instant::now).elapsed()
+                        >= options.in_use_grace =>
+            {
+                let e = ProviderError::Fatal(format!(
+                    "cannot delete {id}: the cloud refuses because it is still in use ({e}) \
+                     after {grace:?}, and nothing this deployment plans uses it: something \
+                     outside the plan does (another deployment's or a person's resource in it, \
+                     or what a resource deleted by an earlier run left still draining). Remove \
+                     what the cloud names, or re-run in a few minutes",
+                    id = change.id,
+                    grace = options.in_use_grace,
+                ));
+                return Err((e, retrier.retries()));
+            }
             Err(e) => e,
         };
         let Some(delay) = retrier.next_delay(&e) else {
@@ -1202,5 +1390,128 @@ async fn run_change(shared: &Shared, change: &Change) -> Result<u32, (ProviderEr
         });
         tokio::time::sleep(delay).await;
         attempt += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Observed, OnDependencyReplaced, Resource};
+    use serde_json::json;
+
+    fn res(kind: &str, spec: serde_json::Value, deps: &[&str]) -> Resource {
+        Resource::new(kind, "x", Stage::Infrastructure, spec)
+            .depends_on(deps.iter().map(|k| ResourceId::new(*k, "x")))
+    }
+
+    /// Subnet (replaced: its zone moved), a route table re-associated after it, a mount target
+    /// in it, a cluster on it (replacement allowed), a node group on the cluster, and an
+    /// unrelated role.
+    fn cascade_plan() -> Plan {
+        let desired = vec![
+            res("subnet", json!({"zone": "a"}), &[]).replace_fields(&["zone"]),
+            res("route_table", json!({}), &["subnet"])
+                .on_dependency_replaced(OnDependencyReplaced::Update),
+            res("mount_target", json!({}), &["subnet"]),
+            res("cluster", json!({}), &["subnet", "route_table", "role"])
+                .on_dependency_replaced(OnDependencyReplaced::Refuse("everything".into())),
+            res("node_group", json!({}), &["cluster"]),
+            res("role", json!({}), &[]),
+        ];
+        let observed: Vec<Observed> = desired
+            .iter()
+            .map(|r| {
+                let spec = if r.id.kind == "subnet" {
+                    json!({"zone": "b"})
+                } else {
+                    r.spec.clone()
+                };
+                Observed::like(r, spec, None, ResourceState::Ready)
+            })
+            .collect();
+        plan::diff_allowing(&desired, &observed, &[ResourceId::new("cluster", "x")])
+    }
+
+    /// The order steps run in one at a time, always the first whose waits are done.
+    fn run_order(steps: &[Change]) -> Vec<String> {
+        let waits = wait_sets(steps);
+        let mut done: BTreeSet<usize> = BTreeSet::new();
+        let mut out = Vec::new();
+        while done.len() < steps.len() {
+            let Some(i) =
+                (0..steps.len()).find(|i| !done.contains(i) && waits[*i].is_subset(&done))
+            else {
+                panic!("a cycle among {out:?}");
+            };
+            done.insert(i);
+            out.push(format!("{} {}", steps[i].action.symbol(), steps[i].id.kind));
+        }
+        out
+    }
+
+    #[test]
+    fn a_cascade_deletes_dependants_before_and_creates_them_after_what_they_depend_on() {
+        let plan = cascade_plan();
+        assert!(plan.refused.is_empty(), "{:?}", plan.refused);
+        let steps = steps(&plan.changes);
+        let order = run_order(&steps);
+        let at = |step: &str| {
+            order
+                .iter()
+                .position(|s| s == step)
+                .unwrap_or_else(|| panic!("{step} not in {order:?}"))
+        };
+        assert!(at("- node_group") < at("- cluster"), "{order:?}");
+        assert!(at("- cluster") < at("- subnet"), "{order:?}");
+        assert!(at("- mount_target") < at("- subnet"), "{order:?}");
+        assert!(at("- subnet") < at("+ subnet"), "{order:?}");
+        assert!(at("+ subnet") < at("+ mount_target"), "{order:?}");
+        assert!(at("+ subnet") < at("~ route_table"), "{order:?}");
+        assert!(at("~ route_table") < at("+ cluster"), "{order:?}");
+        assert!(at("+ cluster") < at("+ node_group"), "{order:?}");
+        // Split into a delete and a create each: subnet, mount target, cluster, node group.
+        assert_eq!(steps.len(), 9, "{order:?}");
+        assert!(!order.iter().any(|s| s.contains("role")), "{order:?}");
+    }
+
+    #[test]
+    fn a_replacement_on_its_own_stays_one_change() {
+        let desired = vec![
+            res("subnet", json!({"zone": "a"}), &[]).replace_fields(&["zone"]),
+            res("role", json!({}), &[]),
+        ];
+        let observed = vec![Observed::like(
+            &desired[0],
+            json!({"zone": "b"}),
+            None,
+            ResourceState::Ready,
+        )];
+        let plan = plan::diff(&desired, &observed);
+        let steps = steps(&plan.changes);
+        assert_eq!(run_order(&steps), ["+ role", "-/+ subnet"]);
+    }
+
+    #[test]
+    fn who_uses_a_deleted_resource_is_known_to_judge_an_in_use_refusal() {
+        let plan = cascade_plan();
+        let steps = steps(&plan.changes);
+        let users = users(&steps, &plan.resources);
+        let of = |action: Action, kind: &str| {
+            let i = steps
+                .iter()
+                .position(|c| c.action == action && c.id.kind == kind)
+                .unwrap_or_else(|| panic!("{kind}"));
+            users[i].clone()
+        };
+        // The subnet's delete comes after the cluster's: what the cluster left may drain.
+        let subnet = of(Action::Delete, "subnet");
+        assert!(subnet.released, "{subnet:?}");
+        assert!(subnet.staying.is_empty(), "{subnet:?}");
+        assert_eq!(subnet.tolerant, [ResourceId::new("route_table", "x")]);
+        // Nothing depends on the node group.
+        let group = of(Action::Delete, "node_group");
+        assert!(!group.released && group.staying.is_empty());
+        // A create deletes nothing.
+        assert!(of(Action::Create, "subnet").staying.is_empty());
     }
 }

@@ -273,7 +273,8 @@ impl RetryableError for ProviderError {
         match self {
             ProviderError::Throttled { message, .. }
             | ProviderError::Retryable { message, .. }
-            | ProviderError::Conflict { message, .. } => {
+            | ProviderError::Conflict { message, .. }
+            | ProviderError::InUse { message, .. } => {
                 ProviderError::Fatal(format!("{message}; {note}"))
             }
             other => other,

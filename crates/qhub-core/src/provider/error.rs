@@ -24,6 +24,18 @@ pub enum ProviderError {
         /// How long the cloud asked us to wait, if it said.
         retry_after: Option<Duration>,
     },
+    /// The cloud refuses to delete the resource because something still uses it (AWS
+    /// `DependencyViolation`). Retried like [`ProviderError::Conflict`] while what uses it may
+    /// still be going away (network interfaces of a deleted cluster drain for minutes); the
+    /// engine fails it at once when a resource that depends on it stays (see
+    /// [`crate::engine`]).
+    #[error("{message} (in use)")]
+    InUse {
+        /// What happened: the cloud's own words, naming what uses it when it says.
+        message: String,
+        /// How long the cloud asked us to wait, if it said.
+        retry_after: Option<Duration>,
+    },
     /// Rate limited (HTTP 429, `Throttling`, `RequestLimitExceeded`): the call did nothing.
     #[error("{message} (throttled)")]
     Throttled {
@@ -79,7 +91,7 @@ impl ProviderError {
         match self {
             Self::Throttled { .. } => Some(RetryClass::Throttled),
             Self::Retryable { .. } => Some(RetryClass::Transient),
-            Self::Conflict { .. } => Some(RetryClass::Busy),
+            Self::Conflict { .. } | Self::InUse { .. } => Some(RetryClass::Busy),
             _ => None,
         }
     }
@@ -94,7 +106,8 @@ impl ProviderError {
         match self {
             Self::Throttled { retry_after, .. }
             | Self::Retryable { retry_after, .. }
-            | Self::Conflict { retry_after, .. } => *retry_after,
+            | Self::Conflict { retry_after, .. }
+            | Self::InUse { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -110,6 +123,14 @@ impl ProviderError {
     /// A busy/conflict failure with no retry-after.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::Conflict {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A delete refused because something still uses the resource, with no retry-after.
+    pub fn in_use(message: impl Into<String>) -> Self {
+        Self::InUse {
             message: message.into(),
             retry_after: None,
         }

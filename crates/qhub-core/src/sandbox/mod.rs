@@ -423,7 +423,8 @@ impl Provider for SandboxProvider {
                 json!({"region": section.region, "kubernetes_version": section.kubernetes_version}),
             )
             .depends_on([network.clone()])
-            .replace_fields(&["region"]);
+            .replace_fields(&["region"])
+            .hosts_kubernetes();
         if spec.one_op_per_cluster {
             cluster_resource = cluster_resource.serial_group(group.clone());
         }
