@@ -44,8 +44,8 @@ use qhub_core::config::Config;
 use qhub_core::kubernetes::auth::ClusterEndpoint;
 use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
-    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, Ownership,
-    Preflight, Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, LockRequest,
+    Ownership, Preflight, Provider, ProviderError,
 };
 
 pub use client::{AwsOptions, AwsProvider};
@@ -121,7 +121,11 @@ impl Provider for AwsProvider {
         apply::apply(self, change, ctx).await
     }
 
-    async fn lock(&self, ownership: &Ownership) -> Result<Option<DeployLock>, ProviderError> {
+    async fn lock(
+        &self,
+        ownership: &Ownership,
+        _request: &LockRequest,
+    ) -> Result<Option<DeployLock>, ProviderError> {
         self.options
             .lock_dir
             .as_ref()

@@ -150,6 +150,7 @@ pub fn test_engine(provider: Arc<dyn Provider>) -> Engine {
             lease: crate::kubernetes::lease::LeaseTiming::default(),
             observe_deadline: Duration::from_secs(60),
             poll_interval: Duration::from_millis(200),
+            ..EngineOptions::default()
         },
     )
 }

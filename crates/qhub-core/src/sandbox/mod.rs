@@ -24,8 +24,8 @@ use crate::config::{Config, ProviderKind};
 use crate::plan::{Action, Change, Observed, Resource, ResourceId, ResourceState, Stage};
 use crate::provider::facts::{self, SharedFilesystem};
 use crate::provider::{
-    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, Known, Ownership,
-    Preflight, Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, Known, LockRequest,
+    Ownership, Preflight, Provider, ProviderError,
 };
 use faults::{FaultSpec, Faults};
 use world::{SimResource, World};
@@ -749,7 +749,11 @@ impl Provider for SandboxProvider {
         Ok(ClusterAccess::Client(self.faulty_client(api)))
     }
 
-    async fn lock(&self, ownership: &Ownership) -> Result<Option<DeployLock>, ProviderError> {
+    async fn lock(
+        &self,
+        ownership: &Ownership,
+        _request: &LockRequest,
+    ) -> Result<Option<DeployLock>, ProviderError> {
         let dir = self.dir.join(world::DIR_NAME);
         crate::provider::deploy_lock(&dir, ownership).map(Some)
     }
