@@ -72,6 +72,7 @@ fn session(args: &StageArgs) -> anyhow::Result<Session> {
         provider,
         EngineOptions {
             concurrency: usize::from(args.concurrency),
+            lock_wait: args.lock_timeout,
             ..EngineOptions::default()
         },
     );
@@ -243,10 +244,19 @@ pub fn deploy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
         tracing::warn!("preflight: {w}");
     }
     // The lock first, then the plan: nothing else can change the deployment between the two.
-    let locked = s.runtime.block_on(s.engine.lock(&s.config))?;
-    let plan = s.runtime.block_on(locked.plan(s.stages))?;
-    let (code, report) = apply(&s, &locked, &plan, format, "Apply", args)?;
-    drop(locked);
+    // Waiting for another run's lock shows as progress.
+    let locked = s.runtime.block_on(s.engine.lock_with(
+        &s.config,
+        "deploy",
+        super::progress::sink(format),
+    ))?;
+    let applied = s
+        .runtime
+        .block_on(locked.plan(s.stages))
+        .map_err(anyhow::Error::from)
+        .and_then(|plan| apply(&s, &locked, &plan, format, "Apply", args).map(|done| (plan, done)));
+    s.runtime.block_on(locked.release());
+    let (plan, (code, report)) = applied?;
     if format == OutputFormat::Json {
         crate::output::json(&result_json(&plan, report.as_ref()))?;
     } else if code == 0 && s.stages.includes(Stage::Kubernetes) {
@@ -263,16 +273,29 @@ pub fn deploy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
 /// `qhub destroy`.
 pub fn destroy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let s = session(args)?;
-    let locked = s.runtime.block_on(s.engine.lock(&s.config))?;
-    let plan = s.runtime.block_on(locked.destroy_plan(s.stages))?;
-    let (mut code, report) = apply(
-        &s,
-        &locked,
-        &plan,
-        format,
-        "Delete everything above? These",
-        args,
-    )?;
+    let locked = s.runtime.block_on(s.engine.lock_with(
+        &s.config,
+        "destroy",
+        super::progress::sink(format),
+    ))?;
+    let applied = s
+        .runtime
+        .block_on(locked.destroy_plan(s.stages))
+        .map_err(anyhow::Error::from)
+        .and_then(|plan| {
+            apply(
+                &s,
+                &locked,
+                &plan,
+                format,
+                "Delete everything above? These",
+                args,
+            )
+            .map(|done| (plan, done))
+        });
+    // Released before the check below: a destroy's release also removes an empty lock bucket.
+    s.runtime.block_on(locked.release());
+    let (plan, (mut code, report)) = applied?;
     // Verify: look again, and fail if anything carrying our marks is still there.
     let remaining: Vec<String> = if code == 0 && report.is_some() {
         s.runtime
@@ -397,6 +420,7 @@ pub fn kubeconfig(args: &KubeconfigArgs, format: OutputFormat) -> anyhow::Result
         stage: None,
         disable_prompt: true,
         concurrency: 1,
+        lock_timeout: std::time::Duration::ZERO,
     })?;
     let ownership = Ownership::of(&s.config);
     let text = s
