@@ -12,7 +12,7 @@ mod common;
 
 use aws_sdk_s3::primitives::ByteStream;
 use qhub_aws::lock::{bucket_name, object_key};
-use qhub_aws::{AwsOptions, AwsProvider};
+use qhub_aws::{ApiStats, AwsOptions, AwsProvider};
 use qhub_core::Config;
 use qhub_core::cloud::lock::{LOCK_KIND, LockRecord};
 use qhub_core::conformance;
@@ -39,11 +39,23 @@ fn timing() -> LeaseTiming {
 
 /// A CI runner: its own provider (no lock folder), its own holder identity.
 fn runner(moto: &Moto, config: &Config, name: &str, wait: Duration) -> Engine {
+    counted_runner(moto, config, name, wait, Arc::default())
+}
+
+/// [`runner`], counting its API calls in `stats`.
+fn counted_runner(
+    moto: &Moto,
+    config: &Config,
+    name: &str,
+    wait: Duration,
+    stats: Arc<ApiStats>,
+) -> Engine {
     let provider = AwsProvider::new(
         config,
         AwsOptions {
             endpoint: Some(moto.endpoint()),
             credentials: Some(("testing".into(), "testing".into())),
+            stats: Some(stats),
             poll_interval: Some(Duration::from_millis(10)),
             retry: Some(conformance::test_policy()),
             s3_lock: true,
@@ -229,8 +241,21 @@ async fn a_second_runner_waits_for_the_cloud_lock() {
     let s3 = s3(&moto).await;
     let config = aws_config("locked");
     let o = Ownership::of(&config);
-    let a = runner(&moto, &config, "a", Duration::from_secs(120));
-    let b = runner(&moto, &config, "b", Duration::from_secs(120));
+    let (a_stats, b_stats) = (Arc::new(ApiStats::default()), Arc::new(ApiStats::default()));
+    let a = counted_runner(
+        &moto,
+        &config,
+        "a",
+        Duration::from_secs(120),
+        a_stats.clone(),
+    );
+    let b = counted_runner(
+        &moto,
+        &config,
+        "b",
+        Duration::from_secs(120),
+        b_stats.clone(),
+    );
     let (a_events, b_events) = (Arc::new(Watch::default()), Arc::new(Watch::default()));
 
     let (ea, ca) = (a_events.clone(), config.clone());
@@ -303,6 +328,26 @@ async fn a_second_runner_waits_for_the_cloud_lock() {
         "A deployed in {a_time:.1?}; B waited and finished {b_time:.1?} after it started ({} lock-wait events)",
         b_events.lock_waits().len()
     );
+    // The lock's calls (S3, and STS for the account), by operation name.
+    let lock_calls = |stats: &ApiStats| {
+        stats
+            .by_operation()
+            .into_iter()
+            .filter(|(op, _)| {
+                let op = op.to_ascii_lowercase();
+                op.starts_with("s3.") || op.starts_with("sts.")
+            })
+            .map(|(op, n)| (op.rsplit('.').next().unwrap_or_default().to_string(), n))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    eprintln!("lock calls of A: {:?}", lock_calls(&a_stats));
+    eprintln!("lock calls of B: {:?}", lock_calls(&b_stats));
+    // B: a read per poll while it waited (at least one, then the free lock's); one release.
+    let b_ops = lock_calls(&b_stats);
+    // One create, then one renewal per 500 ms it held the lock.
+    assert!(b_ops.get("PutObject").is_some_and(|n| *n >= 1), "{b_ops:?}");
+    assert_eq!(b_ops.get("DeleteObject"), Some(&1), "{b_ops:?}");
+    assert!(b_ops.get("GetObject").is_some_and(|n| *n >= 2), "{b_ops:?}");
     assert_eq!(
         census(&common::sdk(&moto.endpoint()).await, &o).await,
         one_of_everything()
