@@ -740,7 +740,7 @@ fn concurrent_deploys_leave_one_of_everything() {
         describe(&b)
     );
     let waited = |o: &std::process::Output| {
-        String::from_utf8_lossy(&o.stderr).contains("DeployLock s3://qhub-locks-")
+        String::from_utf8_lossy(&o.stderr).contains("DeployLock/s3://qhub-locks-")
             && String::from_utf8_lossy(&o.stderr).contains("waiting (held by qhub@")
     };
     assert!(
