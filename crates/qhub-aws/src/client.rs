@@ -286,9 +286,13 @@ pub struct AwsOptions {
     /// moto returns is not a real API server and is never contacted.
     pub kubeconfig: Option<PathBuf>,
     /// Where the local deploy lock lives ([`LOCK_DIR`] beside the config, from
-    /// [`AwsProvider::from_env`]); `None`: no lock. It keeps two qhub commands on one machine
-    /// from deploying the same deployment at once; there is no cloud-side lock yet.
+    /// [`AwsProvider::from_env`]); `None`: no local lock. It keeps two qhub commands on one
+    /// machine from deploying the same deployment at once; unused when [`Self::s3_lock`] is on.
     pub lock_dir: Option<PathBuf>,
+    /// Take the deploy lock in S3 ([`crate::lock`]: the account's lock bucket in the region),
+    /// which keeps CI runners on different machines apart. On in [`AwsProvider::from_env`]
+    /// unless [`DEPLOY_LOCK_ENV`](crate::DEPLOY_LOCK_ENV) is `local`.
+    pub s3_lock: bool,
     /// The retry policy of every API call, which decides each of the SDK's retries: reads are
     /// sent again after throttling, 5xx and network failures, mutations only after throttling.
     /// The engine's by default; tests shorten its backoffs.
@@ -307,6 +311,7 @@ impl fmt::Debug for AwsOptions {
             .field("poll_interval", &self.poll_interval)
             .field("kubeconfig", &self.kubeconfig)
             .field("lock_dir", &self.lock_dir)
+            .field("s3_lock", &self.s3_lock)
             .field("retry", &self.retry)
             .finish()
     }
@@ -323,6 +328,8 @@ pub(crate) struct Clients {
     pub(crate) sts: aws_sdk_sts::Client,
     pub(crate) elb: aws_sdk_elasticloadbalancing::Client,
     pub(crate) elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    /// The deploy lock's bucket ([`crate::lock`]).
+    pub(crate) s3: aws_sdk_s3::Client,
     /// The credentials every client signs with (EKS tokens are signed with them too).
     pub(crate) credentials: aws_credential_types::provider::SharedCredentialsProvider,
 }
@@ -334,6 +341,7 @@ pub struct AwsProvider {
     stats: Arc<ApiStats>,
     poll: Duration,
     clients: tokio::sync::OnceCell<Clients>,
+    account: tokio::sync::OnceCell<String>,
 }
 
 impl fmt::Debug for AwsProvider {
@@ -369,6 +377,7 @@ impl AwsProvider {
             options,
             poll,
             clients: tokio::sync::OnceCell::new(),
+            account: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -384,6 +393,7 @@ impl AwsProvider {
                 endpoint: var(ENDPOINT_ENV),
                 kubeconfig: var(KUBECONFIG_ENV).map(|k| dir.join(k)),
                 lock_dir: Some(dir.join(LOCK_DIR)),
+                s3_lock: var(crate::DEPLOY_LOCK_ENV).as_deref() != Some("local"),
                 ..AwsOptions::default()
             },
         )
@@ -442,6 +452,26 @@ impl AwsProvider {
 
     pub(crate) fn region(&self) -> &str {
         &self.region
+    }
+
+    /// The account the credentials belong to (`GetCallerIdentity`, asked once).
+    pub(crate) async fn account(&self) -> Result<&str, ProviderError> {
+        self.account
+            .get_or_try_init(|| async {
+                let out = self
+                    .clients()
+                    .await?
+                    .sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| self.err(AwsError::from_sdk("GetCallerIdentity", e)))?;
+                out.account().map(str::to_string).ok_or_else(|| {
+                    ProviderError::Fatal("GetCallerIdentity named no account".into())
+                })
+            })
+            .await
+            .map(String::as_str)
     }
 
     pub(crate) async fn clients(&self) -> Result<&Clients, ProviderError> {
@@ -551,9 +581,18 @@ impl AwsProvider {
             ),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(
                 aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk)
+                    .interceptor(counter.clone())
+                    .retry_config(retry.clone())
+                    .retry_partition(partition.clone())
+                    .build(),
+            ),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&sdk)
                     .interceptor(counter)
                     .retry_config(retry.clone())
                     .retry_partition(partition.clone())
+                    // An emulator on `127.0.0.1:port` has no `<bucket>.` host names.
+                    .force_path_style(self.emulator())
                     .build(),
             ),
         })

@@ -65,6 +65,11 @@ const RETRYABLE_CODES: &[&str] = &[
     // visible to another service yet.
     "ConcurrentModification",
     "ConcurrentModificationException",
+    // S3 (409): a conditional write raced another write to the same key; "retry the request"
+    // (S3 user guide, "Conditional writes"). The deploy lock reads again before it does.
+    "ConditionalRequestConflict",
+    // S3 (409): a conflicting operation on the bucket (create/delete) is in progress.
+    "OperationAborted",
 ];
 
 /// The codes of [`RETRYABLE_CODES`] that say the call was throttled (it did nothing).
@@ -291,6 +296,13 @@ mod tests {
         );
         assert!(!e(Some("InvalidParameterException"), Some(400), "bad subnet").is_retryable());
         assert!(!e(Some("InvalidVpcID.NotFound"), Some(400), "").is_retryable());
+        // A conditional write that raced another: retried (after a fresh read).
+        assert!(matches!(
+            e(Some("ConditionalRequestConflict"), Some(409), "").into_provider(false),
+            ProviderError::Retryable { .. }
+        ));
+        // One whose condition did not hold is no failure to retry.
+        assert!(!e(Some("PreconditionFailed"), Some(412), "").is_retryable());
     }
 
     #[test]

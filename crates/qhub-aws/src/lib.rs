@@ -17,6 +17,8 @@
 //!   through it, then sweeps the load balancers and security groups Kubernetes left
 //!   ([`apply::sweep`]).
 //! - [`preflight`] checks credentials, region, zones, Kubernetes version and instance types.
+//! - [`lock`] is the deploy lock: a lease on an S3 object written with conditional writes, so
+//!   that two CI runners cannot deploy or destroy one deployment at once.
 //!
 //! **Emulator mode**: with `AWS_ENDPOINT_URL` set (moto, LocalStack), every client talks to that
 //! endpoint; dummy credentials are used when the default chain has none, but only when the
@@ -33,6 +35,7 @@ pub mod apply;
 pub mod client;
 pub mod desired;
 pub mod errors;
+pub mod lock;
 pub mod observe;
 pub mod partition;
 pub mod preflight;
@@ -44,8 +47,8 @@ use qhub_core::config::Config;
 use qhub_core::kubernetes::auth::ClusterEndpoint;
 use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
-    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, Ownership,
-    Preflight, Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, LockRequest,
+    Ownership, Preflight, Provider, ProviderError,
 };
 
 pub use client::{AwsOptions, AwsProvider};
@@ -63,6 +66,11 @@ pub const KUBECONFIG_ENV: &str = "QHUB_KUBECONFIG";
 
 /// The folder beside the config that holds the local deploy lock.
 pub const LOCK_DIR: &str = ".qhub";
+
+/// `local` makes [`AwsProvider::from_env`] take the local deploy lock ([`LOCK_DIR`]) instead of
+/// the S3 one ([`lock`]), for accounts where qhub may not use S3. Two CI runners are then kept
+/// apart only by the Kubernetes stage's Lease.
+pub const DEPLOY_LOCK_ENV: &str = "QHUB_DEPLOY_LOCK";
 
 pub use qhub_core::cloud::endpoint::is_loopback;
 pub use qhub_core::cloud::stats::ApiStats;
@@ -121,7 +129,20 @@ impl Provider for AwsProvider {
         apply::apply(self, change, ctx).await
     }
 
-    async fn lock(&self, ownership: &Ownership) -> Result<Option<DeployLock>, ProviderError> {
+    async fn lock(
+        &self,
+        ownership: &Ownership,
+        request: &LockRequest,
+    ) -> Result<Option<DeployLock>, ProviderError> {
+        if self.options.s3_lock {
+            let prefix = ownership.prefix();
+            let account = self.account().await?.to_string();
+            let s3 = self.clients().await?.s3.clone();
+            let store =
+                lock::S3LockStore::new(s3, &account, &self.region, &prefix, self.emulator());
+            let held = qhub_core::cloud::lock::acquire(Arc::new(store), &prefix, request).await?;
+            return Ok(Some(DeployLock::cloud(held)));
+        }
         self.options
             .lock_dir
             .as_ref()

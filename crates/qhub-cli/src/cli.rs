@@ -241,6 +241,10 @@ pub struct StageArgs {
     /// subnet moves zone). Without it such a plan is refused. Repeat for several.
     #[arg(long = "allow-replace", value_name = "KIND/NAME", value_parser = parse_resource_id)]
     pub allow_replace: Vec<qhub_core::plan::ResourceId>,
+    /// How long deploy and destroy wait while another run (another CI job) holds the
+    /// deployment's lock: `90s`, `20m`, `1h`, or `0` to fail at once.
+    #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
 }
 
 /// Parses `KIND/NAME` (the name may contain `/`, e.g. a Kubernetes object's namespace).
@@ -252,5 +256,43 @@ fn parse_resource_id(s: &str) -> Result<qhub_core::plan::ResourceId, String> {
         _ => Err(format!(
             "`{s}` is not KIND/NAME (e.g. eks_cluster/demo-dev, as `qhub plan` names it)"
         )),
+    }
+}
+
+/// A duration: a whole number with an optional unit `s`, `m` or `h` (seconds without one).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 90s, 20m or 1h"))?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => None,
+    }
+    .ok_or_else(|| format!("`{text}` is not a duration like 90s, 20m or 1h"))?;
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn lock_timeouts_read_seconds_minutes_and_hours() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("20m"), Ok(Duration::from_secs(1200)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "m", "-5s", "5d", "1.5h", "20 m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -714,8 +714,9 @@ fn a_duplicate_vpc_and_its_contents_are_removed() {
     aws.assert_plan_empty("after the re-deploy");
 }
 
-/// Two deploys of one deployment at once: one waits for or refuses the other (the deploy lock),
-/// and whatever their exits, a deploy afterwards leaves exactly one of everything.
+/// Two deploys of one deployment at once (two CI runners): the second waits for the first's S3
+/// deploy lock, saying so, then finds nothing to do; both succeed with exactly one of
+/// everything.
 #[test]
 fn concurrent_deploys_leave_one_of_everything() {
     let aws = Aws::new();
@@ -733,8 +734,18 @@ fn concurrent_deploys_leave_one_of_everything() {
     assert_no_secret(&a, "deploy (first)");
     assert_no_secret(&b, "deploy (second)");
     assert!(
-        code(&a) == 0 || code(&b) == 0,
-        "one of them succeeds:\n{}\n{}",
+        code(&a) == 0 && code(&b) == 0,
+        "both succeed, one after the other:\n{}\n{}",
+        describe(&a),
+        describe(&b)
+    );
+    let waited = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stderr).contains("DeployLock/s3://qhub-locks-")
+            && String::from_utf8_lossy(&o.stderr).contains("waiting (held by qhub@")
+    };
+    assert!(
+        waited(&a) || waited(&b),
+        "one waited for the other's lock, saying so:\n{}\n{}",
         describe(&a),
         describe(&b)
     );

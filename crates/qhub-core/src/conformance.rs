@@ -150,9 +150,7 @@ pub fn test_engine(provider: Arc<dyn Provider>) -> Engine {
             lease: crate::kubernetes::lease::LeaseTiming::default(),
             observe_deadline: Duration::from_secs(60),
             poll_interval: Duration::from_millis(200),
-            dns: Default::default(),
-            allow_replace: Vec::new(),
-            in_use_grace: Duration::from_secs(3 * 60),
+            ..EngineOptions::default()
         },
     )
 }

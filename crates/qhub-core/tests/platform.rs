@@ -401,3 +401,83 @@ async fn a_lost_deploy_lease_starts_no_new_change_and_fails_saying_so() {
         .holder_identity;
     assert_eq!(holder.as_deref(), Some("qhub@elsewhere/-/1/00"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_deploy_lock_starts_no_new_change_and_fails_saying_so() {
+    use qhub_core::cloud::lock::{LockRecord, MemoryStore};
+    use qhub_core::kubernetes::lease::LeaseTiming;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let provider =
+        SandboxProvider::new(dir.path(), 0.0, FaultSpec::default()).with_lock_store(store.clone());
+    let engine = Engine::new(
+        Arc::new(provider.clone()) as Arc<dyn Provider>,
+        EngineOptions {
+            min_deadline: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(20),
+            lease: LeaseTiming {
+                duration: Duration::from_secs(5),
+                renew_every: Duration::from_millis(50),
+                lost_after: Duration::from_millis(200),
+            },
+            ..EngineOptions::default()
+        },
+    );
+    let config = config();
+    let (_, report) = engine
+        .deploy(
+            &config,
+            StageFilter::Only(qhub_core::plan::Stage::Infrastructure),
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert!(store.body().is_none(), "released after the deploy");
+    let kube = provider.kube_api(&Ownership::of(&config)).unwrap();
+    // Workloads take a while, so the deploy is still running when the lock goes.
+    kube.set_ready_after(Duration::from_millis(400));
+    let running = {
+        let engine = engine.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            engine
+                .deploy(
+                    &config,
+                    StageFilter::All,
+                    Arc::new(NoEvents),
+                    CancellationToken::new(),
+                )
+                .await
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while store.record().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deploy never took the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Another run takes it (as if it had judged the lock expired).
+    let mut other = store.record().unwrap();
+    other.holder = "qhub@elsewhere/-/1/00".into();
+    store.put(&serde_json::to_vec(&other).unwrap());
+    let (_, report) = running.await.unwrap().unwrap();
+    assert!(!report.succeeded());
+    let lost = report
+        .failed
+        .iter()
+        .find(|(id, _, _)| id.kind == qhub_core::cloud::lock::LOCK_KIND)
+        .unwrap_or_else(|| panic!("{report:?}"));
+    assert!(lost.2.contains("deploy lock was lost"), "{lost:?}");
+    assert!(
+        !report.not_started.is_empty(),
+        "nothing new may start: {report:?}"
+    );
+    // The other run's record is not released by the run that lost it.
+    let left: LockRecord = store.record().unwrap();
+    assert_eq!(left.holder, "qhub@elsewhere/-/1/00");
+}

@@ -41,8 +41,8 @@ use qhub_core::kubernetes::auth::ClusterEndpoint;
 use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::facts::{Gpu, NodeSelector, SharedFilesystem, Taint};
 use qhub_core::provider::{
-    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, Known, Ownership,
-    Preflight, Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, Known, LockRequest,
+    Ownership, Preflight, Provider, ProviderError,
 };
 
 use client::{ApiStats, ClientOptions, DoClient};
@@ -279,7 +279,11 @@ impl Provider for DigitalOceanProvider {
         cluster_facts(config)
     }
 
-    async fn lock(&self, ownership: &Ownership) -> Result<Option<DeployLock>, ProviderError> {
+    async fn lock(
+        &self,
+        ownership: &Ownership,
+        _request: &LockRequest,
+    ) -> Result<Option<DeployLock>, ProviderError> {
         self.options
             .lock_dir
             .as_ref()

@@ -38,8 +38,8 @@ use qhub_core::config::Config;
 use qhub_core::kubernetes::auth::client_with_token;
 use qhub_core::plan::{Action, Change, Observed, Resource};
 use qhub_core::provider::{
-    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, Ownership,
-    Preflight, Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, LockRequest,
+    Ownership, Preflight, Provider, ProviderError,
 };
 
 use crate::desired::ServerFacts;
@@ -126,7 +126,11 @@ impl Provider for GcpProvider {
         access::cluster_facts(config)
     }
 
-    async fn lock(&self, ownership: &Ownership) -> Result<Option<DeployLock>, ProviderError> {
+    async fn lock(
+        &self,
+        ownership: &Ownership,
+        _request: &LockRequest,
+    ) -> Result<Option<DeployLock>, ProviderError> {
         match &self.options.lock_dir {
             Some(dir) => qhub_core::provider::deploy_lock(dir, ownership).map(Some),
             None => Ok(None),

@@ -121,6 +121,7 @@ fn session_with(
             concurrency: usize::from(args.concurrency),
             dns,
             allow_replace: args.allow_replace.clone(),
+            lock_wait: args.lock_timeout,
             ..EngineOptions::default()
         },
     );
@@ -294,10 +295,19 @@ pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
         tracing::warn!("preflight: {w}");
     }
     // The lock first, then the plan: nothing else can change the deployment between the two.
-    let locked = s.runtime.block_on(s.engine.lock(&s.config))?;
-    let plan = s.runtime.block_on(locked.plan(s.stages))?;
-    let (code, report) = apply(&s, &locked, &plan, format, "Apply", args)?;
-    drop(locked);
+    // Waiting for another run's lock shows as progress.
+    let locked = s.runtime.block_on(s.engine.lock_with(
+        &s.config,
+        "deploy",
+        super::progress::sink(format),
+    ))?;
+    let applied = s
+        .runtime
+        .block_on(locked.plan(s.stages))
+        .map_err(anyhow::Error::from)
+        .and_then(|plan| apply(&s, &locked, &plan, format, "Apply", args).map(|done| (plan, done)));
+    s.runtime.block_on(locked.release());
+    let (plan, (code, report)) = applied?;
     // What was done to the domain's record, also when the plan was empty.
     let dns = report
         .as_ref()
@@ -327,16 +337,29 @@ pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
 /// `qhub destroy`.
 pub fn destroy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let s = session(args)?;
-    let locked = s.runtime.block_on(s.engine.lock(&s.config))?;
-    let plan = s.runtime.block_on(locked.destroy_plan(s.stages))?;
-    let (mut code, report) = apply(
-        &s,
-        &locked,
-        &plan,
-        format,
-        "Delete everything above? These",
-        args,
-    )?;
+    let locked = s.runtime.block_on(s.engine.lock_with(
+        &s.config,
+        "destroy",
+        super::progress::sink(format),
+    ))?;
+    let applied = s
+        .runtime
+        .block_on(locked.destroy_plan(s.stages))
+        .map_err(anyhow::Error::from)
+        .and_then(|plan| {
+            apply(
+                &s,
+                &locked,
+                &plan,
+                format,
+                "Delete everything above? These",
+                args,
+            )
+            .map(|done| (plan, done))
+        });
+    // Released before the check below: a destroy's release also removes an empty lock bucket.
+    s.runtime.block_on(locked.release());
+    let (plan, (mut code, report)) = applied?;
     // Verify: look again, and fail if anything carrying our marks is still there.
     let remaining: Vec<String> = if code == 0 && report.is_some() {
         s.runtime
@@ -495,6 +518,7 @@ pub fn kubeconfig(args: &KubeconfigArgs, format: OutputFormat) -> anyhow::Result
         disable_prompt: true,
         concurrency: 1,
         allow_replace: Vec::new(),
+        lock_timeout: std::time::Duration::ZERO,
     })?;
     let ownership = Ownership::of(&s.config);
     let text = s

@@ -9,6 +9,7 @@
 //! - [`endpoint`]: the loopback rule for anonymous credentials.
 //! - [`kubeconfig`]: kubeconfigs with a bearer token or an `exec` stanza.
 //! - [`drain`]: delete a cluster's LoadBalancer Services (and wait) before the network goes.
+//! - [`lock`]: the cloud-side deploy lock, a lease on one object with compare-and-swap.
 //! - [`retry()`]: the one retry policy, for reads outside the engine.
 
 pub mod adopt;
@@ -16,6 +17,7 @@ pub mod drain;
 pub mod duplicates;
 pub mod endpoint;
 pub mod kubeconfig;
+pub mod lock;
 pub mod poll;
 pub mod stats;
 

@@ -232,18 +232,7 @@ impl super::Engine {
 
 /// Reads the load balancer's address, waiting (with progress) until the cloud has given one.
 async fn address(shared: &Shared, change: &Change) -> Result<DnsRecord, ProviderError> {
-    let provider = &*shared.provider;
-    let cluster = shared
-        .cluster
-        .get_or_try_init(|| {
-            super::connect_locked(
-                provider,
-                &shared.ownership,
-                shared.options.lease,
-                &shared.lease_lost,
-            )
-        })
-        .await?;
+    let cluster = shared.cluster().await?;
     let Some(cluster) = cluster else {
         return Err(ProviderError::NoCluster(format!(
             "cannot read the load balancer's address for {} before the cluster exists",

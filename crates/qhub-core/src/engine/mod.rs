@@ -59,8 +59,16 @@ pub struct EngineOptions {
     pub min_deadline: Duration,
     /// How many times its expected duration a change may take (default 4).
     pub deadline_factor: f64,
-    /// How the Kubernetes stage's deploy lease is held and when it counts as lost.
+    /// How the Kubernetes stage's deploy lease and the provider's cloud-side deploy lock are
+    /// held and when they count as lost.
     pub lease: crate::kubernetes::lease::LeaseTiming,
+    /// How long [`Engine::lock_with`] waits while another run holds the provider's deploy
+    /// lock (default 20 minutes: an EKS cluster takes about fifteen to create).
+    pub lock_wait: Duration,
+    /// This run's identity in the deploy lock and lease
+    /// ([`crate::kubernetes::lease::holder_identity`] by default); two runs must never share
+    /// one.
+    pub holder: String,
     /// Deadline for observing what exists.
     pub observe_deadline: Duration,
     /// Longest pause between two looks at a resource the engine waits for
@@ -88,6 +96,8 @@ impl Default for EngineOptions {
             min_deadline: Duration::from_secs(30 * 60),
             deadline_factor: 4.0,
             lease: crate::kubernetes::lease::LeaseTiming::default(),
+            lock_wait: Duration::from_secs(20 * 60),
+            holder: crate::kubernetes::lease::holder_identity(),
             observe_deadline: Duration::from_secs(5 * 60),
             poll_interval: Duration::from_secs(15),
             dns: dns::DnsOptions::default(),
@@ -166,13 +176,14 @@ pub struct Engine {
 }
 
 /// The engine with the deployment's lock held: plans made through it cannot go stale before
-/// they are applied, because no other qhub command can change the deployment meanwhile. The
-/// lock is released when this is dropped.
+/// they are applied, because no other qhub command can change the deployment meanwhile.
+/// [`Locked::release`] lets go of the lock; dropping this without it leaves a cloud-side lock
+/// to expire (as after a crash).
 pub struct Locked<'e> {
     engine: &'e Engine,
     config: Config,
     ownership: Ownership,
-    _lock: Option<crate::provider::DeployLock>,
+    lock: Option<crate::provider::DeployLock>,
 }
 
 impl std::fmt::Debug for Locked<'_> {
@@ -208,9 +219,20 @@ impl Locked<'_> {
         events: Arc<dyn EventSink>,
         cancel: CancellationToken,
     ) -> ApplyReport {
+        let lock = self
+            .lock
+            .as_ref()
+            .and_then(|l| Some((l.lost()?, l.resource()?)));
         self.engine
-            .apply_plan(plan, &self.config, &self.ownership, events, cancel)
+            .apply_plan(plan, &self.config, &self.ownership, lock, events, cancel)
             .await
+    }
+
+    /// Lets go of the deployment's lock (a cloud-side lock object is deleted if still ours).
+    pub async fn release(self) {
+        if let Some(lock) = self.lock {
+            lock.release().await;
+        }
     }
 }
 
@@ -230,23 +252,44 @@ impl Engine {
         &self.options
     }
 
-    /// Takes the deployment's lock (the provider's, see [`Provider::lock`]); plan and apply
-    /// through the result.
+    /// Takes the deployment's lock for a deploy, reporting no wait; see [`Engine::lock_with`].
     pub async fn lock(&self, config: &Config) -> Result<Locked<'_>, EngineError> {
+        self.lock_with(config, "deploy", Arc::new(events::NoEvents))
+            .await
+    }
+
+    /// Takes the deployment's lock (the provider's, see [`Provider::lock`]) for `command`
+    /// (`deploy`, `destroy`), waiting up to [`EngineOptions::lock_wait`] while another run
+    /// holds it and reporting the wait on `events`; plan and apply through the result, then
+    /// [`Locked::release`] it.
+    pub async fn lock_with(
+        &self,
+        config: &Config,
+        command: &str,
+        events: Arc<dyn EventSink>,
+    ) -> Result<Locked<'_>, EngineError> {
         let ownership = Ownership::of(config);
-        let lock =
-            self.provider
-                .lock(&ownership)
-                .await
-                .map_err(|source| EngineError::Provider {
-                    what: "taking the deploy lock".into(),
-                    source,
-                })?;
+        let request = crate::provider::LockRequest {
+            holder: self.options.holder.clone(),
+            command: command.to_string(),
+            wait: self.options.lock_wait,
+            timing: self.options.lease,
+            retry: self.options.retry,
+            events,
+        };
+        let lock = self
+            .provider
+            .lock(&ownership, &request)
+            .await
+            .map_err(|source| EngineError::Provider {
+                what: "taking the deploy lock".into(),
+                source,
+            })?;
         Ok(Locked {
             engine: self,
             config: config.clone(),
             ownership,
-            _lock: lock,
+            lock,
         })
     }
 
@@ -258,9 +301,18 @@ impl Engine {
         events: Arc<dyn EventSink>,
         cancel: CancellationToken,
     ) -> Result<(Plan, ApplyReport), EngineError> {
-        let locked = self.lock(config).await?;
-        let plan = locked.plan(stages).await?;
+        let locked = self.lock_with(config, "deploy", events.clone()).await?;
+        let plan = match locked.plan(stages).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                locked.release().await;
+                return Err(e);
+            }
+        };
         let report = locked.apply(&plan, events, cancel).await;
+        if !report.killed {
+            locked.release().await;
+        }
         Ok((plan, report))
     }
 
@@ -272,9 +324,18 @@ impl Engine {
         events: Arc<dyn EventSink>,
         cancel: CancellationToken,
     ) -> Result<(Plan, ApplyReport), EngineError> {
-        let locked = self.lock(config).await?;
-        let plan = locked.destroy_plan(stages).await?;
+        let locked = self.lock_with(config, "destroy", events.clone()).await?;
+        let plan = match locked.destroy_plan(stages).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                locked.release().await;
+                return Err(e);
+            }
+        };
         let report = locked.apply(&plan, events, cancel).await;
+        if !report.killed {
+            locked.release().await;
+        }
         Ok((plan, report))
     }
 
@@ -596,6 +657,7 @@ impl Engine {
         plan: &Plan,
         config: &Config,
         ownership: &Ownership,
+        lock: Option<(CancellationToken, ResourceId)>,
         events: Arc<dyn EventSink>,
         cancel: CancellationToken,
     ) -> ApplyReport {
@@ -647,10 +709,33 @@ impl Engine {
             events: events.clone(),
         });
         let mut lease_lost_reported = false;
+        let (lock_lost, lock_id) = match lock {
+            Some((lost, id)) => (lost, Some(id)),
+            None => (CancellationToken::new(), None),
+        };
+        let mut lock_lost_reported = false;
         loop {
             if !stop && cancel.is_cancelled() {
                 stop = true;
                 report.cancelled = true;
+            }
+            if lock_lost.is_cancelled() && !lock_lost_reported {
+                // The Lease's rule for the provider's deploy lock: another run may hold it
+                // now; start nothing more, let what runs finish, and fail saying why.
+                lock_lost_reported = true;
+                stop = true;
+                let id = lock_id
+                    .clone()
+                    .unwrap_or_else(|| ResourceId::new("DeployLock", ownership.prefix()));
+                let why = "the deploy lock was lost (another run took it, or it could not be \
+                           renewed): no new change was started; re-run to converge"
+                    .to_string();
+                events.emit(&Event::Failed {
+                    resource: id.clone(),
+                    action: Action::Update,
+                    error: why.clone(),
+                });
+                report.failed.push((id, Action::Update, why));
             }
             if shared.lease_lost.is_cancelled() && !lease_lost_reported {
                 // Another run may hold the lock now: start nothing more, let what runs finish,
@@ -740,6 +825,7 @@ impl Engine {
                 joined = running.join_next() => joined,
                 () = cancel.cancelled(), if !stop => continue,
                 () = shared.lease_lost.cancelled(), if !lease_lost_reported => continue,
+                () = lock_lost.cancelled(), if !lock_lost_reported => continue,
             };
             let Some(joined) = joined else { break };
             let (i, result, elapsed) = match joined {
@@ -848,6 +934,24 @@ struct Shared {
     /// Cancelled when the deploy lease is lost: no new change starts.
     lease_lost: CancellationToken,
     events: Arc<dyn EventSink>,
+}
+
+impl Shared {
+    /// The cluster, connected (and its deploy lease taken) on first use; `None` while it
+    /// does not exist.
+    async fn cluster(&self) -> Result<&Option<Cluster>, ProviderError> {
+        self.cluster
+            .get_or_try_init(|| {
+                connect_locked(
+                    &*self.provider,
+                    &self.ownership,
+                    self.options.lease,
+                    &self.options.holder,
+                    &self.lease_lost,
+                )
+            })
+            .await
+    }
 }
 
 /// A finished change's task: its index, the retries made (or the error and the retries), and
@@ -1056,6 +1160,7 @@ async fn connect_locked(
     provider: &dyn Provider,
     ownership: &Ownership,
     timing: crate::kubernetes::lease::LeaseTiming,
+    holder: &str,
     lost: &CancellationToken,
 ) -> Result<Option<Cluster>, ProviderError> {
     let Some(applier) = connect(provider, ownership).await? else {
@@ -1064,7 +1169,7 @@ async fn connect_locked(
     let lease = crate::kubernetes::lease::acquire_with(
         applier.client(),
         &ownership.prefix(),
-        &crate::kubernetes::lease::holder_identity(),
+        holder,
         timing,
     )
     .await?;
@@ -1107,18 +1212,7 @@ async fn apply_kubernetes(
     change: &Change,
     deadline: Duration,
 ) -> Result<(), ProviderError> {
-    let provider = &*shared.provider;
-    let cluster = shared
-        .cluster
-        .get_or_try_init(|| {
-            connect_locked(
-                provider,
-                &shared.ownership,
-                shared.options.lease,
-                &shared.lease_lost,
-            )
-        })
-        .await?;
+    let cluster = shared.cluster().await?;
     let Some(Cluster { applier, .. }) = cluster else {
         if change.action == Action::Delete {
             // No cluster, so no object either.
@@ -1170,17 +1264,7 @@ async fn apply_identity(shared: &Shared, change: &Change) -> Result<(), Provider
         .identity
         .get_or_try_init(|| async {
             let provider = &*shared.provider;
-            let cluster = shared
-                .cluster
-                .get_or_try_init(|| {
-                    connect_locked(
-                        provider,
-                        &shared.ownership,
-                        shared.options.lease,
-                        &shared.lease_lost,
-                    )
-                })
-                .await?;
+            let cluster = shared.cluster().await?;
             let applier = cluster.as_ref().map(|c| &c.applier);
             let credentials = identity::credentials(&shared.config, applier)
                 .await?

@@ -311,7 +311,7 @@ pub fn holder_identity() -> String {
 /// True when `holder` is a process of this host and pid namespace that no longer runs (a
 /// deploy that was killed): its lease need not be waited out. A holder from another host,
 /// another container, or a system where this cannot be known is never taken for dead.
-fn holder_is_dead(holder: &str) -> bool {
+pub(crate) fn holder_is_dead(holder: &str) -> bool {
     let parts = |h: &str| -> Option<(String, String, u32)> {
         let rest = h.strip_prefix("qhub@")?;
         let mut it = rest.split('/');

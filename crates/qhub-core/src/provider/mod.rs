@@ -1,6 +1,6 @@
 //! The `Provider` trait: what a cloud (or the sandbox, or an in-house backend) must do for the
 //! engine ([`error`]: the errors it returns; [`facts`]: what flows into planning besides the
-//! config; [`lock`]: the local deploy lock; [`registry`]: `provider:` names to implementations).
+//! config; [`lock`]: the deploy lock; [`registry`]: `provider:` names to implementations).
 //!
 //! A provider never keeps state of its own between calls: everything it knows about a deployment
 //! it learns from the cloud, by the ownership marks it put on every resource it created (see
@@ -24,7 +24,7 @@ use crate::plan::{Change, Observed, Resource};
 
 pub use error::{ProcessKilled, ProviderError, RetryClass, find_killed};
 pub use facts::{ClusterFacts, Facts, Known};
-pub use lock::{DeployLock, deploy_lock};
+pub use lock::{DeployLock, LockRequest, deploy_lock};
 pub use registry::{ProviderFactory, ProviderRegistry};
 
 /// The marks every resource of a deployment carries (tags, labels). Keys use the GCP label
@@ -250,12 +250,20 @@ pub trait Provider: Send + Sync + fmt::Debug {
         ClusterFacts::from_config(config)
     }
 
-    /// Takes the deployment's lock so that two deploys of it cannot run at once. The lock is
-    /// held until the returned guard is dropped. `Ok(None)`: this provider has no lock of its
-    /// own (the Kubernetes stage then relies on its Lease). The engine takes it before it plans
-    /// a deploy or destroy and holds it to the end.
-    async fn lock(&self, ownership: &Ownership) -> Result<Option<DeployLock>, ProviderError> {
-        let _ = ownership;
+    /// Takes the deployment's lock so that two deploys of it cannot run at once, waiting up to
+    /// [`LockRequest::wait`] while another run holds it (reporting the wait on
+    /// [`LockRequest::events`]). The lock is held until the returned guard is released
+    /// ([`DeployLock::release`]). A cloud-side lock ([`crate::cloud::lock`]) keeps CI runners
+    /// on different machines apart; a local one ([`deploy_lock`]) only commands on one
+    /// machine. `Ok(None)`: this provider has no lock of its own (the Kubernetes stage then
+    /// relies on its Lease). The engine takes it before it plans a deploy or destroy and holds
+    /// it to the end.
+    async fn lock(
+        &self,
+        ownership: &Ownership,
+        request: &LockRequest,
+    ) -> Result<Option<DeployLock>, ProviderError> {
+        let _ = (ownership, request);
         Ok(None)
     }
 

@@ -25,8 +25,8 @@ use crate::config::{Config, ProviderKind};
 use crate::plan::{Action, Change, Observed, Resource, ResourceId, ResourceState, Stage};
 use crate::provider::facts::{self, SharedFilesystem};
 use crate::provider::{
-    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, Known, Ownership,
-    Preflight, Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, Known, LockRequest,
+    Ownership, Preflight, Provider, ProviderError,
 };
 use faults::{FaultSpec, Faults};
 use world::{SimResource, World};
@@ -70,6 +70,9 @@ pub struct SandboxProvider {
     /// The cluster's Keycloak admin API (an emulator on loopback), started once Keycloak's
     /// admin Secret exists.
     keycloak: Arc<tokio::sync::Mutex<Option<RunningKeycloak>>>,
+    /// A store for a cloud-side deploy lock ([`Self::with_lock_store`]) instead of the local
+    /// lock beside the world.
+    lock_store: Option<Arc<dyn crate::cloud::lock::LockStore>>,
 }
 
 /// The emulated Keycloak of a sandbox cluster and the loopback server in front of it.
@@ -101,7 +104,16 @@ impl SandboxProvider {
             kube: Arc::new(std::sync::Mutex::new(None)),
             operations: Arc::default(),
             keycloak: Arc::default(),
+            lock_store: None,
         }
+    }
+
+    /// This sandbox with a cloud-side deploy lock in `store` (e.g. a shared
+    /// [`crate::cloud::lock::MemoryStore`]), as a cloud provider takes it, instead of the
+    /// local lock: for tests of the engine's lock handling and for embedders.
+    pub fn with_lock_store(mut self, store: Arc<dyn crate::cloud::lock::LockStore>) -> Self {
+        self.lock_store = Some(store);
+        self
     }
 
     /// The sandbox for a config in `dir`, with time scale and faults from the environment
@@ -731,7 +743,16 @@ impl Provider for SandboxProvider {
         Ok(ClusterAccess::Client(self.faulty_client(api)))
     }
 
-    async fn lock(&self, ownership: &Ownership) -> Result<Option<DeployLock>, ProviderError> {
+    async fn lock(
+        &self,
+        ownership: &Ownership,
+        request: &LockRequest,
+    ) -> Result<Option<DeployLock>, ProviderError> {
+        if let Some(store) = &self.lock_store {
+            let held =
+                crate::cloud::lock::acquire(store.clone(), &ownership.prefix(), request).await?;
+            return Ok(Some(DeployLock::cloud(held)));
+        }
         let dir = self.dir.join(world::DIR_NAME);
         crate::provider::deploy_lock(&dir, ownership).map(Some)
     }

@@ -1,0 +1,495 @@
+//! The S3 deploy lock against moto (`moto_server`, PyPI `moto[server]`), over loopback only:
+//! two engines with different holder identities and no shared lock folder stand for two CI
+//! runners on different machines.
+//!
+//! The moto binary comes from `$QHUB_MOTO_SERVER` or `<workspace>/.venv/bin/moto_server`
+//! (`scripts/test` installs it). Without it these tests fail, loudly.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use aws_sdk_s3::primitives::ByteStream;
+use qhub_aws::lock::{bucket_name, object_key};
+use qhub_aws::{ApiStats, AwsOptions, AwsProvider};
+use qhub_core::Config;
+use qhub_core::cloud::lock::{LOCK_KIND, LockRecord};
+use qhub_core::conformance;
+use qhub_core::engine::events::{Event, EventSink};
+use qhub_core::engine::{Engine, EngineOptions, StageFilter};
+use qhub_core::kubernetes::lease::LeaseTiming;
+use qhub_core::provider::Ownership;
+use qhub_tests::moto::{Moto, REGION};
+use tokio_util::sync::CancellationToken;
+
+use common::{aws_config, census, one_of_everything};
+
+/// moto's account.
+const ACCOUNT: &str = "123456789012";
+
+/// A short lease, so that expiry is seconds, not minutes.
+fn timing() -> LeaseTiming {
+    LeaseTiming {
+        duration: Duration::from_secs(3),
+        renew_every: Duration::from_millis(500),
+        lost_after: Duration::from_secs(2),
+    }
+}
+
+/// A CI runner: its own provider (no lock folder), its own holder identity.
+fn runner(moto: &Moto, config: &Config, name: &str, wait: Duration) -> Engine {
+    counted_runner(moto, config, name, wait, Arc::default())
+}
+
+/// [`runner`], counting its API calls in `stats`.
+fn counted_runner(
+    moto: &Moto,
+    config: &Config,
+    name: &str,
+    wait: Duration,
+    stats: Arc<ApiStats>,
+) -> Engine {
+    let provider = AwsProvider::new(
+        config,
+        AwsOptions {
+            endpoint: Some(moto.endpoint()),
+            credentials: Some(("testing".into(), "testing".into())),
+            stats: Some(stats),
+            poll_interval: Some(Duration::from_millis(10)),
+            retry: Some(conformance::test_policy()),
+            s3_lock: true,
+            ..AwsOptions::default()
+        },
+    )
+    .expect("provider");
+    Engine::new(
+        Arc::new(provider),
+        EngineOptions {
+            min_deadline: Duration::from_secs(120),
+            observe_deadline: Duration::from_secs(60),
+            lease: timing(),
+            lock_wait: wait,
+            // Another host: never "a dead process of this machine".
+            holder: format!("qhub@{name}/-/1/00000000000000{name:0>2}"),
+            ..EngineOptions::default()
+        },
+    )
+}
+
+/// Collects events and wakes whoever waits for one.
+#[derive(Default)]
+struct Watch {
+    events: Mutex<Vec<Event>>,
+    changed: tokio::sync::Notify,
+}
+
+impl EventSink for Watch {
+    fn emit(&self, event: &Event) {
+        self.events.lock().unwrap().push(event.clone());
+        self.changed.notify_waiters();
+    }
+}
+
+impl Watch {
+    /// Waits (up to `limit`) for an event matching `f`.
+    async fn until(&self, limit: Duration, f: impl Fn(&Event) -> bool) -> Event {
+        tokio::time::timeout(limit, async {
+            loop {
+                let notified = self.changed.notified();
+                if let Some(e) = self.events.lock().unwrap().iter().find(|e| f(e)) {
+                    return e.clone();
+                }
+                notified.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "no such event within {limit:?}: {:?}",
+                self.events.lock().unwrap()
+            )
+        })
+    }
+
+    fn lock_waits(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Waiting { resource, detail } if resource.kind == LOCK_KIND => {
+                    Some(detail.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+async fn s3(moto: &Moto) -> aws_sdk_s3::Client {
+    let sdk = common::sdk(&moto.endpoint()).await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// The lock buckets moto holds, with their keys.
+async fn lock_buckets(s3: &aws_sdk_s3::Client) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for b in s3.list_buckets().send().await.unwrap().buckets() {
+        let name = b.name().unwrap_or_default().to_string();
+        if !name.starts_with(qhub_aws::lock::BUCKET_PREFIX) {
+            continue;
+        }
+        let keys = s3
+            .list_objects_v2()
+            .bucket(&name)
+            .send()
+            .await
+            .unwrap()
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect();
+        out.push((name, keys));
+    }
+    out
+}
+
+async fn record(s3: &aws_sdk_s3::Client, prefix: &str) -> Option<LockRecord> {
+    let got = s3
+        .get_object()
+        .bucket(bucket_name(ACCOUNT, REGION))
+        .key(object_key(prefix))
+        .send()
+        .await
+        .ok()?;
+    let body = got.body.collect().await.ok()?.into_bytes();
+    serde_json::from_slice(&body).ok()
+}
+
+/// The lock conditions this provider relies on, checked on the emulator itself, so that an
+/// emulator regression (an older moto answered 500) shows as what it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_honours_s3_conditional_writes() {
+    let moto = Moto::start();
+    let s3 = s3(&moto).await;
+    s3.create_bucket()
+        .bucket("qhub-conditions")
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let put = |body: &'static str| {
+        s3.put_object()
+            .bucket("qhub-conditions")
+            .key("k")
+            .body(ByteStream::from_static(body.as_bytes()))
+    };
+    fn status<E>(
+        e: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    ) -> Option<u16> {
+        e.raw_response().map(|r| r.status().as_u16())
+    }
+    let first = put("1").if_none_match("*").send().await.expect("create");
+    let again = put("2").if_none_match("*").send().await.unwrap_err();
+    assert_eq!(
+        status(&again),
+        Some(412),
+        "If-None-Match on an existing key: {again:?}"
+    );
+    let etag = first.e_tag().unwrap().to_string();
+    let second = put("2").if_match(&etag).send().await.expect("replace");
+    let stale = put("3").if_match(&etag).send().await.unwrap_err();
+    assert_eq!(
+        status(&stale),
+        Some(412),
+        "If-Match with a stale ETag: {stale:?}"
+    );
+    let gone = s3
+        .delete_object()
+        .bucket("qhub-conditions")
+        .key("k")
+        .if_match(&etag)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status(&gone),
+        Some(412),
+        "DeleteObject If-Match stale: {gone:?}"
+    );
+    s3.delete_object()
+        .bucket("qhub-conditions")
+        .key("k")
+        .if_match(second.e_tag().unwrap())
+        .send()
+        .await
+        .expect("delete with the current ETag");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_runner_waits_for_the_cloud_lock() {
+    let moto = Moto::start();
+    let s3 = s3(&moto).await;
+    let config = aws_config("locked");
+    let o = Ownership::of(&config);
+    let (a_stats, b_stats) = (Arc::new(ApiStats::default()), Arc::new(ApiStats::default()));
+    let a = counted_runner(
+        &moto,
+        &config,
+        "a",
+        Duration::from_secs(120),
+        a_stats.clone(),
+    );
+    let b = counted_runner(
+        &moto,
+        &config,
+        "b",
+        Duration::from_secs(120),
+        b_stats.clone(),
+    );
+    let (a_events, b_events) = (Arc::new(Watch::default()), Arc::new(Watch::default()));
+
+    let (ea, ca) = (a_events.clone(), config.clone());
+    let first = tokio::spawn(async move {
+        let t = Instant::now();
+        let r = a
+            .deploy(&ca, StageFilter::All, ea, CancellationToken::new())
+            .await;
+        (r, t.elapsed())
+    });
+    // Runner A holds the lock once it starts applying; then runner B starts.
+    a_events
+        .until(Duration::from_secs(60), |e| {
+            matches!(e, Event::ApplyStarted { .. })
+        })
+        .await;
+    assert_eq!(
+        record(&s3, &o.prefix()).await.map(|r| r.holder).as_deref(),
+        Some("qhub@a/-/1/000000000000000a")
+    );
+    let (eb, cb) = (b_events.clone(), config.clone());
+    let b_started = Instant::now();
+    let second = tokio::spawn(async move {
+        let r = b
+            .deploy(&cb, StageFilter::All, eb, CancellationToken::new())
+            .await;
+        (r, b_started.elapsed())
+    });
+    // B says it waits, naming A and since when; it starts nothing meanwhile.
+    let waiting = b_events
+        .until(
+            Duration::from_secs(60),
+            |e| matches!(e, Event::Waiting { resource, .. } if resource.kind == LOCK_KIND),
+        )
+        .await;
+    let Event::Waiting { resource, detail } = waiting else {
+        unreachable!()
+    };
+    assert_eq!(
+        resource.name,
+        format!("s3://{}/qhub/locked-dev.lock", bucket_name(ACCOUNT, REGION))
+    );
+    assert!(
+        detail.contains("held by qhub@a/-/1/000000000000000a (deploy) since"),
+        "{detail}"
+    );
+    assert!(
+        !b_events
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::ApplyStarted { .. })),
+        "B planned while A held the lock"
+    );
+
+    let ((a_result, a_time), (b_result, b_time)) = (first.await.unwrap(), second.await.unwrap());
+    let (a_plan, a_report) = a_result.expect("A deploys");
+    assert!(a_report.succeeded(), "A: {a_report:?}");
+    assert!(!a_plan.is_empty());
+    // B planned after A released: it finds nothing to do.
+    let (b_plan, b_report) = b_result.expect("B deploys after A");
+    assert!(b_report.succeeded(), "B: {b_report:?}");
+    assert!(
+        b_plan.changes.is_empty(),
+        "B should converge with no change: {}",
+        b_plan.render_text()
+    );
+    eprintln!(
+        "A deployed in {a_time:.1?}; B waited and finished {b_time:.1?} after it started ({} lock-wait events)",
+        b_events.lock_waits().len()
+    );
+    // The lock's calls (S3, and STS for the account), by operation name.
+    let lock_calls = |stats: &ApiStats| {
+        stats
+            .by_operation()
+            .into_iter()
+            .filter(|(op, _)| {
+                let op = op.to_ascii_lowercase();
+                op.starts_with("s3.") || op.starts_with("sts.")
+            })
+            .map(|(op, n)| (op.rsplit('.').next().unwrap_or_default().to_string(), n))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    eprintln!("lock calls of A: {:?}", lock_calls(&a_stats));
+    eprintln!("lock calls of B: {:?}", lock_calls(&b_stats));
+    // B: a read per poll while it waited (at least one, then the free lock's); one release.
+    let b_ops = lock_calls(&b_stats);
+    // One create, then one renewal per 500 ms it held the lock.
+    assert!(b_ops.get("PutObject").is_some_and(|n| *n >= 1), "{b_ops:?}");
+    assert_eq!(b_ops.get("DeleteObject"), Some(&1), "{b_ops:?}");
+    assert!(b_ops.get("GetObject").is_some_and(|n| *n >= 2), "{b_ops:?}");
+    assert_eq!(
+        census(&common::sdk(&moto.endpoint()).await, &o).await,
+        one_of_everything()
+    );
+    // Both released: the bucket stays (a deploy keeps it), the lock object is gone.
+    assert_eq!(
+        lock_buckets(&s3).await,
+        vec![(bucket_name(ACCOUNT, REGION), Vec::<String>::new())]
+    );
+    let tags = s3
+        .get_bucket_tagging()
+        .bucket(bucket_name(ACCOUNT, REGION))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tag_set()
+            .iter()
+            .any(|t| t.key() == "qhub-managed-by" && t.value() == "qhub-rs"),
+        "{tags:?}"
+    );
+
+    // A destroy removes everything, the lock bucket included.
+    let destroyer = runner(&moto, &config, "c", Duration::from_secs(30));
+    let (_, r) = destroyer
+        .destroy(
+            &config,
+            StageFilter::All,
+            Arc::new(qhub_core::engine::events::NoEvents),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("destroy");
+    assert!(r.succeeded(), "{r:?}");
+    assert!(
+        census(&common::sdk(&moto.endpoint()).await, &o)
+            .await
+            .is_empty()
+    );
+    assert!(
+        lock_buckets(&s3).await.is_empty(),
+        "{:?}",
+        lock_buckets(&s3).await
+    );
+}
+
+/// Writes another runner's record straight into the lock bucket, renewed `ago`.
+async fn plant(moto: &Moto, config: &Config, holder: &str, ago: Duration) {
+    // The bucket comes from a run that took and released the lock.
+    let e = runner(moto, config, "p", Duration::ZERO);
+    e.lock(config).await.expect("lock").release().await;
+    let renewed = k8s_openapi::jiff::Timestamp::now()
+        - k8s_openapi::jiff::SignedDuration::try_from(ago).unwrap();
+    let record = LockRecord {
+        holder: holder.into(),
+        deployment: Ownership::of(config).prefix(),
+        command: "deploy".into(),
+        acquired: renewed.to_string(),
+        renewed: renewed.to_string(),
+        expires: (renewed + k8s_openapi::jiff::SignedDuration::from_secs(3)).to_string(),
+    };
+    s3(moto)
+        .await
+        .put_object()
+        .bucket(bucket_name(ACCOUNT, REGION))
+        .key(object_key(&Ownership::of(config).prefix()))
+        .body(ByteStream::from(serde_json::to_vec(&record).unwrap()))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crashed_holder_is_taken_over_and_a_live_one_never_is() {
+    let moto = Moto::start();
+    let s3 = s3(&moto).await;
+    let config = aws_config("crashed");
+    let prefix = Ownership::of(&config).prefix();
+
+    // A runner that died long ago: its record is taken at once.
+    plant(
+        &moto,
+        &config,
+        "qhub@gone/-/7/0000000000000007",
+        Duration::from_secs(3600),
+    )
+    .await;
+    let a = runner(&moto, &config, "a", Duration::from_secs(30));
+    let t = Instant::now();
+    let locked = a
+        .lock(&config)
+        .await
+        .expect("takes over a record that expired long ago");
+    eprintln!("took over a long-expired record in {:.2?}", t.elapsed());
+    assert_eq!(
+        record(&s3, &prefix).await.unwrap().holder,
+        "qhub@a/-/1/000000000000000a"
+    );
+    locked.release().await;
+
+    // A runner that died just now (its record looks fresh): taken once it has not been
+    // renewed for a lease duration while we watched.
+    plant(
+        &moto,
+        &config,
+        "qhub@died/-/8/0000000000000008",
+        Duration::ZERO,
+    )
+    .await;
+    let events = Arc::new(Watch::default());
+    let t = Instant::now();
+    let locked = a
+        .lock_with(&config, "deploy", events.clone())
+        .await
+        .expect("takes over an expired record");
+    let waited = t.elapsed();
+    eprintln!("took over a fresh, never renewed record after {waited:.2?}");
+    assert!(waited >= timing().duration, "{waited:?}");
+    assert!(events.lock_waits()[0].contains("qhub@died/-/8/0000000000000008"));
+    locked.release().await;
+
+    // A live holder (renewing) is waited for and never taken over, however long the wait.
+    let holder = runner(&moto, &config, "h", Duration::ZERO);
+    let held = holder.lock(&config).await.expect("lock");
+    let t = Instant::now();
+    let err = runner(&moto, &config, "b", timing().duration * 2)
+        .lock(&config)
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(t.elapsed() >= timing().duration * 2);
+    assert!(
+        err.contains("held by qhub@h/-/1/000000000000000h (deploy)")
+            && err.contains("--lock-timeout"),
+        "{err}"
+    );
+    assert_eq!(
+        record(&s3, &prefix).await.unwrap().holder,
+        "qhub@h/-/1/000000000000000h",
+        "a live holder's record is never replaced or deleted"
+    );
+    held.release().await;
+    assert!(record(&s3, &prefix).await.is_none(), "released");
+}
