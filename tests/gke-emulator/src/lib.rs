@@ -27,10 +27,17 @@
 //!   answers: a share of the mutations is carried out and its answer dropped, the client living
 //!   on.
 //!
+//! It also serves the subset of the Cloud Storage JSON API that the deploy lock uses
+//! ([`storage`]: buckets, media uploads and downloads, deletes, `ifGenerationMatch`
+//! preconditions answered 412 `conditionNotMet`), at the same address, behind the same token
+//! check and the same 429/503 faults; lost answers hit its writes too, and a "dead" client gets
+//! no answer from it either.
+//!
 //! The emulator listens on `127.0.0.1` only. Run it in-process with [`GkeEmulator::start`] or
 //! as the `qhub-gke-emulator` binary.
 
 pub mod state;
+pub mod storage;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -117,14 +124,18 @@ pub struct Counters {
     pub lost: u64,
     /// Requests refused for want of a valid bearer token.
     pub unauthenticated: u64,
-    /// Requests by `METHOD route` (`POST clusters`, `GET operations/*`…).
+    /// Requests by `METHOD route` (`POST clusters`, `GET operations/*`, `POST upload/o`…).
     pub by_route: BTreeMap<String, u64>,
+    /// Cloud Storage requests that changed something (bucket or object created, replaced or
+    /// deleted); not counted in [`Self::mutations`], which are GKE operations.
+    pub storage_writes: u64,
 }
 
 #[derive(Debug)]
 struct Inner {
     options: Options,
     world: state::World,
+    storage: storage::Storage,
     counters: Counters,
     faults: Faults,
     rng: u64,
@@ -193,6 +204,7 @@ impl GkeEmulator {
         let inner = Arc::new(Mutex::new(Inner {
             options,
             world: state::World::default(),
+            storage: storage::Storage::default(),
             counters: Counters::default(),
             faults: Faults::default(),
             rng: 1,
@@ -300,9 +312,10 @@ impl GkeEmulator {
             .auto_upgrade(project, location, name, version)
     }
 
-    /// Empties the world (clusters, operations, injected failures); counters stay.
+    /// Empties the world (clusters, operations, injected failures, buckets); counters stay.
     pub fn reset(&self) {
         let mut inner = self.lock();
+        inner.storage = storage::Storage::default();
         let versions = inner.world.versions.clone();
         inner.world = state::World {
             versions,
@@ -328,6 +341,64 @@ impl GkeEmulator {
                 Some((p, l, doc))
             })
             .collect()
+    }
+
+    /// Every Cloud Storage bucket: its name, labels and object names.
+    pub fn buckets(&self) -> Vec<(String, BTreeMap<String, String>, Vec<String>)> {
+        self.lock()
+            .storage
+            .buckets
+            .iter()
+            .map(|(n, b)| {
+                (
+                    n.clone(),
+                    b.labels.clone(),
+                    b.objects.keys().cloned().collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// A bucket's `iamConfiguration` and location, as created.
+    pub fn bucket_settings(&self, bucket: &str) -> Option<(Value, String)> {
+        self.lock()
+            .storage
+            .buckets
+            .get(bucket)
+            .map(|b| (b.iam_configuration.clone(), b.location.clone()))
+    }
+
+    /// An object's bytes, if it exists.
+    pub fn object(&self, bucket: &str, name: &str) -> Option<Vec<u8>> {
+        self.lock()
+            .storage
+            .buckets
+            .get(bucket)
+            .and_then(|b| b.objects.get(name))
+            .map(|o| o.data.clone())
+    }
+
+    /// Writes an object unconditionally, with a new generation (a test's "another runner's
+    /// record"); false when the bucket does not exist.
+    pub fn put_object(&self, bucket: &str, name: &str, data: &[u8]) -> bool {
+        let mut inner = self.lock();
+        let query: BTreeMap<String, String> = [("uploadType", "media"), ("name", name)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let segments = ["upload", "storage", "v1", "b", bucket, "o"];
+        inner
+            .storage
+            .serve(
+                "POST",
+                &segments,
+                &query,
+                data,
+                Some("application/json"),
+                None,
+            )
+            .reply
+            .is_ok()
     }
 
     /// Operations not yet DONE.
@@ -409,11 +480,83 @@ fn route_name(rest: &[&str]) -> String {
         .join("/")
 }
 
+/// Serves a Cloud Storage request ([`storage`]): path segments and query values are
+/// percent-decoded one by one (an object name's `/` travels as `%2F`).
+fn serve_storage(
+    inner: &mut Inner,
+    method: &Method,
+    segments: &[&str],
+    raw_query: &str,
+    body: &[u8],
+    content_type: Option<String>,
+) -> Answer {
+    let decoded: Vec<String> = segments.iter().map(|s| decode(s)).collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let query: BTreeMap<String, String> = raw_query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect();
+    let projects = inner.options.projects.clone();
+    let served = inner.storage.serve(
+        method.as_str(),
+        &segments,
+        &query,
+        body,
+        content_type.as_deref(),
+        projects.as_deref(),
+    );
+    if served.wrote {
+        inner.counters.storage_writes += 1;
+        let lost_rate = inner.faults.lost_rate;
+        if lost_rate > 0.0 && inner.roll() < lost_rate {
+            inner.counters.lost += 1;
+            tracing::debug!(path = %segments.join("/"), "storage answer lost");
+            return Err(DroppedAnswer);
+        }
+    }
+    match served.reply {
+        Ok(storage::Reply::Json(v)) => answer(200, &v),
+        Ok(storage::Reply::Empty) => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            Ok(r)
+        }
+        Ok(storage::Reply::Media {
+            data,
+            generation,
+            content_type,
+        }) => {
+            let mut r = Response::new(Full::new(Bytes::from(data)));
+            let headers = r.headers_mut();
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&content_type) {
+                headers.insert(hyper::header::CONTENT_TYPE, v);
+            }
+            headers.insert("x-goog-generation", generation.into());
+            headers.insert(
+                "x-goog-metageneration",
+                hyper::header::HeaderValue::from_static("1"),
+            );
+            Ok(r)
+        }
+        Err(e) => answer(e.code, &e.body()),
+    }
+}
+
 async fn handle(req: Request<Incoming>, shared: &Arc<Mutex<Inner>>) -> Answer {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let query = decode(req.uri().query().unwrap_or(""));
+    let raw_query = req.uri().query().unwrap_or("").to_string();
+    let query = decode(&raw_query);
     let ints = query.contains("enum-encoding=int");
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
     let auth = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
@@ -435,10 +578,15 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Mutex<Inner>>) -> Answer {
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
-    let route = format!(
-        "{method} {}",
-        route_name(segments.get(5..).unwrap_or_default())
-    );
+    let gcs = storage::is_storage(&segments);
+    let route = if gcs {
+        storage::route(method.as_str(), &segments)
+    } else {
+        format!(
+            "{method} {}",
+            route_name(segments.get(5..).unwrap_or_default())
+        )
+    };
     *inner.counters.by_route.entry(route).or_insert(0) += 1;
     if let Some(token) = &inner.options.token {
         let ok = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) == Some(token.as_str());
@@ -469,6 +617,16 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Mutex<Inner>>) -> Answer {
             "RESOURCE_EXHAUSTED",
             "Quota exceeded for quota metric 'Mutate requests' and limit 'Mutate requests per minute per region'.",
         ));
+    }
+    if gcs {
+        return serve_storage(
+            &mut inner,
+            &method,
+            &segments,
+            &raw_query,
+            &body,
+            content_type,
+        );
     }
     let timing = inner.timing();
     inner.world.advance(timing);
