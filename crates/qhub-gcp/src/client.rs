@@ -37,6 +37,17 @@ pub const ACCESS_TOKEN_ENV: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
 /// cluster access against an emulator, whose endpoints are not real API servers).
 pub const KUBECONFIG_ENV: &str = "QHUB_KUBECONFIG";
 
+/// The Cloud Storage endpoint override for the deploy lock ([`crate::lock`]). Unset: the GKE
+/// endpoint override when that is on loopback (the GKE emulator serves both), else
+/// [`crate::lock::DEFAULT_ENDPOINT`].
+pub const STORAGE_ENDPOINT_ENV: &str = "QHUB_GCS_ENDPOINT";
+
+/// `local` makes [`crate::GcpProvider::from_env`] take the local deploy lock (`.qhub/` beside
+/// the config) instead of the Cloud Storage one ([`crate::lock`]), for projects where qhub may
+/// not use Cloud Storage. Two CI runners are then kept apart only by the Kubernetes stage's
+/// Lease.
+pub const DEPLOY_LOCK_ENV: &str = "QHUB_DEPLOY_LOCK";
+
 /// GKE's own endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://container.googleapis.com";
 
@@ -80,8 +91,15 @@ pub struct GcpOptions {
     pub stats: Option<Arc<ApiStats>>,
     /// A kubeconfig to reach the cluster with ([`KUBECONFIG_ENV`]).
     pub kubeconfig: Option<PathBuf>,
-    /// Where the local deploy lock lives; `None`: no lock.
+    /// Where the local deploy lock lives; `None`: no local lock. Unused when
+    /// [`Self::gcs_lock`] is on.
     pub lock_dir: Option<PathBuf>,
+    /// Take the deploy lock in Cloud Storage ([`crate::lock`]: the project's lock bucket),
+    /// which keeps CI runners on different machines apart. On in
+    /// [`crate::GcpProvider::from_env`] unless [`DEPLOY_LOCK_ENV`] is `local`.
+    pub gcs_lock: bool,
+    /// The Cloud Storage endpoint ([`STORAGE_ENDPOINT_ENV`]); `None`: see there.
+    pub storage_endpoint: Option<String>,
     /// The retry policy of every read (sent again after throttling, 5xx and lost answers;
     /// mutations go back to the engine); the engine's by default. Tests shorten its backoffs.
     pub retry: Option<RetryPolicy>,

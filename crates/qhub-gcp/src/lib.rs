@@ -18,6 +18,9 @@
 //!   every problem named by its config key.
 //! - [`access`]: a Kubernetes client with fresh OAuth tokens; a kubeconfig with a
 //!   `gke-gcloud-auth-plugin` exec stanza.
+//! - [`lock`] is the deploy lock: a lease on a Cloud Storage object written with generation
+//!   preconditions, so that two CI runners cannot deploy or destroy one deployment at once
+//!   (`QHUB_DEPLOY_LOCK=local` keeps the local lock instead).
 //!
 //! **Reaching GKE** ([`client`]): `QHUB_GKE_ENDPOINT` overrides the endpoint (the GKE emulator
 //! of the tests); credentials come from `GOOGLE_OAUTH_ACCESS_TOKEN`, `GOOGLE_CREDENTIALS` (a
@@ -29,6 +32,7 @@ pub mod apply;
 pub mod client;
 pub mod desired;
 pub mod errors;
+pub mod lock;
 pub mod observe;
 pub mod preflight;
 pub mod provider;
@@ -44,7 +48,7 @@ use qhub_core::provider::{
 
 use crate::desired::ServerFacts;
 
-pub use client::{ApiStats, CredentialSource, GcpOptions};
+pub use client::{ApiStats, CredentialSource, DEPLOY_LOCK_ENV, GcpOptions};
 pub use errors::GcpError;
 pub use provider::GcpProvider;
 
@@ -129,8 +133,18 @@ impl Provider for GcpProvider {
     async fn lock(
         &self,
         ownership: &Ownership,
-        _request: &LockRequest,
+        request: &LockRequest,
     ) -> Result<Option<DeployLock>, ProviderError> {
+        if self.options.gcs_lock {
+            let store = self.lock_store(ownership).await?;
+            let held = qhub_core::cloud::lock::acquire(
+                std::sync::Arc::new(store),
+                &ownership.prefix(),
+                request,
+            )
+            .await?;
+            return Ok(Some(DeployLock::cloud(held)));
+        }
         match &self.options.lock_dir {
             Some(dir) => qhub_core::provider::deploy_lock(dir, ownership).map(Some),
             None => Ok(None),

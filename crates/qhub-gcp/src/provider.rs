@@ -80,7 +80,9 @@ impl GcpProvider {
     }
 
     /// The provider for a config in `dir`, reached as the environment says
-    /// ([`client::ENDPOINT_ENV`], [`client::CREDENTIALS_ENV`], [`client::KUBECONFIG_ENV`]).
+    /// ([`client::ENDPOINT_ENV`], [`client::CREDENTIALS_ENV`], [`client::KUBECONFIG_ENV`],
+    /// [`client::STORAGE_ENDPOINT_ENV`]); the deploy lock in Cloud Storage unless
+    /// [`client::DEPLOY_LOCK_ENV`] is `local`.
     pub fn from_env(config: &Config, dir: &Path) -> Result<Self, ProviderError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         Self::new(
@@ -89,6 +91,8 @@ impl GcpProvider {
                 endpoint: var(client::ENDPOINT_ENV),
                 kubeconfig: var(client::KUBECONFIG_ENV).map(|k| dir.join(k)),
                 lock_dir: Some(dir.join(LOCK_DIR)),
+                gcs_lock: var(client::DEPLOY_LOCK_ENV).as_deref() != Some("local"),
+                storage_endpoint: var(client::STORAGE_ENDPOINT_ENV),
                 ..GcpOptions::default()
             },
         )
@@ -103,6 +107,33 @@ impl GcpProvider {
     /// real API servers).
     pub fn emulator(&self) -> bool {
         client::is_loopback(&self.endpoint)
+    }
+
+    /// Where the deploy lock's Cloud Storage calls go: the override, else the GKE endpoint
+    /// when it is an emulator on loopback, else Cloud Storage itself.
+    pub fn storage_endpoint(&self) -> String {
+        match &self.options.storage_endpoint {
+            Some(e) => e.clone(),
+            None if self.emulator() => self.endpoint.clone(),
+            None => crate::lock::DEFAULT_ENDPOINT.to_string(),
+        }
+    }
+
+    /// The deploy lock's store for `ownership`'s deployment ([`crate::lock`]).
+    pub(crate) async fn lock_store(
+        &self,
+        ownership: &Ownership,
+    ) -> Result<crate::lock::GcsLockStore> {
+        let api = self.api().await?;
+        crate::lock::GcsLockStore::new(
+            &self.storage_endpoint(),
+            api.auth.tokens.clone(),
+            self.stats.clone(),
+            api.policy,
+            &self.target.project,
+            &self.target.region,
+            &ownership.prefix(),
+        )
     }
 
     /// The client, built on first use.
