@@ -23,6 +23,11 @@
 //! Reads go through the provider's retry policy; a write is sent again only when throttled
 //! (the lock algorithm re-reads before any other retry, so no write is blindly repeated).
 //!
+//! GCS allows about one write per second to one object name (more is answered 429), far more
+//! than the renewals need: one per [`LeaseTiming::renew_every`](qhub_core::kubernetes::lease::LeaseTiming)
+//! (10 s by default). The bucket has soft delete off: each renewal replaces the object, and
+//! the default 7-day soft delete would keep every replaced generation.
+//!
 //! **Permissions**: `storage.buckets.create`, `storage.buckets.get`, `storage.buckets.delete`,
 //! `storage.objects.create`, `storage.objects.get`, `storage.objects.delete` on the project
 //! (`roles/storage.admin` has them all).
@@ -99,7 +104,7 @@ impl Reply {
     }
 
     /// The `generation` of an object resource in the body.
-    fn generation(&self) -> Option<String> {
+    fn object_generation(&self) -> Option<String> {
         self.json()["generation"].as_str().map(str::to_string)
     }
 
@@ -319,12 +324,15 @@ impl GcsLockStore {
         match reply.status.as_u16() {
             412 => Ok(Upload::Refused),
             404 => Ok(Upload::NoBucket(reply.message())),
-            _ => reply.generation().map(Upload::Written).ok_or_else(|| {
-                ProviderError::retryable(format!(
-                    "storage.objects.insert {}: the answer names no generation",
-                    self.location()
-                ))
-            }),
+            _ => reply
+                .object_generation()
+                .map(Upload::Written)
+                .ok_or_else(|| {
+                    ProviderError::retryable(format!(
+                        "storage.objects.insert {}: the answer names no generation",
+                        self.location()
+                    ))
+                }),
         }
     }
 
@@ -340,6 +348,9 @@ impl GcsLockStore {
                 "uniformBucketLevelAccess": {"enabled": true},
                 "publicAccessPrevention": "enforced",
             },
+            // Without versioning every renewal replaces the object, and GCS's default soft
+            // delete (7 days) would keep each replaced generation, billed, for a week.
+            "softDeletePolicy": {"retentionDurationSeconds": "0"},
         });
         let reply = self
             .send(
@@ -433,13 +444,51 @@ impl LockStore for GcsLockStore {
             // No object, or no bucket at all.
             return Ok(None);
         }
-        let generation = reply.generation.clone().ok_or_else(|| {
+        if let Some(generation) = reply.generation.clone() {
+            return Ok(Some((reply.body, generation)));
+        }
+        // GCS names the generation of a media download in `x-goog-generation`; should a proxy
+        // drop the header, read the metadata, then that very generation's bytes.
+        let meta = self
+            .send(
+                "storage.objects.get",
+                Method::GET,
+                &self.object_url(),
+                &[],
+                None,
+                &[404],
+            )
+            .await?;
+        if meta.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let generation = meta.object_generation().ok_or_else(|| {
             ProviderError::retryable(format!(
-                "storage.objects.get {}: no x-goog-generation in the answer",
+                "storage.objects.get {}: the answer names no generation",
                 self.location()
             ))
         })?;
-        Ok(Some((reply.body, generation)))
+        let pinned = self
+            .send(
+                "storage.objects.get",
+                Method::GET,
+                &self.object_url(),
+                &[
+                    ("alt", "media".to_string()),
+                    ("generation", generation.clone()),
+                ],
+                None,
+                &[404],
+            )
+            .await?;
+        if pinned.status == StatusCode::NOT_FOUND {
+            // Replaced or deleted between the two reads: the algorithm reads again.
+            return Err(ProviderError::retryable(format!(
+                "storage.objects.get {}: generation {generation} changed while read",
+                self.location()
+            )));
+        }
+        Ok(Some((pinned.body, generation)))
     }
 
     async fn create(&self, body: &[u8]) -> Result<Option<Version>, ProviderError> {

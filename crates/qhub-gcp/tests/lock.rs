@@ -275,10 +275,12 @@ async fn a_second_runner_waits_for_the_cloud_lock() {
     assert_eq!(buckets(&emu), vec![(bucket_name(PROJECT), Vec::new())]);
     let (_, labels, _) = emu.buckets().remove(0);
     assert_eq!(labels, qhub_gcp::lock::bucket_labels());
-    let (iam, location) = emu.bucket_settings(&bucket_name(PROJECT)).unwrap();
+    let bucket = emu.bucket(&bucket_name(PROJECT)).unwrap();
+    let iam = &bucket["iamConfiguration"];
     assert_eq!(iam["uniformBucketLevelAccess"]["enabled"], true);
     assert_eq!(iam["publicAccessPrevention"], "enforced");
-    assert_eq!(location, "US-CENTRAL1");
+    assert_eq!(bucket["softDeletePolicy"]["retentionDurationSeconds"], "0");
+    assert_eq!(bucket["location"], "US-CENTRAL1");
     // Every request carried the token.
     assert_eq!(emu.counters().unauthenticated, 0);
 

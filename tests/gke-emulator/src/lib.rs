@@ -359,13 +359,18 @@ impl GkeEmulator {
             .collect()
     }
 
-    /// A bucket's `iamConfiguration` and location, as created.
-    pub fn bucket_settings(&self, bucket: &str) -> Option<(Value, String)> {
-        self.lock()
+    /// A bucket's resource, as `storage.buckets.get` answers it.
+    pub fn bucket(&self, name: &str) -> Option<Value> {
+        let mut inner = self.lock();
+        let segments = ["storage", "v1", "b", name];
+        match inner
             .storage
-            .buckets
-            .get(bucket)
-            .map(|b| (b.iam_configuration.clone(), b.location.clone()))
+            .serve("GET", &segments, &BTreeMap::new(), b"", None, None)
+            .reply
+        {
+            Ok(storage::Reply::Json(v)) => Some(v),
+            _ => None,
+        }
     }
 
     /// An object's bytes, if it exists.

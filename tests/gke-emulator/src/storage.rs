@@ -86,6 +86,8 @@ pub struct Bucket {
     pub labels: BTreeMap<String, String>,
     /// `iamConfiguration` as given at creation.
     pub iam_configuration: Value,
+    /// `softDeletePolicy` as given at creation (GCS's default: 7 days).
+    pub soft_delete_policy: Value,
     /// Its objects by name.
     pub objects: BTreeMap<String, Object>,
 }
@@ -156,6 +158,7 @@ fn bucket_doc(name: &str, b: &Bucket) -> Value {
         "storageClass": "STANDARD",
         "labels": b.labels,
         "iamConfiguration": b.iam_configuration,
+        "softDeletePolicy": b.soft_delete_policy,
         "metageneration": "1",
     })
 }
@@ -275,7 +278,7 @@ impl Storage {
             ),
             ("GET", ["storage", "v1", "b", b, "o", name]) => {
                 let media = query.get("alt").map(String::as_str) == Some("media");
-                read(self.get_object(b, name, media))
+                read(self.get_object(b, name, media, query.get("generation")))
             }
             ("DELETE", ["storage", "v1", "b", b, "o", name]) => {
                 let reply = self.delete_object(b, name, query);
@@ -350,6 +353,10 @@ impl Storage {
                 .to_ascii_uppercase(),
             labels,
             iam_configuration: doc.get("iamConfiguration").cloned().unwrap_or(json!({})),
+            soft_delete_policy: doc
+                .get("softDeletePolicy")
+                .cloned()
+                .unwrap_or(json!({"retentionDurationSeconds": "604800"})),
             objects: BTreeMap::new(),
         };
         let out = bucket_doc(&name, &bucket);
@@ -357,14 +364,25 @@ impl Storage {
         Ok(Reply::Json(out))
     }
 
-    fn get_object(&self, bucket: &str, name: &str, media: bool) -> Result<Reply, StorageError> {
+    fn get_object(
+        &self,
+        bucket: &str,
+        name: &str,
+        media: bool,
+        generation: Option<&String>,
+    ) -> Result<Reply, StorageError> {
         let b = self
             .buckets
             .get(bucket)
             .ok_or_else(StorageError::no_bucket)?;
-        let o = b.objects.get(name).ok_or_else(|| {
-            StorageError::new(404, "notFound", format!("No such object: {bucket}/{name}"))
-        })?;
+        // Without versioning only the live generation exists: another one is not found.
+        let o = b
+            .objects
+            .get(name)
+            .filter(|o| generation.is_none_or(|g| *g == o.generation.to_string()))
+            .ok_or_else(|| {
+                StorageError::new(404, "notFound", format!("No such object: {bucket}/{name}"))
+            })?;
         Ok(if media {
             Reply::Media {
                 data: o.data.clone(),
