@@ -71,5 +71,17 @@ async fn deploy_status_and_destroy_a_gke_cluster_from_the_cli() {
         emulator.clusters().is_empty(),
         "destroy left clusters in the emulator"
     );
+    // Every command took the deploy lock in Cloud Storage (the default); the destroy removed
+    // its bucket once empty.
+    let c = emulator.counters();
+    assert!(
+        c.by_route.get("POST upload/o").is_some_and(|n| *n > 0),
+        "no command took the Cloud Storage lock: {c:?}"
+    );
+    assert!(
+        emulator.buckets().is_empty(),
+        "destroy left the lock bucket: {:?}",
+        emulator.buckets()
+    );
     assert_eq!(emulator.counters().rejected, 0, "{:?}", emulator.counters());
 }
