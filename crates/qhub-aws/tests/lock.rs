@@ -5,7 +5,7 @@
 //! The moto binary comes from `$QHUB_MOTO_SERVER` or `<workspace>/.venv/bin/moto_server`
 //! (`scripts/test` installs it). Without it these tests fail, loudly.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -16,7 +16,7 @@ use qhub_aws::{ApiStats, AwsOptions, AwsProvider};
 use qhub_core::Config;
 use qhub_core::cloud::lock::{LOCK_KIND, LockRecord};
 use qhub_core::conformance;
-use qhub_core::engine::events::{Event, EventSink};
+use qhub_core::engine::events::{CollectEvents, Event};
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::kubernetes::lease::LeaseTiming;
 use qhub_core::provider::Ownership;
@@ -75,56 +75,6 @@ fn counted_runner(
             ..EngineOptions::default()
         },
     )
-}
-
-/// Collects events and wakes whoever waits for one.
-#[derive(Default)]
-struct Watch {
-    events: Mutex<Vec<Event>>,
-    changed: tokio::sync::Notify,
-}
-
-impl EventSink for Watch {
-    fn emit(&self, event: &Event) {
-        self.events.lock().unwrap().push(event.clone());
-        self.changed.notify_waiters();
-    }
-}
-
-impl Watch {
-    /// Waits (up to `limit`) for an event matching `f`.
-    async fn until(&self, limit: Duration, f: impl Fn(&Event) -> bool) -> Event {
-        tokio::time::timeout(limit, async {
-            loop {
-                let notified = self.changed.notified();
-                if let Some(e) = self.events.lock().unwrap().iter().find(|e| f(e)) {
-                    return e.clone();
-                }
-                notified.await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "no such event within {limit:?}: {:?}",
-                self.events.lock().unwrap()
-            )
-        })
-    }
-
-    fn lock_waits(&self) -> Vec<String> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|e| match e {
-                Event::Waiting { resource, detail } if resource.kind == LOCK_KIND => {
-                    Some(detail.clone())
-                }
-                _ => None,
-            })
-            .collect()
-    }
 }
 
 async fn s3(moto: &Moto) -> aws_sdk_s3::Client {
@@ -256,7 +206,10 @@ async fn a_second_runner_waits_for_the_cloud_lock() {
         Duration::from_secs(120),
         b_stats.clone(),
     );
-    let (a_events, b_events) = (Arc::new(Watch::default()), Arc::new(Watch::default()));
+    let (a_events, b_events) = (
+        Arc::new(CollectEvents::default()),
+        Arc::new(CollectEvents::default()),
+    );
 
     let (ea, ca) = (a_events.clone(), config.clone());
     let first = tokio::spawn(async move {
@@ -271,7 +224,8 @@ async fn a_second_runner_waits_for_the_cloud_lock() {
         .until(Duration::from_secs(60), |e| {
             matches!(e, Event::ApplyStarted { .. })
         })
-        .await;
+        .await
+        .expect("the event came in time");
     assert_eq!(
         record(&s3, &o.prefix()).await.map(|r| r.holder).as_deref(),
         Some("qhub@a/-/1/000000000000000a")
@@ -290,7 +244,8 @@ async fn a_second_runner_waits_for_the_cloud_lock() {
             Duration::from_secs(60),
             |e| matches!(e, Event::Waiting { resource, .. } if resource.kind == LOCK_KIND),
         )
-        .await;
+        .await
+        .expect("the event came in time");
     let Event::Waiting { resource, detail } = waiting else {
         unreachable!()
     };
@@ -304,9 +259,7 @@ async fn a_second_runner_waits_for_the_cloud_lock() {
     );
     assert!(
         !b_events
-            .events
-            .lock()
-            .unwrap()
+            .events()
             .iter()
             .any(|e| matches!(e, Event::ApplyStarted { .. })),
         "B planned while A held the lock"
@@ -326,7 +279,7 @@ async fn a_second_runner_waits_for_the_cloud_lock() {
     );
     eprintln!(
         "A deployed in {a_time:.1?}; B waited and finished {b_time:.1?} after it started ({} lock-wait events)",
-        b_events.lock_waits().len()
+        b_events.waits_on(LOCK_KIND).len()
     );
     // The lock's calls (S3, and STS for the account), by operation name.
     let lock_calls = |stats: &ApiStats| {
@@ -457,7 +410,7 @@ async fn a_crashed_holder_is_taken_over_and_a_live_one_never_is() {
         Duration::ZERO,
     )
     .await;
-    let events = Arc::new(Watch::default());
+    let events = Arc::new(CollectEvents::default());
     let t = Instant::now();
     let locked = a
         .lock_with(&config, "deploy", events.clone())
@@ -466,7 +419,7 @@ async fn a_crashed_holder_is_taken_over_and_a_live_one_never_is() {
     let waited = t.elapsed();
     eprintln!("took over a fresh, never renewed record after {waited:.2?}");
     assert!(waited >= timing().duration, "{waited:?}");
-    assert!(events.lock_waits()[0].contains("qhub@died/-/8/0000000000000008"));
+    assert!(events.waits_on(LOCK_KIND)[0].contains("qhub@died/-/8/0000000000000008"));
     locked.release().await;
 
     // A live holder (renewing) is waited for and never taken over, however long the wait.

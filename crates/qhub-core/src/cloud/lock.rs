@@ -629,18 +629,7 @@ mod tests {
     }
 
     fn waits(events: &CollectEvents) -> Vec<String> {
-        events
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|e| match e {
-                Event::Waiting { resource, detail } if resource.kind == LOCK_KIND => {
-                    Some(detail.clone())
-                }
-                _ => None,
-            })
-            .collect()
+        events.waits_on(LOCK_KIND)
     }
 
     fn foreign(holder: &str, renewed: Timestamp) -> Vec<u8> {

@@ -130,9 +130,9 @@ impl super::Engine {
     pub(crate) async fn plan_dns(
         &self,
         config: &Config,
-        ownership: &crate::provider::Ownership,
         k8s: &mut [plan::Resource],
         k8s_observed: &[plan::Observed],
+        applier: Option<&crate::kubernetes::apply::Applier>,
     ) -> Result<Option<(plan::Resource, Option<plan::Observed>)>, super::EngineError> {
         let options = &self.options().dns;
         if !options.active(config) {
@@ -143,20 +143,18 @@ impl super::Engine {
         gate(k8s, &id);
         let service = service_id(config);
         // The address the live Service has, when it exists.
-        let address = if k8s_observed.iter().any(|o| o.id == service) {
-            let provider = &**self.provider();
-            self.read("reading the ingress load balancer's address", || async {
-                match super::connect(provider, ownership).await? {
-                    None => Ok(None),
-                    Some(applier) => crate::kubernetes::endpoints::read(applier.client(), config)
+        // (Through the client observing the objects used: no second connection.)
+        let address = match applier {
+            Some(applier) if k8s_observed.iter().any(|o| o.id == service) => {
+                self.read("reading the ingress load balancer's address", || async {
+                    crate::kubernetes::endpoints::read(applier.client(), config)
                         .await
                         .map(|e| e.dns)
-                        .map_err(ProviderError::from),
-                }
-            })
-            .await?
-        } else {
-            None
+                        .map_err(ProviderError::from)
+                })
+                .await?
+            }
+            _ => None,
         };
         let resource = plan::Resource::new(
             KIND,

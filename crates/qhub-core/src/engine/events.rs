@@ -94,14 +94,53 @@ impl EventSink for NoEvents {
     fn emit(&self, _: &Event) {}
 }
 
-/// Collects events in memory (for tests and embedding).
+/// Collects events in memory (for tests and embedding), and lets a task wait for one.
 #[derive(Debug, Default)]
-pub struct CollectEvents(pub std::sync::Mutex<Vec<Event>>);
+pub struct CollectEvents {
+    events: std::sync::Mutex<Vec<Event>>,
+    changed: tokio::sync::Notify,
+}
 
 impl EventSink for CollectEvents {
     fn emit(&self, event: &Event) {
-        if let Ok(mut v) = self.0.lock() {
+        if let Ok(mut v) = self.events.lock() {
             v.push(event.clone());
         }
+        self.changed.notify_waiters();
+    }
+}
+
+impl CollectEvents {
+    /// The events so far, oldest first.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// The first event matching `f`, waiting up to `limit` for it; `None` when none came.
+    pub async fn until(&self, limit: Duration, f: impl Fn(&Event) -> bool) -> Option<Event> {
+        tokio::time::timeout(limit, async {
+            loop {
+                // Registered before looking, so an event emitted in between still wakes us.
+                let notified = self.changed.notified();
+                if let Some(e) = self.events().into_iter().find(|e| f(e)) {
+                    return e;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .ok()
+    }
+
+    /// The details of the [`Event::Waiting`] events on resources of `kind` (e.g. the deploy
+    /// lock's, [`crate::cloud::lock::LOCK_KIND`]).
+    pub fn waits_on(&self, kind: &str) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Waiting { resource, detail } if resource.kind == kind => Some(detail),
+                _ => None,
+            })
+            .collect()
     }
 }

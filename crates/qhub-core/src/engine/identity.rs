@@ -42,7 +42,7 @@ pub(crate) const NOT_REACHABLE: &str = "Keycloak's realm, groups, identity provi
 pub(crate) fn reachable(provider: &dyn Provider) -> bool {
     provider.serves_keycloak()
         || provider.capabilities().cluster_access
-        || std::env::var(keycloak::URL_ENV).is_ok_and(|v| !v.trim().is_empty())
+        || keycloak::url_from_env().is_some()
 }
 
 /// Whether a resource belongs to Keycloak's configuration.
@@ -113,16 +113,14 @@ pub(crate) async fn connect(
 ) -> Result<Keycloak, ProviderError> {
     let seed = credentials.password.expose().to_string();
     let secrets = Secrets::from_config(config, &seed);
-    let from_env = std::env::var(keycloak::URL_ENV).is_ok_and(|v| !v.trim().is_empty());
-    let served = if from_env {
-        None
-    } else {
-        provider.keycloak_url(ownership).await?
+    let from_env = keycloak::url_from_env();
+    let served = match from_env {
+        Some(_) => None,
+        None => provider.keycloak_url(ownership).await?,
     };
     let (base, tunnel) = match (from_env, served, cluster) {
-        (true, _, _) => (keycloak::url_from_env_or(""), None),
-        (false, Some(url), _) => (url, None),
-        (false, None, Some(client)) => {
+        (Some(url), _, _) | (None, Some(url), _) => (url, None),
+        (None, None, Some(client)) => {
             let selector = component_selector();
             let tunnel = PortForward::start(
                 client,
@@ -135,7 +133,7 @@ pub(crate) async fn connect(
             tracing::debug!(%url, "reaching Keycloak's admin API through a port-forward");
             (url, Some(tunnel))
         }
-        (false, None, None) => (keycloak::base_url_for(&config.domain), None),
+        (None, None, None) => (keycloak::base_url_for(&config.domain), None),
     };
     let admin = keycloak::AdminClient::new(&base, credentials)
         .map_err(ProviderError::from)?

@@ -490,7 +490,7 @@ impl Engine {
             known_after_apply = unknown;
             let (k8s_observed, applier) = self.observe_kubernetes(&ownership, &k8s).await?;
             if let Some((record, existing)) = self
-                .plan_dns(config, &ownership, &mut k8s, &k8s_observed)
+                .plan_dns(config, &mut k8s, &k8s_observed, applier.as_ref())
                 .await?
             {
                 desired.push(record);

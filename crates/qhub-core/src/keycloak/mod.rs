@@ -55,15 +55,25 @@ pub fn base_url_for(domain: &str) -> String {
 
 /// The base URL to use: `QHUB_KEYCLOAK_URL` when set (and not blank), else `default`.
 pub fn url_from_env_or(default: &str) -> String {
-    url_or(std::env::var(URL_ENV).ok(), default)
+    url_from_env().unwrap_or_else(|| default.to_string())
 }
 
-/// `value` (trimmed, without a trailing `/`) unless it is missing or blank, else `default`.
-fn url_or(value: Option<String>, default: &str) -> String {
+/// `QHUB_KEYCLOAK_URL` (trimmed, without a trailing `/`), unless it is unset or blank.
+pub fn url_from_env() -> Option<String> {
+    url_of(std::env::var(URL_ENV).ok())
+}
+
+/// `value` trimmed, without a trailing `/`, unless it is missing or blank.
+fn url_of(value: Option<String>) -> Option<String> {
     value
         .map(|v| v.trim().trim_end_matches('/').to_string())
         .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_string())
+}
+
+/// `value` as [`url_of`] reads it, else `default`.
+#[cfg(test)]
+fn url_or(value: Option<String>, default: &str) -> String {
+    url_of(value).unwrap_or_else(|| default.to_string())
 }
 
 /// An admin client for `QHUB_KEYCLOAK_URL` when set, else for `default_base_url` (the
