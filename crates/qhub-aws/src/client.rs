@@ -393,7 +393,7 @@ impl AwsProvider {
                 endpoint: var(ENDPOINT_ENV),
                 kubeconfig: var(KUBECONFIG_ENV).map(|k| dir.join(k)),
                 lock_dir: Some(dir.join(LOCK_DIR)),
-                s3_lock: var(crate::DEPLOY_LOCK_ENV).as_deref() != Some("local"),
+                s3_lock: qhub_core::cloud::lock::cloud_lock_from_env(),
                 ..AwsOptions::default()
             },
         )

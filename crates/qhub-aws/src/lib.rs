@@ -70,7 +70,7 @@ pub const LOCK_DIR: &str = ".qhub";
 /// `local` makes [`AwsProvider::from_env`] take the local deploy lock ([`LOCK_DIR`]) instead of
 /// the S3 one ([`lock`]), for accounts where qhub may not use S3. Two CI runners are then kept
 /// apart only by the Kubernetes stage's Lease.
-pub const DEPLOY_LOCK_ENV: &str = "QHUB_DEPLOY_LOCK";
+pub use qhub_core::cloud::lock::DEPLOY_LOCK_ENV;
 
 pub use qhub_core::cloud::endpoint::is_loopback;
 pub use qhub_core::cloud::stats::ApiStats;

@@ -34,21 +34,11 @@ use qhub_core::provider::{Ownership, ProviderError};
 
 use crate::AwsError;
 
-/// The tag key that says what a shared qhub resource is for.
-pub const PURPOSE_KEY: &str = "qhub-purpose";
-/// The value of [`PURPOSE_KEY`] on the lock bucket.
-pub const PURPOSE: &str = "deploy-locks";
-/// What every lock bucket's name starts with.
-pub const BUCKET_PREFIX: &str = "qhub-locks-";
+pub use qhub_core::cloud::lock::{BUCKET_PREFIX, PURPOSE, PURPOSE_KEY, object_key};
 
 /// The lock bucket of `account` in `region`.
 pub fn bucket_name(account: &str, region: &str) -> String {
     format!("{BUCKET_PREFIX}{account}-{region}")
-}
-
-/// The lock object's key for deployment `prefix` (`{project}-{namespace}`).
-pub fn object_key(prefix: &str) -> String {
-    format!("qhub/{prefix}.lock")
 }
 
 /// The lock bucket's tags.

@@ -716,6 +716,16 @@ impl DoClient {
         })
     }
 
+    /// `GET /v2/account`: the token's account and team.
+    pub async fn account(&self) -> Result<AccountInfo, DoError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            account: AccountInfo,
+        }
+        let a: Answer = self.call(Method::GET, "/v2/account", None).await?;
+        Ok(a.account)
+    }
+
     /// `GET /v2/kubernetes/options`: regions, version slugs, sizes.
     pub async fn options(&self) -> Result<KubernetesOptions, DoError> {
         #[derive(Deserialize)]
@@ -907,6 +917,37 @@ pub struct Status {
     /// Details.
     #[serde(default)]
     pub message: Option<String>,
+}
+
+/// The part of `GET /v2/account` qhub reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccountInfo {
+    /// The user's unique id.
+    pub uuid: String,
+    /// The team the token acts for, when in a team context.
+    #[serde(default)]
+    pub team: Option<TeamInfo>,
+}
+
+impl AccountInfo {
+    /// Who owns what the token creates: the team when there is one, else the user.
+    pub fn owner(&self) -> &str {
+        self.team
+            .as_ref()
+            .map(|t| t.uuid.as_str())
+            .filter(|u| !u.is_empty())
+            .unwrap_or(&self.uuid)
+    }
+}
+
+/// `account.team` of `GET /v2/account`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TeamInfo {
+    /// The team's unique id.
+    pub uuid: String,
+    /// The team's name.
+    #[serde(default)]
+    pub name: String,
 }
 
 /// A DOKS cluster.

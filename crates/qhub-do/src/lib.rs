@@ -15,6 +15,9 @@
 //! - [`preflight`]: the token, region, version and sizes, each problem named by config key.
 //! - [`access`]: per-request bearer tokens from `/credentials` for the engine (fetched again
 //!   before they expire); a `doctl` exec kubeconfig, with no secret in it, for people.
+//! - [`lock`]: the deploy lock on Spaces (S3-compatible conditional writes, checked on every
+//!   lock taken), with a Spaces access key (`SPACES_ACCESS_KEY_ID`/`SPACES_SECRET_ACCESS_KEY`);
+//!   without one, or with `QHUB_DEPLOY_LOCK=local`, the local lock file only.
 //! - [`facts`]: the cluster facts of the Kubernetes stage (`do-block-storage`, the
 //!   `doks.digitalocean.com/node-pool` selector, load-balancer annotations, native autoscaling).
 //!
@@ -28,6 +31,7 @@ pub mod client;
 pub mod desired;
 pub mod errors;
 pub mod facts;
+pub mod lock;
 pub mod observe;
 pub mod preflight;
 
@@ -71,8 +75,14 @@ pub struct DoOptions {
     pub poll_interval: Option<Duration>,
     /// A kubeconfig to reach the cluster with, instead of the one DOKS hands out.
     pub kubeconfig: Option<PathBuf>,
-    /// Where the local deploy lock lives (`None`: no lock).
+    /// Where the local deploy lock lives (`None`: no lock). Used when the Spaces lock is off,
+    /// or Spaces turned out not to honour conditional writes.
     pub lock_dir: Option<PathBuf>,
+    /// A Spaces access key for the cloud-side deploy lock ([`lock`]); `None`: none.
+    pub spaces: Option<lock::SpacesOptions>,
+    /// Take the deploy lock on Spaces when [`Self::spaces`] is set. [`DigitalOceanProvider::from_env`]
+    /// turns it on unless `QHUB_DEPLOY_LOCK` is `local`.
+    pub spaces_lock: bool,
 }
 
 /// The DigitalOcean provider.
@@ -81,6 +91,7 @@ pub struct DigitalOceanProvider {
     client: DoClient,
     poll: Duration,
     options: DoOptions,
+    region: String,
 }
 
 impl DigitalOceanProvider {
@@ -92,11 +103,7 @@ impl DigitalOceanProvider {
                 config.provider
             )));
         }
-        if config.digital_ocean.is_none() {
-            return Err(ProviderError::Fatal(
-                "the config has no `digital_ocean` section".into(),
-            ));
-        }
+        let region = section(config)?.region.clone();
         let stats = options.stats.clone().unwrap_or_default();
         let client = DoClient::new(options.client.clone(), stats)
             .map_err(|e| to_provider("setting up the DigitalOcean client", e))?;
@@ -109,11 +116,14 @@ impl DigitalOceanProvider {
             client,
             poll,
             options,
+            region,
         })
     }
 
     /// A provider for `config` from the environment: `DIGITALOCEAN_TOKEN`,
-    /// `DIGITALOCEAN_API_URL`, and `QHUB_KUBECONFIG` (relative to `dir`, the config's folder).
+    /// `DIGITALOCEAN_API_URL`, `QHUB_KUBECONFIG` (relative to `dir`, the config's folder), the
+    /// Spaces key of the deploy lock (`SPACES_ACCESS_KEY_ID`, `SPACES_SECRET_ACCESS_KEY`,
+    /// `QHUB_SPACES_ENDPOINT`, `QHUB_SPACES_REGION`) and `QHUB_DEPLOY_LOCK`.
     pub fn from_env(config: &Config, dir: &Path) -> Result<Self, ProviderError> {
         let kubeconfig = std::env::var(KUBECONFIG_ENV)
             .ok()
@@ -125,6 +135,8 @@ impl DigitalOceanProvider {
                 client: ClientOptions::from_env(),
                 kubeconfig,
                 lock_dir: Some(dir.join(LOCK_DIR)),
+                spaces: lock::SpacesOptions::from_env()?,
+                spaces_lock: qhub_core::cloud::lock::cloud_lock_from_env(),
                 ..DoOptions::default()
             },
         )
@@ -155,6 +167,41 @@ impl DigitalOceanProvider {
             .options()
             .await
             .map_err(|e| to_provider("reading DOKS options (/v2/kubernetes/options)", e))
+    }
+
+    /// The deploy lock on Spaces; `None` when Spaces turned out not to honour conditional
+    /// writes (then the local lock is used, with a warning).
+    async fn spaces_lock(
+        &self,
+        spaces: &lock::SpacesOptions,
+        ownership: &Ownership,
+        request: &LockRequest,
+    ) -> Result<Option<DeployLock>, ProviderError> {
+        let prefix = ownership.prefix();
+        let account = self.client.account().await.map_err(|e| {
+            to_provider(
+                "reading the account (GET /v2/account) to name the deploy lock bucket",
+                e,
+            )
+        })?;
+        let store = lock::SpacesLockStore::new(
+            spaces,
+            account.owner(),
+            &self.region,
+            &prefix,
+            self.client.stats(),
+            self.options.client.retry,
+        )?;
+        match qhub_core::cloud::lock::acquire(Arc::new(store), &prefix, request).await {
+            Ok(held) => Ok(Some(DeployLock::cloud(held))),
+            Err(ProviderError::NotSupported(why)) => {
+                tracing::warn!(
+                    "no cloud-side deploy lock: {why}; keeping the local lock only (two CI runners could deploy this config at once)"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The deployment's cluster when it exists, is ours and is running; `NoCluster` otherwise.
@@ -282,8 +329,22 @@ impl Provider for DigitalOceanProvider {
     async fn lock(
         &self,
         ownership: &Ownership,
-        _request: &LockRequest,
+        request: &LockRequest,
     ) -> Result<Option<DeployLock>, ProviderError> {
+        match (&self.options.spaces, self.options.spaces_lock) {
+            (Some(spaces), true) => {
+                if let Some(held) = self.spaces_lock(spaces, ownership, request).await? {
+                    return Ok(Some(held));
+                }
+            }
+            (None, true) => tracing::warn!(
+                "no cloud-side deploy lock: two CI runners could deploy this config at once; set {} and {} (a Spaces access key) for the lock on Spaces, or {}=local to keep the local lock without this warning",
+                lock::ACCESS_KEY_ENV,
+                lock::SECRET_KEY_ENV,
+                qhub_core::cloud::lock::DEPLOY_LOCK_ENV
+            ),
+            (_, false) => {}
+        }
         self.options
             .lock_dir
             .as_ref()

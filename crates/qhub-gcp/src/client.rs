@@ -46,7 +46,7 @@ pub const STORAGE_ENDPOINT_ENV: &str = "QHUB_GCS_ENDPOINT";
 /// the config) instead of the Cloud Storage one ([`crate::lock`]), for projects where qhub may
 /// not use Cloud Storage. Two CI runners are then kept apart only by the Kubernetes stage's
 /// Lease.
-pub const DEPLOY_LOCK_ENV: &str = "QHUB_DEPLOY_LOCK";
+pub use qhub_core::cloud::lock::DEPLOY_LOCK_ENV;
 
 /// GKE's own endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://container.googleapis.com";

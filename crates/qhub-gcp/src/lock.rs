@@ -47,12 +47,8 @@ use reqwest::{Method, StatusCode};
 use crate::client::ApiStats;
 use crate::errors::{Class, GcpError};
 
-/// The label key that says what a shared qhub resource is for.
-pub const PURPOSE_KEY: &str = "qhub-purpose";
-/// The value of [`PURPOSE_KEY`] on the lock bucket.
-pub const PURPOSE: &str = "deploy-locks";
-/// What every lock bucket's name starts with.
-pub const BUCKET_PREFIX: &str = "qhub-locks-";
+pub use qhub_core::cloud::lock::{BUCKET_PREFIX, PURPOSE, PURPOSE_KEY};
+
 /// Cloud Storage's own endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 
@@ -64,7 +60,7 @@ pub fn bucket_name(project: &str) -> String {
 
 /// The lock object's name for deployment `prefix` (`{project}-{namespace}`).
 pub fn object_name(prefix: &str) -> String {
-    format!("qhub/{prefix}.lock")
+    qhub_core::cloud::lock::object_key(prefix)
 }
 
 /// The lock bucket's labels (GCS labels: lowercase keys and values).

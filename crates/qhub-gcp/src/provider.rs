@@ -91,7 +91,7 @@ impl GcpProvider {
                 endpoint: var(client::ENDPOINT_ENV),
                 kubeconfig: var(client::KUBECONFIG_ENV).map(|k| dir.join(k)),
                 lock_dir: Some(dir.join(LOCK_DIR)),
-                gcs_lock: var(client::DEPLOY_LOCK_ENV).as_deref() != Some("local"),
+                gcs_lock: qhub_core::cloud::lock::cloud_lock_from_env(),
                 storage_endpoint: var(client::STORAGE_ENDPOINT_ENV),
                 ..GcpOptions::default()
             },

@@ -1,8 +1,8 @@
 //! `qhub-doks-emulator`: DigitalOcean's Kubernetes API (DOKS, API v2) emulated in process on
 //! loopback, for testing `qhub-do` without an account. Also a binary (`qhub-doks-emulator`).
 //!
-//! What it serves (paths and bodies as in DigitalOcean's OpenAPI spec):
-//! `GET /v2/kubernetes/options`; clusters (`GET`/`POST /v2/kubernetes/clusters` with
+//! What it serves (paths and bodies as in DigitalOcean's OpenAPI spec): `GET /v2/account`
+//! (the fixed [`ACCOUNT_UUID`] and [`TEAM_UUID`]); `GET /v2/kubernetes/options`; clusters (`GET`/`POST /v2/kubernetes/clusters` with
 //! `page`/`per_page` pagination and `links.pages`, `GET`/`PUT`/`DELETE .../clusters/{id}`,
 //! `DELETE .../destroy_with_associated_resources/dangerous`, `POST .../upgrade`); node pools
 //! (`GET`/`POST .../node_pools`, `GET`/`PUT`/`DELETE .../node_pools/{id}`); `GET .../kubeconfig`
@@ -41,6 +41,12 @@ use std::time::Duration;
 pub use server::operation_of;
 pub use spec::Spec;
 pub use state::{Account, ApiError, Catalog};
+
+/// The account's `uuid` in `GET /v2/account` (40 hex digits, as DigitalOcean's).
+pub const ACCOUNT_UUID: &str = "5fd5c3e1a2b94c0d8e7f60718293a4b5c6d7e8f9";
+
+/// The team's `uuid` in `GET /v2/account` (the token's team context).
+pub const TEAM_UUID: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567";
 
 /// The token the emulator accepts by default.
 pub const DEFAULT_TOKEN: &str = "dop_v1_emulator";

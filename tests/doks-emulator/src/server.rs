@@ -72,6 +72,7 @@ fn route(method: &str, path: &str) -> Option<Route> {
         })
     };
     match (method, parts.as_slice()) {
+        ("GET", ["", "v2", "account"]) => r("account_get", None, None),
         ("GET", ["", "v2", "kubernetes", "options"]) => r("kubernetes_list_options", None, None),
         ("GET", ["", "v2", "kubernetes", "clusters"]) => r("kubernetes_list_clusters", None, None),
         ("POST", ["", "v2", "kubernetes", "clusters"]) => {
@@ -492,6 +493,19 @@ fn dispatch(
     let cluster_id = route.cluster.clone().unwrap_or_default();
     let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     match route.operation {
+        "account_get" => Ok(json_answer(
+            200,
+            &json!({"account": {
+                "droplet_limit": 25,
+                "floating_ip_limit": 3,
+                "email": "producer@example.com",
+                "uuid": crate::ACCOUNT_UUID,
+                "email_verified": true,
+                "status": "active",
+                "status_message": "",
+                "team": {"uuid": crate::TEAM_UUID, "name": "Emulated team"},
+            }}),
+        )),
         "kubernetes_list_options" => {
             let c = &account.catalog;
             Ok(json_answer(

@@ -52,7 +52,8 @@ struct Operation {
     responses: BTreeMap<u16, jsonschema::Validator>,
 }
 
-/// The request checks of the operations under `/v2/kubernetes`, by `operationId`.
+/// The request checks of the operations the emulator serves (under `/v2/kubernetes`, and
+/// `/v2/account`), by `operationId`.
 pub struct Spec {
     operations: BTreeMap<String, Operation>,
     path: PathBuf,
@@ -179,7 +180,7 @@ fn compile(schema: &Json) -> Result<jsonschema::Validator, SpecError> {
 
 impl Spec {
     /// Loads the spec at `path` and compiles the checks of every operation under
-    /// `/v2/kubernetes`.
+    /// `/v2/kubernetes`, and of `/v2/account`.
     pub fn load(path: &Path) -> Result<Self, SpecError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| SpecError(format!("cannot read {}: {e}", path.display())))?;
@@ -196,7 +197,7 @@ impl Spec {
             .ok_or_else(|| SpecError("the spec has no `paths`".into()))?;
         let mut operations = BTreeMap::new();
         for (template, item) in paths {
-            if !template.starts_with("/v2/kubernetes") {
+            if !template.starts_with("/v2/kubernetes") && template != "/v2/account" {
                 continue;
             }
             let Some(item) = item.as_object() else {

@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::events::Event;
-use crate::engine::retry::Retrier;
+use crate::engine::retry::{Retrier, retry};
 use crate::kubernetes::lease::LeaseTiming;
 use crate::plan::ResourceId;
 use crate::provider::{LockRequest, ProviderError};
@@ -49,6 +49,39 @@ pub use crate::engine::retry::RetryPolicy;
 
 /// The resource kind that names a deploy lock in events and reports.
 pub const LOCK_KIND: &str = "DeployLock";
+
+/// The environment variable that opts out of the cloud-side lock: `local` keeps only the
+/// local lock file beside the config (every provider reads it).
+pub const DEPLOY_LOCK_ENV: &str = "QHUB_DEPLOY_LOCK";
+
+/// What every lock bucket's name starts with, on every cloud.
+pub const BUCKET_PREFIX: &str = "qhub-locks-";
+
+/// The tag (or label) key that says what a shared qhub resource is for.
+pub const PURPOSE_KEY: &str = "qhub-purpose";
+
+/// The value of [`PURPOSE_KEY`] on a lock bucket.
+pub const PURPOSE: &str = "deploy-locks";
+
+/// The lock object's key for deployment `prefix` (`{project}-{namespace}`), the same in every
+/// cloud's lock bucket.
+pub fn object_key(prefix: &str) -> String {
+    format!("qhub/{prefix}.lock")
+}
+
+/// True unless [`DEPLOY_LOCK_ENV`] is `local`: whether a provider built from the environment
+/// takes its cloud-side lock.
+pub fn cloud_lock_from_env() -> bool {
+    std::env::var(DEPLOY_LOCK_ENV)
+        .ok()
+        .as_deref()
+        .map(str::trim)
+        != Some("local")
+}
+
+/// A version no store ever hands out: the conditional-write check replaces and deletes "if
+/// the object is still this version", which must be refused.
+const NEVER_A_VERSION: &str = "\"qhub-conditional-write-check\"";
 
 /// How many lease durations past its `expires` time (by this machine's clock) a record is
 /// taken over without watching it for a lease duration first: ten minutes with the default
@@ -86,6 +119,17 @@ pub trait LockStore: Send + Sync + std::fmt::Debug {
     /// bucket) when nothing else uses it. Default: nothing.
     async fn cleanup(&self) -> Result<(), ProviderError> {
         Ok(())
+    }
+
+    /// Whether the store's own documentation promises the conditional writes this trait
+    /// needs (S3 and Cloud Storage do). When it does not (an S3-compatible store whose
+    /// documentation is silent), [`acquire`] checks them on the lock it just took: a create of
+    /// the existing object, and a replace and a delete of a version that never existed, must
+    /// all be refused. A store that carries any of them out cannot hold a lock: `acquire` then
+    /// removes its record and fails with [`ProviderError::NotSupported`]. Costs three calls
+    /// per lock taken. Default: true.
+    fn documents_conditional_writes(&self) -> bool {
+        true
     }
 }
 
@@ -298,6 +342,12 @@ pub async fn acquire(
             },
         }
     };
+    let version = if store.documents_conditional_writes() {
+        version
+    } else {
+        let mine = LockRecord::new(request, deployment, acquired).body()?;
+        check_conditional_writes(&*store, &mine, version, request).await?
+    };
     tracing::info!(lock = %store.location(), holder = %request.holder, "took the deploy lock");
     let version = Arc::new(Mutex::new(version));
     let lost = CancellationToken::new();
@@ -317,6 +367,60 @@ pub async fn acquire(
         lost,
         cleanup: request.command == "destroy",
     })
+}
+
+/// Checks, on the lock just taken at `version` (holding `mine`), that the store refuses what
+/// it must ([`LockStore::documents_conditional_writes`]): creating the existing object,
+/// replacing or deleting a version that never existed. Each probe would only rewrite (or
+/// remove) our own record. Returns the version to renew from; when a probe was carried out,
+/// removes what is left of our record and fails with [`ProviderError::NotSupported`].
+async fn check_conditional_writes(
+    store: &dyn LockStore,
+    mine: &[u8],
+    version: Version,
+    request: &LockRequest,
+) -> Result<Version, ProviderError> {
+    let what = format!("checking conditional writes on {}", store.location());
+    let ignored = if let Some(v) = retry(&request.retry, &what, || store.create(mine)).await? {
+        Some(("If-None-Match: * (a create of an existing object)", v))
+    } else if let Some(v) = retry(&request.retry, &what, || {
+        store.replace(mine, NEVER_A_VERSION)
+    })
+    .await?
+    {
+        Some((
+            "If-Match on a write (a replace of a version that never existed)",
+            v,
+        ))
+    } else if retry(&request.retry, &what, || store.delete(NEVER_A_VERSION)).await? {
+        Some((
+            "If-Match on a delete (a delete of a version that never existed)",
+            String::new(),
+        ))
+    } else {
+        None
+    };
+    let Some((condition, left)) = ignored else {
+        tracing::debug!(lock = %store.location(), "the lock store honours conditional writes");
+        return Ok(version);
+    };
+    // Take our record away again: whatever version it has now, it is ours.
+    for v in [left, version] {
+        if !v.is_empty()
+            && let Err(e) = store.delete(&v).await
+        {
+            tracing::warn!(error = %e, lock = %store.location(), "removing the lock record after the check failed");
+        }
+    }
+    if let Ok(Some((body, v))) = store.get().await
+        && LockRecord::parse(&body).is_some_and(|r| r.holder == request.holder)
+    {
+        let _ = store.delete(&v).await;
+    }
+    Err(ProviderError::NotSupported(format!(
+        "the lock store {} ignored a conditional write ({condition}): it cannot hold a deploy lock",
+        store.location()
+    )))
 }
 
 /// `qhub@host/… (deploy) since 2026-…Z, last renewed 2026-…Z`.
@@ -484,12 +588,27 @@ struct MemoryState {
     failures: u32,
     lose_write: bool,
     calls: u32,
+    /// Says it does not document conditional writes ([`LockStore::documents_conditional_writes`]).
+    undocumented: bool,
+    /// Carries out conditional writes whatever their condition (a store that ignores them).
+    careless: bool,
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose documentation is silent about conditional writes, so that [`acquire`]
+    /// checks them; `careless`: one that ignores their conditions, which the check must catch.
+    pub fn undocumented(careless: bool) -> Self {
+        let store = Self::default();
+        store.with(|s| {
+            s.undocumented = true;
+            s.careless = careless;
+        });
+        store
     }
 
     /// The object's body, if it exists.
@@ -566,9 +685,13 @@ impl LockStore for MemoryStore {
         })
     }
 
+    fn documents_conditional_writes(&self) -> bool {
+        !self.with(|s| s.undocumented)
+    }
+
     async fn create(&self, body: &[u8]) -> Result<Option<Version>, ProviderError> {
         self.call(true, |s| {
-            if s.object.is_some() {
+            if s.object.is_some() && !s.careless {
                 return None;
             }
             s.next_version += 1;
@@ -579,7 +702,7 @@ impl LockStore for MemoryStore {
 
     async fn replace(&self, body: &[u8], version: &str) -> Result<Option<Version>, ProviderError> {
         self.call(true, |s| match &s.object {
-            Some((_, v)) if v.to_string() == version => {
+            Some((_, v)) if v.to_string() == version || s.careless => {
                 s.next_version += 1;
                 s.object = Some((body.to_vec(), s.next_version));
                 Some(s.next_version.to_string())
@@ -590,7 +713,7 @@ impl LockStore for MemoryStore {
 
     async fn delete(&self, version: &str) -> Result<bool, ProviderError> {
         self.call(true, |s| match &s.object {
-            Some((_, v)) if v.to_string() == version => {
+            Some((_, v)) if v.to_string() == version || s.careless => {
                 s.object = None;
                 true
             }
@@ -659,6 +782,39 @@ mod tests {
         assert!(!lock.lost().is_cancelled());
         lock.release().await;
         assert!(store.body().is_none(), "released");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_ignores_conditional_writes_is_refused_and_left_empty() {
+        let store = Arc::new(MemoryStore::undocumented(true));
+        let (req, _) = request("qhub@a/-/1/01", Duration::ZERO);
+        let err = acquire(store.clone(), "demo-dev", &req).await.unwrap_err();
+        match &err {
+            ProviderError::NotSupported(m) => {
+                assert!(m.contains("memory://lock"), "{m}");
+                assert!(m.contains("If-None-Match"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(store.body().is_none(), "our record is removed again");
+        // A store whose documentation is silent but that honours the conditions: three more
+        // calls (the refused create, replace and delete), and the lock works as usual.
+        let careful = Arc::new(MemoryStore::undocumented(false));
+        let lock = acquire(careful.clone(), "demo-dev", &req).await.unwrap();
+        assert_eq!(careful.calls(), 2 + 3);
+        assert_eq!(careful.record().unwrap().holder, "qhub@a/-/1/01");
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        assert!(
+            !lock.lost().is_cancelled(),
+            "renewed from the right version"
+        );
+        lock.release().await;
+        assert!(careful.body().is_none());
+        // A store that documents them is not checked.
+        let documented = Arc::new(MemoryStore::new());
+        let lock = acquire(documented.clone(), "demo-dev", &req).await.unwrap();
+        assert_eq!(documented.calls(), 2);
+        lock.release().await;
     }
 
     #[tokio::test(start_paused = true)]
