@@ -39,13 +39,13 @@ pub enum Command {
     /// Migrate a QHub 0.3.x / early 0.4 config to the current format (keeps a backup).
     Upgrade(UpgradeArgs),
     /// Show what deploy would change, in the cloud and in Kubernetes, from live state.
-    Plan(StageArgs),
+    Plan(DnsStageArgs),
     /// Converge the deployment to the config; safe to re-run and to interrupt.
     Deploy(DeployArgs),
     /// List what exists for this deployment, and whether it matches the config.
     Status(StageArgs),
     /// Remove everything this deployment owns, even after a partial deploy.
-    Destroy(StageArgs),
+    Destroy(DnsStageArgs),
     /// Print a kubeconfig for your own kubectl on the deployment's cluster (no stored secret:
     /// it runs `aws eks get-token` when used), or write it with --write.
     Kubeconfig(KubeconfigArgs),
@@ -205,20 +205,46 @@ pub struct KubeconfigArgs {
     pub write: Option<PathBuf>,
 }
 
+/// The DNS flags of plan, deploy and destroy (QHub's names and meaning).
+#[derive(Debug, Args)]
+pub struct DnsArgs {
+    /// The DNS provider that holds the domain's record (QHub's flag); `cloudflare` is the one
+    /// supported. Only with --dns-auto-provision does qhub write (and on destroy delete) the
+    /// record.
+    #[arg(long, value_name = "PROVIDER")]
+    pub dns_provider: Option<String>,
+    /// Manage the domain's A/CNAME record at the --dns-provider: deploy creates or updates it
+    /// once the load balancer has its address, plan shows it, destroy deletes it if qhub wrote
+    /// it (Cloudflare: needs CLOUDFLARE_TOKEN with Zone:DNS:Edit).
+    #[arg(long)]
+    pub dns_auto_provision: bool,
+}
+
+/// Arguments of plan and destroy.
+#[derive(Debug, Args)]
+pub struct DnsStageArgs {
+    /// What plan, deploy, status and destroy share.
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// The DNS flags.
+    #[command(flatten)]
+    pub dns: DnsArgs,
+}
+
 /// Arguments of deploy.
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// What plan, deploy, status and destroy share.
     #[command(flatten)]
     pub stage: StageArgs,
-    /// The DNS provider that holds the domain's record (QHub's flag); `cloudflare` is the one
-    /// supported. Only with --dns-auto-provision does qhub write the record.
-    #[arg(long, value_name = "PROVIDER")]
-    pub dns_provider: Option<String>,
-    /// Create or update the domain's A/CNAME record at the --dns-provider once the load
-    /// balancer has its address (Cloudflare: needs CLOUDFLARE_TOKEN with Zone:DNS:Edit).
-    #[arg(long)]
-    pub dns_auto_provision: bool,
+    /// The DNS flags.
+    #[command(flatten)]
+    pub dns: DnsArgs,
+    /// How long the deploy waits for the ingress load balancer's address and then, with
+    /// Let's Encrypt, for the domain to resolve to it before a certificate is asked for:
+    /// `90s`, `10m`, `1h` (`0`: look once).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub dns_wait: std::time::Duration,
 }
 
 /// Arguments of plan, deploy, status and destroy.
@@ -283,6 +309,46 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 mod tests {
     use super::parse_duration;
     use std::time::Duration;
+
+    #[test]
+    fn the_dns_flags_parse_on_plan_deploy_and_destroy_and_dns_wait_defaults_to_ten_minutes() {
+        use super::{Cli, Command};
+        use clap::Parser as _;
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        for command in ["plan", "destroy", "deploy"] {
+            let cli = parse(&[
+                "qhub",
+                command,
+                "--dns-provider",
+                "cloudflare",
+                "--dns-auto-provision",
+            ])
+            .unwrap();
+            let dns = match &cli.command {
+                Command::Plan(a) | Command::Destroy(a) => &a.dns,
+                Command::Deploy(a) => &a.dns,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(dns.dns_provider.as_deref(), Some("cloudflare"));
+            assert!(dns.dns_auto_provision);
+        }
+        let wait = |args: &[&str]| match parse(args).map(|c| c.command) {
+            Ok(Command::Deploy(a)) => Ok(a.dns_wait),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.kind()),
+        };
+        assert_eq!(wait(&["qhub", "deploy"]), Ok(Duration::from_secs(600)));
+        assert_eq!(
+            wait(&["qhub", "deploy", "--dns-wait", "90s"]),
+            Ok(Duration::from_secs(90))
+        );
+        assert_eq!(
+            wait(&["qhub", "deploy", "--dns-wait", "1.5h"]),
+            Err(clap::error::ErrorKind::ValueValidation)
+        );
+        // Only a deploy waits.
+        assert!(parse(&["qhub", "plan", "--dns-wait", "90s"]).is_err());
+    }
 
     #[test]
     fn lock_timeouts_read_seconds_minutes_and_hours() {

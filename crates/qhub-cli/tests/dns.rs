@@ -1,7 +1,9 @@
 //! `qhub deploy --dns-provider cloudflare --dns-auto-provision` end to end on the sandbox, with
 //! `QHUB_CLOUDFLARE_API_URL` pointing at the Cloudflare emulator on loopback: the record is
-//! created after deploy and a re-deploy makes no Cloudflare write; the flags are checked before
-//! anything changes; the token never appears in trace logs.
+//! created after deploy and a re-deploy makes no Cloudflare write; `plan` shows it; `destroy`
+//! with the flags deletes only the record qhub wrote (a second destroy writes nothing) and
+//! without them says it was left; the flags are checked the same on plan, deploy and destroy
+//! before anything changes; the token never appears in trace logs.
 
 mod common;
 
@@ -138,53 +140,222 @@ async fn deploy_creates_the_record_and_a_redeploy_writes_nothing_to_cloudflare()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_flags_are_checked_before_anything_changes() {
+async fn the_flags_are_checked_before_anything_changes_on_plan_deploy_and_destroy() {
     let dir = sandbox().await;
-    let out = run(dir.path(), DEPLOY, &[]).await;
-    assert_eq!(code(&out), 1, "{}", describe(&out));
-    // With --output json the error is a JSON document on stdout.
-    assert!(
-        json_stdout(&out)["error"]
-            .as_str()
-            .is_some_and(|e| e.starts_with("CLOUDFLARE_TOKEN is not set")),
-        "{}",
-        describe(&out)
-    );
-    assert!(
-        !dir.path().join(".qhub-sandbox").join("world.json").exists(),
-        "nothing was created"
-    );
-    let out = run(
-        dir.path(),
-        &[
-            "deploy",
-            "--disable-prompt",
+    for verb in ["plan", "deploy", "destroy"] {
+        let with = |extra: &[&'static str]| {
+            let mut args = vec![verb];
+            if verb != "plan" {
+                args.push("--disable-prompt");
+            }
+            args.extend_from_slice(extra);
+            args
+        };
+        let mut args = vec!["--output", "json"];
+        args.extend(with(&[
             "--dns-provider",
-            "route53",
+            "cloudflare",
             "--dns-auto-provision",
-        ],
-        &[("CLOUDFLARE_TOKEN", TOKEN)],
-    )
-    .await;
-    assert_eq!(code(&out), 2, "{}", describe(&out));
+        ]));
+        let out = run(dir.path(), &args, &[]).await;
+        assert_eq!(code(&out), 1, "{verb}: {}", describe(&out));
+        // With --output json the error is a JSON document on stdout.
+        assert!(
+            json_stdout(&out)["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("CLOUDFLARE_TOKEN is not set")),
+            "{verb}: {}",
+            describe(&out)
+        );
+        let out = run(
+            dir.path(),
+            &with(&["--dns-provider", "route53", "--dns-auto-provision"]),
+            &[("CLOUDFLARE_TOKEN", TOKEN)],
+        )
+        .await;
+        assert_eq!(code(&out), 2, "{verb}: {}", describe(&out));
+        assert!(
+            stderr(&out).contains("--dns-provider route53: not supported yet"),
+            "{verb}: {}",
+            describe(&out)
+        );
+        let out = run(
+            dir.path(),
+            &with(&["--dns-auto-provision"]),
+            &[("CLOUDFLARE_TOKEN", TOKEN)],
+        )
+        .await;
+        assert_eq!(code(&out), 2, "{verb}: {}", describe(&out));
+        assert!(
+            stderr(&out).contains("needs --dns-provider"),
+            "{verb}: {}",
+            describe(&out)
+        );
+        assert!(
+            !dir.path().join(".qhub-sandbox").join("world.json").exists(),
+            "{verb}: nothing was created"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_the_dns_record_with_the_flags() {
+    let dir = sandbox().await;
+    let cf = emulator().await;
+    let url = cf.url();
+    let env = [
+        ("CLOUDFLARE_TOKEN", TOKEN),
+        ("QHUB_CLOUDFLARE_API_URL", url.as_str()),
+    ];
+    let out = run(dir.path(), &["plan"], &env).await;
+    assert_eq!(code(&out), 0, "{}", describe(&out));
     assert!(
-        stderr(&out).contains("--dns-provider route53: not supported yet"),
+        !stdout(&out).contains("DnsRecord/"),
+        "without the flags the record is not planned: {}",
+        describe(&out)
+    );
+    let flags = ["--dns-provider", "cloudflare", "--dns-auto-provision"];
+    let out = run(dir.path(), &[&["plan"][..], &flags].concat(), &env).await;
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("+ DnsRecord/demo.example.com"),
         "{}",
         describe(&out)
     );
     let out = run(
         dir.path(),
-        &["deploy", "--disable-prompt", "--dns-auto-provision"],
-        &[("CLOUDFLARE_TOKEN", TOKEN)],
+        &[&["--output", "json", "plan"][..], &flags].concat(),
+        &env,
     )
     .await;
-    assert_eq!(code(&out), 2, "{}", describe(&out));
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let doc = json_stdout(&out);
+    let change = doc["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["resource"] == "DnsRecord/demo.example.com")
+        .unwrap_or_else(|| panic!("no DnsRecord in {doc:#}"));
+    assert_eq!(change["action"], "create");
+    assert!(cf.counters().requests > 0, "the plan read Cloudflare");
+    assert_eq!(cf.mutations(), 0, "a plan writes nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_deletes_the_dns_record_qhub_wrote_and_never_another() {
+    let dir = sandbox().await;
+    let cf = emulator().await;
+    let url = cf.url();
+    let env = [
+        ("CLOUDFLARE_TOKEN", TOKEN),
+        ("QHUB_CLOUDFLARE_API_URL", url.as_str()),
+    ];
+    let out = run(dir.path(), DEPLOY, &env).await;
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    // The user's own records: an AAAA beside ours at the name, and another name's A.
+    cf.insert("AAAA", "demo.example.com", "2001:db8::7", None);
+    cf.insert("A", "www.example.com", "192.0.2.9", None);
+    let ours = |cf: &CloudflareEmulator| {
+        cf.records()
+            .iter()
+            .any(|r| r.kind == "A" && r.name == "demo.example.com")
+    };
+    assert!(ours(&cf));
+
+    // Without the flags the record stays, and the output says so and how to remove it.
+    let writes = cf.mutations();
+    let out = run(dir.path(), &["destroy", "--disable-prompt"], &env).await;
+    assert_eq!(code(&out), 0, "{}", describe(&out));
     assert!(
-        stderr(&out).contains("needs --dns-provider"),
+        stdout(&out).contains(
+            "DNS: the record of demo.example.com (if any) was left in place: delete it at your DNS provider, or re-run destroy with --dns-provider cloudflare --dns-auto-provision"
+        ),
         "{}",
         describe(&out)
     );
-    assert!(!dir.path().join(".qhub-sandbox").join("world.json").exists());
+    assert!(ours(&cf));
+    assert_eq!(cf.mutations(), writes);
+
+    // With them, the record qhub wrote is deleted (the cluster is gone already), the others
+    // stay, the AAAA is named; the token appears nowhere, even in trace logs.
+    let destroy = [
+        "--output",
+        "json",
+        "destroy",
+        "--disable-prompt",
+        "--dns-provider",
+        "cloudflare",
+        "--dns-auto-provision",
+    ];
+    let trace = [env[0], env[1], ("QHUB_LOG", "trace")];
+    let out = run(dir.path(), &destroy, &trace).await;
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        all.contains("Cloudflare"),
+        "the Cloudflare calls are logged"
+    );
+    assert!(!all.contains(TOKEN), "the token appears in the output");
+    let doc = json_stdout(&out);
+    let changes = doc["plan"]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{doc:#}");
+    assert_eq!(changes[0]["resource"], "DnsRecord/demo.example.com");
+    assert_eq!(changes[0]["action"], "delete");
+    assert_eq!(doc["applied"]["dns"]["outcome"], "deleted", "{doc:#}");
+    assert_eq!(doc["remaining"], serde_json::json!([]));
+    assert!(
+        doc["notes"].as_array().unwrap().iter().any(|n| n
+            .as_str()
+            .is_some_and(|n| n.contains("AAAA demo.example.com -> 2001:db8::7"))),
+        "{doc:#}"
+    );
+    assert!(!ours(&cf));
+    let mut left: Vec<(String, String)> =
+        cf.records().into_iter().map(|r| (r.kind, r.name)).collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            ("A".to_string(), "www.example.com".to_string()),
+            ("AAAA".to_string(), "demo.example.com".to_string()),
+        ]
+    );
+    assert_eq!(cf.mutations(), writes + 1);
+
+    // A second destroy: nothing to delete, no error, no write; the AAAA is named again.
+    let out = run(dir.path(), &destroy[2..], &env).await;
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert!(stdout(&out).contains("No changes"), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("Note: Cloudflare has AAAA demo.example.com -> 2001:db8::7"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!stdout(&out).contains("left in place: delete it at your DNS provider"));
+    assert_eq!(cf.mutations(), writes + 1);
+}
+
+#[test]
+fn dns_wait_is_a_deploy_flag_with_the_lock_timeout_syntax() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = qhub(dir.path(), &["deploy", "--help"], &[])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("--dns-wait <DURATION>"),
+        "{}",
+        describe(&out)
+    );
+    let out = qhub(dir.path(), &["deploy", "--dns-wait", "ten"], &[])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("`ten` is not a duration like 90s, 20m or 1h"),
+        "{}",
+        describe(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

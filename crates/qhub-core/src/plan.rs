@@ -582,6 +582,9 @@ impl Plan {
                 "No changes: {} resource(s) already match the config.",
                 self.unchanged
             );
+            for note in &self.notes {
+                let _ = writeln!(out, "Note: {note}");
+            }
             return out;
         }
         // Stages in the order their changes run (a destroy starts with Kubernetes).

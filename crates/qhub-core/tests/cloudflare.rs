@@ -293,3 +293,65 @@ async fn the_emulator_refuses_what_cloudflare_refuses() {
         .unwrap();
     assert_eq!(res.status(), 400, "no token");
 }
+
+#[tokio::test]
+async fn delete_owned_deletes_only_records_carrying_our_comment_riding_out_429s() {
+    let cf = CloudflareEmulator::start(Options::default()).await.unwrap();
+    cf.insert("A", "demo.example.com", "203.0.113.7", Some(&comment()));
+    // The user's own records: beside ours at the name, another deployment's, another name's.
+    cf.insert("AAAA", "demo.example.com", "2001:db8::7", None);
+    cf.insert("TXT", "demo.example.com", "v=mine", Some(&comment()));
+    cf.insert(
+        "A",
+        "other.example.com",
+        "192.0.2.9",
+        Some(&owner_comment("demo-prod")),
+    );
+    let c = client(&cf, DEFAULT_TOKEN);
+    cf.throttle_next(2, 1);
+    let started = Instant::now();
+    let done = c
+        .delete_owned("Demo.Example.com.", &comment())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After: 1 was honoured twice: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(cf.counters().throttled, 2);
+    let deleted: Vec<(&str, &str)> = done
+        .deleted
+        .iter()
+        .map(|r| (r.kind.as_str(), r.content.as_str()))
+        .collect();
+    assert_eq!(deleted, [("A", "203.0.113.7")]);
+    let kept: Vec<(&str, &str)> = done
+        .kept
+        .iter()
+        .map(|r| (r.kind.as_str(), r.content.as_str()))
+        .collect();
+    assert_eq!(kept, [("AAAA", "2001:db8::7")]);
+    let mut left: Vec<(String, String)> = cf
+        .records()
+        .into_iter()
+        .map(|r| (r.kind, r.content))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            ("A".to_string(), "192.0.2.9".to_string()),
+            ("AAAA".to_string(), "2001:db8::7".to_string()),
+            ("TXT".to_string(), "v=mine".to_string()),
+        ]
+    );
+    assert_eq!(cf.mutations(), 1);
+    // Again: nothing of ours is left, nothing is written.
+    let done = c
+        .delete_owned("demo.example.com", &comment())
+        .await
+        .unwrap();
+    assert!(done.deleted.is_empty());
+    assert_eq!(cf.mutations(), 1);
+}

@@ -252,3 +252,136 @@ async fn a_name_that_never_resolves_fails_the_deploy_before_any_certificate_is_a
     );
     assert_eq!(cf.records().len(), 1, "the record itself was made");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_deletes_the_dns_record_qhub_wrote_and_never_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
+    let cf = CloudflareEmulator::start(Options::default()).await.unwrap();
+    let resolver = StaticResolver::new();
+    let engine = engine(&provider, &cf, &resolver, Duration::from_secs(30));
+    let config = config();
+    let sink = Arc::new(Propagate {
+        events: Mutex::new(Vec::new()),
+        resolver: resolver.clone(),
+        propagate: true,
+    });
+    let report = deploy(&engine, &config, sink.clone()).await;
+    assert!(report.succeeded(), "{report:?}");
+    // The user's own records: an AAAA beside ours at the name, another name's A, and another
+    // deployment's record at another name.
+    cf.insert("AAAA", "demo.example.com", "2001:db8::7", None);
+    cf.insert("A", "www.example.com", "192.0.2.9", None);
+    cf.insert(
+        "A",
+        "prod.example.com",
+        "192.0.2.10",
+        Some("managed by qhub: demo-prod"),
+    );
+    let before = cf.records().len();
+
+    // The destroy plan shows the record as a delete, and names the record it leaves.
+    let plan = engine
+        .destroy_plan(&config, StageFilter::All)
+        .await
+        .unwrap();
+    let change = plan
+        .changes
+        .iter()
+        .find(|c| c.id.kind == "DnsRecord")
+        .expect("the record is planned");
+    assert_eq!(
+        (change.id.name.as_str(), change.action),
+        ("demo.example.com", Action::Delete)
+    );
+    assert!(
+        plan.render_text().contains("- DnsRecord/demo.example.com"),
+        "{}",
+        plan.render_text()
+    );
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("AAAA demo.example.com -> 2001:db8::7")
+                && n.contains("not made by qhub")),
+        "{:?}",
+        plan.notes
+    );
+
+    // Throttled once on the way: Retry-After is honoured, the destroy goes through.
+    cf.throttle_next(1, 1);
+    let sink = Arc::new(Propagate {
+        events: Mutex::new(Vec::new()),
+        resolver: resolver.clone(),
+        propagate: false,
+    });
+    let (_, report) = engine
+        .destroy(
+            &config,
+            StageFilter::All,
+            sink.clone(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(cf.counters().throttled, 1);
+    assert_eq!(report.dns.map(|d| d.outcome), Some(Outcome::Deleted));
+    let left: Vec<(String, String)> = cf.records().into_iter().map(|r| (r.kind, r.name)).collect();
+    assert_eq!(left.len(), before - 1, "{left:?}");
+    assert!(
+        !left.contains(&("A".into(), "demo.example.com".into())),
+        "{left:?}"
+    );
+    // Deleted before the load balancer it points at.
+    let events = sink.events.lock().unwrap().clone();
+    let record = position(
+        &events,
+        |e| matches!(e, Event::Done { resource, .. } if resource.kind == "DnsRecord"),
+    )
+    .expect("the record's delete finished");
+    let service = position(&events, |e| {
+        matches!(e, Event::Started { resource, .. } if resource.kind == "Service" && resource.name.ends_with("/traefik"))
+    })
+    .expect("the ingress Service was deleted");
+    assert!(record < service, "{events:#?}");
+
+    // A second destroy: nothing of ours is left, nothing is written, the AAAA is named again.
+    let writes = cf.mutations();
+    let plan = engine
+        .destroy_plan(&config, StageFilter::All)
+        .await
+        .unwrap();
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    assert!(
+        plan.render_text().contains("Note: Cloudflare has AAAA"),
+        "{}",
+        plan.render_text()
+    );
+    let (_, report) = engine
+        .destroy(&config, StageFilter::All, sink, CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(cf.mutations(), writes);
+
+    // A record at the name without our comment (the user's own A) is never deleted.
+    let theirs = cf.insert("A", "demo.example.com", "198.51.100.1", Some("hand-made"));
+    let plan = engine
+        .destroy_plan(&config, StageFilter::All)
+        .await
+        .unwrap();
+    assert!(
+        plan.changes.iter().all(|c| c.id.kind != "DnsRecord"),
+        "{:?}",
+        plan.changes
+    );
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("A demo.example.com -> 198.51.100.1")),
+        "{:?}",
+        plan.notes
+    );
+    assert!(cf.records().iter().any(|r| r.id == theirs));
+}

@@ -12,7 +12,9 @@ use qhub_core::provider::{Ownership, ProviderRegistry};
 use tokio_util::sync::CancellationToken;
 
 use crate::UsageError;
-use crate::cli::{DeployArgs, KubeconfigArgs, OutputFormat, StageArg, StageArgs};
+use crate::cli::{
+    DeployArgs, DnsArgs, DnsStageArgs, KubeconfigArgs, OutputFormat, StageArg, StageArgs,
+};
 
 struct Session {
     config: Config,
@@ -55,10 +57,10 @@ fn session(args: &StageArgs) -> anyhow::Result<Session> {
     session_with(args, qhub_core::engine::dns::DnsOptions::default())
 }
 
-/// The DNS settings `--dns-provider` and `--dns-auto-provision` ask for; checked before
-/// anything is changed (QHub's meaning: the provider names where the record lives, the
-/// switch lets qhub write it).
-fn dns_options(args: &DeployArgs) -> anyhow::Result<qhub_core::engine::dns::DnsOptions> {
+/// The DNS settings `--dns-provider` and `--dns-auto-provision` ask for, the same for plan,
+/// deploy and destroy; checked before anything is read or changed (QHub's meaning: the
+/// provider names where the record lives, the switch lets qhub manage it).
+fn dns_options(args: &DnsArgs) -> anyhow::Result<qhub_core::engine::dns::DnsOptions> {
     use qhub_core::engine::dns::{DnsOptions, DnsProvider};
     let provider = match args.dns_provider.as_deref().map(str::trim) {
         None => None,
@@ -83,7 +85,7 @@ fn dns_options(args: &DeployArgs) -> anyhow::Result<qhub_core::engine::dns::DnsO
         }
         (Some(name), false) => {
             tracing::warn!(
-                "--dns-provider {name} without --dns-auto-provision: qhub does not write the record; add --dns-auto-provision to let it"
+                "--dns-provider {name} without --dns-auto-provision: qhub neither writes nor deletes the record; add --dns-auto-provision to let it"
             );
         }
         (Some(_), true) => {
@@ -93,6 +95,13 @@ fn dns_options(args: &DeployArgs) -> anyhow::Result<qhub_core::engine::dns::DnsO
         (None, false) => {}
     }
     Ok(options)
+}
+
+/// [`dns_options`] with deploy's `--dns-wait`.
+fn deploy_dns_options(args: &DeployArgs) -> anyhow::Result<qhub_core::engine::dns::DnsOptions> {
+    let mut dns = dns_options(&args.dns)?;
+    dns.wait.timeout = args.dns_wait;
+    Ok(dns)
 }
 
 fn session_with(
@@ -160,8 +169,9 @@ fn confirm(question: &str, args: &StageArgs) -> anyhow::Result<bool> {
 }
 
 /// `qhub plan`.
-pub fn plan(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let s = session(args)?;
+pub fn plan(plan: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8> {
+    let dns = dns_options(&plan.dns)?;
+    let s = session_with(&plan.stage, dns)?;
     let plan = s.runtime.block_on(s.engine.plan(&s.config, s.stages))?;
     match format {
         OutputFormat::Json => crate::output::json(&plan.to_json())?,
@@ -279,7 +289,7 @@ fn result_json(plan: &Plan, report: Option<&ApplyReport>) -> serde_json::Value {
 
 /// `qhub deploy`.
 pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let dns = dns_options(deploy)?;
+    let dns = deploy_dns_options(deploy)?;
     let args = &deploy.stage;
     let s = session_with(args, dns)?;
     if s.config.prevent_deploy {
@@ -335,8 +345,10 @@ pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
 }
 
 /// `qhub destroy`.
-pub fn destroy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let s = session(args)?;
+pub fn destroy(destroy: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8> {
+    let dns = dns_options(&destroy.dns)?;
+    let args = &destroy.stage;
+    let s = session_with(args, dns)?;
     let locked = s.runtime.block_on(s.engine.lock_with(
         &s.config,
         "destroy",
@@ -379,13 +391,30 @@ pub fn destroy(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
             );
         }
     }
+    // The record qhub may have written for the domain is deleted only with the DNS flags.
+    let left = (s.stages.includes(Stage::Kubernetes) && s.engine.options().dns.provider.is_none())
+        .then(|| {
+            format!(
+                "DNS: the record of {} (if any) was left in place: delete it at your DNS provider, or re-run destroy with --dns-provider cloudflare --dns-auto-provision (CLOUDFLARE_TOKEN) to delete the one qhub wrote",
+                s.config.domain
+            )
+        });
     if format == OutputFormat::Json {
         let mut doc = result_json(&plan, report.as_ref());
         doc["remaining"] = serde_json::json!(remaining);
         if !remaining.is_empty() {
             doc["succeeded"] = serde_json::json!(false);
         }
+        let notes: Vec<&String> = plan.notes.iter().chain(&left).collect();
+        doc["notes"] = serde_json::json!(notes);
         crate::output::json(&doc)?;
+    } else {
+        if let Some(d) = report.as_ref().and_then(|r| r.dns.as_ref()) {
+            print_dns(d);
+        }
+        if let Some(line) = &left {
+            println!("{line}");
+        }
     }
     Ok(code)
 }
@@ -399,6 +428,7 @@ fn print_dns(d: &qhub_core::dns::DnsReport) {
         Outcome::Replaced => "replaced",
         Outcome::Unchanged => "unchanged",
         Outcome::NotManaged => "resolves",
+        Outcome::Deleted => "deleted",
     };
     let at = d
         .provider
@@ -539,4 +569,28 @@ pub fn kubeconfig(args: &KubeconfigArgs, format: OutputFormat) -> anyhow::Result
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::deploy_dns_options;
+    use crate::cli::{Cli, Command};
+    use clap::Parser as _;
+    use std::time::Duration;
+
+    #[test]
+    fn dns_wait_sets_the_deploys_dns_wait() {
+        let wait = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args.iter().copied()).unwrap();
+            let Command::Deploy(deploy) = cli.command else {
+                panic!("not a deploy")
+            };
+            deploy_dns_options(&deploy).unwrap().wait.timeout
+        };
+        assert_eq!(wait(&["qhub", "deploy"]), Duration::from_secs(600));
+        assert_eq!(
+            wait(&["qhub", "deploy", "--dns-wait", "90s"]),
+            Duration::from_secs(90)
+        );
+    }
 }

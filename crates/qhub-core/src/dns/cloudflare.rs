@@ -19,8 +19,9 @@
 //! - **Ownership**: records qhub writes carry the comment [`super::owner_comment`]. A record of
 //!   the same type and name is the record the deployment needs and is updated in place; a
 //!   record of the other type (`A` where a `CNAME` must go, or the reverse) is deleted only
-//!   when it carries our comment, otherwise the apply stops and says what to do. Nothing else
-//!   is ever touched.
+//!   when it carries our comment, otherwise the apply stops and says what to do. On destroy
+//!   only the records of the name that carry our comment are deleted
+//!   ([`Cloudflare::delete_owned`]). Nothing else is ever touched.
 
 use std::fmt;
 use std::sync::Arc;
@@ -542,6 +543,58 @@ impl Cloudflare {
             Err(e) => Err(e),
         }
     }
+
+    /// Deletes the `A`/`AAAA`/`CNAME` records of `name` that carry `comment` (the ones qhub
+    /// wrote for this deployment); every other record is left as it is and returned in
+    /// [`Deleted::kept`]. Idempotent: nothing ours at the name deletes nothing, and a record
+    /// already gone when its `DELETE` arrives (404, code 81044) counts as deleted.
+    pub async fn delete_owned(&self, name: &str, comment: &str) -> Result<Deleted, DnsError> {
+        let name = normalise(name);
+        let found = self.lookup(&name).await?;
+        let (ours, kept): (Vec<Record>, Vec<Record>) =
+            found.records.into_iter().partition(|r| r.is_owned(comment));
+        let zone = found.zone;
+        for r in &ours {
+            tracing::info!(record = %r.name, kind = %r.kind, "deleting the DNS record qhub wrote");
+            let deleted = self
+                .call(
+                    Method::DELETE,
+                    &format!("/zones/{}/dns_records/{}", zone.id, r.id),
+                    None,
+                    &format!("deleting {} {}", r.kind, r.name),
+                    &name,
+                )
+                .await;
+            match deleted {
+                Ok(_) => {}
+                // 81044 "Record does not exist.": deleted meanwhile (an earlier try whose
+                // answer was lost).
+                Err(DnsError::Api {
+                    status: 404,
+                    errors,
+                    ..
+                }) if errors.iter().any(|(c, _)| *c == 81044) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Deleted {
+            zone,
+            deleted: ours,
+            kept,
+        })
+    }
+}
+
+/// What [`Cloudflare::delete_owned`] did at a name.
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    /// The zone.
+    pub zone: Zone,
+    /// The records deleted (they carried our comment).
+    pub deleted: Vec<Record>,
+    /// The `A`/`AAAA`/`CNAME` records at the name left in place: they do not carry our
+    /// comment, so they are not ours.
+    pub kept: Vec<Record>,
 }
 
 #[cfg(test)]

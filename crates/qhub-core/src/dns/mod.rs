@@ -21,7 +21,8 @@ use crate::provider::ProviderError;
 pub const PROVIDERS: &[&str] = &["cloudflare"];
 
 /// The comment marking a record as made by qhub for one deployment (Cloudflare shows it in its
-/// dashboard; qhub replaces a record of the other type only when it carries it).
+/// dashboard; qhub replaces a record of the other type, and deletes a record on destroy, only
+/// when it carries it).
 pub fn owner_comment(prefix: &str) -> String {
     format!("managed by qhub: {prefix}")
 }
@@ -40,9 +41,12 @@ pub enum Outcome {
     Unchanged,
     /// No DNS provider is configured: qhub only waited for the name to resolve.
     NotManaged,
+    /// The record qhub wrote was deleted (`qhub destroy` with the DNS flags).
+    Deleted,
 }
 
-/// What happened to the domain's record during a deploy (in `qhub deploy --output json`).
+/// What happened to the domain's record during a deploy or destroy (`dns` in `qhub deploy
+/// --output json`, `applied.dns` in `qhub destroy --output json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DnsReport {
     /// The provider that holds the record (`cloudflare`), if qhub manages it.

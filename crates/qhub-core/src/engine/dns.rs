@@ -13,6 +13,13 @@
 //! --dns-auto-provision`), or when Let's Encrypt is used on a cloud (then qhub only waits, and
 //! on timeout says which record to create). On the sandbox and local clusters no name can
 //! resolve to the load balancer, so without an injected resolver nothing is waited for.
+//!
+//! Destroy: when qhub manages the record, the destroy plan observes it like any resource it
+//! owns ([`super::Engine::observe_all`]) — only a record carrying our comment
+//! ([`crate::dns::owner_comment`]) counts as ours — so it is planned as a delete, before the
+//! ingress Service it depends on. A record at the name without our comment is never deleted;
+//! the plan names it in a note. Without a DNS provider nothing is observed and the record is
+//! left in place.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +32,7 @@ use crate::config::certificate::CertificateKind;
 use crate::config::{Config, ProviderKind};
 use crate::dns::cloudflare::{Cloudflare, CloudflareOptions};
 use crate::dns::resolve::{Resolver, SystemResolver, WaitOptions};
-use crate::dns::{DnsReport, Outcome};
+use crate::dns::{DnsError, DnsReport, Outcome};
 use crate::kubernetes::components::ingress;
 use crate::kubernetes::endpoints::DnsRecord;
 use crate::plan::{self, Action, Change, ResourceId, ResourceState, Stage};
@@ -228,6 +235,86 @@ impl super::Engine {
     }
 }
 
+impl super::Engine {
+    /// The record as a destroy sees it: the record at the domain that carries this
+    /// deployment's comment (planned as a delete), and a note for each `A`/`AAAA`/`CNAME`
+    /// record at the name without it (never deleted). Nothing when qhub does not manage the
+    /// record.
+    pub(crate) async fn observe_dns(
+        &self,
+        config: &Config,
+    ) -> Result<(Option<plan::Observed>, Vec<String>), super::EngineError> {
+        let Some(DnsProvider::Cloudflare(o)) = &self.options().dns.provider else {
+            return Ok((None, Vec::new()));
+        };
+        let failed = |e: DnsError| super::EngineError::Provider {
+            what: format!("reading the DNS record of {} in Cloudflare", config.domain),
+            source: e.into(),
+        };
+        let client = Cloudflare::new(o.clone(), Arc::default())
+            .map_err(failed)?
+            .with_retry(self.options().retry);
+        // The client retries each call itself.
+        let found = client.lookup(&config.domain).await.map_err(failed)?;
+        let comment = crate::dns::owner_comment(&super::Ownership::of(config).prefix());
+        let (ours, theirs): (Vec<_>, Vec<_>) =
+            found.records.iter().partition(|r| r.is_owned(&comment));
+        let notes = theirs
+            .iter()
+            .map(|r| {
+                format!(
+                    "Cloudflare has {} {} -> {} in zone {}, not made by qhub (its comment is not `{comment}`): destroy leaves it in place; delete it in Cloudflare if it is no longer wanted",
+                    r.kind, r.name, r.content, found.zone.name
+                )
+            })
+            .collect();
+        let observed = ours.first().map(|r| {
+            let mut o = plan::Observed::new(
+                id(config),
+                Stage::Kubernetes,
+                json!({"type": r.kind, "content": r.content, "proxied": r.proxied}),
+                ResourceState::Ready,
+            );
+            o.cloud_id = Some(r.id.clone());
+            // Deleted before the load balancer it points at.
+            o.depends_on = vec![service_id(config)];
+            o
+        });
+        Ok((observed, notes))
+    }
+}
+
+/// Deletes the records at the domain that carry this deployment's comment (all of them, should
+/// there be more than the one qhub writes); leaves every other record, with a warning.
+async fn delete(shared: &Shared, change: &Change) -> Result<(), ProviderError> {
+    let Some(DnsProvider::Cloudflare(o)) = &shared.options.dns.provider else {
+        // Not managed: left in place (the destroy plan has no such change then).
+        return Ok(());
+    };
+    let client = Cloudflare::new(o.clone(), Arc::default())?.with_retry(shared.options.retry);
+    let comment = crate::dns::owner_comment(&shared.ownership.prefix());
+    let done = client.delete_owned(&change.id.name, &comment).await?;
+    for r in &done.kept {
+        tracing::warn!(
+            record = %r.name,
+            kind = %r.kind,
+            content = %r.content,
+            "a DNS record not made by qhub stands at the domain: left in place"
+        );
+    }
+    if let Some(r) = done.deleted.first() {
+        *shared.dns.lock().unwrap_or_else(|p| p.into_inner()) = Some(DnsReport {
+            provider: Some("cloudflare".into()),
+            name: r.name.clone(),
+            kind: r.kind.clone(),
+            value: r.content.clone(),
+            outcome: Outcome::Deleted,
+            waited_secs: None,
+        });
+    }
+    Ok(())
+}
+
 /// Reads the load balancer's address, waiting (with progress) until the cloud has given one.
 async fn address(shared: &Shared, change: &Change) -> Result<DnsRecord, ProviderError> {
     let cluster = shared.cluster().await?;
@@ -281,8 +368,7 @@ async fn address(shared: &Shared, change: &Change) -> Result<DnsRecord, Provider
 /// the name to resolve when Let's Encrypt will be asked.
 pub(super) async fn apply(shared: &Shared, change: &Change) -> Result<(), ProviderError> {
     if change.action == Action::Delete {
-        // Records are left in place on destroy (see docs/platform.md).
-        return Ok(());
+        return delete(shared, change).await;
     }
     let record = address(shared, change).await?;
     let options = &shared.options.dns;

@@ -602,20 +602,36 @@ impl Engine {
         config: &Config,
         stages: StageFilter,
     ) -> Result<Plan, EngineError> {
-        Ok(plan::destroy(&self.observe_all(config, stages).await?))
+        let (observed, notes) = self.observe_owned(config, stages).await?;
+        let mut plan = plan::destroy(&observed);
+        plan.notes = notes;
+        Ok(plan)
     }
 
     /// Everything this deployment owns, in the given stages (what `qhub status` lists).
     /// Kubernetes objects are found by ApplySet membership, in the kinds the parent lists and
     /// the kinds the config's components use (so that members are found even when an interrupted
     /// run left no parent).
+    /// The domain's DNS record is among them when qhub manages it (the DNS provider of
+    /// [`EngineOptions::dns`]) and it carries this deployment's comment.
     pub async fn observe_all(
         &self,
         config: &Config,
         stages: StageFilter,
     ) -> Result<Vec<plan::Observed>, EngineError> {
+        Ok(self.observe_owned(config, stages).await?.0)
+    }
+
+    /// [`Engine::observe_all`], with notes on what stands in the way but is not ours (a DNS
+    /// record at the domain without our comment).
+    async fn observe_owned(
+        &self,
+        config: &Config,
+        stages: StageFilter,
+    ) -> Result<(Vec<plan::Observed>, Vec<String>), EngineError> {
         let ownership = Ownership::of(config);
         let mut observed = Vec::new();
+        let mut notes = Vec::new();
         if stages.includes(Stage::Infrastructure) {
             observed.extend(self.observe(&ownership).await?);
         }
@@ -623,8 +639,13 @@ impl Engine {
             let kinds = crate::kubernetes::desired(config, &ClusterFacts::from_config(config))
                 .unwrap_or_default();
             observed.extend(self.observe_kubernetes(&ownership, &kinds).await?.0);
+            // Read whether or not the cluster still exists: a destroy interrupted after the
+            // cluster went can still delete the record.
+            let (record, dns_notes) = self.observe_dns(config).await?;
+            observed.extend(record);
+            notes.extend(dns_notes);
         }
-        Ok(observed)
+        Ok((observed, notes))
     }
 
     /// Where the platform answers: the ingress load balancer's address, the DNS record the
