@@ -18,8 +18,8 @@
 //! header.
 //!
 //! **Where**: one bucket per DigitalOcean team and Spaces region, [`bucket_name`]
-//! (`qhub-locks-<team uuid>-<region>`, private), object
-//! [`object_key`](qhub_core::cloud::lock::object_key) (`qhub/<project>-<namespace>.lock`), at
+//! (`qhub-locks-<team uuid>-<region>`, private), object [`object_key`]
+//! (`qhub/<project>-<namespace>.lock`), at
 //! `https://<region>.digitaloceanspaces.com` ([`spaces_region`]: the cluster's region, or the
 //! nearest one with Spaces). Spaces buckets take neither DigitalOcean tags nor bucket tags, so
 //! the bucket says whose it is by its name alone.
