@@ -16,7 +16,7 @@ use qhub_aws::{ApiStats, AwsOptions, AwsProvider};
 use qhub_core::Config;
 use qhub_core::cloud::lock::{LOCK_KIND, LockRecord};
 use qhub_core::conformance;
-use qhub_core::engine::events::{CollectEvents, Event};
+use qhub_core::engine::events::CollectEvents;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::kubernetes::lease::LeaseTiming;
 use qhub_core::provider::Ownership;
@@ -206,80 +206,23 @@ async fn a_second_runner_waits_for_the_cloud_lock() {
         Duration::from_secs(120),
         b_stats.clone(),
     );
-    let (a_events, b_events) = (
-        Arc::new(CollectEvents::default()),
-        Arc::new(CollectEvents::default()),
-    );
-
-    let (ea, ca) = (a_events.clone(), config.clone());
-    let first = tokio::spawn(async move {
-        let t = Instant::now();
-        let r = a
-            .deploy(&ca, StageFilter::All, ea, CancellationToken::new())
-            .await;
-        (r, t.elapsed())
-    });
-    // Runner A holds the lock once it starts applying; then runner B starts.
-    a_events
-        .until(Duration::from_secs(60), |e| {
-            matches!(e, Event::ApplyStarted { .. })
-        })
-        .await
-        .expect("the event came in time");
+    let seen = conformance::second_runner_waits(
+        a,
+        b,
+        &config,
+        "qhub@a/-/1/000000000000000a",
+        async || record(&s3, &o.prefix()).await.map(|r| r.holder),
+        || (),
+    )
+    .await
+    .expect("two runners, one lock");
     assert_eq!(
-        record(&s3, &o.prefix()).await.map(|r| r.holder).as_deref(),
-        Some("qhub@a/-/1/000000000000000a")
-    );
-    let (eb, cb) = (b_events.clone(), config.clone());
-    let b_started = Instant::now();
-    let second = tokio::spawn(async move {
-        let r = b
-            .deploy(&cb, StageFilter::All, eb, CancellationToken::new())
-            .await;
-        (r, b_started.elapsed())
-    });
-    // B says it waits, naming A and since when; it starts nothing meanwhile.
-    let waiting = b_events
-        .until(
-            Duration::from_secs(60),
-            |e| matches!(e, Event::Waiting { resource, .. } if resource.kind == LOCK_KIND),
-        )
-        .await
-        .expect("the event came in time");
-    let Event::Waiting { resource, detail } = waiting else {
-        unreachable!()
-    };
-    assert_eq!(
-        resource.name,
+        seen.lock,
         format!("s3://{}/qhub/locked-dev.lock", bucket_name(ACCOUNT, REGION))
     );
-    assert!(
-        detail.contains("held by qhub@a/-/1/000000000000000a (deploy) since"),
-        "{detail}"
-    );
-    assert!(
-        !b_events
-            .events()
-            .iter()
-            .any(|e| matches!(e, Event::ApplyStarted { .. })),
-        "B planned while A held the lock"
-    );
-
-    let ((a_result, a_time), (b_result, b_time)) = (first.await.unwrap(), second.await.unwrap());
-    let (a_plan, a_report) = a_result.expect("A deploys");
-    assert!(a_report.succeeded(), "A: {a_report:?}");
-    assert!(!a_plan.is_empty());
-    // B planned after A released: it finds nothing to do.
-    let (b_plan, b_report) = b_result.expect("B deploys after A");
-    assert!(b_report.succeeded(), "B: {b_report:?}");
-    assert!(
-        b_plan.changes.is_empty(),
-        "B should converge with no change: {}",
-        b_plan.render_text()
-    );
     eprintln!(
-        "A deployed in {a_time:.1?}; B waited and finished {b_time:.1?} after it started ({} lock-wait events)",
-        b_events.waits_on(LOCK_KIND).len()
+        "A deployed in {:.1?}; B waited and finished {:.1?} after it started ({} lock-wait events)",
+        seen.a_time, seen.b_time, seen.waits
     );
     // The lock's calls (S3, and STS for the account), by operation name.
     let lock_calls = |stats: &ApiStats| {

@@ -60,6 +60,14 @@ async fn sandbox() -> tempfile::TempDir {
     dir
 }
 
+/// The environment that points qhub at the Cloudflare emulator at `url`, with its token.
+fn cloudflare_env(url: &str) -> [(&'static str, &str); 2] {
+    [
+        ("CLOUDFLARE_TOKEN", TOKEN),
+        ("QHUB_CLOUDFLARE_API_URL", url),
+    ]
+}
+
 async fn emulator() -> CloudflareEmulator {
     CloudflareEmulator::start(Options {
         tokens: vec![TOKEN.into()],
@@ -81,13 +89,9 @@ const DEPLOY: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_creates_the_record_and_a_redeploy_writes_nothing_to_cloudflare() {
-    let dir = sandbox().await;
-    let cf = emulator().await;
+    let (dir, cf) = (sandbox().await, emulator().await);
     let url = cf.url();
-    let env = [
-        ("CLOUDFLARE_TOKEN", TOKEN),
-        ("QHUB_CLOUDFLARE_API_URL", url.as_str()),
-    ];
+    let env = cloudflare_env(&url);
     let out = run(dir.path(), DEPLOY, &env).await;
     assert_eq!(code(&out), 0, "{}", describe(&out));
     let doc = json_stdout(&out);
@@ -200,13 +204,9 @@ async fn the_flags_are_checked_before_anything_changes_on_plan_deploy_and_destro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_shows_the_dns_record_with_the_flags() {
-    let dir = sandbox().await;
-    let cf = emulator().await;
+    let (dir, cf) = (sandbox().await, emulator().await);
     let url = cf.url();
-    let env = [
-        ("CLOUDFLARE_TOKEN", TOKEN),
-        ("QHUB_CLOUDFLARE_API_URL", url.as_str()),
-    ];
+    let env = cloudflare_env(&url);
     let out = run(dir.path(), &["plan"], &env).await;
     assert_eq!(code(&out), 0, "{}", describe(&out));
     assert!(
@@ -243,13 +243,9 @@ async fn plan_shows_the_dns_record_with_the_flags() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destroy_deletes_the_dns_record_qhub_wrote_and_never_another() {
-    let dir = sandbox().await;
-    let cf = emulator().await;
+    let (dir, cf) = (sandbox().await, emulator().await);
     let url = cf.url();
-    let env = [
-        ("CLOUDFLARE_TOKEN", TOKEN),
-        ("QHUB_CLOUDFLARE_API_URL", url.as_str()),
-    ];
+    let env = cloudflare_env(&url);
     let out = run(dir.path(), DEPLOY, &env).await;
     assert_eq!(code(&out), 0, "{}", describe(&out));
     // The user's own records: an AAAA beside ours at the name, and another name's A.

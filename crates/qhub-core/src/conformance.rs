@@ -553,6 +553,122 @@ pub async fn deploy_like_the_cli(
     Ok(r)
 }
 
+/// What [`second_runner_waits`] measured.
+#[derive(Debug, Clone)]
+pub struct TwoRunners {
+    /// The lock B waited for, as its wait event named it (`s3://…`, `gs://…`, `spaces://…`).
+    pub lock: String,
+    /// How long A's deploy took.
+    pub a_time: Duration,
+    /// How long after it started B's deploy finished.
+    pub b_time: Duration,
+    /// How many times B reported that it waits.
+    pub waits: usize,
+}
+
+/// Two CI runners deploying one config at once, through the cloud-side deploy lock: `a` (whose
+/// holder identity is `a_holder`) deploys; once it applies, `holder_now` (a read of the lock
+/// object straight from the store) must name `a_holder`; then `b` deploys, must report that it
+/// waits for the lock (naming `a_holder` and since when) and start nothing meanwhile; both must
+/// succeed, and `b`, planning from what `a` left, must find nothing to do. `a`'s deploy must
+/// take long enough for `b` to start while `a` holds the lock (a cluster that takes seconds to
+/// provision, or one the emulator holds back until `b_waits` is called, once `b` was seen
+/// waiting). `Err` says which expectation failed.
+pub async fn second_runner_waits(
+    a: Engine,
+    b: Engine,
+    config: &Config,
+    a_holder: &str,
+    holder_now: impl AsyncFn() -> Option<String>,
+    b_waits: impl FnOnce(),
+) -> Result<TwoRunners, String> {
+    use crate::cloud::lock::LOCK_KIND;
+    use crate::engine::events::{CollectEvents, Event};
+    use tokio::time::Instant;
+
+    let (a_events, b_events) = (
+        Arc::new(CollectEvents::default()),
+        Arc::new(CollectEvents::default()),
+    );
+    let (ea, ca) = (a_events.clone(), config.clone());
+    let first = tokio::spawn(async move {
+        let t = Instant::now();
+        let r = a
+            .deploy(&ca, StageFilter::All, ea, CancellationToken::new())
+            .await;
+        (r, t.elapsed())
+    });
+    // A holds the lock once it applies; then B starts.
+    a_events
+        .until(Duration::from_secs(60), |e| {
+            matches!(e, Event::ApplyStarted { .. })
+        })
+        .await
+        .ok_or("A did not start applying within 60 s")?;
+    let holder = holder_now().await;
+    if holder.as_deref() != Some(a_holder) {
+        return Err(format!(
+            "while A applies the lock should name A ({a_holder}), it names {holder:?}"
+        ));
+    }
+    let (eb, cb) = (b_events.clone(), config.clone());
+    let b_started = Instant::now();
+    let second = tokio::spawn(async move {
+        let r = b
+            .deploy(&cb, StageFilter::All, eb, CancellationToken::new())
+            .await;
+        (r, b_started.elapsed())
+    });
+    // B says it waits, naming A and since when; it starts nothing meanwhile.
+    let waiting = b_events
+        .until(
+            Duration::from_secs(60),
+            |e| matches!(e, Event::Waiting { resource, .. } if resource.kind == LOCK_KIND),
+        )
+        .await
+        .ok_or("B did not report a wait for the lock within 60 s")?;
+    let Event::Waiting { resource, detail } = waiting else {
+        return Err(format!("not a wait: {waiting:?}"));
+    };
+    if !detail.contains(&format!("held by {a_holder} (deploy) since")) {
+        return Err(format!("B's wait does not name A and since when: {detail}"));
+    }
+    b_waits();
+    if b_events
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::ApplyStarted { .. }))
+    {
+        return Err("B applied while A held the lock".into());
+    }
+    let ((a_result, a_time), (b_result, b_time)) = (
+        first.await.map_err(|e| format!("A's task: {e}"))?,
+        second.await.map_err(|e| format!("B's task: {e}"))?,
+    );
+    let (a_plan, a_report) = a_result.map_err(|e| format!("A's deploy: {e}"))?;
+    if !a_report.succeeded() || a_plan.is_empty() {
+        return Err(format!(
+            "A's deploy should change things and succeed: {a_report:?}"
+        ));
+    }
+    let (b_plan, b_report) = b_result.map_err(|e| format!("B's deploy: {e}"))?;
+    if !b_report.succeeded() {
+        return Err(format!("B's deploy failed: {b_report:?}"));
+    }
+    if !b_plan.changes.is_empty() {
+        return Err(format!(
+            "B planned after A and should find nothing to do:\n{}",
+            b_plan.render_text()
+        ));
+    }
+    Ok(TwoRunners {
+        lock: resource.name,
+        a_time,
+        b_time,
+        waits: b_events.waits_on(LOCK_KIND).len(),
+    })
+}
+
 /// What `qhub destroy` does, once, through `engine`: the destroy plan and its apply, which must
 /// succeed the first time, then the check that nothing remains (an observe through the same
 /// provider). `Err` says which step failed.

@@ -94,6 +94,39 @@ fn engine(
     )
 }
 
+/// What each test starts from: a sandbox, the Cloudflare emulator, the resolver the deploy
+/// waits on, an engine whose wait gives up after the given time, the config, and a sink that
+/// makes the name resolve once the record is written (when told to propagate).
+struct World {
+    _dir: tempfile::TempDir,
+    cf: CloudflareEmulator,
+    resolver: StaticResolver,
+    engine: Engine,
+    config: Config,
+    sink: Arc<Propagate>,
+}
+
+async fn world(timeout: Duration, propagate: bool) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
+    let cf = CloudflareEmulator::start(Options::default()).await.unwrap();
+    let resolver = StaticResolver::new();
+    let engine = engine(&provider, &cf, &resolver, timeout);
+    let sink = Arc::new(Propagate {
+        events: Mutex::new(Vec::new()),
+        resolver: resolver.clone(),
+        propagate,
+    });
+    World {
+        _dir: dir,
+        cf,
+        resolver,
+        engine,
+        config: config(),
+        sink,
+    }
+}
+
 async fn deploy(engine: &Engine, config: &Config, sink: Arc<Propagate>) -> ApplyReport {
     let (_, report) = engine
         .deploy(config, StageFilter::All, sink, CancellationToken::new())
@@ -108,17 +141,14 @@ fn position(events: &[Event], pred: impl Fn(&Event) -> bool) -> Option<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_record_is_made_after_the_load_balancer_and_acme_waits_for_it_to_resolve() {
-    let dir = tempfile::tempdir().unwrap();
-    let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
-    let cf = CloudflareEmulator::start(Options::default()).await.unwrap();
-    let resolver = StaticResolver::new();
-    let engine = engine(&provider, &cf, &resolver, Duration::from_secs(30));
-    let config = config();
-    let sink = Arc::new(Propagate {
-        events: Mutex::new(Vec::new()),
-        resolver: resolver.clone(),
-        propagate: true,
-    });
+    let World {
+        _dir,
+        cf,
+        engine,
+        config,
+        sink,
+        ..
+    } = world(Duration::from_secs(30), true).await;
     let report = deploy(&engine, &config, sink.clone()).await;
     assert!(report.succeeded(), "{report:?}");
     let dns = report.dns.clone().expect("the record is reported");
@@ -207,17 +237,14 @@ async fn the_record_is_made_after_the_load_balancer_and_acme_waits_for_it_to_res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_that_never_resolves_fails_the_deploy_before_any_certificate_is_asked_for() {
-    let dir = tempfile::tempdir().unwrap();
-    let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
-    let cf = CloudflareEmulator::start(Options::default()).await.unwrap();
-    let resolver = StaticResolver::new();
-    let engine = engine(&provider, &cf, &resolver, Duration::from_millis(300));
-    let config = config();
-    let sink = Arc::new(Propagate {
-        events: Mutex::new(Vec::new()),
-        resolver: resolver.clone(),
-        propagate: false,
-    });
+    let World {
+        _dir,
+        cf,
+        engine,
+        config,
+        sink,
+        ..
+    } = world(Duration::from_millis(300), false).await;
     let report = deploy(&engine, &config, sink).await;
     assert!(!report.succeeded());
     let (id, action, error) = report
@@ -255,17 +282,14 @@ async fn a_name_that_never_resolves_fails_the_deploy_before_any_certificate_is_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destroy_deletes_the_dns_record_qhub_wrote_and_never_another() {
-    let dir = tempfile::tempdir().unwrap();
-    let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
-    let cf = CloudflareEmulator::start(Options::default()).await.unwrap();
-    let resolver = StaticResolver::new();
-    let engine = engine(&provider, &cf, &resolver, Duration::from_secs(30));
-    let config = config();
-    let sink = Arc::new(Propagate {
-        events: Mutex::new(Vec::new()),
-        resolver: resolver.clone(),
-        propagate: true,
-    });
+    let World {
+        _dir,
+        cf,
+        resolver,
+        engine,
+        config,
+        sink,
+    } = world(Duration::from_secs(30), true).await;
     let report = deploy(&engine, &config, sink.clone()).await;
     assert!(report.succeeded(), "{report:?}");
     // The user's own records: an AAAA beside ours at the name, another name's A, and another

@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
@@ -21,8 +21,7 @@ use qhub_core::Config;
 use qhub_core::cloud::RetryPolicy;
 use qhub_core::cloud::lock::LockStore;
 use qhub_core::cloud::lock::{LOCK_KIND, LockRecord};
-use qhub_core::engine::events::{CollectEvents, Event};
-use qhub_core::engine::{Engine, EngineOptions, StageFilter};
+use qhub_core::engine::{Engine, EngineOptions};
 use qhub_core::kubernetes::lease::LeaseTiming;
 use qhub_core::provider::{LockRequest, Ownership, Provider};
 use qhub_do::client::ApiStats;
@@ -32,9 +31,8 @@ use qhub_doks_emulator::{DoksEmulator, Options, RateLimit, TEAM_UUID};
 use qhub_tests::moto::Moto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 
-use common::{client_options, do_config, emulator, emulator_with};
+use common::{do_config, emulator, emulator_with, options};
 
 /// A short lease, so that expiry is seconds, not minutes.
 fn timing() -> LeaseTiming {
@@ -66,13 +64,10 @@ fn provider(
     DigitalOceanProvider::new(
         config,
         DoOptions {
-            client: client_options(emu),
-            stats: Some(stats),
-            poll_interval: Some(Duration::from_millis(1)),
             lock_dir: lock_dir.map(Path::to_path_buf),
             spaces: endpoint.map(spaces),
             spaces_lock: true,
-            ..DoOptions::default()
+            ..options(emu, stats)
         },
     )
     .expect("provider")
@@ -141,83 +136,22 @@ async fn a_second_runner_waits_for_the_spaces_lock() {
     let (a_stats, b_stats) = (Arc::new(ApiStats::default()), Arc::new(ApiStats::default()));
     let a = runner(&emu, &moto, &config, "a", a_stats.clone());
     let b = runner(&emu, &moto, &config, "b", b_stats.clone());
-    let (a_events, b_events) = (
-        Arc::new(CollectEvents::default()),
-        Arc::new(CollectEvents::default()),
-    );
-
-    let (ea, ca) = (a_events.clone(), config.clone());
-    let first = tokio::spawn(async move {
-        let t = Instant::now();
-        let r = a
-            .deploy(&ca, StageFilter::All, ea, CancellationToken::new())
-            .await;
-        (r, t.elapsed())
-    });
-    // Runner A holds the lock once it starts applying; then runner B starts.
-    a_events
-        .until(Duration::from_secs(60), |e| {
-            matches!(e, Event::ApplyStarted { .. })
-        })
-        .await
-        .expect("A started applying in time");
+    let seen = qhub_core::conformance::second_runner_waits(
+        a,
+        b,
+        &config,
+        "qhub@a/-/1/000000000000000a",
+        async || record(&moto, &o.prefix()).await.map(|r| r.holder),
+        || (),
+    )
+    .await
+    .expect("two runners, one lock");
     assert_eq!(
-        record(&moto, &o.prefix())
-            .await
-            .map(|r| r.holder)
-            .as_deref(),
-        Some("qhub@a/-/1/000000000000000a"),
-        "A's record is in the team's lock bucket"
-    );
-    let (eb, cb) = (b_events.clone(), config.clone());
-    let b_started = Instant::now();
-    let second = tokio::spawn(async move {
-        let r = b
-            .deploy(&cb, StageFilter::All, eb, CancellationToken::new())
-            .await;
-        (r, b_started.elapsed())
-    });
-    // B says it waits, naming A and since when; it starts nothing meanwhile.
-    let waiting = b_events
-        .until(
-            Duration::from_secs(60),
-            |e| matches!(e, Event::Waiting { resource, .. } if resource.kind == LOCK_KIND),
-        )
-        .await
-        .expect("B reported its wait in time");
-    let Event::Waiting { resource, detail } = waiting else {
-        unreachable!()
-    };
-    assert_eq!(
-        resource.name,
+        seen.lock,
         format!(
             "spaces://nyc3/{}/qhub/locked-dev.lock",
             bucket_name(TEAM_UUID, "nyc3")
         )
-    );
-    assert!(
-        detail.contains("held by qhub@a/-/1/000000000000000a (deploy) since"),
-        "{detail}"
-    );
-    assert!(
-        !b_events
-            .events()
-            .iter()
-            .any(|e| matches!(e, Event::ApplyStarted { .. })),
-        "B planned while A held the lock"
-    );
-
-    let ((a_result, a_time), (b_result, b_time)) = (first.await.unwrap(), second.await.unwrap());
-    let (a_plan, a_report) = a_result.expect("A deploys");
-    assert!(a_report.succeeded(), "A: {a_report:?}");
-    assert!(!a_plan.is_empty());
-    // B planned after A released: it finds nothing to do.
-    let (b_plan, b_report) = b_result.expect("B deploys after A");
-    assert!(b_report.succeeded(), "B: {b_report:?}");
-    assert!(
-        b_plan.changes.is_empty(),
-        "B should converge with no change: {}",
-        b_plan.render_text()
     );
     // One cluster, made once.
     assert_eq!(emu.with_account(|acc| acc.clusters.len()), 1);
@@ -227,8 +161,8 @@ async fn a_second_runner_waits_for_the_spaces_lock() {
     let a_calls = spaces_calls(&a_stats);
     let b_calls = spaces_calls(&b_stats);
     eprintln!(
-        "A deployed in {a_time:.1?}; B waited and finished {b_time:.1?} after it started ({} lock-wait events)",
-        b_events.waits_on(LOCK_KIND).len()
+        "A deployed in {:.1?}; B waited and finished {:.1?} after it started ({} lock-wait events)",
+        seen.a_time, seen.b_time, seen.waits
     );
     eprintln!("Spaces calls of A: {a_calls:?}");
     eprintln!("Spaces calls of B: {b_calls:?}");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use qhub_core::Config;
 use qhub_core::cloud::lock::{LOCK_KIND, LockRecord};
 use qhub_core::conformance;
-use qhub_core::engine::events::{CollectEvents, Event, NoEvents};
+use qhub_core::engine::events::{CollectEvents, NoEvents};
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::kubernetes::lease::LeaseTiming;
 use qhub_core::provider::Ownership;
@@ -122,84 +122,27 @@ async fn a_second_runner_waits_for_the_cloud_lock() {
         Duration::from_secs(120),
         b_stats.clone(),
     );
-    let (a_events, b_events) = (
-        Arc::new(CollectEvents::default()),
-        Arc::new(CollectEvents::default()),
-    );
-
     // A's cluster creation does not finish until B is seen waiting: GKE's operations stay
     // RUNNING however often A polls them.
     emu.set_timing(u32::MAX, 0.0);
-    let (ea, ca) = (a_events.clone(), config.clone());
-    let first = tokio::spawn(async move {
-        let t = Instant::now();
-        let r = a
-            .deploy(&ca, StageFilter::All, ea, CancellationToken::new())
-            .await;
-        (r, t.elapsed())
-    });
-    a_events
-        .until(Duration::from_secs(60), |e| {
-            matches!(e, Event::ApplyStarted { .. })
-        })
-        .await
-        .expect("the event came in time");
+    let seen = conformance::second_runner_waits(
+        a,
+        b,
+        &config,
+        "qhub@a/-/1/000000000000000a",
+        async || record(&emu, &o.prefix()).map(|r| r.holder),
+        // Now A's operation may finish.
+        || emu.set_timing(Options::default().min_polls, 0.0),
+    )
+    .await
+    .expect("two runners, one lock");
     assert_eq!(
-        record(&emu, &o.prefix()).map(|r| r.holder).as_deref(),
-        Some("qhub@a/-/1/000000000000000a")
-    );
-    let (eb, cb) = (b_events.clone(), config.clone());
-    let b_started = Instant::now();
-    let second = tokio::spawn(async move {
-        let r = b
-            .deploy(&cb, StageFilter::All, eb, CancellationToken::new())
-            .await;
-        (r, b_started.elapsed())
-    });
-    // B says it waits, naming A and since when; it starts nothing meanwhile.
-    let waiting = b_events
-        .until(
-            Duration::from_secs(60),
-            |e| matches!(e, Event::Waiting { resource, .. } if resource.kind == LOCK_KIND),
-        )
-        .await
-        .expect("the event came in time");
-    let Event::Waiting { resource, detail } = waiting else {
-        unreachable!()
-    };
-    assert_eq!(
-        resource.name,
+        seen.lock,
         format!("gs://{}/qhub/locked-dev.lock", bucket_name(PROJECT))
     );
-    assert!(
-        detail.contains("held by qhub@a/-/1/000000000000000a (deploy) since"),
-        "{detail}"
-    );
-    // Now A's operation may finish.
-    emu.set_timing(Options::default().min_polls, 0.0);
-    assert!(
-        !b_events
-            .events()
-            .iter()
-            .any(|e| matches!(e, Event::ApplyStarted { .. })),
-        "B planned while A held the lock"
-    );
-
-    let ((a_result, a_time), (b_result, b_time)) = (first.await.unwrap(), second.await.unwrap());
-    let (a_plan, a_report) = a_result.expect("A deploys");
-    assert!(a_report.succeeded(), "A: {a_report:?}");
-    assert!(!a_plan.is_empty());
-    // B planned after A released: it finds nothing to do.
-    let (b_plan, b_report) = b_result.expect("B deploys after A");
-    assert!(b_report.succeeded(), "B: {b_report:?}");
-    assert!(
-        b_plan.changes.is_empty(),
-        "B should converge with no change: {}",
-        b_plan.render_text()
-    );
     eprintln!(
-        "A deployed in {a_time:.1?}; B waited and finished {b_time:.1?} after it started ({} lock-wait events)",
-        b_events.waits_on(LOCK_KIND).len()
+        "A deployed in {:.1?}; B waited and finished {:.1?} after it started ({} lock-wait events)",
+        seen.a_time, seen.b_time, seen.waits
     );
     let (a_ops, b_ops) = (gcs_calls(&a_stats), gcs_calls(&b_stats));
     eprintln!("Cloud Storage calls of A: {a_ops:?}");

@@ -67,18 +67,19 @@ pub fn client_options(emu: &DoksEmulator) -> ClientOptions {
     }
 }
 
+/// Provider options for `emu`, counting into `stats`, polling every millisecond.
+pub fn options(emu: &DoksEmulator, stats: Arc<ApiStats>) -> DoOptions {
+    DoOptions {
+        client: client_options(emu),
+        stats: Some(stats),
+        poll_interval: Some(Duration::from_millis(1)),
+        ..DoOptions::default()
+    }
+}
+
 /// A provider for `config` against `emu`, counting into `stats`.
 pub fn provider(emu: &DoksEmulator, config: &Config, stats: Arc<ApiStats>) -> DigitalOceanProvider {
-    DigitalOceanProvider::new(
-        config,
-        DoOptions {
-            client: client_options(emu),
-            stats: Some(stats),
-            poll_interval: Some(Duration::from_millis(1)),
-            ..DoOptions::default()
-        },
-    )
-    .expect("provider")
+    DigitalOceanProvider::new(config, options(emu, stats)).expect("provider")
 }
 
 /// Fails when the emulator saw a request off DigitalOcean's spec; says so when it could not
