@@ -346,7 +346,17 @@ pub async fn acquire(
         version
     } else {
         let mine = LockRecord::new(request, deployment, acquired).body()?;
-        check_conditional_writes(&*store, &mine, version, request).await?
+        match check_conditional_writes(&*store, &mine, version.clone(), request).await {
+            Ok(v) => v,
+            Err(e) => {
+                // A check that could not be made: let go of the lock rather than leave it to
+                // expire (a check that failed has removed it already).
+                if !matches!(e, ProviderError::NotSupported(_)) {
+                    let _ = store.delete(&version).await;
+                }
+                return Err(e);
+            }
+        }
     };
     tracing::info!(lock = %store.location(), holder = %request.holder, "took the deploy lock");
     let version = Arc::new(Mutex::new(version));
@@ -592,6 +602,8 @@ struct MemoryState {
     undocumented: bool,
     /// Carries out conditional writes whatever their condition (a store that ignores them).
     careless: bool,
+    /// Calls from this number on fail, this many of them.
+    fail_from: Option<(u32, u32)>,
 }
 
 impl MemoryStore {
@@ -634,6 +646,12 @@ impl MemoryStore {
         self.with(|s| s.failures = n);
     }
 
+    /// Makes `n` calls fail with a retryable error, from the `first`-th call this store
+    /// answers (counting from 1, as [`Self::calls`] does).
+    pub fn fail_calls(&self, first: u32, n: u32) {
+        self.with(|s| s.fail_from = Some((first, n)));
+    }
+
     /// Carries out the next write (create, replace, delete) but answers it with a retryable
     /// error, as when the answer is lost on the way back.
     pub fn lose_next_write(&self) {
@@ -659,6 +677,12 @@ impl MemoryStore {
     ) -> Result<T, ProviderError> {
         self.with(|s| {
             s.calls += 1;
+            if let Some((first, n)) = s.fail_from
+                && s.calls >= first
+                && s.calls < first + n
+            {
+                return Err(ProviderError::retryable("injected failure"));
+            }
             if s.failures > 0 {
                 s.failures -= 1;
                 return Err(ProviderError::retryable("injected failure"));
@@ -810,6 +834,22 @@ mod tests {
         );
         lock.release().await;
         assert!(careful.body().is_none());
+        // A check that cannot be made (its call fails past its retries) lets go of the lock
+        // at once instead of leaving it to expire.
+        let flaky = Arc::new(MemoryStore::undocumented(false));
+        let (mut quick, _) = request("qhub@a/-/1/01", Duration::ZERO);
+        quick.retry = RetryPolicy::uniform(Budget::attempts(
+            1,
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+        ));
+        // Calls 1 and 2 take the lock (a read, a create); call 3, the check's create, fails.
+        flaky.fail_calls(3, 1);
+        let err = acquire(flaky.clone(), "demo-dev", &quick)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("injected failure"), "{err}");
+        assert!(flaky.body().is_none(), "the lock was let go");
         // A store that documents them is not checked.
         let documented = Arc::new(MemoryStore::new());
         let lock = acquire(documented.clone(), "demo-dev", &req).await.unwrap();
