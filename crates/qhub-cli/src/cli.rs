@@ -43,7 +43,7 @@ pub enum Command {
     /// Converge the deployment to the config; safe to re-run and to interrupt.
     Deploy(DeployArgs),
     /// List what exists for this deployment, and whether it matches the config.
-    Status(StageArgs),
+    Status(DnsStageArgs),
     /// Remove everything this deployment owns, even after a partial deploy.
     Destroy(DnsStageArgs),
     /// Print a kubeconfig for your own kubectl on the deployment's cluster (no stored secret:
@@ -205,7 +205,7 @@ pub struct KubeconfigArgs {
     pub write: Option<PathBuf>,
 }
 
-/// The DNS flags of plan, deploy and destroy (QHub's names and meaning).
+/// The DNS flags of plan, deploy, status and destroy (QHub's names and meaning).
 #[derive(Debug, Args)]
 pub struct DnsArgs {
     /// The DNS provider that holds the domain's record (QHub's flag); `cloudflare` is the one
@@ -214,13 +214,13 @@ pub struct DnsArgs {
     #[arg(long, value_name = "PROVIDER")]
     pub dns_provider: Option<String>,
     /// Manage the domain's A/CNAME record at the --dns-provider: deploy creates or updates it
-    /// once the load balancer has its address, plan shows it, destroy deletes it if qhub wrote
-    /// it (Cloudflare: needs CLOUDFLARE_TOKEN with Zone:DNS:Edit).
+    /// once the load balancer has its address, plan and status show it, destroy deletes it if
+    /// qhub wrote it (Cloudflare: needs CLOUDFLARE_TOKEN with Zone:DNS:Edit).
     #[arg(long)]
     pub dns_auto_provision: bool,
 }
 
-/// Arguments of plan and destroy.
+/// Arguments of plan, status and destroy.
 #[derive(Debug, Args)]
 pub struct DnsStageArgs {
     /// What plan, deploy, status and destroy share.

@@ -122,6 +122,41 @@ async fn deploy_creates_the_record_and_a_redeploy_writes_nothing_to_cloudflare()
     let reads = cf.counters().requests - calls;
     assert!(reads <= 3, "{reads} Cloudflare calls for a no-op deploy");
 
+    // Status with the flags lists the record, ready and in sync; without them Cloudflare is
+    // not asked and the record is not listed.
+    let dns_listed = |doc: &serde_json::Value| {
+        doc["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .filter(|r| r["resource"] == "DnsRecord/demo.example.com")
+            .map(|r| r["state"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    let status = [
+        "--output",
+        "json",
+        "status",
+        "--dns-provider",
+        "cloudflare",
+        "--dns-auto-provision",
+    ];
+    let out = run(dir.path(), &status, &env).await;
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let doc = json_stdout(&out);
+    assert_eq!(dns_listed(&doc), vec!["ready"], "{doc:#}");
+    assert_eq!(doc["in_sync"], true, "{doc:#}");
+    let asked = cf.counters().requests;
+    let out = run(dir.path(), &status[..3], &env).await;
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert!(dns_listed(&json_stdout(&out)).is_empty());
+    assert_eq!(
+        cf.counters().requests,
+        asked,
+        "status without the flags read Cloudflare"
+    );
+    assert_eq!(cf.mutations(), writes, "status writes nothing");
+
     // Text output says what was done.
     let out = run(
         dir.path(),
@@ -144,9 +179,9 @@ async fn deploy_creates_the_record_and_a_redeploy_writes_nothing_to_cloudflare()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_flags_are_checked_before_anything_changes_on_plan_deploy_and_destroy() {
+async fn the_flags_are_checked_before_anything_changes_on_plan_deploy_status_and_destroy() {
     let dir = sandbox().await;
-    for verb in ["plan", "deploy", "destroy"] {
+    for verb in ["plan", "deploy", "status", "destroy"] {
         let with = |extra: &[&'static str]| {
             let mut args = vec![verb];
             if verb != "plan" {

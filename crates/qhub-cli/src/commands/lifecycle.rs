@@ -58,7 +58,7 @@ fn session(args: &StageArgs) -> anyhow::Result<Session> {
 }
 
 /// The DNS settings `--dns-provider` and `--dns-auto-provision` ask for, the same for plan,
-/// deploy and destroy; checked before anything is read or changed (QHub's meaning: the
+/// deploy, status and destroy; checked before anything is read or changed (QHub's meaning: the
 /// provider names where the record lives, the switch lets qhub manage it).
 fn dns_options(args: &DnsArgs) -> anyhow::Result<qhub_core::engine::dns::DnsOptions> {
     use qhub_core::engine::dns::{DnsOptions, DnsProvider};
@@ -463,8 +463,10 @@ fn print_endpoints(e: &qhub_core::kubernetes::endpoints::Endpoints) {
 }
 
 /// `qhub status`.
-pub fn status(args: &StageArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let s = session(args)?;
+pub fn status(status: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8> {
+    let dns = dns_options(&status.dns)?;
+    let args = &status.stage;
+    let s = session_with(args, dns)?;
     let ownership = Ownership::of(&s.config);
     let (observed, plan, refused) = s.runtime.block_on(async {
         let observed = s.engine.observe_all(&s.config, s.stages).await?;
