@@ -97,6 +97,11 @@ fn dns_options(args: &DnsArgs) -> anyhow::Result<qhub_core::engine::dns::DnsOpti
     Ok(options)
 }
 
+/// The session of plan, status and destroy, with their DNS flags.
+fn dns_session(args: &DnsStageArgs) -> anyhow::Result<Session> {
+    session_with(&args.stage, dns_options(&args.dns)?)
+}
+
 /// [`dns_options`] with deploy's `--dns-wait`.
 fn deploy_dns_options(args: &DeployArgs) -> anyhow::Result<qhub_core::engine::dns::DnsOptions> {
     let mut dns = dns_options(&args.dns)?;
@@ -170,8 +175,7 @@ fn confirm(question: &str, args: &StageArgs) -> anyhow::Result<bool> {
 
 /// `qhub plan`.
 pub fn plan(plan: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let dns = dns_options(&plan.dns)?;
-    let s = session_with(&plan.stage, dns)?;
+    let s = dns_session(plan)?;
     let plan = s.runtime.block_on(s.engine.plan(&s.config, s.stages))?;
     match format {
         OutputFormat::Json => crate::output::json(&plan.to_json())?,
@@ -346,9 +350,8 @@ pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
 
 /// `qhub destroy`.
 pub fn destroy(destroy: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let dns = dns_options(&destroy.dns)?;
     let args = &destroy.stage;
-    let s = session_with(args, dns)?;
+    let s = dns_session(destroy)?;
     let locked = s.runtime.block_on(s.engine.lock_with(
         &s.config,
         "destroy",
@@ -464,9 +467,8 @@ fn print_endpoints(e: &qhub_core::kubernetes::endpoints::Endpoints) {
 
 /// `qhub status`.
 pub fn status(status: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let dns = dns_options(&status.dns)?;
     let args = &status.stage;
-    let s = session_with(args, dns)?;
+    let s = dns_session(status)?;
     let ownership = Ownership::of(&s.config);
     let (observed, plan, refused) = s.runtime.block_on(async {
         let observed = s.engine.observe_all(&s.config, s.stages).await?;
