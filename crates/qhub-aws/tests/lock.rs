@@ -6,7 +6,7 @@
 //! (`scripts/test` installs it). Without it these tests fail, loudly.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
@@ -14,9 +14,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use qhub_aws::lock::{bucket_name, object_key};
 use qhub_aws::{ApiStats, AwsOptions, AwsProvider};
 use qhub_core::Config;
-use qhub_core::cloud::lock::{LOCK_KIND, LockRecord};
+use qhub_core::cloud::lock::LockRecord;
 use qhub_core::conformance;
-use qhub_core::engine::events::CollectEvents;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::kubernetes::lease::LeaseTiming;
 use qhub_core::provider::Ownership;
@@ -290,27 +289,17 @@ async fn a_second_runner_waits_for_the_cloud_lock() {
     );
 }
 
-/// Writes another runner's record straight into the lock bucket, renewed `ago`.
-async fn plant(moto: &Moto, config: &Config, holder: &str, ago: Duration) {
+/// Writes `body` straight into the lock bucket as another runner's record.
+async fn plant(moto: &Moto, config: &Config, body: Vec<u8>) {
     // The bucket comes from a run that took and released the lock.
     let e = runner(moto, config, "p", Duration::ZERO);
     e.lock(config).await.expect("lock").release().await;
-    let renewed = k8s_openapi::jiff::Timestamp::now()
-        - k8s_openapi::jiff::SignedDuration::try_from(ago).unwrap();
-    let record = LockRecord {
-        holder: holder.into(),
-        deployment: Ownership::of(config).prefix(),
-        command: "deploy".into(),
-        acquired: renewed.to_string(),
-        renewed: renewed.to_string(),
-        expires: (renewed + k8s_openapi::jiff::SignedDuration::from_secs(3)).to_string(),
-    };
     s3(moto)
         .await
         .put_object()
         .bucket(bucket_name(ACCOUNT, REGION))
         .key(object_key(&Ownership::of(config).prefix()))
-        .body(ByteStream::from(serde_json::to_vec(&record).unwrap()))
+        .body(ByteStream::from(body))
         .send()
         .await
         .unwrap();
@@ -322,70 +311,17 @@ async fn a_crashed_holder_is_taken_over_and_a_live_one_never_is() {
     let s3 = s3(&moto).await;
     let config = aws_config("crashed");
     let prefix = Ownership::of(&config).prefix();
-
-    // A runner that died long ago: its record is taken at once.
-    plant(
-        &moto,
+    let seen = conformance::crashed_holder_is_taken_over(
+        |name, wait| runner(&moto, &config, name, wait),
         &config,
-        "qhub@gone/-/7/0000000000000007",
-        Duration::from_secs(3600),
+        timing().duration,
+        async |body| plant(&moto, &config, body).await,
+        async || record(&s3, &prefix).await.map(|r| r.holder),
     )
-    .await;
-    let a = runner(&moto, &config, "a", Duration::from_secs(30));
-    let t = Instant::now();
-    let locked = a
-        .lock(&config)
-        .await
-        .expect("takes over a record that expired long ago");
-    eprintln!("took over a long-expired record in {:.2?}", t.elapsed());
-    assert_eq!(
-        record(&s3, &prefix).await.unwrap().holder,
-        "qhub@a/-/1/000000000000000a"
+    .await
+    .expect("the takeover rules hold on S3");
+    eprintln!(
+        "took over a long-expired record in {:.2?}, a fresh never renewed one after {:.2?}; gave up on a live holder after {:.2?}",
+        seen.long_expired, seen.never_renewed, seen.gave_up_after
     );
-    locked.release().await;
-
-    // A runner that died just now (its record looks fresh): taken once it has not been
-    // renewed for a lease duration while we watched.
-    plant(
-        &moto,
-        &config,
-        "qhub@died/-/8/0000000000000008",
-        Duration::ZERO,
-    )
-    .await;
-    let events = Arc::new(CollectEvents::default());
-    let t = Instant::now();
-    let locked = a
-        .lock_with(&config, "deploy", events.clone())
-        .await
-        .expect("takes over an expired record");
-    let waited = t.elapsed();
-    eprintln!("took over a fresh, never renewed record after {waited:.2?}");
-    assert!(waited >= timing().duration, "{waited:?}");
-    assert!(events.waits_on(LOCK_KIND)[0].contains("qhub@died/-/8/0000000000000008"));
-    locked.release().await;
-
-    // A live holder (renewing) is waited for and never taken over, however long the wait.
-    let holder = runner(&moto, &config, "h", Duration::ZERO);
-    let held = holder.lock(&config).await.expect("lock");
-    let t = Instant::now();
-    let err = runner(&moto, &config, "b", timing().duration * 2)
-        .lock(&config)
-        .await
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
-    assert!(t.elapsed() >= timing().duration * 2);
-    assert!(
-        err.contains("held by qhub@h/-/1/000000000000000h (deploy)")
-            && err.contains("--lock-timeout"),
-        "{err}"
-    );
-    assert_eq!(
-        record(&s3, &prefix).await.unwrap().holder,
-        "qhub@h/-/1/000000000000000h",
-        "a live holder's record is never replaced or deleted"
-    );
-    held.release().await;
-    assert!(record(&s3, &prefix).await.is_none(), "released");
 }

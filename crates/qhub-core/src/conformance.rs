@@ -669,6 +669,130 @@ pub async fn second_runner_waits(
     })
 }
 
+/// What [`crashed_holder_is_taken_over`] measured.
+#[derive(Debug, Clone)]
+pub struct Takeovers {
+    /// How long taking over a record that expired an hour ago took.
+    pub long_expired: Duration,
+    /// How long taking over a fresh record that was never renewed took.
+    pub never_renewed: Duration,
+    /// How long a runner waited for a live holder before it gave up.
+    pub gave_up_after: Duration,
+    /// The error it gave up with.
+    pub live_error: String,
+}
+
+/// The deploy lock's takeover rules, on a cloud's lock store: a record whose holder died long
+/// ago is taken at once; a fresh record that is never renewed is taken after one lease
+/// duration (`lease`) of watching; a live, renewing holder is waited for and never taken, the
+/// waiter giving up after its wait naming the holder and `--lock-timeout`. `runner(name,
+/// wait)` makes an engine with its own holder identity (`EngineOptions::holder`), the lease
+/// `lease` and the lock wait `wait`; `plant(body)` writes a record body straight into the
+/// store as another runner's; `holder_now` reads the record's holder straight from the store.
+/// `Err` says which rule was broken.
+pub async fn crashed_holder_is_taken_over(
+    runner: impl Fn(&str, Duration) -> Engine,
+    config: &Config,
+    lease: Duration,
+    plant: impl AsyncFn(Vec<u8>),
+    holder_now: impl AsyncFn() -> Option<String>,
+) -> Result<Takeovers, String> {
+    use crate::cloud::lock::{LOCK_KIND, LockRecord};
+    use crate::engine::events::CollectEvents;
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+    use tokio::time::Instant;
+
+    let stale = |holder: &str, ago: Duration| {
+        let renewed = Timestamp::now() - SignedDuration::try_from(ago).unwrap_or_default();
+        serde_json::to_vec(&LockRecord {
+            holder: holder.into(),
+            deployment: Ownership::of(config).prefix(),
+            command: "deploy".into(),
+            acquired: renewed.to_string(),
+            renewed: renewed.to_string(),
+            expires: (renewed + SignedDuration::try_from(lease).unwrap_or_default()).to_string(),
+        })
+        .unwrap_or_default()
+    };
+    let take = |e: EngineError| format!("taking the lock: {e}");
+
+    // A runner that died long ago: its record is taken at once.
+    plant(stale(
+        "qhub@gone/-/7/0000000000000007",
+        Duration::from_secs(3600),
+    ))
+    .await;
+    let a = runner("a", Duration::from_secs(30));
+    let a_holder = a.options().holder.clone();
+    let t = Instant::now();
+    let locked = a.lock(config).await.map_err(take)?;
+    let long_expired = t.elapsed();
+    if holder_now().await != Some(a_holder.clone()) {
+        return Err("a record that expired long ago was not taken over".into());
+    }
+    locked.release().await;
+
+    // A runner that died just now (its record looks fresh): taken once it has not been renewed
+    // for a lease duration while we watched.
+    let died = "qhub@died/-/8/0000000000000008";
+    plant(stale(died, Duration::ZERO)).await;
+    let events = Arc::new(CollectEvents::default());
+    let t = Instant::now();
+    let locked = a
+        .lock_with(config, "deploy", events.clone())
+        .await
+        .map_err(take)?;
+    let never_renewed = t.elapsed();
+    if never_renewed < lease {
+        return Err(format!(
+            "a fresh record was taken over after {never_renewed:?}, before one lease duration"
+        ));
+    }
+    if !events
+        .waits_on(LOCK_KIND)
+        .first()
+        .is_some_and(|w| w.contains(died))
+    {
+        return Err(format!(
+            "the wait did not name {died}: {:?}",
+            events.waits_on(LOCK_KIND)
+        ));
+    }
+    locked.release().await;
+
+    // A live holder (renewing) is waited for and never taken over, however long the wait.
+    let holder = runner("h", Duration::ZERO);
+    let h_holder = holder.options().holder.clone();
+    let held = holder.lock(config).await.map_err(take)?;
+    let t = Instant::now();
+    let live_error = match runner("b", lease * 2).lock(config).await {
+        Ok(_) => return Err("a live holder's lock was taken".into()),
+        Err(e) => e.to_string(),
+    };
+    let gave_up_after = t.elapsed();
+    if gave_up_after < lease * 2
+        || !live_error.contains(&format!("held by {h_holder} (deploy)"))
+        || !live_error.contains("--lock-timeout")
+    {
+        return Err(format!(
+            "giving up on a live holder after {gave_up_after:?} should name it and --lock-timeout: {live_error}"
+        ));
+    }
+    if holder_now().await != Some(h_holder) {
+        return Err("a live holder's record was replaced or deleted".into());
+    }
+    held.release().await;
+    if holder_now().await.is_some() {
+        return Err("the lock was not released".into());
+    }
+    Ok(Takeovers {
+        long_expired,
+        never_renewed,
+        gave_up_after,
+        live_error,
+    })
+}
+
 /// What `qhub destroy` does, once, through `engine`: the destroy plan and its apply, which must
 /// succeed the first time, then the check that nothing remains (an observe through the same
 /// provider). `Err` says which step failed.

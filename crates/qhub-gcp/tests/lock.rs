@@ -6,12 +6,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use qhub_core::Config;
-use qhub_core::cloud::lock::{LOCK_KIND, LockRecord};
+use qhub_core::cloud::lock::LockRecord;
 use qhub_core::conformance;
-use qhub_core::engine::events::{CollectEvents, NoEvents};
+use qhub_core::engine::events::NoEvents;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::kubernetes::lease::LeaseTiming;
 use qhub_core::provider::Ownership;
@@ -196,25 +196,15 @@ async fn a_second_runner_waits_for_the_cloud_lock() {
     assert!(buckets(&emu).is_empty(), "{:?}", buckets(&emu));
 }
 
-/// Writes another runner's record straight into the lock bucket, renewed `ago`.
-async fn plant(emu: &GkeEmulator, config: &Config, holder: &str, ago: Duration) {
+/// Writes `body` straight into the lock bucket as another runner's record.
+async fn plant(emu: &GkeEmulator, config: &Config, body: Vec<u8>) {
     // The bucket comes from a run that took and released the lock.
     let e = runner(emu, config, "p", Duration::ZERO, Arc::default());
     e.lock(config).await.expect("lock").release().await;
-    let renewed = k8s_openapi::jiff::Timestamp::now()
-        - k8s_openapi::jiff::SignedDuration::try_from(ago).unwrap();
-    let record = LockRecord {
-        holder: holder.into(),
-        deployment: Ownership::of(config).prefix(),
-        command: "deploy".into(),
-        acquired: renewed.to_string(),
-        renewed: renewed.to_string(),
-        expires: (renewed + k8s_openapi::jiff::SignedDuration::from_secs(3)).to_string(),
-    };
     assert!(emu.put_object(
         &bucket_name(PROJECT),
         &object_name(&Ownership::of(config).prefix()),
-        &serde_json::to_vec(&record).unwrap(),
+        &body,
     ));
 }
 
@@ -223,75 +213,24 @@ async fn a_crashed_holder_is_taken_over_and_a_live_one_never_is() {
     let emu = emulator().await;
     let config = gcp_config("crashed");
     let prefix = Ownership::of(&config).prefix();
-
-    // A runner that died long ago: its record is taken at once.
-    plant(
-        &emu,
+    let seen = conformance::crashed_holder_is_taken_over(
+        |name, wait| runner(&emu, &config, name, wait, Arc::default()),
         &config,
-        "qhub@gone/-/7/0000000000000007",
-        Duration::from_secs(3600),
+        timing().duration,
+        async |body| plant(&emu, &config, body).await,
+        async || record(&emu, &prefix).map(|r| r.holder),
     )
-    .await;
-    let a = runner(&emu, &config, "a", Duration::from_secs(30), Arc::default());
-    let t = Instant::now();
-    let locked = a
-        .lock(&config)
-        .await
-        .expect("takes over a record that expired long ago");
-    eprintln!("took over a long-expired record in {:.2?}", t.elapsed());
-    assert_eq!(
-        record(&emu, &prefix).unwrap().holder,
-        "qhub@a/-/1/000000000000000a"
+    .await
+    .expect("the takeover rules hold on Cloud Storage");
+    eprintln!(
+        "took over a long-expired record in {:.2?}, a fresh never renewed one after {:.2?}; gave up on a live holder after {:.2?}",
+        seen.long_expired, seen.never_renewed, seen.gave_up_after
     );
-    locked.release().await;
-
-    // A runner that died just now (its record looks fresh): taken once it has not been
-    // renewed for a lease duration while we watched.
-    plant(
-        &emu,
-        &config,
-        "qhub@died/-/8/0000000000000008",
-        Duration::ZERO,
-    )
-    .await;
-    let events = Arc::new(CollectEvents::default());
-    let t = Instant::now();
-    let locked = a
-        .lock_with(&config, "deploy", events.clone())
-        .await
-        .expect("takes over an expired record");
-    let waited = t.elapsed();
-    eprintln!("took over a fresh, never renewed record after {waited:.2?}");
-    assert!(waited >= timing().duration, "{waited:?}");
-    assert!(events.waits_on(LOCK_KIND)[0].contains("qhub@died/-/8/0000000000000008"));
-    locked.release().await;
-
-    // A live holder (renewing) is waited for and never taken over, however long the wait.
-    let holder = runner(&emu, &config, "h", Duration::ZERO, Arc::default());
-    let held = holder.lock(&config).await.expect("lock");
-    let t = Instant::now();
-    let err = runner(&emu, &config, "b", timing().duration * 2, Arc::default())
-        .lock(&config)
-        .await
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
-    let waited = t.elapsed();
-    eprintln!("gave up on a live holder after {waited:.2?}");
-    assert!(waited >= timing().duration * 2);
     assert!(
-        err.contains("held by qhub@h/-/1/000000000000000h (deploy)")
-            && err.contains("--lock-timeout")
-            && err.contains("gs://qhub-locks-"),
-        "{err}"
+        seen.live_error.contains("gs://qhub-locks-"),
+        "{}",
+        seen.live_error
     );
-    assert_eq!(
-        record(&emu, &prefix).unwrap().holder,
-        "qhub@h/-/1/000000000000000h",
-        "a live holder's record is never replaced or deleted"
-    );
-    held.release().await;
-    assert!(record(&emu, &prefix).is_none(), "released");
 }
 
 /// Throttling reaches Cloud Storage like GKE: every lock call is retried through it, and the
