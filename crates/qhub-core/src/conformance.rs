@@ -7,7 +7,8 @@
 //! ```no_run
 //! # async fn example(h: &dyn qhub_core::conformance::Harness) {
 //! let report = qhub_core::conformance::run_all(h).await.expect("conformance");
-//! assert!(report.checks.len() >= 7);
+//! // Every check ran; name the ones your harness cannot support (none here).
+//! report.assert_skipped(&[]);
 //! # }
 //! ```
 //!
@@ -109,11 +110,48 @@ pub struct Failure {
     pub message: String,
 }
 
+/// The suite's checks, in the order [`run_all`] runs them.
+pub const CHECKS: [&str; 13] = [
+    "plan is deterministic",
+    "deploy then plan is empty",
+    "an edit plans only updates",
+    "destroy of nothing succeeds",
+    "destroy after interruption",
+    "re-deploy after interruption",
+    "retryable faults",
+    "storm on every call",
+    "serial groups",
+    "children once",
+    "cluster facts",
+    "failed repaired",
+    "destroy from pending/failed",
+];
+
 /// The checks that passed, with what they measured.
 #[derive(Debug, Default)]
 pub struct Report {
     /// `(check, detail)` per passed check.
     pub checks: Vec<(&'static str, String)>,
+}
+
+impl Report {
+    /// The checks reported as skipped (their detail starts with `skipped`), in run order.
+    pub fn skipped(&self) -> Vec<&'static str> {
+        self.checks
+            .iter()
+            .filter(|(_, detail)| detail.starts_with("skipped"))
+            .map(|(check, _)| *check)
+            .collect()
+    }
+
+    /// Panics unless exactly the suite's [`CHECKS`] ran, in order, and exactly `skipped` of
+    /// them were skipped: a harness states what it cannot support instead of counting checks,
+    /// so a check that starts skipping (or stops running) fails its test.
+    pub fn assert_skipped(&self, skipped: &[&str]) {
+        let ran: Vec<&str> = self.checks.iter().map(|(check, _)| *check).collect();
+        assert_eq!(ran, CHECKS, "the checks that ran: {self:#?}");
+        assert_eq!(self.skipped(), skipped, "the checks skipped: {self:#?}");
+    }
 }
 
 fn fail(check: &'static str, message: impl Into<String>) -> Failure {

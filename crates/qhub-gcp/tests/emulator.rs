@@ -26,7 +26,8 @@ async fn conformance_with_no_operation_rejected() {
     for (check, detail) in &report.checks {
         eprintln!("conformance: {check}: {detail}");
     }
-    assert!(report.checks.len() >= 7, "{:?}", report.checks);
+    // Without a Kubernetes API behind the cluster, the facts cannot reach a cluster.
+    report.assert_skipped(&["cluster facts"]);
     let n = h.emu.counters();
     eprintln!(
         "conformance: {} checks in {:?}; emulator: {} requests, {} mutations, {} polls, {} rejected, {} throttled, {} 5xx, {} dropped",
@@ -58,6 +59,7 @@ async fn conformance_with_both_stages() {
         .find(|(c, _)| c.contains("facts"))
         .expect("facts check");
     assert!(!facts.1.starts_with("skipped"), "{facts:?}");
+    report.assert_skipped(&[]);
     assert_eq!(h.emu.counters().rejected, 0);
 }
 
@@ -65,7 +67,7 @@ async fn conformance_with_both_stages() {
 async fn gpu_conformance() {
     let h = GkeHarness::start(gpu_config("conformgpu")).await;
     let report = conformance::run_all(&h).await.expect("conformance");
-    assert!(report.checks.len() >= 7);
+    report.assert_skipped(&["cluster facts"]);
     assert_eq!(h.emu.counters().rejected, 0);
 }
 

@@ -152,6 +152,7 @@ async fn the_example_provider_passes_the_conformance_suite() {
     for (check, detail) in &report.checks {
         eprintln!("{check}: {detail}");
     }
-    assert_eq!(report.checks.len(), 13);
+    // The example hands out no cluster access, so the facts cannot reach a cluster.
+    report.assert_skipped(&["cluster facts"]);
     assert_eq!(harness.cloud.lock().unwrap().rejected, 0);
 }

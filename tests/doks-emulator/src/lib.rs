@@ -94,9 +94,8 @@ impl RateLimit {
 /// Whether requests are checked against DigitalOcean's OpenAPI spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SpecCheck {
-    /// Check when the spec file exists; otherwise say so on stderr and serve unchecked.
-    IfPresent(std::path::PathBuf),
-    /// The spec file must exist; starting fails otherwise.
+    /// The spec file must exist; starting fails otherwise (the default: a test that checks
+    /// nothing must not pass as if it had).
     Required(std::path::PathBuf),
     /// No check.
     Off,
@@ -141,7 +140,7 @@ impl Default for Options {
             delete_time: Duration::ZERO,
             rate_limit: RateLimit::default(),
             latency: Duration::ZERO,
-            spec: SpecCheck::IfPresent(spec::path_from_env()),
+            spec: SpecCheck::Required(spec::path_from_env()),
             catalog: Catalog::default(),
             links_origin: None,
         }
@@ -302,17 +301,6 @@ impl DoksEmulator {
         let spec = match &options.spec {
             SpecCheck::Off => None,
             SpecCheck::Required(path) => Some(load_spec(path).map_err(StartError)?),
-            SpecCheck::IfPresent(path) => {
-                if path.exists() {
-                    Some(load_spec(path).map_err(StartError)?)
-                } else {
-                    eprintln!(
-                        "NOTICE: DigitalOcean's OpenAPI spec is not at {}; DOKS emulator requests are NOT checked against it",
-                        path.display()
-                    );
-                    None
-                }
-            }
         };
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -182,8 +182,14 @@ impl Spec {
     /// Loads the spec at `path` and compiles the checks of every operation under
     /// `/v2/kubernetes`, and of `/v2/account`.
     pub fn load(path: &Path) -> Result<Self, SpecError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| SpecError(format!("cannot read {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SpecError(format!(
+                "cannot read DigitalOcean's OpenAPI spec at {}: {e}; the DOKS emulator checks every \
+                 request against it and does not run unchecked: set {SPEC_ENV} to the file \
+                 (shared/specs/digitalocean-public.v2.yaml beside the checkout)",
+                path.display()
+            ))
+        })?;
         let root: Json = serde_saphyr::from_str(&text)
             .map_err(|e| SpecError(format!("{} is not YAML: {e}", path.display())))?;
         Self::from_document(&root, path)
