@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_eks::types::{
-    AmiTypes, NodegroupScalingConfig, Taint, TaintEffect, UpdateLabelsPayload, UpdateTaintsPayload,
-    VpcConfigRequest,
+    AmiTypes, NodegroupScalingConfig, SupportType, Taint, TaintEffect, UpdateLabelsPayload,
+    UpdateTaintsPayload, UpgradePolicyRequest, VpcConfigRequest,
 };
 use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
@@ -88,6 +88,12 @@ pub(super) async fn ensure_cluster(
 ) -> Result<(), ProviderError> {
     let eks = &p.clients().await?.eks;
     let version = spec_str(&r.spec, "kubernetes_version");
+    let support = spec_str(&r.spec, "support_type");
+    let policy = || {
+        UpgradePolicyRequest::builder()
+            .support_type(SupportType::from(support))
+            .build()
+    };
     match owned_cluster(p, o, &r.id.name).await? {
         None => {
             let subnets = observe::subnets(p, o).await?;
@@ -112,6 +118,7 @@ pub(super) async fn ensure_cluster(
                     "role_arn": role,
                     "subnet_ids": subnet_ids,
                     "security_group_ids": [sg],
+                    "support_type": support,
                     "tags": tags,
                 }),
             );
@@ -126,6 +133,7 @@ pub(super) async fn ensure_cluster(
                         .build(),
                 )
                 .set_tags(Some(tags.into_iter().collect()))
+                .upgrade_policy(policy())
                 // Makes a retried create after a lost response idempotent on AWS's side too.
                 .client_request_token(token)
                 .send()
@@ -133,6 +141,17 @@ pub(super) async fn ensure_cluster(
                 .created(p, "CreateCluster", &format!("EKS cluster {}", r.id.name))?;
         }
         Some(f) => {
+            if spec_str(&f.spec, "support_type") != support && f.state == "active" {
+                // One update at a time per cluster: the policy first, the version (if it
+                // changes too) once the cluster is active again.
+                eks.update_cluster_config()
+                    .name(&r.id.name)
+                    .upgrade_policy(policy())
+                    .send()
+                    .await
+                    .sent(p, "UpdateClusterConfig")?;
+                wait_active(p, &r.id.name).await?;
+            }
             if spec_str(&f.spec, "kubernetes_version") != version && f.state == "active" {
                 eks.update_cluster_version()
                     .name(&r.id.name)
@@ -143,7 +162,12 @@ pub(super) async fn ensure_cluster(
             }
         }
     }
-    let name = r.id.name.as_str();
+    wait_active(p, &r.id.name).await
+}
+
+/// Waits until cluster `name` is ACTIVE; FAILED is an error.
+async fn wait_active(p: &AwsProvider, name: &str) -> Result<(), ProviderError> {
+    let eks = &p.clients().await?.eks;
     wait_for(p, "cluster to become active", move || async move {
         let c = eks
             .describe_cluster()
@@ -169,11 +193,17 @@ pub(super) async fn ensure_node_group(
     let cluster = o.prefix();
     let spec = &r.spec;
     let (min, max) = (int(spec, "min_nodes"), int(spec, "max_nodes"));
-    match by_name(observe::node_groups(p, o, &cluster).await?, &r.id.name) {
+    match by_name(
+        observe::node_groups(p, o, &cluster, &BTreeMap::new()).await?,
+        &r.id.name,
+    ) {
         None => {
+            // All the subnets, or those the spec names (a `single_subnet` group).
+            let wanted = spec_strs(spec, "subnets");
             let subnets: Vec<String> = observe::subnets(p, o)
                 .await?
                 .into_iter()
+                .filter(|s| wanted.is_empty() || wanted.contains(&s.id.name.as_str()))
                 .map(|s| s.cloud_id)
                 .collect();
             let subnets = need("the subnets", (!subnets.is_empty()).then_some(subnets))?;
@@ -371,7 +401,12 @@ pub(super) async fn delete_node_group(
     name: &str,
 ) -> Result<(), ProviderError> {
     let cluster = o.prefix();
-    if by_name(observe::node_groups(p, o, &cluster).await?, name).is_none() {
+    if by_name(
+        observe::node_groups(p, o, &cluster, &BTreeMap::new()).await?,
+        name,
+    )
+    .is_none()
+    {
         return Ok(());
     }
     let eks = &p.clients().await?.eks;
