@@ -25,6 +25,10 @@
 //!   the layer adds it to DescribeCluster, and [`nfs_blocked`] says whether a node in it
 //!   reaches the EFS mount targets on NFS (TCP 2049; EFS user guide, "Using VPC security groups
 //!   for Amazon EFS").
+//! - **Version updates** ([`AwsRules::serve_eks`]): moto implements neither
+//!   UpdateClusterVersion nor UpdateNodegroupVersion; the layer serves them with EKS's skew
+//!   rules (one minor at a time, never down, node groups at the control plane's version first;
+//!   a node group never ahead of its control plane).
 //! - **The upgrade policy** ([`ClusterRecord::support_type`]): CreateCluster without
 //!   `upgradePolicy` gets `EXTENDED` (EKS API reference, `UpgradePolicyRequest`: "the default
 //!   value is EXTENDED"; EKS user guide, "Cluster upgrade policy"); moto ignores the field, the
@@ -57,6 +61,8 @@ pub struct ClusterRecord {
 /// What the layer remembers of a node group created through it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodegroupRecord {
+    /// `MAJOR.MINOR`: the request's, else the cluster's at creation; then UpdateNodegroupVersion's.
+    pub version: String,
     /// The node role ARN it was created with.
     pub node_role: String,
     /// The AMI type it was created with, if the request named one.
@@ -134,6 +140,118 @@ impl AwsRules {
         }
     }
 
+    /// Serves what moto does not implement, with EKS's rules: UpdateClusterVersion and
+    /// UpdateNodegroupVersion (moto has neither). `None` for any other request (forwarded).
+    pub fn serve_eks(
+        &mut self,
+        op: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Option<Result<Json, Refusal>> {
+        let segs = path_segments(path);
+        let body: Json = serde_json::from_slice(body).unwrap_or(Json::Null);
+        let target = body
+            .get("version")
+            .and_then(Json::as_str)
+            .map(str::to_string);
+        match (op, segs.as_slice()) {
+            ("UpdateClusterVersion", ["clusters", name, "updates"]) => {
+                Some(self.update_cluster_version(name, target))
+            }
+            (
+                "UpdateNodegroupVersion",
+                ["clusters", cluster, "node-groups", group, "update-version"],
+            ) => Some(self.update_nodegroup_version(cluster, group, target)),
+            _ => None,
+        }
+    }
+
+    /// EKS moves a control plane one minor version at a time, never down, and only once every
+    /// managed node group is at the control plane's version (EKS user guide, "Update existing
+    /// cluster to new Kubernetes version": "You can update only one minor version at a time";
+    /// "make sure that the Kubernetes minor version of both the managed nodes and Fargate nodes
+    /// in your cluster are the same as your control plane's current version"). The refusal of a
+    /// skipped or backward step is EKS's `Unsupported Kubernetes minor version update from … to
+    /// …`.
+    fn update_cluster_version(
+        &mut self,
+        name: &str,
+        target: Option<String>,
+    ) -> Result<Json, Refusal> {
+        let Some(cluster) = self.clusters.get(name) else {
+            return Err(not_found(format!("No cluster found for name: {name}.")));
+        };
+        let current = cluster.version.clone();
+        let target = target.unwrap_or_default();
+        let (Some(cur), Some(want)) = (minor(&current), minor(&target)) else {
+            return Err(invalid(format!("Unsupported Kubernetes version {target}")));
+        };
+        if want != cur + 1 {
+            return Err(invalid(format!(
+                "Unsupported Kubernetes minor version update from {current} to {target}"
+            )));
+        }
+        if let Some(((_, group), g)) = self
+            .nodegroups
+            .iter()
+            .find(|((c, _), g)| c == name && minor(&g.version) != Some(cur))
+        {
+            return Err(Refusal {
+                status: 400,
+                code: "InvalidRequestException",
+                message: format!(
+                    "Nodegroup {group} is at Kubernetes {}; update it to the cluster's version {current} before updating the cluster",
+                    g.version
+                ),
+            });
+        }
+        if let Some(c) = self.clusters.get_mut(name) {
+            c.version = target.clone();
+        }
+        Ok(update_answer("VersionUpdate", &target))
+    }
+
+    /// A node group moves to the control plane's version or stays behind it, never ahead; an
+    /// `AL2_*` group cannot reach 1.33 (no AMI, as at CreateNodegroup).
+    fn update_nodegroup_version(
+        &mut self,
+        cluster: &str,
+        group: &str,
+        target: Option<String>,
+    ) -> Result<Json, Refusal> {
+        let Some(c) = self.clusters.get(cluster) else {
+            return Err(not_found(format!("No cluster found for name: {cluster}.")));
+        };
+        let cluster_version = c.version.clone();
+        let key = (cluster.to_string(), group.to_string());
+        let Some(g) = self.nodegroups.get(&key) else {
+            return Err(not_found(format!("No node group found for name: {group}.")));
+        };
+        let target = target.unwrap_or(cluster_version.clone());
+        let (Some(want), Some(cap), Some(have)) =
+            (minor(&target), minor(&cluster_version), minor(&g.version))
+        else {
+            return Err(invalid(format!("Unsupported Kubernetes version {target}")));
+        };
+        if want > cap || want < have {
+            return Err(invalid(format!(
+                "Requested Kubernetes version {target} is not valid for nodegroup {group} (at {}) in a cluster at {cluster_version}",
+                g.version
+            )));
+        }
+        if let Some(ami) = g.ami_type.as_deref().filter(|a| a.starts_with("AL2_"))
+            && want >= 33
+        {
+            return Err(invalid(format!(
+                "AMI Type {ami} is only supported for kubernetes versions 1.32 or earlier"
+            )));
+        }
+        if let Some(g) = self.nodegroups.get_mut(&key) {
+            g.version = target.clone();
+        }
+        Ok(update_answer("VersionUpdate", &target))
+    }
+
     /// Records what a successful EKS request did, and rewrites the answer `doc` where real EKS
     /// answers more than moto (DescribeCluster, DescribeNodegroup).
     pub fn after_eks(&mut self, op: &str, path: &str, request: &[u8], doc: &mut Json) {
@@ -188,12 +306,22 @@ impl AwsRules {
                     .get(*name)
                     .map_or("EXTENDED", |c| c.support_type.as_str());
                 cluster["upgradePolicy"] = serde_json::json!({"supportType": support});
+                // The version after the updates the layer served (moto has none).
+                if let Some(c) = self.clusters.get(*name) {
+                    cluster["version"] = c.version.clone().into();
+                }
             }
             ("CreateNodegroup", ["clusters", cluster, ..]) => {
                 if let Some(name) = body.get("nodegroupName").and_then(Json::as_str) {
+                    let version = body["version"]
+                        .as_str()
+                        .map(str::to_string)
+                        .or_else(|| self.clusters.get(*cluster).map(|c| c.version.clone()))
+                        .unwrap_or_default();
                     self.nodegroups.insert(
                         (cluster.to_string(), name.to_string()),
                         NodegroupRecord {
+                            version,
                             node_role: body["nodeRole"].as_str().unwrap_or_default().to_string(),
                             ami_type: body["amiType"].as_str().map(str::to_string),
                         },
@@ -205,14 +333,19 @@ impl AwsRules {
                     .remove(&(cluster.to_string(), name.to_string()));
             }
             ("DescribeNodegroup", ["clusters", cluster, "node-groups", name]) => {
-                let Some(reason) = self
+                let Some(record) = self
                     .nodegroups
                     .get(&(cluster.to_string(), name.to_string()))
-                    .and_then(NodegroupRecord::fails_to_join)
                 else {
                     return;
                 };
                 let group = &mut doc["nodegroup"];
+                if group.is_object() {
+                    group["version"] = record.version.clone().into();
+                }
+                let Some(reason) = record.fails_to_join() else {
+                    return;
+                };
                 if group.is_object() {
                     group["status"] = "CREATE_FAILED".into();
                     group["health"] = serde_json::json!({"issues": [{
@@ -224,6 +357,35 @@ impl AwsRules {
             _ => {}
         }
     }
+}
+
+fn invalid(message: String) -> Refusal {
+    Refusal {
+        status: 400,
+        code: "InvalidParameterException",
+        message,
+    }
+}
+
+fn not_found(message: String) -> Refusal {
+    Refusal {
+        status: 404,
+        code: "ResourceNotFoundException",
+        message,
+    }
+}
+
+/// The `{"update": …}` answer of an update EKS carried out at once.
+fn update_answer(kind: &str, version: &str) -> Json {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    serde_json::json!({"update": {
+        "id": format!("00000000-0000-4000-8000-{n:012}"),
+        "status": "Successful",
+        "type": kind,
+        "params": [{"type": "Version", "value": version}],
+        "errors": [],
+    }})
 }
 
 /// CreateNodegroup on `cluster`: an `AL2_*` AMI type on Kubernetes 1.33 or later is refused
@@ -414,6 +576,62 @@ mod tests {
         // The node group's own version wins over the cluster's.
         let own = r#"{"amiType":"AL2_x86_64","version":"1.33"}"#;
         assert!(refuse_create_nodegroup(Some(&cluster("1.32")), own.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn versions_move_one_minor_at_a_time_node_groups_first() {
+        let mut rules = AwsRules::default();
+        let mut doc = Json::Null;
+        rules.after_eks(
+            "CreateCluster",
+            "/clusters",
+            br#"{"name":"x-dev","version":"1.33"}"#,
+            &mut doc,
+        );
+        rules.after_eks(
+            "CreateNodegroup",
+            "/clusters/x-dev/node-groups",
+            br#"{"nodegroupName":"g","nodeRole":"arn:aws:iam::1:role/n","amiType":"AL2023_x86_64_STANDARD"}"#,
+            &mut doc,
+        );
+        let up = |rules: &mut AwsRules, v: &str| {
+            rules.serve_eks(
+                "UpdateClusterVersion",
+                "/clusters/x-dev/updates",
+                format!(r#"{{"version":"{v}"}}"#).as_bytes(),
+            )
+        };
+        let ng = |rules: &mut AwsRules, v: &str| {
+            rules.serve_eks(
+                "UpdateNodegroupVersion",
+                "/clusters/x-dev/node-groups/g/update-version",
+                format!(r#"{{"version":"{v}"}}"#).as_bytes(),
+            )
+        };
+        // Two minors at once, or down, is refused with EKS's words.
+        let refused = up(&mut rules, "1.35").unwrap().unwrap_err();
+        assert_eq!(
+            refused.message,
+            "Unsupported Kubernetes minor version update from 1.33 to 1.35"
+        );
+        assert!(up(&mut rules, "1.32").unwrap().is_err());
+        // A node group never goes ahead of its control plane.
+        assert!(ng(&mut rules, "1.34").unwrap().is_err());
+        assert!(up(&mut rules, "1.34").unwrap().is_ok());
+        // The next step waits for the node group.
+        let refused = up(&mut rules, "1.35").unwrap().unwrap_err();
+        assert_eq!(refused.code, "InvalidRequestException");
+        assert!(ng(&mut rules, "1.34").unwrap().is_ok());
+        assert!(up(&mut rules, "1.35").unwrap().is_ok());
+        let mut d = serde_json::json!({"cluster": {"version": "1.33"}});
+        rules.after_eks("DescribeCluster", "/clusters/x-dev", b"", &mut d);
+        assert_eq!(d["cluster"]["version"], "1.35");
+        // Other requests are forwarded.
+        assert!(
+            rules
+                .serve_eks("DescribeCluster", "/clusters/x-dev", b"")
+                .is_none()
+        );
     }
 
     #[test]

@@ -176,6 +176,9 @@ fn rest_operation(service: &Service, method: &Method, path: &str) -> String {
         (Service::Eks, "POST", ["clusters", _, "node-groups", _, "update-config"]) => {
             Some("UpdateNodegroupConfig")
         }
+        (Service::Eks, "POST", ["clusters", _, "node-groups", _, "update-version"]) => {
+            Some("UpdateNodegroupVersion")
+        }
         (Service::Eks, "POST", ["clusters", _, "addons"]) => Some("CreateAddon"),
         (Service::Eks, "POST", ["tags", ..]) => Some("TagResource"),
         (Service::Eks, "DELETE", ["tags", ..]) => Some("UntagResource"),
@@ -210,6 +213,7 @@ fn rest_operation(service: &Service, method: &Method, path: &str) -> String {
                 "security-groups",
                 "tags",
                 "update-config",
+                "update-version",
                 "updates",
             ];
             let shape: Vec<&str> = segs
@@ -521,17 +525,39 @@ async fn handle(
             );
         }
     }
-    // What real AWS refuses and moto would carry out.
+    // What real AWS refuses and moto would carry out, and what moto does not implement.
     if service == Service::Eks {
-        let refusal = state.lock().unwrap().rules.refuse_eks(&op, &path, &body);
-        if let Some(r) = refusal {
-            return error(
-                Protocol::RestJson1,
-                StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
-                r.code,
-                "",
-                &r.message,
-            );
+        let ruled = {
+            let mut s = state.lock().unwrap();
+            match s.rules.refuse_eks(&op, &path, &body) {
+                Some(r) => Some(Err(r)),
+                None => s.rules.serve_eks(&op, &path, &body),
+            }
+        };
+        match ruled {
+            Some(Err(r)) => {
+                return error(
+                    Protocol::RestJson1,
+                    StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+                    r.code,
+                    "",
+                    &r.message,
+                );
+            }
+            Some(Ok(_)) if fault == Fault::Lost => {
+                // Carried out, the answer lost.
+                let mut s = state.lock().unwrap();
+                s.counts.lost += 1;
+                *s.counts.lost_by_operation.entry(op).or_insert(0) += 1;
+                return unavailable(service.protocol());
+            }
+            Some(Ok(doc)) => {
+                let mut r = plain(StatusCode::OK, doc.to_string());
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                return r;
+            }
+            None => {}
         }
     }
     let request_body = body.clone();

@@ -608,6 +608,101 @@ async fn preflight_names_every_bad_key_and_passes_a_good_config() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upgrades_step_one_minor_at_a_time_and_downgrades_are_refused() {
+    // The rules layer serves UpdateClusterVersion/UpdateNodegroupVersion with EKS's skew rules
+    // (moto has neither): one UpdateClusterVersion straight to 1.35 was refused.
+    let mut config = aws_config("upgrade");
+    config
+        .amazon_web_services
+        .as_mut()
+        .unwrap()
+        .kubernetes_version = "1.33".into();
+    let h = MotoHarness::new(config.clone()).await;
+    let r = deploy(Arc::new(h.aws(Arc::new(ApiStats::default()))), &config).await;
+    assert!(r.succeeded(), "deploy at 1.33: {r:?}");
+
+    let at = |v: &str| {
+        let mut c = config.clone();
+        c.amazon_web_services.as_mut().unwrap().kubernetes_version = v.into();
+        c
+    };
+    let provider = |c: &Config| {
+        Arc::new(
+            AwsProvider::new(
+                c,
+                AwsOptions {
+                    endpoint: Some(h.endpoint()),
+                    credentials: Some(("testing".into(), "testing".into())),
+                    poll_interval: Some(Duration::from_millis(10)),
+                    retry: Some(conformance::test_policy()),
+                    ..AwsOptions::default()
+                },
+            )
+            .unwrap(),
+        )
+    };
+    let stats = Arc::new(ApiStats::default());
+    let up = at("1.35");
+    let p = AwsProvider::new(
+        &up,
+        AwsOptions {
+            endpoint: Some(h.endpoint()),
+            credentials: Some(("testing".into(), "testing".into())),
+            stats: Some(stats.clone()),
+            poll_interval: Some(Duration::from_millis(10)),
+            retry: Some(conformance::test_policy()),
+            ..AwsOptions::default()
+        },
+    )
+    .unwrap();
+    let r = deploy(Arc::new(p), &up).await;
+    assert!(r.succeeded(), "upgrade to 1.35: {r:?}");
+    let ops = stats.by_operation();
+    assert_eq!(ops.get("EKS.UpdateClusterVersion"), Some(&2), "{ops:?}");
+    // Three groups, brought to 1.34 before the second step and to 1.35 after it.
+    assert_eq!(ops.get("EKS.UpdateNodegroupVersion"), Some(&6), "{ops:?}");
+
+    let eks = aws_sdk_eks::Client::new(&common::sdk(&h.endpoint()).await);
+    let c = eks
+        .describe_cluster()
+        .name("upgrade-dev")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.cluster().and_then(|c| c.version()), Some("1.35"));
+    for group in ["general", "user", "worker"] {
+        let g = eks
+            .describe_nodegroup()
+            .cluster_name("upgrade-dev")
+            .nodegroup_name(format!("upgrade-dev-{group}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            g.nodegroup().and_then(|g| g.version()),
+            Some("1.35"),
+            "{group}"
+        );
+    }
+    // A no-op afterwards.
+    let r = deploy(provider(&up), &up).await;
+    assert!(
+        r.succeeded() && r.done.is_empty(),
+        "no-op after the upgrade: {r:?}"
+    );
+
+    // Down is refused, naming the key and the way back.
+    let down = at("1.34");
+    let r = deploy(provider(&down), &down).await;
+    assert!(!r.succeeded(), "a downgrade must fail: {r:?}");
+    let text = format!("{r:?}");
+    assert!(
+        text.contains("EKS cannot downgrade cluster upgrade-dev from 1.35 to 1.34"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn roles_made_under_the_old_path_are_observed_and_destroyed() {
     let config = aws_config("legacy");
     let h = MotoHarness::new(config.clone()).await;

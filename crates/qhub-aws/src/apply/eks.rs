@@ -152,17 +152,122 @@ pub(super) async fn ensure_cluster(
                     .sent(p, "UpdateClusterConfig")?;
                 wait_active(p, &r.id.name).await?;
             }
-            if spec_str(&f.spec, "kubernetes_version") != version && f.state == "active" {
-                eks.update_cluster_version()
-                    .name(&r.id.name)
-                    .version(version)
-                    .send()
-                    .await
-                    .sent(p, "UpdateClusterVersion")?;
+            let have = spec_str(&f.spec, "kubernetes_version");
+            if have != version && f.state == "active" {
+                upgrade(p, o, &r.id.name, have, version).await?;
             }
         }
     }
     wait_active(p, &r.id.name).await
+}
+
+/// Moves cluster `name` from Kubernetes `from` to `to` the way EKS allows (EKS user guide,
+/// "Update existing cluster to new Kubernetes version"): one minor version at a time, each step
+/// only once every managed node group is at the control plane's version (UpdateNodegroupVersion
+/// first), and never down. The node groups follow to `to` at the end. A step already taken (a
+/// re-run after an interruption) starts from what the cluster says.
+async fn upgrade(
+    p: &AwsProvider,
+    o: &Ownership,
+    name: &str,
+    from: &str,
+    to: &str,
+) -> Result<(), ProviderError> {
+    let (Some(have), Some(want)) = (
+        desired::kubernetes_minor(from),
+        desired::kubernetes_minor(to),
+    ) else {
+        return Err(failed(format!(
+            "EKS cluster {name}: cannot move from Kubernetes {from} to {to}"
+        )));
+    };
+    if want < have {
+        return Err(ProviderError::Fatal(format!(
+            "amazon_web_services.kubernetes_version: EKS cannot downgrade cluster {name} from {from} to {to}; set it back to `{from}` (or higher)"
+        )));
+    }
+    let eks = &p.clients().await?.eks;
+    for step in have + 1..=want {
+        node_groups_to(p, o, name, &format!("1.{}", step - 1), true).await?;
+        let v = format!("1.{step}");
+        tracing::info!(cluster = name, version = %v, "updating the EKS control plane one minor version");
+        eks.update_cluster_version()
+            .name(name)
+            .version(&v)
+            .send()
+            .await
+            .sent(p, "UpdateClusterVersion")?;
+        wait_active(p, name).await?;
+    }
+    node_groups_to(p, o, name, to, false).await
+}
+
+/// Brings every node group of cluster `cluster` to Kubernetes `version` (UpdateNodegroupVersion,
+/// then waits until the group is ACTIVE at it). A group whose AMI type has no AMI at that
+/// version (`AL2_*` from 1.33) is left alone: its new AMI type makes the plan replace it once
+/// the control plane is there. Before a further control-plane step (`before_step`) such a
+/// group would block it, so that is refused, saying to stop at 1.33 first.
+async fn node_groups_to(
+    p: &AwsProvider,
+    o: &Ownership,
+    cluster: &str,
+    version: &str,
+    before_step: bool,
+) -> Result<(), ProviderError> {
+    let eks = &p.clients().await?.eks;
+    let al2_ends = desired::kubernetes_minor(version).is_some_and(|m| m > desired::LAST_AL2_MINOR);
+    for g in observe::node_groups(p, o, cluster, &BTreeMap::new()).await? {
+        let at = g
+            .spec
+            .get("version")
+            .and_then(Json::as_str)
+            .unwrap_or_default();
+        let ami = g
+            .spec
+            .get("ami_type")
+            .and_then(Json::as_str)
+            .unwrap_or_default();
+        if at == version {
+            continue;
+        }
+        if al2_ends && ami.starts_with("AL2_") {
+            if before_step {
+                return Err(ProviderError::Fatal(format!(
+                    "amazon_web_services.kubernetes_version: node group {} runs Amazon Linux 2 ({ami}), which EKS has no AMI for at {version} or later, and EKS moves the control plane past {version} only once every node group is there; deploy with `{version}` first (its node groups are replaced by AL2023 ones), then raise the version further",
+                    g.id.name
+                )));
+            }
+            continue;
+        }
+        tracing::info!(node_group = %g.id.name, version, "updating a node group's Kubernetes version");
+        eks.update_nodegroup_version()
+            .cluster_name(cluster)
+            .nodegroup_name(&g.id.name)
+            .version(version)
+            .send()
+            .await
+            .sent(p, "UpdateNodegroupVersion")?;
+        let name = g.id.name.as_str();
+        wait_for(p, "node group to reach its version", move || async move {
+            let d = eks
+                .describe_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(name)
+                .send()
+                .await
+                .sent(p, "DescribeNodegroup")?;
+            let g = d.nodegroup();
+            match g.and_then(|g| g.status()).map(|s| s.as_str()) {
+                Some("ACTIVE") if g.and_then(|g| g.version()) == Some(version) => Ok(Some(())),
+                Some("DEGRADED" | "CREATE_FAILED") => {
+                    Err(failed(format!("node group {name} is not healthy")))
+                }
+                _ => Ok(None),
+            }
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// Waits until cluster `name` is ACTIVE; FAILED is an error.

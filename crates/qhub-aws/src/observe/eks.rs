@@ -244,6 +244,7 @@ pub async fn node_groups(
                 "taints": taints,
                 "autoscaler_tags": autoscaler,
                 "subnets": subnets,
+                "version": g.version(),
             }),
             state: g
                 .status()
