@@ -22,6 +22,10 @@
 //! while (refusing to delete it, or to add node groups to it, with `ResourceInUseException`, as
 //! EKS does) and can make the next created cluster `FAILED`.
 //!
+//! And it refuses what real AWS refuses where moto accepts, and answers what real EKS adds to
+//! moto's answers ([`crate::aws_rules`]: AMI types by Kubernetes version, node roles with an IAM
+//! path, the cluster security group, the upgrade policy). These rules are always on.
+//!
 //! The proxy listens on `127.0.0.1:0` and refuses a non-loopback upstream: nothing here talks
 //! to the network.
 
@@ -39,6 +43,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+use crate::aws_rules::AwsRules;
 
 /// What faults to inject, and how often.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -170,6 +176,9 @@ fn rest_operation(service: &Service, method: &Method, path: &str) -> String {
         (Service::Eks, "POST", ["clusters", _, "node-groups", _, "update-config"]) => {
             Some("UpdateNodegroupConfig")
         }
+        (Service::Eks, "POST", ["clusters", _, "node-groups", _, "update-version"]) => {
+            Some("UpdateNodegroupVersion")
+        }
         (Service::Eks, "POST", ["clusters", _, "addons"]) => Some("CreateAddon"),
         (Service::Eks, "POST", ["tags", ..]) => Some("TagResource"),
         (Service::Eks, "DELETE", ["tags", ..]) => Some("UntagResource"),
@@ -204,6 +213,7 @@ fn rest_operation(service: &Service, method: &Method, path: &str) -> String {
                 "security-groups",
                 "tags",
                 "update-config",
+                "update-version",
                 "updates",
             ];
             let shape: Vec<&str> = segs
@@ -289,6 +299,7 @@ struct State {
     counts: FaultCounts,
     eks: EksLifecycle,
     clusters: BTreeMap<String, ClusterLife>,
+    rules: AwsRules,
 }
 
 impl State {
@@ -342,6 +353,7 @@ impl FaultProxy {
             counts: FaultCounts::default(),
             eks: EksLifecycle::default(),
             clusters: BTreeMap::new(),
+            rules: AwsRules::default(),
         }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -420,9 +432,17 @@ impl FaultProxy {
             .collect()
     }
 
-    /// Forgets the clusters it tracks (after the upstream was reset).
+    /// Forgets the clusters it tracks, and what its rules remember (after the upstream was
+    /// reset).
     pub fn forget_clusters(&self) {
-        self.state.lock().unwrap().clusters.clear();
+        let mut s = self.state.lock().unwrap();
+        s.clusters.clear();
+        s.rules.clear();
+    }
+
+    /// What the rules layer remembers of the clusters and node groups created through it.
+    pub fn rules(&self) -> AwsRules {
+        self.state.lock().unwrap().rules.clone()
     }
 }
 
@@ -505,11 +525,49 @@ async fn handle(
             );
         }
     }
+    // What real AWS refuses and moto would carry out, and what moto does not implement.
+    if service == Service::Eks {
+        let ruled = {
+            let mut s = state.lock().unwrap();
+            match s.rules.refuse_eks(&op, &path, &body) {
+                Some(r) => Some(Err(r)),
+                None => s.rules.serve_eks(&op, &path, &body),
+            }
+        };
+        match ruled {
+            Some(Err(r)) => {
+                return error(
+                    Protocol::RestJson1,
+                    StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+                    r.code,
+                    "",
+                    &r.message,
+                );
+            }
+            Some(Ok(_)) if fault == Fault::Lost => {
+                // Carried out, the answer lost.
+                let mut s = state.lock().unwrap();
+                s.counts.lost += 1;
+                *s.counts.lost_by_operation.entry(op).or_insert(0) += 1;
+                return unavailable(service.protocol());
+            }
+            Some(Ok(doc)) => {
+                let mut r = plain(StatusCode::OK, doc.to_string());
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                return r;
+            }
+            None => {}
+        }
+    }
     let request_body = body.clone();
     let answer = forward(upstream, Request::from_parts(parts, Full::new(body))).await;
     let answer = match answer {
         Ok(a) if a.status().is_success() && service == Service::Eks => {
-            eks_lifecycle(state, &op, cluster.as_deref(), &request_body, a).await
+            match eks_rules(state, &op, &path, &request_body, a).await {
+                Ok(a) => eks_lifecycle(state, &op, cluster.as_deref(), &request_body, a).await,
+                Err(e) => Err(e),
+            }
         }
         other => other,
     };
@@ -535,6 +593,30 @@ fn eks_cluster_name(service: &Service, path: &str) -> Option<String> {
     (segs.next() == Some("clusters"))
         .then(|| segs.next().map(str::to_string))
         .flatten()
+}
+
+/// Lets the rules layer record a successful EKS answer and add what real EKS answers.
+async fn eks_rules(
+    state: &Mutex<State>,
+    op: &str,
+    path: &str,
+    request_body: &[u8],
+    answer: Response<Full<Bytes>>,
+) -> Result<Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
+    let (parts, body) = answer.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return Ok(Response::from_parts(parts, Full::new(body)));
+    };
+    state
+        .lock()
+        .unwrap()
+        .rules
+        .after_eks(op, path, request_body, &mut doc);
+    Ok(Response::from_parts(
+        parts,
+        Full::new(Bytes::from(serde_json::to_vec(&doc)?)),
+    ))
 }
 
 /// Tracks clusters created through the proxy and rewrites DescribeCluster answers to their
@@ -811,6 +893,7 @@ mod tests {
                 counts: FaultCounts::default(),
                 eks: EksLifecycle::default(),
                 clusters: BTreeMap::new(),
+                rules: AwsRules::default(),
             };
             (0..100).map(|_| s.roll()).collect::<Vec<f64>>()
         };

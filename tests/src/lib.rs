@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub mod aws_rules;
 pub mod fault_proxy;
 pub mod moto;
 

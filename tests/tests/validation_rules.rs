@@ -355,6 +355,36 @@ fn enum_values_are_case_sensitive_with_a_suggestion() {
 }
 
 #[test]
+fn aws_support_type_is_standard_or_extended() {
+    let with = |value: &str| {
+        replace_line(
+            &aws(),
+            12,
+            "  kubernetes_version: \"1.29\"",
+            &format!("  kubernetes_version: \"1.29\"\n  support_type: {value}"),
+        )
+    };
+    let loaded = assert_valid(&with("extended"));
+    assert_eq!(
+        loaded
+            .config
+            .amazon_web_services
+            .as_ref()
+            .and_then(|s| s.support_type),
+        Some(qhub_core::config::provider::EksSupportType::Extended)
+    );
+    assert_valid(&with("standard"));
+    // Case-sensitive, like the other enum keys; the message lists the two values.
+    assert_error(
+        &check(&with("premium")),
+        "amazon_web_services.support_type",
+        13,
+        17,
+        "`premium` is not one of standard, extended",
+    );
+}
+
+#[test]
 fn kubernetes_version_unquoted_reads_as_the_string_written() {
     let text = replace_line(
         &aws(),

@@ -342,6 +342,10 @@ pub struct AwsProvider {
     poll: Duration,
     clients: tokio::sync::OnceCell<Clients>,
     account: tokio::sync::OnceCell<String>,
+    /// `amazon_web_services.support_type` in the EKS API's spelling.
+    pub(crate) support_type: &'static str,
+    /// Clusters whose support warning was given already (observe runs many times a deploy).
+    pub(crate) warned: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl fmt::Debug for AwsProvider {
@@ -378,6 +382,8 @@ impl AwsProvider {
             poll,
             clients: tokio::sync::OnceCell::new(),
             account: tokio::sync::OnceCell::new(),
+            support_type: section.support_type.unwrap_or_default().api_value(),
+            warned: std::sync::Mutex::default(),
         })
     }
 

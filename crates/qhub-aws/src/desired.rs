@@ -67,7 +67,8 @@ pub const CLUSTER_REPLACEMENT_DESTROYS: &str = "the EKS control plane and every 
 pub fn inline_policy_document(name: &str) -> Option<String> {
     (name == AUTOSCALER_POLICY).then(|| {
         // The actions the cluster autoscaler's AWS cloud provider documents, scale from zero
-        // included (DescribeInstanceTypes, DescribeNodegroup).
+        // included (DescribeInstanceTypes; DescribeNodegroup, through which it reads a managed
+        // node group's labels and taints, see autoscaler_tags).
         json!({
             "Version": "2012-10-17",
             "Statement": [{
@@ -95,18 +96,67 @@ pub fn inline_policy_document(name: &str) -> Option<String> {
 
 /// The VPC's address range (QHub's, REFERENCE.md §3).
 pub const VPC_CIDR: &str = "10.10.0.0/16";
+
+/// NFS, the port EFS mount targets listen on (EFS user guide, "Using VPC security groups for
+/// Amazon EFS": the mount target's group must allow inbound TCP 2049 from the clients).
+///
+/// Our security group holds the control plane's network interfaces and the mount targets, but
+/// not the nodes: EKS puts managed node groups' instances in the cluster security group it
+/// creates itself (`clusterSecurityGroupId`; EKS user guide, "View Amazon EKS security group
+/// requirements for clusters"). So the group allows 2049 from the VPC's range ([`VPC_CIDR`])
+/// rather than from the cluster security group: the VPC is this deployment's alone, the rule
+/// exists before the cluster does (mount targets do not wait for CreateCluster, and no rule
+/// has to follow a cluster replaced with a new group), and pods that get a VPC address of their
+/// own (the VPC CNI, security groups for pods) are covered too. QHub's network module let the
+/// whole VPC range into its group (nebari-dev/nebari,
+/// `src/_nebari/stages/infrastructure/template/aws/modules/network/main.tf`, ingress from
+/// `var.vpc_cidr_block`); we open only NFS.
+pub const NFS_PORT: i32 = 2049;
 /// The subnets' ranges, one per availability zone.
 pub const SUBNET_CIDRS: [&str; 2] = ["10.10.0.0/18", "10.10.64.0/18"];
 /// The tag holding a resource's name (what the consoles show; how observe names what it finds).
 pub const NAME_TAG: &str = "Name";
-/// IAM path of our roles, so listing them does not page through every role of the account.
-pub const IAM_PATH: &str = "/qhub-rs/";
+/// IAM path of our roles: `/`. With the `aws-auth` ConfigMap (the authentication mode of a
+/// cluster created through the API unless it says otherwise) a node role's ARN cannot carry a
+/// path, or its nodes never join (EKS user guide, "Grant IAM users access to Kubernetes with a
+/// ConfigMap": "The role ARN can't include a path"; EKS troubleshooting, "Nodes fail to join
+/// cluster"; kubernetes-sigs/aws-iam-authenticator#268). Ownership is in the tags; roles are
+/// found by name ([`Names::roles`]).
+pub const IAM_PATH: &str = "/";
+/// The path earlier versions made roles under: still observed, so those roles are seen by
+/// `plan` and removed by `destroy`.
+pub const LEGACY_IAM_PATH: &str = "/qhub-rs/";
 /// Node volume size in GiB (QHub's 50 GB, REFERENCE.md §3).
 pub const DISK_SIZE_GIB: i32 = 50;
 /// The taint of GPU groups, so only pods tolerating it land there.
 pub const GPU_TAINT: &str = "nvidia.com/gpu=present:NoSchedule";
 /// The node label naming a node's group.
 pub const GROUP_LABEL: &str = "qhub.dev/node-group";
+/// The node label the cluster autoscaler's AWS provider reads as "this node has a GPU of this
+/// type" (cluster-autoscaler `cloudprovider/aws/aws_cloud_provider.go`, `GPULabel`; its AWS
+/// README, "Special note on GPU instances": set it so the autoscaler does not scale out again
+/// while the device plugin has not advertised `nvidia.com/gpu` yet). GPU groups carry it.
+pub const ACCELERATOR_LABEL: &str = "k8s.amazonaws.com/accelerator";
+/// The Service annotation choosing an AWS load balancer's scheme.
+pub const LB_SCHEME_ANNOTATION: &str = "service.beta.kubernetes.io/aws-load-balancer-scheme";
+
+/// The [`ACCELERATOR_LABEL`] value of a GPU instance type: its NVIDIA GPU by family (EC2
+/// accelerated computing instance types), `nvidia` for a family not listed here.
+pub fn accelerator(instance: &str) -> &'static str {
+    match instance.split('.').next().unwrap_or_default() {
+        "p2" => "nvidia-tesla-k80",
+        "p3" | "p3dn" => "nvidia-tesla-v100",
+        "g3" | "g3s" => "nvidia-tesla-m60",
+        "g4dn" => "nvidia-tesla-t4",
+        "g5g" => "nvidia-t4g",
+        "g5" => "nvidia-a10g",
+        "g6" | "gr6" => "nvidia-l4",
+        "g6e" => "nvidia-l40s",
+        "p4d" | "p4de" => "nvidia-a100",
+        "p5" | "p5e" | "p5en" => "nvidia-h100",
+        _ => "nvidia",
+    }
+}
 
 /// The managed policies of the cluster role.
 pub const CLUSTER_POLICIES: &[&str] = &["AmazonEKSClusterPolicy"];
@@ -155,6 +205,10 @@ impl Names {
     pub fn node_role(&self) -> String {
         format!("{}-node", self.prefix)
     }
+    /// Every IAM role a deployment may have, by name (how observe finds them).
+    pub fn roles(&self) -> [String; 2] {
+        [self.cluster_role(), self.node_role()]
+    }
     /// The node group for config group `group`.
     pub fn node_group(&self, group: &str) -> String {
         format!("{}-{group}", self.prefix)
@@ -173,9 +227,22 @@ impl Names {
     }
 }
 
-/// The cluster-autoscaler tags of a node group: discovery, plus node-template tags so that a
-/// group at zero nodes can still be chosen for a pending pod (QHub lacked them, issue #595;
-/// cluster-autoscaler's AWS README, "Auto-Discovery Setup" and "Scaling a node group to 0").
+/// The cluster-autoscaler tags of a node group: discovery, plus node-template tags.
+///
+/// Scale from zero: the autoscaler builds the template node of a group at zero nodes from its
+/// Auto Scaling group's tags, and EKS does not copy node-group tags to the Auto Scaling group
+/// (eksctl#1571), so the node-template tags here do not reach it. What does: EKS tags every
+/// managed node group's Auto Scaling group with `eks:cluster-name` and `eks:nodegroup-name`,
+/// and for such a group the autoscaler calls `eks:DescribeNodegroup` and takes the node
+/// group's **labels and taints** into the template (kubernetes/autoscaler at
+/// `cluster-autoscaler-1.34.1`, the release pinned in qhub-core's `kubernetes/versions.rs`:
+/// `cloudprovider/aws/aws_manager.go`, `buildNodeFromTemplate` → `managedNodegroupCache`
+/// → `aws_wrapper.go` `getManagedNodegroupInfo`; its AWS README, "IAM Policy": "The
+/// `eks:DescribeNodegroup` permission allows Cluster Autoscaler to pull labels and taints from
+/// the EKS DescribeNodegroup API"). So [`GROUP_LABEL`], [`ACCELERATOR_LABEL`] and
+/// [`GPU_TAINT`] are set on the node group itself, and [`AUTOSCALER_POLICY`] allows
+/// `eks:DescribeNodegroup`. The tags stay as a record on the node group (QHub lacked them,
+/// issue #595; cluster-autoscaler's AWS README, "Auto-Discovery Setup").
 pub fn autoscaler_tags(prefix: &str, group: &str, gpu: bool) -> BTreeMap<String, String> {
     let mut t = BTreeMap::from([
         (
@@ -254,9 +321,22 @@ fn resource(id: ResourceId, spec: Json, replace: &[&str], minutes: f64) -> Resou
         .expected(Duration::from_secs_f64(minutes * 60.0))
 }
 
-/// The extra node-group keys this provider reads: none yet. QHub's `single_subnet` and
-/// `permissions_boundary` are not implemented, so they get the "has no effect" warning.
-pub const NODE_GROUP_KEYS: &[&str] = &[];
+/// The extra node-group keys this provider reads: QHub's `single_subnet` (bool: the group's
+/// nodes in the first subnet only, one availability zone). QHub's `permissions_boundary` is
+/// not implemented, so it gets the "has no effect" warning.
+///
+/// Why `single_subnet` matters: an EBS volume lives in one availability zone, and a pod whose
+/// claim is bound to it can only run on a node in that zone ("volume node affinity conflict"
+/// otherwise; EBS user guide, "Amazon EBS volumes": a volume can be attached to instances in
+/// the same Availability Zone; Kubernetes docs, "Persistent Volumes", node affinity). The
+/// `general` group hosts the platform's claims (Keycloak's database, the ACME store) with one
+/// node (min = max = 1): spread over two zones, a replacement node lands in the other zone
+/// half of the time and the login is down. `qhub init` writes `single_subnet: true` for
+/// `general`; groups without it span both zones (user and worker pods keep no zonal volume).
+pub const NODE_GROUP_KEYS: &[&str] = &[SINGLE_SUBNET];
+
+/// The node-group key pinning a group to the first subnet (see [`NODE_GROUP_KEYS`]).
+pub const SINGLE_SUBNET: &str = "single_subnet";
 
 /// The cluster facts of an EKS deployment: the EBS `gp2` class EKS creates, the EFS file
 /// system once it exists, node groups selected by [`GROUP_LABEL`], NVIDIA's GPU taint, a
@@ -277,10 +357,22 @@ pub fn cluster_facts(config: &Config, region: &str, infra: &[Observed]) -> Clust
         }),
         None => Known::AfterApply,
     };
-    facts.load_balancer_annotations = BTreeMap::from([(
-        "service.beta.kubernetes.io/aws-load-balancer-type".to_string(),
-        "nlb".to_string(),
-    )]);
+    // A network load balancer (it passes the TCP ports through), reachable from the internet.
+    // The in-tree controller makes NLBs internet-facing by default, but the AWS Load Balancer
+    // Controller, once installed, takes over such Services and makes them *internal* unless
+    // told (kubernetes-sigs/aws-load-balancer-controller docs, guide/service/annotations.md:
+    // `aws-load-balancer-scheme` defaults to `internal`; guide/service/nlb.md, "Secure by
+    // default", since v2.2.0): say it.
+    facts.load_balancer_annotations = BTreeMap::from([
+        (
+            "service.beta.kubernetes.io/aws-load-balancer-type".to_string(),
+            "nlb".to_string(),
+        ),
+        (
+            LB_SCHEME_ANNOTATION.to_string(),
+            "internet-facing".to_string(),
+        ),
+    ]);
     facts.native_autoscaling = false;
     facts
 }
@@ -338,7 +430,7 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
     );
     out.push(resource(
         ResourceId::new(SECURITY_GROUP, &p),
-        json!({"ingress_from_self": true}),
+        json!({"ingress_from_self": true, "nfs_from": VPC_CIDR}),
         &[],
         0.5,
     ));
@@ -367,6 +459,8 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
                 "role": names.cluster_role(),
                 "subnets": subnet_names,
                 "security_group": p,
+                // Without it EKS chooses EXTENDED (EKS API reference, UpgradePolicyRequest).
+                "support_type": section.support_type.unwrap_or_default().api_value(),
             }),
             &["role", "subnets", "security_group"],
             15.0,
@@ -377,26 +471,47 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
         .hosts_kubernetes(),
     );
     for (group, g) in &section.node_groups {
-        let (ami, taints) = if g.gpu {
-            ("AL2_x86_64_GPU", json!([GPU_TAINT]))
-        } else {
-            ("AL2_x86_64", json!([]))
+        let ami = ami_type(&section.kubernetes_version, &g.instance, g.gpu);
+        let taints = if g.gpu { json!([GPU_TAINT]) } else { json!([]) };
+        let single = match g.extra.get(SINGLE_SUBNET) {
+            None => false,
+            Some(Json::Bool(b)) => *b,
+            Some(other) => {
+                return Err(ProviderError::Fatal(format!(
+                    "amazon_web_services.node_groups.{group}.{SINGLE_SUBNET}: `{other}` is not true or false; write `{SINGLE_SUBNET}: true` to keep the group in one availability zone"
+                )));
+            }
         };
+        let mut labels = json!({GROUP_LABEL: group});
+        if g.gpu {
+            labels[ACCELERATOR_LABEL] = json!(accelerator(&g.instance));
+        }
+        let mut spec = json!({
+            "instance_type": g.instance,
+            "ami_type": ami,
+            "disk_size": DISK_SIZE_GIB,
+            "min_nodes": g.min_nodes,
+            "max_nodes": g.max_nodes,
+            "node_role": names.node_role(),
+            "labels": labels,
+            "taints": taints,
+            "autoscaler_tags": autoscaler_tags(&p, group, g.gpu),
+        });
+        if single {
+            // Only when asked: a group made across both zones is not replaced by an upgrade.
+            spec["subnets"] = json!([names.subnet(0)]);
+        }
         out.push(
             resource(
                 ResourceId::new(NODE_GROUP, names.node_group(group)),
-                json!({
-                    "instance_type": g.instance,
-                    "ami_type": ami,
-                    "disk_size": DISK_SIZE_GIB,
-                    "min_nodes": g.min_nodes,
-                    "max_nodes": g.max_nodes,
-                    "node_role": names.node_role(),
-                    "labels": {GROUP_LABEL: group},
-                    "taints": taints,
-                    "autoscaler_tags": autoscaler_tags(&p, group, g.gpu),
-                }),
-                &["instance_type", "ami_type", "disk_size", "node_role"],
+                spec,
+                &[
+                    "instance_type",
+                    "ami_type",
+                    "disk_size",
+                    "node_role",
+                    "subnets",
+                ],
                 5.0,
             )
             // Node groups are cattle: replaced when what they run on is (the default).
@@ -407,6 +522,10 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
             .config_key(
                 "ami_type",
                 &format!("amazon_web_services.node_groups.{group}.gpu"),
+            )
+            .config_key(
+                "subnets",
+                &format!("amazon_web_services.node_groups.{group}.{SINGLE_SUBNET}"),
             ),
         );
     }
@@ -439,6 +558,65 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
     Ok(out)
 }
 
+/// The last Kubernetes minor version EKS publishes Amazon Linux 2 AMIs for (EKS user guide,
+/// "Kubernetes versions", 1.33: "Amazon Linux 2 AMIs are not published for 1.33 and later";
+/// CreateNodegroup answers `AMI Type AL2_x86_64 is only supported for kubernetes versions 1.32
+/// or earlier`, scylladb/scylla-cluster-tests#12524, eksctl#8421).
+pub const LAST_AL2_MINOR: u32 = 32;
+
+/// The minor version of a `MAJOR.MINOR[.PATCH]` Kubernetes version (`None` when malformed;
+/// validation has refused those already).
+pub fn kubernetes_minor(version: &str) -> Option<u32> {
+    let v = version.strip_prefix('v').unwrap_or(version);
+    let mut parts = v.split('.');
+    (parts.next()? == "1").then_some(())?;
+    parts.next()?.parse().ok()
+}
+
+/// True for an AWS Graviton (arm64) instance type: the family's generation digit is followed
+/// by `g` (`m7g`, `c6gn`, `r8gd`, `t4g`, `g5g`, `im4gn`, `is4gen`), or it is the first
+/// Graviton family `a1` (EC2 user guide, "Instance type naming conventions": `g` = AWS
+/// Graviton processors). Preflight checks the guess against DescribeInstanceTypes.
+pub fn is_graviton(instance: &str) -> bool {
+    let family = instance.split('.').next().unwrap_or_default();
+    if family == "a1" {
+        return true;
+    }
+    let Some(digit) = family.find(|c: char| c.is_ascii_digit()) else {
+        return false;
+    };
+    let rest = family[digit..].trim_start_matches(|c: char| c.is_ascii_digit());
+    rest.starts_with('g')
+}
+
+/// The EKS-optimised AMI type of a node group: Amazon Linux 2023 from Kubernetes 1.33 on (no
+/// AL2 AMIs exist there, [`LAST_AL2_MINOR`]); Amazon Linux 2 up to 1.32, so that groups made
+/// earlier are not replaced. NVIDIA variants for GPU groups, ARM variants for Graviton types
+/// (EKS API reference, `Nodegroup.amiType`; EKS user guide, "Create nodes with optimized
+/// Amazon Linux AMIs").
+pub fn ami_type(kubernetes_version: &str, instance: &str, gpu: bool) -> &'static str {
+    let al2 = kubernetes_minor(kubernetes_version).is_some_and(|m| m <= LAST_AL2_MINOR);
+    match (al2, is_graviton(instance), gpu) {
+        // AL2 has no ARM GPU type; AL2_x86_64_GPU is what a GPU group always had.
+        (true, _, true) => "AL2_x86_64_GPU",
+        (true, true, false) => "AL2_ARM_64",
+        (true, false, false) => "AL2_x86_64",
+        (false, true, true) => "AL2023_ARM_64_NVIDIA",
+        (false, true, false) => "AL2023_ARM_64_STANDARD",
+        (false, false, true) => "AL2023_x86_64_NVIDIA",
+        (false, false, false) => "AL2023_x86_64_STANDARD",
+    }
+}
+
+/// The processor architecture an AMI type runs on (`arm64` or `x86_64`, EC2's spelling).
+pub fn ami_architecture(ami: &str) -> &'static str {
+    if ami.contains("ARM_64") {
+        "arm64"
+    } else {
+        "x86_64"
+    }
+}
+
 /// Parses a taint written `key=value:Effect`.
 pub fn parse_taint(t: &str) -> Option<(String, String, String)> {
     let (kv, effect) = t.rsplit_once(':')?;
@@ -461,5 +639,133 @@ pub fn k8s_effect(effect: &str) -> &'static str {
         "NO_EXECUTE" => "NoExecute",
         "PREFER_NO_SCHEDULE" => "PreferNoSchedule",
         _ => "NoSchedule",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ami_types_follow_the_kubernetes_version_and_the_instance() {
+        // From 1.33 EKS has only AL2023 (the AL2 types are refused).
+        assert_eq!(
+            ami_type("1.33", "m5.xlarge", false),
+            "AL2023_x86_64_STANDARD"
+        );
+        assert_eq!(
+            ami_type("1.35", "g4dn.xlarge", true),
+            "AL2023_x86_64_NVIDIA"
+        );
+        assert_eq!(
+            ami_type("1.34", "m7g.large", false),
+            "AL2023_ARM_64_STANDARD"
+        );
+        assert_eq!(ami_type("1.34", "g5g.xlarge", true), "AL2023_ARM_64_NVIDIA");
+        // Up to 1.32 the groups made earlier keep their AL2 type (no replacement).
+        assert_eq!(ami_type("1.32", "m5.xlarge", false), "AL2_x86_64");
+        assert_eq!(ami_type("1.29", "g4dn.xlarge", true), "AL2_x86_64_GPU");
+        assert_eq!(ami_type("1.31", "c6gn.large", false), "AL2_ARM_64");
+        for t in [
+            "m6g.large",
+            "c6gn.xlarge",
+            "r8gd.large",
+            "t4g.small",
+            "a1.large",
+            "im4gn.large",
+            "is4gen.large",
+            "x2gd.large",
+        ] {
+            assert!(is_graviton(t), "{t}");
+        }
+        for t in [
+            "m5.xlarge",
+            "g4dn.xlarge",
+            "p4d.24xlarge",
+            "inf2.xlarge",
+            "trn1.2xlarge",
+            "c7i.large",
+            "x2iedn.xlarge",
+            "bogus",
+        ] {
+            assert!(!is_graviton(t), "{t}");
+        }
+        assert_eq!(ami_architecture("AL2023_ARM_64_NVIDIA"), "arm64");
+    }
+
+    #[test]
+    fn scale_from_zero_reads_the_node_group_through_describe_nodegroup() {
+        // cluster-autoscaler 1.34 reads a managed group's labels and taints with
+        // eks:DescribeNodegroup: without the permission a group at zero never scales up.
+        let policy = inline_policy_document(AUTOSCALER_POLICY).unwrap();
+        for action in [
+            "eks:DescribeNodegroup",
+            "ec2:DescribeInstanceTypes",
+            "autoscaling:SetDesiredCapacity",
+        ] {
+            assert!(policy.contains(action), "{action}");
+        }
+        assert_eq!(accelerator("g4dn.xlarge"), "nvidia-tesla-t4");
+        assert_eq!(accelerator("g5.2xlarge"), "nvidia-a10g");
+        assert_eq!(accelerator("x9.unknown"), "nvidia");
+    }
+
+    fn config() -> Config {
+        use qhub_core::config::CiKind;
+        use qhub_core::config::init::{InitOptions, render};
+        use qhub_core::config::provider::ProviderKind;
+        render(&InitOptions {
+            ci: CiKind::None,
+            ..InitOptions::new(
+                ProviderKind::Aws,
+                "unit",
+                "unit.example.com",
+                "0123456789abcdef",
+            )
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_ingress_load_balancer_is_an_internet_facing_nlb() {
+        let facts = cluster_facts(&config(), "us-west-2", &[]);
+        let a = &facts.load_balancer_annotations;
+        assert_eq!(
+            a.get("service.beta.kubernetes.io/aws-load-balancer-type")
+                .map(String::as_str),
+            Some("nlb")
+        );
+        // The AWS Load Balancer Controller would make it internal without this.
+        assert_eq!(
+            a.get(LB_SCHEME_ANNOTATION).map(String::as_str),
+            Some("internet-facing")
+        );
+    }
+
+    #[test]
+    fn gpu_groups_carry_the_accelerator_label_and_the_default_footprint() {
+        let mut config = config();
+        let section = config.amazon_web_services.as_mut().unwrap();
+        let mut gpu = section.node_groups["worker"].clone();
+        gpu.instance = "g4dn.xlarge".into();
+        gpu.gpu = true;
+        section.node_groups.insert("gpu".into(), gpu);
+        let all = desired(&config, true).unwrap();
+        let group = |name: &str| {
+            all.iter()
+                .find(|r| r.id.kind == NODE_GROUP && r.id.name == format!("unit-dev-{name}"))
+                .unwrap()
+                .spec
+                .clone()
+        };
+        assert_eq!(
+            group("gpu")["labels"],
+            json!({GROUP_LABEL: "gpu", ACCELERATOR_LABEL: "nvidia-tesla-t4"})
+        );
+        assert_eq!(group("user")["labels"], json!({GROUP_LABEL: "user"}));
+        // The init default (1.35) gets AL2023, which EKS has for it.
+        assert_eq!(group("user")["ami_type"], "AL2023_x86_64_STANDARD");
+        assert_eq!(group("gpu")["ami_type"], "AL2023_x86_64_NVIDIA");
+        assert_eq!(ami_architecture("AL2023_x86_64_STANDARD"), "x86_64");
     }
 }

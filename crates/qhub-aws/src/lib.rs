@@ -16,7 +16,10 @@
 //!   delete tolerates "not found". Deleting the cluster first deletes LoadBalancer Services
 //!   through it, then sweeps the load balancers and security groups Kubernetes left
 //!   ([`apply::sweep`]).
-//! - [`preflight`] checks credentials, region, zones, Kubernetes version and instance types.
+//! - [`preflight`] checks credentials, region, zones, Kubernetes version, instance types and
+//!   the AMI type each node group gets.
+//! - [`versions`] is EKS's version calendar: `plan`, `status` and `deploy` warn when a cluster
+//!   is within 60 days of leaving standard support.
 //! - [`lock`] is the deploy lock: a lease on an S3 object written with conditional writes, so
 //!   that two CI runners cannot deploy or destroy one deployment at once.
 //!
@@ -39,6 +42,7 @@ pub mod lock;
 pub mod observe;
 pub mod partition;
 pub mod preflight;
+pub mod versions;
 
 use std::sync::Arc;
 

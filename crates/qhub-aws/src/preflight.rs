@@ -3,17 +3,19 @@
 //! The credentials work (`GetCallerIdentity`); `amazon_web_services.region` is a region the
 //! account can use; the availability zones exist (and there are two, when none are named);
 //! `kubernetes_version` is one EKS offers; every node group's instance type is offered in the
-//! region. Every problem is reported at once, each naming its config key and the fix. A check
+//! region, and that the AMI type each group gets (by Kubernetes version, architecture and GPU,
+//! [`desired::ami_type`]) runs on its instance type. Every problem is reported at once, each naming its config key and the fix. A check
 //! the endpoint cannot answer (an emulator) becomes a warning, never a silent pass.
 
 use std::collections::BTreeSet;
 
-use aws_sdk_ec2::types::{Filter, LocationType};
+use aws_sdk_ec2::types::{Filter, InstanceType, LocationType};
 use qhub_core::config::Config;
 use qhub_core::provider::{Preflight, ProviderError};
 
 use crate::AwsProvider;
 use crate::apply::availability_zones;
+use crate::desired;
 use crate::errors::AwsError;
 
 /// Runs the checks for `config` (see the module docs).
@@ -131,6 +133,9 @@ pub async fn preflight(p: &AwsProvider, config: &Config) -> Result<Preflight, Pr
         .send()
         .await
         .map_err(|e| p.err(AwsError::from_sdk("DescribeInstanceTypeOfferings", e)));
+    // The types to describe next: those offered (DescribeInstanceTypes refuses the whole call
+    // for one unknown type, InvalidInstanceType), or all when the offerings are not known.
+    let mut describable: Vec<String> = types.iter().map(|t| t.to_string()).collect();
     match offerings {
         Ok(r) => {
             let offered: BTreeSet<String> = r
@@ -148,8 +153,79 @@ pub async fn preflight(p: &AwsProvider, config: &Config) -> Result<Preflight, Pr
                     ));
                 }
             }
+            describable.retain(|t| offered.contains(t));
         }
         Err(e) => skipped("amazon_web_services.node_groups.*.instance", e)?,
+    }
+
+    // The AMI type each group gets must run on its instance type: the architecture (a
+    // Graviton type needs an ARM AMI) and, for a GPU group, a GPU to drive. One call for all
+    // the types.
+    let described = if describable.is_empty() {
+        Ok(Vec::new())
+    } else {
+        c.ec2
+            .describe_instance_types()
+            .set_instance_types(Some(
+                describable
+                    .iter()
+                    .map(|t| InstanceType::from(t.as_str()))
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map(|r| r.instance_types().to_vec())
+            .map_err(|e| p.err(AwsError::from_sdk("DescribeInstanceTypes", e)))
+    };
+    match described {
+        Ok(infos) => {
+            for (group, g) in &section.node_groups {
+                let Some(info) = infos
+                    .iter()
+                    .find(|i| i.instance_type().map(|t| t.as_str()) == Some(g.instance.as_str()))
+                else {
+                    // Not offered: reported above.
+                    continue;
+                };
+                let ami = desired::ami_type(&section.kubernetes_version, &g.instance, g.gpu);
+                let arch = desired::ami_architecture(ami);
+                let archs: Vec<&str> = info
+                    .processor_info()
+                    .map(|p| p.supported_architectures())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect();
+                if !archs.is_empty() && !archs.contains(&arch) {
+                    problems.push(format!(
+                        "amazon_web_services.node_groups.{group}.instance: `{}` runs {} but its group would get the {arch} AMI type {ami}; choose an instance type of one architecture family (Graviton types such as m7g are arm64)",
+                        g.instance,
+                        archs.join("/"),
+                    ));
+                }
+                let gpus = info
+                    .gpu_info()
+                    .map(|i| i.gpus().iter().filter_map(|d| d.count()).sum::<i32>())
+                    .unwrap_or(0);
+                if g.gpu && gpus == 0 {
+                    problems.push(format!(
+                        "amazon_web_services.node_groups.{group}.gpu: `{}` has no GPU; choose a GPU instance type (g4dn, g5, g6, p4d…) or set `gpu: false`",
+                        g.instance
+                    ));
+                }
+            }
+        }
+        Err(e) => skipped("amazon_web_services.node_groups.*.instance (AMI type)", e)?,
+    }
+
+    // No API call: EKS's calendar (crate::versions).
+    if let Some(w) = crate::versions::support_warning(
+        &config.resource_prefix(),
+        &section.kubernetes_version,
+        p.support_type,
+        crate::versions::today(),
+    ) {
+        warnings.push(format!("amazon_web_services.kubernetes_version: {w}"));
     }
 
     if problems.is_empty() {

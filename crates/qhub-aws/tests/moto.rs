@@ -154,31 +154,28 @@ impl Provider for Faulty {
 
 struct MotoHarness {
     moto: Moto,
-    /// A fault-free proxy in front of moto for the EKS lifecycle knobs (conformance only).
+    /// The proxy in front of moto (its rules, and the EKS lifecycle knobs of the conformance
+    /// suite).
     proxy: Option<Arc<FaultProxy>>,
     config: Config,
     stats: Arc<ApiStats>,
 }
 
 impl MotoHarness {
-    fn new(config: Config) -> Self {
+    /// A harness whose providers reach moto through the loopback proxy: its AWS rules always
+    /// (what real AWS refuses and moto accepts), and for the conformance suite its EKS
+    /// lifecycle (clusters left CREATING or made FAILED).
+    async fn new(config: Config) -> Self {
+        let moto = Moto::start();
+        let proxy = FaultProxy::in_front_of(&moto, FaultPlan::none())
+            .await
+            .expect("proxy");
         Self {
-            moto: Moto::start(),
-            proxy: None,
+            moto,
+            proxy: Some(Arc::new(proxy)),
             config,
             stats: Arc::new(ApiStats::default()),
         }
-    }
-
-    /// A harness whose providers reach moto through the proxy, so that clusters can be left
-    /// CREATING or made FAILED.
-    async fn with_lifecycle(config: Config) -> Self {
-        let mut h = Self::new(config);
-        let proxy = FaultProxy::in_front_of(&h.moto, FaultPlan::none())
-            .await
-            .expect("proxy");
-        h.proxy = Some(Arc::new(proxy));
-        h
     }
 
     fn endpoint(&self) -> String {
@@ -287,7 +284,7 @@ async fn destroy(p: Arc<dyn Provider>, config: &Config) -> ApplyReport {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn aws_passes_the_conformance_suite_against_moto() {
-    let h = MotoHarness::with_lifecycle(aws_config("conform")).await;
+    let h = MotoHarness::new(aws_config("conform")).await;
     let start = Instant::now();
     let report = conformance::run_all(&h)
         .await
@@ -307,7 +304,7 @@ async fn aws_passes_the_conformance_suite_against_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deploy_noop_deploy_and_destroy_against_moto() {
-    let h = MotoHarness::new(aws_config("numbers"));
+    let h = MotoHarness::new(aws_config("numbers")).await;
     let config = h.config();
     let o = Ownership::of(&config);
 
@@ -319,8 +316,35 @@ async fn deploy_noop_deploy_and_destroy_against_moto() {
     let census = h.census(&o).await;
     let expected = one_of_everything();
     assert_eq!(census, expected);
+    // Nodes sit in the cluster security group EKS makes, not in ours: NFS to the EFS mount
+    // targets must still get through (the rules layer models which group the nodes are in).
+    let blocked = qhub_tests::aws_rules::nfs_blocked(&h.sdk().await, "numbers-dev").await;
+    assert_eq!(blocked, None, "pods could not mount the shared filesystem");
+    // `general` (single_subnet, as `qhub init` writes it) keeps its zonal volumes' node in one
+    // zone; the others span both.
+    let eks = aws_sdk_eks::Client::new(&h.sdk().await);
+    for (group, subnets) in [("general", 1), ("user", 2), ("worker", 2)] {
+        let g = eks
+            .describe_nodegroup()
+            .cluster_name("numbers-dev")
+            .nodegroup_name(format!("numbers-dev-{group}"))
+            .send()
+            .await
+            .expect("node group");
+        assert_eq!(
+            g.nodegroup().map(|g| g.subnets().len()),
+            Some(subnets),
+            "{group}"
+        );
+    }
     // The node role carries the cluster autoscaler's inline policy.
     let iam = aws_sdk_iam::Client::new(&h.sdk().await);
+    // At `/`: aws-auth cannot match a node role with a path (the rules layer fails the node
+    // groups of one, as their nodes never join).
+    for role in ["numbers-dev-node", "numbers-dev-cluster"] {
+        let r = iam.get_role().role_name(role).send().await.expect("role");
+        assert_eq!(r.role().map(|r| r.path()), Some("/"), "{role}");
+    }
     let inline = iam
         .list_role_policies()
         .role_name("numbers-dev-node")
@@ -356,6 +380,42 @@ async fn deploy_noop_deploy_and_destroy_against_moto() {
     assert_eq!(stats2.mutating(), 0, "{:?}", stats2.by_operation());
     let (noop_calls, noop_time) = (stats2.calls(), t.elapsed());
 
+    // The cluster's upgrade policy, as EKS answers it (the rules layer: EXTENDED unless
+    // CreateCluster said otherwise): STANDARD by default, EXTENDED when the config asks.
+    let eks = aws_sdk_eks::Client::new(&common::sdk(&h.endpoint()).await);
+    let support = || async {
+        eks.describe_cluster()
+            .name("numbers-dev")
+            .send()
+            .await
+            .expect("cluster")
+            .cluster()
+            .and_then(|c| c.upgrade_policy())
+            .and_then(|u| u.support_type())
+            .map(|s| s.as_str().to_string())
+    };
+    assert_eq!(support().await.as_deref(), Some("STANDARD"));
+    let mut extended = config.clone();
+    extended.amazon_web_services.as_mut().unwrap().support_type =
+        Some(qhub_core::config::provider::EksSupportType::Extended);
+    let p = AwsProvider::new(
+        &extended,
+        AwsOptions {
+            endpoint: Some(h.endpoint()),
+            credentials: Some(("testing".into(), "testing".into())),
+            poll_interval: Some(Duration::from_millis(10)),
+            retry: Some(conformance::test_policy()),
+            ..AwsOptions::default()
+        },
+    )
+    .unwrap();
+    let r = deploy(Arc::new(p), &extended).await;
+    assert!(
+        r.succeeded() && r.done.len() == 1,
+        "one cluster update: {r:?}"
+    );
+    assert_eq!(support().await.as_deref(), Some("EXTENDED"));
+
     let stats3 = Arc::new(ApiStats::default());
     let t = Instant::now();
     let r = destroy(Arc::new(h.aws(stats3.clone())), &config).await;
@@ -377,6 +437,8 @@ async fn deploy_noop_deploy_and_destroy_against_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gpu_group_gets_the_gpu_ami_and_taint() {
+    // Through the rules layer, which refuses AL2 AMI types from Kubernetes 1.33 as EKS does:
+    // with AL2_x86_64_GPU / AL2_x86_64 this deploy failed.
     let mut config = aws_config("gpu");
     let section = config.amazon_web_services.as_mut().unwrap();
     let mut gpu = section.node_groups["worker"].clone();
@@ -384,7 +446,7 @@ async fn gpu_group_gets_the_gpu_ami_and_taint() {
     gpu.min_nodes = 0;
     gpu.gpu = true;
     section.node_groups.insert("gpu".into(), gpu);
-    let h = MotoHarness::new(config.clone());
+    let h = MotoHarness::new(config.clone()).await;
     let r = deploy(Arc::new(h.aws(Arc::new(ApiStats::default()))), &config).await;
     assert!(r.succeeded(), "deploy: {r:?}");
 
@@ -403,7 +465,10 @@ async fn gpu_group_gets_the_gpu_ami_and_taint() {
         }
     };
     let g = describe("gpu-dev-gpu").await;
-    assert_eq!(g.ami_type().map(|a| a.as_str()), Some("AL2_x86_64_GPU"));
+    assert_eq!(
+        g.ami_type().map(|a| a.as_str()),
+        Some("AL2023_x86_64_NVIDIA")
+    );
     let taints: Vec<(String, String, String)> = g
         .taints()
         .iter()
@@ -431,6 +496,14 @@ async fn gpu_group_gets_the_gpu_ami_and_taint() {
             .map(String::as_str),
         Some("gpu")
     );
+    // The label the cluster autoscaler reads as "a GPU node" (it reads the group's labels
+    // through eks:DescribeNodegroup when the group is at zero).
+    assert_eq!(
+        g.labels()
+            .and_then(|l| l.get("k8s.amazonaws.com/accelerator"))
+            .map(String::as_str),
+        Some("nvidia-tesla-t4")
+    );
     assert_eq!(g.scaling_config().and_then(|s| s.min_size()), Some(0));
     let tags = g.tags().unwrap();
     assert_eq!(
@@ -446,14 +519,17 @@ async fn gpu_group_gets_the_gpu_ami_and_taint() {
 
     // A CPU group gets neither.
     let cpu = describe("gpu-dev-user").await;
-    assert_eq!(cpu.ami_type().map(|a| a.as_str()), Some("AL2_x86_64"));
+    assert_eq!(
+        cpu.ami_type().map(|a| a.as_str()),
+        Some("AL2023_x86_64_STANDARD")
+    );
     assert!(cpu.taints().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn preflight_names_every_bad_key_and_passes_a_good_config() {
     let good = aws_config("pre");
-    let h = MotoHarness::new(good.clone());
+    let h = MotoHarness::new(good.clone()).await;
     let stats = Arc::new(ApiStats::default());
     let report = h
         .aws(stats.clone())
@@ -461,6 +537,9 @@ async fn preflight_names_every_bad_key_and_passes_a_good_config() {
         .await
         .expect("preflight");
     assert_eq!(stats.mutating(), 0, "preflight changes nothing");
+    // GetCallerIdentity, DescribeRegions, DescribeAvailabilityZones, DescribeClusterVersions,
+    // DescribeInstanceTypeOfferings, DescribeInstanceTypes: one each, whatever the groups.
+    assert_eq!(stats.calls(), 6, "{:?}", stats.by_operation());
     // moto cannot list EKS versions: that check is a warning, never a silent pass.
     for w in &report.warnings {
         assert!(w.contains("not checked"), "{w}");
@@ -471,6 +550,15 @@ async fn preflight_names_every_bad_key_and_passes_a_good_config() {
     section.node_groups.get_mut("worker").unwrap().instance = "x9.nonexistent".into();
     section.node_groups.get_mut("user").unwrap().instance = "y7.imaginary".into();
     section.availability_zones = Some(vec!["us-west-2a".into(), "us-west-2z".into()]);
+    // A GPU group on a type without a GPU, and a Graviton type: its ARM AMI type is checked
+    // against the type's architecture (it matches, so only the GPU group is named).
+    let mut gpu = section.node_groups["worker"].clone();
+    gpu.instance = "m5.large".into();
+    gpu.gpu = true;
+    section.node_groups.insert("nogpu".into(), gpu);
+    let mut arm = section.node_groups["worker"].clone();
+    arm.instance = "m6g.large".into();
+    section.node_groups.insert("arm".into(), arm);
     let err = h
         .aws(stats.clone())
         .preflight(&bad)
@@ -481,10 +569,12 @@ async fn preflight_names_every_bad_key_and_passes_a_good_config() {
         "amazon_web_services.node_groups.worker.instance",
         "amazon_web_services.node_groups.user.instance",
         "amazon_web_services.availability_zones: us-west-2z",
+        "amazon_web_services.node_groups.nogpu.gpu: `m5.large` has no GPU",
     ] {
         assert!(err.contains(key), "{key} missing from: {err}");
     }
     assert!(!err.contains("node_groups.general"), "{err}");
+    assert!(!err.contains("node_groups.arm"), "{err}");
 
     let mut elsewhere = good.clone();
     elsewhere.amazon_web_services.as_mut().unwrap().region = "xx-nowhere-1".into();
@@ -512,6 +602,186 @@ async fn preflight_names_every_bad_key_and_passes_a_good_config() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upgrades_step_one_minor_at_a_time_and_downgrades_are_refused() {
+    // The rules layer serves UpdateClusterVersion/UpdateNodegroupVersion with EKS's skew rules
+    // (moto has neither): one UpdateClusterVersion straight to 1.35 was refused.
+    let mut config = aws_config("upgrade");
+    config
+        .amazon_web_services
+        .as_mut()
+        .unwrap()
+        .kubernetes_version = "1.33".into();
+    let h = MotoHarness::new(config.clone()).await;
+    let r = deploy(Arc::new(h.aws(Arc::new(ApiStats::default()))), &config).await;
+    assert!(r.succeeded(), "deploy at 1.33: {r:?}");
+
+    let at = |v: &str| {
+        let mut c = config.clone();
+        c.amazon_web_services.as_mut().unwrap().kubernetes_version = v.into();
+        c
+    };
+    let provider = |c: &Config| {
+        Arc::new(
+            AwsProvider::new(
+                c,
+                AwsOptions {
+                    endpoint: Some(h.endpoint()),
+                    credentials: Some(("testing".into(), "testing".into())),
+                    poll_interval: Some(Duration::from_millis(10)),
+                    retry: Some(conformance::test_policy()),
+                    ..AwsOptions::default()
+                },
+            )
+            .unwrap(),
+        )
+    };
+    let stats = Arc::new(ApiStats::default());
+    let up = at("1.35");
+    let p = AwsProvider::new(
+        &up,
+        AwsOptions {
+            endpoint: Some(h.endpoint()),
+            credentials: Some(("testing".into(), "testing".into())),
+            stats: Some(stats.clone()),
+            poll_interval: Some(Duration::from_millis(10)),
+            retry: Some(conformance::test_policy()),
+            ..AwsOptions::default()
+        },
+    )
+    .unwrap();
+    let r = deploy(Arc::new(p), &up).await;
+    assert!(r.succeeded(), "upgrade to 1.35: {r:?}");
+    let ops = stats.by_operation();
+    assert_eq!(ops.get("EKS.UpdateClusterVersion"), Some(&2), "{ops:?}");
+    // Three groups, brought to 1.34 before the second step and to 1.35 after it.
+    assert_eq!(ops.get("EKS.UpdateNodegroupVersion"), Some(&6), "{ops:?}");
+
+    let eks = aws_sdk_eks::Client::new(&common::sdk(&h.endpoint()).await);
+    let c = eks
+        .describe_cluster()
+        .name("upgrade-dev")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.cluster().and_then(|c| c.version()), Some("1.35"));
+    for group in ["general", "user", "worker"] {
+        let g = eks
+            .describe_nodegroup()
+            .cluster_name("upgrade-dev")
+            .nodegroup_name(format!("upgrade-dev-{group}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            g.nodegroup().and_then(|g| g.version()),
+            Some("1.35"),
+            "{group}"
+        );
+    }
+    // A no-op afterwards.
+    let r = deploy(provider(&up), &up).await;
+    assert!(
+        r.succeeded() && r.done.is_empty(),
+        "no-op after the upgrade: {r:?}"
+    );
+
+    // Down is refused, naming the key and the way back.
+    let down = at("1.34");
+    let r = deploy(provider(&down), &down).await;
+    assert!(!r.succeeded(), "a downgrade must fail: {r:?}");
+    let text = format!("{r:?}");
+    assert!(
+        text.contains("EKS cannot downgrade cluster upgrade-dev from 1.35 to 1.34"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn roles_made_under_the_old_path_are_observed_and_destroyed() {
+    let config = aws_config("legacy");
+    let h = MotoHarness::new(config.clone()).await;
+    let o = Ownership::of(&config);
+    let iam = aws_sdk_iam::Client::new(&h.sdk().await);
+    let tags: Vec<aws_sdk_iam::types::Tag> = o
+        .tags()
+        .into_iter()
+        .map(|(k, v)| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    // What an earlier version left: its node role under /qhub-rs/ (found by name), and a role
+    // of a name qhub no longer gives (found by listing the old path).
+    for name in ["legacy-dev-node", "legacy-dev-other"] {
+        iam.create_role()
+            .role_name(name)
+            .path(qhub_aws::desired::LEGACY_IAM_PATH)
+            .assume_role_policy_document(trust)
+            .set_tags(Some(tags.clone()))
+            .send()
+            .await
+            .expect("create role");
+    }
+    iam.put_role_policy()
+        .role_name("legacy-dev-node")
+        .policy_name(qhub_aws::desired::AUTOSCALER_POLICY)
+        .policy_document(
+            qhub_aws::desired::inline_policy_document(qhub_aws::desired::AUTOSCALER_POLICY)
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("inline policy");
+    // Someone else's role under the old path is not ours.
+    iam.create_role()
+        .role_name("someone-else")
+        .path(qhub_aws::desired::LEGACY_IAM_PATH)
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .expect("create role");
+
+    let seen = h
+        .aws(Arc::new(ApiStats::default()))
+        .observe(&o)
+        .await
+        .expect("observe");
+    let roles: Vec<&str> = seen
+        .iter()
+        .filter(|f| f.id.kind == qhub_aws::desired::IAM_ROLE)
+        .map(|f| f.id.name.as_str())
+        .collect();
+    assert_eq!(roles, ["legacy-dev-node", "legacy-dev-other"]);
+    let node = seen
+        .iter()
+        .find(|f| f.id.name == "legacy-dev-node")
+        .unwrap();
+    assert_eq!(
+        node.spec["inline_policies"],
+        serde_json::json!([qhub_aws::desired::AUTOSCALER_POLICY])
+    );
+
+    let r = destroy(Arc::new(h.aws(Arc::new(ApiStats::default()))), &config).await;
+    assert!(r.succeeded(), "destroy: {r:?}");
+    assert!(h.census(&o).await.is_empty(), "{:?}", h.census(&o).await);
+    let left: Vec<String> = iam
+        .list_roles()
+        .send()
+        .await
+        .unwrap()
+        .roles()
+        .iter()
+        .map(|r| r.role_name().to_string())
+        .filter(|n| n.starts_with("legacy") || n == "someone-else")
+        .collect();
+    assert_eq!(left, ["someone-else"]);
+}
+
 /// An engine like [`common::engine`] that may replace `allow`.
 fn engine_allowing(p: Arc<dyn Provider>, allow: &[&str]) -> qhub_core::engine::Engine {
     qhub_core::engine::Engine::new(
@@ -536,7 +806,7 @@ async fn replacing_a_subnet_replaces_what_depends_on_it_or_refuses_naming_both()
     use qhub_core::engine::{EngineError, StageFilter};
     use qhub_core::plan::Action;
     let mut config = aws_config("moved");
-    let h = MotoHarness::new(config.clone());
+    let h = MotoHarness::new(config.clone()).await;
     let o = Ownership::of(&config);
     let aws = || Arc::new(h.aws(Arc::new(ApiStats::default()))) as Arc<dyn Provider>;
     assert!(deploy(aws(), &config).await.succeeded());

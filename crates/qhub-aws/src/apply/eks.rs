@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_eks::types::{
-    AmiTypes, NodegroupScalingConfig, Taint, TaintEffect, UpdateLabelsPayload, UpdateTaintsPayload,
-    VpcConfigRequest,
+    AmiTypes, NodegroupScalingConfig, SupportType, Taint, TaintEffect, UpdateLabelsPayload,
+    UpdateTaintsPayload, UpgradePolicyRequest, VpcConfigRequest,
 };
 use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
@@ -88,6 +88,12 @@ pub(super) async fn ensure_cluster(
 ) -> Result<(), ProviderError> {
     let eks = &p.clients().await?.eks;
     let version = spec_str(&r.spec, "kubernetes_version");
+    let support = spec_str(&r.spec, "support_type");
+    let policy = || {
+        UpgradePolicyRequest::builder()
+            .support_type(SupportType::from(support))
+            .build()
+    };
     match owned_cluster(p, o, &r.id.name).await? {
         None => {
             let subnets = observe::subnets(p, o).await?;
@@ -112,6 +118,7 @@ pub(super) async fn ensure_cluster(
                     "role_arn": role,
                     "subnet_ids": subnet_ids,
                     "security_group_ids": [sg],
+                    "support_type": support,
                     "tags": tags,
                 }),
             );
@@ -126,6 +133,7 @@ pub(super) async fn ensure_cluster(
                         .build(),
                 )
                 .set_tags(Some(tags.into_iter().collect()))
+                .upgrade_policy(policy())
                 // Makes a retried create after a lost response idempotent on AWS's side too.
                 .client_request_token(token)
                 .send()
@@ -133,17 +141,138 @@ pub(super) async fn ensure_cluster(
                 .created(p, "CreateCluster", &format!("EKS cluster {}", r.id.name))?;
         }
         Some(f) => {
-            if spec_str(&f.spec, "kubernetes_version") != version && f.state == "active" {
-                eks.update_cluster_version()
+            if spec_str(&f.spec, "support_type") != support && f.state == "active" {
+                // One update at a time per cluster: the policy first, the version (if it
+                // changes too) once the cluster is active again.
+                eks.update_cluster_config()
                     .name(&r.id.name)
-                    .version(version)
+                    .upgrade_policy(policy())
                     .send()
                     .await
-                    .sent(p, "UpdateClusterVersion")?;
+                    .sent(p, "UpdateClusterConfig")?;
+                wait_active(p, &r.id.name).await?;
+            }
+            let have = spec_str(&f.spec, "kubernetes_version");
+            if have != version && f.state == "active" {
+                upgrade(p, o, &r.id.name, have, version).await?;
             }
         }
     }
-    let name = r.id.name.as_str();
+    wait_active(p, &r.id.name).await
+}
+
+/// Moves cluster `name` from Kubernetes `from` to `to` the way EKS allows (EKS user guide,
+/// "Update existing cluster to new Kubernetes version"): one minor version at a time, each step
+/// only once every managed node group is at the control plane's version (UpdateNodegroupVersion
+/// first), and never down. The node groups follow to `to` at the end. A step already taken (a
+/// re-run after an interruption) starts from what the cluster says.
+async fn upgrade(
+    p: &AwsProvider,
+    o: &Ownership,
+    name: &str,
+    from: &str,
+    to: &str,
+) -> Result<(), ProviderError> {
+    let (Some(have), Some(want)) = (
+        desired::kubernetes_minor(from),
+        desired::kubernetes_minor(to),
+    ) else {
+        return Err(failed(format!(
+            "EKS cluster {name}: cannot move from Kubernetes {from} to {to}"
+        )));
+    };
+    if want < have {
+        return Err(ProviderError::Fatal(format!(
+            "amazon_web_services.kubernetes_version: EKS cannot downgrade cluster {name} from {from} to {to}; set it back to `{from}` (or higher)"
+        )));
+    }
+    let eks = &p.clients().await?.eks;
+    for step in have + 1..=want {
+        node_groups_to(p, o, name, &format!("1.{}", step - 1), true).await?;
+        let v = format!("1.{step}");
+        tracing::info!(cluster = name, version = %v, "updating the EKS control plane one minor version");
+        eks.update_cluster_version()
+            .name(name)
+            .version(&v)
+            .send()
+            .await
+            .sent(p, "UpdateClusterVersion")?;
+        wait_active(p, name).await?;
+    }
+    node_groups_to(p, o, name, to, false).await
+}
+
+/// Brings every node group of cluster `cluster` to Kubernetes `version` (UpdateNodegroupVersion,
+/// then waits until the group is ACTIVE at it). A group whose AMI type has no AMI at that
+/// version (`AL2_*` from 1.33) is left alone: its new AMI type makes the plan replace it once
+/// the control plane is there. Before a further control-plane step (`before_step`) such a
+/// group would block it, so that is refused, saying to stop at 1.33 first.
+async fn node_groups_to(
+    p: &AwsProvider,
+    o: &Ownership,
+    cluster: &str,
+    version: &str,
+    before_step: bool,
+) -> Result<(), ProviderError> {
+    let eks = &p.clients().await?.eks;
+    let al2_ends = desired::kubernetes_minor(version).is_some_and(|m| m > desired::LAST_AL2_MINOR);
+    for g in observe::node_groups(p, o, cluster, &BTreeMap::new()).await? {
+        let at = g
+            .spec
+            .get("version")
+            .and_then(Json::as_str)
+            .unwrap_or_default();
+        let ami = g
+            .spec
+            .get("ami_type")
+            .and_then(Json::as_str)
+            .unwrap_or_default();
+        if at == version {
+            continue;
+        }
+        if al2_ends && ami.starts_with("AL2_") {
+            if before_step {
+                return Err(ProviderError::Fatal(format!(
+                    "amazon_web_services.kubernetes_version: node group {} runs Amazon Linux 2 ({ami}), which EKS has no AMI for at {version} or later, and EKS moves the control plane past {version} only once every node group is there; deploy with `{version}` first (its node groups are replaced by AL2023 ones), then raise the version further",
+                    g.id.name
+                )));
+            }
+            continue;
+        }
+        tracing::info!(node_group = %g.id.name, version, "updating a node group's Kubernetes version");
+        eks.update_nodegroup_version()
+            .cluster_name(cluster)
+            .nodegroup_name(&g.id.name)
+            .version(version)
+            .send()
+            .await
+            .sent(p, "UpdateNodegroupVersion")?;
+        let name = g.id.name.as_str();
+        wait_for(p, "node group to reach its version", move || async move {
+            let d = eks
+                .describe_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(name)
+                .send()
+                .await
+                .sent(p, "DescribeNodegroup")?;
+            let g = d.nodegroup();
+            match g.and_then(|g| g.status()).map(|s| s.as_str()) {
+                Some("ACTIVE") if g.and_then(|g| g.version()) == Some(version) => Ok(Some(())),
+                Some("DEGRADED" | "CREATE_FAILED") => {
+                    Err(failed(format!("node group {name} is not healthy")))
+                }
+                _ => Ok(None),
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Waits until cluster `name` is ACTIVE; FAILED is an error.
+async fn wait_active(p: &AwsProvider, name: &str) -> Result<(), ProviderError> {
+    let eks = &p.clients().await?.eks;
     wait_for(p, "cluster to become active", move || async move {
         let c = eks
             .describe_cluster()
@@ -169,11 +298,17 @@ pub(super) async fn ensure_node_group(
     let cluster = o.prefix();
     let spec = &r.spec;
     let (min, max) = (int(spec, "min_nodes"), int(spec, "max_nodes"));
-    match by_name(observe::node_groups(p, o, &cluster).await?, &r.id.name) {
+    match by_name(
+        observe::node_groups(p, o, &cluster, &BTreeMap::new()).await?,
+        &r.id.name,
+    ) {
         None => {
+            // All the subnets, or those the spec names (a `single_subnet` group).
+            let wanted = spec_strs(spec, "subnets");
             let subnets: Vec<String> = observe::subnets(p, o)
                 .await?
                 .into_iter()
+                .filter(|s| wanted.is_empty() || wanted.contains(&s.id.name.as_str()))
                 .map(|s| s.cloud_id)
                 .collect();
             let subnets = need("the subnets", (!subnets.is_empty()).then_some(subnets))?;
@@ -371,7 +506,12 @@ pub(super) async fn delete_node_group(
     name: &str,
 ) -> Result<(), ProviderError> {
     let cluster = o.prefix();
-    if by_name(observe::node_groups(p, o, &cluster).await?, name).is_none() {
+    if by_name(
+        observe::node_groups(p, o, &cluster, &BTreeMap::new()).await?,
+        name,
+    )
+    .is_none()
+    {
         return Ok(());
     }
     let eks = &p.clients().await?.eks;

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, IpPermission, ResourceType, Tag, TagSpecification, UserIdGroupPair,
+    AttributeBooleanValue, IpPermission, IpRange, ResourceType, Tag, TagSpecification,
+    UserIdGroupPair,
 };
 use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
@@ -11,7 +12,7 @@ use serde_json::Value as Json;
 
 use super::{Sent, by_name, failed, names_by_id, need, spec_str, spec_strs, tags_with_name};
 use crate::AwsProvider;
-use crate::desired::Names;
+use crate::desired::{self, Names};
 use crate::errors::AwsError;
 use crate::observe;
 
@@ -277,10 +278,16 @@ pub(super) async fn ensure_security_group(
     r: &Resource,
 ) -> Result<(), ProviderError> {
     let ec2 = &p.clients().await?.ec2;
-    let (id, from_self) = match by_name(observe::security_groups(p, o).await?, &r.id.name) {
+    let (id, from_self, nfs_from) = match by_name(observe::security_groups(p, o).await?, &r.id.name)
+    {
         Some(f) => {
             let from_self = f.spec.get("ingress_from_self").and_then(Json::as_bool);
-            (f.cloud_id, from_self == Some(true))
+            let nfs_from = f
+                .spec
+                .get("nfs_from")
+                .and_then(Json::as_str)
+                .map(str::to_string);
+            (f.cloud_id, from_self == Some(true), nfs_from)
         }
         None => {
             let g = ec2
@@ -292,7 +299,7 @@ pub(super) async fn ensure_security_group(
                 .send()
                 .await
                 .sent(p, "CreateSecurityGroup")?;
-            (returned(g.group_id(), "CreateSecurityGroup")?, false)
+            (returned(g.group_id(), "CreateSecurityGroup")?, false, None)
         }
     };
     if !from_self {
@@ -300,6 +307,30 @@ pub(super) async fn ensure_security_group(
         let perm = IpPermission::builder()
             .ip_protocol("-1")
             .user_id_group_pairs(UserIdGroupPair::builder().group_id(&id).build())
+            .build();
+        ec2.authorize_security_group_ingress()
+            .group_id(&id)
+            .ip_permissions(perm)
+            .send()
+            .await
+            .sent_unless(p, "AuthorizeSecurityGroupIngress", |e| {
+                e.code.as_deref() == Some("InvalidPermission.Duplicate")
+            })?;
+    }
+    let want_nfs = r.spec.get("nfs_from").and_then(Json::as_str);
+    if let Some(cidr) = want_nfs.filter(|c| nfs_from.as_deref() != Some(*c)) {
+        // NFS to the EFS mount targets from the nodes, which are not in this group (see
+        // desired::NFS_PORT for why by address range).
+        let perm = IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(desired::NFS_PORT)
+            .to_port(desired::NFS_PORT)
+            .ip_ranges(
+                IpRange::builder()
+                    .cidr_ip(cidr)
+                    .description("NFS to EFS from the cluster's nodes and pods")
+                    .build(),
+            )
             .build();
         ec2.authorize_security_group_ingress()
             .group_id(&id)

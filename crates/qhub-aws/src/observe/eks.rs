@@ -55,6 +55,13 @@ pub async fn clusters(
         let sg = vpc
             .and_then(|v| v.security_group_ids().first())
             .map(|s| sg_names.get(s).cloned().unwrap_or_else(|| s.clone()));
+        // Real EKS always answers the upgrade policy; an emulator that does not (moto) is
+        // taken to hold what the config asks, so it plans no endless update.
+        let support_type = c
+            .upgrade_policy()
+            .and_then(|u| u.support_type())
+            .map(|s| s.as_str().to_string())
+            .or_else(|| p.emulator().then(|| p.support_type.to_string()));
         out.push(Found {
             id: ResourceId::new(EKS_CLUSTER, &name),
             spec: json!({
@@ -62,6 +69,7 @@ pub async fn clusters(
                 "role": c.role_arn().map(arn_name),
                 "subnets": subnets,
                 "security_group": sg,
+                "support_type": support_type,
             }),
             state: c
                 .status()
@@ -69,7 +77,7 @@ pub async fn clusters(
                 .unwrap_or_default(),
             cloud_id: name.clone(),
         });
-        out.extend(node_groups(p, o, &name).await?);
+        out.extend(node_groups(p, o, &name, subnet_names).await?);
         out.extend(addons(p, o, &name).await?);
     }
     Ok(out)
@@ -134,10 +142,13 @@ pub async fn addons(
 }
 
 /// The deployment's node groups of cluster `cluster`.
+///
+/// `subnet_names` names subnets by id (a subnet not in it is reported by its id).
 pub async fn node_groups(
     p: &AwsProvider,
     o: &Ownership,
     cluster: &str,
+    subnet_names: &BTreeMap<String, String>,
 ) -> Result<Vec<Found>, ProviderError> {
     let eks = &p.clients().await?.eks;
     let mut names = Vec::new();
@@ -213,6 +224,12 @@ pub async fn node_groups(
             .into_iter()
             .collect();
         let scaling = g.scaling_config();
+        let mut subnets: Vec<String> = g
+            .subnets()
+            .iter()
+            .map(|s| subnet_names.get(s).cloned().unwrap_or_else(|| s.clone()))
+            .collect();
+        subnets.sort();
         out.push(Found {
             id: ResourceId::new(NODE_GROUP, &name),
             spec: json!({
@@ -226,6 +243,8 @@ pub async fn node_groups(
                 "labels": labels,
                 "taints": taints,
                 "autoscaler_tags": autoscaler,
+                "subnets": subnets,
+                "version": g.version(),
             }),
             state: g
                 .status()

@@ -1,4 +1,5 @@
-//! Observing IAM roles: our path listed, tags read (IAM cannot filter by tag).
+//! Observing IAM roles: read by the names we give them (and the old path listed), tags read
+//! (IAM cannot filter by tag).
 
 use super::*;
 
@@ -35,83 +36,48 @@ fn hex_digit(b: u8) -> Option<u8> {
         .and_then(|d| u8::try_from(d).ok())
 }
 
-/// The deployment's IAM roles (under [`IAM_PATH`], carrying our tags). Not deduplicated: a
-/// role's name is unique in the account.
+/// The deployment's IAM roles: those of the names we give roles ([`Names::roles`]), read by
+/// name whatever their path (a role's name is unique in the account, path or not), and any
+/// other role carrying our tags under [`LEGACY_IAM_PATH`], where earlier versions made them.
+/// IAM cannot filter by tag, and listing every role of the account would page through all of
+/// them with a ListRoleTags each; so roles are found by name, which is why every role qhub
+/// makes has a name derived from the deployment's prefix.
 pub async fn roles(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, ProviderError> {
     let iam = &p.clients().await?.iam;
     let mut out = Vec::new();
+    for name in Names::new(o.prefix()).roles() {
+        let role = match iam.get_role().role_name(&name).send().await {
+            Ok(r) => r.role,
+            Err(e) => {
+                let e = AwsError::from_sdk("GetRole", e);
+                if e.is_not_found() {
+                    continue;
+                }
+                return Err(p.err(e));
+            }
+        };
+        if let Some(role) = role
+            && let Some(found) = describe(p, o, &role).await?
+        {
+            out.push(found);
+        }
+    }
     let mut marker: Option<String> = None;
     loop {
         let r = iam
             .list_roles()
-            .path_prefix(IAM_PATH)
+            .path_prefix(LEGACY_IAM_PATH)
             .set_marker(marker.clone())
             .send()
             .await
             .map_err(|e| p.err(AwsError::from_sdk("ListRoles", e)))?;
         for role in r.roles() {
-            let name = role.role_name().to_string();
-            let tags = match iam.list_role_tags().role_name(&name).send().await {
-                Ok(t) => t
-                    .tags()
-                    .iter()
-                    .map(|t| (t.key().to_string(), t.value().to_string()))
-                    .collect::<BTreeMap<_, _>>(),
-                Err(e) => {
-                    let e = AwsError::from_sdk("ListRoleTags", e);
-                    if e.is_not_found() {
-                        continue;
-                    }
-                    return Err(p.err(e));
-                }
-            };
-            if !o.owns(&tags) {
+            if out.iter().any(|f| f.id.name == role.role_name()) {
                 continue;
             }
-            // A role deleted between the list and this call (a concurrent destroy) is gone.
-            let policies = match iam
-                .list_attached_role_policies()
-                .role_name(&name)
-                .send()
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    let e = AwsError::from_sdk("ListAttachedRolePolicies", e);
-                    if e.is_not_found() {
-                        continue;
-                    }
-                    return Err(p.err(e));
-                }
-            };
-            let mut names: Vec<String> = policies
-                .attached_policies()
-                .iter()
-                .filter_map(|a| a.policy_name().map(str::to_string))
-                .collect();
-            names.sort();
-            let inline = match iam.list_role_policies().role_name(&name).send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    let e = AwsError::from_sdk("ListRolePolicies", e);
-                    if e.is_not_found() {
-                        continue;
-                    }
-                    return Err(p.err(e));
-                }
-            };
-            let mut inline: Vec<String> = inline.policy_names().to_vec();
-            inline.sort();
-            let trust = percent_decode(role.assume_role_policy_document().unwrap_or_default());
-            let service = ["eks.amazonaws.com", "ec2.amazonaws.com"]
-                .into_iter()
-                .find(|s| trust.contains(s));
-            out.push(Found {
-                id: ResourceId::new(IAM_ROLE, &name),
-                spec: json!({"service": service, "policies": names, "inline_policies": inline}),
-                state: "available".into(),
-                cloud_id: name,
-            });
+            if let Some(found) = describe(p, o, role).await? {
+                out.push(found);
+            }
         }
         match r.marker() {
             Some(m) if r.is_truncated() => marker = Some(m.to_string()),
@@ -119,6 +85,87 @@ pub async fn roles(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provide
         }
     }
     Ok(out)
+}
+
+/// A role as observed, if it carries our tags; `None` too when it was deleted meanwhile (a
+/// concurrent destroy).
+async fn describe(
+    p: &AwsProvider,
+    o: &Ownership,
+    role: &aws_sdk_iam::types::Role,
+) -> Result<Option<Found>, ProviderError> {
+    let iam = &p.clients().await?.iam;
+    let name = role.role_name().to_string();
+    let tags = match iam.list_role_tags().role_name(&name).send().await {
+        Ok(t) => t
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        Err(e) => {
+            let e = AwsError::from_sdk("ListRoleTags", e);
+            if e.is_not_found() {
+                return Ok(None);
+            }
+            return Err(p.err(e));
+        }
+    };
+    if !o.owns(&tags) {
+        return Ok(None);
+    }
+    if role.path() != IAM_PATH {
+        // Made by an earlier version under /qhub-rs/: aws-auth cannot match a node role with a
+        // path (see desired::IAM_PATH). It is kept (replacing it would replace every node
+        // group); `qhub destroy` removes it like any other.
+        tracing::warn!(
+            role = %name,
+            path = role.path(),
+            "IAM role made under a path by an earlier qhub-rs; nodes of a node role with a path may fail to join (EKS troubleshooting, aws-iam-authenticator#268)"
+        );
+    }
+    let policies = match iam
+        .list_attached_role_policies()
+        .role_name(&name)
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let e = AwsError::from_sdk("ListAttachedRolePolicies", e);
+            if e.is_not_found() {
+                return Ok(None);
+            }
+            return Err(p.err(e));
+        }
+    };
+    let mut names: Vec<String> = policies
+        .attached_policies()
+        .iter()
+        .filter_map(|a| a.policy_name().map(str::to_string))
+        .collect();
+    names.sort();
+    let inline = match iam.list_role_policies().role_name(&name).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let e = AwsError::from_sdk("ListRolePolicies", e);
+            if e.is_not_found() {
+                return Ok(None);
+            }
+            return Err(p.err(e));
+        }
+    };
+    let mut inline: Vec<String> = inline.policy_names().to_vec();
+    inline.sort();
+    let trust = percent_decode(role.assume_role_policy_document().unwrap_or_default());
+    let service = ["eks.amazonaws.com", "ec2.amazonaws.com"]
+        .into_iter()
+        .find(|s| trust.contains(s));
+    Ok(Some(Found {
+        id: ResourceId::new(IAM_ROLE, &name),
+        spec: json!({"service": service, "policies": names, "inline_policies": inline}),
+        state: "available".into(),
+        cloud_id: name,
+    }))
 }
 
 #[cfg(test)]

@@ -34,7 +34,8 @@ use serde_json::{Value as Json, json};
 use crate::AwsProvider;
 use crate::desired::{
     self, EFS, EFS_MOUNT_TARGET, EKS_ADDON, EKS_CLUSTER, IAM_PATH, IAM_ROLE, INTERNET_GATEWAY,
-    NAME_TAG, NODE_GROUP, Names, ROUTE_TABLE, SECURITY_GROUP, SUBNET, VPC,
+    LEGACY_IAM_PATH, NAME_TAG, NFS_PORT, NODE_GROUP, Names, ROUTE_TABLE, SECURITY_GROUP, SUBNET,
+    VPC, VPC_CIDR,
 };
 use crate::errors::AwsError;
 
@@ -237,6 +238,7 @@ pub async fn observe(p: &AwsProvider, o: &Ownership) -> Result<Vec<Observed>, Pr
         })
         .collect();
     let left = left_by_the_cluster(p, o, &found).await?;
+    warn_about_support(p, &found);
     Ok(found
         .into_iter()
         .zip(depends_on)
@@ -249,6 +251,32 @@ pub async fn observe(p: &AwsProvider, o: &Ownership) -> Result<Vec<Observed>, Pr
         })
         .chain(left)
         .collect())
+}
+
+/// Warns (once per cluster and process) when a cluster is within
+/// [`crate::versions::WARN_DAYS`] of leaving EKS standard support, or past it: `plan`,
+/// `status` and `deploy` all observe.
+fn warn_about_support(p: &AwsProvider, found: &[Found]) {
+    for f in found.iter().filter(|f| f.id.kind == EKS_CLUSTER) {
+        let version = f.spec["kubernetes_version"].as_str().unwrap_or_default();
+        let support = f.spec["support_type"].as_str().unwrap_or("EXTENDED");
+        let Some(warning) = crate::versions::support_warning(
+            &f.id.name,
+            version,
+            support,
+            crate::versions::today(),
+        ) else {
+            continue;
+        };
+        let first = p
+            .warned
+            .lock()
+            .map(|mut w| w.insert(f.id.name.clone()))
+            .unwrap_or(false);
+        if first {
+            tracing::warn!("{warning}");
+        }
+    }
 }
 
 /// What the cluster's controllers made for its workloads and would outlive it: the EBS volumes

@@ -218,9 +218,25 @@ pub async fn security_groups(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found
                         .iter()
                         .any(|pair| pair.group_id() == Some(id.as_str()))
             });
+            // The range NFS (TCP 2049) is allowed from, when a rule allows it by range.
+            let nfs_from = g
+                .ip_permissions()
+                .iter()
+                .filter(|perm| {
+                    perm.ip_protocol() == Some("-1")
+                        || (perm.ip_protocol() == Some("tcp")
+                            && perm.from_port().unwrap_or(0) <= NFS_PORT
+                            && perm.to_port().unwrap_or(0) >= NFS_PORT)
+                })
+                .flat_map(|perm| perm.ip_ranges().iter().filter_map(|r| r.cidr_ip()))
+                .min_by_key(|cidr| usize::from(*cidr != VPC_CIDR));
             Found {
                 id: ResourceId::new(SECURITY_GROUP, name_or(g.tags(), &id)),
-                spec: json!({"ingress_from_self": from_self, "vpc_id": g.vpc_id()}),
+                spec: json!({
+                    "ingress_from_self": from_self,
+                    "nfs_from": nfs_from,
+                    "vpc_id": g.vpc_id(),
+                }),
                 state: "available".into(),
                 cloud_id: id,
             }

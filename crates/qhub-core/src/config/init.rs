@@ -23,6 +23,13 @@ use super::{
 /// resolves a `MAJOR.MINOR` to the newest matching slug.
 pub const DEFAULT_KUBERNETES_VERSION: &str = "1.33";
 
+/// The Kubernetes version `qhub init` writes for AWS when none is given: the newest version
+/// in EKS standard support in December 2026 (1.35: released on EKS 2026-01-27, standard
+/// support until 2027-03-27; EKS user guide, "Kubernetes versions", release calendar; the
+/// table with its dates is `qhub_aws::versions`). 1.33 left standard support on 2026-07-29
+/// and 1.34 on 2026-12-02.
+pub const DEFAULT_EKS_KUBERNETES_VERSION: &str = "1.35";
+
 /// What `qhub init` was asked for.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -339,12 +346,26 @@ pub fn render(opts: &InitOptions) -> Result<Config, ConfigError> {
             config.amazon_web_services = Some(AwsSection {
                 region: region("us-west-2"),
                 availability_zones: None,
-                kubernetes_version: version,
-                node_groups: groups(
-                    ("m5.2xlarge", 1, 1),
-                    ("m5.xlarge", 1, 5),
-                    ("m5.xlarge", 1, 5),
-                ),
+                kubernetes_version: opts
+                    .kubernetes_version
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_EKS_KUBERNETES_VERSION.to_string()),
+                support_type: None,
+                node_groups: {
+                    let mut g = groups(
+                        ("m5.2xlarge", 1, 1),
+                        ("m5.xlarge", 1, 5),
+                        ("m5.xlarge", 1, 5),
+                    );
+                    // QHub's key: `general` hosts the platform's zonal EBS volumes on its one
+                    // node, so it stays in one availability zone (qhub-aws NODE_GROUP_KEYS).
+                    if let Some(general) = g.get_mut("general") {
+                        general
+                            .extra
+                            .insert("single_subnet".into(), serde_json::Value::Bool(true));
+                    }
+                    g
+                },
                 terraform_overrides: None,
             });
         }

@@ -137,11 +137,40 @@ pub struct AwsSection {
     pub availability_zones: Option<Vec<String>>,
     /// EKS Kubernetes version, `MAJOR.MINOR`.
     pub kubernetes_version: String,
+    /// What EKS does when `kubernetes_version` reaches its end of standard support: `standard`
+    /// (the default) upgrades the cluster then; `extended` keeps it on the version for up to
+    /// 12 more months at the extended-support cluster-hour price. Sent as the cluster's
+    /// `upgradePolicy`; without it EKS would choose `extended`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub support_type: Option<EksSupportType>,
     /// Node groups; `general`, `user` and `worker` are the ones the platform schedules onto.
     pub node_groups: NodeGroups,
     /// Ignored: qhub-rs does not use Terraform. Kept so QHub configs load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terraform_overrides: Option<serde_json::Value>,
+}
+
+/// `amazon_web_services.support_type`: the EKS cluster's upgrade policy (EKS API reference,
+/// `UpgradePolicyRequest.supportType`; EKS user guide, "Cluster upgrade policy").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EksSupportType {
+    /// Upgraded automatically at the end of standard support; never billed for extended
+    /// support.
+    #[default]
+    Standard,
+    /// Kept on its version through extended support, at the extended-support price.
+    Extended,
+}
+
+impl EksSupportType {
+    /// The EKS API's spelling (`STANDARD`, `EXTENDED`).
+    pub fn api_value(self) -> &'static str {
+        match self {
+            Self::Standard => "STANDARD",
+            Self::Extended => "EXTENDED",
+        }
+    }
 }
 
 /// `google_cloud_platform`: a GKE cluster.

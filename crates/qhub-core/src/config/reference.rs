@@ -75,6 +75,8 @@ Errors:
 - `<provider>.kubernetes_version`: `MAJOR.MINOR[.PATCH]` (an optional leading `v`) with major
   version 1; DigitalOcean also takes slugs such as `1.33.1-do.0` and GCP `1.33.1-gke.N`; AWS
   takes only `MAJOR.MINOR`.
+- `amazon_web_services.support_type`: `standard` (the default) or `extended`, the EKS
+  cluster's upgrade policy at the end of standard support.
 - `<provider>.node_groups`: must have a `general` group.
 - `<provider>.node_groups.<name>`: the name is at most 63 letters, digits, `-`, `_` or `.`.
 - `<provider>.node_groups.<name>.instance`: must not be empty.
