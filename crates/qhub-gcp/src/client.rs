@@ -100,6 +100,10 @@ pub struct GcpOptions {
     pub gcs_lock: bool,
     /// The Cloud Storage endpoint ([`STORAGE_ENDPOINT_ENV`]); `None`: see there.
     pub storage_endpoint: Option<String>,
+    /// The Compute Engine endpoint ([`crate::compute::ENDPOINT_ENV`]); `None`: the GKE
+    /// endpoint when that is on loopback (the emulator serves both), else
+    /// [`crate::compute::DEFAULT_ENDPOINT`].
+    pub compute_endpoint: Option<String>,
     /// The retry policy of every read (sent again after throttling, 5xx and lost answers;
     /// mutations go back to the engine); the engine's by default. Tests shorten its backoffs.
     pub retry: Option<RetryPolicy>,

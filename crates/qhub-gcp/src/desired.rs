@@ -6,8 +6,9 @@
 //!   resolved to the newest GKE version of that minor in the release channel, with the
 //!   deployment's ownership as resource labels (GCP label syntax).
 //! - `node_pool/<project>-<namespace>-<group>`: one node pool per config group, named after the
-//!   group: machine type, autoscaling `min_nodes..max_nodes` (0 allowed: GKE's own autoscaler
-//!   scales from zero), the label `qhub.dev/node-group=<group>` that the platform selects the
+//!   group: machine type, autoscaling `min_nodes..max_nodes` as the pool's **totals** (0
+//!   allowed: GKE's own autoscaler scales from zero), its zones ([`pool_locations`]: pinned so
+//!   it starts exactly `min_nodes`; a GPU pool only where its GPU is, [`candidate_zones`]), the label `qhub.dev/node-group=<group>` that the platform selects the
 //!   pool by, `guest_accelerators` with GKE's driver installation and the GPU taint,
 //!   `preemptible`/`spot`, auto-repair and auto-upgrade on. Pools are created with the cluster
 //!   (`created_with`: one operation instead of one per pool) and every resource is in the serial
@@ -66,6 +67,14 @@ pub struct ServerFacts {
     /// `kubernetes_version` is not drift: the config's version is a minimum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_version: Option<String>,
+    /// The region's zones (Compute Engine `regions.get`), sorted; empty when unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+    /// For each accelerator type the config asks for, the zones of the region that offer it
+    /// (Compute Engine `acceleratorTypes.aggregatedList`); a type missing from the map is
+    /// offered in none. `None`: not asked (no GPU group, or facts from elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator_zones: Option<BTreeMap<String, Vec<String>>>,
 }
 
 impl ServerFacts {
@@ -167,6 +176,75 @@ pub fn valid_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// How many zones GKE spreads a regional cluster's nodes over when no node locations are
+/// given ("By default, GKE replicates each node pool across three zones of the control
+/// plane's region", GKE docs, "Regional clusters").
+pub const DEFAULT_ZONE_COUNT: usize = 3;
+
+/// The zones a group's node pool may use, or `None` when they are not known (no facts):
+/// `availability_zones`, else the region's first [`DEFAULT_ZONE_COUNT`] zones; for a GPU
+/// group, those of the region (or of `availability_zones`) that offer every accelerator it
+/// asks for (GKE attaches a GPU only in a zone that has it: "GPUs … are available in specific
+/// zones", GKE GPU docs; a pool elsewhere fails with `Accelerator type … does not exist in
+/// zone …`). An empty list: no zone offers it (an error of `desired`, named in preflight).
+pub fn candidate_zones(
+    section: &GcpSection,
+    group: &NodeGroup,
+    facts: Option<&ServerFacts>,
+) -> Option<Vec<String>> {
+    let configured = section.availability_zones.clone().filter(|z| !z.is_empty());
+    let region: Vec<String> = facts.map(|f| f.zones.clone()).unwrap_or_default();
+    if group.guest_accelerators.is_empty() {
+        return configured.or_else(|| {
+            (!region.is_empty()).then(|| region.into_iter().take(DEFAULT_ZONE_COUNT).collect())
+        });
+    }
+    let offered = facts.and_then(|f| f.accelerator_zones.as_ref())?;
+    // A GPU pool may use any zone of the region (GKE GPU docs: `--node-locations` of a
+    // node pool), not only the cluster's default three.
+    let base = configured.or_else(|| (!region.is_empty()).then_some(region))?;
+    Some(
+        base.into_iter()
+            .filter(|z| {
+                group
+                    .guest_accelerators
+                    .iter()
+                    .all(|a| offered.get(&a.name).is_some_and(|zones| zones.contains(z)))
+            })
+            .collect(),
+    )
+}
+
+/// The `locations` of a group's pool, given its candidate zones. `min_nodes` and `max_nodes`
+/// are the group's totals, but GKE starts `initial_node_count` nodes **in each zone** of a
+/// pool: a pool that must start with nodes is pinned to the most zones `k` (of the first
+/// `min(zones, min_nodes)`) that divide `min_nodes`, so it starts exactly `min_nodes`
+/// (`min_nodes / k` per zone); a group that starts empty keeps the cluster's zones (a GPU
+/// group: every zone offering its GPU), and its autoscaler picks the zones.
+pub fn pool_locations(min_nodes: u32, zones: Option<&[String]>, gpu: bool) -> Option<Vec<String>> {
+    let zones = zones?;
+    if min_nodes == 0 {
+        return gpu.then(|| zones.to_vec());
+    }
+    let most = zones.len().min(min_nodes as usize);
+    let k = (1..=most)
+        .rev()
+        .find(|k| (min_nodes as usize).is_multiple_of(*k))
+        .unwrap_or(1);
+    Some(zones.iter().take(k).cloned().collect())
+}
+
+/// The `initial_node_count` (per zone) that starts a pool with `min_nodes` in all: exact for
+/// the locations [`pool_locations`] picks; without locations (zones not known), spread over
+/// GKE's default zones, rounded up.
+pub fn initial_per_zone(spec: &PoolSpec) -> u32 {
+    let zones = match &spec.locations {
+        Some(z) if !z.is_empty() => z.len(),
+        _ => DEFAULT_ZONE_COUNT,
+    };
+    spec.min_nodes.div_ceil(u32::try_from(zones).unwrap_or(1))
+}
+
 /// The cluster's name: `{project_name}-{namespace}`, lowercased, `_` as `-`.
 pub fn cluster_name(ownership: &Ownership) -> String {
     ownership.prefix().to_ascii_lowercase().replace('_', "-")
@@ -231,10 +309,14 @@ pub struct PoolSpec {
     pub name: String,
     /// Machine type.
     pub machine_type: String,
-    /// Autoscaling minimum (0 allowed).
+    /// Autoscaling minimum of the whole pool, all zones together (0 allowed).
     pub min_nodes: u32,
-    /// Autoscaling maximum.
+    /// Autoscaling maximum of the whole pool, all zones together.
     pub max_nodes: u32,
+    /// The zones of the pool's nodes, when they are not simply the cluster's
+    /// ([`pool_locations`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locations: Option<Vec<String>>,
     /// Kubernetes node labels.
     pub labels: BTreeMap<String, String>,
     /// Node taints.
@@ -292,8 +374,9 @@ fn extra_bool(group: &NodeGroup, key: &str, at: &str) -> Result<bool> {
     }
 }
 
-/// The pool spec of one config group.
-pub fn pool_spec(name: &str, group: &NodeGroup) -> Result<PoolSpec> {
+/// The pool spec of one config group; `zones`: the zones it may use ([`candidate_zones`];
+/// `None` when not known).
+pub fn pool_spec(name: &str, group: &NodeGroup, zones: Option<&[String]>) -> Result<PoolSpec> {
     let at = format!("google_cloud_platform.node_groups.{name}");
     let pool = pool_name(name);
     if !valid_name(&pool) {
@@ -360,6 +443,22 @@ pub fn pool_spec(name: &str, group: &NodeGroup) -> Result<PoolSpec> {
             driver: "DEFAULT".into(),
         })
         .collect();
+    if let Some(zones) = zones
+        && zones.is_empty()
+    {
+        let names: Vec<&str> = group
+            .guest_accelerators
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        return Err(GcpError::config(
+            format!("{at}.guest_accelerators"),
+            format!(
+                "no zone of the region (or of availability_zones) offers {} (see `gcloud compute accelerator-types list --filter=zone~REGION`); pick another region or accelerator",
+                names.join(" with ")
+            ),
+        ));
+    }
     let taints = if accelerators.is_empty() {
         Vec::new()
     } else {
@@ -374,6 +473,7 @@ pub fn pool_spec(name: &str, group: &NodeGroup) -> Result<PoolSpec> {
         machine_type: group.instance.clone(),
         min_nodes: group.min_nodes,
         max_nodes: group.max_nodes,
+        locations: pool_locations(group.min_nodes, zones, !accelerators.is_empty()),
         labels: BTreeMap::from([(NODE_GROUP_LABEL.to_string(), name.to_string())]),
         taints,
         accelerators,
@@ -461,7 +561,7 @@ pub fn desired(config: &Config, facts: Option<&ServerFacts>) -> Result<Vec<Resou
     let pools = s
         .node_groups
         .iter()
-        .map(|(g, group)| pool_spec(g, group))
+        .map(|(g, group)| pool_spec(g, group, candidate_zones(s, group, facts).as_deref()))
         .collect::<Result<Vec<_>>>()?;
     let cluster_id = ResourceId::new(CLUSTER, &name);
     let group = serial_group(&name);
@@ -517,6 +617,7 @@ mod tests {
                 vec!["1.33.4-gke.1350000".into(), "1.33.5-gke.1201000".into()],
             )]),
             cluster_version: None,
+            ..ServerFacts::default()
         }
     }
 
@@ -573,6 +674,38 @@ mod tests {
             (spec.kubernetes_version.as_str(), initial.as_str()),
             ("1.33", "1.33.5-gke.1201000")
         );
+    }
+
+    #[test]
+    fn a_pool_starts_with_exactly_its_minimum() {
+        let zones: Vec<String> = ["z-a", "z-b", "z-c"].map(String::from).to_vec();
+        let at = |min: u32, gpu: bool| pool_locations(min, Some(&zones), gpu);
+        // Empty at the start: the cluster's zones (a GPU pool: all the GPU's zones).
+        assert_eq!(at(0, false), None);
+        assert_eq!(at(0, true), Some(zones.clone()));
+        // 1 → one zone; 2 → two zones × 1; 3 → three × 1; 4 → two × 2; 5 → one × 5; 6 → 3 × 2.
+        for (min, k) in [(1, 1), (2, 2), (3, 3), (4, 2), (5, 1), (6, 3)] {
+            let locations = at(min, false).unwrap();
+            assert_eq!(locations.len(), k, "min {min}");
+            let spec = PoolSpec {
+                name: "p".into(),
+                machine_type: "n1-standard-4".into(),
+                min_nodes: min,
+                max_nodes: 10,
+                locations: Some(locations),
+                labels: BTreeMap::new(),
+                taints: Vec::new(),
+                accelerators: Vec::new(),
+                preemptible: false,
+                spot: false,
+                disk_size_gb: None,
+                image_type: None,
+                auto_repair: true,
+                auto_upgrade: true,
+            };
+            assert_eq!(initial_per_zone(&spec) as usize * k, min as usize);
+        }
+        assert_eq!(pool_locations(2, None, false), None, "zones unknown");
     }
 
     #[test]

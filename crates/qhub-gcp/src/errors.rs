@@ -12,6 +12,7 @@
 //! | 429 RESOURCE_EXHAUSTED | [`Class::Throttled`] |
 //! | 5xx, UNAVAILABLE, INTERNAL, DEADLINE_EXCEEDED, ABORTED, a lost answer | [`Class::Retryable`] |
 //! | 401 UNAUTHENTICATED, 403 PERMISSION_DENIED | [`Class::Unauthorized`] |
+//! | 403 PERMISSION_DENIED "Insufficient … quota" | [`Class::Fatal`] (raise the quota) |
 //! | anything else (INVALID_ARGUMENT…) | [`Class::Fatal`] |
 
 use std::time::Duration;
@@ -145,6 +146,12 @@ pub fn classify(e: &GaxError) -> (Class, String) {
             | Code::DeadlineExceeded
             | Code::Aborted
             | Code::Unknown => Class::Retryable,
+            // GKE answers a create over quota 403 PERMISSION_DENIED ("Insufficient regional
+            // quota to satisfy request", GoogleCloudPlatform/cloud-ops-sandbox#44): not a
+            // credentials problem, and no retry helps until the quota is raised.
+            Code::PermissionDenied if message.to_ascii_lowercase().contains("quota") => {
+                Class::Fatal
+            }
             Code::Unauthenticated | Code::PermissionDenied => Class::Unauthorized,
             _ => match e.http_status_code() {
                 Some(429) => Class::Throttled,
@@ -263,6 +270,11 @@ mod tests {
             (Code::Unavailable, "unavailable", Class::Retryable),
             (Code::Unauthenticated, "no token", Class::Unauthorized),
             (Code::PermissionDenied, "denied", Class::Unauthorized),
+            (
+                Code::PermissionDenied,
+                "Insufficient regional quota to satisfy request: resource \"CPUS\"",
+                Class::Fatal,
+            ),
             (Code::InvalidArgument, "bad", Class::Fatal),
         ];
         for (code, message, class) in cases {

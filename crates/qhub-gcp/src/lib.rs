@@ -4,7 +4,8 @@
 //! [`GcpProvider`] implements [`qhub_core::provider::Provider`] for `provider: gcp`:
 //!
 //! - `discover` asks GKE which versions it offers (`getServerConfig`) and which one the
-//!   cluster runs; [`desired`] turns the config into a regional GKE cluster with one
+//!   cluster runs, and Compute Engine the region's zones and the zones offering each GPU the
+//!   config asks for; [`desired`] turns the config into a regional GKE cluster with one
 //!   autoscaling node pool per config group (`created_with` the cluster: one GKE operation),
 //!   all in the serial group `cluster/<name>`, ownership in resource labels.
 //! - [`observe`]: one `ListClusters` call (every location of the project) finds the cluster by
@@ -14,8 +15,10 @@
 //!   first waits for any operation already running on the cluster; creates adopt what a lost
 //!   answer or an interrupted run left, deletes tolerate "not found"; the cluster's
 //!   LoadBalancer Services are drained before it goes.
-//! - [`preflight`]: project, region, zones, version in the channel, node pools, accelerators;
-//!   every problem named by its config key.
+//! - [`preflight`]: project, region, zones, version in the channel, node pools, accelerators
+//!   (machine series and the zones offering them), machine types, regional and global quotas
+//!   against the groups' minimum and maximum ([`compute`] reads Compute Engine); every
+//!   problem named by its config key.
 //! - [`access`]: a Kubernetes client with fresh OAuth tokens; a kubeconfig with a
 //!   `gke-gcloud-auth-plugin` exec stanza.
 //! - [`lock`] is the deploy lock: a lease on a Cloud Storage object written with generation
@@ -30,12 +33,14 @@
 pub mod access;
 pub mod apply;
 pub mod client;
+pub mod compute;
 pub mod desired;
 pub mod errors;
 pub mod lock;
 pub mod observe;
 pub mod preflight;
 pub mod provider;
+pub(crate) mod rest;
 
 use async_trait::async_trait;
 use qhub_core::config::Config;
@@ -80,7 +85,20 @@ impl Provider for GcpProvider {
         let mut warnings = Vec::new();
         preflight::check_config(config, &mut problems, &mut warnings);
         match self.server_facts().await {
-            Ok(facts) => preflight::check_version(config, &facts, &mut problems),
+            Ok(mut facts) => {
+                preflight::check_version(config, &facts, &mut problems);
+                match Box::pin(self.add_zones(config, &mut facts)).await? {
+                    Some(region) => {
+                        preflight::check_zones(config, &facts, &mut problems);
+                        let capacity = Box::pin(self.capacity(config, region, &facts)).await?;
+                        preflight::check_capacity(config, &capacity, &mut problems, &mut warnings);
+                    }
+                    None => problems.push(format!(
+                        "google_cloud_platform.region: Compute Engine does not know region {} (see `gcloud compute regions list`)",
+                        self.target.region
+                    )),
+                }
+            }
             Err(e) => {
                 match preflight::reachability_problem(&self.target.project, &self.target.region, &e)
                 {
@@ -95,6 +113,7 @@ impl Provider for GcpProvider {
 
     async fn discover(&self, config: &Config) -> Result<Facts, ProviderError> {
         let mut facts = Box::pin(self.server_facts()).await?;
+        Box::pin(self.add_zones(config, &mut facts)).await?;
         facts.cluster_version = Box::pin(self.cluster(&Ownership::of(config)))
             .await?
             .map(|c| c.current_master_version);

@@ -34,18 +34,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use google_cloud_auth::credentials::AccessTokenCredentials;
 use qhub_core::cloud::RetryPolicy;
 use qhub_core::cloud::lock::{LockStore, Version};
-use qhub_core::engine::retry::{CallKind, retry_call};
 use qhub_core::provider::{Ownership, ProviderError};
 use reqwest::{Method, StatusCode};
 
 use crate::client::ApiStats;
-use crate::errors::{Class, GcpError};
+use crate::errors::GcpError;
+use crate::rest::{GoogleRest, encode};
 
 pub use qhub_core::cloud::lock::{BUCKET_PREFIX, PURPOSE, PURPOSE_KEY};
 
@@ -74,58 +73,19 @@ pub fn bucket_labels() -> BTreeMap<String, String> {
     ])
 }
 
-/// Percent-encodes a path segment (an object name's `/` becomes `%2F`, as the JSON API wants).
-fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+/// One answer of Cloud Storage.
+type Reply = crate::rest::Reply;
 
-/// One answer, with the statuses a caller handles itself (404, 409, 412) left to it.
-struct Reply {
-    status: StatusCode,
-    generation: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_default()
-    }
-
-    /// The `generation` of an object resource in the body.
-    fn object_generation(&self) -> Option<String> {
-        self.json()["generation"].as_str().map(str::to_string)
-    }
-
-    fn message(&self) -> String {
-        let v = self.json();
-        v["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| {
-                String::from_utf8_lossy(&self.body)
-                    .chars()
-                    .take(200)
-                    .collect()
-            })
-    }
+/// The object generation of an object resource in a reply's body.
+fn object_generation(reply: &Reply) -> Option<String> {
+    reply.json()["generation"].as_str().map(str::to_string)
 }
 
 /// One deployment's lock object in the project's lock bucket.
 #[derive(Clone)]
 pub struct GcsLockStore {
-    http: reqwest::Client,
+    rest: GoogleRest,
     endpoint: String,
-    tokens: Option<AccessTokenCredentials>,
-    stats: Arc<ApiStats>,
-    policy: RetryPolicy,
     project: String,
     region: String,
     bucket: String,
@@ -136,7 +96,7 @@ impl std::fmt::Debug for GcsLockStore {
     // The token source stays out of logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GcsLockStore")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.rest.endpoint())
             .field("bucket", &self.bucket)
             .field("object", &self.object)
             .finish_non_exhaustive()
@@ -156,29 +116,10 @@ impl GcsLockStore {
         region: &str,
         prefix: &str,
     ) -> Result<Self, GcpError> {
-        if tokens.is_none() && !crate::client::is_loopback(endpoint) {
-            return Err(GcpError::Credentials(format!(
-                "anonymous credentials cannot reach Cloud Storage at {endpoint}"
-            )));
-        }
-        qhub_core::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            // A lock call is small: a minute covers a slow network, and an answer that never
-            // comes is then a retryable failure rather than a hang.
-            .timeout(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| GcpError::Api {
-                what: "building the Cloud Storage client".into(),
-                class: Class::Fatal,
-                message: e.to_string(),
-            })?;
+        let rest = GoogleRest::new("Cloud Storage", endpoint, tokens, stats, policy)?;
         Ok(Self {
-            http,
-            endpoint: endpoint.trim_end_matches('/').to_string(),
-            tokens,
-            stats,
-            policy,
+            endpoint: rest.endpoint().to_string(),
+            rest,
             project: project.to_string(),
             region: region.to_string(),
             bucket: bucket_name(project),
@@ -202,84 +143,7 @@ impl GcsLockStore {
         )
     }
 
-    /// Sends one request once: statuses in `handled` come back as a [`Reply`], anything else
-    /// but success is an error of its class.
-    async fn send_once(
-        &self,
-        rpc: &'static str,
-        method: Method,
-        url: &str,
-        query: &[(&str, String)],
-        body: Option<(&'static str, Vec<u8>)>,
-        handled: &[u16],
-    ) -> Result<Reply, GcpError> {
-        self.stats.record(rpc, !ApiStats::is_read_only(rpc));
-        let what = format!("{rpc} {}", self.location());
-        let mut req = self.http.request(method, url).query(query);
-        if let Some(tokens) = &self.tokens {
-            let token = tokens.access_token().await.map_err(|e| GcpError::Api {
-                what: what.clone(),
-                class: if e.is_transient() {
-                    Class::Retryable
-                } else {
-                    Class::Unauthorized
-                },
-                message: format!("cannot get an access token: {e}"),
-            })?;
-            req = req.bearer_auth(token.token);
-        }
-        if let Some((content_type, bytes)) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(bytes);
-        }
-        let resp = req.send().await.map_err(|e| GcpError::Api {
-            what: what.clone(),
-            class: Class::Retryable,
-            message: format!("no answer from Cloud Storage: {e}"),
-        })?;
-        let status = resp.status();
-        let generation = resp
-            .headers()
-            .get("x-goog-generation")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| GcpError::Api {
-                what: what.clone(),
-                class: Class::Retryable,
-                message: format!("the answer could not be read: {e}"),
-            })?
-            .to_vec();
-        let reply = Reply {
-            status,
-            generation,
-            body,
-        };
-        tracing::debug!(rpc, status = status.as_u16(), "Cloud Storage call");
-        if status.is_success() || handled.contains(&status.as_u16()) {
-            return Ok(reply);
-        }
-        let class = match status.as_u16() {
-            429 => Class::Throttled,
-            401 | 403 => Class::Unauthorized,
-            404 => Class::NotFound,
-            409 => Class::AlreadyExists,
-            408 => Class::Retryable,
-            c if c >= 500 => Class::Retryable,
-            _ => Class::Fatal,
-        };
-        Err(GcpError::Api {
-            what,
-            class,
-            message: format!("HTTP {}: {}", status.as_u16(), reply.message()),
-        })
-    }
-
-    /// [`Self::send_once`] under the retry policy: a read is sent again after throttling,
-    /// 5xx and lost answers; a write only after throttling (429: not carried out).
+    /// One request under the retry policy ([`GoogleRest::send`]).
     async fn send(
         &self,
         rpc: &'static str,
@@ -289,16 +153,9 @@ impl GcsLockStore {
         body: Option<(&'static str, Vec<u8>)>,
         handled: &[u16],
     ) -> Result<Reply, ProviderError> {
-        let what = format!("{rpc} {}", self.location());
-        retry_call(
-            &self.policy,
-            Some(&self.stats),
-            &what,
-            CallKind::of(rpc),
-            || self.send_once(rpc, method.clone(), url, query, body.clone(), handled),
-        )
-        .await
-        .map_err(ProviderError::from)
+        self.rest
+            .send(rpc, &self.location(), method, url, query, body, handled)
+            .await
     }
 
     /// An upload with `ifGenerationMatch={generation}`.
@@ -320,8 +177,7 @@ impl GcsLockStore {
         match reply.status.as_u16() {
             412 => Ok(Upload::Refused),
             404 => Ok(Upload::NoBucket(reply.message())),
-            _ => reply
-                .object_generation()
+            _ => object_generation(&reply)
                 .map(Upload::Written)
                 .ok_or_else(|| {
                     ProviderError::retryable(format!(
@@ -458,7 +314,7 @@ impl LockStore for GcsLockStore {
         if meta.status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let generation = meta.object_generation().ok_or_else(|| {
+        let generation = object_generation(&meta).ok_or_else(|| {
             ProviderError::retryable(format!(
                 "storage.objects.get {}: the answer names no generation",
                 self.location()

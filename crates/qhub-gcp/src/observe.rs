@@ -127,10 +127,16 @@ pub fn cluster_spec(project: &str, c: &Cluster) -> ClusterSpec {
 /// The spec of an observed node pool.
 pub fn pool_spec(p: &NodePool) -> PoolSpec {
     let config = p.config.clone().unwrap_or_default();
+    // Counts are compared as the pool's totals (the config's meaning): a pool autoscaled per
+    // zone (as qhub-rs made them before it used the totals) counts once per zone.
+    let zones = i32::try_from(p.locations.len().max(1)).unwrap_or(1);
     let (min, max) = match &p.autoscaling {
-        Some(a) if a.enabled => (a.min_node_count, a.max_node_count),
+        Some(a) if a.enabled && a.total_max_node_count > 0 => {
+            (a.total_min_node_count, a.total_max_node_count)
+        }
+        Some(a) if a.enabled => (a.min_node_count * zones, a.max_node_count * zones),
         // Without autoscaling the pool has a fixed size: report it as min = max.
-        _ => (p.initial_node_count, p.initial_node_count),
+        _ => (p.initial_node_count * zones, p.initial_node_count * zones),
     };
     let management = p.management.clone().unwrap_or_default();
     PoolSpec {
@@ -138,6 +144,7 @@ pub fn pool_spec(p: &NodePool) -> PoolSpec {
         machine_type: config.machine_type.clone(),
         min_nodes: u32::try_from(min).unwrap_or(0),
         max_nodes: u32::try_from(max).unwrap_or(0),
+        locations: Some(p.locations.clone()),
         labels: sorted(&config.labels),
         taints: config
             .taints

@@ -26,6 +26,7 @@ pub struct GcpProvider {
     stats: Arc<ApiStats>,
     poll: Duration,
     api: tokio::sync::OnceCell<Api>,
+    compute: tokio::sync::OnceCell<crate::compute::ComputeApi>,
 }
 
 impl fmt::Debug for GcpProvider {
@@ -76,6 +77,7 @@ impl GcpProvider {
             options,
             poll,
             api: tokio::sync::OnceCell::new(),
+            compute: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -93,6 +95,7 @@ impl GcpProvider {
                 lock_dir: Some(dir.join(LOCK_DIR)),
                 gcs_lock: qhub_core::cloud::lock::cloud_lock_from_env(),
                 storage_endpoint: var(client::STORAGE_ENDPOINT_ENV),
+                compute_endpoint: var(crate::compute::ENDPOINT_ENV),
                 ..GcpOptions::default()
             },
         )
@@ -117,6 +120,33 @@ impl GcpProvider {
             None if self.emulator() => self.endpoint.clone(),
             None => crate::lock::DEFAULT_ENDPOINT.to_string(),
         }
+    }
+
+    /// Where Compute Engine calls go: the override, else the GKE endpoint when it is an
+    /// emulator on loopback, else Compute Engine itself.
+    pub fn compute_endpoint(&self) -> String {
+        match &self.options.compute_endpoint {
+            Some(e) => e.clone(),
+            None if self.emulator() => self.endpoint.clone(),
+            None => crate::compute::DEFAULT_ENDPOINT.to_string(),
+        }
+    }
+
+    /// The Compute Engine client of the config's project, built on first use.
+    pub(crate) async fn compute(&self) -> Result<&crate::compute::ComputeApi> {
+        let api = self.api().await?;
+        self.compute
+            .get_or_try_init(|| async {
+                let rest = crate::rest::GoogleRest::new(
+                    "Compute Engine",
+                    &self.compute_endpoint(),
+                    api.auth.tokens.clone(),
+                    self.stats.clone(),
+                    api.policy,
+                )?;
+                Ok(crate::compute::ComputeApi::new(rest, &self.target.project))
+            })
+            .await
     }
 
     /// The deploy lock's store for `ownership`'s deployment ([`crate::lock`]).
@@ -173,8 +203,75 @@ impl GcpProvider {
                 })
                 .collect(),
             cluster_version: None,
+            ..ServerFacts::default()
         };
         Ok(facts)
+    }
+
+    /// Adds what Compute Engine says of the config's region to `facts`: its zones
+    /// (`regions.get`) and, when a group asks for GPUs, the zones offering each
+    /// (`acceleratorTypes.aggregatedList`). Returns the region (with its quotas); `None` when
+    /// Compute does not know it. One call, two with GPU groups.
+    pub(crate) async fn add_zones(
+        &self,
+        config: &Config,
+        facts: &mut ServerFacts,
+    ) -> Result<Option<crate::compute::Region>, ProviderError> {
+        let compute = self.compute().await?;
+        let Some(region) = compute.region(&self.target.region).await? else {
+            return Ok(None);
+        };
+        facts.zones.clone_from(&region.zones);
+        let wanted: std::collections::BTreeSet<&str> = desired::section(config)?
+            .node_groups
+            .values()
+            .flat_map(|g| g.guest_accelerators.iter().map(|a| a.name.as_str()))
+            .collect();
+        if !wanted.is_empty() {
+            let mut offered = compute.accelerator_zones(&region.zones).await?;
+            offered.retain(|k, _| wanted.contains(k.as_str()));
+            facts.accelerator_zones = Some(offered);
+        }
+        Ok(Some(region))
+    }
+
+    /// What the capacity checks need beyond `region` ([`crate::preflight::Capacity`]): each
+    /// machine type's vCPUs (one `machineTypes.get` per type), the global quotas when a group
+    /// asks for GPUs (one `projects.get`), and whether the cluster exists (one `GetCluster`).
+    pub(crate) async fn capacity(
+        &self,
+        config: &Config,
+        region: crate::compute::Region,
+        facts: &ServerFacts,
+    ) -> Result<crate::preflight::Capacity, ProviderError> {
+        let s = desired::section(config)?;
+        let compute = self.compute().await?;
+        let mut cpus = std::collections::BTreeMap::new();
+        let mut gpus = false;
+        for group in s.node_groups.values() {
+            gpus |= !group.guest_accelerators.is_empty();
+            if cpus.contains_key(&group.instance) || group.instance.trim().is_empty() {
+                continue;
+            }
+            let zone = desired::candidate_zones(s, group, Some(facts))
+                .and_then(|z| z.first().cloned())
+                .or_else(|| region.zones.first().cloned());
+            let Some(zone) = zone else { continue };
+            let n = compute.guest_cpus(&zone, &group.instance).await?;
+            cpus.insert(group.instance.clone(), (zone, n));
+        }
+        let global = if gpus {
+            compute.project_quotas().await?
+        } else {
+            std::collections::BTreeMap::new()
+        };
+        let cluster_exists = self.cluster(&Ownership::of(config)).await?.is_some();
+        Ok(crate::preflight::Capacity {
+            region,
+            global,
+            cpus,
+            cluster_exists,
+        })
     }
 
     /// Every cluster in the project's region.

@@ -27,6 +27,21 @@ fn facts() -> ServerFacts {
             ],
         )]),
         cluster_version: None,
+        zones: vec![
+            "us-central1-a".into(),
+            "us-central1-b".into(),
+            "us-central1-c".into(),
+            "us-central1-f".into(),
+        ],
+        accelerator_zones: Some(BTreeMap::from([(
+            "nvidia-tesla-t4".to_string(),
+            vec![
+                "us-central1-a".into(),
+                "us-central1-b".into(),
+                "us-central1-c".into(),
+                "us-central1-f".into(),
+            ],
+        )])),
     }
 }
 

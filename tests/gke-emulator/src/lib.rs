@@ -27,6 +27,15 @@
 //!   answers: a share of the mutations is carried out and its answer dropped, the client living
 //!   on.
 //!
+//! GKE's rules that depend on Compute Engine are kept too ([`compute`], served at the same
+//! address): node counts are **per zone** (a pool in N zones starts `initialNodeCount × N`
+//! nodes; `totalMinNodeCount`/`totalMaxNodeCount` are the pool's totals, exclusive with the
+//! per-zone counts), the new nodes must fit the project's regional and global quotas
+//! (refused 403 with GKE's "Insufficient regional quota" message), each accelerator must be
+//! offered in each of its pool's zones, the cluster's network (default `default`) and
+//! subnetwork must exist, and the Persistent Disks a cluster's CSI driver made
+//! ([`GkeEmulator::add_pvc_disk`]) stay after the cluster is deleted.
+//!
 //! It also serves the subset of the Cloud Storage JSON API that the deploy lock uses
 //! ([`storage`]: buckets, media uploads and downloads, deletes, `ifGenerationMatch`
 //! preconditions answered 412 `conditionNotMet`), at the same address, behind the same token
@@ -36,6 +45,7 @@
 //! The emulator listens on `127.0.0.1` only. Run it in-process with [`GkeEmulator::start`] or
 //! as the `qhub-gke-emulator` binary.
 
+pub mod compute;
 pub mod state;
 pub mod storage;
 pub mod wire;
@@ -312,13 +322,18 @@ impl GkeEmulator {
             .auto_upgrade(project, location, name, version)
     }
 
-    /// Empties the world (clusters, operations, injected failures, buckets); counters stay.
+    /// Empties the world (clusters, operations, injected failures, buckets, disks); counters,
+    /// quotas and networks stay.
     pub fn reset(&self) {
         let mut inner = self.lock();
         inner.storage = storage::Storage::default();
         let versions = inner.world.versions.clone();
+        // What a test configured (quotas, networks) stays; disks go with the world.
+        let mut compute = inner.world.compute.clone();
+        compute.disks.clear();
         inner.world = state::World {
             versions,
+            compute,
             ..state::World::default()
         };
         inner.dead = false;
@@ -404,6 +419,53 @@ impl GkeEmulator {
             )
             .reply
             .is_ok()
+    }
+
+    /// Sets a quota limit of `project`: `scope` is a region or `global` (e.g. `CPUS` in
+    /// `us-central1`, `GPUS_ALL_REGIONS` in `global`).
+    pub fn set_quota(&self, project: &str, scope: &str, metric: &str, limit: f64) {
+        self.lock()
+            .world
+            .compute
+            .quotas
+            .entry((project.into(), scope.into()))
+            .or_default()
+            .insert(metric.into(), limit);
+    }
+
+    /// Replaces the networks of `project` (by default it has the auto-mode `default`).
+    pub fn set_networks(&self, project: &str, networks: Vec<compute::Network>) {
+        self.lock()
+            .world
+            .compute
+            .networks
+            .insert(project.into(), networks);
+    }
+
+    /// What the CSI driver of cluster `(project, location, name)` does for a
+    /// PersistentVolumeClaim `(namespace, claim)`: a Persistent Disk in `zone`
+    /// ([`state::World::add_pvc_disk`]). False when there is no such cluster.
+    pub fn add_pvc_disk(
+        &self,
+        cluster: (&str, &str, &str),
+        zone: &str,
+        claim: (&str, &str),
+        size_gb: u64,
+    ) -> bool {
+        self.lock()
+            .world
+            .add_pvc_disk(cluster, zone, claim, size_gb)
+    }
+
+    /// Every Persistent Disk: `(project, zone, name)` with its resource.
+    pub fn disks(&self) -> Vec<((String, String, String), Value)> {
+        self.lock()
+            .world
+            .compute
+            .disks
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Operations not yet DONE.
@@ -551,6 +613,43 @@ fn serve_storage(
     }
 }
 
+/// Serves a Compute Engine request ([`compute`]).
+fn serve_compute(inner: &mut Inner, method: &Method, segments: &[&str], raw_query: &str) -> Answer {
+    let decoded: Vec<String> = segments.iter().map(|s| decode(s)).collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let query: BTreeMap<String, String> = raw_query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect();
+    let (Some(&"projects"), Some(project)) = (segments.get(2), segments.get(3)) else {
+        let e = compute::ComputeError::new(404, "notFound", "Not Found");
+        return answer(e.code, &e.body());
+    };
+    if let Some(projects) = &inner.options.projects
+        && !projects.iter().any(|p| p == project)
+    {
+        let e = compute::ComputeError::new(
+            403,
+            "forbidden",
+            format!("Required 'compute.projects.get' permission for 'projects/{project}'"),
+        );
+        return answer(e.code, &e.body());
+    }
+    let timing = inner.timing();
+    inner.world.advance(timing);
+    match inner
+        .world
+        .serve_compute(method.as_str(), project, &segments[4..], &query)
+    {
+        Ok(v) => answer(200, &v),
+        Err(e) => answer(e.code, &e.body()),
+    }
+}
+
 async fn handle(req: Request<Incoming>, shared: &Arc<Mutex<Inner>>) -> Answer {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -584,8 +683,14 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Mutex<Inner>>) -> Answer {
         .filter(|s| !s.is_empty())
         .collect();
     let gcs = storage::is_storage(&segments);
+    let gce = compute::is_compute(&segments);
     let route = if gcs {
         storage::route(method.as_str(), &segments)
+    } else if gce {
+        format!(
+            "{method} compute/{}",
+            route_name(segments.get(4..).unwrap_or_default())
+        )
     } else {
         format!(
             "{method} {}",
@@ -632,6 +737,9 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Mutex<Inner>>) -> Answer {
             &body,
             content_type,
         );
+    }
+    if gce {
+        return serve_compute(&mut inner, &method, &segments, &raw_query);
     }
     let timing = inner.timing();
     inner.world.advance(timing);

@@ -221,6 +221,8 @@ pub struct World {
     pub failures: Vec<InjectedFailure>,
     /// Versions offered.
     pub versions: Versions,
+    /// Compute Engine: quotas, networks, disks ([`crate::compute`]).
+    pub compute: crate::compute::Compute,
 }
 
 /// A mutation's result: the started operation's id.
@@ -649,6 +651,9 @@ impl World {
         }
         if let Some(a) = pool.get("autoscaling").and_then(Value::as_object)
             && a.get("enabled").and_then(Value::as_bool) == Some(true)
+            // Total counts are checked by `check_pool_zones`.
+            && !a.contains_key("totalMinNodeCount")
+            && !a.contains_key("totalMaxNodeCount")
         {
             let min = a.get("minNodeCount").and_then(Value::as_i64).unwrap_or(0);
             let max = a.get("maxNodeCount").and_then(Value::as_i64).unwrap_or(0);
@@ -857,6 +862,15 @@ impl World {
             Self::pool_defaults(pool, &cluster_path, &locations);
             pool.insert("version".into(), json!(version));
         }
+        let (network, subnetwork) = self.check_network(p, l, &cluster)?;
+        let mut demand = Demand::new();
+        for (i, pool) in pools.iter().enumerate() {
+            Self::check_pool_zones(l, pool, &locations, &format!("cluster.node_pools[{i}]"))?;
+            pool_demand(l, pool, &locations, &mut demand);
+        }
+        self.check_quota(p, &demand)?;
+        cluster.insert("network".into(), json!(network));
+        cluster.insert("subnetwork".into(), json!(subnetwork));
         cluster.remove("initialClusterVersion");
         cluster.insert("location".into(), json!(l));
         cluster.insert("zone".into(), json!(l));
@@ -897,6 +911,14 @@ impl World {
                 ))
             })?;
         let mut doc = cluster.doc.clone();
+        let locations = doc.get("locations").cloned().unwrap_or(json!([]));
+        // Cluster.currentNodeCount (deprecated, still answered): nodes in all pools.
+        let nodes: i64 = cluster
+            .pools
+            .iter()
+            .map(|p| pool_nodes(p, &locations))
+            .sum();
+        doc.insert("currentNodeCount".into(), json!(nodes));
         doc.insert(
             "nodePools".into(),
             Value::Array(cluster.pools.iter().cloned().map(Value::Object).collect()),
@@ -1164,6 +1186,11 @@ impl World {
             .unwrap_or(json!(""));
         Self::pool_defaults(&mut pool, &cluster_path, &locations);
         pool.insert("version".into(), version);
+        Self::check_pool_zones(l, &pool, &locations, "node_pool")?;
+        let mut demand = Demand::new();
+        pool_demand(l, &pool, &locations, &mut demand);
+        self.check_quota(p, &demand)?;
+        let cluster = self.cluster_mut(p, l, c)?;
         cluster.pools.push(pool);
         cluster.doc.insert("status".into(), json!("RECONCILING"));
         Ok(self.start(timing, (p, l, c), Some(&name), "CREATE_NODE_POOL"))
@@ -1306,5 +1333,474 @@ impl World {
             "validImageTypes": ["COS_CONTAINERD", "UBUNTU_CONTAINERD"],
             "channels": channels,
         }))
+    }
+}
+
+/// What a set of node pools asks of the project's quotas: `(scope, metric) -> amount`, the
+/// scope a region or `global`.
+pub type Demand = BTreeMap<(String, String), f64>;
+
+/// The zones a pool's nodes run in: its own `locations`, else the cluster's.
+fn pool_zones(pool: &Map<String, Value>, cluster_locations: &Value) -> Vec<String> {
+    let own = pool
+        .get("locations")
+        .and_then(Value::as_array)
+        .filter(|z| !z.is_empty());
+    own.or_else(|| cluster_locations.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|z| z.as_str().map(String::from))
+        .collect()
+}
+
+/// How many nodes a pool has: GKE's `initialNodeCount` is **per zone**, so a pool in N zones
+/// starts `initialNodeCount × N` nodes ("initial_node_count … in each of the node pool's
+/// zones", NodePool reference; the hivemq example of issue #48 there: 3 nodes × 3 zones ×
+/// 8 vCPUs asked 72 CPUs).
+pub fn pool_nodes(pool: &Map<String, Value>, cluster_locations: &Value) -> i64 {
+    let per_zone = pool
+        .get("initialNodeCount")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    per_zone * pool_zones(pool, cluster_locations).len() as i64
+}
+
+fn add(demand: &mut Demand, scope: &str, metric: &str, amount: f64) {
+    if amount > 0.0 {
+        *demand
+            .entry((scope.to_string(), metric.to_string()))
+            .or_insert(0.0) += amount;
+    }
+}
+
+/// The quota a pool's nodes take in `region`: vCPUs against the machine family's metric
+/// (and `CPUS_ALL_REGIONS`), GPUs against the accelerator's (`PREEMPTIBLE_…` for spot and
+/// preemptible VMs) and `GPUS_ALL_REGIONS`.
+pub fn pool_demand(
+    region: &str,
+    pool: &Map<String, Value>,
+    cluster_locations: &Value,
+    demand: &mut Demand,
+) {
+    let nodes = pool_nodes(pool, cluster_locations) as f64;
+    if nodes <= 0.0 {
+        return;
+    }
+    let config = pool.get("config").and_then(Value::as_object);
+    let machine = config
+        .and_then(|c| c.get("machineType"))
+        .and_then(Value::as_str)
+        .unwrap_or("e2-medium");
+    let cpus = f64::from(crate::compute::guest_cpus(machine).unwrap_or(2));
+    add(
+        demand,
+        region,
+        crate::compute::cpu_metric(machine),
+        nodes * cpus,
+    );
+    add(demand, "global", "CPUS_ALL_REGIONS", nodes * cpus);
+    let spot = config.is_some_and(|c| {
+        c.get("spot").and_then(Value::as_bool) == Some(true)
+            || c.get("preemptible").and_then(Value::as_bool) == Some(true)
+    });
+    for a in config
+        .and_then(|c| c.get("accelerators"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let kind = a
+            .get("acceleratorType")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let count = a
+            .get("acceleratorCount")
+            .and_then(|c| wire::int64_in("acceleratorCount", c).ok())
+            .unwrap_or(0) as f64;
+        if let Some(metric) = crate::compute::gpu_metric(kind) {
+            let metric = if spot {
+                format!("PREEMPTIBLE_{metric}")
+            } else {
+                metric.to_string()
+            };
+            add(demand, region, &metric, nodes * count);
+            add(demand, "global", "GPUS_ALL_REGIONS", nodes * count);
+        }
+    }
+}
+
+impl World {
+    /// What the project's clusters use now, by `(scope, metric)`.
+    pub fn usage(&self, p: &str) -> Demand {
+        let mut used = Demand::new();
+        for ((cp, cl, _), c) in &self.clusters {
+            if cp != p {
+                continue;
+            }
+            let locations = c.doc.get("locations").cloned().unwrap_or(json!([]));
+            for pool in &c.pools {
+                pool_demand(cl, pool, &locations, &mut used);
+            }
+        }
+        used
+    }
+
+    /// GKE's quota check of a create: every quota the new nodes would exceed, in GKE's words
+    /// (403 PERMISSION_DENIED, numbered when several: GoogleCloudPlatform/cloud-ops-sandbox#44,
+    /// googlecodelabs/feedback#950 — "Insufficient regional quota to satisfy request: resource
+    /// "CPUS": request requires '12.0' and is short '4.0'. project has a quota of '8.0' with
+    /// '8.0' available. View and manage quotas at https://console.cloud.google.com/iam-admin/quotas?usage=USED&project=P.").
+    pub fn check_quota(&self, p: &str, demand: &Demand) -> Result<(), ApiError> {
+        let used = self.usage(p);
+        let mut short = Vec::new();
+        for ((scope, metric), need) in demand {
+            let Some(limit) = self.compute.limit(p, scope, metric) else {
+                continue;
+            };
+            let in_use = used
+                .get(&(scope.clone(), metric.clone()))
+                .copied()
+                .unwrap_or(0.0);
+            let available = (limit - in_use).max(0.0);
+            if *need > available {
+                let kind = if scope == "global" {
+                    "project"
+                } else {
+                    "regional"
+                };
+                short.push(format!(
+                    "Insufficient {kind} quota to satisfy request: resource \"{metric}\": request requires '{need:.1}' and is short '{:.1}'. project has a quota of '{limit:.1}' with '{available:.1}' available. View and manage quotas at https://console.cloud.google.com/iam-admin/quotas?usage=USED&project={p}.",
+                    need - available
+                ));
+            }
+        }
+        match short.len() {
+            0 => Ok(()),
+            1 => Err(ApiError::new(403, "PERMISSION_DENIED", short.remove(0))),
+            _ => Err(ApiError::new(
+                403,
+                "PERMISSION_DENIED",
+                short
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| format!("\n\t({}) {s}", i + 1))
+                    .collect::<String>(),
+            )),
+        }
+    }
+
+    /// GKE's checks of a pool against the zones it would run in: autoscaling's per-zone and
+    /// total counts are exclusive ("The total_*_node_count fields are mutually exclusive with
+    /// the *_node_count fields", NodePoolAutoscaling reference), and each accelerator must be
+    /// offered in each zone (issue 26 of qhub-rs: a regional cluster's GPU pool without
+    /// `locations` fails with "Accelerator type … does not exist in zone …").
+    pub fn check_pool_zones(
+        region: &str,
+        pool: &Map<String, Value>,
+        cluster_locations: &Value,
+        path: &str,
+    ) -> Result<(), ApiError> {
+        if let Some(a) = pool.get("autoscaling").and_then(Value::as_object) {
+            let per_zone = a.contains_key("minNodeCount") || a.contains_key("maxNodeCount");
+            let total = a.contains_key("totalMinNodeCount") || a.contains_key("totalMaxNodeCount");
+            if per_zone && total {
+                return Err(ApiError::invalid(format!(
+                    "Invalid value for field '{path}.autoscaling': total_min_node_count/total_max_node_count and min_node_count/max_node_count are mutually exclusive."
+                )));
+            }
+            if total {
+                let min = a
+                    .get("totalMinNodeCount")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                let max = a
+                    .get("totalMaxNodeCount")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                if min < 0 || max < 1 || min > max {
+                    return Err(ApiError::invalid(format!(
+                        "Invalid value for field '{path}.autoscaling': total_min_node_count={min}, total_max_node_count={max}; need 0 <= min <= max and max >= 1."
+                    )));
+                }
+            }
+        }
+        let zones = pool_zones(pool, cluster_locations);
+        for a in pool
+            .get("config")
+            .and_then(|c| c.get("accelerators"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let kind = a
+                .get("acceleratorType")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let offered = crate::compute::accelerator_zones(region, kind);
+            if let Some(z) = zones.iter().find(|z| !offered.contains(&z.as_str())) {
+                return Err(ApiError::invalid(format!(
+                    "Accelerator type \"{kind}\" does not exist in zone {z}."
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// GKE's network check of a create: the network (default `default`) must exist, in GKE's
+    /// words when it does not (`Project "P" has no network named "default".`, 400:
+    /// kubeflow/examples#537, googlecloudrobotics/core#339), and so must the subnetwork in the
+    /// cluster's region. Returns the names the cluster records.
+    pub fn check_network(
+        &self,
+        p: &str,
+        region: &str,
+        cluster: &Map<String, Value>,
+    ) -> Result<(String, String), ApiError> {
+        let short = |v: Option<&Value>| {
+            v.and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.rsplit('/').next().unwrap_or(s).to_string())
+        };
+        let network = short(cluster.get("network")).unwrap_or_else(|| "default".into());
+        let Some(net) = self.compute.network(p, &network) else {
+            return Err(ApiError::invalid(format!(
+                "Project \"{p}\" has no network named \"{network}\"."
+            )));
+        };
+        let subnetwork = match short(cluster.get("subnetwork")) {
+            Some(s) => s,
+            None if net.auto_subnetworks => network.clone(),
+            None => {
+                return Err(ApiError::invalid(format!(
+                    "Network \"{network}\" is a custom mode network; a subnetwork in {region} must be specified."
+                )));
+            }
+        };
+        if !net.has_subnetwork(region, &subnetwork) {
+            return Err(ApiError::invalid(format!(
+                "Subnetwork \"projects/{p}/regions/{region}/subnetworks/{subnetwork}\" is not valid for Network \"{network}\"."
+            )));
+        }
+        Ok((network, subnetwork))
+    }
+
+    /// A Persistent Disk the cluster's CSI driver made for a PersistentVolumeClaim, as GKE's
+    /// driver makes it: the claim in the description (`kubernetes.io/created-for/pvc/name`…,
+    /// gcp-compute-persistent-disk-csi-driver pkg/parameters/constants.go), the label
+    /// `goog-gke-volume`, the cluster's name and location labels and the cluster's resource
+    /// labels (GKE propagates them; seen on a GKE PD in the wild: `goog-gke-volume`,
+    /// `goog-k8s-cluster-name`, `goog-k8s-cluster-location` beside the cluster's own labels).
+    /// False when there is no such cluster.
+    pub fn add_pvc_disk(
+        &mut self,
+        (p, l, c): (&str, &str, &str),
+        zone: &str,
+        (namespace, claim): (&str, &str),
+        size_gb: u64,
+    ) -> bool {
+        let Some(cluster) = self.clusters.get(&(p.into(), l.into(), c.into())) else {
+            return false;
+        };
+        let mut labels = cluster
+            .doc
+            .get("resourceLabels")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        labels.insert("goog-gke-volume".into(), json!(""));
+        labels.insert("goog-k8s-cluster-name".into(), json!(c));
+        labels.insert("goog-k8s-cluster-location".into(), json!(l));
+        let n = self.compute.disks.len() + 1;
+        let name = format!("pvc-{n:08x}-0000-4000-8000-{:012x}", n * 7919);
+        let description = json!({
+            "kubernetes.io/created-for/pv/name": name,
+            "kubernetes.io/created-for/pvc/name": claim,
+            "kubernetes.io/created-for/pvc/namespace": namespace,
+            "storage.gke.io/created-by": "pd.csi.storage.gke.io",
+        })
+        .to_string();
+        let doc = json!({
+            "kind": "compute#disk",
+            "name": name,
+            "sizeGb": size_gb.to_string(),
+            "zone": format!("https://www.googleapis.com/compute/v1/projects/{p}/zones/{zone}"),
+            "type": format!("https://www.googleapis.com/compute/v1/projects/{p}/zones/{zone}/diskTypes/pd-balanced"),
+            "status": "READY",
+            "description": description,
+            "labels": labels,
+            "selfLink": format!("https://www.googleapis.com/compute/v1/projects/{p}/zones/{zone}/disks/{name}"),
+        });
+        self.compute
+            .disks
+            .insert((p.into(), zone.into(), name), doc);
+        true
+    }
+
+    /// True while a cluster whose CSI driver made the disk still runs (its node may hold it).
+    fn disk_in_use(&self, p: &str, disk: &Value) -> bool {
+        let name = disk["labels"]["goog-k8s-cluster-name"].as_str();
+        let location = disk["labels"]["goog-k8s-cluster-location"].as_str();
+        match (name, location) {
+            (Some(n), Some(l)) => {
+                self.clusters
+                    .contains_key(&(p.to_string(), l.to_string(), n.to_string()))
+            }
+            _ => false,
+        }
+    }
+
+    /// `GET regions/R`: its zones and quotas (limit and usage per metric).
+    pub fn region_doc(&self, p: &str, r: &str) -> Result<Value, crate::compute::ComputeError> {
+        let Some(zones) = zones_of(r) else {
+            return Err(crate::compute::ComputeError::not_found(&format!(
+                "projects/{p}/regions/{r}"
+            )));
+        };
+        Ok(json!({
+            "kind": "compute#region",
+            "name": r,
+            "status": "UP",
+            "zones": zones.iter().map(|z| format!("https://www.googleapis.com/compute/v1/projects/{p}/zones/{z}")).collect::<Vec<_>>(),
+            "quotas": self.quota_docs(p, r),
+        }))
+    }
+
+    fn quota_docs(&self, p: &str, scope: &str) -> Vec<Value> {
+        let used = self.usage(p);
+        self.compute
+            .limits(p, scope)
+            .into_iter()
+            .map(|(metric, limit)| {
+                let usage = used
+                    .get(&(scope.to_string(), metric.clone()))
+                    .copied()
+                    .unwrap_or(0.0);
+                json!({"metric": metric, "limit": limit, "usage": usage})
+            })
+            .collect()
+    }
+
+    /// Serves a Compute Engine request ([`crate::compute`]); `segments` start after
+    /// `compute/v1/projects/P`.
+    pub fn serve_compute(
+        &mut self,
+        method: &str,
+        p: &str,
+        rest: &[&str],
+        query: &BTreeMap<String, String>,
+    ) -> Result<Value, crate::compute::ComputeError> {
+        use crate::compute::{ComputeError, guest_cpus};
+        match (method, rest) {
+            ("GET", []) => Ok(json!({
+                "kind": "compute#project",
+                "name": p,
+                "defaultServiceAccount": format!("123456789012-compute@developer.gserviceaccount.com"),
+                "quotas": self.quota_docs(p, "global"),
+            })),
+            ("GET", ["regions", r]) => self.region_doc(p, r),
+            ("GET", ["zones", z, "machineTypes", m]) => {
+                let known_zone = z
+                    .rsplit_once('-')
+                    .and_then(|(r, _)| zones_of(r))
+                    .is_some_and(|zs| zs.contains(z));
+                match guest_cpus(m).filter(|_| known_zone) {
+                    Some(cpus) => Ok(json!({
+                        "kind": "compute#machineType",
+                        "name": m,
+                        "zone": z,
+                        "guestCpus": cpus,
+                    })),
+                    None => Err(ComputeError::not_found(&format!(
+                        "projects/{p}/zones/{z}/machineTypes/{m}"
+                    ))),
+                }
+            }
+            ("GET", ["aggregated", "acceleratorTypes"]) => {
+                let mut items = serde_json::Map::new();
+                for region in [
+                    "us-central1",
+                    "us-east1",
+                    "us-west1",
+                    "europe-west1",
+                    "europe-west4",
+                    "asia-southeast1",
+                ] {
+                    for zone in zones_of(region).unwrap_or(&[]) {
+                        let types: Vec<Value> = ACCELERATORS
+                            .iter()
+                            .filter(|a| crate::compute::accelerator_zones(region, a).contains(zone))
+                            .map(|a| json!({"kind": "compute#acceleratorType", "name": a, "zone": format!("https://www.googleapis.com/compute/v1/projects/{p}/zones/{zone}"), "maximumCardsPerInstance": 4}))
+                            .collect();
+                        let entry = if types.is_empty() {
+                            json!({"warning": {"code": "NO_RESULTS_ON_PAGE", "message": "There are no results for scope 'zones/…' on this page."}})
+                        } else {
+                            json!({"acceleratorTypes": types})
+                        };
+                        items.insert(format!("zones/{zone}"), entry);
+                    }
+                }
+                Ok(json!({"kind": "compute#acceleratorTypeAggregatedList", "items": items}))
+            }
+            ("GET", ["global", "networks", n]) => match self.compute.network(p, n) {
+                Some(net) => Ok(json!({
+                    "kind": "compute#network",
+                    "name": net.name,
+                    "autoCreateSubnetworks": net.auto_subnetworks,
+                    "selfLink": format!("https://www.googleapis.com/compute/v1/projects/{p}/global/networks/{n}"),
+                })),
+                None => Err(ComputeError::not_found(&format!(
+                    "projects/{p}/global/networks/{n}"
+                ))),
+            },
+            ("GET", ["regions", r, "subnetworks", s]) => {
+                let found = self
+                    .compute
+                    .networks_of(p)
+                    .into_iter()
+                    .find(|n| n.has_subnetwork(r, s));
+                match found {
+                    Some(net) => Ok(json!({
+                        "kind": "compute#subnetwork",
+                        "name": s,
+                        "region": r,
+                        "network": format!("https://www.googleapis.com/compute/v1/projects/{p}/global/networks/{}", net.name),
+                    })),
+                    None => Err(ComputeError::not_found(&format!(
+                        "projects/{p}/regions/{r}/subnetworks/{s}"
+                    ))),
+                }
+            }
+            ("GET", ["aggregated", "disks"]) => Ok(self
+                .compute
+                .aggregated_disks(p, query.get("filter").map(String::as_str))),
+            ("DELETE", ["zones", z, "disks", d]) => {
+                let in_use = self
+                    .compute
+                    .disks
+                    .get(&(p.to_string(), z.to_string(), d.to_string()))
+                    .is_some_and(|disk| self.disk_in_use(p, disk));
+                self.compute.delete_disk(p, z, d, in_use)
+            }
+            ("GET", ["zones", z, "operations", o]) => match self.compute.operations.get(*o) {
+                Some((op_p, op_z, target)) if op_p == p && op_z == z => Ok(json!({
+                    "kind": "compute#operation",
+                    "name": o,
+                    "status": "DONE",
+                    "progress": 100,
+                    "targetLink": target,
+                })),
+                _ => Err(ComputeError::not_found(&format!(
+                    "projects/{p}/zones/{z}/operations/{o}"
+                ))),
+            },
+            _ => Err(ComputeError::new(
+                404,
+                "notFound",
+                format!(
+                    "The emulator does not serve {method} compute/v1/projects/{p}/{}",
+                    rest.join("/")
+                ),
+            )),
+        }
     }
 }

@@ -316,3 +316,214 @@ async fn throttling_and_unavailable_are_injected() {
     let n = e.counters();
     assert_eq!(n.throttled + n.server_errors + codes[&200], 60);
 }
+
+fn pool(name: &str, machine: &str, initial: i64, locations: &[&str]) -> Value {
+    let mut p = json!({"name": name, "initialNodeCount": initial,
+        "autoscaling": {"enabled": true, "totalMinNodeCount": initial, "totalMaxNodeCount": 5},
+        "config": {"machineType": machine}});
+    if !locations.is_empty() {
+        p["locations"] = json!(locations);
+    }
+    p
+}
+
+fn cluster_with(pools: Vec<Value>) -> Value {
+    json!({"cluster": {"name": "demo-dev", "initialClusterVersion": "1.33", "nodePools": pools}})
+}
+
+#[tokio::test]
+async fn node_counts_are_per_zone_and_must_fit_the_regional_quota() {
+    let e = GkeEmulator::start(Options::default()).await.unwrap();
+    let c = Client::new(&e);
+    // A free-trial project: 8 vCPUs in the region (amygdala/tensorflow-workshop#13).
+    e.set_quota("p1", "us-central1", "CPUS", 8.0);
+    // One n1-standard-8 per zone in a regional cluster's three zones: 24 vCPUs.
+    let (code, err) = c
+        .post(
+            &format!("{BASE}/clusters"),
+            cluster_with(vec![pool("general", "n1-standard-8", 1, &[])]),
+        )
+        .await;
+    assert_eq!(code, 403, "{err}");
+    assert_eq!(err["error"]["status"], "PERMISSION_DENIED");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Insufficient regional quota to satisfy request: resource \"CPUS\": request requires '24.0' and is short '16.0'. project has a quota of '8.0' with '8.0' available."),
+        "{message}"
+    );
+    assert!(e.clusters().is_empty(), "nothing was created");
+
+    // Pinned to one zone: one node, 8 vCPUs.
+    let (code, op) = c
+        .post(
+            &format!("{BASE}/clusters"),
+            cluster_with(vec![pool(
+                "general",
+                "n1-standard-8",
+                1,
+                &["us-central1-a"],
+            )]),
+        )
+        .await;
+    assert_eq!(code, 200, "{op}");
+    c.wait(&op).await;
+    let (_, cl) = c.get(&format!("{BASE}/clusters/demo-dev")).await;
+    assert_eq!(cl["currentNodeCount"], 1, "{cl}");
+    let (_, region) = c.get("/compute/v1/projects/p1/regions/us-central1").await;
+    let cpus = region["quotas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["metric"] == "CPUS")
+        .unwrap();
+    assert_eq!(
+        (cpus["limit"].as_f64(), cpus["usage"].as_f64()),
+        (Some(8.0), Some(8.0))
+    );
+
+    // The quota is used up: a second pool's first node is refused.
+    let (code, err) = c
+        .post(
+            &format!("{BASE}/clusters/demo-dev/nodePools"),
+            json!({"nodePool": pool("user", "n1-standard-4", 1, &["us-central1-a"])}),
+        )
+        .await;
+    assert_eq!(code, 403, "{err}");
+
+    // Per-zone and total counts together are refused.
+    let mut both = pool("user", "n1-standard-4", 0, &[]);
+    both["autoscaling"]["maxNodeCount"] = json!(3);
+    let (code, err) = c
+        .post(
+            &format!("{BASE}/clusters/demo-dev/nodePools"),
+            json!({"nodePool": both}),
+        )
+        .await;
+    assert_eq!(code, 400, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("mutually exclusive")
+    );
+}
+
+#[tokio::test]
+async fn an_accelerator_must_exist_in_every_zone_of_its_pool() {
+    let e = GkeEmulator::start(Options::default()).await.unwrap();
+    let c = Client::new(&e);
+    let mut gpu = pool("gpu", "n1-standard-4", 0, &[]);
+    gpu["config"]["accelerators"] =
+        json!([{"acceleratorType": "nvidia-tesla-p4", "acceleratorCount": "1"}]);
+    let (code, err) = c
+        .post(&format!("{BASE}/clusters"), cluster_with(vec![gpu.clone()]))
+        .await;
+    assert_eq!(code, 400, "{err}");
+    assert_eq!(
+        err["error"]["message"],
+        "Accelerator type \"nvidia-tesla-p4\" does not exist in zone us-central1-b."
+    );
+    // The zones that have it, from Compute's aggregated accelerator list.
+    let (_, list) = c
+        .get("/compute/v1/projects/p1/aggregated/acceleratorTypes")
+        .await;
+    let zones: Vec<&str> = list["items"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| {
+            v["acceleratorTypes"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|t| t["name"] == "nvidia-tesla-p4"))
+        })
+        .map(|(k, _)| k.trim_start_matches("zones/"))
+        .collect();
+    assert_eq!(zones, ["us-central1-a", "us-central1-c"]);
+    gpu["locations"] = json!(zones);
+    let (code, op) = c
+        .post(&format!("{BASE}/clusters"), cluster_with(vec![gpu]))
+        .await;
+    assert_eq!(code, 200, "{op}");
+}
+
+#[tokio::test]
+async fn the_cluster_needs_its_network() {
+    let e = GkeEmulator::start(Options::default()).await.unwrap();
+    let c = Client::new(&e);
+    e.set_networks(
+        "p1",
+        vec![qhub_gke_emulator::compute::Network {
+            name: "corp".into(),
+            auto_subnetworks: false,
+            subnetworks: vec![("us-central1".into(), "corp-us".into())],
+        }],
+    );
+    let body = cluster_with(vec![pool(
+        "general",
+        "n1-standard-4",
+        1,
+        &["us-central1-a"],
+    )]);
+    let (code, err) = c.post(&format!("{BASE}/clusters"), body.clone()).await;
+    assert_eq!(code, 400, "{err}");
+    assert_eq!(
+        err["error"]["message"],
+        "Project \"p1\" has no network named \"default\"."
+    );
+    let (code, _) = c
+        .get("/compute/v1/projects/p1/global/networks/default")
+        .await;
+    assert_eq!(code, 404);
+    let (code, _) = c
+        .get("/compute/v1/projects/p1/regions/us-central1/subnetworks/corp-us")
+        .await;
+    assert_eq!(code, 200);
+    let mut body = body;
+    body["cluster"]["network"] = json!("corp");
+    body["cluster"]["subnetwork"] = json!("corp-us");
+    let (code, op) = c.post(&format!("{BASE}/clusters"), body).await;
+    assert_eq!(code, 200, "{op}");
+    c.wait(&op).await;
+    let (_, cl) = c.get(&format!("{BASE}/clusters/demo-dev")).await;
+    assert_eq!(
+        (cl["network"].as_str(), cl["subnetwork"].as_str()),
+        (Some("corp"), Some("corp-us"))
+    );
+}
+
+#[tokio::test]
+async fn disks_of_claims_outlive_the_cluster() {
+    let e = GkeEmulator::start(Options::default()).await.unwrap();
+    let c = Client::new(&e);
+    let (_, op) = c.post(&format!("{BASE}/clusters"), cluster_body()).await;
+    c.wait(&op).await;
+    assert!(e.add_pvc_disk(
+        ("p1", "us-central1", "demo-dev"),
+        "us-central1-a",
+        ("dev", "keycloak-db"),
+        10
+    ));
+    let (_, list) = c
+        .get("/compute/v1/projects/p1/aggregated/disks?filter=labels.goog-gke-volume%3A%2A")
+        .await;
+    let disk = list["items"]["zones/us-central1-a"]["disks"][0].clone();
+    assert_eq!(disk["labels"]["goog-k8s-cluster-name"], "demo-dev");
+    assert_eq!(
+        disk["labels"]["qhub-project"], "demo",
+        "the cluster's labels propagate"
+    );
+    let name = disk["name"].as_str().unwrap().to_string();
+    let path = format!("/compute/v1/projects/p1/zones/us-central1-a/disks/{name}");
+    let (code, err) = c.call("DELETE", &path, None).await;
+    assert_eq!(code, 400, "attached while the cluster runs: {err}");
+    let (_, op) = c
+        .call("DELETE", &format!("{BASE}/clusters/demo-dev"), None)
+        .await;
+    c.wait(&op).await;
+    assert_eq!(e.disks().len(), 1, "GKE does not delete the claims' disks");
+    let (code, op) = c.call("DELETE", &path, None).await;
+    assert_eq!((code, op["status"].as_str()), (200, Some("DONE")));
+    assert!(e.disks().is_empty());
+    let (code, _) = c.call("DELETE", &path, None).await;
+    assert_eq!(code, 404);
+}

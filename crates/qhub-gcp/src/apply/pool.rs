@@ -11,7 +11,7 @@ use qhub_core::plan::{Action, Change};
 
 use super::{POOL_DEADLINE, Target, cluster::busy, mutate, wait_idle};
 use crate::client::Api;
-use crate::desired::PoolSpec;
+use crate::desired::{PoolSpec, initial_per_zone};
 use crate::errors::{Class, GcpError, Result};
 use crate::observe::{self, PoolFacts};
 
@@ -44,12 +44,15 @@ pub fn build(spec: &PoolSpec) -> NodePool {
     if let Some(image) = &spec.image_type {
         config.image_type = image.clone();
     }
-    // GKE creates `initial_node_count` nodes per zone; start at the minimum (0 is allowed).
-    let initial = i32::try_from(spec.min_nodes).unwrap_or(i32::MAX);
+    // GKE creates `initial_node_count` nodes in each zone of the pool ("The initial node
+    // count for the pool … in each of the node pool's zones", NodePool reference): the pool
+    // starts with its minimum in all (see `desired::pool_locations`).
+    let initial = i32::try_from(initial_per_zone(spec)).unwrap_or(i32::MAX);
     NodePool::default()
         .set_name(spec.name.clone())
         .set_config(config)
         .set_initial_node_count(initial)
+        .set_locations(spec.locations.clone().unwrap_or_default())
         .set_autoscaling(autoscaling(spec))
         .set_management(management(spec))
 }
@@ -61,11 +64,15 @@ fn taint(t: &crate::desired::Taint) -> NodeTaint {
         .set_effect(node_taint::Effect::from(t.effect.as_str()))
 }
 
+/// The config's counts are the group's totals: GKE's `total_min_node_count` /
+/// `total_max_node_count` ("Minimum/Maximum number of nodes in the node pool", exclusive with
+/// the per-zone `min_node_count`/`max_node_count`, NodePoolAutoscaling reference; "use
+/// --total-min-nodes … to limit the total number of nodes", GKE cluster autoscaler how-to).
 fn autoscaling(spec: &PoolSpec) -> NodePoolAutoscaling {
     NodePoolAutoscaling::default()
         .set_enabled(true)
-        .set_min_node_count(i32::try_from(spec.min_nodes).unwrap_or(i32::MAX))
-        .set_max_node_count(i32::try_from(spec.max_nodes).unwrap_or(i32::MAX))
+        .set_total_min_node_count(i32::try_from(spec.min_nodes).unwrap_or(i32::MAX))
+        .set_total_max_node_count(i32::try_from(spec.max_nodes).unwrap_or(i32::MAX))
 }
 
 fn management(spec: &PoolSpec) -> NodeManagement {
@@ -248,7 +255,11 @@ async fn update(
         );
         api.wait(&location, op, &what, POOL_DEADLINE).await?;
     }
-    if spec.labels != have.labels || spec.taints != have.taints {
+    let move_to = spec
+        .locations
+        .as_ref()
+        .filter(|z| have.locations.as_ref() != Some(*z));
+    if spec.labels != have.labels || spec.taints != have.taints || move_to.is_some() {
         // `node_version` and `image_type` are required by UpdateNodePool: the current ones
         // leave the nodes' version and image as they are.
         let (version, image) = match facts {
@@ -270,12 +281,17 @@ async fn update(
                     .set_image_type(image.clone())
                     .set_labels(NodeLabels::default().set_labels(spec.labels.clone()))
                     .set_taints(NodeTaints::default().set_taints(spec.taints.iter().map(taint)))
+                    // Empty: the locations stay as they are.
+                    .set_locations(move_to.cloned().unwrap_or_default())
                     .with_idempotency(false)
                     .send(),
             )
         })
         .await?;
-        let what = format!("relabelling node pool {}", spec.name);
+        let what = match move_to {
+            Some(z) => format!("node pool {} to zones {}", spec.name, z.join(", ")),
+            None => format!("relabelling node pool {}", spec.name),
+        };
         api.wait(&location, op, &what, POOL_DEADLINE).await?;
     }
     if (spec.auto_repair, spec.auto_upgrade) != (have.auto_repair, have.auto_upgrade) {
