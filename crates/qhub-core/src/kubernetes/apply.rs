@@ -142,6 +142,16 @@ impl Applier {
             }
         }
         let api = self.api(&r).await?;
+        if generated::use_existing(manifest) {
+            let live = read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await?;
+            if let Some(live) = live
+                && !is_member(&live, manifest)
+            {
+                // Someone else's: used as it is, never taken over.
+                tracing::info!(object = %r.id(), "exists and was not created by qhub: used as it is");
+                return self.wait_ready(&r, &api, deadline).await;
+            }
+        }
         if let Some(required) = generated::requirement(manifest)? {
             self.check_requirement(&r, &required).await?;
         }
@@ -430,6 +440,53 @@ impl Applier {
         Ok(out)
     }
 
+    /// The objects of `desired` that may be someone else's
+    /// ([`generated::USE_EXISTING_ANNOTATION`]) and exist without `set`'s label: observed as
+    /// they are wanted (qhub leaves them as they are, so there is nothing to change), and
+    /// never found by [`Applier::observe`], so no destroy or prune deletes them.
+    pub async fn observe_unowned(
+        &self,
+        set: &ApplySet,
+        desired: &[crate::plan::Resource],
+    ) -> Result<Vec<Observed>, KubeError> {
+        let mut out = Vec::new();
+        for resource in desired {
+            let manifest = resource.payload.as_ref().unwrap_or(&resource.spec);
+            if !generated::use_existing(manifest) {
+                continue;
+            }
+            let r = ObjectRef::of(manifest)?;
+            let api = self.api(&r).await?;
+            let Some(live) = read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await?
+            else {
+                continue;
+            };
+            let live =
+                serde_json::to_value(&live).map_err(|e| KubeError::Invalid(e.to_string()))?;
+            let part_of = live
+                .pointer(&format!(
+                    "/metadata/labels/{}",
+                    applyset::PART_OF_LABEL.replace('/', "~1")
+                ))
+                .and_then(Json::as_str);
+            if part_of == Some(set.id.as_str()) {
+                continue;
+            }
+            let state = match readiness::check(&r.kind, &live) {
+                Readiness::Ready => ResourceState::Ready,
+                Readiness::Waiting(why) => ResourceState::Pending(why),
+            };
+            let mut observed =
+                Observed::new(r.id(), Stage::Kubernetes, resource.spec.clone(), state);
+            observed.cloud_id = live
+                .pointer("/metadata/uid")
+                .and_then(Json::as_str)
+                .map(str::to_string);
+            out.push(observed);
+        }
+        Ok(out)
+    }
+
     async fn resolve_any_version(
         &self,
         group: &str,
@@ -451,6 +508,23 @@ impl Applier {
         }
         Ok(None)
     }
+}
+
+/// Whether `live` carries the ApplySet label `manifest` (a labelled member) carries.
+fn is_member(live: &DynamicObject, manifest: &Json) -> bool {
+    let want = manifest
+        .pointer(&format!(
+            "/metadata/labels/{}",
+            applyset::PART_OF_LABEL.replace('/', "~1")
+        ))
+        .and_then(Json::as_str);
+    let have = live
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(applyset::PART_OF_LABEL))
+        .map(String::as_str);
+    want.is_some() && want == have
 }
 
 fn observed(r: &ObjectRef, live: &Json, parent_namespace: &str) -> Observed {
