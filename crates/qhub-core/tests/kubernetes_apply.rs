@@ -203,7 +203,8 @@ async fn a_broken_image_fails_the_rollout_at_once_with_the_pods_message() {
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "qhub-welcome-7d4b9-x2x", "labels": {"app.kubernetes.io/name": "qhub-welcome"}},
-        "spec": {"containers": [{"name": "nginx", "image": "nginx:does-not-exist"}]}
+        // The template's spec: the namespace admits only what meets its Pod Security level.
+        "spec": deployment.payload.as_ref().unwrap()["spec"]["template"]["spec"]
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
@@ -265,7 +266,7 @@ async fn a_restart_during_a_first_start_is_said_while_waiting() {
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "keycloak-5f7c9-abcde", "labels": {"app.kubernetes.io/name": "keycloak"}},
-        "spec": {"containers": [{"name": "keycloak", "image": "keycloak"}]}
+        "spec": deployment.payload.as_ref().unwrap()["spec"]["template"]["spec"]
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();

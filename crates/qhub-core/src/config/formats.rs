@@ -346,13 +346,17 @@ pub const RESERVED_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Checks a Kubernetes namespace name: an RFC 1123 label (lowercase letters, digits and `-`,
-/// starting and ending with a letter or digit, at most 63 characters), as the API server
+/// starting and ending with a letter or digit, at most 63 characters, here 52 so that
+/// `<namespace>-privileged` is one too), as the API server
 /// requires of a Namespace's name (apimachinery `validation.IsDNS1123Label`), and not one of
 /// the cluster's own ([`RESERVED_NAMESPACES`], or any `kube-` name).
 pub fn namespace_name(text: &str) -> Result<(), String> {
-    if text.len() > 63 {
+    // 63 for the label, less `-privileged`: qhub also makes `<namespace>-privileged` for the
+    // pieces the `restricted` Pod Security level refuses.
+    const MAX: usize = 63 - "-privileged".len();
+    if text.len() > MAX {
         return Err(format!(
-            "`{text}` has {} characters; a Kubernetes namespace has at most 63",
+            "`{text}` has {} characters; at most {MAX} are allowed (a Kubernetes namespace has at most 63, and qhub also makes `<namespace>-privileged`)",
             text.len()
         ));
     }
@@ -397,7 +401,8 @@ mod tests {
                 .contains("contains `D`")
         );
         assert!(namespace_name("a_b").unwrap_err().contains("contains `_`"));
-        assert!(namespace_name(&"a".repeat(64)).is_err());
+        assert!(namespace_name(&"a".repeat(52)).is_ok());
+        assert!(namespace_name(&"a".repeat(53)).is_err());
         for reserved in RESERVED_NAMESPACES {
             assert!(
                 namespace_name(reserved)

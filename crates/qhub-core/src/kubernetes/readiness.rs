@@ -240,10 +240,25 @@ pub fn pod_restarts(pod: &Json) -> Option<String> {
     (!notes.is_empty()).then(|| notes.join("; "))
 }
 
-/// A Deployment whose controller gave up (`Progressing` false with `ProgressDeadlineExceeded`).
+/// A Deployment whose controller gave up (`Progressing` false with `ProgressDeadlineExceeded`),
+/// or whose pods cannot be created (`ReplicaFailure` true, which the deployment controller
+/// copies from its ReplicaSet: a Pod Security admission refusal, an exceeded quota), in the
+/// controller's words.
 pub fn rollout_failure(live: &Json) -> Option<String> {
-    live.pointer("/status/conditions")?
-        .as_array()?
+    let conditions = live.pointer("/status/conditions")?.as_array()?;
+    if let Some(c) = conditions.iter().find(|c| {
+        c.get("type").and_then(Json::as_str) == Some("ReplicaFailure")
+            && c.get("status").and_then(Json::as_str) == Some("True")
+    }) {
+        return Some(format!(
+            "ReplicaFailure: {}: {}",
+            c.get("reason").and_then(Json::as_str).unwrap_or("?"),
+            c.get("message")
+                .and_then(Json::as_str)
+                .unwrap_or("no message")
+        ));
+    }
+    conditions
         .iter()
         .find(|c| {
             c.get("type").and_then(Json::as_str) == Some("Progressing")
@@ -308,6 +323,12 @@ mod tests {
             rollout_failure(&d)
                 .unwrap()
                 .contains("timed out progressing")
+        );
+        let refused = json!({"status": {"conditions": [{"type": "ReplicaFailure", "status": "True",
+            "reason": "FailedCreate", "message": "pods \"x-\" is forbidden: violates PodSecurity \"restricted:latest\""}]}});
+        assert_eq!(
+            rollout_failure(&refused).unwrap(),
+            "ReplicaFailure: FailedCreate: pods \"x-\" is forbidden: violates PodSecurity \"restricted:latest\""
         );
     }
 
