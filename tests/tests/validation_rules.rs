@@ -774,7 +774,35 @@ fn project_name_must_not_start_with_aws_on_aws() {
 fn namespace_rules() {
     let line = "qhub_version: 0.4.5";
     let with = |ns: &str| replace_line(&aws(), 4, line, &format!("namespace: {ns}\n{line}"));
-    assert_valid(&with("staging_env"));
+    assert_valid(&with("staging-env"));
+    // QHub accepted these; the API server refuses a Namespace named so (not an RFC 1123 label).
+    let d = assert_error(
+        &check(&with("Data_Sci")),
+        "namespace",
+        4,
+        12,
+        "`Data_Sci` contains `D`",
+    );
+    assert_hint(&d, "write `namespace: data-sci`");
+    let d = assert_error(
+        &check(&with("staging_env")),
+        "namespace",
+        4,
+        12,
+        "contains `_`",
+    );
+    assert_hint(&d, "write `namespace: staging-env`");
+    // The cluster's own namespaces are not the platform's.
+    for reserved in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let d = assert_error(
+            &check(&with(reserved)),
+            "namespace",
+            4,
+            12,
+            "the cluster keeps for itself",
+        );
+        assert_hint(&d, "such as `namespace: dev`");
+    }
     assert_error(
         &check(&with("dev1")),
         "namespace",

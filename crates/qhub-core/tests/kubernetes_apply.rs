@@ -203,7 +203,8 @@ async fn a_broken_image_fails_the_rollout_at_once_with_the_pods_message() {
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "qhub-welcome-7d4b9-x2x", "labels": {"app.kubernetes.io/name": "qhub-welcome"}},
-        "spec": {"containers": [{"name": "nginx", "image": "nginx:does-not-exist"}]}
+        // The template's spec: the namespace admits only what meets its Pod Security level.
+        "spec": deployment.payload.as_ref().unwrap()["spec"]["template"]["spec"]
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
@@ -244,5 +245,57 @@ async fn a_broken_image_fails_the_rollout_at_once_with_the_pods_message() {
             );
         }
         other => panic!("expected Broken, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_restart_during_a_first_start_is_said_while_waiting() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+
+    let (api, _server, applier) = served().await;
+    let desired = kubernetes::desired(&config(), &facts(&config())).unwrap();
+    let ns = desired.iter().find(|r| r.id.kind == "Namespace").unwrap();
+    apply_all(&applier, std::slice::from_ref(ns)).await;
+    let deployment = desired
+        .iter()
+        .find(|r| r.id.to_string() == "Deployment.apps/dev/keycloak")
+        .unwrap();
+    // The kubelet's view: Keycloak was killed once during its first start and runs again.
+    let pods: Api<Pod> = Api::namespaced(applier.client(), "dev");
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "keycloak-5f7c9-abcde", "labels": {"app.kubernetes.io/name": "keycloak"}},
+        "spec": deployment.payload.as_ref().unwrap()["spec"]["template"]["spec"]
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    pods.patch_status(
+        "keycloak-5f7c9-abcde",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"containerStatuses": [{"name": "keycloak",
+            "restartCount": 1, "ready": false, "image": "keycloak", "imageID": "",
+            "state": {"running": {}},
+            "lastState": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}})),
+    )
+    .await
+    .unwrap();
+    api.set_auto_ready(false);
+    let err = applier
+        .apply(
+            deployment.payload.as_ref().unwrap(),
+            &deployment.spec,
+            Duration::from_millis(800),
+        )
+        .await
+        .expect_err("never ready");
+    match err {
+        KubeError::NotReady { detail, .. } => assert!(
+            detail.contains(
+                "pod keycloak-5f7c9-abcde: container keycloak restarted 1 time(s), last exit 137 (Error)"
+            ),
+            "{detail}"
+        ),
+        other => panic!("expected NotReady, got {other}"),
     }
 }

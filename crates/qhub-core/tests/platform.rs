@@ -481,3 +481,84 @@ async fn a_lost_deploy_lock_starts_no_new_change_and_fails_saying_so() {
     let left: LockRecord = store.record().unwrap();
     assert_eq!(left.holder, "qhub@elsewhere/-/1/00");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_qhub_did_not_create_is_used_as_it_is_and_kept_by_destroy() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    use kube::api::{Api, PostParams};
+    use qhub_core::plan::Stage;
+
+    let dir = tempfile::tempdir().unwrap();
+    let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
+    let engine = engine(&provider, Duration::from_secs(60));
+    let config = config();
+    let (_, report) = engine
+        .deploy(
+            &config,
+            StageFilter::Only(Stage::Infrastructure),
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    // The cluster's owner made the namespace, with an object of their own in it.
+    let client = provider.kube_api(&Ownership::of(&config)).unwrap().client();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let theirs: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "dev", "labels": {"team": "data"}}
+    }))
+    .unwrap();
+    namespaces
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "dev");
+    let map: ConfigMap =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "their-settings"}}))
+            .unwrap();
+    maps.create(&PostParams::default(), &map).await.unwrap();
+
+    deploy(&engine, &config).await;
+    let ns = namespaces.get("dev").await.unwrap();
+    let labels = ns.metadata.labels.clone().unwrap_or_default();
+    assert!(
+        !labels.contains_key("applyset.kubernetes.io/part-of"),
+        "the namespace was taken over: {labels:?}"
+    );
+    assert_eq!(labels.get("team").map(String::as_str), Some("data"));
+    // Used as it is: nothing to change on the next plan.
+    let again = engine.plan(&config, StageFilter::All).await.unwrap();
+    assert!(again.is_empty(), "{}", again.render_text());
+
+    // A destroy removes the platform's objects and leaves their namespace and their object.
+    let (plan, report) = engine
+        .destroy(
+            &config,
+            StageFilter::Only(Stage::Kubernetes),
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert!(
+        !plan
+            .changes
+            .iter()
+            .any(|c| c.id.to_string() == "Namespace/dev"),
+        "{}",
+        plan.render_text()
+    );
+    assert!(namespaces.get_opt("dev").await.unwrap().is_some());
+    assert!(maps.get_opt("their-settings").await.unwrap().is_some());
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client, "dev");
+    assert!(
+        deployments
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}

@@ -339,9 +339,80 @@ pub fn qhub_name(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Namespaces a cluster creates for itself, which a platform must not take as its own
+/// (Kubernetes docs, "Namespaces": `default`, `kube-node-lease`, `kube-public`, `kube-system`;
+/// the `kube-` prefix is reserved for Kubernetes system namespaces).
+pub const RESERVED_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Checks a Kubernetes namespace name: an RFC 1123 label (lowercase letters, digits and `-`,
+/// starting and ending with a letter or digit, at most 63 characters, here 52 so that
+/// `<namespace>-privileged` is one too), as the API server
+/// requires of a Namespace's name (apimachinery `validation.IsDNS1123Label`), and not one of
+/// the cluster's own ([`RESERVED_NAMESPACES`], or any `kube-` name).
+pub fn namespace_name(text: &str) -> Result<(), String> {
+    // 63 for the label, less `-privileged`: qhub also makes `<namespace>-privileged` for the
+    // pieces the `restricted` Pod Security level refuses.
+    const MAX: usize = 63 - "-privileged".len();
+    if text.len() > MAX {
+        return Err(format!(
+            "`{text}` has {} characters; at most {MAX} are allowed (a Kubernetes namespace has at most 63, and qhub also makes `<namespace>-privileged`)",
+            text.len()
+        ));
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "`{text}` contains `{c}`, which a Kubernetes namespace cannot (an RFC 1123 label: lowercase letters, digits and `-`)"
+        ));
+    }
+    if text.starts_with('-') || text.ends_with('-') {
+        return Err(format!(
+            "`{text}` must start and end with a letter or digit"
+        ));
+    }
+    if RESERVED_NAMESPACES.contains(&text) || text.starts_with("kube-") {
+        return Err(format!(
+            "`{text}` is a namespace the cluster keeps for itself; the platform needs one of its own"
+        ));
+    }
+    Ok(())
+}
+
+/// A namespace name close to `text` that [`namespace_name`] and [`qhub_name`] accept, for a
+/// hint: lowercase, `_` turned into `-`.
+pub fn suggest_namespace(text: &str) -> String {
+    text.to_ascii_lowercase().replace('_', "-")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespace_names() {
+        assert!(namespace_name("dev").is_ok());
+        assert!(namespace_name("data-sci").is_ok());
+        assert!(
+            namespace_name("Data_Sci")
+                .unwrap_err()
+                .contains("contains `D`")
+        );
+        assert!(namespace_name("a_b").unwrap_err().contains("contains `_`"));
+        assert!(namespace_name(&"a".repeat(52)).is_ok());
+        assert!(namespace_name(&"a".repeat(53)).is_err());
+        for reserved in RESERVED_NAMESPACES {
+            assert!(
+                namespace_name(reserved)
+                    .unwrap_err()
+                    .contains("keeps for itself")
+            );
+        }
+        assert!(namespace_name("kube-anything").is_err());
+        assert_eq!(suggest_namespace("Data_Sci"), "data-sci");
+    }
 
     #[test]
     fn dns_names() {

@@ -71,7 +71,8 @@ pub struct Config {
     pub provider: ProviderKind,
     /// The DNS name the platform is served at, e.g. `qhub.example.com`.
     pub domain: String,
-    /// Kubernetes namespace of the platform, and the second half of resource names.
+    /// Kubernetes namespace of the platform, and the second half of resource names: lowercase
+    /// letters and `-`, not a namespace the cluster keeps for itself (`default`, `kube-*`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     /// The QHub config format version this file was written for (0.4.x).

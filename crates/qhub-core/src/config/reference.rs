@@ -65,7 +65,10 @@ Errors:
   a newer one (such as Nebari's) is refused.
 - `project_name`: letters, `-` and `_`, starting and ending with a letter; at most 16 characters;
   with `provider: aws` it must not start with `aws`.
-- `namespace`: letters, `-` and `_`, starting and ending with a letter.
+- `namespace`: letters, `-` and `_`, starting and ending with a letter (QHub's rule), and a
+  Kubernetes namespace name: lowercase, no `_`, at most 52 characters (qhub also makes
+  `<namespace>-privileged`); not `default`, `kube-system`, `kube-public`, `kube-node-lease` or
+  any other `kube-` name.
 - `domain`: must be a DNS name (RFC 1123 labels, at most 253 characters).
 - `provider`: `azure` is not supported; the section of the chosen provider
   (`amazon_web_services`, `google_cloud_platform`, `digital_ocean`, `existing`, `local`,

@@ -165,10 +165,20 @@ fn check_names(cx: &mut Ctx<'_>, provider: Option<ProviderKind>) {
             );
         }
     }
-    if let Some(ns) = cx.str(&p("namespace")).map(str::to_string)
-        && let Err(e) = formats::qhub_name(&ns)
-    {
-        cx.error(p("namespace"), format!("namespace {e}"), None);
+    if let Some(ns) = cx.str(&p("namespace")).map(str::to_string) {
+        // QHub's rule first (what QHub 0.4.5 rejected, we reject), then what the API server
+        // and a shared cluster need.
+        if let Err(e) = formats::qhub_name(&ns) {
+            cx.error(p("namespace"), format!("namespace {e}"), None);
+        } else if let Err(e) = formats::namespace_name(&ns) {
+            let suggestion = formats::suggest_namespace(&ns);
+            let hint = if suggestion != ns && formats::namespace_name(&suggestion).is_ok() {
+                format!("write `namespace: {suggestion}`")
+            } else {
+                "choose a namespace of the platform's own, such as `namespace: dev`".to_string()
+            };
+            cx.error(p("namespace"), format!("namespace {e}"), Some(hint));
+        }
     }
     if let Some(domain) = cx.str(&p("domain")).map(str::to_string)
         && let Err(e) = formats::dns_name(&domain)

@@ -488,7 +488,21 @@ impl Engine {
         if kubernetes {
             let (mut k8s, unknown) = self.kubernetes_desired(config, &infra)?;
             known_after_apply = unknown;
-            let (k8s_observed, applier) = self.observe_kubernetes(&ownership, &k8s).await?;
+            let (mut k8s_observed, applier) = self.observe_kubernetes(&ownership, &k8s).await?;
+            if let Some(applier) = &applier {
+                // Someone else's namespace is used, not taken over (and never destroyed: a
+                // destroy observes only ApplySet members).
+                let set = ApplySet::new(&ownership.namespace);
+                let unowned = self
+                    .read("observing objects qhub uses but does not own", || async {
+                        applier
+                            .observe_unowned(&set, &k8s)
+                            .await
+                            .map_err(ProviderError::from)
+                    })
+                    .await?;
+                k8s_observed.extend(unowned);
+            }
             if let Some((record, existing)) = self
                 .plan_dns(config, &mut k8s, &k8s_observed, applier.as_ref())
                 .await?

@@ -39,6 +39,15 @@ fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
     move |source| KubeError::Api { what, source }
 }
 
+/// What a workload's pods say while it is not ready.
+#[derive(Debug, Default)]
+struct PodsSeen {
+    /// Why a pod cannot start ([`readiness::pod_failure`]).
+    failure: Option<String>,
+    /// Restarts a pod went through ([`readiness::pod_restarts`]).
+    restarts: Option<String>,
+}
+
 /// Runs an idempotent read, retrying retryable errors (throttling, 5xx, transport) a few times
 /// with jittered backoff: a plan should not fail on one dropped request.
 async fn read<T, F, Fut>(what: &str, mut f: F) -> Result<T, KubeError>
@@ -133,6 +142,16 @@ impl Applier {
             }
         }
         let api = self.api(&r).await?;
+        if generated::use_existing(manifest) {
+            let live = read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await?;
+            if let Some(live) = live
+                && !is_member(&live, manifest)
+            {
+                // Someone else's: used as it is, never taken over.
+                tracing::info!(object = %r.id(), "exists and was not created by qhub: used as it is");
+                return self.wait_ready(&r, &api, deadline).await;
+            }
+        }
         if let Some(required) = generated::requirement(manifest)? {
             self.check_requirement(&r, &required).await?;
         }
@@ -219,23 +238,30 @@ impl Applier {
         deadline: Duration,
     ) -> Result<(), KubeError> {
         let start = Instant::now();
+        let mut last_restarts = String::new();
         loop {
             let live = read(&format!("reading {}", r.id()), || api.get(&r.name)).await?;
             let live =
                 serde_json::to_value(&live).map_err(|e| KubeError::Invalid(e.to_string()))?;
             match readiness::check(&r.kind, &live) {
                 Readiness::Ready => return Ok(()),
-                Readiness::Waiting(detail) => {
+                Readiness::Waiting(mut detail) => {
                     // A rollout that cannot succeed fails now, with the pod's own words,
                     // instead of at the deadline.
-                    if let Some(broken) =
-                        readiness::rollout_failure(&live).or(self.pod_failure(r, &live).await?)
-                    {
+                    let pods = self.pod_failure(r, &live).await?;
+                    if let Some(broken) = readiness::rollout_failure(&live).or(pods.failure) {
                         return Err(KubeError::Broken {
                             id: r.id(),
                             seconds: start.elapsed().as_secs_f64(),
                             detail: broken,
                         });
+                    }
+                    if let Some(restarts) = pods.restarts {
+                        if restarts != last_restarts {
+                            tracing::warn!(object = %r.id(), %restarts, "a container restarted while starting");
+                            last_restarts.clone_from(&restarts);
+                        }
+                        detail = format!("{detail}; {restarts}");
                     }
                     if start.elapsed() + POLL > deadline {
                         return Err(KubeError::NotReady {
@@ -252,16 +278,17 @@ impl Applier {
     }
 
     /// The first pod of a workload that cannot start (bad image, crash loop, broken config),
-    /// as `pod NAME: container C: REASON: message`.
-    async fn pod_failure(&self, r: &ObjectRef, live: &Json) -> Result<Option<String>, KubeError> {
+    /// as `pod NAME: container C: REASON: message`, and the restarts its pods went through.
+    async fn pod_failure(&self, r: &ObjectRef, live: &Json) -> Result<PodsSeen, KubeError> {
+        let mut seen = PodsSeen::default();
         if !matches!(r.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet") {
-            return Ok(None);
+            return Ok(seen);
         }
         let Some(labels) = live
             .pointer("/spec/selector/matchLabels")
             .and_then(Json::as_object)
         else {
-            return Ok(None);
+            return Ok(seen);
         };
         let selector: Vec<String> = labels
             .iter()
@@ -269,7 +296,7 @@ impl Applier {
             .collect();
         let pods: Api<k8s_openapi::api::core::v1::Pod> = match &r.namespace {
             Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => return Ok(None),
+            None => return Ok(seen),
         };
         let params = ListParams::default().labels(&selector.join(","));
         let list = read(&format!("listing the pods of {}", r.id()), || {
@@ -280,10 +307,14 @@ impl Applier {
             let value =
                 serde_json::to_value(&pod).map_err(|e| KubeError::Invalid(e.to_string()))?;
             if let Some(why) = readiness::pod_failure(&value) {
-                return Ok(Some(why));
+                seen.failure = Some(why);
+                return Ok(seen);
+            }
+            if seen.restarts.is_none() {
+                seen.restarts = readiness::pod_restarts(&value);
             }
         }
-        Ok(None)
+        Ok(seen)
     }
 
     /// Deletes an object and waits until it is gone; an object already gone is fine.
@@ -409,6 +440,53 @@ impl Applier {
         Ok(out)
     }
 
+    /// The objects of `desired` that may be someone else's
+    /// ([`generated::USE_EXISTING_ANNOTATION`]) and exist without `set`'s label: observed as
+    /// they are wanted (qhub leaves them as they are, so there is nothing to change), and
+    /// never found by [`Applier::observe`], so no destroy or prune deletes them.
+    pub async fn observe_unowned(
+        &self,
+        set: &ApplySet,
+        desired: &[crate::plan::Resource],
+    ) -> Result<Vec<Observed>, KubeError> {
+        let mut out = Vec::new();
+        for resource in desired {
+            let manifest = resource.payload.as_ref().unwrap_or(&resource.spec);
+            if !generated::use_existing(manifest) {
+                continue;
+            }
+            let r = ObjectRef::of(manifest)?;
+            let api = self.api(&r).await?;
+            let Some(live) = read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await?
+            else {
+                continue;
+            };
+            let live =
+                serde_json::to_value(&live).map_err(|e| KubeError::Invalid(e.to_string()))?;
+            let part_of = live
+                .pointer(&format!(
+                    "/metadata/labels/{}",
+                    applyset::PART_OF_LABEL.replace('/', "~1")
+                ))
+                .and_then(Json::as_str);
+            if part_of == Some(set.id.as_str()) {
+                continue;
+            }
+            let state = match readiness::check(&r.kind, &live) {
+                Readiness::Ready => ResourceState::Ready,
+                Readiness::Waiting(why) => ResourceState::Pending(why),
+            };
+            let mut observed =
+                Observed::new(r.id(), Stage::Kubernetes, resource.spec.clone(), state);
+            observed.cloud_id = live
+                .pointer("/metadata/uid")
+                .and_then(Json::as_str)
+                .map(str::to_string);
+            out.push(observed);
+        }
+        Ok(out)
+    }
+
     async fn resolve_any_version(
         &self,
         group: &str,
@@ -430,6 +508,23 @@ impl Applier {
         }
         Ok(None)
     }
+}
+
+/// Whether `live` carries the ApplySet label `manifest` (a labelled member) carries.
+fn is_member(live: &DynamicObject, manifest: &Json) -> bool {
+    let want = manifest
+        .pointer(&format!(
+            "/metadata/labels/{}",
+            applyset::PART_OF_LABEL.replace('/', "~1")
+        ))
+        .and_then(Json::as_str);
+    let have = live
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(applyset::PART_OF_LABEL))
+        .map(String::as_str);
+    want.is_some() && want == have
 }
 
 fn observed(r: &ObjectRef, live: &Json, parent_namespace: &str) -> Observed {

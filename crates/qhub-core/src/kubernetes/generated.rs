@@ -30,6 +30,12 @@ pub const ANNOTATION: &str = "qhub.dev/generate";
 pub const REQUIRES_ANNOTATION: &str = "qhub.dev/requires";
 /// The annotation holding a [`Derived`] value.
 pub const DERIVED_ANNOTATION: &str = "qhub.dev/derived";
+/// The annotation (value `"true"`) of an object that may already exist in a shared cluster,
+/// made by someone else: qhub creates it when absent, but uses one that exists without its
+/// ApplySet label as it is, never taking it over (no apply) nor deleting it (a destroy deletes
+/// only ApplySet members). The platform's Namespace is one: `provider: existing` may name a
+/// namespace the cluster's owner made.
+pub const USE_EXISTING_ANNOTATION: &str = "qhub.dev/use-existing";
 
 /// A field whose value another object's live state gives at apply time (an NFS volume's
 /// server is its Service's cluster IP, which exists only once the Service does). The manifest
@@ -150,6 +156,11 @@ pub fn requirement(manifest: &Json) -> Result<Option<Requirement>, KubeError> {
             })
         })
         .transpose()
+}
+
+/// Whether a manifest asks to use an existing object as it is ([`USE_EXISTING_ANNOTATION`]).
+pub fn use_existing(manifest: &Json) -> bool {
+    annotation(manifest, USE_EXISTING_ANNOTATION) == Some("true")
 }
 
 /// A random password of 32 letters and digits.

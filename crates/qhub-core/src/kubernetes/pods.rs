@@ -95,6 +95,21 @@ pub fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequire
     }
 }
 
+/// How kubelet applies `fsGroup` to a pod's volumes: only when the volume's root does not
+/// already belong to the group (the first mount of a fresh volume).
+///
+/// The default (`Always`) re-applies it recursively on every mount, adding group read/write to
+/// every file (kubelet's `pkg/volume/volume_linux.go`, `changeFilePermission`): Traefik's
+/// ACME store `/data/acme.json`, which Traefik creates 0600, becomes 0660 after the first
+/// restart, and Traefik then refuses it as "too open" and drops the resolver
+/// (traefik/traefik `pkg/provider/acme/local_store_unix.go`, `CheckFile`: any group or other
+/// bit is an error; traefik#6972, traefik-helm-chart#396). An init container that chmods the
+/// file (the helm chart's commented-out `volume-permissions` example) would have to run as
+/// root, which the `restricted` Pod Security level forbids; `OnRootMismatch` keeps the pod
+/// unprivileged and still lets the first mount make a fresh volume writable by the group
+/// (Kubernetes docs, "Configure volume permission and ownership change policy for Pods").
+pub const FS_GROUP_CHANGE_POLICY: &str = "OnRootMismatch";
+
 /// The pod security context of a pod whose images run as the unprivileged user `uid`.
 pub fn non_root_pod(uid: i64) -> PodSecurityContext {
     PodSecurityContext {
@@ -102,6 +117,7 @@ pub fn non_root_pod(uid: i64) -> PodSecurityContext {
         run_as_user: Some(uid),
         run_as_group: Some(uid),
         fs_group: Some(uid),
+        fs_group_change_policy: Some(FS_GROUP_CHANGE_POLICY.into()),
         seccomp_profile: Some(SeccompProfile {
             type_: "RuntimeDefault".into(),
             ..SeccompProfile::default()

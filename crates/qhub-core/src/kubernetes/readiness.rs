@@ -200,10 +200,65 @@ pub fn pod_failure(pod: &Json) -> Option<String> {
     None
 }
 
-/// A Deployment whose controller gave up (`Progressing` false with `ProgressDeadlineExceeded`).
+/// Restarts a pod's containers went through while it is not ready yet, in the pod's own words
+/// (`pod NAME: container C restarted N time(s), last exit CODE (REASON)`): a slow first start
+/// that kubelet killed (a probe's budget too short, or memory) is said while the deploy
+/// waits, not only once it shows as `CrashLoopBackOff`.
+pub fn pod_restarts(pod: &Json) -> Option<String> {
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Json::as_str)
+        .unwrap_or("?");
+    let mut notes = Vec::new();
+    for list in ["/status/initContainerStatuses", "/status/containerStatuses"] {
+        for c in pod
+            .pointer(list)
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let restarts = c.get("restartCount").and_then(Json::as_i64).unwrap_or(0);
+            if restarts == 0 {
+                continue;
+            }
+            let container = c.get("name").and_then(Json::as_str).unwrap_or("?");
+            let last = c
+                .pointer("/lastState/terminated")
+                .map(|t| {
+                    format!(
+                        ", last exit {} ({})",
+                        t.get("exitCode").and_then(Json::as_i64).unwrap_or(-1),
+                        t.get("reason").and_then(Json::as_str).unwrap_or("?")
+                    )
+                })
+                .unwrap_or_default();
+            notes.push(format!(
+                "pod {name}: container {container} restarted {restarts} time(s){last}"
+            ));
+        }
+    }
+    (!notes.is_empty()).then(|| notes.join("; "))
+}
+
+/// A Deployment whose controller gave up (`Progressing` false with `ProgressDeadlineExceeded`),
+/// or whose pods cannot be created (`ReplicaFailure` true, which the deployment controller
+/// copies from its ReplicaSet: a Pod Security admission refusal, an exceeded quota), in the
+/// controller's words.
 pub fn rollout_failure(live: &Json) -> Option<String> {
-    live.pointer("/status/conditions")?
-        .as_array()?
+    let conditions = live.pointer("/status/conditions")?.as_array()?;
+    if let Some(c) = conditions.iter().find(|c| {
+        c.get("type").and_then(Json::as_str) == Some("ReplicaFailure")
+            && c.get("status").and_then(Json::as_str) == Some("True")
+    }) {
+        return Some(format!(
+            "ReplicaFailure: {}: {}",
+            c.get("reason").and_then(Json::as_str).unwrap_or("?"),
+            c.get("message")
+                .and_then(Json::as_str)
+                .unwrap_or("no message")
+        ));
+    }
+    conditions
         .iter()
         .find(|c| {
             c.get("type").and_then(Json::as_str) == Some("Progressing")
@@ -269,6 +324,29 @@ mod tests {
                 .unwrap()
                 .contains("timed out progressing")
         );
+        let refused = json!({"status": {"conditions": [{"type": "ReplicaFailure", "status": "True",
+            "reason": "FailedCreate", "message": "pods \"x-\" is forbidden: violates PodSecurity \"restricted:latest\""}]}});
+        assert_eq!(
+            rollout_failure(&refused).unwrap(),
+            "ReplicaFailure: FailedCreate: pods \"x-\" is forbidden: violates PodSecurity \"restricted:latest\""
+        );
+    }
+
+    #[test]
+    fn restarts_during_a_start_are_said_with_the_last_exit() {
+        let pod = json!({"metadata": {"name": "keycloak-1"}, "status": {"containerStatuses": [
+            {"name": "keycloak", "restartCount": 1, "ready": false,
+             "state": {"running": {}},
+             "lastState": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}});
+        assert_eq!(
+            pod_restarts(&pod).as_deref(),
+            Some("pod keycloak-1: container keycloak restarted 1 time(s), last exit 137 (Error)")
+        );
+        // Not a failure yet: the deploy goes on waiting, saying so.
+        assert!(pod_failure(&pod).is_none());
+        let calm = json!({"metadata": {"name": "k"}, "status": {"containerStatuses": [
+            {"name": "keycloak", "restartCount": 0, "state": {"running": {}}}]}});
+        assert!(pod_restarts(&calm).is_none());
     }
 
     #[test]

@@ -113,7 +113,9 @@ impl Component for DevicePlugin {
             });
         }
         let set = DaemonSet {
-            metadata: ctx.meta(NAME, NAME),
+            // The hostPath to the kubelet's socket directory is refused by the `restricted`
+            // (and `baseline`) Pod Security level of the platform namespace.
+            metadata: ctx.privileged_meta(NAME, NAME),
             spec: Some(DaemonSetSpec {
                 selector: super::pod_selector(NAME),
                 template: super::pod_template(NAME, pod),

@@ -37,7 +37,35 @@ pub const ADMIN_USER: &str = "root";
 pub const PATH: &str = "/auth";
 /// Keycloak's HTTP port.
 pub const HTTP_PORT: i32 = 8080;
+/// Keycloak's management port, which serves `health/*` since Keycloak 25 (Keycloak docs,
+/// "Tracking instance status with health checks" and "Configuring the management interface").
+/// Its relative path follows `KC_HTTP_RELATIVE_PATH` (`http-management-relative-path` defaults
+/// to it), so the probes ask for `/auth/health/...`.
 const MANAGEMENT_PORT: i32 = 9000;
+/// The startup probe's period, in seconds.
+pub const STARTUP_PERIOD: i32 = 5;
+/// Failed startup probes before kubelet restarts Keycloak: 120 × 5 s = 10 minutes for the
+/// first start, which builds the server and runs the database migrations. Killing Keycloak in
+/// the middle of its migrations can leave the database inconsistent (keycloak#35261), so the
+/// liveness probe, which only runs once the startup probe has passed, has no initial delay to
+/// guess instead. Keycloak's own operator gives `health/started` the same ten minutes (period
+/// 1 s, 600 failures) and readiness and liveness 10 s × 3 (keycloak/keycloak
+/// `operator/src/main/java/org/keycloak/operator/controllers/KeycloakDeploymentDependentResource.java`).
+pub const STARTUP_FAILURES: i32 = 120;
+
+/// A probe of Keycloak's `health/{check}` endpoint on the management port.
+fn health_probe(check: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(format!("{PATH}/health/{check}")),
+            port: IntOrString::String("management".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
 
 fn secret_ref(secret: &str, key: &str) -> Option<EnvVarSource> {
     Some(EnvVarSource {
@@ -274,6 +302,11 @@ impl Component for Keycloak {
             pods::resources("500m", "1Gi", "2Gi"),
         );
         container.security_context = Some(pods::restricted(false));
+        // Plain `start`, which re-runs the build step on every start, rather than
+        // `start --optimized`: an optimized start needs an image on which `kc.sh build` already
+        // ran with our build options (database vendor, health), i.e. an image of our own, which
+        // we do not publish; the build adds seconds to a start and the startup probe's budget
+        // covers it (Keycloak docs, "Configuring Keycloak for production", optimized startup).
         container.args = Some(vec!["start".into()]);
         container.env = Some(vec![
             env("KC_DB", "postgres"),
@@ -290,6 +323,8 @@ impl Component for Keycloak {
                 "KC_HOSTNAME",
                 &format!("{scheme}://{}{PATH}", config.domain),
             ),
+            // A build-time option, applied by `start`'s build step; without it the health
+            // endpoints (and so every probe) answer 404.
             env("KC_HEALTH_ENABLED", "true"),
             env_secret("KC_BOOTSTRAP_ADMIN_USERNAME", ADMIN_SECRET, "username"),
             env_secret("KC_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_SECRET, "password"),
@@ -306,19 +341,9 @@ impl Component for Keycloak {
                 ..ContainerPort::default()
             },
         ]);
-        let health = |path: &str, delay: i32| Probe {
-            http_get: Some(HTTPGetAction {
-                path: Some(format!("{PATH}/health/{path}")),
-                port: IntOrString::String("management".into()),
-                ..HTTPGetAction::default()
-            }),
-            initial_delay_seconds: Some(delay),
-            period_seconds: Some(10),
-            failure_threshold: Some(6),
-            ..Probe::default()
-        };
-        container.readiness_probe = Some(health("ready", 15));
-        container.liveness_probe = Some(health("live", 60));
+        container.startup_probe = Some(health_probe("started", STARTUP_PERIOD, STARTUP_FAILURES));
+        container.readiness_probe = Some(health_probe("ready", 10, 3));
+        container.liveness_probe = Some(health_probe("live", 10, 3));
         let mut pod = PodSpec {
             containers: vec![container],
             security_context: Some(pods::non_root_pod(1000)),
@@ -354,5 +379,46 @@ impl Component for Keycloak {
                 10,
             )?,
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProviderKind;
+    use crate::provider::ClusterFacts;
+
+    #[test]
+    fn keycloak_first_start_has_minutes_before_kubelet_may_kill_it() {
+        let config = crate::kubernetes::components::test_config(ProviderKind::Aws);
+        let facts = ClusterFacts::from_config(&config);
+        let manifests = crate::kubernetes::components::manifests(&config, &facts).unwrap();
+        let keycloak = manifests
+            .iter()
+            .find(|m| m["kind"] == "Deployment" && m["metadata"]["name"] == NAME)
+            .expect("the Keycloak Deployment");
+        let container = &keycloak["spec"]["template"]["spec"]["containers"][0];
+        let startup = &container["startupProbe"];
+        assert_eq!(
+            startup["httpGet"]["path"], "/auth/health/started",
+            "{container}"
+        );
+        assert_eq!(startup["httpGet"]["port"], "management", "{container}");
+        let budget = startup["periodSeconds"].as_i64().unwrap()
+            * startup["failureThreshold"].as_i64().unwrap();
+        assert!(budget >= 300, "a startup budget of {budget}s");
+        for probe in ["livenessProbe", "readinessProbe"] {
+            assert!(
+                container[probe].get("initialDelaySeconds").is_none(),
+                "{probe} guesses a delay: {container}"
+            );
+        }
+        assert!(
+            container["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["name"] == "KC_HEALTH_ENABLED" && e["value"] == "true")
+        );
     }
 }

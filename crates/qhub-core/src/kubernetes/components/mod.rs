@@ -56,6 +56,22 @@ impl Context<'_> {
         }
     }
 
+    /// The namespace of the pieces that need privileges the platform namespace refuses (the
+    /// in-cluster NFS server, the NVIDIA device plugin): `<namespace>-privileged`, labelled for
+    /// the `privileged` Pod Security level ([`namespace`]).
+    pub fn privileged_namespace(&self) -> String {
+        format!("{}-{}", self.config.namespace, namespace::PRIVILEGED_SUFFIX)
+    }
+
+    /// Metadata of an object of `component` named `name` in the namespace
+    /// [`Context::privileged_namespace`].
+    pub fn privileged_meta(&self, component: &str, name: &str) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some(self.privileged_namespace()),
+            ..self.meta(component, name)
+        }
+    }
+
     /// Metadata of a cluster-scoped object of `component` named `name`.
     pub fn cluster_meta(&self, component: &str, name: &str) -> ObjectMeta {
         ObjectMeta {

@@ -33,6 +33,14 @@ const NFS_DATA: &str = "nfs-server-data";
 #[derive(Debug, Clone, Copy)]
 pub struct SharedStorage;
 
+/// Whether the shared filesystem is an NFS server in the cluster (no cloud file system).
+pub fn in_cluster(ctx: &Context<'_>) -> bool {
+    matches!(
+        ctx.facts.shared_filesystem,
+        Known::Known(SharedFilesystem::InCluster)
+    )
+}
+
 fn quantity(size: &str) -> BTreeMap<String, Quantity> {
     BTreeMap::from([("storage".to_string(), Quantity(size.to_string()))])
 }
@@ -82,7 +90,7 @@ impl Component for SharedStorage {
                 let derived = Derived {
                     path: "/spec/nfs/server".into(),
                     kind: "Service".into(),
-                    namespace: ns.clone(),
+                    namespace: ctx.privileged_namespace(),
                     name: NFS_SERVER.into(),
                     field: "/spec/clusterIP".into(),
                 };
@@ -139,10 +147,11 @@ impl Component for SharedStorage {
     }
 }
 
-/// The NFS server: its data volume, Deployment and Service.
+/// The NFS server: its data volume, Deployment and Service, in the privileged namespace
+/// ([`Context::privileged_namespace`]): the platform namespace enforces `restricted`.
 fn nfs_server(ctx: &Context<'_>, size: &str) -> Result<Vec<Json>, KubeError> {
     let data = PersistentVolumeClaim {
-        metadata: ctx.meta(NFS_SERVER, NFS_DATA),
+        metadata: ctx.privileged_meta(NFS_SERVER, NFS_DATA),
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             storage_class_name: ctx.facts.storage_class.clone(),
@@ -201,9 +210,10 @@ fn nfs_server(ctx: &Context<'_>, size: &str) -> Result<Vec<Json>, KubeError> {
         ..PodSpec::default()
     };
     Placement::on_group(ctx.facts, "general").place(&mut pod);
-    let deployment = super::deployment(ctx, NFS_SERVER, pod, true);
+    let mut deployment = super::deployment(ctx, NFS_SERVER, pod, true);
+    deployment.metadata = ctx.privileged_meta(NFS_SERVER, NFS_SERVER);
     let service = Service {
-        metadata: ctx.meta(NFS_SERVER, NFS_SERVER),
+        metadata: ctx.privileged_meta(NFS_SERVER, NFS_SERVER),
         spec: Some(ServiceSpec {
             selector: Some(selector(NFS_SERVER)),
             ports: Some(

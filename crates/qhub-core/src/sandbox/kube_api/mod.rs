@@ -14,6 +14,9 @@
 //! ready replica of a Deployment or StatefulSet; port-forwards to those pods over WebSocket
 //! (over loopback HTTP only), to what a test registered with [`KubeApi::forward_port`].
 //!
+//! Pod Security admission by namespace label: see `pod_security` (refused pods, and the
+//! `ReplicaFailure` condition of a Deployment whose pods are refused).
+//!
 //! What it does not: authentication and authorization, admission (no namespace-existence
 //! check, no defaulting beyond Service cluster IPs, no schema validation), finalizers (deletes
 //! are immediate), conversion between versions, associative-list merging in apply (lists are
@@ -25,6 +28,7 @@ mod discovery;
 mod http;
 mod ops;
 mod patch;
+pub(crate) mod pod_security;
 mod pods;
 mod port_forward;
 mod select;
@@ -224,8 +228,14 @@ impl KubeApi {
                 let mut state = State::from_saved(&saved).map_err(|m| corrupt(m.to_string()))?;
                 let stamp = ops::now();
                 let mut woken = Vec::new();
+                let refused: Vec<Key> = state
+                    .objects
+                    .iter()
+                    .filter(|(k, o)| pod_security::workload_refusal(&state, k, o).is_some())
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 for (key, obj) in state.objects.iter_mut() {
-                    if controllers::delayed(key, obj) {
+                    if controllers::delayed(key, obj) && !refused.contains(key) {
                         controllers::reconcile(key, obj, true, &stamp);
                         woken.push((key.clone(), obj.clone()));
                     }

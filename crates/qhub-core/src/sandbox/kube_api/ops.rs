@@ -390,9 +390,15 @@ impl KubeApi {
         let generation = |v: &Value| v.pointer("/metadata/generation").and_then(Value::as_i64);
         let spec_moved = live.is_none_or(|l| generation(l) != generation(&new));
         let delayed = controllers::delayed(key, &new);
-        let ready_now = !delayed || (self.inner.auto_ready() && self.inner.ready_after().is_zero());
+        // Pods the namespace's Pod Security level refuses are never created: never ready.
+        let refused = super::pod_security::workload_refusal(st, key, &new);
+        let ready_now = refused.is_none()
+            && (!delayed || (self.inner.auto_ready() && self.inner.ready_after().is_zero()));
         if spec_moved {
             controllers::reconcile(key, &mut new, ready_now, &now());
+            if let Some(message) = &refused {
+                super::pod_security::record(key, &mut new, message, &now());
+            }
         }
         if live == Some(&new) {
             return (false, new);
@@ -402,7 +408,7 @@ impl KubeApi {
         }
         let stored = st.put(key.clone(), new);
         super::pods::sync(st, key, &stored, &now());
-        if spec_moved && delayed && !ready_now && self.inner.auto_ready() {
+        if spec_moved && delayed && !ready_now && refused.is_none() && self.inner.auto_ready() {
             Inner::schedule_ready(&self.inner, key.clone(), &stored);
         }
         (true, stored)
@@ -533,6 +539,16 @@ impl KubeApi {
         let dry_run = p.dry_run();
         let mut st = self.lock();
         let key = t.key(name);
+        if super::pod_security::is_pod(&key)
+            && let Some(message) = super::pod_security::refusal(
+                &st,
+                &key.namespace,
+                name,
+                obj.get("spec").unwrap_or(&Value::Null),
+            )
+        {
+            return Err(ApiErr::new(403, "Forbidden", message));
+        }
         if st.objects.contains_key(&key) {
             return Err(ApiErr {
                 details: Some(json!({"name": name, "group": t.rt.group, "kind": t.rt.plural})),

@@ -181,3 +181,42 @@ pub fn setup(ctx: &Context<'_>) -> Result<Setup, KubeError> {
     }
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProviderKind;
+    use crate::provider::ClusterFacts;
+
+    #[test]
+    fn the_acme_store_keeps_mode_0600_across_restarts() {
+        let mut config = crate::kubernetes::components::test_config(ProviderKind::Aws);
+        config.certificate.kind = CertificateKind::LetsEncrypt;
+        config.certificate.acme_email = Some("admin@example.com".into());
+        let facts = ClusterFacts::from_config(&config);
+        let manifests = crate::kubernetes::components::manifests(&config, &facts).unwrap();
+        let traefik = manifests
+            .iter()
+            .find(|m| m["kind"] == "Deployment" && m["metadata"]["name"] == NAME)
+            .expect("the Traefik Deployment");
+        let pod = &traefik["spec"]["template"]["spec"];
+        assert!(
+            pod["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["persistentVolumeClaim"]["claimName"] == ACME_CLAIM),
+            "{pod}"
+        );
+        // The volume is made writable for Traefik's group on its first mount only: kubelet
+        // does not add group bits to acme.json again on a restart.
+        let security = &pod["securityContext"];
+        assert_eq!(security["fsGroup"], 65532, "{security}");
+        assert_eq!(
+            security["fsGroupChangePolicy"], "OnRootMismatch",
+            "{security}"
+        );
+        // No root init container to chmod the store.
+        assert!(pod.get("initContainers").is_none(), "{pod}");
+    }
+}
