@@ -14,7 +14,8 @@
 //! ready replica of a Deployment or StatefulSet; port-forwards to those pods over WebSocket
 //! (over loopback HTTP only), to what a test registered with [`KubeApi::forward_port`].
 //!
-//! What it does not: authentication and authorization, admission (no namespace-existence
+//! What it does not: authentication, authorization of its own clients (RBAC is evaluated on
+//! request, [`KubeApi::can`], for the platform's service accounts), admission (no namespace-existence
 //! check, no defaulting beyond Service cluster IPs, no schema validation), finalizers (deletes
 //! are immediate), conversion between versions, associative-list merging in apply (lists are
 //! atomic), the `scale` subresource (501), pagination (`limit` is ignored, everything comes in
@@ -27,6 +28,7 @@ mod ops;
 mod patch;
 mod pods;
 mod port_forward;
+pub mod rbac;
 mod select;
 mod ssa;
 mod store;
@@ -314,6 +316,12 @@ impl KubeApi {
     /// A snapshot of every stored object.
     pub fn objects(&self) -> Vec<Value> {
         self.inner.lock().objects.values().cloned().collect()
+    }
+
+    /// Whether the stored RBAC objects allow `req`, as a `SubjectAccessReview` would answer
+    /// ([`rbac`]).
+    pub fn can(&self, req: &rbac::AccessRequest) -> bool {
+        rbac::allows(&self.objects(), req)
     }
 
     /// The delayed controller step: marks the workload ready if it is still the one that
