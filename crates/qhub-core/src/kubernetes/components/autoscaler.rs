@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::{EnvVar, PodSpec, ServiceAccount};
 use serde_json::Value as Json;
 
-use super::{Component, Context, KubeError, manifest, rule};
+use super::{Component, Context, KubeError, manifest};
 use crate::config::ProviderKind;
 use crate::kubernetes::pods::{self, Placement};
 use crate::kubernetes::versions;
@@ -41,57 +41,7 @@ impl Component for ClusterAutoscaler {
             metadata: ctx.meta(NAME, NAME),
             ..ServiceAccount::default()
         };
-        let read = ["get", "list", "watch"];
-        let (role, binding) = super::cluster_role(
-            ctx,
-            NAME,
-            vec![
-                rule(&[""], &["events", "endpoints"], &["create", "patch"]),
-                rule(&[""], &["pods/eviction"], &["create"]),
-                rule(&[""], &["pods/status"], &["update"]),
-                rule(&[""], &["nodes"], &["get", "list", "watch", "update"]),
-                rule(
-                    &[""],
-                    &[
-                        "namespaces",
-                        "pods",
-                        "services",
-                        "replicationcontrollers",
-                        "persistentvolumeclaims",
-                        "persistentvolumes",
-                    ],
-                    &read,
-                ),
-                rule(
-                    &["apps"],
-                    &["daemonsets", "replicasets", "statefulsets"],
-                    &read,
-                ),
-                rule(&["batch"], &["jobs", "cronjobs"], &read),
-                rule(&["policy"], &["poddisruptionbudgets"], &read),
-                rule(
-                    &["storage.k8s.io"],
-                    &[
-                        "storageclasses",
-                        "csinodes",
-                        "csidrivers",
-                        "csistoragecapacities",
-                        "volumeattachments",
-                    ],
-                    &read,
-                ),
-                rule(
-                    &["coordination.k8s.io"],
-                    &["leases"],
-                    &["create", "get", "update"],
-                ),
-                rule(
-                    &[""],
-                    &["configmaps"],
-                    &["create", "get", "list", "watch", "update", "delete"],
-                ),
-            ],
-        );
+        let rbac = super::rbac::objects(ctx, NAME, &super::rbac::CLUSTER_AUTOSCALER)?;
         let image = versions::cluster_autoscaler(&aws.kubernetes_version);
         let mut container = pods::container(
             NAME,
@@ -109,6 +59,9 @@ impl Component for ClusterAutoscaler {
             "--skip-nodes-with-local-storage=false".into(),
             "--expander=least-waste".into(),
             format!("--leader-elect-resource-namespace={ns}"),
+            // Its status ConfigMap goes to our namespace, where its Role lets it write
+            // ConfigMaps, instead of kube-system (where it could rewrite aws-auth or CoreDNS).
+            format!("--namespace={ns}"),
         ]);
         container.env = Some(vec![EnvVar {
             name: "AWS_REGION".into(),
@@ -124,11 +77,9 @@ impl Component for ClusterAutoscaler {
         };
         Placement::on_group(ctx.facts, "general").place(&mut pod);
         let deployment = super::deployment(ctx, NAME, pod, false);
-        Ok(vec![
-            manifest(&account)?,
-            manifest(&role)?,
-            manifest(&binding)?,
-            manifest(&deployment)?,
-        ])
+        let mut out = vec![manifest(&account)?];
+        out.extend(rbac);
+        out.push(manifest(&deployment)?);
+        Ok(out)
     }
 }

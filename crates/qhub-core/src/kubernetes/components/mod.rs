@@ -15,6 +15,7 @@ pub mod gpu;
 pub mod ingress;
 pub mod keycloak;
 pub mod namespace;
+pub mod rbac;
 pub mod storage;
 pub mod welcome;
 
@@ -239,55 +240,6 @@ pub fn deployment(
         }),
         ..Deployment::default()
     }
-}
-
-/// One RBAC rule.
-pub fn rule(
-    groups: &[&str],
-    resources: &[&str],
-    verbs: &[&str],
-) -> k8s_openapi::api::rbac::v1::PolicyRule {
-    k8s_openapi::api::rbac::v1::PolicyRule {
-        api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
-        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
-        verbs: verbs.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-/// The ClusterRole `<namespace>-<component>` with `rules` and its binding to the component's
-/// ServiceAccount (named after the component). Cluster-wide names carry the namespace: two
-/// deployments may share a cluster.
-pub fn cluster_role(
-    ctx: &Context<'_>,
-    component: &str,
-    rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule>,
-) -> (
-    k8s_openapi::api::rbac::v1::ClusterRole,
-    k8s_openapi::api::rbac::v1::ClusterRoleBinding,
-) {
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleRef, Subject};
-    let name = format!("{}-{component}", ctx.namespace());
-    let role = ClusterRole {
-        metadata: ctx.cluster_meta(component, &name),
-        rules: Some(rules),
-        ..ClusterRole::default()
-    };
-    let binding = ClusterRoleBinding {
-        metadata: ctx.cluster_meta(component, &name),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name,
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: component.into(),
-            namespace: Some(ctx.namespace().to_string()),
-            ..Subject::default()
-        }]),
-    };
-    (role, binding)
 }
 
 /// The default config `qhub init` writes for `provider` (tests and snapshots).

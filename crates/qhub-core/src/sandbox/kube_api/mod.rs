@@ -17,7 +17,8 @@
 //! Pod Security admission by namespace label: see `pod_security` (refused pods, and the
 //! `ReplicaFailure` condition of a Deployment whose pods are refused).
 //!
-//! What it does not: authentication and authorization, admission (no namespace-existence
+//! What it does not: authentication, authorization of its own clients (RBAC is evaluated on
+//! request, [`KubeApi::can`], for the platform's service accounts), admission (no namespace-existence
 //! check, no defaulting beyond Service cluster IPs, no schema validation), finalizers (deletes
 //! are immediate), conversion between versions, associative-list merging in apply (lists are
 //! atomic), the `scale` subresource (501), pagination (`limit` is ignored, everything comes in
@@ -31,6 +32,7 @@ mod patch;
 pub(crate) mod pod_security;
 mod pods;
 mod port_forward;
+pub mod rbac;
 mod select;
 mod ssa;
 mod store;
@@ -324,6 +326,12 @@ impl KubeApi {
     /// A snapshot of every stored object.
     pub fn objects(&self) -> Vec<Value> {
         self.inner.lock().objects.values().cloned().collect()
+    }
+
+    /// Whether the stored RBAC objects allow `req`, as a `SubjectAccessReview` would answer
+    /// ([`rbac`]).
+    pub fn can(&self, req: &rbac::AccessRequest) -> bool {
+        rbac::allows(&self.objects(), req)
     }
 
     /// The delayed controller step: marks the workload ready if it is still the one that

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value as Json, json};
 
-use super::{Component, Context, KubeError, manifest, rule, selector};
+use super::{Component, Context, KubeError, manifest, selector};
 use crate::kubernetes::pods::{self, Placement};
 use crate::kubernetes::versions;
 
@@ -161,17 +161,7 @@ impl Component for Ingress {
             metadata: ctx.meta(NAME, NAME),
             ..ServiceAccount::default()
         };
-        let traefik_kinds: Vec<&str> = crds::KINDS.iter().map(|(_, plural)| *plural).collect();
-        let read = ["get", "list", "watch"];
-        let (role, binding) = super::cluster_role(
-            ctx,
-            NAME,
-            vec![
-                rule(&[""], &["services", "secrets", "nodes"], &read),
-                rule(&["discovery.k8s.io"], &["endpointslices"], &read),
-                rule(&[crds::GROUP], &traefik_kinds, &read),
-            ],
-        );
+        let rbac = super::rbac::objects(ctx, NAME, &super::rbac::TRAEFIK)?;
         let mut args = vec![
             format!("--entrypoints.traefik.address=:{PING_PORT}"),
             "--ping=true".to_string(),
@@ -262,8 +252,7 @@ impl Component for Ingress {
             ..Service::default()
         };
         out.push(manifest(&account)?);
-        out.push(manifest(&role)?);
-        out.push(manifest(&binding)?);
+        out.extend(rbac);
         out.extend(tls.objects);
         out.push(manifest(&deployment)?);
         out.push(manifest(&service)?);

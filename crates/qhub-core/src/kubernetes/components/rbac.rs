@@ -1,0 +1,287 @@
+//! The RBAC each third-party workload needs, transcribed from what its upstream project
+//! publishes for the pinned version (the source is named on each table), and the roles and
+//! bindings built from it.
+//!
+//! A table is the single source: [`objects`] renders it as a ClusterRole (cluster-wide rules)
+//! and a namespaced Role (rules that upstream grants in its own namespace, which for us is the
+//! platform namespace), each bound to the workload's service account. A test deploys the
+//! rendered objects into the in-memory API and checks, through its RBAC evaluator, that every
+//! permission of every table is granted where it must be.
+
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use serde_json::Value as Json;
+
+use super::{Context, KubeError, manifest};
+
+/// Where upstream grants a permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Cluster-wide (a ClusterRole bound by a ClusterRoleBinding).
+    Cluster,
+    /// In the platform namespace only (a Role bound by a RoleBinding there): upstream grants
+    /// it in the namespace the workload runs in (`kube-system` in its examples).
+    Namespace,
+}
+
+/// One upstream rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permission {
+    /// API groups (`""` is the core group).
+    pub groups: &'static [&'static str],
+    /// Resources, `resource/subresource` for a subresource.
+    pub resources: &'static [&'static str],
+    /// Verbs.
+    pub verbs: &'static [&'static str],
+    /// Object names the rule is limited to (empty: every object).
+    pub names: &'static [&'static str],
+    /// Where it is granted.
+    pub reach: Reach,
+}
+
+/// One workload's RBAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Table {
+    /// The workload's service account (its component names it).
+    pub service_account: &'static str,
+    /// Where the table is transcribed from (project, file, version).
+    pub source: &'static str,
+    /// Every rule upstream lists, no more.
+    pub permissions: &'static [Permission],
+}
+
+const fn cluster(
+    groups: &'static [&'static str],
+    resources: &'static [&'static str],
+    verbs: &'static [&'static str],
+) -> Permission {
+    Permission {
+        groups,
+        resources,
+        verbs,
+        names: &[],
+        reach: Reach::Cluster,
+    }
+}
+
+const READ: &[&str] = &["get", "list", "watch"];
+
+/// Traefik v3.7's Kubernetes CRD provider.
+///
+/// Source: traefik/traefik v3.7.9,
+/// `docs/content/reference/dynamic-configuration/kubernetes-crd-rbac.yml`. Since v3.4
+/// Traefik watches ConfigMaps in the namespaces it watches and waits for that watch to sync
+/// before it loads any route (traefik/traefik#11739), so without `configmaps` every route is a
+/// 404. The `pods` `get` rule upstream marks as needed only for OpenTelemetry attributes (not
+/// enabled here) and the `ingresses` rules belong to the `kubernetesingress` provider (not
+/// enabled: `--providers.kubernetescrd` only), so neither is granted.
+pub const TRAEFIK: Table = Table {
+    service_account: super::ingress::NAME,
+    source: "traefik/traefik v3.7.9 docs/content/reference/dynamic-configuration/kubernetes-crd-rbac.yml",
+    permissions: &[
+        cluster(&[""], &["services", "secrets", "nodes", "configmaps"], READ),
+        cluster(
+            &["discovery.k8s.io"],
+            &["endpointslices"],
+            &["list", "watch"],
+        ),
+        cluster(
+            &["traefik.io"],
+            &[
+                "middlewares",
+                "middlewaretcps",
+                "ingressroutes",
+                "traefikservices",
+                "ingressroutetcps",
+                "ingressrouteudps",
+                "tlsoptions",
+                "tlsstores",
+                "serverstransports",
+                "serverstransporttcps",
+            ],
+            READ,
+        ),
+    ],
+};
+
+/// The cluster autoscaler on AWS.
+///
+/// Source: kubernetes/autoscaler tag cluster-autoscaler-1.33.6,
+/// `cluster-autoscaler/cloudprovider/aws/examples/cluster-autoscaler-autodiscover.yaml` (the
+/// same rules from 1.33.0 to 1.35.2; earlier minors lack only `volumeattachments`). Upstream's
+/// `kube-system` Role (ConfigMaps: create/list/watch; its status and priority-expander
+/// ConfigMaps by name) is a Role in the platform namespace, where `--namespace` puts the status
+/// ConfigMap; its leases are taken in the platform namespace too
+/// (`--leader-elect-resource-namespace`), so the lease rules, cluster-wide upstream, are
+/// namespaced here. Nothing may write a ConfigMap elsewhere (`aws-auth`, CoreDNS).
+pub const CLUSTER_AUTOSCALER: Table = Table {
+    service_account: super::autoscaler::NAME,
+    source: "kubernetes/autoscaler cluster-autoscaler-1.33.6 cluster-autoscaler/cloudprovider/aws/examples/cluster-autoscaler-autodiscover.yaml",
+    permissions: &[
+        cluster(&[""], &["events", "endpoints"], &["create", "patch"]),
+        cluster(&[""], &["pods/eviction"], &["create"]),
+        cluster(&[""], &["pods/status"], &["update"]),
+        Permission {
+            groups: &[""],
+            resources: &["endpoints"],
+            verbs: &["get", "update"],
+            names: &["cluster-autoscaler"],
+            reach: Reach::Cluster,
+        },
+        cluster(&[""], &["nodes"], &["watch", "list", "get", "update"]),
+        cluster(
+            &[""],
+            &[
+                "namespaces",
+                "pods",
+                "services",
+                "replicationcontrollers",
+                "persistentvolumeclaims",
+                "persistentvolumes",
+            ],
+            &["watch", "list", "get"],
+        ),
+        cluster(
+            &["extensions"],
+            &["replicasets", "daemonsets"],
+            &["watch", "list", "get"],
+        ),
+        cluster(&["policy"], &["poddisruptionbudgets"], &["watch", "list"]),
+        cluster(
+            &["apps"],
+            &["statefulsets", "replicasets", "daemonsets"],
+            &["watch", "list", "get"],
+        ),
+        cluster(
+            &["storage.k8s.io"],
+            &[
+                "storageclasses",
+                "csinodes",
+                "csidrivers",
+                "csistoragecapacities",
+                "volumeattachments",
+            ],
+            &["watch", "list", "get"],
+        ),
+        cluster(
+            &["batch", "extensions"],
+            &["jobs"],
+            &["get", "list", "watch", "patch"],
+        ),
+        Permission {
+            groups: &["coordination.k8s.io"],
+            resources: &["leases"],
+            verbs: &["create"],
+            names: &[],
+            reach: Reach::Namespace,
+        },
+        Permission {
+            groups: &["coordination.k8s.io"],
+            resources: &["leases"],
+            verbs: &["get", "update"],
+            names: &["cluster-autoscaler"],
+            reach: Reach::Namespace,
+        },
+        Permission {
+            groups: &[""],
+            resources: &["configmaps"],
+            verbs: &["create", "list", "watch"],
+            names: &[],
+            reach: Reach::Namespace,
+        },
+        Permission {
+            groups: &[""],
+            resources: &["configmaps"],
+            verbs: &["delete", "get", "update", "watch"],
+            names: &[STATUS_CONFIGMAP, "cluster-autoscaler-priority-expander"],
+            reach: Reach::Namespace,
+        },
+    ],
+};
+
+/// The ConfigMap the cluster autoscaler writes its status to (in `--namespace`).
+pub const STATUS_CONFIGMAP: &str = "cluster-autoscaler-status";
+
+/// The NVIDIA device plugin: no RBAC at all.
+///
+/// Source: NVIDIA/k8s-device-plugin v0.17.2, `deployments/static/nvidia-device-plugin.yml`:
+/// a DaemonSet with no service account and no role (the Helm chart's role is for GPU feature
+/// discovery and the config manager, neither of which we run); its pods mount no token
+/// (`automountServiceAccountToken: false`).
+pub const NVIDIA_DEVICE_PLUGIN: Table = Table {
+    service_account: super::gpu::NAME,
+    source: "NVIDIA/k8s-device-plugin v0.17.2 deployments/static/nvidia-device-plugin.yml",
+    permissions: &[],
+};
+
+/// Every table.
+pub const TABLES: &[&Table] = &[&TRAEFIK, &CLUSTER_AUTOSCALER, &NVIDIA_DEVICE_PLUGIN];
+
+fn policy(p: &Permission) -> PolicyRule {
+    let list = |s: &[&str]| s.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+    PolicyRule {
+        api_groups: Some(list(p.groups)),
+        resources: Some(list(p.resources)),
+        verbs: list(p.verbs),
+        resource_names: (!p.names.is_empty()).then(|| list(p.names)),
+        ..PolicyRule::default()
+    }
+}
+
+/// The roles and bindings that grant `table` to its service account (named after
+/// `component`'s workload): a ClusterRole `<namespace>-<component>` for the cluster-wide rules
+/// (cluster-wide names carry the namespace: two deployments may share a cluster) and a Role
+/// `<component>` in the platform namespace for the namespaced ones, each only when it has rules.
+pub fn objects(ctx: &Context<'_>, component: &str, table: &Table) -> Result<Vec<Json>, KubeError> {
+    let subject = Subject {
+        kind: "ServiceAccount".into(),
+        name: table.service_account.into(),
+        namespace: Some(ctx.namespace().to_string()),
+        ..Subject::default()
+    };
+    let rules = |reach: Reach| -> Vec<PolicyRule> {
+        table
+            .permissions
+            .iter()
+            .filter(|p| p.reach == reach)
+            .map(policy)
+            .collect()
+    };
+    let mut out = Vec::new();
+    let cluster_rules = rules(Reach::Cluster);
+    if !cluster_rules.is_empty() {
+        let name = format!("{}-{component}", ctx.namespace());
+        out.push(manifest(&ClusterRole {
+            metadata: ctx.cluster_meta(component, &name),
+            rules: Some(cluster_rules),
+            ..ClusterRole::default()
+        })?);
+        out.push(manifest(&ClusterRoleBinding {
+            metadata: ctx.cluster_meta(component, &name),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name,
+            },
+            subjects: Some(vec![subject.clone()]),
+        })?);
+    }
+    let namespaced = rules(Reach::Namespace);
+    if !namespaced.is_empty() {
+        out.push(manifest(&Role {
+            metadata: ctx.meta(component, component),
+            rules: Some(namespaced),
+        })?);
+        out.push(manifest(&RoleBinding {
+            metadata: ctx.meta(component, component),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "Role".into(),
+                name: component.into(),
+            },
+            subjects: Some(vec![subject]),
+        })?);
+    }
+    Ok(out)
+}
