@@ -2,7 +2,12 @@
 //!
 //! Nothing is pulled by a floating tag: an upgrade of a component is a change to this file (and
 //! to the snapshots of the rendered manifests), reviewed like any other. Images cannot be pulled
-//! on the machine that builds qhub-rs; tags come from the projects' release notes.
+//! on the machine that builds qhub-rs; tags come from the projects' release notes (cited beside
+//! each), and a digest only where an upstream source publishes it for that tag (cited too: the
+//! `docker-library/repo-info` records of Docker's official images). Where none is published in
+//! a source we could read, the image is pinned by tag alone, and the comment says so.
+//! `scripts/check-images` (run by a producer or a CI with internet access) lists newer releases
+//! of every image here.
 
 /// One pinned image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,55 +18,93 @@ pub struct Image {
     pub repository: &'static str,
     /// The pinned tag.
     pub tag: &'static str,
+    /// The digest of the tag's manifest (index), `sha256:...`, where upstream publishes it:
+    /// the reference then names it too, and the runtime pulls exactly that manifest.
+    pub digest: Option<&'static str>,
 }
 
 impl Image {
-    /// `repository:tag`.
+    /// `repository:tag`, or `repository:tag@digest` when the digest is known.
     pub fn reference(&self) -> String {
-        format!("{}:{}", self.repository, self.tag)
+        match self.digest {
+            Some(digest) => format!("{}:{}@{digest}", self.repository, self.tag),
+            None => format!("{}:{}", self.repository, self.tag),
+        }
     }
 }
 
-/// The welcome page (unprivileged nginx, listens on 8080).
+/// The welcome page: NGINX's unprivileged image (listens on 8080, runs as uid 101), its
+/// current stable line 1.30 (nginx/docker-nginx-unprivileged `stable/alpine/Dockerfile`,
+/// `nginxinc/nginx-unprivileged:1.30.2-alpine-slim` as base). The 1.27 line it replaces is no
+/// longer built. No digest: NGINX publishes none in its repository.
 pub const WELCOME: Image = Image {
     component: "qhub-welcome",
     repository: "docker.io/nginxinc/nginx-unprivileged",
-    tag: "1.27-alpine",
+    tag: "1.30.2-alpine",
+    digest: None,
 };
 
-/// Traefik, the ingress (current stable major, v3).
+/// Traefik, the ingress: the newest patch of v3.7 (whose CRDs and RBAC the ingress component
+/// follows), v3.7.13, released 2026-09-04 with five security advisories fixed
+/// (github.com/traefik/traefik/releases; docker-library/official-images#22206). Digest of the
+/// official image's index for `3.7.13` (the same manifest as `v3.7.13`) from
+/// docker-library/repo-info `repos/traefik/remote/3.7.13.md` at commit 1fb527e2b7c8.
 pub const TRAEFIK: Image = Image {
     component: "traefik",
     repository: "docker.io/library/traefik",
-    tag: "v3.7.0",
+    tag: "v3.7.13",
+    digest: Some("sha256:24841fe2de7304c149343d877d2923b4c8800a38ba015dea9174c23b20e344a0"),
 };
 
-/// Keycloak, the identity provider.
+/// Keycloak, the identity provider: 26.7.4, the release of the admin client
+/// (`@keycloak/keycloak-admin-client` 26.7.4) whose representations the Keycloak emulator
+/// follows; a newer minor is an upgrade to test against that client first. No digest: Quay
+/// publishes none in a source we could read.
 pub const KEYCLOAK: Image = Image {
     component: "keycloak",
     repository: "quay.io/keycloak/keycloak",
     tag: "26.7.4",
+    digest: None,
 };
 
-/// Keycloak's database.
+/// Keycloak's database: Postgres 17.11, the newest 17.x the official image publishes
+/// (docker-library/repo-info lists `17.11-alpine` and nothing later; 17.10 alone fixed 11
+/// CVEs, so patch releases matter here). Digest of the official image's index for
+/// `17.11-alpine` from docker-library/repo-info `repos/postgres/remote/17.11-alpine.md` at
+/// commit 14ad5cc17dd0.
 pub const POSTGRES: Image = Image {
     component: "keycloak-postgres",
     repository: "docker.io/library/postgres",
-    tag: "17.6-alpine",
+    tag: "17.11-alpine",
+    digest: Some("sha256:b0f9560a2de083e2cc7382e75f808c7381a32852a7ec49117deedb300e552b24"),
 };
 
 /// The in-cluster NFS server for the shared filesystem where the cloud has none.
+///
+/// Not maintained (a 2016 test image, kernel NFS server, privileged): it runs in the
+/// `<namespace>-privileged` namespace. Its replacement is not made yet: the Kubernetes CSI NFS
+/// driver (kubernetes-csi/csi-driver-nfs) mounts an NFS server but is none, and the maintained
+/// userspace server, NFS-Ganesha as kubernetes-sigs/nfs-ganesha-server-and-external-provisioner
+/// ships it (`registry.k8s.io/sig-storage/nfs-provisioner`, promoted at v4.0.8 by
+/// kubernetes/k8s.io#4893; capabilities DAC_READ_SEARCH and SYS_RESOURCE instead of
+/// `privileged`, per its `deploy/kubernetes/deployment.yaml`), exports only volumes it
+/// provisions itself: the `shared` claim would come from its StorageClass, and it needs RBAC
+/// to provision.
 pub const NFS_SERVER: Image = Image {
     component: "nfs-server",
     repository: "registry.k8s.io/volume-nfs",
     tag: "0.8",
+    digest: None,
 };
 
-/// The NVIDIA device plugin (advertises `nvidia.com/gpu`).
+/// The NVIDIA device plugin (advertises `nvidia.com/gpu`): v0.19.0 (NVIDIA/k8s-device-plugin
+/// CHANGELOG, v0.19.0 after v0.18.2, NVIDIA/k8s-device-plugin#1600). No digest: nvcr.io
+/// publishes none in a source we could read.
 pub const NVIDIA_DEVICE_PLUGIN: Image = Image {
     component: "nvidia-device-plugin",
     repository: "nvcr.io/nvidia/k8s-device-plugin",
-    tag: "v0.17.2",
+    tag: "v0.19.0",
+    digest: None,
 };
 
 /// The cluster autoscaler's repository; its tag follows the cluster's minor version
@@ -69,14 +112,20 @@ pub const NVIDIA_DEVICE_PLUGIN: Image = Image {
 pub const CLUSTER_AUTOSCALER_REPOSITORY: &str = "registry.k8s.io/autoscaling/cluster-autoscaler";
 
 /// Cluster-autoscaler releases by Kubernetes minor version (the autoscaler supports the minor
-/// it was released for).
+/// it was released for): 1.33.6 (kubernetes/autoscaler#10030, 2026-07-22), 1.32.5
+/// (kubernetes/k8s.io#8815, promoted with 1.33.3 and 1.34.2), 1.34.4 and 1.35.1 (the
+/// autoscaler's releases page, as cited by aws-ia/terraform-aws-eks-blueprints-addons#516,
+/// 2026-07-17). Older minors keep the releases pinned before. No digests: the image promotion
+/// manifest (kubernetes/k8s.io `registry.k8s.io/images/k8s-staging-autoscaling/images.yaml`)
+/// holds them, but the copy we could read ends at v1.28.
 pub const CLUSTER_AUTOSCALER_TAGS: &[(&str, &str)] = &[
     ("1.29", "v1.29.5"),
     ("1.30", "v1.30.4"),
     ("1.31", "v1.31.2"),
-    ("1.32", "v1.32.1"),
-    ("1.33", "v1.33.0"),
-    ("1.34", "v1.34.1"),
+    ("1.32", "v1.32.5"),
+    ("1.33", "v1.33.6"),
+    ("1.34", "v1.34.4"),
+    ("1.35", "v1.35.1"),
 ];
 
 /// The cluster autoscaler's image for a cluster at `kubernetes_version` (`1.33`, `1.33.2`):
@@ -91,11 +140,12 @@ pub fn cluster_autoscaler(kubernetes_version: &str) -> Image {
         .iter()
         .find(|(m, _)| *m == minor)
         .or_else(|| CLUSTER_AUTOSCALER_TAGS.last())
-        .map_or("v1.34.1", |(_, t)| t);
+        .map_or("v1.35.1", |(_, t)| t);
     Image {
         component: "cluster-autoscaler",
         repository: CLUSTER_AUTOSCALER_REPOSITORY,
         tag,
+        digest: None,
     }
 }
 
@@ -118,6 +168,18 @@ mod tests {
         for image in ALL {
             assert!(!image.tag.is_empty() && image.tag != "latest", "{image:?}");
             assert!(!image.repository.contains(':'), "{image:?}");
+            if let Some(digest) = image.digest {
+                let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+                assert!(
+                    hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+                    "{image:?}"
+                );
+                assert!(
+                    image
+                        .reference()
+                        .ends_with(&format!(":{}@{digest}", image.tag))
+                );
+            }
         }
     }
 
@@ -125,6 +187,7 @@ mod tests {
     fn the_autoscaler_follows_the_cluster_minor() {
         assert_eq!(cluster_autoscaler("1.31").tag, "v1.31.2");
         assert_eq!(cluster_autoscaler("1.31.7").tag, "v1.31.2");
-        assert_eq!(cluster_autoscaler("1.99").tag, "v1.34.1");
+        assert_eq!(cluster_autoscaler("1.33").tag, "v1.33.6");
+        assert_eq!(cluster_autoscaler("1.99").tag, "v1.35.1");
     }
 }

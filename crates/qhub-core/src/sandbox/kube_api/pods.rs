@@ -136,9 +136,84 @@ pub(crate) fn sync(st: &mut State, key: &Key, workload: &Value, now: &str) {
             st.remove(&k);
         }
     }
-    for (k, pod) in wanted {
+    for (k, mut pod) in wanted {
         if !st.objects.contains_key(&k) {
+            mount_claims(st, &k.namespace, &mut pod);
             st.put(k, pod);
+        }
+    }
+}
+
+/// The annotation of a simulated pod listing the claims whose files kubelet re-owned to the
+/// pod's `fsGroup` when it mounted them (group read/write added to every file, recursively).
+pub(crate) const FS_GROUP_CHANGED: &str = "sandbox.qhub.dev/fs-group-changed";
+/// The annotation of a PersistentVolumeClaim holding the group its volume's root belongs to,
+/// once a pod with an `fsGroup` mounted it.
+pub(crate) const VOLUME_ROOT_GROUP: &str = "sandbox.qhub.dev/volume-root-group";
+
+/// What kubelet does to the claims a new pod mounts when the pod sets `fsGroup`: with
+/// `fsGroupChangePolicy: Always` (the default) it re-owns every file on every mount, adding
+/// group read/write; with `OnRootMismatch` only when the volume's root does not belong to the
+/// group yet, i.e. the first mount (kubernetes/kubernetes `pkg/volume/volume_linux.go`,
+/// `SetVolumeOwnership`; Kubernetes docs, "Configure volume permission and ownership change
+/// policy for Pods"). The pod records which claims were re-owned ([`FS_GROUP_CHANGED`]); the
+/// claim remembers its root's group ([`VOLUME_ROOT_GROUP`]).
+fn mount_claims(st: &mut State, namespace: &str, pod: &mut Value) {
+    let Some(group) = pod
+        .pointer("/spec/securityContext/fsGroup")
+        .and_then(Value::as_i64)
+    else {
+        return;
+    };
+    let on_mismatch = pod
+        .pointer("/spec/securityContext/fsGroupChangePolicy")
+        .and_then(Value::as_str)
+        == Some("OnRootMismatch");
+    let claims: Vec<String> = pod
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| str_at(v, &["persistentVolumeClaim", "claimName"]).map(str::to_string))
+        .collect();
+    let mut changed = Vec::new();
+    for claim in claims {
+        let key = Key {
+            group: String::new(),
+            kind: "PersistentVolumeClaim".into(),
+            namespace: namespace.to_string(),
+            name: claim.clone(),
+        };
+        let Some(mut pvc) = st.objects.get(&key).cloned() else {
+            continue;
+        };
+        let root = pvc
+            .pointer(&format!(
+                "/metadata/annotations/{}",
+                VOLUME_ROOT_GROUP.replace('/', "~1")
+            ))
+            .and_then(Value::as_str)
+            .and_then(|g| g.parse::<i64>().ok());
+        if on_mismatch && root == Some(group) {
+            continue;
+        }
+        changed.push(claim);
+        if root != Some(group) {
+            let annotations = super::store::meta_mut(&mut pvc)
+                .entry("annotations")
+                .or_insert_with(|| json!({}));
+            if let Some(a) = annotations.as_object_mut() {
+                a.insert(VOLUME_ROOT_GROUP.into(), json!(group.to_string()));
+            }
+            st.put(key, pvc);
+        }
+    }
+    if !changed.is_empty() {
+        let annotations = super::store::meta_mut(pod)
+            .entry("annotations")
+            .or_insert_with(|| json!({}));
+        if let Some(a) = annotations.as_object_mut() {
+            a.insert(FS_GROUP_CHANGED.into(), json!(changed.join(",")));
         }
     }
 }
