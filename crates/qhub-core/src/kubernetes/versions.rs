@@ -97,13 +97,15 @@ pub const NFS_SERVER: Image = Image {
     digest: None,
 };
 
-/// The NVIDIA device plugin (advertises `nvidia.com/gpu`): v0.19.0 (NVIDIA/k8s-device-plugin
-/// CHANGELOG, v0.19.0 after v0.18.2, NVIDIA/k8s-device-plugin#1600). No digest: nvcr.io
-/// publishes none in a source we could read.
+/// The NVIDIA device plugin (advertises `nvidia.com/gpu`): v0.19.3, the newest tag of
+/// NVIDIA/k8s-device-plugin (2026-06-16; its CHANGELOG.md: Go 1.26.4, golang.org/x/net
+/// v0.56.0, distroless base v4.0.8), whose `deployments/static/nvidia-device-plugin.yml` runs
+/// this very image with no service account. No digest: nvcr.io publishes none in a source we
+/// could read.
 pub const NVIDIA_DEVICE_PLUGIN: Image = Image {
     component: "nvidia-device-plugin",
     repository: "nvcr.io/nvidia/k8s-device-plugin",
-    tag: "v0.19.0",
+    tag: "v0.19.3",
     digest: None,
 };
 
@@ -112,20 +114,21 @@ pub const NVIDIA_DEVICE_PLUGIN: Image = Image {
 pub const CLUSTER_AUTOSCALER_REPOSITORY: &str = "registry.k8s.io/autoscaling/cluster-autoscaler";
 
 /// Cluster-autoscaler releases by Kubernetes minor version (the autoscaler supports the minor
-/// it was released for): 1.33.6 (kubernetes/autoscaler#10030, 2026-07-22), 1.32.5
-/// (kubernetes/k8s.io#8815, promoted with 1.33.3 and 1.34.2), 1.34.4 and 1.35.1 (the
-/// autoscaler's releases page, as cited by aws-ia/terraform-aws-eks-blueprints-addons#516,
-/// 2026-07-17). Older minors keep the releases pinned before. No digests: the image promotion
+/// it was released for): the newest `cluster-autoscaler-1.x.y` tag per minor in
+/// kubernetes/autoscaler (read 2026-12: 1.30.7 of 2025-10-29, 1.31.5 of 2025-10-08, 1.32.7 of
+/// 2026-02-13, and 1.33.6, 1.34.5, 1.35.2, 1.36.1 of 2026-07-22; 1.33.6 is also
+/// kubernetes/autoscaler#10030). 1.29 stays at its last release, 1.29.5. No digests: the image promotion
 /// manifest (kubernetes/k8s.io `registry.k8s.io/images/k8s-staging-autoscaling/images.yaml`)
 /// holds them, but the copy we could read ends at v1.28.
 pub const CLUSTER_AUTOSCALER_TAGS: &[(&str, &str)] = &[
     ("1.29", "v1.29.5"),
-    ("1.30", "v1.30.4"),
-    ("1.31", "v1.31.2"),
-    ("1.32", "v1.32.5"),
+    ("1.30", "v1.30.7"),
+    ("1.31", "v1.31.5"),
+    ("1.32", "v1.32.7"),
     ("1.33", "v1.33.6"),
-    ("1.34", "v1.34.4"),
-    ("1.35", "v1.35.1"),
+    ("1.34", "v1.34.5"),
+    ("1.35", "v1.35.2"),
+    ("1.36", "v1.36.1"),
 ];
 
 /// The cluster autoscaler's image for a cluster at `kubernetes_version` (`1.33`, `1.33.2`):
@@ -140,7 +143,7 @@ pub fn cluster_autoscaler(kubernetes_version: &str) -> Image {
         .iter()
         .find(|(m, _)| *m == minor)
         .or_else(|| CLUSTER_AUTOSCALER_TAGS.last())
-        .map_or("v1.35.1", |(_, t)| t);
+        .map_or("v1.36.1", |(_, t)| t);
     Image {
         component: "cluster-autoscaler",
         repository: CLUSTER_AUTOSCALER_REPOSITORY,
@@ -185,9 +188,9 @@ mod tests {
 
     #[test]
     fn the_autoscaler_follows_the_cluster_minor() {
-        assert_eq!(cluster_autoscaler("1.31").tag, "v1.31.2");
-        assert_eq!(cluster_autoscaler("1.31.7").tag, "v1.31.2");
+        assert_eq!(cluster_autoscaler("1.31").tag, "v1.31.5");
+        assert_eq!(cluster_autoscaler("1.31.7").tag, "v1.31.5");
         assert_eq!(cluster_autoscaler("1.33").tag, "v1.33.6");
-        assert_eq!(cluster_autoscaler("1.99").tag, "v1.35.1");
+        assert_eq!(cluster_autoscaler("1.99").tag, "v1.36.1");
     }
 }
