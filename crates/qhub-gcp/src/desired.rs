@@ -32,6 +32,9 @@ use crate::errors::{GcpError, Result};
 pub const CLUSTER: &str = "cluster";
 /// The resource kind of a node pool.
 pub const NODE_POOL: &str = "node_pool";
+/// The resource kind of a Persistent Disk a PersistentVolumeClaim left (observed and deleted
+/// only: [`crate::apply::disk`]).
+pub const DISK: &str = "disk";
 /// The node label every pool carries, valued with its config group: what the platform's
 /// node selectors use.
 pub const NODE_GROUP_LABEL: &str = qhub_core::provider::facts::NODE_GROUP_LABEL;

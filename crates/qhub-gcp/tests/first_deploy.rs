@@ -268,3 +268,70 @@ async fn gpu_pools_go_where_the_gpu_is() {
         "{e}"
     );
 }
+
+/// Item 12: GKE may keep the Persistent Disks of the cluster's claims after DeleteCluster
+/// (the emulator does). A destroy deletes those of its cluster, after the cluster, and leaves
+/// another deployment's alone.
+#[tokio::test]
+async fn destroy_leaves_no_disk_of_its_claims() {
+    let emu = GkeEmulator::start(Options::default()).await.unwrap();
+    let config = gcp_config("disks");
+    let other = gcp_config("keep");
+    let p = Arc::new(provider(&emu, &config, Arc::new(ApiStats::default())));
+    let q = Arc::new(provider(&emu, &other, Arc::new(ApiStats::default())));
+    assert!(deploy(p.clone(), &config).await.succeeded());
+    assert!(deploy(q.clone(), &other).await.succeeded());
+    for claim in ["keycloak-postgres", "traefik-acme"] {
+        assert!(emu.add_pvc_disk(
+            (PROJECT, REGION, "disks-dev"),
+            "us-central1-a",
+            ("dev", claim),
+            10
+        ));
+    }
+    assert!(emu.add_pvc_disk(
+        (PROJECT, REGION, "keep-dev"),
+        "us-central1-a",
+        ("dev", "keycloak-postgres"),
+        10
+    ));
+    // A deploy leaves them alone: they hold the platform's data.
+    let r = deploy(p.clone(), &config).await;
+    assert!(r.succeeded() && r.done.is_empty(), "{r:?}");
+    assert_eq!(emu.disks().len(), 3);
+
+    let plan = engine(p.clone())
+        .destroy_plan(&config, qhub_core::engine::StageFilter::All)
+        .await
+        .expect("plan");
+    let disks: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.id.kind == "disk")
+        .map(|c| format!("{} {}", c.id, c.reason.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(disks.len(), 2, "{disks:?}");
+    assert!(
+        disks
+            .iter()
+            .all(|d| d.ends_with("deleted with cluster/disks-dev")),
+        "{disks:?}"
+    );
+
+    let r = destroy(p.clone(), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    let left: Vec<String> = emu
+        .disks()
+        .iter()
+        .map(|(_, d)| {
+            d["labels"]["goog-k8s-cluster-name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(left, ["keep-dev"], "only the other deployment's disk stays");
+    // Nothing left to do.
+    let r = destroy(p, &config).await;
+    assert!(r.succeeded() && r.done.is_empty(), "{r:?}");
+}
