@@ -103,16 +103,31 @@ impl ComputeApi {
     }
 
     fn url(&self, path: &str) -> String {
+        self.url_in(&self.project, path)
+    }
+
+    fn url_in(&self, project: &str, path: &str) -> String {
         format!(
             "{}/compute/v1/projects/{}/{path}",
             self.rest.endpoint(),
-            encode(&self.project)
+            encode(project)
         )
     }
 
-    /// A GET; `None` when the resource does not exist (404).
+    /// A GET in the config's project; `None` when the resource does not exist (404).
     async fn get(
         &self,
+        rpc: &'static str,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Option<Value>, ProviderError> {
+        self.get_in(&self.project, rpc, path, query).await
+    }
+
+    /// A GET in `project` (a Shared VPC's host project); `None` on 404.
+    async fn get_in(
+        &self,
+        project: &str,
         rpc: &'static str,
         path: &str,
         query: &[(&str, String)],
@@ -121,9 +136,9 @@ impl ComputeApi {
             .rest
             .send(
                 rpc,
-                &format!("projects/{}/{path}", self.project),
+                &format!("projects/{project}/{path}"),
                 Method::GET,
-                &self.url(path),
+                &self.url_in(project, path),
                 query,
                 None,
                 &[404],
@@ -248,25 +263,26 @@ impl ComputeApi {
         Ok(out)
     }
 
-    /// `networks.get`: whether network `name` exists.
-    pub async fn network_exists(&self, name: &str) -> Result<bool, ProviderError> {
+    /// `networks.get`: whether network `name` exists in `project`.
+    pub async fn network_exists(&self, project: &str, name: &str) -> Result<bool, ProviderError> {
         let path = format!("global/networks/{}", encode(name));
         Ok(self
-            .get("compute.networks.get", &path, &[])
+            .get_in(project, "compute.networks.get", &path, &[])
             .await?
             .is_some())
     }
 
-    /// `subnetworks.get`: the network (name) subnetwork `name` of `region` belongs to, if it
-    /// exists.
+    /// `subnetworks.get`: the network (name) that subnetwork `name` of `region` in `project`
+    /// belongs to, if it exists.
     pub async fn subnetwork_network(
         &self,
+        project: &str,
         region: &str,
         name: &str,
     ) -> Result<Option<String>, ProviderError> {
         let path = format!("regions/{}/subnetworks/{}", encode(region), encode(name));
         Ok(self
-            .get("compute.subnetworks.get", &path, &[])
+            .get_in(project, "compute.subnetworks.get", &path, &[])
             .await?
             .map(|v| last(v["network"].as_str().unwrap_or_default()).to_string()))
     }

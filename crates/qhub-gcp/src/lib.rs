@@ -92,6 +92,7 @@ impl Provider for GcpProvider {
                 match Box::pin(self.add_zones(config, &mut facts)).await? {
                     Some(region) => {
                         preflight::check_zones(config, &facts, &mut problems);
+                        problems.extend(Box::pin(self.network_problems(config)).await?);
                         let capacity = Box::pin(self.capacity(config, region, &facts)).await?;
                         preflight::check_capacity(config, &capacity, &mut problems, &mut warnings);
                     }

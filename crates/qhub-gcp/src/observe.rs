@@ -121,6 +121,9 @@ pub fn cluster_spec(project: &str, c: &Cluster) -> ClusterSpec {
             .and_then(|r| r.channel.name())
             .map(String::from),
         labels: cluster_labels(c),
+        // GKE answers the names (or paths, for a Shared VPC) the cluster was made with.
+        network: Some(desired::short_name(&c.network)).filter(|n| !n.is_empty()),
+        subnetwork: Some(desired::short_name(&c.subnetwork)).filter(|n| !n.is_empty()),
     }
 }
 

@@ -274,6 +274,36 @@ impl GcpProvider {
         })
     }
 
+    /// The network checks ([`crate::preflight::network_problems`]): one `networks.get`, and a
+    /// `subnetworks.get` when the config names a subnetwork.
+    pub(crate) async fn network_problems(
+        &self,
+        config: &Config,
+    ) -> Result<Vec<String>, ProviderError> {
+        let s = desired::section(config)?;
+        let compute = self.compute().await?;
+        let (net_project, network) =
+            crate::preflight::reference(&s.project, s.network.as_deref(), "default");
+        let exists = compute.network_exists(&net_project, &network).await?;
+        let subnetwork = match s.subnetwork.as_deref().filter(|n| !n.is_empty()) {
+            Some(sub) => {
+                let (sub_project, sub) = crate::preflight::reference(&net_project, Some(sub), "");
+                let of = compute
+                    .subnetwork_network(&sub_project, &self.target.region, &sub)
+                    .await?;
+                Some((sub, of))
+            }
+            None => None,
+        };
+        Ok(crate::preflight::network_problems(
+            config,
+            (&net_project, &network, exists),
+            subnetwork
+                .as_ref()
+                .map(|(n, of)| (n.as_str(), of.as_deref())),
+        ))
+    }
+
     /// Every cluster in the project's region.
     /// Every cluster of the project, in every location (`locations/-`): a cluster left in a
     /// region the config no longer names is still ours to delete.

@@ -153,8 +153,9 @@ async fn preflight_checks_quota_against_the_groups() {
         compute_calls(&stats),
         stats.by_operation()
     );
-    // regions.get and one machineTypes.get per machine type (n1-standard-8, n1-standard-4).
-    assert_eq!(compute_calls(&stats), 3);
+    // regions.get, one machineTypes.get per machine type (n1-standard-8, n1-standard-4),
+    // networks.get.
+    assert_eq!(compute_calls(&stats), 4);
 
     // Minimum over what is free: general 1 × 8 + user 1 × 4 = 12 > 10.
     emu.set_quota(PROJECT, REGION, "CPUS", 10.0);
@@ -206,7 +207,7 @@ async fn preflight_checks_quota_against_the_groups() {
         stats.by_operation()
     );
     // + acceleratorTypes.aggregatedList and projects.get.
-    assert_eq!(compute_calls(&stats), 5);
+    assert_eq!(compute_calls(&stats), 6);
 }
 
 fn p4_config(project: &str) -> qhub_core::Config {
@@ -333,5 +334,64 @@ async fn destroy_leaves_no_disk_of_its_claims() {
     assert_eq!(left, ["keep-dev"], "only the other deployment's disk stays");
     // Nothing left to do.
     let r = destroy(p, &config).await;
+    assert!(r.succeeded() && r.done.is_empty(), "{r:?}");
+}
+
+/// Item 13: a project without the `default` network (deleted, or an organisation policy):
+/// preflight says so and how to fix it, and `network`/`subnetwork` put the cluster in the
+/// producer's VPC (GKE refused the cluster before: `Project "P" has no network named
+/// "default".`).
+#[tokio::test]
+async fn the_cluster_goes_into_the_configured_network() {
+    let emu = GkeEmulator::start(Options::default()).await.unwrap();
+    emu.set_networks(
+        PROJECT,
+        vec![qhub_gke_emulator::compute::Network {
+            name: "corp".into(),
+            auto_subnetworks: false,
+            subnetworks: vec![(REGION.into(), "corp-us".into())],
+        }],
+    );
+    let config = gcp_config("net");
+    let stats = Arc::new(ApiStats::default());
+    let e = provider(&emu, &config, stats.clone())
+        .preflight(&config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "google_cloud_platform.network: project qhub-test-123 has no network named \"default\""
+        ) && e.contains("gcloud compute networks create default --subnet-mode=auto"),
+        "{e}"
+    );
+    assert_eq!(
+        stats.by_operation().get("compute.networks.get").copied(),
+        Some(1)
+    );
+
+    let mut config = gcp_config("net");
+    let gcp = config.google_cloud_platform.as_mut().unwrap();
+    gcp.network = Some("corp".into());
+    gcp.subnetwork = Some("corp-eu".into());
+    let e = provider(&emu, &config, stats.clone())
+        .preflight(&config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("google_cloud_platform.subnetwork: subnetwork corp-eu does not exist in region us-central1"),
+        "{e}"
+    );
+
+    config.google_cloud_platform.as_mut().unwrap().subnetwork = Some("corp-us".into());
+    let p = Arc::new(provider(&emu, &config, stats.clone()));
+    p.preflight(&config).await.expect("preflight");
+    let r = deploy(p.clone(), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    let (_, _, cluster) = emu.clusters().remove(0);
+    assert_eq!(cluster["network"], "corp");
+    assert_eq!(cluster["subnetwork"], "corp-us");
+    let r = deploy(p, &config).await;
     assert!(r.succeeded() && r.done.is_empty(), "{r:?}");
 }
