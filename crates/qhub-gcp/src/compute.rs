@@ -23,6 +23,13 @@ pub const ENDPOINT_ENV: &str = "QHUB_COMPUTE_ENDPOINT";
 /// Compute Engine's own endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://compute.googleapis.com";
 
+/// The Resource Manager endpoint override (the project's IAM policy, for the node service
+/// account check).
+pub const RESOURCE_MANAGER_ENDPOINT_ENV: &str = "QHUB_RESOURCE_MANAGER_ENDPOINT";
+
+/// Resource Manager's own endpoint.
+pub const RESOURCE_MANAGER_ENDPOINT: &str = "https://cloudresourcemanager.googleapis.com";
+
 /// The label GKE's Persistent Disk CSI driver puts on every disk it makes (seen on GKE PDs;
 /// kubecost's GCP docs: "Google generates special labels for GKE resources (e.g.
 /// goog-gke-node, goog-gke-volume)").
@@ -209,12 +216,20 @@ impl ComputeApi {
         }))
     }
 
-    /// `projects.get`: the project's global quotas (`GPUS_ALL_REGIONS`, `CPUS_ALL_REGIONS`).
-    pub async fn project_quotas(&self) -> Result<BTreeMap<String, Quota>, ProviderError> {
+    /// `projects.get`: the project's global quotas (`GPUS_ALL_REGIONS`, `CPUS_ALL_REGIONS`)
+    /// and its Compute Engine default service account (the nodes' identity).
+    pub async fn project(
+        &self,
+    ) -> Result<(BTreeMap<String, Quota>, Option<String>), ProviderError> {
         Ok(self
             .get("compute.projects.get", "", &[])
             .await?
-            .map(|v| quotas(&v))
+            .map(|v| {
+                (
+                    quotas(&v),
+                    v["defaultServiceAccount"].as_str().map(str::to_string),
+                )
+            })
             .unwrap_or_default())
     }
 

@@ -95,6 +95,15 @@ impl Provider for GcpProvider {
                         problems.extend(Box::pin(self.network_problems(config)).await?);
                         let capacity = Box::pin(self.capacity(config, region, &facts)).await?;
                         preflight::check_capacity(config, &capacity, &mut problems, &mut warnings);
+                        if capacity.node_service_account.is_some() {
+                            let policy = Box::pin(self.iam_policy()).await?;
+                            preflight::check_node_service_account(
+                                &self.target.project,
+                                capacity.node_service_account.as_deref(),
+                                policy.as_ref(),
+                                &mut warnings,
+                            );
+                        }
                     }
                     None => problems.push(format!(
                         "google_cloud_platform.region: Compute Engine does not know region {} (see `gcloud compute regions list`)",

@@ -190,6 +190,53 @@ pub struct Capacity {
     pub cpus: BTreeMap<String, (String, Option<u32>)>,
     /// True when the deployment's cluster exists already (its nodes are in the usage).
     pub cluster_exists: bool,
+    /// The Compute Engine default service account, the nodes' identity (`projects.get`).
+    pub node_service_account: Option<String>,
+}
+
+/// The roles that let the nodes' service account do what GKE nodes need (write logs and
+/// metrics, read images): the dedicated `roles/container.defaultNodeServiceAccount`, or the
+/// Editor (or Owner) role the default service account gets where automatic grants are on
+/// (GKE docs, "Use least privilege service accounts for your nodes").
+pub const NODE_ROLES: &[&str] = &[
+    "roles/container.defaultNodeServiceAccount",
+    "roles/editor",
+    "roles/owner",
+];
+
+/// Warns when the nodes' service account holds none of [`NODE_ROLES`] in the project's IAM
+/// `policy` (`None`: the policy could not be read), naming the gcloud step that grants it.
+pub fn check_node_service_account(
+    project: &str,
+    account: Option<&str>,
+    policy: Option<&serde_json::Value>,
+    warnings: &mut Vec<String>,
+) {
+    let Some(account) = account else {
+        return;
+    };
+    let Some(policy) = policy else {
+        warnings.push(format!(
+            "could not read the IAM policy of project {project} (resourcemanager.projects.getIamPolicy) to check that the nodes' service account {account} holds roles/container.defaultNodeServiceAccount"
+        ));
+        return;
+    };
+    let member = format!("serviceAccount:{account}");
+    let held = policy["bindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|b| {
+            b["role"].as_str().is_some_and(|r| NODE_ROLES.contains(&r))
+                && b["members"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|x| x.as_str() == Some(member.as_str())))
+        });
+    if !held {
+        warnings.push(format!(
+            "the nodes' service account {account} (the Compute Engine default) holds neither roles/container.defaultNodeServiceAccount nor Editor in project {project} (automatic role grants are off in this organisation): nodes cannot write logs and metrics; grant it with `gcloud projects add-iam-policy-binding {project} --member=serviceAccount:{account} --role=roles/container.defaultNodeServiceAccount`"
+        ));
+    }
 }
 
 /// One quota's demand: the groups' minimum and maximum, and who asks.

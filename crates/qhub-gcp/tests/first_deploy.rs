@@ -154,8 +154,8 @@ async fn preflight_checks_quota_against_the_groups() {
         stats.by_operation()
     );
     // regions.get, one machineTypes.get per machine type (n1-standard-8, n1-standard-4),
-    // networks.get.
-    assert_eq!(compute_calls(&stats), 4);
+    // networks.get, projects.get.
+    assert_eq!(compute_calls(&stats), 5);
 
     // Minimum over what is free: general 1 × 8 + user 1 × 4 = 12 > 10.
     emu.set_quota(PROJECT, REGION, "CPUS", 10.0);
@@ -206,7 +206,7 @@ async fn preflight_checks_quota_against_the_groups() {
         compute_calls(&stats),
         stats.by_operation()
     );
-    // + acceleratorTypes.aggregatedList and projects.get.
+    // + acceleratorTypes.aggregatedList.
     assert_eq!(compute_calls(&stats), 6);
 }
 
@@ -394,4 +394,42 @@ async fn the_cluster_goes_into_the_configured_network() {
     assert_eq!(cluster["subnetwork"], "corp-us");
     let r = deploy(p, &config).await;
     assert!(r.succeeded() && r.done.is_empty(), "{r:?}");
+}
+
+/// Item 13: where automatic role grants are off, the nodes' service account (the Compute
+/// Engine default) lacks `roles/container.defaultNodeServiceAccount`: preflight warns and names
+/// the grant.
+#[tokio::test]
+async fn preflight_checks_the_node_service_account() {
+    let emu = GkeEmulator::start(Options::default()).await.unwrap();
+    let config = gcp_config("nodesa");
+    let stats = Arc::new(ApiStats::default());
+    let ok = provider(&emu, &config, stats.clone())
+        .preflight(&config)
+        .await
+        .expect("preflight");
+    assert!(
+        !ok.warnings.join("\n").contains("service account"),
+        "Editor is enough: {:?}",
+        ok.warnings
+    );
+    assert_eq!(
+        stats
+            .by_operation()
+            .get("resourcemanager.projects.getIamPolicy")
+            .copied(),
+        Some(1)
+    );
+    emu.set_iam_policy(PROJECT, json!({"version": 1, "bindings": []}));
+    let warnings = provider(&emu, &config, stats)
+        .preflight(&config)
+        .await
+        .expect("a warning, not a problem")
+        .warnings
+        .join("\n");
+    assert!(
+        warnings.contains("--role=roles/container.defaultNodeServiceAccount")
+            && warnings.contains("123456789012-compute@developer.gserviceaccount.com"),
+        "{warnings}"
+    );
 }
