@@ -104,6 +104,10 @@ pub struct GcpOptions {
     /// endpoint when that is on loopback (the emulator serves both), else
     /// [`crate::compute::DEFAULT_ENDPOINT`].
     pub compute_endpoint: Option<String>,
+    /// The Resource Manager endpoint ([`crate::compute::RESOURCE_MANAGER_ENDPOINT_ENV`]);
+    /// `None`: the GKE endpoint when that is on loopback, else
+    /// [`crate::compute::RESOURCE_MANAGER_ENDPOINT`].
+    pub resource_manager_endpoint: Option<String>,
     /// The retry policy of every read (sent again after throttling, 5xx and lost answers;
     /// mutations go back to the engine); the engine's by default. Tests shorten its backoffs.
     pub retry: Option<RetryPolicy>,

@@ -23,6 +23,13 @@ pub const ENDPOINT_ENV: &str = "QHUB_COMPUTE_ENDPOINT";
 /// Compute Engine's own endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://compute.googleapis.com";
 
+/// The Resource Manager endpoint override (the project's IAM policy, for the node service
+/// account check).
+pub const RESOURCE_MANAGER_ENDPOINT_ENV: &str = "QHUB_RESOURCE_MANAGER_ENDPOINT";
+
+/// Resource Manager's own endpoint.
+pub const RESOURCE_MANAGER_ENDPOINT: &str = "https://cloudresourcemanager.googleapis.com";
+
 /// The label GKE's Persistent Disk CSI driver puts on every disk it makes (seen on GKE PDs;
 /// kubecost's GCP docs: "Google generates special labels for GKE resources (e.g.
 /// goog-gke-node, goog-gke-volume)").
@@ -103,16 +110,31 @@ impl ComputeApi {
     }
 
     fn url(&self, path: &str) -> String {
+        self.url_in(&self.project, path)
+    }
+
+    fn url_in(&self, project: &str, path: &str) -> String {
         format!(
             "{}/compute/v1/projects/{}/{path}",
             self.rest.endpoint(),
-            encode(&self.project)
+            encode(project)
         )
     }
 
-    /// A GET; `None` when the resource does not exist (404).
+    /// A GET in the config's project; `None` when the resource does not exist (404).
     async fn get(
         &self,
+        rpc: &'static str,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Option<Value>, ProviderError> {
+        self.get_in(&self.project, rpc, path, query).await
+    }
+
+    /// A GET in `project` (a Shared VPC's host project); `None` on 404.
+    async fn get_in(
+        &self,
+        project: &str,
         rpc: &'static str,
         path: &str,
         query: &[(&str, String)],
@@ -121,9 +143,9 @@ impl ComputeApi {
             .rest
             .send(
                 rpc,
-                &format!("projects/{}/{path}", self.project),
+                &format!("projects/{project}/{path}"),
                 Method::GET,
-                &self.url(path),
+                &self.url_in(project, path),
                 query,
                 None,
                 &[404],
@@ -194,12 +216,20 @@ impl ComputeApi {
         }))
     }
 
-    /// `projects.get`: the project's global quotas (`GPUS_ALL_REGIONS`, `CPUS_ALL_REGIONS`).
-    pub async fn project_quotas(&self) -> Result<BTreeMap<String, Quota>, ProviderError> {
+    /// `projects.get`: the project's global quotas (`GPUS_ALL_REGIONS`, `CPUS_ALL_REGIONS`)
+    /// and its Compute Engine default service account (the nodes' identity).
+    pub async fn project(
+        &self,
+    ) -> Result<(BTreeMap<String, Quota>, Option<String>), ProviderError> {
         Ok(self
             .get("compute.projects.get", "", &[])
             .await?
-            .map(|v| quotas(&v))
+            .map(|v| {
+                (
+                    quotas(&v),
+                    v["defaultServiceAccount"].as_str().map(str::to_string),
+                )
+            })
             .unwrap_or_default())
     }
 
@@ -248,25 +278,26 @@ impl ComputeApi {
         Ok(out)
     }
 
-    /// `networks.get`: whether network `name` exists.
-    pub async fn network_exists(&self, name: &str) -> Result<bool, ProviderError> {
+    /// `networks.get`: whether network `name` exists in `project`.
+    pub async fn network_exists(&self, project: &str, name: &str) -> Result<bool, ProviderError> {
         let path = format!("global/networks/{}", encode(name));
         Ok(self
-            .get("compute.networks.get", &path, &[])
+            .get_in(project, "compute.networks.get", &path, &[])
             .await?
             .is_some())
     }
 
-    /// `subnetworks.get`: the network (name) subnetwork `name` of `region` belongs to, if it
-    /// exists.
+    /// `subnetworks.get`: the network (name) that subnetwork `name` of `region` in `project`
+    /// belongs to, if it exists.
     pub async fn subnetwork_network(
         &self,
+        project: &str,
         region: &str,
         name: &str,
     ) -> Result<Option<String>, ProviderError> {
         let path = format!("regions/{}/subnetworks/{}", encode(region), encode(name));
         Ok(self
-            .get("compute.subnetworks.get", &path, &[])
+            .get_in(project, "compute.subnetworks.get", &path, &[])
             .await?
             .map(|v| last(v["network"].as_str().unwrap_or_default()).to_string()))
     }

@@ -2,7 +2,8 @@
 //! config (and of the versions GKE offers, [`ServerFacts`]).
 //!
 //! - `cluster/<project>-<namespace>`: a **regional** cluster in `project`/`region`
-//!   (`availability_zones`, when given, are its node locations), at `kubernetes_version`
+//!   (`availability_zones`, when given, are its node locations; `network`/`subnetwork`, when
+//!   given, its VPC), at `kubernetes_version`
 //!   resolved to the newest GKE version of that minor in the release channel, with the
 //!   deployment's ownership as resource labels (GCP label syntax).
 //! - `node_pool/<project>-<namespace>-<group>`: one node pool per config group, named after the
@@ -32,6 +33,9 @@ use crate::errors::{GcpError, Result};
 pub const CLUSTER: &str = "cluster";
 /// The resource kind of a node pool.
 pub const NODE_POOL: &str = "node_pool";
+/// The resource kind of a Persistent Disk a PersistentVolumeClaim left (observed and deleted
+/// only: [`crate::apply::disk`]).
+pub const DISK: &str = "disk";
 /// The node label every pool carries, valued with its config group: what the platform's
 /// node selectors use.
 pub const NODE_GROUP_LABEL: &str = qhub_core::provider::facts::NODE_GROUP_LABEL;
@@ -277,6 +281,22 @@ pub struct ClusterSpec {
     pub release_channel: Option<String>,
     /// Resource labels (ownership).
     pub labels: BTreeMap<String, String>,
+    /// The VPC network's name, when the config names one (`google_cloud_platform.network`;
+    /// the last segment of a Shared VPC path); GKE's default is the project's `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The subnetwork's name, when the config names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnetwork: Option<String>,
+}
+
+/// The name in a network or subnetwork reference (`projects/H/global/networks/N` → `N`).
+pub fn short_name(reference: &str) -> String {
+    reference
+        .rsplit('/')
+        .next()
+        .unwrap_or(reference)
+        .to_string()
 }
 
 /// A node taint.
@@ -346,6 +366,12 @@ pub struct ClusterPayload {
     /// The exact version to create at (resolved), or the config's text when GKE's offer is
     /// unknown (GKE resolves `1.33` itself).
     pub initial_version: String,
+    /// The network as the config writes it (a name, or a Shared VPC path), to create with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The subnetwork as the config writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnetwork: Option<String>,
 }
 
 /// The serial group of a cluster and its pools: GKE runs one operation per cluster.
@@ -539,6 +565,16 @@ pub fn cluster_spec(config: &Config, facts: Option<&ServerFacts>) -> Result<(Clu
             kubernetes_version: ahead.unwrap_or_else(|| minor(&asked)),
             release_channel: s.release_channel.as_ref().map(|c| c.to_ascii_uppercase()),
             labels: labels(&ownership),
+            network: s
+                .network
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .map(short_name),
+            subnetwork: s
+                .subnetwork
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .map(short_name),
         },
         initial,
     ))
@@ -566,11 +602,16 @@ pub fn desired(config: &Config, facts: Option<&ServerFacts>) -> Result<Vec<Resou
     let cluster_id = ResourceId::new(CLUSTER, &name);
     let group = serial_group(&name);
     let mut cluster = Resource::new(CLUSTER, &name, Stage::Infrastructure, json(&spec))
-        .replace_fields(&["project", "region"])
+        // GKE cannot move a cluster to another network.
+        .replace_fields(&["project", "region", "network", "subnetwork"])
         .hosts_kubernetes()
         .expected(CLUSTER_CREATE)
         .serial_group(&group);
-    cluster.payload = Some(json(&ClusterPayload { initial_version }));
+    cluster.payload = Some(json(&ClusterPayload {
+        initial_version,
+        network: s.network.clone().filter(|n| !n.is_empty()),
+        subnetwork: s.subnetwork.clone().filter(|n| !n.is_empty()),
+    }));
     let mut out = vec![cluster];
     for pool in pools {
         let id = pool_id(&name, &pool.name);

@@ -9,12 +9,14 @@
 //!   autoscaling node pool per config group (`created_with` the cluster: one GKE operation),
 //!   all in the serial group `cluster/<name>`, ownership in resource labels.
 //! - [`observe`]: one `ListClusters` call (every location of the project) finds the cluster by
-//!   its labels, with its pools, each with its typed state (PROVISIONING is pending, ERROR
+//!   its labels, with its pools, and one Compute `disks.aggregatedList` the disks its
+//!   PersistentVolumeClaims left, each with its typed state (PROVISIONING is pending, ERROR
 //!   failed: the plan repairs it).
 //! - [`apply`]: each GKE `Operation` polled until DONE and its error surfaced; a mutation
 //!   first waits for any operation already running on the cluster; creates adopt what a lost
 //!   answer or an interrupted run left, deletes tolerate "not found"; the cluster's
-//!   LoadBalancer Services are drained before it goes.
+//!   LoadBalancer Services are drained before it goes, and the Persistent Disks its claims
+//!   left are deleted after it ([`apply::disk`]).
 //! - [`preflight`]: project, region, zones, version in the channel, node pools, accelerators
 //!   (machine series and the zones offering them), machine types, regional and global quotas
 //!   against the groups' minimum and maximum ([`compute`] reads Compute Engine); every
@@ -90,8 +92,18 @@ impl Provider for GcpProvider {
                 match Box::pin(self.add_zones(config, &mut facts)).await? {
                     Some(region) => {
                         preflight::check_zones(config, &facts, &mut problems);
+                        problems.extend(Box::pin(self.network_problems(config)).await?);
                         let capacity = Box::pin(self.capacity(config, region, &facts)).await?;
                         preflight::check_capacity(config, &capacity, &mut problems, &mut warnings);
+                        if capacity.node_service_account.is_some() {
+                            let policy = Box::pin(self.iam_policy()).await?;
+                            preflight::check_node_service_account(
+                                &self.target.project,
+                                capacity.node_service_account.as_deref(),
+                                policy.as_ref(),
+                                &mut warnings,
+                            );
+                        }
                     }
                     None => problems.push(format!(
                         "google_cloud_platform.region: Compute Engine does not know region {} (see `gcloud compute regions list`)",
@@ -126,13 +138,30 @@ impl Provider for GcpProvider {
 
     async fn observe(&self, ownership: &Ownership) -> Result<Vec<Observed>, ProviderError> {
         let clusters = Box::pin(self.clusters()).await?;
-        Ok(observe::owned(ownership, &clusters)
-            .into_iter()
+        let owned = observe::owned(ownership, &clusters);
+        let mut out: Vec<Observed> = owned
+            .iter()
             .flat_map(|c| observe::observed(&self.target.project, c))
-            .collect())
+            .collect();
+        // The disks of the cluster's claims, which may outlive it (one aggregated list).
+        let mut locations: Vec<String> = owned.iter().map(|c| c.location.clone()).collect();
+        locations.push(self.target.region.clone());
+        let disks = Box::pin(
+            self.compute()
+                .await?
+                .claim_disks(|labels| observe::owns_disk(ownership, &locations, labels)),
+        )
+        .await?;
+        let name = desired::cluster_name(ownership);
+        let cluster = owned.iter().find(|c| c.name == name).copied();
+        out.extend(observe::claim_disks(cluster, &disks));
+        Ok(out)
     }
 
     async fn apply(&self, change: &Change, ctx: &ApplyContext) -> Result<(), ProviderError> {
+        if change.id.kind == desired::DISK {
+            return apply::disk::apply(self.compute().await?, change).await;
+        }
         let api = self.api().await?;
         let removes_cluster = change.id.kind == desired::CLUSTER
             && matches!(change.action, Action::Delete | Action::Replace);

@@ -121,6 +121,9 @@ pub fn cluster_spec(project: &str, c: &Cluster) -> ClusterSpec {
             .and_then(|r| r.channel.name())
             .map(String::from),
         labels: cluster_labels(c),
+        // GKE answers the names (or paths, for a Shared VPC) the cluster was made with.
+        network: Some(desired::short_name(&c.network)).filter(|n| !n.is_empty()),
+        subnetwork: Some(desired::short_name(&c.subnetwork)).filter(|n| !n.is_empty()),
     }
 }
 
@@ -238,5 +241,44 @@ pub fn owned<'a>(ownership: &Ownership, clusters: &'a [Cluster]) -> Vec<&'a Clus
     clusters
         .iter()
         .filter(|c| desired::owned(ownership, &cluster_labels(c)))
+        .collect()
+}
+
+/// True when a disk of GKE's CSI driver belongs to `ownership`'s cluster: it carries the
+/// deployment's labels (GKE propagates the cluster's resource labels to it), or names the
+/// cluster and one of `locations` in GKE's `goog-k8s-cluster-name`/`-location` labels.
+pub fn owns_disk(
+    ownership: &Ownership,
+    locations: &[String],
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    use crate::compute::{CLUSTER_LOCATION_LABEL, CLUSTER_NAME_LABEL};
+    desired::owned(ownership, labels)
+        || (labels.get(CLUSTER_NAME_LABEL) == Some(&desired::cluster_name(ownership))
+            && labels
+                .get(CLUSTER_LOCATION_LABEL)
+                .is_some_and(|l| locations.contains(l)))
+}
+
+/// The disks PersistentVolumeClaims left for a cluster, as resources a destroy
+/// deletes after the cluster (`created_with` it when it exists).
+pub fn claim_disks(cluster: Option<&Cluster>, disks: &[crate::compute::Disk]) -> Vec<Observed> {
+    disks
+        .iter()
+        .map(|d| {
+            let mut o = Observed::new(
+                ResourceId::new(
+                    desired::DISK,
+                    crate::apply::disk::disk_name(&d.zone, &d.name),
+                ),
+                Stage::Infrastructure,
+                serde_json::json!({"claim": d.claim, "zone": d.zone, "size_gb": d.size_gb}),
+                ResourceState::Ready,
+            );
+            o.cloud_id = Some(d.name.clone());
+            o.created_with = cluster.map(|c| ResourceId::new(CLUSTER, &c.name));
+            o.made_by_cluster = true;
+            o
+        })
         .collect()
 }

@@ -190,6 +190,53 @@ pub struct Capacity {
     pub cpus: BTreeMap<String, (String, Option<u32>)>,
     /// True when the deployment's cluster exists already (its nodes are in the usage).
     pub cluster_exists: bool,
+    /// The Compute Engine default service account, the nodes' identity (`projects.get`).
+    pub node_service_account: Option<String>,
+}
+
+/// The roles that let the nodes' service account do what GKE nodes need (write logs and
+/// metrics, read images): the dedicated `roles/container.defaultNodeServiceAccount`, or the
+/// Editor (or Owner) role the default service account gets where automatic grants are on
+/// (GKE docs, "Use least privilege service accounts for your nodes").
+pub const NODE_ROLES: &[&str] = &[
+    "roles/container.defaultNodeServiceAccount",
+    "roles/editor",
+    "roles/owner",
+];
+
+/// Warns when the nodes' service account holds none of [`NODE_ROLES`] in the project's IAM
+/// `policy` (`None`: the policy could not be read), naming the gcloud step that grants it.
+pub fn check_node_service_account(
+    project: &str,
+    account: Option<&str>,
+    policy: Option<&serde_json::Value>,
+    warnings: &mut Vec<String>,
+) {
+    let Some(account) = account else {
+        return;
+    };
+    let Some(policy) = policy else {
+        warnings.push(format!(
+            "could not read the IAM policy of project {project} (resourcemanager.projects.getIamPolicy) to check that the nodes' service account {account} holds roles/container.defaultNodeServiceAccount"
+        ));
+        return;
+    };
+    let member = format!("serviceAccount:{account}");
+    let held = policy["bindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|b| {
+            b["role"].as_str().is_some_and(|r| NODE_ROLES.contains(&r))
+                && b["members"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|x| x.as_str() == Some(member.as_str())))
+        });
+    if !held {
+        warnings.push(format!(
+            "the nodes' service account {account} (the Compute Engine default) holds neither roles/container.defaultNodeServiceAccount nor Editor in project {project} (automatic role grants are off in this organisation): nodes cannot write logs and metrics; grant it with `gcloud projects add-iam-policy-binding {project} --member=serviceAccount:{account} --role=roles/container.defaultNodeServiceAccount`"
+        ));
+    }
 }
 
 /// One quota's demand: the groups' minimum and maximum, and who asks.
@@ -344,4 +391,61 @@ pub fn check_capacity(
             ));
         }
     }
+}
+
+/// The project and name of a network or subnetwork reference: a name lives in `project`; a
+/// Shared VPC path (`projects/HOST/…/NAME`) in its host project; none at all is `default`.
+pub fn reference(project: &str, value: Option<&str>, default: &str) -> (String, String) {
+    match value.filter(|v| !v.is_empty()) {
+        None => (project.to_string(), default.to_string()),
+        Some(v) => {
+            let parts: Vec<&str> = v.split('/').collect();
+            match parts.as_slice() {
+                ["projects", host, .., name] => ((*host).to_string(), (*name).to_string()),
+                _ => (project.to_string(), v.to_string()),
+            }
+        }
+    }
+}
+
+/// What is wrong with the cluster's network: `network` is `(project, name, exists)`;
+/// `subnetwork`, when the config names one, `(name, the network it belongs to if it exists)`.
+/// GKE refuses a cluster in a network that does not exist (`Project "P" has no network named
+/// "default".`, kubeflow/examples#537); many organisations delete the `default` network or
+/// never get one (the organisation policy `constraints/compute.skipDefaultNetworkCreation`).
+pub fn network_problems(
+    config: &Config,
+    network: (&str, &str, bool),
+    subnetwork: Option<(&str, Option<&str>)>,
+) -> Vec<String> {
+    let Ok(s) = desired::section(config) else {
+        return Vec::new();
+    };
+    let (net_project, name, exists) = network;
+    let mut problems = Vec::new();
+    if !exists {
+        if s.network.as_deref().is_none_or(str::is_empty) {
+            problems.push(format!(
+                "google_cloud_platform.network: project {net_project} has no network named \"default\", where GKE puts a cluster by default (it was deleted, or never made because the organisation policy constraints/compute.skipDefaultNetworkCreation is on); create it with `gcloud compute networks create default --subnet-mode=auto --project={net_project}`, or set google_cloud_platform.network (and subnetwork) to an existing VPC (`gcloud compute networks list --project={net_project}`)"
+            ));
+        } else {
+            problems.push(format!(
+                "google_cloud_platform.network: network {name} does not exist in project {net_project} (see `gcloud compute networks list --project={net_project}`)"
+            ));
+        }
+        return problems;
+    }
+    if let Some((sub, of)) = subnetwork {
+        match of {
+            None => problems.push(format!(
+                "google_cloud_platform.subnetwork: subnetwork {sub} does not exist in region {} (see `gcloud compute networks subnets list --regions={} --project={net_project}`)",
+                s.region, s.region
+            )),
+            Some(of) if of != name => problems.push(format!(
+                "google_cloud_platform.subnetwork: subnetwork {sub} belongs to network {of}, not to {name} (google_cloud_platform.network)"
+            )),
+            Some(_) => {}
+        }
+    }
+    problems
 }

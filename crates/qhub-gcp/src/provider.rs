@@ -96,6 +96,7 @@ impl GcpProvider {
                 gcs_lock: qhub_core::cloud::lock::cloud_lock_from_env(),
                 storage_endpoint: var(client::STORAGE_ENDPOINT_ENV),
                 compute_endpoint: var(crate::compute::ENDPOINT_ENV),
+                resource_manager_endpoint: var(crate::compute::RESOURCE_MANAGER_ENDPOINT_ENV),
                 ..GcpOptions::default()
             },
         )
@@ -236,8 +237,9 @@ impl GcpProvider {
     }
 
     /// What the capacity checks need beyond `region` ([`crate::preflight::Capacity`]): each
-    /// machine type's vCPUs (one `machineTypes.get` per type), the global quotas when a group
-    /// asks for GPUs (one `projects.get`), and whether the cluster exists (one `GetCluster`).
+    /// machine type's vCPUs (one `machineTypes.get` per type), the global quotas and the
+    /// nodes' service account (one `projects.get`), and whether the cluster exists (one
+    /// `GetCluster`).
     pub(crate) async fn capacity(
         &self,
         config: &Config,
@@ -247,9 +249,7 @@ impl GcpProvider {
         let s = desired::section(config)?;
         let compute = self.compute().await?;
         let mut cpus = std::collections::BTreeMap::new();
-        let mut gpus = false;
         for group in s.node_groups.values() {
-            gpus |= !group.guest_accelerators.is_empty();
             if cpus.contains_key(&group.instance) || group.instance.trim().is_empty() {
                 continue;
             }
@@ -260,18 +260,85 @@ impl GcpProvider {
             let n = compute.guest_cpus(&zone, &group.instance).await?;
             cpus.insert(group.instance.clone(), (zone, n));
         }
-        let global = if gpus {
-            compute.project_quotas().await?
-        } else {
-            std::collections::BTreeMap::new()
-        };
+        let (global, node_service_account) = compute.project().await?;
         let cluster_exists = self.cluster(&Ownership::of(config)).await?.is_some();
         Ok(crate::preflight::Capacity {
+            node_service_account,
             region,
             global,
             cpus,
             cluster_exists,
         })
+    }
+
+    /// The network checks ([`crate::preflight::network_problems`]): one `networks.get`, and a
+    /// `subnetworks.get` when the config names a subnetwork.
+    pub(crate) async fn network_problems(
+        &self,
+        config: &Config,
+    ) -> Result<Vec<String>, ProviderError> {
+        let s = desired::section(config)?;
+        let compute = self.compute().await?;
+        let (net_project, network) =
+            crate::preflight::reference(&s.project, s.network.as_deref(), "default");
+        let exists = compute.network_exists(&net_project, &network).await?;
+        let subnetwork = match s.subnetwork.as_deref().filter(|n| !n.is_empty()) {
+            Some(sub) => {
+                let (sub_project, sub) = crate::preflight::reference(&net_project, Some(sub), "");
+                let of = compute
+                    .subnetwork_network(&sub_project, &self.target.region, &sub)
+                    .await?;
+                Some((sub, of))
+            }
+            None => None,
+        };
+        Ok(crate::preflight::network_problems(
+            config,
+            (&net_project, &network, exists),
+            subnetwork
+                .as_ref()
+                .map(|(n, of)| (n.as_str(), of.as_deref())),
+        ))
+    }
+
+    /// Where Resource Manager calls go: the override, else the GKE endpoint when it is an
+    /// emulator on loopback, else Resource Manager itself.
+    pub fn resource_manager_endpoint(&self) -> String {
+        match &self.options.resource_manager_endpoint {
+            Some(e) => e.clone(),
+            None if self.emulator() => self.endpoint.clone(),
+            None => crate::compute::RESOURCE_MANAGER_ENDPOINT.to_string(),
+        }
+    }
+
+    /// The project's IAM policy (Resource Manager `projects.getIamPolicy`, one call); `None`
+    /// when the caller may not read it (403).
+    pub(crate) async fn iam_policy(&self) -> Result<Option<serde_json::Value>, ProviderError> {
+        let api = self.api().await?;
+        let rest = crate::rest::GoogleRest::new(
+            "Resource Manager",
+            &self.resource_manager_endpoint(),
+            api.auth.tokens.clone(),
+            self.stats.clone(),
+            api.policy,
+        )?;
+        let url = format!(
+            "{}/v1/projects/{}:getIamPolicy",
+            rest.endpoint(),
+            crate::rest::encode(&self.target.project)
+        );
+        let reply = rest
+            .send(
+                "resourcemanager.projects.getIamPolicy",
+                &format!("projects/{}", self.target.project),
+                reqwest::Method::POST,
+                &url,
+                &[],
+                Some(("application/json", b"{}".to_vec())),
+                &[403],
+            )
+            .await?;
+        Ok((reply.status.as_u16() != 403).then(|| reply.json()))
     }
 
     /// Every cluster in the project's region.

@@ -602,7 +602,7 @@ async fn deploy_and_destroy_ride_out_30_percent_refused_and_10_percent_lost() {
     };
     let calm = run("calm".to_string(), Faults::default()).await;
     let mut lost_in_all = 0;
-    for seed in [1301, 1312, 1322] {
+    for seed in [1302, 1307, 1311] {
         let (requests, refused, lost, call_retries, engine_retries, chain, elapsed) = run(
             format!("storm{seed}"),
             Faults {
@@ -627,7 +627,8 @@ async fn deploy_and_destroy_ride_out_30_percent_refused_and_10_percent_lost() {
     }
     // A deploy and a destroy make few mutations here (the pools come with the cluster), so
     // 10% of them lose no answer under most seeds: these seeds each lose one (requests are
-    // sent one at a time, so a seed's draws land on the same requests every run).
+    // sent one at a time, so a seed's draws land on the same requests every run; a change
+    // in the number of calls moves the draws: pick seeds that lose one again).
     assert!(lost_in_all > 0, "no answer was lost");
     assert_eq!(emu.counters().rejected, 0, "{:?}", emu.counters());
 }

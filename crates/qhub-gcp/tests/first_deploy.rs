@@ -153,8 +153,9 @@ async fn preflight_checks_quota_against_the_groups() {
         compute_calls(&stats),
         stats.by_operation()
     );
-    // regions.get and one machineTypes.get per machine type (n1-standard-8, n1-standard-4).
-    assert_eq!(compute_calls(&stats), 3);
+    // regions.get, one machineTypes.get per machine type (n1-standard-8, n1-standard-4),
+    // networks.get, projects.get.
+    assert_eq!(compute_calls(&stats), 5);
 
     // Minimum over what is free: general 1 × 8 + user 1 × 4 = 12 > 10.
     emu.set_quota(PROJECT, REGION, "CPUS", 10.0);
@@ -205,8 +206,8 @@ async fn preflight_checks_quota_against_the_groups() {
         compute_calls(&stats),
         stats.by_operation()
     );
-    // + acceleratorTypes.aggregatedList and projects.get.
-    assert_eq!(compute_calls(&stats), 5);
+    // + acceleratorTypes.aggregatedList.
+    assert_eq!(compute_calls(&stats), 6);
 }
 
 fn p4_config(project: &str) -> qhub_core::Config {
@@ -266,5 +267,169 @@ async fn gpu_pools_go_where_the_gpu_is() {
         e.contains("google_cloud_platform.node_groups.gpu.guest_accelerators: no zone")
             && e.contains("nvidia-tesla-p4"),
         "{e}"
+    );
+}
+
+/// Item 12: GKE may keep the Persistent Disks of the cluster's claims after DeleteCluster
+/// (the emulator does). A destroy deletes those of its cluster, after the cluster, and leaves
+/// another deployment's alone.
+#[tokio::test]
+async fn destroy_leaves_no_disk_of_its_claims() {
+    let emu = GkeEmulator::start(Options::default()).await.unwrap();
+    let config = gcp_config("disks");
+    let other = gcp_config("keep");
+    let p = Arc::new(provider(&emu, &config, Arc::new(ApiStats::default())));
+    let q = Arc::new(provider(&emu, &other, Arc::new(ApiStats::default())));
+    assert!(deploy(p.clone(), &config).await.succeeded());
+    assert!(deploy(q.clone(), &other).await.succeeded());
+    for claim in ["keycloak-postgres", "traefik-acme"] {
+        assert!(emu.add_pvc_disk(
+            (PROJECT, REGION, "disks-dev"),
+            "us-central1-a",
+            ("dev", claim),
+            10
+        ));
+    }
+    assert!(emu.add_pvc_disk(
+        (PROJECT, REGION, "keep-dev"),
+        "us-central1-a",
+        ("dev", "keycloak-postgres"),
+        10
+    ));
+    // A deploy leaves them alone: they hold the platform's data.
+    let r = deploy(p.clone(), &config).await;
+    assert!(r.succeeded() && r.done.is_empty(), "{r:?}");
+    assert_eq!(emu.disks().len(), 3);
+
+    let plan = engine(p.clone())
+        .destroy_plan(&config, qhub_core::engine::StageFilter::All)
+        .await
+        .expect("plan");
+    let disks: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.id.kind == "disk")
+        .map(|c| format!("{} {}", c.id, c.reason.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(disks.len(), 2, "{disks:?}");
+    assert!(
+        disks
+            .iter()
+            .all(|d| d.ends_with("deleted with cluster/disks-dev")),
+        "{disks:?}"
+    );
+
+    let r = destroy(p.clone(), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    let left: Vec<String> = emu
+        .disks()
+        .iter()
+        .map(|(_, d)| {
+            d["labels"]["goog-k8s-cluster-name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(left, ["keep-dev"], "only the other deployment's disk stays");
+    // Nothing left to do.
+    let r = destroy(p, &config).await;
+    assert!(r.succeeded() && r.done.is_empty(), "{r:?}");
+}
+
+/// Item 13: a project without the `default` network (deleted, or an organisation policy):
+/// preflight says so and how to fix it, and `network`/`subnetwork` put the cluster in the
+/// producer's VPC (GKE refused the cluster before: `Project "P" has no network named
+/// "default".`).
+#[tokio::test]
+async fn the_cluster_goes_into_the_configured_network() {
+    let emu = GkeEmulator::start(Options::default()).await.unwrap();
+    emu.set_networks(
+        PROJECT,
+        vec![qhub_gke_emulator::compute::Network {
+            name: "corp".into(),
+            auto_subnetworks: false,
+            subnetworks: vec![(REGION.into(), "corp-us".into())],
+        }],
+    );
+    let config = gcp_config("net");
+    let stats = Arc::new(ApiStats::default());
+    let e = provider(&emu, &config, stats.clone())
+        .preflight(&config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "google_cloud_platform.network: project qhub-test-123 has no network named \"default\""
+        ) && e.contains("gcloud compute networks create default --subnet-mode=auto"),
+        "{e}"
+    );
+    assert_eq!(
+        stats.by_operation().get("compute.networks.get").copied(),
+        Some(1)
+    );
+
+    let mut config = gcp_config("net");
+    let gcp = config.google_cloud_platform.as_mut().unwrap();
+    gcp.network = Some("corp".into());
+    gcp.subnetwork = Some("corp-eu".into());
+    let e = provider(&emu, &config, stats.clone())
+        .preflight(&config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("google_cloud_platform.subnetwork: subnetwork corp-eu does not exist in region us-central1"),
+        "{e}"
+    );
+
+    config.google_cloud_platform.as_mut().unwrap().subnetwork = Some("corp-us".into());
+    let p = Arc::new(provider(&emu, &config, stats.clone()));
+    p.preflight(&config).await.expect("preflight");
+    let r = deploy(p.clone(), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    let (_, _, cluster) = emu.clusters().remove(0);
+    assert_eq!(cluster["network"], "corp");
+    assert_eq!(cluster["subnetwork"], "corp-us");
+    let r = deploy(p, &config).await;
+    assert!(r.succeeded() && r.done.is_empty(), "{r:?}");
+}
+
+/// Item 13: where automatic role grants are off, the nodes' service account (the Compute
+/// Engine default) lacks `roles/container.defaultNodeServiceAccount`: preflight warns and names
+/// the grant.
+#[tokio::test]
+async fn preflight_checks_the_node_service_account() {
+    let emu = GkeEmulator::start(Options::default()).await.unwrap();
+    let config = gcp_config("nodesa");
+    let stats = Arc::new(ApiStats::default());
+    let ok = provider(&emu, &config, stats.clone())
+        .preflight(&config)
+        .await
+        .expect("preflight");
+    assert!(
+        !ok.warnings.join("\n").contains("service account"),
+        "Editor is enough: {:?}",
+        ok.warnings
+    );
+    assert_eq!(
+        stats
+            .by_operation()
+            .get("resourcemanager.projects.getIamPolicy")
+            .copied(),
+        Some(1)
+    );
+    emu.set_iam_policy(PROJECT, json!({"version": 1, "bindings": []}));
+    let warnings = provider(&emu, &config, stats)
+        .preflight(&config)
+        .await
+        .expect("a warning, not a problem")
+        .warnings
+        .join("\n");
+    assert!(
+        warnings.contains("--role=roles/container.defaultNodeServiceAccount")
+            && warnings.contains("123456789012-compute@developer.gserviceaccount.com"),
+        "{warnings}"
     );
 }

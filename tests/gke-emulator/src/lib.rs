@@ -433,6 +433,14 @@ impl GkeEmulator {
             .insert(metric.into(), limit);
     }
 
+    /// Replaces the IAM policy of `project` ([`state::default_iam_policy`] by default).
+    pub fn set_iam_policy(&self, project: &str, policy: Value) {
+        self.lock()
+            .world
+            .iam_policies
+            .insert(project.into(), policy);
+    }
+
     /// Replaces the networks of `project` (by default it has the auto-mode `default`).
     pub fn set_networks(&self, project: &str, networks: Vec<compute::Network>) {
         self.lock()
@@ -740,6 +748,18 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Mutex<Inner>>) -> Answer {
     }
     if gce {
         return serve_compute(&mut inner, &method, &segments, &raw_query);
+    }
+    // Resource Manager: `POST /v1/projects/P:getIamPolicy`.
+    if let (&Method::POST, ["v1", "projects", target]) = (&method, segments.as_slice())
+        && let Some(project) = target.strip_suffix(":getIamPolicy")
+    {
+        let policy = inner
+            .world
+            .iam_policies
+            .get(project)
+            .cloned()
+            .unwrap_or_else(state::default_iam_policy);
+        return answer(200, &policy);
     }
     let timing = inner.timing();
     inner.world.advance(timing);

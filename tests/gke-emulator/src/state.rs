@@ -223,6 +223,22 @@ pub struct World {
     pub versions: Versions,
     /// Compute Engine: quotas, networks, disks ([`crate::compute`]).
     pub compute: crate::compute::Compute,
+    /// IAM policies set by tests, by project (Resource Manager `getIamPolicy`); a project not
+    /// listed has [`default_iam_policy`].
+    pub iam_policies: BTreeMap<String, Value>,
+}
+
+/// The Compute Engine default service account of every emulated project.
+pub const DEFAULT_NODE_SERVICE_ACCOUNT: &str = "123456789012-compute@developer.gserviceaccount.com";
+
+/// A project's IAM policy where automatic grants are on: the Compute Engine default service
+/// account (the nodes' identity) holds Editor (GKE docs, "Use least privilege service accounts
+/// for your nodes": the default service account gets the Editor role unless the organisation
+/// policy `iam.automaticIamGrantsForDefaultServiceAccounts` stops it).
+pub fn default_iam_policy() -> Value {
+    json!({"version": 1, "etag": "BwXhqDKJ4AI=", "bindings": [
+        {"role": "roles/editor", "members": [format!("serviceAccount:{DEFAULT_NODE_SERVICE_ACCOUNT}")]},
+    ]})
 }
 
 /// A mutation's result: the started operation's id.
@@ -1694,7 +1710,7 @@ impl World {
             ("GET", []) => Ok(json!({
                 "kind": "compute#project",
                 "name": p,
-                "defaultServiceAccount": format!("123456789012-compute@developer.gserviceaccount.com"),
+                "defaultServiceAccount": DEFAULT_NODE_SERVICE_ACCOUNT,
                 "quotas": self.quota_docs(p, "global"),
             })),
             ("GET", ["regions", r]) => self.region_doc(p, r),

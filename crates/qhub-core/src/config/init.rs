@@ -382,6 +382,8 @@ pub fn render(opts: &InitOptions) -> Result<Config, ConfigError> {
                 availability_zones: None,
                 kubernetes_version: version,
                 release_channel: None,
+                network: None,
+                subnetwork: None,
                 node_groups: groups(
                     ("n1-standard-8", 1, 1),
                     ("n1-standard-4", 0, 5),

@@ -493,4 +493,56 @@ mod tests {
                 .is_empty()
         );
     }
+
+    #[test]
+    fn gcp_network_and_subnetwork_are_resource_names_or_paths() {
+        let mut opts = init::InitOptions::new(
+            ProviderKind::Gcp,
+            "demo",
+            "demo.example.com",
+            "0123456789abcdef",
+        );
+        opts.gcp_project = Some("p-123".into());
+        let text = init::render(&opts).unwrap().to_yaml();
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("region:"))
+            .unwrap();
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let with = |network: &str, subnetwork: &str| {
+            text.replacen(
+                line,
+                &format!("{line}\n{indent}network: {network}\n{indent}subnetwork: {subnetwork}"),
+                1,
+            )
+        };
+        let (loaded, report) = check_str(&with("corp-vpc", "corp-us"));
+        assert!(!report.has_errors(), "{report:?}");
+        let gcp = loaded.unwrap().config.google_cloud_platform.unwrap();
+        assert_eq!(gcp.network.as_deref(), Some("corp-vpc"));
+        assert_eq!(gcp.subnetwork.as_deref(), Some("corp-us"));
+        let (_, report) = check_str(&with(
+            "projects/host/global/networks/shared",
+            "projects/host/regions/us-central1/subnetworks/shared-us",
+        ));
+        assert!(!report.has_errors(), "Shared VPC paths: {report:?}");
+        let (_, report) = check_str(&with("Corp_VPC", "projects/host/global/networks/x"));
+        let errors: Vec<&diagnostics::Diagnostic> = report.errors().collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].path.to_string(), "google_cloud_platform.network");
+        assert_eq!(
+            errors[1].path.to_string(),
+            "google_cloud_platform.subnetwork"
+        );
+        assert!(errors[0].line > 1, "{}", errors[0]);
+        assert!(
+            errors[0]
+                .hint
+                .as_deref()
+                .unwrap_or("")
+                .contains("Shared VPC"),
+            "{}",
+            errors[0]
+        );
+    }
 }

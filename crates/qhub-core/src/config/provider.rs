@@ -192,6 +192,12 @@ pub struct GcpSection {
     /// GKE release channel (`RAPID`, `REGULAR`, `STABLE`, `UNSPECIFIED`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_channel: Option<String>,
+    /// VPC network of the cluster: a name in `project`, or `projects/HOST/global/networks/NAME` (Shared VPC); default `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Subnetwork of the cluster in `region`: a name, or `projects/HOST/regions/REGION/subnetworks/NAME`; default: the network's auto-mode subnetwork.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnetwork: Option<String>,
     /// Node pools.
     pub node_groups: NodeGroups,
     /// Ignored: qhub-rs does not use Terraform.

@@ -239,6 +239,9 @@ fn check_provider(cx: &mut Ctx<'_>, provider: ProviderKind) {
         return;
     }
     check_kubernetes_version(cx, provider, &section.key("kubernetes_version"));
+    if provider == ProviderKind::Gcp {
+        check_gcp_network(cx, &section);
+    }
     let groups_path = section.key("node_groups");
     if cx.value(&groups_path).is_none() {
         return;
@@ -337,6 +340,57 @@ fn check_provider(cx: &mut Ctx<'_>, provider: ProviderKind) {
                     None,
                 );
             }
+        }
+    }
+}
+
+/// `google_cloud_platform.network`/`subnetwork`: a Compute Engine resource name (RFC 1035: 1–63
+/// lowercase letters, digits and `-`, starting with a letter, not ending with `-`; Compute
+/// Engine "Naming resources"), or the resource path of a Shared VPC host project's network or
+/// subnetwork.
+fn check_gcp_network(cx: &mut Ctx<'_>, section: &KeyPath) {
+    let name_ok = |n: &str| {
+        let b = n.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b[0].is_ascii_lowercase()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && !n.ends_with('-')
+    };
+    for (key, kind, path_form) in [
+        ("network", "networks", "projects/HOST/global/networks/NAME"),
+        (
+            "subnetwork",
+            "subnetworks",
+            "projects/HOST/regions/REGION/subnetworks/NAME",
+        ),
+    ] {
+        let path = section.key(key);
+        let Some(value) = cx.str(&path).map(str::to_string) else {
+            continue;
+        };
+        let parts: Vec<&str> = value.split('/').collect();
+        let ok = match parts.as_slice() {
+            [name] => name_ok(name),
+            ["projects", project, "global", "networks", name] if kind == "networks" => {
+                !project.is_empty() && name_ok(name)
+            }
+            ["projects", project, "regions", region, "subnetworks", name]
+                if kind == "subnetworks" =>
+            {
+                !project.is_empty() && !region.is_empty() && name_ok(name)
+            }
+            _ => false,
+        };
+        if !ok {
+            cx.error(
+                path,
+                format!("`{value}` is not a {key} name"),
+                Some(format!(
+                    "1-63 lowercase letters, digits and `-`, starting with a letter (e.g. `default`), or `{path_form}` for a Shared VPC"
+                )),
+            );
         }
     }
 }

@@ -86,6 +86,8 @@ pub fn build(
     c.resource_labels = spec.labels.clone().into_iter().collect();
     c.initial_cluster_version = payload.initial_version.clone();
     c.locations = spec.locations.clone().unwrap_or_default();
+    c.network = payload.network.clone().unwrap_or_default();
+    c.subnetwork = payload.subnetwork.clone().unwrap_or_default();
     if let Some(channel) = &spec.release_channel {
         c.release_channel = Some(
             ReleaseChannel::default().set_channel(release_channel::Channel::from(channel.as_str())),

@@ -15,6 +15,7 @@
 //! nothing (404) is done.
 
 pub mod cluster;
+pub mod disk;
 pub mod pool;
 
 use std::future::Future;
