@@ -1270,6 +1270,16 @@ async fn apply_kubernetes(
                 planned
             };
             let manifest = desired.payload.as_ref().unwrap_or(&desired.spec);
+            // A field the API server never lets change: delete the object (waiting until it
+            // is gone), then create it again.
+            if change.action == Action::Replace
+                && let Some(target) = change.observed.as_ref().and_then(|o| o.payload.as_ref())
+            {
+                applier
+                    .delete(target, deadline)
+                    .await
+                    .map_err(ProviderError::from)?;
+            }
             applier
                 .apply(manifest, &desired.spec, deadline)
                 .await

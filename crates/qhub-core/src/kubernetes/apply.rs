@@ -15,6 +15,73 @@ use super::readiness::{self, Readiness};
 use super::{FIELD_MANAGER, KubeError, LAST_APPLIED, ObjectRef, generated};
 use crate::plan::{Observed, ResourceState, Stage};
 
+/// A block the API server defaults under one strategy type and forbids under another.
+#[derive(Debug, Clone, Copy)]
+struct Defaulted {
+    group: &'static str,
+    kind: &'static str,
+    /// JSON pointer of the strategy object.
+    path: &'static str,
+    /// The type under which the block is forbidden.
+    forbidding: &'static str,
+    /// The defaulted block.
+    field: &'static str,
+}
+
+impl Defaulted {
+    /// The merge patch that switches to `forbidding` and drops the block, when `manifest`
+    /// asks for that type without the block.
+    fn clearing(&self, manifest: &Json) -> Option<Json> {
+        let strategy = manifest.pointer(self.path)?;
+        if strategy.get("type").and_then(Json::as_str) != Some(self.forbidding)
+            || strategy.get(self.field).is_some_and(|v| !v.is_null())
+        {
+            return None;
+        }
+        let mut inner = serde_json::Map::new();
+        inner.insert("type".into(), Json::String(self.forbidding.into()));
+        inner.insert(self.field.into(), Json::Null);
+        let mut patch = Json::Object(inner);
+        for key in self.path.rsplit('/').filter(|k| !k.is_empty()) {
+            let mut outer = serde_json::Map::new();
+            outer.insert(key.into(), patch);
+            patch = Json::Object(outer);
+        }
+        Some(patch)
+    }
+}
+
+/// Deployments default `strategy.rollingUpdate` (25%/25%) and StatefulSets and DaemonSets
+/// `updateStrategy.rollingUpdate`; apps validation refuses the block once the type is
+/// `Recreate` (`OnDelete`): `spec.strategy.rollingUpdate: Forbidden: may not be specified when
+/// strategy `type` is 'Recreate'` (kubernetes/kubernetes `pkg/apis/apps/validation/
+/// validation.go` `ValidateDeploymentStrategy`; the long-standing trap of
+/// kubernetes/kubernetes#24198). Kubernetes' own advice is a merge patch that sets the type and
+/// removes the block in one request.
+const DEFAULTED_UNDER: &[Defaulted] = &[
+    Defaulted {
+        group: "apps",
+        kind: "Deployment",
+        path: "/spec/strategy",
+        forbidding: "Recreate",
+        field: "rollingUpdate",
+    },
+    Defaulted {
+        group: "apps",
+        kind: "StatefulSet",
+        path: "/spec/updateStrategy",
+        forbidding: "OnDelete",
+        field: "rollingUpdate",
+    },
+    Defaulted {
+        group: "apps",
+        kind: "DaemonSet",
+        path: "/spec/updateStrategy",
+        forbidding: "OnDelete",
+        field: "rollingUpdate",
+    },
+];
+
 /// How often readiness is polled.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -151,11 +218,53 @@ impl Applier {
                 *slot = value;
             }
         }
+        self.clear_defaulted(&r, &api, manifest).await?;
         let params = PatchParams::apply(FIELD_MANAGER).force();
         api.patch(&r.name, &params, &Patch::Apply(&body))
             .await
             .map_err(api_err(format!("applying {}", r.id())))?;
         self.wait_ready(&r, &api, deadline).await
+    }
+
+    /// Removes, in one merge patch that also sets the new type, a block the API server
+    /// defaulted under a strategy type the manifest now leaves ([`DEFAULTED_UNDER`]): no field
+    /// manager owns it, so server-side apply would keep it and validation refuse the result.
+    async fn clear_defaulted(
+        &self,
+        r: &ObjectRef,
+        api: &Api<DynamicObject>,
+        manifest: &Json,
+    ) -> Result<(), KubeError> {
+        let Some((d, patch)) = DEFAULTED_UNDER
+            .iter()
+            .filter(|d| d.group == r.group() && d.kind == r.kind)
+            .find_map(|d| d.clearing(manifest).map(|p| (d, p)))
+        else {
+            return Ok(());
+        };
+        let live = read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await?;
+        let Some(live) = live else { return Ok(()) };
+        let live = serde_json::to_value(&live).map_err(|e| KubeError::Invalid(e.to_string()))?;
+        if live
+            .pointer(&format!("{}/{}", d.path, d.field))
+            .is_none_or(Json::is_null)
+        {
+            return Ok(());
+        }
+        tracing::debug!(object = %r.id(), "clearing a server-defaulted {}", d.field);
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        api.patch(&r.name, &params, &Patch::Merge(&patch))
+            .await
+            .map_err(api_err(format!(
+                "clearing {}.{} of {}",
+                d.path,
+                d.field,
+                r.id()
+            )))?;
+        Ok(())
     }
 
     /// Fails unless the object a manifest requires exists, naming the config key and the fix.

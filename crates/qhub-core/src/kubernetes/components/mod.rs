@@ -214,8 +214,19 @@ pub fn deployment(
         metadata: ctx.meta(component, component),
         spec: Some(DeploymentSpec {
             replicas: Some(1),
-            strategy: recreate.then(|| DeploymentStrategy {
-                type_: Some("Recreate".into()),
+            // Always explicit: a strategy type left out would stay whatever was applied last
+            // (another write may own it), and the switch must work both ways; the
+            // rollingUpdate block the server defaults is cleared by the applier when the type
+            // becomes Recreate (`apply::DEFAULTED_UNDER`).
+            strategy: Some(DeploymentStrategy {
+                type_: Some(
+                    if recreate {
+                        "Recreate"
+                    } else {
+                        "RollingUpdate"
+                    }
+                    .into(),
+                ),
                 ..DeploymentStrategy::default()
             }),
             selector: pod_selector(component),
