@@ -513,6 +513,24 @@ impl Applier {
                 out.push(observed(&r, &value, &set.namespace));
             }
         }
+        // What our workloads wrote in our namespace: deleted by a destroy, left alone by a
+        // deploy.
+        for (api_version, kind, name) in super::components::left_behind() {
+            let r = ObjectRef {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                namespace: Some(set.namespace.clone()),
+                name: name.into(),
+            };
+            let api = self.api(&r).await?;
+            if let Some(live) = read(&format!("reading {}", r.id()), || api.get_opt(name)).await? {
+                let live =
+                    serde_json::to_value(&live).map_err(|e| KubeError::Invalid(e.to_string()))?;
+                let mut o = observed(&r, &live, &set.namespace);
+                o.made_by_cluster = true;
+                out.push(o);
+            }
+        }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out.dedup_by(|a, b| a.id == b.id);
         Ok(out)

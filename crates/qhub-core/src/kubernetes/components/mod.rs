@@ -89,6 +89,23 @@ pub trait Component: Send + Sync {
 
     /// Its objects, as manifests.
     fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError>;
+
+    /// Objects its workloads create in the platform namespace, as (apiVersion, kind, name):
+    /// not ours to apply, but ours to delete when the platform is destroyed (a deploy leaves
+    /// them alone).
+    fn leaves_behind(&self) -> &'static [(&'static str, &'static str, &'static str)] {
+        &[]
+    }
+}
+
+/// What every registered component's workloads leave behind ([`Component::leaves_behind`]),
+/// enabled or not: a component the config dropped may have left them.
+pub fn left_behind() -> Vec<(&'static str, &'static str, &'static str)> {
+    REGISTRY
+        .iter()
+        .flat_map(|c| c.leaves_behind())
+        .copied()
+        .collect()
 }
 
 /// Every component, in one place.
