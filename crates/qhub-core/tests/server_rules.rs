@@ -379,3 +379,106 @@ async fn claims_grow_only_where_their_class_allows_it_and_never_shrink() {
     apply(&classes, "qhub", &sc(true)).await.unwrap();
     apply(&claims, "qhub", &claim("gp3", "20Gi")).await.unwrap();
 }
+
+/// Field pruning of `apiextensions.k8s.io/v1` CRDs (Kubernetes docs, "Extend the Kubernetes
+/// API with CustomResourceDefinitions", "Field pruning"): what the schema does not declare is
+/// dropped on write, unless the level preserves unknown fields.
+#[tokio::test]
+async fn custom_objects_are_pruned_to_their_schema() {
+    let server = KubeApi::new();
+    let client = server.client();
+    let crds = api_of(
+        &client,
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        None,
+    );
+    apply(&crds, "qhub", &json!({"apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "size": {"type": "string"},
+                        "nested": {"type": "object", "properties": {"kept": {"type": "string"}}},
+                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "open": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}}}]}}))
+    .await
+    .unwrap();
+    let widgets = api_of(&client, "example.com/v1", "Widget", "widgets", Some("dev"));
+    let stored = apply(
+        &widgets,
+        "qhub",
+        &json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w", "namespace": "dev", "labels": {"a": "b"}},
+        "spec": {"size": "L", "unknown": 1, "nested": {"kept": "k", "dropped": "d"},
+                 "labels": {"any": "thing"}, "open": {"whatever": {"deep": true}}},
+        "extra": "gone"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        stored["spec"],
+        json!({"size": "L", "nested": {"kept": "k"}, "labels": {"any": "thing"},
+               "open": {"whatever": {"deep": true}}})
+    );
+    assert!(stored.get("extra").is_none());
+    assert_eq!(stored["metadata"]["labels"]["a"], "b");
+}
+
+/// Every Traefik object the platform renders survives its own CRDs' pruning unchanged (a field
+/// our schema forgot would silently vanish on a real cluster).
+#[tokio::test]
+async fn nothing_we_render_is_pruned_by_our_crds() {
+    use qhub_core::config::certificate::CertificateKind;
+    for kind in [
+        CertificateKind::SelfSigned,
+        CertificateKind::LetsEncrypt,
+        CertificateKind::Disabled,
+    ] {
+        let mut config =
+            qhub_core::config::init::render(&qhub_core::config::init::InitOptions::new(
+                qhub_core::config::provider::ProviderKind::Aws,
+                "demo",
+                "demo.example.com",
+                "not-a-real-password",
+            ))
+            .unwrap();
+        config.certificate.kind = kind;
+        config.certificate.acme_email = Some("admin@example.com".into());
+        let facts = qhub_core::provider::ClusterFacts::from_config(&config);
+        let manifests = qhub_core::kubernetes::components::manifests(&config, &facts).unwrap();
+        let server = KubeApi::new();
+        let applier = Applier::new(server.client());
+        let deadline = Duration::from_secs(5);
+        let (crds, rest): (Vec<&Value>, Vec<&Value>) = manifests
+            .iter()
+            .partition(|m| m["kind"] == "CustomResourceDefinition");
+        for m in crds {
+            applier.apply(m, m, deadline).await.unwrap();
+        }
+        let mut checked = 0;
+        for m in rest.into_iter().filter(|m| {
+            m["apiVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("traefik.io/")
+        }) {
+            applier.apply(m, m, deadline).await.unwrap();
+            let stored = server
+                .objects()
+                .into_iter()
+                .find(|o| o["kind"] == m["kind"] && o["metadata"]["name"] == m["metadata"]["name"])
+                .unwrap();
+            assert_eq!(
+                stored["spec"], m["spec"],
+                "{kind:?}: {} was pruned",
+                m["metadata"]["name"]
+            );
+            checked += 1;
+        }
+        assert!(checked > 0);
+    }
+}

@@ -1,5 +1,6 @@
 //! What the API server does to a write between decoding it and storing it, in its order:
-//! defaulting ([`super::defaults`]), admission (here: `PersistentVolumeClaimResize`), and
+//! structural pruning of custom objects ([`super::crds`]), defaulting ([`super::defaults`]),
+//! admission (here: `PersistentVolumeClaimResize`), and
 //! validation (the strategy rules of [`super::defaults::validate`] and the immutable fields of
 //! [`super::immutable`]). One entry point, [`admit`], called by every write of a main resource
 //! (create, update, patch, apply); `/status` writes skip it.
@@ -28,6 +29,7 @@ pub(crate) fn admit(
     old: Option<&Value>,
     new: &mut Value,
 ) -> Result<(), ApiErr> {
+    super::crds::prune_custom(st, key, new);
     super::defaults::apply(key, new);
     if let Some(old) = old {
         if key.group.is_empty() && key.kind == "PersistentVolumeClaim" {

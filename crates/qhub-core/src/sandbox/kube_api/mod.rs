@@ -18,7 +18,8 @@
 //! citing its source: server defaults nobody owns (`defaults.rs`: Deployment strategy,
 //! Service ports, PodSpec), the validation they make reachable (a `Recreate` strategy with a
 //! defaulted `rollingUpdate`), immutable fields (`immutable.rs`: 422 with the server's words),
-//! the `PersistentVolumeClaimResize` admission plugin (`admission.rs`), and RBAC evaluated on
+//! the `PersistentVolumeClaimResize` admission plugin (`admission.rs`), structural pruning of
+//! custom objects to their CRD's schema (`crds.rs`), and RBAC evaluated on
 //! request ([`KubeApi::can`], `rbac.rs`) for the platform's service accounts.
 //!
 //! What it does not: authentication, authorization of its own clients, other admission
@@ -29,6 +30,7 @@
 
 mod admission;
 mod controllers;
+mod crds;
 mod defaults;
 mod discovery;
 mod http;
