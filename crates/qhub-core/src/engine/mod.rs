@@ -507,6 +507,16 @@ impl Engine {
                 notes.push(identity::NOT_REACHABLE.to_string());
             }
             observed.extend(k8s_observed);
+            // CRDs another manager installed, which the apply uses as they are.
+            if let Some(applier) = &applier {
+                let shared = self
+                    .read("reading the cluster's CRDs", || async {
+                        applier.shared_crds(&k8s).await.map_err(ProviderError::from)
+                    })
+                    .await?;
+                observed.retain(|o| !shared.iter().any(|s| s.id == o.id));
+                observed.extend(shared);
+            }
             desired.extend(k8s);
         }
         let mut plan = plan::diff_allowing(&desired, &observed, &self.options.allow_replace);

@@ -82,6 +82,80 @@ const DEFAULTED_UNDER: &[Defaulted] = &[
     },
 ];
 
+fn is_crd(r: &ObjectRef) -> bool {
+    r.group() == "apiextensions.k8s.io" && r.kind == "CustomResourceDefinition"
+}
+
+fn member_of(v: &Json) -> Option<&str> {
+    v.pointer(&format!(
+        "/metadata/labels/{}",
+        applyset::PART_OF_LABEL.replace('/', "~1")
+    ))
+    .and_then(Json::as_str)
+}
+
+fn served_versions(crd: &Json) -> Vec<String> {
+    crd.pointer("/spec/versions")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|v| v.get("served").and_then(Json::as_bool) == Some(true))
+        .filter_map(|v| v.get("name").and_then(Json::as_str).map(str::to_string))
+        .collect()
+}
+
+/// A CRD that exists and is not a member of our ApplySet belongs to someone else (another
+/// Traefik on an `existing` cluster): force-applying ours would take its fields over and prune
+/// every tenant's objects to our schema, and destroy would delete them all (deleting a CRD
+/// deletes its objects). So it is used as it is when it serves every version we need (Ok),
+/// and otherwise the deploy stops naming its managers and versions (Err). None: ours, or no
+/// verdict needed.
+fn shared_crd(r: &ObjectRef, manifest: &Json, live: &Json) -> Option<Result<(), KubeError>> {
+    if member_of(live).is_some() && member_of(live) == member_of(manifest) {
+        return None;
+    }
+    let have = served_versions(live);
+    let need = served_versions(manifest);
+    let missing: Vec<&String> = need.iter().filter(|v| !have.contains(v)).collect();
+    if missing.is_empty() {
+        tracing::info!(crd = %r.name, "using the cluster's own CRD, not ours");
+        return Some(Ok(()));
+    }
+    let mut managers: Vec<String> = live
+        .pointer("/metadata/managedFields")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.get("manager").and_then(Json::as_str).map(str::to_string))
+        .collect();
+    managers.sort();
+    managers.dedup();
+    Some(Err(KubeError::Invalid(format!(
+        "the cluster already has the CustomResourceDefinition {} (managed by {}), serving \
+         versions [{}]; the platform needs [{}] (missing: {}). qhub does not take over another \
+         manager's CRD: upgrade the Traefik that installed it so that it serves {}, or deploy \
+         to a cluster without it",
+        r.name,
+        if managers.is_empty() {
+            "an unknown manager".to_string()
+        } else {
+            managers.join(", ")
+        },
+        have.join(", "),
+        need.join(", "),
+        missing
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        missing
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    ))))
+}
+
 /// How often readiness is polled.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -216,6 +290,17 @@ impl Applier {
             let value = self.derive(&derived).await?;
             if let Some(slot) = body.pointer_mut(&derived.path) {
                 *slot = value;
+            }
+        }
+        if is_crd(&r) {
+            let live = read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await?;
+            if let Some(live) = live {
+                let live =
+                    serde_json::to_value(&live).map_err(|e| KubeError::Invalid(e.to_string()))?;
+                if let Some(verdict) = shared_crd(&r, manifest, &live) {
+                    // Another manager's CRD: used as it is, never taken over.
+                    return verdict;
+                }
             }
         }
         self.clear_defaulted(&r, &api, manifest).await?;
@@ -533,6 +618,44 @@ impl Applier {
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out.dedup_by(|a, b| a.id == b.id);
+        Ok(out)
+    }
+
+    /// The desired CRDs that exist on the cluster as another manager's and fit
+    /// ([`Applier::apply`] uses them as they are): observed as what we want, so a plan does not
+    /// create them again. Only for plans that apply: a destroy must not see them, as they are
+    /// not ours to delete.
+    pub async fn shared_crds(
+        &self,
+        desired: &[crate::plan::Resource],
+    ) -> Result<Vec<Observed>, KubeError> {
+        let mut out = Vec::new();
+        for d in desired {
+            let Some(manifest) = d.payload.as_ref() else {
+                continue;
+            };
+            let Ok(r) = ObjectRef::of(manifest) else {
+                continue;
+            };
+            if !is_crd(&r) {
+                continue;
+            }
+            let api = self.api(&r).await?;
+            let Some(live) = read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await?
+            else {
+                continue;
+            };
+            let live =
+                serde_json::to_value(&live).map_err(|e| KubeError::Invalid(e.to_string()))?;
+            if let Some(Ok(())) = shared_crd(&r, manifest, &live) {
+                out.push(Observed::new(
+                    d.id.clone(),
+                    Stage::Kubernetes,
+                    d.spec.clone(),
+                    ResourceState::Ready,
+                ));
+            }
+        }
         Ok(out)
     }
 
