@@ -92,9 +92,14 @@ pub struct Resource {
     pub spec: Json,
     /// Resources that must exist before this one (and be deleted after it).
     pub depends_on: Vec<ResourceId>,
-    /// Top-level spec fields whose change cannot be made in place: changing one replaces the
-    /// resource.
+    /// Spec fields whose change cannot be made in place: changing one (or a field under it:
+    /// `spec.selector` covers `spec.selector.matchLabels.app`) replaces the resource.
     pub replace_fields: Vec<String>,
+    /// What replacing the resource itself destroys (the data on a volume): a plan that
+    /// replaces it is refused, naming this, unless the caller allowed its replacement
+    /// (`--allow-replace`), as a cascade onto an [`OnDependencyReplaced::Refuse`] resource is.
+    #[serde(skip)]
+    pub replace_destroys: Option<String>,
     /// The provider's estimate of how long creating it takes (for progress and deadlines).
     pub expected_duration: std::time::Duration,
     /// What to apply, when it differs from `spec` (a Kubernetes manifest whose `spec` is its
@@ -170,6 +175,17 @@ pub struct Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.dependant == self.root {
+            return write!(
+                f,
+                "replacing {root} ({why}) destroys {destroys}. Either undo the change (keep \
+                 what exists), or allow it explicitly with `--allow-replace {root}` (plan and \
+                 deploy), or `qhub destroy` and deploy again",
+                root = self.root,
+                why = self.root_reason,
+                destroys = self.destroys,
+            );
+        }
         write!(
             f,
             "replacing {root} ({why}) would force replacing {dependant}, which depends on {via}; \
@@ -199,6 +215,7 @@ impl Resource {
             spec,
             depends_on: Vec::new(),
             replace_fields: Vec::new(),
+            replace_destroys: None,
             expected_duration: std::time::Duration::ZERO,
             payload: None,
             serial_group: None,
@@ -244,6 +261,12 @@ impl Resource {
     #[must_use]
     pub fn depends_on(mut self, ids: impl IntoIterator<Item = ResourceId>) -> Self {
         self.depends_on.extend(ids);
+        self
+    }
+
+    /// Sets what replacing the resource itself destroys ([`Resource::replace_destroys`]).
+    pub fn replace_destroys(mut self, what: impl Into<String>) -> Self {
+        self.replace_destroys = Some(what.into());
         self
     }
 
@@ -695,6 +718,15 @@ fn leaves(prefix: &str, v: &Json, out: &mut BTreeMap<String, Json>) {
     }
 }
 
+/// The replace field of `desired` that the dotted field path `k` is (or lies under).
+fn replace_field<'a>(desired: &'a Resource, k: &str) -> Option<&'a str> {
+    desired
+        .replace_fields
+        .iter()
+        .map(String::as_str)
+        .find(|f| k == *f || k.strip_prefix(f).is_some_and(|rest| rest.starts_with('.')))
+}
+
 /// The fields of `desired` that differ in `observed` (fields only observed are ignored: they
 /// are read-only attributes such as endpoints).
 pub fn field_diff(desired: &Resource, observed: &Json) -> Vec<FieldDiff> {
@@ -702,10 +734,7 @@ pub fn field_diff(desired: &Resource, observed: &Json) -> Vec<FieldDiff> {
     leaves("", &desired.spec, &mut want);
     let mut have = BTreeMap::new();
     leaves("", observed, &mut have);
-    let forces = |k: &str| {
-        let top = k.split('.').next().unwrap_or(k);
-        desired.replace_fields.iter().any(|f| f == top)
-    };
+    let forces = |k: &str| replace_field(desired, k).is_some();
     let mut out: Vec<FieldDiff> = want
         .iter()
         .filter(|(k, v)| have.get(*k) != Some(*v))
@@ -903,7 +932,9 @@ fn root_reason(root: &Change) -> String {
         .iter()
         .filter(|d| d.forces_replacement)
         .map(|d| {
-            let top = d.field.split('.').next().unwrap_or(&d.field);
+            let top = desired
+                .and_then(|r| replace_field(r, &d.field))
+                .unwrap_or_else(|| d.field.split('.').next().unwrap_or(&d.field));
             let show = |v: &Option<Json>| v.as_ref().map_or("(none)".to_string(), Json::to_string);
             let key = desired
                 .and_then(|r| r.config_keys.get(top))
@@ -981,6 +1012,22 @@ fn cascade(
         .map(|c| (c.id.clone(), c.id.clone()))
         .collect();
     let mut refused: Vec<Refusal> = Vec::new();
+    // A replacement that destroys what the resource holds needs the user's word, whatever
+    // started it.
+    for c in planned.values() {
+        let Some(destroys) = c.desired.as_ref().and_then(|d| d.replace_destroys.as_ref()) else {
+            continue;
+        };
+        if c.action == Action::Replace && c.observed.is_some() && !allow_replace.contains(&c.id) {
+            refused.push(Refusal {
+                root: c.id.clone(),
+                root_reason: root_reason(c),
+                replaced: c.id.clone(),
+                dependant: c.id.clone(),
+                destroys: destroys.clone(),
+            });
+        }
+    }
     while let Some((replaced, root)) = queue.pop_front() {
         for d in dependants.get(&replaced).into_iter().flatten() {
             // Goes with its parent: deleted by the parent's delete, created by its create.

@@ -521,6 +521,16 @@ impl Engine {
                 notes.push(identity::NOT_REACHABLE.to_string());
             }
             observed.extend(k8s_observed);
+            // CRDs another manager installed, which the apply uses as they are.
+            if let Some(applier) = &applier {
+                let shared = self
+                    .read("reading the cluster's CRDs", || async {
+                        applier.shared_crds(&k8s).await.map_err(ProviderError::from)
+                    })
+                    .await?;
+                observed.retain(|o| !shared.iter().any(|s| s.id == o.id));
+                observed.extend(shared);
+            }
             desired.extend(k8s);
         }
         let mut plan = plan::diff_allowing(&desired, &observed, &self.options.allow_replace);
@@ -1284,6 +1294,16 @@ async fn apply_kubernetes(
                 planned
             };
             let manifest = desired.payload.as_ref().unwrap_or(&desired.spec);
+            // A field the API server never lets change: delete the object (waiting until it
+            // is gone), then create it again.
+            if change.action == Action::Replace
+                && let Some(target) = change.observed.as_ref().and_then(|o| o.payload.as_ref())
+            {
+                applier
+                    .delete(target, deadline)
+                    .await
+                    .map_err(ProviderError::from)?;
+            }
             applier
                 .apply(manifest, &desired.spec, deadline)
                 .await

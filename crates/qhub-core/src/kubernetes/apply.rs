@@ -15,6 +15,147 @@ use super::readiness::{self, Readiness};
 use super::{FIELD_MANAGER, KubeError, LAST_APPLIED, ObjectRef, generated};
 use crate::plan::{Observed, ResourceState, Stage};
 
+/// A block the API server defaults under one strategy type and forbids under another.
+#[derive(Debug, Clone, Copy)]
+struct Defaulted {
+    group: &'static str,
+    kind: &'static str,
+    /// JSON pointer of the strategy object.
+    path: &'static str,
+    /// The type under which the block is forbidden.
+    forbidding: &'static str,
+    /// The defaulted block.
+    field: &'static str,
+}
+
+impl Defaulted {
+    /// The merge patch that switches to `forbidding` and drops the block, when `manifest`
+    /// asks for that type without the block.
+    fn clearing(&self, manifest: &Json) -> Option<Json> {
+        let strategy = manifest.pointer(self.path)?;
+        if strategy.get("type").and_then(Json::as_str) != Some(self.forbidding)
+            || strategy.get(self.field).is_some_and(|v| !v.is_null())
+        {
+            return None;
+        }
+        let mut inner = serde_json::Map::new();
+        inner.insert("type".into(), Json::String(self.forbidding.into()));
+        inner.insert(self.field.into(), Json::Null);
+        let mut patch = Json::Object(inner);
+        for key in self.path.rsplit('/').filter(|k| !k.is_empty()) {
+            let mut outer = serde_json::Map::new();
+            outer.insert(key.into(), patch);
+            patch = Json::Object(outer);
+        }
+        Some(patch)
+    }
+}
+
+/// Deployments default `strategy.rollingUpdate` (25%/25%) and StatefulSets and DaemonSets
+/// `updateStrategy.rollingUpdate`; apps validation refuses the block once the type is
+/// `Recreate` (`OnDelete`): `spec.strategy.rollingUpdate: Forbidden: may not be specified when
+/// strategy `type` is 'Recreate'` (kubernetes/kubernetes `pkg/apis/apps/validation/
+/// validation.go` `ValidateDeploymentStrategy`; the long-standing trap of
+/// kubernetes/kubernetes#24198). Kubernetes' own advice is a merge patch that sets the type and
+/// removes the block in one request.
+const DEFAULTED_UNDER: &[Defaulted] = &[
+    Defaulted {
+        group: "apps",
+        kind: "Deployment",
+        path: "/spec/strategy",
+        forbidding: "Recreate",
+        field: "rollingUpdate",
+    },
+    Defaulted {
+        group: "apps",
+        kind: "StatefulSet",
+        path: "/spec/updateStrategy",
+        forbidding: "OnDelete",
+        field: "rollingUpdate",
+    },
+    Defaulted {
+        group: "apps",
+        kind: "DaemonSet",
+        path: "/spec/updateStrategy",
+        forbidding: "OnDelete",
+        field: "rollingUpdate",
+    },
+];
+
+fn is_crd(r: &ObjectRef) -> bool {
+    r.group() == "apiextensions.k8s.io" && r.kind == "CustomResourceDefinition"
+}
+
+fn member_of(v: &Json) -> Option<&str> {
+    v.pointer(&format!(
+        "/metadata/labels/{}",
+        applyset::PART_OF_LABEL.replace('/', "~1")
+    ))
+    .and_then(Json::as_str)
+}
+
+fn served_versions(crd: &Json) -> Vec<String> {
+    crd.pointer("/spec/versions")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|v| v.get("served").and_then(Json::as_bool) == Some(true))
+        .filter_map(|v| v.get("name").and_then(Json::as_str).map(str::to_string))
+        .collect()
+}
+
+/// A CRD that exists and is not a member of our ApplySet belongs to someone else (another
+/// Traefik on an `existing` cluster): force-applying ours would take its fields over and prune
+/// every tenant's objects to our schema, and destroy would delete them all (deleting a CRD
+/// deletes its objects). So it is used as it is when it serves every version we need (Ok),
+/// and otherwise the deploy stops naming its managers and versions (Err). None: ours, or no
+/// verdict needed.
+fn shared_crd(r: &ObjectRef, manifest: &Json, live: &Json) -> Option<Result<(), KubeError>> {
+    if member_of(live).is_some() && member_of(live) == member_of(manifest) {
+        return None;
+    }
+    let have = served_versions(live);
+    let need = served_versions(manifest);
+    let missing: Vec<&String> = need.iter().filter(|v| !have.contains(v)).collect();
+    if missing.is_empty() {
+        tracing::info!(crd = %r.name, "using the cluster's own CRD, not ours");
+        return Some(Ok(()));
+    }
+    let mut managers: Vec<String> = live
+        .pointer("/metadata/managedFields")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.get("manager").and_then(Json::as_str).map(str::to_string))
+        .collect();
+    managers.sort();
+    managers.dedup();
+    Some(Err(KubeError::Invalid(format!(
+        "the cluster already has the CustomResourceDefinition {} (managed by {}), serving \
+         versions [{}]; the platform needs [{}] (missing: {}). qhub does not take over another \
+         manager's CRD: upgrade the Traefik that installed it so that it serves {}, or deploy \
+         to a cluster without it",
+        r.name,
+        if managers.is_empty() {
+            "an unknown manager".to_string()
+        } else {
+            managers.join(", ")
+        },
+        have.join(", "),
+        need.join(", "),
+        missing
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        missing
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    ))))
+}
+
 /// How often readiness is polled.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -170,11 +311,64 @@ impl Applier {
                 *slot = value;
             }
         }
+        if is_crd(&r) {
+            let live = read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await?;
+            if let Some(live) = live {
+                let live =
+                    serde_json::to_value(&live).map_err(|e| KubeError::Invalid(e.to_string()))?;
+                if let Some(verdict) = shared_crd(&r, manifest, &live) {
+                    // Another manager's CRD: used as it is, never taken over.
+                    return verdict;
+                }
+            }
+        }
+        self.clear_defaulted(&r, &api, manifest).await?;
         let params = PatchParams::apply(FIELD_MANAGER).force();
         api.patch(&r.name, &params, &Patch::Apply(&body))
             .await
             .map_err(api_err(format!("applying {}", r.id())))?;
         self.wait_ready(&r, &api, deadline).await
+    }
+
+    /// Removes, in one merge patch that also sets the new type, a block the API server
+    /// defaulted under a strategy type the manifest now leaves ([`DEFAULTED_UNDER`]): no field
+    /// manager owns it, so server-side apply would keep it and validation refuse the result.
+    async fn clear_defaulted(
+        &self,
+        r: &ObjectRef,
+        api: &Api<DynamicObject>,
+        manifest: &Json,
+    ) -> Result<(), KubeError> {
+        let Some((d, patch)) = DEFAULTED_UNDER
+            .iter()
+            .filter(|d| d.group == r.group() && d.kind == r.kind)
+            .find_map(|d| d.clearing(manifest).map(|p| (d, p)))
+        else {
+            return Ok(());
+        };
+        let live = read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await?;
+        let Some(live) = live else { return Ok(()) };
+        let live = serde_json::to_value(&live).map_err(|e| KubeError::Invalid(e.to_string()))?;
+        if live
+            .pointer(&format!("{}/{}", d.path, d.field))
+            .is_none_or(Json::is_null)
+        {
+            return Ok(());
+        }
+        tracing::debug!(object = %r.id(), "clearing a server-defaulted {}", d.field);
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        api.patch(&r.name, &params, &Patch::Merge(&patch))
+            .await
+            .map_err(api_err(format!(
+                "clearing {}.{} of {}",
+                d.path,
+                d.field,
+                r.id()
+            )))?;
+        Ok(())
     }
 
     /// Fails unless the object a manifest requires exists, naming the config key and the fix.
@@ -435,6 +629,24 @@ impl Applier {
                 out.push(observed(&r, &value, &set.namespace));
             }
         }
+        // What our workloads wrote in our namespace: deleted by a destroy, left alone by a
+        // deploy.
+        for (api_version, kind, name) in super::components::left_behind() {
+            let r = ObjectRef {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                namespace: Some(set.namespace.clone()),
+                name: name.into(),
+            };
+            let api = self.api(&r).await?;
+            if let Some(live) = read(&format!("reading {}", r.id()), || api.get_opt(name)).await? {
+                let live =
+                    serde_json::to_value(&live).map_err(|e| KubeError::Invalid(e.to_string()))?;
+                let mut o = observed(&r, &live, &set.namespace);
+                o.made_by_cluster = true;
+                out.push(o);
+            }
+        }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out.dedup_by(|a, b| a.id == b.id);
         Ok(out)
@@ -483,6 +695,44 @@ impl Applier {
                 .and_then(Json::as_str)
                 .map(str::to_string);
             out.push(observed);
+        }
+        Ok(out)
+    }
+
+    /// The desired CRDs that exist on the cluster as another manager's and fit
+    /// ([`Applier::apply`] uses them as they are): observed as what we want, so a plan does not
+    /// create them again. Only for plans that apply: a destroy must not see them, as they are
+    /// not ours to delete.
+    pub async fn shared_crds(
+        &self,
+        desired: &[crate::plan::Resource],
+    ) -> Result<Vec<Observed>, KubeError> {
+        let mut out = Vec::new();
+        for d in desired {
+            let Some(manifest) = d.payload.as_ref() else {
+                continue;
+            };
+            let Ok(r) = ObjectRef::of(manifest) else {
+                continue;
+            };
+            if !is_crd(&r) {
+                continue;
+            }
+            let api = self.api(&r).await?;
+            let Some(live) = read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await?
+            else {
+                continue;
+            };
+            let live =
+                serde_json::to_value(&live).map_err(|e| KubeError::Invalid(e.to_string()))?;
+            if let Some(Ok(())) = shared_crd(&r, manifest, &live) {
+                out.push(Observed::new(
+                    d.id.clone(),
+                    Stage::Kubernetes,
+                    d.spec.clone(),
+                    ResourceState::Ready,
+                ));
+            }
         }
         Ok(out)
     }

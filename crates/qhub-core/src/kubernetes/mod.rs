@@ -230,6 +230,74 @@ pub fn comparable(manifest: &Json) -> Json {
     }
 }
 
+/// The annotation a component puts on an object whose replacement destroys data, saying what
+/// (for the plan's refusal); a PersistentVolumeClaim without it destroys "the data on its
+/// volume".
+pub const REPLACE_DESTROYS: &str = "qhub.dev/replace-destroys";
+
+/// The fields of a kind that the API server never lets change (422), so that a change of one is
+/// planned as a replace instead of an update the server refuses. Sources:
+/// kubernetes/kubernetes `pkg/apis/apps/validation/validation.go` (`ValidateStatefulSetUpdate`:
+/// only replicas, ordinals, template, updateStrategy, revisionHistoryLimit,
+/// persistentVolumeClaimRetentionPolicy and minReadySeconds may change;
+/// `ValidateDeploymentUpdate`/`ValidateDaemonSetUpdate`: the selector),
+/// `pkg/apis/batch/validation/validation.go` (a Job's selector and template),
+/// `pkg/apis/core/validation/validation.go` (a PersistentVolume's source, a bound claim's spec
+/// but its requests, a Service's clusterIP). A claim's storage request is a replace field too:
+/// it may grow in place only where its StorageClass allows expansion, which the plan cannot
+/// know, and it may never shrink (the in-memory API enforces the same, `sandbox/kube_api/`).
+pub fn replace_fields(group: &str, kind: &str) -> &'static [&'static str] {
+    match (group, kind) {
+        ("apps", "StatefulSet") => &[
+            "spec.selector",
+            "spec.serviceName",
+            "spec.volumeClaimTemplates",
+            "spec.podManagementPolicy",
+        ],
+        ("apps", "Deployment" | "DaemonSet") => &["spec.selector"],
+        ("batch", "Job") => &["spec.selector", "spec.template"],
+        ("", "PersistentVolume") => &[
+            "spec.nfs",
+            "spec.csi",
+            "spec.hostPath",
+            "spec.local",
+            "spec.awsElasticBlockStore",
+            "spec.gcePersistentDisk",
+            "spec.volumeMode",
+        ],
+        ("", "PersistentVolumeClaim") => &[
+            "spec.accessModes",
+            "spec.storageClassName",
+            "spec.volumeName",
+            "spec.volumeMode",
+            "spec.selector",
+            "spec.dataSource",
+            "spec.dataSourceRef",
+            "spec.resources.requests.storage",
+        ],
+        ("", "Service") => &["spec.clusterIP", "spec.clusterIPs"],
+        _ => &[],
+    }
+}
+
+/// What replacing the object destroys, when it holds data: a claim's volume (named by its
+/// [`REPLACE_DESTROYS`] annotation, or generically).
+fn replace_destroys(r: &ObjectRef, manifest: &Json) -> Option<String> {
+    let named = manifest
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            REPLACE_DESTROYS.replace('/', "~1")
+        ))
+        .and_then(Json::as_str)
+        .map(str::to_string);
+    match (r.group(), r.kind.as_str()) {
+        ("", "PersistentVolumeClaim") => {
+            Some(named.unwrap_or_else(|| format!("the data on the volume of claim {}", r.name)))
+        }
+        _ => named,
+    }
+}
+
 /// The ordering class of a kind: CRDs and namespaces first, then the ApplySet parent, then the
 /// rest.
 fn tier(r: &ObjectRef) -> u8 {
@@ -343,7 +411,11 @@ pub fn desired(config: &Config, facts: &ClusterFacts) -> Result<Vec<Resource>, K
         )
         .depends_on(depends_on)
         .expected(readiness::expected(&r.kind, component.unwrap_or_default()))
+        .replace_fields(replace_fields(r.group(), &r.kind))
         .exact();
+        if let Some(what) = replace_destroys(r, m) {
+            resource = resource.replace_destroys(what);
+        }
         resource.payload = Some(m.clone());
         out.push(resource);
     }

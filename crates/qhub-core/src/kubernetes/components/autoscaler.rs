@@ -31,6 +31,11 @@ impl Component for ClusterAutoscaler {
         &["namespace"]
     }
 
+    /// Its status ConfigMap (`--namespace` puts it in ours).
+    fn leaves_behind(&self) -> &'static [(&'static str, &'static str, &'static str)] {
+        &[("v1", "ConfigMap", super::rbac::STATUS_CONFIGMAP)]
+    }
+
     fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
         let ns = ctx.namespace().to_string();
         let aws = ctx.config.amazon_web_services.as_ref().ok_or_else(|| {

@@ -105,6 +105,23 @@ pub trait Component: Send + Sync {
 
     /// Its objects, as manifests.
     fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError>;
+
+    /// Objects its workloads create in the platform namespace, as (apiVersion, kind, name):
+    /// not ours to apply, but ours to delete when the platform is destroyed (a deploy leaves
+    /// them alone).
+    fn leaves_behind(&self) -> &'static [(&'static str, &'static str, &'static str)] {
+        &[]
+    }
+}
+
+/// What every registered component's workloads leave behind ([`Component::leaves_behind`]),
+/// enabled or not: a component the config dropped may have left them.
+pub fn left_behind() -> Vec<(&'static str, &'static str, &'static str)> {
+    REGISTRY
+        .iter()
+        .flat_map(|c| c.leaves_behind())
+        .copied()
+        .collect()
 }
 
 /// Every component, in one place.
@@ -230,8 +247,19 @@ pub fn deployment(
         metadata: ctx.meta(component, component),
         spec: Some(DeploymentSpec {
             replicas: Some(1),
-            strategy: recreate.then(|| DeploymentStrategy {
-                type_: Some("Recreate".into()),
+            // Always explicit: a strategy type left out would stay whatever was applied last
+            // (another write may own it), and the switch must work both ways; the
+            // rollingUpdate block the server defaults is cleared by the applier when the type
+            // becomes Recreate (`apply::DEFAULTED_UNDER`).
+            strategy: Some(DeploymentStrategy {
+                type_: Some(
+                    if recreate {
+                        "Recreate"
+                    } else {
+                        "RollingUpdate"
+                    }
+                    .into(),
+                ),
                 ..DeploymentStrategy::default()
             }),
             selector: pod_selector(component),

@@ -28,6 +28,12 @@ pub const CLAIM: &str = "shared";
 /// The in-cluster NFS server (Deployment and Service).
 pub const NFS_SERVER: &str = "nfs-server";
 const NFS_DATA: &str = "nfs-server-data";
+/// What the `shared` claim asks for. The claim binds to its own static volume, whose capacity
+/// is the config's size; NFS enforces no size, and a claim without a storage class can never be
+/// resized (the `PersistentVolumeClaimResize` admission plugin refuses it with 403), so the
+/// request is the least that binds and never changes with `storage.shared_filesystem`. On EFS a
+/// new size therefore changes only the volume's nominal capacity (EFS grows by itself).
+pub const SHARED_CLAIM_REQUEST: &str = "1Mi";
 
 /// The shared filesystem.
 #[derive(Debug, Clone, Copy)]
@@ -134,7 +140,7 @@ impl Component for SharedStorage {
                 storage_class_name: Some(String::new()),
                 volume_name: Some(format!("{ns}-{CLAIM}")),
                 resources: Some(VolumeResourceRequirements {
-                    requests: Some(quantity(&size)),
+                    requests: Some(quantity(SHARED_CLAIM_REQUEST)),
                     ..VolumeResourceRequirements::default()
                 }),
                 ..PersistentVolumeClaimSpec::default()
@@ -150,8 +156,18 @@ impl Component for SharedStorage {
 /// The NFS server: its data volume, Deployment and Service, in the privileged namespace
 /// ([`Context::privileged_namespace`]): the platform namespace enforces `restricted`.
 fn nfs_server(ctx: &Context<'_>, size: &str) -> Result<Vec<Json>, KubeError> {
+    let mut meta = ctx.privileged_meta(NFS_SERVER, NFS_DATA);
+    // Its size is `storage.shared_filesystem`: a new size is a new volume (the plan cannot know
+    // that the class expands volumes, and a claim never shrinks), which loses this data.
+    meta.annotations = Some(BTreeMap::from([(
+        crate::kubernetes::REPLACE_DESTROYS.to_string(),
+        format!(
+            "the shared filesystem's data on claim {NFS_DATA} (every user's home directory and \
+             the shared directories; set by storage.shared_filesystem)"
+        ),
+    )]));
     let data = PersistentVolumeClaim {
-        metadata: ctx.privileged_meta(NFS_SERVER, NFS_DATA),
+        metadata: meta,
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             storage_class_name: ctx.facts.storage_class.clone(),

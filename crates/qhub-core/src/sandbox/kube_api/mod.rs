@@ -14,19 +14,29 @@
 //! ready replica of a Deployment or StatefulSet; port-forwards to those pods over WebSocket
 //! (over loopback HTTP only), to what a test registered with [`KubeApi::forward_port`].
 //!
-//! Pod Security admission by namespace label: see `pod_security` (refused pods, and the
-//! `ReplicaFailure` condition of a Deployment whose pods are refused).
+//! What a real API server enforces for what the platform sends, each rule in its own file
+//! citing its source: server defaults nobody owns (`defaults.rs`: Deployment strategy,
+//! Service ports, PodSpec), the validation they make reachable (a `Recreate` strategy with a
+//! defaulted `rollingUpdate`), immutable fields (`immutable.rs`: 422 with the server's words),
+//! the `PersistentVolumeClaimResize` admission plugin (`admission.rs`), structural pruning of
+//! custom objects to their CRD's schema (`crds.rs`), and RBAC evaluated on
+//! request ([`KubeApi::can`], `rbac.rs`) for the platform's service accounts. Pod Security
+//! admission by namespace label (`pod_security.rs`: refused pods, and the `ReplicaFailure`
+//! condition of a Deployment whose pods are refused).
 //!
-//! What it does not: authentication, authorization of its own clients (RBAC is evaluated on
-//! request, [`KubeApi::can`], for the platform's service accounts), admission (no namespace-existence
-//! check, no defaulting beyond Service cluster IPs, no schema validation), finalizers (deletes
-//! are immediate), conversion between versions, associative-list merging in apply (lists are
-//! atomic), the `scale` subresource (501), pagination (`limit` is ignored, everything comes in
+//! What it does not: authentication, authorization of its own clients, other admission
+//! (no namespace-existence check, no schema validation), finalizers (deletes are immediate),
+//! conversion between versions, associative-list merging in apply (lists are atomic), the
+//! `scale` subresource (501), pagination (`limit` is ignored, everything comes in
 //! one page), YAML apply bodies that are not JSON (415), aggregated discovery.
 
+mod admission;
 mod controllers;
+mod crds;
+mod defaults;
 mod discovery;
 mod http;
+mod immutable;
 mod ops;
 mod patch;
 pub(crate) mod pod_security;

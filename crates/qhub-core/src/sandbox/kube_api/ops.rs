@@ -580,6 +580,9 @@ impl KubeApi {
                 &now(),
             );
         }
+        if scope == Scope::Main {
+            super::admission::admit(&st, &t.rt, &key, None, obj)?;
+        }
         let (changed, stored) = self.commit(&mut st, &key, None, obj.clone(), dry_run);
         self.counted(changed, dry_run);
         self.finish(&mut st)?;
@@ -660,6 +663,9 @@ impl KubeApi {
             &t.api_version(),
             &now(),
         );
+        if !t.status {
+            super::admission::admit(&st, &t.rt, &key, Some(&live), &mut new)?;
+        }
         let (changed, stored) = self.commit(&mut st, &key, Some(&live), new, dry_run);
         self.counted(changed, dry_run);
         if changed && !dry_run && is_crd(&t.rt) {
@@ -839,6 +845,9 @@ impl KubeApi {
         fix_identity(t, name, Some(&live), &mut new);
         if is_crd(&t.rt) {
             validate_crd(&new, name)?;
+        }
+        if !t.status {
+            super::admission::admit(&st, &t.rt, &key, Some(&live), &mut new)?;
         }
         let (changed, stored) = self.commit(&mut st, &key, Some(&live), new, dry_run);
         self.counted(changed, dry_run);
