@@ -351,6 +351,19 @@ async fn claims_grow_only_where_their_class_allows_it_and_never_shrink() {
         "{msg}"
     );
 
+    // Anything else in a claim's spec is immutable (`ValidatePersistentVolumeClaimUpdate`).
+    let mut moved = claim("", "10Gi");
+    moved["spec"]["accessModes"] = json!(["ReadWriteMany"]);
+    let (code, msg) = refused(&claims, &moved).await;
+    assert_eq!(code, 422);
+    assert!(
+        msg.ends_with(
+            "spec: Forbidden: spec is immutable after creation except resources.requests and \
+             volumeAttributesClassName for bound claims"
+        ),
+        "{msg}"
+    );
+
     // A class that does not exist, then one without expansion, then one with it.
     let server_side = KubeApi::new();
     let client = server_side.client();
