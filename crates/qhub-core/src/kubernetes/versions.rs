@@ -116,8 +116,11 @@ pub const CLUSTER_AUTOSCALER_REPOSITORY: &str = "registry.k8s.io/autoscaling/clu
 /// Cluster-autoscaler releases by Kubernetes minor version (the autoscaler supports the minor
 /// it was released for): the newest `cluster-autoscaler-1.x.y` tag per minor in
 /// kubernetes/autoscaler (read 2026-12: 1.30.7 of 2025-10-29, 1.31.5 of 2025-10-08, 1.32.7 of
-/// 2026-02-13, and 1.33.6, 1.34.5, 1.35.2, 1.36.1 of 2026-07-22; 1.33.6 is also
-/// kubernetes/autoscaler#10030). 1.29 stays at its last release, 1.29.5. No digests: the image promotion
+/// 2026-02-13, and 1.33.6, 1.34.5, 1.35.2 of 2026-07-22; 1.33.6 is also
+/// kubernetes/autoscaler#10030). 1.29 stays at its last release, 1.29.5. 1.36.1 is not listed:
+/// its AWS example adds reads of `resource.k8s.io` (DRA) that the RBAC table
+/// (`components::rbac::CLUSTER_AUTOSCALER`, the rules of 1.33.0–1.35.2) does not grant, and no
+/// provider we deploy offers 1.36 yet. No digests: the image promotion
 /// manifest (kubernetes/k8s.io `registry.k8s.io/images/k8s-staging-autoscaling/images.yaml`)
 /// holds them, but the copy we could read ends at v1.28.
 pub const CLUSTER_AUTOSCALER_TAGS: &[(&str, &str)] = &[
@@ -128,7 +131,6 @@ pub const CLUSTER_AUTOSCALER_TAGS: &[(&str, &str)] = &[
     ("1.33", "v1.33.6"),
     ("1.34", "v1.34.5"),
     ("1.35", "v1.35.2"),
-    ("1.36", "v1.36.1"),
 ];
 
 /// The cluster autoscaler's image for a cluster at `kubernetes_version` (`1.33`, `1.33.2`):
@@ -143,7 +145,7 @@ pub fn cluster_autoscaler(kubernetes_version: &str) -> Image {
         .iter()
         .find(|(m, _)| *m == minor)
         .or_else(|| CLUSTER_AUTOSCALER_TAGS.last())
-        .map_or("v1.36.1", |(_, t)| t);
+        .map_or("v1.35.2", |(_, t)| t);
     Image {
         component: "cluster-autoscaler",
         repository: CLUSTER_AUTOSCALER_REPOSITORY,
@@ -191,6 +193,6 @@ mod tests {
         assert_eq!(cluster_autoscaler("1.31").tag, "v1.31.5");
         assert_eq!(cluster_autoscaler("1.31.7").tag, "v1.31.5");
         assert_eq!(cluster_autoscaler("1.33").tag, "v1.33.6");
-        assert_eq!(cluster_autoscaler("1.99").tag, "v1.36.1");
+        assert_eq!(cluster_autoscaler("1.99").tag, "v1.35.2");
     }
 }

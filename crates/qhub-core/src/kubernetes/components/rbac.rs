@@ -205,13 +205,13 @@ pub const STATUS_CONFIGMAP: &str = "cluster-autoscaler-status";
 
 /// The NVIDIA device plugin: no RBAC at all.
 ///
-/// Source: NVIDIA/k8s-device-plugin v0.17.2, `deployments/static/nvidia-device-plugin.yml`:
+/// Source: NVIDIA/k8s-device-plugin v0.19.3, `deployments/static/nvidia-device-plugin.yml`:
 /// a DaemonSet with no service account and no role (the Helm chart's role is for GPU feature
 /// discovery and the config manager, neither of which we run); its pods mount no token
 /// (`automountServiceAccountToken: false`).
 pub const NVIDIA_DEVICE_PLUGIN: Table = Table {
     service_account: super::gpu::NAME,
-    source: "NVIDIA/k8s-device-plugin v0.17.2 deployments/static/nvidia-device-plugin.yml",
+    source: "NVIDIA/k8s-device-plugin v0.19.3 deployments/static/nvidia-device-plugin.yml",
     permissions: &[],
 };
 
