@@ -1465,7 +1465,8 @@ impl World {
     /// (403 PERMISSION_DENIED, numbered when several: GoogleCloudPlatform/cloud-ops-sandbox#44,
     /// googlecodelabs/feedback#950 — "Insufficient regional quota to satisfy request: resource
     /// "CPUS": request requires '12.0' and is short '4.0'. project has a quota of '8.0' with
-    /// '8.0' available. View and manage quotas at https://console.cloud.google.com/iam-admin/quotas?usage=USED&project=P.").
+    /// '8.0' available. View and manage quotas at `https://console.cloud.google.com/iam-admin/
+    /// quotas?usage=USED&project=P`.").
     pub fn check_quota(&self, p: &str, demand: &Demand) -> Result<(), ApiError> {
         let used = self.usage(p);
         let mut short = Vec::new();
