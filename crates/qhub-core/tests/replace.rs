@@ -87,7 +87,7 @@ fn a_new_in_cluster_nfs_size_is_a_refused_replace_naming_the_data() {
     facts.shared_filesystem = Known::Known(SharedFilesystem::InCluster);
     let mut after = before.clone();
     after.storage.shared_filesystem = "500Gi".into();
-    let data = ResourceId::new("PersistentVolumeClaim", "dev/nfs-server-data");
+    let data = ResourceId::new("PersistentVolumeClaim", "dev-privileged/nfs-server-data");
 
     let plan = plan_between(&before, &after, &facts, &[]);
     let text = plan.refusal().expect("the replace was not refused");
