@@ -70,7 +70,9 @@ const READ: &[&str] = &["get", "list", "watch"];
 /// Traefik v3.7's Kubernetes CRD provider.
 ///
 /// Source: traefik/traefik v3.7.9,
-/// `docs/content/reference/dynamic-configuration/kubernetes-crd-rbac.yml`. Since v3.4
+/// `docs/content/reference/dynamic-configuration/kubernetes-crd-rbac.yml`, which no commit
+/// changed from v3.6.0 to v3.7.9 (the newest tag of the copy we could read; the image pinned in
+/// `versions.rs` is v3.7.13, a patch release of the same line). Since v3.4
 /// Traefik watches ConfigMaps in the namespaces it watches and waits for that watch to sync
 /// before it loads any route (traefik/traefik#11739), so without `configmaps` every route is a
 /// 404. The `pods` `get` rule upstream marks as needed only for OpenTelemetry attributes (not
