@@ -247,27 +247,44 @@ async fn node_groups_to(
             .send()
             .await
             .sent(p, "UpdateNodegroupVersion")?;
-        let name = g.id.name.as_str();
-        wait_for(p, "node group to reach its version", move || async move {
-            let d = eks
-                .describe_nodegroup()
-                .cluster_name(cluster)
-                .nodegroup_name(name)
-                .send()
-                .await
-                .sent(p, "DescribeNodegroup")?;
-            let g = d.nodegroup();
-            match g.and_then(|g| g.status()).map(|s| s.as_str()) {
-                Some("ACTIVE") if g.and_then(|g| g.version()) == Some(version) => Ok(Some(())),
-                Some("DEGRADED" | "CREATE_FAILED") => {
-                    Err(failed(format!("node group {name} is not healthy")))
-                }
-                _ => Ok(None),
-            }
-        })
-        .await?;
+        wait_node_group(p, cluster, &g.id.name, Some(version)).await?;
     }
     Ok(())
+}
+
+/// Waits until node group `name` is ACTIVE (at `version`, when given); CREATE_FAILED or
+/// DEGRADED is an error.
+async fn wait_node_group(
+    p: &AwsProvider,
+    cluster: &str,
+    name: &str,
+    version: Option<&str>,
+) -> Result<(), ProviderError> {
+    let eks = &p.clients().await?.eks;
+    let what = match version {
+        Some(_) => "node group to reach its version",
+        None => "node group to become active",
+    };
+    wait_for(p, what, move || async move {
+        let d = eks
+            .describe_nodegroup()
+            .cluster_name(cluster)
+            .nodegroup_name(name)
+            .send()
+            .await
+            .sent(p, "DescribeNodegroup")?;
+        let g = d.nodegroup();
+        match g.and_then(|g| g.status()).map(|s| s.as_str()) {
+            Some("ACTIVE") if version.is_none() || g.and_then(|g| g.version()) == version => {
+                Ok(Some(()))
+            }
+            Some("DEGRADED" | "CREATE_FAILED") => {
+                Err(failed(format!("node group {name} is not healthy")))
+            }
+            _ => Ok(None),
+        }
+    })
+    .await
 }
 
 /// Waits until cluster `name` is ACTIVE; FAILED is an error.
@@ -356,25 +373,7 @@ pub(super) async fn ensure_node_group(
         }
         Some(f) => update_node_group(p, &cluster, r, &f.spec).await?,
     }
-    let name = r.id.name.as_str();
-    let cluster = cluster.as_str();
-    wait_for(p, "node group to become active", move || async move {
-        let g = eks
-            .describe_nodegroup()
-            .cluster_name(cluster)
-            .nodegroup_name(name)
-            .send()
-            .await
-            .sent(p, "DescribeNodegroup")?;
-        match g.nodegroup().and_then(|g| g.status()).map(|s| s.as_str()) {
-            Some("ACTIVE") => Ok(Some(())),
-            Some("CREATE_FAILED" | "DEGRADED") => {
-                Err(failed(format!("node group {name} is not healthy")))
-            }
-            _ => Ok(None),
-        }
-    })
-    .await
+    wait_node_group(p, &cluster, &r.id.name, None).await
 }
 
 /// Converges an existing node group (`have`, as observed) to `r`: scaling, labels and taints in
