@@ -505,7 +505,20 @@ async fn deleting_a_namespace_or_an_owner_cascades() {
         .unwrap();
     assert!(keep.get_opt("child").await.unwrap().is_none());
     assert!(keep.get_opt("bystander").await.unwrap().is_some());
-    assert_eq!(api.objects().len(), 1);
+    // The namespace itself goes once the namespace controller has emptied it
+    // (server_lifecycle.rs): Terminating meanwhile.
+    let live = namespaces.get("doomed").await.unwrap();
+    assert_eq!(
+        live.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
+    for _ in 0..200 {
+        if api.objects().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(api.objects().len(), 1, "{:?}", api.objects());
 }
 
 #[tokio::test]
@@ -573,7 +586,19 @@ async fn apply_crd(client: &kube::Client) -> CustomResourceDefinition {
         &Patch::Apply(&crd),
     )
     .await
-    .unwrap()
+    .unwrap();
+    // A new CRD is served once Established, a moment later (server_lifecycle.rs).
+    for _ in 0..200 {
+        let live = crds.get("widgets.example.com").await.unwrap();
+        let established = live.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(
+            |cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"),
+        );
+        if established {
+            return live;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the CRD was not established within 2s")
 }
 
 #[tokio::test]

@@ -399,6 +399,8 @@ async fn claims_grow_only_where_their_class_allows_it_and_never_shrink() {
 #[tokio::test]
 async fn custom_objects_are_pruned_to_their_schema() {
     let server = KubeApi::new();
+    // Pruning is the subject here, not the establishing delay (server_lifecycle.rs).
+    server.set_crd_established_after(Duration::ZERO);
     let client = server.client();
     let crds = api_of(
         &client,

@@ -272,6 +272,9 @@ fn summarize(report: &ApplyReport) {
         report.retries,
         if report.cancelled { "; cancelled" } else { "" }
     );
+    for note in &report.notes {
+        println!("  note: {note}");
+    }
     for (id, action, error) in &report.failed {
         eprintln!("  failed: {action:?} {id}: {error}");
     }

@@ -86,6 +86,13 @@ pub struct EngineOptions {
     /// plan uses it then; the change fails after this grace (EC2's eventual consistency)
     /// instead of the whole busy budget. Default 3 minutes.
     pub in_use_grace: Duration,
+    /// After a deploy, how long the front-door check waits for a route's Service to have
+    /// ready endpoints (the EndpointSlice controller follows pods within seconds). Default
+    /// 30 seconds.
+    pub endpoints_grace: Duration,
+    /// After a deploy, how long each URL may take to answer through the load balancer (a new
+    /// load balancer's name takes minutes to resolve). Default 10 minutes.
+    pub front_door_deadline: Duration,
 }
 
 impl Default for EngineOptions {
@@ -103,6 +110,8 @@ impl Default for EngineOptions {
             dns: dns::DnsOptions::default(),
             allow_replace: Vec::new(),
             in_use_grace: Duration::from_secs(3 * 60),
+            endpoints_grace: Duration::from_secs(30),
+            front_door_deadline: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -151,6 +160,10 @@ pub struct ApplyReport {
     /// What was done to the domain's DNS record, when it is planned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<crate::dns::DnsReport>,
+    /// What the apply could not check and why (the front door's network probe in the
+    /// sandbox).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 mod secs {
@@ -932,6 +945,17 @@ impl Engine {
                 }
             }
         }
+        // "Deploy succeeded" means the front door can answer: checked after every deploy that
+        // reaches the Kubernetes stage (a destroy plan desires nothing).
+        if report.succeeded()
+            && self.provider.capabilities().cluster_access
+            && plan
+                .resources
+                .iter()
+                .any(|r| r.stage == Stage::Kubernetes && !dns::is_dns(&r.id))
+        {
+            self.front_door(&shared, config, &events, &mut report).await;
+        }
         // Release the deploy lease, unless the process "died" (a dead process releases nothing).
         if !report.killed {
             release_lease(&shared.cluster).await;
@@ -948,6 +972,140 @@ impl Engine {
             .take()
             .or_else(|| dns::unchanged(plan, &self.options.dns));
         report
+    }
+}
+
+impl Engine {
+    /// The front-door check ([`crate::kubernetes::front_door`]): routes, Services, ready
+    /// endpoints and the ingress controller's RBAC in the cluster, then each URL through the
+    /// load balancer where one can be reached. A failure fails the deploy, naming what is
+    /// missing.
+    async fn front_door(
+        &self,
+        shared: &Shared,
+        config: &Config,
+        events: &Arc<dyn EventSink>,
+        report: &mut ApplyReport,
+    ) {
+        use crate::kubernetes::front_door::{self, FrontDoorError, Missing};
+        let id = ResourceId::new("FrontDoor", &config.domain);
+        let started = Instant::now();
+        events.emit(&Event::Started {
+            stage: Stage::Kubernetes,
+            resource: id.clone(),
+            action: Action::Wait,
+            expected: Duration::from_secs(1),
+        });
+        let outcome: Result<Vec<String>, String> = async {
+            let client = match shared.cluster.get() {
+                Some(Some(c)) => c.applier.client(),
+                _ => match connect(&*self.provider, &shared.ownership).await {
+                    Ok(Some(applier)) => applier.client(),
+                    Ok(None) => return Err("the cluster does not exist".to_string()),
+                    Err(e) => return Err(format!("connecting to the cluster: {e}")),
+                },
+            };
+            let checked = loop {
+                match front_door::check_cluster(&client, config).await {
+                    Ok(c) => break c,
+                    // Endpoints follow ready pods within seconds: wait a little for them.
+                    Err(FrontDoorError::Missing(m))
+                        if m.iter().all(|x| matches!(x, Missing::Endpoints { .. }))
+                            && started.elapsed() < self.options.endpoints_grace =>
+                    {
+                        let detail = m.iter().map(ToString::to_string).collect::<Vec<_>>();
+                        events.emit(&Event::Waiting {
+                            resource: id.clone(),
+                            detail: detail.join("; "),
+                        });
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            };
+            let mut notes = Vec::new();
+            let urls = crate::kubernetes::endpoints::urls(config);
+            if config.provider == crate::config::ProviderKind::Sandbox {
+                notes.push(format!(
+                    "front door: routes, Services, ready endpoints and the ingress controller's \
+                     RBAC ({} permissions) were checked for {} URL(s); the request through the \
+                     load balancer was skipped: the sandbox's load balancer is simulated and \
+                     {} does not resolve offline",
+                    checked.permissions, checked.urls, config.domain
+                ));
+                return Ok(notes);
+            }
+            let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+                kube::Api::namespaced(client.clone(), &config.namespace);
+            let ingress = services
+                .get_opt(crate::kubernetes::components::ingress::NAME)
+                .await
+                .map_err(|e| format!("reading the ingress Service: {e}"))?;
+            if ingress.as_ref().is_some_and(|s| {
+                s.metadata.annotations.as_ref().is_some_and(|a| {
+                    a.contains_key(front_door::SIMULATED_LOAD_BALANCER)
+                })
+            }) {
+                notes.push(format!(
+                    "front door: routes, Services, ready endpoints and the ingress controller's \
+                     RBAC ({} permissions) were checked for {} URL(s); the request through the \
+                     load balancer was skipped: the cluster's load balancer is simulated \
+                     (annotation {}) and nothing answers at its address",
+                    checked.permissions,
+                    checked.urls,
+                    front_door::SIMULATED_LOAD_BALANCER
+                ));
+                return Ok(notes);
+            }
+            let live = crate::kubernetes::endpoints::read(client.clone(), config)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(address) = live.load_balancer else {
+                notes.push(format!(
+                    "front door: routes, Services, ready endpoints and RBAC were checked; the \
+                     request through the load balancer was skipped: the ingress has no load \
+                     balancer address ({})",
+                    live.hint.unwrap_or_default()
+                ));
+                return Ok(notes);
+            };
+            let progress = |detail: &str| {
+                events.emit(&Event::Waiting {
+                    resource: id.clone(),
+                    detail: detail.to_string(),
+                });
+            };
+            front_door::probe(
+                &urls,
+                &address,
+                None,
+                self.options.front_door_deadline,
+                &progress,
+            )
+            .await
+            .map_err(|m| FrontDoorError::Missing(m).to_string())?;
+            Ok(notes)
+        }
+        .await;
+        match outcome {
+            Ok(notes) => {
+                report.notes.extend(notes);
+                report.done.push((id.clone(), Action::Wait));
+                events.emit(&Event::Done {
+                    resource: id,
+                    action: Action::Wait,
+                    elapsed: started.elapsed(),
+                });
+            }
+            Err(error) => {
+                events.emit(&Event::Failed {
+                    resource: id.clone(),
+                    action: Action::Wait,
+                    error: error.clone(),
+                });
+                report.failed.push((id, Action::Wait, error));
+            }
+        }
     }
 }
 
@@ -986,14 +1144,27 @@ impl Shared {
     /// does not exist.
     async fn cluster(&self) -> Result<&Option<Cluster>, ProviderError> {
         self.cluster
-            .get_or_try_init(|| {
-                connect_locked(
+            .get_or_try_init(|| async {
+                let mut cluster = connect_locked(
                     &*self.provider,
                     &self.ownership,
                     self.options.lease,
                     &self.options.holder,
                     &self.lease_lost,
                 )
+                .await?;
+                if let Some(c) = cluster.as_mut() {
+                    // Long waits inside an apply (a CRD being established, finalizers) show
+                    // as progress.
+                    let events = self.events.clone();
+                    c.applier = c.applier.clone().with_progress(Arc::new(move |id, detail| {
+                        events.emit(&Event::Waiting {
+                            resource: id.clone(),
+                            detail: detail.to_string(),
+                        });
+                    }));
+                }
+                Ok(cluster)
             })
             .await
     }

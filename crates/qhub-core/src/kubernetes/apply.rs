@@ -162,11 +162,66 @@ const POLL: Duration = Duration::from_millis(250);
 /// Discovered kinds by (group, version, kind).
 type KindCache = HashMap<(String, String, String), (ApiResource, ApiCapabilities)>;
 
+/// Where an applier reports what a long wait is waiting for (the object, the detail).
+pub type Progress = std::sync::Arc<dyn Fn(&crate::plan::ResourceId, &str) + Send + Sync>;
+
 /// Applies manifests through one client.
 #[derive(Clone)]
 pub struct Applier {
     client: kube::Client,
     kinds: std::sync::Arc<Mutex<KindCache>>,
+    progress: Option<Progress>,
+}
+
+/// Whether a group can only come from a CustomResourceDefinition: CRD groups must contain a
+/// dot, and `*.k8s.io` and `*.kubernetes.io` are reserved for Kubernetes' own APIs (Kubernetes
+/// API conventions; `ValidateCustomResourceDefinitionSpec`).
+fn custom_group(group: &str) -> bool {
+    group.contains('.') && !group.ends_with(".k8s.io") && !group.ends_with(".kubernetes.io")
+}
+
+/// Why the CRD of `group`/`kind` does not serve it yet, from the stored CRDs (None: it does).
+fn crd_waiting(crds: &[Json], group: &str, kind: &str) -> Result<Option<String>, String> {
+    let Some(crd) = crds.iter().find(|c| {
+        c.pointer("/spec/group").and_then(Json::as_str) == Some(group)
+            && c.pointer("/spec/names/kind").and_then(Json::as_str) == Some(kind)
+    }) else {
+        return Err(format!(
+            "no CustomResourceDefinition defines {kind}.{group}"
+        ));
+    };
+    let name = crd
+        .pointer("/metadata/name")
+        .and_then(Json::as_str)
+        .unwrap_or_default();
+    match readiness::check("CustomResourceDefinition", crd) {
+        Readiness::Ready => Ok(None),
+        Readiness::Waiting(_) => {
+            let conditions: Vec<String> = crd
+                .pointer("/status/conditions")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    let s = |k: &str| c.get(k).and_then(Json::as_str).unwrap_or_default();
+                    let reason = s("reason");
+                    if reason.is_empty() {
+                        format!("{} {}", s("type"), s("status"))
+                    } else {
+                        format!("{} {} ({reason})", s("type"), s("status"))
+                    }
+                })
+                .collect();
+            Ok(Some(format!(
+                "its CustomResourceDefinition {name} is not Established yet{}",
+                if conditions.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", conditions.join(", "))
+                }
+            )))
+        }
+    }
 }
 
 impl std::fmt::Debug for Applier {
@@ -191,7 +246,7 @@ struct PodsSeen {
 
 /// Runs an idempotent read, retrying retryable errors (throttling, 5xx, transport) a few times
 /// with jittered backoff: a plan should not fail on one dropped request.
-async fn read<T, F, Fut>(what: &str, mut f: F) -> Result<T, KubeError>
+pub(crate) async fn read<T, F, Fut>(what: &str, mut f: F) -> Result<T, KubeError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, kube::Error>>,
@@ -227,6 +282,150 @@ impl Applier {
         Self {
             client,
             kinds: Default::default(),
+            progress: None,
+        }
+    }
+
+    /// The same applier, reporting what its long waits wait for to `progress`.
+    #[must_use]
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    fn report(&self, r: &ObjectRef, detail: &str) {
+        tracing::info!(object = %r.id(), %detail, "waiting");
+        if let Some(p) = &self.progress {
+            p(&r.id(), detail);
+        }
+    }
+
+    /// The API of `r`'s kind, once the API server serves it. A kind a CRD defines is served
+    /// only once the CRD is Established (NamesAccepted); a create before that answers 404
+    /// (apiextensions-apiserver `customresource_handler.go`). So an object of a kind not served
+    /// yet waits, reporting progress, until its CRD is Established or `deadline` passes, and
+    /// then fails naming the CRD and its conditions.
+    async fn served_api(
+        &self,
+        r: &ObjectRef,
+        deadline: Duration,
+    ) -> Result<Api<DynamicObject>, KubeError> {
+        if !custom_group(r.group()) {
+            return self.api(r).await;
+        }
+        let start = Instant::now();
+        let mut last = String::new();
+        loop {
+            let gvk = GroupVersionKind::gvk(r.group(), r.version(), &r.kind);
+            let detail = match kube::discovery::pinned_kind(&self.client, &gvk).await {
+                Ok(found) => {
+                    let key = (
+                        r.group().to_string(),
+                        r.version().to_string(),
+                        r.kind.clone(),
+                    );
+                    self.kinds.lock().await.insert(key, found);
+                    return self.api(r).await;
+                }
+                Err(source) => {
+                    let e = KubeError::Api {
+                        what: format!("discovering {}", r.group_kind()),
+                        source,
+                    };
+                    if !e.is_not_served() {
+                        return Err(e);
+                    }
+                    let crds: Api<DynamicObject> = Api::all_with(
+                        self.client.clone(),
+                        &ApiResource::from_gvk_with_plural(
+                            &GroupVersionKind::gvk(
+                                "apiextensions.k8s.io",
+                                "v1",
+                                "CustomResourceDefinition",
+                            ),
+                            "customresourcedefinitions",
+                        ),
+                    );
+                    let params = ListParams::default();
+                    let list = read("listing the CustomResourceDefinitions", || {
+                        crds.list(&params)
+                    })
+                    .await?;
+                    let list: Vec<Json> = list
+                        .items
+                        .iter()
+                        .filter_map(|c| serde_json::to_value(c).ok())
+                        .collect();
+                    match crd_waiting(&list, r.group(), &r.kind) {
+                        Ok(Some(why)) => why,
+                        // Established between the two reads: discover again.
+                        Ok(None) => "its CustomResourceDefinition was just established".into(),
+                        Err(why) => why,
+                    }
+                }
+            };
+            if start.elapsed() + POLL > deadline {
+                return Err(KubeError::NotReady {
+                    id: r.id(),
+                    seconds: start.elapsed().as_secs_f64(),
+                    detail: format!("the API server does not serve {} yet: {detail}", r.group_kind()),
+                });
+            }
+            if detail != last {
+                self.report(r, &detail);
+                last = detail;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until an object that is being deleted (a `deletionTimestamp`, finalizers still
+    /// to run) is gone, so that what replaces it is created rather than written into an object
+    /// about to vanish. A namespace being deleted refuses new content with 403 until its
+    /// contents are gone (the `NamespaceLifecycle` admission plugin): a deploy right after a
+    /// destroy waits here for it, saying so.
+    async fn wait_deleted(
+        &self,
+        r: &ObjectRef,
+        api: &Api<DynamicObject>,
+        deadline: Duration,
+    ) -> Result<(), KubeError> {
+        let start = Instant::now();
+        let mut reported = false;
+        loop {
+            let Some(live) = read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await?
+            else {
+                return Ok(());
+            };
+            if live.metadata.deletion_timestamp.is_none() {
+                return Ok(());
+            }
+            let finalizers = live.metadata.finalizers.clone().unwrap_or_default();
+            let phase = serde_json::to_value(&live)
+                .ok()
+                .and_then(|v| v.pointer("/status/phase").and_then(Json::as_str).map(str::to_string));
+            let detail = format!(
+                "still being deleted (by an earlier destroy or replace){}{}: waiting until it is \
+                 gone before creating it again",
+                phase.map(|p| format!(", phase {p}")).unwrap_or_default(),
+                if finalizers.is_empty() {
+                    String::new()
+                } else {
+                    format!(", finalizers {}", finalizers.join(", "))
+                }
+            );
+            if start.elapsed() + POLL > deadline {
+                return Err(KubeError::NotReady {
+                    id: r.id(),
+                    seconds: start.elapsed().as_secs_f64(),
+                    detail,
+                });
+            }
+            if !reported {
+                self.report(r, &detail);
+                reported = true;
+            }
+            tokio::time::sleep(POLL).await;
         }
     }
 
@@ -282,7 +481,7 @@ impl Applier {
                 a.insert(LAST_APPLIED.into(), Json::String(comparable.to_string()));
             }
         }
-        let api = self.api(&r).await?;
+        let api = self.served_api(&r, deadline).await?;
         if generated::use_existing(manifest) {
             let live = read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await?;
             if let Some(live) = live
@@ -324,9 +523,19 @@ impl Applier {
         }
         self.clear_defaulted(&r, &api, manifest).await?;
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(&r.name, &params, &Patch::Apply(&body))
+        let applied = api
+            .patch(&r.name, &params, &Patch::Apply(&body))
             .await
             .map_err(api_err(format!("applying {}", r.id())))?;
+        if applied.metadata.deletion_timestamp.is_some() {
+            // Applied to an object on its way out (a namespace a destroy just deleted): it
+            // will vanish, taking what we applied with it. Wait until it is gone, then create
+            // it anew.
+            self.wait_deleted(&r, &api, deadline).await?;
+            api.patch(&r.name, &params, &Patch::Apply(&body))
+                .await
+                .map_err(api_err(format!("applying {}", r.id())))?;
+        }
         self.wait_ready(&r, &api, deadline).await
     }
 
@@ -526,17 +735,36 @@ impl Applier {
             Err(e) => return Err(api_err(format!("deleting {}", r.id()))(e)),
         }
         let start = Instant::now();
+        let mut last = String::new();
         loop {
             match read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await? {
                 None => return Ok(()),
-                Some(_) if start.elapsed() + POLL > deadline => {
-                    return Err(KubeError::NotReady {
-                        id: r.id(),
-                        seconds: start.elapsed().as_secs_f64(),
-                        detail: "still being deleted".into(),
-                    });
+                Some(live) => {
+                    // Finalizers hold it until their controllers are done: a namespace until
+                    // its contents are gone, a claim until no pod uses it, a LoadBalancer
+                    // Service until the cloud's load balancer is released.
+                    let finalizers = live.metadata.finalizers.clone().unwrap_or_default();
+                    let detail = if finalizers.is_empty() {
+                        "still being deleted".to_string()
+                    } else {
+                        format!(
+                            "still being deleted: waiting for finalizers {}",
+                            finalizers.join(", ")
+                        )
+                    };
+                    if start.elapsed() + POLL > deadline {
+                        return Err(KubeError::NotReady {
+                            id: r.id(),
+                            seconds: start.elapsed().as_secs_f64(),
+                            detail,
+                        });
+                    }
+                    if detail != last {
+                        self.report(&r, &detail);
+                        last = detail;
+                    }
+                    tokio::time::sleep(POLL).await;
                 }
-                Some(_) => tokio::time::sleep(POLL).await,
             }
         }
     }

@@ -12,6 +12,7 @@ pub mod applyset;
 pub mod auth;
 pub mod components;
 pub mod endpoints;
+pub mod front_door;
 pub mod generated;
 pub mod lease;
 pub mod pods;

@@ -4,13 +4,21 @@ use serde_json::{Value, json};
 
 use super::store::Key;
 
+/// The annotation the simulated service controller puts on a LoadBalancer Service: its
+/// address is made up and nothing answers there
+/// ([`crate::kubernetes::front_door::SIMULATED_LOAD_BALANCER`]).
+pub(crate) const SIMULATED_LOAD_BALANCER: &str =
+    crate::kubernetes::front_door::SIMULATED_LOAD_BALANCER;
+
 /// How many nodes the simulated cluster has (DaemonSets schedule one pod on each).
 pub(crate) const NODES: u64 = 3;
 
 /// Whether the kind's readiness is simulated with a delay (`set_ready_after`,
-/// `set_auto_ready`); other controllers (Namespace, CRD) act at once, as they do in a cluster.
+/// `set_auto_ready`; a CRD's with `set_crd_established_after`); other controllers (Namespace)
+/// act at once, as they do in a cluster.
 pub(crate) fn delayed(key: &Key, obj: &Value) -> bool {
     match (key.group.as_str(), key.kind.as_str()) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => true,
         ("apps", "Deployment" | "StatefulSet" | "DaemonSet")
         | ("batch", "Job")
         | ("", "PersistentVolumeClaim") => true,
@@ -48,6 +56,18 @@ pub(crate) fn reconcile(key: &Key, obj: &mut Value, ready: bool, now: &str) -> b
     let up = if ready { replicas } else { 0 };
     let status = match (key.group.as_str(), key.kind.as_str()) {
         ("", "Namespace") => json!({"phase": "Active"}),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") if !ready => json!({
+            // Until the naming and establishing controllers have run, the names are not
+            // accepted and nothing of the kind is served.
+            "conditions": [
+                {"type": "NamesAccepted", "status": "False", "reason": "Pending",
+                 "message": "the names have not been checked yet", "lastTransitionTime": now},
+                {"type": "Established", "status": "False", "reason": "Installing",
+                 "message": "the initial names have not been accepted yet", "lastTransitionTime": now},
+            ],
+            "acceptedNames": {"kind": "", "plural": ""},
+            "storedVersions": [],
+        }),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             let stored: Vec<Value> = obj
                 .pointer("/spec/versions")
@@ -163,6 +183,16 @@ pub(crate) fn reconcile(key: &Key, obj: &mut Value, ready: bool, now: &str) -> b
             _ => status,
         };
         map.insert("status".into(), status);
+    }
+    if key.group.is_empty() && key.kind == "Service" && is_load_balancer(obj) && ready {
+        super::finalizers::on_load_balancer(obj);
+        // Nothing listens at the simulated address: say so where a client can see it.
+        let annotations = super::store::meta_mut(obj)
+            .entry("annotations")
+            .or_insert_with(|| json!({}));
+        if let Some(a) = annotations.as_object_mut() {
+            a.insert(SIMULATED_LOAD_BALANCER.into(), json!("true"));
+        }
     }
     true
 }

@@ -223,6 +223,15 @@ pub(crate) fn builtins() -> &'static [ResType] {
                 &["sc"],
                 false,
             ),
+            builtin(
+                "discovery.k8s.io",
+                "v1",
+                "EndpointSlice",
+                "endpointslices",
+                true,
+                &[],
+                false,
+            ),
         ]
     })
 }
@@ -270,12 +279,33 @@ pub(crate) fn from_crd(crd: &Value) -> Option<ResType> {
     })
 }
 
-/// Every served kind: the built-ins, then those of the stored CRDs.
+/// Whether the API server serves a CRD's kind yet: once its `NamesAccepted` or `Established`
+/// condition is true. Before that, requests for its resources fall through to the delegate and
+/// answer 404 (kubernetes/kubernetes
+/// `staging/src/k8s.io/apiextensions-apiserver/pkg/apiserver/customresource_handler.go`,
+/// `crdHandler.ServeHTTP`: "if !IsCRDConditionTrue(crd, NamesAccepted) &&
+/// !IsCRDConditionTrue(crd, Established) { r.delegate.ServeHTTP(w, req) }"), and discovery
+/// leaves it out (`customresource_discovery_controller.go` skips CRDs not Established).
+pub(crate) fn established(crd: &Value) -> bool {
+    crd.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                matches!(
+                    c.get("type").and_then(Value::as_str),
+                    Some("NamesAccepted" | "Established")
+                ) && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        })
+}
+
+/// Every served kind: the built-ins, then those of the stored CRDs that are established.
 pub(crate) fn all_types(state: &State) -> Vec<ResType> {
     let mut out = builtins().to_vec();
     for (key, crd) in &state.objects {
         if key.group == "apiextensions.k8s.io"
             && key.kind == "CustomResourceDefinition"
+            && established(crd)
             && let Some(t) = from_crd(crd)
             // A CRD may not shadow a built-in.
             && !out.iter().any(|b| b.group == t.group && b.plural == t.plural)

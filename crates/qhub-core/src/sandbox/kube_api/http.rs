@@ -14,7 +14,7 @@ use super::discovery;
 use super::ops::{ApiErr, Params, Target};
 use super::select::parse_query;
 use super::store::State;
-use super::{KubeApi, KubeApiError};
+use super::{KubeApi, KubeApiError, rbac};
 
 /// The body of every response: a whole JSON document, or a watch stream.
 pub(crate) type ResBody = UnsyncBoxBody<Bytes, Infallible>;
@@ -172,6 +172,13 @@ impl KubeApi {
             ["apis", g] => discovery_doc(discovery::group(&self.inner.lock(), g)),
             ["api", v] => discovery_doc(discovery::resource_list(&self.inner.lock(), "", v)),
             ["apis", g, v] => discovery_doc(discovery::resource_list(&self.inner.lock(), g, v)),
+            ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"] => {
+                if method != Method::POST {
+                    return Err(method_not_allowed(method));
+                }
+                self.subject_access_review(body)
+                    .map(|v| Routed::Json(201, v))
+            }
             ["api", v, rest @ ..] => self.resource(method, "", v, rest, path, p, body),
             ["apis", g, v, rest @ ..] => self.resource(method, g, v, rest, path, p, body),
             _ => Err(not_found(path)),
@@ -203,6 +210,79 @@ impl KubeApi {
             (Method::DELETE, None) => json(self.delete_collection(&t, p, body)),
             _ => Err(method_not_allowed(method)),
         }
+    }
+}
+
+impl KubeApi {
+    /// `POST /apis/authorization.k8s.io/v1/subjectaccessreviews`: whether a service account
+    /// may do what `spec.resourceAttributes` says, answered by the RBAC evaluator
+    /// ([`KubeApi::can`]) as the API server's authorizer chain answers it (Kubernetes docs,
+    /// "Authorization", "Checking API access"). Users other than service accounts are denied
+    /// with a reason: the sandbox knows no other identities.
+    fn subject_access_review(&self, body: &[u8]) -> Result<Value, ApiErr> {
+        let mut review: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiErr::bad_request(format!("the request body is not valid JSON: {e}")))?;
+        let s = |ptr: &str| {
+            review
+                .pointer(ptr)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let attrs = review.pointer("/spec/resourceAttributes").cloned();
+        let (allowed, reason) = match (s("/spec/user"), attrs) {
+            (_, None) => {
+                return Err(ApiErr::invalid(
+                    "SubjectAccessReview.authorization.k8s.io \"\" is invalid: \
+                     spec.resourceAttributes: Invalid value: exactly one of nonResourceAttributes \
+                     or resourceAttributes must be specified (this server answers \
+                     resourceAttributes only)",
+                ));
+            }
+            (Some(user), Some(_)) => match user
+                .strip_prefix("system:serviceaccount:")
+                .and_then(|r| r.split_once(':'))
+            {
+                Some((ns, sa)) => {
+                    let resource = match s("/spec/resourceAttributes/subresource") {
+                        Some(sub) => format!(
+                            "{}/{sub}",
+                            s("/spec/resourceAttributes/resource").unwrap_or_default()
+                        ),
+                        None => s("/spec/resourceAttributes/resource").unwrap_or_default(),
+                    };
+                    let req = rbac::AccessRequest {
+                        sa_namespace: ns.to_string(),
+                        sa_name: sa.to_string(),
+                        verb: s("/spec/resourceAttributes/verb").unwrap_or_default(),
+                        group: s("/spec/resourceAttributes/group").unwrap_or_default(),
+                        resource,
+                        namespace: s("/spec/resourceAttributes/namespace"),
+                        name: s("/spec/resourceAttributes/name"),
+                    };
+                    if self.can(&req) {
+                        (true, "RBAC: allowed by the stored roles and bindings".to_string())
+                    } else {
+                        (false, String::new())
+                    }
+                }
+                None => (
+                    false,
+                    format!("the in-memory API server knows service accounts only, not {user}"),
+                ),
+            },
+            (None, Some(_)) => (false, "no user given".to_string()),
+        };
+        if let Some(m) = review.as_object_mut() {
+            m.insert("apiVersion".into(), serde_json::json!("authorization.k8s.io/v1"));
+            m.insert("kind".into(), serde_json::json!("SubjectAccessReview"));
+            let mut status = serde_json::json!({"allowed": allowed});
+            if !reason.is_empty() {
+                status["reason"] = serde_json::json!(reason);
+            }
+            m.insert("status".into(), status);
+        }
+        Ok(review)
     }
 }
 

@@ -20,21 +20,37 @@
 //! defaulted `rollingUpdate`), immutable fields (`immutable.rs`: 422 with the server's words),
 //! the `PersistentVolumeClaimResize` admission plugin (`admission.rs`), structural pruning of
 //! custom objects to their CRD's schema (`crds.rs`), and RBAC evaluated on
-//! request ([`KubeApi::can`], `rbac.rs`) for the platform's service accounts. Pod Security
+//! request ([`KubeApi::can`], `rbac.rs`) for the platform's service accounts, also served as
+//! `SubjectAccessReview` (`http.rs`). Pod Security
 //! admission by namespace label (`pod_security.rs`: refused pods, and the `ReplicaFailure`
 //! condition of a Deployment whose pods are refused).
 //!
+//! What takes time, as in a cluster: a new CRD is `Established` only after
+//! [`KubeApi::set_crd_established_after`] (default [`CRD_ESTABLISHED_AFTER`]); until then its
+//! kind is missing from discovery and requests for it answer 404 (`discovery.rs`). Deletes wait
+//! for finalizers (`finalizers.rs`): a Namespace goes `Terminating`, its contents are deleted
+//! and it goes once empty, refusing new content with 403 meanwhile; a claim carries
+//! `kubernetes.io/pvc-protection` until no pod uses it; a LoadBalancer Service carries
+//! `service.kubernetes.io/load-balancer-cleanup` until the emulated cloud releases its load
+//! balancer ([`KubeApi::set_finalize_after`], default [`FINALIZE_AFTER`]). An EndpointSlice
+//! controller lists the ready pods each Service selects (`endpoints.rs`).
+//!
 //! What it does not: authentication, authorization of its own clients, other admission
-//! (no namespace-existence check, no schema validation), finalizers (deletes are immediate),
-//! conversion between versions, associative-list merging in apply (lists are atomic), the
-//! `scale` subresource (501), pagination (`limit` is ignored, everything comes in
-//! one page), YAML apply bodies that are not JSON (415), aggregated discovery.
+//! (no namespace-existence check, no schema validation), the `foregroundDeletion` and
+//! `orphan` finalizers (foreground deletes remove the owner at once and collect its
+//! dependants), a CRD's own `customresourcecleanup` finalizer (its objects go with it at
+//! once), conversion between versions, associative-list merging in apply (lists are atomic),
+//! the `scale` subresource (501), pagination (`limit` is ignored, everything comes in
+//! one page), YAML apply bodies that are not JSON (415), aggregated discovery,
+//! `nonResourceAttributes` in SubjectAccessReviews, users other than service accounts.
 
 mod admission;
 mod controllers;
 mod crds;
 mod defaults;
 mod discovery;
+mod endpoints;
+mod finalizers;
 mod http;
 mod immutable;
 mod ops;
@@ -96,6 +112,25 @@ pub enum KubeApiError {
     },
 }
 
+/// How long a new CRD takes to become Established by default: long enough that a client which
+/// applies custom objects before their CRD is served sees the 404 a real API server answers
+/// (the naming and establishing controllers run after the create returns), short enough to
+/// keep tests fast.
+pub const CRD_ESTABLISHED_AFTER: Duration = Duration::from_millis(100);
+
+/// How long, by default, the controllers that remove finalizers take: the namespace
+/// controller's pass over a namespace being deleted, the cloud's release of a LoadBalancer
+/// Service's load balancer ([`KubeApi::set_finalize_after`]).
+pub const FINALIZE_AFTER: Duration = Duration::from_millis(100);
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn is_crd_key(key: &Key) -> bool {
+    key.group == "apiextensions.k8s.io" && key.kind == "CustomResourceDefinition"
+}
+
 /// The in-memory Kubernetes API. Cloning is cheap and shares the store.
 #[derive(Clone)]
 pub struct KubeApi {
@@ -108,7 +143,10 @@ pub(crate) struct Inner {
     path: Option<PathBuf>,
     mutations: AtomicU64,
     ready_after_nanos: AtomicU64,
+    crd_established_after_nanos: AtomicU64,
     auto_ready: AtomicBool,
+    /// Whether a finalizer sweep is scheduled.
+    sweep_scheduled: AtomicBool,
     /// The client writes a saved store had made before it was loaded.
     saved_writes: u64,
     /// Where port-forwards to a workload's (or pod's) port go: (namespace, name, port).
@@ -125,7 +163,9 @@ impl Inner {
             path,
             mutations: AtomicU64::new(0),
             ready_after_nanos: AtomicU64::new(0),
+            crd_established_after_nanos: AtomicU64::new(nanos(CRD_ESTABLISHED_AFTER)),
             auto_ready: AtomicBool::new(true),
+            sweep_scheduled: AtomicBool::new(false),
             saved_writes,
             forwards: Mutex::default(),
         }
@@ -143,6 +183,21 @@ impl Inner {
 
     fn ready_after(&self) -> Duration {
         Duration::from_nanos(self.ready_after_nanos.load(Ordering::Relaxed))
+    }
+
+    /// How long the simulated controller of `key`'s kind takes.
+    fn delay_for(&self, key: &Key) -> Duration {
+        if is_crd_key(key) {
+            Duration::from_nanos(self.crd_established_after_nanos.load(Ordering::Relaxed))
+        } else {
+            self.ready_after()
+        }
+    }
+
+    /// Whether the simulated controller of `key`'s kind runs at all: `set_auto_ready(false)`
+    /// stops the workload controllers, never the API server's own establishing controller.
+    fn runs(&self, key: &Key) -> bool {
+        self.auto_ready() || is_crd_key(key)
     }
 
     fn save(&self, st: &State) -> Result<(), KubeApiError> {
@@ -174,7 +229,7 @@ impl Inner {
             .to_string();
         let generation = stored.pointer("/metadata/generation").cloned();
         let weak: Weak<Inner> = Arc::downgrade(inner);
-        let delay = inner.ready_after();
+        let delay = inner.delay_for(&key);
         let fire = move || {
             if let Some(inner) = weak.upgrade() {
                 KubeApi { inner }.mark_ready(&key, &uid, generation.as_ref());
@@ -269,9 +324,16 @@ impl KubeApi {
             }
         };
         let (state, writes) = state;
-        Ok(Self {
+        let api = Self {
             inner: Arc::new(Inner::new(state, Some(path.to_path_buf()), writes)),
-        })
+        };
+        {
+            // Deletes saved while their finalizers waited are done: the time has passed.
+            let mut st = api.inner.lock();
+            api.settle(&mut st);
+            st.pending.clear();
+        }
+        Ok(api)
     }
 
     /// A [`kube::Client`] talking to this server in-process, default namespace `default`.
@@ -301,6 +363,22 @@ impl KubeApi {
     pub fn set_ready_after(&self, d: Duration) {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.inner.ready_after_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    /// A new CRD's kind is served (and the CRD `Established`) this long after it is created
+    /// (default [`CRD_ESTABLISHED_AFTER`]; zero: at once). Until then requests for its
+    /// resources answer 404, as a real API server's do.
+    pub fn set_crd_established_after(&self, d: Duration) {
+        self.inner
+            .crd_established_after_nanos
+            .store(nanos(d), Ordering::Relaxed);
+    }
+
+    /// The namespace controller's pass over a namespace being deleted and the cloud's release
+    /// of a deleted LoadBalancer Service's load balancer take this long (default
+    /// [`FINALIZE_AFTER`]); until then the object is visible with its `deletionTimestamp`.
+    pub fn set_finalize_after(&self, d: Duration) {
+        self.inner.lock().finalize_after = Some(d);
     }
 
     /// With `false`, workloads (Deployments, StatefulSets, DaemonSets, Jobs, LoadBalancer
@@ -338,16 +416,122 @@ impl KubeApi {
         self.inner.lock().objects.values().cloned().collect()
     }
 
+    /// Changes a stored object in place, as another actor's write would (a hand edit, a
+    /// failing probe flipping a pod's condition), without going through a client: for tests
+    /// that must change the cluster at an exact moment, e.g. from an event sink. `group` is
+    /// `""` for the core group. Returns false when the object does not exist.
+    pub fn edit(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        change: impl FnOnce(&mut Value),
+    ) -> bool {
+        let key = Key {
+            group: group.to_string(),
+            kind: kind.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        let mut st = self.inner.lock();
+        let Some(mut obj) = st.objects.get(&key).cloned() else {
+            return false;
+        };
+        change(&mut obj);
+        st.put(key, obj);
+        self.settle(&mut st);
+        for ev in std::mem::take(&mut st.pending) {
+            let _ = self.inner.events.send(ev);
+        }
+        if let Err(e) = self.inner.save(&st) {
+            tracing::error!(error = %e, "could not save the Kubernetes object store");
+        }
+        true
+    }
+
     /// Whether the stored RBAC objects allow `req`, as a `SubjectAccessReview` would answer
     /// ([`rbac`]).
     pub fn can(&self, req: &rbac::AccessRequest) -> bool {
         rbac::allows(&self.objects(), req)
     }
 
+    /// What the controllers do after a change: remove the finalizers whose work is done and
+    /// the objects they held ([`finalizers`]), keep EndpointSlices in line with ready pods;
+    /// and wake up later when a finalizer waits on time.
+    pub(crate) fn settle(&self, st: &mut State) {
+        let now = std::time::Instant::now();
+        let mut waiting = false;
+        // Each removal can free something else (a pod gone frees its claim, the last object
+        // gone empties its namespace): run until nothing moves.
+        for _ in 0..64 {
+            let due = st.due.clone();
+            let (gone, wait) = finalizers::sweep(st, &due, now);
+            waiting = wait;
+            if gone.is_empty() {
+                break;
+            }
+            let mut deleted = std::collections::BTreeSet::new();
+            for key in gone {
+                Self::remove_now(st, &key, &mut deleted);
+            }
+            Self::collect_garbage(st, deleted);
+        }
+        endpoints::sync(st);
+        if waiting {
+            self.schedule_sweep(st);
+        }
+    }
+
+    fn schedule_sweep(&self, st: &State) {
+        if self.inner.sweep_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let next = st
+            .due
+            .values()
+            .filter(|t| **t > now)
+            .min()
+            .map_or(Duration::from_millis(10), |t| *t - now);
+        let weak = Arc::downgrade(&self.inner);
+        let fire = move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.sweep_scheduled.store(false, Ordering::Release);
+                let api = KubeApi { inner };
+                let mut st = api.inner.lock();
+                api.settle(&mut st);
+                let pending = std::mem::take(&mut st.pending);
+                if !pending.is_empty() {
+                    for ev in pending {
+                        let _ = api.inner.events.send(ev);
+                    }
+                    if let Err(e) = api.inner.save(&st) {
+                        tracing::error!(error = %e, "could not save the Kubernetes object store");
+                    }
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    tokio::time::sleep(next).await;
+                    fire();
+                });
+            }
+            Err(_) => {
+                std::thread::spawn(move || {
+                    std::thread::sleep(next);
+                    fire();
+                });
+            }
+        }
+    }
+
     /// The delayed controller step: marks the workload ready if it is still the one that
     /// was scheduled.
     fn mark_ready(&self, key: &Key, uid: &str, generation: Option<&Value>) {
-        if !self.inner.auto_ready() {
+        if !self.inner.runs(key) {
             return;
         }
         let mut st = self.inner.lock();
@@ -364,6 +548,7 @@ impl KubeApi {
         if new != live {
             let stored = st.put(key.clone(), new);
             pods::sync(&mut st, key, &stored, &ops::now());
+            self.settle(&mut st);
             let pending = std::mem::take(&mut st.pending);
             for ev in pending {
                 let _ = self.inner.events.send(ev);

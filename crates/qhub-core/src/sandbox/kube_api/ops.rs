@@ -359,6 +359,7 @@ impl KubeApi {
 
     /// Broadcasts the request's events and saves the store if anything changed.
     fn finish(&self, st: &mut State) -> Result<(), ApiErr> {
+        self.settle(st);
         let pending = std::mem::take(&mut st.pending);
         if pending.is_empty() {
             return Ok(());
@@ -392,8 +393,14 @@ impl KubeApi {
         let delayed = controllers::delayed(key, &new);
         // Pods the namespace's Pod Security level refuses are never created: never ready.
         let refused = super::pod_security::workload_refusal(st, key, &new);
+        // An established CRD stays established when it changes.
+        let established = live.is_some_and(|l| {
+            super::is_crd_key(key) && super::discovery::established(l)
+        });
         let ready_now = refused.is_none()
-            && (!delayed || (self.inner.auto_ready() && self.inner.ready_after().is_zero()));
+            && (!delayed
+                || established
+                || (self.inner.runs(key) && self.inner.delay_for(key).is_zero()));
         if spec_moved {
             controllers::reconcile(key, &mut new, ready_now, &now());
             if let Some(message) = &refused {
@@ -408,7 +415,7 @@ impl KubeApi {
         }
         let stored = st.put(key.clone(), new);
         super::pods::sync(st, key, &stored, &now());
-        if spec_moved && delayed && !ready_now && refused.is_none() && self.inner.auto_ready() {
+        if spec_moved && delayed && !ready_now && refused.is_none() && self.inner.runs(key) {
             Inner::schedule_ready(&self.inner, key.clone(), &stored);
         }
         (true, stored)
@@ -549,6 +556,17 @@ impl KubeApi {
         {
             return Err(ApiErr::new(403, "Forbidden", message));
         }
+        if let Some(message) =
+            super::finalizers::refuse_create(&st, &key, &t.rt.qualified())
+        {
+            return Err(ApiErr {
+                details: Some(json!({"name": name, "group": t.rt.group, "kind": t.rt.plural,
+                    "causes": [{"reason": "NamespaceTerminating",
+                                "message": format!("namespace {} is being terminated", key.namespace),
+                                "field": "metadata.namespace"}]})),
+                ..ApiErr::new(403, "Forbidden", message)
+            });
+        }
         if st.objects.contains_key(&key) {
             return Err(ApiErr {
                 details: Some(json!({"name": name, "group": t.rt.group, "kind": t.rt.plural})),
@@ -560,6 +578,7 @@ impl KubeApi {
             });
         }
         fix_identity(t, name, None, obj);
+        super::finalizers::on_create(&key, obj);
         if t.rt.status
             && apply_manager.is_none()
             && let Some(m) = obj.as_object_mut()
@@ -883,23 +902,53 @@ impl KubeApi {
         }
     }
 
-    fn remove_one(st: &mut State, key: &Key, deleted: &mut BTreeSet<String>) -> Option<Value> {
+    /// Deletes one object as a DELETE does: an object a finalizer holds is only marked
+    /// (`deletionTimestamp`; a Namespace goes `Terminating` and its contents are deleted), the
+    /// rest is removed at once ([`super::finalizers`]).
+    pub(crate) fn remove_one(
+        st: &mut State,
+        key: &Key,
+        deleted: &mut BTreeSet<String>,
+    ) -> Option<Value> {
+        let live = st.objects.get(key)?;
+        if super::finalizers::held(key, live) {
+            if super::finalizers::deleting(live) {
+                return Some(live.clone());
+            }
+            let mut obj = live.clone();
+            super::finalizers::mark(key, &mut obj, &now());
+            let stored = st.put(key.clone(), obj);
+            let delay = st.finalize_after();
+            st.due.insert(key.clone(), std::time::Instant::now() + delay);
+            // The namespace controller deletes what is in a namespace being deleted.
+            if super::finalizers::is_namespace(key) {
+                let inside: Vec<Key> = st
+                    .objects
+                    .keys()
+                    .filter(|k| k.namespace == key.name)
+                    .cloned()
+                    .collect();
+                for k in inside {
+                    Self::remove_one(st, &k, deleted);
+                }
+            }
+            return Some(stored);
+        }
+        Self::remove_now(st, key, deleted)
+    }
+
+    /// Removes one object for good (its finalizers, if any, are done).
+    pub(crate) fn remove_now(
+        st: &mut State,
+        key: &Key,
+        deleted: &mut BTreeSet<String>,
+    ) -> Option<Value> {
+        st.due.remove(key);
         let obj = st.remove(key)?;
         if let Some(uid) = str_at(&obj, &["metadata", "uid"]) {
             deleted.insert(uid.to_string());
         }
-        // Deleting a namespace deletes what is in it; deleting a CRD deletes its objects.
-        if key.group.is_empty() && key.kind == "Namespace" {
-            let inside: Vec<Key> = st
-                .objects
-                .keys()
-                .filter(|k| k.namespace == key.name)
-                .cloned()
-                .collect();
-            for k in inside {
-                Self::remove_one(st, &k, deleted);
-            }
-        }
+        // Deleting a CRD deletes its objects.
         if key.group == "apiextensions.k8s.io"
             && key.kind == "CustomResourceDefinition"
             && let Some(t) = super::discovery::from_crd(&obj)
@@ -910,7 +959,7 @@ impl KubeApi {
     }
 
     /// The garbage collector: objects all of whose owners are gone follow them.
-    fn collect_garbage(st: &mut State, mut deleted: BTreeSet<String>) {
+    pub(crate) fn collect_garbage(st: &mut State, mut deleted: BTreeSet<String>) {
         while !deleted.is_empty() {
             let live_uids: BTreeSet<String> = st
                 .objects

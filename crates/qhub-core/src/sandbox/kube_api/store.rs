@@ -58,6 +58,12 @@ pub(crate) struct State {
     pub history: VecDeque<Arc<Event>>,
     /// Events of the current request, broadcast (and persisted) when it finishes.
     pub pending: Vec<Arc<Event>>,
+    /// When the controller holding each deleting object's finalizer is done (a namespace
+    /// controller's pass, a cloud load balancer's release). Not persisted: a store loaded later
+    /// finds them done.
+    pub due: BTreeMap<Key, std::time::Instant>,
+    /// How long those controllers take (None: [`super::FINALIZE_AFTER`]).
+    pub finalize_after: Option<std::time::Duration>,
 }
 
 /// The group of an `apiVersion` (`apps/v1` → `apps`, `v1` → ``).
@@ -103,6 +109,11 @@ pub(crate) fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
 }
 
 impl State {
+    /// How long a finalizer's controller takes.
+    pub fn finalize_after(&self) -> std::time::Duration {
+        self.finalize_after.unwrap_or(super::FINALIZE_AFTER)
+    }
+
     /// A state loaded from a saved snapshot.
     pub fn from_saved(saved: &Value) -> Result<Self, String> {
         let rv = saved
