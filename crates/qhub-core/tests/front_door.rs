@@ -67,9 +67,7 @@ fn failure(report: &ApplyReport) -> String {
 fn ingress_cluster_role(kube: &KubeApi) -> String {
     kube.objects()
         .into_iter()
-        .find(|o| {
-            o["kind"] == "ClusterRole" && o.to_string().contains("ingressroutes")
-        })
+        .find(|o| o["kind"] == "ClusterRole" && o.to_string().contains("ingressroutes"))
         .and_then(|o| o["metadata"]["name"].as_str().map(str::to_string))
         .expect("the ingress ClusterRole exists")
 }
@@ -109,9 +107,11 @@ async fn a_sandbox_deploy_checks_the_front_door_and_says_the_probe_was_skipped()
         "{report:?}"
     );
     assert!(
-        report.notes.iter().any(|n| n.contains("request through the load balancer was skipped")
-            && n.contains("sandbox")
-            && n.contains("2 URL(s)")),
+        report.notes.iter().any(
+            |n| n.contains("request through the load balancer was skipped")
+                && n.contains("sandbox")
+                && n.contains("2 URL(s)")
+        ),
         "{:?}",
         report.notes
     );
@@ -121,7 +121,10 @@ async fn a_sandbox_deploy_checks_the_front_door_and_says_the_probe_was_skipped()
         .await
         .unwrap();
     assert_eq!(checked.urls, 2);
-    assert_eq!(checked.permissions, 44, "every permission of the Traefik table");
+    assert_eq!(
+        checked.permissions, 44,
+        "every permission of the Traefik table"
+    );
 }
 
 /// Traefik v3.4+ waits for its ConfigMaps watch before it loads any route
@@ -132,12 +135,22 @@ async fn a_deploy_whose_ingress_may_not_watch_configmaps_fails_naming_rbac() {
     let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
     let config = config();
     let engine = engine(&provider);
-    assert!(deploy_with(&engine, &config, Arc::new(NoEvents)).await.succeeded());
+    assert!(
+        deploy_with(&engine, &config, Arc::new(NoEvents))
+            .await
+            .succeeded()
+    );
     let kube = provider.kube_api(&Ownership::of(&config)).unwrap();
     let role = ingress_cluster_role(&kube);
     let edit = kube.clone();
     let sink = AtFrontDoor(Mutex::new(Some(Box::new(move || {
-        assert!(edit.edit("rbac.authorization.k8s.io", "ClusterRole", "", &role, drop_configmaps));
+        assert!(edit.edit(
+            "rbac.authorization.k8s.io",
+            "ClusterRole",
+            "",
+            &role,
+            drop_configmaps
+        ));
     }))));
     let report = deploy_with(&engine, &config, Arc::new(sink)).await;
     let error = failure(&report);
@@ -159,7 +172,11 @@ async fn a_deploy_whose_route_has_no_ready_endpoints_fails_naming_them() {
     let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
     let config = config();
     let engine = engine(&provider);
-    assert!(deploy_with(&engine, &config, Arc::new(NoEvents)).await.succeeded());
+    assert!(
+        deploy_with(&engine, &config, Arc::new(NoEvents))
+            .await
+            .succeeded()
+    );
     let kube = provider.kube_api(&Ownership::of(&config)).unwrap();
     let welcome_pods: Vec<String> = kube
         .objects()
@@ -201,7 +218,11 @@ async fn a_missing_route_or_service_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
     let config = config();
-    assert!(deploy_with(&engine(&provider), &config, Arc::new(NoEvents)).await.succeeded());
+    assert!(
+        deploy_with(&engine(&provider), &config, Arc::new(NoEvents))
+            .await
+            .succeeded()
+    );
     let kube = provider.kube_api(&Ownership::of(&config)).unwrap();
     let client = kube.client();
     let keycloak = qhub_core::kubernetes::components::keycloak::NAME;
@@ -216,9 +237,15 @@ async fn a_missing_route_or_service_is_named() {
         .and_then(|r| r["metadata"]["name"].as_str())
         .unwrap()
         .to_string();
-    assert!(kube.edit("traefik.io", "IngressRoute", &config.namespace, &keycloak_route, |r| {
-        r["spec"]["routes"][0]["services"][0]["name"] = "gone".into();
-    }));
+    assert!(kube.edit(
+        "traefik.io",
+        "IngressRoute",
+        &config.namespace,
+        &keycloak_route,
+        |r| {
+            r["spec"]["routes"][0]["services"][0]["name"] = "gone".into();
+        }
+    ));
     let Err(FrontDoorError::Missing(m)) = front_door::check_cluster(&client, &config).await else {
         panic!("the check passed");
     };
@@ -267,7 +294,11 @@ async fn a_deploy_right_after_the_namespace_was_deleted_waits_for_its_terminatio
             ..EngineOptions::default()
         },
     );
-    assert!(deploy_with(&engine, &config, Arc::new(NoEvents)).await.succeeded());
+    assert!(
+        deploy_with(&engine, &config, Arc::new(NoEvents))
+            .await
+            .succeeded()
+    );
     let kube = provider.kube_api(&Ownership::of(&config)).unwrap();
     kube.set_finalize_after(Duration::from_secs(2));
     let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
@@ -282,7 +313,10 @@ async fn a_deploy_right_after_the_namespace_was_deleted_waits_for_its_terminatio
     let live = namespaces.get(&config.namespace).await.unwrap();
     assert!(live.metadata.deletion_timestamp.is_none());
     assert!(
-        events.events().iter().any(|e| matches!(e, Event::Waiting { detail, .. }
+        events
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Waiting { detail, .. }
             if detail.contains("still being deleted") && detail.contains("Terminating"))),
         "no progress said why the deploy waited"
     );
@@ -297,7 +331,9 @@ async fn the_probe_asks_each_url_through_the_load_balancer() {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let n = sock.read(&mut buf).await.unwrap_or(0);
@@ -309,7 +345,12 @@ async fn the_probe_asks_each_url_through_the_load_balancer() {
                     "404 Not Found"
                 };
                 let _ = sock
-                    .write_all(format!("HTTP/1.1 {code}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes())
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 {code}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    )
                     .await;
             });
         }
@@ -320,9 +361,15 @@ async fn the_probe_asks_each_url_through_the_load_balancer() {
     };
     let seen = Mutex::new(Vec::<String>::new());
     let progress = |d: &str| seen.lock().unwrap().push(d.to_string());
-    front_door::probe(&[url("/auth/")], "127.0.0.1", Some(port), Duration::from_secs(5), &progress)
-        .await
-        .expect("answers");
+    front_door::probe(
+        &[url("/auth/")],
+        "127.0.0.1",
+        Some(port),
+        Duration::from_secs(5),
+        &progress,
+    )
+    .await
+    .expect("answers");
     let missing = front_door::probe(
         &[url("/nothing/")],
         "127.0.0.1",
@@ -340,7 +387,10 @@ async fn the_probe_asks_each_url_through_the_load_balancer() {
         }]
     );
     assert!(
-        seen.lock().unwrap().iter().any(|d| d.contains("answered 404")),
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|d| d.contains("answered 404")),
         "{seen:?}"
     );
 }

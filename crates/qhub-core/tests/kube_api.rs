@@ -590,9 +590,14 @@ async fn apply_crd(client: &kube::Client) -> CustomResourceDefinition {
     // A new CRD is served once Established, a moment later (server_lifecycle.rs).
     for _ in 0..200 {
         let live = crds.get("widgets.example.com").await.unwrap();
-        let established = live.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(
-            |cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"),
-        );
+        let established = live
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
         if established {
             return live;
         }

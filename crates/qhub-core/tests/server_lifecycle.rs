@@ -73,7 +73,10 @@ fn widget() -> Value {
 async fn until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
     while !done().await {
-        assert!(start.elapsed() < limit, "{what} did not happen within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -120,9 +123,15 @@ async fn a_new_crds_kind_is_not_served_until_it_is_established() {
         kube::discovery::pinned_kind(&client, &gvk).await.is_err(),
         "discovery lists a kind whose CRD is not established"
     );
-    until("the CRD being established", Duration::from_secs(3), async || {
-        established(&serde_json::to_value(crds.get("widgets.example.org").await.unwrap()).unwrap())
-    })
+    until(
+        "the CRD being established",
+        Duration::from_secs(3),
+        async || {
+            established(
+                &serde_json::to_value(crds.get("widgets.example.org").await.unwrap()).unwrap(),
+            )
+        },
+    )
     .await;
     widgets
         .create(&PostParams::default(), &obj(widget()))
@@ -168,7 +177,11 @@ async fn the_applier_waits_for_the_crd_of_a_kind_and_names_it_when_it_is_late() 
             && err.contains("Established False (Installing)"),
         "{err}"
     );
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(
         seen.lock()
             .unwrap()
@@ -251,7 +264,13 @@ async fn world(finalize_after: Duration) -> World {
     let namespaces = api_of(&client, "v1", "Namespace", "namespaces", None);
     apply(&namespaces, namespace("dev")).await.unwrap();
     apply(
-        &api_of(&client, "v1", "PersistentVolumeClaim", "persistentvolumeclaims", Some("dev")),
+        &api_of(
+            &client,
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            Some("dev"),
+        ),
         claim(),
     )
     .await
@@ -274,7 +293,11 @@ async fn world(finalize_after: Duration) -> World {
 fn finalizers(v: &Value) -> Vec<String> {
     v.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -341,14 +364,23 @@ async fn a_claim_in_use_stays_until_its_pods_are_gone() {
     );
     let live = serde_json::to_value(claims.get("data").await.unwrap()).unwrap();
     assert_eq!(finalizers(&live), ["kubernetes.io/pvc-protection"]);
-    claims.delete("data", &DeleteParams::default()).await.unwrap();
+    claims
+        .delete("data", &DeleteParams::default())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let live = serde_json::to_value(claims.get("data").await.unwrap()).unwrap();
     assert!(live["metadata"]["deletionTimestamp"].is_string(), "{live}");
-    api_of(&w.client, "apps/v1", "Deployment", "deployments", Some("dev"))
-        .delete("web", &DeleteParams::default())
-        .await
-        .unwrap();
+    api_of(
+        &w.client,
+        "apps/v1",
+        "Deployment",
+        "deployments",
+        Some("dev"),
+    )
+    .delete("web", &DeleteParams::default())
+    .await
+    .unwrap();
     assert!(
         claims.get_opt("data").await.unwrap().is_none(),
         "the claim outlived its last pod"
@@ -385,9 +417,16 @@ async fn a_load_balancer_service_goes_after_its_load_balancer_and_the_applier_wa
         .delete(&live, Duration::from_secs(10))
         .await
         .unwrap();
-    assert!(start.elapsed() >= Duration::from_millis(500), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
     let during = watcher.await.unwrap();
-    assert!(during["metadata"]["deletionTimestamp"].is_string(), "{during}");
+    assert!(
+        during["metadata"]["deletionTimestamp"].is_string(),
+        "{during}"
+    );
     assert!(services.get_opt("web").await.unwrap().is_none());
     assert!(
         seen.lock()
@@ -456,7 +495,10 @@ async fn endpoint_slices_follow_the_ready_pods_a_service_selects() {
     let list = slices.list(&params).await.unwrap();
     assert_eq!(list.items.len(), 1);
     let slice = serde_json::to_value(&list.items[0]).unwrap();
-    assert_eq!(slice["endpoints"][0]["conditions"]["ready"], true, "{slice}");
+    assert_eq!(
+        slice["endpoints"][0]["conditions"]["ready"], true,
+        "{slice}"
+    );
     assert_eq!(slice["ports"][0]["port"], 8080, "{slice}");
     // A selector nothing matches: the slice lists no endpoint.
     apply(
@@ -480,7 +522,13 @@ async fn subject_access_reviews_are_answered_from_the_stored_rbac() {
     let server = KubeApi::new();
     let client = server.client();
     apply(
-        &api_of(&client, "rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", None),
+        &api_of(
+            &client,
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            "clusterroles",
+            None,
+        ),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                "metadata": {"name": "reader"},
                "rules": [{"apiGroups": [""], "resources": ["configmaps"],

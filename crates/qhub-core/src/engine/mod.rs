@@ -913,7 +913,12 @@ impl Engine {
                         kubernetes_left -= 1;
                         if kubernetes_left == 0 {
                             // The cluster may be deleted next (destroy): let go of it first.
-                            release_lease(&shared.cluster).await;
+                            if release_lease(&shared.cluster).await {
+                                // Simulated death while releasing: nothing more happens (no
+                                // front-door check either).
+                                report.killed = true;
+                                stop = true;
+                            }
                         }
                     }
                     events.emit(&Event::Done {
@@ -957,8 +962,8 @@ impl Engine {
             self.front_door(&shared, config, &events, &mut report).await;
         }
         // Release the deploy lease, unless the process "died" (a dead process releases nothing).
-        if !report.killed {
-            release_lease(&shared.cluster).await;
+        if !report.killed && release_lease(&shared.cluster).await {
+            report.killed = true;
         }
         report.not_started = pending
             .iter()
@@ -988,6 +993,7 @@ impl Engine {
         report: &mut ApplyReport,
     ) {
         use crate::kubernetes::front_door::{self, FrontDoorError, Missing};
+        const KILLED: &str = "the process was killed";
         let id = ResourceId::new("FrontDoor", &config.domain);
         let started = Instant::now();
         events.emit(&Event::Started {
@@ -1020,6 +1026,9 @@ impl Engine {
                         });
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
+                    Err(FrontDoorError::Kube(e)) if crate::provider::find_killed(&e).is_some() => {
+                        return Err(KILLED.to_string());
+                    }
                     Err(e) => return Err(e.to_string()),
                 }
             };
@@ -1042,9 +1051,10 @@ impl Engine {
                 .await
                 .map_err(|e| format!("reading the ingress Service: {e}"))?;
             if ingress.as_ref().is_some_and(|s| {
-                s.metadata.annotations.as_ref().is_some_and(|a| {
-                    a.contains_key(front_door::SIMULATED_LOAD_BALANCER)
-                })
+                s.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(front_door::SIMULATED_LOAD_BALANCER))
             }) {
                 notes.push(format!(
                     "front door: routes, Services, ready endpoints and the ingress controller's \
@@ -1088,6 +1098,7 @@ impl Engine {
         }
         .await;
         match outcome {
+            Err(e) if e == KILLED => report.killed = true,
             Ok(notes) => {
                 report.notes.extend(notes);
                 report.done.push((id.clone(), Action::Wait));
@@ -1363,12 +1374,14 @@ struct Cluster {
 }
 
 /// Releases the deploy lease if it is held.
-async fn release_lease(cluster: &tokio::sync::OnceCell<Option<Cluster>>) {
+/// Returns true when the process was (simulated as) killed meanwhile.
+async fn release_lease(cluster: &tokio::sync::OnceCell<Option<Cluster>>) -> bool {
     if let Some(Some(cluster)) = cluster.get()
         && let Some(lease) = cluster.lease.lock().await.take()
     {
-        lease.release().await;
+        return lease.release_checked().await;
     }
+    false
 }
 
 /// Connects for an apply: a client, then the deploy lease.

@@ -368,7 +368,10 @@ impl Applier {
                 return Err(KubeError::NotReady {
                     id: r.id(),
                     seconds: start.elapsed().as_secs_f64(),
-                    detail: format!("the API server does not serve {} yet: {detail}", r.group_kind()),
+                    detail: format!(
+                        "the API server does not serve {} yet: {detail}",
+                        r.group_kind()
+                    ),
                 });
             }
             if detail != last {
@@ -401,9 +404,11 @@ impl Applier {
                 return Ok(());
             }
             let finalizers = live.metadata.finalizers.clone().unwrap_or_default();
-            let phase = serde_json::to_value(&live)
-                .ok()
-                .and_then(|v| v.pointer("/status/phase").and_then(Json::as_str).map(str::to_string));
+            let phase = serde_json::to_value(&live).ok().and_then(|v| {
+                v.pointer("/status/phase")
+                    .and_then(Json::as_str)
+                    .map(str::to_string)
+            });
             let detail = format!(
                 "still being deleted (by an earlier destroy or replace){}{}: waiting until it is \
                  gone before creating it again",
@@ -1016,6 +1021,33 @@ fn observed(r: &ObjectRef, live: &Json, parent_namespace: &str) -> Observed {
         .unwrap_or(Json::Null);
     let spec = live_spec(r, live, applied);
     let state = match readiness::check(&r.kind, live) {
+        // On its way out (a namespace Terminating after a delete by hand or an interrupted
+        // destroy): a deploy plans it as a repair, which waits until it is gone and creates
+        // it again; a destroy deletes it, waiting for its finalizers.
+        _ if live
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|t| !t.is_null()) =>
+        {
+            let finalizers: Vec<&str> = live
+                .pointer("/metadata/finalizers")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Json::as_str)
+                .collect();
+            ResourceState::Failed(format!(
+                "being deleted{}{}",
+                live.pointer("/status/phase")
+                    .and_then(Json::as_str)
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default(),
+                if finalizers.is_empty() {
+                    String::new()
+                } else {
+                    format!(", finalizers {}", finalizers.join(", "))
+                }
+            ))
+        }
         Readiness::Ready => ResourceState::Ready,
         Readiness::Waiting(why) => ResourceState::Pending(why),
     };

@@ -23,11 +23,11 @@ use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use serde_json::Value as Json;
 
-use super::components::rbac::{self, Reach};
-use super::components::ingress;
-use super::endpoints::{self, ServiceUrl};
 use super::KubeError;
 use super::apply::read;
+use super::components::ingress;
+use super::components::rbac::{self, Reach};
+use super::endpoints::{self, ServiceUrl};
 use crate::config::Config;
 
 /// The annotation by which the in-memory API's simulated service controller marks a
@@ -103,7 +103,10 @@ impl std::fmt::Display for Missing {
                 denied.join(", ")
             ),
             Self::Unreachable { url, detail } => {
-                write!(f, "load balancer: {url} did not answer through the load balancer: {detail}")
+                write!(
+                    f,
+                    "load balancer: {url} did not answer through the load balancer: {detail}"
+                )
             }
         }
     }
@@ -159,7 +162,6 @@ impl From<KubeError> for FrontDoorError {
         Self::Kube(e)
     }
 }
-
 
 /// The host and path of a URL (`https://a.example.com/auth/` → (`a.example.com`, `/auth/`)).
 fn host_path(url: &str) -> (String, String) {
@@ -240,7 +242,10 @@ fn route_for(routes: &[Json], url: &ServiceUrl) -> Option<(String, Vec<(String, 
             .into_iter()
             .flatten()
         {
-            let rule = route.get("match").and_then(Json::as_str).unwrap_or_default();
+            let rule = route
+                .get("match")
+                .and_then(Json::as_str)
+                .unwrap_or_default();
             let Some(score) = rule_matches(rule, &host, &path) else {
                 continue;
             };
@@ -359,7 +364,10 @@ pub async fn ingress_rbac(
 
 /// The in-cluster half of the check: routes, Services, endpoints, RBAC. Every missing piece
 /// is reported, not only the first.
-pub async fn check_cluster(client: &kube::Client, config: &Config) -> Result<Checked, FrontDoorError> {
+pub async fn check_cluster(
+    client: &kube::Client,
+    config: &Config,
+) -> Result<Checked, FrontDoorError> {
     let ns = &config.namespace;
     let routes: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
@@ -406,8 +414,7 @@ pub async fn check_cluster(client: &kube::Client, config: &Config) -> Result<Che
                 ok = false;
                 continue;
             }
-            let params = ListParams::default()
-                .labels(&format!("kubernetes.io/service-name={svc}"));
+            let params = ListParams::default().labels(&format!("kubernetes.io/service-name={svc}"));
             let slices_of = slices_api(&svc_ns);
             let slices = read("listing EndpointSlices", || slices_of.list(&params)).await?;
             let ready = slices

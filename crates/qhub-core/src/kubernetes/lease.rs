@@ -71,6 +71,12 @@ impl LeaseGuard {
 
     /// Stops renewing and clears the holder, so the next deploy need not wait for expiry.
     pub async fn release(self) {
+        self.release_checked().await;
+    }
+
+    /// [`LeaseGuard::release`], returning true when the process was (simulated as) killed
+    /// while releasing: nothing may happen after that.
+    pub async fn release_checked(self) -> bool {
         self.renew.abort();
         if let Ok(mut lease) = self.api.get(&self.name).await {
             let held_by = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
@@ -83,10 +89,14 @@ impl LeaseGuard {
                     .replace(&self.name, &PostParams::default(), &lease)
                     .await
                 {
+                    if crate::provider::find_killed(&e).is_some() {
+                        return true;
+                    }
                     tracing::warn!(error = %e, "releasing the deploy lease failed; it expires in {LEASE_SECONDS}s");
                 }
             }
         }
+        false
     }
 }
 

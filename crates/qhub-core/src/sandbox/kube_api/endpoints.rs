@@ -21,7 +21,9 @@ const CONTROLLER: &str = "endpointslice-controller.k8s.io";
 
 fn selects(selector: &serde_json::Map<String, Value>, pod: &Value) -> bool {
     let labels = pod.pointer("/metadata/labels").and_then(Value::as_object);
-    selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+    selector
+        .iter()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
 }
 
 fn pod_ready(pod: &Value) -> bool {
@@ -44,7 +46,12 @@ fn target_port(port: &Value, pod: &Value) -> Value {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .flat_map(|c| c.get("ports").and_then(Value::as_array).into_iter().flatten())
+            .flat_map(|c| {
+                c.get("ports")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
             .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
             .and_then(|p| p.get("containerPort").cloned())
             .unwrap_or(Value::Null),
@@ -160,7 +167,10 @@ pub(crate) fn sync(st: &mut State) {
         });
         if let Some(live) = live {
             let mut comparable = live.clone();
-            if let Some(m) = comparable.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+            if let Some(m) = comparable
+                .pointer_mut("/metadata")
+                .and_then(Value::as_object_mut)
+            {
                 m.remove("resourceVersion");
             }
             if comparable == slice {
@@ -168,7 +178,9 @@ pub(crate) fn sync(st: &mut State) {
             }
             if let (Some(rv), Some(m)) = (
                 live.pointer("/metadata/resourceVersion").cloned(),
-                slice.pointer_mut("/metadata").and_then(Value::as_object_mut),
+                slice
+                    .pointer_mut("/metadata")
+                    .and_then(Value::as_object_mut),
             ) {
                 m.insert("resourceVersion".into(), rv);
             }

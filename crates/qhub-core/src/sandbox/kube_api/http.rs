@@ -261,7 +261,10 @@ impl KubeApi {
                         name: s("/spec/resourceAttributes/name"),
                     };
                     if self.can(&req) {
-                        (true, "RBAC: allowed by the stored roles and bindings".to_string())
+                        (
+                            true,
+                            "RBAC: allowed by the stored roles and bindings".to_string(),
+                        )
                     } else {
                         (false, String::new())
                     }
@@ -274,7 +277,10 @@ impl KubeApi {
             (None, Some(_)) => (false, "no user given".to_string()),
         };
         if let Some(m) = review.as_object_mut() {
-            m.insert("apiVersion".into(), serde_json::json!("authorization.k8s.io/v1"));
+            m.insert(
+                "apiVersion".into(),
+                serde_json::json!("authorization.k8s.io/v1"),
+            );
             m.insert("kind".into(), serde_json::json!("SubjectAccessReview"));
             let mut status = serde_json::json!({"allowed": allowed});
             if !reason.is_empty() {

@@ -394,9 +394,8 @@ impl KubeApi {
         // Pods the namespace's Pod Security level refuses are never created: never ready.
         let refused = super::pod_security::workload_refusal(st, key, &new);
         // An established CRD stays established when it changes.
-        let established = live.is_some_and(|l| {
-            super::is_crd_key(key) && super::discovery::established(l)
-        });
+        let established =
+            live.is_some_and(|l| super::is_crd_key(key) && super::discovery::established(l));
         let ready_now = refused.is_none()
             && (!delayed
                 || established
@@ -556,14 +555,14 @@ impl KubeApi {
         {
             return Err(ApiErr::new(403, "Forbidden", message));
         }
-        if let Some(message) =
-            super::finalizers::refuse_create(&st, &key, &t.rt.qualified())
-        {
+        if let Some(message) = super::finalizers::refuse_create(&st, &key, &t.rt.qualified()) {
             return Err(ApiErr {
-                details: Some(json!({"name": name, "group": t.rt.group, "kind": t.rt.plural,
+                details: Some(
+                    json!({"name": name, "group": t.rt.group, "kind": t.rt.plural,
                     "causes": [{"reason": "NamespaceTerminating",
                                 "message": format!("namespace {} is being terminated", key.namespace),
-                                "field": "metadata.namespace"}]})),
+                                "field": "metadata.namespace"}]}),
+                ),
                 ..ApiErr::new(403, "Forbidden", message)
             });
         }
@@ -919,7 +918,8 @@ impl KubeApi {
             super::finalizers::mark(key, &mut obj, &now());
             let stored = st.put(key.clone(), obj);
             let delay = st.finalize_after();
-            st.due.insert(key.clone(), std::time::Instant::now() + delay);
+            st.due
+                .insert(key.clone(), std::time::Instant::now() + delay);
             // The namespace controller deletes what is in a namespace being deleted.
             if super::finalizers::is_namespace(key) {
                 let inside: Vec<Key> = st
