@@ -917,6 +917,7 @@ impl Engine {
                                 // Simulated death while releasing: nothing more happens (no
                                 // front-door check either).
                                 report.killed = true;
+                                report.failed.push(lease_killed(ownership));
                                 stop = true;
                             }
                         }
@@ -964,6 +965,7 @@ impl Engine {
         // Release the deploy lease, unless the process "died" (a dead process releases nothing).
         if !report.killed && release_lease(&shared.cluster).await {
             report.killed = true;
+            report.failed.push(lease_killed(ownership));
         }
         report.not_started = pending
             .iter()
@@ -1100,8 +1102,8 @@ impl Engine {
         match outcome {
             Err(e) if e == KILLED => report.killed = true,
             Ok(notes) => {
+                // A check, not a change of the plan: not counted among the changes done.
                 report.notes.extend(notes);
-                report.done.push((id.clone(), Action::Wait));
                 events.emit(&Event::Done {
                     resource: id,
                     action: Action::Wait,
@@ -1374,6 +1376,22 @@ struct Cluster {
 }
 
 /// Releases the deploy lease if it is held.
+/// The failure of a run (simulated as) killed while it released the deploy lease.
+fn lease_killed(ownership: &Ownership) -> (ResourceId, Action, String) {
+    (
+        ResourceId::new(
+            "Lease.coordination.k8s.io",
+            format!(
+                "{}/qhub-deploy-{}",
+                crate::kubernetes::lease::LEASE_NAMESPACE,
+                ownership.prefix()
+            ),
+        ),
+        Action::Update,
+        "the process was killed while releasing the deploy lease".to_string(),
+    )
+}
+
 /// Returns true when the process was (simulated as) killed meanwhile.
 async fn release_lease(cluster: &tokio::sync::OnceCell<Option<Cluster>>) -> bool {
     if let Some(Some(cluster)) = cluster.get()

@@ -159,6 +159,16 @@ fn shared_crd(r: &ObjectRef, manifest: &Json, live: &Json) -> Option<Result<(), 
 /// How often readiness is polled.
 const POLL: Duration = Duration::from_millis(250);
 
+/// The pause before the next look at something waited for since `start`: short at first (a
+/// CRD is established, a finalizer released, within moments), [`POLL`] after the first second.
+fn poll_after(start: Instant) -> Duration {
+    if start.elapsed() < Duration::from_secs(1) {
+        POLL / 5
+    } else {
+        POLL
+    }
+}
+
 /// Discovered kinds by (group, version, kind).
 type KindCache = HashMap<(String, String, String), (ApiResource, ApiCapabilities)>;
 
@@ -378,7 +388,7 @@ impl Applier {
                 self.report(r, &detail);
                 last = detail;
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(poll_after(start)).await;
         }
     }
 
@@ -430,7 +440,7 @@ impl Applier {
                 self.report(r, &detail);
                 reported = true;
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(poll_after(start)).await;
         }
     }
 
@@ -679,7 +689,7 @@ impl Applier {
                         });
                     }
                     tracing::debug!(object = %r.id(), %detail, "waiting for readiness");
-                    tokio::time::sleep(POLL).await;
+                    tokio::time::sleep(poll_after(start)).await;
                 }
             }
         }
@@ -749,8 +759,14 @@ impl Applier {
                     // its contents are gone, a claim until no pod uses it, a LoadBalancer
                     // Service until the cloud's load balancer is released.
                     let finalizers = live.metadata.finalizers.clone().unwrap_or_default();
+                    let phase = live
+                        .data
+                        .pointer("/status/phase")
+                        .and_then(Json::as_str)
+                        .map(|p| format!(" ({p}: its contents are being deleted)"))
+                        .unwrap_or_default();
                     let detail = if finalizers.is_empty() {
-                        "still being deleted".to_string()
+                        format!("still being deleted{phase}")
                     } else {
                         format!(
                             "still being deleted: waiting for finalizers {}",
@@ -768,7 +784,7 @@ impl Applier {
                         self.report(&r, &detail);
                         last = detail;
                     }
-                    tokio::time::sleep(POLL).await;
+                    tokio::time::sleep(poll_after(start)).await;
                 }
             }
         }

@@ -223,10 +223,13 @@ fn dynamic(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource 
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
-/// The route (name, backend Service names) that answers `url` among `routes`.
-fn route_for(routes: &[Json], url: &ServiceUrl) -> Option<(String, Vec<(String, String)>)> {
+/// A route's `namespace/name` and its backend Services as (namespace, name).
+type Route = (String, Vec<(String, String)>);
+
+/// The route that answers `url` among `routes`.
+fn route_for(routes: &[Json], url: &ServiceUrl) -> Option<Route> {
     let (host, path) = host_path(&url.url);
-    let mut best: Option<(usize, String, Vec<(String, String)>)> = None;
+    let mut best: Option<(usize, Route)> = None;
     for r in routes {
         let name = r
             .pointer("/metadata/name")
@@ -249,7 +252,7 @@ fn route_for(routes: &[Json], url: &ServiceUrl) -> Option<(String, Vec<(String, 
             let Some(score) = rule_matches(rule, &host, &path) else {
                 continue;
             };
-            if best.as_ref().is_some_and(|(s, _, _)| *s >= score) {
+            if best.as_ref().is_some_and(|(s, _)| *s >= score) {
                 continue;
             }
             let services = route
@@ -271,10 +274,10 @@ fn route_for(routes: &[Json], url: &ServiceUrl) -> Option<(String, Vec<(String, 
                     Some((ns.to_string(), n.to_string()))
                 })
                 .collect();
-            best = Some((score, format!("{namespace}/{name}"), services));
+            best = Some((score, (format!("{namespace}/{name}"), services)));
         }
     }
-    best.map(|(_, n, s)| (n, s))
+    best.map(|(_, r)| r)
 }
 
 /// Whether an EndpointSlice lists a ready endpoint (an unset `ready` counts as ready, as the

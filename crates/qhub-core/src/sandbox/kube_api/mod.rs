@@ -331,7 +331,9 @@ impl KubeApi {
             // Deletes saved while their finalizers waited are done: the time has passed.
             let mut st = api.inner.lock();
             api.settle(&mut st);
-            st.pending.clear();
+            if !std::mem::take(&mut st.pending).is_empty() {
+                api.inner.save(&st)?;
+            }
         }
         Ok(api)
     }
