@@ -143,7 +143,8 @@ fn kube_stage() -> Vec<&'static str> {
 fn stage_of(id: &str) -> &'static str {
     if INFRA.contains(&id) {
         "infrastructure"
-    } else if KUBE.contains(&id) || IDENTITY.contains(&id) {
+    } else if KUBE.contains(&id) || IDENTITY.contains(&id) || id.starts_with("FrontDoor/") {
+        // The front-door check after the Kubernetes stage reports progress as a resource.
         "kubernetes"
     } else {
         panic!("{id} is not an expected resource")

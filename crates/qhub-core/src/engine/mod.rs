@@ -1031,6 +1031,19 @@ impl Engine {
                     Err(FrontDoorError::Kube(e)) if crate::provider::find_killed(&e).is_some() => {
                         return Err(KILLED.to_string());
                     }
+                    // Reads that ran out of their own retries (throttling, 5xx): the whole
+                    // check again, within the grace.
+                    Err(FrontDoorError::Kube(e))
+                        if e.is_retryable()
+                            && started.elapsed()
+                                < self.options.endpoints_grace.max(Duration::from_secs(30)) =>
+                    {
+                        events.emit(&Event::Waiting {
+                            resource: id.clone(),
+                            detail: format!("{e}; checking again"),
+                        });
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
                     Err(e) => return Err(e.to_string()),
                 }
             };
