@@ -45,7 +45,7 @@ pub enum Command {
     /// List what exists for this deployment, and whether it matches the config.
     Status(DnsStageArgs),
     /// Remove everything this deployment owns, even after a partial deploy.
-    Destroy(DnsStageArgs),
+    Destroy(DestroyArgs),
     /// Print a kubeconfig for your own kubectl on the deployment's cluster (no stored secret:
     /// it runs `aws eks get-token` when used), or write it with --write.
     Kubeconfig(KubeconfigArgs),
@@ -231,6 +231,23 @@ pub struct DnsStageArgs {
     pub dns: DnsArgs,
 }
 
+/// Arguments of destroy.
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// What plan, deploy, status and destroy share.
+    #[command(flatten)]
+    pub stage: StageArgs,
+    /// The DNS flags.
+    #[command(flatten)]
+    pub dns: DnsArgs,
+    /// Also delete the CustomResourceDefinitions this deployment created (Traefik's), when no
+    /// object of theirs outside this deployment remains. Without it they are kept: deleting a
+    /// CRD deletes every object of its kinds in every namespace. A CRD another tool installed
+    /// is never deleted. The plan lists each CRD it keeps and why.
+    #[arg(long)]
+    pub delete_crds: bool,
+}
+
 /// Arguments of deploy.
 #[derive(Debug, Args)]
 pub struct DeployArgs {
@@ -325,13 +342,21 @@ mod tests {
             ])
             .unwrap();
             let dns = match &cli.command {
-                Command::Plan(a) | Command::Destroy(a) => &a.dns,
+                Command::Plan(a) => &a.dns,
+                Command::Destroy(a) => &a.dns,
                 Command::Deploy(a) => &a.dns,
                 other => panic!("{other:?}"),
             };
             assert_eq!(dns.dns_provider.as_deref(), Some("cloudflare"));
             assert!(dns.dns_auto_provision);
         }
+        let delete_crds = |args: &[&str]| match parse(args).map(|c| c.command) {
+            Ok(Command::Destroy(a)) => a.delete_crds,
+            other => panic!("{other:?}"),
+        };
+        assert!(!delete_crds(&["qhub", "destroy"]));
+        assert!(delete_crds(&["qhub", "destroy", "--delete-crds"]));
+        assert!(parse(&["qhub", "plan", "--delete-crds"]).is_err());
         let wait = |args: &[&str]| match parse(args).map(|c| c.command) {
             Ok(Command::Deploy(a)) => Ok(a.dns_wait),
             Ok(other) => panic!("{other:?}"),

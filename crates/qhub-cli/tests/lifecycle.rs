@@ -1066,13 +1066,40 @@ fn kubernetes_stage_deploy_before_the_cluster_exists_fails_then_works_after_infr
 fn kubernetes_stage_destroy_removes_only_the_kubernetes_objects() {
     let sb = Sandbox::deployed();
     let world_before = sb.world();
+    // The cluster stays, so its CRDs are kept unless asked (another tenant's objects would go
+    // with them), each named in the plan with why.
+    let crds: Vec<&str> = KUBE
+        .iter()
+        .copied()
+        .filter(|id| id.starts_with("CustomResourceDefinition."))
+        .collect();
     let out = sb.ok(&["destroy", "--stage", "kubernetes", "--disable-prompt"]);
     assert!(
-        stdout(&out).contains(&format!("{} done, 0 failed", KUBE.len())),
-        "destroy --stage kubernetes summary: {}",
+        stdout(&out).contains(&format!("{} done, 0 failed", KUBE.len() - crds.len()))
+            && stdout(&out).contains(
+                "Kept: CustomResourceDefinition.apiextensions.k8s.io/ingressroutes.traefik.io \
+                 (created by this deployment; CRDs outlive a destroy unless asked: re-run with \
+                 --delete-crds"
+            ),
+        "destroy --stage kubernetes: {}",
         describe(&out)
     );
-    sb.assert_no_kube_objects("after destroy --stage kubernetes");
+    let mut left = sb.managed_kube_ids();
+    left.sort();
+    assert_eq!(left, crds, "after destroy --stage kubernetes");
+    let out = sb.ok(&[
+        "destroy",
+        "--stage",
+        "kubernetes",
+        "--delete-crds",
+        "--disable-prompt",
+    ]);
+    assert!(
+        stdout(&out).contains(&format!("{} done, 0 failed", crds.len())),
+        "destroy --stage kubernetes --delete-crds: {}",
+        describe(&out)
+    );
+    sb.assert_no_kube_objects("after destroy --stage kubernetes --delete-crds");
     sb.assert_infra_deployed("after destroy --stage kubernetes");
     assert_eq!(
         sb.world(),

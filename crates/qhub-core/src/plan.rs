@@ -538,6 +538,19 @@ pub struct Plan {
     /// Cascades refused: a plan with any must not be applied ([`Plan::refusal`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<Refusal>,
+    /// What exists, is ours, and the plan deliberately leaves in place, with why (CRDs others
+    /// may use: [`crate::kubernetes::crd_policy`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<Kept>,
+}
+
+/// A resource a plan leaves in place on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    /// The resource.
+    pub id: ResourceId,
+    /// Why it stays.
+    pub why: String,
 }
 
 /// Counts of a plan's changes by action.
@@ -592,7 +605,11 @@ impl Plan {
 
     /// The JSON document `plan --output json` prints.
     pub fn to_json(&self) -> Json {
-        serde_json::json!({"changes": self.changes, "summary": self.summary()})
+        let mut doc = serde_json::json!({"changes": self.changes, "summary": self.summary()});
+        if !self.kept.is_empty() {
+            doc["kept"] = serde_json::json!(self.kept);
+        }
+        doc
     }
 
     /// Human rendering, grouped by stage, counts at the end.
@@ -605,6 +622,9 @@ impl Plan {
                 "No changes: {} resource(s) already match the config.",
                 self.unchanged
             );
+            for k in &self.kept {
+                let _ = writeln!(out, "Kept: {} ({})", k.id, k.why);
+            }
             for note in &self.notes {
                 let _ = writeln!(out, "Note: {note}");
             }
@@ -678,6 +698,9 @@ impl Plan {
                 "Known after apply (the Kubernetes objects above are built again with them): {}",
                 self.known_after_apply.join(", ")
             );
+        }
+        for k in &self.kept {
+            let _ = writeln!(out, "Kept: {} ({})", k.id, k.why);
         }
         for note in &self.notes {
             let _ = writeln!(out, "Note: {note}");

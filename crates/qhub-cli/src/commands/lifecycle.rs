@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::UsageError;
 use crate::cli::{
-    DeployArgs, DnsArgs, DnsStageArgs, KubeconfigArgs, OutputFormat, StageArg, StageArgs,
+    DeployArgs, DestroyArgs, DnsArgs, DnsStageArgs, KubeconfigArgs, OutputFormat, StageArg,
+    StageArgs,
 };
 
 struct Session {
@@ -349,9 +350,18 @@ pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
 }
 
 /// `qhub destroy`.
-pub fn destroy(destroy: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8> {
+pub fn destroy(destroy: &DestroyArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let args = &destroy.stage;
-    let s = dns_session(destroy)?;
+    let mut s = session_with(args, dns_options(&destroy.dns)?)?;
+    if destroy.delete_crds {
+        s.engine = Engine::new(
+            s.engine.provider().clone(),
+            EngineOptions {
+                delete_crds: true,
+                ..s.engine.options().clone()
+            },
+        );
+    }
     let locked = s.runtime.block_on(s.engine.lock_with(
         &s.config,
         "destroy",
@@ -380,6 +390,8 @@ pub fn destroy(destroy: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u
         s.runtime
             .block_on(s.engine.observe_all(&s.config, s.stages))?
             .iter()
+            // What the plan keeps on purpose (CRDs) is not left over.
+            .filter(|o| !plan.kept.iter().any(|k| k.id == o.id))
             .map(|o| o.id.to_string())
             .collect()
     } else {

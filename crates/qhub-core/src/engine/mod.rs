@@ -86,6 +86,10 @@ pub struct EngineOptions {
     /// plan uses it then; the change fails after this grace (EC2's eventual consistency)
     /// instead of the whole busy budget. Default 3 minutes.
     pub in_use_grace: Duration,
+    /// A destroy deletes the CRDs this deployment created when no object of theirs remains
+    /// outside its ApplySet (`qhub destroy --delete-crds`); without it every CRD is kept
+    /// ([`crate::kubernetes::crd_policy`]).
+    pub delete_crds: bool,
 }
 
 impl Default for EngineOptions {
@@ -103,6 +107,7 @@ impl Default for EngineOptions {
             dns: dns::DnsOptions::default(),
             allow_replace: Vec::new(),
             in_use_grace: Duration::from_secs(3 * 60),
+            delete_crds: false,
         }
     }
 }
@@ -533,11 +538,25 @@ impl Engine {
             }
             desired.extend(k8s);
         }
+        // A deploy never prunes a CRD (crd_policy): one the config no longer wants is kept.
+        let mut kept = Vec::new();
+        observed.retain(|o| {
+            let prune = crate::kubernetes::crd_policy::is_crd(&o.id)
+                && !desired.iter().any(|d| d.id == o.id);
+            if prune {
+                kept.push(plan::Kept {
+                    id: o.id.clone(),
+                    why: crate::kubernetes::crd_policy::never_pruned(),
+                });
+            }
+            !prune
+        });
         let mut plan = plan::diff_allowing(&desired, &observed, &self.options.allow_replace);
         if let Some(refusal) = plan.refusal() {
             return Err(EngineError::Refused(refusal));
         }
         plan.notes = notes;
+        plan.kept = kept;
         // Only what a planned object actually holds a placeholder for is "known after apply"
         // (and the manifests are searched only when some fact is unknown).
         let placeholder = !known_after_apply.is_empty()
@@ -626,9 +645,25 @@ impl Engine {
         config: &Config,
         stages: StageFilter,
     ) -> Result<Plan, EngineError> {
-        let (observed, notes) = self.observe_owned(config, stages).await?;
+        let (mut observed, notes, applier) = self.observe_owned(config, stages).await?;
+        // When the cluster itself goes, its CRDs go with it: nothing to review.
+        let cluster_goes = observed.iter().any(|o| o.stage == Stage::Infrastructure);
+        let mut kept = Vec::new();
+        if let Some(applier) = applier.as_ref().filter(|_| !cluster_goes) {
+            let set = ApplySet::for_config(config);
+            let delete_crds = self.options.delete_crds;
+            kept = self
+                .read("reviewing the CRDs qhub would delete", || async {
+                    crate::kubernetes::crd_policy::review(applier, &set, &observed, delete_crds)
+                        .await
+                        .map_err(ProviderError::from)
+                })
+                .await?;
+            observed.retain(|o| !kept.iter().any(|k| k.id == o.id));
+        }
         let mut plan = plan::destroy(&observed);
         plan.notes = notes;
+        plan.kept = kept;
         Ok(plan)
     }
 
@@ -652,24 +687,27 @@ impl Engine {
         &self,
         config: &Config,
         stages: StageFilter,
-    ) -> Result<(Vec<plan::Observed>, Vec<String>), EngineError> {
+    ) -> Result<(Vec<plan::Observed>, Vec<String>, Option<Applier>), EngineError> {
         let ownership = Ownership::of(config);
         let mut observed = Vec::new();
         let mut notes = Vec::new();
+        let mut applier = None;
         if stages.includes(Stage::Infrastructure) {
             observed.extend(self.observe(&ownership).await?);
         }
         if self.kubernetes_stage(stages)? {
             let kinds = crate::kubernetes::desired(config, &ClusterFacts::from_config(config))
                 .unwrap_or_default();
-            observed.extend(self.observe_kubernetes(&ownership, &kinds).await?.0);
+            let (k8s, connected) = self.observe_kubernetes(&ownership, &kinds).await?;
+            observed.extend(k8s);
+            applier = connected;
             // Read whether or not the cluster still exists: a destroy interrupted after the
             // cluster went can still delete the record.
             let (record, dns_notes) = self.observe_dns(config).await?;
             observed.extend(record);
             notes.extend(dns_notes);
         }
-        Ok((observed, notes))
+        Ok((observed, notes, applier))
     }
 
     /// Where the platform answers: the ingress load balancer's address, the DNS record the
