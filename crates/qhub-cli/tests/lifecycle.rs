@@ -1417,7 +1417,14 @@ fn interrupted_kubernetes_destroy_converges_on_rerun() {
         let faults = format!("die_after={n}");
         let context = format!("destroy --stage kubernetes with {faults}");
         let before = sb.writes();
-        let args = ["destroy", "--stage", "kubernetes", "--disable-prompt"];
+        // With --delete-crds: an interrupted destroy that deletes the CRDs too converges.
+        let args = [
+            "destroy",
+            "--stage",
+            "kubernetes",
+            "--delete-crds",
+            "--disable-prompt",
+        ];
         let out = sb.run_faults(&args, &faults);
         if code(&out) == 0 {
             sb.assert_no_kube_objects(&context);

@@ -277,3 +277,64 @@ async fn destroy_keeps_the_crds_unless_asked_and_while_another_tenant_uses_them(
     assert!(plan.kept.is_empty(), "{}", plan.render_text());
     assert!(crds(&api).is_empty(), "{:?}", crds(&api));
 }
+
+/// A deploy never prunes a CRD, even one of ours the config no longer wants: the plan keeps
+/// it and says why (issue 27: CRDs are "never pruned").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_never_prunes_a_crd_it_no_longer_wants() {
+    use std::sync::Arc;
+
+    use qhub_core::engine::{Engine, EngineOptions, StageFilter};
+    use qhub_core::existing::ExistingProvider;
+    use qhub_core::kubernetes::applyset::ApplySet;
+    use qhub_core::provider::Provider;
+
+    let api = KubeApi::new();
+    let server = api.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
+    let config = qhub_core::config::init::render(&qhub_core::config::init::InitOptions::new(
+        qhub_core::config::provider::ProviderKind::Existing,
+        "demo",
+        "demo.example.com",
+        "not-a-real-password",
+    ))
+    .unwrap();
+    // A CRD an older config of this deployment made (a member of our ApplySet).
+    let mut old = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    ApplySet::for_config(&config).label_member(&mut old);
+    Applier::new(api.client())
+        .apply(&old, &old, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let provider = ExistingProvider::for_config(&config)
+        .unwrap()
+        .with_kubeconfig(kubeconfig);
+    let plan = Engine::new(
+        Arc::new(provider) as Arc<dyn Provider>,
+        EngineOptions::default(),
+    )
+    .plan(&config, StageFilter::All)
+    .await
+    .unwrap();
+    let id = "CustomResourceDefinition.apiextensions.k8s.io/widgets.example.com";
+    assert!(
+        !plan.changes.iter().any(|c| c.id.to_string() == id),
+        "{}",
+        plan.render_text()
+    );
+    assert!(
+        plan.render_text().contains(&format!(
+            "Kept: {id} (no longer wanted by the config, but a deploy never deletes a CRD"
+        )),
+        "{}",
+        plan.render_text()
+    );
+}

@@ -89,13 +89,13 @@ pub fn never_pruned() -> String {
         .into()
 }
 
-/// The objects of `crd`'s kind outside `set`, as `namespace/name`: their total, and the
-/// first five of them.
+/// The objects of `crd`'s kind outside `set`, as `namespace/name`: the first five of them and
+/// their total; `None` when these credentials may not list them in every namespace.
 async fn others(
     applier: &Applier,
     set: &ApplySet,
     crd: &CustomResourceDefinition,
-) -> Result<(Vec<String>, usize), KubeError> {
+) -> Result<Option<(Vec<String>, usize)>, KubeError> {
     let spec = &crd.spec;
     // Any served version lists every object of the kind.
     let Some(version) = spec
@@ -104,7 +104,7 @@ async fn others(
         .find(|v| v.storage && v.served)
         .or_else(|| spec.versions.iter().find(|v| v.served))
     else {
-        return Ok((Vec::new(), 0));
+        return Ok(Some((Vec::new(), 0)));
     };
     let ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(&spec.group, &version.name, &spec.names.kind),
@@ -114,7 +114,9 @@ async fn others(
     let list = match api.list(&ListParams::default()).await {
         Ok(list) => list,
         // Not served (yet, or any more): no object of it exists.
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok((Vec::new(), 0)),
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Some((Vec::new(), 0))),
+        // Credentials that may not list every namespace cannot tell whose objects remain.
+        Err(kube::Error::Api(s)) if s.code == 403 => return Ok(None),
         Err(source) => {
             return Err(KubeError::Api {
                 what: format!("listing the objects of {}", crd_name(crd)),
@@ -142,7 +144,7 @@ async fn others(
             });
         }
     }
-    Ok((named, total))
+    Ok(Some((named, total)))
 }
 
 fn crd_name(crd: &CustomResourceDefinition) -> String {
@@ -174,8 +176,15 @@ pub async fn review(
             .as_ref()
             .and_then(|l| l.get(applyset::PART_OF_LABEL))
             .is_some_and(|id| *id == set.id);
-        let (named, total) = others(applier, set, &crd).await?;
-        if let Verdict::Keep(why) = verdict(created_by_us, &named, total, delete_crds) {
+        let verdict = match others(applier, set, &crd).await? {
+            Some((named, total)) => verdict(created_by_us, &named, total, delete_crds),
+            None => Verdict::Keep(
+                "its objects cannot be listed in every namespace with these credentials (403 \
+                 Forbidden), so whether others use it is unknown"
+                    .into(),
+            ),
+        };
+        if let Verdict::Keep(why) = verdict {
             kept.push(Kept {
                 id: o.id.clone(),
                 why,
