@@ -33,17 +33,19 @@ use serde_json::{Value as Json, json};
 
 use crate::AwsProvider;
 use crate::desired::{
-    self, EFS, EFS_MOUNT_TARGET, EKS_ADDON, EKS_CLUSTER, IAM_PATH, IAM_ROLE, INTERNET_GATEWAY,
+    self, ACCESS_ENTRY, EFS, EFS_MOUNT_TARGET, EKS_ADDON, EKS_CLUSTER, IAM_PATH, IAM_ROLE, INTERNET_GATEWAY,
     LEGACY_IAM_PATH, NAME_TAG, NFS_PORT, NODE_GROUP, Names, ROUTE_TABLE, SECURITY_GROUP, SUBNET,
     VPC, VPC_CIDR,
 };
 use crate::errors::AwsError;
 
+mod access_entries;
 mod efs;
 mod eks;
 mod iam;
 mod network;
 
+pub use access_entries::*;
 pub use efs::*;
 pub use eks::*;
 pub use iam::*;
