@@ -445,6 +445,12 @@ impl FaultProxy {
     pub fn rules(&self) -> AwsRules {
         self.state.lock().unwrap().rules.clone()
     }
+
+    /// Changes what the rules layer remembers, as something outside qhub would change the
+    /// cloud (a cluster made by an older tool, an entry another team added).
+    pub fn with_rules<T>(&self, f: impl FnOnce(&mut AwsRules) -> T) -> T {
+        f(&mut self.state.lock().unwrap().rules)
+    }
 }
 
 impl Drop for FaultProxy {
