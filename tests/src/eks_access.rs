@@ -339,7 +339,10 @@ impl EksAccess {
             return Err(refusal(
                 400,
                 "InvalidParameterException",
-                format!("Unsupported authentication mode update from {} to {to}", c.mode),
+                format!(
+                    "Unsupported authentication mode update from {} to {to}",
+                    c.mode
+                ),
             ));
         }
         let was_config_map = c.mode == CONFIG_MAP;
@@ -414,14 +417,18 @@ impl EksAccess {
                 let e = c.add(principal, &kind, tags);
                 e.token = token;
                 if let Some(g) = body["kubernetesGroups"].as_array() {
-                    e.groups = g.iter().filter_map(Json::as_str).map(str::to_string).collect();
+                    e.groups = g
+                        .iter()
+                        .filter_map(Json::as_str)
+                        .map(str::to_string)
+                        .collect();
                 }
                 let e = e.clone();
                 Ok(json!({"accessEntry": c.entry_json(cluster, principal, &e)}))
             }
-            ("ListAccessEntries", []) => {
-                Ok(json!({"accessEntries": c.entries.keys().collect::<Vec<_>>(), "nextToken": null}))
-            }
+            ("ListAccessEntries", []) => Ok(
+                json!({"accessEntries": c.entries.keys().collect::<Vec<_>>(), "nextToken": null}),
+            ),
             ("DescribeAccessEntry", [principal]) => {
                 let e = c.entries.get(*principal).ok_or_else(entry_missing)?;
                 Ok(json!({"accessEntry": c.entry_json(cluster, principal, e)}))
@@ -671,7 +678,12 @@ mod tests {
             ),
             None => r#"{"name":"x-dev"}"#.to_string(),
         };
-        a.after("CreateCluster", "/clusters", body.as_bytes(), &mut Json::Null);
+        a.after(
+            "CreateCluster",
+            "/clusters",
+            body.as_bytes(),
+            &mut Json::Null,
+        );
         a.after(
             "CreateNodegroup",
             "/clusters/x-dev/node-groups",
@@ -701,9 +713,13 @@ mod tests {
             "Unsupported authentication mode update from CONFIG_MAP to API"
         );
         assert!(
-            a.serve("UpdateClusterConfig", update, to("API_AND_CONFIG_MAP").as_bytes())
-                .unwrap()
-                .is_ok()
+            a.serve(
+                "UpdateClusterConfig",
+                update,
+                to("API_AND_CONFIG_MAP").as_bytes()
+            )
+            .unwrap()
+            .is_ok()
         );
         assert!(
             a.serve("UpdateClusterConfig", update, to("CONFIG_MAP").as_bytes())
@@ -814,6 +830,9 @@ mod tests {
             .as_deref(),
             Some("AKID1")
         );
-        assert_eq!(operation("GET", &["clusters", "x", "access-entries"]), Some("ListAccessEntries"));
+        assert_eq!(
+            operation("GET", &["clusters", "x", "access-entries"]),
+            Some("ListAccessEntries")
+        );
     }
 }

@@ -401,7 +401,12 @@ fn aws_cluster_admins_are_iam_role_or_user_arns_of_the_regions_partition() {
         "arn:aws:iam::111122223333:user/alice",
     ]));
     assert_eq!(
-        loaded.config.amazon_web_services.unwrap().cluster_admins.len(),
+        loaded
+            .config
+            .amazon_web_services
+            .unwrap()
+            .cluster_admins
+            .len(),
         3
     );
     let report = check(&with(&[

@@ -220,7 +220,11 @@ impl AwsProvider {
                 .parse::<http::Uri>()
                 .ok()
                 .and_then(|u| u.host().map(str::to_string))
-                .is_some_and(|h| h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()));
+                .is_some_and(|h| {
+                    h == "localhost"
+                        || h.parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback())
+                });
             if !server.starts_with("https://") && !loopback {
                 return Err(failed(format!(
                     "the API server of EKS cluster {name}, {server}, must be https:// (plain http only on loopback)"
@@ -246,7 +250,11 @@ impl AwsProvider {
         name: &str,
         endpoint: &ClusterEndpoint,
     ) -> Result<kube::Client, ProviderError> {
-        let tokens = EksTokens::new(self.clients().await?.credentials.clone(), &self.region, name);
+        let tokens = EksTokens::new(
+            self.clients().await?.credentials.clone(),
+            &self.region,
+            name,
+        );
         qhub_core::kubernetes::auth::client_with_token(endpoint, std::sync::Arc::new(tokens))
     }
 
@@ -467,7 +475,10 @@ mod tests {
             "the AWS identity arn:aws:sts::111122223333:assumed-role/ci-deploy/gha-42 has no access entry on EKS cluster demo-dev, whose API server answers it 401 Unauthorized. Add `arn:aws:iam::111122223333:role/ci-deploy` (with the role's path before its name, if it has one) to `amazon_web_services.cluster_admins` in qhub-config.yaml, then deploy once with an identity that has access (the one that created the cluster, or one already listed there); after that this identity can deploy"
         );
         let (user, role) = principal_of_caller("arn:aws-cn:iam::111122223333:user/alice");
-        assert_eq!((user.as_str(), role), ("arn:aws-cn:iam::111122223333:user/alice", false));
+        assert_eq!(
+            (user.as_str(), role),
+            ("arn:aws-cn:iam::111122223333:user/alice", false)
+        );
     }
 
     #[test]

@@ -85,7 +85,10 @@ impl Setup {
             .await
             .expect("assume ci");
         let c = assumed.credentials().expect("credentials");
-        let ci = (c.access_key_id().to_string(), c.secret_access_key().to_string());
+        let ci = (
+            c.access_key_id().to_string(),
+            c.secret_access_key().to_string(),
+        );
         iam.create_user()
             .user_name("intruder")
             .send()
@@ -220,7 +223,11 @@ async fn a_listed_identity_deploys_an_unlisted_one_is_told_and_removal_deletes_o
     let first = access_calls(&stats);
     eprintln!("access-entry calls, first deploy: {first:?}");
     assert_eq!(first.get("EKS.CreateAccessEntry"), Some(&1), "{first:?}");
-    assert_eq!(first.get("EKS.AssociateAccessPolicy"), Some(&1), "{first:?}");
+    assert_eq!(
+        first.get("EKS.AssociateAccessPolicy"),
+        Some(&1),
+        "{first:?}"
+    );
     let rules = s.proxy.rules();
     let cluster = &rules.access.clusters[CLUSTER];
     assert_eq!(cluster.mode, "API_AND_CONFIG_MAP");
@@ -272,14 +279,22 @@ async fn a_listed_identity_deploys_an_unlisted_one_is_told_and_removal_deletes_o
     let err = deploy(intruder.clone(), &config)
         .await
         .expect_err("the intruder has no access");
-    let text = format!("{err}: {}", std::error::Error::source(&err).map(|e| e.to_string()).unwrap_or_default());
+    let text = format!(
+        "{err}: {}",
+        std::error::Error::source(&err)
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    );
     eprintln!("the intruder sees: {text}");
     let expected = qhub_aws::access::no_access_message(
         &format!("arn:aws:iam::{ACCOUNT}:user/intruder"),
         CLUSTER,
     );
     assert!(text.contains(&expected), "{text}");
-    assert!(text.contains("amazon_web_services.cluster_admins"), "{text}");
+    assert!(
+        text.contains("amazon_web_services.cluster_admins"),
+        "{text}"
+    );
     assert_eq!(stats.mutating(), 0, "{:?}", stats.by_operation());
     assert_eq!(s.api.mutations(), writes);
     // `qhub kubeconfig` says the same.
@@ -322,7 +337,12 @@ async fn a_listed_identity_deploys_an_unlisted_one_is_told_and_removal_deletes_o
     let err = deploy(s.provider(&without, &s.ci, Arc::default()), &without)
         .await
         .expect_err("ci has no access any more");
-    let text = format!("{err}: {}", std::error::Error::source(&err).map(|e| e.to_string()).unwrap_or_default());
+    let text = format!(
+        "{err}: {}",
+        std::error::Error::source(&err)
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    );
     assert!(
         text.contains(&format!("Add `{ci_role}` (with the role's path")),
         "{text}"
@@ -359,18 +379,27 @@ async fn a_config_map_cluster_is_moved_once_with_a_one_way_note() {
         .unwrap_or_else(|| panic!("{text}"));
     assert_eq!(update.action, Action::Update, "{text}");
     assert!(
-        update.reason.as_deref().is_some_and(|r| r.starts_with("one-way:")
-            && r.contains("CONFIG_MAP to API_AND_CONFIG_MAP")),
+        update.reason.as_deref().is_some_and(
+            |r| r.starts_with("one-way:") && r.contains("CONFIG_MAP to API_AND_CONFIG_MAP")
+        ),
         "{text}"
     );
-    assert!(text.contains("(one-way: the cluster's authentication mode moves"), "{text}");
+    assert!(
+        text.contains("(one-way: the cluster's authentication mode moves"),
+        "{text}"
+    );
     assert!(
         plan.changes
             .iter()
             .any(|c| c.action == Action::Create && c.id.kind == "access_entry"),
         "{text}"
     );
-    assert!(plan.changes.iter().all(|c| c.stage == Stage::Infrastructure), "{text}");
+    assert!(
+        plan.changes
+            .iter()
+            .all(|c| c.stage == Stage::Infrastructure),
+        "{text}"
+    );
     let stats = Arc::new(ApiStats::default());
     let (_, report) = deploy(s.provider(&listed, &s.creator, stats.clone()), &listed)
         .await
@@ -382,12 +411,19 @@ async fn a_config_map_cluster_is_moved_once_with_a_one_way_note() {
         "{:?}",
         stats.by_operation()
     );
-    assert_eq!(s.proxy.rules().access.clusters[CLUSTER].mode, "API_AND_CONFIG_MAP");
+    assert_eq!(
+        s.proxy.rules().access.clusters[CLUSTER].mode,
+        "API_AND_CONFIG_MAP"
+    );
     // ci gets in now; the mode is not touched again.
     let stats = Arc::new(ApiStats::default());
     let (plan, report) = deploy(s.provider(&listed, &s.ci, stats.clone()), &listed)
         .await
         .expect("ci's plan");
-    assert!(report.succeeded() && plan.changes.is_empty(), "{}", plan.render_text());
+    assert!(
+        report.succeeded() && plan.changes.is_empty(),
+        "{}",
+        plan.render_text()
+    );
     assert_eq!(stats.mutating(), 0);
 }

@@ -38,9 +38,7 @@ fn scope(text: &str) -> AccessScope {
     match text.strip_prefix("namespace:") {
         Some(namespaces) => AccessScope::builder()
             .r#type(AccessScopeType::Namespace)
-            .set_namespaces(Some(
-                namespaces.split(',').map(str::to_string).collect(),
-            ))
+            .set_namespaces(Some(namespaces.split(',').map(str::to_string).collect()))
             .build(),
         None => AccessScope::builder()
             .r#type(AccessScopeType::Cluster)

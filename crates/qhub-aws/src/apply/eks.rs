@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_eks::types::{
-    AmiTypes, AuthenticationMode, CreateAccessConfigRequest, UpdateAccessConfigRequest, NodegroupScalingConfig, SupportType, Taint, TaintEffect, UpdateLabelsPayload,
-    UpdateTaintsPayload, UpgradePolicyRequest, VpcConfigRequest,
+    AmiTypes, AuthenticationMode, CreateAccessConfigRequest, NodegroupScalingConfig, SupportType,
+    Taint, TaintEffect, UpdateAccessConfigRequest, UpdateLabelsPayload, UpdateTaintsPayload,
+    UpgradePolicyRequest, VpcConfigRequest,
 };
 use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
@@ -140,9 +141,7 @@ pub(super) async fn ensure_cluster(
                 // `bootstrapClusterCreatorAdminPermissions`, default true).
                 .access_config(
                     CreateAccessConfigRequest::builder()
-                        .authentication_mode(AuthenticationMode::from(
-                            desired::AUTHENTICATION_MODE,
-                        ))
+                        .authentication_mode(AuthenticationMode::from(desired::AUTHENTICATION_MODE))
                         .bootstrap_cluster_creator_admin_permissions(true)
                         .build(),
                 )

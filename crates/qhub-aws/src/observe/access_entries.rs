@@ -15,7 +15,8 @@ pub fn mode_has_access_entries(mode: &str) -> bool {
 /// The principal and the ARN-free name of an access entry's resource name
 /// (`<cluster>/<principal ARN>` → principal).
 pub fn principal_of(name: &str) -> &str {
-    name.split_once('/').map_or(name, |(_, principal)| principal)
+    name.split_once('/')
+        .map_or(name, |(_, principal)| principal)
 }
 
 /// The deployment's access entries on cluster `cluster`, as [`crate::desired::ACCESS_ENTRY`]

@@ -336,10 +336,7 @@ pub fn iam_principal_arn(text: &str) -> Result<&str, ArnError> {
     let example = "write `arn:aws:iam::111122223333:role/NAME` (a role, with its path if it has one) or `arn:aws:iam::111122223333:user/NAME`";
     let parts: Vec<&str> = text.splitn(6, ':').collect();
     let [arn, partition, service, region, account, resource] = parts.as_slice() else {
-        return fail(
-            format!("`{text}` is not an IAM ARN"),
-            Some(example.into()),
-        );
+        return fail(format!("`{text}` is not an IAM ARN"), Some(example.into()));
     };
     if *arn != "arn" || !crate::cloud::aws_partition::IDS.contains(partition) {
         return fail(
@@ -367,13 +364,22 @@ pub fn iam_principal_arn(text: &str) -> Result<&str, ArnError> {
                 )),
             );
         }
-        return fail(format!("`{text}` is not an IAM role or user ARN"), Some(example.into()));
+        return fail(
+            format!("`{text}` is not an IAM role or user ARN"),
+            Some(example.into()),
+        );
     }
     if *service != "iam" || !region.is_empty() {
-        return fail(format!("`{text}` is not an IAM role or user ARN"), Some(example.into()));
+        return fail(
+            format!("`{text}` is not an IAM role or user ARN"),
+            Some(example.into()),
+        );
     }
     let Some((kind, name)) = resource.split_once('/') else {
-        return fail(format!("`{text}` names no role or user"), Some(example.into()));
+        return fail(
+            format!("`{text}` names no role or user"),
+            Some(example.into()),
+        );
     };
     if kind != "role" && kind != "user" {
         return fail(
@@ -384,7 +390,9 @@ pub fn iam_principal_arn(text: &str) -> Result<&str, ArnError> {
     let ok = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c);
     if name.is_empty() || name.ends_with('/') || name.starts_with('/') || !name.chars().all(ok) {
         return fail(
-            format!("`{text}`: `{name}` is not an IAM {kind} name (letters, digits and `+=,.@_-`, with an optional path)"),
+            format!(
+                "`{text}`: `{name}` is not an IAM {kind} name (letters, digits and `+=,.@_-`, with an optional path)"
+            ),
             Some(example.into()),
         );
     }
@@ -485,8 +493,8 @@ mod tests {
             iam_principal_arn("arn:aws-us-gov:iam::111122223333:role/ci"),
             Ok("aws-us-gov")
         );
-        let session = iam_principal_arn("arn:aws:sts::111122223333:assumed-role/ci/gha-run")
-            .unwrap_err();
+        let session =
+            iam_principal_arn("arn:aws:sts::111122223333:assumed-role/ci/gha-run").unwrap_err();
         assert!(session.message.contains("STS session"), "{session:?}");
         assert!(
             session

@@ -250,7 +250,11 @@ impl KubeApi {
             Ok(()) => None,
             Err(why) => {
                 tracing::debug!(path = req.uri().path(), why, "kube api: unauthorized");
-                Some(error_response(&ApiErr::new(401, "Unauthorized", "Unauthorized")))
+                Some(error_response(&ApiErr::new(
+                    401,
+                    "Unauthorized",
+                    "Unauthorized",
+                )))
             }
         }
     }
