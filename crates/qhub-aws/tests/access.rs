@@ -426,4 +426,32 @@ async fn a_config_map_cluster_is_moved_once_with_a_one_way_note() {
         plan.render_text()
     );
     assert_eq!(stats.mutating(), 0);
+
+    // Destroy (as ci): ci's own entry goes with the cluster, not before it (the cluster's
+    // LoadBalancer Services are deleted through ci's access); nothing of ours is left.
+    let stats = Arc::new(ApiStats::default());
+    let (plan, report) = engine(s.provider(&listed, &s.ci, stats.clone()))
+        .destroy(
+            &listed,
+            StageFilter::All,
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("destroy plan");
+    assert!(report.succeeded(), "{report:?}");
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c.action == Action::Delete && c.id.kind == "access_entry"),
+        "{}",
+        plan.render_text()
+    );
+    assert_eq!(stats.by_operation().get("EKS.DeleteAccessEntry"), None);
+    let o = qhub_core::provider::Ownership::of(&listed);
+    assert!(
+        common::census(&common::sdk(&s.moto.endpoint()).await, &o)
+            .await
+            .is_empty()
+    );
 }

@@ -249,6 +249,13 @@ pub async fn observe(p: &AwsProvider, o: &Ownership) -> Result<Vec<Observed>, Pr
             let mut observed = Observed::new(f.id, Stage::Infrastructure, f.spec, state);
             observed.depends_on = depends_on;
             observed.cloud_id = Some(f.cloud_id);
+            // An access entry goes with its cluster: a destroy deletes the cluster first (an
+            // identity listed in cluster_admins must not lose its access before the cluster's
+            // LoadBalancer Services are deleted through it), and the entry's own delete then
+            // finds nothing to do.
+            if observed.id.kind == ACCESS_ENTRY {
+                observed.created_with = Some(ResourceId::new(EKS_CLUSTER, o.prefix()));
+            }
             observed
         })
         .chain(left)
