@@ -191,6 +191,7 @@ fn rest_operation(service: &Service, method: &Method, path: &str) -> String {
         (Service::Efs, "DELETE", [_, "mount-targets", _]) => Some("DeleteMountTarget"),
         (Service::Efs, "POST", [_, "resource-tags", _]) => Some("TagResource"),
         (Service::Efs, "DELETE", [_, "resource-tags", _]) => Some("UntagResource"),
+        (Service::Eks, _, _) => crate::eks_access::operation(m, &segs),
         _ => None,
     };
     match named {
@@ -444,6 +445,12 @@ impl FaultProxy {
     pub fn rules(&self) -> AwsRules {
         self.state.lock().unwrap().rules.clone()
     }
+
+    /// Changes what the rules layer remembers, as something outside qhub would change the
+    /// cloud (a cluster made by an older tool, an entry another team added).
+    pub fn with_rules<T>(&self, f: impl FnOnce(&mut AwsRules) -> T) -> T {
+        f(&mut self.state.lock().unwrap().rules)
+    }
 }
 
 impl Drop for FaultProxy {
@@ -524,6 +531,21 @@ async fn handle(
                 &format!("Cluster {name} is currently being created"),
             );
         }
+    }
+    // Who creates a cluster: EKS gives them its bootstrap access entry.
+    if service == Service::Eks
+        && op == "CreateCluster"
+        && let Some((name, caller)) = crate::eks_access::creator(
+            upstream,
+            parts
+                .headers
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|h| h.to_str().ok()),
+            &body,
+        )
+        .await
+    {
+        state.lock().unwrap().rules.access.creating(&name, &caller);
     }
     // What real AWS refuses and moto would carry out, and what moto does not implement.
     if service == Service::Eks {

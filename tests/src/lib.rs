@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod aws_rules;
+pub mod eks_access;
 pub mod fault_proxy;
 pub mod moto;
 

@@ -285,6 +285,11 @@ pub struct AwsOptions {
     /// ([`KUBECONFIG_ENV`]). In emulator mode this is the only cluster access: the endpoint
     /// moto returns is not a real API server and is never contacted.
     pub kubeconfig: Option<PathBuf>,
+    /// The cluster's API server (`https://…`, or `http://` on loopback) to reach with EKS
+    /// tokens instead of the endpoint EKS reports: the same tokens, the same access check
+    /// ([`crate::access`]), another address (an emulated cluster in tests; a private endpoint
+    /// through a tunnel). Its CA is the system's, not the cluster's.
+    pub cluster_endpoint: Option<String>,
     /// Where the local deploy lock lives ([`LOCK_DIR`] beside the config, from
     /// [`AwsProvider::from_env`]); `None`: no local lock. It keeps two qhub commands on one
     /// machine from deploying the same deployment at once; unused when [`Self::s3_lock`] is on.
@@ -310,6 +315,7 @@ impl fmt::Debug for AwsOptions {
             )
             .field("poll_interval", &self.poll_interval)
             .field("kubeconfig", &self.kubeconfig)
+            .field("cluster_endpoint", &self.cluster_endpoint)
             .field("lock_dir", &self.lock_dir)
             .field("s3_lock", &self.s3_lock)
             .field("retry", &self.retry)

@@ -38,6 +38,9 @@ pub const EFS: &str = "efs";
 pub const EFS_MOUNT_TARGET: &str = "efs_mount_target";
 /// Kind: an EKS add-on of the cluster.
 pub const EKS_ADDON: &str = "eks_addon";
+/// Kind: an EKS access entry for one `amazon_web_services.cluster_admins` principal, named
+/// `<cluster>/<principal ARN>` ([`Names::access_entry`]).
+pub const ACCESS_ENTRY: &str = "access_entry";
 /// Kind: an EBS volume a PersistentVolumeClaim made (observed only, never desired: the
 /// cluster made it, a destroy deletes it).
 pub const EBS_VOLUME: &str = "ebs_volume";
@@ -92,6 +95,30 @@ pub fn inline_policy_document(name: &str) -> Option<String> {
         })
         .to_string()
     })
+}
+
+/// The authentication mode clusters are created with, and moved to from `CONFIG_MAP`: access
+/// entries through the EKS API, and the `aws-auth` ConfigMap kept for what already relies on it
+/// (EKS user guide, "Grant IAM users and roles access to Kubernetes APIs", "Set Cluster
+/// Authentication Mode"). `API` alone would drop the ConfigMap, which cannot be enabled again.
+pub const AUTHENTICATION_MODE: &str = "API_AND_CONFIG_MAP";
+
+/// The plan's note on moving a cluster to [`AUTHENTICATION_MODE`]: EKS cannot undo it (EKS user
+/// guide, "Set Cluster Authentication Mode": "Once the access entry method is enabled, it cannot
+/// be disabled").
+pub const AUTHENTICATION_MODE_NOTE: &str = "the cluster's authentication mode moves from CONFIG_MAP to API_AND_CONFIG_MAP (access entries, the aws-auth ConfigMap kept); EKS cannot move it back";
+
+/// The EKS access policy each `cluster_admins` principal gets, at cluster scope (EKS user
+/// guide, "Access policy permissions": `AmazonEKSClusterAdminPolicy`, cluster-admin).
+pub const CLUSTER_ADMIN_POLICY: &str = "AmazonEKSClusterAdminPolicy";
+
+/// The ARN of an EKS access policy in the partition of `region`
+/// (`arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy`).
+pub fn access_policy_arn(name: &str, region: &str) -> String {
+    format!(
+        "arn:{}:eks::aws:cluster-access-policy/{name}",
+        Partition::of(region).id
+    )
 }
 
 /// The VPC's address range (QHub's, REFERENCE.md §3).
@@ -221,6 +248,10 @@ impl Names {
     pub fn mount_target(&self, i: usize) -> String {
         format!("{}-shared-{i}", self.prefix)
     }
+    /// The access entry of `principal` on the cluster: `<cluster>/<principal ARN>`.
+    pub fn access_entry(&self, principal: &str) -> String {
+        format!("{}/{principal}", self.prefix)
+    }
     /// The subnet index of a subnet or mount target name.
     pub fn index_of(name: &str) -> Option<usize> {
         name.rsplit('-').next()?.parse().ok()
@@ -301,6 +332,7 @@ pub fn dependencies(id: &ResourceId, names: &Names, existing: &[ResourceId]) -> 
         .concat(),
         // The add-on's controller runs on the nodes: it becomes active once they are there.
         EKS_ADDON => [one(EKS_CLUSTER, names.prefix.clone()), all(NODE_GROUP)].concat(),
+        ACCESS_ENTRY => one(EKS_CLUSTER, names.prefix.clone()),
         EFS_MOUNT_TARGET => {
             let mut d = one(EFS, names.efs());
             d.extend(one(SECURITY_GROUP, names.prefix.clone()));
@@ -461,15 +493,40 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
                 "security_group": p,
                 // Without it EKS chooses EXTENDED (EKS API reference, UpgradePolicyRequest).
                 "support_type": section.support_type.unwrap_or_default().api_value(),
+                // Access entries on ([`AUTHENTICATION_MODE`]); without accessConfig EKS
+                // creates a CONFIG_MAP cluster (EKS API reference, CreateAccessConfigRequest).
+                "access_entries": true,
             }),
             &["role", "subnets", "security_group"],
             15.0,
         )
+        .one_way("access_entries", AUTHENTICATION_MODE_NOTE)
         .on_dependency_replaced(OnDependencyReplaced::Refuse(
             CLUSTER_REPLACEMENT_DESTROYS.to_string(),
         ))
         .hosts_kubernetes(),
     );
+    // One access entry per listed principal, cluster-admin at cluster scope (EKS user guide,
+    // "Create access entries", "Associate access policies with access entries").
+    for principal in &section.cluster_admins {
+        out.push(
+            resource(
+                ResourceId::new(ACCESS_ENTRY, names.access_entry(principal)),
+                json!({
+                    "principal": principal,
+                    "policies": [{
+                        "policy": access_policy_arn(CLUSTER_ADMIN_POLICY, &section.region),
+                        "scope": "cluster",
+                    }],
+                }),
+                // EKS cannot change an entry's principal ("You can't change the IAM principal
+                // after the access entry is created").
+                &["principal"],
+                0.2,
+            )
+            .config_key("principal", "amazon_web_services.cluster_admins"),
+        );
+    }
     for (group, g) in &section.node_groups {
         let ami = ami_type(&section.kubernetes_version, &g.instance, g.gpu);
         let taints = if g.gpu { json!([GPU_TAINT]) } else { json!([]) };

@@ -48,7 +48,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use qhub_core::config::Config;
-use qhub_core::kubernetes::auth::ClusterEndpoint;
 use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
     ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, LockRequest,
@@ -96,7 +95,9 @@ impl Provider for AwsProvider {
         Capabilities {
             infrastructure: true,
             // In emulator mode the cluster endpoint is not real: only an override reaches one.
-            cluster_access: !self.emulator() || self.options.kubeconfig.is_some(),
+            cluster_access: !self.emulator()
+                || self.options.kubeconfig.is_some()
+                || self.options.cluster_endpoint.is_some(),
             scale_to_zero: true,
             gpu: true,
         }
@@ -164,15 +165,19 @@ impl Provider for AwsProvider {
         if let Some(path) = &self.options.kubeconfig {
             return access::read_override(path);
         }
-        if self.emulator() {
+        let Some(endpoint) = self.endpoint_of(&name, &cluster)? else {
             return Err(ProviderError::NotSupported(format!(
                 "emulator mode: the endpoint of EKS cluster {name} is not a real API server; set {KUBECONFIG_ENV} to name a cluster"
             )));
-        }
+        };
+        // A kubeconfig this identity cannot use would fail at the user's first kubectl with
+        // `Unauthorized`: say what to do now instead.
+        let client = self.token_client(&name, &endpoint).await?;
+        self.check_access(&client, &name).await?;
         Ok(access::kubeconfig(
             &name,
             &self.region,
-            &cluster.endpoint,
+            &endpoint.server,
             &cluster.ca_data,
         ))
     }
@@ -191,23 +196,15 @@ impl Provider for AwsProvider {
                 expires_in: None,
             });
         }
-        if self.emulator() {
+        let Some(endpoint) = self.endpoint_of(&name, &cluster)? else {
             return Err(ProviderError::NotSupported(format!(
                 "emulator mode: the endpoint of EKS cluster {name} is not a real API server; set {KUBECONFIG_ENV} to reach a cluster"
             )));
-        }
-        let tokens = access::EksTokens::new(
-            self.clients().await?.credentials.clone(),
-            &self.region,
-            &name,
-        );
-        let client = qhub_core::kubernetes::auth::client_with_token(
-            &ClusterEndpoint {
-                server: cluster.endpoint,
-                ca_pem: cluster.ca_pem,
-            },
-            Arc::new(tokens),
-        )?;
+        };
+        let client = self.token_client(&name, &endpoint).await?;
+        // Before the Kubernetes stage plans anything: an identity without an access entry
+        // gets the fix, not `Unauthorized` half-way through.
+        self.check_access(&client, &name).await?;
         Ok(ClusterAccess::Client(client))
     }
 }

@@ -133,6 +133,11 @@ pub struct Resource {
     /// `amazon_web_services.availability_zones`), so that a refused plan names what to edit.
     #[serde(skip)]
     pub config_keys: BTreeMap<String, String>,
+    /// Spec fields whose in-place change cannot be undone (an EKS cluster's authentication
+    /// mode), each with the note an update of it carries in the plan, so it is never made
+    /// silently.
+    #[serde(skip)]
+    pub one_way: BTreeMap<String, String>,
 }
 
 /// What a resource needs when something it depends on is replaced (deleted and created again).
@@ -224,7 +229,16 @@ impl Resource {
             on_dependency_replaced: OnDependencyReplaced::default(),
             hosts_kubernetes: false,
             config_keys: BTreeMap::new(),
+            one_way: BTreeMap::new(),
         }
+    }
+
+    /// Marks the top-level spec `field` as one-way ([`Resource::one_way`]): a plan that
+    /// updates it says `note`.
+    #[must_use]
+    pub fn one_way(mut self, field: &str, note: &str) -> Self {
+        self.one_way.insert(field.to_string(), note.to_string());
+        self
     }
 
     /// Marks it as the resource the Kubernetes stage runs on ([`Resource::hosts_kubernetes`]).
@@ -894,7 +908,16 @@ fn plan(
                         } else {
                             Action::Update
                         };
-                        change(action, diff, Some(o), None)
+                        let one_way: Vec<&str> = diff
+                            .iter()
+                            .filter_map(|f| {
+                                let top = f.field.split('.').next().unwrap_or_default();
+                                d.one_way.get(top).map(String::as_str)
+                            })
+                            .collect();
+                        let reason = (action == Action::Update && !one_way.is_empty())
+                            .then(|| format!("one-way: {}", one_way.join("; ")));
+                        change(action, diff, Some(o), reason)
                     }
                 }
             }
@@ -1186,6 +1209,28 @@ mod tests {
         pending.spec = json!({"v": "1.32"});
         let plan = diff(std::slice::from_ref(&cluster), &[pending]);
         assert_eq!(plan.changes[0].action, Action::Update);
+    }
+
+    #[test]
+    fn an_update_of_a_one_way_field_says_so() {
+        let cluster = res("cluster", "c", json!({"v": "1.33", "api": true}), &[])
+            .one_way("api", "access entries cannot be turned off again");
+        let plan = diff(
+            std::slice::from_ref(&cluster),
+            &[obs(&cluster, json!({"v": "1.33", "api": false}))],
+        );
+        assert_eq!(plan.changes[0].action, Action::Update);
+        assert_eq!(
+            plan.changes[0].reason.as_deref(),
+            Some("one-way: access entries cannot be turned off again")
+        );
+        assert!(plan.render_text().contains("(one-way: access entries"));
+        // Another field's update says nothing of it.
+        let plan = diff(
+            std::slice::from_ref(&cluster),
+            &[obs(&cluster, json!({"v": "1.32", "api": true}))],
+        );
+        assert_eq!(plan.changes[0].reason, None);
     }
 
     #[test]

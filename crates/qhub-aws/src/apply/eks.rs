@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_eks::types::{
-    AmiTypes, NodegroupScalingConfig, SupportType, Taint, TaintEffect, UpdateLabelsPayload,
-    UpdateTaintsPayload, UpgradePolicyRequest, VpcConfigRequest,
+    AmiTypes, AuthenticationMode, CreateAccessConfigRequest, NodegroupScalingConfig, SupportType,
+    Taint, TaintEffect, UpdateAccessConfigRequest, UpdateLabelsPayload, UpdateTaintsPayload,
+    UpgradePolicyRequest, VpcConfigRequest,
 };
 use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
@@ -119,6 +120,7 @@ pub(super) async fn ensure_cluster(
                     "subnet_ids": subnet_ids,
                     "security_group_ids": [sg],
                     "support_type": support,
+                    "authentication_mode": desired::AUTHENTICATION_MODE,
                     "tags": tags,
                 }),
             );
@@ -134,6 +136,15 @@ pub(super) async fn ensure_cluster(
                 )
                 .set_tags(Some(tags.into_iter().collect()))
                 .upgrade_policy(policy())
+                // Access entries for `cluster_admins`, and the creator's admin entry, which
+                // EKS makes itself (EKS API reference, CreateAccessConfigRequest:
+                // `bootstrapClusterCreatorAdminPermissions`, default true).
+                .access_config(
+                    CreateAccessConfigRequest::builder()
+                        .authentication_mode(AuthenticationMode::from(desired::AUTHENTICATION_MODE))
+                        .bootstrap_cluster_creator_admin_permissions(true)
+                        .build(),
+                )
                 // Makes a retried create after a lost response idempotent on AWS's side too.
                 .client_request_token(token)
                 .send()
@@ -141,6 +152,25 @@ pub(super) async fn ensure_cluster(
                 .created(p, "CreateCluster", &format!("EKS cluster {}", r.id.name))?;
         }
         Some(f) => {
+            if f.spec.get("access_entries") == Some(&Json::Bool(false)) && f.state == "active" {
+                // One-way (the plan says so): CONFIG_MAP → API_AND_CONFIG_MAP, which keeps the
+                // aws-auth ConfigMap working. EKS migrates the node groups' ConfigMap lines to
+                // access entries itself (aws/containers-roadmap#185).
+                tracing::info!(cluster = %r.id.name, "moving the cluster's authentication mode to {}", desired::AUTHENTICATION_MODE);
+                eks.update_cluster_config()
+                    .name(&r.id.name)
+                    .access_config(
+                        UpdateAccessConfigRequest::builder()
+                            .authentication_mode(AuthenticationMode::from(
+                                desired::AUTHENTICATION_MODE,
+                            ))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .sent(p, "UpdateClusterConfig")?;
+                wait_active(p, &r.id.name).await?;
+            }
             if spec_str(&f.spec, "support_type") != support && f.state == "active" {
                 // One update at a time per cluster: the policy first, the version (if it
                 // changes too) once the cluster is active again.

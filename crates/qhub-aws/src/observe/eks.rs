@@ -62,6 +62,13 @@ pub async fn clusters(
             .and_then(|u| u.support_type())
             .map(|s| s.as_str().to_string())
             .or_else(|| p.emulator().then(|| p.support_type.to_string()));
+        // Real EKS always answers the access configuration (`CONFIG_MAP` for a cluster made
+        // without one); an emulator that does not (moto) is taken to hold what we ask.
+        let access_entries = c
+            .access_config()
+            .and_then(|a| a.authentication_mode())
+            .map(|m| mode_has_access_entries(m.as_str()))
+            .unwrap_or(p.emulator());
         out.push(Found {
             id: ResourceId::new(EKS_CLUSTER, &name),
             spec: json!({
@@ -70,6 +77,7 @@ pub async fn clusters(
                 "subnets": subnets,
                 "security_group": sg,
                 "support_type": support_type,
+                "access_entries": access_entries,
             }),
             state: c
                 .status()
@@ -79,6 +87,9 @@ pub async fn clusters(
         });
         out.extend(node_groups(p, o, &name, subnet_names).await?);
         out.extend(addons(p, o, &name).await?);
+        if access_entries {
+            out.extend(super::access_entries(p, o, &name).await?);
+        }
     }
     Ok(out)
 }

@@ -24,7 +24,9 @@
 //! admission by namespace label (`pod_security.rs`: refused pods, and the `ReplicaFailure`
 //! condition of a Deployment whose pods are refused).
 //!
-//! What it does not: authentication, authorization of its own clients, other admission
+//! What it does not: authentication (unless a test sets an authenticator for the HTTP face,
+//! [`KubeApi::set_authenticator`], as a cloud's token webhook would), authorization of its own
+//! clients, other admission
 //! (no namespace-existence check, no schema validation), finalizers (deletes are immediate),
 //! conversion between versions, associative-list merging in apply (lists are atomic), the
 //! `scale` subresource (501), pagination (`limit` is ignored, everything comes in
@@ -56,7 +58,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub use http::Server;
+pub use http::{Authenticator, Server};
 use store::{Key, State};
 
 /// Errors of the in-memory API itself (request errors are Kubernetes `Status` responses).
@@ -113,6 +115,8 @@ pub(crate) struct Inner {
     saved_writes: u64,
     /// Where port-forwards to a workload's (or pod's) port go: (namespace, name, port).
     forwards: Mutex<std::collections::BTreeMap<(String, String, u16), port_forward::Forward>>,
+    /// Who may use the HTTP face ([`KubeApi::set_authenticator`]); everyone when unset.
+    authenticator: Mutex<Option<http::Authenticator>>,
 }
 
 impl Inner {
@@ -128,6 +132,7 @@ impl Inner {
             auto_ready: AtomicBool::new(true),
             saved_writes,
             forwards: Mutex::default(),
+            authenticator: Mutex::default(),
         }
     }
 
