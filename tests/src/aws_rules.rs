@@ -33,6 +33,8 @@
 //!   `upgradePolicy` gets `EXTENDED` (EKS API reference, `UpgradePolicyRequest`: "the default
 //!   value is EXTENDED"; EKS user guide, "Cluster upgrade policy"); moto ignores the field, the
 //!   layer answers it in DescribeCluster.
+//! - **Add-ons and Pod Identity** ([`crate::eks_addons`]): moto implements neither; the layer
+//!   serves them with EKS's errors.
 
 use std::collections::BTreeMap;
 
@@ -105,6 +107,8 @@ pub struct AwsRules {
     pub clusters: BTreeMap<String, ClusterRecord>,
     /// Node groups by (cluster, node group).
     pub nodegroups: BTreeMap<(String, String), NodegroupRecord>,
+    /// Add-ons, Pod Identity associations and the roles' trust policies.
+    pub addons: crate::eks_addons::EksAddons,
 }
 
 fn minor(version: &str) -> Option<u32> {
@@ -148,6 +152,9 @@ impl AwsRules {
         path: &str,
         body: &[u8],
     ) -> Option<Result<Json, Refusal>> {
+        if let Some(served) = self.addons.serve(&self.clusters, op, path, body) {
+            return Some(served);
+        }
         let segs = path_segments(path);
         let body: Json = serde_json::from_slice(body).unwrap_or(Json::Null);
         let target = body
@@ -290,6 +297,7 @@ impl AwsRules {
             ("DeleteCluster", ["clusters", name]) => {
                 self.clusters.remove(*name);
                 self.nodegroups.retain(|(c, _), _| c != name);
+                self.addons.forget_cluster(name);
             }
             ("DescribeCluster", ["clusters", name]) => {
                 let cluster = &mut doc["cluster"];

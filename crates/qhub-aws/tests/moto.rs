@@ -337,7 +337,6 @@ async fn deploy_noop_deploy_and_destroy_against_moto() {
             "{group}"
         );
     }
-    // The node role carries the cluster autoscaler's inline policy.
     let iam = aws_sdk_iam::Client::new(&h.sdk().await);
     // At `/`: aws-auth cannot match a node role with a path (the rules layer fails the node
     // groups of one, as their nodes never join).
@@ -345,33 +344,103 @@ async fn deploy_noop_deploy_and_destroy_against_moto() {
         let r = iam.get_role().role_name(role).send().await.expect("role");
         assert_eq!(r.role().map(|r| r.path()), Some("/"), "{role}");
     }
-    let inline = iam
-        .list_role_policies()
-        .role_name("numbers-dev-node")
-        .send()
-        .await
-        .expect("node role");
+    // On AL2023 nodes (IMDSv2 hop limit 1) pods get no credentials from the node role: the
+    // EBS CSI controller and the cluster autoscaler get theirs through Pod Identity, each
+    // from its own role, which carries what the node role no longer does.
+    let rules = h.proxy.as_ref().expect("proxy").rules();
+    let credentials = |ns: &str, sa: &str| {
+        qhub_tests::eks_addons::pod_credentials(
+            &rules.addons,
+            &rules.nodegroups,
+            "numbers-dev",
+            ns,
+            sa,
+        )
+    };
+    let ebs = credentials("kube-system", "ebs-csi-controller-sa").expect("EBS CSI credentials");
+    let autoscaler = credentials("dev", "cluster-autoscaler").expect("autoscaler credentials");
+    assert!(ebs.ends_with(":role/numbers-dev-ebs-csi"), "{ebs}");
+    assert!(
+        autoscaler.ends_with(":role/numbers-dev-autoscaler"),
+        "{autoscaler}"
+    );
+    let attached = |role: &'static str| {
+        let iam = iam.clone();
+        async move {
+            let mut names: Vec<String> = iam
+                .list_attached_role_policies()
+                .role_name(role)
+                .send()
+                .await
+                .expect("attached")
+                .attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_name().map(str::to_string))
+                .collect();
+            names.sort();
+            let inline = iam
+                .list_role_policies()
+                .role_name(role)
+                .send()
+                .await
+                .expect("inline")
+                .policy_names()
+                .to_vec();
+            (names, inline)
+        }
+    };
     assert_eq!(
-        inline.policy_names(),
-        [qhub_aws::desired::AUTOSCALER_POLICY.to_string()]
+        attached("numbers-dev-ebs-csi").await,
+        (vec!["AmazonEBSCSIDriverPolicy".to_string()], vec![])
+    );
+    assert_eq!(
+        attached("numbers-dev-autoscaler").await,
+        (
+            vec![],
+            vec![qhub_aws::desired::AUTOSCALER_POLICY.to_string()]
+        )
+    );
+    let (node_policies, node_inline) = attached("numbers-dev-node").await;
+    assert!(
+        !node_policies
+            .iter()
+            .any(|p| p == "AmazonEBSCSIDriverPolicy")
+            && node_inline.is_empty(),
+        "the node role still carries the workloads' permissions: {node_policies:?} {node_inline:?}"
     );
     let document = iam
         .get_role_policy()
-        .role_name("numbers-dev-node")
+        .role_name("numbers-dev-autoscaler")
         .policy_name(qhub_aws::desired::AUTOSCALER_POLICY)
         .send()
         .await
         .expect("the policy document");
+    let document = qhub_tests::eks_addons::form_decode(document.policy_document());
     assert!(
-        document
-            .policy_document()
-            .contains("autoscaling%3ASetDesiredCapacity")
-            || document
-                .policy_document()
-                .contains("autoscaling:SetDesiredCapacity"),
-        "{}",
-        document.policy_document()
+        document.contains("autoscaling:SetDesiredCapacity")
+            && document.contains("aws:ResourceTag/k8s.io/cluster-autoscaler/numbers-dev"),
+        "{document}"
     );
+    for role in ["numbers-dev-ebs-csi", "numbers-dev-autoscaler"] {
+        let r = iam.get_role().role_name(role).send().await.expect("role");
+        let trust = qhub_tests::eks_addons::form_decode(
+            r.role()
+                .and_then(|r| r.assume_role_policy_document())
+                .unwrap_or_default(),
+        );
+        assert!(
+            qhub_tests::eks_addons::trusts_pods(&trust),
+            "{role}: {trust}"
+        );
+    }
+    // Both add-ons, the agent included, were created (not skipped as on a bare emulator).
+    let addons: Vec<&str> = rules
+        .addons
+        .addons
+        .keys()
+        .map(|(_, n)| n.as_str())
+        .collect();
+    assert_eq!(addons, ["aws-ebs-csi-driver", "eks-pod-identity-agent"]);
 
     let stats2 = Arc::new(ApiStats::default());
     let t = Instant::now();
@@ -424,6 +493,12 @@ async fn deploy_noop_deploy_and_destroy_against_moto() {
         h.census(&o).await.is_empty(),
         "destroy left {:?}",
         h.census(&o).await
+    );
+    let rules = h.proxy.as_ref().expect("proxy").rules();
+    assert!(
+        rules.addons.addons.is_empty() && rules.addons.associations.is_empty(),
+        "destroy left add-ons or associations: {:?}",
+        rules.addons
     );
     eprintln!(
         "deploy: {deploy_calls} calls ({deploy_mut} mutating) in {deploy_time:?}; \
@@ -731,8 +806,11 @@ async fn roles_made_under_the_old_path_are_observed_and_destroyed() {
         .role_name("legacy-dev-node")
         .policy_name(qhub_aws::desired::AUTOSCALER_POLICY)
         .policy_document(
-            qhub_aws::desired::inline_policy_document(qhub_aws::desired::AUTOSCALER_POLICY)
-                .unwrap(),
+            qhub_aws::desired::inline_policy_document(
+                qhub_aws::desired::AUTOSCALER_POLICY,
+                "legacy-dev",
+            )
+            .unwrap(),
         )
         .send()
         .await

@@ -34,8 +34,8 @@ use serde_json::{Value as Json, json};
 use crate::AwsProvider;
 use crate::desired::{
     self, EFS, EFS_MOUNT_TARGET, EKS_ADDON, EKS_CLUSTER, IAM_PATH, IAM_ROLE, INTERNET_GATEWAY,
-    LEGACY_IAM_PATH, NAME_TAG, NFS_PORT, NODE_GROUP, Names, ROUTE_TABLE, SECURITY_GROUP, SUBNET,
-    VPC, VPC_CIDR,
+    LEGACY_IAM_PATH, NAME_TAG, NFS_PORT, NODE_GROUP, Names, POD_IDENTITY, ROUTE_TABLE,
+    SECURITY_GROUP, SUBNET, VPC, VPC_CIDR,
 };
 use crate::errors::AwsError;
 

@@ -39,7 +39,7 @@ pub fn one_of_everything() -> BTreeMap<String, usize> {
         ("efs".to_string(), 1),
         ("efs_mount_target".to_string(), 2),
         ("eks_cluster".to_string(), 1),
-        ("iam_role".to_string(), 2),
+        ("iam_role".to_string(), 4),
         ("internet_gateway".to_string(), 1),
         ("node_group".to_string(), 3),
         ("route_table".to_string(), 1),
