@@ -330,6 +330,8 @@ pub(crate) struct Clients {
     pub(crate) elbv2: aws_sdk_elasticloadbalancingv2::Client,
     /// The deploy lock's bucket ([`crate::lock`]).
     pub(crate) s3: aws_sdk_s3::Client,
+    /// Preflight's vCPU quotas ([`crate::preflight`]).
+    pub(crate) quotas: aws_sdk_servicequotas::Client,
     /// The credentials every client signs with (EKS tokens are signed with them too).
     pub(crate) credentials: aws_credential_types::provider::SharedCredentialsProvider,
 }
@@ -587,6 +589,13 @@ impl AwsProvider {
             ),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(
                 aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk)
+                    .interceptor(counter.clone())
+                    .retry_config(retry.clone())
+                    .retry_partition(partition.clone())
+                    .build(),
+            ),
+            quotas: aws_sdk_servicequotas::Client::from_conf(
+                aws_sdk_servicequotas::config::Builder::from(&sdk)
                     .interceptor(counter.clone())
                     .retry_config(retry.clone())
                     .retry_partition(partition.clone())

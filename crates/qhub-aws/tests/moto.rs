@@ -613,8 +613,9 @@ async fn preflight_names_every_bad_key_and_passes_a_good_config() {
         .expect("preflight");
     assert_eq!(stats.mutating(), 0, "preflight changes nothing");
     // GetCallerIdentity, DescribeRegions, DescribeAvailabilityZones, DescribeClusterVersions,
-    // DescribeInstanceTypeOfferings, DescribeInstanceTypes: one each, whatever the groups.
-    assert_eq!(stats.calls(), 6, "{:?}", stats.by_operation());
+    // DescribeInstanceTypeOfferings, DescribeInstanceTypes: one each, whatever the groups; and
+    // one GetServiceQuota per vCPU quota the groups' types fall under (Standard only here).
+    assert_eq!(stats.calls(), 7, "{:?}", stats.by_operation());
     // moto cannot list EKS versions: that check is a warning, never a silent pass.
     for w in &report.warnings {
         assert!(w.contains("not checked"), "{w}");
@@ -674,6 +675,75 @@ async fn preflight_names_every_bad_key_and_passes_a_good_config() {
     assert!(
         !err.contains("<html") && !err.contains("headers"),
         "no raw response: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn preflight_refuses_a_gpu_group_beyond_the_vcpu_quota_before_any_create() {
+    // A new account: 0 vCPUs of G and VT instances (quota L-DB2E81BA). Without the check the
+    // GPU group fails after minutes with VcpuLimitExceeded; preflight refuses it first.
+    let mut config = aws_config("quota");
+    let section = config.amazon_web_services.as_mut().unwrap();
+    let mut gpu = section.node_groups["worker"].clone();
+    gpu.instance = "g4dn.xlarge".into();
+    gpu.gpu = true;
+    gpu.min_nodes = 0;
+    gpu.max_nodes = 2;
+    section.node_groups.insert("gpu".into(), gpu);
+    let h = MotoHarness::new(config.clone()).await;
+    let proxy = h.proxy.clone().expect("proxy");
+    proxy.set_quota("L-DB2E81BA", 0.0);
+    let stats = Arc::new(ApiStats::default());
+    let err = h
+        .aws(stats.clone())
+        .preflight(&config)
+        .await
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "amazon_web_services.node_groups.gpu.instance",
+        "L-DB2E81BA (Running On-Demand G and VT instances) in us-west-2 is 0 vCPUs",
+        "one g4dn.xlarge node (4 vCPUs)",
+        "aws service-quotas request-service-quota-increase --service-code ec2 --quota-code L-DB2E81BA --desired-value 8 --region us-west-2",
+        "servicequotas/home/services/ec2/quotas/L-DB2E81BA",
+    ] {
+        assert!(err.contains(part), "{part} missing from: {err}");
+    }
+    // The CPU groups fit the Standard quota: not named.
+    assert!(!err.contains("L-1216C47A"), "{err}");
+    assert_eq!(stats.mutating(), 0, "refused before any create");
+    assert_eq!(
+        stats.by_operation().get("Service Quotas.GetServiceQuota"),
+        Some(&2),
+        "one read per quota in use: {:?}",
+        stats.by_operation()
+    );
+    assert!(h.census(&Ownership::of(&config)).await.is_empty());
+
+    // The default groups' minimum (8 + 4 + 4 vCPUs) does not fit a 5-vCPU Standard quota: an
+    // error naming the minimum; a quota between the minimum and the maximum only warns.
+    proxy.set_quota("L-DB2E81BA", 64.0);
+    proxy.set_quota("L-1216C47A", 5.0);
+    let err = h
+        .aws(stats.clone())
+        .preflight(&config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("amazon_web_services.node_groups.general.min_nodes")
+            && err.contains("needs 16")
+            && err.contains("--quota-code L-1216C47A --desired-value 48"),
+        "{err}"
+    );
+    proxy.set_quota("L-1216C47A", 32.0);
+    let report = h.aws(stats).preflight(&config).await.expect("preflight");
+    assert!(
+        report.warnings.iter().any(|w| w.contains("L-1216C47A")
+            && w.contains("may grow to 48")
+            && w.contains("amazon_web_services.node_groups.user.max_nodes")),
+        "{:?}",
+        report.warnings
     );
 }
 
