@@ -679,6 +679,113 @@ async fn preflight_names_every_bad_key_and_passes_a_good_config() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pod_identity_never_touches_associations_it_did_not_create() {
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+    let config = aws_config("podid");
+    let h = MotoHarness::new(config.clone()).await;
+    let proxy = h.proxy.clone().expect("proxy");
+    let r = deploy(Arc::new(h.aws(Arc::new(ApiStats::default()))), &config).await;
+    assert!(r.succeeded(), "deploy: {r:?}");
+    // Through the proxy: EKS's API as the rules layer serves it.
+    let sdk = common::sdk(&h.endpoint()).await;
+    let (eks, iam) = (
+        aws_sdk_eks::Client::new(&sdk),
+        aws_sdk_iam::Client::new(&sdk),
+    );
+    let role = |name: &'static str, service: &'static str| {
+        let iam = iam.clone();
+        async move {
+            let trust = if service == "pods.eks.amazonaws.com" {
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":["sts:AssumeRole","sts:TagSession"]}]}"#
+            } else {
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#
+            };
+            iam.create_role()
+                .role_name(name)
+                .assume_role_policy_document(trust)
+                .send()
+                .await
+                .expect("role")
+                .role()
+                .map(|r| r.arn().to_string())
+                .unwrap_or_default()
+        }
+    };
+    let theirs = role("someone-pods", "pods.eks.amazonaws.com").await;
+    let create = |ns: &'static str, sa: &'static str, arn: String| {
+        eks.create_pod_identity_association()
+            .cluster_name("podid-dev")
+            .namespace(ns)
+            .service_account(sa)
+            .role_arn(arn)
+            .send()
+    };
+    let foreign = create("team", "app", theirs.clone())
+        .await
+        .expect("their association");
+    let foreign_id = foreign
+        .association()
+        .and_then(|a| a.association_id())
+        .unwrap_or_default()
+        .to_string();
+    // EKS refuses a role Pod Identity cannot assume, and a second association of one service
+    // account, as the rules layer shows.
+    let ec2 = role("someone-ec2", "ec2.amazonaws.com").await;
+    let refused = create("team", "other", ec2).await.unwrap_err();
+    assert_eq!(refused.code(), Some("InvalidParameterException"));
+    let refused = create("dev", "cluster-autoscaler", theirs.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("ResourceInUseException"));
+
+    // Not ours: the plan does not see it, so a deploy changes nothing.
+    let stats = Arc::new(ApiStats::default());
+    let r = deploy(Arc::new(h.aws(stats.clone())), &config).await;
+    assert!(r.succeeded() && r.done.is_empty(), "no-op deploy: {r:?}");
+    assert_eq!(stats.mutating(), 0, "{:?}", stats.by_operation());
+
+    // Somebody took over the autoscaler's service account: refused, never adopted.
+    let ours = proxy
+        .rules()
+        .addons
+        .associations
+        .values()
+        .find(|a| a.service_account == "cluster-autoscaler")
+        .map(|a| a.id.clone())
+        .expect("our association");
+    eks.delete_pod_identity_association()
+        .cluster_name("podid-dev")
+        .association_id(ours)
+        .send()
+        .await
+        .expect("delete");
+    create("dev", "cluster-autoscaler", theirs)
+        .await
+        .expect("theirs");
+    let r = deploy(Arc::new(h.aws(Arc::new(ApiStats::default()))), &config).await;
+    assert!(!r.succeeded(), "{r:?}");
+    assert!(
+        format!("{r:?}").contains("is not owned by this deployment"),
+        "{r:?}"
+    );
+
+    // Destroy deletes our one remaining association, not theirs, before the cluster.
+    proxy.reset_counts();
+    let r = destroy(Arc::new(h.aws(Arc::new(ApiStats::default()))), &config).await;
+    assert!(r.succeeded(), "destroy: {r:?}");
+    assert_eq!(
+        proxy
+            .counts()
+            .by_operation
+            .get("DeletePodIdentityAssociation"),
+        Some(&1),
+        "{:?}",
+        proxy.counts().by_operation
+    );
+    assert!(!foreign_id.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn preflight_refuses_a_gpu_group_beyond_the_vcpu_quota_before_any_create() {
     // A new account: 0 vCPUs of G and VT instances (quota L-DB2E81BA). Without the check the
     // GPU group fails after minutes with VcpuLimitExceeded; preflight refuses it first.
