@@ -424,7 +424,7 @@ impl EksAddons {
                 if !known(c) {
                     return Some(Err(no_cluster(c)));
                 }
-                if !self.associations.get(*id).is_some_and(|a| a.cluster == *c) {
+                if self.associations.get(*id).is_none_or(|a| a.cluster != *c) {
                     return Some(Err(not_found(format!(
                         "No Pod Identity Association found for id: {id} in cluster: {c}"
                     ))));
@@ -511,8 +511,7 @@ pub fn pod_credentials(
 ) -> Result<String, String> {
     let agent = addons
         .addons
-        .get(&(cluster.to_string(), POD_IDENTITY_AGENT.to_string()))
-        .is_some();
+        .contains_key(&(cluster.to_string(), POD_IDENTITY_AGENT.to_string()));
     let association = addons.associations.values().find(|a| {
         a.cluster == cluster && a.namespace == namespace && a.service_account == service_account
     });

@@ -418,11 +418,13 @@ impl AwsProvider {
     }
 
     /// Warns that the custom endpoint does not implement EKS add-ons (only ever in emulator
-    /// mode, from an HTML 404).
+    /// mode, from an HTML 404: the real EKS API always has them). Kept for emulators without
+    /// them (bare moto, LocalStack); the tests' rules layer serves add-ons and Pod Identity,
+    /// so the tests never take this path.
     pub(crate) fn without_addons(&self, operation: &str) {
         tracing::warn!(
             operation,
-            "the custom endpoint does not implement EKS add-ons; the EBS CSI add-on is skipped"
+            "the custom endpoint does not implement EKS add-ons; the add-ons and EKS Pod Identity are skipped"
         );
     }
 

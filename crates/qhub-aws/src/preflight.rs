@@ -196,6 +196,14 @@ async fn quota_value(p: &AwsProvider, code: &str) -> Result<f64, ProviderError> 
             if e.code.as_deref() != Some("NoSuchResourceException") {
                 return Err(p.err(e));
             }
+            if p.emulator() {
+                // moto knows only the `vpc` quotas and answers GetAWSDefaultServiceQuota with
+                // an HTML 500 that would be retried: a custom endpoint without the quota
+                // cannot tell (a warning).
+                return Err(ProviderError::NotSupported(format!(
+                    "the custom endpoint has no value for {code}"
+                )));
+            }
             c.quotas
                 .get_aws_default_service_quota()
                 .service_code("ec2")

@@ -1138,8 +1138,9 @@ async fn replacing_a_subnet_replaces_what_depends_on_it_or_refuses_naming_both()
         "{text}"
     );
     // Untouched: the other subnet and its mount target, the VPC, the roles, EFS itself.
-    // subnet, mount target, cluster, three node groups (moto has no EKS add-ons).
-    assert_eq!(plan.summary().replace, 6, "{text}");
+    // subnet, mount target, cluster, three node groups, and what lives in the cluster: the two
+    // add-ons and the two Pod Identity associations (their roles stay).
+    assert_eq!(plan.summary().replace, 10, "{text}");
     assert!(
         text.contains("replaced because subnet/moved-dev-subnet-1 is replaced"),
         "{text}"
