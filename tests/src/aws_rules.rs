@@ -34,6 +34,8 @@
 //!   value is EXTENDED"; EKS user guide, "Cluster upgrade policy"); moto ignores the field, the
 //!   layer answers it in DescribeCluster.
 //! - **Cluster access** ([`crate::eks_access`]): `accessConfig` and the access-entry API.
+//! - **Add-ons and Pod Identity** ([`crate::eks_addons`]): moto implements neither; the layer
+//!   serves them with EKS's errors.
 
 use std::collections::BTreeMap;
 
@@ -108,6 +110,8 @@ pub struct AwsRules {
     pub nodegroups: BTreeMap<(String, String), NodegroupRecord>,
     /// Cluster access: `accessConfig` and access entries ([`crate::eks_access`]).
     pub access: crate::eks_access::EksAccess,
+    /// Add-ons, Pod Identity associations and the roles' trust policies.
+    pub addons: crate::eks_addons::EksAddons,
 }
 
 fn minor(version: &str) -> Option<u32> {
@@ -152,6 +156,9 @@ impl AwsRules {
         body: &[u8],
     ) -> Option<Result<Json, Refusal>> {
         if let Some(served) = self.access.serve(op, path, body) {
+            return Some(served);
+        }
+        if let Some(served) = self.addons.serve(&self.clusters, op, path, body) {
             return Some(served);
         }
         let segs = path_segments(path);
@@ -297,6 +304,7 @@ impl AwsRules {
             ("DeleteCluster", ["clusters", name]) => {
                 self.clusters.remove(*name);
                 self.nodegroups.retain(|(c, _), _| c != name);
+                self.addons.forget_cluster(name);
             }
             ("DescribeCluster", ["clusters", name]) => {
                 let cluster = &mut doc["cluster"];

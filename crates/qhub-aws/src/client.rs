@@ -336,6 +336,8 @@ pub(crate) struct Clients {
     pub(crate) elbv2: aws_sdk_elasticloadbalancingv2::Client,
     /// The deploy lock's bucket ([`crate::lock`]).
     pub(crate) s3: aws_sdk_s3::Client,
+    /// Preflight's vCPU quotas ([`crate::preflight`]).
+    pub(crate) quotas: aws_sdk_servicequotas::Client,
     /// The credentials every client signs with (EKS tokens are signed with them too).
     pub(crate) credentials: aws_credential_types::provider::SharedCredentialsProvider,
 }
@@ -422,11 +424,13 @@ impl AwsProvider {
     }
 
     /// Warns that the custom endpoint does not implement EKS add-ons (only ever in emulator
-    /// mode, from an HTML 404).
+    /// mode, from an HTML 404: the real EKS API always has them). Kept for emulators without
+    /// them (bare moto, LocalStack); the tests' rules layer serves add-ons and Pod Identity,
+    /// so the tests never take this path.
     pub(crate) fn without_addons(&self, operation: &str) {
         tracing::warn!(
             operation,
-            "the custom endpoint does not implement EKS add-ons; the EBS CSI add-on is skipped"
+            "the custom endpoint does not implement EKS add-ons; the add-ons and EKS Pod Identity are skipped"
         );
     }
 
@@ -593,6 +597,13 @@ impl AwsProvider {
             ),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(
                 aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk)
+                    .interceptor(counter.clone())
+                    .retry_config(retry.clone())
+                    .retry_partition(partition.clone())
+                    .build(),
+            ),
+            quotas: aws_sdk_servicequotas::Client::from_conf(
+                aws_sdk_servicequotas::config::Builder::from(&sdk)
                     .interceptor(counter.clone())
                     .retry_config(retry.clone())
                     .retry_partition(partition.clone())

@@ -6,9 +6,11 @@
 //! - [`desired`] turns an `amazon_web_services` section into resources: a VPC
 //!   (10.10.0.0/16, DNS support and hostnames), two public subnets in two availability zones, an
 //!   internet gateway, a route table with the default route, a security group, the IAM cluster
-//!   and node roles with the managed policies EKS needs (and the cluster autoscaler's inline
-//!   policy), the EKS cluster, one managed node group per config group, the EBS CSI add-on, and
-//!   an encrypted EFS file system with a mount target per subnet.
+//!   and node roles with the managed policies EKS needs, the EKS cluster, one managed node
+//!   group per config group, the `eks-pod-identity-agent` and EBS CSI add-ons, EKS Pod Identity
+//!   for the EBS CSI controller and the cluster autoscaler (a role each, trusted by
+//!   `pods.eks.amazonaws.com`, and an association per service account: AL2023 nodes keep the
+//!   node role from pods), and an encrypted EFS file system with a mount target per subnet.
 //! - [`observe`] finds what exists by the ownership tags (EC2 `tag:` filters; list + describe
 //!   for EKS, IAM and EFS) and reports it in the same shape.
 //! - [`apply`] creates, updates and deletes one resource. A create first re-observes by tags and
@@ -16,8 +18,8 @@
 //!   delete tolerates "not found". Deleting the cluster first deletes LoadBalancer Services
 //!   through it, then sweeps the load balancers and security groups Kubernetes left
 //!   ([`apply::sweep`]).
-//! - [`preflight`] checks credentials, region, zones, Kubernetes version, instance types and
-//!   the AMI type each node group gets.
+//! - [`preflight`] checks credentials, region, zones, Kubernetes version, instance types, the
+//!   AMI type each node group gets, and the account's EC2 On-Demand vCPU quotas.
 //! - [`versions`] is EKS's version calendar: `plan`, `status` and `deploy` warn when a cluster
 //!   is within 60 days of leaving standard support.
 //! - [`lock`] is the deploy lock: a lease on an S3 object written with conditional writes, so
@@ -81,7 +83,9 @@ pub use qhub_core::cloud::stats::ApiStats;
 /// What [`AwsProvider`] learns from its endpoint before planning ([`Provider::discover`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AwsFacts {
-    /// The endpoint implements EKS add-ons (always against AWS; an emulator may not).
+    /// The endpoint implements EKS add-ons, and with them Pod Identity (always against AWS,
+    /// where both exist in every region qhub deploys to; an emulator may lack them: bare moto,
+    /// which the tests' rules layer completes).
     pub addons: bool,
 }
 

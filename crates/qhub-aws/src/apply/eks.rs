@@ -645,3 +645,91 @@ pub(super) async fn delete_addon(
     })
     .await
 }
+
+/// Creates (or points at its role) the Pod Identity association `r` names: the service
+/// account `namespace/service_account` of the deployment's cluster gets the credentials of
+/// role `role` (EKS API reference, CreatePodIdentityAssociation /
+/// UpdatePodIdentityAssociation). Only associations carrying our tags are seen
+/// ([`observe::pod_identities`]); one somebody else made for the same service account is
+/// refused by EKS (`ResourceInUseException`: one association per service account and cluster)
+/// and reported as not ours, never taken over.
+pub(super) async fn ensure_pod_identity(
+    p: &AwsProvider,
+    o: &Ownership,
+    r: &Resource,
+) -> Result<(), ProviderError> {
+    let eks = &p.clients().await?.eks;
+    let cluster = spec_str(&r.spec, "cluster");
+    let namespace = spec_str(&r.spec, "namespace");
+    let service_account = spec_str(&r.spec, "service_account");
+    let role_name = spec_str(&r.spec, "role");
+    let found = by_name(observe::pod_identities(p, o, cluster).await?, &r.id.name);
+    let role = role_arn(p, role_name).await?;
+    match found {
+        Some(f) if spec_str(&f.spec, "role") == role_name => Ok(()),
+        Some(f) => {
+            eks.update_pod_identity_association()
+                .cluster_name(cluster)
+                .association_id(&f.cloud_id)
+                .role_arn(role)
+                .send()
+                .await
+                .sent(p, "UpdatePodIdentityAssociation")?;
+            Ok(())
+        }
+        None => {
+            let token = request_token(
+                o,
+                p.region(),
+                "CreatePodIdentityAssociation",
+                &serde_json::json!({
+                    "cluster": cluster,
+                    "cluster_created_at": cluster_created_at(p, cluster).await?,
+                    "namespace": namespace,
+                    "service_account": service_account,
+                    "role_arn": role,
+                    "tags": o.tags(),
+                }),
+            );
+            eks.create_pod_identity_association()
+                .cluster_name(cluster)
+                .namespace(namespace)
+                .service_account(service_account)
+                .role_arn(role)
+                .set_tags(Some(o.tags().into_iter().collect()))
+                .client_request_token(token)
+                .send()
+                .await
+                .created(
+                    p,
+                    "CreatePodIdentityAssociation",
+                    &format!("the EKS Pod Identity association of service account {namespace}/{service_account}"),
+                )?;
+            Ok(())
+        }
+    }
+}
+
+/// Deletes the Pod Identity association `name` if it is still there and ours.
+pub(super) async fn delete_pod_identity(
+    p: &AwsProvider,
+    o: &Ownership,
+    name: &str,
+) -> Result<(), ProviderError> {
+    let cluster = o.prefix();
+    let Some(f) = by_name(observe::pod_identities(p, o, &cluster).await?, name) else {
+        return Ok(());
+    };
+    let eks = &p.clients().await?.eks;
+    eks.delete_pod_identity_association()
+        .cluster_name(&cluster)
+        .association_id(&f.cloud_id)
+        .send()
+        .await
+        .sent_unless(
+            p,
+            "DeletePodIdentityAssociation",
+            crate::AwsError::is_not_found,
+        )?;
+    Ok(())
+}
