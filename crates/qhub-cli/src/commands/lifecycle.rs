@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::UsageError;
 use crate::cli::{
-    DeployArgs, DnsArgs, DnsStageArgs, KubeconfigArgs, OutputFormat, StageArg, StageArgs,
+    ApplyArgs, DeployArgs, DestroyArgs, DnsArgs, KubeconfigArgs, OutputFormat, PlanArgs, StageArg,
+    StatusArgs, TargetArgs,
 };
 
 struct Session {
@@ -51,10 +52,6 @@ pub(crate) fn registry() -> ProviderRegistry {
         }),
     );
     r
-}
-
-fn session(args: &StageArgs) -> anyhow::Result<Session> {
-    session_with(args, qhub_core::engine::dns::DnsOptions::default())
 }
 
 /// The DNS settings `--dns-provider` and `--dns-auto-provision` ask for, the same for plan,
@@ -97,11 +94,6 @@ fn dns_options(args: &DnsArgs) -> anyhow::Result<qhub_core::engine::dns::DnsOpti
     Ok(options)
 }
 
-/// The session of plan, status and destroy, with their DNS flags.
-fn dns_session(args: &DnsStageArgs) -> anyhow::Result<Session> {
-    session_with(&args.stage, dns_options(&args.dns)?)
-}
-
 /// [`dns_options`] with deploy's `--dns-wait`.
 fn deploy_dns_options(args: &DeployArgs) -> anyhow::Result<qhub_core::engine::dns::DnsOptions> {
     let mut dns = dns_options(&args.dns)?;
@@ -109,8 +101,12 @@ fn deploy_dns_options(args: &DeployArgs) -> anyhow::Result<qhub_core::engine::dn
     Ok(dns)
 }
 
+/// Loads the config and builds its engine: `apply` and `allow_replace` as the command's flags
+/// give them (the defaults for commands without those flags).
 fn session_with(
-    args: &StageArgs,
+    args: &TargetArgs,
+    apply: &ApplyArgs,
+    allow_replace: &[qhub_core::plan::ResourceId],
     dns: qhub_core::engine::dns::DnsOptions,
 ) -> anyhow::Result<Session> {
     let loaded = config::load_file(&args.config)?;
@@ -132,10 +128,10 @@ fn session_with(
     let engine = Engine::new(
         provider,
         EngineOptions {
-            concurrency: usize::from(args.concurrency),
+            concurrency: usize::from(apply.concurrency),
             dns,
-            allow_replace: args.allow_replace.clone(),
-            lock_wait: args.lock_timeout,
+            allow_replace: allow_replace.to_vec(),
+            lock_wait: apply.lock_timeout,
             ..EngineOptions::default()
         },
     );
@@ -156,7 +152,7 @@ fn session_with(
     })
 }
 
-fn confirm(question: &str, args: &StageArgs) -> anyhow::Result<bool> {
+fn confirm(question: &str, args: &ApplyArgs) -> anyhow::Result<bool> {
     if args.disable_prompt {
         return Ok(true);
     }
@@ -174,14 +170,34 @@ fn confirm(question: &str, args: &StageArgs) -> anyhow::Result<bool> {
 }
 
 /// `qhub plan`.
-pub fn plan(plan: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let s = dns_session(plan)?;
+pub fn plan(args: &PlanArgs, format: OutputFormat) -> anyhow::Result<u8> {
+    let s = session_with(
+        &args.target,
+        &ApplyArgs::default(),
+        &args.replace.allow_replace,
+        dns_options(&args.dns)?,
+    )?;
     let plan = s.runtime.block_on(s.engine.plan(&s.config, s.stages))?;
     match format {
-        OutputFormat::Json => crate::output::json(&plan.to_json())?,
-        OutputFormat::Text => print!("{}", plan.render_text()),
+        OutputFormat::Json => {
+            let mut doc = plan.to_json();
+            doc["time"] = crate::output::now_rfc3339().into();
+            doc["in_sync"] = plan.is_empty().into();
+            crate::output::json(&doc)?;
+        }
+        OutputFormat::Text => crate::output::stdout(&plan.render_text())?,
     }
-    Ok(0)
+    Ok(detailed(args.detailed_exitcode, plan.is_empty()))
+}
+
+/// The exit code of a successful plan or status: with `--detailed-exitcode`, whether the
+/// deployment is in sync.
+fn detailed(asked: bool, in_sync: bool) -> u8 {
+    if asked && !in_sync {
+        crate::EXIT_CHANGES_PENDING
+    } else {
+        0
+    }
 }
 
 fn apply(
@@ -189,8 +205,8 @@ fn apply(
     locked: &Locked<'_>,
     plan: &Plan,
     format: OutputFormat,
-    verb: &str,
-    args: &StageArgs,
+    question: &str,
+    args: &ApplyArgs,
 ) -> anyhow::Result<(u8, Option<ApplyReport>)> {
     if plan.is_empty() {
         if format == OutputFormat::Text {
@@ -201,7 +217,7 @@ fn apply(
     if format == OutputFormat::Text {
         print!("{}", plan.render_text());
     }
-    if !confirm(&format!("{verb} these changes?"), args)? {
+    if !confirm(question, args)? {
         eprintln!("nothing changed");
         return Ok((crate::EXIT_FAILED, None));
     }
@@ -285,6 +301,7 @@ fn summarize(report: &ApplyReport) {
 
 fn result_json(plan: &Plan, report: Option<&ApplyReport>) -> serde_json::Value {
     serde_json::json!({
+        "time": crate::output::now_rfc3339(),
         "plan": plan.to_json(),
         "applied": report,
         "succeeded": report.is_none_or(ApplyReport::succeeded),
@@ -294,12 +311,12 @@ fn result_json(plan: &Plan, report: Option<&ApplyReport>) -> serde_json::Value {
 /// `qhub deploy`.
 pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let dns = deploy_dns_options(deploy)?;
-    let args = &deploy.stage;
-    let s = session_with(args, dns)?;
+    let args = &deploy.apply;
+    let s = session_with(&deploy.target, args, &deploy.replace.allow_replace, dns)?;
     if s.config.prevent_deploy {
         bail!(
             "{}: prevent_deploy is true; remove it to allow deploys",
-            args.config.display()
+            deploy.target.config.display()
         );
     }
     let preflight = s
@@ -319,7 +336,9 @@ pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
         .runtime
         .block_on(locked.plan(s.stages))
         .map_err(anyhow::Error::from)
-        .and_then(|plan| apply(&s, &locked, &plan, format, "Apply", args).map(|done| (plan, done)));
+        .and_then(|plan| {
+            apply(&s, &locked, &plan, format, "Apply these changes?", args).map(|done| (plan, done))
+        });
     s.runtime.block_on(locked.release());
     let (plan, (code, report)) = applied?;
     // What was done to the domain's record, also when the plan was empty.
@@ -349,9 +368,9 @@ pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
 }
 
 /// `qhub destroy`.
-pub fn destroy(destroy: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let args = &destroy.stage;
-    let s = dns_session(destroy)?;
+pub fn destroy(destroy: &DestroyArgs, format: OutputFormat) -> anyhow::Result<u8> {
+    let args = &destroy.apply;
+    let s = session_with(&destroy.target, args, &[], dns_options(&destroy.dns)?)?;
     let locked = s.runtime.block_on(s.engine.lock_with(
         &s.config,
         "destroy",
@@ -362,15 +381,8 @@ pub fn destroy(destroy: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u
         .block_on(locked.destroy_plan(s.stages))
         .map_err(anyhow::Error::from)
         .and_then(|plan| {
-            apply(
-                &s,
-                &locked,
-                &plan,
-                format,
-                "Delete everything above? These",
-                args,
-            )
-            .map(|done| (plan, done))
+            apply(&s, &locked, &plan, format, "Delete everything above?", args)
+                .map(|done| (plan, done))
         });
     // Released before the check below: a destroy's release also removes an empty lock bucket.
     s.runtime.block_on(locked.release());
@@ -466,9 +478,9 @@ fn print_endpoints(e: &qhub_core::kubernetes::endpoints::Endpoints) {
 }
 
 /// `qhub status`.
-pub fn status(status: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let args = &status.stage;
-    let s = dns_session(status)?;
+pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
+    let args = &status.target;
+    let s = session_with(args, &ApplyArgs::default(), &[], dns_options(&status.dns)?)?;
     let ownership = Ownership::of(&s.config);
     let (observed, plan, refused) = s.runtime.block_on(async {
         let observed = s.engine.observe_all(&s.config, s.stages).await?;
@@ -488,6 +500,7 @@ pub fn status(status: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8>
     let summary = plan.summary();
     match format {
         OutputFormat::Json => crate::output::json(&serde_json::json!({
+            "time": crate::output::now_rfc3339(),
             "deployment": ownership.prefix(),
             "provider": s.config.provider,
             "resources": observed.iter().map(|o| {
@@ -541,19 +554,24 @@ pub fn status(status: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8>
             }
         }
     }
-    Ok(0)
+    Ok(detailed(
+        status.detailed_exitcode,
+        plan.is_empty() && refused.is_none(),
+    ))
 }
 
 /// `qhub kubeconfig`.
 pub fn kubeconfig(args: &KubeconfigArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let s = session(&StageArgs {
+    let target = TargetArgs {
         config: args.config.clone(),
         stage: None,
-        disable_prompt: true,
-        concurrency: 1,
-        allow_replace: Vec::new(),
-        lock_timeout: std::time::Duration::ZERO,
-    })?;
+    };
+    let s = session_with(
+        &target,
+        &ApplyArgs::default(),
+        &[],
+        qhub_core::engine::dns::DnsOptions::default(),
+    )?;
     let ownership = Ownership::of(&s.config);
     let text = s
         .runtime

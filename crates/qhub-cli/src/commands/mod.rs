@@ -23,6 +23,6 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Destroy(args) => lifecycle::destroy(args, cli.output),
         Command::Kubeconfig(args) => lifecycle::kubeconfig(args, cli.output),
         Command::Render(args) => render::run(args, cli.output),
-        Command::Schema(args) => schema::run(args),
+        Command::Schema(args) => schema::run(args, cli.output),
     }
 }

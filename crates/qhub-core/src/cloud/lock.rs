@@ -321,6 +321,7 @@ pub async fn acquire(
                     let left = deadline.saturating_duration_since(now);
                     tracing::info!(lock = %store.location(), "waiting for the deploy lock: {who}");
                     request.events.emit(&Event::Waiting {
+                        stage: None,
                         resource: resource.clone(),
                         detail: format!("held by {who}; waiting up to {left:.0?} more"),
                     });
