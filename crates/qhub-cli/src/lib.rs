@@ -7,6 +7,7 @@
 
 mod cli;
 mod commands;
+mod env;
 mod output;
 
 use std::process::ExitCode;
@@ -40,6 +41,32 @@ pub struct UsageError {
     pub message: String,
 }
 
+/// `qhub VERB`, with `-c CONFIG` when the config is not the default file: the command a hint
+/// tells the user to run, for the file they gave.
+pub(crate) fn command_for(verb: &str, config: &std::path::Path) -> String {
+    if config == std::path::Path::new(qhub_core::config::DEFAULT_FILE) {
+        format!("qhub {verb}")
+    } else {
+        format!("qhub {verb} -c {}", config.display())
+    }
+}
+
+/// Rewrites the hints of the config checks, written for the default file
+/// (`qhub upgrade -c qhub-config.yaml`), for the file the user gave.
+pub(crate) fn hints_for(report: &mut qhub_core::config::Report, config: &std::path::Path) {
+    let default = format!("-c {}", qhub_core::config::DEFAULT_FILE);
+    let given = format!("-c {}", config.display());
+    if default == given {
+        return;
+    }
+    for d in &mut report.diagnostics {
+        d.message = d.message.replace(&default, &given);
+        if let Some(h) = &mut d.hint {
+            *h = h.replace(&default, &given);
+        }
+    }
+}
+
 /// Runs the CLI with the process's arguments and returns its exit code.
 pub fn run() -> ExitCode {
     output::exit_quietly_on_closed_pipe();
@@ -50,6 +77,10 @@ pub fn run() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
+    if let Err(e) = env::check(|name| std::env::var(name).ok()) {
+        output::print_error(cli.output, &e.into(), EXIT_USAGE);
+        return ExitCode::from(EXIT_USAGE);
+    }
     init_tracing(cli.verbose, cli.output == OutputFormat::Json);
     match commands::dispatch(&cli) {
         Ok(code) => ExitCode::from(code),

@@ -1032,11 +1032,13 @@ fn kubernetes_stage_deploy_before_the_cluster_exists_fails_then_works_after_infr
     ]);
     assert_eq!(code(&out), 1, "{}", describe(&out));
     assert_json_stderr(&out, "deploy --stage kubernetes");
+    // The error document: the stage was refused before anything was planned or applied.
     let doc = json_stdout(&out);
-    assert_eq!(doc["succeeded"], false, "{doc:#}");
     assert!(
-        doc.to_string().contains("cluster"),
-        "the JSON result should mention the cluster: {doc:#}"
+        doc["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cluster does not exist")),
+        "the JSON result should say the cluster does not exist: {doc:#}"
     );
 
     // Stage by stage: infrastructure, then Kubernetes.

@@ -101,6 +101,23 @@ fn deploy_dns_options(args: &DeployArgs) -> anyhow::Result<qhub_core::engine::dn
     Ok(dns)
 }
 
+/// Loads the config file and logs its warnings; hints name the file given.
+pub(crate) fn load(path: &std::path::Path) -> anyhow::Result<config::Loaded> {
+    let mut loaded = match config::load_file(path) {
+        Ok(loaded) => loaded,
+        Err(config::ConfigError::Invalid { file, mut report }) => {
+            crate::hints_for(&mut report, path);
+            return Err(config::ConfigError::Invalid { file, report }.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    crate::hints_for(&mut loaded.report, path);
+    for w in loaded.report.warnings() {
+        tracing::warn!("{}: {w}", path.display());
+    }
+    Ok(loaded)
+}
+
 /// Loads the config and builds its engine: `apply` and `allow_replace` as the command's flags
 /// give them (the defaults for commands without those flags).
 fn session_with(
@@ -109,10 +126,7 @@ fn session_with(
     allow_replace: &[qhub_core::plan::ResourceId],
     dns: qhub_core::engine::dns::DnsOptions,
 ) -> anyhow::Result<Session> {
-    let loaded = config::load_file(&args.config)?;
-    for w in loaded.report.warnings() {
-        tracing::warn!("{}: {w}", args.config.display());
-    }
+    let loaded = load(&args.config)?;
     // QHUB_SECRET_ values are resolved in memory only, never written anywhere.
     let config = loaded.resolve_secrets(|name| std::env::var(name).ok())?;
     let dir: PathBuf = match args.config.parent() {
@@ -319,6 +333,9 @@ pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
             deploy.target.config.display()
         );
     }
+    if s.stages == StageFilter::Only(Stage::Kubernetes) {
+        cluster_first(&s, &deploy.target.config)?;
+    }
     let preflight = s
         .runtime
         .block_on(s.engine.provider().preflight(&s.config))?;
@@ -337,7 +354,7 @@ pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
         .block_on(locked.plan(s.stages))
         .map_err(anyhow::Error::from)
         .and_then(|plan| {
-            apply(&s, &locked, &plan, format, "Apply these changes?", args).map(|done| (plan, done))
+            apply(&s, &locked, &plan, format, APPLY_QUESTION, args).map(|done| (plan, done))
         });
     s.runtime.block_on(locked.release());
     let (plan, (code, report)) = applied?;
@@ -367,6 +384,30 @@ pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
     Ok(code)
 }
 
+/// `deploy --stage kubernetes` on a provider that makes the cluster: fails in one line, before
+/// the lock and the plan, when the cluster does not exist yet (instead of a failed change per
+/// object and "re-run to converge", which cannot help).
+fn cluster_first(s: &Session, config: &std::path::Path) -> anyhow::Result<()> {
+    use qhub_core::config::ProviderKind;
+    let provider = s.engine.provider();
+    if matches!(
+        s.config.provider,
+        ProviderKind::Existing | ProviderKind::Local
+    ) || !provider.capabilities().cluster_access
+    {
+        return Ok(());
+    }
+    let ownership = Ownership::of(&s.config);
+    match s.runtime.block_on(provider.cluster_access(&ownership)) {
+        Err(qhub_core::provider::ProviderError::NoCluster(why)) => bail!(
+            "the cluster does not exist yet ({why}): deploy the infrastructure stage first, `{} --stage infrastructure` (or `{}` for both stages)",
+            crate::command_for("deploy", config),
+            crate::command_for("deploy", config)
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// `qhub destroy`.
 pub fn destroy(destroy: &DestroyArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let args = &destroy.apply;
@@ -381,8 +422,7 @@ pub fn destroy(destroy: &DestroyArgs, format: OutputFormat) -> anyhow::Result<u8
         .block_on(locked.destroy_plan(s.stages))
         .map_err(anyhow::Error::from)
         .and_then(|plan| {
-            apply(&s, &locked, &plan, format, "Delete everything above?", args)
-                .map(|done| (plan, done))
+            apply(&s, &locked, &plan, format, DESTROY_QUESTION, args).map(|done| (plan, done))
         });
     // Released before the check below: a destroy's release also removes an empty lock bucket.
     s.runtime.block_on(locked.release());
@@ -548,8 +588,12 @@ pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
                 println!("in sync with {}", args.config.display());
             } else {
                 println!(
-                    "out of sync: {} to create, {} to update, {} to replace, {} to delete (run `qhub plan` for details)",
-                    summary.create, summary.update, summary.replace, summary.delete
+                    "out of sync: {} to create, {} to update, {} to replace, {} to delete (run `{}` for details)",
+                    summary.create,
+                    summary.update,
+                    summary.replace,
+                    summary.delete,
+                    crate::command_for("plan", &args.config)
                 );
             }
         }
@@ -558,6 +602,32 @@ pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
         status.detailed_exitcode,
         plan.is_empty() && refused.is_none(),
     ))
+}
+
+/// What to do instead of `qhub kubeconfig` on a provider that writes none.
+fn kubeconfig_instead(config: &Config, path: &std::path::Path) -> String {
+    use qhub_core::config::ProviderKind;
+    match config.provider {
+        ProviderKind::Sandbox => format!(
+            "the sandbox's Kubernetes API is simulated inside each qhub command (its objects are kept in .qhub-sandbox/ beside the config), so there is no server for kubectl to reach; see what is deployed with `{}` and the objects with `qhub render -c {} --manifests DIR`",
+            crate::command_for("status", path),
+            path.display()
+        ),
+        ProviderKind::Existing | ProviderKind::Local => {
+            let context = [&config.existing, &config.local]
+                .into_iter()
+                .flatten()
+                .find_map(|s| s.kube_context.clone());
+            format!(
+                "qhub deploys into a cluster you already reach: use the kubeconfig it reads, $KUBECONFIG (its first file) or ~/.kube/config, {}",
+                match context {
+                    Some(c) => format!("with `kubectl --context {c}`"),
+                    None => "at its current context".to_string(),
+                }
+            )
+        }
+        _ => "this provider hands out no kubeconfig".to_string(),
+    }
 }
 
 /// `qhub kubeconfig`.
@@ -573,9 +643,16 @@ pub fn kubeconfig(args: &KubeconfigArgs, format: OutputFormat) -> anyhow::Result
         qhub_core::engine::dns::DnsOptions::default(),
     )?;
     let ownership = Ownership::of(&s.config);
-    let text = s
+    let text = match s
         .runtime
-        .block_on(s.engine.provider().kubeconfig(&ownership))?;
+        .block_on(s.engine.provider().kubeconfig(&ownership))
+    {
+        Ok(text) => text,
+        Err(qhub_core::provider::ProviderError::NotSupported(why)) => {
+            bail!("{why}: {}", kubeconfig_instead(&s.config, &args.config))
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Some(path) = &args.write {
         qhub_core::fs::replace(path, text.as_bytes())?;
         match format {
@@ -593,9 +670,23 @@ pub fn kubeconfig(args: &KubeconfigArgs, format: OutputFormat) -> anyhow::Result
     Ok(0)
 }
 
+/// The confirmation question of deploy.
+const APPLY_QUESTION: &str = "Apply these changes?";
+/// The confirmation question of destroy.
+const DESTROY_QUESTION: &str = "Delete everything above?";
+
 #[cfg(test)]
 mod tests {
     use super::deploy_dns_options;
+
+    #[test]
+    fn the_questions_read_as_english() {
+        for q in [super::APPLY_QUESTION, super::DESTROY_QUESTION] {
+            let words: Vec<String> = q.split(' ').map(str::to_lowercase).collect();
+            assert!(words.windows(2).all(|w| w[0] != w[1]), "{q}");
+            assert!(q.ends_with('?'), "{q}");
+        }
+    }
     use crate::cli::{Cli, Command};
     use clap::Parser as _;
     use std::time::Duration;
