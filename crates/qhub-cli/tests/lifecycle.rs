@@ -1464,7 +1464,22 @@ fn deploy_while_another_holds_the_lock_fails_and_changes_nothing() {
         .expect("open lock file");
     lock.try_lock().expect("the test takes the lock");
 
-    let out = sb.run(&["deploy", "--disable-prompt"]);
+    // `status` says a deploy is running.
+    let out = sb.ok(&["status"]);
+    assert!(
+        stdout(&out).contains("a deploy or destroy is running"),
+        "{}",
+        describe(&out)
+    );
+    let out = sb.run(&["-o", "json", "status", "--detailed-exitcode"]);
+    assert_eq!(code(&out), 3, "{}", describe(&out));
+    assert!(
+        json_stdout(&out)["deploy_running"].is_string(),
+        "{}",
+        describe(&out)
+    );
+
+    let out = sb.run(&["deploy", "--disable-prompt", "--lock-timeout", "0"]);
     assert_eq!(code(&out), 1, "deploy while locked: {}", describe(&out));
     assert!(
         stderr(&out).contains("lock"),
@@ -1485,8 +1500,15 @@ fn deploy_while_another_holds_the_lock_fails_and_changes_nothing() {
     lock.try_lock().expect("the test takes the lock again");
     let before = sb.snapshot();
     for args in [
-        &["destroy", "--disable-prompt"][..],
-        &["destroy", "--stage", "kubernetes", "--disable-prompt"][..],
+        &["destroy", "--disable-prompt", "--lock-timeout", "0"][..],
+        &[
+            "destroy",
+            "--stage",
+            "kubernetes",
+            "--disable-prompt",
+            "--lock-timeout",
+            "0",
+        ][..],
     ] {
         let out = sb.run(args);
         let cmd = args.join(" ");
@@ -1497,6 +1519,41 @@ fn deploy_while_another_holds_the_lock_fails_and_changes_nothing() {
             "a locked-out `{cmd}` changed world.json or the kube file"
         );
     }
+}
+
+#[test]
+fn a_second_deploy_waits_for_the_local_lock_up_to_lock_timeout() {
+    let sb = Sandbox::new();
+    let lock_dir = sb.path().join(".qhub-sandbox");
+    std::fs::create_dir_all(&lock_dir).expect("mkdir");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_dir.join("demo-dev.lock"))
+        .expect("open lock file");
+    lock.try_lock().expect("the test takes the lock");
+    let child = sb
+        .command(&["deploy", "--disable-prompt", "--lock-timeout", "60s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qhub runs");
+    std::thread::sleep(Duration::from_millis(1500));
+    lock.unlock().expect("unlock");
+    let out = child.wait_with_output().expect("qhub ends");
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("waiting (held by"),
+        "the wait names the holder: {}",
+        describe(&out)
+    );
+    sb.assert_fully_deployed("after waiting for the lock");
+    // The lock file now names the last holder (free again: status says nothing runs).
+    let record = std::fs::read_to_string(lock_dir.join("demo-dev.lock")).unwrap();
+    assert!(record.contains("\"command\":\"deploy\""), "{record}");
+    let out = sb.ok(&["status"]);
+    assert!(!stdout(&out).contains("is running"), "{}", describe(&out));
 }
 
 #[test]

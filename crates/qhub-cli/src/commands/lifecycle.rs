@@ -522,7 +522,15 @@ pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let args = &status.target;
     let s = session_with(args, &ApplyArgs::default(), &[], dns_options(&status.dns)?)?;
     let ownership = Ownership::of(&s.config);
-    let (observed, plan, refused) = s.runtime.block_on(async {
+    let (observed, plan, refused, running) = s.runtime.block_on(async {
+        // A deploy or destroy in progress explains an out-of-sync status.
+        let running = match s.engine.provider().lock_holder(&ownership).await {
+            Ok(holder) => holder,
+            Err(e) => {
+                tracing::warn!("could not read the deploy lock: {e}");
+                None
+            }
+        };
         let observed = s.engine.observe_all(&s.config, s.stages).await?;
         // A config whose plan is refused is out of sync; status still says what exists.
         let (plan, refused) = match s.engine.plan(&s.config, s.stages).await {
@@ -530,7 +538,7 @@ pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
             Err(EngineError::Refused(why)) => (Plan::default(), Some(why)),
             Err(e) => return Err(e.into()),
         };
-        anyhow::Ok((observed, plan, refused))
+        anyhow::Ok((observed, plan, refused, running))
     })?;
     let endpoints = if s.stages.includes(Stage::Kubernetes) {
         s.runtime.block_on(s.engine.endpoints(&s.config))?
@@ -553,7 +561,8 @@ pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
                 }
                 r
             }).collect::<Vec<_>>(),
-            "in_sync": plan.is_empty() && refused.is_none(),
+            "in_sync": plan.is_empty() && refused.is_none() && running.is_none(),
+            "deploy_running": running,
             "pending": summary,
             "refused": refused,
             "endpoints": endpoints,
@@ -582,6 +591,11 @@ pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
             if let Some(e) = &endpoints {
                 print_endpoints(e);
             }
+            if let Some(holder) = &running {
+                println!(
+                    "a deploy or destroy is running (the deploy lock is held by {holder}): what follows may change until it ends"
+                );
+            }
             if let Some(why) = &refused {
                 println!("out of sync, and the config's plan is refused: {why}");
             } else if plan.is_empty() {
@@ -600,7 +614,7 @@ pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
     }
     Ok(detailed(
         status.detailed_exitcode,
-        plan.is_empty() && refused.is_none(),
+        plan.is_empty() && refused.is_none() && running.is_none(),
     ))
 }
 
