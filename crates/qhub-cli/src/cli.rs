@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// qhub: a complete data-science platform (JupyterHub, Dask Gateway, conda-store, Keycloak, …)
 /// on Kubernetes, from one qhub-config.yaml.
 #[derive(Debug, Parser)]
-#[command(name = "qhub", version, propagate_version = true)]
+#[command(name = "qhub", version, long_version = crate::commands::version::LONG, propagate_version = true)]
 pub struct Cli {
     /// Output format: human-readable text, or one JSON document on stdout for machines.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
@@ -52,6 +52,9 @@ pub enum Command {
     /// Write every Kubernetes object the platform would apply as YAML files (offline, for
     /// review and GitOps); values only a deploy knows are shown as placeholders.
     Render(RenderArgs),
+    /// Print qhub's version, the commit and date it was built from, and the QHub config
+    /// version it reads and writes.
+    Version,
     /// Print the JSON Schema of qhub-config.yaml (for editors and CI checks) or of what
     /// `--output json` prints, or the configuration reference generated from the first.
     Schema(SchemaArgs),

@@ -147,6 +147,9 @@ fn every_json_document_and_event_follows_the_published_schema() {
         "render",
         &qhub(d, &["-o", "json", "render", "--manifests", "out"]),
     );
+    let version = qhub(d, &["-o", "json", "version"]);
+    contract.check_run("version", &version);
+    assert_eq!(json_stdout(&version)["qhub_config_version"], "0.4.5");
     // A failing command prints the error document, with its exit code.
     let failed = qhub(d, &["-o", "json", "kubeconfig"]);
     assert_eq!(code(&failed), 1, "{}", describe(&failed));
@@ -227,4 +230,29 @@ fn schema_markdown_with_json_output_is_a_usage_error_in_json() {
     let schema = json_stdout(&qhub(dir.path(), &["schema"]));
     assert!(schema.get("schema_version").is_none());
     assert!(schema["$schema"].is_string());
+}
+
+#[test]
+fn version_names_the_build_and_the_config_version_it_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = qhub(dir.path(), &["--version"]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("qhub {} (commit ", env!("CARGO_PKG_VERSION")))
+            && text.contains("qhub_version: 0.4.5"),
+        "{text}"
+    );
+    let out = qhub(dir.path(), &["version"]);
+    let text = stdout(&out);
+    for line in ["commit: ", "built: ", "config: QHub 0.4.5"] {
+        assert!(text.contains(line), "{text}");
+    }
+    // Built from this checkout: the commit is known.
+    let doc = json_stdout(&qhub(dir.path(), &["-o", "json", "version"]));
+    assert!(doc["commit"].is_string(), "{doc:#}");
+    assert!(
+        doc["build_date"].as_str().is_some_and(|d| d.len() == 10),
+        "{doc:#}"
+    );
 }

@@ -1533,21 +1533,29 @@ fn a_second_deploy_waits_for_the_local_lock_up_to_lock_timeout() {
         .open(lock_dir.join("demo-dev.lock"))
         .expect("open lock file");
     lock.try_lock().expect("the test takes the lock");
-    let child = sb
+    let mut child = sb
         .command(&["deploy", "--disable-prompt", "--lock-timeout", "60s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("qhub runs");
-    std::thread::sleep(Duration::from_millis(1500));
+    // Released once the deploy reports that it waits, naming the holder.
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).expect("read stderr");
+        assert!(n > 0, "qhub ended without waiting for the lock: {seen}");
+        seen.push_str(&line);
+        if line.contains("waiting (held by") {
+            break;
+        }
+    }
     lock.unlock().expect("unlock");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).expect("read stderr");
     let out = child.wait_with_output().expect("qhub ends");
-    assert_eq!(code(&out), 0, "{}", describe(&out));
-    assert!(
-        stderr(&out).contains("waiting (held by"),
-        "the wait names the holder: {}",
-        describe(&out)
-    );
+    assert_eq!(code(&out), 0, "{seen}{rest}");
     sb.assert_fully_deployed("after waiting for the lock");
     // The lock file now names the last holder (free again: status says nothing runs).
     let record = std::fs::read_to_string(lock_dir.join("demo-dev.lock")).unwrap();
