@@ -1032,11 +1032,13 @@ fn kubernetes_stage_deploy_before_the_cluster_exists_fails_then_works_after_infr
     ]);
     assert_eq!(code(&out), 1, "{}", describe(&out));
     assert_json_stderr(&out, "deploy --stage kubernetes");
+    // The error document: the stage was refused before anything was planned or applied.
     let doc = json_stdout(&out);
-    assert_eq!(doc["succeeded"], false, "{doc:#}");
     assert!(
-        doc.to_string().contains("cluster"),
-        "the JSON result should mention the cluster: {doc:#}"
+        doc["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cluster does not exist")),
+        "the JSON result should say the cluster does not exist: {doc:#}"
     );
 
     // Stage by stage: infrastructure, then Kubernetes.
@@ -1496,7 +1498,22 @@ fn deploy_while_another_holds_the_lock_fails_and_changes_nothing() {
         .expect("open lock file");
     lock.try_lock().expect("the test takes the lock");
 
-    let out = sb.run(&["deploy", "--disable-prompt"]);
+    // `status` says a deploy is running.
+    let out = sb.ok(&["status"]);
+    assert!(
+        stdout(&out).contains("a deploy or destroy is running"),
+        "{}",
+        describe(&out)
+    );
+    let out = sb.run(&["-o", "json", "status", "--detailed-exitcode"]);
+    assert_eq!(code(&out), 3, "{}", describe(&out));
+    assert!(
+        json_stdout(&out)["deploy_running"].is_string(),
+        "{}",
+        describe(&out)
+    );
+
+    let out = sb.run(&["deploy", "--disable-prompt", "--lock-timeout", "0"]);
     assert_eq!(code(&out), 1, "deploy while locked: {}", describe(&out));
     assert!(
         stderr(&out).contains("lock"),
@@ -1517,8 +1534,15 @@ fn deploy_while_another_holds_the_lock_fails_and_changes_nothing() {
     lock.try_lock().expect("the test takes the lock again");
     let before = sb.snapshot();
     for args in [
-        &["destroy", "--disable-prompt"][..],
-        &["destroy", "--stage", "kubernetes", "--disable-prompt"][..],
+        &["destroy", "--disable-prompt", "--lock-timeout", "0"][..],
+        &[
+            "destroy",
+            "--stage",
+            "kubernetes",
+            "--disable-prompt",
+            "--lock-timeout",
+            "0",
+        ][..],
     ] {
         let out = sb.run(args);
         let cmd = args.join(" ");
@@ -1529,6 +1553,49 @@ fn deploy_while_another_holds_the_lock_fails_and_changes_nothing() {
             "a locked-out `{cmd}` changed world.json or the kube file"
         );
     }
+}
+
+#[test]
+fn a_second_deploy_waits_for_the_local_lock_up_to_lock_timeout() {
+    let sb = Sandbox::new();
+    let lock_dir = sb.path().join(".qhub-sandbox");
+    std::fs::create_dir_all(&lock_dir).expect("mkdir");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_dir.join("demo-dev.lock"))
+        .expect("open lock file");
+    lock.try_lock().expect("the test takes the lock");
+    let mut child = sb
+        .command(&["deploy", "--disable-prompt", "--lock-timeout", "60s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qhub runs");
+    // Released once the deploy reports that it waits, naming the holder.
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).expect("read stderr");
+        assert!(n > 0, "qhub ended without waiting for the lock: {seen}");
+        seen.push_str(&line);
+        if line.contains("waiting (held by") {
+            break;
+        }
+    }
+    lock.unlock().expect("unlock");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).expect("read stderr");
+    let out = child.wait_with_output().expect("qhub ends");
+    assert_eq!(code(&out), 0, "{seen}{rest}");
+    sb.assert_fully_deployed("after waiting for the lock");
+    // The lock file now names the last holder (free again: status says nothing runs).
+    let record = std::fs::read_to_string(lock_dir.join("demo-dev.lock")).unwrap();
+    assert!(record.contains("\"command\":\"deploy\""), "{record}");
+    let out = sb.ok(&["status"]);
+    assert!(!stdout(&out).contains("is running"), "{}", describe(&out));
 }
 
 #[test]

@@ -665,7 +665,10 @@ pub async fn second_runner_waits(
         )
         .await
         .ok_or("B did not report a wait for the lock within 60 s")?;
-    let Event::Waiting { resource, detail } = waiting else {
+    let Event::Waiting {
+        resource, detail, ..
+    } = waiting
+    else {
         return Err(format!("not a wait: {waiting:?}"));
     };
     if !detail.contains(&format!("held by {a_holder} (deploy) since")) {

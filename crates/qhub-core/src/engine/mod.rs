@@ -150,8 +150,8 @@ pub struct ApplyReport {
     pub killed: bool,
     /// Retries made, in all.
     pub retries: u32,
-    /// Wall time.
-    #[serde(with = "secs")]
+    /// Wall time (`elapsed_secs` in JSON, as every duration of the output contract).
+    #[serde(rename = "elapsed_secs", with = "secs")]
     pub elapsed: Duration,
     /// What was done to the domain's DNS record, when it is planned.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -814,6 +814,7 @@ impl Engine {
                            renewed): no new change was started; re-run to converge"
                     .to_string();
                 events.emit(&Event::Failed {
+                    stage: None,
                     resource: id.clone(),
                     action: Action::Update,
                     error: why.clone(),
@@ -837,6 +838,7 @@ impl Engine {
                            renewed): no new change was started; re-run to converge"
                     .to_string();
                 events.emit(&Event::Failed {
+                    stage: Some(Stage::Kubernetes),
                     resource: lease.clone(),
                     action: Action::Update,
                     error: why.clone(),
@@ -942,6 +944,7 @@ impl Engine {
                         }
                     }
                     events.emit(&Event::Done {
+                        stage: change.stage,
                         resource: change.id.clone(),
                         action: change.action,
                         elapsed,
@@ -950,6 +953,7 @@ impl Engine {
                 Err((error, retries)) => {
                     report.retries += retries;
                     events.emit(&Event::Failed {
+                        stage: Some(change.stage),
                         resource: change.id.clone(),
                         action: change.action,
                         error: error.to_string(),
@@ -1416,6 +1420,7 @@ async fn wait_ready(shared: &Shared, change: &Change) -> Result<(), ProviderErro
             ResourceState::Pending(what) => {
                 if *what != last {
                     shared.events.emit(&Event::Waiting {
+                        stage: Some(change.stage),
                         resource: change.id.clone(),
                         detail: what.clone(),
                     });
@@ -1560,6 +1565,7 @@ async fn run_change(
         }
         tracing::info!(resource = %change.id, attempt, ?delay, error = %e, "retrying");
         events.emit(&Event::Retrying {
+            stage: change.stage,
             resource: change.id.clone(),
             attempt,
             delay,
