@@ -33,6 +33,9 @@
 //!   `upgradePolicy` gets `EXTENDED` (EKS API reference, `UpgradePolicyRequest`: "the default
 //!   value is EXTENDED"; EKS user guide, "Cluster upgrade policy"); moto ignores the field, the
 //!   layer answers it in DescribeCluster.
+//! - **Cluster access** ([`crate::eks_access`]): `accessConfig` and the access-entry API.
+//! - **Add-ons and Pod Identity** ([`crate::eks_addons`]): moto implements neither; the layer
+//!   serves them with EKS's errors.
 
 use std::collections::BTreeMap;
 
@@ -105,6 +108,10 @@ pub struct AwsRules {
     pub clusters: BTreeMap<String, ClusterRecord>,
     /// Node groups by (cluster, node group).
     pub nodegroups: BTreeMap<(String, String), NodegroupRecord>,
+    /// Cluster access: `accessConfig` and access entries ([`crate::eks_access`]).
+    pub access: crate::eks_access::EksAccess,
+    /// Add-ons, Pod Identity associations and the roles' trust policies.
+    pub addons: crate::eks_addons::EksAddons,
 }
 
 fn minor(version: &str) -> Option<u32> {
@@ -148,6 +155,12 @@ impl AwsRules {
         path: &str,
         body: &[u8],
     ) -> Option<Result<Json, Refusal>> {
+        if let Some(served) = self.access.serve(op, path, body) {
+            return Some(served);
+        }
+        if let Some(served) = self.addons.serve(&self.clusters, op, path, body) {
+            return Some(served);
+        }
         let segs = path_segments(path);
         let body: Json = serde_json::from_slice(body).unwrap_or(Json::Null);
         let target = body
@@ -255,6 +268,7 @@ impl AwsRules {
     /// Records what a successful EKS request did, and rewrites the answer `doc` where real EKS
     /// answers more than moto (DescribeCluster, DescribeNodegroup).
     pub fn after_eks(&mut self, op: &str, path: &str, request: &[u8], doc: &mut Json) {
+        self.access.after(op, path, request, doc);
         let segs = path_segments(path);
         let body: Json = serde_json::from_slice(request).unwrap_or(Json::Null);
         match (op, segs.as_slice()) {
@@ -290,6 +304,7 @@ impl AwsRules {
             ("DeleteCluster", ["clusters", name]) => {
                 self.clusters.remove(*name);
                 self.nodegroups.retain(|(c, _), _| c != name);
+                self.addons.forget_cluster(name);
             }
             ("DescribeCluster", ["clusters", name]) => {
                 let cluster = &mut doc["cluster"];

@@ -24,7 +24,9 @@
 //!
 //! And it refuses what real AWS refuses where moto accepts, and answers what real EKS adds to
 //! moto's answers ([`crate::aws_rules`]: AMI types by Kubernetes version, node roles with an IAM
-//! path, the cluster security group, the upgrade policy). These rules are always on.
+//! path, the cluster security group, the upgrade policy, EKS add-ons and Pod Identity). These
+//! rules are always on. It serves the EC2 vCPU quotas of Service Quotas, which moto does not
+//! know, with values a test chooses ([`crate::service_quotas`], [`FaultProxy::set_quota`]).
 //!
 //! The proxy listens on `127.0.0.1:0` and refuses a non-loopback upstream: nothing here talks
 //! to the network.
@@ -180,6 +182,25 @@ fn rest_operation(service: &Service, method: &Method, path: &str) -> String {
             Some("UpdateNodegroupVersion")
         }
         (Service::Eks, "POST", ["clusters", _, "addons"]) => Some("CreateAddon"),
+        (Service::Eks, "GET", ["clusters", _, "addons"]) => Some("ListAddons"),
+        (Service::Eks, "GET", ["clusters", _, "addons", _]) => Some("DescribeAddon"),
+        (Service::Eks, "DELETE", ["clusters", _, "addons", _]) => Some("DeleteAddon"),
+        (Service::Eks, "GET", ["addons", "supported-versions"]) => Some("DescribeAddonVersions"),
+        (Service::Eks, "POST", ["clusters", _, "pod-identity-associations"]) => {
+            Some("CreatePodIdentityAssociation")
+        }
+        (Service::Eks, "GET", ["clusters", _, "pod-identity-associations"]) => {
+            Some("ListPodIdentityAssociations")
+        }
+        (Service::Eks, "GET", ["clusters", _, "pod-identity-associations", _]) => {
+            Some("DescribePodIdentityAssociation")
+        }
+        (Service::Eks, "POST", ["clusters", _, "pod-identity-associations", _]) => {
+            Some("UpdatePodIdentityAssociation")
+        }
+        (Service::Eks, "DELETE", ["clusters", _, "pod-identity-associations", _]) => {
+            Some("DeletePodIdentityAssociation")
+        }
         (Service::Eks, "POST", ["tags", ..]) => Some("TagResource"),
         (Service::Eks, "DELETE", ["tags", ..]) => Some("UntagResource"),
         (Service::Efs, "POST", [_, "file-systems"]) => Some("CreateFileSystem"),
@@ -191,6 +212,7 @@ fn rest_operation(service: &Service, method: &Method, path: &str) -> String {
         (Service::Efs, "DELETE", [_, "mount-targets", _]) => Some("DeleteMountTarget"),
         (Service::Efs, "POST", [_, "resource-tags", _]) => Some("TagResource"),
         (Service::Efs, "DELETE", [_, "resource-tags", _]) => Some("UntagResource"),
+        (Service::Eks, _, _) => crate::eks_access::operation(m, &segs),
         _ => None,
     };
     match named {
@@ -300,6 +322,7 @@ struct State {
     eks: EksLifecycle,
     clusters: BTreeMap<String, ClusterLife>,
     rules: AwsRules,
+    quotas: crate::service_quotas::ServiceQuotas,
 }
 
 impl State {
@@ -354,6 +377,7 @@ impl FaultProxy {
             eks: EksLifecycle::default(),
             clusters: BTreeMap::new(),
             rules: AwsRules::default(),
+            quotas: crate::service_quotas::ServiceQuotas::default(),
         }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -444,6 +468,18 @@ impl FaultProxy {
     pub fn rules(&self) -> AwsRules {
         self.state.lock().unwrap().rules.clone()
     }
+
+    /// Changes what the rules layer remembers, as something outside qhub would change the
+    /// cloud (a cluster made by an older tool, an entry another team added).
+    pub fn with_rules<T>(&self, f: impl FnOnce(&mut AwsRules) -> T) -> T {
+        f(&mut self.state.lock().unwrap().rules)
+    }
+
+    /// Makes Service Quotas answer `value` for EC2 quota `code` (`L-DB2E81BA`: G and VT
+    /// vCPUs) from now on.
+    pub fn set_quota(&self, code: &str, value: f64) {
+        self.state.lock().unwrap().quotas.set(code, value);
+    }
 }
 
 impl Drop for FaultProxy {
@@ -473,7 +509,19 @@ async fn handle(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    let op = operation(&service, &parts.method, &path, &body);
+    // Service Quotas speaks awsJson1.1: the operation is in `X-Amz-Target`.
+    let target = (service == Service::Other("servicequotas".into()))
+        .then(|| parts.headers.get("x-amz-target"))
+        .flatten()
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    let op = match &target {
+        Some(t) => t
+            .strip_prefix(crate::service_quotas::TARGET_PREFIX)
+            .unwrap_or(t)
+            .to_string(),
+        None => operation(&service, &parts.method, &path, &body),
+    };
     let mutating = is_mutating(&service, &parts.method, &op);
 
     let fault = {
@@ -525,6 +573,44 @@ async fn handle(
             );
         }
     }
+    // Who creates a cluster: EKS gives them its bootstrap access entry.
+    if service == Service::Eks
+        && op == "CreateCluster"
+        && let Some((name, caller)) = crate::eks_access::creator(
+            upstream,
+            parts
+                .headers
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|h| h.to_str().ok()),
+            &body,
+        )
+        .await
+    {
+        state.lock().unwrap().rules.access.creating(&name, &caller);
+    }
+    if let Some(target) = &target {
+        let served = state.lock().unwrap().quotas.serve(target, &body);
+        match served {
+            Some(Ok(doc)) => {
+                let mut r = plain(StatusCode::OK, doc.to_string());
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-amz-json-1.1"),
+                );
+                return r;
+            }
+            Some(Err(r)) => {
+                return error(
+                    Protocol::RestJson1,
+                    StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+                    r.code,
+                    "",
+                    &r.message,
+                );
+            }
+            None => {}
+        }
+    }
     // What real AWS refuses and moto would carry out, and what moto does not implement.
     if service == Service::Eks {
         let ruled = {
@@ -563,6 +649,16 @@ async fn handle(
     let request_body = body.clone();
     let answer = forward(upstream, Request::from_parts(parts, Full::new(body))).await;
     let answer = match answer {
+        // The roles' trust policies, for Pod Identity's check.
+        Ok(a) if a.status().is_success() && service == Service::Iam => {
+            state
+                .lock()
+                .unwrap()
+                .rules
+                .addons
+                .after_iam(&op, &request_body);
+            Ok(a)
+        }
         Ok(a) if a.status().is_success() && service == Service::Eks => {
             match eks_rules(state, &op, &path, &request_body, a).await {
                 Ok(a) => eks_lifecycle(state, &op, cluster.as_deref(), &request_body, a).await,
@@ -894,6 +990,7 @@ mod tests {
                 eks: EksLifecycle::default(),
                 clusters: BTreeMap::new(),
                 rules: AwsRules::default(),
+                quotas: crate::service_quotas::ServiceQuotas::default(),
             };
             (0..100).map(|_| s.roll()).collect::<Vec<f64>>()
         };

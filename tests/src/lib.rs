@@ -4,8 +4,11 @@
 use std::path::PathBuf;
 
 pub mod aws_rules;
+pub mod eks_access;
+pub mod eks_addons;
 pub mod fault_proxy;
 pub mod moto;
+pub mod service_quotas;
 
 /// The seed every property test runs with unless `PROPTEST_RNG_SEED` names another: a failure
 /// seen once is seen on every machine and every re-run.

@@ -385,6 +385,72 @@ fn aws_support_type_is_standard_or_extended() {
 }
 
 #[test]
+fn aws_cluster_admins_are_iam_role_or_user_arns_of_the_regions_partition() {
+    let with = |items: &[&str]| {
+        let list: String = items.iter().map(|i| format!("\n    - {i}")).collect();
+        replace_line(
+            &aws(),
+            12,
+            "  kubernetes_version: \"1.29\"",
+            &format!("  kubernetes_version: \"1.29\"\n  cluster_admins:{list}"),
+        )
+    };
+    let loaded = assert_valid(&with(&[
+        "arn:aws:iam::111122223333:role/ci-deploy",
+        "arn:aws:iam::111122223333:role/teams/data/deployer",
+        "arn:aws:iam::111122223333:user/alice",
+    ]));
+    assert_eq!(
+        loaded
+            .config
+            .amazon_web_services
+            .unwrap()
+            .cluster_admins
+            .len(),
+        3
+    );
+    let report = check(&with(&[
+        "arn:aws:sts::111122223333:assumed-role/ci-deploy/gha-42",
+        "arn:aws-cn:iam::111122223333:role/ci",
+        "not-an-arn",
+        "arn:aws:iam::111122223333:user/alice",
+        "arn:aws:iam::111122223333:user/alice",
+    ]));
+    // Lines 14.. hold the items; the value starts after `    - ` (column 7).
+    let d = assert_error(
+        &report,
+        "amazon_web_services.cluster_admins[0]",
+        14,
+        7,
+        "STS session",
+    );
+    assert_hint(&d, "`arn:aws:iam::111122223333:role/ci-deploy`");
+    let d = assert_error(
+        &report,
+        "amazon_web_services.cluster_admins[1]",
+        15,
+        7,
+        "partition `aws-cn`, but the cluster's region is in `aws`",
+    );
+    assert_hint(&d, "arn:aws:iam::");
+    assert_error(
+        &report,
+        "amazon_web_services.cluster_admins[2]",
+        16,
+        7,
+        "is not an IAM ARN",
+    );
+    assert_error(
+        &report,
+        "amazon_web_services.cluster_admins[4]",
+        18,
+        7,
+        "listed twice",
+    );
+    assert_eq!(report.errors().count(), 4, "{}", dump(&report));
+}
+
+#[test]
 fn kubernetes_version_unquoted_reads_as_the_string_written() {
     let text = replace_line(
         &aws(),

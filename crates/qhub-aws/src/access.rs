@@ -21,7 +21,7 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use base64::Engine as _;
-use qhub_core::kubernetes::auth::TokenSource;
+use qhub_core::kubernetes::auth::{ClusterEndpoint, TokenSource};
 use qhub_core::provider::{Ownership, ProviderError};
 
 use crate::partition::Partition;
@@ -174,6 +174,121 @@ pub fn read_override(path: &Path) -> Result<String, ProviderError> {
             path.display()
         ))
     })
+}
+
+/// The principal to list in `amazon_web_services.cluster_admins` for an STS caller ARN: the
+/// role of an assumed-role session (`arn:aws:sts::1:assumed-role/NAME/SESSION` →
+/// `arn:aws:iam::1:role/NAME`; the session ARN does not carry the role's path), else the
+/// caller itself (an IAM user).
+pub fn principal_of_caller(caller: &str) -> (String, bool) {
+    let parts: Vec<&str> = caller.splitn(6, ':').collect();
+    if let [_, partition, "sts", _, account, resource] = parts.as_slice()
+        && let Some(role) = resource
+            .strip_prefix("assumed-role/")
+            .and_then(|r| r.split('/').next())
+    {
+        return (format!("arn:{partition}:iam::{account}:role/{role}"), true);
+    }
+    (caller.to_string(), false)
+}
+
+/// What an identity without access to cluster `cluster` is told (`caller`: its ARN as STS
+/// gives it): the key to add it to, and that an identity with access must deploy that once.
+pub fn no_access_message(caller: &str, cluster: &str) -> String {
+    let (principal, role) = principal_of_caller(caller);
+    let path = if role {
+        " (with the role's path before its name, if it has one)"
+    } else {
+        ""
+    };
+    format!(
+        "the AWS identity {caller} has no access entry on EKS cluster {cluster}, whose API server answers it 401 Unauthorized. Add `{principal}`{path} to `amazon_web_services.cluster_admins` in qhub-config.yaml, then deploy once with an identity that has access (the one that created the cluster, or one already listed there); after that this identity can deploy"
+    )
+}
+
+impl AwsProvider {
+    /// Where the engine reaches cluster `name`: the configured endpoint
+    /// ([`crate::AwsOptions::cluster_endpoint`]), else EKS's own, which in emulator mode is
+    /// not real (`None`).
+    pub(crate) fn endpoint_of(
+        &self,
+        name: &str,
+        cluster: &ActiveCluster,
+    ) -> Result<Option<ClusterEndpoint>, ProviderError> {
+        if let Some(server) = &self.options.cluster_endpoint {
+            let loopback = server
+                .parse::<http::Uri>()
+                .ok()
+                .and_then(|u| u.host().map(str::to_string))
+                .is_some_and(|h| {
+                    h == "localhost"
+                        || h.parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback())
+                });
+            if !server.starts_with("https://") && !loopback {
+                return Err(failed(format!(
+                    "the API server of EKS cluster {name}, {server}, must be https:// (plain http only on loopback)"
+                )));
+            }
+            return Ok(Some(ClusterEndpoint {
+                server: server.clone(),
+                ca_pem: Vec::new(),
+            }));
+        }
+        if self.emulator() {
+            return Ok(None);
+        }
+        Ok(Some(ClusterEndpoint {
+            server: cluster.endpoint.clone(),
+            ca_pem: cluster.ca_pem.clone(),
+        }))
+    }
+
+    /// A client for `endpoint` whose requests carry EKS tokens for cluster `name`.
+    pub(crate) async fn token_client(
+        &self,
+        name: &str,
+        endpoint: &ClusterEndpoint,
+    ) -> Result<kube::Client, ProviderError> {
+        let tokens = EksTokens::new(
+            self.clients().await?.credentials.clone(),
+            &self.region,
+            name,
+        );
+        qhub_core::kubernetes::auth::client_with_token(endpoint, std::sync::Arc::new(tokens))
+    }
+
+    /// Asks the API server who we are in the cheapest way (`GET /version`, which a token the
+    /// authenticator refuses gets 401 for like any path): refused, the identity
+    /// (`sts:GetCallerIdentity`) and the fix ([`no_access_message`]).
+    pub(crate) async fn check_access(
+        &self,
+        client: &kube::Client,
+        cluster: &str,
+    ) -> Result<(), ProviderError> {
+        match client.apiserver_version().await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 401 => {
+                let caller = self
+                    .clients()
+                    .await?
+                    .sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| self.err(AwsError::from_sdk("GetCallerIdentity", e)))?
+                    .arn()
+                    .unwrap_or("(unknown)")
+                    .to_string();
+                Err(ProviderError::Unauthorized(no_access_message(
+                    &caller, cluster,
+                )))
+            }
+            Err(e) => Err(ProviderError::retryable(format!(
+                "reaching the API server of EKS cluster {cluster}: {e}"
+            ))),
+        }
+    }
 }
 
 /// An active EKS cluster's API server.
@@ -347,6 +462,23 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let b = tokens.token().await.unwrap();
         assert_ne!(a, b, "an aged token is minted again (new X-Amz-Date)");
+    }
+
+    #[test]
+    fn an_identity_without_access_is_told_which_key_to_add_it_to() {
+        let m = no_access_message(
+            "arn:aws:sts::111122223333:assumed-role/ci-deploy/gha-42",
+            "demo-dev",
+        );
+        assert_eq!(
+            m,
+            "the AWS identity arn:aws:sts::111122223333:assumed-role/ci-deploy/gha-42 has no access entry on EKS cluster demo-dev, whose API server answers it 401 Unauthorized. Add `arn:aws:iam::111122223333:role/ci-deploy` (with the role's path before its name, if it has one) to `amazon_web_services.cluster_admins` in qhub-config.yaml, then deploy once with an identity that has access (the one that created the cluster, or one already listed there); after that this identity can deploy"
+        );
+        let (user, role) = principal_of_caller("arn:aws-cn:iam::111122223333:user/alice");
+        assert_eq!(
+            (user.as_str(), role),
+            ("arn:aws-cn:iam::111122223333:user/alice", false)
+        );
     }
 
     #[test]

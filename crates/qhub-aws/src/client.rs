@@ -285,6 +285,11 @@ pub struct AwsOptions {
     /// ([`KUBECONFIG_ENV`]). In emulator mode this is the only cluster access: the endpoint
     /// moto returns is not a real API server and is never contacted.
     pub kubeconfig: Option<PathBuf>,
+    /// The cluster's API server (`https://…`, or `http://` on loopback) to reach with EKS
+    /// tokens instead of the endpoint EKS reports: the same tokens, the same access check
+    /// ([`crate::access`]), another address (an emulated cluster in tests; a private endpoint
+    /// through a tunnel). Its CA is the system's, not the cluster's.
+    pub cluster_endpoint: Option<String>,
     /// Where the local deploy lock lives ([`LOCK_DIR`] beside the config, from
     /// [`AwsProvider::from_env`]); `None`: no local lock. It keeps two qhub commands on one
     /// machine from deploying the same deployment at once; unused when [`Self::s3_lock`] is on.
@@ -310,6 +315,7 @@ impl fmt::Debug for AwsOptions {
             )
             .field("poll_interval", &self.poll_interval)
             .field("kubeconfig", &self.kubeconfig)
+            .field("cluster_endpoint", &self.cluster_endpoint)
             .field("lock_dir", &self.lock_dir)
             .field("s3_lock", &self.s3_lock)
             .field("retry", &self.retry)
@@ -330,6 +336,8 @@ pub(crate) struct Clients {
     pub(crate) elbv2: aws_sdk_elasticloadbalancingv2::Client,
     /// The deploy lock's bucket ([`crate::lock`]).
     pub(crate) s3: aws_sdk_s3::Client,
+    /// Preflight's vCPU quotas ([`crate::preflight`]).
+    pub(crate) quotas: aws_sdk_servicequotas::Client,
     /// The credentials every client signs with (EKS tokens are signed with them too).
     pub(crate) credentials: aws_credential_types::provider::SharedCredentialsProvider,
 }
@@ -416,11 +424,13 @@ impl AwsProvider {
     }
 
     /// Warns that the custom endpoint does not implement EKS add-ons (only ever in emulator
-    /// mode, from an HTML 404).
+    /// mode, from an HTML 404: the real EKS API always has them). Kept for emulators without
+    /// them (bare moto, LocalStack); the tests' rules layer serves add-ons and Pod Identity,
+    /// so the tests never take this path.
     pub(crate) fn without_addons(&self, operation: &str) {
         tracing::warn!(
             operation,
-            "the custom endpoint does not implement EKS add-ons; the EBS CSI add-on is skipped"
+            "the custom endpoint does not implement EKS add-ons; the add-ons and EKS Pod Identity are skipped"
         );
     }
 
@@ -587,6 +597,13 @@ impl AwsProvider {
             ),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::from_conf(
                 aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk)
+                    .interceptor(counter.clone())
+                    .retry_config(retry.clone())
+                    .retry_partition(partition.clone())
+                    .build(),
+            ),
+            quotas: aws_sdk_servicequotas::Client::from_conf(
+                aws_sdk_servicequotas::config::Builder::from(&sdk)
                     .interceptor(counter.clone())
                     .retry_config(retry.clone())
                     .retry_partition(partition.clone())

@@ -38,6 +38,12 @@ pub const EFS: &str = "efs";
 pub const EFS_MOUNT_TARGET: &str = "efs_mount_target";
 /// Kind: an EKS add-on of the cluster.
 pub const EKS_ADDON: &str = "eks_addon";
+/// Kind: an EKS access entry for one `amazon_web_services.cluster_admins` principal, named
+/// `<cluster>/<principal ARN>` ([`Names::access_entry`]).
+pub const ACCESS_ENTRY: &str = "access_entry";
+/// Kind: an EKS Pod Identity association (cluster, namespace, service account → IAM role),
+/// named `<cluster>/<namespace>/<service account>` ([`pod_identity_name`]).
+pub const POD_IDENTITY: &str = "pod_identity";
 /// Kind: an EBS volume a PersistentVolumeClaim made (observed only, never desired: the
 /// cluster made it, a destroy deletes it).
 pub const EBS_VOLUME: &str = "ebs_volume";
@@ -47,9 +53,30 @@ pub const NETWORK_INTERFACE: &str = "network_interface";
 /// The EBS CSI driver add-on, so PersistentVolumeClaims get EBS volumes (EKS ships no
 /// in-tree EBS provisioner since Kubernetes 1.23).
 pub const EBS_CSI_ADDON: &str = "aws-ebs-csi-driver";
-/// The node role's inline policy letting the cluster autoscaler scale the node groups. The
-/// version suffix changes when the document does, so an update is seen by name.
-pub const AUTOSCALER_POLICY: &str = "qhub-cluster-autoscaler-v1";
+/// The EKS Pod Identity Agent add-on: a DaemonSet handing the pods of an associated service
+/// account their role's credentials (EKS user guide, "Set up the Amazon EKS Pod Identity
+/// Agent": `aws eks create-addon --addon-name eks-pod-identity-agent`).
+///
+/// Why pods need it: Amazon Linux 2023 managed nodes set the IMDSv2 hop limit to 1, "This
+/// means that containers won't have access to the node's credentials using IMDS" (EKS user
+/// guide, `nodes/al2023.adoc`; hashicorp/terraform-provider-aws#38516, "no EC2 IMDS role
+/// found"): without their own credentials the EBS CSI controller provisions no volume (every
+/// claim stays Pending) and the cluster autoscaler scales nothing.
+pub const POD_IDENTITY_AGENT_ADDON: &str = "eks-pod-identity-agent";
+/// The service principal a Pod Identity role must trust (EKS user guide, "Create IAM role
+/// with trust policy required by EKS Pod Identity").
+pub const PODS_PRINCIPAL: &str = "pods.eks.amazonaws.com";
+/// The service account the EBS CSI add-on runs its controller as, in `kube-system` (EKS user
+/// guide, `storage/ebs-csi.adoc`: the add-on "creates and is configured to use a service
+/// account that's named `ebs-csi-controller-sa`").
+pub const EBS_CSI_SERVICE_ACCOUNT: &str = "ebs-csi-controller-sa";
+/// The namespace of the EKS add-ons' service accounts.
+pub const KUBE_SYSTEM: &str = "kube-system";
+/// The autoscaler role's inline policy letting the cluster autoscaler scale the node groups.
+/// The version suffix changes when the document does, so an update is seen by name (v1 sat on
+/// the node role, unscoped; v2 is on the autoscaler's own role, its writes scoped to the
+/// cluster's Auto Scaling groups).
+pub const AUTOSCALER_POLICY: &str = "qhub-cluster-autoscaler-v2";
 
 /// What replacing the EKS cluster destroys, for the refusal of a plan that would (a subnet
 /// moved to another zone, the cluster role's trust changed). EKS can move a cluster to other
@@ -63,35 +90,81 @@ pub const CLUSTER_REPLACEMENT_DESTROYS: &str = "the EKS control plane and every 
     every other claim's data); and the ingress load balancer (the new one has a new address, so \
     DNS must follow). The EFS shared filesystem is kept";
 
-/// The document of an inline policy we own, by name.
-pub fn inline_policy_document(name: &str) -> Option<String> {
+/// The document of an inline policy we own, by name, for the deployment `prefix` (the
+/// cluster's name).
+pub fn inline_policy_document(name: &str, prefix: &str) -> Option<String> {
     (name == AUTOSCALER_POLICY).then(|| {
-        // The actions the cluster autoscaler's AWS cloud provider documents, scale from zero
-        // included (DescribeInstanceTypes; DescribeNodegroup, through which it reads a managed
-        // node group's labels and taints, see autoscaler_tags).
+        // cluster-autoscaler's AWS README at the pinned release (kubernetes/autoscaler,
+        // `cluster-autoscaler-1.35.2`, `cloudprovider/aws/README.md`, "Full Cluster Autoscaler
+        // Features Policy (Recommended)"): the reads on every resource, scale from zero included
+        // (DescribeInstanceTypes; DescribeNodegroup, through which it reads a managed node
+        // group's labels and taints, see autoscaler_tags); the two writes "should be updated to
+        // restrict the resources/add conditionals" — the README points at tag conditions. They
+        // are limited to Auto Scaling groups carrying this cluster's discovery tag, which EKS
+        // puts on every managed node group's group (EKS user guide, `managed-node-groups.adoc`:
+        // "Amazon EKS tags managed node group resources so that they are configured to use the
+        // Kubernetes Cluster Autoscaler") and by which the autoscaler discovers them
+        // (`--node-group-auto-discovery`; the README: "only the tag name matters", hence
+        // `Null: false`, any value).
         json!({
             "Version": "2012-10-17",
-            "Statement": [{
-                "Effect": "Allow",
-                "Action": [
-                    "autoscaling:DescribeAutoScalingGroups",
-                    "autoscaling:DescribeAutoScalingInstances",
-                    "autoscaling:DescribeLaunchConfigurations",
-                    "autoscaling:DescribeScalingActivities",
-                    "autoscaling:DescribeTags",
-                    "autoscaling:SetDesiredCapacity",
-                    "autoscaling:TerminateInstanceInAutoScalingGroup",
-                    "ec2:DescribeImages",
-                    "ec2:DescribeInstanceTypes",
-                    "ec2:DescribeLaunchTemplateVersions",
-                    "ec2:GetInstanceTypesFromInstanceRequirements",
-                    "eks:DescribeNodegroup"
-                ],
-                "Resource": "*"
-            }]
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": [
+                        "autoscaling:DescribeAutoScalingGroups",
+                        "autoscaling:DescribeAutoScalingInstances",
+                        "autoscaling:DescribeLaunchConfigurations",
+                        "autoscaling:DescribeScalingActivities",
+                        "ec2:DescribeImages",
+                        "ec2:DescribeInstanceTypes",
+                        "ec2:DescribeLaunchTemplateVersions",
+                        "ec2:GetInstanceTypesFromInstanceRequirements",
+                        "eks:DescribeNodegroup"
+                    ],
+                    "Resource": "*"
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": [
+                        "autoscaling:SetDesiredCapacity",
+                        "autoscaling:TerminateInstanceInAutoScalingGroup"
+                    ],
+                    "Resource": "*",
+                    "Condition": {
+                        "Null": {
+                            format!("aws:ResourceTag/k8s.io/cluster-autoscaler/{prefix}"): "false"
+                        }
+                    }
+                }
+            ]
         })
         .to_string()
     })
+}
+
+/// The authentication mode clusters are created with, and moved to from `CONFIG_MAP`: access
+/// entries through the EKS API, and the `aws-auth` ConfigMap kept for what already relies on it
+/// (EKS user guide, "Grant IAM users and roles access to Kubernetes APIs", "Set Cluster
+/// Authentication Mode"). `API` alone would drop the ConfigMap, which cannot be enabled again.
+pub const AUTHENTICATION_MODE: &str = "API_AND_CONFIG_MAP";
+
+/// The plan's note on moving a cluster to [`AUTHENTICATION_MODE`]: EKS cannot undo it (EKS user
+/// guide, "Set Cluster Authentication Mode": "Once the access entry method is enabled, it cannot
+/// be disabled").
+pub const AUTHENTICATION_MODE_NOTE: &str = "the cluster's authentication mode moves from CONFIG_MAP to API_AND_CONFIG_MAP (access entries, the aws-auth ConfigMap kept); EKS cannot move it back";
+
+/// The EKS access policy each `cluster_admins` principal gets, at cluster scope (EKS user
+/// guide, "Access policy permissions": `AmazonEKSClusterAdminPolicy`, cluster-admin).
+pub const CLUSTER_ADMIN_POLICY: &str = "AmazonEKSClusterAdminPolicy";
+
+/// The ARN of an EKS access policy in the partition of `region`
+/// (`arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy`).
+pub fn access_policy_arn(name: &str, region: &str) -> String {
+    format!(
+        "arn:{}:eks::aws:cluster-access-policy/{name}",
+        Partition::of(region).id
+    )
 }
 
 /// The VPC's address range (QHub's, REFERENCE.md §3).
@@ -160,13 +233,20 @@ pub fn accelerator(instance: &str) -> &'static str {
 
 /// The managed policies of the cluster role.
 pub const CLUSTER_POLICIES: &[&str] = &["AmazonEKSClusterPolicy"];
-/// The managed policies of the node role. EBS CSI's lives under `service-role/`.
+/// The managed policies of the node role (EKS user guide, "Amazon EKS node IAM role"). The
+/// EBS CSI driver's policy and the autoscaler's inline policy, which earlier versions put
+/// here, are on their workloads' own roles ([`EBS_CSI_POLICIES`], [`AUTOSCALER_POLICY`]):
+/// with Pod Identity no pod needs them from the node, and every pod that can reach IMDS would
+/// otherwise hold them.
 pub const NODE_POLICIES: &[&str] = &[
-    "AmazonEBSCSIDriverPolicy",
     "AmazonEC2ContainerRegistryReadOnly",
     "AmazonEKSWorkerNodePolicy",
     "AmazonEKS_CNI_Policy",
 ];
+/// The managed policy of the EBS CSI controller's role: AWS's `AmazonEBSCSIDriverPolicy`
+/// (under `service-role/`; EKS user guide, `storage/ebs-csi.adoc`, the policy the add-on's
+/// role gets).
+pub const EBS_CSI_POLICIES: &[&str] = &["AmazonEBSCSIDriverPolicy"];
 
 /// The ARN of an AWS managed policy by name, in the partition of `region`
 /// (`arn:aws-cn:iam::aws:policy/…` in China).
@@ -205,9 +285,22 @@ impl Names {
     pub fn node_role(&self) -> String {
         format!("{}-node", self.prefix)
     }
+    /// The EBS CSI controller's role (Pod Identity).
+    pub fn ebs_csi_role(&self) -> String {
+        format!("{}-ebs-csi", self.prefix)
+    }
+    /// The cluster autoscaler's role (Pod Identity).
+    pub fn autoscaler_role(&self) -> String {
+        format!("{}-autoscaler", self.prefix)
+    }
     /// Every IAM role a deployment may have, by name (how observe finds them).
-    pub fn roles(&self) -> [String; 2] {
-        [self.cluster_role(), self.node_role()]
+    pub fn roles(&self) -> [String; 4] {
+        [
+            self.cluster_role(),
+            self.node_role(),
+            self.ebs_csi_role(),
+            self.autoscaler_role(),
+        ]
     }
     /// The node group for config group `group`.
     pub fn node_group(&self, group: &str) -> String {
@@ -221,10 +314,52 @@ impl Names {
     pub fn mount_target(&self, i: usize) -> String {
         format!("{}-shared-{i}", self.prefix)
     }
+    /// The access entry of `principal` on the cluster: `<cluster>/<principal ARN>`.
+    pub fn access_entry(&self, principal: &str) -> String {
+        format!("{}/{principal}", self.prefix)
+    }
     /// The subnet index of a subnet or mount target name.
     pub fn index_of(name: &str) -> Option<usize> {
         name.rsplit('-').next()?.parse().ok()
     }
+}
+
+/// The id name of the Pod Identity association of `service_account` in `namespace` on
+/// `cluster`: `<cluster>/<namespace>/<service account>` (one association per service account
+/// and cluster, EKS user guide, "EKS Pod Identity considerations").
+pub fn pod_identity_name(cluster: &str, namespace: &str, service_account: &str) -> String {
+    format!("{cluster}/{namespace}/{service_account}")
+}
+
+/// One workload that gets AWS credentials through Pod Identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodIdentity {
+    /// The namespace of its service account.
+    pub namespace: String,
+    /// Its service account, as the Kubernetes stage (or the EKS add-on) renders it.
+    pub service_account: String,
+    /// The name of its IAM role.
+    pub role: String,
+}
+
+/// The workloads that get their own AWS credentials: the EBS CSI controller (the add-on's
+/// [`EBS_CSI_SERVICE_ACCOUNT`] in [`KUBE_SYSTEM`]) and the cluster autoscaler (the service
+/// account qhub-core's autoscaler component renders: its name,
+/// [`qhub_core::kubernetes::components::autoscaler::NAME`], in the config's `namespace`).
+pub fn pod_identities(config: &Config) -> Vec<PodIdentity> {
+    let names = Names::new(config.resource_prefix());
+    vec![
+        PodIdentity {
+            namespace: KUBE_SYSTEM.into(),
+            service_account: EBS_CSI_SERVICE_ACCOUNT.into(),
+            role: names.ebs_csi_role(),
+        },
+        PodIdentity {
+            namespace: config.namespace.clone(),
+            service_account: qhub_core::kubernetes::components::autoscaler::NAME.into(),
+            role: names.autoscaler_role(),
+        },
+    ]
 }
 
 /// The cluster-autoscaler tags of a node group: discovery, plus node-template tags.
@@ -300,7 +435,23 @@ pub fn dependencies(id: &ResourceId, names: &Names, existing: &[ResourceId]) -> 
         ]
         .concat(),
         // The add-on's controller runs on the nodes: it becomes active once they are there.
+        // The EBS CSI controller's pods must start with their credentials: Pod Identity sets
+        // them up when a pod is created, so its association and the agent come first.
+        EKS_ADDON if id.name == EBS_CSI_ADDON => [
+            one(EKS_CLUSTER, names.prefix.clone()),
+            all(NODE_GROUP),
+            one(EKS_ADDON, POD_IDENTITY_AGENT_ADDON.to_string()),
+            all(POD_IDENTITY),
+        ]
+        .concat(),
         EKS_ADDON => [one(EKS_CLUSTER, names.prefix.clone()), all(NODE_GROUP)].concat(),
+        ACCESS_ENTRY => one(EKS_CLUSTER, names.prefix.clone()),
+        POD_IDENTITY => [
+            one(EKS_CLUSTER, names.prefix.clone()),
+            one(IAM_ROLE, names.ebs_csi_role()),
+            one(IAM_ROLE, names.autoscaler_role()),
+        ]
+        .concat(),
         EFS_MOUNT_TARGET => {
             let mut d = one(EFS, names.efs());
             d.extend(one(SECURITY_GROUP, names.prefix.clone()));
@@ -445,11 +596,26 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
         json!({
             "service": "ec2.amazonaws.com",
             "policies": NODE_POLICIES,
-            "inline_policies": [AUTOSCALER_POLICY],
+            "inline_policies": [],
         }),
         &["service"],
         0.5,
     ));
+    if addons {
+        // One role per workload, trusted by EKS Pod Identity only.
+        out.push(resource(
+            ResourceId::new(IAM_ROLE, names.ebs_csi_role()),
+            json!({"service": PODS_PRINCIPAL, "policies": EBS_CSI_POLICIES, "inline_policies": []}),
+            &["service"],
+            0.5,
+        ));
+        out.push(resource(
+            ResourceId::new(IAM_ROLE, names.autoscaler_role()),
+            json!({"service": PODS_PRINCIPAL, "policies": [], "inline_policies": [AUTOSCALER_POLICY]}),
+            &["service"],
+            0.5,
+        ));
+    }
     // EKS control planes take 9-15 minutes (REFERENCE.md §4).
     out.push(
         resource(
@@ -461,15 +627,40 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
                 "security_group": p,
                 // Without it EKS chooses EXTENDED (EKS API reference, UpgradePolicyRequest).
                 "support_type": section.support_type.unwrap_or_default().api_value(),
+                // Access entries on ([`AUTHENTICATION_MODE`]); without accessConfig EKS
+                // creates a CONFIG_MAP cluster (EKS API reference, CreateAccessConfigRequest).
+                "access_entries": true,
             }),
             &["role", "subnets", "security_group"],
             15.0,
         )
+        .one_way("access_entries", AUTHENTICATION_MODE_NOTE)
         .on_dependency_replaced(OnDependencyReplaced::Refuse(
             CLUSTER_REPLACEMENT_DESTROYS.to_string(),
         ))
         .hosts_kubernetes(),
     );
+    // One access entry per listed principal, cluster-admin at cluster scope (EKS user guide,
+    // "Create access entries", "Associate access policies with access entries").
+    for principal in &section.cluster_admins {
+        out.push(
+            resource(
+                ResourceId::new(ACCESS_ENTRY, names.access_entry(principal)),
+                json!({
+                    "principal": principal,
+                    "policies": [{
+                        "policy": access_policy_arn(CLUSTER_ADMIN_POLICY, &section.region),
+                        "scope": "cluster",
+                    }],
+                }),
+                // EKS cannot change an entry's principal ("You can't change the IAM principal
+                // after the access entry is created").
+                &["principal"],
+                0.2,
+            )
+            .config_key("principal", "amazon_web_services.cluster_admins"),
+        );
+    }
     for (group, g) in &section.node_groups {
         let ami = ami_type(&section.kubernetes_version, &g.instance, g.gpu);
         let taints = if g.gpu { json!([GPU_TAINT]) } else { json!([]) };
@@ -530,12 +721,31 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
         );
     }
     if addons {
-        out.push(resource(
-            ResourceId::new(EKS_ADDON, EBS_CSI_ADDON),
-            json!({"cluster": p}),
-            &["cluster"],
-            3.0,
-        ));
+        for addon in [POD_IDENTITY_AGENT_ADDON, EBS_CSI_ADDON] {
+            out.push(resource(
+                ResourceId::new(EKS_ADDON, addon),
+                json!({"cluster": p}),
+                &["cluster"],
+                3.0,
+            ));
+        }
+        for w in pod_identities(config) {
+            out.push(resource(
+                ResourceId::new(
+                    POD_IDENTITY,
+                    pod_identity_name(&p, &w.namespace, &w.service_account),
+                ),
+                json!({
+                    "cluster": p,
+                    "namespace": w.namespace,
+                    "service_account": w.service_account,
+                    "role": w.role,
+                }),
+                // The role of an association changes in place (UpdatePodIdentityAssociation).
+                &["cluster", "namespace", "service_account"],
+                0.2,
+            ));
+        }
     }
     out.push(resource(
         ResourceId::new(EFS, names.efs()),
@@ -697,7 +907,7 @@ mod tests {
     fn scale_from_zero_reads_the_node_group_through_describe_nodegroup() {
         // cluster-autoscaler 1.34 reads a managed group's labels and taints with
         // eks:DescribeNodegroup: without the permission a group at zero never scales up.
-        let policy = inline_policy_document(AUTOSCALER_POLICY).unwrap();
+        let policy = inline_policy_document(AUTOSCALER_POLICY, "unit-dev").unwrap();
         for action in [
             "eks:DescribeNodegroup",
             "ec2:DescribeInstanceTypes",

@@ -208,9 +208,19 @@ impl AwsError {
             // CreateCluster / CreateNodegroup right after the role was created: "Role with
             // arn ... could not be assumed because it does not exist or the trusted entity is
             // not correct" — IAM eventual consistency (REFERENCE.md §3).
+            // CreatePodIdentityAssociation right after the role was created: EKS reads the
+            // trust policy of a role IAM may not show it yet, and answers "Trust policy of the
+            // role provided is invalid" (hashicorp/terraform-provider-aws#41483 shows the
+            // message). qhub writes the trust EKS requires itself (apply::iam), so the answer
+            // about its own new role is IAM's eventual consistency; the retry budget ends a
+            // real misconfiguration.
             if code == "InvalidParameterException"
                 && (self.message.contains("cannot be assumed")
-                    || self.message.contains("could not be assumed"))
+                    || self.message.contains("could not be assumed")
+                    || (self.operation == "CreatePodIdentityAssociation"
+                        && self
+                            .message
+                            .contains("Trust policy of the role provided is invalid")))
             {
                 return true;
             }
@@ -279,6 +289,18 @@ mod tests {
             no_response: false,
             gave_up: None,
         }
+    }
+
+    #[test]
+    fn a_new_role_pod_identity_cannot_read_yet_is_retryable() {
+        let mut err = e(
+            Some("InvalidParameterException"),
+            Some(400),
+            "Trust policy of the role provided is invalid. Follow the official documentation to resolve the issue.",
+        );
+        assert!(!err.is_retryable(), "only for CreatePodIdentityAssociation");
+        err.operation = "CreatePodIdentityAssociation";
+        assert!(err.is_retryable());
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! - [`desired`] turns an `amazon_web_services` section into resources: a VPC
 //!   (10.10.0.0/16, DNS support and hostnames), two public subnets in two availability zones, an
 //!   internet gateway, a route table with the default route, a security group, the IAM cluster
-//!   and node roles with the managed policies EKS needs (and the cluster autoscaler's inline
-//!   policy), the EKS cluster, one managed node group per config group, the EBS CSI add-on, and
-//!   an encrypted EFS file system with a mount target per subnet.
+//!   and node roles with the managed policies EKS needs, the EKS cluster, one managed node
+//!   group per config group, the `eks-pod-identity-agent` and EBS CSI add-ons, EKS Pod Identity
+//!   for the EBS CSI controller and the cluster autoscaler (a role each, trusted by
+//!   `pods.eks.amazonaws.com`, and an association per service account: AL2023 nodes keep the
+//!   node role from pods), and an encrypted EFS file system with a mount target per subnet.
 //! - [`observe`] finds what exists by the ownership tags (EC2 `tag:` filters; list + describe
 //!   for EKS, IAM and EFS) and reports it in the same shape.
 //! - [`apply`] creates, updates and deletes one resource. A create first re-observes by tags and
@@ -16,8 +18,8 @@
 //!   delete tolerates "not found". Deleting the cluster first deletes LoadBalancer Services
 //!   through it, then sweeps the load balancers and security groups Kubernetes left
 //!   ([`apply::sweep`]).
-//! - [`preflight`] checks credentials, region, zones, Kubernetes version, instance types and
-//!   the AMI type each node group gets.
+//! - [`preflight`] checks credentials, region, zones, Kubernetes version, instance types, the
+//!   AMI type each node group gets, and the account's EC2 On-Demand vCPU quotas.
 //! - [`versions`] is EKS's version calendar: `plan`, `status` and `deploy` warn when a cluster
 //!   is within 60 days of leaving standard support.
 //! - [`lock`] is the deploy lock: a lease on an S3 object written with conditional writes, so
@@ -48,7 +50,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use qhub_core::config::Config;
-use qhub_core::kubernetes::auth::ClusterEndpoint;
 use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
     ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, LockRequest,
@@ -82,7 +83,9 @@ pub use qhub_core::cloud::stats::ApiStats;
 /// What [`AwsProvider`] learns from its endpoint before planning ([`Provider::discover`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AwsFacts {
-    /// The endpoint implements EKS add-ons (always against AWS; an emulator may not).
+    /// The endpoint implements EKS add-ons, and with them Pod Identity (always against AWS,
+    /// where both exist in every region qhub deploys to; an emulator may lack them: bare moto,
+    /// which the tests' rules layer completes).
     pub addons: bool,
 }
 
@@ -96,7 +99,9 @@ impl Provider for AwsProvider {
         Capabilities {
             infrastructure: true,
             // In emulator mode the cluster endpoint is not real: only an override reaches one.
-            cluster_access: !self.emulator() || self.options.kubeconfig.is_some(),
+            cluster_access: !self.emulator()
+                || self.options.kubeconfig.is_some()
+                || self.options.cluster_endpoint.is_some(),
             scale_to_zero: true,
             gpu: true,
         }
@@ -147,11 +152,12 @@ impl Provider for AwsProvider {
             let held = qhub_core::cloud::lock::acquire(Arc::new(store), &prefix, request).await?;
             return Ok(Some(DeployLock::cloud(held)));
         }
-        self.options
-            .lock_dir
-            .as_ref()
-            .map(|dir| qhub_core::provider::deploy_lock(dir, ownership))
-            .transpose()
+        match &self.options.lock_dir {
+            Some(dir) => qhub_core::provider::local_lock(dir, ownership, request)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn kubeconfig(&self, ownership: &Ownership) -> Result<String, ProviderError> {
@@ -164,15 +170,19 @@ impl Provider for AwsProvider {
         if let Some(path) = &self.options.kubeconfig {
             return access::read_override(path);
         }
-        if self.emulator() {
+        let Some(endpoint) = self.endpoint_of(&name, &cluster)? else {
             return Err(ProviderError::NotSupported(format!(
                 "emulator mode: the endpoint of EKS cluster {name} is not a real API server; set {KUBECONFIG_ENV} to name a cluster"
             )));
-        }
+        };
+        // A kubeconfig this identity cannot use would fail at the user's first kubectl with
+        // `Unauthorized`: say what to do now instead.
+        let client = self.token_client(&name, &endpoint).await?;
+        self.check_access(&client, &name).await?;
         Ok(access::kubeconfig(
             &name,
             &self.region,
-            &cluster.endpoint,
+            &endpoint.server,
             &cluster.ca_data,
         ))
     }
@@ -191,23 +201,15 @@ impl Provider for AwsProvider {
                 expires_in: None,
             });
         }
-        if self.emulator() {
+        let Some(endpoint) = self.endpoint_of(&name, &cluster)? else {
             return Err(ProviderError::NotSupported(format!(
                 "emulator mode: the endpoint of EKS cluster {name} is not a real API server; set {KUBECONFIG_ENV} to reach a cluster"
             )));
-        }
-        let tokens = access::EksTokens::new(
-            self.clients().await?.credentials.clone(),
-            &self.region,
-            &name,
-        );
-        let client = qhub_core::kubernetes::auth::client_with_token(
-            &ClusterEndpoint {
-                server: cluster.endpoint,
-                ca_pem: cluster.ca_pem,
-            },
-            Arc::new(tokens),
-        )?;
+        };
+        let client = self.token_client(&name, &endpoint).await?;
+        // Before the Kubernetes stage plans anything: an identity without an access entry
+        // gets the fix, not `Unauthorized` half-way through.
+        self.check_access(&client, &name).await?;
         Ok(ClusterAccess::Client(client))
     }
 }

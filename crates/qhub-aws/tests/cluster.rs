@@ -17,6 +17,7 @@ use qhub_core::engine::StageFilter;
 use qhub_core::engine::events::NoEvents;
 use qhub_core::provider::{Ownership, Provider};
 use qhub_core::sandbox::kube_api::KubeApi;
+use qhub_tests::fault_proxy::{FaultPlan, FaultProxy};
 use qhub_tests::moto::Moto;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +26,10 @@ const CLUSTER_TAG: &str = "kubernetes.io/cluster/lb-dev";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn both_stages_through_a_kubeconfig_override_and_destroy_sweeps_load_balancers() {
     let moto = Moto::start();
+    // Through the rules layer, which serves EKS add-ons and Pod Identity as EKS does.
+    let proxy = FaultProxy::in_front_of(&moto, FaultPlan::none())
+        .await
+        .expect("proxy");
     let api = KubeApi::new();
     let server = api.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     // Keycloak "runs" in the cluster: qhub configures it through a port-forward.
@@ -40,7 +45,7 @@ async fn both_stages_through_a_kubeconfig_override_and_destroy_sweeps_load_balan
             AwsProvider::new(
                 &config,
                 AwsOptions {
-                    endpoint: Some(moto.endpoint()),
+                    endpoint: Some(proxy.endpoint()),
                     credentials: Some(("testing".into(), "testing".into())),
                     stats: Some(stats),
                     poll_interval: Some(Duration::from_millis(10)),
@@ -88,6 +93,40 @@ async fn both_stages_through_a_kubeconfig_override_and_destroy_sweeps_load_balan
             .any(|v| v["kind"] == kind && v["metadata"]["name"] == name)
     };
     assert!(has("Namespace", "dev"), "namespace dev in {objects:#?}");
+    // Every Pod Identity association names a service account that exists: the autoscaler's
+    // is the one the Kubernetes stage rendered (the EBS CSI add-on makes its own in
+    // kube-system, outside this API).
+    let rules = proxy.rules();
+    let associations: Vec<(String, String)> = rules
+        .addons
+        .associations
+        .values()
+        .map(|a| (a.namespace.clone(), a.service_account.clone()))
+        .collect();
+    assert_eq!(associations.len(), 2, "{associations:?}");
+    for (ns, sa) in associations.iter().filter(|(ns, _)| ns != "kube-system") {
+        assert!(
+            objects.iter().any(|v| v["kind"] == "ServiceAccount"
+                && v["metadata"]["name"] == sa.as_str()
+                && v["metadata"]["namespace"] == ns.as_str()),
+            "no ServiceAccount {ns}/{sa} rendered for its Pod Identity association"
+        );
+        let deployment = objects
+            .iter()
+            .find(|v| {
+                v["kind"] == "Deployment"
+                    && v["spec"]["template"]["spec"]["serviceAccountName"] == sa.as_str()
+            })
+            .unwrap_or_else(|| panic!("no Deployment runs as {ns}/{sa}"));
+        assert_eq!(deployment["metadata"]["namespace"], ns.as_str());
+    }
+    assert!(
+        associations.contains(&(
+            "kube-system".to_string(),
+            "ebs-csi-controller-sa".to_string()
+        )),
+        "{associations:?}"
+    );
     assert!(has("Deployment", "qhub-welcome"));
     // Keycloak was configured through a port-forward (no QHUB_KEYCLOAK_URL, no DNS).
     assert!(keycloak.client("qhub", "jupyterhub").is_some());

@@ -22,7 +22,7 @@ use qhub_core::provider::Ownership;
 use qhub_tests::moto::{Moto, REGION};
 use tokio_util::sync::CancellationToken;
 
-use common::{aws_config, census, one_of_everything};
+use common::{aws_config, census, one_of_everything_on_bare_moto};
 
 /// moto's account.
 const ACCOUNT: &str = "123456789012";
@@ -245,7 +245,7 @@ async fn a_second_runner_waits_for_the_cloud_lock() {
     assert!(b_ops.get("GetObject").is_some_and(|n| *n >= 2), "{b_ops:?}");
     assert_eq!(
         census(&common::sdk(&moto.endpoint()).await, &o).await,
-        one_of_everything()
+        one_of_everything_on_bare_moto()
     );
     // Both released: the bucket stays (a deploy keeps it), the lock object is gone.
     assert_eq!(

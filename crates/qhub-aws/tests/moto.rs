@@ -337,7 +337,6 @@ async fn deploy_noop_deploy_and_destroy_against_moto() {
             "{group}"
         );
     }
-    // The node role carries the cluster autoscaler's inline policy.
     let iam = aws_sdk_iam::Client::new(&h.sdk().await);
     // At `/`: aws-auth cannot match a node role with a path (the rules layer fails the node
     // groups of one, as their nodes never join).
@@ -345,33 +344,103 @@ async fn deploy_noop_deploy_and_destroy_against_moto() {
         let r = iam.get_role().role_name(role).send().await.expect("role");
         assert_eq!(r.role().map(|r| r.path()), Some("/"), "{role}");
     }
-    let inline = iam
-        .list_role_policies()
-        .role_name("numbers-dev-node")
-        .send()
-        .await
-        .expect("node role");
+    // On AL2023 nodes (IMDSv2 hop limit 1) pods get no credentials from the node role: the
+    // EBS CSI controller and the cluster autoscaler get theirs through Pod Identity, each
+    // from its own role, which carries what the node role no longer does.
+    let rules = h.proxy.as_ref().expect("proxy").rules();
+    let credentials = |ns: &str, sa: &str| {
+        qhub_tests::eks_addons::pod_credentials(
+            &rules.addons,
+            &rules.nodegroups,
+            "numbers-dev",
+            ns,
+            sa,
+        )
+    };
+    let ebs = credentials("kube-system", "ebs-csi-controller-sa").expect("EBS CSI credentials");
+    let autoscaler = credentials("dev", "cluster-autoscaler").expect("autoscaler credentials");
+    assert!(ebs.ends_with(":role/numbers-dev-ebs-csi"), "{ebs}");
+    assert!(
+        autoscaler.ends_with(":role/numbers-dev-autoscaler"),
+        "{autoscaler}"
+    );
+    let attached = |role: &'static str| {
+        let iam = iam.clone();
+        async move {
+            let mut names: Vec<String> = iam
+                .list_attached_role_policies()
+                .role_name(role)
+                .send()
+                .await
+                .expect("attached")
+                .attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_name().map(str::to_string))
+                .collect();
+            names.sort();
+            let inline = iam
+                .list_role_policies()
+                .role_name(role)
+                .send()
+                .await
+                .expect("inline")
+                .policy_names()
+                .to_vec();
+            (names, inline)
+        }
+    };
     assert_eq!(
-        inline.policy_names(),
-        [qhub_aws::desired::AUTOSCALER_POLICY.to_string()]
+        attached("numbers-dev-ebs-csi").await,
+        (vec!["AmazonEBSCSIDriverPolicy".to_string()], vec![])
+    );
+    assert_eq!(
+        attached("numbers-dev-autoscaler").await,
+        (
+            vec![],
+            vec![qhub_aws::desired::AUTOSCALER_POLICY.to_string()]
+        )
+    );
+    let (node_policies, node_inline) = attached("numbers-dev-node").await;
+    assert!(
+        !node_policies
+            .iter()
+            .any(|p| p == "AmazonEBSCSIDriverPolicy")
+            && node_inline.is_empty(),
+        "the node role still carries the workloads' permissions: {node_policies:?} {node_inline:?}"
     );
     let document = iam
         .get_role_policy()
-        .role_name("numbers-dev-node")
+        .role_name("numbers-dev-autoscaler")
         .policy_name(qhub_aws::desired::AUTOSCALER_POLICY)
         .send()
         .await
         .expect("the policy document");
+    let document = qhub_tests::eks_addons::form_decode(document.policy_document());
     assert!(
-        document
-            .policy_document()
-            .contains("autoscaling%3ASetDesiredCapacity")
-            || document
-                .policy_document()
-                .contains("autoscaling:SetDesiredCapacity"),
-        "{}",
-        document.policy_document()
+        document.contains("autoscaling:SetDesiredCapacity")
+            && document.contains("aws:ResourceTag/k8s.io/cluster-autoscaler/numbers-dev"),
+        "{document}"
     );
+    for role in ["numbers-dev-ebs-csi", "numbers-dev-autoscaler"] {
+        let r = iam.get_role().role_name(role).send().await.expect("role");
+        let trust = qhub_tests::eks_addons::form_decode(
+            r.role()
+                .and_then(|r| r.assume_role_policy_document())
+                .unwrap_or_default(),
+        );
+        assert!(
+            qhub_tests::eks_addons::trusts_pods(&trust),
+            "{role}: {trust}"
+        );
+    }
+    // Both add-ons, the agent included, were created (not skipped as on a bare emulator).
+    let addons: Vec<&str> = rules
+        .addons
+        .addons
+        .keys()
+        .map(|(_, n)| n.as_str())
+        .collect();
+    assert_eq!(addons, ["aws-ebs-csi-driver", "eks-pod-identity-agent"]);
 
     let stats2 = Arc::new(ApiStats::default());
     let t = Instant::now();
@@ -424,6 +493,12 @@ async fn deploy_noop_deploy_and_destroy_against_moto() {
         h.census(&o).await.is_empty(),
         "destroy left {:?}",
         h.census(&o).await
+    );
+    let rules = h.proxy.as_ref().expect("proxy").rules();
+    assert!(
+        rules.addons.addons.is_empty() && rules.addons.associations.is_empty(),
+        "destroy left add-ons or associations: {:?}",
+        rules.addons
     );
     eprintln!(
         "deploy: {deploy_calls} calls ({deploy_mut} mutating) in {deploy_time:?}; \
@@ -538,8 +613,9 @@ async fn preflight_names_every_bad_key_and_passes_a_good_config() {
         .expect("preflight");
     assert_eq!(stats.mutating(), 0, "preflight changes nothing");
     // GetCallerIdentity, DescribeRegions, DescribeAvailabilityZones, DescribeClusterVersions,
-    // DescribeInstanceTypeOfferings, DescribeInstanceTypes: one each, whatever the groups.
-    assert_eq!(stats.calls(), 6, "{:?}", stats.by_operation());
+    // DescribeInstanceTypeOfferings, DescribeInstanceTypes: one each, whatever the groups; and
+    // one GetServiceQuota per vCPU quota the groups' types fall under (Standard only here).
+    assert_eq!(stats.calls(), 7, "{:?}", stats.by_operation());
     // moto cannot list EKS versions: that check is a warning, never a silent pass.
     for w in &report.warnings {
         assert!(w.contains("not checked"), "{w}");
@@ -599,6 +675,182 @@ async fn preflight_names_every_bad_key_and_passes_a_good_config() {
     assert!(
         !err.contains("<html") && !err.contains("headers"),
         "no raw response: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pod_identity_never_touches_associations_it_did_not_create() {
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+    let config = aws_config("podid");
+    let h = MotoHarness::new(config.clone()).await;
+    let proxy = h.proxy.clone().expect("proxy");
+    let r = deploy(Arc::new(h.aws(Arc::new(ApiStats::default()))), &config).await;
+    assert!(r.succeeded(), "deploy: {r:?}");
+    // Through the proxy: EKS's API as the rules layer serves it.
+    let sdk = common::sdk(&h.endpoint()).await;
+    let (eks, iam) = (
+        aws_sdk_eks::Client::new(&sdk),
+        aws_sdk_iam::Client::new(&sdk),
+    );
+    let role = |name: &'static str, service: &'static str| {
+        let iam = iam.clone();
+        async move {
+            let trust = if service == "pods.eks.amazonaws.com" {
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":["sts:AssumeRole","sts:TagSession"]}]}"#
+            } else {
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#
+            };
+            iam.create_role()
+                .role_name(name)
+                .assume_role_policy_document(trust)
+                .send()
+                .await
+                .expect("role")
+                .role()
+                .map(|r| r.arn().to_string())
+                .unwrap_or_default()
+        }
+    };
+    let theirs = role("someone-pods", "pods.eks.amazonaws.com").await;
+    let create = |ns: &'static str, sa: &'static str, arn: String| {
+        eks.create_pod_identity_association()
+            .cluster_name("podid-dev")
+            .namespace(ns)
+            .service_account(sa)
+            .role_arn(arn)
+            .send()
+    };
+    let foreign = create("team", "app", theirs.clone())
+        .await
+        .expect("their association");
+    let foreign_id = foreign
+        .association()
+        .and_then(|a| a.association_id())
+        .unwrap_or_default()
+        .to_string();
+    // EKS refuses a role Pod Identity cannot assume, and a second association of one service
+    // account, as the rules layer shows.
+    let ec2 = role("someone-ec2", "ec2.amazonaws.com").await;
+    let refused = create("team", "other", ec2).await.unwrap_err();
+    assert_eq!(refused.code(), Some("InvalidParameterException"));
+    let refused = create("dev", "cluster-autoscaler", theirs.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("ResourceInUseException"));
+
+    // Not ours: the plan does not see it, so a deploy changes nothing.
+    let stats = Arc::new(ApiStats::default());
+    let r = deploy(Arc::new(h.aws(stats.clone())), &config).await;
+    assert!(r.succeeded() && r.done.is_empty(), "no-op deploy: {r:?}");
+    assert_eq!(stats.mutating(), 0, "{:?}", stats.by_operation());
+
+    // Somebody took over the autoscaler's service account: refused, never adopted.
+    let ours = proxy
+        .rules()
+        .addons
+        .associations
+        .values()
+        .find(|a| a.service_account == "cluster-autoscaler")
+        .map(|a| a.id.clone())
+        .expect("our association");
+    eks.delete_pod_identity_association()
+        .cluster_name("podid-dev")
+        .association_id(ours)
+        .send()
+        .await
+        .expect("delete");
+    create("dev", "cluster-autoscaler", theirs)
+        .await
+        .expect("theirs");
+    let r = deploy(Arc::new(h.aws(Arc::new(ApiStats::default()))), &config).await;
+    assert!(!r.succeeded(), "{r:?}");
+    assert!(
+        format!("{r:?}").contains("is not owned by this deployment"),
+        "{r:?}"
+    );
+
+    // Destroy deletes our one remaining association, not theirs, before the cluster.
+    proxy.reset_counts();
+    let r = destroy(Arc::new(h.aws(Arc::new(ApiStats::default()))), &config).await;
+    assert!(r.succeeded(), "destroy: {r:?}");
+    assert_eq!(
+        proxy
+            .counts()
+            .by_operation
+            .get("DeletePodIdentityAssociation"),
+        Some(&1),
+        "{:?}",
+        proxy.counts().by_operation
+    );
+    assert!(!foreign_id.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn preflight_refuses_a_gpu_group_beyond_the_vcpu_quota_before_any_create() {
+    // A new account: 0 vCPUs of G and VT instances (quota L-DB2E81BA). Without the check the
+    // GPU group fails after minutes with VcpuLimitExceeded; preflight refuses it first.
+    let mut config = aws_config("quota");
+    let section = config.amazon_web_services.as_mut().unwrap();
+    let mut gpu = section.node_groups["worker"].clone();
+    gpu.instance = "g4dn.xlarge".into();
+    gpu.gpu = true;
+    gpu.min_nodes = 0;
+    gpu.max_nodes = 2;
+    section.node_groups.insert("gpu".into(), gpu);
+    let h = MotoHarness::new(config.clone()).await;
+    let proxy = h.proxy.clone().expect("proxy");
+    proxy.set_quota("L-DB2E81BA", 0.0);
+    let stats = Arc::new(ApiStats::default());
+    let err = h
+        .aws(stats.clone())
+        .preflight(&config)
+        .await
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "amazon_web_services.node_groups.gpu.instance",
+        "L-DB2E81BA (Running On-Demand G and VT instances) in us-west-2 is 0 vCPUs",
+        "one g4dn.xlarge node (4 vCPUs)",
+        "aws service-quotas request-service-quota-increase --service-code ec2 --quota-code L-DB2E81BA --desired-value 8 --region us-west-2",
+        "servicequotas/home/services/ec2/quotas/L-DB2E81BA",
+    ] {
+        assert!(err.contains(part), "{part} missing from: {err}");
+    }
+    // The CPU groups fit the Standard quota: not named.
+    assert!(!err.contains("L-1216C47A"), "{err}");
+    assert_eq!(stats.mutating(), 0, "refused before any create");
+    assert_eq!(
+        stats.by_operation().get("Service Quotas.GetServiceQuota"),
+        Some(&2),
+        "one read per quota in use: {:?}",
+        stats.by_operation()
+    );
+    assert!(h.census(&Ownership::of(&config)).await.is_empty());
+
+    // The default groups' minimum (8 + 4 + 4 vCPUs) does not fit a 5-vCPU Standard quota: an
+    // error naming the minimum; a quota between the minimum and the maximum only warns.
+    proxy.set_quota("L-DB2E81BA", 64.0);
+    proxy.set_quota("L-1216C47A", 5.0);
+    let err = h
+        .aws(stats.clone())
+        .preflight(&config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("amazon_web_services.node_groups.general.min_nodes")
+            && err.contains("needs 16")
+            && err.contains("--quota-code L-1216C47A --desired-value 48"),
+        "{err}"
+    );
+    proxy.set_quota("L-1216C47A", 32.0);
+    let report = h.aws(stats).preflight(&config).await.expect("preflight");
+    assert!(
+        report.warnings.iter().any(|w| w.contains("L-1216C47A")
+            && w.contains("may grow to 48")
+            && w.contains("amazon_web_services.node_groups.user.max_nodes")),
+        "{:?}",
+        report.warnings
     );
 }
 
@@ -731,8 +983,11 @@ async fn roles_made_under_the_old_path_are_observed_and_destroyed() {
         .role_name("legacy-dev-node")
         .policy_name(qhub_aws::desired::AUTOSCALER_POLICY)
         .policy_document(
-            qhub_aws::desired::inline_policy_document(qhub_aws::desired::AUTOSCALER_POLICY)
-                .unwrap(),
+            qhub_aws::desired::inline_policy_document(
+                qhub_aws::desired::AUTOSCALER_POLICY,
+                "legacy-dev",
+            )
+            .unwrap(),
         )
         .send()
         .await
@@ -883,8 +1138,9 @@ async fn replacing_a_subnet_replaces_what_depends_on_it_or_refuses_naming_both()
         "{text}"
     );
     // Untouched: the other subnet and its mount target, the VPC, the roles, EFS itself.
-    // subnet, mount target, cluster, three node groups (moto has no EKS add-ons).
-    assert_eq!(plan.summary().replace, 6, "{text}");
+    // subnet, mount target, cluster, three node groups, and what lives in the cluster: the two
+    // add-ons and the two Pod Identity associations (their roles stay).
+    assert_eq!(plan.summary().replace, 10, "{text}");
     assert!(
         text.contains("replaced because subnet/moved-dev-subnet-1 is replaced"),
         "{text}"

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// qhub: a complete data-science platform (JupyterHub, Dask Gateway, conda-store, Keycloak, …)
 /// on Kubernetes, from one qhub-config.yaml.
 #[derive(Debug, Parser)]
-#[command(name = "qhub", version, propagate_version = true)]
+#[command(name = "qhub", version, long_version = crate::commands::version::LONG, propagate_version = true)]
 pub struct Cli {
     /// Output format: human-readable text, or one JSON document on stdout for machines.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
@@ -39,22 +39,35 @@ pub enum Command {
     /// Migrate a QHub 0.3.x / early 0.4 config to the current format (keeps a backup).
     Upgrade(UpgradeArgs),
     /// Show what deploy would change, in the cloud and in Kubernetes, from live state.
-    Plan(DnsStageArgs),
+    Plan(PlanArgs),
     /// Converge the deployment to the config; safe to re-run and to interrupt.
     Deploy(DeployArgs),
     /// List what exists for this deployment, and whether it matches the config.
-    Status(DnsStageArgs),
+    Status(StatusArgs),
     /// Remove everything this deployment owns, even after a partial deploy.
-    Destroy(DnsStageArgs),
+    Destroy(DestroyArgs),
     /// Print a kubeconfig for your own kubectl on the deployment's cluster (no stored secret:
     /// it runs `aws eks get-token` when used), or write it with --write.
     Kubeconfig(KubeconfigArgs),
     /// Write every Kubernetes object the platform would apply as YAML files (offline, for
     /// review and GitOps); values only a deploy knows are shown as placeholders.
     Render(RenderArgs),
-    /// Print the JSON Schema of qhub-config.yaml (for editors and CI checks), or the
-    /// configuration reference generated from it.
+    /// Print qhub's version, the commit and date it was built from, and the QHub config
+    /// version it reads and writes.
+    Version,
+    /// Print the JSON Schema of qhub-config.yaml (for editors and CI checks) or of what
+    /// `--output json` prints, or the configuration reference generated from the first.
     Schema(SchemaArgs),
+}
+
+/// The schemas `qhub schema` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    /// qhub-config.yaml.
+    Config,
+    /// Every document `--output json` prints on stdout and every event line on stderr
+    /// (`$defs` named after the command; docs/output.md).
+    Output,
 }
 
 /// Formats `schema` can print.
@@ -69,7 +82,10 @@ pub enum SchemaFormat {
 /// `qhub schema`.
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
-    /// What to print.
+    /// Which schema.
+    #[arg(value_enum, default_value_t = SchemaKind::Config)]
+    pub what: SchemaKind,
+    /// What to print (`markdown`: the configuration reference; not with `--output json`).
     #[arg(long, value_enum, default_value_t = SchemaFormat::Json)]
     pub format: SchemaFormat,
 }
@@ -220,26 +236,74 @@ pub struct DnsArgs {
     pub dns_auto_provision: bool,
 }
 
-/// Arguments of plan, status and destroy.
+/// `qhub plan`.
 #[derive(Debug, Args)]
-pub struct DnsStageArgs {
-    /// What plan, deploy, status and destroy share.
+pub struct PlanArgs {
+    /// The config and the stage.
     #[command(flatten)]
-    pub stage: StageArgs,
+    pub target: TargetArgs,
     /// The DNS flags.
     #[command(flatten)]
     pub dns: DnsArgs,
+    /// Replacements the plan may contain.
+    #[command(flatten)]
+    pub replace: ReplaceArgs,
+    /// Exit 0 when nothing would change, 3 when changes are pending, 1 on error (as
+    /// Terraform's `-detailed-exitcode`, but 3: 2 is the usage error).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+/// `qhub status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The config and the stage.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The DNS flags.
+    #[command(flatten)]
+    pub dns: DnsArgs,
+    /// Exit 0 when the deployment is in sync with the config, 3 when it is not (changes
+    /// pending, a refused plan, a deploy running), 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+/// `qhub destroy`.
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The config and the stage.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The DNS flags.
+    #[command(flatten)]
+    pub dns: DnsArgs,
+    /// How the changes are applied.
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+    /// Also delete the CustomResourceDefinitions this deployment created (Traefik's), when no
+    /// object of theirs outside this deployment remains. Without it they are kept: deleting a
+    /// CRD deletes every object of its kinds in every namespace. A CRD another tool installed
+    /// is never deleted. The plan lists each CRD it keeps and why.
+    #[arg(long)]
+    pub delete_crds: bool,
 }
 
 /// Arguments of deploy.
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// What plan, deploy, status and destroy share.
+    /// The config and the stage.
     #[command(flatten)]
-    pub stage: StageArgs,
+    pub target: TargetArgs,
     /// The DNS flags.
     #[command(flatten)]
     pub dns: DnsArgs,
+    /// How the changes are applied.
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+    /// Replacements the plan may contain.
+    #[command(flatten)]
+    pub replace: ReplaceArgs,
     /// How long the deploy waits for the ingress load balancer's address and then, with
     /// Let's Encrypt, for the domain to resolve to it before a certificate is asked for:
     /// `90s`, `10m`, `1h` (`0`: look once).
@@ -247,30 +311,50 @@ pub struct DeployArgs {
     pub dns_wait: std::time::Duration,
 }
 
-/// Arguments of plan, deploy, status and destroy.
-#[derive(Debug, Args)]
-pub struct StageArgs {
+/// The config file and the stage: what plan, deploy, status and destroy act on.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
     /// The config file.
     #[arg(long, short = 'c', default_value = "qhub-config.yaml")]
     pub config: PathBuf,
     /// Limit the command to one stage.
     #[arg(long, value_enum)]
     pub stage: Option<StageArg>,
+}
+
+/// How deploy and destroy apply their changes.
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
     /// Do not ask for confirmation (for CI).
     #[arg(long)]
     pub disable_prompt: bool,
     /// Changes applied at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+    /// How long to wait while another run (another CI job, another terminal) holds the
+    /// deployment's lock: `90s`, `20m`, `1h`, or `0` to fail at once.
+    #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
+}
+
+impl Default for ApplyArgs {
+    fn default() -> Self {
+        Self {
+            disable_prompt: true,
+            concurrency: 8,
+            lock_timeout: std::time::Duration::ZERO,
+        }
+    }
+}
+
+/// `--allow-replace`, on plan and deploy.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ReplaceArgs {
     /// Allow replacing this resource (KIND/NAME, as the plan names it) when a change to what
     /// it depends on forces it, although replacing it destroys data (an EKS cluster when a
     /// subnet moves zone). Without it such a plan is refused. Repeat for several.
     #[arg(long = "allow-replace", value_name = "KIND/NAME", value_parser = parse_resource_id)]
     pub allow_replace: Vec<qhub_core::plan::ResourceId>,
-    /// How long deploy and destroy wait while another run (another CI job) holds the
-    /// deployment's lock: `90s`, `20m`, `1h`, or `0` to fail at once.
-    #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_duration)]
-    pub lock_timeout: std::time::Duration,
 }
 
 /// Parses `KIND/NAME` (the name may contain `/`, e.g. a Kubernetes object's namespace).
@@ -325,13 +409,21 @@ mod tests {
             ])
             .unwrap();
             let dns = match &cli.command {
-                Command::Plan(a) | Command::Destroy(a) => &a.dns,
+                Command::Plan(a) => &a.dns,
+                Command::Destroy(a) => &a.dns,
                 Command::Deploy(a) => &a.dns,
                 other => panic!("{other:?}"),
             };
             assert_eq!(dns.dns_provider.as_deref(), Some("cloudflare"));
             assert!(dns.dns_auto_provision);
         }
+        let delete_crds = |args: &[&str]| match parse(args).map(|c| c.command) {
+            Ok(Command::Destroy(a)) => a.delete_crds,
+            other => panic!("{other:?}"),
+        };
+        assert!(!delete_crds(&["qhub", "destroy"]));
+        assert!(delete_crds(&["qhub", "destroy", "--delete-crds"]));
+        assert!(parse(&["qhub", "plan", "--delete-crds"]).is_err());
         let wait = |args: &[&str]| match parse(args).map(|c| c.command) {
             Ok(Command::Deploy(a)) => Ok(a.dns_wait),
             Ok(other) => panic!("{other:?}"),

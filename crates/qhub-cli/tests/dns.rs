@@ -184,7 +184,7 @@ async fn the_flags_are_checked_before_anything_changes_on_plan_deploy_status_and
     for verb in ["plan", "deploy", "status", "destroy"] {
         let with = |extra: &[&'static str]| {
             let mut args = vec![verb];
-            if verb != "plan" {
+            if verb == "deploy" || verb == "destroy" {
                 args.push("--disable-prompt");
             }
             args.extend_from_slice(extra);

@@ -665,7 +665,10 @@ pub async fn second_runner_waits(
         )
         .await
         .ok_or("B did not report a wait for the lock within 60 s")?;
-    let Event::Waiting { resource, detail } = waiting else {
+    let Event::Waiting {
+        resource, detail, ..
+    } = waiting
+    else {
         return Err(format!("not a wait: {waiting:?}"));
     };
     if !detail.contains(&format!("held by {a_holder} (deploy) since")) {
@@ -835,7 +838,13 @@ pub async fn crashed_holder_is_taken_over(
 /// succeed the first time, then the check that nothing remains (an observe through the same
 /// provider). `Err` says which step failed.
 pub async fn destroy_like_the_cli(engine: &Engine, config: &Config) -> Result<ApplyReport, String> {
-    let r = destroy_once(engine, config)
+    let (plan, r) = engine
+        .destroy(
+            config,
+            StageFilter::All,
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
         .await
         .map_err(|e| format!("destroy: {e}"))?;
     if !r.succeeded() {
@@ -848,6 +857,11 @@ pub async fn destroy_like_the_cli(engine: &Engine, config: &Config) -> Result<Ap
         .observe_all(config, StageFilter::All)
         .await
         .map_err(|e| format!("the 'nothing remains' check: {e}"))?;
+    // What the plan keeps on purpose (CRDs others may use) is not left over.
+    let remaining: Vec<_> = remaining
+        .into_iter()
+        .filter(|o| !plan.kept.iter().any(|k| k.id == o.id))
+        .collect();
     if !remaining.is_empty() {
         let ids: Vec<String> = remaining.iter().map(|o| o.id.to_string()).collect();
         return Err(format!("after the destroy {ids:?} remain"));

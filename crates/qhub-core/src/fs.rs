@@ -156,6 +156,15 @@ impl FileLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Replaces the lock file's content with `text` (who holds it), while it is held.
+    pub fn record(&mut self, text: &[u8]) -> std::io::Result<()> {
+        use std::io::{Seek as _, Write as _};
+        self._file.set_len(0)?;
+        self._file.seek(std::io::SeekFrom::Start(0))?;
+        self._file.write_all(text)?;
+        self._file.flush()
+    }
 }
 
 /// Why a lock could not be taken.

@@ -133,6 +133,11 @@ pub struct Resource {
     /// `amazon_web_services.availability_zones`), so that a refused plan names what to edit.
     #[serde(skip)]
     pub config_keys: BTreeMap<String, String>,
+    /// Spec fields whose in-place change cannot be undone (an EKS cluster's authentication
+    /// mode), each with the note an update of it carries in the plan, so it is never made
+    /// silently.
+    #[serde(skip)]
+    pub one_way: BTreeMap<String, String>,
 }
 
 /// What a resource needs when something it depends on is replaced (deleted and created again).
@@ -224,7 +229,16 @@ impl Resource {
             on_dependency_replaced: OnDependencyReplaced::default(),
             hosts_kubernetes: false,
             config_keys: BTreeMap::new(),
+            one_way: BTreeMap::new(),
         }
+    }
+
+    /// Marks the top-level spec `field` as one-way ([`Resource::one_way`]): a plan that
+    /// updates it says `note`.
+    #[must_use]
+    pub fn one_way(mut self, field: &str, note: &str) -> Self {
+        self.one_way.insert(field.to_string(), note.to_string());
+        self
     }
 
     /// Marks it as the resource the Kubernetes stage runs on ([`Resource::hosts_kubernetes`]).
@@ -538,6 +552,19 @@ pub struct Plan {
     /// Cascades refused: a plan with any must not be applied ([`Plan::refusal`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<Refusal>,
+    /// What exists, is ours, and the plan deliberately leaves in place, with why (CRDs others
+    /// may use: [`crate::kubernetes::crd_policy`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<Kept>,
+}
+
+/// A resource a plan leaves in place on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    /// The resource.
+    pub id: ResourceId,
+    /// Why it stays.
+    pub why: String,
 }
 
 /// Counts of a plan's changes by action.
@@ -592,7 +619,11 @@ impl Plan {
 
     /// The JSON document `plan --output json` prints.
     pub fn to_json(&self) -> Json {
-        serde_json::json!({"changes": self.changes, "summary": self.summary()})
+        let mut doc = serde_json::json!({"changes": self.changes, "summary": self.summary()});
+        if !self.kept.is_empty() {
+            doc["kept"] = serde_json::json!(self.kept);
+        }
+        doc
     }
 
     /// Human rendering, grouped by stage, counts at the end.
@@ -605,6 +636,9 @@ impl Plan {
                 "No changes: {} resource(s) already match the config.",
                 self.unchanged
             );
+            for k in &self.kept {
+                let _ = writeln!(out, "Kept: {} ({})", k.id, k.why);
+            }
             for note in &self.notes {
                 let _ = writeln!(out, "Note: {note}");
             }
@@ -678,6 +712,9 @@ impl Plan {
                 "Known after apply (the Kubernetes objects above are built again with them): {}",
                 self.known_after_apply.join(", ")
             );
+        }
+        for k in &self.kept {
+            let _ = writeln!(out, "Kept: {} ({})", k.id, k.why);
         }
         for note in &self.notes {
             let _ = writeln!(out, "Note: {note}");
@@ -871,7 +908,16 @@ fn plan(
                         } else {
                             Action::Update
                         };
-                        change(action, diff, Some(o), None)
+                        let one_way: Vec<&str> = diff
+                            .iter()
+                            .filter_map(|f| {
+                                let top = f.field.split('.').next().unwrap_or_default();
+                                d.one_way.get(top).map(String::as_str)
+                            })
+                            .collect();
+                        let reason = (action == Action::Update && !one_way.is_empty())
+                            .then(|| format!("one-way: {}", one_way.join("; ")));
+                        change(action, diff, Some(o), reason)
                     }
                 }
             }
@@ -1163,6 +1209,28 @@ mod tests {
         pending.spec = json!({"v": "1.32"});
         let plan = diff(std::slice::from_ref(&cluster), &[pending]);
         assert_eq!(plan.changes[0].action, Action::Update);
+    }
+
+    #[test]
+    fn an_update_of_a_one_way_field_says_so() {
+        let cluster = res("cluster", "c", json!({"v": "1.33", "api": true}), &[])
+            .one_way("api", "access entries cannot be turned off again");
+        let plan = diff(
+            std::slice::from_ref(&cluster),
+            &[obs(&cluster, json!({"v": "1.33", "api": false}))],
+        );
+        assert_eq!(plan.changes[0].action, Action::Update);
+        assert_eq!(
+            plan.changes[0].reason.as_deref(),
+            Some("one-way: access entries cannot be turned off again")
+        );
+        assert!(plan.render_text().contains("(one-way: access entries"));
+        // Another field's update says nothing of it.
+        let plan = diff(
+            std::slice::from_ref(&cluster),
+            &[obs(&cluster, json!({"v": "1.32", "api": true}))],
+        );
+        assert_eq!(plan.changes[0].reason, None);
     }
 
     #[test]

@@ -345,11 +345,12 @@ impl Provider for DigitalOceanProvider {
             ),
             (_, false) => {}
         }
-        self.options
-            .lock_dir
-            .as_ref()
-            .map(|dir| qhub_core::provider::deploy_lock(dir, ownership))
-            .transpose()
+        match &self.options.lock_dir {
+            Some(dir) => qhub_core::provider::local_lock(dir, ownership, request)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn kubeconfig(&self, ownership: &Ownership) -> Result<String, ProviderError> {

@@ -194,7 +194,9 @@ impl Provider for GcpProvider {
             return Ok(Some(DeployLock::cloud(held)));
         }
         match &self.options.lock_dir {
-            Some(dir) => qhub_core::provider::deploy_lock(dir, ownership).map(Some),
+            Some(dir) => qhub_core::provider::local_lock(dir, ownership, request)
+                .await
+                .map(Some),
             None => Ok(None),
         }
     }

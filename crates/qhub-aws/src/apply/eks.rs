@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_eks::types::{
-    AmiTypes, NodegroupScalingConfig, SupportType, Taint, TaintEffect, UpdateLabelsPayload,
-    UpdateTaintsPayload, UpgradePolicyRequest, VpcConfigRequest,
+    AmiTypes, AuthenticationMode, CreateAccessConfigRequest, NodegroupScalingConfig, SupportType,
+    Taint, TaintEffect, UpdateAccessConfigRequest, UpdateLabelsPayload, UpdateTaintsPayload,
+    UpgradePolicyRequest, VpcConfigRequest,
 };
 use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
@@ -119,6 +120,7 @@ pub(super) async fn ensure_cluster(
                     "subnet_ids": subnet_ids,
                     "security_group_ids": [sg],
                     "support_type": support,
+                    "authentication_mode": desired::AUTHENTICATION_MODE,
                     "tags": tags,
                 }),
             );
@@ -134,6 +136,15 @@ pub(super) async fn ensure_cluster(
                 )
                 .set_tags(Some(tags.into_iter().collect()))
                 .upgrade_policy(policy())
+                // Access entries for `cluster_admins`, and the creator's admin entry, which
+                // EKS makes itself (EKS API reference, CreateAccessConfigRequest:
+                // `bootstrapClusterCreatorAdminPermissions`, default true).
+                .access_config(
+                    CreateAccessConfigRequest::builder()
+                        .authentication_mode(AuthenticationMode::from(desired::AUTHENTICATION_MODE))
+                        .bootstrap_cluster_creator_admin_permissions(true)
+                        .build(),
+                )
                 // Makes a retried create after a lost response idempotent on AWS's side too.
                 .client_request_token(token)
                 .send()
@@ -141,6 +152,25 @@ pub(super) async fn ensure_cluster(
                 .created(p, "CreateCluster", &format!("EKS cluster {}", r.id.name))?;
         }
         Some(f) => {
+            if f.spec.get("access_entries") == Some(&Json::Bool(false)) && f.state == "active" {
+                // One-way (the plan says so): CONFIG_MAP → API_AND_CONFIG_MAP, which keeps the
+                // aws-auth ConfigMap working. EKS migrates the node groups' ConfigMap lines to
+                // access entries itself (aws/containers-roadmap#185).
+                tracing::info!(cluster = %r.id.name, "moving the cluster's authentication mode to {}", desired::AUTHENTICATION_MODE);
+                eks.update_cluster_config()
+                    .name(&r.id.name)
+                    .access_config(
+                        UpdateAccessConfigRequest::builder()
+                            .authentication_mode(AuthenticationMode::from(
+                                desired::AUTHENTICATION_MODE,
+                            ))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .sent(p, "UpdateClusterConfig")?;
+                wait_active(p, &r.id.name).await?;
+            }
             if spec_str(&f.spec, "support_type") != support && f.state == "active" {
                 // One update at a time per cluster: the policy first, the version (if it
                 // changes too) once the cluster is active again.
@@ -614,4 +644,92 @@ pub(super) async fn delete_addon(
             .send()
     })
     .await
+}
+
+/// Creates (or points at its role) the Pod Identity association `r` names: the service
+/// account `namespace/service_account` of the deployment's cluster gets the credentials of
+/// role `role` (EKS API reference, CreatePodIdentityAssociation /
+/// UpdatePodIdentityAssociation). Only associations carrying our tags are seen
+/// ([`observe::pod_identities`]); one somebody else made for the same service account is
+/// refused by EKS (`ResourceInUseException`: one association per service account and cluster)
+/// and reported as not ours, never taken over.
+pub(super) async fn ensure_pod_identity(
+    p: &AwsProvider,
+    o: &Ownership,
+    r: &Resource,
+) -> Result<(), ProviderError> {
+    let eks = &p.clients().await?.eks;
+    let cluster = spec_str(&r.spec, "cluster");
+    let namespace = spec_str(&r.spec, "namespace");
+    let service_account = spec_str(&r.spec, "service_account");
+    let role_name = spec_str(&r.spec, "role");
+    let found = by_name(observe::pod_identities(p, o, cluster).await?, &r.id.name);
+    let role = role_arn(p, role_name).await?;
+    match found {
+        Some(f) if spec_str(&f.spec, "role") == role_name => Ok(()),
+        Some(f) => {
+            eks.update_pod_identity_association()
+                .cluster_name(cluster)
+                .association_id(&f.cloud_id)
+                .role_arn(role)
+                .send()
+                .await
+                .sent(p, "UpdatePodIdentityAssociation")?;
+            Ok(())
+        }
+        None => {
+            let token = request_token(
+                o,
+                p.region(),
+                "CreatePodIdentityAssociation",
+                &serde_json::json!({
+                    "cluster": cluster,
+                    "cluster_created_at": cluster_created_at(p, cluster).await?,
+                    "namespace": namespace,
+                    "service_account": service_account,
+                    "role_arn": role,
+                    "tags": o.tags(),
+                }),
+            );
+            eks.create_pod_identity_association()
+                .cluster_name(cluster)
+                .namespace(namespace)
+                .service_account(service_account)
+                .role_arn(role)
+                .set_tags(Some(o.tags().into_iter().collect()))
+                .client_request_token(token)
+                .send()
+                .await
+                .created(
+                    p,
+                    "CreatePodIdentityAssociation",
+                    &format!("the EKS Pod Identity association of service account {namespace}/{service_account}"),
+                )?;
+            Ok(())
+        }
+    }
+}
+
+/// Deletes the Pod Identity association `name` if it is still there and ours.
+pub(super) async fn delete_pod_identity(
+    p: &AwsProvider,
+    o: &Ownership,
+    name: &str,
+) -> Result<(), ProviderError> {
+    let cluster = o.prefix();
+    let Some(f) = by_name(observe::pod_identities(p, o, &cluster).await?, name) else {
+        return Ok(());
+    };
+    let eks = &p.clients().await?.eks;
+    eks.delete_pod_identity_association()
+        .cluster_name(&cluster)
+        .association_id(&f.cloud_id)
+        .send()
+        .await
+        .sent_unless(
+            p,
+            "DeletePodIdentityAssociation",
+            crate::AwsError::is_not_found,
+        )?;
+    Ok(())
 }

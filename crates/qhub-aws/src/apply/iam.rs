@@ -1,4 +1,5 @@
-//! IAM roles: the EKS cluster role and the node role, with their managed policies.
+//! IAM roles: the EKS cluster role, the node role, and the Pod Identity roles of the EBS CSI
+//! controller and the cluster autoscaler, with their managed and inline policies.
 
 use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
@@ -9,13 +10,22 @@ use crate::desired::{self, IAM_PATH};
 use crate::errors::AwsError;
 use crate::observe;
 
-fn trust_policy(service: &str) -> String {
+/// The trust policy of a role assumed by `service`. EKS Pod Identity assumes its roles with
+/// session tags, so a role for [`desired::PODS_PRINCIPAL`] also allows `sts:TagSession` (EKS
+/// user guide, "Create IAM role with trust policy required by EKS Pod Identity": "EKS Pod
+/// Identity uses `TagSession` to include session tags in the requests to AWS STS").
+pub(crate) fn trust_policy(service: &str) -> String {
+    let action = if service == desired::PODS_PRINCIPAL {
+        serde_json::json!(["sts:AssumeRole", "sts:TagSession"])
+    } else {
+        serde_json::json!("sts:AssumeRole")
+    };
     serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
             "Principal": {"Service": service},
-            "Action": "sts:AssumeRole",
+            "Action": action,
         }],
     })
     .to_string()
@@ -75,7 +85,7 @@ pub(super) async fn ensure_role(
     }
     let wanted = spec_strs(&r.spec, "inline_policies");
     for name in wanted.iter().filter(|w| !inline.iter().any(|i| i == *w)) {
-        let document = desired::inline_policy_document(name)
+        let document = desired::inline_policy_document(name, &o.prefix())
             .ok_or_else(|| failed(format!("no document for inline policy {name}")))?;
         iam.put_role_policy()
             .role_name(&r.id.name)

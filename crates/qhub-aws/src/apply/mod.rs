@@ -1,7 +1,8 @@
 //! Applying one change: create, update, replace or delete one resource.
 //!
 //! One file per family of resources: `network` (VPC, subnets, internet gateway, route table,
-//! security group), `iam` (roles), `eks` (cluster, node groups), `efs` (file system, mount
+//! security group), `iam` (roles), `eks` (cluster, node groups, add-ons, Pod Identity
+//! associations), `access_entries` (who may reach the cluster), `efs` (file system, mount
 //! targets), and [`sweep`] (what Kubernetes left in the cloud, removed with the cluster). Each kind has an `ensure` and a `delete` step, and they share the helpers
 //! here.
 //!
@@ -12,6 +13,7 @@
 //! resource is tagged in its create call (TagSpecifications / tags parameters), never after.
 //! Every `delete` re-reads the resource by its tags and treats "not found" as done.
 
+mod access_entries;
 mod efs;
 mod eks;
 mod iam;
@@ -32,8 +34,9 @@ use serde_json::Value as Json;
 
 use crate::AwsProvider;
 use crate::desired::{
-    EBS_VOLUME, EFS, EFS_MOUNT_TARGET, EKS_ADDON, EKS_CLUSTER, IAM_ROLE, INTERNET_GATEWAY,
-    NAME_TAG, NETWORK_INTERFACE, NODE_GROUP, ROUTE_TABLE, SECURITY_GROUP, SUBNET, VPC,
+    ACCESS_ENTRY, EBS_VOLUME, EFS, EFS_MOUNT_TARGET, EKS_ADDON, EKS_CLUSTER, IAM_ROLE,
+    INTERNET_GATEWAY, NAME_TAG, NETWORK_INTERFACE, NODE_GROUP, POD_IDENTITY, ROUTE_TABLE,
+    SECURITY_GROUP, SUBNET, VPC,
 };
 use crate::errors::AwsError;
 use crate::observe::Found;
@@ -77,6 +80,8 @@ async fn ensure(p: &AwsProvider, change: &Change, ctx: &ApplyContext) -> Result<
         EKS_CLUSTER => eks::ensure_cluster(p, o, r).await,
         NODE_GROUP => eks::ensure_node_group(p, o, r).await,
         EKS_ADDON => eks::ensure_addon(p, o, r).await,
+        ACCESS_ENTRY => access_entries::ensure_access_entry(p, o, r).await,
+        POD_IDENTITY => eks::ensure_pod_identity(p, o, r).await,
         EFS => efs::ensure_file_system(p, o, r).await,
         EFS_MOUNT_TARGET => efs::ensure_mount_target(p, o, r).await,
         EBS_VOLUME | NETWORK_INTERFACE => Err(ProviderError::NotSupported(format!(
@@ -101,6 +106,8 @@ async fn delete(p: &AwsProvider, change: &Change, ctx: &ApplyContext) -> Result<
         EKS_CLUSTER => eks::delete_cluster(p, o, name).await,
         NODE_GROUP => eks::delete_node_group(p, o, name).await,
         EKS_ADDON => eks::delete_addon(p, o, name).await,
+        ACCESS_ENTRY => access_entries::delete_access_entry(p, o, name).await,
+        POD_IDENTITY => eks::delete_pod_identity(p, o, name).await,
         EFS => efs::delete_file_system(p, o, name).await,
         EFS_MOUNT_TARGET => {
             // The observed cloud id is also accepted: a mount target in a subnet that is no

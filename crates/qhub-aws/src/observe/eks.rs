@@ -1,4 +1,5 @@
-//! Observing EKS: clusters, add-ons and node groups, listed and described (their list calls do not filter by tag).
+//! Observing EKS: clusters, add-ons, Pod Identity associations and node groups, listed and
+//! described (their list calls do not filter by tag).
 
 use super::*;
 
@@ -62,6 +63,13 @@ pub async fn clusters(
             .and_then(|u| u.support_type())
             .map(|s| s.as_str().to_string())
             .or_else(|| p.emulator().then(|| p.support_type.to_string()));
+        // Real EKS always answers the access configuration (`CONFIG_MAP` for a cluster made
+        // without one); an emulator that does not (moto) is taken to hold what we ask.
+        let access_entries = c
+            .access_config()
+            .and_then(|a| a.authentication_mode())
+            .map(|m| mode_has_access_entries(m.as_str()))
+            .unwrap_or(p.emulator());
         out.push(Found {
             id: ResourceId::new(EKS_CLUSTER, &name),
             spec: json!({
@@ -70,6 +78,7 @@ pub async fn clusters(
                 "subnets": subnets,
                 "security_group": sg,
                 "support_type": support_type,
+                "access_entries": access_entries,
             }),
             state: c
                 .status()
@@ -79,6 +88,99 @@ pub async fn clusters(
         });
         out.extend(node_groups(p, o, &name, subnet_names).await?);
         out.extend(addons(p, o, &name).await?);
+        if access_entries {
+            out.extend(super::access_entries(p, o, &name).await?);
+        }
+        out.extend(pod_identities(p, o, &name).await?);
+    }
+    Ok(out)
+}
+
+/// The deployment's EKS Pod Identity associations on cluster `cluster`: those carrying our
+/// tags, so an association someone else made for another service account (or an add-on made
+/// for itself) is never seen, changed or deleted. Each is named
+/// [`desired::pod_identity_name`]. An endpoint that does not implement them (an emulator) has
+/// none, as for add-ons.
+pub async fn pod_identities(
+    p: &AwsProvider,
+    o: &Ownership,
+    cluster: &str,
+) -> Result<Vec<Found>, ProviderError> {
+    let eks = &p.clients().await?.eks;
+    let mut ids = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let r = match eks
+            .list_pod_identity_associations()
+            .cluster_name(cluster)
+            .set_next_token(token.clone())
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let e = AwsError::from_sdk("ListPodIdentityAssociations", e);
+                if e.is_not_found() {
+                    return Ok(Vec::new());
+                }
+                return match p.err(e) {
+                    ProviderError::NotSupported(_) => Ok(Vec::new()),
+                    other => Err(other),
+                };
+            }
+        };
+        ids.extend(
+            r.associations()
+                .iter()
+                // One an add-on made for itself (`ownerArn`) is the add-on's, never ours.
+                .filter(|a| a.owner_arn().is_none())
+                .filter_map(|a| a.association_id().map(str::to_string)),
+        );
+        match r.next_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    let mut out = Vec::new();
+    for id in ids {
+        let a = match eks
+            .describe_pod_identity_association()
+            .cluster_name(cluster)
+            .association_id(&id)
+            .send()
+            .await
+        {
+            Ok(r) => r.association,
+            Err(e) => {
+                let e = AwsError::from_sdk("DescribePodIdentityAssociation", e);
+                if e.is_not_found() {
+                    continue;
+                }
+                return Err(p.err(e));
+            }
+        };
+        let Some(a) = a else { continue };
+        let tags: BTreeMap<String, String> =
+            a.tags().cloned().unwrap_or_default().into_iter().collect();
+        if !o.owns(&tags) {
+            continue;
+        }
+        let namespace = a.namespace().unwrap_or_default();
+        let service_account = a.service_account().unwrap_or_default();
+        out.push(Found {
+            id: ResourceId::new(
+                POD_IDENTITY,
+                desired::pod_identity_name(cluster, namespace, service_account),
+            ),
+            spec: json!({
+                "cluster": cluster,
+                "namespace": namespace,
+                "service_account": service_account,
+                "role": a.role_arn().map(arn_name),
+            }),
+            state: "active".into(),
+            cloud_id: id,
+        });
     }
     Ok(out)
 }

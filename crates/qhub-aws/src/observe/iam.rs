@@ -157,9 +157,14 @@ async fn describe(
     let mut inline: Vec<String> = inline.policy_names().to_vec();
     inline.sort();
     let trust = percent_decode(role.assume_role_policy_document().unwrap_or_default());
-    let service = ["eks.amazonaws.com", "ec2.amazonaws.com"]
-        .into_iter()
-        .find(|s| trust.contains(s));
+    // `pods.eks.amazonaws.com` first: it contains `eks.amazonaws.com`.
+    let service = [
+        desired::PODS_PRINCIPAL,
+        "eks.amazonaws.com",
+        "ec2.amazonaws.com",
+    ]
+    .into_iter()
+    .find(|s| trust.contains(s));
     Ok(Some(Found {
         id: ResourceId::new(IAM_ROLE, &name),
         spec: json!({"service": service, "policies": names, "inline_policies": inline}),

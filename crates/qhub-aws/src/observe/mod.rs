@@ -33,17 +33,19 @@ use serde_json::{Value as Json, json};
 
 use crate::AwsProvider;
 use crate::desired::{
-    self, EFS, EFS_MOUNT_TARGET, EKS_ADDON, EKS_CLUSTER, IAM_PATH, IAM_ROLE, INTERNET_GATEWAY,
-    LEGACY_IAM_PATH, NAME_TAG, NFS_PORT, NODE_GROUP, Names, ROUTE_TABLE, SECURITY_GROUP, SUBNET,
-    VPC, VPC_CIDR,
+    self, ACCESS_ENTRY, EFS, EFS_MOUNT_TARGET, EKS_ADDON, EKS_CLUSTER, IAM_PATH, IAM_ROLE,
+    INTERNET_GATEWAY, LEGACY_IAM_PATH, NAME_TAG, NFS_PORT, NODE_GROUP, Names, POD_IDENTITY,
+    ROUTE_TABLE, SECURITY_GROUP, SUBNET, VPC, VPC_CIDR,
 };
 use crate::errors::AwsError;
 
+mod access_entries;
 mod efs;
 mod eks;
 mod iam;
 mod network;
 
+pub use access_entries::*;
 pub use efs::*;
 pub use eks::*;
 pub use iam::*;
@@ -247,6 +249,13 @@ pub async fn observe(p: &AwsProvider, o: &Ownership) -> Result<Vec<Observed>, Pr
             let mut observed = Observed::new(f.id, Stage::Infrastructure, f.spec, state);
             observed.depends_on = depends_on;
             observed.cloud_id = Some(f.cloud_id);
+            // An access entry goes with its cluster: a destroy deletes the cluster first (an
+            // identity listed in cluster_admins must not lose its access before the cluster's
+            // LoadBalancer Services are deleted through it), and the entry's own delete then
+            // finds nothing to do.
+            if observed.id.kind == ACCESS_ENTRY {
+                observed.created_with = Some(ResourceId::new(EKS_CLUSTER, o.prefix()));
+            }
             observed
         })
         .chain(left)

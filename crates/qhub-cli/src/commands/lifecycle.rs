@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::UsageError;
 use crate::cli::{
-    DeployArgs, DnsArgs, DnsStageArgs, KubeconfigArgs, OutputFormat, StageArg, StageArgs,
+    ApplyArgs, DeployArgs, DestroyArgs, DnsArgs, KubeconfigArgs, OutputFormat, PlanArgs, StageArg,
+    StatusArgs, TargetArgs,
 };
 
 struct Session {
@@ -51,10 +52,6 @@ pub(crate) fn registry() -> ProviderRegistry {
         }),
     );
     r
-}
-
-fn session(args: &StageArgs) -> anyhow::Result<Session> {
-    session_with(args, qhub_core::engine::dns::DnsOptions::default())
 }
 
 /// The DNS settings `--dns-provider` and `--dns-auto-provision` ask for, the same for plan,
@@ -97,11 +94,6 @@ fn dns_options(args: &DnsArgs) -> anyhow::Result<qhub_core::engine::dns::DnsOpti
     Ok(options)
 }
 
-/// The session of plan, status and destroy, with their DNS flags.
-fn dns_session(args: &DnsStageArgs) -> anyhow::Result<Session> {
-    session_with(&args.stage, dns_options(&args.dns)?)
-}
-
 /// [`dns_options`] with deploy's `--dns-wait`.
 fn deploy_dns_options(args: &DeployArgs) -> anyhow::Result<qhub_core::engine::dns::DnsOptions> {
     let mut dns = dns_options(&args.dns)?;
@@ -109,14 +101,32 @@ fn deploy_dns_options(args: &DeployArgs) -> anyhow::Result<qhub_core::engine::dn
     Ok(dns)
 }
 
+/// Loads the config file and logs its warnings; hints name the file given.
+pub(crate) fn load(path: &std::path::Path) -> anyhow::Result<config::Loaded> {
+    let mut loaded = match config::load_file(path) {
+        Ok(loaded) => loaded,
+        Err(config::ConfigError::Invalid { file, mut report }) => {
+            crate::hints_for(&mut report, path);
+            return Err(config::ConfigError::Invalid { file, report }.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    crate::hints_for(&mut loaded.report, path);
+    for w in loaded.report.warnings() {
+        tracing::warn!("{}: {w}", path.display());
+    }
+    Ok(loaded)
+}
+
+/// Loads the config and builds its engine: `apply` and `allow_replace` as the command's flags
+/// give them (the defaults for commands without those flags).
 fn session_with(
-    args: &StageArgs,
+    args: &TargetArgs,
+    apply: &ApplyArgs,
+    allow_replace: &[qhub_core::plan::ResourceId],
     dns: qhub_core::engine::dns::DnsOptions,
 ) -> anyhow::Result<Session> {
-    let loaded = config::load_file(&args.config)?;
-    for w in loaded.report.warnings() {
-        tracing::warn!("{}: {w}", args.config.display());
-    }
+    let loaded = load(&args.config)?;
     // QHUB_SECRET_ values are resolved in memory only, never written anywhere.
     let config = loaded.resolve_secrets(|name| std::env::var(name).ok())?;
     let dir: PathBuf = match args.config.parent() {
@@ -132,10 +142,10 @@ fn session_with(
     let engine = Engine::new(
         provider,
         EngineOptions {
-            concurrency: usize::from(args.concurrency),
+            concurrency: usize::from(apply.concurrency),
             dns,
-            allow_replace: args.allow_replace.clone(),
-            lock_wait: args.lock_timeout,
+            allow_replace: allow_replace.to_vec(),
+            lock_wait: apply.lock_timeout,
             ..EngineOptions::default()
         },
     );
@@ -156,7 +166,7 @@ fn session_with(
     })
 }
 
-fn confirm(question: &str, args: &StageArgs) -> anyhow::Result<bool> {
+fn confirm(question: &str, args: &ApplyArgs) -> anyhow::Result<bool> {
     if args.disable_prompt {
         return Ok(true);
     }
@@ -174,14 +184,34 @@ fn confirm(question: &str, args: &StageArgs) -> anyhow::Result<bool> {
 }
 
 /// `qhub plan`.
-pub fn plan(plan: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let s = dns_session(plan)?;
+pub fn plan(args: &PlanArgs, format: OutputFormat) -> anyhow::Result<u8> {
+    let s = session_with(
+        &args.target,
+        &ApplyArgs::default(),
+        &args.replace.allow_replace,
+        dns_options(&args.dns)?,
+    )?;
     let plan = s.runtime.block_on(s.engine.plan(&s.config, s.stages))?;
     match format {
-        OutputFormat::Json => crate::output::json(&plan.to_json())?,
-        OutputFormat::Text => print!("{}", plan.render_text()),
+        OutputFormat::Json => {
+            let mut doc = plan.to_json();
+            doc["time"] = crate::output::now_rfc3339().into();
+            doc["in_sync"] = plan.is_empty().into();
+            crate::output::json(&doc)?;
+        }
+        OutputFormat::Text => crate::output::stdout(&plan.render_text())?,
     }
-    Ok(0)
+    Ok(detailed(args.detailed_exitcode, plan.is_empty()))
+}
+
+/// The exit code of a successful plan or status: with `--detailed-exitcode`, whether the
+/// deployment is in sync.
+fn detailed(asked: bool, in_sync: bool) -> u8 {
+    if asked && !in_sync {
+        crate::EXIT_CHANGES_PENDING
+    } else {
+        0
+    }
 }
 
 fn apply(
@@ -189,8 +219,8 @@ fn apply(
     locked: &Locked<'_>,
     plan: &Plan,
     format: OutputFormat,
-    verb: &str,
-    args: &StageArgs,
+    question: &str,
+    args: &ApplyArgs,
 ) -> anyhow::Result<(u8, Option<ApplyReport>)> {
     if plan.is_empty() {
         if format == OutputFormat::Text {
@@ -201,7 +231,7 @@ fn apply(
     if format == OutputFormat::Text {
         print!("{}", plan.render_text());
     }
-    if !confirm(&format!("{verb} these changes?"), args)? {
+    if !confirm(question, args)? {
         eprintln!("nothing changed");
         return Ok((crate::EXIT_FAILED, None));
     }
@@ -288,6 +318,7 @@ fn summarize(report: &ApplyReport) {
 
 fn result_json(plan: &Plan, report: Option<&ApplyReport>) -> serde_json::Value {
     serde_json::json!({
+        "time": crate::output::now_rfc3339(),
         "plan": plan.to_json(),
         "applied": report,
         "succeeded": report.is_none_or(ApplyReport::succeeded),
@@ -297,13 +328,16 @@ fn result_json(plan: &Plan, report: Option<&ApplyReport>) -> serde_json::Value {
 /// `qhub deploy`.
 pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let dns = deploy_dns_options(deploy)?;
-    let args = &deploy.stage;
-    let s = session_with(args, dns)?;
+    let args = &deploy.apply;
+    let s = session_with(&deploy.target, args, &deploy.replace.allow_replace, dns)?;
     if s.config.prevent_deploy {
         bail!(
             "{}: prevent_deploy is true; remove it to allow deploys",
-            args.config.display()
+            deploy.target.config.display()
         );
+    }
+    if s.stages == StageFilter::Only(Stage::Kubernetes) {
+        cluster_first(&s, &deploy.target.config)?;
     }
     let preflight = s
         .runtime
@@ -322,7 +356,9 @@ pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
         .runtime
         .block_on(locked.plan(s.stages))
         .map_err(anyhow::Error::from)
-        .and_then(|plan| apply(&s, &locked, &plan, format, "Apply", args).map(|done| (plan, done)));
+        .and_then(|plan| {
+            apply(&s, &locked, &plan, format, APPLY_QUESTION, args).map(|done| (plan, done))
+        });
     s.runtime.block_on(locked.release());
     let (plan, (code, report)) = applied?;
     // What was done to the domain's record, also when the plan was empty.
@@ -351,10 +387,43 @@ pub fn deploy(deploy: &DeployArgs, format: OutputFormat) -> anyhow::Result<u8> {
     Ok(code)
 }
 
+/// `deploy --stage kubernetes` on a provider that makes the cluster: fails in one line, before
+/// the lock and the plan, when the cluster does not exist yet (instead of a failed change per
+/// object and "re-run to converge", which cannot help).
+fn cluster_first(s: &Session, config: &std::path::Path) -> anyhow::Result<()> {
+    use qhub_core::config::ProviderKind;
+    let provider = s.engine.provider();
+    if matches!(
+        s.config.provider,
+        ProviderKind::Existing | ProviderKind::Local
+    ) || !provider.capabilities().cluster_access
+    {
+        return Ok(());
+    }
+    let ownership = Ownership::of(&s.config);
+    match s.runtime.block_on(provider.cluster_access(&ownership)) {
+        Err(qhub_core::provider::ProviderError::NoCluster(why)) => bail!(
+            "the cluster does not exist yet ({why}): deploy the infrastructure stage first, `{} --stage infrastructure` (or `{}` for both stages)",
+            crate::command_for("deploy", config),
+            crate::command_for("deploy", config)
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// `qhub destroy`.
-pub fn destroy(destroy: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let args = &destroy.stage;
-    let s = dns_session(destroy)?;
+pub fn destroy(destroy: &DestroyArgs, format: OutputFormat) -> anyhow::Result<u8> {
+    let args = &destroy.apply;
+    let mut s = session_with(&destroy.target, args, &[], dns_options(&destroy.dns)?)?;
+    if destroy.delete_crds {
+        s.engine = Engine::new(
+            s.engine.provider().clone(),
+            EngineOptions {
+                delete_crds: true,
+                ..s.engine.options().clone()
+            },
+        );
+    }
     let locked = s.runtime.block_on(s.engine.lock_with(
         &s.config,
         "destroy",
@@ -365,15 +434,7 @@ pub fn destroy(destroy: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u
         .block_on(locked.destroy_plan(s.stages))
         .map_err(anyhow::Error::from)
         .and_then(|plan| {
-            apply(
-                &s,
-                &locked,
-                &plan,
-                format,
-                "Delete everything above? These",
-                args,
-            )
-            .map(|done| (plan, done))
+            apply(&s, &locked, &plan, format, DESTROY_QUESTION, args).map(|done| (plan, done))
         });
     // Released before the check below: a destroy's release also removes an empty lock bucket.
     s.runtime.block_on(locked.release());
@@ -383,6 +444,8 @@ pub fn destroy(destroy: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u
         s.runtime
             .block_on(s.engine.observe_all(&s.config, s.stages))?
             .iter()
+            // What the plan keeps on purpose (CRDs) is not left over.
+            .filter(|o| !plan.kept.iter().any(|k| k.id == o.id))
             .map(|o| o.id.to_string())
             .collect()
     } else {
@@ -469,11 +532,19 @@ fn print_endpoints(e: &qhub_core::kubernetes::endpoints::Endpoints) {
 }
 
 /// `qhub status`.
-pub fn status(status: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let args = &status.stage;
-    let s = dns_session(status)?;
+pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
+    let args = &status.target;
+    let s = session_with(args, &ApplyArgs::default(), &[], dns_options(&status.dns)?)?;
     let ownership = Ownership::of(&s.config);
-    let (observed, plan, refused) = s.runtime.block_on(async {
+    let (observed, plan, refused, running) = s.runtime.block_on(async {
+        // A deploy or destroy in progress explains an out-of-sync status.
+        let running = match s.engine.provider().lock_holder(&ownership).await {
+            Ok(holder) => holder,
+            Err(e) => {
+                tracing::warn!("could not read the deploy lock: {e}");
+                None
+            }
+        };
         let observed = s.engine.observe_all(&s.config, s.stages).await?;
         // A config whose plan is refused is out of sync; status still says what exists.
         let (plan, refused) = match s.engine.plan(&s.config, s.stages).await {
@@ -481,7 +552,7 @@ pub fn status(status: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8>
             Err(EngineError::Refused(why)) => (Plan::default(), Some(why)),
             Err(e) => return Err(e.into()),
         };
-        anyhow::Ok((observed, plan, refused))
+        anyhow::Ok((observed, plan, refused, running))
     })?;
     let endpoints = if s.stages.includes(Stage::Kubernetes) {
         s.runtime.block_on(s.engine.endpoints(&s.config))?
@@ -491,6 +562,7 @@ pub fn status(status: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8>
     let summary = plan.summary();
     match format {
         OutputFormat::Json => crate::output::json(&serde_json::json!({
+            "time": crate::output::now_rfc3339(),
             "deployment": ownership.prefix(),
             "provider": s.config.provider,
             "resources": observed.iter().map(|o| {
@@ -503,7 +575,8 @@ pub fn status(status: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8>
                 }
                 r
             }).collect::<Vec<_>>(),
-            "in_sync": plan.is_empty() && refused.is_none(),
+            "in_sync": plan.is_empty() && refused.is_none() && running.is_none(),
+            "deploy_running": running,
             "pending": summary,
             "refused": refused,
             "endpoints": endpoints,
@@ -532,35 +605,82 @@ pub fn status(status: &DnsStageArgs, format: OutputFormat) -> anyhow::Result<u8>
             if let Some(e) = &endpoints {
                 print_endpoints(e);
             }
+            if let Some(holder) = &running {
+                println!(
+                    "a deploy or destroy is running (the deploy lock is held by {holder}): what follows may change until it ends"
+                );
+            }
             if let Some(why) = &refused {
                 println!("out of sync, and the config's plan is refused: {why}");
             } else if plan.is_empty() {
                 println!("in sync with {}", args.config.display());
             } else {
                 println!(
-                    "out of sync: {} to create, {} to update, {} to replace, {} to delete (run `qhub plan` for details)",
-                    summary.create, summary.update, summary.replace, summary.delete
+                    "out of sync: {} to create, {} to update, {} to replace, {} to delete (run `{}` for details)",
+                    summary.create,
+                    summary.update,
+                    summary.replace,
+                    summary.delete,
+                    crate::command_for("plan", &args.config)
                 );
             }
         }
     }
-    Ok(0)
+    Ok(detailed(
+        status.detailed_exitcode,
+        plan.is_empty() && refused.is_none() && running.is_none(),
+    ))
+}
+
+/// What to do instead of `qhub kubeconfig` on a provider that writes none.
+fn kubeconfig_instead(config: &Config, path: &std::path::Path) -> String {
+    use qhub_core::config::ProviderKind;
+    match config.provider {
+        ProviderKind::Sandbox => format!(
+            "the sandbox's Kubernetes API is simulated inside each qhub command (its objects are kept in .qhub-sandbox/ beside the config), so there is no server for kubectl to reach; see what is deployed with `{}` and the objects with `qhub render -c {} --manifests DIR`",
+            crate::command_for("status", path),
+            path.display()
+        ),
+        ProviderKind::Existing | ProviderKind::Local => {
+            let context = [&config.existing, &config.local]
+                .into_iter()
+                .flatten()
+                .find_map(|s| s.kube_context.clone());
+            format!(
+                "qhub deploys into a cluster you already reach: use the kubeconfig it reads, $KUBECONFIG (its first file) or ~/.kube/config, {}",
+                match context {
+                    Some(c) => format!("with `kubectl --context {c}`"),
+                    None => "at its current context".to_string(),
+                }
+            )
+        }
+        _ => "this provider hands out no kubeconfig".to_string(),
+    }
 }
 
 /// `qhub kubeconfig`.
 pub fn kubeconfig(args: &KubeconfigArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let s = session(&StageArgs {
+    let target = TargetArgs {
         config: args.config.clone(),
         stage: None,
-        disable_prompt: true,
-        concurrency: 1,
-        allow_replace: Vec::new(),
-        lock_timeout: std::time::Duration::ZERO,
-    })?;
+    };
+    let s = session_with(
+        &target,
+        &ApplyArgs::default(),
+        &[],
+        qhub_core::engine::dns::DnsOptions::default(),
+    )?;
     let ownership = Ownership::of(&s.config);
-    let text = s
+    let text = match s
         .runtime
-        .block_on(s.engine.provider().kubeconfig(&ownership))?;
+        .block_on(s.engine.provider().kubeconfig(&ownership))
+    {
+        Ok(text) => text,
+        Err(qhub_core::provider::ProviderError::NotSupported(why)) => {
+            bail!("{why}: {}", kubeconfig_instead(&s.config, &args.config))
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Some(path) = &args.write {
         qhub_core::fs::replace(path, text.as_bytes())?;
         match format {
@@ -578,9 +698,23 @@ pub fn kubeconfig(args: &KubeconfigArgs, format: OutputFormat) -> anyhow::Result
     Ok(0)
 }
 
+/// The confirmation question of deploy.
+const APPLY_QUESTION: &str = "Apply these changes?";
+/// The confirmation question of destroy.
+const DESTROY_QUESTION: &str = "Delete everything above?";
+
 #[cfg(test)]
 mod tests {
     use super::deploy_dns_options;
+
+    #[test]
+    fn the_questions_read_as_english() {
+        for q in [super::APPLY_QUESTION, super::DESTROY_QUESTION] {
+            let words: Vec<String> = q.split(' ').map(str::to_lowercase).collect();
+            assert!(words.windows(2).all(|w| w[0] != w[1]), "{q}");
+            assert!(q.ends_with('?'), "{q}");
+        }
+    }
     use crate::cli::{Cli, Command};
     use clap::Parser as _;
     use std::time::Duration;

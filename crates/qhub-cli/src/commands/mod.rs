@@ -7,6 +7,7 @@ mod render;
 mod schema;
 mod upgrade;
 mod validate;
+pub(crate) mod version;
 
 use crate::cli::{Cli, Command};
 
@@ -23,6 +24,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Destroy(args) => lifecycle::destroy(args, cli.output),
         Command::Kubeconfig(args) => lifecycle::kubeconfig(args, cli.output),
         Command::Render(args) => render::run(args, cli.output),
-        Command::Schema(args) => schema::run(args),
+        Command::Schema(args) => schema::run(args, cli.output),
+        Command::Version => version::run(cli.output),
     }
 }

@@ -27,7 +27,7 @@ struct JsonLines;
 
 impl EventSink for JsonLines {
     fn emit(&self, event: &Event) {
-        if let Ok(line) = serde_json::to_string(event) {
+        if let Ok(line) = serde_json::to_string(&event.to_json()) {
             eprintln!("{line}");
         }
     }
@@ -53,6 +53,7 @@ fn line(event: &Event) -> String {
             attempt,
             delay,
             error,
+            ..
         } => {
             format!(
                 "! {resource}: attempt {attempt} failed ({error}); retrying in {:.1}s",
@@ -63,6 +64,7 @@ fn line(event: &Event) -> String {
             resource,
             action,
             elapsed,
+            ..
         } => {
             format!(
                 "✓ {resource}: {action:?} done in {:.1}s",
@@ -73,8 +75,11 @@ fn line(event: &Event) -> String {
             resource,
             action,
             error,
+            ..
         } => format!("✗ {resource}: {action:?} failed: {error}"),
-        Event::Waiting { resource, detail } => format!("… {resource}: waiting ({detail})"),
+        Event::Waiting {
+            resource, detail, ..
+        } => format!("… {resource}: waiting ({detail})"),
         Event::Cancelling { in_flight } => {
             format!(
                 "stopping: no new changes start; waiting for {in_flight} in flight (Ctrl-C again to abort)"

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use qhub_core::config;
 use qhub_core::kubernetes::render;
 use qhub_core::provider::ClusterFacts;
 use serde::Serialize;
@@ -21,11 +20,7 @@ struct Result<'a> {
 
 /// Renders the config's manifests into `args.manifests`.
 pub fn run(args: &RenderArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let loaded = config::load_file(&args.config)?;
-    for w in loaded.report.warnings() {
-        tracing::warn!("{}: {w}", args.config.display());
-    }
-    let config = loaded.config;
+    let config = super::lifecycle::load(&args.config)?.config;
     let dir = match args.config.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),

@@ -32,6 +32,7 @@ pub fn run(path: &Path, format: OutputFormat) -> anyhow::Result<u8> {
             report.sort();
         }
     }
+    crate::hints_for(&mut report, path);
     let valid = !report.has_errors();
     match format {
         OutputFormat::Json => crate::output::json(&Result {

@@ -69,6 +69,10 @@ pub fn object_key(prefix: &str) -> String {
     format!("qhub/{prefix}.lock")
 }
 
+/// The values [`DEPLOY_LOCK_ENV`] takes: `cloud` (the provider's cloud-side lock where it has
+/// one; the default) and `local` (the local file lock only). The CLI refuses any other.
+pub const DEPLOY_LOCK_VALUES: [&str; 2] = ["cloud", "local"];
+
 /// True unless [`DEPLOY_LOCK_ENV`] is `local`: whether a provider built from the environment
 /// takes its cloud-side lock.
 pub fn cloud_lock_from_env() -> bool {
@@ -321,6 +325,7 @@ pub async fn acquire(
                     let left = deadline.saturating_duration_since(now);
                     tracing::info!(lock = %store.location(), "waiting for the deploy lock: {who}");
                     request.events.emit(&Event::Waiting {
+                        stage: None,
                         resource: resource.clone(),
                         detail: format!("held by {who}; waiting up to {left:.0?} more"),
                     });

@@ -10,9 +10,11 @@
 //! - [`kubeconfig`]: kubeconfigs with a bearer token or an `exec` stanza.
 //! - [`drain`]: delete a cluster's LoadBalancer Services (and wait) before the network goes.
 //! - [`lock`]: the cloud-side deploy lock, a lease on one object with compare-and-swap.
+//! - [`aws_partition`]: AWS partitions by region (ARN partition ids, endpoint DNS suffixes).
 //! - [`retry()`]: the one retry policy, for reads outside the engine.
 
 pub mod adopt;
+pub mod aws_partition;
 pub mod drain;
 pub mod duplicates;
 pub mod endpoint;

@@ -317,6 +317,94 @@ pub fn email(text: &str) -> Result<(), String> {
     }
 }
 
+/// Why a text is not an IAM role or user ARN, with the fix when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArnError {
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+/// Checks an IAM role or user ARN (`arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`, `…:user/…`),
+/// the principals an EKS access entry takes, and returns its partition. An STS session ARN
+/// (`arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION`, what `aws sts get-caller-identity`
+/// prints for a role) is refused with the role ARN to write instead, and so is a
+/// service-linked role (`role/aws-service-role/…`).
+pub fn iam_principal_arn(text: &str) -> Result<&str, ArnError> {
+    let fail = |message: String, hint: Option<String>| Err(ArnError { message, hint });
+    let example = "write `arn:aws:iam::111122223333:role/NAME` (a role, with its path if it has one) or `arn:aws:iam::111122223333:user/NAME`";
+    let parts: Vec<&str> = text.splitn(6, ':').collect();
+    let [arn, partition, service, region, account, resource] = parts.as_slice() else {
+        return fail(format!("`{text}` is not an IAM ARN"), Some(example.into()));
+    };
+    if *arn != "arn" || !crate::cloud::aws_partition::IDS.contains(partition) {
+        return fail(
+            format!("`{text}` is not an ARN of an AWS partition"),
+            Some(example.into()),
+        );
+    }
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return fail(
+            format!("`{text}`: `{account}` is not a 12-digit AWS account id"),
+            Some(example.into()),
+        );
+    }
+    if *service == "sts" {
+        if let Some(role) = resource
+            .strip_prefix("assumed-role/")
+            .and_then(|r| r.split('/').next())
+        {
+            return fail(
+                format!(
+                    "`{text}` is an STS session (an assumed role), which EKS cannot give an access entry"
+                ),
+                Some(format!(
+                    "write the role's ARN, `arn:{partition}:iam::{account}:role/{role}` (with the role's path before its name, if it has one)"
+                )),
+            );
+        }
+        return fail(
+            format!("`{text}` is not an IAM role or user ARN"),
+            Some(example.into()),
+        );
+    }
+    if *service != "iam" || !region.is_empty() {
+        return fail(
+            format!("`{text}` is not an IAM role or user ARN"),
+            Some(example.into()),
+        );
+    }
+    let Some((kind, name)) = resource.split_once('/') else {
+        return fail(
+            format!("`{text}` names no role or user"),
+            Some(example.into()),
+        );
+    };
+    if kind != "role" && kind != "user" {
+        return fail(
+            format!("`{text}` is an IAM {kind}; EKS access entries take roles and users"),
+            Some(example.into()),
+        );
+    }
+    let ok = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c);
+    if name.is_empty() || name.ends_with('/') || name.starts_with('/') || !name.chars().all(ok) {
+        return fail(
+            format!(
+                "`{text}`: `{name}` is not an IAM {kind} name (letters, digits and `+=,.@_-`, with an optional path)"
+            ),
+            Some(example.into()),
+        );
+    }
+    if kind == "role" && name.starts_with("aws-service-role/") {
+        return fail(
+            format!("`{text}` is a service-linked role, which EKS access entries do not support"),
+            Some("list the IAM roles and users that deploy".into()),
+        );
+    }
+    Ok(partition)
+}
+
 /// QHub's name rule for `project_name` and `namespace`: letters, `-` and `_`, starting and ending
 /// with a letter.
 pub fn qhub_name(text: &str) -> Result<(), String> {
@@ -390,6 +478,42 @@ pub fn suggest_namespace(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iam_principal_arns() {
+        for ok in [
+            "arn:aws:iam::111122223333:role/ci",
+            "arn:aws:iam::111122223333:role/development/apps/my-role",
+            "arn:aws:iam::111122223333:user/alice@example.com",
+            "arn:aws-cn:iam::111122223333:role/ci",
+        ] {
+            assert!(iam_principal_arn(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            iam_principal_arn("arn:aws-us-gov:iam::111122223333:role/ci"),
+            Ok("aws-us-gov")
+        );
+        let session =
+            iam_principal_arn("arn:aws:sts::111122223333:assumed-role/ci/gha-run").unwrap_err();
+        assert!(session.message.contains("STS session"), "{session:?}");
+        assert!(
+            session
+                .hint
+                .unwrap()
+                .contains("`arn:aws:iam::111122223333:role/ci`")
+        );
+        for bad in [
+            "ci",
+            "arn:aws:iam::1111:role/ci",
+            "arn:aws:iam::111122223333:group/admins",
+            "arn:aws:iam::111122223333:role/",
+            "arn:aws:s3:::bucket",
+            "arn:azure:iam::111122223333:role/ci",
+            "arn:aws:iam::111122223333:role/aws-service-role/eks.amazonaws.com/AWSServiceRoleForAmazonEKS",
+        ] {
+            assert!(iam_principal_arn(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn namespace_names() {

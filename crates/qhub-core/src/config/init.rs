@@ -351,6 +351,7 @@ pub fn render(opts: &InitOptions) -> Result<Config, ConfigError> {
                     .clone()
                     .unwrap_or_else(|| DEFAULT_EKS_KUBERNETES_VERSION.to_string()),
                 support_type: None,
+                cluster_admins: Vec::new(),
                 node_groups: {
                     let mut g = groups(
                         ("m5.2xlarge", 1, 1),

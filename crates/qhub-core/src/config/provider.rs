@@ -143,6 +143,14 @@ pub struct AwsSection {
     /// `upgradePolicy`; without it EKS would choose `extended`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub support_type: Option<EksSupportType>,
+    /// IAM roles and users (their ARNs, `arn:aws:iam::111122223333:role/ci-deploy`) that get
+    /// cluster-admin on the EKS cluster: one EKS access entry each, with
+    /// `AmazonEKSClusterAdminPolicy` at cluster scope. The identity that created the cluster has
+    /// access without being listed; every other identity that deploys (a CI role, a teammate)
+    /// must be listed, and the list takes effect once an identity that has access deploys it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("default" = []))]
+    pub cluster_admins: Vec<String>,
     /// Node groups; `general`, `user` and `worker` are the ones the platform schedules onto.
     pub node_groups: NodeGroups,
     /// Ignored: qhub-rs does not use Terraform. Kept so QHub configs load.

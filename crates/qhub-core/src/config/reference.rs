@@ -80,6 +80,10 @@ Errors:
   takes only `MAJOR.MINOR`.
 - `amazon_web_services.support_type`: `standard` (the default) or `extended`, the EKS
   cluster's upgrade policy at the end of standard support.
+- `amazon_web_services.cluster_admins[]`: each an IAM role or user ARN
+  (`arn:aws:iam::ACCOUNT:role/[PATH/]NAME`, `…:user/NAME`) in the region's partition, listed
+  once; an STS session ARN (`…:sts::…:assumed-role/…`) is refused with the role ARN to write,
+  and so is a service-linked role.
 - `<provider>.node_groups`: must have a `general` group.
 - `<provider>.node_groups.<name>`: the name is at most 63 letters, digits, `-`, `_` or `.`.
 - `<provider>.node_groups.<name>.instance`: must not be empty.

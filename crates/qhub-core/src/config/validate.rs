@@ -239,6 +239,9 @@ fn check_provider(cx: &mut Ctx<'_>, provider: ProviderKind) {
         return;
     }
     check_kubernetes_version(cx, provider, &section.key("kubernetes_version"));
+    if provider == ProviderKind::Aws {
+        check_cluster_admins(cx, &section);
+    }
     if provider == ProviderKind::Gcp {
         check_gcp_network(cx, &section);
     }
@@ -390,6 +393,54 @@ fn check_gcp_network(cx: &mut Ctx<'_>, section: &KeyPath) {
                 Some(format!(
                     "1-63 lowercase letters, digits and `-`, starting with a letter (e.g. `default`), or `{path_form}` for a Shared VPC"
                 )),
+            );
+        }
+    }
+}
+
+/// `amazon_web_services.cluster_admins[]`: each an IAM role or user ARN in the region's
+/// partition, listed once. What EKS refuses in CreateAccessEntry is caught here, with the fix:
+/// an STS session ARN ("You can't use the STS session principal type with access entries",
+/// EKS API reference, CreateAccessEntry `principalArn`), a service-linked role (EKS user
+/// guide, "Create access entries": access entries do not support them), and a principal in
+/// two entries ("An IAM principal can't be included in more than one access entry").
+fn check_cluster_admins(cx: &mut Ctx<'_>, section: &KeyPath) {
+    let path = section.key("cluster_admins");
+    let Some(list) = cx.value(&path).and_then(Json::as_array).cloned() else {
+        return;
+    };
+    let region_partition = cx
+        .str(&section.key("region"))
+        .map(|r| crate::cloud::aws_partition::Partition::of(r).id);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, value) in list.iter().enumerate() {
+        let at = path.index(i);
+        let Some(arn) = value.as_str() else {
+            continue;
+        };
+        match formats::iam_principal_arn(arn) {
+            Err(e) => {
+                cx.error(at, e.message, e.hint);
+                continue;
+            }
+            Ok(partition) => {
+                if let Some(want) = region_partition.filter(|w| *w != partition) {
+                    cx.error(
+                        at,
+                        format!(
+                            "`{arn}` is in the AWS partition `{partition}`, but the cluster's region is in `{want}`"
+                        ),
+                        Some(format!("write the ARN as `arn:{want}:iam::…`")),
+                    );
+                    continue;
+                }
+            }
+        }
+        if let Some(first) = seen.insert(arn.to_string(), i) {
+            cx.error(
+                at,
+                format!("`{arn}` is listed twice (also at index {first}); EKS gives a principal one access entry"),
+                Some("remove one of them".into()),
             );
         }
     }

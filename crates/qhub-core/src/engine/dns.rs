@@ -345,6 +345,7 @@ async fn address(shared: &Shared, change: &Change) -> Result<DnsRecord, Provider
         if !announced {
             announced = true;
             shared.events.emit(&Event::Waiting {
+                stage: Some(change.stage),
                 resource: change.id.clone(),
                 detail: "waiting for the cloud to give the ingress load balancer an address".into(),
             });
@@ -398,6 +399,7 @@ pub(super) async fn apply(shared: &Shared, change: &Change) -> Result<(), Provid
             options.provider.is_some(),
             |line| {
                 shared.events.emit(&Event::Waiting {
+                    stage: Some(change.stage),
                     resource: change.id.clone(),
                     detail: line.to_string(),
                 });

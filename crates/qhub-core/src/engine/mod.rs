@@ -93,6 +93,10 @@ pub struct EngineOptions {
     /// After a deploy, how long each URL may take to answer through the load balancer (a new
     /// load balancer's name takes minutes to resolve). Default 10 minutes.
     pub front_door_deadline: Duration,
+    /// A destroy deletes the CRDs this deployment created when no object of theirs remains
+    /// outside its ApplySet (`qhub destroy --delete-crds`); without it every CRD is kept
+    /// ([`crate::kubernetes::crd_policy`]).
+    pub delete_crds: bool,
 }
 
 impl Default for EngineOptions {
@@ -112,6 +116,7 @@ impl Default for EngineOptions {
             in_use_grace: Duration::from_secs(3 * 60),
             endpoints_grace: Duration::from_secs(30),
             front_door_deadline: Duration::from_secs(10 * 60),
+            delete_crds: false,
         }
     }
 }
@@ -154,8 +159,8 @@ pub struct ApplyReport {
     pub killed: bool,
     /// Retries made, in all.
     pub retries: u32,
-    /// Wall time.
-    #[serde(with = "secs")]
+    /// Wall time (`elapsed_secs` in JSON, as every duration of the output contract).
+    #[serde(rename = "elapsed_secs", with = "secs")]
     pub elapsed: Duration,
     /// What was done to the domain's DNS record, when it is planned.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -546,11 +551,25 @@ impl Engine {
             }
             desired.extend(k8s);
         }
+        // A deploy never prunes a CRD (crd_policy): one the config no longer wants is kept.
+        let mut kept = Vec::new();
+        observed.retain(|o| {
+            let prune = crate::kubernetes::crd_policy::is_crd(&o.id)
+                && !desired.iter().any(|d| d.id == o.id);
+            if prune {
+                kept.push(plan::Kept {
+                    id: o.id.clone(),
+                    why: crate::kubernetes::crd_policy::never_pruned(),
+                });
+            }
+            !prune
+        });
         let mut plan = plan::diff_allowing(&desired, &observed, &self.options.allow_replace);
         if let Some(refusal) = plan.refusal() {
             return Err(EngineError::Refused(refusal));
         }
         plan.notes = notes;
+        plan.kept = kept;
         // Only what a planned object actually holds a placeholder for is "known after apply"
         // (and the manifests are searched only when some fact is unknown).
         let placeholder = !known_after_apply.is_empty()
@@ -639,9 +658,25 @@ impl Engine {
         config: &Config,
         stages: StageFilter,
     ) -> Result<Plan, EngineError> {
-        let (observed, notes) = self.observe_owned(config, stages).await?;
+        let (mut observed, notes, applier) = self.observe_owned(config, stages).await?;
+        // When the cluster itself goes, its CRDs go with it: nothing to review.
+        let cluster_goes = observed.iter().any(|o| o.stage == Stage::Infrastructure);
+        let mut kept = Vec::new();
+        if let Some(applier) = applier.as_ref().filter(|_| !cluster_goes) {
+            let set = ApplySet::for_config(config);
+            let delete_crds = self.options.delete_crds;
+            kept = self
+                .read("reviewing the CRDs qhub would delete", || async {
+                    crate::kubernetes::crd_policy::review(applier, &set, &observed, delete_crds)
+                        .await
+                        .map_err(ProviderError::from)
+                })
+                .await?;
+            observed.retain(|o| !kept.iter().any(|k| k.id == o.id));
+        }
         let mut plan = plan::destroy(&observed);
         plan.notes = notes;
+        plan.kept = kept;
         Ok(plan)
     }
 
@@ -665,24 +700,27 @@ impl Engine {
         &self,
         config: &Config,
         stages: StageFilter,
-    ) -> Result<(Vec<plan::Observed>, Vec<String>), EngineError> {
+    ) -> Result<(Vec<plan::Observed>, Vec<String>, Option<Applier>), EngineError> {
         let ownership = Ownership::of(config);
         let mut observed = Vec::new();
         let mut notes = Vec::new();
+        let mut applier = None;
         if stages.includes(Stage::Infrastructure) {
             observed.extend(self.observe(&ownership).await?);
         }
         if self.kubernetes_stage(stages)? {
             let kinds = crate::kubernetes::desired(config, &ClusterFacts::from_config(config))
                 .unwrap_or_default();
-            observed.extend(self.observe_kubernetes(&ownership, &kinds).await?.0);
+            let (k8s, connected) = self.observe_kubernetes(&ownership, &kinds).await?;
+            observed.extend(k8s);
+            applier = connected;
             // Read whether or not the cluster still exists: a destroy interrupted after the
             // cluster went can still delete the record.
             let (record, dns_notes) = self.observe_dns(config).await?;
             observed.extend(record);
             notes.extend(dns_notes);
         }
-        Ok((observed, notes))
+        Ok((observed, notes, applier))
     }
 
     /// Where the platform answers: the ingress load balancer's address, the DNS record the
@@ -789,6 +827,7 @@ impl Engine {
                            renewed): no new change was started; re-run to converge"
                     .to_string();
                 events.emit(&Event::Failed {
+                    stage: None,
                     resource: id.clone(),
                     action: Action::Update,
                     error: why.clone(),
@@ -812,6 +851,7 @@ impl Engine {
                            renewed): no new change was started; re-run to converge"
                     .to_string();
                 events.emit(&Event::Failed {
+                    stage: Some(Stage::Kubernetes),
                     resource: lease.clone(),
                     action: Action::Update,
                     error: why.clone(),
@@ -923,6 +963,7 @@ impl Engine {
                         }
                     }
                     events.emit(&Event::Done {
+                        stage: change.stage,
                         resource: change.id.clone(),
                         action: change.action,
                         elapsed,
@@ -931,6 +972,7 @@ impl Engine {
                 Err((error, retries)) => {
                     report.retries += retries;
                     events.emit(&Event::Failed {
+                        stage: Some(change.stage),
                         resource: change.id.clone(),
                         action: change.action,
                         error: error.to_string(),
@@ -1023,6 +1065,7 @@ impl Engine {
                     {
                         let detail = m.iter().map(ToString::to_string).collect::<Vec<_>>();
                         events.emit(&Event::Waiting {
+                            stage: Some(Stage::Kubernetes),
                             resource: id.clone(),
                             detail: detail.join("; "),
                         });
@@ -1039,6 +1082,7 @@ impl Engine {
                                 < self.options.endpoints_grace.max(Duration::from_secs(30)) =>
                     {
                         events.emit(&Event::Waiting {
+                            stage: Some(Stage::Kubernetes),
                             resource: id.clone(),
                             detail: format!("{e}; checking again"),
                         });
@@ -1096,6 +1140,7 @@ impl Engine {
             };
             let progress = |detail: &str| {
                 events.emit(&Event::Waiting {
+                    stage: Some(Stage::Kubernetes),
                     resource: id.clone(),
                     detail: detail.to_string(),
                 });
@@ -1118,6 +1163,7 @@ impl Engine {
                 // A check, not a change of the plan: not counted among the changes done.
                 report.notes.extend(notes);
                 events.emit(&Event::Done {
+                    stage: Stage::Kubernetes,
                     resource: id,
                     action: Action::Wait,
                     elapsed: started.elapsed(),
@@ -1125,6 +1171,7 @@ impl Engine {
             }
             Err(error) => {
                 events.emit(&Event::Failed {
+                    stage: Some(Stage::Kubernetes),
                     resource: id.clone(),
                     action: Action::Wait,
                     error: error.clone(),
@@ -1185,6 +1232,7 @@ impl Shared {
                     let events = self.events.clone();
                     c.applier = c.applier.clone().with_progress(Arc::new(move |id, detail| {
                         events.emit(&Event::Waiting {
+                            stage: Some(Stage::Kubernetes),
                             resource: id.clone(),
                             detail: detail.to_string(),
                         });
@@ -1593,6 +1641,7 @@ async fn wait_ready(shared: &Shared, change: &Change) -> Result<(), ProviderErro
             ResourceState::Pending(what) => {
                 if *what != last {
                     shared.events.emit(&Event::Waiting {
+                        stage: Some(change.stage),
                         resource: change.id.clone(),
                         detail: what.clone(),
                     });
@@ -1737,6 +1786,7 @@ async fn run_change(
         }
         tracing::info!(resource = %change.id, attempt, ?delay, error = %e, "retrying");
         events.emit(&Event::Retrying {
+            stage: change.stage,
             resource: change.id.clone(),
             attempt,
             delay,

@@ -18,6 +18,12 @@ pub const ID_LABEL: &str = "applyset.kubernetes.io/id";
 pub const TOOLING_ANNOTATION: &str = "applyset.kubernetes.io/tooling";
 /// The parent annotation listing member group-kinds.
 pub const GROUP_KINDS_ANNOTATION: &str = "applyset.kubernetes.io/contains-group-kinds";
+/// The parent annotation listing the namespaces other than the parent's that hold members
+/// (KEP-3659's ApplySet specification; kubectl's `ApplySetAdditionalNamespacesAnnotation` in
+/// kubernetes/kubernetes `staging/src/k8s.io/kubectl/pkg/cmd/apply/applyset.go`): an
+/// ApplySet-aware tool lists namespaced members only in the parent's namespace and these, so
+/// without it `kubectl` would never see (nor prune) what we run in `<namespace>-privileged`.
+pub const ADDITIONAL_NAMESPACES_ANNOTATION: &str = "applyset.kubernetes.io/additional-namespaces";
 
 /// One deployment's ApplySet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,11 +66,19 @@ impl ApplySet {
         }
     }
 
-    /// The parent Secret, listing `group_kinds` (sorted, as the KEP asks).
-    pub fn parent_manifest(&self, group_kinds: &[String]) -> Json {
+    /// The parent Secret, listing `group_kinds` and the `namespaces` of members other than
+    /// its own (each sorted, as the KEP asks; kubectl writes the namespace list even when empty).
+    pub fn parent_manifest(&self, group_kinds: &[String], namespaces: &[String]) -> Json {
         let mut kinds: Vec<&str> = group_kinds.iter().map(String::as_str).collect();
         kinds.sort_unstable();
         kinds.dedup();
+        let mut others: Vec<&str> = namespaces
+            .iter()
+            .map(String::as_str)
+            .filter(|ns| *ns != self.namespace)
+            .collect();
+        others.sort_unstable();
+        others.dedup();
         json!({
             "apiVersion": "v1",
             "kind": "Secret",
@@ -75,6 +89,7 @@ impl ApplySet {
                 "annotations": {
                     TOOLING_ANNOTATION: concat!("qhub/", env!("CARGO_PKG_VERSION")),
                     GROUP_KINDS_ANNOTATION: kinds.join(","),
+                    ADDITIONAL_NAMESPACES_ANNOTATION: others.join(","),
                 },
             },
             "type": "Opaque",
@@ -111,14 +126,21 @@ mod tests {
 
     #[test]
     fn parent_lists_sorted_group_kinds() {
-        let p = ApplySet::new("dev").parent_manifest(&[
-            "Service".into(),
-            "Deployment.apps".into(),
-            "Service".into(),
-        ]);
+        let p = ApplySet::new("dev").parent_manifest(
+            &["Service".into(), "Deployment.apps".into(), "Service".into()],
+            &[
+                "dev-privileged".into(),
+                "dev".into(),
+                "dev-privileged".into(),
+            ],
+        );
         assert_eq!(
             p["metadata"]["annotations"][GROUP_KINDS_ANNOTATION],
             "Deployment.apps,Service"
+        );
+        assert_eq!(
+            p["metadata"]["annotations"][ADDITIONAL_NAMESPACES_ANNOTATION],
+            "dev-privileged"
         );
         assert_eq!(split_group_kind("Deployment.apps"), ("apps", "Deployment"));
         assert_eq!(

@@ -32,7 +32,7 @@ pub trait TokenSource: Send + Sync + fmt::Debug {
 pub struct ClusterEndpoint {
     /// `https://…`: the API server.
     pub server: String,
-    /// The cluster's CA certificate(s), PEM.
+    /// The cluster's CA certificate(s), PEM; empty for the system's roots.
     pub ca_pem: Vec<u8>,
 }
 
@@ -88,7 +88,10 @@ pub fn client_with_token(
         ))
     })?;
     let mut config = kube::Config::new(url);
-    config.root_cert = Some(pem_to_der(&endpoint.ca_pem)?);
+    // No CA: the system's roots (or plain http on loopback, an emulated cluster).
+    if !endpoint.ca_pem.is_empty() {
+        config.root_cert = Some(pem_to_der(&endpoint.ca_pem)?);
+    }
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| ProviderError::Fatal(format!("cannot build a Kubernetes client: {e}")))?;
     Ok(builder

@@ -283,7 +283,7 @@ async fn try_take(api: &Api<Lease>, name: &str, holder: &str) -> Result<(), Kube
 }
 
 /// This host's name: the kernel's, `/etc/hostname`, or `HOSTNAME` (macOS has no `/proc`).
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .ok()

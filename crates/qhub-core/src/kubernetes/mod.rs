@@ -11,6 +11,7 @@ pub mod apply;
 pub mod applyset;
 pub mod auth;
 pub mod components;
+pub mod crd_policy;
 pub mod endpoints;
 pub mod front_door;
 pub mod generated;
@@ -348,7 +349,15 @@ pub fn desired(config: &Config, facts: &ClusterFacts) -> Result<Vec<Resource>, K
             group_kinds.push(gk);
         }
     }
-    manifests.push((None, set.parent_manifest(&group_kinds)));
+    let mut namespaces: Vec<String> = Vec::new();
+    for (_, m) in &manifests {
+        if let Some(ns) = ObjectRef::of(m)?.namespace
+            && !namespaces.contains(&ns)
+        {
+            namespaces.push(ns);
+        }
+    }
+    manifests.push((None, set.parent_manifest(&group_kinds, &namespaces)));
     let refs: Vec<ObjectRef> = manifests
         .iter()
         .map(|(_, m)| ObjectRef::of(m))

@@ -88,8 +88,13 @@ pub const POSTGRES: Image = Image {
 /// ships it (`registry.k8s.io/sig-storage/nfs-provisioner`, promoted at v4.0.8 by
 /// kubernetes/k8s.io#4893; capabilities DAC_READ_SEARCH and SYS_RESOURCE instead of
 /// `privileged`, per its `deploy/kubernetes/deployment.yaml`), exports only volumes it
-/// provisions itself: the `shared` claim would come from its StorageClass, and it needs RBAC
-/// to provision.
+/// provisions itself: the `shared` claim would come from its StorageClass, and it needs
+/// cluster-wide RBAC to provision (its `deploy/kubernetes/rbac.yaml`). It is barely maintained
+/// either: last commit 2024-01-21, image built on Fedora 36 (`deploy/base/Dockerfile`
+/// `FEDORA_VERSION=36`, end of life 2023-05). Kubernetes' `e2e-test-images/volume/nfs` is
+/// CentOS 7 and "Not for production use!" (kubernetes/kubernetes `test/images/volume/nfs`).
+/// A real replacement is an NFS-Ganesha image of our own on a maintained base, or that
+/// provisioner with a StorageClass and an RBAC table (docs/platform.md, "Not built yet").
 pub const NFS_SERVER: Image = Image {
     component: "nfs-server",
     repository: "registry.k8s.io/volume-nfs",

@@ -127,28 +127,168 @@ impl LockRequest {
     }
 }
 
+/// What a local lock file holds while it is held: who took it, where, and since when (the
+/// cloud locks' record, [`crate::cloud::lock`], says the same).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LocalLockRecord {
+    /// The holder's identity (`qhub@HOST/PIDNS/PID/RAND`).
+    pub holder: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// The command (`deploy`, `destroy`).
+    pub command: String,
+    /// When it took the lock (RFC 3339).
+    pub since: String,
+}
+
+impl std::fmt::Display for LocalLockRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}) since {}, pid {} on {}",
+            self.holder, self.command, self.since, self.pid, self.host
+        )
+    }
+}
+
+fn lock_file_name(ownership: &Ownership) -> String {
+    format!("{}.lock", ownership.prefix())
+}
+
+/// Who holds the local lock in `dir`: the record's words, "another process" when it holds the
+/// lock but wrote no record (an older qhub), `None` when the lock is free.
+pub fn local_lock_holder(dir: &std::path::Path, ownership: &Ownership) -> Option<String> {
+    let path = dir.join(lock_file_name(ownership));
+    if !path.exists() {
+        return None;
+    }
+    // Free if we can take it (and let go at once).
+    match crate::fs::try_lock(dir, &lock_file_name(ownership)) {
+        Ok(_free) => None,
+        Err(crate::fs::LockError::Held(_)) => Some(describe_local(&path)),
+        Err(_) => None,
+    }
+}
+
+fn describe_local(path: &std::path::Path) -> String {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<LocalLockRecord>(&b).ok())
+        .map_or_else(
+            || "another process (no holder recorded)".to_string(),
+            |r| r.to_string(),
+        )
+}
+
 /// The local deploy lock of `ownership`'s deployment, in `dir` (`<prefix>.lock`): what
 /// providers without a cloud-side lock use so that two qhub commands on one machine cannot
 /// deploy or destroy the same deployment at once. The folder ignores itself in git (a
 /// `.gitignore` of `*`), so a lock beside a config kept in a repository is never committed.
+/// Fails at once when another process holds it; [`local_lock`] waits.
 pub fn deploy_lock(
     dir: &std::path::Path,
     ownership: &Ownership,
 ) -> Result<DeployLock, ProviderError> {
-    let lock = crate::fs::try_lock(dir, &format!("{}.lock", ownership.prefix()));
+    take_local(dir, ownership, &LockRequest::new("deploy")).map_err(|held| held.error(None))
+}
+
+/// Why [`take_local`] did not take the lock.
+enum NotTaken {
+    Held(std::path::PathBuf),
+    Failed(ProviderError),
+}
+
+impl NotTaken {
+    fn error(self, waited: Option<Duration>) -> ProviderError {
+        match self {
+            NotTaken::Failed(e) => e,
+            NotTaken::Held(path) => ProviderError::Fatal(format!(
+                "the deploy lock {} is held by {}{}; wait for that run to finish{}",
+                path.display(),
+                describe_local(&path),
+                waited.map_or_else(String::new, |w| format!("; waited {w:.0?} for it")),
+                if waited.is_some() {
+                    " (raise --lock-timeout to wait longer)"
+                } else {
+                    ""
+                }
+            )),
+        }
+    }
+}
+
+fn take_local(
+    dir: &std::path::Path,
+    ownership: &Ownership,
+    request: &LockRequest,
+) -> Result<DeployLock, NotTaken> {
+    let lock = crate::fs::try_lock(dir, &lock_file_name(ownership));
     let ignore = dir.join(".gitignore");
     if lock.is_ok() && !ignore.exists() {
         // Best effort: without it, `git status` merely shows a stray folder.
         let _ = crate::fs::write_new(&ignore, b"*\n");
     }
     match lock {
-        Ok(lock) => Ok(DeployLock::local(lock)),
-        Err(crate::fs::LockError::Held(path)) => Err(ProviderError::Fatal(format!(
-            "another qhub command is deploying or destroying {} (lock {} is held); wait for it to finish",
-            ownership.prefix(),
-            path.display()
-        ))),
-        Err(e) => Err(ProviderError::Fatal(e.to_string())),
+        Ok(mut lock) => {
+            let record = LocalLockRecord {
+                holder: request.holder.clone(),
+                host: crate::kubernetes::lease::host_name(),
+                pid: std::process::id(),
+                command: request.command.clone(),
+                since: crate::engine::events::now_rfc3339(),
+            };
+            // Best effort: a lock without its record still excludes; the waiter then says
+            // "another process".
+            if let Ok(text) = serde_json::to_vec(&record) {
+                let _ = lock.record(&text);
+            }
+            Ok(DeployLock::local(lock))
+        }
+        Err(crate::fs::LockError::Held(path)) => Err(NotTaken::Held(path)),
+        Err(e) => Err(NotTaken::Failed(ProviderError::Fatal(e.to_string()))),
+    }
+}
+
+/// [`deploy_lock`], waiting up to [`LockRequest::wait`] while another process holds it and
+/// reporting the wait ([`crate::engine::events::Event::Waiting`], naming the holder) on
+/// [`LockRequest::events`] when it starts, when the holder changes, and every 30 s.
+pub async fn local_lock(
+    dir: &std::path::Path,
+    ownership: &Ownership,
+    request: &LockRequest,
+) -> Result<DeployLock, ProviderError> {
+    use crate::engine::events::Event;
+    let start = std::time::Instant::now();
+    let mut reported: Option<(String, std::time::Instant)> = None;
+    loop {
+        let path = match take_local(dir, ownership, request) {
+            Ok(lock) => return Ok(lock),
+            Err(NotTaken::Failed(e)) => return Err(e),
+            Err(NotTaken::Held(path)) => path,
+        };
+        let waited = start.elapsed();
+        if waited >= request.wait {
+            return Err(NotTaken::Held(path).error(Some(waited)));
+        }
+        let who = describe_local(&path);
+        let due = reported
+            .as_ref()
+            .is_none_or(|(h, at)| *h != who || at.elapsed() >= Duration::from_secs(30));
+        if due {
+            request.events.emit(&Event::Waiting {
+                stage: None,
+                resource: ResourceId::new("DeployLock", path.display().to_string()),
+                detail: format!(
+                    "held by {who}; waiting up to {:.0?} more",
+                    request.wait.saturating_sub(waited)
+                ),
+            });
+            reported = Some((who, std::time::Instant::now()));
+        }
+        let pause = Duration::from_millis(250).min(request.wait.saturating_sub(waited));
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -176,5 +316,56 @@ mod tests {
         );
         drop(held);
         deploy_lock(&lock_dir, &o).expect("free again once dropped");
+    }
+
+    #[tokio::test]
+    async fn the_local_lock_records_its_holder_and_a_second_run_waits_for_it() {
+        use crate::engine::events::{CollectEvents, Event};
+        let dir = tempfile::tempdir().unwrap();
+        let o = Ownership {
+            project: "demo".into(),
+            namespace: "dev".into(),
+        };
+        let mut first = LockRequest::new("deploy");
+        first.holder = "qhub@first/1/2/3".into();
+        let held = local_lock(dir.path(), &o, &first).await.unwrap();
+        let holder = local_lock_holder(dir.path(), &o).expect("held");
+        assert!(
+            holder.contains("qhub@first/1/2/3")
+                && holder.contains(&format!("pid {}", std::process::id()))
+                && holder.contains("deploy")
+                && holder.contains(" since 20"),
+            "{holder}"
+        );
+        // Waiting 0: fails at once naming the holder.
+        let mut second = LockRequest::new("destroy");
+        let err = local_lock(dir.path(), &o, &second).await.unwrap_err();
+        assert!(err.to_string().contains("qhub@first/1/2/3"), "{err}");
+        // Waiting longer: reports the wait, and takes the lock once it is released.
+        let events = std::sync::Arc::new(CollectEvents::default());
+        second.wait = Duration::from_secs(30);
+        second.events = events.clone();
+        let releaser = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            held.release().await;
+        });
+        let taken = local_lock(dir.path(), &o, &second)
+            .await
+            .expect("taken after the wait");
+        releaser.await.unwrap();
+        let waits = events.waits_on("DeployLock");
+        assert!(
+            waits
+                .first()
+                .is_some_and(|w| w.contains("held by qhub@first/1/2/3")),
+            "{waits:?}"
+        );
+        assert!(matches!(
+            events.events().first(),
+            Some(Event::Waiting { stage: None, .. })
+        ));
+        assert!(local_lock_holder(dir.path(), &o).is_some_and(|h| h.contains("destroy")));
+        drop(taken);
+        assert_eq!(local_lock_holder(dir.path(), &o), None);
     }
 }

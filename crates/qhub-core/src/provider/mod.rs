@@ -24,7 +24,7 @@ use crate::plan::{Change, Observed, Resource};
 
 pub use error::{ProcessKilled, ProviderError, RetryClass, find_killed};
 pub use facts::{ClusterFacts, Facts, Known};
-pub use lock::{DeployLock, LockRequest, deploy_lock};
+pub use lock::{DeployLock, LockRequest, deploy_lock, local_lock, local_lock_holder};
 pub use registry::{ProviderFactory, ProviderRegistry};
 
 /// The marks every resource of a deployment carries (tags, labels). Keys use the GCP label
@@ -264,6 +264,14 @@ pub trait Provider: Send + Sync + fmt::Debug {
         request: &LockRequest,
     ) -> Result<Option<DeployLock>, ProviderError> {
         let _ = (ownership, request);
+        Ok(None)
+    }
+
+    /// Who holds the deployment's deploy lock now (`qhub@host/… (deploy) since …`), when this
+    /// provider can tell without taking it; `Ok(None)` when it is free or cannot be known.
+    /// `qhub status` uses it to say that a deploy is running.
+    async fn lock_holder(&self, ownership: &Ownership) -> Result<Option<String>, ProviderError> {
+        let _ = ownership;
         Ok(None)
     }
 

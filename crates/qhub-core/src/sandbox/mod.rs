@@ -756,7 +756,17 @@ impl Provider for SandboxProvider {
             return Ok(Some(DeployLock::cloud(held)));
         }
         let dir = self.dir.join(world::DIR_NAME);
-        crate::provider::deploy_lock(&dir, ownership).map(Some)
+        crate::provider::local_lock(&dir, ownership, request)
+            .await
+            .map(Some)
+    }
+
+    async fn lock_holder(&self, ownership: &Ownership) -> Result<Option<String>, ProviderError> {
+        if self.lock_store.is_some() {
+            return Ok(None);
+        }
+        let dir = self.dir.join(world::DIR_NAME);
+        Ok(crate::provider::local_lock_holder(&dir, ownership))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Request routing, responses, and the loopback HTTP server.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -292,6 +293,59 @@ impl KubeApi {
     }
 }
 
+/// Decides who may use the HTTP face, from the request's bearer token (`None` without one):
+/// `Ok(())` lets the request in, `Err(why)` answers it `401 Unauthorized` as an API server does
+/// when its token authenticator (EKS's IAM authenticator webhook, say) refuses the token. A
+/// test sets one to stand for the cloud's identity mapping ([`KubeApi::set_authenticator`]).
+pub type Authenticator = std::sync::Arc<
+    dyn Fn(Option<String>) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+impl KubeApi {
+    /// Makes the HTTP face ask `authenticator` about every request's bearer token (`None`:
+    /// everyone is let in, the default). The in-process client is not affected.
+    pub fn set_authenticator(&self, authenticator: Option<Authenticator>) {
+        *self
+            .inner
+            .authenticator
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = authenticator;
+    }
+
+    /// `Some(401 response)` when the authenticator refuses the request's token. A token that
+    /// fails authentication is refused on every path, `/version` included: kube-apiserver's
+    /// bearer-token authenticator turns "not authenticated" into an error, which the anonymous
+    /// fallback does not override (k8s.io/apiserver `authentication/request/bearertoken`,
+    /// `union.NewFailOnError`).
+    async fn authenticate<B>(&self, req: &Request<B>) -> Option<Response<ResBody>> {
+        let check = self
+            .inner
+            .authenticator
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        let token = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
+        match check(token).await {
+            Ok(()) => None,
+            Err(why) => {
+                tracing::debug!(path = req.uri().path(), why, "kube api: unauthorized");
+                Some(error_response(&ApiErr::new(
+                    401,
+                    "Unauthorized",
+                    "Unauthorized",
+                )))
+            }
+        }
+    }
+}
+
 /// The in-memory API served over plain HTTP on a loopback address. Stops when dropped.
 #[derive(Debug)]
 pub struct Server {
@@ -312,7 +366,12 @@ impl Server {
             "in-memory Kubernetes API",
             move |req| {
                 let api = api.clone();
-                async move { api.serve_http(req).await }
+                async move {
+                    if let Some(refused) = api.authenticate(&req).await {
+                        return refused;
+                    }
+                    api.serve_http(req).await
+                }
             },
         )
         .map_err(|source| KubeApiError::Bind { addr, source })?;

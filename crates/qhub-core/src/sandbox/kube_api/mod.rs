@@ -35,7 +35,8 @@
 //! balancer ([`KubeApi::set_finalize_after`], default [`FINALIZE_AFTER`]). An EndpointSlice
 //! controller lists the ready pods each Service selects (`endpoints.rs`).
 //!
-//! What it does not: authentication, authorization of its own clients, other admission
+//! What it does not: authentication (unless a test sets an authenticator for the HTTP face,
+//! [`KubeApi::set_authenticator`], as a cloud's token webhook would), authorization of its own clients, other admission
 //! (no namespace-existence check, no schema validation), the `foregroundDeletion` and
 //! `orphan` finalizers (foreground deletes remove the owner at once and collect its
 //! dependants), a CRD's own `customresourcecleanup` finalizer (its objects go with it at
@@ -72,7 +73,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub use http::Server;
+pub use http::{Authenticator, Server};
 use store::{Key, State};
 
 /// Errors of the in-memory API itself (request errors are Kubernetes `Status` responses).
@@ -151,6 +152,8 @@ pub(crate) struct Inner {
     saved_writes: u64,
     /// Where port-forwards to a workload's (or pod's) port go: (namespace, name, port).
     forwards: Mutex<std::collections::BTreeMap<(String, String, u16), port_forward::Forward>>,
+    /// Who may use the HTTP face ([`KubeApi::set_authenticator`]); everyone when unset.
+    authenticator: Mutex<Option<http::Authenticator>>,
 }
 
 impl Inner {
@@ -168,6 +171,7 @@ impl Inner {
             sweep_scheduled: AtomicBool::new(false),
             saved_writes,
             forwards: Mutex::default(),
+            authenticator: Mutex::default(),
         }
     }
 

@@ -1,8 +1,21 @@
-//! Traefik's CustomResourceDefinitions (group `traefik.io`, version `v1alpha1`), with our own
-//! structural schemas: the kinds the platform instantiates (IngressRoute, IngressRouteTCP,
-//! Middleware, TLSStore) have schemas for every field we write, so that the API server (and
-//! our tests, [`validate`]) reject a malformed instance; the kinds Traefik watches but we do
-//! not create keep an open `spec`.
+//! Traefik's CustomResourceDefinitions (group `traefik.io`, version `v1alpha1`) as Traefik
+//! v3.7.9 declares them (`docs/content/reference/dynamic-configuration/
+//! kubernetes-crd-definition-v1.yml` at tag v3.7.9): the same ten kinds, names (kind, listKind,
+//! plural, singular; no shortNames or categories), scope `Namespaced`, one version `v1alpha1`
+//! served and stored, and no subresources (that release declares no `status`).
+//!
+//! The schemas are ours, not upstream's. Upstream's file is about 249 KB of controller-gen
+//! output generated from Traefik's Go types; transcribing it would copy it, and keeping it in
+//! step by hand with every Traefik patch would be a chore that fails silently (a field Traefik
+//! adds and we lack is pruned from every tenant's objects). So the design guarantees instead
+//! that no field Traefik accepts is pruned: every object node of our schemas keeps unknown
+//! fields (`x-kubernetes-preserve-unknown-fields: true`, [`served_schema`]), and only the fields
+//! the platform writes are modelled, with their upstream types, so that the API server still
+//! checks what we send. [`spec_schema`] is that model, closed: our own test validator
+//! ([`validate`]) uses it to catch a field we write by mistake. A test holds upstream's
+//! top-level spec fields per kind and proves the in-memory API's structural pruning keeps them.
+//! Where the cluster already has Traefik's own CRDs, those are used as they are
+//! ([`crate::kubernetes::apply`]).
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceDefinitionNames, CustomResourceDefinitionSpec,
@@ -29,24 +42,29 @@ fn reference() -> Json {
     json!({"type": "object", "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}}, "required": ["name"]})
 }
 
-fn tls() -> Json {
-    json!({"type": "object", "properties": {
+/// A route's `tls`; `passthrough` exists only for TCP routes.
+fn tls(tcp: bool) -> Json {
+    let mut t = json!({"type": "object", "properties": {
         "secretName": {"type": "string"},
         "certResolver": {"type": "string"},
-        "passthrough": {"type": "boolean"},
         "options": reference(),
         "store": reference(),
         "domains": {"type": "array", "items": {"type": "object", "properties": {
             "main": {"type": "string"}, "sans": strings()}}}
-    }})
+    }});
+    if tcp {
+        t["properties"]["passthrough"] = json!({"type": "boolean"});
+    }
+    t
 }
 
 fn open() -> Json {
     json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
 }
 
-/// The `spec` schema of each kind, by kind.
-fn spec_schema(kind: &str) -> Json {
+/// The `spec` schema of each kind as the platform writes it: closed (no unknown field), for
+/// [`validate`]; the CRDs serve it opened ([`served_schema`]).
+pub fn spec_schema(kind: &str) -> Json {
     match kind {
         "IngressRoute" => json!({"type": "object", "required": ["routes"], "properties": {
             "entryPoints": strings(),
@@ -64,7 +82,7 @@ fn spec_schema(kind: &str) -> Json {
                     "passHostHeader": {"type": "boolean"}
                 }}}
             }}},
-            "tls": tls()
+            "tls": tls(false)
         }}),
         "IngressRouteTCP" => json!({"type": "object", "required": ["routes"], "properties": {
             "entryPoints": strings(),
@@ -78,7 +96,7 @@ fn spec_schema(kind: &str) -> Json {
                     "weight": {"type": "integer"}
                 }}}
             }}},
-            "tls": tls()
+            "tls": tls(true)
         }}),
         "Middleware" => json!({"type": "object", "properties": {
             "stripPrefix": {"type": "object", "properties": {"prefixes": strings()}},
@@ -112,9 +130,9 @@ pub const KINDS: &[(&str, &str)] = &[
     ("TraefikService", "traefikservices"),
 ];
 
-/// The full `openAPIV3Schema` of a kind.
+/// The full `openAPIV3Schema` of a kind as the platform writes it (closed, for [`validate`]).
 pub fn schema(kind: &str) -> Json {
-    json!({"type": "object", "required": ["spec"], "properties": {
+    json!({"type": "object", "required": ["metadata", "spec"], "properties": {
         "apiVersion": {"type": "string"},
         "kind": {"type": "string"},
         "metadata": {"type": "object"},
@@ -122,11 +140,45 @@ pub fn schema(kind: &str) -> Json {
     }})
 }
 
+/// The `openAPIV3Schema` the CRD serves: [`schema`] with every object node below the root
+/// keeping unknown fields, so that structural pruning removes nothing Traefik accepts.
+pub fn served_schema(kind: &str) -> Json {
+    let mut s = schema(kind);
+    if let Some(spec) = s.pointer_mut("/properties/spec") {
+        open_objects(spec);
+    }
+    s
+}
+
+/// Marks every object node of `schema` as keeping unknown fields (an object without declared
+/// properties or additionalProperties would otherwise be pruned empty).
+fn open_objects(schema: &mut Json) {
+    let Some(map) = schema.as_object_mut() else {
+        return;
+    };
+    if map.get("type").and_then(Json::as_str) == Some("object")
+        && !map.contains_key("additionalProperties")
+    {
+        map.insert(
+            "x-kubernetes-preserve-unknown-fields".into(),
+            Json::Bool(true),
+        );
+    }
+    if let Some(props) = map.get_mut("properties").and_then(Json::as_object_mut) {
+        for child in props.values_mut() {
+            open_objects(child);
+        }
+    }
+    if let Some(items) = map.get_mut("items") {
+        open_objects(items);
+    }
+}
+
 /// The CRDs.
 pub fn objects(ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
     let mut out = Vec::with_capacity(KINDS.len());
     for (kind, plural) in KINDS {
-        let props: JSONSchemaProps = serde_json::from_value(schema(kind))
+        let props: JSONSchemaProps = serde_json::from_value(served_schema(kind))
             .map_err(|e| KubeError::Invalid(format!("the schema of {kind}: {e}")))?;
         let crd = CustomResourceDefinition {
             metadata: ctx.cluster_meta("traefik", &format!("{plural}.{GROUP}")),
@@ -272,7 +324,7 @@ mod tests {
             "spec": {"routes": [{"match": "PathPrefix(`/`)", "kind": "Rule", "services": [{"name": "s", "port": 80}]}]}});
         assert_eq!(validate(&s, &good), Vec::<String>::new());
         let bad = json!({"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute", "metadata": {"name": "x"},
-            "spec": {"routes": [{"kind": "Rules", "services": [{"name": "s", "port": true, "weight": 1}]}]}});
+            "spec": {"routes": [{"kind": "Rules", "services": [{"name": "s", "port": true, "wieght": 1}]}]}});
         let problems = validate(&s, &bad);
         assert!(
             problems.iter().any(|p| p.contains("match: required")),
@@ -289,7 +341,7 @@ mod tests {
             "{problems:?}"
         );
         assert!(
-            problems.iter().any(|p| p.contains("weight: unknown field")),
+            problems.iter().any(|p| p.contains("wieght: unknown field")),
             "{problems:?}"
         );
     }
