@@ -32,24 +32,19 @@ pub async fn access_entries(
     let mut principals = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let r = match eks
-            .list_access_entries()
-            .cluster_name(cluster)
-            .set_next_token(token.clone())
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                let e = AwsError::from_sdk("ListAccessEntries", e);
-                if e.is_not_found() || e.code.as_deref() == Some("InvalidRequestException") {
-                    return Ok(Vec::new());
-                }
-                return match p.err(e) {
-                    ProviderError::NotSupported(_) => Ok(Vec::new()),
-                    other => Err(other),
-                };
-            }
+        let Some(r) = unless_absent(
+            p,
+            "ListAccessEntries",
+            eks.list_access_entries()
+                .cluster_name(cluster)
+                .set_next_token(token.clone())
+                .send()
+                .await,
+            &["InvalidRequestException"],
+            true,
+        )?
+        else {
+            return Ok(Vec::new());
         };
         principals.extend(r.access_entries().iter().cloned());
         match r.next_token() {
@@ -60,22 +55,18 @@ pub async fn access_entries(
     let names = Names::new(o.prefix());
     let mut out = Vec::new();
     for principal in principals {
-        let entry = match eks
-            .describe_access_entry()
-            .cluster_name(cluster)
-            .principal_arn(&principal)
-            .send()
-            .await
-        {
-            Ok(r) => r.access_entry,
-            Err(e) => {
-                let e = AwsError::from_sdk("DescribeAccessEntry", e);
-                if e.is_not_found() {
-                    continue;
-                }
-                return Err(p.err(e));
-            }
-        };
+        let entry = unless_absent(
+            p,
+            "DescribeAccessEntry",
+            eks.describe_access_entry()
+                .cluster_name(cluster)
+                .principal_arn(&principal)
+                .send()
+                .await,
+            &[],
+            false,
+        )?
+        .and_then(|r| r.access_entry);
         let Some(entry) = entry else { continue };
         let tags: BTreeMap<String, String> = entry
             .tags()

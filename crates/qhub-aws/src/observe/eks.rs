@@ -110,24 +110,19 @@ pub async fn pod_identities(
     let mut ids = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let r = match eks
-            .list_pod_identity_associations()
-            .cluster_name(cluster)
-            .set_next_token(token.clone())
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                let e = AwsError::from_sdk("ListPodIdentityAssociations", e);
-                if e.is_not_found() {
-                    return Ok(Vec::new());
-                }
-                return match p.err(e) {
-                    ProviderError::NotSupported(_) => Ok(Vec::new()),
-                    other => Err(other),
-                };
-            }
+        let Some(r) = unless_absent(
+            p,
+            "ListPodIdentityAssociations",
+            eks.list_pod_identity_associations()
+                .cluster_name(cluster)
+                .set_next_token(token.clone())
+                .send()
+                .await,
+            &[],
+            true,
+        )?
+        else {
+            return Ok(Vec::new());
         };
         ids.extend(
             r.associations()
@@ -143,22 +138,18 @@ pub async fn pod_identities(
     }
     let mut out = Vec::new();
     for id in ids {
-        let a = match eks
-            .describe_pod_identity_association()
-            .cluster_name(cluster)
-            .association_id(&id)
-            .send()
-            .await
-        {
-            Ok(r) => r.association,
-            Err(e) => {
-                let e = AwsError::from_sdk("DescribePodIdentityAssociation", e);
-                if e.is_not_found() {
-                    continue;
-                }
-                return Err(p.err(e));
-            }
-        };
+        let a = unless_absent(
+            p,
+            "DescribePodIdentityAssociation",
+            eks.describe_pod_identity_association()
+                .cluster_name(cluster)
+                .association_id(&id)
+                .send()
+                .await,
+            &[],
+            false,
+        )?
+        .and_then(|r| r.association);
         let Some(a) = a else { continue };
         let tags: BTreeMap<String, String> =
             a.tags().cloned().unwrap_or_default().into_iter().collect();
