@@ -168,12 +168,7 @@ pub fn kubeconfig(cluster: &str, region: &str, server: &str, ca_data_b64: &str) 
 
 /// Reads a kubeconfig override (the file a test or an operator names for cluster access).
 pub fn read_override(path: &Path) -> Result<String, ProviderError> {
-    std::fs::read_to_string(path).map_err(|e| {
-        failed(format!(
-            "cannot read the kubeconfig override {}: {e}",
-            path.display()
-        ))
-    })
+    qhub_core::provider::local::read_kubeconfig_override(path)
 }
 
 /// The principal to list in `amazon_web_services.cluster_admins` for an STS caller ARN: the

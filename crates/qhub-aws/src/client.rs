@@ -21,7 +21,8 @@ use qhub_core::config::{Config, ProviderKind};
 use qhub_core::engine::retry::{CallKind, Retrier, RetryPolicy, give_up_note};
 use qhub_core::provider::{ProviderError, RetryClass};
 
-use crate::{ApiStats, AwsError, ENDPOINT_ENV, KUBECONFIG_ENV, LOCK_DIR, desired};
+use crate::{ApiStats, AwsError, ENDPOINT_ENV, desired};
+use qhub_core::provider::local;
 
 /// The response header in which [`ApiPolicy`] tells [`AwsError::from_sdk`] that a call's retry
 /// budget ran out (the SDK's error types have no room for it; the raw response travels with
@@ -282,7 +283,7 @@ pub struct AwsOptions {
     /// groups, EFS). Default: 10 s against AWS, 100 ms in emulator mode.
     pub poll_interval: Option<Duration>,
     /// A kubeconfig to reach the cluster with instead of EKS's endpoint and token
-    /// ([`KUBECONFIG_ENV`]). In emulator mode this is the only cluster access: the endpoint
+    /// ([`KUBECONFIG_ENV`](crate::KUBECONFIG_ENV)). In emulator mode this is the only cluster access: the endpoint
     /// moto returns is not a real API server and is never contacted.
     pub kubeconfig: Option<PathBuf>,
     /// The cluster's API server (`https://…`, or `http://` on loopback) to reach with EKS
@@ -290,7 +291,7 @@ pub struct AwsOptions {
     /// ([`crate::access`]), another address (an emulated cluster in tests; a private endpoint
     /// through a tunnel). Its CA is the system's, not the cluster's.
     pub cluster_endpoint: Option<String>,
-    /// Where the local deploy lock lives ([`LOCK_DIR`] beside the config, from
+    /// Where the local deploy lock lives ([`LOCK_DIR`](crate::LOCK_DIR) beside the config, from
     /// [`AwsProvider::from_env`]); `None`: no local lock. It keeps two qhub commands on one
     /// machine from deploying the same deployment at once; unused when [`Self::s3_lock`] is on.
     pub lock_dir: Option<PathBuf>,
@@ -405,8 +406,8 @@ impl AwsProvider {
             config,
             AwsOptions {
                 endpoint: var(ENDPOINT_ENV),
-                kubeconfig: var(KUBECONFIG_ENV).map(|k| dir.join(k)),
-                lock_dir: Some(dir.join(LOCK_DIR)),
+                kubeconfig: local::kubeconfig_override(dir),
+                lock_dir: Some(local::lock_dir(dir)),
                 s3_lock: qhub_core::cloud::lock::cloud_lock_from_env(),
                 ..AwsOptions::default()
             },

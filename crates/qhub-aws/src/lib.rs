@@ -49,11 +49,12 @@ pub mod versions;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use qhub_core::cloud::lock::LockStore;
 use qhub_core::config::Config;
 use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
-    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, LockRequest,
-    Ownership, Preflight, Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Ownership, Preflight, Provider,
+    ProviderError,
 };
 
 pub use client::{AwsOptions, AwsProvider};
@@ -66,11 +67,9 @@ pub const PROVIDER: &str = "aws";
 pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL";
 
 /// A kubeconfig file to reach the cluster with, overriding EKS's endpoint and token (see
-/// [`AwsOptions::kubeconfig`]).
-pub const KUBECONFIG_ENV: &str = "QHUB_KUBECONFIG";
-
-/// The folder beside the config that holds the local deploy lock.
-pub const LOCK_DIR: &str = ".qhub";
+/// [`AwsOptions::kubeconfig`]); the folder beside the config that holds the local deploy lock.
+/// Both are qhub-core's, the same for every provider.
+pub use qhub_core::provider::{KUBECONFIG_ENV, LOCK_DIR};
 
 /// `local` makes [`AwsProvider::from_env`] take the local deploy lock ([`LOCK_DIR`]) instead of
 /// the S3 one ([`lock`]), for accounts where qhub may not use S3. Two CI runners are then kept
@@ -138,26 +137,27 @@ impl Provider for AwsProvider {
         apply::apply(self, change, ctx).await
     }
 
-    async fn lock(
+    async fn lock_store(
         &self,
         ownership: &Ownership,
-        request: &LockRequest,
-    ) -> Result<Option<DeployLock>, ProviderError> {
-        if self.options.s3_lock {
-            let prefix = ownership.prefix();
-            let account = self.account().await?.to_string();
-            let s3 = self.clients().await?.s3.clone();
-            let store =
-                lock::S3LockStore::new(s3, &account, &self.region, &prefix, self.emulator());
-            let held = qhub_core::cloud::lock::acquire(Arc::new(store), &prefix, request).await?;
-            return Ok(Some(DeployLock::cloud(held)));
+    ) -> Result<Option<Arc<dyn LockStore>>, ProviderError> {
+        if !self.options.s3_lock {
+            return Ok(None);
         }
-        match &self.options.lock_dir {
-            Some(dir) => qhub_core::provider::local_lock(dir, ownership, request)
-                .await
-                .map(Some),
-            None => Ok(None),
-        }
+        let account = self.account().await?.to_string();
+        let s3 = self.clients().await?.s3.clone();
+        let store = lock::S3LockStore::new(
+            s3,
+            &account,
+            &self.region,
+            &ownership.prefix(),
+            self.emulator(),
+        );
+        Ok(Some(Arc::new(store)))
+    }
+
+    fn lock_dir(&self) -> Option<std::path::PathBuf> {
+        self.options.lock_dir.clone()
     }
 
     async fn kubeconfig(&self, ownership: &Ownership) -> Result<String, ProviderError> {

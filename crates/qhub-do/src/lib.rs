@@ -40,13 +40,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use qhub_core::cloud::lock::LockStore;
 use qhub_core::config::{Config, ProviderKind};
 use qhub_core::kubernetes::auth::ClusterEndpoint;
 use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::facts::{Gpu, NodeSelector, SharedFilesystem, Taint};
 use qhub_core::provider::{
-    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, Known, LockRequest,
-    Ownership, Preflight, Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Known, Ownership, Preflight,
+    Provider, ProviderError,
 };
 
 use client::{ApiStats, ClientOptions, DoClient};
@@ -57,11 +58,10 @@ use observe::{State, cluster_state, owned};
 /// The provider name this crate serves (`provider: do` in qhub-config.yaml).
 pub const PROVIDER: &str = "do";
 
-/// A kubeconfig file to reach the cluster with instead of DOKS's (emulator mode).
-pub const KUBECONFIG_ENV: &str = "QHUB_KUBECONFIG";
-
-/// The folder beside the config that holds the local deploy lock.
-pub const LOCK_DIR: &str = ".qhub";
+/// A kubeconfig file to reach the cluster with instead of DOKS's (emulator mode); the folder
+/// beside the config that holds the local deploy lock. Both are qhub-core's, the same for every
+/// provider.
+pub use qhub_core::provider::{KUBECONFIG_ENV, LOCK_DIR};
 
 /// How the provider reaches DigitalOcean; [`DigitalOceanProvider::from_env`] fills it.
 #[derive(Debug, Clone, Default)]
@@ -125,16 +125,13 @@ impl DigitalOceanProvider {
     /// Spaces key of the deploy lock (`SPACES_ACCESS_KEY_ID`, `SPACES_SECRET_ACCESS_KEY`,
     /// `QHUB_SPACES_ENDPOINT`, `QHUB_SPACES_REGION`) and `QHUB_DEPLOY_LOCK`.
     pub fn from_env(config: &Config, dir: &Path) -> Result<Self, ProviderError> {
-        let kubeconfig = std::env::var(KUBECONFIG_ENV)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .map(|k| dir.join(k));
+        let kubeconfig = qhub_core::provider::local::kubeconfig_override(dir);
         Self::new(
             config,
             DoOptions {
                 client: ClientOptions::from_env(),
                 kubeconfig,
-                lock_dir: Some(dir.join(LOCK_DIR)),
+                lock_dir: Some(qhub_core::provider::local::lock_dir(dir)),
                 spaces: lock::SpacesOptions::from_env()?,
                 spaces_lock: qhub_core::cloud::lock::cloud_lock_from_env(),
                 ..DoOptions::default()
@@ -169,39 +166,28 @@ impl DigitalOceanProvider {
             .map_err(|e| to_provider("reading DOKS options (/v2/kubernetes/options)", e))
     }
 
-    /// The deploy lock on Spaces; `None` when Spaces turned out not to honour conditional
-    /// writes (then the local lock is used, with a warning).
-    async fn spaces_lock(
+    /// The deploy lock's store on Spaces for `ownership`'s deployment (the account names the
+    /// bucket). Whether Spaces honours conditional writes is checked when the lock is taken
+    /// ([`qhub_core::provider::take_deploy_lock`] falls back to the local lock when not).
+    async fn spaces_store(
         &self,
         spaces: &lock::SpacesOptions,
         ownership: &Ownership,
-        request: &LockRequest,
-    ) -> Result<Option<DeployLock>, ProviderError> {
-        let prefix = ownership.prefix();
+    ) -> Result<lock::SpacesLockStore, ProviderError> {
         let account = self.client.account().await.map_err(|e| {
             to_provider(
                 "reading the account (GET /v2/account) to name the deploy lock bucket",
                 e,
             )
         })?;
-        let store = lock::SpacesLockStore::new(
+        lock::SpacesLockStore::new(
             spaces,
             account.owner(),
             &self.region,
-            &prefix,
+            &ownership.prefix(),
             self.client.stats(),
             self.options.client.retry,
-        )?;
-        match qhub_core::cloud::lock::acquire(Arc::new(store), &prefix, request).await {
-            Ok(held) => Ok(Some(DeployLock::cloud(held))),
-            Err(ProviderError::NotSupported(why)) => {
-                tracing::warn!(
-                    "no cloud-side deploy lock: {why}; keeping the local lock only (two CI runners could deploy this config at once)"
-                );
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        )
     }
 
     /// The deployment's cluster when it exists, is ours and is running; `NoCluster` otherwise.
@@ -326,31 +312,27 @@ impl Provider for DigitalOceanProvider {
         cluster_facts(config)
     }
 
-    async fn lock(
+    async fn lock_store(
         &self,
         ownership: &Ownership,
-        request: &LockRequest,
-    ) -> Result<Option<DeployLock>, ProviderError> {
+    ) -> Result<Option<Arc<dyn LockStore>>, ProviderError> {
         match (&self.options.spaces, self.options.spaces_lock) {
-            (Some(spaces), true) => {
-                if let Some(held) = self.spaces_lock(spaces, ownership, request).await? {
-                    return Ok(Some(held));
-                }
+            (Some(spaces), true) => Ok(Some(Arc::new(self.spaces_store(spaces, ownership).await?))),
+            (None, true) => {
+                tracing::warn!(
+                    "no cloud-side deploy lock: two CI runners could deploy this config at once; set {} and {} (a Spaces access key) for the lock on Spaces, or {}=local to keep the local lock without this warning",
+                    lock::ACCESS_KEY_ENV,
+                    lock::SECRET_KEY_ENV,
+                    qhub_core::cloud::lock::DEPLOY_LOCK_ENV
+                );
+                Ok(None)
             }
-            (None, true) => tracing::warn!(
-                "no cloud-side deploy lock: two CI runners could deploy this config at once; set {} and {} (a Spaces access key) for the lock on Spaces, or {}=local to keep the local lock without this warning",
-                lock::ACCESS_KEY_ENV,
-                lock::SECRET_KEY_ENV,
-                qhub_core::cloud::lock::DEPLOY_LOCK_ENV
-            ),
-            (_, false) => {}
+            (_, false) => Ok(None),
         }
-        match &self.options.lock_dir {
-            Some(dir) => qhub_core::provider::local_lock(dir, ownership, request)
-                .await
-                .map(Some),
-            None => Ok(None),
-        }
+    }
+
+    fn lock_dir(&self) -> Option<std::path::PathBuf> {
+        self.options.lock_dir.clone()
     }
 
     async fn kubeconfig(&self, ownership: &Ownership) -> Result<String, ProviderError> {
@@ -413,10 +395,5 @@ impl Provider for DigitalOceanProvider {
 }
 
 fn read_override(path: &Path) -> Result<String, ProviderError> {
-    std::fs::read_to_string(path).map_err(|e| {
-        ProviderError::Fatal(format!(
-            "cannot read the kubeconfig override {}: {e}",
-            path.display()
-        ))
-    })
+    qhub_core::provider::local::read_kubeconfig_override(path)
 }

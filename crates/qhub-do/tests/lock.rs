@@ -23,7 +23,7 @@ use qhub_core::cloud::lock::LockStore;
 use qhub_core::cloud::lock::{LOCK_KIND, LockRecord};
 use qhub_core::engine::{Engine, EngineOptions};
 use qhub_core::kubernetes::lease::LeaseTiming;
-use qhub_core::provider::{LockRequest, Ownership, Provider};
+use qhub_core::provider::{LockRequest, Ownership, take_deploy_lock};
 use qhub_do::client::ApiStats;
 use qhub_do::lock::{SpacesLockStore, SpacesOptions, bucket_name};
 use qhub_do::{DigitalOceanProvider, DoOptions};
@@ -271,7 +271,7 @@ async fn spaces_that_ignores_conditional_writes_falls_back_to_the_local_lock() {
     );
     let mut request = LockRequest::new("deploy");
     request.timing = timing();
-    let held = p.lock(&o, &request).await.expect("a lock");
+    let held = take_deploy_lock(&p, &o, &request).await.expect("a lock");
     let held = held.expect("the local lock");
     // The local lock, not a cloud one: no lost signal, no cloud resource id.
     assert!(held.resource().is_none(), "{held:?}");
@@ -295,7 +295,7 @@ async fn spaces_that_ignores_conditional_writes_falls_back_to_the_local_lock() {
         Some(dir.path()),
         Arc::default(),
     );
-    let err = other.lock(&o, &request).await.unwrap_err();
+    let err = take_deploy_lock(&other, &o, &request).await.unwrap_err();
     assert!(err.to_string().contains("lock"), "{err}");
     held.release().await;
 
@@ -308,8 +308,7 @@ async fn spaces_that_ignores_conditional_writes_falls_back_to_the_local_lock() {
         Some(dir.path()),
         Arc::default(),
     );
-    let held = honest
-        .lock(&o, &request)
+    let held = take_deploy_lock(&honest, &o, &request)
         .await
         .expect("a lock")
         .expect("held");
@@ -331,8 +330,7 @@ async fn without_a_spaces_key_the_local_lock_is_kept_and_spaces_is_never_called(
     let dir = tempfile::tempdir().expect("tempdir");
     let stats = Arc::new(ApiStats::default());
     let p = provider(&emu, &config, None, Some(dir.path()), stats.clone());
-    let held = p
-        .lock(&o, &LockRequest::new("deploy"))
+    let held = take_deploy_lock(&p, &o, &LockRequest::new("deploy"))
         .await
         .expect("a lock")
         .expect("the local lock");

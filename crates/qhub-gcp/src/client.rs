@@ -34,8 +34,9 @@ pub const CREDENTIALS_ENV: &str = "GOOGLE_CREDENTIALS";
 pub const ACCESS_TOKEN_ENV: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
 
 /// A kubeconfig to reach the cluster with, instead of GKE's endpoint and a token (the only
-/// cluster access against an emulator, whose endpoints are not real API servers).
-pub const KUBECONFIG_ENV: &str = "QHUB_KUBECONFIG";
+/// cluster access against an emulator, whose endpoints are not real API servers); qhub-core's,
+/// the same for every provider.
+pub use qhub_core::provider::KUBECONFIG_ENV;
 
 /// The Cloud Storage endpoint override for the deploy lock ([`crate::lock`]). Unset: the GKE
 /// endpoint override when that is on loopback (the GKE emulator serves both), else

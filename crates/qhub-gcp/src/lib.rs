@@ -49,8 +49,8 @@ use qhub_core::config::Config;
 use qhub_core::kubernetes::auth::client_with_token;
 use qhub_core::plan::{Action, Change, Observed, Resource};
 use qhub_core::provider::{
-    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, LockRequest,
-    Ownership, Preflight, Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Ownership, Preflight, Provider,
+    ProviderError,
 };
 
 use crate::desired::ServerFacts;
@@ -178,27 +178,19 @@ impl Provider for GcpProvider {
         access::cluster_facts(config)
     }
 
-    async fn lock(
+    async fn lock_store(
         &self,
         ownership: &Ownership,
-        request: &LockRequest,
-    ) -> Result<Option<DeployLock>, ProviderError> {
-        if self.options.gcs_lock {
-            let store = self.lock_store(ownership).await?;
-            let held = qhub_core::cloud::lock::acquire(
-                std::sync::Arc::new(store),
-                &ownership.prefix(),
-                request,
-            )
-            .await?;
-            return Ok(Some(DeployLock::cloud(held)));
+    ) -> Result<Option<std::sync::Arc<dyn qhub_core::cloud::lock::LockStore>>, ProviderError> {
+        if !self.options.gcs_lock {
+            return Ok(None);
         }
-        match &self.options.lock_dir {
-            Some(dir) => qhub_core::provider::local_lock(dir, ownership, request)
-                .await
-                .map(Some),
-            None => Ok(None),
-        }
+        let store = self.gcs_lock_store(ownership).await?;
+        Ok(Some(std::sync::Arc::new(store)))
+    }
+
+    fn lock_dir(&self) -> Option<std::path::PathBuf> {
+        self.options.lock_dir.clone()
     }
 
     async fn kubeconfig(&self, ownership: &Ownership) -> Result<String, ProviderError> {
@@ -215,12 +207,7 @@ impl Provider for GcpProvider {
         let (facts, name) = Box::pin(self.running_cluster(ownership)).await?;
         if let Some(path) = &self.options.kubeconfig {
             tracing::info!(kubeconfig = %path.display(), "cluster access through the kubeconfig override");
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ProviderError::Fatal(format!(
-                    "cannot read the kubeconfig override {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let text = qhub_core::provider::local::read_kubeconfig_override(path)?;
             return Ok(ClusterAccess::Kubeconfig {
                 text,
                 expires_in: None,

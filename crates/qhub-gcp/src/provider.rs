@@ -15,8 +15,9 @@ use crate::client::{self, Api, ApiStats, CredentialSource, GcpOptions};
 use crate::desired::{self, ServerFacts};
 use crate::errors::{Class, GcpError, Result};
 
-/// The folder beside the config that holds the local deploy lock.
-pub const LOCK_DIR: &str = ".qhub";
+/// The folder beside the config that holds the local deploy lock (qhub-core's, the same for
+/// every provider).
+pub use qhub_core::provider::LOCK_DIR;
 
 /// The GKE provider for one config's project and region.
 pub struct GcpProvider {
@@ -91,8 +92,8 @@ impl GcpProvider {
             config,
             GcpOptions {
                 endpoint: var(client::ENDPOINT_ENV),
-                kubeconfig: var(client::KUBECONFIG_ENV).map(|k| dir.join(k)),
-                lock_dir: Some(dir.join(LOCK_DIR)),
+                kubeconfig: qhub_core::provider::local::kubeconfig_override(dir),
+                lock_dir: Some(qhub_core::provider::local::lock_dir(dir)),
                 gcs_lock: qhub_core::cloud::lock::cloud_lock_from_env(),
                 storage_endpoint: var(client::STORAGE_ENDPOINT_ENV),
                 compute_endpoint: var(crate::compute::ENDPOINT_ENV),
@@ -151,7 +152,7 @@ impl GcpProvider {
     }
 
     /// The deploy lock's store for `ownership`'s deployment ([`crate::lock`]).
-    pub(crate) async fn lock_store(
+    pub(crate) async fn gcs_lock_store(
         &self,
         ownership: &Ownership,
     ) -> Result<crate::lock::GcsLockStore> {

@@ -2,7 +2,6 @@
 //! writes it again. Read it with `docs/writing-a-provider.md`.
 //!
 //! - [`poll`]: wait for a cloud operation with a deadline, reporting what it waits for.
-//! - [`adopt`]: create-or-adopt and delete-if-found, the two halves of an idempotent apply.
 //! - [`duplicates`]: keep one copy of a resource and name every other copy so the plan
 //!   deletes it.
 //! - [`stats`]: API call counters (reads vs mutations), for tests and benchmarks.
@@ -13,7 +12,6 @@
 //! - [`aws_partition`]: AWS partitions by region (ARN partition ids, endpoint DNS suffixes).
 //! - [`retry()`]: the one retry policy, for reads outside the engine.
 
-pub mod adopt;
 pub mod aws_partition;
 pub mod drain;
 pub mod duplicates;

@@ -276,7 +276,8 @@ impl Engine {
             .await
     }
 
-    /// Takes the deployment's lock (the provider's, see [`Provider::lock`]) for `command`
+    /// Takes the deployment's lock (the provider's cloud lock, else the local one; see
+    /// [`crate::provider::take_deploy_lock`]) for `command`
     /// (`deploy`, `destroy`), waiting up to [`EngineOptions::lock_wait`] while another run
     /// holds it and reporting the wait on `events`; plan and apply through the result, then
     /// [`Locked::release`] it.
@@ -295,9 +296,7 @@ impl Engine {
             retry: self.options.retry,
             events,
         };
-        let lock = self
-            .provider
-            .lock(&ownership, &request)
+        let lock = crate::provider::take_deploy_lock(self.provider.as_ref(), &ownership, &request)
             .await
             .map_err(|source| EngineError::Provider {
                 what: "taking the deploy lock".into(),

@@ -1,14 +1,16 @@
-//! The deploy lock a provider hands the engine ([`DeployLock`]): a cloud-side lease on an
-//! object ([`crate::cloud::lock`]) where the provider has one, or the local file lock
-//! ([`deploy_lock`]) that only keeps two commands on one machine apart; and what the engine
-//! asks for when it takes one ([`LockRequest`]).
+//! The deploy lock the engine takes ([`DeployLock`]): a cloud-side lease on an object
+//! ([`crate::cloud::lock`]) in the store a provider hands out
+//! ([`super::Provider::lock_store`]), else the local file lock ([`deploy_lock`]) in the folder
+//! it names ([`super::Provider::lock_dir`]), which only keeps two commands on one machine apart;
+//! what the engine asks for when it takes one ([`LockRequest`]); and the one place that policy
+//! is applied ([`take_deploy_lock`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Ownership, ProviderError};
+use super::{Ownership, Provider, ProviderError};
 use crate::cloud::lock::CloudLock;
 use crate::engine::events::{EventSink, NoEvents};
 use crate::engine::retry::RetryPolicy;
@@ -80,7 +82,7 @@ impl DeployLock {
     }
 }
 
-/// What the engine asks of [`super::Provider::lock`]: who takes the lock, for what, how long
+/// What the engine asks for when it takes the deploy lock ([`take_deploy_lock`]): who takes the lock, for what, how long
 /// to wait for another holder, and where to report the wait.
 #[derive(Clone)]
 pub struct LockRequest {
@@ -289,6 +291,34 @@ pub async fn local_lock(
         }
         let pause = Duration::from_millis(250).min(request.wait.saturating_sub(waited));
         tokio::time::sleep(pause).await;
+    }
+}
+
+/// Takes `ownership`'s deploy lock with `provider`'s hooks, the one policy for every
+/// provider: the cloud lock in the store [`Provider::lock_store`] hands out; else (no store)
+/// the local lock in [`Provider::lock_dir`]; else `Ok(None)` (the Kubernetes stage then relies
+/// on its Lease). A store that does not document conditional writes
+/// ([`crate::cloud::lock::LockStore::documents_conditional_writes`], Spaces) and fails the check of them
+/// ([`ProviderError::NotSupported`]) falls back to the local lock, saying so; any other error
+/// of the cloud lock fails the run (never a silent fallback that would let two CI runners in).
+pub async fn take_deploy_lock(
+    provider: &dyn Provider,
+    ownership: &Ownership,
+    request: &LockRequest,
+) -> Result<Option<DeployLock>, ProviderError> {
+    if let Some(store) = provider.lock_store(ownership).await? {
+        let checked = !store.documents_conditional_writes();
+        match crate::cloud::lock::acquire(store, &ownership.prefix(), request).await {
+            Ok(held) => return Ok(Some(DeployLock::cloud(held))),
+            Err(ProviderError::NotSupported(why)) if checked => tracing::warn!(
+                "no cloud-side deploy lock: {why}; keeping the local lock only (two CI runners could deploy this config at once)"
+            ),
+            Err(e) => return Err(e),
+        }
+    }
+    match provider.lock_dir() {
+        Some(dir) => local_lock(&dir, ownership, request).await.map(Some),
+        None => Ok(None),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `Provider` trait: what a cloud (or the sandbox, or an in-house backend) must do for the
 //! engine ([`error`]: the errors it returns; [`facts`]: what flows into planning besides the
-//! config; [`lock`]: the deploy lock; [`registry`]: `provider:` names to implementations).
+//! config; [`lock`]: the deploy lock; [`local`]: what is found beside the config;
+//! [`registry`]: `provider:` names to implementations).
 //!
 //! A provider never keeps state of its own between calls: everything it knows about a deployment
 //! it learns from the cloud, by the ownership marks it put on every resource it created (see
@@ -10,6 +11,7 @@
 
 pub mod error;
 pub mod facts;
+pub mod local;
 pub mod lock;
 pub mod registry;
 
@@ -24,7 +26,10 @@ use crate::plan::{Change, Observed, Resource};
 
 pub use error::{ProcessKilled, ProviderError, RetryClass, find_killed};
 pub use facts::{ClusterFacts, Facts, Known};
-pub use lock::{DeployLock, LockRequest, deploy_lock, local_lock, local_lock_holder};
+pub use local::{KUBECONFIG_ENV, LOCK_DIR};
+pub use lock::{
+    DeployLock, LockRequest, deploy_lock, local_lock, local_lock_holder, take_deploy_lock,
+};
 pub use registry::{ProviderFactory, ProviderRegistry};
 
 /// The marks every resource of a deployment carries (tags, labels). Keys use the GCP label
@@ -250,21 +255,27 @@ pub trait Provider: Send + Sync + fmt::Debug {
         ClusterFacts::from_config(config)
     }
 
-    /// Takes the deployment's lock so that two deploys of it cannot run at once, waiting up to
-    /// [`LockRequest::wait`] while another run holds it (reporting the wait on
-    /// [`LockRequest::events`]). The lock is held until the returned guard is released
-    /// ([`DeployLock::release`]). A cloud-side lock ([`crate::cloud::lock`]) keeps CI runners
-    /// on different machines apart; a local one ([`deploy_lock`]) only commands on one
-    /// machine. `Ok(None)`: this provider has no lock of its own (the Kubernetes stage then
-    /// relies on its Lease). The engine takes it before it plans a deploy or destroy and holds
-    /// it to the end.
-    async fn lock(
+    /// The store of the deployment's cloud-side deploy lock ([`crate::cloud::lock`]), when this
+    /// provider has one and it is wanted (not [`crate::cloud::lock::DEPLOY_LOCK_ENV`]`=local`):
+    /// it keeps CI runners on different machines apart. The engine takes the lock in it
+    /// ([`take_deploy_lock`]) before it plans a deploy or destroy and holds it to the end.
+    /// `Ok(None)` (the default): no cloud lock; the engine takes the local lock in
+    /// [`Provider::lock_dir`] instead. Building the store may call the cloud (the account that
+    /// names the bucket); it must not take the lock.
+    async fn lock_store(
         &self,
         ownership: &Ownership,
-        request: &LockRequest,
-    ) -> Result<Option<DeployLock>, ProviderError> {
-        let _ = (ownership, request);
+    ) -> Result<Option<std::sync::Arc<dyn crate::cloud::lock::LockStore>>, ProviderError> {
+        let _ = ownership;
         Ok(None)
+    }
+
+    /// The folder of the local deploy lock ([`deploy_lock`]; [`LOCK_DIR`] beside the config,
+    /// [`local::lock_dir`]), which keeps two commands on one machine apart: used when
+    /// [`Provider::lock_store`] hands out no store. `None` (the default): no local lock either
+    /// (the Kubernetes stage then relies on its Lease).
+    fn lock_dir(&self) -> Option<std::path::PathBuf> {
+        None
     }
 
     /// Who holds the deployment's deploy lock now (`qhub@host/… (deploy) since …`), when this

@@ -25,8 +25,8 @@ use crate::config::{Config, ProviderKind};
 use crate::plan::{Action, Change, Observed, Resource, ResourceId, ResourceState, Stage};
 use crate::provider::facts::{self, SharedFilesystem};
 use crate::provider::{
-    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, DeployLock, Facts, Known, LockRequest,
-    Ownership, Preflight, Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Known, Ownership, Preflight,
+    Provider, ProviderError,
 };
 use faults::{FaultSpec, Faults};
 use world::{SimResource, World};
@@ -745,20 +745,15 @@ impl Provider for SandboxProvider {
         Ok(ClusterAccess::Client(self.faulty_client(api)))
     }
 
-    async fn lock(
+    async fn lock_store(
         &self,
-        ownership: &Ownership,
-        request: &LockRequest,
-    ) -> Result<Option<DeployLock>, ProviderError> {
-        if let Some(store) = &self.lock_store {
-            let held =
-                crate::cloud::lock::acquire(store.clone(), &ownership.prefix(), request).await?;
-            return Ok(Some(DeployLock::cloud(held)));
-        }
-        let dir = self.dir.join(world::DIR_NAME);
-        crate::provider::local_lock(&dir, ownership, request)
-            .await
-            .map(Some)
+        _ownership: &Ownership,
+    ) -> Result<Option<Arc<dyn crate::cloud::lock::LockStore>>, ProviderError> {
+        Ok(self.lock_store.clone())
+    }
+
+    fn lock_dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.dir.join(world::DIR_NAME))
     }
 
     async fn lock_holder(&self, ownership: &Ownership) -> Result<Option<String>, ProviderError> {
