@@ -33,6 +33,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use qhub_core::cloud::http::{
+    Auth, BearerToken, Body, HttpError, Request, RestClient, RestOptions, SetupError,
+};
 use qhub_core::engine::retry::{Retrier, RetryPolicy, give_up_note};
 use qhub_core::provider::RetryClass;
 use reqwest::{Method, StatusCode};
@@ -318,11 +321,10 @@ fn now_unix() -> f64 {
 /// The DigitalOcean API client. Cheap to clone; clones share the budget and the counters.
 #[derive(Clone)]
 pub struct DoClient {
-    http: reqwest::Client,
+    rest: RestClient,
     base: reqwest::Url,
     options: ClientOptions,
     budget: Arc<Mutex<Budget>>,
-    stats: Arc<ApiStats>,
     rate: Arc<RateCounters>,
 }
 
@@ -356,44 +358,38 @@ impl DoClient {
                 options.base_url
             ))
         })?;
-        let loopback = is_loopback(base.as_str());
-        match (&options.token, base.scheme()) {
-            (None, _) if !loopback => {
-                return Err(DoError::MissingToken(format!(
-                    "no DigitalOcean token: set {TOKEN_ENV} (an API token with read and write scope); only a loopback endpoint may be used without one"
-                )));
+        let auth = match &options.token {
+            Some(t) => Auth::Bearer(Arc::new(BearerToken::new(t.expose()))),
+            None => Auth::Anonymous,
+        };
+        let mut rest_options = RestOptions::new("DigitalOcean", base.as_str(), auth);
+        rest_options.timeout = options.timeout;
+        rest_options.connect_timeout = None;
+        // The retries are this client's own (see `send`): the policy is not used by the toolkit.
+        let rest = RestClient::new(rest_options, stats, options.retry).map_err(|e| match e {
+            SetupError::Anonymous { .. } => DoError::MissingToken(format!(
+                "no DigitalOcean token: set {TOKEN_ENV} (an API token with read and write scope); only a loopback endpoint may be used without one"
+            )),
+            SetupError::PlainHttp { .. } => DoError::Setup(format!(
+                "{API_URL_ENV}={base} is plain HTTP: the token would travel unencrypted; use https"
+            )),
+            SetupError::Scheme { scheme } => {
+                DoError::Setup(format!("{API_URL_ENV}: unsupported scheme `{scheme}`"))
             }
-            (Some(_), "http") if !loopback => {
-                return Err(DoError::Setup(format!(
-                    "{API_URL_ENV}={base} is plain HTTP: the token would travel unencrypted; use https"
-                )));
-            }
-            (_, "http" | "https") => {}
-            (_, other) => {
-                return Err(DoError::Setup(format!(
-                    "{API_URL_ENV}: unsupported scheme `{other}`"
-                )));
-            }
-        }
-        qhub_core::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(options.timeout)
-            .user_agent(concat!("qhub-rs/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| DoError::Setup(format!("cannot build the HTTP client: {e}")))?;
+            other => DoError::Setup(format!("cannot build the HTTP client: {other}")),
+        })?;
         Ok(Self {
-            http,
+            rest,
             base,
             options,
             budget: Arc::new(Mutex::new(Budget::default())),
-            stats,
             rate: Arc::new(RateCounters::default()),
         })
     }
 
     /// The request counters of this client (and its clones).
     pub fn stats(&self) -> Arc<ApiStats> {
-        self.stats.clone()
+        self.rest.stats().clone()
     }
 
     /// 429 answers this client (and its clones) received.
@@ -542,41 +538,42 @@ impl DoClient {
         loop {
             attempt += 1;
             self.pace().await;
-            let mut req = self.http.request(method.clone(), url.clone());
-            if let Some(t) = &self.options.token {
-                req = req.bearer_auth(t.expose());
-            }
+            let op = operation_name(&method, url.path());
+            let mut request = Request::new(&op, method.clone(), url.as_str());
+            request.mutating = mutating;
             if let Some(b) = body {
-                req = req.json(b);
+                request.body = Body::Json(b);
             }
-            self.stats
-                .record(&operation_name(&method, url.path()), mutating);
-            let sent = req.send().await;
-            let error = match sent {
+            let error = match self.rest.send_once(&request).await {
                 Err(e) => {
                     self.settle(None);
-                    let not_sent = e.is_connect();
+                    let (message, not_sent) = match e {
+                        // reqwest's message names the URL, never headers.
+                        HttpError::Transport {
+                            source, not_sent, ..
+                        } => (source.to_string(), not_sent),
+                        // An answer whose body broke off is not sent again here: the engine
+                        // re-observes before it retries.
+                        HttpError::Body { source } => {
+                            return Err(DoError::Transport {
+                                operation: operation.clone(),
+                                message: source.to_string(),
+                                not_sent: false,
+                            });
+                        }
+                        other => (other.to_string(), false),
+                    };
                     DoError::Transport {
                         operation: operation.clone(),
-                        // reqwest's message names the URL, never headers.
-                        message: e.to_string(),
+                        message,
                         not_sent,
                     }
                 }
                 Ok(resp) => {
-                    self.settle(Some(resp.headers()));
-                    let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let bytes = resp.bytes().await.map_err(|e| DoError::Transport {
-                        operation: operation.clone(),
-                        message: e.to_string(),
-                        not_sent: false,
-                    })?;
+                    self.settle(Some(&resp.headers));
+                    let status = resp.status;
+                    let retry_after = resp.retry_after();
+                    let bytes = resp.body;
                     tracing::debug!(%operation, status = status.as_u16(), attempt, "DigitalOcean API");
                     if status.is_success() {
                         return Ok((status, bytes));
@@ -623,7 +620,7 @@ impl DoClient {
                 if retrier.retries() == 0 {
                     return Err(error);
                 }
-                self.stats.record_gave_up(attempt);
+                self.rest.stats().record_gave_up(attempt);
                 let note = give_up_note(&operation, attempt, started.elapsed());
                 tracing::warn!(error = %error, "{note}");
                 return Err(DoError::GaveUp {
@@ -631,7 +628,7 @@ impl DoClient {
                     last: Box::new(error),
                 });
             };
-            self.stats.record_retry(attempt + 1);
+            self.rest.stats().record_retry(attempt + 1);
             tracing::info!(%operation, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, error = %error, "retrying a DigitalOcean API call");
             tokio::time::sleep(wait).await;
         }

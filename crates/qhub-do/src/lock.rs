@@ -34,7 +34,7 @@
 //! under the provider's retry policy; a write is sent again only when throttled.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use aws_credential_types::Credentials;
@@ -44,11 +44,13 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use qhub_core::cloud::RetryPolicy;
-use qhub_core::cloud::endpoint::is_loopback;
+use qhub_core::cloud::http::{
+    Auth, Body, ErrorEnvelope, HttpError, Reply, Request, RestClient, RestOptions, SetupError,
+    Signer,
+};
 use qhub_core::cloud::lock::{BUCKET_PREFIX, LockStore, Version, object_key};
-use qhub_core::engine::retry::{CallKind, retry_call};
 use qhub_core::provider::ProviderError;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 
 use crate::client::ApiStats;
 
@@ -151,36 +153,70 @@ impl SpacesOptions {
     }
 }
 
-/// One answer: status, ETag and body.
-struct Reply {
-    status: StatusCode,
-    etag: Option<String>,
-    body: Vec<u8>,
+/// The `<Code>` of an S3 XML error answer (empty when there is none).
+fn code(reply: &Reply) -> String {
+    ErrorEnvelope::s3_xml(&reply.body).code.unwrap_or_default()
 }
 
-impl Reply {
-    /// The `<Code>` of an S3 XML error body.
-    fn code(&self) -> String {
-        let text = String::from_utf8_lossy(&self.body);
-        text.split_once("<Code>")
-            .and_then(|(_, rest)| rest.split_once("</Code>"))
-            .map(|(code, _)| code.trim().to_string())
-            .unwrap_or_default()
+/// An error answer in a line: `HTTP 404 NoSuchBucket: message`.
+fn message(reply: &Reply) -> String {
+    let envelope = ErrorEnvelope::s3_xml(&reply.body);
+    let status = reply.status.as_u16();
+    let present = |v: Option<String>| v.filter(|v| !v.is_empty());
+    match (present(envelope.code), present(envelope.message)) {
+        (None, _) => format!("HTTP {status}"),
+        (Some(code), None) => format!("HTTP {status} {code}"),
+        (Some(code), Some(m)) => format!("HTTP {status} {code}: {m}"),
     }
+}
 
-    fn message(&self) -> String {
-        let code = self.code();
-        let text = String::from_utf8_lossy(&self.body);
-        let message = text
-            .split_once("<Message>")
-            .and_then(|(_, rest)| rest.split_once("</Message>"))
-            .map(|(m, _)| m.trim().to_string())
-            .unwrap_or_default();
-        match (code.is_empty(), message.is_empty()) {
-            (true, _) => format!("HTTP {}", self.status.as_u16()),
-            (false, true) => format!("HTTP {} {code}", self.status.as_u16()),
-            (false, false) => format!("HTTP {} {code}: {message}", self.status.as_u16()),
-        }
+/// The ETag of an answer.
+fn etag(reply: &Reply) -> Option<String> {
+    reply.header("etag").map(str::to_string)
+}
+
+/// Signs Spaces requests with AWS Signature Version 4, for the region [`SIGNING_REGION`], the
+/// payload's SHA-256 in `x-amz-content-sha256` and no other checksum header.
+struct SigV4 {
+    credentials: Credentials,
+}
+
+impl Signer for SigV4 {
+    fn sign(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Vec<(String, String)>, String> {
+        let identity = self.credentials.clone().into();
+        let mut settings = SigningSettings::default();
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(SIGNING_REGION)
+            .name("s3")
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(|e| e.to_string())?
+            .into();
+        let signable = SignableRequest::new(
+            method,
+            url,
+            headers.iter().copied(),
+            SignableBody::Bytes(body),
+        )
+        .map_err(|e| e.to_string())?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| e.to_string())?
+            .into_parts();
+        Ok(instructions
+            .headers()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect())
     }
 }
 
@@ -194,12 +230,8 @@ enum Write {
 /// One deployment's lock object in the team's lock bucket on Spaces.
 #[derive(Clone)]
 pub struct SpacesLockStore {
-    http: reqwest::Client,
-    endpoint: String,
+    rest: RestClient,
     region: String,
-    credentials: Credentials,
-    stats: Arc<ApiStats>,
-    policy: RetryPolicy,
     bucket: String,
     key: String,
 }
@@ -208,7 +240,7 @@ impl std::fmt::Debug for SpacesLockStore {
     // The key stays out of logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SpacesLockStore")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.rest.endpoint())
             .field("bucket", &self.bucket)
             .field("key", &self.key)
             .finish_non_exhaustive()
@@ -236,22 +268,7 @@ impl SpacesLockStore {
             .endpoint
             .clone()
             .unwrap_or_else(|| format!("https://{region}.digitaloceanspaces.com"));
-        let endpoint = endpoint.trim_end_matches('/').to_string();
-        if endpoint.starts_with("http://") && !is_loopback(&endpoint) {
-            return Err(ProviderError::Fatal(format!(
-                "{ENDPOINT_ENV}={endpoint} is plain HTTP and not loopback; use https"
-            )));
-        }
-        qhub_core::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("qhub-rs/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ProviderError::Fatal(format!("building the Spaces client: {e}")))?;
-        Ok(Self {
-            http,
-            endpoint,
+        let signer = SigV4 {
             credentials: Credentials::new(
                 &options.access_key,
                 &options.secret_key,
@@ -259,10 +276,22 @@ impl SpacesLockStore {
                 None,
                 "spaces",
             ),
-            bucket: bucket_name(owner, &region),
-            region,
+        };
+        let rest = RestClient::new(
+            RestOptions::new("Spaces", endpoint.as_str(), Auth::Signed(Arc::new(signer))),
             stats,
             policy,
+        )
+        .map_err(|e| match e {
+            SetupError::PlainHttp { endpoint } => ProviderError::Fatal(format!(
+                "{ENDPOINT_ENV}={endpoint} is plain HTTP and not loopback; use https"
+            )),
+            other => ProviderError::Fatal(format!("building the Spaces client: {other}")),
+        })?;
+        Ok(Self {
+            rest,
+            bucket: bucket_name(owner, &region),
+            region,
             key: object_key(prefix),
         })
     }
@@ -273,95 +302,14 @@ impl SpacesLockStore {
     }
 
     fn bucket_url(&self) -> String {
-        format!("{}/{}", self.endpoint, self.bucket)
+        self.rest.url(&format!("/{}", self.bucket))
     }
 
     fn object_url(&self) -> String {
         format!("{}/{}", self.bucket_url(), self.key)
     }
 
-    /// Signs and sends one request once; every status comes back to the caller, transport
-    /// failures are retryable errors.
-    async fn send_once(
-        &self,
-        rpc: &'static str,
-        method: Method,
-        url: &str,
-        headers: &[(&'static str, String)],
-        body: &[u8],
-    ) -> Result<Reply, ProviderError> {
-        self.stats.record(rpc, !ApiStats::is_read_only(rpc));
-        let what = format!("{rpc} {}", self.location());
-        let signed = self
-            .sign(method.as_str(), url, headers, body)
-            .map_err(|e| ProviderError::Fatal(format!("{what}: signing the request: {e}")))?;
-        let mut req = self.http.request(method, url).body(body.to_vec());
-        for (name, value) in headers.iter().map(|(n, v)| (*n, v.as_str())) {
-            req = req.header(name, value);
-        }
-        for (name, value) in &signed {
-            req = req.header(name.as_str(), value.as_str());
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ProviderError::retryable(format!("{what}: no answer from Spaces: {e}")))?;
-        let status = resp.status();
-        let etag = resp
-            .headers()
-            .get(reqwest::header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| {
-                ProviderError::retryable(format!("{what}: the answer could not be read: {e}"))
-            })?
-            .to_vec();
-        tracing::debug!(rpc, status = status.as_u16(), "Spaces call");
-        Ok(Reply { status, etag, body })
-    }
-
-    /// The SigV4 headers (`authorization`, `x-amz-date`, `x-amz-content-sha256`) for a request.
-    fn sign(
-        &self,
-        method: &str,
-        url: &str,
-        headers: &[(&'static str, String)],
-        body: &[u8],
-    ) -> Result<Vec<(String, String)>, String> {
-        let identity = self.credentials.clone().into();
-        let mut settings = SigningSettings::default();
-        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(SIGNING_REGION)
-            .name("s3")
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .map_err(|e| e.to_string())?
-            .into();
-        let signable = SignableRequest::new(
-            method,
-            url,
-            headers.iter().map(|(n, v)| (*n, v.as_str())),
-            SignableBody::Bytes(body),
-        )
-        .map_err(|e| e.to_string())?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| e.to_string())?
-            .into_parts();
-        Ok(instructions
-            .headers()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect())
-    }
-
-    /// [`Self::send_once`] under the retry policy (a read after any retryable failure, a
+    /// Sends one request under the retry policy (a read after any retryable failure, a
     /// write only when throttled); statuses in `handled` and successes come back, any other
     /// status is an error of its class.
     async fn send(
@@ -374,23 +322,26 @@ impl SpacesLockStore {
         handled: &[u16],
     ) -> Result<Reply, ProviderError> {
         let what = format!("{rpc} {}", self.location());
-        retry_call(
-            &self.policy,
-            Some(&self.stats),
-            &what,
-            CallKind::of(rpc),
-            || async {
-                let reply = self
-                    .send_once(rpc, method.clone(), url, headers, body)
-                    .await?;
+        let mut request = Request::new(rpc, method, url);
+        request.headers = headers;
+        // Every request carries its (possibly empty) payload: its SHA-256 is signed.
+        request.body = Body::Bytes(body);
+        self.rest
+            .send(&what, &request, |outcome| {
+                let reply = outcome.map_err(|e| match e {
+                    e @ (HttpError::Transport { .. } | HttpError::Body { .. }) => {
+                        ProviderError::retryable(format!("{what}: {e}"))
+                    }
+                    e => ProviderError::Fatal(format!("{what}: {e}")),
+                })?;
+                tracing::debug!(rpc, status = reply.status.as_u16(), "Spaces call");
                 if reply.status.is_success() || handled.contains(&reply.status.as_u16()) {
                     Ok(reply)
                 } else {
                     Err(classify(&what, &reply))
                 }
-            },
-        )
-        .await
+            })
+            .await
     }
 
     /// A PUT of the lock object with `condition` (`If-None-Match: *` or `If-Match: <ETag>`).
@@ -416,10 +367,10 @@ impl SpacesLockStore {
             .await?;
         match reply.status.as_u16() {
             412 => Ok(Write::Refused),
-            404 if reply.code() == "NoSuchBucket" => Ok(Write::NoBucket),
+            404 if code(&reply) == "NoSuchBucket" => Ok(Write::NoBucket),
             // An `If-Match` write of an object that is gone.
             404 => Ok(Write::Refused),
-            _ => reply.etag.map(Write::Written).ok_or_else(|| {
+            _ => etag(&reply).map(Write::Written).ok_or_else(|| {
                 ProviderError::Fatal(format!(
                     "PutObject {}: Spaces answered without an ETag",
                     self.location()
@@ -444,12 +395,12 @@ impl SpacesLockStore {
             tracing::info!(bucket = %self.bucket, "created the deploy lock bucket on Spaces");
             return Ok(());
         }
-        match reply.code().as_str() {
+        match code(&reply).as_str() {
             "BucketAlreadyOwnedByYou" => Ok(()),
             _ => Err(ProviderError::Fatal(format!(
                 "the deploy lock bucket {} cannot be created ({}): the name is taken, by another account or by a bucket of this team that is pending deletion (Spaces keeps a deleted bucket's name for a week or more; cancel the deletion in the control panel), or set QHUB_DEPLOY_LOCK=local to keep the local lock",
                 self.bucket,
-                reply.message()
+                message(&reply)
             ))),
         }
     }
@@ -457,8 +408,8 @@ impl SpacesLockStore {
 
 /// The contract's class of a Spaces error answer.
 fn classify(what: &str, reply: &Reply) -> ProviderError {
-    let message = format!("{what}: {}", reply.message());
-    let code = reply.code();
+    let message = format!("{what}: {}", message(reply));
+    let code = code(reply);
     match reply.status.as_u16() {
         429 => ProviderError::Throttled {
             message,
@@ -500,8 +451,8 @@ impl LockStore for SpacesLockStore {
         if reply.status.as_u16() == 404 {
             return Ok(None);
         }
-        let etag = reply.etag.clone().unwrap_or_default();
-        Ok(Some((reply.body, etag)))
+        let etag = etag(&reply).unwrap_or_default();
+        Ok(Some((reply.body.to_vec(), etag)))
     }
 
     async fn create(&self, body: &[u8]) -> Result<Option<Version>, ProviderError> {
@@ -552,6 +503,7 @@ impl LockStore for SpacesLockStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::StatusCode;
 
     #[test]
     fn the_lock_lives_in_one_bucket_per_team_and_spaces_region() {
@@ -579,15 +531,15 @@ mod tests {
     fn s3_error_codes_are_read_and_classified() {
         let reply = |status: u16, code: &str| Reply {
             status: StatusCode::from_u16(status).unwrap(),
-            etag: None,
+            headers: Default::default(),
             body: format!(
                 "<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>m</Message></Error>"
             )
-            .into_bytes(),
+            .into(),
         };
-        assert_eq!(reply(404, "NoSuchBucket").code(), "NoSuchBucket");
+        assert_eq!(super::code(&reply(404, "NoSuchBucket")), "NoSuchBucket");
         assert_eq!(
-            reply(404, "NoSuchBucket").message(),
+            super::message(&reply(404, "NoSuchBucket")),
             "HTTP 404 NoSuchBucket: m"
         );
         assert!(matches!(

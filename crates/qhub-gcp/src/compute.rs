@@ -15,7 +15,7 @@ use qhub_core::provider::ProviderError;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::rest::{GoogleRest, Reply, encode};
+use crate::rest::{GoogleReply, GoogleRest, Reply, encode};
 
 /// The Compute Engine endpoint override.
 pub const ENDPOINT_ENV: &str = "QHUB_COMPUTE_ENDPOINT";

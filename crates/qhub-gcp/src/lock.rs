@@ -44,7 +44,7 @@ use reqwest::{Method, StatusCode};
 
 use crate::client::ApiStats;
 use crate::errors::GcpError;
-use crate::rest::{GoogleRest, encode};
+use crate::rest::{GoogleReply, GoogleRest, encode};
 
 pub use qhub_core::cloud::lock::{BUCKET_PREFIX, PURPOSE, PURPOSE_KEY};
 
@@ -296,8 +296,8 @@ impl LockStore for GcsLockStore {
             // No object, or no bucket at all.
             return Ok(None);
         }
-        if let Some(generation) = reply.generation.clone() {
-            return Ok(Some((reply.body, generation)));
+        if let Some(generation) = reply.generation() {
+            return Ok(Some((reply.body.to_vec(), generation)));
         }
         // GCS names the generation of a media download in `x-goog-generation`; should a proxy
         // drop the header, read the metadata, then that very generation's bytes.
@@ -340,7 +340,7 @@ impl LockStore for GcsLockStore {
                 self.location()
             )));
         }
-        Ok(Some((pinned.body, generation)))
+        Ok(Some((pinned.body.to_vec(), generation)))
     }
 
     async fn create(&self, body: &[u8]) -> Result<Option<Version>, ProviderError> {

@@ -5,16 +5,21 @@
 //! and each HTTP status into a [`Class`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use async_trait::async_trait;
 use google_cloud_auth::credentials::AccessTokenCredentials;
 use qhub_core::cloud::RetryPolicy;
-use qhub_core::engine::retry::{CallKind, retry_call};
+use qhub_core::cloud::http::{
+    Auth, BearerToken, Body, ErrorEnvelope, HttpError, Request, RestClient, RestOptions,
+    SetupError, TokenError, TokenSource,
+};
 use qhub_core::provider::ProviderError;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 
 use crate::client::ApiStats;
 use crate::errors::{Class, GcpError};
+
+pub(crate) use qhub_core::cloud::http::Reply;
 
 /// Percent-encodes a path segment (an object name's `/` becomes `%2F`, as the JSON APIs want).
 pub(crate) fn encode(segment: &str) -> String {
@@ -29,63 +34,57 @@ pub(crate) fn encode(segment: &str) -> String {
         .collect()
 }
 
-/// One answer, with the statuses a caller handles itself left to it.
-pub(crate) struct Reply {
-    pub(crate) status: StatusCode,
-    /// Cloud Storage's `x-goog-generation` header, when sent.
-    pub(crate) generation: Option<String>,
-    pub(crate) body: Vec<u8>,
-}
-
-impl Reply {
-    pub(crate) fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_default()
-    }
-
+/// What Google's JSON APIs say in an answer beyond its status.
+pub(crate) trait GoogleReply {
     /// Google's error message (`{"error": {"message"}}`), or the start of the body.
-    pub(crate) fn message(&self) -> String {
-        let v = self.json();
-        v["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| {
-                String::from_utf8_lossy(&self.body)
-                    .chars()
-                    .take(200)
-                    .collect()
-            })
-    }
-
+    fn message(&self) -> String;
     /// The first `errors[].reason` of Google's error body (`notFound`,
     /// `resourceInUseByAnotherResource`…).
-    pub(crate) fn reason(&self) -> String {
-        self.json()["error"]["errors"][0]["reason"]
-            .as_str()
+    fn reason(&self) -> String;
+    /// Cloud Storage's `x-goog-generation` header, when sent.
+    fn generation(&self) -> Option<String>;
+}
+
+impl GoogleReply for Reply {
+    fn message(&self) -> String {
+        ErrorEnvelope::google_json(&self.body)
+            .message
+            .unwrap_or_else(|| self.body_start())
+    }
+
+    fn reason(&self) -> String {
+        ErrorEnvelope::google_json(&self.body)
+            .code
             .unwrap_or_default()
-            .to_string()
+    }
+
+    fn generation(&self) -> Option<String> {
+        self.header("x-goog-generation").map(str::to_string)
     }
 }
 
-/// A JSON REST client of one Google API.
-#[derive(Clone)]
+/// The provider's Google credentials as the toolkit's token source: asked before each request
+/// (the library refreshes the token when it must).
+struct GoogleTokens(AccessTokenCredentials);
+
+#[async_trait]
+impl TokenSource for GoogleTokens {
+    async fn token(&self) -> Result<BearerToken, TokenError> {
+        self.0
+            .access_token()
+            .await
+            .map(|t| BearerToken::new(t.token))
+            .map_err(|e| TokenError {
+                transient: e.is_transient(),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// A JSON REST client of one Google API, on qhub-core's REST toolkit.
+#[derive(Clone, Debug)]
 pub(crate) struct GoogleRest {
-    http: reqwest::Client,
-    endpoint: String,
-    tokens: Option<AccessTokenCredentials>,
-    stats: Arc<ApiStats>,
-    policy: RetryPolicy,
-    /// The API's name, for messages (`Cloud Storage`, `Compute Engine`).
-    service: &'static str,
-}
-
-impl std::fmt::Debug for GoogleRest {
-    // The token source stays out of logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GoogleRest")
-            .field("service", &self.service)
-            .field("endpoint", &self.endpoint)
-            .finish_non_exhaustive()
-    }
+    rest: RestClient,
 }
 
 impl GoogleRest {
@@ -98,123 +97,33 @@ impl GoogleRest {
         stats: Arc<ApiStats>,
         policy: RetryPolicy,
     ) -> Result<Self, GcpError> {
-        if tokens.is_none() && !crate::client::is_loopback(endpoint) {
-            return Err(GcpError::Credentials(format!(
-                "anonymous credentials cannot reach {service} at {endpoint}"
-            )));
-        }
-        qhub_core::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            // These calls are small: a minute covers a slow network, and an answer that never
-            // comes is then a retryable failure rather than a hang.
-            .timeout(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| GcpError::Api {
-                what: format!("building the {service} client"),
-                class: Class::Fatal,
-                message: e.to_string(),
+        let auth = match tokens {
+            Some(t) => Auth::Bearer(Arc::new(GoogleTokens(t))),
+            None => Auth::Anonymous,
+        };
+        let rest = RestClient::new(RestOptions::new(service, endpoint, auth), stats, policy)
+            .map_err(|e| match e {
+                SetupError::Anonymous { .. } | SetupError::PlainHttp { .. } => {
+                    GcpError::Credentials(e.to_string())
+                }
+                other => GcpError::Api {
+                    what: format!("building the {service} client"),
+                    class: Class::Fatal,
+                    message: other.to_string(),
+                },
             })?;
-        Ok(Self {
-            http,
-            endpoint: endpoint.trim_end_matches('/').to_string(),
-            tokens,
-            stats,
-            policy,
-            service,
-        })
+        Ok(Self { rest })
     }
 
     /// The endpoint, without a trailing `/`.
     pub(crate) fn endpoint(&self) -> &str {
-        &self.endpoint
+        self.rest.endpoint()
     }
 
-    /// Sends one request once: statuses in `handled` come back as a [`Reply`], anything else
-    /// but success is an error of its class. `what` names the target in messages.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn send_once(
-        &self,
-        rpc: &'static str,
-        what: &str,
-        method: Method,
-        url: &str,
-        query: &[(&str, String)],
-        body: Option<(&'static str, Vec<u8>)>,
-        handled: &[u16],
-    ) -> Result<Reply, GcpError> {
-        self.stats.record(rpc, !ApiStats::is_read_only(rpc));
-        let what = format!("{rpc} {what}");
-        let mut req = self.http.request(method, url).query(query);
-        if let Some(tokens) = &self.tokens {
-            let token = tokens.access_token().await.map_err(|e| GcpError::Api {
-                what: what.clone(),
-                class: if e.is_transient() {
-                    Class::Retryable
-                } else {
-                    Class::Unauthorized
-                },
-                message: format!("cannot get an access token: {e}"),
-            })?;
-            req = req.bearer_auth(token.token);
-        }
-        if let Some((content_type, bytes)) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(bytes);
-        }
-        let resp = req.send().await.map_err(|e| GcpError::Api {
-            what: what.clone(),
-            class: Class::Retryable,
-            message: format!("no answer from {}: {e}", self.service),
-        })?;
-        let status = resp.status();
-        let generation = resp
-            .headers()
-            .get("x-goog-generation")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| GcpError::Api {
-                what: what.clone(),
-                class: Class::Retryable,
-                message: format!("the answer could not be read: {e}"),
-            })?
-            .to_vec();
-        let reply = Reply {
-            status,
-            generation,
-            body,
-        };
-        tracing::debug!(
-            rpc,
-            status = status.as_u16(),
-            service = self.service,
-            "REST call"
-        );
-        if status.is_success() || handled.contains(&status.as_u16()) {
-            return Ok(reply);
-        }
-        let class = match status.as_u16() {
-            429 => Class::Throttled,
-            401 | 403 => Class::Unauthorized,
-            404 => Class::NotFound,
-            409 => Class::AlreadyExists,
-            408 => Class::Retryable,
-            c if c >= 500 => Class::Retryable,
-            _ => Class::Fatal,
-        };
-        Err(GcpError::Api {
-            what,
-            class,
-            message: format!("HTTP {}: {}", status.as_u16(), reply.message()),
-        })
-    }
-
-    /// [`Self::send_once`] under the retry policy: a read is sent again after throttling,
-    /// 5xx and lost answers; a write only after throttling (429: not carried out).
+    /// Sends one request under the retry policy: a read is sent again after throttling, 5xx
+    /// and lost answers; a write only after throttling (429: not carried out). Statuses in
+    /// `handled` come back as a [`Reply`], anything else but success is an error of its class;
+    /// `what` names the target in messages.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn send(
         &self,
@@ -227,14 +136,65 @@ impl GoogleRest {
         handled: &[u16],
     ) -> Result<Reply, ProviderError> {
         let label = format!("{rpc} {what}");
-        retry_call(
-            &self.policy,
-            Some(&self.stats),
-            &label,
-            CallKind::of(rpc),
-            || self.send_once(rpc, what, method.clone(), url, query, body.clone(), handled),
-        )
-        .await
-        .map_err(ProviderError::from)
+        let headers = body
+            .as_ref()
+            .map(|(content_type, _)| vec![("content-type", content_type.to_string())])
+            .unwrap_or_default();
+        let mut request = Request::new(rpc, method, url);
+        request.query = query;
+        request.headers = &headers;
+        if let Some((_, bytes)) = &body {
+            request.body = Body::Bytes(bytes);
+        }
+        self.rest
+            .send(&label, &request, |outcome| judge(&label, outcome, handled))
+            .await
+            .map_err(ProviderError::from)
     }
+}
+
+/// One attempt's outcome as the GCP error classes: statuses in `handled` and successes come
+/// back; any other status is an error of its class, named `what`.
+fn judge(
+    what: &str,
+    outcome: Result<Reply, HttpError>,
+    handled: &[u16],
+) -> Result<Reply, GcpError> {
+    let api = |class, message: String| GcpError::Api {
+        what: what.to_string(),
+        class,
+        message,
+    };
+    let reply = match outcome {
+        Ok(reply) => reply,
+        Err(HttpError::Token(e)) => {
+            let class = if e.transient {
+                Class::Retryable
+            } else {
+                Class::Unauthorized
+            };
+            return Err(api(class, HttpError::Token(e).to_string()));
+        }
+        Err(e @ (HttpError::Transport { .. } | HttpError::Body { .. })) => {
+            return Err(api(Class::Retryable, e.to_string()));
+        }
+        Err(e) => return Err(api(Class::Fatal, e.to_string())),
+    };
+    let status = reply.status;
+    if status.is_success() || handled.contains(&status.as_u16()) {
+        return Ok(reply);
+    }
+    let class = match status.as_u16() {
+        429 => Class::Throttled,
+        401 | 403 => Class::Unauthorized,
+        404 => Class::NotFound,
+        409 => Class::AlreadyExists,
+        408 => Class::Retryable,
+        c if c >= 500 => Class::Retryable,
+        _ => Class::Fatal,
+    };
+    Err(api(
+        class,
+        format!("HTTP {}: {}", status.as_u16(), reply.message()),
+    ))
 }

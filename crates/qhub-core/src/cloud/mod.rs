@@ -6,6 +6,8 @@
 //!   deletes it.
 //! - [`stats`]: API call counters (reads vs mutations), for tests and benchmarks.
 //! - [`endpoint`]: the loopback rule for anonymous credentials.
+//! - [`http`]: the REST toolkit of the hand-written clients (base URL, credentials, counters,
+//!   retries with `Retry-After`, error envelopes).
 //! - [`kubeconfig`]: kubeconfigs with a bearer token or an `exec` stanza.
 //! - [`drain`]: delete a cluster's LoadBalancer Services (and wait) before the network goes.
 //! - [`lock`]: the cloud-side deploy lock, a lease on one object with compare-and-swap.
@@ -16,6 +18,7 @@ pub mod aws_partition;
 pub mod drain;
 pub mod duplicates;
 pub mod endpoint;
+pub mod http;
 pub mod kubeconfig;
 pub mod lock;
 pub mod poll;

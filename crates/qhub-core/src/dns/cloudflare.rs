@@ -32,9 +32,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
 use super::{DnsError, Outcome};
-use crate::cloud::endpoint::is_loopback;
+use crate::cloud::http::{
+    Auth, BearerToken, Body, HttpError, Reply, Request, RestClient, RestOptions, SetupError,
+};
 use crate::cloud::stats::ApiStats;
-use crate::engine::retry::{CallKind, RetryPolicy, retry_call};
+use crate::engine::retry::{CallKind, RetryPolicy};
 use crate::keycloak::SecretString;
 use crate::kubernetes::endpoints::DnsRecord;
 
@@ -174,18 +176,79 @@ struct ResultInfo {
 /// The Cloudflare client. Cheap to clone.
 #[derive(Clone)]
 pub struct Cloudflare {
-    http: reqwest::Client,
-    base: String,
+    rest: RestClient,
     options: CloudflareOptions,
-    stats: Arc<ApiStats>,
 }
 
 impl fmt::Debug for Cloudflare {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cloudflare")
-            .field("base", &self.base)
+            .field("base", &self.rest.endpoint())
             .finish_non_exhaustive()
     }
+}
+
+/// One attempt's outcome as a [`DnsError`]: the envelope of a success; a refused token as
+/// [`DnsError::Refused`] naming `domain`; any other error answer with Cloudflare's codes.
+fn judge(
+    outcome: Result<Reply, HttpError>,
+    what: &str,
+    domain: &str,
+) -> Result<Envelope, DnsError> {
+    let transport = |message: String| DnsError::Transport {
+        what: what.into(),
+        message,
+    };
+    let res = match outcome {
+        Ok(res) => res,
+        // reqwest's message without the URL: the zone's path is no one's business in a log.
+        Err(HttpError::Transport { source, .. } | HttpError::Body { source }) => {
+            return Err(transport(source.without_url().to_string()));
+        }
+        Err(e) => return Err(transport(e.to_string())),
+    };
+    let status = res.status;
+    let retry_after = res.retry_after();
+    let envelope: Option<Envelope> = serde_json::from_slice(&res.body).ok();
+    if status.is_success() && envelope.as_ref().is_some_and(|e| e.success) {
+        return envelope.ok_or_else(|| DnsError::Decode {
+            what: what.into(),
+            message: "no body".into(),
+        });
+    }
+    let errors: Vec<(i64, String)> = envelope
+        .map(|e| e.errors.into_iter().map(|m| (m.code, m.message)).collect())
+        .unwrap_or_default();
+    let errors = if errors.is_empty() {
+        vec![(
+            0,
+            status
+                .canonical_reason()
+                .unwrap_or("unknown error")
+                .to_string(),
+        )]
+    } else {
+        errors
+    };
+    // Cloudflare answers a malformed or unknown token with 400 + 6003/6111, 401 or 403 +
+    // 9109 ("Invalid access token"), and a token without the permission with 403 + 10000
+    // ("Authentication error") — as reported in cert-manager#4465 and favonia/
+    // cloudflare-ddns#897; the API reference documents the envelope, not the codes.
+    let header_error = status == StatusCode::BAD_REQUEST
+        && errors.iter().any(|(c, _)| matches!(c, 6003 | 6111 | 9106));
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN || header_error {
+        return Err(DnsError::Refused {
+            what: what.into(),
+            message: super::join(&errors),
+            domain: domain.into(),
+        });
+    }
+    Err(DnsError::Api {
+        what: what.into(),
+        status: status.as_u16(),
+        errors,
+        retry_after,
+    })
 }
 
 /// The zone names that may hold `name`, longest first, down to two labels.
@@ -210,46 +273,41 @@ impl Cloudflare {
     /// A client with `options`, counting its calls into `stats`.
     pub fn new(options: CloudflareOptions, stats: Arc<ApiStats>) -> Result<Self, DnsError> {
         let base = options.base_url.trim_end_matches('/').to_string();
-        let parsed = reqwest::Url::parse(&base)
-            .map_err(|e| DnsError::Setup(format!("{API_URL_ENV}={base} is not a URL: {e}")))?;
-        match parsed.scheme() {
-            "https" => {}
-            "http" if is_loopback(&base) => {}
-            "http" => {
-                return Err(DnsError::Setup(format!(
+        let mut rest_options = RestOptions::new(
+            "Cloudflare",
+            base.as_str(),
+            Auth::Bearer(Arc::new(BearerToken::new(options.token.expose()))),
+        );
+        rest_options.timeout = options.timeout;
+        rest_options.connect_timeout = None;
+        let rest = RestClient::new(rest_options, stats, options.retry).map_err(|e| {
+            DnsError::Setup(match e {
+                SetupError::NotAUrl { reason, .. } => {
+                    format!("{API_URL_ENV}={base} is not a URL: {reason}")
+                }
+                SetupError::PlainHttp { .. } => format!(
                     "{API_URL_ENV}={base} is plain HTTP: the token would travel unencrypted; use https"
-                )));
-            }
-            other => {
-                return Err(DnsError::Setup(format!(
-                    "{API_URL_ENV}: unsupported scheme `{other}`"
-                )));
-            }
-        }
-        crate::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(options.timeout)
-            .user_agent(concat!("qhub-rs/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| DnsError::Setup(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Self {
-            http,
-            base,
-            options,
-            stats,
-        })
+                ),
+                SetupError::Scheme { scheme } => {
+                    format!("{API_URL_ENV}: unsupported scheme `{scheme}`")
+                }
+                other => format!("cannot build the HTTP client: {other}"),
+            })
+        })?;
+        Ok(Self { rest, options })
     }
 
     /// Sets the retry policy of every call.
     #[must_use]
     pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
         self.options.retry = policy;
+        self.rest = self.rest.with_policy(policy);
         self
     }
 
     /// The calls made so far (by operation, mutating counted apart).
     pub fn stats(&self) -> &Arc<ApiStats> {
-        &self.stats
+        self.rest.stats()
     }
 
     /// Sends one call under the retry policy and returns the envelope of a success.
@@ -261,97 +319,27 @@ impl Cloudflare {
         what: &str,
         domain: &str,
     ) -> Result<Envelope, DnsError> {
-        // A create is the one call that is not idempotent.
-        let kind = if method == Method::POST {
-            CallKind::Mutation
-        } else {
-            CallKind::Read
-        };
-        retry_call(&self.options.retry, Some(&self.stats), what, kind, || {
-            self.call_once(method.clone(), path_and_query, body, what, domain)
-        })
-        .await
-    }
-
-    async fn call_once(
-        &self,
-        method: Method,
-        path_and_query: &str,
-        body: Option<&Json>,
-        what: &str,
-        domain: &str,
-    ) -> Result<Envelope, DnsError> {
-        let url = format!("{}{path_and_query}", self.base);
+        let url = self.rest.url(path_and_query);
         let path = path_and_query.split('?').next().unwrap_or(path_and_query);
         let op: Vec<&str> = path
             .split('/')
             .map(|s| if s.len() == 32 { "{id}" } else { s })
             .collect();
-        self.stats
-            .record(&format!("{method} {}", op.join("/")), method != Method::GET);
-        let mut req = self
-            .http
-            .request(method.clone(), &url)
-            .bearer_auth(self.options.token.expose());
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        tracing::debug!(%method, path, "Cloudflare API call");
-        let res = req.send().await.map_err(|e| DnsError::Transport {
-            what: what.into(),
-            message: e.without_url().to_string(),
-        })?;
-        let status = res.status();
-        let retry_after = res
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let bytes = res.bytes().await.map_err(|e| DnsError::Transport {
-            what: what.into(),
-            message: e.without_url().to_string(),
-        })?;
-        let envelope: Option<Envelope> = serde_json::from_slice(&bytes).ok();
-        if status.is_success() && envelope.as_ref().is_some_and(|e| e.success) {
-            return envelope.ok_or_else(|| DnsError::Decode {
-                what: what.into(),
-                message: "no body".into(),
-            });
-        }
-        let errors: Vec<(i64, String)> = envelope
-            .map(|e| e.errors.into_iter().map(|m| (m.code, m.message)).collect())
-            .unwrap_or_default();
-        let errors = if errors.is_empty() {
-            vec![(
-                0,
-                status
-                    .canonical_reason()
-                    .unwrap_or("unknown error")
-                    .to_string(),
-            )]
+        let operation = format!("{method} {}", op.join("/"));
+        let mut request = Request::new(&operation, method.clone(), &url);
+        request.mutating = method != Method::GET;
+        // A create is the one call that is not idempotent.
+        request.retry = if method == Method::POST {
+            CallKind::Mutation
         } else {
-            errors
+            CallKind::Read
         };
-        // Cloudflare answers a malformed or unknown token with 400 + 6003/6111, 401 or 403 +
-        // 9109 ("Invalid access token"), and a token without the permission with 403 + 10000
-        // ("Authentication error") — as reported in cert-manager#4465 and favonia/
-        // cloudflare-ddns#897; the API reference documents the envelope, not the codes.
-        let header_error = status == StatusCode::BAD_REQUEST
-            && errors.iter().any(|(c, _)| matches!(c, 6003 | 6111 | 9106));
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN || header_error {
-            return Err(DnsError::Refused {
-                what: what.into(),
-                message: super::join(&errors),
-                domain: domain.into(),
-            });
+        if let Some(b) = body {
+            request.body = Body::Json(b);
         }
-        Err(DnsError::Api {
-            what: what.into(),
-            status: status.as_u16(),
-            errors,
-            retry_after,
-        })
+        self.rest
+            .send(what, &request, |outcome| judge(outcome, what, domain))
+            .await
     }
 
     /// Every item of a paginated list at `path` (which carries its own query).
