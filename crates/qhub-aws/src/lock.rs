@@ -1,4 +1,5 @@
-//! The deploy lock on S3: the lease of [`qhub_core::cloud::lock`] on one object, written with
+//! The deploy lock on S3: the lease of [`qhub_core::cloud::lock`] on one object (the S3 lock
+//! store of [`qhub_core::cloud::s3_lock`], its calls made through the AWS SDK), written with
 //! S3's conditional writes (`If-None-Match: *` to create, `If-Match: <ETag>` to replace and
 //! delete; S3 answers 412 `PreconditionFailed` when another writer won and 409
 //! `ConditionalRequestConflict` when a concurrent write to the key is in flight, which is
@@ -29,7 +30,8 @@ use aws_sdk_s3::types::{
     ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
     ServerSideEncryptionRule, Tag, Tagging,
 };
-use qhub_core::cloud::lock::{LockStore, Version};
+use qhub_core::cloud::lock::Version;
+use qhub_core::cloud::s3_lock::{Condition, S3Answer, S3Objects};
 use qhub_core::provider::{Ownership, ProviderError};
 
 use crate::AwsError;
@@ -217,7 +219,7 @@ impl S3LockStore {
     async fn put(
         &self,
         body: &[u8],
-        if_match: Option<&str>,
+        condition: Condition<'_>,
     ) -> Result<Result<Option<Version>, AwsError>, ProviderError> {
         let mut put = self
             .s3
@@ -227,9 +229,9 @@ impl S3LockStore {
             .expected_bucket_owner(&self.account)
             .content_type("application/json")
             .body(ByteStream::from(body.to_vec()));
-        put = match if_match {
-            Some(etag) => put.if_match(etag),
-            None => put.if_none_match("*"),
+        put = match condition {
+            Condition::Version(etag) => put.if_match(etag),
+            Condition::Absent => put.if_none_match("*"),
         };
         match put.send().await {
             Ok(out) => Ok(Ok(Some(out.e_tag().unwrap_or_default().to_string()))),
@@ -251,12 +253,12 @@ fn is_precondition_failed(e: &AwsError) -> bool {
 }
 
 #[async_trait]
-impl LockStore for S3LockStore {
+impl S3Objects for S3LockStore {
     fn location(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.key)
     }
 
-    async fn get(&self) -> Result<Option<(Vec<u8>, Version)>, ProviderError> {
+    async fn get_object(&self) -> Result<Option<(Vec<u8>, Version)>, ProviderError> {
         let got = self
             .s3
             .get_object()
@@ -269,7 +271,10 @@ impl LockStore for S3LockStore {
             Ok(out) => {
                 let etag = out.e_tag().unwrap_or_default().to_string();
                 let body = out.body.collect().await.map_err(|e| {
-                    ProviderError::retryable(format!("GetObject {}: {e}", self.location()))
+                    ProviderError::retryable(format!(
+                        "GetObject {}: {e}",
+                        S3Objects::location(self)
+                    ))
                 })?;
                 Ok(Some((body.into_bytes().to_vec(), etag)))
             }
@@ -283,27 +288,20 @@ impl LockStore for S3LockStore {
         }
     }
 
-    async fn create(&self, body: &[u8]) -> Result<Option<Version>, ProviderError> {
-        match self.put(body, None).await? {
-            Ok(v) => Ok(v),
-            Err(e) if e.code.as_deref() == Some("NoSuchBucket") => {
-                self.ensure_bucket().await?;
-                self.put(body, None).await?.map_err(|e| self.err(e))
-            }
+    async fn put_object(
+        &self,
+        body: &[u8],
+        condition: Condition<'_>,
+    ) -> Result<S3Answer, ProviderError> {
+        match self.put(body, condition).await? {
+            Ok(Some(v)) => Ok(S3Answer::Done(v)),
+            Ok(None) => Ok(S3Answer::Refused),
+            Err(e) if e.code.as_deref() == Some("NoSuchBucket") => Ok(S3Answer::NoBucket),
             Err(e) => Err(self.err(e)),
         }
     }
 
-    async fn replace(&self, body: &[u8], version: &str) -> Result<Option<Version>, ProviderError> {
-        match self.put(body, Some(version)).await? {
-            Ok(v) => Ok(v),
-            // The bucket is gone, so the object is too.
-            Err(e) if e.code.as_deref() == Some("NoSuchBucket") => Ok(None),
-            Err(e) => Err(self.err(e)),
-        }
-    }
-
-    async fn delete(&self, version: &str) -> Result<bool, ProviderError> {
+    async fn delete_object(&self, version: &str) -> Result<S3Answer, ProviderError> {
         let deleted = self
             .s3
             .delete_object()
@@ -314,13 +312,13 @@ impl LockStore for S3LockStore {
             .send()
             .await;
         match deleted {
-            Ok(_) => Ok(true),
+            Ok(_) => Ok(S3Answer::Done(String::new())),
             Err(e) => {
                 let e = AwsError::from_sdk("DeleteObject", e);
                 if is_precondition_failed(&e)
                     || matches!(e.code.as_deref(), Some("NoSuchKey" | "NoSuchBucket"))
                 {
-                    Ok(false)
+                    Ok(S3Answer::Refused)
                 } else {
                     Err(self.err(e))
                 }
@@ -328,7 +326,11 @@ impl LockStore for S3LockStore {
         }
     }
 
-    async fn cleanup(&self) -> Result<(), ProviderError> {
+    async fn create_bucket(&self) -> Result<(), ProviderError> {
+        self.ensure_bucket().await
+    }
+
+    async fn remove_bucket(&self) -> Result<(), ProviderError> {
         match self.has_our_tags().await {
             Ok(Some(true)) => {}
             Ok(_) => {

@@ -1,11 +1,12 @@
 //! The deploy lock on Spaces, DigitalOcean's S3-compatible object storage: the lease of
-//! [`qhub_core::cloud::lock`] on one object, written with S3 conditional writes
+//! [`qhub_core::cloud::lock`] on one object (the S3 lock store of
+//! [`qhub_core::cloud::s3_lock`], its calls signed here), written with S3 conditional writes
 //! (`If-None-Match: *` to create, `If-Match: <ETag>` to replace and delete; 412
 //! `PreconditionFailed` when another writer won).
 //!
 //! **Why it is checked**: Spaces' documentation (its S3 compatibility table) does not say
 //! whether it honours conditional writes. So this store reports
-//! [`LockStore::documents_conditional_writes`] as false, and every lock taken is checked on the
+//! [`S3Objects::documents_conditional_writes`] as false, and every lock taken is checked on the
 //! spot: a create of the existing object, a replace and a delete of a version that never
 //! existed must all be refused. If Spaces carried any of them out, the record is removed and
 //! the provider falls back to the local lock, saying so ([`crate::DigitalOceanProvider`]).
@@ -48,7 +49,8 @@ use qhub_core::cloud::http::{
     Auth, Body, ErrorEnvelope, HttpError, Reply, Request, RestClient, RestOptions, SetupError,
     Signer,
 };
-use qhub_core::cloud::lock::{BUCKET_PREFIX, LockStore, Version, object_key};
+use qhub_core::cloud::lock::{BUCKET_PREFIX, Version, object_key};
+use qhub_core::cloud::s3_lock::{Condition, S3Answer, S3Objects};
 use qhub_core::provider::ProviderError;
 use reqwest::Method;
 
@@ -220,13 +222,6 @@ impl Signer for SigV4 {
     }
 }
 
-/// What a conditional write found.
-enum Write {
-    Written(Version),
-    Refused,
-    NoBucket,
-}
-
 /// One deployment's lock object in the team's lock bucket on Spaces.
 #[derive(Clone)]
 pub struct SpacesLockStore {
@@ -321,7 +316,7 @@ impl SpacesLockStore {
         body: &[u8],
         handled: &[u16],
     ) -> Result<Reply, ProviderError> {
-        let what = format!("{rpc} {}", self.location());
+        let what = format!("{rpc} {}", S3Objects::location(self));
         let mut request = Request::new(rpc, method, url);
         request.headers = headers;
         // Every request carries its (possibly empty) payload: its SHA-256 is signed.
@@ -345,11 +340,11 @@ impl SpacesLockStore {
     }
 
     /// A PUT of the lock object with `condition` (`If-None-Match: *` or `If-Match: <ETag>`).
-    async fn put(
-        &self,
-        body: &[u8],
-        condition: (&'static str, String),
-    ) -> Result<Write, ProviderError> {
+    async fn put(&self, body: &[u8], condition: Condition<'_>) -> Result<S3Answer, ProviderError> {
+        let condition = match condition {
+            Condition::Absent => ("if-none-match", "*".to_string()),
+            Condition::Version(etag) => ("if-match", etag.to_string()),
+        };
         let headers = [
             condition,
             ("content-type", "application/json".to_string()),
@@ -366,21 +361,21 @@ impl SpacesLockStore {
             )
             .await?;
         match reply.status.as_u16() {
-            412 => Ok(Write::Refused),
-            404 if code(&reply) == "NoSuchBucket" => Ok(Write::NoBucket),
+            412 => Ok(S3Answer::Refused),
+            404 if code(&reply) == "NoSuchBucket" => Ok(S3Answer::NoBucket),
             // An `If-Match` write of an object that is gone.
-            404 => Ok(Write::Refused),
-            _ => etag(&reply).map(Write::Written).ok_or_else(|| {
+            404 => Ok(S3Answer::Refused),
+            _ => etag(&reply).map(S3Answer::Done).ok_or_else(|| {
                 ProviderError::Fatal(format!(
                     "PutObject {}: Spaces answered without an ETag",
-                    self.location()
+                    S3Objects::location(self)
                 ))
             }),
         }
     }
 
     /// Makes the private lock bucket (another run making it meanwhile is fine).
-    async fn create_bucket(&self) -> Result<(), ProviderError> {
+    async fn make_bucket(&self) -> Result<(), ProviderError> {
         let reply = self
             .send(
                 "CreateBucket",
@@ -432,12 +427,12 @@ fn classify(what: &str, reply: &Reply) -> ProviderError {
 }
 
 #[async_trait]
-impl LockStore for SpacesLockStore {
+impl S3Objects for SpacesLockStore {
     fn location(&self) -> String {
         format!("spaces://{}/{}/{}", self.region, self.bucket, self.key)
     }
 
-    async fn get(&self) -> Result<Option<(Vec<u8>, Version)>, ProviderError> {
+    async fn get_object(&self) -> Result<Option<(Vec<u8>, Version)>, ProviderError> {
         let reply = self
             .send(
                 "GetObject",
@@ -455,33 +450,15 @@ impl LockStore for SpacesLockStore {
         Ok(Some((reply.body.to_vec(), etag)))
     }
 
-    async fn create(&self, body: &[u8]) -> Result<Option<Version>, ProviderError> {
-        let condition = || ("if-none-match", "*".to_string());
-        match self.put(body, condition()).await? {
-            Write::Written(v) => Ok(Some(v)),
-            Write::Refused => Ok(None),
-            Write::NoBucket => {
-                self.create_bucket().await?;
-                match self.put(body, condition()).await? {
-                    Write::Written(v) => Ok(Some(v)),
-                    Write::Refused => Ok(None),
-                    Write::NoBucket => Err(ProviderError::retryable(format!(
-                        "PutObject {}: the bucket just created is not there yet",
-                        self.location()
-                    ))),
-                }
-            }
-        }
+    async fn put_object(
+        &self,
+        body: &[u8],
+        condition: Condition<'_>,
+    ) -> Result<S3Answer, ProviderError> {
+        self.put(body, condition).await
     }
 
-    async fn replace(&self, body: &[u8], version: &str) -> Result<Option<Version>, ProviderError> {
-        match self.put(body, ("if-match", version.to_string())).await? {
-            Write::Written(v) => Ok(Some(v)),
-            Write::Refused | Write::NoBucket => Ok(None),
-        }
-    }
-
-    async fn delete(&self, version: &str) -> Result<bool, ProviderError> {
+    async fn delete_object(&self, version: &str) -> Result<S3Answer, ProviderError> {
         let reply = self
             .send(
                 "DeleteObject",
@@ -492,7 +469,15 @@ impl LockStore for SpacesLockStore {
                 &[404, 412],
             )
             .await?;
-        Ok(reply.status.is_success())
+        Ok(if reply.status.is_success() {
+            S3Answer::Done(String::new())
+        } else {
+            S3Answer::Refused
+        })
+    }
+
+    async fn create_bucket(&self) -> Result<(), ProviderError> {
+        self.make_bucket().await
     }
 
     fn documents_conditional_writes(&self) -> bool {

@@ -11,6 +11,7 @@
 //! - [`kubeconfig`]: kubeconfigs with a bearer token or an `exec` stanza.
 //! - [`drain`]: delete a cluster's LoadBalancer Services (and wait) before the network goes.
 //! - [`lock`]: the cloud-side deploy lock, a lease on one object with compare-and-swap.
+//! - [`s3_lock`]: that lock on an S3-compatible store (S3, Spaces), whatever signs the calls.
 //! - [`aws_partition`]: AWS partitions by region (ARN partition ids, endpoint DNS suffixes).
 //! - [`retry()`]: the one retry policy, for reads outside the engine.
 
@@ -22,6 +23,7 @@ pub mod http;
 pub mod kubeconfig;
 pub mod lock;
 pub mod poll;
+pub mod s3_lock;
 pub mod stats;
 
 pub use crate::engine::retry::{RetryPolicy, retry};
