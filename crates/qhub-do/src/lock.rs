@@ -46,8 +46,8 @@ use aws_sigv4::sign::v4;
 use qhub_core::cloud::RetryPolicy;
 use qhub_core::cloud::endpoint::is_loopback;
 use qhub_core::cloud::lock::{BUCKET_PREFIX, LockStore, Version, object_key};
-use qhub_core::engine::retry::{CallKind, retry_call};
 use qhub_core::provider::ProviderError;
+use qhub_core::retry::{CallKind, retry_call};
 use reqwest::{Method, StatusCode};
 
 use crate::client::ApiStats;

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use google_cloud_auth::credentials::AccessTokenCredentials;
 use qhub_core::cloud::RetryPolicy;
-use qhub_core::engine::retry::{CallKind, retry_call};
 use qhub_core::provider::ProviderError;
+use qhub_core::retry::{CallKind, retry_call};
 use reqwest::{Method, StatusCode};
 
 use crate::client::ApiStats;

@@ -23,4 +23,4 @@ pub mod lock;
 pub mod poll;
 pub mod stats;
 
-pub use crate::engine::retry::{RetryPolicy, retry};
+pub use crate::retry::{RetryPolicy, retry};

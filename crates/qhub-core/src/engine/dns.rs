@@ -27,12 +27,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value as Json, json};
 
 use super::Shared;
-use super::events::Event;
 use crate::config::certificate::CertificateKind;
 use crate::config::{Config, ProviderKind};
 use crate::dns::cloudflare::{Cloudflare, CloudflareOptions};
 use crate::dns::resolve::{Resolver, SystemResolver, WaitOptions};
 use crate::dns::{DnsError, DnsReport, Outcome};
+use crate::events::Event;
 use crate::kubernetes::components::ingress;
 use crate::kubernetes::endpoints::DnsRecord;
 use crate::plan::{self, Action, Change, ResourceId, ResourceState, Stage};
@@ -329,7 +329,7 @@ async fn address(shared: &Shared, change: &Change) -> Result<DnsRecord, Provider
     let mut pause = (shared.options.poll_interval / 16).max(Duration::from_millis(1));
     let mut announced = false;
     loop {
-        let endpoints = super::retry::retry(
+        let endpoints = crate::retry::retry(
             &shared.options.retry,
             "reading the ingress Service",
             || async {

@@ -4,10 +4,12 @@
 //! change, and cancellation that lets in-flight changes finish.
 
 pub mod dns;
-pub mod events;
 mod identity;
 
-pub mod retry;
+/// Moved to the crate root ([`crate::events`]); this path stays for existing callers.
+pub use crate::events;
+/// Moved to the crate root ([`crate::retry`]); this path stays for existing callers.
+pub use crate::retry;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
