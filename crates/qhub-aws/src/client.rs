@@ -18,8 +18,8 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_smithy_types::retry::RetryConfig;
 use qhub_core::config::{Config, ProviderKind};
-use qhub_core::engine::retry::{CallKind, Retrier, RetryPolicy, give_up_note};
 use qhub_core::provider::{ProviderError, RetryClass};
+use qhub_core::retry::{CallKind, Retrier, RetryPolicy, give_up_note};
 
 use crate::{ApiStats, AwsError, ENDPOINT_ENV, desired};
 use qhub_core::provider::local;
@@ -33,7 +33,7 @@ pub(crate) const GAVE_UP_HEADER: &str = "x-qhub-gave-up";
 /// sent, and after each failed attempt decides, by the one [`RetryPolicy`] of qhub-core,
 /// whether and when the SDK sends it again.
 ///
-/// **Who retries what** (the rules of [`qhub_core::engine::retry`]). The SDK's retry loop is
+/// **Who retries what** (the rules of [`qhub_core::retry`]). The SDK's retry loop is
 /// the call-level loop, but the decisions are ours: after each failed attempt this interceptor
 /// asks a [`Retrier`] kept with the call, and hands the SDK's standard strategy a
 /// [`RetryConfig`] that yields exactly that answer (one more attempt after exactly the

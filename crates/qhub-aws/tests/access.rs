@@ -21,7 +21,7 @@ use qhub_aws::{ApiStats, AwsOptions, AwsProvider};
 use qhub_core::Config;
 use qhub_core::conformance;
 use qhub_core::engine::StageFilter;
-use qhub_core::engine::events::NoEvents;
+use qhub_core::events::NoEvents;
 use qhub_core::plan::{Action, Stage};
 use qhub_core::provider::Provider;
 use qhub_core::sandbox::kube_api::KubeApi;

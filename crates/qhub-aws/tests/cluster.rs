@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
 use qhub_aws::{ApiStats, AwsOptions, AwsProvider};
 use qhub_core::engine::StageFilter;
-use qhub_core::engine::events::NoEvents;
+use qhub_core::events::NoEvents;
 use qhub_core::provider::{Ownership, Provider};
 use qhub_core::sandbox::kube_api::KubeApi;
 use qhub_tests::fault_proxy::{FaultPlan, FaultProxy};

@@ -271,7 +271,7 @@ async fn a_second_runner_waits_for_the_cloud_lock() {
         .destroy(
             &config,
             StageFilter::All,
-            Arc::new(qhub_core::engine::events::NoEvents),
+            Arc::new(qhub_core::events::NoEvents),
             CancellationToken::new(),
         )
         .await

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cli::OutputFormat;
 
-pub use qhub_core::engine::events::{SCHEMA_VERSION, now_rfc3339};
+pub use qhub_core::events::{SCHEMA_VERSION, now_rfc3339};
 
 /// The JSON Schema of every document and event `--output json` prints.
 pub const OUTPUT_SCHEMA: &str = include_str!("../schemas/output.schema.json");

@@ -31,11 +31,11 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, NodeGroups, ProviderKind};
-use crate::engine::events::NoEvents;
-use crate::engine::retry::{Budget, RetryPolicy};
 use crate::engine::{ApplyReport, Engine, EngineError, EngineOptions, StageFilter};
+use crate::events::NoEvents;
 use crate::plan::{Action, Plan};
 use crate::provider::{Ownership, Provider};
+use crate::retry::{Budget, RetryPolicy};
 
 /// Faults a harness must be able to inject into its provider's backend.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -621,7 +621,7 @@ pub async fn second_runner_waits(
     b_waits: impl FnOnce(),
 ) -> Result<TwoRunners, String> {
     use crate::cloud::lock::LOCK_KIND;
-    use crate::engine::events::{CollectEvents, Event};
+    use crate::events::{CollectEvents, Event};
     use tokio::time::Instant;
 
     let (a_events, b_events) = (
@@ -739,7 +739,7 @@ pub async fn crashed_holder_is_taken_over(
     holder_now: impl AsyncFn() -> Option<String>,
 ) -> Result<Takeovers, String> {
     use crate::cloud::lock::{LOCK_KIND, LockRecord};
-    use crate::engine::events::CollectEvents;
+    use crate::events::CollectEvents;
     use k8s_openapi::jiff::{SignedDuration, Timestamp};
     use tokio::time::Instant;
 

@@ -6,6 +6,8 @@
 //!
 //! - [`provider`]: the `Provider` trait every cloud implements, and the registry.
 //! - [`engine`]: the plan model and the plan/apply engine (no state file).
+//! - [`retry`] and [`events`]: the retry policy and the progress events, shared by the
+//!   engine, the provider contract and the REST clients; they import nothing of the engine.
 //! - [`sandbox`]: the built-in simulated cloud.
 //!
 //! - [`keycloak`]: Keycloak's realm, groups, identity provider and clients as planned
@@ -13,17 +15,20 @@
 //! - [`kubernetes`]: the shared Kubernetes deployment layer (server-side apply, ApplySet
 //!   pruning, readiness) and the platform components.
 
+mod builtin;
 pub mod cloud;
 pub mod config;
 pub mod conformance;
 pub mod dns;
 pub mod engine;
+pub mod events;
 pub mod existing;
 pub mod fs;
 pub mod keycloak;
 pub mod kubernetes;
 pub mod plan;
 pub mod provider;
+pub mod retry;
 pub mod sandbox;
 pub mod tls;
 

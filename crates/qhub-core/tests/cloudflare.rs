@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use qhub_cloudflare_emulator::{CloudflareEmulator, DEFAULT_TOKEN, Options};
 use qhub_core::dns::cloudflare::{Cloudflare, CloudflareOptions};
 use qhub_core::dns::{DnsError, Outcome, owner_comment};
-use qhub_core::engine::retry::{Budget, RetryPolicy};
 use qhub_core::keycloak::SecretString;
 use qhub_core::kubernetes::endpoints::DnsRecord;
+use qhub_core::retry::{Budget, RetryPolicy};
 
 fn quick() -> RetryPolicy {
     RetryPolicy::uniform(Budget::attempts(

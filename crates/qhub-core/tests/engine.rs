@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use qhub_core::Config;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
-use qhub_core::engine::events::NoEvents;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
+use qhub_core::events::NoEvents;
 use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
     ApplyContext, Capabilities, Facts, Ownership, Preflight, Provider, ProviderError,
@@ -262,7 +262,7 @@ fn tiny_config() -> Config {
 /// Retries quick enough for a test, with a busy budget long enough that running it out
 /// would show (seconds).
 fn tiny_options(allow: &[&str], in_use_grace: std::time::Duration) -> EngineOptions {
-    use qhub_core::engine::retry::{Budget, RetryPolicy};
+    use qhub_core::retry::{Budget, RetryPolicy};
     let budget = Budget {
         max_attempts: 10_000,
         max_elapsed: std::time::Duration::from_secs(30),

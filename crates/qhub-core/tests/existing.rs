@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
-use qhub_core::engine::events::NoEvents;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
+use qhub_core::events::NoEvents;
 use qhub_core::existing::ExistingProvider;
 use qhub_core::provider::Provider;
 use qhub_core::sandbox::keycloak_api::KeycloakApi;

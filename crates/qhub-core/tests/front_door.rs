@@ -11,8 +11,8 @@ use std::time::Duration;
 use qhub_core::Config;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
-use qhub_core::engine::events::{Event, EventSink, NoEvents};
 use qhub_core::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
+use qhub_core::events::{Event, EventSink, NoEvents};
 use qhub_core::kubernetes::endpoints::ServiceUrl;
 use qhub_core::kubernetes::front_door::{self, FrontDoorError, Missing};
 use qhub_core::provider::{Ownership, Provider};
@@ -303,7 +303,7 @@ async fn a_deploy_right_after_the_namespace_was_deleted_waits_for_its_terminatio
         .delete(&config.namespace, &Default::default())
         .await
         .unwrap();
-    let events = Arc::new(qhub_core::engine::events::CollectEvents::default());
+    let events = Arc::new(qhub_core::events::CollectEvents::default());
     let report = deploy_with(&engine, &config, events.clone()).await;
     assert!(report.succeeded(), "{report:?}");
     let live = namespaces.get(&config.namespace).await.unwrap();

@@ -136,8 +136,8 @@ async fn a_foreign_crd_without_our_version_stops_the_deploy_naming_its_manager()
 async fn destroy_keeps_the_crds_unless_asked_and_while_another_tenant_uses_them() {
     use std::sync::Arc;
 
-    use qhub_core::engine::events::NoEvents;
     use qhub_core::engine::{Engine, EngineOptions, StageFilter};
+    use qhub_core::events::NoEvents;
     use qhub_core::existing::ExistingProvider;
     use qhub_core::plan::Action;
     use qhub_core::provider::Provider;

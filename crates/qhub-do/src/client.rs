@@ -14,7 +14,7 @@
 //!   *before* sending a request either has no room for, so it does not provoke 429s. A 429 it
 //!   gets anyway (another client of the same token) is waited out (`retry-after`).
 //! - **Retries**, by qhub-core's one retry policy ([`ClientOptions::retry`], the rules of
-//!   [`qhub_core::engine::retry`]): reads are retried on 429, 5xx and transport errors, with
+//!   [`qhub_core::retry`]): reads are retried on 429, 5xx and transport errors, with
 //!   the policy's budgets per class and decorrelated jitter, `retry-after` honoured, each retry
 //!   logged with its attempt number. A mutating request is retried by the client only when it
 //!   was refused before anything happened (429, or a connection that never opened); after a
@@ -36,7 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use qhub_core::cloud::http::{
     Auth, BearerToken, Body, HttpError, Request, RestClient, RestOptions, SetupError,
 };
-use qhub_core::engine::retry::{Retrier, RetryPolicy, give_up_note};
+use qhub_core::retry::{Retrier, RetryPolicy, give_up_note};
 use qhub_core::provider::RetryClass;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;

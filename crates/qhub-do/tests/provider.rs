@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use qhub_core::Config;
 use qhub_core::conformance::{self, Faults, Harness, Knobs};
-use qhub_core::engine::events::NoEvents;
 use qhub_core::engine::{ApplyReport, Engine, EngineOptions, StageFilter};
+use qhub_core::events::NoEvents;
 use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
     ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Ownership, Preflight,

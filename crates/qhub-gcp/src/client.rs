@@ -17,8 +17,8 @@ use http::{Extensions, HeaderMap, HeaderValue};
 
 use qhub_core::cloud::RetryPolicy;
 use qhub_core::cloud::poll::{Poll, poll_until};
-use qhub_core::engine::retry::{CallKind, retry_call};
 use qhub_core::provider::ProviderError;
+use qhub_core::retry::{CallKind, retry_call};
 
 use crate::errors::{Class, GcpError, Result};
 
@@ -329,7 +329,7 @@ pub(crate) async fn connect(
 
 impl Api {
     /// Sends one read (`Get*`, `List*`) under the one retry policy
-    /// ([`qhub_core::engine::retry::retry_call`]): sent again after throttling, 5xx and lost
+    /// ([`qhub_core::retry::retry_call`]): sent again after throttling, 5xx and lost
     /// answers, each retry logged and counted; once its budget is spent it fails for good,
     /// naming the call and how long it kept failing. `send` builds the request anew for each
     /// attempt.

@@ -193,7 +193,7 @@ pub fn classify(e: &GaxError) -> (Class, String) {
     (Class::Retryable, format!("no answer from GKE: {e}"))
 }
 
-impl qhub_core::engine::retry::RetryableError for GcpError {
+impl qhub_core::retry::RetryableError for GcpError {
     fn retry_class(&self) -> Option<qhub_core::provider::RetryClass> {
         use qhub_core::provider::RetryClass;
         match self.class() {

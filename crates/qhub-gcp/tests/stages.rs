@@ -87,7 +87,7 @@ async fn deploy_both_stages_then_destroy_drains_load_balancers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_infrastructure_stage_alone() {
     use qhub_core::engine::StageFilter;
-    use qhub_core::engine::events::NoEvents;
+    use qhub_core::events::NoEvents;
     use qhub_core::plan::Stage;
     use tokio_util::sync::CancellationToken;
 

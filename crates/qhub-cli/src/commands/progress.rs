@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use qhub_core::engine::events::{Event, EventSink};
+use qhub_core::events::{Event, EventSink};
 use qhub_core::plan::ResourceId;
 
 use crate::cli::OutputFormat;

@@ -28,7 +28,7 @@ use reqwest::{Method, StatusCode};
 
 use crate::cloud::endpoint::is_loopback;
 use crate::cloud::stats::ApiStats;
-use crate::engine::retry::{CallKind, RetryPolicy, RetryableError, retry_call};
+use crate::retry::{CallKind, RetryPolicy, RetryableError, retry_call};
 
 /// A bearer token as a [`TokenSource`] hands it out. Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -607,7 +607,7 @@ mod tests {
     }
 
     fn quick() -> RetryPolicy {
-        RetryPolicy::uniform(crate::engine::retry::Budget {
+        RetryPolicy::uniform(crate::retry::Budget {
             max_attempts: 5,
             max_elapsed: Duration::from_secs(5),
             base: Duration::from_millis(1),

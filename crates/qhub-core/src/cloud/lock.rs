@@ -39,13 +39,13 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::events::Event;
-use crate::engine::retry::{Retrier, retry};
+use crate::events::Event;
 use crate::kubernetes::lease::LeaseTiming;
 use crate::plan::ResourceId;
 use crate::provider::{LockRequest, ProviderError};
+use crate::retry::{Retrier, retry};
 
-pub use crate::engine::retry::RetryPolicy;
+pub use crate::retry::RetryPolicy;
 
 /// The resource kind that names a deploy lock in events and reports.
 pub const LOCK_KIND: &str = "DeployLock";
@@ -754,8 +754,8 @@ impl LockStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::events::CollectEvents;
-    use crate::engine::retry::Budget;
+    use crate::events::CollectEvents;
+    use crate::retry::Budget;
 
     fn timing() -> LeaseTiming {
         LeaseTiming {

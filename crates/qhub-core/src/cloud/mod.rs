@@ -26,4 +26,4 @@ pub mod poll;
 pub mod s3_lock;
 pub mod stats;
 
-pub use crate::engine::retry::{RetryPolicy, retry};
+pub use crate::retry::{RetryPolicy, retry};

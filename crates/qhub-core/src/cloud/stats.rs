@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counts of the API calls a provider sent (every attempt, retries included), and of the
-/// retries the one retry policy ([`crate::engine::retry`]) granted them.
+/// retries the one retry policy ([`crate::retry`]) granted them.
 #[derive(Debug, Default)]
 pub struct ApiStats {
     calls: AtomicU64,

@@ -9,7 +9,7 @@
 //!   (`a.b.example.com`, then `b.example.com`, then `example.com`); `GET
 //!   /zones/{zone}/dns_records?name=` (paginated, `page`/`per_page`/`result_info`); `POST`,
 //!   `PATCH` and `DELETE /zones/{zone}/dns_records/{id}`.
-//! - **Retries** through [`crate::engine::retry::retry_call`]: reads, `PATCH` and `DELETE` of
+//! - **Retries** through [`crate::retry::retry_call`]: reads, `PATCH` and `DELETE` of
 //!   a record by id (idempotent) after any retryable failure; a `POST` (create) only when
 //!   refused with 429, since after a 5xx it may have been carried out. `Retry-After` is
 //!   honoured.
@@ -36,7 +36,7 @@ use crate::cloud::http::{
     Auth, BearerToken, Body, HttpError, Reply, Request, RestClient, RestOptions, SetupError,
 };
 use crate::cloud::stats::ApiStats;
-use crate::engine::retry::{CallKind, RetryPolicy};
+use crate::retry::{CallKind, RetryPolicy};
 use crate::keycloak::SecretString;
 use crate::kubernetes::endpoints::DnsRecord;
 

@@ -164,7 +164,7 @@ impl DnsError {
     }
 }
 
-impl crate::engine::retry::RetryableError for DnsError {
+impl crate::retry::RetryableError for DnsError {
     fn retry_class(&self) -> Option<crate::provider::RetryClass> {
         use crate::provider::RetryClass;
         match self {

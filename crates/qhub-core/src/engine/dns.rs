@@ -26,13 +26,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
-use super::Shared;
-use super::events::Event;
+use async_trait::async_trait;
+
+use super::reconciler::{ObserveContext, PlanContext, Reconciler, Scope};
+use super::{ApplyReport, Engine, EngineError};
 use crate::config::certificate::CertificateKind;
 use crate::config::{Config, ProviderKind};
 use crate::dns::cloudflare::{Cloudflare, CloudflareOptions};
 use crate::dns::resolve::{Resolver, SystemResolver, WaitOptions};
 use crate::dns::{DnsError, DnsReport, Outcome};
+use crate::events::Event;
 use crate::kubernetes::components::ingress;
 use crate::kubernetes::endpoints::DnsRecord;
 use crate::plan::{self, Action, Change, ResourceId, ResourceState, Stage};
@@ -130,93 +133,155 @@ fn gate(k8s: &mut [plan::Resource], record: &ResourceId) {
     }
 }
 
-impl super::Engine {
-    /// The record's part of a plan: the resource (added to `desired`) and what exists (added
-    /// to `observed`); the IngressRoutes that trigger an ACME request in `k8s` are made to
-    /// depend on it. Nothing when neither a DNS provider nor a wait applies.
-    pub(crate) async fn plan_dns(
-        &self,
-        config: &Config,
-        k8s: &mut [plan::Resource],
-        k8s_observed: &[plan::Observed],
-        applier: Option<&crate::kubernetes::apply::Applier>,
-    ) -> Result<Option<(plan::Resource, Option<plan::Observed>)>, super::EngineError> {
-        let options = &self.options().dns;
-        if !options.active(config) {
-            return Ok(None);
+/// The domain's record as a reconciler of the Kubernetes stage.
+#[derive(Debug, Default)]
+pub(crate) struct Dns {
+    /// What the apply did to the record.
+    report: std::sync::Mutex<Option<DnsReport>>,
+}
+
+impl Dns {
+    fn set_report(&self, report: DnsReport) {
+        *self.report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+    }
+}
+
+#[async_trait]
+impl Reconciler for Dns {
+    fn owns(&self, id: &ResourceId) -> bool {
+        is_dns(id)
+    }
+
+    async fn plan(&self, engine: &Engine, cx: &mut PlanContext<'_>) -> Result<(), EngineError> {
+        if let Some((record, existing)) = plan_record(
+            engine,
+            cx.config,
+            &mut cx.objects,
+            &cx.objects_observed,
+            cx.applier.as_ref(),
+        )
+        .await?
+        {
+            cx.desired.push(record);
+            cx.observed.extend(existing);
         }
-        let managed = options.provider.is_some();
-        let id = id(config);
-        gate(k8s, &id);
-        let service = service_id(config);
-        // The address the live Service has, when it exists.
-        // (Through the client observing the objects used: no second connection.)
-        let address = match applier {
-            Some(applier) if k8s_observed.iter().any(|o| o.id == service) => {
-                self.read("reading the ingress load balancer's address", || async {
+        Ok(())
+    }
+
+    async fn observe(
+        &self,
+        engine: &Engine,
+        cx: &mut ObserveContext<'_>,
+    ) -> Result<(), EngineError> {
+        // Read whether or not the cluster still exists: a destroy interrupted after the
+        // cluster went can still delete the record.
+        let (record, notes) = observe_record(engine, cx.config).await?;
+        cx.observed.extend(record);
+        cx.notes.extend(notes);
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        scope: &Scope,
+        change: &Change,
+        _deadline: Duration,
+    ) -> Result<(), ProviderError> {
+        apply(self, scope, change).await
+    }
+
+    fn finish(&self, plan: &plan::Plan, scope: &Scope, report: &mut ApplyReport) {
+        report.dns = self
+            .report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .or_else(|| unchanged(plan, &scope.options.dns));
+    }
+}
+
+/// The record's part of a plan: the resource and what exists of it; the IngressRoutes that
+/// trigger an ACME request in `k8s` are made to depend on it. Nothing when neither a DNS
+/// provider nor a wait applies.
+async fn plan_record(
+    engine: &Engine,
+    config: &Config,
+    k8s: &mut [plan::Resource],
+    k8s_observed: &[plan::Observed],
+    applier: Option<&crate::kubernetes::apply::Applier>,
+) -> Result<Option<(plan::Resource, Option<plan::Observed>)>, EngineError> {
+    let options = &engine.options().dns;
+    if !options.active(config) {
+        return Ok(None);
+    }
+    let managed = options.provider.is_some();
+    let id = id(config);
+    gate(k8s, &id);
+    let service = service_id(config);
+    // The address the live Service has, when it exists.
+    // (Through the client observing the objects used: no second connection.)
+    let address = match applier {
+        Some(applier) if k8s_observed.iter().any(|o| o.id == service) => {
+            engine
+                .read("reading the ingress load balancer's address", || async {
                     crate::kubernetes::endpoints::read(applier.client(), config)
                         .await
                         .map(|e| e.dns)
                         .map_err(ProviderError::from)
                 })
                 .await?
-            }
-            _ => None,
-        };
-        let resource = plan::Resource::new(
-            KIND,
-            id.name.clone(),
-            Stage::Kubernetes,
-            spec(address.as_ref(), managed),
-        )
-        .depends_on([service])
-        .expected(Duration::from_secs(60));
-        let observed = match &options.provider {
-            Some(DnsProvider::Cloudflare(o)) => {
-                let client = Cloudflare::new(o.clone(), Arc::default())
-                    .map_err(|e| super::EngineError::Provider {
-                        what: "setting up the Cloudflare client".into(),
-                        source: e.into(),
-                    })?
-                    .with_retry(self.options().retry);
-                // The client retries each call itself.
-                let found = client.lookup(&config.domain).await.map_err(|e| {
-                    super::EngineError::Provider {
-                        what: format!("reading the DNS record of {} in Cloudflare", config.domain),
-                        source: e.into(),
-                    }
+        }
+        _ => None,
+    };
+    let resource = plan::Resource::new(
+        KIND,
+        id.name.clone(),
+        Stage::Kubernetes,
+        spec(address.as_ref(), managed),
+    )
+    .depends_on([service])
+    .expected(Duration::from_secs(60));
+    let observed = match &options.provider {
+        Some(DnsProvider::Cloudflare(o)) => {
+            let client = Cloudflare::new(o.clone(), Arc::default())
+                .map_err(|e| EngineError::Provider {
+                    what: "setting up the Cloudflare client".into(),
+                    source: e.into(),
+                })?
+                .with_retry(engine.options().retry);
+            // The client retries each call itself.
+            let found = client
+                .lookup(&config.domain)
+                .await
+                .map_err(|e| EngineError::Provider {
+                    what: format!("reading the DNS record of {} in Cloudflare", config.domain),
+                    source: e.into(),
                 })?;
-                let wanted = address.as_ref().map(|a| a.kind.as_str());
-                let record = found
-                    .records
-                    .iter()
-                    .find(|r| Some(r.kind.as_str()) == wanted)
-                    .or_else(|| found.records.iter().find(|r| r.kind != "AAAA"));
-                record.map(|r| {
-                    let mut o = plan::Observed::new(
-                        id.clone(),
-                        Stage::Kubernetes,
-                        json!({"type": r.kind, "content": r.content, "proxied": r.proxied}),
-                        ResourceState::Ready,
-                    );
-                    o.cloud_id = Some(r.id.clone());
-                    o
-                })
-            }
-            None => match (&address, options.resolver_for(config)) {
-                // Not managed: it "exists" when the name already resolves to the load balancer.
-                (Some(record), Some(resolver)) => {
-                    let once = WaitOptions {
-                        timeout: Duration::ZERO,
-                        poll: Duration::from_millis(1),
-                    };
-                    crate::dns::resolve::wait_until_resolves(
-                        &*resolver,
-                        record,
-                        once,
-                        false,
-                        |_| {},
-                    )
+            let wanted = address.as_ref().map(|a| a.kind.as_str());
+            let record = found
+                .records
+                .iter()
+                .find(|r| Some(r.kind.as_str()) == wanted)
+                .or_else(|| found.records.iter().find(|r| r.kind != "AAAA"));
+            record.map(|r| {
+                let mut o = plan::Observed::new(
+                    id.clone(),
+                    Stage::Kubernetes,
+                    json!({"type": r.kind, "content": r.content, "proxied": r.proxied}),
+                    ResourceState::Ready,
+                );
+                o.cloud_id = Some(r.id.clone());
+                o
+            })
+        }
+        None => match (&address, options.resolver_for(config)) {
+            // Not managed: it "exists" when the name already resolves to the load balancer.
+            (Some(record), Some(resolver)) => {
+                let once = WaitOptions {
+                    timeout: Duration::ZERO,
+                    poll: Duration::from_millis(1),
+                };
+                crate::dns::resolve::wait_until_resolves(&*resolver, record, once, false, |_| {})
                     .await
                     .ok()
                     .map(|_| {
@@ -227,39 +292,36 @@ impl super::Engine {
                             ResourceState::Ready,
                         )
                     })
-                }
-                _ => None,
-            },
-        };
-        Ok(Some((resource, observed)))
-    }
+            }
+            _ => None,
+        },
+    };
+    Ok(Some((resource, observed)))
 }
 
-impl super::Engine {
-    /// The record as a destroy sees it: the record at the domain that carries this
-    /// deployment's comment (planned as a delete), and a note for each `A`/`AAAA`/`CNAME`
-    /// record at the name without it (never deleted). Nothing when qhub does not manage the
-    /// record.
-    pub(crate) async fn observe_dns(
-        &self,
-        config: &Config,
-    ) -> Result<(Option<plan::Observed>, Vec<String>), super::EngineError> {
-        let Some(DnsProvider::Cloudflare(o)) = &self.options().dns.provider else {
-            return Ok((None, Vec::new()));
-        };
-        let failed = |e: DnsError| super::EngineError::Provider {
-            what: format!("reading the DNS record of {} in Cloudflare", config.domain),
-            source: e.into(),
-        };
-        let client = Cloudflare::new(o.clone(), Arc::default())
-            .map_err(failed)?
-            .with_retry(self.options().retry);
-        // The client retries each call itself.
-        let found = client.lookup(&config.domain).await.map_err(failed)?;
-        let comment = crate::dns::owner_comment(&super::Ownership::of(config).prefix());
-        let (ours, theirs): (Vec<_>, Vec<_>) =
-            found.records.iter().partition(|r| r.is_owned(&comment));
-        let notes = theirs
+/// The record as a destroy sees it: the record at the domain that carries this
+/// deployment's comment (planned as a delete), and a note for each `A`/`AAAA`/`CNAME`
+/// record at the name without it (never deleted). Nothing when qhub does not manage the
+/// record.
+async fn observe_record(
+    engine: &Engine,
+    config: &Config,
+) -> Result<(Option<plan::Observed>, Vec<String>), EngineError> {
+    let Some(DnsProvider::Cloudflare(o)) = &engine.options().dns.provider else {
+        return Ok((None, Vec::new()));
+    };
+    let failed = |e: DnsError| EngineError::Provider {
+        what: format!("reading the DNS record of {} in Cloudflare", config.domain),
+        source: e.into(),
+    };
+    let client = Cloudflare::new(o.clone(), Arc::default())
+        .map_err(failed)?
+        .with_retry(engine.options().retry);
+    // The client retries each call itself.
+    let found = client.lookup(&config.domain).await.map_err(failed)?;
+    let comment = crate::dns::owner_comment(&super::Ownership::of(config).prefix());
+    let (ours, theirs): (Vec<_>, Vec<_>) = found.records.iter().partition(|r| r.is_owned(&comment));
+    let notes = theirs
             .iter()
             .map(|r| {
                 format!(
@@ -268,25 +330,24 @@ impl super::Engine {
                 )
             })
             .collect();
-        let observed = ours.first().map(|r| {
-            let mut o = plan::Observed::new(
-                id(config),
-                Stage::Kubernetes,
-                json!({"type": r.kind, "content": r.content, "proxied": r.proxied}),
-                ResourceState::Ready,
-            );
-            o.cloud_id = Some(r.id.clone());
-            // Deleted before the load balancer it points at.
-            o.depends_on = vec![service_id(config)];
-            o
-        });
-        Ok((observed, notes))
-    }
+    let observed = ours.first().map(|r| {
+        let mut o = plan::Observed::new(
+            id(config),
+            Stage::Kubernetes,
+            json!({"type": r.kind, "content": r.content, "proxied": r.proxied}),
+            ResourceState::Ready,
+        );
+        o.cloud_id = Some(r.id.clone());
+        // Deleted before the load balancer it points at.
+        o.depends_on = vec![service_id(config)];
+        o
+    });
+    Ok((observed, notes))
 }
 
 /// Deletes the records at the domain that carry this deployment's comment (all of them, should
 /// there be more than the one qhub writes); leaves every other record, with a warning.
-async fn delete(shared: &Shared, change: &Change) -> Result<(), ProviderError> {
+async fn delete(dns: &Dns, shared: &Scope, change: &Change) -> Result<(), ProviderError> {
     let Some(DnsProvider::Cloudflare(o)) = &shared.options.dns.provider else {
         // Not managed: left in place (the destroy plan has no such change then).
         return Ok(());
@@ -303,7 +364,7 @@ async fn delete(shared: &Shared, change: &Change) -> Result<(), ProviderError> {
         );
     }
     if let Some(r) = done.deleted.first() {
-        *shared.dns.lock().unwrap_or_else(|p| p.into_inner()) = Some(DnsReport {
+        dns.set_report(DnsReport {
             provider: Some("cloudflare".into()),
             name: r.name.clone(),
             kind: r.kind.clone(),
@@ -316,7 +377,7 @@ async fn delete(shared: &Shared, change: &Change) -> Result<(), ProviderError> {
 }
 
 /// Reads the load balancer's address, waiting (with progress) until the cloud has given one.
-async fn address(shared: &Shared, change: &Change) -> Result<DnsRecord, ProviderError> {
+async fn address(shared: &Scope, change: &Change) -> Result<DnsRecord, ProviderError> {
     let cluster = shared.cluster().await?;
     let Some(cluster) = cluster else {
         return Err(ProviderError::NoCluster(format!(
@@ -329,7 +390,7 @@ async fn address(shared: &Shared, change: &Change) -> Result<DnsRecord, Provider
     let mut pause = (shared.options.poll_interval / 16).max(Duration::from_millis(1));
     let mut announced = false;
     loop {
-        let endpoints = super::retry::retry(
+        let endpoints = crate::retry::retry(
             &shared.options.retry,
             "reading the ingress Service",
             || async {
@@ -367,9 +428,9 @@ async fn address(shared: &Shared, change: &Change) -> Result<DnsRecord, Provider
 
 /// Applies the record: writes it through the DNS provider when qhub manages it, then waits for
 /// the name to resolve when Let's Encrypt will be asked.
-pub(super) async fn apply(shared: &Shared, change: &Change) -> Result<(), ProviderError> {
+async fn apply(dns: &Dns, shared: &Scope, change: &Change) -> Result<(), ProviderError> {
     if change.action == Action::Delete {
-        return delete(shared, change).await;
+        return delete(dns, shared, change).await;
     }
     let record = address(shared, change).await?;
     let options = &shared.options.dns;
@@ -390,7 +451,7 @@ pub(super) async fn apply(shared: &Shared, change: &Change) -> Result<(), Provid
         outcome,
         waited_secs: None,
     };
-    *shared.dns.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
+    dns.set_report(report.clone());
     if let Some(resolver) = options.resolver_for(&shared.config) {
         let waited = crate::dns::resolve::wait_until_resolves(
             &*resolver,
@@ -407,7 +468,7 @@ pub(super) async fn apply(shared: &Shared, change: &Change) -> Result<(), Provid
         )
         .await?;
         report.waited_secs = Some(waited.as_secs_f64());
-        *shared.dns.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+        dns.set_report(report);
     }
     Ok(())
 }

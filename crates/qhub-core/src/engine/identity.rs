@@ -108,7 +108,7 @@ pub(crate) async fn connect(
     ownership: &Ownership,
     config: &Config,
     credentials: AdminCredentials,
-    retry: crate::engine::retry::RetryPolicy,
+    retry: crate::retry::RetryPolicy,
     cluster: Option<kube::Client>,
 ) -> Result<Keycloak, ProviderError> {
     let seed = credentials.password.expose().to_string();

@@ -112,7 +112,7 @@ impl Provider for ExistingProvider {
             &client,
             config,
             section,
-            &crate::engine::retry::RetryPolicy::default(),
+            &crate::retry::RetryPolicy::default(),
         )
         .await
     }

@@ -21,9 +21,9 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::ListParams;
 
 use crate::config::Config;
-use crate::engine::retry::{CallKind, RetryPolicy, retry_call};
 use crate::kubernetes::KubeError;
 use crate::provider::{Preflight, ProviderError};
+use crate::retry::{CallKind, RetryPolicy, retry_call};
 
 /// The annotation that marks the default StorageClass (and its beta spelling, still honoured
 /// by the admission plugin).

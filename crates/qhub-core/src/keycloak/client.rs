@@ -7,7 +7,7 @@
 //! revoked or the clock skewed). Tokens, passwords and secrets are never logged: the
 //! representations that hold a secret print it as `***`.
 
-use crate::engine::retry::{CallKind, RetryPolicy};
+use crate::retry::{CallKind, RetryPolicy};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -520,7 +520,7 @@ impl AdminClient {
         } else {
             CallKind::Read
         };
-        crate::engine::retry::retry_call(&self.retry, None, what, kind, || {
+        crate::retry::retry_call(&self.retry, None, what, kind, || {
             self.send_once(method.clone(), path, body, what)
         })
         .await

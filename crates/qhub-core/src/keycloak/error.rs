@@ -60,7 +60,7 @@ pub enum KeycloakError {
     GaveUp(String),
 }
 
-impl crate::engine::retry::RetryableError for KeycloakError {
+impl crate::retry::RetryableError for KeycloakError {
     fn retry_class(&self) -> Option<crate::provider::RetryClass> {
         use crate::provider::RetryClass;
         match self {

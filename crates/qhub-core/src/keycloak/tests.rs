@@ -56,8 +56,8 @@ async fn emulator(token_lifetime: Duration) -> Setup {
 
 /// One attempt per call: these tests check how each answer is handled and classified (the
 /// call-level retries are tested in `keycloak_calls_ride_out_refusals`).
-fn single_attempt() -> crate::engine::retry::RetryPolicy {
-    crate::engine::retry::RetryPolicy::uniform(crate::engine::retry::Budget::attempts(
+fn single_attempt() -> crate::retry::RetryPolicy {
+    crate::retry::RetryPolicy::uniform(crate::retry::Budget::attempts(
         1,
         Duration::from_millis(1),
         Duration::from_millis(1),
@@ -77,12 +77,8 @@ async fn keycloak_calls_ride_out_refusals() {
     let c = config(AuthenticationKind::GitHub);
     let client = AdminClient::new(&s.url, AdminCredentials::new(ADMIN_USER, PASSWORD))
         .unwrap()
-        .with_retry(crate::engine::retry::RetryPolicy::uniform(
-            crate::engine::retry::Budget::attempts(
-                30,
-                Duration::from_millis(1),
-                Duration::from_millis(5),
-            ),
+        .with_retry(crate::retry::RetryPolicy::uniform(
+            crate::retry::Budget::attempts(30, Duration::from_millis(1), Duration::from_millis(5)),
         ));
     let kc = Keycloak::new(client, Secrets::from_config(&c, PASSWORD));
     // A third of the calls refused (503): every change completes in one go, creates included.

@@ -44,7 +44,7 @@ pub const MAX_LAST_APPLIED: usize = 64 * 1024;
 
 /// Retries of idempotent Kubernetes reads (and of the lease's read-decide-write): quick and
 /// short, as a healthy API server answers in milliseconds.
-pub const READ_RETRY: crate::engine::retry::Budget = crate::engine::retry::Budget::attempts(
+pub const READ_RETRY: crate::retry::Budget = crate::retry::Budget::attempts(
     10,
     std::time::Duration::from_millis(20),
     std::time::Duration::from_secs(2),

@@ -73,7 +73,7 @@ pub enum ProviderError {
 }
 
 /// How a retryable error is retried: each class has its own budget in
-/// [`crate::engine::retry::RetryPolicy`].
+/// [`crate::retry::RetryPolicy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RetryClass {

@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Ownership, Provider, ProviderError};
 use crate::cloud::lock::CloudLock;
-use crate::engine::events::{EventSink, NoEvents};
-use crate::engine::retry::RetryPolicy;
+use crate::events::{EventSink, NoEvents};
 use crate::kubernetes::lease::LeaseTiming;
 use crate::plan::ResourceId;
+use crate::retry::RetryPolicy;
 
 /// A held deployment lock. [`release`](Self::release) lets go of it; dropping a cloud lock
 /// without releasing it only stops its renewal (it then expires, as after a crash), while a
@@ -99,7 +99,7 @@ pub struct LockRequest {
     pub timing: LeaseTiming,
     /// Retries of failed lock calls.
     pub retry: RetryPolicy,
-    /// Where the wait is reported ([`crate::engine::events::Event::Waiting`]).
+    /// Where the wait is reported ([`crate::events::Event::Waiting`]).
     pub events: Arc<dyn EventSink>,
 }
 
@@ -239,7 +239,7 @@ fn take_local(
                 host: crate::kubernetes::lease::host_name(),
                 pid: std::process::id(),
                 command: request.command.clone(),
-                since: crate::engine::events::now_rfc3339(),
+                since: crate::events::now_rfc3339(),
             };
             // Best effort: a lock without its record still excludes; the waiter then says
             // "another process".
@@ -254,14 +254,14 @@ fn take_local(
 }
 
 /// [`deploy_lock`], waiting up to [`LockRequest::wait`] while another process holds it and
-/// reporting the wait ([`crate::engine::events::Event::Waiting`], naming the holder) on
+/// reporting the wait ([`crate::events::Event::Waiting`], naming the holder) on
 /// [`LockRequest::events`] when it starts, when the holder changes, and every 30 s.
 pub async fn local_lock(
     dir: &std::path::Path,
     ownership: &Ownership,
     request: &LockRequest,
 ) -> Result<DeployLock, ProviderError> {
-    use crate::engine::events::Event;
+    use crate::events::Event;
     let start = std::time::Instant::now();
     let mut reported: Option<(String, std::time::Instant)> = None;
     loop {
@@ -350,7 +350,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_local_lock_records_its_holder_and_a_second_run_waits_for_it() {
-        use crate::engine::events::{CollectEvents, Event};
+        use crate::events::{CollectEvents, Event};
         let dir = tempfile::tempdir().unwrap();
         let o = Ownership {
             project: "demo".into(),

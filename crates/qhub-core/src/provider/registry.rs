@@ -30,28 +30,6 @@ impl ProviderRegistry {
         Self::default()
     }
 
-    /// A registry with the providers built into `qhub-core` (the sandbox).
-    pub fn with_builtin() -> Self {
-        let mut r = Self::new();
-        r.register(
-            "sandbox",
-            Arc::new(|config: &Config, dir: &std::path::Path| {
-                crate::sandbox::SandboxProvider::for_config(config, dir)
-                    .map(|p| Arc::new(p) as Arc<dyn Provider>)
-            }),
-        );
-        for name in ["existing", "local"] {
-            r.register(
-                name,
-                Arc::new(|config: &Config, _dir: &std::path::Path| {
-                    crate::existing::ExistingProvider::for_config(config)
-                        .map(|p| Arc::new(p) as Arc<dyn Provider>)
-                }),
-            );
-        }
-        r
-    }
-
     /// Adds or replaces the factory for `name`.
     pub fn register(&mut self, name: &str, factory: ProviderFactory) {
         self.factories.insert(name.to_string(), factory);

@@ -10,7 +10,7 @@ use qhub_core::Config;
 use qhub_core::config::CiKind;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
-use qhub_core::engine::retry::{Budget, RetryPolicy};
+use qhub_core::retry::{Budget, RetryPolicy};
 use qhub_do::client::{ApiStats, ClientOptions, Token};
 use qhub_do::{DigitalOceanProvider, DoOptions};
 use qhub_doks_emulator::{DoksEmulator, Options, RateLimit};

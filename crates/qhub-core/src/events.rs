@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::plan::{Action, ResourceId, Stage};
+use crate::plan::{Action, ResourceId, Stage};
 
 /// Something that happened during an apply.
 #[derive(Debug, Clone, PartialEq, Serialize)]
