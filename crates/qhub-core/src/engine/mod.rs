@@ -6,6 +6,7 @@
 pub mod dns;
 pub mod events;
 mod identity;
+mod offline;
 
 pub mod retry;
 
@@ -220,7 +221,7 @@ impl Locked<'_> {
 
     /// The plan that takes what exists to what the config wants.
     pub async fn plan(&self, stages: StageFilter) -> Result<Plan, EngineError> {
-        self.engine.plan(&self.config, stages).await
+        self.engine.plan_with(&self.config, stages, false).await
     }
 
     /// The plan that deletes everything this deployment owns.
@@ -470,13 +471,26 @@ impl Engine {
         Ok((k8s, facts.unknown()))
     }
 
-    /// The plan that takes what exists to what `config` wants. It takes no lock: a plan to
-    /// apply is made through [`Engine::lock`].
+    /// The plan that takes what exists to what `config` wants, to be shown (`qhub plan`): before
+    /// the cluster exists the Kubernetes stage is planned from the config
+    /// ([`offline`](self::offline)). It takes no lock: a plan to apply is made through
+    /// [`Engine::lock`].
     pub async fn plan(&self, config: &Config, stages: StageFilter) -> Result<Plan, EngineError> {
+        self.plan_with(config, stages, true).await
+    }
+
+    /// [`Engine::plan`]; `preview`: the plan is shown, not applied.
+    async fn plan_with(
+        &self,
+        config: &Config,
+        stages: StageFilter,
+        preview: bool,
+    ) -> Result<Plan, EngineError> {
         let ownership = Ownership::of(config);
         let mut desired = Vec::new();
         let mut observed = Vec::new();
-        let kubernetes = self.kubernetes_stage(stages)?;
+        let stage = self.kubernetes_planned(&ownership, stages, preview).await?;
+        let kubernetes = stage.planned;
         // The infrastructure as it is: planned in its own stage, and the source of the cluster
         // facts of the Kubernetes stage.
         let infra = if stages.includes(Stage::Infrastructure) || kubernetes {
@@ -507,6 +521,7 @@ impl Engine {
             let (mut k8s, unknown) = self.kubernetes_desired(config, &infra)?;
             known_after_apply = unknown;
             let (mut k8s_observed, applier) = self.observe_kubernetes(&ownership, &k8s).await?;
+            offline::planned_from_config(preview, applier.is_some());
             if let Some(applier) = &applier {
                 // Someone else's namespace is used, not taken over (and never destroyed: a
                 // destroy observes only ApplySet members).
@@ -528,7 +543,7 @@ impl Engine {
                 desired.push(record);
                 observed.extend(existing);
             }
-            if identity::reachable(&*self.provider) {
+            if stage.offline || identity::reachable(&*self.provider) {
                 let (kc_desired, kc_observed, known) = self
                     .plan_identity(config, &ownership, &k8s_observed, applier.as_ref())
                     .await?;
