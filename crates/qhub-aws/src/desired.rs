@@ -8,10 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use qhub_core::config::Config;
-use qhub_core::plan::{Observed, OnDependencyReplaced, Resource, ResourceId, Stage};
+use qhub_core::plan::{OnDependencyReplaced, Resource, ResourceId, Stage};
 use qhub_core::provider::ProviderError;
-use qhub_core::provider::facts::SharedFilesystem;
-use qhub_core::provider::{ClusterFacts, Known};
 use serde_json::{Value as Json, json};
 
 use crate::partition::Partition;
@@ -489,45 +487,6 @@ pub const NODE_GROUP_KEYS: &[&str] = &[SINGLE_SUBNET];
 /// The node-group key pinning a group to the first subnet (see [`NODE_GROUP_KEYS`]).
 pub const SINGLE_SUBNET: &str = "single_subnet";
 
-/// The cluster facts of an EKS deployment: the EBS `gp2` class EKS creates, the EFS file
-/// system once it exists, node groups selected by [`GROUP_LABEL`], NVIDIA's GPU taint, a
-/// network load balancer for the ingress (it passes the ssh/sftp/Dask TCP ports through), and
-/// the cluster autoscaler (EKS does not scale node groups itself).
-pub fn cluster_facts(config: &Config, region: &str, infra: &[Observed]) -> ClusterFacts {
-    let mut facts = ClusterFacts::from_config(config);
-    facts.storage_class = Some("gp2".to_string());
-    let names = Names::new(config.resource_prefix());
-    facts.shared_filesystem = match infra
-        .iter()
-        .find(|o| o.id.kind == EFS && o.id.name == names.efs())
-        .and_then(|o| o.cloud_id.clone())
-    {
-        Some(id) => Known::Known(SharedFilesystem::Efs {
-            dns_name: format!("{id}.{}", Partition::host("efs", region)),
-            id,
-        }),
-        None => Known::AfterApply,
-    };
-    // A network load balancer (it passes the TCP ports through), reachable from the internet.
-    // The in-tree controller makes NLBs internet-facing by default, but the AWS Load Balancer
-    // Controller, once installed, takes over such Services and makes them *internal* unless
-    // told (kubernetes-sigs/aws-load-balancer-controller docs, guide/service/annotations.md:
-    // `aws-load-balancer-scheme` defaults to `internal`; guide/service/nlb.md, "Secure by
-    // default", since v2.2.0): say it.
-    facts.load_balancer_annotations = BTreeMap::from([
-        (
-            "service.beta.kubernetes.io/aws-load-balancer-type".to_string(),
-            "nlb".to_string(),
-        ),
-        (
-            LB_SCHEME_ANNOTATION.to_string(),
-            "internet-facing".to_string(),
-        ),
-    ]);
-    facts.native_autoscaling = false;
-    facts
-}
-
 /// The resources of `config`'s `amazon_web_services` section; `addons`: whether EKS add-ons
 /// are wanted (false when the endpoint does not implement them, an emulator).
 pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderError> {
@@ -934,22 +893,6 @@ mod tests {
             )
         })
         .unwrap()
-    }
-
-    #[test]
-    fn the_ingress_load_balancer_is_an_internet_facing_nlb() {
-        let facts = cluster_facts(&config(), "us-west-2", &[]);
-        let a = &facts.load_balancer_annotations;
-        assert_eq!(
-            a.get("service.beta.kubernetes.io/aws-load-balancer-type")
-                .map(String::as_str),
-            Some("nlb")
-        );
-        // The AWS Load Balancer Controller would make it internal without this.
-        assert_eq!(
-            a.get(LB_SCHEME_ANNOTATION).map(String::as_str),
-            Some("internet-facing")
-        );
     }
 
     #[test]

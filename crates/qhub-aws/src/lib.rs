@@ -40,6 +40,7 @@ pub mod apply;
 pub mod client;
 pub mod desired;
 pub mod errors;
+pub mod facts;
 pub mod lock;
 pub mod observe;
 pub mod partition;
@@ -126,7 +127,7 @@ impl Provider for AwsProvider {
     }
 
     fn cluster_facts(&self, config: &Config, infra: &[Observed]) -> ClusterFacts {
-        desired::cluster_facts(config, &self.region, infra)
+        facts::cluster_facts(config, &self.region, infra)
     }
 
     async fn observe(&self, ownership: &Ownership) -> Result<Vec<Observed>, ProviderError> {

@@ -338,6 +338,89 @@ fn validate_and_plan_the_default_aws_config() {
     aws.assert_destroyed("after plan");
 }
 
+/// `qhub plan` on an empty account (moto, where qhub reaches no cluster) plans both stages: the
+/// 15 cloud creates, then every Kubernetes object `qhub render` writes and Keycloak's
+/// configuration as creates, in text and JSON, with one line saying why (the cluster does not
+/// exist yet), and it changes nothing.
+#[test]
+fn plan_before_the_cluster_exists_lists_the_kubernetes_creates() {
+    let aws = Aws::new();
+    let out = aws.ok(&["plan"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "the cluster does not exist yet: the Kubernetes stage is planned from the config"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("infrastructure stage only"), "{err}");
+    let text = stdout(&out);
+    assert!(text.contains("kubernetes:"), "{text}");
+
+    let plan = json_stdout(&aws.ok(&["plan", "--output", "json"]));
+    let changes = plan["changes"].as_array().unwrap();
+    let of_stage = |stage: &str| -> Vec<String> {
+        changes
+            .iter()
+            .filter(|c| c["stage"] == stage)
+            .map(|c| c["resource"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(of_stage("infrastructure").len(), INFRA.len(), "{plan:#}");
+    for c in changes {
+        assert_eq!(c["action"], "create", "{c}");
+    }
+    let kubernetes = of_stage("kubernetes");
+    for id in &kubernetes {
+        assert!(
+            text.contains(id.as_str()),
+            "{id} missing from the text plan:\n{text}"
+        );
+    }
+    // Keycloak's realm, groups and clients are planned too (an identity provider only when the
+    // config names one).
+    use qhub_core::keycloak::desired::{KIND_CLIENT, KIND_GROUP, KIND_REALM};
+    for kind in [KIND_REALM, KIND_GROUP, KIND_CLIENT] {
+        assert!(
+            kubernetes
+                .iter()
+                .any(|id| id.starts_with(&format!("{kind}/"))),
+            "no {kind} in {kubernetes:#?}"
+        );
+    }
+    // Every object `qhub render` writes is a create, and nothing else is a Kubernetes object.
+    let manifests = aws.path().join("manifests");
+    let rendered = json_stdout(&aws.ok(&[
+        "render",
+        "--output",
+        "json",
+        "--manifests",
+        manifests.to_str().unwrap(),
+    ]));
+    // The ApplySet parent is qhub's bookkeeping, not a platform object: not rendered.
+    let parent = format!(
+        "Secret/dev/{}",
+        qhub_core::kubernetes::applyset::PARENT_NAME
+    );
+    let objects = kubernetes
+        .iter()
+        .filter(|id| **id != parent)
+        .filter(|id| {
+            !qhub_core::keycloak::KINDS
+                .iter()
+                .any(|k| id.starts_with(&format!("{k}/")))
+        })
+        .count();
+    assert_eq!(rendered["objects"], objects, "{kubernetes:#?}");
+    assert_eq!(
+        plan["summary"]["create"],
+        INFRA.len() + kubernetes.len(),
+        "{plan:#}"
+    );
+    insta::assert_snapshot!("plan_before_the_cluster", kubernetes.join("\n"));
+    aws.assert_destroyed("after plan");
+}
+
 #[test]
 fn deploy_status_and_destroy_the_infrastructure_from_the_cli() {
     let aws = Aws::new();

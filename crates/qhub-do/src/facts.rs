@@ -15,8 +15,10 @@
 use std::collections::BTreeMap;
 
 use qhub_core::config::Config;
+use qhub_core::provider::facts::{Gpu, NodeSelector, SharedFilesystem, Taint};
+use qhub_core::provider::{ClusterFacts, Known};
 
-use crate::desired::{POOL_LABEL, pool_name};
+use crate::desired::{self, POOL_LABEL, pool_name};
 
 /// The default storage class of DOKS (the DigitalOcean CSI driver's).
 pub const STORAGE_CLASS: &str = "do-block-storage";
@@ -48,4 +50,29 @@ pub fn load_balancer_annotations(config: &Config) -> BTreeMap<String, String> {
         (a("size-unit"), "1".into()),
         (a("healthcheck-protocol"), "tcp".into()),
     ])
+}
+
+/// The Kubernetes stage's facts about a DOKS cluster (see the module's notes), a pure function
+/// of the config: none waits for the apply, and none needs a token (what `qhub render` uses).
+pub fn cluster_facts(config: &Config) -> ClusterFacts {
+    let (label, values) = node_selector(config);
+    let gpu = desired::gpu_taint();
+    ClusterFacts {
+        storage_class: Some(STORAGE_CLASS.into()),
+        // DigitalOcean has no managed NFS: the platform runs its NFS server on a volume.
+        shared_filesystem: Known::Known(SharedFilesystem::InCluster),
+        node_selector: NodeSelector { label, values },
+        gpu: Gpu {
+            resource: desired::GPU_RESOURCE.into(),
+            taint: Some(Taint {
+                key: gpu.key,
+                value: gpu.value,
+                effect: gpu.effect,
+            }),
+            // DOKS GPU nodes come with NVIDIA's device plugin.
+            device_plugin: false,
+        },
+        load_balancer_annotations: load_balancer_annotations(config),
+        native_autoscaling: true,
+    }
 }

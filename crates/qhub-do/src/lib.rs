@@ -44,7 +44,6 @@ use qhub_core::cloud::lock::LockStore;
 use qhub_core::config::{Config, ProviderKind};
 use qhub_core::kubernetes::auth::ClusterEndpoint;
 use qhub_core::plan::{Change, Observed, Resource};
-use qhub_core::provider::facts::{Gpu, NodeSelector, SharedFilesystem, Taint};
 use qhub_core::provider::{
     ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Known, Ownership, Preflight,
     Provider, ProviderError,
@@ -230,30 +229,6 @@ fn section(config: &Config) -> Result<&qhub_core::config::DoSection, ProviderErr
         .ok_or_else(|| ProviderError::Fatal("the config has no `digital_ocean` section".into()))
 }
 
-/// The Kubernetes stage's facts about a DOKS cluster ([`facts`]); none waits for the apply.
-pub fn cluster_facts(config: &Config) -> ClusterFacts {
-    let (label, values) = facts::node_selector(config);
-    let gpu = desired::gpu_taint();
-    ClusterFacts {
-        storage_class: Some(facts::STORAGE_CLASS.into()),
-        // DigitalOcean has no managed NFS: the platform runs its NFS server on a volume.
-        shared_filesystem: Known::Known(SharedFilesystem::InCluster),
-        node_selector: NodeSelector { label, values },
-        gpu: Gpu {
-            resource: desired::GPU_RESOURCE.into(),
-            taint: Some(Taint {
-                key: gpu.key,
-                value: gpu.value,
-                effect: gpu.effect,
-            }),
-            // DOKS GPU nodes come with NVIDIA's device plugin.
-            device_plugin: false,
-        },
-        load_balancer_annotations: facts::load_balancer_annotations(config),
-        native_autoscaling: true,
-    }
-}
-
 #[async_trait]
 impl Provider for DigitalOceanProvider {
     fn name(&self) -> &str {
@@ -309,7 +284,7 @@ impl Provider for DigitalOceanProvider {
 
     fn cluster_facts(&self, config: &Config, infra: &[Observed]) -> ClusterFacts {
         let _ = infra;
-        cluster_facts(config)
+        facts::cluster_facts(config)
     }
 
     async fn lock_store(

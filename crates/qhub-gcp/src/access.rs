@@ -12,10 +12,7 @@ use qhub_core::kubernetes::auth::{ClusterEndpoint, TokenSource};
 use qhub_core::provider::ProviderError;
 
 use qhub_core::cloud::kubeconfig::Kubeconfig;
-use qhub_core::config::Config;
-use qhub_core::provider::facts::{self, Gpu, Known, SharedFilesystem};
 
-use crate::desired;
 use crate::observe::ClusterFacts;
 
 /// Tokens for the cluster's API server, from the provider's credentials.
@@ -63,32 +60,6 @@ pub fn exec_kubeconfig(project: &str, region: &str, cluster: &str, facts: &Clust
         "Install gke-gcloud-auth-plugin for use with kubectl by following https://cloud.google.com/kubernetes-engine/docs/how-to/cluster-access-for-kubectl#install_plugin",
     )
     .to_yaml()
-}
-
-/// What the Kubernetes stage needs to know about a GKE cluster: volumes on the Persistent Disk
-/// CSI driver's `standard-rwo` class, pools selected by the label every pool carries
-/// ([`desired::NODE_GROUP_LABEL`]), GPUs as `nvidia.com/gpu` behind the taint the GPU pools
-/// carry (GKE installs the driver and device plugin), GKE's own autoscaler (no
-/// cluster-autoscaler to run), and an in-cluster NFS server for the shared filesystem (as QHub
-/// ran on GCP).
-pub fn cluster_facts(config: &Config) -> facts::ClusterFacts {
-    let mut f = facts::ClusterFacts::from_config(config);
-    f.storage_class = Some(desired::STORAGE_CLASS.to_string());
-    f.shared_filesystem = Known::Known(SharedFilesystem::InCluster);
-    f.node_selector.label = desired::NODE_GROUP_LABEL.to_string();
-    f.gpu = Gpu {
-        resource: desired::GPU_RESOURCE.to_string(),
-        taint: Some(facts::Taint {
-            key: desired::GPU_TAINT.0.to_string(),
-            value: desired::GPU_TAINT.1.to_string(),
-            // GKE's NO_SCHEDULE is Kubernetes' NoSchedule.
-            effect: "NoSchedule".to_string(),
-        }),
-        // GKE installs the drivers and the device plugin on GPU pools.
-        device_plugin: false,
-    };
-    f.native_autoscaling = true;
-    f
 }
 
 #[cfg(test)]

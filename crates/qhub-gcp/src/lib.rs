@@ -38,6 +38,7 @@ pub mod client;
 pub mod compute;
 pub mod desired;
 pub mod errors;
+pub mod facts;
 pub mod lock;
 pub mod observe;
 pub mod preflight;
@@ -175,7 +176,7 @@ impl Provider for GcpProvider {
 
     fn cluster_facts(&self, config: &Config, infra: &[Observed]) -> ClusterFacts {
         let _ = infra;
-        access::cluster_facts(config)
+        facts::cluster_facts(config)
     }
 
     async fn lock_store(

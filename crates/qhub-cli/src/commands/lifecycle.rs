@@ -51,6 +51,20 @@ pub(crate) fn registry() -> ProviderRegistry {
             })
         }),
     );
+    // What `qhub render` uses: the cloud providers' factories read credentials (a token, the
+    // default chain), their cluster facts need none.
+    r.register_offline_facts(
+        qhub_aws::PROVIDER,
+        std::sync::Arc::new(qhub_aws::facts::offline),
+    );
+    r.register_offline_facts(
+        qhub_gcp::PROVIDER,
+        std::sync::Arc::new(qhub_gcp::facts::cluster_facts),
+    );
+    r.register_offline_facts(
+        qhub_do::PROVIDER,
+        std::sync::Arc::new(qhub_do::facts::cluster_facts),
+    );
     r
 }
 

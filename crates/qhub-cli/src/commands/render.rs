@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use qhub_core::kubernetes::render;
-use qhub_core::provider::ClusterFacts;
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, RenderArgs};
@@ -16,6 +15,8 @@ struct Result<'a> {
     written: Vec<PathBuf>,
     unchanged: usize,
     removed: Vec<PathBuf>,
+    /// The cluster facts only the cloud makes, written as placeholders.
+    known_after_apply: Vec<String>,
 }
 
 /// Renders the config's manifests into `args.manifests`.
@@ -25,18 +26,17 @@ pub fn run(args: &RenderArgs, format: OutputFormat) -> anyhow::Result<u8> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    // The provider's view of the cluster, from the config alone (building a provider makes no
-    // network call); what only the infrastructure knows is a placeholder.
-    let facts = match super::lifecycle::registry().build(&config, &dir) {
-        Ok(provider) => provider.cluster_facts(&config, &[]),
-        Err(e) => {
-            tracing::warn!(
-                "provider `{}`: {e}; rendering with generic cluster facts",
+    // The provider's view of the cluster, from the config alone (no client, no credentials):
+    // the same facts a deploy builds its objects from; what only the cloud makes is a
+    // placeholder, named in the output.
+    let facts = super::lifecycle::registry()
+        .offline_facts(&config, &dir)
+        .with_context(|| {
+            format!(
+                "computing the cluster facts of provider `{}`",
                 config.provider
-            );
-            ClusterFacts::from_config(&config)
-        }
-    };
+            )
+        })?;
     let files = render::render(&config, &facts)?;
     let written = render::write(&args.manifests, &files)
         .with_context(|| format!("writing manifests to {}", args.manifests.display()))?;
@@ -47,6 +47,7 @@ pub fn run(args: &RenderArgs, format: OutputFormat) -> anyhow::Result<u8> {
             written: written.written.clone(),
             unchanged: written.unchanged,
             removed: written.removed.clone(),
+            known_after_apply: facts.unknown(),
         })?,
         OutputFormat::Text => {
             println!(
@@ -59,6 +60,13 @@ pub fn run(args: &RenderArgs, format: OutputFormat) -> anyhow::Result<u8> {
             );
             for r in &written.removed {
                 println!("  removed {}", r.display());
+            }
+            let unknown = facts.unknown();
+            if !unknown.is_empty() {
+                println!(
+                    "known after apply (a placeholder in the manifests until the cloud makes it): {}",
+                    unknown.join(", ")
+                );
             }
         }
     }

@@ -14,6 +14,7 @@ pub mod dns;
 mod front_door;
 mod graph;
 mod identity;
+mod offline;
 mod keycloak;
 mod objects;
 mod planner;
@@ -232,7 +233,7 @@ impl Locked<'_> {
 
     /// The plan that takes what exists to what the config wants.
     pub async fn plan(&self, stages: StageFilter) -> Result<Plan, EngineError> {
-        self.engine.plan(&self.config, stages).await
+        self.engine.plan_with(&self.config, stages, false).await
     }
 
     /// The plan that deletes everything this deployment owns.

@@ -38,6 +38,7 @@ impl Reconciler for Objects {
     async fn plan(&self, engine: &Engine, cx: &mut PlanContext<'_>) -> Result<(), EngineError> {
         let (k8s, unknown) = kubernetes_desired(engine, cx.config, cx.infra)?;
         let (mut observed, applier) = observe_kubernetes(engine, cx.ownership, &k8s).await?;
+        super::offline::planned_from_config(cx.preview, applier.is_some());
         if let Some(applier) = &applier {
             // Someone else's namespace is used, not taken over (and never destroyed: a
             // destroy observes only ApplySet members).

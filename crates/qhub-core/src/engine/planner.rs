@@ -34,13 +34,26 @@ impl Engine {
         .await
     }
 
-    /// The plan that takes what exists to what `config` wants. It takes no lock: a plan to
-    /// apply is made through [`Engine::lock`].
+    /// The plan that takes what exists to what `config` wants, to be shown (`qhub plan`): before
+    /// the cluster exists the Kubernetes stage is planned from the config
+    /// ([`offline`](super::offline)). It takes no lock: a plan to apply is made through
+    /// [`Engine::lock`].
     pub async fn plan(&self, config: &Config, stages: StageFilter) -> Result<Plan, EngineError> {
+        self.plan_with(config, stages, true).await
+    }
+
+    /// [`Engine::plan`]; `preview`: the plan is shown, not applied.
+    pub(super) async fn plan_with(
+        &self,
+        config: &Config,
+        stages: StageFilter,
+        preview: bool,
+    ) -> Result<Plan, EngineError> {
         let ownership = Ownership::of(config);
         let mut desired = Vec::new();
         let mut observed = Vec::new();
-        let kubernetes = self.kubernetes_stage(stages)?;
+        let stage = self.kubernetes_planned(&ownership, stages, preview).await?;
+        let kubernetes = stage.planned;
         // The infrastructure as it is: planned in its own stage, and the source of the cluster
         // facts of the Kubernetes stage.
         let infra = if stages.includes(Stage::Infrastructure) || kubernetes {
@@ -65,6 +78,8 @@ impl Engine {
             observed.extend(infra.iter().cloned());
         }
         let mut cx = PlanContext::new(config, &ownership, &infra);
+        cx.preview = preview;
+        cx.offline = stage.offline;
         if kubernetes {
             for r in reconcilers() {
                 r.plan(self, &mut cx).await?;

@@ -96,6 +96,11 @@ pub(crate) struct PlanContext<'a> {
     pub kept: Vec<plan::Kept>,
     /// What is known only after the apply.
     pub after_apply: Vec<AfterApply>,
+    /// The plan is shown, not applied (`qhub plan`).
+    pub preview: bool,
+    /// The stage is planned from the config alone: the cluster does not exist and this
+    /// process could not reach it (see `engine::offline`).
+    pub offline: bool,
 }
 
 impl<'a> PlanContext<'a> {
@@ -113,6 +118,8 @@ impl<'a> PlanContext<'a> {
             notes: Vec::new(),
             kept: Vec::new(),
             after_apply: Vec::new(),
+            preview: false,
+            offline: false,
         }
     }
 }

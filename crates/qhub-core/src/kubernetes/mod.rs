@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod applyset;
 pub mod auth;
+pub mod compare;
 pub mod components;
 pub mod crd_policy;
 pub mod endpoints;

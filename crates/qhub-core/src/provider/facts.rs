@@ -225,7 +225,16 @@ impl ClusterFacts {
     /// "known after apply" line).
     pub fn unknown(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.shared_filesystem == Known::AfterApply {
+        // Unknown as a whole, or of a known kind whose address the cloud has not made yet.
+        let placeholder = match &self.shared_filesystem {
+            Known::AfterApply => true,
+            Known::Known(SharedFilesystem::Efs { id, dns_name }) => {
+                id == AFTER_APPLY || dns_name == AFTER_APPLY
+            }
+            Known::Known(SharedFilesystem::Nfs { server, .. }) => server == AFTER_APPLY,
+            Known::Known(SharedFilesystem::InCluster) => false,
+        };
+        if placeholder {
             out.push("shared filesystem".to_string());
         }
         out
