@@ -4,10 +4,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+// Defined beside the printing it selects, so that output.rs needs nothing from here.
+pub use crate::output::OutputFormat;
+
 /// qhub: a complete data-science platform (JupyterHub, Dask Gateway, conda-store, Keycloak, …)
 /// on Kubernetes, from one qhub-config.yaml.
 #[derive(Debug, Parser)]
-#[command(name = "qhub", version, long_version = crate::commands::version::LONG, propagate_version = true)]
+#[command(name = "qhub", version, long_version = crate::build_info::LONG, propagate_version = true)]
 pub struct Cli {
     /// Output format: human-readable text, or one JSON document on stdout for machines.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
@@ -18,15 +21,6 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// Human-readable text.
-    Text,
-    /// One JSON document on stdout.
-    Json,
 }
 
 /// The commands.

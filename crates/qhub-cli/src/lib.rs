@@ -5,6 +5,7 @@
 //! operation, 2 usage error, 3 changes pending (`plan`/`status --detailed-exitcode`), 130/143
 //! stopped by SIGINT/SIGTERM, 141 stdout closed by its reader.
 
+mod build_info;
 mod cli;
 mod commands;
 mod env;

@@ -6,7 +6,14 @@ use std::io::Write as _;
 
 use serde::Serialize;
 
-use crate::cli::OutputFormat;
+/// Output formats (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
 
 pub use qhub_core::engine::events::{SCHEMA_VERSION, now_rfc3339};
 

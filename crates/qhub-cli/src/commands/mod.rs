@@ -7,7 +7,7 @@ mod render;
 mod schema;
 mod upgrade;
 mod validate;
-pub(crate) mod version;
+mod version;
 
 use crate::cli::{Cli, Command};
 
