@@ -83,6 +83,7 @@ pub fn run() -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     init_tracing(cli.verbose, cli.output == OutputFormat::Json);
+    output::set_verbose(cli.verbose);
     match commands::dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) if err.downcast_ref::<output::ClosedPipe>().is_some() => {
