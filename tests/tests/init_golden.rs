@@ -1,13 +1,12 @@
 //! Golden files of `qhub init`: the config written for each provider (and each identity provider
-//! for one of them), with a fixed root password so the output is stable. Each must load with no
+//! for one of them), with no root password (the file goes into version control; a deploy
+//! generates the password into a Secret). Each must load with no
 //! error, and its text is snapshotted so a change to what `init` writes shows up in review.
 
 use qhub_core::config::init::{self, InitOptions};
 use qhub_core::config::{
     AuthenticationKind, CiKind, ConfigError, DEFAULT_FILE, ProviderKind, check_str,
 };
-
-const ROOT_PASSWORD: &str = "FixedRootPass123";
 
 fn options(provider: ProviderKind) -> InitOptions {
     InitOptions {
@@ -20,7 +19,7 @@ fn options(provider: ProviderKind) -> InitOptions {
         kubernetes_version: None,
         region: None,
         gcp_project: (provider == ProviderKind::Gcp).then(|| "my-gcp-project".to_string()),
-        root_password: ROOT_PASSWORD.into(),
+        root_password: None,
     }
 }
 
@@ -47,7 +46,8 @@ fn rendered(opts: &InitOptions) -> String {
             .keycloak
             .as_ref()
             .and_then(|k| k.initial_root_password.as_deref()),
-        Some(ROOT_PASSWORD)
+        None,
+        "init writes no secret into the config"
     );
     yaml
 }

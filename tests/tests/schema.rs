@@ -37,7 +37,7 @@ fn options(provider: ProviderKind, auth: AuthenticationKind, ci: CiKind) -> Init
         kubernetes_version: None,
         region: None,
         gcp_project: Some("my-gcp-project".into()),
-        root_password: "Sch3maTestPasswd".into(),
+        root_password: Some("Sch3maTestPasswd".into()),
     }
 }
 

@@ -14,11 +14,6 @@ use serde_json::{Value as Json, json};
 
 const V310: &str = "qhub-0.3.10-do.yaml";
 const V040: &str = "qhub-0.4.0-aws.yaml";
-const PASSWORD: &str = "Upgr4deTestPassw";
-
-fn password() -> String {
-    PASSWORD.to_string()
-}
 
 /// A temp dir holding `qhub-config.yaml` with `text`.
 fn setup(text: &str) -> (tempfile::TempDir, PathBuf) {
@@ -47,7 +42,7 @@ fn parse_json(text: &str) -> Json {
 /// Upgrades the 0.3.10 fixture in a fresh dir and returns (dir, config path, upgraded text).
 fn upgraded_310() -> (tempfile::TempDir, PathBuf, String) {
     let (dir, path) = setup(&fixture(V310));
-    upgrade_file(&path, false, &password).expect("0.3.10 config upgrades");
+    upgrade_file(&path, false).expect("0.3.10 config upgrades");
     let text = std::fs::read_to_string(&path).expect("read upgraded");
     (dir, path, text)
 }
@@ -88,8 +83,8 @@ fn upgrade_0310_loads_with_zero_errors() {
             .keycloak
             .as_ref()
             .and_then(|k| k.initial_root_password.as_deref()),
-        Some(PASSWORD),
-        "the root password comes from the closure"
+        None,
+        "upgrade writes no root password into the file: a deploy generates it into a Secret"
     );
     assert_eq!(config.kubernetes_version(), Some("1.21.5-do.0"));
     assert_eq!(
@@ -101,7 +96,7 @@ fn upgrade_0310_loads_with_zero_errors() {
         ])
     );
     // The text written is the text `migrate` validated.
-    let m = migrate(&fixture(V310), &password).expect("migrate");
+    let m = migrate(&fixture(V310)).expect("migrate");
     assert_eq!(m.text.as_deref(), Some(text.as_str()));
     assert_eq!(m.from_version, "0.3.10");
     assert_eq!(m.to_version, QHUB_VERSION);
@@ -182,7 +177,7 @@ fn upgrade_0310_writes_users_import_matching_fixture() {
 fn upgrade_0310_backup_is_byte_identical() {
     let original = fixture(V310);
     let (dir, path) = setup(&original);
-    let outcome = upgrade_file(&path, false, &password).expect("upgrade");
+    let outcome = upgrade_file(&path, false).expect("upgrade");
     let backup = dir.path().join("qhub-config.yaml.0.3.10.backup");
     assert_eq!(outcome.backup.as_deref(), Some(backup.as_path()));
     assert_eq!(
@@ -256,7 +251,8 @@ fn upgrade_0310_adds_sections_qhub_forgot() {
     assert_eq!(v["qhub_version"], json!(QHUB_VERSION));
     assert_eq!(
         v["security"]["keycloak"]["initial_root_password"],
-        json!(PASSWORD)
+        Json::Null,
+        "no secret is written into the config:\n{text}"
     );
     let config = load_file(&path).expect("loads").config;
     assert!(config.monitoring.as_ref().is_some_and(|t| t.enabled));
@@ -303,8 +299,7 @@ fn second_run_is_a_no_op() {
     let (dir, path, first) = upgraded_310();
     let before = listing(dir.path());
     let import_before = std::fs::read(dir.path().join(USERS_IMPORT_FILE)).unwrap();
-    let outcome = upgrade_file(&path, false, &|| "AnotherPassword1".to_string())
-        .expect("second upgrade succeeds");
+    let outcome = upgrade_file(&path, false).expect("second upgrade succeeds");
     assert!(
         outcome.migration.changes.is_empty(),
         "{:?}",
@@ -330,9 +325,9 @@ fn second_run_is_a_no_op() {
 #[test]
 fn migrate_is_idempotent_on_its_own_output() {
     for name in [V310, V040] {
-        let m = migrate(&fixture(name), &password).expect("migrate");
+        let m = migrate(&fixture(name)).expect("migrate");
         let text = m.text.expect("changes");
-        let again = migrate(&text, &password).expect("migrate again");
+        let again = migrate(&text).expect("migrate again");
         assert!(again.changes.is_empty(), "{name}: {:?}", again.changes);
         assert_eq!(again.text, None, "{name}");
         assert_eq!(again.users_import, None, "{name}");
@@ -343,14 +338,14 @@ fn migrate_is_idempotent_on_its_own_output() {
 fn dry_run_writes_nothing() {
     let original = fixture(V310);
     let (dir, path) = setup(&original);
-    let outcome = upgrade_file(&path, true, &password).expect("dry run");
+    let outcome = upgrade_file(&path, true).expect("dry run");
     assert!(!outcome.migration.changes.is_empty());
     assert!(outcome.migration.text.is_some());
     assert!(outcome.migration.users_import.is_some());
     assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
     assert_eq!(listing(dir.path()), set(&["qhub-config.yaml"]));
     // A real run afterwards still does the whole upgrade.
-    upgrade_file(&path, false, &password).expect("real run");
+    upgrade_file(&path, false).expect("real run");
     assert_eq!(listing(dir.path()).len(), 3);
 }
 
@@ -358,7 +353,7 @@ fn dry_run_writes_nothing() {
 fn upgrade_040_adds_missing_sections_and_password() {
     let original = fixture(V040);
     let (dir, path) = setup(&original);
-    let outcome = upgrade_file(&path, false, &password).expect("0.4.0 config upgrades");
+    let outcome = upgrade_file(&path, false).expect("0.4.0 config upgrades");
     assert_eq!(outcome.migration.from_version, "0.4.0");
     assert_eq!(outcome.users_import_file, None);
     assert_eq!(outcome.migration.users_import, None);
@@ -381,7 +376,7 @@ fn upgrade_040_adds_missing_sections_and_password() {
             .keycloak
             .as_ref()
             .and_then(|k| k.initial_root_password.as_deref()),
-        Some(PASSWORD)
+        None
     );
     assert_eq!(config.kubernetes_version(), Some("1.21"));
     let v = parse_json(&std::fs::read_to_string(&path).unwrap());
@@ -401,14 +396,40 @@ fn upgrade_040_adds_missing_sections_and_password() {
 }
 
 #[test]
-fn root_password_that_looks_like_a_number_stays_a_string() {
-    let m = migrate(&fixture(V040), &|| "0000000000001234".to_string()).expect("migrate");
+fn a_root_password_in_plain_text_is_kept_with_a_note_and_a_secret_reference_without() {
+    // QHub 0.4's own upgrade generated one into the file; ours leaves the file free of secrets
+    // but keeps what the user wrote (Keycloak was started with it).
+    let original = fixture(V040).replace(
+        "security:\n",
+        "security:\n  keycloak:\n    initial_root_password: '0000000000001234'\n",
+    );
+    assert_ne!(
+        original,
+        fixture(V040),
+        "the fixture has a `security:` line"
+    );
+    let m = migrate(&original).expect("migrate");
     let text = m.text.expect("changes");
     let v = parse_json(&text);
     assert_eq!(
         v["security"]["keycloak"]["initial_root_password"],
         json!("0000000000001234"),
         "{text}"
+    );
+    assert!(
+        m.notes.iter().any(|n| n.contains("plain text")),
+        "{:?}",
+        m.notes
+    );
+    let referenced = fixture(V040).replace(
+        "security:\n",
+        "security:\n  keycloak:\n    initial_root_password: QHUB_SECRET_ROOT\n",
+    );
+    let m = migrate(&referenced).expect("migrate");
+    assert!(
+        !m.notes.iter().any(|n| n.contains("plain text")),
+        "{:?}",
+        m.notes
     );
 }
 
@@ -442,7 +463,7 @@ fn plain_number_like_version_keeps_its_text() {
         "kubernetes_version: 1.21.5-do.0",
         "kubernetes_version: 1.20",
     );
-    let m = migrate(&text, &password).expect("migrate");
+    let m = migrate(&text).expect("migrate");
     let out = m.text.expect("changes");
     assert!(out.contains("  kubernetes_version: 1.20\n"), "{out}");
     let loaded = load_str(&out, Path::new("x")).expect("loads");
@@ -457,7 +478,7 @@ fn quoted_values_stay_strings() {
             "kubernetes_version: '1.20'",
         )
         .replace("hub_title: QHub - do-pytest", "hub_title: 'true'");
-    let m = migrate(&text, &password).expect("migrate");
+    let m = migrate(&text).expect("migrate");
     let out = m.text.expect("changes");
     let version = node_at(&out, &["digital_ocean", "kubernetes_version"]);
     assert_eq!(version.as_str(), Some("1.20"));
@@ -486,7 +507,7 @@ fn assert_untouched(dir: &Path, path: &Path, original: &str) {
 fn invalid_result_writes_nothing() {
     let original = fixture(V310).replace("domain: do.qhub.dev", "domain: not a domain!");
     let (dir, path) = setup(&original);
-    let err = upgrade_file(&path, false, &password).expect_err("bad domain must fail");
+    let err = upgrade_file(&path, false).expect_err("bad domain must fail");
     let ConfigError::Invalid { file, report } = &err else {
         panic!("expected Invalid, got {err}");
     };
@@ -496,7 +517,7 @@ fn invalid_result_writes_nothing() {
         "{report}"
     );
     assert_untouched(dir.path(), &path, &original);
-    assert!(migrate(&original, &password).is_err());
+    assert!(migrate(&original).is_err());
 }
 
 #[test]
@@ -508,7 +529,7 @@ fn min_above_max_writes_nothing() {
     );
     assert_ne!(original, fixture(V310));
     let (dir, path) = setup(&original);
-    let err = upgrade_file(&path, false, &password).expect_err("min > max must fail");
+    let err = upgrade_file(&path, false).expect_err("min > max must fail");
     assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
     assert_untouched(dir.path(), &path, &original);
 }
@@ -517,7 +538,7 @@ fn min_above_max_writes_nothing() {
 fn custom_authentication_is_refused_and_nothing_written() {
     let original = fixture(V310).replace("type: GitHub", "type: custom");
     let (dir, path) = setup(&original);
-    let err = upgrade_file(&path, false, &password).expect_err("custom auth must fail");
+    let err = upgrade_file(&path, false).expect_err("custom auth must fail");
     assert!(matches!(err, ConfigError::Usage(_)), "{err}");
     assert_untouched(dir.path(), &path, &original);
 }
@@ -526,7 +547,7 @@ fn custom_authentication_is_refused_and_nothing_written() {
 fn yaml_syntax_error_writes_nothing() {
     let original = format!("{}\n  bad: [unclosed\n", fixture(V310));
     let (dir, path) = setup(&original);
-    let err = upgrade_file(&path, false, &password).expect_err("syntax error must fail");
+    let err = upgrade_file(&path, false).expect_err("syntax error must fail");
     assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
     assert_untouched(dir.path(), &path, &original);
 }
@@ -537,7 +558,7 @@ fn stale_backup_of_another_original_is_not_overwritten() {
     let (dir, path) = setup(&original);
     let backup = dir.path().join("qhub-config.yaml.0.3.10.backup");
     std::fs::write(&backup, "something else\n").unwrap();
-    let err = upgrade_file(&path, false, &password).expect_err("must refuse");
+    let err = upgrade_file(&path, false).expect_err("must refuse");
     assert!(matches!(err, ConfigError::AlreadyExists { .. }), "{err}");
     assert_eq!(
         std::fs::read_to_string(&backup).unwrap(),
@@ -552,7 +573,7 @@ fn old_scalar_ci_cd_becomes_a_section() {
         "ci_cd:\n  type: github-actions\n  branch: main\n",
         "ci_cd: github-actions\n",
     );
-    let m = migrate(&text, &password).expect("migrate");
+    let m = migrate(&text).expect("migrate");
     let v = parse_json(&m.text.expect("changes"));
     assert_eq!(
         v["ci_cd"],
@@ -566,7 +587,7 @@ fn backup_stays_beside_the_config_whatever_the_old_version_says() {
     // to point the backup elsewhere or make it unwritable.
     let original = fixture(V310).replace("qhub_version: 0.3.10", "qhub_version: 0.3.10/../../rc1");
     let (dir, path) = setup(&original);
-    let outcome = upgrade_file(&path, false, &password).expect("upgrade");
+    let outcome = upgrade_file(&path, false).expect("upgrade");
     let backup = outcome.backup.expect("backup");
     assert_eq!(backup.parent(), Some(dir.path()), "{}", backup.display());
     assert_eq!(std::fs::read_to_string(&backup).unwrap(), original);

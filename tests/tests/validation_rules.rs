@@ -20,7 +20,7 @@ security:
   authentication:
     type: password
   keycloak:
-    initial_root_password: fixed-password
+    realm_display_name: QHub
 "
     )
 }
@@ -1047,7 +1047,7 @@ fn password_auth_takes_no_config() {
 
 #[test]
 fn security_users_and_groups_of_qhub_0_3_are_rejected_with_an_upgrade_hint() {
-    let line = "    initial_root_password: fixed-password";
+    let line = "    realm_display_name: QHub";
     let text = replace_line(
         &aws(),
         9,
@@ -1633,4 +1633,59 @@ proptest! {
         prop_assert_eq!(flagged, min > max, "{}", dump(&report));
         prop_assert_eq!(report.has_errors(), min > max);
     }
+}
+
+#[test]
+fn a_root_password_in_plain_text_is_a_warning_and_a_secret_reference_or_none_is_not() {
+    let line = "    realm_display_name: QHub";
+    let warnings = |text: &str| -> Vec<String> {
+        let report = check(text);
+        assert!(!report.has_errors(), "{}", dump(&report));
+        report
+            .warnings()
+            .map(|d| {
+                format!(
+                    "{} {} {}",
+                    d.path,
+                    d.message,
+                    d.hint.as_deref().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    let plain = replace_line(&aws(), 9, line, "    initial_root_password: fixed-password");
+    let found = warnings(&plain);
+    assert!(
+        found.iter().any(
+            |w| w.starts_with("security.keycloak.initial_root_password ")
+                && w.contains("plain text")
+                && w.contains("qhub secrets show keycloak-admin")
+        ),
+        "{found:#?}"
+    );
+    // QHub compatibility: the config still loads and keeps the password.
+    let loaded = assert_valid(&plain);
+    assert_eq!(
+        loaded
+            .config
+            .security
+            .keycloak
+            .as_ref()
+            .and_then(|k| k.initial_root_password.as_deref()),
+        Some("fixed-password")
+    );
+    let referenced = replace_line(
+        &aws(),
+        9,
+        line,
+        "    initial_root_password: QHUB_SECRET_ROOT_PASSWORD",
+    );
+    assert!(
+        !warnings(&referenced)
+            .iter()
+            .any(|w| w.contains("plain text")),
+        "{:#?}",
+        warnings(&referenced)
+    );
+    assert!(warnings(&aws()).is_empty(), "{:#?}", warnings(&aws()));
 }

@@ -4,10 +4,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+// Defined beside the printing it selects, so that output.rs needs nothing from here.
+pub use crate::output::OutputFormat;
+
 /// qhub: a complete data-science platform (JupyterHub, Dask Gateway, conda-store, Keycloak, …)
 /// on Kubernetes, from one qhub-config.yaml.
 #[derive(Debug, Parser)]
-#[command(name = "qhub", version, long_version = crate::commands::version::LONG, propagate_version = true)]
+#[command(name = "qhub", version, long_version = crate::build_info::LONG, propagate_version = true)]
 pub struct Cli {
     /// Output format: human-readable text, or one JSON document on stdout for machines.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
@@ -18,15 +21,6 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// Human-readable text.
-    Text,
-    /// One JSON document on stdout.
-    Json,
 }
 
 /// The commands.
@@ -55,9 +49,61 @@ pub enum Command {
     /// Print qhub's version, the commit and date it was built from, and the QHub config
     /// version it reads and writes.
     Version,
+    /// Print a secret the deployment generated and keeps in the cluster (never in the config
+    /// file), e.g. `qhub secrets show keycloak-admin`.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// Print a shell completion script: `qhub completions bash > ~/.local/share/bash-completion/completions/qhub`.
+    Completions(CompletionsArgs),
     /// Print the JSON Schema of qhub-config.yaml (for editors and CI checks) or of what
     /// `--output json` prints, or the configuration reference generated from the first.
     Schema(SchemaArgs),
+}
+
+/// `qhub secrets`.
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Print one secret's value on stdout (its user name, where it has one, on stderr).
+    Show(SecretsShowArgs),
+}
+
+/// The secrets `qhub secrets show` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SecretName {
+    /// The password of Keycloak's bootstrap admin `root` (Secret `keycloak-admin` in the
+    /// deployment's namespace; the config's `security.keycloak.initial_root_password` when it
+    /// sets one).
+    KeycloakAdmin,
+}
+
+/// `qhub secrets show`.
+#[derive(Debug, Args)]
+pub struct SecretsShowArgs {
+    /// Which secret.
+    #[arg(value_enum)]
+    pub name: SecretName,
+    /// The config file.
+    #[arg(long, short = 'c', default_value = "qhub-config.yaml")]
+    pub config: PathBuf,
+}
+
+/// Shells `qhub completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
+}
+
+/// `qhub completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: Shell,
 }
 
 /// The schemas `qhub schema` prints.

@@ -5,6 +5,7 @@
 //! operation, 2 usage error, 3 changes pending (`plan`/`status --detailed-exitcode`), 130/143
 //! stopped by SIGINT/SIGTERM, 141 stdout closed by its reader.
 
+mod build_info;
 mod cli;
 mod commands;
 mod env;
@@ -82,6 +83,7 @@ pub fn run() -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     init_tracing(cli.verbose, cli.output == OutputFormat::Json);
+    output::set_verbose(cli.verbose);
     match commands::dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) if err.downcast_ref::<output::ClosedPipe>().is_some() => {

@@ -6,12 +6,31 @@ use std::io::Write as _;
 
 use serde::Serialize;
 
-use crate::cli::OutputFormat;
+/// Output formats (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
 
 pub use qhub_core::events::{SCHEMA_VERSION, now_rfc3339};
 
 /// The JSON Schema of every document and event `--output json` prints.
 pub const OUTPUT_SCHEMA: &str = include_str!("../schemas/output.schema.json");
+
+static VERBOSE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Sets the `-v` count the text output reads (`-v`: every object, not only each component).
+pub fn set_verbose(count: u8) {
+    VERBOSE.store(count, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The `-v` count.
+pub fn verbose() -> u8 {
+    VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Stdout was closed by its reader (`qhub plan | head -1`): the command stops quietly and
 /// exits with [`crate::EXIT_CLOSED_PIPE`], as a process killed by SIGPIPE reports in a shell.

@@ -276,12 +276,15 @@ impl Rng {
 }
 
 /// Spawns `qhub args` and SIGKILLs it the moment it reports its `after`-th finished change on
-/// stderr (a progress line starting with `✓`), so the kill lands mid-run whatever the
-/// machine's load. Says whether it was killed (false: it ended before reaching that point).
+/// stderr (with `-v`, a progress line per object: `[  1.2s] ✓ …`), so the kill lands mid-run
+/// whatever the machine's load. Says whether it was killed (false: it ended before reaching
+/// that point).
 fn kill_after_changes(aws: &Aws, args: &[&str], after: u64) -> bool {
     use std::io::BufRead;
     let mut child = aws
-        .command(args)
+        .command(&[args, &["-v"]].concat())
+        // Progress lines, not info logs.
+        .env("QHUB_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -290,7 +293,16 @@ fn kill_after_changes(aws: &Aws, args: &[&str], after: u64) -> bool {
     let mut done = 0;
     for line in std::io::BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
-        if line.starts_with('✓') {
+        // One object's change done (not a component's summary line).
+        let object_done = [
+            ": Create done",
+            ": Update done",
+            ": Replace done",
+            ": Delete done",
+        ]
+        .iter()
+        .any(|p| line.contains(p));
+        if object_done {
             done += 1;
             if done == after {
                 // Child::kill is SIGKILL on unix.
@@ -308,7 +320,7 @@ fn validate_and_plan_the_default_aws_config() {
     let aws = Aws::new();
     aws.ok(&["validate"]);
 
-    let out = aws.ok(&["plan", "--stage", "infrastructure"]);
+    let out = aws.ok(&["plan", "--stage", "infrastructure", "-v"]);
     let text = redact(&aws, &stdout(&out));
     for id in INFRA {
         assert!(text.contains(id), "{id} missing from the plan:\n{text}");
@@ -723,7 +735,7 @@ fn a_duplicate_resource_is_seen_and_removed() {
         ],
         "the extra copies must go: {plan:#}"
     );
-    let text = stdout(&aws.ok(&["plan", "--stage", "infrastructure"]));
+    let text = stdout(&aws.ok(&["plan", "--stage", "infrastructure", "-v"]));
     assert!(
         text.contains(&format!("- internet_gateway/demo-dev~{igw}")),
         "{text}"

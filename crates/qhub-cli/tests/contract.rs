@@ -143,6 +143,10 @@ fn every_json_document_and_event_follows_the_published_schema() {
     let status = qhub(d, &["-o", "json", "status"]);
     contract.check_run("status", &status);
     assert_eq!(json_stdout(&status)["in_sync"], true);
+    let secret = qhub(d, &["-o", "json", "secrets", "show", "keycloak-admin"]);
+    assert_eq!(code(&secret), 0, "{}", describe(&secret));
+    contract.check_run("secrets_show", &secret);
+    assert_eq!(json_stdout(&secret)["source"], "cluster");
     contract.check_run(
         "render",
         &qhub(d, &["-o", "json", "render", "--manifests", "out"]),

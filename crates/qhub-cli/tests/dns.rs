@@ -250,7 +250,7 @@ async fn plan_shows_the_dns_record_with_the_flags() {
         describe(&out)
     );
     let flags = ["--dns-provider", "cloudflare", "--dns-auto-provision"];
-    let out = run(dir.path(), &[&["plan"][..], &flags].concat(), &env).await;
+    let out = run(dir.path(), &[&["plan", "-v"][..], &flags].concat(), &env).await;
     assert_eq!(code(&out), 0, "{}", describe(&out));
     assert!(
         stdout(&out).contains("+ DnsRecord/demo.example.com"),

@@ -46,7 +46,9 @@ fn interrupt_then_rerun(signal: &str, code: i32) {
     assert!(init.status.success(), "{init:?}");
     // Slow enough that the cluster (600 s real, 6 s here) is in flight when Ctrl-C arrives.
     let mut child = qhub(dir.path(), "0.01")
-        .args(["deploy", "--disable-prompt"])
+        // `-v`: a progress line per object, so the cluster's start shows; logs stay at warn.
+        .args(["deploy", "--disable-prompt", "-v"])
+        .env("QHUB_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

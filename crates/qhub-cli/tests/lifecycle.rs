@@ -657,7 +657,29 @@ fn assert_interrupted(sb: &Sandbox, out: &Output, before: &Writes, n: u64, conte
 fn plan_on_a_fresh_config_shows_only_creates() {
     let sb = Sandbox::new();
 
-    let out = sb.ok(&["plan"]);
+    // By stage and component: no object is named, every component is counted.
+    let grouped = stdout(&sb.ok(&["plan"]));
+    for id in expected() {
+        assert!(
+            !grouped.contains(&format!("+ {id}\n")),
+            "the default plan names `{id}`:\n{grouped}"
+        );
+    }
+    for line in ["  keycloak ", "  keycloak-config ", "  node_group "] {
+        assert!(grouped.contains(line), "no `{line}` line:\n{grouped}");
+    }
+    assert!(
+        grouped.contains("(`-v` lists every object and field)"),
+        "{grouped}"
+    );
+    assert!(
+        grouped.lines().count() * 2 < expected().len(),
+        "{} lines for {} changes:\n{grouped}",
+        grouped.lines().count(),
+        expected().len()
+    );
+
+    let out = sb.ok(&["plan", "-v"]);
     let text = stdout(&out);
     for id in expected() {
         assert!(
@@ -767,7 +789,7 @@ fn raising_max_nodes_plans_one_update_and_changing_instance_a_replace() {
         expected().len() - 1,
         "{plan:#}"
     );
-    let text = stdout(&sb.ok(&["plan"]));
+    let text = stdout(&sb.ok(&["plan", "-v"]));
     assert!(
         text.contains("~ node_group/demo-dev-user") && text.contains("max_nodes"),
         "text plan of the update:\n{text}"
@@ -905,8 +927,21 @@ fn status_json_lists_resources_of_both_stages_and_in_sync() {
 
     let text = stdout(&sb.ok(&["status"]));
     assert!(text.contains("in sync"), "text status:\n{text}");
+    // By component: a line each, no object named, Keycloak's configuration included.
+    assert!(
+        text.lines().count() < owned().len(),
+        "{} lines for {} resources:\n{text}",
+        text.lines().count(),
+        owned().len()
+    );
+    assert!(
+        text.contains("keycloak-config") && text.contains(" ready"),
+        "text status:\n{text}"
+    );
+    let text = stdout(&sb.ok(&["status", "-v"]));
+    assert!(text.contains("in sync"), "text status:\n{text}");
     for id in owned() {
-        assert!(text.contains(id), "text status lacks {id}:\n{text}");
+        assert!(text.contains(id), "text status -v lacks {id}:\n{text}");
     }
 
     sb.edit_config(
@@ -964,7 +999,7 @@ fn deploy_and_destroy_without_prompt_on_a_non_terminal_are_usage_errors() {
 #[test]
 fn kubernetes_stage_plan_on_a_fresh_config_shows_only_the_kubernetes_creates() {
     let sb = Sandbox::new();
-    let out = sb.ok(&["plan", "--stage", "kubernetes"]);
+    let out = sb.ok(&["plan", "--stage", "kubernetes", "-v"]);
     let text = stdout(&out);
     for id in kube_stage() {
         assert!(
@@ -1647,15 +1682,11 @@ fn prevent_deploy_refuses_to_deploy() {
 fn an_unset_secret_fails_plan_naming_the_variable() {
     const VAR: &str = "QHUB_LIFECYCLE_TEST_UNSET_SECRET";
     let sb = Sandbox::new();
-    let text = std::fs::read_to_string(sb.config_path()).expect("config");
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("initial_root_password:"))
-        .unwrap_or_else(|| panic!("no initial_root_password in the config:\n{text}"))
-        .to_string();
     sb.edit_config(
-        &line,
-        &format!("    initial_root_password: QHUB_SECRET_{VAR}"),
+        "  shared_users_group: true\n",
+        &format!(
+            "  shared_users_group: true\n  keycloak:\n    initial_root_password: QHUB_SECRET_{VAR}\n"
+        ),
     );
 
     let mut cmd = sb.command(&["plan"]);
@@ -1694,7 +1725,10 @@ fn sigkilled_deploys_converge_on_rerun() {
         let context =
             format!("round {round}: SIGKILL at progress event {after} (QHUB_TEST_SEED={seed})");
         let mut child = sb
-            .command(&["deploy", "--disable-prompt"])
+            // `-v`: a progress line per object, not only per component.
+            .command(&["deploy", "--disable-prompt", "-v"])
+            // Progress lines, not info logs: they would only slow the test down.
+            .env("QHUB_LOG", "warn")
             .env("QHUB_SANDBOX_TIME_SCALE", "0.002")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -1703,7 +1737,15 @@ fn sigkilled_deploys_converge_on_rerun() {
         let progress = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
         let mut seen = 0;
         for line in std::io::BufRead::lines(progress).map_while(Result::ok) {
-            if line.starts_with('✓') || line.contains(": started ") {
+            let object_done = [
+                ": Create done",
+                ": Update done",
+                ": Replace done",
+                ": Delete done",
+            ]
+            .iter()
+            .any(|p| line.contains(p));
+            if object_done || line.contains(": started ") {
                 seen += 1;
                 if seen == after {
                     // Child::kill is SIGKILL on unix.
@@ -1752,15 +1794,7 @@ fn sigkilled_deploys_converge_on_rerun() {
 #[test]
 fn trace_logs_never_print_a_credential() {
     let sb = Sandbox::new();
-    let config = std::fs::read_to_string(sb.config_path()).expect("config");
-    let password = config
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("initial_root_password:"))
-        .map(|p| p.trim().trim_matches('"').to_string())
-        .expect("qhub init writes a root password");
-    assert!(password.len() >= 8, "{password}");
     let secrets = [
-        ("the Keycloak root password", password.as_str()),
         ("AWS_SECRET_ACCESS_KEY", "qhubTraceSecret/0123456789"),
         ("AWS_SESSION_TOKEN", "qhubTraceSessionToken0123456789"),
         ("DIGITALOCEAN_TOKEN", "dop_v1_qhubtrace0123456789"),
@@ -1771,20 +1805,14 @@ fn trace_logs_never_print_a_credential() {
     ];
     let env: Vec<(&str, &str)> = secrets
         .iter()
-        .filter(|(name, _)| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
-        .map(|(name, value)| (*name, *value))
+        .copied()
         .chain([
             ("QHUB_LOG", "trace"),
             ("AWS_ACCESS_KEY_ID", "AKIAQHUBTRACE0000001"),
         ])
         .collect();
-    for args in [
-        &["deploy", "--disable-prompt"][..],
-        &["plan"],
-        &["--output", "json", "plan"],
-        &["status"],
-        &["destroy", "--disable-prompt"],
-    ] {
+    let mut printed = Vec::new();
+    let mut run = |args: &[&str]| {
         let out = sb.run_env(args, &env);
         assert_eq!(code(&out), 0, "qhub {}: {}", args.join(" "), describe(&out));
         let all = format!("{}{}", stdout(&out), stderr(&out));
@@ -1793,11 +1821,34 @@ fn trace_logs_never_print_a_credential() {
             "qhub {}: QHUB_LOG=trace printed no trace lines",
             args.join(" ")
         );
-        for (name, value) in secrets {
+        printed.push((args.join(" "), all));
+    };
+    for args in [
+        &["deploy", "--disable-prompt"][..],
+        &["plan"],
+        &["--output", "json", "plan"],
+        &["status"],
+    ] {
+        run(args);
+    }
+    // The config holds no password: the deploy generated it into the Secret.
+    let shown = sb
+        .command(&["secrets", "show", "keycloak-admin"])
+        .output()
+        .expect("qhub runs");
+    assert_eq!(code(&shown), 0, "{}", describe(&shown));
+    let password = stdout(&shown).trim().to_string();
+    assert!(password.len() >= 8, "{}", describe(&shown));
+    run(&["destroy", "--disable-prompt"]);
+    for (args, all) in &printed {
+        for (name, value) in secrets
+            .iter()
+            .copied()
+            .chain([("the Keycloak root password", password.as_str())])
+        {
             assert!(
                 !all.contains(value),
-                "qhub {}: {name} appears in the trace output",
-                args.join(" ")
+                "qhub {args}: {name} appears in the trace output"
             );
         }
     }

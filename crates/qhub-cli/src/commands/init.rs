@@ -85,7 +85,8 @@ pub fn run(args: &InitArgs, format: OutputFormat) -> anyhow::Result<u8> {
         kubernetes_version: args.kubernetes_version.clone(),
         region: args.region.clone(),
         gcp_project,
-        root_password: init::random_password(),
+        // Nothing secret goes into the file: it is meant for version control.
+        root_password: None,
     };
     let config = init::write(&opts, &args.config)?;
     match format {
@@ -105,7 +106,10 @@ pub fn run(args: &InitArgs, format: OutputFormat) -> anyhow::Result<u8> {
                 config.domain
             );
             println!(
-                "the Keycloak root password is in security.keycloak.initial_root_password; keep the file private"
+                "{} holds no secret and can go into version control: the first deploy generates Keycloak's admin (`root`) password into the Secret `keycloak-admin` in namespace `{}` (print it with `{}`); other secrets come from the environment (a value `QHUB_SECRET_NAME` in the config reads $NAME)",
+                args.config.display(),
+                config.namespace,
+                crate::command_for("secrets show keycloak-admin", &args.config),
             );
             match opts.auth {
                 AuthenticationKind::GitHub => println!(

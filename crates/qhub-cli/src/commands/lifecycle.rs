@@ -17,11 +17,15 @@ use crate::cli::{
     StatusArgs, TargetArgs,
 };
 
-struct Session {
-    config: Config,
-    engine: Engine,
+/// A loaded config with its engine and a runtime to run it on.
+pub(crate) struct Session {
+    /// The config, secrets resolved.
+    pub(crate) config: Config,
+    /// The engine over the config's provider.
+    pub(crate) engine: Engine,
     stages: StageFilter,
-    runtime: tokio::runtime::Runtime,
+    /// The async runtime.
+    pub(crate) runtime: tokio::runtime::Runtime,
 }
 
 /// The providers this build knows: the sandbox plus the cloud crates.
@@ -134,7 +138,7 @@ pub(crate) fn load(path: &std::path::Path) -> anyhow::Result<config::Loaded> {
 
 /// Loads the config and builds its engine: `apply` and `allow_replace` as the command's flags
 /// give them (the defaults for commands without those flags).
-fn session_with(
+pub(crate) fn session_with(
     args: &TargetArgs,
     apply: &ApplyArgs,
     allow_replace: &[qhub_core::plan::ResourceId],
@@ -213,7 +217,10 @@ pub fn plan(args: &PlanArgs, format: OutputFormat) -> anyhow::Result<u8> {
             doc["in_sync"] = plan.is_empty().into();
             crate::output::json(&doc)?;
         }
-        OutputFormat::Text => crate::output::stdout(&plan.render_text())?,
+        OutputFormat::Text => crate::output::stdout(&super::groups::plan_text(
+            &plan,
+            crate::output::verbose() > 0,
+        ))?,
     }
     Ok(detailed(args.detailed_exitcode, plan.is_empty()))
 }
@@ -243,7 +250,10 @@ fn apply(
         return Ok((0, None));
     }
     if format == OutputFormat::Text {
-        print!("{}", plan.render_text());
+        print!(
+            "{}",
+            super::groups::plan_text(plan, crate::output::verbose() > 0)
+        );
     }
     if !confirm(question, args)? {
         eprintln!("nothing changed");
@@ -264,7 +274,7 @@ fn apply(
             eprintln!("aborted; re-run the command to converge");
             std::process::exit(i32::from(second));
         });
-        let sink = super::progress::sink(format);
+        let sink = super::progress::grouped(format, super::groups::of_plan(plan));
         anyhow::Ok(locked.apply(plan, sink, cancel).await)
     })?;
     if format == OutputFormat::Text {
@@ -603,14 +613,24 @@ pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
             );
             if observed.is_empty() {
                 println!("  nothing deployed");
+            } else if crate::output::verbose() == 0 {
+                print!("{}", super::groups::status_text(&observed, &plan));
+                println!("  (`-v` lists every object with its cloud id)");
             }
-            for o in &observed {
+            // Every object with `-v`; the column as wide as the longest id, so that none breaks
+            // the table.
+            let width = observed
+                .iter()
+                .map(|o| o.id.to_string().len())
+                .max()
+                .unwrap_or(0);
+            for o in observed.iter().filter(|_| crate::output::verbose() > 0) {
                 let detail = match &o.state {
                     ResourceState::Pending(d) | ResourceState::Failed(d) => format!("  ({d})"),
                     ResourceState::Ready => String::new(),
                 };
                 println!(
-                    "  {:<40} {:<10} {}{detail}",
+                    "  {:<width$}  {:<7}  {}{detail}",
                     o.id.to_string(),
                     o.state.word(),
                     o.cloud_id.as_deref().unwrap_or("-")

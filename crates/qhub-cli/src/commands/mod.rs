@@ -1,13 +1,16 @@
 //! One module per command.
 
+mod completions;
+mod groups;
 mod init;
 mod lifecycle;
 mod progress;
 mod render;
 mod schema;
+mod secrets;
 mod upgrade;
 mod validate;
-pub(crate) mod version;
+mod version;
 
 use crate::cli::{Cli, Command};
 
@@ -26,5 +29,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Render(args) => render::run(args, cli.output),
         Command::Schema(args) => schema::run(args, cli.output),
         Command::Version => version::run(cli.output),
+        Command::Secrets(crate::cli::SecretsCommand::Show(args)) => secrets::show(args, cli.output),
+        Command::Completions(args) => completions::run(args),
     }
 }

@@ -1,12 +1,12 @@
 //! `qhub upgrade`.
 
-use qhub_core::config::{init::random_password, upgrade};
+use qhub_core::config::upgrade;
 
 use crate::cli::{OutputFormat, UpgradeArgs};
 
 /// Migrates the config in place (or shows what would change with `--dry-run`).
 pub fn run(args: &UpgradeArgs, format: OutputFormat) -> anyhow::Result<u8> {
-    let outcome = upgrade::upgrade_file(&args.config, args.dry_run, &random_password)?;
+    let outcome = upgrade::upgrade_file(&args.config, args.dry_run)?;
     let m = &outcome.migration;
     match format {
         OutputFormat::Json => crate::output::json(&serde_json::json!({

@@ -51,13 +51,16 @@ pub struct InitOptions {
     pub region: Option<String>,
     /// GCP project id (required for `gcp`).
     pub gcp_project: Option<String>,
-    /// The Keycloak root password to write.
-    pub root_password: String,
+    /// A Keycloak root password to write into the config, or `None` (what `qhub init` does:
+    /// the config goes into version control, and a deploy generates the admin password once
+    /// into the Secret `keycloak-admin`). Tests and embedders set one for a fixed password.
+    pub root_password: Option<String>,
 }
 
 impl InitOptions {
-    /// Options with `qhub init`'s defaults: password login, GitHub Actions, the default
-    /// Kubernetes version and region, namespace `dev`.
+    /// Options with `qhub init`'s defaults (password login, GitHub Actions, the default
+    /// Kubernetes version and region, namespace `dev`) and a fixed root password, for tests
+    /// and embedders; `qhub init` itself sets [`InitOptions::root_password`] to `None`.
     pub fn new(provider: ProviderKind, project: &str, domain: &str, root_password: &str) -> Self {
         Self {
             provider,
@@ -69,7 +72,7 @@ impl InitOptions {
             kubernetes_version: None,
             region: None,
             gcp_project: None,
-            root_password: root_password.into(),
+            root_password: Some(root_password.into()),
         }
     }
 }
@@ -309,8 +312,8 @@ pub fn render(opts: &InitOptions) -> Result<Config, ConfigError> {
                 },
             },
             shared_users_group: Some(true),
-            keycloak: Some(Keycloak {
-                initial_root_password: Some(opts.root_password.clone()),
+            keycloak: opts.root_password.as_ref().map(|password| Keycloak {
+                initial_root_password: Some(password.clone()),
                 overrides: None,
                 realm_display_name: None,
             }),

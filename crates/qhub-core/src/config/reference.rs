@@ -130,7 +130,8 @@ Warnings:
 - `<provider>.node_groups.<name>.guest_accelerators`: only used on GCP.
 - `certificate.acme_email` / `.acme_server` without `type: lets-encrypt`, and
   `certificate.secret_name` without `type: existing`, are ignored.
-- `security.keycloak.initial_root_password`: not set, so Keycloak's `root` admin cannot log in.
+- `security.keycloak.initial_root_password`: a password in plain text (not a `QHUB_SECRET_X`
+  reference); leave it out and a deploy generates one into the Secret `keycloak-admin`.
 - `environments.<file>.dependencies[]`: an installer list other than `pip:`.
 - `helm_extensions` (non-empty), `prefect` and `clearml` (enabled): not supported yet.
 - `terraform_state` and `terraform_overrides`: ignored.

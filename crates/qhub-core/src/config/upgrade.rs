@@ -2,7 +2,8 @@
 //!
 //! The migration works on the YAML tree, so values it does not touch keep their exact text.
 //! It does what QHub's own upgrade did (users and groups to a Keycloak import file, removed keys
-//! dropped, `access` added to profiles, a Keycloak root password generated, a backup kept) and
+//! dropped, `access` added to profiles, a backup kept; not QHub's generated root password, which
+//! a deploy now keeps in a Secret instead of the file) and
 //! adds what QHub's forgot (the `monitoring`, `argo_workflows`, `kbatch` and other sections QHub
 //! 0.4 needs), then validates the result before anything is written.
 
@@ -120,9 +121,10 @@ fn toggle_on() -> Node {
     Node::from_json(&json!({"enabled": true}))
 }
 
-/// Migrates config text. `password` supplies a Keycloak root password when one must be added.
-/// The result is validated; an error lists what the user must still fix by hand.
-pub fn migrate(text: &str, password: &dyn Fn() -> String) -> Result<Migration, ConfigError> {
+/// Migrates config text. No secret is added: a deploy generates Keycloak's admin password into
+/// a Secret when the config sets none. The result is validated; an error lists what the user
+/// must still fix by hand.
+pub fn migrate(text: &str) -> Result<Migration, ConfigError> {
     let mut root = yaml::parse(text).map_err(|e| ConfigError::Invalid {
         file: PathBuf::from(super::DEFAULT_FILE),
         report: super::Report {
@@ -176,21 +178,18 @@ pub fn migrate(text: &str, password: &dyn Fn() -> String) -> Result<Migration, C
                 }
             }
         }
-        let has_password = security
+        // No root password is generated into the file any more: the config is kept in version
+        // control, and a deploy generates Keycloak's admin password once into the Secret
+        // `keycloak-admin` when the config sets none (`qhub secrets show keycloak-admin`).
+        let literal_password = security
             .get("keycloak")
             .and_then(|k| k.get("initial_root_password"))
-            .is_some_and(|p| !p.is_null() && p.as_str().is_some_and(|s| !s.trim().is_empty()));
-        if !has_password {
-            if security
-                .get("keycloak")
-                .is_none_or(|k| !matches!(k.value, Value::Map(_)))
-            {
-                security.insert("keycloak", Node::from_json(&json!({})));
-            }
-            if let Some(keycloak) = security.get_mut("keycloak") {
-                keycloak.insert("initial_root_password", Node::string(password()));
-            }
-            changes.push("generated security.keycloak.initial_root_password".into());
+            .and_then(Node::as_str)
+            .is_some_and(|p| !p.trim().is_empty() && !p.starts_with("QHUB_SECRET_"));
+        if literal_password {
+            notes.push(
+                "security.keycloak.initial_root_password holds a password in plain text; remove it (deploy keeps the admin password in the Secret `keycloak-admin`) or write QHUB_SECRET_NAME and export NAME".into(),
+            );
         }
     }
 
@@ -297,16 +296,12 @@ fn write_err(e: crate::fs::WriteError) -> ConfigError {
 
 /// Upgrades a config file in place: writes the backup (`<file>.<old-version>.backup`) and the
 /// users import first, then replaces the config atomically. With `dry_run`, writes nothing.
-pub fn upgrade_file(
-    path: &Path,
-    dry_run: bool,
-    password: &dyn Fn() -> String,
-) -> Result<Outcome, ConfigError> {
+pub fn upgrade_file(path: &Path, dry_run: bool) -> Result<Outcome, ConfigError> {
     let original = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let migration = migrate(&original, password).map_err(|e| match e {
+    let migration = migrate(&original).map_err(|e| match e {
         ConfigError::Invalid { report, .. } => ConfigError::Invalid {
             file: path.to_path_buf(),
             report,

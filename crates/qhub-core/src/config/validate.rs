@@ -581,17 +581,21 @@ fn check_security(cx: &mut Ctx<'_>) {
         }
         (None, AuthenticationKind::Password) => {}
     }
+    // Unset is the recommended way: a deploy generates the admin password once into the
+    // Secret `keycloak-admin`. A password written into the config itself still works (QHub
+    // 0.4's `qhub init` wrote one), but the config is kept in version control; a
+    // `QHUB_SECRET_` reference keeps the value out of the file.
     if security
         .keycloak
         .as_ref()
         .and_then(|k| k.initial_root_password.as_deref())
-        .is_none_or(str::is_empty)
+        .is_some_and(|p| !p.trim().is_empty() && !p.contains(super::secrets::PREFIX))
     {
         cx.warn(
             path.key("keycloak").key("initial_root_password"),
-            "no Keycloak root password is set; Keycloak's `root` admin cannot log in",
+            "Keycloak's root password is written in plain text in the config, which is kept in version control",
             Some(
-                "set `security.keycloak.initial_root_password` (`qhub init` generates one)".into(),
+                "remove the key (a deploy then generates the password into the Secret `keycloak-admin`; `qhub secrets show keycloak-admin` prints it), or write `QHUB_SECRET_NAME` and export NAME".into(),
             ),
         );
     }
