@@ -221,6 +221,30 @@ fn every_base_config_is_valid_without_warnings() {
     assert_eq!(aws().lines().count(), AWS_LINES);
 }
 
+#[test]
+fn enabled_services_that_are_not_built_get_a_warning_naming_the_key() {
+    let text = append(
+        &aws(),
+        "monitoring:\n  enabled: true\nargo_workflows:\n  enabled: true\nkbatch:\n  enabled: true\ncdsdashboards:\n  enabled: true\n",
+    );
+    let report = check(&text);
+    assert!(!report.has_errors(), "{}", dump(&report));
+    let warnings: Vec<&Diagnostic> = report.warnings().collect();
+    for key in ["monitoring", "argo_workflows", "kbatch", "cdsdashboards"] {
+        assert!(
+            warnings.iter().any(|d| d.path.section() == key
+                && d.message.contains(&format!("`{key}` is enabled"))
+                && d.message.contains("not deployed by qhub-rs yet")),
+            "{key}:\n{}",
+            dump(&report)
+        );
+    }
+    assert_eq!(warnings.len(), 4, "{}", dump(&report));
+    // Switched off, they are quiet.
+    let off = text.replace("enabled: true", "enabled: false");
+    assert_eq!(check(&off).warnings().count(), 0, "{}", dump(&check(&off)));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Structural rules: keys and types.
 

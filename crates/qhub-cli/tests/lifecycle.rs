@@ -67,12 +67,10 @@ const KUBE: [&str; 32] = [
     "TLSStore.traefik.io/dev/default",
 ];
 
-/// Keycloak's configuration a full deploy creates through the (emulated) admin API, sorted.
-const IDENTITY: [&str; 9] = [
-    "keycloak_client/conda_store",
-    "keycloak_client/dask_gateway",
-    "keycloak_client/grafana",
-    "keycloak_client/jupyterhub",
+/// Keycloak's configuration a full deploy creates through the (emulated) admin API, sorted: no
+/// client, as no component with a login (JupyterHub, Dask Gateway, conda-store, Grafana) is
+/// built yet.
+const IDENTITY: [&str; 5] = [
     "keycloak_group/admin",
     "keycloak_group/analyst",
     "keycloak_group/developer",

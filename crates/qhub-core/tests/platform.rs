@@ -18,7 +18,11 @@ use qhub_core::sandbox::SandboxProvider;
 use qhub_core::sandbox::faults::FaultSpec;
 use tokio_util::sync::CancellationToken;
 
-fn config() -> Config {
+/// The client id the example component (feature `example-component`, on in these tests) takes
+/// from the config: the only component with a login client built yet.
+const CLIENT: &str = "hello";
+
+fn base_config() -> Config {
     render(&InitOptions::new(
         ProviderKind::Sandbox,
         "demo",
@@ -26,6 +30,13 @@ fn config() -> Config {
         "not-a-real-password",
     ))
     .unwrap()
+}
+
+/// The base platform and the example component.
+fn config() -> Config {
+    let mut config = base_config();
+    qhub_core::kubernetes::components::example::enable(&mut config, CLIENT, "hi").unwrap();
+    config
 }
 
 fn engine(provider: &SandboxProvider, min_deadline: Duration) -> Engine {
@@ -76,8 +87,8 @@ async fn the_sandbox_deploys_the_base_platform_and_keeps_it_converged() {
     let kube = provider.kube_api(&ownership).unwrap();
     let keycloak = provider.keycloak().await.expect("Keycloak runs");
     assert!(
-        keycloak.client("qhub", "jupyterhub").is_some(),
-        "the jupyterhub client exists"
+        keycloak.client("qhub", CLIENT).is_some(),
+        "the example's client exists"
     );
 
     // A re-deploy plans nothing and makes no mutating call anywhere.
@@ -96,14 +107,14 @@ async fn the_sandbox_deploys_the_base_platform_and_keeps_it_converged() {
     );
 
     // A client edited out of band is planned as an update naming the field, and taken back.
-    assert!(keycloak.edit_client("qhub", "jupyterhub", |c| {
+    assert!(keycloak.edit_client("qhub", CLIENT, |c| {
         c["redirectUris"] = serde_json::json!(["https://evil.example.com/*"]);
     }));
     let plan = engine.plan(&config, StageFilter::All).await.unwrap();
     let change = plan
         .changes
         .iter()
-        .find(|c| c.id.to_string() == "keycloak_client/jupyterhub")
+        .find(|c| c.id.to_string() == format!("keycloak_client/{CLIENT}"))
         .unwrap_or_else(|| panic!("the edit is not planned:\n{}", plan.render_text()));
     assert_eq!(change.action, Action::Update, "{}", plan.render_text());
     assert!(
@@ -112,7 +123,7 @@ async fn the_sandbox_deploys_the_base_platform_and_keeps_it_converged() {
         plan.render_text()
     );
     deploy(&engine, &config).await;
-    let uris = keycloak.client("qhub", "jupyterhub").unwrap()["redirectUris"].clone();
+    let uris = keycloak.client("qhub", CLIENT).unwrap()["redirectUris"].clone();
     assert!(
         !uris.to_string().contains("evil.example.com"),
         "the edit was not taken back: {uris}"
@@ -152,7 +163,7 @@ async fn the_sandbox_deploys_the_base_platform_and_keeps_it_converged() {
 async fn a_workload_that_never_becomes_ready_fails_naming_the_object_and_its_condition() {
     let dir = tempfile::tempdir().unwrap();
     let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
-    let config = config();
+    let config = base_config();
     // The infrastructure first, then a cluster whose workloads never become ready.
     let engine = engine(&provider, Duration::from_secs(2));
     let (_, report) = engine

@@ -938,6 +938,19 @@ fn check_extensions(cx: &mut Ctx<'_>) {
     }
 }
 
+/// The sections that switch on a platform service qhub-rs does not build yet, and what each
+/// would deploy (QHub 0.4.5's components). A config may keep them on (`qhub init` turns
+/// `monitoring` on, as QHub's does): a warning, not an error. Remove a line when its component
+/// joins the registry (`crate::kubernetes::components::REGISTRY`).
+pub const NOT_BUILT: [(&str, &str); 6] = [
+    ("monitoring", "Prometheus and Grafana"),
+    ("argo_workflows", "Argo Workflows"),
+    ("kbatch", "kbatch"),
+    ("cdsdashboards", "ContainDS Dashboards"),
+    ("prefect", "the Prefect agent"),
+    ("clearml", "ClearML"),
+];
+
 /// Keys QHub had that qhub-rs accepts but does not act on: say so rather than ignore silently.
 fn check_ignored(cx: &mut Ctx<'_>) {
     if cx
@@ -947,14 +960,29 @@ fn check_ignored(cx: &mut Ctx<'_>) {
     {
         cx.warn(p("helm_extensions"), "helm_extensions are not supported yet (qhub-rs deploys without Helm); they will not be installed", None);
     }
-    for key in ["prefect", "clearml"] {
+    for (key, what) in NOT_BUILT {
         if cx.value(&p(key).key("enabled")) == Some(&Json::Bool(true)) {
             cx.warn(
-                p(key),
-                format!("`{key}` is not supported yet by qhub-rs; it will not be deployed"),
-                None,
+                p(key).key("enabled"),
+                format!(
+                    "`{key}` is enabled, but {what} is not deployed by qhub-rs yet: nothing is installed for it"
+                ),
+                Some(format!(
+                    "set `{key}.enabled: false` to silence this; it takes effect once qhub-rs builds the component"
+                )),
             );
         }
+    }
+    if cx
+        .value(&p("tf_extensions"))
+        .and_then(Json::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        cx.warn(
+            p("tf_extensions"),
+            "tf_extensions are not deployed by qhub-rs yet: no Deployment, route or login client is made for them",
+            None,
+        );
     }
     if cx.value(&p("terraform_state")).is_some() {
         cx.warn(

@@ -74,6 +74,15 @@ pub(crate) async fn credentials(
     Ok(password.map(|p| AdminCredentials::new(keycloak::ADMIN_USER, p)))
 }
 
+/// The client secrets for the OIDC clients of the enabled components (a component that is not
+/// deployed has none: no Keycloak client for a service that does not exist).
+fn secrets(config: &Config, seed: &str) -> Result<Secrets, ProviderError> {
+    let clients = crate::kubernetes::components::oidc_clients(config).map_err(|e| {
+        ProviderError::Fatal(format!("building the components' login clients: {e}"))
+    })?;
+    Ok(Secrets::from_config(config, clients, seed))
+}
+
 fn seed(credentials: Option<&AdminCredentials>) -> String {
     credentials.map_or_else(
         || UNKNOWN_SEED.to_string(),
@@ -87,7 +96,7 @@ pub(crate) fn desired(
     config: &Config,
     credentials: Option<&AdminCredentials>,
 ) -> Result<(Vec<plan::Resource>, bool), ProviderError> {
-    let secrets = Secrets::from_config(config, &seed(credentials));
+    let secrets = secrets(config, &seed(credentials))?;
     let mut out = keycloak::desired::desired(config, &secrets).map_err(ProviderError::from)?;
     let realm = keycloak::desired::realm_id();
     for r in &mut out {
@@ -112,7 +121,7 @@ pub(crate) async fn connect(
     cluster: Option<kube::Client>,
 ) -> Result<Keycloak, ProviderError> {
     let seed = credentials.password.expose().to_string();
-    let secrets = Secrets::from_config(config, &seed);
+    let secrets = secrets(config, &seed)?;
     let from_env = keycloak::url_from_env();
     let served = match from_env {
         Some(_) => None,

@@ -60,73 +60,51 @@ pub fn secret_hash(secret: &str) -> String {
     format!("sha256:{hex}")
 }
 
-/// One platform service's OIDC client.
+/// One platform service's OIDC client, as the component that runs the service declares it
+/// (its `Built::client` in the Kubernetes layer's components): the list of clients is the
+/// enabled components' list, never written here by hand.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformClient {
-    /// The OAuth client id (and resource name).
-    pub client_id: &'static str,
+    /// The OAuth client id (and resource name); it may come from the config (an extension's
+    /// name), so it is owned.
+    pub client_id: String,
     /// Display name.
-    pub name: &'static str,
+    pub name: String,
     /// Path of the service under the domain (`/hub`).
-    pub base_path: &'static str,
+    pub base_path: String,
     /// The OAuth callback path (`/hub/oauth_callback`).
-    pub callback_path: &'static str,
+    pub callback_path: String,
     /// Client roles and the groups each is mapped to.
-    pub roles: &'static [(&'static str, &'static [&'static str])],
+    pub roles: Vec<(String, Vec<String>)>,
 }
 
-/// The OIDC clients of the platform services the config enables: JupyterHub, Dask Gateway
-/// and conda-store always, Grafana with `monitoring` (on unless `monitoring.enabled: false`,
-/// as QHub 0.4.5's default). Role mappings per REFERENCE.md §2; conda-store's and Grafana's
-/// three-level roles follow the same admin/developer/analyst split.
-pub fn platform_clients(config: &Config) -> Vec<PlatformClient> {
-    let mut clients = vec![
-        PlatformClient {
-            client_id: "jupyterhub",
-            name: "JupyterHub",
-            base_path: "/hub",
-            callback_path: "/hub/oauth_callback",
-            roles: &[
-                ("jupyterhub_admin", &["admin"]),
-                ("jupyterhub_developer", &["developer", "analyst"]),
-            ],
-        },
-        PlatformClient {
-            client_id: "dask_gateway",
-            name: "Dask Gateway",
-            base_path: "/gateway",
-            callback_path: "/gateway/oauth_callback",
-            roles: &[
-                ("dask_gateway_admin", &["admin"]),
-                ("dask_gateway_developer", &["developer"]),
-            ],
-        },
-        PlatformClient {
-            client_id: "conda_store",
-            name: "conda-store",
-            base_path: "/conda-store",
-            callback_path: "/conda-store/oauth_callback",
-            roles: &[
-                ("conda_store_admin", &["admin"]),
-                ("conda_store_developer", &["developer"]),
-                ("conda_store_viewer", &["analyst"]),
-            ],
-        },
-    ];
-    if config.monitoring.as_ref().is_none_or(|m| m.enabled) {
-        clients.push(PlatformClient {
-            client_id: "grafana",
-            name: "Grafana",
-            base_path: "/monitoring",
-            callback_path: "/monitoring/login/generic_oauth",
-            roles: &[
-                ("grafana_admin", &["admin"]),
-                ("grafana_developer", &["developer"]),
-                ("grafana_viewer", &["analyst"]),
-            ],
-        });
+impl PlatformClient {
+    /// A client `client_id` shown as `name`, served under `base_path` with its OAuth callback
+    /// at `callback_path`, and no roles yet ([`Self::role`]).
+    pub fn new(
+        client_id: impl Into<String>,
+        name: impl Into<String>,
+        base_path: impl Into<String>,
+        callback_path: impl Into<String>,
+    ) -> Self {
+        Self {
+            client_id: client_id.into(),
+            name: name.into(),
+            base_path: base_path.into(),
+            callback_path: callback_path.into(),
+            roles: Vec::new(),
+        }
     }
-    clients
+
+    /// Adds the client role `role`, mapped to each of `groups`.
+    #[must_use]
+    pub fn role(mut self, role: impl Into<String>, groups: &[&str]) -> Self {
+        self.roles.push((
+            role.into(),
+            groups.iter().map(|g| (*g).to_string()).collect(),
+        ));
+        self
+    }
 }
 
 /// The groups the config wants: `(name, is a default group)`. New users join `analyst` (and
@@ -144,6 +122,7 @@ pub fn groups(config: &Config) -> Vec<(&'static str, bool)> {
 /// provider's OAuth client secret. `Debug` prints none of them.
 #[derive(Clone, Default)]
 pub struct Secrets {
+    declared: Vec<PlatformClient>,
     clients: BTreeMap<String, SecretString>,
     identity_provider: Option<SecretString>,
 }
@@ -158,13 +137,14 @@ impl fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    /// The secrets for `config`: the identity provider's from
+    /// The secrets for `config` and the platform's `clients` (those of the enabled components,
+    /// `kubernetes::components::oidc_clients`): the identity provider's from
     /// `security.authentication.config.client_secret` (already substituted), and each
     /// client's derived from `seed` (a value kept secret and stable across runs, such as the
     /// Keycloak admin password kept in the deployment's Secret), so every run computes the same
     /// secret without storing one per client. Override one with [`Self::set_client_secret`].
-    pub fn from_config(config: &Config, seed: &str) -> Self {
-        let clients = platform_clients(config)
+    pub fn from_config(config: &Config, declared: Vec<PlatformClient>, seed: &str) -> Self {
+        let clients = declared
             .iter()
             .map(|c| {
                 let derived =
@@ -184,9 +164,15 @@ impl Secrets {
             .as_ref()
             .map(|c| SecretString::new(c.client_secret.clone()));
         Self {
+            declared,
             clients,
             identity_provider,
         }
+    }
+
+    /// The platform's OIDC clients these secrets are for.
+    pub fn platform_clients(&self) -> &[PlatformClient] {
+        &self.declared
     }
 
     /// Sets (or replaces) the secret of client `client_id`.
@@ -388,13 +374,13 @@ pub fn client_representation(
     let root = format!("https://{}", config.domain);
     ClientRepresentation {
         id: None,
-        client_id: c.client_id.to_string(),
-        name: Some(c.name.to_string()),
+        client_id: c.client_id.clone(),
+        name: Some(c.name.clone()),
         enabled: Some(true),
         protocol: Some("openid-connect".into()),
         public_client: Some(false),
         root_url: Some(root.clone()),
-        base_url: Some(c.base_path.to_string()),
+        base_url: Some(c.base_path.clone()),
         redirect_uris: vec![format!("{root}{}", c.callback_path)],
         web_origins: vec![root],
         standard_flow_enabled: Some(true),
@@ -412,7 +398,7 @@ pub fn client_representation(
                 "roles",
                 "oidc-usermodel-client-role-mapper",
                 &[
-                    ("usermodel.clientRoleMapping.clientId", c.client_id),
+                    ("usermodel.clientRoleMapping.clientId", &c.client_id),
                     ("multivalued", "true"),
                     ("jsonType.label", "String"),
                 ],
@@ -497,8 +483,8 @@ pub(crate) fn role_mappings(
             let roles = c
                 .roles
                 .iter()
-                .filter(|(_, gs)| gs.contains(g))
-                .map(|(r, _)| (*r).to_string())
+                .filter(|(_, gs)| gs.iter().any(|x| x == g))
+                .map(|(r, _)| r.clone())
                 .collect();
             ((*g).to_string(), roles)
         })
@@ -558,17 +544,17 @@ pub fn desired(config: &Config, secrets: &Secrets) -> Result<Vec<Resource>, Keyc
             );
         }
     }
-    for c in platform_clients(config) {
+    for c in secrets.platform_clients() {
         let secret = secrets
-            .client_secret(c.client_id)
+            .client_secret(&c.client_id)
             .ok_or_else(|| KeycloakError::MissingSecret(format!("client {}", c.client_id)))?;
-        let rep = client_representation(config, &c, hashed(secret));
-        let roles: Vec<String> = c.roles.iter().map(|(r, _)| (*r).to_string()).collect();
-        let mappings = role_mappings(&c, &groups);
+        let rep = client_representation(config, c, hashed(secret));
+        let roles: Vec<String> = c.roles.iter().map(|(r, _)| r.clone()).collect();
+        let mappings = role_mappings(c, &groups);
         out.push(
             Resource::new(
                 KIND_CLIENT,
-                c.client_id,
+                c.client_id.clone(),
                 Stage::Kubernetes,
                 client_spec(&rep, &roles, &mappings),
             )
@@ -589,6 +575,49 @@ impl WithPayload for Resource {
         self.payload = Some(payload);
         self
     }
+}
+
+/// QHub's four login clients (REFERENCE.md §2), as the components that will run those
+/// services are to declare them (none is built yet): test data for the Keycloak model,
+/// Grafana's only with `monitoring` on, as QHub 0.4.5 does.
+#[cfg(test)]
+pub(crate) fn test_clients(config: &Config) -> Vec<PlatformClient> {
+    let mut clients = vec![
+        PlatformClient::new("jupyterhub", "JupyterHub", "/hub", "/hub/oauth_callback")
+            .role("jupyterhub_admin", &["admin"])
+            .role("jupyterhub_developer", &["developer", "analyst"]),
+        PlatformClient::new(
+            "dask_gateway",
+            "Dask Gateway",
+            "/gateway",
+            "/gateway/oauth_callback",
+        )
+        .role("dask_gateway_admin", &["admin"])
+        .role("dask_gateway_developer", &["developer"]),
+        PlatformClient::new(
+            "conda_store",
+            "conda-store",
+            "/conda-store",
+            "/conda-store/oauth_callback",
+        )
+        .role("conda_store_admin", &["admin"])
+        .role("conda_store_developer", &["developer"])
+        .role("conda_store_viewer", &["analyst"]),
+    ];
+    if config.monitoring.as_ref().is_none_or(|m| m.enabled) {
+        clients.push(
+            PlatformClient::new(
+                "grafana",
+                "Grafana",
+                "/monitoring",
+                "/monitoring/login/generic_oauth",
+            )
+            .role("grafana_admin", &["admin"])
+            .role("grafana_developer", &["developer"])
+            .role("grafana_viewer", &["analyst"]),
+        );
+    }
+    clients
 }
 
 #[cfg(test)]
@@ -619,7 +648,7 @@ mod tests {
     #[test]
     fn keycloak_desired_resources_for_the_default_config() {
         let c = config(AuthenticationKind::GitHub);
-        let s = Secrets::from_config(&c, "seed");
+        let s = Secrets::from_config(&c, test_clients(&c), "seed");
         let res = desired(&c, &s).unwrap();
         let ids: Vec<String> = res.iter().map(|r| r.id.to_string()).collect();
         assert_eq!(
@@ -682,16 +711,20 @@ mod tests {
             enabled: false,
             overrides: None,
         });
-        let res = desired(&c, &Secrets::from_config(&c, "seed")).unwrap();
+        let res = desired(&c, &Secrets::from_config(&c, test_clients(&c), "seed")).unwrap();
         assert!(res.iter().all(|r| r.id.kind != KIND_IDENTITY_PROVIDER));
         assert!(res.iter().all(|r| r.id.name != "grafana"));
         let users = res.iter().find(|r| r.id.name == "users").unwrap();
         assert_eq!(users.spec["default"], json!(true));
         c.security.shared_users_group = Some(false);
-        let res = desired(&c, &Secrets::from_config(&c, "seed")).unwrap();
+        let res = desired(&c, &Secrets::from_config(&c, test_clients(&c), "seed")).unwrap();
         assert!(res.iter().all(|r| r.id.name != "users"));
         let auth0 = config(AuthenticationKind::Auth0);
-        let res = desired(&auth0, &Secrets::from_config(&auth0, "seed")).unwrap();
+        let res = desired(
+            &auth0,
+            &Secrets::from_config(&auth0, test_clients(&auth0), "seed"),
+        )
+        .unwrap();
         let idp = res
             .iter()
             .find(|r| r.id.kind == KIND_IDENTITY_PROVIDER)
@@ -706,9 +739,9 @@ mod tests {
     #[test]
     fn keycloak_client_secrets_are_stable_per_seed() {
         let c = config(AuthenticationKind::Password);
-        let a = Secrets::from_config(&c, "seed");
-        let b = Secrets::from_config(&c, "seed");
-        let other = Secrets::from_config(&c, "other");
+        let a = Secrets::from_config(&c, test_clients(&c), "seed");
+        let b = Secrets::from_config(&c, test_clients(&c), "seed");
+        let other = Secrets::from_config(&c, test_clients(&c), "other");
         let hub = |s: &Secrets| s.client_secret("jupyterhub").unwrap().expose().to_string();
         assert_eq!(hub(&a), hub(&b));
         assert_ne!(hub(&a), hub(&other));

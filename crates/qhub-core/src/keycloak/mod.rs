@@ -21,7 +21,7 @@
 //!     .unwrap_or_else(|| AdminCredentials::new(keycloak::ADMIN_USER, generated));
 //! // https://{domain}/auth, or QHUB_KEYCLOAK_URL, or the sandbox's emulator URL:
 //! let admin = keycloak::admin_from_env_or(&keycloak::base_url_for(&config.domain), credentials)?;
-//! let kc = Keycloak::new(admin, Secrets::from_config(&config, seed))
+//! let kc = Keycloak::new(admin, Secrets::from_config(&config, clients, seed))
 //!     .realm_depends_on([keycloak_deployment_id]);
 //! let desired = kc.desired(&config)?;   // add to the Kubernetes stage's resources
 //! let observed = kc.observe().await?;   // add to what the stage observes
@@ -35,7 +35,7 @@ pub mod error;
 pub mod reconcile;
 
 pub use client::{AdminClient, AdminCredentials, SecretString};
-pub use desired::{KINDS, REALM, Secrets, secret_hash};
+pub use desired::{KINDS, PlatformClient, REALM, Secrets, secret_hash};
 pub use error::KeycloakError;
 
 use crate::config::Config;

@@ -68,7 +68,10 @@ fn keycloak(url: &str, config: &Config) -> Keycloak {
     let client = AdminClient::new(url, AdminCredentials::new(ADMIN_USER, PASSWORD))
         .unwrap()
         .with_retry(single_attempt());
-    Keycloak::new(client, Secrets::from_config(config, PASSWORD))
+    Keycloak::new(
+        client,
+        Secrets::from_config(config, super::desired::test_clients(config), PASSWORD),
+    )
 }
 
 #[tokio::test]
@@ -80,7 +83,10 @@ async fn keycloak_calls_ride_out_refusals() {
         .with_retry(crate::retry::RetryPolicy::uniform(
             crate::retry::Budget::attempts(30, Duration::from_millis(1), Duration::from_millis(5)),
         ));
-    let kc = Keycloak::new(client, Secrets::from_config(&c, PASSWORD));
+    let kc = Keycloak::new(
+        client,
+        Secrets::from_config(&c, super::desired::test_clients(&c), PASSWORD),
+    );
     // A third of the calls refused (503): every change completes in one go, creates included.
     s.api.set_fault_rate(0.3);
     let plan = kc.plan(&c).await.unwrap();

@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 
 use super::applyset::{self, ApplySet};
 use super::readiness::{self, Readiness};
-use super::{FIELD_MANAGER, KubeError, LAST_APPLIED, ObjectRef, generated};
+use super::{FIELD_MANAGER, KubeError, LAST_APPLIED, ObjectRef, recipes};
 use crate::plan::{Observed, ResourceState, Stage};
 
 /// A block the API server defaults under one strategy type and forbids under another.
@@ -497,7 +497,7 @@ impl Applier {
             }
         }
         let api = self.served_api(&r, deadline).await?;
-        if generated::use_existing(manifest) {
+        if recipes::use_existing(manifest) {
             let live = read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await?;
             if let Some(live) = live
                 && !is_member(&live, manifest)
@@ -507,19 +507,19 @@ impl Applier {
                 return self.wait_ready(&r, &api, deadline).await;
             }
         }
-        if let Some(required) = generated::requirement(manifest)? {
+        if let Some(required) = recipes::requirement(manifest)? {
             self.check_requirement(&r, &required).await?;
         }
-        if let Some(recipe) = generated::recipe(manifest)? {
+        if let Some(recipe) = recipes::recipe(manifest)? {
             // Keep what the live Secret holds; generate only what it lacks.
             let live = read(&format!("reading {}", r.id()), || api.get_opt(&r.name)).await?;
             let live = live
                 .map(|l| serde_json::to_value(&l))
                 .transpose()
                 .map_err(|e| KubeError::Invalid(e.to_string()))?;
-            body = generated::fill(&body, &recipe, live.as_ref())?;
+            body = recipes::fill(&body, &recipe, live.as_ref())?;
         }
-        if let Some(derived) = generated::derived(manifest)? {
+        if let Some(derived) = recipes::derived(manifest)? {
             let value = self.derive(&derived).await?;
             if let Some(slot) = body.pointer_mut(&derived.path) {
                 *slot = value;
@@ -599,7 +599,7 @@ impl Applier {
     async fn check_requirement(
         &self,
         r: &ObjectRef,
-        required: &generated::Requirement,
+        required: &recipes::Requirement,
     ) -> Result<(), KubeError> {
         let target = ObjectRef {
             api_version: "v1".into(),
@@ -626,7 +626,7 @@ impl Applier {
     }
 
     /// The value of a derived field, read from its source object's live state.
-    async fn derive(&self, derived: &generated::Derived) -> Result<Json, KubeError> {
+    async fn derive(&self, derived: &recipes::Derived) -> Result<Json, KubeError> {
         let source = ObjectRef {
             api_version: "v1".into(),
             kind: derived.kind.clone(),
@@ -902,7 +902,7 @@ impl Applier {
     }
 
     /// The objects of `desired` that may be someone else's
-    /// ([`generated::USE_EXISTING_ANNOTATION`]) and exist without `set`'s label: observed as
+    /// ([`recipes::USE_EXISTING_ANNOTATION`]) and exist without `set`'s label: observed as
     /// they are wanted (qhub leaves them as they are, so there is nothing to change), and
     /// never found by [`Applier::observe`], so no destroy or prune deletes them.
     pub async fn observe_unowned(
@@ -913,7 +913,7 @@ impl Applier {
         let mut out = Vec::new();
         for resource in desired {
             let manifest = resource.payload.as_ref().unwrap_or(&resource.spec);
-            if !generated::use_existing(manifest) {
+            if !recipes::use_existing(manifest) {
                 continue;
             }
             let r = ObjectRef::of(manifest)?;
@@ -1104,9 +1104,9 @@ fn live_spec(r: &ObjectRef, live: &Json, applied: Json) -> Json {
     }
     let mut spec = project(live, &applied);
     if r.kind == "Secret" && r.group().is_empty() {
-        spec = generated::comparable_secret(&spec);
+        spec = recipes::comparable_secret(&spec);
     }
-    if let Ok(Some(derived)) = generated::derived(&applied)
+    if let Ok(Some(derived)) = recipes::derived(&applied)
         && let (Some(slot), Some(placeholder)) = (
             spec.pointer_mut(&derived.path),
             applied.pointer(&derived.path),

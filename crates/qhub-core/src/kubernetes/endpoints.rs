@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::KubeError;
-use super::components::{ingress, keycloak, welcome};
+use super::components::{self, ingress};
 use crate::config::{Config, ProviderKind};
 
 /// A component's URL.
@@ -44,23 +44,26 @@ pub struct Endpoints {
     pub hint: Option<String>,
 }
 
-/// The URLs of the enabled components reachable through the ingress.
+/// The URLs of the enabled components reachable through the ingress: the routes they list
+/// ([`components::Route::listed`]). A config whose components cannot be built lists none (the
+/// plan reports why).
 pub fn urls(config: &Config) -> Vec<ServiceUrl> {
     let scheme = if ingress::tls::enabled(config) {
         "https"
     } else {
         "http"
     };
-    [
-        (welcome::NAME, "/".to_string()),
-        (keycloak::NAME, format!("{}/", keycloak::PATH)),
-    ]
-    .into_iter()
-    .map(|(component, path)| ServiceUrl {
-        component: component.to_string(),
-        url: format!("{scheme}://{}{path}", config.domain),
-    })
-    .collect()
+    let listed = components::listed_routes(config).unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "the components cannot be built: no URL to list");
+        Vec::new()
+    });
+    listed
+        .into_iter()
+        .map(|(component, listing)| ServiceUrl {
+            component: component.to_string(),
+            url: format!("{scheme}://{}{}", config.domain, listing.path),
+        })
+        .collect()
 }
 
 /// The endpoints given the live ingress Service (`None`: not deployed).

@@ -15,11 +15,11 @@ pub mod components;
 pub mod crd_policy;
 pub mod endpoints;
 pub mod front_door;
-pub mod generated;
 pub mod lease;
 pub mod pods;
 pub mod port_forward;
 pub mod readiness;
+pub mod recipes;
 pub mod render;
 pub mod versions;
 
@@ -218,10 +218,10 @@ impl ObjectRef {
 }
 
 /// What the plan compares for a manifest: the manifest itself (a Secret's values replaced by
-/// their digests, [`generated::comparable_secret`]), or its digest when too large.
+/// their digests, [`recipes::comparable_secret`]), or its digest when too large.
 pub fn comparable(manifest: &Json) -> Json {
     let manifest = if manifest.get("kind").and_then(Json::as_str) == Some("Secret") {
-        generated::comparable_secret(manifest)
+        recipes::comparable_secret(manifest)
     } else {
         manifest.clone()
     };
@@ -334,11 +334,18 @@ fn is_workload_input(r: &ObjectRef) -> bool {
 /// field after the object it derives from.
 pub fn desired(config: &Config, facts: &ClusterFacts) -> Result<Vec<Resource>, KubeError> {
     let set = applyset::ApplySet::for_config(config);
-    let built = components::build(config, facts)?;
+    let built = components::assemble(config, facts)?;
+    let ready_within: BTreeMap<&'static str, std::time::Duration> = built
+        .iter()
+        .filter_map(|a| a.built.ready_within.map(|d| (a.name, d)))
+        .collect();
     // (component, manifest)
     let mut manifests: Vec<(Option<&'static str>, Json)> = built
         .into_iter()
-        .flat_map(|(c, objects)| objects.into_iter().map(move |m| (Some(c), m)))
+        .flat_map(|a| {
+            let c = a.name;
+            a.built.manifests.into_iter().map(move |m| (Some(c), m))
+        })
         .collect();
     for (_, m) in &mut manifests {
         set.label_member(m);
@@ -411,7 +418,7 @@ pub fn desired(config: &Config, facts: &ClusterFacts) -> Result<Vec<Resource>, K
                 depends_on.push(other.id());
             }
         }
-        if let Some(d) = generated::derived(m)? {
+        if let Some(d) = recipes::derived(m)? {
             depends_on.push(d.source_id());
         }
         let mut resource = Resource::new(
@@ -421,7 +428,13 @@ pub fn desired(config: &Config, facts: &ClusterFacts) -> Result<Vec<Resource>, K
             comparable(m),
         )
         .depends_on(depends_on)
-        .expected(readiness::expected(&r.kind, component.unwrap_or_default()))
+        .expected(
+            component
+                .and_then(|c| ready_within.get(c))
+                .filter(|_| is_workload(r))
+                .copied()
+                .unwrap_or_else(|| readiness::expected(&r.kind)),
+        )
         .replace_fields(replace_fields(r.group(), &r.kind))
         .exact();
         if let Some(what) = replace_destroys(r, m) {

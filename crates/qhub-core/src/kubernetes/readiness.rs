@@ -4,27 +4,26 @@
 
 use serde_json::Value as Json;
 
-/// How long each kind (or component) usually takes to become ready, in one table. The apply's
-/// deadline for an object is a multiple of this ([`crate::engine::EngineOptions`]); the
-/// plan's expected durations come from here too.
-pub const EXPECTED: &[(&str, &str, u64)] = &[
-    // (kind, component or "" for any, seconds)
-    ("Deployment", "keycloak", 120),
-    ("StatefulSet", "", 60),
-    ("Deployment", "", 30),
-    ("DaemonSet", "", 30),
-    ("Job", "", 60),
-    ("PersistentVolumeClaim", "", 30),
-    ("CustomResourceDefinition", "", 5),
+/// How long each kind usually takes to become ready. The apply's deadline for an object is a
+/// multiple of this ([`crate::engine::EngineOptions`]); the plan's expected durations come
+/// from here too. A component whose workloads take longer says so itself
+/// ([`crate::kubernetes::components::Built::ready_within`]).
+pub const EXPECTED: &[(&str, u64)] = &[
+    // (kind, seconds)
+    ("StatefulSet", 60),
+    ("Deployment", 30),
+    ("DaemonSet", 30),
+    ("Job", 60),
+    ("PersistentVolumeClaim", 30),
+    ("CustomResourceDefinition", 5),
 ];
 
-/// The expected time to ready of an object of `kind` in `component`.
-pub fn expected(kind: &str, component: &str) -> std::time::Duration {
+/// The usual time to ready of an object of `kind` (one second for a kind not listed).
+pub fn expected(kind: &str) -> std::time::Duration {
     let secs = EXPECTED
         .iter()
-        .find(|(k, c, _)| *k == kind && *c == component)
-        .or_else(|| EXPECTED.iter().find(|(k, c, _)| *k == kind && c.is_empty()))
-        .map_or(1, |(_, _, s)| *s);
+        .find(|(k, _)| *k == kind)
+        .map_or(1, |(_, s)| *s);
     std::time::Duration::from_secs(secs)
 }
 

@@ -3,15 +3,14 @@
 //! puts on them (`k8s.io/cluster-autoscaler/enabled`, `k8s.io/cluster-autoscaler/<cluster>`).
 
 use k8s_openapi::api::core::v1::{EnvVar, PodSpec, ServiceAccount};
-use serde_json::Value as Json;
 
-use super::{Component, Context, KubeError, manifest};
+use super::{Built, Component, Context, KubeError, manifest};
 use crate::config::ProviderKind;
 use crate::kubernetes::pods::{self, Placement};
 use crate::kubernetes::versions;
 
 /// The component's name.
-pub const NAME: &str = "cluster-autoscaler";
+pub const NAME: &str = super::rbac::CLUSTER_AUTOSCALER.service_account;
 
 /// The cluster autoscaler.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +35,7 @@ impl Component for ClusterAutoscaler {
         &[("v1", "ConfigMap", super::rbac::STATUS_CONFIGMAP)]
     }
 
-    fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
+    fn build(&self, ctx: &Context<'_>) -> Result<Built, KubeError> {
         let ns = ctx.namespace().to_string();
         let aws = ctx.config.amazon_web_services.as_ref().ok_or_else(|| {
             KubeError::Invalid("amazon_web_services: the section is missing".into())
@@ -85,6 +84,6 @@ impl Component for ClusterAutoscaler {
         let mut out = vec![manifest(&account)?];
         out.extend(rbac);
         out.push(manifest(&deployment)?);
-        Ok(out)
+        Ok(Built::new(out).image(image))
     }
 }

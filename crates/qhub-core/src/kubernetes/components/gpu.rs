@@ -7,14 +7,13 @@ use k8s_openapi::api::core::v1::{
     Affinity, HostPathVolumeSource, NodeAffinity, NodeSelector, NodeSelectorRequirement,
     NodeSelectorTerm, PodSpec, SecurityContext, Volume, VolumeMount,
 };
-use serde_json::Value as Json;
 
-use super::{Component, Context, KubeError, manifest};
+use super::{Built, Component, Context, KubeError, manifest};
 use crate::kubernetes::pods::{self, Placement};
 use crate::kubernetes::versions;
 
 /// The component's name.
-pub const NAME: &str = "nvidia-device-plugin";
+pub const NAME: &str = super::rbac::NVIDIA_DEVICE_PLUGIN.service_account;
 
 /// The device plugin.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +46,7 @@ impl Component for DevicePlugin {
         &["namespace"]
     }
 
-    fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
+    fn build(&self, ctx: &Context<'_>) -> Result<Built, KubeError> {
         let values: Vec<String> = gpu_groups(ctx)
             .iter()
             .filter_map(|g| ctx.facts.node_selector.values.get(g).cloned())
@@ -123,6 +122,6 @@ impl Component for DevicePlugin {
             }),
             ..DaemonSet::default()
         };
-        Ok(vec![manifest(&set)?])
+        Ok(Built::new(vec![manifest(&set)?]).image(versions::NVIDIA_DEVICE_PLUGIN))
     }
 }

@@ -8,6 +8,7 @@
 //! Neither is ever printed or copied into a plan or annotation.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
@@ -20,9 +21,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value as Json;
 
-use super::{Component, Context, KubeError, ingress, manifest, selector};
-use crate::kubernetes::generated::{self, Recipe};
+use super::{Built, Component, Context, KubeError, Route, ingress, manifest, selector};
 use crate::kubernetes::pods::{self, Placement};
+use crate::kubernetes::recipes::{self, Recipe};
 use crate::kubernetes::versions;
 
 /// The Keycloak component (Deployment, Service and route).
@@ -31,8 +32,8 @@ pub const NAME: &str = "keycloak";
 pub const DATABASE: &str = "keycloak-postgres";
 /// The Secret with the bootstrap admin's `username` and `password`.
 pub const ADMIN_SECRET: &str = "keycloak-admin";
-/// The bootstrap admin's user name (QHub's).
-pub const ADMIN_USER: &str = "root";
+/// The bootstrap admin's user name: the one constant, Keycloak's ([`crate::keycloak::ADMIN_USER`]).
+pub use crate::keycloak::ADMIN_USER;
 /// The path Keycloak is served at.
 pub const PATH: &str = "/auth";
 /// Keycloak's HTTP port.
@@ -102,7 +103,7 @@ fn generated_secret(
 ) -> Result<Json, KubeError> {
     let mut meta = ctx.meta(component, name);
     meta.annotations = Some(BTreeMap::from([(
-        generated::ANNOTATION.to_string(),
+        recipes::ANNOTATION.to_string(),
         recipe.to_string(),
     )]));
     manifest(&Secret {
@@ -125,7 +126,7 @@ impl Component for KeycloakDatabase {
         &["namespace"]
     }
 
-    fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
+    fn build(&self, ctx: &Context<'_>) -> Result<Built, KubeError> {
         let secret = generated_secret(
             ctx,
             DATABASE,
@@ -238,7 +239,10 @@ impl Component for KeycloakDatabase {
             }),
             ..Service::default()
         };
-        Ok(vec![secret, manifest(&set)?, manifest(&service)?])
+        Ok(
+            Built::new(vec![secret, manifest(&set)?, manifest(&service)?])
+                .image(versions::POSTGRES),
+        )
     }
 }
 
@@ -255,7 +259,7 @@ impl Component for Keycloak {
         &["ingress", DATABASE]
     }
 
-    fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
+    fn build(&self, ctx: &Context<'_>) -> Result<Built, KubeError> {
         let config = ctx.config;
         let root_password = config
             .security
@@ -366,19 +370,18 @@ impl Component for Keycloak {
             }),
             ..Service::default()
         };
-        Ok(vec![
-            admin,
-            manifest(&deployment)?,
-            manifest(&service)?,
-            ingress::http_route(
-                ctx,
-                NAME,
-                &format!("PathPrefix(`{PATH}`)"),
-                NAME,
-                HTTP_PORT,
-                10,
-            )?,
-        ])
+        Ok(
+            Built::new(vec![admin, manifest(&deployment)?, manifest(&service)?])
+                .image(versions::KEYCLOAK)
+                // Its first start builds its optimized server and the realm database: about a
+                // minute on a small node, more under load (the startup probe allows five).
+                .ready_within(Duration::from_secs(120))
+                .route(
+                    Route::new(PATH, NAME, HTTP_PORT)
+                        .priority(10)
+                        .listed(format!("{PATH}/"), format!("{PATH}/realms/master")),
+                ),
+        )
     }
 }
 

@@ -1,9 +1,13 @@
 //! Platform components and the framework that assembles them.
 //!
 //! A [`Component`] has a name, says whether the config enables it, names the components it
-//! needs ready first, and builds its typed Kubernetes objects from a [`Context`] (the config
-//! plus the cluster facts). [`REGISTRY`] lists every component in one place; the Kubernetes
-//! layer ([`super::desired`]) turns their objects into plan resources and orders them: every
+//! needs ready first, and builds everything it owns from a [`Context`] (the config plus the
+//! cluster facts) as one [`Built`] value: its objects, routes, login clients, images, config
+//! files, CRDs and expected ready time. [`REGISTRY`] lists every component in one place, and
+//! everything else is derived from it: the objects ([`assemble`]), Keycloak's clients
+//! ([`oidc_clients`]), the URL list ([`listed_routes`]) and the image table ([`images`]).
+//! Adding a component is its file plus one line in [`REGISTRY`] (docs/writing-a-component.md).
+//! The Kubernetes layer ([`super::desired`]) turns the objects into plan resources and orders them: every
 //! object of a component waits until the workloads of the components it depends on are ready
 //! (Keycloak before anything that logs in through it).
 //!
@@ -11,15 +15,23 @@
 //! [`super::versions`].
 
 pub mod autoscaler;
+pub mod built;
+#[cfg(any(test, feature = "example-component"))]
+pub mod example;
 pub mod gpu;
 pub mod ingress;
 pub mod keycloak;
 pub mod namespace;
 pub mod rbac;
 pub mod storage;
+pub mod web_service;
 pub mod welcome;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub use built::{Built, CONFIG_HASH_ANNOTATION, ConfigFile, Crd, Listing, Middleware, Route};
+pub use web_service::WebService;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
@@ -103,8 +115,9 @@ pub trait Component: Send + Sync {
         &[]
     }
 
-    /// Its objects, as manifests.
-    fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError>;
+    /// Everything it owns: its objects, routes, login clients, images, config files, CRDs
+    /// and expected ready time.
+    fn build(&self, ctx: &Context<'_>) -> Result<Built, KubeError>;
 
     /// Objects its workloads create in the platform namespace, as (apiVersion, kind, name):
     /// not ours to apply, but ours to delete when the platform is destroyed (a deploy leaves
@@ -136,20 +149,39 @@ pub static REGISTRY: &[&dyn Component] = &[
     &welcome::Welcome,
 ];
 
-/// The component named `name`.
-pub fn find(name: &str) -> Option<&'static dyn Component> {
-    REGISTRY.iter().copied().find(|c| c.name() == name)
+/// Components compiled only into the tests (feature `example-component`, which this crate's
+/// tests turn on): the example that exercises every part of [`Built`]; a config turns it on.
+#[cfg(any(test, feature = "example-component"))]
+static TEST_REGISTRY: &[&dyn Component] = &[&example::Example];
+#[cfg(not(any(test, feature = "example-component")))]
+static TEST_REGISTRY: &[&dyn Component] = &[];
+
+/// Every registered component, in order.
+pub fn registry() -> impl Iterator<Item = &'static dyn Component> {
+    REGISTRY.iter().chain(TEST_REGISTRY).copied()
 }
 
-/// The objects of every enabled component, by component, in registry order. Each object
-/// carries [`COMPONENT_LABEL`].
-pub fn build(
-    config: &Config,
-    facts: &ClusterFacts,
-) -> Result<Vec<(&'static str, Vec<Json>)>, KubeError> {
+/// The component named `name`.
+pub fn find(name: &str) -> Option<&'static dyn Component> {
+    registry().find(|c| c.name() == name)
+}
+
+/// One enabled component, assembled: its [`Built`] value whose `manifests` now hold every
+/// object it owns, in apply order (CRDs, config files, its own objects, routes), each carrying
+/// [`COMPONENT_LABEL`].
+#[derive(Debug, Clone)]
+pub struct Assembled {
+    /// The component's name.
+    pub name: &'static str,
+    /// What it owns.
+    pub built: Built,
+}
+
+/// Every enabled component of `config`, assembled, in registry order.
+pub fn assemble(config: &Config, facts: &ClusterFacts) -> Result<Vec<Assembled>, KubeError> {
     let ctx = Context { config, facts };
     let mut out = Vec::new();
-    for component in REGISTRY.iter().filter(|c| c.enabled(&ctx)) {
+    for component in registry().filter(|c| c.enabled(&ctx)) {
         for dep in component.depends_on() {
             let needed = find(dep).ok_or_else(|| {
                 KubeError::Invalid(format!(
@@ -164,23 +196,103 @@ pub fn build(
                 )));
             }
         }
-        let mut objects = component.objects(&ctx)?;
+        let name = component.name();
+        let mut built = component.build(&ctx)?;
+        built::stamp_config_hashes(&mut built.manifests, &built.config_files);
+        let mut objects = Vec::new();
+        for crd in &built.crds {
+            objects.push(crd.manifest(&ctx)?);
+        }
+        for file in &built.config_files {
+            objects.push(file.manifest(&ctx, name)?);
+        }
+        objects.append(&mut built.manifests);
+        for route in &built.routes {
+            objects.extend(ingress::route_objects(&ctx, name, route)?);
+        }
         for object in &mut objects {
             if let Some(meta) = object.get_mut("metadata").and_then(Json::as_object_mut) {
                 let labels = meta
                     .entry("labels")
                     .or_insert_with(|| serde_json::json!({}));
                 if let Some(l) = labels.as_object_mut() {
-                    l.insert(
-                        COMPONENT_LABEL.into(),
-                        Json::String(component.name().to_string()),
-                    );
+                    l.insert(COMPONENT_LABEL.into(), Json::String(name.to_string()));
                 }
             }
         }
-        out.push((component.name(), objects));
+        built.manifests = objects;
+        out.push(Assembled { name, built });
     }
     Ok(out)
+}
+
+/// The objects of every enabled component, by component, in registry order. Each object
+/// carries [`COMPONENT_LABEL`].
+pub fn build(
+    config: &Config,
+    facts: &ClusterFacts,
+) -> Result<Vec<(&'static str, Vec<Json>)>, KubeError> {
+    Ok(assemble(config, facts)?
+        .into_iter()
+        .map(|a| (a.name, a.built.manifests))
+        .collect())
+}
+
+/// The OIDC clients of the enabled components: what Keycloak gets, and nothing for a service
+/// that is not deployed. Clients do not depend on cluster facts, so the config's own facts
+/// ([`ClusterFacts::from_config`]) serve.
+pub fn oidc_clients(config: &Config) -> Result<Vec<crate::keycloak::PlatformClient>, KubeError> {
+    let facts = ClusterFacts::from_config(config);
+    Ok(assemble(config, &facts)?
+        .into_iter()
+        .flat_map(|a| a.built.clients)
+        .collect())
+}
+
+/// The routes of the enabled components listed among the platform's URLs, as (component,
+/// listing), by path (the root first).
+pub fn listed_routes(config: &Config) -> Result<Vec<(&'static str, Listing)>, KubeError> {
+    let facts = ClusterFacts::from_config(config);
+    let mut out: Vec<(&'static str, Listing)> = assemble(config, &facts)?
+        .into_iter()
+        .flat_map(|a| {
+            let name = a.name;
+            a.built
+                .routes
+                .into_iter()
+                .filter_map(move |r| r.listed.map(|l| (name, l)))
+        })
+        .collect();
+    out.sort_by(|a, b| a.1.path.cmp(&b.1.path));
+    Ok(out)
+}
+
+/// The images of the enabled components for a config on a cluster with `facts`.
+pub fn images(
+    config: &Config,
+    facts: &ClusterFacts,
+) -> Result<Vec<crate::kubernetes::versions::Image>, KubeError> {
+    let mut out: Vec<crate::kubernetes::versions::Image> = Vec::new();
+    for a in assemble(config, facts)? {
+        for i in a.built.images {
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How long each enabled component's workloads usually take to become ready, where the
+/// component says (the others take their kind's usual time).
+pub fn ready_times(
+    config: &Config,
+    facts: &ClusterFacts,
+) -> Result<BTreeMap<&'static str, Duration>, KubeError> {
+    Ok(assemble(config, facts)?
+        .into_iter()
+        .filter_map(|a| a.built.ready_within.map(|d| (a.name, d)))
+        .collect())
 }
 
 /// Every enabled component's manifests for a config and the cluster's facts.
@@ -289,15 +401,167 @@ pub(crate) fn test_config(provider: crate::config::ProviderKind) -> Config {
 mod tests {
     use super::*;
 
+    /// What is wrong with the images of `assembled`: an image not pinned (no tag, `latest`, a
+    /// tag in the repository, a malformed digest), or a container running an image its
+    /// component does not declare.
+    fn image_problems(assembled: &[Assembled]) -> Vec<String> {
+        let mut out = Vec::new();
+        for a in assembled {
+            for image in &a.built.images {
+                let digest_ok = image.digest.is_none_or(|d| {
+                    d.strip_prefix("sha256:")
+                        .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+                });
+                if image.tag.is_empty()
+                    || image.tag == "latest"
+                    || image.repository.contains(':')
+                    || !digest_ok
+                {
+                    out.push(format!("{}: image {image:?} is not pinned", a.name));
+                }
+            }
+            let declared: Vec<String> = a.built.images.iter().map(|i| i.reference()).collect();
+            for m in &a.built.manifests {
+                let Some(pod) = m.pointer("/spec/template/spec") else {
+                    continue;
+                };
+                for field in ["containers", "initContainers"] {
+                    for c in pod[field].as_array().into_iter().flatten() {
+                        let image = c["image"].as_str().unwrap_or_default();
+                        if !declared.iter().any(|d| d == image) {
+                            out.push(format!(
+                                "{}: runs {image}, which it does not declare",
+                                a.name
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Routes of `assembled` that collide: the same path prefix, or the same object name.
+    fn route_problems(assembled: &[Assembled]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut paths: BTreeMap<String, &str> = BTreeMap::new();
+        let mut names: BTreeMap<String, &str> = BTreeMap::new();
+        for a in assembled {
+            for r in &a.built.routes {
+                if let Some(other) = paths.insert(r.path.clone(), a.name) {
+                    out.push(format!("{} and {other} both route {}", a.name, r.path));
+                }
+                if let Some(other) = names.insert(r.name.clone(), a.name) {
+                    out.push(format!(
+                        "{} and {other} both name a route {}",
+                        a.name, r.name
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    fn everything_enabled() -> Vec<Config> {
+        // Every provider `qhub init` writes a config for.
+        crate::config::ProviderKind::ALL
+            .into_iter()
+            .filter_map(|p| {
+                let mut opts = crate::config::init::InitOptions::new(
+                    p,
+                    "demo",
+                    "demo.example.com",
+                    "not-a-real-password",
+                );
+                opts.gcp_project = Some("demo-project".into());
+                let mut c = crate::config::init::render(&opts).ok()?;
+                example::enable(&mut c, "hello", "hi").ok()?;
+                Some(c)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_image_is_pinned_and_declared_and_no_two_routes_collide() {
+        let configs = everything_enabled();
+        assert!(configs.len() >= 6, "{} configs", configs.len());
+        for config in configs {
+            let facts = ClusterFacts::from_config(&config);
+            let assembled = assemble(&config, &facts).unwrap();
+            assert!(assembled.iter().any(|a| a.name == example::NAME));
+            assert_eq!(image_problems(&assembled), Vec::<String>::new());
+            assert_eq!(route_problems(&assembled), Vec::<String>::new());
+        }
+    }
+
+    #[test]
+    fn the_registry_checks_catch_a_floating_image_and_a_colliding_route() {
+        let config = test_config(crate::config::ProviderKind::Aws);
+        let facts = ClusterFacts::from_config(&config);
+        let mut assembled = assemble(&config, &facts).unwrap();
+        let welcome = assembled
+            .iter_mut()
+            .find(|a| a.name == welcome::NAME)
+            .unwrap();
+        welcome.built.images[0].tag = "latest";
+        welcome
+            .built
+            .routes
+            .push(Route::new(keycloak::PATH, "other", 80));
+        let images = image_problems(&assembled);
+        assert!(
+            images.iter().any(|p| p.contains("not pinned")),
+            "{images:?}"
+        );
+        assert!(
+            images.iter().any(|p| p.contains("does not declare")),
+            "{images:?}"
+        );
+        let routes = route_problems(&assembled);
+        assert!(
+            routes.iter().any(|p| p.contains("both route /auth")),
+            "{routes:?}"
+        );
+    }
+
+    #[test]
+    fn only_built_components_get_login_clients_and_urls() {
+        let config = test_config(crate::config::ProviderKind::Aws);
+        assert!(oidc_clients(&config).unwrap().is_empty());
+        let urls: Vec<String> = crate::kubernetes::endpoints::urls(&config)
+            .into_iter()
+            .map(|u| u.url)
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "https://demo.example.com/",
+                "https://demo.example.com/auth/"
+            ]
+        );
+    }
+
+    #[test]
+    fn keycloak_says_how_long_it_takes_to_become_ready() {
+        let config = test_config(crate::config::ProviderKind::Aws);
+        let facts = ClusterFacts::from_config(&config);
+        let times = ready_times(&config, &facts).unwrap();
+        assert_eq!(
+            times.get(keycloak::NAME),
+            Some(&Duration::from_secs(120)),
+            "{times:?}"
+        );
+    }
+
     #[test]
     fn every_dependency_names_a_registered_component_and_there_is_no_cycle() {
-        let names: Vec<&str> = REGISTRY.iter().map(|c| c.name()).collect();
+        let names: Vec<&str> = registry().map(|c| c.name()).collect();
         let mut unique = names.clone();
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "duplicate component names");
         // Registry order is a valid order: a component only depends on earlier ones.
-        for (i, c) in REGISTRY.iter().enumerate() {
+        for (i, c) in registry().enumerate() {
             for dep in c.depends_on() {
                 let j = names.iter().position(|n| n == dep);
                 assert!(

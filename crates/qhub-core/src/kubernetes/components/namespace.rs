@@ -13,16 +13,15 @@
 //! qhub creates the platform namespace when it does not exist. One that exists without qhub's
 //! ApplySet label (a namespace the owner of an `existing` cluster made for the platform) is
 //! used as it is: never taken over, relabelled or deleted by `qhub destroy`
-//! ([`crate::kubernetes::generated::USE_EXISTING_ANNOTATION`]); its Pod Security labels are
+//! ([`crate::kubernetes::recipes::USE_EXISTING_ANNOTATION`]); its Pod Security labels are
 //! then its owner's to set.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Namespace as NamespaceObject;
-use serde_json::Value as Json;
 
-use super::{Component, Context, KubeError, manifest};
-use crate::kubernetes::generated;
+use super::{Built, Component, Context, KubeError, manifest};
+use crate::kubernetes::recipes;
 
 /// The suffix of the namespace of privileged pieces ([`Context::privileged_namespace`]).
 pub const PRIVILEGED_SUFFIX: &str = "privileged";
@@ -53,10 +52,10 @@ impl Component for Namespace {
         "namespace"
     }
 
-    fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
+    fn build(&self, ctx: &Context<'_>) -> Result<Built, KubeError> {
         let mut metadata = ctx.cluster_meta("qhub", ctx.namespace());
         metadata.annotations = Some(BTreeMap::from([(
-            generated::USE_EXISTING_ANNOTATION.to_string(),
+            recipes::USE_EXISTING_ANNOTATION.to_string(),
             "true".to_string(),
         )]));
         if let Some(labels) = metadata.labels.as_mut() {
@@ -76,7 +75,7 @@ impl Component for Namespace {
                 ..NamespaceObject::default()
             })?);
         }
-        Ok(out)
+        Ok(Built::new(out))
     }
 }
 
@@ -86,6 +85,7 @@ mod tests {
     use crate::config::ProviderKind;
     use crate::provider::ClusterFacts;
     use crate::sandbox::kube_api::pod_security::{Level, violations};
+    use serde_json::Value as Json;
 
     /// Every workload's pods, with the level the namespace they land in enforces.
     fn pods_and_levels(config: &crate::Config) -> Vec<(String, Level, Json)> {

@@ -43,7 +43,8 @@ pub struct Permission {
 /// One workload's RBAC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Table {
-    /// The workload's service account (its component names it).
+    /// The workload's service account, as upstream names it. The component takes its name from
+    /// here (`ingress::NAME`), so this module imports no component.
     pub service_account: &'static str,
     /// Where the table is transcribed from (project, file, version).
     pub source: &'static str,
@@ -79,7 +80,7 @@ const READ: &[&str] = &["get", "list", "watch"];
 /// enabled here) and the `ingresses` rules belong to the `kubernetesingress` provider (not
 /// enabled: `--providers.kubernetescrd` only), so neither is granted.
 pub const TRAEFIK: Table = Table {
-    service_account: super::ingress::NAME,
+    service_account: "traefik",
     source: "traefik/traefik v3.7.9 docs/content/reference/dynamic-configuration/kubernetes-crd-rbac.yml",
     permissions: &[
         cluster(&[""], &["services", "secrets", "nodes", "configmaps"], READ),
@@ -118,7 +119,7 @@ pub const TRAEFIK: Table = Table {
 /// (`--leader-elect-resource-namespace`), so the lease rules, cluster-wide upstream, are
 /// namespaced here. Nothing may write a ConfigMap elsewhere (`aws-auth`, CoreDNS).
 pub const CLUSTER_AUTOSCALER: Table = Table {
-    service_account: super::autoscaler::NAME,
+    service_account: "cluster-autoscaler",
     source: "kubernetes/autoscaler cluster-autoscaler-1.33.6 cluster-autoscaler/cloudprovider/aws/examples/cluster-autoscaler-autodiscover.yaml",
     permissions: &[
         cluster(&[""], &["events", "endpoints"], &["create", "patch"]),
@@ -212,7 +213,7 @@ pub const STATUS_CONFIGMAP: &str = "cluster-autoscaler-status";
 /// discovery and the config manager, neither of which we run); its pods mount no token
 /// (`automountServiceAccountToken: false`).
 pub const NVIDIA_DEVICE_PLUGIN: Table = Table {
-    service_account: super::gpu::NAME,
+    service_account: "nvidia-device-plugin",
     source: "NVIDIA/k8s-device-plugin v0.19.3 deployments/static/nvidia-device-plugin.yml",
     permissions: &[],
 };

@@ -15,9 +15,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value as Json;
 
-use super::{Component, Context, KubeError, manifest, selector};
-use crate::kubernetes::generated::{self, Derived};
+use super::{Built, Component, Context, KubeError, manifest, selector};
 use crate::kubernetes::pods::{self, Placement};
+use crate::kubernetes::recipes::{self, Derived};
 use crate::kubernetes::versions;
 use crate::provider::facts::{AFTER_APPLY, Known, SharedFilesystem};
 
@@ -60,10 +60,11 @@ impl Component for SharedStorage {
         &["namespace"]
     }
 
-    fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
+    fn build(&self, ctx: &Context<'_>) -> Result<Built, KubeError> {
         let ns = ctx.namespace().to_string();
         let size = ctx.config.storage.shared_filesystem.clone();
         let mut out = Vec::new();
+        let mut image = None;
         // (server, path, mount options) of the volume.
         let (server, path, options, derived) = match &ctx.facts.shared_filesystem {
             Known::Known(SharedFilesystem::Efs { dns_name, .. }) => (
@@ -91,6 +92,7 @@ impl Component for SharedStorage {
             ),
             Known::Known(SharedFilesystem::InCluster) => {
                 out.extend(nfs_server(ctx, &size)?);
+                image = Some(versions::NFS_SERVER);
                 // Kubelet mounts with the node's resolver, which does not know cluster DNS
                 // names: the volume names the Service's cluster IP, read at apply time.
                 let derived = Derived {
@@ -112,7 +114,7 @@ impl Component for SharedStorage {
         let mut meta = ctx.cluster_meta(NAME, &format!("{ns}-{CLAIM}"));
         if let Some(d) = &derived {
             meta.annotations = Some(BTreeMap::from([(
-                generated::DERIVED_ANNOTATION.to_string(),
+                recipes::DERIVED_ANNOTATION.to_string(),
                 d.to_string(),
             )]));
         }
@@ -149,7 +151,7 @@ impl Component for SharedStorage {
         };
         out.push(manifest(&volume)?);
         out.push(manifest(&claim)?);
-        Ok(out)
+        Ok(Built::new(out).images(image))
     }
 }
 

@@ -10,8 +10,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value as Json;
 
-use super::{Component, Context, KubeError, manifest, selector};
-use crate::kubernetes::components::ingress;
+use super::{Built, Component, Context, KubeError, Route, manifest, selector};
 use crate::kubernetes::pods::{self, Placement};
 use crate::kubernetes::versions;
 use crate::provider::facts::SharedFilesystem;
@@ -38,7 +37,7 @@ impl Component for Welcome {
         &["ingress"]
     }
 
-    fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
+    fn build(&self, ctx: &Context<'_>) -> Result<Built, KubeError> {
         let config = ctx.config;
         let text = |key: &str, default: &str| {
             config
@@ -136,11 +135,12 @@ impl Component for Welcome {
             }),
             ..Service::default()
         };
-        Ok(vec![
+        Ok(Built::new(vec![
             manifest(&page_map)?,
             manifest(&deployment)?,
             manifest(&service)?,
-            ingress::http_route(ctx, NAME, "PathPrefix(`/`)", NAME, 80, 1)?,
         ])
+        .image(versions::WELCOME)
+        .route(Route::new("/", NAME, 80).listed("/", "/")))
     }
 }

@@ -17,13 +17,9 @@
 //! Where the cluster already has Traefik's own CRDs, those are used as they are
 //! ([`crate::kubernetes::apply`]).
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, CustomResourceDefinitionNames, CustomResourceDefinitionSpec,
-    CustomResourceDefinitionVersion, CustomResourceValidation, JSONSchemaProps,
-};
 use serde_json::{Value as Json, json};
 
-use super::super::{Context, KubeError, manifest};
+use super::super::Crd;
 
 /// Traefik's CRD group.
 pub const GROUP: &str = "traefik.io";
@@ -174,40 +170,19 @@ fn open_objects(schema: &mut Json) {
     }
 }
 
-/// The CRDs.
-pub fn objects(ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
-    let mut out = Vec::with_capacity(KINDS.len());
-    for (kind, plural) in KINDS {
-        let props: JSONSchemaProps = serde_json::from_value(served_schema(kind))
-            .map_err(|e| KubeError::Invalid(format!("the schema of {kind}: {e}")))?;
-        let crd = CustomResourceDefinition {
-            metadata: ctx.cluster_meta("traefik", &format!("{plural}.{GROUP}")),
-            spec: CustomResourceDefinitionSpec {
-                group: GROUP.into(),
-                names: CustomResourceDefinitionNames {
-                    kind: (*kind).into(),
-                    list_kind: Some(format!("{kind}List")),
-                    plural: (*plural).into(),
-                    singular: Some(kind.to_lowercase()),
-                    ..CustomResourceDefinitionNames::default()
-                },
-                scope: "Namespaced".into(),
-                versions: vec![CustomResourceDefinitionVersion {
-                    name: VERSION.into(),
-                    served: true,
-                    storage: true,
-                    schema: Some(CustomResourceValidation {
-                        open_api_v3_schema: Some(props),
-                    }),
-                    ..CustomResourceDefinitionVersion::default()
-                }],
-                ..CustomResourceDefinitionSpec::default()
-            },
-            ..CustomResourceDefinition::default()
-        };
-        out.push(manifest(&crd)?);
-    }
-    Ok(out)
+/// The CRDs, as the ingress declares them ([`super::super::Built::crd`]).
+pub fn crds() -> Vec<Crd> {
+    KINDS
+        .iter()
+        .map(|(kind, plural)| Crd {
+            app: super::NAME.into(),
+            group: GROUP.into(),
+            version: VERSION.into(),
+            kind: (*kind).into(),
+            plural: (*plural).into(),
+            schema: served_schema(kind),
+        })
+        .collect()
 }
 
 /// Checks `value` against a structural schema as the API server would (types, required

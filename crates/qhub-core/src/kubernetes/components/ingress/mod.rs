@@ -14,12 +14,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value as Json, json};
 
-use super::{Component, Context, KubeError, manifest, selector};
+use super::{Built, Component, Context, KubeError, Middleware, Route, manifest, selector};
 use crate::kubernetes::pods::{self, Placement};
 use crate::kubernetes::versions;
 
 /// The component's name (and its Deployment's, Service's and ServiceAccount's).
-pub const NAME: &str = "traefik";
+pub const NAME: &str = super::rbac::TRAEFIK.service_account;
 
 /// An entry point: its name, the Service's port and the container's port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +72,7 @@ const PING_PORT: i32 = 9000;
 pub struct Ingress;
 
 /// An IngressRoute on the HTTPS entry point (HTTP when TLS is disabled) sending `rule` to
-/// `service:port`, named `name`, for `component`.
+/// `service:port`, named after the service, for `component`.
 pub fn http_route(
     ctx: &Context<'_>,
     component: &str,
@@ -81,16 +81,34 @@ pub fn http_route(
     port: i32,
     priority: i64,
 ) -> Result<Json, KubeError> {
+    route_object(ctx, component, service, rule, service, port, priority, &[])
+}
+
+#[allow(clippy::too_many_arguments)] // each is one field of Traefik's route; a struct would only rename them
+fn route_object(
+    ctx: &Context<'_>,
+    component: &str,
+    name: &str,
+    rule: &str,
+    service: &str,
+    port: i32,
+    priority: i64,
+    middlewares: &[String],
+) -> Result<Json, KubeError> {
     let entry = if tls::enabled(ctx.config) {
         WEBSECURE.name
     } else {
         WEB.name
     };
     let host_rule = format!("Host(`{}`) && {rule}", ctx.config.domain);
+    let mut route = json!({"match": host_rule, "kind": "Rule", "priority": priority,
+        "services": [{"name": service, "port": port}]});
+    if !middlewares.is_empty() {
+        route["middlewares"] = middlewares.iter().map(|m| json!({"name": m})).collect();
+    }
     let mut spec = json!({
         "entryPoints": [entry],
-        "routes": [{"match": host_rule, "kind": "Rule", "priority": priority,
-            "services": [{"name": service, "port": port}]}],
+        "routes": [route],
     });
     if let Some(t) = tls::route_tls(ctx.config) {
         spec["tls"] = t;
@@ -98,9 +116,65 @@ pub fn http_route(
     Ok(json!({
         "apiVersion": format!("{}/{}", crds::GROUP, crds::VERSION),
         "kind": "IngressRoute",
-        "metadata": manifest(&ctx.meta(component, service))?,
+        "metadata": manifest(&ctx.meta(component, name))?,
         "spec": spec,
     }))
+}
+
+/// The objects of a declared [`Route`] of `component`: a Middleware per middleware it declares
+/// (and one cutting the prefix when it strips it), then its IngressRoute.
+pub fn route_objects(
+    ctx: &Context<'_>,
+    component: &str,
+    route: &Route,
+) -> Result<Vec<Json>, KubeError> {
+    let middleware = |name: &str, spec: Json| -> Result<Json, KubeError> {
+        Ok(json!({
+            "apiVersion": format!("{}/{}", crds::GROUP, crds::VERSION),
+            "kind": "Middleware",
+            "metadata": manifest(&ctx.meta(component, name))?,
+            "spec": spec,
+        }))
+    };
+    let mut out = Vec::new();
+    let mut names = Vec::new();
+    for (i, m) in route.middlewares.iter().enumerate() {
+        match m {
+            Middleware::Named(name) => names.push(name.clone()),
+            Middleware::ForwardAuth {
+                address,
+                response_headers,
+            } => {
+                let name = route.middleware_name(&format!("auth-{i}"));
+                let mut spec = json!({"forwardAuth": {"address": address}});
+                if !response_headers.is_empty() {
+                    spec["forwardAuth"]["authResponseHeaders"] = json!(response_headers);
+                }
+                out.push(middleware(&name, spec)?);
+                names.push(name);
+            }
+        }
+    }
+    // Cut last: the middlewares before it (authentication) see the path the user asked for.
+    if route.strip_prefix && route.path != "/" {
+        let name = route.middleware_name("strip");
+        out.push(middleware(
+            &name,
+            json!({"stripPrefix": {"prefixes": [route.path]}}),
+        )?);
+        names.push(name);
+    }
+    out.push(route_object(
+        ctx,
+        component,
+        &route.name,
+        &format!("PathPrefix(`{}`)", route.path),
+        &route.service,
+        route.port,
+        route.priority,
+        &names,
+    )?);
+    Ok(out)
 }
 
 /// An IngressRouteTCP on `entry` sending every connection to `service:port`.
@@ -154,9 +228,9 @@ impl Component for Ingress {
         &["namespace"]
     }
 
-    fn objects(&self, ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
+    fn build(&self, ctx: &Context<'_>) -> Result<Built, KubeError> {
         let ns = ctx.namespace().to_string();
-        let mut out = crds::objects(ctx)?;
+        let mut out = Vec::new();
         let account = ServiceAccount {
             metadata: ctx.meta(NAME, NAME),
             ..ServiceAccount::default()
@@ -256,6 +330,10 @@ impl Component for Ingress {
         out.extend(tls.objects);
         out.push(manifest(&deployment)?);
         out.push(manifest(&service)?);
-        Ok(out)
+        let mut built = Built::new(out).image(versions::TRAEFIK);
+        for crd in crds::crds() {
+            built = built.crd(crd);
+        }
+        Ok(built)
     }
 }

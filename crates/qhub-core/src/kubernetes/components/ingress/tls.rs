@@ -4,7 +4,7 @@
 //!   `acme_server`; its store lives on a persistent volume so that certificates survive a
 //!   restart (QHub lost them on every one, and hit Let's Encrypt's rate limits).
 //! - `self-signed`: a certificate for the domain generated once by qhub and kept in a Secret
-//!   ([`crate::kubernetes::generated`]); re-deploys reuse it.
+//!   ([`crate::kubernetes::recipes`]); re-deploys reuse it.
 //! - `existing`: the Secret `certificate.secret_name`, which must exist in the namespace: the
 //!   apply checks it first and says how to create it.
 //! - `disabled`: plain HTTP, no redirect.
@@ -22,7 +22,7 @@ use super::super::{Context, KubeError, manifest};
 use super::{NAME, WEBSECURE};
 use crate::config::Config;
 use crate::config::certificate::CertificateKind;
-use crate::kubernetes::generated;
+use crate::kubernetes::recipes;
 
 /// Let's Encrypt's production directory (QHub's default `acme_server`).
 pub use crate::config::certificate::LETS_ENCRYPT_PRODUCTION as LETS_ENCRYPT;
@@ -142,8 +142,8 @@ pub fn setup(ctx: &Context<'_>) -> Result<Setup, KubeError> {
         CertificateKind::SelfSigned => {
             let mut meta = ctx.meta(NAME, SELF_SIGNED_SECRET);
             meta.annotations = Some(BTreeMap::from([(
-                generated::ANNOTATION.to_string(),
-                generated::Recipe::SelfSignedTls {
+                recipes::ANNOTATION.to_string(),
+                recipes::Recipe::SelfSignedTls {
                     hosts: vec![config.domain.clone()],
                 }
                 .to_string(),
@@ -164,7 +164,7 @@ pub fn setup(ctx: &Context<'_>) -> Result<Setup, KubeError> {
             })?;
             let mut store = default_store(ctx, &name)?;
             store["metadata"]["annotations"] = json!({
-                generated::REQUIRES_ANNOTATION: generated::Requirement {
+                recipes::REQUIRES_ANNOTATION: recipes::Requirement {
                     kind: "Secret".into(),
                     name: name.clone(),
                     config_key: "certificate.secret_name".into(),

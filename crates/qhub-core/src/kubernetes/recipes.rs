@@ -1,4 +1,5 @@
-//! Secrets qhub generates once and reuses, and objects that need another object to exist.
+//! Recipes the applier follows at apply time: Secrets qhub generates once and reuses, and objects
+//! that need another object to exist.
 //!
 //! A component never puts a random value in a manifest (the plan would change on every run).
 //! It declares a Secret without `data` and the [`ANNOTATION`] recipe instead: passwords for

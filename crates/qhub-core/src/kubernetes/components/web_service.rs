@@ -1,0 +1,196 @@
+//! The common shape of a platform service, built once: a Deployment running one container
+//! behind a Service, a route through the ingress, and optionally a login client, a config file
+//! and the shared volume. A component of this shape is a short file saying only what is
+//! particular to it (docs/writing-a-component.md).
+
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, ContainerPort, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec,
+    Probe, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{Built, ConfigFile, Context, KubeError, Route, manifest, selector, storage};
+use crate::keycloak::PlatformClient;
+use crate::kubernetes::pods::{self, Placement};
+use crate::kubernetes::versions::Image;
+
+/// The port the Service exposes (the route's target).
+pub const SERVICE_PORT: i32 = 80;
+
+/// A web service: start with [`WebService::new`], add what it needs, then [`WebService::build`].
+#[derive(Debug, Clone)]
+pub struct WebService {
+    name: String,
+    image: Image,
+    container_port: i32,
+    uid: i64,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    route: Option<Route>,
+    client: Option<PlatformClient>,
+    config: Option<(ConfigFile, String)>,
+    shared_volume: Option<String>,
+}
+
+impl WebService {
+    /// A Deployment and Service named `name` running `image`, listening on `container_port`
+    /// as user `uid` (non-root, restricted security context).
+    pub fn new(name: impl Into<String>, image: Image, container_port: i32, uid: i64) -> Self {
+        Self {
+            name: name.into(),
+            image,
+            container_port,
+            uid,
+            args: Vec::new(),
+            env: Vec::new(),
+            route: None,
+            client: None,
+            config: None,
+            shared_volume: None,
+        }
+    }
+
+    /// The container's arguments.
+    #[must_use]
+    pub fn args(mut self, args: impl IntoIterator<Item = String>) -> Self {
+        self.args.extend(args);
+        self
+    }
+
+    /// An environment variable.
+    #[must_use]
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Routes `path` to it; `f` adds what is particular (middlewares, strip-prefix, listing).
+    #[must_use]
+    pub fn route(mut self, path: &str, f: impl FnOnce(Route) -> Route) -> Self {
+        self.route = Some(f(Route::new(path, self.name.clone(), SERVICE_PORT)));
+        self
+    }
+
+    /// Its login client in Keycloak.
+    #[must_use]
+    pub fn login(mut self, client: PlatformClient) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// A config file mounted read-only at `mount_path` (the directory); an edit rolls the pod.
+    #[must_use]
+    pub fn config_file(mut self, file: ConfigFile, mount_path: impl Into<String>) -> Self {
+        self.config = Some((file, mount_path.into()));
+        self
+    }
+
+    /// The platform's shared volume ([`storage::CLAIM`]) mounted at `mount_path`.
+    #[must_use]
+    pub fn shared_volume(mut self, mount_path: impl Into<String>) -> Self {
+        self.shared_volume = Some(mount_path.into());
+        self
+    }
+
+    /// Its objects and declarations, for component `component`.
+    pub fn build(self, ctx: &Context<'_>, component: &str) -> Result<Built, KubeError> {
+        let mut container = pods::container(
+            &self.name,
+            self.image.reference(),
+            pods::resources("50m", "64Mi", "256Mi"),
+        );
+        container.args = (!self.args.is_empty()).then_some(self.args);
+        container.env = (!self.env.is_empty()).then(|| {
+            self.env
+                .iter()
+                .map(|(name, value)| EnvVar {
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                    ..EnvVar::default()
+                })
+                .collect()
+        });
+        container.ports = Some(vec![ContainerPort {
+            container_port: self.container_port,
+            name: Some("http".into()),
+            ..ContainerPort::default()
+        }]);
+        container.readiness_probe = Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("http".into()),
+                ..TCPSocketAction::default()
+            }),
+            ..Probe::default()
+        });
+        let mut mounts = Vec::new();
+        let mut volumes = Vec::new();
+        if let Some((file, path)) = &self.config {
+            mounts.push(VolumeMount {
+                name: "config".into(),
+                mount_path: path.clone(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+            volumes.push(Volume {
+                name: "config".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: file.name.clone(),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+        }
+        if let Some(path) = &self.shared_volume {
+            mounts.push(VolumeMount {
+                name: "shared".into(),
+                mount_path: path.clone(),
+                ..VolumeMount::default()
+            });
+            volumes.push(Volume {
+                name: "shared".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: storage::CLAIM.into(),
+                    ..PersistentVolumeClaimVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+        }
+        container.volume_mounts = (!mounts.is_empty()).then_some(mounts);
+        let mut pod = PodSpec {
+            containers: vec![container],
+            security_context: Some(pods::non_root_pod(self.uid)),
+            automount_service_account_token: Some(false),
+            volumes: (!volumes.is_empty()).then_some(volumes),
+            ..PodSpec::default()
+        };
+        Placement::on_group(ctx.facts, "general").place(&mut pod);
+        let mut deployment = super::deployment(ctx, component, pod, false);
+        deployment.metadata = ctx.meta(component, &self.name);
+        let service = Service {
+            metadata: ctx.meta(component, &self.name),
+            spec: Some(ServiceSpec {
+                selector: Some(selector(component)),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".into()),
+                    port: SERVICE_PORT,
+                    target_port: Some(IntOrString::String("http".into())),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        };
+        let mut built =
+            Built::new(vec![manifest(&deployment)?, manifest(&service)?]).image(self.image);
+        if let Some(route) = self.route {
+            built = built.route(route);
+        }
+        if let Some(client) = self.client {
+            built = built.client(client);
+        }
+        if let Some((file, _)) = self.config {
+            built = built.config_file(file);
+        }
+        Ok(built)
+    }
+}
