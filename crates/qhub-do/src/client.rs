@@ -36,8 +36,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use qhub_core::cloud::http::{
     Auth, BearerToken, Body, HttpError, Request, RestClient, RestOptions, SetupError,
 };
-use qhub_core::retry::{Retrier, RetryPolicy, give_up_note};
 use qhub_core::provider::RetryClass;
+use qhub_core::retry::{Retrier, RetryPolicy, give_up_note};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

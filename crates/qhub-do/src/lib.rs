@@ -45,8 +45,8 @@ use qhub_core::config::{Config, ProviderKind};
 use qhub_core::kubernetes::auth::ClusterEndpoint;
 use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
-    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Known, Ownership, Preflight,
-    Provider, ProviderError,
+    ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Ownership, Preflight, Provider,
+    ProviderError,
 };
 
 use client::{ApiStats, ClientOptions, DoClient};

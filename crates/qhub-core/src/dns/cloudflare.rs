@@ -36,9 +36,9 @@ use crate::cloud::http::{
     Auth, BearerToken, Body, HttpError, Reply, Request, RestClient, RestOptions, SetupError,
 };
 use crate::cloud::stats::ApiStats;
-use crate::retry::{CallKind, RetryPolicy};
 use crate::keycloak::SecretString;
 use crate::kubernetes::endpoints::DnsRecord;
+use crate::retry::{CallKind, RetryPolicy};
 
 /// Cloudflare's API.
 pub const DEFAULT_API_URL: &str = "https://api.cloudflare.com/client/v4";
