@@ -338,3 +338,24 @@ fn validate_warns_about_node_group_keys_the_provider_does_not_read() {
     assert_eq!(warning["hint"], "did you mean `min_nodes`?", "{doc:#}");
     assert!(warning["line"].as_u64().unwrap() > 1, "{doc:#}");
 }
+
+#[test]
+fn completions_are_printed_for_bash_zsh_and_fish_from_the_command_definitions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (shell, marker) in [
+        ("bash", "complete "),
+        ("zsh", "#compdef qhub"),
+        ("fish", "complete -c qhub"),
+    ] {
+        let out = qhub(dir.path(), &["completions", shell]);
+        assert_eq!(code(&out), 0, "{shell}: {}", describe(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: no `{marker}`:\n{script}");
+        // Generated from clap: the newest commands and flags are in it.
+        for word in ["secrets", "keycloak-admin", "detailed-exitcode"] {
+            assert!(script.contains(word), "{shell}: no `{word}`");
+        }
+    }
+    let out = qhub(dir.path(), &["completions", "powershell-ish"]);
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+}
