@@ -132,10 +132,13 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    /// Whether the bucket exists, the object and its version, and the calls made.
+    type BucketState = (bool, Option<(Vec<u8>, u32)>, Vec<String>);
+
     /// A bucket in memory that answers as S3 does, recording the calls.
     #[derive(Debug, Default)]
     struct Bucket {
-        state: Mutex<(bool, Option<(Vec<u8>, u32)>, Vec<String>)>,
+        state: Mutex<BucketState>,
     }
 
     #[async_trait]
