@@ -797,6 +797,7 @@ impl Engine {
                 .filter(|r| r.created_with.is_some())
                 .cloned()
                 .collect(),
+            applied: std::sync::Mutex::default(),
             cluster: tokio::sync::OnceCell::new(),
             fresh: tokio::sync::OnceCell::new(),
             identity: tokio::sync::OnceCell::new(),
@@ -948,6 +949,9 @@ impl Engine {
                 Ok(retries) => {
                     report.retries += retries;
                     finished.insert(i);
+                    if let Ok(mut applied) = shared.applied.lock() {
+                        applied.insert(change.id.clone(), change.action);
+                    }
                     report.done.push((change.id.clone(), change.action));
                     if change.stage == Stage::Kubernetes {
                         kubernetes_left -= 1;
@@ -1200,6 +1204,8 @@ struct Shared {
     rebuild: bool,
     /// The plan's desired resources that are created with a parent (given to its create).
     children: Vec<plan::Resource>,
+    /// The changes done so far in this run, for [`ApplyContext::parent_applied`].
+    applied: std::sync::Mutex<BTreeMap<ResourceId, Action>>,
     cluster: tokio::sync::OnceCell<Option<Cluster>>,
     /// The Kubernetes objects built again from the facts of the applied infrastructure.
     fresh: tokio::sync::OnceCell<BTreeMap<ResourceId, plan::Resource>>,
@@ -1687,6 +1693,9 @@ async fn run_change(
     } else {
         Vec::new()
     };
+    let parent_applied = change
+        .created_with()
+        .and_then(|p| shared.applied.lock().ok()?.get(p).copied());
     let started = Instant::now();
     let mut retrier = retry::Retrier::new(options.retry);
     let mut in_use_since: Option<Instant> = None;
@@ -1696,6 +1705,7 @@ async fn run_change(
             ownership: shared.ownership.clone(),
             attempt,
             children: children.clone(),
+            parent_applied,
         };
         let remaining = deadline.saturating_sub(started.elapsed());
         let work = async {
