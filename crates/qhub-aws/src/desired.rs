@@ -464,6 +464,109 @@ pub fn dependencies(id: &ResourceId, names: &Names, existing: &[ResourceId]) -> 
     deps
 }
 
+/// What an EKS managed node group is, as the plan compares it and the apply sends it: the
+/// [`NODE_GROUP`] resource's spec, written and read back typed (never a field looked up with a
+/// default).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeGroupSpec {
+    /// The EC2 instance type, e.g. `m5.xlarge`.
+    pub instance_type: String,
+    /// The EKS AMI type ([`ami_type`]).
+    pub ami_type: String,
+    /// The root volume, in GiB.
+    pub disk_size: i32,
+    /// The autoscaler's lower bound.
+    pub min_nodes: u32,
+    /// The autoscaler's upper bound.
+    pub max_nodes: u32,
+    /// The node role's name.
+    pub node_role: String,
+    /// Node labels (the group's, and a GPU group's accelerator).
+    pub labels: BTreeMap<String, String>,
+    /// Node taints, `key=value:Effect`.
+    pub taints: Vec<String>,
+    /// The cluster autoscaler's tags ([`autoscaler_tags`]).
+    pub autoscaler_tags: BTreeMap<String, String>,
+    /// The subnets of a group kept in one zone (`single_subnet`); absent: all of ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnets: Option<Vec<String>>,
+}
+
+/// A node group as observe reports it: the fields of [`NodeGroupSpec`] as EKS has them (any
+/// may be missing), its current size and Kubernetes version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeGroupObserved {
+    /// The first instance type.
+    pub instance_type: Option<String>,
+    /// The AMI type.
+    pub ami_type: Option<String>,
+    /// The root volume, in GiB.
+    pub disk_size: Option<i32>,
+    /// The scaling configuration's minimum.
+    pub min_nodes: Option<i32>,
+    /// The scaling configuration's maximum.
+    pub max_nodes: Option<i32>,
+    /// The scaling configuration's desired size (the autoscaler's doing).
+    pub desired_nodes: Option<i32>,
+    /// The node role's name.
+    pub node_role: Option<String>,
+    /// Node labels.
+    pub labels: BTreeMap<String, String>,
+    /// Node taints, `key=value:Effect`, sorted.
+    pub taints: Vec<String>,
+    /// The `k8s.io/cluster-autoscaler/…` tags.
+    pub autoscaler_tags: BTreeMap<String, String>,
+    /// The subnets' names (their ids when not ours), sorted.
+    pub subnets: Vec<String>,
+    /// The Kubernetes version.
+    pub version: Option<String>,
+}
+
+/// Why a spec in a plan cannot be read back as its type (a plan made by another version, or
+/// a bug): the resource and the parse error.
+#[derive(Debug, thiserror::Error)]
+#[error("{id}: its spec does not read as {what}")]
+#[non_exhaustive]
+pub struct SpecError {
+    /// The resource.
+    pub id: String,
+    /// The type expected.
+    pub what: &'static str,
+    /// The parse error.
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// Reads a spec back as `T`, naming the resource when it does not parse.
+pub fn read_spec<T: serde::de::DeserializeOwned>(
+    id: &ResourceId,
+    spec: &Json,
+    what: &'static str,
+) -> Result<T, ProviderError> {
+    T::deserialize(spec).map_err(|source| {
+        ProviderError::other(SpecError {
+            id: id.to_string(),
+            what,
+            source,
+        })
+    })
+}
+
+/// Writes a typed spec as the plan's JSON.
+pub fn write_spec<T: serde::Serialize>(
+    id: &ResourceId,
+    spec: &T,
+    what: &'static str,
+) -> Result<Json, ProviderError> {
+    serde_json::to_value(spec).map_err(|source| {
+        ProviderError::other(SpecError {
+            id: id.to_string(),
+            what,
+            source,
+        })
+    })
+}
+
 fn resource(id: ResourceId, spec: Json, replace: &[&str], minutes: f64) -> Resource {
     Resource::new(id.kind, id.name, Stage::Infrastructure, spec)
         .replace_fields(replace)
@@ -622,7 +725,11 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
     }
     for (group, g) in &section.node_groups {
         let ami = ami_type(&section.kubernetes_version, &g.instance, g.gpu);
-        let taints = if g.gpu { json!([GPU_TAINT]) } else { json!([]) };
+        let taints = if g.gpu {
+            vec![GPU_TAINT.to_string()]
+        } else {
+            Vec::new()
+        };
         let single = match g.extra.get(SINGLE_SUBNET) {
             None => false,
             Some(Json::Bool(b)) => *b,
@@ -632,28 +739,31 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
                 )));
             }
         };
-        let mut labels = json!({GROUP_LABEL: group});
+        let mut labels = BTreeMap::from([(GROUP_LABEL.to_string(), group.clone())]);
         if g.gpu {
-            labels[ACCELERATOR_LABEL] = json!(accelerator(&g.instance));
+            labels.insert(
+                ACCELERATOR_LABEL.to_string(),
+                accelerator(&g.instance).to_string(),
+            );
         }
-        let mut spec = json!({
-            "instance_type": g.instance,
-            "ami_type": ami,
-            "disk_size": DISK_SIZE_GIB,
-            "min_nodes": g.min_nodes,
-            "max_nodes": g.max_nodes,
-            "node_role": names.node_role(),
-            "labels": labels,
-            "taints": taints,
-            "autoscaler_tags": autoscaler_tags(&p, group, g.gpu),
-        });
-        if single {
+        let id = ResourceId::new(NODE_GROUP, names.node_group(group));
+        let spec = NodeGroupSpec {
+            instance_type: g.instance.clone(),
+            ami_type: ami.to_string(),
+            disk_size: DISK_SIZE_GIB,
+            min_nodes: g.min_nodes,
+            max_nodes: g.max_nodes,
+            node_role: names.node_role(),
+            labels,
+            taints,
+            autoscaler_tags: autoscaler_tags(&p, group, g.gpu),
             // Only when asked: a group made across both zones is not replaced by an upgrade.
-            spec["subnets"] = json!([names.subnet(0)]);
-        }
+            subnets: single.then(|| vec![names.subnet(0)]),
+        };
+        let spec = write_spec(&id, &spec, "a node group spec")?;
         out.push(
             resource(
-                ResourceId::new(NODE_GROUP, names.node_group(group)),
+                id,
                 spec,
                 &[
                     "instance_type",
@@ -920,5 +1030,24 @@ mod tests {
         assert_eq!(group("user")["ami_type"], "AL2023_x86_64_STANDARD");
         assert_eq!(group("gpu")["ami_type"], "AL2023_x86_64_NVIDIA");
         assert_eq!(ami_architecture("AL2023_x86_64_STANDARD"), "x86_64");
+    }
+
+    #[test]
+    fn node_group_specs_read_back_typed_or_say_which_resource() {
+        let all = desired(&config(), true).unwrap();
+        let r = all.iter().find(|r| r.id.kind == NODE_GROUP).unwrap();
+        let spec: NodeGroupSpec = read_spec(&r.id, &r.spec, "a node group spec").unwrap();
+        assert!(!spec.instance_type.is_empty());
+        assert_eq!(
+            write_spec(&r.id, &spec, "a node group spec").unwrap(),
+            r.spec
+        );
+        // A spec without its instance type is an error naming the resource, not `""`.
+        let mut broken = r.spec.clone();
+        broken.as_object_mut().unwrap().remove("instance_type");
+        let e = read_spec::<NodeGroupSpec>(&r.id, &broken, "a node group spec").unwrap_err();
+        assert!(e.to_string().contains(&r.id.to_string()), "{e}");
+        let cause = std::error::Error::source(&e).expect("the parse error is kept");
+        assert!(cause.to_string().contains("instance_type"), "{cause}");
     }
 }

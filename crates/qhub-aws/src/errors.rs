@@ -7,15 +7,19 @@
 //! again later, with backoff, after re-observing; a call whose own budget ran out is fatal
 //! ([`AwsError::gave_up`]), so no loop is stacked on another.
 
+use std::sync::Arc;
+
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use qhub_core::provider::ProviderError;
 
-/// A failed AWS API call, reduced to what a caller can act on.
+/// A failed AWS API call, reduced to what a caller can act on, with the SDK's error as its
+/// source.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{operation}: {message}")]
+#[non_exhaustive]
 pub struct AwsError {
     /// The API operation, e.g. `CreateVpc`.
     pub operation: &'static str,
@@ -33,6 +37,10 @@ pub struct AwsError {
     pub no_response: bool,
     /// The call's retry budget ran out: which call kept failing, and for how long.
     pub gave_up: Option<String>,
+    /// The cause: the service's modelled error, or why no answer came (timeout, connection).
+    /// Never the raw response (its headers and body stay out).
+    #[source]
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 /// Error codes meaning "try again later": throttling, server errors, and eventual consistency.
@@ -160,6 +168,9 @@ impl AwsError {
             html_not_found,
             no_response,
             gave_up,
+            // `into_source` gives the modelled service error, or the timeout's or dispatch
+            // failure's own cause: never the raw response.
+            source: err.into_source().ok().map(Arc::from),
         }
     }
 
@@ -241,8 +252,10 @@ impl AwsError {
                 self.operation
             ));
         }
-        if let Some(note) = &self.gave_up {
-            return ProviderError::Fatal(format!("{self}; {note}"));
+        if let Some(note) = self.gave_up.clone() {
+            let mut e = self;
+            e.message = format!("{}; {note}", e.message);
+            return ProviderError::other(e);
         }
         let code = self.code.as_deref().unwrap_or_default();
         if THROTTLED_CODES.contains(&code) || self.status == Some(429) {
@@ -271,7 +284,8 @@ impl AwsError {
         {
             return ProviderError::Unauthorized(self.to_string());
         }
-        ProviderError::Fatal(self.to_string())
+        // Kept whole: the SDK's error stays in the source chain.
+        ProviderError::other(self)
     }
 }
 
@@ -288,6 +302,7 @@ mod tests {
             html_not_found: false,
             no_response: false,
             gave_up: None,
+            source: None,
         }
     }
 
@@ -343,7 +358,7 @@ mod tests {
             x.clone().into_provider(true),
             ProviderError::NotSupported(_)
         ));
-        assert!(matches!(x.into_provider(false), ProviderError::Fatal(_)));
+        assert!(matches!(x.into_provider(false), ProviderError::Other(_)));
     }
 
     #[test]

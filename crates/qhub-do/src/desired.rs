@@ -209,10 +209,93 @@ fn extra_taints(name: &str, group: &NodeGroup) -> Result<Vec<Taint>, DesiredErro
     Ok(taints)
 }
 
+/// A node pool's spec, as the plan compares it and the apply sends it: the [`NODE_POOL`]
+/// resource's spec, written and read back typed (never a field looked up with a default).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PoolSpec {
+    /// The droplet size slug.
+    pub size: String,
+    /// Whether DOKS autoscales the pool (always, for ours).
+    pub auto_scale: bool,
+    /// The autoscaler's lower bound.
+    pub min_nodes: u32,
+    /// The autoscaler's upper bound.
+    pub max_nodes: u32,
+    /// Node labels.
+    pub labels: BTreeMap<String, String>,
+    /// Node taints, sorted.
+    pub taints: Vec<Taint>,
+    /// The cluster's region (a pool lives in it); absent in the cluster's first-pool payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+/// The cluster's spec: its region and version slug.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterSpec {
+    /// The region slug, e.g. `nyc3`.
+    pub region: String,
+    /// The version slug, e.g. `1.33.1-do.0`.
+    pub version: String,
+}
+
+/// The first pool, carried in the cluster's payload for a caller that hands no children.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FirstPool {
+    /// The pool's name.
+    pub name: String,
+    /// Its spec.
+    pub spec: PoolSpec,
+}
+
+/// The cluster's payload.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterPayload {
+    /// The first pool.
+    pub first_pool: FirstPool,
+}
+
+/// Writes a typed spec as the plan's JSON.
+pub fn to_json<T: serde::Serialize>(value: &T, key: &str) -> Result<Json, DesiredError> {
+    serde_json::to_value(value).map_err(|e| DesiredError {
+        key: key.to_string(),
+        message: format!("cannot be written as JSON: {e}"),
+    })
+}
+
+/// Why a spec in a plan does not read back as its type: the resource and the parse error.
+#[derive(Debug, thiserror::Error)]
+#[error("{id}: its {what} does not read as expected")]
+#[non_exhaustive]
+pub struct SpecError {
+    /// The resource.
+    pub id: String,
+    /// What was read (`spec`, `payload`).
+    pub what: &'static str,
+    /// The parse error.
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// Reads `value` (the `what` of resource `id`) back as `T`.
+pub fn read<T: serde::de::DeserializeOwned>(
+    id: &ResourceId,
+    what: &'static str,
+    value: &Json,
+) -> Result<T, qhub_core::provider::ProviderError> {
+    T::deserialize(value).map_err(|source| {
+        qhub_core::provider::ProviderError::other(SpecError {
+            id: id.to_string(),
+            what,
+            source,
+        })
+    })
+}
+
 /// The pool spec compared with what is observed: the group's size and bounds, our group
 /// label plus its `labels`, its `taints` plus the GPU taint on a GPU pool (sorted, as
 /// observed).
-pub fn pool_spec(group_name: &str, group: &NodeGroup) -> Result<Json, DesiredError> {
+pub fn pool_spec(group_name: &str, group: &NodeGroup) -> Result<PoolSpec, DesiredError> {
     let mut taints = extra_taints(group_name, group)?;
     let gpu = gpu_taint();
     if is_gpu(group)
@@ -225,47 +308,29 @@ pub fn pool_spec(group_name: &str, group: &NodeGroup) -> Result<Json, DesiredErr
     taints.sort();
     let mut labels = extra_labels(group_name, group)?;
     labels.insert(GROUP_LABEL.into(), group_name.into());
-    Ok(json!({
-        "size": group.instance,
-        "auto_scale": true,
-        "min_nodes": group.min_nodes,
-        "max_nodes": group.max_nodes,
-        "labels": labels,
-        "taints": taints,
-    }))
+    Ok(PoolSpec {
+        size: group.instance.clone(),
+        auto_scale: true,
+        min_nodes: group.min_nodes,
+        max_nodes: group.max_nodes,
+        labels,
+        taints,
+        region: None,
+    })
 }
 
 /// The create request of a pool from its spec: it starts at `min_nodes` (at least one: a
 /// pool starts with a node, then the autoscaler may take it to zero).
-pub fn pool_request(name: &str, spec: &Json, tags: &[String]) -> NodePoolCreate {
-    let n = |k: &str| {
-        spec.get(k)
-            .and_then(Json::as_u64)
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(0)
-    };
-    let (min, max) = (n("min_nodes"), n("max_nodes"));
+pub fn pool_request(name: &str, spec: &PoolSpec, tags: &[String]) -> NodePoolCreate {
+    let (min, max) = (spec.min_nodes, spec.max_nodes);
     NodePoolCreate {
         name: name.to_string(),
-        size: spec
-            .get("size")
-            .and_then(Json::as_str)
-            .unwrap_or_default()
-            .to_string(),
+        size: spec.size.clone(),
         count: min.max(1).min(max.max(1)),
         tags: tags.to_vec(),
-        labels: spec
-            .get("labels")
-            .and_then(|l| serde_json::from_value(l.clone()).ok())
-            .unwrap_or_default(),
-        taints: spec
-            .get("taints")
-            .and_then(|t| serde_json::from_value(t.clone()).ok())
-            .unwrap_or_default(),
-        auto_scale: spec
-            .get("auto_scale")
-            .and_then(Json::as_bool)
-            .unwrap_or(true),
+        labels: spec.labels.clone(),
+        taints: spec.taints.clone(),
+        auto_scale: spec.auto_scale,
         min_nodes: min,
         max_nodes: max,
     }
@@ -295,32 +360,38 @@ pub fn desired(config: &Config, facts: &DoFacts) -> Result<Vec<Resource>, Desire
     };
     let first_pool = pool_name(&prefix, first_name);
     // A cluster cannot move regions; a version change is an upgrade (in place).
+    let cluster_spec = ClusterSpec {
+        region: section.region.clone(),
+        version: facts.version.clone(),
+    };
     let mut cluster = Resource::new(
         CLUSTER,
         &prefix,
         Stage::Infrastructure,
-        json!({"region": section.region, "version": facts.version}),
+        to_json(&cluster_spec, "digital_ocean")?,
     )
     .replace_fields(&["region"])
     .hosts_kubernetes()
     .expected(CLUSTER_CREATE);
     // The first pool also travels with the cluster, for a caller that hands no children.
-    cluster.payload = Some(json!({
-        "first_pool": {"name": first_pool, "spec": pool_spec(first_name, first)?},
-    }));
+    let payload = ClusterPayload {
+        first_pool: FirstPool {
+            name: first_pool,
+            spec: pool_spec(first_name, first)?,
+        },
+    };
+    cluster.payload = Some(to_json(&payload, "digital_ocean.node_groups")?);
     let mut out = vec![cluster];
     for (name, group) in groups {
         let mut spec = pool_spec(name, group)?;
         // A pool lives in its cluster's region: a cluster moved to another region takes new
         // pools, and the plan says so.
-        if let Some(o) = spec.as_object_mut() {
-            o.insert("region".into(), json!(section.region));
-        }
+        spec.region = Some(section.region.clone());
         let mut pool = Resource::new(
             NODE_POOL,
             pool_name(&prefix, name),
             Stage::Infrastructure,
-            spec,
+            to_json(&spec, &format!("digital_ocean.node_groups.{name}"))?,
         )
         .depends_on([cluster_id.clone()])
         .replace_fields(&["size", "region"])
@@ -388,6 +459,7 @@ mod tests {
             &group(json!({"labels": {"team": "ml"}, "taints": [{"key": "a", "value": "b", "effect": "NoExecute"}]})),
         )
         .unwrap();
+        let spec = to_json(&spec, "x").unwrap();
         assert_eq!(
             spec["labels"],
             json!({"qhub.dev/node-group": "gpu", "team": "ml"})
@@ -404,6 +476,24 @@ mod tests {
         assert_eq!(e.key, "digital_ocean.node_groups.gpu.taints[0].effect");
         let e = pool_spec("gpu", &group(json!({"labels": ["x"]}))).unwrap_err();
         assert_eq!(e.key, "digital_ocean.node_groups.gpu.labels");
+    }
+
+    #[test]
+    fn pool_specs_read_back_typed_or_say_which_resource() {
+        let spec = pool_spec("gpu", &group(json!({}))).unwrap();
+        let id = ResourceId::new(NODE_POOL, "demo-dev-gpu");
+        let written = to_json(&spec, "x").unwrap();
+        assert_eq!(read::<PoolSpec>(&id, "spec", &written).unwrap(), spec);
+        let mut broken = written;
+        broken.as_object_mut().unwrap().remove("size");
+        let e = read::<PoolSpec>(&id, "spec", &broken).unwrap_err();
+        assert!(
+            e.to_string().contains("node_pool/demo-dev-gpu")
+                || e.to_string().contains("demo-dev-gpu"),
+            "{e}"
+        );
+        let cause = std::error::Error::source(&e).expect("the parse error is kept");
+        assert!(cause.to_string().contains("size"), "{cause}");
     }
 
     #[test]

@@ -4,6 +4,19 @@ use qhub_core::provider::ProviderError;
 
 use crate::client::{DoError, ErrorClass};
 
+/// A DigitalOcean call that cannot succeed as asked (refused, or out of retries): what was
+/// being done, with the client's error kept as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+#[non_exhaustive]
+pub struct CallFailed {
+    /// What was being done, e.g. `creating cluster demo-dev`.
+    pub what: String,
+    /// The client's error.
+    #[source]
+    pub source: DoError,
+}
+
 /// Maps a client error to the contract's class, naming `what` was being done: 404
 /// `NotFound`, a taken name `AlreadyExists`, a busy cluster `Conflict`, 429 `Throttled`
 /// (after the client waited out what it could), 5xx and lost answers `Retryable`, 401/403
@@ -32,7 +45,10 @@ pub fn to_provider(what: &str, e: DoError) -> ProviderError {
         ErrorClass::Unauthorized => ProviderError::Unauthorized(format!(
             "{message} (check DIGITALOCEAN_TOKEN: a personal access token with read and write scope)"
         )),
-        ErrorClass::Invalid | ErrorClass::GaveUp => ProviderError::Fatal(message),
+        ErrorClass::Invalid | ErrorClass::GaveUp => ProviderError::other(CallFailed {
+            what: what.to_string(),
+            source: e,
+        }),
     }
 }
 
@@ -79,10 +95,11 @@ mod tests {
             to_provider("x", api(401, "")),
             ProviderError::Unauthorized(_)
         ));
-        assert!(matches!(
-            to_provider("x", api(422, "bad size")),
-            ProviderError::Fatal(_)
-        ));
+        let fatal = to_provider("x", api(422, "bad size"));
+        assert!(matches!(fatal, ProviderError::Other(_)), "{fatal:?}");
+        assert!(fatal.to_string().starts_with("x: DigitalOcean"), "{fatal}");
+        let cause = std::error::Error::source(&fatal).expect("the client's error is kept");
+        assert!(cause.to_string().contains("bad size"), "{cause}");
         assert!(matches!(
             to_provider("x", api(422, "cluster is provisioning")),
             ProviderError::Conflict { .. }

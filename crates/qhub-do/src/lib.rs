@@ -155,7 +155,7 @@ impl DigitalOceanProvider {
     /// The version facts for `config`, from `/v2/kubernetes/options`.
     pub async fn do_facts(&self, config: &Config) -> Result<DoFacts, ProviderError> {
         let options = self.kubernetes_options().await?;
-        desired::facts(section(config)?, options).map_err(|e| ProviderError::Fatal(e.to_string()))
+        desired::facts(section(config)?, options).map_err(ProviderError::other)
     }
 
     async fn kubernetes_options(&self) -> Result<client::KubernetesOptions, ProviderError> {
@@ -266,7 +266,7 @@ impl Provider for DigitalOceanProvider {
                 "the DigitalOcean provider plans from the facts of its own discover".into(),
             )
         })?;
-        desired::desired(config, facts).map_err(|e| ProviderError::Fatal(e.to_string()))
+        desired::desired(config, facts).map_err(ProviderError::other)
     }
 
     async fn observe(&self, ownership: &Ownership) -> Result<Vec<Observed>, ProviderError> {

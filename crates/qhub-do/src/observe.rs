@@ -95,15 +95,17 @@ pub fn owned(ownership: &Ownership, tags: &[String]) -> bool {
 pub fn pool_spec(c: &Cluster, p: &NodePool) -> Json {
     let mut taints = p.taints.clone();
     taints.sort();
-    json!({
-        "region": c.region,
-        "size": p.size,
-        "auto_scale": p.auto_scale,
-        "min_nodes": p.min_nodes,
-        "max_nodes": p.max_nodes,
-        "labels": p.labels.clone().unwrap_or_default(),
-        "taints": taints,
-    })
+    let spec = crate::desired::PoolSpec {
+        size: p.size.clone(),
+        auto_scale: p.auto_scale,
+        min_nodes: p.min_nodes,
+        max_nodes: p.max_nodes,
+        labels: p.labels.clone().unwrap_or_default(),
+        taints,
+        region: Some(c.region.clone()),
+    };
+    // Strings, numbers and maps of strings: nothing here can fail to serialize.
+    serde_json::to_value(&spec).unwrap_or_default()
 }
 
 /// Where a pool is: `(cluster id, pool id, current count)`, kept in the observed payload.

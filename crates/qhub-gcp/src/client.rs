@@ -380,7 +380,7 @@ impl Api {
             }
         };
         tracing::debug!(rpc, target, elapsed = ?started.elapsed(), ok = r.is_ok(), "GKE call");
-        r.map_err(|e| GcpError::from_gax(format!("{rpc} {target}"), &e))
+        r.map_err(|e| GcpError::from_gax(rpc, target, e))
     }
 
     /// Polls a GKE operation (`location` is `projects/P/locations/L`) until it is DONE

@@ -15,6 +15,7 @@
 //! | 403 PERMISSION_DENIED "Insufficient … quota" | [`Class::Fatal`] (raise the quota) |
 //! | anything else (INVALID_ARGUMENT…) | [`Class::Fatal`] |
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use google_cloud_gax::error::Error as GaxError;
@@ -23,6 +24,7 @@ use qhub_core::provider::ProviderError;
 
 /// What a caller can do about an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Class {
     /// The resource does not exist.
     NotFound,
@@ -42,11 +44,30 @@ pub enum Class {
 
 /// An error of the GKE provider.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum GcpError {
-    /// A GKE API call failed.
+    /// A call of the GKE client library failed: which call, about which object. Its
+    /// [`Class::NotFound`] says that `object` is absent, nothing more: a `ListOperations` of
+    /// the location that answers 404 does not mean a cluster in it is gone
+    /// ([`Self::is_not_found_of`]).
+    #[error("{rpc} {object}: {message}")]
+    Call {
+        /// The RPC, e.g. `DeleteCluster`.
+        rpc: &'static str,
+        /// The resource name the call was about (`projects/P/locations/L/clusters/C`).
+        object: String,
+        /// What can be done about it.
+        class: Class,
+        /// GKE's message (never a credential).
+        message: String,
+        /// The client library's error.
+        #[source]
+        source: Arc<GaxError>,
+    },
+    /// A step of the GKE provider failed (not a call's own answer: a wait, an adoption).
     #[error("{what}: {message}")]
     Api {
-        /// The call, e.g. `CreateCluster demo-dev`.
+        /// What was being done, e.g. `creating GKE cluster demo-dev`.
         what: String,
         /// What can be done about it.
         class: Class,
@@ -91,7 +112,7 @@ impl GcpError {
     /// The class of this error.
     pub fn class(&self) -> Class {
         match self {
-            Self::Api { class, .. } => *class,
+            Self::Api { class, .. } | Self::Call { class, .. } => *class,
             Self::OperationFailed { .. } | Self::Config { .. } | Self::NotSupported(_) => {
                 Class::Fatal
             }
@@ -108,14 +129,47 @@ impl GcpError {
         }
     }
 
-    /// Maps a client library error of the call `what`.
-    pub fn from_gax(what: impl Into<String>, e: &GaxError) -> Self {
-        let what = what.into();
-        let (class, message) = classify(e);
-        Self::Api {
-            what,
+    /// Maps the client library error of the call `rpc` about `object`, keeping it as the
+    /// source.
+    pub fn from_gax(rpc: &'static str, object: impl Into<String>, e: GaxError) -> Self {
+        let (class, message) = classify(&e);
+        Self::Call {
+            rpc,
+            object: object.into(),
             class,
             message,
+            source: Arc::new(e),
+        }
+    }
+
+    /// True when this is a call's NotFound about `object` itself: only then is `object`
+    /// known to be gone. A NotFound of another call (the location's operations, a parent)
+    /// says nothing about it.
+    pub fn is_not_found_of(&self, object: &str) -> bool {
+        matches!(self, Self::Call { class: Class::NotFound, object: o, .. } if o == object)
+    }
+
+    /// A NotFound about something other than `object` becomes fatal, saying so: the engine
+    /// takes a NotFound out of a delete as "gone already", which only a NotFound of the
+    /// deleted object itself may mean.
+    pub fn not_found_only_of(self, object: &str) -> Self {
+        match self {
+            Self::Call {
+                rpc,
+                object: other,
+                class: Class::NotFound,
+                message,
+                source,
+            } if other != object => Self::Call {
+                rpc,
+                message: format!(
+                    "{message}; {other} was not found, which says nothing about {object}"
+                ),
+                object: other,
+                class: Class::Fatal,
+                source,
+            },
+            e => e,
         }
     }
 }
@@ -206,6 +260,19 @@ impl qhub_core::retry::RetryableError for GcpError {
 
     fn gave_up(self, note: &str) -> Self {
         match self {
+            Self::Call {
+                rpc,
+                object,
+                message,
+                source,
+                ..
+            } => Self::Call {
+                rpc,
+                object,
+                class: Class::Fatal,
+                message: format!("{message}; {note}"),
+                source,
+            },
             Self::Api { what, message, .. } => Self::Api {
                 what,
                 class: Class::Fatal,
@@ -229,7 +296,8 @@ impl From<GcpError> for ProviderError {
             Class::Unauthorized => ProviderError::Unauthorized(message),
             Class::Fatal => match e {
                 GcpError::NotSupported(m) => ProviderError::NotSupported(m),
-                _ => ProviderError::Fatal(message),
+                // Kept whole, with its source chain (the client library's error).
+                e => ProviderError::other(e),
             },
         }
     }
@@ -282,6 +350,36 @@ mod tests {
             assert_eq!(got, class, "{code:?} {message}");
             assert!(text.contains(message));
         }
+    }
+
+    #[test]
+    fn a_not_found_is_only_about_its_own_object() {
+        let cluster = "projects/p/locations/l/clusters/c";
+        let list = GcpError::from_gax(
+            "ListOperations",
+            "projects/p/locations/l",
+            service(Code::NotFound, "Not found: projects/p/locations/l."),
+        );
+        assert!(!list.is_not_found_of(cluster));
+        let list = list.not_found_only_of(cluster);
+        assert_eq!(list.class(), Class::Fatal);
+        let e = ProviderError::from(list);
+        assert!(!matches!(e, ProviderError::NotFound(_)), "{e}");
+        assert!(
+            e.to_string()
+                .contains("ListOperations projects/p/locations/l"),
+            "{e}"
+        );
+        // The cause stays in the chain.
+        assert!(std::error::Error::source(&e).is_some(), "{e:?}");
+
+        let gone = GcpError::from_gax("DeleteCluster", cluster, service(Code::NotFound, "gone"));
+        assert!(gone.is_not_found_of(cluster));
+        let gone = gone.not_found_only_of(cluster);
+        assert!(matches!(
+            ProviderError::from(gone),
+            ProviderError::NotFound(_)
+        ));
     }
 
     #[test]

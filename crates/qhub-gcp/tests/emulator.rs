@@ -164,6 +164,52 @@ async fn deploy_noop_destroy_call_counts() {
     assert_eq!(emu.counters().rejected, 0);
 }
 
+/// A NotFound names what was not found: an endpoint that refuses the location's
+/// `ListOperations` (which a delete reads first, to wait for a running operation) answers 404
+/// about the location, not about the cluster. The destroy must fail naming that call, never
+/// report the cluster deleted without sending `DeleteCluster`.
+#[tokio::test]
+async fn a_not_found_list_of_operations_is_not_a_deleted_cluster() {
+    let emu = GkeEmulator::start(Options::default()).await.unwrap();
+    let config = gcp_config("refusedops");
+    let o = Ownership::of(&config);
+    let stats = Arc::new(ApiStats::default());
+    let r = deploy(Arc::new(provider(&emu, &config, stats.clone())), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    assert_eq!(census(&emu, &o).get("cluster"), Some(&1));
+
+    emu.set_faults(Faults {
+        not_found_routes: vec!["GET operations".into()],
+        ..Faults::default()
+    });
+    let stats = Arc::new(ApiStats::default());
+    let r = destroy(Arc::new(provider(&emu, &config, stats.clone())), &config).await;
+    eprintln!("destroy: done {:?}; failed {:?}", r.done, r.failed);
+    assert!(
+        !r.done.iter().any(|(id, _)| id.kind == "cluster"),
+        "the cluster was reported deleted: {:?}",
+        r.done
+    );
+    assert!(!r.succeeded());
+    let (id, _, why) = r
+        .failed
+        .iter()
+        .find(|(id, _, _)| id.kind == "cluster")
+        .expect("the cluster's delete fails");
+    assert!(
+        why.contains("ListOperations") && why.contains(&format!("projects/{PROJECT}/locations/")),
+        "{id}: {why}"
+    );
+    assert_eq!(stats.mutating(), 0, "{:?}", stats.by_operation());
+    assert_eq!(census(&emu, &o).get("cluster"), Some(&1));
+
+    // The endpoint answers again: the destroy finishes.
+    emu.set_faults(Faults::default());
+    let r = destroy(Arc::new(provider(&emu, &config, stats)), &config).await;
+    assert!(r.succeeded(), "{:?}", r.failed);
+    assert!(census(&emu, &o).is_empty());
+}
+
 #[tokio::test]
 async fn faults_then_exactly_one_of_everything() {
     let emu = Arc::new(GkeEmulator::start(Options::default()).await.unwrap());
@@ -189,6 +235,7 @@ async fn faults_then_exactly_one_of_everything() {
         die_after: None,
         seed: 11,
         lost_rate: 0.0,
+        ..Faults::default()
     };
     emu.set_faults(faults.clone());
     let r = destroy(Arc::new(provider(&emu, &config, stats.clone())), &config).await;

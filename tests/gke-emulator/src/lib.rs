@@ -111,6 +111,11 @@ pub struct Faults {
     /// Share of the mutations carried out whose answer is lost (the connection closes without
     /// one); unlike "die after", the emulator keeps serving.
     pub lost_rate: f64,
+    /// Routes (named as in [`Counters::by_route`], e.g. `GET operations`) answered 404
+    /// NOT_FOUND without being served: an endpoint that lacks one call, or a proxy that
+    /// refuses it, to check that a NotFound of one call is not taken for the absence of
+    /// another object.
+    pub not_found_routes: Vec<String>,
 }
 
 /// What the emulator has seen.
@@ -705,7 +710,7 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Mutex<Inner>>) -> Answer {
             route_name(segments.get(5..).unwrap_or_default())
         )
     };
-    *inner.counters.by_route.entry(route).or_insert(0) += 1;
+    *inner.counters.by_route.entry(route.clone()).or_insert(0) += 1;
     if let Some(token) = &inner.options.token {
         let ok = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) == Some(token.as_str());
         if !ok {
@@ -718,6 +723,11 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Mutex<Inner>>) -> Answer {
         }
     }
     // Faults before anything is served.
+    if inner.faults.not_found_routes.contains(&route) {
+        return error(&ApiError::not_found(format!(
+            "Not found: {route} is not served here (fault injection)."
+        )));
+    }
     let r = inner.roll();
     let (throttle, errors) = (inner.faults.throttle_rate, inner.faults.error_rate);
     if r < errors {

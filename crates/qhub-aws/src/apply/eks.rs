@@ -16,42 +16,25 @@ use super::sweep;
 use super::token::request_token;
 use super::{Sent, by_name, failed, need, spec_str, spec_strs, wait_for, wait_gone};
 use crate::AwsProvider;
-use crate::desired::{self, EKS_ADDON, EKS_CLUSTER};
+use crate::desired::{self, EKS_ADDON, EKS_CLUSTER, NodeGroupObserved, NodeGroupSpec};
 use crate::observe;
 
-fn string_map(v: Option<&Json>) -> BTreeMap<String, String> {
-    v.and_then(Json::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
+fn taints(v: &[String]) -> Vec<Taint> {
+    v.iter()
+        .filter_map(|t| desired::parse_taint(t))
+        .map(|(k, v, e)| {
+            Taint::builder()
+                .key(k)
+                .value(v)
+                .effect(TaintEffect::from(desired::eks_effect(&e)))
+                .build()
         })
-        .unwrap_or_default()
+        .collect()
 }
 
-fn taints(v: Option<&Json>) -> Vec<Taint> {
-    v.and_then(Json::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Json::as_str)
-                .filter_map(desired::parse_taint)
-                .map(|(k, v, e)| {
-                    Taint::builder()
-                        .key(k)
-                        .value(v)
-                        .effect(TaintEffect::from(desired::eks_effect(&e)))
-                        .build()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn int(v: &Json, key: &str) -> i32 {
-    v.get(key)
-        .and_then(Json::as_i64)
-        .and_then(|n| i32::try_from(n).ok())
-        .unwrap_or(0)
+/// A node count for the EKS API (an `i32`; the config's counts are far below its limit).
+fn count(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 async fn owned_cluster(
@@ -247,16 +230,9 @@ async fn node_groups_to(
     let eks = &p.clients().await?.eks;
     let al2_ends = desired::kubernetes_minor(version).is_some_and(|m| m > desired::LAST_AL2_MINOR);
     for g in observe::node_groups(p, o, cluster, &BTreeMap::new()).await? {
-        let at = g
-            .spec
-            .get("version")
-            .and_then(Json::as_str)
-            .unwrap_or_default();
-        let ami = g
-            .spec
-            .get("ami_type")
-            .and_then(Json::as_str)
-            .unwrap_or_default();
+        let have: NodeGroupObserved = desired::read_spec(&g.id, &g.spec, "an observed node group")?;
+        let at = have.version.as_deref().unwrap_or_default();
+        let ami = have.ami_type.as_deref().unwrap_or_default();
         if at == version {
             continue;
         }
@@ -343,25 +319,25 @@ pub(super) async fn ensure_node_group(
 ) -> Result<(), ProviderError> {
     let eks = &p.clients().await?.eks;
     let cluster = o.prefix();
-    let spec = &r.spec;
-    let (min, max) = (int(spec, "min_nodes"), int(spec, "max_nodes"));
+    let spec: NodeGroupSpec = desired::read_spec(&r.id, &r.spec, "a node group spec")?;
+    let (min, max) = (count(spec.min_nodes), count(spec.max_nodes));
     match by_name(
         observe::node_groups(p, o, &cluster, &BTreeMap::new()).await?,
         &r.id.name,
     ) {
         None => {
             // All the subnets, or those the spec names (a `single_subnet` group).
-            let wanted = spec_strs(spec, "subnets");
+            let wanted = spec.subnets.clone().unwrap_or_default();
             let subnets: Vec<String> = observe::subnets(p, o)
                 .await?
                 .into_iter()
-                .filter(|s| wanted.is_empty() || wanted.contains(&s.id.name.as_str()))
+                .filter(|s| wanted.is_empty() || wanted.contains(&s.id.name))
                 .map(|s| s.cloud_id)
                 .collect();
             let subnets = need("the subnets", (!subnets.is_empty()).then_some(subnets))?;
-            let role = role_arn(p, spec_str(spec, "node_role")).await?;
+            let role = role_arn(p, &spec.node_role).await?;
             let mut tags: BTreeMap<String, String> = o.tags();
-            tags.extend(string_map(spec.get("autoscaler_tags")));
+            tags.extend(spec.autoscaler_tags.clone());
             // The cluster's creation time stands for the cluster this group joins: a group
             // created again on a re-created cluster is another request.
             let token = request_token(
@@ -374,7 +350,7 @@ pub(super) async fn ensure_node_group(
                     "name": r.id.name,
                     "node_role": role,
                     "subnets": subnets,
-                    "spec": spec,
+                    "spec": r.spec,
                     "tags": tags,
                 }),
             );
@@ -383,9 +359,9 @@ pub(super) async fn ensure_node_group(
                 .nodegroup_name(&r.id.name)
                 .node_role(role)
                 .set_subnets(Some(subnets))
-                .instance_types(spec_str(spec, "instance_type"))
-                .ami_type(AmiTypes::from(spec_str(spec, "ami_type")))
-                .disk_size(int(spec, "disk_size"))
+                .instance_types(&spec.instance_type)
+                .ami_type(AmiTypes::from(spec.ami_type.as_str()))
+                .disk_size(spec.disk_size)
                 .scaling_config(
                     NodegroupScalingConfig::builder()
                         .min_size(min)
@@ -393,15 +369,19 @@ pub(super) async fn ensure_node_group(
                         .desired_size(min)
                         .build(),
                 )
-                .set_labels(Some(string_map(spec.get("labels")).into_iter().collect()))
-                .set_taints(Some(taints(spec.get("taints"))))
+                .set_labels(Some(spec.labels.clone().into_iter().collect()))
+                .set_taints(Some(taints(&spec.taints)))
                 .set_tags(Some(tags.into_iter().collect()))
                 .client_request_token(token)
                 .send()
                 .await
                 .created(p, "CreateNodegroup", &format!("node group {}", r.id.name))?;
         }
-        Some(f) => update_node_group(p, &cluster, r, &f.spec).await?,
+        Some(f) => {
+            let have: NodeGroupObserved =
+                desired::read_spec(&f.id, &f.spec, "an observed node group")?;
+            update_node_group(p, &cluster, &r.id.name, &spec, &have).await?;
+        }
     }
     wait_node_group(p, &cluster, &r.id.name, None).await
 }
@@ -411,22 +391,20 @@ pub(super) async fn ensure_node_group(
 async fn update_node_group(
     p: &AwsProvider,
     cluster: &str,
-    r: &Resource,
-    have: &Json,
+    name: &str,
+    spec: &NodeGroupSpec,
+    have: &NodeGroupObserved,
 ) -> Result<(), ProviderError> {
     let eks = &p.clients().await?.eks;
-    let spec = &r.spec;
-    let (min, max) = (int(spec, "min_nodes"), int(spec, "max_nodes"));
+    let (min, max) = (count(spec.min_nodes), count(spec.max_nodes));
     let mut update = eks
         .update_nodegroup_config()
         .cluster_name(cluster)
-        .nodegroup_name(&r.id.name);
+        .nodegroup_name(name);
     let mut changed = false;
-    if have.get("min_nodes") != spec.get("min_nodes")
-        || have.get("max_nodes") != spec.get("max_nodes")
-    {
+    if (have.min_nodes, have.max_nodes) != (Some(min), Some(max)) {
         // Keep the autoscaler's current size, inside the new bounds.
-        let current = int(have, "desired_nodes");
+        let current = have.desired_nodes.unwrap_or(0);
         update = update.scaling_config(
             NodegroupScalingConfig::builder()
                 .min_size(min)
@@ -436,11 +414,13 @@ async fn update_node_group(
         );
         changed = true;
     }
-    if have.get("labels") != spec.get("labels") {
-        let want = string_map(spec.get("labels"));
-        let remove: Vec<String> = string_map(have.get("labels"))
-            .into_keys()
-            .filter(|k| !want.contains_key(k))
+    if have.labels != spec.labels {
+        let want = spec.labels.clone();
+        let remove: Vec<String> = have
+            .labels
+            .keys()
+            .filter(|k| !want.contains_key(*k))
+            .cloned()
             .collect();
         update = update.labels(
             UpdateLabelsPayload::builder()
@@ -450,9 +430,9 @@ async fn update_node_group(
         );
         changed = true;
     }
-    if have.get("taints") != spec.get("taints") {
-        let want = taints(spec.get("taints"));
-        let remove: Vec<Taint> = taints(have.get("taints"))
+    if have.taints != spec.taints {
+        let want = taints(&spec.taints);
+        let remove: Vec<Taint> = taints(&have.taints)
             .into_iter()
             .filter(|t| !want.contains(t))
             .collect();
@@ -467,15 +447,15 @@ async fn update_node_group(
     if changed {
         update.send().await.sent(p, "UpdateNodegroupConfig")?;
     }
-    let had = string_map(have.get("autoscaler_tags"));
-    let want = string_map(spec.get("autoscaler_tags"));
+    let had = have.autoscaler_tags.clone();
+    let want = spec.autoscaler_tags.clone();
     if had == want {
         return Ok(());
     }
     let described = eks
         .describe_nodegroup()
         .cluster_name(cluster)
-        .nodegroup_name(&r.id.name)
+        .nodegroup_name(name)
         .send()
         .await
         .sent(p, "DescribeNodegroup")?;

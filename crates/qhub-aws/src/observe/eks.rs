@@ -293,9 +293,10 @@ pub async fn node_groups(
         if !o.owns(&tags) {
             continue;
         }
-        let autoscaler: BTreeMap<&String, &String> = tags
+        let autoscaler: BTreeMap<String, String> = tags
             .iter()
             .filter(|(k, _)| k.starts_with("k8s.io/cluster-autoscaler/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let mut taints: Vec<String> = g
             .taints()
@@ -323,22 +324,24 @@ pub async fn node_groups(
             .map(|s| subnet_names.get(s).cloned().unwrap_or_else(|| s.clone()))
             .collect();
         subnets.sort();
+        let id = ResourceId::new(NODE_GROUP, &name);
+        let spec = desired::NodeGroupObserved {
+            instance_type: g.instance_types().first().cloned(),
+            ami_type: g.ami_type().map(|a| a.as_str().to_string()),
+            disk_size: g.disk_size(),
+            min_nodes: scaling.and_then(|s| s.min_size()),
+            max_nodes: scaling.and_then(|s| s.max_size()),
+            desired_nodes: scaling.and_then(|s| s.desired_size()),
+            node_role: g.node_role().map(|r| arn_name(r).to_string()),
+            labels,
+            taints,
+            autoscaler_tags: autoscaler,
+            subnets,
+            version: g.version().map(str::to_string),
+        };
         out.push(Found {
-            id: ResourceId::new(NODE_GROUP, &name),
-            spec: json!({
-                "instance_type": g.instance_types().first(),
-                "ami_type": g.ami_type().map(|a| a.as_str()),
-                "disk_size": g.disk_size(),
-                "min_nodes": scaling.and_then(|s| s.min_size()),
-                "max_nodes": scaling.and_then(|s| s.max_size()),
-                "desired_nodes": scaling.and_then(|s| s.desired_size()),
-                "node_role": g.node_role().map(arn_name),
-                "labels": labels,
-                "taints": taints,
-                "autoscaler_tags": autoscaler,
-                "subnets": subnets,
-                "version": g.version(),
-            }),
+            spec: desired::write_spec(&id, &spec, "an observed node group")?,
+            id,
             state: g
                 .status()
                 .map(|s| s.as_str().to_lowercase())

@@ -43,6 +43,7 @@ mod access_entries;
 mod efs;
 mod eks;
 mod iam;
+pub mod left;
 mod network;
 
 pub use access_entries::*;
@@ -352,7 +353,7 @@ async fn left_by_the_cluster(
         x
     };
     let mut out = Vec::new();
-    for v in crate::apply::sweep::left_volumes(p, o).await? {
+    for v in left::left_volumes(p, o).await? {
         let id = v.volume_id().unwrap_or_default().to_string();
         let tag = |k: &str| {
             v.tags()
@@ -363,7 +364,7 @@ async fn left_by_the_cluster(
                 .to_string()
         };
         let spec = json!({
-            "claim": tag(crate::apply::sweep::PVC_NAME_TAG),
+            "claim": tag(left::PVC_NAME_TAG),
             "namespace": tag("kubernetes.io/created-for/pvc/namespace"),
             "size_gib": v.size(),
             "state": v.state().map(|s| s.as_str().to_string()),
@@ -380,7 +381,7 @@ async fn left_by_the_cluster(
     else {
         return Ok(out);
     };
-    for eni in crate::apply::sweep::left_interfaces(p, &vpc.cloud_id, &o.prefix()).await? {
+    for eni in left::left_interfaces(p, &vpc.cloud_id, &o.prefix()).await? {
         let id = eni.network_interface_id().unwrap_or_default().to_string();
         let subnet = eni.subnet_id().and_then(subnet_of);
         let spec = json!({

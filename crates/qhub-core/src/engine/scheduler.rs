@@ -5,7 +5,7 @@
 //! changes go to the provider, those of the Kubernetes stage to the reconciler that owns them
 //! ([`super::reconciler`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,7 @@ impl Engine {
                 .filter(|r| r.created_with.is_some())
                 .cloned()
                 .collect(),
+            applied: std::sync::Mutex::default(),
             reconcilers,
         });
         let mut lease_lost_reported = false;
@@ -219,6 +220,9 @@ impl Engine {
                 Ok(retries) => {
                     report.retries += retries;
                     finished.insert(i);
+                    if let Ok(mut applied) = shared.applied.lock() {
+                        applied.insert(change.id.clone(), change.action);
+                    }
                     report.done.push((change.id.clone(), change.action));
                     if change.stage == Stage::Kubernetes {
                         kubernetes_left -= 1;
@@ -296,6 +300,8 @@ struct Run {
     scope: Scope,
     /// The plan's desired resources that are created with a parent (given to its create).
     children: Vec<plan::Resource>,
+    /// The changes done so far in this run, for [`ApplyContext::parent_applied`].
+    applied: std::sync::Mutex<BTreeMap<ResourceId, Action>>,
     /// The backends of the Kubernetes stage, in planning order.
     reconcilers: Vec<Arc<dyn Reconciler>>,
 }
@@ -384,6 +390,9 @@ async fn run_change(
     } else {
         Vec::new()
     };
+    let parent_applied = change
+        .created_with()
+        .and_then(|p| run.applied.lock().ok()?.get(p).copied());
     let started = Instant::now();
     let mut retrier = retry::Retrier::new(options.retry);
     let mut in_use_since: Option<Instant> = None;
@@ -393,6 +402,7 @@ async fn run_change(
             ownership: shared.ownership.clone(),
             attempt,
             children: children.clone(),
+            parent_applied,
         };
         let remaining = deadline.saturating_sub(started.elapsed());
         let work = async {

@@ -66,9 +66,11 @@ pub enum ProviderError {
     /// being deleted): there is nothing to connect to.
     #[error("the cluster is not reachable: {0}")]
     NoCluster(String),
-    /// An error of the provider's own type, fatal to the change. The engine looks into its
-    /// source chain for errors it knows (the sandbox's simulated process death).
-    #[error("{0}")]
+    /// An error of the provider's own type, fatal to the change, kept whole: its message is
+    /// this error's and its source chain this error's (the cause a `Fatal(e.to_string())`
+    /// would drop). The engine looks into its source chain for errors it knows (the
+    /// sandbox's simulated process death).
+    #[error(transparent)]
     Other(Arc<dyn std::error::Error + Send + Sync>),
 }
 
@@ -203,5 +205,16 @@ mod tests {
         let killed = ProviderError::other(ProcessKilled("after create".into()));
         assert!(killed.is_killed());
         assert!(!ProviderError::Fatal("x".into()).is_killed());
+    }
+
+    #[test]
+    fn a_wrapped_error_keeps_its_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("deleting x")]
+        struct Outer(#[source] std::io::Error);
+        let e = ProviderError::other(Outer(std::io::Error::other("refused")));
+        assert_eq!(e.to_string(), "deleting x");
+        let cause = std::error::Error::source(&e).expect("the cause is kept");
+        assert_eq!(cause.to_string(), "refused");
     }
 }

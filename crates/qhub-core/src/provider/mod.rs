@@ -168,15 +168,25 @@ pub struct ApplyContext {
     /// For a create or replace: the desired resources created with this one
     /// ([`Resource::created_with`] naming it), to be made in the same call.
     pub children: Vec<Resource>,
+    /// For a resource created with a parent ([`Resource::created_with`]): what this run
+    /// already did, successfully, to that parent, or `None` (no parent, or nothing done to it
+    /// in this run). `Some(Create | Replace)`: the parent's create call made this resource as
+    /// desired (it was among that call's [`children`](Self::children)), so a create, update or
+    /// replace of it only adopts it, without a call. `Some(Delete)`: the parent's delete
+    /// removed it, so its delete is done without a call. This is the only memory a provider
+    /// has of the run: it keeps none of its own (see [`Provider`]).
+    pub parent_applied: Option<crate::plan::Action>,
 }
 
 impl ApplyContext {
-    /// The context of a change's first attempt, with no children.
+    /// The context of a change's first attempt, with no children and nothing done to a
+    /// parent.
     pub fn new(ownership: Ownership) -> Self {
         Self {
             ownership,
             attempt: 1,
             children: Vec::new(),
+            parent_applied: None,
         }
     }
 }
@@ -203,9 +213,14 @@ impl ApplyContext {
 ///   creation. A create or replace receives in [`ApplyContext::children`] the resources created
 ///   with it (their desired specs), and should make them in the same call. The children's own
 ///   changes come afterwards: a create, update or replace of a child whose parent was just
-///   created or replaced finds it made as desired and must only adopt it (no call). A delete
-///   must work from every state (pending, failed); deleting a parent removes its children, whose
-///   own deletes then find nothing.
+///   created or replaced finds it made as desired and must only adopt it (no call); the engine
+///   says so in [`ApplyContext::parent_applied`], so a provider needs no memory of its own
+///   calls. A delete must work from every state (pending, failed); deleting a parent removes
+///   its children, whose own deletes then find nothing ([`ApplyContext::parent_applied`] is
+///   then `Delete`).
+/// - A [`ProviderError::NotFound`] out of a delete means "gone already" to the engine: return
+///   it only when the deleted object itself was not found, never for a NotFound of another
+///   call on the way (a list of the location's operations, a parent's lookup).
 /// - Errors are classed ([`ProviderError::retry_class`]); the engine retries with a budget per
 ///   class, and the provider must not stack its own retry loop on top of its SDK's.
 /// - Resources that the cloud lets change only one at a time name a

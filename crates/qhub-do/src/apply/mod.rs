@@ -11,11 +11,12 @@ use std::time::Duration;
 use qhub_core::cloud::poll::{Poll, poll_until};
 use qhub_core::plan::{Action, Change, Resource, field_diff};
 use qhub_core::provider::{ApplyContext, ProviderError};
-use serde_json::Value as Json;
 
 use crate::DigitalOceanProvider;
 use crate::client::{Cluster, DoClient, ErrorClass, NodePool, NodePoolUpdate};
-use crate::desired::{CLUSTER, NODE_POOL, ownership_tags, pool_request};
+use crate::desired::{
+    CLUSTER, ClusterPayload, ClusterSpec, NODE_POOL, PoolSpec, ownership_tags, pool_request,
+};
 use crate::errors::to_provider;
 use crate::observe::{State, cluster_state, owned, pool_address, pool_state};
 
@@ -55,11 +56,17 @@ impl Ops<'_> {
                 Err(e) => return Err(to_provider(&format!("reading cluster {name}"), e)),
             }
         }
-        let all = self
-            .client
-            .list_clusters()
-            .await
-            .map_err(|e| to_provider("listing clusters", e))?;
+        // No cluster is an empty list: a 404 of the list itself (an endpoint or proxy that does
+        // not serve it) says nothing about the cluster, and must not let a delete pass as "gone
+        // already" (the engine's reading of a NotFound out of a delete).
+        let all = self.client.list_clusters().await.map_err(|e| {
+            match to_provider(&format!("listing clusters to find {name}"), e) {
+                ProviderError::NotFound(m) => ProviderError::Fatal(format!(
+                    "{m}: the list itself was not found, which says nothing about cluster {name}"
+                )),
+                other => other,
+            }
+        })?;
         Ok(all.into_iter().find(|c| c.name == name))
     }
 
@@ -150,38 +157,30 @@ impl Ops<'_> {
     pub(crate) async fn create_cluster(&self, desired: &Resource) -> Result<(), ProviderError> {
         let name = &desired.id.name;
         let what = format!("creating cluster {name}");
-        let s = |k: &str| {
-            desired
-                .spec
-                .get(k)
-                .and_then(Json::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
+        let spec: ClusterSpec = crate::desired::read(&desired.id, "spec", &desired.spec)?;
         let tags = self.tags();
         // The pools the engine hands over (every pool, `general` first), or the first pool
         // the desired cluster names.
-        let children: Vec<_> = self
+        let children = self
             .ctx
             .children
             .iter()
             .filter(|c| c.id.kind == NODE_POOL)
-            .map(|c| pool_request(&c.id.name, &c.spec, &tags))
-            .collect();
+            .map(|c| {
+                let pool: PoolSpec = crate::desired::read(&c.id, "spec", &c.spec)?;
+                Ok(pool_request(&c.id.name, &pool, &tags))
+            })
+            .collect::<Result<Vec<_>, ProviderError>>()?;
         let node_pools = if !children.is_empty() {
             children
         } else {
-            let first = desired
+            let payload = desired
                 .payload
                 .as_ref()
-                .and_then(|p| p.get("first_pool"))
                 .ok_or_else(|| failed(&what, "the desired cluster names no first node pool"))?;
-            let pool = first.get("name").and_then(Json::as_str).unwrap_or_default();
-            vec![pool_request(
-                pool,
-                first.get("spec").unwrap_or(&Json::Null),
-                &tags,
-            )]
+            let payload: ClusterPayload = crate::desired::read(&desired.id, "payload", payload)?;
+            let first = payload.first_pool;
+            vec![pool_request(&first.name, &first.spec, &tags)]
         };
         // A few rounds at most: a name held by a cluster being deleted frees up once it is
         // gone; a create refused for a taken name finds the cluster on the next look.
@@ -199,8 +198,8 @@ impl Ops<'_> {
             }
             let request = crate::client::ClusterCreate {
                 name: name.clone(),
-                region: s("region"),
-                version: s("version"),
+                region: spec.region.clone(),
+                version: spec.version.clone(),
                 tags: tags.clone(),
                 node_pools: node_pools.clone(),
             };
@@ -226,11 +225,8 @@ impl Ops<'_> {
             .desired
             .as_ref()
             .ok_or_else(|| failed(&what, "no desired state"))?;
-        let to = desired
-            .spec
-            .get("version")
-            .and_then(Json::as_str)
-            .unwrap_or_default();
+        let spec: ClusterSpec = crate::desired::read(&desired.id, "spec", &desired.spec)?;
+        let to = spec.version.as_str();
         let id = change.observed.as_ref().and_then(|o| o.cloud_id.clone());
         let Some(c) = self.find_cluster(name, id.as_deref()).await? else {
             return Err(failed(&what, "the cluster does not exist"));
@@ -296,6 +292,7 @@ impl Ops<'_> {
     ) -> Result<(), ProviderError> {
         let name = &desired.id.name;
         let what = format!("creating node pool {name}");
+        let spec: PoolSpec = crate::desired::read(&desired.id, "spec", &desired.spec)?;
         for _ in 0..2 {
             let Some(c) = self.pool_cluster(&what, cluster, None).await? else {
                 return Err(ProviderError::conflict(format!(
@@ -306,11 +303,11 @@ impl Ops<'_> {
                 self.check_owned(&what, &p.tags)?;
                 // Made by the cluster's create call, a lost answer or an interrupted run.
                 if !field_diff(desired, &crate::observe::pool_spec(&c, p)).is_empty() {
-                    self.update_pool_to(&c, p, &desired.spec).await?;
+                    self.update_pool_to(&c, p, &spec).await?;
                 }
                 return self.pool_running(cluster, &c.id, name).await;
             }
-            let request = pool_request(name, &desired.spec, &self.tags());
+            let request = pool_request(name, &spec, &self.tags());
             match self.client.add_node_pool(&c.id, &request).await {
                 Ok(_) => return self.pool_running(cluster, &c.id, name).await,
                 Err(e) if e.class() == ErrorClass::AlreadyExists => continue,
@@ -328,7 +325,7 @@ impl Ops<'_> {
         &self,
         c: &Cluster,
         p: &NodePool,
-        spec: &Json,
+        spec: &PoolSpec,
     ) -> Result<(), ProviderError> {
         let what = format!("updating node pool {}", p.name);
         let want = pool_request(&p.name, spec, &self.tags());
@@ -393,7 +390,8 @@ impl Ops<'_> {
             )));
         };
         self.check_owned(&what, &p.tags)?;
-        self.update_pool_to(&c, p, &desired.spec).await?;
+        let spec: PoolSpec = crate::desired::read(&desired.id, "spec", &desired.spec)?;
+        self.update_pool_to(&c, p, &spec).await?;
         self.pool_running(cluster, &c.id, name).await
     }
 

@@ -6,7 +6,7 @@ use google_cloud_gax::options::RequestOptionsBuilder;
 use qhub_core::plan::{Action, Change, Resource};
 use qhub_core::provider::{ApplyContext, Ownership};
 
-use super::{CLUSTER_DEADLINE, Target, mutate, pool, wait_idle};
+use super::{CLUSTER_DEADLINE, Target, busy, mutate, pool, wait_idle};
 use crate::client::Api;
 use crate::desired::{self, ClusterPayload, ClusterSpec, PoolSpec, version_cmp};
 use crate::errors::{Class, GcpError, Result};
@@ -33,11 +33,6 @@ fn pools_of(children: &[Resource]) -> Result<Vec<PoolSpec>> {
                 .map_err(|e| GcpError::config(c.id.to_string(), format!("bad node pool spec: {e}")))
         })
         .collect()
-}
-
-/// True for a status in which GKE is still working on the cluster.
-pub fn busy(status: &str) -> bool {
-    matches!(status, "PROVISIONING" | "RECONCILING" | "STOPPING")
 }
 
 /// Performs a change of the cluster.
@@ -114,9 +109,6 @@ async fn create(
     pools: &[PoolSpec],
     ownership: &Ownership,
 ) -> Result<()> {
-    if let Ok(mut deleted) = t.deleted_clusters.lock() {
-        deleted.remove(name);
-    }
     let location = t.location();
     let cluster = build(name, spec, payload, pools);
     let what = format!("creating GKE cluster {name}");
@@ -133,13 +125,7 @@ async fn create(
         )
         .await;
     match sent {
-        Ok(op) => {
-            api.wait(&location, op, &what, CLUSTER_DEADLINE).await?;
-            if let Ok(mut created) = t.created_with_cluster.lock() {
-                created.extend(pools.iter().map(|p| format!("{name}/{}", p.name)));
-            }
-            Ok(())
-        }
+        Ok(op) => api.wait(&location, op, &what, CLUSTER_DEADLINE).await,
         Err(e) if matches!(e.class(), Class::AlreadyExists | Class::Conflict) => {
             adopt(api, t, name, ownership).await
         }
@@ -289,33 +275,31 @@ async fn delete_observed(api: &Api, t: &Target, name: &str, change: &Change) -> 
         .and_then(serde_json::Value::as_str)
         .filter(|r| !r.is_empty() && *r != t.region);
     match region {
-        Some(region) => {
-            let elsewhere = Target::new(&t.project, region);
-            delete(api, &elsewhere, name).await?;
-            if let Ok(mut deleted) = t.deleted_clusters.lock() {
-                deleted.insert(name.to_string());
-            }
-            Ok(())
-        }
+        Some(region) => delete(api, &Target::new(&t.project, region), name).await,
         None => delete(api, t, name).await,
     }
 }
 
-/// Deletes the cluster (and its node pools with it); gone already is done.
+/// Deletes the cluster (and its node pools with it); gone already is done. Only
+/// `DeleteCluster`'s own 404 about the cluster means gone: any other 404 on the way fails the
+/// delete, naming its call.
 pub(crate) async fn delete(api: &Api, t: &Target, name: &str) -> Result<()> {
-    if let Ok(mut created) = t.created_with_cluster.lock() {
-        created.retain(|k| !k.starts_with(&format!("{name}/")));
-    }
-    let location = t.location();
     let path = t.cluster(name);
+    delete_at(api, t, name, &path)
+        .await
+        .map_err(|e| e.not_found_only_of(&path))
+}
+
+async fn delete_at(api: &Api, t: &Target, name: &str, path: &str) -> Result<()> {
+    let location = t.location();
     // `mutate` waits for an operation still running on it (an interrupted create).
     let sent = mutate(api, t, name, || {
         api.call(
             "DeleteCluster",
-            &path,
+            path,
             api.client
                 .delete_cluster()
-                .set_name(&path)
+                .set_name(path)
                 .with_idempotency(false)
                 .send(),
         )
@@ -329,13 +313,9 @@ pub(crate) async fn delete(api: &Api, t: &Target, name: &str) -> Result<()> {
                 &format!("deleting GKE cluster {name}"),
                 CLUSTER_DEADLINE,
             )
-            .await?;
+            .await
         }
-        Err(e) if e.class() == Class::NotFound => {}
-        Err(e) => return Err(e),
+        Err(e) if e.is_not_found_of(path) => Ok(()),
+        Err(e) => Err(e),
     }
-    if let Ok(mut deleted) = t.deleted_clusters.lock() {
-        deleted.insert(name.to_string());
-    }
-    Ok(())
 }

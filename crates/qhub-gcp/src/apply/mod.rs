@@ -11,8 +11,14 @@
 //! engine as a retryable conflict.
 //!
 //! **Idempotency.** A create that finds the resource exists (409, after an answer was lost or a
-//! run was interrupted) adopts it, after checking it carries our labels; a delete that finds
-//! nothing (404) is done.
+//! run was interrupted) adopts it, after checking it carries our labels; a delete whose own
+//! call finds nothing (404 about the deleted object) is done. A 404 of another call on the way
+//! (the location's `ListOperations`) is an error naming that call: it says nothing about the
+//! object ([`GcpError::not_found_only_of`]).
+//!
+//! **No memory of its own.** Whether a pool was made by its cluster's create, or removed by its
+//! delete, in this run comes from the engine ([`ApplyContext::parent_applied`]), not from sets
+//! kept in the process.
 
 pub mod cluster;
 pub mod disk;
@@ -43,12 +49,6 @@ pub struct Target {
     pub region: String,
     /// Held while a mutation of the cluster runs (it and its operation).
     pub lock: tokio::sync::Mutex<()>,
-    /// Node pools (`cluster/pool`) this process saw created by its own `CreateCluster`, whose
-    /// operation finished without error: their own create needs no call at all.
-    pub created_with_cluster: std::sync::Mutex<std::collections::BTreeSet<String>>,
-    /// Clusters this process deleted (their operation finished): their pools went with them,
-    /// so the pools' own deletes need no call.
-    pub deleted_clusters: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Target {
@@ -58,8 +58,6 @@ impl Target {
             project: project.into(),
             region: region.into(),
             lock: tokio::sync::Mutex::new(()),
-            created_with_cluster: std::sync::Mutex::new(std::collections::BTreeSet::new()),
-            deleted_clusters: std::sync::Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -77,6 +75,11 @@ impl Target {
     pub fn pool(&self, cluster: &str, pool: &str) -> String {
         format!("{}/nodePools/{pool}", self.cluster(cluster))
     }
+}
+
+/// True for a status in which GKE is still working on a cluster or a node pool.
+pub fn busy(status: &str) -> bool {
+    matches!(status, "PROVISIONING" | "RECONCILING" | "STOPPING")
 }
 
 /// True when an operation targets `cluster` (or one of its node pools).
@@ -157,7 +160,7 @@ pub(crate) async fn apply(
 ) -> Result<()> {
     match change.id.kind.as_str() {
         CLUSTER => Box::pin(cluster::apply(api, t, change, ctx)).await,
-        NODE_POOL => Box::pin(pool::apply(api, t, change)).await,
+        NODE_POOL => Box::pin(pool::apply(api, t, change, ctx)).await,
         other => Err(GcpError::NotSupported(format!(
             "the GKE provider does not manage {other} resources"
         ))),

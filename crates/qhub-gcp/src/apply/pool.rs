@@ -8,8 +8,9 @@ use google_cloud_container_v1::model::{
 };
 use google_cloud_gax::options::RequestOptionsBuilder;
 use qhub_core::plan::{Action, Change};
+use qhub_core::provider::ApplyContext;
 
-use super::{POOL_DEADLINE, Target, cluster::busy, mutate, wait_idle};
+use super::{POOL_DEADLINE, Target, busy, mutate, wait_idle};
 use crate::client::Api;
 use crate::desired::{PoolSpec, initial_per_zone};
 use crate::errors::{Class, GcpError, Result};
@@ -100,7 +101,12 @@ fn parse<T: serde::de::DeserializeOwned>(v: Option<&serde_json::Value>, what: &s
 }
 
 /// Performs a change of a node pool.
-pub(crate) async fn apply(api: &Api, t: &Target, change: &Change) -> Result<()> {
+pub(crate) async fn apply(
+    api: &Api,
+    t: &Target,
+    change: &Change,
+    ctx: &ApplyContext,
+) -> Result<()> {
     let _serial = t.lock.lock().await;
     let desired: Option<PoolSpec> = match &change.desired {
         Some(d) => Some(parse(Some(&d.spec), "desired spec")?),
@@ -121,27 +127,13 @@ pub(crate) async fn apply(api: &Api, t: &Target, change: &Change) -> Result<()> 
         .map(|s| s.name.clone())
         .unwrap_or_default();
     let cluster = cluster_of(&change.id.name, &pool_name)?;
-    let key = format!("{cluster}/{pool_name}");
-    // Created (or re-created, repairing it) by the cluster's own create a moment ago in this
-    // process: the pool's create or replace only adopts it, without a call.
-    if matches!(change.action, Action::Create | Action::Replace)
-        && t.created_with_cluster
-            .lock()
-            .is_ok_and(|c| c.contains(&key))
-    {
-        return Ok(());
-    }
-    if change.action == Action::Delete {
-        if let Ok(mut created) = t.created_with_cluster.lock() {
-            created.remove(&key);
-        }
-        // Deleted with its cluster a moment ago (the engine deletes the parent first).
-        if t.deleted_clusters
-            .lock()
-            .is_ok_and(|d| d.contains(&cluster))
-        {
-            return Ok(());
-        }
+    match (change.action, ctx.parent_applied) {
+        // Created (or re-created, repairing it) by the cluster's own create in this run: the
+        // pool's create or replace only adopts it, without a call.
+        (Action::Create | Action::Replace, Some(Action::Create | Action::Replace))
+        // Deleted with its cluster in this run (the engine deletes the parent first).
+        | (Action::Delete, Some(Action::Delete)) => return Ok(()),
+        _ => {}
     }
     match (change.action, desired, observed) {
         (Action::Create, Some(spec), _) => create(api, t, &cluster, &spec).await,
@@ -172,7 +164,7 @@ async fn create(api: &Api, t: &Target, cluster: &str, spec: &PoolSpec) -> Result
     // Usually created with the cluster (by an earlier run): then adopt it.
     match get(api, t, cluster, &spec.name).await {
         Ok(existing) => return adopt(api, t, cluster, &existing).await,
-        Err(e) if e.class() == Class::NotFound => {}
+        Err(e) if e.is_not_found_of(&t.pool(cluster, &spec.name)) => {}
         Err(e) => return Err(e),
     }
     let location = t.location();
@@ -314,16 +306,24 @@ async fn update(
     Ok(())
 }
 
+/// Deletes the pool; gone already (its own `DeleteNodePool` answers 404: the pool, or its
+/// whole cluster, is gone) is done, a 404 of another call is not.
 async fn delete(api: &Api, t: &Target, cluster: &str, pool: &str) -> Result<()> {
-    let location = t.location();
     let path = t.pool(cluster, pool);
+    delete_at(api, t, cluster, pool, &path)
+        .await
+        .map_err(|e| e.not_found_only_of(&path))
+}
+
+async fn delete_at(api: &Api, t: &Target, cluster: &str, pool: &str, path: &str) -> Result<()> {
+    let location = t.location();
     let sent = mutate(api, t, cluster, || {
         api.call(
             "DeleteNodePool",
-            &path,
+            path,
             api.client
                 .delete_node_pool()
-                .set_name(&path)
+                .set_name(path)
                 .with_idempotency(false)
                 .send(),
         )
@@ -339,8 +339,7 @@ async fn delete(api: &Api, t: &Target, cluster: &str, pool: &str) -> Result<()> 
             )
             .await
         }
-        // The pool, or its whole cluster, is gone already.
-        Err(e) if e.class() == Class::NotFound => Ok(()),
+        Err(e) if e.is_not_found_of(path) => Ok(()),
         Err(e) => Err(e),
     }
 }

@@ -289,6 +289,7 @@ impl Harness for GkeHarness {
             die_after: faults.die_after,
             seed: faults.seed,
             lost_rate: faults.lost_rate,
+            ..qhub_gke_emulator::Faults::default()
         });
         // `pending`: a created cluster stays PROVISIONING for ~0.3 s (GKE's 7 minutes scaled).
         let scale = if faults.pending { 0.3 / 420.0 } else { 0.0 };
