@@ -6,7 +6,9 @@
 //!
 //! - [`provider`]: the `Provider` trait every cloud implements, and the registry.
 //! - [`engine`]: the plan model and the plan/apply engine (no state file).
-//! - [`sandbox`]: the built-in simulated cloud.
+//! - `conformance` (cargo feature `conformance`): the provider conformance suite, with the
+//!   in-memory deploy-lock store. The built-in simulated cloud (the sandbox) is its own crate,
+//!   `qhub-sandbox`.
 //!
 //! - [`keycloak`]: Keycloak's realm, groups, identity provider and clients as planned
 //!   resources, applied through its admin REST API.
@@ -15,6 +17,9 @@
 
 pub mod cloud;
 pub mod config;
+// The suite drives the engine, so it lives beside it; behind a feature so that an embedder's
+// build carries no test harness.
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod dns;
 pub mod engine;
@@ -24,7 +29,6 @@ pub mod keycloak;
 pub mod kubernetes;
 pub mod plan;
 pub mod provider;
-pub mod sandbox;
 pub mod tls;
 
 pub use config::{Config, ConfigError, Loaded, load_file, load_str};

@@ -30,16 +30,11 @@ impl ProviderRegistry {
         Self::default()
     }
 
-    /// A registry with the providers built into `qhub-core` (the sandbox).
+    /// A registry with the providers built into `qhub-core` (`existing` and `local`); the
+    /// clouds and the sandbox live in their own crates and are registered by their user (the
+    /// CLI registers them all).
     pub fn with_builtin() -> Self {
         let mut r = Self::new();
-        r.register(
-            "sandbox",
-            Arc::new(|config: &Config, dir: &std::path::Path| {
-                crate::sandbox::SandboxProvider::for_config(config, dir)
-                    .map(|p| Arc::new(p) as Arc<dyn Provider>)
-            }),
-        );
         for name in ["existing", "local"] {
             r.register(
                 name,
