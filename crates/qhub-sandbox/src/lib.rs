@@ -118,8 +118,9 @@ impl SandboxProvider {
     }
 
     /// This sandbox with a cloud-side deploy lock in `store` (e.g. a shared
-    /// `qhub_core::cloud::lock::MemoryStore`, feature `conformance` of qhub-core), as a cloud provider takes it, instead of the
-    /// local lock: for tests of the engine's lock handling and for embedders.
+    /// `qhub_core::cloud::lock::MemoryStore`, qhub-core's feature `conformance`), as a cloud
+    /// provider takes it, instead of the local lock: for tests of the engine's lock handling and
+    /// for embedders.
     pub fn with_lock_store(mut self, store: Arc<dyn qhub_core::cloud::lock::LockStore>) -> Self {
         self.lock_store = Some(store);
         self
