@@ -645,7 +645,7 @@ pub fn authenticator(
     proxy: std::sync::Arc<crate::fault_proxy::FaultProxy>,
     upstream: SocketAddr,
     cluster: &str,
-) -> qhub_core::sandbox::kube_api::Authenticator {
+) -> qhub_sandbox::kube_api::Authenticator {
     let cluster = cluster.to_string();
     std::sync::Arc::new(move |token: Option<String>| {
         let proxy = proxy.clone();

@@ -24,7 +24,7 @@ use qhub_core::engine::StageFilter;
 use qhub_core::events::NoEvents;
 use qhub_core::plan::{Action, Stage};
 use qhub_core::provider::Provider;
-use qhub_core::sandbox::kube_api::KubeApi;
+use qhub_sandbox::kube_api::KubeApi;
 use qhub_tests::eks_access;
 use qhub_tests::fault_proxy::{FaultPlan, FaultProxy};
 use qhub_tests::moto::Moto;
@@ -37,8 +37,8 @@ struct Setup {
     moto: Moto,
     proxy: Arc<FaultProxy>,
     api: KubeApi,
-    _server: qhub_core::sandbox::kube_api::Server,
-    _keycloak: qhub_core::sandbox::keycloak_api::KeycloakServer,
+    _server: qhub_sandbox::kube_api::Server,
+    _keycloak: qhub_sandbox::keycloak_api::KeycloakServer,
     server_url: String,
     creator: (String, String),
     ci: (String, String),
@@ -62,7 +62,7 @@ impl Setup {
         )));
         let server = api.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
         // Keycloak "runs" in the cluster: qhub configures it through a port-forward.
-        let keycloak = qhub_core::sandbox::keycloak_api::KeycloakApi::default()
+        let keycloak = qhub_sandbox::keycloak_api::KeycloakApi::default()
             .run_in_cluster(&api, "dev")
             .await
             .unwrap();

@@ -16,7 +16,7 @@ use qhub_aws::{ApiStats, AwsOptions, AwsProvider};
 use qhub_core::engine::StageFilter;
 use qhub_core::events::NoEvents;
 use qhub_core::provider::{Ownership, Provider};
-use qhub_core::sandbox::kube_api::KubeApi;
+use qhub_sandbox::kube_api::KubeApi;
 use qhub_tests::fault_proxy::{FaultPlan, FaultProxy};
 use qhub_tests::moto::Moto;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +33,7 @@ async fn both_stages_through_a_kubeconfig_override_and_destroy_sweeps_load_balan
     let api = KubeApi::new();
     let server = api.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     // Keycloak "runs" in the cluster: qhub configures it through a port-forward.
-    let keycloak = qhub_core::sandbox::keycloak_api::KeycloakApi::default();
+    let keycloak = qhub_sandbox::keycloak_api::KeycloakApi::default();
     let _keycloak_server = keycloak.run_in_cluster(&api, "dev").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");

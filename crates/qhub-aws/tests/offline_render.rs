@@ -16,7 +16,7 @@ use qhub_core::engine::StageFilter;
 use qhub_core::engine::events::NoEvents;
 use qhub_core::kubernetes::compare::compare;
 use qhub_core::provider::{ClusterFacts, Ownership, Provider};
-use qhub_core::sandbox::kube_api::KubeApi;
+use qhub_sandbox::kube_api::KubeApi;
 use qhub_tests::fault_proxy::{FaultPlan, FaultProxy};
 use qhub_tests::moto::Moto;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +29,7 @@ async fn the_offline_render_is_what_an_eks_deploy_applies() {
         .expect("proxy");
     let api = KubeApi::new();
     let server = api.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let keycloak = qhub_core::sandbox::keycloak_api::KeycloakApi::default();
+    let keycloak = qhub_sandbox::keycloak_api::KeycloakApi::default();
     let _keycloak_server = keycloak.run_in_cluster(&api, "dev").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");

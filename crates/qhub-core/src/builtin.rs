@@ -1,6 +1,6 @@
 //! The providers built into `qhub-core`, registered from above the provider contract: the
 //! contract ([`crate::provider`]) knows no implementation of itself, so that it imports
-//! neither the sandbox nor any other backend.
+//! no backend.
 
 use std::sync::Arc;
 
@@ -8,16 +8,11 @@ use crate::config::Config;
 use crate::provider::{Provider, ProviderRegistry};
 
 impl ProviderRegistry {
-    /// A registry with the providers built into `qhub-core` (the sandbox).
+    /// A registry with the providers built into `qhub-core` (`existing` and `local`); the
+    /// clouds and the sandbox live in their own crates and are registered by their user (the
+    /// CLI registers them all).
     pub fn with_builtin() -> Self {
         let mut r = Self::new();
-        r.register(
-            "sandbox",
-            Arc::new(|config: &Config, dir: &std::path::Path| {
-                crate::sandbox::SandboxProvider::for_config(config, dir)
-                    .map(|p| Arc::new(p) as Arc<dyn Provider>)
-            }),
-        );
         for name in ["existing", "local"] {
             r.register(
                 name,

@@ -8,7 +8,9 @@
 //! - [`engine`]: the plan model and the plan/apply engine (no state file).
 //! - [`retry`] and [`events`]: the retry policy and the progress events, shared by the
 //!   engine, the provider contract and the REST clients; they import nothing of the engine.
-//! - [`sandbox`]: the built-in simulated cloud.
+//! - `conformance` (cargo feature `conformance`): the provider conformance suite, with the
+//!   in-memory deploy-lock store. The built-in simulated cloud (the sandbox) is its own crate,
+//!   `qhub-sandbox`.
 //!
 //! - [`keycloak`]: Keycloak's realm, groups, identity provider and clients as planned
 //!   resources, applied through its admin REST API.
@@ -18,6 +20,9 @@
 mod builtin;
 pub mod cloud;
 pub mod config;
+// The suite drives the engine, so it lives beside it; behind a feature so that an embedder's
+// build carries no test harness.
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod dns;
 pub mod engine;
@@ -29,7 +34,6 @@ pub mod kubernetes;
 pub mod plan;
 pub mod provider;
 pub mod retry;
-pub mod sandbox;
 pub mod tls;
 
 pub use config::{Config, ConfigError, Loaded, load_file, load_str};

@@ -13,8 +13,8 @@ use qhub_core::config::provider::ProviderKind;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::events::NoEvents;
 use qhub_core::provider::{Ownership, Provider};
-use qhub_core::sandbox::SandboxProvider;
-use qhub_core::sandbox::faults::FaultSpec;
+use qhub_sandbox::SandboxProvider;
+use qhub_sandbox::faults::FaultSpec;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 

@@ -13,7 +13,7 @@ use qhub_core::config::provider::ProviderKind;
 use qhub_core::kubernetes::apply::Applier;
 use qhub_core::kubernetes::applyset::{self, ApplySet};
 use qhub_core::plan::{self, Action};
-use qhub_core::sandbox::kube_api::KubeApi;
+use qhub_sandbox::kube_api::KubeApi;
 use serde_json::Value;
 
 fn desired(provider: ProviderKind) -> Vec<Value> {

@@ -24,8 +24,8 @@ use qhub_core::keycloak::SecretString;
 use qhub_core::plan::Action;
 use qhub_core::provider::Provider;
 use qhub_core::retry::{Budget, RetryPolicy};
-use qhub_core::sandbox::SandboxProvider;
-use qhub_core::sandbox::faults::FaultSpec;
+use qhub_sandbox::SandboxProvider;
+use qhub_sandbox::faults::FaultSpec;
 use tokio_util::sync::CancellationToken;
 
 fn config() -> Config {

@@ -12,8 +12,8 @@ use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
     ApplyContext, Capabilities, Facts, Ownership, Preflight, Provider, ProviderError,
 };
-use qhub_core::sandbox::SandboxProvider;
-use qhub_core::sandbox::faults::FaultSpec;
+use qhub_sandbox::SandboxProvider;
+use qhub_sandbox::faults::FaultSpec;
 use tokio_util::sync::CancellationToken;
 
 /// The sandbox, except that applying a node group panics.

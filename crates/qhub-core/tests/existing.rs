@@ -10,8 +10,8 @@ use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::events::NoEvents;
 use qhub_core::existing::ExistingProvider;
 use qhub_core::provider::Provider;
-use qhub_core::sandbox::keycloak_api::KeycloakApi;
-use qhub_core::sandbox::kube_api::KubeApi;
+use qhub_sandbox::keycloak_api::KeycloakApi;
+use qhub_sandbox::kube_api::KubeApi;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

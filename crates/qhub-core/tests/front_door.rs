@@ -16,9 +16,9 @@ use qhub_core::events::{Event, EventSink, NoEvents};
 use qhub_core::kubernetes::endpoints::ServiceUrl;
 use qhub_core::kubernetes::front_door::{self, FrontDoorError, Missing};
 use qhub_core::provider::{Ownership, Provider};
-use qhub_core::sandbox::SandboxProvider;
-use qhub_core::sandbox::faults::FaultSpec;
-use qhub_core::sandbox::kube_api::KubeApi;
+use qhub_sandbox::SandboxProvider;
+use qhub_sandbox::faults::FaultSpec;
+use qhub_sandbox::kube_api::KubeApi;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 

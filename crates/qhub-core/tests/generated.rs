@@ -5,8 +5,8 @@ use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
 use qhub_core::plan;
 use qhub_core::provider::Provider;
-use qhub_core::sandbox::SandboxProvider;
-use qhub_core::sandbox::faults::FaultSpec;
+use qhub_sandbox::SandboxProvider;
+use qhub_sandbox::faults::FaultSpec;
 
 fn config() -> qhub_core::Config {
     render(&InitOptions::new(

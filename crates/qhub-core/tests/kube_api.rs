@@ -14,7 +14,7 @@ use kube::api::{
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{Discovery, Scope};
-use qhub_core::sandbox::kube_api::KubeApi;
+use qhub_sandbox::kube_api::KubeApi;
 use serde_json::{Value, json};
 
 fn cm(name: &str, data: Value) -> ConfigMap {
@@ -1090,7 +1090,7 @@ async fn echo_server() -> std::net::SocketAddr {
     addr
 }
 
-async fn loopback_client(server: &qhub_core::sandbox::kube_api::Server) -> kube::Client {
+async fn loopback_client(server: &qhub_sandbox::kube_api::Server) -> kube::Client {
     let kubeconfig = Kubeconfig::from_yaml(&server.kubeconfig()).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await

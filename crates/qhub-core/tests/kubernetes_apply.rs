@@ -11,7 +11,7 @@ use qhub_core::kubernetes::applyset::ApplySet;
 use qhub_core::kubernetes::{self, KubeError};
 use qhub_core::plan::{self, Action};
 use qhub_core::provider::ClusterAccess;
-use qhub_core::sandbox::kube_api::KubeApi;
+use qhub_sandbox::kube_api::KubeApi;
 use serde_json::json;
 
 fn config() -> qhub_core::Config {
@@ -27,7 +27,7 @@ fn config() -> qhub_core::Config {
     .expect("render")
 }
 
-async fn served() -> (KubeApi, qhub_core::sandbox::kube_api::Server, Applier) {
+async fn served() -> (KubeApi, qhub_sandbox::kube_api::Server, Applier) {
     let api = KubeApi::new();
     let server = api
         .serve("127.0.0.1:0".parse().unwrap())

@@ -7,7 +7,7 @@ use kube::api::{Api, PostParams};
 use qhub_core::kubernetes::apply::Applier;
 use qhub_core::kubernetes::applyset::ApplySet;
 use qhub_core::plan::{self, Action, ResourceId};
-use qhub_core::sandbox::kube_api::KubeApi;
+use qhub_sandbox::kube_api::KubeApi;
 
 #[tokio::test]
 async fn the_autoscaler_status_configmap_is_deleted_by_destroy_only() {

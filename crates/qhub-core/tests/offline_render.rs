@@ -16,8 +16,8 @@ use qhub_core::kubernetes::compare::compare;
 use qhub_core::plan::{Action, Stage};
 use qhub_core::provider::registry::ProviderRegistry;
 use qhub_core::provider::{ClusterFacts, Ownership, Provider};
-use qhub_core::sandbox::SandboxProvider;
-use qhub_core::sandbox::faults::FaultSpec;
+use qhub_sandbox::SandboxProvider;
+use qhub_sandbox::faults::FaultSpec;
 use tokio_util::sync::CancellationToken;
 
 fn config() -> Config {

@@ -14,8 +14,8 @@ use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::events::NoEvents;
 use qhub_core::plan::Action;
 use qhub_core::provider::{Ownership, Provider};
-use qhub_core::sandbox::SandboxProvider;
-use qhub_core::sandbox::faults::FaultSpec;
+use qhub_sandbox::SandboxProvider;
+use qhub_sandbox::faults::FaultSpec;
 use tokio_util::sync::CancellationToken;
 
 /// The client id the example component (feature `example-component`, on in these tests) takes

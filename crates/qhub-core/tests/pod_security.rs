@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, PostParams};
 use qhub_core::kubernetes::KubeError;
 use qhub_core::kubernetes::apply::Applier;
-use qhub_core::sandbox::kube_api::KubeApi;
+use qhub_sandbox::kube_api::KubeApi;
 use serde_json::json;
 
 fn namespace(name: &str, level: &str) -> Namespace {

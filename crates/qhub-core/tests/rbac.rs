@@ -2,7 +2,7 @@
 //! version, no less and no more: the rendered roles and bindings, stored in the in-memory API,
 //! grant every permission of each table (`kubernetes::components::rbac`) to the workload's
 //! service account, namespaced rules in the platform namespace, as the API server's RBAC
-//! authorizer evaluates them (`sandbox::kube_api::rbac`).
+//! authorizer evaluates them (`qhub_sandbox::kube_api::rbac`).
 
 use std::time::Duration;
 
@@ -11,8 +11,8 @@ use qhub_core::config::provider::ProviderKind;
 use qhub_core::kubernetes::apply::Applier;
 use qhub_core::kubernetes::components::{self, rbac};
 use qhub_core::provider::ClusterFacts;
-use qhub_core::sandbox::kube_api::KubeApi;
-use qhub_core::sandbox::kube_api::rbac::AccessRequest;
+use qhub_sandbox::kube_api::KubeApi;
+use qhub_sandbox::kube_api::rbac::AccessRequest;
 
 /// The default AWS config with a GPU group: every component with a table is enabled.
 fn config() -> qhub_core::Config {

@@ -13,8 +13,8 @@ use qhub_core::events::NoEvents;
 use qhub_core::plan::{Action, ResourceId};
 use qhub_core::provider::facts::{Known, SharedFilesystem};
 use qhub_core::provider::{ClusterFacts, Provider};
-use qhub_core::sandbox::SandboxProvider;
-use qhub_core::sandbox::faults::FaultSpec;
+use qhub_sandbox::SandboxProvider;
+use qhub_sandbox::faults::FaultSpec;
 use tokio_util::sync::CancellationToken;
 
 fn config() -> Config {

@@ -9,7 +9,7 @@ use qhub_core::plan::{Change, Observed, Resource};
 use qhub_core::provider::{
     ApplyContext, Capabilities, ClusterAccess, Facts, Ownership, Preflight, Provider, ProviderError,
 };
-use qhub_core::sandbox::harness::{Behaviour, SandboxHarness};
+use qhub_sandbox::harness::{Behaviour, SandboxHarness};
 
 fn sandbox_config() -> qhub_core::Config {
     render(&InitOptions {

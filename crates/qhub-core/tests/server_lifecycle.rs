@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use qhub_core::kubernetes::apply::Applier;
-use qhub_core::sandbox::kube_api::KubeApi;
+use qhub_sandbox::kube_api::KubeApi;
 use serde_json::{Value, json};
 
 fn api_of(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use qhub_core::kubernetes::apply::Applier;
-use qhub_core::sandbox::kube_api::KubeApi;
+use qhub_sandbox::kube_api::KubeApi;
 use serde_json::{Value, json};
 
 fn foreign(versions: &[&str]) -> Value {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use qhub_core::kubernetes::apply::Applier;
 use qhub_core::kubernetes::components::ingress::crds;
-use qhub_core::sandbox::kube_api::KubeApi;
+use qhub_sandbox::kube_api::KubeApi;
 use serde_json::{Value, json};
 
 /// The top-level `spec` fields of each Traefik CRD, with their schema types, as Traefik v3.7.9

@@ -12,9 +12,9 @@ use qhub_core::engine::events::NoEvents;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::kubernetes::compare::compare;
 use qhub_core::provider::{ClusterFacts, Ownership, Provider};
-use qhub_core::sandbox::keycloak_api::KeycloakApi;
-use qhub_core::sandbox::kube_api::KubeApi;
 use qhub_do::DigitalOceanProvider;
+use qhub_sandbox::keycloak_api::KeycloakApi;
+use qhub_sandbox::kube_api::KubeApi;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

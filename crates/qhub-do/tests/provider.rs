@@ -19,12 +19,12 @@ use qhub_core::provider::{
     ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Ownership, Preflight,
     ProcessKilled, Provider, ProviderError,
 };
-use qhub_core::sandbox::keycloak_api::{KeycloakApi, KeycloakServer};
-use qhub_core::sandbox::kube_api::{KubeApi, Server};
 use qhub_do::DigitalOceanProvider;
 use qhub_do::client::ApiStats;
 use qhub_do::desired::ownership_tags;
 use qhub_doks_emulator::DoksEmulator;
+use qhub_sandbox::keycloak_api::{KeycloakApi, KeycloakServer};
+use qhub_sandbox::kube_api::{KubeApi, Server};
 use tokio_util::sync::CancellationToken;
 
 use common::{assert_on_spec, do_config, emulator, provider};

@@ -10,9 +10,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
 use qhub_core::provider::{Ownership, Provider};
-use qhub_core::sandbox::kube_api::KubeApi;
 use qhub_gcp::{ApiStats, CredentialSource, GcpOptions, GcpProvider};
 use qhub_gke_emulator::{GkeEmulator, Options};
+use qhub_sandbox::kube_api::KubeApi;
 
 use common::*;
 
@@ -25,7 +25,7 @@ async fn deploy_both_stages_then_destroy_drains_load_balancers() {
         .await
         .expect("kube api");
     // Keycloak "runs" in the cluster: qhub configures it through a port-forward.
-    let _keycloak = qhub_core::sandbox::keycloak_api::KeycloakApi::default()
+    let _keycloak = qhub_sandbox::keycloak_api::KeycloakApi::default()
         .run_in_cluster(&kube, "dev")
         .await
         .unwrap();
@@ -95,7 +95,7 @@ async fn the_infrastructure_stage_alone() {
     let kube = KubeApi::new();
     let server = kube.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     // Keycloak "runs" in the cluster: qhub configures it through a port-forward.
-    let _keycloak = qhub_core::sandbox::keycloak_api::KeycloakApi::default()
+    let _keycloak = qhub_sandbox::keycloak_api::KeycloakApi::default()
         .run_in_cluster(&kube, "dev")
         .await
         .unwrap();

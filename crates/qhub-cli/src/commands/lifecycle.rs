@@ -28,9 +28,19 @@ pub(crate) struct Session {
     pub(crate) runtime: tokio::runtime::Runtime,
 }
 
-/// The providers this build knows: the sandbox plus the cloud crates.
+/// The providers this build knows: `existing`/`local` from qhub-core, the cloud crates, and the
+/// sandbox when the `sandbox` feature (on by default) is compiled in.
 pub(crate) fn registry() -> ProviderRegistry {
     let mut r = ProviderRegistry::with_builtin();
+    #[cfg(feature = "sandbox")]
+    r.register(
+        qhub_sandbox::PROVIDER,
+        std::sync::Arc::new(|config: &Config, dir: &std::path::Path| {
+            qhub_sandbox::SandboxProvider::for_config(config, dir).map(|p| {
+                std::sync::Arc::new(p) as std::sync::Arc<dyn qhub_core::provider::Provider>
+            })
+        }),
+    );
     r.register(
         qhub_aws::PROVIDER,
         std::sync::Arc::new(|config: &Config, dir: &std::path::Path| {

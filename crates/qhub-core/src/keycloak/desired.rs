@@ -580,8 +580,9 @@ impl WithPayload for Resource {
 /// QHub's four login clients (REFERENCE.md §2), as the components that will run those
 /// services are to declare them (none is built yet): test data for the Keycloak model,
 /// Grafana's only with `monitoring` on, as QHub 0.4.5 does.
-#[cfg(test)]
-pub(crate) fn test_clients(config: &Config) -> Vec<PlatformClient> {
+#[cfg(any(test, feature = "example-component"))]
+#[doc(hidden)]
+pub fn test_clients(config: &Config) -> Vec<PlatformClient> {
     let mut clients = vec![
         PlatformClient::new("jupyterhub", "JupyterHub", "/hub", "/hub/oauth_callback")
             .role("jupyterhub_admin", &["admin"])

@@ -198,5 +198,35 @@ impl Keycloak {
     }
 }
 
+// The tests against the admin-API emulator are `tests/keycloak_emulator.rs` (the emulator lives
+// in qhub-sandbox, which depends on this crate); only what needs no emulator stays here.
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keycloak_url_env_overrides_the_default() {
+        // The variable is read by `url_from_env_or` through `url_or`; tests cannot set it (they run
+        // in parallel, and `set_var` needs unsafe code), so `url_or` is checked with its values.
+        let default = base_url_for("demo.example.com");
+        assert_eq!(default, "https://demo.example.com/auth");
+        assert_eq!(url_or(None, &default), default);
+        assert_eq!(url_or(Some("  ".into()), &default), default);
+        assert_eq!(
+            url_or(Some(" http://127.0.0.1:8080/auth/ ".into()), &default),
+            "http://127.0.0.1:8080/auth"
+        );
+        let c = admin_from_env_or(&default, AdminCredentials::new("root", "x"));
+        if std::env::var(URL_ENV).is_err() {
+            assert_eq!(c.unwrap().base_url(), default);
+        }
+        // Pointed at a remote host over plain HTTP, the client refuses.
+        assert!(
+            AdminClient::new(
+                &url_or(Some("http://keycloak.example.com/auth".into()), &default),
+                AdminCredentials::new("root", "x")
+            )
+            .is_err()
+        );
+    }
+}

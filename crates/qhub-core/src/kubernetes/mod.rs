@@ -248,7 +248,8 @@ pub const REPLACE_DESTROYS: &str = "qhub.dev/replace-destroys";
 /// `pkg/apis/core/validation/validation.go` (a PersistentVolume's source, a bound claim's spec
 /// but its requests, a Service's clusterIP). A claim's storage request is a replace field too:
 /// it may grow in place only where its StorageClass allows expansion, which the plan cannot
-/// know, and it may never shrink (the in-memory API enforces the same, `sandbox/kube_api/`).
+/// know, and it may never shrink (the in-memory API enforces the same: `qhub-sandbox`'s
+/// `kube_api/`).
 pub fn replace_fields(group: &str, kind: &str) -> &'static [&'static str] {
     match (group, kind) {
         ("apps", "StatefulSet") => &[

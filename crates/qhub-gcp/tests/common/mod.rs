@@ -19,9 +19,9 @@ use qhub_core::provider::{
     ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Ownership, Preflight,
     ProcessKilled, Provider, ProviderError,
 };
-use qhub_core::sandbox::kube_api::{KubeApi, Server};
 use qhub_gcp::{ApiStats, CredentialSource, GcpOptions, GcpProvider};
 use qhub_gke_emulator::{GkeEmulator, Options};
+use qhub_sandbox::kube_api::{KubeApi, Server};
 
 /// The GCP project of the tests.
 pub const PROJECT: &str = "qhub-test-123";
@@ -200,8 +200,8 @@ pub struct Cluster {
     pub server: Server,
     pub dir: tempfile::TempDir,
     /// Keycloak "running" in the cluster (reached through port-forwards).
-    pub keycloak: qhub_core::sandbox::keycloak_api::KeycloakApi,
-    pub keycloak_server: qhub_core::sandbox::keycloak_api::KeycloakServer,
+    pub keycloak: qhub_sandbox::keycloak_api::KeycloakApi,
+    pub keycloak_server: qhub_sandbox::keycloak_api::KeycloakServer,
 }
 
 impl Cluster {
@@ -214,7 +214,7 @@ impl Cluster {
             .expect("kube api");
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("kubeconfig"), server.kubeconfig()).expect("kubeconfig");
-        let keycloak = qhub_core::sandbox::keycloak_api::KeycloakApi::default();
+        let keycloak = qhub_sandbox::keycloak_api::KeycloakApi::default();
         let keycloak_server = keycloak
             .run_in_cluster(&api, "dev")
             .await

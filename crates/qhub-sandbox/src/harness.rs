@@ -1,4 +1,4 @@
-//! The conformance harness ([`crate::conformance::Harness`]) for the sandbox: an example for
+//! The conformance harness ([`qhub_core::conformance::Harness`]) for the sandbox: an example for
 //! provider authors, and the engine's own test bed.
 
 use std::collections::BTreeMap;
@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use super::SandboxProvider;
 use super::faults::FaultSpec;
 use super::world::World;
-use crate::config::Config;
-use crate::conformance::{Faults, Harness, Knobs};
-use crate::provider::{Ownership, Provider};
+use qhub_core::config::Config;
+use qhub_core::conformance::{Faults, Harness, Knobs};
+use qhub_core::provider::{Ownership, Provider};
 
 /// How the harness's sandbox behaves beyond faults: like a cloud with one operation per
 /// cluster and pools created with the cluster (GKE, DOKS), and how long a cluster stays pending
@@ -152,7 +152,7 @@ impl Harness for SandboxHarness {
             for object in api.objects() {
                 let ours = object
                     .pointer("/metadata/labels")
-                    .and_then(|l| l.get(crate::kubernetes::MANAGED_BY_LABEL))
+                    .and_then(|l| l.get(qhub_core::kubernetes::MANAGED_BY_LABEL))
                     .and_then(serde_json::Value::as_str)
                     == Some("qhub")
                     // Not the pods controllers run for our workloads (they carry the

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::provider::{ProcessKilled, ProviderError};
+use qhub_core::provider::{ProcessKilled, ProviderError};
 
 /// The environment variable that sets faults for `qhub` runs, e.g.
 /// `error_rate=0.1,throttle_rate=0.1,slow_factor=2,die_after=5,seed=7`.

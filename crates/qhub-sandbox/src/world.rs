@@ -111,9 +111,9 @@ impl World {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
-        crate::fs::replace(&path, &bytes).map_err(|e| match e {
-            crate::fs::WriteError::Io { source, .. } => io(source),
-            crate::fs::WriteError::Exists(_) => io(std::io::Error::other("exists")),
+        qhub_core::fs::replace(&path, &bytes).map_err(|e| match e {
+            qhub_core::fs::WriteError::Io { source, .. } => io(source),
+            qhub_core::fs::WriteError::Exists(_) => io(std::io::Error::other("exists")),
         })
     }
 

@@ -11,8 +11,9 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
+use super::api_err::ApiErr;
 use super::discovery;
-use super::ops::{ApiErr, Params, Target};
+use super::ops::{Params, Target};
 use super::select::parse_query;
 use super::store::State;
 use super::{KubeApi, KubeApiError, rbac};
@@ -349,7 +350,7 @@ impl KubeApi {
 /// The in-memory API served over plain HTTP on a loopback address. Stops when dropped.
 #[derive(Debug)]
 pub struct Server {
-    inner: crate::sandbox::loopback::Loopback,
+    inner: crate::loopback::Loopback,
 }
 
 impl Server {
@@ -361,10 +362,8 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| KubeApiError::Bind { addr, source })?;
-        let inner = crate::sandbox::loopback::Loopback::serve(
-            listener,
-            "in-memory Kubernetes API",
-            move |req| {
+        let inner =
+            crate::loopback::Loopback::serve(listener, "in-memory Kubernetes API", move |req| {
                 let api = api.clone();
                 async move {
                     if let Some(refused) = api.authenticate(&req).await {
@@ -372,9 +371,8 @@ impl Server {
                     }
                     api.serve_http(req).await
                 }
-            },
-        )
-        .map_err(|source| KubeApiError::Bind { addr, source })?;
+            })
+            .map_err(|source| KubeApiError::Bind { addr, source })?;
         Ok(Self { inner })
     }
 

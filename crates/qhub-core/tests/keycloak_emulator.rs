@@ -1,16 +1,18 @@
-//! The Keycloak resources against the admin-API emulator, over loopback HTTP.
+//! The Keycloak resources against the admin-API emulator, over loopback HTTP (an integration
+//! test, as the emulator lives in `qhub-sandbox`, which depends on this crate).
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::*;
-use crate::config::ProviderKind;
-use crate::config::init::{InitOptions, render};
-use crate::config::security::{AuthenticationKind, OAuthConfig};
-use crate::plan::{Action, Plan};
-use crate::provider::ProviderError;
-use crate::sandbox::keycloak_api::{KeycloakApi, KeycloakApiOptions, KeycloakServer};
+use qhub_core::Config;
+use qhub_core::config::ProviderKind;
+use qhub_core::config::init::{InitOptions, render};
+use qhub_core::config::security::{AuthenticationKind, OAuthConfig};
+use qhub_core::keycloak::*;
+use qhub_core::plan::{Action, Plan};
+use qhub_core::provider::ProviderError;
+use qhub_sandbox::keycloak_api::{KeycloakApi, KeycloakApiOptions, KeycloakServer};
 
 const GITHUB_SECRET: &str = "gh-oauth-secret-0123456789abcdef";
 const PASSWORD: &str = "emulator-admin-pw";
@@ -56,8 +58,8 @@ async fn emulator(token_lifetime: Duration) -> Setup {
 
 /// One attempt per call: these tests check how each answer is handled and classified (the
 /// call-level retries are tested in `keycloak_calls_ride_out_refusals`).
-fn single_attempt() -> crate::retry::RetryPolicy {
-    crate::retry::RetryPolicy::uniform(crate::retry::Budget::attempts(
+fn single_attempt() -> qhub_core::retry::RetryPolicy {
+    qhub_core::retry::RetryPolicy::uniform(qhub_core::retry::Budget::attempts(
         1,
         Duration::from_millis(1),
         Duration::from_millis(1),
@@ -70,7 +72,11 @@ fn keycloak(url: &str, config: &Config) -> Keycloak {
         .with_retry(single_attempt());
     Keycloak::new(
         client,
-        Secrets::from_config(config, super::desired::test_clients(config), PASSWORD),
+        Secrets::from_config(
+            config,
+            qhub_core::keycloak::desired::test_clients(config),
+            PASSWORD,
+        ),
     )
 }
 
@@ -80,12 +86,16 @@ async fn keycloak_calls_ride_out_refusals() {
     let c = config(AuthenticationKind::GitHub);
     let client = AdminClient::new(&s.url, AdminCredentials::new(ADMIN_USER, PASSWORD))
         .unwrap()
-        .with_retry(crate::retry::RetryPolicy::uniform(
-            crate::retry::Budget::attempts(30, Duration::from_millis(1), Duration::from_millis(5)),
+        .with_retry(qhub_core::retry::RetryPolicy::uniform(
+            qhub_core::retry::Budget::attempts(
+                30,
+                Duration::from_millis(1),
+                Duration::from_millis(5),
+            ),
         ));
     let kc = Keycloak::new(
         client,
-        Secrets::from_config(&c, super::desired::test_clients(&c), PASSWORD),
+        Secrets::from_config(&c, qhub_core::keycloak::desired::test_clients(&c), PASSWORD),
     );
     // A third of the calls refused (503): every change completes in one go, creates included.
     s.api.set_fault_rate(0.3);
@@ -446,7 +456,7 @@ async fn keycloak_creates_are_idempotent() {
     assert_eq!(s.api.group_names(REALM).len(), 4);
     assert!(kc.plan(&c).await.unwrap().is_empty());
     // Deletes of what is gone are done.
-    let destroy = crate::plan::destroy(&kc.observe().await.unwrap());
+    let destroy = qhub_core::plan::destroy(&kc.observe().await.unwrap());
     assert_eq!(destroy.changes.last().unwrap().id.kind, "keycloak_realm");
     kc.apply_plan(&destroy).await.unwrap();
     kc.apply_plan(&destroy).await.unwrap();
@@ -501,37 +511,12 @@ async fn keycloak_faults_and_refusals_are_classified() {
     ));
 }
 
-#[test]
-fn keycloak_url_env_overrides_the_default() {
-    // The variable is read by `url_from_env_or` through `url_or`; tests cannot set it (they run
-    // in parallel, and `set_var` needs unsafe code), so `url_or` is checked with its values.
-    let default = base_url_for("demo.example.com");
-    assert_eq!(default, "https://demo.example.com/auth");
-    assert_eq!(url_or(None, &default), default);
-    assert_eq!(url_or(Some("  ".into()), &default), default);
-    assert_eq!(
-        url_or(Some(" http://127.0.0.1:8080/auth/ ".into()), &default),
-        "http://127.0.0.1:8080/auth"
-    );
-    let c = admin_from_env_or(&default, AdminCredentials::new("root", "x"));
-    if std::env::var(URL_ENV).is_err() {
-        assert_eq!(c.unwrap().base_url(), default);
-    }
-    // Pointed at a remote host over plain HTTP, the client refuses.
-    assert!(
-        AdminClient::new(
-            &url_or(Some("http://keycloak.example.com/auth".into()), &default),
-            AdminCredentials::new("root", "x")
-        )
-        .is_err()
-    );
-}
-
 #[tokio::test]
 async fn keycloak_realm_waits_for_what_it_is_told_to() {
     let s = emulator(Duration::from_secs(60)).await;
     let c = config(AuthenticationKind::Password);
-    let deployment = crate::plan::ResourceId::new("kubernetes_object", "Deployment/dev/keycloak");
+    let deployment =
+        qhub_core::plan::ResourceId::new("kubernetes_object", "Deployment/dev/keycloak");
     let kc = keycloak(&s.url, &c).realm_depends_on([deployment.clone()]);
     let desired = kc.desired(&c).unwrap();
     assert_eq!(desired[0].depends_on, std::slice::from_ref(&deployment));
@@ -575,9 +560,9 @@ async fn keycloak_changes_applied_in_parallel_converge() {
     let c = config(AuthenticationKind::GitHub);
     let kc = keycloak(&s.url, &c);
     let plan = kc.plan(&c).await.unwrap();
-    let mut waves: Vec<Vec<&crate::plan::Change>> = Vec::new();
-    let mut done: Vec<&crate::plan::ResourceId> = Vec::new();
-    let mut left: Vec<&crate::plan::Change> = plan.changes.iter().collect();
+    let mut waves: Vec<Vec<&qhub_core::plan::Change>> = Vec::new();
+    let mut done: Vec<&qhub_core::plan::ResourceId> = Vec::new();
+    let mut left: Vec<&qhub_core::plan::Change> = plan.changes.iter().collect();
     while !left.is_empty() {
         let (ready, rest): (Vec<_>, Vec<_>) = left
             .into_iter()

@@ -468,3 +468,113 @@ mod tests {
         assert!(violations(Level::Restricted, &root)[0].starts_with("runAsUser=0"));
     }
 }
+
+/// The platform's own workloads against these rules: every pod qhub-core renders meets the level
+/// its namespace enforces. Moved here from `qhub-core`'s `kubernetes/components/namespace.rs`
+/// (there it would link two copies of qhub-core, this crate depending on it).
+#[cfg(test)]
+mod platform {
+    use qhub_core::config::ProviderKind;
+    use qhub_core::kubernetes::components::namespace::ENFORCE_LABEL;
+    use qhub_core::provider::ClusterFacts;
+    use serde_json::Value as Json;
+
+    use super::{Level, violations};
+
+    /// The default config `qhub init` writes for `provider`.
+    fn test_config(provider: ProviderKind) -> qhub_core::Config {
+        let mut opts = qhub_core::config::init::InitOptions::new(
+            provider,
+            "demo",
+            "demo.example.com",
+            "not-a-real-password",
+        );
+        if provider == ProviderKind::Gcp {
+            opts.gcp_project = Some("demo-project".into());
+        }
+        qhub_core::config::init::render(&opts).expect("the default config renders")
+    }
+    /// Every workload's pods, with the level the namespace they land in enforces.
+    fn pods_and_levels(config: &qhub_core::Config) -> Vec<(String, Level, Json)> {
+        let facts = ClusterFacts::from_config(config);
+        let manifests = qhub_core::kubernetes::components::manifests(config, &facts).unwrap();
+        let level_of = |ns: &str| {
+            let found = manifests
+                .iter()
+                .find(|m| m["kind"] == "Namespace" && m["metadata"]["name"] == ns)
+                .unwrap_or_else(|| panic!("no Namespace {ns} is deployed"));
+            match found["metadata"]["labels"][ENFORCE_LABEL].as_str() {
+                Some("restricted") => Level::Restricted,
+                Some("baseline") => Level::Baseline,
+                // No label: the cluster's default, which a hardened cluster sets to restricted.
+                Some("privileged") => Level::Privileged,
+                _ => Level::Restricted,
+            }
+        };
+        manifests
+            .iter()
+            .filter(|m| m["spec"]["template"]["spec"].is_object())
+            .map(|m| {
+                let ns = m["metadata"]["namespace"].as_str().unwrap();
+                (
+                    format!(
+                        "{}/{ns}/{}",
+                        m["kind"].as_str().unwrap(),
+                        m["metadata"]["name"].as_str().unwrap()
+                    ),
+                    level_of(ns),
+                    m["spec"]["template"]["spec"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_pod_meets_the_pod_security_level_of_its_namespace() {
+        let mut checked = Vec::new();
+        for provider in [ProviderKind::Aws, ProviderKind::Gcp, ProviderKind::Do] {
+            let mut config = test_config(provider);
+            // A GPU group, so that the device plugin is deployed where the cloud lacks one.
+            if let Some(aws) = config.amazon_web_services.as_mut() {
+                let mut gpu = aws.node_groups["user"].clone();
+                gpu.gpu = true;
+                aws.node_groups.insert("gpu".into(), gpu);
+            }
+            for (workload, level, pod) in pods_and_levels(&config) {
+                let found = violations(level, &pod);
+                assert!(
+                    found.is_empty(),
+                    "{provider:?} {workload} ({level:?}): {found:?}"
+                );
+                checked.push((workload, level));
+            }
+        }
+        // The restricted ones are the platform's own; only the NFS server and the device
+        // plugin need the privileged namespace.
+        for (workload, level) in &checked {
+            let privileged =
+                workload.contains("nfs-server") || workload.contains("nvidia-device-plugin");
+            assert_eq!(
+                *level == Level::Privileged,
+                privileged,
+                "{workload} runs at {level:?}"
+            );
+        }
+        for name in [
+            "traefik",
+            "keycloak",
+            "keycloak-postgres",
+            "qhub-welcome",
+            "cluster-autoscaler",
+            "nfs-server",
+            "nvidia-device-plugin",
+        ] {
+            assert!(
+                checked
+                    .iter()
+                    .any(|(w, _)| w.ends_with(&format!("/{name}"))),
+                "{name} not checked: {checked:?}"
+            );
+        }
+    }
+}

@@ -356,14 +356,14 @@ fn route(
 /// The emulator served over plain HTTP on a loopback address. Stops when dropped.
 #[derive(Debug)]
 pub struct KeycloakServer {
-    inner: crate::sandbox::loopback::Loopback,
+    inner: crate::loopback::Loopback,
 }
 
 impl KeycloakServer {
     pub(super) async fn start(api: KeycloakApi) -> std::io::Result<Self> {
         // Tests and the sandbox never expose the emulator beyond this machine.
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let inner = crate::sandbox::loopback::Loopback::serve(
+        let inner = crate::loopback::Loopback::serve(
             listener,
             "Keycloak admin API emulator",
             move |req| {

@@ -1,4 +1,4 @@
-//! Lifecycle bench on the sandbox (`cargo bench -p qhub-core --bench lifecycle`).
+//! Lifecycle bench on the sandbox (`cargo bench --workspace --bench lifecycle`).
 //!
 //! Measures, with the sandbox's latency model: deploy wall time against the critical-path lower
 //! bound (the longest chain of the cloud's own waits), no-op plan and no-op deploy wall time,
@@ -15,9 +15,9 @@ use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::events::NoEvents;
 use qhub_core::plan::{Action, Plan, ResourceId, Stage};
 use qhub_core::provider::Ownership;
-use qhub_core::sandbox::SandboxProvider;
-use qhub_core::sandbox::faults::FaultSpec;
-use qhub_core::sandbox::world::World;
+use qhub_sandbox::SandboxProvider;
+use qhub_sandbox::faults::FaultSpec;
+use qhub_sandbox::world::World;
 use tokio_util::sync::CancellationToken;
 
 /// The lower bound of a plan's wall time: the longest chain of the cloud's own waits. A create

@@ -1,5 +1,5 @@
 //! An in-memory emulator of Keycloak's admin REST API (the Keycloak 26.x paths
-//! [`crate::keycloak`] uses), served on loopback HTTP at `http://127.0.0.1:PORT/auth`.
+//! [`qhub_core::keycloak`] uses), served on loopback HTTP at `http://127.0.0.1:PORT/auth`.
 //!
 //! As unkind as the real one where it matters: admin tokens (password grant on the `master`
 //! realm's `admin-cli`) expire after a configurable lifetime and a missing or expired bearer
@@ -98,7 +98,7 @@ pub enum KeycloakApiError {
     },
     /// The file could not be written.
     #[error(transparent)]
-    Save(#[from] crate::fs::WriteError),
+    Save(#[from] qhub_core::fs::WriteError),
 }
 
 struct Inner {
@@ -198,10 +198,10 @@ impl KeycloakApi {
     /// bootstraps its admin from its environment. Stops when the returned server is dropped.
     pub async fn run_in_cluster(
         &self,
-        kube: &crate::sandbox::kube_api::KubeApi,
+        kube: &crate::kube_api::KubeApi,
         namespace: &str,
     ) -> std::io::Result<KeycloakServer> {
-        use crate::kubernetes::components::keycloak as component;
+        use qhub_core::kubernetes::components::keycloak as component;
         let server = self.serve().await?;
         let kc = self.clone();
         let ns = namespace.to_string();
@@ -210,7 +210,7 @@ impl KeycloakApi {
             component::NAME,
             u16::try_from(component::HTTP_PORT).unwrap_or(8080),
             server.addr(),
-            Some(Arc::new(move |kube: &crate::sandbox::kube_api::KubeApi| {
+            Some(Arc::new(move |kube: &crate::kube_api::KubeApi| {
                 if let Some(p) = kube.secret_value(&ns, component::ADMIN_SECRET, "password") {
                     kc.set_admin(component::ADMIN_USER, &p);
                 }
@@ -330,7 +330,7 @@ impl KeycloakApi {
                 source,
             })?;
         }
-        crate::fs::replace(path, &st.to_saved())?;
+        qhub_core::fs::replace(path, &st.to_saved())?;
         Ok(())
     }
 

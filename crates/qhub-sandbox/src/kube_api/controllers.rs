@@ -6,9 +6,9 @@ use super::store::Key;
 
 /// The annotation the simulated service controller puts on a LoadBalancer Service: its
 /// address is made up and nothing answers there
-/// ([`crate::kubernetes::front_door::SIMULATED_LOAD_BALANCER`]).
+/// ([`qhub_core::kubernetes::front_door::SIMULATED_LOAD_BALANCER`]).
 pub(crate) const SIMULATED_LOAD_BALANCER: &str =
-    crate::kubernetes::front_door::SIMULATED_LOAD_BALANCER;
+    qhub_core::kubernetes::front_door::SIMULATED_LOAD_BALANCER;
 
 /// How many nodes the simulated cluster has (DaemonSets schedule one pod on each).
 pub(crate) const NODES: u64 = 3;

@@ -7,8 +7,8 @@
 
 use serde_json::Value;
 
+use super::api_err::ApiErr;
 use super::discovery::ResType;
-use super::ops::ApiErr;
 use super::store::{Key, State};
 
 /// `Kind.group "name"` (or `Kind "name"` in the core group), as 422 messages name an object.

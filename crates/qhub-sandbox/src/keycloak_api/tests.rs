@@ -48,7 +48,7 @@ async fn call(
 
 #[tokio::test]
 async fn keycloak_emulator_is_as_unkind_as_keycloak() {
-    crate::tls::install_crypto_provider();
+    qhub_core::tls::install_crypto_provider();
     let api = KeycloakApi::new(KeycloakApiOptions {
         token_lifetime: Duration::from_millis(300),
         admin_password: "pw".into(),
@@ -175,7 +175,7 @@ async fn keycloak_emulator_is_as_unkind_as_keycloak() {
 
 #[tokio::test]
 async fn keycloak_emulator_persists_beside_the_config() {
-    crate::tls::install_crypto_provider();
+    qhub_core::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(".qhub-sandbox").join("keycloak.json");
     let options = || KeycloakApiOptions {

@@ -27,8 +27,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::KubeApi;
+use super::api_err::ApiErr;
 use super::http::{ResBody, json_response_with};
-use super::ops::ApiErr;
 use super::store::Key;
 
 /// Run before a forwarded connection is made.

@@ -6,8 +6,14 @@
 //! The cluster's Kubernetes API is [`kube_api::KubeApi`], in memory, persisted beside the world
 //! (`.qhub-sandbox/kube-<deployment>.json`) and reached through a real `kube::Client`; the same
 //! faults are injected into it.
+//!
+//! Its own crate, so that an embedder's `qhub-core` compiles no HTTP server and no WebSocket
+//! stack: the `qhub` CLI registers it under [`PROVIDER`] (its default `sandbox` feature), and
+//! tests take it as a dev-dependency. The feature `conformance` adds `harness`, the sandbox's
+//! implementation of `qhub_core::conformance::Harness`.
 
 pub mod faults;
+#[cfg(feature = "conformance")]
 pub mod harness;
 pub mod keycloak_api;
 pub mod kube_api;
@@ -21,15 +27,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 
-use crate::config::{Config, ProviderKind};
-use crate::plan::{Action, Change, Observed, Resource, ResourceId, ResourceState, Stage};
-use crate::provider::facts::{self, SharedFilesystem};
-use crate::provider::{
+use faults::{FaultSpec, Faults};
+use qhub_core::config::{Config, ProviderKind};
+use qhub_core::plan::{Action, Change, Observed, Resource, ResourceId, ResourceState, Stage};
+use qhub_core::provider::facts::{self, SharedFilesystem};
+use qhub_core::provider::{
     ApplyContext, Capabilities, ClusterAccess, ClusterFacts, Facts, Known, Ownership, Preflight,
     Provider, ProviderError,
 };
-use faults::{FaultSpec, Faults};
 use world::{SimResource, World};
+
+/// The `provider:` name the sandbox is registered under (`provider: sandbox`).
+pub const PROVIDER: &str = "sandbox";
 
 /// The environment variable scaling the latency model (default [`DEFAULT_TIME_SCALE`]).
 pub const TIME_SCALE_ENV: &str = "QHUB_SANDBOX_TIME_SCALE";
@@ -72,7 +81,7 @@ pub struct SandboxProvider {
     keycloak: Arc<tokio::sync::Mutex<Option<RunningKeycloak>>>,
     /// A store for a cloud-side deploy lock ([`Self::with_lock_store`]) instead of the local
     /// lock beside the world.
-    lock_store: Option<Arc<dyn crate::cloud::lock::LockStore>>,
+    lock_store: Option<Arc<dyn qhub_core::cloud::lock::LockStore>>,
 }
 
 /// The emulated Keycloak of a sandbox cluster and the loopback server in front of it.
@@ -109,9 +118,10 @@ impl SandboxProvider {
     }
 
     /// This sandbox with a cloud-side deploy lock in `store` (e.g. a shared
-    /// [`crate::cloud::lock::MemoryStore`]), as a cloud provider takes it, instead of the
-    /// local lock: for tests of the engine's lock handling and for embedders.
-    pub fn with_lock_store(mut self, store: Arc<dyn crate::cloud::lock::LockStore>) -> Self {
+    /// `qhub_core::cloud::lock::MemoryStore`, qhub-core's feature `conformance`), as a cloud
+    /// provider takes it, instead of the local lock: for tests of the engine's lock handling and
+    /// for embedders.
+    pub fn with_lock_store(mut self, store: Arc<dyn qhub_core::cloud::lock::LockStore>) -> Self {
         self.lock_store = Some(store);
         self
     }
@@ -173,7 +183,7 @@ impl SandboxProvider {
     ) -> Result<Option<String>, ProviderError> {
         Ok(self.kube_api(ownership)?.secret_value(
             &ownership.namespace,
-            crate::kubernetes::components::keycloak::ADMIN_SECRET,
+            qhub_core::kubernetes::components::keycloak::ADMIN_SECRET,
             "password",
         ))
     }
@@ -225,7 +235,7 @@ impl SandboxProvider {
                         // A lost answer: the change was made, the client hears a 503.
                         return Ok(status_response(503, &e.to_string(), None));
                     }
-                    return Err(crate::provider::ProcessKilled(e.to_string()));
+                    return Err(qhub_core::provider::ProcessKilled(e.to_string()));
                 }
                 Ok(response)
             }
@@ -677,7 +687,7 @@ impl Provider for SandboxProvider {
                 "Keycloak has not started: its admin Secret does not exist yet".into(),
             )
         })?;
-        let user = crate::kubernetes::components::keycloak::ADMIN_USER;
+        let user = qhub_core::kubernetes::components::keycloak::ADMIN_USER;
         let mut running = self.keycloak.lock().await;
         if let Some(k) = running.as_ref() {
             k.api.set_admin(user, &password);
@@ -748,7 +758,7 @@ impl Provider for SandboxProvider {
     async fn lock_store(
         &self,
         _ownership: &Ownership,
-    ) -> Result<Option<Arc<dyn crate::cloud::lock::LockStore>>, ProviderError> {
+    ) -> Result<Option<Arc<dyn qhub_core::cloud::lock::LockStore>>, ProviderError> {
         Ok(self.lock_store.clone())
     }
 
@@ -761,7 +771,7 @@ impl Provider for SandboxProvider {
             return Ok(None);
         }
         let dir = self.dir.join(world::DIR_NAME);
-        Ok(crate::provider::local_lock_holder(&dir, ownership))
+        Ok(qhub_core::provider::local_lock_holder(&dir, ownership))
     }
 }
 

@@ -46,6 +46,7 @@
 //! `nonResourceAttributes` in SubjectAccessReviews, users other than service accounts.
 
 mod admission;
+mod api_err;
 mod controllers;
 mod crds;
 mod defaults;
@@ -99,7 +100,7 @@ pub enum KubeApiError {
     },
     /// The store could not be saved.
     #[error("saving the Kubernetes object store: {0}")]
-    Save(#[from] crate::fs::WriteError),
+    Save(#[from] qhub_core::fs::WriteError),
     /// The server may only listen on loopback.
     #[error("the in-memory Kubernetes API listens on loopback addresses only, not {0}")]
     NotLoopback(SocketAddr),
@@ -222,7 +223,7 @@ impl Inner {
             map.insert("writes".into(), serde_json::json!(writes));
         }
         let bytes = serde_json::to_vec_pretty(&saved).unwrap_or_default();
-        crate::fs::replace(path, &bytes)?;
+        qhub_core::fs::replace(path, &bytes)?;
         Ok(())
     }
 

@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::KubeApi;
+use super::api_err::ApiErr;
 use super::http::{ResBody, json_response_with};
-use super::ops::{ApiErr, Params, Target};
+use super::ops::{Params, Target};
 use super::select::{FieldSelector, LabelSelector};
 use super::store::{Event, EventType};
 
