@@ -368,6 +368,8 @@ fn plan_before_the_cluster_exists_lists_the_kubernetes_creates() {
     assert!(!err.contains("infrastructure stage only"), "{err}");
     let text = stdout(&out);
     assert!(text.contains("kubernetes:"), "{text}");
+    // The default text groups by component; `-v` lists every object.
+    let text = stdout(&aws.ok(&["plan", "-v"]));
 
     let plan = json_stdout(&aws.ok(&["plan", "--output", "json"]));
     let changes = plan["changes"].as_array().unwrap();
@@ -389,10 +391,10 @@ fn plan_before_the_cluster_exists_lists_the_kubernetes_creates() {
             "{id} missing from the text plan:\n{text}"
         );
     }
-    // Keycloak's realm, groups and clients are planned too (an identity provider only when the
-    // config names one).
-    use qhub_core::keycloak::desired::{KIND_CLIENT, KIND_GROUP, KIND_REALM};
-    for kind in [KIND_REALM, KIND_GROUP, KIND_CLIENT] {
+    // Keycloak's realm and groups are planned too (an identity provider only when the config
+    // names one; a client only for a built component that logs in through Keycloak).
+    use qhub_core::keycloak::desired::{KIND_GROUP, KIND_REALM};
+    for kind in [KIND_REALM, KIND_GROUP] {
         assert!(
             kubernetes
                 .iter()

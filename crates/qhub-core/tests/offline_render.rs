@@ -44,7 +44,9 @@ async fn the_offline_render_is_what_a_sandbox_deploy_applies() {
         },
     );
     let config = config();
-    let facts = ProviderRegistry::with_builtin()
+    let mut registry = ProviderRegistry::with_builtin();
+    qhub_sandbox::register(&mut registry);
+    let facts = registry
         .offline_facts(&config, dir.path())
         .expect("offline facts");
     assert_eq!(facts.unknown(), ["shared filesystem"]);
@@ -64,12 +66,25 @@ async fn the_offline_render_is_what_a_sandbox_deploy_applies() {
         assert!(creates.contains(&r.id.to_string()), "{} not planned", r.id);
     }
     use qhub_core::keycloak::desired::{KIND_CLIENT, KIND_GROUP, KIND_REALM};
-    for kind in [KIND_REALM, KIND_GROUP, KIND_CLIENT] {
+    for kind in [KIND_REALM, KIND_GROUP] {
         assert!(
             preview.changes.iter().any(|c| c.id.kind == kind),
             "no {kind} planned"
         );
     }
+    // A login client for exactly each one the enabled, built components declare.
+    let clients: Vec<String> = qhub_core::kubernetes::components::oidc_clients(&config)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    let planned: Vec<String> = preview
+        .changes
+        .iter()
+        .filter(|c| c.id.kind == KIND_CLIENT)
+        .map(|c| c.id.name.clone())
+        .collect();
+    assert_eq!(planned.len(), clients.len(), "{planned:?} vs {clients:?}");
 
     let (_, report) = engine
         .deploy(

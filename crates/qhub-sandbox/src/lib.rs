@@ -40,6 +40,17 @@ use world::{SimResource, World};
 /// The `provider:` name the sandbox is registered under (`provider: sandbox`).
 pub const PROVIDER: &str = "sandbox";
 
+/// Registers the sandbox under [`PROVIDER`] (the CLI does, behind its default `sandbox`
+/// feature; so do tests and embedders that want the simulated cloud).
+pub fn register(registry: &mut qhub_core::provider::ProviderRegistry) {
+    registry.register(
+        PROVIDER,
+        Arc::new(|config: &Config, dir: &Path| {
+            SandboxProvider::for_config(config, dir).map(|p| Arc::new(p) as Arc<dyn Provider>)
+        }),
+    );
+}
+
 /// The environment variable scaling the latency model (default [`DEFAULT_TIME_SCALE`]).
 pub const TIME_SCALE_ENV: &str = "QHUB_SANDBOX_TIME_SCALE";
 

@@ -33,14 +33,7 @@ pub(crate) struct Session {
 pub(crate) fn registry() -> ProviderRegistry {
     let mut r = ProviderRegistry::with_builtin();
     #[cfg(feature = "sandbox")]
-    r.register(
-        qhub_sandbox::PROVIDER,
-        std::sync::Arc::new(|config: &Config, dir: &std::path::Path| {
-            qhub_sandbox::SandboxProvider::for_config(config, dir).map(|p| {
-                std::sync::Arc::new(p) as std::sync::Arc<dyn qhub_core::provider::Provider>
-            })
-        }),
-    );
+    qhub_sandbox::register(&mut r);
     r.register(
         qhub_aws::PROVIDER,
         std::sync::Arc::new(|config: &Config, dir: &std::path::Path| {

@@ -36,7 +36,7 @@ impl Engine {
 
     /// The plan that takes what exists to what `config` wants, to be shown (`qhub plan`): before
     /// the cluster exists the Kubernetes stage is planned from the config
-    /// ([`offline`](super::offline)). It takes no lock: a plan to apply is made through
+    /// (the `offline` module). It takes no lock: a plan to apply is made through
     /// [`Engine::lock`].
     pub async fn plan(&self, config: &Config, stages: StageFilter) -> Result<Plan, EngineError> {
         self.plan_with(config, stages, true).await
@@ -139,7 +139,7 @@ impl Engine {
     /// the kinds the config's components use (so that members are found even when an interrupted
     /// run left no parent).
     /// The domain's DNS record is among them when qhub manages it (the DNS provider of
-    /// [`EngineOptions::dns`]) and it carries this deployment's comment.
+    /// [`super::EngineOptions::dns`]) and it carries this deployment's comment.
     pub async fn observe_all(
         &self,
         config: &Config,

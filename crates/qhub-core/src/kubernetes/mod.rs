@@ -58,7 +58,7 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
     /// The API server refused or failed a request.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", in_words(source))]
     Api {
         /// What we were doing.
         what: String,
@@ -90,6 +90,24 @@ pub enum KubeError {
     /// The object cannot be handled.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// A client error as a person reads it: the API server's own message once, with its reason and
+/// HTTP code. kube's `Display` of an API error appends the whole `Status` struct in debug form
+/// (`ApiError: msg (Status { message: msg, … })`), so retry and error lines repeated the message
+/// three times inside a Rust struct.
+pub fn in_words(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => {
+            let reason = if status.reason.is_empty() {
+                String::new()
+            } else {
+                format!("{}, ", status.reason)
+            };
+            format!("{} ({reason}HTTP {})", status.message, status.code)
+        }
+        other => other.to_string(),
+    }
 }
 
 impl KubeError {
@@ -450,6 +468,26 @@ pub fn desired(config: &Config, facts: &ClusterFacts) -> Result<Vec<Resource>, K
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_api_error_reads_as_words_with_its_message_once() {
+        let status = kube::core::Status::failure(
+            "Deployment.apps \"hub\" is invalid: spec.selector: field is immutable",
+            "Invalid",
+        )
+        .with_code(422);
+        let e = KubeError::Api {
+            what: "applying Deployment/dev/hub".into(),
+            source: kube::Error::Api(status.boxed()),
+        };
+        let text = e.to_string();
+        assert_eq!(
+            text,
+            "applying Deployment/dev/hub: Deployment.apps \"hub\" is invalid: spec.selector: field is immutable (Invalid, HTTP 422)"
+        );
+        assert_eq!(text.matches("field is immutable").count(), 1);
+        assert!(!text.contains("Status {"), "{text}");
+    }
 
     #[test]
     fn object_refs_and_ids() {
