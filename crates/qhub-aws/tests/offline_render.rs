@@ -14,8 +14,8 @@ use common::{aws_config, engine};
 use qhub_aws::{AwsOptions, AwsProvider};
 use qhub_core::engine::StageFilter;
 use qhub_core::engine::events::NoEvents;
-use qhub_core::kubernetes::compare::compare;
-use qhub_core::provider::{ClusterFacts, Ownership, Provider};
+use qhub_core::kubernetes::compare::check_render;
+use qhub_core::provider::Provider;
 use qhub_sandbox::kube_api::KubeApi;
 use qhub_tests::fault_proxy::{FaultPlan, FaultProxy};
 use qhub_tests::moto::Moto;
@@ -64,14 +64,8 @@ async fn the_offline_render_is_what_an_eks_deploy_applies() {
         .expect("deploy runs");
     assert!(report.succeeded(), "deploy: {report:?}");
 
-    let client = provider
-        .cluster_access(&Ownership::of(&config))
-        .await
-        .unwrap()
-        .client()
-        .await
-        .unwrap();
-    let c = compare(client.clone(), &config, &rendered).await.unwrap();
+    let check = check_render(&*provider, &config, &rendered).await.unwrap();
+    let c = &check.rendered;
     println!("aws: {}", c.summary());
     assert!(c.differ.is_empty(), "{:#?}", c.differ);
     // The named placeholder: the EFS file system's address, in its volume and on the welcome
@@ -85,8 +79,6 @@ async fn the_offline_render_is_what_an_eks_deploy_applies() {
 
     // The comparison can fail: the generic facts differ from what EKS gets (storage class,
     // load-balancer annotations).
-    let generic =
-        qhub_core::kubernetes::desired(&config, &ClusterFacts::from_config(&config)).unwrap();
-    let c = compare(client, &config, &generic).await.unwrap();
+    let c = &check.generic;
     assert!(!c.differ.is_empty(), "{}", c.summary());
 }

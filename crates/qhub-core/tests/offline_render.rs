@@ -12,10 +12,10 @@ use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
 use qhub_core::engine::events::NoEvents;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
-use qhub_core::kubernetes::compare::compare;
+use qhub_core::kubernetes::compare::check_render;
 use qhub_core::plan::{Action, Stage};
+use qhub_core::provider::Provider;
 use qhub_core::provider::registry::ProviderRegistry;
-use qhub_core::provider::{ClusterFacts, Ownership, Provider};
 use qhub_sandbox::SandboxProvider;
 use qhub_sandbox::faults::FaultSpec;
 use tokio_util::sync::CancellationToken;
@@ -96,14 +96,8 @@ async fn the_offline_render_is_what_a_sandbox_deploy_applies() {
         .await
         .expect("deploy runs");
     assert!(report.succeeded(), "{report:?}");
-    let client = provider
-        .cluster_access(&Ownership::of(&config))
-        .await
-        .unwrap()
-        .client()
-        .await
-        .unwrap();
-    let c = compare(client.clone(), &config, &rendered).await.unwrap();
+    let check = check_render(&provider, &config, &rendered).await.unwrap();
+    let c = &check.rendered;
     println!("sandbox: {}", c.summary());
     assert!(c.differ.is_empty(), "{:#?}", c.differ);
     assert!(c.same > 0);
@@ -118,8 +112,6 @@ async fn the_offline_render_is_what_a_sandbox_deploy_applies() {
 
     // The comparison can fail: the generic facts (what `qhub render` used for a provider it
     // could not build) differ from what the sandbox applied.
-    let generic =
-        qhub_core::kubernetes::desired(&config, &ClusterFacts::from_config(&config)).unwrap();
-    let c = compare(client, &config, &generic).await.unwrap();
+    let c = &check.generic;
     assert!(!c.differ.is_empty(), "{}", c.summary());
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use qhub_core::engine::events::NoEvents;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
-use qhub_core::kubernetes::compare::compare;
-use qhub_core::provider::{ClusterFacts, Ownership, Provider};
+use qhub_core::kubernetes::compare::check_render;
+use qhub_core::provider::Provider;
 use qhub_do::DigitalOceanProvider;
 use qhub_sandbox::keycloak_api::KeycloakApi;
 use qhub_sandbox::kube_api::KubeApi;
@@ -66,14 +66,8 @@ async fn the_offline_render_is_what_a_doks_deploy_applies() {
         .await
         .expect("deploy runs");
     assert!(report.succeeded(), "deploy: {report:?}");
-    let client = provider
-        .cluster_access(&Ownership::of(&config))
-        .await
-        .unwrap()
-        .client()
-        .await
-        .unwrap();
-    let c = compare(client.clone(), &config, &rendered).await.unwrap();
+    let check = check_render(&*provider, &config, &rendered).await.unwrap();
+    let c = &check.rendered;
     println!("digitalocean: {}", c.summary());
     assert!(c.differ.is_empty(), "{:#?}", c.differ);
     assert!(c.placeholders.is_empty(), "{:#?}", c.placeholders);
@@ -81,8 +75,6 @@ async fn the_offline_render_is_what_a_doks_deploy_applies() {
 
     // The comparison can fail: the generic facts `qhub render` used without a token differ
     // from what DOKS gets (node-pool label, `do-block-storage`, load-balancer annotations).
-    let generic =
-        qhub_core::kubernetes::desired(&config, &ClusterFacts::from_config(&config)).unwrap();
-    let c = compare(client, &config, &generic).await.unwrap();
+    let c = &check.generic;
     assert!(!c.differ.is_empty(), "{}", c.summary());
 }

@@ -8,8 +8,7 @@ mod common;
 
 use common::{GkeHarness, gcp_config};
 use qhub_core::conformance::{Faults, Harness};
-use qhub_core::kubernetes::compare::compare;
-use qhub_core::provider::{ClusterFacts, Ownership};
+use qhub_core::kubernetes::compare::check_render;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_offline_render_is_what_a_gke_deploy_applies() {
@@ -22,14 +21,8 @@ async fn the_offline_render_is_what_a_gke_deploy_applies() {
     let provider = h.provider(Faults::default());
     let report = common::deploy(provider.clone(), &config).await;
     assert!(report.succeeded(), "deploy: {report:?}");
-    let client = provider
-        .cluster_access(&Ownership::of(&config))
-        .await
-        .unwrap()
-        .client()
-        .await
-        .unwrap();
-    let c = compare(client.clone(), &config, &rendered).await.unwrap();
+    let check = check_render(&*provider, &config, &rendered).await.unwrap();
+    let c = &check.rendered;
     println!("gcp: {}", c.summary());
     assert!(c.differ.is_empty(), "{:#?}", c.differ);
     assert!(c.placeholders.is_empty(), "{:#?}", c.placeholders);
@@ -37,8 +30,6 @@ async fn the_offline_render_is_what_a_gke_deploy_applies() {
 
     // The comparison can fail: the generic facts differ from what GKE gets (storage class,
     // node labels, no cluster autoscaler).
-    let generic =
-        qhub_core::kubernetes::desired(&config, &ClusterFacts::from_config(&config)).unwrap();
-    let c = compare(client, &config, &generic).await.unwrap();
+    let c = &check.generic;
     assert!(!c.differ.is_empty(), "{}", c.summary());
 }

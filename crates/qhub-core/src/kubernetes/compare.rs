@@ -17,6 +17,7 @@ use super::applyset::ApplySet;
 use crate::config::Config;
 use crate::plan::{self, Action, Resource, Stage};
 use crate::provider::facts::AFTER_APPLY;
+use crate::provider::{ClusterFacts, Ownership, Provider, ProviderError};
 
 /// How a cluster's objects compare with a render.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,6 +73,36 @@ pub async fn compare(
         .observe(&ApplySet::for_config(config), &kinds)
         .await?;
     Ok(classify(&plan::diff(rendered, &observed)))
+}
+
+/// A deployed cluster against its offline render, and against the generic cluster facts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RenderCheck {
+    /// The cluster against the objects rendered offline.
+    pub rendered: Comparison,
+    /// The cluster against the objects the generic facts ([`ClusterFacts::from_config`]) give:
+    /// where a provider's facts matter, this differs, which shows the comparison can fail.
+    pub generic: Comparison,
+}
+
+/// Compares the cluster of `provider`'s deployment of `config` with `rendered` (what `qhub
+/// render` writes offline) and with the objects of the generic cluster facts, through the
+/// cluster access the provider hands out.
+pub async fn check_render(
+    provider: &dyn Provider,
+    config: &Config,
+    rendered: &[Resource],
+) -> Result<RenderCheck, ProviderError> {
+    let client = provider
+        .cluster_access(&Ownership::of(config))
+        .await?
+        .client()
+        .await?;
+    let generic = super::desired(config, &ClusterFacts::from_config(config))?;
+    Ok(RenderCheck {
+        rendered: compare(client.clone(), config, rendered).await?,
+        generic: compare(client, config, &generic).await?,
+    })
 }
 
 /// Sorts a plan of the rendered objects against the live ones into [`Comparison`].
