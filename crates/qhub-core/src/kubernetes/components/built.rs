@@ -28,6 +28,17 @@ use crate::kubernetes::versions::Image;
 /// docs call "automatically roll deployments", `checksum/config`).
 pub const CONFIG_HASH_ANNOTATION: &str = "qhub.dev/config-sha256";
 
+/// The Secret holding the OIDC client secret of the login client `client_id`, under the key
+/// [`CLIENT_SECRET_KEY`]: generated once in the cluster for each declared client, read by the
+/// component's pods (through an environment variable from the Secret) and by Keycloak's
+/// reconciler, which sets it on the client.
+pub fn client_secret_name(client_id: &str) -> String {
+    format!("{client_id}-oidc-client")
+}
+
+/// The key of the client secret in [`client_secret_name`]'s Secret.
+pub const CLIENT_SECRET_KEY: &str = "client-secret";
+
 /// Everything a component owns. Build it with [`Built::new`] and the adding methods.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]

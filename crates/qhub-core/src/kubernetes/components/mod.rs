@@ -30,7 +30,10 @@ pub mod welcome;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use built::{Built, CONFIG_HASH_ANNOTATION, ConfigFile, Crd, Listing, Middleware, Route};
+pub use built::{
+    Built, CLIENT_SECRET_KEY, CONFIG_HASH_ANNOTATION, ConfigFile, Crd, Listing, Middleware, Route,
+    client_secret_name,
+};
 pub use web_service::WebService;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
