@@ -9,10 +9,15 @@ use std::time::Duration;
 
 use qhub_core::config::Config;
 use qhub_core::plan::{OnDependencyReplaced, Resource, ResourceId, Stage};
-use qhub_core::provider::ProviderError;
+use qhub_core::provider::{ProviderError, spec};
 use serde_json::{Value as Json, json};
 
 use crate::partition::Partition;
+use crate::spec::{
+    AccessEntrySpec, AccessPolicy, AddonSpec, ClusterSpec, DefaultRoute, FileSystemSpec,
+    InternetGatewaySpec, MountTargetSpec, NodeGroupSpec, PodIdentitySpec, RoleSpec, RouteTableSpec,
+    SecurityGroupSpec, SubnetSpec, VpcSpec,
+};
 
 /// Kind: the VPC.
 pub const VPC: &str = "vpc";
@@ -464,113 +469,19 @@ pub fn dependencies(id: &ResourceId, names: &Names, existing: &[ResourceId]) -> 
     deps
 }
 
-/// What an EKS managed node group is, as the plan compares it and the apply sends it: the
-/// [`NODE_GROUP`] resource's spec, written and read back typed (never a field looked up with a
-/// default).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NodeGroupSpec {
-    /// The EC2 instance type, e.g. `m5.xlarge`.
-    pub instance_type: String,
-    /// The EKS AMI type ([`ami_type`]).
-    pub ami_type: String,
-    /// The root volume, in GiB.
-    pub disk_size: i32,
-    /// The autoscaler's lower bound.
-    pub min_nodes: u32,
-    /// The autoscaler's upper bound.
-    pub max_nodes: u32,
-    /// The node role's name.
-    pub node_role: String,
-    /// Node labels (the group's, and a GPU group's accelerator).
-    pub labels: BTreeMap<String, String>,
-    /// Node taints, `key=value:Effect`.
-    pub taints: Vec<String>,
-    /// The cluster autoscaler's tags ([`autoscaler_tags`]).
-    pub autoscaler_tags: BTreeMap<String, String>,
-    /// The subnets of a group kept in one zone (`single_subnet`); absent: all of ours.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subnets: Option<Vec<String>>,
-}
-
-/// A node group as observe reports it: the fields of [`NodeGroupSpec`] as EKS has them (any
-/// may be missing), its current size and Kubernetes version.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NodeGroupObserved {
-    /// The first instance type.
-    pub instance_type: Option<String>,
-    /// The AMI type.
-    pub ami_type: Option<String>,
-    /// The root volume, in GiB.
-    pub disk_size: Option<i32>,
-    /// The scaling configuration's minimum.
-    pub min_nodes: Option<i32>,
-    /// The scaling configuration's maximum.
-    pub max_nodes: Option<i32>,
-    /// The scaling configuration's desired size (the autoscaler's doing).
-    pub desired_nodes: Option<i32>,
-    /// The node role's name.
-    pub node_role: Option<String>,
-    /// Node labels.
-    pub labels: BTreeMap<String, String>,
-    /// Node taints, `key=value:Effect`, sorted.
-    pub taints: Vec<String>,
-    /// The `k8s.io/cluster-autoscaler/…` tags.
-    pub autoscaler_tags: BTreeMap<String, String>,
-    /// The subnets' names (their ids when not ours), sorted.
-    pub subnets: Vec<String>,
-    /// The Kubernetes version.
-    pub version: Option<String>,
-}
-
-/// Why a spec in a plan cannot be read back as its type (a plan made by another version, or
-/// a bug): the resource and the parse error.
-#[derive(Debug, thiserror::Error)]
-#[error("{id}: its spec does not read as {what}")]
-#[non_exhaustive]
-pub struct SpecError {
-    /// The resource.
-    pub id: String,
-    /// The type expected.
-    pub what: &'static str,
-    /// The parse error.
-    #[source]
-    pub source: serde_json::Error,
-}
-
-/// Reads a spec back as `T`, naming the resource when it does not parse.
-pub fn read_spec<T: serde::de::DeserializeOwned>(
-    id: &ResourceId,
-    spec: &Json,
-    what: &'static str,
-) -> Result<T, ProviderError> {
-    T::deserialize(spec).map_err(|source| {
-        ProviderError::other(SpecError {
-            id: id.to_string(),
-            what,
-            source,
-        })
-    })
-}
-
-/// Writes a typed spec as the plan's JSON.
-pub fn write_spec<T: serde::Serialize>(
-    id: &ResourceId,
-    spec: &T,
-    what: &'static str,
-) -> Result<Json, ProviderError> {
-    serde_json::to_value(spec).map_err(|source| {
-        ProviderError::other(SpecError {
-            id: id.to_string(),
-            what,
-            source,
-        })
-    })
-}
-
-fn resource(id: ResourceId, spec: Json, replace: &[&str], minutes: f64) -> Resource {
-    Resource::new(id.kind, id.name, Stage::Infrastructure, spec)
+/// The resource `id` with its typed `spec` written as the plan's JSON
+/// ([`qhub_core::provider::spec::write`]), the fields whose change replaces it, and how long
+/// its create takes.
+fn resource<S: serde::Serialize>(
+    id: ResourceId,
+    spec: &S,
+    replace: &[&str],
+    minutes: f64,
+) -> Result<Resource, ProviderError> {
+    let json = spec::write(&id, "spec", spec)?;
+    Ok(Resource::new(id.kind, id.name, Stage::Infrastructure, json)
         .replace_fields(replace)
-        .expected(Duration::from_secs_f64(minutes * 60.0))
+        .expected(Duration::from_secs_f64(minutes * 60.0)))
 }
 
 /// The extra node-group keys this provider reads: QHub's `single_subnet` (bool: the group's
@@ -590,6 +501,11 @@ pub const NODE_GROUP_KEYS: &[&str] = &[SINGLE_SUBNET];
 /// The node-group key pinning a group to the first subnet (see [`NODE_GROUP_KEYS`]).
 pub const SINGLE_SUBNET: &str = "single_subnet";
 
+/// Owned copies of names.
+fn strings(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_string()).collect()
+}
+
 /// The resources of `config`'s `amazon_web_services` section; `addons`: whether EKS add-ons
 /// are wanted (false when the endpoint does not implement them, an emulator).
 pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderError> {
@@ -601,22 +517,27 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
     let zones = section.availability_zones.as_deref().unwrap_or(&[]);
     let mut out = vec![resource(
         ResourceId::new(VPC, &p),
-        json!({"cidr": VPC_CIDR, "dns_support": true, "dns_hostnames": true}),
+        &VpcSpec {
+            cidr: VPC_CIDR.into(),
+            dns_support: true,
+            dns_hostnames: true,
+        },
         &["cidr"],
         0.5,
-    )];
+    )?];
     for (i, cidr) in SUBNET_CIDRS.iter().enumerate() {
-        let mut spec = json!({"cidr": cidr, "map_public_ip_on_launch": true});
-        if let Some(z) = zones.get(i) {
-            spec["availability_zone"] = json!(z);
-        }
+        let spec = SubnetSpec {
+            cidr: (*cidr).into(),
+            map_public_ip_on_launch: true,
+            availability_zone: zones.get(i).cloned(),
+        };
         out.push(
             resource(
                 ResourceId::new(SUBNET, names.subnet(i)),
-                spec,
+                &spec,
                 &["cidr", "availability_zone"],
                 0.5,
-            )
+            )?
             .config_key(
                 "availability_zone",
                 "amazon_web_services.availability_zones",
@@ -626,76 +547,93 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
     let subnet_names: Vec<String> = (0..SUBNET_CIDRS.len()).map(|i| names.subnet(i)).collect();
     out.push(resource(
         ResourceId::new(INTERNET_GATEWAY, &p),
-        json!({"attached_to": p}),
+        &InternetGatewaySpec {
+            attached_to: p.clone(),
+        },
         &[],
         0.5,
-    ));
+    )?);
     // A subnet's delete removes its route table association first (apply::network); the
     // re-created subnet is associated again by the route table's update.
     out.push(
         resource(
             ResourceId::new(ROUTE_TABLE, &p),
-            json!({"default_route": "internet_gateway", "subnets": subnet_names}),
+            &RouteTableSpec {
+                default_route: DefaultRoute::InternetGateway,
+                subnets: subnet_names.clone(),
+            },
             &[],
             0.5,
-        )
+        )?
         .on_dependency_replaced(OnDependencyReplaced::Update),
     );
     out.push(resource(
         ResourceId::new(SECURITY_GROUP, &p),
-        json!({"ingress_from_self": true, "nfs_from": VPC_CIDR}),
+        &SecurityGroupSpec {
+            ingress_from_self: true,
+            nfs_from: VPC_CIDR.into(),
+        },
         &[],
         0.5,
-    ));
-    out.push(resource(
-        ResourceId::new(IAM_ROLE, names.cluster_role()),
-        json!({"service": "eks.amazonaws.com", "policies": CLUSTER_POLICIES, "inline_policies": []}),
-        &["service"],
-        0.5,
-    ));
-    out.push(resource(
-        ResourceId::new(IAM_ROLE, names.node_role()),
-        json!({
-            "service": "ec2.amazonaws.com",
-            "policies": NODE_POLICIES,
-            "inline_policies": [],
-        }),
-        &["service"],
-        0.5,
-    ));
+    )?);
+    let role = |name: String, service: &str, policies: &[&str], inline: &[&str]| {
+        resource(
+            ResourceId::new(IAM_ROLE, name),
+            &RoleSpec {
+                service: service.into(),
+                policies: strings(policies),
+                inline_policies: strings(inline),
+            },
+            &["service"],
+            0.5,
+        )
+    };
+    out.push(role(
+        names.cluster_role(),
+        "eks.amazonaws.com",
+        CLUSTER_POLICIES,
+        &[],
+    )?);
+    out.push(role(
+        names.node_role(),
+        "ec2.amazonaws.com",
+        NODE_POLICIES,
+        &[],
+    )?);
     if addons {
         // One role per workload, trusted by EKS Pod Identity only.
-        out.push(resource(
-            ResourceId::new(IAM_ROLE, names.ebs_csi_role()),
-            json!({"service": PODS_PRINCIPAL, "policies": EBS_CSI_POLICIES, "inline_policies": []}),
-            &["service"],
-            0.5,
-        ));
-        out.push(resource(
-            ResourceId::new(IAM_ROLE, names.autoscaler_role()),
-            json!({"service": PODS_PRINCIPAL, "policies": [], "inline_policies": [AUTOSCALER_POLICY]}),
-            &["service"],
-            0.5,
-        ));
+        out.push(role(
+            names.ebs_csi_role(),
+            PODS_PRINCIPAL,
+            EBS_CSI_POLICIES,
+            &[],
+        )?);
+        out.push(role(
+            names.autoscaler_role(),
+            PODS_PRINCIPAL,
+            &[],
+            &[AUTOSCALER_POLICY],
+        )?);
     }
     // EKS control planes take 9-15 minutes (REFERENCE.md §4).
+    let cluster = ClusterSpec {
+        kubernetes_version: section.kubernetes_version.clone(),
+        role: names.cluster_role(),
+        subnets: subnet_names,
+        security_group: p.clone(),
+        // Without it EKS chooses EXTENDED (EKS API reference, UpgradePolicyRequest).
+        support_type: section.support_type.unwrap_or_default().api_value().into(),
+        // Access entries on ([`AUTHENTICATION_MODE`]); without accessConfig EKS creates a
+        // CONFIG_MAP cluster (EKS API reference, CreateAccessConfigRequest).
+        access_entries: true,
+    };
     out.push(
         resource(
             ResourceId::new(EKS_CLUSTER, &p),
-            json!({
-                "kubernetes_version": section.kubernetes_version,
-                "role": names.cluster_role(),
-                "subnets": subnet_names,
-                "security_group": p,
-                // Without it EKS chooses EXTENDED (EKS API reference, UpgradePolicyRequest).
-                "support_type": section.support_type.unwrap_or_default().api_value(),
-                // Access entries on ([`AUTHENTICATION_MODE`]); without accessConfig EKS
-                // creates a CONFIG_MAP cluster (EKS API reference, CreateAccessConfigRequest).
-                "access_entries": true,
-            }),
+            &cluster,
             &["role", "subnets", "security_group"],
             15.0,
-        )
+        )?
         .one_way("access_entries", AUTHENTICATION_MODE_NOTE)
         .on_dependency_replaced(OnDependencyReplaced::Refuse(
             CLUSTER_REPLACEMENT_DESTROYS.to_string(),
@@ -705,21 +643,22 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
     // One access entry per listed principal, cluster-admin at cluster scope (EKS user guide,
     // "Create access entries", "Associate access policies with access entries").
     for principal in &section.cluster_admins {
+        let spec = AccessEntrySpec {
+            principal: principal.clone(),
+            policies: vec![AccessPolicy {
+                policy: access_policy_arn(CLUSTER_ADMIN_POLICY, &section.region),
+                scope: "cluster".into(),
+            }],
+        };
         out.push(
             resource(
                 ResourceId::new(ACCESS_ENTRY, names.access_entry(principal)),
-                json!({
-                    "principal": principal,
-                    "policies": [{
-                        "policy": access_policy_arn(CLUSTER_ADMIN_POLICY, &section.region),
-                        "scope": "cluster",
-                    }],
-                }),
+                &spec,
                 // EKS cannot change an entry's principal ("You can't change the IAM principal
                 // after the access entry is created").
                 &["principal"],
                 0.2,
-            )
+            )?
             .config_key("principal", "amazon_web_services.cluster_admins"),
         );
     }
@@ -746,7 +685,6 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
                 accelerator(&g.instance).to_string(),
             );
         }
-        let id = ResourceId::new(NODE_GROUP, names.node_group(group));
         let spec = NodeGroupSpec {
             instance_type: g.instance.clone(),
             ami_type: ami.to_string(),
@@ -760,11 +698,10 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
             // Only when asked: a group made across both zones is not replaced by an upgrade.
             subnets: single.then(|| vec![names.subnet(0)]),
         };
-        let spec = write_spec(&id, &spec, "a node group spec")?;
         out.push(
             resource(
-                id,
-                spec,
+                ResourceId::new(NODE_GROUP, names.node_group(group)),
+                &spec,
                 &[
                     "instance_type",
                     "ami_type",
@@ -773,7 +710,7 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
                     "subnets",
                 ],
                 5.0,
-            )
+            )?
             // Node groups are cattle: replaced when what they run on is (the default).
             .config_key(
                 "instance_type",
@@ -793,10 +730,10 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
         for addon in [POD_IDENTITY_AGENT_ADDON, EBS_CSI_ADDON] {
             out.push(resource(
                 ResourceId::new(EKS_ADDON, addon),
-                json!({"cluster": p}),
+                &AddonSpec { cluster: p.clone() },
                 &["cluster"],
                 3.0,
-            ));
+            )?);
         }
         for w in pod_identities(config) {
             out.push(resource(
@@ -804,31 +741,37 @@ pub fn desired(config: &Config, addons: bool) -> Result<Vec<Resource>, ProviderE
                     POD_IDENTITY,
                     pod_identity_name(&p, &w.namespace, &w.service_account),
                 ),
-                json!({
-                    "cluster": p,
-                    "namespace": w.namespace,
-                    "service_account": w.service_account,
-                    "role": w.role,
-                }),
+                &PodIdentitySpec {
+                    cluster: p.clone(),
+                    namespace: w.namespace,
+                    service_account: w.service_account,
+                    role: w.role,
+                },
                 // The role of an association changes in place (UpdatePodIdentityAssociation).
                 &["cluster", "namespace", "service_account"],
                 0.2,
-            ));
+            )?);
         }
     }
     out.push(resource(
         ResourceId::new(EFS, names.efs()),
-        json!({"encrypted": true, "performance_mode": "generalPurpose"}),
+        &FileSystemSpec {
+            encrypted: true,
+            performance_mode: "generalPurpose".into(),
+        },
         &["encrypted", "performance_mode"],
         1.0,
-    ));
+    )?);
     for i in 0..SUBNET_CIDRS.len() {
         out.push(resource(
             ResourceId::new(EFS_MOUNT_TARGET, names.mount_target(i)),
-            json!({"subnet": names.subnet(i), "security_group": p}),
+            &MountTargetSpec {
+                subnet: names.subnet(i),
+                security_group: p.clone(),
+            },
             &["subnet", "security_group"],
             1.5,
-        ));
+        )?);
     }
     let ids: Vec<ResourceId> = out.iter().map(|r| r.id.clone()).collect();
     for r in &mut out {
@@ -1033,21 +976,58 @@ mod tests {
     }
 
     #[test]
-    fn node_group_specs_read_back_typed_or_say_which_resource() {
-        let all = desired(&config(), true).unwrap();
+    fn every_spec_reads_back_typed_or_names_the_resource_and_the_field() {
+        use crate::spec::*;
+        fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned>(r: &Resource) {
+            let typed: T = spec::read(&r.id, "spec", &r.spec).unwrap();
+            assert_eq!(
+                spec::write(&r.id, "spec", &typed).unwrap(),
+                r.spec,
+                "{}",
+                r.id
+            );
+        }
+        let mut config = config();
+        let section = config.amazon_web_services.as_mut().unwrap();
+        section
+            .cluster_admins
+            .push("arn:aws:iam::123456789012:role/admin".into());
+        section.availability_zones = Some(vec!["us-west-2a".into(), "us-west-2b".into()]);
+        let all = desired(&config, true).unwrap();
+        assert!(all.iter().any(|r| r.id.kind == ACCESS_ENTRY));
+        for r in &all {
+            match r.id.kind.as_str() {
+                VPC => round_trip::<VpcSpec>(r),
+                SUBNET => round_trip::<SubnetSpec>(r),
+                INTERNET_GATEWAY => round_trip::<InternetGatewaySpec>(r),
+                ROUTE_TABLE => round_trip::<RouteTableSpec>(r),
+                SECURITY_GROUP => round_trip::<SecurityGroupSpec>(r),
+                IAM_ROLE => round_trip::<RoleSpec>(r),
+                EKS_CLUSTER => round_trip::<ClusterSpec>(r),
+                NODE_GROUP => round_trip::<NodeGroupSpec>(r),
+                EKS_ADDON => round_trip::<AddonSpec>(r),
+                ACCESS_ENTRY => round_trip::<AccessEntrySpec>(r),
+                POD_IDENTITY => round_trip::<PodIdentitySpec>(r),
+                EFS => round_trip::<FileSystemSpec>(r),
+                EFS_MOUNT_TARGET => round_trip::<MountTargetSpec>(r),
+                other => panic!("no spec type for kind {other}"),
+            }
+        }
+        // A spec without its instance type is an error naming the resource and the field,
+        // not `""`.
         let r = all.iter().find(|r| r.id.kind == NODE_GROUP).unwrap();
-        let spec: NodeGroupSpec = read_spec(&r.id, &r.spec, "a node group spec").unwrap();
-        assert!(!spec.instance_type.is_empty());
-        assert_eq!(
-            write_spec(&r.id, &spec, "a node group spec").unwrap(),
-            r.spec
-        );
-        // A spec without its instance type is an error naming the resource, not `""`.
         let mut broken = r.spec.clone();
         broken.as_object_mut().unwrap().remove("instance_type");
-        let e = read_spec::<NodeGroupSpec>(&r.id, &broken, "a node group spec").unwrap_err();
+        let e = spec::read::<NodeGroupSpec>(&r.id, "spec", &broken).unwrap_err();
         assert!(e.to_string().contains(&r.id.to_string()), "{e}");
         let cause = std::error::Error::source(&e).expect("the parse error is kept");
         assert!(cause.to_string().contains("instance_type"), "{cause}");
+        // So is a cluster whose version is not text.
+        let r = all.iter().find(|r| r.id.kind == EKS_CLUSTER).unwrap();
+        let mut broken = r.spec.clone();
+        broken["kubernetes_version"] = json!(1.35);
+        let e = spec::read::<ClusterSpec>(&r.id, "spec", &broken).unwrap_err();
+        assert!(e.to_string().contains("eks_cluster/unit-dev"), "{e}");
+        assert!(e.to_string().contains("ClusterSpec"), "{e}");
     }
 }

@@ -45,6 +45,7 @@ pub mod lock;
 pub mod observe;
 pub mod partition;
 pub mod preflight;
+pub mod spec;
 pub mod versions;
 
 use std::sync::Arc;

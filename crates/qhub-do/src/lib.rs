@@ -275,7 +275,7 @@ impl Provider for DigitalOceanProvider {
             .list_clusters()
             .await
             .map_err(|e| to_provider("listing clusters", e))?;
-        Ok(observe::observe(&clusters, ownership))
+        observe::observe(&clusters, ownership)
     }
 
     async fn apply(&self, change: &Change, ctx: &ApplyContext) -> Result<(), ProviderError> {

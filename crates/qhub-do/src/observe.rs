@@ -8,11 +8,10 @@
 //! going away with its pools.
 
 use qhub_core::plan::{Observed, ResourceId, ResourceState, Stage};
-use qhub_core::provider::Ownership;
-use serde_json::{Value as Json, json};
+use qhub_core::provider::{Ownership, ProviderError, spec};
 
 use crate::client::{Cluster, NodePool};
-use crate::desired::{CLUSTER, NODE_POOL, tags_to_marks};
+use crate::desired::{CLUSTER, ClusterSpec, NODE_POOL, PoolSpec, tags_to_marks};
 
 /// The state of a cluster or pool, in the contract's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,10 +91,10 @@ pub fn owned(ownership: &Ownership, tags: &[String]) -> bool {
 
 /// The observed spec of a pool in cluster `c` (the fields [`crate::desired::pool_spec`] and
 /// [`crate::desired::desired`] set).
-pub fn pool_spec(c: &Cluster, p: &NodePool) -> Json {
+pub fn pool_spec(c: &Cluster, p: &NodePool) -> PoolSpec {
     let mut taints = p.taints.clone();
     taints.sort();
-    let spec = crate::desired::PoolSpec {
+    PoolSpec {
         size: p.size.clone(),
         auto_scale: p.auto_scale,
         min_nodes: p.min_nodes,
@@ -103,26 +102,43 @@ pub fn pool_spec(c: &Cluster, p: &NodePool) -> Json {
         labels: p.labels.clone().unwrap_or_default(),
         taints,
         region: Some(c.region.clone()),
-    };
-    // Strings, numbers and maps of strings: nothing here can fail to serialize.
-    serde_json::to_value(&spec).unwrap_or_default()
+    }
 }
 
-/// Where a pool is: `(cluster id, pool id, current count)`, kept in the observed payload.
-pub fn pool_address(observed: &Observed) -> Option<(String, String, u32)> {
-    let p = observed.payload.as_ref()?;
-    Some((
-        p.get("cluster_id")?.as_str()?.to_string(),
-        p.get("pool_id")?.as_str()?.to_string(),
-        p.get("count")
-            .and_then(Json::as_u64)
-            .and_then(|c| u32::try_from(c).ok())
-            .unwrap_or(0),
-    ))
+/// Where an observed cluster is: its observed payload.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterAddress {
+    /// The cluster's id.
+    pub cluster_id: String,
+    /// Its `status.state`.
+    pub state: String,
+}
+
+/// Where an observed pool is: its observed payload.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PoolAddress {
+    /// Its cluster's id.
+    pub cluster_id: String,
+    /// The pool's id.
+    pub pool_id: String,
+    /// Its current node count.
+    pub count: u32,
+}
+
+/// Where an observed pool is, read back typed from its payload (`None` without one).
+pub fn pool_address(observed: &Observed) -> Result<Option<PoolAddress>, ProviderError> {
+    observed
+        .payload
+        .as_ref()
+        .map(|p| spec::read(&observed.id, "payload", p))
+        .transpose()
 }
 
 /// The observed resources of `ownership` among `clusters` (the whole account's list).
-pub fn observe(clusters: &[Cluster], ownership: &Ownership) -> Vec<Observed> {
+pub fn observe(
+    clusters: &[Cluster],
+    ownership: &Ownership,
+) -> Result<Vec<Observed>, ProviderError> {
     let mut out = Vec::new();
     for c in clusters.iter().filter(|c| owned(ownership, &c.tags)) {
         let state = cluster_state(c);
@@ -132,14 +148,22 @@ pub fn observe(clusters: &[Cluster], ownership: &Ownership) -> Vec<Observed> {
             continue;
         }
         let cluster_id = ResourceId::new(CLUSTER, &c.name);
+        let spec = ClusterSpec {
+            region: c.region.clone(),
+            version: c.version.clone(),
+        };
         let mut cluster = Observed::new(
             cluster_id.clone(),
             Stage::Infrastructure,
-            json!({"region": c.region, "version": c.version}),
+            spec::write(&cluster_id, OBSERVED, &spec)?,
             state.to_resource_state(),
         );
         cluster.cloud_id = Some(c.id.clone());
-        cluster.payload = Some(json!({"cluster_id": c.id, "state": c.status.state}));
+        let address = ClusterAddress {
+            cluster_id: c.id.clone(),
+            state: c.status.state.clone(),
+        };
+        cluster.payload = Some(spec::write(&cluster_id, "payload", &address)?);
         out.push(cluster);
         if matches!(state, State::Failed(_)) {
             // A failed cluster is replaced with its pools: they are created again with it.
@@ -147,21 +171,30 @@ pub fn observe(clusters: &[Cluster], ownership: &Ownership) -> Vec<Observed> {
         }
         // Every pool goes with its cluster (see `crate::desired`).
         for p in c.node_pools.iter().filter(|p| owned(ownership, &p.tags)) {
+            let id = ResourceId::new(NODE_POOL, &p.name);
+            let address = PoolAddress {
+                cluster_id: c.id.clone(),
+                pool_id: p.id.clone(),
+                count: p.count,
+            };
             let mut pool = Observed::new(
-                ResourceId::new(NODE_POOL, &p.name),
+                id.clone(),
                 Stage::Infrastructure,
-                pool_spec(c, p),
+                spec::write(&id, OBSERVED, &pool_spec(c, p))?,
                 pool_state(c, p).to_resource_state(),
             );
             pool.depends_on = vec![cluster_id.clone()];
             pool.cloud_id = Some(format!("{}/{}", c.id, p.id));
-            pool.payload = Some(json!({"cluster_id": c.id, "pool_id": p.id, "count": p.count}));
+            pool.payload = Some(spec::write(&id, "payload", &address)?);
             pool.created_with = Some(cluster_id.clone());
             out.push(pool);
         }
     }
-    out
+    Ok(out)
 }
+
+/// What an observed spec is called in errors.
+const OBSERVED: &str = "observed spec";
 
 #[cfg(test)]
 mod tests {
@@ -214,7 +247,7 @@ mod tests {
             cluster_state(&cluster("error", &ours)),
             State::Failed(_)
         ));
-        let seen = observe(&[cluster("running", &ours)], &o);
+        let seen = observe(&[cluster("running", &ours)], &o).unwrap();
         assert_eq!(seen.len(), 2);
         assert_eq!(seen[1].created_with, Some(seen[0].id.clone()));
         assert!(matches!(seen[1].state, ResourceState::Pending(_)));
@@ -224,8 +257,16 @@ mod tests {
             "qhub-project:other",
             "qhub-namespace:dev",
         ];
-        assert!(observe(&[cluster("running", &theirs)], &o).is_empty());
-        assert!(observe(&[cluster("deleting", &ours)], &o).is_empty());
-        assert_eq!(observe(&[cluster("error", &ours)], &o).len(), 1);
+        assert!(
+            observe(&[cluster("running", &theirs)], &o)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            observe(&[cluster("deleting", &ours)], &o)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(observe(&[cluster("error", &ours)], &o).unwrap().len(), 1);
     }
 }

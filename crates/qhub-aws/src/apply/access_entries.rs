@@ -9,28 +9,16 @@
 use aws_sdk_eks::types::{AccessScope, AccessScopeType};
 use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
-use serde_json::Value as Json;
 
 use super::token::request_token;
-use super::{Sent, by_name, failed, spec_str};
+use super::{Sent, by_name, failed, spec_of};
 use crate::AwsProvider;
-use crate::observe;
+use crate::observe::{self, Found};
+use crate::spec::{AccessEntrySpec, AccessPolicy};
 
-/// The `(policy ARN, scope)` pairs of an access entry's spec.
-fn policies(spec: &Json) -> Vec<(String, String)> {
-    spec.get("policies")
-        .and_then(Json::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|p| {
-                    (
-                        spec_str(p, "policy").to_string(),
-                        spec_str(p, "scope").to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// The access policies associated with an observed access entry.
+fn policies(found: &Found) -> Result<Vec<AccessPolicy>, ProviderError> {
+    Ok(found.spec_as::<AccessEntrySpec>()?.policies)
 }
 
 /// The access scope of a spec scope: `cluster`, or `namespace:a,b`.
@@ -55,9 +43,10 @@ pub(super) async fn ensure_access_entry(
 ) -> Result<(), ProviderError> {
     let eks = &p.clients().await?.eks;
     let cluster = o.prefix();
-    let principal = spec_str(&r.spec, "principal");
+    let spec: AccessEntrySpec = spec_of(r)?;
+    let principal = spec.principal.as_str();
     let have = match by_name(observe::access_entries(p, o, &cluster).await?, &r.id.name) {
-        Some(f) => policies(&f.spec),
+        Some(f) => policies(&f)?,
         None => {
             let token = request_token(
                 o,
@@ -77,7 +66,7 @@ pub(super) async fn ensure_access_entry(
             if created.is_none() {
                 // Taken: ours after a lost answer (adopt it), or an entry we did not create.
                 match by_name(observe::access_entries(p, o, &cluster).await?, &r.id.name) {
-                    Some(f) => policies(&f.spec),
+                    Some(f) => policies(&f)?,
                     None => {
                         return Err(failed(format!(
                             "amazon_web_services.cluster_admins: {principal} already has an access entry on EKS cluster {cluster} that this deployment did not create (EKS makes one for the identity that created the cluster; another team may have made it); it has access already, so remove it from cluster_admins, or delete that entry and deploy again"
@@ -89,27 +78,27 @@ pub(super) async fn ensure_access_entry(
             }
         }
     };
-    let want = policies(&r.spec);
-    for (policy, sc) in want.iter().filter(|w| !have.contains(w)) {
+    let want = &spec.policies;
+    for w in want.iter().filter(|w| !have.contains(w)) {
         // Associating again with another scope replaces the scope (EKS user guide, "Associate
         // access policies with access entries").
         eks.associate_access_policy()
             .cluster_name(&cluster)
             .principal_arn(principal)
-            .policy_arn(policy)
-            .access_scope(scope(sc))
+            .policy_arn(&w.policy)
+            .access_scope(scope(&w.scope))
             .send()
             .await
             .sent(p, "AssociateAccessPolicy")?;
     }
-    for (policy, _) in have
+    for h in have
         .iter()
-        .filter(|h| !want.iter().any(|(policy, _)| *policy == h.0))
+        .filter(|h| !want.iter().any(|w| w.policy == h.policy))
     {
         eks.disassociate_access_policy()
             .cluster_name(&cluster)
             .principal_arn(principal)
-            .policy_arn(policy)
+            .policy_arn(&h.policy)
             .send()
             .await
             .sent_unless(p, "DisassociateAccessPolicy", crate::AwsError::is_not_found)?;

@@ -7,11 +7,12 @@ use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
 
 use super::token::request_token;
-use super::{Sent, failed, names_by_id, need, spec_str, tags_with_name, wait_for, wait_gone};
+use super::{Sent, failed, names_by_id, need, spec_of, tags_with_name, wait_for, wait_gone};
 use crate::AwsProvider;
 use crate::desired::{EFS, EFS_MOUNT_TARGET, Names};
 use crate::errors::AwsError;
 use crate::observe::{self, Found};
+use crate::spec::MountTargetSpec;
 
 async fn file_system(
     p: &AwsProvider,
@@ -109,15 +110,14 @@ pub(super) async fn ensure_mount_target(
         "the EFS file system",
         found.iter().find(|f| is(f, EFS, &fs_name)),
     )?;
-    let subnet_name = spec_str(&r.spec, "subnet");
+    let want: MountTargetSpec = spec_of(r)?;
     let subnet = need(
-        &format!("subnet {subnet_name}"),
-        subnets.iter().find(|s| s.id.name == subnet_name),
+        &format!("subnet {}", want.subnet),
+        subnets.iter().find(|s| s.id.name == want.subnet),
     )?;
-    let sg_name = spec_str(&r.spec, "security_group");
     let sg = need(
         "the security group",
-        sgs.iter().find(|s| s.id.name == sg_name),
+        sgs.iter().find(|s| s.id.name == want.security_group),
     )?;
     p.clients()
         .await?

@@ -9,15 +9,18 @@ use aws_sdk_eks::types::{
 };
 use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
-use serde_json::Value as Json;
 
 use super::iam::role_arn;
 use super::sweep;
 use super::token::request_token;
-use super::{Sent, by_name, failed, need, spec_str, spec_strs, wait_for, wait_gone};
+use super::{Sent, by_name, failed, need, spec_of, wait_for, wait_gone};
 use crate::AwsProvider;
-use crate::desired::{self, EKS_ADDON, EKS_CLUSTER, NodeGroupObserved, NodeGroupSpec};
+use crate::desired::{self, EKS_ADDON, EKS_CLUSTER};
 use crate::observe;
+use crate::spec::{
+    ClusterObserved, ClusterSpec, NodeGroupObserved, NodeGroupSpec, PodIdentityObserved,
+    PodIdentitySpec,
+};
 
 fn taints(v: &[String]) -> Vec<Taint> {
     v.iter()
@@ -71,8 +74,9 @@ pub(super) async fn ensure_cluster(
     r: &Resource,
 ) -> Result<(), ProviderError> {
     let eks = &p.clients().await?.eks;
-    let version = spec_str(&r.spec, "kubernetes_version");
-    let support = spec_str(&r.spec, "support_type");
+    let want: ClusterSpec = spec_of(r)?;
+    let version = want.kubernetes_version.as_str();
+    let support = want.support_type.as_str();
     let policy = || {
         UpgradePolicyRequest::builder()
             .support_type(SupportType::from(support))
@@ -82,13 +86,13 @@ pub(super) async fn ensure_cluster(
         None => {
             let subnets = observe::subnets(p, o).await?;
             let mut subnet_ids = Vec::new();
-            for name in spec_strs(&r.spec, "subnets") {
-                let s = subnets.iter().find(|s| s.id.name == name);
+            for name in &want.subnets {
+                let s = subnets.iter().find(|s| s.id.name == *name);
                 subnet_ids.push(need(&format!("subnet {name}"), s)?.cloud_id.clone());
             }
             let sg = by_name(observe::security_groups(p, o).await?, &o.prefix());
             let sg = need("the security group", sg)?.cloud_id;
-            let role = role_arn(p, spec_str(&r.spec, "role")).await?;
+            let role = role_arn(p, &want.role).await?;
             let tags = o.tags();
             // The request's content names the network's ids: a re-deploy after a destroy (a
             // new network) carries another token, a retry of this request the same one.
@@ -135,7 +139,8 @@ pub(super) async fn ensure_cluster(
                 .created(p, "CreateCluster", &format!("EKS cluster {}", r.id.name))?;
         }
         Some(f) => {
-            if f.spec.get("access_entries") == Some(&Json::Bool(false)) && f.state == "active" {
+            let have: ClusterObserved = f.spec_as()?;
+            if want.access_entries && !have.access_entries && f.state == "active" {
                 // One-way (the plan says so): CONFIG_MAP → API_AND_CONFIG_MAP, which keeps the
                 // aws-auth ConfigMap working. EKS migrates the node groups' ConfigMap lines to
                 // access entries itself (aws/containers-roadmap#185).
@@ -154,7 +159,7 @@ pub(super) async fn ensure_cluster(
                     .sent(p, "UpdateClusterConfig")?;
                 wait_active(p, &r.id.name).await?;
             }
-            if spec_str(&f.spec, "support_type") != support && f.state == "active" {
+            if have.support_type.as_deref() != Some(support) && f.state == "active" {
                 // One update at a time per cluster: the policy first, the version (if it
                 // changes too) once the cluster is active again.
                 eks.update_cluster_config()
@@ -165,9 +170,17 @@ pub(super) async fn ensure_cluster(
                     .sent(p, "UpdateClusterConfig")?;
                 wait_active(p, &r.id.name).await?;
             }
-            let have = spec_str(&f.spec, "kubernetes_version");
-            if have != version && f.state == "active" {
-                upgrade(p, o, &r.id.name, have, version).await?;
+            match have.kubernetes_version.as_deref() {
+                Some(from) if from != version && f.state == "active" => {
+                    upgrade(p, o, &r.id.name, from, version).await?;
+                }
+                None if f.state == "active" => {
+                    return Err(failed(format!(
+                        "EKS cluster {}: DescribeCluster says no Kubernetes version, so it cannot be moved to {version}",
+                        r.id.name
+                    )));
+                }
+                _ => {}
             }
         }
     }
@@ -230,13 +243,15 @@ async fn node_groups_to(
     let eks = &p.clients().await?.eks;
     let al2_ends = desired::kubernetes_minor(version).is_some_and(|m| m > desired::LAST_AL2_MINOR);
     for g in observe::node_groups(p, o, cluster, &BTreeMap::new()).await? {
-        let have: NodeGroupObserved = desired::read_spec(&g.id, &g.spec, "an observed node group")?;
-        let at = have.version.as_deref().unwrap_or_default();
-        let ami = have.ami_type.as_deref().unwrap_or_default();
-        if at == version {
+        let have: NodeGroupObserved = g.spec_as()?;
+        if have.version.as_deref() == Some(version) {
             continue;
         }
-        if al2_ends && ami.starts_with("AL2_") {
+        if let Some(ami) = have
+            .ami_type
+            .as_deref()
+            .filter(|a| al2_ends && a.starts_with("AL2_"))
+        {
             if before_step {
                 return Err(ProviderError::Fatal(format!(
                     "amazon_web_services.kubernetes_version: node group {} runs Amazon Linux 2 ({ami}), which EKS has no AMI for at {version} or later, and EKS moves the control plane past {version} only once every node group is there; deploy with `{version}` first (its node groups are replaced by AL2023 ones), then raise the version further",
@@ -319,7 +334,7 @@ pub(super) async fn ensure_node_group(
 ) -> Result<(), ProviderError> {
     let eks = &p.clients().await?.eks;
     let cluster = o.prefix();
-    let spec: NodeGroupSpec = desired::read_spec(&r.id, &r.spec, "a node group spec")?;
+    let spec: NodeGroupSpec = spec_of(r)?;
     let (min, max) = (count(spec.min_nodes), count(spec.max_nodes));
     match by_name(
         observe::node_groups(p, o, &cluster, &BTreeMap::new()).await?,
@@ -378,8 +393,7 @@ pub(super) async fn ensure_node_group(
                 .created(p, "CreateNodegroup", &format!("node group {}", r.id.name))?;
         }
         Some(f) => {
-            let have: NodeGroupObserved =
-                desired::read_spec(&f.id, &f.spec, "an observed node group")?;
+            let have: NodeGroupObserved = f.spec_as()?;
             update_node_group(p, &cluster, &r.id.name, &spec, &have).await?;
         }
     }
@@ -403,13 +417,16 @@ async fn update_node_group(
         .nodegroup_name(name);
     let mut changed = false;
     if (have.min_nodes, have.max_nodes) != (Some(min), Some(max)) {
-        // Keep the autoscaler's current size, inside the new bounds.
-        let current = have.desired_nodes.unwrap_or(0);
+        // Keep the autoscaler's current size, inside the new bounds (the lower one when EKS
+        // does not say).
+        let desired = have
+            .desired_nodes
+            .map_or(min, |current| current.clamp(min, max.max(min)));
         update = update.scaling_config(
             NodegroupScalingConfig::builder()
                 .min_size(min)
                 .max_size(max)
-                .desired_size(current.clamp(min, max.max(min)))
+                .desired_size(desired)
                 .build(),
         );
         changed = true;
@@ -639,14 +656,14 @@ pub(super) async fn ensure_pod_identity(
     r: &Resource,
 ) -> Result<(), ProviderError> {
     let eks = &p.clients().await?.eks;
-    let cluster = spec_str(&r.spec, "cluster");
-    let namespace = spec_str(&r.spec, "namespace");
-    let service_account = spec_str(&r.spec, "service_account");
-    let role_name = spec_str(&r.spec, "role");
+    let want: PodIdentitySpec = spec_of(r)?;
+    let cluster = want.cluster.as_str();
+    let namespace = want.namespace.as_str();
+    let service_account = want.service_account.as_str();
     let found = by_name(observe::pod_identities(p, o, cluster).await?, &r.id.name);
-    let role = role_arn(p, role_name).await?;
+    let role = role_arn(p, &want.role).await?;
     match found {
-        Some(f) if spec_str(&f.spec, "role") == role_name => Ok(()),
+        Some(f) if f.spec_as::<PodIdentityObserved>()?.role.as_ref() == Some(&want.role) => Ok(()),
         Some(f) => {
             eks.update_pod_identity_association()
                 .cluster_name(cluster)

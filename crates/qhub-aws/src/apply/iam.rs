@@ -4,11 +4,12 @@
 use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
 
-use super::{Sent, by_name, failed, spec_str, spec_strs};
+use super::{Sent, by_name, failed, spec_of};
 use crate::AwsProvider;
 use crate::desired::{self, IAM_PATH};
 use crate::errors::AwsError;
 use crate::observe;
+use crate::spec::{RoleObserved, RoleSpec};
 
 /// The trust policy of a role assumed by `service`. EKS Pod Identity assumes its roles with
 /// session tags, so a role for [`desired::PODS_PRINCIPAL`] also allows `sts:TagSession` (EKS
@@ -37,12 +38,12 @@ pub(super) async fn ensure_role(
     r: &Resource,
 ) -> Result<(), ProviderError> {
     let iam = &p.clients().await?.iam;
-    let owned = |v: Vec<&str>| v.into_iter().map(str::to_string).collect::<Vec<String>>();
+    let want: RoleSpec = spec_of(r)?;
     let (attached, inline) = match by_name(observe::roles(p, o).await?, &r.id.name) {
-        Some(f) => (
-            owned(spec_strs(&f.spec, "policies")),
-            owned(spec_strs(&f.spec, "inline_policies")),
-        ),
+        Some(f) => {
+            let have: RoleObserved = f.spec_as()?;
+            (have.policies, have.inline_policies)
+        }
         None => {
             let tags = o
                 .tags()
@@ -58,7 +59,7 @@ pub(super) async fn ensure_role(
             iam.create_role()
                 .role_name(&r.id.name)
                 .path(IAM_PATH)
-                .assume_role_policy_document(trust_policy(spec_str(&r.spec, "service")))
+                .assume_role_policy_document(trust_policy(&want.service))
                 .set_tags(Some(tags))
                 .send()
                 .await
@@ -66,8 +67,8 @@ pub(super) async fn ensure_role(
             (Vec::new(), Vec::new())
         }
     };
-    let wanted = spec_strs(&r.spec, "policies");
-    for policy in wanted.iter().filter(|w| !attached.iter().any(|a| a == *w)) {
+    let wanted = &want.policies;
+    for policy in wanted.iter().filter(|w| !attached.contains(w)) {
         iam.attach_role_policy()
             .role_name(&r.id.name)
             .policy_arn(desired::policy_arn(policy, p.region()))
@@ -75,7 +76,7 @@ pub(super) async fn ensure_role(
             .await
             .sent(p, "AttachRolePolicy")?;
     }
-    for policy in attached.iter().filter(|a| !wanted.contains(&a.as_str())) {
+    for policy in attached.iter().filter(|a| !wanted.contains(a)) {
         iam.detach_role_policy()
             .role_name(&r.id.name)
             .policy_arn(desired::policy_arn(policy, p.region()))
@@ -83,19 +84,19 @@ pub(super) async fn ensure_role(
             .await
             .sent(p, "DetachRolePolicy")?;
     }
-    let wanted = spec_strs(&r.spec, "inline_policies");
-    for name in wanted.iter().filter(|w| !inline.iter().any(|i| i == *w)) {
+    let wanted = &want.inline_policies;
+    for name in wanted.iter().filter(|w| !inline.contains(w)) {
         let document = desired::inline_policy_document(name, &o.prefix())
             .ok_or_else(|| failed(format!("no document for inline policy {name}")))?;
         iam.put_role_policy()
             .role_name(&r.id.name)
-            .policy_name(*name)
+            .policy_name(name)
             .policy_document(document)
             .send()
             .await
             .sent(p, "PutRolePolicy")?;
     }
-    for name in inline.iter().filter(|i| !wanted.contains(&i.as_str())) {
+    for name in inline.iter().filter(|i| !wanted.contains(i)) {
         iam.delete_role_policy()
             .role_name(&r.id.name)
             .policy_name(name)
@@ -133,7 +134,8 @@ pub(super) async fn delete_role(
         return Ok(());
     };
     let iam = &p.clients().await?.iam;
-    for policy in spec_strs(&f.spec, "policies") {
+    let have: RoleObserved = f.spec_as()?;
+    for policy in &have.policies {
         iam.detach_role_policy()
             .role_name(name)
             .policy_arn(desired::policy_arn(policy, p.region()))
@@ -142,7 +144,7 @@ pub(super) async fn delete_role(
             .sent_unless(p, "DetachRolePolicy", AwsError::is_not_found)?;
     }
     // A role with inline policies cannot be deleted (DeleteConflict).
-    for policy in spec_strs(&f.spec, "inline_policies") {
+    for policy in &have.inline_policies {
         iam.delete_role_policy()
             .role_name(name)
             .policy_name(policy)

@@ -28,9 +28,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use qhub_core::cloud::poll::{Poll, poll_until};
-use qhub_core::plan::{Action, Change};
-use qhub_core::provider::{ApplyContext, Ownership, ProviderError};
-use serde_json::Value as Json;
+use qhub_core::plan::{Action, Change, Resource};
+use qhub_core::provider::{ApplyContext, Ownership, ProviderError, spec};
 
 use crate::AwsProvider;
 use crate::desired::{
@@ -160,16 +159,10 @@ fn names_by_id(found: &[Found]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn spec_str<'a>(spec: &'a Json, key: &str) -> &'a str {
-    spec.get(key).and_then(Json::as_str).unwrap_or_default()
-}
-
-/// The strings of the array at `key`.
-fn spec_strs<'a>(spec: &'a Json, key: &str) -> Vec<&'a str> {
-    spec.get(key)
-        .and_then(Json::as_array)
-        .map(|a| a.iter().filter_map(Json::as_str).collect())
-        .unwrap_or_default()
+/// The desired spec of `r`, read back as its type ([`crate::spec`]); a spec that does not read
+/// (a plan made by another version) is an error naming the resource and the field.
+fn spec_of<S: serde::de::DeserializeOwned>(r: &Resource) -> Result<S, ProviderError> {
+    spec::read(&r.id, "spec", &r.spec)
 }
 
 /// A dependency that is missing now may be there in a moment (EC2 describe calls are

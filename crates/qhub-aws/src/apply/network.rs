@@ -2,19 +2,21 @@
 
 use std::collections::BTreeMap;
 
+use super::{Sent, by_name, failed, names_by_id, need, spec_of, tags_with_name};
+use crate::AwsProvider;
+use crate::desired::{self, Names};
+use crate::errors::AwsError;
+use crate::observe;
+use crate::spec::{
+    DefaultRoute, InternetGatewayObserved, RouteTableObserved, RouteTableSpec,
+    SecurityGroupObserved, SecurityGroupSpec, SubnetObserved, SubnetSpec, VpcSpec,
+};
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, IpPermission, IpRange, ResourceType, Tag, TagSpecification,
     UserIdGroupPair,
 };
 use qhub_core::plan::Resource;
 use qhub_core::provider::{Ownership, ProviderError};
-use serde_json::Value as Json;
-
-use super::{Sent, by_name, failed, names_by_id, need, spec_str, spec_strs, tags_with_name};
-use crate::AwsProvider;
-use crate::desired::{self, Names};
-use crate::errors::AwsError;
-use crate::observe;
 
 fn tag_spec(kind: ResourceType, o: &Ownership, name: &str) -> TagSpecification {
     TagSpecification::builder()
@@ -69,12 +71,16 @@ pub(super) async fn ensure_vpc(
     r: &Resource,
 ) -> Result<(), ProviderError> {
     let ec2 = &p.clients().await?.ec2;
+    let want: VpcSpec = spec_of(r)?;
     let (id, have) = match by_name(observe::vpcs(p, o).await?, &r.id.name) {
-        Some(f) => (f.cloud_id, Some(f.spec)),
+        Some(f) => {
+            let have: VpcSpec = f.spec_as()?;
+            (f.cloud_id, Some(have))
+        }
         None => {
             let v = ec2
                 .create_vpc()
-                .cidr_block(spec_str(&r.spec, "cidr"))
+                .cidr_block(&want.cidr)
                 .tag_specifications(tag_spec(ResourceType::Vpc, o, &r.id.name))
                 .send()
                 .await
@@ -85,9 +91,8 @@ pub(super) async fn ensure_vpc(
             )
         }
     };
-    let is = |k: &str| have.as_ref().and_then(|h| h.get(k)).and_then(Json::as_bool) == Some(true);
     // One attribute per call: the API refuses both at once.
-    if !is("dns_support") {
+    if want.dns_support && !have.as_ref().is_some_and(|h| h.dns_support) {
         ec2.modify_vpc_attribute()
             .vpc_id(&id)
             .enable_dns_support(yes())
@@ -95,7 +100,7 @@ pub(super) async fn ensure_vpc(
             .await
             .sent(p, "ModifyVpcAttribute")?;
     }
-    if !is("dns_hostnames") {
+    if want.dns_hostnames && !have.as_ref().is_some_and(|h| h.dns_hostnames) {
         ec2.modify_vpc_attribute()
             .vpc_id(&id)
             .enable_dns_hostnames(yes())
@@ -112,17 +117,15 @@ pub(super) async fn ensure_subnet(
     r: &Resource,
 ) -> Result<(), ProviderError> {
     let ec2 = &p.clients().await?.ec2;
+    let want: SubnetSpec = spec_of(r)?;
     let (id, public) = match by_name(observe::subnets(p, o).await?, &r.id.name) {
         Some(f) => {
-            let public = f
-                .spec
-                .get("map_public_ip_on_launch")
-                .and_then(Json::as_bool);
-            (f.cloud_id, public == Some(true))
+            let have: SubnetObserved = f.spec_as()?;
+            (f.cloud_id, have.map_public_ip_on_launch)
         }
         None => {
-            let zone = match r.spec.get("availability_zone").and_then(Json::as_str) {
-                Some(z) => z.to_string(),
+            let zone = match &want.availability_zone {
+                Some(z) => z.clone(),
                 None => {
                     let i = Names::index_of(&r.id.name).unwrap_or(0);
                     let zones = availability_zones(p).await?;
@@ -149,7 +152,7 @@ pub(super) async fn ensure_subnet(
             let s = ec2
                 .create_subnet()
                 .vpc_id(vpc_id(p, o).await?)
-                .cidr_block(spec_str(&r.spec, "cidr"))
+                .cidr_block(&want.cidr)
                 .availability_zone(zone)
                 .tag_specifications(spec)
                 .send()
@@ -161,7 +164,7 @@ pub(super) async fn ensure_subnet(
     };
     // Nodes of managed node groups in public subnets need public IPs (EKS docs, "Managed node
     // groups": MapPublicIpOnLaunch must be true since April 2020).
-    if !public {
+    if want.map_public_ip_on_launch && !public {
         ec2.modify_subnet_attribute()
             .subnet_id(id)
             .map_public_ip_on_launch(yes())
@@ -182,20 +185,20 @@ pub(super) async fn ensure_internet_gateway(
     let found = observe::internet_gateways(p, o, &BTreeMap::new()).await?;
     let (id, attached) = match by_name(found, &r.id.name) {
         Some(f) => {
-            let vpcs = spec_strs(&f.spec, "vpc_ids");
+            let vpcs = f.spec_as::<InternetGatewayObserved>()?.vpc_ids;
             // Attached elsewhere (to an extra copy of the VPC, being deleted): a gateway
             // attaches to one VPC only, so it leaves that one first.
             for other in vpcs.iter().filter(|v| **v != vpc) {
                 ec2.detach_internet_gateway()
                     .internet_gateway_id(&f.cloud_id)
-                    .vpc_id(*other)
+                    .vpc_id(other)
                     .send()
                     .await
                     .sent_unless(p, "DetachInternetGateway", |e| {
                         e.is_not_found() || e.code.as_deref() == Some("Gateway.NotAttached")
                     })?;
             }
-            (f.cloud_id.clone(), vpcs.contains(&vpc.as_str()))
+            (f.cloud_id.clone(), vpcs.contains(&vpc))
         }
         None => {
             let g = ec2
@@ -225,10 +228,14 @@ pub(super) async fn ensure_route_table(
     r: &Resource,
 ) -> Result<(), ProviderError> {
     let ec2 = &p.clients().await?.ec2;
+    let want: RouteTableSpec = spec_of(r)?;
     let subnets = observe::subnets(p, o).await?;
     let found = observe::route_tables(p, o, &names_by_id(&subnets)).await?;
     let (id, have) = match by_name(found, &r.id.name) {
-        Some(f) => (f.cloud_id, Some(f.spec)),
+        Some(f) => {
+            let have: RouteTableObserved = f.spec_as()?;
+            (f.cloud_id, Some(have))
+        }
         None => {
             let t = ec2
                 .create_route_table()
@@ -241,8 +248,12 @@ pub(super) async fn ensure_route_table(
             (returned(id, "CreateRouteTable")?, None)
         }
     };
-    let have = have.unwrap_or(Json::Null);
-    if spec_str(&have, "default_route") != "internet_gateway" {
+    let (route, associated) = match have {
+        Some(h) => (h.default_route, h.subnets),
+        None => (None, Vec::new()),
+    };
+    // The only default route there is goes to the internet gateway.
+    if route != Some(want.default_route) && want.default_route == DefaultRoute::InternetGateway {
         let igws = observe::internet_gateways(p, o, &BTreeMap::new()).await?;
         let igw = need("the internet gateway", by_name(igws, &o.prefix()))?;
         ec2.create_route()
@@ -253,14 +264,10 @@ pub(super) async fn ensure_route_table(
             .await
             .sent_unless(p, "CreateRoute", AwsError::is_already_exists)?;
     }
-    let associated = spec_strs(&have, "subnets");
-    for name in spec_strs(&r.spec, "subnets") {
-        if associated.contains(&name) {
-            continue;
-        }
+    for name in want.subnets.iter().filter(|n| !associated.contains(n)) {
         let subnet = need(
             &format!("subnet {name}"),
-            subnets.iter().find(|s| s.id.name == name),
+            subnets.iter().find(|s| s.id.name == *name),
         )?;
         ec2.associate_route_table()
             .route_table_id(&id)
@@ -278,16 +285,12 @@ pub(super) async fn ensure_security_group(
     r: &Resource,
 ) -> Result<(), ProviderError> {
     let ec2 = &p.clients().await?.ec2;
+    let want: SecurityGroupSpec = spec_of(r)?;
     let (id, from_self, nfs_from) = match by_name(observe::security_groups(p, o).await?, &r.id.name)
     {
         Some(f) => {
-            let from_self = f.spec.get("ingress_from_self").and_then(Json::as_bool);
-            let nfs_from = f
-                .spec
-                .get("nfs_from")
-                .and_then(Json::as_str)
-                .map(str::to_string);
-            (f.cloud_id, from_self == Some(true), nfs_from)
+            let have: SecurityGroupObserved = f.spec_as()?;
+            (f.cloud_id, have.ingress_from_self, have.nfs_from)
         }
         None => {
             let g = ec2
@@ -302,7 +305,7 @@ pub(super) async fn ensure_security_group(
             (returned(g.group_id(), "CreateSecurityGroup")?, false, None)
         }
     };
-    if !from_self {
+    if want.ingress_from_self && !from_self {
         // Everything inside the group talks to everything else (nodes, control plane ENIs, NFS).
         let perm = IpPermission::builder()
             .ip_protocol("-1")
@@ -317,8 +320,8 @@ pub(super) async fn ensure_security_group(
                 e.code.as_deref() == Some("InvalidPermission.Duplicate")
             })?;
     }
-    let want_nfs = r.spec.get("nfs_from").and_then(Json::as_str);
-    if let Some(cidr) = want_nfs.filter(|c| nfs_from.as_deref() != Some(*c)) {
+    let cidr = want.nfs_from.as_str();
+    if nfs_from.as_deref() != Some(cidr) {
         // NFS to the EFS mount targets from the nodes, which are not in this group (see
         // desired::NFS_PORT for why by address range).
         let perm = IpPermission::builder()
@@ -413,7 +416,7 @@ pub(super) async fn delete_internet_gateway(
         return Ok(());
     };
     let ec2 = &p.clients().await?.ec2;
-    for vpc in spec_strs(&f.spec, "vpc_ids") {
+    for vpc in f.spec_as::<InternetGatewayObserved>()?.vpc_ids {
         ec2.detach_internet_gateway()
             .internet_gateway_id(&f.cloud_id)
             .vpc_id(vpc)

@@ -98,19 +98,26 @@ pub async fn access_entries(
                     Some(other) => other.to_string(),
                     None => "cluster".to_string(),
                 };
-                policies.push(json!({"policy": a.policy_arn(), "scope": scope}));
+                // An association always names its policy (EKS API reference,
+                // AssociatedAccessPolicy); one that does not is nothing we could change.
+                if let Some(policy) = a.policy_arn() {
+                    policies.push(AccessPolicy {
+                        policy: policy.to_string(),
+                        scope,
+                    });
+                }
             }
             match r.next_token() {
                 Some(t) => token = Some(t.to_string()),
                 None => break,
             }
         }
-        out.push(Found {
-            id: ResourceId::new(ACCESS_ENTRY, names.access_entry(&principal)),
-            spec: json!({"principal": principal, "policies": policies}),
-            state: "active".into(),
-            cloud_id: principal,
-        });
+        let id = ResourceId::new(ACCESS_ENTRY, names.access_entry(&principal));
+        let spec = AccessEntrySpec {
+            principal: principal.clone(),
+            policies,
+        };
+        out.push(Found::new(id, principal, &spec, "active")?);
     }
     Ok(out)
 }

@@ -33,15 +33,12 @@ pub async fn file_systems(
             }
             let id = fs.file_system_id().to_string();
             let name = tags.get(NAME_TAG).cloned().unwrap_or_else(|| id.clone());
-            let system = Found {
-                id: ResourceId::new(EFS, &name),
-                spec: json!({
-                    "encrypted": fs.encrypted().unwrap_or(false),
-                    "performance_mode": fs.performance_mode().as_str(),
-                }),
-                state: fs.life_cycle_state().as_str().to_lowercase(),
-                cloud_id: id.clone(),
+            let spec = FileSystemSpec {
+                encrypted: fs.encrypted().unwrap_or(false),
+                performance_mode: fs.performance_mode().as_str().to_string(),
             };
+            let state = fs.life_cycle_state().as_str().to_lowercase();
+            let system = Found::new(ResourceId::new(EFS, &name), id.clone(), &spec, state)?;
             let mut targets = Vec::new();
             let mts = efs
                 .describe_mount_targets()
@@ -56,20 +53,18 @@ pub async fn file_systems(
                     .cloned()
                     .unwrap_or_else(|| mt.subnet_id().to_string());
                 // A mount target deleted since the describe (a concurrent destroy) is gone.
-                let sgs = match efs
-                    .describe_mount_target_security_groups()
-                    .mount_target_id(&mt_id)
-                    .send()
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let e = AwsError::from_sdk("DescribeMountTargetSecurityGroups", e);
-                        if e.is_not_found() {
-                            continue;
-                        }
-                        return Err(p.err(e));
-                    }
+                let sgs = match unless_absent(
+                    p,
+                    "DescribeMountTargetSecurityGroups",
+                    efs.describe_mount_target_security_groups()
+                        .mount_target_id(&mt_id)
+                        .send()
+                        .await,
+                    &[],
+                    false,
+                )? {
+                    Some(r) => r,
+                    None => continue,
                 };
                 let sg = sgs
                     .security_groups()
@@ -79,12 +74,19 @@ pub async fn file_systems(
                     Some(i) if subnet == names.subnet(i) => names.mount_target(i),
                     _ => format!("{name}-{mt_id}"),
                 };
-                targets.push(Found {
-                    id: ResourceId::new(EFS_MOUNT_TARGET, mt_name),
-                    spec: json!({"subnet": subnet, "security_group": sg, "file_system_id": id}),
-                    state: mt.life_cycle_state().as_str().to_lowercase(),
-                    cloud_id: mt_id,
-                });
+                let spec = MountTargetObserved {
+                    subnet,
+                    security_group: sg,
+                    file_system_id: id.clone(),
+                };
+                let state = mt.life_cycle_state().as_str().to_lowercase();
+                let found = Found::new(
+                    ResourceId::new(EFS_MOUNT_TARGET, mt_name),
+                    mt_id,
+                    &spec,
+                    state,
+                )?;
+                targets.push(found.within([id.as_str()]));
             }
             systems.push((system, targets));
         }

@@ -29,15 +29,15 @@ pub async fn clusters(
     }
     let mut out = Vec::new();
     for name in names {
-        let c = match eks.describe_cluster().name(&name).send().await {
-            Ok(r) => r.cluster,
-            Err(e) => {
-                let e = AwsError::from_sdk("DescribeCluster", e);
-                if e.is_not_found() {
-                    continue;
-                }
-                return Err(p.err(e));
-            }
+        let c = match unless_absent(
+            p,
+            "DescribeCluster",
+            eks.describe_cluster().name(&name).send().await,
+            &[],
+            false,
+        )? {
+            Some(r) => r.cluster,
+            None => continue,
         };
         let Some(c) = c else { continue };
         let tags: BTreeMap<String, String> =
@@ -70,22 +70,24 @@ pub async fn clusters(
             .and_then(|a| a.authentication_mode())
             .map(|m| mode_has_access_entries(m.as_str()))
             .unwrap_or(p.emulator());
-        out.push(Found {
-            id: ResourceId::new(EKS_CLUSTER, &name),
-            spec: json!({
-                "kubernetes_version": c.version(),
-                "role": c.role_arn().map(arn_name),
-                "subnets": subnets,
-                "security_group": sg,
-                "support_type": support_type,
-                "access_entries": access_entries,
-            }),
-            state: c
-                .status()
-                .map(|s| s.as_str().to_lowercase())
-                .unwrap_or_default(),
-            cloud_id: name.clone(),
-        });
+        let spec = ClusterObserved {
+            kubernetes_version: c.version().map(str::to_string),
+            role: c.role_arn().map(|r| arn_name(r).to_string()),
+            subnets,
+            security_group: sg,
+            support_type,
+            access_entries,
+        };
+        let state = c
+            .status()
+            .map(|s| s.as_str().to_lowercase())
+            .unwrap_or_default();
+        out.push(Found::new(
+            ResourceId::new(EKS_CLUSTER, &name),
+            name.clone(),
+            &spec,
+            state,
+        )?);
         out.extend(node_groups(p, o, &name, subnet_names).await?);
         out.extend(addons(p, o, &name).await?);
         if access_entries {
@@ -158,20 +160,21 @@ pub async fn pod_identities(
         }
         let namespace = a.namespace().unwrap_or_default();
         let service_account = a.service_account().unwrap_or_default();
-        out.push(Found {
-            id: ResourceId::new(
+        let spec = PodIdentityObserved {
+            cluster: cluster.to_string(),
+            namespace: namespace.to_string(),
+            service_account: service_account.to_string(),
+            role: a.role_arn().map(|r| arn_name(r).to_string()),
+        };
+        out.push(Found::new(
+            ResourceId::new(
                 POD_IDENTITY,
                 desired::pod_identity_name(cluster, namespace, service_account),
             ),
-            spec: json!({
-                "cluster": cluster,
-                "namespace": namespace,
-                "service_account": service_account,
-                "role": a.role_arn().map(arn_name),
-            }),
-            state: "active".into(),
-            cloud_id: id,
-        });
+            id,
+            &spec,
+            "active",
+        )?);
     }
     Ok(out)
 }
@@ -184,36 +187,27 @@ pub async fn addons(
     cluster: &str,
 ) -> Result<Vec<Found>, ProviderError> {
     let eks = &p.clients().await?.eks;
-    let names = match eks.list_addons().cluster_name(cluster).send().await {
-        Ok(r) => r.addons().to_vec(),
-        Err(e) => {
-            let e = AwsError::from_sdk("ListAddons", e);
-            if e.is_not_found() {
-                return Ok(Vec::new());
-            }
-            return match p.err(e) {
-                ProviderError::NotSupported(_) => Ok(Vec::new()),
-                other => Err(other),
-            };
-        }
+    // An endpoint without add-ons (an emulator) has none.
+    let listed = eks.list_addons().cluster_name(cluster).send().await;
+    let names = match unless_absent(p, "ListAddons", listed, &[], true)? {
+        Some(r) => r.addons().to_vec(),
+        None => return Ok(Vec::new()),
     };
     let mut out = Vec::new();
     for name in names {
-        let a = match eks
-            .describe_addon()
-            .cluster_name(cluster)
-            .addon_name(&name)
-            .send()
-            .await
-        {
-            Ok(r) => r.addon,
-            Err(e) => {
-                let e = AwsError::from_sdk("DescribeAddon", e);
-                if e.is_not_found() {
-                    continue;
-                }
-                return Err(p.err(e));
-            }
+        let a = match unless_absent(
+            p,
+            "DescribeAddon",
+            eks.describe_addon()
+                .cluster_name(cluster)
+                .addon_name(&name)
+                .send()
+                .await,
+            &[],
+            false,
+        )? {
+            Some(r) => r.addon,
+            None => continue,
         };
         let Some(a) = a else { continue };
         let tags: BTreeMap<String, String> =
@@ -221,15 +215,19 @@ pub async fn addons(
         if !o.owns(&tags) {
             continue;
         }
-        out.push(Found {
-            id: ResourceId::new(EKS_ADDON, &name),
-            spec: json!({"cluster": cluster}),
-            state: a
-                .status()
-                .map(|s| s.as_str().to_lowercase())
-                .unwrap_or_default(),
-            cloud_id: name,
-        });
+        let spec = AddonSpec {
+            cluster: cluster.to_string(),
+        };
+        let state = a
+            .status()
+            .map(|s| s.as_str().to_lowercase())
+            .unwrap_or_default();
+        out.push(Found::new(
+            ResourceId::new(EKS_ADDON, &name),
+            name,
+            &spec,
+            state,
+        )?);
     }
     Ok(out)
 }
@@ -247,21 +245,19 @@ pub async fn node_groups(
     let mut names = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let r = match eks
-            .list_nodegroups()
-            .cluster_name(cluster)
-            .set_next_token(token.clone())
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                let e = AwsError::from_sdk("ListNodegroups", e);
-                if e.is_not_found() {
-                    return Ok(Vec::new());
-                }
-                return Err(p.err(e));
-            }
+        let r = match unless_absent(
+            p,
+            "ListNodegroups",
+            eks.list_nodegroups()
+                .cluster_name(cluster)
+                .set_next_token(token.clone())
+                .send()
+                .await,
+            &[],
+            false,
+        )? {
+            Some(r) => r,
+            None => return Ok(Vec::new()),
         };
         names.extend(r.nodegroups().iter().cloned());
         match r.next_token() {
@@ -271,21 +267,19 @@ pub async fn node_groups(
     }
     let mut out = Vec::new();
     for name in names {
-        let g = match eks
-            .describe_nodegroup()
-            .cluster_name(cluster)
-            .nodegroup_name(&name)
-            .send()
-            .await
-        {
-            Ok(r) => r.nodegroup,
-            Err(e) => {
-                let e = AwsError::from_sdk("DescribeNodegroup", e);
-                if e.is_not_found() {
-                    continue;
-                }
-                return Err(p.err(e));
-            }
+        let g = match unless_absent(
+            p,
+            "DescribeNodegroup",
+            eks.describe_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(&name)
+                .send()
+                .await,
+            &[],
+            false,
+        )? {
+            Some(r) => r.nodegroup,
+            None => continue,
         };
         let Some(g) = g else { continue };
         let tags: BTreeMap<String, String> =
@@ -325,7 +319,7 @@ pub async fn node_groups(
             .collect();
         subnets.sort();
         let id = ResourceId::new(NODE_GROUP, &name);
-        let spec = desired::NodeGroupObserved {
+        let spec = NodeGroupObserved {
             instance_type: g.instance_types().first().cloned(),
             ami_type: g.ami_type().map(|a| a.as_str().to_string()),
             disk_size: g.disk_size(),
@@ -339,15 +333,11 @@ pub async fn node_groups(
             subnets,
             version: g.version().map(str::to_string),
         };
-        out.push(Found {
-            spec: desired::write_spec(&id, &spec, "an observed node group")?,
-            id,
-            state: g
-                .status()
-                .map(|s| s.as_str().to_lowercase())
-                .unwrap_or_default(),
-            cloud_id: name,
-        });
+        let state = g
+            .status()
+            .map(|s| s.as_str().to_lowercase())
+            .unwrap_or_default();
+        out.push(Found::new(id, name, &spec, state)?);
     }
     Ok(out)
 }

@@ -46,15 +46,15 @@ pub async fn roles(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provide
     let iam = &p.clients().await?.iam;
     let mut out = Vec::new();
     for name in Names::new(o.prefix()).roles() {
-        let role = match iam.get_role().role_name(&name).send().await {
-            Ok(r) => r.role,
-            Err(e) => {
-                let e = AwsError::from_sdk("GetRole", e);
-                if e.is_not_found() {
-                    continue;
-                }
-                return Err(p.err(e));
-            }
+        let role = match unless_absent(
+            p,
+            "GetRole",
+            iam.get_role().role_name(&name).send().await,
+            &[],
+            false,
+        )? {
+            Some(r) => r.role,
+            None => continue,
         };
         if let Some(role) = role
             && let Some(found) = describe(p, o, &role).await?
@@ -96,19 +96,19 @@ async fn describe(
 ) -> Result<Option<Found>, ProviderError> {
     let iam = &p.clients().await?.iam;
     let name = role.role_name().to_string();
-    let tags = match iam.list_role_tags().role_name(&name).send().await {
-        Ok(t) => t
+    let tags = match unless_absent(
+        p,
+        "ListRoleTags",
+        iam.list_role_tags().role_name(&name).send().await,
+        &[],
+        false,
+    )? {
+        Some(t) => t
             .tags()
             .iter()
             .map(|t| (t.key().to_string(), t.value().to_string()))
             .collect::<BTreeMap<_, _>>(),
-        Err(e) => {
-            let e = AwsError::from_sdk("ListRoleTags", e);
-            if e.is_not_found() {
-                return Ok(None);
-            }
-            return Err(p.err(e));
-        }
+        None => return Ok(None),
     };
     if !o.owns(&tags) {
         return Ok(None);
@@ -123,20 +123,18 @@ async fn describe(
             "IAM role made under a path by an earlier qhub-rs; nodes of a node role with a path may fail to join (EKS troubleshooting, aws-iam-authenticator#268)"
         );
     }
-    let policies = match iam
-        .list_attached_role_policies()
-        .role_name(&name)
-        .send()
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            let e = AwsError::from_sdk("ListAttachedRolePolicies", e);
-            if e.is_not_found() {
-                return Ok(None);
-            }
-            return Err(p.err(e));
-        }
+    let policies = match unless_absent(
+        p,
+        "ListAttachedRolePolicies",
+        iam.list_attached_role_policies()
+            .role_name(&name)
+            .send()
+            .await,
+        &[],
+        false,
+    )? {
+        Some(r) => r,
+        None => return Ok(None),
     };
     let mut names: Vec<String> = policies
         .attached_policies()
@@ -144,15 +142,15 @@ async fn describe(
         .filter_map(|a| a.policy_name().map(str::to_string))
         .collect();
     names.sort();
-    let inline = match iam.list_role_policies().role_name(&name).send().await {
-        Ok(r) => r,
-        Err(e) => {
-            let e = AwsError::from_sdk("ListRolePolicies", e);
-            if e.is_not_found() {
-                return Ok(None);
-            }
-            return Err(p.err(e));
-        }
+    let inline = match unless_absent(
+        p,
+        "ListRolePolicies",
+        iam.list_role_policies().role_name(&name).send().await,
+        &[],
+        false,
+    )? {
+        Some(r) => r,
+        None => return Ok(None),
     };
     let mut inline: Vec<String> = inline.policy_names().to_vec();
     inline.sort();
@@ -165,12 +163,12 @@ async fn describe(
     ]
     .into_iter()
     .find(|s| trust.contains(s));
-    Ok(Some(Found {
-        id: ResourceId::new(IAM_ROLE, &name),
-        spec: json!({"service": service, "policies": names, "inline_policies": inline}),
-        state: "available".into(),
-        cloud_id: name,
-    }))
+    let spec = RoleObserved {
+        service: service.map(str::to_string),
+        policies: names,
+        inline_policies: inline,
+    };
+    Found::new(ResourceId::new(IAM_ROLE, &name), name, &spec, "available").map(Some)
 }
 
 #[cfg(test)]

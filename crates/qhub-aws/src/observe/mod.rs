@@ -28,8 +28,8 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{Filter, Tag};
 use qhub_core::plan::{Observed, ResourceId, ResourceState, Stage};
-use qhub_core::provider::{Ownership, ProviderError};
-use serde_json::{Value as Json, json};
+use qhub_core::provider::{Ownership, ProviderError, spec};
+use serde_json::Value as Json;
 
 use crate::AwsProvider;
 use crate::desired::{
@@ -38,6 +38,12 @@ use crate::desired::{
     ROUTE_TABLE, SECURITY_GROUP, SUBNET, VPC, VPC_CIDR,
 };
 use crate::errors::AwsError;
+use crate::spec::{
+    AccessEntrySpec, AccessPolicy, AddonSpec, ClusterObserved, DefaultRoute, FileSystemSpec,
+    InternetGatewayObserved, MountTargetObserved, NetworkInterfaceObserved, NodeGroupObserved,
+    PodIdentityObserved, RoleObserved, RouteTableObserved, SecurityGroupObserved, SubnetObserved,
+    VolumeObserved, VpcSpec,
+};
 
 mod access_entries;
 mod efs;
@@ -59,11 +65,49 @@ pub struct Found {
     pub id: ResourceId,
     /// The cloud's id (`vpc-…`, a role name, a cluster name, `fs-…`).
     pub cloud_id: String,
-    /// Properties in the shape of the desired spec.
+    /// Properties in the shape of the desired spec: one of [`crate::spec`]'s observed types,
+    /// written with [`spec::write`] and read back with [`Found::spec_as`].
     pub spec: Json,
     /// The cloud's state word, lower case.
     pub state: String,
+    /// The cloud ids of what it lives in: the VPCs of a subnet, route table, security group
+    /// or internet gateway, the file system of a mount target. Beside
+    /// [`desired::dependencies`] (by name, so naming the kept copies) these order an extra
+    /// VPC's or file system's deletion after what is in it, and tell which VPC's copy to keep.
+    pub lives_in: Vec<String>,
 }
+
+impl Found {
+    /// A resource found with its typed observed `spec`, living in nothing.
+    pub fn new<S: serde::Serialize>(
+        id: ResourceId,
+        cloud_id: impl Into<String>,
+        spec: &S,
+        state: impl Into<String>,
+    ) -> Result<Self, ProviderError> {
+        Ok(Self {
+            spec: spec::write(&id, OBSERVED, spec)?,
+            id,
+            cloud_id: cloud_id.into(),
+            state: state.into(),
+            lives_in: Vec::new(),
+        })
+    }
+
+    /// The same, living in the resources of cloud ids `lives_in`.
+    pub fn within(mut self, lives_in: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.lives_in = lives_in.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Its spec, read back as `S` (an error naming the resource and the field otherwise).
+    pub fn spec_as<S: serde::de::DeserializeOwned>(&self) -> Result<S, ProviderError> {
+        spec::read(&self.id, OBSERVED, &self.spec)
+    }
+}
+
+/// What a found resource's spec is called in errors.
+const OBSERVED: &str = "observed spec";
 
 pub use qhub_core::cloud::duplicates::{EXTRA_SEPARATOR, extra_name, is_extra};
 
@@ -117,14 +161,6 @@ impl Identified for Found {
     }
 }
 
-/// The strings of the array at `key` of `spec`.
-fn spec_strs<'a>(spec: &'a Json, key: &str) -> Vec<&'a str> {
-    spec.get(key)
-        .and_then(Json::as_array)
-        .map(|a| a.iter().filter_map(Json::as_str).collect())
-        .unwrap_or_default()
-}
-
 /// The cloud id of the kept VPC (the one named `{prefix}`), if there is one.
 async fn kept_vpc(p: &AwsProvider, o: &Ownership) -> Result<Option<String>, ProviderError> {
     let prefix = o.prefix();
@@ -135,17 +171,9 @@ async fn kept_vpc(p: &AwsProvider, o: &Ownership) -> Result<Option<String>, Prov
         .map(|f| f.cloud_id))
 }
 
-/// The VPCs `f` lives in, by its spec's `vpc_id` (subnets, route tables, security groups) or
-/// `vpc_ids` (an internet gateway's attachments).
-fn vpcs_of(f: &Found) -> Vec<&str> {
-    let mut v = spec_strs(&f.spec, "vpc_ids");
-    v.extend(f.spec.get("vpc_id").and_then(Json::as_str));
-    v
-}
-
 /// True when `f` lives in VPC `vpc`.
 fn in_vpc(f: &Found, vpc: Option<&str>) -> bool {
-    vpc.is_some_and(|v| vpcs_of(f).contains(&v))
+    vpc.is_some_and(|v| f.lives_in.iter().any(|l| l == v))
 }
 
 /// [`dedupe`] for a kind that lives in a VPC: the copy in the kept VPC is kept first, then the
@@ -159,7 +187,10 @@ async fn dedupe_in_vpc<R: Ord>(
     found: Vec<Found>,
     in_use: impl Fn(&Found) -> R,
 ) -> Result<Vec<Found>, ProviderError> {
-    let spanned: std::collections::BTreeSet<&str> = found.iter().flat_map(vpcs_of).collect();
+    let spanned: std::collections::BTreeSet<&str> = found
+        .iter()
+        .flat_map(|f| f.lives_in.iter().map(String::as_str))
+        .collect();
     if spanned.len() <= 1 && !has_duplicates(&found) {
         return Ok(found);
     }
@@ -167,7 +198,7 @@ async fn dedupe_in_vpc<R: Ord>(
     let mut found = dedupe(found, |f| (in_vpc(f, vpc.as_deref()), in_use(f)));
     if vpc.is_some() {
         for f in &mut found {
-            if !is_extra(&f.id.name) && !vpcs_of(f).is_empty() && !in_vpc(f, vpc.as_deref()) {
+            if !is_extra(&f.id.name) && !f.lives_in.is_empty() && !in_vpc(f, vpc.as_deref()) {
                 tracing::warn!(
                     resource = %f.id,
                     cloud_id = %f.cloud_id,
@@ -238,23 +269,11 @@ pub async fn inventory(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Pro
     Ok([vpcs, subnets, igws, rts, sgs, roles, clusters, fs].concat())
 }
 
-/// The spec fields naming, by cloud id, what a found resource lives in (observed only: no
-/// desired spec has them).
-const CONTAINER_FIELDS: [&str; 3] = ["vpc_id", "vpc_ids", "file_system_id"];
-
-/// The ids of the found resources that `f` lives in, by the cloud ids of its spec's
-/// [`CONTAINER_FIELDS`]. Beside [`desired::dependencies`] (by name, so naming the kept copies)
-/// these order an extra VPC's or file system's deletion after what is in it.
+/// The ids of the found resources that `f` lives in ([`Found::lives_in`]).
 fn containers(f: &Found, by_cloud_id: &BTreeMap<&str, &ResourceId>) -> Vec<ResourceId> {
-    CONTAINER_FIELDS
+    f.lives_in
         .iter()
-        .filter_map(|k| f.spec.get(*k))
-        .flat_map(|v| match v {
-            Json::String(s) => vec![s.as_str()],
-            Json::Array(a) => a.iter().filter_map(Json::as_str).collect(),
-            _ => Vec::new(),
-        })
-        .filter_map(|id| by_cloud_id.get(id).map(|r| (*r).clone()))
+        .filter_map(|id| by_cloud_id.get(id.as_str()).map(|r| (*r).clone()))
         .collect()
 }
 
@@ -278,7 +297,7 @@ pub async fn observe(p: &AwsProvider, o: &Ownership) -> Result<Vec<Observed>, Pr
         })
         .collect();
     let left = left_by_the_cluster(p, o, &found).await?;
-    warn_about_support(p, &found);
+    warn_about_support(p, &found)?;
     Ok(found
         .into_iter()
         .zip(depends_on)
@@ -303,10 +322,16 @@ pub async fn observe(p: &AwsProvider, o: &Ownership) -> Result<Vec<Observed>, Pr
 /// Warns (once per cluster and process) when a cluster is within
 /// [`crate::versions::WARN_DAYS`] of leaving EKS standard support, or past it: `plan`,
 /// `status` and `deploy` all observe.
-fn warn_about_support(p: &AwsProvider, found: &[Found]) {
+fn warn_about_support(p: &AwsProvider, found: &[Found]) -> Result<(), ProviderError> {
     for f in found.iter().filter(|f| f.id.kind == EKS_CLUSTER) {
-        let version = f.spec["kubernetes_version"].as_str().unwrap_or_default();
-        let support = f.spec["support_type"].as_str().unwrap_or("EXTENDED");
+        let c: ClusterObserved = f.spec_as()?;
+        // A cluster that does not say its version has nothing to warn about; one that does not
+        // say its support type is on EKS's default, EXTENDED (EKS API reference,
+        // UpgradePolicyRequest).
+        let Some(version) = c.kubernetes_version.as_deref() else {
+            continue;
+        };
+        let support = c.support_type.as_deref().unwrap_or("EXTENDED");
         let Some(warning) = crate::versions::support_warning(
             &f.id.name,
             version,
@@ -324,6 +349,7 @@ fn warn_about_support(p: &AwsProvider, found: &[Found]) {
             tracing::warn!("{warning}");
         }
     }
+    Ok(())
 }
 
 /// What the cluster's controllers made for its workloads and would outlive it: the EBS volumes
@@ -345,9 +371,9 @@ async fn left_by_the_cluster(
             .find(|f| f.id.kind == SUBNET && f.cloud_id == cloud_id)
             .map(|f| f.id.clone())
     };
-    let observed = |id: ResourceId, spec: Json, cloud_id: String| {
-        let mut x = Observed::new(id, Stage::Infrastructure, spec, ResourceState::Ready);
-        x.cloud_id = Some(cloud_id);
+    let observed = |f: Found| {
+        let mut x = Observed::new(f.id, Stage::Infrastructure, f.spec, ResourceState::Ready);
+        x.cloud_id = Some(f.cloud_id);
         x.created_with.clone_from(&cluster);
         x.made_by_cluster = true;
         x
@@ -363,17 +389,14 @@ async fn left_by_the_cluster(
                 .unwrap_or_default()
                 .to_string()
         };
-        let spec = json!({
-            "claim": tag(left::PVC_NAME_TAG),
-            "namespace": tag("kubernetes.io/created-for/pvc/namespace"),
-            "size_gib": v.size(),
-            "state": v.state().map(|s| s.as_str().to_string()),
-        });
-        out.push(observed(
-            ResourceId::new(desired::EBS_VOLUME, &id),
-            spec,
-            id,
-        ));
+        let spec = VolumeObserved {
+            claim: tag(left::PVC_NAME_TAG),
+            namespace: tag("kubernetes.io/created-for/pvc/namespace"),
+            size_gib: v.size(),
+            state: v.state().map(|s| s.as_str().to_string()),
+        };
+        let f = Found::new(ResourceId::new(desired::EBS_VOLUME, &id), id, &spec, "")?;
+        out.push(observed(f));
     }
     let Some(vpc) = found
         .iter()
@@ -384,12 +407,18 @@ async fn left_by_the_cluster(
     for eni in left::left_interfaces(p, &vpc.cloud_id, &o.prefix()).await? {
         let id = eni.network_interface_id().unwrap_or_default().to_string();
         let subnet = eni.subnet_id().and_then(subnet_of);
-        let spec = json!({
-            "description": eni.description(),
-            "subnet": subnet.as_ref().map(|s| s.name.clone()),
-            "status": eni.status().map(|s| s.as_str().to_string()),
-        });
-        let mut x = observed(ResourceId::new(desired::NETWORK_INTERFACE, &id), spec, id);
+        let spec = NetworkInterfaceObserved {
+            description: eni.description().map(str::to_string),
+            subnet: subnet.as_ref().map(|s| s.name.clone()),
+            status: eni.status().map(|s| s.as_str().to_string()),
+        };
+        let f = Found::new(
+            ResourceId::new(desired::NETWORK_INTERFACE, &id),
+            id,
+            &spec,
+            "",
+        )?;
+        let mut x = observed(f);
         x.depends_on = subnet.into_iter().collect();
         out.push(x);
     }
@@ -413,12 +442,13 @@ pub fn state_of(kind: &str, word: &str) -> ResourceState {
 mod tests {
     use super::*;
 
-    fn found(kind: &str, name: &str, cloud_id: &str, spec: Json) -> Found {
+    fn found(kind: &str, name: &str, cloud_id: &str, lives_in: &[&str]) -> Found {
         Found {
             id: ResourceId::new(kind, name),
             cloud_id: cloud_id.into(),
-            spec,
+            spec: Json::Null,
             state: "available".into(),
+            lives_in: lives_in.iter().map(|s| s.to_string()).collect(),
         }
     }
 
@@ -436,10 +466,10 @@ mod tests {
     #[test]
     fn without_duplicates_nothing_changes() {
         let all = vec![
-            found(VPC, "demo-dev", "vpc-2", json!({})),
-            found(SUBNET, "demo-dev-subnet-0", "subnet-1", json!({})),
+            found(VPC, "demo-dev", "vpc-2", &[]),
+            found(SUBNET, "demo-dev-subnet-0", "subnet-1", &[]),
             // Same name, another kind: not a duplicate.
-            found(INTERNET_GATEWAY, "demo-dev", "igw-1", json!({})),
+            found(INTERNET_GATEWAY, "demo-dev", "igw-1", &[]),
         ];
         assert!(!has_duplicates(&all));
         let out = dedupe(all.clone(), |_| ());
@@ -449,28 +479,13 @@ mod tests {
     #[test]
     fn the_most_used_copy_keeps_the_name_and_the_others_become_extras() {
         let all = vec![
-            found(
-                INTERNET_GATEWAY,
-                "demo-dev",
-                "igw-1",
-                json!({"vpc_ids": []}),
-            ),
-            found(
-                INTERNET_GATEWAY,
-                "demo-dev",
-                "igw-2",
-                json!({"vpc_ids": ["vpc-1"]}),
-            ),
-            found(
-                INTERNET_GATEWAY,
-                "demo-dev",
-                "igw-3",
-                json!({"vpc_ids": []}),
-            ),
-            found(VPC, "demo-dev", "vpc-1", json!({})),
+            found(INTERNET_GATEWAY, "demo-dev", "igw-1", &[]),
+            found(INTERNET_GATEWAY, "demo-dev", "igw-2", &["vpc-1"]),
+            found(INTERNET_GATEWAY, "demo-dev", "igw-3", &[]),
+            found(VPC, "demo-dev", "vpc-1", &[]),
         ];
         assert!(has_duplicates(&all));
-        let out = dedupe(all, |f| !vpcs_of(f).is_empty());
+        let out = dedupe(all, |f| !f.lives_in.is_empty());
         // The order is kept; the attached gateway is kept although its id is not the lowest.
         assert_eq!(
             names(&out),
@@ -487,8 +502,8 @@ mod tests {
 
     #[test]
     fn ties_keep_the_lowest_cloud_id_whatever_the_order() {
-        let a = found(SECURITY_GROUP, "demo-dev", "sg-b", json!({}));
-        let b = found(SECURITY_GROUP, "demo-dev", "sg-a", json!({}));
+        let a = found(SECURITY_GROUP, "demo-dev", "sg-b", &[]);
+        let b = found(SECURITY_GROUP, "demo-dev", "sg-a", &[]);
         for all in [vec![a.clone(), b.clone()], vec![b, a]] {
             let out = dedupe(all, |_| 0);
             let kept: Vec<&str> = out
@@ -504,18 +519,13 @@ mod tests {
     #[test]
     fn an_extra_depends_on_what_it_lives_in() {
         let all = [
-            found(VPC, "demo-dev", "vpc-1", json!({})),
-            found(VPC, "demo-dev~vpc-2", "vpc-2", json!({})),
-            found(EFS, "demo-dev-shared~fs-2", "fs-2", json!({})),
+            found(VPC, "demo-dev", "vpc-1", &[]),
+            found(VPC, "demo-dev~vpc-2", "vpc-2", &[]),
+            found(EFS, "demo-dev-shared~fs-2", "fs-2", &[]),
         ];
         let by_cloud_id: BTreeMap<&str, &ResourceId> =
             all.iter().map(|f| (f.cloud_id.as_str(), &f.id)).collect();
-        let subnet = found(
-            SUBNET,
-            "demo-dev-subnet-0~subnet-9",
-            "subnet-9",
-            json!({"vpc_id": "vpc-2"}),
-        );
+        let subnet = found(SUBNET, "demo-dev-subnet-0~subnet-9", "subnet-9", &["vpc-2"]);
         assert_eq!(
             containers(&subnet, &by_cloud_id),
             [ResourceId::new(VPC, "demo-dev~vpc-2")]
@@ -524,7 +534,7 @@ mod tests {
             INTERNET_GATEWAY,
             "demo-dev~igw-9",
             "igw-9",
-            json!({"vpc_ids": ["vpc-2", "vpc-unknown"]}),
+            &["vpc-2", "vpc-unknown"],
         );
         assert_eq!(
             containers(&igw, &by_cloud_id),
@@ -534,7 +544,7 @@ mod tests {
             EFS_MOUNT_TARGET,
             "demo-dev-shared-0~fsmt-9",
             "fsmt-9",
-            json!({"file_system_id": "fs-2"}),
+            &["fs-2"],
         );
         assert_eq!(
             containers(&mt, &by_cloud_id),

@@ -29,19 +29,21 @@ pub async fn vpcs(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provider
             .enable_dns_hostnames()
             .and_then(|a| a.value())
             .unwrap_or(false);
-        out.push(Found {
-            id: ResourceId::new(VPC, name_or(v.tags(), &id)),
-            spec: json!({
-                "cidr": v.cidr_block().unwrap_or_default(),
-                "dns_support": support,
-                "dns_hostnames": hostnames,
-            }),
-            state: v
-                .state()
-                .map(|s| s.as_str().to_lowercase())
-                .unwrap_or_default(),
-            cloud_id: id,
-        });
+        let spec = VpcSpec {
+            cidr: v.cidr_block().unwrap_or_default().to_string(),
+            dns_support: support,
+            dns_hostnames: hostnames,
+        };
+        let state = v
+            .state()
+            .map(|s| s.as_str().to_lowercase())
+            .unwrap_or_default();
+        out.push(Found::new(
+            ResourceId::new(VPC, name_or(v.tags(), &id)),
+            id,
+            &spec,
+            state,
+        )?);
     }
     if has_duplicates(&out) {
         // The VPC with the most of our subnets is kept.
@@ -76,22 +78,25 @@ pub async fn subnets(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provi
         .iter()
         .map(|s| {
             let id = s.subnet_id().unwrap_or_default().to_string();
-            Found {
-                id: ResourceId::new(SUBNET, name_or(s.tags(), &id)),
-                spec: json!({
-                    "cidr": s.cidr_block().unwrap_or_default(),
-                    "map_public_ip_on_launch": s.map_public_ip_on_launch().unwrap_or(false),
-                    "availability_zone": s.availability_zone().unwrap_or_default(),
-                    "vpc_id": s.vpc_id(),
-                }),
-                state: s
-                    .state()
-                    .map(|s| s.as_str().to_lowercase())
-                    .unwrap_or_default(),
-                cloud_id: id,
-            }
+            let spec = SubnetObserved {
+                cidr: s.cidr_block().unwrap_or_default().to_string(),
+                map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
+                availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+                vpc_id: s.vpc_id().map(str::to_string),
+            };
+            let state = s
+                .state()
+                .map(|s| s.as_str().to_lowercase())
+                .unwrap_or_default();
+            Ok(Found::new(
+                ResourceId::new(SUBNET, name_or(s.tags(), &id)),
+                id,
+                &spec,
+                state,
+            )?
+            .within(s.vpc_id()))
         })
-        .collect();
+        .collect::<Result<_, ProviderError>>()?;
     dedupe_in_vpc(p, o, out, |_| ()).await
 }
 
@@ -115,22 +120,31 @@ pub async fn internet_gateways(
         .iter()
         .map(|g| {
             let id = g.internet_gateway_id().unwrap_or_default().to_string();
-            let attached = g
+            let vpc_ids: Vec<String> = g
                 .attachments()
                 .iter()
                 .filter_map(|a| a.vpc_id())
-                .map(|v| vpc_names.get(v).cloned().unwrap_or_else(|| v.to_string()))
-                .next();
-            Found {
-                id: ResourceId::new(INTERNET_GATEWAY, name_or(g.tags(), &id)),
-                spec: json!({"attached_to": attached, "vpc_ids": g.attachments().iter().filter_map(|a| a.vpc_id()).collect::<Vec<_>>()}),
-                state: "available".into(),
-                cloud_id: id,
-            }
+                .map(str::to_string)
+                .collect();
+            let attached = vpc_ids
+                .first()
+                .map(|v| vpc_names.get(v).cloned().unwrap_or_else(|| v.clone()));
+            let spec = InternetGatewayObserved {
+                attached_to: attached,
+                vpc_ids: vpc_ids.clone(),
+            };
+            let name = name_or(g.tags(), &id);
+            Ok(Found::new(
+                ResourceId::new(INTERNET_GATEWAY, name),
+                id,
+                &spec,
+                "available",
+            )?
+            .within(vpc_ids))
         })
-        .collect();
+        .collect::<Result<_, ProviderError>>()?;
     // The gateway attached to the kept VPC is kept (a VPC has at most one), else an attached one.
-    dedupe_in_vpc(p, o, out, |f| !vpcs_of(f).is_empty()).await
+    dedupe_in_vpc(p, o, out, |f| !f.lives_in.is_empty()).await
 }
 
 /// The deployment's route tables (`subnets` are the associated subnets' names, sorted).
@@ -148,6 +162,7 @@ pub async fn route_tables(
         .send()
         .await
         .map_err(|e| p.err(AwsError::from_sdk("DescribeRouteTables", e)))?;
+    let mut rank: BTreeMap<String, (bool, usize)> = BTreeMap::new();
     let out: Vec<Found> = r
         .route_tables()
         .iter()
@@ -160,7 +175,7 @@ pub async fn route_tables(
                     r.destination_cidr_block() == Some("0.0.0.0/0")
                         && r.gateway_id().is_some_and(|g| g.starts_with("igw-"))
                 })
-                .then_some("internet_gateway");
+                .then_some(DefaultRoute::InternetGateway);
             let mut subnets: Vec<String> = t
                 .associations()
                 .iter()
@@ -173,26 +188,22 @@ pub async fn route_tables(
                 })
                 .collect();
             subnets.sort();
-            Found {
-                id: ResourceId::new(ROUTE_TABLE, name_or(t.tags(), &id)),
-                spec: json!({
-                    "default_route": default_route,
-                    "subnets": subnets,
-                    "vpc_id": t.vpc_id(),
-                }),
-                state: "available".into(),
-                cloud_id: id,
-            }
+            // How much it is in use, for choosing among copies.
+            rank.insert(id.clone(), (default_route.is_some(), subnets.len()));
+            let spec = RouteTableObserved {
+                default_route,
+                subnets,
+                vpc_id: t.vpc_id().map(str::to_string),
+            };
+            let name = name_or(t.tags(), &id);
+            Ok(
+                Found::new(ResourceId::new(ROUTE_TABLE, name), id, &spec, "available")?
+                    .within(t.vpc_id()),
+            )
         })
-        .collect();
+        .collect::<Result<_, ProviderError>>()?;
     // The table with the default route and the most subnets is kept.
-    dedupe_in_vpc(p, o, out, |f| {
-        (
-            f.spec.get("default_route").is_some_and(|r| !r.is_null()),
-            spec_strs(&f.spec, "subnets").len(),
-        )
-    })
-    .await
+    dedupe_in_vpc(p, o, out, |f| rank.get(&f.cloud_id).copied()).await
 }
 
 /// The deployment's security groups.
@@ -206,6 +217,7 @@ pub async fn security_groups(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found
         .send()
         .await
         .map_err(|e| p.err(AwsError::from_sdk("DescribeSecurityGroups", e)))?;
+    let mut from_itself = std::collections::BTreeSet::new();
     let out: Vec<Found> = r
         .security_groups()
         .iter()
@@ -230,21 +242,24 @@ pub async fn security_groups(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found
                 })
                 .flat_map(|perm| perm.ip_ranges().iter().filter_map(|r| r.cidr_ip()))
                 .min_by_key(|cidr| usize::from(*cidr != VPC_CIDR));
-            Found {
-                id: ResourceId::new(SECURITY_GROUP, name_or(g.tags(), &id)),
-                spec: json!({
-                    "ingress_from_self": from_self,
-                    "nfs_from": nfs_from,
-                    "vpc_id": g.vpc_id(),
-                }),
-                state: "available".into(),
-                cloud_id: id,
+            let spec = SecurityGroupObserved {
+                ingress_from_self: from_self,
+                nfs_from: nfs_from.map(str::to_string),
+                vpc_id: g.vpc_id().map(str::to_string),
+            };
+            if from_self {
+                from_itself.insert(id.clone());
             }
+            let name = name_or(g.tags(), &id);
+            Ok(Found::new(
+                ResourceId::new(SECURITY_GROUP, name),
+                id,
+                &spec,
+                "available",
+            )?
+            .within(g.vpc_id()))
         })
-        .collect();
+        .collect::<Result<_, ProviderError>>()?;
     // The group allowing traffic from itself is kept.
-    dedupe_in_vpc(p, o, out, |f| {
-        f.spec.get("ingress_from_self").and_then(Json::as_bool) == Some(true)
-    })
-    .await
+    dedupe_in_vpc(p, o, out, |f| from_itself.contains(&f.cloud_id)).await
 }

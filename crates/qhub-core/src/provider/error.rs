@@ -7,6 +7,7 @@ use std::time::Duration;
 /// ([`Self::Throttled`], [`Self::Retryable`]), retry for minutes ([`Self::Conflict`]), treat as
 /// done ([`Self::NotFound`] on a delete), or stop.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProviderError {
     /// The resource does not exist (a delete of it is done).
     #[error("not found: {0}")]

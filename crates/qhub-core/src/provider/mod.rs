@@ -14,6 +14,7 @@ pub mod facts;
 pub mod local;
 pub mod lock;
 pub mod registry;
+pub mod spec;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use qhub_core::cloud::poll::{Poll, poll_until};
-use qhub_core::plan::{Action, Change, Resource, field_diff};
-use qhub_core::provider::{ApplyContext, ProviderError};
+use qhub_core::plan::{Action, Change, Resource};
+use qhub_core::provider::{ApplyContext, ProviderError, spec};
 
 use crate::DigitalOceanProvider;
 use crate::client::{Cluster, DoClient, ErrorClass, NodePool, NodePoolUpdate};
@@ -157,7 +157,7 @@ impl Ops<'_> {
     pub(crate) async fn create_cluster(&self, desired: &Resource) -> Result<(), ProviderError> {
         let name = &desired.id.name;
         let what = format!("creating cluster {name}");
-        let spec: ClusterSpec = crate::desired::read(&desired.id, "spec", &desired.spec)?;
+        let spec: ClusterSpec = spec::read(&desired.id, "spec", &desired.spec)?;
         let tags = self.tags();
         // The pools the engine hands over (every pool, `general` first), or the first pool
         // the desired cluster names.
@@ -167,7 +167,7 @@ impl Ops<'_> {
             .iter()
             .filter(|c| c.id.kind == NODE_POOL)
             .map(|c| {
-                let pool: PoolSpec = crate::desired::read(&c.id, "spec", &c.spec)?;
+                let pool: PoolSpec = spec::read(&c.id, "spec", &c.spec)?;
                 Ok(pool_request(&c.id.name, &pool, &tags))
             })
             .collect::<Result<Vec<_>, ProviderError>>()?;
@@ -178,7 +178,7 @@ impl Ops<'_> {
                 .payload
                 .as_ref()
                 .ok_or_else(|| failed(&what, "the desired cluster names no first node pool"))?;
-            let payload: ClusterPayload = crate::desired::read(&desired.id, "payload", payload)?;
+            let payload: ClusterPayload = spec::read(&desired.id, "payload", payload)?;
             let first = payload.first_pool;
             vec![pool_request(&first.name, &first.spec, &tags)]
         };
@@ -225,7 +225,7 @@ impl Ops<'_> {
             .desired
             .as_ref()
             .ok_or_else(|| failed(&what, "no desired state"))?;
-        let spec: ClusterSpec = crate::desired::read(&desired.id, "spec", &desired.spec)?;
+        let spec: ClusterSpec = spec::read(&desired.id, "spec", &desired.spec)?;
         let to = spec.version.as_str();
         let id = change.observed.as_ref().and_then(|o| o.cloud_id.clone());
         let Some(c) = self.find_cluster(name, id.as_deref()).await? else {
@@ -292,7 +292,7 @@ impl Ops<'_> {
     ) -> Result<(), ProviderError> {
         let name = &desired.id.name;
         let what = format!("creating node pool {name}");
-        let spec: PoolSpec = crate::desired::read(&desired.id, "spec", &desired.spec)?;
+        let spec: PoolSpec = spec::read(&desired.id, "spec", &desired.spec)?;
         for _ in 0..2 {
             let Some(c) = self.pool_cluster(&what, cluster, None).await? else {
                 return Err(ProviderError::conflict(format!(
@@ -302,7 +302,7 @@ impl Ops<'_> {
             if let Some(p) = c.node_pools.iter().find(|p| p.name == *name) {
                 self.check_owned(&what, &p.tags)?;
                 // Made by the cluster's create call, a lost answer or an interrupted run.
-                if !field_diff(desired, &crate::observe::pool_spec(&c, p)).is_empty() {
+                if crate::observe::pool_spec(&c, p) != spec {
                     self.update_pool_to(&c, p, &spec).await?;
                 }
                 return self.pool_running(cluster, &c.id, name).await;
@@ -373,11 +373,10 @@ impl Ops<'_> {
             .desired
             .as_ref()
             .ok_or_else(|| failed(&what, "no desired state"))?;
-        let cluster_id = change
-            .observed
-            .as_ref()
-            .and_then(pool_address)
-            .map(|(c, _, _)| c);
+        let cluster_id = match &change.observed {
+            Some(o) => pool_address(o)?.map(|a| a.cluster_id),
+            None => None,
+        };
         let Some(c) = self
             .pool_cluster(&what, cluster, cluster_id.as_deref())
             .await?
@@ -390,7 +389,7 @@ impl Ops<'_> {
             )));
         };
         self.check_owned(&what, &p.tags)?;
-        let spec: PoolSpec = crate::desired::read(&desired.id, "spec", &desired.spec)?;
+        let spec: PoolSpec = spec::read(&desired.id, "spec", &desired.spec)?;
         self.update_pool_to(&c, p, &spec).await?;
         self.pool_running(cluster, &c.id, name).await
     }
@@ -495,11 +494,10 @@ pub async fn apply(
         }
         (NODE_POOL, action) => {
             let cluster = cluster_of(change)?;
-            let cluster_id = change
-                .observed
-                .as_ref()
-                .and_then(pool_address)
-                .map(|(c, _, _)| c);
+            let cluster_id = match &change.observed {
+                Some(o) => pool_address(o)?.map(|a| a.cluster_id),
+                None => None,
+            };
             match action {
                 Action::Create => ops.create_pool(&cluster, desired()?).await,
                 Action::Update => ops.update_pool(&cluster, change).await,
