@@ -932,21 +932,7 @@ mod tests {
         assert_eq!(accelerator("x9.unknown"), "nvidia");
     }
 
-    fn config() -> Config {
-        use qhub_core::config::CiKind;
-        use qhub_core::config::init::{InitOptions, render};
-        use qhub_core::config::provider::ProviderKind;
-        render(&InitOptions {
-            ci: CiKind::None,
-            ..InitOptions::new(
-                ProviderKind::Aws,
-                "unit",
-                "unit.example.com",
-                "0123456789abcdef",
-            )
-        })
-        .unwrap()
-    }
+    use crate::unit_config as config;
 
     #[test]
     fn gpu_groups_carry_the_accelerator_label_and_the_default_footprint() {

@@ -74,21 +74,7 @@ pub fn offline(config: &Config) -> ClusterFacts {
 mod tests {
     use super::*;
 
-    fn config() -> Config {
-        use qhub_core::config::CiKind;
-        use qhub_core::config::init::{InitOptions, render};
-        use qhub_core::config::provider::ProviderKind;
-        render(&InitOptions {
-            ci: CiKind::None,
-            ..InitOptions::new(
-                ProviderKind::Aws,
-                "unit",
-                "unit.example.com",
-                "0123456789abcdef",
-            )
-        })
-        .unwrap()
-    }
+    use crate::unit_config as config;
 
     #[test]
     fn the_ingress_load_balancer_is_an_internet_facing_nlb() {

@@ -45,6 +45,7 @@ pub mod lock;
 pub mod observe;
 pub mod partition;
 pub mod preflight;
+mod sent;
 pub mod spec;
 pub mod versions;
 
@@ -214,4 +215,22 @@ impl Provider for AwsProvider {
         self.check_access(&client, &name).await?;
         Ok(ClusterAccess::Client(client))
     }
+}
+
+/// The config `qhub init aws` writes for project `unit`, for the unit tests.
+#[cfg(test)]
+pub(crate) fn unit_config() -> qhub_core::config::Config {
+    use qhub_core::config::CiKind;
+    use qhub_core::config::init::{InitOptions, render};
+    use qhub_core::config::provider::ProviderKind;
+    render(&InitOptions {
+        ci: CiKind::None,
+        ..InitOptions::new(
+            ProviderKind::Aws,
+            "unit",
+            "unit.example.com",
+            "0123456789abcdef",
+        )
+    })
+    .expect("the init config renders")
 }

@@ -39,6 +39,7 @@ use crate::desired::{
 };
 use crate::errors::AwsError;
 use crate::observe::Found;
+use crate::sent::Sent;
 
 pub use network::availability_zones;
 
@@ -131,12 +132,6 @@ fn failed(msg: impl Into<String>) -> ProviderError {
     ProviderError::Fatal(msg.into())
 }
 
-/// The error of a create refused because the name is taken by something we do not own (we
-/// looked by our tags first, so it is not ours): never adopt it.
-fn not_owned(what: &str) -> ProviderError {
-    failed(format!("{what} exists and is not owned by this deployment"))
-}
-
 /// Ownership tags plus `Name`.
 fn tags_with_name(o: &Ownership, name: &str) -> BTreeMap<String, String> {
     let mut t = o.tags();
@@ -172,69 +167,6 @@ fn need<T>(what: &str, v: Option<T>) -> Result<T, ProviderError> {
         message: format!("{what} does not exist (yet)"),
         retry_after: None,
     })
-}
-
-/// How an SDK call's result becomes this crate's: every call site names its operation once.
-trait Sent<T> {
-    /// Any error is mapped with the provider's rules ([`AwsError::into_provider`]).
-    fn sent(self, p: &AwsProvider, operation: &'static str) -> Result<T, ProviderError>;
-
-    /// `Ok(None)` when the error is one `done` accepts as "nothing to do" (not found when
-    /// deleting, already exists when associating); any other error is mapped.
-    fn sent_unless(
-        self,
-        p: &AwsProvider,
-        operation: &'static str,
-        done: impl Fn(&AwsError) -> bool,
-    ) -> Result<Option<T>, ProviderError>;
-
-    /// A create by name: "already exists" means the name is taken by something not ours.
-    fn created(
-        self,
-        p: &AwsProvider,
-        operation: &'static str,
-        what: &str,
-    ) -> Result<T, ProviderError>;
-}
-
-impl<T, E> Sent<T> for Result<T, SdkError<E, HttpResponse>>
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    fn sent(self, p: &AwsProvider, operation: &'static str) -> Result<T, ProviderError> {
-        self.map_err(|e| p.err(AwsError::from_sdk(operation, e)))
-    }
-
-    fn sent_unless(
-        self,
-        p: &AwsProvider,
-        operation: &'static str,
-        done: impl Fn(&AwsError) -> bool,
-    ) -> Result<Option<T>, ProviderError> {
-        match self {
-            Ok(v) => Ok(Some(v)),
-            Err(e) => {
-                let e = AwsError::from_sdk(operation, e);
-                if done(&e) { Ok(None) } else { Err(p.err(e)) }
-            }
-        }
-    }
-
-    fn created(
-        self,
-        p: &AwsProvider,
-        operation: &'static str,
-        what: &str,
-    ) -> Result<T, ProviderError> {
-        self.map_err(|e| {
-            let e = AwsError::from_sdk(operation, e);
-            if e.is_already_exists() {
-                not_owned(what)
-            } else {
-                p.err(e)
-            }
-        })
-    }
 }
 
 /// Waits until `check` says the operation is done (`Some`), polling at the provider's interval

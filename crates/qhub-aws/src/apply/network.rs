@@ -363,6 +363,30 @@ pub(super) async fn delete_vpc(
     Ok(())
 }
 
+/// The ids of route table associations, except the main one (which goes with its VPC).
+fn not_main<'a>(
+    associations: impl IntoIterator<Item = &'a aws_sdk_ec2::types::RouteTableAssociation>,
+) -> Vec<String> {
+    associations
+        .into_iter()
+        .filter(|a| a.main() != Some(true))
+        .filter_map(|a| a.route_table_association_id().map(str::to_string))
+        .collect()
+}
+
+/// Removes the route table associations `ids`; one gone already is done.
+async fn disassociate(p: &AwsProvider, ids: Vec<String>) -> Result<(), ProviderError> {
+    let ec2 = &p.clients().await?.ec2;
+    for id in ids {
+        ec2.disassociate_route_table()
+            .association_id(id)
+            .send()
+            .await
+            .sent_unless(p, "DisassociateRouteTable", AwsError::is_not_found)?;
+    }
+    Ok(())
+}
+
 pub(super) async fn delete_subnet(
     p: &AwsProvider,
     o: &Ownership,
@@ -383,20 +407,14 @@ pub(super) async fn delete_subnet(
             .send()
             .await
             .sent(p, "DescribeRouteTables")?;
-        for a in tables
-            .route_tables()
-            .iter()
-            .flat_map(|t| t.associations())
-            .filter(|a| a.main() != Some(true) && a.subnet_id() == Some(f.cloud_id.as_str()))
-        {
-            if let Some(id) = a.route_table_association_id() {
-                ec2.disassociate_route_table()
-                    .association_id(id)
-                    .send()
-                    .await
-                    .sent_unless(p, "DisassociateRouteTable", AwsError::is_not_found)?;
-            }
-        }
+        let of_subnet = not_main(
+            tables
+                .route_tables()
+                .iter()
+                .flat_map(|t| t.associations())
+                .filter(|a| a.subnet_id() == Some(f.cloud_id.as_str())),
+        );
+        disassociate(p, of_subnet).await?;
         ec2.delete_subnet()
             .subnet_id(f.cloud_id)
             .send()
@@ -452,15 +470,8 @@ pub(super) async fn delete_route_table(
         .await
         .sent_unless(p, "DescribeRouteTables", AwsError::is_not_found)?;
     for t in r.iter().flat_map(|r| r.route_tables()) {
-        for a in t.associations().iter().filter(|a| a.main() != Some(true)) {
-            if let Some(id) = a.route_table_association_id() {
-                ec2.disassociate_route_table()
-                    .association_id(id)
-                    .send()
-                    .await
-                    .sent_unless(p, "DisassociateRouteTable", AwsError::is_not_found)?;
-            }
-        }
+        let ids = not_main(t.associations());
+        disassociate(p, ids).await?;
         if let Some(id) = t.route_table_id() {
             ec2.delete_route_table()
                 .route_table_id(id)

@@ -32,17 +32,13 @@ pub async fn access_entries(
     let mut principals = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let Some(r) = unless_absent(
-            p,
-            "ListAccessEntries",
-            eks.list_access_entries()
-                .cluster_name(cluster)
-                .set_next_token(token.clone())
-                .send()
-                .await,
-            &["InvalidRequestException"],
-            true,
-        )?
+        let Some(r) = eks
+            .list_access_entries()
+            .cluster_name(cluster)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .unless_absent(p, "ListAccessEntries", &["InvalidRequestException"], true)?
         else {
             return Ok(Vec::new());
         };
@@ -55,18 +51,14 @@ pub async fn access_entries(
     let names = Names::new(o.prefix());
     let mut out = Vec::new();
     for principal in principals {
-        let entry = unless_absent(
-            p,
-            "DescribeAccessEntry",
-            eks.describe_access_entry()
-                .cluster_name(cluster)
-                .principal_arn(&principal)
-                .send()
-                .await,
-            &[],
-            false,
-        )?
-        .and_then(|r| r.access_entry);
+        let entry = eks
+            .describe_access_entry()
+            .cluster_name(cluster)
+            .principal_arn(&principal)
+            .send()
+            .await
+            .unless_gone(p, "DescribeAccessEntry")?
+            .and_then(|r| r.access_entry);
         let Some(entry) = entry else { continue };
         let tags: BTreeMap<String, String> = entry
             .tags()
@@ -87,7 +79,7 @@ pub async fn access_entries(
                 .set_next_token(token.clone())
                 .send()
                 .await
-                .map_err(|e| p.err(AwsError::from_sdk("ListAssociatedAccessPolicies", e)))?;
+                .sent(p, "ListAssociatedAccessPolicies")?;
             for a in r.associated_access_policies() {
                 let scope = a.access_scope();
                 let scope = match scope.and_then(|s| s.r#type()).map(|t| t.as_str()) {

@@ -21,7 +21,7 @@ pub async fn file_systems(
             .set_marker(marker.clone())
             .send()
             .await
-            .map_err(|e| p.err(AwsError::from_sdk("DescribeFileSystems", e)))?;
+            .sent(p, "DescribeFileSystems")?;
         for fs in r.file_systems() {
             let tags: BTreeMap<String, String> = fs
                 .tags()
@@ -45,7 +45,7 @@ pub async fn file_systems(
                 .file_system_id(&id)
                 .send()
                 .await
-                .map_err(|e| p.err(AwsError::from_sdk("DescribeMountTargets", e)))?;
+                .sent(p, "DescribeMountTargets")?;
             for mt in mts.mount_targets() {
                 let mt_id = mt.mount_target_id().to_string();
                 let subnet = subnet_names
@@ -53,16 +53,13 @@ pub async fn file_systems(
                     .cloned()
                     .unwrap_or_else(|| mt.subnet_id().to_string());
                 // A mount target deleted since the describe (a concurrent destroy) is gone.
-                let sgs = match unless_absent(
-                    p,
-                    "DescribeMountTargetSecurityGroups",
-                    efs.describe_mount_target_security_groups()
-                        .mount_target_id(&mt_id)
-                        .send()
-                        .await,
-                    &[],
-                    false,
-                )? {
+                let sgs = match efs
+                    .describe_mount_target_security_groups()
+                    .mount_target_id(&mt_id)
+                    .send()
+                    .await
+                    .unless_gone(p, "DescribeMountTargetSecurityGroups")?
+                {
                     Some(r) => r,
                     None => continue,
                 };

@@ -20,7 +20,7 @@ pub async fn clusters(
             .set_next_token(token.clone())
             .send()
             .await
-            .map_err(|e| p.err(AwsError::from_sdk("ListClusters", e)))?;
+            .sent(p, "ListClusters")?;
         names.extend(r.clusters().iter().cloned());
         match r.next_token() {
             Some(t) => token = Some(t.to_string()),
@@ -29,13 +29,13 @@ pub async fn clusters(
     }
     let mut out = Vec::new();
     for name in names {
-        let c = match unless_absent(
-            p,
-            "DescribeCluster",
-            eks.describe_cluster().name(&name).send().await,
-            &[],
-            false,
-        )? {
+        let c = match eks
+            .describe_cluster()
+            .name(&name)
+            .send()
+            .await
+            .unless_gone(p, "DescribeCluster")?
+        {
             Some(r) => r.cluster,
             None => continue,
         };
@@ -112,17 +112,13 @@ pub async fn pod_identities(
     let mut ids = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let Some(r) = unless_absent(
-            p,
-            "ListPodIdentityAssociations",
-            eks.list_pod_identity_associations()
-                .cluster_name(cluster)
-                .set_next_token(token.clone())
-                .send()
-                .await,
-            &[],
-            true,
-        )?
+        let Some(r) = eks
+            .list_pod_identity_associations()
+            .cluster_name(cluster)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .unless_absent(p, "ListPodIdentityAssociations", &[], true)?
         else {
             return Ok(Vec::new());
         };
@@ -140,18 +136,14 @@ pub async fn pod_identities(
     }
     let mut out = Vec::new();
     for id in ids {
-        let a = unless_absent(
-            p,
-            "DescribePodIdentityAssociation",
-            eks.describe_pod_identity_association()
-                .cluster_name(cluster)
-                .association_id(&id)
-                .send()
-                .await,
-            &[],
-            false,
-        )?
-        .and_then(|r| r.association);
+        let a = eks
+            .describe_pod_identity_association()
+            .cluster_name(cluster)
+            .association_id(&id)
+            .send()
+            .await
+            .unless_gone(p, "DescribePodIdentityAssociation")?
+            .and_then(|r| r.association);
         let Some(a) = a else { continue };
         let tags: BTreeMap<String, String> =
             a.tags().cloned().unwrap_or_default().into_iter().collect();
@@ -189,23 +181,20 @@ pub async fn addons(
     let eks = &p.clients().await?.eks;
     // An endpoint without add-ons (an emulator) has none.
     let listed = eks.list_addons().cluster_name(cluster).send().await;
-    let names = match unless_absent(p, "ListAddons", listed, &[], true)? {
-        Some(r) => r.addons().to_vec(),
-        None => return Ok(Vec::new()),
+    let Some(listed) = listed.unless_absent(p, "ListAddons", &[], true)? else {
+        return Ok(Vec::new());
     };
+    let names = listed.addons().to_vec();
     let mut out = Vec::new();
     for name in names {
-        let a = match unless_absent(
-            p,
-            "DescribeAddon",
-            eks.describe_addon()
-                .cluster_name(cluster)
-                .addon_name(&name)
-                .send()
-                .await,
-            &[],
-            false,
-        )? {
+        let a = match eks
+            .describe_addon()
+            .cluster_name(cluster)
+            .addon_name(&name)
+            .send()
+            .await
+            .unless_gone(p, "DescribeAddon")?
+        {
             Some(r) => r.addon,
             None => continue,
         };
@@ -245,17 +234,14 @@ pub async fn node_groups(
     let mut names = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let r = match unless_absent(
-            p,
-            "ListNodegroups",
-            eks.list_nodegroups()
-                .cluster_name(cluster)
-                .set_next_token(token.clone())
-                .send()
-                .await,
-            &[],
-            false,
-        )? {
+        let r = match eks
+            .list_nodegroups()
+            .cluster_name(cluster)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .unless_gone(p, "ListNodegroups")?
+        {
             Some(r) => r,
             None => return Ok(Vec::new()),
         };
@@ -267,17 +253,14 @@ pub async fn node_groups(
     }
     let mut out = Vec::new();
     for name in names {
-        let g = match unless_absent(
-            p,
-            "DescribeNodegroup",
-            eks.describe_nodegroup()
-                .cluster_name(cluster)
-                .nodegroup_name(&name)
-                .send()
-                .await,
-            &[],
-            false,
-        )? {
+        let g = match eks
+            .describe_nodegroup()
+            .cluster_name(cluster)
+            .nodegroup_name(&name)
+            .send()
+            .await
+            .unless_gone(p, "DescribeNodegroup")?
+        {
             Some(r) => r.nodegroup,
             None => continue,
         };

@@ -46,13 +46,13 @@ pub async fn roles(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provide
     let iam = &p.clients().await?.iam;
     let mut out = Vec::new();
     for name in Names::new(o.prefix()).roles() {
-        let role = match unless_absent(
-            p,
-            "GetRole",
-            iam.get_role().role_name(&name).send().await,
-            &[],
-            false,
-        )? {
+        let role = match iam
+            .get_role()
+            .role_name(&name)
+            .send()
+            .await
+            .unless_gone(p, "GetRole")?
+        {
             Some(r) => r.role,
             None => continue,
         };
@@ -70,7 +70,7 @@ pub async fn roles(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provide
             .set_marker(marker.clone())
             .send()
             .await
-            .map_err(|e| p.err(AwsError::from_sdk("ListRoles", e)))?;
+            .sent(p, "ListRoles")?;
         for role in r.roles() {
             if out.iter().any(|f| f.id.name == role.role_name()) {
                 continue;
@@ -96,13 +96,13 @@ async fn describe(
 ) -> Result<Option<Found>, ProviderError> {
     let iam = &p.clients().await?.iam;
     let name = role.role_name().to_string();
-    let tags = match unless_absent(
-        p,
-        "ListRoleTags",
-        iam.list_role_tags().role_name(&name).send().await,
-        &[],
-        false,
-    )? {
+    let tags = match iam
+        .list_role_tags()
+        .role_name(&name)
+        .send()
+        .await
+        .unless_gone(p, "ListRoleTags")?
+    {
         Some(t) => t
             .tags()
             .iter()
@@ -123,16 +123,13 @@ async fn describe(
             "IAM role made under a path by an earlier qhub-rs; nodes of a node role with a path may fail to join (EKS troubleshooting, aws-iam-authenticator#268)"
         );
     }
-    let policies = match unless_absent(
-        p,
-        "ListAttachedRolePolicies",
-        iam.list_attached_role_policies()
-            .role_name(&name)
-            .send()
-            .await,
-        &[],
-        false,
-    )? {
+    let policies = match iam
+        .list_attached_role_policies()
+        .role_name(&name)
+        .send()
+        .await
+        .unless_gone(p, "ListAttachedRolePolicies")?
+    {
         Some(r) => r,
         None => return Ok(None),
     };
@@ -142,13 +139,13 @@ async fn describe(
         .filter_map(|a| a.policy_name().map(str::to_string))
         .collect();
     names.sort();
-    let inline = match unless_absent(
-        p,
-        "ListRolePolicies",
-        iam.list_role_policies().role_name(&name).send().await,
-        &[],
-        false,
-    )? {
+    let inline = match iam
+        .list_role_policies()
+        .role_name(&name)
+        .send()
+        .await
+        .unless_gone(p, "ListRolePolicies")?
+    {
         Some(r) => r,
         None => return Ok(None),
     };

@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::Filter;
 use qhub_core::provider::{Ownership, ProviderError};
 
 use crate::AwsProvider;
-use crate::errors::AwsError;
+use crate::sent::Sent;
 
 /// The tag the cloud controller puts on what it makes for cluster `cluster`.
 pub fn cluster_tag(cluster: &str) -> String {
@@ -60,7 +60,7 @@ pub(crate) async fn left_volumes(
         .send()
         .try_collect()
         .await
-        .map_err(|e| p.err(AwsError::from_sdk("DescribeVolumes", e)))
+        .sent(p, "DescribeVolumes")
 }
 
 /// The network interfaces in VPC `vpc` that load balancers or cluster `cluster` left
@@ -81,7 +81,7 @@ pub(crate) async fn left_interfaces(
         .send()
         .try_collect()
         .await
-        .map_err(|e| p.err(AwsError::from_sdk("DescribeNetworkInterfaces", e)))?;
+        .sent(p, "DescribeNetworkInterfaces")?;
     Ok(interfaces
         .into_iter()
         .filter(|eni| {

@@ -37,7 +37,7 @@ use crate::desired::{
     INTERNET_GATEWAY, LEGACY_IAM_PATH, NAME_TAG, NFS_PORT, NODE_GROUP, Names, POD_IDENTITY,
     ROUTE_TABLE, SECURITY_GROUP, SUBNET, VPC, VPC_CIDR,
 };
-use crate::errors::AwsError;
+use crate::sent::Sent;
 use crate::spec::{
     AccessEntrySpec, AccessPolicy, AddonSpec, ClusterObserved, DefaultRoute, FileSystemSpec,
     InternetGatewayObserved, MountTargetObserved, NetworkInterfaceObserved, NodeGroupObserved,
@@ -111,42 +111,6 @@ const OBSERVED: &str = "observed spec";
 
 pub use qhub_core::cloud::duplicates::{EXTRA_SEPARATOR, extra_name, is_extra};
 
-/// One read's answer, or `None` when what it asked about is absent: not found (a cluster or
-/// entry that is gone), an error code in `absent` (say `InvalidRequestException` for access
-/// entries on a `CONFIG_MAP` cluster), or, with `unsupported_is_absent`, an endpoint that does
-/// not implement the operation (an emulator without the API). Every other error is returned.
-pub(crate) fn unless_absent<T, E>(
-    p: &AwsProvider,
-    operation: &'static str,
-    answer: Result<
-        T,
-        aws_smithy_runtime_api::client::result::SdkError<
-            E,
-            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
-        >,
-    >,
-    absent: &[&str],
-    unsupported_is_absent: bool,
-) -> Result<Option<T>, ProviderError>
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
-{
-    let e = match answer {
-        Ok(r) => return Ok(Some(r)),
-        Err(e) => AwsError::from_sdk(operation, e),
-    };
-    if e.is_not_found() || e.code.as_deref().is_some_and(|c| absent.contains(&c)) {
-        return Ok(None);
-    }
-    match p.err(e) {
-        ProviderError::NotSupported(_) if unsupported_is_absent => Ok(None),
-        other => Err(other),
-    }
-}
 use qhub_core::cloud::duplicates::{Identified, dedupe, has_duplicates};
 
 impl Identified for Found {

@@ -10,7 +10,7 @@ pub async fn vpcs(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provider
         .set_filters(Some(owner_filters(o, None)))
         .send()
         .await
-        .map_err(|e| p.err(AwsError::from_sdk("DescribeVpcs", e)))?;
+        .sent(p, "DescribeVpcs")?;
     let mut out = Vec::new();
     for v in r.vpcs() {
         let id = v.vpc_id().unwrap_or_default().to_string();
@@ -19,13 +19,13 @@ pub async fn vpcs(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provider
         };
         let support = attr(aws_sdk_ec2::types::VpcAttributeName::EnableDnsSupport)
             .await
-            .map_err(|e| p.err(AwsError::from_sdk("DescribeVpcAttribute", e)))?
+            .sent(p, "DescribeVpcAttribute")?
             .enable_dns_support()
             .and_then(|a| a.value())
             .unwrap_or(false);
         let hostnames = attr(aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames)
             .await
-            .map_err(|e| p.err(AwsError::from_sdk("DescribeVpcAttribute", e)))?
+            .sent(p, "DescribeVpcAttribute")?
             .enable_dns_hostnames()
             .and_then(|a| a.value())
             .unwrap_or(false);
@@ -52,7 +52,7 @@ pub async fn vpcs(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provider
             .set_filters(Some(owner_filters(o, None)))
             .send()
             .await
-            .map_err(|e| p.err(AwsError::from_sdk("DescribeSubnets", e)))?;
+            .sent(p, "DescribeSubnets")?;
         let mut subnets: BTreeMap<String, usize> = BTreeMap::new();
         for v in r.subnets().iter().filter_map(|s| s.vpc_id()) {
             *subnets.entry(v.to_string()).or_default() += 1;
@@ -72,7 +72,7 @@ pub async fn subnets(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found>, Provi
         .set_filters(Some(owner_filters(o, None)))
         .send()
         .await
-        .map_err(|e| p.err(AwsError::from_sdk("DescribeSubnets", e)))?;
+        .sent(p, "DescribeSubnets")?;
     let out: Vec<Found> = r
         .subnets()
         .iter()
@@ -114,7 +114,7 @@ pub async fn internet_gateways(
         .set_filters(Some(owner_filters(o, None)))
         .send()
         .await
-        .map_err(|e| p.err(AwsError::from_sdk("DescribeInternetGateways", e)))?;
+        .sent(p, "DescribeInternetGateways")?;
     let out: Vec<Found> = r
         .internet_gateways()
         .iter()
@@ -161,7 +161,7 @@ pub async fn route_tables(
         .set_filters(Some(owner_filters(o, None)))
         .send()
         .await
-        .map_err(|e| p.err(AwsError::from_sdk("DescribeRouteTables", e)))?;
+        .sent(p, "DescribeRouteTables")?;
     let mut rank: BTreeMap<String, (bool, usize)> = BTreeMap::new();
     let out: Vec<Found> = r
         .route_tables()
@@ -216,7 +216,7 @@ pub async fn security_groups(p: &AwsProvider, o: &Ownership) -> Result<Vec<Found
         .set_filters(Some(owner_filters(o, None)))
         .send()
         .await
-        .map_err(|e| p.err(AwsError::from_sdk("DescribeSecurityGroups", e)))?;
+        .sent(p, "DescribeSecurityGroups")?;
     let mut from_itself = std::collections::BTreeSet::new();
     let out: Vec<Found> = r
         .security_groups()
