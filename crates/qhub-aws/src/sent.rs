@@ -43,7 +43,15 @@ pub(crate) trait Sent<T>: Sized {
         operation: &'static str,
         absent: &[&str],
         unsupported_is_absent: bool,
-    ) -> Result<Option<T>, ProviderError>;
+    ) -> Result<Option<T>, ProviderError> {
+        let gone = |e: &AwsError| {
+            e.is_not_found() || e.code.as_deref().is_some_and(|c| absent.contains(&c))
+        };
+        match self.sent_unless(p, operation, gone) {
+            Err(ProviderError::NotSupported(_)) if unsupported_is_absent => Ok(None),
+            other => other,
+        }
+    }
 
     /// A create by name: "already exists" means the name is taken by something not ours
     /// (we looked by our tags first), so it is never adopted.
@@ -52,7 +60,12 @@ pub(crate) trait Sent<T>: Sized {
         p: &AwsProvider,
         operation: &'static str,
         what: &str,
-    ) -> Result<T, ProviderError>;
+    ) -> Result<T, ProviderError> {
+        self.sent_unless(p, operation, AwsError::is_already_exists)?
+            .ok_or_else(|| {
+                ProviderError::Fatal(format!("{what} exists and is not owned by this deployment"))
+            })
+    }
 }
 
 impl<T, E> Sent<T> for Result<T, SdkError<E, HttpResponse>>
@@ -76,41 +89,5 @@ where
                 if done(&e) { Ok(None) } else { Err(p.err(e)) }
             }
         }
-    }
-
-    fn unless_absent(
-        self,
-        p: &AwsProvider,
-        operation: &'static str,
-        absent: &[&str],
-        unsupported_is_absent: bool,
-    ) -> Result<Option<T>, ProviderError> {
-        let e = match self {
-            Ok(r) => return Ok(Some(r)),
-            Err(e) => AwsError::from_sdk(operation, e),
-        };
-        if e.is_not_found() || e.code.as_deref().is_some_and(|c| absent.contains(&c)) {
-            return Ok(None);
-        }
-        match p.err(e) {
-            ProviderError::NotSupported(_) if unsupported_is_absent => Ok(None),
-            other => Err(other),
-        }
-    }
-
-    fn created(
-        self,
-        p: &AwsProvider,
-        operation: &'static str,
-        what: &str,
-    ) -> Result<T, ProviderError> {
-        self.map_err(|e| {
-            let e = AwsError::from_sdk(operation, e);
-            if e.is_already_exists() {
-                ProviderError::Fatal(format!("{what} exists and is not owned by this deployment"))
-            } else {
-                p.err(e)
-            }
-        })
     }
 }

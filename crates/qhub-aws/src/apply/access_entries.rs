@@ -101,7 +101,7 @@ pub(super) async fn ensure_access_entry(
             .policy_arn(&h.policy)
             .send()
             .await
-            .sent_unless(p, "DisassociateAccessPolicy", crate::AwsError::is_not_found)?;
+            .unless_gone(p, "DisassociateAccessPolicy")?;
     }
     Ok(())
 }
@@ -126,6 +126,6 @@ pub(super) async fn delete_access_entry(
         .principal_arn(&found.cloud_id)
         .send()
         .await
-        .sent_unless(p, "DeleteAccessEntry", crate::AwsError::is_not_found)?;
+        .unless_gone(p, "DeleteAccessEntry")?;
     Ok(())
 }

@@ -10,7 +10,6 @@ use super::token::request_token;
 use super::{Sent, failed, names_by_id, need, spec_of, tags_with_name, wait_for, wait_gone};
 use crate::AwsProvider;
 use crate::desired::{EFS, EFS_MOUNT_TARGET, Names};
-use crate::errors::AwsError;
 use crate::observe::{self, Found};
 use crate::spec::MountTargetSpec;
 
@@ -146,7 +145,7 @@ pub(super) async fn delete_file_system(
             .file_system_id(&f.cloud_id)
             .send()
             .await
-            .sent_unless(p, "DeleteFileSystem", AwsError::is_not_found)?;
+            .unless_gone(p, "DeleteFileSystem")?;
         // Until it is gone its creation token is taken: a re-deploy must not meet it.
         let id = f.cloud_id.as_str();
         wait_gone(
@@ -180,7 +179,7 @@ pub(super) async fn delete_mount_target(
             .mount_target_id(&f.cloud_id)
             .send()
             .await
-            .sent_unless(p, "DeleteMountTarget", AwsError::is_not_found)?;
+            .unless_gone(p, "DeleteMountTarget")?;
     }
     Ok(())
 }

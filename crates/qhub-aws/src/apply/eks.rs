@@ -509,11 +509,11 @@ pub(super) async fn delete_cluster(
     if owned_cluster(p, o, name).await?.is_some() {
         sweep::delete_load_balancer_services(p, o).await?;
         let eks = &p.clients().await?.eks;
-        eks.delete_cluster().name(name).send().await.sent_unless(
-            p,
-            "DeleteCluster",
-            crate::AwsError::is_not_found,
-        )?;
+        eks.delete_cluster()
+            .name(name)
+            .send()
+            .await
+            .unless_gone(p, "DeleteCluster")?;
         wait_gone(p, "cluster to be deleted", "DescribeCluster", || {
             eks.describe_cluster().name(name).send()
         })
@@ -546,7 +546,7 @@ pub(super) async fn delete_node_group(
         .nodegroup_name(name)
         .send()
         .await
-        .sent_unless(p, "DeleteNodegroup", crate::AwsError::is_not_found)?;
+        .unless_gone(p, "DeleteNodegroup")?;
     wait_gone(p, "node group to be deleted", "DescribeNodegroup", || {
         eks.describe_nodegroup()
             .cluster_name(&cluster)
@@ -633,7 +633,7 @@ pub(super) async fn delete_addon(
         .addon_name(name)
         .send()
         .await
-        .sent_unless(p, "DeleteAddon", crate::AwsError::is_not_found)?;
+        .unless_gone(p, "DeleteAddon")?;
     wait_gone(p, "add-on to be deleted", "DescribeAddon", || {
         eks.describe_addon()
             .cluster_name(&cluster)
@@ -723,10 +723,6 @@ pub(super) async fn delete_pod_identity(
         .association_id(&f.cloud_id)
         .send()
         .await
-        .sent_unless(
-            p,
-            "DeletePodIdentityAssociation",
-            crate::AwsError::is_not_found,
-        )?;
+        .unless_gone(p, "DeletePodIdentityAssociation")?;
     Ok(())
 }

@@ -7,7 +7,6 @@ use qhub_core::provider::{Ownership, ProviderError};
 use super::{Sent, by_name, failed, spec_of};
 use crate::AwsProvider;
 use crate::desired::{self, IAM_PATH};
-use crate::errors::AwsError;
 use crate::observe;
 use crate::spec::{RoleObserved, RoleSpec};
 
@@ -102,7 +101,7 @@ pub(super) async fn ensure_role(
             .policy_name(name)
             .send()
             .await
-            .sent_unless(p, "DeleteRolePolicy", AwsError::is_not_found)?;
+            .unless_gone(p, "DeleteRolePolicy")?;
     }
     Ok(())
 }
@@ -117,7 +116,7 @@ pub(super) async fn role_arn(p: &AwsProvider, name: &str) -> Result<String, Prov
         .role_name(name)
         .send()
         .await
-        .sent_unless(p, "GetRole", AwsError::is_not_found)?
+        .unless_gone(p, "GetRole")?
         .ok_or_else(|| ProviderError::Retryable {
             message: format!("IAM role {name} does not exist (yet)"),
             retry_after: None,
@@ -141,7 +140,7 @@ pub(super) async fn delete_role(
             .policy_arn(desired::policy_arn(policy, p.region()))
             .send()
             .await
-            .sent_unless(p, "DetachRolePolicy", AwsError::is_not_found)?;
+            .unless_gone(p, "DetachRolePolicy")?;
     }
     // A role with inline policies cannot be deleted (DeleteConflict).
     for policy in &have.inline_policies {
@@ -150,12 +149,12 @@ pub(super) async fn delete_role(
             .policy_name(policy)
             .send()
             .await
-            .sent_unless(p, "DeleteRolePolicy", AwsError::is_not_found)?;
+            .unless_gone(p, "DeleteRolePolicy")?;
     }
-    iam.delete_role().role_name(name).send().await.sent_unless(
-        p,
-        "DeleteRole",
-        AwsError::is_not_found,
-    )?;
+    iam.delete_role()
+        .role_name(name)
+        .send()
+        .await
+        .unless_gone(p, "DeleteRole")?;
     Ok(())
 }

@@ -37,7 +37,6 @@ use crate::desired::{
     INTERNET_GATEWAY, NAME_TAG, NETWORK_INTERFACE, NODE_GROUP, POD_IDENTITY, ROUTE_TABLE,
     SECURITY_GROUP, SUBNET, VPC,
 };
-use crate::errors::AwsError;
 use crate::observe::Found;
 use crate::sent::Sent;
 
@@ -206,9 +205,7 @@ where
     wait_for(p, what, move || {
         let call = describe();
         async move {
-            let found = call
-                .await
-                .sent_unless(p, operation, AwsError::is_not_found)?;
+            let found = call.await.unless_gone(p, operation)?;
             Ok(found.is_none().then_some(()))
         }
     })

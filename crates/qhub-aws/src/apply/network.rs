@@ -358,7 +358,7 @@ pub(super) async fn delete_vpc(
             .vpc_id(f.cloud_id)
             .send()
             .await
-            .sent_unless(p, "DeleteVpc", AwsError::is_not_found)?;
+            .unless_gone(p, "DeleteVpc")?;
     }
     Ok(())
 }
@@ -382,7 +382,7 @@ async fn disassociate(p: &AwsProvider, ids: Vec<String>) -> Result<(), ProviderE
             .association_id(id)
             .send()
             .await
-            .sent_unless(p, "DisassociateRouteTable", AwsError::is_not_found)?;
+            .unless_gone(p, "DisassociateRouteTable")?;
     }
     Ok(())
 }
@@ -419,7 +419,7 @@ pub(super) async fn delete_subnet(
             .subnet_id(f.cloud_id)
             .send()
             .await
-            .sent_unless(p, "DeleteSubnet", AwsError::is_not_found)?;
+            .unless_gone(p, "DeleteSubnet")?;
     }
     Ok(())
 }
@@ -448,7 +448,7 @@ pub(super) async fn delete_internet_gateway(
         .internet_gateway_id(&f.cloud_id)
         .send()
         .await
-        .sent_unless(p, "DeleteInternetGateway", AwsError::is_not_found)?;
+        .unless_gone(p, "DeleteInternetGateway")?;
     Ok(())
 }
 
@@ -468,7 +468,7 @@ pub(super) async fn delete_route_table(
         .route_table_ids(&f.cloud_id)
         .send()
         .await
-        .sent_unless(p, "DescribeRouteTables", AwsError::is_not_found)?;
+        .unless_gone(p, "DescribeRouteTables")?;
     for t in r.iter().flat_map(|r| r.route_tables()) {
         let ids = not_main(t.associations());
         disassociate(p, ids).await?;
@@ -477,7 +477,7 @@ pub(super) async fn delete_route_table(
                 .route_table_id(id)
                 .send()
                 .await
-                .sent_unless(p, "DeleteRouteTable", AwsError::is_not_found)?;
+                .unless_gone(p, "DeleteRouteTable")?;
         }
     }
     Ok(())
@@ -494,7 +494,7 @@ pub(super) async fn delete_security_group(
             .group_id(f.cloud_id)
             .send()
             .await
-            .sent_unless(p, "DeleteSecurityGroup", AwsError::is_not_found)?;
+            .unless_gone(p, "DeleteSecurityGroup")?;
     }
     Ok(())
 }

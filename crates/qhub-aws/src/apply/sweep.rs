@@ -18,7 +18,6 @@ use qhub_core::provider::{Ownership, ProviderError};
 
 use super::{Sent, by_name};
 use crate::AwsProvider;
-use crate::errors::AwsError;
 use crate::observe;
 pub use crate::observe::left::{CNI_CLUSTER_TAG, PVC_NAME_TAG, cluster_tag, left_by_kubernetes};
 use crate::observe::left::{left_interfaces, left_volumes};
@@ -57,7 +56,7 @@ pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize,
             .volume_id(id)
             .send()
             .await
-            .sent_unless(p, "DeleteVolume", AwsError::is_not_found)?;
+            .unless_gone(p, "DeleteVolume")?;
         deleted += 1;
     }
 
@@ -162,7 +161,7 @@ pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize,
             .load_balancer_arn(arn)
             .send()
             .await
-            .sent_unless(p, "DeleteLoadBalancer", AwsError::is_not_found)?;
+            .unless_gone(p, "DeleteLoadBalancer")?;
         deleted += 1;
     }
     for arn in group_arns.iter().filter(|a| tagged.contains(*a)) {
@@ -171,7 +170,7 @@ pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize,
             .target_group_arn(arn)
             .send()
             .await
-            .sent_unless(p, "DeleteTargetGroup", AwsError::is_not_found)?;
+            .unless_gone(p, "DeleteTargetGroup")?;
         deleted += 1;
     }
 
@@ -196,7 +195,7 @@ pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize,
             .network_interface_id(id)
             .send()
             .await
-            .sent_unless(p, "DeleteNetworkInterface", AwsError::is_not_found)?;
+            .unless_gone(p, "DeleteNetworkInterface")?;
         deleted += 1;
     }
 
@@ -235,7 +234,7 @@ pub(super) async fn sweep_cloud(p: &AwsProvider, o: &Ownership) -> Result<usize,
             .group_id(id)
             .send()
             .await
-            .sent_unless(p, "DeleteSecurityGroup", AwsError::is_not_found)?;
+            .unless_gone(p, "DeleteSecurityGroup")?;
         deleted += 1;
     }
     Ok(deleted)
@@ -251,7 +250,7 @@ pub(super) async fn delete_volume(p: &AwsProvider, id: &str) -> Result<(), Provi
         .volume_id(id)
         .send()
         .await
-        .sent_unless(p, "DeleteVolume", AwsError::is_not_found)?;
+        .unless_gone(p, "DeleteVolume")?;
     Ok(())
 }
 
@@ -268,6 +267,6 @@ pub(super) async fn delete_network_interface(
         .network_interface_id(id)
         .send()
         .await
-        .sent_unless(p, "DeleteNetworkInterface", AwsError::is_not_found)?;
+        .unless_gone(p, "DeleteNetworkInterface")?;
     Ok(())
 }
