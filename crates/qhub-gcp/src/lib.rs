@@ -73,7 +73,9 @@ impl Provider for GcpProvider {
         Capabilities {
             infrastructure: true,
             // An emulator's cluster endpoints are not API servers: only an override reaches one.
-            cluster_access: !self.emulator() || self.options.kubeconfig.is_some(),
+            // In emulator mode only a kubeconfig override reaches a cluster
+            // (`qhub_core::provider::local::WithKubeconfig`).
+            cluster_access: !self.emulator(),
             scale_to_zero: true,
             gpu: true,
         }
@@ -206,14 +208,6 @@ impl Provider for GcpProvider {
 
     async fn cluster_access(&self, ownership: &Ownership) -> Result<ClusterAccess, ProviderError> {
         let (facts, name) = Box::pin(self.running_cluster(ownership)).await?;
-        if let Some(path) = &self.options.kubeconfig {
-            tracing::info!(kubeconfig = %path.display(), "cluster access through the kubeconfig override");
-            let text = qhub_core::provider::local::read_kubeconfig_override(path)?;
-            return Ok(ClusterAccess::Kubeconfig {
-                text,
-                expires_in: None,
-            });
-        }
         if self.emulator() {
             return Err(ProviderError::NotSupported(format!(
                 "emulator mode: the endpoint of GKE cluster {name} is not a real API server; set {} to reach a cluster",

@@ -35,20 +35,21 @@ async fn deploy_both_stages_then_destroy_drains_load_balancers() {
     let config = gcp_config("stages");
     let stats = Arc::new(ApiStats::default());
     let p = || {
-        Arc::new(
-            GcpProvider::new(
-                &config,
-                GcpOptions {
-                    endpoint: Some(emu.endpoint()),
-                    credentials: CredentialSource::Anonymous,
-                    poll_interval: Some(Duration::from_millis(1)),
-                    stats: Some(stats.clone()),
-                    kubeconfig: Some(kubeconfig.clone()),
-                    ..GcpOptions::default()
-                },
-            )
-            .unwrap(),
+        let gke = GcpProvider::new(
+            &config,
+            GcpOptions {
+                endpoint: Some(emu.endpoint()),
+                credentials: CredentialSource::Anonymous,
+                poll_interval: Some(Duration::from_millis(1)),
+                stats: Some(stats.clone()),
+                ..GcpOptions::default()
+            },
         )
+        .unwrap();
+        Arc::new(qhub_core::provider::local::WithKubeconfig::new(
+            Arc::new(gke),
+            kubeconfig.clone(),
+        ))
     };
     assert!(p().capabilities().cluster_access);
     let r = deploy(p(), &config).await;
@@ -105,20 +106,21 @@ async fn the_infrastructure_stage_alone() {
     let config = gcp_config("infra");
     let stats = Arc::new(ApiStats::default());
     let p = || {
-        Arc::new(
-            GcpProvider::new(
-                &config,
-                GcpOptions {
-                    endpoint: Some(emu.endpoint()),
-                    credentials: CredentialSource::Anonymous,
-                    poll_interval: Some(Duration::from_millis(1)),
-                    stats: Some(stats.clone()),
-                    kubeconfig: Some(kubeconfig.clone()),
-                    ..GcpOptions::default()
-                },
-            )
-            .unwrap(),
+        let gke = GcpProvider::new(
+            &config,
+            GcpOptions {
+                endpoint: Some(emu.endpoint()),
+                credentials: CredentialSource::Anonymous,
+                poll_interval: Some(Duration::from_millis(1)),
+                stats: Some(stats.clone()),
+                ..GcpOptions::default()
+            },
         )
+        .unwrap();
+        Arc::new(qhub_core::provider::local::WithKubeconfig::new(
+            Arc::new(gke),
+            kubeconfig.clone(),
+        ))
     };
     let only = StageFilter::Only(Stage::Infrastructure);
     let plan = engine(p()).plan(&config, only).await.unwrap();

@@ -72,7 +72,9 @@ impl ProviderRegistry {
         self.factories.keys().map(String::as_str)
     }
 
-    /// Builds the provider the config asks for.
+    /// Builds the provider the config asks for, its cluster reached through the kubeconfig
+    /// [`super::KUBECONFIG_ENV`] names when set ([`super::local::WithKubeconfig`]): the one
+    /// place the override is applied, whichever provider it is.
     pub fn build(
         &self,
         config: &Config,
@@ -85,6 +87,9 @@ impl ProviderRegistry {
                 self.names().collect::<Vec<_>>().join(", ")
             ))
         })?;
-        factory(config, dir)
+        Ok(super::local::WithKubeconfig::from_env(
+            factory(config, dir)?,
+            dir,
+        ))
     }
 }
