@@ -9,6 +9,7 @@
 //! ([`qhub_core::kubernetes::auth`]), so a long deploy never sends a stale token.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -163,6 +164,11 @@ pub fn kubeconfig(cluster: &str, region: &str, server: &str, ca_data_b64: &str) 
         "install the AWS CLI v2 (https://aws.amazon.com/cli/) and configure its credentials",
     )
     .to_yaml()
+}
+
+/// Reads a kubeconfig override (the file a test or an operator names for cluster access).
+pub fn read_override(path: &Path) -> Result<String, ProviderError> {
+    qhub_core::provider::local::read_kubeconfig_override(path)
 }
 
 /// The principal to list in `amazon_web_services.cluster_admins` for an STS caller ARN: the

@@ -282,6 +282,10 @@ pub struct AwsOptions {
     /// How often to poll an operation that completes asynchronously (EKS clusters and node
     /// groups, EFS). Default: 10 s against AWS, 100 ms in emulator mode.
     pub poll_interval: Option<Duration>,
+    /// A kubeconfig to reach the cluster with instead of EKS's endpoint and token
+    /// ([`KUBECONFIG_ENV`](crate::KUBECONFIG_ENV)). In emulator mode this is the only cluster access: the endpoint
+    /// moto returns is not a real API server and is never contacted.
+    pub kubeconfig: Option<PathBuf>,
     /// The cluster's API server (`https://…`, or `http://` on loopback) to reach with EKS
     /// tokens instead of the endpoint EKS reports: the same tokens, the same access check
     /// ([`crate::access`]), another address (an emulated cluster in tests; a private endpoint
@@ -311,6 +315,7 @@ impl fmt::Debug for AwsOptions {
                 &self.credentials.as_ref().map(|(id, _)| (id, "<redacted>")),
             )
             .field("poll_interval", &self.poll_interval)
+            .field("kubeconfig", &self.kubeconfig)
             .field("cluster_endpoint", &self.cluster_endpoint)
             .field("lock_dir", &self.lock_dir)
             .field("s3_lock", &self.s3_lock)
@@ -393,14 +398,15 @@ impl AwsProvider {
 
     /// A provider for `config`, reaching AWS the way the AWS CLI would: the default credential
     /// chain, the config's region, and `AWS_ENDPOINT_URL` when set (emulator mode).
-    /// (A kubeconfig override, `QHUB_KUBECONFIG`, is applied around every provider by
-    /// [`qhub_core::provider::ProviderRegistry::build`].)
+    /// `QHUB_KUBECONFIG` names a kubeconfig override for cluster access, relative to `dir`
+    /// (the config's directory) when not absolute.
     pub fn from_env(config: &Config, dir: &Path) -> Result<Self, ProviderError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         Self::new(
             config,
             AwsOptions {
                 endpoint: var(ENDPOINT_ENV),
+                kubeconfig: local::kubeconfig_override(dir),
                 lock_dir: Some(local::lock_dir(dir)),
                 s3_lock: qhub_core::cloud::lock::cloud_lock_from_env(),
                 ..AwsOptions::default()

@@ -67,8 +67,8 @@ pub const PROVIDER: &str = "aws";
 /// The AWS SDK's own variable for a custom endpoint (one endpoint for every service).
 pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL";
 
-/// A kubeconfig file to reach the cluster with, overriding EKS's endpoint and token (applied
-/// around every provider by qhub-core, `provider::local::WithKubeconfig`); the folder beside the config that holds the local deploy lock.
+/// A kubeconfig file to reach the cluster with, overriding EKS's endpoint and token (see
+/// [`AwsOptions::kubeconfig`]); the folder beside the config that holds the local deploy lock.
 /// Both are qhub-core's, the same for every provider.
 pub use qhub_core::provider::{KUBECONFIG_ENV, LOCK_DIR};
 
@@ -98,9 +98,10 @@ impl Provider for AwsProvider {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             infrastructure: true,
-            // In emulator mode the cluster endpoint is not real: only an override reaches one
-            // (`cluster_endpoint`, or a kubeconfig: `qhub_core::provider::local::WithKubeconfig`).
-            cluster_access: !self.emulator() || self.options.cluster_endpoint.is_some(),
+            // In emulator mode the cluster endpoint is not real: only an override reaches one.
+            cluster_access: !self.emulator()
+                || self.options.kubeconfig.is_some()
+                || self.options.cluster_endpoint.is_some(),
             scale_to_zero: true,
             gpu: true,
         }
@@ -167,6 +168,9 @@ impl Provider for AwsProvider {
                 "EKS cluster {name} does not exist; deploy first"
             )));
         };
+        if let Some(path) = &self.options.kubeconfig {
+            return access::read_override(path);
+        }
         let Some(endpoint) = self.endpoint_of(&name, &cluster)? else {
             return Err(ProviderError::NotSupported(format!(
                 "emulator mode: the endpoint of EKS cluster {name} is not a real API server; set {KUBECONFIG_ENV} to name a cluster"
@@ -191,6 +195,13 @@ impl Provider for AwsProvider {
                 "EKS cluster {name} does not exist"
             )));
         };
+        if let Some(path) = &self.options.kubeconfig {
+            tracing::info!(kubeconfig = %path.display(), "cluster access through the kubeconfig override");
+            return Ok(ClusterAccess::Kubeconfig {
+                text: access::read_override(path)?,
+                expires_in: None,
+            });
+        }
         let Some(endpoint) = self.endpoint_of(&name, &cluster)? else {
             return Err(ProviderError::NotSupported(format!(
                 "emulator mode: the endpoint of EKS cluster {name} is not a real API server; set {KUBECONFIG_ENV} to reach a cluster"

@@ -41,21 +41,20 @@ async fn both_stages_through_a_kubeconfig_override_and_destroy_sweeps_load_balan
     let config = aws_config("lb");
     let o = Ownership::of(&config);
     let provider = |stats: Arc<ApiStats>| -> Arc<dyn Provider> {
-        let aws = AwsProvider::new(
-            &config,
-            AwsOptions {
-                endpoint: Some(proxy.endpoint()),
-                credentials: Some(("testing".into(), "testing".into())),
-                stats: Some(stats),
-                poll_interval: Some(Duration::from_millis(10)),
-                ..AwsOptions::default()
-            },
+        Arc::new(
+            AwsProvider::new(
+                &config,
+                AwsOptions {
+                    endpoint: Some(proxy.endpoint()),
+                    credentials: Some(("testing".into(), "testing".into())),
+                    stats: Some(stats),
+                    poll_interval: Some(Duration::from_millis(10)),
+                    kubeconfig: Some(kubeconfig.clone()),
+                    ..AwsOptions::default()
+                },
+            )
+            .unwrap(),
         )
-        .unwrap();
-        Arc::new(qhub_core::provider::local::WithKubeconfig::new(
-            Arc::new(aws),
-            kubeconfig.clone(),
-        ))
     };
     let run = |p: Arc<dyn Provider>, destroy: bool| {
         let config = config.clone();

@@ -40,20 +40,19 @@ async fn the_offline_render_is_what_an_eks_deploy_applies() {
     assert_eq!(facts.unknown(), ["shared filesystem"]);
     let rendered = qhub_core::kubernetes::desired(&config, &facts).unwrap();
 
-    let aws = AwsProvider::new(
-        &config,
-        AwsOptions {
-            endpoint: Some(proxy.endpoint()),
-            credentials: Some(("testing".into(), "testing".into())),
-            poll_interval: Some(Duration::from_millis(10)),
-            ..AwsOptions::default()
-        },
-    )
-    .unwrap();
-    let provider: Arc<dyn Provider> = Arc::new(qhub_core::provider::local::WithKubeconfig::new(
-        Arc::new(aws),
-        kubeconfig.clone(),
-    ));
+    let provider: Arc<dyn Provider> = Arc::new(
+        AwsProvider::new(
+            &config,
+            AwsOptions {
+                endpoint: Some(proxy.endpoint()),
+                credentials: Some(("testing".into(), "testing".into())),
+                poll_interval: Some(Duration::from_millis(10)),
+                kubeconfig: Some(kubeconfig.clone()),
+                ..AwsOptions::default()
+            },
+        )
+        .unwrap(),
+    );
     let (_, report) = engine(provider.clone())
         .deploy(
             &config,

@@ -72,6 +72,8 @@ pub struct DoOptions {
     /// How often to poll a cluster or pool that is not ready. Default: 10 s against
     /// DigitalOcean, 100 ms against a loopback endpoint (an emulator).
     pub poll_interval: Option<Duration>,
+    /// A kubeconfig to reach the cluster with, instead of the one DOKS hands out.
+    pub kubeconfig: Option<PathBuf>,
     /// Where the local deploy lock lives (`None`: no lock). Used when the Spaces lock is off,
     /// or Spaces turned out not to honour conditional writes.
     pub lock_dir: Option<PathBuf>,
@@ -118,14 +120,16 @@ impl DigitalOceanProvider {
     }
 
     /// A provider for `config` from the environment: `DIGITALOCEAN_TOKEN`,
-    /// `DIGITALOCEAN_API_URL`, the
+    /// `DIGITALOCEAN_API_URL`, `QHUB_KUBECONFIG` (relative to `dir`, the config's folder), the
     /// Spaces key of the deploy lock (`SPACES_ACCESS_KEY_ID`, `SPACES_SECRET_ACCESS_KEY`,
     /// `QHUB_SPACES_ENDPOINT`, `QHUB_SPACES_REGION`) and `QHUB_DEPLOY_LOCK`.
     pub fn from_env(config: &Config, dir: &Path) -> Result<Self, ProviderError> {
+        let kubeconfig = qhub_core::provider::local::kubeconfig_override(dir);
         Self::new(
             config,
             DoOptions {
                 client: ClientOptions::from_env(),
+                kubeconfig,
                 lock_dir: Some(qhub_core::provider::local::lock_dir(dir)),
                 spaces: lock::SpacesOptions::from_env()?,
                 spaces_lock: qhub_core::cloud::lock::cloud_lock_from_env(),
@@ -235,9 +239,7 @@ impl Provider for DigitalOceanProvider {
         Capabilities {
             infrastructure: true,
             // An emulator's cluster endpoint is not real: only an override reaches one.
-            // In emulator mode only a kubeconfig override reaches a cluster
-            // (`qhub_core::provider::local::WithKubeconfig`).
-            cluster_access: !self.client.is_local(),
+            cluster_access: !self.client.is_local() || self.options.kubeconfig.is_some(),
             scale_to_zero: true,
             gpu: true,
         }
@@ -310,6 +312,9 @@ impl Provider for DigitalOceanProvider {
 
     async fn kubeconfig(&self, ownership: &Ownership) -> Result<String, ProviderError> {
         let c = self.running_cluster(ownership).await?;
+        if let Some(path) = &self.options.kubeconfig {
+            return read_override(path);
+        }
         let credentials = self
             .client
             .credentials(&c.id, access::ACCESS_EXPIRY)
@@ -325,6 +330,12 @@ impl Provider for DigitalOceanProvider {
 
     async fn cluster_access(&self, ownership: &Ownership) -> Result<ClusterAccess, ProviderError> {
         let c = self.running_cluster(ownership).await?;
+        if let Some(path) = &self.options.kubeconfig {
+            return Ok(ClusterAccess::Kubeconfig {
+                text: read_override(path)?,
+                expires_in: None,
+            });
+        }
         if self.client.is_local() {
             return Err(ProviderError::NotSupported(format!(
                 "emulator mode: the API server of DOKS cluster {} is not real; set {KUBECONFIG_ENV} to reach a cluster",
@@ -356,4 +367,8 @@ impl Provider for DigitalOceanProvider {
         )?;
         Ok(ClusterAccess::Client(client))
     }
+}
+
+fn read_override(path: &Path) -> Result<String, ProviderError> {
+    qhub_core::provider::local::read_kubeconfig_override(path)
 }

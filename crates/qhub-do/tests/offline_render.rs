@@ -37,12 +37,16 @@ async fn the_offline_render_is_what_a_doks_deploy_applies() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
-    let doks = DigitalOceanProvider::new(&config, common::options(&emu, Arc::default()))
-        .expect("provider");
-    let provider: Arc<dyn Provider> = Arc::new(qhub_core::provider::local::WithKubeconfig::new(
-        Arc::new(doks),
-        kubeconfig,
-    ));
+    let provider: Arc<dyn Provider> = Arc::new(
+        DigitalOceanProvider::new(
+            &config,
+            qhub_do::DoOptions {
+                kubeconfig: Some(kubeconfig),
+                ..common::options(&emu, Arc::default())
+            },
+        )
+        .expect("provider"),
+    );
     let engine = Engine::new(
         provider.clone(),
         EngineOptions {

@@ -178,7 +178,7 @@ impl Harness for DoksHarness {
             .set_provisioning_polls(if faults.pending { 8 } else { 2 });
         self.emu
             .fail_next_cluster(faults.fail_once.as_deref() == Some("cluster"));
-        let killable = Killable {
+        Arc::new(Killable {
             inner: DigitalOceanProvider::new(
                 &self.config,
                 qhub_do::DoOptions {
@@ -188,16 +188,13 @@ impl Harness for DoksHarness {
                     },
                     stats: Some(self.stats.clone()),
                     poll_interval: Some(Duration::from_millis(1)),
+                    kubeconfig: Some(self.kubeconfig.clone()),
                     ..qhub_do::DoOptions::default()
                 },
             )
             .expect("provider"),
             emu: self.emu.clone(),
-        };
-        Arc::new(qhub_core::provider::local::WithKubeconfig::new(
-            Arc::new(killable),
-            self.kubeconfig.clone(),
-        ))
+        })
     }
 
     async fn reset(&self) {
@@ -530,16 +527,15 @@ async fn kubeconfig_and_cluster_access() {
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("kubeconfig");
     std::fs::write(&path, "apiVersion: v1\nkind: Config\n").expect("write");
-    let doks = DigitalOceanProvider::new(
+    let with_override = DigitalOceanProvider::new(
         &config,
         qhub_do::DoOptions {
             client: common::client_options(&emu),
+            kubeconfig: Some(path.clone()),
             ..qhub_do::DoOptions::default()
         },
     )
     .expect("provider");
-    let with_override =
-        qhub_core::provider::local::WithKubeconfig::new(Arc::new(doks), path.clone());
     assert!(with_override.capabilities().cluster_access);
     assert!(with_override.cluster_access(&o).await.is_ok());
     let _ = std::fs::remove_dir_all(&dir);

@@ -90,6 +90,8 @@ pub struct GcpOptions {
     pub poll_interval: Option<Duration>,
     /// Where to count API calls (a fresh counter when `None`).
     pub stats: Option<Arc<ApiStats>>,
+    /// A kubeconfig to reach the cluster with ([`KUBECONFIG_ENV`]).
+    pub kubeconfig: Option<PathBuf>,
     /// Where the local deploy lock lives; `None`: no local lock. Unused when
     /// [`Self::gcs_lock`] is on.
     pub lock_dir: Option<PathBuf>,

@@ -73,9 +73,7 @@ impl Provider for GcpProvider {
         Capabilities {
             infrastructure: true,
             // An emulator's cluster endpoints are not API servers: only an override reaches one.
-            // In emulator mode only a kubeconfig override reaches a cluster
-            // (`qhub_core::provider::local::WithKubeconfig`).
-            cluster_access: !self.emulator(),
+            cluster_access: !self.emulator() || self.options.kubeconfig.is_some(),
             scale_to_zero: true,
             gpu: true,
         }
@@ -208,6 +206,14 @@ impl Provider for GcpProvider {
 
     async fn cluster_access(&self, ownership: &Ownership) -> Result<ClusterAccess, ProviderError> {
         let (facts, name) = Box::pin(self.running_cluster(ownership)).await?;
+        if let Some(path) = &self.options.kubeconfig {
+            tracing::info!(kubeconfig = %path.display(), "cluster access through the kubeconfig override");
+            let text = qhub_core::provider::local::read_kubeconfig_override(path)?;
+            return Ok(ClusterAccess::Kubeconfig {
+                text,
+                expires_in: None,
+            });
+        }
         if self.emulator() {
             return Err(ProviderError::NotSupported(format!(
                 "emulator mode: the endpoint of GKE cluster {name} is not a real API server; set {} to reach a cluster",

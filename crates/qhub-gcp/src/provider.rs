@@ -92,6 +92,7 @@ impl GcpProvider {
             config,
             GcpOptions {
                 endpoint: var(client::ENDPOINT_ENV),
+                kubeconfig: qhub_core::provider::local::kubeconfig_override(dir),
                 lock_dir: Some(qhub_core::provider::local::lock_dir(dir)),
                 gcs_lock: qhub_core::cloud::lock::cloud_lock_from_env(),
                 storage_endpoint: var(client::STORAGE_ENDPOINT_ENV),

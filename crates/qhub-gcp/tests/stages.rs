@@ -35,21 +35,20 @@ async fn deploy_both_stages_then_destroy_drains_load_balancers() {
     let config = gcp_config("stages");
     let stats = Arc::new(ApiStats::default());
     let p = || {
-        let gke = GcpProvider::new(
-            &config,
-            GcpOptions {
-                endpoint: Some(emu.endpoint()),
-                credentials: CredentialSource::Anonymous,
-                poll_interval: Some(Duration::from_millis(1)),
-                stats: Some(stats.clone()),
-                ..GcpOptions::default()
-            },
+        Arc::new(
+            GcpProvider::new(
+                &config,
+                GcpOptions {
+                    endpoint: Some(emu.endpoint()),
+                    credentials: CredentialSource::Anonymous,
+                    poll_interval: Some(Duration::from_millis(1)),
+                    stats: Some(stats.clone()),
+                    kubeconfig: Some(kubeconfig.clone()),
+                    ..GcpOptions::default()
+                },
+            )
+            .unwrap(),
         )
-        .unwrap();
-        Arc::new(qhub_core::provider::local::WithKubeconfig::new(
-            Arc::new(gke),
-            kubeconfig.clone(),
-        ))
     };
     assert!(p().capabilities().cluster_access);
     let r = deploy(p(), &config).await;
@@ -106,21 +105,20 @@ async fn the_infrastructure_stage_alone() {
     let config = gcp_config("infra");
     let stats = Arc::new(ApiStats::default());
     let p = || {
-        let gke = GcpProvider::new(
-            &config,
-            GcpOptions {
-                endpoint: Some(emu.endpoint()),
-                credentials: CredentialSource::Anonymous,
-                poll_interval: Some(Duration::from_millis(1)),
-                stats: Some(stats.clone()),
-                ..GcpOptions::default()
-            },
+        Arc::new(
+            GcpProvider::new(
+                &config,
+                GcpOptions {
+                    endpoint: Some(emu.endpoint()),
+                    credentials: CredentialSource::Anonymous,
+                    poll_interval: Some(Duration::from_millis(1)),
+                    stats: Some(stats.clone()),
+                    kubeconfig: Some(kubeconfig.clone()),
+                    ..GcpOptions::default()
+                },
+            )
+            .unwrap(),
         )
-        .unwrap();
-        Arc::new(qhub_core::provider::local::WithKubeconfig::new(
-            Arc::new(gke),
-            kubeconfig.clone(),
-        ))
     };
     let only = StageFilter::Only(Stage::Infrastructure);
     let plan = engine(p()).plan(&config, only).await.unwrap();

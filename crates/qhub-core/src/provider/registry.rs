@@ -72,9 +72,7 @@ impl ProviderRegistry {
         self.factories.keys().map(String::as_str)
     }
 
-    /// Builds the provider the config asks for, its cluster reached through the kubeconfig
-    /// [`super::KUBECONFIG_ENV`] names when set ([`super::local::WithKubeconfig`]): the one
-    /// place the override is applied, whichever provider it is.
+    /// Builds the provider the config asks for.
     pub fn build(
         &self,
         config: &Config,
@@ -87,9 +85,6 @@ impl ProviderRegistry {
                 self.names().collect::<Vec<_>>().join(", ")
             ))
         })?;
-        Ok(super::local::WithKubeconfig::from_env(
-            factory(config, dir)?,
-            dir,
-        ))
+        factory(config, dir)
     }
 }

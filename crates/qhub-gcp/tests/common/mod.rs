@@ -307,21 +307,16 @@ impl Harness for GkeHarness {
                 credentials: CredentialSource::Anonymous,
                 poll_interval: Some(Duration::from_millis(1)),
                 stats: Some(self.stats.clone()),
+                kubeconfig: self.kube().map(|(_, path)| path),
                 retry: Some(qhub_core::conformance::test_policy()),
                 ..GcpOptions::default()
             },
         )
         .expect("provider");
-        let killable: Arc<dyn Provider> = Arc::new(Killable {
+        Arc::new(Killable {
             inner,
             emu: self.emu.clone(),
-        });
-        match self.kube() {
-            Some((_, path)) => Arc::new(qhub_core::provider::local::WithKubeconfig::new(
-                killable, path,
-            )),
-            None => killable,
-        }
+        })
     }
 
     async fn reset(&self) {
