@@ -6,8 +6,9 @@
 //!
 //! - [`provider`]: the `Provider` trait every cloud implements, and the registry.
 //! - [`engine`]: the plan model and the plan/apply engine (no state file).
-//! - [`retry`] and [`events`]: the retry policy and the progress events, shared by the
-//!   engine, the provider contract and the REST clients; they import nothing of the engine.
+//! - [`retry`], [`error`] and [`events`]: the retry policy, the error it classes and the progress
+//!   events, shared by the engine, the provider contract and the REST clients; they import
+//!   nothing of the engine, the provider contract or the cloud toolkit.
 //! - `conformance` (cargo feature `conformance`): the provider conformance suite, with the
 //!   in-memory deploy-lock store. The built-in simulated cloud (the sandbox) is its own crate,
 //!   `qhub-sandbox`.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod conformance;
 pub mod dns;
 pub mod engine;
+pub mod error;
 pub mod events;
 pub mod existing;
 pub mod fs;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use crate::cloud::stats::ApiStats;
-use crate::provider::{ProviderError, RetryClass};
+use crate::error::{ProviderError, RetryClass};
 
 /// How one class of errors is retried.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -70,14 +70,7 @@ fn keycloak(url: &str, config: &Config) -> Keycloak {
     let client = AdminClient::new(url, AdminCredentials::new(ADMIN_USER, PASSWORD))
         .unwrap()
         .with_retry(single_attempt());
-    Keycloak::new(
-        client,
-        Secrets::from_config(
-            config,
-            qhub_core::keycloak::desired::test_clients(config),
-            PASSWORD,
-        ),
-    )
+    Keycloak::new(client, qhub_core::keycloak::desired::test_secrets(config))
 }
 
 #[tokio::test]
@@ -93,10 +86,7 @@ async fn keycloak_calls_ride_out_refusals() {
                 Duration::from_millis(5),
             ),
         ));
-    let kc = Keycloak::new(
-        client,
-        Secrets::from_config(&c, qhub_core::keycloak::desired::test_clients(&c), PASSWORD),
-    );
+    let kc = Keycloak::new(client, qhub_core::keycloak::desired::test_secrets(&c));
     // A third of the calls refused (503): every change completes in one go, creates included.
     s.api.set_fault_rate(0.3);
     let plan = kc.plan(&c).await.unwrap();
@@ -504,7 +494,7 @@ async fn keycloak_faults_and_refusals_are_classified() {
 
     // A wrong admin password: unauthorized, not retried.
     let bad = AdminClient::new(&s.url, AdminCredentials::new(ADMIN_USER, "wrong")).unwrap();
-    let e = reconcile::observe(&bad, REALM).await.unwrap_err();
+    let e = reconcile::observe(&bad, REALM, &[]).await.unwrap_err();
     assert!(matches!(
         ProviderError::from(e),
         ProviderError::Unauthorized(m) if m.contains("Invalid user credentials")

@@ -159,6 +159,124 @@ async fn the_sandbox_deploys_the_base_platform_and_keeps_it_converged() {
     assert!(!names.contains(&"qhub-self-signed-tls".to_string()));
 }
 
+/// The example's login client secret: what its pod reads (the Secret its component owns) and
+/// what Keycloak holds for the client.
+fn client_secrets(
+    kube: &qhub_sandbox::kube_api::KubeApi,
+    keycloak: &qhub_sandbox::keycloak_api::KeycloakApi,
+) -> (Option<String>, Option<String>) {
+    use qhub_core::kubernetes::components::{CLIENT_SECRET_KEY, client_secret_name};
+    let in_secret = kube.secret_value("dev", &client_secret_name(CLIENT), CLIENT_SECRET_KEY);
+    let in_keycloak = keycloak
+        .client("qhub", CLIENT)
+        .and_then(|c| c["secret"].as_str().map(str::to_string));
+    (in_secret, in_keycloak)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_client_secret_lives_in_its_components_secret_and_comes_back_when_deleted() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::Api;
+    use qhub_core::kubernetes::components::{CLIENT_SECRET_KEY, client_secret_name};
+    let dir = tempfile::tempdir().unwrap();
+    let provider = SandboxProvider::new(dir.path(), 0.0, FaultSpec::default());
+    let engine = engine(&provider, Duration::from_secs(60));
+    let config = config();
+    let secret_name = client_secret_name(CLIENT);
+
+    // Before the Secret exists, the plan says the client's secret is known after apply.
+    let plan = engine.plan(&config, StageFilter::All).await.unwrap();
+    assert!(
+        plan.known_after_apply
+            .iter()
+            .any(|n| n.contains(&format!("Secret dev/{secret_name}"))),
+        "{}",
+        plan.render_text()
+    );
+    deploy(&engine, &config).await;
+    let ownership = Ownership::of(&config);
+    let kube = provider.kube_api(&ownership).unwrap();
+    let keycloak = provider.keycloak().await.expect("Keycloak runs");
+
+    // The example's pod reads the client secret from the Secret its component owns, and
+    // Keycloak holds the same value.
+    let deployments: Api<Deployment> = Api::namespaced(kube.client(), "dev");
+    let pod = deployments
+        .get(CLIENT)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template;
+    let env = pod.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap_or_default();
+    let from = env
+        .iter()
+        .find_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref())
+        .expect("the pod reads a Secret");
+    assert_eq!(
+        (from.name.as_str(), from.key.as_str()),
+        (secret_name.as_str(), CLIENT_SECRET_KEY)
+    );
+    let secrets: Api<Secret> = Api::namespaced(kube.client(), "dev");
+    let owner = secrets
+        .get(&secret_name)
+        .await
+        .unwrap()
+        .metadata
+        .labels
+        .unwrap();
+    assert_eq!(
+        owner.get("app.kubernetes.io/component").map(String::as_str),
+        Some(qhub_core::kubernetes::components::example::NAME)
+    );
+    let (first, held) = client_secrets(&kube, &keycloak);
+    assert!(first.as_deref().is_some_and(|s| s.len() >= 32), "{first:?}");
+    assert_eq!(first, held, "Keycloak holds what the pod reads");
+    assert!(
+        engine
+            .plan(&config, StageFilter::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Deleted by hand: the next plan makes a new one and updates the client with it.
+    secrets
+        .delete(&secret_name, &Default::default())
+        .await
+        .unwrap();
+    let plan = engine.plan(&config, StageFilter::All).await.unwrap();
+    let actions: Vec<(String, Action)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.id.to_string(), c.action))
+        .collect();
+    assert!(
+        actions.contains(&(format!("Secret/dev/{secret_name}"), Action::Create))
+            && actions.contains(&(format!("keycloak_client/{CLIENT}"), Action::Update)),
+        "{}",
+        plan.render_text()
+    );
+    deploy(&engine, &config).await;
+    let (second, held) = client_secrets(&kube, &keycloak);
+    assert!(
+        second.is_some() && second != first,
+        "a new secret: {second:?}"
+    );
+    assert_eq!(second, held, "the client was updated with the new secret");
+    assert!(
+        engine
+            .plan(&config, StageFilter::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workload_that_never_becomes_ready_fails_naming_the_object_and_its_condition() {
     let dir = tempfile::tempdir().unwrap();

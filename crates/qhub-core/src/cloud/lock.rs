@@ -39,10 +39,10 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::ProviderError;
 use crate::events::Event;
 use crate::kubernetes::lease::LeaseTiming;
 use crate::plan::ResourceId;
-use crate::provider::{LockRequest, ProviderError};
 use crate::retry::{Retrier, retry};
 
 pub use crate::retry::RetryPolicy;
@@ -588,6 +588,9 @@ async fn renew_once(
         },
     }
 }
+
+mod request;
+pub use request::LockRequest;
 
 // The in-memory store is a test double: compiled for the conformance suite and this crate's
 // tests only, kept at its old path (`cloud::lock::MemoryStore`).

@@ -14,7 +14,7 @@
 use async_trait::async_trait;
 
 use super::lock::{LockStore, Version};
-use crate::provider::ProviderError;
+use crate::error::ProviderError;
 
 /// The condition of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,25 +5,27 @@
 //! Where the admin API answers: `QHUB_KEYCLOAK_URL` when set, else what the provider serves
 //! ([`crate::provider::Provider::keycloak_url`], the sandbox's emulator), else the
 //! deployment's `https://{domain}/auth`. The admin credentials are the config's
-//! `initial_root_password`, or the password generated once into the Secret `keycloak-admin`;
-//! the client secrets are derived from them. Before Keycloak runs (a first deploy) nothing of
-//! it can exist: everything is planned as a create, and built again at apply time with the
-//! real credentials.
+//! `initial_root_password`, or the password generated once into the Secret `keycloak-admin`.
+//! Each login client's secret is read from the generated Secret its component owns
+//! ([`components::client_secret_name`], key [`components::CLIENT_SECRET_KEY`]), the one its
+//! pods read too; until that Secret exists the plan shows the secret as known after apply, and
+//! the client's change is built again at apply time, once the Secret (which it depends on) is
+//! there. Before Keycloak runs (a first deploy) nothing of it can exist: everything is planned
+//! as a create.
+//!
+//! Without cluster access (`QHUB_KEYCLOAK_URL` pointing at the admin API of a cluster this
+//! provider gives no access to) the client Secrets cannot be read: the plan says so, and the
+//! apply of a client fails naming its Secret rather than setting a secret its pods do not
+//! hold.
 
 use crate::config::Config;
-use crate::keycloak::{self, AdminCredentials, Keycloak, Secrets};
+use crate::keycloak::{self, AdminCredentials, Keycloak, PlatformClient, SecretString, Secrets};
 use crate::kubernetes::apply::Applier;
+use crate::kubernetes::components;
 use crate::kubernetes::components::keycloak as component;
 use crate::kubernetes::port_forward::PortForward;
 use crate::plan::{self, ResourceId, ResourceState, Stage};
 use crate::provider::{Ownership, Provider, ProviderError};
-
-/// Stands in for the admin password until it exists (the plan marks the client secrets as
-/// known after apply).
-const UNKNOWN_SEED: &str = "(known after apply)";
-
-/// What the plan calls the values that need the admin password.
-pub(crate) const AFTER_APPLY: &str = "Keycloak client secrets";
 
 /// The id of the Keycloak Deployment, which the realm waits for.
 pub(crate) fn deployment_id(config: &Config) -> ResourceId {
@@ -61,51 +63,172 @@ pub(crate) async fn credentials(
     let Some(applier) = applier else {
         return Ok(None);
     };
-    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
-        kube::Api::namespaced(applier.client(), &config.namespace);
-    let found = secrets
-        .get_opt(component::ADMIN_SECRET)
-        .await
-        .map_err(|e| ProviderError::retryable(format!("reading the Keycloak admin Secret: {e}")))?;
-    let password = found
-        .and_then(|s| s.data)
-        .and_then(|d| d.get("password").cloned())
-        .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+    let password = read_key(
+        &applier.client(),
+        &config.namespace,
+        component::ADMIN_SECRET,
+        "password",
+    )
+    .await?;
     Ok(password.map(|p| AdminCredentials::new(keycloak::ADMIN_USER, p)))
 }
 
-/// The client secrets for the OIDC clients of the enabled components (a component that is not
-/// deployed has none: no Keycloak client for a service that does not exist).
-fn secrets(config: &Config, seed: &str) -> Result<Secrets, ProviderError> {
-    let clients = crate::kubernetes::components::oidc_clients(config).map_err(|e| {
-        ProviderError::Fatal(format!("building the components' login clients: {e}"))
+/// The value under `key` of the Secret `namespace/name`, or `None` when the Secret or the key
+/// does not exist.
+async fn read_key(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, ProviderError> {
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let found = secrets.get_opt(name).await.map_err(|e| {
+        ProviderError::retryable(format!("reading the Secret {namespace}/{name}: {e}"))
     })?;
-    Ok(Secrets::from_config(config, clients, seed))
+    Ok(found
+        .and_then(|s| s.data)
+        .and_then(|d| d.get(key).cloned())
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .filter(|v| !v.is_empty()))
 }
 
-fn seed(credentials: Option<&AdminCredentials>) -> String {
-    credentials.map_or_else(
-        || UNKNOWN_SEED.to_string(),
-        |c| c.password.expose().to_string(),
+/// The plan id of the Secret holding login client `client_id`'s secret.
+pub(crate) fn client_secret_id(config: &Config, client_id: &str) -> ResourceId {
+    ResourceId::new(
+        "Secret",
+        format!(
+            "{}/{}",
+            config.namespace,
+            components::client_secret_name(client_id)
+        ),
     )
 }
 
-/// The resources Keycloak's configuration wants; the bool says whether the client secrets
-/// were derived from the real admin password (false: known after apply).
+/// Which login clients' secrets [`secrets`] reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Read<'a> {
+    /// Every client's.
+    All,
+    /// Only this client's (the others are left unknown).
+    Only(&'a str),
+    /// None (an apply of the realm or a group needs none).
+    None,
+}
+
+/// The secrets of the enabled components' login clients (a component that is not deployed
+/// has none: no Keycloak client for a service that does not exist), each read from the Secret
+/// its component owns through `cluster`; a client whose Secret does not exist yet, or cannot
+/// be read (no cluster), or is not asked for, is marked unknown
+/// ([`Secrets::set_client_secret_unknown`]).
+pub(crate) async fn secrets(
+    config: &Config,
+    cluster: Option<&kube::Client>,
+    read: Read<'_>,
+) -> Result<Secrets, ProviderError> {
+    let clients = components::oidc_clients(config).map_err(|e| {
+        ProviderError::Fatal(format!("building the components' login clients: {e}"))
+    })?;
+    let mut secrets = Secrets::new(config, clients.clone());
+    for c in &clients {
+        let wanted = match read {
+            Read::All => true,
+            Read::Only(id) => id == c.client_id,
+            Read::None => false,
+        };
+        let value = match cluster.filter(|_| wanted) {
+            Some(client) => {
+                read_key(
+                    client,
+                    &config.namespace,
+                    &components::client_secret_name(&c.client_id),
+                    components::CLIENT_SECRET_KEY,
+                )
+                .await?
+            }
+            None => None,
+        };
+        match value {
+            Some(v) => secrets.set_client_secret(&c.client_id, SecretString::new(v)),
+            None => secrets.set_client_secret_unknown(&c.client_id),
+        }
+    }
+    Ok(secrets)
+}
+
+/// What the plan names as known after apply for a client whose secret is not known yet.
+pub(crate) fn after_apply_name(config: &Config, client: &PlatformClient) -> String {
+    format!(
+        "the client secret of {} (Secret {}/{})",
+        client.client_id,
+        config.namespace,
+        components::client_secret_name(&client.client_id)
+    )
+}
+
+/// The note of a plan that cannot read the login clients' Secrets (no cluster access).
+pub(crate) fn unreadable_note(config: &Config, clients: &[&PlatformClient]) -> String {
+    let names: Vec<String> = clients
+        .iter()
+        .map(|c| {
+            format!(
+                "{}/{}",
+                config.namespace,
+                components::client_secret_name(&c.client_id)
+            )
+        })
+        .collect();
+    format!(
+        "the login clients' secrets are kept in the Secrets {} (their pods read them there), which only cluster access can read, and this provider hands out none: applying those clients will fail rather than set another secret",
+        names.join(", ")
+    )
+}
+
+/// The error of an apply of login client `client_id` whose Secret could not be read.
+pub(crate) fn unknown_secret_error(
+    config: &Config,
+    client_id: &str,
+    cluster: bool,
+) -> ProviderError {
+    let secret = format!(
+        "{}/{}",
+        config.namespace,
+        components::client_secret_name(client_id)
+    );
+    ProviderError::Fatal(if cluster {
+        format!(
+            "the secret of login client {client_id} is unknown: the Secret {secret} (key {}) does not exist; it is generated by the deploy before the client, so deploy again",
+            components::CLIENT_SECRET_KEY
+        )
+    } else {
+        format!(
+            "cannot set the secret of login client {client_id}: it is kept in the Secret {secret}, which only cluster access can read, and this provider hands out none; the client is left as it is (any other secret would not be the one its pods read)"
+        )
+    })
+}
+
+/// The resources Keycloak's configuration wants with `secrets`: the realm waits for the
+/// Keycloak Deployment, and each client for the Secret holding its secret.
 pub(crate) fn desired(
     config: &Config,
-    credentials: Option<&AdminCredentials>,
-) -> Result<(Vec<plan::Resource>, bool), ProviderError> {
-    let secrets = secrets(config, &seed(credentials))?;
-    let mut out = keycloak::desired::desired(config, &secrets).map_err(ProviderError::from)?;
+    secrets: &Secrets,
+) -> Result<Vec<plan::Resource>, ProviderError> {
+    let mut out = keycloak::desired::desired(config, secrets).map_err(ProviderError::from)?;
     let realm = keycloak::desired::realm_id();
     for r in &mut out {
         r.stage = Stage::Kubernetes;
-        if r.id == realm && !r.depends_on.contains(&deployment_id(config)) {
-            r.depends_on.push(deployment_id(config));
+        let needs = if r.id == realm {
+            Some(deployment_id(config))
+        } else if r.id.kind == keycloak::desired::KIND_CLIENT {
+            Some(client_secret_id(config, &r.id.name))
+        } else {
+            None
+        };
+        if let Some(id) = needs.filter(|id| !r.depends_on.contains(id)) {
+            r.depends_on.push(id);
         }
     }
-    Ok((out, credentials.is_some()))
+    Ok(out)
 }
 
 /// A client for the deployment's Keycloak. Where its admin API answers, first found wins:
@@ -120,8 +243,6 @@ pub(crate) async fn connect(
     retry: crate::retry::RetryPolicy,
     cluster: Option<kube::Client>,
 ) -> Result<Keycloak, ProviderError> {
-    let seed = credentials.password.expose().to_string();
-    let secrets = secrets(config, &seed)?;
     let from_env = keycloak::url_from_env();
     let served = match from_env {
         Some(_) => None,
@@ -147,7 +268,13 @@ pub(crate) async fn connect(
     let admin = keycloak::AdminClient::new(&base, credentials)
         .map_err(ProviderError::from)?
         .with_retry(retry);
-    let kc = Keycloak::new(admin, secrets).realm_depends_on([deployment_id(config)]);
+    // The declared clients (observed by id, adopted) and no secret: what an apply sends is
+    // read per change ([`secrets`]).
+    let clients = components::oidc_clients(config).map_err(|e| {
+        ProviderError::Fatal(format!("building the components' login clients: {e}"))
+    })?;
+    let kc = Keycloak::new(admin, Secrets::new(config, clients))
+        .realm_depends_on([deployment_id(config)]);
     Ok(match tunnel {
         Some(t) => kc.through(t),
         None => kc,
@@ -156,7 +283,7 @@ pub(crate) async fn connect(
 
 /// The label selector of Keycloak's pods (`key=value,...`).
 fn component_selector() -> String {
-    crate::kubernetes::components::selector(component::NAME)
+    components::selector(component::NAME)
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()

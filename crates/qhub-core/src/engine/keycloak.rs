@@ -10,7 +10,7 @@ use super::identity;
 use super::reconciler::{AfterApply, PlanContext, Reconciler, Scope};
 use super::{Engine, EngineError};
 use crate::config::Config;
-use crate::keycloak::Keycloak;
+use crate::keycloak::{self, Keycloak, Secrets};
 use crate::kubernetes::apply::Applier;
 use crate::plan::{self, Action, Change, ResourceId};
 use crate::provider::{Ownership, ProviderError};
@@ -34,7 +34,7 @@ impl Reconciler for Identity {
             cx.notes.push(identity::NOT_REACHABLE.to_string());
             return Ok(());
         }
-        let (desired, observed, known) = plan_identity(
+        let (desired, observed, secrets) = plan_identity(
             engine,
             cx.config,
             cx.ownership,
@@ -44,11 +44,22 @@ impl Reconciler for Identity {
         .await?;
         cx.desired.extend(desired);
         cx.observed.extend(observed);
-        if !known {
+        let unknown = secrets.unknown_clients();
+        if !unknown.is_empty() {
+            if !cx.offline && cx.applier.is_none() {
+                cx.notes
+                    .push(identity::unreadable_note(cx.config, &unknown));
+            }
+            let ids: Vec<String> = unknown.iter().map(|c| c.client_id.clone()).collect();
             cx.after_apply.push(AfterApply {
-                names: vec![identity::AFTER_APPLY.to_string()],
-                holds: Box::new(|c: &Change| {
-                    identity::is_identity(&c.id) && c.action != Action::Delete
+                names: unknown
+                    .iter()
+                    .map(|c| identity::after_apply_name(cx.config, c))
+                    .collect(),
+                holds: Box::new(move |c: &Change| {
+                    c.id.kind == keycloak::desired::KIND_CLIENT
+                        && c.action != Action::Delete
+                        && ids.contains(&c.id.name)
                 }),
             });
         }
@@ -66,14 +77,15 @@ impl Reconciler for Identity {
 }
 
 /// Keycloak's configuration: what the config wants, what exists (read only when Keycloak
-/// runs), and whether the client secrets are known yet.
+/// runs), and the client secrets it was planned with (those whose Secret could not be read are
+/// unknown).
 async fn plan_identity(
     engine: &Engine,
     config: &Config,
     ownership: &Ownership,
     k8s_observed: &[plan::Observed],
     applier: Option<&Applier>,
-) -> Result<(Vec<plan::Resource>, Vec<plan::Observed>, bool), EngineError> {
+) -> Result<(Vec<plan::Resource>, Vec<plan::Observed>, Secrets), EngineError> {
     let provider = &**engine.provider();
     let running = identity::running(config, k8s_observed);
     let credentials = if running {
@@ -90,11 +102,15 @@ async fn plan_identity(
                 source,
             })?
     };
-    let (desired, known) = identity::desired(config, credentials.as_ref()).map_err(|source| {
-        EngineError::Provider {
-            what: "computing Keycloak's configuration".into(),
-            source,
-        }
+    let cluster = applier.map(Applier::client);
+    let secrets = engine
+        .read("reading the login clients' Secrets", || {
+            identity::secrets(config, cluster.as_ref(), identity::Read::All)
+        })
+        .await?;
+    let desired = identity::desired(config, &secrets).map_err(|source| EngineError::Provider {
+        what: "computing Keycloak's configuration".into(),
+        source,
     })?;
     let observed = match (running, credentials) {
         (true, Some(credentials)) => {
@@ -116,21 +132,21 @@ async fn plan_identity(
         // Before Keycloak runs nothing of its configuration can exist.
         _ => Vec::new(),
     };
-    Ok((desired, observed, known))
+    Ok((desired, observed, secrets))
 }
 
 /// Applies one change of Keycloak's configuration through its admin API, with the resource
-/// built again from the real admin credentials (a first plan knew no client secret).
+/// built again at apply time: a client's with its secret read now from the Secret its
+/// component owns (a first plan knew none; the client's change waits for that Secret).
 async fn apply_identity(
     client: &tokio::sync::OnceCell<Keycloak>,
     shared: &Scope,
     change: &Change,
 ) -> Result<(), ProviderError> {
+    let cluster = shared.cluster().await?;
+    let applier = cluster.as_ref().map(|c| &c.applier);
     let kc = client
         .get_or_try_init(|| async {
-            let provider = &*shared.provider;
-            let cluster = shared.cluster().await?;
-            let applier = cluster.as_ref().map(|c| &c.applier);
             let credentials = identity::credentials(&shared.config, applier)
                 .await?
                 .ok_or_else(|| {
@@ -141,7 +157,7 @@ async fn apply_identity(
                     ))
                 })?;
             identity::connect(
-                provider,
+                &*shared.provider,
                 &shared.ownership,
                 &shared.config,
                 credentials,
@@ -151,12 +167,33 @@ async fn apply_identity(
             .await
         })
         .await?;
+    let is_client = change.id.kind == keycloak::desired::KIND_CLIENT;
+    let read = match (change.action, is_client) {
+        (Action::Delete, _) | (_, false) => identity::Read::None,
+        (_, true) => identity::Read::Only(&change.id.name),
+    };
+    let kube = applier.map(Applier::client);
+    let secrets = identity::secrets(&shared.config, kube.as_ref(), read).await?;
     let mut change = change.clone();
     if change.action != Action::Delete {
-        let fresh = kc.desired(&shared.config)?;
+        if is_client
+            && secrets
+                .unknown_clients()
+                .iter()
+                .any(|c| c.client_id == change.id.name)
+        {
+            return Err(identity::unknown_secret_error(
+                &shared.config,
+                &change.id.name,
+                kube.is_some(),
+            ));
+        }
+        let fresh = identity::desired(&shared.config, &secrets)?;
         if let Some(d) = fresh.into_iter().find(|r| r.id == change.id) {
             change.desired = Some(d);
         }
     }
-    kc.apply(&change).await.map_err(Into::into)
+    keycloak::reconcile::apply(kc.client(), keycloak::REALM, &secrets, &change)
+        .await
+        .map_err(Into::into)
 }

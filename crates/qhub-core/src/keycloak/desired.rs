@@ -53,6 +53,9 @@ pub const SECRET_HASH_KEY: &str = "qhub.clientSecretHash";
 /// `security.shared_users_group`.
 pub const GROUPS: [&str; 4] = ["admin", "developer", "analyst", "users"];
 
+/// What a plan shows in place of a client secret's hash until the secret exists.
+pub const SECRET_AFTER_APPLY: &str = crate::provider::facts::AFTER_APPLY;
+
 /// `sha256:<hex>` of a secret: how a secret is compared and shown.
 pub fn secret_hash(secret: &str) -> String {
     let digest = Sha256::digest(secret.as_bytes());
@@ -118,8 +121,9 @@ pub fn groups(config: &Config) -> Vec<(&'static str, bool)> {
         .collect()
 }
 
-/// The secrets a Keycloak configuration needs: each OIDC client's secret and the identity
-/// provider's OAuth client secret. `Debug` prints none of them.
+/// The secrets a Keycloak configuration needs: each OIDC client's secret (read from the Secret
+/// its component owns) and the identity provider's OAuth client secret. `Debug` prints none of
+/// them.
 #[derive(Clone, Default)]
 pub struct Secrets {
     declared: Vec<PlatformClient>,
@@ -137,26 +141,14 @@ impl fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    /// The secrets for `config` and the platform's `clients` (those of the enabled components,
-    /// `kubernetes::components::oidc_clients`): the identity provider's from
-    /// `security.authentication.config.client_secret` (already substituted), and each
-    /// client's derived from `seed` (a value kept secret and stable across runs, such as the
-    /// Keycloak admin password kept in the deployment's Secret), so every run computes the same
-    /// secret without storing one per client. Override one with [`Self::set_client_secret`].
-    pub fn from_config(config: &Config, declared: Vec<PlatformClient>, seed: &str) -> Self {
-        let clients = declared
-            .iter()
-            .map(|c| {
-                let derived =
-                    Sha256::digest(format!("qhub-keycloak-client\0{seed}\0{}", c.client_id));
-                let hex: String = derived
-                    .iter()
-                    .take(20)
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                (c.client_id.to_string(), SecretString::new(hex))
-            })
-            .collect();
+    /// The secrets for `config` and the platform's `declared` clients (those of the enabled
+    /// components, `kubernetes::components::oidc_clients`): the identity provider's from
+    /// `security.authentication.config.client_secret` (already substituted), and no client
+    /// secret yet. Each client's secret lives in the generated Secret its component owns
+    /// (`kubernetes::components::client_secret_name`), which the engine reads and hands over
+    /// with [`Self::set_client_secret`], or marks [`Self::set_client_secret_unknown`] while it
+    /// does not exist.
+    pub fn new(config: &Config, declared: Vec<PlatformClient>) -> Self {
         let identity_provider = config
             .security
             .authentication
@@ -165,9 +157,28 @@ impl Secrets {
             .map(|c| SecretString::new(c.client_secret.clone()));
         Self {
             declared,
-            clients,
+            clients: BTreeMap::new(),
             identity_provider,
         }
+    }
+
+    /// Marks the secret of client `client_id` as known only after apply (its Secret does not
+    /// exist yet, or cannot be read from here): plans show [`SECRET_AFTER_APPLY`] in place of
+    /// its hash, and an apply of the client refuses to run with it.
+    pub fn set_client_secret_unknown(&mut self, client_id: &str) {
+        self.set_client_secret(client_id, SecretString::new(SECRET_AFTER_APPLY));
+    }
+
+    /// The declared clients whose secret is not known ([`Self::set_client_secret_unknown`]).
+    pub fn unknown_clients(&self) -> Vec<&PlatformClient> {
+        self.declared
+            .iter()
+            .filter(|c| {
+                self.clients
+                    .get(&c.client_id)
+                    .is_none_or(|s| s.expose() == SECRET_AFTER_APPLY)
+            })
+            .collect()
     }
 
     /// The platform's OIDC clients these secrets are for.
@@ -190,6 +201,7 @@ impl Secrets {
         self.clients
             .values()
             .chain(self.identity_provider.iter())
+            .filter(|s| s.expose() != SECRET_AFTER_APPLY)
             .find(|s| secret_hash(s.expose()) == hash)
     }
 }
@@ -256,7 +268,7 @@ pub(crate) fn identity_provider_spec(rep: &IdentityProviderRepresentation) -> Js
 pub(crate) fn client_base_spec(rep: &ClientRepresentation) -> Json {
     // Observed secrets are hashed here; desired ones arrive as their hash already.
     let secret_hash_of = |s: &SecretString| {
-        if s.expose().starts_with("sha256:") {
+        if s.expose().starts_with("sha256:") || s.expose() == SECRET_AFTER_APPLY {
             s.expose().to_string()
         } else {
             secret_hash(s.expose())
@@ -526,7 +538,13 @@ pub fn desired(config: &Config, secrets: &Secrets) -> Result<Vec<Resource>, Keyc
             .with_payload(json!({ "representation": rep })),
         );
     }
-    let hashed = |s: &SecretString| SecretString::new(secret_hash(s.expose()));
+    let hashed = |s: &SecretString| {
+        SecretString::new(if s.expose() == SECRET_AFTER_APPLY {
+            SECRET_AFTER_APPLY.to_string()
+        } else {
+            secret_hash(s.expose())
+        })
+    };
     if config.security.authentication.kind != AuthenticationKind::Password {
         let secret = secrets.identity_provider.as_ref().ok_or_else(|| {
             KeycloakError::MissingSecret("the identity provider's OAuth client secret".into())
@@ -621,6 +639,22 @@ pub fn test_clients(config: &Config) -> Vec<PlatformClient> {
     clients
 }
 
+/// [`Secrets`] for [`test_clients`], each client's secret a fixed value of its own
+/// (`test-secret-of-<clientId>`), as the engine would read them from their Secrets.
+#[cfg(any(test, feature = "example-component"))]
+#[doc(hidden)]
+pub fn test_secrets(config: &Config) -> Secrets {
+    let clients = test_clients(config);
+    let mut secrets = Secrets::new(config, clients.clone());
+    for c in &clients {
+        secrets.set_client_secret(
+            &c.client_id,
+            SecretString::new(format!("test-secret-of-{}", c.client_id)),
+        );
+    }
+    secrets
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -649,7 +683,7 @@ mod tests {
     #[test]
     fn keycloak_desired_resources_for_the_default_config() {
         let c = config(AuthenticationKind::GitHub);
-        let s = Secrets::from_config(&c, test_clients(&c), "seed");
+        let s = test_secrets(&c);
         let res = desired(&c, &s).unwrap();
         let ids: Vec<String> = res.iter().map(|r| r.id.to_string()).collect();
         assert_eq!(
@@ -712,20 +746,16 @@ mod tests {
             enabled: false,
             overrides: None,
         });
-        let res = desired(&c, &Secrets::from_config(&c, test_clients(&c), "seed")).unwrap();
+        let res = desired(&c, &test_secrets(&c)).unwrap();
         assert!(res.iter().all(|r| r.id.kind != KIND_IDENTITY_PROVIDER));
         assert!(res.iter().all(|r| r.id.name != "grafana"));
         let users = res.iter().find(|r| r.id.name == "users").unwrap();
         assert_eq!(users.spec["default"], json!(true));
         c.security.shared_users_group = Some(false);
-        let res = desired(&c, &Secrets::from_config(&c, test_clients(&c), "seed")).unwrap();
+        let res = desired(&c, &test_secrets(&c)).unwrap();
         assert!(res.iter().all(|r| r.id.name != "users"));
         let auth0 = config(AuthenticationKind::Auth0);
-        let res = desired(
-            &auth0,
-            &Secrets::from_config(&auth0, test_clients(&auth0), "seed"),
-        )
-        .unwrap();
+        let res = desired(&auth0, &test_secrets(&auth0)).unwrap();
         let idp = res
             .iter()
             .find(|r| r.id.kind == KIND_IDENTITY_PROVIDER)
@@ -738,19 +768,35 @@ mod tests {
     }
 
     #[test]
-    fn keycloak_client_secrets_are_stable_per_seed() {
+    fn a_client_secret_not_known_yet_shows_as_such_and_is_never_sent() {
         let c = config(AuthenticationKind::Password);
-        let a = Secrets::from_config(&c, test_clients(&c), "seed");
-        let b = Secrets::from_config(&c, test_clients(&c), "seed");
-        let other = Secrets::from_config(&c, test_clients(&c), "other");
-        let hub = |s: &Secrets| s.client_secret("jupyterhub").unwrap().expose().to_string();
-        assert_eq!(hub(&a), hub(&b));
-        assert_ne!(hub(&a), hub(&other));
-        assert_ne!(
-            hub(&a),
-            a.client_secret("grafana").unwrap().expose().to_string()
+        let mut s = Secrets::new(&c, test_clients(&c));
+        assert_eq!(s.unknown_clients().len(), test_clients(&c).len());
+        assert!(
+            desired(&c, &s).is_err(),
+            "a client without any secret is refused"
         );
-        assert!(!format!("{a:?}").contains(&hub(&a)));
-        assert!(a.by_hash(&secret_hash(&hub(&a))).is_some());
+        for client in test_clients(&c) {
+            s.set_client_secret_unknown(&client.client_id);
+        }
+        s.set_client_secret("jupyterhub", SecretString::new("from-its-secret"));
+        let unknown: Vec<&str> = s
+            .unknown_clients()
+            .iter()
+            .map(|c| c.client_id.as_str())
+            .collect();
+        assert!(!unknown.contains(&"jupyterhub") && unknown.contains(&"grafana"));
+        let res = desired(&c, &s).unwrap();
+        let spec = |id: &str| res.iter().find(|r| r.id.name == id).unwrap().spec.clone();
+        assert_eq!(
+            spec("jupyterhub")["secretHash"],
+            json!(secret_hash("from-its-secret"))
+        );
+        assert_eq!(spec("grafana")["secretHash"], json!(SECRET_AFTER_APPLY));
+        // The placeholder is never handed out as a secret to send.
+        assert!(s.by_hash(SECRET_AFTER_APPLY).is_none());
+        assert!(s.by_hash(&secret_hash(SECRET_AFTER_APPLY)).is_none());
+        assert!(s.by_hash(&secret_hash("from-its-secret")).is_some());
+        assert!(!format!("{s:?}").contains("from-its-secret"));
     }
 }

@@ -21,7 +21,9 @@
 //!     .unwrap_or_else(|| AdminCredentials::new(keycloak::ADMIN_USER, generated));
 //! // https://{domain}/auth, or QHUB_KEYCLOAK_URL, or the sandbox's emulator URL:
 //! let admin = keycloak::admin_from_env_or(&keycloak::base_url_for(&config.domain), credentials)?;
-//! let kc = Keycloak::new(admin, Secrets::from_config(&config, clients, seed))
+//! let mut secrets = Secrets::new(&config, clients);       // each client's secret, read from
+//! secrets.set_client_secret("jupyterhub", from_its_secret); // the Secret its component owns
+//! let kc = Keycloak::new(admin, secrets)
 //!     .realm_depends_on([keycloak_deployment_id]);
 //! let desired = kc.desired(&config)?;   // add to the Kubernetes stage's resources
 //! let observed = kc.observe().await?;   // add to what the stage observes
@@ -169,7 +171,13 @@ impl Keycloak {
 
     /// What exists and is ours (see [`reconcile::observe`]).
     pub async fn observe(&self) -> Result<Vec<Observed>, KeycloakError> {
-        let mut out = reconcile::observe(&self.client, &self.realm).await?;
+        let declared: Vec<&str> = self
+            .secrets
+            .platform_clients()
+            .iter()
+            .map(|c| c.client_id.as_str())
+            .collect();
+        let mut out = reconcile::observe(&self.client, &self.realm, &declared).await?;
         for o in &mut out {
             self.attach(&mut o.depends_on, &o.id.kind);
         }

@@ -26,9 +26,9 @@ use super::desired::{
 use super::error::KeycloakError;
 use crate::plan::{Action, Change, Observed, ResourceId, ResourceState, Stage};
 
-/// Client ids and identity-provider aliases this module ever plans, so they are observed even
-/// without our mark (a realm QHub configured, adopted).
-const KNOWN_CLIENTS: [&str; 4] = ["jupyterhub", "dask_gateway", "conda_store", "grafana"];
+/// Identity-provider aliases this module ever plans, so they are observed even without our
+/// mark (a realm QHub configured, adopted). Clients are likewise observed by the ids the
+/// enabled components declare (the `declared` argument of [`observe`]).
 const KNOWN_ALIASES: [&str; 2] = ["github", "auth0"];
 
 fn observed(
@@ -50,8 +50,14 @@ fn observed(
     o
 }
 
-/// Reads what exists in `realm` and belongs to this deployment.
-pub async fn observe(client: &AdminClient, realm: &str) -> Result<Vec<Observed>, KeycloakError> {
+/// Reads what exists in `realm` and belongs to this deployment: what carries our mark, and
+/// the clients whose id is among `declared` (the platform's clients, by the components that
+/// declare them) even without it, so a realm QHub configured is adopted.
+pub async fn observe(
+    client: &AdminClient,
+    realm: &str,
+    declared: &[&str],
+) -> Result<Vec<Observed>, KeycloakError> {
     let Some(realm_rep) = client.realm(realm).await? else {
         return Ok(Vec::new());
     };
@@ -111,7 +117,7 @@ pub async fn observe(client: &AdminClient, realm: &str) -> Result<Vec<Observed>,
     }
     for c in client.clients(realm).await? {
         let marked = c.attributes.get(MANAGED_BY_KEY).map(String::as_str) == Some(MANAGED_BY);
-        if !marked && !KNOWN_CLIENTS.contains(&c.client_id.as_str()) {
+        if !marked && !declared.contains(&c.client_id.as_str()) {
             continue;
         }
         let uuid = c.id.clone().unwrap_or_default();

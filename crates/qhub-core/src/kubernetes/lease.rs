@@ -89,7 +89,7 @@ impl LeaseGuard {
                     .replace(&self.name, &PostParams::default(), &lease)
                     .await
                 {
-                    if crate::provider::find_killed(&e).is_some() {
+                    if crate::error::find_killed(&e).is_some() {
                         return true;
                     }
                     tracing::warn!(error = %e, "releasing the deploy lease failed; it expires in {LEASE_SECONDS}s");
@@ -131,7 +131,7 @@ pub async fn acquire_with(
             Err(e)
                 if e.is_retryable()
                     && attempt < policy.max_attempts
-                    && crate::provider::find_killed(&e).is_none() =>
+                    && crate::error::find_killed(&e).is_none() =>
             {
                 tokio::time::sleep(policy.backoff(attempt)).await;
                 attempt += 1;

@@ -1,4 +1,6 @@
-//! Every container image the platform runs, pinned, in one table.
+//! Every container image the platform runs, pinned, in one file. Each component declares the
+//! images it runs (`Built::images`); the table of them all is derived from the registry
+//! ([`crate::kubernetes::components::tables::pinned_images`]), never listed by hand.
 //!
 //! Nothing is pulled by a floating tag: an upgrade of a component is a change to this file (and
 //! to the snapshots of the rendered manifests), reviewed like any other. Images cannot be pulled
@@ -159,23 +161,16 @@ pub fn cluster_autoscaler(kubernetes_version: &str) -> Image {
     }
 }
 
-/// Every fixed image (the autoscaler's varies with the cluster version).
-pub const ALL: &[Image] = &[
-    WELCOME,
-    TRAEFIK,
-    KEYCLOAK,
-    POSTGRES,
-    NFS_SERVER,
-    NVIDIA_DEVICE_PLUGIN,
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_image_is_pinned_to_a_tag_that_is_not_latest() {
-        for image in ALL {
+        // The table is derived from the components' declarations, not listed here.
+        let all = crate::kubernetes::components::tables::pinned_images().unwrap();
+        assert!(!all.is_empty());
+        for image in &all {
             assert!(!image.tag.is_empty() && image.tag != "latest", "{image:?}");
             assert!(!image.repository.contains(':'), "{image:?}");
             if let Some(digest) = image.digest {

@@ -1,5 +1,6 @@
 //! The `Provider` trait: what a cloud (or the sandbox, or an in-house backend) must do for the
-//! engine ([`error`]: the errors it returns; [`facts`]: what flows into planning besides the
+//! engine ([`ProviderError`]: the errors it returns, defined below the contract in
+//! [`crate::error`]; [`facts`]: what flows into planning besides the
 //! config; [`lock`]: the deploy lock; [`local`]: what is found beside the config;
 //! [`registry`]: `provider:` names to implementations).
 //!
@@ -9,7 +10,6 @@
 //! diffs [`Provider::desired`] against [`Provider::observe`] and asks the provider to
 //! [`Provider::apply`] one change at a time. `docs/writing-a-provider.md` walks through it.
 
-pub mod error;
 pub mod facts;
 pub mod local;
 pub mod lock;
@@ -25,12 +25,11 @@ use async_trait::async_trait;
 use crate::config::Config;
 use crate::plan::{Change, Observed, Resource};
 
-pub use error::{ProcessKilled, ProviderError, RetryClass, find_killed};
+pub use crate::cloud::lock::LockRequest;
+pub use crate::error::{ProcessKilled, ProviderError, RetryClass, find_killed};
 pub use facts::{ClusterFacts, Facts, Known};
 pub use local::{KUBECONFIG_ENV, LOCK_DIR};
-pub use lock::{
-    DeployLock, LockRequest, deploy_lock, local_lock, local_lock_holder, take_deploy_lock,
-};
+pub use lock::{DeployLock, deploy_lock, local_lock, local_lock_holder, take_deploy_lock};
 pub use registry::{ProviderFactory, ProviderRegistry};
 
 /// The marks every resource of a deployment carries (tags, labels). Keys use the GCP label

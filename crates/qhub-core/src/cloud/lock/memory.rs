@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{LockRecord, LockStore, Version};
-use crate::provider::ProviderError;
+use crate::error::ProviderError;
 
 /// A [`LockStore`] in memory, for tests and for embedders running several engines in one
 /// process. It can be told to fail its next calls with a retryable error.

@@ -3,15 +3,15 @@
 //! A component says what it is (its manifests, routes, login clients, images, config files,
 //! CRDs, how long it takes to become ready); the framework ([`super::assemble`]) turns the
 //! declarations into objects (an IngressRoute and its Middlewares per route, a ConfigMap per
-//! config file with its content hash in the pod templates that read it, a
-//! CustomResourceDefinition per CRD), and the rest of qhub reads the same value: Keycloak's
+//! config file with its content hash in the pod templates that read it, a generated Secret per
+//! login client holding its client secret, a CustomResourceDefinition per CRD), and the rest of qhub reads the same value: Keycloak's
 //! clients ([`super::oidc_clients`]), the URL list ([`super::listed_routes`]), the image table
 //! ([`super::images`]) and the ready times ([`super::assemble`]'s `ready_within`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceDefinitionNames, CustomResourceDefinitionSpec,
     CustomResourceDefinitionVersion, CustomResourceValidation, JSONSchemaProps,
@@ -21,6 +21,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{Context, KubeError, manifest};
 use crate::keycloak::PlatformClient;
+use crate::kubernetes::recipes::{self, Recipe};
 use crate::kubernetes::versions::Image;
 
 /// The pod-template annotation holding the digest of the config files a pod reads: an edit of
@@ -39,6 +40,32 @@ pub fn client_secret_name(client_id: &str) -> String {
 /// The key of the client secret in [`client_secret_name`]'s Secret.
 pub const CLIENT_SECRET_KEY: &str = "client-secret";
 
+/// The generated Secret [`client_secret_name`] of login client `client_id`, owned by
+/// `component`: no data in the manifest, a [`Recipe::Passwords`] for [`CLIENT_SECRET_KEY`]
+/// instead, which the applier fills once in the cluster and keeps
+/// ([`crate::kubernetes::recipes`]). Deleted by hand, it is generated again by the next deploy,
+/// and Keycloak's reconciler then sets the new value on the client.
+pub(crate) fn client_secret_manifest(
+    ctx: &Context<'_>,
+    component: &str,
+    client_id: &str,
+) -> Result<Json, KubeError> {
+    let recipe = Recipe::Passwords {
+        keys: vec![CLIENT_SECRET_KEY.to_string()],
+        fixed: BTreeMap::new(),
+    };
+    let mut meta = ctx.meta(component, &client_secret_name(client_id));
+    meta.annotations = Some(BTreeMap::from([(
+        recipes::ANNOTATION.to_string(),
+        recipe.to_string(),
+    )]));
+    manifest(&Secret {
+        metadata: meta,
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    })
+}
+
 /// Everything a component owns. Build it with [`Built::new`] and the adding methods.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -48,7 +75,8 @@ pub struct Built {
     pub manifests: Vec<Json>,
     /// Its HTTP routes through the ingress.
     pub routes: Vec<Route>,
-    /// Its OIDC clients in Keycloak.
+    /// Its OIDC clients in Keycloak; the framework adds, for each, the generated Secret
+    /// holding its client secret ([`client_secret_name`]), owned by the component.
     pub clients: Vec<PlatformClient>,
     /// Every image its pods run, pinned ([`crate::kubernetes::versions`]).
     pub images: Vec<Image>,

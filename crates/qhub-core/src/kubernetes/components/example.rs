@@ -1,6 +1,7 @@
 //! A component compiled only into the tests, exercising every part of [`Built`]: a route with
 //! a forward-auth middleware and a stripped prefix, listed among the URLs; a login client whose
-//! id comes from the config; a config file whose edit rolls the pod; a pinned image; a CRD.
+//! id comes from the config, its secret in the Secret the framework generates for it, which
+//! its pod reads; a config file whose edit rolls the pod; a pinned image; a CRD.
 //! It is the worked example of docs/writing-a-component.md, and adding it touched two files:
 //! this one and the registry line in `mod.rs`.
 //!
@@ -10,7 +11,8 @@
 use serde_json::json;
 
 use super::{
-    Built, Component, ConfigFile, Context, Crd, KubeError, Middleware, WebService, keycloak,
+    Built, CLIENT_SECRET_KEY, Component, ConfigFile, Context, Crd, KubeError, Middleware,
+    WebService, client_secret_name, keycloak,
 };
 use crate::config::Extension;
 use crate::keycloak::PlatformClient;
@@ -98,6 +100,13 @@ impl Component for Example {
                 ),
                 "/usr/share/nginx/html",
             )
+            // Its pod reads its login client's secret from the Secret the framework
+            // generates for the client, the value Keycloak's reconciler sets on the client.
+            .secret_env(
+                "OAUTH_CLIENT_SECRET",
+                client_secret_name(&ext.name),
+                CLIENT_SECRET_KEY,
+            )
             .shared_volume("/shared")
             .build(ctx, NAME)?;
         Ok(built.crd(Crd {
@@ -168,6 +177,29 @@ mod tests {
                 .and_then(|a| a.get(CONFIG_HASH_ANNOTATION))
                 .is_some(),
             "{deployment}"
+        );
+        // Its login client's secret: a generated Secret it owns, which its pod reads.
+        let secret = find(ex, "Secret", "hello-oidc-client");
+        assert!(
+            secret.get("data").is_none(),
+            "no value in a manifest: {secret}"
+        );
+        assert_eq!(
+            crate::kubernetes::recipes::recipe(secret).unwrap(),
+            Some(crate::kubernetes::recipes::Recipe::Passwords {
+                keys: vec![CLIENT_SECRET_KEY.into()],
+                fixed: Default::default(),
+            })
+        );
+        let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert!(
+            env.as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["name"] == "OAUTH_CLIENT_SECRET"
+                    && e["valueFrom"]["secretKeyRef"]
+                        == json!({"name": "hello-oidc-client", "key": CLIENT_SECRET_KEY})),
+            "{env}"
         );
         let auth = find(ex, "Middleware", "hello-auth-0");
         assert!(

@@ -5,7 +5,8 @@
 //! cluster facts) as one [`Built`] value: its objects, routes, login clients, images, config
 //! files, CRDs and expected ready time. [`REGISTRY`] lists every component in one place, and
 //! everything else is derived from it: the objects ([`assemble`]), Keycloak's clients
-//! ([`oidc_clients`]), the URL list ([`listed_routes`]) and the image table ([`images`]).
+//! ([`oidc_clients`]), the URL list ([`listed_routes`]), the images of a config ([`images`])
+//! and the table of every image ([`tables::pinned_images`]).
 //! Adding a component is its file plus one line in [`REGISTRY`] (docs/writing-a-component.md).
 //! The Kubernetes layer ([`super::desired`]) turns the objects into plan resources and orders them: every
 //! object of a component waits until the workloads of the components it depends on are ready
@@ -24,6 +25,7 @@ pub mod keycloak;
 pub mod namespace;
 pub mod rbac;
 pub mod storage;
+pub mod tables;
 pub mod web_service;
 pub mod welcome;
 
@@ -170,8 +172,8 @@ pub fn find(name: &str) -> Option<&'static dyn Component> {
 }
 
 /// One enabled component, assembled: its [`Built`] value whose `manifests` now hold every
-/// object it owns, in apply order (CRDs, config files, its own objects, routes), each carrying
-/// [`COMPONENT_LABEL`].
+/// object it owns, in apply order (CRDs, config files, its login clients' secrets
+/// ([`client_secret_name`]), its own objects, routes), each carrying [`COMPONENT_LABEL`].
 #[derive(Debug, Clone)]
 pub struct Assembled {
     /// The component's name.
@@ -208,6 +210,13 @@ pub fn assemble(config: &Config, facts: &ClusterFacts) -> Result<Vec<Assembled>,
         }
         for file in &built.config_files {
             objects.push(file.manifest(&ctx, name)?);
+        }
+        for client in &built.clients {
+            objects.push(built::client_secret_manifest(
+                &ctx,
+                name,
+                &client.client_id,
+            )?);
         }
         objects.append(&mut built.manifests);
         for route in &built.routes {
@@ -465,31 +474,11 @@ mod tests {
         out
     }
 
-    fn everything_enabled() -> Vec<Config> {
-        // Every provider `qhub init` writes a config for.
-        crate::config::ProviderKind::ALL
-            .into_iter()
-            .filter_map(|p| {
-                let mut opts = crate::config::init::InitOptions::new(
-                    p,
-                    "demo",
-                    "demo.example.com",
-                    "not-a-real-password",
-                );
-                opts.gcp_project = Some("demo-project".into());
-                let mut c = crate::config::init::render(&opts).ok()?;
-                example::enable(&mut c, "hello", "hi").ok()?;
-                Some(c)
-            })
-            .collect()
-    }
-
     #[test]
     fn every_image_is_pinned_and_declared_and_no_two_routes_collide() {
-        let configs = everything_enabled();
+        let configs = tables::everything_enabled();
         assert!(configs.len() >= 6, "{} configs", configs.len());
-        for config in configs {
-            let facts = ClusterFacts::from_config(&config);
+        for (config, facts) in configs {
             let assembled = assemble(&config, &facts).unwrap();
             assert!(assembled.iter().any(|a| a.name == example::NAME));
             assert_eq!(image_problems(&assembled), Vec::<String>::new());

@@ -4,8 +4,9 @@
 //! particular to it (docs/writing-a-component.md).
 
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, ContainerPort, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec,
-    Probe, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    ConfigMapVolumeSource, ContainerPort, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource,
+    PodSpec, Probe, SecretKeySelector, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -26,6 +27,7 @@ pub struct WebService {
     uid: i64,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    secret_env: Vec<(String, String, String)>,
     route: Option<Route>,
     client: Option<PlatformClient>,
     config: Option<(ConfigFile, String)>,
@@ -43,6 +45,7 @@ impl WebService {
             uid,
             args: Vec::new(),
             env: Vec::new(),
+            secret_env: Vec::new(),
             route: None,
             client: None,
             config: None,
@@ -61,6 +64,20 @@ impl WebService {
     #[must_use]
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// An environment variable holding the value of `key` in the Secret `secret` (a login
+    /// client's secret: [`super::client_secret_name`], [`super::CLIENT_SECRET_KEY`]).
+    #[must_use]
+    pub fn secret_env(
+        mut self,
+        name: impl Into<String>,
+        secret: impl Into<String>,
+        key: impl Into<String>,
+    ) -> Self {
+        self.secret_env
+            .push((name.into(), secret.into(), key.into()));
         self
     }
 
@@ -100,16 +117,28 @@ impl WebService {
             pods::resources("50m", "64Mi", "256Mi"),
         );
         container.args = (!self.args.is_empty()).then_some(self.args);
-        container.env = (!self.env.is_empty()).then(|| {
-            self.env
-                .iter()
-                .map(|(name, value)| EnvVar {
-                    name: name.clone(),
-                    value: Some(value.clone()),
-                    ..EnvVar::default()
-                })
-                .collect()
-        });
+        let env: Vec<EnvVar> = self
+            .env
+            .iter()
+            .map(|(name, value)| EnvVar {
+                name: name.clone(),
+                value: Some(value.clone()),
+                ..EnvVar::default()
+            })
+            .chain(self.secret_env.iter().map(|(name, secret, key)| EnvVar {
+                name: name.clone(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret.clone(),
+                        key: key.clone(),
+                        ..SecretKeySelector::default()
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            }))
+            .collect();
+        container.env = (!env.is_empty()).then_some(env);
         container.ports = Some(vec![ContainerPort {
             container_port: self.container_port,
             name: Some("http".into()),

@@ -1,4 +1,6 @@
-//! The errors a provider returns, in classes the engine acts on.
+//! The error every backend call returns ([`ProviderError`]), in classes the retry policy
+//! ([`crate::retry`]) and the engine act on. It sits below the provider contract, the cloud
+//! toolkit and the retry policy, which all use it, and imports none of them.
 
 use std::sync::Arc;
 use std::time::Duration;
