@@ -45,7 +45,7 @@ fn bytes(memory: &Memory, key: &str) -> Result<Json, KubeError> {
         Memory::Quantity(q) => {
             let q = q.trim();
             let short = q
-                .strip_suffix("i")
+                .strip_suffix('i')
                 .filter(|s| s.ends_with(['K', 'M', 'G', 'T']))
                 .unwrap_or(q);
             let (number, suffix) = short.split_at(short.len().saturating_sub(1));
