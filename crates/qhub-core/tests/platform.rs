@@ -90,15 +90,13 @@ async fn the_sandbox_deploys_the_base_platform_and_keeps_it_converged() {
         keycloak.client("qhub", CLIENT).is_some(),
         "the example's client exists"
     );
-    // JupyterHub: its workloads, its client with the profiles claim, its route.
+    // JupyterHub: its workloads, its client, its route.
     let hub = keycloak
         .client("qhub", "jupyterhub")
         .expect("JupyterHub's client exists");
-    assert!(
-        hub["protocolMappers"]
-            .as_array()
-            .is_some_and(|m| m.iter().any(|m| m["name"] == "jupyterlab_profiles")),
-        "{hub}"
+    assert_eq!(
+        hub["redirectUris"],
+        serde_json::json!(["https://demo.example.com/hub/oauth_callback"])
     );
     let created: Vec<String> = first.changes.iter().map(|c| c.id.to_string()).collect();
     for id in [
