@@ -32,9 +32,10 @@ const INFRA: [&str; 6] = [
 ];
 
 /// The Kubernetes objects a full deploy creates, as `qhub plan` names them, sorted.
-const KUBE: [&str; 32] = [
+const KUBE: [&str; 46] = [
     "ClusterRole.rbac.authorization.k8s.io/dev-traefik",
     "ClusterRoleBinding.rbac.authorization.k8s.io/dev-traefik",
+    "ConfigMap/dev/hub-config",
     "ConfigMap/dev/qhub-welcome",
     "CustomResourceDefinition.apiextensions.k8s.io/ingressroutes.traefik.io",
     "CustomResourceDefinition.apiextensions.k8s.io/ingressroutetcps.traefik.io",
@@ -46,31 +47,44 @@ const KUBE: [&str; 32] = [
     "CustomResourceDefinition.apiextensions.k8s.io/tlsoptions.traefik.io",
     "CustomResourceDefinition.apiextensions.k8s.io/tlsstores.traefik.io",
     "CustomResourceDefinition.apiextensions.k8s.io/traefikservices.traefik.io",
+    "Deployment.apps/dev/hub",
     "Deployment.apps/dev/keycloak",
+    "Deployment.apps/dev/proxy",
     "Deployment.apps/dev/qhub-welcome",
     "Deployment.apps/dev/traefik",
+    "IngressRoute.traefik.io/dev/jupyterhub-hub",
+    "IngressRoute.traefik.io/dev/jupyterhub-services",
+    "IngressRoute.traefik.io/dev/jupyterhub-user",
     "IngressRoute.traefik.io/dev/keycloak",
     "IngressRoute.traefik.io/dev/qhub-welcome",
     "Namespace/dev",
     "PersistentVolume/dev-shared",
+    "PersistentVolumeClaim/dev/hub-db",
     "PersistentVolumeClaim/dev/shared",
+    "Role.rbac.authorization.k8s.io/dev/jupyterhub",
+    "RoleBinding.rbac.authorization.k8s.io/dev/jupyterhub",
+    "Secret/dev/hub-secrets",
     "Secret/dev/keycloak-admin",
     "Secret/dev/keycloak-postgres",
     "Secret/dev/qhub-applyset",
     "Secret/dev/qhub-self-signed-tls",
+    "Service/dev/hub",
     "Service/dev/keycloak",
     "Service/dev/keycloak-postgres",
+    "Service/dev/proxy-api",
+    "Service/dev/proxy-public",
     "Service/dev/qhub-welcome",
     "Service/dev/traefik",
+    "ServiceAccount/dev/hub",
     "ServiceAccount/dev/traefik",
     "StatefulSet.apps/dev/keycloak-postgres",
     "TLSStore.traefik.io/dev/default",
 ];
 
-/// Keycloak's configuration a full deploy creates through the (emulated) admin API, sorted: no
-/// client, as no component with a login (JupyterHub, Dask Gateway, conda-store, Grafana) is
-/// built yet.
-const IDENTITY: [&str; 5] = [
+/// Keycloak's configuration a full deploy creates through the (emulated) admin API, sorted:
+/// JupyterHub's client is the only login client built yet.
+const IDENTITY: [&str; 6] = [
+    "keycloak_client/jupyterhub",
     "keycloak_group/admin",
     "keycloak_group/analyst",
     "keycloak_group/developer",

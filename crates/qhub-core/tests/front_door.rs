@@ -106,7 +106,7 @@ async fn a_sandbox_deploy_checks_the_front_door_and_says_the_probe_was_skipped()
         report.notes.iter().any(
             |n| n.contains("request through the load balancer was skipped")
                 && n.contains("sandbox")
-                && n.contains("2 URL(s)")
+                && n.contains("3 URL(s)")
         ),
         "{:?}",
         report.notes

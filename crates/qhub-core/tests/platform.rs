@@ -19,7 +19,7 @@ use qhub_sandbox::faults::FaultSpec;
 use tokio_util::sync::CancellationToken;
 
 /// The client id the example component (feature `example-component`, on in these tests) takes
-/// from the config: the only component with a login client built yet.
+/// from the config.
 const CLIENT: &str = "hello";
 
 fn base_config() -> Config {
@@ -90,6 +90,27 @@ async fn the_sandbox_deploys_the_base_platform_and_keeps_it_converged() {
         keycloak.client("qhub", CLIENT).is_some(),
         "the example's client exists"
     );
+    // JupyterHub: its workloads, its client, its route.
+    let hub = keycloak
+        .client("qhub", "jupyterhub")
+        .expect("JupyterHub's client exists");
+    assert_eq!(
+        hub["redirectUris"],
+        serde_json::json!(["https://demo.example.com/hub/oauth_callback"])
+    );
+    let created: Vec<String> = first.changes.iter().map(|c| c.id.to_string()).collect();
+    for id in [
+        "Deployment.apps/dev/hub",
+        "Deployment.apps/dev/proxy",
+        "Service/dev/hub",
+        "ConfigMap/dev/hub-config",
+        "Secret/dev/hub-secrets",
+        "PersistentVolumeClaim/dev/hub-db",
+        "Role.rbac.authorization.k8s.io/dev/jupyterhub",
+        "IngressRoute.traefik.io/dev/jupyterhub-hub",
+    ] {
+        assert!(created.contains(&id.to_string()), "no {id}: {created:?}");
+    }
 
     // A re-deploy plans nothing and makes no mutating call anywhere.
     let (kube_before, kc_before) = (kube.mutations(), keycloak.counts().mutating);

@@ -79,6 +79,9 @@ pub struct PlatformClient {
     pub callback_path: String,
     /// Client roles and the groups each is mapped to.
     pub roles: Vec<(String, Vec<String>)>,
+    /// User attributes put in the client's tokens as claims of the same name, aggregated over
+    /// the user's groups ([`Self::attribute_claim`]).
+    pub attribute_claims: Vec<String>,
 }
 
 impl PlatformClient {
@@ -96,7 +99,17 @@ impl PlatformClient {
             base_path: base_path.into(),
             callback_path: callback_path.into(),
             roles: Vec::new(),
+            attribute_claims: Vec::new(),
         }
+    }
+
+    /// Adds the claim `attribute`: the values of the user attribute of that name and of the
+    /// same attribute of every group the user belongs to, as a list (JupyterHub's
+    /// `jupyterlab_profiles`, set on a group in Keycloak's console).
+    #[must_use]
+    pub fn attribute_claim(mut self, attribute: impl Into<String>) -> Self {
+        self.attribute_claims.push(attribute.into());
+        self
     }
 
     /// Adds the client role `role`, mapped to each of `groups`.
@@ -415,7 +428,25 @@ pub fn client_representation(
                     ("jsonType.label", "String"),
                 ],
             ),
-        ],
+        ]
+        .into_iter()
+        // Keycloak's user-attribute mapper with `aggregate.attrs` adds the attribute's values
+        // from the user's groups to the user's own (keycloak/keycloak
+        // `services/src/main/java/org/keycloak/protocol/oidc/mappers/UserAttributeMapper.java`,
+        // `KeycloakModelUtils.resolveAttribute(user, name, aggregateAttrs)`).
+        .chain(c.attribute_claims.iter().map(|a| {
+            mapper(
+                a,
+                "oidc-usermodel-attribute-mapper",
+                &[
+                    ("user.attribute", a),
+                    ("multivalued", "true"),
+                    ("aggregate.attrs", "true"),
+                    ("jsonType.label", "String"),
+                ],
+            )
+        }))
+        .collect(),
     }
 }
 

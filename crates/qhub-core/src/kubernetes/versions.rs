@@ -161,6 +161,29 @@ pub fn cluster_autoscaler(kubernetes_version: &str) -> Image {
     }
 }
 
+/// JupyterHub's hub: z2jh's hub image of chart 4.4.0 (jupyterhub/zero-to-jupyterhub-k8s tag
+/// 4.4.0, 2026-06-10, the newest chart release), whose `images/hub/requirements.txt` pins
+/// jupyterhub 5.5.0, jupyterhub-kubespawner 7.0.0, oauthenticator 17.4.0 and
+/// jupyterhub-idle-culler 1.4.0: the versions the hub's configuration is tested against
+/// (`.venv-jupyterhub`). PyPI has JupyterHub 6.1.1, but no z2jh image ships it yet. Runs as
+/// uid 1000 in `/srv/jupyterhub` (its `images/hub/Dockerfile`). No digest: Quay publishes none
+/// in a source we could read.
+pub const JUPYTERHUB_HUB: Image = Image {
+    component: "jupyterhub",
+    repository: "quay.io/jupyterhub/k8s-hub",
+    tag: "4.4.0",
+    digest: None,
+};
+
+/// JupyterHub's proxy: configurable-http-proxy 5.2.0, the tag z2jh 4.4.0's
+/// `jupyterhub/values.yaml` (`proxy.chp.image`) runs. No digest (as for the hub).
+pub const JUPYTERHUB_PROXY: Image = Image {
+    component: "jupyterhub",
+    repository: "quay.io/jupyterhub/configurable-http-proxy",
+    tag: "5.2.0",
+    digest: None,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -237,12 +237,23 @@ mod tests {
     #[test]
     fn the_login_client_takes_its_id_from_the_config_and_exists_only_when_enabled() {
         let mut config = test_config(ProviderKind::Aws);
-        assert!(oidc_clients(&config).unwrap().is_empty());
+        let ids = |config: &crate::Config| -> Vec<String> {
+            oidc_clients(config)
+                .unwrap()
+                .into_iter()
+                .map(|c| c.client_id)
+                .collect()
+        };
+        // JupyterHub's is always there.
+        assert_eq!(ids(&config), ["jupyterhub"]);
         enable(&mut config, "team-portal", "hi").unwrap();
+        assert_eq!(ids(&config), ["jupyterhub", "team-portal"]);
         let clients = oidc_clients(&config).unwrap();
-        assert_eq!(clients.len(), 1, "{clients:?}");
-        assert_eq!(clients[0].client_id, "team-portal");
-        assert_eq!(clients[0].callback_path, "/example/oauth_callback");
+        let client = clients
+            .iter()
+            .find(|c| c.client_id == "team-portal")
+            .unwrap();
+        assert_eq!(client.callback_path, "/example/oauth_callback");
         let urls = crate::kubernetes::endpoints::urls(&config);
         assert!(
             urls.iter()

@@ -21,6 +21,7 @@ pub mod built;
 pub mod example;
 pub mod gpu;
 pub mod ingress;
+pub mod jupyterhub;
 pub mod keycloak;
 pub mod namespace;
 pub mod rbac;
@@ -151,6 +152,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &keycloak::Keycloak,
     &autoscaler::ClusterAutoscaler,
     &gpu::DevicePlugin,
+    &jupyterhub::JupyterHub,
     &welcome::Welcome,
 ];
 
@@ -519,7 +521,12 @@ mod tests {
     #[test]
     fn only_built_components_get_login_clients_and_urls() {
         let config = test_config(crate::config::ProviderKind::Aws);
-        assert!(oidc_clients(&config).unwrap().is_empty());
+        let clients: Vec<String> = oidc_clients(&config)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.client_id)
+            .collect();
+        assert_eq!(clients, [jupyterhub::config::CLIENT_ID]);
         let urls: Vec<String> = crate::kubernetes::endpoints::urls(&config)
             .into_iter()
             .map(|u| u.url)
@@ -528,7 +535,8 @@ mod tests {
             urls,
             [
                 "https://demo.example.com/",
-                "https://demo.example.com/auth/"
+                "https://demo.example.com/auth/",
+                "https://demo.example.com/hub/"
             ]
         );
     }

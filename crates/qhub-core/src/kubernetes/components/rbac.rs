@@ -218,8 +218,39 @@ pub const NVIDIA_DEVICE_PLUGIN: Table = Table {
     permissions: &[],
 };
 
+/// JupyterHub's hub, whose KubeSpawner creates users' pods (and their Services and Secrets)
+/// and reads their events, in the platform namespace only.
+///
+/// Source: jupyterhub/zero-to-jupyterhub-k8s 4.4.0, `jupyterhub/templates/hub/rbac.yaml`: a
+/// Role (not a ClusterRole) bound to the hub's service account.
+pub const JUPYTERHUB: Table = Table {
+    service_account: "hub",
+    source: "jupyterhub/zero-to-jupyterhub-k8s 4.4.0 jupyterhub/templates/hub/rbac.yaml",
+    permissions: &[
+        Permission {
+            groups: &[""],
+            resources: &["pods", "persistentvolumeclaims", "secrets", "services"],
+            verbs: &["get", "watch", "list", "create", "delete"],
+            names: &[],
+            reach: Reach::Namespace,
+        },
+        Permission {
+            groups: &[""],
+            resources: &["events"],
+            verbs: READ,
+            names: &[],
+            reach: Reach::Namespace,
+        },
+    ],
+};
+
 /// Every table.
-pub const TABLES: &[&Table] = &[&TRAEFIK, &CLUSTER_AUTOSCALER, &NVIDIA_DEVICE_PLUGIN];
+pub const TABLES: &[&Table] = &[
+    &TRAEFIK,
+    &CLUSTER_AUTOSCALER,
+    &NVIDIA_DEVICE_PLUGIN,
+    &JUPYTERHUB,
+];
 
 fn policy(p: &Permission) -> PolicyRule {
     let list = |s: &[&str]| s.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();

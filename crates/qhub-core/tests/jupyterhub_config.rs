@@ -1,0 +1,272 @@
+//! The hub's rendered configuration, checked by the real software: the ConfigMap's files are
+//! written to a directory and loaded by JupyterHub's own loader (`JupyterHub.load_config_file`)
+//! with the packages the pinned hub image runs (jupyterhub 5.5.0, jupyterhub-kubespawner
+//! 7.0.0, oauthenticator 17.4.0, jupyterhub-idle-culler 1.4.0; `versions::JUPYTERHUB_HUB`),
+//! installed by scripts/test in `.venv-jupyterhub`. `tests/jupyterhub/check_config.py` builds
+//! the authenticator and KubeSpawner (in its `_mock` mode) from that config and, for users in
+//! different groups, evaluates the login (allowed, admin), the profiles offered, the profiles
+//! refused, and the pod each offered profile makes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, PostParams};
+use qhub_core::config::init::{InitOptions, render};
+use qhub_core::config::provider::ProviderKind;
+use qhub_core::kubernetes::components;
+use qhub_core::provider::ClusterFacts;
+use serde_json::{Value as Json, json};
+
+/// The venv's python: `QHUB_JUPYTERHUB_PYTHON`, else the workspace's `.venv-jupyterhub`.
+fn python() -> PathBuf {
+    let python = std::env::var_os("QHUB_JUPYTERHUB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-jupyterhub/bin/python")
+        });
+    assert!(
+        python.is_file(),
+        "JupyterHub's python not found at {} (run scripts/test once, or `python3 -m venv \
+         .venv-jupyterhub && .venv-jupyterhub/bin/pip install jupyterhub==5.5.0 \
+         jupyterhub-kubespawner==7.0.0 oauthenticator==17.4.0 jupyterhub-idle-culler==1.4.0` \
+         and set QHUB_JUPYTERHUB_PYTHON)",
+        python.display()
+    );
+    python
+}
+
+/// QHub's default AWS config with a GPU group and profiles of every kind of access.
+fn config() -> qhub_core::Config {
+    let mut config = render(&InitOptions::new(
+        ProviderKind::Aws,
+        "demo",
+        "demo.example.com",
+        "not-a-real-password",
+    ))
+    .unwrap();
+    let aws = config.amazon_web_services.as_mut().unwrap();
+    let mut gpu = aws.node_groups["user"].clone();
+    gpu.gpu = true;
+    aws.node_groups.insert("gpu".into(), gpu);
+    let extra: qhub_core::config::profiles::Profiles = serde_json::from_value(json!({
+        "jupyterlab": [
+            {"display_name": "GPU Instance", "access": "yaml", "groups": ["developer"],
+             "kubespawner_override": {"cpu_limit": 4, "cpu_guarantee": 3,
+                "mem_limit": "16G", "mem_guarantee": "10G",
+                "image": "quay.io/example/gpu-lab:1.0",
+                "extra_resource_limits": {"nvidia.com/gpu": 1}}},
+            {"display_name": "Named Instance", "access": "yaml", "users": ["nadia"],
+             "kubespawner_override": {"cpu_limit": 1, "cpu_guarantee": 1,
+                "mem_limit": "2G", "mem_guarantee": "1G"}},
+            {"display_name": "Keycloak Instance", "access": "keycloak",
+             "kubespawner_override": {"cpu_limit": 1, "cpu_guarantee": 1,
+                "mem_limit": "2G", "mem_guarantee": "1G"}},
+        ]
+    }))
+    .unwrap();
+    config.profiles.jupyterlab.extend(extra.jupyterlab);
+    config
+}
+
+fn user(name: &str, groups: &[&str], roles: &[&str], keycloak: &[&str]) -> Json {
+    json!({"name": name, "groups": groups, "roles": roles, "keycloak_profiles": keycloak})
+}
+
+#[tokio::test]
+async fn jupyterhub_loads_the_rendered_config_and_offers_each_user_their_profiles() {
+    let python = python();
+    let config = config();
+    let facts = ClusterFacts::from_config(&config);
+    let manifests = components::manifests(&config, &facts).unwrap();
+    let map = manifests
+        .iter()
+        .find(|m| m["kind"] == "ConfigMap" && m["metadata"]["name"] == "hub-config")
+        .expect("the hub's ConfigMap");
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in map["data"].as_object().unwrap() {
+        std::fs::write(dir.path().join(name), content.as_str().unwrap()).unwrap();
+    }
+    let cases = json!([
+        user("ada", &["admin"], &["jupyterhub_admin"], &[]),
+        user("dev", &["developer"], &["jupyterhub_developer"], &[]),
+        user("ana", &["analyst"], &[], &["Keycloak Instance"]),
+        user("nadia", &["analyst"], &[], &[]),
+        user("rolf", &["developer"], &["jupyterhub_admin"], &[]),
+        user("stranger", &[], &[], &["Keycloak Instance"]),
+    ]);
+    let cases_file = dir.path().join("cases.json");
+    std::fs::write(&cases_file, cases.to_string()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jupyterhub/check_config.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(dir.path())
+        .arg(&cases_file)
+        .output()
+        .expect("python runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "check_config.py failed:\n{stderr}");
+    let report: Json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{stderr}", String::from_utf8_lossy(&out.stdout)));
+
+    // No key of the config is unknown to the class it configures.
+    assert_eq!(report["warnings"], json!([]), "{stderr}");
+    assert_eq!(report["spawner_class"], "kubespawner.KubeSpawner");
+    assert_eq!(report["authenticator_class"], "generic-oauth");
+    assert_eq!(
+        report["services"],
+        json!(["jupyterhub-idle-culler", "dask-gateway"])
+    );
+    assert_eq!(report["hub_connect_url"], "http://hub.dev.svc:8081");
+    assert_eq!(report["proxy_api_url"], "http://proxy-api.dev.svc:8001");
+    let auth = &report["authenticator"];
+    let realm = "https://demo.example.com/auth/realms/qhub/protocol/openid-connect";
+    assert_eq!(auth["authorize_url"], format!("{realm}/auth"));
+    assert_eq!(auth["token_url"], format!("{realm}/token"));
+    assert_eq!(auth["userdata_url"], format!("{realm}/userinfo"));
+    assert_eq!(
+        auth["oauth_callback_url"],
+        "https://demo.example.com/hub/oauth_callback"
+    );
+    assert_eq!(auth["client_id"], "jupyterhub");
+    assert_eq!(auth["client_secret_set"], true);
+    assert_eq!(auth["manage_groups"], true);
+    assert_eq!(auth["enable_auth_state"], true);
+    assert_eq!(auth["admin_groups"], json!(["admin"]));
+    // Every platform group Keycloak has, sorted.
+    let mut groups: Vec<&str> = qhub_core::keycloak::desired::groups(&config)
+        .into_iter()
+        .map(|(g, _)| g)
+        .collect();
+    groups.sort_unstable();
+    assert!(groups.contains(&"analyst"), "{groups:?}");
+    assert_eq!(auth["allowed_groups"], json!(groups));
+
+    let users = &report["users"];
+    let everyone = ["Small Instance", "Medium Instance"];
+    let all = [
+        "Small Instance",
+        "Medium Instance",
+        "GPU Instance",
+        "Named Instance",
+        "Keycloak Instance",
+    ];
+    let expect = |name: &str, allowed: bool, admin: bool, extra: &[&str]| {
+        let u = &users[name];
+        assert_eq!(u["allowed"], allowed, "{name}: {u}");
+        if !allowed {
+            return;
+        }
+        assert_eq!(u["admin"], admin, "{name}");
+        let offered: Vec<&str> = everyone.iter().chain(extra).copied().collect();
+        assert_eq!(u["profiles"], json!(offered), "{name}");
+        // Every other profile is refused when asked for by name.
+        let refused: Vec<&str> = u["refused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[0].as_str().unwrap())
+            .collect();
+        let others: Vec<&str> = all
+            .iter()
+            .filter(|p| !offered.contains(p))
+            .copied()
+            .collect();
+        assert_eq!(refused, others, "{name}: {u}");
+    };
+    expect("ada", true, true, &[]);
+    expect("dev", true, false, &["GPU Instance"]);
+    expect("ana", true, false, &["Keycloak Instance"]);
+    expect("nadia", true, false, &["Named Instance"]);
+    expect("rolf", true, true, &["GPU Instance"]);
+    expect("stranger", false, false, &[]);
+
+    // The GPU profile's pod: the GPU group, its taint tolerated, the GPU asked for.
+    let pod = &users["dev"]["pods"]["GPU Instance"];
+    let spec = &pod["spec"];
+    let gpu_selector = facts.node_selector.for_group("gpu").unwrap();
+    assert_eq!(spec["nodeSelector"], json!(gpu_selector), "{spec}");
+    let taint = facts.gpu.taint.clone().unwrap();
+    assert!(
+        spec["tolerations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["key"] == taint.key.as_str() && t["effect"] == taint.effect.as_str()),
+        "{spec}"
+    );
+    let container = &spec["containers"][0];
+    // A quantity, as a number or a string (the API server reads either).
+    let quantity = |v: &Json| v.to_string().trim_matches('"').to_string();
+    assert_eq!(
+        quantity(&container["resources"]["limits"]["nvidia.com/gpu"]),
+        "1"
+    );
+    assert_eq!(container["image"], "quay.io/example/gpu-lab:1.0");
+    // Any other profile: the user group, no toleration, the default image, its sizes.
+    let small = &users["dev"]["pods"]["Small Instance"]["spec"];
+    assert_eq!(
+        small["nodeSelector"],
+        json!(facts.node_selector.for_group("user").unwrap())
+    );
+    assert!(
+        !small["tolerations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["key"] == taint.key.as_str()),
+        "{small}"
+    );
+    let c = &small["containers"][0];
+    assert_eq!(c["image"], json!(config.default_images.jupyterlab));
+    assert_eq!(quantity(&c["resources"]["limits"]["cpu"]), "2.0");
+    assert_eq!(quantity(&c["resources"]["requests"]["cpu"]), "1.5");
+    // Home on the shared claim, per user; conda-store's environments read-only.
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    let mount = |path: &str| {
+        mounts
+            .iter()
+            .find(|m| m["mountPath"] == path)
+            .unwrap_or_else(|| panic!("no mount at {path}: {mounts:?}"))
+    };
+    assert_eq!(mount("/home/jovyan")["subPath"], "home/dev");
+    assert_eq!(mount("/home/conda")["readOnly"], true);
+    assert_eq!(mount("/home/conda")["subPath"], "conda-store");
+    // Every pod KubeSpawner would create is admitted by the platform namespace's Pod Security
+    // level (`restricted`), in the in-memory API.
+    let api = qhub_sandbox::kube_api::KubeApi::new();
+    let client = api.client();
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "dev",
+        "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}))
+    .unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let pods = Api::<Pod>::namespaced(client, "dev");
+    let mut admitted = 0;
+    for (name, u) in users.as_object().unwrap() {
+        for (profile, manifest) in u["pods"].as_object().into_iter().flatten() {
+            let mut pod: Pod = serde_json::from_value(manifest.clone()).unwrap();
+            pod.metadata.name = Some(format!("{name}-{admitted}"));
+            pods.create(&PostParams::default(), &pod)
+                .await
+                .unwrap_or_else(|e| panic!("{name}'s {profile} pod is refused: {e}"));
+            admitted += 1;
+        }
+    }
+    assert!(admitted >= 10, "{admitted} pods");
+    let env: Vec<(String, Json)> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e["value"].clone()))
+        .collect();
+    assert!(
+        env.contains(&(
+            "DASK_GATEWAY__ADDRESS".into(),
+            json!("https://demo.example.com/gateway")
+        )),
+        "{env:?}"
+    );
+}
