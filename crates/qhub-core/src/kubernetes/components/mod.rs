@@ -16,6 +16,7 @@
 
 pub mod autoscaler;
 pub mod built;
+pub mod conda_store;
 #[cfg(any(test, feature = "example-component"))]
 pub mod example;
 pub mod gpu;
@@ -149,6 +150,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &keycloak::Keycloak,
     &autoscaler::ClusterAutoscaler,
     &gpu::DevicePlugin,
+    &conda_store::CondaStore,
     &welcome::Welcome,
 ];
 
@@ -530,7 +532,12 @@ mod tests {
     #[test]
     fn only_built_components_get_login_clients_and_urls() {
         let config = test_config(crate::config::ProviderKind::Aws);
-        assert!(oidc_clients(&config).unwrap().is_empty());
+        let clients: Vec<String> = oidc_clients(&config)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.client_id)
+            .collect();
+        assert_eq!(clients, [conda_store::CLIENT_ID]);
         let urls: Vec<String> = crate::kubernetes::endpoints::urls(&config)
             .into_iter()
             .map(|u| u.url)
@@ -539,7 +546,8 @@ mod tests {
             urls,
             [
                 "https://demo.example.com/",
-                "https://demo.example.com/auth/"
+                "https://demo.example.com/auth/",
+                "https://demo.example.com/conda-store/"
             ]
         );
     }
