@@ -32,7 +32,18 @@ const INFRA: [&str; 6] = [
 ];
 
 /// The Kubernetes objects a full deploy creates, as `qhub plan` names them, sorted.
-const KUBE: [&str; 32] = [
+const KUBE: [&str; 43] = [
+    "ConfigMap/dev/conda-store-config",
+    "ConfigMap/dev/conda-store-environments",
+    "IngressRoute.traefik.io/dev/conda-store-server",
+    "Secret/dev/conda-store",
+    "Deployment.apps/dev/conda-store-redis",
+    "Deployment.apps/dev/conda-store-server",
+    "Deployment.apps/dev/conda-store-worker",
+    "Service/dev/conda-store-postgres",
+    "Service/dev/conda-store-redis",
+    "Service/dev/conda-store-server",
+    "StatefulSet.apps/dev/conda-store-postgres",
     "ClusterRole.rbac.authorization.k8s.io/dev-traefik",
     "ClusterRoleBinding.rbac.authorization.k8s.io/dev-traefik",
     "ConfigMap/dev/qhub-welcome",
@@ -70,7 +81,8 @@ const KUBE: [&str; 32] = [
 /// Keycloak's configuration a full deploy creates through the (emulated) admin API, sorted: no
 /// client, as no component with a login (JupyterHub, Dask Gateway, conda-store, Grafana) is
 /// built yet.
-const IDENTITY: [&str; 5] = [
+const IDENTITY: [&str; 6] = [
+    "keycloak_client/conda_store",
     "keycloak_group/admin",
     "keycloak_group/analyst",
     "keycloak_group/developer",
