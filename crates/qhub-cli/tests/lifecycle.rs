@@ -32,9 +32,11 @@ const INFRA: [&str; 6] = [
 ];
 
 /// The Kubernetes objects a full deploy creates, as `qhub plan` names them, sorted.
-const KUBE: [&str; 46] = [
+const KUBE: &[&str] = &[
     "ClusterRole.rbac.authorization.k8s.io/dev-traefik",
     "ClusterRoleBinding.rbac.authorization.k8s.io/dev-traefik",
+    "ConfigMap/dev/conda-store-config",
+    "ConfigMap/dev/conda-store-environments",
     "ConfigMap/dev/hub-config",
     "ConfigMap/dev/qhub-welcome",
     "CustomResourceDefinition.apiextensions.k8s.io/ingressroutes.traefik.io",
@@ -47,11 +49,15 @@ const KUBE: [&str; 46] = [
     "CustomResourceDefinition.apiextensions.k8s.io/tlsoptions.traefik.io",
     "CustomResourceDefinition.apiextensions.k8s.io/tlsstores.traefik.io",
     "CustomResourceDefinition.apiextensions.k8s.io/traefikservices.traefik.io",
+    "Deployment.apps/dev/conda-store-redis",
+    "Deployment.apps/dev/conda-store-server",
+    "Deployment.apps/dev/conda-store-worker",
     "Deployment.apps/dev/hub",
     "Deployment.apps/dev/keycloak",
     "Deployment.apps/dev/proxy",
     "Deployment.apps/dev/qhub-welcome",
     "Deployment.apps/dev/traefik",
+    "IngressRoute.traefik.io/dev/conda-store-server",
     "IngressRoute.traefik.io/dev/jupyterhub-hub",
     "IngressRoute.traefik.io/dev/jupyterhub-services",
     "IngressRoute.traefik.io/dev/jupyterhub-user",
@@ -63,11 +69,17 @@ const KUBE: [&str; 46] = [
     "PersistentVolumeClaim/dev/shared",
     "Role.rbac.authorization.k8s.io/dev/jupyterhub",
     "RoleBinding.rbac.authorization.k8s.io/dev/jupyterhub",
+    "Secret/dev/conda-store",
+    "Secret/dev/conda-store-oidc-client",
     "Secret/dev/hub-secrets",
+    "Secret/dev/jupyterhub-oidc-client",
     "Secret/dev/keycloak-admin",
     "Secret/dev/keycloak-postgres",
     "Secret/dev/qhub-applyset",
     "Secret/dev/qhub-self-signed-tls",
+    "Service/dev/conda-store-postgres",
+    "Service/dev/conda-store-redis",
+    "Service/dev/conda-store-server",
     "Service/dev/hub",
     "Service/dev/keycloak",
     "Service/dev/keycloak-postgres",
@@ -77,13 +89,15 @@ const KUBE: [&str; 46] = [
     "Service/dev/traefik",
     "ServiceAccount/dev/hub",
     "ServiceAccount/dev/traefik",
+    "StatefulSet.apps/dev/conda-store-postgres",
     "StatefulSet.apps/dev/keycloak-postgres",
     "TLSStore.traefik.io/dev/default",
 ];
 
 /// Keycloak's configuration a full deploy creates through the (emulated) admin API, sorted:
-/// JupyterHub's client is the only login client built yet.
-const IDENTITY: [&str; 6] = [
+/// the login clients of the built components, the groups and the realm.
+const IDENTITY: &[&str] = &[
+    "keycloak_client/conda_store",
     "keycloak_client/jupyterhub",
     "keycloak_group/admin",
     "keycloak_group/analyst",

@@ -93,9 +93,13 @@ pub struct CondaStore {
     /// Extra Python configuration appended to conda-store's config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra_config: Option<String>,
-    /// conda-store image tag.
+    /// conda-store image tag (of `quay.io/quansight/conda-store-server`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_tag: Option<String>,
+    /// The conda-store namespace the `environments` are built in (QHub 0.4.5's key; default
+    /// `nebari-git`, as QHub 0.4.5's `input_vars.py` has it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_namespace: Option<String>,
 }
 
 /// `jupyterhub`.

@@ -53,7 +53,8 @@ pub struct ExternalContainerReg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
-    /// conda-store's volume, e.g. `200Gi`.
+    /// QHub's conda-store volume size, e.g. `200Gi`: accepted, no effect (conda-store's
+    /// environments are on the shared filesystem, sized by `shared_filesystem`).
     pub conda_store: String,
     /// The shared filesystem (home and shared directories), e.g. `200Gi`.
     pub shared_filesystem: String,

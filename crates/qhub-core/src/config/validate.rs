@@ -97,6 +97,7 @@ pub(crate) fn check(raw: &Json, spans: &Spans, report: &mut Report) {
     check_security(&mut cx);
     check_profiles(&mut cx);
     check_environments(&mut cx);
+    check_conda_store(&mut cx);
     check_images_and_storage(&mut cx);
     check_extensions(&mut cx);
     check_ignored(&mut cx);
@@ -808,6 +809,15 @@ fn check_environments(cx: &mut Ctx<'_>) {
         } else if let Some(prev) = names.insert(env.name.clone(), file.clone()) {
             cx.error(path.key("name"), format!("environment name `{}` is also used by `{prev}`; conda-store would build one over the other", env.name), None);
         }
+        if !env.name.trim().is_empty() && !conda_store_name_ok(&env.name) {
+            cx.error(
+                path.key("name"),
+                format!("conda-store refuses the environment name `{}`", env.name),
+                Some(format!(
+                    "use only letters, digits and {CONDA_STORE_NAME_PUNCTUATION}"
+                )),
+            );
+        }
         if env.dependencies.is_empty() {
             cx.error(
                 path.key("dependencies"),
@@ -836,6 +846,71 @@ fn check_environments(cx: &mut Ctx<'_>) {
                 _ => {}
             }
         }
+    }
+}
+
+/// Punctuation conda-store allows in environment and namespace names, beside ASCII letters and
+/// digits (conda_store_server 2025.2.2 `_internal/schema.py`, `ALLOWED_CHARACTERS`).
+const CONDA_STORE_NAME_PUNCTUATION: &str = "-+_@$&?^~.=";
+
+fn conda_store_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || CONDA_STORE_NAME_PUNCTUATION.contains(c))
+}
+
+/// The default `storage.conda_store` (QHub's): a config that carries it unchanged is not told
+/// it has no effect.
+const DEFAULT_CONDA_STORE_SIZE: &str = "200Gi";
+
+fn check_conda_store(cx: &mut Ctx<'_>) {
+    let path = p("conda_store").key("default_namespace");
+    if let Some(ns) = cx.str(&path).map(str::to_string)
+        && !conda_store_name_ok(&ns)
+    {
+        cx.error(
+            path,
+            format!("conda-store refuses the namespace name `{ns}`"),
+            Some(format!(
+                "use only letters, digits and {CONDA_STORE_NAME_PUNCTUATION}"
+            )),
+        );
+    }
+    let path = p("conda_store").key("image_tag");
+    if let Some(tag) = cx.str(&path).map(str::to_string) {
+        // The grammar of a tag (distribution/reference `reference.go`, `tag`).
+        let valid = !tag.is_empty()
+            && tag.len() <= 128
+            && !tag.starts_with(['.', '-'])
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid {
+            cx.error(
+                path,
+                format!("`{tag}` is not an image tag"),
+                Some("e.g. `2025.2.2`".into()),
+            );
+        } else if tag == "latest" {
+            cx.warn(
+                path,
+                "`latest` is not pinned: each node may run another conda-store release",
+                Some("name a release, e.g. `2025.2.2`".into()),
+            );
+        }
+    }
+    let path = p("storage").key("conda_store");
+    if let Some(size) = cx.str(&path).map(str::to_string)
+        && size != DEFAULT_CONDA_STORE_SIZE
+    {
+        cx.warn(
+            path,
+            format!(
+                "`{size}` has no effect: conda-store keeps its environments on the shared filesystem (directory `conda-store`), sized by `storage.shared_filesystem`"
+            ),
+            Some("size `storage.shared_filesystem` for the environments too, and delete this key".into()),
+        );
     }
 }
 

@@ -184,6 +184,36 @@ pub const JUPYTERHUB_PROXY: Image = Image {
     digest: None,
 };
 
+/// conda-store's server and worker (one image, two commands): `conda-store-server` 2025.2.2,
+/// the release REFERENCE.md §6 names and the one nebari-dev/nebari pins
+/// (`src/_nebari/constants.py`, `DEFAULT_CONDA_STORE_IMAGE_TAG = "2025.2.2"`). Its release
+/// workflow publishes the `prod` target, which pip-installs exactly that release, as
+/// `quansight/conda-store-server` and `quay.io/quansight/conda-store-server`, tagged with the git
+/// tag (conda-incubator/conda-store `.github/workflows/release.yaml` at 2025.2.2); Quay is taken
+/// to stay clear of Docker Hub's anonymous pull limit. Runs as uid/gid 1000
+/// (`conda-store-server/Dockerfile`, `user_no=1000`). `conda_store.image_tag` replaces the tag.
+/// No digest: Quay publishes none in a source we could read.
+pub const CONDA_STORE: Image = Image {
+    component: "conda-store",
+    repository: "quay.io/quansight/conda-store-server",
+    tag: "2025.2.2",
+    digest: None,
+};
+
+/// conda-store's Celery broker and lock store: Redis 8.10.2, the newest release the official
+/// image publishes, as upstream's Kubernetes example deploys one (conda-incubator/conda-store
+/// `examples/kubernetes/redis.yaml` at 2025.2.2, there `bitnami/redis:6.0.16`). Digest of the
+/// official image's index for `8.10.2-alpine` from docker-library/repo-info
+/// `repos/redis/remote/8.10.2-alpine.md` at commit 0bdd94409df0; the image's `redis` user is
+/// uid 999.
+pub const CONDA_STORE_REDIS: Image = Image {
+    component: "conda-store",
+    repository: "docker.io/library/redis",
+    tag: "8.10.2-alpine",
+    digest: Some("sha256:72cedd9603038893af961e90ac5e1a1a0d8377d5e338dbdad8fe284ea25de18f"),
+};
+
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@
 
 pub mod autoscaler;
 pub mod built;
+pub mod conda_store;
 #[cfg(any(test, feature = "example-component"))]
 pub mod example;
 pub mod gpu;
@@ -153,6 +154,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &autoscaler::ClusterAutoscaler,
     &gpu::DevicePlugin,
     &jupyterhub::JupyterHub,
+    &conda_store::CondaStore,
     &welcome::Welcome,
 ];
 
@@ -527,6 +529,7 @@ mod tests {
             .map(|c| c.client_id)
             .collect();
         assert_eq!(clients, [jupyterhub::config::CLIENT_ID]);
+        assert_eq!(clients, [conda_store::CLIENT_ID]);
         let urls: Vec<String> = crate::kubernetes::endpoints::urls(&config)
             .into_iter()
             .map(|u| u.url)
@@ -537,6 +540,7 @@ mod tests {
                 "https://demo.example.com/",
                 "https://demo.example.com/auth/",
                 "https://demo.example.com/hub/"
+                "https://demo.example.com/conda-store/"
             ]
         );
     }
