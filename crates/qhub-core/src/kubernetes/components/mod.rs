@@ -16,6 +16,7 @@
 
 pub mod autoscaler;
 pub mod built;
+pub mod dask_gateway;
 #[cfg(any(test, feature = "example-component"))]
 pub mod example;
 pub mod gpu;
@@ -149,6 +150,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &keycloak::Keycloak,
     &autoscaler::ClusterAutoscaler,
     &gpu::DevicePlugin,
+    &dask_gateway::DaskGateway,
     &welcome::Welcome,
 ];
 
@@ -539,7 +541,8 @@ mod tests {
             urls,
             [
                 "https://demo.example.com/",
-                "https://demo.example.com/auth/"
+                "https://demo.example.com/auth/",
+                "https://demo.example.com/gateway/"
             ]
         );
     }
