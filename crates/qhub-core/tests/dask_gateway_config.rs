@@ -98,8 +98,8 @@ fn report(config: &qhub_core::Config) -> (Json, Vec<Json>) {
     (report, objects)
 }
 
-#[test]
-fn dask_gateway_server_loads_the_config_and_resolves_every_profile() {
+#[tokio::test]
+async fn dask_gateway_server_loads_the_config_and_resolves_every_profile() {
     let config = config();
     let ns = config.namespace.clone();
     let facts = ClusterFacts::from_config(&config);
@@ -229,4 +229,62 @@ fn dask_gateway_server_loads_the_config_and_resolves_every_profile() {
         controller["api_url"], report["backend"]["api_url"],
         "the controller and the server agree on the API"
     );
+
+    // The pods the controller makes: a GPU worker on the GPU group, tolerating the taint,
+    // asking for the GPUs; every scheduler and worker admitted by the platform namespace's
+    // `restricted` Pod Security level.
+    let pods = &report["pods"];
+    let gpu_worker = &pods["GPU Worker"]["worker"]["spec"];
+    assert_eq!(gpu_worker["nodeSelector"], json!({&label: "gpu"}));
+    assert_eq!(
+        gpu_worker["tolerations"][0]["key"],
+        json!(facts.gpu.resource)
+    );
+    assert_eq!(
+        gpu_worker["containers"][0]["resources"]["limits"]["nvidia.com/gpu"],
+        json!(2)
+    );
+    assert_eq!(
+        pods["GPU Worker"]["scheduler"]["spec"]["nodeSelector"],
+        json!({&label: "worker"})
+    );
+    assert_eq!(
+        pods["Small Worker"]["worker"]["spec"]["nodeSelector"],
+        json!({&label: "worker"})
+    );
+    admitted_in_a_restricted_namespace(pods).await;
+}
+
+/// Creates every pod of `pods` in a namespace enforcing `restricted`, in the in-memory API
+/// (whose admission follows the Pod Security Standards).
+async fn admitted_in_a_restricted_namespace(pods: &Json) {
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use kube::api::{Api, PostParams};
+    let api = qhub_sandbox::kube_api::KubeApi::new();
+    let client = api.client();
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "dev",
+        "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}))
+    .unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let created = Api::<Pod>::namespaced(client, "dev");
+    let mut n = 0;
+    for (profile, by_role) in pods.as_object().unwrap() {
+        for (role, pod) in by_role.as_object().unwrap() {
+            n += 1;
+            let mut pod = pod.clone();
+            pod["metadata"]["name"] = json!(format!("{role}-{n}"));
+            pod["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("generateName");
+            let pod: Pod = serde_json::from_value(pod).unwrap();
+            if let Err(e) = created.create(&PostParams::default(), &pod).await {
+                panic!("the {role} pod of profile {profile} is refused: {e}");
+            }
+        }
+    }
+    assert!(n >= 6, "only {n} pods checked");
 }

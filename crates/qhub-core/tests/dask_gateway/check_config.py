@@ -74,6 +74,17 @@ for request in requests:
 controller = KubeController()
 controller.log.addHandler(Catch())
 controller.load_config_file(path)
+# The scheduler and worker pods the controller makes for a cluster of each profile.
+report["pods"] = {}
+for request in requests:
+    options = backend.cluster_options.parse_options(request)
+    overrides = backend.cluster_options.get_configuration(options, user)
+    config = backend.cluster_config_class(parent=backend, **overrides)
+    key = request["profile"] + (" / " + request["conda_environment"] if "conda_environment" in request else "")
+    report["pods"][key] = {
+        "scheduler": controller.make_pod(namespace, "abc123", config, is_worker=False),
+        "worker": controller.make_pod(namespace, "abc123", config, is_worker=True),
+    }
 report["controller"] = {
     "api_url": controller.api_url,
     "gateway_instance": controller.gateway_instance,
