@@ -196,7 +196,7 @@ async fn with_our_crds() -> (KubeApi, Applier) {
     for m in qhub_core::kubernetes::components::manifests(&config, &facts)
         .unwrap()
         .iter()
-        .filter(|m| m["kind"] == "CustomResourceDefinition")
+        .filter(|m| m["kind"] == "CustomResourceDefinition" && m["spec"]["group"] == "traefik.io")
     {
         applier.apply(m, m, Duration::from_secs(5)).await.unwrap();
     }

@@ -116,6 +116,19 @@ pub const NVIDIA_DEVICE_PLUGIN: Image = Image {
     digest: None,
 };
 
+/// Dask Gateway's API server and controller (one image, two commands): `2026.3.0`, the release
+/// of `dask-gateway-server` on PyPI that the tests load the generated config with. The chart
+/// of that tag (dask/dask-gateway `resources/helm/chartpress.yaml`) publishes it as
+/// `ghcr.io/dask/dask-gateway-server`, tagged with the release (chartpress tags each image
+/// with the git tag), for the gateway and the controller alike. No digest: ghcr.io publishes
+/// none in a source we could read.
+pub const DASK_GATEWAY_SERVER: Image = Image {
+    component: "dask-gateway",
+    repository: "ghcr.io/dask/dask-gateway-server",
+    tag: "2026.3.0",
+    digest: None,
+};
+
 /// The cluster autoscaler's repository; its tag follows the cluster's minor version
 /// ([`cluster_autoscaler`]).
 pub const CLUSTER_AUTOSCALER_REPOSITORY: &str = "registry.k8s.io/autoscaling/cluster-autoscaler";

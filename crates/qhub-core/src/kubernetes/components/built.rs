@@ -14,7 +14,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceDefinitionNames, CustomResourceDefinitionSpec,
-    CustomResourceDefinitionVersion, CustomResourceValidation, JSONSchemaProps,
+    CustomResourceDefinitionVersion, CustomResourceSubresourceStatus, CustomResourceSubresources,
+    CustomResourceValidation, JSONSchemaProps,
 };
 use serde_json::{Value as Json, json};
 use sha2::{Digest as _, Sha256};
@@ -309,6 +310,9 @@ pub struct Crd {
     pub plural: String,
     /// Its `openAPIV3Schema`.
     pub schema: Json,
+    /// Whether it serves the `status` subresource (a controller writing the status of its
+    /// objects through `<plural>/status`).
+    pub status_subresource: bool,
 }
 
 impl Crd {
@@ -335,6 +339,10 @@ impl Crd {
                     storage: true,
                     schema: Some(CustomResourceValidation {
                         open_api_v3_schema: Some(props),
+                    }),
+                    subresources: self.status_subresource.then(|| CustomResourceSubresources {
+                        status: Some(CustomResourceSubresourceStatus(json!({}))),
+                        ..CustomResourceSubresources::default()
                     }),
                     ..CustomResourceDefinitionVersion::default()
                 }],

@@ -117,6 +117,7 @@ impl Component for Example {
             plural: "widgets".into(),
             schema: json!({"type": "object", "properties": {
                 "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}),
+            status_subresource: false,
         }))
     }
 }

@@ -18,6 +18,7 @@
 pub mod autoscaler;
 pub mod built;
 pub mod conda_store;
+pub mod dask_gateway;
 #[cfg(any(test, feature = "example-component"))]
 pub mod example;
 pub mod gpu;
@@ -155,6 +156,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &gpu::DevicePlugin,
     &jupyterhub::JupyterHub,
     &conda_store::CondaStore,
+    &dask_gateway::DaskGateway,
     &welcome::Welcome,
 ];
 
@@ -541,6 +543,7 @@ mod tests {
                 "https://demo.example.com/auth/",
                 "https://demo.example.com/hub/"
                 "https://demo.example.com/conda-store/"
+                "https://demo.example.com/gateway/"
             ]
         );
     }

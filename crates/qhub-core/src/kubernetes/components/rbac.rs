@@ -241,6 +241,51 @@ pub const JUPYTERHUB: Table = Table {
             names: &[],
             reach: Reach::Namespace,
         },
+/// Dask Gateway's API server: reads the TLS Secrets of clusters and manages `DaskCluster`
+/// objects.
+///
+/// Source: dask/dask-gateway 2026.3.0, `resources/helm/dask-gateway/templates/gateway/rbac.yaml`
+/// (a ClusterRole). Cluster-wide as upstream has it: the server's informer lists DaskClusters
+/// in every namespace (`backends/kubernetes/backend.py`, `list_cluster_custom_object`), so a
+/// namespaced Role would leave its watch forbidden.
+pub const DASK_GATEWAY_API: Table = Table {
+    service_account: "dask-gateway-api",
+    source: "dask/dask-gateway 2026.3.0 resources/helm/dask-gateway/templates/gateway/rbac.yaml",
+    permissions: &[
+        cluster(&[""], &["secrets"], &["get"]),
+        cluster(&["gateway.dask.org"], &["daskclusters"], &["*"]),
+    ],
+};
+
+/// Dask Gateway's controller: turns `DaskCluster` objects into scheduler and worker pods, their
+/// Service and TLS Secret, and the Traefik routes to them.
+///
+/// Source: dask/dask-gateway 2026.3.0,
+/// `resources/helm/dask-gateway/templates/controller/rbac.yaml` (a ClusterRole; its informers
+/// list pods, endpoints and DaskClusters in all namespaces, `backends/kubernetes/controller.py`).
+/// The Traefik group is `traefik.io`, the group that release writes its routes in and the one
+/// our Traefik serves ([`super::ingress::crds::GROUP`]).
+pub const DASK_GATEWAY_CONTROLLER: Table = Table {
+    service_account: "dask-gateway-controller",
+    source: "dask/dask-gateway 2026.3.0 resources/helm/dask-gateway/templates/controller/rbac.yaml",
+    permissions: &[
+        cluster(
+            &["gateway.dask.org"],
+            &["daskclusters", "daskclusters/status"],
+            &["*"],
+        ),
+        cluster(
+            &["traefik.io"],
+            &["ingressroutes", "ingressroutetcps"],
+            &["get", "create", "delete"],
+        ),
+        cluster(
+            &[""],
+            &["pods"],
+            &["get", "list", "watch", "create", "delete"],
+        ),
+        cluster(&[""], &["endpoints"], READ),
+        cluster(&[""], &["secrets", "services"], &["create", "delete"]),
     ],
 };
 
@@ -250,6 +295,8 @@ pub const TABLES: &[&Table] = &[
     &CLUSTER_AUTOSCALER,
     &NVIDIA_DEVICE_PLUGIN,
     &JUPYTERHUB,
+    &DASK_GATEWAY_API,
+    &DASK_GATEWAY_CONTROLLER,
 ];
 
 fn policy(p: &Permission) -> PolicyRule {

@@ -96,6 +96,7 @@ pub fn spec_schema(kind: &str) -> Json {
         }}),
         "Middleware" => json!({"type": "object", "properties": {
             "stripPrefix": {"type": "object", "properties": {"prefixes": strings()}},
+            "stripPrefixRegex": {"type": "object", "properties": {"regex": strings()}},
             "redirectScheme": {"type": "object", "properties": {
                 "scheme": {"type": "string"}, "port": {"type": "string"}, "permanent": {"type": "boolean"}}},
             "headers": open(),
@@ -181,6 +182,7 @@ pub fn crds() -> Vec<Crd> {
             kind: (*kind).into(),
             plural: (*plural).into(),
             schema: served_schema(kind),
+            status_subresource: false,
         })
         .collect()
 }

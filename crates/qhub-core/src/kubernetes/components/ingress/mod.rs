@@ -56,9 +56,10 @@ pub const SFTP: EntryPoint = EntryPoint {
     port: 8023,
     container_port: 8023,
 };
-/// Dask schedulers (TLS, routed by SNI).
+/// Dask schedulers (TLS, routed by SNI): the entry point Dask Gateway's controller attaches
+/// its per-cluster IngressRouteTCPs to (`KubeController.proxy_tcp_entrypoint`).
 pub const DASK: EntryPoint = EntryPoint {
-    name: "tcp",
+    name: "tcp-8786",
     port: 8786,
     container_port: 8786,
 };
