@@ -113,6 +113,7 @@ pub enum After {
 #[derive(Debug, Clone)]
 pub struct Faults {
     plan: FaultPlan,
+    draws: Draws,
     rng: u64,
     calls: BTreeMap<String, u64>,
     all_calls: u64,
@@ -126,6 +127,18 @@ impl Default for Faults {
     }
 }
 
+/// How the draws are made. Tests pin seeds whose outcomes they assert (a lost answer among the
+/// first mutations), so an emulator keeps the generator its seeds were chosen with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Draws {
+    /// xorshift64 (13, 7, 17); throttling drawn before server errors.
+    #[default]
+    Xorshift,
+    /// xorshift64* (12, 25, 27, multiplied out); server errors drawn before throttling (the
+    /// GKE emulator's seeds).
+    XorshiftStarErrorsFirst,
+}
+
 /// Spreads small seeds over the word; xorshift must never start from zero.
 fn seeded(seed: u64) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
@@ -134,7 +147,13 @@ fn seeded(seed: u64) -> u64 {
 impl Faults {
     /// `plan` in force from now.
     pub fn new(plan: FaultPlan) -> Self {
+        Self::with_draws(plan, Draws::default())
+    }
+
+    /// `plan` in force from now, drawn as `draws` says (kept when the plan is set again).
+    pub fn with_draws(plan: FaultPlan, draws: Draws) -> Self {
         Self {
+            draws,
             rng: seeded(plan.seed),
             plan,
             calls: BTreeMap::new(),
@@ -146,7 +165,7 @@ impl Faults {
 
     /// Puts `plan` in force: reseeds, counts calls and mutations from zero, revives.
     pub fn set(&mut self, plan: FaultPlan) {
-        *self = Self::new(plan);
+        *self = Self::with_draws(plan, self.draws);
     }
 
     /// The plan in force.
@@ -167,11 +186,22 @@ impl Faults {
     /// A draw in `0.0..1.0` (xorshift64, reproducible from the seed).
     pub fn roll(&mut self) -> f64 {
         let mut s = self.rng;
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
+        let out = match self.draws {
+            Draws::Xorshift => {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s
+            }
+            Draws::XorshiftStarErrorsFirst => {
+                s ^= s >> 12;
+                s ^= s << 25;
+                s ^= s >> 27;
+                s.wrapping_mul(0x2545_F491_4F6C_DD1D)
+            }
+        };
         self.rng = s;
-        (s >> 11) as f64 / (1u64 << 53) as f64
+        (out >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Counts a call of `route` and says what it gets: the first rule that hits it (a delay
@@ -203,12 +233,13 @@ impl Faults {
             }
         }
         let r = self.roll();
-        let verdict = if r < self.plan.throttle_rate {
-            Before::Throttle
-        } else if r < self.plan.throttle_rate + self.plan.error_rate {
-            Before::ServerError
-        } else {
-            Before::Serve
+        let (throttle, errors) = (self.plan.throttle_rate, self.plan.error_rate);
+        let verdict = match self.draws {
+            Draws::Xorshift if r < throttle => Before::Throttle,
+            Draws::Xorshift if r < throttle + errors => Before::ServerError,
+            Draws::XorshiftStarErrorsFirst if r < errors => Before::ServerError,
+            Draws::XorshiftStarErrorsFirst if r < errors + throttle => Before::Throttle,
+            _ => Before::Serve,
         };
         (verdict, delay)
     }

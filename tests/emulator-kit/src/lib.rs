@@ -14,5 +14,5 @@
 mod faults;
 mod server;
 
-pub use faults::{After, Before, Calls, Effect, FaultPlan, Faults, Rule};
+pub use faults::{After, Before, Calls, Draws, Effect, FaultPlan, Faults, Rule};
 pub use server::{Dropped, Server};

@@ -204,7 +204,11 @@ impl GkeEmulator {
             world: state::World::default(),
             storage: storage::Storage::default(),
             counters: Counters::default(),
-            faults: qhub_emulator_kit::Faults::default(),
+            // The draws this emulator's tests chose their seeds with.
+            faults: qhub_emulator_kit::Faults::with_draws(
+                FaultPlan::default(),
+                qhub_emulator_kit::Draws::XorshiftStarErrorsFirst,
+            ),
         }));
         let shared = inner.clone();
         let server = Server::start("GKE emulator", port, move |req| {
