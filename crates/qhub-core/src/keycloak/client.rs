@@ -4,7 +4,7 @@
 //!
 //! It rides on the REST toolkit ([`crate::cloud::http`]): base URL and the loopback rule for
 //! plain HTTP, counters, the retry policy with `Retry-After`, error envelopes
-//! ([`ErrorEnvelope::keycloak_json`]). The admin token ([`token`]) is the toolkit's refreshing
+//! ([`ErrorEnvelope::keycloak_json`]). The admin token (`client/token.rs`) is the toolkit's refreshing
 //! token source: fetched from the `master` realm, again when it is about to expire, and once
 //! more per call when a call answers 401. Tokens, passwords and secrets are never logged: the
 //! representations that hold a secret print it as `***`.

@@ -37,8 +37,8 @@ struct Token {
 /// The admin tokens of one [`super::AdminClient`] and its clones: one cached token, fetched
 /// under a lock so concurrent calls share it.
 pub(super) struct AdminTokens {
-    /// The token endpoint's client: the password travels in the form ([`Auth::InBody`]
-    /// (crate::cloud::http::Auth::InBody)); its counters count the logins.
+    /// The token endpoint's client: the password travels in the form
+    /// ([`crate::cloud::http::Auth::InBody`]).
     login: RestClient,
     credentials: AdminCredentials,
     cached: tokio::sync::Mutex<Option<Token>>,
