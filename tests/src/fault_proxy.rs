@@ -12,10 +12,12 @@
 //!   balancer timeout looks like to a client, and what makes a blind retry of a create without
 //!   an idempotency token create a duplicate.
 //!
-//! Which fault (if any) a request gets is drawn from a xorshift generator seeded by
-//! [`FaultPlan::seed`], so the sequence of draws is reproducible (which request gets which
-//! draw still depends on the order concurrent requests arrive in). The plan can be switched
-//! at runtime with [`FaultProxy::set_plan`]; [`FaultProxy::counts`] says what was injected.
+//! Which fault (if any) a request gets is decided by the emulators' shared fault plan
+//! ([`qhub_emulator_kit::FaultPlan`], drawn from a generator seeded by [`FaultPlan::seed`], so
+//! the sequence of draws is reproducible; which request gets which draw still depends on the
+//! order concurrent requests arrive in). The plan can be switched at runtime with
+//! [`FaultProxy::set_plan`] (this proxy's shorthand) or [`FaultProxy::set_fault_plan`] (rules
+//! by operation name included); [`FaultProxy::counts`] says what was injected.
 //!
 //! It also makes moto's EKS as unkind as the real one ([`EksLifecycle`]): moto's clusters are
 //! ACTIVE the moment they are created, so the proxy can report a new cluster as `CREATING` for a
@@ -32,7 +34,6 @@
 //! to the network.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -40,15 +41,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, TRANSFER_ENCODING};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use qhub_emulator_kit::{After, Before, Dropped, Server};
+use tokio::net::TcpStream;
 
 use crate::aws_rules::AwsRules;
 
-/// What faults to inject, and how often.
+/// What faults to inject, and how often: this proxy's shorthand of a
+/// [`qhub_emulator_kit::FaultPlan`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FaultPlan {
     /// Seed of the generator drawing the faults; the same seed gives the same draws.
@@ -77,6 +78,18 @@ impl FaultPlan {
 impl Default for FaultPlan {
     fn default() -> Self {
         Self::none()
+    }
+}
+
+impl From<FaultPlan> for qhub_emulator_kit::FaultPlan {
+    fn from(p: FaultPlan) -> Self {
+        Self {
+            seed: p.seed,
+            throttle_rate: p.throttle,
+            error_rate: p.server_error,
+            lost_rate: p.lost,
+            ..Self::default()
+        }
     }
 }
 
@@ -317,7 +330,7 @@ impl FaultCounts {
 #[derive(Debug)]
 struct State {
     plan: FaultPlan,
-    rng: u64,
+    faults: qhub_emulator_kit::Faults,
     counts: FaultCounts,
     eks: EksLifecycle,
     clusters: BTreeMap<String, ClusterLife>,
@@ -325,37 +338,21 @@ struct State {
     quotas: crate::service_quotas::ServiceQuotas,
 }
 
-impl State {
-    /// xorshift64 in `[0, 1)`: reproducible from the seed, no dependency.
-    fn roll(&mut self) -> f64 {
-        let mut s = self.rng;
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        self.rng = s;
-        (s >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-fn seeded(seed: u64) -> u64 {
-    // Spread small seeds over the word; xorshift must never start from zero.
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     None,
     Throttle,
     ServerError,
+    Status(u16),
+    Reset,
     Lost,
 }
 
 /// The fault-injecting proxy; it stops accepting connections when dropped.
 #[derive(Debug)]
 pub struct FaultProxy {
-    addr: SocketAddr,
     state: Arc<Mutex<State>>,
-    task: JoinHandle<()>,
+    server: Server,
 }
 
 impl FaultProxy {
@@ -368,11 +365,9 @@ impl FaultProxy {
             upstream.ip().is_loopback(),
             "the fault proxy only forwards to loopback, not {upstream}"
         );
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
             plan,
-            rng: seeded(plan.seed),
+            faults: qhub_emulator_kit::Faults::new(plan.into()),
             counts: FaultCounts::default(),
             eks: EksLifecycle::default(),
             clusters: BTreeMap::new(),
@@ -380,25 +375,12 @@ impl FaultProxy {
             quotas: crate::service_quotas::ServiceQuotas::default(),
         }));
         let shared = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = shared.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(handle(req, upstream, &state).await) }
-                    });
-                    // A client hanging up mid-request is not the proxy's problem.
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Ok(Self { addr, state, task })
+        let server = Server::start("fault proxy", 0, move |req| {
+            let state = shared.clone();
+            async move { handle(req, upstream, &state).await }
+        })
+        .await?;
+        Ok(Self { state, server })
     }
 
     /// Starts the proxy in front of a [`Moto`](crate::moto::Moto).
@@ -408,19 +390,27 @@ impl FaultProxy {
 
     /// The address the proxy listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:PORT`, the endpoint to give the client under test.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Switches to another plan (and reseeds the generator from its seed); counts are kept.
     pub fn set_plan(&self, plan: FaultPlan) {
         let mut s = self.state.lock().unwrap();
         s.plan = plan;
-        s.rng = seeded(plan.seed);
+        s.faults.set(plan.into());
+    }
+
+    /// Puts the shared `plan` in force (rules name operations as [`FaultCounts::by_operation`]
+    /// does: `CreateVpc`, `DescribeCluster`); [`Self::plan`] then still shows the last
+    /// shorthand set. A ruled 429 is the protocol's throttling, another status its error with
+    /// that status; a mutation's lost or "died" answer is a 503 after it was carried out.
+    pub fn set_fault_plan(&self, plan: qhub_emulator_kit::FaultPlan) {
+        self.state.lock().unwrap().faults.set(plan);
     }
 
     /// The plan in force.
@@ -482,21 +472,20 @@ impl FaultProxy {
     }
 }
 
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 async fn handle(
     req: Request<Incoming>,
     upstream: SocketAddr,
     state: &Mutex<State>,
-) -> Response<Full<Bytes>> {
+) -> Result<Response<Full<Bytes>>, Dropped> {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("reading the request: {e}")),
+        Err(e) => {
+            return Ok(plain(
+                StatusCode::BAD_REQUEST,
+                format!("reading the request: {e}"),
+            ));
+        }
     };
     let service = parts
         .headers
@@ -524,32 +513,44 @@ async fn handle(
     };
     let mutating = is_mutating(&service, &parts.method, &op);
 
-    let fault = {
+    let (fault, delay) = {
         let mut s = state.lock().unwrap();
         s.counts.seen += 1;
         *s.counts.by_operation.entry(op.clone()).or_insert(0) += 1;
-        let plan = s.plan;
-        let r = s.roll();
-        let fault = if r < plan.throttle {
-            Fault::Throttle
-        } else if r < plan.throttle + plan.server_error {
-            Fault::ServerError
-        } else if mutating && plan.lost > 0.0 && s.roll() < plan.lost {
-            Fault::Lost
-        } else {
-            Fault::None
+        let (before, delay) = s.faults.before(&op);
+        let fault = match before {
+            Before::Throttle | Before::Status(429) => Fault::Throttle,
+            Before::ServerError | Before::Status(503) => Fault::ServerError,
+            Before::Status(code) => Fault::Status(code),
+            Before::Reset => Fault::Reset,
+            Before::Serve if mutating && s.faults.after_mutation() != After::Deliver => Fault::Lost,
+            Before::Serve => Fault::None,
         };
         match fault {
             Fault::Throttle => s.counts.throttled += 1,
-            Fault::ServerError => s.counts.server_errors += 1,
+            Fault::ServerError | Fault::Status(_) => s.counts.server_errors += 1,
             Fault::Lost | Fault::None => s.counts.forwarded += 1,
+            Fault::Reset => {}
         }
-        fault
+        (fault, delay)
     };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
 
     match fault {
-        Fault::Throttle => return throttling(service.protocol()),
-        Fault::ServerError => return unavailable(service.protocol()),
+        Fault::Throttle => return Ok(throttling(service.protocol())),
+        Fault::ServerError => return Ok(unavailable(service.protocol())),
+        Fault::Status(code) => {
+            return Ok(error(
+                service.protocol(),
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "InternalFailure",
+                "InternalError",
+                "Injected by qhub fault proxy",
+            ));
+        }
+        Fault::Reset => return Err(Dropped),
         Fault::Lost | Fault::None => {}
     }
     // EKS refuses to delete a cluster that is still being created, or to add node groups to it.
@@ -564,13 +565,13 @@ async fn handle(
             .get(name)
             .map(ClusterLife::status);
         if status == Some("CREATING") {
-            return error(
+            return Ok(error(
                 Protocol::RestJson1,
                 StatusCode::CONFLICT,
                 "ResourceInUseException",
                 "",
                 &format!("Cluster {name} is currently being created"),
-            );
+            ));
         }
     }
     // Who creates a cluster: EKS gives them its bootstrap access entry.
@@ -597,16 +598,16 @@ async fn handle(
                     CONTENT_TYPE,
                     HeaderValue::from_static("application/x-amz-json-1.1"),
                 );
-                return r;
+                return Ok(r);
             }
             Some(Err(r)) => {
-                return error(
+                return Ok(error(
                     Protocol::RestJson1,
                     StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
                     r.code,
                     "",
                     &r.message,
-                );
+                ));
             }
             None => {}
         }
@@ -622,26 +623,26 @@ async fn handle(
         };
         match ruled {
             Some(Err(r)) => {
-                return error(
+                return Ok(error(
                     Protocol::RestJson1,
                     StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
                     r.code,
                     "",
                     &r.message,
-                );
+                ));
             }
             Some(Ok(_)) if fault == Fault::Lost => {
                 // Carried out, the answer lost.
                 let mut s = state.lock().unwrap();
                 s.counts.lost += 1;
                 *s.counts.lost_by_operation.entry(op).or_insert(0) += 1;
-                return unavailable(service.protocol());
+                return Ok(unavailable(service.protocol()));
             }
             Some(Ok(doc)) => {
                 let mut r = plain(StatusCode::OK, doc.to_string());
                 r.headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                return r;
+                return Ok(r);
             }
             None => {}
         }
@@ -674,9 +675,9 @@ async fn handle(
         s.counts.lost += 1;
         *s.counts.lost_by_operation.entry(op).or_insert(0) += 1;
         drop(s);
-        return unavailable(service.protocol());
+        return Ok(unavailable(service.protocol()));
     }
-    answer.unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, format!("upstream: {e}")))
+    Ok(answer.unwrap_or_else(|e| plain(StatusCode::BAD_GATEWAY, format!("upstream: {e}"))))
 }
 
 /// The cluster name of an EKS request path (`/clusters/NAME/...`).
@@ -978,25 +979,6 @@ mod tests {
         ));
         assert!(is_mutating(&Service::Efs, &Method::PUT, "UpdateFileSystem"));
         assert!(!is_mutating(&Service::Eks, &Method::GET, "DescribeCluster"));
-    }
-
-    #[test]
-    fn draws_are_reproducible_from_the_seed() {
-        let draws = |seed| {
-            let mut s = State {
-                plan: FaultPlan::none(),
-                rng: seeded(seed),
-                counts: FaultCounts::default(),
-                eks: EksLifecycle::default(),
-                clusters: BTreeMap::new(),
-                rules: AwsRules::default(),
-                quotas: crate::service_quotas::ServiceQuotas::default(),
-            };
-            (0..100).map(|_| s.roll()).collect::<Vec<f64>>()
-        };
-        assert_eq!(draws(7), draws(7));
-        assert_ne!(draws(7), draws(8));
-        assert!(draws(0).iter().all(|r| (0.0..1.0).contains(r)));
     }
 
     #[test]

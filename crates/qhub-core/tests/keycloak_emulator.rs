@@ -576,3 +576,63 @@ async fn keycloak_changes_applied_in_parallel_converge() {
     assert_eq!(s.api.counts().logins, 1, "one token shared by all");
     assert!(kc.plan(&c).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn keycloak_token_expired_mid_run_is_refreshed_once_for_all_calls_in_flight() {
+    let s = emulator(Duration::from_secs(60)).await;
+    let c = config(AuthenticationKind::GitHub);
+    let kc = keycloak(&s.url, &c);
+    kc.apply_plan(&kc.plan(&c).await.unwrap()).await.unwrap();
+    let before = s.api.counts();
+    assert_eq!(before.logins, 1);
+    // Keycloak forgets the token (a restart, a revocation) while the client still holds it:
+    // eight reads in flight together each meet a 401, and one new token serves them all.
+    s.api.expire_tokens();
+    let reads = (0..8).map(|_| kc.observe());
+    for observed in futures::future::join_all(reads).await {
+        assert_eq!(observed.unwrap().len(), 10);
+    }
+    let after = s.api.counts();
+    assert_eq!(after.logins - before.logins, 1, "one refresh: {after:?}");
+    assert!(after.unauthorized > before.unauthorized, "{after:?}");
+    assert_eq!(kc.client().logins(), 2);
+    assert!(kc.plan(&c).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn keycloak_refresh_refused_names_keycloak_and_the_realm() {
+    let s = emulator(Duration::from_secs(60)).await;
+    let c = config(AuthenticationKind::Password);
+    let kc = keycloak(&s.url, &c);
+    kc.apply_plan(&kc.plan(&c).await.unwrap()).await.unwrap();
+    // The admin password is rotated behind qhub's back, and the token it holds dies: the
+    // refresh after the 401 is refused, once, and the call fails without looping.
+    s.api.set_admin(ADMIN_USER, "rotated-elsewhere");
+    s.api.expire_tokens();
+    let before = s.api.counts();
+    let e = kc.observe().await.unwrap_err();
+    let message = e.to_string();
+    assert!(matches!(e, KeycloakError::Unauthorized { .. }), "{e}");
+    for part in [
+        "Keycloak",
+        "realm qhub",
+        "realm master",
+        "Invalid user credentials",
+    ] {
+        assert!(message.contains(part), "{part:?} missing from: {message}");
+    }
+    assert!(!message.contains("rotated-elsewhere") && !message.contains(PASSWORD));
+    let after = s.api.counts();
+    assert_eq!(
+        (
+            after.logins - before.logins,
+            after.unauthorized - before.unauthorized
+        ),
+        (1, 1),
+        "{after:?}"
+    );
+    assert!(matches!(
+        ProviderError::from(e),
+        ProviderError::Unauthorized(m) if m.contains("realm qhub")
+    ));
+}

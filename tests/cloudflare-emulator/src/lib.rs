@@ -21,22 +21,22 @@
 //! - unknown body fields, unknown record types and invalid content (`A` not an IPv4 address,
 //!   `CNAME` not a host name) are 400; an `A`/`AAAA` beside a `CNAME` at the same name is 400
 //!   with code 81053, an identical record 400 with code 81057;
-//! - faults: the next N requests answered 429 with `Retry-After` and code 971.
+//! - faults: the shared fault plan (`qhub_emulator_kit::FaultPlan`); `throttle_next` answers
+//!   the next N requests 429 with `Retry-After` and code 971.
 //!
 //! The error codes are those public reports show Cloudflare returning (cert-manager#4465 for
 //! 9109, favonia/cloudflare-ddns#897 for 10000); where none was found the emulator picks one
 //! in Cloudflare's ranges (9xxx request errors, 81xxx DNS errors).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use qhub_emulator_kit::{Before, Calls, Effect, FaultPlan, Faults, Rule, Server};
 use serde_json::{Value as Json, json};
 
 /// The token the emulator accepts by default (with read and write permission).
@@ -96,8 +96,7 @@ struct World {
     records: Vec<Record>,
     next_id: u64,
     counters: Counters,
-    throttle_next: u32,
-    retry_after_secs: u64,
+    faults: Faults,
 }
 
 impl World {
@@ -122,21 +121,14 @@ impl Shared {
 /// A running emulator. Dropping it stops the server.
 pub struct CloudflareEmulator {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    server: Server,
 }
 
 impl std::fmt::Debug for CloudflareEmulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CloudflareEmulator")
-            .field("addr", &self.addr)
+            .field("addr", &self.server.addr())
             .finish()
-    }
-}
-
-impl Drop for CloudflareEmulator {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -164,12 +156,7 @@ impl Default for Options {
 impl CloudflareEmulator {
     /// Starts an emulator on `127.0.0.1` at a free port (within a Tokio runtime).
     pub async fn start(options: Options) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let addr = listener.local_addr()?;
-        let mut world = World {
-            retry_after_secs: 1,
-            ..World::default()
-        };
+        let mut world = World::default();
         for z in &options.zones {
             let id = world.id();
             world.zones.push((id, z.to_ascii_lowercase()));
@@ -179,13 +166,18 @@ impl CloudflareEmulator {
             tokens: options.tokens,
             read_only_tokens: options.read_only_tokens,
         });
-        let task = tokio::spawn(serve(listener, shared.clone()));
-        Ok(Self { shared, addr, task })
+        let served = shared.clone();
+        let server = Server::start_infallible("Cloudflare emulator", 0, move |req| {
+            let shared = served.clone();
+            async move { handle(req, &shared).await }
+        })
+        .await?;
+        Ok(Self { shared, server })
     }
 
     /// `http://127.0.0.1:PORT/client/v4`: what `QHUB_CLOUDFLARE_API_URL` should be.
     pub fn url(&self) -> String {
-        format!("http://{}/client/v4", self.addr)
+        format!("{}/client/v4", self.server.url())
     }
 
     /// The counters so far.
@@ -238,27 +230,22 @@ impl CloudflareEmulator {
 
     /// Answers the next `n` requests with 429 and `Retry-After: retry_after_secs`.
     pub fn throttle_next(&self, n: u32, retry_after_secs: u64) {
-        let mut w = self.shared.world();
-        w.throttle_next = n;
-        w.retry_after_secs = retry_after_secs;
-    }
-}
-
-async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(req, &shared).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+        self.set_fault_plan(FaultPlan {
+            retry_after_secs,
+            rules: vec![Rule::new(
+                "*",
+                Calls::First(u64::from(n)),
+                Effect::Status(429),
+            )],
+            ..FaultPlan::default()
         });
+    }
+
+    /// Puts `plan` in force (calls counted from now; routes are named `METHOD path-template`
+    /// as in [`Counters::by_operation`]). A drawn or ruled 429 is Cloudflare's code 971 with
+    /// the plan's `Retry-After`; another status is answered with code 1000.
+    pub fn set_fault_plan(&self, plan: FaultPlan) {
+        self.shared.world().faults.set(plan);
     }
 }
 
@@ -358,12 +345,19 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Answer {
     };
     let mut w = shared.world();
     w.counters.requests += 1;
-    *w.counters
-        .by_operation
-        .entry(template(&method, &path))
-        .or_default() += 1;
-    if w.throttle_next > 0 {
-        w.throttle_next -= 1;
+    let route = template(&method, &path);
+    *w.counters.by_operation.entry(route.clone()).or_default() += 1;
+    let (before, _) = w.faults.before(&route);
+    if let Before::Status(code) = before
+        && code != 429
+    {
+        return error(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            1000,
+            "injected fault",
+        );
+    }
+    if matches!(before, Before::Throttle | Before::Status(429)) {
         w.counters.throttled += 1;
         let mut r = error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -372,7 +366,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Answer {
         );
         r.headers_mut().insert(
             hyper::header::RETRY_AFTER,
-            hyper::header::HeaderValue::from(w.retry_after_secs),
+            hyper::header::HeaderValue::from(w.faults.plan().retry_after_secs),
         );
         return r;
     }

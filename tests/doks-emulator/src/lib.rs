@@ -38,6 +38,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+pub use qhub_emulator_kit::FaultPlan;
+use qhub_emulator_kit::Server;
 pub use server::operation_of;
 pub use spec::Spec;
 pub use state::{Account, ApiError, Catalog};
@@ -147,7 +149,9 @@ impl Default for Options {
     }
 }
 
-/// Faults to inject, switchable at run time ([`DoksEmulator::set_faults`]).
+/// Faults to inject, switchable at run time ([`DoksEmulator::set_faults`]): the shorthand of
+/// a [`FaultPlan`] this emulator's tests write ([`DoksEmulator::set_fault_plan`] takes the
+/// plan itself, rules included).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
     /// Share of requests answered 429 (with `retry-after`) before doing anything.
@@ -163,6 +167,20 @@ pub struct Faults {
     pub retry_after_secs: u64,
     /// Seed of the fault draws.
     pub seed: u64,
+}
+
+impl From<Faults> for FaultPlan {
+    fn from(f: Faults) -> Self {
+        FaultPlan {
+            seed: f.seed,
+            throttle_rate: f.throttle_rate,
+            error_rate: f.error_rate,
+            lost_rate: f.lost_rate,
+            die_after: f.die_after,
+            retry_after_secs: f.retry_after_secs,
+            rules: Vec::new(),
+        }
+    }
 }
 
 /// What the emulator has served.
@@ -202,10 +220,7 @@ pub struct Counters {
 pub(crate) struct World {
     pub(crate) account: Account,
     pub(crate) counters: Counters,
-    pub(crate) faults: Faults,
-    pub(crate) rng: u64,
-    pub(crate) mutations_since_faults: u64,
-    pub(crate) dead: bool,
+    pub(crate) faults: qhub_emulator_kit::Faults,
     /// When each request of the last `window` was made (the hourly budget).
     pub(crate) sent: std::collections::VecDeque<std::time::Instant>,
     /// When each request of the last `burst_window` was made.
@@ -213,23 +228,12 @@ pub(crate) struct World {
     pub(crate) rate_limit: RateLimit,
 }
 
-impl World {
-    /// A draw in `0.0..1.0` (xorshift64: reproducible from the seed).
-    pub(crate) fn roll(&mut self) -> f64 {
-        let mut s = self.rng;
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        self.rng = s;
-        (s >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 pub(crate) struct Shared {
     pub(crate) world: Mutex<World>,
     pub(crate) options: Options,
     pub(crate) spec: Option<Arc<Spec>>,
-    pub(crate) base_url: String,
+    /// `http://127.0.0.1:PORT`, set once listening.
+    pub(crate) base_url: Arc<OnceLock<String>>,
 }
 
 impl Shared {
@@ -242,21 +246,14 @@ impl Shared {
 /// A running emulator. Dropping it stops the server.
 pub struct DoksEmulator {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    server: Server,
 }
 
 impl std::fmt::Debug for DoksEmulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DoksEmulator")
-            .field("addr", &self.addr)
+            .field("addr", &self.server.addr())
             .finish()
-    }
-}
-
-impl Drop for DoksEmulator {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -302,12 +299,8 @@ impl DoksEmulator {
             SpecCheck::Off => None,
             SpecCheck::Required(path) => Some(load_spec(path).map_err(StartError)?),
         };
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| StartError(e.to_string()))?;
+        // The port is known once listening: the handler reads the base URL from here.
+        let base_url = Arc::new(OnceLock::new());
         let shared = Arc::new(Shared {
             world: Mutex::new(World {
                 account: {
@@ -322,30 +315,34 @@ impl DoksEmulator {
                     a
                 },
                 counters: Counters::default(),
-                faults: Faults::default(),
-                rng: 0x9E37_79B9_7F4A_7C15,
-                mutations_since_faults: 0,
-                dead: false,
+                faults: qhub_emulator_kit::Faults::default(),
                 sent: Default::default(),
                 burst: Default::default(),
                 rate_limit: options.rate_limit,
             }),
             options,
             spec,
-            base_url: format!("http://{addr}"),
+            base_url: base_url.clone(),
         });
-        let task = tokio::spawn(server::serve(listener, shared.clone()));
-        Ok(Self { shared, addr, task })
+        let served = shared.clone();
+        let server = Server::start_at("DOKS emulator", addr, move |req| {
+            let shared = served.clone();
+            async move { server::handle(req, &shared).await }
+        })
+        .await
+        .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
+        let _ = base_url.set(server.url());
+        Ok(Self { shared, server })
     }
 
     /// `http://127.0.0.1:PORT`: what `DIGITALOCEAN_API_URL` should be.
     pub fn url(&self) -> String {
-        self.shared.base_url.clone()
+        self.server.url()
     }
 
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The token it accepts.
@@ -360,16 +357,19 @@ impl DoksEmulator {
 
     /// Sets the faults, and revives an emulator that "died".
     pub fn set_faults(&self, faults: Faults) {
-        let mut w = self.shared.world();
-        w.rng = faults.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        w.faults = faults;
-        w.mutations_since_faults = 0;
-        w.dead = false;
+        self.set_fault_plan(faults.into());
+    }
+
+    /// Puts `plan` in force, and revives an emulator that "died". Rules name routes by
+    /// operation id (as [`Counters::by_operation`]); a ruled 429 carries the plan's
+    /// `retry-after`.
+    pub fn set_fault_plan(&self, plan: FaultPlan) {
+        self.shared.world().faults.set(plan);
     }
 
     /// True once a `die_after` fault fired.
     pub fn is_dead(&self) -> bool {
-        self.shared.world().dead
+        self.shared.world().faults.is_dead()
     }
 
     /// Reads a new cluster takes to provision from now on.
@@ -399,7 +399,7 @@ impl DoksEmulator {
     pub fn reset(&self) {
         let mut w = self.shared.world();
         w.account.clear();
-        w.dead = false;
+        w.faults.revive();
     }
 
     /// Resources carrying every one of `tags`, by kind (see [`Account::census`]).

@@ -1,50 +1,16 @@
 //! The HTTP side: routing, bearer-token check, rate limit, spec check, faults, answers.
 
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use qhub_emulator_kit::{After, Before, Dropped};
 use serde_json::{Value as Json, json};
 
 use crate::Shared;
 use crate::state::{Account, ApiError};
-
-/// Serves connections until the task is aborted.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { handle(req, &shared).await }
-            });
-            // A client hanging up, or an answer dropped on purpose, ends the connection.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
-/// An answer dropped on purpose: hyper closes the connection without a response.
-#[derive(Debug)]
-struct Dropped;
-
-impl std::fmt::Display for Dropped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("answer dropped by fault injection")
-    }
-}
-
-impl std::error::Error for Dropped {}
 
 /// The route of a request: DigitalOcean's `operationId` and the path's ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,7 +189,8 @@ fn is_mutating(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD)
 }
 
-async fn handle(req: Request<Incoming>, shared: &Shared) -> Result<Answer, Dropped> {
+/// Serves one request (`Err`: the connection closes without an answer).
+pub(crate) async fn handle(req: Request<Incoming>, shared: &Shared) -> Result<Answer, Dropped> {
     if !shared.options.latency.is_zero() {
         tokio::time::sleep(shared.options.latency).await;
     }
@@ -240,6 +207,8 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Result<Answer, Dropp
         Err(_) => return Err(Dropped),
     };
     let route = route(method.as_str(), &path);
+    // A delay rule's wait, taken once the world's lock is released.
+    let answer_delay;
     // The world's lock is held in this block only, never across an await.
     let (r, operation) = {
         let mut w = shared.world();
@@ -247,7 +216,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Result<Answer, Dropp
         let request_id = format!("emu-{:08}", w.counters.requests);
         let op = route.as_ref().map_or("unknown", |r| r.operation);
         *w.counters.by_operation.entry(op.to_string()).or_insert(0) += 1;
-        if w.dead {
+        if w.faults.is_dead() {
             return Err(Dropped);
         }
         // Rate limits (see `RateLimit`): both sliding windows forget requests older than
@@ -343,8 +312,12 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Result<Answer, Dropp
         w.burst.push_back(now);
         let remaining = limit - used - 1;
         // Injected faults, before anything is done.
-        let roll = w.roll();
-        if roll < w.faults.throttle_rate {
+        let (before, delay) = w.faults.before(op);
+        answer_delay = delay;
+        if before == Before::Reset {
+            return Err(Dropped);
+        }
+        if matches!(before, Before::Throttle | Before::Status(429)) {
             w.counters.throttled += 1;
             let mut r = error_answer(
                 &ApiError {
@@ -356,18 +329,18 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Result<Answer, Dropp
             );
             headers(&mut r, remaining);
             if let Ok(v) =
-                hyper::header::HeaderValue::from_str(&w.faults.retry_after_secs.to_string())
+                hyper::header::HeaderValue::from_str(&w.faults.plan().retry_after_secs.to_string())
             {
                 r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
             }
             return Ok(r);
         }
-        if roll < w.faults.throttle_rate + w.faults.error_rate {
+        if let Before::ServerError | Before::Status(_) = before {
             w.counters.server_errors += 1;
-            let status = if w.counters.server_errors.is_multiple_of(2) {
-                503
-            } else {
-                500
+            let status = match before {
+                Before::Status(code) => code,
+                _ if w.counters.server_errors.is_multiple_of(2) => 503,
+                _ => 500,
             };
             let mut r = error_answer(
                 &ApiError {
@@ -427,7 +400,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Result<Answer, Dropp
             .options
             .links_origin
             .clone()
-            .unwrap_or_else(|| shared.base_url.clone());
+            .unwrap_or_else(|| shared.base_url.get().cloned().unwrap_or_default());
         let answer = dispatch(&mut w.account, &route, &query, body, &base);
         let mut r = match answer {
             Ok(r) => r,
@@ -437,26 +410,27 @@ async fn handle(req: Request<Incoming>, shared: &Shared) -> Result<Answer, Dropp
         headers(&mut r, remaining);
         if is_mutating(&method) && r.status().is_success() {
             w.counters.mutations += 1;
-            w.mutations_since_faults += 1;
-            if let Some(limit) = w.faults.die_after
-                && w.mutations_since_faults > limit
-            {
-                w.dead = true;
-                w.counters.lost += 1;
-                tracing::info!(
-                    operation = route.operation,
-                    "die_after: the answer is dropped"
-                );
-                return Err(Dropped);
-            }
-            let lost = w.faults.lost_rate;
-            if lost > 0.0 && w.roll() < lost {
-                w.counters.lost += 1;
-                return Err(Dropped);
+            match w.faults.after_mutation() {
+                After::Died => {
+                    w.counters.lost += 1;
+                    tracing::info!(
+                        operation = route.operation,
+                        "die_after: the answer is dropped"
+                    );
+                    return Err(Dropped);
+                }
+                After::Lost => {
+                    w.counters.lost += 1;
+                    return Err(Dropped);
+                }
+                After::Deliver => {}
             }
         }
         (r, route.operation)
     };
+    if let Some(delay) = answer_delay {
+        tokio::time::sleep(delay).await;
+    }
     // The emulator's own answer against the spec's response schema: its fidelity.
     if let Some(spec) = &shared.spec
         && r.status().is_success()

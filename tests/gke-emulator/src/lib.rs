@@ -58,12 +58,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use qhub_emulator_kit::{After, Before, Calls, Dropped, Effect, FaultPlan, Rule, Server};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 pub use state::{ApiError, InjectedFailure, Versions};
 
@@ -96,7 +93,8 @@ impl Default for Options {
     }
 }
 
-/// Faults to inject.
+/// Faults to inject: the shorthand of a [`FaultPlan`] this emulator's tests write
+/// ([`GkeEmulator::set_fault_plan`] takes the plan itself, rules included).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
     /// Share of requests answered 429 RESOURCE_EXHAUSTED without being served.
@@ -116,6 +114,24 @@ pub struct Faults {
     /// refuses it, to check that a NotFound of one call is not taken for the absence of
     /// another object.
     pub not_found_routes: Vec<String>,
+}
+
+impl From<Faults> for FaultPlan {
+    fn from(f: Faults) -> Self {
+        FaultPlan {
+            seed: f.seed,
+            throttle_rate: f.throttle_rate,
+            error_rate: f.error_rate,
+            lost_rate: f.lost_rate,
+            die_after: f.die_after,
+            retry_after_secs: 0,
+            rules: f
+                .not_found_routes
+                .into_iter()
+                .map(|route| Rule::new(route, Calls::Every, Effect::Status(404)))
+                .collect(),
+        }
+    }
 }
 
 /// What the emulator has seen.
@@ -152,10 +168,7 @@ struct Inner {
     world: state::World,
     storage: storage::Storage,
     counters: Counters,
-    faults: Faults,
-    rng: u64,
-    mutations_since_faults: u64,
-    dead: bool,
+    faults: qhub_emulator_kit::Faults,
 }
 
 impl Inner {
@@ -166,45 +179,17 @@ impl Inner {
             abandon_after: self.options.abandon_after,
         }
     }
-
-    fn roll(&mut self) -> f64 {
-        // xorshift64*: reproducible from the seed.
-        let mut s = self.rng;
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        self.rng = s;
-        (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// A running emulator; dropping it stops the server.
 #[derive(Debug)]
 pub struct GkeEmulator {
-    addr: SocketAddr,
     inner: Arc<Mutex<Inner>>,
-    task: JoinHandle<()>,
+    server: Server,
 }
 
-impl Drop for GkeEmulator {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-type Answer = Result<Response<Full<Bytes>>, DroppedAnswer>;
-
-/// The error that makes hyper close the connection without an answer ("die after").
-#[derive(Debug)]
-struct DroppedAnswer;
-
-impl std::fmt::Display for DroppedAnswer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("answer dropped by fault injection")
-    }
-}
-
-impl std::error::Error for DroppedAnswer {}
+/// An answer, or none at all (the connection closes: a lost answer, "die after").
+type Answer = Result<Response<Full<Bytes>>, Dropped>;
 
 impl GkeEmulator {
     /// Starts an emulator on `127.0.0.1:0`.
@@ -214,37 +199,24 @@ impl GkeEmulator {
 
     /// Starts an emulator on `127.0.0.1:port`.
     pub async fn start_on(port: u16, options: Options) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-        let addr = listener.local_addr()?;
         let inner = Arc::new(Mutex::new(Inner {
             options,
             world: state::World::default(),
             storage: storage::Storage::default(),
             counters: Counters::default(),
-            faults: Faults::default(),
-            rng: 1,
-            mutations_since_faults: 0,
-            dead: false,
+            // The draws this emulator's tests chose their seeds with.
+            faults: qhub_emulator_kit::Faults::with_draws(
+                FaultPlan::default(),
+                qhub_emulator_kit::Draws::XorshiftStarErrorsFirst,
+            ),
         }));
         let shared = inner.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let inner = shared.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let inner = inner.clone();
-                        async move { handle(req, &inner).await }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Ok(Self { addr, inner, task })
+        let server = Server::start("GKE emulator", port, move |req| {
+            let inner = shared.clone();
+            async move { handle(req, &inner).await }
+        })
+        .await?;
+        Ok(Self { inner, server })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -254,12 +226,12 @@ impl GkeEmulator {
 
     /// `http://127.0.0.1:PORT`, the endpoint to give the client.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// The address listened on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The counters so far.
@@ -269,16 +241,19 @@ impl GkeEmulator {
 
     /// Sets the faults (and revives a "dead" client: the mutation count restarts at 0).
     pub fn set_faults(&self, faults: Faults) {
-        let mut inner = self.lock();
-        inner.rng = faults.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        inner.faults = faults;
-        inner.mutations_since_faults = 0;
-        inner.dead = false;
+        self.set_fault_plan(faults.into());
+    }
+
+    /// Puts `plan` in force (and revives a "dead" client). Rules name routes as
+    /// [`Counters::by_route`] does; a ruled 429 is RESOURCE_EXHAUSTED, 503 UNAVAILABLE, 404
+    /// NOT_FOUND ("not served here").
+    pub fn set_fault_plan(&self, plan: FaultPlan) {
+        self.lock().faults.set(plan);
     }
 
     /// True once "die after" dropped an answer (until the faults are set again).
     pub fn killed(&self) -> bool {
-        self.lock().dead
+        self.lock().faults.is_dead()
     }
 
     /// Changes the operation timing.
@@ -341,7 +316,7 @@ impl GkeEmulator {
             compute,
             ..state::World::default()
         };
-        inner.dead = false;
+        inner.faults.revive();
     }
 
     /// Replaces the versions `getServerConfig` offers.
@@ -591,11 +566,10 @@ fn serve_storage(
     );
     if served.wrote {
         inner.counters.storage_writes += 1;
-        let lost_rate = inner.faults.lost_rate;
-        if lost_rate > 0.0 && inner.roll() < lost_rate {
+        if inner.faults.lose() {
             inner.counters.lost += 1;
             tracing::debug!(path = %segments.join("/"), "storage answer lost");
-            return Err(DroppedAnswer);
+            return Err(Dropped);
         }
     }
     match served.reply {
@@ -683,13 +657,6 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Mutex<Inner>>) -> Answer {
         Ok(b) => b.to_bytes(),
         Err(_) => return error(&ApiError::invalid("Unreadable body.")),
     };
-    let mut inner = shared.lock().unwrap_or_else(|e| e.into_inner());
-    inner.counters.requests += 1;
-    if inner.dead {
-        // The client "died": nothing it sends is served any more.
-        inner.counters.dropped += 1;
-        return Err(DroppedAnswer);
-    }
     let segments: Vec<&str> = path
         .trim_start_matches('/')
         .split('/')
@@ -710,41 +677,66 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Mutex<Inner>>) -> Answer {
             route_name(segments.get(5..).unwrap_or_default())
         )
     };
-    *inner.counters.by_route.entry(route.clone()).or_insert(0) += 1;
-    if let Some(token) = &inner.options.token {
-        let ok = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) == Some(token.as_str());
-        if !ok {
-            inner.counters.unauthenticated += 1;
+    // The state's lock is not held across the fault plan's delay.
+    let (before, delay) = {
+        let mut inner = shared.lock().unwrap_or_else(|e| e.into_inner());
+        inner.counters.requests += 1;
+        if inner.faults.is_dead() {
+            // The client "died": nothing it sends is served any more.
+            inner.counters.dropped += 1;
+            return Err(Dropped);
+        }
+        *inner.counters.by_route.entry(route.clone()).or_insert(0) += 1;
+        if let Some(token) = &inner.options.token {
+            let ok =
+                auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) == Some(token.as_str());
+            if !ok {
+                inner.counters.unauthenticated += 1;
+                return error(&ApiError::new(
+                    401,
+                    "UNAUTHENTICATED",
+                    "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+                ));
+            }
+        }
+        // Faults before anything is served.
+        inner.faults.before(&route)
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    let mut inner = shared.lock().unwrap_or_else(|e| e.into_inner());
+    match before {
+        Before::Serve => {}
+        Before::Reset => return Err(Dropped),
+        Before::Status(404) => {
+            return error(&ApiError::not_found(format!(
+                "Not found: {route} is not served here (fault injection)."
+            )));
+        }
+        Before::ServerError | Before::Status(503) => {
+            inner.counters.server_errors += 1;
             return error(&ApiError::new(
-                401,
-                "UNAUTHENTICATED",
-                "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+                503,
+                "UNAVAILABLE",
+                "The service is currently unavailable.",
             ));
         }
-    }
-    // Faults before anything is served.
-    if inner.faults.not_found_routes.contains(&route) {
-        return error(&ApiError::not_found(format!(
-            "Not found: {route} is not served here (fault injection)."
-        )));
-    }
-    let r = inner.roll();
-    let (throttle, errors) = (inner.faults.throttle_rate, inner.faults.error_rate);
-    if r < errors {
-        inner.counters.server_errors += 1;
-        return error(&ApiError::new(
-            503,
-            "UNAVAILABLE",
-            "The service is currently unavailable.",
-        ));
-    }
-    if r < errors + throttle {
-        inner.counters.throttled += 1;
-        return error(&ApiError::new(
-            429,
-            "RESOURCE_EXHAUSTED",
-            "Quota exceeded for quota metric 'Mutate requests' and limit 'Mutate requests per minute per region'.",
-        ));
+        Before::Throttle | Before::Status(429) => {
+            inner.counters.throttled += 1;
+            return error(&ApiError::new(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "Quota exceeded for quota metric 'Mutate requests' and limit 'Mutate requests per minute per region'.",
+            ));
+        }
+        Before::Status(code) => {
+            return error(&ApiError::new(
+                code,
+                "INTERNAL",
+                "Internal error (fault injection).",
+            ));
+        }
     }
     if gcs {
         return serve_storage(
@@ -907,25 +899,23 @@ async fn handle(req: Request<Incoming>, shared: &Arc<Mutex<Inner>>) -> Answer {
     match started {
         Ok(id) => {
             inner.counters.mutations += 1;
-            inner.mutations_since_faults += 1;
             let doc = inner
                 .world
                 .operation_doc(&id, timing)
                 .unwrap_or(Value::Null);
-            if let Some(limit) = inner.faults.die_after
-                && inner.mutations_since_faults > limit
-            {
-                // Carried out; the answer is lost and the client is dead.
-                inner.dead = true;
-                inner.counters.dropped += 1;
-                tracing::debug!(operation = %id, "die-after: answer dropped");
-                return Err(DroppedAnswer);
-            }
-            let lost_rate = inner.faults.lost_rate;
-            if lost_rate > 0.0 && inner.roll() < lost_rate {
-                inner.counters.lost += 1;
-                tracing::debug!(operation = %id, "answer lost");
-                return Err(DroppedAnswer);
+            match inner.faults.after_mutation() {
+                After::Died => {
+                    // Carried out; the answer is lost and the client is dead.
+                    inner.counters.dropped += 1;
+                    tracing::debug!(operation = %id, "die-after: answer dropped");
+                    return Err(Dropped);
+                }
+                After::Lost => {
+                    inner.counters.lost += 1;
+                    tracing::debug!(operation = %id, "answer lost");
+                    return Err(Dropped);
+                }
+                After::Deliver => {}
             }
             let mut doc = doc;
             wire::encode(Kind::Operation, &mut doc, ints);

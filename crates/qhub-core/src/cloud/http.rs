@@ -9,110 +9,31 @@
 //!   loopback endpoint (DESIGN.md §1, [`crate::cloud::endpoint::is_loopback`]). A refusal is a
 //!   typed [`SetupError`] the client turns into its own words (which variable to set).
 //! - **Credentials** ([`Auth`]): a bearer token from a [`TokenSource`] (fetched per request, so
-//!   a refreshing source such as Google's is asked each time) or a request [`Signer`] (SigV4 for
-//!   S3-compatible stores). Neither shows in `Debug`.
+//!   a refreshing source such as Google's is asked each time; one that can fetch a new token on
+//!   demand, such as Keycloak's password grant, gets one refresh per request after a 401), a
+//!   request [`Signer`] (SigV4 for S3-compatible stores), or credentials the request carries
+//!   itself (a token endpoint's form). None shows in `Debug`.
 //! - **Counters**: every request sent is recorded in [`ApiStats`] under the operation name the
 //!   caller gives, as a read or a mutation.
 //! - **Retries** ([`RestClient::send`]): the engine's one policy ([`retry_call`]): a read is sent
 //!   again after any retryable failure, a mutation only when throttled; `Retry-After` is
 //!   honoured ([`retry_after`]) through the error type's [`RetryableError::retry_after`].
 //! - **Error envelopes** ([`ErrorEnvelope`]): the code and message of an error answer, parsed
-//!   from the body format each service documents (Google's JSON error, S3's XML error).
+//!   from the body format each service documents (Google's JSON error, S3's XML error,
+//!   Keycloak's and OAuth 2's JSON error).
+
+mod auth;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
+pub use auth::{Auth, BearerToken, Signer, TokenError, TokenSource};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use crate::cloud::endpoint::is_loopback;
 use crate::cloud::stats::ApiStats;
 use crate::retry::{CallKind, RetryPolicy, RetryableError, retry_call};
-
-/// A bearer token as a [`TokenSource`] hands it out. Its `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BearerToken(String);
-
-impl BearerToken {
-    /// Wraps a token.
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into())
-    }
-
-    /// The token itself, for the `Authorization` header.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for BearerToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BearerToken(<redacted>)")
-    }
-}
-
-/// Why a [`TokenSource`] handed out no token.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct TokenError {
-    /// What went wrong, in the source's words.
-    pub message: String,
-    /// True when asking again may succeed (a token endpoint that did not answer), false when
-    /// the credentials themselves are refused.
-    pub transient: bool,
-}
-
-/// Where bearer tokens come from: asked before every request, so a source that refreshes its
-/// token (Google's application default credentials) does so when it must.
-#[async_trait]
-pub trait TokenSource: Send + Sync {
-    /// A token for the next request.
-    async fn token(&self) -> Result<BearerToken, TokenError>;
-}
-
-#[async_trait]
-impl TokenSource for BearerToken {
-    async fn token(&self) -> Result<BearerToken, TokenError> {
-        Ok(self.clone())
-    }
-}
-
-/// Signs a request (AWS Signature Version 4 for S3-compatible stores): given what is sent, the
-/// headers to add.
-pub trait Signer: Send + Sync {
-    /// The headers that authenticate a `method` request of `url` with `headers` and `body`.
-    fn sign(
-        &self,
-        method: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<Vec<(String, String)>, String>;
-}
-
-/// How a [`RestClient`] authenticates its requests.
-#[derive(Clone)]
-#[non_exhaustive]
-pub enum Auth {
-    /// No credentials: allowed for a loopback endpoint only.
-    Anonymous,
-    /// `Authorization: Bearer …` from a token source.
-    Bearer(Arc<dyn TokenSource>),
-    /// Headers from a request signer.
-    Signed(Arc<dyn Signer>),
-}
-
-impl std::fmt::Debug for Auth {
-    // The credentials stay out of logs: only which kind there is.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Auth::Anonymous => "Anonymous",
-            Auth::Bearer(_) => "Bearer(<redacted>)",
-            Auth::Signed(_) => "Signed(<redacted>)",
-        })
-    }
-}
 
 /// Why a [`RestClient`] was not built. Each client says it in its own words (which variable
 /// names the endpoint, where credentials come from).
@@ -300,6 +221,9 @@ pub enum HttpError {
     /// The token source handed out no token.
     #[error("cannot get an access token: {0}")]
     Token(#[source] TokenError),
+    /// The server refused a token (401) and the source could not hand out a fresh one.
+    #[error("the access token was refused and could not be refreshed: {0}")]
+    TokenRefresh(#[source] TokenError),
     /// The request could not be signed.
     #[error("signing the request: {0}")]
     Signing(String),
@@ -345,6 +269,19 @@ impl ErrorEnvelope {
         Self {
             code: text(&v["error"]["errors"][0]["reason"]),
             message: text(&v["error"]["message"]),
+        }
+    }
+
+    /// Keycloak's JSON error: the admin API's `ErrorRepresentation` (`{"errorMessage": …}`,
+    /// keycloak/keycloak `core/src/main/java/org/keycloak/representations/idm/
+    /// ErrorRepresentation.java`, 26.x) or the OAuth 2 error of its token endpoint
+    /// (`{"error": code, "error_description": …}`, RFC 6749 §5.2).
+    pub fn keycloak_json(body: &[u8]) -> Self {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let text = |key: &str| v.get(key).and_then(|m| m.as_str()).map(str::to_string);
+        Self {
+            code: text("error"),
+            message: text("errorMessage").or_else(|| text("error_description")),
         }
     }
 
@@ -473,8 +410,43 @@ impl RestClient {
     }
 
     /// Sends `request` once: counts it, authenticates it, and returns the answer whatever its
-    /// status.
+    /// status. When a bearer token is refused (401) and its source [`TokenSource::refreshes`],
+    /// the request is sent once more with a fresh token (counted again); the second answer is
+    /// returned whatever it is, and a failed refresh is [`HttpError::TokenRefresh`].
     pub async fn send_once(&self, request: &Request<'_>) -> Result<Reply, HttpError> {
+        let tokens = match &self.auth {
+            Auth::Bearer(tokens) => Some(tokens),
+            _ => None,
+        };
+        let token = match tokens {
+            Some(tokens) => Some(tokens.token().await.map_err(HttpError::Token)?),
+            None => None,
+        };
+        let reply = self.execute(request, token.as_ref()).await?;
+        let (Some(tokens), Some(rejected)) = (tokens, token) else {
+            return Ok(reply);
+        };
+        if reply.status != StatusCode::UNAUTHORIZED || !tokens.refreshes() {
+            return Ok(reply);
+        }
+        tracing::debug!(
+            operation = request.operation,
+            service = self.service,
+            "token refused (401); sending once more with a fresh one"
+        );
+        let fresh = tokens
+            .refresh(&rejected)
+            .await
+            .map_err(HttpError::TokenRefresh)?;
+        self.execute(request, Some(&fresh)).await
+    }
+
+    /// Builds, counts, authenticates (with `token`, or the signer) and sends one request.
+    async fn execute(
+        &self,
+        request: &Request<'_>,
+        token: Option<&BearerToken>,
+    ) -> Result<Reply, HttpError> {
         self.stats.record(request.operation, request.mutating);
         let mut builder = self
             .http
@@ -488,8 +460,7 @@ impl RestClient {
             Body::Json(json) => builder.json(json),
             Body::Bytes(bytes) => builder.body(bytes.to_vec()),
         };
-        if let Auth::Bearer(tokens) = &self.auth {
-            let token = tokens.token().await.map_err(HttpError::Token)?;
+        if let Some(token) = token {
             builder = builder.bearer_auth(token.expose());
         }
         let mut built = builder
@@ -570,261 +541,4 @@ impl RestClient {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::provider::ProviderError;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// A loopback server answering each connection with the next of `answers` (raw HTTP),
-    /// recording each request's head.
-    async fn serve(answers: Vec<String>) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = seen.clone();
-        tokio::spawn(async move {
-            for answer in answers {
-                let Ok((mut socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let mut buf = vec![0u8; 8192];
-                let n = socket.read(&mut buf).await.unwrap_or(0);
-                log.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                let _ = socket.write_all(answer.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            }
-        });
-        (format!("http://{addr}"), seen)
-    }
-
-    fn answer(status: &str, headers: &str, body: &str) -> String {
-        format!(
-            "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n{body}",
-            body.len()
-        )
-    }
-
-    fn quick() -> RetryPolicy {
-        RetryPolicy::uniform(crate::retry::Budget {
-            max_attempts: 5,
-            max_elapsed: Duration::from_secs(5),
-            base: Duration::from_millis(1),
-            cap: Duration::from_millis(5),
-        })
-    }
-
-    #[test]
-    fn anonymous_and_plain_http_credentials_are_for_loopback_only() {
-        let token = || Auth::Bearer(Arc::new(BearerToken::new("very-secret")));
-        let build = |endpoint: &str, auth: Auth| {
-            RestClient::new(
-                RestOptions::new("Test", endpoint, auth),
-                Arc::default(),
-                RetryPolicy::default(),
-            )
-        };
-        assert!(matches!(
-            build("https://api.example.com", Auth::Anonymous),
-            Err(SetupError::Anonymous { .. })
-        ));
-        assert!(matches!(
-            build("http://api.example.com", token()),
-            Err(SetupError::PlainHttp { .. })
-        ));
-        assert!(matches!(
-            build("ftp://127.0.0.1", Auth::Anonymous),
-            Err(SetupError::Scheme { .. })
-        ));
-        assert!(matches!(
-            build("not a url", token()),
-            Err(SetupError::NotAUrl { .. })
-        ));
-        let local = build("http://127.0.0.1:9/", Auth::Anonymous).unwrap();
-        assert_eq!(local.url("/v1/x"), "http://127.0.0.1:9/v1/x");
-        assert!(local.is_local());
-        let remote = build("https://api.example.com", token()).unwrap();
-        let shown = format!("{remote:?}");
-        assert!(
-            !shown.contains("very-secret") && shown.contains("Bearer(<redacted>)"),
-            "{shown}"
-        );
-        assert!(!format!("{:?}", BearerToken::new("very-secret")).contains("very-secret"));
-    }
-
-    #[test]
-    fn error_envelopes_are_read() {
-        let google =
-            br#"{"error":{"code":404,"message":"No such object","errors":[{"reason":"notFound"}]}}"#;
-        assert_eq!(
-            ErrorEnvelope::google_json(google),
-            ErrorEnvelope {
-                code: Some("notFound".into()),
-                message: Some("No such object".into())
-            }
-        );
-        let s3 =
-            b"<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code><Message>m</Message></Error>";
-        assert_eq!(
-            ErrorEnvelope::s3_xml(s3),
-            ErrorEnvelope {
-                code: Some("NoSuchBucket".into()),
-                message: Some("m".into())
-            }
-        );
-        assert_eq!(ErrorEnvelope::s3_xml(b"oops"), ErrorEnvelope::default());
-        assert_eq!(
-            ErrorEnvelope::google_json(b"oops"),
-            ErrorEnvelope::default()
-        );
-    }
-
-    /// Judges a reply the way the clients do: success passes, 429 is throttling with its
-    /// `Retry-After`, 5xx is retryable, anything else fatal.
-    fn judge(outcome: Result<Reply, HttpError>) -> Result<Reply, ProviderError> {
-        let reply = outcome.map_err(|e| ProviderError::retryable(e.to_string()))?;
-        match reply.status.as_u16() {
-            200..=299 => Ok(reply),
-            429 => Err(ProviderError::Throttled {
-                message: "429".into(),
-                retry_after: reply.retry_after(),
-            }),
-            500.. => Err(ProviderError::retryable(format!("{}", reply.status))),
-            _ => Err(ProviderError::Fatal(reply.body_start())),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_read_is_retried_after_throttling_and_5xx_and_every_attempt_is_counted() {
-        let (endpoint, seen) = serve(vec![
-            answer("429 Too Many Requests", "retry-after: 0\r\n", ""),
-            answer("503 Service Unavailable", "", ""),
-            answer("200 OK", "x-goog-generation: 7\r\n", "{\"ok\":true}"),
-        ])
-        .await;
-        let stats = Arc::new(ApiStats::default());
-        let client = RestClient::new(
-            RestOptions::new(
-                "Test",
-                endpoint.as_str(),
-                Auth::Bearer(Arc::new(BearerToken::new("t0k"))),
-            ),
-            stats.clone(),
-            quick(),
-        )
-        .unwrap();
-        let url = client.url("/v1/things");
-        let query = [("alt", "json".to_string())];
-        let mut request = Request::new("things.get", Method::GET, &url);
-        request.query = &query;
-        let reply = client.send("things.get", &request, judge).await.unwrap();
-        assert_eq!(reply.header("x-goog-generation"), Some("7"));
-        assert_eq!(reply.json()["ok"], true);
-        assert_eq!(
-            (stats.calls(), stats.mutating(), stats.retries()),
-            (3, 0, 2)
-        );
-        let heads = seen.lock().unwrap().clone();
-        assert!(
-            heads[0].starts_with("GET /v1/things?alt=json "),
-            "{}",
-            heads[0]
-        );
-        assert!(
-            heads[0]
-                .to_ascii_lowercase()
-                .contains("authorization: bearer t0k"),
-            "{}",
-            heads[0]
-        );
-    }
-
-    #[tokio::test]
-    async fn a_mutation_is_sent_again_only_when_throttled() {
-        let (endpoint, _) = serve(vec![
-            answer("429 Too Many Requests", "", ""),
-            answer("500 Internal Server Error", "", ""),
-            answer("200 OK", "", ""),
-        ])
-        .await;
-        let stats = Arc::new(ApiStats::default());
-        let client = RestClient::new(
-            RestOptions::new("Test", endpoint.as_str(), Auth::Anonymous),
-            stats.clone(),
-            quick(),
-        )
-        .unwrap();
-        let url = client.url("/v1/things");
-        let body = serde_json::json!({"name": "x"});
-        let mut request = Request::new("things.insert", Method::POST, &url);
-        request.body = Body::Json(&body);
-        let err = client.send("insert", &request, judge).await.unwrap_err();
-        // Throttled once (sent again), then a 500: the mutation may have been carried out,
-        // so it goes back to the caller.
-        assert!(matches!(err, ProviderError::Retryable { .. }), "{err:?}");
-        assert_eq!((stats.calls(), stats.mutating()), (2, 2));
-    }
-
-    #[tokio::test]
-    async fn a_signer_signs_what_is_sent() {
-        struct Echo;
-        impl Signer for Echo {
-            fn sign(
-                &self,
-                method: &str,
-                url: &str,
-                headers: &[(&str, &str)],
-                body: &[u8],
-            ) -> Result<Vec<(String, String)>, String> {
-                Ok(vec![(
-                    "x-signed".into(),
-                    format!("{method} {url} {} {}", headers.len(), body.len()),
-                )])
-            }
-        }
-        let (endpoint, seen) = serve(vec![answer("412 Precondition Failed", "", "")]).await;
-        let client = RestClient::new(
-            RestOptions::new("Test", endpoint.as_str(), Auth::Signed(Arc::new(Echo))),
-            Arc::default(),
-            quick(),
-        )
-        .unwrap();
-        let url = client.url("/bucket/key");
-        let headers = [("if-none-match", "*".to_string())];
-        let mut request = Request::new("PutObject", Method::PUT, &url);
-        request.headers = &headers;
-        request.body = Body::Bytes(b"hello");
-        let reply = client.send_once(&request).await.unwrap();
-        assert_eq!(reply.status, StatusCode::PRECONDITION_FAILED);
-        let head = seen.lock().unwrap()[0].to_ascii_lowercase();
-        assert!(
-            head.contains(&format!("x-signed: put {endpoint}/bucket/key 1 5")),
-            "{head}"
-        );
-        assert!(head.contains("if-none-match: *"), "{head}");
-    }
-
-    #[tokio::test]
-    async fn a_refused_connection_is_a_transport_error_that_was_not_sent() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        drop(listener);
-        let client = RestClient::new(
-            RestOptions::new("Test", endpoint.as_str(), Auth::Anonymous),
-            Arc::default(),
-            quick(),
-        )
-        .unwrap();
-        let url = client.url("/x");
-        let err = client
-            .send_once(&Request::new("getX", Method::GET, &url))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, HttpError::Transport { not_sent: true, .. }),
-            "{err:?}"
-        );
-        assert!(err.to_string().starts_with("no answer from Test"), "{err}");
-    }
-}
+mod tests;
