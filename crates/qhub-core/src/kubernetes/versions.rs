@@ -226,7 +226,6 @@ pub const CONDA_STORE_REDIS: Image = Image {
     digest: Some("sha256:72cedd9603038893af961e90ac5e1a1a0d8377d5e338dbdad8fe284ea25de18f"),
 };
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,8 +34,17 @@ pub const CONFIG_HASH_ANNOTATION: &str = "qhub.dev/config-sha256";
 /// [`CLIENT_SECRET_KEY`]: generated once in the cluster for each declared client, read by the
 /// component's pods (through an environment variable from the Secret) and by Keycloak's
 /// reconciler, which sets it on the client.
+/// A client id may hold what a Kubernetes name may not (`conda_store`): it is lowercased and
+/// every character other than a letter, digit, `-` or `.` becomes `-`.
 pub fn client_secret_name(client_id: &str) -> String {
-    format!("{client_id}-oidc-client")
+    let name: String = client_id
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '-' | '.') => c,
+            _ => '-',
+        })
+        .collect();
+    format!("{name}-oidc-client")
 }
 
 /// The key of the client secret in [`client_secret_name`]'s Secret.
@@ -430,6 +439,14 @@ pub(crate) fn stamp_config_hashes(manifests: &mut [Json], files: &[ConfigFile]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_secret_name_is_a_kubernetes_name_whatever_the_client_id() {
+        assert_eq!(client_secret_name("jupyterhub"), "jupyterhub-oidc-client");
+        // Kubernetes refuses `_` and capitals in a Secret's name (RFC 1123 subdomain).
+        assert_eq!(client_secret_name("conda_store"), "conda-store-oidc-client");
+        assert_eq!(client_secret_name("My_Ext"), "my-ext-oidc-client");
+    }
 
     #[test]
     fn only_the_workloads_that_read_a_file_carry_its_digest() {

@@ -530,8 +530,10 @@ mod tests {
             .into_iter()
             .map(|c| c.client_id)
             .collect();
-        assert_eq!(clients, [jupyterhub::config::CLIENT_ID]);
-        assert_eq!(clients, [conda_store::CLIENT_ID]);
+        assert_eq!(
+            clients,
+            [jupyterhub::config::CLIENT_ID, conda_store::CLIENT_ID]
+        );
         let urls: Vec<String> = crate::kubernetes::endpoints::urls(&config)
             .into_iter()
             .map(|u| u.url)
@@ -541,9 +543,9 @@ mod tests {
             [
                 "https://demo.example.com/",
                 "https://demo.example.com/auth/",
-                "https://demo.example.com/hub/"
-                "https://demo.example.com/conda-store/"
-                "https://demo.example.com/gateway/"
+                "https://demo.example.com/hub/",
+                "https://demo.example.com/conda-store/",
+                "https://demo.example.com/gateway/",
             ]
         );
     }

@@ -241,6 +241,9 @@ pub const JUPYTERHUB: Table = Table {
             names: &[],
             reach: Reach::Namespace,
         },
+    ],
+};
+
 /// Dask Gateway's API server: reads the TLS Secrets of clusters and manages `DaskCluster`
 /// objects.
 ///

@@ -25,19 +25,11 @@ pub const CONFIG_MAP: &str = "dask-gateway-config";
 /// The config file itself: static, every varying value is read from [`SETTINGS_FILE`].
 pub const SCRIPT: &str = include_str!("dask_gateway_config.py");
 
-/// JupyterHub's API: Service `hub`, port 8081 (contract with jupyterhub, see docs/platform.md).
-const JUPYTERHUB_SERVICE: &str = "hub";
-/// JupyterHub's API port (contract with jupyterhub, see docs/platform.md).
-const JUPYTERHUB_PORT: i32 = 8081;
-/// Where conda-store's environments are mounted, read-only, in scheduler and worker pods
-/// (contract with conda-store, see docs/platform.md).
-pub const CONDA_MOUNT: &str = "/home/conda";
-/// The shared claim's subPath holding conda-store's store (contract with conda-store, see
-/// docs/platform.md).
-pub const CONDA_SUBPATH: &str = "conda-store";
-/// The conda-store namespace the config's `environments` are built in: conda-store's
-/// `CondaStore.default_namespace` default (contract with conda-store, see docs/platform.md).
-pub const CONDA_DEFAULT_NAMESPACE: &str = "default";
+/// Where conda-store's environments are mounted, read-only, in scheduler and worker pods, and
+/// the shared claim's subPath holding conda-store's store: where conda-store keeps it.
+pub use super::super::conda_store::{STORE_DIRECTORY as CONDA_MOUNT, SUB_PATH as CONDA_SUBPATH};
+/// JupyterHub's API: its Service and port.
+use super::super::jupyterhub::{HUB_PORT as JUPYTERHUB_PORT, HUB_SERVICE as JUPYTERHUB_SERVICE};
 /// The user the scheduler and worker pods run as: `dask` (uid 1000) of upstream's images
 /// (dask/dask-gateway 2026.3.0 `dask-gateway/Dockerfile`), and the `jovyan`-style uid 1000 of
 /// QHub's worker image.
@@ -80,7 +72,11 @@ pub fn settings(ctx: &Context<'_>) -> Result<Json, KubeError> {
         .environments
         .values()
         .map(|env| {
-            let prefix = format!("{CONDA_MOUNT}/{CONDA_DEFAULT_NAMESPACE}/envs/{}", env.name);
+            let prefix = format!(
+                "{CONDA_MOUNT}/{}/envs/{}",
+                super::super::conda_store::config::default_namespace(config),
+                env.name
+            );
             // The environment's own dask, by absolute path: nothing of the image's PATH
             // decides which dask runs.
             json!({"name": env.name, "config": {

@@ -35,16 +35,13 @@ pub const ADMIN_GROUP: &str = "admin";
 /// The hub service Dask Gateway authenticates users through, and the Secret holding its
 /// token (contract with dask-gateway, see docs/platform.md).
 pub const DASK_GATEWAY_SERVICE: &str = "dask-gateway";
-/// The Secret with the Dask Gateway hub service's token (contract with dask-gateway).
-pub const DASK_GATEWAY_TOKEN_SECRET: &str = "dask-gateway-hub-token";
-/// The key of the token in [`DASK_GATEWAY_TOKEN_SECRET`] (contract with dask-gateway).
-pub const DASK_GATEWAY_TOKEN_KEY: &str = "token";
-/// Where conda-store's environments are mounted in users' servers, read-only (contract with
-/// conda-store, see docs/platform.md).
-pub const CONDA_MOUNT: &str = "/home/conda";
-/// The subPath of the shared claim conda-store keeps its store under (contract with
-/// conda-store).
-pub const CONDA_SUBPATH: &str = "conda-store";
+/// Where conda-store's environments are mounted in users' servers (read-only), and the subPath
+/// of the shared claim conda-store keeps its store under: conda-store's.
+pub use super::super::conda_store::{STORE_DIRECTORY as CONDA_MOUNT, SUB_PATH as CONDA_SUBPATH};
+/// The Secret with the Dask Gateway hub service's token, and its key: Dask Gateway's.
+pub use super::super::dask_gateway::{
+    HUB_TOKEN_KEY as DASK_GATEWAY_TOKEN_KEY, HUB_TOKEN_SECRET as DASK_GATEWAY_TOKEN_SECRET,
+};
 
 /// The environment variables the .py reads secrets from: (variable, Secret, key). The Dask
 /// Gateway token is optional (the gateway may not be deployed).
