@@ -189,7 +189,9 @@ async fn dask_gateway_server_loads_the_config_and_resolves_every_profile() {
 
     // A conda environment runs the scheduler and workers from the environment.
     let with_env = &resolved[format!("Small Worker / {}", envs[0])];
-    let prefix = format!("/home/conda/default/envs/{}", envs[0]);
+    // In conda-store's namespace for the config's environments (`conda_store.default_namespace`,
+    // QHub 0.4.5's `nebari-git` when unset), where conda-store builds them.
+    let prefix = format!("/home/conda/nebari-git/envs/{}", envs[0]);
     assert_eq!(
         with_env["worker_cmd"],
         json!([format!("{prefix}/bin/dask-worker")])

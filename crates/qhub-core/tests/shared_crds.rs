@@ -178,7 +178,8 @@ async fn destroy_keeps_the_crds_unless_asked_and_while_another_tenant_uses_them(
             .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(crds(&api).len(), 10, "{:?}", crds(&api));
+    // Traefik's ten and Dask Gateway's DaskCluster.
+    assert_eq!(crds(&api).len(), 11, "{:?}", crds(&api));
     // Another tenant's route, through the CRD qhub created.
     let routes: Api<DynamicObject> = Api::namespaced_with(
         api.client(),
@@ -244,7 +245,8 @@ async fn destroy_keeps_the_crds_unless_asked_and_while_another_tenant_uses_them(
 
     // Without the flag: every CRD is kept, each with why.
     let plan = destroy(engine(false)).await;
-    assert_eq!(plan.kept.len(), 10, "{}", plan.render_text());
+    // Traefik's ten and Dask Gateway's DaskCluster.
+    assert_eq!(plan.kept.len(), 11, "{}", plan.render_text());
     let text = plan.render_text();
     assert!(
         text.contains(&format!(
@@ -257,10 +259,10 @@ async fn destroy_keeps_the_crds_unless_asked_and_while_another_tenant_uses_them(
             && text.contains("--delete-crds"),
         "{text}"
     );
-    assert_eq!(crds(&api).len(), 10);
+    assert_eq!(crds(&api).len(), 11);
     assert!(routes.get_opt("team-b-api").await.unwrap().is_some());
 
-    // With it: the nine nobody else uses go; the one with the tenant's route stays, and so
+    // With it: the ten nobody else uses go; the one with the tenant's route stays, and so
     // does the route.
     let plan = destroy(engine(true)).await;
     let kept: Vec<String> = plan.kept.iter().map(|k| k.id.to_string()).collect();

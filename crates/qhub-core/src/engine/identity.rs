@@ -156,10 +156,14 @@ pub(crate) async fn secrets(
     Ok(secrets)
 }
 
+/// How [`after_apply_name`] begins: what tells a client secret from a cluster fact among the
+/// plan's values known after apply.
+pub(crate) const CLIENT_SECRET_AFTER_APPLY: &str = "the client secret of ";
+
 /// What the plan names as known after apply for a client whose secret is not known yet.
 pub(crate) fn after_apply_name(config: &Config, client: &PlatformClient) -> String {
     format!(
-        "the client secret of {} (Secret {}/{})",
+        "{CLIENT_SECRET_AFTER_APPLY}{} (Secret {}/{})",
         client.client_id,
         config.namespace,
         components::client_secret_name(&client.client_id)

@@ -13,7 +13,7 @@ mod cluster;
 pub mod dns;
 mod front_door;
 mod graph;
-mod identity;
+pub(crate) mod identity;
 mod keycloak;
 mod objects;
 mod offline;

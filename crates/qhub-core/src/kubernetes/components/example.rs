@@ -245,10 +245,10 @@ mod tests {
                 .map(|c| c.client_id)
                 .collect()
         };
-        // JupyterHub's is always there.
-        assert_eq!(ids(&config), ["jupyterhub"]);
+        // JupyterHub's and conda-store's are always there.
+        assert_eq!(ids(&config), ["jupyterhub", "conda_store"]);
         enable(&mut config, "team-portal", "hi").unwrap();
-        assert_eq!(ids(&config), ["jupyterhub", "team-portal"]);
+        assert_eq!(ids(&config), ["jupyterhub", "conda_store", "team-portal"]);
         let clients = oidc_clients(&config).unwrap();
         let client = clients
             .iter()

@@ -543,9 +543,9 @@ mod tests {
             [
                 "https://demo.example.com/",
                 "https://demo.example.com/auth/",
-                "https://demo.example.com/hub/",
                 "https://demo.example.com/conda-store/",
                 "https://demo.example.com/gateway/",
+                "https://demo.example.com/hub/",
             ]
         );
     }
