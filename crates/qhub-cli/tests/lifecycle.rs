@@ -155,7 +155,9 @@ const CONCURRENCY: u64 = 8;
 
 /// Bounds on the interruption points (die_after = 0, 1, …) a command has before one runs through.
 const MIN_POINTS: u64 = 11;
-const MAX_POINTS: u64 = 60;
+// A full deploy makes about 90 writes with the part-2 platform (JupyterHub, Dask Gateway,
+// conda-store); the bound leaves room without letting a runaway loop go on.
+const MAX_POINTS: u64 = 160;
 
 /// The `user` node group as `qhub init sandbox` writes it.
 const USER_GROUP: &str =
