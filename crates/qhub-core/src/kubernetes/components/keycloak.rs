@@ -10,14 +10,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, Probe, Secret, SecretKeySelector,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, PodSpec, Probe, Secret, SecretKeySelector,
+    Service, ServicePort, ServiceSpec,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value as Json;
 
@@ -139,92 +135,17 @@ impl Component for KeycloakDatabase {
                 ]),
             },
         )?;
-        let mut container = pods::container(
-            "postgres",
-            versions::POSTGRES.reference(),
-            pods::resources("100m", "256Mi", "1Gi"),
-        );
-        container.security_context = Some(pods::restricted(false));
-        container.env = Some(vec![
-            env_secret("POSTGRES_USER", DATABASE, "username"),
-            env_secret("POSTGRES_PASSWORD", DATABASE, "password"),
-            env_secret("POSTGRES_DB", DATABASE, "database"),
-            env("PGDATA", "/var/lib/postgresql/data/pgdata"),
-        ]);
-        container.ports = Some(vec![ContainerPort {
-            name: Some("postgres".into()),
-            container_port: 5432,
-            ..ContainerPort::default()
-        }]);
-        container.readiness_probe = Some(Probe {
-            exec: Some(ExecAction {
-                command: Some(vec![
-                    "pg_isready".into(),
-                    "-U".into(),
-                    "keycloak".into(),
-                    "-d".into(),
-                    "keycloak".into(),
-                ]),
-            }),
-            period_seconds: Some(5),
-            ..Probe::default()
-        });
-        container.volume_mounts = Some(vec![
-            VolumeMount {
-                name: "data".into(),
-                mount_path: "/var/lib/postgresql/data".into(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "run".into(),
-                mount_path: "/var/run/postgresql".into(),
-                ..VolumeMount::default()
-            },
-        ]);
-        let mut pod = PodSpec {
-            containers: vec![container],
-            // The alpine image's `postgres` user.
-            security_context: Some(pods::non_root_pod(70)),
-            automount_service_account_token: Some(false),
-            volumes: Some(vec![Volume {
-                name: "run".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            }]),
-            ..PodSpec::default()
-        };
-        Placement::on_group(ctx.facts, "general").place(&mut pod);
-        let claim = PersistentVolumeClaim {
-            metadata: ObjectMeta {
-                name: Some("data".into()),
-                ..ObjectMeta::default()
-            },
-            spec: Some(PersistentVolumeClaimSpec {
-                access_modes: Some(vec!["ReadWriteOnce".into()]),
-                storage_class_name: ctx.facts.storage_class.clone(),
-                resources: Some(VolumeResourceRequirements {
-                    requests: Some(BTreeMap::from([(
-                        "storage".to_string(),
-                        Quantity("10Gi".into()),
-                    )])),
-                    ..VolumeResourceRequirements::default()
-                }),
-                ..PersistentVolumeClaimSpec::default()
-            }),
-            ..PersistentVolumeClaim::default()
-        };
-        let set = StatefulSet {
-            metadata: ctx.meta(DATABASE, DATABASE),
-            spec: Some(StatefulSetSpec {
-                replicas: Some(1),
-                service_name: Some(DATABASE.into()),
-                selector: super::pod_selector(DATABASE),
-                template: super::pod_template(DATABASE, pod),
-                volume_claim_templates: Some(vec![claim]),
-                ..StatefulSetSpec::default()
-            }),
-            ..StatefulSet::default()
-        };
+        let set = super::postgres::Postgres {
+            name: DATABASE,
+            image: &versions::POSTGRES,
+            secret: DATABASE,
+            keys: ["username", "password", "database"],
+            user: "keycloak",
+            database: "keycloak",
+            size: "10Gi",
+            port_name: "postgres",
+        }
+        .stateful_set(ctx);
         let service = Service {
             metadata: ctx.meta(DATABASE, DATABASE),
             spec: Some(ServiceSpec {

@@ -26,6 +26,7 @@ pub mod ingress;
 pub mod jupyterhub;
 pub mod keycloak;
 pub mod namespace;
+pub mod postgres;
 pub mod rbac;
 pub mod storage;
 pub mod tables;

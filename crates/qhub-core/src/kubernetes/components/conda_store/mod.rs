@@ -33,15 +33,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ExecAction, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, PodSpec, Probe, Secret, SecretKeySelector, Service,
-    ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+    EnvVarSource, HTTPGetAction, PersistentVolumeClaimVolumeSource, PodSpec, Probe, Secret,
+    SecretKeySelector, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value as Json;
 
@@ -94,8 +90,6 @@ const ENVIRONMENTS_DIRECTORY: &str = "/opt/environments";
 const UID: i64 = 1000;
 /// The official Redis image's `redis` user.
 const REDIS_UID: i64 = 999;
-/// The official Postgres alpine image's `postgres` user.
-const POSTGRES_UID: i64 = 70;
 const DATABASE_NAME: &str = "conda_store";
 const DATABASE_USER: &str = "conda_store";
 /// The database volume: conda-store keeps the package index of its channels in it
@@ -314,83 +308,21 @@ fn conda_store_pod(ctx: &Context<'_>, image: &Image, server: bool) -> PodSpec {
 }
 
 fn database(ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
-    let mut container = pods::container(
-        "postgres",
-        POSTGRES_IMAGE.reference(),
-        pods::resources("100m", "256Mi", "1Gi"),
-    );
-    container.security_context = Some(pods::restricted(false));
-    container.env = Some(vec![
-        secret_env("POSTGRES_USER", SECRET, "postgres-username"),
-        secret_env("POSTGRES_PASSWORD", SECRET, "postgres-password"),
-        secret_env("POSTGRES_DB", SECRET, "postgres-database"),
-        EnvVar {
-            name: "PGDATA".into(),
-            value: Some("/var/lib/postgresql/data/pgdata".into()),
-            ..EnvVar::default()
-        },
-    ]);
-    container.ports = port(5432);
-    container.readiness_probe = Some(Probe {
-        exec: Some(ExecAction {
-            command: Some(vec![
-                "pg_isready".into(),
-                "-U".into(),
-                DATABASE_USER.into(),
-                "-d".into(),
-                DATABASE_NAME.into(),
-            ]),
-        }),
-        period_seconds: Some(5),
-        ..Probe::default()
-    });
-    container.volume_mounts = Some(vec![
-        mount("data", "/var/lib/postgresql/data", None, false),
-        mount("run", "/var/run/postgresql", None, false),
-    ]);
-    let mut pod = PodSpec {
-        containers: vec![container],
-        security_context: Some(pods::non_root_pod(POSTGRES_UID)),
-        automount_service_account_token: Some(false),
-        volumes: Some(vec![Volume {
-            name: "run".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        }]),
-        ..PodSpec::default()
-    };
-    Placement::on_group(ctx.facts, "general").place(&mut pod);
-    let claim = PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some("data".into()),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: ctx.facts.storage_class.clone(),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_string(),
-                    Quantity(DATABASE_SIZE.into()),
-                )])),
-                ..VolumeResourceRequirements::default()
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
-        ..PersistentVolumeClaim::default()
-    };
-    let set = StatefulSet {
-        metadata: ctx.meta(DATABASE, DATABASE),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(1),
-            service_name: Some(DATABASE.into()),
-            selector: super::pod_selector(DATABASE),
-            template: super::pod_template(DATABASE, pod),
-            volume_claim_templates: Some(vec![claim]),
-            ..StatefulSetSpec::default()
-        }),
-        ..StatefulSet::default()
-    };
+    let set = super::postgres::Postgres {
+        name: DATABASE,
+        image: &POSTGRES_IMAGE,
+        secret: SECRET,
+        keys: [
+            "postgres-username",
+            "postgres-password",
+            "postgres-database",
+        ],
+        user: DATABASE_USER,
+        database: DATABASE_NAME,
+        size: DATABASE_SIZE,
+        port_name: "main",
+    }
+    .stateful_set(ctx);
     Ok(vec![manifest(&set)?, service(ctx, DATABASE, 5432)?])
 }
 
