@@ -218,3 +218,65 @@ fn a_second_render_removes_what_the_config_no_longer_wants_and_keeps_foreign_fil
         "a file qhub did not write is never removed"
     );
 }
+
+/// The GPU variant of every cloud's default config (a GPU node group, a GPU JupyterLab profile
+/// and a GPU Dask worker profile, and every optional component the registry has turned on:
+/// `components::tables::everything_enabled`) renders manifests `kubernetes-validate --strict`
+/// accepts. The per-component snapshots hold the GPU variants' content.
+#[test]
+fn gpu_variants_of_the_default_configs_render_valid_manifests() {
+    use qhub_core::config::ProviderKind;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rendered = Vec::new();
+    for (mut config, _) in qhub_core::kubernetes::components::tables::everything_enabled() {
+        if !matches!(
+            config.provider,
+            ProviderKind::Aws | ProviderKind::Gcp | ProviderKind::Do
+        ) {
+            continue;
+        }
+        let provider = config.provider.to_string();
+        config.profiles.jupyterlab.push(
+            serde_json::from_value(serde_json::json!({
+                "display_name": "GPU Instance",
+                "description": "4 CPU / 16GB RAM / 1 GPU",
+                "kubespawner_override": {
+                    "cpu_limit": 4, "cpu_guarantee": 3, "mem_limit": "16G", "mem_guarantee": "10G",
+                    "extra_resource_limits": {"nvidia.com/gpu": 1},
+                },
+            }))
+            .unwrap(),
+        );
+        config.profiles.dask_worker.insert(
+            "GPU Worker".into(),
+            serde_json::from_value(serde_json::json!({
+                "worker_cores_limit": 4, "worker_cores": 3,
+                "worker_memory_limit": "16G", "worker_memory": "10G",
+                "worker_extra_container_config": {"resources": {"limits": {"nvidia.com/gpu": 1}}},
+            }))
+            .unwrap(),
+        );
+        let file = dir.path().join(format!("{provider}-gpu.yaml"));
+        std::fs::write(&file, config.to_yaml()).unwrap();
+        let manifests = dir.path().join(format!("out-{provider}-gpu"));
+        let out = qhub(
+            dir.path(),
+            &[
+                "render",
+                "-c",
+                file.to_str().unwrap(),
+                "--manifests",
+                manifests.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code(&out), 0, "{provider}: {}", describe(&out));
+        let files = files(&manifests);
+        assert!(
+            files.iter().any(|(_, t)| t.contains("nvidia.com/gpu")),
+            "{provider}: no GPU placement rendered"
+        );
+        validate_strictly(&manifests, &files, "1.33");
+        rendered.push(provider);
+    }
+    assert_eq!(rendered, ["aws", "gcp", "do"]);
+}

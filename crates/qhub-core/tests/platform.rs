@@ -107,7 +107,7 @@ async fn the_sandbox_deploys_the_base_platform_and_keeps_it_converged() {
         "Secret/dev/hub-secrets",
         "PersistentVolumeClaim/dev/hub-db",
         "Role.rbac.authorization.k8s.io/dev/jupyterhub",
-        "IngressRoute.traefik.io/dev/jupyterhub-hub",
+        "IngressRoute.traefik.io/dev/jupyterhub",
     ] {
         assert!(created.contains(&id.to_string()), "no {id}: {created:?}");
     }

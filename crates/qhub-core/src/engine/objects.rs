@@ -60,6 +60,29 @@ impl Reconciler for Objects {
                 .await?;
             observed.retain(|o| !shared.iter().any(|s| s.id == o.id));
             observed.extend(shared);
+            // What the controllers of a component the config no longer builds made for users
+            // (DaskClusters and, through them, their pods): pruned with the component.
+            let facts = engine.provider().cluster_facts(cx.config, cx.infra);
+            let orphaned: Vec<(&str, &str)> =
+                crate::kubernetes::components::run_time_kinds(cx.config, &facts)
+                    .into_iter()
+                    .filter(|(_, _, enabled)| !enabled)
+                    .map(|(api_version, kind, _)| (api_version, kind))
+                    .collect();
+            if !orphaned.is_empty() {
+                let made = engine
+                    .read(
+                        "observing what a dropped component's controllers made",
+                        || async {
+                            applier
+                                .observe_run_time(&cx.ownership.namespace, &orphaned, false)
+                                .await
+                                .map_err(ProviderError::from)
+                        },
+                    )
+                    .await?;
+                observed.extend(made);
+            }
         }
         // A deploy never prunes a CRD (crd_policy): one the config no longer wants is kept.
         observed.retain(|o| {
@@ -108,6 +131,24 @@ impl Reconciler for Objects {
             .unwrap_or_default();
         let (k8s, connected) = observe_kubernetes(engine, cx.ownership, &kinds).await?;
         cx.observed.extend(k8s);
+        // What every component's controllers made for users: a destroy deletes it.
+        if let Some(applier) = &connected {
+            let facts = ClusterFacts::from_config(cx.config);
+            let all: Vec<(&str, &str)> =
+                crate::kubernetes::components::run_time_kinds(cx.config, &facts)
+                    .into_iter()
+                    .map(|(api_version, kind, _)| (api_version, kind))
+                    .collect();
+            let made = engine
+                .read("observing what the platform's controllers made", || async {
+                    applier
+                        .observe_run_time(&cx.ownership.namespace, &all, true)
+                        .await
+                        .map_err(ProviderError::from)
+                })
+                .await?;
+            cx.observed.extend(made);
+        }
         cx.applier = connected;
         Ok(())
     }

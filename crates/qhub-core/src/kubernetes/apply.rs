@@ -901,6 +901,42 @@ impl Applier {
         Ok(out)
     }
 
+    /// Every object of `kinds` ((apiVersion, kind)) in `namespace`, label or not: what a
+    /// component's controllers made there at run time
+    /// ([`super::components::Component::creates_at_run_time`]). A kind not served (its CRD
+    /// gone or never installed) has no objects. `made_by_cluster`: whether a deploy leaves
+    /// them alone (only a destroy deletes them).
+    pub async fn observe_run_time(
+        &self,
+        namespace: &str,
+        kinds: &[(&str, &str)],
+        made_by_cluster: bool,
+    ) -> Result<Vec<Observed>, KubeError> {
+        let mut out = Vec::new();
+        for (api_version, kind) in kinds {
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+            let ar = match self.resolve(group, version, kind).await {
+                Ok((ar, _caps)) => ar,
+                Err(e) if e.is_not_served() => continue,
+                Err(e) => return Err(e),
+            };
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &ar);
+            let all = ListParams::default();
+            let list = read(&format!("listing {kind} in {namespace}"), || api.list(&all)).await?;
+            for item in list.items {
+                let mut value =
+                    serde_json::to_value(&item).map_err(|e| KubeError::Invalid(e.to_string()))?;
+                value["apiVersion"] = Json::String(ar.api_version.clone());
+                value["kind"] = Json::String(ar.kind.clone());
+                let r = ObjectRef::of(&value)?;
+                let mut o = observed(&r, &value, namespace);
+                o.made_by_cluster = made_by_cluster;
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+
     /// The objects of `desired` that may be someone else's
     /// ([`recipes::USE_EXISTING_ANNOTATION`]) and exist without `set`'s label: observed as
     /// they are wanted (qhub leaves them as they are, so there is nothing to change), and

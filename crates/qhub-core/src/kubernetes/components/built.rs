@@ -184,6 +184,12 @@ pub struct Listing {
     pub health: String,
 }
 
+/// The priority [`Route::new`] gives a route of a prefix other than `/`.
+pub const DEFAULT_PRIORITY: i64 = 10;
+/// The priority [`Route::new`] gives the catch-all `/` (JupyterHub's, as in QHub): below every
+/// other route, so that a request reaches it only when no other prefix matches.
+pub const CATCH_ALL_PRIORITY: i64 = 1;
+
 /// An HTTP route from a path of the domain to a Service of the component.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -195,7 +201,10 @@ pub struct Route {
     pub service: String,
     /// The Service's port.
     pub port: i32,
-    /// Traefik's priority (longer prefixes win ties by default; an explicit one is stable).
+    /// Traefik's priority: among routes whose rules both match a request, the higher wins
+    /// (Traefik's own default is the rule's length; an explicit one is stable across
+    /// hosts). [`Route::new`] gives the catch-all `/` [`CATCH_ALL_PRIORITY`] and every other
+    /// prefix [`DEFAULT_PRIORITY`], so that no prefix ties with `/`.
     pub priority: i64,
     /// Whether the prefix is cut before forwarding (a service that serves at `/`).
     pub strip_prefix: bool,
@@ -206,15 +215,22 @@ pub struct Route {
 }
 
 impl Route {
-    /// A route of `path` to `service:port`, named after the service, not listed.
+    /// A route of `path` to `service:port`, named after the service, not listed, at
+    /// [`CATCH_ALL_PRIORITY`] when `path` is `/` and [`DEFAULT_PRIORITY`] otherwise.
     pub fn new(path: impl Into<String>, service: impl Into<String>, port: i32) -> Self {
         let service = service.into();
+        let path = path.into();
+        let priority = if path == "/" {
+            CATCH_ALL_PRIORITY
+        } else {
+            DEFAULT_PRIORITY
+        };
         Self {
             name: service.clone(),
-            path: path.into(),
+            path,
             service,
             port,
-            priority: 1,
+            priority,
             strip_prefix: false,
             middlewares: Vec::new(),
             listed: None,
@@ -225,6 +241,13 @@ impl Route {
     #[must_use]
     pub fn priority(mut self, priority: i64) -> Self {
         self.priority = priority;
+        self
+    }
+
+    /// Names the IngressRoute (the Service's name otherwise).
+    #[must_use]
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
         self
     }
 

@@ -75,8 +75,7 @@ impl Component for Example {
         );
         let built = WebService::new(&ext.name, IMAGE, 8080, 101)
             .route(&path, |r| {
-                r.priority(5)
-                    .strip_prefix()
+                r.strip_prefix()
                     .middleware(Middleware::ForwardAuth {
                         address: auth,
                         response_headers: vec!["X-Forwarded-User".into()],

@@ -299,7 +299,6 @@ impl Component for Keycloak {
                 .ready_within(Duration::from_secs(120))
                 .route(
                     Route::new(PATH, NAME, HTTP_PORT)
-                        .priority(10)
                         .listed(format!("{PATH}/"), format!("{PATH}/realms/master")),
                 ),
         )

@@ -134,6 +134,33 @@ pub trait Component: Send + Sync {
     fn leaves_behind(&self) -> &'static [(&'static str, &'static str, &'static str)] {
         &[]
     }
+
+    /// Kinds of the objects its controllers create at run time in the platform namespace on
+    /// users' behalf (Dask Gateway's DaskClusters), as (apiVersion, kind): every object of
+    /// these kinds in the namespace is the component's. A destroy deletes them, and so does a
+    /// deploy that no longer builds the component: without its controller nothing would ever
+    /// stop them (or the pods they own).
+    fn creates_at_run_time(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+}
+
+/// The kinds registered components create at run time ([`Component::creates_at_run_time`]),
+/// as (apiVersion, kind, whether the config builds the component).
+pub fn run_time_kinds(
+    config: &Config,
+    facts: &ClusterFacts,
+) -> Vec<(&'static str, &'static str, bool)> {
+    let ctx = Context { config, facts };
+    REGISTRY
+        .iter()
+        .flat_map(|c| {
+            let enabled = c.enabled(&ctx);
+            c.creates_at_run_time()
+                .iter()
+                .map(move |(api_version, kind)| (*api_version, *kind, enabled))
+        })
+        .collect()
 }
 
 /// What every registered component's workloads leave behind ([`Component::leaves_behind`]),
@@ -460,9 +487,29 @@ mod tests {
         out
     }
 
-    /// Routes of `assembled` that collide: the same path prefix, or the same object name.
+    /// Routes of `assembled` that collide: the same path prefix, the same object name, or a
+    /// prefix that does not outrank a shorter prefix of it (Traefik would choose between two
+    /// matching rules of equal priority by neither path).
     fn route_problems(assembled: &[Assembled]) -> Vec<String> {
         let mut out = Vec::new();
+        let all: Vec<(&str, &Route)> = assembled
+            .iter()
+            .flat_map(|a| a.built.routes.iter().map(move |r| (a.name, r)))
+            .collect();
+        for (a, short) in &all {
+            for (b, long) in &all {
+                let prefix = short.path.trim_end_matches('/');
+                let under = long.path.len() > short.path.len()
+                    && long.path.starts_with(prefix)
+                    && long.path[prefix.len()..].starts_with('/');
+                if under && long.priority <= short.priority {
+                    out.push(format!(
+                        "{b}'s {} (priority {}) does not outrank {a}'s {} (priority {})",
+                        long.path, long.priority, short.path, short.priority
+                    ));
+                }
+            }
+        }
         let mut paths: BTreeMap<String, &str> = BTreeMap::new();
         let mut names: BTreeMap<String, &str> = BTreeMap::new();
         for a in assembled {
@@ -507,6 +554,12 @@ mod tests {
             .built
             .routes
             .push(Route::new(keycloak::PATH, "other", 80));
+        // A sub-path of Keycloak's prefix at Keycloak's priority: a tie Traefik breaks by
+        // neither path.
+        welcome.built.routes.push(
+            Route::new(format!("{}/admin", keycloak::PATH), "other", 80)
+                .priority(super::built::DEFAULT_PRIORITY),
+        );
         let images = image_problems(&assembled);
         assert!(
             images.iter().any(|p| p.contains("not pinned")),
@@ -519,6 +572,12 @@ mod tests {
         let routes = route_problems(&assembled);
         assert!(
             routes.iter().any(|p| p.contains("both route /auth")),
+            "{routes:?}"
+        );
+        assert!(
+            routes
+                .iter()
+                .any(|p| p.contains("/auth/admin (priority 10) does not outrank")),
             "{routes:?}"
         );
     }
@@ -546,7 +605,7 @@ mod tests {
                 "https://demo.example.com/auth/",
                 "https://demo.example.com/conda-store/",
                 "https://demo.example.com/gateway/",
-                "https://demo.example.com/hub/",
+                "https://demo.example.com/welcome/",
             ]
         );
     }

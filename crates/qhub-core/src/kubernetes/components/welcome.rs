@@ -1,5 +1,6 @@
-//! A small static welcome page at the domain's root (nginx serving the theme's title, the
-//! domain and where shared storage lives): proves the apply path and the ingress end to end.
+//! A small static page at `/welcome` (nginx serving the theme's title, the domain and where
+//! shared storage lives): the one page that needs no login, for a producer checking the
+//! ingress and the certificate before JupyterHub answers at `/`.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,8 @@ use crate::provider::facts::SharedFilesystem;
 
 /// The component's name.
 pub const NAME: &str = "qhub-welcome";
+/// The path the page is served at (the prefix is cut: nginx serves it at `/`).
+pub const PATH: &str = "/welcome";
 
 /// The welcome page.
 #[derive(Debug, Clone, Copy)]
@@ -141,6 +144,10 @@ impl Component for Welcome {
             manifest(&service)?,
         ])
         .image(versions::WELCOME)
-        .route(Route::new("/", NAME, 80).listed("/", "/")))
+        .route(
+            Route::new(PATH, NAME, 80)
+                .strip_prefix()
+                .listed(format!("{PATH}/"), format!("{PATH}/")),
+        ))
     }
 }

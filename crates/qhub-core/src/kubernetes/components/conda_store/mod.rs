@@ -452,11 +452,7 @@ impl Component for CondaStore {
             // The first start pulls a large image (conda and its solver) and migrates the
             // database.
             .ready_within(Duration::from_secs(180))
-            .route(
-                Route::new(PATH, SERVER, PORT)
-                    .priority(5)
-                    .listed(format!("{PATH}/"), HEALTH_PATH),
-            )
+            .route(Route::new(PATH, SERVER, PORT).listed(format!("{PATH}/"), HEALTH_PATH))
             .client(
                 PlatformClient::new(CLIENT_ID, "conda-store", PATH, CALLBACK_PATH)
                     .role("conda_store_admin", &["admin"])

@@ -18,6 +18,8 @@ pub const GROUP: &str = "gateway.dask.org";
 pub const VERSION: &str = "v1alpha1";
 /// The kind.
 pub const KIND: &str = "DaskCluster";
+/// The apiVersion of its objects.
+pub const API_VERSION: &str = "gateway.dask.org/v1alpha1";
 /// Its plural.
 pub const PLURAL: &str = "daskclusters";
 

@@ -80,6 +80,14 @@ impl Component for DaskGateway {
         &["ingress", "keycloak", super::storage::NAME]
     }
 
+    /// Users' clusters: the controller gives each DaskCluster's scheduler and worker pods,
+    /// Secret, Service and routes an ownerReference to it and sets no finalizer
+    /// (dask-gateway-server 2026.3.0 `backends/kubernetes/controller.py`, `make_pod`,
+    /// `make_secret`, `make_service`), so deleting the DaskClusters stops every pod of them.
+    fn creates_at_run_time(&self) -> &'static [(&'static str, &'static str)] {
+        &[(crd::API_VERSION, crd::KIND)]
+    }
+
     fn build(&self, ctx: &Context<'_>) -> Result<Built, KubeError> {
         let file = config::config_file(ctx)?;
         let mut out = Vec::new();

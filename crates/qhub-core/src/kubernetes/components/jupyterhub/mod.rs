@@ -10,8 +10,8 @@
 //!   provider's database, as z2jh does; the hub is one replica either way (JupyterHub does not
 //!   run active-active);
 //! - the proxy: configurable-http-proxy, its API at the Service `proxy-api` (8001) and its
-//!   public side at `proxy-public` (80), which the routes `/hub`, `/user` and `/services`
-//!   reach (`/` stays the welcome page's, [`PATHS`]); the proxy's API token is generated once in the Secret [`SECRET`];
+//!   public side at `proxy-public` (80), which the catch-all route `/` reaches ([`PATH`]);
+//!   the proxy's API token is generated once in the Secret [`SECRET`];
 //! - the configuration ([`config`]): `jupyterhub_config.py` and `values.json`, one ConfigMap
 //!   mounted where the hub image reads it, so that an edit rolls the hub and nothing else;
 //! - the profiles users choose from ([`profiles`]), the idle culler as a hub service, home
@@ -68,10 +68,13 @@ pub const DB_CLAIM: &str = "hub-db";
 const DB_SIZE: &str = "1Gi";
 /// The ConfigMap of the hub's configuration.
 pub const CONFIG_MAP: &str = "hub-config";
-/// The paths routed to the proxy. JupyterHub serves everything under its base URL `/`, but
-/// `/` itself is the welcome page's (the framework refuses two components routing one path):
-/// these are the prefixes JupyterHub answers (the hub, users' servers, hub services).
-pub const PATHS: [&str; 3] = ["/hub", "/user", "/services"];
+/// The path routed to the proxy: the catch-all, below every other component's prefix
+/// ([`super::built::CATCH_ALL_PRIORITY`]). JupyterHub serves under its base URL `/` (the hub
+/// at `/hub`, users' servers at `/user`, hub services at `/services`, and `/` redirects to
+/// the hub), as QHub 0.4.5 routed it.
+pub const PATH: &str = "/";
+/// The path that answers 200 when the hub is up (JupyterHub's `/hub/health`, no login).
+pub const HEALTH_PATH: &str = "/hub/health";
 
 /// JupyterHub.
 #[derive(Debug, Clone, Copy)]
@@ -340,16 +343,13 @@ impl Component for JupyterHub {
             .image(versions::JUPYTERHUB_PROXY)
             .client(client())
             .config_file(config_file(ctx)?);
-        for path in PATHS {
-            let mut route = Route::new(path, PROXY_PUBLIC_SERVICE, 80);
-            route.name = format!("{NAME}-{}", path.trim_start_matches('/'));
-            // Above the welcome page's `/`, below Keycloak's `/auth`.
-            route = route.priority(5);
-            if path == "/hub" {
-                route = route.listed("/hub/", "/hub/health");
-            }
-            built = built.route(route);
-        }
+        // Everything no other component routes is JupyterHub's, as in QHub: `/` redirects to
+        // the hub, `/hub`, `/user` and `/services` are its own.
+        built = built.route(
+            Route::new(PATH, PROXY_PUBLIC_SERVICE, 80)
+                .named(NAME)
+                .listed(PATH, HEALTH_PATH),
+        );
         Ok(built)
     }
 }
