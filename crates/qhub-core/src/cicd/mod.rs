@@ -270,9 +270,13 @@ pub struct Pipelines {
 /// Two configs that would write the same file, or deploy from the same branch with the same
 /// CI system, are an error naming both.
 pub fn render(sources: &[Source<'_>]) -> Result<Pipelines, CicdError> {
+    // By path: the files do not depend on the order the configs were given in, so a render of
+    // one config among several rewrites nothing.
+    let mut sources = sources.to_vec();
+    sources.sort_by(|a, b| a.path.cmp(b.path));
     let mut out = Pipelines::default();
     let mut by_kind: BTreeMap<&'static str, Vec<Deployment<'_>>> = BTreeMap::new();
-    for source in sources {
+    for source in &sources {
         let Some((kind, d)) = Deployment::new(*source)? else {
             out.without_pipeline.push(source.path.to_string());
             continue;
