@@ -43,8 +43,9 @@ pub enum Command {
     /// Print a kubeconfig for your own kubectl on the deployment's cluster (no stored secret:
     /// it runs `aws eks get-token` when used), or write it with --write.
     Kubeconfig(KubeconfigArgs),
-    /// Write every Kubernetes object the platform would apply as YAML files (offline, for
-    /// review and GitOps); values only a deploy knows are shown as placeholders.
+    /// Write the CI/CD pipeline of `ci_cd.type` (GitHub Actions workflows, `.gitlab-ci.yml`),
+    /// and with --manifests every Kubernetes object the platform would apply as YAML files
+    /// (offline, for review and GitOps; values only a deploy knows are placeholders).
     Render(RenderArgs),
     /// Print qhub's version, the commit and date it was built from, and the QHub config
     /// version it reads and writes.
@@ -247,13 +248,20 @@ pub enum StageArg {
 /// `qhub render`.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// The config file.
+    /// The config file. Repeat it to render several deployments (staging, production) into
+    /// one repository: one deploy workflow each, one validation workflow for all.
     #[arg(long, short = 'c', default_value = "qhub-config.yaml")]
-    pub config: PathBuf,
-    /// The directory to write the manifests to (created if missing; files an earlier render
-    /// wrote and that are no longer wanted are removed).
+    pub config: Vec<PathBuf>,
+    /// The repository directory to write the CI/CD pipeline of `ci_cd.type` into
+    /// (`.github/workflows/` or `.gitlab-ci.yml`). Default: the git repository holding the
+    /// config, else the config's directory. QHub's `-o DIR` (`-o` is the output format here).
+    /// Without --dir, --manifests alone writes only the manifests.
     #[arg(long, value_name = "DIR")]
-    pub manifests: PathBuf,
+    pub dir: Option<PathBuf>,
+    /// The directory to write the Kubernetes manifests to (created if missing; files an
+    /// earlier render wrote and that are no longer wanted are removed). One config only.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
 }
 
 /// `qhub kubeconfig`.

@@ -19,6 +19,7 @@
 //!   pruning, readiness) and the platform components.
 
 mod builtin;
+pub mod cicd;
 pub mod cloud;
 pub mod config;
 // The suite drives the engine, so it lives beside it; behind a feature so that an embedder's

@@ -119,7 +119,7 @@ pub struct Written {
     /// Files written (new or changed).
     pub written: Vec<PathBuf>,
     /// Files already up to date.
-    pub unchanged: usize,
+    pub unchanged: Vec<PathBuf>,
     /// Files of an earlier render removed because their object is gone.
     pub removed: Vec<PathBuf>,
 }
@@ -135,6 +135,31 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RenderError + '_ {
 /// the files of an earlier render that are no longer rendered. Files without [`HEADER`] are
 /// never removed.
 pub fn write(dir: &Path, files: &[Rendered]) -> Result<Written, RenderError> {
+    // Stale files of an earlier render: one level of component directories deep.
+    let mut stale_dirs = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.path().is_dir() {
+                stale_dirs.push(PathBuf::from(entry.file_name()));
+            }
+        }
+    }
+    write_owned(dir, files, &stale_dirs, &|rel, text| {
+        rel.extension().is_some_and(|e| e == "yaml") && text.starts_with(HEADER)
+    })
+}
+
+/// The mechanism behind every `qhub render` output (manifests, CI/CD pipelines): writes
+/// `files` under `dir` (each atomically; unchanged files are not touched), then removes each
+/// file directly in one of `stale_dirs` (relative to `dir`; an empty path is `dir` itself)
+/// that is not in `files` and that `owned` (given its path relative to `dir` and its text)
+/// says an earlier render of the same owner wrote. Nothing else is ever removed.
+pub fn write_owned(
+    dir: &Path,
+    files: &[Rendered],
+    stale_dirs: &[PathBuf],
+    owned: &dyn Fn(&Path, &str) -> bool,
+) -> Result<Written, RenderError> {
     let mut result = Written::default();
     let mut wanted = BTreeSet::new();
     for f in files {
@@ -147,7 +172,7 @@ pub fn write(dir: &Path, files: &[Rendered]) -> Result<Written, RenderError> {
         }
         match std::fs::read_to_string(&path) {
             Ok(old) if old == f.text => {
-                result.unchanged += 1;
+                result.unchanged.push(f.path.clone());
                 continue;
             }
             _ => {}
@@ -155,28 +180,26 @@ pub fn write(dir: &Path, files: &[Rendered]) -> Result<Written, RenderError> {
         crate::fs::replace(&path, f.text.as_bytes())?;
         result.written.push(f.path.clone());
     }
-    // Stale files of an earlier render, one level of component directories deep.
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let sub = entry.path();
-            if !sub.is_dir() {
+    for sub in stale_dirs {
+        let sub = dir.join(sub);
+        let Ok(entries) = std::fs::read_dir(&sub) else {
+            continue;
+        };
+        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for path in paths {
+            let Ok(rel) = path.strip_prefix(dir) else {
+                continue;
+            };
+            if wanted.contains(rel) || !path.is_file() {
                 continue;
             }
-            for file in std::fs::read_dir(&sub).map_err(io(&sub))?.flatten() {
-                let path = file.path();
-                let Ok(rel) = path.strip_prefix(dir) else {
-                    continue;
-                };
-                if wanted.contains(rel) || path.extension().is_none_or(|e| e != "yaml") {
-                    continue;
-                }
-                let ours = std::fs::read_to_string(&path)
-                    .map(|t| t.starts_with(HEADER))
-                    .unwrap_or(false);
-                if ours {
-                    std::fs::remove_file(&path).map_err(io(&path))?;
-                    result.removed.push(rel.to_path_buf());
-                }
+            let ours = std::fs::read_to_string(&path)
+                .map(|t| owned(rel, &t))
+                .unwrap_or(false);
+            if ours {
+                std::fs::remove_file(&path).map_err(io(&path))?;
+                result.removed.push(rel.to_path_buf());
             }
         }
     }

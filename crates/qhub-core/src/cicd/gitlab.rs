@@ -1,0 +1,141 @@
+//! GitLab CI: one `.gitlab-ci.yml` (GitLab reads one file) with, per config, a deploy job (a
+//! push to `ci_cd.branch` touching the config) and a validate job (a merge request touching
+//! it: `qhub validate`, and `qhub plan` when the credentials are set as CI/CD variables).
+//!
+//! QHub 0.4.5's (`qhub/provider/cicd/gitlab.py`) had one job; this adds the merge-request
+//! validation, a `resource_group` per deployment (GitLab runs one job of a resource group at a
+//! time: two deploys of one environment never overlap), an `environment` per deployment, the
+//! pinned, checksum-verified `qhub` binary instead of `pip install qhub`, and a push of the
+//! rendered manifests with a project access token (`QHUB_PUSH_TOKEN`) since the job token
+//! cannot push.
+
+use serde_json::Value as Json;
+
+use super::{CicdError, Deployment, GITLAB_CI_FILE, RELEASE, header, indent, quote};
+use crate::kubernetes::render::Rendered;
+
+/// The job image: Docker's official `buildpack-deps` image with curl, git and CA certificates
+/// (the `qhub` binary is static and needs nothing else).
+const IMAGE: &str = "buildpack-deps:bookworm-scm";
+
+/// The install commands: the pinned binary and its checksum file from the release, checked.
+fn install() -> String {
+    let file = RELEASE.file_name();
+    let url = RELEASE.binary_url();
+    [
+        format!(
+            "curl --fail --silent --show-error --location --proto '=https' --retry 3 --output {file} {url}"
+        ),
+        format!(
+            "curl --fail --silent --show-error --location --proto '=https' --retry 3 --output {file}.sha256 {url}.sha256"
+        ),
+        format!("sha256sum --check --strict {file}.sha256"),
+        format!("install -m 0755 {file} /usr/local/bin/qhub"),
+        "qhub version".to_string(),
+    ]
+    .iter()
+    .map(|l| format!("- {}\n", quote(l)))
+    .collect()
+}
+
+/// `ci_cd.before_script`/`after_script`: GitLab's own lists of commands.
+fn script(d: &Deployment<'_>, key: &'static str) -> Result<String, CicdError> {
+    let entries = if key == "before_script" {
+        d.before
+    } else {
+        d.after
+    };
+    let mut out = String::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let Json::String(cmd) = entry else {
+            return Err(CicdError::Script {
+                config: d.path.to_string(),
+                key,
+                index,
+                message: "GitLab CI takes commands (strings) here".into(),
+            });
+        };
+        out.push_str(&format!("- {}\n", quote(cmd)));
+    }
+    Ok(out)
+}
+
+/// The `.gitlab-ci.yml` for the GitLab CI deployments `list`.
+pub(crate) fn render(list: &[Deployment<'_>]) -> Result<Rendered, CicdError> {
+    let sources: Vec<&str> = list.iter().map(|d| d.path).collect();
+    let mut jobs = String::new();
+    for d in list {
+        let variables = format!("variables:\n  QHUB_CONFIG: {}\n", quote(d.path));
+        let mut deploy = install();
+        deploy.push_str(&format!(
+            "- {}\n",
+            quote("qhub deploy -c \"$QHUB_CONFIG\" --disable-prompt")
+        ));
+        if d.commit_render {
+            for line in [
+                "qhub render -c \"$QHUB_CONFIG\" --manifests \"$QHUB_MANIFESTS\"",
+                "git add -- \"$QHUB_MANIFESTS\"",
+                "if git diff --staged --quiet; then echo 'the rendered manifests are up to date'; exit 0; fi",
+                "git -c user.name='qhub' -c user.email='qhub@noreply.invalid' commit --quiet -m \"qhub: rendered manifests of $QHUB_CONFIG at $CI_COMMIT_SHA [skip ci]\"",
+                "git push \"https://oauth2:${QHUB_PUSH_TOKEN}@${CI_SERVER_HOST}/${CI_PROJECT_PATH}.git\" \"HEAD:$CI_COMMIT_BRANCH\"",
+            ] {
+                deploy.push_str(&format!("- {}\n", quote(line)));
+            }
+        }
+        let before = script(d, "before_script")?;
+        let after = script(d, "after_script")?;
+        let mut job = format!(
+            "deploy-{name}:\n  stage: deploy\n  image: {IMAGE}\n  resource_group: {group}\n  environment:\n    name: {env}\n  rules:\n    - if: {rule}\n      changes:\n        - {path}\n",
+            name = d.name,
+            group = quote(&format!("qhub-{}", d.name)),
+            env = quote(&d.name),
+            rule = quote(&format!("$CI_COMMIT_BRANCH == {}", quote(d.branch))),
+            path = quote(d.path),
+        );
+        let mut vars = variables.clone();
+        if d.commit_render {
+            vars.push_str(&format!(
+                "  QHUB_MANIFESTS: {}\n",
+                quote(&d.manifests_dir())
+            ));
+        }
+        job.push_str(&indent(&vars, 2));
+        if !before.is_empty() {
+            job.push_str(&format!("  before_script:\n{}", indent(&before, 4)));
+        }
+        job.push_str(&format!("  script:\n{}", indent(&deploy, 4)));
+        if !after.is_empty() {
+            job.push_str(&format!("  after_script:\n{}", indent(&after, 4)));
+        }
+        let mut validate = install();
+        validate.push_str(&format!(
+            "- {}\n",
+            quote("qhub validate -c \"$QHUB_CONFIG\"")
+        ));
+        // CI/CD variables are not given to merge requests from forks (unless the project
+        // allows it): without credentials the plan is left out, not failed.
+        validate.push_str(&format!(
+            "- {}\n",
+            quote(&format!(
+                "if [ -n \"${{{cred}:-}}\" ]; then qhub plan -c \"$QHUB_CONFIG\"; else echo 'no {cred}: plan left out'; fi",
+                cred = d.credential
+            ))
+        ));
+        job.push_str(&format!(
+            "\nvalidate-{name}:\n  stage: validate\n  image: {IMAGE}\n  rules:\n    - if: '$CI_PIPELINE_SOURCE == \"merge_request_event\"'\n      changes:\n        - {path}\n{vars}  script:\n{script}",
+            name = d.name,
+            path = quote(d.path),
+            vars = indent(&variables, 2),
+            script = indent(&validate, 4),
+        ));
+        jobs.push('\n');
+        jobs.push_str(&job);
+    }
+    Ok(Rendered {
+        path: GITLAB_CI_FILE.into(),
+        text: format!(
+            "{header}stages:\n  - validate\n  - deploy\n{jobs}",
+            header = header(&sources)
+        ),
+    })
+}
