@@ -147,6 +147,23 @@ fn every_json_document_and_event_follows_the_published_schema() {
     assert_eq!(code(&secret), 0, "{}", describe(&secret));
     contract.check_run("secrets_show", &secret);
     assert_eq!(json_stdout(&secret)["source"], "cluster");
+    let add = qhub(
+        d,
+        &["-o", "json", "users", "add", "ada", "--group", "admin"],
+    );
+    assert_eq!(code(&add), 0, "{}", describe(&add));
+    contract.check_run("users_change", &add);
+    let generated = qhub(
+        d,
+        &["-o", "json", "users", "set-password", "ada", "--generate"],
+    );
+    contract.check_run("users_change", &generated);
+    assert!(json_stdout(&generated)["generated_password"].is_string());
+    contract.check_run("users_list", &qhub(d, &["-o", "json", "users", "list"]));
+    contract.check_run(
+        "users_change",
+        &qhub(d, &["-o", "json", "users", "remove", "ada"]),
+    );
     contract.check_run(
         "render",
         &qhub(d, &["-o", "json", "render", "--manifests", "out"]),

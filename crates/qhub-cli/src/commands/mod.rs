@@ -9,6 +9,7 @@ mod render;
 mod schema;
 mod secrets;
 mod upgrade;
+mod users;
 mod validate;
 mod version;
 
@@ -30,6 +31,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Schema(args) => schema::run(args, cli.output),
         Command::Version => version::run(cli.output),
         Command::Secrets(crate::cli::SecretsCommand::Show(args)) => secrets::show(args, cli.output),
+        Command::Users(cmd) => users::run(cmd, cli.output),
         Command::Completions(args) => completions::run(args),
     }
 }
