@@ -57,6 +57,9 @@ pub enum Command {
     /// (as the engine reaches it, TLS verified) with the admin credentials the deployment keeps.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Write a zip for a support request: the redacted config, the deployment's status, its
+    /// namespace's pod logs and events, qhub's version (never a Secret's data).
+    Support(SupportArgs),
     /// Print a shell completion script: `qhub completions bash > ~/.local/share/bash-completion/completions/qhub`.
     Completions(CompletionsArgs),
     /// Print the JSON Schema of qhub-config.yaml (for editors and CI checks) or of what
@@ -69,6 +72,20 @@ pub enum Command {
 pub enum SecretsCommand {
     /// Print one secret's value on stdout (its user name, where it has one, on stderr).
     Show(SecretsShowArgs),
+}
+
+/// `qhub support`.
+#[derive(Debug, Args)]
+pub struct SupportArgs {
+    /// The config file.
+    #[arg(long, short = 'c', default_value = "qhub-config.yaml")]
+    pub config: PathBuf,
+    /// The zip to write (replaced atomically; default `qhub-support-PROJECT-NAMESPACE.zip`).
+    #[arg(long, value_name = "FILE.zip")]
+    pub out: Option<PathBuf>,
+    /// The last lines of each container's log to keep (each log is also cut to its last MiB).
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub tail: i64,
 }
 
 /// `qhub users`.

@@ -164,6 +164,9 @@ fn every_json_document_and_event_follows_the_published_schema() {
         "users_change",
         &qhub(d, &["-o", "json", "users", "remove", "ada"]),
     );
+    let support = qhub(d, &["-o", "json", "support", "--out", "bundle.zip"]);
+    assert_eq!(code(&support), 0, "{}", describe(&support));
+    contract.check_run("support", &support);
     contract.check_run(
         "render",
         &qhub(d, &["-o", "json", "render", "--manifests", "out"]),

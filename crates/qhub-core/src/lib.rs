@@ -36,6 +36,7 @@ pub mod kubernetes;
 pub mod plan;
 pub mod provider;
 pub mod retry;
+pub mod support;
 pub mod tls;
 
 pub use config::{Config, ConfigError, Loaded, load_file, load_str};

@@ -8,6 +8,7 @@ mod progress;
 mod render;
 mod schema;
 mod secrets;
+mod support;
 mod upgrade;
 mod users;
 mod validate;
@@ -32,6 +33,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Version => version::run(cli.output),
         Command::Secrets(crate::cli::SecretsCommand::Show(args)) => secrets::show(args, cli.output),
         Command::Users(cmd) => users::run(cmd, cli.output),
+        Command::Support(args) => support::run(args, cli.output),
         Command::Completions(args) => completions::run(args),
     }
 }
