@@ -57,6 +57,9 @@ pub enum Command {
     /// (as the engine reaches it, TLS verified) with the admin credentials the deployment keeps.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// The hourly and monthly cost of the config's node groups (at their minimum and maximum
+    /// size), control plane, storage and load balancer, from the dated price table qhub ships.
+    Cost(ConfigArg),
     /// Write a zip for a support request: the redacted config, the deployment's status, its
     /// namespace's pod logs and events, qhub's version (never a Secret's data).
     Support(SupportArgs),

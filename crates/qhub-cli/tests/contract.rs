@@ -280,3 +280,25 @@ fn version_names_the_build_and_the_config_version_it_reads() {
         "{doc:#}"
     );
 }
+
+#[test]
+fn cost_follows_the_published_schema() {
+    let contract = Contract::published();
+    for provider in ["aws", "do"] {
+        let dir = tempfile::tempdir().unwrap();
+        let init = qhub(
+            dir.path(),
+            &[
+                "init",
+                provider,
+                "--project",
+                "demo",
+                "--domain",
+                "demo.example.com",
+                "--disable-prompt",
+            ],
+        );
+        assert_eq!(code(&init), 0, "{}", describe(&init));
+        contract.check_run("cost", &qhub(dir.path(), &["-o", "json", "cost"]));
+    }
+}

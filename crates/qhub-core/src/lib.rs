@@ -25,6 +25,7 @@ pub mod config;
 // build carries no test harness.
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod cost;
 pub mod dns;
 pub mod engine;
 pub mod error;

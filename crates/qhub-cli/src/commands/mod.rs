@@ -1,6 +1,7 @@
 //! One module per command.
 
 mod completions;
+mod cost;
 mod groups;
 mod init;
 mod lifecycle;
@@ -34,6 +35,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Secrets(crate::cli::SecretsCommand::Show(args)) => secrets::show(args, cli.output),
         Command::Users(cmd) => users::run(cmd, cli.output),
         Command::Support(args) => support::run(args, cli.output),
+        Command::Cost(args) => cost::run(&args.config, cli.output),
         Command::Completions(args) => completions::run(args),
     }
 }
