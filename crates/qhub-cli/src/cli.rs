@@ -54,6 +54,16 @@ pub enum Command {
     /// file), e.g. `qhub secrets show keycloak-admin`.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Manage the people who log in: Keycloak users of realm `qhub`, through its admin API
+    /// (as the engine reaches it, TLS verified) with the admin credentials the deployment keeps.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// The hourly and monthly cost of the config's node groups (at their minimum and maximum
+    /// size), control plane, storage and load balancer, from the dated price table qhub ships.
+    Cost(ConfigArg),
+    /// Write a zip for a support request: the redacted config, the deployment's status, its
+    /// namespace's pod logs and events, qhub's version (never a Secret's data).
+    Support(SupportArgs),
     /// Print a shell completion script: `qhub completions bash > ~/.local/share/bash-completion/completions/qhub`.
     Completions(CompletionsArgs),
     /// Print the JSON Schema of qhub-config.yaml (for editors and CI checks) or of what
@@ -66,6 +76,101 @@ pub enum Command {
 pub enum SecretsCommand {
     /// Print one secret's value on stdout (its user name, where it has one, on stderr).
     Show(SecretsShowArgs),
+}
+
+/// `qhub support`.
+#[derive(Debug, Args)]
+pub struct SupportArgs {
+    /// The config file.
+    #[arg(long, short = 'c', default_value = "qhub-config.yaml")]
+    pub config: PathBuf,
+    /// The zip to write (replaced atomically; default `qhub-support-PROJECT-NAMESPACE.zip`).
+    #[arg(long, value_name = "FILE.zip")]
+    pub out: Option<PathBuf>,
+    /// The last lines of each container's log to keep (each log is also cut to its last MiB).
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub tail: i64,
+}
+
+/// `qhub users`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user (a no-op when it exists with the same e-mail and groups).
+    Add(UsersAddArgs),
+    /// List the users with their e-mail and groups.
+    List(ConfigArg),
+    /// Delete a user.
+    Remove(UserArgs),
+    /// Set a user's password, read from stdin or generated (and then printed once).
+    SetPassword(SetPasswordArgs),
+    /// Make a user a member of a group.
+    AddToGroup(MembershipArgs),
+    /// Take a user out of a group.
+    RemoveFromGroup(MembershipArgs),
+}
+
+/// `qhub users add`.
+#[derive(Debug, Args)]
+pub struct UsersAddArgs {
+    /// The user name (Keycloak keeps it in lower case).
+    pub username: String,
+    /// The user's e-mail address.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// A group to join besides the default ones (repeat for several).
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// Read the initial password from stdin (never from the command line).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The config file.
+    #[arg(long, short = 'c', default_value = "qhub-config.yaml")]
+    pub config: PathBuf,
+}
+
+/// A user.
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    /// The user name.
+    pub username: String,
+    /// The config file.
+    #[arg(long, short = 'c', default_value = "qhub-config.yaml")]
+    pub config: PathBuf,
+}
+
+/// `qhub users set-password`.
+#[derive(Debug, Args)]
+pub struct SetPasswordArgs {
+    /// The user name.
+    pub username: String,
+    /// Read the password from stdin (never from the command line).
+    #[arg(
+        long,
+        required_unless_present = "generate",
+        conflicts_with = "generate"
+    )]
+    pub password_stdin: bool,
+    /// Generate a password and print it once on stdout.
+    #[arg(long)]
+    pub generate: bool,
+    /// The user must change it at the next login.
+    #[arg(long)]
+    pub temporary: bool,
+    /// The config file.
+    #[arg(long, short = 'c', default_value = "qhub-config.yaml")]
+    pub config: PathBuf,
+}
+
+/// A user and a group.
+#[derive(Debug, Args)]
+pub struct MembershipArgs {
+    /// The user name.
+    pub username: String,
+    /// The group.
+    pub group: String,
+    /// The config file.
+    #[arg(long, short = 'c', default_value = "qhub-config.yaml")]
+    pub config: PathBuf,
 }
 
 /// The secrets `qhub secrets show` prints.

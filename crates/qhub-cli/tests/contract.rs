@@ -147,6 +147,26 @@ fn every_json_document_and_event_follows_the_published_schema() {
     assert_eq!(code(&secret), 0, "{}", describe(&secret));
     contract.check_run("secrets_show", &secret);
     assert_eq!(json_stdout(&secret)["source"], "cluster");
+    let add = qhub(
+        d,
+        &["-o", "json", "users", "add", "ada", "--group", "admin"],
+    );
+    assert_eq!(code(&add), 0, "{}", describe(&add));
+    contract.check_run("users_change", &add);
+    let generated = qhub(
+        d,
+        &["-o", "json", "users", "set-password", "ada", "--generate"],
+    );
+    contract.check_run("users_change", &generated);
+    assert!(json_stdout(&generated)["generated_password"].is_string());
+    contract.check_run("users_list", &qhub(d, &["-o", "json", "users", "list"]));
+    contract.check_run(
+        "users_change",
+        &qhub(d, &["-o", "json", "users", "remove", "ada"]),
+    );
+    let support = qhub(d, &["-o", "json", "support", "--out", "bundle.zip"]);
+    assert_eq!(code(&support), 0, "{}", describe(&support));
+    contract.check_run("support", &support);
     contract.check_run(
         "render",
         &qhub(d, &["-o", "json", "render", "--manifests", "out"]),
@@ -259,4 +279,26 @@ fn version_names_the_build_and_the_config_version_it_reads() {
         doc["build_date"].as_str().is_some_and(|d| d.len() == 10),
         "{doc:#}"
     );
+}
+
+#[test]
+fn cost_follows_the_published_schema() {
+    let contract = Contract::published();
+    for provider in ["aws", "do"] {
+        let dir = tempfile::tempdir().unwrap();
+        let init = qhub(
+            dir.path(),
+            &[
+                "init",
+                provider,
+                "--project",
+                "demo",
+                "--domain",
+                "demo.example.com",
+                "--disable-prompt",
+            ],
+        );
+        assert_eq!(code(&init), 0, "{}", describe(&init));
+        contract.check_run("cost", &qhub(dir.path(), &["-o", "json", "cost"]));
+    }
 }

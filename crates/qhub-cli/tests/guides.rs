@@ -194,7 +194,7 @@ fn the_command_checker_catches_what_it_should() {
     assert!(check("qhub plan --lock-timeout 5m").is_err());
     assert!(check("qhub deploy --dns-wiat 5m").is_err());
     assert!(check("qhub init azure --project P").is_err());
-    assert!(check("qhub users list").is_err());
+    assert!(check("qhub keycloak adduser alice").is_err());
     assert!(check("qhub secrets show root-password").is_err());
 }
 

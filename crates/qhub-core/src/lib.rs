@@ -26,6 +26,7 @@ pub mod config;
 // build carries no test harness.
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod cost;
 pub mod dns;
 pub mod engine;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod kubernetes;
 pub mod plan;
 pub mod provider;
 pub mod retry;
+pub mod support;
 pub mod tls;
 
 pub use config::{Config, ConfigError, Loaded, load_file, load_str};

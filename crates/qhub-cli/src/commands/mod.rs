@@ -1,6 +1,7 @@
 //! One module per command.
 
 mod completions;
+mod cost;
 mod groups;
 mod init;
 mod lifecycle;
@@ -8,7 +9,9 @@ mod progress;
 mod render;
 mod schema;
 mod secrets;
+mod support;
 mod upgrade;
+mod users;
 mod validate;
 mod version;
 
@@ -30,6 +33,9 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Schema(args) => schema::run(args, cli.output),
         Command::Version => version::run(cli.output),
         Command::Secrets(crate::cli::SecretsCommand::Show(args)) => secrets::show(args, cli.output),
+        Command::Users(cmd) => users::run(cmd, cli.output),
+        Command::Support(args) => support::run(args, cli.output),
+        Command::Cost(args) => cost::run(&args.config, cli.output),
         Command::Completions(args) => completions::run(args),
     }
 }

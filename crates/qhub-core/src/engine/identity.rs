@@ -301,3 +301,54 @@ pub(crate) fn running(config: &Config, observed: &[plan::Observed]) -> bool {
         .iter()
         .any(|o| o.id == id && o.state == ResourceState::Ready)
 }
+
+impl super::Engine {
+    /// The deployment's Keycloak for day-2 work (`qhub users`): reached the way the engine
+    /// reaches it (`QHUB_KEYCLOAK_URL`, the provider's, a port-forward through the
+    /// cluster's API server, else `https://{domain}/auth` with TLS verified), as the admin whose
+    /// password is the config's `initial_root_password` or the one generated into the Secret
+    /// `keycloak-admin`. [`ProviderError::NoCluster`] before the first deploy made one.
+    pub async fn keycloak_admin(&self, config: &Config) -> Result<Keycloak, ProviderError> {
+        let ownership = Ownership::of(config);
+        let provider = &**self.provider();
+        let cluster = if provider.capabilities().cluster_access {
+            let access = provider.cluster_access(&ownership).await?;
+            Some(access.client().await?)
+        } else {
+            None
+        };
+        let credentials = match keycloak::admin_credentials(config) {
+            Some(c) => c,
+            None => {
+                let client = cluster.as_ref().ok_or_else(|| {
+                    ProviderError::Fatal(format!(
+                        "the Keycloak admin password is kept in the Secret {}/{}, which only cluster access can read, and provider `{}` hands out none: set security.keycloak.initial_root_password in the config",
+                        config.namespace,
+                        component::ADMIN_SECRET,
+                        provider.name()
+                    ))
+                })?;
+                let password =
+                    read_key(client, &config.namespace, component::ADMIN_SECRET, "password")
+                        .await?
+                        .ok_or_else(|| {
+                            ProviderError::NoCluster(format!(
+                                "the Secret {}/{} does not exist yet: the Kubernetes stage of `qhub deploy` generates it",
+                                config.namespace,
+                                component::ADMIN_SECRET
+                            ))
+                        })?;
+                AdminCredentials::new(keycloak::ADMIN_USER, password)
+            }
+        };
+        connect(
+            provider,
+            &ownership,
+            config,
+            credentials,
+            self.options().retry,
+            cluster,
+        )
+        .await
+    }
+}

@@ -11,6 +11,7 @@
 
 mod representations;
 mod token;
+mod users;
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,9 +22,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use representations::{
-    AdminCredentials, ClientMappingsRepresentation, ClientRepresentation, GroupRepresentation,
-    IdentityProviderRepresentation, MappingsRepresentation, ProtocolMapperRepresentation,
-    RealmRepresentation, RoleRepresentation, SecretString,
+    AdminCredentials, ClientMappingsRepresentation, ClientRepresentation, CredentialRepresentation,
+    GroupRepresentation, IdentityProviderRepresentation, MappingsRepresentation,
+    ProtocolMapperRepresentation, RealmRepresentation, RoleRepresentation, SecretString,
+    UserRepresentation,
 };
 
 use super::error::KeycloakError;

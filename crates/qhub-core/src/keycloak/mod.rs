@@ -35,6 +35,7 @@ pub mod client;
 pub mod desired;
 pub mod error;
 pub mod reconcile;
+pub mod users;
 
 pub use client::{AdminClient, AdminCredentials, SecretString};
 pub use desired::{KINDS, PlatformClient, REALM, Secrets, secret_hash};

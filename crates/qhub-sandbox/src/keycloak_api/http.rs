@@ -338,6 +338,39 @@ fn route(
             M::DELETE => st.delete_mapper(r, id, mid),
             _ => Err(method_not_allowed()),
         },
+        [r, "users"] => match m {
+            M::GET => {
+                let number =
+                    |k: &str, default: usize| q(k).and_then(|v| v.parse().ok()).unwrap_or(default);
+                st.list_users(
+                    r,
+                    q("username"),
+                    q("exact") == Some("true"),
+                    number("first", 0),
+                    number("max", 100),
+                )
+            }
+            M::POST => st.create_user(r, body, base),
+            _ => Err(method_not_allowed()),
+        },
+        [r, "users", id] => match m {
+            M::GET => st.get_user(r, id),
+            M::DELETE => st.delete_user(r, id),
+            _ => Err(method_not_allowed()),
+        },
+        [r, "users", id, "reset-password"] => match m {
+            M::PUT => st.reset_password(r, id, body),
+            _ => Err(method_not_allowed()),
+        },
+        [r, "users", id, "groups"] => match m {
+            M::GET => st.user_groups(r, id),
+            _ => Err(method_not_allowed()),
+        },
+        [r, "users", id, "groups", gid] => match m {
+            M::PUT => st.change_user_group(r, id, gid, true),
+            M::DELETE => st.change_user_group(r, id, gid, false),
+            _ => Err(method_not_allowed()),
+        },
         [r, "identity-provider", "instances"] => match m {
             M::GET => st.list_idps(r),
             M::POST => st.create_idp(r, body, base),

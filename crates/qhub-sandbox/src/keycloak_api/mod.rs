@@ -319,6 +319,20 @@ impl KeycloakApi {
             .unwrap_or_default()
     }
 
+    /// Whether user `username` of `realm` has the password `password` (the emulator keeps
+    /// its hash only).
+    pub fn password_matches(&self, realm: &str, username: &str, password: &str) -> bool {
+        let st = self.lock();
+        let Some(r) = st.realms.get(realm) else {
+            return false;
+        };
+        r.users
+            .iter()
+            .find(|(_, u)| u["username"] == username)
+            .and_then(|(id, _)| r.passwords.get(id))
+            .is_some_and(|h| *h == state::password_hash(password))
+    }
+
     /// Saves the realms, when persistent.
     fn save(&self, st: &State) -> Result<(), KeycloakApiError> {
         let Some(path) = &self.inner.path else {

@@ -1,5 +1,9 @@
 //! The emulator's store and its operations, one function per admin API route.
 
+mod users;
+
+pub(super) use users::password_hash;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
@@ -91,6 +95,15 @@ pub(super) struct Realm {
     pub idps: BTreeMap<String, Json>,
     /// Group id -> client uuid -> role ids.
     pub mappings: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
+    /// User id -> representation (without credentials).
+    #[serde(default)]
+    pub users: BTreeMap<String, Json>,
+    /// User id -> the ids of the groups it is a member of.
+    #[serde(default)]
+    pub memberships: BTreeMap<String, BTreeSet<String>>,
+    /// User id -> SHA-256 of its password.
+    #[serde(default)]
+    pub passwords: BTreeMap<String, String>,
 }
 
 pub(super) struct State {
@@ -454,6 +467,9 @@ impl State {
         r.groups.remove(id).ok_or_else(|| Err::not_found("group"))?;
         r.default_groups.remove(id);
         r.mappings.remove(id);
+        for groups in r.memberships.values_mut() {
+            groups.remove(id);
+        }
         Ok(Answer::no_content())
     }
 

@@ -111,6 +111,7 @@ pub(crate) fn builtins() -> &'static [ResType] {
                 true,
             ),
             builtin("", "v1", "Pod", "pods", true, &["po"], true),
+            builtin("", "v1", "Event", "events", true, &["ev"], false),
             builtin("", "v1", "Node", "nodes", false, &["no"], true),
             builtin(
                 "apps",

@@ -198,6 +198,16 @@ impl KubeApi {
         p: &Params,
         body: &[u8],
     ) -> Result<Routed, ApiErr> {
+        if let (&Method::GET, "", ["namespaces", _, "pods", name, "log"]) = (method, group, rest) {
+            let t = target(&self.inner.lock(), group, version, &rest[..4], path)?;
+            let (_, pod) = self.get(&t, name)?;
+            return super::pods::log(&pod, p.get("container"), p.get("tailLines")).map(|text| {
+                let mut r = Response::new(Full::new(Bytes::from(text)).boxed_unsync());
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                Routed::Stream(r)
+            });
+        }
         let t = target(&self.inner.lock(), group, version, rest, path)?;
         let json = |r: Result<(u16, Value), ApiErr>| r.map(|(c, v)| Routed::Json(c, v));
         let watching = matches!(p.get("watch"), Some("true" | "1"));

@@ -236,3 +236,70 @@ pub(crate) fn owner_name(pod: &Value) -> Option<&str> {
         .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
         .and_then(|r| r.get("name").and_then(Value::as_str))
 }
+
+/// `GET …/pods/{name}/log`: what the kubelet would answer, as text — a few lines per simulated
+/// container (its start and readiness), the last `tail_lines` of them. As the API server does,
+/// a pod with several containers needs `container`, and an unknown one is a 400
+/// (kubernetes/kubernetes `pkg/registry/core/pod/strategy.go`, `LogLocation`).
+pub(crate) fn log(
+    pod: &Value,
+    container: Option<&str>,
+    tail_lines: Option<&str>,
+) -> Result<String, super::api_err::ApiErr> {
+    use super::api_err::ApiErr;
+    let name = str_at(pod, &["metadata", "name"]).unwrap_or_default();
+    // Init containers have logs too (and count among the names `container` may take).
+    let containers: Vec<&Value> = ["/spec/initContainers", "/spec/containers"]
+        .iter()
+        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let names: Vec<&str> = containers
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let chosen = match (container, names.as_slice()) {
+        (Some(c), _) if names.contains(&c) => c,
+        (Some(c), _) => {
+            return Err(ApiErr::bad_request(format!(
+                "container {c} is not valid for pod {name}"
+            )));
+        }
+        (None, _)
+            if pod
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map(Vec::len)
+                == Some(1) =>
+        {
+            pod.pointer("/spec/containers/0/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        }
+        (None, _) => {
+            return Err(ApiErr::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                names.join(" ")
+            )));
+        }
+    };
+    let image = containers
+        .iter()
+        .find(|c| c["name"] == chosen)
+        .and_then(|c| c["image"].as_str())
+        .unwrap_or("unknown");
+    let since = str_at(pod, &["metadata", "creationTimestamp"]).unwrap_or("1970-01-01T00:00:00Z");
+    let lines = [
+        format!("{since} {chosen}: starting (image {image})"),
+        format!("{since} {chosen}: listening"),
+        format!("{since} {chosen}: ready"),
+    ];
+    let tail = tail_lines
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(lines.len())
+        .min(lines.len());
+    Ok(lines[lines.len() - tail..]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect())
+}

@@ -295,3 +295,49 @@ mod tests {
         );
     }
 }
+
+/// `UserRepresentation` (the fields `qhub users` reads and writes; keycloak/keycloak 26.x
+/// `core/src/main/java/org/keycloak/representations/idm/UserRepresentation.java`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRepresentation {
+    /// Server-generated UUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// User name (Keycloak keeps it in lower case; unique within the realm).
+    pub username: String,
+    /// E-mail address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Whether the user can log in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Credentials set at creation (a password); never read back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<CredentialRepresentation>,
+}
+
+/// `CredentialRepresentation` of type `password` (what `PUT …/reset-password` takes). The
+/// value prints as `***`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialRepresentation {
+    /// `password`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The password.
+    pub value: SecretString,
+    /// Whether the user must change it at the next login.
+    pub temporary: bool,
+}
+
+impl CredentialRepresentation {
+    /// A password credential.
+    pub fn password(value: SecretString, temporary: bool) -> Self {
+        Self {
+            kind: "password".into(),
+            value,
+            temporary,
+        }
+    }
+}
