@@ -25,6 +25,7 @@ pub mod gpu;
 pub mod ingress;
 pub mod jupyterhub;
 pub mod keycloak;
+pub mod monitoring;
 pub mod namespace;
 pub mod postgres;
 pub mod rbac;
@@ -158,6 +159,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &jupyterhub::JupyterHub,
     &conda_store::CondaStore,
     &dask_gateway::DaskGateway,
+    &monitoring::Monitoring,
     &welcome::Welcome,
 ];
 
