@@ -274,6 +274,29 @@ pub const GRAFANA: Image = Image {
     digest: None,
 };
 
+/// Loki (log store, single binary): 3.7.7, the newest 3.x release we found pinned in public
+/// manifests; `docker.io/grafana/loki` is the image upstream publishes (grafana/loki
+/// `cmd/loki/Dockerfile`, user `loki`, uid 10001). Its configuration follows the single-binary
+/// filesystem example of that line (`cmd/loki/loki-local-config.yaml`: TSDB index, schema v13).
+/// No digest: none in a source we could read.
+pub const LOKI: Image = Image {
+    component: "monitoring",
+    repository: "docker.io/grafana/loki",
+    tag: "3.7.7",
+    digest: None,
+};
+
+/// Grafana Alloy, the log shipper: v1.19.2, the newest release we found pinned in public
+/// manifests. Alloy replaces Promtail, which Grafana deprecated at Loki 3.4 (February 2025)
+/// and ended support for on 2026-03-02 (Loki docs, "Promtail agent"): at the pinned date only
+/// Alloy is supported. No digest: none in a source we could read.
+pub const ALLOY: Image = Image {
+    component: "monitoring",
+    repository: "docker.io/grafana/alloy",
+    tag: "v1.19.2",
+    digest: None,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -381,6 +381,24 @@ pub const GRAFANA: Table = Table {
     permissions: &[],
 };
 
+/// Grafana Alloy, the log shipper: discovers pods and tails their logs through the API
+/// (`discovery.kubernetes` with role `pod`, `loki.source.kubernetes`).
+///
+/// Source: grafana/alloy `operations/helm/charts/alloy/templates/rbac.yaml` (a ClusterRole of
+/// the chart's `rbac.rules` plus `/metrics`). Granted only what those two components read:
+/// pods (list, watch) and their logs (`pods/log`, get), cluster-wide as upstream grants them
+/// (the platform's pods live in two namespaces, and kube-system's logs matter too). Not
+/// granted: the chart's reads of nodes, services, endpoints, ingresses, events, ConfigMaps,
+/// Secrets and the Prometheus operator's objects, which serve components not configured here.
+pub const ALLOY: Table = Table {
+    service_account: "alloy",
+    source: "grafana/alloy operations/helm/charts/alloy/templates/rbac.yaml",
+    permissions: &[
+        cluster(&[""], &["pods"], &["list", "watch"]),
+        cluster(&[""], &["pods/log"], &["get"]),
+    ],
+};
+
 /// Every table.
 pub const TABLES: &[&Table] = &[
     &TRAEFIK,
@@ -393,6 +411,7 @@ pub const TABLES: &[&Table] = &[
     &KUBE_STATE_METRICS,
     &NODE_EXPORTER,
     &GRAFANA,
+    &ALLOY,
 ];
 
 fn policy(p: &Permission) -> PolicyRule {

@@ -1,5 +1,6 @@
-//! Grafana at [`PATH`]: login through Keycloak (client [`CLIENT_ID`]), Prometheus provisioned
-//! as its data source under the fixed uid [`PROMETHEUS_UID`], and the dashboards of
+//! Grafana at [`PATH`]: login through Keycloak (client [`CLIENT_ID`]), Prometheus and Loki
+//! provisioned as its data sources under fixed uids ([`PROMETHEUS_UID`],
+//! [`super::loki::LOKI_UID`]), and the dashboards of
 //! `dashboards/*.json` provisioned from files in the folder "QHub".
 //!
 //! Settings are Grafana's documented ones (grafana/grafana `conf/defaults.ini`; docs
@@ -62,6 +63,7 @@ pub const DASHBOARDS: &[(&str, &str)] = &[
         "dask_gateway.json",
         include_str!("dashboards/dask_gateway.json"),
     ),
+    ("logs.json", include_str!("dashboards/logs.json")),
 ];
 const CONFIG_DIR: &str = "/etc/grafana";
 const DASHBOARDS_DIR: &str = "/etc/grafana-dashboards";
@@ -142,7 +144,7 @@ pub fn ini(ctx: &Context<'_>) -> String {
     )
 }
 
-/// The data sources: Prometheus, under its fixed uid, the default.
+/// The data sources, under fixed uids: Prometheus (the default) and Loki.
 pub fn datasources(ctx: &Context<'_>) -> Json {
     json!({
         "apiVersion": 1,
@@ -153,6 +155,13 @@ pub fn datasources(ctx: &Context<'_>) -> Json {
             "access": "proxy",
             "url": format!("http://{}.{}.svc:{}", prometheus::SERVER, ctx.namespace(), prometheus::PORT),
             "isDefault": true,
+            "editable": false,
+        }, {
+            "name": "Loki",
+            "type": "loki",
+            "uid": super::loki::LOKI_UID,
+            "access": "proxy",
+            "url": format!("http://{}.{}.svc:{}", super::loki::LOKI, ctx.namespace(), super::loki::PORT),
             "editable": false,
         }],
     })

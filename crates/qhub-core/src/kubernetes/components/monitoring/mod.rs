@@ -3,13 +3,12 @@
 //! annotated `prometheus.io/scrape`), Traefik, JupyterHub, conda-store and Dask's schedulers
 //! through Kubernetes service discovery; Grafana ([`grafana`]) at `/monitoring`, login through
 //! Keycloak, with Prometheus as its data source and dashboards for the cluster, JupyterHub and
-//! Dask Gateway provisioned from files.
-//!
-//! Logs (Loki and a log shipper) are not supported yet: Grafana shows metrics only
-//! (docs/platform.md, "Monitoring").
+//! Dask Gateway provisioned from files; Loki with Grafana Alloy shipping every pod's log
+//! ([`loki`]), so Grafana shows pod logs beside the metrics.
 
 pub mod exporters;
 pub mod grafana;
+pub mod loki;
 pub mod prometheus;
 
 use std::collections::BTreeMap;
@@ -81,18 +80,24 @@ impl Component for Monitoring {
         out.extend(prometheus::objects(ctx)?);
         out.extend(exporters::kube_state_metrics(ctx)?);
         out.extend(exporters::node_exporter(ctx)?);
+        out.extend(loki::objects(ctx)?);
         out.extend(grafana::objects(ctx)?);
         let [config, dashboards] = grafana::config_files(ctx);
+        let [loki_config, alloy_config] = loki::config_files(ctx);
         Ok(Built::new(out)
             .images([
                 versions::PROMETHEUS,
                 versions::KUBE_STATE_METRICS,
                 versions::NODE_EXPORTER,
                 versions::GRAFANA,
+                versions::LOKI,
+                versions::ALLOY,
             ])
             .config_file(prometheus::config_file(ctx))
             .config_file(config)
             .config_file(dashboards)
+            .config_file(loki_config)
+            .config_file(alloy_config)
             .client(grafana::client())
             .route(grafana::route())
             // Prometheus replays its write-ahead log at start: a minute or two on a full
