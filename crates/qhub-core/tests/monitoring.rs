@@ -56,7 +56,10 @@ fn config(provider: ProviderKind) -> Config {
     let mut opts = InitOptions::new(provider, "demo", "demo.example.com", "not-a-real-password");
     opts.gcp_project = Some("demo-project".into());
     let config = render(&opts).unwrap();
-    assert!(monitoring::enabled(&config), "qhub init turns monitoring on");
+    assert!(
+        monitoring::enabled(&config),
+        "qhub init turns monitoring on"
+    );
     config
 }
 
@@ -180,7 +183,10 @@ async fn monitoring_deploys_with_its_login_client_and_is_pruned_whole_when_turne
         ("ConfigMap", grafana::DASHBOARDS_MAP),
         ("IngressRoute", grafana::GRAFANA),
         ("ClusterRole", &format!("{ns}-{}", prometheus::SERVER)),
-        ("ClusterRole", &format!("{ns}-{}", exporters::KUBE_STATE_METRICS)),
+        (
+            "ClusterRole",
+            &format!("{ns}-{}", exporters::KUBE_STATE_METRICS),
+        ),
     ] {
         assert!(find(&objects, kind, name).is_some(), "no {kind} {name}");
     }
@@ -189,15 +195,23 @@ async fn monitoring_deploys_with_its_login_client_and_is_pruned_whole_when_turne
         json!(privileged)
     );
     // Grafana's client holds the secret its pod reads.
-    let secret = kube.secret_value(&ns, &client_secret_name(grafana::CLIENT_ID), CLIENT_SECRET_KEY);
+    let secret = kube.secret_value(
+        &ns,
+        &client_secret_name(grafana::CLIENT_ID),
+        CLIENT_SECRET_KEY,
+    );
     let held = keycloak
         .client("qhub", grafana::CLIENT_ID)
         .and_then(|c| c["secret"].as_str().map(str::to_string));
     assert!(secret.is_some(), "no client secret");
     assert_eq!(secret, held, "Keycloak holds what Grafana reads");
     assert!(
-        kube.secret_value(&ns, monitoring::hub_token::SECRET, monitoring::hub_token::KEY)
-            .is_some_and(|t| t.len() >= 32),
+        kube.secret_value(
+            &ns,
+            monitoring::hub_token::SECRET,
+            monitoring::hub_token::KEY
+        )
+        .is_some_and(|t| t.len() >= 32),
         "the hub token is generated"
     );
 
@@ -205,8 +219,16 @@ async fn monitoring_deploys_with_its_login_client_and_is_pruned_whole_when_turne
     let (kube_before, kc_before) = (kube.mutations(), keycloak.counts().mutating);
     let again = deploy(&engine, &config).await;
     assert!(again.is_empty(), "{}", again.render_text());
-    assert_eq!(kube.mutations(), kube_before, "Kubernetes writes on a no-op");
-    assert_eq!(keycloak.counts().mutating, kc_before, "Keycloak writes on a no-op");
+    assert_eq!(
+        kube.mutations(),
+        kube_before,
+        "Kubernetes writes on a no-op"
+    );
+    assert_eq!(
+        keycloak.counts().mutating,
+        kc_before,
+        "Keycloak writes on a no-op"
+    );
 
     // Off: everything of monitoring is pruned, the Keycloak client too.
     config.monitoring = Some(Toggle {
@@ -238,7 +260,10 @@ async fn monitoring_deploys_with_its_login_client_and_is_pruned_whole_when_turne
         ("ClusterRole", &format!("{ns}-{}", prometheus::SERVER)),
         ("Secret", &client_secret_name(grafana::CLIENT_ID)),
     ] {
-        assert!(find(&left, kind, name).is_none(), "{kind} {name} not pruned");
+        assert!(
+            find(&left, kind, name).is_none(),
+            "{kind} {name} not pruned"
+        );
     }
     let (kube_before, kc_before) = (kube.mutations(), keycloak.counts().mutating);
     let again = deploy(&engine, &config).await;

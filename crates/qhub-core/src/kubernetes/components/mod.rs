@@ -535,7 +535,11 @@ mod tests {
             .collect();
         assert_eq!(
             clients,
-            [jupyterhub::config::CLIENT_ID, conda_store::CLIENT_ID]
+            [
+                jupyterhub::config::CLIENT_ID,
+                conda_store::CLIENT_ID,
+                monitoring::grafana::CLIENT_ID
+            ]
         );
         let urls: Vec<String> = crate::kubernetes::endpoints::urls(&config)
             .into_iter()
@@ -549,6 +553,7 @@ mod tests {
                 "https://demo.example.com/conda-store/",
                 "https://demo.example.com/gateway/",
                 "https://demo.example.com/hub/",
+                "https://demo.example.com/monitoring/",
             ]
         );
     }

@@ -106,6 +106,9 @@ pub fn ini(ctx: &Context<'_>) -> String {
          root_url = {public}{PATH}/\n\
          serve_from_sub_path = true\n\
          \n\
+         [log]\n\
+         mode = console\n\
+         \n\
          [paths]\n\
          provisioning = {CONFIG_DIR}/provisioning\n\
          \n\

@@ -167,6 +167,7 @@ pub fn objects(ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
     loki.volume_mounts = Some(vec![
         mount("config", "/etc/loki", true),
         mount("data", "/loki", false),
+        mount("tmp", "/tmp", false),
     ]);
     let mut pod = PodSpec {
         containers: vec![loki],
@@ -180,6 +181,11 @@ pub fn objects(ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
                     claim_name: CLAIM.into(),
                     ..PersistentVolumeClaimVolumeSource::default()
                 }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
                 ..Volume::default()
             },
         ]),

@@ -101,7 +101,10 @@ fn monitoring_off_deploys_nothing_and_declares_no_client() {
         client.roles,
         vec![
             ("grafana_admin".to_string(), vec!["admin".to_string()]),
-            ("grafana_developer".to_string(), vec!["developer".to_string()]),
+            (
+                "grafana_developer".to_string(),
+                vec!["developer".to_string()]
+            ),
             ("grafana_viewer".to_string(), vec!["analyst".to_string()]),
         ]
     );
@@ -124,11 +127,19 @@ fn dashboards_are_grafana_dashboards_on_the_provisioned_data_source() {
     assert!(grafana::DASHBOARDS.len() >= 3);
     for (name, text) in grafana::DASHBOARDS {
         let d: Json = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(d["schemaVersion"].as_u64().is_some_and(|v| v >= 36), "{name}");
+        assert!(
+            d["schemaVersion"].as_u64().is_some_and(|v| v >= 36),
+            "{name}"
+        );
         assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()), "{name}");
-        let uid = d["uid"].as_str().unwrap_or_else(|| panic!("{name}: no uid"));
+        let uid = d["uid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no uid"));
         assert!(uid.len() <= 40, "{name}: Grafana's uid limit");
-        assert!(dashboard_uids.insert(uid.to_string()), "{name}: uid {uid} twice");
+        assert!(
+            dashboard_uids.insert(uid.to_string()),
+            "{name}: uid {uid} twice"
+        );
         let panels = d["panels"].as_array().unwrap_or_else(|| panic!("{name}"));
         assert!(!panels.is_empty(), "{name}");
         let mut ids = BTreeSet::new();
@@ -169,13 +180,27 @@ fn the_scrape_config_uses_only_known_service_discovery() {
         config: &config,
         facts: &facts,
     });
-    let roles = ["node", "pod", "service", "endpoints", "endpointslice", "ingress"];
+    let roles = [
+        "node",
+        "pod",
+        "service",
+        "endpoints",
+        "endpointslice",
+        "ingress",
+    ];
     let mut names = BTreeSet::new();
     for job in doc["scrape_configs"].as_array().unwrap() {
         let name = job["job_name"].as_str().unwrap();
         assert!(names.insert(name), "job {name} twice");
-        for sd in job["kubernetes_sd_configs"].as_array().into_iter().flatten() {
-            assert!(roles.contains(&sd["role"].as_str().unwrap()), "{name}: {sd}");
+        for sd in job["kubernetes_sd_configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                roles.contains(&sd["role"].as_str().unwrap()),
+                "{name}: {sd}"
+            );
             for key in sd.as_object().unwrap().keys() {
                 assert!(
                     ["role", "namespaces", "selectors", "attach_metadata"].contains(&key.as_str()),
@@ -184,7 +209,16 @@ fn the_scrape_config_uses_only_known_service_discovery() {
             }
         }
     }
-    for job in ["kubelet", "cadvisor", "service-endpoints", "pods", "traefik", "jupyterhub", "conda-store", "dask-schedulers"] {
+    for job in [
+        "kubelet",
+        "cadvisor",
+        "service-endpoints",
+        "pods",
+        "traefik",
+        "jupyterhub",
+        "conda-store",
+        "dask-schedulers",
+    ] {
         assert!(names.contains(job), "no {job} job: {names:?}");
     }
     // The hub's metrics need its token; the file is where the Secret is mounted.
@@ -212,8 +246,16 @@ fn kube_state_metrics_watches_exactly_what_its_role_grants() {
     // No secret is readable by any monitoring piece.
     for table in [&rbac::PROMETHEUS, &rbac::KUBE_STATE_METRICS] {
         for p in table.permissions {
-            assert!(!p.resources.contains(&"secrets"), "{}", table.service_account);
-            assert!(!p.resources.contains(&"nodes/proxy"), "{}", table.service_account);
+            assert!(
+                !p.resources.contains(&"secrets"),
+                "{}",
+                table.service_account
+            );
+            assert!(
+                !p.resources.contains(&"nodes/proxy"),
+                "{}",
+                table.service_account
+            );
         }
     }
 }
@@ -260,7 +302,10 @@ fn grafana_is_served_under_its_prefix_with_its_client_secret_from_the_generated_
         var("GF_SERVER_ROOT_URL").unwrap()["value"],
         "https://demo.example.com/monitoring/"
     );
-    assert_eq!(var("GF_SERVER_SERVE_FROM_SUB_PATH").unwrap()["value"], "true");
+    assert_eq!(
+        var("GF_SERVER_SERVE_FROM_SUB_PATH").unwrap()["value"],
+        "true"
+    );
     assert_eq!(
         var("GF_AUTH_GENERIC_OAUTH_CLIENT_SECRET").unwrap()["valueFrom"]["secretKeyRef"]["name"],
         crate::kubernetes::components::client_secret_name(grafana::CLIENT_ID)
@@ -271,9 +316,16 @@ fn grafana_is_served_under_its_prefix_with_its_client_secret_from_the_generated_
     );
     // Its route keeps the prefix (no strip middleware) and is listed with its health.
     let route = find(&objects, "IngressRoute", grafana::GRAFANA);
-    assert!(route["spec"]["routes"][0].get("middlewares").is_none_or(Json::is_null));
+    assert!(
+        route["spec"]["routes"][0]
+            .get("middlewares")
+            .is_none_or(Json::is_null)
+    );
     let ini = file(&objects, grafana::CONFIG_MAP, "grafana.ini");
-    assert!(ini.contains(&format!("role_attribute_path = {}", grafana::ROLE_ATTRIBUTE_PATH)));
+    assert!(ini.contains(&format!(
+        "role_attribute_path = {}",
+        grafana::ROLE_ATTRIBUTE_PATH
+    )));
     assert!(ini.contains("disable_login_form = true"));
     // An edit of a dashboard rolls Grafana and nothing else.
     let prom = find(&objects, "Deployment", prometheus::SERVER);
@@ -309,7 +361,11 @@ fn logs_are_shipped_by_one_alloy_through_the_api_to_loki() {
     let granted: Vec<(&str, &str)> = rbac::ALLOY
         .permissions
         .iter()
-        .flat_map(|p| p.resources.iter().flat_map(move |r| p.verbs.iter().map(move |v| (*r, *v))))
+        .flat_map(|p| {
+            p.resources
+                .iter()
+                .flat_map(move |r| p.verbs.iter().map(move |v| (*r, *v)))
+        })
         .collect();
     assert_eq!(
         granted,
