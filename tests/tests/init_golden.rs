@@ -33,7 +33,7 @@ fn rendered(opts: &InitOptions) -> String {
     assert!(!report.has_errors(), "{report}\nin:\n{yaml}");
     if opts.auth == AuthenticationKind::Password {
         // Only the warnings for services `qhub init` enables (as QHub's does) that qhub-rs does
-        // not deploy yet (`monitoring`, `cdsdashboards`).
+        // not deploy yet (`cdsdashboards`).
         let unexpected: Vec<String> = report
             .diagnostics
             .iter()

@@ -111,7 +111,7 @@ async fn a_sandbox_deploy_checks_the_front_door_and_says_the_probe_was_skipped()
         report.notes.iter().any(
             |n| n.contains("request through the load balancer was skipped")
                 && n.contains("sandbox")
-                && n.contains("5 URL(s)")
+                && n.contains("6 URL(s)")
         ),
         "{:?}",
         report.notes
@@ -121,8 +121,8 @@ async fn a_sandbox_deploy_checks_the_front_door_and_says_the_probe_was_skipped()
     let checked = front_door::check_cluster(&kube.client(), &config)
         .await
         .unwrap();
-    // `/`, `/auth/`, `/hub/`, `/conda-store/` and `/gateway/`.
-    assert_eq!(checked.urls, 5);
+    // `/`, `/auth/`, `/hub/`, `/conda-store/`, `/gateway/` and `/monitoring/`.
+    assert_eq!(checked.urls, 6);
     assert_eq!(
         checked.permissions, 44,
         "every permission of the Traefik table"

@@ -1017,8 +1017,7 @@ fn check_extensions(cx: &mut Ctx<'_>) {
 /// would deploy (QHub 0.4.5's components). A config may keep them on (`qhub init` turns
 /// `monitoring` on, as QHub's does): a warning, not an error. Remove a line when its component
 /// joins the registry (`crate::kubernetes::components::REGISTRY`).
-pub const NOT_BUILT: [(&str, &str); 6] = [
-    ("monitoring", "Prometheus and Grafana"),
+pub const NOT_BUILT: [(&str, &str); 5] = [
     ("argo_workflows", "Argo Workflows"),
     ("kbatch", "kbatch"),
     ("cdsdashboards", "ContainDS Dashboards"),

@@ -51,6 +51,19 @@ impl Placement {
         self
     }
 
+    /// Pods that run on every node whatever its taints (`operator: Exists` without a key: the
+    /// node exporter, whose metrics must cover GPU nodes and any tainted group too), on no
+    /// particular group.
+    pub fn everywhere() -> Self {
+        Self {
+            tolerations: vec![Toleration {
+                operator: Some("Exists".into()),
+                ..Toleration::default()
+            }],
+            ..Self::default()
+        }
+    }
+
     /// Pods whose first container asks for `count` GPUs (and tolerate the GPU taint).
     pub fn with_gpus(self, facts: &ClusterFacts, count: u32) -> Self {
         let mut placed = self.tolerating_gpus(facts);

@@ -226,6 +226,77 @@ pub const CONDA_STORE_REDIS: Image = Image {
     digest: Some("sha256:72cedd9603038893af961e90ac5e1a1a0d8377d5e338dbdad8fe284ea25de18f"),
 };
 
+/// Prometheus, the monitoring component's metrics store: v3.13.4, the `VERSION` file of
+/// prometheus/prometheus at commit 007a9e9ba628 (the newest copy we could read), published by
+/// upstream's release workflow as `quay.io/prometheus/prometheus` (its `Makefile.common`
+/// `DOCKER_REPO`); Quay is taken to stay clear of Docker Hub's anonymous pull limit. Runs as
+/// `nobody` (uid 65534, upstream's `Dockerfile` `USER nobody`). No digest: Quay publishes none
+/// in a source we could read.
+pub const PROMETHEUS: Image = Image {
+    component: "monitoring",
+    repository: "quay.io/prometheus/prometheus",
+    tag: "v3.13.4",
+    digest: None,
+};
+
+/// kube-state-metrics (object metrics for the cluster dashboard): v2.20.0 of 2026-08-16, the
+/// newest tag of kubernetes/kube-state-metrics (its `CHANGELOG.md`), built against client-go
+/// v1.36; `examples/standard/deployment.yaml` at that tag runs exactly this image as uid 65534.
+/// No digest: the promotion manifest is not in a source we could read.
+pub const KUBE_STATE_METRICS: Image = Image {
+    component: "monitoring",
+    repository: "registry.k8s.io/kube-state-metrics/kube-state-metrics",
+    tag: "v2.20.0",
+    digest: None,
+};
+
+/// The Prometheus node exporter (node metrics, one pod per node): v1.12.1, the newest release
+/// tag we found pinned in public manifests (prometheus/node_exporter's own `VERSION` copy we
+/// could read is an old one); published as `quay.io/prometheus/node-exporter`. Runs as
+/// `nobody`. No digest: none in a source we could read.
+pub const NODE_EXPORTER: Image = Image {
+    component: "monitoring",
+    repository: "quay.io/prometheus/node-exporter",
+    tag: "v1.12.1",
+    digest: None,
+};
+
+/// Grafana (dashboards at `/monitoring`): 13.0.6, the newest release we found pinned in public
+/// manifests; `docker.io/grafana/grafana` is the image upstream publishes (grafana/grafana
+/// `Dockerfile`, user `grafana`, uid 472). The settings used (`[server] serve_from_sub_path`,
+/// `[auth.generic_oauth]` with `role_attribute_path`, file provisioning of data sources and
+/// dashboards) are documented unchanged since Grafana 9. `scripts/check-images` lists newer
+/// releases. No digest: none in a source we could read.
+pub const GRAFANA: Image = Image {
+    component: "monitoring",
+    repository: "docker.io/grafana/grafana",
+    tag: "13.0.6",
+    digest: None,
+};
+
+/// Loki (log store, single binary): 3.7.7, the newest 3.x release we found pinned in public
+/// manifests; `docker.io/grafana/loki` is the image upstream publishes (grafana/loki
+/// `cmd/loki/Dockerfile`, user `loki`, uid 10001). Its configuration follows the single-binary
+/// filesystem example of that line (`cmd/loki/loki-local-config.yaml`: TSDB index, schema v13).
+/// No digest: none in a source we could read.
+pub const LOKI: Image = Image {
+    component: "monitoring",
+    repository: "docker.io/grafana/loki",
+    tag: "3.7.7",
+    digest: None,
+};
+
+/// Grafana Alloy, the log shipper: v1.19.2, the newest release we found pinned in public
+/// manifests. Alloy replaces Promtail, which Grafana deprecated at Loki 3.4 (February 2025)
+/// and ended support for on 2026-03-02 (Loki docs, "Promtail agent"): at the pinned date only
+/// Alloy is supported. No digest: none in a source we could read.
+pub const ALLOY: Image = Image {
+    component: "monitoring",
+    repository: "docker.io/grafana/alloy",
+    tag: "v1.19.2",
+    digest: None,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

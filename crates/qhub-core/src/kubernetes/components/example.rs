@@ -244,10 +244,14 @@ mod tests {
                 .map(|c| c.client_id)
                 .collect()
         };
-        // JupyterHub's and conda-store's are always there.
-        assert_eq!(ids(&config), ["jupyterhub", "conda_store"]);
+        // JupyterHub's and conda-store's are always there; Grafana's with monitoring (on in
+        // `qhub init`'s config).
+        assert_eq!(ids(&config), ["jupyterhub", "conda_store", "grafana"]);
         enable(&mut config, "team-portal", "hi").unwrap();
-        assert_eq!(ids(&config), ["jupyterhub", "conda_store", "team-portal"]);
+        assert_eq!(
+            ids(&config),
+            ["jupyterhub", "conda_store", "grafana", "team-portal"]
+        );
         let clients = oidc_clients(&config).unwrap();
         let client = clients
             .iter()

@@ -25,6 +25,7 @@ pub mod gpu;
 pub mod ingress;
 pub mod jupyterhub;
 pub mod keycloak;
+pub mod monitoring;
 pub mod namespace;
 pub mod postgres;
 pub mod rbac;
@@ -185,6 +186,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &jupyterhub::JupyterHub,
     &conda_store::CondaStore,
     &dask_gateway::DaskGateway,
+    &monitoring::Monitoring,
     &welcome::Welcome,
 ];
 
@@ -592,7 +594,11 @@ mod tests {
             .collect();
         assert_eq!(
             clients,
-            [jupyterhub::config::CLIENT_ID, conda_store::CLIENT_ID]
+            [
+                jupyterhub::config::CLIENT_ID,
+                conda_store::CLIENT_ID,
+                monitoring::grafana::CLIENT_ID
+            ]
         );
         let urls: Vec<String> = crate::kubernetes::endpoints::urls(&config)
             .into_iter()
@@ -605,6 +611,7 @@ mod tests {
                 "https://demo.example.com/auth/",
                 "https://demo.example.com/conda-store/",
                 "https://demo.example.com/gateway/",
+                "https://demo.example.com/monitoring/",
                 "https://demo.example.com/welcome/",
             ]
         );

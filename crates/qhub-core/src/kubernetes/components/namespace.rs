@@ -35,9 +35,12 @@ pub const ENFORCE_VERSION_LABEL: &str = "pod-security.kubernetes.io/enforce-vers
 #[derive(Debug, Clone, Copy)]
 pub struct Namespace;
 
-/// Whether a privileged piece (the in-cluster NFS server, the device plugin) is deployed.
+/// Whether a privileged piece (the in-cluster NFS server, the device plugin, the node
+/// exporter of monitoring) is deployed.
 pub fn needs_privileged(ctx: &Context<'_>) -> bool {
-    super::storage::in_cluster(ctx) || super::gpu::DevicePlugin.enabled(ctx)
+    super::storage::in_cluster(ctx)
+        || super::gpu::DevicePlugin.enabled(ctx)
+        || super::monitoring::Monitoring.enabled(ctx)
 }
 
 fn pod_security(level: &str) -> [(String, String); 2] {

@@ -292,6 +292,113 @@ pub const DASK_GATEWAY_CONTROLLER: Table = Table {
     ],
 };
 
+/// The Prometheus server of the monitoring component: discovers its targets through the API
+/// and scrapes the kubelets.
+///
+/// Source: prometheus-community/helm-charts, `charts/prometheus/templates/clusterrole.yaml` (chart
+/// 27.x, app v3.4; the same rules in the copy at commit 2269fda6ceaa). Granted: the reads its
+/// service discovery needs for the roles our scrape config uses (`node`, `pod`,
+/// `endpointslice`: nodes, pods, services, endpointslices) and `nodes/metrics`, which the
+/// kubelet checks for `/metrics` and `/metrics/cadvisor` scraped directly on port 10250. Not
+/// granted: `nodes/proxy` (the chart scrapes through the API server's node proxy, which is also
+/// the kubelet's exec and log API: far more than metrics), `endpoints` (the deprecated core
+/// Endpoints; the `endpointslice` role reads EndpointSlices), `ingresses`, `ingresses/status`
+/// and `configmaps` (no `ingress` role, no ConfigMap read by Prometheus) and the `/metrics`
+/// non-resource URL (the API server is not scraped).
+pub const PROMETHEUS: Table = Table {
+    service_account: "prometheus",
+    source: "prometheus-community/helm-charts charts/prometheus/templates/clusterrole.yaml (chart 27.x)",
+    permissions: &[
+        cluster(&[""], &["nodes", "services", "pods"], READ),
+        cluster(&[""], &["nodes/metrics"], &["get"]),
+        cluster(&["discovery.k8s.io"], &["endpointslices"], READ),
+    ],
+};
+
+/// kube-state-metrics: lists and watches the objects it reports on.
+///
+/// Source: kubernetes/kube-state-metrics v2.20.0, `examples/standard/cluster-role.yaml`.
+/// kube-state-metrics watches only the resources of its `--resources` flag
+/// ([`KUBE_STATE_METRICS_RESOURCES`]), so only those are granted: not `secrets` or
+/// `configmaps` (listing Secrets cluster-wide reads every secret's data), service accounts,
+/// certificate signing requests, webhooks and admission policies, RBAC objects, network
+/// policies, ingresses or leases, which no dashboard shows; nor `tokenreviews` and
+/// `subjectaccessreviews` (`create`), which serve only its optional kube-rbac-proxy
+/// authentication of scrapes, not enabled here.
+pub const KUBE_STATE_METRICS: Table = Table {
+    service_account: "kube-state-metrics",
+    source: "kubernetes/kube-state-metrics v2.20.0 examples/standard/cluster-role.yaml",
+    permissions: &[
+        cluster(
+            &[""],
+            &[
+                "nodes",
+                "pods",
+                "services",
+                "namespaces",
+                "persistentvolumeclaims",
+                "persistentvolumes",
+                "resourcequotas",
+            ],
+            &["list", "watch"],
+        ),
+        cluster(
+            &["apps"],
+            &["statefulsets", "daemonsets", "deployments", "replicasets"],
+            &["list", "watch"],
+        ),
+        cluster(&["batch"], &["cronjobs", "jobs"], &["list", "watch"]),
+        cluster(
+            &["autoscaling"],
+            &["horizontalpodautoscalers"],
+            &["list", "watch"],
+        ),
+        cluster(&["policy"], &["poddisruptionbudgets"], &["list", "watch"]),
+        cluster(&["storage.k8s.io"], &["storageclasses"], &["list", "watch"]),
+    ],
+};
+
+/// The resources kube-state-metrics reports on (its `--resources` flag): exactly those
+/// [`KUBE_STATE_METRICS`] grants.
+pub const KUBE_STATE_METRICS_RESOURCES: &str = "cronjobs,daemonsets,deployments,horizontalpodautoscalers,jobs,namespaces,nodes,persistentvolumeclaims,persistentvolumes,poddisruptionbudgets,pods,replicasets,resourcequotas,services,statefulsets,storageclasses";
+
+/// The Prometheus node exporter: no RBAC (it reads the node's `/proc` and `/sys`, never the
+/// API).
+///
+/// Source: prometheus-community/helm-charts `charts/prometheus-node-exporter/templates/`
+/// (a service account and, only for its optional kube-rbac-proxy, a role: not enabled here).
+pub const NODE_EXPORTER: Table = Table {
+    service_account: "node-exporter",
+    source: "prometheus-community/helm-charts charts/prometheus-node-exporter/templates/",
+    permissions: &[],
+};
+
+/// Grafana: no RBAC (its data sources and dashboards are provisioned from files, not read
+/// from the API by a sidecar as the grafana/helm-charts chart's `sidecar` option does).
+pub const GRAFANA: Table = Table {
+    service_account: "grafana",
+    source: "grafana/helm-charts charts/grafana/templates/ (sidecar disabled: no role)",
+    permissions: &[],
+};
+
+/// Grafana Alloy, the log shipper: discovers pods and tails their logs through the API
+/// (`discovery.kubernetes` with role `pod`, `loki.source.kubernetes`).
+///
+/// Source: grafana/alloy `operations/helm/charts/alloy/templates/rbac.yaml` (a ClusterRole of
+/// the chart's `rbac.rules` plus `/metrics`). Granted only what those two components read:
+/// pods (list, watch) and their logs (`pods/log`, get), cluster-wide as upstream grants them
+/// (the platform's pods live in two namespaces, and kube-system's logs matter too). Not
+/// granted: the chart's reads of nodes, services, endpoints, ingresses, events, ConfigMaps,
+/// Secrets and the Prometheus operator's objects, which serve components not configured here.
+pub const ALLOY: Table = Table {
+    service_account: "alloy",
+    source: "grafana/alloy operations/helm/charts/alloy/templates/rbac.yaml",
+    permissions: &[
+        cluster(&[""], &["pods"], &["list", "watch"]),
+        cluster(&[""], &["pods/log"], &["get"]),
+    ],
+};
+
 /// Every table.
 pub const TABLES: &[&Table] = &[
     &TRAEFIK,
@@ -300,6 +407,11 @@ pub const TABLES: &[&Table] = &[
     &JUPYTERHUB,
     &DASK_GATEWAY_API,
     &DASK_GATEWAY_CONTROLLER,
+    &PROMETHEUS,
+    &KUBE_STATE_METRICS,
+    &NODE_EXPORTER,
+    &GRAFANA,
+    &ALLOY,
 ];
 
 fn policy(p: &Permission) -> PolicyRule {

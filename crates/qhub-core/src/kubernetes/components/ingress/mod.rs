@@ -240,6 +240,9 @@ impl Component for Ingress {
         let mut args = vec![
             format!("--entrypoints.traefik.address=:{PING_PORT}"),
             "--ping=true".to_string(),
+            // Prometheus metrics on the `traefik` entry point beside the ping (Traefik's
+            // default for `metrics.prometheus.entryPoint`), scraped by monitoring.
+            "--metrics.prometheus=true".to_string(),
             "--api.dashboard=false".to_string(),
             "--log.level=INFO".to_string(),
             "--accesslog=true".to_string(),

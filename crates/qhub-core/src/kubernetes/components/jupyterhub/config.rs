@@ -43,8 +43,12 @@ pub use super::super::dask_gateway::{
     HUB_TOKEN_KEY as DASK_GATEWAY_TOKEN_KEY, HUB_TOKEN_SECRET as DASK_GATEWAY_TOKEN_SECRET,
 };
 
+/// The hub service Prometheus scrapes `/hub/metrics` as, and the Secret holding its token
+/// (contract with monitoring, see docs/platform.md).
+pub use super::super::monitoring::hub_token as monitoring_token;
+
 /// The environment variables the .py reads secrets from: (variable, Secret, key). The Dask
-/// Gateway token is optional (the gateway may not be deployed).
+/// Gateway and monitoring tokens are optional (either may not be deployed).
 pub const SECRET_ENV: &[(&str, &str, &str)] = &[
     ("QHUB_HUB_SECRET_SEED", super::SECRET, "seed"),
     ("CONFIGPROXY_AUTH_TOKEN", super::SECRET, "proxy-token"),
@@ -52,6 +56,11 @@ pub const SECRET_ENV: &[(&str, &str, &str)] = &[
         "QHUB_DASK_GATEWAY_API_TOKEN",
         DASK_GATEWAY_TOKEN_SECRET,
         DASK_GATEWAY_TOKEN_KEY,
+    ),
+    (
+        "QHUB_MONITORING_API_TOKEN",
+        monitoring_token::SECRET,
+        monitoring_token::KEY,
     ),
 ];
 /// The variable holding the OIDC client secret.
@@ -163,6 +172,15 @@ pub fn values(ctx: &Context<'_>) -> Result<Json, KubeError> {
     let public = public_url(ctx);
     let realm = format!("{public}{KEYCLOAK_PATH}/realms/{REALM}/protocol/openid-connect");
     let (config, timeout, every) = overrides(ctx)?;
+    // Hub services with an API token from another component's Secret; monitoring's only when
+    // it is deployed, so that turning it on rolls the hub, which then reads the token.
+    let mut services = vec![json!({"name": DASK_GATEWAY_SERVICE, "token_env": SECRET_ENV[2].0})];
+    if super::super::monitoring::enabled(ctx.config) {
+        services.push(
+            json!({"name": monitoring_token::SERVICE, "token_env": SECRET_ENV[3].0,
+            "scopes": ["read:metrics"]}),
+        );
+    }
     let allowed: Vec<&str> = crate::keycloak::desired::groups(ctx.config)
         .into_iter()
         .map(|(g, _)| g)
@@ -233,7 +251,7 @@ pub fn values(ctx: &Context<'_>) -> Result<Json, KubeError> {
         },
         "profiles": profiles::entries(ctx)?,
         "culler": {"timeout": timeout, "every": every},
-        "services": [{"name": DASK_GATEWAY_SERVICE, "token_env": SECRET_ENV[2].0}],
+        "services": services,
         "template_vars": ctx.config.theme.jupyterhub,
         "config": config,
     }))

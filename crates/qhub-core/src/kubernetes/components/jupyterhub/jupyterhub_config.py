@@ -129,7 +129,7 @@ if PROFILES:
     c.KubeSpawner.profile_list = profile_list
 
 # Hub services: the idle culler (its scopes as z2jh 4.4.0's `jupyterhub_config.py` grants
-# them) and Dask Gateway, whose API token comes from the gateway's Secret.
+# them), Dask Gateway and monitoring (Prometheus), whose API tokens come from their Secrets.
 culler = values["culler"]
 c.JupyterHub.services = [
     {
@@ -154,6 +154,15 @@ for service in values["services"]:
     token = secret(service["token_env"])
     if token:
         c.JupyterHub.services.append({"name": service["name"], "api_token": token})
+        # A service with scopes gets a role of its own (monitoring: `read:metrics`).
+        if service.get("scopes"):
+            c.JupyterHub.load_roles.append(
+                {
+                    "name": f"{service['name']}-service",
+                    "scopes": service["scopes"],
+                    "services": [service["name"]],
+                }
+            )
 
 # `jupyterhub.overrides.hub.config`, last: {Class: {trait: value}}, as z2jh's `hub.config`.
 for cls, traits in values["config"].items():
