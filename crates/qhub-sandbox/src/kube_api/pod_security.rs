@@ -549,11 +549,13 @@ mod platform {
                 checked.push((workload, level));
             }
         }
-        // The restricted ones are the platform's own; only the NFS server and the device
-        // plugin need the privileged namespace.
+        // The restricted ones are the platform's own; only the NFS server, the device plugin
+        // and the node exporter (the host's /proc, /sys and root file system, its network
+        // and PID namespaces: what it measures) need the privileged namespace.
         for (workload, level) in &checked {
-            let privileged =
-                workload.contains("nfs-server") || workload.contains("nvidia-device-plugin");
+            let privileged = workload.contains("nfs-server")
+                || workload.contains("nvidia-device-plugin")
+                || workload.contains("node-exporter");
             assert_eq!(
                 *level == Level::Privileged,
                 privileged,
