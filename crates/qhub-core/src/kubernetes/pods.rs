@@ -164,6 +164,42 @@ pub fn container(name: &str, image: String, resources: ResourceRequirements) -> 
     }
 }
 
+/// A volume `name` of the ConfigMap `map`.
+pub fn config_map_volume(name: &str, map: &str) -> k8s_openapi::api::core::v1::Volume {
+    use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, Volume};
+    Volume {
+        name: name.into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: map.into(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// A volume `name` of the PersistentVolumeClaim `claim`.
+pub fn claim_volume(name: &str, claim: &str) -> k8s_openapi::api::core::v1::Volume {
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaimVolumeSource, Volume};
+    Volume {
+        name: name.into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim.into(),
+            ..PersistentVolumeClaimVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// An emptyDir volume `name` (scratch space beside a read-only root file system).
+pub fn empty_dir_volume(name: &str) -> k8s_openapi::api::core::v1::Volume {
+    use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Volume};
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,9 +18,8 @@
 //! `GF_<SECTION>_<KEY>`). No password login and no anonymous access.
 
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, KeyToPath, PodSpec, Probe, SecretKeySelector, Service, ServicePort, ServiceSpec,
-    Volume, VolumeMount,
+    ConfigMapVolumeSource, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PodSpec,
+    Probe, SecretKeySelector, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value as Json, json};
@@ -227,14 +226,6 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-fn empty_dir(name: &str) -> Volume {
-    Volume {
-        name: name.into(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Volume::default()
-    }
-}
-
 /// Its Deployment and Service. Its database (users, preferences) is SQLite on an emptyDir:
 /// everything that matters is provisioned from files or comes from Keycloak at login, and a
 /// dashboard saved in the UI is lost at a restart (docs/platform.md: add dashboards as files).
@@ -314,16 +305,9 @@ pub fn objects(ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
                 }),
                 ..Volume::default()
             },
-            Volume {
-                name: "dashboards".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: DASHBOARDS_MAP.into(),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-            empty_dir("data"),
-            empty_dir("tmp"),
+            pods::config_map_volume("dashboards", DASHBOARDS_MAP),
+            pods::empty_dir_volume("data"),
+            pods::empty_dir_volume("tmp"),
         ]),
         ..PodSpec::default()
     };

@@ -12,10 +12,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec,
-    Probe, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    ContainerPort, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, Probe,
+    Service, ServiceAccount, ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -98,17 +96,6 @@ pub fn config_files(ctx: &Context<'_>) -> [ConfigFile; 2] {
     ]
 }
 
-fn volume_config(map: &str) -> Volume {
-    Volume {
-        name: "config".into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: map.into(),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..Volume::default()
-    }
-}
-
 fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.into(),
@@ -174,20 +161,9 @@ pub fn objects(ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
         security_context: Some(pods::non_root_pod(LOKI_UID_NUMBER)),
         automount_service_account_token: Some(false),
         volumes: Some(vec![
-            volume_config(CONFIG_MAP),
-            Volume {
-                name: "data".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: CLAIM.into(),
-                    ..PersistentVolumeClaimVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-            Volume {
-                name: "tmp".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            },
+            pods::config_map_volume("config", CONFIG_MAP),
+            pods::claim_volume("data", CLAIM),
+            pods::empty_dir_volume("tmp"),
         ]),
         ..PodSpec::default()
     };
@@ -238,12 +214,8 @@ pub fn objects(ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
         containers: vec![alloy],
         security_context: Some(pods::non_root_pod(ALLOY_UID_NUMBER)),
         volumes: Some(vec![
-            volume_config(ALLOY_CONFIG_MAP),
-            Volume {
-                name: "tmp".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            },
+            pods::config_map_volume("config", ALLOY_CONFIG_MAP),
+            pods::empty_dir_volume("tmp"),
         ]),
         ..PodSpec::default()
     };

@@ -11,8 +11,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, ContainerPort, HTTPGetAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, Probe,
+    ContainerPort, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, Probe,
     SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
     VolumeResourceRequirements,
 };
@@ -230,22 +229,8 @@ pub fn objects(ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
         containers: vec![container],
         security_context: Some(pods::non_root_pod(UID)),
         volumes: Some(vec![
-            Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: CONFIG_MAP.into(),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-            Volume {
-                name: "data".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: CLAIM.into(),
-                    ..PersistentVolumeClaimVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
+            pods::config_map_volume("config", CONFIG_MAP),
+            pods::claim_volume("data", CLAIM),
             Volume {
                 name: "hub-token".into(),
                 secret: Some(SecretVolumeSource {
