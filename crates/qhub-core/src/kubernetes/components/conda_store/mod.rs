@@ -82,6 +82,9 @@ pub const PORT: i32 = 5000;
 /// Where the store is mounted in conda-store's pods, and read-only in users' and Dask's
 /// (contract with JupyterHub and Dask Gateway, see docs/platform.md).
 pub const STORE_DIRECTORY: &str = "/home/conda";
+/// The conda-store namespace users' environments go to unless they name one (conda-store's
+/// `CondaStore.default_namespace`, set in `conda_store_config.py`).
+pub const USERS_DEFAULT_NAMESPACE: &str = "global";
 /// The store's directory on the shared claim.
 pub const SUB_PATH: &str = "conda-store";
 const CONFIG_DIRECTORY: &str = "/etc/conda-store";
