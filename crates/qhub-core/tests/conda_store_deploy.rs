@@ -165,7 +165,9 @@ async fn conda_store_deploys_on_the_sandbox_and_stays_converged() {
     let mine = serde_json::json!({"name": "mine", "dependencies": ["python"]});
     cs.register_as_user("alice", &mine);
     cs.register_as_user("nebari-git", &mine);
-    config.environments.shift_remove("environment-dashboard.yaml");
+    config
+        .environments
+        .shift_remove("environment-dashboard.yaml");
     let plan = deploy(&engine, &config).await;
     // (Dask Gateway offers the config's environments too: its configuration changes.)
     let changed: Vec<String> = plan

@@ -47,7 +47,7 @@ use crate::plan::{self, Action, Change, ResourceId, ResourceState, Stage};
 use crate::provider::{Ownership, Provider, ProviderError};
 
 /// The plan kind of an environment (named `namespace/name`).
-pub(crate) const KIND: &str = "CondaStoreEnvironment";
+pub const KIND: &str = "CondaStoreEnvironment";
 /// How the description of an environment qhub registered begins.
 pub const MARK: &str = "qhub-rs: qhub-config.yaml environments.";
 /// What separates the entry's file name from the specification hash in the description.

@@ -585,6 +585,36 @@ impl CondaStoreApi {
     }
 }
 
+/// Runs a new emulator (builds complete at once) "inside" the in-memory cluster `kube`, as the
+/// conda-store of the deployment in `namespace`: port-forwards to the server's port on its pods
+/// reach it, and each first takes the token signing secret from the deployment's Secret, as
+/// the server reads it from its environment. Stops when the returned server is dropped.
+pub async fn run_in_cluster(
+    kube: &crate::kube_api::KubeApi,
+    namespace: &str,
+) -> std::io::Result<(CondaStoreApi, CondaStoreServer)> {
+    use qhub_core::kubernetes::components::conda_store as component;
+    let api = CondaStoreApi::new(CondaStoreApiOptions {
+        token_secret: String::new(),
+        build_delay: Duration::ZERO,
+    });
+    let server = api.serve().await?;
+    let cs = api.clone();
+    let ns = namespace.to_string();
+    kube.forward_port_with(
+        namespace,
+        component::SERVER,
+        u16::try_from(component::PORT).unwrap_or(5000),
+        server.inner.addr(),
+        Some(Arc::new(move |kube: &crate::kube_api::KubeApi| {
+            if let Some(s) = kube.secret_value(&ns, component::SECRET, "token-secret") {
+                cs.set_token_secret(&s);
+            }
+        })),
+    );
+    Ok((api, server))
+}
+
 /// The emulator's loopback server. Stops when dropped.
 #[derive(Debug)]
 pub struct CondaStoreServer {
