@@ -39,6 +39,7 @@ struct Setup {
     api: KubeApi,
     _server: qhub_sandbox::kube_api::Server,
     _keycloak: qhub_sandbox::keycloak_api::KeycloakServer,
+    _conda_store: qhub_sandbox::conda_store_api::CondaStoreServer,
     server_url: String,
     creator: (String, String),
     ci: (String, String),
@@ -64,6 +65,10 @@ impl Setup {
         // Keycloak "runs" in the cluster: qhub configures it through a port-forward.
         let keycloak = qhub_sandbox::keycloak_api::KeycloakApi::default()
             .run_in_cluster(&api, "dev")
+            .await
+            .unwrap();
+        // So does conda-store: qhub registers the config's environments through a port-forward.
+        let (_, conda_store) = qhub_sandbox::conda_store_api::run_in_cluster(&api, "dev")
             .await
             .unwrap();
         let sdk = common::sdk(&moto.endpoint()).await;
@@ -109,6 +114,7 @@ impl Setup {
             server_url: server.url(),
             _server: server,
             _keycloak: keycloak,
+            _conda_store: conda_store,
             moto,
             proxy,
             api,

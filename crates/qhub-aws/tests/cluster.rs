@@ -35,6 +35,10 @@ async fn both_stages_through_a_kubeconfig_override_and_destroy_sweeps_load_balan
     // Keycloak "runs" in the cluster: qhub configures it through a port-forward.
     let keycloak = qhub_sandbox::keycloak_api::KeycloakApi::default();
     let _keycloak_server = keycloak.run_in_cluster(&api, "dev").await.unwrap();
+    // So does conda-store: qhub registers the config's environments through a port-forward.
+    let _conda_store = qhub_sandbox::conda_store_api::run_in_cluster(&api, "dev")
+        .await
+        .expect("conda-store emulator");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();

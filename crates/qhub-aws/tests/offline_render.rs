@@ -31,6 +31,10 @@ async fn the_offline_render_is_what_an_eks_deploy_applies() {
     let server = api.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let keycloak = qhub_sandbox::keycloak_api::KeycloakApi::default();
     let _keycloak_server = keycloak.run_in_cluster(&api, "dev").await.unwrap();
+    // So does conda-store: qhub registers the config's environments through a port-forward.
+    let _conda_store = qhub_sandbox::conda_store_api::run_in_cluster(&api, "dev")
+        .await
+        .expect("conda-store emulator");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();

@@ -422,6 +422,7 @@ fn plan_before_the_cluster_exists_lists_the_kubernetes_creates() {
         .filter(|id| {
             !qhub_core::keycloak::KINDS
                 .iter()
+                .chain([&qhub_core::engine::conda_store::KIND])
                 .any(|k| id.starts_with(&format!("{k}/")))
         })
         .count();

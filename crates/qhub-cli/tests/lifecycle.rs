@@ -47,11 +47,11 @@ const KUBE: &[&str] = &[
     "ClusterRoleBinding.rbac.authorization.k8s.io/dev-traefik",
     "ConfigMap/dev/alloy-config",
     "ConfigMap/dev/conda-store-config",
-    "ConfigMap/dev/conda-store-environments",
     "ConfigMap/dev/dask-gateway-config",
     "ConfigMap/dev/grafana-config",
     "ConfigMap/dev/grafana-dashboards",
     "ConfigMap/dev/hub-config",
+    "ConfigMap/dev/jupyterlab-conda",
     "ConfigMap/dev/loki-config",
     "ConfigMap/dev/prometheus-config",
     "ConfigMap/dev/qhub-welcome",
@@ -152,12 +152,20 @@ const IDENTITY: &[&str] = &[
     "keycloak_realm/qhub",
 ];
 
+/// The config's conda environments a full deploy registers and builds in conda-store (the
+/// sandbox's emulator), sorted.
+const CONDA_ENVIRONMENTS: &[&str] = &[
+    "CondaStoreEnvironment/nebari-git/dashboard",
+    "CondaStoreEnvironment/nebari-git/dask",
+];
+
 /// Every resource a full deploy creates (both stages), sorted.
 fn expected() -> Vec<&'static str> {
     let mut all: Vec<&str> = INFRA
         .iter()
         .chain(KUBE.iter())
         .chain(IDENTITY.iter())
+        .chain(CONDA_ENVIRONMENTS.iter())
         .copied()
         .collect();
     all.sort_unstable();
@@ -205,10 +213,15 @@ fn owned() -> Vec<&'static str> {
     all
 }
 
-/// Everything the Kubernetes stage plans on a fresh cluster: objects and Keycloak's
-/// configuration, sorted.
+/// Everything the Kubernetes stage plans on a fresh cluster: objects, Keycloak's configuration
+/// and conda-store's environments, sorted.
 fn kube_stage() -> Vec<&'static str> {
-    let mut all: Vec<&str> = KUBE.iter().chain(IDENTITY.iter()).copied().collect();
+    let mut all: Vec<&str> = KUBE
+        .iter()
+        .chain(IDENTITY.iter())
+        .chain(CONDA_ENVIRONMENTS.iter())
+        .copied()
+        .collect();
     all.sort_unstable();
     all
 }
@@ -217,7 +230,11 @@ fn kube_stage() -> Vec<&'static str> {
 fn stage_of(id: &str) -> &'static str {
     if INFRA.contains(&id) {
         "infrastructure"
-    } else if KUBE.contains(&id) || IDENTITY.contains(&id) || id.starts_with("FrontDoor/") {
+    } else if KUBE.contains(&id)
+        || IDENTITY.contains(&id)
+        || CONDA_ENVIRONMENTS.contains(&id)
+        || id.starts_with("FrontDoor/")
+    {
         // The front-door check after the Kubernetes stage reports progress as a resource.
         "kubernetes"
     } else {
@@ -1435,10 +1452,14 @@ fn interrupted_deploy_at_every_mutation_converges_on_rerun() {
         let infra_creates = changes_in(plan, "infrastructure").len() as u64;
         let kube_creates = changes_in(plan, "kubernetes")
             .iter()
-            .filter(|c| !as_str(&c["resource"]).starts_with("keycloak_"))
+            .filter(|c| {
+                let r = as_str(&c["resource"]);
+                !r.starts_with("keycloak_") && !r.starts_with("CondaStoreEnvironment/")
+            })
             .count() as u64;
-        // Keycloak's configuration goes through its admin API, not a Kubernetes write; a run
-        // that has any of it to do still connects to the cluster (and takes the lease).
+        // Keycloak's configuration and conda-store's environments go through their APIs, not
+        // Kubernetes writes; a run that has any of them to do still connects to the cluster
+        // (and takes the lease).
         let identity_creates = changes_in(plan, "kubernetes").len() as u64 - kube_creates;
         assert_eq!(
             infra_creates,

@@ -21,6 +21,7 @@
 mod builtin;
 pub mod cicd;
 pub mod cloud;
+pub mod conda_store;
 pub mod config;
 // The suite drives the engine, so it lives beside it; behind a feature so that an embedder's
 // build carries no test harness.

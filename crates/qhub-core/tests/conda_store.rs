@@ -74,7 +74,7 @@ fn check(config: &Config, expect: &Json) -> (bool, String) {
     let (conf, envs) = (dir.path().join("conf"), dir.path().join("environments"));
     for (sub, map) in [
         (&conf, config_map(&objects, conda_store::CONFIG)),
-        (&envs, config_map(&objects, conda_store::ENVIRONMENTS)),
+        (&envs, conda_store::config::environment_files(config)),
     ] {
         std::fs::create_dir_all(sub).unwrap();
         for (file, text) in map {
@@ -121,7 +121,6 @@ fn conda_store_loads_the_default_configuration_as_qhub_renders_it() {
             "CondaStoreServer.port": 5000,
             "CondaStoreServer.behind_proxy": true,
             "CondaStoreServer.authentication_class": "QHubKeycloakAuthentication",
-            "CondaStoreWorker.watch_paths": ["/opt/environments"],
             "CondaStoreWorker.concurrency": 4,
             "GenericOAuthAuthentication.client_id": "conda_store",
             "GenericOAuthAuthentication.authorize_url":
@@ -165,7 +164,7 @@ fn conda_store_loads_the_default_configuration_as_qhub_renders_it() {
     // Every check ran: the traits, three users, two environments.
     assert_eq!(
         out.matches("\nok: ").count() + 1,
-        2 + 21 + 3 + 2 + 1,
+        2 + 20 + 3 + 2 + 1,
         "{out}"
     );
 }
@@ -253,7 +252,7 @@ fn rendered_configuration_files_snapshots() {
         );
         if provider == ProviderKind::Aws {
             insta::assert_snapshot!("conda_store_config_py", files["conda_store_config.py"]);
-            let envs = config_map(&objects, conda_store::ENVIRONMENTS);
+            let envs = conda_store::config::environment_files(&config(provider));
             let all: String = envs.iter().map(|(f, t)| format!("# {f}\n{t}")).collect();
             insta::assert_snapshot!("environments", all);
         }

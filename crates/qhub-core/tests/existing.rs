@@ -21,6 +21,10 @@ async fn existing_deploys_the_platform_onto_a_kubeconfig_context() {
     // Keycloak "runs" in the cluster: port-forwards to its pods reach the admin-API emulator.
     let keycloak = KeycloakApi::default();
     let _in_cluster = keycloak.run_in_cluster(&api, "dev").await.unwrap();
+    // So does conda-store: qhub registers the config's environments through a port-forward.
+    let _conda_store = qhub_sandbox::conda_store_api::run_in_cluster(&api, "dev")
+        .await
+        .expect("conda-store emulator");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();

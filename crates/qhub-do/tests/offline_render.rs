@@ -34,6 +34,10 @@ async fn the_offline_render_is_what_a_doks_deploy_applies() {
         .run_in_cluster(&api, "dev")
         .await
         .expect("keycloak emulator");
+    // So does conda-store: qhub registers the config's environments through a port-forward.
+    let _conda_store = qhub_sandbox::conda_store_api::run_in_cluster(&api, "dev")
+        .await
+        .expect("conda-store emulator");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();

@@ -101,6 +101,7 @@ struct Kube {
     api: KubeApi,
     _server: Server,
     _keycloak: KeycloakServer,
+    _conda_store: qhub_sandbox::conda_store_api::CondaStoreServer,
 }
 
 struct DoksHarness {
@@ -146,10 +147,15 @@ impl DoksHarness {
             .run_in_cluster(&api, "dev")
             .await
             .expect("keycloak emulator");
+        // So does conda-store: qhub registers the config's environments through a port-forward.
+        let (_, conda_store) = qhub_sandbox::conda_store_api::run_in_cluster(&api, "dev")
+            .await
+            .expect("conda-store emulator");
         let old = self.kube.lock().expect("lock").replace(Kube {
             api,
             _server: server,
             _keycloak: keycloak,
+            _conda_store: conda_store,
         });
         if let Some(old) = old {
             self.kube_mutations

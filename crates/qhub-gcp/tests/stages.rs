@@ -29,6 +29,10 @@ async fn deploy_both_stages_then_destroy_drains_load_balancers() {
         .run_in_cluster(&kube, "dev")
         .await
         .unwrap();
+    // So does conda-store: qhub registers the config's environments through a port-forward.
+    let _conda_store = qhub_sandbox::conda_store_api::run_in_cluster(&kube, "dev")
+        .await
+        .expect("conda-store emulator");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
@@ -99,6 +103,10 @@ async fn the_infrastructure_stage_alone() {
         .run_in_cluster(&kube, "dev")
         .await
         .unwrap();
+    // So does conda-store: qhub registers the config's environments through a port-forward.
+    let _conda_store = qhub_sandbox::conda_store_api::run_in_cluster(&kube, "dev")
+        .await
+        .expect("conda-store emulator");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();

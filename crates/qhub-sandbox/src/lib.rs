@@ -12,6 +12,7 @@
 //! tests take it as a dev-dependency. The feature `conformance` adds `harness`, the sandbox's
 //! implementation of `qhub_core::conformance::Harness`.
 
+pub mod conda_store_api;
 pub mod faults;
 #[cfg(feature = "conformance")]
 pub mod harness;
@@ -90,6 +91,9 @@ pub struct SandboxProvider {
     /// The cluster's Keycloak admin API (an emulator on loopback), started once Keycloak's
     /// admin Secret exists.
     keycloak: Arc<tokio::sync::Mutex<Option<RunningKeycloak>>>,
+    /// The cluster's conda-store REST API (an emulator on loopback), started once conda-store's
+    /// Secret exists.
+    conda_store: Arc<tokio::sync::Mutex<Option<RunningCondaStore>>>,
     /// A store for a cloud-side deploy lock ([`Self::with_lock_store`]) instead of the local
     /// lock beside the world.
     lock_store: Option<Arc<dyn qhub_core::cloud::lock::LockStore>>,
@@ -109,6 +113,16 @@ impl std::fmt::Debug for RunningKeycloak {
     }
 }
 
+/// The emulated conda-store of a sandbox cluster and the loopback server in front of it.
+#[derive(Debug)]
+struct RunningCondaStore {
+    api: conda_store_api::CondaStoreApi,
+    server: conda_store_api::CondaStoreServer,
+}
+
+/// How long a build takes in the sandbox's conda-store, at time scale 1.
+const CONDA_STORE_BUILD: Duration = Duration::from_secs(2);
+
 fn failed(e: impl std::fmt::Display) -> ProviderError {
     ProviderError::Fatal(e.to_string())
 }
@@ -124,6 +138,7 @@ impl SandboxProvider {
             kube: Arc::new(std::sync::Mutex::new(None)),
             operations: Arc::default(),
             keycloak: Arc::default(),
+            conda_store: Arc::default(),
             lock_store: None,
         }
     }
@@ -178,6 +193,22 @@ impl SandboxProvider {
     /// The emulated Keycloak, once it runs (for tests: counts, out-of-band edits).
     pub async fn keycloak(&self) -> Option<keycloak_api::KeycloakApi> {
         self.keycloak.lock().await.as_ref().map(|k| k.api.clone())
+    }
+
+    /// The emulated conda-store, once it runs (for tests: counts, users' environments).
+    pub async fn conda_store(&self) -> Option<conda_store_api::CondaStoreApi> {
+        self.conda_store
+            .lock()
+            .await
+            .as_ref()
+            .map(|c| c.api.clone())
+    }
+
+    /// The file holding the state of a deployment's emulated conda-store.
+    pub fn conda_store_path(&self, ownership: &Ownership) -> PathBuf {
+        self.dir
+            .join(world::DIR_NAME)
+            .join(format!("conda-store-{}.json", ownership.prefix()))
     }
 
     /// The file holding the realms of a deployment's emulated Keycloak.
@@ -662,9 +693,11 @@ impl Provider for SandboxProvider {
                         *cached = None;
                     }
                     *self.keycloak.lock().await = None;
+                    *self.conda_store.lock().await = None;
                     for path in [
                         self.kube_path(&ctx.ownership),
                         self.keycloak_path(&ctx.ownership),
+                        self.conda_store_path(&ctx.ownership),
                     ] {
                         match std::fs::remove_file(path) {
                             Ok(()) => {}
@@ -719,6 +752,42 @@ impl Provider for SandboxProvider {
         let server = api.serve().await.map_err(failed)?;
         let url = server.url();
         *running = Some(RunningKeycloak { api, server });
+        Ok(Some(url))
+    }
+
+    fn serves_conda_store(&self) -> bool {
+        true
+    }
+
+    async fn conda_store_url(
+        &self,
+        ownership: &Ownership,
+    ) -> Result<Option<String>, ProviderError> {
+        use qhub_core::kubernetes::components::conda_store as component;
+        // conda-store signs its tokens with the secret its pods read from the Secret.
+        let secret = self
+            .kube_api(ownership)?
+            .secret_value(&ownership.namespace, component::SECRET, "token-secret")
+            .ok_or_else(|| {
+                ProviderError::NoCluster(
+                    "conda-store has not started: its Secret does not exist yet".into(),
+                )
+            })?;
+        let mut running = self.conda_store.lock().await;
+        if let Some(c) = running.as_ref() {
+            c.api.set_token_secret(&secret);
+            return Ok(Some(c.server.url()));
+        }
+        let options = conda_store_api::CondaStoreApiOptions {
+            token_secret: secret,
+            build_delay: CONDA_STORE_BUILD.mul_f64(self.time_scale),
+        };
+        let api =
+            conda_store_api::CondaStoreApi::persistent(options, &self.conda_store_path(ownership))
+                .map_err(failed)?;
+        let server = api.serve().await.map_err(failed)?;
+        let url = server.url();
+        *running = Some(RunningCondaStore { api, server });
         Ok(Some(url))
     }
 

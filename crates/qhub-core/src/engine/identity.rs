@@ -75,7 +75,7 @@ pub(crate) async fn credentials(
 
 /// The value under `key` of the Secret `namespace/name`, or `None` when the Secret or the key
 /// does not exist.
-async fn read_key(
+pub(crate) async fn read_key(
     client: &kube::Client,
     namespace: &str,
     name: &str,

@@ -5,11 +5,12 @@
 //!
 //! The infrastructure stage is the provider's; the Kubernetes stage is planned and applied by
 //! a list of reconcilers (`reconciler`: the cluster's objects, the domain's DNS record,
-//! Keycloak's configuration) that the engine schedules without knowing them by name. This
+//! Keycloak's configuration, conda-store's environments) that the engine schedules without knowing them by name. This
 //! module holds the engine and its lock; `planner` plans, `scheduler` applies (`graph` orders the steps, `cluster` holds the
 //! cluster client and the deploy lease, `front_door` checks the result).
 
 mod cluster;
+pub mod conda_store;
 pub mod dns;
 mod front_door;
 mod graph;

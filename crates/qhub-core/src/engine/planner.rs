@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::reconciler::{ObserveContext, PlanContext, Reconciler};
-use super::{Engine, EngineError, StageFilter, connect, dns, keycloak, objects};
+use super::{Engine, EngineError, StageFilter, conda_store, connect, dns, keycloak, objects};
 use crate::config::Config;
 use crate::kubernetes::apply::Applier;
 use crate::kubernetes::applyset::ApplySet;
@@ -20,6 +20,7 @@ pub(super) fn reconcilers() -> Vec<Arc<dyn Reconciler>> {
         Arc::new(objects::Objects::default()),
         Arc::new(dns::Dns::default()),
         Arc::new(keycloak::Identity::default()),
+        Arc::new(conda_store::Environments::default()),
     ]
 }
 

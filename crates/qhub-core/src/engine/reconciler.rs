@@ -1,7 +1,7 @@
 //! The contract every non-cloud backend of the Kubernetes stage keeps: the cluster's objects
 //! ([`super::objects`]), the domain's DNS record ([`super::dns`]) and Keycloak's configuration
-//! ([`super::keycloak`]); the next ones (conda-store environments, Grafana) are one more
-//! implementation and one more line in [`super::reconcilers`].
+//! ([`super::keycloak`]) and conda-store's environments ([`super::conda_store`]); the next
+//! ones (Grafana) are one more implementation and one more line in [`super::reconcilers`].
 //!
 //! A reconciler plans its part (what the config wants and what exists of it), observes what
 //! the deployment owns for a destroy or `qhub status`, and applies one change of its own. The

@@ -326,6 +326,23 @@ pub trait Provider: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
+    /// Whether this provider serves the deployment's conda-store REST API to the engine itself
+    /// ([`Provider::conda_store_url`]); otherwise the engine reaches it through a port-forward
+    /// (cluster access) or `QHUB_CONDA_STORE_URL`.
+    fn serves_conda_store(&self) -> bool {
+        false
+    }
+
+    /// The base URL (`…/conda-store`) of the deployment's conda-store, when
+    /// [`Provider::serves_conda_store`]: asked once conda-store runs. The default has none.
+    async fn conda_store_url(
+        &self,
+        ownership: &Ownership,
+    ) -> Result<Option<String>, ProviderError> {
+        let _ = ownership;
+        Ok(None)
+    }
+
     /// Access to the deployment's cluster, with credentials minted now.
     /// [`ProviderError::NoCluster`] when the cluster does not exist or cannot be used now
     /// (creating, failed, deleting): a destroy then has no object to delete through it.

@@ -202,6 +202,8 @@ pub struct Cluster {
     /// Keycloak "running" in the cluster (reached through port-forwards).
     pub keycloak: qhub_sandbox::keycloak_api::KeycloakApi,
     pub keycloak_server: qhub_sandbox::keycloak_api::KeycloakServer,
+    /// conda-store "running" in the cluster (reached through port-forwards).
+    pub conda_store_server: qhub_sandbox::conda_store_api::CondaStoreServer,
 }
 
 impl Cluster {
@@ -219,12 +221,16 @@ impl Cluster {
             .run_in_cluster(&api, "dev")
             .await
             .expect("keycloak emulator");
+        let (_, conda_store_server) = qhub_sandbox::conda_store_api::run_in_cluster(&api, "dev")
+            .await
+            .expect("conda-store emulator");
         Self {
             api,
             server,
             dir,
             keycloak,
             keycloak_server,
+            conda_store_server,
         }
     }
 
@@ -330,6 +336,7 @@ impl Harness for GkeHarness {
             c.server = fresh.server;
             c.keycloak = fresh.keycloak;
             c.keycloak_server = fresh.keycloak_server;
+            c.conda_store_server = fresh.conda_store_server;
         }
     }
 

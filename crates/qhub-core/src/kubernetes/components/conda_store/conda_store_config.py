@@ -45,7 +45,8 @@ c.CondaStore.redis_url = "redis://:{}@{}:{}/0".format(
 )
 # Every environment gets a kernel JupyterLab can offer (QHub 0.4.5 and nebari do the same).
 c.CondaStore.conda_included_packages = ["ipykernel"]
-# Users' environments default to `global`; the config's go to `filesystem_namespace` (QHub 0.4.5).
+# Users' environments default to `global`; the config's are registered by qhub in
+# `qhub["default_namespace"]` (QHub 0.4.5's `filesystem_namespace`, kept for its UI's listing).
 c.CondaStore.default_namespace = "global"
 c.CondaStore.filesystem_namespace = qhub["default_namespace"]
 c.CondaStore.conda_allowed_channels = []
@@ -139,9 +140,8 @@ c.CondaStoreServer.authentication_class = QHubKeycloakAuthentication
 #         worker settings
 # ==================================
 c.CondaStoreWorker.log_level = logging.INFO
-# The config's `environments`, one file each: the worker registers new and changed files in
-# `filesystem_namespace` at start and every minute (task_watch_paths).
-c.CondaStoreWorker.watch_paths = [qhub["environments_directory"]]
+# The config's `environments` are registered by qhub through the REST API (no watch_paths:
+# one writer per environment).
 c.CondaStoreWorker.concurrency = 4
 
 # ==================================

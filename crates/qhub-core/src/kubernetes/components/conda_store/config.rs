@@ -5,8 +5,8 @@
 //! - `qhub.json` ([`settings`]): what varies (URLs, the namespace of the config's environments,
 //!   service names, `conda_store.extra_settings` and `extra_config`), read by the Python file
 //!   from beside it;
-//! - one environment spec per `environments` entry ([`environment_files`]), as conda-store
-//!   reads `environment.yaml` files from `CondaStoreWorker.watch_paths`.
+//! - the specification registered for each `environments` entry ([`environment_json`],
+//!   sent through conda-store's REST API by the engine; [`environment_files`] as YAML files).
 //!
 //! Secrets are in neither file: the pods get them as environment variables from Secrets.
 
@@ -50,8 +50,6 @@ pub struct Layout<'a> {
     pub port: i32,
     /// Where the store is mounted (`/home/conda`).
     pub store_directory: &'a str,
-    /// Where the environments ConfigMap is mounted in the worker.
-    pub environments_directory: &'a str,
     /// The OIDC client id.
     pub client_id: &'a str,
     /// Its OAuth callback path.
@@ -98,7 +96,6 @@ pub fn settings(config: &Config, layout: &Layout<'_>) -> String {
         "port": layout.port,
         "store_directory": layout.store_directory,
         "artifacts_directory": format!("{}/.conda-store-artifacts", layout.store_directory),
-        "environments_directory": layout.environments_directory,
         "default_namespace": default_namespace(config),
         "database": {
             "host": layout.database.0,
@@ -129,6 +126,11 @@ pub fn settings(config: &Config, layout: &Layout<'_>) -> String {
 /// The spec conda-store registers for one environment: name, channels, dependencies (a `pip:`
 /// list as conda's `environment.yaml` writes it), as YAML.
 pub fn environment_spec(env: &CondaEnvironment) -> String {
+    emit(&Node::from_json(&environment_json(env)))
+}
+
+/// [`environment_spec`] as JSON (what the REST API is sent: JSON is YAML).
+pub fn environment_json(env: &CondaEnvironment) -> Json {
     let dependencies: Vec<Json> = env
         .dependencies
         .iter()
@@ -143,7 +145,7 @@ pub fn environment_spec(env: &CondaEnvironment) -> String {
         doc.insert("channels".into(), json!(channels));
     }
     doc.insert("dependencies".into(), Json::Array(dependencies));
-    emit(&Node::from_json(&Json::Object(doc)))
+    Json::Object(doc)
 }
 
 /// One environment spec file per `environments` entry, by the entry's file name.

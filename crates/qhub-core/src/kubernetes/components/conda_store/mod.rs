@@ -20,12 +20,12 @@
 //!   [`STORE_DIRECTORY`], read-write here and read-only in JupyterLab and Dask pods: an
 //!   environment `NAME` of conda-store namespace `NS` is `/home/conda/NS/envs/NAME`
 //!   (conda-store's default `environment_directory`, `{store_directory}/{namespace}/envs/{name}`);
-//! - the config's `environments` as one spec file each in the ConfigMap
-//!   `conda-store-environments`, mounted in the worker, which registers new and changed specs
-//!   in the namespace `conda_store.default_namespace` at start and every minute
-//!   (`CondaStoreWorker.watch_paths`, conda-store's `task_watch_paths`, the mechanism QHub 0.4.5
-//!   and nebari use). That ConfigMap is not a config file: kubelet refreshes the mounted files
-//!   in place, so a changed environment is rebuilt without restarting a build under way.
+//! - the config's `environments` are not files here: the engine registers each one in the
+//!   namespace `conda_store.default_namespace` through conda-store's REST API once the server
+//!   runs, and waits for its build (`qhub_core::engine::conda_store`). QHub 0.4.5 and nebari
+//!   mounted them as spec files the worker re-registered every minute
+//!   (`CondaStoreWorker.watch_paths`); that second writer is not configured, so that a deploy
+//!   knows when an environment is built, or that its build failed.
 
 pub mod config;
 
@@ -34,9 +34,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, PersistentVolumeClaimVolumeSource, PodSpec, Probe, Secret,
-    SecretKeySelector, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, PersistentVolumeClaimVolumeSource, PodSpec, Probe, Secret, SecretKeySelector,
+    Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value as Json;
@@ -64,8 +64,6 @@ pub const REDIS: &str = "conda-store-redis";
 pub const SECRET: &str = "conda-store";
 /// The ConfigMap of [`config::PYTHON_FILE`] and [`config::SETTINGS_FILE`].
 pub const CONFIG: &str = "conda-store-config";
-/// The ConfigMap of the config's environment specs.
-pub const ENVIRONMENTS: &str = "conda-store-environments";
 /// The Keycloak client id (contract with JupyterHub and Dask Gateway, see docs/platform.md).
 pub const CLIENT_ID: &str = "conda_store";
 /// The path conda-store is served at (`CondaStoreServer.url_prefix`).
@@ -82,10 +80,12 @@ pub const PORT: i32 = 5000;
 /// Where the store is mounted in conda-store's pods, and read-only in users' and Dask's
 /// (contract with JupyterHub and Dask Gateway, see docs/platform.md).
 pub const STORE_DIRECTORY: &str = "/home/conda";
+/// The conda-store namespace users' environments go to unless they name one (conda-store's
+/// `CondaStore.default_namespace`, set in `conda_store_config.py`).
+pub const USERS_DEFAULT_NAMESPACE: &str = "global";
 /// The store's directory on the shared claim.
 pub const SUB_PATH: &str = "conda-store";
 const CONFIG_DIRECTORY: &str = "/etc/conda-store";
-const ENVIRONMENTS_DIRECTORY: &str = "/opt/environments";
 /// The user the image runs as (conda-store-server `Dockerfile`, `user_no=1000`).
 const UID: i64 = 1000;
 /// The official Redis image's `redis` user.
@@ -253,11 +253,11 @@ fn conda_store_pod(ctx: &Context<'_>, image: &Image, server: bool) -> PodSpec {
         ),
         secret_env("QHUB_CONDA_STORE_REDIS_PASSWORD", SECRET, "redis-password"),
     ];
-    let mut mounts = vec![
+    let mounts = vec![
         mount("config", CONFIG_DIRECTORY, None, true),
         mount("store", STORE_DIRECTORY, Some(SUB_PATH), false),
     ];
-    let mut volumes = vec![
+    let volumes = vec![
         config_map_volume("config", CONFIG),
         Volume {
             name: "store".into(),
@@ -289,9 +289,6 @@ fn conda_store_pod(ctx: &Context<'_>, image: &Image, server: bool) -> PodSpec {
             period_seconds: Some(10),
             ..Probe::default()
         });
-    } else {
-        mounts.push(mount("environments", ENVIRONMENTS_DIRECTORY, None, true));
-        volumes.push(config_map_volume("environments", ENVIRONMENTS));
     }
     container.env = Some(env);
     container.volume_mounts = Some(mounts);
@@ -397,7 +394,6 @@ pub fn config_file(ctx: &Context<'_>) -> ConfigFile {
         url_prefix: PATH,
         port: PORT,
         store_directory: STORE_DIRECTORY,
-        environments_directory: ENVIRONMENTS_DIRECTORY,
         client_id: CLIENT_ID,
         callback_path: CALLBACK_PATH,
         database: (DATABASE, 5432, DATABASE_NAME, DATABASE_USER),
@@ -433,14 +429,9 @@ impl Component for CondaStore {
 
     fn build(&self, ctx: &Context<'_>) -> Result<Built, KubeError> {
         let image = image(ctx);
-        let environments = manifest(&ConfigMap {
-            metadata: ctx.meta(WORKER, ENVIRONMENTS),
-            data: Some(config::environment_files(ctx.config)),
-            ..ConfigMap::default()
-        })?;
         let server = super::deployment(ctx, SERVER, conda_store_pod(ctx, &image, true), false);
         let worker = super::deployment(ctx, WORKER, conda_store_pod(ctx, &image, false), false);
-        let mut objects = vec![generated_secret(ctx)?, environments];
+        let mut objects = vec![generated_secret(ctx)?];
         objects.extend(database(ctx)?);
         objects.extend(redis(ctx)?);
         objects.push(manifest(&server)?);

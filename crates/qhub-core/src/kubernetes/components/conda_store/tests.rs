@@ -83,10 +83,13 @@ fn server_and_worker_share_the_store_config_and_secrets_as_the_contract_says() {
         secret_of(&pod(&objects, WORKER), "QHUB_CONDA_STORE_CLIENT_SECRET"),
         None
     );
-    // The worker alone mounts the environments.
-    let mounts = |name| pod(&objects, name)["containers"][0]["volumeMounts"].to_string();
-    assert!(mounts(WORKER).contains(ENVIRONMENTS_DIRECTORY));
-    assert!(!mounts(SERVER).contains(ENVIRONMENTS_DIRECTORY));
+    // No pod watches environment files: the engine registers them through the API (one
+    // writer).
+    for name in [WORKER, SERVER] {
+        let mounts = pod(&objects, name)["containers"][0]["volumeMounts"].to_string();
+        assert!(!mounts.contains("environments"), "{name}: {mounts}");
+    }
+    assert!(!config::PYTHON.contains("c.CondaStoreWorker.watch_paths"));
     // No secret value in any manifest: the generated Secret has a recipe and no data.
     let secret = find(&objects, "Secret", SECRET);
     assert!(secret.get("data").is_none(), "{secret}");
@@ -147,7 +150,7 @@ fn the_server_is_routed_listed_and_logs_in_through_keycloak() {
 }
 
 #[test]
-fn an_edited_environment_changes_its_configmap_and_rolls_nothing() {
+fn an_edited_environment_changes_no_object() {
     let before_config = test_config(ProviderKind::Aws);
     let mut after_config = before_config.clone();
     let env = after_config
@@ -156,16 +159,10 @@ fn an_edited_environment_changes_its_configmap_and_rolls_nothing() {
         .unwrap();
     env.dependencies
         .push(crate::config::Dependency::Package("xarray".into()));
-    let (before, after) = (objects_of(&before_config), objects_of(&after_config));
-    let changed: Vec<String> = before
-        .iter()
-        .zip(&after)
-        .filter(|(b, a)| b != a)
-        .map(|(b, _)| format!("{}/{}", b["kind"], b["metadata"]["name"].as_str().unwrap()))
-        .collect();
-    assert_eq!(changed, ["\"ConfigMap\"/conda-store-environments"]);
-    let spec = &find(&after, "ConfigMap", ENVIRONMENTS)["data"]["environment-dask.yaml"];
-    assert!(spec.as_str().unwrap().contains("- xarray"), "{spec}");
+    // The environments are conda-store's data, registered by the engine: no manifest changes.
+    assert_eq!(objects_of(&before_config), objects_of(&after_config));
+    let spec = config::environment_files(&after_config)["environment-dask.yaml"].clone();
+    assert!(spec.contains("- xarray"), "{spec}");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value as Json, json};
 
 use super::super::{Context, KubeError, storage};
-use super::{HUB_PORT, HUB_SERVICE, PROXY_API_PORT, PROXY_API_SERVICE, profiles};
+use super::{HUB_PORT, HUB_SERVICE, PROXY_API_PORT, PROXY_API_SERVICE, kernels, profiles};
 use crate::config::certificate::CertificateKind;
 use crate::keycloak::REALM;
 use crate::kubernetes::components::ingress;
@@ -190,6 +190,8 @@ pub fn values(ctx: &Context<'_>) -> Result<Json, KubeError> {
         .node_selector
         .for_group(profiles::USER_GROUP)
         .unwrap_or_default();
+    // conda-store's environments offered as kernels ([`kernels`]).
+    let kernels_mounts = kernels::volume_mounts();
     Ok(json!({
         "hub": {
             "bind_url": format!("http://:{HUB_PORT}"),
@@ -236,13 +238,15 @@ pub fn values(ctx: &Context<'_>) -> Result<Json, KubeError> {
             "volumes": [{
                 "name": "shared",
                 "persistentVolumeClaim": {"claimName": storage::CLAIM},
-            }],
+            }, kernels::volume()],
             // KubeSpawner expands `{username}` in volume mounts.
             "volume_mounts": [
                 {"name": "shared", "mountPath": "/home/jovyan", "subPath": "home/{username}"},
                 {"name": "shared", "mountPath": "/shared", "subPath": "shared"},
                 {"name": "shared", "mountPath": CONDA_MOUNT, "subPath": CONDA_SUBPATH,
                  "readOnly": true},
+                kernels_mounts[0],
+                kernels_mounts[1],
             ],
             "default_url": "/lab",
             // A server on a node the autoscaler must first add: minutes (REFERENCE.md §4).

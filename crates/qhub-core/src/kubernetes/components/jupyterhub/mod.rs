@@ -16,9 +16,10 @@
 //!   mounted where the hub image reads it, so that an edit rolls the hub and nothing else;
 //! - the profiles users choose from ([`profiles`]), the idle culler as a hub service, home
 //!   directories and the shared directory on the platform's shared claim, conda-store's
-//!   environments mounted read-only.
+//!   environments mounted read-only and offered as kernels ([`kernels`]).
 
 pub mod config;
+pub mod kernels;
 pub mod profiles;
 
 use std::collections::BTreeMap;
@@ -318,6 +319,7 @@ impl Component for JupyterHub {
             proxy(ctx)?,
             service(ctx, PROXY_API_SERVICE, PROXY, PROXY_API_PORT, "api")?,
             service(ctx, PROXY_PUBLIC_SERVICE, PROXY, 80, "http")?,
+            kernels::config_map(ctx)?,
         ]);
         let mut built = Built::new(objects)
             .image(versions::JUPYTERHUB_HUB)

@@ -194,3 +194,60 @@ fn the_hub_reads_its_secrets_from_secrets_and_its_client_has_the_profiles_claim(
     assert_eq!(mapper.config["aggregate.attrs"], "true");
     assert_eq!(mapper.config["user.attribute"], config::PROFILES_CLAIM);
 }
+
+#[test]
+fn conda_store_environments_are_offered_as_kernels() {
+    let mut config = test_config(ProviderKind::Aws);
+    config.conda_store = Some(crate::config::CondaStore {
+        extra_settings: None,
+        extra_config: None,
+        image_tag: None,
+        default_namespace: Some("shared-envs".into()),
+    });
+    let objects = objects(&config);
+    let map = find(&objects, "ConfigMap", kernels::CONFIG_MAP);
+    let condarc = map["data"][kernels::CONDARC_KEY].as_str().unwrap();
+    // The user's own namespace (expanded by conda from JupyterHub's variable), the config's
+    // environments, and users' default namespace, where conda-store builds them.
+    assert!(
+        condarc.contains("  - /home/conda/${JUPYTERHUB_USER}/envs\n"),
+        "{condarc}"
+    );
+    assert!(
+        condarc.contains("  - /home/conda/shared-envs/envs\n"),
+        "{condarc}"
+    );
+    assert!(
+        condarc.contains("  - /home/conda/global/envs\n"),
+        "{condarc}"
+    );
+    let jupyter: Json =
+        serde_json::from_str(map["data"][kernels::JUPYTER_KEY].as_str().unwrap()).unwrap();
+    assert_eq!(
+        jupyter["CondaKernelSpecManager"]["name_format"],
+        "{environment}"
+    );
+    // Users' servers mount both files from it, read-only, beside the store.
+    let spawner = &values(&objects)["spawner"];
+    assert!(
+        spawner["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["configMap"]["name"] == kernels::CONFIG_MAP)
+    );
+    let mounts = spawner["volume_mounts"].as_array().unwrap();
+    for (path, key) in [
+        (kernels::CONDARC_MOUNT, kernels::CONDARC_KEY),
+        (kernels::JUPYTER_MOUNT, kernels::JUPYTER_KEY),
+    ] {
+        let m = mounts
+            .iter()
+            .find(|m| m["mountPath"] == path)
+            .unwrap_or_else(|| panic!("no mount at {path}"));
+        assert_eq!(m["subPath"], key);
+        assert_eq!(m["readOnly"], true);
+        assert_eq!(m["name"], kernels::VOLUME);
+    }
+    insta::assert_snapshot!("jupyterlab_condarc", condarc);
+}
