@@ -88,6 +88,7 @@ const KUBE: &[&str] = &[
     "IngressRoute.traefik.io/dev/jupyterhub",
     "IngressRoute.traefik.io/dev/keycloak",
     "IngressRoute.traefik.io/dev/qhub-welcome",
+    "Job.batch/dev-privileged/shared-storage-layout",
     "Middleware.traefik.io/dev/dask-gateway-api-strip",
     "Middleware.traefik.io/dev/dask-gateway-clusters-prefix",
     "Middleware.traefik.io/dev/qhub-welcome-strip",

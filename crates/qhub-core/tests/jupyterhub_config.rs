@@ -87,6 +87,15 @@ async fn jupyterhub_loads_the_rendered_config_and_offers_each_user_their_profile
     for (name, content) in map["data"].as_object().unwrap() {
         std::fs::write(dir.path().join(name), content.as_str().unwrap()).unwrap();
     }
+    // The hub's mount of the users' home directories, here a directory of the test's.
+    let homes = dir.path().join("homes");
+    std::fs::create_dir(&homes).unwrap();
+    let values_file = dir.path().join("values.json");
+    let mut values: Json =
+        serde_json::from_str(&std::fs::read_to_string(&values_file).unwrap()).unwrap();
+    assert_eq!(values["homes"]["root"], "/srv/homes");
+    values["homes"]["root"] = json!(homes.to_str().unwrap());
+    std::fs::write(&values_file, values.to_string()).unwrap();
     let cases = json!([
         user("ada", &["admin"], &["jupyterhub_admin"], &[]),
         user("dev", &["developer"], &["jupyterhub_developer"], &[]),
@@ -180,6 +189,23 @@ async fn jupyterhub_loads_the_rendered_config_and_offers_each_user_their_profile
     expect("nadia", true, false, &["Named Instance"]);
     expect("rolf", true, true, &["GPU Instance"]);
     expect("stranger", false, false, &[]);
+
+    // The hub's pod hook made each home directory a pod mounts, named as KubeSpawner expanded
+    // the mount's `home/{username}` (every case had a pod built, the stranger's too).
+    assert_eq!(
+        report["homes"],
+        json!(["ada", "ana", "dev", "nadia", "rolf", "stranger"]),
+        "{stderr}"
+    );
+    let mounts = &users["ada"]["pods"]["Small Instance"]["spec"]["containers"][0]["volumeMounts"];
+    assert!(
+        mounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["mountPath"] == "/home/jovyan" && m["subPath"] == "home/ada"),
+        "{mounts}"
+    );
 
     // The GPU profile's pod: the GPU group, its taint tolerated, the GPU asked for.
     let pod = &users["dev"]["pods"]["GPU Instance"];

@@ -333,6 +333,8 @@ fn tier(r: &ObjectRef) -> u8 {
 /// Whether a kind runs pods whose readiness gates the components that depend on it.
 fn is_workload(r: &ObjectRef) -> bool {
     r.group() == "apps" && matches!(r.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet")
+        // A Job's readiness is its completion (the shared filesystem's layout).
+        || (r.group() == "batch" && r.kind == "Job")
 }
 
 /// Whether a workload of the same component needs the object to exist first (what its pods

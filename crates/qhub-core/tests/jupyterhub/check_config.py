@@ -141,7 +141,14 @@ async def main(config_dir, cases):
             one = KubeSpawner(_mock=True, config=config, user=user)
             one.user_options = {"profile": profile["slug"]}
             await one.load_user_options()
-            pods[profile["display_name"]] = to_dict(await one.get_pod_manifest())
+            pod = await one.get_pod_manifest()
+            # What KubeSpawner does with the pod before creating it (`_start`).
+            hook = one.modify_pod_hook
+            if hook:
+                pod = hook(one, pod)
+                if asyncio.iscoroutine(pod):
+                    pod = await pod
+            pods[profile["display_name"]] = to_dict(pod)
         refused = []
         for profile in spawner._get_initialized_profile_list(
             json.loads(open(os.path.join(config_dir, "values.json")).read())["profiles"]
@@ -162,6 +169,8 @@ async def main(config_dir, cases):
             "refused": refused,
             "pods": pods,
         }
+    homes_root = json.loads(open(os.path.join(config_dir, "values.json")).read())["homes"]["root"]
+    report["homes"] = sorted(os.listdir(homes_root)) if os.path.isdir(homes_root) else None
     report["warnings"] = [
         m for m in collected.messages if "not recognized" in m or "Config option" in m
     ]

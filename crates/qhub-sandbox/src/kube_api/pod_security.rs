@@ -549,11 +549,13 @@ mod platform {
                 checked.push((workload, level));
             }
         }
-        // The restricted ones are the platform's own; only the NFS server, the device plugin
-        // and the node exporter (the host's /proc, /sys and root file system, its network
-        // and PID namespaces: what it measures) need the privileged namespace.
+        // The restricted ones are the platform's own; only the NFS server, the device plugin,
+        // the node exporter (the host's /proc, /sys and root file system, its network and PID
+        // namespaces: what it measures) and the shared filesystem's layout Job (root, to own
+        // the directories) need the privileged namespace.
         for (workload, level) in &checked {
             let privileged = workload.contains("nfs-server")
+                || workload.contains("shared-storage-layout")
                 || workload.contains("nvidia-device-plugin")
                 || workload.contains("node-exporter");
             assert_eq!(
@@ -570,6 +572,7 @@ mod platform {
             "cluster-autoscaler",
             "nfs-server",
             "nvidia-device-plugin",
+            "shared-storage-layout",
         ] {
             assert!(
                 checked

@@ -2,10 +2,11 @@
 //!
 //! The platform namespace enforces the `restricted` Pod Security Standard: every workload in
 //! it runs as non-root, without privilege escalation, with all capabilities dropped and the
-//! runtime's default seccomp profile ([`crate::kubernetes::pods`]). The two pieces that need
-//! more, the in-cluster NFS server (a kernel NFS server) and the NVIDIA device plugin (a
-//! hostPath to the kubelet's device-plugin socket), run in `<namespace>-privileged`, which
-//! enforces `privileged`, and exists only when one of them is deployed. Clusters that enforce
+//! runtime's default seccomp profile ([`crate::kubernetes::pods`]). The pieces that need more
+//! run in `<namespace>-privileged`, which enforces `privileged`: the shared filesystem's
+//! one-time layout Job (root, to own the directories; always deployed), the in-cluster NFS
+//! server (a kernel NFS server), the NVIDIA device plugin (a hostPath to the kubelet's
+//! device-plugin socket) and monitoring's node exporter (the host's namespaces). Clusters that enforce
 //! a level cluster-wide (hardened distributions, GKE Autopilot) thus refuse no platform pod
 //! silently: the levels are declared where the pods are (Kubernetes docs, "Pod Security
 //! Standards" and "Enforce Pod Security Standards with namespace labels").
@@ -31,17 +32,9 @@ pub const ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
 pub const ENFORCE_VERSION_LABEL: &str = "pod-security.kubernetes.io/enforce-version";
 
 /// The Namespace `config.namespace`, which holds every namespaced object of the platform, and
-/// `<namespace>-privileged` when a privileged piece runs.
+/// `<namespace>-privileged`, where the privileged pieces run.
 #[derive(Debug, Clone, Copy)]
 pub struct Namespace;
-
-/// Whether a privileged piece (the in-cluster NFS server, the device plugin, the node
-/// exporter of monitoring) is deployed.
-pub fn needs_privileged(ctx: &Context<'_>) -> bool {
-    super::storage::in_cluster(ctx)
-        || super::gpu::DevicePlugin.enabled(ctx)
-        || super::monitoring::Monitoring.enabled(ctx)
-}
 
 fn pod_security(level: &str) -> [(String, String); 2] {
     [
@@ -68,16 +61,15 @@ impl Component for Namespace {
             metadata,
             ..NamespaceObject::default()
         })?];
-        if needs_privileged(ctx) {
-            let mut metadata = ctx.cluster_meta("qhub", &ctx.privileged_namespace());
-            if let Some(labels) = metadata.labels.as_mut() {
-                labels.extend(pod_security("privileged"));
-            }
-            out.push(manifest(&NamespaceObject {
-                metadata,
-                ..NamespaceObject::default()
-            })?);
+        // The shared filesystem's layout Job runs there in every deployment.
+        let mut metadata = ctx.cluster_meta("qhub", &ctx.privileged_namespace());
+        if let Some(labels) = metadata.labels.as_mut() {
+            labels.extend(pod_security("privileged"));
         }
+        out.push(manifest(&NamespaceObject {
+            metadata,
+            ..NamespaceObject::default()
+        })?);
         Ok(Built::new(out))
     }
 }

@@ -84,7 +84,7 @@ pub const STORE_DIRECTORY: &str = "/home/conda";
 /// `CondaStore.default_namespace`, set in `conda_store_config.py`).
 pub const USERS_DEFAULT_NAMESPACE: &str = "global";
 /// The store's directory on the shared claim.
-pub const SUB_PATH: &str = "conda-store";
+pub const SUB_PATH: &str = super::storage::CONDA_STORE_DIR;
 const CONFIG_DIRECTORY: &str = "/etc/conda-store";
 /// The user the image runs as (conda-store-server `Dockerfile`, `user_no=1000`).
 const UID: i64 = 1000;

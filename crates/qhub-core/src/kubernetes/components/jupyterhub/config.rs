@@ -22,6 +22,11 @@ pub const VALUES_NAME: &str = "values.json";
 pub const CONFIG_DIR: &str = "/usr/local/etc/jupyterhub";
 /// The hub's database directory (the image's working directory, z2jh's `sqlite-pvc` mount).
 pub const DB_DIR: &str = "/srv/jupyterhub";
+/// Where the hub mounts the shared filesystem's `home` directory, to create each user's home
+/// directory as the user before their server's pod mounts it ([`crate::kubernetes::components::storage`]).
+pub const HOMES_DIR: &str = "/srv/homes";
+/// Where a user's home directory is mounted in their server.
+pub const HOME_MOUNT: &str = "/home/jovyan";
 /// The Keycloak client's id (contract with Keycloak's reconciler and docs/platform.md).
 pub const CLIENT_ID: &str = "jupyterhub";
 /// The OAuth callback path.
@@ -76,8 +81,8 @@ pub const HONOURED_OVERRIDES: &[&str] = &["hub.config", "cull.timeout", "cull.ev
 
 /// The user and group the servers run as: the Jupyter Docker Stacks' `jovyan` (uid 1000,
 /// group `users` 100), which QHub's JupyterLab images are built on.
-const USER_UID: u64 = 1000;
-const USER_GID: u64 = 100;
+const USER_UID: i64 = storage::OWNER_UID;
+const USER_GID: i64 = storage::OWNER_GID;
 
 /// The platform's public base URL (`https://<domain>`).
 pub fn public_url(ctx: &Context<'_>) -> String {
@@ -241,8 +246,9 @@ pub fn values(ctx: &Context<'_>) -> Result<Json, KubeError> {
             }, kernels::volume()],
             // KubeSpawner expands `{username}` in volume mounts.
             "volume_mounts": [
-                {"name": "shared", "mountPath": "/home/jovyan", "subPath": "home/{username}"},
-                {"name": "shared", "mountPath": "/shared", "subPath": "shared"},
+                {"name": "shared", "mountPath": HOME_MOUNT,
+                 "subPath": format!("{}/{{username}}", storage::HOME_DIR)},
+                {"name": "shared", "mountPath": "/shared", "subPath": storage::SHARED_DIR},
                 {"name": "shared", "mountPath": CONDA_MOUNT, "subPath": CONDA_SUBPATH,
                  "readOnly": true},
                 kernels_mounts[0],
@@ -254,6 +260,12 @@ pub fn values(ctx: &Context<'_>) -> Result<Json, KubeError> {
             "http_timeout": 120,
         },
         "profiles": profiles::entries(ctx)?,
+        "homes": {
+            "root": HOMES_DIR,
+            "volume": "shared",
+            "mount_path": HOME_MOUNT,
+            "prefix": format!("{}/", storage::HOME_DIR),
+        },
         "culler": {"timeout": timeout, "every": every},
         "services": services,
         "template_vars": ctx.config.theme.jupyterhub,

@@ -88,6 +88,28 @@ c.KubeSpawner.default_url = spawner["default_url"]
 c.KubeSpawner.start_timeout = spawner["start_timeout"]
 c.KubeSpawner.http_timeout = spawner["http_timeout"]
 
+# Users' home directories. Kubelet would create a missing one itself, as root, and the user
+# could not write to it (NFS gets no fsGroup); QHub ran a root init container for this, which
+# the namespace's Pod Security level refuses. The hub runs as the user's uid and owns the
+# directory holding the homes: it creates the user's one before KubeSpawner creates the pod.
+homes = values["homes"]
+
+
+def make_home(spawner, pod):
+    """Creates the home directory the pod mounts (its subPath, as KubeSpawner expanded it)."""
+    for container in pod.spec.containers:
+        for mount in container.volume_mounts or []:
+            if mount.name != homes["volume"] or mount.mount_path != homes["mount_path"]:
+                continue
+            name = (mount.sub_path or "").removeprefix(homes["prefix"])
+            if not name or "/" in name or name in (".", ".."):
+                raise ValueError(f"unexpected home directory subPath {mount.sub_path!r}")
+            os.makedirs(os.path.join(homes["root"], name), mode=0o755, exist_ok=True)
+    return pod
+
+
+c.KubeSpawner.modify_pod_hook = make_home
+
 PROFILES = values["profiles"]
 WHO = ("access", "users", "groups")
 

@@ -180,6 +180,11 @@ fn hub(ctx: &Context<'_>) -> Result<Json, KubeError> {
         volume_mount("config", config::CONFIG_DIR, true),
         volume_mount("db", config::DB_DIR, false),
         volume_mount("tmp", "/tmp", false),
+        // Users' home directories, which the hub creates (`modify_pod_hook`).
+        VolumeMount {
+            sub_path: Some(super::storage::HOME_DIR.into()),
+            ..volume_mount("homes", config::HOMES_DIR, false)
+        },
     ]);
     let mut pod = PodSpec {
         containers: vec![container],
@@ -191,6 +196,7 @@ fn hub(ctx: &Context<'_>) -> Result<Json, KubeError> {
             pods::config_map_volume("config", CONFIG_MAP),
             pods::claim_volume("db", DB_CLAIM),
             pods::empty_dir_volume("tmp"),
+            pods::claim_volume("homes", super::storage::CLAIM),
         ]),
         ..PodSpec::default()
     };
