@@ -558,6 +558,39 @@ fn print_endpoints(e: &qhub_core::kubernetes::endpoints::Endpoints) {
     }
 }
 
+/// How long `qhub status` retries a health check that does not pass yet (a deploy's final
+/// check waits longer: [`qhub_core::engine::EngineOptions::front_door_deadline`]).
+const STATUS_HEALTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The health table: component, URL, check, result and latency, then what answered for each
+/// unhealthy one, or why the checks were not run.
+pub(crate) fn health_text(h: &qhub_core::kubernetes::health::HealthReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("health (through the load balancer):\n");
+    let url_width = h.checks.iter().map(|r| r.url.len()).max().unwrap_or(0);
+    for r in &h.checks {
+        let latency = r
+            .latency_secs
+            .map_or_else(|| "-".to_string(), |l| format!("{:.0}ms", l * 1000.0));
+        let _ = writeln!(
+            out,
+            "  {:<14} {:<url_width$}  {:<9} {:>7}  {}",
+            r.component,
+            r.url,
+            r.result.word(),
+            latency,
+            r.check
+        );
+        if let Some(a) = &r.answered {
+            let _ = writeln!(out, "  {:<14} got: {a}", "");
+        }
+    }
+    if let Some(why) = &h.skipped {
+        let _ = writeln!(out, "  not run: {why}");
+    }
+    out
+}
+
 /// `qhub status`.
 pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let args = &status.target;
@@ -586,6 +619,14 @@ pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
     } else {
         None
     };
+    // Each listed service's health through the load balancer, where it can be reached.
+    let health = if s.stages.includes(Stage::Kubernetes) {
+        let events = super::progress::sink(format);
+        s.runtime
+            .block_on(s.engine.health(&s.config, STATUS_HEALTH_DEADLINE, &events))?
+    } else {
+        None
+    };
     let summary = plan.summary();
     match format {
         OutputFormat::Json => crate::output::json(&serde_json::json!({
@@ -607,6 +648,7 @@ pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
             "pending": summary,
             "refused": refused,
             "endpoints": endpoints,
+            "health": health,
         }))?,
         OutputFormat::Text => {
             println!(
@@ -641,6 +683,9 @@ pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
             }
             if let Some(e) = &endpoints {
                 print_endpoints(e);
+            }
+            if let Some(h) = &health {
+                print!("{}", health_text(h));
             }
             if let Some(holder) = &running {
                 println!(
