@@ -562,35 +562,6 @@ fn print_endpoints(e: &qhub_core::kubernetes::endpoints::Endpoints) {
 /// check waits longer: [`qhub_core::engine::EngineOptions::front_door_deadline`]).
 const STATUS_HEALTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// The health table: component, URL, check, result and latency, then what answered for each
-/// unhealthy one, or why the checks were not run.
-pub(crate) fn health_text(h: &qhub_core::kubernetes::health::HealthReport) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::from("health (through the load balancer):\n");
-    let url_width = h.checks.iter().map(|r| r.url.len()).max().unwrap_or(0);
-    for r in &h.checks {
-        let latency = r
-            .latency_secs
-            .map_or_else(|| "-".to_string(), |l| format!("{:.0}ms", l * 1000.0));
-        let _ = writeln!(
-            out,
-            "  {:<14} {:<url_width$}  {:<9} {:>7}  {}",
-            r.component,
-            r.url,
-            r.result.word(),
-            latency,
-            r.check
-        );
-        if let Some(a) = &r.answered {
-            let _ = writeln!(out, "  {:<14} got: {a}", "");
-        }
-    }
-    if let Some(why) = &h.skipped {
-        let _ = writeln!(out, "  not run: {why}");
-    }
-    out
-}
-
 /// `qhub status`.
 pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let args = &status.target;
@@ -685,7 +656,7 @@ pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
                 print_endpoints(e);
             }
             if let Some(h) = &health {
-                print!("{}", health_text(h));
+                print!("{}", super::health::text(h));
             }
             if let Some(holder) = &running {
                 println!(
