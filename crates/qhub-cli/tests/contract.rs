@@ -143,6 +143,26 @@ fn every_json_document_and_event_follows_the_published_schema() {
     let status = qhub(d, &["-o", "json", "status"]);
     contract.check_run("status", &status);
     assert_eq!(json_stdout(&status)["in_sync"], true);
+    // The health table: on the sandbox, every listed service's check, not run, and why.
+    let health = &json_stdout(&status)["health"];
+    assert_eq!(health["ran"], false, "{health}");
+    assert!(
+        health["skipped"]
+            .as_str()
+            .is_some_and(|s| s.contains("sandbox's load balancer is simulated")),
+        "{health}"
+    );
+    let checks = health["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 6, "{health}");
+    assert!(checks.iter().all(|c| c["result"] == "not_run"), "{health}");
+    let keycloak = checks
+        .iter()
+        .find(|c| c["component"] == "keycloak")
+        .unwrap();
+    assert_eq!(
+        keycloak["check"],
+        "GET /auth/realms/qhub answers 200 with JSON `realm: qhub`"
+    );
     let secret = qhub(d, &["-o", "json", "secrets", "show", "keycloak-admin"]);
     assert_eq!(code(&secret), 0, "{}", describe(&secret));
     contract.check_run("secrets_show", &secret);
@@ -301,4 +321,40 @@ fn cost_follows_the_published_schema() {
         assert_eq!(code(&init), 0, "{}", describe(&init));
         contract.check_run("cost", &qhub(dir.path(), &["-o", "json", "cost"]));
     }
+}
+
+/// The health table of a cluster whose load balancer answered (one check healthy, one not)
+/// follows the published schema as `qhub status` prints it.
+#[test]
+fn a_health_table_that_ran_follows_the_schema() {
+    use qhub_core::kubernetes::health::{HealthReport, Outcome, Row};
+    let contract = Contract::published();
+    let row = |component: &str, result, answered: Option<&str>| Row {
+        component: component.into(),
+        url: format!("https://demo.example.com/{component}/"),
+        check: "GET /x answers 200".into(),
+        result,
+        answered: answered.map(str::to_string),
+        latency_secs: Some(0.02),
+    };
+    let report = HealthReport {
+        ran: true,
+        skipped: None,
+        checks: vec![
+            row("jupyterhub", Outcome::Healthy, None),
+            row(
+                "keycloak",
+                Outcome::Unhealthy,
+                Some("503 Service Unavailable"),
+            ),
+        ],
+    };
+    let doc = serde_json::to_value(&report).unwrap();
+    contract.check("health", &doc);
+    assert_eq!(doc["checks"][1]["result"], "unhealthy");
+    // And a row that breaks the contract is caught (the check can fail).
+    let mut bad = doc.clone();
+    bad["checks"][0]["result"] = "fine".into();
+    let result = std::panic::catch_unwind(|| contract.check("health", &bad));
+    assert!(result.is_err(), "an unknown result passed the schema");
 }

@@ -558,6 +558,10 @@ fn print_endpoints(e: &qhub_core::kubernetes::endpoints::Endpoints) {
     }
 }
 
+/// How long `qhub status` retries a health check that does not pass yet (a deploy's final
+/// check waits longer: [`qhub_core::engine::EngineOptions::front_door_deadline`]).
+const STATUS_HEALTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// `qhub status`.
 pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
     let args = &status.target;
@@ -586,6 +590,14 @@ pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
     } else {
         None
     };
+    // Each listed service's health through the load balancer, where it can be reached.
+    let health = if s.stages.includes(Stage::Kubernetes) {
+        let events = super::progress::sink(format);
+        s.runtime
+            .block_on(s.engine.health(&s.config, STATUS_HEALTH_DEADLINE, &events))?
+    } else {
+        None
+    };
     let summary = plan.summary();
     match format {
         OutputFormat::Json => crate::output::json(&serde_json::json!({
@@ -607,6 +619,7 @@ pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
             "pending": summary,
             "refused": refused,
             "endpoints": endpoints,
+            "health": health,
         }))?,
         OutputFormat::Text => {
             println!(
@@ -641,6 +654,9 @@ pub fn status(status: &StatusArgs, format: OutputFormat) -> anyhow::Result<u8> {
             }
             if let Some(e) = &endpoints {
                 print_endpoints(e);
+            }
+            if let Some(h) = &health {
+                print!("{}", super::health::text(h));
             }
             if let Some(holder) = &running {
                 println!(

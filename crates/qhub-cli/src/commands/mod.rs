@@ -3,6 +3,7 @@
 mod completions;
 mod cost;
 mod groups;
+mod health;
 mod init;
 mod lifecycle;
 mod progress;

@@ -5,16 +5,18 @@ use std::time::{Duration, Instant};
 
 use super::cluster::connect;
 use super::reconciler::Scope;
-use super::{ApplyReport, Engine};
+use super::{ApplyReport, Engine, EngineError};
 use crate::config::Config;
 use crate::events::{Event, EventSink};
+use crate::kubernetes::health::HealthReport;
 use crate::plan::{Action, ResourceId, Stage};
 
 impl Engine {
     /// The front-door check ([`crate::kubernetes::front_door`]): routes, Services, ready
-    /// endpoints and the ingress controller's RBAC in the cluster, then each URL through the
-    /// load balancer where one can be reached. A failure fails the deploy, naming what is
-    /// missing.
+    /// endpoints and the ingress controller's RBAC in the cluster, then each listed service's
+    /// health check through the load balancer where one can be reached
+    /// ([`crate::kubernetes::health`]). A failure fails the deploy, naming what is missing or
+    /// unhealthy.
     pub(super) async fn front_door(
         &self,
         shared: &Scope,
@@ -23,6 +25,7 @@ impl Engine {
         report: &mut ApplyReport,
     ) {
         use crate::kubernetes::front_door::{self, FrontDoorError, Missing};
+        use crate::kubernetes::health::{self, Timing, Via};
         const KILLED: &str = "the process was killed";
         let id = ResourceId::new("FrontDoor", &config.domain);
         let started = Instant::now();
@@ -77,52 +80,17 @@ impl Engine {
                     Err(e) => return Err(e.to_string()),
                 }
             };
-            let mut notes = Vec::new();
             let urls = crate::kubernetes::endpoints::urls(config);
-            if config.provider == crate::config::ProviderKind::Sandbox {
-                notes.push(format!(
-                    "front door: routes, Services, ready endpoints and the ingress controller's \
-                     RBAC ({} permissions) were checked for {} URL(s); the request through the \
-                     load balancer was skipped: the sandbox's load balancer is simulated and \
-                     {} does not resolve offline",
-                    checked.permissions, checked.urls, config.domain
-                ));
-                return Ok(notes);
-            }
-            let services: kube::Api<k8s_openapi::api::core::v1::Service> =
-                kube::Api::namespaced(client.clone(), &config.namespace);
-            let ingress = services
-                .get_opt(crate::kubernetes::components::ingress::NAME)
-                .await
-                .map_err(|e| format!("reading the ingress Service: {e}"))?;
-            if ingress.as_ref().is_some_and(|s| {
-                s.metadata
-                    .annotations
-                    .as_ref()
-                    .is_some_and(|a| a.contains_key(front_door::SIMULATED_LOAD_BALANCER))
-            }) {
-                notes.push(format!(
-                    "front door: routes, Services, ready endpoints and the ingress controller's \
-                     RBAC ({} permissions) were checked for {} URL(s); the request through the \
-                     load balancer was skipped: the cluster's load balancer is simulated \
-                     (annotation {}) and nothing answers at its address",
-                    checked.permissions,
-                    checked.urls,
-                    front_door::SIMULATED_LOAD_BALANCER
-                ));
-                return Ok(notes);
-            }
-            let live = crate::kubernetes::endpoints::read(client.clone(), config)
-                .await
-                .map_err(|e| e.to_string())?;
-            let Some(address) = live.load_balancer else {
-                notes.push(format!(
-                    "front door: routes, Services, ready endpoints and RBAC were checked; the \
-                     request through the load balancer was skipped: the ingress has no load \
-                     balancer address ({})",
-                    live.hint.unwrap_or_default()
-                ));
-                return Ok(notes);
+            let address = match self.load_balancer(&client, config).await? {
+                Ok(address) => address,
+                Err(why) => {
+                    return Ok(vec![format!(
+                        "front door: routes, Services, ready endpoints and the ingress \
+                         controller's RBAC ({} permissions) were checked for {} URL(s); the \
+                         health checks through the load balancer were skipped: {why}",
+                        checked.permissions, checked.urls
+                    )]);
+                }
             };
             let progress = |detail: &str| {
                 events.emit(&Event::Waiting {
@@ -131,16 +99,27 @@ impl Engine {
                     detail: detail.to_string(),
                 });
             };
-            front_door::probe(
+            let report = health::run(
                 &urls,
-                &address,
-                None,
-                self.options.front_door_deadline,
+                &Via::new(address.clone()),
+                Timing::within(self.options.front_door_deadline),
                 &progress,
             )
-            .await
-            .map_err(|m| FrontDoorError::Missing(m).to_string())?;
-            Ok(notes)
+            .await;
+            let missing = front_door::unhealthy(&report);
+            if !missing.is_empty() {
+                return Err(FrontDoorError::Missing(missing).to_string());
+            }
+            Ok(vec![format!(
+                "front door: {} health check(s) passed through the load balancer {address} ({})",
+                report.checks.len(),
+                report
+                    .checks
+                    .iter()
+                    .map(|r| r.url.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )])
         }
         .await;
         match outcome {
@@ -165,5 +144,107 @@ impl Engine {
                 report.failed.push((id, Action::Wait, error));
             }
         }
+    }
+}
+
+impl Engine {
+    /// The load balancer's address the health checks go through (`Ok(Ok(address))`), or why
+    /// they cannot run from here (`Ok(Err(why))`): the sandbox's and the in-memory API's load
+    /// balancers are simulated, and a new one may have no address yet.
+    async fn load_balancer(
+        &self,
+        client: &kube::Client,
+        config: &Config,
+    ) -> Result<Result<String, String>, String> {
+        use crate::kubernetes::front_door;
+        if config.provider == crate::config::ProviderKind::Sandbox {
+            return Ok(Err(format!(
+                "the sandbox's load balancer is simulated and {} does not resolve offline",
+                config.domain
+            )));
+        }
+        let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+            kube::Api::namespaced(client.clone(), &config.namespace);
+        let ingress = services
+            .get_opt(crate::kubernetes::components::ingress::NAME)
+            .await
+            .map_err(|e| format!("reading the ingress Service: {e}"))?;
+        if ingress.as_ref().is_some_and(|s| {
+            s.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(front_door::SIMULATED_LOAD_BALANCER))
+        }) {
+            return Ok(Err(format!(
+                "the cluster's load balancer is simulated (annotation {}) and nothing answers \
+                 at its address",
+                front_door::SIMULATED_LOAD_BALANCER
+            )));
+        }
+        let live = crate::kubernetes::endpoints::read(client.clone(), config)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(live.load_balancer.ok_or_else(|| {
+            format!(
+                "the ingress has no load balancer address ({})",
+                live.hint.unwrap_or_default()
+            )
+        }))
+    }
+
+    /// `qhub status`'s health table: each listed service's check through the load balancer
+    /// within `deadline` ([`crate::kubernetes::health`]), or every check listed as not run and
+    /// why (the sandbox, a simulated load balancer, no address yet, no cluster). `None` when the
+    /// provider gives no cluster access. `events` hears the waits.
+    pub async fn health(
+        &self,
+        config: &Config,
+        deadline: Duration,
+        events: &Arc<dyn EventSink>,
+    ) -> Result<Option<HealthReport>, EngineError> {
+        if !self.provider.capabilities().cluster_access {
+            return Ok(None);
+        }
+        let urls = crate::kubernetes::endpoints::urls(config);
+        let ownership = crate::provider::Ownership::of(config);
+        let provider = &*self.provider;
+        let applier = self
+            .read("connecting to the cluster", || async {
+                connect(provider, &ownership).await
+            })
+            .await?;
+        let Some(applier) = applier else {
+            return Ok(Some(HealthReport::skipped(
+                &urls,
+                "the cluster does not exist",
+            )));
+        };
+        let address = match self.load_balancer(&applier.client(), config).await {
+            Ok(Ok(address)) => address,
+            Ok(Err(why)) => return Ok(Some(HealthReport::skipped(&urls, why))),
+            Err(e) => {
+                return Err(EngineError::Provider {
+                    what: "finding the load balancer".into(),
+                    source: crate::provider::ProviderError::Fatal(e),
+                });
+            }
+        };
+        let id = ResourceId::new("FrontDoor", &config.domain);
+        let progress = |detail: &str| {
+            events.emit(&Event::Waiting {
+                stage: Some(Stage::Kubernetes),
+                resource: id.clone(),
+                detail: detail.to_string(),
+            });
+        };
+        Ok(Some(
+            crate::kubernetes::health::run(
+                &urls,
+                &crate::kubernetes::health::Via::new(address),
+                crate::kubernetes::health::Timing::within(deadline),
+                &progress,
+            )
+            .await,
+        ))
     }
 }

@@ -104,8 +104,9 @@ pub struct EngineOptions {
     /// ready endpoints (the EndpointSlice controller follows pods within seconds). Default
     /// 30 seconds.
     pub endpoints_grace: Duration,
-    /// After a deploy, how long each URL may take to answer through the load balancer (a new
-    /// load balancer's name takes minutes to resolve). Default 10 minutes.
+    /// After a deploy, how long each listed service's health check may take to pass through
+    /// the load balancer (a new load balancer's name takes minutes to resolve;
+    /// [`crate::kubernetes::health`]). Default 10 minutes.
     pub front_door_deadline: Duration,
     /// A destroy deletes the CRDs this deployment created when no object of theirs remains
     /// outside its ApplySet (`qhub destroy --delete-crds`); without it every CRD is kept

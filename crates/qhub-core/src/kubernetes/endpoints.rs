@@ -7,6 +7,7 @@ use serde_json::Value as Json;
 
 use super::KubeError;
 use super::components::{self, ingress};
+use super::health::Check;
 use crate::config::{Config, ProviderKind};
 
 /// A component's URL.
@@ -16,6 +17,9 @@ pub struct ServiceUrl {
     pub component: String,
     /// Its URL.
     pub url: String,
+    /// Its health check through the front door (printed in the health table, not here).
+    #[serde(skip)]
+    pub check: Check,
 }
 
 /// A DNS record the domain needs.
@@ -61,7 +65,8 @@ pub fn urls(config: &Config) -> Vec<ServiceUrl> {
         .into_iter()
         .map(|(component, listing)| ServiceUrl {
             component: component.to_string(),
-            url: format!("{scheme}://{}{}", config.domain, listing.path),
+            url: listing.url(scheme, &config.domain),
+            check: listing.health,
         })
         .collect()
 }

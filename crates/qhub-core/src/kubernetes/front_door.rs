@@ -12,11 +12,13 @@
 //! every watch to sync before it loads any route, so one missing permission is a 404 for
 //! every URL, traefik/traefik#11739).
 //!
-//! Then, on a cluster whose load balancer can be reached, each URL is requested through the
-//! load balancer under a deadline ([`probe`]). The sandbox's load balancer is simulated: the
-//! probe is skipped there, and the check says so.
-
-use std::time::{Duration, Instant};
+//! Then, on a cluster whose load balancer can be reached, each listed service's health check
+//! runs through the load balancer under a deadline ([`crate::kubernetes::health::run`]); an
+//! unhealthy one is [`Missing::Unhealthy`]. The sandbox's load balancer is simulated: the
+//! checks are skipped there, and the check says so.
+//!
+//! A TCP listing (jupyterhub-ssh's banner) goes through an `IngressRouteTCP`, not an
+//! IngressRoute: only its health check looks at it.
 
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::GroupVersionKind;
@@ -66,12 +68,17 @@ pub enum Missing {
         /// `verb group/resource` (and where), each denied.
         denied: Vec<String>,
     },
-    /// The URL did not answer through the load balancer in time.
-    Unreachable {
+    /// A listed service did not answer as a healthy one does through the load balancer by
+    /// the deadline ([`crate::kubernetes::health`]).
+    Unhealthy {
+        /// The component that declared the check.
+        component: String,
         /// The URL.
         url: String,
+        /// What a healthy answer is.
+        expected: String,
         /// The last answer or error.
-        detail: String,
+        answered: String,
     },
 }
 
@@ -102,12 +109,16 @@ impl std::fmt::Display for Missing {
                  404",
                 denied.join(", ")
             ),
-            Self::Unreachable { url, detail } => {
-                write!(
-                    f,
-                    "load balancer: {url} did not answer through the load balancer: {detail}"
-                )
-            }
+            Self::Unhealthy {
+                component,
+                url,
+                expected,
+                answered,
+            } => write!(
+                f,
+                "health: {component} at {url} is not healthy through the load balancer: \
+                 expected {expected}; got {answered}"
+            ),
         }
     }
 }
@@ -398,7 +409,10 @@ pub async fn check_cluster(
     };
     let mut missing = Vec::new();
     let mut found = 0;
-    for url in endpoints::urls(config) {
+    for url in endpoints::urls(config)
+        .into_iter()
+        .filter(|u| u.check.is_http())
+    {
         let Some((route, services)) = route_for(&routes, &url) else {
             missing.push(Missing::Route { url: url.url });
             continue;
@@ -455,82 +469,20 @@ pub async fn check_cluster(
     }
 }
 
-/// Requests each URL through the load balancer at `address` (an IP or a host name; `port`
-/// overrides the URL's), until each answers with something other than the ingress's own
-/// "no route" (404) or "no backend" (502, 503, 504), or `deadline` passes. The URL's host is
-/// kept (Host header and TLS server name); certificates are not verified (a new Let's Encrypt
-/// certificate may still be on its way; the route is what is checked). `progress` hears each
-/// wait.
-pub async fn probe(
-    urls: &[ServiceUrl],
-    address: &str,
-    port: Option<u16>,
-    deadline: Duration,
-    progress: &(dyn Fn(&str) + Send + Sync),
-) -> Result<(), Vec<Missing>> {
-    const POLL: Duration = Duration::from_secs(2);
-    crate::tls::install_crypto_provider();
-    let start = Instant::now();
-    let mut missing = Vec::new();
-    for url in urls {
-        let (host, _) = host_path(&url.url);
-        let host = host.split(':').next().unwrap_or_default().to_string();
-        let https = url.url.starts_with("https://");
-        let port = port.unwrap_or(if https { 443 } else { 80 });
-        let mut last = String::new();
-        loop {
-            let outcome = async {
-                let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((address, port))
-                    .await
-                    .map_err(|e| format!("resolving the load balancer {address}: {e}"))?
-                    .collect();
-                let client = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(10))
-                    .tls_danger_accept_invalid_certs(true)
-                    .resolve_to_addrs(&host, &addrs)
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .map_err(|e| format!("building the HTTP client: {e}"))?;
-                let (_, path) = host_path(&url.url);
-                let scheme = if https { "https" } else { "http" };
-                let target = format!("{scheme}://{host}:{port}{path}");
-                let answer = client
-                    .get(&target)
-                    .send()
-                    .await
-                    .map_err(|e| format!("{e}"))?;
-                let code = answer.status().as_u16();
-                if matches!(code, 404 | 502 | 503 | 504) {
-                    Err(format!("the ingress answered {code}"))
-                } else {
-                    Ok(())
-                }
-            }
-            .await;
-            match outcome {
-                Ok(()) => break,
-                Err(detail) => {
-                    if start.elapsed() + POLL > deadline {
-                        missing.push(Missing::Unreachable {
-                            url: url.url.clone(),
-                            detail,
-                        });
-                        break;
-                    }
-                    if detail != last {
-                        progress(&format!("{}: {detail}; trying again", url.url));
-                        last = detail;
-                    }
-                    tokio::time::sleep(POLL).await;
-                }
-            }
-        }
-    }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(missing)
-    }
+/// The unhealthy rows of a health report, as missing pieces.
+pub fn unhealthy(report: &crate::kubernetes::health::HealthReport) -> Vec<Missing> {
+    use crate::kubernetes::health::Outcome;
+    report
+        .checks
+        .iter()
+        .filter(|r| r.result == Outcome::Unhealthy)
+        .map(|r| Missing::Unhealthy {
+            component: r.component.clone(),
+            url: r.url.clone(),
+            expected: r.check.clone(),
+            answered: r.answered.clone().unwrap_or_default(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod components;
 pub mod crd_policy;
 pub mod endpoints;
 pub mod front_door;
+pub mod health;
 pub mod lease;
 pub mod pods;
 pub mod port_forward;

@@ -22,6 +22,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{Context, KubeError, manifest};
 use crate::keycloak::PlatformClient;
+use crate::kubernetes::health::Check;
 use crate::kubernetes::recipes::{self, Recipe};
 use crate::kubernetes::versions::Image;
 
@@ -97,6 +98,9 @@ pub struct Built {
     pub config_files: Vec<ConfigFile>,
     /// The CustomResourceDefinitions it brings.
     pub crds: Vec<Crd>,
+    /// Its listings without an HTTP route (a TCP entrypoint of the load balancer, such as
+    /// jupyterhub-ssh's [`crate::kubernetes::health::SSH_PORT`]); an HTTP route's is [`Route::listed`].
+    pub listed: Vec<Listing>,
 }
 
 impl Built {
@@ -156,6 +160,14 @@ impl Built {
         self.crds.push(crd);
         self
     }
+
+    /// Lists a URL that no HTTP route serves (a TCP entrypoint, [`Listing::tcp`]) among the
+    /// platform's URLs, with its health check.
+    #[must_use]
+    pub fn listed(mut self, listing: Listing) -> Self {
+        self.listed.push(listing);
+        self
+    }
 }
 
 /// A middleware on a route (Traefik's `Middleware` kind).
@@ -175,13 +187,33 @@ pub enum Middleware {
     Named(String),
 }
 
-/// Where a route is listed among the platform's URLs ([`crate::kubernetes::endpoints`]).
+/// Where a route is listed among the platform's URLs ([`crate::kubernetes::endpoints`]), and
+/// how its health is checked through the front door ([`crate::kubernetes::health`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listing {
-    /// The path shown (`/auth/`).
+    /// The path shown (`/auth/`; empty for a TCP listing, shown as `scheme://domain:port`).
     pub path: String,
-    /// The path that answers 2xx when the service is healthy (`/auth/realms/master`).
-    pub health: String,
+    /// What a healthy service answers, and where (`GET /auth/realms/qhub` answering 200 with
+    /// JSON `realm: qhub`).
+    pub health: Check,
+}
+
+impl Listing {
+    /// A TCP entrypoint's listing: shown and checked as `check` says ([`Check::Banner`]).
+    pub fn tcp(check: Check) -> Self {
+        Self {
+            path: String::new(),
+            health: check,
+        }
+    }
+
+    /// Its URL on `domain`, `http_scheme` (`https` or `http`) for an HTTP listing.
+    pub fn url(&self, http_scheme: &str, domain: &str) -> String {
+        match &self.health {
+            Check::Banner { scheme, port, .. } => format!("{scheme}://{domain}:{port}"),
+            Check::Http { .. } => format!("{http_scheme}://{domain}{}", self.path),
+        }
+    }
 }
 
 /// The priority [`Route::new`] gives a route of a prefix other than `/`.
@@ -265,9 +297,10 @@ impl Route {
         self
     }
 
-    /// Lists it among the platform's URLs at `path`, healthy when `health` answers.
+    /// Lists it among the platform's URLs at `path`, healthy when `health` passes (a path
+    /// alone: `GET path` answers 200, [`Check::http`]).
     #[must_use]
-    pub fn listed(mut self, path: impl Into<String>, health: impl Into<String>) -> Self {
+    pub fn listed(mut self, path: impl Into<String>, health: impl Into<Check>) -> Self {
         self.listed = Some(Listing {
             path: path.into(),
             health: health.into(),

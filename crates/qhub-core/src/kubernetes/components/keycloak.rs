@@ -297,12 +297,22 @@ impl Component for Keycloak {
                 // Its first start builds its optimized server and the realm database: about a
                 // minute on a small node, more under load (the startup probe allows five).
                 .ready_within(Duration::from_secs(120))
-                .route(
-                    Route::new(PATH, NAME, HTTP_PORT)
-                        .listed(format!("{PATH}/"), format!("{PATH}/realms/master")),
-                ),
+                .route(Route::new(PATH, NAME, HTTP_PORT).listed(format!("{PATH}/"), health())),
         )
     }
+}
+
+/// Its health through the front door: the platform realm's public page answers 200 with JSON
+/// whose `realm` is the realm's name (Keycloak's `PublicRealmResource` serves a
+/// `PublishedRealmRepresentation`: `realm`, `public_key`, `token-service`, `account-service`,
+/// `tokens-not-before`; keycloak/keycloak `services/src/main/java/org/keycloak/services/
+/// resources/PublicRealmResource.java` and `core/src/main/java/org/keycloak/representations/
+/// idm/PublishedRealmRepresentation.java`, 26.x). The realm, not `master`: it exists only once
+/// the platform's realm was reconciled.
+pub fn health() -> crate::kubernetes::health::Check {
+    use crate::keycloak::desired::REALM;
+    crate::kubernetes::health::Check::http(format!("{PATH}/realms/{REALM}"))
+        .json_equals("realm", REALM)
 }
 
 #[cfg(test)]

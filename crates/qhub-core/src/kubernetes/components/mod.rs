@@ -298,7 +298,7 @@ pub fn oidc_clients(config: &Config) -> Result<Vec<crate::keycloak::PlatformClie
 }
 
 /// The routes of the enabled components listed among the platform's URLs, as (component,
-/// listing), by path (the root first).
+/// listing), by path (the root first), then their TCP listings ([`Built::listed`]).
 pub fn listed_routes(config: &Config) -> Result<Vec<(&'static str, Listing)>, KubeError> {
     let facts = ClusterFacts::from_config(config);
     let mut out: Vec<(&'static str, Listing)> = assemble(config, &facts)?
@@ -308,10 +308,13 @@ pub fn listed_routes(config: &Config) -> Result<Vec<(&'static str, Listing)>, Ku
             a.built
                 .routes
                 .into_iter()
-                .filter_map(move |r| r.listed.map(|l| (name, l)))
+                .filter_map(|r| r.listed)
+                .chain(a.built.listed)
+                .map(move |l| (name, l))
         })
         .collect();
-    out.sort_by(|a, b| a.1.path.cmp(&b.1.path));
+    // HTTP listings by path (the root first), then TCP ones.
+    out.sort_by(|a, b| (!a.1.health.is_http(), &a.1.path).cmp(&(!b.1.health.is_http(), &b.1.path)));
     Ok(out)
 }
 

@@ -147,6 +147,7 @@ impl Component for Welcome {
         .route(
             Route::new(PATH, NAME, 80)
                 .strip_prefix()
+                // Its page itself: a static file the web server answers 200 for.
                 .listed(format!("{PATH}/"), format!("{PATH}/")),
         ))
     }

@@ -46,6 +46,7 @@ use super::{
     keycloak, manifest, selector, storage,
 };
 use crate::keycloak::PlatformClient;
+use crate::kubernetes::health::Check;
 use crate::kubernetes::pods::{self, Placement};
 use crate::kubernetes::recipes::{self, Recipe};
 use crate::kubernetes::versions::{self, Image};
@@ -443,7 +444,13 @@ impl Component for CondaStore {
             // The first start pulls a large image (conda and its solver) and migrates the
             // database.
             .ready_within(Duration::from_secs(180))
-            .route(Route::new(PATH, SERVER, PORT).listed(format!("{PATH}/"), HEALTH_PATH))
+            // `GET /api/v1/` answers 200 with `{"status": "ok", "data": {"version": ...}}`
+            // (conda-incubator/conda-store `conda-store-server/conda_store_server/_internal/
+            // server/views/api.py` `api_status`; 2025.2.2 from PyPI).
+            .route(Route::new(PATH, SERVER, PORT).listed(
+                format!("{PATH}/"),
+                Check::http(HEALTH_PATH).json_equals("status", "ok"),
+            ))
             .client(
                 PlatformClient::new(CLIENT_ID, "conda-store", PATH, CALLBACK_PATH)
                     .role("conda_store_admin", &["admin"])

@@ -36,6 +36,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value as Json, json};
 
 use super::{Built, Component, Context, KubeError, Route, ingress, manifest, rbac, selector};
+use crate::kubernetes::health::Check;
 use crate::kubernetes::pods::{self, Placement};
 use crate::kubernetes::{recipes, versions};
 
@@ -171,7 +172,13 @@ impl Component for DaskGateway {
             .route(
                 Route::new(PATH, API, API_PORT)
                     .strip_prefix()
-                    .listed(format!("{PATH}/"), format!("{PATH}/api/version")),
+                    // `GET /api/version` answers 200 with `{"version": ...}`
+                    // (dask/dask-gateway `dask-gateway-server/dask_gateway_server/routes.py`
+                    // `version`, and `app.py` `version_info`; 2026.3.0 from PyPI).
+                    .listed(
+                        format!("{PATH}/"),
+                        Check::http(format!("{PATH}/api/version")).json_has("version"),
+                    ),
             ))
     }
 }

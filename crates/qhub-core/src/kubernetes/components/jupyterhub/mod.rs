@@ -337,6 +337,9 @@ impl Component for JupyterHub {
         built = built.route(
             Route::new(PATH, PROXY_PUBLIC_SERVICE, 80)
                 .named(NAME)
+                // `GET /hub/health` answers 200 with no body as soon as the hub serves
+                // (jupyterhub/jupyterhub `jupyterhub/handlers/pages.py` `HealthCheckHandler`;
+                // 5.5.0 from PyPI).
                 .listed(PATH, HEALTH_PATH),
         );
         Ok(built)

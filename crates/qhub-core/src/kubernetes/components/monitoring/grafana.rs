@@ -333,5 +333,11 @@ pub fn objects(ctx: &Context<'_>) -> Result<Vec<Json>, KubeError> {
 
 /// Its route: `/monitoring`, prefix kept (Grafana serves from the sub-path), listed.
 pub fn route() -> Route {
-    Route::new(PATH, GRAFANA, PORT).listed(format!("{PATH}/"), HEALTH_PATH)
+    // `GET /api/health` answers 200 with `{"commit": ..., "database": "ok", "version": ...}`
+    // (Grafana's HTTP API docs, "Health API", grafana/grafana `docs/sources/developers/http_api/
+    // other.md`; `database` is "ok" only while `pkg/api/health.go` `databaseHealthy` holds).
+    Route::new(PATH, GRAFANA, PORT).listed(
+        format!("{PATH}/"),
+        crate::kubernetes::health::Check::http(HEALTH_PATH).json_equals("database", "ok"),
+    )
 }
