@@ -1550,6 +1550,43 @@ fn tf_extension_names_are_dns_labels() {
     }
 }
 
+#[test]
+fn a_tf_extension_urlslug_that_clashes_with_a_platform_route_names_both() {
+    // The platform's paths come from the components' declared routes (Keycloak's `/auth`,
+    // Grafana's `/monitoring` even while monitoring is off, JupyterHub's `/hub` under its
+    // catch-all): the same prefix, one under it, or one above it is refused.
+    let ext = |slug: &str| {
+        append(
+            &aws(),
+            &format!(
+                "tf_extensions:\n  - name: my-tool\n    image: nginx:1.25\n    urlslug: {slug}\n"
+            ),
+        )
+    };
+    for (slug, taken) in [
+        ("auth", "`/auth` (keycloak)"),
+        ("/hub/", "`/hub` (jupyterhub)"),
+        ("user", "`/user` (jupyterhub)"),
+        ("services/kbatch", "`/services` (jupyterhub)"),
+        ("monitoring", "`/monitoring` (monitoring)"),
+        ("conda-store/x", "`/conda-store` (conda-store)"),
+        ("gateway", "`/gateway` (dask-gateway)"),
+        ("oauth2", "`/oauth2` (forward-auth)"),
+    ] {
+        let slash = slug.trim_matches('/');
+        assert_error(
+            &check(&ext(slug)),
+            "tf_extensions[0].urlslug",
+            29,
+            14,
+            &format!("extension `my-tool` at `/{slash}` clashes with the platform route {taken}"),
+        );
+    }
+    // A prefix that only shares letters is not a clash.
+    assert_valid(&ext("authors"));
+    assert_valid(&ext("tools/hub"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // YAML syntax.
 

@@ -21,32 +21,36 @@ pub struct HelmExtension {
     pub overrides: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// One entry of `tf_extensions`: a container served at `/<urlslug>`.
+/// One entry of `tf_extensions`: a container served at `/<urlslug>` (docs/platform.md,
+/// "Extensions").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Extension {
-    /// Name of the Deployment and Service.
+    /// Its name: the Deployment, Service and route are `qhub-ext-<name>`.
     pub name: String,
-    /// Container image.
+    /// Container image; it listens on `$PORT` (80).
     pub image: String,
-    /// URL path prefix.
+    /// URL path prefix: served at `/<urlslug>`, the prefix cut before forwarding.
     pub urlslug: String,
-    /// Require login.
+    /// Require a login through Keycloak (forward-auth) before any request reaches it.
     #[serde(default)]
     pub private: bool,
-    /// Create a Keycloak OAuth client for the app.
+    /// Create a Keycloak OAuth client `qhub-ext-<name>-client` for the app; its id, secret and
+    /// the realm's URLs reach it as `OAUTH2_*` environment variables.
     #[serde(default)]
     pub oauth2client: bool,
-    /// Give the app Keycloak admin credentials.
+    /// Give the app Keycloak admin credentials (`KEYCLOAK_*` environment variables).
     #[serde(default)]
     pub keycloakadmin: bool,
-    /// Pass a signed JWT to the app.
+    /// Give the app a generated secret to sign JWTs with (`JWT_SECRET_KEY`,
+    /// `COOKIE_AUTHORIZATION_NAME`).
     #[serde(default)]
     pub jwt: bool,
-    /// Mount the qhub-config.yaml into the app.
+    /// Mount the config, `QHUB_SECRET_` references unexpanded, at
+    /// `/etc/qhubyamlsecret/qhub-config.yaml`.
     #[serde(default)]
     pub qhubconfigyaml: bool,
-    /// Logout URL path.
+    /// Logout URL path (accepted; not used, as in QHub 0.4.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logout: Option<String>,
     /// Environment variables.

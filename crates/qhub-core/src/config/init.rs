@@ -343,6 +343,7 @@ pub fn render(opts: &InitOptions) -> Result<Config, ConfigError> {
         tf_extensions: None,
         ingress: None,
         prevent_deploy: false,
+        as_written: None,
     };
     match opts.provider {
         ProviderKind::Aws => {

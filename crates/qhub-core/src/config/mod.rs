@@ -165,6 +165,12 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     #[schemars(extend("default" = false))]
     pub prevent_deploy: bool,
+    /// The config as written, `QHUB_SECRET_` references unexpanded, when this value is the
+    /// result of [`Loaded::resolve_secrets`] (none otherwise): what may be shown to the
+    /// platform's own workloads (an extension's `qhubconfigyaml`) without the secrets.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub as_written: Option<std::sync::Arc<serde_json::Value>>,
 }
 
 fn default_namespace() -> String {
@@ -308,7 +314,10 @@ impl Loaded {
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let raw = secrets::substitute(&self.raw, &lookup, &KeyPath::root())?;
-        serde_json::from_value(raw).map_err(|e| ConfigError::Internal(e.to_string()))
+        let mut config: Config =
+            serde_json::from_value(raw).map_err(|e| ConfigError::Internal(e.to_string()))?;
+        config.as_written = Some(std::sync::Arc::new(self.raw.clone()));
+        Ok(config)
     }
 }
 

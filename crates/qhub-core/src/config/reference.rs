@@ -115,8 +115,12 @@ Errors:
   `extcr_account` and `extcr_region` are required and not blank.
 - `tf_extensions[].image`: must be an image reference.
 - `tf_extensions[].name`: a DNS label (lowercase letters, digits and `-`, starting with a
-  letter: it names a Kubernetes Service), unique among the extensions.
-- `tf_extensions[].urlslug`: must not be empty (or only `/`), unique among the extensions.
+  letter: it names a Kubernetes Service), unique among the extensions, at most 54 characters
+  (its objects are `qhub-ext-<name>`).
+- `tf_extensions[].urlslug`: must not be empty (or only `/`), unique among the extensions, and
+  neither a path the platform serves, nor under or above one (`/auth`, `/hub`, `/user`,
+  `/services`, `/gateway`, `/conda-store`, `/monitoring`, `/welcome`, `/oauth2`, …: the routes
+  the components declare); the error names the extension and the platform's route.
 - `ci_cd.branch`: must not be empty.
 
 Warnings:

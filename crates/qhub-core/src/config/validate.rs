@@ -16,6 +16,7 @@ use super::{
     Certificate, CertificateKind, CondaEnvironment, ExternalContainerReg, Security, Spans, formats,
 };
 use super::{Extension, security::AuthenticationKind};
+use crate::kubernetes::components::extensions;
 
 /// Longest `project_name` QHub allows (cloud resource name limits).
 pub const MAX_PROJECT_NAME: usize = 16;
@@ -960,6 +961,8 @@ fn check_extensions(cx: &mut Ctx<'_>) {
     let count = cx.value(&list).and_then(Json::as_array).map_or(0, Vec::len);
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut slugs: HashMap<String, usize> = HashMap::new();
+    // The platform's own paths, computed from the components' routes once, when needed.
+    let mut platform: Option<Vec<(String, String)>> = None;
     for i in 0..count {
         let path = list.index(i);
         let Some(ext) = cx.typed::<Extension>(&path) else {
@@ -995,6 +998,15 @@ fn check_extensions(cx: &mut Ctx<'_>) {
                 format!("name `{}` is also used by tf_extensions[{prev}]", ext.name),
                 None,
             );
+        } else if ext.name.len() > MAX_EXTENSION_NAME {
+            cx.error(
+                path.key("name"),
+                format!(
+                    "extension name `{}` is longer than {MAX_EXTENSION_NAME} characters: its objects are named `qhub-ext-<name>`, at most 63",
+                    ext.name
+                ),
+                None,
+            );
         }
         let slug = ext.urlslug.trim_matches('/');
         if slug.is_empty() {
@@ -1009,9 +1021,29 @@ fn check_extensions(cx: &mut Ctx<'_>) {
                 format!("urlslug `{slug}` is also used by tf_extensions[{prev}]"),
                 None,
             );
+        } else {
+            let platform = platform.get_or_insert_with(|| {
+                cx.typed::<super::Config>(&KeyPath::root())
+                    .map(|c| extensions::platform_paths(&c))
+                    .unwrap_or_default()
+            });
+            if let Some((component, taken)) = extensions::clash(&format!("/{slug}"), platform) {
+                cx.error(
+                    path.key("urlslug"),
+                    format!(
+                        "extension `{}` at `/{slug}` clashes with the platform route `{taken}` ({component})",
+                        ext.name
+                    ),
+                    Some("choose another urlslug".into()),
+                );
+            }
         }
     }
 }
+
+/// Longest extension `name`: its objects are `qhub-ext-<name>`, a label of at most 63
+/// characters.
+pub const MAX_EXTENSION_NAME: usize = 63 - "qhub-ext-".len();
 
 /// The sections that switch on a platform service qhub-rs does not build yet, and what each
 /// would deploy (QHub 0.4.5's components). A config may keep them on (`qhub init` turns
@@ -1046,17 +1078,6 @@ fn check_ignored(cx: &mut Ctx<'_>) {
                 )),
             );
         }
-    }
-    if cx
-        .value(&p("tf_extensions"))
-        .and_then(Json::as_array)
-        .is_some_and(|a| !a.is_empty())
-    {
-        cx.warn(
-            p("tf_extensions"),
-            "tf_extensions are not deployed by qhub-rs yet: no Deployment, route or login client is made for them",
-            None,
-        );
     }
     if cx.value(&p("terraform_state")).is_some() {
         cx.warn(

@@ -297,6 +297,21 @@ pub const ALLOY: Image = Image {
     digest: None,
 };
 
+/// OAuth2 Proxy, the forward-auth service in front of private extensions: v7.15.3, the stable
+/// release at the pinned date (June 2026; v7.15.2 was a security-audit release fixing
+/// authentication bypasses through forged `X-Forwarded-Uri`). QHub 0.4.5 ran
+/// thomseddon/traefik-forward-auth (a fork's build of it, `maxisme/traefik-forward-auth`), whose
+/// last release, 2.2.0, dates from 2020: unmaintained, so we run the maintained project the
+/// Traefik docs and oauth2-proxy's own "Traefik" integration page pair with the `forwardAuth`
+/// middleware. `quay.io/oauth2-proxy/oauth2-proxy` is the image upstream publishes
+/// (distroless, user `nonroot`, uid 65532). No digest: none in a source we could read.
+pub const OAUTH2_PROXY: Image = Image {
+    component: "forward-auth",
+    repository: "quay.io/oauth2-proxy/oauth2-proxy",
+    tag: "v7.15.3",
+    digest: None,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,11 +61,28 @@ pub(crate) fn client_secret_manifest(
     component: &str,
     client_id: &str,
 ) -> Result<Json, KubeError> {
+    generated_secret(
+        ctx,
+        component,
+        &client_secret_name(client_id),
+        &[CLIENT_SECRET_KEY],
+    )
+}
+
+/// A Secret `name` of `component` holding a random password under each of `keys`: no data in
+/// the manifest, a [`Recipe::Passwords`] instead, which the applier fills once in the cluster
+/// and keeps ([`crate::kubernetes::recipes`]).
+pub fn generated_secret(
+    ctx: &Context<'_>,
+    component: &str,
+    name: &str,
+    keys: &[&str],
+) -> Result<Json, KubeError> {
     let recipe = Recipe::Passwords {
-        keys: vec![CLIENT_SECRET_KEY.to_string()],
+        keys: keys.iter().map(|k| (*k).to_string()).collect(),
         fixed: BTreeMap::new(),
     };
-    let mut meta = ctx.meta(component, &client_secret_name(client_id));
+    let mut meta = ctx.meta(component, name);
     meta.annotations = Some(BTreeMap::from([(
         recipes::ANNOTATION.to_string(),
         recipe.to_string(),
@@ -91,6 +108,9 @@ pub struct Built {
     pub clients: Vec<PlatformClient>,
     /// Every image its pods run, pinned ([`crate::kubernetes::versions`]).
     pub images: Vec<Image>,
+    /// Images its pods run that the config names (an extension's `image`): the user's choice,
+    /// not pinned by qhub and not in the image table.
+    pub config_images: Vec<String>,
     /// How long its workloads usually take to become ready (none: the kind's usual time,
     /// [`crate::kubernetes::readiness::EXPECTED`]).
     pub ready_within: Option<Duration>,
@@ -137,6 +157,13 @@ impl Built {
     #[must_use]
     pub fn images(mut self, images: impl IntoIterator<Item = Image>) -> Self {
         self.images.extend(images);
+        self
+    }
+
+    /// Adds an image its pods run that the config names ([`Built::config_images`]).
+    #[must_use]
+    pub fn config_image(mut self, reference: impl Into<String>) -> Self {
+        self.config_images.push(reference.into());
         self
     }
 

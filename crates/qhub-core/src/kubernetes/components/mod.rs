@@ -21,6 +21,8 @@ pub mod conda_store;
 pub mod dask_gateway;
 #[cfg(any(test, feature = "example-component"))]
 pub mod example;
+pub mod extensions;
+pub mod forward_auth;
 pub mod gpu;
 pub mod ingress;
 pub mod jupyterhub;
@@ -39,7 +41,7 @@ use std::time::Duration;
 
 pub use built::{
     Built, CLIENT_SECRET_KEY, CONFIG_HASH_ANNOTATION, ConfigFile, Crd, Listing, Middleware, Route,
-    client_secret_name,
+    client_secret_name, generated_secret,
 };
 pub use web_service::WebService;
 
@@ -187,6 +189,8 @@ pub static REGISTRY: &[&dyn Component] = &[
     &conda_store::CondaStore,
     &dask_gateway::DaskGateway,
     &monitoring::Monitoring,
+    &forward_auth::ForwardAuth,
+    &extensions::Extensions,
     &welcome::Welcome,
 ];
 
@@ -471,7 +475,13 @@ mod tests {
                     out.push(format!("{}: image {image:?} is not pinned", a.name));
                 }
             }
-            let declared: Vec<String> = a.built.images.iter().map(|i| i.reference()).collect();
+            let declared: Vec<String> = a
+                .built
+                .images
+                .iter()
+                .map(|i| i.reference())
+                .chain(a.built.config_images.iter().cloned())
+                .collect();
             for m in &a.built.manifests {
                 let Some(pod) = m.pointer("/spec/template/spec") else {
                     continue;

@@ -12,7 +12,8 @@ use crate::provider::ClusterFacts;
 
 /// Configs that between them turn every registered component on: the config `qhub init` writes
 /// for each provider, with its first node group given a GPU (the device plugin), monitoring on,
-/// and the example component where it is compiled in (its image is the welcome page's). The
+/// an extension with every flag (extensions, forward-auth), and the example component where it
+/// is compiled in (its image is the welcome page's). The
 /// facts are the config's own ([`ClusterFacts::from_config`]): the clouds without a shared
 /// filesystem of their own get the in-cluster NFS server.
 pub fn everything_enabled() -> Vec<(Config, ClusterFacts)> {
@@ -43,6 +44,15 @@ pub fn everything_enabled() -> Vec<(Config, ClusterFacts)> {
                 enabled: true,
                 overrides: None,
             });
+            // An extension with every flag: the extensions component and forward-auth.
+            config.tf_extensions = Some(vec![
+                serde_json::from_value(serde_json::json!({
+                    "name": "tools", "image": "docker.io/library/nginx:1.29.3",
+                    "urlslug": "tools", "private": true, "oauth2client": true,
+                    "keycloakadmin": true, "jwt": true, "qhubconfigyaml": true,
+                }))
+                .ok()?,
+            ]);
             #[cfg(any(test, feature = "example-component"))]
             super::example::enable(&mut config, "hello", "hi").ok()?;
             let facts = ClusterFacts::from_config(&config);

@@ -5,8 +5,8 @@
 
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, ContainerPort, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource,
-    PodSpec, Probe, SecretKeySelector, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume,
-    VolumeMount,
+    PodSpec, Probe, SecretKeySelector, Service, ServicePort, ServiceSpec, Sysctl, TCPSocketAction,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -22,7 +22,7 @@ pub const SERVICE_PORT: i32 = 80;
 #[derive(Debug, Clone)]
 pub struct WebService {
     name: String,
-    image: Image,
+    image: ImageSource,
     container_port: i32,
     uid: i64,
     args: Vec<String>,
@@ -32,14 +32,45 @@ pub struct WebService {
     client: Option<PlatformClient>,
     config: Option<(ConfigFile, String)>,
     shared_volume: Option<String>,
+    writable_root: bool,
+    low_ports: bool,
+}
+
+/// Where a web service's image comes from.
+#[derive(Debug, Clone)]
+enum ImageSource {
+    /// One qhub pins ([`crate::kubernetes::versions`]).
+    Pinned(Image),
+    /// One the config names ([`Built::config_images`]).
+    Config(String),
 }
 
 impl WebService {
     /// A Deployment and Service named `name` running `image`, listening on `container_port`
     /// as user `uid` (non-root, restricted security context).
     pub fn new(name: impl Into<String>, image: Image, container_port: i32, uid: i64) -> Self {
+        Self::with_image(name.into(), ImageSource::Pinned(image), container_port, uid)
+    }
+
+    /// [`WebService::new`] with an image the config names (an extension's), declared as such
+    /// ([`Built::config_images`]) rather than pinned.
+    pub fn with_config_image(
+        name: impl Into<String>,
+        image: impl Into<String>,
+        container_port: i32,
+        uid: i64,
+    ) -> Self {
+        Self::with_image(
+            name.into(),
+            ImageSource::Config(image.into()),
+            container_port,
+            uid,
+        )
+    }
+
+    fn with_image(name: String, image: ImageSource, container_port: i32, uid: i64) -> Self {
         Self {
-            name: name.into(),
+            name,
             image,
             container_port,
             uid,
@@ -50,7 +81,27 @@ impl WebService {
             client: None,
             config: None,
             shared_volume: None,
+            writable_root: false,
+            low_ports: false,
         }
+    }
+
+    /// Lets the container write to its root filesystem (an image qhub does not know, which may
+    /// write where it likes); read-only otherwise.
+    #[must_use]
+    pub fn writable_root(mut self) -> Self {
+        self.writable_root = true;
+        self
+    }
+
+    /// Lets the non-root container listen on a port below 1024 (an extension's 80, QHub's
+    /// contract): the pod's `net.ipv4.ip_unprivileged_port_start` is 0. A namespaced sysctl
+    /// the Pod Security Standards allow from `baseline` up (Kubernetes docs, "Pod Security
+    /// Standards", Sysctls: the safe set includes `net.ipv4.ip_unprivileged_port_start`).
+    #[must_use]
+    pub fn low_ports(mut self) -> Self {
+        self.low_ports = true;
+        self
     }
 
     /// The container's arguments.
@@ -111,12 +162,19 @@ impl WebService {
 
     /// Its objects and declarations, for component `component`.
     pub fn build(self, ctx: &Context<'_>, component: &str) -> Result<Built, KubeError> {
+        let reference = match &self.image {
+            ImageSource::Pinned(image) => image.reference(),
+            ImageSource::Config(image) => image.clone(),
+        };
         let mut container = pods::container(
             &self.name,
-            self.image.reference(),
+            reference,
             pods::resources("50m", "64Mi", "256Mi"),
         );
         container.args = (!self.args.is_empty()).then_some(self.args);
+        if self.writable_root {
+            container.security_context = Some(pods::restricted(false));
+        }
         let env: Vec<EnvVar> = self
             .env
             .iter()
@@ -185,9 +243,16 @@ impl WebService {
             });
         }
         container.volume_mounts = (!mounts.is_empty()).then_some(mounts);
+        let mut security = pods::non_root_pod(self.uid);
+        if self.low_ports {
+            security.sysctls = Some(vec![Sysctl {
+                name: "net.ipv4.ip_unprivileged_port_start".into(),
+                value: "0".into(),
+            }]);
+        }
         let mut pod = PodSpec {
             containers: vec![container],
-            security_context: Some(pods::non_root_pod(self.uid)),
+            security_context: Some(security),
             automount_service_account_token: Some(false),
             volumes: (!volumes.is_empty()).then_some(volumes),
             ..PodSpec::default()
@@ -209,8 +274,11 @@ impl WebService {
             }),
             ..Service::default()
         };
-        let mut built =
-            Built::new(vec![manifest(&deployment)?, manifest(&service)?]).image(self.image);
+        let mut built = Built::new(vec![manifest(&deployment)?, manifest(&service)?]);
+        built = match self.image {
+            ImageSource::Pinned(image) => built.image(image),
+            ImageSource::Config(image) => built.config_image(image),
+        };
         if let Some(route) = self.route {
             built = built.route(route);
         }
