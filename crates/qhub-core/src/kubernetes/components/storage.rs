@@ -61,98 +61,113 @@ impl Component for SharedStorage {
     }
 
     fn build(&self, ctx: &Context<'_>) -> Result<Built, KubeError> {
-        let ns = ctx.namespace().to_string();
-        let size = ctx.config.storage.shared_filesystem.clone();
         let mut out = Vec::new();
         let mut image = None;
-        // (server, path, mount options) of the volume.
-        let (server, path, options, derived) = match &ctx.facts.shared_filesystem {
-            Known::Known(SharedFilesystem::Efs { dns_name, .. }) => (
-                dns_name.clone(),
-                "/".to_string(),
-                vec![
-                    "nfsvers=4.1",
-                    "rsize=1048576",
-                    "wsize=1048576",
-                    "hard",
-                    "timeo=600",
-                    "retrans=2",
-                    "noresvport",
-                ],
-                None,
-            ),
-            Known::Known(SharedFilesystem::Nfs { server, path }) => {
-                (server.clone(), path.clone(), vec!["nfsvers=4.1"], None)
-            }
-            Known::AfterApply => (
-                AFTER_APPLY.to_string(),
-                "/".to_string(),
-                vec!["nfsvers=4.1"],
-                None,
-            ),
-            Known::Known(SharedFilesystem::InCluster) => {
-                out.extend(nfs_server(ctx, &size)?);
-                image = Some(versions::NFS_SERVER);
-                // Kubelet mounts with the node's resolver, which does not know cluster DNS
-                // names: the volume names the Service's cluster IP, read at apply time.
-                let derived = Derived {
-                    path: "/spec/nfs/server".into(),
-                    kind: "Service".into(),
-                    namespace: ctx.privileged_namespace(),
-                    name: NFS_SERVER.into(),
-                    field: "/spec/clusterIP".into(),
-                };
-                (
-                    derived.placeholder(),
-                    "/".to_string(),
-                    vec!["nfsvers=4.1"],
-                    Some(derived),
-                )
-            }
-        };
-        // A PersistentVolume is cluster-scoped: its name carries the namespace.
-        let mut meta = ctx.cluster_meta(NAME, &format!("{ns}-{CLAIM}"));
-        if let Some(d) = &derived {
-            meta.annotations = Some(BTreeMap::from([(
-                recipes::DERIVED_ANNOTATION.to_string(),
-                d.to_string(),
-            )]));
+        if in_cluster(ctx) {
+            out.extend(nfs_server(ctx, &ctx.config.storage.shared_filesystem)?);
+            image = Some(versions::NFS_SERVER);
         }
-        let volume = PersistentVolume {
-            metadata: meta,
-            spec: Some(PersistentVolumeSpec {
-                capacity: Some(quantity(&size)),
-                access_modes: Some(vec!["ReadWriteMany".into()]),
-                persistent_volume_reclaim_policy: Some("Retain".into()),
-                storage_class_name: Some(String::new()),
-                mount_options: Some(options.into_iter().map(str::to_string).collect()),
-                nfs: Some(NFSVolumeSource {
-                    server,
-                    path,
-                    read_only: None,
-                }),
-                ..PersistentVolumeSpec::default()
-            }),
-            ..PersistentVolume::default()
-        };
-        let claim = PersistentVolumeClaim {
-            metadata: ctx.meta(NAME, CLAIM),
-            spec: Some(PersistentVolumeClaimSpec {
-                access_modes: Some(vec!["ReadWriteMany".into()]),
-                storage_class_name: Some(String::new()),
-                volume_name: Some(format!("{ns}-{CLAIM}")),
-                resources: Some(VolumeResourceRequirements {
-                    requests: Some(quantity(SHARED_CLAIM_REQUEST)),
-                    ..VolumeResourceRequirements::default()
-                }),
-                ..PersistentVolumeClaimSpec::default()
-            }),
-            ..PersistentVolumeClaim::default()
-        };
-        out.push(manifest(&volume)?);
-        out.push(manifest(&claim)?);
+        out.extend(claim_objects(ctx, NAME, ctx.namespace())?);
         Ok(Built::new(out).images(image))
     }
+}
+
+/// The shared filesystem as a claim [`CLAIM`] in `namespace`, for `component`: a
+/// PersistentVolume `<namespace>-shared` of the file system (cluster-scoped, so its name
+/// carries the namespace) and the claim bound to it. The platform namespace's pair is this
+/// component's; a piece in the privileged namespace that serves the same files (sftp) makes
+/// its own pair there, since a pod mounts only claims of its own namespace.
+pub fn claim_objects(
+    ctx: &Context<'_>,
+    component: &str,
+    namespace: &str,
+) -> Result<Vec<Json>, KubeError> {
+    let size = ctx.config.storage.shared_filesystem.clone();
+    // (server, path, mount options) of the volume.
+    let (server, path, options, derived) = match &ctx.facts.shared_filesystem {
+        Known::Known(SharedFilesystem::Efs { dns_name, .. }) => (
+            dns_name.clone(),
+            "/".to_string(),
+            vec![
+                "nfsvers=4.1",
+                "rsize=1048576",
+                "wsize=1048576",
+                "hard",
+                "timeo=600",
+                "retrans=2",
+                "noresvport",
+            ],
+            None,
+        ),
+        Known::Known(SharedFilesystem::Nfs { server, path }) => {
+            (server.clone(), path.clone(), vec!["nfsvers=4.1"], None)
+        }
+        Known::AfterApply => (
+            AFTER_APPLY.to_string(),
+            "/".to_string(),
+            vec!["nfsvers=4.1"],
+            None,
+        ),
+        Known::Known(SharedFilesystem::InCluster) => {
+            // Kubelet mounts with the node's resolver, which does not know cluster DNS
+            // names: the volume names the Service's cluster IP, read at apply time.
+            let derived = Derived {
+                path: "/spec/nfs/server".into(),
+                kind: "Service".into(),
+                namespace: ctx.privileged_namespace(),
+                name: NFS_SERVER.into(),
+                field: "/spec/clusterIP".into(),
+            };
+            (
+                derived.placeholder(),
+                "/".to_string(),
+                vec!["nfsvers=4.1"],
+                Some(derived),
+            )
+        }
+    };
+    let volume_name = format!("{namespace}-{CLAIM}");
+    let mut meta = ctx.cluster_meta(component, &volume_name);
+    if let Some(d) = &derived {
+        meta.annotations = Some(BTreeMap::from([(
+            recipes::DERIVED_ANNOTATION.to_string(),
+            d.to_string(),
+        )]));
+    }
+    let volume = PersistentVolume {
+        metadata: meta,
+        spec: Some(PersistentVolumeSpec {
+            capacity: Some(quantity(&size)),
+            access_modes: Some(vec!["ReadWriteMany".into()]),
+            persistent_volume_reclaim_policy: Some("Retain".into()),
+            storage_class_name: Some(String::new()),
+            mount_options: Some(options.into_iter().map(str::to_string).collect()),
+            nfs: Some(NFSVolumeSource {
+                server,
+                path,
+                read_only: None,
+            }),
+            ..PersistentVolumeSpec::default()
+        }),
+        ..PersistentVolume::default()
+    };
+    let mut claim_meta = ctx.meta(component, CLAIM);
+    claim_meta.namespace = Some(namespace.to_string());
+    let claim = PersistentVolumeClaim {
+        metadata: claim_meta,
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteMany".into()]),
+            storage_class_name: Some(String::new()),
+            volume_name: Some(volume_name),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(quantity(SHARED_CLAIM_REQUEST)),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    };
+    Ok(vec![manifest(&volume)?, manifest(&claim)?])
 }
 
 /// The NFS server: its data volume, Deployment and Service, in the privileged namespace
