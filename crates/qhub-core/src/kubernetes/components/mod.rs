@@ -24,6 +24,7 @@ pub mod example;
 pub mod gpu;
 pub mod ingress;
 pub mod jupyterhub;
+pub mod jupyterhub_ssh;
 pub mod keycloak;
 pub mod monitoring;
 pub mod namespace;
@@ -184,6 +185,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &autoscaler::ClusterAutoscaler,
     &gpu::DevicePlugin,
     &jupyterhub::JupyterHub,
+    &jupyterhub_ssh::JupyterHubSsh,
     &conda_store::CondaStore,
     &dask_gateway::DaskGateway,
     &monitoring::Monitoring,

@@ -36,11 +36,12 @@ pub const ENFORCE_VERSION_LABEL: &str = "pod-security.kubernetes.io/enforce-vers
 pub struct Namespace;
 
 /// Whether a privileged piece (the in-cluster NFS server, the device plugin, the node
-/// exporter of monitoring) is deployed.
+/// exporter of monitoring, the sftp server of jupyterhub-ssh) is deployed.
 pub fn needs_privileged(ctx: &Context<'_>) -> bool {
     super::storage::in_cluster(ctx)
         || super::gpu::DevicePlugin.enabled(ctx)
         || super::monitoring::Monitoring.enabled(ctx)
+        || super::jupyterhub_ssh::JupyterHubSsh.enabled(ctx)
 }
 
 fn pod_security(level: &str) -> [(String, String); 2] {
