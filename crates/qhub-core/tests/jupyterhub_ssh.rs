@@ -19,7 +19,7 @@ use serde_json::{Value as Json, json};
 /// The install command of the venv (scripts/test runs it).
 const INSTALL: &str = "python3 -m venv .venv-jupyterhub-ssh && .venv-jupyterhub-ssh/bin/pip \
                        install asyncssh==2.14.0 cryptography==41.0.3 ruamel.yaml==0.17.32 \
-                       traitlets==5.10.0";
+                       traitlets==5.10.0 requests==2.26.0 escapism==1.0.1";
 
 /// The venv's python: `QHUB_JUPYTERHUB_SSH_PYTHON`, else the workspace's `.venv-jupyterhub-ssh`.
 fn python() -> PathBuf {
@@ -119,5 +119,60 @@ fn the_ssh_server_loads_its_settings_and_both_servers_load_the_generated_host_ke
         fields.next(),
         report["served"]["public_key"].as_str(),
         "{public}"
+    );
+}
+
+/// qhub's sftp token check, as the sftp pod's ConfigMap holds it, with the sftp image's
+/// requests and escapism against a stand-in hub: a user gets in with their own token only.
+#[test]
+fn sftp_admits_a_user_with_their_own_token_only_and_serves_their_escaped_home() {
+    let config = render(&InitOptions::new(
+        ProviderKind::Do,
+        "demo",
+        "demo.example.com",
+        "not-a-real-password",
+    ))
+    .unwrap();
+    let facts = ClusterFacts::from_config(&config);
+    let manifests = components::manifests(&config, &facts).unwrap();
+    let map = manifests
+        .iter()
+        .find(|m| {
+            m["kind"] == "ConfigMap" && m["metadata"]["name"] == jupyterhub_ssh::sftp::CONFIG_MAP
+        })
+        .expect("the sftp server's ConfigMap");
+    let dir = tempfile::tempdir().unwrap();
+    let check = dir.path().join("token_check.py");
+    std::fs::write(
+        &check,
+        map["data"][jupyterhub_ssh::sftp::TOKEN_CHECK_FILE]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jupyterhub_ssh/check_token.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .arg(&check)
+        .output()
+        .expect("python runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "check_token.py failed:\n{stderr}");
+    let report: Json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{stderr}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(
+        report,
+        json!({
+            "own token": true,
+            "another user's token": false,
+            "a service's token": false,
+            "an unknown token": false,
+            "no token": false,
+            "hub down": false,
+            "names refused": ["", ".", "..", "a/b", "../x", "a\u{0}b"],
+            "home of ada@example.com": "ada-40example-2ecom",
+            "home of Bob.Smith": "-42ob-2e-53mith",
+        }),
+        "{stderr}"
     );
 }

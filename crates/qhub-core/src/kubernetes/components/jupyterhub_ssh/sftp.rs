@@ -6,7 +6,9 @@
 //! /export/home/%u`, host key `/etc/jupyterhub-sftp/config/hostKey`) authenticates through PAM,
 //! whose `pam_exec` runs `jupyterhub-token-verify.py` as root: the password must be a
 //! JupyterHub API token the hub accepts at `<hubUrl>/hub/api/user` (`hubUrl` read from
-//! `/etc/jupyterhub-sftp/config/hubUrl`), and the script then bind-mounts
+//! `/etc/jupyterhub-sftp/config/hubUrl`), whoever it belongs to: any user's token opens any
+//! home. qhub mounts its own check over the script ([`TOKEN_CHECK`]), which also requires
+//! the token's owner to be the user logging in. The script then bind-mounts
 //! `/mnt/home/<escaped name>` into the chroot. The escaped name is escapism's
 //! (`escape(name, safe=[a-z0-9], escape_char="-").lower()`), which is KubeSpawner's
 //! `{escaped_username}`: the hub mounts users' homes at exactly that subPath of the shared
@@ -32,9 +34,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    AppArmorProfile, Capabilities, ConfigMap, ConfigMapProjection, ContainerPort, KeyToPath,
-    PodSpec, ProjectedVolumeSource, SeccompProfile, SecretProjection, SecurityContext, VolumeMount,
-    VolumeProjection,
+    AppArmorProfile, Capabilities, ConfigMap, ConfigMapProjection, ConfigMapVolumeSource,
+    ContainerPort, KeyToPath, PodSpec, ProjectedVolumeSource, SeccompProfile, SecretProjection,
+    SecurityContext, VolumeMount, VolumeProjection,
 };
 use serde_json::Value as Json;
 
@@ -67,11 +69,27 @@ pub const CONFIG_DIR: &str = "/etc/jupyterhub-sftp/config";
 pub const HOMES_DIR: &str = "/mnt/home";
 /// The directory of the shared claim that holds users' homes (`home/<escaped name>`).
 pub const HOMES_SUB_PATH: &str = "home";
+/// qhub's token check ([`TOKEN_CHECK`]), the file of the ConfigMap holding it.
+pub const TOKEN_CHECK_FILE: &str = "jupyterhub-token-verify.py";
+/// Where PAM runs the token check from in the image (`etc/pam.d/common-auth`).
+pub const TOKEN_CHECK_PATH: &str = "/usr/sbin/jupyterhub-token-verify.py";
+/// qhub's token check, mounted over the image's: the image's accepts any valid token of the
+/// hub for any user name (`jupyterhub-token-verify.py`, `valid_user` ignores the name), so
+/// anyone with a token could read and write anyone's home; this one accepts only a token whose
+/// owner (`GET /hub/api/user`) is the user logging in, then bind-mounts the home as the
+/// image's does.
+pub const TOKEN_CHECK: &str = include_str!("token_check.py");
 
 /// The sftp server's settings file, as a [`ConfigFile`] (for its digest; the ConfigMap lives in
 /// the privileged namespace, so the framework's platform-namespace ConfigMaps cannot hold it).
 pub fn config_file(ctx: &Context<'_>) -> ConfigFile {
-    ConfigFile::new(CONFIG_MAP, HUB_URL_FILE, hub_url(ctx))
+    ConfigFile {
+        name: CONFIG_MAP.into(),
+        files: BTreeMap::from([
+            (HUB_URL_FILE.to_string(), hub_url(ctx)),
+            (TOKEN_CHECK_FILE.to_string(), TOKEN_CHECK.to_string()),
+        ]),
+    }
 }
 
 /// Everything of sftp, in the privileged namespace: the shared filesystem's volume and claim
@@ -143,6 +161,14 @@ fn deployment(ctx: &Context<'_>, file: &ConfigFile) -> Result<Json, KubeError> {
             read_only: Some(true),
             ..VolumeMount::default()
         },
+        // One file over the image's: the rest of /usr/sbin stays the image's.
+        VolumeMount {
+            name: "token-check".into(),
+            mount_path: TOKEN_CHECK_PATH.into(),
+            sub_path: Some(TOKEN_CHECK_FILE.into()),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
     ]);
     // The host key readable by root only: sshd refuses a host key others can read.
     let config = k8s_openapi::api::core::v1::Volume {
@@ -181,7 +207,24 @@ fn deployment(ctx: &Context<'_>, file: &ConfigFile) -> Result<Json, KubeError> {
     let mut pod = PodSpec {
         containers: vec![container],
         automount_service_account_token: Some(false),
-        volumes: Some(vec![pods::claim_volume("home", storage::CLAIM), config]),
+        volumes: Some(vec![
+            pods::claim_volume("home", storage::CLAIM),
+            config,
+            k8s_openapi::api::core::v1::Volume {
+                name: "token-check".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: CONFIG_MAP.into(),
+                    items: Some(vec![KeyToPath {
+                        key: TOKEN_CHECK_FILE.into(),
+                        path: TOKEN_CHECK_FILE.into(),
+                        // Run by pam_exec as root: executable, written by no one.
+                        mode: Some(0o555),
+                    }]),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..k8s_openapi::api::core::v1::Volume::default()
+            },
+        ]),
         ..PodSpec::default()
     };
     Placement::on_group(ctx.facts, "general").place(&mut pod);

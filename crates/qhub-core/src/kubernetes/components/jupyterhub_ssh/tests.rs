@@ -247,6 +247,14 @@ fn ssh_is_restricted_and_sftp_asks_for_less_than_privileged() {
     // The host key only root reads; sshd refuses a key others can read.
     let sources = &pod(sftp)["volumes"][1]["projected"]["sources"];
     assert_eq!(sources[0]["secret"]["items"][0]["mode"], 0o400);
+    // qhub's token check over the image's, executable, read-only.
+    let check = &pod(sftp)["containers"][0]["volumeMounts"][2];
+    assert_eq!(check["mountPath"], sftp::TOKEN_CHECK_PATH);
+    assert_eq!(check["readOnly"], true);
+    assert_eq!(
+        pod(sftp)["volumes"][2]["configMap"]["items"][0]["mode"],
+        0o555
+    );
     // The privileged namespace exists because of it.
     let namespaces: Vec<Json> = all(&config)
         .into_iter()
