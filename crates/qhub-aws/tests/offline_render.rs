@@ -72,11 +72,15 @@ async fn the_offline_render_is_what_an_eks_deploy_applies() {
     let c = &check.rendered;
     println!("aws: {}", c.summary());
     assert!(c.differ.is_empty(), "{:#?}", c.differ);
-    // The named placeholder: the EFS file system's address, in its volume and on the welcome
-    // page that shows it.
+    // The named placeholder: the EFS file system's address, in its volumes (the platform's and
+    // sftp's in the privileged namespace) and on the welcome page that shows it.
     assert_eq!(
         c.placeholders.keys().collect::<Vec<_>>(),
-        ["ConfigMap/dev/qhub-welcome", "PersistentVolume/dev-shared"],
+        [
+            "ConfigMap/dev/qhub-welcome",
+            "PersistentVolume/dev-privileged-shared",
+            "PersistentVolume/dev-shared"
+        ],
         "{}",
         c.summary()
     );

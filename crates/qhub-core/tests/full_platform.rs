@@ -3,7 +3,8 @@
 //! DaskCluster CRD is established and the gateway's hub token generated once; a re-deploy
 //! makes no Kubernetes or Keycloak write; a JupyterLab profile change is the hub's
 //! ConfigMap and the hub's roll and nothing else; dropping the worker profiles prunes Dask
-//! Gateway and nothing else. Prints the numbers issue #21 asks for (objects, clients, wall
+//! Gateway and nothing else; jupyterhub-ssh's ssh and sftp servers are deployed, their host
+//! keys generated once and kept. Prints the numbers issue #21 asks for (objects, clients, wall
 //! times): `cargo nextest run --workspace -E 'binary(full_platform)' --no-capture`.
 
 use std::collections::BTreeSet;
@@ -15,7 +16,9 @@ use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::events::NoEvents;
-use qhub_core::kubernetes::components::{conda_store, dask_gateway, ingress, jupyterhub, keycloak};
+use qhub_core::kubernetes::components::{
+    conda_store, dask_gateway, ingress, jupyterhub, jupyterhub_ssh, keycloak,
+};
 use qhub_core::plan::{Action, Plan};
 use qhub_core::provider::{Ownership, Provider};
 use qhub_sandbox::SandboxProvider;
@@ -123,6 +126,17 @@ async fn the_full_platform_deploys_converges_rolls_only_the_hub_and_prunes_one_c
         format!("Deployment.apps/{ns}/{}", dask_gateway::CONTROLLER),
         format!("Deployment.apps/{ns}/{}", conda_store::SERVER),
         format!("Deployment.apps/{ns}/{}", conda_store::WORKER),
+        format!("Deployment.apps/{ns}/{}", jupyterhub_ssh::SSH),
+        format!("IngressRouteTCP.traefik.io/{ns}/{}", jupyterhub_ssh::SSH),
+        format!(
+            "Deployment.apps/{ns}-privileged/{}",
+            jupyterhub_ssh::sftp::SFTP
+        ),
+        format!(
+            "IngressRouteTCP.traefik.io/{ns}-privileged/{}",
+            jupyterhub_ssh::sftp::SFTP
+        ),
+        format!("PersistentVolumeClaim/{ns}-privileged/shared"),
         format!(
             "CustomResourceDefinition.apiextensions.k8s.io/{}.{}",
             dask_gateway::crd::PLURAL,
@@ -224,6 +238,24 @@ async fn the_full_platform_deploys_converges_rolls_only_the_hub_and_prunes_one_c
         )
         .expect("the hub token is generated");
     assert!(token.len() >= 32, "a short token: {} chars", token.len());
+    // jupyterhub-ssh's host keys (ssh's in the platform namespace, sftp's beside the sftp
+    // server), generated at apply.
+    let host_keys = || {
+        [
+            (ns.clone(), jupyterhub_ssh::HOST_KEY_SECRET),
+            (
+                format!("{ns}-privileged"),
+                jupyterhub_ssh::sftp::HOST_KEY_SECRET,
+            ),
+        ]
+        .map(|(namespace, name)| kube.secret_value(&namespace, name, jupyterhub_ssh::HOST_KEY))
+    };
+    let keys = host_keys();
+    for key in &keys {
+        let key = key.as_deref().expect("a host key is generated");
+        assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
+    }
+    assert_ne!(keys[0], keys[1]);
 
     // A re-deploy plans nothing and writes nothing anywhere.
     let (kube_before, kc_before) = (kube.mutations(), keycloak_api.counts().mutating);
@@ -251,6 +283,7 @@ async fn the_full_platform_deploys_converges_rolls_only_the_hub_and_prunes_one_c
         Some(token),
         "the hub token changed on a no-op"
     );
+    assert_eq!(host_keys(), keys, "a host key changed on a no-op");
 
     // A JupyterLab profile change: the hub's ConfigMap, and the hub's Deployment rolled by
     // its configuration hash; no other object, no Keycloak change.

@@ -69,6 +69,9 @@ fn config() -> qhub_core::Config {
     config
 }
 
+/// A user named by e-mail address.
+const MAIL_USER: &str = "ada@example.com";
+
 fn user(name: &str, groups: &[&str], roles: &[&str], keycloak: &[&str]) -> Json {
     json!({"name": name, "groups": groups, "roles": roles, "keycloak_profiles": keycloak})
 }
@@ -103,6 +106,8 @@ async fn jupyterhub_loads_the_rendered_config_and_offers_each_user_their_profile
         user("nadia", &["analyst"], &[], &[]),
         user("rolf", &["developer"], &["jupyterhub_admin"], &[]),
         user("stranger", &[], &[], &["Keycloak Instance"]),
+        // QHub's users were often named by e-mail address.
+        user(MAIL_USER, &["analyst"], &[], &[]),
     ]);
     let cases_file = dir.path().join("cases.json");
     std::fs::write(&cases_file, cases.to_string()).unwrap();
@@ -256,6 +261,36 @@ async fn jupyterhub_loads_the_rendered_config_and_offers_each_user_their_profile
             .unwrap_or_else(|| panic!("no mount at {path}: {mounts:?}"))
     };
     assert_eq!(mount("/home/jovyan")["subPath"], "home/dev");
+    // A name with characters outside [a-z0-9]: escapism's escape, which is both QHub's home
+    // directory names and what jupyterhub-ssh's sftp server serves
+    // (`jupyterhub-sftp/jupyterhub-token-verify.py`: `escape(name, safe=set(ascii_lowercase
+    // + digits), escape_char="-").lower()` under `/mnt/home`, the claim's `home`), computed
+    // here by the same escapism the venv's KubeSpawner uses.
+    let mail = &users[MAIL_USER]["pods"]["Small Instance"]["spec"]["containers"][0];
+    let home = mail["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == "/home/jovyan")
+        .unwrap();
+    let sftp = Command::new(&python)
+        .args([
+            "-c",
+            "import string, sys; from escapism import escape; \
+             print(escape(sys.argv[1], safe=set(string.ascii_lowercase + string.digits), \
+             escape_char='-').lower())",
+            MAIL_USER,
+        ])
+        .output()
+        .expect("python runs");
+    assert!(sftp.status.success(), "{sftp:?}");
+    let served = String::from_utf8(sftp.stdout).unwrap();
+    assert_eq!(served.trim(), "ada-40example-2ecom");
+    assert_eq!(
+        home["subPath"],
+        format!("home/{}", served.trim()),
+        "sftp would serve another directory than the server's home"
+    );
     assert_eq!(mount("/home/conda")["readOnly"], true);
     assert_eq!(mount("/home/conda")["subPath"], "conda-store");
     // Every pod KubeSpawner would create is admitted by the platform namespace's Pod Security
@@ -274,7 +309,7 @@ async fn jupyterhub_loads_the_rendered_config_and_offers_each_user_their_profile
     for (name, u) in users.as_object().unwrap() {
         for (profile, manifest) in u["pods"].as_object().into_iter().flatten() {
             let mut pod: Pod = serde_json::from_value(manifest.clone()).unwrap();
-            pod.metadata.name = Some(format!("{name}-{admitted}"));
+            pod.metadata.name = Some(format!("user-{admitted}"));
             pods.create(&PostParams::default(), &pod)
                 .await
                 .unwrap_or_else(|e| panic!("{name}'s {profile} pod is refused: {e}"));

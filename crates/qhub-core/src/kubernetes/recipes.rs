@@ -105,6 +105,15 @@ pub enum Recipe {
         /// Subject alternative names.
         hosts: Vec<String>,
     },
+    /// An SSH host key under `key`: an ECDSA P-256 private key, PKCS#8 PEM, which both
+    /// OpenSSH's sshd (through OpenSSL's PEM reader) and asyncssh load. Upstream's chart
+    /// generates RSA and warns that ed25519 failed with its sftp image (yuvipanda/jupyterhub-ssh
+    /// `helm-chart/jupyterhub-ssh/templates/_helpers.tpl`, `jupyterhub-ssh.hostKey`): OpenSSH
+    /// reads PEM ed25519 keys only in its own format, while ECDSA in PKCS#8 is read by both.
+    SshHostKey {
+        /// The Secret's key holding the PEM.
+        key: String,
+    },
 }
 
 impl fmt::Display for Recipe {
@@ -173,6 +182,13 @@ pub fn password() -> String {
         .collect()
 }
 
+/// A fresh SSH host key ([`Recipe::SshHostKey`]): ECDSA P-256, PKCS#8 PEM.
+pub fn ssh_host_key() -> Result<String, KubeError> {
+    rcgen::KeyPair::generate()
+        .map(|k| k.serialize_pem())
+        .map_err(|e| KubeError::Invalid(format!("generating an SSH host key: {e}")))
+}
+
 fn b64(text: &str) -> Json {
     Json::String(base64::engine::general_purpose::STANDARD.encode(text))
 }
@@ -220,6 +236,13 @@ pub fn fill(manifest: &Json, recipe: &Recipe, live: Option<&Json>) -> Result<Jso
                     );
                 }
             }
+        }
+        Recipe::SshHostKey { key } => {
+            let value = match live_data.get(key) {
+                Some(v) => v.clone(),
+                None => b64(&ssh_host_key()?),
+            };
+            data.insert(key.clone(), value);
         }
     }
     let mut out = manifest.clone();
@@ -285,6 +308,23 @@ mod tests {
                 .starts_with("-----BEGIN CERTIFICATE-----")
         );
         assert_eq!(fill(&m, &r, Some(&first)).unwrap()["data"], first["data"]);
+    }
+
+    #[test]
+    fn an_ssh_host_key_is_generated_once_and_kept() {
+        let r = Recipe::SshHostKey {
+            key: "hostKey".into(),
+        };
+        let m = secret(&r);
+        assert_eq!(recipe(&m).unwrap(), Some(r.clone()));
+        let first = fill(&m, &r, None).unwrap();
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(first["data"]["hostKey"].as_str().unwrap())
+            .unwrap();
+        let pem = String::from_utf8(pem).unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+        assert_eq!(fill(&m, &r, Some(&first)).unwrap()["data"], first["data"]);
+        assert_ne!(fill(&m, &r, None).unwrap()["data"], first["data"]);
     }
 
     #[test]

@@ -312,6 +312,29 @@ pub const OAUTH2_PROXY: Image = Image {
     digest: None,
 };
 
+/// jupyterhub-ssh's ssh server (yuvipanda/jupyterhub-ssh, `helm-chart/images/jupyterhub-ssh/`):
+/// the tag the chart's latest published release sets, `0.0.1-0.dev.git.149.he5107a4`
+/// (gh-pages `index.yaml`, created 2023-09-19; its `values.yaml` `ssh.image.tag`). The project
+/// publishes no numbered releases and no digests; QHub 0.4.5 ran an older build,
+/// `yuvipanda/jupyterhub-ssh-ssh:0.0.1-n026.hf136ec7`
+/// (`qhub/template/stages/07-kubernetes-services/modules/kubernetes/services/jupyterhub-ssh/variables.tf`).
+pub const JUPYTERHUB_SSH: Image = Image {
+    component: "jupyterhub-ssh",
+    repository: "quay.io/jupyterhub-ssh/ssh",
+    tag: "0.0.1-0.dev.git.149.he5107a4",
+    digest: None,
+};
+
+/// jupyterhub-ssh's sftp server (OpenSSH's sshd, `jupyterhub-sftp/` of the same repository):
+/// the tag the same chart release sets, `0.0.1-0.dev.git.142.h402a3d6` (its `values.yaml`
+/// `sftp.image.tag`; the sftp image was last rebuilt at that commit). No digest published.
+pub const JUPYTERHUB_SFTP: Image = Image {
+    component: "jupyterhub-ssh",
+    repository: "quay.io/jupyterhub-ssh/sftp",
+    tag: "0.0.1-0.dev.git.142.h402a3d6",
+    digest: None,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

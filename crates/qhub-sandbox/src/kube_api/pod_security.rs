@@ -541,6 +541,17 @@ mod platform {
                 aws.node_groups.insert("gpu".into(), gpu);
             }
             for (workload, level, pod) in pods_and_levels(&config) {
+                // jupyterhub-ssh's sftp server needs more than `baseline`: `SYS_ADMIN` for its
+                // bind mounts (and an unconfined AppArmor profile, which this check does not
+                // see), hence the privileged namespace, but it is not a privileged container.
+                if workload.ends_with("/jupyterhub-sftp") {
+                    let baseline = violations(Level::Baseline, &pod);
+                    assert!(
+                        baseline.iter().any(|v| v.contains("SYS_ADMIN"))
+                            && !baseline.iter().any(|v| v.contains("privileged=true")),
+                        "{baseline:?}"
+                    );
+                }
                 let found = violations(level, &pod);
                 assert!(
                     found.is_empty(),
@@ -551,13 +562,15 @@ mod platform {
         }
         // The restricted ones are the platform's own; only the NFS server, the device plugin,
         // the node exporter (the host's /proc, /sys and root file system, its network and PID
-        // namespaces: what it measures) and the shared filesystem's layout Job (root, to own
-        // the directories) need the privileged namespace.
+        // namespaces: what it measures), the sftp server (chroot and bind mounts as root) and
+        // the shared filesystem's layout Job (root, to own the directories) need the
+        // privileged namespace.
         for (workload, level) in &checked {
             let privileged = workload.contains("nfs-server")
                 || workload.contains("shared-storage-layout")
                 || workload.contains("nvidia-device-plugin")
-                || workload.contains("node-exporter");
+                || workload.contains("node-exporter")
+                || workload.contains("jupyterhub-sftp");
             assert_eq!(
                 *level == Level::Privileged,
                 privileged,
@@ -573,6 +586,8 @@ mod platform {
             "nfs-server",
             "nvidia-device-plugin",
             "shared-storage-layout",
+            "jupyterhub-ssh",
+            "jupyterhub-sftp",
         ] {
             assert!(
                 checked

@@ -26,6 +26,7 @@ pub mod forward_auth;
 pub mod gpu;
 pub mod ingress;
 pub mod jupyterhub;
+pub mod jupyterhub_ssh;
 pub mod keycloak;
 pub mod monitoring;
 pub mod namespace;
@@ -186,6 +187,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &autoscaler::ClusterAutoscaler,
     &gpu::DevicePlugin,
     &jupyterhub::JupyterHub,
+    &jupyterhub_ssh::JupyterHubSsh,
     &conda_store::CondaStore,
     &dask_gateway::DaskGateway,
     &monitoring::Monitoring,

@@ -92,99 +92,120 @@ impl Component for SharedStorage {
     }
 
     fn build(&self, ctx: &Context<'_>) -> Result<Built, KubeError> {
-        let ns = ctx.namespace().to_string();
-        let size = ctx.config.storage.shared_filesystem.clone();
         let mut out = Vec::new();
         let mut image = None;
-        // (server, path, mount options) of the volume.
-        let (server, path, options, derived) = match &ctx.facts.shared_filesystem {
-            Known::Known(SharedFilesystem::Efs { dns_name, .. }) => (
-                dns_name.clone(),
-                "/".to_string(),
-                vec![
-                    "nfsvers=4.1",
-                    "rsize=1048576",
-                    "wsize=1048576",
-                    "hard",
-                    "timeo=600",
-                    "retrans=2",
-                    "noresvport",
-                ],
-                None,
-            ),
-            Known::Known(SharedFilesystem::Nfs { server, path }) => {
-                (server.clone(), path.clone(), vec!["nfsvers=4.1"], None)
-            }
-            Known::AfterApply => (
-                AFTER_APPLY.to_string(),
-                "/".to_string(),
-                vec!["nfsvers=4.1"],
-                None,
-            ),
-            Known::Known(SharedFilesystem::InCluster) => {
-                out.extend(nfs_server(ctx, &size)?);
-                image = Some(versions::NFS_SERVER);
-                // Kubelet mounts with the node's resolver, which does not know cluster DNS
-                // names: the volume names the Service's cluster IP, read at apply time.
-                let derived = Derived {
-                    path: "/spec/nfs/server".into(),
-                    kind: "Service".into(),
-                    namespace: ctx.privileged_namespace(),
-                    name: NFS_SERVER.into(),
-                    field: "/spec/clusterIP".into(),
-                };
-                (
-                    derived.placeholder(),
-                    "/".to_string(),
-                    vec!["nfsvers=4.1"],
-                    Some(derived),
-                )
-            }
-        };
-        // A PersistentVolume is cluster-scoped: its name carries the namespace.
-        let mut meta = ctx.cluster_meta(NAME, &format!("{ns}-{CLAIM}"));
-        if let Some(d) = &derived {
-            meta.annotations = Some(BTreeMap::from([(
-                recipes::DERIVED_ANNOTATION.to_string(),
-                d.to_string(),
-            )]));
+        if in_cluster(ctx) {
+            out.extend(nfs_server(ctx, &ctx.config.storage.shared_filesystem)?);
+            image = Some(versions::NFS_SERVER);
         }
-        let volume = PersistentVolume {
-            metadata: meta,
-            spec: Some(PersistentVolumeSpec {
-                capacity: Some(quantity(&size)),
-                access_modes: Some(vec!["ReadWriteMany".into()]),
-                persistent_volume_reclaim_policy: Some("Retain".into()),
-                storage_class_name: Some(String::new()),
-                mount_options: Some(options.into_iter().map(str::to_string).collect()),
-                nfs: Some(NFSVolumeSource {
-                    server: server.clone(),
-                    path: path.clone(),
-                    read_only: None,
-                }),
-                ..PersistentVolumeSpec::default()
-            }),
-            ..PersistentVolume::default()
-        };
-        let claim = PersistentVolumeClaim {
-            metadata: ctx.meta(NAME, CLAIM),
-            spec: Some(PersistentVolumeClaimSpec {
-                access_modes: Some(vec!["ReadWriteMany".into()]),
-                storage_class_name: Some(String::new()),
-                volume_name: Some(format!("{ns}-{CLAIM}")),
-                resources: Some(VolumeResourceRequirements {
-                    requests: Some(quantity(SHARED_CLAIM_REQUEST)),
-                    ..VolumeResourceRequirements::default()
-                }),
-                ..PersistentVolumeClaimSpec::default()
-            }),
-            ..PersistentVolumeClaim::default()
-        };
-        out.push(manifest(&volume)?);
-        out.push(manifest(&claim)?);
-        out.push(layout_job(ctx, &server, &path, derived.as_ref())?);
+        out.extend(claim_objects(ctx, NAME, ctx.namespace())?);
+        out.push(layout_job(ctx)?);
         Ok(Built::new(out).images(image.into_iter().chain([versions::POSTGRES])))
     }
+}
+
+/// The file system's NFS server, export path and mount options, and for the in-cluster server
+/// the [`Derived`] recipe of its address (known at apply time). The volume users mount and the
+/// layout Job mount the same.
+fn nfs_source(ctx: &Context<'_>) -> (String, String, Vec<&'static str>, Option<Derived>) {
+    match &ctx.facts.shared_filesystem {
+        Known::Known(SharedFilesystem::Efs { dns_name, .. }) => (
+            dns_name.clone(),
+            "/".to_string(),
+            vec![
+                "nfsvers=4.1",
+                "rsize=1048576",
+                "wsize=1048576",
+                "hard",
+                "timeo=600",
+                "retrans=2",
+                "noresvport",
+            ],
+            None,
+        ),
+        Known::Known(SharedFilesystem::Nfs { server, path }) => {
+            (server.clone(), path.clone(), vec!["nfsvers=4.1"], None)
+        }
+        Known::AfterApply => (
+            AFTER_APPLY.to_string(),
+            "/".to_string(),
+            vec!["nfsvers=4.1"],
+            None,
+        ),
+        Known::Known(SharedFilesystem::InCluster) => {
+            // Kubelet mounts with the node's resolver, which does not know cluster DNS
+            // names: the volume names the Service's cluster IP, read at apply time.
+            let derived = Derived {
+                path: "/spec/nfs/server".into(),
+                kind: "Service".into(),
+                namespace: ctx.privileged_namespace(),
+                name: NFS_SERVER.into(),
+                field: "/spec/clusterIP".into(),
+            };
+            (
+                derived.placeholder(),
+                "/".to_string(),
+                vec!["nfsvers=4.1"],
+                Some(derived),
+            )
+        }
+    }
+}
+
+/// The shared filesystem as a claim [`CLAIM`] in `namespace`, for `component`: a
+/// PersistentVolume `<namespace>-shared` of the file system (cluster-scoped, so its name
+/// carries the namespace) and the claim bound to it. The platform namespace's pair is this
+/// component's; a piece in the privileged namespace that serves the same files (sftp) makes
+/// its own pair there, since a pod mounts only claims of its own namespace.
+pub fn claim_objects(
+    ctx: &Context<'_>,
+    component: &str,
+    namespace: &str,
+) -> Result<Vec<Json>, KubeError> {
+    let size = ctx.config.storage.shared_filesystem.clone();
+    let (server, path, options, derived) = nfs_source(ctx);
+    let volume_name = format!("{namespace}-{CLAIM}");
+    let mut meta = ctx.cluster_meta(component, &volume_name);
+    if let Some(d) = &derived {
+        meta.annotations = Some(BTreeMap::from([(
+            recipes::DERIVED_ANNOTATION.to_string(),
+            d.to_string(),
+        )]));
+    }
+    let volume = PersistentVolume {
+        metadata: meta,
+        spec: Some(PersistentVolumeSpec {
+            capacity: Some(quantity(&size)),
+            access_modes: Some(vec!["ReadWriteMany".into()]),
+            persistent_volume_reclaim_policy: Some("Retain".into()),
+            storage_class_name: Some(String::new()),
+            mount_options: Some(options.into_iter().map(str::to_string).collect()),
+            nfs: Some(NFSVolumeSource {
+                server,
+                path,
+                read_only: None,
+            }),
+            ..PersistentVolumeSpec::default()
+        }),
+        ..PersistentVolume::default()
+    };
+    let mut claim_meta = ctx.meta(component, CLAIM);
+    claim_meta.namespace = Some(namespace.to_string());
+    let claim = PersistentVolumeClaim {
+        metadata: claim_meta,
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteMany".into()]),
+            storage_class_name: Some(String::new()),
+            volume_name: Some(volume_name),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(quantity(SHARED_CLAIM_REQUEST)),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    };
+    Ok(vec![manifest(&volume)?, manifest(&claim)?])
 }
 
 /// The script of [`LAYOUT_JOB`]: each directory of [`LAYOUT`] made, owned by [`OWNER_UID`] and
@@ -217,13 +238,9 @@ fn layout_script() -> String {
 /// only the capabilities it uses (`CHOWN`, `FOWNER`, `DAC_OVERRIDE`). A shell with `stat` and
 /// `chown` is all it needs: it reuses the Postgres image (Alpine's busybox) rather than adding
 /// an image to pull and patch.
-fn layout_job(
-    ctx: &Context<'_>,
-    server: &str,
-    path: &str,
-    derived: Option<&Derived>,
-) -> Result<Json, KubeError> {
+fn layout_job(ctx: &Context<'_>) -> Result<Json, KubeError> {
     use k8s_openapi::api::batch::v1::{Job, JobSpec};
+    let (server, path, _, derived) = nfs_source(ctx);
     use k8s_openapi::api::core::v1::{
         Capabilities, PodSecurityContext, PodTemplateSpec, SeccompProfile,
     };
@@ -263,8 +280,8 @@ fn layout_job(
         volumes: Some(vec![Volume {
             name: "share".into(),
             nfs: Some(NFSVolumeSource {
-                server: server.to_string(),
-                path: path.to_string(),
+                server,
+                path,
                 read_only: None,
             }),
             ..Volume::default()
@@ -276,7 +293,7 @@ fn layout_job(
     if let Some(d) = derived {
         let d = Derived {
             path: "/spec/template/spec/volumes/0/nfs/server".into(),
-            ..d.clone()
+            ..d
         };
         meta.annotations = Some(BTreeMap::from([(
             recipes::DERIVED_ANNOTATION.to_string(),

@@ -231,6 +231,12 @@ impl Component for Ingress {
 
     fn build(&self, ctx: &Context<'_>) -> Result<Built, KubeError> {
         let ns = ctx.namespace().to_string();
+        // The namespaces whose routes Traefik reads: the platform's, and the privileged one
+        // when a piece there is routed (jupyterhub-ssh's sftp server and its IngressRouteTCP).
+        let mut watched = vec![ns.clone()];
+        if super::jupyterhub_ssh::JupyterHubSsh.enabled(ctx) {
+            watched.push(ctx.privileged_namespace());
+        }
         let mut out = Vec::new();
         let account = ServiceAccount {
             metadata: ctx.meta(NAME, NAME),
@@ -247,7 +253,7 @@ impl Component for Ingress {
             "--log.level=INFO".to_string(),
             "--accesslog=true".to_string(),
             "--providers.kubernetescrd=true".to_string(),
-            format!("--providers.kubernetescrd.namespaces={ns}"),
+            format!("--providers.kubernetescrd.namespaces={}", watched.join(",")),
             "--providers.kubernetescrd.allowemptyservices=true".to_string(),
         ];
         for e in ENTRY_POINTS {

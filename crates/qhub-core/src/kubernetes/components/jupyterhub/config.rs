@@ -244,10 +244,14 @@ pub fn values(ctx: &Context<'_>) -> Result<Json, KubeError> {
                 "name": "shared",
                 "persistentVolumeClaim": {"claimName": storage::CLAIM},
             }, kernels::volume()],
-            // KubeSpawner expands `{username}` in volume mounts.
+            // KubeSpawner expands `{escaped_username}` in volume mounts: escapism's escape
+            // (kubespawner 7.0 `slugs.escape_slug`), the directory names QHub's homes have
+            // (its KubeSpawner's `{username}`) and the one jupyterhub-ssh's sftp server serves
+            // (`jupyterhub_ssh::sftp`). 7.0's `{username}` is the new "safe" slug, which differs
+            // for any name with a character outside [a-z0-9-] (an e-mail address).
             "volume_mounts": [
                 {"name": "shared", "mountPath": HOME_MOUNT,
-                 "subPath": format!("{}/{{username}}", storage::HOME_DIR)},
+                 "subPath": format!("{}/{{escaped_username}}", storage::HOME_DIR)},
                 {"name": "shared", "mountPath": "/shared", "subPath": storage::SHARED_DIR},
                 {"name": "shared", "mountPath": CONDA_MOUNT, "subPath": CONDA_SUBPATH,
                  "readOnly": true},
