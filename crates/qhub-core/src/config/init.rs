@@ -275,6 +275,14 @@ fn theme(project: &str, domain: &str, provider: ProviderKind) -> Theme {
     Theme { jupyterhub }
 }
 
+/// A service section as `init` writes it: on when qhub-rs deploys the service.
+fn toggle(key: &str) -> Toggle {
+    Toggle {
+        enabled: super::not_built::is_built(key),
+        overrides: None,
+    }
+}
+
 /// Builds the config `qhub init` writes.
 pub fn render(opts: &InitOptions) -> Result<Config, ConfigError> {
     let version = opts
@@ -322,10 +330,15 @@ pub fn render(opts: &InitOptions) -> Result<Config, ConfigError> {
         storage: Storage::default(),
         theme: theme(&opts.project, &opts.domain, opts.provider),
         helm_extensions: None,
-        monitoring: Some(Toggle::on()),
-        argo_workflows: Some(Toggle::on()),
-        kbatch: Some(Toggle::on()),
-        cdsdashboards: CdsDashboards::default(),
+        // QHub 0.4.5's init turned these on; an integration qhub-rs does not deploy is written
+        // off, since enabling it is a validation error (`not_built`).
+        monitoring: Some(toggle("monitoring")),
+        argo_workflows: Some(toggle("argo_workflows")),
+        kbatch: Some(toggle("kbatch")),
+        cdsdashboards: CdsDashboards {
+            enabled: super::not_built::is_built("cdsdashboards"),
+            ..CdsDashboards::default()
+        },
         prefect: None,
         clearml: None,
         external_container_reg: None,
