@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use qhub_core::config::not_built::{NOT_BUILT, is_built};
+use qhub_core::config::init::default_on;
+use qhub_core::config::not_built::NOT_BUILT;
 use qhub_core::config::profiles::Access;
 use qhub_core::config::upgrade::{USERS_IMPORT_FILE, migrate, upgrade_file};
 use qhub_core::config::yaml::{self, Node, Style, Value};
@@ -250,7 +251,7 @@ fn upgrade_0310_adds_sections_qhub_forgot() {
     for key in ["monitoring", "argo_workflows", "kbatch"] {
         assert_eq!(
             v[key],
-            json!({"enabled": is_built(key)}),
+            json!({"enabled": default_on(key)}),
             "{key} in:\n{text}"
         );
     }
@@ -264,11 +265,11 @@ fn upgrade_0310_adds_sections_qhub_forgot() {
     assert!(config.monitoring.as_ref().is_some_and(|t| t.enabled));
     assert_eq!(
         config.argo_workflows.as_ref().map(|t| t.enabled),
-        Some(is_built("argo_workflows"))
+        Some(default_on("argo_workflows"))
     );
     assert_eq!(
         config.kbatch.as_ref().map(|t| t.enabled),
-        Some(is_built("kbatch"))
+        Some(default_on("kbatch"))
     );
 }
 
@@ -381,11 +382,11 @@ fn upgrade_040_adds_missing_sections_and_password() {
     assert!(config.monitoring.as_ref().is_some_and(|t| t.enabled));
     assert_eq!(
         config.argo_workflows.as_ref().map(|t| t.enabled),
-        Some(is_built("argo_workflows"))
+        Some(default_on("argo_workflows"))
     );
     assert_eq!(
         config.kbatch.as_ref().map(|t| t.enabled),
-        Some(is_built("kbatch"))
+        Some(default_on("kbatch"))
     );
     assert_eq!(
         config

@@ -22,7 +22,7 @@ use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
 fn config() -> Config {
-    let config = render(&InitOptions::new(
+    let mut config = render(&InitOptions::new(
         ProviderKind::Sandbox,
         "demo",
         "demo.example.com",
@@ -30,9 +30,13 @@ fn config() -> Config {
     ))
     .unwrap();
     assert!(
-        config.argo_workflows.as_ref().is_some_and(|t| t.enabled),
-        "qhub init turns Argo Workflows on"
+        config.argo_workflows.as_ref().is_some_and(|t| !t.enabled),
+        "Argo Workflows is opt-in in qhub init"
     );
+    config.argo_workflows = Some(Toggle {
+        enabled: true,
+        overrides: None,
+    });
     config
 }
 

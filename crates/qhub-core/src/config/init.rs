@@ -275,10 +275,21 @@ fn theme(project: &str, domain: &str, provider: ProviderKind) -> Theme {
     Theme { jupyterhub }
 }
 
-/// A service section as `init` writes it: on when qhub-rs deploys the service.
+/// Sections `init` writes off although qhub-rs deploys them: Argo Workflows brings about
+/// 870 KB of upstream CRD schemas (`components/argo_workflows/crds/`), which every deploy then
+/// applies and waits on; it is opt-in until that cost is measured and bounded.
+pub const OPT_IN: &[&str] = &["argo_workflows"];
+
+/// Whether `init` (and `upgrade`, for a missing section) turns the service section `key` on:
+/// QHub 0.4.5 turned them all on; qhub-rs does for those it deploys, except [`OPT_IN`].
+pub fn default_on(key: &str) -> bool {
+    super::not_built::is_built(key) && !OPT_IN.contains(&key)
+}
+
+/// A service section as `init` writes it ([`default_on`]).
 fn toggle(key: &str) -> Toggle {
     Toggle {
-        enabled: super::not_built::is_built(key),
+        enabled: default_on(key),
         overrides: None,
     }
 }

@@ -231,16 +231,15 @@ pub fn migrate(text: &str) -> Result<Migration, ConfigError> {
         }
     }
 
-    // Sections QHub 0.4 needs and QHub's own upgrade forgot: on, as QHub 0.4 had them, when
-    // qhub-rs deploys the service.
+    // Sections QHub 0.4 needs and QHub's own upgrade forgot: as `init` writes them.
     for key in ["monitoring", "argo_workflows", "kbatch"] {
         if root.get(key).is_none() {
-            let enabled = super::not_built::is_built(key);
+            let enabled = super::init::default_on(key);
             root.insert(key, Node::from_json(&json!({ "enabled": enabled })));
             changes.push(if enabled {
                 format!("added {key}: {{enabled: true}} (QHub 0.4 default)")
             } else {
-                format!("added {key}: {{enabled: false}} (qhub-rs does not deploy it)")
+                format!("added {key}: {{enabled: false}} (off by default in qhub-rs)")
             });
         }
     }

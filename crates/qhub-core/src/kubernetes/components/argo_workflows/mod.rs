@@ -1,4 +1,4 @@
-//! Argo Workflows v4.1.2 (when `argo_workflows.enabled`): the workflow-controller and
+//! Argo Workflows v4.1.2 (when `argo_workflows.enabled`; opt-in, `config::init::OPT_IN`): the workflow-controller and
 //! argo-server at `/argo`, with login through Keycloak, installed in the platform namespace the
 //! way upstream's namespace install does it (argoproj/argo-workflows v4.1.2
 //! `manifests/namespace-install/`: `../base/workflow-controller`, `../base/argo-server`, both
