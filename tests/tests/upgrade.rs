@@ -5,6 +5,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use qhub_core::config::init::default_on;
+use qhub_core::config::not_built::NOT_BUILT;
 use qhub_core::config::profiles::Access;
 use qhub_core::config::upgrade::{USERS_IMPORT_FILE, migrate, upgrade_file};
 use qhub_core::config::yaml::{self, Node, Style, Value};
@@ -245,8 +247,13 @@ fn upgrade_0310_adds_access_to_profiles() {
 fn upgrade_0310_adds_sections_qhub_forgot() {
     let (_dir, path, text) = upgraded_310();
     let v = parse_json(&text);
+    // On as QHub 0.4 had them, unless qhub-rs does not deploy the service.
     for key in ["monitoring", "argo_workflows", "kbatch"] {
-        assert_eq!(v[key], json!({"enabled": true}), "{key} in:\n{text}");
+        assert_eq!(
+            v[key],
+            json!({"enabled": default_on(key)}),
+            "{key} in:\n{text}"
+        );
     }
     assert_eq!(v["qhub_version"], json!(QHUB_VERSION));
     assert_eq!(
@@ -256,8 +263,14 @@ fn upgrade_0310_adds_sections_qhub_forgot() {
     );
     let config = load_file(&path).expect("loads").config;
     assert!(config.monitoring.as_ref().is_some_and(|t| t.enabled));
-    assert!(config.argo_workflows.as_ref().is_some_and(|t| t.enabled));
-    assert!(config.kbatch.as_ref().is_some_and(|t| t.enabled));
+    assert_eq!(
+        config.argo_workflows.as_ref().map(|t| t.enabled),
+        Some(default_on("argo_workflows"))
+    );
+    assert_eq!(
+        config.kbatch.as_ref().map(|t| t.enabled),
+        Some(default_on("kbatch"))
+    );
 }
 
 #[test]
@@ -274,7 +287,6 @@ fn upgrade_0310_keeps_untouched_values() {
         "certificate",
         "storage",
         "theme",
-        "cdsdashboards",
         "terraform_state",
         "digital_ocean",
         "environments",
@@ -368,8 +380,14 @@ fn upgrade_040_adds_missing_sections_and_password() {
     let loaded = load_file(&path).unwrap_or_else(|e| panic!("upgraded 0.4.0 must load: {e}"));
     let config = loaded.config;
     assert!(config.monitoring.as_ref().is_some_and(|t| t.enabled));
-    assert!(config.argo_workflows.as_ref().is_some_and(|t| t.enabled));
-    assert!(config.kbatch.as_ref().is_some_and(|t| t.enabled));
+    assert_eq!(
+        config.argo_workflows.as_ref().map(|t| t.enabled),
+        Some(default_on("argo_workflows"))
+    );
+    assert_eq!(
+        config.kbatch.as_ref().map(|t| t.enabled),
+        Some(default_on("kbatch"))
+    );
     assert_eq!(
         config
             .security
@@ -592,4 +610,64 @@ fn backup_stays_beside_the_config_whatever_the_old_version_says() {
     assert_eq!(backup.parent(), Some(dir.path()), "{}", backup.display());
     assert_eq!(std::fs::read_to_string(&backup).unwrap(), original);
     assert_eq!(listing(dir.path()).len(), 3, "{:?}", listing(dir.path()));
+}
+
+/// QHub 0.4's `init` turned `cdsdashboards` on, so both fixtures have it on; qhub-rs does not
+/// deploy it (an error in `validate`), so the upgrade switches it off, keeps its other keys, and
+/// says why in a note citing upstream. Any other integration qhub-rs does not deploy is
+/// switched off the same way.
+#[test]
+fn upgrade_switches_off_integrations_qhub_rs_does_not_deploy_with_a_note() {
+    for name in [V310, V040] {
+        let original = fixture(name);
+        assert_eq!(
+            parse_json(&original)["cdsdashboards"]["enabled"],
+            json!(true)
+        );
+        let m = migrate(&original).expect("migrates");
+        let text = m.text.expect("changed");
+        let v = parse_json(&text);
+        assert_eq!(
+            v["cdsdashboards"],
+            json!({"enabled": false, "cds_hide_user_named_servers": true, "cds_hide_user_dashboard_servers": false}),
+            "{name}:\n{text}"
+        );
+        assert!(
+            m.changes
+                .iter()
+                .any(|c| c == "switched off cdsdashboards: set cdsdashboards.enabled: false"),
+            "{name}: {:?}",
+            m.changes
+        );
+        let note = m
+            .notes
+            .iter()
+            .find(|n| n.starts_with("cdsdashboards was enabled"))
+            .unwrap_or_else(|| panic!("{name}: no note in {:?}", m.notes));
+        assert!(note.contains("JupyterHub 1.x only"), "{note}");
+        assert!(note.contains("nebari-dev/nebari#1854"), "{note}");
+    }
+    // Every other one too, and the result loads with no error.
+    let mut text = fixture(V040);
+    for n in NOT_BUILT {
+        if n.key != "cdsdashboards" {
+            text.push_str(&format!("{}:\n  enabled: true\n", n.key));
+        }
+    }
+    let m = migrate(&text).expect("migrates");
+    let upgraded = m.text.expect("changed");
+    let v = parse_json(&upgraded);
+    for n in NOT_BUILT {
+        assert_eq!(v[n.key]["enabled"], json!(false), "{}:\n{upgraded}", n.key);
+        assert!(
+            m.notes
+                .iter()
+                .any(|note| note.starts_with(&format!("{} was enabled", n.key))),
+            "{}: {:?}",
+            n.key,
+            m.notes
+        );
+    }
+    let loaded = load_str(&upgraded, Path::new("qhub-config.yaml")).expect("loads");
+    assert_eq!(loaded.report.errors().count(), 0, "{}", loaded.report);
 }

@@ -222,33 +222,38 @@ fn every_base_config_is_valid_without_warnings() {
 }
 
 #[test]
-fn enabled_services_that_are_not_built_get_a_warning_naming_the_key() {
-    let text = append(
-        &aws(),
-        "monitoring:\n  enabled: true\nargo_workflows:\n  enabled: true\nkbatch:\n  enabled: true\ncdsdashboards:\n  enabled: true\n",
-    );
-    let report = check(&text);
-    assert!(!report.has_errors(), "{}", dump(&report));
-    let warnings: Vec<&Diagnostic> = report.warnings().collect();
-    // Monitoring is built: no warning for it.
-    assert!(
-        warnings.iter().all(|d| d.path.section() != "monitoring"),
-        "{}",
-        dump(&report)
-    );
-    for key in ["argo_workflows", "kbatch", "cdsdashboards"] {
+fn enabled_integrations_that_are_not_built_stop_validation_naming_the_key() {
+    use qhub_core::config::not_built::NOT_BUILT;
+    // Monitoring is built: enabled, it is quiet.
+    assert_valid(&append(&aws(), "monitoring:\n  enabled: true\n"));
+    for n in NOT_BUILT {
+        let text = append(&aws(), &format!("{}:\n  enabled: true\n", n.key));
+        let report = check(&text);
+        let errors: Vec<&Diagnostic> = report.errors().collect();
+        assert_eq!(errors.len(), 1, "{}:\n{}", n.key, dump(&report));
+        let d = errors[0];
+        assert_eq!(d.path.to_string(), format!("{}.enabled", n.key));
         assert!(
-            warnings.iter().any(|d| d.path.section() == key
-                && d.message.contains(&format!("`{key}` is enabled"))
-                && d.message.contains("not deployed by qhub-rs yet")),
-            "{key}:\n{}",
-            dump(&report)
+            d.message.starts_with(&format!(
+                "`{}` is enabled, but qhub-rs does not deploy",
+                n.key
+            )),
+            "{d}"
         );
+        assert!(d.message.contains(n.why), "{d}");
+        assert_hint(d, &format!("set `{}.enabled: false`", n.key));
+        // Switched off, it is quiet.
+        assert_valid(&text.replace("enabled: true", "enabled: false"));
     }
-    assert_eq!(warnings.len(), 3, "{}", dump(&report));
-    // Switched off, they are quiet.
-    let off = text.replace("enabled: true", "enabled: false");
-    assert_eq!(check(&off).warnings().count(), 0, "{}", dump(&check(&off)));
+    // All at once: one error each.
+    let all: String = NOT_BUILT
+        .iter()
+        .map(|n| format!("{}:\n  enabled: true\n", n.key))
+        .collect();
+    assert_eq!(
+        check(&append(&aws(), &all)).errors().count(),
+        NOT_BUILT.len()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -153,7 +153,13 @@ fn every_json_document_and_event_follows_the_published_schema() {
         "{health}"
     );
     let checks = health["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 6, "{health}");
+    // JupyterHub, Dask Gateway, conda-store, Keycloak, Grafana, the welcome page, and the SSH
+    // banner of jupyterhub-ssh.
+    assert_eq!(checks.len(), 7, "{health}");
+    assert!(
+        checks.iter().any(|c| c["component"] == "jupyterhub-ssh"),
+        "{health}"
+    );
     assert!(checks.iter().all(|c| c["result"] == "not_run"), "{health}");
     let keycloak = checks
         .iter()

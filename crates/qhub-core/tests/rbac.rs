@@ -27,6 +27,11 @@ fn config() -> qhub_core::Config {
     let mut gpu = aws.node_groups["user"].clone();
     gpu.gpu = true;
     aws.node_groups.insert("gpu".into(), gpu);
+    // Opt-in in `qhub init`; its tables are checked too.
+    config.argo_workflows = Some(qhub_core::config::components::Toggle {
+        enabled: true,
+        overrides: None,
+    });
     config
 }
 

@@ -42,10 +42,12 @@ pub struct CdsDashboards {
     pub cds_hide_user_dashboard_servers: Option<bool>,
 }
 
+/// Off: QHub 0.4.5 turned it on, but qhub-rs does not deploy ContainDS Dashboards
+/// (`super::not_built`), so enabling it is a validation error.
 impl Default for CdsDashboards {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: false,
             cds_hide_user_named_servers: Some(true),
             cds_hide_user_dashboard_servers: Some(false),
         }

@@ -275,6 +275,25 @@ fn theme(project: &str, domain: &str, provider: ProviderKind) -> Theme {
     Theme { jupyterhub }
 }
 
+/// Sections `init` writes off although qhub-rs deploys them: Argo Workflows brings about
+/// 870 KB of upstream CRD schemas (`components/argo_workflows/crds/`), which every deploy then
+/// applies and waits on; it is opt-in until that cost is measured and bounded.
+pub const OPT_IN: &[&str] = &["argo_workflows"];
+
+/// Whether `init` (and `upgrade`, for a missing section) turns the service section `key` on:
+/// QHub 0.4.5 turned them all on; qhub-rs does for those it deploys, except [`OPT_IN`].
+pub fn default_on(key: &str) -> bool {
+    super::not_built::is_built(key) && !OPT_IN.contains(&key)
+}
+
+/// A service section as `init` writes it ([`default_on`]).
+fn toggle(key: &str) -> Toggle {
+    Toggle {
+        enabled: default_on(key),
+        overrides: None,
+    }
+}
+
 /// Builds the config `qhub init` writes.
 pub fn render(opts: &InitOptions) -> Result<Config, ConfigError> {
     let version = opts
@@ -322,10 +341,15 @@ pub fn render(opts: &InitOptions) -> Result<Config, ConfigError> {
         storage: Storage::default(),
         theme: theme(&opts.project, &opts.domain, opts.provider),
         helm_extensions: None,
-        monitoring: Some(Toggle::on()),
-        argo_workflows: Some(Toggle::on()),
-        kbatch: Some(Toggle::on()),
-        cdsdashboards: CdsDashboards::default(),
+        // QHub 0.4.5's init turned these on; an integration qhub-rs does not deploy is written
+        // off, since enabling it is a validation error (`not_built`).
+        monitoring: Some(toggle("monitoring")),
+        argo_workflows: Some(toggle("argo_workflows")),
+        kbatch: Some(toggle("kbatch")),
+        cdsdashboards: CdsDashboards {
+            enabled: super::not_built::is_built("cdsdashboards"),
+            ..CdsDashboards::default()
+        },
         prefect: None,
         clearml: None,
         external_container_reg: None,

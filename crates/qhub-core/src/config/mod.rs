@@ -19,6 +19,7 @@ pub mod extensions;
 pub mod formats;
 pub mod images;
 pub mod init;
+pub mod not_built;
 pub mod profiles;
 pub mod provider;
 pub mod reference;

@@ -122,6 +122,8 @@ Errors:
   `/services`, `/gateway`, `/conda-store`, `/monitoring`, `/welcome`, `/oauth2`, …: the routes
   the components declare); the error names the extension and the platform's route.
 - `ci_cd.branch`: must not be empty.
+- `kbatch`, `cdsdashboards`, `prefect`, `clearml` `.enabled: true`: an
+  integration qhub-rs does not deploy (see [Not deployed](#not-deployed)).
 
 Warnings:
 
@@ -137,7 +139,7 @@ Warnings:
 - `security.keycloak.initial_root_password`: a password in plain text (not a `QHUB_SECRET_X`
   reference); leave it out and a deploy generates one into the Secret `keycloak-admin`.
 - `environments.<file>.dependencies[]`: an installer list other than `pip:`.
-- `helm_extensions` (non-empty), `prefect` and `clearml` (enabled): not supported yet.
+- `helm_extensions` (non-empty): not supported yet.
 - `terraform_state` and `terraform_overrides`: ignored.
 - `prevent_deploy: true`: `qhub deploy` will refuse to run.
 - Any value with `QHUB_SECRET_X` where environment variable `X` is not set where
@@ -174,14 +176,13 @@ const DIFFERENCES_IGNORED: &str = "\
 ### Accepted but ignored
 
 These keys load, so QHub configs stay valid, but qhub-rs does not act on them. `qhub validate`
-warns about each when it is set (`helm_extensions` when not empty, `prefect` and `clearml` when
-enabled), except `google_cloud_platform.zone`:
+warns about each when it is set (`helm_extensions` when not empty), except
+`google_cloud_platform.zone`:
 
 - `terraform_state`: qhub-rs keeps no Terraform state; it finds what it owns by ownership tags.
 - `terraform_overrides` in `amazon_web_services`, `google_cloud_platform`, `digital_ocean` and
   `ingress`: qhub-rs does not use Terraform.
 - `helm_extensions`: not supported yet (qhub-rs deploys without Helm).
-- `prefect` and `clearml`: not supported yet.
 - `google_cloud_platform.zone`: deprecated in QHub 0.4 (zones come from `availability_zones`).
 - The section of a provider other than the chosen one.
 ";
@@ -252,7 +253,27 @@ pub fn markdown() -> String {
     out.push('\n');
     out.push_str(DIFFERENCES_IGNORED);
     out.push('\n');
+    out.push_str(&not_deployed());
+    out.push('\n');
     out.push_str(&example());
+    out
+}
+
+/// The `### Not deployed` section, from `super::not_built::NOT_BUILT`.
+fn not_deployed() -> String {
+    let mut out = String::from(
+        "### Not deployed\n\n\
+         QHub 0.4.5 deployed these integrations; qhub-rs does not. Enabling one is an error, so \
+         `qhub validate`, `plan` and `deploy` stop and name the key rather than deploy without \
+         it. `qhub init` writes them off and `qhub upgrade` switches them off, with a note.\n\n",
+    );
+    for n in super::not_built::NOT_BUILT {
+        let _ = writeln!(
+            out,
+            "- `{}` ({}): {}. Instead: {}.",
+            n.key, n.what, n.why, n.instead
+        );
+    }
     out
 }
 

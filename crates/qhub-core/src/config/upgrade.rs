@@ -117,10 +117,6 @@ pub fn users_import(users: Option<&Node>, groups: Option<&Node>) -> Json {
     json!({"realm": "qhub", "users": out_users, "groups": out_groups})
 }
 
-fn toggle_on() -> Node {
-    Node::from_json(&json!({"enabled": true}))
-}
-
 /// Migrates config text. No secret is added: a deploy generates Keycloak's admin password into
 /// a Secret when the config sets none. The result is validated; an error lists what the user
 /// must still fix by hand.
@@ -235,17 +231,39 @@ pub fn migrate(text: &str) -> Result<Migration, ConfigError> {
         }
     }
 
-    // Sections QHub 0.4 needs and QHub's own upgrade forgot.
+    // Sections QHub 0.4 needs and QHub's own upgrade forgot: as `init` writes them.
     for key in ["monitoring", "argo_workflows", "kbatch"] {
         if root.get(key).is_none() {
-            root.insert(key, toggle_on());
-            changes.push(format!("added {key}: {{enabled: true}} (QHub 0.4 default)"));
+            let enabled = super::init::default_on(key);
+            root.insert(key, Node::from_json(&json!({ "enabled": enabled })));
+            changes.push(if enabled {
+                format!("added {key}: {{enabled: true}} (QHub 0.4 default)")
+            } else {
+                format!("added {key}: {{enabled: false}} (off by default in qhub-rs)")
+            });
         }
     }
     if root.get("cdsdashboards").is_none() {
         let defaults = serde_json::to_value(super::CdsDashboards::default()).unwrap_or(Json::Null);
         root.insert("cdsdashboards", Node::from_json(&defaults));
-        changes.push("added cdsdashboards (QHub 0.4 default)".into());
+        changes.push("added cdsdashboards (enabled: false: qhub-rs does not deploy it)".into());
+    }
+    // An enabled integration qhub-rs does not deploy is a validation error; switch it off so the
+    // upgraded file deploys, and say why (QHub 0.4.5's own init turned `cdsdashboards` on).
+    for n in super::not_built::NOT_BUILT {
+        if let Some(enabled) = root.get_mut(n.key).and_then(|s| s.get_mut("enabled"))
+            && enabled.to_json() == Json::Bool(true)
+        {
+            *enabled = Node::plain("false");
+            changes.push(format!(
+                "switched off {}: set {}.enabled: false",
+                n.key, n.key
+            ));
+            notes.push(format!(
+                "{} was enabled, but qhub-rs does not deploy {}: {}; {}",
+                n.key, n.what, n.why, n.instead
+            ));
+        }
     }
     if root.get("certificate").is_none() {
         root.insert(

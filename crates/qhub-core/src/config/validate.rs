@@ -1045,18 +1045,6 @@ fn check_extensions(cx: &mut Ctx<'_>) {
 /// characters.
 pub const MAX_EXTENSION_NAME: usize = 63 - "qhub-ext-".len();
 
-/// The sections that switch on a platform service qhub-rs does not build yet, and what each
-/// would deploy (QHub 0.4.5's components). A config may keep them on (`qhub init` turns
-/// `monitoring` on, as QHub's does): a warning, not an error. Remove a line when its component
-/// joins the registry (`crate::kubernetes::components::REGISTRY`).
-pub const NOT_BUILT: [(&str, &str); 5] = [
-    ("argo_workflows", "Argo Workflows"),
-    ("kbatch", "kbatch"),
-    ("cdsdashboards", "ContainDS Dashboards"),
-    ("prefect", "the Prefect agent"),
-    ("clearml", "ClearML"),
-];
-
 /// Keys QHub had that qhub-rs accepts but does not act on: say so rather than ignore silently.
 fn check_ignored(cx: &mut Ctx<'_>) {
     if cx
@@ -1066,16 +1054,17 @@ fn check_ignored(cx: &mut Ctx<'_>) {
     {
         cx.warn(p("helm_extensions"), "helm_extensions are not supported yet (qhub-rs deploys without Helm); they will not be installed", None);
     }
-    for (key, what) in NOT_BUILT {
-        if cx.value(&p(key).key("enabled")) == Some(&Json::Bool(true)) {
-            cx.warn(
-                p(key).key("enabled"),
+    // An integration qhub-rs does not deploy stops validate, plan and deploy: it must never
+    // pass silently (issue 22).
+    for n in super::not_built::NOT_BUILT {
+        if cx.value(&p(n.key).key("enabled")) == Some(&Json::Bool(true)) {
+            cx.error(
+                p(n.key).key("enabled"),
                 format!(
-                    "`{key}` is enabled, but {what} is not deployed by qhub-rs yet: nothing is installed for it"
+                    "`{}` is enabled, but qhub-rs does not deploy {}: {}",
+                    n.key, n.what, n.why
                 ),
-                Some(format!(
-                    "set `{key}.enabled: false` to silence this; it takes effect once qhub-rs builds the component"
-                )),
+                Some(n.fix()),
             );
         }
     }

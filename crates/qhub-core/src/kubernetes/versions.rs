@@ -129,6 +129,35 @@ pub const DASK_GATEWAY_SERVER: Image = Image {
     digest: None,
 };
 
+/// Argo Workflows v4.1.2 (argoproj/argo-workflows, the newest tag of the copy we could read,
+/// whose CRDs and RBAC `components::argo_workflows` follows): upstream publishes its images on
+/// quay.io tagged with the release (`manifests/base/*/...-deployment.yaml` name
+/// `quay.io/argoproj/workflow-controller` and `quay.io/argoproj/argocli`; the executor is
+/// `quay.io/argoproj/argoexec`). No digest: none is published in a source we could read.
+pub const ARGO_WORKFLOW_CONTROLLER: Image = Image {
+    component: "argo-workflows",
+    repository: "quay.io/argoproj/workflow-controller",
+    tag: "v4.1.2",
+    digest: None,
+};
+
+/// argo-server (the `argocli` image, run as `argo server`); see [`ARGO_WORKFLOW_CONTROLLER`].
+pub const ARGO_CLI: Image = Image {
+    component: "argo-workflows",
+    repository: "quay.io/argoproj/argocli",
+    tag: "v4.1.2",
+    digest: None,
+};
+
+/// The executor Argo runs beside each workflow step (`--executor-image`); see
+/// [`ARGO_WORKFLOW_CONTROLLER`].
+pub const ARGO_EXEC: Image = Image {
+    component: "argo-workflows",
+    repository: "quay.io/argoproj/argoexec",
+    tag: "v4.1.2",
+    digest: None,
+};
+
 /// The cluster autoscaler's repository; its tag follows the cluster's minor version
 /// ([`cluster_autoscaler`]).
 pub const CLUSTER_AUTOSCALER_REPOSITORY: &str = "registry.k8s.io/autoscaling/cluster-autoscaler";

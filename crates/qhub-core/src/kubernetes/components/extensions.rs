@@ -147,10 +147,9 @@ pub fn platform_paths(config: &Config) -> Vec<(String, String)> {
 /// `cdsdashboards`, `prefect`, `clearml`) switched on that still reads as a config so.
 fn everything_on(config: &Config) -> Option<Config> {
     let mut json = serde_json::to_value(config).ok()?;
-    for key in crate::config::validate::NOT_BUILT
-        .iter()
-        .map(|(k, _)| *k)
-        .chain(["monitoring"])
+    for key in ["monitoring", "argo_workflows"]
+        .into_iter()
+        .chain(crate::config::not_built::NOT_BUILT.iter().map(|n| n.key))
     {
         let mut candidate = json.clone();
         let Some(map) = candidate.as_object_mut() else {

@@ -15,6 +15,7 @@
 //! Placement, resources and security contexts come from [`super::pods`]; images from
 //! [`super::versions`].
 
+pub mod argo_workflows;
 pub mod autoscaler;
 pub mod built;
 pub mod conda_store;
@@ -191,6 +192,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &conda_store::CondaStore,
     &dask_gateway::DaskGateway,
     &monitoring::Monitoring,
+    &argo_workflows::ArgoWorkflows,
     &forward_auth::ForwardAuth,
     &extensions::Extensions,
     &welcome::Welcome,

@@ -399,6 +399,146 @@ pub const ALLOY: Table = Table {
     ],
 };
 
+const fn namespaced(
+    groups: &'static [&'static str],
+    resources: &'static [&'static str],
+    verbs: &'static [&'static str],
+) -> Permission {
+    Permission {
+        groups,
+        resources,
+        verbs,
+        names: &[],
+        reach: Reach::Namespace,
+    }
+}
+
+/// Argo Workflows' controller, namespace install.
+///
+/// Source: argoproj/argo-workflows v4.1.2,
+/// `manifests/namespace-install/workflow-controller-rbac/workflow-controller-role.yaml` (the
+/// Role `argo-role`, bound to the service account `argo` in the install's namespace), every
+/// rule as written.
+pub const ARGO_WORKFLOW_CONTROLLER: Table = Table {
+    service_account: "argo",
+    source: "argoproj/argo-workflows v4.1.2 manifests/namespace-install/workflow-controller-rbac/workflow-controller-role.yaml",
+    permissions: &[
+        namespaced(
+            &["coordination.k8s.io"],
+            &["leases"],
+            &["create", "get", "update"],
+        ),
+        namespaced(
+            &[""],
+            &["pods", "pods/exec"],
+            &[
+                "create", "get", "list", "watch", "update", "patch", "delete",
+            ],
+        ),
+        namespaced(&[""], &["configmaps"], &["get", "watch", "list"]),
+        namespaced(
+            &[""],
+            &[
+                "persistentvolumeclaims",
+                "persistentvolumeclaims/finalizers",
+            ],
+            &["create", "update", "delete", "get"],
+        ),
+        namespaced(
+            &["argoproj.io"],
+            &[
+                "workflows",
+                "workflows/finalizers",
+                "workflowtasksets",
+                "workflowtasksets/finalizers",
+                "workflowartifactgctasks",
+            ],
+            &[
+                "get", "list", "watch", "update", "patch", "delete", "create",
+            ],
+        ),
+        namespaced(
+            &["argoproj.io"],
+            &["workflowtemplates", "workflowtemplates/finalizers"],
+            READ,
+        ),
+        namespaced(
+            &["argoproj.io"],
+            &["workflowtaskresults"],
+            &["list", "watch", "deletecollection"],
+        ),
+        namespaced(&[""], &["serviceaccounts"], &["get", "list"]),
+        namespaced(&[""], &["secrets"], &["get"]),
+        namespaced(
+            &["argoproj.io"],
+            &["cronworkflows", "cronworkflows/finalizers"],
+            &["get", "list", "watch", "update", "patch", "delete"],
+        ),
+        namespaced(&[""], &["events"], &["create", "patch"]),
+        namespaced(
+            &["policy"],
+            &["poddisruptionbudgets"],
+            &["create", "get", "delete"],
+        ),
+    ],
+};
+
+/// Argo Workflows' server, namespace install.
+///
+/// Source: argoproj/argo-workflows v4.1.2,
+/// `manifests/namespace-install/argo-server-rbac/argo-server-role.yaml` (the Role
+/// `argo-server-role`, bound to the service account `argo-server`), every rule as written.
+pub const ARGO_SERVER: Table = Table {
+    service_account: "argo-server",
+    source: "argoproj/argo-workflows v4.1.2 manifests/namespace-install/argo-server-rbac/argo-server-role.yaml",
+    permissions: &[
+        namespaced(
+            &[""],
+            &["configmaps"],
+            &["get", "watch", "list", "create", "update"],
+        ),
+        namespaced(&[""], &["secrets"], &["get", "create"]),
+        namespaced(
+            &[""],
+            &["pods", "pods/exec", "pods/log"],
+            &["get", "list", "watch", "delete"],
+        ),
+        namespaced(&[""], &["events"], &["watch", "create", "patch"]),
+        namespaced(&[""], &["serviceaccounts"], &["get", "list", "watch"]),
+        namespaced(
+            &["argoproj.io"],
+            &[
+                "eventsources",
+                "sensors",
+                "workflows",
+                "workfloweventbindings",
+                "workflowtemplates",
+                "cronworkflows",
+                "cronworkflows/finalizers",
+            ],
+            &[
+                "create", "get", "list", "watch", "update", "patch", "delete",
+            ],
+        ),
+    ],
+};
+
+/// The pods of Argo workflows (the service account the controller's `workflowDefaults` gives
+/// every workflow).
+///
+/// Source: argoproj/argo-workflows v4.1.2,
+/// `manifests/quick-start/base/executor/emissary/executor-role.yaml` ("Recommended minimum
+/// permissions for the `emissary` executor").
+pub const ARGO_WORKFLOW: Table = Table {
+    service_account: "argo-workflow",
+    source: "argoproj/argo-workflows v4.1.2 manifests/quick-start/base/executor/emissary/executor-role.yaml",
+    permissions: &[namespaced(
+        &["argoproj.io"],
+        &["workflowtaskresults"],
+        &["create", "patch"],
+    )],
+};
+
 /// Every table.
 pub const TABLES: &[&Table] = &[
     &TRAEFIK,
@@ -412,6 +552,9 @@ pub const TABLES: &[&Table] = &[
     &NODE_EXPORTER,
     &GRAFANA,
     &ALLOY,
+    &ARGO_WORKFLOW_CONTROLLER,
+    &ARGO_SERVER,
+    &ARGO_WORKFLOW,
 ];
 
 fn policy(p: &Permission) -> PolicyRule {

@@ -95,6 +95,8 @@ impl Component for JupyterHubSsh {
         ];
         out.extend(sftp::objects(ctx)?);
         Ok(Built::new(out)
+            // Checked through the load balancer: the server's SSH banner on 8022.
+            .listed(super::Listing::tcp(crate::kubernetes::health::ssh_banner()))
             .image(versions::JUPYTERHUB_SSH)
             .image(versions::JUPYTERHUB_SFTP)
             .config_file(file))
