@@ -73,11 +73,12 @@ async fn the_offline_render_is_what_an_eks_deploy_applies() {
     println!("aws: {}", c.summary());
     assert!(c.differ.is_empty(), "{:#?}", c.differ);
     // The named placeholder: the EFS file system's address, in its volumes (the platform's and
-    // sftp's in the privileged namespace) and on the welcome page that shows it.
+    // sftp's in the privileged namespace, and the layout Job's) and on the welcome page that shows it.
     assert_eq!(
         c.placeholders.keys().collect::<Vec<_>>(),
         [
             "ConfigMap/dev/qhub-welcome",
+            "Job.batch/dev-privileged/shared-storage-layout",
             "PersistentVolume/dev-privileged-shared",
             "PersistentVolume/dev-shared"
         ],

@@ -3,23 +3,18 @@
 //! the Keycloak client are pruned while its CRDs stay (named in the plan's kept list), and that
 //! is a no-op again.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use qhub_core::Config;
 use qhub_core::config::components::Toggle;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
-use qhub_core::engine::{Engine, EngineOptions, StageFilter};
-use qhub_core::events::NoEvents;
 use qhub_core::kubernetes::components::argo_workflows as argo;
 use qhub_core::kubernetes::components::{CLIENT_SECRET_KEY, client_secret_name};
-use qhub_core::plan::{Action, Plan};
-use qhub_core::provider::{Ownership, Provider};
+use qhub_core::provider::Ownership;
 use qhub_sandbox::SandboxProvider;
 use qhub_sandbox::faults::FaultSpec;
-use serde_json::Value as Json;
-use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::{assert_redeploy_is_a_noop, deleted, deploy, engine, find};
 
 fn config() -> Config {
     let mut config = render(&InitOptions::new(
@@ -38,38 +33,6 @@ fn config() -> Config {
         overrides: None,
     });
     config
-}
-
-fn engine(provider: &SandboxProvider) -> Engine {
-    Engine::new(
-        Arc::new(provider.clone()) as Arc<dyn Provider>,
-        EngineOptions {
-            min_deadline: Duration::from_secs(60),
-            deadline_factor: 0.01,
-            poll_interval: Duration::from_millis(20),
-            ..EngineOptions::default()
-        },
-    )
-}
-
-async fn deploy(engine: &Engine, config: &Config) -> Plan {
-    let (plan, report) = engine
-        .deploy(
-            config,
-            StageFilter::All,
-            Arc::new(NoEvents),
-            CancellationToken::new(),
-        )
-        .await
-        .expect("deploy runs");
-    assert!(report.succeeded(), "{report:?}");
-    plan
-}
-
-fn find<'a>(objects: &'a [Json], kind: &str, name: &str) -> Option<&'a Json> {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
 }
 
 const CRDS: [&str; 7] = [
@@ -127,19 +90,7 @@ async fn argo_deploys_with_its_login_client_and_is_pruned_but_its_crds_when_turn
     );
 
     // A re-deploy writes nothing.
-    let (kube_before, kc_before) = (kube.mutations(), keycloak.counts().mutating);
-    let again = deploy(&engine, &config).await;
-    assert!(again.is_empty(), "{}", again.render_text());
-    assert_eq!(
-        kube.mutations(),
-        kube_before,
-        "Kubernetes writes on a no-op"
-    );
-    assert_eq!(
-        keycloak.counts().mutating,
-        kc_before,
-        "Keycloak writes on a no-op"
-    );
+    assert_redeploy_is_a_noop(&engine, &config, &kube, &keycloak).await;
 
     // Off: everything of Argo is pruned, the Keycloak client too; the CRDs stay, named.
     config.argo_workflows = Some(Toggle {
@@ -147,12 +98,7 @@ async fn argo_deploys_with_its_login_client_and_is_pruned_but_its_crds_when_turn
         overrides: None,
     });
     let plan = deploy(&engine, &config).await;
-    let deleted: Vec<String> = plan
-        .changes
-        .iter()
-        .filter(|c| c.action == Action::Delete)
-        .map(|c| c.id.to_string())
-        .collect();
+    let deleted = deleted(&plan);
     assert!(
         deleted.contains(&format!("keycloak_client/{}", argo::CLIENT_ID)),
         "{deleted:?}"
@@ -190,9 +136,5 @@ async fn argo_deploys_with_its_login_client_and_is_pruned_but_its_crds_when_turn
             "{kind} {name} not pruned"
         );
     }
-    let (kube_before, kc_before) = (kube.mutations(), keycloak.counts().mutating);
-    let again = deploy(&engine, &config).await;
-    assert!(again.is_empty(), "{}", again.render_text());
-    assert_eq!(kube.mutations(), kube_before);
-    assert_eq!(keycloak.counts().mutating, kc_before);
+    assert_redeploy_is_a_noop(&engine, &config, &kube, &keycloak).await;
 }

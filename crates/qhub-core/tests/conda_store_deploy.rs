@@ -18,6 +18,9 @@ use qhub_sandbox::SandboxProvider;
 use qhub_sandbox::faults::FaultSpec;
 use tokio_util::sync::CancellationToken;
 
+mod support;
+use support::deploy;
+
 fn config() -> Config {
     render(&InitOptions::new(
         ProviderKind::Sandbox,
@@ -26,20 +29,6 @@ fn config() -> Config {
         "not-a-real-password",
     ))
     .unwrap()
-}
-
-async fn deploy(engine: &Engine, config: &Config) -> qhub_core::plan::Plan {
-    let (plan, report) = engine
-        .deploy(
-            config,
-            StageFilter::All,
-            Arc::new(NoEvents),
-            CancellationToken::new(),
-        )
-        .await
-        .expect("deploy runs");
-    assert!(report.succeeded(), "{report:?}");
-    plan
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,50 +5,22 @@
 //! no-op again.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::time::Duration;
 
 use qhub_core::Config;
 use qhub_core::config::components::Toggle;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
-use qhub_core::engine::{Engine, EngineOptions, StageFilter};
-use qhub_core::events::NoEvents;
 use qhub_core::kubernetes::components::{
     CLIENT_SECRET_KEY, client_secret_name, extensions, forward_auth,
 };
 use qhub_core::plan::Action;
-use qhub_core::provider::{Ownership, Provider};
+use qhub_core::provider::Ownership;
 use qhub_sandbox::SandboxProvider;
 use qhub_sandbox::faults::FaultSpec;
 use serde_json::{Value as Json, json};
-use tokio_util::sync::CancellationToken;
 
-fn engine(provider: &SandboxProvider) -> Engine {
-    Engine::new(
-        Arc::new(provider.clone()) as Arc<dyn Provider>,
-        EngineOptions {
-            min_deadline: Duration::from_secs(60),
-            deadline_factor: 0.01,
-            poll_interval: Duration::from_millis(20),
-            ..EngineOptions::default()
-        },
-    )
-}
-
-async fn deploy(engine: &Engine, config: &Config) -> qhub_core::plan::Plan {
-    let (plan, report) = engine
-        .deploy(
-            config,
-            StageFilter::All,
-            Arc::new(NoEvents),
-            CancellationToken::new(),
-        )
-        .await
-        .expect("deploy runs");
-    assert!(report.succeeded(), "{report:?}");
-    plan
-}
+mod support;
+use support::{assert_redeploy_is_a_noop, deploy, engine};
 
 /// The sandbox config with monitoring off (not what this test is about) and two extensions.
 fn config() -> Config {
@@ -144,19 +116,7 @@ async fn an_extension_deploys_with_its_client_and_removing_it_prunes_exactly_its
     );
 
     // A re-deploy writes nothing.
-    let (kube_before, kc_before) = (kube.mutations(), keycloak.counts().mutating);
-    let again = deploy(&engine, &config).await;
-    assert!(again.is_empty(), "{}", again.render_text());
-    assert_eq!(
-        kube.mutations(),
-        kube_before,
-        "Kubernetes writes on a no-op"
-    );
-    assert_eq!(
-        keycloak.counts().mutating,
-        kc_before,
-        "Keycloak writes on a no-op"
-    );
+    assert_redeploy_is_a_noop(&engine, &config, &kube, &keycloak).await;
 
     // The private extension removed: its objects, its client and forward-auth go; nothing
     // else changes.
@@ -221,9 +181,5 @@ async fn an_extension_deploys_with_its_client_and_removing_it_prunes_exactly_its
             "{k} changed or went"
         );
     }
-    let (kube_before, kc_before) = (kube.mutations(), keycloak.counts().mutating);
-    let again = deploy(&engine, &config).await;
-    assert!(again.is_empty(), "{}", again.render_text());
-    assert_eq!(kube.mutations(), kube_before);
-    assert_eq!(keycloak.counts().mutating, kc_before);
+    assert_redeploy_is_a_noop(&engine, &config, &kube, &keycloak).await;
 }

@@ -15,7 +15,6 @@ use qhub_core::Config;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
-use qhub_core::events::NoEvents;
 use qhub_core::kubernetes::components::{
     conda_store, dask_gateway, ingress, jupyterhub, jupyterhub_ssh, keycloak,
 };
@@ -24,7 +23,9 @@ use qhub_core::provider::{Ownership, Provider};
 use qhub_sandbox::SandboxProvider;
 use qhub_sandbox::faults::FaultSpec;
 use serde_json::{Value as Json, json};
-use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::{deploy, find};
 
 /// The sandbox's default config with a GPU group, a GPU JupyterLab profile and a GPU Dask
 /// worker profile.
@@ -65,32 +66,12 @@ fn config() -> Config {
     config
 }
 
-async fn deploy(engine: &Engine, config: &Config) -> Plan {
-    let (plan, report) = engine
-        .deploy(
-            config,
-            StageFilter::All,
-            Arc::new(NoEvents),
-            CancellationToken::new(),
-        )
-        .await
-        .expect("deploy runs");
-    assert!(report.succeeded(), "{report:?}");
-    plan
-}
-
 fn ids(plan: &Plan, action: Action) -> BTreeSet<String> {
     plan.changes
         .iter()
         .filter(|c| c.action == action)
         .map(|c| c.id.to_string())
         .collect()
-}
-
-fn find<'a>(objects: &'a [Json], kind: &str, name: &str) -> Option<&'a Json> {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

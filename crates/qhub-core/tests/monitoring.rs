@@ -16,23 +16,20 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::time::Duration;
 
 use qhub_core::Config;
 use qhub_core::config::components::Toggle;
 use qhub_core::config::init::{InitOptions, render};
 use qhub_core::config::provider::ProviderKind;
-use qhub_core::engine::{Engine, EngineOptions, StageFilter};
-use qhub_core::events::NoEvents;
 use qhub_core::kubernetes::components::monitoring::{self, exporters, grafana, prometheus};
 use qhub_core::kubernetes::components::{CLIENT_SECRET_KEY, Context, client_secret_name};
-use qhub_core::plan::Action;
-use qhub_core::provider::{ClusterFacts, Ownership, Provider};
+use qhub_core::provider::{ClusterFacts, Ownership};
 use qhub_sandbox::SandboxProvider;
 use qhub_sandbox::faults::FaultSpec;
 use serde_json::{Value as Json, json};
-use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::{assert_redeploy_is_a_noop, deleted, deploy, engine, find};
 
 /// promtool: `QHUB_PROMTOOL`, else the workspace's `.tools/prometheus/usr/bin/promtool`
 /// (scripts/test puts it there). Missing, the test fails rather than passing unchecked.
@@ -129,38 +126,6 @@ fn promtool_accepts_the_rendered_prometheus_configuration() {
     }
 }
 
-fn engine(provider: &SandboxProvider) -> Engine {
-    Engine::new(
-        Arc::new(provider.clone()) as Arc<dyn Provider>,
-        EngineOptions {
-            min_deadline: Duration::from_secs(60),
-            deadline_factor: 0.01,
-            poll_interval: Duration::from_millis(20),
-            ..EngineOptions::default()
-        },
-    )
-}
-
-async fn deploy(engine: &Engine, config: &Config) -> qhub_core::plan::Plan {
-    let (plan, report) = engine
-        .deploy(
-            config,
-            StageFilter::All,
-            Arc::new(NoEvents),
-            CancellationToken::new(),
-        )
-        .await
-        .expect("deploy runs");
-    assert!(report.succeeded(), "{report:?}");
-    plan
-}
-
-fn find<'a>(objects: &'a [Json], kind: &str, name: &str) -> Option<&'a Json> {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitoring_deploys_with_its_login_client_and_is_pruned_whole_when_turned_off() {
     let dir = tempfile::tempdir().unwrap();
@@ -216,19 +181,7 @@ async fn monitoring_deploys_with_its_login_client_and_is_pruned_whole_when_turne
     );
 
     // A re-deploy writes nothing.
-    let (kube_before, kc_before) = (kube.mutations(), keycloak.counts().mutating);
-    let again = deploy(&engine, &config).await;
-    assert!(again.is_empty(), "{}", again.render_text());
-    assert_eq!(
-        kube.mutations(),
-        kube_before,
-        "Kubernetes writes on a no-op"
-    );
-    assert_eq!(
-        keycloak.counts().mutating,
-        kc_before,
-        "Keycloak writes on a no-op"
-    );
+    assert_redeploy_is_a_noop(&engine, &config, &kube, &keycloak).await;
 
     // Off: everything of monitoring is pruned, the Keycloak client too.
     config.monitoring = Some(Toggle {
@@ -236,12 +189,7 @@ async fn monitoring_deploys_with_its_login_client_and_is_pruned_whole_when_turne
         overrides: None,
     });
     let plan = deploy(&engine, &config).await;
-    let deleted: Vec<String> = plan
-        .changes
-        .iter()
-        .filter(|c| c.action == Action::Delete)
-        .map(|c| c.id.to_string())
-        .collect();
+    let deleted = deleted(&plan);
     assert!(
         deleted.contains(&format!("keycloak_client/{}", grafana::CLIENT_ID)),
         "{deleted:?}"
@@ -265,9 +213,5 @@ async fn monitoring_deploys_with_its_login_client_and_is_pruned_whole_when_turne
             "{kind} {name} not pruned"
         );
     }
-    let (kube_before, kc_before) = (kube.mutations(), keycloak.counts().mutating);
-    let again = deploy(&engine, &config).await;
-    assert!(again.is_empty(), "{}", again.render_text());
-    assert_eq!(kube.mutations(), kube_before);
-    assert_eq!(keycloak.counts().mutating, kc_before);
+    assert_redeploy_is_a_noop(&engine, &config, &kube, &keycloak).await;
 }

@@ -102,11 +102,12 @@ async fn the_offline_render_is_what_a_sandbox_deploy_applies() {
     assert!(c.differ.is_empty(), "{:#?}", c.differ);
     assert!(c.same > 0);
     // The named placeholder: the shared filesystem's server, in its volumes (the platform's and
-    // sftp's in the privileged namespace) and on the welcome page that shows it.
+    // sftp's in the privileged namespace, and the layout Job's) and on the welcome page that shows it.
     assert_eq!(
         c.placeholders.keys().collect::<Vec<_>>(),
         [
             "ConfigMap/dev/qhub-welcome",
+            "Job.batch/dev-privileged/shared-storage-layout",
             "PersistentVolume/dev-privileged-shared",
             "PersistentVolume/dev-shared"
         ],

@@ -18,6 +18,9 @@ use qhub_sandbox::SandboxProvider;
 use qhub_sandbox::faults::FaultSpec;
 use tokio_util::sync::CancellationToken;
 
+mod support;
+use support::{deploy, engine_with as engine};
+
 /// The client id the example component (feature `example-component`, on in these tests) takes
 /// from the config.
 const CLIENT: &str = "hello";
@@ -37,32 +40,6 @@ fn config() -> Config {
     let mut config = base_config();
     qhub_core::kubernetes::components::example::enable(&mut config, CLIENT, "hi").unwrap();
     config
-}
-
-fn engine(provider: &SandboxProvider, min_deadline: Duration) -> Engine {
-    Engine::new(
-        Arc::new(provider.clone()) as Arc<dyn Provider>,
-        EngineOptions {
-            min_deadline,
-            deadline_factor: 0.01,
-            poll_interval: Duration::from_millis(20),
-            ..EngineOptions::default()
-        },
-    )
-}
-
-async fn deploy(engine: &Engine, config: &Config) -> qhub_core::plan::Plan {
-    let (plan, report) = engine
-        .deploy(
-            config,
-            StageFilter::All,
-            Arc::new(NoEvents),
-            CancellationToken::new(),
-        )
-        .await
-        .expect("deploy runs");
-    assert!(report.succeeded(), "{report:?}");
-    plan
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,89 @@
+//! What the deploy tests on the sandbox share: an engine with short deadlines, a deploy that
+//! must succeed, and finding an object by kind and name. Each test binary includes this module
+//! (`mod support;`) and uses what it needs.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use qhub_core::Config;
+use qhub_core::engine::{Engine, EngineOptions, StageFilter};
+use qhub_core::events::NoEvents;
+use qhub_core::plan::Plan;
+use qhub_core::provider::Provider;
+use qhub_sandbox::SandboxProvider;
+use serde_json::Value as Json;
+use tokio_util::sync::CancellationToken;
+
+/// An engine on `provider` whose waits fit a test: deadlines of a minute at least, polled
+/// every 20 ms.
+pub fn engine(provider: &SandboxProvider) -> Engine {
+    engine_with(provider, Duration::from_secs(60))
+}
+
+/// [`engine`] with another least deadline.
+pub fn engine_with(provider: &SandboxProvider, min_deadline: Duration) -> Engine {
+    Engine::new(
+        Arc::new(provider.clone()) as Arc<dyn Provider>,
+        EngineOptions {
+            min_deadline,
+            deadline_factor: 0.01,
+            poll_interval: Duration::from_millis(20),
+            ..EngineOptions::default()
+        },
+    )
+}
+
+/// Deploys both stages; the deploy must succeed. Its plan.
+pub async fn deploy(engine: &Engine, config: &Config) -> Plan {
+    let (plan, report) = engine
+        .deploy(
+            config,
+            StageFilter::All,
+            Arc::new(NoEvents),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("deploy runs");
+    assert!(report.succeeded(), "{report:?}");
+    plan
+}
+
+/// The object of `kind` named `name` among `objects`.
+pub fn find<'a>(objects: &'a [Json], kind: &str, name: &str) -> Option<&'a Json> {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+}
+
+/// Deploys `config` again: nothing is planned, and neither the Kubernetes API nor Keycloak is
+/// written to.
+pub async fn assert_redeploy_is_a_noop(
+    engine: &Engine,
+    config: &Config,
+    kube: &qhub_sandbox::kube_api::KubeApi,
+    keycloak: &qhub_sandbox::keycloak_api::KeycloakApi,
+) {
+    let (kube_before, kc_before) = (kube.mutations(), keycloak.counts().mutating);
+    let again = deploy(engine, config).await;
+    assert!(again.is_empty(), "{}", again.render_text());
+    assert_eq!(
+        kube.mutations(),
+        kube_before,
+        "Kubernetes writes on a no-op"
+    );
+    assert_eq!(
+        keycloak.counts().mutating,
+        kc_before,
+        "Keycloak writes on a no-op"
+    );
+}
+
+/// The ids of what `plan` deletes.
+pub fn deleted(plan: &Plan) -> Vec<String> {
+    plan.changes
+        .iter()
+        .filter(|c| c.action == qhub_core::plan::Action::Delete)
+        .map(|c| c.id.to_string())
+        .collect()
+}
