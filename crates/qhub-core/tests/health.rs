@@ -194,14 +194,9 @@ fn serve_https(
 
 /// Every listed URL of the default config, and jupyterhub-ssh's banner (its component is wired
 /// by its own branch; the check is declared here as it will be).
+/// What deploy and status check: every listed service, jupyterhub-ssh's banner included.
 fn targets(config: &Config) -> Vec<ServiceUrl> {
-    let mut urls = endpoints::urls(config);
-    urls.push(ServiceUrl {
-        component: "jupyterhub-ssh".into(),
-        url: format!("ssh://{DOMAIN}:{}", health::SSH_PORT),
-        check: health::ssh_banner(),
-    });
-    urls
+    endpoints::urls(config)
 }
 
 /// Short: every break must fail within it (no assertion on time itself).

@@ -196,10 +196,19 @@ async fn jupyterhub_loads_the_rendered_config_and_offers_each_user_their_profile
     expect("stranger", false, false, &[]);
 
     // The hub's pod hook made each home directory a pod mounts, named as KubeSpawner expanded
-    // the mount's `home/{username}` (every case had a pod built, the stranger's too).
+    // the mount's `home/{escaped_username}` (every case had a pod built, the stranger's too;
+    // `ada@example.com` is escaped as sftp serves it).
     assert_eq!(
         report["homes"],
-        json!(["ada", "ana", "dev", "nadia", "rolf", "stranger"]),
+        json!([
+            "ada",
+            "ada-40example-2ecom",
+            "ana",
+            "dev",
+            "nadia",
+            "rolf",
+            "stranger"
+        ]),
         "{stderr}"
     );
     let mounts = &users["ada"]["pods"]["Small Instance"]["spec"]["containers"][0]["volumeMounts"];

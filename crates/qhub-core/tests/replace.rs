@@ -221,7 +221,14 @@ fn on_efs_a_new_size_is_no_resize() {
         .collect();
     assert_eq!(
         changed,
-        vec![("PersistentVolume/dev-shared".to_string(), Action::Update)],
+        // The platform's volume and sftp's in the privileged namespace: the same file system.
+        vec![
+            ("PersistentVolume/dev-shared".to_string(), Action::Update),
+            (
+                "PersistentVolume/dev-privileged-shared".to_string(),
+                Action::Update
+            )
+        ],
         "{}",
         plan.render_text()
     );

@@ -630,6 +630,7 @@ mod tests {
                 "https://demo.example.com/gateway/",
                 "https://demo.example.com/monitoring/",
                 "https://demo.example.com/welcome/",
+                "ssh://demo.example.com:8022",
             ]
         );
     }
