@@ -1894,8 +1894,10 @@ fn sigkilled_deploys_converge_on_rerun() {
         killed_mid_deploy > 0,
         "no deploy was still running when killed (seed {seed}); the test proved nothing"
     );
+    // A guard against a runaway loop, not a speed target: the full deploy has grown (SSH/SFTP,
+    // the layout Job) and took 49 s with four lifecycle tests sharing two cores.
     assert!(
-        started.elapsed() < Duration::from_secs(30),
+        started.elapsed() < Duration::from_secs(180),
         "the kill test took {:?}",
         started.elapsed()
     );
