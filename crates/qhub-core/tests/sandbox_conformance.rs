@@ -115,6 +115,39 @@ impl Provider for Ungrouped {
     async fn keycloak_url(&self, o: &Ownership) -> Result<Option<String>, ProviderError> {
         self.0.keycloak_url(o).await
     }
+    // Everything but the serial groups is forwarded: a method left to the trait's default
+    // would quietly change the provider under test (a missing conda-store URL failed this
+    // check for the wrong reason).
+    fn node_group_keys(&self) -> &'static [&'static str] {
+        self.0.node_group_keys()
+    }
+    async fn discover(&self, c: &Config) -> Result<Facts, ProviderError> {
+        self.0.discover(c).await
+    }
+    fn cluster_facts(&self, c: &Config, infra: &[Observed]) -> qhub_core::provider::ClusterFacts {
+        self.0.cluster_facts(c, infra)
+    }
+    async fn lock_store(
+        &self,
+        o: &Ownership,
+    ) -> Result<Option<std::sync::Arc<dyn qhub_core::cloud::lock::LockStore>>, ProviderError> {
+        self.0.lock_store(o).await
+    }
+    fn lock_dir(&self) -> Option<std::path::PathBuf> {
+        self.0.lock_dir()
+    }
+    async fn lock_holder(&self, o: &Ownership) -> Result<Option<String>, ProviderError> {
+        self.0.lock_holder(o).await
+    }
+    async fn kubeconfig(&self, o: &Ownership) -> Result<String, ProviderError> {
+        self.0.kubeconfig(o).await
+    }
+    fn serves_conda_store(&self) -> bool {
+        self.0.serves_conda_store()
+    }
+    async fn conda_store_url(&self, o: &Ownership) -> Result<Option<String>, ProviderError> {
+        self.0.conda_store_url(o).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -136,14 +136,6 @@ impl State {
         })
     }
 
-    /// The snapshot written to disk.
-    pub fn to_saved(&self) -> Value {
-        json!({
-            "resourceVersion": self.rv,
-            "objects": self.objects.values().collect::<Vec<_>>(),
-        })
-    }
-
     fn record(&mut self, typ: EventType, key: Key, old: Option<Value>, obj: Value) {
         let ev = Arc::new(Event {
             rv: self.rv,
