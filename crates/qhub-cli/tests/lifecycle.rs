@@ -319,6 +319,28 @@ impl Sandbox {
         sb
     }
 
+    /// A fresh sandbox holding a copy of this one: the sandbox's cloud, cluster, Keycloak and
+    /// conda-store live in files in its directory that name no path, so the copy is the same
+    /// deployment in another place. The tests that interrupt a destroy at every point start each
+    /// point from a copy of one deployed sandbox instead of deploying again.
+    fn copy(&self) -> Self {
+        fn copy_dir(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).expect("mkdir");
+            for entry in std::fs::read_dir(from).expect("read_dir") {
+                let entry = entry.expect("entry");
+                let target = to.join(entry.file_name());
+                if entry.file_type().expect("file type").is_dir() {
+                    copy_dir(&entry.path(), &target);
+                } else {
+                    std::fs::copy(entry.path(), &target).expect("copy");
+                }
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(self.path(), dir.path());
+        Self { dir }
+    }
+
     fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -1534,6 +1556,7 @@ fn interrupted_deploy_then_destroy_leaves_nothing() {
 
 #[test]
 fn interrupted_destroy_converges_on_rerun() {
+    let deployed = Sandbox::deployed();
     let mut n = 0;
     loop {
         assert!(
@@ -1541,7 +1564,7 @@ fn interrupted_destroy_converges_on_rerun() {
             "destroy was still interrupted with die_after={n}: more interruption points than \
              {MAX_POINTS}"
         );
-        let sb = Sandbox::deployed();
+        let sb = deployed.copy();
         let faults = format!("die_after={n}");
         let context = format!("destroy with {faults}");
         let before = sb.writes();
@@ -1576,10 +1599,11 @@ fn interrupted_destroy_converges_on_rerun() {
 
 #[test]
 fn interrupted_kubernetes_destroy_converges_on_rerun() {
+    let deployed = Sandbox::deployed();
     let mut n = 0;
     loop {
         assert!(n < MAX_POINTS, "destroy --stage kubernetes: die_after={n}");
-        let sb = Sandbox::deployed();
+        let sb = deployed.copy();
         let world = sb.world();
         let faults = format!("die_after={n}");
         let context = format!("destroy --stage kubernetes with {faults}");

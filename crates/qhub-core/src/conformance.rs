@@ -81,6 +81,14 @@ pub trait Harness: Send + Sync {
     async fn reset(&self);
     /// How many mutating calls the backend has served since it was created.
     async fn mutations(&self) -> u64;
+    /// Of those, how many the provider's own cloud served, when the harness can tell them from
+    /// the Kubernetes stage's writes (`None`, the default: it cannot). The interruption checks
+    /// then try every cloud mutation but only every [`KUBE_STRIDE`]th Kubernetes write: this
+    /// suite tests the provider, and the shared Kubernetes stage is interrupted at each of its
+    /// writes by the CLI's lifecycle tests. Without it every mutation is tried.
+    async fn cloud_mutations(&self) -> Option<u64> {
+        None
+    }
     /// Counts of resources in the backend carrying `ownership`'s marks, by kind, read from the
     /// backend directly (not through the provider), so duplicates cannot hide.
     async fn census(&self, ownership: &Ownership) -> BTreeMap<String, usize>;
@@ -399,31 +407,52 @@ pub async fn destroy_of_nothing_succeeds(h: &dyn Harness) -> Result<String, Fail
     Ok("no changes".into())
 }
 
-/// The census of a clean deploy.
+/// The census of a clean deploy, and its cloud mutations ([`Harness::cloud_mutations`]).
 async fn reference_census(
     check: &'static str,
     h: &dyn Harness,
     config: &Config,
-) -> Result<BTreeMap<String, usize>, Failure> {
+) -> Result<(BTreeMap<String, usize>, Option<u64>), Failure> {
     h.reset().await;
     succeeded(
         check,
         "reference deploy",
         deploy(h, config, Faults::default()).await,
     )?;
-    Ok(h.census(&Ownership::of(config)).await)
+    Ok((
+        h.census(&Ownership::of(config)).await,
+        h.cloud_mutations().await,
+    ))
 }
 
 /// Most interruption points tried; a deploy with more mutations than this is cut short.
 const MAX_POINTS: u64 = 500;
 
+/// The stride between the Kubernetes writes at which the interruption checks interrupt a
+/// deploy, once the cloud's mutations are behind it (see [`Harness::cloud_mutations`]).
+pub const KUBE_STRIDE: u64 = 16;
+
+/// The interruption point after `n`: the next mutation while the cloud's are being made, then
+/// every [`KUBE_STRIDE`]th write of the Kubernetes stage (its first one included).
+fn next_point(n: u64, cloud: Option<u64>) -> u64 {
+    match cloud {
+        Some(c) if n + 1 > c => n + KUBE_STRIDE,
+        _ => n + 1,
+    }
+}
+
 /// Deploys with the process "dying" after mutation `n + 1`; `None` once a deploy with that many
 /// mutations allowed runs to completion (every interruption point has been tried).
+///
+/// When the harness counts the cloud's mutations (`cloud`, of a clean deploy), an interruption
+/// in the Kubernetes stage must find all of them made: a cloud mutation after the stage began
+/// would fall between the sampled points, so that is a failure, not a skipped point.
 async fn interrupted_deploy(
     check: &'static str,
     h: &dyn Harness,
     config: &Config,
     n: u64,
+    cloud: Option<u64>,
 ) -> Result<Option<()>, Failure> {
     h.reset().await;
     let faults = Faults {
@@ -434,6 +463,20 @@ async fn interrupted_deploy(
         .await
         .map_err(|e| fail(check, e))?;
     if r.killed {
+        if let Some(c) = cloud
+            && n >= c
+        {
+            let made = h.cloud_mutations().await.unwrap_or(c);
+            if made != c {
+                return Err(fail(
+                    check,
+                    format!(
+                        "interrupted at mutation {} (in the Kubernetes stage), the cloud had served {made} of a clean deploy's {c} mutations: a cloud mutation after the Kubernetes stage began would be missed by the sampled interruption points",
+                        n + 1
+                    ),
+                ));
+            }
+        }
         return Ok(Some(()));
     }
     if !r.succeeded() {
@@ -448,13 +491,28 @@ async fn interrupted_deploy(
     Ok(None)
 }
 
+/// Where the interruption points were tried, for a check's summary.
+fn points_summary(points: u64, cloud: Option<u64>) -> String {
+    match cloud {
+        Some(c) => format!(
+            "{points} interruption points (each of the {c} cloud mutations, then every {KUBE_STRIDE}th Kubernetes write)"
+        ),
+        None => format!("{points} interruption points"),
+    }
+}
+
 /// For every interruption point of a deploy: destroy afterwards leaves nothing.
 pub async fn destroy_after_interruption_leaves_nothing(h: &dyn Harness) -> Result<String, Failure> {
     const CHECK: &str = "destroy after an interrupted deploy leaves nothing";
     let config = h.config();
+    let (_, cloud) = reference_census(CHECK, h, &config).await?;
     let mut points = 0;
-    for n in 0..MAX_POINTS {
-        if interrupted_deploy(CHECK, h, &config, n).await?.is_none() {
+    let mut n = 0;
+    while n < MAX_POINTS {
+        if interrupted_deploy(CHECK, h, &config, n, cloud)
+            .await?
+            .is_none()
+        {
             break;
         }
         points += 1;
@@ -470,6 +528,7 @@ pub async fn destroy_after_interruption_leaves_nothing(h: &dyn Harness) -> Resul
             &format!("destroy after interruption at mutation {}", n + 1),
         )
         .await?;
+        n = next_point(n, cloud);
     }
     if points == 0 {
         return Err(fail(
@@ -477,17 +536,21 @@ pub async fn destroy_after_interruption_leaves_nothing(h: &dyn Harness) -> Resul
             "no deploy was ever interrupted: the harness ignores die_after",
         ));
     }
-    Ok(format!("{points} interruption points"))
+    Ok(points_summary(points, cloud))
 }
 
 /// For every interruption point: re-deploying converges to exactly one of everything.
 pub async fn redeploy_after_interruption_converges(h: &dyn Harness) -> Result<String, Failure> {
     const CHECK: &str = "re-deploy after an interruption converges without duplicates";
     let config = h.config();
-    let expected = reference_census(CHECK, h, &config).await?;
+    let (expected, cloud) = reference_census(CHECK, h, &config).await?;
     let mut points = 0;
-    for n in 0..MAX_POINTS {
-        if interrupted_deploy(CHECK, h, &config, n).await?.is_none() {
+    let mut n = 0;
+    while n < MAX_POINTS {
+        if interrupted_deploy(CHECK, h, &config, n, cloud)
+            .await?
+            .is_none()
+        {
             break;
         }
         points += 1;
@@ -513,6 +576,7 @@ pub async fn redeploy_after_interruption_converges(h: &dyn Harness) -> Result<St
                 ),
             ));
         }
+        n = next_point(n, cloud);
     }
     if points == 0 {
         return Err(fail(
@@ -520,7 +584,10 @@ pub async fn redeploy_after_interruption_converges(h: &dyn Harness) -> Result<St
             "no deploy was ever interrupted: the harness ignores die_after",
         ));
     }
-    Ok(format!("{points} interruption points, census {expected:?}"))
+    Ok(format!(
+        "{}, census {expected:?}",
+        points_summary(points, cloud)
+    ))
 }
 
 /// Deploy and destroy succeed with retryable errors and throttling injected.
@@ -876,7 +943,7 @@ pub async fn destroy_like_the_cli(engine: &Engine, config: &Config) -> Result<Ap
 pub async fn every_call_rides_out_a_storm(h: &dyn Harness) -> Result<String, Failure> {
     const CHECK: &str = "every call rides out a storm";
     let config = h.config();
-    let expected = reference_census(CHECK, h, &config).await?;
+    let (expected, _) = reference_census(CHECK, h, &config).await?;
     h.reset().await;
     let lost_answers = h.knobs().lost_answers;
     let faults = Faults {
@@ -1083,7 +1150,7 @@ pub async fn failed_resource_is_repaired(h: &dyn Harness) -> Result<String, Fail
         return Ok("skipped: the harness cannot make a cluster fail".into());
     }
     let config = h.config();
-    let expected = reference_census(CHECK, h, &config).await?;
+    let (expected, _) = reference_census(CHECK, h, &config).await?;
     h.reset().await;
     let kind = h.cluster_kind();
     let failing = Faults {

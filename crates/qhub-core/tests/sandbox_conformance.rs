@@ -167,6 +167,9 @@ async fn the_suite_catches_a_provider_that_ignores_the_one_operation_rule() {
         async fn mutations(&self) -> u64 {
             self.0.mutations().await
         }
+        async fn cloud_mutations(&self) -> Option<u64> {
+            self.0.cloud_mutations().await
+        }
         async fn census(&self, o: &Ownership) -> std::collections::BTreeMap<String, usize> {
             self.0.census(o).await
         }
@@ -209,6 +212,9 @@ async fn the_suite_catches_a_provider_that_forgets_to_delete() {
         }
         async fn mutations(&self) -> u64 {
             self.0.mutations().await
+        }
+        async fn cloud_mutations(&self) -> Option<u64> {
+            self.0.cloud_mutations().await
         }
         async fn census(
             &self,

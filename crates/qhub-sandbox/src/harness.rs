@@ -125,6 +125,14 @@ impl Harness for SandboxHarness {
         cloud + kube
     }
 
+    async fn cloud_mutations(&self) -> Option<u64> {
+        Some(
+            World::load(&self.dir)
+                .map(|w| w.stats.mutations)
+                .unwrap_or(0),
+        )
+    }
+
     async fn rejected(&self) -> u64 {
         World::load(&self.dir)
             .map(|w| w.stats.rejected)
