@@ -5,8 +5,6 @@
 
 use qhub_core::Config;
 use qhub_core::config::components::Toggle;
-use qhub_core::config::init::{InitOptions, render};
-use qhub_core::config::provider::ProviderKind;
 use qhub_core::kubernetes::components::argo_workflows as argo;
 use qhub_core::kubernetes::components::{CLIENT_SECRET_KEY, client_secret_name};
 use qhub_core::provider::Ownership;
@@ -14,16 +12,10 @@ use qhub_sandbox::SandboxProvider;
 use qhub_sandbox::faults::FaultSpec;
 
 mod support;
-use support::{assert_redeploy_is_a_noop, deleted, deploy, engine, find};
+use support::{assert_redeploy_is_a_noop, deleted, deploy, engine, find, sandbox_config};
 
 fn config() -> Config {
-    let mut config = render(&InitOptions::new(
-        ProviderKind::Sandbox,
-        "demo",
-        "demo.example.com",
-        "not-a-real-password",
-    ))
-    .unwrap();
+    let mut config = sandbox_config();
     assert!(
         config.argo_workflows.as_ref().is_some_and(|t| !t.enabled),
         "Argo Workflows is opt-in in qhub init"

@@ -7,8 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use qhub_core::config::init::{InitOptions, render};
-use qhub_core::config::provider::ProviderKind;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::events::NoEvents;
 use qhub_core::kubernetes::components::conda_store;
@@ -19,16 +17,10 @@ use qhub_sandbox::faults::FaultSpec;
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::deploy;
+use support::{deploy, sandbox_config};
 
 fn config() -> Config {
-    render(&InitOptions::new(
-        ProviderKind::Sandbox,
-        "demo",
-        "demo.example.com",
-        "not-a-real-password",
-    ))
-    .unwrap()
+    sandbox_config()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

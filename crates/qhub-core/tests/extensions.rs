@@ -8,8 +8,6 @@ use std::collections::BTreeSet;
 
 use qhub_core::Config;
 use qhub_core::config::components::Toggle;
-use qhub_core::config::init::{InitOptions, render};
-use qhub_core::config::provider::ProviderKind;
 use qhub_core::kubernetes::components::{
     CLIENT_SECRET_KEY, client_secret_name, extensions, forward_auth,
 };
@@ -20,17 +18,11 @@ use qhub_sandbox::faults::FaultSpec;
 use serde_json::{Value as Json, json};
 
 mod support;
-use support::{assert_redeploy_is_a_noop, deploy, engine};
+use support::{assert_redeploy_is_a_noop, deploy, engine, sandbox_config};
 
 /// The sandbox config with monitoring off (not what this test is about) and two extensions.
 fn config() -> Config {
-    let opts = InitOptions::new(
-        ProviderKind::Sandbox,
-        "demo",
-        "demo.example.com",
-        "not-a-real-password",
-    );
-    let mut config = render(&opts).unwrap();
+    let mut config = sandbox_config();
     config.monitoring = Some(Toggle {
         enabled: false,
         overrides: None,

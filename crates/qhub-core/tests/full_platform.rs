@@ -12,31 +12,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use qhub_core::Config;
-use qhub_core::config::init::{InitOptions, render};
-use qhub_core::config::provider::ProviderKind;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::kubernetes::components::{
     conda_store, dask_gateway, ingress, jupyterhub, jupyterhub_ssh, keycloak,
 };
-use qhub_core::plan::{Action, Plan};
+use qhub_core::plan::Action;
 use qhub_core::provider::{Ownership, Provider};
 use qhub_sandbox::SandboxProvider;
 use qhub_sandbox::faults::FaultSpec;
 use serde_json::{Value as Json, json};
 
 mod support;
-use support::{deploy, find};
+use support::{deploy, find, ids, sandbox_config};
 
 /// The sandbox's default config with a GPU group, a GPU JupyterLab profile and a GPU Dask
 /// worker profile.
 fn config() -> Config {
-    let mut config = render(&InitOptions::new(
-        ProviderKind::Sandbox,
-        "demo",
-        "demo.example.com",
-        "not-a-real-password",
-    ))
-    .unwrap();
+    let mut config = sandbox_config();
     let groups = &mut config.sandbox.as_mut().unwrap().node_groups;
     let mut gpu = groups["worker"].clone();
     gpu.gpu = true;
@@ -64,14 +56,6 @@ fn config() -> Config {
         .unwrap(),
     );
     config
-}
-
-fn ids(plan: &Plan, action: Action) -> BTreeSet<String> {
-    plan.changes
-        .iter()
-        .filter(|c| c.action == action)
-        .map(|c| c.id.to_string())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

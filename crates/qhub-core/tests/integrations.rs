@@ -12,29 +12,21 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use qhub_core::Config;
 use qhub_core::config::components::Toggle;
-use qhub_core::config::init::{InitOptions, render};
-use qhub_core::config::provider::ProviderKind;
 use qhub_core::kubernetes::components::{
     COMPONENT_LABEL, argo_workflows, extensions, forward_auth, monitoring,
 };
-use qhub_core::plan::{Action, Plan};
+use qhub_core::plan::Action;
 use qhub_core::provider::Ownership;
 use qhub_sandbox::SandboxProvider;
 use qhub_sandbox::faults::FaultSpec;
 use serde_json::{Value as Json, json};
 
 mod support;
-use support::{assert_redeploy_is_a_noop, deploy, engine};
+use support::{assert_redeploy_is_a_noop, deploy, engine, ids, sandbox_config};
 
 /// The sandbox's default config with every built optional piece on.
 fn everything_on() -> Config {
-    let mut config = render(&InitOptions::new(
-        ProviderKind::Sandbox,
-        "demo",
-        "demo.example.com",
-        "not-a-real-password",
-    ))
-    .unwrap();
+    let mut config = sandbox_config();
     config.monitoring = Some(Toggle {
         enabled: true,
         overrides: None,
@@ -106,14 +98,6 @@ fn component(change: &qhub_core::plan::Change) -> Option<String> {
         ))
         .and_then(Json::as_str)
         .map(str::to_string)
-}
-
-fn ids(plan: &Plan, action: Action) -> BTreeSet<String> {
-    plan.changes
-        .iter()
-        .filter(|c| c.action == action)
-        .map(|c| c.id.to_string())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qhub_core::Config;
-use qhub_core::config::init::{InitOptions, render};
-use qhub_core::config::provider::ProviderKind;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::events::NoEvents;
 use qhub_core::plan::Action;
@@ -19,20 +17,14 @@ use qhub_sandbox::faults::FaultSpec;
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::{deploy, engine_with as engine};
+use support::{deploy, engine_with as engine, sandbox_config};
 
 /// The client id the example component (feature `example-component`, on in these tests) takes
 /// from the config.
 const CLIENT: &str = "hello";
 
 fn base_config() -> Config {
-    render(&InitOptions::new(
-        ProviderKind::Sandbox,
-        "demo",
-        "demo.example.com",
-        "not-a-real-password",
-    ))
-    .unwrap()
+    sandbox_config()
 }
 
 /// The base platform and the example component.

@@ -3,13 +3,16 @@
 //! (`mod support;`) and uses what it needs.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use qhub_core::Config;
+use qhub_core::config::init::{InitOptions, render};
+use qhub_core::config::provider::ProviderKind;
 use qhub_core::engine::{Engine, EngineOptions, StageFilter};
 use qhub_core::events::NoEvents;
-use qhub_core::plan::Plan;
+use qhub_core::plan::{Action, Plan};
 use qhub_core::provider::Provider;
 use qhub_sandbox::SandboxProvider;
 use serde_json::Value as Json;
@@ -83,7 +86,27 @@ pub async fn assert_redeploy_is_a_noop(
 pub fn deleted(plan: &Plan) -> Vec<String> {
     plan.changes
         .iter()
-        .filter(|c| c.action == qhub_core::plan::Action::Delete)
+        .filter(|c| c.action == Action::Delete)
+        .map(|c| c.id.to_string())
+        .collect()
+}
+
+/// What `qhub init sandbox` writes for the project `demo` at `demo.example.com`.
+pub fn sandbox_config() -> Config {
+    render(&InitOptions::new(
+        ProviderKind::Sandbox,
+        "demo",
+        "demo.example.com",
+        "not-a-real-password",
+    ))
+    .expect("qhub init's sandbox config renders")
+}
+
+/// The ids of the changes of `plan` with `action`.
+pub fn ids(plan: &Plan, action: Action) -> BTreeSet<String> {
+    plan.changes
+        .iter()
+        .filter(|c| c.action == action)
         .map(|c| c.id.to_string())
         .collect()
 }
