@@ -225,10 +225,7 @@ impl Inner {
         // Client writes over the store's life (not the controllers'), for tests that count
         // what separate processes changed.
         let writes = self.saved_writes + self.mutations.load(Ordering::Relaxed);
-        let mut cache = self
-            .saved_objects
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.saved_objects.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|key, _| st.objects.contains_key(key));
         let mut bytes = Vec::with_capacity(cache.values().map(|(_, b)| b.len() + 2).sum());
         bytes.extend_from_slice(

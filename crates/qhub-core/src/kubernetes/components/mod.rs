@@ -28,6 +28,7 @@ pub mod gpu;
 pub mod ingress;
 pub mod jupyterhub;
 pub mod jupyterhub_ssh;
+pub mod kbatch;
 pub mod keycloak;
 pub mod monitoring;
 pub mod namespace;
@@ -193,6 +194,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &dask_gateway::DaskGateway,
     &monitoring::Monitoring,
     &argo_workflows::ArgoWorkflows,
+    &kbatch::Kbatch,
     &forward_auth::ForwardAuth,
     &extensions::Extensions,
     &welcome::Welcome,

@@ -539,6 +539,36 @@ pub const ARGO_WORKFLOW: Table = Table {
     )],
 };
 
+/// kbatch-proxy, which runs users' batch Jobs and CronJobs in a namespace of their own.
+///
+/// Upstream's chart grants nothing (kbatch-dev/helm-chart 0.4.2, `kbatch/templates/`: a
+/// ServiceAccount, no role); QHub 0.4.5 bound the account to a ClusterRole granting every verb
+/// but `update` on every resource of the core and `batch` groups
+/// (`qhub/template/stages/07-kubernetes-services/modules/kubernetes/services/kbatch/main.tf`,
+/// `kubernetes_cluster_role.kbatch`), Secrets included. Granted here: exactly the calls
+/// kbatch-proxy 0.4.2 makes (kbatch-dev/kbatch 0.4.2 `kbatch-proxy/kbatch_proxy/main.py`),
+/// cluster-wide as QHub granted them, since each user's namespace is named after the user
+/// (`patch.namespace_for_username`) and made on their first job: `create_namespace`;
+/// `create_namespaced_config_map` and `patch_namespaced_config_map` (a job's code);
+/// `create`/`read`/`list`/`delete` of `namespaced_job` and `namespaced_cron_job`;
+/// `read_namespaced_pod`, `list_namespaced_pod` and `read_namespaced_pod_log` (streamed with a
+/// watch, still a `get` of `pods/log`).
+pub const KBATCH_PROXY: Table = Table {
+    service_account: "kbatch-proxy",
+    source: "kbatch-dev/kbatch 0.4.2 kbatch-proxy/kbatch_proxy/main.py (the calls it makes; kbatch-dev/helm-chart 0.4.2 grants no role, QHub 0.4.5 services/kbatch/main.tf a wider ClusterRole)",
+    permissions: &[
+        cluster(&[""], &["namespaces"], &["create"]),
+        cluster(&[""], &["configmaps"], &["create", "patch"]),
+        cluster(
+            &["batch"],
+            &["jobs", "cronjobs"],
+            &["create", "get", "list", "delete"],
+        ),
+        cluster(&[""], &["pods"], &["get", "list"]),
+        cluster(&[""], &["pods/log"], &["get"]),
+    ],
+};
+
 /// Every table.
 pub const TABLES: &[&Table] = &[
     &TRAEFIK,
@@ -555,6 +585,7 @@ pub const TABLES: &[&Table] = &[
     &ARGO_WORKFLOW_CONTROLLER,
     &ARGO_SERVER,
     &ARGO_WORKFLOW,
+    &KBATCH_PROXY,
 ];
 
 fn policy(p: &Permission) -> PolicyRule {
