@@ -631,6 +631,7 @@ mod tests {
                 "https://demo.example.com/conda-store/",
                 "https://demo.example.com/gateway/",
                 "https://demo.example.com/monitoring/",
+                "https://demo.example.com/services/kbatch/",
                 "https://demo.example.com/welcome/",
                 "ssh://demo.example.com:8022",
             ]
