@@ -144,9 +144,16 @@ async fn jupyterhub_loads_the_rendered_config_and_offers_each_user_their_profile
     );
     assert_eq!(
         kbatch["url"],
-        json!(qhub_core::kubernetes::components::kbatch::service_url("dev"))
+        json!(qhub_core::kubernetes::components::kbatch::service_url(
+            "dev"
+        ))
     );
-    assert_eq!(report["registered_services"]["dask-gateway"]["url"], Json::Null);
+    // A service without a URL (Dask Gateway) gets no proxy route.
+    assert_eq!(report["registered_services"]["dask-gateway"]["url"], "");
+    assert_eq!(
+        report["registered_services"]["dask-gateway"]["proxy_spec"],
+        Json::Null
+    );
     assert_eq!(
         report["registered_services"]["jupyterhub-idle-culler"]["managed"],
         true

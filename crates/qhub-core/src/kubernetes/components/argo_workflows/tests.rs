@@ -203,7 +203,7 @@ fn deployment<'a>(objects: &'a [Json], name: &str) -> &'a Json {
 
 #[test]
 fn overrides_reach_the_controller_the_server_and_the_configmap() {
-    let objects = with_overrides(serde_json::json!({
+    let overridden = with_overrides(serde_json::json!({
         "controller": {
             "extraEnv": [{"name": "FOO", "value": "bar"}],
             "extraArgs": ["--qps=50"],
@@ -214,7 +214,8 @@ fn overrides_reach_the_controller_the_server_and_the_configmap() {
         "server": {"extraEnv": [{"name": "BAZ", "value": "qux"}], "extraArgs": ["--x-frame-options=DENY"]},
     }))
     .expect("builds");
-    let controller = &deployment(&objects, CONTROLLER)["spec"]["template"]["spec"]["containers"][0];
+    let controller =
+        &deployment(&overridden, CONTROLLER)["spec"]["template"]["spec"]["containers"][0];
     assert!(
         controller["env"]
             .as_array()
@@ -231,7 +232,7 @@ fn overrides_reach_the_controller_the_server_and_the_configmap() {
     );
     assert_eq!(controller["resources"]["limits"]["memory"], "2Gi");
     assert_eq!(controller["resources"]["requests"]["cpu"], "1");
-    let server = &deployment(&objects, SERVER)["spec"]["template"]["spec"]["containers"][0];
+    let server = &deployment(&overridden, SERVER)["spec"]["template"]["spec"]["containers"][0];
     assert!(
         server["env"]
             .as_array()
@@ -245,7 +246,7 @@ fn overrides_reach_the_controller_the_server_and_the_configmap() {
     );
     // Untouched: the server's own resources.
     assert_eq!(server["resources"]["limits"]["memory"], "512Mi");
-    let cm = objects
+    let cm = overridden
         .iter()
         .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == CONTROLLER_CONFIGMAP)
         .unwrap();
