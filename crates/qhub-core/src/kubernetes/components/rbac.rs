@@ -556,7 +556,7 @@ const ARGO_USER_KINDS: &[&str] = &[
     "workflowtaskresults",
     "workflowtaskresults/finalizers",
 ];
-/// [`ARGO_USER_KINDS`] and the task sets, which only `argo-aggregate-to-admin` lists.
+/// `ARGO_USER_KINDS` and the task sets, which only `argo-aggregate-to-admin` lists.
 const ARGO_ADMIN_KINDS: &[&str] = &[
     "workflows",
     "workflows/finalizers",
@@ -591,7 +591,7 @@ const ARGO_USER_READS: Permission = namespaced(&[""], &["pods", "pods/log", "eve
 
 /// The account argo-server acts as for a user holding `argo_admin` (SSO RBAC,
 /// [`super::argo_workflows`]): upstream's `argo-aggregate-to-admin` in the platform namespace,
-/// the pod reads of [`ARGO_USER_READS`], and deleting pods (a retry deletes the failed
+/// the pod reads of `ARGO_USER_READS`, and deleting pods (a retry deletes the failed
 /// steps' pods with the user's client, `workflow_server.go` `RetryWorkflow`).
 ///
 /// Source: argoproj/argo-workflows v4.1.2,
@@ -625,7 +625,7 @@ pub const ARGO_SSO_EDIT: Table = Table {
 };
 
 /// The account argo-server acts as for a user holding `argo_viewer`: upstream's
-/// `argo-aggregate-to-view` and the reads of [`ARGO_USER_READS`].
+/// `argo-aggregate-to-view` and the reads of `ARGO_USER_READS`.
 ///
 /// Source: argoproj/argo-workflows v4.1.2,
 /// `manifests/cluster-install-no-crds/workflow-controller-rbac/workflow-aggregate-roles.yaml`
