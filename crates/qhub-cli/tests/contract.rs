@@ -153,9 +153,9 @@ fn every_json_document_and_event_follows_the_published_schema() {
         "{health}"
     );
     let checks = health["checks"].as_array().unwrap();
-    // JupyterHub, Dask Gateway, conda-store, Keycloak, Grafana, the welcome page, and the SSH
-    // banner of jupyterhub-ssh.
-    assert_eq!(checks.len(), 7, "{health}");
+    // JupyterHub, Dask Gateway, conda-store, Keycloak, Grafana, kbatch, the welcome page, and
+    // the SSH banner of jupyterhub-ssh.
+    assert_eq!(checks.len(), 8, "{health}");
     assert!(
         checks.iter().any(|c| c["component"] == "jupyterhub-ssh"),
         "{health}"

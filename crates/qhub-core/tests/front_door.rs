@@ -110,7 +110,7 @@ async fn a_sandbox_deploy_checks_the_front_door_and_says_the_probe_was_skipped()
         report.notes.iter().any(|n| n
             .contains("health checks through the load balancer were skipped")
             && n.contains("sandbox")
-            && n.contains("6 URL(s)")),
+            && n.contains("7 URL(s)")),
         "{:?}",
         report.notes
     );
@@ -119,8 +119,9 @@ async fn a_sandbox_deploy_checks_the_front_door_and_says_the_probe_was_skipped()
     let checked = front_door::check_cluster(&kube.client(), &config)
         .await
         .unwrap();
-    // `/`, `/auth/`, `/hub/`, `/conda-store/`, `/gateway/` and `/monitoring/`.
-    assert_eq!(checked.urls, 6);
+    // `/`, `/auth/`, `/hub/`, `/conda-store/`, `/gateway/`, `/monitoring/` and
+    // `/services/kbatch/` (behind the hub's route).
+    assert_eq!(checked.urls, 7);
     assert_eq!(
         checked.permissions, 44,
         "every permission of the Traefik table"

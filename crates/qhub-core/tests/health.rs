@@ -82,6 +82,8 @@ impl FrontDoor {
                 "/monitoring/api/health".into(),
                 ok(r#"{"commit": "abc", "database": "ok", "version": "12.0.0"}"#),
             ),
+            // kbatch-proxy 0.4.2 `get_root` under its prefix, behind the hub's proxy.
+            ("/services/kbatch/".into(), ok(r#"{"message": "kbatch"}"#)),
         ])
     }
 
@@ -262,6 +264,14 @@ fn each_component_declares_its_upstream_healthy_answer() {
         Check::http("/monitoring/api/health").json_equals("database", "ok")
     );
     assert_eq!(check("qhub-welcome"), Check::http("/welcome/"));
+    assert_eq!(
+        check("kbatch"),
+        Check::http("/services/kbatch/").json_equals("message", "kbatch")
+    );
+    assert_eq!(
+        url_of(&urls, "kbatch").url,
+        "https://demo.example.com/services/kbatch/"
+    );
     assert_eq!(check("jupyterhub-ssh"), health::ssh_banner());
     assert_eq!(
         url_of(&urls, "jupyterhub-ssh").url,
@@ -276,7 +286,7 @@ async fn every_check_passes_through_a_healthy_front_door() {
     let heard = Mutex::new(Vec::new());
     let report = run(&door, &urls, &heard).await;
     assert!(report.ran && report.skipped.is_none());
-    assert_eq!(report.checks.len(), 7, "{report:#?}");
+    assert_eq!(report.checks.len(), 8, "{report:#?}");
     for row in &report.checks {
         assert_eq!(row.result, Outcome::Healthy, "{row:#?}");
         assert!(row.answered.is_none() && row.latency_secs.is_some());

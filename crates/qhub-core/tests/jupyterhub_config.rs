@@ -5,7 +5,8 @@
 //! installed by scripts/test in `.venv-jupyterhub`. `tests/jupyterhub/check_config.py` builds
 //! the authenticator and KubeSpawner (in its `_mock` mode) from that config and, for users in
 //! different groups, evaluates the login (allowed, admin), the profiles offered, the profiles
-//! refused, and the pod each offered profile makes.
+//! refused, and the pod each offered profile makes; and JupyterHub starts its services from it
+//! (`init_services`), kbatch with the URL its proxy routes `/services/kbatch/` to.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -129,7 +130,33 @@ async fn jupyterhub_loads_the_rendered_config_and_offers_each_user_their_profile
     assert_eq!(report["authenticator_class"], "generic-oauth");
     assert_eq!(
         report["services"],
-        json!(["jupyterhub-idle-culler", "dask-gateway"])
+        json!(["jupyterhub-idle-culler", "dask-gateway", "kbatch"])
+    );
+    // JupyterHub's own start-up of its services: kbatch, with the URL of kbatch-proxy's
+    // Service, is what the hub's proxy routes /services/kbatch/ to.
+    let kbatch = &report["registered_services"]["kbatch"];
+    assert_eq!(
+        kbatch,
+        &json!({"prefix": "/services/kbatch/", "url": "http://kbatch-proxy.dev.svc:80",
+            "proxy_spec": "/services/kbatch/", "has_token": true, "managed": false}),
+        "{}",
+        report["registered_services"]
+    );
+    assert_eq!(
+        kbatch["url"],
+        json!(qhub_core::kubernetes::components::kbatch::service_url(
+            "dev"
+        ))
+    );
+    // A service without a URL (Dask Gateway) gets no proxy route.
+    assert_eq!(report["registered_services"]["dask-gateway"]["url"], "");
+    assert_eq!(
+        report["registered_services"]["dask-gateway"]["proxy_spec"],
+        Json::Null
+    );
+    assert_eq!(
+        report["registered_services"]["jupyterhub-idle-culler"]["managed"],
+        true
     );
     assert_eq!(report["hub_connect_url"], "http://hub.dev.svc:8081");
     assert_eq!(report["proxy_api_url"], "http://proxy-api.dev.svc:8001");
@@ -336,6 +363,14 @@ async fn jupyterhub_loads_the_rendered_config_and_offers_each_user_their_profile
         env.contains(&(
             "DASK_GATEWAY__ADDRESS".into(),
             json!("https://demo.example.com/gateway")
+        )),
+        "{env:?}"
+    );
+    // kbatch's client finds kbatch-proxy through the server's environment.
+    assert!(
+        env.contains(&(
+            "KBATCH_URL".into(),
+            json!("http://kbatch-proxy.dev.svc/services/kbatch/")
         )),
         "{env:?}"
     );

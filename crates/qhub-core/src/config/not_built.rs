@@ -28,12 +28,6 @@ impl NotBuilt {
 /// Every integration qhub-rs does not deploy, in config order.
 pub const NOT_BUILT: &[NotBuilt] = &[
     NotBuilt {
-        key: "kbatch",
-        what: "kbatch-proxy at /services/kbatch, a JupyterHub service",
-        why: "qhub-rs does not deploy it yet (Nebari, QHub's successor, removed it in nebari-dev/nebari#2101)",
-        instead: "submit batch work through Dask Gateway or a Kubernetes Job until qhub-rs does",
-    },
-    NotBuilt {
         key: "cdsdashboards",
         what: "ContainDS Dashboards in JupyterHub",
         why: "ContainDS Dashboards supports JupyterHub 1.x only (its last release, cdsdashboards 0.6.3 on PyPI; nebari-dev/jhub-apps#2: \"requires JupyterHub < 2.0\") and is unmaintained; Nebari removed it (nebari-dev/nebari#1854, #1856). On the JupyterHub 5.5 qhub-rs deploys its hub extension does not even import (it needs `async_generator`, which JupyterHub no longer installs)",

@@ -122,7 +122,7 @@ Errors:
   `/services`, `/gateway`, `/conda-store`, `/monitoring`, `/welcome`, `/oauth2`, …: the routes
   the components declare); the error names the extension and the platform's route.
 - `ci_cd.branch`: must not be empty.
-- `kbatch`, `cdsdashboards`, `prefect`, `clearml` `.enabled: true`: an
+- `cdsdashboards`, `prefect`, `clearml` `.enabled: true`: an
   integration qhub-rs does not deploy (see [Not deployed](#not-deployed)).
 
 Warnings:

@@ -149,6 +149,20 @@ pub const ARGO_CLI: Image = Image {
     digest: None,
 };
 
+/// kbatch-proxy 0.4.2 (kbatch-dev/kbatch, the newest release on PyPI, 2023-09): the image its
+/// Helm chart runs (kbatch-dev/helm-chart 0.4.2, `kbatch/values.yaml` `image.repository:
+/// ghcr.io/kbatch-dev/kbatch-proxy` with the tag defaulting to `appVersion: "0.4.2"` of
+/// `kbatch/Chart.yaml`), built from `kbatch-proxy/docker/production/Dockerfile` and pushed on
+/// each release (`.github/workflows/publish-image.yaml`, tagged with the release). It runs
+/// gunicorn on `${APP_PORT}` (80 by default) as root; qhub runs it as a non-root user on 8080
+/// (`components::kbatch`). No digest: none is published in a source we could read.
+pub const KBATCH_PROXY: Image = Image {
+    component: "kbatch",
+    repository: "ghcr.io/kbatch-dev/kbatch-proxy",
+    tag: "0.4.2",
+    digest: None,
+};
+
 /// The executor Argo runs beside each workflow step (`--executor-image`); see
 /// [`ARGO_WORKFLOW_CONTROLLER`].
 pub const ARGO_EXEC: Image = Image {

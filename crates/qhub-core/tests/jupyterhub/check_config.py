@@ -20,6 +20,7 @@ os.environ.setdefault("QHUB_HUB_SECRET_SEED", "seed-for-tests")
 os.environ.setdefault("CONFIGPROXY_AUTH_TOKEN", "proxy-token-for-tests")
 os.environ.setdefault("QHUB_OAUTH_CLIENT_SECRET", "client-secret-for-tests")
 os.environ.setdefault("QHUB_DASK_GATEWAY_API_TOKEN", "dask-token-for-tests")
+os.environ.setdefault("QHUB_KBATCH_API_TOKEN", "kbatch-token-for-tests")
 # KubeSpawner loads a cluster config when it is created, even in its `_mock` mode, which never
 # calls the API: a kubeconfig naming an unused loopback port serves.
 KUBECONFIG = os.path.join(sys.argv[1], "kubeconfig")
@@ -171,6 +172,26 @@ async def main(config_dir, cases):
         }
     homes_root = json.loads(open(os.path.join(config_dir, "values.json")).read())["homes"]["root"]
     report["homes"] = sorted(os.listdir(homes_root)) if os.path.isdir(homes_root) else None
+    # The hub's own start-up of its services (`JupyterHub.init_services`, after the database,
+    # the hub, the roles and the OAuth provider it needs), on an in-memory database: what
+    # JupyterHub makes of each service entry (a key no `Service` has is an error there), and
+    # the prefix its proxy routes to a service with a URL.
+    app.db_url = "sqlite://"
+    app.init_db()
+    app.init_hub()
+    await app.init_role_creation()
+    app.init_oauth()
+    app.init_services()
+    report["registered_services"] = {
+        name: {
+            "prefix": service.prefix,
+            "url": service.url,
+            "proxy_spec": service.proxy_spec if service.url else None,
+            "has_token": bool(service.api_token),
+            "managed": service.managed,
+        }
+        for name, service in app._service_map.items()
+    }
     report["warnings"] = [
         m for m in collected.messages if "not recognized" in m or "Config option" in m
     ]

@@ -118,8 +118,10 @@ pub struct Built {
     pub config_files: Vec<ConfigFile>,
     /// The CustomResourceDefinitions it brings.
     pub crds: Vec<Crd>,
-    /// Its listings without an HTTP route (a TCP entrypoint of the load balancer, such as
-    /// jupyterhub-ssh's [`crate::kubernetes::health::SSH_PORT`]); an HTTP route's is [`Route::listed`].
+    /// Its listings without an HTTP route of its own (a TCP entrypoint of the load balancer,
+    /// such as jupyterhub-ssh's [`crate::kubernetes::health::SSH_PORT`], or a path another
+    /// component's route serves, such as kbatch's behind the hub's proxy); an HTTP route's is
+    /// [`Route::listed`].
     pub listed: Vec<Listing>,
 }
 
@@ -188,8 +190,9 @@ impl Built {
         self
     }
 
-    /// Lists a URL that no HTTP route serves (a TCP entrypoint, [`Listing::tcp`]) among the
-    /// platform's URLs, with its health check.
+    /// Lists a URL that no route of its own serves (a TCP entrypoint, [`Listing::tcp`], or a
+    /// path behind another component's route, [`Listing::http`]) among the platform's URLs,
+    /// with its health check.
     #[must_use]
     pub fn listed(mut self, listing: Listing) -> Self {
         self.listed.push(listing);
@@ -226,6 +229,15 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// An HTTP listing of `path` that another component's route serves (kbatch, behind the
+    /// hub's proxy at `/services/kbatch/`), with its check.
+    pub fn http(path: impl Into<String>, check: Check) -> Self {
+        Self {
+            path: path.into(),
+            health: check,
+        }
+    }
+
     /// A TCP entrypoint's listing: shown and checked as `check` says ([`Check::Banner`]).
     pub fn tcp(check: Check) -> Self {
         Self {

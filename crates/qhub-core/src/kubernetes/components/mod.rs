@@ -28,6 +28,7 @@ pub mod gpu;
 pub mod ingress;
 pub mod jupyterhub;
 pub mod jupyterhub_ssh;
+pub mod kbatch;
 pub mod keycloak;
 pub mod monitoring;
 pub mod namespace;
@@ -193,6 +194,7 @@ pub static REGISTRY: &[&dyn Component] = &[
     &dask_gateway::DaskGateway,
     &monitoring::Monitoring,
     &argo_workflows::ArgoWorkflows,
+    &kbatch::Kbatch,
     &forward_auth::ForwardAuth,
     &extensions::Extensions,
     &welcome::Welcome,
@@ -629,6 +631,7 @@ mod tests {
                 "https://demo.example.com/conda-store/",
                 "https://demo.example.com/gateway/",
                 "https://demo.example.com/monitoring/",
+                "https://demo.example.com/services/kbatch/",
                 "https://demo.example.com/welcome/",
                 "ssh://demo.example.com:8022",
             ]

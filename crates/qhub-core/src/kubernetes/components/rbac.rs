@@ -539,6 +539,136 @@ pub const ARGO_WORKFLOW: Table = Table {
     )],
 };
 
+/// The Argo kinds a user acts on through argo-server, namespaced: upstream's aggregate roles
+/// list them (argoproj/argo-workflows v4.1.2,
+/// `manifests/cluster-install-no-crds/workflow-controller-rbac/workflow-aggregate-roles.yaml`),
+/// without `clusterworkflowtemplates`, which is cluster-scoped and not installed by a namespace
+/// install (a Role cannot grant it).
+const ARGO_USER_KINDS: &[&str] = &[
+    "workflows",
+    "workflows/finalizers",
+    "workfloweventbindings",
+    "workfloweventbindings/finalizers",
+    "workflowtemplates",
+    "workflowtemplates/finalizers",
+    "cronworkflows",
+    "cronworkflows/finalizers",
+    "workflowtaskresults",
+    "workflowtaskresults/finalizers",
+];
+/// `ARGO_USER_KINDS` and the task sets, which only `argo-aggregate-to-admin` lists.
+const ARGO_ADMIN_KINDS: &[&str] = &[
+    "workflows",
+    "workflows/finalizers",
+    "workfloweventbindings",
+    "workfloweventbindings/finalizers",
+    "workflowtemplates",
+    "workflowtemplates/finalizers",
+    "cronworkflows",
+    "cronworkflows/finalizers",
+    "workflowtasksets",
+    "workflowtasksets/finalizers",
+    "workflowtaskresults",
+    "workflowtaskresults/finalizers",
+];
+/// The verbs of `argo-aggregate-to-edit` and `-admin`.
+const ARGO_WRITE: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+/// What argo-server reads with the SSO user's service account beside Argo's kinds: a
+/// workflow's pods and their logs (`util/logs/workflow-logger.go`, `Pods(..).Watch` and
+/// `GetLogs`) and events (`server/workflow/workflow_server.go` `WatchEvents`), all through
+/// `auth.GetKubeClient(ctx)`, the selected account's client. Upstream's aggregate roles join
+/// Kubernetes' `view`/`edit`/`admin`, which grant these; here they are granted alone.
+const ARGO_USER_READS: Permission = namespaced(&[""], &["pods", "pods/log", "events"], READ);
+
+/// The account argo-server acts as for a user holding `argo_admin` (SSO RBAC,
+/// [`super::argo_workflows`]): upstream's `argo-aggregate-to-admin` in the platform namespace,
+/// the pod reads of `ARGO_USER_READS`, and deleting pods (a retry deletes the failed
+/// steps' pods with the user's client, `workflow_server.go` `RetryWorkflow`).
+///
+/// Source: argoproj/argo-workflows v4.1.2,
+/// `manifests/cluster-install-no-crds/workflow-controller-rbac/workflow-aggregate-roles.yaml`
+/// (`argo-aggregate-to-admin`); the account and its rule as QHub 0.4.5 made them
+/// (`services/argo-workflows/main.tf`, `argo-admin`, bound to the chart's admin role).
+pub const ARGO_SSO_ADMIN: Table = Table {
+    service_account: "argo-admin",
+    source: "argoproj/argo-workflows v4.1.2 manifests/cluster-install-no-crds/workflow-controller-rbac/workflow-aggregate-roles.yaml (argo-aggregate-to-admin)",
+    permissions: &[
+        namespaced(&["argoproj.io"], ARGO_ADMIN_KINDS, ARGO_WRITE),
+        ARGO_USER_READS,
+        namespaced(&[""], &["pods"], &["delete"]),
+    ],
+};
+
+/// The account argo-server acts as for a user holding `argo_developer`: upstream's
+/// `argo-aggregate-to-edit`, as [`ARGO_SSO_ADMIN`] otherwise.
+///
+/// Source: argoproj/argo-workflows v4.1.2,
+/// `manifests/cluster-install-no-crds/workflow-controller-rbac/workflow-aggregate-roles.yaml`
+/// (`argo-aggregate-to-edit`); QHub 0.4.5's `argo-edit`.
+pub const ARGO_SSO_EDIT: Table = Table {
+    service_account: "argo-edit",
+    source: "argoproj/argo-workflows v4.1.2 manifests/cluster-install-no-crds/workflow-controller-rbac/workflow-aggregate-roles.yaml (argo-aggregate-to-edit)",
+    permissions: &[
+        namespaced(&["argoproj.io"], ARGO_USER_KINDS, ARGO_WRITE),
+        ARGO_USER_READS,
+        namespaced(&[""], &["pods"], &["delete"]),
+    ],
+};
+
+/// The account argo-server acts as for a user holding `argo_viewer`: upstream's
+/// `argo-aggregate-to-view` and the reads of `ARGO_USER_READS`.
+///
+/// Source: argoproj/argo-workflows v4.1.2,
+/// `manifests/cluster-install-no-crds/workflow-controller-rbac/workflow-aggregate-roles.yaml`
+/// (`argo-aggregate-to-view`); QHub 0.4.5's `argo-view`.
+pub const ARGO_SSO_VIEW: Table = Table {
+    service_account: "argo-view",
+    source: "argoproj/argo-workflows v4.1.2 manifests/cluster-install-no-crds/workflow-controller-rbac/workflow-aggregate-roles.yaml (argo-aggregate-to-view)",
+    permissions: &[
+        namespaced(&["argoproj.io"], ARGO_USER_KINDS, READ),
+        ARGO_USER_READS,
+    ],
+};
+
+/// kbatch-proxy, which runs users' batch Jobs and CronJobs in a namespace of their own.
+///
+/// Upstream's chart grants nothing (kbatch-dev/helm-chart 0.4.2, `kbatch/templates/`: a
+/// ServiceAccount, no role); QHub 0.4.5 bound the account to a ClusterRole granting every verb
+/// but `update` on every resource of the core and `batch` groups
+/// (`qhub/template/stages/07-kubernetes-services/modules/kubernetes/services/kbatch/main.tf`,
+/// `kubernetes_cluster_role.kbatch`), Secrets included. Granted here: exactly the calls
+/// kbatch-proxy 0.4.2 makes (kbatch-dev/kbatch 0.4.2 `kbatch-proxy/kbatch_proxy/main.py`),
+/// cluster-wide as QHub granted them, since each user's namespace is named after the user
+/// (`patch.namespace_for_username`) and made on their first job: `create_namespace`;
+/// `create_namespaced_config_map` and `patch_namespaced_config_map` (a job's code);
+/// `create`/`read`/`list`/`delete` of `namespaced_job` and `namespaced_cron_job`;
+/// `read_namespaced_pod`, `list_namespaced_pod` and `read_namespaced_pod_log` (streamed with a
+/// watch, still a `get` of `pods/log`).
+pub const KBATCH_PROXY: Table = Table {
+    service_account: "kbatch-proxy",
+    source: "kbatch-dev/kbatch 0.4.2 kbatch-proxy/kbatch_proxy/main.py (the calls it makes; kbatch-dev/helm-chart 0.4.2 grants no role, QHub 0.4.5 services/kbatch/main.tf a wider ClusterRole)",
+    permissions: &[
+        cluster(&[""], &["namespaces"], &["create"]),
+        cluster(&[""], &["configmaps"], &["create", "patch"]),
+        cluster(
+            &["batch"],
+            &["jobs", "cronjobs"],
+            &["create", "get", "list", "delete"],
+        ),
+        cluster(&[""], &["pods"], &["get", "list"]),
+        cluster(&[""], &["pods/log"], &["get"]),
+    ],
+};
+
 /// Every table.
 pub const TABLES: &[&Table] = &[
     &TRAEFIK,
@@ -555,6 +685,10 @@ pub const TABLES: &[&Table] = &[
     &ARGO_WORKFLOW_CONTROLLER,
     &ARGO_SERVER,
     &ARGO_WORKFLOW,
+    &ARGO_SSO_ADMIN,
+    &ARGO_SSO_EDIT,
+    &ARGO_SSO_VIEW,
+    &KBATCH_PROXY,
 ];
 
 fn policy(p: &Permission) -> PolicyRule {

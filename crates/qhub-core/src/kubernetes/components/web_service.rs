@@ -4,9 +4,9 @@
 //! particular to it (docs/writing-a-component.md).
 
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, ContainerPort, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource,
-    PodSpec, Probe, SecretKeySelector, Service, ServicePort, ServiceSpec, Sysctl, TCPSocketAction,
-    Volume, VolumeMount,
+    ConfigMapVolumeSource, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    PersistentVolumeClaimVolumeSource, PodSpec, Probe, SecretKeySelector, Service, ServicePort,
+    ServiceSpec, Sysctl, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -34,6 +34,9 @@ pub struct WebService {
     shared_volume: Option<String>,
     writable_root: bool,
     low_ports: bool,
+    service_account: Option<String>,
+    probe_path: Option<String>,
+    resources: (&'static str, &'static str, &'static str),
 }
 
 /// Where a web service's image comes from.
@@ -83,7 +86,40 @@ impl WebService {
             shared_volume: None,
             writable_root: false,
             low_ports: false,
+            service_account: None,
+            probe_path: None,
+            resources: ("50m", "64Mi", "256Mi"),
         }
+    }
+
+    /// Its CPU request and memory request and limit ([`pods::resources`]); 50m, 64Mi and
+    /// 256Mi otherwise.
+    #[must_use]
+    pub fn resources(
+        mut self,
+        cpu: &'static str,
+        memory: &'static str,
+        memory_limit: &'static str,
+    ) -> Self {
+        self.resources = (cpu, memory, memory_limit);
+        self
+    }
+
+    /// Runs the pod as the service account `name` (one the component declares, with its RBAC
+    /// table), its token mounted: a service that talks to the Kubernetes API. Without it the
+    /// pod mounts no token.
+    #[must_use]
+    pub fn service_account(mut self, name: impl Into<String>) -> Self {
+        self.service_account = Some(name.into());
+        self
+    }
+
+    /// Probes readiness and liveness with `GET path` on the container's port (answering 2xx or
+    /// 3xx), as the service's upstream chart does; a TCP connect otherwise.
+    #[must_use]
+    pub fn http_probe(mut self, path: impl Into<String>) -> Self {
+        self.probe_path = Some(path.into());
+        self
     }
 
     /// Lets the container write to its root filesystem (an image qhub does not know, which may
@@ -169,7 +205,7 @@ impl WebService {
         let mut container = pods::container(
             &self.name,
             reference,
-            pods::resources("50m", "64Mi", "256Mi"),
+            pods::resources(self.resources.0, self.resources.1, self.resources.2),
         );
         container.args = (!self.args.is_empty()).then_some(self.args);
         if self.writable_root {
@@ -202,13 +238,26 @@ impl WebService {
             name: Some("http".into()),
             ..ContainerPort::default()
         }]);
-        container.readiness_probe = Some(Probe {
-            tcp_socket: Some(TCPSocketAction {
-                port: IntOrString::String("http".into()),
-                ..TCPSocketAction::default()
-            }),
-            ..Probe::default()
-        });
+        if let Some(path) = &self.probe_path {
+            let probe = Probe {
+                http_get: Some(HTTPGetAction {
+                    path: Some(path.clone()),
+                    port: IntOrString::String("http".into()),
+                    ..HTTPGetAction::default()
+                }),
+                ..Probe::default()
+            };
+            container.liveness_probe = Some(probe.clone());
+            container.readiness_probe = Some(probe);
+        } else {
+            container.readiness_probe = Some(Probe {
+                tcp_socket: Some(TCPSocketAction {
+                    port: IntOrString::String("http".into()),
+                    ..TCPSocketAction::default()
+                }),
+                ..Probe::default()
+            });
+        }
         let mut mounts = Vec::new();
         let mut volumes = Vec::new();
         if let Some((file, path)) = &self.config {
@@ -253,7 +302,8 @@ impl WebService {
         let mut pod = PodSpec {
             containers: vec![container],
             security_context: Some(security),
-            automount_service_account_token: Some(false),
+            automount_service_account_token: Some(self.service_account.is_some()),
+            service_account_name: self.service_account.clone(),
             volumes: (!volumes.is_empty()).then_some(volumes),
             ..PodSpec::default()
         };

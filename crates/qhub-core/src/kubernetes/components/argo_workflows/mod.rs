@@ -22,18 +22,29 @@
 //!   prefix cut, and its Keycloak client [`CLIENT_ID`] (redirect `/argo/oauth2/callback`, the
 //!   path upstream's server serves), whose id and secret it reads from Secrets.
 //!
-//! Not done: upstream's SSO RBAC (`sso.rbac.enabled`, mapping groups to service accounts by
-//! annotation) is off, so every platform user who logs in acts with argo-server's own service
-//! account in the platform namespace; QHub 0.4.5 mapped admin/developer/viewer. Upstream's
-//! `workflow-controller` PriorityClass (cluster-scoped) is not created.
+//! - SSO RBAC, as upstream documents it (v4.1.2 `docs/argo-server-sso.md`, "SSO RBAC"):
+//!   `sso.rbac.enabled`, and one service account per access level ([`SSO_ACCOUNTS`]), annotated
+//!   with the rule (`workflows.argoproj.io/rbac-rule`) that picks it and its precedence, with a
+//!   long-lived token Secret argo-server finds by name (`<account>.service-account-token`,
+//!   `docs/service-account-secrets.md`, "Discovery By Name") and a Role of its level
+//!   ([`rbac::ARGO_SSO_ADMIN`], [`rbac::ARGO_SSO_EDIT`], [`rbac::ARGO_SSO_VIEW`]). As in QHub
+//!   0.4.5 (`services/argo-workflows/main.tf`), the rules read the client roles `argo_admin`,
+//!   `argo_developer` and `argo_viewer` from the `roles` claim (`customGroupClaimName`), which
+//!   Keycloak maps from the groups admin, developer and analyst; a user with none of them is
+//!   refused (upstream: "If no rule matches, we deny the user access");
+//! - `argo_workflows.overrides`: the keys of argo-helm's `argo-workflows` chart values that
+//!   QHub users wrote ([`HONOURED_OVERRIDES`], [`Overrides`]); any other key is an error naming
+//!   it.
+//!
+//! Not done: upstream's `workflow-controller` PriorityClass (cluster-scoped) is not created.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::{
     ConfigMapKeySelector, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PodSpec, Probe, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
-    Volume, VolumeMount,
+    ObjectFieldSelector, PodSpec, Probe, ResourceRequirements, Secret, Service, ServiceAccount,
+    ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value as Json;
@@ -69,6 +80,196 @@ pub const CLIENT_ID_SECRET: &str = "argo-server-sso-client-id";
 pub const CLIENT_ID_KEY: &str = "client-id";
 /// The user upstream's images run as (`USER 8737` in its Dockerfile at v4.1.2).
 const UID: i64 = 8737;
+/// The annotation naming the rule that picks a service account for an SSO user (upstream's
+/// `common.AnnotationKeyRBACRule`).
+pub const RBAC_RULE_ANNOTATION: &str = "workflows.argoproj.io/rbac-rule";
+/// The annotation holding the rule's precedence, higher first (upstream's
+/// `common.AnnotationKeyRBACRulePrecedence`).
+pub const RBAC_PRECEDENCE_ANNOTATION: &str = "workflows.argoproj.io/rbac-rule-precedence";
+/// The claim argo-server reads users' groups from (`sso.customGroupClaimName`): the client's
+/// roles, as Keycloak's `roles` mapper puts them in the ID token (`crate::keycloak::desired`).
+pub const GROUP_CLAIM: &str = "roles";
+
+/// One access level of SSO RBAC: the client role that grants it, the groups Keycloak maps to
+/// that role, the precedence of its rule, and its RBAC table (whose service account argo-server
+/// acts as).
+#[derive(Debug, Clone, Copy)]
+pub struct SsoAccount {
+    /// The client role (`argo_admin`).
+    pub role: &'static str,
+    /// The platform groups holding the role.
+    pub groups: &'static [&'static str],
+    /// The rule's precedence (QHub 0.4.5's: 11, 10, 9).
+    pub precedence: u32,
+    /// The service account and its Role.
+    pub table: &'static rbac::Table,
+}
+
+impl SsoAccount {
+    /// The rule picking the account: an expression over the user's `groups` (upstream's
+    /// expr-lang, `docs/argo-server-sso.md`), which hold the `roles` claim here.
+    pub fn rule(&self) -> String {
+        format!("'{}' in groups", self.role)
+    }
+
+    /// The name of its token Secret, which argo-server finds by name (upstream's
+    /// `secrets.TokenNameForServiceAccount`: `<account>.service-account-token`).
+    pub fn token_secret(&self) -> String {
+        format!("{}.service-account-token", self.table.service_account)
+    }
+}
+
+/// The access levels, highest precedence first: admin, developer (edit) and viewer, mapped
+/// from the groups as QHub 0.4.5 mapped them (`argo-workflow-openid-client` `role_mapping`).
+pub const SSO_ACCOUNTS: [SsoAccount; 3] = [
+    SsoAccount {
+        role: "argo_admin",
+        groups: &["admin"],
+        precedence: 11,
+        table: &rbac::ARGO_SSO_ADMIN,
+    },
+    SsoAccount {
+        role: "argo_developer",
+        groups: &["developer"],
+        precedence: 10,
+        table: &rbac::ARGO_SSO_EDIT,
+    },
+    SsoAccount {
+        role: "argo_viewer",
+        groups: &["analyst"],
+        precedence: 9,
+        table: &rbac::ARGO_SSO_VIEW,
+    },
+];
+
+/// The keys of `argo_workflows.overrides` that are honoured: values of argo-helm's
+/// `argo-workflows` chart (argoproj/argo-helm `charts/argo-workflows/values.yaml`, the chart
+/// QHub 0.4.5 installed and documented overrides for, `docs/source/admin_guide/argo-workflows.md`).
+pub const HONOURED_OVERRIDES: &[&str] = &[
+    "controller.extraEnv",
+    "controller.extraArgs",
+    "controller.resources",
+    "controller.parallelism",
+    "controller.workflowDefaults",
+    "server.extraEnv",
+    "server.extraArgs",
+    "server.resources",
+];
+
+/// What `argo_workflows.overrides` changes, read by [`overrides`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `controller.*`: the controller container's extras.
+    pub controller: ContainerOverrides,
+    /// `server.*`: argo-server's container's extras.
+    pub server: ContainerOverrides,
+    /// `controller.parallelism`: how many workflows may run at once (the ConfigMap's
+    /// `parallelism`, upstream's `docs/workflow-controller-configmap.yaml`).
+    pub parallelism: Option<u64>,
+    /// `controller.workflowDefaults`: merged over qhub's (which names the workflows' service
+    /// account), key by key.
+    pub workflow_defaults: Option<Json>,
+}
+
+/// A container's overrides (the chart's `extraEnv`, `extraArgs`, `resources`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerOverrides {
+    /// Environment variables added after qhub's.
+    pub extra_env: Vec<EnvVar>,
+    /// Arguments added after qhub's.
+    pub extra_args: Vec<String>,
+    /// Requests and limits replacing qhub's.
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// Reads `argo_workflows.overrides`: the keys of [`HONOURED_OVERRIDES`], each checked against
+/// its type; any other key is an error naming it and the honoured ones.
+pub fn overrides(ctx: &Context<'_>) -> Result<Overrides, KubeError> {
+    let mut out = Overrides::default();
+    let Some(o) = ctx
+        .config
+        .argo_workflows
+        .as_ref()
+        .and_then(|t| t.overrides.as_ref())
+    else {
+        return Ok(out);
+    };
+    let unsupported = |key: &str| {
+        KubeError::Invalid(format!(
+            "argo_workflows.overrides.{key} is not supported (honoured: {})",
+            HONOURED_OVERRIDES.join(", ")
+        ))
+    };
+    let invalid = |key: &str, what: &str, e: &dyn std::fmt::Display| {
+        KubeError::Invalid(format!(
+            "argo_workflows.overrides.{key} must be {what}: {e}"
+        ))
+    };
+    for (part, value) in o {
+        let Some(section) = value.as_object() else {
+            return Err(unsupported(part));
+        };
+        for (key, v) in section {
+            let path = format!("{part}.{key}");
+            let target = match part.as_str() {
+                "controller" => &mut out.controller,
+                "server" => &mut out.server,
+                _ => return Err(unsupported(&path)),
+            };
+            match (part.as_str(), key.as_str()) {
+                (_, "extraEnv") => {
+                    target.extra_env = serde_json::from_value(v.clone()).map_err(|e| {
+                        invalid(&path, "a list of environment variables ({name, value})", &e)
+                    })?;
+                }
+                (_, "extraArgs") => {
+                    target.extra_args = serde_json::from_value(v.clone())
+                        .map_err(|e| invalid(&path, "a list of strings", &e))?;
+                }
+                (_, "resources") => {
+                    target.resources = Some(
+                        serde_json::from_value(v.clone())
+                            .map_err(|e| invalid(&path, "{requests, limits}", &e))?,
+                    );
+                }
+                ("controller", "parallelism") => {
+                    out.parallelism =
+                        Some(v.as_u64().ok_or_else(|| {
+                            invalid(&path, "a whole number", &format!("got {v}"))
+                        })?);
+                }
+                ("controller", "workflowDefaults") => {
+                    if !v.is_object() {
+                        return Err(invalid(
+                            &path,
+                            "a Workflow (a mapping)",
+                            &format!("got {v}"),
+                        ));
+                    }
+                    out.workflow_defaults = Some(v.clone());
+                }
+                _ => return Err(unsupported(&path)),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `base` with `over` merged in: mappings key by key, anything else replaced.
+fn merged(base: &Json, over: &Json) -> Json {
+    match (base, over) {
+        (Json::Object(b), Json::Object(o)) => {
+            let mut out = b.clone();
+            for (k, v) in o {
+                let next = out.get(k).map_or_else(|| v.clone(), |old| merged(old, v));
+                out.insert(k.clone(), next);
+            }
+            Json::Object(out)
+        }
+        _ => over.clone(),
+    }
+}
+
 /// The API group of Argo's kinds.
 pub const GROUP: &str = "argoproj.io";
 /// The apiVersion of Argo's objects.
@@ -135,6 +336,7 @@ impl Component for ArgoWorkflows {
     }
 
     fn build(&self, ctx: &Context<'_>) -> Result<Built, KubeError> {
+        let o = overrides(ctx)?;
         let mut out = crds()?;
         for table in [
             &rbac::ARGO_WORKFLOW_CONTROLLER,
@@ -147,9 +349,12 @@ impl Component for ArgoWorkflows {
             })?);
             out.extend(rbac::objects(ctx, table.service_account, table)?);
         }
+        for account in &SSO_ACCOUNTS {
+            out.extend(sso_account(ctx, account)?);
+        }
         out.push(client_id_secret(ctx)?);
-        out.push(manifest(&controller(ctx))?);
-        out.push(manifest(&server(ctx))?);
+        out.push(manifest(&controller(ctx, &o.controller))?);
+        out.push(manifest(&server(ctx, &o.server))?);
         out.push(manifest(&Service {
             metadata: ctx.meta(NAME, SERVER),
             spec: Some(ServiceSpec {
@@ -171,19 +376,58 @@ impl Component for ArgoWorkflows {
                 versions::ARGO_CLI,
                 versions::ARGO_EXEC,
             ])
-            .config_file(controller_config(ctx))
-            .client(PlatformClient::new(
-                CLIENT_ID,
-                "Argo Workflows",
-                PATH,
-                format!("{PATH}/oauth2/callback"),
-            ))
+            .config_file(controller_config(ctx, &o)?)
+            .client(client())
             .route(
                 Route::new(PATH, SERVER, SERVER_PORT)
                     .strip_prefix()
                     .listed(format!("{PATH}/"), format!("{PATH}/api/v1/version")),
             ))
     }
+}
+
+/// argo-server's login client: its roles mapped from the platform groups ([`SSO_ACCOUNTS`]).
+pub fn client() -> PlatformClient {
+    SSO_ACCOUNTS.iter().fold(
+        PlatformClient::new(
+            CLIENT_ID,
+            "Argo Workflows",
+            PATH,
+            format!("{PATH}/oauth2/callback"),
+        ),
+        |client, a| client.role(a.role, a.groups),
+    )
+}
+
+/// An SSO RBAC account: the service account with its rule, its token Secret, its Role.
+fn sso_account(ctx: &Context<'_>, account: &SsoAccount) -> Result<Vec<Json>, KubeError> {
+    let name = account.table.service_account;
+    let mut meta = ctx.meta(NAME, name);
+    meta.annotations = Some(BTreeMap::from([
+        (RBAC_RULE_ANNOTATION.to_string(), account.rule()),
+        (
+            RBAC_PRECEDENCE_ANNOTATION.to_string(),
+            account.precedence.to_string(),
+        ),
+    ]));
+    let mut out = vec![manifest(&ServiceAccount {
+        metadata: meta,
+        ..ServiceAccount::default()
+    })?];
+    // A long-lived token the API server's token controller fills (Kubernetes docs, "Manually
+    // create a long-lived API token for a ServiceAccount"): no data in the manifest.
+    let mut token = ctx.meta(NAME, &account.token_secret());
+    token.annotations = Some(BTreeMap::from([(
+        "kubernetes.io/service-account.name".to_string(),
+        name.to_string(),
+    )]));
+    out.push(manifest(&Secret {
+        metadata: token,
+        type_: Some("kubernetes.io/service-account-token".into()),
+        ..Secret::default()
+    })?);
+    out.extend(rbac::objects(ctx, name, account.table)?);
+    Ok(out)
 }
 
 /// Upstream's CRDs, with our labels added (nothing else changed).
@@ -219,8 +463,9 @@ fn public_url(ctx: &Context<'_>) -> String {
     format!("{scheme}://{}", ctx.config.domain)
 }
 
-/// The controller's ConfigMap: `sso` (read by argo-server) and `workflowDefaults`.
-pub fn controller_config(ctx: &Context<'_>) -> ConfigFile {
+/// The controller's ConfigMap: `sso` (read by argo-server), `workflowDefaults`, and
+/// `parallelism` when an override sets it.
+pub fn controller_config(ctx: &Context<'_>, o: &Overrides) -> Result<ConfigFile, KubeError> {
     let public = public_url(ctx);
     // argo-server fetches the issuer's discovery document through the platform's own domain;
     // a self-signed certificate cannot be verified there.
@@ -231,18 +476,47 @@ pub fn controller_config(ctx: &Context<'_>) -> ConfigFile {
          clientSecret:\n  name: {secret}\n  key: {CLIENT_SECRET_KEY}\n\
          redirectUrl: {public}{PATH}/oauth2/callback\n\
          scopes:\n  - email\n  - profile\n\
-         rbac:\n  enabled: false\n\
+         customGroupClaimName: {GROUP_CLAIM}\n\
+         rbac:\n  enabled: true\n\
          insecureSkipVerify: {insecure}\n",
         kc = keycloak::PATH,
         secret = client_secret_name(CLIENT_ID),
     );
-    let defaults = format!("spec:\n  serviceAccountName: {WORKFLOW_ACCOUNT}\n");
-    ConfigFile {
+    let ours = serde_json::json!({"spec": {"serviceAccountName": WORKFLOW_ACCOUNT}});
+    let defaults = match &o.workflow_defaults {
+        Some(over) => merged(&ours, over),
+        None => ours,
+    };
+    // JSON is YAML: the controller reads the value with sigs.k8s.io/yaml.
+    let defaults = serde_json::to_string_pretty(&defaults)
+        .map_err(|e| KubeError::Invalid(format!("Argo's workflowDefaults: {e}")))?;
+    let mut files = BTreeMap::from([
+        ("sso".to_string(), sso),
+        ("workflowDefaults".to_string(), format!("{defaults}\n")),
+    ]);
+    if let Some(n) = o.parallelism {
+        files.insert("parallelism".to_string(), n.to_string());
+    }
+    Ok(ConfigFile {
         name: CONTROLLER_CONFIGMAP.into(),
-        files: BTreeMap::from([
-            ("sso".to_string(), sso),
-            ("workflowDefaults".to_string(), defaults),
-        ]),
+        files,
+    })
+}
+
+/// `c` with a container's overrides: variables and arguments after qhub's, resources instead.
+fn apply(c: &mut k8s_openapi::api::core::v1::Container, o: &ContainerOverrides) {
+    if !o.extra_env.is_empty() {
+        c.env
+            .get_or_insert_with(Vec::new)
+            .extend(o.extra_env.iter().cloned());
+    }
+    if !o.extra_args.is_empty() {
+        c.args
+            .get_or_insert_with(Vec::new)
+            .extend(o.extra_args.iter().cloned());
+    }
+    if let Some(r) = &o.resources {
+        c.resources = Some(r.clone());
     }
 }
 
@@ -292,7 +566,7 @@ fn pod(
 
 /// The controller: upstream's `workflow-controller-deployment.yaml` with the namespace
 /// install's `--namespaced`, our ConfigMap and the pinned executor image.
-fn controller(ctx: &Context<'_>) -> k8s_openapi::api::apps::v1::Deployment {
+fn controller(ctx: &Context<'_>, o: &ContainerOverrides) -> k8s_openapi::api::apps::v1::Deployment {
     let mut c = pods::container(
         CONTROLLER,
         versions::ARGO_WORKFLOW_CONTROLLER.reference(),
@@ -344,6 +618,7 @@ fn controller(ctx: &Context<'_>) -> k8s_openapi::api::apps::v1::Deployment {
     });
     // It reads its ConfigMap through the API and reloads it on change: no roll needed.
     c.volume_mounts = Some(vec![tmp_volume().1]);
+    apply(&mut c, o);
     let mut d = super::deployment(
         ctx,
         CONTROLLER,
@@ -356,7 +631,7 @@ fn controller(ctx: &Context<'_>) -> k8s_openapi::api::apps::v1::Deployment {
 
 /// argo-server: upstream's `argo-server-deployment.yaml` with the namespace install's
 /// `--namespaced`, SSO, plain HTTP (the ingress terminates TLS) and the base href.
-fn server(ctx: &Context<'_>) -> k8s_openapi::api::apps::v1::Deployment {
+fn server(ctx: &Context<'_>, o: &ContainerOverrides) -> k8s_openapi::api::apps::v1::Deployment {
     let mut c = pods::container(
         SERVER,
         versions::ARGO_CLI.reference(),
@@ -409,6 +684,7 @@ fn server(ctx: &Context<'_>) -> k8s_openapi::api::apps::v1::Deployment {
         ..Probe::default()
     });
     c.volume_mounts = Some(vec![tmp_volume().1]);
+    apply(&mut c, o);
     let mut d = super::deployment(ctx, SERVER, pod(ctx, SERVER, c), false);
     d.metadata = ctx.meta(NAME, SERVER);
     d

@@ -179,3 +179,231 @@ fn argo_server_logs_in_through_keycloak() {
             .is_string()
     );
 }
+
+fn with_overrides(overrides: Json) -> Result<Vec<Json>, KubeError> {
+    let mut config = config(true);
+    config.argo_workflows = Some(crate::config::Toggle {
+        enabled: true,
+        overrides: serde_json::from_value(overrides).unwrap(),
+    });
+    let facts = ClusterFacts::from_config(&config);
+    Ok(components::build(&config, &facts)?
+        .into_iter()
+        .filter(|(name, _)| *name == NAME)
+        .flat_map(|(_, objects)| objects)
+        .collect())
+}
+
+fn deployment<'a>(objects: &'a [Json], name: &str) -> &'a Json {
+    objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no Deployment {name}"))
+}
+
+#[test]
+fn overrides_reach_the_controller_the_server_and_the_configmap() {
+    let overridden = with_overrides(serde_json::json!({
+        "controller": {
+            "extraEnv": [{"name": "FOO", "value": "bar"}],
+            "extraArgs": ["--qps=50"],
+            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+            "parallelism": 7,
+            "workflowDefaults": {"spec": {"ttlStrategy": {"secondsAfterCompletion": 86400}}},
+        },
+        "server": {"extraEnv": [{"name": "BAZ", "value": "qux"}], "extraArgs": ["--x-frame-options=DENY"]},
+    }))
+    .expect("builds");
+    let controller =
+        &deployment(&overridden, CONTROLLER)["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        controller["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "FOO" && e["value"] == "bar"),
+        "{controller}"
+    );
+    let args = controller["args"].as_array().unwrap();
+    assert_eq!(args.last().unwrap(), "--qps=50");
+    assert!(
+        args.contains(&serde_json::json!("--namespaced")),
+        "qhub's stay"
+    );
+    assert_eq!(controller["resources"]["limits"]["memory"], "2Gi");
+    assert_eq!(controller["resources"]["requests"]["cpu"], "1");
+    let server = &deployment(&overridden, SERVER)["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        server["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "BAZ" && e["value"] == "qux")
+    );
+    assert_eq!(
+        server["args"].as_array().unwrap().last().unwrap(),
+        "--x-frame-options=DENY"
+    );
+    // Untouched: the server's own resources.
+    assert_eq!(server["resources"]["limits"]["memory"], "512Mi");
+    let cm = overridden
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == CONTROLLER_CONFIGMAP)
+        .unwrap();
+    assert_eq!(cm["data"]["parallelism"], "7");
+    let defaults = crate::config::yaml::parse(cm["data"]["workflowDefaults"].as_str().unwrap())
+        .unwrap()
+        .to_json();
+    // Merged over qhub's: the workflows' account stays.
+    assert_eq!(defaults["spec"]["serviceAccountName"], WORKFLOW_ACCOUNT);
+    assert_eq!(
+        defaults["spec"]["ttlStrategy"]["secondsAfterCompletion"],
+        86400
+    );
+    // Without overrides, neither is there.
+    let plain = objects(true);
+    let cm = plain
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == CONTROLLER_CONFIGMAP)
+        .unwrap();
+    assert!(cm["data"].get("parallelism").is_none());
+    let plain_controller =
+        &deployment(&plain, CONTROLLER)["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(plain_controller["resources"]["limits"]["memory"], "512Mi");
+}
+
+#[test]
+fn an_unknown_or_malformed_override_is_an_error_naming_the_key() {
+    let err = with_overrides(serde_json::json!({"controller": {"nodeSelector": {"a": "b"}}}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("argo_workflows.overrides.controller.nodeSelector is not supported"),
+        "{err}"
+    );
+    assert!(err.contains("controller.extraEnv"), "{err}");
+    let err = with_overrides(serde_json::json!({"singleNamespace": true}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("argo_workflows.overrides.singleNamespace is not supported"),
+        "{err}"
+    );
+    let err = with_overrides(serde_json::json!({"server": {"extraArgs": "--oops"}}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("argo_workflows.overrides.server.extraArgs must be a list of strings"),
+        "{err}"
+    );
+    let err = with_overrides(serde_json::json!({"controller": {"parallelism": "many"}}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("controller.parallelism must be a whole number"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sso_rbac_maps_the_client_roles_to_annotated_accounts_with_their_roles() {
+    let objects = objects(true);
+    let cm = objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == CONTROLLER_CONFIGMAP)
+        .unwrap();
+    let sso = crate::config::yaml::parse(cm["data"]["sso"].as_str().unwrap())
+        .unwrap()
+        .to_json();
+    assert_eq!(sso["rbac"]["enabled"], true);
+    assert_eq!(sso["customGroupClaimName"], GROUP_CLAIM);
+    let expected = [
+        ("argo-admin", "'argo_admin' in groups", "11", "admin"),
+        ("argo-edit", "'argo_developer' in groups", "10", "developer"),
+        ("argo-view", "'argo_viewer' in groups", "9", "analyst"),
+    ];
+    let client = client();
+    for (account, rule, precedence, group) in expected {
+        let sa = objects
+            .iter()
+            .find(|o| o["kind"] == "ServiceAccount" && o["metadata"]["name"] == account)
+            .unwrap_or_else(|| panic!("no account {account}"));
+        assert_eq!(sa["metadata"]["annotations"][RBAC_RULE_ANNOTATION], rule);
+        assert_eq!(
+            sa["metadata"]["annotations"][RBAC_PRECEDENCE_ANNOTATION],
+            precedence
+        );
+        let token = objects
+            .iter()
+            .find(|o| {
+                o["kind"] == "Secret"
+                    && o["metadata"]["name"] == format!("{account}.service-account-token")
+            })
+            .unwrap_or_else(|| panic!("no token for {account}"));
+        assert_eq!(token["type"], "kubernetes.io/service-account-token");
+        assert_eq!(
+            token["metadata"]["annotations"]["kubernetes.io/service-account.name"],
+            account
+        );
+        let binding = objects
+            .iter()
+            .find(|o| o["kind"] == "RoleBinding" && o["metadata"]["name"] == account)
+            .unwrap_or_else(|| panic!("no binding for {account}"));
+        assert_eq!(binding["subjects"][0]["name"], account);
+        assert_eq!(binding["roleRef"]["name"], account);
+        // The role the rule reads is the client role Keycloak maps from the group.
+        let role = rule.trim_start_matches('\'').split('\'').next().unwrap();
+        assert!(
+            client
+                .roles
+                .iter()
+                .any(|(r, groups)| r == role && groups == &[group.to_string()]),
+            "{:?}",
+            client.roles
+        );
+    }
+    // The viewer only reads; the developer writes workflows but not task sets.
+    let rules = |name: &str| -> Vec<Json> {
+        objects
+            .iter()
+            .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == name)
+            .unwrap()["rules"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    for r in rules("argo-view") {
+        for verb in r["verbs"].as_array().unwrap() {
+            assert!(
+                ["get", "list", "watch"].contains(&verb.as_str().unwrap()),
+                "{r}"
+            );
+        }
+    }
+    let edit = rules("argo-edit");
+    assert!(edit.iter().any(|r| {
+        r["resources"]
+            .as_array()
+            .unwrap()
+            .contains(&"workflows".into())
+            && r["verbs"].as_array().unwrap().contains(&"create".into())
+    }));
+    assert!(edit.iter().all(|r| {
+        !r["resources"]
+            .as_array()
+            .unwrap()
+            .contains(&"workflowtasksets".into())
+    }));
+    // argo-server may read the accounts and their token Secrets.
+    let server_rules = rbac::ARGO_SERVER.permissions;
+    assert!(
+        server_rules
+            .iter()
+            .any(|p| p.resources.contains(&"serviceaccounts"))
+    );
+    assert!(
+        server_rules
+            .iter()
+            .any(|p| p.resources.contains(&"secrets") && p.verbs.contains(&"get"))
+    );
+}

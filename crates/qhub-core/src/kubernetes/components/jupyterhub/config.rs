@@ -52,8 +52,15 @@ pub use super::super::dask_gateway::{
 /// (contract with monitoring, see docs/platform.md).
 pub use super::super::monitoring::hub_token as monitoring_token;
 
+/// The Secret with the kbatch hub service's token, and its key: kbatch's (contract with
+/// kbatch, see docs/platform.md).
+pub use super::super::kbatch::{
+    HUB_TOKEN_KEY as KBATCH_TOKEN_KEY, HUB_TOKEN_SECRET as KBATCH_TOKEN_SECRET,
+};
+
 /// The environment variables the .py reads secrets from: (variable, Secret, key). The Dask
-/// Gateway and monitoring tokens are optional (either may not be deployed).
+/// Gateway, monitoring and kbatch tokens are optional (each may not be deployed); kbatch's is
+/// required while kbatch is on ([`secret_required`]).
 pub const SECRET_ENV: &[(&str, &str, &str)] = &[
     ("QHUB_HUB_SECRET_SEED", super::SECRET, "seed"),
     ("CONFIGPROXY_AUTH_TOKEN", super::SECRET, "proxy-token"),
@@ -67,7 +74,21 @@ pub const SECRET_ENV: &[(&str, &str, &str)] = &[
         monitoring_token::SECRET,
         monitoring_token::KEY,
     ),
+    (
+        "QHUB_KBATCH_API_TOKEN",
+        KBATCH_TOKEN_SECRET,
+        KBATCH_TOKEN_KEY,
+    ),
 ];
+
+/// Whether the hub must not start without the Secret `secret` of [`SECRET_ENV`]: its own, and
+/// kbatch's while kbatch is on. A hub started before kbatch's token exists would never register
+/// the service (it reads the token at start), and kbatch does not wait for the hub
+/// ([`super::super::kbatch`]), so the kubelet holds the hub until the Secret is there.
+pub fn secret_required(ctx: &Context<'_>, secret: &str) -> bool {
+    secret == super::SECRET
+        || (secret == KBATCH_TOKEN_SECRET && super::super::kbatch::enabled(ctx.config))
+}
 /// The variable holding the OIDC client secret.
 pub const CLIENT_SECRET_ENV: &str = "QHUB_OAUTH_CLIENT_SECRET";
 
@@ -155,8 +176,10 @@ fn overrides(ctx: &Context<'_>) -> Result<(Map<String, Json>, u64, u64), KubeErr
     Ok((config, timeout, every))
 }
 
-/// The environment of users' servers: where Dask Gateway is (contract with dask-gateway).
-fn user_environment(ctx: &Context<'_>) -> Map<String, Json> {
+/// The environment of users' servers: where Dask Gateway is (contract with dask-gateway), and
+/// where kbatch is when it is on (`KBATCH_URL`, read by the `kbatch` client). kbatch gives
+/// users' jobs the Dask Gateway part too.
+pub fn user_environment(ctx: &Context<'_>) -> Map<String, Json> {
     let domain = &ctx.config.domain;
     let mut env = Map::new();
     env.insert(
@@ -168,6 +191,18 @@ fn user_environment(ctx: &Context<'_>) -> Map<String, Json> {
         json!(format!("gateway://{domain}:8786")),
     );
     env.insert("DASK_GATEWAY__AUTH__TYPE".into(), json!("jupyterhub"));
+    env
+}
+
+/// [`user_environment`] and, when kbatch is on, `KBATCH_URL`.
+fn server_environment(ctx: &Context<'_>) -> Map<String, Json> {
+    let mut env = user_environment(ctx);
+    if super::super::kbatch::enabled(ctx.config) {
+        env.insert(
+            "KBATCH_URL".into(),
+            json!(super::super::kbatch::user_url(ctx.namespace())),
+        );
+    }
     env
 }
 
@@ -184,6 +219,14 @@ pub fn values(ctx: &Context<'_>) -> Result<Json, KubeError> {
         services.push(
             json!({"name": monitoring_token::SERVICE, "token_env": SECRET_ENV[3].0,
             "scopes": ["read:metrics"]}),
+        );
+    }
+    // kbatch-proxy behind the hub's proxy at /services/kbatch/: the hub routes the service's
+    // prefix to its URL (JupyterHub `Service.url`).
+    if super::super::kbatch::enabled(ctx.config) {
+        services.push(
+            json!({"name": super::super::kbatch::SERVICE, "token_env": SECRET_ENV[4].0,
+            "url": super::super::kbatch::service_url(ns)}),
         );
     }
     let allowed: Vec<&str> = crate::keycloak::desired::groups(ctx.config)
@@ -239,7 +282,7 @@ pub fn values(ctx: &Context<'_>) -> Result<Json, KubeError> {
                 "capabilities": {"drop": ["ALL"]},
                 "runAsNonRoot": true,
             },
-            "environment": user_environment(ctx),
+            "environment": server_environment(ctx),
             "volumes": [{
                 "name": "shared",
                 "persistentVolumeClaim": {"claimName": storage::CLAIM},

@@ -151,7 +151,8 @@ if PROFILES:
     c.KubeSpawner.profile_list = profile_list
 
 # Hub services: the idle culler (its scopes as z2jh 4.4.0's `jupyterhub_config.py` grants
-# them), Dask Gateway and monitoring (Prometheus), whose API tokens come from their Secrets.
+# them), Dask Gateway, monitoring (Prometheus) and kbatch, whose API tokens come from their
+# Secrets; a service with a `url` (kbatch) is routed by the hub's proxy at /services/<name>/.
 culler = values["culler"]
 c.JupyterHub.services = [
     {
@@ -175,7 +176,10 @@ c.JupyterHub.load_roles = [
 for service in values["services"]:
     token = secret(service["token_env"])
     if token:
-        c.JupyterHub.services.append({"name": service["name"], "api_token": token})
+        entry = {"name": service["name"], "api_token": token}
+        if service.get("url"):
+            entry["url"] = service["url"]
+        c.JupyterHub.services.append(entry)
         # A service with scopes gets a role of its own (monitoring: `read:metrics`).
         if service.get("scopes"):
             c.JupyterHub.load_roles.append(

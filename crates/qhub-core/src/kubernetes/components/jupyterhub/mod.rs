@@ -161,7 +161,7 @@ fn hub(ctx: &Context<'_>) -> Result<Json, KubeError> {
     ]);
     let mut env: Vec<EnvVar> = config::SECRET_ENV
         .iter()
-        .map(|(var, secret, key)| env_from(var, secret, key, *secret != SECRET))
+        .map(|(var, secret, key)| env_from(var, secret, key, !config::secret_required(ctx, secret)))
         .collect();
     env.push(env_from(
         config::CLIENT_SECRET_ENV,
