@@ -1,7 +1,7 @@
 //! The platform with every optional piece that is built switched on (monitoring, Argo
-//! Workflows, a private extension with its own login client), deployed on the sandbox with the
-//! Keycloak emulator; then each switched off in turn. Switching one off deletes exactly the
-//! objects labelled with its components (CRDs are kept, as for every CRD) and exactly its
+//! Workflows, kbatch, a private extension with its own login client), deployed on the sandbox
+//! with the Keycloak emulator; then each switched off in turn. Switching one off deletes exactly
+//! the objects labelled with its components (CRDs are kept, as for every CRD) and exactly its
 //! Keycloak clients, and nothing else; the cluster and Keycloak then no longer hold them; a
 //! re-deploy is a no-op; switching it on again brings the same objects back (issue #22).
 //!
@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use qhub_core::Config;
 use qhub_core::config::components::Toggle;
 use qhub_core::kubernetes::components::{
-    COMPONENT_LABEL, argo_workflows, extensions, forward_auth, monitoring,
+    COMPONENT_LABEL, argo_workflows, extensions, forward_auth, kbatch, monitoring,
 };
 use qhub_core::plan::Action;
 use qhub_core::provider::Ownership;
@@ -32,6 +32,10 @@ fn everything_on() -> Config {
         overrides: None,
     });
     config.argo_workflows = Some(Toggle {
+        enabled: true,
+        overrides: None,
+    });
+    config.kbatch = Some(Toggle {
         enabled: true,
         overrides: None,
     });
@@ -70,6 +74,13 @@ fn pieces() -> Vec<Piece> {
             off: |c| c.argo_workflows.as_mut().unwrap().enabled = false,
             components: &[argo_workflows::NAME],
             clients: vec![argo_workflows::CLIENT_ID.into()],
+        },
+        Piece {
+            // A JupyterHub service: no login client of its own.
+            name: "kbatch",
+            off: |c| c.kbatch.as_mut().unwrap().enabled = false,
+            components: &[kbatch::NAME],
+            clients: vec![],
         },
         Piece {
             // The only extension, and the only private one: forward-auth goes with it.
