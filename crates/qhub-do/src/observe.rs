@@ -193,6 +193,32 @@ pub fn observe(
     Ok(out)
 }
 
+/// What exists, as the price table prices it ([`qhub_core::provider::Provider::priced_shape`]):
+/// the DOKS cluster, each node pool's droplet size and autoscaling bounds (named by its
+/// [`crate::desired::GROUP_LABEL`]), and, from the Kubernetes objects, the load balancer and
+/// the in-cluster NFS server's data claim (the block storage volume). `None` when a pool's
+/// spec cannot be read.
+pub fn priced_shape(observed: &[Observed]) -> Option<qhub_core::cost::Shape> {
+    let mut shape = qhub_core::cost::Shape::from_objects(observed);
+    for o in observed.iter().filter(|o| o.stage == Stage::Infrastructure) {
+        if o.id.kind == CLUSTER {
+            shape.cluster = true;
+        } else if o.id.kind == NODE_POOL {
+            let p: PoolSpec = spec::read(&o.id, OBSERVED, &o.spec).ok()?;
+            shape.node_groups.insert(
+                p.labels.get(crate::desired::GROUP_LABEL)?.clone(),
+                qhub_core::cost::GroupShape {
+                    instance: p.size,
+                    min_nodes: p.min_nodes,
+                    max_nodes: p.max_nodes,
+                    accelerators: false,
+                },
+            );
+        }
+    }
+    Some(shape)
+}
+
 /// What an observed spec is called in errors.
 const OBSERVED: &str = "observed spec";
 

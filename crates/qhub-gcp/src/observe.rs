@@ -282,3 +282,28 @@ pub fn claim_disks(cluster: Option<&Cluster>, disks: &[crate::compute::Disk]) ->
         })
         .collect()
 }
+/// What exists, as the price table prices it ([`qhub_core::provider::Provider::priced_shape`]):
+/// the GKE cluster, each node pool's machine type and total autoscaling bounds (named by its
+/// [`desired::NODE_GROUP_LABEL`]; a pool with accelerators is marked so, the table prices
+/// none), and, from the Kubernetes objects, the load balancer and the in-cluster NFS server's
+/// data claim (the persistent disk). `None` when a pool's spec cannot be read.
+pub fn priced_shape(observed: &[Observed]) -> Option<qhub_core::cost::Shape> {
+    let mut shape = qhub_core::cost::Shape::from_objects(observed);
+    for o in observed.iter().filter(|o| o.stage == Stage::Infrastructure) {
+        if o.id.kind == CLUSTER {
+            shape.cluster = true;
+        } else if o.id.kind == desired::NODE_POOL {
+            let p: PoolSpec = serde_json::from_value(o.spec.clone()).ok()?;
+            shape.node_groups.insert(
+                p.labels.get(desired::NODE_GROUP_LABEL)?.clone(),
+                qhub_core::cost::GroupShape {
+                    instance: p.machine_type,
+                    min_nodes: p.min_nodes,
+                    max_nodes: p.max_nodes,
+                    accelerators: !p.accelerators.is_empty(),
+                },
+            );
+        }
+    }
+    Some(shape)
+}

@@ -402,6 +402,40 @@ pub fn state_of(kind: &str, word: &str) -> ResourceState {
     }
 }
 
+/// What exists, as the price table prices it ([`qhub_core::provider::Provider::priced_shape`]):
+/// the EKS cluster, each node group's first instance type and scaling bounds (named by its
+/// [`desired::GROUP_LABEL`]), the EFS file system, and the load balancer from the Kubernetes
+/// objects. EFS has no provisioned size (it bills the bytes stored), so an existing one is
+/// priced at the config's `storage.shared_filesystem` as the upper bound, as `qhub cost` does:
+/// a size change moves no AWS cost. `None` when a node group lacks what pricing needs.
+pub fn priced_shape(
+    config: &qhub_core::config::Config,
+    observed: &[Observed],
+) -> Option<qhub_core::cost::Shape> {
+    let mut shape = qhub_core::cost::Shape::from_objects(observed);
+    for o in observed.iter().filter(|o| o.stage == Stage::Infrastructure) {
+        match o.id.kind.as_str() {
+            EKS_CLUSTER => shape.cluster = true,
+            EFS => shape.storage = Some(config.storage.shared_filesystem.clone()),
+            NODE_GROUP => {
+                let g: NodeGroupObserved = spec::read(&o.id, OBSERVED, &o.spec).ok()?;
+                let bound = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok());
+                shape.node_groups.insert(
+                    g.labels.get(desired::GROUP_LABEL)?.clone(),
+                    qhub_core::cost::GroupShape {
+                        instance: g.instance_type?,
+                        min_nodes: bound(g.min_nodes)?,
+                        max_nodes: bound(g.max_nodes)?,
+                        accelerators: false,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+    Some(shape)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
