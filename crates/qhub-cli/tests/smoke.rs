@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{code, describe, stderr};
+use common::{code, describe, json_stdout, stderr};
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/smoke")
@@ -123,7 +123,16 @@ fn the_smoke_test_passes_on_the_sandbox_and_writes_its_report() {
     assert!(text.contains("  type: self-signed"), "{text}");
     assert!(!text.contains("max_nodes: 5"), "{text}");
     assert!(text.contains("  shared_filesystem: 20Gi"), "{text}");
-    assert!(text.contains("qhub 0.1.0"), "{text}");
+    // The versions are those of the binary that ran.
+    let version = Command::new(env!("CARGO_BIN_EXE_qhub"))
+        .args(["-o", "json", "version"])
+        .output()
+        .unwrap();
+    let version = json_stdout(&version);
+    for key in ["version", "commit"] {
+        let v = version[key].as_str().unwrap();
+        assert!(text.contains(v), "{key} {v} not in the report:\n{text}");
+    }
     println!(
         "report: {} bytes, {} lines",
         text.len(),
@@ -141,7 +150,8 @@ fn the_smoke_test_passes_on_the_sandbox_and_writes_its_report() {
 #[test]
 fn the_smoke_test_refuses_to_run_without_credentials_or_against_an_emulator() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, &[(&str, &str)], &str); 5] = [
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, Env<'_>, &str); 5] = [
         ("do", &[], "DIGITALOCEAN_TOKEN is not set"),
         ("aws", &[], "no AWS credentials found"),
         ("gcp", &[], "no GCP credentials found"),

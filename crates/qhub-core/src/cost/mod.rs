@@ -598,6 +598,83 @@ mod tests {
         assert_eq!(gib("lots"), None);
     }
 
+    /// The load balancer and the in-cluster NFS server's size are read from the manifests the
+    /// platform really applies (observed as applied), at the paths they have there.
+    #[test]
+    fn the_objects_give_the_load_balancer_and_the_nfs_volume() {
+        use crate::provider::facts::{ClusterFacts, Known, SharedFilesystem};
+        let mut config = crate::config::init::render(&crate::config::init::InitOptions::new(
+            ProviderKind::Do,
+            "demo",
+            "demo.example.com",
+            "0123456789abcdef",
+        ))
+        .unwrap();
+        config.storage.shared_filesystem = "123Gi".into();
+        let mut facts = ClusterFacts::from_config(&config);
+        facts.shared_filesystem = Known::Known(SharedFilesystem::InCluster);
+        let objects: Vec<Observed> = crate::kubernetes::desired(&config, &facts)
+            .unwrap()
+            .iter()
+            .map(|r| Observed::like(r, r.spec.clone(), None, crate::plan::ResourceState::Ready))
+            .collect();
+        let shape = Shape::from_objects(&objects);
+        assert!(shape.load_balancer);
+        assert_eq!(shape.storage.as_deref(), Some("123Gi"));
+        assert!(shape.node_groups.is_empty() && !shape.cluster);
+        // Without the Service and the claim: neither.
+        let others: Vec<Observed> = objects
+            .into_iter()
+            .filter(|o| o.id.kind != "Service" && o.id.kind != "PersistentVolumeClaim")
+            .collect();
+        assert_eq!(Shape::from_objects(&others), Shape::default());
+    }
+
+    #[test]
+    fn a_change_is_shown_only_when_it_moves_the_cost() {
+        let config = crate::config::init::render(&crate::config::init::InitOptions::new(
+            ProviderKind::Sandbox,
+            "demo",
+            "demo.example.com",
+            "0123456789abcdef",
+        ))
+        .unwrap();
+        let table = PriceTable::shipped().unwrap();
+        let after = Shape::of_config(&config);
+        assert_eq!(
+            CostChange::between(&config, Some(&after), &after, true, &table),
+            None
+        );
+        let mut before = after.clone();
+        before.node_groups["user"].max_nodes = 3;
+        let c = CostChange::between(&config, Some(&before), &after, false, &table).unwrap();
+        // Two user nodes more at the maximum: 2 × 0.192 × 730.
+        let (b, a) = (c.before.cost.unwrap(), c.after.cost.unwrap());
+        assert!((a.max_monthly - b.max_monthly - 2.0 * 0.192 * 730.0).abs() < 1e-9);
+        assert_eq!(a.min_monthly, b.min_monthly);
+        // Unknown before: shown when the caller says the plan moves infrastructure, never as 0.
+        assert_eq!(
+            CostChange::between(&config, None, &after, false, &table),
+            None
+        );
+        let c = CostChange::between(&config, None, &after, true, &table).unwrap();
+        assert_eq!(c.before.cost, None);
+        assert!(c.text().starts_with("Cost: unknown → $"), "{}", c.text());
+        assert!(c.text().contains("cost before unknown: "), "{}", c.text());
+        // A provider without prices has no cost line.
+        let local = crate::config::init::render(&crate::config::init::InitOptions::new(
+            ProviderKind::Local,
+            "demo",
+            "demo.example.com",
+            "0123456789abcdef",
+        ))
+        .unwrap();
+        assert_eq!(
+            CostChange::between(&local, None, &after, true, &table),
+            None
+        );
+    }
+
     #[test]
     fn money_reads_as_dollars() {
         assert_eq!(money("USD", 1234.567), "$1,234.57");
