@@ -136,6 +136,14 @@ impl Provider for AwsProvider {
         observe::observe(self, ownership).await
     }
 
+    fn priced_shape(
+        &self,
+        config: &Config,
+        observed: &[Observed],
+    ) -> Option<qhub_core::cost::Shape> {
+        observe::priced_shape(config, observed)
+    }
+
     async fn apply(&self, change: &Change, ctx: &ApplyContext) -> Result<(), ProviderError> {
         apply::apply(self, change, ctx).await
     }

@@ -418,3 +418,158 @@ fn render_with_manifests_and_pipelines_writes_both() {
     assert!(only.get("pipelines").is_none(), "{only:#}");
     assert_eq!(only["written"], serde_json::json!([]), "{only:#}");
 }
+
+/// The shell block of the validate job of a rendered `.gitlab-ci.yml` (the `- |` entry of its
+/// `script`), unindented.
+fn validate_block(gitlab: &str) -> String {
+    let job = &gitlab[gitlab.find("\nvalidate-").expect("a validate job")..];
+    let start = job.find("    - |\n").expect("a block in the validate job") + "    - |\n".len();
+    job[start..]
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("      "))
+        .map(|l| l.strip_prefix("      ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs the merge request's plan block with `bash -eo pipefail` (as GitLab's runner runs a
+/// script) and a fake `qhub` (exiting `plan_exit`) and `curl` (recording its arguments and the
+/// header file it reads) on PATH, with `env`. Returns the output, the arguments curl got (or
+/// `None`: not called), the header it read, and the note's body.
+fn run_block(
+    block: &str,
+    plan_exit: i32,
+    env: &[(&str, &str)],
+) -> (std::process::Output, Option<String>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = bin.join(name);
+        std::fs::write(&path, text).unwrap();
+        let status = Command::new("chmod").arg("+x").arg(&path).status().unwrap();
+        assert!(status.success());
+    };
+    write(
+        "qhub",
+        &format!(
+            "#!/bin/sh\necho 'infrastructure:'\necho '  ~ node_group/demo-dev-user'\necho 'Plan: 0 to create, 1 to update, 0 to replace, 0 to delete (20 unchanged).'\nexit {plan_exit}\n"
+        ),
+    );
+    write(
+        "curl",
+        r#"#!/bin/bash
+printf '%s\n' "$@" > "$CURL_ARGS"
+prev=""
+for a in "$@"; do
+  if [ "$prev" = "--header" ]; then cat "${a#@}" > "$CURL_HEADER"; fi
+  case "$a" in body@*) cp "${a#body@}" "$CURL_BODY" ;; esac
+  prev="$a"
+done
+printf 201
+"#,
+    );
+    let args = dir.path().join("curl.args");
+    let header = dir.path().join("curl.header");
+    let body = dir.path().join("curl.body");
+    let out = Command::new("bash")
+        .args(["-eo", "pipefail", "-c", block])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("QHUB_CONFIG", "qhub-config.yaml")
+        .env("CURL_ARGS", &args)
+        .env("CURL_HEADER", &header)
+        .env("CURL_BODY", &body)
+        .envs(env.iter().copied())
+        .output()
+        .expect("bash runs");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let called = args.exists().then(|| read(&args));
+    (out, called, read(&header), read(&body))
+}
+
+#[test]
+fn gitlab_posts_the_merge_requests_plan_as_a_note_without_echoing_the_token() {
+    let repo = repository();
+    init(
+        repo.path(),
+        "aws",
+        "qhub-config.yaml",
+        &["--ci-provider", "gitlab-ci"],
+    );
+    render(repo.path(), &[]);
+    let gitlab = std::fs::read_to_string(repo.path().join(".gitlab-ci.yml")).unwrap();
+    let block = validate_block(&gitlab);
+    assert!(block.contains("QHUB_NOTE_TOKEN"), "{block}");
+    let token = "glpat-not-a-real-token-0123";
+    let mr = [
+        ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+        ("CI_API_V4_URL", "https://gitlab.example.com/api/v4"),
+        ("CI_PROJECT_ID", "7"),
+        ("CI_MERGE_REQUEST_IID", "42"),
+        ("CI_JOB_URL", "https://gitlab.example.com/demo/-/jobs/1"),
+    ];
+
+    // With the token, on a merge request: one note through the notes API, the token only in
+    // the header file curl reads.
+    let mut env = mr.to_vec();
+    env.push(("QHUB_NOTE_TOKEN", token));
+    let (out, args, header, body) = run_block(&block, 3, &env);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let args = args.expect("curl was called");
+    assert!(
+        args.contains("https://gitlab.example.com/api/v4/projects/7/merge_requests/42/notes"),
+        "{args}"
+    );
+    assert!(args.contains("body@plan.md"), "{args}");
+    assert!(
+        !args.contains(token),
+        "the token is on curl's command line: {args}"
+    );
+    assert_eq!(header, format!("PRIVATE-TOKEN: {token}\n"));
+    assert!(!describe(&out).contains(token), "{}", describe(&out));
+    assert!(
+        describe(&out).contains("posted the plan on merge request !42"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        body.starts_with("### `qhub plan` of `qhub-config.yaml`\n\nChanges a merge would deploy:"),
+        "{body}"
+    );
+    assert!(body.contains("~ node_group/demo-dev-user"), "{body}");
+
+    // Without the token: the plan in the log, no note, and the job passes.
+    let (out, args, _, _) = run_block(&block, 3, &mr);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert!(args.is_none(), "curl was called: {args:?}");
+    assert!(
+        describe(&out).contains("QHUB_NOTE_TOKEN is not set: the plan is not posted"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        describe(&out).contains("Plan: 0 to create"),
+        "{}",
+        describe(&out)
+    );
+
+    // Outside a merge-request pipeline: no note.
+    let (out, args, _, _) = run_block(&block, 0, &[env[0], ("QHUB_NOTE_TOKEN", token)]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert!(args.is_none(), "curl was called: {args:?}");
+    assert!(describe(&out).contains("not a merge-request pipeline"));
+
+    // Without credentials (a fork's merge request): no plan, no failure.
+    let (out, args, _, _) = run_block(&block, 3, &[("QHUB_NOTE_TOKEN", token)]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    assert!(args.is_none());
+    assert!(describe(&out).contains("no AWS_ACCESS_KEY_ID: plan left out"));
+
+    // A failed plan is posted and fails the job.
+    let (out, args, _, body) = run_block(&block, 1, &env);
+    assert_ne!(code(&out), 0, "{}", describe(&out));
+    assert!(args.is_some());
+    assert!(body.contains("The plan failed (exit 1)"), "{body}");
+}

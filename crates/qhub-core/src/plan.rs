@@ -556,6 +556,11 @@ pub struct Plan {
     /// may use: [`crate::kubernetes::crd_policy`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kept: Vec<Kept>,
+    /// How the plan moves what the deployment costs, when it changes something priced (node
+    /// groups, the cluster, the shared filesystem, the load balancer); see
+    /// [`crate::cost::CostChange`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::CostChange>,
 }
 
 /// A resource a plan leaves in place on purpose.
@@ -622,6 +627,9 @@ impl Plan {
         let mut doc = serde_json::json!({"changes": self.changes, "summary": self.summary()});
         if !self.kept.is_empty() {
             doc["kept"] = serde_json::json!(self.kept);
+        }
+        if let Some(cost) = &self.cost {
+            doc["cost"] = serde_json::json!(cost);
         }
         doc
     }
@@ -721,6 +729,9 @@ impl Plan {
         }
         for refusal in &self.refused {
             let _ = writeln!(out, "Refused: {refusal}");
+        }
+        if let Some(cost) = &self.cost {
+            out.push_str(&cost.text());
         }
         let s = self.summary();
         let wait = if s.wait > 0 {

@@ -127,6 +127,9 @@ impl Provider for Ungrouped {
     fn cluster_facts(&self, c: &Config, infra: &[Observed]) -> qhub_core::provider::ClusterFacts {
         self.0.cluster_facts(c, infra)
     }
+    fn priced_shape(&self, c: &Config, observed: &[Observed]) -> Option<qhub_core::cost::Shape> {
+        self.0.priced_shape(c, observed)
+    }
     async fn lock_store(
         &self,
         o: &Ownership,

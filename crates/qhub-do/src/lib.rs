@@ -269,6 +269,14 @@ impl Provider for DigitalOceanProvider {
         desired::desired(config, facts).map_err(ProviderError::other)
     }
 
+    fn priced_shape(
+        &self,
+        _config: &Config,
+        observed: &[Observed],
+    ) -> Option<qhub_core::cost::Shape> {
+        observe::priced_shape(observed)
+    }
+
     async fn observe(&self, ownership: &Ownership) -> Result<Vec<Observed>, ProviderError> {
         let clusters = self
             .client

@@ -193,12 +193,87 @@ pub fn observe(
     Ok(out)
 }
 
+/// What exists, as the price table prices it ([`qhub_core::provider::Provider::priced_shape`]):
+/// the DOKS cluster, each node pool's droplet size and autoscaling bounds (named by its
+/// [`crate::desired::GROUP_LABEL`]), and, from the Kubernetes objects, the load balancer and
+/// the in-cluster NFS server's data claim (the block storage volume). `None` when a pool's
+/// spec cannot be read.
+pub fn priced_shape(observed: &[Observed]) -> Option<qhub_core::cost::Shape> {
+    let mut shape = qhub_core::cost::Shape::from_objects(observed);
+    for o in observed.iter().filter(|o| o.stage == Stage::Infrastructure) {
+        if o.id.kind == CLUSTER {
+            shape.cluster = true;
+        } else if o.id.kind == NODE_POOL {
+            let p: PoolSpec = spec::read(&o.id, OBSERVED, &o.spec).ok()?;
+            shape.node_groups.insert(
+                p.labels.get(crate::desired::GROUP_LABEL)?.clone(),
+                qhub_core::cost::GroupShape {
+                    instance: p.size,
+                    min_nodes: p.min_nodes,
+                    max_nodes: p.max_nodes,
+                    accelerators: false,
+                },
+            );
+        }
+    }
+    Some(shape)
+}
+
 /// What an observed spec is called in errors.
 const OBSERVED: &str = "observed spec";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a deploy of the default DigitalOcean config makes, observed as made, with the platform's load balancer
+    /// Service and the NFS server's claim: priced as the config; a node group scaled outside qhub is priced as it is.
+    #[test]
+    fn what_a_deploy_makes_is_priced_as_the_config() {
+        use qhub_core::plan::{Observed, ResourceId, ResourceState, Stage};
+        let config = qhub_core::config::init::render(&qhub_core::config::init::InitOptions {
+            ..qhub_core::config::init::InitOptions::new(
+                qhub_core::config::ProviderKind::Do,
+                "demo",
+                "demo.example.com",
+                "0123456789abcdef",
+            )
+        })
+        .unwrap();
+        let mut observed: Vec<Observed> = crate::desired::desired(
+            &config,
+            &crate::desired::DoFacts {
+                version: "1.33.10-do.1".into(),
+                options: Default::default(),
+            },
+        )
+        .unwrap()
+        .iter()
+        .map(|r| Observed::like(r, r.spec.clone(), None, ResourceState::Ready))
+        .collect();
+        observed.push(Observed::new(
+            ResourceId::new("Service", "dev/traefik"),
+            Stage::Kubernetes,
+            serde_json::json!({"kind": "Service", "spec": {"type": "LoadBalancer"}}),
+            ResourceState::Ready,
+        ));
+        observed.push(Observed::new(
+            ResourceId::new("PersistentVolumeClaim", "dev-privileged/nfs-server-data"),
+            Stage::Kubernetes,
+            serde_json::json!({"spec": {"resources": {"requests": {"storage": "200Gi"}}}}),
+            ResourceState::Ready,
+        ));
+        let want = qhub_core::cost::Shape::of_config(&config);
+        assert_eq!(priced_shape(&observed).as_ref(), Some(&want));
+        let pool = observed
+            .iter_mut()
+            .find(|o| o.id.kind == "node_pool" && o.id.name.ends_with("user"))
+            .expect("the user group");
+        pool.spec["max_nodes"] = serde_json::json!(9);
+        let moved = priced_shape(&observed).expect("a shape");
+        assert_eq!(moved.node_groups["user"].max_nodes, 9);
+        assert_ne!(moved, want);
+    }
     use crate::client::{Node, NodeStatus, Status};
 
     fn cluster(state: &str, tags: &[&str]) -> Cluster {

@@ -137,6 +137,14 @@ impl Provider for GcpProvider {
         Ok(desired::desired(config, facts.get::<ServerFacts>())?)
     }
 
+    fn priced_shape(
+        &self,
+        _config: &Config,
+        observed: &[Observed],
+    ) -> Option<qhub_core::cost::Shape> {
+        observe::priced_shape(observed)
+    }
+
     async fn observe(&self, ownership: &Ownership) -> Result<Vec<Observed>, ProviderError> {
         let clusters = Box::pin(self.clusters()).await?;
         let owned = observe::owned(ownership, &clusters);

@@ -791,6 +791,48 @@ impl Provider for SandboxProvider {
         Ok(Some(url))
     }
 
+    fn priced_shape(
+        &self,
+        _config: &Config,
+        observed: &[Observed],
+    ) -> Option<qhub_core::cost::Shape> {
+        let mut shape = qhub_core::cost::Shape::from_objects(observed);
+        for o in observed.iter().filter(|o| o.stage == Stage::Infrastructure) {
+            match o.id.kind.as_str() {
+                "cluster" => shape.cluster = true,
+                // The simulated storage has the size it was made with (its own, not the NFS
+                // claim's: the sandbox's shared filesystem is this resource).
+                "storage" => shape.storage = Some(o.spec.get("size")?.as_str()?.to_string()),
+                "node_group" => {
+                    let group = o
+                        .spec
+                        .pointer(&format!(
+                            "/labels/{}",
+                            facts::NODE_GROUP_LABEL.replace('/', "~1")
+                        ))?
+                        .as_str()?;
+                    let count = |key: &str| {
+                        o.spec
+                            .get(key)
+                            .and_then(serde_json::Value::as_u64)
+                            .and_then(|n| u32::try_from(n).ok())
+                    };
+                    shape.node_groups.insert(
+                        group.to_string(),
+                        qhub_core::cost::GroupShape {
+                            instance: o.spec.get("instance")?.as_str()?.to_string(),
+                            min_nodes: count("min_nodes")?,
+                            max_nodes: count("max_nodes")?,
+                            accelerators: false,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        Some(shape)
+    }
+
     fn cluster_facts(&self, config: &Config, infra: &[Observed]) -> ClusterFacts {
         let mut facts = ClusterFacts::from_config(config);
         facts.storage_class = Some("sandbox-ssd".to_string());

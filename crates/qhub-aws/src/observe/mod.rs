@@ -402,9 +402,92 @@ pub fn state_of(kind: &str, word: &str) -> ResourceState {
     }
 }
 
+/// What exists, as the price table prices it ([`qhub_core::provider::Provider::priced_shape`]):
+/// the EKS cluster, each node group's first instance type and scaling bounds (named by its
+/// [`desired::GROUP_LABEL`]), the EFS file system, and the load balancer from the Kubernetes
+/// objects. EFS has no provisioned size (it bills the bytes stored), so an existing one is
+/// priced at the config's `storage.shared_filesystem` as the upper bound, as `qhub cost` does:
+/// a size change moves no AWS cost. `None` when a node group lacks what pricing needs.
+pub fn priced_shape(
+    config: &qhub_core::config::Config,
+    observed: &[Observed],
+) -> Option<qhub_core::cost::Shape> {
+    let mut shape = qhub_core::cost::Shape::from_objects(observed);
+    for o in observed.iter().filter(|o| o.stage == Stage::Infrastructure) {
+        match o.id.kind.as_str() {
+            EKS_CLUSTER => shape.cluster = true,
+            EFS => shape.storage = Some(config.storage.shared_filesystem.clone()),
+            NODE_GROUP => {
+                // The fields [`NodeGroupObserved`] and the desired spec share, read alone: the
+                // rest of the spec is not needed to price it.
+                let text = |key: &str| o.spec.get(key).and_then(Json::as_str).map(str::to_string);
+                let bound = |key: &str| {
+                    o.spec
+                        .get(key)
+                        .and_then(Json::as_u64)
+                        .and_then(|n| u32::try_from(n).ok())
+                };
+                let group = o
+                    .spec
+                    .get("labels")
+                    .and_then(|l| l.get(desired::GROUP_LABEL))
+                    .and_then(Json::as_str)?;
+                shape.node_groups.insert(
+                    group.to_string(),
+                    qhub_core::cost::GroupShape {
+                        instance: text("instance_type")?,
+                        min_nodes: bound("min_nodes")?,
+                        max_nodes: bound("max_nodes")?,
+                        accelerators: false,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+    Some(shape)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a deploy of the default AWS config makes, observed as made, with the platform's load balancer
+    /// Service (EFS: priced at the config's size): priced as the config; a node group scaled outside qhub is priced as it is.
+    #[test]
+    fn what_a_deploy_makes_is_priced_as_the_config() {
+        use qhub_core::plan::{Observed, ResourceId, ResourceState, Stage};
+        let config = qhub_core::config::init::render(&qhub_core::config::init::InitOptions {
+            ..qhub_core::config::init::InitOptions::new(
+                qhub_core::config::ProviderKind::Aws,
+                "demo",
+                "demo.example.com",
+                "0123456789abcdef",
+            )
+        })
+        .unwrap();
+        let mut observed: Vec<Observed> = crate::desired::desired(&config, true)
+            .unwrap()
+            .iter()
+            .map(|r| Observed::like(r, r.spec.clone(), None, ResourceState::Ready))
+            .collect();
+        observed.push(Observed::new(
+            ResourceId::new("Service", "dev/traefik"),
+            Stage::Kubernetes,
+            serde_json::json!({"kind": "Service", "spec": {"type": "LoadBalancer"}}),
+            ResourceState::Ready,
+        ));
+        let want = qhub_core::cost::Shape::of_config(&config);
+        assert_eq!(priced_shape(&config, &observed).as_ref(), Some(&want));
+        let pool = observed
+            .iter_mut()
+            .find(|o| o.id.kind == "node_group" && o.id.name.ends_with("user"))
+            .expect("the user group");
+        pool.spec["max_nodes"] = serde_json::json!(9);
+        let moved = priced_shape(&config, &observed).expect("a shape");
+        assert_eq!(moved.node_groups["user"].max_nodes, 9);
+        assert_ne!(moved, want);
+    }
 
     fn found(kind: &str, name: &str, cloud_id: &str, lives_in: &[&str]) -> Found {
         Found {

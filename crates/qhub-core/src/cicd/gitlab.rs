@@ -7,7 +7,8 @@
 //! time: two deploys of one environment never overlap), an `environment` per deployment, the
 //! pinned, checksum-verified `qhub` binary instead of `pip install qhub`, and a push of the
 //! rendered manifests with a project access token (`QHUB_PUSH_TOKEN`) since the job token
-//! cannot push.
+//! cannot push, and the merge request's plan posted as a note with another
+//! ([`NOTE_TOKEN`]), as GitHub's validation comments on the pull request.
 
 use serde_json::Value as Json;
 
@@ -58,6 +59,67 @@ fn script(d: &Deployment<'_>, key: &'static str) -> Result<String, CicdError> {
         out.push_str(&format!("- {}\n", quote(cmd)));
     }
     Ok(out)
+}
+
+/// The CI/CD variable holding the project access token that posts the plan on the merge
+/// request (scope `api`: GitLab's notes API takes no narrower one).
+pub const NOTE_TOKEN: &str = "QHUB_NOTE_TOKEN";
+
+/// The most of the plan a note carries (GitLab caps a note at 1,000,000 characters; the job's
+/// log keeps all of it).
+const NOTE_PLAN_BYTES: usize = 60_000;
+
+/// The merge request's plan: `qhub plan` when the credentials variable `credential` is set
+/// (CI/CD variables are not given to merge requests from forks unless the project allows it:
+/// without them the plan is left out, not failed), printed, and posted as a note on the merge
+/// request when [`NOTE_TOKEN`] is set, as GitHub's validation posts a pull-request comment.
+///
+/// The note goes through GitLab's notes API, `POST
+/// $CI_API_V4_URL/projects/$CI_PROJECT_ID/merge_requests/$CI_MERGE_REQUEST_IID/notes` with the
+/// form field `body` (GitLab `doc/api/notes.md`, "Create new merge request note"), the token in
+/// the `PRIVATE-TOKEN` header (`doc/api/rest/authentication.md`). The token never reaches a
+/// command line or the log: the header is written by the shell's `printf` builtin into a
+/// private file that curl reads (`--header @FILE`), and GitLab prints script lines unexpanded.
+/// Without the token, or outside a merge-request pipeline, the job says so and does not fail;
+/// a refused post is a warning too (the plan itself decides the job's result: 0 or 3 pass).
+fn plan_and_note(credential: &str) -> String {
+    let script = format!(
+        r#"if [ -z "${{{credential}:-}}" ]; then echo 'no {credential}: plan left out'; exit 0; fi
+set +e
+qhub plan -c "$QHUB_CONFIG" --detailed-exitcode > plan.txt
+code=$?
+set -e
+cat plan.txt
+if [ -z "${{{NOTE_TOKEN}:-}}" ]; then
+  echo '{NOTE_TOKEN} is not set: the plan is not posted on the merge request (docs/gitops.md, GitLab CI)'
+elif [ -z "${{CI_MERGE_REQUEST_IID:-}}" ]; then
+  echo 'not a merge-request pipeline: the plan is not posted'
+else
+  {{
+    printf '### `qhub plan` of `%s`\n\n' "$QHUB_CONFIG"
+    case "$code" in
+      0) echo "Nothing to change." ;;
+      3) echo "Changes a merge would deploy:" ;;
+      *) echo "The plan failed (exit $code); see the job's log: $CI_JOB_URL" ;;
+    esac
+    printf '\n```\n'
+    head -c {NOTE_PLAN_BYTES} plan.txt
+    printf '\n```\n'
+  }} > plan.md
+  header="$(mktemp)"
+  printf 'PRIVATE-TOKEN: %s\n' "${NOTE_TOKEN}" > "$header"
+  status="$(curl --silent --show-error --proto '=https' --retry 3 --output /dev/null --write-out '%{{http_code}}' --header @"$header" --data-urlencode body@plan.md "$CI_API_V4_URL/projects/$CI_PROJECT_ID/merge_requests/$CI_MERGE_REQUEST_IID/notes" || true)"
+  rm -f "$header"
+  case "$status" in
+    2*) echo "posted the plan on merge request !$CI_MERGE_REQUEST_IID" ;;
+    *) echo "warning: GitLab refused the plan's note (HTTP $status): check that {NOTE_TOKEN} is a project access token with the api scope" ;;
+  esac
+fi
+[ "$code" -eq 0 ] || [ "$code" -eq 3 ]
+"#,
+        NOTE_TOKEN = NOTE_TOKEN,
+    );
+    format!("- |\n{}", indent(&script, 2))
 }
 
 /// The `.gitlab-ci.yml` for the GitLab CI deployments `list`.
@@ -112,15 +174,7 @@ pub(crate) fn render(list: &[Deployment<'_>]) -> Result<Rendered, CicdError> {
             "- {}\n",
             quote("qhub validate -c \"$QHUB_CONFIG\"")
         ));
-        // CI/CD variables are not given to merge requests from forks (unless the project
-        // allows it): without credentials the plan is left out, not failed.
-        validate.push_str(&format!(
-            "- {}\n",
-            quote(&format!(
-                "if [ -n \"${{{cred}:-}}\" ]; then qhub plan -c \"$QHUB_CONFIG\"; else echo 'no {cred}: plan left out'; fi",
-                cred = d.credential
-            ))
-        ));
+        validate.push_str(&plan_and_note(&d.credential));
         job.push_str(&format!(
             "\nvalidate-{name}:\n  stage: validate\n  image: {IMAGE}\n  rules:\n    - if: '$CI_PIPELINE_SOURCE == \"merge_request_event\"'\n      changes:\n        - {path}\n{vars}  script:\n{script}",
             name = d.name,

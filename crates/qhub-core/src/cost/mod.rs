@@ -10,9 +10,12 @@
 
 use std::collections::BTreeMap;
 
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
 
 use crate::config::{Config, ProviderKind};
+use crate::plan::{Observed, Stage};
 
 /// The table, as shipped.
 const PRICES: &str = include_str!("prices.json");
@@ -210,7 +213,7 @@ pub fn gib(size: &str) -> Option<f64> {
 }
 
 /// The provider's key in the table and the config's region.
-fn where_of(config: &Config) -> Result<(&'static str, String), CostError> {
+pub fn where_of(config: &Config) -> Result<(&'static str, String), CostError> {
     let unsupported = || CostError::Provider(config.provider.to_string());
     match config.provider {
         ProviderKind::Aws => config
@@ -225,43 +228,153 @@ fn where_of(config: &Config) -> Result<(&'static str, String), CostError> {
             .digital_ocean
             .as_ref()
             .map(|p| ("do", p.region.clone())),
+        ProviderKind::Sandbox => config
+            .sandbox
+            .as_ref()
+            .map(|p| ("sandbox", p.region.clone())),
         _ => None,
     }
     .ok_or_else(unsupported)
 }
 
+/// One node group as the table prices it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupShape {
+    /// The instance (machine, droplet) type.
+    pub instance: String,
+    /// The autoscaler's lower bound.
+    pub min_nodes: u32,
+    /// Its upper bound.
+    pub max_nodes: u32,
+    /// Guest accelerators attached apart from the machine type (GCP): the table prices none.
+    pub accelerators: bool,
+}
+
+/// What a deployment consists of, as far as the price table prices it: what the config asks
+/// for ([`Shape::of_config`]), or what exists now, as a provider maps what it observes
+/// ([`crate::provider::Provider::priced_shape`]). Two shapes that are equal cost the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Shape {
+    /// Node groups by the config's group name (in the config's order; compared as a map).
+    pub node_groups: IndexMap<String, GroupShape>,
+    /// Whether the cluster (its control plane) exists.
+    pub cluster: bool,
+    /// The shared filesystem's size (`200Gi`), when it exists.
+    pub storage: Option<String>,
+    /// Whether the ingress load balancer exists.
+    pub load_balancer: bool,
+}
+
+impl Shape {
+    /// What `config` asks for: its node groups, a cluster, the shared filesystem at
+    /// `storage.shared_filesystem` and the ingress load balancer.
+    pub fn of_config(config: &Config) -> Self {
+        Self {
+            node_groups: config
+                .node_groups()
+                .into_iter()
+                .flatten()
+                .map(|(name, g)| {
+                    (
+                        name.clone(),
+                        GroupShape {
+                            instance: g.instance.clone(),
+                            min_nodes: g.min_nodes,
+                            max_nodes: g.max_nodes,
+                            accelerators: !g.guest_accelerators.is_empty(),
+                        },
+                    )
+                })
+                .collect(),
+            cluster: true,
+            storage: Some(config.storage.shared_filesystem.clone()),
+            load_balancer: true,
+        }
+    }
+
+    /// True when nothing priced exists.
+    pub fn is_empty(&self) -> bool {
+        self.node_groups.is_empty()
+            && !self.cluster
+            && self.storage.is_none()
+            && !self.load_balancer
+    }
+
+    /// The parts of the shape the Kubernetes stage makes on every provider, read from the
+    /// observed Kubernetes objects: the ingress load balancer (a `LoadBalancer` Service of
+    /// ours) and, where the shared filesystem is the in-cluster NFS server, the size its data
+    /// claim asks for. A provider's [`crate::provider::Provider::priced_shape`] starts here.
+    pub fn from_objects(observed: &[Observed]) -> Self {
+        let load_balancer = observed.iter().any(|o| {
+            o.stage == Stage::Kubernetes
+                && o.id.kind == "Service"
+                && o.spec.pointer("/spec/type").and_then(Json::as_str) == Some("LoadBalancer")
+        });
+        let storage = observed
+            .iter()
+            .filter(|o| o.stage == Stage::Kubernetes && o.id.kind == "PersistentVolumeClaim")
+            .find(|o| {
+                o.id.name.rsplit('/').next()
+                    == Some(crate::kubernetes::components::storage::NFS_DATA)
+            })
+            .and_then(|o| {
+                o.spec
+                    .pointer("/spec/resources/requests/storage")
+                    .and_then(Json::as_str)
+                    .map(str::to_string)
+            });
+        Self {
+            load_balancer,
+            storage,
+            ..Self::default()
+        }
+    }
+}
+
 /// The estimate of `config` from `table`.
 pub fn estimate(config: &Config, table: &PriceTable) -> Result<Estimate, CostError> {
     let (provider, region) = where_of(config)?;
+    estimate_shape(provider, &region, &Shape::of_config(config), table)
+}
+
+/// The estimate of `shape` in `region` of `provider` (the table's key: `aws`, `gcp`, `do`,
+/// `sandbox`): a line per node group, then the control plane, the storage and the load
+/// balancer where the shape has them.
+pub fn estimate_shape(
+    provider: &str,
+    region: &str,
+    shape: &Shape,
+    table: &PriceTable,
+) -> Result<Estimate, CostError> {
     let prices = table
         .providers
         .get(provider)
         .ok_or_else(|| CostError::Provider(provider.to_string()))?;
     let r = prices
         .regions
-        .get(&region)
+        .get(region)
         .ok_or_else(|| CostError::Region {
             provider: provider.to_string(),
-            region: region.clone(),
+            region: region.to_string(),
             known: prices.regions.keys().cloned().collect(),
             as_of: table.as_of.clone(),
         })?;
     let hours = table.hours_per_month;
     let mut lines = Vec::new();
-    for (name, g) in config.node_groups().into_iter().flatten() {
+    for (name, g) in &shape.node_groups {
         let detail = format!("{} × {}–{}", g.instance, g.min_nodes, g.max_nodes);
-        let cost = if g.guest_accelerators.is_empty() {
+        let cost = if g.accelerators {
+            // The accelerators are billed apart from the machine type; the table has none.
+            None
+        } else {
             r.instances
                 .get(&g.instance)
                 .map(|p| range(p, g.min_nodes, g.max_nodes, hours))
-        } else {
-            // The accelerators are billed apart from the machine type; the table has none.
-            None
         };
-        let detail = match (&cost, g.guest_accelerators.is_empty()) {
+        let detail = match (&cost, g.accelerators) {
             (Some(_), _) => detail,
-            (None, true) => format!("{detail}: no price known for {} in {region}", g.instance),
-            (None, false) => format!("{detail}: no price known for its guest accelerators"),
+            (None, false) => format!("{detail}: no price known for {} in {region}", g.instance),
+            (None, true) => format!("{detail}: no price known for its guest accelerators"),
         };
         lines.push(Line {
             kind: "node_group".into(),
@@ -281,37 +394,42 @@ pub fn estimate(config: &Config, table: &PriceTable) -> Result<Estimate, CostErr
             hours,
         )
     };
-    lines.push(Line {
-        kind: "control_plane".into(),
-        name: r.control_plane.name.clone(),
-        detail: "1".into(),
-        cost: Some(fixed(&r.control_plane)),
-    });
-    let size = &config.storage.shared_filesystem;
-    let storage = gib(size).map(|g| {
-        let m = g * r.storage.gib_month;
-        Range {
-            min_hourly: m / hours,
-            max_hourly: m / hours,
-            min_monthly: m,
-            max_monthly: m,
-        }
-    });
-    lines.push(Line {
-        kind: "storage".into(),
-        name: r.storage.name.clone(),
-        detail: match storage {
-            Some(_) => format!("shared filesystem {size}"),
-            None => format!("shared filesystem {size}: not a size qhub cost reads"),
-        },
-        cost: storage,
-    });
-    lines.push(Line {
-        kind: "load_balancer".into(),
-        name: r.load_balancer.name.clone(),
-        detail: "1".into(),
-        cost: Some(fixed(&r.load_balancer)),
-    });
+    if shape.cluster {
+        lines.push(Line {
+            kind: "control_plane".into(),
+            name: r.control_plane.name.clone(),
+            detail: "1".into(),
+            cost: Some(fixed(&r.control_plane)),
+        });
+    }
+    if let Some(size) = &shape.storage {
+        let storage = gib(size).map(|g| {
+            let m = g * r.storage.gib_month;
+            Range {
+                min_hourly: m / hours,
+                max_hourly: m / hours,
+                min_monthly: m,
+                max_monthly: m,
+            }
+        });
+        lines.push(Line {
+            kind: "storage".into(),
+            name: r.storage.name.clone(),
+            detail: match storage {
+                Some(_) => format!("shared filesystem {size}"),
+                None => format!("shared filesystem {size}: not a size qhub cost reads"),
+            },
+            cost: storage,
+        });
+    }
+    if shape.load_balancer {
+        lines.push(Line {
+            kind: "load_balancer".into(),
+            name: r.load_balancer.name.clone(),
+            detail: "1".into(),
+            cost: Some(fixed(&r.load_balancer)),
+        });
+    }
     let mut total = Range::default();
     for l in &lines {
         if let Some(c) = &l.cost {
@@ -320,7 +438,7 @@ pub fn estimate(config: &Config, table: &PriceTable) -> Result<Estimate, CostErr
     }
     Ok(Estimate {
         provider: provider.to_string(),
-        region,
+        region: region.to_string(),
         as_of: table.as_of.clone(),
         currency: table.currency.clone(),
         hours_per_month: hours,
@@ -330,6 +448,138 @@ pub fn estimate(config: &Config, table: &PriceTable) -> Result<Estimate, CostErr
         total,
         note: table.note.clone(),
     })
+}
+
+/// One side of a [`CostChange`]: its cost, or why it is unknown.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Side {
+    /// The cost; `None` when unknown.
+    pub cost: Option<Range>,
+    /// Why it is unknown (an instance type without a price, a provider that cannot map what
+    /// it observes); `None` when known.
+    pub unknown: Option<String>,
+}
+
+impl Side {
+    fn of(provider: &str, region: &str, shape: Option<&Shape>, table: &PriceTable) -> Self {
+        let Some(shape) = shape else {
+            return Self::unknown(
+                "the provider cannot map what exists to priced resources; the cost now is not guessed",
+            );
+        };
+        match estimate_shape(provider, region, shape, table) {
+            Ok(e) if e.complete => Self {
+                cost: Some(e.total),
+                unknown: None,
+            },
+            Ok(e) => Self::unknown(
+                e.lines
+                    .iter()
+                    .filter(|l| l.cost.is_none())
+                    .map(|l| l.detail.clone())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            Err(e) => Self::unknown(e.to_string()),
+        }
+    }
+
+    fn unknown(why: impl Into<String>) -> Self {
+        Self {
+            cost: None,
+            unknown: Some(why.into()),
+        }
+    }
+}
+
+/// How a plan moves the deployment's cost: what exists now against what the plan leaves,
+/// each at the minimum and maximum size (`qhub plan`, and the plans deploy and destroy show).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostChange {
+    /// The provider's key in the table.
+    pub provider: String,
+    /// The region.
+    pub region: String,
+    /// The price table's date.
+    pub as_of: String,
+    /// Its currency.
+    pub currency: String,
+    /// What exists now costs.
+    pub before: Side,
+    /// What exists after the plan costs.
+    pub after: Side,
+}
+
+impl CostChange {
+    /// The change from `before` (what exists; `None`: the provider cannot say) to `after`,
+    /// when it moves the cost: the shapes differ, or, with `before` unknown, `moves_anyway`
+    /// (the caller's judgement, e.g. the plan changes infrastructure). `None` otherwise, and
+    /// for a provider without prices (`existing`, `local`: qhub creates nothing billed).
+    pub fn between(
+        config: &Config,
+        before: Option<&Shape>,
+        after: &Shape,
+        moves_anyway: bool,
+        table: &PriceTable,
+    ) -> Option<Self> {
+        let (provider, region) = where_of(config).ok()?;
+        let moves = before.map_or(moves_anyway, |b| b != after);
+        if !moves {
+            return None;
+        }
+        Some(Self {
+            provider: provider.to_string(),
+            before: Side::of(provider, &region, before, table),
+            after: Side::of(provider, &region, Some(after), table),
+            region,
+            as_of: table.as_of.clone(),
+            currency: table.currency.clone(),
+        })
+    }
+
+    /// `Cost: $A–$B/month → $C–$D/month (prices as of DATE, REGION)`, and a line per unknown
+    /// side saying why.
+    pub fn text(&self) -> String {
+        let side = |s: &Side| match &s.cost {
+            Some(c) => format!(
+                "{}–{}/month",
+                money(&self.currency, c.min_monthly),
+                money(&self.currency, c.max_monthly)
+            ),
+            None => "unknown".to_string(),
+        };
+        let mut out = format!(
+            "Cost: {} → {} (at the minimum–maximum size; prices as of {}, {})\n",
+            side(&self.before),
+            side(&self.after),
+            self.as_of,
+            self.region
+        );
+        for (name, s) in [("before", &self.before), ("after", &self.after)] {
+            if let Some(why) = &s.unknown {
+                out.push_str(&format!("  cost {name} unknown: {why}\n"));
+            }
+        }
+        out
+    }
+}
+
+/// A monthly amount: `$1,234.56` in dollars, `1234.56 EUR` otherwise.
+pub fn money(currency: &str, v: f64) -> String {
+    let plain = format!("{:.2}", v.max(0.0));
+    let (whole, cents) = plain.split_once('.').unwrap_or((&plain, "00"));
+    let mut grouped = String::new();
+    for (i, ch) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    if currency == "USD" {
+        format!("${grouped}.{cents}")
+    } else {
+        format!("{grouped}.{cents} {currency}")
+    }
 }
 
 #[cfg(test)]
@@ -346,5 +596,90 @@ mod tests {
         assert_eq!(gib("200Gi"), Some(200.0));
         assert_eq!(gib("1Ti"), Some(1024.0));
         assert_eq!(gib("lots"), None);
+    }
+
+    /// The load balancer and the in-cluster NFS server's size are read from the manifests the
+    /// platform really applies (observed as applied), at the paths they have there.
+    #[test]
+    fn the_objects_give_the_load_balancer_and_the_nfs_volume() {
+        use crate::provider::facts::{ClusterFacts, Known, SharedFilesystem};
+        let mut config = crate::config::init::render(&crate::config::init::InitOptions::new(
+            ProviderKind::Do,
+            "demo",
+            "demo.example.com",
+            "0123456789abcdef",
+        ))
+        .unwrap();
+        config.storage.shared_filesystem = "123Gi".into();
+        let mut facts = ClusterFacts::from_config(&config);
+        facts.shared_filesystem = Known::Known(SharedFilesystem::InCluster);
+        let objects: Vec<Observed> = crate::kubernetes::desired(&config, &facts)
+            .unwrap()
+            .iter()
+            .map(|r| Observed::like(r, r.spec.clone(), None, crate::plan::ResourceState::Ready))
+            .collect();
+        let shape = Shape::from_objects(&objects);
+        assert!(shape.load_balancer);
+        assert_eq!(shape.storage.as_deref(), Some("123Gi"));
+        assert!(shape.node_groups.is_empty() && !shape.cluster);
+        // Without the Service and the claim: neither.
+        let others: Vec<Observed> = objects
+            .into_iter()
+            .filter(|o| o.id.kind != "Service" && o.id.kind != "PersistentVolumeClaim")
+            .collect();
+        assert_eq!(Shape::from_objects(&others), Shape::default());
+    }
+
+    #[test]
+    fn a_change_is_shown_only_when_it_moves_the_cost() {
+        let config = crate::config::init::render(&crate::config::init::InitOptions::new(
+            ProviderKind::Sandbox,
+            "demo",
+            "demo.example.com",
+            "0123456789abcdef",
+        ))
+        .unwrap();
+        let table = PriceTable::shipped().unwrap();
+        let after = Shape::of_config(&config);
+        assert_eq!(
+            CostChange::between(&config, Some(&after), &after, true, &table),
+            None
+        );
+        let mut before = after.clone();
+        before.node_groups["user"].max_nodes = 3;
+        let c = CostChange::between(&config, Some(&before), &after, false, &table).unwrap();
+        // Two user nodes more at the maximum: 2 × 0.192 × 730.
+        let (b, a) = (c.before.cost.unwrap(), c.after.cost.unwrap());
+        assert!((a.max_monthly - b.max_monthly - 2.0 * 0.192 * 730.0).abs() < 1e-9);
+        assert_eq!(a.min_monthly, b.min_monthly);
+        // Unknown before: shown when the caller says the plan moves infrastructure, never as 0.
+        assert_eq!(
+            CostChange::between(&config, None, &after, false, &table),
+            None
+        );
+        let c = CostChange::between(&config, None, &after, true, &table).unwrap();
+        assert_eq!(c.before.cost, None);
+        assert!(c.text().starts_with("Cost: unknown → $"), "{}", c.text());
+        assert!(c.text().contains("cost before unknown: "), "{}", c.text());
+        // A provider without prices has no cost line.
+        let local = crate::config::init::render(&crate::config::init::InitOptions::new(
+            ProviderKind::Local,
+            "demo",
+            "demo.example.com",
+            "0123456789abcdef",
+        ))
+        .unwrap();
+        assert_eq!(
+            CostChange::between(&local, None, &after, true, &table),
+            None
+        );
+    }
+
+    #[test]
+    fn money_reads_as_dollars() {
+        assert_eq!(money("USD", 1234.567), "$1,234.57");
+        assert_eq!(money("USD", 0.0), "$0.00");
+        assert_eq!(money("USD", 999.999), "$1,000.00");
+        assert_eq!(money("EUR", 12.5), "12.50 EUR");
     }
 }

@@ -98,6 +98,10 @@ impl Engine {
         }
         plan.notes = cx.notes;
         plan.kept = cx.kept;
+        if stages == StageFilter::All && kubernetes {
+            let after = crate::cost::Shape::of_config(config);
+            plan.cost = self.cost_change(config, &observed, &after, &plan);
+        }
         for after in cx.after_apply {
             if plan.changes.iter().any(|c| (after.holds)(c)) {
                 plan.known_after_apply.extend(after.names);
@@ -132,7 +136,46 @@ impl Engine {
         let mut plan = plan::destroy(&observed);
         plan.notes = notes;
         plan.kept = kept;
+        if stages == StageFilter::All {
+            // Everything goes: nothing priced is left.
+            plan.cost = self.cost_change(config, &observed, &crate::cost::Shape::default(), &plan);
+        }
         Ok(plan)
+    }
+
+    /// How `plan` moves the cost (shown only when it moves it): what exists now, as the
+    /// provider maps `observed` (both stages), against `after`. With a provider that cannot
+    /// map what it observes, the cost now is unknown and shown when the plan changes any
+    /// infrastructure.
+    fn cost_change(
+        &self,
+        config: &Config,
+        observed: &[plan::Observed],
+        after: &crate::cost::Shape,
+        plan: &Plan,
+    ) -> Option<crate::cost::CostChange> {
+        if plan.is_empty() {
+            return None;
+        }
+        let table = match crate::cost::PriceTable::shipped() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("no cost in the plan: {e}");
+                return None;
+            }
+        };
+        let before = self.provider.priced_shape(config, observed);
+        let infrastructure_changes = plan
+            .changes
+            .iter()
+            .any(|c| c.stage == Stage::Infrastructure && c.action != plan::Action::Wait);
+        crate::cost::CostChange::between(
+            config,
+            before.as_ref(),
+            after,
+            infrastructure_changes,
+            &table,
+        )
     }
 
     /// Everything this deployment owns, in the given stages (what `qhub status` lists).

@@ -270,6 +270,19 @@ pub trait Provider: Send + Sync + fmt::Debug {
         ClusterFacts::from_config(config)
     }
 
+    /// What exists now, as the price table prices it ([`crate::cost::Shape`]: instance type,
+    /// minimum and maximum per node group, the shared filesystem's size, whether the cluster
+    /// and the ingress load balancer exist), mapped from `observed`: what [`Provider::observe`]
+    /// returned and the Kubernetes stage's objects ([`crate::cost::Shape::from_objects`] reads
+    /// the load balancer and an in-cluster volume from those). `config` gives only what the
+    /// cloud has no observable value for (EFS has no size). It must not guess: `None` (the
+    /// default) when this provider cannot map what it observes; the plan then says the cost
+    /// now is unknown.
+    fn priced_shape(&self, config: &Config, observed: &[Observed]) -> Option<crate::cost::Shape> {
+        let _ = (config, observed);
+        None
+    }
+
     /// The store of the deployment's cloud-side deploy lock ([`crate::cloud::lock`]), when this
     /// provider has one and it is wanted (not [`crate::cloud::lock::DEPLOY_LOCK_ENV`]`=local`):
     /// it keeps CI runners on different machines apart. The engine takes the lock in it

@@ -38,7 +38,8 @@ pub const NAME: &str = "shared-storage";
 pub const CLAIM: &str = "shared";
 /// The in-cluster NFS server (Deployment and Service).
 pub const NFS_SERVER: &str = "nfs-server";
-const NFS_DATA: &str = "nfs-server-data";
+/// The claim of the in-cluster NFS server's data volume (its size is `storage.shared_filesystem`).
+pub const NFS_DATA: &str = "nfs-server-data";
 /// What the `shared` claim asks for. The claim binds to its own static volume, whose capacity
 /// is the config's size; NFS enforces no size, and a claim without a storage class can never be
 /// resized (the `PersistentVolumeClaimResize` admission plugin refuses it with 403), so the
