@@ -110,9 +110,22 @@ fn the_smoke_test_passes_on_the_sandbox_and_writes_its_report() {
         text.contains("Nothing tagged with the deployment is left."),
         "{text}"
     );
-    // The sandbox's checks cannot run (its load balancer is simulated) and the report says so.
+    // The sandbox's checks cannot run (its load balancer is simulated) and the report says so,
+    // naming as many as the deployed config lists (one per enabled component's URL).
+    let deployed = text
+        .split_once("## Config\n\n```yaml\n")
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .map(|(yaml, _)| yaml)
+        .unwrap_or_else(|| panic!("no config in the report:\n{text}"));
+    let config = qhub_core::config::load_str(deployed, Path::new("qhub-config.yaml"))
+        .unwrap_or_else(|e| panic!("the report's config does not load: {e}"))
+        .config;
+    let checks = qhub_core::kubernetes::endpoints::urls(&config).len();
+    assert!(checks >= 7, "{checks} checks for the demo platform");
     assert!(
-        text.contains("| health | 7 checks not run: the sandbox's load balancer is simulated"),
+        text.contains(&format!(
+            "| health | {checks} checks not run: the sandbox's load balancer is simulated"
+        )),
         "{text}"
     );
     // The estimate it asked about, and the minimal config it deployed.

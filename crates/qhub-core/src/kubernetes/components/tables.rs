@@ -57,6 +57,10 @@ pub fn everything_enabled() -> Vec<(Config, ClusterFacts)> {
                 enabled: true,
                 overrides: None,
             });
+            config.kbatch = Some(Toggle {
+                enabled: true,
+                overrides: None,
+            });
             #[cfg(any(test, feature = "example-component"))]
             super::example::enable(&mut config, "hello", "hi").ok()?;
             let facts = ClusterFacts::from_config(&config);
