@@ -1330,3 +1330,84 @@ pub async fn run_all(h: &dyn Harness) -> Result<Report, Failure> {
     ));
     Ok(report)
 }
+
+/// The check behind a provider's [`Provider::priced_shape`], for its unit tests: what a deploy
+/// of `qhub init`'s config for `kind` makes is priced as the config asks
+/// ([`crate::cost::Shape::of_config`]), and a node group scaled outside qhub is priced as it is.
+///
+/// What a deploy makes: the provider's own resources (`desired` of the config), observed
+/// exactly as made; the platform's `LoadBalancer` Service; and, when `nfs_claim` (the
+/// shared filesystem is the in-cluster NFS server), its data claim at the config's size. The
+/// scaled group is the observed resource of kind `group_kind` named `…user`, its
+/// `max_nodes` set to 9.
+pub fn priced_as_the_config(
+    kind: ProviderKind,
+    desired: impl Fn(&Config) -> Vec<crate::plan::Resource>,
+    nfs_claim: bool,
+    group_kind: &str,
+    priced: impl Fn(&Config, &[crate::plan::Observed]) -> Option<crate::cost::Shape>,
+) -> Result<String, Failure> {
+    use crate::plan::{Observed, ResourceId, ResourceState, Stage};
+    let fail = |message: String| Failure {
+        check: "priced shape",
+        message,
+    };
+    let mut options =
+        crate::config::init::InitOptions::new(kind, "demo", "demo.example.com", "0123456789abcdef");
+    options.gcp_project = Some("demo-project".into());
+    let config = crate::config::init::render(&options)
+        .map_err(|e| fail(format!("qhub init's {kind} config: {e}")))?;
+    let mut observed: Vec<Observed> = desired(&config)
+        .iter()
+        .map(|r| Observed::like(r, r.spec.clone(), None, ResourceState::Ready))
+        .collect();
+    observed.push(Observed::new(
+        ResourceId::new("Service", "dev/traefik"),
+        Stage::Kubernetes,
+        serde_json::json!({"kind": "Service", "spec": {"type": "LoadBalancer"}}),
+        ResourceState::Ready,
+    ));
+    if nfs_claim {
+        observed.push(Observed::new(
+            ResourceId::new(
+                "PersistentVolumeClaim",
+                format!(
+                    "dev-privileged/{}",
+                    crate::kubernetes::components::storage::NFS_DATA
+                ),
+            ),
+            Stage::Kubernetes,
+            serde_json::json!({"spec": {"resources": {"requests": {
+                "storage": config.storage.shared_filesystem,
+            }}}}),
+            ResourceState::Ready,
+        ));
+    }
+    let want = crate::cost::Shape::of_config(&config);
+    let got = priced(&config, &observed);
+    if got.as_ref() != Some(&want) {
+        return Err(fail(format!(
+            "what a deploy makes is priced as {got:?}, the config as {want:?}"
+        )));
+    }
+    let group = observed
+        .iter_mut()
+        .find(|o| o.id.kind == group_kind && o.id.name.ends_with("user"))
+        .ok_or_else(|| {
+            fail(format!(
+                "no {group_kind} named …user among what a deploy makes"
+            ))
+        })?;
+    group.spec["max_nodes"] = serde_json::json!(9);
+    let moved = priced(&config, &observed)
+        .ok_or_else(|| fail("a scaled group made the shape unknown".into()))?;
+    match moved.node_groups.get("user") {
+        Some(g) if g.max_nodes == 9 && moved != want => Ok(format!(
+            "priced as the config ({} node groups); the user group scaled to 9 outside qhub is priced at 9",
+            want.node_groups.len()
+        )),
+        other => Err(fail(format!(
+            "the user group scaled to 9 outside qhub is priced as {other:?}"
+        ))),
+    }
+}

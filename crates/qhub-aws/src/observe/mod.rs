@@ -452,41 +452,18 @@ pub fn priced_shape(
 mod tests {
     use super::*;
 
-    /// What a deploy of the default AWS config makes, observed as made, with the platform's load balancer
-    /// Service (EFS: priced at the config's size): priced as the config; a node group scaled outside qhub is priced as it is.
+    /// What a deploy of the default AWS config makes (EFS, priced at the config's size) is
+    /// priced as the config; a node group scaled outside qhub is priced as it is.
     #[test]
     fn what_a_deploy_makes_is_priced_as_the_config() {
-        use qhub_core::plan::{Observed, ResourceId, ResourceState, Stage};
-        let config = qhub_core::config::init::render(&qhub_core::config::init::InitOptions {
-            ..qhub_core::config::init::InitOptions::new(
-                qhub_core::config::ProviderKind::Aws,
-                "demo",
-                "demo.example.com",
-                "0123456789abcdef",
-            )
-        })
+        qhub_core::conformance::priced_as_the_config(
+            qhub_core::config::ProviderKind::Aws,
+            |config| crate::desired::desired(config, true).unwrap(),
+            false,
+            "node_group",
+            priced_shape,
+        )
         .unwrap();
-        let mut observed: Vec<Observed> = crate::desired::desired(&config, true)
-            .unwrap()
-            .iter()
-            .map(|r| Observed::like(r, r.spec.clone(), None, ResourceState::Ready))
-            .collect();
-        observed.push(Observed::new(
-            ResourceId::new("Service", "dev/traefik"),
-            Stage::Kubernetes,
-            serde_json::json!({"kind": "Service", "spec": {"type": "LoadBalancer"}}),
-            ResourceState::Ready,
-        ));
-        let want = qhub_core::cost::Shape::of_config(&config);
-        assert_eq!(priced_shape(&config, &observed).as_ref(), Some(&want));
-        let pool = observed
-            .iter_mut()
-            .find(|o| o.id.kind == "node_group" && o.id.name.ends_with("user"))
-            .expect("the user group");
-        pool.spec["max_nodes"] = serde_json::json!(9);
-        let moved = priced_shape(&config, &observed).expect("a shape");
-        assert_eq!(moved.node_groups["user"].max_nodes, 9);
-        assert_ne!(moved, want);
     }
 
     fn found(kind: &str, name: &str, cloud_id: &str, lives_in: &[&str]) -> Found {

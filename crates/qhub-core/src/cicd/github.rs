@@ -11,7 +11,9 @@
 
 use serde_json::Value as Json;
 
-use super::{CicdError, Deployment, GITHUB_WORKFLOWS, RELEASE, header, indent, quote};
+use super::{
+    CicdError, Deployment, GITHUB_WORKFLOWS, RELEASE, RUN_PLAN, header, indent, plan_comment, quote,
+};
 use crate::config::yaml;
 use crate::kubernetes::render::Rendered;
 
@@ -250,25 +252,11 @@ fn validate(list: &[Deployment<'_>]) -> String {
         env.push_str("  GH_TOKEN: ${{ github.token }}\n");
         env.push_str("  PR_NUMBER: ${{ github.event.pull_request.number }}\n");
         steps.push_str(&indent(&env, 2));
+        steps.push_str("  run: |\n");
+        steps.push_str(&indent(RUN_PLAN, 4));
+        steps.push_str(&indent(&plan_comment("."), 4));
         steps.push_str(
-            r#"  run: |
-    set +e
-    qhub plan -c "$QHUB_CONFIG" --detailed-exitcode > plan.txt
-    code=$?
-    set -e
-    cat plan.txt
-    {
-      printf '### `qhub plan` of `%s`\n\n' "$QHUB_CONFIG"
-      case "$code" in
-        0) echo "Nothing to change." ;;
-        3) echo "Changes a merge would deploy:" ;;
-        *) echo "The plan failed (exit $code); see the job's log." ;;
-      esac
-      printf '\n```\n'
-      head -c 60000 plan.txt
-      printf '\n```\n'
-    } > plan.md
-    gh pr comment "$PR_NUMBER" --repo "$GITHUB_REPOSITORY" --body-file plan.md
+            r#"    gh pr comment "$PR_NUMBER" --repo "$GITHUB_REPOSITORY" --body-file plan.md
     [ "$code" -eq 0 ] || [ "$code" -eq 3 ]
 "#,
         );

@@ -12,7 +12,9 @@
 
 use serde_json::Value as Json;
 
-use super::{CicdError, Deployment, GITLAB_CI_FILE, RELEASE, header, indent, quote};
+use super::{
+    CicdError, Deployment, GITLAB_CI_FILE, RELEASE, RUN_PLAN, header, indent, plan_comment, quote,
+};
 use crate::kubernetes::render::Rendered;
 
 /// The job image: Docker's official `buildpack-deps` image with curl, git and CA certificates
@@ -65,10 +67,6 @@ fn script(d: &Deployment<'_>, key: &'static str) -> Result<String, CicdError> {
 /// request (scope `api`: GitLab's notes API takes no narrower one).
 pub const NOTE_TOKEN: &str = "QHUB_NOTE_TOKEN";
 
-/// The most of the plan a note carries (GitLab caps a note at 1,000,000 characters; the job's
-/// log keeps all of it).
-const NOTE_PLAN_BYTES: usize = 60_000;
-
 /// The merge request's plan: `qhub plan` when the credentials variable `credential` is set
 /// (CI/CD variables are not given to merge requests from forks unless the project allows it:
 /// without them the plan is left out, not failed), printed, and posted as a note on the merge
@@ -85,28 +83,12 @@ const NOTE_PLAN_BYTES: usize = 60_000;
 fn plan_and_note(credential: &str) -> String {
     let script = format!(
         r#"if [ -z "${{{credential}:-}}" ]; then echo 'no {credential}: plan left out'; exit 0; fi
-set +e
-qhub plan -c "$QHUB_CONFIG" --detailed-exitcode > plan.txt
-code=$?
-set -e
-cat plan.txt
-if [ -z "${{{NOTE_TOKEN}:-}}" ]; then
+{RUN_PLAN}if [ -z "${{{NOTE_TOKEN}:-}}" ]; then
   echo '{NOTE_TOKEN} is not set: the plan is not posted on the merge request (docs/gitops.md, GitLab CI)'
 elif [ -z "${{CI_MERGE_REQUEST_IID:-}}" ]; then
   echo 'not a merge-request pipeline: the plan is not posted'
 else
-  {{
-    printf '### `qhub plan` of `%s`\n\n' "$QHUB_CONFIG"
-    case "$code" in
-      0) echo "Nothing to change." ;;
-      3) echo "Changes a merge would deploy:" ;;
-      *) echo "The plan failed (exit $code); see the job's log: $CI_JOB_URL" ;;
-    esac
-    printf '\n```\n'
-    head -c {NOTE_PLAN_BYTES} plan.txt
-    printf '\n```\n'
-  }} > plan.md
-  header="$(mktemp)"
+{comment}  header="$(mktemp)"
   printf 'PRIVATE-TOKEN: %s\n' "${NOTE_TOKEN}" > "$header"
   status="$(curl --silent --show-error --proto '=https' --retry 3 --output /dev/null --write-out '%{{http_code}}' --header @"$header" --data-urlencode body@plan.md "$CI_API_V4_URL/projects/$CI_PROJECT_ID/merge_requests/$CI_MERGE_REQUEST_IID/notes" || true)"
   rm -f "$header"
@@ -118,6 +100,7 @@ fi
 [ "$code" -eq 0 ] || [ "$code" -eq 3 ]
 "#,
         NOTE_TOKEN = NOTE_TOKEN,
+        comment = indent(&plan_comment(": $CI_JOB_URL"), 2),
     );
     format!("- |\n{}", indent(&script, 2))
 }

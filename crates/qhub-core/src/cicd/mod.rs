@@ -396,6 +396,40 @@ pub fn write(dir: &Path, files: &[Rendered]) -> Result<Written, CicdError> {
     })?)
 }
 
+/// The most of the plan a pull-request comment or merge-request note carries (GitHub caps a
+/// comment at 65,536 characters, GitLab a note at 1,000,000; the job's log keeps all of it).
+const COMMENT_PLAN_BYTES: usize = 60_000;
+
+/// Shell lines that run `qhub plan` of `$QHUB_CONFIG` into `plan.txt`, keep its exit code in
+/// `$code` (0: nothing to change, 3: changes) and print it to the job's log.
+pub(crate) const RUN_PLAN: &str = r#"set +e
+qhub plan -c "$QHUB_CONFIG" --detailed-exitcode > plan.txt
+code=$?
+set -e
+cat plan.txt
+"#;
+
+/// Shell lines that write `plan.md`, the plan ([`RUN_PLAN`]) as a pull-request comment or
+/// merge-request note: a heading, what `$code` means, and the plan's first
+/// [`COMMENT_PLAN_BYTES`] in a code block. `log` ends the failure's sentence (where the
+/// job's log is).
+pub(crate) fn plan_comment(log: &str) -> String {
+    format!(
+        r#"{{
+  printf '### `qhub plan` of `%s`\n\n' "$QHUB_CONFIG"
+  case "$code" in
+    0) echo "Nothing to change." ;;
+    3) echo "Changes a merge would deploy:" ;;
+    *) echo "The plan failed (exit $code); see the job's log{log}" ;;
+  esac
+  printf '\n```\n'
+  head -c {COMMENT_PLAN_BYTES} plan.txt
+  printf '\n```\n'
+}} > plan.md
+"#
+    )
+}
+
 /// A string as a YAML scalar: a JSON string is a valid YAML double-quoted scalar.
 pub(crate) fn quote(s: &str) -> String {
     Json::from(s).to_string()
