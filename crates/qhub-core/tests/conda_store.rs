@@ -9,6 +9,8 @@
 //! scripts/test), or the Python named by `QHUB_CONDA_STORE_PYTHON`; a missing one fails the
 //! test with the command that installs it.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,18 +26,12 @@ const INSTALL: &str = "python3 -m venv .venv-conda-store && .venv-conda-store/bi
                        'conda-store-server==2025.2.2' (or run scripts/test once)";
 
 fn python() -> PathBuf {
-    let python = std::env::var_os("QHUB_CONDA_STORE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-conda-store/bin/python")
-        });
-    assert!(
-        python.is_file(),
-        "conda-store-server's Python not found at {}: run `{INSTALL}` in the workspace, or set \
-         QHUB_CONDA_STORE_PYTHON",
-        python.display()
-    );
-    python
+    support::venv_python(
+        "QHUB_CONDA_STORE_PYTHON",
+        ".venv-conda-store",
+        "conda-store-server",
+        INSTALL,
+    )
 }
 
 fn config(provider: ProviderKind) -> Config {

@@ -15,6 +15,8 @@
 //! The package lives in `.venv-conda-store` (installed by scripts/test) or the Python named by
 //! `QHUB_CONDA_STORE_PYTHON`; a missing one fails the test with the command that installs it.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,18 +35,12 @@ const INSTALL: &str = "python3 -m venv .venv-conda-store && .venv-conda-store/bi
 const SECRET: &str = "a-signing-secret-of-32-bytes-or-more";
 
 fn python() -> PathBuf {
-    let python = std::env::var_os("QHUB_CONDA_STORE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-conda-store/bin/python")
-        });
-    assert!(
-        python.is_file(),
-        "conda-store-server's Python not found at {}: run `{INSTALL}` in the workspace, or set \
-         QHUB_CONDA_STORE_PYTHON",
-        python.display()
-    );
-    python
+    support::venv_python(
+        "QHUB_CONDA_STORE_PYTHON",
+        ".venv-conda-store",
+        "conda-store-server",
+        INSTALL,
+    )
 }
 
 /// The server process, killed when dropped.

@@ -6,6 +6,8 @@
 //! the GPU taint's toleration and the GPU limit); the routes its controller would write use
 //! the Traefik group, entry points and middleware the platform serves.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -21,19 +23,14 @@ const VERSION: &str = "2026.3.0";
 /// the workspace's `.venv-dask-gateway` (scripts/test installs it there). Missing, the test
 /// fails rather than passing unchecked.
 fn python() -> PathBuf {
-    let python = std::env::var_os("QHUB_DASK_GATEWAY_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-dask-gateway/bin/python")
-        });
-    assert!(
-        python.is_file(),
-        "dask-gateway-server's Python not found at {} (run scripts/test once, or `python3 -m \
-         venv .venv-dask-gateway && .venv-dask-gateway/bin/pip install \
-         'dask-gateway-server[kubernetes]=={VERSION}'` and set QHUB_DASK_GATEWAY_PYTHON)",
-        python.display()
-    );
-    python
+    support::venv_python(
+        "QHUB_DASK_GATEWAY_PYTHON",
+        ".venv-dask-gateway",
+        "dask-gateway-server",
+        &format!(
+            "python3 -m venv .venv-dask-gateway && .venv-dask-gateway/bin/pip install 'dask-gateway-server[kubernetes]=={VERSION}'"
+        ),
+    )
 }
 
 /// The default AWS config with a `gpu: true` group and a profile asking for one GPU.

@@ -8,6 +8,8 @@
 //! refused, and the pod each offered profile makes; and JupyterHub starts its services from it
 //! (`init_services`), kbatch with the URL its proxy routes `/services/kbatch/` to.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -21,20 +23,12 @@ use serde_json::{Value as Json, json};
 
 /// The venv's python: `QHUB_JUPYTERHUB_PYTHON`, else the workspace's `.venv-jupyterhub`.
 fn python() -> PathBuf {
-    let python = std::env::var_os("QHUB_JUPYTERHUB_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-jupyterhub/bin/python")
-        });
-    assert!(
-        python.is_file(),
-        "JupyterHub's python not found at {} (run scripts/test once, or `python3 -m venv \
-         .venv-jupyterhub && .venv-jupyterhub/bin/pip install jupyterhub==5.5.0 \
-         jupyterhub-kubespawner==7.0.0 oauthenticator==17.4.0 jupyterhub-idle-culler==1.4.0` \
-         and set QHUB_JUPYTERHUB_PYTHON)",
-        python.display()
-    );
-    python
+    support::venv_python(
+        "QHUB_JUPYTERHUB_PYTHON",
+        ".venv-jupyterhub",
+        "JupyterHub",
+        "python3 -m venv .venv-jupyterhub && .venv-jupyterhub/bin/pip install jupyterhub==5.5.0 jupyterhub-kubespawner==7.0.0 oauthenticator==17.4.0 jupyterhub-idle-culler==1.4.0",
+    )
 }
 
 /// QHub's default AWS config with a GPU group and profiles of every kind of access.

@@ -5,6 +5,8 @@
 //! sftp server's sshd. jupyterhub-ssh itself is not on PyPI (the name is taken by an unrelated
 //! project): the script says what it reproduces of it and from where.
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,18 +25,12 @@ const INSTALL: &str = "python3 -m venv .venv-jupyterhub-ssh && .venv-jupyterhub-
 
 /// The venv's python: `QHUB_JUPYTERHUB_SSH_PYTHON`, else the workspace's `.venv-jupyterhub-ssh`.
 fn python() -> PathBuf {
-    let python = std::env::var_os("QHUB_JUPYTERHUB_SSH_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-jupyterhub-ssh/bin/python")
-        });
-    assert!(
-        python.is_file(),
-        "jupyterhub-ssh's python not found at {} (run scripts/test once, or `{INSTALL}` and \
-         set QHUB_JUPYTERHUB_SSH_PYTHON)",
-        python.display()
-    );
-    python
+    support::venv_python(
+        "QHUB_JUPYTERHUB_SSH_PYTHON",
+        ".venv-jupyterhub-ssh",
+        "jupyterhub-ssh",
+        INSTALL,
+    )
 }
 
 /// `ssh-keygen`: OpenSSH's key loader, the one sshd uses.

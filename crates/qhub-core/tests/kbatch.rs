@@ -27,20 +27,12 @@ use support::{assert_redeploy_is_a_noop, deleted, deploy, engine, find};
 
 /// kbatch-proxy's python: `QHUB_KBATCH_PYTHON`, else the workspace's `.venv-kbatch`.
 fn python() -> PathBuf {
-    let python = std::env::var_os("QHUB_KBATCH_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-kbatch/bin/python")
-        });
-    assert!(
-        python.is_file(),
-        "kbatch-proxy's python not found at {} (run scripts/test once, or `python3 -m venv \
-         .venv-kbatch && .venv-kbatch/bin/pip install kbatch-proxy==0.4.2 fastapi==0.103.1 \
-         'pydantic[dotenv]==1.10.12' jupyterhub==4.0.2 kubernetes==27.2.0 httpx==0.24.1 \
-         rich==13.5.2 escapism==1.0.1` and set QHUB_KBATCH_PYTHON)",
-        python.display()
-    );
-    python
+    support::venv_python(
+        "QHUB_KBATCH_PYTHON",
+        ".venv-kbatch",
+        "kbatch-proxy",
+        "python3 -m venv .venv-kbatch && .venv-kbatch/bin/pip install kbatch-proxy==0.4.2 fastapi==0.103.1 'pydantic[dotenv]==1.10.12' jupyterhub==4.0.2 kubernetes==27.2.0 httpx==0.24.1 rich==13.5.2 escapism==1.0.1",
+    )
 }
 
 fn config(provider: ProviderKind) -> Config {

@@ -110,3 +110,24 @@ pub fn ids(plan: &Plan, action: Action) -> BTreeSet<String> {
         .map(|c| c.id.to_string())
         .collect()
 }
+
+/// The python of a pinned virtualenv a real-software test runs (`scripts/test` installs each):
+/// the path in `env_var`, else the workspace's `.venv-NAME` (`venv`). A missing one fails the
+/// test, naming `what` needs it, the install command `install` and the variable: a skipped
+/// check would pass without checking.
+pub fn venv_python(env_var: &str, venv: &str, what: &str, install: &str) -> std::path::PathBuf {
+    let python = std::env::var_os(env_var)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(venv)
+                .join("bin/python")
+        });
+    assert!(
+        python.is_file(),
+        "{what}'s python not found at {} (run scripts/test once, or `{install}` and set {env_var})",
+        python.display()
+    );
+    python
+}
