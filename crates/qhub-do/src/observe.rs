@@ -199,7 +199,7 @@ pub fn observe(
 /// the in-cluster NFS server's data claim (the block storage volume). `None` when a pool's
 /// spec cannot be read.
 pub fn priced_shape(observed: &[Observed]) -> Option<qhub_core::cost::Shape> {
-    let mut shape = qhub_core::cost::Shape::from_objects(observed);
+    let mut shape = qhub_core::kubernetes::priced::shape_of_objects(observed);
     for o in observed.iter().filter(|o| o.stage == Stage::Infrastructure) {
         if o.id.kind == CLUSTER {
             shape.cluster = true;

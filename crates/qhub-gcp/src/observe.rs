@@ -288,7 +288,7 @@ pub fn claim_disks(cluster: Option<&Cluster>, disks: &[crate::compute::Disk]) ->
 /// none), and, from the Kubernetes objects, the load balancer and the in-cluster NFS server's
 /// data claim (the persistent disk). `None` when a pool's spec cannot be read.
 pub fn priced_shape(observed: &[Observed]) -> Option<qhub_core::cost::Shape> {
-    let mut shape = qhub_core::cost::Shape::from_objects(observed);
+    let mut shape = qhub_core::kubernetes::priced::shape_of_objects(observed);
     for o in observed.iter().filter(|o| o.stage == Stage::Infrastructure) {
         if o.id.kind == CLUSTER {
             shape.cluster = true;

@@ -796,7 +796,7 @@ impl Provider for SandboxProvider {
         _config: &Config,
         observed: &[Observed],
     ) -> Option<qhub_core::cost::Shape> {
-        let mut shape = qhub_core::cost::Shape::from_objects(observed);
+        let mut shape = qhub_core::kubernetes::priced::shape_of_objects(observed);
         for o in observed.iter().filter(|o| o.stage == Stage::Infrastructure) {
             match o.id.kind.as_str() {
                 "cluster" => shape.cluster = true,

@@ -412,7 +412,7 @@ pub fn priced_shape(
     config: &qhub_core::config::Config,
     observed: &[Observed],
 ) -> Option<qhub_core::cost::Shape> {
-    let mut shape = qhub_core::cost::Shape::from_objects(observed);
+    let mut shape = qhub_core::kubernetes::priced::shape_of_objects(observed);
     for o in observed.iter().filter(|o| o.stage == Stage::Infrastructure) {
         match o.id.kind.as_str() {
             EKS_CLUSTER => shape.cluster = true,

@@ -19,6 +19,7 @@ pub mod health;
 pub mod lease;
 pub mod pods;
 pub mod port_forward;
+pub mod priced;
 pub mod readiness;
 pub mod recipes;
 pub mod render;

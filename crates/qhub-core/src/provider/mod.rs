@@ -273,7 +273,7 @@ pub trait Provider: Send + Sync + fmt::Debug {
     /// What exists now, as the price table prices it ([`crate::cost::Shape`]: instance type,
     /// minimum and maximum per node group, the shared filesystem's size, whether the cluster
     /// and the ingress load balancer exist), mapped from `observed`: what [`Provider::observe`]
-    /// returned and the Kubernetes stage's objects ([`crate::cost::Shape::from_objects`] reads
+    /// returned and the Kubernetes stage's objects ([`crate::kubernetes::priced::shape_of_objects`] reads
     /// the load balancer and an in-cluster volume from those). `config` gives only what the
     /// cloud has no observable value for (EFS has no size). It must not guess: `None` (the
     /// default) when this provider cannot map what it observes; the plan then says the cost
