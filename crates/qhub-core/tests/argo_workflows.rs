@@ -20,10 +20,7 @@ fn config() -> Config {
         config.argo_workflows.as_ref().is_some_and(|t| !t.enabled),
         "Argo Workflows is opt-in in qhub init"
     );
-    config.argo_workflows = Some(Toggle {
-        enabled: true,
-        overrides: None,
-    });
+    config.argo_workflows = Some(Toggle::on());
     config
 }
 

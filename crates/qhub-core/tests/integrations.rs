@@ -27,18 +27,9 @@ use support::{assert_redeploy_is_a_noop, deploy, engine, ids, sandbox_config};
 /// The sandbox's default config with every built optional piece on.
 fn everything_on() -> Config {
     let mut config = sandbox_config();
-    config.monitoring = Some(Toggle {
-        enabled: true,
-        overrides: None,
-    });
-    config.argo_workflows = Some(Toggle {
-        enabled: true,
-        overrides: None,
-    });
-    config.kbatch = Some(Toggle {
-        enabled: true,
-        overrides: None,
-    });
+    config.monitoring = Some(Toggle::on());
+    config.argo_workflows = Some(Toggle::on());
+    config.kbatch = Some(Toggle::on());
     config.tf_extensions = Some(
         serde_json::from_value(json!([
             {"name": "dash", "image": "docker.io/acme/dash:1.2", "urlslug": "dash",

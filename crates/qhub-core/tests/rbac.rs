@@ -28,10 +28,7 @@ fn config() -> qhub_core::Config {
     gpu.gpu = true;
     aws.node_groups.insert("gpu".into(), gpu);
     // Opt-in in `qhub init`; its tables are checked too.
-    config.argo_workflows = Some(qhub_core::config::components::Toggle {
-        enabled: true,
-        overrides: None,
-    });
+    config.argo_workflows = Some(qhub_core::config::components::Toggle::on());
     config
 }
 

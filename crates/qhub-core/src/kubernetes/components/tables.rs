@@ -40,10 +40,7 @@ pub fn everything_enabled() -> Vec<(Config, ClusterFacts)> {
             if let Some(group) = groups.and_then(|g| g.values_mut().next()) {
                 group.gpu = true;
             }
-            config.monitoring = Some(Toggle {
-                enabled: true,
-                overrides: None,
-            });
+            config.monitoring = Some(Toggle::on());
             // An extension with every flag: the extensions component and forward-auth.
             config.tf_extensions = Some(vec![
                 serde_json::from_value(serde_json::json!({
@@ -53,14 +50,8 @@ pub fn everything_enabled() -> Vec<(Config, ClusterFacts)> {
                 }))
                 .ok()?,
             ]);
-            config.argo_workflows = Some(Toggle {
-                enabled: true,
-                overrides: None,
-            });
-            config.kbatch = Some(Toggle {
-                enabled: true,
-                overrides: None,
-            });
+            config.argo_workflows = Some(Toggle::on());
+            config.kbatch = Some(Toggle::on());
             #[cfg(any(test, feature = "example-component"))]
             super::example::enable(&mut config, "hello", "hi").ok()?;
             let facts = ClusterFacts::from_config(&config);
